@@ -1,0 +1,22 @@
+// Small helpers shared by the rules: naming victims and shaping messages consistently.
+
+import type { Pod } from '../state/types.ts';
+
+/** How many victims a finding names before saying "and N more". */
+export const MAX_VICTIMS = 5;
+
+export function podRef(pod: Pod): string {
+  return `${pod.metadata.namespace ?? ''}/${pod.metadata.name}`;
+}
+
+/** The first few pod names and the total, for Finding.victims / victimCount. */
+export function victimsOf(pods: readonly Pod[]): { victims: string[]; victimCount: number } {
+  return { victims: pods.slice(0, MAX_VICTIMS).map(podRef), victimCount: pods.length };
+}
+
+/** "blue/httpbin-1, blue/httpbin-2 and 3 more" */
+export function describeVictims(pods: readonly Pod[]): string {
+  const names = pods.slice(0, 3).map(podRef);
+  const rest = pods.length - names.length;
+  return rest > 0 ? `${names.join(', ')} and ${rest} more` : names.join(', ');
+}

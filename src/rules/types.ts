@@ -1,0 +1,84 @@
+// The contract between the rules and everything else. A rule is a pure function of the change and two
+// views of the cluster: `before` (the state as it is) and `after` (the overlay: the state as it would be
+// if the request were admitted). Rules do no I/O and never throw on odd input (they return no finding).
+
+import type { Change, Operation } from '../admission/change.ts';
+import type { KindName } from '../state/kinds.ts';
+import type { ClusterState, LabelSelector } from '../state/types.ts';
+
+/** B = breaks traffic (default deny), I = silently ineffective (default warn), R = risky (default warn). */
+export type Severity = 'B' | 'I' | 'R';
+export type Action = 'deny' | 'warn' | 'audit' | 'off';
+
+export interface Finding {
+  readonly rule: string;
+  /** One short line: what breaks, for whom. No newlines. */
+  readonly message: string;
+  /** The smallest change that fixes it, one line (a longer YAML fix lives in the rule's docs). */
+  readonly fix?: string;
+  /** "ns/pod" names of the first few pods affected (at most 5). */
+  readonly victims?: readonly string[];
+  /** How many pods are affected in all. */
+  readonly victimCount?: number;
+  /**
+   * The problem exists before this request too and the request does not make it worse: never denied,
+   * reported as a warning at most.
+   */
+  readonly preexisting?: boolean;
+}
+
+/** When a rule can fire: kinds and operations of the request. */
+export interface Trigger {
+  readonly kinds: readonly KindName[];
+  readonly operations: readonly Operation[];
+}
+
+/** Cluster facts that cannot be read from the API and that the config file may state. */
+export interface RuleSettings {
+  /**
+   * Pods that talk to the kube-apiserver besides those whose service account is an RBAC subject
+   * (apiserver-egress-missing). Namespace + selector; namespace undefined = any namespace.
+   */
+  readonly apiserverClients: readonly { readonly namespace?: string; readonly selector: LabelSelector }[];
+  /**
+   * Where the kube-apiserver runs (istiod-unreachable-overlay): `auto` compares the default/kubernetes
+   * EndpointSlice with the Nodes' InternalIPs; `outside-nodes` for managed control planes (EKS, GKE, AKS);
+   * `on-nodes` when it runs on cluster nodes.
+   */
+  readonly controlPlane: 'auto' | 'outside-nodes' | 'on-nodes';
+}
+
+export interface RuleContext {
+  readonly settings: RuleSettings;
+}
+
+export interface Rule {
+  /** Stable id: part of the contract (config keys, messages, annotations). */
+  readonly id: string;
+  readonly severity: Severity;
+  /** One line for `meshguard rules` and the README table. */
+  readonly summary: string;
+  /** Path of the rule's page relative to the repo root: docs/rules/<id>.md */
+  readonly docs: string;
+  readonly triggers: readonly Trigger[];
+  evaluate(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[];
+}
+
+export function defaultAction(severity: Severity): Action {
+  return severity === 'B' ? 'deny' : 'warn';
+}
+
+/** A finding with the action the config gives it for this request. */
+export interface ActedFinding extends Finding {
+  readonly action: Exclude<Action, 'off'>;
+}
+
+/** What meshguard answers for one request (built by src/verdict from the findings and the config). */
+export interface Decision {
+  readonly allowed: boolean;
+  readonly findings: readonly ActedFinding[];
+  /** Rule ids skipped for this object by a `meshguard.io/skip` annotation with a reason. */
+  readonly skipped: readonly string[];
+  /** Set when the whole request was exempt (exempt namespace, kind meshguard does not read, ...). */
+  readonly exemptReason?: string;
+}

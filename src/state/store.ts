@@ -1,0 +1,167 @@
+// An in-memory, indexed ClusterState that can be mutated: the backing store of the snapshot loader
+// and of the live informers. Objects are bucketed by kind and namespace, pods are indexed by label,
+// and list() results are cached until the bucket changes, so reads on the admission path are O(result).
+
+import { KINDS, KIND_NAMES, type KindName } from './kinds.ts';
+import type { ClusterState, KindObjects, KubeObject, Pod } from './types.ts';
+
+const CLUSTER = ''; // bucket key for cluster-scoped kinds
+
+interface Bucket {
+  readonly byName: Map<string, KubeObject>;
+  cached?: readonly KubeObject[];
+}
+
+export class MemoryState implements ClusterState {
+  #revision = 0;
+  readonly #label: string;
+  readonly #kinds = new Map<KindName, Map<string, Bucket>>();
+  readonly #allCache = new Map<KindName, readonly KubeObject[]>();
+  readonly #nsCache = new Map<KindName, readonly string[]>();
+  /** "key\u0000value" -> namespace -> pods */
+  readonly #podLabels = new Map<string, Map<string, Set<Pod>>>();
+
+  constructor(label = 'memory') {
+    this.#label = label;
+    for (const k of KIND_NAMES) this.#kinds.set(k, new Map());
+  }
+
+  get revision(): number {
+    return this.#revision;
+  }
+
+  describe(): string {
+    return this.#label;
+  }
+
+  list<K extends KindName>(kind: K, namespace?: string): readonly KindObjects[K][] {
+    const buckets = this.#kinds.get(kind)!;
+    if (namespace !== undefined && KINDS[kind].namespaced) {
+      const b = buckets.get(namespace);
+      if (!b) return [];
+      b.cached ??= [...b.byName.values()];
+      return b.cached as readonly KindObjects[K][];
+    }
+    let all = this.#allCache.get(kind);
+    if (!all) {
+      const out: KubeObject[] = [];
+      for (const b of buckets.values()) for (const o of b.byName.values()) out.push(o);
+      all = out;
+      this.#allCache.set(kind, all);
+    }
+    return all as readonly KindObjects[K][];
+  }
+
+  get<K extends KindName>(kind: K, namespace: string | undefined, name: string): KindObjects[K] | undefined {
+    const ns = KINDS[kind].namespaced ? (namespace ?? '') : CLUSTER;
+    return this.#kinds.get(kind)!.get(ns)?.byName.get(name) as KindObjects[K] | undefined;
+  }
+
+  namespacesWith(kind: KindName): readonly string[] {
+    let c = this.#nsCache.get(kind);
+    if (!c) {
+      c = KINDS[kind].namespaced
+        ? [...this.#kinds.get(kind)!.entries()].filter(([, b]) => b.byName.size > 0).map(([ns]) => ns)
+        : [];
+      this.#nsCache.set(kind, c);
+    }
+    return c;
+  }
+
+  podsWithLabel(namespace: string | undefined, key: string, value: string): readonly Pod[] {
+    const byNs = this.#podLabels.get(key + '\u0000' + value);
+    if (!byNs) return [];
+    if (namespace !== undefined) {
+      const s = byNs.get(namespace);
+      return s ? [...s] : [];
+    }
+    const out: Pod[] = [];
+    for (const s of byNs.values()) for (const p of s) out.push(p);
+    return out;
+  }
+
+  /** Number of objects of a kind. */
+  count(kind: KindName): number {
+    let n = 0;
+    for (const b of this.#kinds.get(kind)!.values()) n += b.byName.size;
+    return n;
+  }
+
+  /** Insert or replace an object (by namespace/name). Returns the object it replaced. */
+  upsert(kind: KindName, obj: KubeObject): KubeObject | undefined {
+    const ns = KINDS[kind].namespaced ? (obj.metadata.namespace ?? '') : CLUSTER;
+    const buckets = this.#kinds.get(kind)!;
+    let b = buckets.get(ns);
+    if (!b) {
+      b = { byName: new Map() };
+      buckets.set(ns, b);
+      this.#nsCache.delete(kind);
+    }
+    const old = b.byName.get(obj.metadata.name);
+    if (kind === 'Pod') {
+      if (old) this.#unindexPod(old as Pod);
+      this.#indexPod(obj as Pod);
+    }
+    b.byName.set(obj.metadata.name, obj);
+    this.#touch(kind, b);
+    return old;
+  }
+
+  /** Remove an object; returns it if it was there. */
+  remove(kind: KindName, namespace: string | undefined, name: string): KubeObject | undefined {
+    const ns = KINDS[kind].namespaced ? (namespace ?? '') : CLUSTER;
+    const buckets = this.#kinds.get(kind)!;
+    const b = buckets.get(ns);
+    const old = b?.byName.get(name);
+    if (!b || !old) return undefined;
+    b.byName.delete(name);
+    if (kind === 'Pod') this.#unindexPod(old as Pod);
+    if (b.byName.size === 0) {
+      buckets.delete(ns);
+      this.#nsCache.delete(kind);
+    }
+    this.#touch(kind, b);
+    return old;
+  }
+
+  /** Replace every object of a kind (a relist). */
+  replaceAll(kind: KindName, objs: readonly KubeObject[]): void {
+    if (kind === 'Pod') for (const p of this.list('Pod')) this.#unindexPod(p);
+    this.#kinds.set(kind, new Map());
+    this.#allCache.delete(kind);
+    this.#nsCache.delete(kind);
+    for (const o of objs) this.upsert(kind, o);
+    this.#revision++;
+  }
+
+  #touch(kind: KindName, b: Bucket): void {
+    delete b.cached;
+    this.#allCache.delete(kind);
+    this.#revision++;
+  }
+
+  #indexPod(p: Pod): void {
+    const ns = p.metadata.namespace ?? '';
+    for (const [k, v] of Object.entries(p.metadata.labels ?? {})) {
+      const key = k + '\u0000' + v;
+      let byNs = this.#podLabels.get(key);
+      if (!byNs) this.#podLabels.set(key, (byNs = new Map()));
+      let s = byNs.get(ns);
+      if (!s) byNs.set(ns, (s = new Set()));
+      s.add(p);
+    }
+  }
+
+  #unindexPod(p: Pod): void {
+    const ns = p.metadata.namespace ?? '';
+    for (const [k, v] of Object.entries(p.metadata.labels ?? {})) {
+      const key = k + '\u0000' + v;
+      const byNs = this.#podLabels.get(key);
+      const s = byNs?.get(ns);
+      if (!s) continue;
+      s.delete(p);
+      if (s.size === 0) byNs!.delete(ns);
+      if (byNs!.size === 0) this.#podLabels.delete(key);
+    }
+  }
+}

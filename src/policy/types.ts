@@ -1,0 +1,170 @@
+// Types of the policy semantics engine's public API (see index.ts).
+
+import type { ClusterState, Gateway, Labels, LabelSelector, Pod, PolicyObject } from '../state/types.ts';
+
+export type Direction = 'ingress' | 'egress';
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+
+export type PolicyKind = 'CiliumNetworkPolicy' | 'CiliumClusterwideNetworkPolicy' | 'NetworkPolicy';
+export interface PolicyRef {
+  readonly kind: PolicyKind;
+  readonly namespace: string; // "" for CCNP
+  readonly name: string;
+}
+
+// ---------- the normalized policy model ----------
+
+export interface PortRule {
+  /** Number, a named port (resolved on the destination pod), or 0 = all ports. */
+  readonly port: number | string;
+  readonly endPort?: number;
+  /** ANY = every protocol. NetworkPolicy defaults to TCP; Cilium defaults to ANY. */
+  readonly protocol: Protocol | 'ANY';
+}
+
+export interface L7Rules {
+  readonly http?: readonly Readonly<Record<string, unknown>>[];
+  readonly kafka?: readonly Readonly<Record<string, unknown>>[];
+  readonly dns?: readonly { readonly matchName?: string; readonly matchPattern?: string }[];
+  readonly l7proto?: string;
+  readonly l7?: readonly Readonly<Record<string, unknown>>[];
+}
+
+export interface PortSection {
+  /** Empty = all ports. */
+  readonly ports: readonly PortRule[];
+  readonly rules?: L7Rules;
+  readonly serverNames?: readonly string[];
+}
+
+export type Peer =
+  /** Pods (and, in Cilium, reserved identities via `reserved:` keys) matching a selector. */
+  | {
+      readonly type: 'endpoints';
+      readonly selector: LabelSelector;
+      /** Namespace constraint applied by defaulting (CNP / NetworkPolicy podSelector alone); undefined = any. */
+      readonly namespace?: string;
+      /** NetworkPolicy namespaceSelector (ANDed with `selector` on the pod). */
+      readonly namespaceSelector?: LabelSelector;
+    }
+  | { readonly type: 'entities'; readonly entities: readonly string[] }
+  | { readonly type: 'cidr'; readonly cidr: string; readonly except: readonly string[] }
+  | { readonly type: 'fqdn'; readonly matchName?: string; readonly matchPattern?: string }
+  | { readonly type: 'services'; readonly services: readonly Readonly<Record<string, unknown>>[] };
+
+export interface RuleElement {
+  readonly direction: Direction;
+  readonly deny: boolean;
+  /** Empty = any peer (e.g. `{}`, `toPorts` alone, NetworkPolicy empty `to`). */
+  readonly peers: readonly Peer[];
+  /** Empty = all ports. */
+  readonly ports: readonly PortSection[];
+}
+
+export interface PolicyModel {
+  readonly ref: PolicyRef;
+  /** Index within `specs:` (0 for `spec`). */
+  readonly specIndex: number;
+  /** The subject selector as written (CNP endpointSelector, NetworkPolicy podSelector). */
+  readonly subjectSelector: LabelSelector;
+  /** CCNP `nodeSelector` policies select nodes, not pods. */
+  readonly selectsNodes: boolean;
+  /** Whether this rule, by itself, puts the direction into default deny for its subjects. */
+  readonly enforces: Readonly<Record<Direction, boolean>>;
+  readonly elements: readonly RuleElement[];
+  /** Any L7 section (http, kafka, dns, l7) in any element. */
+  readonly hasL7: boolean;
+  /** Any toFQDNs peer. */
+  readonly fqdnDependent: boolean;
+}
+
+
+// ---------- endpoints and selection ----------
+
+
+export interface Enforcement {
+  readonly enforced: boolean;
+  /** The policies that put the direction into default deny. */
+  readonly by: readonly PolicyRef[];
+}
+
+// ---------- reachability ----------
+
+export type Target =
+  | { readonly type: 'pod'; readonly pod: Pod }
+  | { readonly type: 'ip'; readonly ip: string }
+  | { readonly type: 'entity'; readonly entity: string }
+  | { readonly type: 'fqdn'; readonly name: string };
+
+export interface Allowing {
+  readonly policy: PolicyRef;
+  readonly element: RuleElement;
+  /** The port section that matched (carries the L7 rules), if the element has ports. */
+  readonly portSection?: PortSection;
+}
+
+export interface DirectionVerdict {
+  /** Does policy apply in this direction at all (egress of `from`, ingress of `to` when it is a pod). */
+  readonly enforced: boolean;
+  readonly verdict: 'allowed' | 'denied';
+  /** Policies that decided: the denying ones if denied by a deny rule, else the allowing ones. */
+  readonly decidingPolicies: readonly PolicyRef[];
+  /** Every allow element that matched (for L7 inspection: which rules.dns / rules.http apply). */
+  readonly allowing: readonly Allowing[];
+  /** One line: why. */
+  readonly reason: string;
+}
+
+export interface Reachability {
+  readonly allowed: boolean;
+  readonly egress: DirectionVerdict;
+  readonly ingress: DirectionVerdict;
+}
+
+
+// ---------- cluster facts ----------
+
+export interface CiliumConfig {
+  /** kube-system/cilium-config exists. */
+  readonly present: boolean;
+  readonly enablePolicy: 'default' | 'always' | 'never';
+  readonly routingMode: 'tunnel' | 'native';
+  readonly kubeProxyReplacement: boolean;
+  /** Socket-level LB active (kube-proxy replacement or bpf-lb-sock). */
+  readonly socketLB: boolean;
+  readonly socketLBHostnsOnly: boolean;
+  readonly cniExclusive: boolean;
+  readonly l7Proxy: boolean;
+  readonly nonDefaultDenyPolicies: boolean;
+  /** The raw data map (strings), for rules that need one more key. */
+  readonly data: Readonly<Record<string, string>>;
+}
+
+export interface DnsBackends {
+  /** Pods behind the kube-dns Service (kube-system/kube-dns, else a Service labelled k8s-app=kube-dns). */
+  readonly pods: readonly Pod[];
+  /** Backend (target) ports, e.g. [{port: 53, protocol: 'UDP'}, {port: 53, protocol: 'TCP'}]. */
+  readonly ports: readonly { readonly port: number; readonly protocol: Protocol }[];
+  readonly serviceIPs: readonly string[];
+}
+
+
+// ---------- Istio ----------
+
+export type MeshMode = 'sidecar' | 'ambient' | 'none';
+
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+export interface EffectiveMtls {
+  readonly mode: MtlsMode;
+  /** The PeerAuthentication that decided, or undefined for the mesh default (PERMISSIVE). */
+  readonly source?: { readonly namespace: string; readonly name: string; readonly level: 'root' | 'namespace' | 'workload' | 'port' };
+}
+
+export interface AuthzAttachment {
+  /** ztunnel: L4-only enforcement in ambient; waypoint: targetRefs to a waypoint/Service; sidecar: Envoy sidecar. */
+  readonly enforcer: 'ztunnel' | 'waypoint' | 'sidecar' | 'mixed' | 'none';
+  readonly scope: 'workload' | 'namespace' | 'root';
+  /** Pods the policy applies to directly (selector / namespace-wide / root), without targetRefs. */
+  readonly pods: readonly Pod[];
+  readonly targetRefs: readonly Readonly<Record<string, unknown>>[];
+}

@@ -82,3 +82,6 @@ export interface Decision {
   /** Set when the whole request was exempt (exempt namespace, kind meshguard does not read, ...). */
   readonly exemptReason?: string;
 }
+
+/** The whole evaluation of one request against a state (src/verdict builds it from rules + config). */
+export type Decide = (change: import('../admission/change.ts').Change, before: ClusterState) => Decision;

@@ -1,0 +1,386 @@
+// Reduce a Kubernetes object (from a file, an informer or an AdmissionReview) to the slim shape of
+// types.ts: only the fields some rule or semantic reads. This keeps memory small in large clusters and
+// keeps secrets (Secret data, webhook caBundles, last-applied-configuration) out of the cache and logs.
+//
+// The input is untrusted (user files, random admission bodies): transformObject never throws, it
+// returns the most plausible minimal object (missing labels -> none, a bad port -> dropped).
+
+import { KINDS, type KindName } from './kinds.ts';
+import type {
+  Container,
+  ContainerPort,
+  KubeObject,
+  LabelSelector,
+  LabelSelectorRequirement,
+  Labels,
+  ObjectMeta,
+  Pod,
+  ServicePort,
+  Subject,
+  WebhookClientConfig,
+} from './types.ts';
+
+type Rec = Record<string, unknown>;
+
+function isRec(v: unknown): v is Rec {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+function rec(v: unknown): Rec {
+  return isRec(v) ? v : {};
+}
+function arr(v: unknown): readonly unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+function str(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  // client-node deserializes timestamps into Date objects.
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : v.toISOString();
+  return undefined;
+}
+function num(v: unknown): number | undefined {
+  if (typeof v === 'number' && Number.isFinite(v)) return v;
+  if (typeof v === 'string' && /^\d+$/.test(v)) return Number(v);
+  return undefined;
+}
+function bool(v: unknown): boolean | undefined {
+  return typeof v === 'boolean' ? v : undefined;
+}
+/** Drop keys whose value is undefined, so the slim objects print and compare cleanly. */
+function compact<T extends Rec>(o: T): T {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
+function nonEmpty<T>(a: T[]): T[] | undefined {
+  return a.length > 0 ? a : undefined;
+}
+
+/** A string map (labels, annotations, ConfigMap data); scalars are stringified, anything else dropped. */
+function stringMap(v: unknown, keep?: (key: string) => boolean): Labels | undefined {
+  if (!isRec(v)) return undefined;
+  const out: Record<string, string> = {};
+  let n = 0;
+  for (const [k, val] of Object.entries(v)) {
+    if (keep && !keep(k)) continue;
+    let s: string | undefined;
+    if (typeof val === 'string') s = val;
+    else if (typeof val === 'number' || typeof val === 'boolean') s = String(val);
+    if (s === undefined) continue;
+    out[k] = s;
+    n++;
+  }
+  return n > 0 ? out : undefined;
+}
+
+// Annotation prefixes meshguard reads (by the key's domain). kubectl.kubernetes.io/* (default-container,
+// last-applied-configuration) is deliberately not among them.
+const ANNOTATION_DOMAINS = ['meshguard.io', 'sidecar.istio.io', 'ambient.istio.io', 'istio.io'];
+
+/** Whether an annotation key is one meshguard keeps. */
+export function keepAnnotation(key: string): boolean {
+  const slash = key.indexOf('/');
+  if (slash < 0) return false;
+  return ANNOTATION_DOMAINS.includes(key.slice(0, slash));
+}
+
+/**
+ * A deep copy of plain JSON data (policy specs are kept whole). Dates become ISO strings, functions and
+ * undefined are dropped, and cycles (YAML aliases can make them) or absurd depth are cut, never thrown.
+ */
+function plainJson(v: unknown, depth = 0, seen: Set<object> = new Set()): unknown {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return v;
+  if (typeof v === 'number') return Number.isFinite(v) ? v : undefined;
+  if (typeof v === 'bigint') return Number(v);
+  if (v instanceof Date) return str(v);
+  if (typeof v !== 'object' || depth > 64 || seen.has(v)) return undefined;
+  seen.add(v);
+  try {
+    if (Array.isArray(v)) {
+      const out: unknown[] = [];
+      for (const x of v) {
+        const c = plainJson(x, depth + 1, seen);
+        if (c !== undefined) out.push(c);
+      }
+      return out;
+    }
+    const out: Rec = {};
+    for (const [k, x] of Object.entries(v)) {
+      const c = plainJson(x, depth + 1, seen);
+      if (c !== undefined) out[k] = c;
+    }
+    return out;
+  } finally {
+    seen.delete(v);
+  }
+}
+
+function meta(kind: KindName, raw: Rec): ObjectMeta {
+  const m = rec(raw.metadata);
+  const out: Rec = {
+    name: str(m.name) ?? '',
+    namespace: KINDS[kind].namespaced ? str(m.namespace) : undefined,
+    uid: str(m.uid),
+    resourceVersion: str(m.resourceVersion),
+    labels: stringMap(m.labels),
+    annotations: stringMap(m.annotations, keepAnnotation),
+    deletionTimestamp: str(m.deletionTimestamp),
+  };
+  return compact(out) as unknown as ObjectMeta;
+}
+
+function labelSelector(v: unknown): LabelSelector | undefined {
+  if (!isRec(v)) return undefined;
+  const exprs: LabelSelectorRequirement[] = [];
+  for (const e of arr(v.matchExpressions)) {
+    if (!isRec(e)) continue;
+    const key = str(e.key);
+    const operator = str(e.operator);
+    if (key === undefined || operator === undefined) continue;
+    const values = Array.isArray(e.values) ? e.values.map((x) => (typeof x === 'string' ? x : String(x))) : undefined;
+    exprs.push(compact({ key, operator, values }) as LabelSelectorRequirement);
+  }
+  // An empty selector object is meaningful ({} = everything), so it is kept as {}.
+  return compact({ matchLabels: stringMap(v.matchLabels), matchExpressions: nonEmpty(exprs) }) as LabelSelector;
+}
+
+function containerPorts(v: unknown): ContainerPort[] | undefined {
+  const out: ContainerPort[] = [];
+  for (const p of arr(v)) {
+    if (!isRec(p)) continue;
+    const containerPort = num(p.containerPort);
+    if (containerPort === undefined) continue;
+    out.push(compact({ name: str(p.name), containerPort, protocol: str(p.protocol) }) as ContainerPort);
+  }
+  return nonEmpty(out);
+}
+
+function containers(v: unknown): Container[] {
+  const out: Container[] = [];
+  for (const c of arr(v)) {
+    if (!isRec(c)) continue;
+    out.push(compact({ name: str(c.name) ?? '', ports: containerPorts(c.ports) }) as Container);
+  }
+  return out;
+}
+
+/** The pod spec fields meshguard reads (pods and Deployment templates). */
+export function transformPodSpec(v: unknown): Pod['spec'] {
+  const s = rec(v);
+  const init = containers(s.initContainers);
+  return compact({
+    serviceAccountName: str(s.serviceAccountName),
+    hostNetwork: bool(s.hostNetwork),
+    nodeName: str(s.nodeName),
+    containers: containers(s.containers),
+    initContainers: nonEmpty(init),
+  }) as Pod['spec'];
+}
+
+function podStatus(v: unknown): Pod['status'] {
+  if (!isRec(v)) return undefined;
+  const ips: { ip: string }[] = [];
+  for (const p of arr(v.podIPs)) {
+    const ip = isRec(p) ? str(p.ip) : undefined;
+    if (ip !== undefined) ips.push({ ip });
+  }
+  return compact({ phase: str(v.phase), podIP: str(v.podIP), podIPs: nonEmpty(ips), hostIP: str(v.hostIP) });
+}
+
+function stringList(v: unknown): string[] | undefined {
+  if (!Array.isArray(v)) return undefined;
+  return v.filter((x): x is string => typeof x === 'string');
+}
+
+// ConfigMaps whose data rules read: Cilium agent config, Istio mesh config (default and per revision)
+// and CoreDNS. Everything else keeps metadata only (CA bundles, injector templates, app config).
+function keepConfigMapData(name: string): boolean {
+  if (name === 'cilium-config' || name === 'coredns' || name === 'istio') return true;
+  return name.startsWith('istio-') && !name.startsWith('istio-sidecar-injector') && name !== 'istio-ca-root-cert';
+}
+
+const POLICY_KINDS: ReadonlySet<KindName> = new Set([
+  'NetworkPolicy',
+  'CiliumNetworkPolicy',
+  'CiliumClusterwideNetworkPolicy',
+  'AuthorizationPolicy',
+  'PeerAuthentication',
+]);
+
+function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
+  const spec = rec(raw.spec);
+  switch (kind) {
+    case 'Pod':
+      return { spec: transformPodSpec(raw.spec), status: podStatus(raw.status) };
+    case 'Node': {
+      const addresses: { type: string; address: string }[] = [];
+      for (const a of arr(rec(raw.status).addresses)) {
+        if (!isRec(a)) continue;
+        const type = str(a.type);
+        const address = str(a.address);
+        if (type !== undefined && address !== undefined) addresses.push({ type, address });
+      }
+      return {
+        spec: isRec(raw.spec) ? compact({ podCIDR: str(spec.podCIDR), podCIDRs: stringList(spec.podCIDRs) }) : undefined,
+        status: isRec(raw.status) ? compact({ addresses: nonEmpty(addresses) }) : undefined,
+      };
+    }
+    case 'Service': {
+      const ports: ServicePort[] = [];
+      for (const p of arr(spec.ports)) {
+        if (!isRec(p)) continue;
+        const port = num(p.port);
+        if (port === undefined) continue;
+        const targetPort = typeof p.targetPort === 'string' ? (num(p.targetPort) ?? p.targetPort) : num(p.targetPort);
+        ports.push(compact({ name: str(p.name), port, targetPort, protocol: str(p.protocol) }) as ServicePort);
+      }
+      return {
+        spec: compact({
+          selector: stringMap(spec.selector),
+          ports: nonEmpty(ports),
+          clusterIP: str(spec.clusterIP),
+          clusterIPs: stringList(spec.clusterIPs),
+          type: str(spec.type),
+        }),
+      };
+    }
+    case 'EndpointSlice': {
+      const endpoints: Rec[] = [];
+      for (const e of arr(raw.endpoints)) {
+        if (!isRec(e)) continue;
+        const ready = isRec(e.conditions) ? bool(e.conditions.ready) : undefined;
+        const t = isRec(e.targetRef) ? e.targetRef : undefined;
+        endpoints.push(
+          compact({
+            addresses: stringList(e.addresses) ?? [],
+            conditions: isRec(e.conditions) ? compact({ ready }) : undefined,
+            targetRef: t ? compact({ kind: str(t.kind), name: str(t.name), namespace: str(t.namespace) }) : undefined,
+          }),
+        );
+      }
+      const ports: Rec[] = [];
+      for (const p of arr(raw.ports)) {
+        if (!isRec(p)) continue;
+        ports.push(compact({ name: str(p.name), port: num(p.port), protocol: str(p.protocol) }));
+      }
+      return {
+        addressType: str(raw.addressType),
+        endpoints: Array.isArray(raw.endpoints) ? endpoints : undefined,
+        ports: Array.isArray(raw.ports) ? ports : undefined,
+      };
+    }
+    case 'ConfigMap':
+      return { data: keepConfigMapData(metadata.name) ? (stringMap(raw.data) ?? {}) : undefined };
+    case 'Deployment': {
+      const tmpl = rec(spec.template);
+      const tmeta = rec(tmpl.metadata);
+      const tm = compact({ labels: stringMap(tmeta.labels), annotations: stringMap(tmeta.annotations, keepAnnotation) });
+      return {
+        spec: compact({
+          replicas: num(spec.replicas),
+          selector: labelSelector(spec.selector),
+          template: compact({
+            metadata: Object.keys(tm).length > 0 ? tm : undefined,
+            spec: transformPodSpec(tmpl.spec),
+          }),
+        }),
+      };
+    }
+    case 'RoleBinding':
+    case 'ClusterRoleBinding': {
+      const r = isRec(raw.roleRef) ? raw.roleRef : undefined;
+      const subjects: Subject[] = [];
+      for (const s of arr(raw.subjects)) {
+        if (!isRec(s)) continue;
+        const k = str(s.kind);
+        const name = str(s.name);
+        if (k === undefined || name === undefined) continue;
+        subjects.push(compact({ kind: k, name, namespace: str(s.namespace) }) as Subject);
+      }
+      return {
+        roleRef: r ? { kind: str(r.kind) ?? '', name: str(r.name) ?? '' } : undefined,
+        subjects: Array.isArray(raw.subjects) ? subjects : undefined,
+      };
+    }
+    case 'MutatingWebhookConfiguration': {
+      const webhooks: Rec[] = [];
+      for (const w of arr(raw.webhooks)) {
+        if (!isRec(w)) continue;
+        const cc = rec(w.clientConfig);
+        const svc = isRec(cc.service) ? cc.service : undefined;
+        // caBundle is never kept: it is not needed and has no place in logs or dumps.
+        const clientConfig: WebhookClientConfig = compact({
+          url: str(cc.url),
+          service: svc
+            ? compact({ name: str(svc.name) ?? '', namespace: str(svc.namespace) ?? '', port: num(svc.port), path: str(svc.path) })
+            : undefined,
+        });
+        webhooks.push(
+          compact({
+            name: str(w.name) ?? '',
+            clientConfig,
+            failurePolicy: str(w.failurePolicy),
+            namespaceSelector: labelSelector(w.namespaceSelector),
+            objectSelector: labelSelector(w.objectSelector),
+          }),
+        );
+      }
+      return { webhooks: Array.isArray(raw.webhooks) ? webhooks : undefined };
+    }
+    case 'Gateway': {
+      const listeners: Rec[] = [];
+      for (const l of arr(spec.listeners)) {
+        if (!isRec(l)) continue;
+        listeners.push(compact({ name: str(l.name), port: num(l.port), protocol: str(l.protocol) }));
+      }
+      return {
+        spec: isRec(raw.spec)
+          ? compact({ gatewayClassName: str(spec.gatewayClassName), listeners: Array.isArray(spec.listeners) ? listeners : undefined })
+          : undefined,
+      };
+    }
+    case 'Namespace':
+    case 'ServiceAccount':
+      return {};
+    default: {
+      if (POLICY_KINDS.has(kind)) {
+        const specs = Array.isArray(raw.specs) ? (plainJson(raw.specs.filter(isRec)) as Rec[]) : undefined;
+        return { spec: isRec(raw.spec) ? plainJson(raw.spec) : undefined, specs };
+      }
+      return {};
+    }
+  }
+}
+
+function apiVersionFor(kind: KindName, raw: Rec): string {
+  const given = str(raw.apiVersion);
+  if (given) return given;
+  const k = KINDS[kind];
+  return k.group ? `${k.group}/${k.version}` : k.version;
+}
+
+/**
+ * The slim copy of `raw` as kind `kind`: the fields listed in types.ts, nothing else. Never throws; odd
+ * input gives a minimal valid object (empty name, no labels, empty container list, ...).
+ */
+export function transformObject(kind: KindName, raw: unknown): KubeObject {
+  const r = rec(raw);
+  try {
+    const metadata = meta(kind, r);
+    return compact({ apiVersion: apiVersionFor(kind, r), kind, metadata, ...body(kind, r, metadata) }) as KubeObject;
+  } catch {
+    // Throwing getters or proxies on exotic input: fall back to the smallest object of that kind.
+    return { apiVersion: apiVersionFor(kind, {}), kind, metadata: { name: '' }, ...minimalBody(kind) } as KubeObject;
+  }
+}
+
+function minimalBody(kind: KindName): Rec {
+  switch (kind) {
+    case 'Pod':
+      return { spec: { containers: [] } };
+    case 'Service':
+      return { spec: {} };
+    case 'Deployment':
+      return { spec: { template: { spec: { containers: [] } } } };
+    default:
+      return {};
+  }
+}

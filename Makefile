@@ -1,0 +1,56 @@
+# meshguard developer entry points. Node.js 24 comes from the `node` devDependency: every command
+# runs through npx / node_modules/.bin so the machine's own (older) Node is never used.
+
+SHELL := /bin/bash
+NODE  := ./node_modules/.bin/node
+NPX   := npx --no-install
+PORT  ?= 8443
+
+.PHONY: all deps build typecheck run certs test unit e2e control-plane bench bench-quick clean
+
+all: build
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.package-lock.json
+
+build: deps
+	$(NPX) tsc -p tsconfig.json
+
+typecheck: deps
+	$(NPX) tsc -p tsconfig.json --noEmit
+
+# A self-signed development CA + serving certificate for localhost/127.0.0.1 (certs/ is gitignored).
+certs: certs/tls.crt
+
+certs/tls.crt:
+	./scripts/dev-certs.sh certs
+
+# Serve the bundled example cluster on https://127.0.0.1:$(PORT)
+run: build certs
+	$(NODE) bin/meshguard.js serve --state examples/cluster \
+	  --tls-cert certs/tls.crt --tls-key certs/tls.key --port $(PORT) --host 127.0.0.1
+
+# Everything: typecheck, unit tests, end-to-end tests against a real kube-apiserver.
+test: build unit e2e
+
+unit: build
+	$(NPX) tap build >/dev/null
+	$(NPX) tap --reporter=tap --exclude='test/e2e/**' --exclude='**/{dist,fixture,fixtures,node_modules}/**'
+
+control-plane:
+	./scripts/prepare-control-plane.sh
+
+e2e: build control-plane
+	$(NPX) tap --reporter=tap --jobs=1 --timeout=900 test/e2e/*.test.ts
+
+bench: build
+	$(NODE) --expose-gc bench/run.ts --full
+
+bench-quick: build
+	$(NODE) --expose-gc bench/run.ts --quick
+
+clean:
+	rm -rf dist .tap

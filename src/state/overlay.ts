@@ -1,0 +1,130 @@
+// The cluster as it would be if one admission request were admitted: a thin view over another state.
+// Nothing is copied: every read that does not touch the changed (kind, namespace) goes straight to the
+// base, and the few derived lists that do are computed on first use and cached (the base is assumed
+// not to change while the overlay is in use, which holds for one admission evaluation).
+
+import type { Change } from '../admission/change.ts';
+import { KINDS, type KindName } from './kinds.ts';
+import type { ClusterState, KindObjects, KubeObject, Pod } from './types.ts';
+
+// Overlay revisions count down from -1 so they never collide with a MemoryState's (which count up from
+// 0), nor with each other.
+let nextRevision = -1;
+
+const ALL = '\u0000all';
+
+class OverlayState implements ClusterState {
+  readonly revision: number;
+  readonly #base: ClusterState;
+  readonly #kind: KindName;
+  /** Bucket of the changed object: its namespace, or "" for cluster-scoped kinds. */
+  readonly #ns: string;
+  readonly #name: string;
+  /** The object after the change; undefined for a DELETE. */
+  readonly #obj: KubeObject | undefined;
+  readonly #what: string;
+  readonly #lists = new Map<string, readonly KubeObject[]>();
+  #namespaces?: readonly string[];
+
+  constructor(base: ClusterState, kind: KindName, ns: string, name: string, obj: KubeObject | undefined, what: string) {
+    this.#base = base;
+    this.#kind = kind;
+    this.#ns = ns;
+    this.#name = name;
+    this.#obj = obj;
+    this.#what = what;
+    this.revision = nextRevision--;
+  }
+
+  describe(): string {
+    return `overlay(${this.#base.describe()} + ${this.#what})`;
+  }
+
+  #isTarget(o: KubeObject): boolean {
+    return o.metadata.name === this.#name && (!KINDS[this.#kind].namespaced || (o.metadata.namespace ?? '') === this.#ns);
+  }
+
+  get<K extends KindName>(kind: K, namespace: string | undefined, name: string): KindObjects[K] | undefined {
+    if (kind === this.#kind && name === this.#name && (!KINDS[kind].namespaced || (namespace ?? '') === this.#ns)) {
+      return this.#obj as KindObjects[K] | undefined;
+    }
+    return this.#base.get(kind, namespace, name);
+  }
+
+  list<K extends KindName>(kind: K, namespace?: string): readonly KindObjects[K][] {
+    if (kind !== this.#kind) return this.#base.list(kind, namespace);
+    const scoped = namespace !== undefined && KINDS[kind].namespaced;
+    if (scoped && namespace !== this.#ns) return this.#base.list(kind, namespace);
+    const key = scoped ? namespace : ALL;
+    let out = this.#lists.get(key);
+    if (!out) {
+      out = this.#patch(this.#base.list(kind, scoped ? namespace : undefined));
+      this.#lists.set(key, out);
+    }
+    return out as readonly KindObjects[K][];
+  }
+
+  /** `objs` with the changed object replaced, removed or appended. */
+  #patch(objs: readonly KubeObject[]): readonly KubeObject[] {
+    const i = objs.findIndex((o) => this.#isTarget(o));
+    if (i < 0) return this.#obj ? [...objs, this.#obj] : objs;
+    const out = objs.slice();
+    if (this.#obj) out[i] = this.#obj;
+    else out.splice(i, 1);
+    return out;
+  }
+
+  namespacesWith(kind: KindName): readonly string[] {
+    if (kind !== this.#kind || !KINDS[kind].namespaced) return this.#base.namespacesWith(kind);
+    if (!this.#namespaces) {
+      const base = this.#base.namespacesWith(kind);
+      const has = base.includes(this.#ns);
+      if (this.#obj) this.#namespaces = has ? base : [...base, this.#ns];
+      else if (has && this.list(kind, this.#ns).length === 0) this.#namespaces = base.filter((n) => n !== this.#ns);
+      else this.#namespaces = base;
+    }
+    return this.#namespaces;
+  }
+
+  podsWithLabel(namespace: string | undefined, key: string, value: string): readonly Pod[] {
+    const base = this.#base.podsWithLabel(namespace, key, value);
+    if (this.#kind !== 'Pod' || (namespace !== undefined && namespace !== this.#ns)) return base;
+    const out = base.filter((p) => !this.#isTarget(p));
+    const p = this.#obj as Pod | undefined;
+    if (p && p.metadata.labels?.[key] === value) out.push(p);
+    return out;
+  }
+}
+
+/**
+ * The state as it would be if `change` were admitted: CREATE/UPDATE put `change.object` (replacing the
+ * object of the same kind/namespace/name), DELETE removes it. CONNECT, kinds meshguard does not model,
+ * and a CREATE/UPDATE without an object leave the state as it is (the base itself is returned).
+ */
+export function overlay(base: ClusterState, change: Change): ClusterState {
+  const kind = change.kind;
+  if (!kind || !(kind in KINDS)) return base;
+  const namespaced = KINDS[kind].namespaced;
+  const subject = change.object ?? change.oldObject;
+  // The request's namespace/name are authoritative (a manifest may omit its namespace); fall back to the
+  // object's own.
+  const ns = namespaced ? change.namespace || subject?.metadata.namespace || '' : '';
+  const name = change.name || subject?.metadata.name || '';
+  const what = `${change.operation} ${kind} ${namespaced ? `${ns}/` : ''}${name}`;
+  switch (change.operation) {
+    case 'CREATE':
+    case 'UPDATE': {
+      let obj = change.object;
+      if (!obj) return base;
+      // Keep the object consistent with the key it is stored under, so list(kind, ns) and get() agree.
+      if (obj.metadata.name !== name || (namespaced && (obj.metadata.namespace ?? '') !== ns)) {
+        obj = { ...obj, metadata: { ...obj.metadata, name, ...(namespaced ? { namespace: ns } : {}) } };
+      }
+      return new OverlayState(base, kind, ns, name, obj, what);
+    }
+    case 'DELETE':
+      return new OverlayState(base, kind, ns, name, undefined, what);
+    default:
+      return base;
+  }
+}

@@ -1,18 +1,112 @@
-// STUB: to be implemented (see types.ts and index.ts for the contract).
+// Cluster facts the policy engine and rules need: the DNS backends (kube-dns Service), the kube-apiserver
+// endpoints (default/kubernetes EndpointSlice) and the Node addresses (Cilium's host / remote-node
+// identities). Cached per state revision.
 
-import type { ClusterState } from '../state/types.ts';
-import type { DnsBackends } from './types.ts';
+import type { ClusterState, Pod, Service } from '../state/types.ts';
+import type { DnsBackends, Protocol } from './types.ts';
+import { perRevision } from './cache.ts';
+import { matchesSelector } from './selectors.ts';
 
-export function dnsBackends(_state: ClusterState): DnsBackends {
-  throw new Error('dnsBackends: not implemented yet');
+function protocolOf(p: string | undefined): Protocol {
+  const u = (p ?? 'TCP').toUpperCase();
+  return u === 'UDP' || u === 'SCTP' ? u : 'TCP';
+}
+
+/** Pods a Service's selector selects, in the Service namespace (none for a selector-less Service). */
+export function serviceBackendPods(state: ClusterState, svc: Service): readonly Pod[] {
+  const sel = svc.spec.selector;
+  const entries = Object.entries(sel ?? {});
+  const first = entries[0];
+  if (!sel || !first) return [];
+  const namespace = svc.metadata.namespace ?? 'default';
+  return state
+    .podsWithLabel(namespace, first[0], first[1])
+    .filter((p) => matchesSelector({ matchLabels: sel }, p.metadata.labels ?? {}));
+}
+
+/** The backend port a Service port translates to on a pod (named targetPort resolved on its containers). */
+export function serviceTargetPort(
+  svcPort: { port: number; targetPort?: number | string; protocol?: string },
+  pod: Pod | undefined,
+): number | undefined {
+  const t = svcPort.targetPort;
+  if (t === undefined || t === null || t === '' || t === 0) return svcPort.port;
+  if (typeof t === 'number') return t;
+  if (/^\d+$/.test(t)) return Number(t);
+  if (!pod) return undefined;
+  return namedPort(pod, t, protocolOf(svcPort.protocol));
+}
+
+/** A named container port of a pod (any container, init containers included), for a protocol. */
+export function namedPort(pod: Pod, name: string, protocol: Protocol | 'ANY'): number | undefined {
+  for (const c of [...pod.spec.containers, ...(pod.spec.initContainers ?? [])]) {
+    for (const p of c.ports ?? []) {
+      if (p.name === name && (protocol === 'ANY' || protocolOf(p.protocol) === protocol)) return p.containerPort;
+    }
+  }
+  return undefined;
+}
+
+function findDnsService(state: ClusterState): Service | undefined {
+  const direct = state.get('Service', 'kube-system', 'kube-dns');
+  if (direct) return direct;
+  // Some distributions name it differently (e.g. "coredns"); the k8s-app=kube-dns label is the convention.
+  return (
+    state.list('Service', 'kube-system').find((s) => s.metadata.labels?.['k8s-app'] === 'kube-dns') ??
+    state.list('Service').find((s) => s.metadata.labels?.['k8s-app'] === 'kube-dns')
+  );
+}
+
+export function dnsBackends(state: ClusterState): DnsBackends {
+  return perRevision(state, 'dnsBackends', () => {
+    const svc = findDnsService(state);
+    if (!svc) return { pods: [], ports: [], serviceIPs: [] };
+    const pods = serviceBackendPods(state, svc);
+    const ports: { port: number; protocol: Protocol }[] = [];
+    for (const sp of svc.spec.ports ?? []) {
+      const candidates = pods.length > 0 ? pods : [undefined];
+      for (const p of candidates) {
+        const port = serviceTargetPort(sp, p);
+        if (port === undefined) continue;
+        const protocol = protocolOf(sp.protocol);
+        if (!ports.some((x) => x.port === port && x.protocol === protocol)) ports.push({ port, protocol });
+      }
+    }
+    const ips = svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec.clusterIP ? [svc.spec.clusterIP] : [];
+    return { pods, ports, serviceIPs: ips.filter((ip) => ip && ip !== 'None') };
+  });
 }
 
 /** kube-apiserver endpoints from the default/kubernetes EndpointSlice. */
-export function apiserverEndpoints(_state: ClusterState): { ips: readonly string[]; ports: readonly number[] } {
-  throw new Error('apiserverEndpoints: not implemented yet');
+export function apiserverEndpoints(state: ClusterState): { ips: readonly string[]; ports: readonly number[] } {
+  return perRevision(state, 'apiserverEndpoints', () => {
+    const slices = state
+      .list('EndpointSlice', 'default')
+      .filter((s) => s.metadata.name === 'kubernetes' || s.metadata.labels?.['kubernetes.io/service-name'] === 'kubernetes');
+    const ips: string[] = [];
+    const ports: number[] = [];
+    for (const s of slices) {
+      for (const e of s.endpoints ?? []) for (const a of e.addresses ?? []) if (!ips.includes(a)) ips.push(a);
+      for (const p of s.ports ?? []) if (typeof p.port === 'number' && !ports.includes(p.port)) ports.push(p.port);
+    }
+    return { ips, ports };
+  });
+}
+
+/** Node name by address (InternalIP and ExternalIP) of every Node. */
+export function nodeAddresses(state: ClusterState): ReadonlyMap<string, string> {
+  return perRevision(state, 'nodeAddresses', () => {
+    const m = new Map<string, string>();
+    for (const n of state.list('Node')) {
+      for (const a of n.status?.addresses ?? []) {
+        if ((a.type === 'InternalIP' || a.type === 'ExternalIP') && a.address) m.set(a.address, n.metadata.name);
+      }
+    }
+    return m;
+  });
 }
 
 /** InternalIP (and ExternalIP) addresses of all Nodes. */
-export function nodeIPs(_state: ClusterState): readonly string[] {
-  throw new Error('nodeIPs: not implemented yet');
+export function nodeIPs(state: ClusterState): readonly string[] {
+  return perRevision(state, 'nodeIPs', () => [...nodeAddresses(state).keys()]);
 }

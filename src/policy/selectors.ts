@@ -1,13 +1,153 @@
-// STUB: to be implemented (see types.ts and index.ts for the contract).
+// Endpoint labels and label-selector matching the way Cilium evaluates them.
+//
+// Cilium matches selectors against an endpoint's identity labels, not just the pod labels: it adds the
+// namespace, the service account, the cluster name and every label of the pod's Namespace (prefixed).
+// Selector keys may carry a label source ("k8s:app", "any:app", "reserved:host"). Reserved identities
+// (host, world, ...) are represented here by labels whose key keeps the "reserved:" prefix, so that a
+// pod never matches a `reserved:` key and a reserved identity never matches a plain pod-label key.
 
-import type { ClusterState, Labels, LabelSelector, Pod } from '../state/types.ts';
+import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Namespace, Pod } from '../state/types.ts';
 
-/** Labels Cilium matches on for a pod: pod labels + io.kubernetes.pod.namespace + SA + namespace labels. */
-export function endpointLabels(_state: ClusterState, _pod: Pod): Labels {
-  throw new Error('endpointLabels: not implemented yet');
+export const NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
+export const SERVICE_ACCOUNT_LABEL = 'io.cilium.k8s.policy.serviceaccount';
+export const CLUSTER_LABEL = 'io.cilium.k8s.policy.cluster';
+export const NAMESPACE_LABELS_PREFIX = 'io.cilium.k8s.namespace.labels.';
+/** Cilium's default cluster name (cluster-name in cilium-config); pods carry it as a label. */
+export const DEFAULT_CLUSTER_NAME = 'default';
+
+/** Label sources that select pod (Kubernetes) labels. `reserved` is kept; other sources never match pods. */
+const POD_SOURCES = new Set(['k8s', 'any', 'unspec', 'container']);
+
+/**
+ * A selector key without its Cilium source prefix. "k8s:app" -> "app", "any:app" -> "app";
+ * "reserved:host" stays "reserved:host" (only reserved identities carry such keys).
+ */
+export function normalizeKey(key: string): string {
+  const colon = key.indexOf(':');
+  if (colon < 0) return key;
+  const source = key.slice(0, colon);
+  return POD_SOURCES.has(source) ? key.slice(colon + 1) : key;
 }
 
-/** Kubernetes label selector semantics (matchLabels AND matchExpressions), with Cilium source prefixes stripped. */
-export function matchesSelector(_selector: LabelSelector | undefined, _labels: Labels): boolean {
-  throw new Error('matchesSelector: not implemented yet');
+interface CachedLabels {
+  readonly nsObj: Namespace | undefined;
+  readonly labels: Labels;
+}
+const labelCache = new WeakMap<Pod, CachedLabels>();
+
+/** Labels Cilium matches on for a pod: pod labels + io.kubernetes.pod.namespace + SA + namespace labels. */
+export function endpointLabels(state: ClusterState, pod: Pod): Labels {
+  const namespace = pod.metadata.namespace ?? '';
+  const nsObj = state.get('Namespace', undefined, namespace);
+  const hit = labelCache.get(pod);
+  // The pod object is immutable in the state; its Namespace may change independently, so the cache
+  // entry is only valid for the same Namespace object.
+  if (hit && hit.nsObj === nsObj) return hit.labels;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(nsObj?.metadata.labels ?? {})) out[NAMESPACE_LABELS_PREFIX + k] = v;
+  // Cilium always derives the namespace-name label even when the Namespace object lacks it.
+  out[NAMESPACE_LABELS_PREFIX + 'kubernetes.io/metadata.name'] ??= namespace;
+  for (const [k, v] of Object.entries(pod.metadata.labels ?? {})) out[k] = v;
+  out[NAMESPACE_LABEL] = namespace;
+  out[SERVICE_ACCOUNT_LABEL] = pod.spec.serviceAccountName || 'default';
+  out[CLUSTER_LABEL] ??= DEFAULT_CLUSTER_NAME;
+  const labels = Object.freeze(out);
+  labelCache.set(pod, { nsObj, labels });
+  return labels;
+}
+
+/** The labels of a reserved identity (`reserved:host`, `reserved:world`, ...). */
+export function reservedLabels(...entities: readonly string[]): Labels {
+  const out: Record<string, string> = {};
+  for (const e of entities) out['reserved:' + e] = '';
+  return Object.freeze(out);
+}
+
+function requirementMatches(req: LabelSelectorRequirement, labels: Labels): boolean {
+  const key = normalizeKey(req.key);
+  const has = Object.hasOwn(labels, key);
+  const values = req.values ?? [];
+  switch (req.operator) {
+    case 'In':
+      return has && values.includes(labels[key]!);
+    case 'NotIn':
+      // Kubernetes semantics: a missing key satisfies NotIn.
+      return !has || !values.includes(labels[key]!);
+    case 'Exists':
+      return has;
+    case 'DoesNotExist':
+      return !has;
+    default:
+      // Unknown operator: the apiserver/agent rejects such a selector; select nothing (fail closed for
+      // allows, and a deny with a bad selector is rejected by the agent anyway).
+      return false;
+  }
+}
+
+/**
+ * Kubernetes label selector semantics (matchLabels AND matchExpressions), with Cilium source prefixes
+ * stripped. `undefined` selects nothing; `{}` selects everything.
+ */
+export function matchesSelector(selector: LabelSelector | undefined, labels: Labels): boolean {
+  if (!selector) return false;
+  if (selector.matchLabels) {
+    for (const [k, v] of Object.entries(selector.matchLabels)) {
+      const key = normalizeKey(k);
+      if (!Object.hasOwn(labels, key) || labels[key] !== String(v ?? '')) return false;
+    }
+  }
+  if (selector.matchExpressions) {
+    for (const req of selector.matchExpressions) if (!requirementMatches(req, labels)) return false;
+  }
+  return true;
+}
+
+/** Whether a selector constrains a (normalized) key in matchLabels or matchExpressions. */
+export function selectorMentions(selector: LabelSelector | undefined, key: string): boolean {
+  if (!selector) return false;
+  for (const k of Object.keys(selector.matchLabels ?? {})) if (normalizeKey(k) === key) return true;
+  for (const r of selector.matchExpressions ?? []) if (normalizeKey(r.key) === key) return true;
+  return false;
+}
+
+/** Whether a selector uses any `reserved:` key (it then targets reserved identities, not pods). */
+export function selectorIsReserved(selector: LabelSelector | undefined): boolean {
+  if (!selector) return false;
+  for (const k of Object.keys(selector.matchLabels ?? {})) if (normalizeKey(k).startsWith('reserved:')) return true;
+  for (const r of selector.matchExpressions ?? []) if (normalizeKey(r.key).startsWith('reserved:')) return true;
+  return false;
+}
+
+/** Is this selector `{}` (no matchLabels, no matchExpressions)? */
+export function isEmptySelector(selector: LabelSelector | undefined): boolean {
+  return (
+    !!selector &&
+    Object.keys(selector.matchLabels ?? {}).length === 0 &&
+    (selector.matchExpressions ?? []).length === 0
+  );
+}
+
+/** Labels Cilium derives (namespace, SA, cluster, namespace labels): not in the pod-label index. */
+function isDerivedKey(key: string): boolean {
+  return key === NAMESPACE_LABEL || key === SERVICE_ACCOUNT_LABEL || key === CLUSTER_LABEL || key.startsWith(NAMESPACE_LABELS_PREFIX);
+}
+
+/**
+ * One (normalized key, value) pair every matching object must carry, to narrow candidates with
+ * state.podsWithLabel; undefined when the selector has no such pair (only expressions / empty).
+ */
+export function indexablePair(selector: LabelSelector | undefined): { key: string; value: string } | undefined {
+  if (!selector) return undefined;
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) {
+    const key = normalizeKey(k);
+    if (key.includes(':') || isDerivedKey(key)) continue;
+    return { key, value: String(v ?? '') };
+  }
+  for (const r of selector.matchExpressions ?? []) {
+    if (r.operator === 'In' && r.values?.length === 1) {
+      const key = normalizeKey(r.key);
+      if (!key.includes(':') && !isDerivedKey(key)) return { key, value: r.values[0]! };
+    }
+  }
+  return undefined;
 }

@@ -55,7 +55,10 @@ export type Peer =
 export interface RuleElement {
   readonly direction: Direction;
   readonly deny: boolean;
-  /** Empty = any peer (e.g. `{}`, `toPorts` alone, NetworkPolicy empty `to`). */
+  /**
+   * Empty = any peer (`toPorts` alone, NetworkPolicy empty `to`/`from`). A Cilium `{}` element allows
+   * nothing and produces no RuleElement (it only enforces the direction).
+   */
   readonly peers: readonly Peer[];
   /** Empty = all ports. */
   readonly ports: readonly PortSection[];
@@ -69,8 +72,13 @@ export interface PolicyModel {
   readonly subjectSelector: LabelSelector;
   /** CCNP `nodeSelector` policies select nodes, not pods. */
   readonly selectsNodes: boolean;
-  /** Whether this rule, by itself, puts the direction into default deny for its subjects. */
+  /**
+   * Whether this rule, by itself, puts the direction into default deny for its subjects (honouring
+   * `enableDefaultDeny`; see `hasSection` for agents where that field is not honoured).
+   */
   readonly enforces: Readonly<Record<Direction, boolean>>;
+  /** Non-empty allow or deny section in the direction (NetworkPolicy: policyTypes), ignoring enableDefaultDeny. */
+  readonly hasSection: Readonly<Record<Direction, boolean>>;
   readonly elements: readonly RuleElement[];
   /** Any L7 section (http, kafka, dns, l7) in any element. */
   readonly hasL7: boolean;

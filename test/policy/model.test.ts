@@ -1,0 +1,100 @@
+import t from 'tap';
+import { policyModel } from '../../src/policy/model.ts';
+import { dnsBackends, apiserverEndpoints, nodeIPs } from '../../src/policy/cluster.ts';
+import type { PolicyObject } from '../../src/state/types.ts';
+import { baseCluster, ccnp, cnp, memoryState, netpol } from '../fixtures/cluster.ts';
+
+const P = (o: unknown) => o as PolicyObject;
+
+t.test('CNP: spec + specs, cached, namespace defaulting of peers', async (t) => {
+  const obj = P({
+    ...cnp('shop', 'web', { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'fe' } }] }] }),
+    specs: [{ endpointSelector: {}, egress: [{ toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system' } }] }] }],
+  });
+  const m = policyModel(obj);
+  t.equal(m.length, 2);
+  t.equal(policyModel(obj), m, 'cached on the object');
+  t.same(m[0]!.ref, { kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'web' });
+  t.same(m[0]!.enforces, { ingress: true, egress: false });
+  t.same(m[0]!.elements[0]!.peers[0], { type: 'endpoints', selector: { matchLabels: { app: 'fe' } }, namespace: 'shop' });
+  t.equal(m[1]!.specIndex, 1);
+  t.same(m[1]!.enforces, { ingress: false, egress: true });
+  const peer = m[1]!.elements[0]!.peers[0]!;
+  t.equal(peer.type === 'endpoints' && peer.namespace, undefined, 'explicit namespace key: no defaulting');
+});
+
+t.test('CCNP: {} peer = all pods (namespace label exists), non-empty peer any namespace', async (t) => {
+  const m = policyModel(P(ccnp('all', { endpointSelector: {}, egress: [{ toEndpoints: [{}, { matchLabels: { app: 'x' } }] }] })))[0]!;
+  t.same(m.elements[0]!.peers, [
+    { type: 'endpoints', selector: { matchExpressions: [{ key: 'io.kubernetes.pod.namespace', operator: 'Exists' }] } },
+    { type: 'endpoints', selector: { matchLabels: { app: 'x' } } },
+  ]);
+  t.equal(m.ref.namespace, '');
+});
+
+t.test('empty sections, {} elements, enableDefaultDeny', async (t) => {
+  const a = policyModel(P(cnp('n', 'a', { endpointSelector: {}, egress: [] })))[0]!;
+  t.same(a.enforces, { ingress: false, egress: false }, 'egress: [] does not enforce');
+  const b = policyModel(P(cnp('n', 'b', { endpointSelector: {}, egress: [{}] })))[0]!;
+  t.same(b.enforces, { ingress: false, egress: true }, 'egress: [{}] enforces');
+  t.equal(b.elements.length, 0, '{} allows nothing');
+  const c = policyModel(P(cnp('n', 'c', { endpointSelector: {}, egressDeny: [{ toEntities: ['world'] }], enableDefaultDeny: { egress: false } })))[0]!;
+  t.same(c.enforces, { ingress: false, egress: false });
+  t.same(c.hasSection, { ingress: false, egress: true });
+  t.equal(c.elements[0]!.deny, true);
+  const d = policyModel(P(cnp('n', 'd', { endpointSelector: {}, egress: [{ toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }], rules: { dns: [{ matchPattern: '*' }] } }] }] })))[0]!;
+  t.same(d.elements[0]!.peers, [], 'toPorts alone: any peer');
+  t.same(d.elements[0]!.ports[0]!.ports, [{ port: 53, protocol: 'UDP' }]);
+  t.ok(d.hasL7);
+  const e = policyModel(P(cnp('n', 'e', { endpointSelector: {}, egress: [{ toFQDNs: [{ matchName: 'a.com' }], toPorts: [{ ports: [{ port: 'https', endPort: 9000 }] }] }] })))[0]!;
+  t.ok(e.fqdnDependent);
+  t.same(e.elements[0]!.ports[0]!.ports, [{ port: 'https', endPort: 9000, protocol: 'ANY' }]);
+  const f = policyModel(P(cnp('n', 'f', { endpointSelector: {}, ingress: [{ fromEndpoints: [] }] })))[0]!;
+  t.equal(f.elements.length, 0, 'fromEndpoints: [] selects no peer');
+  t.ok(f.enforces.ingress);
+});
+
+t.test('NetworkPolicy: policyTypes inference, peers, ports', async (t) => {
+  const a = policyModel(P(netpol('x', 'a', { podSelector: {} })))[0]!;
+  t.same(a.enforces, { ingress: true, egress: false }, 'unset policyTypes: Ingress');
+  const b = policyModel(P(netpol('x', 'b', { podSelector: {}, egress: [{}] })))[0]!;
+  t.same(b.enforces, { ingress: true, egress: true }, 'egress rules present: Egress too');
+  t.same(b.elements, [{ direction: 'egress', deny: false, peers: [], ports: [] }], 'empty rule = everything');
+  const c = policyModel(P(netpol('x', 'c', { podSelector: {}, policyTypes: ['Egress'] })))[0]!;
+  t.same(c.enforces, { ingress: false, egress: true });
+  const d = policyModel(P(netpol('x', 'd', {
+    podSelector: { matchLabels: { app: 'a' } },
+    ingress: [{
+      from: [
+        { podSelector: { matchLabels: { app: 'b' } } },
+        { namespaceSelector: { matchLabels: { team: 'y' } }, podSelector: { matchLabels: { app: 'c' } } },
+        { namespaceSelector: {} },
+        { ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } },
+      ],
+      ports: [{ port: 80 }, { port: 'http', protocol: 'UDP' }, { port: 8000, endPort: 8100 }],
+    }],
+  })))[0]!;
+  const el = d.elements[0]!;
+  t.same(el.peers, [
+    { type: 'endpoints', selector: { matchLabels: { app: 'b' } }, namespace: 'x' },
+    { type: 'endpoints', selector: { matchLabels: { app: 'c' } }, namespaceSelector: { matchLabels: { team: 'y' } } },
+    { type: 'endpoints', selector: {}, namespaceSelector: {} },
+    { type: 'cidr', cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] },
+  ]);
+  t.same(el.ports[0]!.ports, [
+    { port: 80, protocol: 'TCP' },
+    { port: 'http', protocol: 'UDP' },
+    { port: 8000, endPort: 8100, protocol: 'TCP' },
+  ]);
+});
+
+t.test('cluster facts', async (t) => {
+  const s = memoryState(baseCluster());
+  const dns = dnsBackends(s);
+  t.same(dns.pods.map((p) => p.metadata.name).sort(), ['coredns-1', 'coredns-2']);
+  t.same(dns.ports, [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }]);
+  t.same(dns.serviceIPs, ['10.96.0.10']);
+  t.same(apiserverEndpoints(s), { ips: ['192.168.0.10'], ports: [6443] });
+  t.same(nodeIPs(s), ['192.168.0.10', '192.168.0.11']);
+  t.same(dnsBackends(memoryState([])), { pods: [], ports: [], serviceIPs: [] });
+});

@@ -1,0 +1,264 @@
+// AdmissionReview <-> meshguard: the request becomes a Change (objects already slimmed by the state
+// transform), and a Decision becomes the AdmissionResponse that kubectl shows to the user.
+
+import { KINDS, kindOfGVK, type KindName } from '../state/kinds.ts';
+import { keepAnnotation, transformObject } from '../state/transform.ts';
+import type { KubeObject, ObjectMeta } from '../state/types.ts';
+import type { ActedFinding, Decision } from '../rules/types.ts';
+import type { Change, UserInfo } from './change.ts';
+import type { AdmissionReview, AdmissionReviewRequest } from './schema.ts';
+
+/** Raised for a schema-valid review that still cannot be read; the server answers 400. */
+export class ReviewError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReviewError';
+  }
+}
+
+type Raw = Record<string, unknown>;
+const isRaw = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The Change for one AdmissionReview (already validated against admissionReviewSchema). Objects of kinds
+ * meshguard models go through the state transform; other kinds (and CONNECT options) keep only their
+ * identity, labels and meshguard-relevant annotations, since no rule reads more of them.
+ */
+export function toChange(review: AdmissionReview): Change {
+  const req = review.request;
+  if (!isRaw(req) || typeof req.uid !== 'string' || !isRaw(req.kind)) throw new ReviewError('request is missing');
+  const gvk = { group: req.kind.group ?? '', version: req.kind.version ?? '', kind: req.kind.kind };
+  const kind = kindOfGVK(gvk);
+  const operation = req.operation;
+  // DELETE carries only oldObject (object is null); CONNECT carries connect options, never a stored object.
+  const rawObject = operation === 'DELETE' ? undefined : req.object;
+  const rawOld = operation === 'CREATE' || operation === 'CONNECT' ? undefined : req.oldObject;
+  const object = isRaw(rawObject) ? slim(operation === 'CONNECT' ? undefined : kind, gvk, rawObject, req) : undefined;
+  const oldObject = isRaw(rawOld) ? slim(kind, gvk, rawOld, req) : undefined;
+  const subject = object ?? oldObject;
+  const change: Change = {
+    uid: req.uid,
+    operation,
+    gvk,
+    kind,
+    namespace: req.namespace ?? subject?.metadata.namespace ?? '',
+    name: req.name || subject?.metadata.name || '',
+    ...(object ? { object } : {}),
+    ...(oldObject ? { oldObject } : {}),
+    dryRun: req.dryRun === true,
+    userInfo: userInfoOf(req.userInfo),
+  };
+  return change;
+}
+
+function userInfoOf(u: AdmissionReviewRequest['userInfo']): UserInfo {
+  if (!u) return {};
+  return {
+    ...(typeof u.username === 'string' ? { username: u.username } : {}),
+    ...(typeof u.uid === 'string' ? { uid: u.uid } : {}),
+    ...(Array.isArray(u.groups) ? { groups: u.groups.filter((g) => typeof g === 'string') } : {}),
+  };
+}
+
+function apiVersionOf(gvk: { group: string; version: string }): string {
+  return gvk.group ? `${gvk.group}/${gvk.version}` : gvk.version;
+}
+
+function slim(kind: KindName | undefined, gvk: Change['gvk'], raw: Raw, req: AdmissionReviewRequest): KubeObject {
+  // The apiserver always sends TypeMeta, but fill it from request.kind so the transform sees a whole object.
+  const typed: Raw = {
+    ...raw,
+    apiVersion: typeof raw.apiVersion === 'string' ? raw.apiVersion : apiVersionOf(gvk),
+    kind: typeof raw.kind === 'string' ? raw.kind : gvk.kind,
+  };
+  const obj = kind ? transformObject(kind, typed) : minimalObject(typed);
+  return withIdentity(obj, kind, req);
+}
+
+/** The object of a kind meshguard does not model: identity, labels and the annotations meshguard reads. */
+function minimalObject(raw: Raw): KubeObject {
+  const m = isRaw(raw.metadata) ? raw.metadata : {};
+  const metadata: { -readonly [K in keyof ObjectMeta]: ObjectMeta[K] } = { name: typeof m.name === 'string' ? m.name : '' };
+  if (typeof m.namespace === 'string' && m.namespace) metadata.namespace = m.namespace;
+  if (typeof m.uid === 'string') metadata.uid = m.uid;
+  const labels = stringsOf(m.labels);
+  if (labels) metadata.labels = labels;
+  const annotations = stringsOf(m.annotations, keepAnnotation);
+  if (annotations) metadata.annotations = annotations;
+  return { apiVersion: String(raw.apiVersion), kind: String(raw.kind), metadata };
+}
+
+function stringsOf(v: unknown, keep?: (k: string) => boolean): Record<string, string> | undefined {
+  if (!isRaw(v)) return undefined;
+  const out: Record<string, string> = {};
+  let n = 0;
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== 'string' || (keep && !keep(k))) continue;
+    out[k] = val;
+    n++;
+  }
+  return n > 0 ? out : undefined;
+}
+
+/**
+ * A create may omit metadata.namespace (kubectl fills it from the URL, not the body) and the name of a
+ * generateName object only appears in request.name: take both from the request when the object lacks them.
+ */
+function withIdentity(obj: KubeObject, kind: KindName | undefined, req: AdmissionReviewRequest): KubeObject {
+  const namespaced = kind ? KINDS[kind].namespaced : req.namespace !== undefined && req.namespace !== '';
+  const needNs = namespaced && !obj.metadata.namespace && !!req.namespace;
+  const needName = !obj.metadata.name && !!req.name;
+  if (!needNs && !needName) return obj;
+  return {
+    ...obj,
+    metadata: {
+      ...obj.metadata,
+      ...(needName ? { name: req.name! } : {}),
+      ...(needNs ? { namespace: req.namespace! } : {}),
+    },
+  } as KubeObject;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Response
+
+export interface AdmissionResponse {
+  readonly uid: string;
+  readonly allowed: boolean;
+  readonly status?: { readonly code: number; readonly reason: string; readonly message: string };
+  readonly warnings?: readonly string[];
+  readonly auditAnnotations?: Readonly<Record<string, string>>;
+}
+export interface AdmissionReviewResponse {
+  readonly apiVersion: 'admission.k8s.io/v1';
+  readonly kind: 'AdmissionReview';
+  readonly response: AdmissionResponse;
+}
+
+/** Limits of the response, from the apiserver's documented guidance. */
+export const LIMITS = {
+  /** Characters per warning (the apiserver may cut longer ones). */
+  warningChars: 120,
+  /** Total bytes of all warnings: strictly below 4 KiB. */
+  warningsBytes: 4096 - 1,
+  /** Characters of the deny message that kubectl prints. */
+  denyMessageChars: 4000,
+  /** Characters of one audit annotation value. */
+  auditValueChars: 1000,
+} as const;
+
+const ELLIPSIS = '…';
+
+/** One line, no control characters (warnings travel as HTTP headers; messages are printed by kubectl). */
+function oneLine(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/ {2,}/g, ' ').trim();
+}
+
+/** Cut `s` to at most `max` characters (code points), marking the cut with an ellipsis. */
+export function truncate(s: string, max: number): string {
+  const cps = Array.from(s);
+  if (cps.length <= max) return s;
+  if (max <= 0) return '';
+  return cps.slice(0, max - 1).join('').trimEnd() + ELLIPSIS;
+}
+
+const byteLength = (s: string): number => Buffer.byteLength(s, 'utf8');
+
+/** "ns/a, ns/b and 12 more" */
+function victimsText(f: ActedFinding): string {
+  const v = f.victims ?? [];
+  if (v.length === 0) return '';
+  const more = (f.victimCount ?? v.length) - v.length;
+  return ` Affected: ${v.join(', ')}${more > 0 ? ` and ${more} more` : ''}.`;
+}
+
+function denyLine(f: ActedFinding, budget: number): string {
+  const head = `[${f.rule}] `;
+  const body = oneLine(`${f.message}${victimsText(f)}${f.fix ? ` Fix: ${f.fix}` : ''}`);
+  return head + truncate(body, Math.max(budget - head.length, 20));
+}
+
+/**
+ * The message kubectl prints for a denial: every denying rule with its reason and fix, one per line.
+ * Long findings are cut so that every rule id still appears.
+ */
+export function denyMessage(denying: readonly ActedFinding[]): string {
+  const header = 'meshguard denied this request:';
+  if (denying.length === 0) return header.slice(0, -1);
+  const perFinding = Math.floor((LIMITS.denyMessageChars - header.length) / denying.length) - 1;
+  return [header, ...denying.map((f) => denyLine(f, perFinding))].join('\n');
+}
+
+function warningText(f: ActedFinding): string {
+  return truncate(oneLine(`[${f.rule}] ${f.preexisting ? '(pre-existing) ' : ''}${f.message}`), LIMITS.warningChars);
+}
+
+/**
+ * Warnings within the apiserver's limits: each at most 120 characters and all together below 4 KiB. When
+ * some do not fit, the last one says how many were left out.
+ */
+export function buildWarnings(texts: readonly string[]): string[] {
+  const out: string[] = [];
+  let used = 0;
+  for (let i = 0; i < texts.length; i++) {
+    const w = truncate(oneLine(texts[i]!), LIMITS.warningChars);
+    const remaining = texts.length - i - 1;
+    // Keep room for the "N more" note unless this is the last warning.
+    const reserve = remaining > 0 ? byteLength(moreNote(texts.length)) : 0;
+    if (used + byteLength(w) + reserve > LIMITS.warningsBytes) {
+      out.push(moreNote(texts.length - i));
+      return out;
+    }
+    out.push(w);
+    used += byteLength(w);
+  }
+  return out;
+}
+const moreNote = (n: number): string => `meshguard: ${n} more warning${n === 1 ? '' : 's'} not shown`;
+
+/** A valid qualified-name segment ([A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9], at most 63 characters). */
+export function annotationKey(rule: string): string {
+  const k = rule.replace(/[^-A-Za-z0-9_.]/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
+  return k || 'finding';
+}
+
+/** How each finding shows in the response: preexisting problems never deny, they warn. */
+function presentation(f: ActedFinding): 'deny' | 'warn' | 'audit' {
+  if (f.action === 'audit') return 'audit';
+  if (f.preexisting) return 'warn';
+  return f.action;
+}
+
+/** The AdmissionResponse for a decision. `uid` is request.uid, echoed unchanged. */
+export function toAdmissionResponse(uid: string, decision: Decision): AdmissionResponse {
+  const denying: ActedFinding[] = [];
+  const warn: string[] = [];
+  const audit = new Map<string, string[]>();
+  for (const f of decision.findings) {
+    const p = presentation(f);
+    if (p === 'deny') denying.push(f);
+    else if (p === 'warn') warn.push(warningText(f));
+    else {
+      const key = annotationKey(f.rule);
+      const list = audit.get(key) ?? [];
+      list.push(oneLine(f.message));
+      audit.set(key, list);
+    }
+  }
+  const response: { -readonly [K in keyof AdmissionResponse]: AdmissionResponse[K] } = { uid, allowed: decision.allowed };
+  if (!decision.allowed) {
+    response.status = { code: 403, reason: 'Forbidden', message: denyMessage(denying) };
+  }
+  if (warn.length > 0) response.warnings = buildWarnings(warn);
+  if (audit.size > 0) {
+    const annotations: Record<string, string> = {};
+    for (const [key, msgs] of audit) annotations[key] = truncate(msgs.join('; '), LIMITS.auditValueChars);
+    response.auditAnnotations = annotations;
+  }
+  return response;
+}
+
+/** The whole AdmissionReview answer. */
+export function toAdmissionReview(uid: string, decision: Decision): AdmissionReviewResponse {
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: toAdmissionResponse(uid, decision) };
+}

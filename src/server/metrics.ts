@@ -1,0 +1,117 @@
+// Prometheus metrics of the webhook, in a registry of their own (so tests and several servers in one
+// process never collide on the global registry). State gauges are read from the StateSource at scrape
+// time, so they are never stale and cost nothing between scrapes.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+import { KIND_NAMES } from '../state/kinds.ts';
+import type { StateSource } from '../state/types.ts';
+import type { Decision } from '../rules/types.ts';
+
+/** allowed / denied: a decision was made; invalid: a 4xx on /validate; error: a 500 on /validate. */
+export type Verdict = 'allowed' | 'denied' | 'invalid' | 'error';
+export type TlsReloadResult = 'success' | 'failure';
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Count one /validate answer (and its findings) and observe its latency when it was evaluated. */
+  observeRequest(verdict: Verdict, seconds?: number, decision?: Decision): void;
+  tlsReload(result: TlsReloadResult): void;
+  /** Read state gauges from this source at scrape time (the latest call wins). */
+  watchSource(source: StateSource): void;
+  /** Prometheus text exposition. */
+  render(): Promise<string>;
+  readonly contentType: string;
+}
+
+export interface MetricsOptions {
+  /** Node.js process metrics (CPU, memory, event loop lag, GC); default true. */
+  readonly processMetrics?: boolean;
+  readonly source?: StateSource;
+}
+
+/** Latency buckets from 100µs (a cache hit on a small state) to 10s (beyond any sane webhook timeout). */
+export const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export function createMetrics(opts: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  let source: StateSource | undefined = opts.source;
+
+  const requests = new Counter({
+    name: 'meshguard_admission_requests_total',
+    help: 'AdmissionReview requests answered, by verdict (allowed, denied, invalid envelope, internal error).',
+    labelNames: ['verdict'] as const,
+    registers: [registry],
+  });
+  const findings = new Counter({
+    name: 'meshguard_findings_total',
+    help: 'Rule findings reported in admission answers, by rule id and action.',
+    labelNames: ['rule', 'action'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'meshguard_admission_duration_seconds',
+    help: 'Time from receiving a parsed AdmissionReview to having its answer.',
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const tlsReloads = new Counter({
+    name: 'meshguard_tls_reloads_total',
+    help: 'Serving certificate reloads after the files changed, by result (a failure keeps the previous pair).',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'meshguard_state_synced',
+    help: '1 when the cluster state cache has synced (every kind listed), else 0.',
+    registers: [registry],
+    collect() {
+      this.set(source?.stats().synced ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'meshguard_state_objects',
+    help: 'Objects held in the cluster state cache, by kind.',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      if (!source) return;
+      const objects = source.stats().objects;
+      for (const kind of KIND_NAMES) this.set({ kind }, objects[kind] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'meshguard_state_seconds_since_last_event',
+    help: 'Seconds since the last watch event or relist of any kind (absent for a file snapshot).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = source?.stats().secondsSinceLastEvent;
+      if (s !== undefined) this.set(s);
+    },
+  });
+  // Initialise the series so dashboards see zeros rather than gaps.
+  for (const v of ['allowed', 'denied', 'invalid', 'error'] as const) requests.inc({ verdict: v }, 0);
+  for (const r of ['success', 'failure'] as const) tlsReloads.inc({ result: r }, 0);
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    observeRequest(verdict, seconds, decision) {
+      requests.inc({ verdict });
+      if (seconds !== undefined) duration.observe(seconds);
+      for (const f of decision?.findings ?? []) findings.inc({ rule: f.rule, action: f.action });
+    },
+    tlsReload(result) {
+      tlsReloads.inc({ result });
+    },
+    watchSource(s) {
+      source = s;
+    },
+    render() {
+      return registry.metrics();
+    },
+  };
+}

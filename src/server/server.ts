@@ -1,0 +1,309 @@
+// The webhook's HTTPS server: POST /validate answers AdmissionReviews, /healthz /readyz /metrics serve
+// the kubelet and Prometheus. Built so that the webhook never becomes the cluster's outage: bad input
+// gets a 4xx and never crashes or hangs the process, certificates rotate without a restart, and a
+// shutdown first fails readiness and keeps serving while the apiserver moves to other replicas.
+
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+
+import type { Change } from '../admission/change.ts';
+import { ReviewError, toAdmissionReview, toChange } from '../admission/review.ts';
+import { admissionReviewSchema, createAjv, type AdmissionReview } from '../admission/schema.ts';
+import { InputError } from '../errors.ts';
+import type { Decide, Decision } from '../rules/types.ts';
+import type { StateSource } from '../state/types.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { loadKeyPair, TlsReloader, type KeyPair, type ReloadOutcome } from './tls.ts';
+
+/** The apiserver caps a request body at 3 MiB; a review carries object and oldObject, plus the envelope. */
+export const DEFAULT_BODY_LIMIT = 2 * 3 * 1024 * 1024 + 256 * 1024;
+export const DEFAULT_DRAIN_SECONDS = 5;
+
+export interface ServerOptions {
+  readonly source: StateSource;
+  readonly decide: Decide;
+  readonly tlsCertFile: string;
+  readonly tlsKeyFile: string;
+  /** Listen address (default 0.0.0.0). */
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** How long shutdown keeps serving with readiness failed (default 5). */
+  readonly drainSeconds?: number;
+  /** Largest accepted request body (default 6.25 MiB). */
+  readonly bodyLimitBytes?: number;
+  readonly logger: Logger;
+  /** Defaults to a fresh registry with process metrics. */
+  readonly metrics?: Metrics;
+  /** Certificate poll interval, a fallback to file events (default 30; 0 disables). */
+  readonly tlsPollSeconds?: number;
+  /** Quiet time after a certificate file event before reloading (default 300). */
+  readonly tlsDebounceMs?: number;
+  /** Longest time to receive a whole request (default 30 s, the largest webhook timeout). */
+  readonly requestTimeoutMs?: number;
+  /** Idle keep-alive connections are closed after this (default 65 s). */
+  readonly keepAliveTimeoutMs?: number;
+  /** After the drain, connections still busy are cut after this (default 10 s). */
+  readonly closeTimeoutMs?: number;
+}
+
+export interface MeshguardServer {
+  readonly app: FastifyInstance;
+  readonly metrics: Metrics;
+  /** Starts listening (and watching the certificate files); resolves to the base URL, e.g. https://127.0.0.1:8443. */
+  listen(): Promise<string>;
+  /** Fails readiness, keeps serving for drainSeconds, then closes. Idempotent. */
+  shutdown(): Promise<void>;
+  /** True from the start of shutdown. */
+  readonly draining: boolean;
+  /** Re-reads the certificate files now (they are also watched and polled). */
+  reloadTls(): Promise<ReloadOutcome>;
+  /** Serial of the certificate being served (upper-case hex). */
+  readonly tlsSerial: string;
+}
+
+interface ErrorBody {
+  readonly error: string;
+  readonly message: string;
+}
+
+const STATUS_NAMES: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+const statusName = (code: number): string => STATUS_NAMES[code] ?? (code < 500 ? 'Bad Request' : 'Internal Server Error');
+
+function errorBody(code: number, message: string): ErrorBody {
+  return { error: statusName(code), message };
+}
+
+function elapsedSeconds(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+function ruleList(decision: Decision): string[] {
+  return decision.findings.map((f) => `${f.rule}:${f.action}${f.preexisting ? ':preexisting' : ''}`);
+}
+
+export async function createServer(opts: ServerOptions): Promise<MeshguardServer> {
+  const { source, decide, logger } = opts;
+  const metrics = opts.metrics ?? createMetrics();
+  metrics.watchSource(source);
+
+  let initial: KeyPair;
+  try {
+    initial = await loadKeyPair(opts.tlsCertFile, opts.tlsKeyFile);
+  } catch (e) {
+    throw new InputError(`cannot use the TLS certificate: ${(e as Error).message}`);
+  }
+
+  const requestTimeout = opts.requestTimeoutMs ?? 30_000;
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // One line per decision is logged by the handler; Fastify's per-request lines would double it.
+    disableRequestLogging: true,
+    https: { cert: initial.cert, key: initial.key, minVersion: 'TLSv1.2', handshakeTimeout: 10_000 },
+    bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT,
+    requestTimeout,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 65_000,
+    // Socket inactivity while a request is in progress: a client that stalls mid-body is cut.
+    connectionTimeout: requestTimeout + 5_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  // A slow client sending headers must not hold a socket for Node's default 60 s.
+  app.server.headersTimeout = Math.min(10_000, requestTimeout);
+
+  // Route schemas are compiled with meshguard's ajv: no type coercion, no property removal.
+  const ajv = createAjv();
+  app.setValidatorCompiler(({ schema }) => ajv.compile(schema));
+
+  // Only JSON bodies: the apiserver always sends application/json; anything else is a 415.
+  app.removeAllContentTypeParsers();
+  // Fastify's JSON parser (400 on bad JSON or an empty body; a __proto__ key is an error).
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'ignore'));
+
+  let draining = false;
+  const reloader = new TlsReloader({
+    certFile: opts.tlsCertFile,
+    keyFile: opts.tlsKeyFile,
+    current: initial,
+    logger,
+    apply: (pair) => (app.server as import('node:https').Server).setSecureContext({ cert: pair.cert, key: pair.key }),
+    onResult: (r) => metrics.tlsReload(r),
+    debounceMs: opts.tlsDebounceMs ?? 300,
+    pollMs: (opts.tlsPollSeconds ?? 30) * 1000,
+  });
+
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+    let code = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (err.validation) code = 400;
+    const isValidate = req.routeOptions.url === '/validate';
+    if (code >= 500) {
+      logger.error({ err: { message: err.message, code: err.code, stack: err.stack }, url: req.url }, 'request failed');
+      if (isValidate) metrics.observeRequest('error');
+      return reply.code(code).send(errorBody(code, 'internal error while evaluating the request'));
+    }
+    if (isValidate) metrics.observeRequest('invalid');
+    logger.debug({ status: code, err: err.message, url: req.url }, 'rejected request');
+    const message = err.validation ? `invalid AdmissionReview: ${err.message}` : err.message;
+    return reply.code(code).send(errorBody(code, message));
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url}`)));
+
+  // While draining, ask keep-alive clients to reconnect (to a ready replica) after each answer.
+  app.addHook('onSend', async (_req, reply) => {
+    if (draining) reply.header('connection', 'close');
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    if (draining) return reply.code(503).send({ status: 'draining' });
+    if (!source.synced()) return reply.code(503).send({ status: 'state not synced' });
+    return { status: 'ready' };
+  });
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
+
+  app.post('/validate', { schema: { body: admissionReviewSchema } }, async (req, reply) => {
+    const start = process.hrtime.bigint();
+    let change: Change;
+    try {
+      change = toChange(req.body as AdmissionReview);
+    } catch (e) {
+      if (e instanceof ReviewError) {
+        metrics.observeRequest('invalid');
+        return reply.code(400).send(errorBody(400, e.message));
+      }
+      throw e;
+    }
+    let decision: Decision;
+    try {
+      decision = decide(change, source.state);
+    } catch (e) {
+      const err = e as Error;
+      logger.error({ uid: change.uid, kind: change.gvk.kind, namespace: change.namespace, name: change.name, err: { message: err.message, stack: err.stack } }, 'evaluation failed');
+      metrics.observeRequest('error', elapsedSeconds(start));
+      return reply.code(500).send(errorBody(500, 'internal error while evaluating the request'));
+    }
+    const answer = toAdmissionReview(change.uid, decision);
+    const seconds = elapsedSeconds(start);
+    const verdict = answer.response.allowed ? 'allowed' : 'denied';
+    metrics.observeRequest(verdict, seconds, decision);
+    logger.info(
+      {
+        uid: change.uid,
+        kind: change.gvk.group ? `${change.gvk.kind}.${change.gvk.group}` : change.gvk.kind,
+        namespace: change.namespace,
+        name: change.name,
+        operation: change.operation,
+        dryRun: change.dryRun,
+        user: change.userInfo.username,
+        verdict,
+        rules: ruleList(decision),
+        ...(decision.skipped.length > 0 ? { skipped: decision.skipped } : {}),
+        ...(decision.exemptReason ? { exempt: decision.exemptReason } : {}),
+        latencyMs: Math.round(seconds * 1e6) / 1e3,
+      },
+      'admission decision',
+    );
+    for (const f of decision.findings) {
+      if (f.action !== 'audit') continue;
+      logger.info(
+        { uid: change.uid, rule: f.rule, namespace: change.namespace, name: change.name, message: f.message },
+        'audit finding',
+      );
+    }
+    return answer;
+  });
+
+  let listening = false;
+  let shutdownPromise: Promise<void> | undefined;
+
+  return {
+    app,
+    metrics,
+    get draining() {
+      return draining;
+    },
+    get tlsSerial() {
+      return reloader.current.serial;
+    },
+    reloadTls: () => reloader.check(),
+    async listen() {
+      const url = await app.listen({ host: opts.host ?? '0.0.0.0', port: opts.port });
+      listening = true;
+      reloader.start();
+      logger.info({ url, serial: initial.serial, state: source.state.describe() }, 'meshguard webhook listening');
+      return url;
+    },
+    shutdown() {
+      shutdownPromise ??= (async () => {
+        draining = true;
+        const drainSeconds = opts.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
+        if (listening && drainSeconds > 0) {
+          logger.info({ drainSeconds }, 'shutting down: readiness failed, draining');
+          await new Promise((r) => setTimeout(r, drainSeconds * 1000));
+        }
+        reloader.stop();
+        // In-flight requests finish; a connection still busy after the close timeout is cut.
+        const cut = setTimeout(() => app.server.closeAllConnections(), opts.closeTimeoutMs ?? 10_000);
+        cut.unref();
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(cut);
+        }
+        logger.info('meshguard webhook stopped');
+      })();
+      return shutdownPromise;
+    },
+  };
+}
+
+export interface SignalOptions {
+  readonly logger?: Logger;
+  /** Runs after the server has closed (stop the state source, flush logs). */
+  readonly onShutdown?: () => void | Promise<void>;
+  /** Default process.exit. */
+  readonly exit?: (code: number) => void;
+  readonly signals?: readonly NodeJS.Signals[];
+}
+
+/**
+ * SIGTERM/SIGINT start the drain and exit when it is done; a second signal exits at once. Returns a
+ * function that removes the handlers.
+ */
+export function installSignalHandlers(server: Pick<MeshguardServer, 'shutdown'>, opts: SignalOptions = {}): () => void {
+  const exit = opts.exit ?? ((code: number) => process.exit(code));
+  const signals = opts.signals ?? (['SIGTERM', 'SIGINT'] as const);
+  let received = false;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (received) {
+      opts.logger?.warn({ signal }, 'second signal: exiting without finishing the drain');
+      exit(1);
+      return;
+    }
+    received = true;
+    opts.logger?.info({ signal }, 'signal received');
+    server
+      .shutdown()
+      .then(() => opts.onShutdown?.())
+      .then(
+        () => exit(0),
+        (e: unknown) => {
+          opts.logger?.error({ err: (e as Error).message }, 'shutdown failed');
+          exit(1);
+        },
+      );
+  };
+  for (const s of signals) process.on(s, handler);
+  return () => {
+    for (const s of signals) process.off(s, handler);
+  };
+}

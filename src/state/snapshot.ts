@@ -1,8 +1,10 @@
 // Cluster state from files: what `kubectl get -A -o yaml` or `meshguard snapshot` wrote.
 
-import { CONFIGMAP_NAMESPACES, kindOf } from './kinds.ts';
+import { CONFIGMAP_NAMESPACES, KIND_NAMES, kindOf, type KindName } from './kinds.ts';
+import { readManifests } from './manifests.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
+import type { StateSource, StateStats } from './types.ts';
 
 export interface LoadOptions {
   /** Label for describe(). */
@@ -14,15 +16,12 @@ export interface LoadOptions {
   readonly configMapNamespaces?: readonly string[];
 }
 
-/**
- * A MemoryState holding the slim copies of `objs`. Objects of kinds meshguard does not read, and objects
- * without a name, are ignored.
- */
-export function stateFromObjects(objs: readonly unknown[], opts: LoadOptions = {}): MemoryState {
-  const state = new MemoryState(opts.label ?? 'memory');
+/** Load the slim copies of `objs` into `state`; returns how many were kept. */
+function load(state: MemoryState, objs: readonly unknown[], opts: LoadOptions): number {
   const cmNamespaces = opts.configMapNamespaces
     ? new Set<string>([...CONFIGMAP_NAMESPACES, ...opts.configMapNamespaces])
     : undefined;
+  let n = 0;
   for (const raw of objs) {
     const kind = kindOf(raw as { apiVersion?: string; kind?: string } | null);
     if (!kind) continue;
@@ -30,6 +29,106 @@ export function stateFromObjects(objs: readonly unknown[], opts: LoadOptions = {
     if (!obj.metadata.name) continue;
     if (kind === 'ConfigMap' && cmNamespaces && !cmNamespaces.has(obj.metadata.namespace ?? '')) continue;
     state.upsert(kind, obj);
+    n++;
   }
+  return n;
+}
+
+/**
+ * A MemoryState holding the slim copies of `objs`. Objects of kinds meshguard does not read, and objects
+ * without a name, are ignored.
+ */
+export function stateFromObjects(objs: readonly unknown[], opts: LoadOptions = {}): MemoryState {
+  const state = new MemoryState(opts.label ?? 'memory');
+  load(state, objs, opts);
   return state;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Namespaces that may be the Istio root namespace, told cheaply from raw objects: where istiod runs (the
+ * root namespace defaults to istiod's own) and any `rootNamespace:` in an istio mesh config ConfigMap.
+ */
+export function istioNamespaces(objs: readonly unknown[]): string[] {
+  const out = new Set<string>();
+  for (const o of objs) {
+    if (!isRecord(o) || !isRecord(o.metadata)) continue;
+    const name = o.metadata.name;
+    const ns = o.metadata.namespace;
+    if (typeof name !== 'string' || typeof ns !== 'string') continue;
+    const kind = kindOf(o as { apiVersion?: string; kind?: string });
+    if (kind === 'Deployment' && name.startsWith('istiod')) out.add(ns);
+    if (kind === 'ConfigMap' && (name === 'istio' || name.startsWith('istio-')) && isRecord(o.data)) {
+      const mesh = o.data.mesh;
+      const m = typeof mesh === 'string' ? /^rootNamespace:\s*["']?([a-z0-9]([-a-z0-9]*[a-z0-9])?)["']?\s*$/m.exec(mesh) : null;
+      if (m?.[1]) out.add(m[1]);
+    }
+  }
+  return [...out];
+}
+
+export interface SnapshotOptions {
+  /** The Istio root namespace, when known (its ConfigMaps are kept besides kube-system/istio-system). */
+  readonly istioRootNamespace?: string;
+}
+
+function describeFiles(paths: readonly string[], files: number): string {
+  return `snapshot(${files} file${files === 1 ? '' : 's'}${paths.length === 1 ? `: ${paths[0]}` : ''})`;
+}
+
+/**
+ * Load a state from manifest files/directories (see readManifests). Kinds meshguard does not read are
+ * ignored, and ConfigMaps outside kube-system, istio-system and the Istio root namespace too. Throws
+ * InputError on unreadable or invalid files.
+ */
+export function loadSnapshot(paths: readonly string[], opts: SnapshotOptions = {}): MemoryState {
+  const state = new MemoryState('snapshot');
+  fill(state, paths, opts);
+  return state;
+}
+
+function fill(state: MemoryState, paths: readonly string[], opts: SnapshotOptions): void {
+  const docs = readManifests(paths);
+  const objs = docs.map((d) => d.object);
+  const roots = istioNamespaces(objs);
+  if (opts.istioRootNamespace) roots.push(opts.istioRootNamespace);
+  load(state, objs, { configMapNamespaces: roots });
+  state.setLabel(describeFiles(paths, new Set(docs.map((d) => d.file)).size));
+}
+
+/** A StateSource over files: loaded once by start(), never changes afterwards. */
+export class SnapshotSource implements StateSource {
+  readonly state: MemoryState;
+  readonly #paths: readonly string[];
+  readonly #opts: SnapshotOptions;
+  #synced = false;
+
+  constructor(paths: readonly string[], opts: SnapshotOptions = {}) {
+    this.#paths = [...paths];
+    this.#opts = opts;
+    this.state = new MemoryState(describeFiles(paths, 0));
+  }
+
+  /** Reads the files; rejects with InputError on a bad file. */
+  async start(): Promise<void> {
+    const loaded = loadSnapshot(this.#paths, this.#opts);
+    for (const kind of KIND_NAMES) this.state.replaceAll(kind, loaded.list(kind));
+    this.state.setLabel(loaded.describe());
+    this.#synced = true;
+  }
+
+  async stop(): Promise<void> {}
+
+  synced(): boolean {
+    return this.#synced;
+  }
+
+  stats(): StateStats {
+    const objects: Partial<Record<KindName, number>> = {};
+    for (const kind of KIND_NAMES) objects[kind] = this.state.count(kind);
+    return { objects, synced: this.#synced };
+  }
 }

@@ -14,7 +14,7 @@ interface Bucket {
 
 export class MemoryState implements ClusterState {
   #revision = 0;
-  readonly #label: string;
+  #label: string;
   readonly #kinds = new Map<KindName, Map<string, Bucket>>();
   readonly #allCache = new Map<KindName, readonly KubeObject[]>();
   readonly #nsCache = new Map<KindName, readonly string[]>();
@@ -32,6 +32,11 @@ export class MemoryState implements ClusterState {
 
   describe(): string {
     return this.#label;
+  }
+
+  /** Change what describe() says (a source learns how many files it read only after creating its state). */
+  setLabel(label: string): void {
+    this.#label = label;
   }
 
   list<K extends KindName>(kind: K, namespace?: string): readonly KindObjects[K][] {

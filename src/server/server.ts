@@ -3,7 +3,7 @@
 // gets a 4xx and never crashes or hangs the process, certificates rotate without a restart, and a
 // shutdown first fails readiness and keeps serving while the apiserver moves to other replicas.
 
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 
 import type { Change } from '../admission/change.ts';
@@ -107,7 +107,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // One line per decision is logged by the handler; Fastify's per-request lines would double it.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     https: { cert: initial.cert, key: initial.key, minVersion: 'TLSv1.2', handshakeTimeout: 10_000 },
     bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT,
     requestTimeout,

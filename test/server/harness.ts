@@ -1,0 +1,205 @@
+// Shared pieces of the server tests: a StateSource over MemoryState with a settable sync flag, an
+// AdmissionReview builder, a started server on a random loopback port, and an HTTPS client that
+// reports which certificate the server presented.
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+
+import { pino, type Logger } from 'pino';
+
+import type { Change } from '../../src/admission/change.ts';
+import type { ActedFinding, Decide, Decision } from '../../src/rules/types.ts';
+import { createServer, type MeshguardServer, type ServerOptions } from '../../src/server/server.ts';
+import type { KindName } from '../../src/state/kinds.ts';
+import { MemoryState } from '../../src/state/store.ts';
+import type { StateSource, StateStats } from '../../src/state/types.ts';
+import { makeCerts, type CertSet } from '../helpers/certs.ts';
+
+export interface FakeSource extends StateSource {
+  readonly state: MemoryState;
+  setSynced(v: boolean): void;
+}
+
+export function fakeSource(synced = true): FakeSource {
+  const state = new MemoryState('test');
+  let isSynced = synced;
+  return {
+    state,
+    async start() {},
+    async stop() {},
+    synced: () => isSynced,
+    setSynced(v: boolean) {
+      isSynced = v;
+    },
+    stats(): StateStats {
+      const objects: Partial<Record<KindName, number>> = { Pod: state.count('Pod'), Namespace: state.count('Namespace') };
+      return { objects, synced: isSynced, secondsSinceLastEvent: 1.5 };
+    },
+  };
+}
+
+export const allow: Decision = { allowed: true, findings: [], skipped: [] };
+
+/** A decide that records every change it saw and answers `answer(change)`. */
+export function recordingDecide(answer: (c: Change) => Decision = () => allow): Decide & { calls: Change[] } {
+  const calls: Change[] = [];
+  const fn = ((change: Change) => {
+    calls.push(change);
+    return answer(change);
+  }) as Decide & { calls: Change[] };
+  fn.calls = calls;
+  return fn;
+}
+
+export function finding(rule: string, action: ActedFinding['action'], message: string, extra: Partial<ActedFinding> = {}): ActedFinding {
+  return { rule, action, message, ...extra };
+}
+
+let uidCounter = 0;
+export function review(over: Record<string, unknown> = {}): Record<string, unknown> {
+  const uid = `uid-${++uidCounter}-${Math.random().toString(36).slice(2, 8)}`;
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid,
+      kind: { group: 'cilium.io', version: 'v2', kind: 'CiliumNetworkPolicy' },
+      resource: { group: 'cilium.io', version: 'v2', resource: 'ciliumnetworkpolicies' },
+      namespace: 'blue',
+      name: 'deny-all',
+      operation: 'CREATE',
+      userInfo: { username: 'alice', groups: ['system:authenticated'] },
+      object: {
+        apiVersion: 'cilium.io/v2',
+        kind: 'CiliumNetworkPolicy',
+        metadata: { name: 'deny-all', namespace: 'blue' },
+        spec: { endpointSelector: {}, egress: [{}] },
+      },
+      oldObject: null,
+      dryRun: false,
+      ...over,
+    },
+  };
+}
+
+/** Silent logger that keeps every line for assertions. */
+export function memoryLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino(
+    { level: 'debug' },
+    {
+      write(s: string) {
+        lines.push(JSON.parse(s) as Record<string, unknown>);
+      },
+    },
+  );
+  return { logger, lines };
+}
+
+export interface Started {
+  readonly server: MeshguardServer;
+  readonly url: string;
+  readonly certs: CertSet;
+  readonly dir: string;
+  readonly ca: Buffer;
+  readonly lines: Record<string, unknown>[];
+  readonly source: FakeSource;
+  close(): Promise<void>;
+}
+
+export async function startServer(
+  t: { teardown(fn: () => unknown): void },
+  opts: Partial<ServerOptions> & { decide?: Decide } = {},
+): Promise<Started> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshguard-server-'));
+  const certs = makeCerts(dir);
+  const { logger, lines } = memoryLogger();
+  const source = (opts.source as FakeSource | undefined) ?? fakeSource();
+  const server = await createServer({
+    decide: recordingDecide(),
+    tlsCertFile: certs.cert,
+    tlsKeyFile: certs.key,
+    host: '127.0.0.1',
+    port: 0,
+    drainSeconds: 0,
+    tlsPollSeconds: 0,
+    logger,
+    ...opts,
+    source,
+  });
+  const url = await server.listen();
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await server.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  t.teardown(close);
+  return { server, url, certs, dir, ca: readFileSync(certs.caCert), lines, source, close };
+}
+
+export interface Answer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly text: string;
+  /** Parsed body when it is JSON. */
+  readonly json: any;
+  /** Serial of the certificate the server presented on this connection. */
+  readonly serial: string;
+  /** Whether this request reused a kept-alive connection. */
+  readonly reused: boolean;
+}
+
+export interface SendOptions {
+  readonly method?: string;
+  readonly body?: string | Buffer;
+  readonly contentType?: string | null;
+  readonly agent?: Agent;
+  readonly ca: Buffer;
+  readonly timeoutMs?: number;
+  readonly headers?: Record<string, string>;
+}
+
+/** One HTTPS request; rejects on a network error or when no answer comes within timeoutMs. */
+export function send(url: string, path: string, o: SendOptions): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { ...(o.headers ?? {}) };
+    if (o.contentType !== null) headers['content-type'] = o.contentType ?? 'application/json';
+    const req = request(new URL(path, url), {
+      method: o.method ?? 'POST',
+      ca: o.ca,
+      agent: o.agent ?? false,
+      headers,
+      timeout: o.timeoutMs ?? 10_000,
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${o.timeoutMs ?? 10_000} ms`)));
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const socket = res.socket as TLSSocket;
+      const serial = socket.getPeerCertificate().serialNumber?.toUpperCase() ?? '';
+      const reused = (req as unknown as { reusedSocket: boolean }).reusedSocket;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, serial, reused });
+      });
+    });
+    req.end(o.body);
+  });
+}
+
+export function postReview(url: string, body: unknown, o: Omit<SendOptions, 'body'>): Promise<Answer> {
+  return send(url, '/validate', { ...o, body: JSON.stringify(body) });
+}

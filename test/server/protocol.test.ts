@@ -1,0 +1,252 @@
+// The webhook protocol over real HTTPS: the AdmissionReview round trip, the error statuses, probes,
+// metrics and the decision log line.
+
+import t from 'tap';
+
+import { allow, finding, postReview, recordingDecide, review, send, startServer, fakeSource } from './harness.ts';
+
+t.test('allowed review: uid echoed, envelope, decide sees the Change and the state', async (t) => {
+  const decide = recordingDecide();
+  const s = await startServer(t, { decide });
+  const body = review();
+  const uid = (body.request as { uid: string }).uid;
+  const res = await postReview(s.url, body, { ca: s.ca });
+  t.equal(res.status, 200);
+  t.match(res.headers['content-type'], /application\/json/);
+  t.same(res.json, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, allowed: true } });
+  t.equal(decide.calls.length, 1);
+  const c = decide.calls[0]!;
+  t.equal(c.uid, uid);
+  t.equal(c.operation, 'CREATE');
+  t.equal(c.kind, 'CiliumNetworkPolicy');
+  t.equal(c.namespace, 'blue');
+  t.equal(c.name, 'deny-all');
+  t.equal(c.dryRun, false);
+  t.same(c.userInfo, { username: 'alice', groups: ['system:authenticated'] });
+  t.same((c.object as { spec?: unknown }).spec, { endpointSelector: {}, egress: [{}] });
+  t.equal(c.oldObject, undefined);
+});
+
+t.test('dryRun is passed through to decide', async (t) => {
+  const decide = recordingDecide();
+  const s = await startServer(t, { decide });
+  await postReview(s.url, review({ dryRun: true }), { ca: s.ca });
+  await postReview(s.url, review({ dryRun: false }), { ca: s.ca });
+  t.same(decide.calls.map((c) => c.dryRun), [true, false]);
+});
+
+t.test('DELETE with oldObject only reaches decide with the old object', async (t) => {
+  const decide = recordingDecide();
+  const s = await startServer(t, { decide });
+  const old = { apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'allow-dns', namespace: 'blue' }, spec: { endpointSelector: {} } };
+  const res = await postReview(s.url, review({ operation: 'DELETE', name: 'allow-dns', object: null, oldObject: old }), { ca: s.ca });
+  t.equal(res.status, 200);
+  t.equal(res.json.response.allowed, true);
+  const c = decide.calls[0]!;
+  t.equal(c.operation, 'DELETE');
+  t.equal(c.object, undefined);
+  t.equal(c.oldObject?.metadata.name, 'allow-dns');
+});
+
+t.test('deny, warn and audit shapes', async (t) => {
+  const decide = recordingDecide(() => ({
+    allowed: false,
+    skipped: [],
+    findings: [
+      finding('dns-egress-missing', 'deny', 'default-deny egress drops DNS for 3 pods in blue', { fix: 'allow UDP/53 to kube-dns', victims: ['blue/a'], victimCount: 3 }),
+      finding('apiserver-egress-missing', 'deny', 'pods lose the kube-apiserver', { fix: 'add toEntities: [kube-apiserver]' }),
+      finding('l7-policy-split-brain', 'warn', 'L7 rules are enforced by both Cilium and the waypoint'),
+      finding('peer-auth-port-mismatch', 'audit', 'port-level mTLS names a service port'),
+    ],
+  }));
+  const s = await startServer(t, { decide });
+  const body = review();
+  const res = await postReview(s.url, body, { ca: s.ca });
+  t.equal(res.status, 200);
+  const r = res.json.response;
+  t.equal(r.uid, (body.request as { uid: string }).uid);
+  t.equal(r.allowed, false);
+  t.equal(r.status.code, 403);
+  t.equal(r.status.reason, 'Forbidden');
+  t.match(r.status.message, /^meshguard denied this request:\n\[dns-egress-missing\] default-deny egress drops DNS for 3 pods in blue Affected: blue\/a and 2 more\. Fix: allow UDP\/53 to kube-dns\n\[apiserver-egress-missing\] pods lose the kube-apiserver Fix: add toEntities: \[kube-apiserver\]$/);
+  t.same(r.warnings, ['[l7-policy-split-brain] L7 rules are enforced by both Cilium and the waypoint']);
+  t.same(r.auditAnnotations, { 'peer-auth-port-mismatch': 'port-level mTLS names a service port' });
+
+  // One decision line, without the object, plus one line per audit finding.
+  const decisions = s.lines.filter((l) => l.msg === 'admission decision');
+  t.equal(decisions.length, 1);
+  const d = decisions[0]!;
+  t.match(d, {
+    uid: r.uid, kind: 'CiliumNetworkPolicy.cilium.io', namespace: 'blue', name: 'deny-all', operation: 'CREATE',
+    dryRun: false, user: 'alice', verdict: 'denied',
+    rules: ['dns-egress-missing:deny', 'apiserver-egress-missing:deny', 'l7-policy-split-brain:warn', 'peer-auth-port-mismatch:audit'],
+  });
+  t.type(d.latencyMs, 'number');
+  t.notOk(JSON.stringify(s.lines).includes('endpointSelector'), 'no object content in logs');
+  const audits = s.lines.filter((l) => l.msg === 'audit finding');
+  t.equal(audits.length, 1);
+  t.match(audits[0], { uid: r.uid, rule: 'peer-auth-port-mismatch', message: 'port-level mTLS names a service port' });
+});
+
+t.test('many long warnings stay within the apiserver limits', async (t) => {
+  const findings = Array.from({ length: 80 }, (_, i) => finding(`rule-${i}`, 'warn', `warning number ${i} `.repeat(20)));
+  const s = await startServer(t, { decide: recordingDecide(() => ({ allowed: true, skipped: [], findings })) });
+  const res = await postReview(s.url, review(), { ca: s.ca });
+  const warnings: string[] = res.json.response.warnings;
+  t.ok(warnings.every((w) => [...w].length <= 120), 'each warning at most 120 characters');
+  t.ok(Buffer.byteLength(warnings.join(''), 'utf8') < 4096, 'total below 4 KiB');
+  t.ok(warnings.length < 80);
+  t.match(warnings.at(-1), /^meshguard: \d+ more warnings not shown$/);
+  const shown = warnings.length - 1;
+  t.equal(warnings.at(-1), `meshguard: ${80 - shown} more warnings not shown`);
+  t.ok(warnings[0]!.endsWith('…'), 'truncation is marked');
+});
+
+t.test('400: malformed JSON, empty body, schema failures', async (t) => {
+  const decide = recordingDecide();
+  const s = await startServer(t, { decide });
+  const bad = async (body: string, what: string, re: RegExp) => {
+    const res = await send(s.url, '/validate', { ca: s.ca, body });
+    t.equal(res.status, 400, what);
+    t.equal(res.json?.error, 'Bad Request', `${what}: JSON error`);
+    t.match(res.json?.message, re, `${what}: message`);
+  };
+  await bad('{"apiVersion":', 'truncated JSON', /JSON/i);
+  await bad('', 'empty body', /empty|body/i);
+  await bad('[]', 'array', /invalid AdmissionReview/);
+  await bad(JSON.stringify({ ...review(), apiVersion: 'admission.k8s.io/v1beta1' }), 'v1beta1', /apiVersion/);
+  const r = review() as { request: Record<string, unknown> };
+  await bad(JSON.stringify({ ...r, request: { ...r.request, uid: 42 } }), 'numeric uid (no coercion)', /uid/);
+  await bad(JSON.stringify({ ...r, request: { ...r.request, uid: undefined } }), 'missing uid', /uid/);
+  await bad(JSON.stringify({ ...r, request: { ...r.request, operation: 'PATCH' } }), 'unknown operation', /operation/);
+  await bad(JSON.stringify({ ...r, request: { ...r.request, object: null } }), 'CREATE without object', /object/);
+  await bad(JSON.stringify({ ...r, request: { ...r.request, operation: 'DELETE', oldObject: null } }), 'DELETE without oldObject', /oldObject/);
+  await bad(JSON.stringify({ ...r, request: { ...r.request, object: { metadata: { labels: { a: 1 } } } } }), 'non-string label', /labels/);
+  await bad('{"__proto__":{"x":1}}', 'prototype pollution', /.+/);
+  t.equal(decide.calls.length, 0, 'decide never called for invalid input');
+});
+
+t.test('415 for non-JSON content types, 413 over the body limit', async (t) => {
+  const s = await startServer(t, { bodyLimitBytes: 64 * 1024 });
+  const body = JSON.stringify(review());
+  for (const ct of ['text/plain', 'application/x-www-form-urlencoded', 'application/yaml']) {
+    const res = await send(s.url, '/validate', { ca: s.ca, body, contentType: ct });
+    t.equal(res.status, 415, ct);
+    t.equal(res.json?.error, 'Unsupported Media Type');
+  }
+  const noType = await send(s.url, '/validate', { ca: s.ca, body, contentType: null });
+  t.equal(noType.status, 415, 'missing content type');
+  const withCharset = await send(s.url, '/validate', { ca: s.ca, body, contentType: 'application/json; charset=utf-8' });
+  t.equal(withCharset.status, 200, 'charset parameter accepted');
+
+  const big = review({ object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: { blob: 'x'.repeat(100 * 1024) } } });
+  const res = await send(s.url, '/validate', { ca: s.ca, body: JSON.stringify(big) });
+  t.equal(res.status, 413);
+  t.equal(res.json?.error, 'Payload Too Large');
+});
+
+t.test('default body limit accepts object + oldObject of 3 MiB each', async (t) => {
+  const decide = recordingDecide();
+  const s = await startServer(t, { decide });
+  const cm = (v: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'big', namespace: 'kube-system' }, data: { blob: v } });
+  const big = 'y'.repeat(3 * 1024 * 1024 - 200);
+  const body = review({
+    kind: { group: '', version: 'v1', kind: 'ConfigMap' }, namespace: 'kube-system', name: 'big', operation: 'UPDATE',
+    object: cm(big), oldObject: cm(big),
+  });
+  const res = await postReview(s.url, body, { ca: s.ca, timeoutMs: 30_000 });
+  t.equal(res.status, 200);
+  t.equal(res.json.response.allowed, true);
+  t.equal(decide.calls[0]?.kind, 'ConfigMap');
+});
+
+t.test('a throwing decide gives a 500 JSON error and the server keeps serving', async (t) => {
+  let fail = true;
+  const s = await startServer(t, {
+    decide: recordingDecide(() => {
+      if (fail) throw new Error('boom in a rule');
+      return allow;
+    }),
+  });
+  const res = await postReview(s.url, review(), { ca: s.ca });
+  t.equal(res.status, 500);
+  t.same(res.json, { error: 'Internal Server Error', message: 'internal error while evaluating the request' });
+  t.ok(s.lines.some((l) => l.msg === 'evaluation failed'));
+  fail = false;
+  const ok = await postReview(s.url, review(), { ca: s.ca });
+  t.equal(ok.status, 200);
+});
+
+t.test('probes and unknown routes', async (t) => {
+  const source = fakeSource(false);
+  const s = await startServer(t, { source });
+  const get = (p: string) => send(s.url, p, { ca: s.ca, method: 'GET', contentType: null });
+  t.equal((await get('/healthz')).status, 200);
+  t.equal((await get('/readyz')).status, 503, 'not ready before the state synced');
+  source.setSynced(true);
+  t.equal((await get('/readyz')).status, 200);
+  const nf = await get('/nope');
+  t.equal(nf.status, 404);
+  t.equal(nf.json.error, 'Not Found');
+  t.equal((await get('/validate')).status, 404, 'GET /validate is not a route');
+});
+
+t.test('metrics: verdicts, findings, latency, state gauges', async (t) => {
+  const source = fakeSource(true);
+  source.state.upsert('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'blue' } });
+  let deny = false;
+  const s = await startServer(t, {
+    source,
+    decide: recordingDecide(() =>
+      deny ? { allowed: false, skipped: [], findings: [finding('dns-egress-missing', 'deny', 'x')] } : allow,
+    ),
+  });
+  await postReview(s.url, review(), { ca: s.ca });
+  deny = true;
+  await postReview(s.url, review(), { ca: s.ca });
+  await send(s.url, '/validate', { ca: s.ca, body: '{' });
+  const m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  t.equal(m.status, 200);
+  t.match(m.headers['content-type'], /text\/plain/);
+  t.match(m.text, /meshguard_admission_requests_total\{verdict="allowed"\} 1\b/);
+  t.match(m.text, /meshguard_admission_requests_total\{verdict="denied"\} 1\b/);
+  t.match(m.text, /meshguard_admission_requests_total\{verdict="invalid"\} 1\b/);
+  t.match(m.text, /meshguard_findings_total\{rule="dns-egress-missing",action="deny"\} 1\b/);
+  t.match(m.text, /meshguard_admission_duration_seconds_count 2\b/);
+  t.match(m.text, /meshguard_admission_duration_seconds_bucket\{le="0.0005"\}/);
+  t.match(m.text, /meshguard_state_synced 1\b/);
+  t.match(m.text, /meshguard_state_objects\{kind="Pod"\} 1\b/);
+  t.match(m.text, /meshguard_state_seconds_since_last_event 1.5\b/);
+  t.match(m.text, /meshguard_tls_reloads_total\{result="success"\} 0\b/);
+  t.match(m.text, /process_resident_memory_bytes/);
+  source.setSynced(false);
+  const m2 = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  t.match(m2.text, /meshguard_state_synced 0\b/);
+});
+
+t.test('keep-alive: several requests share one TLS connection', async (t) => {
+  const { Agent } = await import('node:https');
+  const s = await startServer(t);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const answers = [];
+  for (let i = 0; i < 5; i++) answers.push(await postReview(s.url, review(), { ca: s.ca, agent }));
+  t.ok(answers.every((a) => a.status === 200));
+  t.same(answers.map((a) => a.reused), [false, true, true, true, true]);
+});
+
+t.test('a missing or mismatched certificate is a clear startup error', async (t) => {
+  const { createServer } = await import('../../src/server/server.ts');
+  const { memoryLogger } = await import('./harness.ts');
+  const { makeCerts, issueCert } = await import('../helpers/certs.ts');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'meshguard-badcert-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const a = makeCerts(dir);
+  const b = issueCert(dir, a, { name: 'other' });
+  const base = { source: fakeSource(), decide: recordingDecide(), port: 0, logger: memoryLogger().logger };
+  await t.rejects(createServer({ ...base, tlsCertFile: join(dir, 'missing.crt'), tlsKeyFile: a.key }), { name: 'InputError', message: /missing\.crt/ });
+  await t.rejects(createServer({ ...base, tlsCertFile: a.cert, tlsKeyFile: b.key }), { name: 'InputError', message: /does not match/ });
+});

@@ -4,20 +4,37 @@
 import type { ClusterState } from '../state/types.ts';
 
 interface Entry {
-  revision: number;
+  readonly revision: number;
   readonly values: Map<string, unknown>;
+  readonly perObject: Map<string, WeakMap<object, unknown>>;
 }
 const perState = new WeakMap<ClusterState, Entry>();
 
-/** The value of `compute(state)` under `key`, computed once per state revision. */
-export function perRevision<T>(state: ClusterState, key: string, compute: () => T): T {
+function entry(state: ClusterState): Entry {
   let e = perState.get(state);
   if (!e || e.revision !== state.revision) {
-    e = { revision: state.revision, values: new Map() };
+    e = { revision: state.revision, values: new Map(), perObject: new Map() };
     perState.set(state, e);
   }
+  return e;
+}
+
+/** The value of `compute()` under `key`, computed once per state revision. */
+export function perRevision<T>(state: ClusterState, key: string, compute: () => T): T {
+  const e = entry(state);
   if (e.values.has(key)) return e.values.get(key) as T;
   const v = compute();
   e.values.set(key, v);
+  return v;
+}
+
+/** Like perRevision, keyed by an object too (a pod, a policy). */
+export function perRevisionFor<T>(state: ClusterState, key: string, obj: object, compute: () => T): T {
+  const e = entry(state);
+  let m = e.perObject.get(key);
+  if (!m) e.perObject.set(key, (m = new WeakMap()));
+  if (m.has(obj)) return m.get(obj) as T;
+  const v = compute();
+  m.set(obj, v);
   return v;
 }

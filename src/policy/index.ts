@@ -7,5 +7,6 @@ export * from './model.ts';
 export * from './selection.ts';
 export * from './reachability.ts';
 export * from './cluster.ts';
+export * from './cidr.ts';
 export * from './cilium-config.ts';
 export * from './istio.ts';

@@ -1,8 +1,468 @@
-// STUB: to be implemented (see types.ts and index.ts for the contract).
+// Reachability: can pod `from` open a connection to a target on port/protocol, the way Cilium's datapath
+// decides it? Egress of `from` and ingress of the destination pod are judged separately; in each, any
+// matching deny wins, then any matching allow (union of CNP, CCNP and NetworkPolicy), then default deny
+// if the direction is enforced, else allow. Sources for every rule are in docs/semantics.md.
 
-import type { ClusterState, Pod } from '../state/types.ts';
-import type { Protocol, Target, Reachability } from './types.ts';
+import type { ClusterState, Labels, Pod } from '../state/types.ts';
+import type {
+  Allowing,
+  Direction,
+  DirectionVerdict,
+  Peer,
+  PolicyModel,
+  PolicyRef,
+  PortSection,
+  Protocol,
+  Reachability,
+  RuleElement,
+  Target,
+} from './types.ts';
+import { perRevision } from './cache.ts';
+import { canonicalIp, cidrInfo, cidrSetContains, ipFamily } from './cidr.ts';
+import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses } from './cluster.ts';
+import { formatPolicyRef } from './model.ts';
+import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
+import { endpointLabels, matchesSelector, reservedLabels } from './selectors.ts';
 
-export function evaluate(_state: ClusterState, _from: Pod, _to: Target, _port: number, _protocol: Protocol): Reachability {
-  throw new Error('evaluate: not implemented yet');
+/** Every entity name Cilium accepts in toEntities/fromEntities. */
+export const ENTITY_NAMES = [
+  'host', 'remote-node', 'kube-apiserver', 'ingress', 'cluster', 'init', 'health', 'unmanaged',
+  'world', 'world-ipv4', 'world-ipv6', 'all', 'none',
+] as const;
+/** Entities that name one kind of peer and so can be a reachability target. */
+export const TARGET_ENTITIES = [
+  'host', 'remote-node', 'kube-apiserver', 'ingress', 'init', 'health', 'unmanaged', 'world', 'world-ipv4', 'world-ipv6',
+] as const;
+/** Reserved identities the `cluster` entity includes besides every pod. */
+const CLUSTER_RESERVED = ['host', 'remote-node', 'init', 'ingress', 'health', 'unmanaged', 'kube-apiserver'];
+
+/** The peer of a connection as Cilium's policy sees it. */
+export interface Identity {
+  readonly description: string;
+  /** A Cilium endpoint pod (pods in host network are node identities instead). */
+  readonly pod?: Pod;
+  /** Reserved labels: host, remote-node, kube-apiserver, world, world-ipv4, ... */
+  readonly reserved: ReadonlySet<string>;
+  /** Labels endpoint selectors match against. */
+  readonly labels: Labels;
+  /** The IP, when CIDR peers may select this identity. */
+  readonly cidrIp?: string;
+  /** A world peer of unknown address (entity:world, an FQDN): only /0 CIDRs of this family select it. */
+  readonly worldFamily?: 'ipv4' | 'ipv6' | 'any';
+  readonly fqdn?: string;
+}
+
+// ---------- identities ----------
+
+function podIdentity(state: ClusterState, pod: Pod): Identity {
+  return {
+    description: `pod ${pod.metadata.namespace ?? ''}/${pod.metadata.name}`,
+    pod,
+    reserved: new Set(),
+    labels: endpointLabels(state, pod),
+  };
+}
+
+function reservedIdentity(description: string, reserved: string[], extra: Partial<Identity> = {}): Identity {
+  return { description, reserved: new Set(reserved), labels: reservedLabels(...reserved), ...extra };
+}
+
+/** Pod by IP (non-host-network pods), built once per state revision and only when an IP target is asked. */
+function podsByIp(state: ClusterState): ReadonlyMap<string, Pod> {
+  return perRevision(state, 'podsByIp', () => {
+    const m = new Map<string, Pod>();
+    for (const p of state.list('Pod')) {
+      if (p.spec.hostNetwork) continue;
+      const ips = [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)];
+      for (const ip of ips) {
+        const c = ip ? canonicalIp(ip) : undefined;
+        if (c) m.set(c, p);
+      }
+    }
+    return m;
+  });
+}
+
+/** The identity Cilium assigns to an IP: a pod, a node (host/remote-node), the kube-apiserver, or world. */
+export function ipIdentity(state: ClusterState, ip: string, localNode: string | undefined, settings = policySettings(state)): Identity {
+  const c = canonicalIp(ip);
+  if (!c) throw new Error(`not an IP address: ${ip}`);
+  const pod = podsByIp(state).get(c);
+  if (pod) return podIdentity(state, pod);
+  const apiserver = apiserverEndpoints(state).ips.some((a) => canonicalIp(a) === c);
+  const node = nodeAddresses(state).get(c);
+  const reserved: string[] = [];
+  if (apiserver) reserved.push('kube-apiserver');
+  if (node !== undefined) {
+    reserved.push(node === localNode ? 'host' : 'remote-node');
+    // Node IPs are only selectable by CIDR with policy-cidr-match-mode=nodes.
+    return reservedIdentity(`${reserved.join('+')} ${c}`, reserved, settings.cidrMatchesNodes ? { cidrIp: c } : {});
+  }
+  reserved.push('world', ipFamily(c) === 'ipv6' ? 'world-ipv6' : 'world-ipv4');
+  return reservedIdentity(`${apiserver ? 'kube-apiserver' : 'world'} ${c}`, reserved, { cidrIp: c });
+}
+
+function firstNodeIp(state: ClusterState, pick: (node: string) => boolean): string | undefined {
+  for (const [ip, node] of nodeAddresses(state)) if (pick(node)) return ip;
+  return undefined;
+}
+
+/** The identity of a node-level peer of `pod`'s node: host when it is the same node, else remote-node. */
+function nodeIdentity(state: ClusterState, node: string | undefined, localNode: string | undefined, ip: string | undefined, settings: PolicySettings): Identity {
+  const name = node !== undefined && node === localNode ? 'host' : 'remote-node';
+  const c = ip ? canonicalIp(ip) : undefined;
+  return reservedIdentity(`${name}${node ? ' ' + node : ''}`, [name], settings.cidrMatchesNodes && c ? { cidrIp: c } : {});
+}
+
+/** The identity a target resolves to, seen from `from`. */
+export function targetIdentity(state: ClusterState, from: Pod, to: Target): Identity {
+  const settings = policySettings(state);
+  const localNode = from.spec.nodeName;
+  switch (to.type) {
+    case 'pod':
+      if (to.pod.spec.hostNetwork) {
+        return nodeIdentity(state, to.pod.spec.nodeName, localNode, to.pod.status?.hostIP ?? to.pod.status?.podIP, settings);
+      }
+      return podIdentity(state, to.pod);
+    case 'ip':
+      return ipIdentity(state, to.ip, localNode, settings);
+    case 'fqdn':
+      return reservedIdentity(`fqdn ${to.name}`, ['world'], { fqdn: normalizeName(to.name), worldFamily: 'any' });
+    case 'entity': {
+      const e = to.entity.toLowerCase();
+      switch (e) {
+        case 'kube-apiserver': {
+          const ip = apiserverEndpoints(state).ips[0];
+          return ip ? ipIdentity(state, ip, localNode, settings) : reservedIdentity('kube-apiserver', ['kube-apiserver']);
+        }
+        case 'host':
+          return nodeIdentity(state, localNode, localNode, localNode ? firstNodeIp(state, (n) => n === localNode) : undefined, settings);
+        case 'remote-node': {
+          const ip = firstNodeIp(state, (n) => n !== localNode);
+          return nodeIdentity(state, ip ? nodeAddresses(state).get(ip) : undefined, localNode, ip, settings);
+        }
+        case 'world':
+          return reservedIdentity('world', ['world'], { worldFamily: 'any' });
+        case 'world-ipv4':
+          return reservedIdentity('world-ipv4', ['world', 'world-ipv4'], { worldFamily: 'ipv4' });
+        case 'world-ipv6':
+          return reservedIdentity('world-ipv6', ['world', 'world-ipv6'], { worldFamily: 'ipv6' });
+        case 'ingress':
+        case 'init':
+        case 'health':
+        case 'unmanaged':
+          return reservedIdentity(e, [e]);
+        default:
+          throw new Error(`entity "${to.entity}" is not a single peer; use one of: ${TARGET_ENTITIES.join(', ')}`);
+      }
+    }
+  }
+}
+
+/** The identity of `from` as the destination pod `to` sees it on ingress. */
+function sourceIdentity(state: ClusterState, from: Pod, to: Pod, settings: PolicySettings): Identity {
+  if (from.spec.hostNetwork) {
+    return nodeIdentity(state, from.spec.nodeName, to.spec.nodeName, from.status?.hostIP ?? from.status?.podIP, settings);
+  }
+  return podIdentity(state, from);
+}
+
+// ---------- matching ----------
+
+/** Does an entity name select this identity? */
+export function entityMatches(entity: string, id: Identity): boolean {
+  switch (entity) {
+    case 'all':
+      return true;
+    case 'none':
+      return false;
+    case 'cluster':
+      return !!id.pod || CLUSTER_RESERVED.some((r) => id.reserved.has(r));
+    case 'world':
+      return id.reserved.has('world') || id.reserved.has('world-ipv4') || id.reserved.has('world-ipv6');
+    default:
+      return id.reserved.has(entity);
+  }
+}
+
+function normalizeName(name: string): string {
+  return name.trim().toLowerCase().replace(/\.$/, '');
+}
+
+const patternCache = new Map<string, RegExp>();
+/**
+ * Cilium DNS name matching: matchName is exact (case-insensitive, trailing dot ignored); in matchPattern
+ * `*` alone matches every name, otherwise `*` matches any run of DNS characters within one label, and a
+ * leading `**.` matches one or more labels.
+ */
+export function dnsNameMatches(rule: { readonly matchName?: string; readonly matchPattern?: string }, name: string): boolean {
+  const n = normalizeName(name);
+  if (rule.matchName !== undefined && normalizeName(rule.matchName) === n) return true;
+  if (rule.matchPattern === undefined) return false;
+  const p = normalizeName(rule.matchPattern);
+  if (p === '*') return true;
+  let re = patternCache.get(p);
+  if (!re) {
+    let body = p;
+    let prefix = '';
+    if (body.startsWith('**.')) {
+      prefix = '(?:[-a-z0-9_]+\\.)+';
+      body = body.slice(3);
+    }
+    const parts = body.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'));
+    re = new RegExp('^' + prefix + parts.join('[-a-z0-9_]*') + '$');
+    if (patternCache.size > 10_000) patternCache.clear();
+    patternCache.set(p, re);
+  }
+  return re.test(n);
+}
+
+interface EvalContext {
+  readonly state: ClusterState;
+  readonly settings: PolicySettings;
+  readonly from: Pod;
+  /** Guards the DNS-visibility check against recursion. */
+  readonly dnsCheck: boolean;
+}
+
+function namespaceLabels(state: ClusterState, namespace: string): Labels {
+  const nsObj = state.get('Namespace', undefined, namespace);
+  return { 'kubernetes.io/metadata.name': namespace, ...(nsObj?.metadata.labels ?? {}) };
+}
+
+function endpointsPeerMatches(ctx: EvalContext, peer: Extract<Peer, { type: 'endpoints' }>, id: Identity): boolean {
+  if (!id.pod) {
+    // Reserved identities have no namespace: only unscoped selectors (e.g. reserved:host keys) can match.
+    if (peer.namespace !== undefined || peer.namespaceSelector) return false;
+    return matchesSelector(peer.selector, id.labels);
+  }
+  const ns = id.pod.metadata.namespace ?? '';
+  if (peer.namespace !== undefined && peer.namespace !== ns) return false;
+  if (peer.namespaceSelector && !matchesSelector(peer.namespaceSelector, namespaceLabels(ctx.state, ns))) return false;
+  return matchesSelector(peer.selector, id.labels);
+}
+
+function cidrPeerMatches(peer: Extract<Peer, { type: 'cidr' }>, id: Identity): boolean {
+  if (id.cidrIp !== undefined) return cidrSetContains(peer.cidr, peer.except, id.cidrIp);
+  if (id.worldFamily !== undefined) {
+    // A world peer of unknown address is covered only by a whole-family prefix without holes.
+    const info = cidrInfo(peer.cidr);
+    return !!info && info.bits === 0 && peer.except.length === 0 && (id.worldFamily === 'any' || id.worldFamily === info.family);
+  }
+  return false; // pods and node/apiserver identities are never selected by CIDR
+}
+
+function servicesPeerMatches(ctx: EvalContext, model: PolicyModel, peer: Extract<Peer, { type: 'services' }>, id: Identity): boolean {
+  const { state } = ctx;
+  const policyNs = model.ref.namespace || undefined;
+  for (const raw of peer.services) {
+    const byName = raw.k8sService as { serviceName?: unknown; namespace?: unknown } | undefined;
+    const bySel = raw.k8sServiceSelector as { selector?: unknown; namespace?: unknown } | undefined;
+    const services = [];
+    if (byName && typeof byName.serviceName === 'string') {
+      const ns = typeof byName.namespace === 'string' && byName.namespace ? byName.namespace : policyNs;
+      if (ns !== undefined) {
+        const s = state.get('Service', ns, byName.serviceName);
+        if (s) services.push(s);
+      } else services.push(...state.list('Service').filter((s) => s.metadata.name === byName.serviceName));
+    }
+    if (bySel && typeof bySel.selector === 'object' && bySel.selector) {
+      const ns = typeof bySel.namespace === 'string' && bySel.namespace ? bySel.namespace : policyNs;
+      const sel = bySel.selector as { matchLabels?: Labels; matchExpressions?: never };
+      services.push(...state.list('Service', ns).filter((s) => matchesSelector(sel, s.metadata.labels ?? {})));
+    }
+    for (const svc of services) {
+      const svcNs = svc.metadata.namespace ?? 'default';
+      if (svc.spec.selector && Object.keys(svc.spec.selector).length > 0) {
+        if (id.pod && (id.pod.metadata.namespace ?? '') === svcNs && matchesSelector({ matchLabels: svc.spec.selector }, id.pod.metadata.labels ?? {})) return true;
+        continue;
+      }
+      // Selector-less Service: its EndpointSlices list the backend addresses.
+      const ips = new Set<string>();
+      for (const es of state.list('EndpointSlice', svcNs)) {
+        if (es.metadata.labels?.['kubernetes.io/service-name'] !== svc.metadata.name) continue;
+        for (const e of es.endpoints ?? []) for (const a of e.addresses ?? []) ips.add(canonicalIp(a) ?? a);
+      }
+      const candidates = id.pod ? [id.pod.status?.podIP, ...(id.pod.status?.podIPs ?? []).map((x) => x.ip)] : [id.cidrIp];
+      if (candidates.some((ip) => ip !== undefined && ips.has(canonicalIp(ip) ?? ip))) return true;
+    }
+  }
+  return false;
+}
+
+function peerMatches(ctx: EvalContext, model: PolicyModel, el: RuleElement, peer: Peer, id: Identity): boolean {
+  switch (peer.type) {
+    case 'endpoints':
+      return endpointsPeerMatches(ctx, peer, id);
+    case 'entities':
+      return peer.entities.some((e) => entityMatches(e, id));
+    case 'cidr':
+      return cidrPeerMatches(peer, id);
+    case 'fqdn':
+      if (id.fqdn === undefined || !dnsNameMatches(peer, id.fqdn)) return false;
+      // Deny rules do not support toFQDNs; for allows the DNS proxy must have seen the lookup.
+      return el.deny || dnsVisible(ctx, id.fqdn);
+    case 'services':
+      return servicesPeerMatches(ctx, model, peer, id);
+  }
+}
+
+/** The port section of an element that admits port/protocol (undefined section = element has no ports). */
+function portMatch(
+  el: RuleElement,
+  port: number,
+  protocol: Protocol,
+  destPod: Pod | undefined,
+): { matched: boolean; section?: PortSection } {
+  if (el.ports.length === 0) return { matched: true };
+  for (const section of el.ports) {
+    if (section.ports.length === 0) return { matched: true, section };
+    for (const r of section.ports) {
+      if (r.protocol !== 'ANY' && r.protocol !== protocol) continue;
+      let lo: number | undefined;
+      if (typeof r.port === 'number') lo = r.port;
+      else if (destPod) lo = namedPort(destPod, r.port, r.protocol === 'ANY' ? protocol : r.protocol);
+      if (lo === undefined || lo < 0) continue;
+      if (lo === 0) return { matched: true, section }; // port 0 = every port
+      const hi = r.endPort !== undefined && r.endPort >= lo ? r.endPort : lo;
+      if (port >= lo && port <= hi) return { matched: true, section };
+    }
+  }
+  return { matched: false };
+}
+
+interface Matches {
+  readonly denies: PolicyRef[];
+  readonly allowing: Allowing[];
+}
+
+function collect(
+  ctx: EvalContext,
+  models: readonly PolicyModel[],
+  direction: Direction,
+  peer: Identity,
+  port: number,
+  protocol: Protocol,
+  destPod: Pod | undefined,
+): Matches {
+  const denies: PolicyRef[] = [];
+  const allowing: Allowing[] = [];
+  for (const m of models) {
+    for (const el of m.elements) {
+      if (el.direction !== direction) continue;
+      const pm = portMatch(el, port, protocol, destPod);
+      if (!pm.matched) continue;
+      if (el.peers.length > 0 && !el.peers.some((p) => peerMatches(ctx, m, el, p, peer))) continue;
+      if (el.deny) {
+        if (!denies.includes(m.ref)) denies.push(m.ref);
+      } else {
+        allowing.push(pm.section ? { policy: m.ref, element: el, portSection: pm.section } : { policy: m.ref, element: el });
+      }
+    }
+  }
+  return { denies, allowing };
+}
+
+function uniq(refs: readonly PolicyRef[]): PolicyRef[] {
+  const out: PolicyRef[] = [];
+  for (const r of refs) if (!out.some((o) => o.kind === r.kind && o.namespace === r.namespace && o.name === r.name)) out.push(r);
+  return out;
+}
+
+function names(refs: readonly PolicyRef[]): string {
+  return refs.map(formatPolicyRef).join(', ');
+}
+
+/** Judge one direction at `subject` (the pod whose policy applies) against `peer`. */
+function judge(
+  ctx: EvalContext,
+  subject: Pod,
+  direction: Direction,
+  peer: Identity,
+  port: number,
+  protocol: Protocol,
+  destPod: Pod | undefined,
+): DirectionVerdict {
+  const who = `${subject.metadata.namespace ?? ''}/${subject.metadata.name}`;
+  if (ctx.settings.enablePolicy === 'never') {
+    return { enforced: false, verdict: 'allowed', decidingPolicies: [], allowing: [], reason: 'enable-policy=never: Cilium enforces no policy' };
+  }
+  if (!isCiliumEndpoint(subject)) {
+    return {
+      enforced: false, verdict: 'allowed', decidingPolicies: [], allowing: [],
+      reason: `${who} is not a Cilium endpoint (host network or finished): endpoint policy does not apply`,
+    };
+  }
+  const enf = enforcement(ctx.state, subject, direction);
+  const { denies, allowing } = collect(ctx, policiesSelecting(ctx.state, subject), direction, peer, port, protocol, destPod);
+  const what = `${direction} of ${who} ${direction === 'egress' ? 'to' : 'from'} ${peer.description} on ${port}/${protocol}`;
+  if (denies.length > 0) {
+    return { enforced: enf.enforced, verdict: 'denied', decidingPolicies: uniq(denies), allowing, reason: `${what} is denied by a deny rule in ${names(uniq(denies))}` };
+  }
+  if (!enf.enforced) {
+    return {
+      enforced: false, verdict: 'allowed', decidingPolicies: [], allowing,
+      reason: `no policy puts ${who} into default deny for ${direction}: allowed`,
+    };
+  }
+  if (allowing.length > 0) {
+    const refs = uniq(allowing.map((a) => a.policy));
+    return { enforced: true, verdict: 'allowed', decidingPolicies: refs, allowing, reason: `${what} is allowed by ${names(refs)}` };
+  }
+  const by = enf.by.length > 0 ? ` (default deny from ${names(enf.by)})` : ' (enable-policy=always)';
+  return { enforced: true, verdict: 'denied', decidingPolicies: enf.by, allowing, reason: `${what}: no allow rule matches${by}` };
+}
+
+/**
+ * Would the DNS proxy see `from`'s lookup of `name`? Some egress allow from `from` to a DNS backend pod
+ * on a DNS port must carry a `rules.dns` entry that matches the name (and no deny may block it).
+ */
+function dnsVisible(ctx: EvalContext, name: string): boolean {
+  if (ctx.dnsCheck) return false;
+  const inner: EvalContext = { ...ctx, dnsCheck: true };
+  const dns = dnsBackends(ctx.state);
+  const ports = dns.ports.length > 0 ? dns.ports : [{ port: 53, protocol: 'UDP' as const }];
+  for (const backend of dns.pods) {
+    const id = targetIdentity(ctx.state, ctx.from, { type: 'pod', pod: backend });
+    for (const p of ports) {
+      const v = judge(inner, ctx.from, 'egress', id, p.port, p.protocol, backend);
+      if (v.verdict !== 'allowed') continue;
+      if (v.allowing.some((a) => a.portSection?.rules?.dns?.some((r) => dnsNameMatches(r, name)))) return true;
+    }
+  }
+  return false;
+}
+
+const notAPod: DirectionVerdict = {
+  enforced: false,
+  verdict: 'allowed',
+  decidingPolicies: [],
+  allowing: [],
+  reason: 'destination is not a Cilium endpoint: no ingress policy applies',
+};
+
+/**
+ * Can `from` reach `to` on port/protocol? Egress is judged at `from`; ingress at `to` when it is a pod
+ * (Cilium endpoint). `port` 0 asks for "every port": only rules that allow all ports match it.
+ */
+export function evaluate(state: ClusterState, from: Pod, to: Target, port: number, protocol: Protocol): Reachability {
+  const settings = policySettings(state);
+  const ctx: EvalContext = { state, settings, from, dnsCheck: false };
+  const dest = targetIdentity(state, from, to);
+  const destPod = dest.pod;
+  const egress = judge(ctx, from, 'egress', dest, port, protocol, destPod);
+  let ingress: DirectionVerdict = notAPod;
+  if (to.type === 'pod' && destPod) {
+    if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') {
+      // Cilium's default allow-localhost: the local host may always reach its endpoints (kubelet probes).
+      ingress = {
+        enforced: enforcement(state, destPod, 'ingress').enforced, verdict: 'allowed', decidingPolicies: [], allowing: [],
+        reason: 'traffic from the local host to its endpoints is always allowed (allow-localhost)',
+      };
+    } else {
+      const src = sourceIdentity(state, from, destPod, settings);
+      ingress = judge(ctx, destPod, 'ingress', src, port, protocol, destPod);
+    }
+  }
+  return { allowed: egress.verdict === 'allowed' && ingress.verdict === 'allowed', egress, ingress };
 }

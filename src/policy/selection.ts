@@ -1,26 +1,177 @@
-// STUB: to be implemented (see types.ts and index.ts for the contract).
+// Which pods a policy selects, which policies select a pod, and whether a direction is enforced.
+//
+// Lookups are indexed: a pod's candidate policies are the CNPs and NetworkPolicies of its own namespace
+// plus the CCNPs; a policy's candidate pods come from the pod-label index (first matchLabels pair) in its
+// namespace. Results are cached per state revision.
 
-import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
-import type { Direction, PolicyModel, Enforcement } from './types.ts';
+import type { ClusterState, Labels, LabelSelector, Pod, PolicyObject } from '../state/types.ts';
+import type { CiliumConfig, Direction, Enforcement, PolicyModel, PolicyRef } from './types.ts';
+import { perRevision, perRevisionFor } from './cache.ts';
+import { ciliumConfig } from './cilium-config.ts';
+import { policyModel } from './model.ts';
+import {
+  endpointLabels,
+  indexablePair,
+  matchesSelector,
+  NAMESPACE_LABEL,
+  NAMESPACE_LABELS_PREFIX,
+  normalizeKey,
+} from './selectors.ts';
+
+/** The settings of cilium-config the engine needs, with Cilium's defaults when unknown. */
+export interface PolicySettings {
+  readonly enablePolicy: 'default' | 'always' | 'never';
+  /** `enable-non-default-deny-policies`: whether `enableDefaultDeny: false` is honoured. */
+  readonly nonDefaultDenyPolicies: boolean;
+  /** `policy-cidr-match-mode` includes `nodes`: CIDR peers also select node IPs. */
+  readonly cidrMatchesNodes: boolean;
+}
+
+/** Policy settings from cilium-config (defaults if the ConfigMap, or the parser, is not available). */
+export function policySettings(state: ClusterState): PolicySettings {
+  return perRevision(state, 'policySettings', () => {
+    let cfg: CiliumConfig | undefined;
+    try {
+      cfg = ciliumConfig(state);
+    } catch {
+      cfg = undefined; // parser not available: fall back to the agent defaults below
+    }
+    const raw = cfg?.data ?? state.get('ConfigMap', 'kube-system', 'cilium-config')?.data ?? {};
+    const mode = (cfg?.enablePolicy ?? raw['enable-policy'] ?? 'default').toLowerCase();
+    const ndd = cfg ? cfg.nonDefaultDenyPolicies : (raw['enable-non-default-deny-policies'] ?? 'true').toLowerCase() !== 'false';
+    return {
+      enablePolicy: mode === 'always' || mode === 'never' ? mode : 'default',
+      nonDefaultDenyPolicies: ndd,
+      cidrMatchesNodes: (raw['policy-cidr-match-mode'] ?? '').split(/[\s,]+/).includes('nodes'),
+    };
+  });
+}
+
+/**
+ * Whether Cilium manages this pod as an endpoint (and so applies endpoint policy to it): host-network
+ * pods share the node's identity and are only subject to host policies; finished pods have no endpoint.
+ */
+export function isCiliumEndpoint(pod: Pod): boolean {
+  if (pod.spec.hostNetwork) return false;
+  const phase = pod.status?.phase;
+  return phase !== 'Succeeded' && phase !== 'Failed';
+}
+
+/** Every policy model in scope for pods of a namespace: its CNPs and NetworkPolicies, plus all CCNPs. */
+function modelsForNamespace(state: ClusterState, namespace: string): readonly PolicyModel[] {
+  return perRevision(state, 'models\u0000' + namespace, () => {
+    const out: PolicyModel[] = [];
+    for (const o of state.list('CiliumNetworkPolicy', namespace)) out.push(...policyModel(o));
+    for (const o of state.list('NetworkPolicy', namespace)) out.push(...policyModel(o));
+    for (const m of clusterwideModels(state)) out.push(m);
+    return out;
+  });
+}
+
+function clusterwideModels(state: ClusterState): readonly PolicyModel[] {
+  return perRevision(state, 'ccnpModels', () => state.list('CiliumClusterwideNetworkPolicy').flatMap((o) => policyModel(o)));
+}
+
+/** Does this model's subject selector select this pod (namespace scoping included)? */
+export function modelSelects(state: ClusterState, model: PolicyModel, pod: Pod): boolean {
+  if (model.selectsNodes || !isCiliumEndpoint(pod)) return false;
+  if (model.ref.kind !== 'CiliumClusterwideNetworkPolicy' && model.ref.namespace !== (pod.metadata.namespace ?? '')) return false;
+  return matchesSelector(model.subjectSelector, endpointLabels(state, pod));
+}
+
+/** The policy models (from every CNP/CCNP/NetworkPolicy in the state) that select this pod. Indexed, not a scan. */
+export function policiesSelecting(state: ClusterState, pod: Pod): readonly PolicyModel[] {
+  const compute = (): readonly PolicyModel[] => {
+    if (!isCiliumEndpoint(pod)) return [];
+    return modelsForNamespace(state, pod.metadata.namespace ?? '').filter((m) => modelSelects(state, m, pod));
+  };
+  return perRevisionFor(state, 'policiesSelecting', pod, compute);
+}
+
+function uniqueRefs(models: readonly PolicyModel[]): PolicyRef[] {
+  const out: PolicyRef[] = [];
+  for (const m of models) {
+    if (!out.some((r) => r.kind === m.ref.kind && r.namespace === m.ref.namespace && r.name === m.ref.name)) out.push(m.ref);
+  }
+  return out;
+}
+
+/** Whether policy enforces (default deny) a direction for a pod, and which policies cause it. */
+export function enforcement(state: ClusterState, pod: Pod, direction: Direction): Enforcement {
+  const settings = policySettings(state);
+  if (settings.enablePolicy === 'never' || !isCiliumEndpoint(pod)) return { enforced: false, by: [] };
+  const models = policiesSelecting(state, pod);
+  const enforcing = models.filter((m) => (settings.nonDefaultDenyPolicies ? m.enforces[direction] : m.hasSection[direction]));
+  if (settings.enablePolicy === 'always') return { enforced: true, by: uniqueRefs(enforcing) };
+  return { enforced: enforcing.length > 0, by: uniqueRefs(enforcing) };
+}
+
+/** Candidate pods for a subject selector: from the label index when possible, else the namespace's pods. */
+function candidatePods(state: ClusterState, namespace: string | undefined, selector: LabelSelector): readonly Pod[] {
+  let ns = namespace;
+  if (ns === undefined) {
+    // A CCNP selector pinned to one namespace by label needs only that namespace.
+    const pinned = Object.entries(selector.matchLabels ?? {}).find(([k]) => normalizeKey(k) === NAMESPACE_LABEL);
+    if (pinned) ns = pinned[1];
+  }
+  const pair = indexablePair(selector);
+  if (pair) return state.podsWithLabel(ns, pair.key, pair.value);
+  return state.list('Pod', ns);
+}
 
 /** Pods a policy object selects (any of its specs). */
-export function podsSelectedBy(_state: ClusterState, _policy: PolicyObject): readonly Pod[] {
-  throw new Error('podsSelectedBy: not implemented yet');
+export function podsSelectedBy(state: ClusterState, policy: PolicyObject): readonly Pod[] {
+  return perRevisionFor(state, 'podsSelectedBy', policy, () => {
+    const out = new Set<Pod>();
+    for (const m of policyModel(policy)) {
+      if (m.selectsNodes) continue;
+      const ns = m.ref.kind === 'CiliumClusterwideNetworkPolicy' ? undefined : m.ref.namespace;
+      for (const p of candidatePods(state, ns, m.subjectSelector)) if (modelSelects(state, m, p)) out.add(p);
+    }
+    return [...out];
+  });
+}
+
+/** A pod that does not exist, built so that a subject selector selects it. */
+function syntheticPod(state: ClusterState, model: PolicyModel): Pod | undefined {
+  const labels: Record<string, string> = {};
+  let namespace = model.ref.kind === 'CiliumClusterwideNetworkPolicy' ? 'default' : model.ref.namespace;
+  const put = (rawKey: string, value: string): void => {
+    const key = normalizeKey(rawKey);
+    if (key === NAMESPACE_LABEL) namespace = value;
+    else if (!key.includes(':') && !key.startsWith(NAMESPACE_LABELS_PREFIX) && !key.startsWith('io.cilium.k8s.policy.')) labels[key] = value;
+  };
+  for (const [k, v] of Object.entries(model.subjectSelector.matchLabels ?? {})) put(k, v);
+  for (const r of model.subjectSelector.matchExpressions ?? []) {
+    if (r.operator === 'In' && r.values?.[0] !== undefined) put(r.key, r.values[0]);
+    else if (r.operator === 'Exists') put(r.key, labels[normalizeKey(r.key)] ?? 'synthetic');
+  }
+  const pod: Pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: `(any pod selected by ${model.ref.name})`, namespace, labels: labels as Labels },
+    spec: { containers: [] },
+  };
+  return modelSelects(state, model, pod) ? pod : undefined;
 }
 
 /**
  * The pods a policy is about: the live selected pods, or, if none, one synthetic pod built from the
  * subject selector's matchLabels in the policy namespace (so new namespaces are protected too).
  */
-export function subjectPods(_state: ClusterState, _policy: PolicyObject): { pods: readonly Pod[]; synthetic: boolean } {
-  throw new Error('subjectPods: not implemented yet');
+export function subjectPods(state: ClusterState, policy: PolicyObject): { pods: readonly Pod[]; synthetic: boolean } {
+  // Cached so the synthetic pod is the same object within a revision (downstream caches key on it).
+  return perRevisionFor(state, 'subjectPods', policy, () => computeSubjectPods(state, policy));
 }
 
-/** The policy models (from every CNP/CCNP/NetworkPolicy in the state) that select this pod. Indexed, not a scan. */
-export function policiesSelecting(_state: ClusterState, _pod: Pod): readonly PolicyModel[] {
-  throw new Error('policiesSelecting: not implemented yet');
-}
-
-export function enforcement(_state: ClusterState, _pod: Pod, _direction: Direction): Enforcement {
-  throw new Error('enforcement: not implemented yet');
+function computeSubjectPods(state: ClusterState, policy: PolicyObject): { pods: readonly Pod[]; synthetic: boolean } {
+  const live = podsSelectedBy(state, policy);
+  if (live.length > 0) return { pods: live, synthetic: false };
+  const pods: Pod[] = [];
+  for (const m of policyModel(policy)) {
+    if (m.selectsNodes) continue;
+    const p = syntheticPod(state, m);
+    if (p) pods.push(p);
+  }
+  return { pods, synthetic: true };
 }

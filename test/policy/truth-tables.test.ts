@@ -1,0 +1,559 @@
+// Truth tables in the style of the Kubernetes e2e network-policy suite: namespaces x/y/z with pods a/b/c,
+// each serving 80/TCP, 81/TCP and 80/UDP. Every scenario asserts the full 9x9 matrix for all three
+// ports (and, where it matters, a row of non-pod targets).
+//
+// Matrix notation: one line per client pod, `xa ... ... ...`, then three groups of three characters,
+// one per server pod (x/a x/b x/c, y/a ..., z/a ...): `.` = allowed, `X` = denied.
+
+import t from 'tap';
+import { evaluate } from '../../src/policy/reachability.ts';
+import type { Protocol, Target } from '../../src/policy/types.ts';
+import type { MemoryState } from '../../src/state/store.ts';
+import { baseCluster, ccnp, cnp, findPod, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
+
+const NAMESPACES = ['x', 'y', 'z'] as const;
+const PODS = ['a', 'b', 'c'] as const;
+const SERVE_PORTS = [
+  { name: 'serve-80-tcp', containerPort: 80, protocol: 'TCP' },
+  { name: 'serve-81-tcp', containerPort: 81, protocol: 'TCP' },
+  { name: 'serve-80-udp', containerPort: 80, protocol: 'UDP' },
+];
+
+type Obj = Parameters<typeof memoryState>[0][number] & Record<string, unknown>;
+
+function cluster(policies: Obj[], ciliumData: Record<string, string> = HEALTHY_CILIUM_CONFIG): MemoryState {
+  const objs: Obj[] = [];
+  NAMESPACES.forEach((n, i) => {
+    objs.push(ns(n, { ns: n }) as Obj);
+    PODS.forEach((p, j) => objs.push(pod(n, p, { pod: p }, { ports: SERVE_PORTS, ip: `10.0.${i + 1}.${j + 1}` }) as Obj));
+  });
+  return memoryState(baseCluster([...objs, ...policies] as never, ciliumData));
+}
+
+function matrix(s: MemoryState, port: number, protocol: Protocol): string {
+  const lines: string[] = [];
+  for (const fn of NAMESPACES) {
+    for (const fp of PODS) {
+      const from = findPod(s, `${fn}/${fp}`);
+      const groups = NAMESPACES.map((tn) =>
+        PODS.map((tp) => (evaluate(s, from, { type: 'pod', pod: findPod(s, `${tn}/${tp}`) }, port, protocol).allowed ? '.' : 'X')).join(''),
+      );
+      lines.push(`${fn}${fp} ${groups.join(' ')}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/** Normalizes an expected matrix written in the test (indentation, blank lines). */
+function m(text: string): string {
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).join(' '))
+    .join('\n');
+}
+
+const ALL = m(`
+  xa ... ... ...
+  xb ... ... ...
+  xc ... ... ...
+  ya ... ... ...
+  yb ... ... ...
+  yc ... ... ...
+  za ... ... ...
+  zb ... ... ...
+  zc ... ... ...`);
+
+interface Expect {
+  tcp80: string;
+  tcp81?: string;
+  udp80?: string;
+}
+
+/** Asserts the full matrix on 80/TCP, 81/TCP and 80/UDP (81/TCP and 80/UDP default to the 80/TCP matrix). */
+function expectMatrices(t: Tap.Test, s: MemoryState, e: Expect): void {
+  t.equal(matrix(s, 80, 'TCP'), m(e.tcp80), '80/TCP');
+  t.equal(matrix(s, 81, 'TCP'), m(e.tcp81 ?? e.tcp80), '81/TCP');
+  t.equal(matrix(s, 80, 'UDP'), m(e.udp80 ?? e.tcp80), '80/UDP');
+}
+
+// Non-pod targets seen from every client (a row per client pod).
+const TARGETS: { label: string; target: Target; port: number; protocol: Protocol }[] = [
+  { label: 'api', target: { type: 'entity', entity: 'kube-apiserver' }, port: 6443, protocol: 'TCP' },
+  { label: 'wld', target: { type: 'ip', ip: '8.8.8.8' }, port: 443, protocol: 'TCP' },
+  { label: 'w10', target: { type: 'ip', ip: '10.9.9.9' }, port: 443, protocol: 'TCP' },
+  { label: 'exc', target: { type: 'ip', ip: '10.0.200.5' }, port: 443, protocol: 'TCP' },
+  { label: 'rnd', target: { type: 'ip', ip: '192.168.0.11' }, port: 10250, protocol: 'TCP' },
+];
+
+/** One line per client: `xa .X...` with one character per TARGETS entry. */
+function targetRows(s: MemoryState): string {
+  const lines: string[] = [];
+  for (const fn of NAMESPACES) {
+    for (const fp of PODS) {
+      const from = findPod(s, `${fn}/${fp}`);
+      lines.push(`${fn}${fp} ${TARGETS.map((x) => (evaluate(s, from, x.target, x.port, x.protocol).allowed ? '.' : 'X')).join('')}`);
+    }
+  }
+  return lines.join('\n');
+}
+const ALL_TARGETS = m(['xa', 'xb', 'xc', 'ya', 'yb', 'yc', 'za', 'zb', 'zc'].map((r) => `${r} .....`).join('\n'));
+
+/** Client row `row` gets `chars` for the targets; every other row allows everything. */
+function onlyRow(row: string, chars: string): string {
+  return ALL_TARGETS.split('\n').map((l) => (l.startsWith(row + ' ') ? `${row} ${chars}` : l)).join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+t.test('1. no policy: everything allowed', async (t) => {
+  const s = cluster([]);
+  expectMatrices(t, s, { tcp80: ALL });
+  t.equal(targetRows(s), ALL_TARGETS);
+});
+
+t.test('2. NetworkPolicy deny-all ingress in x (podSelector {}, policyTypes [Ingress])', async (t) => {
+  const s = cluster([netpol('x', 'deny-ingress', { podSelector: {}, policyTypes: ['Ingress'] }) as Obj]);
+  const x = m(`
+    xa XXX ... ...
+    xb XXX ... ...
+    xc XXX ... ...
+    ya XXX ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za XXX ... ...
+    zb XXX ... ...
+    zc XXX ... ...`);
+  expectMatrices(t, s, { tcp80: x });
+  t.equal(targetRows(s), ALL_TARGETS, 'ingress policy does not limit egress');
+});
+
+t.test('3. NetworkPolicy deny-all egress in x', async (t) => {
+  const s = cluster([netpol('x', 'deny-egress', { podSelector: {}, policyTypes: ['Egress'] }) as Obj]);
+  const x = m(`
+    xa XXX XXX XXX
+    xb XXX XXX XXX
+    xc XXX XXX XXX
+    ya ... ... ...
+    yb ... ... ...
+    yc ... ... ...
+    za ... ... ...
+    zb ... ... ...
+    zc ... ... ...`);
+  expectMatrices(t, s, { tcp80: x });
+  t.equal(targetRows(s), m(`
+    xa XXXXX
+    xb XXXXX
+    xc XXXXX
+    ya .....
+    yb .....
+    yc .....
+    za .....
+    zb .....
+    zc .....`));
+});
+
+t.test('4. same-namespace only: NetworkPolicy ingress from podSelector {} in x', async (t) => {
+  const s = cluster([netpol('x', 'same-ns', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] }) as Obj]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa ... ... ...
+    xb ... ... ...
+    xc ... ... ...
+    ya XXX ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za XXX ... ...
+    zb XXX ... ...
+    zc XXX ... ...`,
+  });
+});
+
+t.test('5. AND peer: namespaceSelector + podSelector in one peer (only y/b may reach x/a)', async (t) => {
+  const s = cluster([
+    netpol('x', 'and', {
+      podSelector: { matchLabels: { pod: 'a' } },
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } }, podSelector: { matchLabels: { pod: 'b' } } }] }],
+    }) as Obj,
+  ]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa X.. ... ...
+    xb X.. ... ...
+    xc X.. ... ...
+    ya X.. ... ...
+    yb ... ... ...
+    yc X.. ... ...
+    za X.. ... ...
+    zb X.. ... ...
+    zc X.. ... ...`,
+  });
+});
+
+t.test('6. OR peers: namespaceSelector and podSelector as separate peers (y/* or x/b may reach x/a)', async (t) => {
+  const s = cluster([
+    netpol('x', 'or', {
+      podSelector: { matchLabels: { pod: 'a' } },
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }, { podSelector: { matchLabels: { pod: 'b' } } }] }],
+    }) as Obj,
+  ]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa X.. ... ...
+    xb ... ... ...
+    xc X.. ... ...
+    ya ... ... ...
+    yb ... ... ...
+    yc ... ... ...
+    za X.. ... ...
+    zb X.. ... ...
+    zc X.. ... ...`,
+  });
+});
+
+t.test('7. named port: NetworkPolicy allows serve-81-tcp only into x/a', async (t) => {
+  const s = cluster([
+    netpol('x', 'named', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ ports: [{ port: 'serve-81-tcp' }] }] }) as Obj,
+  ]);
+  const denied = m(`
+    xa X.. ... ...
+    xb X.. ... ...
+    xc X.. ... ...
+    ya X.. ... ...
+    yb X.. ... ...
+    yc X.. ... ...
+    za X.. ... ...
+    zb X.. ... ...
+    zc X.. ... ...`);
+  expectMatrices(t, s, { tcp80: denied, tcp81: ALL, udp80: denied });
+});
+
+t.test('8. default protocol TCP: NetworkPolicy port 80 without protocol does not allow 80/UDP', async (t) => {
+  const s = cluster([netpol('x', 'p80', { podSelector: {}, ingress: [{ ports: [{ port: 80 }] }] }) as Obj]);
+  const denied = m(`
+    xa XXX ... ...
+    xb XXX ... ...
+    xc XXX ... ...
+    ya XXX ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za XXX ... ...
+    zb XXX ... ...
+    zc XXX ... ...`);
+  expectMatrices(t, s, { tcp80: ALL, tcp81: denied, udp80: denied });
+});
+
+t.test('9. ipBlock with except: CIDR peers never match pods (Cilium), only world addresses', async (t) => {
+  const s = cluster([
+    netpol('x', 'cidr', {
+      podSelector: { matchLabels: { pod: 'a' } },
+      policyTypes: ['Egress'],
+      egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['10.0.200.0/24'] } }] }],
+    }) as Obj,
+  ]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa XXX XXX XXX
+    xb ... ... ...
+    xc ... ... ...
+    ya ... ... ...
+    yb ... ... ...
+    yc ... ... ...
+    za ... ... ...
+    zb ... ... ...
+    zc ... ... ...`,
+  });
+  // api (node IP) X, 8.8.8.8 X, 10.9.9.9 allowed, 10.0.200.5 in except X, remote node X
+  t.equal(targetRows(s), onlyRow('xa', 'XX.XX'));
+});
+
+t.test('10. stacked NetworkPolicies on x/a: union of allows (y on 80, z on 81)', async (t) => {
+  const s = cluster([
+    netpol('x', 'from-y-80', {
+      podSelector: { matchLabels: { pod: 'a' } },
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }], ports: [{ port: 80, protocol: 'TCP' }] }],
+    }) as Obj,
+    netpol('x', 'from-z-81', {
+      podSelector: { matchLabels: { pod: 'a' } },
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'z' } } }], ports: [{ port: 81 }] }],
+    }) as Obj,
+  ]);
+  const row = (yAllowed: boolean, zAllowed: boolean): string => {
+    const out: string[] = [];
+    for (const n of NAMESPACES) for (const p of PODS) {
+      const ok = (n === 'y' && yAllowed) || (n === 'z' && zAllowed);
+      out.push(`${n}${p} ${ok ? '.' : 'X'}.. ... ...`);
+    }
+    return out.join('\n');
+  };
+  expectMatrices(t, s, { tcp80: row(true, false), tcp81: row(false, true), udp80: row(false, false) });
+});
+
+t.test('11. CNP fromEndpoints [{}] = pods of the policy namespace only', async (t) => {
+  const s = cluster([cnp('x', 'same-ns', { endpointSelector: {}, ingress: [{ fromEndpoints: [{}] }] }) as Obj]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa ... ... ...
+    xb ... ... ...
+    xc ... ... ...
+    ya XXX ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za XXX ... ...
+    zb XXX ... ...
+    zc XXX ... ...`,
+  });
+});
+
+t.test('12. CCNP fromEndpoints [{}] = every pod in the cluster', async (t) => {
+  const s = cluster([
+    ccnp('x-from-all-pods', {
+      endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'x' } },
+      ingress: [{ fromEndpoints: [{}] }],
+      egress: [{ toEndpoints: [{}] }],
+    }) as Obj,
+  ]);
+  expectMatrices(t, s, { tcp80: ALL });
+  // ...but not the apiserver, world or nodes: {} in a CCNP selects pods only.
+  t.equal(targetRows(s), m(`
+    xa XXXXX
+    xb XXXXX
+    xc XXXXX
+    ya .....
+    yb .....
+    yc .....
+    za .....
+    zb .....
+    zc .....`));
+});
+
+t.test('13. egress: [] does not enforce; egress: [{}] enforces and allows nothing', async (t) => {
+  const empty = cluster([cnp('x', 'empty', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [] }) as Obj]);
+  expectMatrices(t, empty, { tcp80: ALL });
+  t.equal(targetRows(empty), ALL_TARGETS);
+  const braces = cluster([cnp('x', 'braces', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{}] }) as Obj]);
+  expectMatrices(t, braces, {
+    tcp80: `
+    xa XXX XXX XXX
+    xb ... ... ...
+    xc ... ... ...
+    ya ... ... ...
+    yb ... ... ...
+    yc ... ... ...
+    za ... ... ...
+    zb ... ... ...
+    zc ... ... ...`,
+  });
+  t.equal(targetRows(braces), onlyRow('xa', 'XXXXX'));
+});
+
+t.test('14. deny precedence: ingressDeny from y on 80/TCP beats an allow-all in x', async (t) => {
+  const s = cluster([
+    cnp('x', 'allow-all', { endpointSelector: {}, ingress: [{ fromEntities: ['all'] }] }) as Obj,
+    cnp('x', 'deny-y-80', {
+      endpointSelector: {},
+      ingressDeny: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'y' } }], toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }] }] }],
+    }) as Obj,
+  ]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa ... ... ...
+    xb ... ... ...
+    xc ... ... ...
+    ya XXX ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za ... ... ...
+    zb ... ... ...
+    zc ... ... ...`,
+    tcp81: ALL,
+    udp80: ALL,
+  });
+});
+
+t.test('15. entities: kube-apiserver, world, cluster', async (t) => {
+  const api = cluster([cnp('x', 'api', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEntities: ['kube-apiserver'] }] }) as Obj]);
+  t.equal(targetRows(api), onlyRow('xa', '.XXXX'), 'kube-apiserver only');
+  t.equal(matrix(api, 80, 'TCP').split('\n')[0], 'xa XXX XXX XXX');
+  const world = cluster([cnp('x', 'world', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEntities: ['world'] }] }) as Obj]);
+  t.equal(targetRows(world), onlyRow('xa', 'X...X'), 'world: not the apiserver on a node, not nodes');
+  t.equal(matrix(world, 80, 'TCP').split('\n')[0], 'xa XXX XXX XXX', 'world is not pods');
+  const clusterE = cluster([cnp('x', 'cluster', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEntities: ['cluster'] }] }) as Obj]);
+  t.equal(targetRows(clusterE), onlyRow('xa', '.XXX.'), 'cluster: apiserver and nodes, not world');
+  expectMatrices(t, clusterE, { tcp80: ALL });
+  const host = cluster([cnp('x', 'rn', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEntities: ['remote-node'] }] }) as Obj]);
+  // The apiserver sits on node-a (the pods' own node: host), 192.168.0.11 is node-b (remote-node).
+  t.equal(targetRows(host), onlyRow('xa', 'XXXX.'));
+});
+
+t.test('16. CIDR peers do not match pods even when the pod IP is inside the prefix', async (t) => {
+  const s = cluster([cnp('x', 'cidr', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toCIDR: ['10.0.0.0/8'] }] }) as Obj]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa XXX XXX XXX
+    xb ... ... ...
+    xc ... ... ...
+    ya ... ... ...
+    yb ... ... ...
+    yc ... ... ...
+    za ... ... ...
+    zb ... ... ...
+    zc ... ... ...`,
+  });
+  t.equal(targetRows(s), onlyRow('xa', 'XX..X'), '10.9.9.9 and 10.0.200.5 are world addresses inside the prefix');
+  // Pod IPs given as cidr: targets resolve to the pod identity, so the CIDR rule still does not match.
+  const xa = findPod(s, 'x/a');
+  t.equal(evaluate(s, xa, { type: 'ip', ip: '10.0.2.1' }, 80, 'TCP').allowed, false);
+});
+
+t.test('17. CNP + NetworkPolicy union on x/a (NetworkPolicy from y, CNP from z)', async (t) => {
+  const s = cluster([
+    netpol('x', 'np-from-y', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }] }) as Obj,
+    cnp('x', 'cnp-from-z', {
+      endpointSelector: { matchLabels: { pod: 'a' } },
+      ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'z' } }] }],
+    }) as Obj,
+  ]);
+  // NetworkPolicy ports default to all ports and protocols when `ports` is absent.
+  expectMatrices(t, s, {
+    tcp80: `
+    xa X.. ... ...
+    xb X.. ... ...
+    xc X.. ... ...
+    ya ... ... ...
+    yb ... ... ...
+    yc ... ... ...
+    za ... ... ...
+    zb ... ... ...
+    zc ... ... ...`,
+  });
+});
+
+t.test('18. podSelector alone = same namespace; namespaceSelector {} + podSelector = that pod in every namespace', async (t) => {
+  const same = cluster([netpol('x', 'b-only', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'b' } } }] }] }) as Obj]);
+  expectMatrices(t, same, {
+    tcp80: `
+    xa X.. ... ...
+    xb ... ... ...
+    xc X.. ... ...
+    ya X.. ... ...
+    yb X.. ... ...
+    yc X.. ... ...
+    za X.. ... ...
+    zb X.. ... ...
+    zc X.. ... ...`,
+  });
+  const every = cluster([
+    netpol('x', 'b-any-ns', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { pod: 'b' } } }] }] }) as Obj,
+  ]);
+  expectMatrices(t, every, {
+    tcp80: `
+    xa X.. ... ...
+    xb ... ... ...
+    xc X.. ... ...
+    ya X.. ... ...
+    yb ... ... ...
+    yc X.. ... ...
+    za X.. ... ...
+    zb ... ... ...
+    zc X.. ... ...`,
+  });
+});
+
+t.test('19. endPort range 80-81 (TCP by default)', async (t) => {
+  const s = cluster([netpol('y', 'range', { podSelector: {}, ingress: [{ ports: [{ port: 80, endPort: 81 }] }] }) as Obj]);
+  expectMatrices(t, s, {
+    tcp80: ALL,
+    udp80: `
+    xa ... XXX ...
+    xb ... XXX ...
+    xc ... XXX ...
+    ya ... XXX ...
+    yb ... XXX ...
+    yc ... XXX ...
+    za ... XXX ...
+    zb ... XXX ...
+    zc ... XXX ...`,
+  });
+});
+
+t.test('20. L4-only CNP rule (toPorts without a peer): any peer on 80/TCP into z', async (t) => {
+  const s = cluster([cnp('z', 'l4', { endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }] }] }] }) as Obj]);
+  const denied = m(`
+    xa ... ... XXX
+    xb ... ... XXX
+    xc ... ... XXX
+    ya ... ... XXX
+    yb ... ... XXX
+    yc ... ... XXX
+    za ... ... XXX
+    zb ... ... XXX
+    zc ... ... XXX`);
+  expectMatrices(t, s, { tcp80: ALL, tcp81: denied, udp80: denied });
+});
+
+t.test('21. enable-policy always / never', async (t) => {
+  const always = cluster([], { ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'always' });
+  const none = m(ALL.replace(/\./g, 'X'));
+  expectMatrices(t, always, { tcp80: none });
+  const never = cluster([netpol('x', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }) as Obj], { ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'never' });
+  expectMatrices(t, never, { tcp80: ALL });
+});
+
+t.test('22. enableDefaultDeny: false — a deny-only policy that does not default-deny', async (t) => {
+  const policy = cnp('x', 'deny-y', {
+    endpointSelector: {},
+    enableDefaultDeny: { ingress: false },
+    ingressDeny: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'y' } }] }],
+  }) as Obj;
+  const honoured = cluster([policy]);
+  const onlyY = m(`
+    xa ... ... ...
+    xb ... ... ...
+    xc ... ... ...
+    ya XXX ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za ... ... ...
+    zb ... ... ...
+    zc ... ... ...`);
+  expectMatrices(t, honoured, { tcp80: onlyY });
+  // With enable-non-default-deny-policies off, the ingressDeny section puts x into default deny.
+  const ignored = cluster([policy], { ...HEALTHY_CILIUM_CONFIG, 'enable-non-default-deny-policies': 'false' });
+  expectMatrices(t, ignored, {
+    tcp80: `
+    xa XXX ... ...
+    xb XXX ... ...
+    xc XXX ... ...
+    ya XXX ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za XXX ... ...
+    zb XXX ... ...
+    zc XXX ... ...`,
+  });
+});
+
+t.test('23. CNP namespace-label selectors (io.cilium.k8s.namespace.labels.*) and service accounts', async (t) => {
+  const s = cluster([
+    cnp('x', 'nslabel', {
+      endpointSelector: {},
+      ingress: [
+        { fromEndpoints: [{ matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.ns': 'z', 'k8s:io.kubernetes.pod.namespace': 'z', pod: 'c' } }] },
+        { fromEndpoints: [{ matchLabels: { 'k8s:io.cilium.k8s.policy.serviceaccount': 'default', 'k8s:io.kubernetes.pod.namespace': 'y', pod: 'a' } }] },
+      ],
+    }) as Obj,
+  ]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa XXX ... ...
+    xb XXX ... ...
+    xc XXX ... ...
+    ya ... ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za XXX ... ...
+    zb XXX ... ...
+    zc ... ... ...`,
+  });
+});

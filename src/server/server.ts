@@ -108,7 +108,17 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     loggerInstance: logger as FastifyBaseLogger,
     // One line per decision is logged by the handler; Fastify's per-request lines would double it.
     logController: new LogController({ disableRequestLogging: true }),
-    https: { cert: initial.cert, key: initial.key, minVersion: 'TLSv1.2', handshakeTimeout: 10_000 },
+    https: {
+      cert: initial.cert,
+      key: initial.key,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: 10_000,
+      // Node checks request/header deadlines on this interval (default 30 s): check often enough that
+      // a stalled client is cut close to its deadline.
+      requestTimeout,
+      headersTimeout: Math.min(10_000, requestTimeout),
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(requestTimeout / 4))),
+    },
     bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT,
     requestTimeout,
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 65_000,
@@ -117,8 +127,6 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
-  // A slow client sending headers must not hold a socket for Node's default 60 s.
-  app.server.headersTimeout = Math.min(10_000, requestTimeout);
 
   // Route schemas are compiled with meshguard's ajv: no type coercion, no property removal.
   const ajv = createAjv();

@@ -250,3 +250,25 @@ t.test('a missing or mismatched certificate is a clear startup error', async (t)
   await t.rejects(createServer({ ...base, tlsCertFile: join(dir, 'missing.crt'), tlsKeyFile: a.key }), { name: 'InputError', message: /missing\.crt/ });
   await t.rejects(createServer({ ...base, tlsCertFile: a.cert, tlsKeyFile: b.key }), { name: 'InputError', message: /does not match/ });
 });
+
+t.test('a client that stalls mid-body is answered 408 and cut, not left hanging', async (t) => {
+  const { request } = await import('node:https');
+  const s = await startServer(t, { requestTimeoutMs: 400 });
+  const began = Date.now();
+  const outcome = await new Promise<string>((resolve) => {
+    const req = request(new URL('/validate', s.url), {
+      method: 'POST', ca: s.ca, agent: false, headers: { 'content-type': 'application/json', 'content-length': '1000' },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve(`status ${res.statusCode}`);
+    });
+    req.on('error', (e) => resolve(`error ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+    req.write('{"apiVersion":');
+    setTimeout(() => resolve('hang'), 5000).unref();
+  });
+  t.not(outcome, 'hang');
+  t.match(outcome, /status 408|error (ECONNRESET|EPIPE)/);
+  t.ok(Date.now() - began < 3000, `cut after ${Date.now() - began} ms`);
+  t.equal((await send(s.url, '/healthz', { ca: s.ca, method: 'GET', contentType: null })).status, 200);
+});

@@ -1,31 +1,314 @@
-// STUB: to be implemented (see types.ts and index.ts for the contract).
+// Istio semantics: which data plane serves a pod (sidecar / ambient / none), the effective
+// PeerAuthentication mTLS mode for a pod and port, where an AuthorizationPolicy is enforced, which of
+// its attributes need HTTP, and which waypoint serves a pod. Pure functions over a ClusterState.
 
-import type { ClusterState, Gateway, Pod, PolicyObject } from '../state/types.ts';
-import type { MeshMode, EffectiveMtls, AuthzAttachment } from './types.ts';
+import { parse as parseYaml } from 'yaml';
+import type { ClusterState, Gateway, Labels, Namespace, Pod, PolicyObject } from '../state/types.ts';
+import type { AuthzAttachment, EffectiveMtls, MeshMode, MtlsMode } from './types.ts';
+import { perRevision, perRevisionFor } from './cache.ts';
 
-export function meshMode(_state: ClusterState, _pod: Pod): MeshMode {
-  throw new Error('meshMode: not implemented yet');
+export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
+export const WAYPOINT_GATEWAY_CLASS = 'istio-waypoint';
+
+const INJECT_LABEL = 'sidecar.istio.io/inject';
+const INJECTION_NS_LABEL = 'istio-injection';
+const REV_LABEL = 'istio.io/rev';
+const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
+const REDIRECTION_ANNOTATION = 'ambient.istio.io/redirection';
+const USE_WAYPOINT_LABEL = 'istio.io/use-waypoint';
+const USE_WAYPOINT_NS_LABEL = 'istio.io/use-waypoint-namespace';
+/** The injector and istio-cni never touch pods of these namespaces (Istio's defaults). */
+const MESH_EXCLUDED_NAMESPACES = new Set(['kube-system', 'kube-public']);
+
+// ---------- mesh mode ----------
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
+
+/** A pod that already went through the injector (istio-proxy as container or native sidecar). */
+function hasSidecar(pod: Pod): boolean {
+  if (pod.metadata.annotations?.['sidecar.istio.io/status'] !== undefined) return true;
+  const named = (cs: readonly { name: string }[] | undefined): boolean => (cs ?? []).some((c) => c?.name === 'istio-proxy');
+  return named(pod.spec?.containers) || named(pod.spec?.initContainers);
+}
+
+function namespaceOf(state: ClusterState, pod: Pod): Namespace | undefined {
+  return state.get('Namespace', undefined, pod.metadata.namespace ?? '');
+}
+
+/**
+ * Whether the sidecar injector would inject this pod, following the selectors of Istio's injection
+ * webhooks: namespace `istio-injection` wins (only `enabled` injects; any other value, e.g. `disabled`,
+ * turns injection off for the namespace), then namespace `istio.io/rev`; in both cases the pod can opt out
+ * with `sidecar.istio.io/inject=false`. In an unlabelled namespace only a pod labelled
+ * `sidecar.istio.io/inject=true` or `istio.io/rev` is injected.
+ */
+export function injectionRequested(state: ClusterState, pod: Pod): boolean {
+  const nsName = pod.metadata.namespace ?? '';
+  if (MESH_EXCLUDED_NAMESPACES.has(nsName) || pod.spec?.hostNetwork) return false;
+  const podLabels: Labels = pod.metadata.labels ?? {};
+  const podAnn: Labels = pod.metadata.annotations ?? {};
+  // The (deprecated) annotation still makes the injector skip the pod.
+  const podOptOut = podLabels[INJECT_LABEL] === 'false' || (podLabels[INJECT_LABEL] === undefined && podAnn[INJECT_LABEL] === 'false');
+  const nsLabels: Labels = namespaceOf(state, pod)?.metadata.labels ?? {};
+  const nsInjection = nsLabels[INJECTION_NS_LABEL];
+  if (nsInjection !== undefined) return nsInjection === 'enabled' && !podOptOut;
+  if (nsLabels[REV_LABEL] !== undefined) return !podOptOut;
+  if (podOptOut) return false;
+  return podLabels[INJECT_LABEL] === 'true' || podLabels[REV_LABEL] !== undefined;
+}
+
+/** Whether ambient captures this pod (namespace or pod `istio.io/dataplane-mode=ambient`, not opted out). */
+function ambientEnrolled(state: ClusterState, pod: Pod): boolean {
+  const nsName = pod.metadata.namespace ?? '';
+  if (MESH_EXCLUDED_NAMESPACES.has(nsName) || pod.spec?.hostNetwork) return false;
+  if (pod.metadata.annotations?.[REDIRECTION_ANNOTATION] === 'disabled') return false;
+  const podMode = pod.metadata.labels?.[DATAPLANE_MODE_LABEL];
+  if (podMode !== undefined) return podMode === 'ambient';
+  return namespaceOf(state, pod)?.metadata.labels?.[DATAPLANE_MODE_LABEL] === 'ambient';
+}
+
+/**
+ * The data plane serving a pod. A live pod with istio-proxy (or the injector's status annotation) is
+ * `sidecar`; otherwise the injection labels decide what the pod gets when it is (re)created; a sidecar
+ * takes precedence over ambient enrolment.
+ */
+export function meshMode(state: ClusterState, pod: Pod): MeshMode {
+  if (!pod?.metadata || !pod.spec) return 'none';
+  if (hasSidecar(pod)) return 'sidecar';
+  if (injectionRequested(state, pod)) return 'sidecar';
+  return ambientEnrolled(state, pod) ? 'ambient' : 'none';
+}
+
+// ---------- root namespace ----------
 
 /** Root namespace from the mesh config (istio ConfigMap `mesh` key, rootNamespace), default istio-system. */
-export function istioRootNamespace(_state: ClusterState): string {
-  throw new Error('istioRootNamespace: not implemented yet');
+export function istioRootNamespace(state: ClusterState): string {
+  return perRevision(state, 'istioRootNamespace', () => {
+    const cms = [state.get('ConfigMap', DEFAULT_ROOT_NAMESPACE, 'istio')];
+    // Revisioned installs name the mesh config `istio-<revision>`.
+    for (const cm of state.list('ConfigMap', DEFAULT_ROOT_NAMESPACE)) if (cm.metadata.name.startsWith('istio-')) cms.push(cm);
+    for (const cm of cms) {
+      const mesh = cm?.data?.['mesh'];
+      if (typeof mesh !== 'string') continue;
+      try {
+        const parsed: unknown = parseYaml(mesh);
+        if (isObj(parsed) && typeof parsed['rootNamespace'] === 'string' && parsed['rootNamespace'] !== '') {
+          return parsed['rootNamespace'];
+        }
+      } catch {
+        // A mesh config Istio itself would reject: keep looking, then fall back to the default.
+      }
+      return DEFAULT_ROOT_NAMESPACE;
+    }
+    return DEFAULT_ROOT_NAMESPACE;
+  });
 }
 
-export function effectiveMtls(_state: ClusterState, _pod: Pod, _port?: number): EffectiveMtls {
-  throw new Error('effectiveMtls: not implemented yet');
+// ---------- PeerAuthentication ----------
+
+function matchLabelsOf(spec: Readonly<Record<string, unknown>> | undefined): Labels | undefined {
+  const sel = spec?.['selector'];
+  if (!isObj(sel)) return undefined;
+  const ml = sel['matchLabels'];
+  if (!isObj(ml)) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(ml)) out[k] = String(v ?? '');
+  // Istio treats an empty matchLabels like no selector.
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
-export function authzAttachment(_state: ClusterState, _authorizationPolicy: PolicyObject): AuthzAttachment {
-  throw new Error('authzAttachment: not implemented yet');
+function labelsMatch(matchLabels: Labels, labels: Labels | undefined): boolean {
+  for (const [k, v] of Object.entries(matchLabels)) if (labels?.[k] !== v) return false;
+  return true;
 }
 
-/** HTTP-only attributes an AuthorizationPolicy uses (e.g. ["to.operation.paths", "when request.headers"]). */
-export function httpAttributesOf(_authorizationPolicy: PolicyObject): readonly string[] {
-  throw new Error('httpAttributesOf: not implemented yet');
+/** STRICT / PERMISSIVE / DISABLE, or undefined for UNSET, a missing `mtls` or an unknown value. */
+function modeOf(mtls: unknown): MtlsMode | undefined {
+  if (!isObj(mtls)) return undefined;
+  const m = mtls['mode'];
+  return m === 'STRICT' || m === 'PERMISSIVE' || m === 'DISABLE' ? m : undefined;
 }
 
-/** The waypoint Gateway serving a pod (pod label, else namespace label istio.io/use-waypoint), if any. */
-export function waypointFor(_state: ClusterState, _pod: Pod): Gateway | undefined {
-  throw new Error('waypointFor: not implemented yet');
+function creationTimeOf(obj: PolicyObject): number {
+  const ts = (obj.metadata as { creationTimestamp?: unknown }).creationTimestamp;
+  const t = typeof ts === 'string' ? Date.parse(ts) : NaN;
+  return Number.isNaN(t) ? Number.POSITIVE_INFINITY : t;
+}
+
+/** Istio resolves conflicts at one level by taking the oldest policy; name breaks ties deterministically. */
+function older(a: PolicyObject, b: PolicyObject | undefined): boolean {
+  if (!b) return true;
+  const ta = creationTimeOf(a);
+  const tb = creationTimeOf(b);
+  if (ta !== tb) return ta < tb;
+  return a.metadata.name < b.metadata.name;
+}
+
+/**
+ * The mTLS mode a pod's sidecar/ztunnel accepts on `port` (the container port). Mesh-wide (root
+ * namespace, no selector) < namespace (no selector) < workload (selector in the pod's namespace) <
+ * workload `portLevelMtls`; UNSET inherits; a selector policy in the root namespace does not apply to
+ * other namespaces' workloads; the default is PERMISSIVE.
+ */
+export function effectiveMtls(state: ClusterState, pod: Pod, port?: number): EffectiveMtls {
+  const root = istioRootNamespace(state);
+  const nsName = pod?.metadata?.namespace ?? '';
+  let mesh: PolicyObject | undefined;
+  let namespace: PolicyObject | undefined;
+  let workload: PolicyObject | undefined;
+  const consider = (pa: PolicyObject): void => {
+    const ml = matchLabelsOf(pa.spec);
+    const paNs = pa.metadata.namespace ?? '';
+    if (!ml) {
+      if (paNs === root) {
+        if (older(pa, mesh)) mesh = pa;
+      } else if (paNs === nsName && older(pa, namespace)) namespace = pa;
+    } else if (paNs === nsName && paNs !== root && labelsMatch(ml, pod.metadata.labels) && older(pa, workload)) {
+      workload = pa;
+    }
+  };
+  for (const pa of state.list('PeerAuthentication', nsName)) consider(pa);
+  if (root !== nsName) for (const pa of state.list('PeerAuthentication', root)) consider(pa);
+
+  let result: EffectiveMtls = { mode: 'PERMISSIVE' };
+  const source = (pa: PolicyObject, level: 'root' | 'namespace' | 'workload' | 'port'): EffectiveMtls['source'] => ({
+    namespace: pa.metadata.namespace ?? '',
+    name: pa.metadata.name,
+    level,
+  });
+  const meshMode_ = mesh && modeOf(mesh.spec?.['mtls']);
+  if (mesh && meshMode_) result = { mode: meshMode_, source: source(mesh, 'root') };
+  const nsMode = namespace && modeOf(namespace.spec?.['mtls']);
+  if (namespace && nsMode) result = { mode: nsMode, source: source(namespace, 'namespace') };
+  if (!workload) return result;
+  const wlMode = modeOf(workload.spec?.['mtls']);
+  if (wlMode) result = { mode: wlMode, source: source(workload, 'workload') };
+  if (port !== undefined) {
+    const perPort = workload.spec?.['portLevelMtls'];
+    if (isObj(perPort)) {
+      const pm = modeOf(perPort[String(port)]);
+      if (pm) result = { mode: pm, source: source(workload, 'port') };
+    }
+  }
+  return result;
+}
+
+// ---------- AuthorizationPolicy ----------
+
+function targetRefsOf(spec: Readonly<Record<string, unknown>> | undefined): readonly Readonly<Record<string, unknown>>[] {
+  const out: Readonly<Record<string, unknown>>[] = [];
+  const many = spec?.['targetRefs'];
+  if (Array.isArray(many)) for (const r of many) if (isObj(r)) out.push(r);
+  const one = spec?.['targetRef'];
+  if (isObj(one)) out.push(one);
+  return out;
+}
+
+/**
+ * Where an AuthorizationPolicy is enforced and for which pods. `targetRefs` attach it to a waypoint (or
+ * gateway) and `pods` is then empty; otherwise it applies to the pods its selector matches (in its
+ * namespace, or in every namespace from the root namespace), or to every pod of its namespace (every pod
+ * of the mesh from the root namespace). `pods` lists every such pod whatever its mesh mode; `enforcer`
+ * says who enforces it for the meshed ones.
+ */
+export function authzAttachment(state: ClusterState, authorizationPolicy: PolicyObject): AuthzAttachment {
+  return perRevisionFor(state, 'authzAttachment', authorizationPolicy, () => computeAttachment(state, authorizationPolicy));
+}
+
+function computeAttachment(state: ClusterState, ap: PolicyObject): AuthzAttachment {
+  const spec = isObj(ap?.spec) ? ap.spec : undefined;
+  const apNs = ap?.metadata?.namespace ?? '';
+  const root = istioRootNamespace(state);
+  const isRoot = apNs === root;
+  const targetRefs = targetRefsOf(spec);
+  const ml = matchLabelsOf(spec);
+  const scope: AuthzAttachment['scope'] = ml ? 'workload' : isRoot ? 'root' : 'namespace';
+  if (targetRefs.length > 0) return { enforcer: 'waypoint', scope, pods: [], targetRefs };
+
+  let pods: readonly Pod[];
+  const searchNs = isRoot ? undefined : apNs;
+  if (ml) {
+    const [k, v] = Object.entries(ml)[0]!;
+    pods = state.podsWithLabel(searchNs, k, v).filter((p) => labelsMatch(ml, p.metadata.labels));
+  } else {
+    pods = isRoot ? state.list('Pod') : state.list('Pod', apNs);
+  }
+  let ambient = 0;
+  let sidecar = 0;
+  for (const p of pods) {
+    const m = meshMode(state, p);
+    if (m === 'ambient') ambient++;
+    else if (m === 'sidecar') sidecar++;
+  }
+  const enforcer: AuthzAttachment['enforcer'] =
+    ambient > 0 && sidecar > 0 ? 'mixed' : ambient > 0 ? 'ztunnel' : sidecar > 0 ? 'sidecar' : 'none';
+  return { enforcer, scope, pods, targetRefs };
+}
+
+const HTTP_SOURCE_FIELDS = ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const;
+const HTTP_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
+
+/** `when` keys that need the HTTP request (request.*, the XFF-derived remote.ip, HTTP filter metadata). */
+function isHttpConditionKey(key: string): boolean {
+  return key.startsWith('request.') || key === 'remote.ip' || key.startsWith('experimental.envoy.filters.');
+}
+
+function nonEmpty(v: unknown): boolean {
+  return Array.isArray(v) ? v.length > 0 : v !== undefined && v !== null;
+}
+
+/**
+ * HTTP-only attributes an AuthorizationPolicy uses (e.g. ["to.operation.paths", "when request.headers"]).
+ * Ports, principals, namespaces and ipBlocks are L4 and not listed. Each attribute appears once.
+ */
+export function httpAttributesOf(authorizationPolicy: PolicyObject): readonly string[] {
+  const out = new Set<string>();
+  const rules = authorizationPolicy?.spec?.['rules'];
+  if (!Array.isArray(rules)) return [];
+  for (const rule of rules) {
+    if (!isObj(rule)) continue;
+    for (const from of Array.isArray(rule['from']) ? rule['from'] : []) {
+      const src = isObj(from) ? from['source'] : undefined;
+      if (!isObj(src)) continue;
+      for (const f of HTTP_SOURCE_FIELDS) if (nonEmpty(src[f])) out.add(`from.source.${f}`);
+    }
+    for (const to of Array.isArray(rule['to']) ? rule['to'] : []) {
+      const op = isObj(to) ? to['operation'] : undefined;
+      if (!isObj(op)) continue;
+      for (const f of HTTP_OPERATION_FIELDS) if (nonEmpty(op[f])) out.add(`to.operation.${f}`);
+    }
+    for (const cond of Array.isArray(rule['when']) ? rule['when'] : []) {
+      const key = isObj(cond) ? cond['key'] : undefined;
+      if (typeof key !== 'string' || !isHttpConditionKey(key)) continue;
+      // "request.headers[x-user]" -> "request.headers": the attribute, not the header name.
+      const bracket = key.indexOf('[');
+      out.add(`when ${bracket < 0 ? key : key.slice(0, bracket)}`);
+    }
+  }
+  return [...out];
+}
+
+// ---------- waypoints ----------
+
+/**
+ * The waypoint Gateway serving a pod (pod label, else namespace label istio.io/use-waypoint), if any.
+ * `istio.io/use-waypoint: none` on the pod opts it out of its namespace's waypoint. The Gateway lives in
+ * `istio.io/use-waypoint-namespace` when set on the same object, else in the labelled object's namespace,
+ * and must be of class istio-waypoint.
+ */
+export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined {
+  const podNs = pod?.metadata?.namespace ?? '';
+  const podLabels: Labels = pod?.metadata?.labels ?? {};
+  let name = podLabels[USE_WAYPOINT_LABEL];
+  let gwNs = podLabels[USE_WAYPOINT_NS_LABEL];
+  if (name === undefined) {
+    const nsLabels: Labels = state.get('Namespace', undefined, podNs)?.metadata.labels ?? {};
+    name = nsLabels[USE_WAYPOINT_LABEL];
+    gwNs = nsLabels[USE_WAYPOINT_NS_LABEL];
+  }
+  if (!name || name === 'none') return undefined;
+  const gw = state.get('Gateway', gwNs || podNs, name);
+  return gw?.spec?.gatewayClassName === WAYPOINT_GATEWAY_CLASS ? gw : undefined;
 }

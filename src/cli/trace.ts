@@ -1,0 +1,260 @@
+// `meshguard trace`: can pod A reach a target on port/protocol, and which policies decide it — answered
+// from snapshot files by the policy engine, explained per direction like `cilium policy trace`.
+//
+// Exit codes: 0 every query allowed, 1 at least one denied, 2 usage or input error (one line on stderr,
+// nothing on stdout). The command sets process.exitCode and never calls process.exit.
+
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+
+import { InputError } from '../errors.ts';
+import { canonicalIp, parseCidr } from '../policy/cidr.ts';
+import { evaluate, TARGET_ENTITIES } from '../policy/reachability.ts';
+import type { DirectionVerdict, PolicyRef, Protocol, Reachability, Target } from '../policy/types.ts';
+import { loadSnapshot } from '../state/snapshot.ts';
+import type { ClusterState, Pod } from '../state/types.ts';
+
+export interface TraceIO {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}
+
+const defaultIO: TraceIO = {
+  stdout: (s) => void process.stdout.write(s),
+  stderr: (s) => void process.stderr.write(s),
+};
+
+/** One query as given on the command line or in a --queries file. */
+export interface TraceQuery {
+  readonly from: string;
+  readonly to: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
+interface ResolvedQuery extends TraceQuery {
+  readonly fromPod: Pod;
+  readonly target: Target;
+}
+
+const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+// RFC 1123 names, optionally with a trailing dot.
+const DNS_NAME = /^(?=.{1,253}\.?$)([a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?)*\.?$/i;
+
+/** "PORT/PROTO" -> port and protocol (PROTO tcp|udp|sctp in any case). */
+export function parsePortSpec(spec: string): { port: number; protocol: Protocol } {
+  const m = /^(\d{1,5})\/([A-Za-z]+)$/.exec(spec.trim());
+  if (!m) throw new InputError(`--port: expected PORT/PROTO such as 53/udp (got "${spec}")`);
+  return { port: checkPort(Number(m[1]), spec), protocol: checkProtocol(m[2]!) };
+}
+
+function checkPort(port: number, shown: unknown): number {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InputError(`port must be 1-65535 (got ${JSON.stringify(shown)})`);
+  return port;
+}
+
+function checkProtocol(p: string): Protocol {
+  const up = p.toUpperCase() as Protocol;
+  if (!PROTOCOLS.includes(up)) throw new InputError(`protocol must be tcp, udp or sctp (got "${p}")`);
+  return up;
+}
+
+function podRef(state: ClusterState, ref: string, what: string): Pod {
+  const parts = ref.split('/');
+  if (parts.length !== 2 || !parts[0] || !parts[1]) throw new InputError(`${what}: expected NAMESPACE/POD (got "${ref}")`);
+  const pod = state.get('Pod', parts[0], parts[1]);
+  if (!pod) throw new InputError(`${what}: unknown pod ${ref} (not in the state)`);
+  return pod;
+}
+
+/** A TARGET string (`NS/POD`, `cidr:IP`, `entity:NAME`, `fqdn:NAME`) as an engine Target. */
+export function parseTarget(state: ClusterState, to: string): Target {
+  const colon = to.indexOf(':');
+  const scheme = colon > 0 ? to.slice(0, colon).toLowerCase() : '';
+  const rest = colon > 0 ? to.slice(colon + 1) : to;
+  switch (scheme) {
+    case 'cidr': {
+      // One address; a host prefix (/32, /128) is accepted as that address.
+      const r = parseCidr(rest);
+      const full = r && (r[0].kind() === 'ipv4' ? r[1] === 32 : r[1] === 128);
+      const ip = full ? canonicalIp(r[0].toString()) : undefined;
+      if (!ip) throw new InputError(`--to: cidr: expects one IP address (got "${rest}")`);
+      return { type: 'ip', ip };
+    }
+    case 'entity': {
+      const e = rest.toLowerCase();
+      if (!(TARGET_ENTITIES as readonly string[]).includes(e)) {
+        throw new InputError(`--to: unknown or non-single entity "${rest}"; use one of ${TARGET_ENTITIES.join(', ')}`);
+      }
+      return { type: 'entity', entity: e };
+    }
+    case 'fqdn':
+      if (!DNS_NAME.test(rest)) throw new InputError(`--to: fqdn: expects a DNS name (got "${rest}")`);
+      return { type: 'fqdn', name: rest.toLowerCase().replace(/\.$/, '') };
+    case '':
+      if (to.includes('/')) return { type: 'pod', pod: podRef(state, to, '--to') };
+      break;
+  }
+  throw new InputError(`--to: expected NS/POD, cidr:IP, entity:NAME or fqdn:NAME (got "${to}")`);
+}
+
+function resolve(state: ClusterState, q: TraceQuery): ResolvedQuery {
+  return { ...q, fromPod: podRef(state, q.from, '--from'), target: parseTarget(state, q.to) };
+}
+
+/** The queries of a --queries file: a JSON array of {from, to, port, protocol}. */
+export function readQueries(file: string): TraceQuery[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new InputError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file });
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`invalid JSON: ${(e as Error).message}`, { file });
+  }
+  if (!Array.isArray(data)) throw new InputError('expected a JSON array of {"from","to","port","protocol"}', { file });
+  return data.map((raw, i) => {
+    const where = `query ${i + 1}`;
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InputError(`${where}: expected an object`, { file });
+    const o = raw as Record<string, unknown>;
+    for (const k of ['from', 'to'] as const) {
+      if (typeof o[k] !== 'string' || !o[k]) throw new InputError(`${where}: "${k}" must be a non-empty string`, { file });
+    }
+    const portRaw = o.port;
+    const port = typeof portRaw === 'number' ? portRaw : typeof portRaw === 'string' && /^\d+$/.test(portRaw) ? Number(portRaw) : NaN;
+    if (typeof o.protocol !== 'string') throw new InputError(`${where}: "protocol" must be tcp, udp or sctp`, { file });
+    try {
+      return { from: o.from as string, to: o.to as string, port: checkPort(port, portRaw), protocol: checkProtocol(o.protocol) };
+    } catch (e) {
+      throw new InputError(`${where}: ${(e as Error).message}`, { file });
+    }
+  });
+}
+
+function refJson(r: PolicyRef): { kind: string; namespace: string; name: string } {
+  return { kind: r.kind, namespace: r.namespace, name: r.name };
+}
+
+function directionJson(v: DirectionVerdict): Record<string, unknown> {
+  return { enforced: v.enforced, verdict: v.verdict, policies: v.decidingPolicies.map(refJson), reason: v.reason };
+}
+
+/** The JSON form of one answer (DESIGN.md §2). */
+export function reachabilityJson(r: Reachability): Record<string, unknown> {
+  return { allowed: r.allowed, egress: directionJson(r.egress), ingress: directionJson(r.ingress) };
+}
+
+function refText(r: PolicyRef): string {
+  return `${r.kind} ${r.namespace ? r.namespace + '/' : ''}${r.name}`;
+}
+
+/** Text explanation of one answer, per direction, in the spirit of `cilium policy trace`. */
+export function reachabilityText(q: TraceQuery, r: Reachability): string {
+  const lines = [`Tracing ${q.from} -> ${q.to} on ${q.port}/${q.protocol}`];
+  const dir = (name: string, at: string, v: DirectionVerdict): void => {
+    lines.push(`  ${name} (${at}): ${v.enforced ? 'policy enforced' : 'not enforced'}, ${v.verdict.toUpperCase()}`);
+    if (v.decidingPolicies.length > 0) {
+      const label = v.verdict === 'allowed' ? 'allowed by' : 'decided by';
+      lines.push(`    ${label}: ${v.decidingPolicies.map(refText).join(', ')}`);
+    }
+    lines.push(`    reason: ${v.reason}`);
+  };
+  dir('Egress', q.from, r.egress);
+  dir('Ingress', q.to, r.ingress);
+  lines.push(`Final verdict: ${r.allowed ? 'ALLOWED' : 'DENIED'}`);
+  return lines.join('\n') + '\n';
+}
+
+interface TraceOptions {
+  state?: string[];
+  from?: string;
+  to?: string;
+  port?: string;
+  queries?: string;
+  output?: string;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Runs trace with parsed options; returns the exit code. Throws InputError for usage/input problems. */
+function runTrace(opts: TraceOptions, io: TraceIO): number {
+  const output = (opts.output ?? 'text').toLowerCase();
+  if (output !== 'text' && output !== 'json') throw new InputError(`--output: must be text or json (got "${opts.output}")`);
+  if (!opts.state || opts.state.length === 0) throw new InputError('--state PATH is required (a snapshot file or directory)');
+  const single = opts.from !== undefined || opts.to !== undefined || opts.port !== undefined;
+  if (opts.queries !== undefined && single) throw new InputError('give either --queries FILE or --from/--to/--port, not both');
+  let queries: TraceQuery[];
+  if (opts.queries !== undefined) {
+    queries = readQueries(opts.queries);
+  } else {
+    if (opts.from === undefined || opts.to === undefined || opts.port === undefined) {
+      throw new InputError('--from NS/POD, --to TARGET and --port PORT/PROTO are required (or --queries FILE)');
+    }
+    const { port, protocol } = parsePortSpec(opts.port);
+    queries = [{ from: opts.from, to: opts.to, port, protocol }];
+  }
+  const state = loadSnapshot(opts.state);
+  // Resolve every query before answering any, so an input error leaves stdout empty.
+  const resolved = queries.map((q, i) => {
+    try {
+      return resolve(state, q);
+    } catch (e) {
+      if (e instanceof InputError && opts.queries !== undefined) throw new InputError(`query ${i + 1}: ${e.message}`, { file: opts.queries });
+      throw e;
+    }
+  });
+  const answers = resolved.map((q) => evaluate(state, q.fromPod, q.target, q.port, q.protocol));
+  if (output === 'json') {
+    const body = opts.queries !== undefined ? answers.map(reachabilityJson) : reachabilityJson(answers[0]!);
+    io.stdout(JSON.stringify(body, null, 2) + '\n');
+  } else {
+    io.stdout(resolved.map((q, i) => reachabilityText(q, answers[i]!)).join('\n'));
+  }
+  return answers.every((a) => a.allowed) ? 0 : 1;
+}
+
+/** The `trace` subcommand. `io` is for tests; by default it writes to process.stdout/stderr. */
+export function traceCommand(io: TraceIO = defaultIO): Command {
+  const cmd = new Command('trace');
+  cmd
+    .description('explain whether a pod can reach a pod, IP, Cilium entity or FQDN on a port, from snapshot files')
+    .option('--state <path>', 'snapshot file or directory of YAML/JSON (repeatable)', collect)
+    .option('--from <ns/pod>', 'client pod')
+    .option('--to <target>', 'NS/POD, cidr:IP, entity:NAME or fqdn:NAME')
+    .option('--port <port/proto>', 'destination port and protocol, e.g. 53/udp')
+    .option('--queries <file.json>', 'JSON array of {"from","to","port","protocol"} (output is an array in the same order)')
+    .option('--output <format>', 'text or json', 'text')
+    .allowExcessArguments(false)
+    .configureOutput({
+      writeOut: (s) => io.stdout(s),
+      writeErr: (s) => io.stderr(s),
+      // commander's own usage errors: one line, no help dump.
+      outputError: (s, write) => write(s.split('\n')[0]!.replace(/^error: /, 'meshguard trace: ') + '\n'),
+    })
+    .exitOverride((err: CommanderError) => {
+      // Help and version are successes; every other commander error is a usage error (exit 2).
+      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+      process.exitCode = ok ? 0 : 2;
+      throw err;
+    })
+    .action((opts: TraceOptions) => {
+      try {
+        process.exitCode = runTrace(opts, io);
+      } catch (e) {
+        if (e instanceof InputError) {
+          io.stderr(`meshguard trace: ${e.message.split('\n')[0]}\n`);
+          process.exitCode = 2;
+          return;
+        }
+        io.stderr(`meshguard trace: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+        process.exitCode = 3;
+      }
+    });
+  return cmd;
+}

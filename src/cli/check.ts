@@ -1,0 +1,217 @@
+// `meshguard check`: the webhook's verdicts without a cluster round trip, for CI pipelines. Each object
+// of the manifests is one admission request, in order, like `kubectl apply -f`; an admitted object is
+// applied to the state before the next one is judged, so a namespace and its policies can be checked
+// together.
+
+import { Command, Option } from 'commander';
+
+import type { Change, Operation } from '../admission/change.ts';
+import { loadConfig } from '../config/config.ts';
+import { InputError } from '../errors.ts';
+import type { Decision } from '../rules/types.ts';
+import { KINDS, groupOf, kindOf, type KindName } from '../state/kinds.ts';
+import { readManifests, type ManifestDoc } from '../state/manifests.ts';
+import type { MemoryState } from '../state/store.ts';
+import { keepAnnotation, transformObject } from '../state/transform.ts';
+import type { KubeObject } from '../state/types.ts';
+import { createDecide } from '../verdict/decide.ts';
+import { choice, collect, EXIT_DENIED, loadMutableState, setExit, stateArgs, type CliContext } from './common.ts';
+
+const OPERATIONS = ['CREATE', 'UPDATE', 'DELETE'] as const satisfies readonly Operation[];
+
+export interface CheckOptions {
+  readonly state?: string[];
+  readonly kubeconfig?: string;
+  readonly config?: string;
+  readonly operation?: string;
+  readonly output: 'text' | 'json';
+}
+
+export interface CheckFinding {
+  readonly rule: string;
+  readonly action: 'deny' | 'warn' | 'audit';
+  readonly message: string;
+  readonly fix?: string;
+  readonly victims?: readonly string[];
+  readonly victimCount?: number;
+  readonly preexisting?: boolean;
+}
+
+/** One object's verdict: the `results[]` entry of `check --output json` (DESIGN.md §2). */
+export interface CheckResult {
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly operation: Operation;
+  readonly allowed: boolean;
+  readonly findings: readonly CheckFinding[];
+  readonly skipped?: readonly string[];
+  readonly exemptReason?: string;
+  readonly file: string;
+  readonly line: number;
+}
+
+type Raw = Record<string, unknown>;
+const isRaw = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function stringMap(v: unknown, keep?: (k: string) => boolean): Record<string, string> | undefined {
+  if (!isRaw(v)) return undefined;
+  const entries = Object.entries(v).filter((e): e is [string, string] => typeof e[1] === 'string' && (!keep || keep(e[0])));
+  return entries.length > 0 ? Object.fromEntries(entries) : undefined;
+}
+
+/** The object as the webhook would see it: slimmed by the state transform (kinds meshguard reads) or reduced to its identity. */
+function slimObject(kind: KindName | undefined, raw: Raw, namespace: string): KubeObject {
+  const meta = isRaw(raw.metadata) ? raw.metadata : {};
+  // kubectl fills a missing namespace from the context; "default" is what it would use.
+  const withNs = namespace !== '' && meta.namespace !== namespace ? { ...raw, metadata: { ...meta, namespace } } : raw;
+  if (kind) return transformObject(kind, withNs);
+  const labels = stringMap(meta.labels);
+  const annotations = stringMap(meta.annotations, keepAnnotation);
+  return {
+    apiVersion: String(raw.apiVersion),
+    kind: String(raw.kind),
+    metadata: {
+      name: String(meta.name),
+      ...(namespace ? { namespace } : {}),
+      ...(labels ? { labels } : {}),
+      ...(annotations ? { annotations } : {}),
+    },
+  };
+}
+
+/** The admission request `kubectl apply` (or delete) of this manifest object would make against `state`. */
+export function changeFor(doc: ManifestDoc, index: number, state: MemoryState, forced: Operation | undefined): Change {
+  const raw = doc.object;
+  const apiVersion = String(raw.apiVersion);
+  const kind = kindOf(raw as { apiVersion?: string; kind?: string });
+  const meta = isRaw(raw.metadata) ? raw.metadata : {};
+  const name = String(meta.name);
+  const ownNs = typeof meta.namespace === 'string' ? meta.namespace : '';
+  const namespaced = kind ? KINDS[kind].namespaced : ownNs !== '';
+  const namespace = namespaced ? ownNs || 'default' : '';
+  const object = slimObject(kind, raw, namespace);
+  const existing = kind ? (state.get(kind, namespace, name) as KubeObject | undefined) : undefined;
+  const operation: Operation = forced ?? (existing ? 'UPDATE' : 'CREATE');
+  const slash = apiVersion.indexOf('/');
+  const base = {
+    uid: `meshguard-check-${index + 1}`,
+    operation,
+    gvk: { group: groupOf(apiVersion), version: slash < 0 ? apiVersion : apiVersion.slice(slash + 1), kind: String(raw.kind) },
+    kind,
+    namespace,
+    name,
+    dryRun: true,
+    userInfo: { username: 'meshguard-check' },
+  };
+  switch (operation) {
+    case 'DELETE':
+      // The apiserver sends the stored object; without one in the state, the manifest stands in for it.
+      return { ...base, oldObject: existing ?? object };
+    case 'UPDATE':
+      return { ...base, object, ...(existing ? { oldObject: existing } : {}) };
+    default:
+      return { ...base, object };
+  }
+}
+
+/** Apply an admitted change to the state, as the apiserver would persist it. */
+function apply(state: MemoryState, change: Change): void {
+  if (!change.kind) return;
+  if (change.operation === 'DELETE') state.remove(change.kind, change.namespace, change.name);
+  else if (change.object) state.upsert(change.kind, change.object);
+}
+
+function toResult(doc: ManifestDoc, change: Change, decision: Decision): CheckResult {
+  return {
+    kind: change.gvk.kind,
+    namespace: change.namespace,
+    name: change.name,
+    operation: change.operation,
+    allowed: decision.allowed,
+    findings: decision.findings.map((f) => ({
+      rule: f.rule,
+      action: f.action,
+      message: f.message,
+      ...(f.fix !== undefined ? { fix: f.fix } : {}),
+      ...(f.victims !== undefined ? { victims: f.victims } : {}),
+      ...(f.victimCount !== undefined ? { victimCount: f.victimCount } : {}),
+      ...(f.preexisting ? { preexisting: true } : {}),
+    })),
+    ...(decision.skipped.length > 0 ? { skipped: decision.skipped } : {}),
+    ...(decision.exemptReason !== undefined ? { exemptReason: decision.exemptReason } : {}),
+    file: doc.file,
+    line: doc.line,
+  };
+}
+
+/** Evaluate every object in order; the state is changed by every admitted object. */
+export async function runCheck(manifests: readonly string[], opts: CheckOptions, ctx: CliContext): Promise<CheckResult[]> {
+  stateArgs(opts, true);
+  const forced = opts.operation !== undefined ? choice('--operation', opts.operation, OPERATIONS) : undefined;
+  // Read every input before producing any output: a bad file must leave stdout empty.
+  const config = loadConfig(opts.config, ctx.rules);
+  const docs = readManifests(manifests);
+  if (docs.length === 0) throw new InputError(`no Kubernetes objects found in ${manifests.join(', ')}`);
+  const state = await loadMutableState(opts);
+  const decide = createDecide(ctx.rules, config);
+  const results: CheckResult[] = [];
+  docs.forEach((doc, i) => {
+    const change = changeFor(doc, i, state, forced);
+    const decision = decide(change, state);
+    if (decision.allowed) apply(state, change);
+    results.push(toResult(doc, change, decision));
+  });
+  return results;
+}
+
+function objectName(r: CheckResult): string {
+  return r.namespace ? `${r.namespace}/${r.name}` : r.name;
+}
+
+/** The human-readable report: one block per object, then a summary line. */
+export function formatText(results: readonly CheckResult[], docsOf: (rule: string) => string | undefined): string {
+  const lines: string[] = [];
+  for (const r of results) {
+    const verdict = r.allowed ? (r.findings.length > 0 ? 'allowed with findings' : 'allowed') : 'DENIED';
+    lines.push(`${r.operation} ${r.kind} ${objectName(r)} (${r.file}:${r.line}): ${verdict}`);
+    if (r.exemptReason) lines.push(`  not checked: ${r.exemptReason}`);
+    for (const f of r.findings) {
+      lines.push(`  ${f.action.padEnd(5)} ${f.rule}: ${f.preexisting ? '(pre-existing) ' : ''}${f.message}`);
+      if (f.victims && f.victims.length > 0) {
+        const more = (f.victimCount ?? f.victims.length) - f.victims.length;
+        lines.push(`        affected: ${f.victims.join(', ')}${more > 0 ? ` and ${more} more` : ''}`);
+      }
+      if (f.fix) lines.push(`        fix: ${f.fix}`);
+      const docs = docsOf(f.rule);
+      if (docs) lines.push(`        docs: ${docs}`);
+    }
+    if (r.skipped && r.skipped.length > 0) lines.push(`  skipped by annotation: ${r.skipped.join(', ')}`);
+  }
+  const denied = results.filter((r) => !r.allowed).length;
+  const findings = results.reduce((n, r) => n + r.findings.length, 0);
+  lines.push(
+    `${results.length} object${results.length === 1 ? '' : 's'} checked: ${results.length - denied} allowed, ${denied} denied, ` +
+      `${findings} finding${findings === 1 ? '' : 's'}`,
+  );
+  return lines.join('\n') + '\n';
+}
+
+export function checkCommand(ctx: CliContext): Command {
+  return new Command('check')
+    .description('evaluate manifests as admission requests against a cluster state, in order, like kubectl apply')
+    .argument('<manifest...>', 'manifest files or directories (YAML/JSON, multi-document, kind: List)')
+    .option('--state <path>', 'cluster state: file or directory of YAML/JSON (repeatable)', collect)
+    .option('--kubeconfig <file>', 'read the state from a live cluster instead')
+    .option('--config <file>', 'meshguard config file (default: built-in defaults)')
+    .option('--operation <op>', 'CREATE | UPDATE | DELETE (default: CREATE, or UPDATE when the object is in the state)')
+    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (manifests: string[], opts: CheckOptions) => {
+      const results = await runCheck(manifests, opts, ctx);
+      const byId = new Map(ctx.rules.map((r) => [r.id, r.docs]));
+      ctx.io.stdout(
+        opts.output === 'json' ? JSON.stringify({ results }, null, 2) + '\n' : formatText(results, (id) => byId.get(id)),
+      );
+      if (results.some((r) => !r.allowed)) setExit(ctx, EXIT_DENIED);
+    });
+}

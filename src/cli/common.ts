@@ -1,0 +1,96 @@
+// Pieces every meshguard command shares: where output goes, the exit code, repeatable options, the
+// version, and turning --state / --kubeconfig into a mutable copy of the cluster state.
+
+import { readFileSync } from 'node:fs';
+import { pino, type Logger } from 'pino';
+
+import { InputError } from '../errors.ts';
+import type { Rule } from '../rules/types.ts';
+import { KIND_NAMES } from '../state/kinds.ts';
+import { LiveSource } from '../state/live.ts';
+import { loadSnapshot } from '../state/snapshot.ts';
+import { MemoryState } from '../state/store.ts';
+
+export const EXIT_OK = 0;
+/** At least one request was denied. */
+export const EXIT_DENIED = 1;
+/** Usage or input error: bad flag, unreadable file, invalid YAML or config. */
+export const EXIT_INPUT = 2;
+/** A bug in meshguard. */
+export const EXIT_INTERNAL = 3;
+
+export interface CliIO {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}
+
+/** What a command needs besides its options: output, the rule catalogue, and where to put its exit code. */
+export interface CliContext {
+  readonly io: CliIO;
+  readonly rules: readonly Rule[];
+  /** The command's exit code (the highest one set wins). */
+  exitCode: number;
+  /** Whether stdout is a terminal (text output may then use alignment for humans). */
+  readonly interactive?: boolean;
+}
+
+export function setExit(ctx: CliContext, code: number): void {
+  ctx.exitCode = Math.max(ctx.exitCode, code);
+}
+
+/** commander accumulator for options that may be given several times (`--state a --state b`). */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+let cachedVersion: string | undefined;
+/** meshguard's version from package.json (src/cli and dist/cli both sit two levels below it). */
+export function version(): string {
+  if (cachedVersion) return cachedVersion;
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    cachedVersion = pkg.version ?? '0.0.0';
+  } catch {
+    cachedVersion = '0.0.0';
+  }
+  return cachedVersion;
+}
+
+/** Exactly one of --state / --kubeconfig, as the commands that read a cluster require. */
+export function stateArgs(opts: { state?: string[]; kubeconfig?: string }, required: boolean): void {
+  const hasState = (opts.state?.length ?? 0) > 0;
+  if (hasState && opts.kubeconfig !== undefined) throw new InputError('give either --state or --kubeconfig, not both');
+  if (required && !hasState && opts.kubeconfig === undefined) throw new InputError('one of --state PATH or --kubeconfig FILE is required');
+}
+
+/** A logger for commands that are not the server: warnings and errors only, on stderr. */
+export function quietLogger(): Logger {
+  return pino({ level: 'warn', base: null }, pino.destination({ dest: 2, sync: true }));
+}
+
+/**
+ * The cluster state as a MemoryState the caller may change (check applies admitted objects to it): read
+ * from files, or listed once from a live cluster and then detached from it.
+ */
+export async function loadMutableState(opts: { state?: string[]; kubeconfig?: string }): Promise<MemoryState> {
+  if (opts.state && opts.state.length > 0) return loadSnapshot(opts.state);
+  const source = new LiveSource({ kubeconfigPath: opts.kubeconfig!, logger: quietLogger(), startTimeoutSeconds: 60 });
+  try {
+    await source.start();
+  } catch (e) {
+    await source.stop().catch(() => undefined);
+    if (e instanceof InputError) throw e;
+    throw new InputError(`cannot read the cluster: ${(e as Error).message}`, { file: opts.kubeconfig! });
+  }
+  const copy = new MemoryState('live copy');
+  for (const kind of KIND_NAMES) copy.replaceAll(kind, source.state.list(kind));
+  await source.stop();
+  return copy;
+}
+
+/** The entry of `allowed` that `value` names, in any letter case, else an InputError. */
+export function choice<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  const found = allowed.find((a) => a.toLowerCase() === value.toLowerCase());
+  if (!found) throw new InputError(`${flag}: must be one of ${allowed.join(', ')} (got "${value}")`);
+  return found;
+}

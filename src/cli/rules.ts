@@ -1,0 +1,59 @@
+// `meshguard rules`: the catalogue as the registry holds it (never a hand-written list), with each
+// rule's default action and, given a config file, the action that config gives it.
+
+import { Command, Option } from 'commander';
+
+import { loadConfig } from '../config/config.ts';
+import { defaultAction, type Action, type Severity } from '../rules/types.ts';
+import type { CliContext } from './common.ts';
+
+export interface RuleRow {
+  readonly id: string;
+  readonly severity: Severity;
+  readonly defaultAction: Action;
+  /** The action under the given config (the default action without one). */
+  readonly action: Action;
+  readonly summary: string;
+  readonly docs: string;
+}
+
+const SEVERITY_NAMES: Record<Severity, string> = { B: 'breaks traffic', I: 'ineffective', R: 'risky' };
+
+export function ruleRows(ctx: CliContext, configFile?: string): RuleRow[] {
+  const config = loadConfig(configFile, ctx.rules);
+  return ctx.rules.map((r) => ({
+    id: r.id,
+    severity: r.severity,
+    defaultAction: defaultAction(r.severity),
+    action: config.rules[r.id] ?? defaultAction(r.severity),
+    summary: r.summary,
+    docs: r.docs,
+  }));
+}
+
+export function formatRules(rows: readonly RuleRow[], showAction: boolean): string {
+  if (rows.length === 0) return 'no rules registered\n';
+  const head = ['RULE', 'SEVERITY', 'DEFAULT', ...(showAction ? ['ACTION'] : []), 'SUMMARY'];
+  const body = rows.map((r) => [
+    r.id,
+    `${r.severity} (${SEVERITY_NAMES[r.severity]})`,
+    r.defaultAction,
+    ...(showAction ? [r.action] : []),
+    `${r.summary} [${r.docs}]`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(head), ...body.map(line)].join('\n') + '\n';
+}
+
+export function rulesCommand(ctx: CliContext): Command {
+  return new Command('rules')
+    .description('list the rule catalogue: id, severity, default action, summary, docs page')
+    .option('--config <file>', 'also show the action this config gives each rule')
+    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action((opts: { config?: string; output: 'text' | 'json' }) => {
+      const rows = ruleRows(ctx, opts.config);
+      ctx.io.stdout(opts.output === 'json' ? JSON.stringify({ rules: rows }, null, 2) + '\n' : formatRules(rows, opts.config !== undefined));
+    });
+}

@@ -1,0 +1,125 @@
+// `meshguard serve`: the admission webhook. Wires the config, the rule catalogue, a state source
+// (files, a kubeconfig, or the in-cluster service account) and the HTTPS server, and drains on SIGTERM.
+
+import { Command } from 'commander';
+import { pino, type Level, type Logger } from 'pino';
+
+import { loadConfig } from '../config/config.ts';
+import { InputError } from '../errors.ts';
+import { createServer, DEFAULT_DRAIN_SECONDS, installSignalHandlers } from '../server/server.ts';
+import { LiveSource, loadKubeConfig } from '../state/live.ts';
+import { SnapshotSource } from '../state/snapshot.ts';
+import type { StateSource } from '../state/types.ts';
+import { createDecide } from '../verdict/decide.ts';
+import { collect, stateArgs, version, type CliContext } from './common.ts';
+
+/** Where the serving certificate is mounted in the cluster (deploy/ mounts the cert-manager Secret here). */
+export const DEFAULT_TLS_CERT = '/etc/meshguard/tls/tls.crt';
+export const DEFAULT_TLS_KEY = '/etc/meshguard/tls/tls.key';
+
+const LEVELS: readonly Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+export interface ServeOptions {
+  readonly config?: string;
+  readonly kubeconfig?: string;
+  readonly state?: string[];
+  readonly port: string;
+  readonly host: string;
+  readonly tlsCert: string;
+  readonly tlsKey: string;
+  readonly drainSeconds: string;
+  readonly logLevel: string;
+}
+
+function intFlag(flag: string, value: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value.trim())) throw new InputError(`${flag}: not a whole number: "${value}"`);
+  const n = Number(value);
+  if (n < min || n > max) throw new InputError(`${flag}: must be between ${min} and ${max} (got ${n})`);
+  return n;
+}
+
+/** Exit safely even if some handle were left open after the drain (the pod must not hang in Terminating). */
+function endProcess(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 5_000).unref();
+}
+
+export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<void> {
+  stateArgs(opts, false);
+  const port = intFlag('--port', opts.port, 0, 65535);
+  const drainSeconds = intFlag('--drain-seconds', opts.drainSeconds, 0, 600);
+  const level = LEVELS.find((l) => l === opts.logLevel);
+  if (!level) throw new InputError(`--log-level: must be one of ${LEVELS.join(', ')}`);
+  const config = loadConfig(opts.config, ctx.rules);
+  const logger: Logger = pino({ level, base: { app: 'meshguard', version: version() } });
+
+  let source: StateSource;
+  const fromFiles = (opts.state?.length ?? 0) > 0;
+  if (fromFiles) {
+    source = new SnapshotSource(opts.state!);
+    // Files are read before listening: a bad file is an input error (exit 2), not a webhook that never gets ready.
+    await source.start();
+  } else {
+    // Without --kubeconfig: $KUBECONFIG, ~/.kube/config, then the in-cluster service account.
+    const kubeConfig = loadKubeConfig(opts.kubeconfig);
+    source = new LiveSource({ kubeConfig, logger, ...(opts.kubeconfig ? { kubeconfigPath: opts.kubeconfig } : {}) });
+  }
+
+  const server = await createServer({
+    source,
+    decide: createDecide(ctx.rules, config),
+    tlsCertFile: opts.tlsCert,
+    tlsKeyFile: opts.tlsKey,
+    host: opts.host,
+    port,
+    drainSeconds,
+    logger,
+  });
+  let url: string;
+  try {
+    url = await server.listen();
+  } catch (e) {
+    await source.stop().catch(() => undefined);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`cannot listen on ${opts.host}:${port}: ${code ?? (e as Error).message}`);
+  }
+  installSignalHandlers(server, { logger, onShutdown: () => source.stop(), exit: endProcess });
+  logger.info(
+    {
+      url,
+      state: source.state.describe(),
+      mode: config.mode,
+      config: config.file ?? 'defaults',
+      rules: ctx.rules.filter((r) => config.rules[r.id] !== 'off').length,
+      exemptNamespaces: config.exemptions.namespaces,
+    },
+    'meshguard webhook listening',
+  );
+  if (!fromFiles) {
+    // Readiness stays 503 until the informers have synced; the webhook keeps retrying meanwhile.
+    source.start().catch((e: unknown) => {
+      logger.error({ err: (e as Error).message }, 'cluster state source failed; shutting down');
+      void server
+        .shutdown()
+        .then(() => source.stop())
+        .finally(() => endProcess(1));
+    });
+  }
+}
+
+export function serveCommand(ctx: CliContext): Command {
+  return new Command('serve')
+    .description('run the admission webhook over HTTPS (POST /validate, /healthz, /readyz, /metrics)')
+    .option('--config <file>', 'meshguard config file (default: built-in defaults)')
+    .option('--kubeconfig <file>', 'watch this cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
+    .option('--state <path>', 'serve a fixed state from files instead of a live cluster (repeatable)', collect)
+    .option('--port <port>', 'HTTPS port', '8443')
+    .option('--host <address>', 'listen address', '0.0.0.0')
+    .option('--tls-cert <file>', 'serving certificate (PEM); reloaded when it changes', DEFAULT_TLS_CERT)
+    .option('--tls-key <file>', 'serving key (PEM); reloaded when it changes', DEFAULT_TLS_KEY)
+    .option('--drain-seconds <n>', 'on SIGTERM, keep serving this long with readiness failed', String(DEFAULT_DRAIN_SECONDS))
+    .option('--log-level <level>', `log level: ${LEVELS.join(', ')}`, 'info')
+    .action(async (opts: ServeOptions) => {
+      await runServe(opts, ctx);
+    });
+}

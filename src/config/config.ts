@@ -1,0 +1,248 @@
+// The meshguard config file: global mode, per-rule actions, exempt namespaces and the cluster facts
+// rules cannot read from the API (RuleSettings). Validated strictly: a typo must fail loudly at
+// startup rather than silently leave a rule at its default.
+
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+
+import { InputError } from '../errors.ts';
+import { allRules } from '../rules/registry.ts';
+import { defaultAction, type Action, type Rule, type RuleSettings } from '../rules/types.ts';
+import type { LabelSelector } from '../state/types.ts';
+import { configSchema, type MODES } from './schema.ts';
+
+export type Mode = (typeof MODES)[number];
+
+export interface Config {
+  /** `audit` downgrades every deny to audit (nothing is ever rejected). */
+  readonly mode: Mode;
+  /** The action of every registered rule: the file's value, or defaultAction(severity). */
+  readonly rules: Readonly<Record<string, Action>>;
+  readonly exemptions: { readonly namespaces: readonly string[] };
+  readonly settings: RuleSettings;
+  /** The file this config was read from (undefined = built-in defaults). */
+  readonly file?: string;
+}
+
+/** Pods that talk to the kube-apiserver without an RBAC binding of their own service account. */
+export const DEFAULT_APISERVER_CLIENTS: RuleSettings['apiserverClients'] = [
+  // CoreDNS watches Services and EndpointSlices.
+  { namespace: 'kube-system', selector: { matchLabels: { 'k8s-app': 'kube-dns' } } },
+  // istiod watches the whole cluster and serves the injection webhook (Istio root namespace).
+  { namespace: 'istio-system', selector: { matchLabels: { app: 'istiod' } } },
+];
+
+export const DEFAULT_SETTINGS: RuleSettings = {
+  apiserverClients: DEFAULT_APISERVER_CLIENTS,
+  controlPlane: 'auto',
+};
+
+/** The config used when no file is given: enforce, every rule at its severity's default action. */
+export function defaultConfig(rules: readonly Rule[] = allRules()): Config {
+  return {
+    mode: 'enforce',
+    rules: Object.fromEntries(rules.map((r) => [r.id, defaultAction(r.severity)])),
+    exemptions: { namespaces: [] },
+    settings: DEFAULT_SETTINGS,
+  };
+}
+
+interface RawConfig {
+  mode?: Mode;
+  rules?: Record<string, Action>;
+  exemptions?: { namespaces?: string[] };
+  settings?: {
+    apiserverClients?: { namespace?: string; selector: LabelSelector }[];
+    defaultApiserverClients?: boolean;
+    controlPlane?: RuleSettings['controlPlane'];
+  };
+}
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validate = ajv.compile<RawConfig>(configSchema);
+
+/**
+ * Read and validate a config file. Without a path, the defaults. Throws InputError naming the file and,
+ * when it can be told, the line of the offending key.
+ */
+export function loadConfig(path?: string, rules: readonly Rule[] = allRules()): Config {
+  if (path === undefined) return defaultConfig(rules);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`cannot read the config file: ${code ?? (e as Error).message}`, { file: path });
+  }
+  return parseConfig(text, path, rules);
+}
+
+/** Validate config text (YAML or JSON); `file` names it in errors. */
+export function parseConfig(text: string, file: string, rules: readonly Rule[] = allRules()): Config {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  const yamlErr = doc.errors[0];
+  if (yamlErr) {
+    const first = (yamlErr.message.split('\n')[0] ?? yamlErr.message).replace(/ at line \d+, column \d+:?$/, '');
+    throw new InputError(`invalid YAML: ${first}`, { file, ...lineWhere(yamlErr.linePos?.[0]?.line) });
+  }
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new InputError(`invalid YAML: ${(e as Error).message}`, { file });
+  }
+  // An empty file (or only comments) means "all defaults".
+  if (raw === null || raw === undefined) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new InputError('the config must be a mapping (mode, rules, exemptions, settings)', { file, line: 1 });
+  }
+  if (!validate(raw)) {
+    const err = pickError(validate.errors ?? []);
+    throw new InputError(describeError(err), { file, ...lineWhere(lineOfError(doc, lc, err)) });
+  }
+  const known = new Map(rules.map((r) => [r.id, r]));
+  for (const id of Object.keys(raw.rules ?? {})) {
+    if (known.has(id)) continue;
+    const hint = nearest(id, [...known.keys()]);
+    throw new InputError(`rules.${id}: unknown rule id${hint ? ` (did you mean ${hint}?)` : ''}; \`meshguard rules\` lists them`, {
+      file,
+      ...lineWhere(keyLine(doc, lc, ['rules'], id)),
+    });
+  }
+  const actions: Record<string, Action> = {};
+  for (const r of rules) actions[r.id] = raw.rules?.[r.id] ?? defaultAction(r.severity);
+  const s = raw.settings ?? {};
+  const extraClients = (s.apiserverClients ?? []).map((c) => ({
+    ...(c.namespace !== undefined ? { namespace: c.namespace } : {}),
+    selector: c.selector,
+  }));
+  return {
+    mode: raw.mode ?? 'enforce',
+    rules: actions,
+    exemptions: { namespaces: raw.exemptions?.namespaces ?? [] },
+    settings: {
+      apiserverClients: [...(s.defaultApiserverClients === false ? [] : DEFAULT_APISERVER_CLIENTS), ...extraClients],
+      controlPlane: s.controlPlane ?? 'auto',
+    },
+    file,
+  };
+}
+
+function lineWhere(line: number | undefined): { line?: number } {
+  return line !== undefined && line > 0 ? { line } : {};
+}
+
+/** The most useful of ajv's errors: an unknown key first, then the deepest one. */
+function pickError(errors: readonly ErrorObject[]): ErrorObject {
+  const unknownKey = errors.find((e) => e.keyword === 'additionalProperties');
+  if (unknownKey) return unknownKey;
+  // `enum` inside additionalProperties of `rules` and the like: the deepest path names the culprit.
+  return [...errors].sort((a, b) => b.instancePath.length - a.instancePath.length)[0]!;
+}
+
+function segmentsOf(instancePath: string): (string | number)[] {
+  if (instancePath === '') return [];
+  return instancePath
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+/** "settings.apiserverClients[0].selector" from ["settings","apiserverClients",0,"selector"]. */
+function dotted(segments: readonly (string | number)[]): string {
+  let out = '';
+  for (const s of segments) out += typeof s === 'number' ? `[${s}]` : out === '' ? s : `.${s}`;
+  return out;
+}
+
+function describeError(err: ErrorObject): string {
+  const segs = segmentsOf(err.instancePath);
+  const at = dotted(segs);
+  const params = err.params as Record<string, unknown>;
+  switch (err.keyword) {
+    case 'additionalProperties': {
+      const key = String(params.additionalProperty);
+      return `${dotted([...segs, key])}: unknown key${at ? ` in ${at}` : ''}`;
+    }
+    case 'enum':
+      return `${at || '(top level)'}: must be one of ${(params.allowedValues as unknown[]).map(String).join(', ')}`;
+    case 'type':
+      return `${at || '(top level)'}: must be ${String(params.type)}`;
+    case 'required':
+      return `${dotted([...segs, String(params.missingProperty)])}: is required`;
+    case 'pattern':
+      return `${at}: not a valid Kubernetes name`;
+    case 'uniqueItems':
+      return `${at}: has duplicates`;
+    default:
+      return `${at || '(top level)'}: ${err.message ?? 'invalid'}`;
+  }
+}
+
+function nodeAt(doc: Document, segments: readonly (string | number)[]): YamlNode | undefined {
+  if (segments.length === 0) return (doc.contents as YamlNode | null) ?? undefined;
+  const n = doc.getIn(segments, true);
+  return n && typeof n === 'object' && 'range' in (n as object) ? (n as YamlNode) : undefined;
+}
+
+function lineOfNode(node: YamlNode | undefined, lc: LineCounter): number | undefined {
+  const off = node?.range?.[0];
+  return off === undefined ? undefined : lc.linePos(off).line;
+}
+
+/** Line of key `key` in the mapping at `segments`. */
+function keyLine(doc: Document, lc: LineCounter, segments: readonly (string | number)[], key: string): number | undefined {
+  const map = nodeAt(doc, segments);
+  if (!isMap(map)) return lineOfNode(map, lc);
+  for (const pair of map.items) {
+    if (isScalar(pair.key) && String(pair.key.value) === key) return lineOfNode(pair.key, lc);
+  }
+  return lineOfNode(map, lc);
+}
+
+function lineOfError(doc: Document, lc: LineCounter, err: ErrorObject): number | undefined {
+  const segs = segmentsOf(err.instancePath);
+  if (err.keyword === 'additionalProperties') {
+    return keyLine(doc, lc, segs, String((err.params as Record<string, unknown>).additionalProperty));
+  }
+  // Point at the key whose value is wrong when the parent is a mapping (reads better than the value).
+  const last = segs[segs.length - 1];
+  if (typeof last === 'string') {
+    const parent = nodeAt(doc, segs.slice(0, -1));
+    if (isMap(parent)) return keyLine(doc, lc, segs.slice(0, -1), last);
+  }
+  const node = nodeAt(doc, segs);
+  if (node) return lineOfNode(node, lc);
+  const parent = nodeAt(doc, segs.slice(0, -1));
+  return isSeq(parent) || isMap(parent) ? lineOfNode(parent, lc) : undefined;
+}
+
+/** A known id close to a misspelt one (edit distance <= 3), for "did you mean". */
+function nearest(id: string, ids: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 4;
+  for (const k of ids) {
+    const d = distance(id, k);
+    if (d < bestD) {
+      bestD = d;
+      best = k;
+    }
+  }
+  return best;
+}
+
+function distance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 3) return 99;
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}

@@ -1,0 +1,64 @@
+// JSON Schema of the meshguard config file (DESIGN.md §2). Every object is closed
+// (additionalProperties: false) so a misspelt key is an error, not a silently ignored setting.
+
+export const ACTIONS = ['deny', 'warn', 'audit', 'off'] as const;
+export const MODES = ['enforce', 'audit'] as const;
+export const CONTROL_PLANE = ['auto', 'outside-nodes', 'on-nodes'] as const;
+
+// Kubernetes names: a DNS label for namespaces.
+const namespaceName = { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 } as const;
+
+const labelSelector = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    matchLabels: { type: 'object', additionalProperties: { type: 'string' } },
+    matchExpressions: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['key', 'operator'],
+        properties: {
+          key: { type: 'string', minLength: 1 },
+          operator: { enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] },
+          values: { type: 'array', items: { type: 'string' } },
+        },
+      },
+    },
+  },
+} as const;
+
+export const configSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    mode: { enum: MODES },
+    // Rule ids are checked against the registry after the schema (for a better message than an enum).
+    rules: { type: 'object', additionalProperties: { enum: ACTIONS } },
+    exemptions: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        namespaces: { type: 'array', items: namespaceName, uniqueItems: true },
+      },
+    },
+    settings: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        apiserverClients: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['selector'],
+            properties: { namespace: namespaceName, selector: labelSelector },
+          },
+        },
+        defaultApiserverClients: { type: 'boolean' },
+        controlPlane: { enum: CONTROL_PLANE },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,100 @@
+// From one request to a Decision: which rules run, what action each finding gets under the config, and
+// whether the request is allowed. Shared by the webhook and `meshguard check`, so both answer alike.
+
+import { subjectOf, type Change } from '../admission/change.ts';
+import type { Config } from '../config/config.ts';
+import type { ActedFinding, Action, Decide, Decision, Finding, Rule, RuleContext } from '../rules/types.ts';
+import { overlay } from '../state/overlay.ts';
+import type { ClusterState } from '../state/types.ts';
+
+export const SKIP_ANNOTATION = 'meshguard.io/skip';
+export const SKIP_REASON_ANNOTATION = 'meshguard.io/skip-reason';
+
+/**
+ * Rule ids an object opts out of: `meshguard.io/skip: "a, b"`, honoured only together with a non-empty
+ * `meshguard.io/skip-reason` so every opt-out is explained where reviewers see it.
+ */
+export function skippedRules(change: Change): ReadonlySet<string> {
+  // DELETE carries only the old object: its annotations are the ones that were reviewed.
+  const ann = subjectOf(change)?.metadata.annotations;
+  const list = ann?.[SKIP_ANNOTATION];
+  const reason = ann?.[SKIP_REASON_ANNOTATION];
+  if (!list || !reason || reason.trim() === '') return new Set();
+  return new Set(
+    list
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+  );
+}
+
+/** The namespace an exemption is judged by: the request's, or a Namespace object's own name. */
+function namespaceOf(change: Change): string {
+  return change.kind === 'Namespace' ? change.name : change.namespace;
+}
+
+function triggered(rule: Rule, change: Change): boolean {
+  const kind = change.kind;
+  if (kind === undefined) return false;
+  return rule.triggers.some((t) => t.kinds.includes(kind) && t.operations.includes(change.operation));
+}
+
+function errorMessage(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.replace(/\s+/g, ' ').trim() || 'unknown error';
+}
+
+/** The action a finding gets: the rule's configured action, capped for pre-existing problems and audit mode. */
+function actionFor(configured: Exclude<Action, 'off'>, finding: Finding, config: Config): Exclude<Action, 'off'> {
+  let action = configured;
+  // A problem this request did not create must not block it.
+  if (finding.preexisting && action === 'deny') action = 'warn';
+  if (config.mode === 'audit' && action === 'deny') action = 'audit';
+  return action;
+}
+
+export function createDecide(rules: readonly Rule[], config: Config): Decide {
+  const exempt = new Set(config.exemptions.namespaces);
+  const ctx: RuleContext = { settings: config.settings };
+  const active = rules
+    .map((rule) => ({ rule, action: config.rules[rule.id] ?? 'off' }))
+    .filter((r): r is { rule: Rule; action: Exclude<Action, 'off'> } => r.action !== 'off');
+
+  return function decide(change: Change, before: ClusterState): Decision {
+    const ns = namespaceOf(change);
+    if (ns !== '' && exempt.has(ns)) {
+      return { allowed: true, findings: [], skipped: [], exemptReason: `namespace ${ns} is exempt by the meshguard config` };
+    }
+    if (change.kind === undefined) {
+      return { allowed: true, findings: [], skipped: [], exemptReason: `meshguard does not check ${change.gvk.kind}` };
+    }
+    const toRun = active.filter((r) => triggered(r.rule, change));
+    if (toRun.length === 0) return { allowed: true, findings: [], skipped: [] };
+
+    const skip = skippedRules(change);
+    const skipped: string[] = [];
+    const findings: ActedFinding[] = [];
+    let after: ClusterState | undefined;
+    for (const { rule, action } of toRun) {
+      if (skip.has(rule.id)) {
+        skipped.push(rule.id);
+        continue;
+      }
+      after ??= overlay(before, change);
+      let found: Finding[];
+      try {
+        found = rule.evaluate(change, before, after, ctx);
+        if (!Array.isArray(found)) throw new Error('evaluate did not return an array');
+      } catch (e) {
+        // A bug in one rule must never block a deploy nor hide the other rules' findings.
+        findings.push({ rule: rule.id, action: 'warn', message: `${rule.id} failed: ${errorMessage(e)}` });
+        continue;
+      }
+      for (const f of found) {
+        // The finding belongs to the rule that produced it, whatever id it carries.
+        findings.push({ ...f, rule: rule.id, message: String(f.message ?? "").replace(/[\r\n]+/g, " "), action: actionFor(action, f, config) });
+      }
+    }
+    return { allowed: !findings.some((f) => f.action === 'deny'), findings, skipped };
+  };
+}

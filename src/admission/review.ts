@@ -236,7 +236,10 @@ export function toAdmissionResponse(uid: string, decision: Decision): AdmissionR
   const audit = new Map<string, string[]>();
   for (const f of decision.findings) {
     const p = presentation(f);
-    if (p === 'deny') denying.push(f);
+    // `allowed` is the verdict layer's call; a deny finding on an allowed request (say, one the verdict
+    // layer let through) must still be seen, as a warning.
+    if (p === 'deny' && !decision.allowed) denying.push(f);
+    else if (p === 'deny') warn.push(warningText(f));
     else if (p === 'warn') warn.push(warningText(f));
     else {
       const key = annotationKey(f.rule);

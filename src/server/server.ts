@@ -247,7 +247,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       const url = await app.listen({ host: opts.host ?? '0.0.0.0', port: opts.port });
       listening = true;
       reloader.start();
-      logger.info({ url, serial: initial.serial, state: source.state.describe() }, 'meshguard webhook listening');
+      logger.info({ url, serial: initial.serial, notAfter: initial.notAfter }, 'tls: serving certificate loaded');
       return url;
     },
     shutdown() {

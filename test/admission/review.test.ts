@@ -163,6 +163,13 @@ t.test('response: preexisting deny findings are warnings and do not change allow
   t.same(r.warnings, ['[dns-egress-missing] (pre-existing) already broken before']);
 });
 
+t.test('response: a deny finding on an allowed decision is shown as a warning, never dropped', async (t) => {
+  const r = toAdmissionResponse('u', decision(true, [f('dns-egress-missing', 'deny', 'breaks DNS')]));
+  t.equal(r.allowed, true);
+  t.equal(r.status, undefined);
+  t.same(r.warnings, ['[dns-egress-missing] breaks DNS']);
+});
+
 t.test('response: audit annotations keyed by rule id, values truncated, same rule joined', async (t) => {
   const r = toAdmissionResponse('u', decision(true, [
     f('peer-auth-port-mismatch', 'audit', 'one'),

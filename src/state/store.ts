@@ -139,6 +139,12 @@ export class MemoryState implements ClusterState {
     this.#revision++;
   }
 
+  /** Replace every object of a kind in one namespace (the relist of a watch scoped to that namespace). */
+  replaceNamespace(kind: KindName, namespace: string, objs: readonly KubeObject[]): void {
+    for (const o of [...this.list(kind, namespace)]) this.remove(kind, namespace, o.metadata.name);
+    for (const o of objs) this.upsert(kind, o);
+  }
+
   #touch(kind: KindName, b: Bucket): void {
     delete b.cached;
     this.#allCache.delete(kind);

@@ -220,5 +220,9 @@ export interface StateStats {
   readonly objects: Readonly<Partial<Record<KindName, number>>>;
   /** Seconds since the last watch event or relist of any kind; undefined for a snapshot. */
   readonly secondsSinceLastEvent?: number;
+  /** Per kind: seconds since its last watch event, reconnect or relist (live only); the oldest is the one to watch. */
+  readonly secondsSinceLastEventByKind?: Readonly<Partial<Record<KindName, number>>>;
+  /** Optional kinds whose CRD is not installed (live only): they are empty. */
+  readonly missingKinds?: readonly KindName[];
   readonly synced: boolean;
 }

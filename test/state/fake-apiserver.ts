@@ -1,0 +1,175 @@
+// A tiny in-process stand-in for kube-apiserver list/watch (loopback HTTP), enough to exercise the
+// informer plumbing of LiveSource: paginated lists, watches replaying from a resourceVersion, 404 for
+// kinds that are not served, and knobs to break things (failing lists, dropped or hanging watches).
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+
+type Obj = { apiVersion?: string; kind?: string; metadata: { name: string; namespace?: string; resourceVersion?: string } } & Record<string, unknown>;
+
+interface Event {
+  rv: number;
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  collections: string[];
+  object: Obj;
+}
+
+export class FakeApiserver {
+  #server: Server;
+  #rv = 100;
+  /** collection path (cluster-wide) -> key -> object */
+  readonly #store = new Map<string, Map<string, Obj>>();
+  readonly #served = new Set<string>();
+  readonly #events: Event[] = [];
+  readonly #watchers = new Set<{ paths: string[]; res: ServerResponse; hang: boolean }>();
+  /** Requests seen, for assertions ("GET /api/v1/pods?limit=500"). */
+  readonly requests: string[] = [];
+  /** Collections whose lists answer 500 while set. */
+  readonly failLists = new Set<string>();
+  /** Collections whose new watches are accepted but never send anything. */
+  readonly hangWatches = new Set<string>();
+  pageSize = 2;
+  url = '';
+
+  constructor() {
+    this.#server = createServer((req, res) => this.#handle(req, res));
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    for (const w of this.#watchers) w.res.destroy();
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'fake', server: this.url, skipTLSVerify: true }],
+      users: [{ name: 'admin', token: 'secret-token' }],
+      contexts: [{ name: 'fake', cluster: 'fake', user: 'admin' }],
+      currentContext: 'fake',
+    });
+    return kc;
+  }
+
+  /** Serve a collection (like installing a CRD). `path` is the cluster-wide collection path. */
+  serve(path: string): void {
+    this.#served.add(path);
+    if (!this.#store.has(path)) this.#store.set(path, new Map());
+  }
+  unserve(path: string): void {
+    this.#served.delete(path);
+  }
+
+  put(path: string, obj: Obj): void {
+    const m = this.#store.get(path)!;
+    const key = `${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
+    const type = m.has(key) ? 'MODIFIED' : 'ADDED';
+    const stored = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.#rv) } };
+    m.set(key, stored);
+    this.#emit({ rv: this.#rv, type, collections: this.#pathsFor(path, stored), object: stored });
+  }
+
+  delete(path: string, namespace: string | undefined, name: string): void {
+    const m = this.#store.get(path)!;
+    const key = `${namespace ?? ''}/${name}`;
+    const old = m.get(key);
+    if (!old) return;
+    m.delete(key);
+    const gone = { ...old, metadata: { ...old.metadata, resourceVersion: String(++this.#rv) } };
+    this.#emit({ rv: this.#rv, type: 'DELETED', collections: this.#pathsFor(path, gone), object: gone });
+  }
+
+  /** Change an object without telling any watcher (a lost event, as a silently dead watch would). */
+  putSilently(path: string, obj: Obj): void {
+    const key = `${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
+    this.#store.get(path)!.set(key, { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.#rv) } });
+  }
+
+  /** Cut every open watch connection (as an apiserver restart does). */
+  dropWatches(): void {
+    for (const w of this.#watchers) w.res.destroy();
+    this.#watchers.clear();
+  }
+
+  openWatches(path?: string): number {
+    let n = 0;
+    for (const w of this.#watchers) if (!path || w.paths.includes(path)) n++;
+    return n;
+  }
+
+  /** The cluster-wide path plus the namespaced path an object is visible under. */
+  #pathsFor(path: string, obj: Obj): string[] {
+    const ns = obj.metadata.namespace;
+    if (!ns) return [path];
+    const i = path.lastIndexOf('/');
+    return [path, `${path.slice(0, i)}/namespaces/${ns}${path.slice(i)}`];
+  }
+
+  #emit(e: Event): void {
+    this.#events.push(e);
+    for (const w of this.#watchers) {
+      if (!w.hang && e.collections.some((c) => w.paths.includes(c))) {
+        w.res.write(JSON.stringify({ type: e.type, object: e.object }) + '\n');
+      }
+    }
+  }
+
+  /** Map a request path to its cluster-wide collection and optional namespace. */
+  #resolve(path: string): { base: string; namespace?: string } | undefined {
+    const m = /^(\/apis?\/(?:[^/]+\/)?[^/]+)\/namespaces\/([^/]+)\/([^/]+)$/.exec(path);
+    if (m && m[3] !== undefined && m[2] !== undefined && m[1] !== undefined) {
+      const base = `${m[1]}/${m[3]}`;
+      if (this.#served.has(base)) return { base, namespace: decodeURIComponent(m[2]) };
+    }
+    if (this.#served.has(path)) return { base: path };
+    return undefined;
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://x');
+    this.requests.push(`${req.method} ${url.pathname}${url.search}`);
+    if (req.headers.authorization !== 'Bearer secret-token') return this.#status(res, 401, 'Unauthorized');
+    const target = this.#resolve(url.pathname);
+    if (!target) return this.#status(res, 404, 'the server could not find the requested resource');
+    const items = [...this.#store.get(target.base)!.values()].filter(
+      (o) => target.namespace === undefined || o.metadata.namespace === target.namespace,
+    );
+    if (url.searchParams.get('watch') === 'true') {
+      const from = Number(url.searchParams.get('resourceVersion') ?? '0');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.flushHeaders();
+      const w = { paths: [url.pathname], res, hang: this.hangWatches.has(target.base) };
+      this.#watchers.add(w);
+      res.on('close', () => this.#watchers.delete(w));
+      if (!w.hang) {
+        for (const e of this.#events) {
+          if (e.rv > from && e.collections.includes(url.pathname)) res.write(JSON.stringify({ type: e.type, object: e.object }) + '\n');
+        }
+      }
+      return;
+    }
+    if (this.failLists.has(target.base)) return this.#status(res, 500, 'etcd is sad');
+    const start = Number(url.searchParams.get('continue') ?? '0');
+    const limit = Number(url.searchParams.get('limit') ?? '0') || items.length;
+    const size = Math.min(limit, this.pageSize);
+    const page = items.slice(start, start + size).map((o) => {
+      const { apiVersion: _a, kind: _k, ...rest } = o; // list items carry no apiVersion/kind
+      return rest;
+    });
+    const next = start + size < items.length ? String(start + size) : undefined;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: String(this.#rv), ...(next ? { continue: next } : {}) }, items: page }));
+  }
+
+  #status(res: ServerResponse, code: number, message: string): void {
+    res.writeHead(code, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', message, code }));
+  }
+}

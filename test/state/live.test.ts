@@ -1,0 +1,185 @@
+import t from 'tap';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
+import { collectionPath, listKind, LiveSource } from '../../src/state/live.ts';
+import type { ConfigMap, Pod } from '../../src/state/types.ts';
+import { FakeApiserver } from './fake-apiserver.ts';
+
+function capture(): { logger: pino.Logger; lines: () => Record<string, unknown>[] } {
+  const out: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      out.push(String(chunk));
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, stream), lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
+}
+
+async function until(what: string, cond: () => boolean, ms = 8000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const PODS = collectionPath('Pod');
+const CMS = collectionPath('ConfigMap');
+const SVCS = collectionPath('Service');
+const CNPS = collectionPath('CiliumNetworkPolicy');
+const GWS = collectionPath('Gateway');
+
+function pod(namespace: string, name: string, labels: Record<string, string> = {}) {
+  return {
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name, namespace, labels, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":"blob"}' }, managedFields: [{}] },
+    spec: { containers: [{ name: 'app', image: 'x', env: [{ name: 'TOKEN', value: 'hunter2' }] }] },
+  };
+}
+
+async function fake(t: { teardown(fn: () => unknown): void }): Promise<FakeApiserver> {
+  const api = new FakeApiserver();
+  await api.start();
+  t.teardown(() => api.stop());
+  for (const k of KIND_NAMES) if (!KINDS[k].optional) api.serve(collectionPath(k));
+  api.serve(CNPS); // Cilium is installed, Istio and the Gateway API are not
+  return api;
+}
+
+t.test('collection paths', async (t) => {
+  t.equal(collectionPath('Pod'), '/api/v1/pods');
+  t.equal(collectionPath('ConfigMap', 'kube-system'), '/api/v1/namespaces/kube-system/configmaps');
+  t.equal(collectionPath('Namespace', 'ignored'), '/api/v1/namespaces');
+  t.equal(collectionPath('CiliumClusterwideNetworkPolicy'), '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies');
+});
+
+t.test('listKind paginates and transforms', async (t) => {
+  const api = await fake(t);
+  for (let i = 0; i < 5; i++) api.put(PODS, pod('shop', `p${i}`));
+  const { items, resourceVersion } = await listKind(api.kubeConfig(), 'Pod');
+  t.equal(items.length, 5);
+  t.equal(resourceVersion, '105');
+  t.equal(api.requests.filter((r) => r.startsWith('GET /api/v1/pods?')).length, 3, 'three pages of 2');
+  t.same(items[0], { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p0', namespace: 'shop', resourceVersion: '101' }, spec: { containers: [{ name: 'app' }] } });
+  await t.rejects(listKind(api.kubeConfig(), 'Gateway'), { name: 'ApiStatusError', statusCode: 404 });
+});
+
+t.test('LiveSource: sync, events, missing CRDs, ConfigMap namespaces', async (t) => {
+  const api = await fake(t);
+  api.put(PODS, pod('shop', 'web-1', { app: 'web' }));
+  api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cilium-config', namespace: 'kube-system' }, data: { 'routing-mode': 'tunnel' } });
+  api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'app', namespace: 'shop' }, data: { password: 'x' } });
+  api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'mesh-root' }, data: { mesh: 'x' } });
+  const log = capture();
+  const src = new LiveSource({ logger: log.logger, kubeConfig: api.kubeConfig(), istioRootNamespace: 'mesh-root' });
+  t.teardown(() => src.stop());
+  t.equal(src.synced(), false);
+  await src.start();
+  t.equal(src.synced(), true);
+  const s = src.state;
+  t.equal(s.list('Pod').length, 1);
+  t.equal(s.podsWithLabel('shop', 'app', 'web').length, 1);
+  t.equal((s.list('Pod')[0] as Pod).metadata.annotations, undefined, 'transformed on arrival');
+  t.same(s.list('ConfigMap').map((c) => `${c.metadata.namespace}/${c.metadata.name}`).sort(), ['kube-system/cilium-config', 'mesh-root/istio']);
+  t.same((s.get('ConfigMap', 'kube-system', 'cilium-config') as ConfigMap).data, { 'routing-mode': 'tunnel' });
+  // ConfigMaps are watched per namespace only.
+  t.notOk(api.requests.some((r) => r.startsWith(`GET ${CMS}`)), 'no cluster-wide ConfigMap list or watch');
+
+  const st = src.stats();
+  t.equal(st.synced, true);
+  t.equal(st.objects.Pod, 1);
+  t.equal(st.objects.ConfigMap, 2);
+  t.same([...(st.missingKinds ?? [])].sort(), ['AuthorizationPolicy', 'CiliumClusterwideNetworkPolicy', 'Gateway', 'PeerAuthentication']);
+  t.ok((st.secondsSinceLastEvent ?? 99) < 5);
+  t.ok(log.lines().some((l) => l.kind === 'Gateway' && /CRD not installed/.test(String(l.msg))), 'missing CRD logged');
+
+  // Watch events reach the state.
+  await until('watches open', () => api.openWatches(PODS) === 1);
+  api.put(PODS, pod('shop', 'web-2', { app: 'web' }));
+  await until('web-2 added', () => s.get('Pod', 'shop', 'web-2') !== undefined);
+  t.equal(s.podsWithLabel('shop', 'app', 'web').length, 2);
+  api.put(PODS, pod('shop', 'web-2', { app: 'api' }));
+  await until('web-2 relabelled', () => s.get('Pod', 'shop', 'web-2')?.metadata.labels?.app === 'api');
+  t.equal(s.podsWithLabel('shop', 'app', 'web').length, 1);
+  api.delete(PODS, 'shop', 'web-1');
+  await until('web-1 deleted', () => s.get('Pod', 'shop', 'web-1') === undefined);
+  api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'other', namespace: 'shop' } });
+  api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'coredns', namespace: 'kube-system' }, data: { Corefile: '.:53' } });
+  await until('coredns added', () => s.get('ConfigMap', 'kube-system', 'coredns') !== undefined);
+  t.equal(s.get('ConfigMap', 'shop', 'other'), undefined);
+  t.notMatch(JSON.stringify(s.list('Pod')), /hunter2|last-applied|managedFields/);
+  t.notMatch(JSON.stringify(log.lines()), /hunter2|secret-token/, 'no secrets in logs');
+
+  await src.stop();
+  t.equal(src.synced(), false);
+  await until('watches closed', () => api.openWatches() === 0);
+});
+
+t.test('LiveSource recovers from dropped watches, failing lists, silent watches and late CRDs', async (t) => {
+  const api = await fake(t);
+  api.put(PODS, pod('shop', 'a'));
+  const log = capture();
+  const src = new LiveSource({ logger: log.logger, kubeConfig: api.kubeConfig(), watchdogSeconds: 1 });
+  t.teardown(() => src.stop());
+  await src.start();
+  const s = src.state;
+
+  // An apiserver restart: every watch is cut; changes made meanwhile must show up.
+  await until('pod watch open', () => api.openWatches(PODS) >= 1);
+  api.dropWatches();
+  api.put(PODS, pod('shop', 'b'));
+  await until('b after reconnect', () => s.get('Pod', 'shop', 'b') !== undefined);
+
+  // Lists fail (apiserver up but erroring): synced() goes false, then recovers.
+  api.failLists.add(PODS);
+  api.dropWatches();
+  await until('unsynced while listing fails', () => !src.synced());
+  t.ok(log.lines().some((l) => l.kind === 'Pod' && /list failed/.test(String(l.msg))));
+  api.failLists.delete(PODS);
+  api.put(PODS, pod('shop', 'c'));
+  await until('synced again', () => src.synced() && s.get('Pod', 'shop', 'c') !== undefined);
+
+  // A watch that is connected but silent (the known informer failure): the watchdog relists, so a change
+  // that no event announced still arrives.
+  api.hangWatches.add(SVCS);
+  api.dropWatches();
+  await until('hanging service watch open', () => api.openWatches(SVCS) >= 1);
+  await new Promise((r) => setTimeout(r, 2500)); // past any backoff relist caused by the drop
+  api.putSilently(SVCS, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'quiet', namespace: 'shop' }, spec: { ports: [{ port: 80 }] } });
+  await until('relisted service', () => s.get('Service', 'shop', 'quiet') !== undefined);
+  t.ok(log.lines().some((l) => l.kind === 'Service' && /silent too long/.test(String(l.msg))), 'watchdog logged');
+  api.hangWatches.delete(SVCS);
+
+  // A CRD installed after start is picked up by the watchdog's re-check.
+  t.ok(src.stats().missingKinds?.includes('Gateway'));
+  api.serve(GWS);
+  api.put(GWS, { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'shop' }, spec: { gatewayClassName: 'istio-waypoint' } });
+  await until('gateway seen', () => s.get('Gateway', 'shop', 'waypoint') !== undefined);
+  t.notOk(src.stats().missingKinds?.includes('Gateway'));
+  t.ok(log.lines().some((l) => l.kind === 'Gateway' && /now served/.test(String(l.msg))));
+
+  // And a CRD removed: the kind empties.
+  api.unserve(GWS);
+  api.dropWatches();
+  await until('gateway gone', () => s.list('Gateway').length === 0);
+  t.ok(src.synced(), 'a missing optional kind does not make the state unsynced');
+});
+
+t.test('start() with bad credentials retries, and can time out', async (t) => {
+  const api = await fake(t);
+  const kc = api.kubeConfig();
+  kc.users[0] = { name: 'admin', token: 'wrong' };
+  const log = capture();
+  const src = new LiveSource({ logger: log.logger, kubeConfig: kc, startTimeoutSeconds: 1 });
+  t.teardown(() => src.stop());
+  await t.rejects(src.start(), /not synced after 1s \(waiting for: .*Pod/);
+  t.equal(src.synced(), false);
+  t.ok(log.lines().some((l) => l.statusCode === 401));
+});
+
+t.test('a bad kubeconfig path is an InputError', async (t) => {
+  const src = new LiveSource({ logger: capture().logger, kubeconfigPath: '/nonexistent/kubeconfig' });
+  await t.rejects(src.start(), { name: 'InputError', file: '/nonexistent/kubeconfig' });
+});

@@ -1,0 +1,105 @@
+// dns-egress-missing: a request leaves pods egress-enforced with no allow to the cluster DNS backends.
+// Pods that resolve names through kube-dns then fail every lookup (timeouts, "could not resolve host").
+
+import type { Change } from '../admission/change.ts';
+import { policyModel } from '../policy/index.ts';
+import type { ClusterState, PolicyObject } from '../state/types.ts';
+import { describeVictims, victimsOf } from './helpers.ts';
+import {
+  changeRef,
+  compareLoss,
+  dnsAllowRule,
+  dnsTarget,
+  isCiliumConfigChange,
+  isDnsBackend,
+  isPolicyChange,
+  reachesDns,
+  touchedPods,
+} from './egress-helpers.ts';
+import type { Finding, Rule, RuleContext } from './types.ts';
+
+const ID = 'dns-egress-missing';
+
+function usesFqdn(obj: PolicyObject | undefined): boolean {
+  if (!obj) return false;
+  try {
+    return policyModel(obj).some((m) => m.fqdnDependent);
+  } catch {
+    return false;
+  }
+}
+
+function evaluateDns(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
+  const touched = touchedPods(change, before, after);
+  if (touched.pods.length === 0) return [];
+  const target = dnsTarget(after);
+  if (!target) return []; // no kube-dns Service known: nothing to judge against
+  // The DNS servers themselves resolve upstream, not through kube-dns.
+  const pods = touched.pods.filter((p) => !isDnsBackend(after, p));
+  const { lost, stillMissing } = compareLoss(pods, before, after, (s, p) => reachesDns(s, p, 'UDP'));
+  const dnsName = `UDP ${target.port} to ${target.namespace}/kube-dns`;
+  const policyObj = isPolicyChange(change) ? (change.object as PolicyObject | undefined) : undefined;
+  const fixKind = change.kind === 'NetworkPolicy' ? 'NetworkPolicy' : 'CiliumNetworkPolicy';
+  const rule = dnsAllowRule(fixKind, target, usesFqdn(policyObj));
+
+  if (lost.length > 0) {
+    const first = lost[0]!;
+    let tcpOnly = false;
+    try {
+      tcpOnly = reachesDns(after, first, 'TCP') === true;
+    } catch {
+      tcpOnly = false;
+    }
+    const hint = tcpOnly ? ' (only TCP 53 is allowed; NetworkPolicy ports default to TCP, DNS needs protocol: UDP)' : '';
+    const who = `${lost.length} pod${lost.length === 1 ? '' : 's'}${touched.synthetic ? ' (pods this policy would select)' : ''}`;
+    let message: string;
+    let fix: string;
+    if (policyObj) {
+      message = `${changeRef(change)} leaves ${who} egress-enforced without DNS (${dnsName})${hint}: ${describeVictims(lost)}`;
+      fix = `add to ${changeRef(change)}: ${rule}`;
+    } else if (change.operation === 'DELETE' && isPolicyChange(change)) {
+      message = `deleting ${changeRef(change)} removes the DNS allow (${dnsName}) of ${who} that stay egress-enforced: ${describeVictims(lost)}`;
+      fix = `before deleting, allow DNS for these pods in another policy of namespace ${first.metadata.namespace ?? ''}: ${rule}`;
+    } else if (isCiliumConfigChange(change)) {
+      message = `this cilium-config change leaves ${who} egress-enforced without DNS (${dnsName}): ${describeVictims(lost)}`;
+      fix = `allow DNS for these pods first (e.g. a CiliumClusterwideNetworkPolicy): ${rule}`;
+    } else {
+      message = `relabelling namespace ${change.name} leaves ${who} egress-enforced without DNS (${dnsName}): ${describeVictims(lost)}`;
+      fix = `allow DNS for these pods in namespace ${change.name}: ${rule}`;
+    }
+    return [{ rule: ID, message, fix, ...victimsOf(lost) }];
+  }
+
+  // Already broken before this request, which does not make it worse: say so, never deny.
+  if (policyObj && stillMissing.length > 0) {
+    return [
+      {
+        rule: ID,
+        message: `${stillMissing.length} pod(s) selected by ${changeRef(change)} already have no DNS egress (${dnsName}): ${describeVictims(stillMissing)}`,
+        fix: `add to ${changeRef(change)}: ${rule}`,
+        ...victimsOf(stillMissing),
+        preexisting: true,
+      },
+    ];
+  }
+  return [];
+}
+
+export const rule: Rule = {
+  id: ID,
+  severity: 'B',
+  summary: 'A change leaves pods egress-enforced with no allow to the cluster DNS backends (kube-dns, UDP 53)',
+  docs: 'docs/rules/dns-egress-missing.md',
+  triggers: [
+    { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
+    { kinds: ['Namespace'], operations: ['UPDATE'] },
+    { kinds: ['ConfigMap'], operations: ['CREATE', 'UPDATE'] },
+  ],
+  evaluate(change, before, after, ctx) {
+    try {
+      return evaluateDns(change, before, after, ctx);
+    } catch {
+      return [];
+    }
+  },
+};

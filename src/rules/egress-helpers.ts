@@ -1,0 +1,199 @@
+// Shared by the egress rules (dns-egress-missing, apiserver-egress-missing, fqdn-without-dns-proxy,
+// deny-only-default-deny): which pods a request can change the policy of, and the before/after
+// comparison that separates what this request breaks from what was already broken.
+
+import type { Change } from '../admission/change.ts';
+import {
+  dnsBackends,
+  evaluate,
+  podsSelectedBy,
+  policySettings,
+  subjectPods,
+  type Protocol,
+} from '../policy/index.ts';
+import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
+import { podRef } from './helpers.ts';
+
+export const POLICY_KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'] as const;
+
+export function isPolicyChange(change: Change): boolean {
+  return change.kind !== undefined && (POLICY_KINDS as readonly string[]).includes(change.kind);
+}
+
+export function isCiliumConfigChange(change: Change): boolean {
+  return change.kind === 'ConfigMap' && change.namespace === 'kube-system' && change.name === 'cilium-config';
+}
+
+function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
+  const ka = Object.keys(a ?? {});
+  const kb = Object.keys(b ?? {});
+  return ka.length === kb.length && ka.every((k) => (a ?? {})[k] === (b ?? {})[k]);
+}
+
+/** The pods a request can change policy for, and whether they are synthetic (no live pod selected). */
+export interface TouchedPods {
+  readonly pods: readonly Pod[];
+  readonly synthetic: boolean;
+}
+
+const NONE: TouchedPods = { pods: [], synthetic: false };
+
+/**
+ * Pods whose policy this request may change:
+ * - a policy object: the pods the old object selects (before) and the new one selects (after); when
+ *   neither selects a live pod, the synthetic pod of the new object (new namespaces are protected too);
+ * - a Namespace whose labels change: its pods (namespace labels feed CCNP/NetworkPolicy selectors);
+ * - cilium-config when the policy mode changes: every pod (rare, and the change is cluster-wide).
+ */
+export function touchedPods(change: Change, before: ClusterState, after: ClusterState): TouchedPods {
+  try {
+    if (isPolicyChange(change)) {
+      const byKey = new Map<string, Pod>();
+      const add = (pods: readonly Pod[]): void => {
+        for (const p of pods) byKey.set(podRef(p), p);
+      };
+      if (change.oldObject) add(podsSelectedBy(before, change.oldObject as PolicyObject));
+      if (change.object) add(podsSelectedBy(after, change.object as PolicyObject));
+      if (byKey.size > 0) return { pods: [...byKey.values()], synthetic: false };
+      if (change.object) {
+        const s = subjectPods(after, change.object as PolicyObject);
+        return { pods: s.pods, synthetic: s.synthetic };
+      }
+      return NONE;
+    }
+    if (change.kind === 'Namespace' && change.operation === 'UPDATE') {
+      if (sameLabels(change.oldObject?.metadata.labels, change.object?.metadata.labels)) return NONE;
+      return { pods: after.list('Pod', change.name), synthetic: false };
+    }
+    if (isCiliumConfigChange(change)) {
+      const a = policySettings(before);
+      const b = policySettings(after);
+      const same =
+        a.enablePolicy === b.enablePolicy &&
+        a.nonDefaultDenyPolicies === b.nonDefaultDenyPolicies &&
+        a.cidrMatchesNodes === b.cidrMatchesNodes;
+      return same ? NONE : { pods: after.list('Pod'), synthetic: false };
+    }
+  } catch {
+    return NONE; // odd input: no finding rather than a crash
+  }
+  return NONE;
+}
+
+/** Pods that lose something with this request, and pods that lacked it before and still do. */
+export interface Loss {
+  readonly lost: Pod[];
+  readonly stillMissing: Pod[];
+}
+
+/**
+ * Compare a per-pod check before and after. `ok` returns undefined when it cannot judge (the pod is
+ * then ignored). A pod absent from `before` (synthetic pods are evaluated in both states all the same:
+ * they stand for pods that would be created).
+ */
+export function compareLoss(
+  pods: readonly Pod[],
+  before: ClusterState,
+  after: ClusterState,
+  ok: (state: ClusterState, pod: Pod) => boolean | undefined,
+): Loss {
+  const lost: Pod[] = [];
+  const stillMissing: Pod[] = [];
+  for (const pod of pods) {
+    let now: boolean | undefined;
+    let then: boolean | undefined;
+    try {
+      now = ok(after, pod);
+      if (now !== false) continue;
+      then = ok(before, pod);
+    } catch {
+      continue;
+    }
+    if (then === false) stillMissing.push(pod);
+    else lost.push(pod);
+  }
+  return { lost, stillMissing };
+}
+
+// ---------- DNS ----------
+
+/** The kube-dns backends to test against: one pod per distinct label set (at most 3), and the UDP port. */
+export interface DnsTarget {
+  readonly pods: readonly Pod[];
+  readonly port: number;
+  /** The Service selector (labels the fix should use). */
+  readonly selector: Labels;
+  readonly namespace: string;
+}
+
+export function dnsTarget(state: ClusterState): DnsTarget | undefined {
+  const b = dnsBackends(state);
+  const svc =
+    state.get('Service', 'kube-system', 'kube-dns') ??
+    state.list('Service', 'kube-system').find((s) => s.metadata.labels?.['k8s-app'] === 'kube-dns');
+  const selector: Labels = svc?.spec.selector ?? { 'k8s-app': 'kube-dns' };
+  const namespace = svc?.metadata.namespace ?? 'kube-system';
+  const udp = b.ports.find((p) => p.protocol === 'UDP');
+  const port = udp?.port ?? 53;
+  let pods: Pod[] = [];
+  const seen = new Set<string>();
+  for (const p of b.pods) {
+    const key = JSON.stringify(p.metadata.labels ?? {});
+    if (seen.has(key)) continue;
+    seen.add(key);
+    pods.push(p);
+    if (pods.length >= 3) break;
+  }
+  if (pods.length === 0) {
+    if (!svc) return undefined;
+    // No live backend (a snapshot without CoreDNS pods): a stand-in pod with the Service selector labels.
+    pods = [
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: '(kube-dns backend)', namespace, labels: selector },
+        spec: { containers: [] },
+      },
+    ];
+  }
+  return { pods, port, selector, namespace };
+}
+
+/** Is a pod one of the DNS backends (they do not need to reach themselves)? */
+export function isDnsBackend(state: ClusterState, pod: Pod): boolean {
+  return dnsBackends(state).pods.some((p) => podRef(p) === podRef(pod));
+}
+
+/** Can the pod reach at least one DNS backend on the given protocol (default UDP)? undefined = no DNS Service known. */
+export function reachesDns(state: ClusterState, pod: Pod, protocol: Protocol = 'UDP'): boolean | undefined {
+  const t = dnsTarget(state);
+  if (!t) return undefined;
+  const port = protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
+  return t.pods.some((d) => evaluate(state, pod, { type: 'pod', pod: d }, port, protocol).allowed);
+}
+
+/** The egress rule that allows DNS, in the dialect of the policy kind, as one line of flow YAML. */
+export function dnsAllowRule(kind: string | undefined, target: { selector: Labels; namespace: string; port: number } | undefined, withDnsRules: boolean): string {
+  const selector = target?.selector ?? { 'k8s-app': 'kube-dns' };
+  const namespace = target?.namespace ?? 'kube-system';
+  const port = target?.port ?? 53;
+  const labels = Object.entries(selector);
+  if (kind === 'NetworkPolicy') {
+    const podSel = labels.map(([k, v]) => `${k}: ${v}`).join(', ');
+    return (
+      `egress: [{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ${namespace}}}, ` +
+      `podSelector: {matchLabels: {${podSel}}}}], ports: [{port: ${port}, protocol: UDP}, {port: ${port}, protocol: TCP}]}]`
+    );
+  }
+  const epSel = [`"k8s:io.kubernetes.pod.namespace": ${namespace}`, ...labels.map(([k, v]) => `"k8s:${k}": ${v}`)].join(', ');
+  const rules = withDnsRules ? `, rules: {dns: [{matchPattern: "*"}]}` : '';
+  return (
+    `egress: [{toEndpoints: [{matchLabels: {${epSel}}}], ` +
+    `toPorts: [{ports: [{port: "${port}", protocol: UDP}, {port: "${port}", protocol: TCP}]${rules}}]}]`
+  );
+}
+
+/** "CiliumNetworkPolicy ns/name" of the request's object. */
+export function changeRef(change: Change): string {
+  return `${change.gvk.kind} ${change.namespace ? change.namespace + '/' : ''}${change.name}`;
+}

@@ -1,0 +1,149 @@
+import t from 'tap';
+import { rule } from '../../src/rules/dns-egress-missing.ts';
+import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { runRule } from './rule-harness.ts';
+
+// Seed 000: an egress-restricted namespace "shop" with two web pods.
+const shop = [ns('shop'), pod('shop', 'web-1', { app: 'web' }), pod('shop', 'web-2', { app: 'web' })];
+
+const defaultDenyEgress = netpol('shop', 'default-deny-egress', { podSelector: {}, policyTypes: ['Egress'] });
+const kubeDnsEgress = {
+  toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s:k8s-app': 'kube-dns' } }],
+  toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }, { port: '53', protocol: 'TCP' }] }],
+};
+const npDnsUdp = netpol('shop', 'allow-dns', {
+  podSelector: {},
+  policyTypes: ['Egress'],
+  egress: [
+    {
+      to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
+      ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }],
+    },
+  ],
+});
+
+t.test('seed 000: a default-deny egress without DNS is denied', async (t) => {
+  const { findings } = runRule(rule, baseCluster(shop), 'CREATE', defaultDenyEgress);
+  t.equal(findings.length, 1);
+  const f = findings[0]!;
+  t.equal(f.rule, 'dns-egress-missing');
+  t.notOk(f.preexisting);
+  t.match(f.message, /NetworkPolicy shop\/default-deny-egress leaves 2 pods egress-enforced without DNS/);
+  t.match(f.message, /UDP 53 to kube-system\/kube-dns/);
+  t.same(f.victims, ['shop/web-1', 'shop/web-2']);
+  t.equal(f.victimCount, 2);
+  // The fix speaks the dialect of the policy (NetworkPolicy: namespaceSelector + podSelector, UDP).
+  t.match(f.fix, /namespaceSelector: \{matchLabels: \{kubernetes.io\/metadata.name: kube-system\}\}/);
+  t.match(f.fix, /protocol: UDP/);
+});
+
+t.test('seed 000: a CNP default-deny egress without DNS is denied, fix in CNP dialect', async (t) => {
+  const policy = cnp('shop', 'only-db', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }] }] });
+  const { findings } = runRule(rule, baseCluster(shop), 'CREATE', policy);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.fix, /toEndpoints: \[\{matchLabels: \{"k8s:io.kubernetes.pod.namespace": kube-system, "k8s:k8s-app": kube-dns\}\}\]/);
+  t.match(findings[0]!.fix, /port: "53", protocol: UDP/);
+  t.notMatch(findings[0]!.fix, /rules: \{dns/);
+});
+
+t.test('seed 000: adding the kube-dns rule admits it', async (t) => {
+  const policy = cnp('shop', 'only-db', {
+    endpointSelector: { matchLabels: { app: 'web' } },
+    egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }] }, kubeDnsEgress],
+  });
+  t.same(runRule(rule, baseCluster(shop), 'CREATE', policy).findings, []);
+  // Same for the NetworkPolicy pair: default deny + an allow-dns policy with UDP.
+  t.same(runRule(rule, baseCluster([...shop, npDnsUdp]), 'CREATE', defaultDenyEgress).findings, []);
+});
+
+t.test('seed 000: a NetworkPolicy allowing port 53 without protocol UDP is denied (defaults to TCP)', async (t) => {
+  const tcpOnly = netpol('shop', 'allow-dns', {
+    podSelector: {},
+    policyTypes: ['Egress'],
+    egress: [{ to: [{ namespaceSelector: {}, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }], ports: [{ port: 53 }] }],
+  });
+  const { findings } = runRule(rule, baseCluster(shop), 'CREATE', tcpOnly);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /only TCP 53 is allowed/);
+  t.equal(findings[0]!.victimCount, 2);
+});
+
+t.test('seed 000: deleting the DNS-allow policy while another policy keeps the pods egress-enforced is denied', async (t) => {
+  const { findings } = runRule(rule, baseCluster([...shop, defaultDenyEgress, npDnsUdp]), 'DELETE', npDnsUdp);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /deleting NetworkPolicy shop\/allow-dns removes the DNS allow/);
+  t.same(findings[0]!.victims, ['shop/web-1', 'shop/web-2']);
+  t.notOk(findings[0]!.preexisting);
+});
+
+t.test('seed 000: deleting the DNS-allow policy when it was the only egress policy is not denied', async (t) => {
+  // The pods go back to default-allow egress: DNS works again.
+  t.same(runRule(rule, baseCluster([...shop, npDnsUdp]), 'DELETE', npDnsUdp).findings, []);
+});
+
+t.test('a pod that already lacked DNS is pre-existing, never a new victim', async (t) => {
+  const extra = cnp('shop', 'to-db', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }] }] });
+  const { findings } = runRule(rule, baseCluster([...shop, defaultDenyEgress]), 'CREATE', extra);
+  t.equal(findings.length, 1);
+  t.equal(findings[0]!.preexisting, true);
+  t.match(findings[0]!.message, /already have no DNS egress/);
+});
+
+t.test('a policy in a namespace with no pods yet is judged on the synthetic pod', async (t) => {
+  const policy = cnp('newteam', 'lockdown', { endpointSelector: { matchLabels: { app: 'api' } }, egress: [{ toEntities: ['world'] }] });
+  const { findings } = runRule(rule, baseCluster([ns('newteam')]), 'CREATE', policy);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /pods this policy would select/);
+  t.equal(findings[0]!.victimCount, 1);
+});
+
+t.test('toFQDNs policies get a fix with rules.dns', async (t) => {
+  const policy = cnp('shop', 'fqdn', {
+    endpointSelector: { matchLabels: { app: 'web' } },
+    egress: [{ toFQDNs: [{ matchName: 'api.example.com' }], toPorts: [{ ports: [{ port: '443', protocol: 'TCP' }] }] }],
+  });
+  const { findings } = runRule(rule, baseCluster(shop), 'CREATE', policy);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.fix, /rules: \{dns: \[\{matchPattern: "\*"\}\]\}/);
+});
+
+t.test('host-network pods and policies selecting only kube-dns are not victims', async (t) => {
+  // Host-network pods have no Cilium endpoint: endpoint policy never applies to them.
+  const pods = [ns('shop'), pod('shop', 'agent', { app: 'agent' }, { hostNetwork: true }), pod('shop', 'worker', { app: 'agent' })];
+  const policy = cnp('shop', 'lock', { endpointSelector: { matchLabels: { app: 'agent' } }, egress: [{ toEntities: ['world'] }] });
+  const { findings } = runRule(rule, baseCluster(pods), 'CREATE', policy);
+  t.equal(findings.length, 1);
+  t.same(findings[0]!.victims, ['shop/worker']);
+  const coreDnsPolicy = cnp('kube-system', 'coredns-egress', { endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } }, egress: [{ toEntities: ['world'] }] });
+  t.same(runRule(rule, baseCluster(), 'CREATE', coreDnsPolicy).findings, []);
+});
+
+t.test('relabelling a namespace into a CCNP default-deny without DNS is denied', async (t) => {
+  const locked = ccnp('locked-egress', {
+    endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.zone': 'locked' } },
+    egress: [{ toEntities: ['world'] }],
+  });
+  const objects = baseCluster([...shop, locked]);
+  const relabelled = ns('shop', { zone: 'locked' });
+  const { findings } = runRule(rule, objects, 'UPDATE', relabelled);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /relabelling namespace shop/);
+  t.equal(findings[0]!.victimCount, 2);
+  // A label change that the CCNP does not match is fine.
+  t.same(runRule(rule, objects, 'UPDATE', ns('shop', { zone: 'open' })).findings, []);
+});
+
+t.test('cilium-config enable-policy: always removes DNS from pods with no egress allow', async (t) => {
+  const objects = baseCluster(shop);
+  const { findings } = runRule(rule, objects, 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'always' }));
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /cilium-config change/);
+  t.ok(findings[0]!.victims!.includes('shop/web-1'));
+  // Unrelated cilium-config edits do not look at pods at all.
+  t.same(runRule(rule, objects, 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'cni-exclusive': 'true' })).findings, []);
+});
+
+t.test('an ingress-only policy does not touch DNS egress', async (t) => {
+  const ingressOnly = cnp('shop', 'in', { endpointSelector: {}, ingress: [{ fromEndpoints: [{}] }] });
+  t.same(runRule(rule, baseCluster(shop), 'CREATE', ingressOnly).findings, []);
+});

@@ -402,7 +402,7 @@ function judge(
   if (!enf.enforced) {
     return {
       enforced: false, verdict: 'allowed', decidingPolicies: [], allowing,
-      reason: `no policy puts ${who} into default deny for ${direction}: allowed`,
+      reason: `${what}: allowed, no policy puts ${who} into default deny for ${direction}`,
     };
   }
   if (allowing.length > 0) {

@@ -1,0 +1,75 @@
+// apiserver-egress-missing: a request leaves pods that use the kube-apiserver egress-enforced with no
+// allow to it. Controllers, operators and mesh control planes then fail every watch and list.
+
+import type { Change } from '../admission/change.ts';
+import type { ClusterState, PolicyObject } from '../state/types.ts';
+import { describeVictims, victimsOf } from './helpers.ts';
+import { apiserverAllowRule, apiserverTarget, reachesApiserver, usesApiserver } from './apiserver-helpers.ts';
+import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
+import type { Finding, Rule, RuleContext } from './types.ts';
+
+const ID = 'apiserver-egress-missing';
+
+function evaluateApiserver(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] {
+  const touched = touchedPods(change, before, after);
+  if (touched.pods.length === 0) return [];
+  const clients = touched.pods.filter((p) => usesApiserver(before, p, ctx.settings));
+  if (clients.length === 0) return [];
+  const { lost, stillMissing } = compareLoss(clients, before, after, (s, p) => reachesApiserver(s, p));
+  const t = apiserverTarget(after);
+  const where = `TCP ${t.port} to ${t.ips.length > 0 ? t.ips.join(', ') : 'the kube-apiserver'}`;
+  const policyObj = isPolicyChange(change) ? (change.object as PolicyObject | undefined) : undefined;
+  const fixKind = change.kind === 'NetworkPolicy' ? 'NetworkPolicy' : 'CiliumNetworkPolicy';
+  const rule = apiserverAllowRule(fixKind, after);
+
+  if (lost.length > 0) {
+    const who = `${lost.length} pod${lost.length === 1 ? '' : 's'} using the API server`;
+    let message: string;
+    let fix: string;
+    if (policyObj) {
+      message = `${changeRef(change)} leaves ${who} egress-enforced without access to it (${where}): ${describeVictims(lost)}`;
+      fix = `add to ${changeRef(change)}: ${rule}`;
+    } else if (change.operation === 'DELETE' && isPolicyChange(change)) {
+      message = `deleting ${changeRef(change)} removes the API server allow (${where}) of ${who} that stay egress-enforced: ${describeVictims(lost)}`;
+      fix = `before deleting, allow the API server for these pods in another policy: ${rule}`;
+    } else if (isCiliumConfigChange(change)) {
+      message = `this cilium-config change leaves ${who} without access to it (${where}): ${describeVictims(lost)}`;
+      fix = `allow the API server for these pods first: ${rule}`;
+    } else {
+      message = `relabelling namespace ${change.name} leaves ${who} egress-enforced without access to it (${where}): ${describeVictims(lost)}`;
+      fix = `allow the API server for these pods in namespace ${change.name}: ${rule}`;
+    }
+    return [{ rule: ID, message, fix, ...victimsOf(lost) }];
+  }
+  if (policyObj && stillMissing.length > 0) {
+    return [
+      {
+        rule: ID,
+        message: `${stillMissing.length} pod(s) using the API server and selected by ${changeRef(change)} already cannot reach it (${where}): ${describeVictims(stillMissing)}`,
+        fix: `add to ${changeRef(change)}: ${rule}`,
+        ...victimsOf(stillMissing),
+        preexisting: true,
+      },
+    ];
+  }
+  return [];
+}
+
+export const rule: Rule = {
+  id: ID,
+  severity: 'B',
+  summary: 'A change leaves pods that use the API server (RBAC subjects, configured clients) egress-enforced with no allow to it',
+  docs: 'docs/rules/apiserver-egress-missing.md',
+  triggers: [
+    { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
+    { kinds: ['Namespace'], operations: ['UPDATE'] },
+    { kinds: ['ConfigMap'], operations: ['CREATE', 'UPDATE'] },
+  ],
+  evaluate(change, before, after, ctx) {
+    try {
+      return evaluateApiserver(change, before, after, ctx);
+    } catch {
+      return [];
+    }
+  },
+};

@@ -1,0 +1,102 @@
+// Which pods talk to the kube-apiserver, and whether policy lets them (apiserver-egress-missing).
+//
+// "Uses the API server" is judged from RBAC, not from the mere presence of a token: a pod whose service
+// account is a subject of some RoleBinding/ClusterRoleBinding (directly, or through the
+// `system:serviceaccounts:<ns>` group) was given API permissions for a reason. Pods the config names
+// (CoreDNS, istiod by default) are added, since they use permissions granted in ways meshguard cannot
+// always see (aggregated roles, bindings in other clusters' tooling).
+
+import { apiserverEndpoints, evaluate, matchesSelector, nodeIPs, policySettings } from '../policy/index.ts';
+import type { ClusterState, Pod, RoleBinding } from '../state/types.ts';
+import type { RuleSettings } from './types.ts';
+
+interface RbacIndex {
+  /** "namespace/serviceaccount" subjects. */
+  readonly serviceAccounts: ReadonlySet<string>;
+  /** Namespaces whose every service account is a subject (group system:serviceaccounts:<ns>). */
+  readonly namespaces: ReadonlySet<string>;
+}
+
+const NS_GROUP_PREFIX = 'system:serviceaccounts:';
+const rbacCache = new WeakMap<ClusterState, { revision: number; index: RbacIndex }>();
+
+function addSubjects(binding: RoleBinding, clusterScoped: boolean, sas: Set<string>, nss: Set<string>): void {
+  for (const s of binding.subjects ?? []) {
+    if (!s || typeof s.name !== 'string') continue;
+    if (s.kind === 'ServiceAccount') {
+      // In a RoleBinding the subject namespace defaults to the binding's namespace; a
+      // ClusterRoleBinding SA subject without a namespace is invalid and grants nothing.
+      const ns = s.namespace || (clusterScoped ? undefined : binding.metadata.namespace);
+      if (ns) sas.add(`${ns}/${s.name}`);
+    } else if (s.kind === 'Group' && s.name.startsWith(NS_GROUP_PREFIX) && s.name.length > NS_GROUP_PREFIX.length) {
+      // Only the per-namespace group: `system:serviceaccounts` / `system:authenticated` are bound to
+      // discovery roles in every cluster and say nothing about a pod needing the API server.
+      nss.add(s.name.slice(NS_GROUP_PREFIX.length));
+    }
+  }
+}
+
+export function rbacIndex(state: ClusterState): RbacIndex {
+  const hit = rbacCache.get(state);
+  if (hit && hit.revision === state.revision) return hit.index;
+  const sas = new Set<string>();
+  const nss = new Set<string>();
+  for (const b of state.list('RoleBinding')) addSubjects(b, false, sas, nss);
+  for (const b of state.list('ClusterRoleBinding')) addSubjects(b, true, sas, nss);
+  const index: RbacIndex = { serviceAccounts: sas, namespaces: nss };
+  rbacCache.set(state, { revision: state.revision, index });
+  return index;
+}
+
+/** Does this pod use the API server (RBAC subject or a configured client)? */
+export function usesApiserver(state: ClusterState, pod: Pod, settings: RuleSettings): boolean {
+  const ns = pod.metadata.namespace ?? '';
+  const sa = pod.spec.serviceAccountName || 'default';
+  const idx = rbacIndex(state);
+  if (idx.serviceAccounts.has(`${ns}/${sa}`) || idx.namespaces.has(ns)) return true;
+  for (const c of settings.apiserverClients ?? []) {
+    if (c.namespace !== undefined && c.namespace !== ns) continue;
+    if (matchesSelector(c.selector, pod.metadata.labels ?? {})) return true;
+  }
+  return false;
+}
+
+export interface ApiserverTarget {
+  /** Endpoint IPs (empty when the EndpointSlice is unknown: the kube-apiserver entity is used). */
+  readonly ips: readonly string[];
+  readonly port: number;
+  /** Every endpoint IP is a Node address (the control plane runs on the nodes). */
+  readonly onNodes: boolean;
+}
+
+export function apiserverTarget(state: ClusterState): ApiserverTarget {
+  const ep = apiserverEndpoints(state);
+  let port = ep.ports[0];
+  if (port === undefined) {
+    const svc = state.get('Service', 'default', 'kubernetes');
+    const sp = svc?.spec.ports?.[0];
+    port = typeof sp?.targetPort === 'number' ? sp.targetPort : (sp?.port ?? 443);
+  }
+  const nodes = new Set(nodeIPs(state));
+  return { ips: ep.ips, port, onNodes: ep.ips.length > 0 && ep.ips.every((ip) => nodes.has(ip)) };
+}
+
+/** Can the pod reach every kube-apiserver endpoint (TCP)? A partial allow fails intermittently. */
+export function reachesApiserver(state: ClusterState, pod: Pod): boolean {
+  const t = apiserverTarget(state);
+  if (t.ips.length === 0) return evaluate(state, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP').allowed;
+  return t.ips.every((ip) => evaluate(state, pod, { type: 'ip', ip }, t.port, 'TCP').allowed);
+}
+
+/** The egress rule that allows the API server, in the dialect of the policy kind (one line of flow YAML). */
+export function apiserverAllowRule(kind: string | undefined, state: ClusterState): string {
+  const t = apiserverTarget(state);
+  const cidrSeesNodes = policySettings(state).cidrMatchesNodes;
+  if (kind === 'NetworkPolicy' && t.ips.length > 0 && (!t.onNodes || cidrSeesNodes)) {
+    const to = t.ips.map((ip) => `{ipBlock: {cidr: ${ip}${ip.includes(':') ? '/128' : '/32'}}}`).join(', ');
+    return `egress: [{to: [${to}], ports: [{port: ${t.port}, protocol: TCP}]}]`;
+  }
+  const cnp = `egress: [{toEntities: [kube-apiserver], toPorts: [{ports: [{port: "${t.port}", protocol: TCP}]}]}]`;
+  // ipBlock cannot select node addresses under Cilium's default policy-cidr-match-mode: use a CNP.
+  return kind === 'NetworkPolicy' ? `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)` : cnp;
+}

@@ -1,0 +1,119 @@
+import t from 'tap';
+import { rule } from '../../src/rules/apiserver-egress-missing.ts';
+import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { runRule } from './rule-harness.ts';
+
+type Obj = Parameters<typeof runRule>[1][number];
+
+function roleBinding(namespace: string, name: string, subjects: Record<string, string>[]): Obj {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name, namespace },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'reader' }, subjects,
+  };
+}
+function clusterRoleBinding(name: string, subjects: Record<string, string>[]): Obj {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' }, subjects,
+  };
+}
+
+// ops: an operator whose service account is bound, and a web pod with no API permissions.
+const ops = [
+  ns('ops'),
+  pod('ops', 'operator-1', { app: 'operator' }, { sa: 'operator' }),
+  pod('ops', 'web-1', { app: 'web' }),
+  roleBinding('ops', 'operator-reads', [{ kind: 'ServiceAccount', name: 'operator', namespace: 'ops' }]),
+];
+const denyAllEgress = cnp('ops', 'deny-egress', { endpointSelector: {}, egress: [{}] });
+
+t.test('a default-deny egress denies the pods whose service account is an RBAC subject, not the others', async (t) => {
+  const { findings } = runRule(rule, baseCluster(ops), 'CREATE', denyAllEgress);
+  t.equal(findings.length, 1);
+  const f = findings[0]!;
+  t.equal(f.rule, 'apiserver-egress-missing');
+  t.same(f.victims, ['ops/operator-1']);
+  t.equal(f.victimCount, 1);
+  t.match(f.message, /leaves 1 pod using the API server egress-enforced without access to it \(TCP 6443 to 192\.168\.0\.10\)/);
+  t.match(f.fix, /toEntities: \[kube-apiserver\]/);
+  t.match(f.fix, /port: "6443", protocol: TCP/);
+});
+
+t.test('a pod with a token but no RBAC binding does not need the API server', async (t) => {
+  const objs = baseCluster([ns('ops'), pod('ops', 'web-1', { app: 'web' })]);
+  t.same(runRule(rule, objs, 'CREATE', denyAllEgress).findings, []);
+});
+
+t.test('allowing the kube-apiserver entity (or cluster / all) admits the policy', async (t) => {
+  for (const entity of ['kube-apiserver', 'cluster', 'all']) {
+    const policy = cnp('ops', 'deny-egress', { endpointSelector: {}, egress: [{ toEntities: [entity] }] });
+    t.same(runRule(rule, baseCluster(ops), 'CREATE', policy).findings, [], entity);
+  }
+});
+
+t.test('a toCIDR covering an off-node API server admits it; the wrong port does not', async (t) => {
+  // Managed control plane: the EndpointSlice address is not a Node address.
+  const objs = baseCluster(ops).map((o) =>
+    o.kind === 'EndpointSlice' ? { ...o, endpoints: [{ addresses: ['172.20.0.5'] }] } : o,
+  );
+  const ok = cnp('ops', 'deny-egress', { endpointSelector: {}, egress: [{ toCIDR: ['172.20.0.0/24'], toPorts: [{ ports: [{ port: '6443', protocol: 'TCP' }] }] }] });
+  t.same(runRule(rule, objs, 'CREATE', ok).findings, []);
+  const wrongPort = cnp('ops', 'deny-egress', { endpointSelector: {}, egress: [{ toCIDR: ['172.20.0.0/24'], toPorts: [{ ports: [{ port: '443', protocol: 'TCP' }] }] }] });
+  t.equal(runRule(rule, objs, 'CREATE', wrongPort).findings.length, 1);
+});
+
+t.test('NetworkPolicy ipBlock of an API server on node IPs does not match (cilium#20550): denied, fix says use a CNP', async (t) => {
+  const np = netpol('ops', 'egress', {
+    podSelector: {}, policyTypes: ['Egress'],
+    egress: [{ to: [{ ipBlock: { cidr: '192.168.0.10/32' } }], ports: [{ port: 6443, protocol: 'TCP' }] }],
+  });
+  const { findings } = runRule(rule, baseCluster(ops), 'CREATE', np);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.fix, /CiliumNetworkPolicy selecting the same pods/);
+});
+
+t.test('a ClusterRoleBinding subject, the system:serviceaccounts:<ns> group, and configured clients count', async (t) => {
+  const base = [ns('ops'), pod('ops', 'ctrl', { app: 'ctrl' }, { sa: 'ctrl' }), pod('ops', 'web-1', { app: 'web' })];
+  const crb = clusterRoleBinding('ctrl-view', [{ kind: 'ServiceAccount', name: 'ctrl', namespace: 'ops' }]);
+  let r = runRule(rule, baseCluster([...base, crb]), 'CREATE', denyAllEgress);
+  t.same(r.findings[0]?.victims, ['ops/ctrl']);
+
+  const group = roleBinding('ops', 'all-sas', [{ kind: 'Group', name: 'system:serviceaccounts:ops' }]);
+  r = runRule(rule, baseCluster([...base, group]), 'CREATE', denyAllEgress);
+  t.equal(r.findings[0]?.victimCount, 2);
+
+  // The cluster-wide groups are bound to discovery roles everywhere: they do not make every pod a client.
+  const broad = clusterRoleBinding('discovery', [{ kind: 'Group', name: 'system:authenticated' }, { kind: 'Group', name: 'system:serviceaccounts' }]);
+  t.same(runRule(rule, baseCluster([...base, broad]), 'CREATE', denyAllEgress).findings, []);
+
+  // istiod is a configured client (default settings) even without a binding in the state.
+  const istiodLock = cnp('istio-system', 'lock', { endpointSelector: { matchLabels: { app: 'istiod' } }, egress: [{ toEntities: ['world'] }] });
+  r = runRule(rule, baseCluster(), 'CREATE', istiodLock);
+  t.same(r.findings[0]?.victims, ['istio-system/istiod-1']);
+  // ... and not when the config says otherwise.
+  t.same(runRule(rule, baseCluster(), 'CREATE', istiodLock, { settings: { apiserverClients: [] } }).findings, []);
+});
+
+t.test('deleting the API-server allow while another policy enforces egress is denied; when it was the only one, not', async (t) => {
+  const allowApi = cnp('ops', 'allow-api', { endpointSelector: { matchLabels: { app: 'operator' } }, egress: [{ toEntities: ['kube-apiserver'] }] });
+  const denied = runRule(rule, baseCluster([...ops, denyAllEgress, allowApi]), 'DELETE', allowApi).findings;
+  t.equal(denied.length, 1);
+  t.match(denied[0]!.message, /deleting CiliumNetworkPolicy ops\/allow-api removes the API server allow/);
+  t.same(runRule(rule, baseCluster([...ops, allowApi]), 'DELETE', allowApi).findings, []);
+});
+
+t.test('an already-blocked client is pre-existing, not a new victim', async (t) => {
+  const another = cnp('ops', 'to-db', { endpointSelector: { matchLabels: { app: 'operator' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }] }] });
+  const { findings } = runRule(rule, baseCluster([...ops, denyAllEgress]), 'CREATE', another);
+  t.equal(findings.length, 1);
+  t.equal(findings[0]!.preexisting, true);
+});
+
+t.test('namespace relabel and enable-policy: always are triggers too', async (t) => {
+  const locked = ccnp('locked', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.zone': 'locked' } }, egress: [{ toEntities: ['world'] }] });
+  const r1 = runRule(rule, baseCluster([...ops, locked]), 'UPDATE', ns('ops', { zone: 'locked' }));
+  t.same(r1.findings[0]?.victims, ['ops/operator-1']);
+  const r2 = runRule(rule, baseCluster(ops), 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'always' }));
+  t.ok(r2.findings[0]?.victims?.includes('ops/operator-1'));
+  t.notOk(r2.findings[0]?.victims?.includes('ops/web-1'));
+});

@@ -1,0 +1,84 @@
+// `meshguard snapshot`: list every kind meshguard reads once from a live cluster, slimmed the same way as
+// the live cache, and write one `kind: List` YAML document that `--state` loads back.
+
+import type { KubeConfig } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { InputError } from '../errors.ts';
+import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
+import { ApiStatusError, listKind, loadKubeConfig } from './live.ts';
+import { istioNamespaces } from './snapshot.ts';
+import type { KubeObject } from './types.ts';
+
+export interface DumpOptions {
+  readonly kubeconfigPath?: string;
+  /** The Istio root namespace when it is neither istio-system nor istiod's namespace. */
+  readonly istioRootNamespace?: string;
+  /** Use this KubeConfig instead of loading one (tests). */
+  readonly kubeConfig?: KubeConfig;
+}
+
+function byNamespaceName(a: KubeObject, b: KubeObject): number {
+  const an = a.metadata.namespace ?? '';
+  const bn = b.metadata.namespace ?? '';
+  if (an !== bn) return an < bn ? -1 : 1;
+  return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
+}
+
+/**
+ * The objects meshguard reads from the cluster, as one YAML `kind: List` document (kinds in KIND_NAMES
+ * order, then by namespace/name). CRDs that are not installed are skipped. ConfigMaps come only from
+ * kube-system, istio-system, istiod's namespace and the mesh config's root namespace. Throws InputError
+ * for a bad kubeconfig or when the cluster refuses a list.
+ */
+export async function dumpSnapshot(opts: DumpOptions): Promise<string> {
+  const kc = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfigPath);
+  const server = kc.getCurrentCluster()?.server ?? '';
+  const byKind = new Map<KindName, KubeObject[]>();
+  const missing: KindName[] = [];
+
+  const list = async (kind: KindName, namespace?: string): Promise<KubeObject[] | undefined> => {
+    try {
+      return (await listKind(kc, kind, namespace)).items;
+    } catch (err) {
+      if (err instanceof ApiStatusError && err.statusCode === 404 && KINDS[kind].optional) return undefined;
+      const why = err instanceof Error ? err.message : String(err);
+      throw new InputError(`cannot list ${kind}${namespace ? ` in ${namespace}` : ''} from ${server}: ${why}`);
+    }
+  };
+
+  for (const kind of KIND_NAMES) {
+    if (kind === 'ConfigMap') continue; // below, once Deployments tell where istiod runs
+    const items = await list(kind);
+    if (items === undefined) missing.push(kind);
+    else byKind.set(kind, items);
+  }
+
+  const cmNamespaces = new Set<string>([...CONFIGMAP_NAMESPACES, ...istioNamespaces(byKind.get('Deployment') ?? [])]);
+  if (opts.istioRootNamespace) cmNamespaces.add(opts.istioRootNamespace);
+  const configMaps: KubeObject[] = [];
+  const done = new Set<string>();
+  // Two rounds: the mesh config found in the first may name a root namespace not listed yet.
+  for (let round = 0; round < 2; round++) {
+    for (const ns of [...cmNamespaces].sort()) {
+      if (done.has(ns)) continue;
+      done.add(ns);
+      configMaps.push(...((await list('ConfigMap', ns)) ?? []));
+    }
+    for (const ns of istioNamespaces(configMaps)) cmNamespaces.add(ns);
+  }
+  byKind.set('ConfigMap', configMaps);
+
+  const items: KubeObject[] = [];
+  for (const kind of KIND_NAMES) items.push(...(byKind.get(kind) ?? []).slice().sort(byNamespaceName));
+  const header = [
+    ` meshguard snapshot of ${server}`,
+    ` taken ${new Date().toISOString()}; ${items.length} objects`,
+    ...(missing.length > 0 ? [` not installed (empty): ${missing.join(', ')}`] : []),
+    ' load with: meshguard check --state <this file> ...',
+  ].join('\n');
+  const body = stringify({ apiVersion: 'v1', kind: 'List', metadata: {}, items }, { lineWidth: 0, aliasDuplicateObjects: false });
+  return `${header
+    .split('\n')
+    .map((l) => `#${l}`)
+    .join('\n')}\n${body}`;
+}

@@ -1,0 +1,72 @@
+// hbone-15008-blocked: ambient pods whose ingress policy admits mesh peers on their app ports but not on
+// TCP 15008. In ambient mode the source's ztunnel tunnels the connection to the destination pod's port
+// 15008 (HBONE), so Cilium sees ingress on 15008 from the source pod, not on the app port: the mesh
+// connection is dropped although the app port is allowed.
+
+import type { Change } from '../admission/change.ts';
+import { formatPolicyRef } from '../policy/index.ts';
+import type { ClusterState, Pod } from '../state/types.ts';
+import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
+import { describeVictims, victimsOf } from './helpers.ts';
+import { HBONE_PORT, hboneOpen, type MeshPeer } from './ingress-helpers.ts';
+import type { Finding, Rule, RuleContext } from './types.ts';
+
+const ID = 'hbone-15008-blocked';
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function evaluateHbone(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
+  // cilium-config changes of the policy mode are cluster-wide and judged by the egress/deny rules.
+  if (isCiliumConfigChange(change)) return [];
+  const touched = touchedPods(change, before, after);
+  if (touched.pods.length === 0) return [];
+  // Pods with the same namespace, labels and service account get the same verdict: judge one of each.
+  const memo = new Map<string, boolean | undefined>();
+  let firstBlocked: MeshPeer | undefined;
+  const check = (state: ClusterState, pod: Pod): boolean | undefined => {
+    const key = `${state === after ? 'a' : 'b'}\u0000${pod.metadata.namespace ?? ''}\u0000${pod.spec.serviceAccountName ?? ''}\u0000${JSON.stringify(pod.metadata.labels ?? {})}\u0000${pod.metadata.annotations?.['ambient.istio.io/redirection'] ?? ''}\u0000${pod.metadata.annotations?.['sidecar.istio.io/status'] === undefined ? 0 : 1}`;
+    if (memo.has(key)) return memo.get(key);
+    const v = hboneOpen(state, pod, state === after ? (p) => (firstBlocked ??= p) : undefined);
+    memo.set(key, v);
+    return v;
+  };
+  const { lost, stillMissing } = compareLoss(touched.pods, before, after, check);
+  const victims = lost.length > 0 ? lost : stillMissing;
+  if (victims.length === 0) return [];
+  const peer = firstBlocked;
+  const via = peer ? ` (e.g. ${peer.description}: allowed on ${peer.appPort}, not on ${HBONE_PORT})` : '';
+  const who = `${plural(victims.length, 'ambient pod')}${touched.synthetic ? ' (pods this policy would select)' : ''}`;
+  const subject = isPolicyChange(change) || change.kind === 'Namespace' ? `${changeRef(change)}: ` : '';
+  const message = `${subject}${who} admit mesh peers but not TCP ${HBONE_PORT} (HBONE)${via}; ztunnel traffic to them is dropped: ${describeVictims(victims)}`;
+  const target = peer ? formatPolicyRef(peer.policy) : isPolicyChange(change) && change.object ? changeRef(change) : 'the ingress policy';
+  const fix = `allow ingress on TCP ${HBONE_PORT} from the same peers in ${target}, e.g. add {port: "${HBONE_PORT}", protocol: TCP} to its toPorts/ports`;
+  return [
+    {
+      rule: ID,
+      message,
+      fix,
+      ...victimsOf(victims),
+      ...(lost.length > 0 ? {} : { preexisting: true }),
+    },
+  ];
+}
+
+export const rule: Rule = {
+  id: ID,
+  severity: 'B',
+  summary: 'Ingress-enforced ambient pods admit mesh peers but not TCP 15008 (HBONE): ztunnel traffic is dropped',
+  docs: `docs/rules/${ID}.md`,
+  triggers: [
+    { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
+    { kinds: ['Namespace'], operations: ['UPDATE'] },
+  ],
+  evaluate(change, before, after, ctx) {
+    try {
+      return evaluateHbone(change, before, after, ctx);
+    } catch {
+      return []; // odd input: no finding rather than a crash
+    }
+  },
+};

@@ -1,0 +1,263 @@
+// Shared by the ambient ingress rules (hbone-15008-blocked, ambient-probe-snat-blocked): which peers a
+// pod's ingress policy admits, a representative pod for each of them, and the ingress verdict for a
+// source that is an IP rather than a pod (the SNATed kubelet probes). Pure functions over a state.
+
+import {
+  endpointLabels,
+  enforcement,
+  entityMatches,
+  evaluate,
+  formatPolicyRef,
+  ipIdentity,
+  matchesSelector,
+  meshMode,
+  NAMESPACE_LABEL,
+  NAMESPACE_LABELS_PREFIX,
+  namedPort,
+  normalizeKey,
+  policiesSelecting,
+  SERVICE_ACCOUNT_LABEL,
+  selectorIsReserved,
+  cidrSetContains,
+  type Peer,
+  type PolicyModel,
+  type PolicyRef,
+  type RuleElement,
+} from '../policy/index.ts';
+import type { ClusterState, Labels, LabelSelector, Pod } from '../state/types.ts';
+
+/** ztunnel's HBONE port: mesh traffic between ambient workloads arrives on it, whatever the app port. */
+export const HBONE_PORT = 15008;
+/** The link-local address istio-cni SNATs kubelet probes to for ambient pods. */
+export const PROBE_SNAT_IPV4 = '169.254.7.127';
+
+// ---------- representative peers ----------
+
+/** An ingress peer admitted on some app port, and the pod standing for it. */
+export interface MeshPeer {
+  readonly source: Pod;
+  /** "pods app=gateway" for messages. */
+  readonly description: string;
+  readonly policy: PolicyRef;
+  /** The app port the policy admits it on. */
+  readonly appPort: number;
+}
+
+function selectorText(sel: LabelSelector): string {
+  const parts = Object.entries(sel.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const r of sel.matchExpressions ?? []) parts.push(`${r.key} ${r.operator}${r.values?.length ? ' ' + r.values.join('|') : ''}`);
+  return parts.length > 0 ? parts.join(',') : '{}';
+}
+
+function peerText(peer: Peer | undefined): string {
+  if (!peer) return 'any peer';
+  switch (peer.type) {
+    case 'endpoints':
+      return `pods ${selectorText(peer.selector)}${peer.namespaceSelector ? ` in namespaces ${selectorText(peer.namespaceSelector)}` : ''}`;
+    case 'entities':
+      return `entities ${peer.entities.join(',')}`;
+    default:
+      return peer.type;
+  }
+}
+
+/** The namespace a representative of an endpoints peer lives in, or undefined when none can be chosen. */
+function peerNamespace(state: ClusterState, peer: Extract<Peer, { type: 'endpoints' }>, dest: Pod): string | undefined {
+  const destNs = dest.metadata.namespace ?? '';
+  const pinned = Object.entries(peer.selector.matchLabels ?? {}).find(([k]) => normalizeKey(k) === NAMESPACE_LABEL);
+  if (pinned) return pinned[1];
+  if (peer.namespace !== undefined) return peer.namespace;
+  if (peer.namespaceSelector) {
+    const labelsOf = (name: string): Labels => ({
+      'kubernetes.io/metadata.name': name,
+      ...(state.get('Namespace', undefined, name)?.metadata.labels ?? {}),
+    });
+    // Prefer the destination's own namespace: the likeliest mesh peer, and no scan needed.
+    if (matchesSelector(peer.namespaceSelector, labelsOf(destNs))) return destNs;
+    const ns = state.list('Namespace').find((n) => matchesSelector(peer.namespaceSelector, labelsOf(n.metadata.name)));
+    return ns?.metadata.name;
+  }
+  return destNs; // CCNP peer without namespace: any namespace, the destination's will do
+}
+
+/** A pod (not in the state) that an endpoints selector selects, or undefined when it cannot be built. */
+function podFor(name: string, namespace: string, selector: LabelSelector, nodeName: string | undefined): Pod | undefined {
+  const labels: Record<string, string> = {};
+  let sa = 'default';
+  const put = (rawKey: string, value: string): boolean => {
+    const key = normalizeKey(rawKey);
+    if (key === NAMESPACE_LABEL) return true;
+    if (key === SERVICE_ACCOUNT_LABEL) {
+      sa = value;
+      return true;
+    }
+    // Namespace labels and reserved/other sources cannot be put on a pod: the evaluate() check that
+    // follows drops the representative if the selector needed them.
+    if (key.includes(':') || key.startsWith(NAMESPACE_LABELS_PREFIX)) return true;
+    labels[key] = value;
+    return true;
+  };
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) put(k, String(v ?? ''));
+  for (const r of selector.matchExpressions ?? []) {
+    if (r.operator === 'In' && r.values?.[0] !== undefined) put(r.key, r.values[0]);
+    else if (r.operator === 'Exists' && labels[normalizeKey(r.key)] === undefined) put(r.key, 'true');
+  }
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace, labels },
+    spec: { serviceAccountName: sa, containers: [], ...(nodeName ? { nodeName } : {}) },
+  };
+}
+
+/**
+ * A TCP port the element admits, to check a representative against (an "app port"). Elements that
+ * admit every port yield HBONE_PORT itself. Undefined for UDP/SCTP-only elements (the mesh carries TCP)
+ * and unresolvable named ports.
+ */
+function sampleTcpPort(el: RuleElement, dest: Pod): number | undefined {
+  if (el.ports.length === 0) return HBONE_PORT;
+  for (const s of el.ports) {
+    if (s.ports.length === 0) return HBONE_PORT;
+    for (const r of s.ports) {
+      if (r.protocol !== 'ANY' && r.protocol !== 'TCP') continue;
+      if (typeof r.port === 'number') return r.port === 0 ? HBONE_PORT : r.port;
+      const p = namedPort(dest, r.port, 'TCP');
+      if (p !== undefined) return p;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Representatives of the in-cluster peers an allow element admits: one per endpoints peer, one plain
+ * pod of the destination's namespace for `cluster`/`all` entities and for "any peer". CIDR, FQDN,
+ * Service and other entity peers are never pods, so never mesh clients.
+ */
+function representatives(state: ClusterState, el: RuleElement, dest: Pod, ref: PolicyRef): { pod: Pod; peer?: Peer }[] {
+  const destNs = dest.metadata.namespace ?? '';
+  const plain = (): Pod => podFor(`(a pod of ${destNs})`, destNs, {}, dest.spec.nodeName)!;
+  if (el.peers.length === 0) return [{ pod: plain() }];
+  const out: { pod: Pod; peer?: Peer }[] = [];
+  for (const peer of el.peers) {
+    if (peer.type === 'entities') {
+      if (peer.entities.includes('cluster') || peer.entities.includes('all')) out.push({ pod: plain(), peer });
+    } else if (peer.type === 'endpoints') {
+      if (selectorIsReserved(peer.selector)) continue;
+      const ns = peerNamespace(state, peer, dest);
+      if (ns === undefined) continue;
+      const p = podFor(`(a pod matching ${formatPolicyRef(ref)} ${peerText(peer)})`, ns, peer.selector, dest.spec.nodeName);
+      if (p) out.push({ pod: p, peer });
+    }
+  }
+  return out;
+}
+
+/**
+ * The mesh peers (sidecar or ambient pods, which reach an ambient destination over HBONE) that the
+ * destination's ingress policy admits on an app port. Each is checked with evaluate(), so a
+ * representative that does not really match its selector, or is denied, is left out.
+ */
+export function admittedMeshPeers(state: ClusterState, dest: Pod): MeshPeer[] {
+  const out: MeshPeer[] = [];
+  const models: readonly PolicyModel[] = policiesSelecting(state, dest);
+  for (const m of models) {
+    for (const el of m.elements) {
+      if (el.direction !== 'ingress' || el.deny) continue;
+      const appPort = sampleTcpPort(el, dest);
+      if (appPort === undefined) continue;
+      for (const { pod, peer } of representatives(state, el, dest, m.ref)) {
+        if (meshMode(state, pod) === 'none') continue;
+        if (evaluate(state, pod, { type: 'pod', pod: dest }, appPort, 'TCP').ingress.verdict !== 'allowed') continue;
+        out.push({ source: pod, description: peerText(peer), policy: m.ref, appPort });
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * hbone-15008-blocked's check for one pod: undefined when it does not apply (not ambient), false when
+ * some mesh peer admitted on an app port is denied on TCP 15008, else true. `blocked` receives that peer.
+ */
+export function hboneOpen(state: ClusterState, dest: Pod, blocked?: (peer: MeshPeer) => void): boolean | undefined {
+  if (meshMode(state, dest) !== 'ambient') return undefined;
+  if (!enforcement(state, dest, 'ingress').enforced && !hasIngressDeny(state, dest)) return true;
+  for (const peer of admittedMeshPeers(state, dest)) {
+    if (peer.appPort === HBONE_PORT) {
+      // Admitted on every port (or on 15008 itself): the evaluate() above already covered HBONE.
+      continue;
+    }
+    const v = evaluate(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP').ingress;
+    if (v.verdict !== 'allowed') {
+      blocked?.(peer);
+      return false;
+    }
+  }
+  return true;
+}
+
+function hasIngressDeny(state: ClusterState, pod: Pod): boolean {
+  return policiesSelecting(state, pod).some((m) => m.elements.some((e) => e.direction === 'ingress' && e.deny));
+}
+
+// ---------- ingress from an IP ----------
+
+/** Does the element cover every port (so it applies to whatever port the probe uses)? */
+function allPorts(el: RuleElement): boolean {
+  return el.ports.length === 0 || el.ports.some((s) => s.ports.length === 0 || s.ports.some((r) => r.port === 0 && (r.protocol === 'ANY' || r.protocol === 'TCP')));
+}
+
+/** Does the element admit TCP on some port? (UDP/SCTP-only elements never carry HTTP/TCP probes.) */
+function someTcpPort(el: RuleElement): boolean {
+  return el.ports.length === 0 || el.ports.some((s) => s.ports.length === 0 || s.ports.some((r) => r.protocol === 'ANY' || r.protocol === 'TCP'));
+}
+
+/**
+ * Ingress of `pod` from a source IP (not a pod), on an unknown TCP port: 'allowed' when not enforced or
+ * some allow element selects the IP's identity on some TCP port and no all-ports deny does; else
+ * 'denied'. A deny limited to some ports is not counted (the probe port is not known): this errs
+ * towards "allowed", i.e. towards no finding.
+ */
+export function ingressFromIp(state: ClusterState, pod: Pod, ip: string): { enforced: boolean; verdict: 'allowed' | 'denied'; by: readonly PolicyRef[] } {
+  const enf = enforcement(state, pod, 'ingress');
+  const id = ipIdentity(state, ip, pod.spec.nodeName);
+  const matches = (peer: Peer): boolean => {
+    switch (peer.type) {
+      case 'entities':
+        return peer.entities.some((e) => entityMatches(e, id));
+      case 'cidr':
+        return id.cidrIp !== undefined && cidrSetContains(peer.cidr, peer.except, id.cidrIp);
+      case 'endpoints':
+        // Only unscoped selectors of reserved labels (reserved:world) can select a non-pod identity.
+        if (id.pod) return (peer.namespace === undefined || peer.namespace === id.pod.metadata.namespace) && matchesSelector(peer.selector, endpointLabels(state, id.pod));
+        return peer.namespace === undefined && !peer.namespaceSelector && matchesSelector(peer.selector, id.labels);
+      default:
+        return false;
+    }
+  };
+  let allowed = false;
+  const denies: PolicyRef[] = [];
+  for (const m of policiesSelecting(state, pod)) {
+    for (const el of m.elements) {
+      if (el.direction !== 'ingress') continue;
+      const peerOk = el.peers.length === 0 || el.peers.some(matches);
+      if (!peerOk) continue;
+      if (el.deny) {
+        if (allPorts(el)) denies.push(m.ref);
+      } else if (someTcpPort(el)) allowed = true;
+    }
+  }
+  if (denies.length > 0) return { enforced: enf.enforced, verdict: 'denied', by: denies };
+  if (!enf.enforced || allowed) return { enforced: enf.enforced, verdict: 'allowed', by: [] };
+  return { enforced: true, verdict: 'denied', by: enf.by };
+}
+
+/**
+ * ambient-probe-snat-blocked's check for one pod: undefined when it does not apply (not ambient), false
+ * when the SNATed kubelet probe source is denied, else true.
+ */
+export function probesAdmitted(state: ClusterState, pod: Pod): boolean | undefined {
+  if (meshMode(state, pod) !== 'ambient') return undefined;
+  return ingressFromIp(state, pod, PROBE_SNAT_IPV4).verdict === 'allowed';
+}

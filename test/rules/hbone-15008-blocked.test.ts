@@ -1,0 +1,140 @@
+import t from 'tap';
+import { rule } from '../../src/rules/hbone-15008-blocked.ts';
+import { baseCluster, ccnp, cnp, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { runRule } from './rule-harness.ts';
+
+// Seed 004: the ambient "demo" namespace with the gateway, hello-app and postgres.
+const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
+const demoPods = [
+  pod('demo', 'hello-gateway-1', { app: 'hello-gateway' }, { sa: 'hello-gateway-istio' }),
+  pod('demo', 'hello-app-1', { app: 'hello-app' }, { sa: 'hello-app', ports: [{ name: 'http', containerPort: 8000 }] }),
+  pod('demo', 'hello-app-2', { app: 'hello-app' }, { sa: 'hello-app', ports: [{ name: 'http', containerPort: 8000 }] }),
+  pod('demo', 'postgres-1', { app: 'postgres' }, { sa: 'postgres' }),
+];
+const demo = [ns('demo', AMBIENT), ...demoPods];
+const plainDemo = [ns('demo'), ...demoPods];
+
+const helloIngress = (ports: { port: string; protocol: string }[]) =>
+  cnp('demo', 'hello-app-ingress', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { app: 'hello-gateway' } }], toPorts: [{ ports }] }],
+  });
+const onlyApp = helloIngress([{ port: '8000', protocol: 'TCP' }]);
+const withHbone = helloIngress([{ port: '8000', protocol: 'TCP' }, { port: '15008', protocol: 'TCP' }]);
+// Seed 004's 01-istio-ambient.yaml idea: one namespace-wide policy opening HBONE from the cluster.
+const hboneForAll = cnp('demo', 'istio-ambient-hbone', {
+  endpointSelector: {},
+  ingress: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '15008', protocol: 'TCP' }] }] }],
+});
+
+t.test('seed 004: an ingress policy on ambient pods without TCP 15008 is denied', async (t) => {
+  const { findings } = runRule(rule, baseCluster(demo), 'CREATE', onlyApp);
+  t.equal(findings.length, 1);
+  const f = findings[0]!;
+  t.equal(f.rule, 'hbone-15008-blocked');
+  t.notOk(f.preexisting);
+  t.match(f.message, /CiliumNetworkPolicy demo\/hello-app-ingress: 2 ambient pods admit mesh peers but not TCP 15008/);
+  t.match(f.message, /app=hello-gateway/);
+  t.match(f.message, /pods app=hello-gateway: allowed on 8000, not on 15008/);
+  t.same(f.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+  t.equal(f.victimCount, 2);
+  t.match(f.fix, /port: "15008", protocol: TCP/);
+  t.match(f.fix, /CiliumNetworkPolicy demo\/hello-app-ingress/);
+});
+
+t.test('seed 004: the same policy with TCP 15008 is admitted', async (t) => {
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', withHbone).findings, []);
+});
+
+t.test('seed 004: a namespace-wide HBONE allow (fromEntities cluster, 15008) admits the app policy', async (t) => {
+  t.same(runRule(rule, baseCluster([...demo, hboneForAll]), 'CREATE', onlyApp).findings, []);
+  // A ports-only rule (any peer) on 15008 works too.
+  const portsOnly = cnp('demo', 'hbone-any', { endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '15008', protocol: 'TCP' }] }] }] });
+  t.same(runRule(rule, baseCluster([...demo, portsOnly]), 'CREATE', onlyApp).findings, []);
+});
+
+t.test('not ambient: the same policy in a plain namespace is fine (traffic arrives on the app port)', async (t) => {
+  t.same(runRule(rule, baseCluster(plainDemo), 'CREATE', onlyApp).findings, []);
+  // A pod that opts out of ambient redirection.
+  const optedOut = [ns('demo', AMBIENT), pod('demo', 'hello-gateway-1', { app: 'hello-gateway' }),
+    pod('demo', 'hello-app-1', { app: 'hello-app' }, { annotations: { 'ambient.istio.io/redirection': 'disabled' } })];
+  t.same(runRule(rule, baseCluster(optedOut), 'CREATE', onlyApp).findings, []);
+});
+
+t.test('peers outside the mesh do not use HBONE', async (t) => {
+  // The only admitted peer lives in a namespace that is not in the mesh: it connects in plaintext to 8000.
+  const policy = cnp('demo', 'from-legacy', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'legacy', app: 'client' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }] }],
+  });
+  t.same(runRule(rule, baseCluster([...demo, ns('legacy'), pod('legacy', 'client-1', { app: 'client' })]), 'CREATE', policy).findings, []);
+  // ... but a mesh namespace as peer does.
+  const meshPeer = cnp('demo', 'from-mesh', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'shop', app: 'client' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }] }],
+  });
+  const f = runRule(rule, baseCluster([...demo, ns('shop', { 'istio-injection': 'enabled' })]), 'CREATE', meshPeer).findings;
+  t.equal(f.length, 1, 'sidecar clients reach ambient pods over HBONE too');
+});
+
+t.test('a deny-all ingress admits no mesh peer: nothing HBONE-specific to report', async (t) => {
+  const denyAll = cnp('demo', 'deny-all', { endpointSelector: {}, ingress: [{}] });
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', denyAll).findings, []);
+});
+
+t.test('NetworkPolicy: a named port without 15008 is denied; with 15008 admitted', async (t) => {
+  const np = (ports: Record<string, unknown>[]) =>
+    netpol('demo', 'hello-np', { podSelector: { matchLabels: { app: 'hello-app' } }, ingress: [{ from: [{ podSelector: {} }], ports }] });
+  const bad = runRule(rule, baseCluster(demo), 'CREATE', np([{ port: 'http' }])).findings;
+  t.equal(bad.length, 1);
+  t.match(bad[0]!.message, /allowed on 8000/);
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', np([{ port: 'http' }, { port: 15008, protocol: 'TCP' }])).findings, []);
+});
+
+t.test('a peer allowed on 15008 only for another client still breaks the others', async (t) => {
+  const policy = cnp('demo', 'two-rules', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [
+      { fromEndpoints: [{ matchLabels: { app: 'hello-gateway' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }, { port: '15008', protocol: 'TCP' }] }] },
+      { fromEndpoints: [{ matchLabels: { app: 'postgres' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }] },
+    ],
+  });
+  const f = runRule(rule, baseCluster(demo), 'CREATE', policy).findings;
+  t.equal(f.length, 1);
+  t.match(f[0]!.message, /app=postgres/);
+});
+
+t.test('pre-existing: re-applying the same broken policy is only a warning', async (t) => {
+  const relabelled = { ...onlyApp, metadata: { ...onlyApp.metadata, labels: { team: 'a' } } };
+  const { findings } = runRule(rule, baseCluster([...demo, onlyApp]), 'UPDATE', relabelled);
+  t.equal(findings.length, 1);
+  t.equal(findings[0]!.preexisting, true);
+});
+
+t.test('enrolling a namespace into ambient under an existing app-port-only policy is denied', async (t) => {
+  const { findings } = runRule(rule, baseCluster([...plainDemo, onlyApp]), 'UPDATE', ns('demo', AMBIENT));
+  t.equal(findings.length, 1);
+  t.notOk(findings[0]!.preexisting);
+  t.match(findings[0]!.message, /^Namespace demo: 2 ambient pods/);
+});
+
+t.test('deleting the HBONE allow while the app policy stays is denied', async (t) => {
+  const { findings } = runRule(rule, baseCluster([...demo, onlyApp, hboneForAll]), 'DELETE', hboneForAll);
+  t.equal(findings.length, 1);
+  t.same(findings[0]!.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+});
+
+t.test('a CCNP selecting an ambient namespace with no live pod uses the synthetic pod', async (t) => {
+  const policy = ccnp('new-ns-ingress', {
+    endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'fresh', app: 'api' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'fresh' } }], toPorts: [{ ports: [{ port: '9090', protocol: 'TCP' }] }] }],
+  });
+  const { findings } = runRule(rule, baseCluster([ns('fresh', AMBIENT)]), 'CREATE', policy);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /pods this policy would select/);
+});
+
+t.test('odd input never throws', async (t) => {
+  const weird = cnp('demo', 'weird', { endpointSelector: 'nope', ingress: 'x' } as unknown as Record<string, unknown>);
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', weird).findings, []);
+});

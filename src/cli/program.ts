@@ -10,6 +10,7 @@ import { checkCommand } from './check.ts';
 import { EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, version, type CliContext, type CliIO } from './common.ts';
 import { rulesCommand } from './rules.ts';
 import { serveCommand } from './serve.ts';
+import { traceCommand } from './trace.ts';
 
 export interface RunOptions {
   readonly io?: CliIO;
@@ -45,6 +46,8 @@ export function buildProgram(ctx: CliContext): Command {
   for (const cmd of program.commands) {
     cmd.exitOverride().configureOutput(program.configureOutput()).showSuggestionAfterError(true);
   }
+  // trace brings its own output and exit handling (it sets process.exitCode; runCli collects it).
+  program.addCommand(traceCommand(ctx.io));
   return program;
 }
 
@@ -52,9 +55,13 @@ export function buildProgram(ctx: CliContext): Command {
 export async function runCli(argv: readonly string[], opts: RunOptions = {}): Promise<number> {
   const ctx: CliContext = { io: opts.io ?? processIO, rules: opts.rules ?? allRules(), exitCode: EXIT_OK };
   const program = buildProgram(ctx);
+  // Commands that report through process.exitCode (trace) are read back and the caller's value restored.
+  const outer = process.exitCode;
+  process.exitCode = undefined;
   try {
     await program.parseAsync([...argv], { from: 'user' });
-    return ctx.exitCode;
+    const set = typeof process.exitCode === 'number' ? process.exitCode : 0;
+    return Math.max(ctx.exitCode, set);
   } catch (e) {
     if (e instanceof CommanderError) {
       // --help and --version end in a CommanderError with exit code 0; usage errors are already printed.
@@ -67,5 +74,7 @@ export async function runCli(argv: readonly string[], opts: RunOptions = {}): Pr
     const msg = e instanceof Error ? e.message : String(e);
     ctx.io.stderr(`meshguard: internal error: ${oneLine(msg)}\n`);
     return EXIT_INTERNAL;
+  } finally {
+    process.exitCode = outer;
   }
 }

@@ -19,6 +19,7 @@ import {
   SERVICE_ACCOUNT_LABEL,
   selectorIsReserved,
   cidrSetContains,
+  ipFamily,
   type Peer,
   type PolicyModel,
   type PolicyRef,
@@ -30,6 +31,8 @@ import type { ClusterState, Labels, LabelSelector, Pod } from '../state/types.ts
 export const HBONE_PORT = 15008;
 /** The link-local address istio-cni SNATs kubelet probes to for ambient pods. */
 export const PROBE_SNAT_IPV4 = '169.254.7.127';
+/** Its IPv6 counterpart (single-stack IPv6 pods). */
+export const PROBE_SNAT_IPV6 = 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff';
 
 // ---------- representative peers ----------
 
@@ -259,5 +262,12 @@ export function ingressFromIp(state: ClusterState, pod: Pod, ip: string): { enfo
  */
 export function probesAdmitted(state: ClusterState, pod: Pod): boolean | undefined {
   if (meshMode(state, pod) !== 'ambient') return undefined;
-  return ingressFromIp(state, pod, PROBE_SNAT_IPV4).verdict === 'allowed';
+  return ingressFromIp(state, pod, probeSourceFor(pod)).verdict === 'allowed';
+}
+
+/** The SNAT source kubelet probes of this pod carry: IPv6 only for single-stack IPv6 pods. */
+export function probeSourceFor(pod: Pod): string {
+  const ips = [pod.status?.podIP, ...(pod.status?.podIPs ?? []).map((x) => x.ip)].filter((x): x is string => !!x);
+  const v6only = ips.length > 0 && ips.every((ip) => ipFamily(ip) === 'ipv6');
+  return v6only ? PROBE_SNAT_IPV6 : PROBE_SNAT_IPV4;
 }

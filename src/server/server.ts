@@ -41,7 +41,11 @@ export interface ServerOptions {
   readonly tlsDebounceMs?: number;
   /** Longest time to receive a whole request (default 30 s, the largest webhook timeout). */
   readonly requestTimeoutMs?: number;
-  /** Idle keep-alive connections are closed after this (default 65 s). */
+  /**
+   * Idle keep-alive connections are closed after this (default 95 s: longer than Go's 90 s client idle
+   * timeout, so the apiserver closes idle connections first and never sends a POST into one this
+   * server is closing, which Go does not retry).
+   */
   readonly keepAliveTimeoutMs?: number;
   /** After the drain, connections still busy are cut after this (default 10 s). */
   readonly closeTimeoutMs?: number;
@@ -121,7 +125,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     },
     bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT,
     requestTimeout,
-    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 65_000,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 95_000,
     // Socket inactivity while a request is in progress: a client that stalls mid-body is cut.
     connectionTimeout: requestTimeout + 5_000,
     return503OnClosing: true,

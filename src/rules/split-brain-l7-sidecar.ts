@@ -1,0 +1,226 @@
+// split-brain-l7-sidecar: Cilium L7 rules (http, kafka, l7) on traffic that Istio sidecars encrypt with
+// mTLS. Cilium's Envoy sees TLS where it expects HTTP and answers 503. Ingress: L7 rules on sidecar pods
+// whose effective PeerAuthentication on that port is not DISABLE (PERMISSIVE still gets mTLS from every
+// meshed client). Egress: L7 rules of sidecar pods toward sidecar pods that accept mTLS on that port.
+
+import type { Change } from '../admission/change.ts';
+import { effectiveMtls, modelSelects, podsSelectedBy, type EffectiveMtls, type PolicyModel } from '../policy/index.ts';
+import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
+import { changeRef } from './egress-helpers.ts';
+import { describeVictims, podRef, victimsOf } from './helpers.ts';
+import {
+  CILIUM_POLICY_KINDS,
+  conflictKey,
+  coveredPorts,
+  diffConflicts,
+  formatPolicyRef,
+  isCiliumPolicyChange,
+  istioPolicyPods,
+  l7Kind,
+  l7ModelsSelecting,
+  l7ProxyEnabled,
+  l7Uses,
+  labelsChanged,
+  meshMode,
+  modelsOf,
+  peerPods,
+  podIn,
+  policyChangePods,
+  portLabel,
+  unionPods,
+  victimPods,
+  type Conflict,
+} from './mesh-l7-helpers.ts';
+import type { Finding, Rule } from './types.ts';
+
+const ID = 'split-brain-l7-sidecar';
+/** Bound the egress fan-out (client pods x destination pods) per policy rule. */
+const MAX_EGRESS_DESTS = 20;
+
+function mtlsText(m: EffectiveMtls): string {
+  if (!m.source) return `mTLS ${m.mode} (mesh default)`;
+  return `mTLS ${m.mode} (PeerAuthentication ${m.source.namespace}/${m.source.name}, ${m.source.level} level)`;
+}
+
+/** The mTLS mode that reaches Cilium's proxy on a port; for "all ports", the first non-DISABLE one. */
+function mtlsOn(state: ClusterState, pod: Pod, port: number | undefined): EffectiveMtls | undefined {
+  const candidates: (number | undefined)[] = [port];
+  if (port === undefined) for (const c of pod.spec.containers ?? []) for (const cp of c.ports ?? []) candidates.push(cp.containerPort);
+  for (const p of candidates) {
+    const m = effectiveMtls(state, pod, p);
+    if (m.mode !== 'DISABLE') return m;
+  }
+  return undefined;
+}
+
+function ingressConflicts(state: ClusterState, pod: Pod): Conflict[] {
+  if (meshMode(state, pod) !== 'sidecar') return [];
+  const out: Conflict[] = [];
+  for (const m of l7ModelsSelecting(state, pod)) {
+    for (const use of l7Uses(m, 'ingress')) {
+      for (const port of coveredPorts(pod, use.section)) {
+        const mt = mtlsOn(state, pod, port);
+        if (!mt) continue;
+        out.push({
+          key: conflictKey('ingress', pod, pod, port),
+          victim: pod,
+          policy: m.ref,
+          direction: 'ingress',
+          port,
+          l7: l7Kind(use.section.rules),
+          detail: mtlsText(mt),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Egress L7 of `model` from sidecar `subject` toward sidecar destinations (optionally only `dests`). */
+function egressConflicts(state: ClusterState, model: PolicyModel, subject: Pod, dests?: ReadonlySet<string>): Conflict[] {
+  if (meshMode(state, subject) !== 'sidecar') return [];
+  const out: Conflict[] = [];
+  for (const use of l7Uses(model, 'egress')) {
+    let n = 0;
+    for (const peer of use.peers) {
+      for (const dest of peerPods(state, peer)) {
+        if (dests && !dests.has(podRef(dest))) continue;
+        if (n++ >= MAX_EGRESS_DESTS) break;
+        if (meshMode(state, dest) !== 'sidecar') continue;
+        for (const port of coveredPorts(dest, use.section)) {
+          const mt = mtlsOn(state, dest, port);
+          if (!mt) continue;
+          out.push({
+            key: conflictKey('egress', subject, dest, port),
+            victim: subject,
+            policy: model.ref,
+            direction: 'egress',
+            port,
+            l7: l7Kind(use.section.rules),
+            detail: `${podRef(dest)} with ${mtlsText(mt)}`,
+          });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Egress conflicts of every Cilium policy with L7 egress toward the given destination pods. */
+function egressTowards(state: ClusterState, dests: readonly Pod[]): Conflict[] {
+  if (dests.length === 0) return [];
+  const destSet = new Set(dests.map(podRef));
+  const out: Conflict[] = [];
+  for (const kind of CILIUM_POLICY_KINDS) {
+    for (const obj of state.list(kind)) {
+      const models = modelsOf(obj).filter((m) => l7Uses(m, 'egress').length > 0);
+      if (models.length === 0) continue;
+      for (const subject of podsSelectedBy(state, obj as PolicyObject)) {
+        for (const m of models) if (modelSelects(state, m, subject)) out.push(...egressConflicts(state, m, subject, destSet));
+      }
+    }
+  }
+  return out;
+}
+
+function ingressOf(state: ClusterState, pods: readonly Pod[]): Conflict[] {
+  const out: Conflict[] = [];
+  for (const p of pods) {
+    const here = podIn(state, p);
+    if (here) out.push(...ingressConflicts(state, here));
+  }
+  return out;
+}
+
+function policyEgress(state: ClusterState, obj: unknown, pods: readonly Pod[]): Conflict[] {
+  const out: Conflict[] = [];
+  for (const m of modelsOf(obj)) {
+    if (l7Uses(m, 'egress').length === 0) continue;
+    for (const p of pods) {
+      const here = podIn(state, p);
+      if (here && modelSelects(state, m, here)) out.push(...egressConflicts(state, m, here));
+    }
+  }
+  return out;
+}
+
+function collect(change: Change, before: ClusterState, after: ClusterState): { b: Conflict[]; a: Conflict[]; synthetic: boolean } | undefined {
+  if (isCiliumPolicyChange(change)) {
+    if (change.operation === 'DELETE') return undefined;
+    const { pods, synthetic } = policyChangePods(change, before, after);
+    if (pods.length === 0) return undefined;
+    return {
+      b: [...ingressOf(before, pods), ...policyEgress(before, change.oldObject, pods)],
+      a: [...ingressOf(after, pods), ...policyEgress(after, change.object, pods)],
+      synthetic,
+    };
+  }
+  let pods: Pod[];
+  if (change.kind === 'PeerAuthentication') {
+    pods = unionPods(
+      istioPolicyPods(before, change.oldObject as PolicyObject | undefined, false),
+      istioPolicyPods(after, change.object as PolicyObject | undefined, false),
+    );
+  } else if (change.kind === 'Namespace' && change.operation === 'UPDATE' && labelsChanged(change)) {
+    pods = [...after.list('Pod', change.name)];
+  } else {
+    return undefined;
+  }
+  if (pods.length === 0) return undefined;
+  return {
+    b: [...ingressOf(before, pods), ...egressTowards(before, pods.map((p) => podIn(before, p)).filter((p): p is Pod => !!p))],
+    a: [...ingressOf(after, pods), ...egressTowards(after, pods)],
+    synthetic: false,
+  };
+}
+
+function evaluateSplitBrain(change: Change, before: ClusterState, after: ClusterState): Finding[] {
+  if (!l7ProxyEnabled(after)) return [];
+  const got = collect(change, before, after);
+  if (!got) return [];
+  const { added, kept } = diffConflicts(got.b, got.a);
+  const shown = added.length > 0 ? added : kept;
+  if (shown.length === 0) return [];
+  const first = shown[0]!;
+  const victims = victimPods(shown);
+  const policies = [...new Set(shown.map((c) => formatPolicyRef(c.policy)))];
+  const policyText = policies.length > 2 ? `${policies.slice(0, 2).join(', ')} and ${policies.length - 2} more` : policies.join(', ');
+  const where =
+    first.direction === 'ingress'
+      ? `ingress ${portLabel(first.port)} of sidecar pods with Istio ${first.detail}`
+      : `egress toward ${portLabel(first.port)} of ${first.detail}`;
+  const prefix = isCiliumPolicyChange(change) ? '' : `${changeRef(change)}: `;
+  const who = change.kind && isCiliumPolicyChange(change) && got.synthetic ? ' (pods this policy would select)' : '';
+  const message =
+    `${prefix}Cilium ${first.l7} rules of ${policyText} inspect ${where}; Cilium's proxy cannot parse Istio mTLS, ` +
+    `requests get HTTP 503${who}: ${describeVictims(victims)}`;
+  const target = first.direction === 'ingress' ? first.victim : undefined;
+  const ns = target?.metadata.namespace ?? first.victim.metadata.namespace ?? '';
+  const app = target?.metadata.labels?.['app'];
+  const selector = app ? `selector: {matchLabels: {app: ${app}}}, ` : '';
+  const portFix = first.port !== undefined && first.direction === 'ingress' && app ? `portLevelMtls: {"${first.port}": {mode: DISABLE}}` : 'mtls: {mode: DISABLE}';
+  const fix =
+    first.direction === 'ingress'
+      ? `disable Istio mTLS where Cilium parses L7: PeerAuthentication in ${ns} {${selector}${portFix}}, or move the L7 rules to an Istio AuthorizationPolicy`
+      : `disable Istio mTLS on the destination port (PeerAuthentication mtls.mode: DISABLE), or move the L7 rules to an Istio AuthorizationPolicy`;
+  return [{ rule: ID, message, fix, ...victimsOf(victims), ...(added.length > 0 ? {} : { preexisting: true }) }];
+}
+
+export const rule: Rule = {
+  id: ID,
+  severity: 'B',
+  summary: 'Cilium L7 rules on sidecar traffic that Istio encrypts with mTLS (PeerAuthentication not DISABLE): HTTP 503',
+  docs: `docs/rules/${ID}.md`,
+  triggers: [
+    { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], operations: ['CREATE', 'UPDATE'] },
+    { kinds: ['PeerAuthentication'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
+    { kinds: ['Namespace'], operations: ['UPDATE'] },
+  ],
+  evaluate(change, before, after) {
+    try {
+      return evaluateSplitBrain(change, before, after);
+    } catch {
+      return []; // odd input: no finding rather than a crash
+    }
+  },
+};

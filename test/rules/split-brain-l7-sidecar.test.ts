@@ -1,0 +1,160 @@
+import t from 'tap';
+import { rule } from '../../src/rules/split-brain-l7-sidecar.ts';
+import { baseCluster, ccnp, cnp, ns, peerAuth, pod, HEALTHY_CILIUM_CONFIG } from '../fixtures/cluster.ts';
+import { runRule } from './rule-harness.ts';
+
+// Seed 001 (the Cilium Istio guide): red and blue are injected, green is not; httpbin and netshoot in each.
+const INJECTED = { 'istio-injection': 'enabled' };
+const seed = [
+  ns('red', INJECTED), ns('blue', INJECTED), ns('green'),
+  pod('red', 'httpbin-1', { app: 'httpbin' }, { sidecar: true }),
+  pod('red', 'netshoot-1', { app: 'netshoot' }, { sidecar: true }),
+  pod('blue', 'httpbin-1', { app: 'httpbin' }, { sidecar: true }),
+  pod('blue', 'netshoot-1', { app: 'netshoot' }, { sidecar: true }),
+  pod('green', 'netshoot-1', { app: 'netshoot' }),
+];
+
+function httpbinPolicy(l7: boolean) {
+  return cnp('blue', 'default', {
+    endpointSelector: { matchLabels: { app: 'httpbin' } },
+    ingress: [{
+      fromEndpoints: [{ matchExpressions: [{ key: 'io.kubernetes.pod.namespace', operator: 'In', values: ['red', 'blue'] }] }],
+      toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], ...(l7 ? { rules: { http: [{ method: 'GET', path: '/ip' }] } } : {}) }],
+    }],
+  });
+}
+const l4 = httpbinPolicy(false);
+const l7 = httpbinPolicy(true);
+const disableBlue = peerAuth('blue', 'default', { mtls: { mode: 'DISABLE' } });
+const strictHttpbin = peerAuth('blue', 'httpbin-strict', { selector: { matchLabels: { app: 'httpbin' } }, mtls: { mode: 'STRICT' } });
+
+t.test('seed 001: L4 policy on httpbin in blue is admitted', async (t) => {
+  t.same(runRule(rule, baseCluster(seed), 'CREATE', l4).findings, []);
+});
+
+t.test('seed 001: the L7 /ip policy is denied while blue has Istio mTLS', async (t) => {
+  const { findings } = runRule(rule, baseCluster([...seed, l4]), 'UPDATE', l7);
+  t.equal(findings.length, 1);
+  const f = findings[0]!;
+  t.equal(f.rule, 'split-brain-l7-sidecar');
+  t.notOk(f.preexisting);
+  t.match(f.message, /Cilium HTTP rules of CiliumNetworkPolicy blue\/default inspect ingress port 80 of sidecar pods with Istio mTLS PERMISSIVE \(mesh default\)/);
+  t.match(f.message, /HTTP 503/);
+  t.same(f.victims, ['blue/httpbin-1']);
+  t.equal(f.victimCount, 1);
+  t.match(f.fix, /PeerAuthentication in blue/);
+  t.match(f.fix, /DISABLE/);
+  // CREATE of the L7 policy straight away: same
+  t.equal(runRule(rule, baseCluster(seed), 'CREATE', l7).findings.length, 1);
+});
+
+t.test('seed 001: with PeerAuthentication DISABLE in blue the L7 policy is admitted', async (t) => {
+  t.same(runRule(rule, baseCluster([...seed, l4, disableBlue]), 'UPDATE', l7).findings, []);
+  t.same(runRule(rule, baseCluster([...seed, disableBlue]), 'CREATE', l7).findings, []);
+});
+
+t.test('seed 001: a workload STRICT overriding the namespace DISABLE brings the denial back', async (t) => {
+  // creating the STRICT PeerAuthentication breaks the existing L7 policy: denied
+  const { findings } = runRule(rule, baseCluster([...seed, disableBlue, l7]), 'CREATE', strictHttpbin);
+  t.equal(findings.length, 1);
+  const f = findings[0]!;
+  t.equal(f.rule, 'split-brain-l7-sidecar');
+  t.notOk(f.preexisting);
+  t.match(f.message, /^PeerAuthentication blue\/httpbin-strict: /);
+  t.match(f.message, /mTLS STRICT \(PeerAuthentication blue\/httpbin-strict, workload level\)/);
+  t.same(f.victims, ['blue/httpbin-1']);
+  // with the STRICT in place, applying the L7 policy is denied again
+  const again = runRule(rule, baseCluster([...seed, disableBlue, strictHttpbin]), 'CREATE', l7).findings;
+  t.equal(again.length, 1);
+  t.notOk(again[0]!.preexisting);
+});
+
+t.test('deleting the namespace DISABLE breaks the existing L7 policy', async (t) => {
+  const { findings } = runRule(rule, baseCluster([...seed, disableBlue, l7]), 'DELETE', disableBlue);
+  t.equal(findings.length, 1);
+  t.notOk(findings[0]!.preexisting);
+  t.match(findings[0]!.message, /^PeerAuthentication blue\/default: /);
+});
+
+t.test('port-level DISABLE on the L7 port is enough; on another port it is not', async (t) => {
+  const portDisable = (port: string) =>
+    peerAuth('blue', 'httpbin', { selector: { matchLabels: { app: 'httpbin' } }, mtls: { mode: 'STRICT' }, portLevelMtls: { [port]: { mode: 'DISABLE' } } });
+  t.same(runRule(rule, baseCluster([...seed, portDisable('80')]), 'CREATE', l7).findings, []);
+  t.equal(runRule(rule, baseCluster([...seed, portDisable('8080')]), 'CREATE', l7).findings.length, 1);
+});
+
+t.test('not caught: pods without sidecar, DNS rules, L7 proxy disabled', async (t) => {
+  const greenL7 = cnp('green', 'l7', {
+    endpointSelector: { matchLabels: { app: 'netshoot' } },
+    ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }],
+  });
+  t.same(runRule(rule, baseCluster(seed), 'CREATE', greenL7).findings, [], 'green is not injected');
+  const dnsOnly = cnp('blue', 'dns', {
+    endpointSelector: {},
+    egress: [{ toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s-app': 'kube-dns' } }], toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }], rules: { dns: [{ matchPattern: '*' }] } }] }],
+  });
+  t.same(runRule(rule, baseCluster(seed), 'CREATE', dnsOnly).findings, [], 'DNS rules are not parsed by Envoy HTTP');
+  t.same(runRule(rule, baseCluster(seed, { ...HEALTHY_CILIUM_CONFIG, 'enable-l7-proxy': 'false' }), 'CREATE', l7).findings, [], 'no L7 proxy');
+});
+
+t.test('preexisting: an unchanged L7 policy re-applied is a warning, not a denial', async (t) => {
+  const { findings } = runRule(rule, baseCluster([...seed, l7]), 'UPDATE', l7);
+  t.equal(findings.length, 1);
+  t.equal(findings[0]!.preexisting, true);
+});
+
+t.test('new namespace: a policy selecting no live pod is judged on a synthetic pod', async (t) => {
+  const fresh = cnp('purple', 'l7', {
+    endpointSelector: { matchLabels: { app: 'api' } },
+    ingress: [{ toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{ path: '/' }] } }] }],
+  });
+  const { findings } = runRule(rule, baseCluster([ns('purple', INJECTED)]), 'CREATE', fresh);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /pods this policy would select/);
+  t.same(runRule(rule, baseCluster([ns('purple')]), 'CREATE', fresh).findings, [], 'not injected namespace');
+});
+
+t.test('namespace enabling injection brings L7 policies into conflict', async (t) => {
+  const plain = [ns('shop'), pod('shop', 'api-1', { app: 'api' }), cnp('shop', 'l7', {
+    endpointSelector: { matchLabels: { app: 'api' } },
+    ingress: [{ toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{ path: '/' }] } }] }],
+  })];
+  const { findings } = runRule(rule, baseCluster(plain), 'UPDATE', ns('shop', INJECTED));
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /^Namespace shop: /);
+  t.same(findings[0]!.victims, ['shop/api-1']);
+  t.same(runRule(rule, baseCluster(plain), 'UPDATE', ns('shop', { team: 'x' })).findings, [], 'unrelated label');
+});
+
+t.test('egress L7 from sidecar pods toward sidecar pods', async (t) => {
+  const egress = cnp('red', 'to-httpbin', {
+    endpointSelector: { matchLabels: { app: 'netshoot' } },
+    egress: [{
+      toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'blue', app: 'httpbin' } }],
+      toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }],
+    }],
+  });
+  const { findings } = runRule(rule, baseCluster(seed), 'CREATE', egress);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /egress toward port 80 of blue\/httpbin-1/);
+  t.same(findings[0]!.victims, ['red/netshoot-1']);
+  t.same(runRule(rule, baseCluster([...seed, disableBlue]), 'CREATE', egress).findings, [], 'destination accepts plaintext');
+  // the PeerAuthentication side: removing the DISABLE breaks the existing egress rule
+  const del = runRule(rule, baseCluster([...seed, disableBlue, egress]), 'DELETE', disableBlue).findings;
+  t.equal(del.length, 1);
+  t.same(del[0]!.victims, ['red/netshoot-1']);
+});
+
+t.test('CCNP with L7 ingress on injected pods', async (t) => {
+  const cw = ccnp('l7-all-httpbin', {
+    endpointSelector: { matchLabels: { app: 'httpbin' } },
+    ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{}] } }] }],
+  });
+  const { findings } = runRule(rule, baseCluster(seed), 'CREATE', cw);
+  t.equal(findings.length, 1);
+  t.equal(findings[0]!.victimCount, 2);
+});
+
+t.test('odd input: no throw, no finding', async (t) => {
+  t.same(runRule(rule, baseCluster(seed), 'CREATE', cnp('blue', 'odd', { endpointSelector: 'x', ingress: 'y' } as never)).findings, []);
+});

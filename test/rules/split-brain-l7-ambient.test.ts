@@ -1,0 +1,94 @@
+import t from 'tap';
+import { rule } from '../../src/rules/split-brain-l7-ambient.ts';
+import { baseCluster, ccnp, cnp, ns, pod, HEALTHY_CILIUM_CONFIG } from '../fixtures/cluster.ts';
+import { runRule } from './rule-harness.ts';
+
+const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
+const demoPods = [
+  pod('demo', 'hello-app-1', { app: 'hello-app' }, { sa: 'hello-app', ports: [{ name: 'http', containerPort: 8000 }] }),
+  pod('demo', 'hello-app-2', { app: 'hello-app' }, { sa: 'hello-app', ports: [{ name: 'http', containerPort: 8000 }] }),
+  pod('demo', 'postgres-1', { app: 'postgres' }, { sa: 'postgres' }),
+];
+const l7Ingress = cnp('demo', 'hello-l7', {
+  endpointSelector: { matchLabels: { app: 'hello-app' } },
+  ingress: [{ toPorts: [{ ports: [{ port: 'http', protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/' }] } }] }],
+});
+const l4Ingress = cnp('demo', 'hello-l7', {
+  endpointSelector: { matchLabels: { app: 'hello-app' } },
+  ingress: [{ toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }] }],
+});
+
+t.test('L7 rules on ambient pods are denied', async (t) => {
+  const { findings } = runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods]), 'CREATE', l7Ingress);
+  t.equal(findings.length, 1);
+  const f = findings[0]!;
+  t.equal(f.rule, 'split-brain-l7-ambient');
+  t.notOk(f.preexisting);
+  t.match(f.message, /Cilium HTTP rules of CiliumNetworkPolicy demo\/hello-l7 \(ingress port 8000\) select pods enrolled in Istio ambient/);
+  t.match(f.message, /time out/);
+  t.same(f.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+  t.equal(f.victimCount, 2);
+  t.match(f.fix, /istio\.io\/dataplane-mode/);
+  t.match(f.fix, /ambient\.istio\.io\/redirection: disabled/);
+});
+
+t.test('egress L7 (Kafka) from ambient pods is denied too', async (t) => {
+  const kafka = cnp('demo', 'kafka', {
+    endpointSelector: { matchLabels: { app: 'postgres' } },
+    egress: [{ toEndpoints: [{ matchLabels: { app: 'broker' } }], toPorts: [{ ports: [{ port: '9092', protocol: 'TCP' }], rules: { kafka: [{ topic: 'x' }] } }] }],
+  });
+  const { findings } = runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods]), 'CREATE', kafka);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /Kafka rules .*egress port 9092/);
+  t.same(findings[0]!.victims, ['demo/postgres-1']);
+});
+
+t.test('not caught: L4 only, DNS rules, opted-out pods, not ambient, L7 proxy off', async (t) => {
+  t.same(runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods]), 'CREATE', l4Ingress).findings, [], 'L4 only');
+  const dns = cnp('demo', 'dns', {
+    endpointSelector: {},
+    egress: [{ toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s-app': 'kube-dns' } }], toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }], rules: { dns: [{ matchPattern: '*' }] } }] }],
+  });
+  t.same(runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods]), 'CREATE', dns).findings, [], 'DNS is not stream L7');
+  const optedOut = [
+    ns('demo', AMBIENT),
+    pod('demo', 'hello-app-1', { app: 'hello-app', 'istio.io/dataplane-mode': 'none' }, { ports: [{ name: 'http', containerPort: 8000 }] }),
+    pod('demo', 'hello-app-2', { app: 'hello-app' }, { ports: [{ name: 'http', containerPort: 8000 }], annotations: { 'ambient.istio.io/redirection': 'disabled' } }),
+  ];
+  t.same(runRule(rule, baseCluster(optedOut), 'CREATE', l7Ingress).findings, [], 'pods opted out');
+  t.same(runRule(rule, baseCluster([ns('demo'), ...demoPods]), 'CREATE', l7Ingress).findings, [], 'namespace not in ambient');
+  t.same(runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods], { ...HEALTHY_CILIUM_CONFIG, 'enable-l7-proxy': 'false' }), 'CREATE', l7Ingress).findings, []);
+});
+
+t.test('enrolling a namespace into ambient under an existing L7 policy is denied; the reverse is fine', async (t) => {
+  const { findings } = runRule(rule, baseCluster([ns('demo'), ...demoPods, l7Ingress]), 'UPDATE', ns('demo', AMBIENT));
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /^Namespace demo: /);
+  t.notOk(findings[0]!.preexisting);
+  t.same(runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods, l7Ingress]), 'UPDATE', ns('demo')).findings, []);
+  // an unrelated label change on an already-broken namespace: warning only
+  const pre = runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods, l7Ingress]), 'UPDATE', ns('demo', { ...AMBIENT, team: 'a' })).findings;
+  t.equal(pre.length, 1);
+  t.equal(pre[0]!.preexisting, true);
+});
+
+t.test('a pod relabelled into ambient under an existing L7 policy is denied', async (t) => {
+  const plainPod = pod('web', 'api-1', { app: 'api' }, { ports: [{ containerPort: 8080 }] });
+  const l7 = cnp('web', 'l7', { endpointSelector: { matchLabels: { app: 'api' } }, ingress: [{ toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{}] } }] }] });
+  const enrolled = { ...plainPod, metadata: { ...(plainPod.metadata as object), labels: { app: 'api', 'istio.io/dataplane-mode': 'ambient' } } } as typeof plainPod;
+  const { findings } = runRule(rule, baseCluster([ns('web'), plainPod, l7]), 'UPDATE', enrolled);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /^Pod web\/api-1: /);
+  t.same(findings[0]!.victims, ['web/api-1']);
+});
+
+t.test('synthetic pods in a new ambient namespace; CCNP', async (t) => {
+  const { findings } = runRule(rule, baseCluster([ns('fresh', AMBIENT)]), 'CREATE', cnp('fresh', 'l7', {
+    endpointSelector: { matchLabels: { app: 'x' } },
+    ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{}] } }] }],
+  }));
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /pods this policy would select/);
+  const cw = ccnp('l7', { endpointSelector: { matchLabels: { app: 'hello-app' } }, ingress: [{ toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }], rules: { http: [{}] } }] }] });
+  t.equal(runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods]), 'CREATE', cw).findings[0]?.victimCount, 2);
+});

@@ -18,7 +18,7 @@ import type {
   Protocol,
   RuleElement,
 } from './types.ts';
-import { isEmptySelector, NAMESPACE_LABEL, selectorIsReserved, selectorMentions } from './selectors.ts';
+import { NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, normalizeKey, selectorIsReserved, selectorMentions } from './selectors.ts';
 
 type Raw = Readonly<Record<string, unknown>>;
 
@@ -176,22 +176,29 @@ function finish(m: Omit<PolicyModel, 'hasL7' | 'fqdnDependent'>): PolicyModel {
   return Object.freeze({ ...m, hasL7, fqdnDependent });
 }
 
-/** An endpoints peer of a Cilium rule, with the namespace defaulting CNP/CCNP apply. */
+/**
+ * An endpoints peer of a Cilium rule, with the defaulting the agent applies when it parses the policy:
+ * selectors with `reserved:` keys are left alone; without a namespace key, a CNP peer is confined to the
+ * policy namespace (unless it selects by namespace labels) and a CCNP peer to pods of any namespace
+ * (namespace label Exists: a CCNP `{}` is every pod, not world/host).
+ */
 function ciliumEndpointPeer(ref: PolicyRef, clusterwide: boolean, raw: unknown): Peer | undefined {
   const selector = toSelector(raw);
   if (!selector) return undefined;
+  if (selectorIsReserved(selector) || selectorMentions(selector, NAMESPACE_LABEL)) return { type: 'endpoints', selector };
   if (clusterwide) {
-    // CCNP: `{}` means every pod in the cluster (Cilium adds "namespace label exists"), not reserved
-    // identities; a non-empty selector without a namespace key matches in any namespace.
-    if (isEmptySelector(selector)) {
-      return { type: 'endpoints', selector: { matchExpressions: [{ key: NAMESPACE_LABEL, operator: 'Exists' }] } };
-    }
-    return { type: 'endpoints', selector };
+    const matchExpressions = [...(selector.matchExpressions ?? []), { key: NAMESPACE_LABEL, operator: 'Exists' }];
+    return { type: 'endpoints', selector: { ...selector, matchExpressions } };
   }
-  // CNP: a peer selector without a namespace key is confined to the policy namespace; selectors of
-  // reserved identities (reserved:host, ...) are not namespaced.
-  if (selectorMentions(selector, NAMESPACE_LABEL) || selectorIsReserved(selector)) return { type: 'endpoints', selector };
+  if (selectorMentionsPrefix(selector, NAMESPACE_LABELS_PREFIX)) return { type: 'endpoints', selector };
   return { type: 'endpoints', selector, namespace: ref.namespace };
+}
+
+function selectorMentionsPrefix(selector: LabelSelector, prefix: string): boolean {
+  return (
+    Object.keys(selector.matchLabels ?? {}).some((k) => normalizeKey(k).startsWith(prefix)) ||
+    (selector.matchExpressions ?? []).some((r) => normalizeKey(r.key).startsWith(prefix))
+  );
 }
 
 function cidrPeers(el: Raw, listField: string, setField: string): Peer[] {
@@ -275,11 +282,10 @@ function ciliumElement(ref: PolicyRef, clusterwide: boolean, direction: Directio
   const ports = ciliumPortSections(el);
   if (ports === undefined) return undefined;
   const hasIcmp = Array.isArray(el.icmps) && el.icmps.length > 0;
-  if (!hasPeerField && ports.length === 0) {
-    // `{}` (or an ICMP-only element): enforces the direction, allows/denies no TCP/UDP/SCTP traffic.
-    return undefined;
-  }
-  if (hasIcmp && ports.length === 0) return undefined; // ICMP only: no TCP/UDP/SCTP
+  // ICMP only: the element's L4 part is ICMP, so it matches no TCP/UDP/SCTP traffic.
+  if (hasIcmp && ports.length === 0) return undefined;
+  // `{}` has neither an L3 nor an L4 part: every peer on every port (the agent's "empty L3 selects
+  // all, empty L4 is all ports"), exactly like `toPorts` alone is every peer on those ports.
   if (hasPeerField && peers.length === 0) {
     // Peer fields present but empty (`toEndpoints: []`) or unsupported (toGroups, toNodes, toRequires,
     // cidrGroupRef): selects no peer. fromRequires/toRequires only add constraints, they never allow.

@@ -56,8 +56,8 @@ export interface RuleElement {
   readonly direction: Direction;
   readonly deny: boolean;
   /**
-   * Empty = any peer (`toPorts` alone, NetworkPolicy empty `to`/`from`). A Cilium `{}` element allows
-   * nothing and produces no RuleElement (it only enforces the direction).
+   * Empty = any peer (`{}`, `toPorts` alone, NetworkPolicy empty `to`/`from`). An empty peer list
+   * (`toEndpoints: []`) selects nothing and produces no RuleElement (the section still enforces).
    */
   readonly peers: readonly Peer[];
   /** Empty = all ports. */

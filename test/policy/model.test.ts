@@ -21,13 +21,18 @@ t.test('CNP: spec + specs, cached, namespace defaulting of peers', async (t) => 
   t.same(m[1]!.enforces, { ingress: false, egress: true });
   const peer = m[1]!.elements[0]!.peers[0]!;
   t.equal(peer.type === 'endpoints' && peer.namespace, undefined, 'explicit namespace key: no defaulting');
+  const byNsLabel = policyModel(P(cnp('shop', 'nsl', { endpointSelector: {}, egress: [{ toEndpoints: [{ matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'blue' } }] }] })))[0]!;
+  const p2 = byNsLabel.elements[0]!.peers[0]!;
+  t.equal(p2.type === 'endpoints' && p2.namespace, undefined, 'namespace-label selectors reach other namespaces');
 });
 
-t.test('CCNP: {} peer = all pods (namespace label exists), non-empty peer any namespace', async (t) => {
-  const m = policyModel(P(ccnp('all', { endpointSelector: {}, egress: [{ toEndpoints: [{}, { matchLabels: { app: 'x' } }] }] })))[0]!;
+t.test('CCNP: peers without a namespace key select pods of any namespace (namespace label Exists)', async (t) => {
+  const m = policyModel(P(ccnp('all', { endpointSelector: {}, egress: [{ toEndpoints: [{}, { matchLabels: { app: 'x' } }, { matchLabels: { 'reserved:host': '' } }] }] })))[0]!;
+  const exists = { key: 'io.kubernetes.pod.namespace', operator: 'Exists' };
   t.same(m.elements[0]!.peers, [
-    { type: 'endpoints', selector: { matchExpressions: [{ key: 'io.kubernetes.pod.namespace', operator: 'Exists' }] } },
-    { type: 'endpoints', selector: { matchLabels: { app: 'x' } } },
+    { type: 'endpoints', selector: { matchExpressions: [exists] } },
+    { type: 'endpoints', selector: { matchLabels: { app: 'x' }, matchExpressions: [exists] } },
+    { type: 'endpoints', selector: { matchLabels: { 'reserved:host': '' } } },
   ]);
   t.equal(m.ref.namespace, '');
 });
@@ -37,7 +42,7 @@ t.test('empty sections, {} elements, enableDefaultDeny', async (t) => {
   t.same(a.enforces, { ingress: false, egress: false }, 'egress: [] does not enforce');
   const b = policyModel(P(cnp('n', 'b', { endpointSelector: {}, egress: [{}] })))[0]!;
   t.same(b.enforces, { ingress: false, egress: true }, 'egress: [{}] enforces');
-  t.equal(b.elements.length, 0, '{} allows nothing');
+  t.same(b.elements, [{ direction: 'egress', deny: false, peers: [], ports: [] }], '{} = every peer, every port');
   const c = policyModel(P(cnp('n', 'c', { endpointSelector: {}, egressDeny: [{ toEntities: ['world'] }], enableDefaultDeny: { egress: false } })))[0]!;
   t.same(c.enforces, { ingress: false, egress: false });
   t.same(c.hasSection, { ingress: false, egress: true });

@@ -145,7 +145,7 @@ t.test('selection: namespace scoping, CCNP, specs, caches per revision', async (
 
 t.test('subjectPods: live pods, else a synthetic pod from matchLabels / In', async (t) => {
   const live = cnp('a', 'live', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{}] });
-  const future = cnp('a', 'future', { endpointSelector: { matchLabels: { 'k8s:app': 'api' }, matchExpressions: [{ key: 'tier', operator: 'In', values: ['fe', 'be'] }] }, egress: [{}] });
+  const future = cnp('a', 'future', { endpointSelector: { matchLabels: { 'k8s:app': 'api' }, matchExpressions: [{ key: 'tier', operator: 'In', values: ['fe', 'be'] }] }, egress: [{ toEntities: ['kube-apiserver'] }] });
   const impossible = cnp('a', 'impossible', { endpointSelector: { matchExpressions: [{ key: 'x', operator: 'Bogus' }] }, egress: [{}] });
   const s = memoryState(baseCluster([ns('a'), pod('a', 'web-1', { app: 'web' }), live, future, impossible]));
   t.same(subjectPods(s, P(live)).synthetic, false);

@@ -327,12 +327,20 @@ t.test('12. CCNP fromEndpoints [{}] = every pod in the cluster', async (t) => {
     zc .....`));
 });
 
-t.test('13. egress: [] does not enforce; egress: [{}] enforces and allows nothing', async (t) => {
+t.test('13. egress: [] does not enforce; egress: [{}] enforces and allows everything; toEndpoints: [] allows nothing', async (t) => {
   const empty = cluster([cnp('x', 'empty', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [] }) as Obj]);
   expectMatrices(t, empty, { tcp80: ALL });
   t.equal(targetRows(empty), ALL_TARGETS);
+  const xa = findPod(empty, 'x/a');
+  t.equal(evaluate(empty, xa, { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP').egress.enforced, false, 'egress: [] is no egress section');
   const braces = cluster([cnp('x', 'braces', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{}] }) as Obj]);
-  expectMatrices(t, braces, {
+  expectMatrices(t, braces, { tcp80: ALL });
+  t.equal(targetRows(braces), ALL_TARGETS);
+  const r = evaluate(braces, findPod(braces, 'x/a'), { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP');
+  t.equal(r.egress.enforced, true, 'egress: [{}] puts x/a into default deny...');
+  t.same(r.egress.decidingPolicies, [{ kind: 'CiliumNetworkPolicy', namespace: 'x', name: 'braces' }], '...and its {} element allows all');
+  const none = cluster([cnp('x', 'none', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [] }] }) as Obj]);
+  expectMatrices(t, none, {
     tcp80: `
     xa XXX XXX XXX
     xb ... ... ...
@@ -344,7 +352,7 @@ t.test('13. egress: [] does not enforce; egress: [{}] enforces and allows nothin
     zb ... ... ...
     zc ... ... ...`,
   });
-  t.equal(targetRows(braces), onlyRow('xa', 'XXXXX'));
+  t.equal(targetRows(none), onlyRow('xa', 'XXXXX'));
 });
 
 t.test('14. deny precedence: ingressDeny from y on 80/TCP beats an allow-all in x', async (t) => {

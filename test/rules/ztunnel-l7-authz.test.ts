@@ -1,0 +1,86 @@
+import t from 'tap';
+import { rule } from '../../src/rules/ztunnel-l7-authz.ts';
+import { authzPolicy, baseCluster, ns, pod } from '../fixtures/cluster.ts';
+import { runRule } from './rule-harness.ts';
+
+// Seed 004: the ambient "demo" namespace.
+const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
+const demoPods = [
+  pod('demo', 'hello-gateway-1', { app: 'hello-gateway' }, { sa: 'hello-gateway-istio' }),
+  pod('demo', 'hello-app-1', { app: 'hello-app' }, { sa: 'hello-app', ports: [{ name: 'http', containerPort: 8000 }] }),
+  pod('demo', 'postgres-1', { app: 'postgres' }, { sa: 'postgres' }),
+];
+const demo = [ns('demo', AMBIENT), ...demoPods];
+
+function helloAppPolicy(operation: Record<string, unknown>) {
+  return authzPolicy('demo', 'hello-app-policy', {
+    selector: { matchLabels: { app: 'hello-app' } },
+    action: 'ALLOW',
+    rules: [{ from: [{ source: { principals: ['cluster.local/ns/demo/sa/hello-gateway-istio'] } }], to: [{ operation }] }],
+  });
+}
+const l4Policy = helloAppPolicy({ ports: ['8000'] });
+const withPaths = helloAppPolicy({ ports: ['8000'], paths: ['/api/*'] });
+
+t.test('seed 004: the L4 AuthorizationPolicy by principal and port is admitted', async (t) => {
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', l4Policy).findings, []);
+});
+
+t.test('seed 004: the same policy with paths is denied', async (t) => {
+  const { findings } = runRule(rule, baseCluster(demo), 'CREATE', withPaths);
+  t.equal(findings.length, 1);
+  const f = findings[0]!;
+  t.equal(f.rule, 'ztunnel-l7-authz');
+  t.notOk(f.preexisting);
+  t.match(f.message, /AuthorizationPolicy demo\/hello-app-policy \(ALLOW\) uses HTTP attributes \(to\.operation\.paths\) on ambient pods without a waypoint/);
+  t.match(f.message, /traffic they allow is denied/);
+  t.same(f.victims, ['demo/hello-app-1']);
+  t.equal(f.victimCount, 1);
+  t.match(f.fix, /targetRefs/);
+  // UPDATE from the L4 version adds paths: denied as well
+  t.equal(runRule(rule, baseCluster([...demo, l4Policy]), 'UPDATE', withPaths).findings.length, 1);
+});
+
+t.test('DENY with HTTP attributes: broader deny', async (t) => {
+  const deny = authzPolicy('demo', 'deny-admin', {
+    action: 'DENY',
+    rules: [{ to: [{ operation: { methods: ['POST'] } }], when: [{ key: 'request.headers[x-admin]', values: ['1'] }] }],
+  });
+  const { findings } = runRule(rule, baseCluster(demo), 'CREATE', deny);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /\(DENY\) uses HTTP attributes \(to\.operation\.methods, when request\.headers\)/);
+  t.match(findings[0]!.message, /denies more than intended/);
+  t.equal(findings[0]!.victimCount, 3, 'namespace-wide');
+});
+
+t.test('not caught: waypoint targetRefs, sidecar pods, plain pods, AUDIT', async (t) => {
+  const wp = authzPolicy('demo', 'wp', {
+    targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'waypoint' }],
+    rules: [{ to: [{ operation: { paths: ['/x'] } }] }],
+  });
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', wp).findings, [], 'enforced by the waypoint');
+  const side = [ns('demo', { 'istio-injection': 'enabled' }), pod('demo', 'hello-app-1', { app: 'hello-app' }, { sidecar: true })];
+  t.same(runRule(rule, baseCluster(side), 'CREATE', withPaths).findings, [], 'sidecar Envoy sees HTTP');
+  t.same(runRule(rule, baseCluster([ns('demo'), ...demoPods]), 'CREATE', withPaths).findings, [], 'not in the mesh');
+  const optOut = [ns('demo', AMBIENT), pod('demo', 'hello-app-1', { app: 'hello-app', 'istio.io/dataplane-mode': 'none' })];
+  t.same(runRule(rule, baseCluster(optOut), 'CREATE', withPaths).findings, [], 'pod opted out of ambient');
+  const audit = authzPolicy('demo', 'audit', { action: 'AUDIT', rules: [{ to: [{ operation: { paths: ['/x'] } }] }] });
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', audit).findings, []);
+});
+
+t.test('synthetic pod: a policy for pods not deployed yet in an ambient namespace', async (t) => {
+  const ap = authzPolicy('demo', 'future', { selector: { matchLabels: { app: 'future' } }, rules: [{ to: [{ operation: { methods: ['GET'] } }] }] });
+  const { findings } = runRule(rule, baseCluster(demo), 'CREATE', ap);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /pods this policy would select/);
+});
+
+t.test('enrolling a namespace into ambient with an existing HTTP policy; preexisting on re-apply', async (t) => {
+  const { findings } = runRule(rule, baseCluster([ns('demo'), ...demoPods, withPaths]), 'UPDATE', ns('demo', AMBIENT));
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /^Namespace demo: AuthorizationPolicy demo\/hello-app-policy/);
+  t.notOk(findings[0]!.preexisting);
+  const again = runRule(rule, baseCluster([...demo, withPaths]), 'UPDATE', withPaths).findings;
+  t.equal(again.length, 1);
+  t.equal(again[0]!.preexisting, true);
+});

@@ -2,14 +2,13 @@
 // version, and turning --state / --kubeconfig into a mutable copy of the cluster state.
 
 import { readFileSync } from 'node:fs';
-import { pino, type Logger } from 'pino';
+import { parse } from 'yaml';
 
 import { InputError } from '../errors.ts';
 import type { Rule } from '../rules/types.ts';
-import { KIND_NAMES } from '../state/kinds.ts';
-import { LiveSource } from '../state/live.ts';
-import { loadSnapshot } from '../state/snapshot.ts';
-import { MemoryState } from '../state/store.ts';
+import { dumpSnapshot } from '../state/dump.ts';
+import { istioNamespaces, loadSnapshot, stateFromObjects } from '../state/snapshot.ts';
+import type { MemoryState } from '../state/store.ts';
 
 export const EXIT_OK = 0;
 /** At least one request was denied. */
@@ -63,29 +62,17 @@ export function stateArgs(opts: { state?: string[]; kubeconfig?: string }, requi
   if (required && !hasState && opts.kubeconfig === undefined) throw new InputError('one of --state PATH or --kubeconfig FILE is required');
 }
 
-/** A logger for commands that are not the server: warnings and errors only, on stderr. */
-export function quietLogger(): Logger {
-  return pino({ level: 'warn', base: null }, pino.destination({ dest: 2, sync: true }));
-}
-
 /**
  * The cluster state as a MemoryState the caller may change (check applies admitted objects to it): read
- * from files, or listed once from a live cluster and then detached from it.
+ * from files, or listed once from a live cluster (the same lists `meshguard snapshot` writes; no watches,
+ * so a one-shot command fails fast on an unreachable cluster instead of retrying).
  */
 export async function loadMutableState(opts: { state?: string[]; kubeconfig?: string }): Promise<MemoryState> {
   if (opts.state && opts.state.length > 0) return loadSnapshot(opts.state);
-  const source = new LiveSource({ kubeconfigPath: opts.kubeconfig!, logger: quietLogger(), startTimeoutSeconds: 60 });
-  try {
-    await source.start();
-  } catch (e) {
-    await source.stop().catch(() => undefined);
-    if (e instanceof InputError) throw e;
-    throw new InputError(`cannot read the cluster: ${(e as Error).message}`, { file: opts.kubeconfig! });
-  }
-  const copy = new MemoryState('live copy');
-  for (const kind of KIND_NAMES) copy.replaceAll(kind, source.state.list(kind));
-  await source.stop();
-  return copy;
+  const text = await dumpSnapshot({ ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}) });
+  const list = parse(text) as { items?: unknown[] } | null;
+  const objs = list?.items ?? [];
+  return stateFromObjects(objs, { label: 'live copy', configMapNamespaces: istioNamespaces(objs) });
 }
 
 /** The entry of `allowed` that `value` names, in any letter case, else an InputError. */

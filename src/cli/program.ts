@@ -10,6 +10,7 @@ import { checkCommand } from './check.ts';
 import { EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, version, type CliContext, type CliIO } from './common.ts';
 import { rulesCommand } from './rules.ts';
 import { serveCommand } from './serve.ts';
+import { snapshotCommand } from './snapshot.ts';
 import { traceCommand } from './trace.ts';
 
 export interface RunOptions {
@@ -42,6 +43,7 @@ export function buildProgram(ctx: CliContext): Command {
   program.addCommand(serveCommand(ctx));
   program.addCommand(checkCommand(ctx));
   program.addCommand(rulesCommand(ctx));
+  program.addCommand(snapshotCommand(ctx));
   // Every subcommand reports usage errors the same way and never calls process.exit.
   for (const cmd of program.commands) {
     cmd.exitOverride().configureOutput(program.configureOutput()).showSuggestionAfterError(true);

@@ -34,7 +34,14 @@ build_tool() {
   local start=$SECONDS
   # Build into a temp name and rename, so an interrupted build never leaves a half-written binary
   # that a later run would take for a cached one.
-  (cd "$tools" && go build -trimpath -ldflags="-s -w" -o "$bin/.$name.tmp" "k8s.io/kubernetes/cmd/$name")
+  # Stamp the release into the binaries (`kubectl version`, the apiserver's /version), as the
+  # Kubernetes release build does; a plain `go build` would report v0.0.0-master.
+  local minor="${version#v1.}"; minor="${minor%%.*}"
+  local ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  (cd "$tools" && go build -trimpath -ldflags="$ldflags" -o "$bin/.$name.tmp" "k8s.io/kubernetes/cmd/$name")
   mv "$bin/.$name.tmp" "$bin/$name"
   log "built $name in $((SECONDS - start))s"
 }

@@ -1,0 +1,79 @@
+import t from 'tap';
+import { rule } from '../../src/rules/dual-l7-authz.ts';
+import { authzPolicy, baseCluster, cnp, ns, peerAuth, pod } from '../fixtures/cluster.ts';
+import { runRule } from './rule-harness.ts';
+
+const INJECTED = { 'istio-injection': 'enabled' };
+const blue = [
+  ns('blue', INJECTED),
+  pod('blue', 'httpbin-1', { app: 'httpbin' }, { sidecar: true, ports: [{ containerPort: 80 }] }),
+  pod('blue', 'netshoot-1', { app: 'netshoot' }, { sidecar: true }),
+  peerAuth('blue', 'default', { mtls: { mode: 'DISABLE' } }),
+];
+const ciliumHttp = cnp('blue', 'httpbin-l7', {
+  endpointSelector: { matchLabels: { app: 'httpbin' } },
+  ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/ip' }] } }] }],
+});
+const ciliumL4 = cnp('blue', 'httpbin-l7', {
+  endpointSelector: { matchLabels: { app: 'httpbin' } },
+  ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }] }] }],
+});
+const istioHttp = authzPolicy('blue', 'httpbin-get', {
+  selector: { matchLabels: { app: 'httpbin' } },
+  rules: [{ to: [{ operation: { methods: ['GET'], paths: ['/ip'] } }] }],
+});
+const istioL4 = authzPolicy('blue', 'httpbin-get', {
+  selector: { matchLabels: { app: 'httpbin' } },
+  rules: [{ from: [{ source: { namespaces: ['red'] } }] }],
+});
+
+t.test('Cilium HTTP rules added where an Istio HTTP policy already applies', async (t) => {
+  const { findings } = runRule(rule, baseCluster([...blue, istioHttp]), 'CREATE', ciliumHttp);
+  t.equal(findings.length, 1);
+  const f = findings[0]!;
+  t.equal(f.rule, 'dual-l7-authz');
+  t.notOk(f.preexisting);
+  t.match(f.message, /CiliumNetworkPolicy blue\/httpbin-l7 \(Cilium HTTP rules\) and AuthorizationPolicy blue\/httpbin-get \(to\.operation\.methods, to\.operation\.paths\)/);
+  t.match(f.message, /split-brain L7 authorization/);
+  t.same(f.victims, ['blue/httpbin-1']);
+  t.match(f.fix, /drop rules\.http/);
+  t.equal(rule.severity, 'R');
+});
+
+t.test('Istio HTTP policy added where Cilium HTTP rules already apply', async (t) => {
+  const { findings } = runRule(rule, baseCluster([...blue, ciliumHttp]), 'CREATE', istioHttp);
+  t.equal(findings.length, 1);
+  t.same(findings[0]!.victims, ['blue/httpbin-1']);
+  const ns = authzPolicy('blue', 'ns-wide', { rules: [{ when: [{ key: 'request.headers[x-team]', values: ['a'] }] }] });
+  t.equal(runRule(rule, baseCluster([...blue, ciliumHttp]), 'CREATE', ns).findings.length, 1, 'namespace-wide policy');
+});
+
+t.test('not caught: one side L4 only, other workload, pod not meshed', async (t) => {
+  t.same(runRule(rule, baseCluster([...blue, istioL4]), 'CREATE', ciliumHttp).findings, [], 'Istio side is L4');
+  t.same(runRule(rule, baseCluster([...blue, istioHttp]), 'CREATE', ciliumL4).findings, [], 'Cilium side is L4');
+  const other = authzPolicy('blue', 'netshoot', { selector: { matchLabels: { app: 'netshoot' } }, rules: [{ to: [{ operation: { paths: ['/'] } }] }] });
+  t.same(runRule(rule, baseCluster([...blue, other]), 'CREATE', ciliumHttp).findings, [], 'different workload');
+  const plain = [ns('blue'), pod('blue', 'httpbin-1', { app: 'httpbin' }), istioHttp];
+  t.same(runRule(rule, baseCluster(plain), 'CREATE', ciliumHttp).findings, [], 'no Envoy enforces the Istio policy');
+  const ambient = [ns('blue', { 'istio.io/dataplane-mode': 'ambient' }), pod('blue', 'httpbin-1', { app: 'httpbin' }), istioHttp];
+  t.same(runRule(rule, baseCluster(ambient), 'CREATE', ciliumHttp).findings, [], 'ztunnel policy: ztunnel-l7-authz, not this rule');
+});
+
+t.test('ambient pod behind a waypoint with a targetRefs HTTP policy', async (t) => {
+  const objs = [
+    ns('shop', { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint' }),
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'shop' }, spec: { gatewayClassName: 'istio-waypoint' } },
+    pod('shop', 'api-1', { app: 'api' }, { ports: [{ containerPort: 8080 }] }),
+    authzPolicy('shop', 'wp-http', { targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'waypoint' }], rules: [{ to: [{ operation: { methods: ['GET'] } }] }] }),
+  ];
+  const l7 = cnp('shop', 'api-l7', { endpointSelector: { matchLabels: { app: 'api' } }, ingress: [{ toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{}] } }] }] });
+  const { findings } = runRule(rule, baseCluster(objs as never), 'CREATE', l7);
+  t.equal(findings.length, 1);
+  t.same(findings[0]!.victims, ['shop/api-1']);
+});
+
+t.test('re-applying an unchanged pair is preexisting', async (t) => {
+  const { findings } = runRule(rule, baseCluster([...blue, istioHttp, ciliumHttp]), 'UPDATE', ciliumHttp);
+  t.equal(findings.length, 1);
+  t.equal(findings[0]!.preexisting, true);
+});

@@ -433,6 +433,10 @@ function dnsVisible(ctx: EvalContext, name: string): boolean {
   return false;
 }
 
+function isSamePod(a: Pod, b: Pod): boolean {
+  return a === b || ((a.metadata.namespace ?? '') === (b.metadata.namespace ?? '') && a.metadata.name === b.metadata.name);
+}
+
 const notAPod: DirectionVerdict = {
   enforced: false,
   verdict: 'allowed',
@@ -447,6 +451,14 @@ const notAPod: DirectionVerdict = {
  */
 export function evaluate(state: ClusterState, from: Pod, to: Target, port: number, protocol: Protocol): Reachability {
   const settings = policySettings(state);
+  if (to.type === 'pod' && isSamePod(from, to.pod)) {
+    // A pod's connection to its own address never leaves its network namespace: no policy sees it.
+    const self = (direction: Direction): DirectionVerdict => ({
+      enforced: enforcement(state, from, direction).enforced, verdict: 'allowed', decidingPolicies: [], allowing: [],
+      reason: 'a pod reaching itself stays inside its network namespace: policy does not apply',
+    });
+    return { allowed: true, egress: self('egress'), ingress: self('ingress') };
+  }
   const ctx: EvalContext = { state, settings, from, dnsCheck: false };
   const dest = targetIdentity(state, from, to);
   const destPod = dest.pod;

@@ -72,11 +72,29 @@ function clusterwideModels(state: ClusterState): readonly PolicyModel[] {
   return perRevision(state, 'ccnpModels', () => state.list('CiliumClusterwideNetworkPolicy').flatMap((o) => policyModel(o)));
 }
 
+const scopedSubjects = new WeakMap<PolicyModel, LabelSelector>();
+/**
+ * The subject selector as the agent applies it: for namespaced policies the policy namespace replaces
+ * any namespace match the selector carries (the agent warns and overrides it).
+ */
+function effectiveSubject(model: PolicyModel): LabelSelector {
+  if (model.ref.kind === 'CiliumClusterwideNetworkPolicy') return model.subjectSelector;
+  let s = scopedSubjects.get(model);
+  if (!s) {
+    const sel = model.subjectSelector;
+    const matchLabels = Object.fromEntries(Object.entries(sel.matchLabels ?? {}).filter(([k]) => normalizeKey(k) !== NAMESPACE_LABEL));
+    const matchExpressions = (sel.matchExpressions ?? []).filter((r) => normalizeKey(r.key) !== NAMESPACE_LABEL);
+    s = { matchLabels, matchExpressions };
+    scopedSubjects.set(model, s);
+  }
+  return s;
+}
+
 /** Does this model's subject selector select this pod (namespace scoping included)? */
 export function modelSelects(state: ClusterState, model: PolicyModel, pod: Pod): boolean {
   if (model.selectsNodes || !isCiliumEndpoint(pod)) return false;
   if (model.ref.kind !== 'CiliumClusterwideNetworkPolicy' && model.ref.namespace !== (pod.metadata.namespace ?? '')) return false;
-  return matchesSelector(model.subjectSelector, endpointLabels(state, pod));
+  return matchesSelector(effectiveSubject(model), endpointLabels(state, pod));
 }
 
 /** The policy models (from every CNP/CCNP/NetworkPolicy in the state) that select this pod. Indexed, not a scan. */

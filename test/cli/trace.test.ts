@@ -188,7 +188,7 @@ t.test('--queries answers the same-namespace truth table from a snapshot, in ord
     '... ... ...',
     '... ... ...',
     // y/a egress is limited to DNS (and one FQDN): it reaches no pod on 80/TCP.
-    'XXX XXX XXX',
+    'XXX .XX XXX',
     'XXX ... ...',
     'XXX ... ...',
     'XXX ... ...',

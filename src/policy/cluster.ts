@@ -2,9 +2,10 @@
 // endpoints (default/kubernetes EndpointSlice) and the Node addresses (Cilium's host / remote-node
 // identities). Cached per state revision.
 
-import type { ClusterState, Pod, Service } from '../state/types.ts';
+import type { ClusterState, Node, Pod, Service } from '../state/types.ts';
 import type { DnsBackends, Protocol } from './types.ts';
 import { perRevision } from './cache.ts';
+import { canonicalIp } from './cidr.ts';
 import { matchesSelector } from './selectors.ts';
 
 function protocolOf(p: string | undefined): Protocol {
@@ -93,17 +94,23 @@ export function apiserverEndpoints(state: ClusterState): { ips: readonly string[
   });
 }
 
-/** Node name by address (InternalIP and ExternalIP) of every Node. */
+// Keyed by the Node list array, which stays identical across revisions (and overlays) that change no Node.
+const nodeAddressCache = new WeakMap<readonly Node[], ReadonlyMap<string, string>>();
+
+/** Node name by address (InternalIP and ExternalIP, canonical text) of every Node. */
 export function nodeAddresses(state: ClusterState): ReadonlyMap<string, string> {
-  return perRevision(state, 'nodeAddresses', () => {
-    const m = new Map<string, string>();
-    for (const n of state.list('Node')) {
+  const nodes = state.list('Node');
+  let m = nodeAddressCache.get(nodes);
+  if (!m) {
+    const out = new Map<string, string>();
+    for (const n of nodes) {
       for (const a of n.status?.addresses ?? []) {
-        if ((a.type === 'InternalIP' || a.type === 'ExternalIP') && a.address) m.set(a.address, n.metadata.name);
+        if ((a.type === 'InternalIP' || a.type === 'ExternalIP') && a.address) out.set(canonicalIp(a.address) ?? a.address, n.metadata.name);
       }
     }
-    return m;
-  });
+    nodeAddressCache.set(nodes, (m = out));
+  }
+  return m;
 }
 
 /** InternalIP (and ExternalIP) addresses of all Nodes. */

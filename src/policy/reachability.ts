@@ -17,7 +17,6 @@ import type {
   RuleElement,
   Target,
 } from './types.ts';
-import { perRevision } from './cache.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses } from './cluster.ts';
 import { formatPolicyRef } from './model.ts';
@@ -67,30 +66,41 @@ function reservedIdentity(description: string, reserved: string[], extra: Partia
   return { description, reserved: new Set(reserved), labels: reservedLabels(...reserved), ...extra };
 }
 
-/** Pod by IP (non-host-network pods), built once per state revision and only when an IP target is asked. */
-function podsByIp(state: ClusterState): ReadonlyMap<string, Pod> {
-  return perRevision(state, 'podsByIp', () => {
-    const m = new Map<string, Pod>();
-    for (const p of state.list('Pod')) {
-      if (p.spec.hostNetwork) continue;
-      const ips = [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)];
-      for (const ip of ips) {
-        const c = ip ? canonicalIp(ip) : undefined;
-        if (c) m.set(c, p);
+/**
+ * IP -> pod per namespace pod list. The index is keyed by the list array, which a state (and an overlay
+ * over it) keeps identical until that namespace changes, so one changed pod does not re-index the cluster.
+ */
+const ipIndexByList = new WeakMap<readonly Pod[], Map<string, Pod>>();
+function podByIp(state: ClusterState, ip: string): Pod | undefined {
+  for (const ns of state.namespacesWith('Pod')) {
+    const pods = state.list('Pod', ns);
+    let idx = ipIndexByList.get(pods);
+    if (!idx) {
+      idx = new Map();
+      for (const p of pods) {
+        if (p.spec.hostNetwork) continue; // their IP is the node's
+        for (const a of [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)]) {
+          const c = a ? canonicalIp(a) : undefined;
+          if (c) idx.set(c, p);
+        }
       }
+      ipIndexByList.set(pods, idx);
     }
-    return m;
-  });
+    const hit = idx.get(ip);
+    if (hit) return hit;
+  }
+  return undefined;
 }
 
 /** The identity Cilium assigns to an IP: a pod, a node (host/remote-node), the kube-apiserver, or world. */
 export function ipIdentity(state: ClusterState, ip: string, localNode: string | undefined, settings = policySettings(state)): Identity {
   const c = canonicalIp(ip);
   if (!c) throw new Error(`not an IP address: ${ip}`);
-  const pod = podsByIp(state).get(c);
-  if (pod) return podIdentity(state, pod);
   const apiserver = apiserverEndpoints(state).ips.some((a) => canonicalIp(a) === c);
   const node = nodeAddresses(state).get(c);
+  // Node and apiserver addresses are never pod addresses: look pods up only for the rest.
+  const pod = apiserver || node !== undefined ? undefined : podByIp(state, c);
+  if (pod) return podIdentity(state, pod);
   const reserved: string[] = [];
   if (apiserver) reserved.push('kube-apiserver');
   if (node !== undefined) {

@@ -91,6 +91,7 @@ export async function listKind(
   kc: KubeConfig,
   kind: KindName,
   namespace?: string,
+  onPage?: () => void,
 ): Promise<{ items: KubeObject[]; resourceVersion: string }> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error('kubeconfig has no current cluster');
@@ -131,6 +132,7 @@ export async function listKind(
       const obj = transformObject(kind, raw);
       if (obj.metadata.name) items.push(obj);
     }
+    onPage?.();
     const rv = body.metadata?.resourceVersion;
     if (typeof rv === 'string') resourceVersion = rv;
     const next = body.metadata?.continue;
@@ -142,6 +144,8 @@ export async function listKind(
 interface WatchHooks {
   transform(obj: unknown): KubeObject;
   alive(): void;
+  /** False once the informer was replaced or stopped. */
+  current(): boolean;
 }
 
 /**
@@ -162,12 +166,16 @@ class SlimWatch extends Watch {
     callback: (phase: string, apiObj: any, watchObj?: any) => void,
     done: (err: any) => void,
   ): Promise<AbortController> {
+    // A ListWatch stopped while its list was in flight still opens a watch afterwards: refuse it, or the
+    // replaced informer would hold a connection forever.
+    if (!this.#hooks.current()) return new AbortController();
     let failed = false;
     try {
       const ctrl = await super.watch(
         path,
         { ...queryParams, allowWatchBookmarks: true },
         (phase, obj, raw) => {
+          if (!this.#hooks.current()) return;
           this.#hooks.alive();
           const slim = phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.#hooks.transform(obj) : obj;
           callback(phase, slim, raw);
@@ -341,6 +349,7 @@ export class LiveSource implements StateSource {
     const old = s.informer;
     if (old) void old.stop().catch(() => undefined);
     const gen = ++s.generation;
+    s.lastAlive = Date.now(); // the new informer gets a full watchdog period to list
     const kc = this.#kc!;
     const kind = s.kind;
     const live = () => gen === s.generation && !this.#stopped;
@@ -348,7 +357,10 @@ export class LiveSource implements StateSource {
     const listFn = async () => {
       let result;
       try {
-        result = await listKind(kc, kind, s.namespace);
+        // Each page counts as activity, so the watchdog does not cut a long paginated list short.
+        result = await listKind(kc, kind, s.namespace, () => {
+          if (live()) s.lastAlive = Date.now();
+        });
       } catch (err) {
         if (live()) this.#listFailed(s, err);
         throw err;
@@ -363,6 +375,7 @@ export class LiveSource implements StateSource {
       alive: () => {
         if (live()) s.lastAlive = Date.now();
       },
+      current: live,
     });
     const informer = new ListWatch<KubernetesObject>(collectionPath(kind, s.namespace), watch, listFn, false);
     const put = (o: KubernetesObject) => {

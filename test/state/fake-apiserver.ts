@@ -29,6 +29,8 @@ export class FakeApiserver {
   readonly failLists = new Set<string>();
   /** Collections whose new watches are accepted but never send anything. */
   readonly hangWatches = new Set<string>();
+  /** Collections whose lists answer only after this many ms. */
+  readonly slowLists = new Map<string, number>();
   pageSize = 2;
   url = '';
 
@@ -156,6 +158,15 @@ export class FakeApiserver {
       return;
     }
     if (this.failLists.has(target.base)) return this.#status(res, 500, 'etcd is sad');
+    const delay = this.slowLists.get(target.base);
+    if (delay) {
+      setTimeout(() => this.#list(url, items, res), delay);
+      return;
+    }
+    this.#list(url, items, res);
+  }
+
+  #list(url: URL, items: Obj[], res: ServerResponse): void {
     const start = Number(url.searchParams.get('continue') ?? '0');
     const limit = Number(url.searchParams.get('limit') ?? '0') || items.length;
     const size = Math.min(limit, this.pageSize);

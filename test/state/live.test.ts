@@ -165,6 +165,23 @@ t.test('LiveSource recovers from dropped watches, failing lists, silent watches 
   api.dropWatches();
   await until('gateway gone', () => s.list('Gateway').length === 0);
   t.ok(src.synced(), 'a missing optional kind does not make the state unsynced');
+
+  // Lists slower than the watchdog period: informers get replaced while listing, and a replaced one
+  // must not open its watch when its list finally returns.
+  api.slowLists.set(PODS, 2500);
+  api.dropWatches();
+  await new Promise((r) => setTimeout(r, 5000));
+  api.slowLists.delete(PODS);
+  t.ok(api.openWatches(PODS) <= 1, `open pod watches ${api.openWatches(PODS)} <= 1`);
+  api.put(PODS, pod('shop', 'd'));
+  await until('pods recover after slow lists', () => s.get('Pod', 'shop', 'd') !== undefined);
+
+  // After all these restarts, at most one watch per stream is open (replaced informers hold none).
+  await new Promise((r) => setTimeout(r, 1500));
+  const streams = KIND_NAMES.length - 1 + 2; // ConfigMaps: one per namespace (kube-system, istio-system)
+  t.ok(api.openWatches() <= streams, `open watches ${api.openWatches()} <= ${streams}`);
+  await src.stop();
+  await until('all watches closed', () => api.openWatches() === 0);
 });
 
 t.test('start() with bad credentials retries, and can time out', async (t) => {

@@ -1,0 +1,132 @@
+// `meshguard serve` as a real process: flags, config and state errors end with exit 2 before listening;
+// on the example state it answers reviews over HTTPS and drains and exits 0 on SIGTERM.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import t from 'tap';
+
+import { makeCerts } from '../helpers/certs.ts';
+
+const root = new URL('../../', import.meta.url).pathname;
+const main = `${root}src/cli/main.ts`;
+const dir = mkdtempSync(join(tmpdir(), 'meshguard-serve-'));
+const certs = makeCerts(dir);
+const base = ['serve', '--host', '127.0.0.1', '--port', '0', '--tls-cert', certs.cert, '--tls-key', certs.key];
+
+function runSync(args: string[]) {
+  return spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 60_000 });
+}
+
+t.test('startup errors: exit 2, one line, before listening', async (t) => {
+  const badConfig = join(dir, 'bad.yaml');
+  writeFileSync(badConfig, 'mode: enforce\nrulez: {}\n');
+  const cases: [string[], RegExp][] = [
+    [[...base, '--state', `${root}examples/cluster`, '--port', 'https'], /--port: not a whole number/],
+    [[...base, '--state', `${root}examples/cluster`, '--port', '70000'], /--port: must be between 0 and 65535/],
+    [[...base, '--state', `${root}examples/cluster`, '--config', badConfig], /bad\.yaml:2: rulez: unknown key/],
+    [[...base, '--state', join(dir, 'missing')], /missing: cannot read: ENOENT/],
+    [[...base, '--state', `${root}examples/cluster`, '--kubeconfig', 'x'], /either --state or --kubeconfig/],
+    [['serve', '--host', '127.0.0.1', '--port', '0', '--state', `${root}examples/cluster`, '--tls-cert', join(dir, 'none.crt'), '--tls-key', certs.key], /TLS certificate/],
+    [[...base, '--state', `${root}examples/cluster`, '--log-level', 'loud'], /--log-level: must be one of/],
+  ];
+  for (const [args, err] of cases) {
+    const r = runSync(args);
+    t.equal(r.status, 2, args.join(' '));
+    t.equal(r.stdout, '', 'nothing on stdout');
+    t.match(r.stderr, err);
+    t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+  }
+});
+
+function post(url: string, path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const data = Buffer.from(JSON.stringify(body));
+    const req = request(
+      new URL(path, url),
+      { method: 'POST', ca: readFileSync(certs.caCert), headers: { 'content-type': 'application/json', 'content-length': data.length }, timeout: 10_000 },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} }));
+      },
+    );
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end(data);
+  });
+}
+
+function get(url: string, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, url), { ca: readFileSync(certs.caCert), timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The URL from the "listening" log line (stdout is pino JSON). */
+function listeningUrl(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('serve did not start in 30 s')), 30_000);
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const rec = JSON.parse(line) as { msg?: string; url?: string };
+        if (rec.msg === 'meshguard webhook listening' && rec.url) {
+          clearTimeout(timer);
+          resolve(rec.url);
+        }
+      } catch {
+        // not JSON: ignore
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited early with ${code}`));
+    });
+  });
+}
+
+t.test('serves the example state, answers a review, drains and exits 0 on SIGTERM', async (t) => {
+  const child = spawn(process.execPath, [main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '1'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const url = await listeningUrl(child);
+  t.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  t.equal(await get(url, '/healthz'), 200);
+  t.equal(await get(url, '/readyz'), 200, 'a snapshot is synced before listening');
+
+  const review = {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: '7c1f0e7a-0000-4000-8000-000000000001',
+      kind: { group: '', version: 'v1', kind: 'Namespace' },
+      resource: { group: '', version: 'v1', resource: 'namespaces' },
+      operation: 'CREATE',
+      name: 'team-z',
+      object: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-z' } },
+      userInfo: { username: 'alice' },
+    },
+  };
+  const r = await post(url, '/validate', review);
+  t.equal(r.status, 200);
+  t.match(r.json, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true } });
+
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, `exit 0 after the drain (stderr: ${stderr})`);
+});

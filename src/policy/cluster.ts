@@ -96,10 +96,12 @@ export function apiserverEndpoints(state: ClusterState): { ips: readonly string[
 
 // Keyed by the Node list array, which stays identical across revisions (and overlays) that change no Node.
 const nodeAddressCache = new WeakMap<readonly Node[], ReadonlyMap<string, string>>();
+const NO_NODES: ReadonlyMap<string, string> = new Map();
 
 /** Node name by address (InternalIP and ExternalIP, canonical text) of every Node. */
 export function nodeAddresses(state: ClusterState): ReadonlyMap<string, string> {
   const nodes = state.list('Node');
+  if (nodes.length === 0) return NO_NODES;
   let m = nodeAddressCache.get(nodes);
   if (!m) {
     const out = new Map<string, string>();

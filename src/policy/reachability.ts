@@ -74,6 +74,7 @@ const ipIndexByList = new WeakMap<readonly Pod[], Map<string, Pod>>();
 function podByIp(state: ClusterState, ip: string): Pod | undefined {
   for (const ns of state.namespacesWith('Pod')) {
     const pods = state.list('Pod', ns);
+    if (pods.length === 0) continue;
     let idx = ipIndexByList.get(pods);
     if (!idx) {
       idx = new Map();

@@ -57,19 +57,43 @@ export function isCiliumEndpoint(pod: Pod): boolean {
   return phase !== 'Succeeded' && phase !== 'Failed';
 }
 
-/** Every policy model in scope for pods of a namespace: its CNPs and NetworkPolicies, plus all CCNPs. */
-function modelsForNamespace(state: ClusterState, namespace: string): readonly PolicyModel[] {
-  return perRevision(state, 'models\u0000' + namespace, () => {
-    const out: PolicyModel[] = [];
-    for (const o of state.list('CiliumNetworkPolicy', namespace)) out.push(...policyModel(o));
-    for (const o of state.list('NetworkPolicy', namespace)) out.push(...policyModel(o));
-    for (const m of clusterwideModels(state)) out.push(m);
-    return out;
-  });
+// Model lists are cached by the identity of the policy list arrays they come from: a state keeps those
+// arrays identical until a policy in that bucket changes, and an overlay passes untouched buckets through,
+// so an admission request that changes one namespace re-derives only that namespace.
+const ccnpModelCache = new WeakMap<readonly PolicyObject[], readonly PolicyModel[]>();
+const nsModelCache = new WeakMap<readonly PolicyObject[], WeakMap<readonly PolicyObject[], WeakMap<readonly PolicyModel[], readonly PolicyModel[]>>>();
+
+// Stores return a fresh [] for an empty bucket: use one shared key for "empty" so the caches still hit.
+const EMPTY: readonly PolicyObject[] = Object.freeze([]);
+function listKey(list: readonly PolicyObject[]): readonly PolicyObject[] {
+  return list.length === 0 ? EMPTY : list;
 }
 
 function clusterwideModels(state: ClusterState): readonly PolicyModel[] {
-  return perRevision(state, 'ccnpModels', () => state.list('CiliumClusterwideNetworkPolicy').flatMap((o) => policyModel(o)));
+  const list = listKey(state.list('CiliumClusterwideNetworkPolicy'));
+  let m = ccnpModelCache.get(list);
+  if (!m) ccnpModelCache.set(list, (m = list.flatMap((o) => policyModel(o))));
+  return m;
+}
+
+/** Every policy model in scope for pods of a namespace: its CNPs and NetworkPolicies, plus all CCNPs. */
+function modelsForNamespace(state: ClusterState, namespace: string): readonly PolicyModel[] {
+  const cnps = listKey(state.list('CiliumNetworkPolicy', namespace));
+  const nps = listKey(state.list('NetworkPolicy', namespace));
+  const ccnps = clusterwideModels(state);
+  let byNp = nsModelCache.get(cnps);
+  if (!byNp) nsModelCache.set(cnps, (byNp = new WeakMap()));
+  let byCcnp = byNp.get(nps);
+  if (!byCcnp) byNp.set(nps, (byCcnp = new WeakMap()));
+  let out = byCcnp.get(ccnps);
+  if (!out) {
+    const models: PolicyModel[] = [];
+    for (const o of cnps) models.push(...policyModel(o));
+    for (const o of nps) models.push(...policyModel(o));
+    models.push(...ccnps);
+    byCcnp.set(ccnps, (out = models));
+  }
+  return out;
 }
 
 const scopedSubjects = new WeakMap<PolicyModel, LabelSelector>();
@@ -97,13 +121,25 @@ export function modelSelects(state: ClusterState, model: PolicyModel, pod: Pod):
   return matchesSelector(effectiveSubject(model), endpointLabels(state, pod));
 }
 
+interface SelectingEntry {
+  readonly models: readonly PolicyModel[];
+  readonly nsObj: unknown;
+  readonly result: readonly PolicyModel[];
+}
+// Valid while the namespace's model list and Namespace object are the same objects (across revisions).
+const selectingCache = new WeakMap<Pod, SelectingEntry>();
+
 /** The policy models (from every CNP/CCNP/NetworkPolicy in the state) that select this pod. Indexed, not a scan. */
 export function policiesSelecting(state: ClusterState, pod: Pod): readonly PolicyModel[] {
-  const compute = (): readonly PolicyModel[] => {
-    if (!isCiliumEndpoint(pod)) return [];
-    return modelsForNamespace(state, pod.metadata.namespace ?? '').filter((m) => modelSelects(state, m, pod));
-  };
-  return perRevisionFor(state, 'policiesSelecting', pod, compute);
+  if (!isCiliumEndpoint(pod)) return [];
+  const namespace = pod.metadata.namespace ?? '';
+  const models = modelsForNamespace(state, namespace);
+  const nsObj = state.get('Namespace', undefined, namespace);
+  const hit = selectingCache.get(pod);
+  if (hit && hit.models === models && hit.nsObj === nsObj) return hit.result;
+  const result = models.filter((m) => modelSelects(state, m, pod));
+  selectingCache.set(pod, { models, nsObj, result });
+  return result;
 }
 
 function uniqueRefs(models: readonly PolicyModel[]): PolicyRef[] {

@@ -26,6 +26,15 @@ function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * Gateways, waypoints and ztunnel run their proxy as the pod's only container, named istio-proxy: they
+ * are mesh proxies themselves, neither sidecar workloads nor captured by ambient.
+ */
+export function isMeshProxyPod(pod: Pod): boolean {
+  const cs = pod.spec?.containers ?? [];
+  return cs.length > 0 && cs.every((c) => c?.name === 'istio-proxy');
+}
+
 /** A pod that already went through the injector (istio-proxy as container or native sidecar). */
 function hasSidecar(pod: Pod): boolean {
   if (pod.metadata.annotations?.['sidecar.istio.io/status'] !== undefined) return true;
@@ -70,12 +79,13 @@ function ambientEnrolled(state: ClusterState, pod: Pod): boolean {
 }
 
 /**
- * The data plane serving a pod. A live pod with istio-proxy (or the injector's status annotation) is
- * `sidecar`; otherwise the injection labels decide what the pod gets when it is (re)created; a sidecar
+ * The data plane serving a pod. Mesh proxies (gateways, waypoints, ztunnel) are `none`. A live pod with
+ * istio-proxy next to its app containers (or the injector's status annotation) is `sidecar`; otherwise the injection labels decide what the pod gets when it is (re)created; a sidecar
  * takes precedence over ambient enrolment.
  */
 export function meshMode(state: ClusterState, pod: Pod): MeshMode {
   if (!pod?.metadata || !pod.spec) return 'none';
+  if (isMeshProxyPod(pod)) return 'none';
   if (hasSidecar(pod)) return 'sidecar';
   if (injectionRequested(state, pod)) return 'sidecar';
   return ambientEnrolled(state, pod) ? 'ambient' : 'none';

@@ -45,6 +45,18 @@ t.test('meshMode: sidecar', async (t) => {
   t.equal(m('plain/nothing'), 'none');
   t.equal(m('inj/hostnet'), 'none', 'host-network pods are never injected');
   t.equal(m('inj/ann-optout'), 'none', 'deprecated inject annotation still opts out');
+  // mesh proxies: ztunnel and gateways run istio-proxy as their only container
+  const proxy = (namespace: string, name: string, labels: Record<string, string>, annotations: Record<string, string> = {}) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace, labels, annotations },
+    spec: { containers: [{ name: 'istio-proxy' }] }, status: { phase: 'Running' },
+  }) as Obj;
+  const s3 = memoryState(baseCluster([
+    ns('inj', { 'istio-injection': 'enabled' }), ns('amb', { 'istio.io/dataplane-mode': 'ambient' }),
+    proxy('istio-system', 'ztunnel-1', { app: 'ztunnel', 'sidecar.istio.io/inject': 'false' }),
+    proxy('inj', 'gw-1', { 'gateway.networking.k8s.io/gateway-name': 'gw' }, { 'sidecar.istio.io/status': '{}' }),
+    proxy('amb', 'waypoint-1', { 'gateway.istio.io/managed': 'istio.io-mesh-controller' }),
+  ]));
+  for (const ref of ['istio-system/ztunnel-1', 'inj/gw-1', 'amb/waypoint-1']) t.equal(meshMode(s3, findPod(s3, ref)), 'none', `${ref} is a mesh proxy`);
   // istio-injection wins over istio.io/rev
   const s2 = memoryState(baseCluster([ns('both', { 'istio-injection': 'disabled', 'istio.io/rev': 'canary' }), pod('both', 'p', {})]));
   t.equal(meshMode(s2, findPod(s2, 'both/p')), 'none');

@@ -4,7 +4,7 @@
 import type { Change } from '../admission/change.ts';
 import type { ClusterState, PolicyObject } from '../state/types.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { apiserverAllowRule, apiserverTarget, reachesApiserver, usesApiserver } from './apiserver-helpers.ts';
+import { apiserverAllowRule, apiserverClassKey, apiserverTarget, reachesApiserver, usesApiserver } from './apiserver-helpers.ts';
 import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
@@ -15,7 +15,7 @@ function evaluateApiserver(change: Change, before: ClusterState, after: ClusterS
   if (touched.pods.length === 0) return [];
   const clients = touched.pods.filter((p) => usesApiserver(before, p, ctx.settings));
   if (clients.length === 0) return [];
-  const { lost, stillMissing } = compareLoss(clients, before, after, (s, p) => reachesApiserver(s, p));
+  const { lost, stillMissing } = compareLoss(clients, before, after, (s, p) => reachesApiserver(s, p), apiserverClassKey(after));
   const t = apiserverTarget(after);
   const where = `TCP ${t.port} to ${t.ips.length > 0 ? t.ips.join(', ') : 'the kube-apiserver'}`;
   const policyObj = isPolicyChange(change) ? (change.object as PolicyObject | undefined) : undefined;

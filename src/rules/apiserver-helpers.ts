@@ -6,8 +6,9 @@
 // (CoreDNS, istiod by default) are added, since they use permissions granted in ways meshguard cannot
 // always see (aggregated roles, bindings in other clusters' tooling).
 
-import { apiserverEndpoints, evaluate, matchesSelector, nodeIPs, policySettings } from '../policy/index.ts';
+import { apiserverEndpoints, evaluate, matchesSelector, nodeAddresses, nodeIPs, policySettings } from '../policy/index.ts';
 import type { ClusterState, Pod, RoleBinding } from '../state/types.ts';
+import { podClassKey } from './egress-helpers.ts';
 import type { RuleSettings } from './types.ts';
 
 interface RbacIndex {
@@ -99,4 +100,17 @@ export function apiserverAllowRule(kind: string | undefined, state: ClusterState
   const cnp = `egress: [{toEntities: [kube-apiserver], toPorts: [{ports: [{port: "${t.port}", protocol: TCP}]}]}]`;
   // ipBlock cannot select node addresses under Cilium's default policy-cidr-match-mode: use a CNP.
   return kind === 'NetworkPolicy' ? `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)` : cnp;
+}
+
+/**
+ * Class key for API server checks: when the API server runs on nodes, a pod on one of those nodes sees
+ * it as `host`, elsewhere as `remote-node`; pods on other nodes share one class.
+ */
+export function apiserverClassKey(state: ClusterState): (pod: Pod) => string {
+  const byIp = nodeAddresses(state);
+  const apiNodes = new Set(apiserverEndpoints(state).ips.map((ip) => byIp.get(ip)).filter((n): n is string => n !== undefined));
+  return (pod) => {
+    const node = pod.spec.nodeName ?? '';
+    return podClassKey(pod, apiNodes.has(node) ? node : apiNodes.size > 0 ? '*' : '');
+  };
 }

@@ -9,6 +9,7 @@ import {
   changeRef,
   compareLoss,
   dnsAllowRule,
+  dnsClassKey,
   dnsTarget,
   isCiliumConfigChange,
   isDnsBackend,
@@ -36,7 +37,7 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
   if (!target) return []; // no kube-dns Service known: nothing to judge against
   // The DNS servers themselves resolve upstream, not through kube-dns.
   const pods = touched.pods.filter((p) => !isDnsBackend(after, p));
-  const { lost, stillMissing } = compareLoss(pods, before, after, (s, p) => reachesDns(s, p, 'UDP'));
+  const { lost, stillMissing } = compareLoss(pods, before, after, (s, p) => reachesDns(s, p, 'UDP'), dnsClassKey(after));
   const dnsName = `UDP ${target.port} to ${target.namespace}/kube-dns`;
   const policyObj = isPolicyChange(change) ? (change.object as PolicyObject | undefined) : undefined;
   const fixKind = change.kind === 'NetworkPolicy' ? 'NetworkPolicy' : 'CiliumNetworkPolicy';

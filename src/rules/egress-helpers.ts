@@ -96,23 +96,57 @@ export function compareLoss(
   before: ClusterState,
   after: ClusterState,
   ok: (state: ClusterState, pod: Pod) => boolean | undefined,
+  classKey: (pod: Pod) => string = (pod) => podClassKey(pod, pod.spec.nodeName ?? ''),
 ): Loss {
   const lost: Pod[] = [];
   const stillMissing: Pod[] = [];
+  // Replicas of one workload have the same identity and node placement class: judge each class once
+  // (a CCNP selecting every pod of a 50k-pod cluster is then a few thousand evaluations).
+  const memo = new Map<string, 'ok' | 'lost' | 'still' | 'skip'>();
   for (const pod of pods) {
-    let now: boolean | undefined;
-    let then: boolean | undefined;
-    try {
-      now = ok(after, pod);
-      if (now !== false) continue;
-      then = ok(before, pod);
-    } catch {
-      continue;
+    const key = classKey(pod);
+    let verdict = memo.get(key);
+    if (verdict === undefined) {
+      verdict = judge(pod, before, after, ok);
+      memo.set(key, verdict);
     }
-    if (then === false) stillMissing.push(pod);
-    else lost.push(pod);
+    if (verdict === 'lost') lost.push(pod);
+    else if (verdict === 'still') stillMissing.push(pod);
   }
   return { lost, stillMissing };
+}
+
+function judge(
+  pod: Pod,
+  before: ClusterState,
+  after: ClusterState,
+  ok: (state: ClusterState, pod: Pod) => boolean | undefined,
+): 'ok' | 'lost' | 'still' | 'skip' {
+  try {
+    const now = ok(after, pod);
+    if (now === undefined) return 'skip';
+    if (now) return 'ok';
+    return ok(before, pod) === false ? 'still' : 'lost';
+  } catch {
+    return 'skip';
+  }
+}
+
+/**
+ * Everything policy evaluation reads from a pod: namespace, labels, service account, host network,
+ * phase, and `node`: the pod's node when the target is node-level (host vs remote-node depends on it),
+ * else a constant the caller picks, so replicas spread over nodes share one verdict.
+ */
+export function podClassKey(pod: Pod, node: string): string {
+  const labels = Object.entries(pod.metadata.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([
+    pod.metadata.namespace ?? '',
+    pod.spec.serviceAccountName ?? '',
+    node,
+    pod.spec.hostNetwork === true,
+    pod.status?.phase ?? '',
+    labels,
+  ]);
 }
 
 // ---------- DNS ----------
@@ -157,6 +191,12 @@ export function dnsTarget(state: ClusterState): DnsTarget | undefined {
     ];
   }
   return { pods, port, selector, namespace };
+}
+
+/** Class key for DNS checks: the node matters only when a DNS backend runs in the host network. */
+export function dnsClassKey(state: ClusterState): (pod: Pod) => string {
+  const nodeLevel = dnsBackends(state).pods.some((p) => p.spec.hostNetwork === true);
+  return (pod) => podClassKey(pod, nodeLevel ? (pod.spec.nodeName ?? '') : '');
 }
 
 /** Is a pod one of the DNS backends (they do not need to reach themselves)? */

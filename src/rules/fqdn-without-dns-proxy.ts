@@ -7,7 +7,7 @@ import type { Change } from '../admission/change.ts';
 import { dnsNameMatches, evaluate, policiesSelecting, type Peer } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { changeRef, dnsAllowRule, dnsTarget, isDnsBackend, touchedPods } from './egress-helpers.ts';
+import { changeRef, dnsAllowRule, dnsClassKey, dnsTarget, isDnsBackend, touchedPods } from './egress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'fqdn-without-dns-proxy';
@@ -79,13 +79,20 @@ function evaluateFqdn(change: Change, before: ClusterState, after: ClusterState,
   if (touched.pods.length === 0) return [];
   const lost: { pod: Pod; problem: Problem }[] = [];
   const still: { pod: Pod; problem: Problem }[] = [];
+  // Pods of one class (same identity) get the same answer: judge each class once.
+  const classKey = dnsClassKey(after);
+  const memo = new Map<string, { now: Problem; isNew: boolean } | null>();
   for (const pod of touched.pods) {
     if (isDnsBackend(after, pod)) continue;
-    const now = fqdnProblem(after, pod);
-    // No DNS at all is dns-egress-missing's finding; one denial per cause.
-    if (!now || now.kind === 'no-dns') continue;
-    const then = fqdnProblem(before, pod);
-    (then ? still : lost).push({ pod, problem: now });
+    const key = classKey(pod);
+    let v = memo.get(key);
+    if (v === undefined) {
+      const now = fqdnProblem(after, pod);
+      // No DNS at all is dns-egress-missing's finding; one denial per cause.
+      v = !now || now.kind === 'no-dns' ? null : { now, isNew: !fqdnProblem(before, pod) };
+      memo.set(key, v);
+    }
+    if (v) (v.isNew ? lost : still).push({ pod, problem: v.now });
   }
   const group = lost.length > 0 ? lost : still;
   if (group.length === 0) return [];

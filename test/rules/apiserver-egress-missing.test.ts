@@ -25,7 +25,8 @@ const ops = [
   pod('ops', 'web-1', { app: 'web' }),
   roleBinding('ops', 'operator-reads', [{ kind: 'ServiceAccount', name: 'operator', namespace: 'ops' }]),
 ];
-const denyAllEgress = cnp('ops', 'deny-egress', { endpointSelector: {}, egress: [{}] });
+// An egress allow list that names only a peer that does not exist: everything else is dropped.
+const denyAllEgress = cnp('ops', 'deny-egress', { endpointSelector: {}, egress: [{ toEndpoints: [{ matchLabels: { app: 'nothing' } }] }] });
 
 t.test('a default-deny egress denies the pods whose service account is an RBAC subject, not the others', async (t) => {
   const { findings } = runRule(rule, baseCluster(ops), 'CREATE', denyAllEgress);

@@ -457,12 +457,15 @@ const notAPod: DirectionVerdict = {
 };
 
 /**
- * Can `from` reach `to` on port/protocol? Egress is judged at `from`; ingress at `to` when it is a pod
- * (Cilium endpoint). `port` 0 asks for "every port": only rules that allow all ports match it.
+ * Can `from` reach `to` on port/protocol? Egress is judged at `from`; ingress at the destination when it
+ * is a Cilium endpoint pod (a pod target, or an IP that is a pod's address). `port` 0 asks for "every
+ * port": only rules that allow all ports match it.
  */
 export function evaluate(state: ClusterState, from: Pod, to: Target, port: number, protocol: Protocol): Reachability {
   const settings = policySettings(state);
-  if (to.type === 'pod' && isSamePod(from, to.pod)) {
+  const dest = targetIdentity(state, from, to);
+  const destPod = dest.pod;
+  if (destPod && isSamePod(from, destPod)) {
     // A pod's connection to its own address never leaves its network namespace: no policy sees it.
     const self = (direction: Direction): DirectionVerdict => ({
       enforced: enforcement(state, from, direction).enforced, verdict: 'allowed', decidingPolicies: [], allowing: [],
@@ -471,11 +474,9 @@ export function evaluate(state: ClusterState, from: Pod, to: Target, port: numbe
     return { allowed: true, egress: self('egress'), ingress: self('ingress') };
   }
   const ctx: EvalContext = { state, settings, from, dnsCheck: false };
-  const dest = targetIdentity(state, from, to);
-  const destPod = dest.pod;
   const egress = judge(ctx, from, 'egress', dest, port, protocol, destPod);
   let ingress: DirectionVerdict = notAPod;
-  if (to.type === 'pod' && destPod) {
+  if (destPod) {
     if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') {
       // Cilium's default allow-localhost: the local host may always reach its endpoints (kubelet probes).
       ingress = {

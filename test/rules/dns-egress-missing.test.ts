@@ -147,3 +147,49 @@ t.test('an ingress-only policy does not touch DNS egress', async (t) => {
   const ingressOnly = cnp('shop', 'in', { endpointSelector: {}, ingress: [{ fromEndpoints: [{}] }] });
   t.same(runRule(rule, baseCluster(shop), 'CREATE', ingressOnly).findings, []);
 });
+
+t.test('seed 000: an UPDATE that adds the kube-dns rule to an existing default deny admits it', async (t) => {
+  const before = cnp('shop', 'only-db', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }] }] });
+  const fixed = cnp('shop', 'only-db', {
+    endpointSelector: { matchLabels: { app: 'web' } },
+    egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }] }, kubeDnsEgress],
+  });
+  t.same(runRule(rule, baseCluster([...shop, before]), 'UPDATE', fixed).findings, []);
+  // The reverse UPDATE (dropping the DNS rule) is what breaks the pods.
+  const { findings } = runRule(rule, baseCluster([...shop, fixed]), 'UPDATE', before);
+  t.equal(findings.length, 1);
+  t.notOk(findings[0]!.preexisting);
+});
+
+t.test('ports match the DNS backend (targetPort), and the fix names it', async (t) => {
+  const objs = baseCluster(shop).map((o) =>
+    o.kind === 'Service' && o.metadata.name === 'kube-dns'
+      ? { ...o, spec: { clusterIP: '10.96.0.10', selector: { 'k8s-app': 'kube-dns' }, ports: [{ name: 'dns', port: 53, targetPort: 8053, protocol: 'UDP' }] } }
+      : o,
+  );
+  const on53 = cnp('shop', 'dns53', { endpointSelector: {}, egress: [kubeDnsEgress] });
+  const { findings } = runRule(rule, objs, 'CREATE', on53);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /UDP 8053 to kube-system\/kube-dns/);
+  t.match(findings[0]!.fix, /port: "8053", protocol: UDP/);
+  const on8053 = cnp('shop', 'dns8053', {
+    endpointSelector: {},
+    egress: [{ toEndpoints: kubeDnsEgress.toEndpoints, toPorts: [{ ports: [{ port: '8053', protocol: 'UDP' }] }] }],
+  });
+  t.same(runRule(rule, objs, 'CREATE', on8053).findings, []);
+});
+
+t.test('a deny rule on DNS wins over the allow', async (t) => {
+  const policy = cnp('shop', 'no-dns', {
+    endpointSelector: {},
+    egress: [kubeDnsEgress],
+    egressDeny: [{ toEndpoints: kubeDnsEgress.toEndpoints, toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }] }] }],
+  });
+  t.equal(runRule(rule, baseCluster(shop), 'CREATE', policy).findings.length, 1);
+});
+
+t.test('odd input never throws: a policy without spec, a DELETE of an unknown object', async (t) => {
+  const noSpec = { apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'x', namespace: 'shop' } };
+  t.same(runRule(rule, baseCluster(shop), 'CREATE', noSpec).findings, []);
+  t.same(runRule(rule, baseCluster(shop), 'DELETE', npDnsUdp).findings, []);
+});

@@ -131,9 +131,7 @@ export function targetIdentity(state: ClusterState, from: Pod, to: Target): Iden
   const localNode = from.spec.nodeName;
   switch (to.type) {
     case 'pod':
-      if (to.pod.spec.hostNetwork) {
-        return nodeIdentity(state, to.pod.spec.nodeName, localNode, to.pod.status?.hostIP ?? to.pod.status?.podIP, settings);
-      }
+      if (to.pod.spec.hostNetwork) return hostNetworkIdentity(state, to.pod, localNode, settings);
       return podIdentity(state, to.pod);
     case 'ip':
       return ipIdentity(state, to.ip, localNode, settings);
@@ -170,11 +168,20 @@ export function targetIdentity(state: ClusterState, from: Pod, to: Target): Iden
   }
 }
 
+/**
+ * A host-network pod has its node's identity: the identity of its node address when that is a known
+ * Node address (which also carries kube-apiserver for an apiserver static pod), else host/remote-node.
+ */
+function hostNetworkIdentity(state: ClusterState, pod: Pod, localNode: string | undefined, settings: PolicySettings): Identity {
+  const ip = pod.status?.hostIP ?? pod.status?.podIP;
+  const c = ip ? canonicalIp(ip) : undefined;
+  if (c && nodeAddresses(state).has(c)) return ipIdentity(state, c, localNode, settings);
+  return nodeIdentity(state, pod.spec.nodeName, localNode, c, settings);
+}
+
 /** The identity of `from` as the destination pod `to` sees it on ingress. */
 function sourceIdentity(state: ClusterState, from: Pod, to: Pod, settings: PolicySettings): Identity {
-  if (from.spec.hostNetwork) {
-    return nodeIdentity(state, from.spec.nodeName, to.spec.nodeName, from.status?.hostIP ?? from.status?.podIP, settings);
-  }
+  if (from.spec.hostNetwork) return hostNetworkIdentity(state, from, to.spec.nodeName, settings);
   return podIdentity(state, from);
 }
 

@@ -94,6 +94,25 @@ t.test('host-network pods: node identity as peers, no endpoint policy as subject
   t.ok(evaluate(s, web, { type: 'pod', pod: agentB }, 10250, 'TCP').allowed, 'other node: remote-node');
 });
 
+t.test('a host-network kube-apiserver pod is the kube-apiserver entity as a client', async (t) => {
+  const s = memoryState(baseCluster([
+    ns('hooks'),
+    pod('hooks', 'webhook', { app: 'webhook' }, { ports: [{ name: 'https', containerPort: 9443 }] }),
+    { ...pod('kube-system', 'kube-apiserver-b', { component: 'kube-apiserver' }, { hostNetwork: true, ip: '192.168.0.11' }), spec: { nodeName: 'node-b', hostNetwork: true, containers: [{ name: 'kube-apiserver' }] } },
+    {
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes' } },
+      addressType: 'IPv4', endpoints: [{ addresses: ['192.168.0.11'] }], ports: [{ name: 'https', port: 6443, protocol: 'TCP' }],
+    },
+    cnp('hooks', 'from-apiserver', { endpointSelector: {}, ingress: [{ fromEntities: ['kube-apiserver'], toPorts: [{ ports: [{ port: 'https' }] }] }] }),
+  ]));
+  const apiserver = findPod(s, 'kube-system/kube-apiserver-b');
+  const webhook = findPod(s, 'hooks/webhook');
+  const r = evaluate(s, apiserver, { type: 'pod', pod: webhook }, 9443, 'TCP');
+  t.ok(r.allowed, r.ingress.reason);
+  t.notOk(evaluate(s, findPod(s, 'kube-system/coredns-1'), { type: 'pod', pod: webhook }, 9443, 'TCP').allowed);
+});
+
 t.test('ports: named on egress, port 0, CNP endPort, protocol ANY', async (t) => {
   const s = memoryState(baseCluster([
     ns('app'),

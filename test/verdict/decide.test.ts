@@ -17,7 +17,8 @@ function config(over: Partial<Config> = {}): Config {
 
 function labelled(obj: Obj, labels: Record<string, string>, annotations?: Record<string, string>): Obj {
   const m = obj.metadata as Record<string, unknown>;
-  return { ...obj, metadata: { ...obj.metadata, labels: { ...(m.labels as object), ...labels }, ...(annotations ? { annotations } : {}) } };
+  const metadata = { ...m, labels: { ...(m.labels as object), ...labels }, ...(annotations ? { annotations } : {}) };
+  return { ...obj, metadata: metadata as unknown as Obj['metadata'] };
 }
 
 const state = memoryState([ns('team-a'), ns('sandbox')]);
@@ -213,7 +214,7 @@ t.test('skip annotation: honoured with a reason', async (t) => {
 
 t.test('skip annotation: ignored without a reason or with a blank one', async (t) => {
   for (const annotations of [
-    { 'meshguard.io/skip': 'fake-orphan-policy' },
+    { 'meshguard.io/skip': 'fake-orphan-policy' } as Record<string, string>,
     { 'meshguard.io/skip': 'fake-orphan-policy', 'meshguard.io/skip-reason': '   ' },
   ]) {
     const d = createDecide(FAKE_RULES, config())(makeChange('CREATE', labelled(policy('p', 'nowhere'), {}, annotations)), state);

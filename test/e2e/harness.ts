@@ -28,8 +28,11 @@ export type Kubectl = (args: string[], input?: string) => Promise<KubectlResult>
 export interface ControlPlane {
   kubeconfigPath: string;
   kubectl: Kubectl;
-  /** Kills kube-apiserver and starts it again on the same port and etcd; resolves when /readyz is ok. */
-  restartApiserver(): Promise<void>;
+  /**
+   * Kills kube-apiserver and starts it again on the same port and etcd; resolves when /readyz is ok.
+   * `downMs` keeps it down that long first (a longer outage than a plain restart).
+   */
+  restartApiserver(opts?: { downMs?: number }): Promise<void>;
   stop(): Promise<void>;
   /** Apiserver base URL (https://127.0.0.1:PORT). */
   readonly serverUrl: string;
@@ -332,9 +335,10 @@ export async function startControlPlane(): Promise<ControlPlane> {
       kubectl,
       serverUrl,
       logs: () => apiserver?.output() ?? '',
-      async restartApiserver() {
+      async restartApiserver(opts) {
         if (stopped) throw new Error('control plane stopped');
         if (apiserver) await killProcess(apiserver);
+        if (opts?.downMs) await sleep(opts.downMs);
         apiserver = startApiserver();
         await waitReady(apiserver);
       },

@@ -24,13 +24,22 @@ function byNamespaceName(a: KubeObject, b: KubeObject): number {
   return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
 }
 
+export interface ClusterObjects {
+  /** Slim objects, kinds in KIND_NAMES order, then by namespace/name. */
+  readonly objects: readonly KubeObject[];
+  /** Optional kinds whose CRD is not installed. */
+  readonly missing: readonly KindName[];
+  /** The apiserver URL they came from. */
+  readonly server: string;
+}
+
 /**
- * The objects meshguard reads from the cluster, as one YAML `kind: List` document (kinds in KIND_NAMES
- * order, then by namespace/name). CRDs that are not installed are skipped. ConfigMaps come only from
- * kube-system, istio-system, istiod's namespace and the mesh config's root namespace. Throws InputError
- * for a bad kubeconfig or when the cluster refuses a list.
+ * List every kind meshguard reads once (no watches: a one-shot command fails fast), slimmed like the
+ * live cache. CRDs that are not installed are skipped. ConfigMaps come only from kube-system,
+ * istio-system, istiod's namespace and the mesh config's root namespace. Throws InputError for a bad
+ * kubeconfig or when the cluster refuses a list.
  */
-export async function dumpSnapshot(opts: DumpOptions): Promise<string> {
+export async function listClusterObjects(opts: DumpOptions): Promise<ClusterObjects> {
   const kc = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfigPath);
   const server = kc.getCurrentCluster()?.server ?? '';
   const byKind = new Map<KindName, KubeObject[]>();
@@ -68,8 +77,17 @@ export async function dumpSnapshot(opts: DumpOptions): Promise<string> {
   }
   byKind.set('ConfigMap', configMaps);
 
-  const items: KubeObject[] = [];
-  for (const kind of KIND_NAMES) items.push(...(byKind.get(kind) ?? []).slice().sort(byNamespaceName));
+  const objects: KubeObject[] = [];
+  for (const kind of KIND_NAMES) objects.push(...(byKind.get(kind) ?? []).slice().sort(byNamespaceName));
+  return { objects, missing, server };
+}
+
+/**
+ * The objects meshguard reads from the cluster (see listClusterObjects) as one YAML `kind: List`
+ * document that `--state` loads back, with a comment header saying where and when it was taken.
+ */
+export async function dumpSnapshot(opts: DumpOptions): Promise<string> {
+  const { objects: items, missing, server } = await listClusterObjects(opts);
   const header = [
     ` meshguard snapshot of ${server}`,
     ` taken ${new Date().toISOString()}; ${items.length} objects`,

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
-import { dumpSnapshot } from '../../src/state/dump.ts';
+import { dumpSnapshot, listClusterObjects } from '../../src/state/dump.ts';
 import { collectionPath } from '../../src/state/live.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
 import { FakeApiserver } from './fake-apiserver.ts';
@@ -44,6 +44,11 @@ t.test('dumpSnapshot writes a List that loadSnapshot reads back', async (t) => {
     'MutatingWebhookConfiguration /istio-sidecar-injector',
     'CiliumNetworkPolicy shop/p',
   ]);
+
+  const listed = await listClusterObjects({ kubeConfig: api.kubeConfig() });
+  t.same(listed.objects, doc.items, 'the dump is exactly the listed objects');
+  t.same(listed.missing, ['CiliumClusterwideNetworkPolicy', 'AuthorizationPolicy', 'PeerAuthentication', 'Gateway']);
+  t.equal(listed.server, api.url);
 
   const dir = t.testdir({});
   const file = join(dir, 'snap.yaml');

@@ -36,12 +36,18 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
   const victims = lost.length > 0 ? lost : stillMissing;
   if (victims.length === 0) return [];
   const peer = firstBlocked;
-  const via = peer ? ` (e.g. ${peer.description}: allowed on ${peer.appPort}, not on ${HBONE_PORT})` : '';
+  const via = !peer
+    ? ''
+    : peer.waypoint
+      ? ` (service traffic arrives from waypoint ${peer.waypoint}, which is not allowed on ${HBONE_PORT})`
+      : ` (e.g. ${peer.description}: allowed on ${peer.appPort}, not on ${HBONE_PORT})`;
   const who = `${plural(victims.length, 'ambient pod')}${touched.synthetic ? ' (pods this policy would select)' : ''}`;
   const subject = isPolicyChange(change) || change.kind === 'Namespace' ? `${changeRef(change)}: ` : '';
   const message = `${subject}${who} admit mesh peers but not TCP ${HBONE_PORT} (HBONE)${via}; ztunnel traffic to them is dropped: ${describeVictims(victims)}`;
   const target = peer ? formatPolicyRef(peer.policy) : isPolicyChange(change) && change.object ? changeRef(change) : 'the ingress policy';
-  const fix = `allow ingress on TCP ${HBONE_PORT} from the same peers in ${target}, e.g. add {port: "${HBONE_PORT}", protocol: TCP} to its toPorts/ports`;
+  const fix = peer?.waypoint
+    ? `allow ingress on TCP ${HBONE_PORT} from the waypoint's pods (gateway.networking.k8s.io/gateway-name: ${peer.waypoint.split('/')[1]}) in ${target}`
+    : `allow ingress on TCP ${HBONE_PORT} from the same peers in ${target}, e.g. add {port: "${HBONE_PORT}", protocol: TCP} to its toPorts/ports`;
   return [
     {
       rule: ID,

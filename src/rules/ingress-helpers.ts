@@ -17,6 +17,7 @@ import {
   normalizeKey,
   policiesSelecting,
   SERVICE_ACCOUNT_LABEL,
+  waypointFor,
   selectorIsReserved,
   cidrSetContains,
   ipFamily,
@@ -44,6 +45,23 @@ export interface MeshPeer {
   readonly policy: PolicyRef;
   /** The app port the policy admits it on. */
   readonly appPort: number;
+  /** Set when the connection really arrives from the destination's waypoint, not from the peer. */
+  readonly waypoint?: string;
+}
+
+/** Label Istio puts on the pods of a Gateway API gateway (waypoints included). */
+const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
+/** A pod of the waypoint serving `dest`: a live one, or one built from the gateway-name label. */
+function waypointPod(state: ClusterState, dest: Pod): { pod: Pod; name: string } | undefined {
+  const gw = waypointFor(state, dest);
+  if (!gw) return undefined;
+  const ns = gw.metadata.namespace ?? dest.metadata.namespace ?? '';
+  const name = `${ns}/${gw.metadata.name}`;
+  const live = state.podsWithLabel(ns, GATEWAY_NAME_LABEL, gw.metadata.name)[0] ?? state.podsWithLabel(ns, 'istio.io/gateway-name', gw.metadata.name)[0];
+  if (live) return { pod: live, name };
+  const pod = podFor(`(a pod of waypoint ${name})`, ns, { matchLabels: { [GATEWAY_NAME_LABEL]: gw.metadata.name } }, undefined);
+  return pod ? { pod, name } : undefined;
 }
 
 function selectorText(sel: LabelSelector): string {
@@ -186,7 +204,14 @@ export function admittedMeshPeers(state: ClusterState, dest: Pod): MeshPeer[] {
 export function hboneOpen(state: ClusterState, dest: Pod, blocked?: (peer: MeshPeer) => void): boolean | undefined {
   if (meshMode(state, dest) !== 'ambient') return undefined;
   if (!enforcement(state, dest, 'ingress').enforced && !hasIngressDeny(state, dest)) return true;
-  for (const peer of admittedMeshPeers(state, dest)) {
+  const peers = admittedMeshPeers(state, dest);
+  // Service traffic to a pod behind a waypoint reaches it from the waypoint's pods, over HBONE as well.
+  const wp = peers.length > 0 ? waypointPod(state, dest) : undefined;
+  if (wp && evaluate(state, wp.pod, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP').ingress.verdict !== 'allowed') {
+    blocked?.({ ...peers[0]!, waypoint: wp.name });
+    return false;
+  }
+  for (const peer of peers) {
     if (peer.appPort === HBONE_PORT) {
       // Admitted on every port (or on 15008 itself): the evaluate() above already covered HBONE.
       continue;

@@ -138,3 +138,29 @@ t.test('odd input never throws', async (t) => {
   const weird = cnp('demo', 'weird', { endpointSelector: 'nope', ingress: 'x' } as unknown as Record<string, unknown>);
   t.same(runRule(rule, baseCluster(demo), 'CREATE', weird).findings, []);
 });
+
+t.test('behind a waypoint, service traffic arrives from the waypoint pods on 15008', async (t) => {
+  const waypoint = {
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'demo' },
+    spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+  };
+  const wpPod = pod('demo', 'waypoint-6d9c', { 'gateway.networking.k8s.io/gateway-name': 'waypoint', 'istio.io/dataplane-mode': 'none' });
+  const cluster = baseCluster([ns('demo', { ...AMBIENT, 'istio.io/use-waypoint': 'waypoint' }), ...demoPods, waypoint, wpPod]);
+  // The gateway is admitted on 8000 and 15008, but its traffic reaches hello-app through the waypoint.
+  const f = runRule(rule, cluster, 'CREATE', withHbone).findings;
+  t.equal(f.length, 1);
+  t.match(f[0]!.message, /arrives from waypoint demo\/waypoint, which is not allowed on 15008/);
+  t.match(f[0]!.fix, /gateway\.networking\.k8s\.io\/gateway-name: waypoint/);
+  // Admitting the waypoint's pods on 15008 fixes it.
+  const withWaypoint = cnp('demo', 'hello-app-ingress', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [
+      { fromEndpoints: [{ matchLabels: { app: 'hello-gateway' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }, { port: '15008', protocol: 'TCP' }] }] },
+      { fromEndpoints: [{ matchLabels: { 'gateway.networking.k8s.io/gateway-name': 'waypoint' } }], toPorts: [{ ports: [{ port: '15008', protocol: 'TCP' }] }] },
+    ],
+  });
+  t.same(runRule(rule, cluster, 'CREATE', withWaypoint).findings, []);
+  // A namespace-wide HBONE allow covers the waypoint too; without the waypoint binding, the first policy is fine.
+  t.same(runRule(rule, [...cluster, hboneForAll], 'CREATE', withHbone).findings, []);
+  t.same(runRule(rule, baseCluster([...demo, waypoint, wpPod]), 'CREATE', withHbone).findings, []);
+});

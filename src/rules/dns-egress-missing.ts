@@ -2,8 +2,8 @@
 // Pods that resolve names through kube-dns then fail every lookup (timeouts, "could not resolve host").
 
 import type { Change } from '../admission/change.ts';
-import { policyModel } from '../policy/index.ts';
-import type { ClusterState, PolicyObject } from '../state/types.ts';
+import { dnsBackends, evaluate, modelSelects, policyModel } from '../policy/index.ts';
+import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
 import {
   changeRef,
@@ -30,11 +30,40 @@ function usesFqdn(obj: PolicyObject | undefined): boolean {
   }
 }
 
+function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
+  const ka = Object.keys(a ?? {});
+  return ka.length === Object.keys(b ?? {}).length && ka.every((k) => a?.[k] === b?.[k]);
+}
+
+/**
+ * Does the request change the DNS servers' side: the ingress policy of the kube-dns backends, or the
+ * labels of their namespace (which namespaceSelector peers of every client policy match)? Then every
+ * client may lose DNS, not only the pods the request selects.
+ */
+function changesDnsServerSide(change: Change, before: ClusterState, after: ClusterState, dnsNamespace: string): boolean {
+  if (isPolicyChange(change)) {
+    const check = (obj: PolicyObject | undefined, state: ClusterState): boolean => {
+      if (!obj) return false;
+      const backends = dnsBackends(state).pods;
+      return policyModel(obj).some((m) => m.hasSection.ingress && backends.some((b) => modelSelects(state, m, b)));
+    };
+    return check(change.oldObject as PolicyObject | undefined, before) || check(change.object as PolicyObject | undefined, after);
+  }
+  return (
+    change.kind === 'Namespace' &&
+    change.operation === 'UPDATE' &&
+    change.name === dnsNamespace &&
+    !sameLabels(change.oldObject?.metadata.labels, change.object?.metadata.labels)
+  );
+}
+
 function evaluateDns(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
-  const touched = touchedPods(change, before, after);
-  if (touched.pods.length === 0) return [];
   const target = dnsTarget(after);
   if (!target) return []; // no kube-dns Service known: nothing to judge against
+  const serverSide = changesDnsServerSide(change, before, after, target.namespace);
+  // Server-side changes concern every client: a rare request, and pods are judged once per class.
+  const touched = serverSide ? { pods: after.list('Pod'), synthetic: false } : touchedPods(change, before, after, { egressOnly: true });
+  if (touched.pods.length === 0) return [];
   // The DNS servers themselves resolve upstream, not through kube-dns.
   const pods = touched.pods.filter((p) => !isDnsBackend(after, p));
   const { lost, stillMissing } = compareLoss(pods, before, after, (s, p) => reachesDns(s, p, 'UDP'), dnsClassKey(after));
@@ -55,7 +84,14 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
     const who = `${lost.length} pod${lost.length === 1 ? '' : 's'}${touched.synthetic ? ' (pods this policy would select)' : ''}`;
     let message: string;
     let fix: string;
-    if (policyObj) {
+    if (serverSide && !tcpOnly && reachesDnsEgressOnly(after, first, target)) {
+      // The clients' egress still allows DNS: the servers' ingress (or their namespace's labels) is the cause.
+      message = `${change.operation === 'DELETE' ? 'deleting ' : ''}${changeRef(change)} blocks DNS (${dnsName}) for ${who}: ${describeVictims(lost)}`;
+      fix =
+        change.kind === 'Namespace'
+          ? `keep the labels of namespace ${change.name} that client policies select, or update their namespaceSelector peers`
+          : `allow DNS ingress on the kube-dns pods from every client, e.g. ingress: [{fromEntities: [cluster], toPorts: [{ports: [{port: "${target.port}", protocol: UDP}, {port: "${target.port}", protocol: TCP}]}]}]`;
+    } else if (policyObj) {
       message = `${changeRef(change)} leaves ${who} egress-enforced without DNS (${dnsName})${hint}: ${describeVictims(lost)}`;
       fix = `add to ${changeRef(change)}: ${rule}`;
     } else if (change.operation === 'DELETE' && isPolicyChange(change)) {
@@ -84,6 +120,11 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
     ];
   }
   return [];
+}
+
+/** Is the pod's egress toward a DNS backend allowed (ignoring the backend's ingress)? */
+function reachesDnsEgressOnly(state: ClusterState, pod: Pod, target: { readonly pods: readonly Pod[]; readonly port: number }): boolean {
+  return target.pods.some((d) => evaluate(state, pod, { type: 'pod', pod: d }, target.port, 'UDP').egress.verdict === 'allowed');
 }
 
 export const rule: Rule = {

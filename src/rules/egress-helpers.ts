@@ -7,6 +7,7 @@ import {
   dnsBackends,
   evaluate,
   podsSelectedBy,
+  policyModel,
   policySettings,
   subjectPods,
   type Protocol,
@@ -45,9 +46,25 @@ const NONE: TouchedPods = { pods: [], synthetic: false };
  * - a Namespace whose labels change: its pods (namespace labels feed CCNP/NetworkPolicy selectors);
  * - cilium-config when the policy mode changes: every pod (rare, and the change is cluster-wide).
  */
-export function touchedPods(change: Change, before: ClusterState, after: ClusterState): TouchedPods {
+/** Does the policy object (any of its rules) have an egress section? */
+export function hasEgressSection(obj: PolicyObject | undefined): boolean {
+  return obj !== undefined && policyModel(obj).some((m) => m.hasSection.egress);
+}
+
+/**
+ * `egressOnly`: a policy change whose old and new objects have no egress section cannot change any
+ * pod's egress (enforcement and allows are per direction): no pods.
+ */
+export function touchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { egressOnly?: boolean } = {}): TouchedPods {
   try {
     if (isPolicyChange(change)) {
+      if (
+        opts.egressOnly &&
+        !hasEgressSection(change.oldObject as PolicyObject | undefined) &&
+        !hasEgressSection(change.object as PolicyObject | undefined)
+      ) {
+        return NONE;
+      }
       const byKey = new Map<string, Pod>();
       const add = (pods: readonly Pod[]): void => {
         for (const p of pods) byKey.set(podRef(p), p);

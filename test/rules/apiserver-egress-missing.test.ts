@@ -118,3 +118,8 @@ t.test('namespace relabel and enable-policy: always are triggers too', async (t)
   t.ok(r2.findings[0]?.victims?.includes('ops/operator-1'));
   t.notOk(r2.findings[0]?.victims?.includes('ops/web-1'));
 });
+
+t.test('an ingress-only policy never reports, not even the pre-existing lack of access', async (t) => {
+  const ingressOnly = cnp('ops', 'in', { endpointSelector: {}, ingress: [{ fromEntities: ['cluster'] }] });
+  t.same(runRule(rule, baseCluster([...ops, denyAllEgress]), 'CREATE', ingressOnly).findings, []);
+});

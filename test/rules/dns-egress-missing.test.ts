@@ -193,3 +193,37 @@ t.test('odd input never throws: a policy without spec, a DELETE of an unknown ob
   t.same(runRule(rule, baseCluster(shop), 'CREATE', noSpec).findings, []);
   t.same(runRule(rule, baseCluster(shop), 'DELETE', npDnsUdp).findings, []);
 });
+
+t.test('an ingress policy on the kube-dns pods that drops the clients denies every client it cuts off', async (t) => {
+  const objs = baseCluster([...shop, ns('billing'), pod('billing', 'api-1', { app: 'api' })]);
+  // Only the shop namespace may query CoreDNS: billing loses DNS although its own egress is open.
+  const policy = cnp('kube-system', 'coredns-ingress', {
+    endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'shop' } }], toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }] }] }],
+  });
+  const { findings } = runRule(rule, objs, 'CREATE', policy);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /CiliumNetworkPolicy kube-system\/coredns-ingress blocks DNS \(UDP 53 to kube-system\/kube-dns\)/);
+  t.ok(findings[0]!.victims!.includes('billing/api-1'));
+  t.notOk(findings[0]!.victims!.includes('shop/web-1'));
+  t.match(findings[0]!.fix, /fromEntities: \[cluster\]/);
+  // Allowing the whole cluster is fine.
+  const open = cnp('kube-system', 'coredns-ingress', {
+    endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+    ingress: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }] }] }],
+  });
+  t.same(runRule(rule, objs, 'CREATE', open).findings, []);
+});
+
+t.test('relabelling kube-system breaks client policies whose namespaceSelector matched the old labels', async (t) => {
+  const np = netpol('shop', 'allow-dns-by-label', {
+    podSelector: {},
+    policyTypes: ['Egress'],
+    egress: [{ to: [{ namespaceSelector: { matchLabels: { role: 'system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }], ports: [{ port: 53, protocol: 'UDP' }] }],
+  });
+  const objs = baseCluster([...shop, np]).map((o) => (o.kind === 'Namespace' && o.metadata.name === 'kube-system' ? ns('kube-system', { role: 'system' }) : o));
+  const { findings } = runRule(rule, objs, 'UPDATE', ns('kube-system'));
+  t.equal(findings.length, 1);
+  t.same(findings[0]!.victims, ['shop/web-1', 'shop/web-2']);
+  t.same(runRule(rule, objs, 'UPDATE', ns('kube-system', { role: 'system', extra: 'x' })).findings, []);
+});

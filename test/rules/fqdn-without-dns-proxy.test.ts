@@ -66,11 +66,14 @@ t.test('deleting the policy that carried the dns rule is denied', async (t) => {
 
 t.test('an already broken FQDN policy is pre-existing when another policy on the pods changes', async (t) => {
   const broken = cnp('team', 'egress', { endpointSelector: client, egress: [dnsL4Only, toApi] });
-  const unrelated = cnp('team', 'ingress', { endpointSelector: client, ingress: [{ fromEndpoints: [{}] }] });
+  const unrelated = cnp('team', 'to-db', { endpointSelector: client, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }] }] });
   const { findings } = runRule(rule, baseCluster([...team, broken]), 'CREATE', unrelated);
   t.equal(findings.length, 1);
   t.equal(findings[0]!.preexisting, true);
   t.match(findings[0]!.message, /already the case before this request/);
+  // An ingress-only policy cannot change egress: not even a reminder.
+  const ingressOnly = cnp('team', 'ingress', { endpointSelector: client, ingress: [{ fromEndpoints: [{}] }] });
+  t.same(runRule(rule, baseCluster([...team, broken]), 'CREATE', ingressOnly).findings, []);
 });
 
 t.test('a new namespace is judged on the synthetic pod', async (t) => {

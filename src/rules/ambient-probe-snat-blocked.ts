@@ -5,10 +5,11 @@
 // dropped and the pods fail readiness and get restarted by their liveness probe.
 
 import type { Change } from '../admission/change.ts';
+import { meshMode } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { PROBE_SNAT_IPV4, PROBE_SNAT_IPV6, probeSourceFor, probesAdmitted } from './ingress-helpers.ts';
+import { ingressShapeKey, PROBE_SNAT_IPV4, PROBE_SNAT_IPV6, probeSourceFor, probesAdmitted } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'ambient-probe-snat-blocked';
@@ -30,7 +31,9 @@ function evaluateProbes(change: Change, before: ClusterState, after: ClusterStat
   if (touched.pods.length === 0) return [];
   const memo = new Map<string, boolean | undefined>();
   const check = (state: ClusterState, pod: Pod): boolean | undefined => {
-    const key = `${state === after ? 'a' : 'b'}\u0000${pod.metadata.namespace ?? ''}\u0000${pod.spec.serviceAccountName ?? ''}\u0000${JSON.stringify(pod.metadata.labels ?? {})}\u0000${JSON.stringify(pod.metadata.annotations ?? {})}\u0000${probeSourceFor(pod)}\u0000${pod.spec.nodeName ?? ''}`;
+    // Most pods are not ambient: answer those before computing the (policy-selecting) shape key.
+    if (meshMode(state, pod) !== 'ambient') return undefined;
+    const key = `${state === after ? 'a' : 'b'}\u0000${ingressShapeKey(state, pod)}`;
     if (memo.has(key)) return memo.get(key);
     const v = probesAdmitted(state, pod);
     memo.set(key, v);

@@ -4,11 +4,11 @@
 // connection is dropped although the app port is allowed.
 
 import type { Change } from '../admission/change.ts';
-import { formatPolicyRef } from '../policy/index.ts';
+import { formatPolicyRef, meshMode } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { HBONE_PORT, hboneOpen, type MeshPeer } from './ingress-helpers.ts';
+import { HBONE_PORT, hboneOpen, ingressShapeKey, type MeshPeer } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'hbone-15008-blocked';
@@ -26,7 +26,9 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
   const memo = new Map<string, boolean | undefined>();
   let firstBlocked: MeshPeer | undefined;
   const check = (state: ClusterState, pod: Pod): boolean | undefined => {
-    const key = `${state === after ? 'a' : 'b'}\u0000${pod.metadata.namespace ?? ''}\u0000${pod.spec.serviceAccountName ?? ''}\u0000${JSON.stringify(pod.metadata.labels ?? {})}\u0000${pod.metadata.annotations?.['ambient.istio.io/redirection'] ?? ''}\u0000${pod.metadata.annotations?.['sidecar.istio.io/status'] === undefined ? 0 : 1}`;
+    // Most pods are not ambient: answer those before computing the (policy-selecting) shape key.
+    if (meshMode(state, pod) !== 'ambient') return undefined;
+    const key = `${state === after ? 'a' : 'b'}\u0000${ingressShapeKey(state, pod)}`;
     if (memo.has(key)) return memo.get(key);
     const v = hboneOpen(state, pod, state === after ? (p) => (firstBlocked ??= p) : undefined);
     memo.set(key, v);

@@ -229,6 +229,23 @@ function hasIngressDeny(state: ClusterState, pod: Pod): boolean {
   return policiesSelecting(state, pod).some((m) => m.elements.some((e) => e.direction === 'ingress' && e.deny));
 }
 
+/** Pod labels that decide the mesh mode or the waypoint (the rest only matter through policy selection). */
+const MESH_LABELS = ['istio.io/dataplane-mode', 'sidecar.istio.io/inject', 'istio.io/rev', 'istio.io/use-waypoint', 'istio.io/use-waypoint-namespace'];
+
+/**
+ * A key under which two pods of one state get the same ingress verdicts from these checks: same
+ * namespace, same selecting policy rules, same mesh labels/annotations, same container ports (named
+ * ports) and address family. Lets a rule judge a 3,000-pod namespace by its few distinct shapes.
+ */
+export function ingressShapeKey(state: ClusterState, pod: Pod): string {
+  const rules = policiesSelecting(state, pod).map((m) => `${m.ref.kind}/${m.ref.namespace}/${m.ref.name}#${m.specIndex}`);
+  const labels = pod.metadata.labels ?? {};
+  const mesh = MESH_LABELS.map((k) => labels[k] ?? '');
+  const ports = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => (c.ports ?? []).map((p) => `${p.name ?? ''}:${p.containerPort}/${p.protocol ?? ''}`).join(','));
+  const ips = [pod.status?.podIP, ...(pod.status?.podIPs ?? []).map((x) => x.ip)].map((ip) => (ip ? ipFamily(ip) : ''));
+  return JSON.stringify([pod.metadata.namespace ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', rules, mesh, pod.metadata.annotations ?? {}, ports, ips]);
+}
+
 // ---------- ingress from an IP ----------
 
 /** Does the element cover every port (so it applies to whatever port the probe uses)? */

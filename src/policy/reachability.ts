@@ -3,7 +3,7 @@
 // matching deny wins, then any matching allow (union of CNP, CCNP and NetworkPolicy), then default deny
 // if the direction is enforced, else allow. Sources for every rule are in docs/semantics.md.
 
-import type { ClusterState, Labels, Pod } from '../state/types.ts';
+import type { ClusterState, Labels, Pod, Service } from '../state/types.ts';
 import type {
   Allowing,
   Direction,
@@ -18,7 +18,7 @@ import type {
   Target,
 } from './types.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily } from './cidr.ts';
-import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses } from './cluster.ts';
+import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { endpointLabels, matchesSelector, reservedLabels } from './selectors.ts';
@@ -451,6 +451,58 @@ function dnsVisible(ctx: EvalContext, name: string): boolean {
   return false;
 }
 
+// ClusterIP -> Service, per namespace Service list (identical across revisions that change no Service there).
+const vipIndexByList = new WeakMap<readonly Service[], Map<string, Service>>();
+/** The Service whose ClusterIP is `ip`, if any. */
+export function serviceByClusterIp(state: ClusterState, ip: string): Service | undefined {
+  const c = canonicalIp(ip);
+  if (!c) return undefined;
+  for (const ns of state.namespacesWith('Service')) {
+    const services = state.list('Service', ns);
+    if (services.length === 0) continue;
+    let idx = vipIndexByList.get(services);
+    if (!idx) {
+      idx = new Map();
+      for (const svc of services) {
+        const ips = svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec.clusterIP ? [svc.spec.clusterIP] : [];
+        for (const vip of ips) {
+          const v = vip && vip !== 'None' ? canonicalIp(vip) : undefined;
+          if (v) idx.set(v, svc);
+        }
+      }
+      vipIndexByList.set(services, idx);
+    }
+    const hit = idx.get(c);
+    if (hit) return hit;
+  }
+  return undefined;
+}
+
+/**
+ * A Service ClusterIP is translated to a backend before policy applies (Cilium's service load-balancing
+ * runs ahead of policy), so the flow is judged against each selected backend pod on its target port.
+ * The answer is the first backend that is denied, else the first backend. Undefined when `ip` is not a
+ * ClusterIP of a Service with that port and selected backends (the IP is then judged as an address).
+ */
+function evaluateServiceVip(state: ClusterState, from: Pod, ip: string, port: number, protocol: Protocol): Reachability | undefined {
+  const svc = serviceByClusterIp(state, ip);
+  if (!svc) return undefined;
+  const sp = (svc.spec.ports ?? []).find((p) => p.port === port && (p.protocol ?? 'TCP').toUpperCase() === protocol);
+  if (!sp) return undefined;
+  let chosen: { r: Reachability; pod: Pod; target: number } | undefined;
+  for (const backend of serviceBackendPods(state, svc)) {
+    const target = serviceTargetPort(sp, backend);
+    if (target === undefined) continue;
+    const r = evaluate(state, from, { type: 'pod', pod: backend }, target, protocol);
+    if (!chosen || (chosen.r.allowed && !r.allowed)) chosen = { r, pod: backend, target };
+    if (!r.allowed) break;
+  }
+  if (!chosen) return undefined;
+  const via = `via Service ${svc.metadata.namespace ?? ''}/${svc.metadata.name} (${port} -> ${chosen.pod.metadata.namespace ?? ''}/${chosen.pod.metadata.name}:${chosen.target}): `;
+  const prefix = (v: DirectionVerdict): DirectionVerdict => ({ ...v, reason: via + v.reason });
+  return { allowed: chosen.r.allowed, egress: prefix(chosen.r.egress), ingress: prefix(chosen.r.ingress) };
+}
+
 function isSamePod(a: Pod, b: Pod): boolean {
   return a === b || ((a.metadata.namespace ?? '') === (b.metadata.namespace ?? '') && a.metadata.name === b.metadata.name);
 }
@@ -469,6 +521,10 @@ const notAPod: DirectionVerdict = {
  * port": only rules that allow all ports match it.
  */
 export function evaluate(state: ClusterState, from: Pod, to: Target, port: number, protocol: Protocol): Reachability {
+  if (to.type === 'ip') {
+    const viaService = evaluateServiceVip(state, from, to.ip, port, protocol);
+    if (viaService) return viaService;
+  }
   const settings = policySettings(state);
   const dest = targetIdentity(state, from, to);
   const destPod = dest.pod;

@@ -233,3 +233,23 @@ t.test('property: except removes exactly the excepted prefixes; families never m
   t.ok(cidrContains('10.0.0.0/8', '::ffff:10.1.2.3'), 'IPv4-mapped IPv6 folds to IPv4');
   t.ok(cidrContains('10.1.2.3', '10.1.2.3'), 'bare IP = host prefix');
 });
+
+t.test('a Service ClusterIP is judged at its backends on the target port', async (t) => {
+  const s = memoryState(baseCluster([
+    ns('app'), ns('db'),
+    pod('app', 'web', { app: 'web' }),
+    pod('db', 'pg-0', { app: 'pg' }, { ports: [{ name: 'pg', containerPort: 5432 }] }),
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'pg', namespace: 'db' }, spec: { clusterIP: '10.96.5.5', selector: { app: 'pg' }, ports: [{ port: 80, targetPort: 'pg' }] } },
+    cnp('db', 'pg-in', { endpointSelector: { matchLabels: { app: 'pg' } }, ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'app' } }], toPorts: [{ ports: [{ port: '5432', protocol: 'TCP' }] }] }] }),
+    cnp('app', 'web-out', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'db' } }], toPorts: [{ ports: [{ port: '5432' }] }] }] }),
+  ]));
+  const web = findPod(s, 'app/web');
+  const r = evaluate(s, web, { type: 'ip', ip: '10.96.5.5' }, 80, 'TCP');
+  t.ok(r.allowed, 'port 80 on the VIP is 5432 on the backend');
+  t.match(r.ingress.reason, /via Service db\/pg \(80 -> db\/pg-0:5432\)/);
+  t.equal(r.ingress.enforced, true);
+  t.notOk(evaluate(s, findPod(s, 'kube-system/coredns-1'), { type: 'ip', ip: '10.96.5.5' }, 80, 'TCP').allowed, 'other namespaces denied at the backend');
+  const other = evaluate(s, web, { type: 'ip', ip: '10.96.5.5' }, 81, 'TCP');
+  t.notOk(other.allowed, 'no such service port: judged as an address (world)');
+  t.equal(other.ingress.enforced, false);
+});

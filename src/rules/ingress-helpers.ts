@@ -87,6 +87,8 @@ function peerNamespace(state: ClusterState, peer: Extract<Peer, { type: 'endpoin
   const destNs = dest.metadata.namespace ?? '';
   const pinned = Object.entries(peer.selector.matchLabels ?? {}).find(([k]) => normalizeKey(k) === NAMESPACE_LABEL);
   if (pinned) return pinned[1];
+  const pinnedIn = (peer.selector.matchExpressions ?? []).find((r) => normalizeKey(r.key) === NAMESPACE_LABEL && r.operator === 'In');
+  if (pinnedIn?.values?.length) return pinnedIn.values.includes(destNs) ? destNs : pinnedIn.values[0];
   if (peer.namespace !== undefined) return peer.namespace;
   if (peer.namespaceSelector) {
     const labelsOf = (name: string): Labels => ({

@@ -164,3 +164,18 @@ t.test('behind a waypoint, service traffic arrives from the waypoint pods on 150
   t.same(runRule(rule, [...cluster, hboneForAll], 'CREATE', withHbone).findings, []);
   t.same(runRule(rule, baseCluster([...demo, waypoint, wpPod]), 'CREATE', withHbone).findings, []);
 });
+
+t.test('a peer pinned to a namespace by matchExpressions is represented in that namespace', async (t) => {
+  const policy = cnp('demo', 'from-shop', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{
+      fromEndpoints: [{ matchExpressions: [{ key: 'k8s:io.kubernetes.pod.namespace', operator: 'In', values: ['shop'] }] }],
+      toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }],
+    }],
+  });
+  const f = runRule(rule, baseCluster([...demo, ns('shop', AMBIENT)]), 'CREATE', policy).findings;
+  t.equal(f.length, 1);
+  t.match(f[0]!.message, /io\.kubernetes\.pod\.namespace In shop/);
+  // The same peer in a namespace outside the mesh connects in plaintext: fine.
+  t.same(runRule(rule, baseCluster([...demo, ns('shop')]), 'CREATE', policy).findings, []);
+});

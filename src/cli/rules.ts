@@ -47,13 +47,31 @@ export function formatRules(rows: readonly RuleRow[], showAction: boolean): stri
   return [line(head), ...body.map(line)].join('\n') + '\n';
 }
 
+/** A Markdown table (README, docs): id linked to its page, default action, summary. */
+export function formatRulesMarkdown(rows: readonly RuleRow[], showAction: boolean): string {
+  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  const head = `| rule | severity | default |${showAction ? ' action |' : ''} summary |`;
+  const sep = `|---|---|---|${showAction ? '---|' : ''}---|`;
+  const body = rows.map(
+    (r) => `| [\`${r.id}\`](${r.docs}) | ${r.severity} | ${r.defaultAction} |${showAction ? ` ${r.action} |` : ''} ${cell(r.summary)} |`,
+  );
+  return [head, sep, ...body].join('\n') + '\n';
+}
+
 export function rulesCommand(ctx: CliContext): Command {
   return new Command('rules')
     .description('list the rule catalogue: id, severity, default action, summary, docs page')
     .option('--config <file>', 'also show the action this config gives each rule')
-    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
-    .action((opts: { config?: string; output: 'text' | 'json' }) => {
+    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
+    .action((opts: { config?: string; output: 'text' | 'json' | 'markdown' }) => {
       const rows = ruleRows(ctx, opts.config);
-      ctx.io.stdout(opts.output === 'json' ? JSON.stringify({ rules: rows }, null, 2) + '\n' : formatRules(rows, opts.config !== undefined));
+      const withAction = opts.config !== undefined;
+      ctx.io.stdout(
+        opts.output === 'json'
+          ? JSON.stringify({ rules: rows }, null, 2) + '\n'
+          : opts.output === 'markdown'
+            ? formatRulesMarkdown(rows, withAction)
+            : formatRules(rows, withAction),
+      );
     });
 }

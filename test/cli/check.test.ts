@@ -248,6 +248,12 @@ t.test('rules: text table and JSON from the catalogue given', async (t) => {
   const withCfg = JSON.parse((await run(['rules', '--output', 'json', '--config', cfg])).stdout) as { rules: { id: string; action: string }[] };
   t.equal(withCfg.rules.find((r) => r.id === 'fake-label')?.action, 'off');
   t.match((await run(['rules', '--config', cfg])).stdout, /ACTION/);
+  const md = await run(['rules', '--output', 'markdown']);
+  t.equal(md.code, 0);
+  const lines = md.stdout.trimEnd().split('\n');
+  t.equal(lines[0], '| rule | severity | default | summary |');
+  t.equal(lines.length, 2 + FAKE_RULES.length);
+  t.equal(lines[2], '| [`fake-label`](docs/rules/fake-label.md) | I | warn | reports the fake/finding label |');
 });
 
 t.test('--version and --help exit 0', async (t) => {

@@ -103,3 +103,42 @@ t.test('cluster facts', async (t) => {
   t.same(nodeIPs(s), ['192.168.0.10', '192.168.0.11']);
   t.same(dnsBackends(memoryState([])), { pods: [], ports: [], serviceIPs: [] });
 });
+
+t.test('property: arbitrary (malformed) specs never throw in policyModel, selection or evaluate', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const { evaluate } = await import('../../src/policy/reachability.ts');
+  const { policiesSelecting } = await import('../../src/policy/selection.ts');
+  const { pod: mkPod, ns: mkNs } = await import('../fixtures/cluster.ts');
+  const fieldValue = fc.oneof(
+    fc.anything({ maxDepth: 3 }),
+    fc.constant([{}]),
+    fc.constant([{ toPorts: 'x' }]),
+    fc.constant([{ toEndpoints: [{ matchLabels: 5 }], toPorts: [{ ports: [{ port: {}, protocol: 7 }] }] }]),
+    fc.constant([{ fromCIDRSet: [{ cidr: 'nope', except: 'x' }], toFQDNs: [{ matchPattern: 3 }] }]),
+  );
+  const spec = fc.record(
+    {
+      endpointSelector: fc.oneof(fc.constant({}), fc.anything({ maxDepth: 2 })),
+      podSelector: fc.oneof(fc.constant({}), fc.anything({ maxDepth: 2 })),
+      ingress: fieldValue, egress: fieldValue, ingressDeny: fieldValue, egressDeny: fieldValue,
+      policyTypes: fc.anything({ maxDepth: 1 }), enableDefaultDeny: fc.anything({ maxDepth: 1 }),
+    },
+    { requiredKeys: [] },
+  );
+  fc.assert(
+    fc.property(spec, fc.constantFrom('CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'), (sp, kind) => {
+      const obj = kind === 'CiliumNetworkPolicy' ? cnp('n', 'p', sp) : kind === 'NetworkPolicy' ? netpol('n', 'p', sp) : ccnp('p', sp);
+      const s = memoryState(baseCluster([mkNs('n'), mkPod('n', 'a', { app: 'a' }), mkPod('n', 'b', { app: 'b' }), obj]));
+      const a = s.get('Pod', 'n', 'a')!;
+      const b = s.get('Pod', 'n', 'b')!;
+      policyModel(obj as unknown as PolicyObject);
+      policiesSelecting(s, a);
+      evaluate(s, a, { type: 'pod', pod: b }, 80, 'TCP');
+      evaluate(s, a, { type: 'fqdn', name: 'x.example.com' }, 443, 'TCP');
+      evaluate(s, a, { type: 'ip', ip: '1.2.3.4' }, 53, 'UDP');
+      return true;
+    }),
+    { numRuns: 300 },
+  );
+  t.pass();
+});

@@ -80,7 +80,7 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
     } catch {
       tcpOnly = false;
     }
-    const hint = tcpOnly ? ' (only TCP 53 is allowed; NetworkPolicy ports default to TCP, DNS needs protocol: UDP)' : '';
+    const hint = tcpOnly ? ` (only TCP ${target.port} is allowed; NetworkPolicy ports default to TCP, DNS needs protocol: UDP)` : '';
     const who = `${lost.length} pod${lost.length === 1 ? '' : 's'}${touched.synthetic ? ' (pods this policy would select)' : ''}`;
     let message: string;
     let fix: string;
@@ -107,8 +107,9 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
     return [{ rule: ID, message, fix, ...victimsOf(lost) }];
   }
 
-  // Already broken before this request, which does not make it worse: say so, never deny.
-  if (policyObj && stillMissing.length > 0) {
+  // Already broken before this request, which does not make it worse: say so, never deny. (Not for
+  // server-side changes: their pods are every client, not pods this policy selects.)
+  if (policyObj && !serverSide && stillMissing.length > 0) {
     return [
       {
         rule: ID,

@@ -169,3 +169,19 @@ t.test('an unreadable file is an InputError naming it', async (t) => {
 t.test('parseConfig checks rule ids against the catalogue it is given', async (t) => {
   t.throws(() => parseConfig('rules:\n  fake-label: warn\n', 'c.yaml', []), { message: /c\.yaml:2: rules\.fake-label: unknown rule id/ });
 });
+
+t.test('the config files shipped in deploy/ are valid for the real catalogue', async (t) => {
+  const { readdirSync, statSync, existsSync } = await import('node:fs');
+  const root = new URL('../../deploy/', import.meta.url).pathname;
+  if (!existsSync(root)) return t.pass('no deploy/ yet');
+  const found: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d)) {
+      const p = join(d, e);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (/^config.*\.ya?ml$/.test(e)) found.push(p);
+    }
+  };
+  walk(root);
+  for (const f of found) t.doesNotThrow(() => loadConfig(f), f);
+});

@@ -34,7 +34,10 @@ interface Situation {
 
 function situation(state: ClusterState, ctx: RuleContext): Situation {
   const cfg = ciliumConfig(state);
-  const tunnel = cfg.present && cfg.routingMode === 'tunnel';
+  // Chained behind the cloud's own CNI (EKS aws-cni, AKS azure), pods get VPC-routable addresses whatever
+  // routing-mode says: the apiserver reaches them without the overlay.
+  const chaining = (cfg.data['cni-chaining-mode'] ?? '').trim().toLowerCase();
+  const tunnel = cfg.present && cfg.routingMode === 'tunnel' && chaining !== 'aws-cni' && chaining !== 'azure';
   const istiodOnPodNetwork = istiodHostNetwork(state) === 'no';
   const apiserverIps = apiserverEndpoints(state).ips;
   const outside = controlPlaneOutsideNodes(ctx.settings.controlPlane, apiserverIps, nodeIPs(state));

@@ -127,3 +127,10 @@ t.test('the deprecated tunnel key and a missing routing mode mean overlay', asyn
   t.equal(runRule(rule, eks(), 'UPDATE', ciliumConfigMap({ ...noMode, tunnel: 'geneve' })).findings.length, 1);
   t.same(runRule(rule, eks(), 'UPDATE', ciliumConfigMap({ ...noMode, tunnel: 'disabled' })).findings, []);
 });
+
+t.test('Cilium chained behind the cloud CNI (aws-cni, azure) routes pods natively whatever routing-mode says', async (t) => {
+  t.same(runRule(rule, eks(), 'UPDATE', ciliumConfigMap({ ...TUNNEL, 'cni-chaining-mode': 'aws-cni' })).findings, []);
+  t.same(runRule(rule, eks(), 'UPDATE', ciliumConfigMap({ ...TUNNEL, 'cni-chaining-mode': 'azure' })).findings, []);
+  // Other chaining modes (portmap) do not change the routing.
+  t.equal(runRule(rule, eks(), 'UPDATE', ciliumConfigMap({ ...TUNNEL, 'cni-chaining-mode': 'portmap' })).findings.length, 1);
+});

@@ -123,3 +123,17 @@ t.test('an ingress-only policy never reports, not even the pre-existing lack of 
   const ingressOnly = cnp('ops', 'in', { endpointSelector: {}, ingress: [{ fromEntities: ['cluster'] }] });
   t.same(runRule(rule, baseCluster([...ops, denyAllEgress]), 'CREATE', ingressOnly).findings, []);
 });
+
+t.test('NetworkPolicy ipBlock of an off-node API server (managed control plane) admits it, fix uses ipBlock', async (t) => {
+  const objs = baseCluster(ops).map((o) => (o.kind === 'EndpointSlice' ? { ...o, endpoints: [{ addresses: ['172.20.0.5'] }] } : o));
+  const ok = netpol('ops', 'egress', {
+    podSelector: {}, policyTypes: ['Egress'],
+    egress: [{ to: [{ ipBlock: { cidr: '172.20.0.0/16' } }], ports: [{ port: 6443, protocol: 'TCP' }] }],
+  });
+  t.same(runRule(rule, objs, 'CREATE', ok).findings, []);
+  const broken = netpol('ops', 'egress', { podSelector: {}, policyTypes: ['Egress'] });
+  const { findings } = runRule(rule, objs, 'CREATE', broken);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.fix, /ipBlock: \{cidr: 172\.20\.0\.5\/32\}/);
+  t.match(findings[0]!.message, /TCP 6443 to 172\.20\.0\.5/);
+});

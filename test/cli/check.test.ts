@@ -280,3 +280,16 @@ t.test('the real entry point: exit codes and streams', async (t) => {
   t.equal(rules.status, 0, rules.stderr);
   t.ok(Array.isArray((JSON.parse(rules.stdout) as { rules: unknown[] }).rules));
 });
+
+t.test('trace is part of the program; its exit code comes back through runCli', async (t) => {
+  const before = process.exitCode;
+  const bad = await run(['trace', '--bogus']);
+  t.equal(bad.code, 2);
+  t.equal(bad.stdout, '');
+  t.match(bad.stderr, /unknown option '--bogus'/);
+  const missing = await run(['trace', '--state', STATE, '--from', 'team-a/nope', '--to', 'entity:world', '--port', '443/tcp']);
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, /unknown pod team-a\/nope/);
+  t.equal((await run(['trace', '--help'])).code, 0);
+  t.equal(process.exitCode, before, "runCli leaves the caller's exit code alone");
+});

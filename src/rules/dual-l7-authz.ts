@@ -13,6 +13,7 @@ import {
   isCiliumPolicyChange,
   istioPolicyPods,
   l7ModelsSelecting,
+  l7ProxyEnabled,
   meshMode,
   podIn,
   policyChangePods,
@@ -112,6 +113,8 @@ function touched(change: Change, before: ClusterState, after: ClusterState): { p
 }
 
 function evaluateDual(change: Change, before: ClusterState, after: ClusterState): Finding[] {
+  // Without the L7 proxy (or with policy off) Cilium's HTTP rules are not enforced: one L7 layer only.
+  if (!l7ProxyEnabled(after)) return [];
   const t = touched(change, before, after);
   if (!t || t.pods.length === 0) return [];
   const a = hitsOf(after, t.pods);

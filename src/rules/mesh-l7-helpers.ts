@@ -50,9 +50,13 @@ export function l7Kind(rules: L7Rules | undefined): string {
   return rules?.l7proto ?? 'L7';
 }
 
-/** Whether Cilium enforces L7 rules at all (enable-l7-proxy: false makes the agent skip them). */
+/**
+ * Whether Cilium enforces L7 rules at all: `enable-l7-proxy: false` makes the agent skip them and
+ * `enable-policy: never` turns policy off entirely.
+ */
 export function l7ProxyEnabled(state: ClusterState): boolean {
-  return ciliumConfig(state).l7Proxy;
+  const cfg = ciliumConfig(state);
+  return cfg.l7Proxy && cfg.enablePolicy !== 'never';
 }
 
 /** A stream-L7 section of an allow element of a policy model, in one direction. */

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { rule } from '../../src/rules/dual-l7-authz.ts';
-import { authzPolicy, baseCluster, cnp, ns, peerAuth, pod } from '../fixtures/cluster.ts';
+import { authzPolicy, baseCluster, cnp, ns, peerAuth, pod, HEALTHY_CILIUM_CONFIG } from '../fixtures/cluster.ts';
 import { runRule } from './rule-harness.ts';
 
 const INJECTED = { 'istio-injection': 'enabled' };
@@ -50,6 +50,7 @@ t.test('Istio HTTP policy added where Cilium HTTP rules already apply', async (t
 
 t.test('not caught: one side L4 only, other workload, pod not meshed', async (t) => {
   t.same(runRule(rule, baseCluster([...blue, istioL4]), 'CREATE', ciliumHttp).findings, [], 'Istio side is L4');
+  t.same(runRule(rule, baseCluster([...blue, istioHttp], { ...HEALTHY_CILIUM_CONFIG, 'enable-l7-proxy': 'false' }), 'CREATE', ciliumHttp).findings, [], 'Cilium L7 proxy off');
   t.same(runRule(rule, baseCluster([...blue, istioHttp]), 'CREATE', ciliumL4).findings, [], 'Cilium side is L4');
   const other = authzPolicy('blue', 'netshoot', { selector: { matchLabels: { app: 'netshoot' } }, rules: [{ to: [{ operation: { paths: ['/'] } }] }] });
   t.same(runRule(rule, baseCluster([...blue, other]), 'CREATE', ciliumHttp).findings, [], 'different workload');

@@ -95,6 +95,7 @@ t.test('not caught: pods without sidecar, DNS rules, L7 proxy disabled', async (
   });
   t.same(runRule(rule, baseCluster(seed), 'CREATE', dnsOnly).findings, [], 'DNS rules are not parsed by Envoy HTTP');
   t.same(runRule(rule, baseCluster(seed, { ...HEALTHY_CILIUM_CONFIG, 'enable-l7-proxy': 'false' }), 'CREATE', l7).findings, [], 'no L7 proxy');
+  t.same(runRule(rule, baseCluster(seed, { ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'never' }), 'CREATE', l7).findings, [], 'policy enforcement off');
 });
 
 t.test('preexisting: an unchanged L7 policy re-applied is a warning, not a denial', async (t) => {

@@ -227,3 +227,13 @@ t.test('relabelling kube-system breaks client policies whose namespaceSelector m
   t.same(findings[0]!.victims, ['shop/web-1', 'shop/web-2']);
   t.same(runRule(rule, objs, 'UPDATE', ns('kube-system', { role: 'system', extra: 'x' })).findings, []);
 });
+
+t.test('turning enable-non-default-deny-policies off makes enableDefaultDeny:false policies enforce: denied', async (t) => {
+  const audit = ccnp('egress-world-audit', { endpointSelector: {}, enableDefaultDeny: { egress: false }, egress: [{ toEntities: ['world'] }] });
+  const objs = baseCluster([...shop, audit]);
+  const { findings } = runRule(rule, objs, 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'enable-non-default-deny-policies': 'false' }));
+  t.equal(findings.length, 1);
+  t.ok(findings[0]!.victims!.includes('shop/web-1'));
+  // With the flag on (the default), the same policy never enforces egress.
+  t.same(runRule(rule, objs, 'CREATE', audit).findings, []);
+});

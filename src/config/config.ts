@@ -85,7 +85,7 @@ export function parseConfig(text: string, file: string, rules: readonly Rule[] =
   const yamlErr = doc.errors[0];
   if (yamlErr) {
     const first = (yamlErr.message.split('\n')[0] ?? yamlErr.message).replace(/ at line \d+, column \d+:?$/, '');
-    throw new InputError(`invalid YAML: ${first}`, { file, ...lineWhere(yamlErr.linePos?.[0]?.line) });
+    throw new InputError(`invalid YAML: ${first}`, { file, ...lineWhere(lc.linePos(yamlErr.pos[0]).line) });
   }
   let raw: unknown;
   try {

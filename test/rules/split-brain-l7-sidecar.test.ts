@@ -76,6 +76,16 @@ t.test('deleting the namespace DISABLE breaks the existing L7 policy', async (t)
   t.match(findings[0]!.message, /^PeerAuthentication blue\/default: /);
 });
 
+t.test('updating the namespace DISABLE to STRICT or PERMISSIVE is denied; to DISABLE again is fine', async (t) => {
+  for (const m of ['STRICT', 'PERMISSIVE', 'UNSET']) {
+    const f = runRule(rule, baseCluster([...seed, disableBlue, l7]), 'UPDATE', peerAuth('blue', 'default', { mtls: { mode: m } })).findings;
+    t.equal(f.length, 1, m);
+    t.notOk(f[0]?.preexisting, m);
+  }
+  t.same(runRule(rule, baseCluster([...seed, disableBlue, l7]), 'UPDATE', peerAuth('blue', 'default', { mtls: { mode: 'DISABLE' } })).findings, []);
+  t.same(runRule(rule, baseCluster([...seed, disableBlue, l7]), 'CREATE', peerAuth('red', 'default', { mtls: { mode: 'STRICT' } })).findings, [], 'another namespace');
+});
+
 t.test('port-level DISABLE on the L7 port is enough; on another port it is not', async (t) => {
   const portDisable = (port: string) =>
     peerAuth('blue', 'httpbin', { selector: { matchLabels: { app: 'httpbin' } }, mtls: { mode: 'STRICT' }, portLevelMtls: { [port]: { mode: 'DISABLE' } } });

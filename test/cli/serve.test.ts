@@ -127,6 +127,17 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   t.equal(r.status, 200);
   t.match(r.json, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true } });
 
+  // The README's example request: a default-deny egress in green, which cuts DNS and the API server.
+  const example = JSON.parse(readFileSync(`${root}examples/admission-review.json`, 'utf8')) as { request: { uid: string } };
+  const denied = await post(url, '/validate', example);
+  t.equal(denied.status, 200);
+  const resp = denied.json.response as { uid: string; allowed: boolean; status: { code: number; message: string } };
+  t.equal(resp.uid, example.request.uid);
+  t.equal(resp.allowed, false);
+  t.equal(resp.status.code, 403);
+  t.match(resp.status.message, /\[dns-egress-missing\]/);
+  t.match(resp.status.message, /\[apiserver-egress-missing\]/);
+
   child.kill('SIGTERM');
   t.equal(await exited, 0, `exit 0 after the drain (stderr: ${stderr})`);
 });

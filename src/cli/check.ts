@@ -9,9 +9,9 @@ import type { Change, Operation } from '../admission/change.ts';
 import { loadConfig } from '../config/config.ts';
 import { InputError } from '../errors.ts';
 import type { Decision } from '../rules/types.ts';
-import { KINDS, groupOf, kindOf, type KindName } from '../state/kinds.ts';
+import { KIND_NAMES, KINDS, groupOf, kindOf, type KindName } from '../state/kinds.ts';
 import { readManifests, type ManifestDoc } from '../state/manifests.ts';
-import type { MemoryState } from '../state/store.ts';
+import { MemoryState } from '../state/store.ts';
 import { keepAnnotation, transformObject } from '../state/transform.ts';
 import type { KubeObject } from '../state/types.ts';
 import { createDecide } from '../verdict/decide.ts';
@@ -25,6 +25,8 @@ export interface CheckOptions {
   readonly config?: string;
   readonly operation?: string;
   readonly output: 'text' | 'json';
+  /** Judge each manifest file against the original state (objects within a file still apply in order). */
+  readonly perFile?: boolean;
 }
 
 export interface CheckFinding {
@@ -145,6 +147,13 @@ function toResult(doc: ManifestDoc, change: Change, decision: Decision): CheckRe
   };
 }
 
+/** A copy of a state that can be changed without touching the original (objects are shared, never mutated). */
+function copyState(state: MemoryState): MemoryState {
+  const copy = new MemoryState(state.describe());
+  for (const kind of KIND_NAMES) copy.replaceAll(kind, state.list(kind));
+  return copy;
+}
+
 /** Evaluate every object in order; the state is changed by every admitted object. */
 export async function runCheck(manifests: readonly string[], opts: CheckOptions, ctx: CliContext): Promise<CheckResult[]> {
   stateArgs(opts, true);
@@ -153,10 +162,17 @@ export async function runCheck(manifests: readonly string[], opts: CheckOptions,
   const config = loadConfig(opts.config, ctx.rules);
   const docs = readManifests(manifests);
   if (docs.length === 0) throw new InputError(`no Kubernetes objects found in ${manifests.join(', ')}`);
-  const state = await loadMutableState(opts);
+  const original = await loadMutableState(opts);
   const decide = createDecide(ctx.rules, config);
   const results: CheckResult[] = [];
+  let state = original;
+  let currentFile: string | undefined;
   docs.forEach((doc, i) => {
+    if (opts.perFile && doc.file !== currentFile) {
+      // Each file is an independent proposal: start again from the state as loaded.
+      currentFile = doc.file;
+      state = copyState(original);
+    }
     const change = changeFor(doc, i, state, forced);
     const decision = decide(change, state);
     if (decision.allowed) apply(state, change);
@@ -206,6 +222,7 @@ export function checkCommand(ctx: CliContext): Command {
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--operation <op>', 'CREATE | UPDATE | DELETE (default: CREATE, or UPDATE when the object is in the state)')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .option('--per-file', 'judge each manifest file on its own against the original state (default: one apply, in order)')
     .action(async (manifests: string[], opts: CheckOptions) => {
       const results = await runCheck(manifests, opts, ctx);
       const byId = new Map(ctx.rules.map((r) => [r.id, r.docs]));

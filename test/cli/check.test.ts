@@ -293,3 +293,18 @@ t.test('trace is part of the program; its exit code comes back through runCli', 
   t.equal((await run(['trace', '--help'])).code, 0);
   t.equal(process.exitCode, before, "runCli leaves the caller's exit code alone");
 });
+
+t.test('--per-file judges each file against the original state', async (t) => {
+  const sub = join(dir, 'per-file');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(sub);
+  writeFileSync(join(sub, '1-namespace.yaml'), 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-c\n');
+  writeFileSync(join(sub, '2-policy.yaml'), cnp('p', 'team-c') + '---\n' + cnp('p', 'team-c'));
+  const together = JSON.parse((await run(['check', '--state', STATE, '--output', 'json', sub])).stdout) as { results: { allowed: boolean; operation: string }[] };
+  t.same(together.results.map((r) => r.allowed), [true, true, true], 'one apply: the namespace exists for the policy');
+  const perFile = await run(['check', '--state', STATE, '--per-file', '--output', 'json', sub]);
+  t.equal(perFile.code, 1);
+  const results = (JSON.parse(perFile.stdout) as { results: { allowed: boolean; operation: string }[] }).results;
+  t.same(results.map((r) => r.allowed), [true, false, false], 'the second file does not see the first');
+  t.same(results.map((r) => r.operation), ['CREATE', 'CREATE', 'CREATE']);
+});

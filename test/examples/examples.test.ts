@@ -82,6 +82,19 @@ t.test('checking the whole examples/policies directory runs without crashes', as
   t.same(crashes, [], 'no rule failed');
 });
 
+t.test('the whole directory with --per-file: each rule fires once, on its bad example, never on a good one', async (t) => {
+  if (files.length === 0) return t.pass('no examples yet');
+  let stdout = '';
+  let stderr = '';
+  await runCli(['check', '--state', CLUSTER, '--per-file', '--output', 'json', POLICIES], {
+    io: { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s) },
+  });
+  t.equal(stderr, '');
+  const results = (JSON.parse(stdout) as { results: (Result & { file: string })[] }).results;
+  const fired = results.flatMap((r) => r.findings.map((f) => `${r.file.split('/').pop()}: ${f.rule}`)).sort();
+  t.same(fired, pairs.map((id) => `${id}.bad.yaml: ${id}`).sort());
+});
+
 t.test('the example cluster is healthy: re-applying it is never denied and no rule crashes', async (t) => {
   const again = await check(CLUSTER);
   t.equal(again.stderr, '');

@@ -15,6 +15,11 @@ export interface DumpOptions {
   readonly istioRootNamespace?: string;
   /** Use this KubeConfig instead of loading one (tests). */
   readonly kubeConfig?: KubeConfig;
+  /**
+   * `yaml` (default): block YAML with a comment header. `json`: a JSON List (also valid YAML), which
+   * loads ~40x faster than YAML for large clusters (readManifests takes a JSON fast path).
+   */
+  readonly format?: 'yaml' | 'json';
 }
 
 function byNamespaceName(a: KubeObject, b: KubeObject): number {
@@ -88,6 +93,7 @@ export async function listClusterObjects(opts: DumpOptions): Promise<ClusterObje
  */
 export async function dumpSnapshot(opts: DumpOptions): Promise<string> {
   const { objects: items, missing, server } = await listClusterObjects(opts);
+  if (opts.format === 'json') return `${JSON.stringify({ apiVersion: 'v1', kind: 'List', metadata: {}, items }, null, 2)}\n`;
   const header = [
     ` meshguard snapshot of ${server}`,
     ` taken ${new Date().toISOString()}; ${items.length} objects`,

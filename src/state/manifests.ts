@@ -4,7 +4,7 @@
 
 import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { isMap, isSeq, LineCounter, parseAllDocuments, parseDocument, type Node as YamlNode } from 'yaml';
+import { isMap, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { InputError } from '../errors.ts';
 
 export interface ManifestDoc {
@@ -99,29 +99,29 @@ function lineOf(node: YamlNode | null | undefined, lc: LineCounter): number {
 }
 
 /** Push a document's objects (itself, or a List's items) with their lines. */
-function collect(
-  obj: unknown,
-  node: YamlNode | null | undefined,
-  file: string,
-  lc: LineCounter | undefined,
-  out: ManifestDoc[],
-): void {
-  const line = lc ? lineOf(node, lc) : 1;
+function collect(obj: unknown, file: string, line: number, itemLine: (i: number) => number | undefined, out: ManifestDoc[]): void {
   checkObject(obj, file, line);
   if (!isList(obj)) {
     out.push({ object: obj, file, line });
     return;
   }
+  (obj.items as unknown[]).forEach((item, i) => {
+    const at = itemLine(i) ?? line;
+    if (item === null || item === undefined) return;
+    checkObject(item, file, at, `item ${i} of the ${String(obj.kind)}`);
+    // A List inside a List is not something kubectl prints; treat it as an object like any other.
+    out.push({ object: item, file, line: at });
+  });
+}
+
+/** collect() for a YAML document: lines from the node ranges. */
+function collectYaml(obj: unknown, node: YamlNode | null | undefined, file: string, lc: LineCounter, out: ManifestDoc[]): void {
   const itemsNode = isMap(node) ? node.get('items', true) : undefined;
   const itemNodes = isSeq(itemsNode) ? itemsNode.items : [];
-  (obj.items as unknown[]).forEach((item, i) => {
+  collect(obj, file, lineOf(node, lc), (i) => {
     const n = itemNodes[i] as YamlNode | undefined;
-    const itemLine = lc && n ? lineOf(n, lc) : line;
-    if (item === null || item === undefined) return;
-    checkObject(item, file, itemLine, `item ${i} of the ${String(obj.kind)}`);
-    // A List inside a List is not something kubectl prints; treat it as an object like any other.
-    out.push({ object: item, file, line: itemLine });
-  });
+    return n ? lineOf(n, lc) : undefined;
+  }, out);
 }
 
 function yamlErrorText(e: { message: string }): string {
@@ -131,6 +131,18 @@ function yamlErrorText(e: { message: string }): string {
 }
 
 function readYaml(file: string, text: string, out: ManifestDoc[]): void {
+  const js = jsonStart(text);
+  if (js >= 0) {
+    const n = out.length;
+    try {
+      readJson(file, text, out, js);
+      return;
+    } catch (e) {
+      // Not JSON after all (YAML flow style): the YAML parser decides, and reports errors its way.
+      if (!(e instanceof InputError) || !e.message.includes('invalid JSON')) throw e;
+      out.length = n;
+    }
+  }
   const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: false });
   // parseAllDocuments returns an EmptyStream (no docs) or an array of Documents.
@@ -148,7 +160,7 @@ function readYaml(file: string, text: string, out: ManifestDoc[]): void {
       throw new InputError(`invalid YAML: ${errMessage(e)}`, { file, line: lineOf(doc.contents, lc) });
     }
     if (obj === null || obj === undefined) continue;
-    collect(obj, doc.contents, file, lc, out);
+    collectYaml(obj, doc.contents, file, lc, out);
   }
 }
 
@@ -226,33 +238,99 @@ export function jsonErrorOffset(text: string): number {
   }
 }
 
-function readJson(file: string, text: string, out: ManifestDoc[]): void {
-  if (text.trim() === '') return;
+/**
+ * Lines (1-based, counted from `start`'s line `firstLine`) where the elements of the top-level object's
+ * `items` array start, for text already known to be valid JSON. One linear pass: a YAML parse of a big
+ * `kubectl get -o json` would take far longer than JSON.parse itself.
+ */
+export function jsonItemLines(text: string, start = 0, firstLine = 1): number[] {
+  const lines: number[] = [];
+  let line = firstLine;
+  let depth = 0;
+  let lastString = '';
+  let afterItemsColon = false;
+  let inItems = false;
+  let expectItem = false;
+  for (let i = start; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10) {
+      line++;
+      continue;
+    }
+    if (c === 32 || c === 9 || c === 13) continue;
+    if (expectItem) {
+      expectItem = false;
+      if (c !== 93) lines.push(line); // not the "]" of an empty array
+    }
+    if (c === 34) {
+      // a string: skip to its closing quote (valid JSON strings hold no raw newline)
+      const from = i + 1;
+      i++;
+      while (i < text.length && text.charCodeAt(i) !== 34) i += text.charCodeAt(i) === 92 ? 2 : 1;
+      if (depth === 1) lastString = text.slice(from, i);
+      afterItemsColon = false;
+      continue;
+    }
+    if (c === 58 /* : */) {
+      afterItemsColon = depth === 1 && lastString === 'items';
+      continue;
+    }
+    if (c === 91 /* [ */) {
+      depth++;
+      if (afterItemsColon && depth === 2) {
+        inItems = true;
+        expectItem = true;
+      }
+    } else if (c === 123 /* { */) {
+      depth++;
+    } else if (c === 93 || c === 125 /* ] } */) {
+      depth--;
+      if (inItems && depth === 1) inItems = false;
+    } else if (c === 44 /* , */) {
+      if (inItems && depth === 2) expectItem = true;
+    }
+    afterItemsColon = false;
+  }
+  return lines;
+}
+
+function countLines(text: string, end: number): number {
+  let n = 1;
+  for (let i = text.indexOf('\n'); i >= 0 && i < end; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/** Parse `text` (from `start`) as JSON and collect it; throws InputError with the line on bad JSON. */
+function readJson(file: string, text: string, out: ManifestDoc[], start = 0): void {
+  const body = start > 0 ? text.slice(start) : text;
+  if (body.trim() === '') return;
   let obj: unknown;
   try {
-    obj = JSON.parse(text);
+    obj = JSON.parse(body);
   } catch (e) {
     const msg = errMessage(e);
     // V8 does not always say where: then find the offset with a small scanner.
     const pos = /position (\d+)/.exec(msg);
-    const offset = pos ? Number(pos[1]) : jsonErrorOffset(text);
-    const line = text.slice(0, offset).split('\n').length;
+    const offset = pos ? Number(pos[1]) : jsonErrorOffset(body);
     const short = msg
       .replace(/, ".*" is not valid JSON$/s, '')
       .replace(/ in JSON at position.*$/s, '')
       .replace(/\s+/g, ' ');
-    throw new InputError(`invalid JSON: ${short}`, { file, line: line ?? 1 });
+    throw new InputError(`invalid JSON: ${short}`, { file, line: countLines(text, start + offset) });
   }
-  // JSON is YAML: re-parse for the line numbers of List items (best effort; line 1 otherwise).
-  const lc = new LineCounter();
-  let node: YamlNode | null | undefined;
-  try {
-    const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false });
-    node = doc.errors.length === 0 ? doc.contents : undefined;
-  } catch {
-    node = undefined;
-  }
-  collect(obj, node, file, node ? lc : undefined, out);
+  const first = start + (body.length - body.trimStart().length);
+  const line = countLines(text, first);
+  const itemLines = isRecord(obj) && isList(obj) ? jsonItemLines(text, first, line) : [];
+  collect(obj, file, line, (i) => itemLines[i], out);
+}
+
+/**
+ * Where a JSON document starts in a .yaml file (after blank and comment lines), or -1: JSON is YAML, and
+ * JSON.parse is much faster than a YAML parse for a big snapshot.
+ */
+function jsonStart(text: string): number {
+  const m = /^(?:[ \t]*(?:#[^\n]*)?\r?\n)*[ \t]*(?=[{[])/.exec(text);
+  return m ? m[0].length : -1;
 }
 
 /**

@@ -50,6 +50,11 @@ t.test('dumpSnapshot writes a List that loadSnapshot reads back', async (t) => {
   t.same(listed.missing, ['CiliumClusterwideNetworkPolicy', 'AuthorizationPolicy', 'PeerAuthentication', 'Gateway']);
   t.equal(listed.server, api.url);
 
+  const asJson = await dumpSnapshot({ kubeConfig: api.kubeConfig(), format: 'json' });
+  t.same(JSON.parse(asJson).items, doc.items, 'json format holds the same objects');
+  const jdir = t.testdir({ 'snap.json': asJson });
+  t.equal(loadSnapshot([join(jdir, 'snap.json')]).list('ConfigMap').length, 3);
+
   const dir = t.testdir({});
   const file = join(dir, 'snap.yaml');
   writeFileSync(file, text);

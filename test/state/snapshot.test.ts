@@ -2,7 +2,7 @@ import t from 'tap';
 import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../src/errors.ts';
-import { jsonErrorOffset, readManifests } from '../../src/state/manifests.ts';
+import { jsonErrorOffset, jsonItemLines, readManifests } from '../../src/state/manifests.ts';
 import { loadSnapshot, SnapshotSource } from '../../src/state/snapshot.ts';
 import type { ConfigMap, Pod } from '../../src/state/types.ts';
 
@@ -220,4 +220,40 @@ t.test('SnapshotSource lifecycle and stats', async (t) => {
   const bad = new SnapshotSource([dir]);
   await t.rejects(bad.start(), { name: 'InputError', file: join(dir, 'bad.yaml'), line: 1 });
   t.equal(bad.synced(), false);
+});
+
+t.test('JSON fast path: item lines match the YAML parser, also inside a .yaml file with a comment header', async (t) => {
+  const tricky = {
+    apiVersion: 'v1',
+    kind: 'List',
+    metadata: { note: 'items: [ "not", {this} ]', items: ['nested key at depth 2'] },
+    items: [
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a"b\\[', namespace: 'kube-system' }, data: { items: '[{]' } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x', labels: { items: 'y' } }, spec: { items: [1, 2, [3]] } },
+    ],
+  };
+  const pretty = JSON.stringify(tricky, null, 2);
+  const dir = t.testdir({ 'l.json': pretty, 'l.yaml': `# a snapshot header\n\n# more\n${pretty}\n`, 'compact.json': JSON.stringify(tricky) });
+  const json = readManifests([join(dir, 'l.json')]);
+  t.same(json.map((d) => d.line), [11, 22]);
+  t.same(json.map((d) => d.object.kind), ['ConfigMap', 'Namespace']);
+  const yaml = readManifests([join(dir, 'l.yaml')]);
+  t.same(yaml.map((d) => d.line), [14, 25], 'shifted by the 3 header lines');
+  t.same(readManifests([join(dir, 'compact.json')]).map((d) => d.line), [1, 1]);
+
+  // Property: on random pretty-printed Lists, the scanner agrees with the YAML parser's positions.
+  const fc = (await import('fast-check')).default;
+  const { LineCounter, parseDocument, isMap, isSeq } = await import('yaml');
+  fc.assert(
+    fc.property(fc.array(fc.jsonValue({ maxDepth: 3 }), { maxLength: 6 }), fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(0, 1, 2, 4), (items, meta, indent) => {
+      const text = JSON.stringify({ metadata: meta, kind: 'List', items, apiVersion: 'v1' }, null, indent);
+      const lc = new LineCounter();
+      const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false });
+      const seq = isMap(doc.contents) ? doc.contents.get('items', true) : undefined;
+      const expected = isSeq(seq) ? seq.items.map((n) => lc.linePos((n as { range: [number] }).range[0]).line) : [];
+      t.same(jsonItemLines(text), expected);
+      return true;
+    }),
+    { numRuns: 200 },
+  );
 });

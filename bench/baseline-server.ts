@@ -1,18 +1,18 @@
 // The benchmark's ceiling: a Fastify HTTPS server on the same TLS setup as meshguard that parses the
 // same AdmissionReview bodies and answers `allowed: true`. Whatever meshguard costs above this is
 // meshguard's own work.
-// Usage: node bench/baseline-server.ts --cert F --key F --port P   (prints "ready <url>" when listening)
+// Usage: node bench/baseline-server.ts --tls-cert F --tls-key F --port P   (prints "ready <url>" when listening)
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import Fastify from 'fastify';
 
-const { values } = parseArgs({ options: { cert: { type: 'string' }, key: { type: 'string' }, port: { type: 'string', default: '0' } } });
+const { values } = parseArgs({ options: { 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, port: { type: 'string', default: '0' } } });
 
 const app = Fastify({
   logger: false,
   bodyLimit: 7 * 1024 * 1024,
-  https: { cert: readFileSync(values.cert!), key: readFileSync(values.key!) },
+  https: { cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!) },
   keepAliveTimeout: 60_000,
 });
 

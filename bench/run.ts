@@ -1,0 +1,267 @@
+// `make bench` / `make bench-quick`: measures meshguard against a no-op baseline in one run on one
+// machine, prints a markdown table and writes the figures as JSON under bench/results/.
+//
+//  1. baseline: no-op Fastify HTTPS server, same TLS, same bodies, same load generator
+//  2. meshguard serve on synthetic states (1k/10k/50k pods): rate-limited latency and max throughput
+//  3. scale curve: in-process evaluation time vs cluster size and vs pods selected by the policy
+//  4. memory: heap and RSS of the cached state, bytes per pod (fresh process per size)
+//  5. startup: process start to /readyz 200
+//
+// Usage: node --expose-gc bench/run.ts --quick | --full
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { toChange } from '../src/admission/review.ts';
+import type { AdmissionReview } from '../src/admission/schema.ts';
+import { defaultConfig } from '../src/config/config.ts';
+import { allRules } from '../src/rules/registry.ts';
+import type { Decide } from '../src/rules/types.ts';
+import { stateFromObjects } from '../src/state/snapshot.ts';
+import { createDecide } from '../src/verdict/decide.ts';
+import { generateCluster, type Obj } from './cluster-gen.ts';
+import { requestMix, review } from './requests.ts';
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, full: { type: 'boolean', default: false } } });
+const quick = values.quick || !values.full;
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const NODE = process.execPath;
+const SIZES = quick ? [1000, 5000] : [1000, 10000, 50000];
+const LOAD_SECONDS = quick ? 3 : 10;
+const RATE = 500;
+const CONNECTIONS = 8;
+const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-bench-'));
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+});
+
+function log(msg: string): void {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function runJson(args: string[]): Promise<Record<string, number> & Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
+      resolve(JSON.parse(out.trim().split('\n').pop()!));
+    });
+  });
+}
+
+function readyz(port: number, ca: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = https.get({ host: '127.0.0.1', port, path: '/readyz', ca, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => { req.destroy(); resolve(false); });
+  });
+}
+
+async function startServer(args: string[], port: number, ca: Buffer): Promise<{ child: ChildProcess; readyMs: number }> {
+  const t0 = performance.now();
+  const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(child);
+  let err = '';
+  child.stderr!.on('data', (d) => (err = (err + d).slice(-4000)));
+  const deadline = t0 + 180_000;
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}: ${err}`);
+    if (await readyz(port, ca)) return { child, readyMs: performance.now() - t0 };
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`server not ready after 180 s: ${err}`);
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+interface LoadResult { rps: number; p50: number; p99: number; p999: number; max: number; errors: number; requests: number }
+
+async function load(port: number, bodiesFile: string, mode: 'rate' | 'max'): Promise<LoadResult> {
+  return (await runJson([
+    path.join(ROOT, 'bench/load.ts'), '--url', `https://127.0.0.1:${port}/validate`, '--ca', path.join(work, 'ca.crt'),
+    '--bodies', bodiesFile, '--mode', mode, '--rate', String(RATE), '--connections', String(CONNECTIONS), '--seconds', String(LOAD_SECONDS),
+  ])) as unknown as LoadResult;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Median in-process time (µs) of decide() for one request, after warm-up. */
+function timeDecide(decide: Decide, state: ReturnType<typeof stateFromObjects>, body: Record<string, unknown>, iterations: number): number {
+  const change = toChange(body as unknown as AdmissionReview);
+  for (let i = 0; i < 20; i++) decide(change, state);
+  const samples: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    const t0 = performance.now();
+    decide(change, state);
+    samples.push((performance.now() - t0) * 1000);
+  }
+  return median(samples);
+}
+
+const fixedRequests: Record<string, Obj> = {
+  'CNP egress, 10 pods': {
+    apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'bench-egress', namespace: 'team-0000' },
+    spec: { endpointSelector: { matchLabels: { app: 'app-1' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'app-2' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }] }] }] },
+  },
+  'L7 on sidecar pods, 10 pods': {
+    apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'bench-l7', namespace: 'team-0000' },
+    spec: { endpointSelector: { matchLabels: { app: 'app-1' } }, ingress: [{ toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }] },
+  },
+};
+
+function selectionRequests(pods: number): { label: string; selected: number; obj: Obj }[] {
+  const egress = [{ toEndpoints: [{ matchLabels: { app: 'app-2' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }] }] }];
+  return [
+    { label: 'CNP app=app-1 in one namespace', selected: 10, obj: { apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 's1', namespace: 'team-0000' }, spec: { endpointSelector: { matchLabels: { app: 'app-1' } }, egress } } },
+    { label: 'CNP {} in one namespace', selected: 50, obj: { apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 's2', namespace: 'team-0000' }, spec: { endpointSelector: {}, egress } } },
+    { label: 'CCNP namespace label team=t3', selected: Math.round(pods / 17), obj: { apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 's3' }, spec: { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.team': 't3' } }, egress } } },
+    { label: 'CCNP app=app-1 cluster-wide', selected: Math.round(pods / 5), obj: { apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 's4' }, spec: { endpointSelector: { matchLabels: { app: 'app-1' } }, egress } } },
+  ];
+}
+
+async function main(): Promise<void> {
+  const results: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` },
+    loadSeconds: LOAD_SECONDS, rate: RATE, connections: CONNECTIONS,
+  };
+  // TLS material shared by the baseline and meshguard.
+  await new Promise<void>((resolve, reject) => {
+    const c = spawn(path.join(ROOT, 'scripts/dev-certs.sh'), [work], { stdio: 'ignore' });
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error('dev-certs failed'))));
+  });
+  const ca = readFileSync(path.join(work, 'ca.crt'));
+  const tls = ['--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key')];
+
+  // 1. Baseline, with the request mix of the middle size.
+  const midSize = SIZES[Math.min(1, SIZES.length - 1)]!;
+  const baseBodies = path.join(work, 'bodies-base.json');
+  writeFileSync(baseBodies, JSON.stringify(requestMix(midSize, 400).map((r) => JSON.stringify(r.review))));
+  {
+    const port = await freePort();
+    log('baseline server');
+    const { child } = await startServer([path.join(ROOT, 'bench/baseline-server.ts'), ...tls, '--port', String(port)], port, ca);
+    const rate = await load(port, baseBodies, 'rate');
+    const max = await load(port, baseBodies, 'max');
+    await stopServer(child);
+    results['baseline'] = { rate, max };
+  }
+
+  // 2 + 4 + 5. Per cluster size: memory, startup, latency and throughput.
+  const sizes: Record<string, unknown>[] = [];
+  for (const pods of SIZES) {
+    log(`size ${pods}: generating`);
+    const objs = generateCluster(pods);
+    const stateFile = path.join(work, `state-${pods}.json`);
+    writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objs }));
+    log(`size ${pods}: memory`);
+    const memory = await runJson(['--expose-gc', path.join(ROOT, 'bench/memory.ts'), '--pods', String(pods)]);
+    const bodies = path.join(work, `bodies-${pods}.json`);
+    writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).map((r) => JSON.stringify(r.review))));
+    const port = await freePort();
+    log(`size ${pods}: meshguard serve`);
+    const { child, readyMs } = await startServer(
+      [path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1'],
+      port, ca,
+    );
+    const rate = await load(port, bodies, 'rate');
+    const max = await load(port, bodies, 'max');
+    await stopServer(child);
+    sizes.push({ pods, memory, startupMs: readyMs, rate, max });
+  }
+  results['sizes'] = sizes;
+
+  // 3. Scale curve, in-process (no HTTP): same request against growing clusters; then growing selections.
+  const decide = createDecide(allRules(), defaultConfig());
+  const curve: Record<string, unknown>[] = [];
+  const selection: Record<string, unknown>[] = [];
+  for (const pods of SIZES) {
+    log(`size ${pods}: in-process scale curve`);
+    const state = stateFromObjects(generateCluster(pods));
+    const row: Record<string, number> = { pods };
+    for (const [label, obj] of Object.entries(fixedRequests)) row[label] = timeDecide(decide, state, review('CREATE', obj, null), 200);
+    curve.push(row);
+    if (pods === SIZES[SIZES.length - 1]) {
+      for (const r of selectionRequests(pods)) {
+        selection.push({ label: r.label, approxSelected: r.selected, micros: timeDecide(decide, state, review('CREATE', r.obj, null), 20) });
+      }
+    }
+  }
+  results['scaleCurve'] = curve;
+  results['selectionCurve'] = selection;
+
+  mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
+  const json = JSON.stringify(results, null, 2) + '\n';
+  writeFileSync(path.join(ROOT, `bench/results/${quick ? 'quick' : 'full'}-latest.json`), json);
+  process.stdout.write(report(results));
+}
+
+function f(n: unknown, digits = 2): string {
+  return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : String(n);
+}
+
+function report(r: Record<string, unknown>): string {
+  const base = r['baseline'] as { rate: LoadResult; max: LoadResult };
+  const sizes = r['sizes'] as { pods: number; memory: Record<string, number>; startupMs: number; rate: LoadResult; max: LoadResult }[];
+  const lines: string[] = [];
+  lines.push(`## meshguard benchmark (${r['mode']}, ${(r['machine'] as Record<string, unknown>)['cpus']} CPUs, Node ${process.version})`, '');
+  lines.push(`Latency at ${RATE} req/s (open loop, ${LOAD_SECONDS}s) and max throughput (${CONNECTIONS} keep-alive connections, ${LOAD_SECONDS}s).`, '');
+  lines.push('| server | pods | p50 ms | p99 ms | p99.9 ms | errors | max req/s | vs baseline |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(`| baseline (no-op) | - | ${f(base.rate.p50, 3)} | ${f(base.rate.p99, 3)} | ${f(base.rate.p999, 3)} | ${base.rate.errors + base.max.errors} | ${f(base.max.rps, 0)} | 100% |`);
+  for (const s of sizes) {
+    lines.push(`| meshguard | ${s.pods} | ${f(s.rate.p50, 3)} | ${f(s.rate.p99, 3)} | ${f(s.rate.p999, 3)} | ${s.rate.errors + s.max.errors} | ${f(s.max.rps, 0)} | ${f((100 * s.max.rps) / base.max.rps, 0)}% |`);
+  }
+  lines.push('', '| pods | state heap MB | heap bytes/pod | RSS MB | load ms (transform+index) | start to ready ms |', '|---:|---:|---:|---:|---:|---:|');
+  for (const s of sizes) {
+    lines.push(`| ${s.pods} | ${f(s.memory['heapStateBytes']! / 2 ** 20, 1)} | ${f(s.memory['heapBytesPerPod'], 0)} | ${f(s.memory['rss']! / 2 ** 20, 0)} | ${f(s.memory['loadMs'], 0)} | ${f(s.startupMs, 0)} |`);
+  }
+  const curve = r['scaleCurve'] as Record<string, number>[];
+  const labels = Object.keys(fixedRequests);
+  lines.push('', '| pods in cluster | ' + labels.map((l) => `${l} (µs)`).join(' | ') + ' |', '|---:|' + labels.map(() => '---:').join('|') + '|');
+  for (const row of curve) lines.push(`| ${row['pods']} | ${labels.map((l) => f(row[l], 0)).join(' | ')} |`);
+  const first = curve[0]!;
+  const last = curve[curve.length - 1]!;
+  lines.push('', labels.map((l) => `${l}: ${f(last[l]! / first[l]!, 2)}x from ${first['pods']} to ${last['pods']} pods`).join('; '));
+  lines.push('', `| policy selecting (at ${last['pods']} pods) | ~pods selected | µs per request |`, '|---|---:|---:|');
+  for (const s of r['selectionCurve'] as { label: string; approxSelected: number; micros: number }[]) lines.push(`| ${s.label} | ${s.approxSelected} | ${f(s.micros, 0)} |`);
+  return lines.join('\n') + '\n';
+}
+
+await main();

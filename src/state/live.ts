@@ -25,6 +25,7 @@ import {
 import type { Logger } from 'pino';
 import { InputError } from '../errors.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
+import { istioNamespaces } from './snapshot.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
 import type { KubeObject, StateSource, StateStats } from './types.ts';
@@ -226,6 +227,18 @@ export interface LiveSourceOptions {
 
 const MAX_BACKOFF_MS = 30_000;
 
+function newStream(kind: KindName, namespace?: string): Stream {
+  return {
+    kind,
+    ...(namespace !== undefined ? { namespace } : {}),
+    status: 'pending',
+    listedOnce: false,
+    lastAlive: Date.now(),
+    generation: 0,
+    backoffMs: 0,
+  };
+}
+
 /** A StateSource over informers on a live cluster. */
 export class LiveSource implements StateSource {
   readonly state = new MemoryState('live');
@@ -254,17 +267,7 @@ export class LiveSource implements StateSource {
     if (this.#opts.istioRootNamespace) cmNamespaces.add(this.#opts.istioRootNamespace);
     for (const kind of KIND_NAMES) {
       const namespaces = kind === 'ConfigMap' ? [...cmNamespaces] : [undefined];
-      for (const namespace of namespaces) {
-        this.#streams.push({
-          kind,
-          ...(namespace !== undefined ? { namespace } : {}),
-          status: 'pending',
-          listedOnce: false,
-          lastAlive: Date.now(),
-          generation: 0,
-          backoffMs: 0,
-        });
-      }
+      for (const namespace of namespaces) this.#streams.push(newStream(kind, namespace));
     }
     const synced = new Promise<void>((resolve) => {
       this.#onSynced = resolve;
@@ -412,6 +415,25 @@ export class LiveSource implements StateSource {
     if (was === 'absent') this.#log.info({ kind: s.kind }, 'kind is now served (CRD installed): watching it');
     if (was === 'failing') this.#log.info({ kind: this.#name(s) }, 'list recovered');
     this.#markListed(s);
+    if (s.kind === 'Deployment' || s.kind === 'ConfigMap') this.#followIstioNamespaces();
+  }
+
+  /**
+   * Watch ConfigMaps also where istiod runs and in the mesh config's rootNamespace (as loadSnapshot
+   * keeps them), once the Deployments and mesh ConfigMaps tell where that is.
+   */
+  #followIstioNamespaces(): void {
+    if (this.#stopped) return;
+    const have = new Set(this.#streams.filter((x) => x.kind === 'ConfigMap').map((x) => x.namespace));
+    const seen = istioNamespaces([...this.state.list('Deployment'), ...this.state.list('ConfigMap')]);
+    for (const ns of seen) {
+      if (have.has(ns)) continue;
+      have.add(ns);
+      this.#log.info({ namespace: ns }, 'Istio control plane namespace found: watching its ConfigMaps too');
+      const stream = newStream('ConfigMap', ns);
+      this.#streams.push(stream);
+      this.#restart(stream);
+    }
   }
 
   #listFailed(s: Stream, err: unknown): void {
@@ -461,6 +483,7 @@ export class LiveSource implements StateSource {
 
   #tick(): void {
     if (this.#stopped) return;
+    this.#followIstioNamespaces(); // istiod may have been installed or moved since the last list
     const now = Date.now();
     for (const s of this.#streams) {
       if (s.restartTimer) continue; // a restart is already scheduled

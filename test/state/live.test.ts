@@ -184,6 +184,27 @@ t.test('LiveSource recovers from dropped watches, failing lists, silent watches 
   await until('all watches closed', () => api.openWatches() === 0);
 });
 
+t.test('LiveSource follows the Istio control plane namespace for ConfigMaps', async (t) => {
+  const api = await fake(t);
+  const DEPLOYS = collectionPath('Deployment');
+  api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'mesh-ctl' }, data: { mesh: 'rootNamespace: mesh-root\n' } });
+  api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: 'mesh-root' } });
+  api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'unrelated', namespace: 'shop' } });
+  const src = new LiveSource({ logger: capture().logger, kubeConfig: api.kubeConfig(), watchdogSeconds: 1 });
+  t.teardown(() => src.stop());
+  await src.start();
+  const names = () => src.state.list('ConfigMap').map((c) => `${c.metadata.namespace}/${c.metadata.name}`).sort();
+  t.same(names(), [], 'no istiod yet: only kube-system and istio-system are watched');
+  // istiod shows up in mesh-ctl; its mesh config names mesh-root as the root namespace.
+  api.put(DEPLOYS, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'istiod', namespace: 'mesh-ctl' }, spec: { template: { spec: { containers: [] } } } });
+  await until('istiod namespace and root namespace watched', () => names().length === 2);
+  t.same(names(), ['mesh-ctl/istio', 'mesh-root/settings']);
+  api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'later', namespace: 'mesh-root' } });
+  await until('events in the followed namespace', () => names().includes('mesh-root/later'));
+  t.notOk(names().includes('shop/unrelated'));
+  t.ok(src.synced());
+});
+
 t.test('start() with bad credentials retries, and can time out', async (t) => {
   const api = await fake(t);
   const kc = api.kubeConfig();

@@ -98,6 +98,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   if (!fromFiles) {
     // Readiness stays 503 until the informers have synced; the webhook keeps retrying meanwhile.
     source.start().catch((e: unknown) => {
+      // Stopped by a SIGTERM before the first sync: the signal handler is already ending the process.
+      if (server.draining) return;
       logger.error({ err: (e as Error).message }, 'cluster state source failed; shutting down');
       void server
         .shutdown()

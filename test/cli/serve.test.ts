@@ -141,3 +141,29 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   child.kill('SIGTERM');
   t.equal(await exited, 0, `exit 0 after the drain (stderr: ${stderr})`);
 });
+
+t.test('live source that cannot sync: listening but not ready; SIGTERM still exits 0', async (t) => {
+  const kubeconfig = join(dir, 'unreachable.kubeconfig');
+  writeFileSync(
+    kubeconfig,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]',
+      'contexts: [{name: c, context: {cluster: c, user: u}}]',
+      'users: [{name: u, user: {token: not-a-real-token}}]',
+      'current-context: c',
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(process.execPath, [main, ...base, '--kubeconfig', kubeconfig, '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const url = await listeningUrl(child);
+  t.equal(await get(url, '/healthz'), 200);
+  t.equal(await get(url, '/readyz'), 503, 'not ready before the first sync');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+});

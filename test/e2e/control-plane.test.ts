@@ -55,8 +55,19 @@ t.test('control plane: start, kubectl, restart, stop', async (t) => {
   t.equal(again.code, 0, 'writes work after the restart');
 
   const url = cp.serverUrl;
+  const pids = cp.pids();
+  t.equal(pids.length, 3, 'etcd and two apiserver incarnations');
   await cp.stop();
   stopped = true;
   const gone = await httpGet(`${url}/readyz`);
   t.equal(gone.status, 0, 'apiserver port closed after stop()');
+  const alive = pids.filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  t.same(alive, [], 'no process left behind');
 });

@@ -38,6 +38,8 @@ export interface ControlPlane {
   readonly serverUrl: string;
   /** The apiserver's log so far (for failure messages). */
   logs(): string;
+  /** Pids of every process this control plane started (etcd, each apiserver incarnation). */
+  pids(): number[];
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -69,11 +71,17 @@ function installExitHooks(): void {
 
 /**
  * A detached shell that SIGKILLs `child` once this test process is gone (covers SIGKILL of the test
- * runner, where no exit hook runs). It ends by itself when the child ends.
+ * runner, where no exit hook runs), and then removes `cleanupDir`. It ends by itself when the child ends.
  */
-function watchdog(child: ChildProcess): void {
+function watchdog(child: ChildProcess, cleanupDir?: string): void {
   if (!child.pid) return;
-  const script = `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${child.pid} 2>/dev/null; do sleep 1; done; kill -9 ${child.pid} 2>/dev/null; exit 0`;
+  const script = [
+    `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${child.pid} 2>/dev/null; do sleep 1; done`,
+    `kill -9 ${child.pid} 2>/dev/null`,
+    // Only an orphaned run cleans up: while the tests live, stop() owns the directory.
+    cleanupDir ? `if ! kill -0 ${process.pid} 2>/dev/null; then sleep 1; rm -rf '${cleanupDir.replace(/'/g, '')}'; fi` : ':',
+    'exit 0',
+  ].join('; ');
   const w = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
   w.unref();
 }
@@ -84,13 +92,13 @@ interface Proc {
   output(): string;
 }
 
-function startProcess(name: string, cmd: string, args: string[], logFile: string, env?: NodeJS.ProcessEnv): Proc {
+function startProcess(name: string, cmd: string, args: string[], logFile: string, cleanupDir?: string): Proc {
   installExitHooks();
   writeFileSync(logFile, '');
   let out = '';
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env, cwd: REPO_ROOT });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT });
   live.add(child);
-  watchdog(child);
+  watchdog(child, cleanupDir);
   const onData = (b: Buffer): void => {
     const s = b.toString('utf8');
     out += s;
@@ -272,7 +280,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
       '--initial-cluster-state=new',
       '--logger=zap',
       '--log-level=warn',
-    ], join(dir, 'etcd.log'));
+    ], join(dir, 'etcd.log'), dir);
     procs.push(etcd);
     const etcdProc = etcd;
     await waitFor('etcd /health', async () => {
@@ -335,6 +343,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
       kubectl,
       serverUrl,
       logs: () => apiserver?.output() ?? '',
+      pids: () => procs.flatMap((p) => (p.child.pid ? [p.child.pid] : [])),
       async restartApiserver(opts) {
         if (stopped) throw new Error('control plane stopped');
         if (apiserver) await killProcess(apiserver);
@@ -451,7 +460,7 @@ export async function startMeshguard(opts: MeshguardOptions): Promise<Meshguard>
   ];
   // node_modules/.bin/node is the binary `npx node` runs (Node 24); started directly so that the pid we
   // signal is meshguard itself, not an npx wrapper.
-  const proc = startProcess('meshguard', NODE, args, join(dir, 'meshguard.log'));
+  const proc = startProcess('meshguard', NODE, args, join(dir, 'meshguard.log'), dir);
   let stopped = false;
   const mg: Meshguard = {
     url,

@@ -15,6 +15,9 @@ export interface ManifestDoc {
 }
 
 const MANIFEST_EXT = /\.(ya?ml|json)$/i;
+/** The path that means standard input, as with `kubectl apply -f -`. */
+const STDIN = '-';
+const STDIN_NAME = '<stdin>';
 
 function errMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -28,6 +31,10 @@ function errMessage(e: unknown): string {
 function expand(paths: readonly string[]): string[] {
   const out: string[] = [];
   for (const p of paths) {
+    if (p === STDIN) {
+      out.push(p);
+      continue;
+    }
     let st;
     try {
       st = statSync(p);
@@ -334,16 +341,18 @@ function jsonStart(text: string): number {
 }
 
 /**
- * Every object in `paths` (files or directories), in order, Lists flattened. Empty documents are
- * skipped. Throws InputError naming the file and line for an unreadable file, invalid YAML/JSON, or a
- * document that is not an object with apiVersion, kind and metadata.name.
+ * Every object in `paths` (files, directories, or "-" for standard input, named "<stdin>"), in order,
+ * Lists flattened. Empty documents are skipped. Throws InputError naming the file and line for an
+ * unreadable file, invalid YAML/JSON, or a document that is not an object with apiVersion, kind and
+ * metadata.name.
  */
 export function readManifests(paths: readonly string[]): ManifestDoc[] {
   const out: ManifestDoc[] = [];
-  for (const file of expand(paths)) {
+  for (const path of expand(paths)) {
+    const file = path === STDIN ? STDIN_NAME : path;
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readFileSync(path === STDIN ? 0 : path, 'utf8');
     } catch (e) {
       throw new InputError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? errMessage(e)}`, { file });
     }

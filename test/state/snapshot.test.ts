@@ -257,3 +257,14 @@ t.test('JSON fast path: item lines match the YAML parser, also inside a .yaml fi
     { numRuns: 200 },
   );
 });
+
+t.test('"-" reads standard input', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const script = `import { readManifests } from ${JSON.stringify(new URL('../../src/state/manifests.ts', import.meta.url).href)};
+try { console.log(JSON.stringify(readManifests(['-']).map((d) => [d.file, d.line, d.object.kind]))); }
+catch (e) { console.log(String(e.message)); }`;
+  const run = (input: string) =>
+    spawnSync(process.execPath, ['--input-type=module', '-e', script], { input, encoding: 'utf8', timeout: 20_000 }).stdout.trim();
+  t.equal(run(podList), JSON.stringify([['<stdin>', 6, 'Pod'], ['<stdin>', 15, 'Pod']]));
+  t.equal(run('apiVersion: v1\nkind: Pod\nmetadata: [\n'), '<stdin>:4: invalid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]');
+});

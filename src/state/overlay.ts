@@ -1,7 +1,7 @@
 // The cluster as it would be if one admission request were admitted: a thin view over another state.
 // Nothing is copied: every read that does not touch the changed (kind, namespace) goes straight to the
-// base, and the few derived lists that do are computed on first use and cached (the base is assumed
-// not to change while the overlay is in use, which holds for one admission evaluation).
+// base, and the few derived lists that do are computed on first use and cached. If the base changes
+// meanwhile (a live cache receiving events), the caches are dropped and the overlay takes a new revision.
 
 import type { Change } from '../admission/change.ts';
 import { KINDS, type KindName } from './kinds.ts';
@@ -14,7 +14,9 @@ let nextRevision = -1;
 const ALL = '\u0000all';
 
 class OverlayState implements ClusterState {
-  readonly revision: number;
+  #revision: number;
+  /** The base revision the caches were computed from. */
+  #baseRevision: number;
   readonly #base: ClusterState;
   readonly #kind: KindName;
   /** Bucket of the changed object: its namespace, or "" for cluster-scoped kinds. */
@@ -33,7 +35,23 @@ class OverlayState implements ClusterState {
     this.#name = name;
     this.#obj = obj;
     this.#what = what;
-    this.revision = nextRevision--;
+    this.#revision = nextRevision--;
+    this.#baseRevision = base.revision;
+  }
+
+  get revision(): number {
+    this.#fresh();
+    return this.#revision;
+  }
+
+  /** Drop the caches if the base changed since they were computed. */
+  #fresh(): void {
+    const r = this.#base.revision;
+    if (r === this.#baseRevision) return;
+    this.#baseRevision = r;
+    this.#revision = nextRevision--;
+    this.#lists.clear();
+    this.#namespaces = undefined;
   }
 
   describe(): string {
@@ -55,6 +73,7 @@ class OverlayState implements ClusterState {
     if (kind !== this.#kind) return this.#base.list(kind, namespace);
     const scoped = namespace !== undefined && KINDS[kind].namespaced;
     if (scoped && namespace !== this.#ns) return this.#base.list(kind, namespace);
+    this.#fresh();
     const key = scoped ? namespace : ALL;
     let out = this.#lists.get(key);
     if (!out) {
@@ -76,6 +95,7 @@ class OverlayState implements ClusterState {
 
   namespacesWith(kind: KindName): readonly string[] {
     if (kind !== this.#kind || !KINDS[kind].namespaced) return this.#base.namespacesWith(kind);
+    this.#fresh();
     if (!this.#namespaces) {
       const base = this.#base.namespacesWith(kind);
       const has = base.includes(this.#ns);

@@ -159,3 +159,40 @@ t.test('unknown kind, CONNECT and CREATE without object leave the base', async (
   t.equal(overlay(base, noObject), base);
   t.equal(overlay(base, { ...c, kind: 'Secret' as KindName }), base);
 });
+
+t.test('an overlay follows its base when the base changes (live cache events)', async (t) => {
+  let gen = 1000;
+  fc.assert(
+    fc.property(
+      fc.array(arbObj, { maxLength: 15 }),
+      fc.array(arbChange, { minLength: 1, maxLength: 4 }),
+      fc.array(fc.record({ remove: fc.boolean(), o: arbObj }), { minLength: 1, maxLength: 6 }),
+      (baseObjs, changes, baseEdits) => {
+        const base = new MemoryState('base');
+        for (const b of baseObjs) base.upsert(b.kind, obj(b.kind, b.ns, b.name, b.labels, gen++));
+        let view: ClusterState = base;
+        const chs: Change[] = [];
+        for (const c of changes) {
+          const ch = change(c.op, c.o.kind, obj(c.o.kind, c.o.ns, c.o.name, c.o.labels, gen++));
+          chs.push(ch);
+          view = overlay(view, ch);
+        }
+        observe(view); // fill the caches
+        const before = view.revision;
+        const baseBefore = base.revision;
+        for (const e of baseEdits) {
+          if (e.remove) base.remove(e.o.kind, e.o.ns, e.o.name);
+          else base.upsert(e.o.kind, obj(e.o.kind, e.o.ns, e.o.name, e.o.labels, gen++));
+        }
+        const expected = new MemoryState('expected');
+        for (const kind of KIND_NAMES) for (const o of base.list(kind)) expected.upsert(kind, o);
+        for (const ch of chs) apply(expected, ch);
+        t.same(observe(view), observe(expected));
+        if (view !== base && base.revision !== baseBefore) t.not(view.revision, before, 'new revision after base changes');
+        if (base.revision === baseBefore) t.equal(view.revision, before, 'same revision while the base is unchanged');
+        return true;
+      },
+    ),
+    { numRuns: 100 },
+  );
+});

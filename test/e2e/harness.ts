@@ -228,6 +228,12 @@ function runKubectl(kubectlBin: string, kubeconfigPath: string): Kubectl {
 // Control plane
 
 const ADMIN_TOKEN_BYTES = 24;
+/**
+ * SIGTERM, then SIGKILL after this long. With clients watching (meshguard's informers) the apiserver's
+ * graceful shutdown can take over 10 s; the watches are already cut by then, which is what the
+ * restart tests need, so the rest is not worth waiting for.
+ */
+const APISERVER_GRACE_MS = 4_000;
 /** Where the `default/kubernetes` EndpointSlice points (no endpoint reconciler runs; see below). */
 export const APISERVER_ENDPOINT = { ip: '10.0.0.10', port: 6443 } as const;
 
@@ -258,7 +264,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (apiserver) await killProcess(apiserver);
+    if (apiserver) await killProcess(apiserver, APISERVER_GRACE_MS);
     if (etcd) await killProcess(etcd);
     for (const p of procs) await killProcess(p, 2_000);
     rmSync(dir, { recursive: true, force: true });
@@ -346,7 +352,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
       pids: () => procs.flatMap((p) => (p.child.pid ? [p.child.pid] : [])),
       async restartApiserver(opts) {
         if (stopped) throw new Error('control plane stopped');
-        if (apiserver) await killProcess(apiserver);
+        if (apiserver) await killProcess(apiserver, APISERVER_GRACE_MS);
         if (opts?.downMs) await sleep(opts.downMs);
         apiserver = startApiserver();
         await waitReady(apiserver);

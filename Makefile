@@ -6,13 +6,14 @@ NODE  := ./node_modules/.bin/node
 NPX   := npx --no-install
 PORT  ?= 8443
 
-.PHONY: all deps build typecheck run certs test unit e2e control-plane bench bench-quick clean
+.PHONY: all deps build typecheck run certs test unit e2e control-plane bench bench-quick readme clean
 
 all: build
 
-node_modules/.package-lock.json: package.json package-lock.json
+# Installed once when missing (CI runs npm ci itself); never re-run behind someone's back, because
+# npm ci deletes node_modules first.
+node_modules/.package-lock.json:
 	npm ci --no-audit --no-fund
-	@touch $@
 
 deps: node_modules/.package-lock.json
 
@@ -51,6 +52,10 @@ bench: build
 
 bench-quick: build
 	$(NODE) --expose-gc bench/run.ts --quick
+
+# Regenerate the README's rule table from the registry.
+readme: deps
+	$(NODE) scripts/readme-rules.ts
 
 clean:
 	rm -rf dist .tap

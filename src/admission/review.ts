@@ -167,7 +167,8 @@ const byteLength = (s: string): number => Buffer.byteLength(s, 'utf8');
 /** "ns/a, ns/b and 12 more" */
 function victimsText(f: ActedFinding): string {
   const v = f.victims ?? [];
-  if (v.length === 0) return '';
+  // Rules often name their victims in the message already: do not say it twice.
+  if (v.length === 0 || v.every((name) => f.message.includes(name))) return '';
   const more = (f.victimCount ?? v.length) - v.length;
   return ` Affected: ${v.join(', ')}${more > 0 ? ` and ${more} more` : ''}.`;
 }

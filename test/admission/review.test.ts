@@ -210,3 +210,13 @@ t.test('warnings: per-warning and total limits, with a count of what was dropped
   t.equal(truncate('abc', 3), 'abc');
   t.equal(truncate('abcd', 3), 'ab…');
 });
+
+t.test('deny message does not repeat victims the rule message already names', async (t) => {
+  const r = toAdmissionResponse('u', {
+    allowed: false,
+    skipped: [],
+    findings: [{ rule: 'dns-egress-missing', action: 'deny', message: 'policy leaves 1 pod without DNS: a/b', victims: ['a/b'], victimCount: 1 }],
+  });
+  t.notMatch(r.status!.message, 'Affected');
+  t.match(r.status!.message, 'a/b');
+});

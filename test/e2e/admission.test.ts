@@ -34,6 +34,8 @@ t.test('enforce mode through kube-apiserver', async (t) => {
       pod('mesh', 'api-0', { app: 'api' }, [{ name: 'http', containerPort: 8080 }]),
       namespace('pay', { 'istio-injection': 'enabled' }),
       pod('pay', 'checkout-0', { app: 'checkout' }, [{ name: 'http', containerPort: 8080 }], { sidecar: true }),
+      namespace('blog'),
+      pod('blog', 'ghost-0', { app: 'ghost' }, [{ name: 'http', containerPort: 2368 }]),
     ],
   });
 
@@ -136,6 +138,24 @@ t.test('enforce mode through kube-apiserver', async (t) => {
     }, 15_000, 250);
     t.comment(`verdict changed ${Date.now() - start} ms after the PeerAuthentication`);
     t.match(last.stdout, /checkout-l7 created \(server dry run\)/, out(last));
+  });
+
+  await t.test('Kubernetes NetworkPolicy: DNS on TCP only (the protocol default) is refused, UDP is fine', async (t) => {
+    const np = (ports: Record<string, unknown>[]) => ({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'egress-dns', namespace: 'blog' },
+      spec: { podSelector: {}, policyTypes: ['Egress'], egress: [{ ports }] },
+    });
+    const tcpOnly = await apply(env, np([{ port: 53 }]));
+    t.equal(tcpOnly.code, 1, out(tcpOnly));
+    t.match(tcpOnly.stderr, /\[dns-egress-missing\] NetworkPolicy blog\/egress-dns/, out(tcpOnly));
+    t.match(tcpOnly.stderr, /blog\/ghost-0/, out(tcpOnly));
+    t.match(tcpOnly.stderr, /UDP/, 'says what is missing');
+    t.notOk(await exists(env, 'networkpolicy', 'blog', 'egress-dns'), 'nothing stored');
+    const udp = await apply(env, np([{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }]));
+    t.equal(udp.code, 0, out(udp));
+    t.match(udp.stdout, /networkpolicy\.networking\.k8s\.io\/egress-dns created/);
   });
 
   await t.test('meshguard is ready and counted every request', async (t) => {

@@ -5,8 +5,7 @@ import ipaddr from 'ipaddr.js';
 
 type Addr = ipaddr.IPv4 | ipaddr.IPv6;
 
-/** A parsed address, IPv4-mapped IPv6 folded to IPv4; undefined when not an IP. */
-export function parseIp(ip: string): Addr | undefined {
+function parseIpUncached(ip: string): Addr | undefined {
   if (typeof ip !== 'string' || !ipaddr.isValid(ip)) return undefined;
   try {
     return ipaddr.process(ip);
@@ -15,14 +14,39 @@ export function parseIp(ip: string): Addr | undefined {
   }
 }
 
+interface ParsedIp {
+  readonly addr: Addr | undefined;
+  readonly canonical: string | undefined;
+  readonly family: 'ipv4' | 'ipv6' | undefined;
+}
+// The same few thousand addresses (pod, node, apiserver, Service IPs) are parsed on every request:
+// parse each once. Parsed addresses are only read (kind, match, toString), never modified.
+const ipCache = new Map<string, ParsedIp>();
+function parsedIp(ip: string): ParsedIp {
+  let hit = ipCache.get(ip);
+  if (hit === undefined) {
+    const addr = parseIpUncached(ip);
+    hit = { addr, canonical: addr?.toString(), family: addr ? (addr.kind() === 'ipv4' ? 'ipv4' : 'ipv6') : undefined };
+    if (typeof ip === 'string') {
+      if (ipCache.size > 100_000) ipCache.clear();
+      ipCache.set(ip, hit);
+    }
+  }
+  return hit;
+}
+
+/** A parsed address, IPv4-mapped IPv6 folded to IPv4; undefined when not an IP. */
+export function parseIp(ip: string): Addr | undefined {
+  return parsedIp(ip).addr;
+}
+
 /** Canonical text of an IP (for lookups), or undefined when not an IP. */
 export function canonicalIp(ip: string): string | undefined {
-  return parseIp(ip)?.toString();
+  return parsedIp(ip).canonical;
 }
 
 export function ipFamily(ip: string): 'ipv4' | 'ipv6' | undefined {
-  const a = parseIp(ip);
-  return a ? (a.kind() === 'ipv4' ? 'ipv4' : 'ipv6') : undefined;
+  return parsedIp(ip).family;
 }
 
 const cidrCache = new Map<string, [Addr, number] | null>();

@@ -129,6 +129,27 @@ interface SelectingEntry {
 // Valid while the namespace's model list and Namespace object are the same objects (across revisions).
 const selectingCache = new WeakMap<Pod, SelectingEntry>();
 
+// Cilium evaluates policy per identity (the endpoint label set), not per pod: replicas share the answer.
+// Keyed by the namespace's model list and Namespace object (the inputs besides the pod's own labels),
+// then by the pod's identity key.
+const NO_NAMESPACE = {};
+const selectingByIdentity = new WeakMap<readonly PolicyModel[], WeakMap<object, Map<string, readonly PolicyModel[]>>>();
+const identityKeys = new WeakMap<Pod, string>();
+
+/** What subject selection reads from a pod itself: its labels and service account (namespace is implied). */
+function selectionIdentityKey(pod: Pod): string {
+  let key = identityKeys.get(pod);
+  if (key === undefined) {
+    const labels = pod.metadata.labels ?? {};
+    const keys = Object.keys(labels).sort();
+    let k = pod.spec.serviceAccountName || 'default';
+    for (const l of keys) k += '\u0000' + l + '\u0001' + labels[l];
+    key = k;
+    identityKeys.set(pod, key);
+  }
+  return key;
+}
+
 /** The policy models (from every CNP/CCNP/NetworkPolicy in the state) that select this pod. Indexed, not a scan. */
 export function policiesSelecting(state: ClusterState, pod: Pod): readonly PolicyModel[] {
   if (!isCiliumEndpoint(pod)) return [];
@@ -137,7 +158,16 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
   const nsObj = state.get('Namespace', undefined, namespace);
   const hit = selectingCache.get(pod);
   if (hit && hit.models === models && hit.nsObj === nsObj) return hit.result;
-  const result = models.filter((m) => modelSelects(state, m, pod));
+  let byNs = selectingByIdentity.get(models);
+  if (!byNs) selectingByIdentity.set(models, (byNs = new WeakMap()));
+  let byId = byNs.get(nsObj ?? NO_NAMESPACE);
+  if (!byId) byNs.set(nsObj ?? NO_NAMESPACE, (byId = new Map()));
+  const id = selectionIdentityKey(pod);
+  let result = byId.get(id);
+  if (!result) {
+    result = models.filter((m) => modelSelects(state, m, pod));
+    byId.set(id, result);
+  }
   selectingCache.set(pod, { models, nsObj, result });
   return result;
 }

@@ -155,15 +155,20 @@ function judge(
  * else a constant the caller picks, so replicas spread over nodes share one verdict.
  */
 export function podClassKey(pod: Pod, node: string): string {
-  const labels = Object.entries(pod.metadata.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([
-    pod.metadata.namespace ?? '',
-    pod.spec.serviceAccountName ?? '',
-    node,
-    pod.spec.hostNetwork === true,
-    pod.status?.phase ?? '',
-    labels,
-  ]);
+  return JSON.stringify(node) + podIdentityKey(pod);
+}
+
+// Pods in a state are immutable objects (an update replaces the object), so the key is computed once.
+const identityKeys = new WeakMap<Pod, string>();
+/** podClassKey without the node: namespace, service account, host network, phase and sorted labels. */
+function podIdentityKey(pod: Pod): string {
+  let key = identityKeys.get(pod);
+  if (key === undefined) {
+    const labels = Object.entries(pod.metadata.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    key = JSON.stringify([pod.metadata.namespace ?? '', pod.spec.serviceAccountName ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', labels]);
+    identityKeys.set(pod, key);
+  }
+  return key;
 }
 
 // ---------- DNS ----------

@@ -240,12 +240,33 @@ const MESH_LABELS = ['istio.io/dataplane-mode', 'sidecar.istio.io/inject', 'isti
  * ports) and address family. Lets a rule judge a 3,000-pod namespace by its few distinct shapes.
  */
 export function ingressShapeKey(state: ClusterState, pod: Pod): string {
-  const rules = policiesSelecting(state, pod).map((m) => `${m.ref.kind}/${m.ref.namespace}/${m.ref.name}#${m.specIndex}`);
-  const labels = pod.metadata.labels ?? {};
-  const mesh = MESH_LABELS.map((k) => labels[k] ?? '');
-  const ports = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => (c.ports ?? []).map((p) => `${p.name ?? ''}:${p.containerPort}/${p.protocol ?? ''}`).join(','));
-  const ips = [pod.status?.podIP, ...(pod.status?.podIPs ?? []).map((x) => x.ip)].map((ip) => (ip ? ipFamily(ip) : ''));
-  return JSON.stringify([pod.metadata.namespace ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', rules, mesh, pod.metadata.annotations ?? {}, ports, ips]);
+  return `${rulesKey(policiesSelecting(state, pod))}\u0000${podShapeKey(pod)}`;
+}
+
+// A pod's selecting-model list is shared by every pod with the same answer (and cached): key it once.
+const rulesKeys = new WeakMap<readonly PolicyModel[], string>();
+function rulesKey(models: readonly PolicyModel[]): string {
+  let key = rulesKeys.get(models);
+  if (key === undefined) {
+    key = JSON.stringify(models.map((m) => `${m.ref.kind}/${m.ref.namespace}/${m.ref.name}#${m.specIndex}`));
+    rulesKeys.set(models, key);
+  }
+  return key;
+}
+
+// The pod's own part of the shape; pods in a state are immutable objects, so computed once per pod.
+const podShapeKeys = new WeakMap<Pod, string>();
+function podShapeKey(pod: Pod): string {
+  let key = podShapeKeys.get(pod);
+  if (key === undefined) {
+    const labels = pod.metadata.labels ?? {};
+    const mesh = MESH_LABELS.map((k) => labels[k] ?? '');
+    const ports = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => (c.ports ?? []).map((p) => `${p.name ?? ''}:${p.containerPort}/${p.protocol ?? ''}`).join(','));
+    const ips = [pod.status?.podIP, ...(pod.status?.podIPs ?? []).map((x) => x.ip)].map((ip) => (ip ? ipFamily(ip) : ''));
+    key = JSON.stringify([pod.metadata.namespace ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', mesh, pod.metadata.annotations ?? {}, ports, ips]);
+    podShapeKeys.set(pod, key);
+  }
+  return key;
 }
 
 // ---------- ingress from an IP ----------

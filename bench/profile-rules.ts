@@ -1,0 +1,71 @@
+// In-process profile of decide() on the benchmark's request mix: per request kind (mean, p50, p99, max
+// in ms) and the rules that cost the most in total. No HTTP: this is the evaluation cost alone.
+// Usage: node [--cpu-prof] bench/profile-rules.ts [--pods 10000] [--rounds 5] [--top 15]
+
+import { parseArgs } from 'node:util';
+
+import { toChange } from '../src/admission/review.ts';
+import type { AdmissionReview } from '../src/admission/schema.ts';
+import { DEFAULT_SETTINGS, defaultConfig } from '../src/config/config.ts';
+import { allRules } from '../src/rules/registry.ts';
+import { overlay } from '../src/state/overlay.ts';
+import { stateFromObjects } from '../src/state/snapshot.ts';
+import { createDecide } from '../src/verdict/decide.ts';
+import { generateCluster } from './cluster-gen.ts';
+import { requestMix } from './requests.ts';
+
+const { values } = parseArgs({
+  options: { pods: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '5' }, top: { type: 'string', default: '15' } },
+});
+const pods = Number(values.pods);
+const rounds = Number(values.rounds);
+const state = stateFromObjects(generateCluster(pods));
+const decide = createDecide(allRules(), defaultConfig());
+const mix = requestMix(pods, 400);
+
+// Round 0 warms up the JIT and the per-revision caches of the state; later rounds are measured.
+const byLabel = new Map<string, number[]>();
+let total = 0;
+for (let round = 0; round <= rounds; round++) {
+  for (const r of mix) {
+    const change = toChange(r.review as unknown as AdmissionReview);
+    const t0 = performance.now();
+    decide(change, state);
+    const dt = performance.now() - t0;
+    if (round === 0) continue;
+    total += dt;
+    const a = byLabel.get(r.label) ?? [];
+    a.push(dt);
+    byLabel.set(r.label, a);
+  }
+}
+const pct = (a: number[], p: number): number => a[Math.min(a.length - 1, Math.ceil((p / 100) * a.length) - 1)]!;
+console.log(`${pods} pods, ${rounds} rounds of ${mix.length} requests: mean ${(total / (rounds * mix.length)).toFixed(3)} ms/request`);
+console.log('kind'.padEnd(20), 'mean'.padStart(7), 'p50'.padStart(7), 'p99'.padStart(7), 'max'.padStart(7), '   n');
+for (const [label, a] of byLabel) {
+  a.sort((x, y) => x - y);
+  const mean = a.reduce((x, y) => x + y, 0) / a.length;
+  console.log(label.padEnd(20), ...[mean, pct(a, 50), pct(a, 99), a[a.length - 1]!].map((v) => v.toFixed(3).padStart(7)), String(a.length).padStart(4));
+}
+
+// Per rule and request kind, total time over one round (rules called directly, as decide() does).
+const perRule = new Map<string, number>();
+const rules = allRules();
+for (const r of mix) {
+  const change = toChange(r.review as unknown as AdmissionReview);
+  if (!change.kind) continue;
+  const after = overlay(state, change);
+  for (const rule of rules) {
+    if (!rule.triggers.some((t) => t.kinds.includes(change.kind!) && t.operations.includes(change.operation))) continue;
+    const t0 = performance.now();
+    try {
+      rule.evaluate(change, state, after, { settings: DEFAULT_SETTINGS });
+    } catch {
+      // measured either way
+    }
+    const key = `${rule.id} (${r.label})`;
+    perRule.set(key, (perRule.get(key) ?? 0) + performance.now() - t0);
+  }
+}
+console.log(`\ntop rules by total ms over ${mix.length} requests:`);
+for (const [k, v] of [...perRule].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top))) console.log(`${v.toFixed(1).padStart(8)}  ${k}`);

@@ -78,21 +78,88 @@ function exact<T>(a: T[]): T[] {
   return a.length > 0 ? a.slice() : a;
 }
 
-/** A string map (labels, annotations, ConfigMap data); scalars are stringified, anything else dropped. */
-function stringMap(v: unknown, keep?: (key: string) => boolean): Labels | undefined {
+/**
+ * A bounded cache from a key to a shared value, in two generations: when the young one is full it
+ * becomes the old one and the previous old one is dropped, so values still in use stay shared and the
+ * cache never holds more than 2 x `max` entries (pods come and go; their values must not pile up).
+ */
+class Interner<V> {
+  #young = new Map<string, V>();
+  #old = new Map<string, V>();
+  readonly #max: number;
+  constructor(max: number) {
+    this.#max = max;
+  }
+  get(key: string): V | undefined {
+    let v = this.#young.get(key);
+    if (v === undefined) {
+      v = this.#old.get(key);
+      if (v !== undefined) this.set(key, v);
+    }
+    return v;
+  }
+  set(key: string, v: V): void {
+    if (this.#young.size >= this.#max) {
+      this.#old = this.#young;
+      this.#young = new Map();
+    }
+    this.#young.set(key, v);
+  }
+}
+
+// Values repeated across many cached objects (namespace, node, service account, label values, container
+// and port names, protocols) are kept once: JSON.parse gives every occurrence its own copy. Unique
+// values (names, IPs, resourceVersions) are not interned, they would only churn the cache.
+const strings = new Interner<string>(1 << 15);
+const INTERN_MAX_LENGTH = 256;
+function intern(s: string): string {
+  if (s.length > INTERN_MAX_LENGTH) return s;
+  const hit = strings.get(s);
+  if (hit !== undefined) return hit;
+  strings.set(s, s);
+  return s;
+}
+function istr(v: unknown): string | undefined {
+  const s = str(v);
+  return s === undefined ? undefined : intern(s);
+}
+
+// Identical label and annotation maps (every replica of a Deployment has the same ones) and identical
+// container lists are shared by the objects that have them. Shared values are never mutated (the state
+// contract: cached objects are read-only).
+const stringMaps = new Interner<Labels>(1 << 14);
+const containerLists = new Interner<Container[]>(1 << 13);
+/** Appends a length-prefixed string to an interner key (injective: no separator can be forged). */
+function keyPart(key: string, s: string): string {
+  return key + s.length + ':' + s;
+}
+
+/**
+ * A string map (labels, annotations, ConfigMap data); scalars are stringified, anything else dropped.
+ * Maps with the same entries in the same order are shared (`share`, default on; off for ConfigMap data).
+ */
+function stringMap(v: unknown, keep?: (key: string) => boolean, share = true): Labels | undefined {
   if (!isRec(v)) return undefined;
   const out: Record<string, string> = {};
   let n = 0;
+  let key = '';
   for (const [k, val] of Object.entries(v)) {
     if (keep && !keep(k)) continue;
     let s: string | undefined;
     if (typeof val === 'string') s = val;
     else if (typeof val === 'number' || typeof val === 'boolean') s = String(val);
     if (s === undefined) continue;
+    s = share ? intern(s) : s;
     out[k] = s;
+    if (share) key = keyPart(keyPart(key, k), s);
     n++;
   }
-  return n > 0 ? out : undefined;
+  if (n === 0) return undefined;
+  if (!share) return out;
+  const hit = stringMaps.get(key);
+  if (hit !== undefined) return hit;
+  stringMaps.set(key, out);
+  return out;
 }
 
 // Annotation prefixes meshguard reads (by the key's domain). kubectl.kubernetes.io/* (default-container,
@@ -111,7 +178,8 @@ export function keepAnnotation(key: string): boolean {
  * undefined are dropped, and cycles (YAML aliases can make them) or absurd depth are cut, never thrown.
  */
 function plainJson(v: unknown, depth = 0, seen: Set<object> = new Set()): unknown {
-  if (v === null || typeof v === 'string' || typeof v === 'boolean') return v;
+  if (typeof v === 'string') return intern(v);
+  if (v === null || typeof v === 'boolean') return v;
   if (typeof v === 'number') return Number.isFinite(v) ? v : undefined;
   if (typeof v === 'bigint') return Number(v);
   if (v instanceof Date) return str(v);
@@ -141,8 +209,7 @@ function meta(kind: KindName, raw: Rec): ObjectMeta {
   const m = rec(raw.metadata);
   const out: Rec = {
     name: str(m.name) ?? '',
-    namespace: KINDS[kind].namespaced ? str(m.namespace) : undefined,
-    uid: str(m.uid),
+    namespace: KINDS[kind].namespaced ? istr(m.namespace) : undefined,
     resourceVersion: str(m.resourceVersion),
     labels: stringMap(m.labels),
     annotations: stringMap(m.annotations, keepAnnotation),
@@ -156,10 +223,10 @@ function labelSelector(v: unknown): LabelSelector | undefined {
   const exprs: LabelSelectorRequirement[] = [];
   for (const e of arr(v.matchExpressions)) {
     if (!isRec(e)) continue;
-    const key = str(e.key);
-    const operator = str(e.operator);
+    const key = istr(e.key);
+    const operator = istr(e.operator);
     if (key === undefined || operator === undefined) continue;
-    const values = Array.isArray(e.values) ? e.values.map((x) => (typeof x === 'string' ? x : String(x))) : undefined;
+    const values = Array.isArray(e.values) ? e.values.map((x) => intern(typeof x === 'string' ? x : String(x))) : undefined;
     exprs.push(compact({ key, operator, values }) as LabelSelectorRequirement);
   }
   // An empty selector object is meaningful ({} = everything), so it is kept as {}.
@@ -172,18 +239,32 @@ function containerPorts(v: unknown): ContainerPort[] | undefined {
     if (!isRec(p)) continue;
     const containerPort = num(p.containerPort);
     if (containerPort === undefined) continue;
-    out.push(compact({ name: str(p.name), containerPort, protocol: str(p.protocol) }) as ContainerPort);
+    out.push(compact({ name: istr(p.name), containerPort, protocol: istr(p.protocol) }) as ContainerPort);
   }
   return nonEmpty(out);
 }
 
+/** An interner key part for an optional string: "-" when absent, else length-prefixed. */
+function keyOpt(key: string, s: string | undefined): string {
+  return s === undefined ? key + '-' : keyPart(key, s);
+}
+
+/** The slim container list; identical lists (the replicas of one workload) are shared. */
 function containers(v: unknown): Container[] {
   const out: Container[] = [];
+  let key = '';
   for (const c of arr(v)) {
     if (!isRec(c)) continue;
-    out.push(compact({ name: str(c.name) ?? '', ports: containerPorts(c.ports) }) as Container);
+    const container = compact({ name: istr(c.name) ?? '', ports: containerPorts(c.ports) }) as Container;
+    out.push(container);
+    key = keyPart(key + 'c', container.name);
+    for (const p of container.ports ?? []) key = keyOpt(keyOpt(keyPart(key + 'p', String(p.containerPort)), p.name), p.protocol);
   }
-  return exact(out);
+  const hit = containerLists.get(key);
+  if (hit !== undefined) return hit;
+  const list = exact(out);
+  containerLists.set(key, list);
+  return list;
 }
 
 /** The pod spec fields meshguard reads (pods and Deployment templates). */
@@ -191,9 +272,9 @@ export function transformPodSpec(v: unknown): Pod['spec'] {
   const s = rec(v);
   const init = containers(s.initContainers);
   return compact({
-    serviceAccountName: str(s.serviceAccountName),
+    serviceAccountName: istr(s.serviceAccountName),
     hostNetwork: bool(s.hostNetwork),
-    nodeName: str(s.nodeName),
+    nodeName: istr(s.nodeName),
     containers: containers(s.containers),
     initContainers: nonEmpty(init),
   }) as Pod['spec'];
@@ -201,12 +282,14 @@ export function transformPodSpec(v: unknown): Pod['spec'] {
 
 function podStatus(v: unknown): Pod['status'] {
   if (!isRec(v)) return undefined;
+  const podIP = str(v.podIP);
   const ips: { ip: string }[] = [];
   for (const p of arr(v.podIPs)) {
     const ip = isRec(p) ? str(p.ip) : undefined;
-    if (ip !== undefined) ips.push({ ip });
+    // podIPs[0] repeats podIP: keep one string.
+    if (ip !== undefined) ips.push({ ip: ip === podIP ? podIP : ip });
   }
-  return compact({ phase: str(v.phase), podIP: str(v.podIP), podIPs: nonEmpty(ips), hostIP: str(v.hostIP) });
+  return compact({ phase: istr(v.phase), podIP, podIPs: nonEmpty(ips), hostIP: istr(v.hostIP) });
 }
 
 function stringList(v: unknown): string[] | undefined {
@@ -238,7 +321,7 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
       const addresses: { type: string; address: string }[] = [];
       for (const a of arr(rec(raw.status).addresses)) {
         if (!isRec(a)) continue;
-        const type = str(a.type);
+        const type = istr(a.type);
         const address = str(a.address);
         if (type !== undefined && address !== undefined) addresses.push({ type, address });
       }
@@ -254,7 +337,7 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
         const port = num(p.port);
         if (port === undefined) continue;
         const targetPort = typeof p.targetPort === 'string' ? (num(p.targetPort) ?? p.targetPort) : num(p.targetPort);
-        ports.push(compact({ name: str(p.name), port, targetPort, protocol: str(p.protocol) }) as ServicePort);
+        ports.push(compact({ name: istr(p.name), port, targetPort: typeof targetPort === 'string' ? intern(targetPort) : targetPort, protocol: istr(p.protocol) }) as ServicePort);
       }
       return {
         spec: compact({
@@ -262,7 +345,7 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
           ports: nonEmpty(ports),
           clusterIP: str(spec.clusterIP),
           clusterIPs: stringList(spec.clusterIPs),
-          type: str(spec.type),
+          type: istr(spec.type),
         }),
       };
     }
@@ -276,23 +359,23 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
           compact({
             addresses: stringList(e.addresses) ?? [],
             conditions: isRec(e.conditions) ? compact({ ready }) : undefined,
-            targetRef: t ? compact({ kind: str(t.kind), name: str(t.name), namespace: str(t.namespace) }) : undefined,
+            targetRef: t ? compact({ kind: istr(t.kind), name: str(t.name), namespace: istr(t.namespace) }) : undefined,
           }),
         );
       }
       const ports: Rec[] = [];
       for (const p of arr(raw.ports)) {
         if (!isRec(p)) continue;
-        ports.push(compact({ name: str(p.name), port: num(p.port), protocol: str(p.protocol) }));
+        ports.push(compact({ name: istr(p.name), port: num(p.port), protocol: istr(p.protocol) }));
       }
       return {
-        addressType: str(raw.addressType),
+        addressType: istr(raw.addressType),
         endpoints: Array.isArray(raw.endpoints) ? exact(endpoints) : undefined,
         ports: Array.isArray(raw.ports) ? exact(ports) : undefined,
       };
     }
     case 'ConfigMap':
-      return { data: keepConfigMapData(metadata.name) ? (stringMap(raw.data) ?? {}) : undefined };
+      return { data: keepConfigMapData(metadata.name) ? (stringMap(raw.data, undefined, false) ?? {}) : undefined };
     case 'Deployment': {
       const tmpl = rec(spec.template);
       const tmeta = rec(tmpl.metadata);
@@ -314,13 +397,13 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
       const subjects: Subject[] = [];
       for (const s of arr(raw.subjects)) {
         if (!isRec(s)) continue;
-        const k = str(s.kind);
+        const k = istr(s.kind);
         const name = str(s.name);
         if (k === undefined || name === undefined) continue;
-        subjects.push(compact({ kind: k, name, namespace: str(s.namespace) }) as Subject);
+        subjects.push(compact({ kind: k, name, namespace: istr(s.namespace) }) as Subject);
       }
       return {
-        roleRef: r ? { kind: str(r.kind) ?? '', name: str(r.name) ?? '' } : undefined,
+        roleRef: r ? { kind: istr(r.kind) ?? '', name: istr(r.name) ?? '' } : undefined,
         subjects: Array.isArray(raw.subjects) ? exact(subjects) : undefined,
       };
     }
@@ -353,7 +436,7 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
       const listeners: Rec[] = [];
       for (const l of arr(spec.listeners)) {
         if (!isRec(l)) continue;
-        listeners.push(compact({ name: str(l.name), port: num(l.port), protocol: str(l.protocol) }));
+        listeners.push(compact({ name: istr(l.name), port: num(l.port), protocol: istr(l.protocol) }));
       }
       return {
         spec: isRec(raw.spec)
@@ -376,7 +459,7 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
 
 function apiVersionFor(kind: KindName, raw: Rec): string {
   const given = str(raw.apiVersion);
-  if (given) return given;
+  if (given) return intern(given);
   const k = KINDS[kind];
   return k.group ? `${k.group}/${k.version}` : k.version;
 }

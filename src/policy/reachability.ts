@@ -19,6 +19,7 @@ import type {
 } from './types.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
+import { perRevisionFor } from './cache.ts';
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { endpointLabels, matchesSelector, reservedLabels } from './selectors.ts';
@@ -72,6 +73,22 @@ function reservedIdentity(description: string, reserved: string[], extra: Partia
  */
 const ipIndexByList = new WeakMap<readonly Pod[], Map<string, Pod>>();
 function podByIp(state: ClusterState, ip: string): Pod | undefined {
+  // One request asks about the same few addresses (probe source, API server) for many pods.
+  return perRevisionFor(state, 'podByIp', ipKey(ip), () => scanPodByIp(state, ip)) ?? undefined;
+}
+
+// perRevisionFor keys on objects: one interned key object per address string.
+const ipKeys = new Map<string, object>();
+function ipKey(ip: string): object {
+  let k = ipKeys.get(ip);
+  if (!k) {
+    if (ipKeys.size > 100_000) ipKeys.clear();
+    ipKeys.set(ip, (k = {}));
+  }
+  return k;
+}
+
+function scanPodByIp(state: ClusterState, ip: string): Pod | null {
   for (const ns of state.namespacesWith('Pod')) {
     const pods = state.list('Pod', ns);
     if (pods.length === 0) continue;
@@ -90,7 +107,7 @@ function podByIp(state: ClusterState, ip: string): Pod | undefined {
     const hit = idx.get(ip);
     if (hit) return hit;
   }
-  return undefined;
+  return null;
 }
 
 /** The identity Cilium assigns to an IP: a pod, a node (host/remote-node), the kube-apiserver, or world. */
@@ -457,6 +474,10 @@ const vipIndexByList = new WeakMap<readonly Service[], Map<string, Service>>();
 export function serviceByClusterIp(state: ClusterState, ip: string): Service | undefined {
   const c = canonicalIp(ip);
   if (!c) return undefined;
+  return perRevisionFor(state, 'serviceByClusterIp', ipKey(c), () => scanServiceByIp(state, c)) ?? undefined;
+}
+
+function scanServiceByIp(state: ClusterState, c: string): Service | null {
   for (const ns of state.namespacesWith('Service')) {
     const services = state.list('Service', ns);
     if (services.length === 0) continue;
@@ -475,7 +496,7 @@ export function serviceByClusterIp(state: ClusterState, ip: string): Service | u
     const hit = idx.get(c);
     if (hit) return hit;
   }
-  return undefined;
+  return null;
 }
 
 /**

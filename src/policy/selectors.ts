@@ -84,6 +84,21 @@ function requirementMatches(req: LabelSelectorRequirement, labels: Labels): bool
   }
 }
 
+// Selectors come from cached policy models and are matched against thousands of pods per request:
+// normalize their matchLabels once ([key, value, key, value, ...]) instead of on every match.
+const pairCache = new WeakMap<object, readonly string[]>();
+function matchPairs(matchLabels: Readonly<Record<string, unknown>>): readonly string[] {
+  let pairs = pairCache.get(matchLabels);
+  if (!pairs) {
+    const out: string[] = [];
+    for (const [k, v] of Object.entries(matchLabels)) out.push(normalizeKey(k), String(v ?? ''));
+    pairs = out;
+    // Selectors belong to state objects and their models, which are never modified once built.
+    pairCache.set(matchLabels, pairs);
+  }
+  return pairs;
+}
+
 /**
  * Kubernetes label selector semantics (matchLabels AND matchExpressions), with Cilium source prefixes
  * stripped. `undefined` selects nothing; `{}` selects everything.
@@ -91,9 +106,10 @@ function requirementMatches(req: LabelSelectorRequirement, labels: Labels): bool
 export function matchesSelector(selector: LabelSelector | undefined, labels: Labels): boolean {
   if (!selector) return false;
   if (selector.matchLabels) {
-    for (const [k, v] of Object.entries(selector.matchLabels)) {
-      const key = normalizeKey(k);
-      if (!Object.hasOwn(labels, key) || labels[key] !== String(v ?? '')) return false;
+    const pairs = matchPairs(selector.matchLabels);
+    for (let i = 0; i < pairs.length; i += 2) {
+      const key = pairs[i]!;
+      if (!Object.hasOwn(labels, key) || labels[key] !== pairs[i + 1]) return false;
     }
   }
   if (selector.matchExpressions) {

@@ -70,8 +70,24 @@ export interface ApiserverTarget {
   readonly onNodes: boolean;
 }
 
+// Keyed by what it is computed from (the default namespace's EndpointSlice list, the node address map,
+// the kubernetes Service), which stay the same objects across requests that do not change them.
+const targetCache = new WeakMap<object, WeakMap<object, { svc: unknown; target: ApiserverTarget }>>();
+
 export function apiserverTarget(state: ClusterState): ApiserverTarget {
-  const ep = apiserverEndpoints(state);
+  const slices = state.list('EndpointSlice', 'default');
+  const nodes = nodeAddresses(state);
+  const svc = state.get('Service', 'default', 'kubernetes');
+  let byNodes = targetCache.get(slices);
+  if (!byNodes) targetCache.set(slices, (byNodes = new WeakMap()));
+  const hit = byNodes.get(nodes);
+  if (hit && hit.svc === svc) return hit.target;
+  const target = computeApiserverTarget(state, apiserverEndpoints(state));
+  byNodes.set(nodes, { svc, target });
+  return target;
+}
+
+function computeApiserverTarget(state: ClusterState, ep: { ips: readonly string[]; ports: readonly number[] }): ApiserverTarget {
   let port = ep.ports[0];
   if (port === undefined) {
     const svc = state.get('Service', 'default', 'kubernetes');

@@ -56,6 +56,16 @@ export function hasEgressSection(obj: PolicyObject | undefined): boolean {
  * pod's egress (enforcement and allows are per direction): no pods.
  */
 export function touchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { egressOnly?: boolean } = {}): TouchedPods {
+  // Several rules ask the same question of one request: answer it once per (change, before, after).
+  let hit = touchedCache.get(change);
+  if (!hit || hit.before !== before || hit.after !== after) touchedCache.set(change, (hit = { before, after }));
+  const slot = opts.egressOnly ? 'egressOnly' : 'all';
+  return (hit[slot] ??= computeTouchedPods(change, before, after, opts));
+}
+
+const touchedCache = new WeakMap<Change, { before: ClusterState; after: ClusterState; all?: TouchedPods; egressOnly?: TouchedPods }>();
+
+function computeTouchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { egressOnly?: boolean }): TouchedPods {
   try {
     if (isPolicyChange(change)) {
       if (

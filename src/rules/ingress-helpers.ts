@@ -97,10 +97,24 @@ function peerNamespace(state: ClusterState, peer: Extract<Peer, { type: 'endpoin
     });
     // Prefer the destination's own namespace: the likeliest mesh peer, and no scan needed.
     if (matchesSelector(peer.namespaceSelector, labelsOf(destNs))) return destNs;
-    const ns = state.list('Namespace').find((n) => matchesSelector(peer.namespaceSelector, labelsOf(n.metadata.name)));
-    return ns?.metadata.name;
+    return firstNamespaceMatching(state, peer.namespaceSelector, labelsOf);
   }
   return destNs; // CCNP peer without namespace: any namespace, the destination's will do
+}
+
+// The scan depends only on the Namespace list (the same array until a Namespace changes) and the
+// selector (part of a cached policy model): every pod of every request shares it.
+const firstMatchCache = new WeakMap<readonly object[], WeakMap<LabelSelector, string | null>>();
+function firstNamespaceMatching(state: ClusterState, selector: LabelSelector, labelsOf: (name: string) => Labels): string | undefined {
+  const list = state.list('Namespace');
+  let bySel = firstMatchCache.get(list);
+  if (!bySel) firstMatchCache.set(list, (bySel = new WeakMap()));
+  let hit = bySel.get(selector);
+  if (hit === undefined) {
+    hit = list.find((n) => matchesSelector(selector, labelsOf(n.metadata.name)))?.metadata.name ?? null;
+    bySel.set(selector, hit);
+  }
+  return hit ?? undefined;
 }
 
 /** A pod (not in the state) that an endpoints selector selects, or undefined when it cannot be built. */

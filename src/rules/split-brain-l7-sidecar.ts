@@ -106,15 +106,31 @@ function egressConflicts(state: ClusterState, model: PolicyModel, subject: Pod, 
   return out;
 }
 
+// Policy objects (and models) are immutable and a state keeps a kind's list array until it changes: the
+// few policies with L7 egress are found once per list, not by a scan of every policy per request.
+const l7EgressByObj = new WeakMap<object, readonly PolicyModel[]>();
+const l7EgressByList = new WeakMap<readonly object[], readonly { obj: object; models: readonly PolicyModel[] }[]>();
+function l7EgressPolicies(list: readonly object[]): readonly { obj: object; models: readonly PolicyModel[] }[] {
+  let hit = l7EgressByList.get(list);
+  if (!hit) {
+    const out: { obj: object; models: readonly PolicyModel[] }[] = [];
+    for (const obj of list) {
+      let models = l7EgressByObj.get(obj);
+      if (!models) l7EgressByObj.set(obj, (models = modelsOf(obj).filter((m) => l7Uses(m, 'egress').length > 0)));
+      if (models.length > 0) out.push({ obj, models });
+    }
+    l7EgressByList.set(list, (hit = out));
+  }
+  return hit;
+}
+
 /** Egress conflicts of every Cilium policy with L7 egress toward the given destination pods. */
 function egressTowards(state: ClusterState, dests: readonly Pod[]): Conflict[] {
   if (dests.length === 0) return [];
   const destSet = new Set(dests.map(podRef));
   const out: Conflict[] = [];
   for (const kind of CILIUM_POLICY_KINDS) {
-    for (const obj of state.list(kind)) {
-      const models = modelsOf(obj).filter((m) => l7Uses(m, 'egress').length > 0);
-      if (models.length === 0) continue;
+    for (const { obj, models } of l7EgressPolicies(state.list(kind))) {
       for (const subject of podsSelectedBy(state, obj as PolicyObject)) {
         for (const m of models) if (modelSelects(state, m, subject)) out.push(...egressConflicts(state, m, subject, destSet));
       }

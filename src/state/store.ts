@@ -12,6 +12,16 @@ interface Bucket {
   cached?: readonly KubeObject[];
 }
 
+/**
+ * The pods of one namespace carrying one label: most such groups are small (one workload's replicas),
+ * so they are exact-length arrays, replaced rather than changed (a reader may hold one); a Set per group
+ * would cost ~1 KB for a few dozen pods. Big groups become a Set so removals stay O(1); insertion order
+ * is kept either way.
+ */
+type PodGroup = readonly Pod[] | Set<Pod>;
+const SET_FROM = 64;
+const ARRAY_BELOW = 32;
+
 export class MemoryState implements ClusterState {
   #revision = 0;
   #label: string;
@@ -19,7 +29,7 @@ export class MemoryState implements ClusterState {
   readonly #allCache = new Map<KindName, readonly KubeObject[]>();
   readonly #nsCache = new Map<KindName, readonly string[]>();
   /** "key\u0000value" -> namespace -> pods */
-  readonly #podLabels = new Map<string, Map<string, Set<Pod>>>();
+  readonly #podLabels = new Map<string, Map<string, PodGroup>>();
 
   constructor(label = 'memory') {
     this.#label = label;
@@ -77,11 +87,12 @@ export class MemoryState implements ClusterState {
     const byNs = this.#podLabels.get(key + '\u0000' + value);
     if (!byNs) return [];
     if (namespace !== undefined) {
-      const s = byNs.get(namespace);
-      return s ? [...s] : [];
+      const g = byNs.get(namespace);
+      if (!g) return [];
+      return Array.isArray(g) ? g : [...g];
     }
     const out: Pod[] = [];
-    for (const s of byNs.values()) for (const p of s) out.push(p);
+    for (const g of byNs.values()) for (const p of g) out.push(p);
     return out;
   }
 
@@ -131,7 +142,7 @@ export class MemoryState implements ClusterState {
 
   /** Replace every object of a kind (a relist). */
   replaceAll(kind: KindName, objs: readonly KubeObject[]): void {
-    if (kind === 'Pod') for (const p of this.list('Pod')) this.#unindexPod(p);
+    if (kind === 'Pod') this.#podLabels.clear();
     this.#kinds.set(kind, new Map());
     this.#allCache.delete(kind);
     this.#nsCache.delete(kind);
@@ -157,9 +168,11 @@ export class MemoryState implements ClusterState {
       const key = k + '\u0000' + v;
       let byNs = this.#podLabels.get(key);
       if (!byNs) this.#podLabels.set(key, (byNs = new Map()));
-      let s = byNs.get(ns);
-      if (!s) byNs.set(ns, (s = new Set()));
-      s.add(p);
+      const g = byNs.get(ns);
+      if (!g) byNs.set(ns, [p]);
+      else if (!Array.isArray(g)) (g as Set<Pod>).add(p);
+      else if (g.length + 1 >= SET_FROM) byNs.set(ns, new Set([...g, p]));
+      else byNs.set(ns, g.concat([p])); // concat allocates the exact length
     }
   }
 
@@ -168,10 +181,20 @@ export class MemoryState implements ClusterState {
     for (const [k, v] of Object.entries(p.metadata.labels ?? {})) {
       const key = k + '\u0000' + v;
       const byNs = this.#podLabels.get(key);
-      const s = byNs?.get(ns);
-      if (!s) continue;
-      s.delete(p);
-      if (s.size === 0) byNs!.delete(ns);
+      const g = byNs?.get(ns);
+      if (!g) continue;
+      let left: number;
+      if (Array.isArray(g)) {
+        const rest = g.filter((x) => x !== p).slice(); // slice: exact length
+        left = rest.length;
+        byNs!.set(ns, rest);
+      } else {
+        const set = g as Set<Pod>;
+        set.delete(p);
+        left = set.size;
+        if (left < ARRAY_BELOW) byNs!.set(ns, [...set].slice());
+      }
+      if (left === 0) byNs!.delete(ns);
       if (byNs!.size === 0) this.#podLabels.delete(key);
     }
   }

@@ -1,0 +1,84 @@
+// The pod label index of MemoryState against a plain scan, through inserts, replacements and removals
+// that move groups across the array/Set threshold.
+import t from 'tap';
+import { MemoryState } from '../../src/state/store.ts';
+import { transformObject } from '../../src/state/transform.ts';
+import type { Pod } from '../../src/state/types.ts';
+
+function rand(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), a | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const pod = (ns: string, name: string, labels: Record<string, string>) =>
+  transformObject('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels }, spec: { containers: [] } }) as Pod;
+
+t.test('podsWithLabel equals a scan', async (t) => {
+  const r = rand(7);
+  const state = new MemoryState();
+  let checks = 0;
+  for (let step = 0; step < 3000; step++) {
+    const ns = `ns${Math.floor(r() * 2)}`;
+    const name = `p${Math.floor(r() * 150)}`;
+    if (r() < 0.3) state.remove('Pod', ns, name);
+    else state.upsert('Pod', pod(ns, name, { app: `a${Math.floor(r() * 2)}`, tier: r() < 0.5 ? 'web' : 'db', ...(r() < 0.1 ? { rare: 'yes' } : {}) }));
+    if (step % 50 !== 0) continue;
+    for (const key of ['app', 'tier', 'rare']) {
+      for (const value of ['a0', 'a1', 'web', 'db', 'yes']) {
+        for (const where of [undefined, 'ns0', 'ns1']) {
+          const want = state.list('Pod', where).filter((p) => p.metadata.labels?.[key] === value);
+          const got = state.podsWithLabel(where, key, value);
+          // Same pods, each once (the order is an index detail: a replaced pod moves to the end).
+          t.equal(got.length, want.length);
+          t.same(new Set(got), new Set(want));
+          checks++;
+        }
+      }
+    }
+  }
+  t.ok(checks > 0);
+  // Groups above the Set threshold exist in this run (150 names, 2 namespaces, 2 tiers).
+  t.ok(state.podsWithLabel('ns0', 'tier', 'web').length > 0);
+});
+
+t.test('a handed-out group does not change under later updates', async (t) => {
+  const state = new MemoryState();
+  state.upsert('Pod', pod('a', 'p1', { app: 'x' }));
+  const before = state.podsWithLabel('a', 'app', 'x');
+  state.upsert('Pod', pod('a', 'p2', { app: 'x' }));
+  state.remove('Pod', 'a', 'p1');
+  t.same(before.map((p) => p.metadata.name), ['p1']);
+  t.same(state.podsWithLabel('a', 'app', 'x').map((p) => p.metadata.name), ['p2']);
+  state.replaceAll('Pod', []);
+  t.same(state.podsWithLabel('a', 'app', 'x'), []);
+});
+
+t.test('a group grows past the Set threshold and shrinks back to nothing', async (t) => {
+  const state = new MemoryState();
+  const names = Array.from({ length: 100 }, (_, i) => `p${i}`);
+  const check = () => {
+    const want = state.list('Pod', 'a').filter((p) => p.metadata.labels?.['all'] === 'y');
+    const got = state.podsWithLabel('a', 'all', 'y');
+    t.equal(got.length, want.length);
+    t.same(new Set(got), new Set(want));
+    t.same(new Set(state.podsWithLabel(undefined, 'all', 'y')), new Set(want));
+  };
+  for (const n of names) {
+    state.upsert('Pod', pod('a', n, { all: 'y' }));
+    check();
+  }
+  for (const n of names.filter((_, i) => i % 3 === 0)) {
+    state.upsert('Pod', pod('a', n, { all: 'y', again: 'yes' })); // a replacement keeps it once
+    check();
+  }
+  for (const n of [...names].reverse()) {
+    state.remove('Pod', 'a', n);
+    check();
+  }
+  t.same(state.podsWithLabel('a', 'all', 'y'), []);
+});

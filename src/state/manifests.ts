@@ -106,10 +106,11 @@ function lineOf(node: YamlNode | null | undefined, lc: LineCounter): number {
 }
 
 /** Push a document's objects (itself, or a List's items) with their lines. */
-function collect(obj: unknown, file: string, line: number, itemLine: (i: number) => number | undefined, out: ManifestDoc[]): void {
+function collect(obj: unknown, file: string, line: number, itemLine: (i: number) => number | undefined, out: ManifestDoc[] | ((doc: ManifestDoc) => void)): void {
   checkObject(obj, file, line);
+  const push = typeof out === 'function' ? out : (d: ManifestDoc) => void out.push(d);
   if (!isList(obj)) {
-    out.push({ object: obj, file, line });
+    push({ object: obj, file, line });
     return;
   }
   (obj.items as unknown[]).forEach((item, i) => {
@@ -117,7 +118,7 @@ function collect(obj: unknown, file: string, line: number, itemLine: (i: number)
     if (item === null || item === undefined) return;
     checkObject(item, file, at, `item ${i} of the ${String(obj.kind)}`);
     // A List inside a List is not something kubectl prints; treat it as an object like any other.
-    out.push({ object: item, file, line: at });
+    push({ object: item, file, line: at });
   });
 }
 
@@ -301,6 +302,135 @@ export function jsonItemLines(text: string, start = 0, firstLine = 1): number[] 
   return lines;
 }
 
+/** Where a JSON List's items are: the `[`/`]` of its `items` array and each element's span and line. */
+interface JsonListLayout {
+  readonly open: number;
+  readonly close: number;
+  readonly items: readonly { readonly start: number; readonly end: number; readonly line: number }[];
+}
+
+/**
+ * The layout of `text` from `start` when it is one JSON object with exactly one top-level `items` array,
+ * else undefined. One linear pass like jsonItemLines; it does not validate the JSON (JSON.parse does).
+ */
+function jsonListLayout(text: string, start: number, firstLine: number): JsonListLayout | undefined {
+  const items: { start: number; end: number; line: number }[] = [];
+  let line = firstLine;
+  let depth = 0;
+  let lastString = '';
+  let afterItemsColon = false;
+  let inItems = false;
+  let expectItem = false;
+  let open = -1;
+  let close = -1;
+  let itemStart = -1;
+  let itemLine = 0;
+  let i = start;
+  while (i < text.length && ' \t\r\n'.includes(text[i]!)) {
+    if (text.charCodeAt(i) === 10) line++;
+    i++;
+  }
+  if (text.charCodeAt(i) !== 123 /* { */) return undefined;
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10) {
+      line++;
+      continue;
+    }
+    if (c === 32 || c === 9 || c === 13) continue;
+    if (depth === 0 && close >= 0) return undefined; // something after the top-level object
+    if (expectItem) {
+      expectItem = false;
+      if (c !== 93) {
+        itemStart = i;
+        itemLine = line;
+      } else if (items.length > 0 || itemStart >= 0) {
+        return undefined; // "[a,]": invalid, the whole-document path reports it
+      }
+    }
+    if (c === 34) {
+      const from = i + 1;
+      i++;
+      while (i < text.length && text.charCodeAt(i) !== 34) i += text.charCodeAt(i) === 92 ? 2 : 1;
+      if (depth === 1) lastString = text.slice(from, i);
+      afterItemsColon = false;
+      continue;
+    }
+    if (c === 58 /* : */) {
+      afterItemsColon = depth === 1 && lastString === 'items';
+      continue;
+    }
+    if (c === 91 /* [ */) {
+      depth++;
+      if (afterItemsColon && depth === 2) {
+        if (open >= 0) return undefined; // a second "items": JSON.parse keeps the last, leave it to that path
+        open = i;
+        inItems = true;
+        expectItem = true;
+      }
+    } else if (c === 123 /* { */) {
+      depth++;
+    } else if (c === 93 || c === 125 /* ] } */) {
+      depth--;
+      if (inItems && depth === 1) {
+        inItems = false;
+        if (itemStart >= 0) items.push({ start: itemStart, end: i, line: itemLine });
+        itemStart = -1;
+        close = i;
+      }
+      if (depth === 0) close = Math.max(close, 0);
+      if (depth < 0) return undefined;
+    } else if (c === 44 /* , */) {
+      if (inItems && depth === 2) {
+        if (itemStart >= 0) items.push({ start: itemStart, end: i, line: itemLine });
+        itemStart = -1;
+        expectItem = true;
+      }
+    }
+    afterItemsColon = false;
+  }
+  if (open < 0 || depth !== 0) return undefined;
+  return { open, close, items };
+}
+
+/**
+ * A JSON List read item by item: each item is parsed, checked and handed to `visit` on its own, so a big
+ * snapshot never exists as one tree of raw objects next to the slim state built from it. Returns false
+ * (having visited nothing) when `text` is not a List this path handles; throws InputError like the
+ * whole-document path would (that path is re-run on any error, so a syntax error anywhere is reported
+ * first, as before).
+ */
+function readJsonList(file: string, text: string, visit: (doc: ManifestDoc) => void, start: number): boolean {
+  // Only JSON whitespace before the object (trimStart would also skip what JSON.parse rejects).
+  let first = start;
+  while (first < text.length && ' \t\r\n'.includes(text[first]!)) first++;
+  const line = countLines(text, first);
+  const layout = jsonListLayout(text, first, line);
+  if (!layout) return false;
+  let wrapper: unknown;
+  try {
+    wrapper = JSON.parse(text.slice(first, layout.open + 1) + text.slice(layout.close));
+  } catch {
+    return false;
+  }
+  if (!isRecord(wrapper) || !isList(wrapper)) return false;
+  try {
+    checkObject(wrapper, file, line);
+    const what = String(wrapper.kind);
+    layout.items.forEach((span, i) => {
+      const item: unknown = JSON.parse(text.slice(span.start, span.end));
+      if (item === null || item === undefined) return;
+      checkObject(item, file, span.line, `item ${i} of the ${what}`);
+      visit({ object: item, file, line: span.line });
+    });
+  } catch (e) {
+    // The whole-document path decides which error a file with several problems reports.
+    readJson(file, text, () => undefined, start);
+    throw e;
+  }
+  return true;
+}
+
 function countLines(text: string, end: number): number {
   let n = 1;
   for (let i = text.indexOf('\n'); i >= 0 && i < end; i = text.indexOf('\n', i + 1)) n++;
@@ -308,7 +438,7 @@ function countLines(text: string, end: number): number {
 }
 
 /** Parse `text` (from `start`) as JSON and collect it; throws InputError with the line on bad JSON. */
-function readJson(file: string, text: string, out: ManifestDoc[], start = 0): void {
+function readJson(file: string, text: string, out: ManifestDoc[] | ((doc: ManifestDoc) => void), start = 0): void {
   const body = start > 0 ? text.slice(start) : text;
   if (body.trim() === '') return;
   let obj: unknown;
@@ -348,6 +478,16 @@ function jsonStart(text: string): number {
  */
 export function readManifests(paths: readonly string[]): ManifestDoc[] {
   const out: ManifestDoc[] = [];
+  forEachManifest(paths, (d) => void out.push(d));
+  return out;
+}
+
+/**
+ * readManifests, handing each object to `visit` as it is read. A .json List is parsed item by item, so
+ * a caller that keeps only a slim copy of each object never holds every raw object at once (a 50k-pod
+ * snapshot is hundreds of MB of raw objects). Throws the same InputErrors, possibly after some visits.
+ */
+export function forEachManifest(paths: readonly string[], visit: (doc: ManifestDoc) => void): void {
   for (const path of expand(paths)) {
     const file = path === STDIN ? STDIN_NAME : path;
     let text: string;
@@ -357,8 +497,13 @@ export function readManifests(paths: readonly string[]): ManifestDoc[] {
       throw new InputError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? errMessage(e)}`, { file });
     }
     if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // BOM
-    if (/\.json$/i.test(file)) readJson(file, text, out);
-    else readYaml(file, text, out);
+    if (/\.json$/i.test(file)) {
+      if (!readJsonList(file, text, visit, 0)) readJson(file, text, visit);
+    } else {
+      // YAML (or JSON in a .yaml file, which may fall back to YAML): whole documents, then visited.
+      const docs: ManifestDoc[] = [];
+      readYaml(file, text, docs);
+      for (const d of docs) visit(d);
+    }
   }
-  return out;
 }

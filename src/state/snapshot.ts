@@ -1,10 +1,10 @@
 // Cluster state from files: what `kubectl get -A -o yaml` or `meshguard snapshot` wrote.
 
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, kindOf, type KindName } from './kinds.ts';
-import { readManifests } from './manifests.ts';
+import { forEachManifest } from './manifests.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
-import type { StateSource, StateStats } from './types.ts';
+import type { KubeObject, StateSource, StateStats } from './types.ts';
 
 export interface LoadOptions {
   /** Label for describe(). */
@@ -91,12 +91,31 @@ export function loadSnapshot(paths: readonly string[], opts: SnapshotOptions = {
 }
 
 function fill(state: MemoryState, paths: readonly string[], opts: SnapshotOptions): void {
-  const docs = readManifests(paths);
-  const objs = docs.map((d) => d.object);
-  const roots = istioNamespaces(objs);
-  if (opts.istioRootNamespace) roots.push(opts.istioRootNamespace);
-  load(state, objs, { configMapNamespaces: roots });
-  state.setLabel(describeFiles(paths, new Set(docs.map((d) => d.file)).size));
+  // Each object is slimmed as it is read (a .json List item by item), so the raw objects of a big
+  // snapshot never all exist at once. ConfigMaps wait until every Deployment and mesh config has been
+  // seen: they tell which namespaces' ConfigMaps are kept. The slim copies keep what that needs (as
+  // for the live source).
+  const files = new Set<string>();
+  const configMaps: KubeObject[] = [];
+  const istioHints: KubeObject[] = [];
+  forEachManifest(paths, (doc) => {
+    files.add(doc.file);
+    const kind = kindOf(doc.object as { apiVersion?: string; kind?: string });
+    if (!kind) return;
+    const obj = transformObject(kind, doc.object);
+    if (!obj.metadata.name) return;
+    if (kind === 'ConfigMap') {
+      configMaps.push(obj);
+      istioHints.push(obj);
+      return;
+    }
+    if (kind === 'Deployment') istioHints.push(obj);
+    state.upsert(kind, obj);
+  });
+  const roots = new Set<string>([...CONFIGMAP_NAMESPACES, ...istioNamespaces(istioHints)]);
+  if (opts.istioRootNamespace) roots.add(opts.istioRootNamespace);
+  for (const cm of configMaps) if (roots.has(cm.metadata.namespace ?? '')) state.upsert('ConfigMap', cm);
+  state.setLabel(describeFiles(paths, files.size));
 }
 
 /** A StateSource over files: loaded once by start(), never changes afterwards. */
@@ -115,7 +134,7 @@ export class SnapshotSource implements StateSource {
   /** Reads the files; rejects with InputError on a bad file. */
   async start(): Promise<void> {
     const loaded = loadSnapshot(this.#paths, this.#opts);
-    for (const kind of KIND_NAMES) this.state.replaceAll(kind, loaded.list(kind));
+    this.state.adopt(loaded);
     this.state.setLabel(loaded.describe());
     this.#synced = true;
   }

@@ -29,7 +29,7 @@ export class MemoryState implements ClusterState {
   readonly #allCache = new Map<KindName, readonly KubeObject[]>();
   readonly #nsCache = new Map<KindName, readonly string[]>();
   /** "key\u0000value" -> namespace -> pods */
-  readonly #podLabels = new Map<string, Map<string, PodGroup>>();
+  #podLabels = new Map<string, Map<string, PodGroup>>();
 
   constructor(label = 'memory') {
     this.#label = label;
@@ -148,6 +148,18 @@ export class MemoryState implements ClusterState {
     this.#nsCache.delete(kind);
     for (const o of objs) this.upsert(kind, o);
     this.#revision++;
+  }
+
+  /**
+   * Take over every object and index of `other`, which must not be used afterwards: a state loaded aside
+   * (a snapshot) swapped in at once, without indexing it a second time.
+   */
+  adopt(other: MemoryState): void {
+    for (const k of KIND_NAMES) this.#kinds.set(k, other.#kinds.get(k)!);
+    this.#podLabels = other.#podLabels;
+    this.#allCache.clear();
+    this.#nsCache.clear();
+    this.#revision = Math.max(this.#revision, other.#revision) + 1;
   }
 
   /** Replace every object of a kind in one namespace (the relist of a watch scoped to that namespace). */

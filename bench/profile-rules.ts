@@ -1,6 +1,6 @@
 // In-process profile of decide() on the benchmark's request mix: per request kind (mean, p50, p99, max
 // in ms) and the rules that cost the most in total. No HTTP: this is the evaluation cost alone.
-// Usage: node [--cpu-prof] bench/profile-rules.ts [--pods 10000] [--rounds 5] [--top 15]
+// Usage: node [--cpu-prof] bench/profile-rules.ts [--pods 10000] [--rounds 5] [--top 15] [--only <request kind>]
 
 import { parseArgs } from 'node:util';
 
@@ -15,13 +15,13 @@ import { generateCluster } from './cluster-gen.ts';
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
-  options: { pods: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '5' }, top: { type: 'string', default: '15' } },
+  options: { pods: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '5' }, top: { type: 'string', default: '15' }, only: { type: 'string' } },
 });
 const pods = Number(values.pods);
 const rounds = Number(values.rounds);
 const state = stateFromObjects(generateCluster(pods));
 const decide = createDecide(allRules(), defaultConfig());
-const mix = requestMix(pods, 400);
+const mix = requestMix(pods, 400).filter((r) => values.only === undefined || r.label === values.only);
 
 // Round 0 warms up the JIT and the per-revision caches of the state; later rounds are measured.
 const byLabel = new Map<string, number[]>();

@@ -2,7 +2,7 @@
 // generates the synthetic state and request mix for one size, starts `bin/meshguard.js serve` (needs
 // `npx tsc -p .` first), drives it with bench/load.ts (rate and/or max) and prints the results.
 // With --cpu-prof DIR the server runs under `--cpu-prof` and writes its profile there on exit.
-// Usage: node bench/serve-one.ts --pods 10000 [--seconds 5] [--modes rate,max] [--cpu-prof DIR]
+// Usage: node bench/serve-one.ts --pods 10000 [--seconds 5] [--modes rate,max] [--cpu-prof DIR] [--node-flags=--trace-gc]
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +23,10 @@ const { values } = parseArgs({
     modes: { type: 'string', default: 'rate,max' },
     rate: { type: 'string', default: '500' },
     'cpu-prof': { type: 'string' },
+    /** Extra Node.js flags for the server (e.g. --trace-gc); its stdout is then shown. */
+    'node-flags': { type: 'string', default: '' },
+    /** Measure bench/baseline-server.ts (the no-op ceiling) instead of meshguard. */
+    baseline: { type: 'boolean', default: false },
   },
 });
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -65,9 +69,11 @@ const bodies = path.join(work, 'bodies.json');
 writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).map((r) => JSON.stringify(r.review))));
 const port = await freePort();
 const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(values['cpu-prof'])] : [];
-server = spawn(NODE, [...prof, path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile,
-  '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port), '--host', '127.0.0.1'],
-{ cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+const nodeFlags = values['node-flags'].split(' ').filter((f) => f !== '');
+const target = values.baseline ? [path.join(ROOT, 'bench/baseline-server.ts')] : [path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, '--host', '127.0.0.1'];
+server = spawn(NODE, [...nodeFlags, ...prof, ...target,
+  '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port)],
+{ cwd: ROOT, stdio: ['ignore', nodeFlags.length > 0 ? 'inherit' : 'ignore', 'inherit'] });
 const deadline = performance.now() + 180_000;
 while (!(await readyz(port, ca))) {
   if (server.exitCode !== null || performance.now() > deadline) throw new Error('server did not become ready');

@@ -121,17 +121,11 @@ export function modelSelects(state: ClusterState, model: PolicyModel, pod: Pod):
   return matchesSelector(effectiveSubject(model), endpointLabels(state, pod));
 }
 
-interface SelectingEntry {
-  readonly models: readonly PolicyModel[];
-  readonly nsObj: unknown;
-  readonly result: readonly PolicyModel[];
-}
-// Valid while the namespace's model list and Namespace object are the same objects (across revisions).
-const selectingCache = new WeakMap<Pod, SelectingEntry>();
-
 // Cilium evaluates policy per identity (the endpoint label set), not per pod: replicas share the answer.
 // Keyed by the namespace's model list and Namespace object (the inputs besides the pod's own labels),
-// then by the pod's identity key.
+// then by the pod's identity key. Both stay the same objects across requests that do not change them;
+// an admission overlay's own list or Namespace is a new object, so its answers are dropped with it
+// (no per-pod entries rewritten on every request, which would only feed the garbage collector).
 const NO_NAMESPACE = {};
 const selectingByIdentity = new WeakMap<readonly PolicyModel[], WeakMap<object, Map<string, readonly PolicyModel[]>>>();
 const identityKeys = new WeakMap<Pod, string>();
@@ -156,8 +150,6 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
   const namespace = pod.metadata.namespace ?? '';
   const models = modelsForNamespace(state, namespace);
   const nsObj = state.get('Namespace', undefined, namespace);
-  const hit = selectingCache.get(pod);
-  if (hit && hit.models === models && hit.nsObj === nsObj) return hit.result;
   let byNs = selectingByIdentity.get(models);
   if (!byNs) selectingByIdentity.set(models, (byNs = new WeakMap()));
   let byId = byNs.get(nsObj ?? NO_NAMESPACE);
@@ -168,7 +160,6 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
     result = models.filter((m) => modelSelects(state, m, pod));
     byId.set(id, result);
   }
-  selectingCache.set(pod, { models, nsObj, result });
   return result;
 }
 
@@ -180,11 +171,23 @@ function uniqueRefs(models: readonly PolicyModel[]): PolicyRef[] {
   return out;
 }
 
+// Per selecting-model list (shared by an identity's pods) and settings: pods of one identity share it.
+const enforcementCache = new WeakMap<readonly PolicyModel[], Map<string, Enforcement>>();
+
 /** Whether policy enforces (default deny) a direction for a pod, and which policies cause it. */
 export function enforcement(state: ClusterState, pod: Pod, direction: Direction): Enforcement {
   const settings = policySettings(state);
   if (settings.enablePolicy === 'never' || !isCiliumEndpoint(pod)) return { enforced: false, by: [] };
   const models = policiesSelecting(state, pod);
+  let byKey = enforcementCache.get(models);
+  if (!byKey) enforcementCache.set(models, (byKey = new Map()));
+  const key = `${direction}|${settings.enablePolicy}|${settings.nonDefaultDenyPolicies}`;
+  let out = byKey.get(key);
+  if (!out) byKey.set(key, (out = computeEnforcement(models, direction, settings)));
+  return out;
+}
+
+function computeEnforcement(models: readonly PolicyModel[], direction: Direction, settings: PolicySettings): Enforcement {
   const enforcing = models.filter((m) => (settings.nonDefaultDenyPolicies ? m.enforces[direction] : m.hasSection[direction]));
   if (settings.enablePolicy === 'always') return { enforced: true, by: uniqueRefs(enforcing) };
   return { enforced: enforcing.length > 0, by: uniqueRefs(enforcing) };

@@ -6,7 +6,7 @@
 // (host, world, ...) are represented here by labels whose key keeps the "reserved:" prefix, so that a
 // pod never matches a `reserved:` key and a reserved identity never matches a plain pod-label key.
 
-import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Namespace, Pod } from '../state/types.ts';
+import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../state/types.ts';
 
 export const NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
 export const SERVICE_ACCOUNT_LABEL = 'io.cilium.k8s.policy.serviceaccount';
@@ -29,20 +29,20 @@ export function normalizeKey(key: string): string {
   return POD_SOURCES.has(source) ? key.slice(colon + 1) : key;
 }
 
-interface CachedLabels {
-  readonly nsObj: Namespace | undefined;
-  readonly labels: Labels;
-}
-const labelCache = new WeakMap<Pod, CachedLabels>();
+// By Namespace object, then pod: the pod object is immutable in the state; its Namespace may change
+// independently, so labels are only reused under the same Namespace object. A request's overlay with a
+// changed Namespace gets its own map, dropped with it, instead of rewriting every pod's entry.
+const NO_NAMESPACE = {};
+const labelCache = new WeakMap<object, WeakMap<Pod, Labels>>();
 
 /** Labels Cilium matches on for a pod: pod labels + io.kubernetes.pod.namespace + SA + namespace labels. */
 export function endpointLabels(state: ClusterState, pod: Pod): Labels {
   const namespace = pod.metadata.namespace ?? '';
   const nsObj = state.get('Namespace', undefined, namespace);
-  const hit = labelCache.get(pod);
-  // The pod object is immutable in the state; its Namespace may change independently, so the cache
-  // entry is only valid for the same Namespace object.
-  if (hit && hit.nsObj === nsObj) return hit.labels;
+  let byPod = labelCache.get(nsObj ?? NO_NAMESPACE);
+  if (!byPod) labelCache.set(nsObj ?? NO_NAMESPACE, (byPod = new WeakMap()));
+  const hit = byPod.get(pod);
+  if (hit) return hit;
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(nsObj?.metadata.labels ?? {})) out[NAMESPACE_LABELS_PREFIX + k] = v;
   // Cilium always derives the namespace-name label even when the Namespace object lacks it.
@@ -52,7 +52,7 @@ export function endpointLabels(state: ClusterState, pod: Pod): Labels {
   out[SERVICE_ACCOUNT_LABEL] = pod.spec.serviceAccountName || 'default';
   out[CLUSTER_LABEL] ??= DEFAULT_CLUSTER_NAME;
   const labels = Object.freeze(out);
-  labelCache.set(pod, { nsObj, labels });
+  byPod.set(pod, labels);
   return labels;
 }
 

@@ -309,6 +309,19 @@ interface JsonListLayout {
   readonly items: readonly { readonly start: number; readonly end: number; readonly line: number }[];
 }
 
+/** Index of the quote that closes the JSON string whose text starts at `from` (or text.length). */
+function stringEnd(text: string, from: number): number {
+  // indexOf runs natively; most of a snapshot's bytes are inside strings.
+  let q = text.indexOf('"', from);
+  for (;;) {
+    if (q < 0) return text.length;
+    let backslashes = 0;
+    while (q - 1 - backslashes >= from && text.charCodeAt(q - 1 - backslashes) === 92) backslashes++;
+    if (backslashes % 2 === 0) return q;
+    q = text.indexOf('"', q + 1);
+  }
+}
+
 /**
  * The layout of `text` from `start` when it is one JSON object with exactly one top-level `items` array,
  * else undefined. One linear pass like jsonItemLines; it does not validate the JSON (JSON.parse does).
@@ -350,8 +363,7 @@ function jsonListLayout(text: string, start: number, firstLine: number): JsonLis
     }
     if (c === 34) {
       const from = i + 1;
-      i++;
-      while (i < text.length && text.charCodeAt(i) !== 34) i += text.charCodeAt(i) === 92 ? 2 : 1;
+      i = stringEnd(text, from);
       if (depth === 1) lastString = text.slice(from, i);
       afterItemsColon = false;
       continue;

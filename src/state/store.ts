@@ -2,6 +2,7 @@
 // and of the live informers. Objects are bucketed by kind and namespace, pods are indexed by label,
 // and list() results are cached until the bucket changes, so reads on the admission path are O(result).
 
+import { Interner } from './intern.ts';
 import { KINDS, KIND_NAMES, type KindName } from './kinds.ts';
 import type { ClusterState, KindObjects, KubeObject, Pod } from './types.ts';
 
@@ -21,6 +22,29 @@ interface Bucket {
 type PodGroup = readonly Pod[] | Set<Pod>;
 const SET_FROM = 64;
 const ARRAY_BELOW = 32;
+
+// The index keys ("key\u0000value") of a label map, computed once per map: replicas share their label
+// map (see transform.ts), so a big snapshot builds each key once instead of once per pod.
+const NO_KEYS: readonly string[] = [];
+const labelKeyCache = new WeakMap<object, readonly string[]>();
+const labelKeyStrings = new Interner<string>(1 << 15);
+function labelKeys(p: Pod): readonly string[] {
+  const labels = p.metadata.labels;
+  if (!labels) return NO_KEYS;
+  let keys = labelKeyCache.get(labels);
+  if (!keys) {
+    keys = Object.entries(labels).map(([k, v]) => {
+      // One string per label pair, whichever label maps hold it.
+      const key = k + '\u0000' + v;
+      const hit = labelKeyStrings.get(key);
+      if (hit !== undefined) return hit;
+      labelKeyStrings.set(key, key);
+      return key;
+    });
+    labelKeyCache.set(labels, keys);
+  }
+  return keys;
+}
 
 export class MemoryState implements ClusterState {
   #revision = 0;
@@ -176,8 +200,7 @@ export class MemoryState implements ClusterState {
 
   #indexPod(p: Pod): void {
     const ns = p.metadata.namespace ?? '';
-    for (const [k, v] of Object.entries(p.metadata.labels ?? {})) {
-      const key = k + '\u0000' + v;
+    for (const key of labelKeys(p)) {
       let byNs = this.#podLabels.get(key);
       if (!byNs) this.#podLabels.set(key, (byNs = new Map()));
       const g = byNs.get(ns);
@@ -190,8 +213,7 @@ export class MemoryState implements ClusterState {
 
   #unindexPod(p: Pod): void {
     const ns = p.metadata.namespace ?? '';
-    for (const [k, v] of Object.entries(p.metadata.labels ?? {})) {
-      const key = k + '\u0000' + v;
+    for (const key of labelKeys(p)) {
       const byNs = this.#podLabels.get(key);
       const g = byNs?.get(ns);
       if (!g) continue;

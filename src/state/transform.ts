@@ -5,6 +5,7 @@
 // The input is untrusted (user files, random admission bodies): transformObject never throws, it
 // returns the most plausible minimal object (missing labels -> none, a bad port -> dropped).
 
+import { Interner } from './intern.ts';
 import { KINDS, type KindName } from './kinds.ts';
 import type {
   Container,
@@ -78,35 +79,6 @@ function exact<T>(a: T[]): T[] {
   return a.length > 0 ? a.slice() : a;
 }
 
-/**
- * A bounded cache from a key to a shared value, in two generations: when the young one is full it
- * becomes the old one and the previous old one is dropped, so values still in use stay shared and the
- * cache never holds more than 2 x `max` entries (pods come and go; their values must not pile up).
- */
-class Interner<V> {
-  #young = new Map<string, V>();
-  #old = new Map<string, V>();
-  readonly #max: number;
-  constructor(max: number) {
-    this.#max = max;
-  }
-  get(key: string): V | undefined {
-    let v = this.#young.get(key);
-    if (v === undefined) {
-      v = this.#old.get(key);
-      if (v !== undefined) this.set(key, v);
-    }
-    return v;
-  }
-  set(key: string, v: V): void {
-    if (this.#young.size >= this.#max) {
-      this.#old = this.#young;
-      this.#young = new Map();
-    }
-    this.#young.set(key, v);
-  }
-}
-
 // Values repeated across many cached objects (namespace, node, service account, label values, container
 // and port names, protocols) are kept once: JSON.parse gives every occurrence its own copy. Unique
 // values (names, IPs, resourceVersions) are not interned, they would only churn the cache.
@@ -142,7 +114,8 @@ function stringMap(v: unknown, keep?: (key: string) => boolean, share = true): L
   if (!isRec(v)) return undefined;
   const out: Record<string, string> = {};
   let n = 0;
-  let key = '';
+  // Length-prefixed entries, joined into one flat string (cheaper to hash than a chain of concatenations).
+  const parts: (string | number)[] = [];
   for (const [k, val] of Object.entries(v)) {
     if (keep && !keep(k)) continue;
     let s: string | undefined;
@@ -151,11 +124,12 @@ function stringMap(v: unknown, keep?: (key: string) => boolean, share = true): L
     if (s === undefined) continue;
     s = share ? intern(s) : s;
     out[k] = s;
-    if (share) key = keyPart(keyPart(key, k), s);
+    if (share) parts.push(k.length, ':', k, s.length, ':', s);
     n++;
   }
   if (n === 0) return undefined;
   if (!share) return out;
+  const key = parts.join('');
   const hit = stringMaps.get(key);
   if (hit !== undefined) return hit;
   stringMaps.set(key, out);

@@ -19,7 +19,6 @@ import type {
 } from './types.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
-import { perRevisionFor } from './cache.ts';
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { endpointLabels, matchesSelector, reservedLabels } from './selectors.ts';
@@ -73,19 +72,24 @@ function reservedIdentity(description: string, reserved: string[], extra: Partia
  */
 const ipIndexByList = new WeakMap<readonly Pod[], Map<string, Pod>>();
 function podByIp(state: ClusterState, ip: string): Pod | undefined {
-  // One request asks about the same few addresses (probe source, API server) for many pods.
-  return perRevisionFor(state, 'podByIp', ipKey(ip), () => scanPodByIp(state, ip)) ?? undefined;
+  // Requests ask about the same few addresses (probe source, API server) for many pods. The answer is
+  // kept per whole-cluster Pod list array, which a state keeps (and an admission overlay passes
+  // through) until some pod changes: the scan over every namespace then runs once per address.
+  return lookupByList(podIpAnswers, state.list('Pod'), ip, () => scanPodByIp(state, ip));
 }
 
-// perRevisionFor keys on objects: one interned key object per address string.
-const ipKeys = new Map<string, object>();
-function ipKey(ip: string): object {
-  let k = ipKeys.get(ip);
-  if (!k) {
-    if (ipKeys.size > 100_000) ipKeys.clear();
-    ipKeys.set(ip, (k = {}));
+const podIpAnswers = new WeakMap<readonly object[], Map<string, Pod | null>>();
+const vipAnswers = new WeakMap<readonly object[], Map<string, Service | null>>();
+function lookupByList<T>(cache: WeakMap<readonly object[], Map<string, T | null>>, list: readonly object[], ip: string, scan: () => T | null): T | undefined {
+  let answers = cache.get(list);
+  if (!answers) cache.set(list, (answers = new Map()));
+  let hit = answers.get(ip);
+  if (hit === undefined) {
+    hit = scan();
+    if (answers.size > 10_000) answers.clear();
+    answers.set(ip, hit);
   }
-  return k;
+  return hit ?? undefined;
 }
 
 function scanPodByIp(state: ClusterState, ip: string): Pod | null {
@@ -474,7 +478,7 @@ const vipIndexByList = new WeakMap<readonly Service[], Map<string, Service>>();
 export function serviceByClusterIp(state: ClusterState, ip: string): Service | undefined {
   const c = canonicalIp(ip);
   if (!c) return undefined;
-  return perRevisionFor(state, 'serviceByClusterIp', ipKey(c), () => scanServiceByIp(state, c)) ?? undefined;
+  return lookupByList(vipAnswers, state.list('Service'), c, () => scanServiceByIp(state, c));
 }
 
 function scanServiceByIp(state: ClusterState, c: string): Service | null {

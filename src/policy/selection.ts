@@ -16,6 +16,8 @@ import {
   NAMESPACE_LABEL,
   NAMESPACE_LABELS_PREFIX,
   normalizeKey,
+  IDENTITY_CACHE_LIMIT,
+  podIdentityKey,
 } from './selectors.ts';
 
 /** The settings of cilium-config the engine needs, with Cilium's defaults when unknown. */
@@ -128,21 +130,6 @@ export function modelSelects(state: ClusterState, model: PolicyModel, pod: Pod):
 // (no per-pod entries rewritten on every request, which would only feed the garbage collector).
 const NO_NAMESPACE = {};
 const selectingByIdentity = new WeakMap<readonly PolicyModel[], WeakMap<object, Map<string, readonly PolicyModel[]>>>();
-const identityKeys = new WeakMap<Pod, string>();
-
-/** What subject selection reads from a pod itself: its labels and service account (namespace is implied). */
-function selectionIdentityKey(pod: Pod): string {
-  let key = identityKeys.get(pod);
-  if (key === undefined) {
-    const labels = pod.metadata.labels ?? {};
-    const keys = Object.keys(labels).sort();
-    let k = pod.spec.serviceAccountName || 'default';
-    for (const l of keys) k += '\u0000' + l + '\u0001' + labels[l];
-    key = k;
-    identityKeys.set(pod, key);
-  }
-  return key;
-}
 
 /** The policy models (from every CNP/CCNP/NetworkPolicy in the state) that select this pod. Indexed, not a scan. */
 export function policiesSelecting(state: ClusterState, pod: Pod): readonly PolicyModel[] {
@@ -154,10 +141,11 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
   if (!byNs) selectingByIdentity.set(models, (byNs = new WeakMap()));
   let byId = byNs.get(nsObj ?? NO_NAMESPACE);
   if (!byId) byNs.set(nsObj ?? NO_NAMESPACE, (byId = new Map()));
-  const id = selectionIdentityKey(pod);
+  const id = podIdentityKey(pod);
   let result = byId.get(id);
   if (!result) {
     result = models.filter((m) => modelSelects(state, m, pod));
+    if (byId.size >= IDENTITY_CACHE_LIMIT) byId.clear(); // pods churn: bound the identities kept
     byId.set(id, result);
   }
   return result;

@@ -32,16 +32,37 @@ export function normalizeKey(key: string): string {
 // By Namespace object, then pod: the pod object is immutable in the state; its Namespace may change
 // independently, so labels are only reused under the same Namespace object. A request's overlay with a
 // changed Namespace gets its own map, dropped with it, instead of rewriting every pod's entry.
+// Replicas share one label set: keyed by the pod's identity (namespace, service account, labels).
 const NO_NAMESPACE = {};
-const labelCache = new WeakMap<object, WeakMap<Pod, Labels>>();
+const labelCache = new WeakMap<object, Map<string, Labels>>();
+const identityKeys = new WeakMap<Pod, string>();
+/** Entries an identity-keyed cache holds before it starts over (far above any namespace's identities). */
+export const IDENTITY_CACHE_LIMIT = 10_000;
+
+/**
+ * What Cilium's identity of a pod is made of, besides its Namespace's labels: namespace, service
+ * account and pod labels, as one string (cached per pod object, which a state never modifies).
+ */
+export function podIdentityKey(pod: Pod): string {
+  let key = identityKeys.get(pod);
+  if (key === undefined) {
+    const labels = pod.metadata.labels ?? {};
+    let k = (pod.metadata.namespace ?? '') + '\u0000' + (pod.spec.serviceAccountName || 'default');
+    for (const l of Object.keys(labels).sort()) k += '\u0000' + l + '\u0001' + labels[l];
+    key = k;
+    identityKeys.set(pod, key);
+  }
+  return key;
+}
 
 /** Labels Cilium matches on for a pod: pod labels + io.kubernetes.pod.namespace + SA + namespace labels. */
 export function endpointLabels(state: ClusterState, pod: Pod): Labels {
   const namespace = pod.metadata.namespace ?? '';
   const nsObj = state.get('Namespace', undefined, namespace);
-  let byPod = labelCache.get(nsObj ?? NO_NAMESPACE);
-  if (!byPod) labelCache.set(nsObj ?? NO_NAMESPACE, (byPod = new WeakMap()));
-  const hit = byPod.get(pod);
+  let byId = labelCache.get(nsObj ?? NO_NAMESPACE);
+  if (!byId) labelCache.set(nsObj ?? NO_NAMESPACE, (byId = new Map()));
+  const id = podIdentityKey(pod);
+  const hit = byId.get(id);
   if (hit) return hit;
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(nsObj?.metadata.labels ?? {})) out[NAMESPACE_LABELS_PREFIX + k] = v;
@@ -52,7 +73,9 @@ export function endpointLabels(state: ClusterState, pod: Pod): Labels {
   out[SERVICE_ACCOUNT_LABEL] = pod.spec.serviceAccountName || 'default';
   out[CLUSTER_LABEL] ??= DEFAULT_CLUSTER_NAME;
   const labels = Object.freeze(out);
-  byPod.set(pod, labels);
+  // Pods come and go (each rollout brings a new pod-template-hash): bound what one Namespace keeps.
+  if (byId.size >= IDENTITY_CACHE_LIMIT) byId.clear();
+  byId.set(id, labels);
   return labels;
 }
 

@@ -165,8 +165,16 @@ function judge(
  * else a constant the caller picks, so replicas spread over nodes share one verdict.
  */
 export function podClassKey(pod: Pod, node: string): string {
-  return JSON.stringify(node) + podIdentityKey(pod);
+  // Cached per pod and node (a pod is asked with at most a few node values: '', '*', its node), so
+  // the memo maps of compareLoss hash the same string objects request after request.
+  let byNode = classKeys.get(pod);
+  if (!byNode) classKeys.set(pod, (byNode = new Map()));
+  let key = byNode.get(node);
+  if (key === undefined) byNode.set(node, (key = JSON.stringify(node) + podIdentityKey(pod)));
+  return key;
 }
+
+const classKeys = new WeakMap<Pod, Map<string, string>>();
 
 // Pods in a state are immutable objects (an update replaces the object), so the key is computed once.
 const identityKeys = new WeakMap<Pod, string>();

@@ -212,7 +212,12 @@ export function istioPolicyPods(state: ClusterState, obj: PolicyObject | undefin
 /** Union of pod lists by namespace/name. */
 export function unionPods(...lists: readonly (readonly Pod[])[]): Pod[] {
   const m = new Map<string, Pod>();
-  for (const l of lists) for (const p of l) if (!m.has(podRef(p))) m.set(podRef(p), p);
+  for (const l of lists) {
+    for (const p of l) {
+      const ref = podRef(p);
+      if (!m.has(ref)) m.set(ref, p);
+    }
+  }
   return [...m.values()];
 }
 

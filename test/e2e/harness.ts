@@ -518,8 +518,7 @@ export const POLICY_RULES: WebhookRule[] = [
   { apiGroups: ['cilium.io'], apiVersions: ['v2'], resources: ['ciliumnetworkpolicies', 'ciliumclusterwidenetworkpolicies'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
   { apiGroups: ['networking.k8s.io'], apiVersions: ['v1'], resources: ['networkpolicies'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
   { apiGroups: ['security.istio.io'], apiVersions: ['v1'], resources: ['authorizationpolicies', 'peerauthentications'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
-  { apiGroups: ['gateway.networking.k8s.io'], apiVersions: ['v1'], resources: ['gateways'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
-  { apiGroups: [''], apiVersions: ['v1'], resources: ['namespaces'], operations: ['UPDATE'] },
+  { apiGroups: [''], apiVersions: ['v1'], resources: ['namespaces'], operations: ['CREATE', 'UPDATE'] },
 ];
 
 export interface WebhookProbe {

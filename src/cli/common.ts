@@ -2,11 +2,10 @@
 // version, and turning --state / --kubeconfig into a mutable copy of the cluster state.
 
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
 
 import { InputError } from '../errors.ts';
 import type { Rule } from '../rules/types.ts';
-import { dumpSnapshot } from '../state/dump.ts';
+import { listClusterObjects } from '../state/dump.ts';
 import { istioNamespaces, loadSnapshot, stateFromObjects } from '../state/snapshot.ts';
 import type { MemoryState } from '../state/store.ts';
 
@@ -69,10 +68,9 @@ export function stateArgs(opts: { state?: string[]; kubeconfig?: string }, requi
  */
 export async function loadMutableState(opts: { state?: string[]; kubeconfig?: string }): Promise<MemoryState> {
   if (opts.state && opts.state.length > 0) return loadSnapshot(opts.state);
-  const text = await dumpSnapshot({ ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}) });
-  const list = parse(text) as { items?: unknown[] } | null;
-  const objs = list?.items ?? [];
-  return stateFromObjects(objs, { label: 'live copy', configMapNamespaces: istioNamespaces(objs) });
+  // The listed objects are used as they are (no YAML dump and re-parse in between).
+  const { objects } = await listClusterObjects({ ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}) });
+  return stateFromObjects(objects, { label: 'live copy', configMapNamespaces: istioNamespaces(objects) });
 }
 
 /** The entry of `allowed` that `value` names, in any letter case, else an InputError. */

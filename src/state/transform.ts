@@ -181,15 +181,18 @@ function plainJson(v: unknown, depth = 0, seen: Set<object> = new Set()): unknow
 
 function meta(kind: KindName, raw: Rec): ObjectMeta {
   const m = rec(raw.metadata);
-  const out: Rec = {
-    name: str(m.name) ?? '',
-    namespace: KINDS[kind].namespaced ? istr(m.namespace) : undefined,
-    resourceVersion: str(m.resourceVersion),
-    labels: stringMap(m.labels),
-    annotations: stringMap(m.annotations, keepAnnotation),
-    deletionTimestamp: str(m.deletionTimestamp),
-  };
-  return compact(out) as unknown as ObjectMeta;
+  const name = str(m.name) ?? '';
+  const namespace = KINDS[kind].namespaced ? istr(m.namespace) : undefined;
+  const resourceVersion = str(m.resourceVersion);
+  const labels = stringMap(m.labels);
+  const annotations = stringMap(m.annotations, keepAnnotation);
+  const deletionTimestamp = str(m.deletionTimestamp);
+  // The common five-field shape as one literal: V8 then keeps all five fields in the object (compact()
+  // builds from {}, which holds four and puts the rest in a separate property array).
+  if (namespace !== undefined && resourceVersion !== undefined && labels !== undefined && annotations !== undefined && deletionTimestamp === undefined) {
+    return { name, namespace, resourceVersion, labels, annotations };
+  }
+  return compact({ name, namespace, resourceVersion, labels, annotations, deletionTimestamp }) as unknown as ObjectMeta;
 }
 
 function labelSelector(v: unknown): LabelSelector | undefined {
@@ -446,7 +449,10 @@ export function transformObject(kind: KindName, raw: unknown): KubeObject {
   const r = rec(raw);
   try {
     const metadata = meta(kind, r);
-    return compact({ apiVersion: apiVersionFor(kind, r), kind, metadata, ...body(kind, r, metadata) }) as KubeObject;
+    const b = body(kind, r, metadata);
+    // A literal for pods, the bulk of the cache, so all five fields sit in the object (see meta()).
+    if (kind === 'Pod') return compact({ apiVersion: apiVersionFor(kind, r), kind, metadata, spec: b.spec, status: b.status }) as KubeObject;
+    return compact({ apiVersion: apiVersionFor(kind, r), kind, metadata, ...b }) as KubeObject;
   } catch {
     // Throwing getters or proxies on exotic input: fall back to the smallest object of that kind.
     return { apiVersion: apiVersionFor(kind, {}), kind, metadata: { name: '' }, ...minimalBody(kind) } as KubeObject;

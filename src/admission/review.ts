@@ -173,10 +173,17 @@ function victimsText(f: ActedFinding): string {
   return ` Affected: ${v.join(', ')}${more > 0 ? ` and ${more} more` : ''}.`;
 }
 
+/** Where a rule is explained (each rule's page lives at docs/rules/<id>.md; `meshguard rules` lists them). */
+function docsRef(rule: string): string {
+  return `docs/rules/${rule}.md`;
+}
+
 function denyLine(f: ActedFinding, budget: number): string {
   const head = `[${f.rule}] `;
+  const tail = ` Docs: ${docsRef(f.rule)}`;
   const body = oneLine(`${f.message}${victimsText(f)}${f.fix ? ` Fix: ${f.fix}` : ''}`);
-  return head + truncate(body, Math.max(budget - head.length, 20));
+  // The docs reference survives truncation: the reason and the link matter more than the fix's tail.
+  return head + truncate(body, Math.max(budget - head.length - tail.length, 20)) + tail;
 }
 
 /**
@@ -190,28 +197,65 @@ export function denyMessage(denying: readonly ActedFinding[]): string {
   return [header, ...denying.map((f) => denyLine(f, perFinding))].join('\n');
 }
 
-function warningText(f: ActedFinding): string {
-  return truncate(oneLine(`[${f.rule}] ${f.preexisting ? '(pre-existing) ' : ''}${f.message}`), LIMITS.warningChars);
+/** At most this many warning lines per finding, so that one long finding cannot crowd out the others. */
+const MAX_LINES_PER_WARNING = 4;
+const CONTINUATION = '  ';
+
+/**
+ * A finding as kubectl `Warning:` lines: the whole message, fix and docs reference, wrapped at word
+ * boundaries into lines of at most LIMITS.warningChars (the apiserver's limit per warning) instead of
+ * being cut after 120 characters. Continuation lines are indented.
+ */
+export function warningLines(f: ActedFinding): string[] {
+  const tag = f.wouldDeny ? '(audit: would be denied) ' : f.preexisting ? '(pre-existing) ' : '';
+  const text = oneLine(`[${f.rule}] ${tag}${f.message}${f.fix ? ` Fix: ${f.fix}` : ''} (${docsRef(f.rule)})`);
+  const max = LIMITS.warningChars;
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (word === '') continue;
+    const candidate = line === '' ? (lines.length === 0 ? word : CONTINUATION + word) : `${line} ${word}`;
+    if ([...candidate].length <= max) {
+      line = candidate;
+      continue;
+    }
+    if (line !== '') lines.push(line);
+    // A single word longer than a line is cut.
+    line = truncate(lines.length === 0 ? word : CONTINUATION + word, max);
+  }
+  if (line !== '') lines.push(line);
+  if (lines.length > MAX_LINES_PER_WARNING) {
+    const kept = lines.slice(0, MAX_LINES_PER_WARNING);
+    kept[kept.length - 1] = truncate(kept[kept.length - 1]! + ' ' + ELLIPSIS, max);
+    return kept;
+  }
+  return lines;
 }
 
 /**
- * Warnings within the apiserver's limits: each at most 120 characters and all together below 4 KiB. When
- * some do not fit, the last one says how many were left out.
+ * Warnings within the apiserver's limits: each line at most 120 characters and all together below 4 KiB.
+ * An entry is one warning or the wrapped lines of one finding (kept together). When some do not fit, the
+ * last line says how many were left out.
  */
-export function buildWarnings(texts: readonly string[]): string[] {
+export function buildWarnings(texts: readonly (string | readonly string[])[]): string[] {
   const out: string[] = [];
   let used = 0;
   for (let i = 0; i < texts.length; i++) {
-    const w = truncate(oneLine(texts[i]!), LIMITS.warningChars);
+    const entry = texts[i]!;
+    const lines = (typeof entry === 'string' ? [entry] : entry).map((text) => {
+      const indent = text.startsWith(CONTINUATION) ? CONTINUATION : ''; // keep wrapped lines indented
+      return truncate(indent + oneLine(text), LIMITS.warningChars);
+    });
+    const size = lines.reduce((n, l) => n + byteLength(l), 0);
     const remaining = texts.length - i - 1;
-    // Keep room for the "N more" note unless this is the last warning.
+    // Keep room for the "N more" note unless this is the last entry.
     const reserve = remaining > 0 ? byteLength(moreNote(texts.length)) : 0;
-    if (used + byteLength(w) + reserve > LIMITS.warningsBytes) {
+    if (used + size + reserve > LIMITS.warningsBytes) {
       out.push(moreNote(texts.length - i));
       return out;
     }
-    out.push(w);
-    used += byteLength(w);
+    out.push(...lines);
+    used += size;
   }
   return out;
 }
@@ -233,16 +277,17 @@ function presentation(f: ActedFinding): 'deny' | 'warn' | 'audit' {
 /** The AdmissionResponse for a decision. `uid` is request.uid, echoed unchanged. */
 export function toAdmissionResponse(uid: string, decision: Decision): AdmissionResponse {
   const denying: ActedFinding[] = [];
-  const warn: string[] = [];
+  const warn: string[][] = [];
   const audit = new Map<string, string[]>();
   for (const f of decision.findings) {
     const p = presentation(f);
     // `allowed` is the verdict layer's call; a deny finding on an allowed request (say, one the verdict
     // layer let through) must still be seen, as a warning.
     if (p === 'deny' && !decision.allowed) denying.push(f);
-    else if (p === 'deny') warn.push(warningText(f));
-    else if (p === 'warn') warn.push(warningText(f));
+    else if (p === 'deny' || p === 'warn') warn.push(warningLines(f));
     else {
+      // Audit mode still tells the person applying what enforce mode would refuse.
+      if (f.wouldDeny) warn.push(warningLines(f));
       const key = annotationKey(f.rule);
       const list = audit.get(key) ?? [];
       list.push(oneLine(f.message));

@@ -71,6 +71,8 @@ export function defaultAction(severity: Severity): Action {
 /** A finding with the action the config gives it for this request. */
 export interface ActedFinding extends Finding {
   readonly action: Exclude<Action, 'off'>;
+  /** `mode: audit` turned this finding's deny into audit: the request would be refused in enforce mode. */
+  readonly wouldDeny?: boolean;
 }
 
 /** What meshguard answers for one request (built by src/verdict from the findings and the config). */

@@ -92,7 +92,9 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
       }
       for (const f of found) {
         // The finding belongs to the rule that produced it, whatever id it carries.
-        findings.push({ ...f, rule: rule.id, message: String(f.message ?? "").replace(/[\r\n]+/g, " "), action: actionFor(action, f, config) });
+        const acted = actionFor(action, f, config);
+        const wouldDeny = config.mode === 'audit' && acted === 'audit' && action === 'deny' && !f.preexisting;
+        findings.push({ ...f, rule: rule.id, message: String(f.message ?? "").replace(/[\r\n]+/g, " "), action: acted, ...(wouldDeny ? { wouldDeny } : {}) });
       }
     }
     return { allowed: !findings.some((f) => f.action === 'deny'), findings, skipped };

@@ -144,7 +144,7 @@ t.test('response: deny names every denying rule with reason and fix', async (t) 
   t.equal(r.allowed, false);
   t.same(r.status, {
     code: 403, reason: 'Forbidden',
-    message: 'meshguard denied this request:\n[dns-egress-missing] egress default-deny drops DNS Fix: allow kube-dns UDP/53\n[apiserver-egress-missing] pods lose the API server Affected: a/b, a/c.\n[dns-egress-missing] second occurrence with a newline',
+    message: 'meshguard denied this request:\n[dns-egress-missing] egress default-deny drops DNS Fix: allow kube-dns UDP/53 Docs: docs/rules/dns-egress-missing.md\n[apiserver-egress-missing] pods lose the API server Affected: a/b, a/c. Docs: docs/rules/apiserver-egress-missing.md\n[dns-egress-missing] second occurrence with a newline Docs: docs/rules/dns-egress-missing.md',
   });
 });
 
@@ -160,14 +160,35 @@ t.test('response: preexisting deny findings are warnings and do not change allow
   const r = toAdmissionResponse('u', decision(true, [f('dns-egress-missing', 'deny', 'already broken before', { preexisting: true })]));
   t.equal(r.allowed, true);
   t.equal(r.status, undefined);
-  t.same(r.warnings, ['[dns-egress-missing] (pre-existing) already broken before']);
+  t.same(r.warnings, ['[dns-egress-missing] (pre-existing) already broken before (docs/rules/dns-egress-missing.md)']);
 });
 
 t.test('response: a deny finding on an allowed decision is shown as a warning, never dropped', async (t) => {
   const r = toAdmissionResponse('u', decision(true, [f('dns-egress-missing', 'deny', 'breaks DNS')]));
   t.equal(r.allowed, true);
   t.equal(r.status, undefined);
-  t.same(r.warnings, ['[dns-egress-missing] breaks DNS']);
+  t.same(r.warnings, ['[dns-egress-missing] breaks DNS (docs/rules/dns-egress-missing.md)']);
+});
+
+t.test('response: a long warning is wrapped into several lines, never cut mid-sentence', async (t) => {
+  const message = 'policy demo/lockdown puts 7 ambient pods into ingress default deny without an allow for TCP 15008 (HBONE): ztunnel traffic is dropped';
+  const fix = 'add ingress: [{fromEntities: [cluster], toPorts: [{ports: [{port: "15008", protocol: TCP}]}]}]';
+  const r = toAdmissionResponse('u', decision(true, [f('hbone-15008-blocked', 'warn', message, { fix })]));
+  const lines = r.warnings!;
+  t.ok(lines.length >= 2, 'wrapped');
+  for (const l of lines) t.ok([...l].length <= LIMITS.warningChars, `<= 120: ${l}`);
+  t.ok(lines.slice(1).every((l) => l.startsWith('  ')), 'continuation lines are indented');
+  t.equal(lines.map((l) => l.trim()).join(' '), `[hbone-15008-blocked] ${message} Fix: ${fix} (docs/rules/hbone-15008-blocked.md)`, 'nothing lost');
+});
+
+t.test('response: audit mode warns about what enforce mode would deny', async (t) => {
+  const r = toAdmissionResponse('u', decision(true, [
+    { ...f('dns-egress-missing', 'audit', 'breaks DNS'), wouldDeny: true },
+    f('dual-l7-authz', 'audit', 'configured as audit'),
+  ]));
+  t.equal(r.allowed, true);
+  t.same(r.warnings, ['[dns-egress-missing] (audit: would be denied) breaks DNS (docs/rules/dns-egress-missing.md)']);
+  t.same(Object.keys(r.auditAnnotations ?? {}).sort(), ['dns-egress-missing', 'dual-l7-authz']);
 });
 
 t.test('response: audit annotations keyed by rule id, values truncated, same rule joined', async (t) => {

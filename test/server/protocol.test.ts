@@ -68,8 +68,8 @@ t.test('deny, warn and audit shapes', async (t) => {
   t.equal(r.allowed, false);
   t.equal(r.status.code, 403);
   t.equal(r.status.reason, 'Forbidden');
-  t.match(r.status.message, /^meshguard denied this request:\n\[dns-egress-missing\] default-deny egress drops DNS for 3 pods in blue Affected: blue\/a and 2 more\. Fix: allow UDP\/53 to kube-dns\n\[apiserver-egress-missing\] pods lose the kube-apiserver Fix: add toEntities: \[kube-apiserver\]$/);
-  t.same(r.warnings, ['[l7-policy-split-brain] L7 rules are enforced by both Cilium and the waypoint']);
+  t.match(r.status.message, /^meshguard denied this request:\n\[dns-egress-missing\] default-deny egress drops DNS for 3 pods in blue Affected: blue\/a and 2 more\. Fix: allow UDP\/53 to kube-dns Docs: docs\/rules\/dns-egress-missing\.md\n\[apiserver-egress-missing\] pods lose the kube-apiserver Fix: add toEntities: \[kube-apiserver\] Docs: docs\/rules\/apiserver-egress-missing\.md$/);
+  t.same(r.warnings, ['[l7-policy-split-brain] L7 rules are enforced by both Cilium and the waypoint (docs/rules/l7-policy-split-brain.md)']);
   t.same(r.auditAnnotations, { 'peer-auth-port-mismatch': 'port-level mTLS names a service port' });
 
   // One decision line, without the object, plus one line per audit finding.
@@ -97,9 +97,10 @@ t.test('many long warnings stay within the apiserver limits', async (t) => {
   t.ok(Buffer.byteLength(warnings.join(''), 'utf8') < 4096, 'total below 4 KiB');
   t.ok(warnings.length < 80);
   t.match(warnings.at(-1), /^meshguard: \d+ more warnings not shown$/);
-  const shown = warnings.length - 1;
+  // A finding's wrapped lines stay together; the note counts findings left out.
+  const shown = warnings.slice(0, -1).filter((w) => !w.startsWith('  ')).length;
   t.equal(warnings.at(-1), `meshguard: ${80 - shown} more warnings not shown`);
-  t.ok(warnings[0]!.endsWith('…'), 'truncation is marked');
+  t.ok(warnings[0]!.startsWith('[rule-0] warning number 0') && warnings[1]!.startsWith('  '), 'a long finding is wrapped, not cut');
 });
 
 t.test('400: malformed JSON, empty body, schema failures', async (t) => {

@@ -199,6 +199,11 @@ t.test('mode audit turns every deny into audit and allows', async (t) => {
       ['fake-orphan-policy', 'audit'],
     ],
   );
+  // The downgraded deny is marked, so the response can still warn about what enforce would refuse.
+  t.same(d.findings.map((f) => f.wouldDeny ?? false), [false, true]);
+  const configuredAudit = config({ mode: 'audit', rules: { ...config().rules, 'fake-orphan-policy': 'audit' } });
+  const d2 = createDecide(FAKE_RULES, configuredAudit)(makeChange('CREATE', labelled(policy('p', 'nowhere'), { 'fake/finding': 'w' })), state);
+  t.equal(d2.findings.find((f) => f.rule === 'fake-orphan-policy')?.wouldDeny, undefined, 'a rule configured as audit would not deny');
 });
 
 t.test('skip annotation: honoured with a reason', async (t) => {

@@ -9,7 +9,7 @@ import { meshMode } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { ingressShapeKey, PROBE_SNAT_IPV4, PROBE_SNAT_IPV6, probeSourceFor, probesAdmitted } from './ingress-helpers.ts';
+import { ambientIngressClassKey, ingressShapeKey, PROBE_SNAT_IPV4, PROBE_SNAT_IPV6, probeSourceFor, probesAdmitted } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'ambient-probe-snat-blocked';
@@ -39,7 +39,7 @@ function evaluateProbes(change: Change, before: ClusterState, after: ClusterStat
     memo.set(key, v);
     return v;
   };
-  const { lost, stillMissing } = compareLoss(touched.pods, before, after, check);
+  const { lost, stillMissing } = compareLoss(touched.pods, before, after, check, ambientIngressClassKey);
   const victims = lost.length > 0 ? lost : stillMissing;
   if (victims.length === 0) return [];
   const v6 = probeSourceFor(victims[0]!) === PROBE_SNAT_IPV6;

@@ -8,7 +8,7 @@ import { formatPolicyRef, meshMode } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { HBONE_PORT, hboneOpen, ingressShapeKey, type MeshPeer } from './ingress-helpers.ts';
+import { ambientIngressClassKey, HBONE_PORT, hboneOpen, ingressShapeKey, type MeshPeer } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'hbone-15008-blocked';
@@ -34,7 +34,7 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
     memo.set(key, v);
     return v;
   };
-  const { lost, stillMissing } = compareLoss(touched.pods, before, after, check);
+  const { lost, stillMissing } = compareLoss(touched.pods, before, after, check, ambientIngressClassKey);
   const victims = lost.length > 0 ? lost : stillMissing;
   if (victims.length === 0) return [];
   const peer = firstBlocked;

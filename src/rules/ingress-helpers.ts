@@ -15,6 +15,7 @@ import {
   NAMESPACE_LABELS_PREFIX,
   namedPort,
   normalizeKey,
+  podIdentityKey,
   policiesSelecting,
   SERVICE_ACCOUNT_LABEL,
   waypointFor,
@@ -256,6 +257,23 @@ const MESH_LABELS = ['istio.io/dataplane-mode', 'sidecar.istio.io/inject', 'isti
 export function ingressShapeKey(state: ClusterState, pod: Pod): string {
   return `${rulesKey(policiesSelecting(state, pod))}\u0000${podShapeKey(pod)}`;
 }
+
+/**
+ * A compareLoss class key for the ambient ingress checks (hboneOpen, probesAdmitted): pods with the same
+ * key have the same mesh mode and the same ingressShapeKey in any state (identity for policy selection,
+ * plus the pod's own shape and container names), so one of them stands for all. Unlike podClassKey it
+ * leaves out the node, which these checks do not read: replicas spread over nodes are judged once.
+ */
+export function ambientIngressClassKey(pod: Pod): string {
+  let key = ambientClassKeys.get(pod);
+  if (key === undefined) {
+    const names = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => c.name);
+    key = `${podIdentityKey(pod)}\u0000${podShapeKey(pod)}\u0000${JSON.stringify(names)}`;
+    ambientClassKeys.set(pod, key);
+  }
+  return key;
+}
+const ambientClassKeys = new WeakMap<Pod, string>();
 
 // A pod's selecting-model list is shared by every pod with the same answer (and cached): key it once.
 const rulesKeys = new WeakMap<readonly PolicyModel[], string>();

@@ -124,23 +124,59 @@ export function modelSelects(state: ClusterState, model: PolicyModel, pod: Pod):
 }
 
 // Cilium evaluates policy per identity (the endpoint label set), not per pod: replicas share the answer.
-// Keyed by the namespace's model list and Namespace object (the inputs besides the pod's own labels),
-// then by the pod's identity key. Both stay the same objects across requests that do not change them;
-// an admission overlay's own list or Namespace is a new object, so its answers are dropped with it
-// (no per-pod entries rewritten on every request, which would only feed the garbage collector).
-const NO_NAMESPACE = {};
-const selectingByIdentity = new WeakMap<readonly PolicyModel[], WeakMap<object, Map<string, readonly PolicyModel[]>>>();
+// Keyed by the namespace's model list, then by the values of the Namespace labels those models' subject
+// selectors read (a Namespace update that changes other labels reuses the answers), then by the pod's
+// identity key. The model list stays the same array across requests that do not change the namespace's
+// policies; an admission overlay's own list is a new array, so its answers are dropped with it.
+const selectingByIdentity = new WeakMap<readonly PolicyModel[], Map<string, Map<string, readonly PolicyModel[]>>>();
+const namespaceKeysByModels = new WeakMap<readonly PolicyModel[], readonly string[]>();
+const NAME_LABEL = 'kubernetes.io/metadata.name';
+
+/** The Namespace label keys (without the Cilium prefix) that some subject selector of `models` reads. */
+function namespaceKeysRead(models: readonly PolicyModel[]): readonly string[] {
+  let keys = namespaceKeysByModels.get(models);
+  if (!keys) {
+    const out = new Set<string>();
+    const add = (raw: string): void => {
+      const k = normalizeKey(raw);
+      if (k.startsWith(NAMESPACE_LABELS_PREFIX)) out.add(k.slice(NAMESPACE_LABELS_PREFIX.length));
+    };
+    for (const m of models) {
+      if (m.selectsNodes) continue;
+      const sel = effectiveSubject(m);
+      for (const k of Object.keys(sel.matchLabels ?? {})) add(k);
+      for (const r of sel.matchExpressions ?? []) add(r.key);
+    }
+    keys = [...out].sort();
+    namespaceKeysByModels.set(models, keys);
+  }
+  return keys;
+}
+
+/** The namespace and the values (or absence) of the Namespace labels `keys`, as endpointLabels sees them. */
+function namespaceDigest(namespace: string, labels: Labels | undefined, keys: readonly string[]): string {
+  let d = namespace;
+  for (const k of keys) {
+    const v = labels !== undefined && Object.hasOwn(labels, k) ? labels[k] : k === NAME_LABEL ? namespace : undefined;
+    d += v === undefined ? '\u0000\u0002' : '\u0000\u0001' + v;
+  }
+  return d;
+}
 
 /** The policy models (from every CNP/CCNP/NetworkPolicy in the state) that select this pod. Indexed, not a scan. */
 export function policiesSelecting(state: ClusterState, pod: Pod): readonly PolicyModel[] {
   if (!isCiliumEndpoint(pod)) return [];
   const namespace = pod.metadata.namespace ?? '';
   const models = modelsForNamespace(state, namespace);
-  const nsObj = state.get('Namespace', undefined, namespace);
+  const keys = namespaceKeysRead(models);
+  const digest = keys.length === 0 ? namespace : namespaceDigest(namespace, state.get('Namespace', undefined, namespace)?.metadata.labels, keys);
   let byNs = selectingByIdentity.get(models);
-  if (!byNs) selectingByIdentity.set(models, (byNs = new WeakMap()));
-  let byId = byNs.get(nsObj ?? NO_NAMESPACE);
-  if (!byId) byNs.set(nsObj ?? NO_NAMESPACE, (byId = new Map()));
+  if (!byNs) selectingByIdentity.set(models, (byNs = new Map()));
+  let byId = byNs.get(digest);
+  if (!byId) {
+    if (byNs.size >= IDENTITY_CACHE_LIMIT) byNs.clear();
+    byNs.set(digest, (byId = new Map()));
+  }
   const id = podIdentityKey(pod);
   let result = byId.get(id);
   if (!result) {

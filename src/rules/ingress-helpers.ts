@@ -112,11 +112,21 @@ function firstNamespaceMatching(state: ClusterState, selector: LabelSelector, la
   if (!bySel) firstMatchCache.set(list, (bySel = new WeakMap()));
   let hit = bySel.get(selector);
   if (hit === undefined) {
-    hit = list.find((n) => matchesSelector(selector, labelsOf(n.metadata.name)))?.metadata.name ?? null;
+    // A Namespace update makes a new list: rescan, but judge each unchanged Namespace object from memory.
+    let byNs = nsMatchCache.get(selector);
+    if (!byNs) nsMatchCache.set(selector, (byNs = new WeakMap()));
+    const matches = (n: object & { metadata: { name: string } }): boolean => {
+      if (state.get('Namespace', undefined, n.metadata.name) !== n) return matchesSelector(selector, labelsOf(n.metadata.name));
+      let m = byNs.get(n);
+      if (m === undefined) byNs.set(n, (m = matchesSelector(selector, labelsOf(n.metadata.name))));
+      return m;
+    };
+    hit = list.find(matches)?.metadata.name ?? null;
     bySel.set(selector, hit);
   }
   return hit ?? undefined;
 }
+const nsMatchCache = new WeakMap<LabelSelector, WeakMap<object, boolean>>();
 
 /** A pod (not in the state) that an endpoints selector selects, or undefined when it cannot be built. */
 function podFor(name: string, namespace: string, selector: LabelSelector, nodeName: string | undefined): Pod | undefined {

@@ -5,7 +5,6 @@ import { readFileSync } from 'node:fs';
 
 import { InputError } from '../errors.ts';
 import type { Rule } from '../rules/types.ts';
-import { listClusterObjects } from '../state/dump.ts';
 import { istioNamespaces, loadSnapshot, stateFromObjects } from '../state/snapshot.ts';
 import type { MemoryState } from '../state/store.ts';
 
@@ -68,7 +67,9 @@ export function stateArgs(opts: { state?: string[]; kubeconfig?: string }, requi
  */
 export async function loadMutableState(opts: { state?: string[]; kubeconfig?: string }): Promise<MemoryState> {
   if (opts.state && opts.state.length > 0) return loadSnapshot(opts.state);
-  // The listed objects are used as they are (no YAML dump and re-parse in between).
+  // The listed objects are used as they are (no YAML dump and re-parse in between). Imported here:
+  // the Kubernetes client takes ~0.4 s to load, which commands reading files should not pay.
+  const { listClusterObjects } = await import('../state/dump.ts');
   const { objects } = await listClusterObjects({ ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}) });
   return stateFromObjects(objects, { label: 'live copy', configMapNamespaces: istioNamespaces(objects) });
 }

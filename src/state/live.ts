@@ -12,16 +12,8 @@
 // than `watchdogSeconds`. A restart always relists into a fresh informer, so the cache is rebuilt from
 // the apiserver rather than trusted.
 
-import {
-  HttpMethod,
-  IsomorphicFetchHttpLibrary,
-  KubeConfig,
-  ListWatch,
-  RequestContext,
-  Watch,
-  type KubernetesListObject,
-  type KubernetesObject,
-} from '@kubernetes/client-node';
+import { createRequire } from 'node:module';
+import type { KubeConfig, KubernetesListObject, KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { InputError } from '../errors.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
@@ -29,6 +21,14 @@ import { istioNamespaces } from './snapshot.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
 import type { KubeObject, StateSource, StateStats } from './types.ts';
+
+// The Kubernetes client takes ~0.4 s to import: it is loaded on first use, so `serve --state` and the
+// other file-based commands, which import this module through the CLI, never pay for it.
+type K8s = typeof import('@kubernetes/client-node');
+let k8sModule: K8s | undefined;
+function k8s(): K8s {
+  return (k8sModule ??= createRequire(import.meta.url)('@kubernetes/client-node') as K8s);
+}
 
 /** A non-2xx answer from the apiserver. */
 export class ApiStatusError extends Error {
@@ -59,7 +59,7 @@ function errText(err: unknown): string {
 
 /** Load a kubeconfig (the default chain when no path: $KUBECONFIG, ~/.kube/config, in-cluster). */
 export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
-  const kc = new KubeConfig();
+  const kc = new (k8s().KubeConfig)();
   try {
     if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
     else kc.loadFromDefault();
@@ -80,7 +80,7 @@ export function collectionPath(kind: KindName, namespace?: string): string {
   return `${prefix}${ns}/${k.plural}`;
 }
 
-const http = new IsomorphicFetchHttpLibrary();
+let httpLibrary: InstanceType<K8s['IsomorphicFetchHttpLibrary']> | undefined;
 const PAGE_SIZE = 500;
 const LIST_TIMEOUT_MS = 60_000;
 
@@ -105,6 +105,8 @@ export async function listKind(
     const url = new URL(server.replace(/\/+$/, '') + path);
     url.searchParams.set('limit', String(PAGE_SIZE));
     if (cont) url.searchParams.set('continue', cont);
+    const { RequestContext, HttpMethod, IsomorphicFetchHttpLibrary } = k8s();
+    const http = (httpLibrary ??= new IsomorphicFetchHttpLibrary());
     const ctx = new RequestContext(url.toString(), HttpMethod.GET);
     ctx.setHeaderParam('Accept', 'application/json');
     await kc.applySecurityAuthentication(ctx);
@@ -154,7 +156,12 @@ interface WatchHooks {
  * bookmarks requested. It also never throws (a throw from watch() inside the informer's done handler
  * would be an unhandled rejection): failures go to `done` like any other.
  */
-class SlimWatch extends Watch {
+function newSlimWatch(kc: KubeConfig, hooks: WatchHooks): Watch {
+  SlimWatch ??= slimWatchClass(k8s().Watch);
+  return new SlimWatch(kc, hooks);
+}
+let SlimWatch: ReturnType<typeof slimWatchClass> | undefined;
+const slimWatchClass = (Base: K8s['Watch']) => class SlimWatch extends Base {
   readonly #hooks: WatchHooks;
   constructor(kc: KubeConfig, hooks: WatchHooks) {
     super(kc);
@@ -193,7 +200,7 @@ class SlimWatch extends Watch {
       return new AbortController();
     }
   }
-}
+};
 
 type StreamStatus = 'pending' | 'synced' | 'absent' | 'failing';
 
@@ -373,14 +380,14 @@ export class LiveSource implements StateSource {
       const list = { metadata: { resourceVersion: result.resourceVersion }, items: result.items };
       return list as unknown as KubernetesListObject<KubernetesObject>;
     };
-    const watch = new SlimWatch(kc, {
+    const watch = newSlimWatch(kc, {
       transform: (obj) => transformObject(kind, obj),
       alive: () => {
         if (live()) s.lastAlive = Date.now();
       },
       current: live,
     });
-    const informer = new ListWatch<KubernetesObject>(collectionPath(kind, s.namespace), watch, listFn, false);
+    const informer: ListWatch<KubernetesObject> = new (k8s().ListWatch)<KubernetesObject>(collectionPath(kind, s.namespace), watch, listFn, false);
     const put = (o: KubernetesObject) => {
       const obj = o as unknown as KubeObject;
       if (!live() || !obj.metadata.name) return;

@@ -346,14 +346,18 @@ function peerMatches(ctx: EvalContext, model: PolicyModel, el: RuleElement, peer
   }
 }
 
+// Shared results for the common no-section cases (portMatch runs per element per evaluation).
+const NO_PORT_MATCH: { readonly matched: boolean; readonly section?: PortSection } = Object.freeze({ matched: false });
+const ALL_PORTS_MATCH: { readonly matched: boolean; readonly section?: PortSection } = Object.freeze({ matched: true });
+
 /** The port section of an element that admits port/protocol (undefined section = element has no ports). */
 function portMatch(
   el: RuleElement,
   port: number,
   protocol: Protocol,
   destPod: Pod | undefined,
-): { matched: boolean; section?: PortSection } {
-  if (el.ports.length === 0) return { matched: true };
+): { readonly matched: boolean; readonly section?: PortSection } {
+  if (el.ports.length === 0) return ALL_PORTS_MATCH;
   for (const section of el.ports) {
     if (section.ports.length === 0) return { matched: true, section };
     for (const r of section.ports) {
@@ -367,12 +371,21 @@ function portMatch(
       if (port >= lo && port <= hi) return { matched: true, section };
     }
   }
-  return { matched: false };
+  return NO_PORT_MATCH;
 }
 
 interface Matches {
-  readonly denies: PolicyRef[];
-  readonly allowing: Allowing[];
+  readonly denies: readonly PolicyRef[];
+  readonly allowing: readonly Allowing[];
+}
+// Most evaluations match nothing in a direction: share the empty answer instead of allocating it.
+const NO_REFS: readonly PolicyRef[] = Object.freeze([]);
+const NO_ALLOWING: readonly Allowing[] = Object.freeze([]);
+
+/** el.peers.some(peerMatches), without allocating a closure per element on this hot path. */
+function anyPeerMatches(ctx: EvalContext, model: PolicyModel, el: RuleElement, id: Identity): boolean {
+  for (const p of el.peers) if (peerMatches(ctx, model, el, p, id)) return true;
+  return false;
 }
 
 function collect(
@@ -384,22 +397,23 @@ function collect(
   protocol: Protocol,
   destPod: Pod | undefined,
 ): Matches {
-  const denies: PolicyRef[] = [];
-  const allowing: Allowing[] = [];
+  let denies: PolicyRef[] | undefined;
+  let allowing: Allowing[] | undefined;
   for (const m of models) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
       const pm = portMatch(el, port, protocol, destPod);
       if (!pm.matched) continue;
-      if (el.peers.length > 0 && !el.peers.some((p) => peerMatches(ctx, m, el, p, peer))) continue;
+      if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
       if (el.deny) {
+        denies ??= [];
         if (!denies.includes(m.ref)) denies.push(m.ref);
       } else {
-        allowing.push(pm.section ? { policy: m.ref, element: el, portSection: pm.section } : { policy: m.ref, element: el });
+        (allowing ??= []).push(pm.section ? { policy: m.ref, element: el, portSection: pm.section } : { policy: m.ref, element: el });
       }
     }
   }
-  return { denies, allowing };
+  return { denies: denies ?? NO_REFS, allowing: allowing ?? NO_ALLOWING };
 }
 
 function uniq(refs: readonly PolicyRef[]): PolicyRef[] {

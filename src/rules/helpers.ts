@@ -6,8 +6,15 @@ import type { Pod } from '../state/types.ts';
 export const MAX_VICTIMS = 5;
 
 export function podRef(pod: Pod): string {
-  return `${pod.metadata.namespace ?? ''}/${pod.metadata.name}`;
+  // Rules key pod sets by this many times per request; pods in a state are never modified.
+  let ref = podRefs.get(pod);
+  if (ref === undefined) {
+    ref = `${pod.metadata.namespace ?? ''}/${pod.metadata.name}`;
+    podRefs.set(pod, ref);
+  }
+  return ref;
 }
+const podRefs = new WeakMap<Pod, string>();
 
 /** The first few pod names and the total, for Finding.victims / victimCount. */
 export function victimsOf(pods: readonly Pod[]): { victims: string[]; victimCount: number } {

@@ -1,5 +1,6 @@
 // Cluster state from files: what `kubectl get -A -o yaml` or `meshguard snapshot` wrote.
 
+import { InputError } from '../errors.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, kindOf, type KindName } from './kinds.ts';
 import { forEachManifest } from './manifests.ts';
 import { MemoryState } from './store.ts';
@@ -98,7 +99,9 @@ function fill(state: MemoryState, paths: readonly string[], opts: SnapshotOption
   const files = new Set<string>();
   const configMaps: KubeObject[] = [];
   const istioHints: KubeObject[] = [];
+  let documents = 0;
   forEachManifest(paths, (doc) => {
+    documents++;
     files.add(doc.file);
     const kind = kindOf(doc.object as { apiVersion?: string; kind?: string });
     if (!kind) return;
@@ -115,6 +118,8 @@ function fill(state: MemoryState, paths: readonly string[], opts: SnapshotOption
   const roots = new Set<string>([...CONFIGMAP_NAMESPACES, ...istioNamespaces(istioHints)]);
   if (opts.istioRootNamespace) roots.add(opts.istioRootNamespace);
   for (const cm of configMaps) if (roots.has(cm.metadata.namespace ?? '')) state.upsert('ConfigMap', cm);
+  // An empty state would make every manifest look safe: a mistyped snapshot path in CI must fail, not pass.
+  if (documents === 0) throw new InputError(`no Kubernetes objects found in state ${paths.join(', ')}`);
   state.setLabel(describeFiles(paths, files.size));
 }
 

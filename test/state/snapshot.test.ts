@@ -268,3 +268,13 @@ catch (e) { console.log(String(e.message)); }`;
   t.equal(run(podList), JSON.stringify([['<stdin>', 6, 'Pod'], ['<stdin>', 15, 'Pod']]));
   t.equal(run('apiVersion: v1\nkind: Pod\nmetadata: [\n'), '<stdin>:4: invalid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]');
 });
+
+t.test('a state with no objects is an input error, not an empty cluster (a mistyped CI path must fail)', async (t) => {
+  const dir = t.testdir({ empty: {}, 'blank.yaml': '# nothing here\n', 'only-empty-docs.yaml': '---\n---\n', ok: { 'ns.yaml': 'apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n' } });
+  for (const p of ['empty', 'blank.yaml', 'only-empty-docs.yaml']) {
+    t.throws(() => loadSnapshot([join(dir, p)]), InputError, p);
+    t.throws(() => loadSnapshot([join(dir, p)]), /no Kubernetes objects found in state/, p);
+  }
+  // One real object anywhere among the paths is enough.
+  t.equal(loadSnapshot([join(dir, 'empty'), join(dir, 'ok', 'ns.yaml')]).list('Namespace').length, 1);
+});

@@ -2,13 +2,14 @@
 // same objects, so anything computed from it stays valid until the revision changes.
 
 import type { ClusterState } from '../state/types.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
 
 interface Entry {
   readonly revision: number;
   readonly values: Map<string, unknown>;
-  readonly perObject: Map<string, WeakMap<object, unknown>>;
+  readonly perObject: Map<string, ScopedWeakMap<object, unknown>>;
 }
-const perState = new WeakMap<ClusterState, Entry>();
+const perState = new ScopedWeakMap<ClusterState, Entry>();
 
 function entry(state: ClusterState): Entry {
   let e = perState.get(state);
@@ -32,7 +33,7 @@ export function perRevision<T>(state: ClusterState, key: string, compute: () => 
 export function perRevisionFor<T>(state: ClusterState, key: string, obj: object, compute: () => T): T {
   const e = entry(state);
   let m = e.perObject.get(key);
-  if (!m) e.perObject.set(key, (m = new WeakMap()));
+  if (!m) e.perObject.set(key, (m = new ScopedWeakMap()));
   if (m.has(obj)) return m.get(obj) as T;
   const v = compute();
   m.set(obj, v);

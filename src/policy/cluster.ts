@@ -7,6 +7,7 @@ import type { DnsBackends, Protocol } from './types.ts';
 import { perRevision } from './cache.ts';
 import { canonicalIp } from './cidr.ts';
 import { matchesSelector } from './selectors.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
 
 function protocolOf(p: string | undefined): Protocol {
   const u = (p ?? 'TCP').toUpperCase();
@@ -95,7 +96,7 @@ export function apiserverEndpoints(state: ClusterState): { ips: readonly string[
 }
 
 // Keyed by the Node list array, which stays identical across revisions (and overlays) that change no Node.
-const nodeAddressCache = new WeakMap<readonly Node[], ReadonlyMap<string, string>>();
+const nodeAddressCache = new ScopedWeakMap<readonly Node[], ReadonlyMap<string, string>>();
 const NO_NODES: ReadonlyMap<string, string> = new Map();
 
 /** Node name by address (InternalIP and ExternalIP, canonical text) of every Node. */

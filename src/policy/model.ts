@@ -19,10 +19,11 @@ import type {
   RuleElement,
 } from './types.ts';
 import { NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, normalizeKey, selectorIsReserved, selectorMentions } from './selectors.ts';
+import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 
 type Raw = Readonly<Record<string, unknown>>;
 
-const cache = new WeakMap<PolicyObject, readonly PolicyModel[]>();
+const cache = new ScopedWeakMap<PolicyObject, readonly PolicyModel[]>();
 
 /** The PolicyRef of a policy object (kind, namespace "" for CCNP, name). */
 export function policyRef(obj: PolicyObject): PolicyRef {
@@ -56,6 +57,13 @@ export function policyModel(obj: PolicyObject): readonly PolicyModel[] {
       out = [];
   }
   out = Object.freeze(out);
+  if (isEphemeral(obj)) {
+    // The request's own policy: its models key other caches only for this request.
+    for (const m of out) {
+      markEphemeral(m);
+      markEphemeral(m.subjectSelector);
+    }
+  }
   cache.set(obj, out);
   return out;
 }

@@ -22,6 +22,7 @@ import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBacke
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { endpointLabels, matchesSelector, reservedLabels } from './selectors.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
 
 /** Every entity name Cilium accepts in toEntities/fromEntities. */
 export const ENTITY_NAMES = [
@@ -70,7 +71,7 @@ function reservedIdentity(description: string, reserved: string[], extra: Partia
  * IP -> pod per namespace pod list. The index is keyed by the list array, which a state (and an overlay
  * over it) keeps identical until that namespace changes, so one changed pod does not re-index the cluster.
  */
-const ipIndexByList = new WeakMap<readonly Pod[], Map<string, Pod>>();
+const ipIndexByList = new ScopedWeakMap<readonly Pod[], Map<string, Pod>>();
 function podByIp(state: ClusterState, ip: string): Pod | undefined {
   // Requests ask about the same few addresses (probe source, API server) for many pods. The answer is
   // kept per whole-cluster Pod list array, which a state keeps (and an admission overlay passes
@@ -78,9 +79,9 @@ function podByIp(state: ClusterState, ip: string): Pod | undefined {
   return lookupByList(podIpAnswers, state.list('Pod'), ip, () => scanPodByIp(state, ip));
 }
 
-const podIpAnswers = new WeakMap<readonly object[], Map<string, Pod | null>>();
-const vipAnswers = new WeakMap<readonly object[], Map<string, Service | null>>();
-function lookupByList<T>(cache: WeakMap<readonly object[], Map<string, T | null>>, list: readonly object[], ip: string, scan: () => T | null): T | undefined {
+const podIpAnswers = new ScopedWeakMap<readonly object[], Map<string, Pod | null>>();
+const vipAnswers = new ScopedWeakMap<readonly object[], Map<string, Service | null>>();
+function lookupByList<T>(cache: ScopedWeakMap<readonly object[], Map<string, T | null>>, list: readonly object[], ip: string, scan: () => T | null): T | undefined {
   let answers = cache.get(list);
   if (!answers) cache.set(list, (answers = new Map()));
   let hit = answers.get(ip);
@@ -487,7 +488,7 @@ function dnsVisible(ctx: EvalContext, name: string): boolean {
 }
 
 // ClusterIP -> Service, per namespace Service list (identical across revisions that change no Service there).
-const vipIndexByList = new WeakMap<readonly Service[], Map<string, Service>>();
+const vipIndexByList = new ScopedWeakMap<readonly Service[], Map<string, Service>>();
 /** The Service whose ClusterIP is `ip`, if any. */
 export function serviceByClusterIp(state: ClusterState, ip: string): Service | undefined {
   const c = canonicalIp(ip);

@@ -19,6 +19,7 @@ import {
   IDENTITY_CACHE_LIMIT,
   podIdentityKey,
 } from './selectors.ts';
+import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 
 /** The settings of cilium-config the engine needs, with Cilium's defaults when unknown. */
 export interface PolicySettings {
@@ -62,8 +63,8 @@ export function isCiliumEndpoint(pod: Pod): boolean {
 // Model lists are cached by the identity of the policy list arrays they come from: a state keeps those
 // arrays identical until a policy in that bucket changes, and an overlay passes untouched buckets through,
 // so an admission request that changes one namespace re-derives only that namespace.
-const ccnpModelCache = new WeakMap<readonly PolicyObject[], readonly PolicyModel[]>();
-const nsModelCache = new WeakMap<readonly PolicyObject[], WeakMap<readonly PolicyObject[], WeakMap<readonly PolicyModel[], readonly PolicyModel[]>>>();
+const ccnpModelCache = new ScopedWeakMap<readonly PolicyObject[], readonly PolicyModel[]>();
+const nsModelCache = new ScopedWeakMap<readonly PolicyObject[], ScopedWeakMap<readonly PolicyObject[], ScopedWeakMap<readonly PolicyModel[], readonly PolicyModel[]>>>();
 
 // Stores return a fresh [] for an empty bucket: use one shared key for "empty" so the caches still hit.
 const EMPTY: readonly PolicyObject[] = Object.freeze([]);
@@ -84,21 +85,23 @@ function modelsForNamespace(state: ClusterState, namespace: string): readonly Po
   const nps = listKey(state.list('NetworkPolicy', namespace));
   const ccnps = clusterwideModels(state);
   let byNp = nsModelCache.get(cnps);
-  if (!byNp) nsModelCache.set(cnps, (byNp = new WeakMap()));
+  if (!byNp) nsModelCache.set(cnps, (byNp = new ScopedWeakMap()));
   let byCcnp = byNp.get(nps);
-  if (!byCcnp) byNp.set(nps, (byCcnp = new WeakMap()));
+  if (!byCcnp) byNp.set(nps, (byCcnp = new ScopedWeakMap()));
   let out = byCcnp.get(ccnps);
   if (!out) {
     const models: PolicyModel[] = [];
     for (const o of cnps) models.push(...policyModel(o));
     for (const o of nps) models.push(...policyModel(o));
     models.push(...ccnps);
+    // A list built from this request's overlay is the request's own (see request-scope.ts).
+    if (isEphemeral(cnps) || isEphemeral(nps) || isEphemeral(ccnps)) markEphemeral(models);
     byCcnp.set(ccnps, (out = models));
   }
   return out;
 }
 
-const scopedSubjects = new WeakMap<PolicyModel, LabelSelector>();
+const scopedSubjects = new ScopedWeakMap<PolicyModel, LabelSelector>();
 /**
  * The subject selector as the agent applies it: for namespaced policies the policy namespace replaces
  * any namespace match the selector carries (the agent warns and overrides it).
@@ -128,8 +131,8 @@ export function modelSelects(state: ClusterState, model: PolicyModel, pod: Pod):
 // selectors read (a Namespace update that changes other labels reuses the answers), then by the pod's
 // identity key. The model list stays the same array across requests that do not change the namespace's
 // policies; an admission overlay's own list is a new array, so its answers are dropped with it.
-const selectingByIdentity = new WeakMap<readonly PolicyModel[], Map<string, Map<string, readonly PolicyModel[]>>>();
-const namespaceKeysByModels = new WeakMap<readonly PolicyModel[], readonly string[]>();
+const selectingByIdentity = new ScopedWeakMap<readonly PolicyModel[], Map<string, Map<string, readonly PolicyModel[]>>>();
+const namespaceKeysByModels = new ScopedWeakMap<readonly PolicyModel[], readonly string[]>();
 const NAME_LABEL = 'kubernetes.io/metadata.name';
 
 /** The Namespace label keys (without the Cilium prefix) that some subject selector of `models` reads. */
@@ -181,6 +184,7 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
   let result = byId.get(id);
   if (!result) {
     result = models.filter((m) => modelSelects(state, m, pod));
+    if (isEphemeral(models)) markEphemeral(result);
     if (byId.size >= IDENTITY_CACHE_LIMIT) byId.clear(); // pods churn: bound the identities kept
     byId.set(id, result);
   }
@@ -196,7 +200,7 @@ function uniqueRefs(models: readonly PolicyModel[]): PolicyRef[] {
 }
 
 // Per selecting-model list (shared by an identity's pods) and settings: pods of one identity share it.
-const enforcementCache = new WeakMap<readonly PolicyModel[], Map<string, Enforcement>>();
+const enforcementCache = new ScopedWeakMap<readonly PolicyModel[], Map<string, Enforcement>>();
 
 /** Whether policy enforces (default deny) a direction for a pod, and which policies cause it. */
 export function enforcement(state: ClusterState, pod: Pod, direction: Direction): Enforcement {

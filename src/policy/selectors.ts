@@ -7,6 +7,7 @@
 // pod never matches a `reserved:` key and a reserved identity never matches a plain pod-label key.
 
 import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../state/types.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
 
 export const NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
 export const SERVICE_ACCOUNT_LABEL = 'io.cilium.k8s.policy.serviceaccount';
@@ -34,8 +35,8 @@ export function normalizeKey(key: string): string {
 // changed Namespace gets its own map, dropped with it, instead of rewriting every pod's entry.
 // Replicas share one label set: keyed by the pod's identity (namespace, service account, labels).
 const NO_NAMESPACE = {};
-const labelCache = new WeakMap<object, Map<string, Labels>>();
-const identityKeys = new WeakMap<Pod, string>();
+const labelCache = new ScopedWeakMap<object, Map<string, Labels>>();
+const identityKeys = new ScopedWeakMap<Pod, string>();
 /** Entries an identity-keyed cache holds before it starts over (far above any namespace's identities). */
 export const IDENTITY_CACHE_LIMIT = 10_000;
 
@@ -109,7 +110,7 @@ function requirementMatches(req: LabelSelectorRequirement, labels: Labels): bool
 
 // Selectors come from cached policy models and are matched against thousands of pods per request:
 // normalize their matchLabels once ([key, value, key, value, ...]) instead of on every match.
-const pairCache = new WeakMap<object, readonly string[]>();
+const pairCache = new ScopedWeakMap<object, readonly string[]>();
 function matchPairs(matchLabels: Readonly<Record<string, unknown>>): readonly string[] {
   let pairs = pairCache.get(matchLabels);
   if (!pairs) {

@@ -10,6 +10,7 @@ import { apiserverEndpoints, evaluate, matchesSelector, nodeAddresses, nodeIPs, 
 import type { ClusterState, Pod, RoleBinding } from '../state/types.ts';
 import { podClassKey } from './egress-helpers.ts';
 import type { RuleSettings } from './types.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
 
 interface RbacIndex {
   /** "namespace/serviceaccount" subjects. */
@@ -19,7 +20,7 @@ interface RbacIndex {
 }
 
 const NS_GROUP_PREFIX = 'system:serviceaccounts:';
-const rbacCache = new WeakMap<ClusterState, { revision: number; index: RbacIndex }>();
+const rbacCache = new ScopedWeakMap<ClusterState, { revision: number; index: RbacIndex }>();
 
 function addSubjects(binding: RoleBinding, clusterScoped: boolean, sas: Set<string>, nss: Set<string>): void {
   for (const s of binding.subjects ?? []) {
@@ -72,14 +73,14 @@ export interface ApiserverTarget {
 
 // Keyed by what it is computed from (the default namespace's EndpointSlice list, the node address map,
 // the kubernetes Service), which stay the same objects across requests that do not change them.
-const targetCache = new WeakMap<object, WeakMap<object, { svc: unknown; target: ApiserverTarget }>>();
+const targetCache = new ScopedWeakMap<object, ScopedWeakMap<object, { svc: unknown; target: ApiserverTarget }>>();
 
 export function apiserverTarget(state: ClusterState): ApiserverTarget {
   const slices = state.list('EndpointSlice', 'default');
   const nodes = nodeAddresses(state);
   const svc = state.get('Service', 'default', 'kubernetes');
   let byNodes = targetCache.get(slices);
-  if (!byNodes) targetCache.set(slices, (byNodes = new WeakMap()));
+  if (!byNodes) targetCache.set(slices, (byNodes = new ScopedWeakMap()));
   const hit = byNodes.get(nodes);
   if (hit && hit.svc === svc) return hit.target;
   const target = computeApiserverTarget(state, apiserverEndpoints(state));

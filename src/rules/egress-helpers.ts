@@ -14,6 +14,7 @@ import {
 } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
 import { podRef } from './helpers.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
 
 export const POLICY_KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'] as const;
 
@@ -63,7 +64,7 @@ export function touchedPods(change: Change, before: ClusterState, after: Cluster
   return (hit[slot] ??= computeTouchedPods(change, before, after, opts));
 }
 
-const touchedCache = new WeakMap<Change, { before: ClusterState; after: ClusterState; all?: TouchedPods; egressOnly?: TouchedPods }>();
+const touchedCache = new ScopedWeakMap<Change, { before: ClusterState; after: ClusterState; all?: TouchedPods; egressOnly?: TouchedPods }>();
 
 function computeTouchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { egressOnly?: boolean }): TouchedPods {
   try {
@@ -174,10 +175,10 @@ export function podClassKey(pod: Pod, node: string): string {
   return key;
 }
 
-const classKeys = new WeakMap<Pod, Map<string, string>>();
+const classKeys = new ScopedWeakMap<Pod, Map<string, string>>();
 
 // Pods in a state are immutable objects (an update replaces the object), so the key is computed once.
-const identityKeys = new WeakMap<Pod, string>();
+const identityKeys = new ScopedWeakMap<Pod, string>();
 /** podClassKey without the node: namespace, service account, host network, phase and sorted labels. */
 function podIdentityKey(pod: Pod): string {
   let key = identityKeys.get(pod);

@@ -1,6 +1,7 @@
 // Small helpers shared by the rules: naming victims and shaping messages consistently.
 
 import type { Pod } from '../state/types.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
 
 /** How many victims a finding names before saying "and N more". */
 export const MAX_VICTIMS = 5;
@@ -14,7 +15,7 @@ export function podRef(pod: Pod): string {
   }
   return ref;
 }
-const podRefs = new WeakMap<Pod, string>();
+const podRefs = new ScopedWeakMap<Pod, string>();
 
 /** The first few pod names and the total, for Finding.victims / victimCount. */
 export function victimsOf(pods: readonly Pod[]): { victims: string[]; victimCount: number } {

@@ -28,6 +28,7 @@ import {
   type RuleElement,
 } from '../policy/index.ts';
 import type { ClusterState, Labels, LabelSelector, Pod } from '../state/types.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
 
 /** ztunnel's HBONE port: mesh traffic between ambient workloads arrives on it, whatever the app port. */
 export const HBONE_PORT = 15008;
@@ -105,16 +106,16 @@ function peerNamespace(state: ClusterState, peer: Extract<Peer, { type: 'endpoin
 
 // The scan depends only on the Namespace list (the same array until a Namespace changes) and the
 // selector (part of a cached policy model): every pod of every request shares it.
-const firstMatchCache = new WeakMap<readonly object[], WeakMap<LabelSelector, string | null>>();
+const firstMatchCache = new ScopedWeakMap<readonly object[], ScopedWeakMap<LabelSelector, string | null>>();
 function firstNamespaceMatching(state: ClusterState, selector: LabelSelector, labelsOf: (name: string) => Labels): string | undefined {
   const list = state.list('Namespace');
   let bySel = firstMatchCache.get(list);
-  if (!bySel) firstMatchCache.set(list, (bySel = new WeakMap()));
+  if (!bySel) firstMatchCache.set(list, (bySel = new ScopedWeakMap()));
   let hit = bySel.get(selector);
   if (hit === undefined) {
     // A Namespace update makes a new list: rescan, but judge each unchanged Namespace object from memory.
     let byNs = nsMatchCache.get(selector);
-    if (!byNs) nsMatchCache.set(selector, (byNs = new WeakMap()));
+    if (!byNs) nsMatchCache.set(selector, (byNs = new ScopedWeakMap()));
     const matches = (n: object & { metadata: { name: string } }): boolean => {
       if (state.get('Namespace', undefined, n.metadata.name) !== n) return matchesSelector(selector, labelsOf(n.metadata.name));
       let m = byNs.get(n);
@@ -126,7 +127,7 @@ function firstNamespaceMatching(state: ClusterState, selector: LabelSelector, la
   }
   return hit ?? undefined;
 }
-const nsMatchCache = new WeakMap<LabelSelector, WeakMap<object, boolean>>();
+const nsMatchCache = new ScopedWeakMap<LabelSelector, ScopedWeakMap<object, boolean>>();
 
 /** A pod (not in the state) that an endpoints selector selects, or undefined when it cannot be built. */
 function podFor(name: string, namespace: string, selector: LabelSelector, nodeName: string | undefined): Pod | undefined {
@@ -283,10 +284,10 @@ export function ambientIngressClassKey(pod: Pod): string {
   }
   return key;
 }
-const ambientClassKeys = new WeakMap<Pod, string>();
+const ambientClassKeys = new ScopedWeakMap<Pod, string>();
 
 // A pod's selecting-model list is shared by every pod with the same answer (and cached): key it once.
-const rulesKeys = new WeakMap<readonly PolicyModel[], string>();
+const rulesKeys = new ScopedWeakMap<readonly PolicyModel[], string>();
 function rulesKey(models: readonly PolicyModel[]): string {
   let key = rulesKeys.get(models);
   if (key === undefined) {
@@ -297,7 +298,7 @@ function rulesKey(models: readonly PolicyModel[]): string {
 }
 
 // The pod's own part of the shape; pods in a state are immutable objects, so computed once per pod.
-const podShapeKeys = new WeakMap<Pod, string>();
+const podShapeKeys = new ScopedWeakMap<Pod, string>();
 function podShapeKey(pod: Pod): string {
   let key = podShapeKeys.get(pod);
   if (key === undefined) {

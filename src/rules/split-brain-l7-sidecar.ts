@@ -32,6 +32,7 @@ import {
   type Conflict,
 } from './mesh-l7-helpers.ts';
 import type { Finding, Rule } from './types.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
 
 const ID = 'split-brain-l7-sidecar';
 /** Bound the egress fan-out (client pods x destination pods) per policy rule. */
@@ -108,8 +109,8 @@ function egressConflicts(state: ClusterState, model: PolicyModel, subject: Pod, 
 
 // Policy objects (and models) are immutable and a state keeps a kind's list array until it changes: the
 // few policies with L7 egress are found once per list, not by a scan of every policy per request.
-const l7EgressByObj = new WeakMap<object, readonly PolicyModel[]>();
-const l7EgressByList = new WeakMap<readonly object[], readonly { obj: object; models: readonly PolicyModel[] }[]>();
+const l7EgressByObj = new ScopedWeakMap<object, readonly PolicyModel[]>();
+const l7EgressByList = new ScopedWeakMap<readonly object[], readonly { obj: object; models: readonly PolicyModel[] }[]>();
 function l7EgressPolicies(list: readonly object[]): readonly { obj: object; models: readonly PolicyModel[] }[] {
   let hit = l7EgressByList.get(list);
   if (!hit) {

@@ -5,6 +5,7 @@
 
 import type { Change } from '../admission/change.ts';
 import { KINDS, type KindName } from './kinds.ts';
+import { markEphemeral } from './request-scope.ts';
 import type { ClusterState, KindObjects, KubeObject, Pod } from './types.ts';
 
 // Overlay revisions count down from -1 so they never collide with a MemoryState's (which count up from
@@ -78,6 +79,7 @@ class OverlayState implements ClusterState {
     let out = this.#lists.get(key);
     if (!out) {
       out = this.#patch(this.#base.list(kind, scoped ? namespace : undefined));
+      markEphemeral(out);
       this.#lists.set(key, out);
     }
     return out as readonly KindObjects[K][];
@@ -102,6 +104,7 @@ class OverlayState implements ClusterState {
       if (this.#obj) this.#namespaces = has ? base : [...base, this.#ns];
       else if (has && this.list(kind, this.#ns).length === 0) this.#namespaces = base.filter((n) => n !== this.#ns);
       else this.#namespaces = base;
+      markEphemeral(this.#namespaces);
     }
     return this.#namespaces;
   }
@@ -112,6 +115,7 @@ class OverlayState implements ClusterState {
     const out = base.filter((p) => !this.#isTarget(p));
     const p = this.#obj as Pod | undefined;
     if (p && p.metadata.labels?.[key] === value) out.push(p);
+    markEphemeral(out);
     return out;
   }
 }
@@ -140,11 +144,17 @@ export function overlay(base: ClusterState, change: Change): ClusterState {
       if (obj.metadata.name !== name || (namespaced && (obj.metadata.namespace ?? '') !== ns)) {
         obj = { ...obj, metadata: { ...obj.metadata, name, ...(namespaced ? { namespace: ns } : {}) } };
       }
-      return new OverlayState(base, kind, ns, name, obj, what);
+      markEphemeral(obj);
+      return ephemeral(new OverlayState(base, kind, ns, name, obj, what));
     }
     case 'DELETE':
-      return new OverlayState(base, kind, ns, name, undefined, what);
+      return ephemeral(new OverlayState(base, kind, ns, name, undefined, what));
     default:
       return base;
   }
+}
+
+function ephemeral(state: OverlayState): OverlayState {
+  markEphemeral(state);
+  return state;
 }

@@ -5,6 +5,7 @@ import { subjectOf, type Change } from '../admission/change.ts';
 import type { Config } from '../config/config.ts';
 import type { ActedFinding, Action, Decide, Decision, Finding, Rule, RuleContext } from '../rules/types.ts';
 import { overlay } from '../state/overlay.ts';
+import { inRequestScope, markEphemeral } from '../state/request-scope.ts';
 import type { ClusterState } from '../state/types.ts';
 
 export const SKIP_ANNOTATION = 'meshguard.io/skip';
@@ -71,6 +72,16 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
     const toRun = active.filter((r) => triggered(r.rule, change));
     if (toRun.length === 0) return { allowed: true, findings: [], skipped: [] };
 
+    // Caches keyed by this request's objects keep those entries only for the request (see request-scope.ts).
+    return inRequestScope(() => {
+      markEphemeral(change);
+      markEphemeral(change.object);
+      markEphemeral(change.oldObject);
+      return evaluate(change, before, toRun);
+    });
+  };
+
+  function evaluate(change: Change, before: ClusterState, toRun: typeof active): Decision {
     const skip = skippedRules(change);
     const skipped: string[] = [];
     const findings: ActedFinding[] = [];
@@ -98,5 +109,5 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
       }
     }
     return { allowed: !findings.some((f) => f.action === 'deny'), findings, skipped };
-  };
+  }
 }

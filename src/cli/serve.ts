@@ -11,9 +11,14 @@ import { LiveSource, loadKubeConfig } from '../state/live.ts';
 import { SnapshotSource } from '../state/snapshot.ts';
 import type { StateSource } from '../state/types.ts';
 import { createDecide } from '../verdict/decide.ts';
+import { warmUp } from '../verdict/warmup.ts';
 import { collect, stateArgs, version, type CliContext } from './common.ts';
 
+/** Time spent warming up the decision path before readiness (see verdict/warmup.ts). */
+const WARM_UP_MS = 500;
+
 /** Where the serving certificate is mounted in the cluster (deploy/ mounts the cert-manager Secret here). */
+
 export const DEFAULT_TLS_CERT = '/etc/meshguard/tls/tls.crt';
 export const DEFAULT_TLS_KEY = '/etc/meshguard/tls/tls.key';
 
@@ -65,9 +70,16 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     source = new LiveSource({ kubeConfig, logger, ...(opts.kubeconfig ? { kubeconfigPath: opts.kubeconfig } : {}) });
   }
 
+  const decide = createDecide(ctx.rules, config);
   const server = await createServer({
     source,
-    decide: createDecide(ctx.rules, config),
+    decide,
+    // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
+    warmUp: () => {
+      const t0 = performance.now();
+      const decisions = warmUp(decide, ctx.rules, source.state, WARM_UP_MS);
+      logger.info({ decisions, ms: Math.round(performance.now() - t0) }, 'decision path warmed up');
+    },
     tlsCertFile: opts.tlsCert,
     tlsKeyFile: opts.tlsKey,
     host: opts.host,

@@ -49,6 +49,11 @@ export interface ServerOptions {
   readonly keepAliveTimeoutMs?: number;
   /** After the drain, connections still busy are cut after this (default 10 s). */
   readonly closeTimeoutMs?: number;
+  /**
+   * Run once, when readiness first finds the state synced, before it answers ready (a bounded
+   * warm-up of the decision path; see verdict/warmup.ts).
+   */
+  readonly warmUp?: () => void;
 }
 
 export interface MeshguardServer {
@@ -142,6 +147,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   app.addContentTypeParser('application/json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'ignore'));
 
   let draining = false;
+  let warmedUp = false;
   const reloader = new TlsReloader({
     certFile: opts.tlsCertFile,
     keyFile: opts.tlsKeyFile,
@@ -178,6 +184,14 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   app.get('/readyz', async (_req, reply) => {
     if (draining) return reply.code(503).send({ status: 'draining' });
     if (!source.synced()) return reply.code(503).send({ status: 'state not synced' });
+    if (!warmedUp) {
+      warmedUp = true;
+      try {
+        opts.warmUp?.();
+      } catch (e) {
+        logger.warn({ err: (e as Error).message }, 'warm-up failed');
+      }
+    }
     return { status: 'ready' };
   });
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));

@@ -1,0 +1,73 @@
+// Warm-up before readiness: the first few hundred decisions of a fresh process run in V8's interpreter
+// and fill the per-state caches, at several times the steady cost (2-13 ms instead of 0.3 ms at 10k
+// pods). Running decisions on requests built from the state's own objects before the webhook reports
+// ready moves that cost out of the apiserver's path. decide() is pure: the answers are discarded and
+// only the JIT and the caches of the stable state (which any real request would fill the same way) keep
+// anything.
+
+import type { Change } from '../admission/change.ts';
+import { KINDS, type KindName } from '../state/kinds.ts';
+import type { ClusterState, KubeObject } from '../state/types.ts';
+import type { Decide, Rule } from '../rules/types.ts';
+
+/** Objects picked per (kind, operation) the rules trigger on, spread over the state's list. */
+const PER_TRIGGER = 8;
+
+function spread(objs: readonly KubeObject[], n: number): KubeObject[] {
+  if (objs.length <= n) return [...objs];
+  const out: KubeObject[] = [];
+  for (let i = 0; i < n; i++) out.push(objs[Math.floor((i * objs.length) / n)]!);
+  return out;
+}
+
+/** Requests the rules react to, each an UPDATE/CREATE/DELETE of an object already in the state. */
+export function warmUpChanges(rules: readonly Rule[], state: ClusterState): Change[] {
+  const seen = new Set<string>();
+  const out: Change[] = [];
+  for (const rule of rules) {
+    for (const t of rule.triggers) {
+      for (const kind of t.kinds) {
+        for (const operation of t.operations) {
+          const key = `${kind} ${operation}`;
+          if (seen.has(key) || operation === 'CONNECT') continue;
+          seen.add(key);
+          for (const obj of spread(state.list(kind as KindName), PER_TRIGGER)) {
+            const k = KINDS[kind as KindName];
+            out.push({
+              uid: 'meshguard-warm-up',
+              operation,
+              gvk: { group: k.group, version: k.version, kind },
+              kind: kind as KindName,
+              namespace: k.namespaced ? (obj.metadata.namespace ?? '') : '',
+              name: obj.metadata.name,
+              ...(operation === 'DELETE' ? {} : { object: obj }),
+              ...(operation === 'CREATE' ? {} : { oldObject: obj }),
+              dryRun: true,
+              userInfo: { username: 'meshguard-warm-up' },
+            });
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs decide() over warmUpChanges(): whole rounds until `budgetMs` is spent (the first decisions on a
+ * large state build its indexes, so one round can take longer), but never past `capMs`.
+ * Returns the number of decisions made.
+ */
+export function warmUp(decide: Decide, rules: readonly Rule[], state: ClusterState, budgetMs: number, capMs = 10 * budgetMs): number {
+  const changes = warmUpChanges(rules, state);
+  const t0 = performance.now();
+  let n = 0;
+  while (changes.length > 0 && performance.now() - t0 < budgetMs) {
+    for (const c of changes) {
+      decide(c, state);
+      n++;
+      if (performance.now() - t0 > capMs) return n;
+    }
+  }
+  return n;
+}

@@ -60,18 +60,16 @@ export class ScopedWeakMap<K extends object, V> {
     return this.#scoped;
   }
 
+  // Reads try the long-lived map first (most keys are stable), then this request's map if it has one:
+  // no ephemeral check on the hot path.
   get(key: K): V | undefined {
-    const m = this.#scopedFor(key);
-    if (m !== undefined) {
-      const v = m.get(key);
-      if (v !== undefined || m.has(key)) return v;
-    }
-    return this.#stable.get(key);
+    const v = this.#stable.get(key);
+    if (v !== undefined || this.#scoped === undefined || this.#scope !== current) return v;
+    return this.#scoped.get(key);
   }
 
   has(key: K): boolean {
-    const m = this.#scopedFor(key);
-    return (m !== undefined && m.has(key)) || this.#stable.has(key);
+    return this.#stable.has(key) || (this.#scoped !== undefined && this.#scope === current && this.#scoped.has(key));
   }
 
   set(key: K, value: V): this {

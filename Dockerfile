@@ -25,6 +25,9 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
+# A smaller young generation: at 50k pods the serving process settles at ~360 MB RSS instead of ~510 MB
+# with no measurable latency change (BENCHMARKS.md).
+ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 # package.json is needed at runtime: "type": "module" makes dist/*.js ES modules.
 COPY --from=prod-deps /app/node_modules ./node_modules

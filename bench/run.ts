@@ -115,6 +115,16 @@ async function load(port: number, bodiesFile: string, mode: 'rate' | 'max'): Pro
   ])) as unknown as LoadResult;
 }
 
+/** Resident set size of a process, from /proc (Linux), in bytes; NaN elsewhere. */
+function rssOf(pid: number | undefined): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
@@ -200,10 +210,12 @@ async function main(): Promise<void> {
       [path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1'],
       port, ca,
     );
+    const serverRssReady = rssOf(child.pid);
     const rate = await load(port, bodies, 'rate');
     const max = await load(port, bodies, 'max');
+    const serverRssLoaded = rssOf(child.pid);
     await stopServer(child);
-    sizes.push({ pods, memory, startupMs: readyMs, rate, max });
+    sizes.push({ pods, memory, startupMs: readyMs, serverRssReady, serverRssLoaded, rate, max });
   }
   results['sizes'] = sizes;
 
@@ -238,7 +250,7 @@ function f(n: unknown, digits = 2): string {
 
 function report(r: Record<string, unknown>): string {
   const base = r['baseline'] as { rate: LoadResult; max: LoadResult };
-  const sizes = r['sizes'] as { pods: number; memory: Record<string, number>; startupMs: number; rate: LoadResult; max: LoadResult }[];
+  const sizes = r['sizes'] as { pods: number; memory: Record<string, number>; startupMs: number; serverRssReady: number; serverRssLoaded: number; rate: LoadResult; max: LoadResult }[];
   const lines: string[] = [];
   lines.push(`## meshguard benchmark (${r['mode']}, ${(r['machine'] as Record<string, unknown>)['cpus']} CPUs, Node ${process.version})`, '');
   lines.push(`Latency at ${RATE} req/s (open loop, ${LOAD_SECONDS}s) and max throughput (${CONNECTIONS} keep-alive connections, ${LOAD_SECONDS}s).`, '');
@@ -248,9 +260,9 @@ function report(r: Record<string, unknown>): string {
   for (const s of sizes) {
     lines.push(`| meshguard | ${s.pods} | ${f(s.rate.p50, 3)} | ${f(s.rate.p99, 3)} | ${f(s.rate.p999, 3)} | ${s.rate.errors + s.max.errors} | ${f(s.max.rps, 0)} | ${f((100 * s.max.rps) / base.max.rps, 0)}% |`);
   }
-  lines.push('', '| pods | state heap MB | heap bytes/pod | RSS MB | load ms (transform+index) | start to ready ms |', '|---:|---:|---:|---:|---:|---:|');
+  lines.push('', '| pods | state heap MB | heap bytes/pod | RSS MB (state only) | serve RSS MB ready / after load | load ms (transform+index) | start to ready ms |', '|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of sizes) {
-    lines.push(`| ${s.pods} | ${f(s.memory['heapStateBytes']! / 2 ** 20, 1)} | ${f(s.memory['heapBytesPerPod'], 0)} | ${f(s.memory['rss']! / 2 ** 20, 0)} | ${f(s.memory['loadMs'], 0)} | ${f(s.startupMs, 0)} |`);
+    lines.push(`| ${s.pods} | ${f(s.memory['heapStateBytes']! / 2 ** 20, 1)} | ${f(s.memory['heapBytesPerPod'], 0)} | ${f(s.memory['rss']! / 2 ** 20, 0)} | ${f(s.serverRssReady / 2 ** 20, 0)} / ${f(s.serverRssLoaded / 2 ** 20, 0)} | ${f(s.memory['loadMs'], 0)} | ${f(s.startupMs, 0)} |`);
   }
   const curve = r['scaleCurve'] as Record<string, number>[];
   const labels = Object.keys(fixedRequests);

@@ -87,11 +87,5 @@ export const rule: Rule = {
     { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], operations: ['CREATE', 'UPDATE'] },
     { kinds: ['Namespace'], operations: ['UPDATE'] },
   ],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateDnsAmbient(change, before, after, ctx);
-    } catch {
-      return []; // odd input: no finding rather than a crash
-    }
-  },
+  evaluate: evaluateDnsAmbient,
 };

@@ -65,11 +65,5 @@ export const rule: Rule = {
     { kinds: ['Namespace'], operations: ['UPDATE'] },
     { kinds: ['ConfigMap'], operations: ['CREATE', 'UPDATE'] },
   ],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateApiserver(change, before, after, ctx);
-    } catch {
-      return [];
-    }
-  },
+  evaluate: evaluateApiserver,
 };

@@ -57,11 +57,5 @@ export const rule: Rule = {
     { kinds: ['ConfigMap'], operations: ['CREATE', 'UPDATE'] },
     { kinds: ['Namespace'], operations: ['CREATE', 'UPDATE'] },
   ],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateCniExclusive(change, before, after, ctx);
-    } catch {
-      return []; // odd input: no finding rather than a crash
-    }
-  },
+  evaluate: evaluateCniExclusive,
 };

@@ -71,11 +71,5 @@ export const rule: Rule = {
     { kinds: ['Deployment'], operations: ['CREATE'] },
     { kinds: ['Namespace'], operations: ['CREATE', 'UPDATE'] },
   ],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateSocketLb(change, before, after, ctx);
-    } catch {
-      return []; // odd input: no finding rather than a crash
-    }
-  },
+  evaluate: evaluateSocketLb,
 };

@@ -104,11 +104,5 @@ export const rule: Rule = {
   summary: 'A CNP/CCNP with only ingressDeny/egressDeny (no allow, default deny not disabled) drops all traffic in that direction',
   docs: 'docs/rules/deny-only-default-deny.md',
   triggers: [{ kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], operations: ['CREATE', 'UPDATE'] }],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateDenyOnly(change, before, after, ctx);
-    } catch {
-      return [];
-    }
-  },
+  evaluate: evaluateDenyOnly,
 };

@@ -138,11 +138,5 @@ export const rule: Rule = {
     { kinds: ['Namespace'], operations: ['UPDATE'] },
     { kinds: ['ConfigMap'], operations: ['CREATE', 'UPDATE'] },
   ],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateDns(change, before, after, ctx);
-    } catch {
-      return [];
-    }
-  },
+  evaluate: evaluateDns,
 };

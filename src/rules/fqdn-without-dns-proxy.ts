@@ -130,11 +130,5 @@ export const rule: Rule = {
   summary: 'toFQDNs on endpoints whose DNS egress has no rules.dns (the DNS proxy never sees the lookups, the FQDN traffic is dropped)',
   docs: 'docs/rules/fqdn-without-dns-proxy.md',
   triggers: [{ kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], operations: ['CREATE', 'UPDATE', 'DELETE'] }],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateFqdn(change, before, after, ctx);
-    } catch {
-      return [];
-    }
-  },
+  evaluate: evaluateFqdn,
 };

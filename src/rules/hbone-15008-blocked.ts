@@ -70,11 +70,5 @@ export const rule: Rule = {
     { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
     { kinds: ['Namespace'], operations: ['UPDATE'] },
   ],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateHbone(change, before, after, ctx);
-    } catch {
-      return []; // odd input: no finding rather than a crash
-    }
-  },
+  evaluate: evaluateHbone,
 };

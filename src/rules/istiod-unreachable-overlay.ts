@@ -100,11 +100,5 @@ export const rule: Rule = {
     { kinds: ['Namespace'], operations: ['CREATE', 'UPDATE'] },
     { kinds: ['MutatingWebhookConfiguration'], operations: ['CREATE', 'UPDATE'] },
   ],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateOverlay(change, before, after, ctx);
-    } catch {
-      return []; // odd input: no finding rather than a crash
-    }
-  },
+  evaluate: evaluateOverlay,
 };

@@ -95,11 +95,5 @@ export const rule: Rule = {
     { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], operations: ['CREATE', 'UPDATE'] },
     { kinds: ['ConfigMap'], operations: ['CREATE', 'UPDATE'] },
   ],
-  evaluate(change, before, after, ctx) {
-    try {
-      return evaluateL7(change, before, after, ctx);
-    } catch {
-      return [];
-    }
-  },
+  evaluate: evaluateL7,
 };

@@ -252,54 +252,7 @@ export function jsonErrorOffset(text: string): number {
  * `kubectl get -o json` would take far longer than JSON.parse itself.
  */
 export function jsonItemLines(text: string, start = 0, firstLine = 1): number[] {
-  const lines: number[] = [];
-  let line = firstLine;
-  let depth = 0;
-  let lastString = '';
-  let afterItemsColon = false;
-  let inItems = false;
-  let expectItem = false;
-  for (let i = start; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 10) {
-      line++;
-      continue;
-    }
-    if (c === 32 || c === 9 || c === 13) continue;
-    if (expectItem) {
-      expectItem = false;
-      if (c !== 93) lines.push(line); // not the "]" of an empty array
-    }
-    if (c === 34) {
-      // a string: skip to its closing quote (valid JSON strings hold no raw newline)
-      const from = i + 1;
-      i++;
-      while (i < text.length && text.charCodeAt(i) !== 34) i += text.charCodeAt(i) === 92 ? 2 : 1;
-      if (depth === 1) lastString = text.slice(from, i);
-      afterItemsColon = false;
-      continue;
-    }
-    if (c === 58 /* : */) {
-      afterItemsColon = depth === 1 && lastString === 'items';
-      continue;
-    }
-    if (c === 91 /* [ */) {
-      depth++;
-      if (afterItemsColon && depth === 2) {
-        inItems = true;
-        expectItem = true;
-      }
-    } else if (c === 123 /* { */) {
-      depth++;
-    } else if (c === 93 || c === 125 /* ] } */) {
-      depth--;
-      if (inItems && depth === 1) inItems = false;
-    } else if (c === 44 /* , */) {
-      if (inItems && depth === 2) expectItem = true;
-    }
-    afterItemsColon = false;
-  }
-  return lines;
+  return jsonListLayout(text, start, firstLine)?.items.map((item) => item.line) ?? [];
 }
 
 /** Where a JSON List's items are: the `[`/`]` of its `items` array and each element's span and line. */
@@ -324,7 +277,7 @@ function stringEnd(text: string, from: number): number {
 
 /**
  * The layout of `text` from `start` when it is one JSON object with exactly one top-level `items` array,
- * else undefined. One linear pass like jsonItemLines; it does not validate the JSON (JSON.parse does).
+ * else undefined. One linear pass; it does not validate the JSON (JSON.parse does).
  */
 function jsonListLayout(text: string, start: number, firstLine: number): JsonListLayout | undefined {
   const items: { start: number; end: number; line: number }[] = [];

@@ -1,0 +1,137 @@
+// Process plumbing shared by bench/run.ts and bench/serve-one.ts: free ports, starting a server and
+// waiting for /readyz, the load generator, and reading a child's RSS and CPU time from /proc.
+
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const NODE = process.execPath;
+
+export interface LoadResult {
+  readonly mode: string;
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+  readonly errors: number;
+  readonly requests: number;
+  /** Median / p99 of how late the generator sent a request after its scheduled time (rate mode). */
+  readonly lateP50?: number;
+  readonly lateP99?: number;
+  /** Server CPU (user + system) per answered request, in microseconds; filled in by measureLoad. */
+  serverCpuMicros?: number;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function readyz(port: number, ca: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = https.get({ host: '127.0.0.1', port, path: '/readyz', ca, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** Spawns a server and resolves once its /readyz answers 200, with the time that took. */
+export async function startServer(
+  args: string[],
+  port: number,
+  ca: Buffer,
+  stdio: StdioOptions = ['ignore', 'ignore', 'pipe'],
+): Promise<{ child: ChildProcess; readyMs: number }> {
+  const t0 = performance.now();
+  const child = spawn(NODE, args, { cwd: ROOT, stdio });
+  let err = '';
+  child.stderr?.on('data', (d) => (err = (err + d).slice(-4000)));
+  const deadline = t0 + 180_000;
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}: ${err}`);
+    if (await readyz(port, ca)) return { child, readyMs: performance.now() - t0 };
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`server not ready after 180 s: ${err}`);
+}
+
+/** Runs a Node.js script and parses the last line of its stdout as JSON. */
+export function runJson(args: string[]): Promise<Record<string, number> & Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
+      resolve(JSON.parse(out.trim().split('\n').pop()!));
+    });
+  });
+}
+
+/** Resident set size of a process, from /proc (Linux), in bytes; NaN elsewhere. */
+export function rssOf(pid: number | undefined): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. */
+export function cpuSecondsOf(pid: number | undefined): number {
+  try {
+    // Fields after the command name (which may contain spaces) start at state; utime and stime are
+    // fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+export interface LoadOptions {
+  readonly port: number;
+  readonly caFile: string;
+  readonly bodiesFile: string;
+  readonly mode: 'rate' | 'max';
+  readonly rate: number;
+  readonly connections: number;
+  readonly seconds: number;
+}
+
+/**
+ * One load phase from bench/load.ts in its own process, with the server's CPU time per answered
+ * request (the generator's warm-up requests are counted too, so the figure is a slight overestimate).
+ */
+export async function measureLoad(serverPid: number | undefined, o: LoadOptions): Promise<LoadResult> {
+  const cpu0 = cpuSecondsOf(serverPid);
+  const r = (await runJson([
+    path.join(ROOT, 'bench/load.ts'), '--url', `https://127.0.0.1:${o.port}/validate`, '--ca', o.caFile,
+    '--bodies', o.bodiesFile, '--mode', o.mode, '--rate', String(o.rate), '--connections', String(o.connections), '--seconds', String(o.seconds),
+  ])) as unknown as LoadResult;
+  const cpu = cpuSecondsOf(serverPid) - cpu0;
+  r.serverCpuMicros = (cpu * 1e6) / (r.requests + Number(r['warmupRequests' as keyof LoadResult] ?? 0));
+  return r;
+}

@@ -89,6 +89,14 @@ export function generateCluster(pods: number, seed = 42): Obj[] {
     apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 'allow-apiserver-for-operators' },
     spec: { endpointSelector: { matchLabels: { 'role': 'operator' } }, egress: [{ toEntities: ['kube-apiserver'] }] },
   });
+  // Selected by a Namespace label: production namespaces take metrics scrapes from monitoring only.
+  out.push({
+    apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 'prod-metrics-from-monitoring' },
+    spec: {
+      endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.env': 'prod' } },
+      ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'monitoring' } }], toPorts: [{ ports: [{ port: '9090', protocol: 'TCP' }] }] }],
+    },
+  });
 
   let podNo = 0;
   for (let i = 0; i < namespaces && podNo < pods; i++) {

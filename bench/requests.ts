@@ -49,7 +49,7 @@ function nsWith(pods: number, flavour: 'sidecar' | 'ambient' | 'none', k: number
 /**
  * A deterministic mix of `count` requests:
  * 30% CNP create with egress rules (DNS / apiserver checks), 15% L7 policy on meshed workloads,
- * 10% Namespace label updates, 10% policy DELETEs, 10% policy UPDATEs, 25% objects meshguard does not model.
+ * 10% Namespace label updates (half of a label a policy selects on), 10% policy DELETEs, 10% policy UPDATEs, 25% objects meshguard does not model.
  */
 export function requestMix(pods: number, count: number): BenchRequest[] {
   const out: BenchRequest[] = [];
@@ -82,7 +82,9 @@ export function requestMix(pods: number, count: number): BenchRequest[] {
       if (flavourOf(i) === 'sidecar') labels['istio-injection'] = 'enabled';
       if (flavourOf(i) === 'ambient') labels['istio.io/dataplane-mode'] = 'ambient';
       const old: Obj = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels } };
-      const updated: Obj = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { ...labels, 'cost-center': `cc-${k}` } } };
+      // Half change a label a policy selects on (env), half one nothing reads (cost-center).
+      const changed = slot === 9 ? { ...labels, env: labels['env'] === 'prod' ? 'dev' : 'prod' } : { ...labels, 'cost-center': `cc-${k}` };
+      const updated: Obj = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: changed } };
       out.push({ label: 'namespace-update', review: review('UPDATE', updated, old) });
     } else if (slot < 13) {
       const a = 1 + (k % (APPS_PER_NAMESPACE - 1));

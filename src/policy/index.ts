@@ -10,3 +10,4 @@ export * from './cluster.ts';
 export * from './cidr.ts';
 export * from './cilium-config.ts';
 export * from './istio.ts';
+export * from './namespace-labels.ts';

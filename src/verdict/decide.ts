@@ -4,6 +4,7 @@
 import { subjectOf, type Change } from '../admission/change.ts';
 import type { Config } from '../config/config.ts';
 import type { ActedFinding, Action, Decide, Decision, Finding, Rule, RuleContext } from '../rules/types.ts';
+import { changedLabelKeys, namespaceLabelMatters } from '../policy/namespace-labels.ts';
 import { overlay } from '../state/overlay.ts';
 import { inRequestScope, markEphemeral } from '../state/request-scope.ts';
 import type { ClusterState } from '../state/types.ts';
@@ -57,6 +58,7 @@ function actionFor(configured: Exclude<Action, 'off'>, finding: Finding, config:
 export function createDecide(rules: readonly Rule[], config: Config): Decide {
   const exempt = new Set(config.exemptions.namespaces);
   const ctx: RuleContext = { settings: config.settings };
+  const clientSelectors = (config.settings.apiserverClients ?? []).map((c) => c.selector);
   const active = rules
     .map((rule) => ({ rule, action: config.rules[rule.id] ?? 'off' }))
     .filter((r): r is { rule: Rule; action: Exclude<Action, 'off'> } => r.action !== 'off');
@@ -71,6 +73,14 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
     }
     const toRun = active.filter((r) => triggered(r.rule, change));
     if (toRun.length === 0) return { allowed: true, findings: [], skipped: [] };
+    if (change.kind === 'Namespace' && change.operation === 'UPDATE') {
+      // Most Namespace updates change labels no policy reads (owners, cost centres, GitOps tracking):
+      // then no pod's policy, peers or mesh mode can change, and there is nothing to evaluate.
+      const keys = changedLabelKeys(change.oldObject?.metadata.labels, change.object?.metadata.labels);
+      if (!keys.some((k) => namespaceLabelMatters(before, k, clientSelectors))) {
+        return { allowed: true, findings: [], skipped: [], exemptReason: 'no changed Namespace label is read by a policy selector or a mesh setting' };
+      }
+    }
 
     // Caches keyed by this request's objects keep those entries only for the request (see request-scope.ts).
     return inRequestScope(() => {

@@ -1,0 +1,96 @@
+// Which Namespace label keys can change a verdict. A Namespace's labels reach policy only through label
+// selectors that read them by key (Cilium selectors on io.cilium.k8s.namespace.labels.<key>,
+// NetworkPolicy and webhook namespaceSelectors) and through the Istio and Cilium settings read from
+// namespace labels (istio-injection, istio.io/*, ...). A label that none of these names cannot change
+// which pods a policy selects, which peers it admits, or a pod's mesh mode, so a Namespace update that
+// changes only such labels cannot change any verdict.
+
+import type { ClusterState, KubeObject, LabelSelector } from '../state/types.ts';
+import { ScopedWeakMap } from '../state/request-scope.ts';
+import { NAMESPACE_LABELS_PREFIX, normalizeKey } from './selectors.ts';
+
+/** Keys named by every label selector inside a Cilium policy spec that read Namespace labels. */
+function ciliumKeys(node: unknown, out: Set<string>): void {
+  if (Array.isArray(node)) {
+    for (const n of node) ciliumKeys(n, out);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const rec = node as Record<string, unknown>;
+  const add = (raw: unknown): void => {
+    if (typeof raw !== 'string') return;
+    const k = normalizeKey(raw);
+    if (k.startsWith(NAMESPACE_LABELS_PREFIX)) out.add(k.slice(NAMESPACE_LABELS_PREFIX.length));
+  };
+  const ml = rec['matchLabels'];
+  if (ml !== null && typeof ml === 'object' && !Array.isArray(ml)) for (const k of Object.keys(ml)) add(k);
+  const me = rec['matchExpressions'];
+  if (Array.isArray(me)) for (const e of me) add((e as { key?: unknown } | null)?.key);
+  for (const v of Object.values(rec)) if (v !== null && typeof v === 'object') ciliumKeys(v, out);
+}
+
+/** Keys of every `namespaceSelector` found inside an object (NetworkPolicy peers, webhooks). */
+function namespaceSelectorKeys(node: unknown, out: Set<string>, inSelector = false): void {
+  if (Array.isArray(node)) {
+    for (const n of node) namespaceSelectorKeys(n, out, inSelector);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const rec = node as Record<string, unknown>;
+  if (inSelector) selectorKeys(rec as LabelSelector, out);
+  for (const [k, v] of Object.entries(rec)) {
+    if (v !== null && typeof v === 'object') namespaceSelectorKeys(v, out, k === 'namespaceSelector');
+  }
+}
+
+function selectorKeys(sel: LabelSelector | undefined, out: Set<string>): void {
+  if (!sel) return;
+  for (const k of Object.keys(sel.matchLabels ?? {})) out.add(k);
+  for (const e of sel.matchExpressions ?? []) if (typeof e?.key === 'string') out.add(e.key);
+}
+
+// Per list array: a state keeps a kind's list the same array until an object of that kind changes,
+// and an admission overlay passes untouched kinds through, so this is computed once per policy change.
+const keysByList = new ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>();
+
+function keysOf(list: readonly KubeObject[], collect: (o: KubeObject, out: Set<string>) => void): ReadonlySet<string> {
+  let keys = keysByList.get(list);
+  if (!keys) {
+    const out = new Set<string>();
+    for (const o of list) collect(o, out);
+    keysByList.set(list, (keys = out));
+  }
+  return keys;
+}
+
+/**
+ * Could a change of the Namespace label `key` change a verdict in this state? `extraSelectors` are
+ * further pod selectors that may read Namespace labels through the Cilium prefix (meshguard's config).
+ */
+export function namespaceLabelMatters(state: ClusterState, key: string, extraSelectors: readonly LabelSelector[] = []): boolean {
+  // Istio and Cilium read their own Namespace labels (injection, revision, dataplane mode, waypoints,
+  // discovery selectors): any key of theirs counts, known or not. The name label identifies the namespace.
+  if (/istio|cilium/i.test(key) || key === 'kubernetes.io/metadata.name') return true;
+  const cilium = (o: KubeObject, out: Set<string>): void => {
+    const p = o as { spec?: unknown; specs?: unknown };
+    ciliumKeys([p.spec, p.specs], out);
+  };
+  const byNamespaceSelector = (o: KubeObject, out: Set<string>): void => namespaceSelectorKeys(o, out);
+  if (keysOf(state.list('CiliumNetworkPolicy'), cilium).has(key)) return true;
+  if (keysOf(state.list('CiliumClusterwideNetworkPolicy'), cilium).has(key)) return true;
+  if (keysOf(state.list('NetworkPolicy'), byNamespaceSelector).has(key)) return true;
+  if (keysOf(state.list('MutatingWebhookConfiguration'), byNamespaceSelector).has(key)) return true;
+  const extra = new Set<string>();
+  for (const s of extraSelectors) ciliumKeys(s, extra);
+  return extra.has(key);
+}
+
+/** Label keys added, removed or given another value between two label maps. */
+export function changedLabelKeys(before: Readonly<Record<string, string>> | undefined, after: Readonly<Record<string, string>> | undefined): string[] {
+  const a = before ?? {};
+  const b = after ?? {};
+  const out: string[] = [];
+  for (const k of Object.keys(a)) if (!Object.hasOwn(b, k) || a[k] !== b[k]) out.push(k);
+  for (const k of Object.keys(b)) if (!Object.hasOwn(a, k)) out.push(k);
+  return out;
+}

@@ -11,11 +11,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { toChange } from '../src/admission/review.ts';
@@ -26,12 +23,11 @@ import type { Decide } from '../src/rules/types.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
+import { freePort, measureLoad, ROOT, rssOf, runJson, startServer as spawnServer, type LoadResult } from './harness.ts';
 import { requestMix, review } from './requests.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, full: { type: 'boolean', default: false } } });
 const quick = values.quick || !values.full;
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const NODE = process.execPath;
 const SIZES = quick ? [1000, 5000] : [1000, 10000, 50000];
 const LOAD_SECONDS = quick ? 3 : 10;
 const RATE = 500;
@@ -47,55 +43,10 @@ function log(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function runJson(args: string[]): Promise<Record<string, number> & Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
-      resolve(JSON.parse(out.trim().split('\n').pop()!));
-    });
-  });
-}
-
-function readyz(port: number, ca: Buffer): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = https.get({ host: '127.0.0.1', port, path: '/readyz', ca, timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => { req.destroy(); resolve(false); });
-  });
-}
-
 async function startServer(args: string[], port: number, ca: Buffer): Promise<{ child: ChildProcess; readyMs: number }> {
-  const t0 = performance.now();
-  const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(child);
-  let err = '';
-  child.stderr!.on('data', (d) => (err = (err + d).slice(-4000)));
-  const deadline = t0 + 180_000;
-  while (performance.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}: ${err}`);
-    if (await readyz(port, ca)) return { child, readyMs: performance.now() - t0 };
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`server not ready after 180 s: ${err}`);
+  const started = await spawnServer(args, port, ca);
+  children.push(started.child);
+  return started;
 }
 
 async function stopServer(child: ChildProcess): Promise<void> {
@@ -106,23 +57,8 @@ async function stopServer(child: ChildProcess): Promise<void> {
   });
 }
 
-interface LoadResult { rps: number; p50: number; p99: number; p999: number; max: number; errors: number; requests: number }
-
-async function load(port: number, bodiesFile: string, mode: 'rate' | 'max'): Promise<LoadResult> {
-  return (await runJson([
-    path.join(ROOT, 'bench/load.ts'), '--url', `https://127.0.0.1:${port}/validate`, '--ca', path.join(work, 'ca.crt'),
-    '--bodies', bodiesFile, '--mode', mode, '--rate', String(RATE), '--connections', String(CONNECTIONS), '--seconds', String(LOAD_SECONDS),
-  ])) as unknown as LoadResult;
-}
-
-/** Resident set size of a process, from /proc (Linux), in bytes; NaN elsewhere. */
-function rssOf(pid: number | undefined): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : NaN;
-  } catch {
-    return NaN;
-  }
+function load(child: ChildProcess, port: number, bodiesFile: string, mode: 'rate' | 'max'): Promise<LoadResult> {
+  return measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile, mode, rate: RATE, connections: CONNECTIONS, seconds: LOAD_SECONDS });
 }
 
 function median(xs: number[]): number {
@@ -187,8 +123,8 @@ async function main(): Promise<void> {
     const port = await freePort();
     log('baseline server');
     const { child } = await startServer([path.join(ROOT, 'bench/baseline-server.ts'), ...tls, '--port', String(port)], port, ca);
-    const rate = await load(port, baseBodies, 'rate');
-    const max = await load(port, baseBodies, 'max');
+    const rate = await load(child, port, baseBodies, 'rate');
+    const max = await load(child, port, baseBodies, 'max');
     await stopServer(child);
     results['baseline'] = { rate, max };
   }
@@ -211,8 +147,8 @@ async function main(): Promise<void> {
       port, ca,
     );
     const serverRssReady = rssOf(child.pid);
-    const rate = await load(port, bodies, 'rate');
-    const max = await load(port, bodies, 'max');
+    const rate = await load(child, port, bodies, 'rate');
+    const max = await load(child, port, bodies, 'max');
     const serverRssLoaded = rssOf(child.pid);
     await stopServer(child);
     sizes.push({ pods, memory, startupMs: readyMs, serverRssReady, serverRssLoaded, rate, max });
@@ -254,12 +190,12 @@ function report(r: Record<string, unknown>): string {
   const lines: string[] = [];
   lines.push(`## meshguard benchmark (${r['mode']}, ${(r['machine'] as Record<string, unknown>)['cpus']} CPUs, Node ${process.version})`, '');
   lines.push(`Latency at ${RATE} req/s (open loop, ${LOAD_SECONDS}s) and max throughput (${CONNECTIONS} keep-alive connections, ${LOAD_SECONDS}s).`, '');
-  lines.push('| server | pods | p50 ms | p99 ms | p99.9 ms | errors | max req/s | vs baseline |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
-  lines.push(`| baseline (no-op) | - | ${f(base.rate.p50, 3)} | ${f(base.rate.p99, 3)} | ${f(base.rate.p999, 3)} | ${base.rate.errors + base.max.errors} | ${f(base.max.rps, 0)} | 100% |`);
-  for (const s of sizes) {
-    lines.push(`| meshguard | ${s.pods} | ${f(s.rate.p50, 3)} | ${f(s.rate.p99, 3)} | ${f(s.rate.p999, 3)} | ${s.rate.errors + s.max.errors} | ${f(s.max.rps, 0)} | ${f((100 * s.max.rps) / base.max.rps, 0)}% |`);
-  }
+  lines.push('| server | pods | p50 ms | p99 ms | p99.9 ms | generator late p99 ms | errors | max req/s | vs baseline | server CPU µs/req at max |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const row = (name: string, pods: string, rate: LoadResult, max: LoadResult, ratio: string): string =>
+    `| ${name} | ${pods} | ${f(rate.p50, 3)} | ${f(rate.p99, 3)} | ${f(rate.p999, 3)} | ${f(rate.lateP99, 3)} | ${rate.errors + max.errors} | ${f(max.rps, 0)} | ${ratio} | ${f(max.serverCpuMicros, 0)} |`;
+  lines.push(row('baseline (no-op)', '-', base.rate, base.max, '100%'));
+  for (const s of sizes) lines.push(row('meshguard', String(s.pods), s.rate, s.max, `${f((100 * s.max.rps) / base.max.rps, 0)}%`));
   lines.push('', '| pods | state heap MB | heap bytes/pod | RSS MB (state only) | serve RSS MB ready / after load | load ms (transform+index) | start to ready ms |', '|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of sizes) {
     lines.push(`| ${s.pods} | ${f(s.memory['heapStateBytes']! / 2 ** 20, 1)} | ${f(s.memory['heapBytesPerPod'], 0)} | ${f(s.memory['rss']! / 2 ** 20, 0)} | ${f(s.serverRssReady / 2 ** 20, 0)} / ${f(s.serverRssLoaded / 2 ** 20, 0)} | ${f(s.memory['loadMs'], 0)} | ${f(s.startupMs, 0)} |`);

@@ -2,7 +2,7 @@
 // CNP / CCNP / NetworkPolicy / AuthorizationPolicy / PeerAuthentication, sidecar, ambient and
 // unmeshed namespaces. Deterministic for a given size (seeded PRNG), so runs compare.
 
-export type Obj = Record<string, unknown> & { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> } };
+export type Obj = Record<string, unknown> & { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; [key: string]: unknown } };
 
 export const PODS_PER_NAMESPACE = 50;
 export const APPS_PER_NAMESPACE = 5;

@@ -10,7 +10,7 @@ import {
 import type { PolicyObject } from '../../src/state/types.ts';
 import { authzPolicy, baseCluster, findPod, memoryState, ns, peerAuth, pod } from '../fixtures/cluster.ts';
 
-type Obj = Parameters<typeof memoryState>[0][number];
+type Obj = import('../fixtures/cluster.ts').Obj;
 const mode = (m: string) => ({ mtls: { mode: m } });
 const meshCm = (mesh: string, name = 'istio'): Obj =>
   ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'istio-system' }, data: { mesh } }) as Obj;

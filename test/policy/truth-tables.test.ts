@@ -5,7 +5,7 @@
 // Matrix notation: one line per client pod, `xa ... ... ...`, then three groups of three characters,
 // one per server pod (x/a x/b x/c, y/a ..., z/a ...): `.` = allowed, `X` = denied.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { evaluate } from '../../src/policy/reachability.ts';
 import type { Protocol, Target } from '../../src/policy/types.ts';
 import type { MemoryState } from '../../src/state/store.ts';
@@ -85,7 +85,7 @@ interface Expect {
 }
 
 /** Asserts the full matrix on 80/TCP, 81/TCP and 80/UDP (81/TCP and 80/UDP default to the 80/TCP matrix). */
-function expectMatrices(t: Tap.Test, s: MemoryState, e: Expect): void {
+function expectMatrices(t: Test, s: MemoryState, e: Expect): void {
   t.equal(matrix(s, 80, 'TCP'), m(e.tcp80), '80/TCP');
   t.equal(matrix(s, 81, 'TCP'), m(e.tcp81 ?? e.tcp80), '81/TCP');
   t.equal(matrix(s, 80, 'UDP'), m(e.udp80 ?? e.tcp80), '80/UDP');

@@ -75,7 +75,7 @@ t.test('enrolling a namespace into ambient under an existing L7 policy is denied
 t.test('a pod relabelled into ambient under an existing L7 policy is denied', async (t) => {
   const plainPod = pod('web', 'api-1', { app: 'api' }, { ports: [{ containerPort: 8080 }] });
   const l7 = cnp('web', 'l7', { endpointSelector: { matchLabels: { app: 'api' } }, ingress: [{ toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{}] } }] }] });
-  const enrolled = { ...plainPod, metadata: { ...(plainPod.metadata as object), labels: { app: 'api', 'istio.io/dataplane-mode': 'ambient' } } } as typeof plainPod;
+  const enrolled = { ...plainPod, metadata: { ...(plainPod.metadata as object), labels: { app: 'api', 'istio.io/dataplane-mode': 'ambient' } } } as unknown as typeof plainPod;
   const { findings } = runRule(rule, baseCluster([ns('web'), plainPod, l7]), 'UPDATE', enrolled);
   t.equal(findings.length, 1);
   t.match(findings[0]!.message, /^Pod web\/api-1: /);

@@ -49,7 +49,7 @@ export function recordingDecide(answer: (c: Change) => Decision = () => allow): 
   const fn = ((change: Change) => {
     calls.push(change);
     return answer(change);
-  }) as Decide & { calls: Change[] };
+  }) as unknown as Decide & { calls: Change[] };
   fn.calls = calls;
   return fn;
 }

@@ -6,6 +6,7 @@
 // (host, world, ...) are represented here by labels whose key keeps the "reserved:" prefix, so that a
 // pod never matches a `reserved:` key and a reserved identity never matches a plain pod-label key.
 
+import { internKey } from '../state/intern.ts';
 import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../state/types.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 
@@ -50,7 +51,7 @@ export function podIdentityKey(pod: Pod): string {
     const labels = pod.metadata.labels ?? {};
     let k = (pod.metadata.namespace ?? '') + '\u0000' + (pod.spec.serviceAccountName || 'default');
     for (const l of Object.keys(labels).sort()) k += '\u0000' + l + '\u0001' + labels[l];
-    key = k;
+    key = internKey(k);
     identityKeys.set(pod, key);
   }
   return key;

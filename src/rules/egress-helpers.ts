@@ -2,6 +2,7 @@
 // deny-only-default-deny): which pods a request can change the policy of, and the before/after
 // comparison that separates what this request breaks from what was already broken.
 
+import { internKey } from '../state/intern.ts';
 import type { Change } from '../admission/change.ts';
 import {
   dnsBackends,
@@ -166,16 +167,20 @@ function judge(
  * else a constant the caller picks, so replicas spread over nodes share one verdict.
  */
 export function podClassKey(pod: Pod, node: string): string {
-  // Cached per pod and node (a pod is asked with at most a few node values: '', '*', its node), so
-  // the memo maps of compareLoss hash the same string objects request after request.
-  let byNode = classKeys.get(pod);
-  if (!byNode) classKeys.set(pod, (byNode = new Map()));
-  let key = byNode.get(node);
-  if (key === undefined) byNode.set(node, (key = JSON.stringify(node) + podIdentityKey(pod)));
+  // Asked with '' or the pod's own node almost always: those two are cached per pod (one shared string
+  // per identity and node), anything else is built on demand.
+  const own = node === (pod.spec.nodeName ?? '');
+  const cache = own ? ownNodeKeys : node === '' ? noNodeKeys : undefined;
+  let key = cache?.get(pod);
+  if (key === undefined) {
+    key = internKey(JSON.stringify(node) + podIdentityKey(pod));
+    cache?.set(pod, key);
+  }
   return key;
 }
 
-const classKeys = new ScopedWeakMap<Pod, Map<string, string>>();
+const ownNodeKeys = new ScopedWeakMap<Pod, string>();
+const noNodeKeys = new ScopedWeakMap<Pod, string>();
 
 // Pods in a state are immutable objects (an update replaces the object), so the key is computed once.
 const identityKeys = new ScopedWeakMap<Pod, string>();
@@ -184,7 +189,7 @@ function podIdentityKey(pod: Pod): string {
   let key = identityKeys.get(pod);
   if (key === undefined) {
     const labels = Object.entries(pod.metadata.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    key = JSON.stringify([pod.metadata.namespace ?? '', pod.spec.serviceAccountName ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', labels]);
+    key = internKey(JSON.stringify([pod.metadata.namespace ?? '', pod.spec.serviceAccountName ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', labels]));
     identityKeys.set(pod, key);
   }
   return key;

@@ -2,6 +2,7 @@
 // pod's ingress policy admits, a representative pod for each of them, and the ingress verdict for a
 // source that is an IP rather than a pod (the SNATed kubelet probes). Pure functions over a state.
 
+import { internKey } from '../state/intern.ts';
 import {
   endpointLabels,
   enforcement,
@@ -279,7 +280,7 @@ export function ambientIngressClassKey(pod: Pod): string {
   let key = ambientClassKeys.get(pod);
   if (key === undefined) {
     const names = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => c.name);
-    key = `${podIdentityKey(pod)}\u0000${podShapeKey(pod)}\u0000${JSON.stringify(names)}`;
+    key = internKey(`${podIdentityKey(pod)}\u0000${podShapeKey(pod)}\u0000${JSON.stringify(names)}`);
     ambientClassKeys.set(pod, key);
   }
   return key;
@@ -306,7 +307,7 @@ function podShapeKey(pod: Pod): string {
     const mesh = MESH_LABELS.map((k) => labels[k] ?? '');
     const ports = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => (c.ports ?? []).map((p) => `${p.name ?? ''}:${p.containerPort}/${p.protocol ?? ''}`).join(','));
     const ips = [pod.status?.podIP, ...(pod.status?.podIPs ?? []).map((x) => x.ip)].map((ip) => (ip ? ipFamily(ip) : ''));
-    key = JSON.stringify([pod.metadata.namespace ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', mesh, pod.metadata.annotations ?? {}, ports, ips]);
+    key = internKey(JSON.stringify([pod.metadata.namespace ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', mesh, pod.metadata.annotations ?? {}, ports, ips]));
     podShapeKeys.set(pod, key);
   }
   return key;

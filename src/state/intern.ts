@@ -28,3 +28,15 @@ export class Interner<V> {
     this.#young.set(key, v);
   }
 }
+
+// Keys derived from a pod (its identity, its shape) are cached per pod object but equal across the
+// replicas of a workload: one shared copy each instead of one string per pod.
+const derivedKeys = new Interner<string>(1 << 16);
+
+/** The shared copy of a derived key string. */
+export function internKey(key: string): string {
+  const hit = derivedKeys.get(key);
+  if (hit !== undefined) return hit;
+  derivedKeys.set(key, key);
+  return key;
+}

@@ -11,7 +11,7 @@ import { LiveSource, loadKubeConfig } from '../state/live.ts';
 import { SnapshotSource } from '../state/snapshot.ts';
 import type { StateSource } from '../state/types.ts';
 import { createDecide } from '../verdict/decide.ts';
-import { warmUp } from '../verdict/warmup.ts';
+import { warmUpInSlices } from '../verdict/warmup.ts';
 import { collect, stateArgs, version, type CliContext } from './common.ts';
 
 /** Time spent warming up the decision path before readiness (see verdict/warmup.ts). */
@@ -75,9 +75,10 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     source,
     decide,
     // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
-    warmUp: () => {
+    // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.
+    warmUp: async () => {
       const t0 = performance.now();
-      const decisions = warmUp(decide, ctx.rules, source.state, WARM_UP_MS);
+      const decisions = await warmUpInSlices(decide, ctx.rules, () => source.state, WARM_UP_MS);
       logger.info({ decisions, ms: Math.round(performance.now() - t0) }, 'decision path warmed up');
     },
     tlsCertFile: opts.tlsCert,
@@ -96,6 +97,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     throw new InputError(`cannot listen on ${opts.host}:${port}: ${code ?? (e as Error).message}`);
   }
   installSignalHandlers(server, { logger, onShutdown: () => source.stop(), exit: endProcess });
+  // A snapshot is synced already: warm up now rather than at the first readiness probe.
+  if (fromFiles) server.startWarmUp();
   logger.info(
     {
       url,
@@ -109,7 +112,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   );
   if (!fromFiles) {
     // Readiness stays 503 until the informers have synced; the webhook keeps retrying meanwhile.
-    source.start().catch((e: unknown) => {
+    source.start().then(() => server.startWarmUp(), (e: unknown) => {
       // Stopped by a SIGTERM before the first sync: the signal handler is already ending the process.
       if (server.draining) return;
       logger.error({ err: (e as Error).message }, 'cluster state source failed; shutting down');

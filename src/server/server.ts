@@ -50,10 +50,11 @@ export interface ServerOptions {
   /** After the drain, connections still busy are cut after this (default 10 s). */
   readonly closeTimeoutMs?: number;
   /**
-   * Run once, when readiness first finds the state synced, before it answers ready (a bounded
-   * warm-up of the decision path; see verdict/warmup.ts).
+   * Run once the state is synced, before readiness answers ready (a bounded warm-up of the decision
+   * path; see verdict/warmup.ts). Started by startWarmUp() or by the first readiness probe that finds
+   * the state synced; readiness answers 503 "warming up" until it settles.
    */
-  readonly warmUp?: () => void;
+  readonly warmUp?: () => void | Promise<void>;
 }
 
 export interface MeshguardServer {
@@ -69,6 +70,8 @@ export interface MeshguardServer {
   reloadTls(): Promise<ReloadOutcome>;
   /** Serial of the certificate being served (upper-case hex). */
   readonly tlsSerial: string;
+  /** Starts the warm-up if the state is synced and it has not started; idempotent. */
+  startWarmUp(): void;
 }
 
 interface ErrorBody {
@@ -147,7 +150,18 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   app.addContentTypeParser('application/json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'ignore'));
 
   let draining = false;
-  let warmedUp = false;
+  let warmUpState: 'pending' | 'running' | 'done' = opts.warmUp ? 'pending' : 'done';
+  const startWarmUp = (): void => {
+    if (warmUpState !== 'pending' || !source.synced()) return;
+    warmUpState = 'running';
+    const t0 = performance.now();
+    Promise.resolve()
+      .then(() => opts.warmUp!())
+      .catch((e: unknown) => logger.warn({ err: (e as Error).message, ms: Math.round(performance.now() - t0) }, 'warm-up failed'))
+      .finally(() => {
+        warmUpState = 'done';
+      });
+  };
   const reloader = new TlsReloader({
     certFile: opts.tlsCertFile,
     keyFile: opts.tlsKeyFile,
@@ -176,21 +190,19 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url}`)));
 
   // While draining, ask keep-alive clients to reconnect (to a ready replica) after each answer.
-  app.addHook('onSend', async (_req, reply) => {
+  // (A callback hook: an async one costs a promise per request.)
+  app.addHook('onSend', (_req, reply, payload, done) => {
     if (draining) reply.header('connection', 'close');
+    done(null, payload);
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     if (draining) return reply.code(503).send({ status: 'draining' });
     if (!source.synced()) return reply.code(503).send({ status: 'state not synced' });
-    if (!warmedUp) {
-      warmedUp = true;
-      try {
-        opts.warmUp?.();
-      } catch (e) {
-        logger.warn({ err: (e as Error).message }, 'warm-up failed');
-      }
+    if (warmUpState !== 'done') {
+      startWarmUp();
+      return reply.code(503).send({ status: 'warming up' });
     }
     return { status: 'ready' };
   });
@@ -261,6 +273,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       return reloader.current.serial;
     },
     reloadTls: () => reloader.check(),
+    startWarmUp,
     async listen() {
       const url = await app.listen({ host: opts.host ?? '0.0.0.0', port: opts.port });
       listening = true;

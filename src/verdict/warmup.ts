@@ -71,3 +71,38 @@ export function warmUp(decide: Decide, rules: readonly Rule[], state: ClusterSta
   }
   return n;
 }
+
+/**
+ * warmUp() in slices: it hands the event loop back every `sliceMs` (one decision can take longer on a
+ * large state), so readiness probes and metrics scrapes are answered while it runs. Budgets count the
+ * warm-up's own work, not the time others spend in between. `state` is read again for every decision:
+ * a live state keeps changing meanwhile.
+ */
+export async function warmUpInSlices(
+  decide: Decide,
+  rules: readonly Rule[],
+  state: () => ClusterState,
+  budgetMs: number,
+  capMs = 10 * budgetMs,
+  sliceMs = 20,
+): Promise<number> {
+  const changes = warmUpChanges(rules, state());
+  let spent = 0;
+  let n = 0;
+  let sliceStart = performance.now();
+  const yieldNow = async (): Promise<void> => {
+    spent += performance.now() - sliceStart;
+    await new Promise((r) => setImmediate(r));
+    sliceStart = performance.now();
+  };
+  const used = (): number => spent + performance.now() - sliceStart;
+  while (changes.length > 0 && used() < budgetMs) {
+    for (const c of changes) {
+      decide(c, state());
+      n++;
+      if (used() > capMs) return n;
+      if (performance.now() - sliceStart >= sliceMs) await yieldNow();
+    }
+  }
+  return n;
+}

@@ -192,6 +192,46 @@ t.test('probes and unknown routes', async (t) => {
   t.equal((await get('/validate')).status, 404, 'GET /validate is not a route');
 });
 
+t.test('readiness waits for the warm-up, and probes are answered while it runs', async (t) => {
+  const source = fakeSource(false);
+  let finish!: () => void;
+  let started = 0;
+  const s = await startServer(t, {
+    source,
+    warmUp: () => {
+      started++;
+      return new Promise<void>((r) => (finish = r));
+    },
+  });
+  const ready = async () => {
+    const r = await send(s.url, '/readyz', { ca: s.ca, method: 'GET', contentType: null });
+    return `${r.status} ${r.json.status}`;
+  };
+  s.server.startWarmUp();
+  t.equal(started, 0, 'no warm-up before the state is synced');
+  t.equal(await ready(), '503 state not synced');
+  source.setSynced(true);
+  t.equal(await ready(), '503 warming up', 'the first synced probe starts the warm-up');
+  t.equal(started, 1);
+  t.equal(await ready(), '503 warming up');
+  const during = await postReview(s.url, review(), { ca: s.ca });
+  t.equal(during.status, 200, 'reviews are answered during the warm-up');
+  s.server.startWarmUp();
+  t.equal(started, 1, 'started once');
+  finish();
+  await new Promise((r) => setImmediate(r));
+  t.equal(await ready(), '200 ready');
+});
+
+t.test('a failed warm-up is logged and does not keep the webhook unready', async (t) => {
+  const s = await startServer(t, { warmUp: () => Promise.reject(new Error('boom')) });
+  s.server.startWarmUp();
+  await new Promise((r) => setImmediate(r));
+  const r = await send(s.url, '/readyz', { ca: s.ca, method: 'GET', contentType: null });
+  t.equal(r.status, 200);
+  t.ok(s.lines.some((l) => l.msg === 'warm-up failed' && l.err === 'boom'));
+});
+
 t.test('metrics: verdicts, findings, latency, state gauges', async (t) => {
   const source = fakeSource(true);
   source.state.upsert('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'blue' } });

@@ -5,9 +5,10 @@ import { defaultConfig } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
 import { createDecide } from '../../src/verdict/decide.ts';
-import { warmUp, warmUpChanges } from '../../src/verdict/warmup.ts';
+import { warmUp, warmUpChanges, warmUpInSlices } from '../../src/verdict/warmup.ts';
 import { generateCluster } from '../../bench/cluster-gen.ts';
 import { requestMix } from '../../bench/requests.ts';
+import { baseCluster, cnp, ns, pod } from '../fixtures/cluster.ts';
 
 const PODS = 300;
 
@@ -50,4 +51,26 @@ t.test('decisions after a warm-up equal those of a cold process', async (t) => {
 t.test('a warm-up of 0 ms still stops, on an empty state too', async (t) => {
   const rules = allRules();
   t.equal(warmUp(createDecide(rules, defaultConfig()), rules, stateFromObjects([]), 0), 0);
+});
+
+t.test('the sliced warm-up hands the event loop back and keeps to its budget', async (t) => {
+  const rules = allRules();
+  const slowState = stateFromObjects(baseCluster([ns('shop'), pod('shop', 'web-1', { app: 'web' }), cnp('shop', 'p', { endpointSelector: {}, egress: [{}] })]) as never);
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  // Every decision takes ~3 ms: slices of 5 ms must let the 1 ms timer run many times in 150 ms.
+  const slowDecide = createDecide(rules, defaultConfig());
+  const decide: typeof slowDecide = (c, st) => {
+    const end = performance.now() + 3;
+    while (performance.now() < end);
+    return slowDecide(c, st);
+  };
+  const t0 = performance.now();
+  const n = await warmUpInSlices(decide, rules, () => slowState, 150, 1500, 5);
+  const took = performance.now() - t0;
+  clearInterval(timer);
+  t.ok(n >= 20, `decisions made (${n})`);
+  t.ok(ticks >= 10, `timers ran during the warm-up (${ticks})`);
+  t.ok(took < 1500, 'stops near its budget');
+  t.equal(await warmUpInSlices(decide, rules, () => stateFromObjects([]), 100), 0, 'an empty state has nothing to warm');
 });

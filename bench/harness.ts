@@ -3,6 +3,7 @@
 
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -10,6 +11,19 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const NODE = process.execPath;
+
+/**
+ * The Node.js flags the shipped Deployment runs meshguard with (its NODE_OPTIONS), so the benchmark
+ * measures the configuration users get.
+ */
+export function deployedNodeFlags(): string[] {
+  const doc = parseYaml(readFileSync(path.join(ROOT, 'deploy/base/deployment.yaml'), 'utf8')) as {
+    spec: { template: { spec: { containers: { name: string; env?: { name: string; value?: string }[] }[] } } };
+  };
+  const env = doc.spec.template.spec.containers.flatMap((c) => c.env ?? []);
+  const value = env.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+  return value.split(/\s+/).filter((f) => f !== '');
+}
 
 export interface LoadResult {
   readonly mode: string;
@@ -88,10 +102,10 @@ export function runJson(args: string[]): Promise<Record<string, number> & Record
   });
 }
 
-/** Resident set size of a process, from /proc (Linux), in bytes; NaN elsewhere. */
-export function rssOf(pid: number | undefined): number {
+/** Resident set size of a process (or its peak so far, `VmHWM`), from /proc (Linux), in bytes; NaN elsewhere. */
+export function rssOf(pid: number | undefined, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : NaN;
   } catch {
     return NaN;

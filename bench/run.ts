@@ -23,7 +23,7 @@ import type { Decide } from '../src/rules/types.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { freePort, measureLoad, ROOT, rssOf, runJson, startServer as spawnServer, type LoadResult } from './harness.ts';
+import { deployedNodeFlags, freePort, measureLoad, ROOT, rssOf, runJson, startServer as spawnServer, type LoadResult } from './harness.ts';
 import { requestMix, review } from './requests.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, full: { type: 'boolean', default: false } } });
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` },
-    loadSeconds: LOAD_SECONDS, rate: RATE, connections: CONNECTIONS,
+    loadSeconds: LOAD_SECONDS, rate: RATE, connections: CONNECTIONS, serverNodeFlags: deployedNodeFlags(),
   };
   // TLS material shared by the baseline and meshguard.
   await new Promise<void>((resolve, reject) => {
@@ -143,15 +143,16 @@ async function main(): Promise<void> {
     const port = await freePort();
     log(`size ${pods}: meshguard serve`);
     const { child, readyMs } = await startServer(
-      [path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1'],
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1'],
       port, ca,
     );
     const serverRssReady = rssOf(child.pid);
     const rate = await load(child, port, bodies, 'rate');
     const max = await load(child, port, bodies, 'max');
     const serverRssLoaded = rssOf(child.pid);
+    const serverRssPeak = rssOf(child.pid, 'VmHWM');
     await stopServer(child);
-    sizes.push({ pods, memory, startupMs: readyMs, serverRssReady, serverRssLoaded, rate, max });
+    sizes.push({ pods, memory, startupMs: readyMs, serverRssReady, serverRssLoaded, serverRssPeak, rate, max });
   }
   results['sizes'] = sizes;
 
@@ -186,7 +187,7 @@ function f(n: unknown, digits = 2): string {
 
 function report(r: Record<string, unknown>): string {
   const base = r['baseline'] as { rate: LoadResult; max: LoadResult };
-  const sizes = r['sizes'] as { pods: number; memory: Record<string, number>; startupMs: number; serverRssReady: number; serverRssLoaded: number; rate: LoadResult; max: LoadResult }[];
+  const sizes = r['sizes'] as { pods: number; memory: Record<string, number>; startupMs: number; serverRssReady: number; serverRssLoaded: number; serverRssPeak: number; rate: LoadResult; max: LoadResult }[];
   const lines: string[] = [];
   lines.push(`## meshguard benchmark (${r['mode']}, ${(r['machine'] as Record<string, unknown>)['cpus']} CPUs, Node ${process.version})`, '');
   lines.push(`Latency at ${RATE} req/s (open loop, ${LOAD_SECONDS}s) and max throughput (${CONNECTIONS} keep-alive connections, ${LOAD_SECONDS}s).`, '');
@@ -196,9 +197,11 @@ function report(r: Record<string, unknown>): string {
     `| ${name} | ${pods} | ${f(rate.p50, 3)} | ${f(rate.p99, 3)} | ${f(rate.p999, 3)} | ${f(rate.lateP99, 3)} | ${rate.errors + max.errors} | ${f(max.rps, 0)} | ${ratio} | ${f(max.serverCpuMicros, 0)} |`;
   lines.push(row('baseline (no-op)', '-', base.rate, base.max, '100%'));
   for (const s of sizes) lines.push(row('meshguard', String(s.pods), s.rate, s.max, `${f((100 * s.max.rps) / base.max.rps, 0)}%`));
-  lines.push('', '| pods | state heap MB | heap bytes/pod | RSS MB (state only) | serve RSS MB ready / after load | load ms (transform+index) | start to ready ms |', '|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('', `meshguard serve runs with the Deployment's NODE_OPTIONS: ${(r['serverNodeFlags'] as string[]).join(' ') || '(none)'}`);
+  lines.push('', '| pods | state heap MB | heap bytes/pod | RSS MB (state only) | serve RSS MB ready / after load / peak | load ms (transform+index) | start to ready ms |', '|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of sizes) {
-    lines.push(`| ${s.pods} | ${f(s.memory['heapStateBytes']! / 2 ** 20, 1)} | ${f(s.memory['heapBytesPerPod'], 0)} | ${f(s.memory['rss']! / 2 ** 20, 0)} | ${f(s.serverRssReady / 2 ** 20, 0)} / ${f(s.serverRssLoaded / 2 ** 20, 0)} | ${f(s.memory['loadMs'], 0)} | ${f(s.startupMs, 0)} |`);
+    const mb = (n: number): string => f(n / 2 ** 20, 0);
+    lines.push(`| ${s.pods} | ${f(s.memory['heapStateBytes']! / 2 ** 20, 1)} | ${f(s.memory['heapBytesPerPod'], 0)} | ${mb(s.memory['rss']!)} | ${mb(s.serverRssReady)} / ${mb(s.serverRssLoaded)} / ${mb(s.serverRssPeak)} | ${f(s.memory['loadMs'], 0)} | ${f(s.startupMs, 0)} |`);
   }
   const curve = r['scaleCurve'] as Record<string, number>[];
   const labels = Object.keys(fixedRequests);

@@ -5,13 +5,13 @@
 // Usage: node bench/serve-one.ts --pods 10000 [--seconds 5] [--modes rate,max] [--cpu-prof DIR] [--node-flags=--trace-gc] [--serve-flags=--log-level=warn]
 
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { generateCluster } from './cluster-gen.ts';
-import { measureLoad, NODE, ROOT, startServer, freePort } from './harness.ts';
+import { freePort, measureLoad, NODE, ROOT, rssOf, startServer } from './harness.ts';
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
@@ -25,6 +25,8 @@ const { values } = parseArgs({
     'node-flags': { type: 'string', default: '' },
     /** Extra `meshguard serve` flags (e.g. --log-level=warn). */
     'serve-flags': { type: 'string', default: '' },
+    /** Write the server's stdout (its decision log) to this file. */
+    'server-log': { type: 'string' },
     /** Measure bench/baseline-server.ts (the no-op ceiling) instead of meshguard. */
     baseline: { type: 'boolean', default: false },
   },
@@ -49,13 +51,14 @@ const nodeFlags = values['node-flags'].split(' ').filter((f) => f !== '');
 const target = values.baseline ? [path.join(ROOT, 'bench/baseline-server.ts')] : [path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, '--host', '127.0.0.1', ...values['serve-flags'].split(' ').filter((f) => f !== '')];
 const started = await startServer([...nodeFlags, ...prof, ...target,
   '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port)],
-port, ca, ['ignore', nodeFlags.length > 0 ? 'inherit' : 'ignore', 'inherit']);
+port, ca, ['ignore', values['server-log'] ? openSync(values['server-log'], 'w') : nodeFlags.length > 0 ? 'inherit' : 'ignore', 'inherit']);
 server = started.child;
-process.stdout.write(`ready after ${started.readyMs.toFixed(0)} ms\n`);
+process.stdout.write(`ready after ${started.readyMs.toFixed(0)} ms, RSS ${(rssOf(server.pid) / 2 ** 20).toFixed(0)} MB\n`);
 for (const mode of values.modes.split(',') as ('rate' | 'max')[]) {
   const r = await measureLoad(server.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode, rate: Number(values.rate), connections: 8, seconds: Number(values.seconds) });
   process.stdout.write(`${pods} pods ${mode}: ${JSON.stringify(r)}\n`);
 }
+process.stdout.write(`RSS after load ${(rssOf(server.pid) / 2 ** 20).toFixed(0)} MB\n`);
 // SIGINT (SIGTERM for the baseline) lets the server drain and exit normally, so --cpu-prof writes its profile.
 await new Promise<void>((resolve) => {
   server!.once('exit', () => resolve());

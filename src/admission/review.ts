@@ -298,6 +298,7 @@ export function toAdmissionResponse(uid: string, decision: Decision): AdmissionR
   if (!decision.allowed) {
     response.status = { code: 403, reason: 'Forbidden', message: denyMessage(denying) };
   }
+  for (const n of [...(decision.notices ?? [])].reverse()) warn.unshift([`meshguard: ${oneLine(n)}`]);
   if (warn.length > 0) response.warnings = buildWarnings(warn);
   if (audit.size > 0) {
     const annotations: Record<string, string> = {};

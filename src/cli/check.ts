@@ -49,6 +49,7 @@ export interface CheckResult {
   readonly findings: readonly CheckFinding[];
   readonly skipped?: readonly string[];
   readonly exemptReason?: string;
+  readonly notices?: readonly string[];
   readonly file: string;
   readonly line: number;
 }
@@ -142,6 +143,7 @@ function toResult(doc: ManifestDoc, change: Change, decision: Decision): CheckRe
     })),
     ...(decision.skipped.length > 0 ? { skipped: decision.skipped } : {}),
     ...(decision.exemptReason !== undefined ? { exemptReason: decision.exemptReason } : {}),
+    ...(decision.notices !== undefined ? { notices: decision.notices } : {}),
     file: doc.file,
     line: doc.line,
   };
@@ -192,6 +194,7 @@ export function formatText(results: readonly CheckResult[], docsOf: (rule: strin
     const verdict = r.allowed ? (r.findings.length > 0 ? 'allowed with findings' : 'allowed') : 'DENIED';
     lines.push(`${r.operation} ${r.kind} ${objectName(r)} (${r.file}:${r.line}): ${verdict}`);
     if (r.exemptReason) lines.push(`  not checked: ${r.exemptReason}`);
+    for (const n of r.notices ?? []) lines.push(`  note: ${n}`);
     for (const f of r.findings) {
       lines.push(`  ${f.action.padEnd(5)} ${f.rule}: ${f.preexisting ? '(pre-existing) ' : ''}${f.message}`);
       if (f.victims && f.victims.length > 0) {

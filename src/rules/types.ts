@@ -83,6 +83,8 @@ export interface Decision {
   readonly skipped: readonly string[];
   /** Set when the whole request was exempt (exempt namespace, kind meshguard does not read, ...). */
   readonly exemptReason?: string;
+  /** Remarks about the request itself, not findings of a rule (an opt-out annotation that is ignored, ...). */
+  readonly notices?: readonly string[];
 }
 
 /** The whole evaluation of one request against a state (src/verdict builds it from rules + config). */

@@ -246,6 +246,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         rules: ruleList(decision),
         ...(decision.skipped.length > 0 ? { skipped: decision.skipped } : {}),
         ...(decision.exemptReason ? { exempt: decision.exemptReason } : {}),
+        ...(decision.notices ? { notices: decision.notices } : {}),
         latencyMs: Math.round(seconds * 1e6) / 1e3,
       },
       'admission decision',

@@ -30,6 +30,29 @@ export function skippedRules(change: Change): ReadonlySet<string> {
   );
 }
 
+/**
+ * What is wrong with an object's opt-out annotations: a `meshguard.io/skip` without its reason is
+ * ignored, and rule ids meshguard does not have are usually typos. Said back to whoever applies it.
+ */
+export function skipNotices(change: Change, knownRules: ReadonlySet<string>): string[] {
+  const ann = subjectOf(change)?.metadata.annotations;
+  const list = ann?.[SKIP_ANNOTATION];
+  if (list === undefined || list.trim() === '') return [];
+  const out: string[] = [];
+  const reason = ann?.[SKIP_REASON_ANNOTATION];
+  if (!reason || reason.trim() === '') {
+    out.push(`${SKIP_ANNOTATION} is ignored: it takes effect only with a non-empty ${SKIP_REASON_ANNOTATION}`);
+  }
+  const unknown = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter((id) => id !== '' && !knownRules.has(id));
+  if (unknown.length > 0) {
+    out.push(`${SKIP_ANNOTATION} names ${unknown.length === 1 ? 'an unknown rule' : 'unknown rules'}: ${unknown.join(', ')} (meshguard rules lists them)`);
+  }
+  return out;
+}
+
 /** The namespace an exemption is judged by: the request's, or a Namespace object's own name. */
 function namespaceOf(change: Change): string {
   return change.kind === 'Namespace' ? change.name : change.namespace;
@@ -63,7 +86,15 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
     .map((rule) => ({ rule, action: config.rules[rule.id] ?? 'off' }))
     .filter((r): r is { rule: Rule; action: Exclude<Action, 'off'> } => r.action !== 'off');
 
+  const knownRules = new Set(rules.map((r) => r.id));
+
   return function decide(change: Change, before: ClusterState): Decision {
+    const decision = decideRules(change, before);
+    const notices = skipNotices(change, knownRules);
+    return notices.length > 0 ? { ...decision, notices } : decision;
+  };
+
+  function decideRules(change: Change, before: ClusterState): Decision {
     const ns = namespaceOf(change);
     if (ns !== '' && exempt.has(ns)) {
       return { allowed: true, findings: [], skipped: [], exemptReason: `namespace ${ns} is exempt by the meshguard config` };
@@ -89,7 +120,7 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
       markEphemeral(change.oldObject);
       return evaluate(change, before, toRun);
     });
-  };
+  }
 
   function evaluate(change: Change, before: ClusterState, toRun: typeof active): Decision {
     const skip = skippedRules(change);

@@ -170,6 +170,17 @@ t.test('response: a deny finding on an allowed decision is shown as a warning, n
   t.same(r.warnings, ['[dns-egress-missing] breaks DNS (docs/rules/dns-egress-missing.md)']);
 });
 
+t.test('response: notices come first among the warnings, tagged meshguard', async (t) => {
+  const r = toAdmissionResponse('u', {
+    allowed: true,
+    findings: [{ rule: 'dns-egress-missing', action: 'warn', message: 'm' }],
+    skipped: [],
+    notices: ['meshguard.io/skip is ignored: it takes effect only with a non-empty meshguard.io/skip-reason'],
+  });
+  t.equal(r.warnings?.[0], 'meshguard: meshguard.io/skip is ignored: it takes effect only with a non-empty meshguard.io/skip-reason');
+  t.match(r.warnings?.[1], /^\[dns-egress-missing\] m/);
+});
+
 t.test('response: a long warning is wrapped into several lines, never cut mid-sentence', async (t) => {
   const message = 'policy demo/lockdown puts 7 ambient pods into ingress default deny without an allow for TCP 15008 (HBONE): ztunnel traffic is dropped';
   const fix = 'add ingress: [{fromEntities: [cluster], toPorts: [{ports: [{port: "15008", protocol: TCP}]}]}]';

@@ -171,6 +171,21 @@ t.test('kinds meshguard does not read are allowed and reported as not checked', 
   t.match(r.stdout, 'not checked: meshguard does not check Secret');
 });
 
+t.test('an ignored opt-out annotation is reported as a note (text) and in notices (JSON)', async (t) => {
+  const m = file('skip.yaml', `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: opt-out
+  namespace: team-a
+  annotations: {meshguard.io/skip: fake-label}
+spec: {endpointSelector: {}}
+`);
+  const text = await run(['check', '--state', STATE, m]);
+  t.match(text.stdout, 'note: meshguard.io/skip is ignored: it takes effect only with a non-empty meshguard.io/skip-reason');
+  const json = await run(['check', '--state', STATE, '--output', 'json', m]);
+  t.same(JSON.parse(json.stdout).results[0].notices, ['meshguard.io/skip is ignored: it takes effect only with a non-empty meshguard.io/skip-reason']);
+});
+
 t.test('config: exemptions and audit mode apply; a bad config is exit 2', async (t) => {
   const m = file('orphan2.yaml', cnp('orphan', 'nowhere'));
   const audit = file('audit.yaml', 'mode: audit\n');

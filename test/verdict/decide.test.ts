@@ -225,7 +225,20 @@ t.test('skip annotation: ignored without a reason or with a blank one', async (t
     const d = createDecide(FAKE_RULES, config())(makeChange('CREATE', labelled(policy('p', 'nowhere'), {}, annotations)), state);
     t.equal(d.allowed, false);
     t.same(d.skipped, []);
+    t.same(d.notices, ['meshguard.io/skip is ignored: it takes effect only with a non-empty meshguard.io/skip-reason'], 'and says so');
   }
+});
+
+t.test('skip annotation: rule ids meshguard does not have are reported', async (t) => {
+  const obj = labelled(policy('p', 'team-a'), {}, { 'meshguard.io/skip': 'fake-label, dns-egres-missing, nope', 'meshguard.io/skip-reason': 'r' });
+  const d = createDecide(FAKE_RULES, config())(makeChange('CREATE', obj), state);
+  t.same(d.notices, ['meshguard.io/skip names unknown rules: dns-egres-missing, nope (meshguard rules lists them)']);
+  const fine = labelled(policy('p', 'team-a'), {}, { 'meshguard.io/skip': 'fake-label', 'meshguard.io/skip-reason': 'r' });
+  t.equal(createDecide(FAKE_RULES, config())(makeChange('CREATE', fine), state).notices, undefined, 'no notice for a valid opt-out');
+  // Notices come with every answer, also when no rule runs for the object.
+  const exemptNs = createDecide(FAKE_RULES, config({ ...config(), exemptions: { namespaces: ['team-a'] } }))(makeChange('CREATE', obj), state);
+  t.ok(exemptNs.exemptReason);
+  t.equal(exemptNs.notices?.length, 1);
 });
 
 t.test('skip annotation: only the listed rules are skipped', async (t) => {

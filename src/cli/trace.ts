@@ -235,7 +235,7 @@ export function traceCommand(io: TraceIO = defaultIO): Command {
       writeOut: (s) => io.stdout(s),
       writeErr: (s) => io.stderr(s),
       // commander's own usage errors: one line, no help dump.
-      outputError: (s, write) => write(s.split('\n')[0]!.replace(/^error: /, 'meshguard trace: ') + '\n'),
+      outputError: (s, write) => write(s.split('\n')[0]!.replace(/^error: /, 'meshguard: ') + '\n'),
     })
     .exitOverride((err: CommanderError) => {
       // Help and version are successes; every other commander error is a usage error (exit 2).
@@ -248,11 +248,11 @@ export function traceCommand(io: TraceIO = defaultIO): Command {
         process.exitCode = runTrace(opts, io);
       } catch (e) {
         if (e instanceof InputError) {
-          io.stderr(`meshguard trace: ${e.message.split('\n')[0]}\n`);
+          io.stderr(`meshguard: ${e.message.split('\n')[0]}\n`);
           process.exitCode = 2;
           return;
         }
-        io.stderr(`meshguard trace: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+        io.stderr(`meshguard: internal error: ${(e as Error)?.message ?? String(e)}\n`);
         process.exitCode = 3;
       }
     });

@@ -149,6 +149,7 @@ t.test('--queries: bad JSON and bad entries are input errors with the file name'
   let r = await trace(['--state', base, '--queries', bad]);
   t.equal(r.code, 2);
   t.match(r.stderr, /bad\.json: invalid JSON/);
+  t.match(r.stderr, /^meshguard: [^\n]*\n$/, "one line with the same prefix as the other commands");
   const notArray = join(dir, 'obj.json');
   writeFileSync(notArray, '{"from":"x/a"}');
   r = await trace(['--state', base, '--queries', notArray]);

@@ -142,7 +142,7 @@ function modeOf(mtls: unknown): MtlsMode | undefined {
 }
 
 function creationTimeOf(obj: PolicyObject): number {
-  const ts = (obj.metadata as { creationTimestamp?: unknown }).creationTimestamp;
+  const ts = obj.metadata.creationTimestamp;
   const t = typeof ts === 'string' ? Date.parse(ts) : NaN;
   return Number.isNaN(t) ? Number.POSITIVE_INFINITY : t;
 }

@@ -189,10 +189,12 @@ function meta(kind: KindName, raw: Rec): ObjectMeta {
   const deletionTimestamp = str(m.deletionTimestamp);
   // The common five-field shape as one literal: V8 then keeps all five fields in the object (compact()
   // builds from {}, which holds four and puts the rest in a separate property array).
-  if (namespace !== undefined && resourceVersion !== undefined && labels !== undefined && annotations !== undefined && deletionTimestamp === undefined) {
+  // Istio settles conflicting PeerAuthentications at one level by age; no other rule reads it.
+  const creationTimestamp = kind === 'PeerAuthentication' ? str(m.creationTimestamp) : undefined;
+  if (namespace !== undefined && resourceVersion !== undefined && labels !== undefined && annotations !== undefined && deletionTimestamp === undefined && creationTimestamp === undefined) {
     return { name, namespace, resourceVersion, labels, annotations };
   }
-  return compact({ name, namespace, resourceVersion, labels, annotations, deletionTimestamp }) as unknown as ObjectMeta;
+  return compact({ name, namespace, resourceVersion, labels, annotations, deletionTimestamp, creationTimestamp }) as unknown as ObjectMeta;
 }
 
 function labelSelector(v: unknown): LabelSelector | undefined {

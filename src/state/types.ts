@@ -18,6 +18,8 @@ export interface ObjectMeta {
   /** Only annotations meshguard reads (meshguard.io/*, sidecar.istio.io/*, ambient.istio.io/*, istio.io/*). */
   readonly annotations?: Labels;
   readonly deletionTimestamp?: string;
+  /** Kept for PeerAuthentication only: Istio settles two policies at one level by the older one. */
+  readonly creationTimestamp?: string;
 }
 
 export interface KubeObject {

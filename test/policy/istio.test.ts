@@ -7,6 +7,7 @@ import {
   meshMode,
   waypointFor,
 } from '../../src/policy/istio.ts';
+import { stateFromObjects } from '../../src/state/snapshot.ts';
 import type { PolicyObject } from '../../src/state/types.ts';
 import { authzPolicy, baseCluster, findPod, memoryState, ns, peerAuth, pod } from '../fixtures/cluster.ts';
 
@@ -159,6 +160,9 @@ t.test('effectiveMtls: root-namespace selector policies, custom root, conflicts'
   (young.metadata as Record<string, unknown>).creationTimestamp = '2025-01-01T00:00:00Z';
   const c = mtlsState([old, young]);
   t.equal(effectiveMtls(c, findPod(c, 'blue/httpbin')).mode, 'DISABLE', 'oldest wins at the same level');
+  // The same through the slim transform the informers and snapshots use: the timestamp must survive it.
+  const slim = stateFromObjects(baseCluster([ns('blue', { 'istio-injection': 'enabled' }), pod('blue', 'httpbin', { app: 'httpbin' }, { sidecar: true }), old, young]));
+  t.equal(effectiveMtls(slim, slim.list('Pod', 'blue')[0]!).mode, 'DISABLE', 'oldest wins after the transform too');
   const byName = mtlsState([peerAuth('blue', 'b', mode('STRICT')), peerAuth('blue', 'a', mode('DISABLE'))]);
   t.equal(effectiveMtls(byName, findPod(byName, 'blue/httpbin')).source?.name, 'a', 'no timestamps: name order');
 

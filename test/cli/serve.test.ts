@@ -108,7 +108,14 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   const url = await listeningUrl(child);
   t.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
   t.equal(await get(url, '/healthz'), 200);
-  t.equal(await get(url, '/readyz'), 200, 'a snapshot is synced before listening');
+  // A snapshot is synced before listening, so the warm-up starts at once; readiness follows it.
+  let ready = await get(url, '/readyz');
+  for (const until = Date.now() + 15_000; ready !== 200 && Date.now() < until; ) {
+    t.equal(ready, 503, 'not ready only while warming up');
+    await new Promise((r) => setTimeout(r, 50));
+    ready = await get(url, '/readyz');
+  }
+  t.equal(ready, 200, 'ready after the warm-up');
 
   const review = {
     apiVersion: 'admission.k8s.io/v1',

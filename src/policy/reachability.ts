@@ -54,11 +54,13 @@ export interface Identity {
 
 // ---------- identities ----------
 
+const NO_RESERVED: ReadonlySet<string> = new Set();
+
 function podIdentity(state: ClusterState, pod: Pod): Identity {
   return {
     description: `pod ${pod.metadata.namespace ?? ''}/${pod.metadata.name}`,
     pod,
-    reserved: new Set(),
+    reserved: NO_RESERVED,
     labels: endpointLabels(state, pod),
   };
 }
@@ -265,9 +267,14 @@ interface EvalContext {
   readonly dnsCheck: boolean;
 }
 
+// Per Namespace object (a state never modifies one; a relabel is a new object).
+const namespaceLabelCache = new ScopedWeakMap<object, Labels>();
 function namespaceLabels(state: ClusterState, namespace: string): Labels {
   const nsObj = state.get('Namespace', undefined, namespace);
-  return { 'kubernetes.io/metadata.name': namespace, ...(nsObj?.metadata.labels ?? {}) };
+  if (!nsObj) return { 'kubernetes.io/metadata.name': namespace };
+  let labels = namespaceLabelCache.get(nsObj);
+  if (!labels) namespaceLabelCache.set(nsObj, (labels = { 'kubernetes.io/metadata.name': namespace, ...(nsObj.metadata.labels ?? {}) }));
+  return labels;
 }
 
 function endpointsPeerMatches(ctx: EvalContext, peer: Extract<Peer, { type: 'endpoints' }>, id: Identity): boolean {
@@ -592,4 +599,44 @@ export function evaluate(state: ClusterState, from: Pod, to: Target, port: numbe
     }
   }
   return { allowed: egress.verdict === 'allowed' && ingress.verdict === 'allowed', egress, ingress };
+}
+
+// ---------- the verdict alone ----------
+
+/** judge() reduced to its verdict: no reasons, no lists of allowing rules, nothing allocated. */
+function judgeAllowed(ctx: EvalContext, subject: Pod, direction: Direction, peer: Identity, port: number, protocol: Protocol, destPod: Pod | undefined): boolean {
+  if (ctx.settings.enablePolicy === 'never' || !isCiliumEndpoint(subject)) return true;
+  let allowed = false;
+  for (const m of policiesSelecting(ctx.state, subject)) {
+    for (const el of m.elements) {
+      if (el.direction !== direction) continue;
+      if (!portMatch(el, port, protocol, destPod).matched) continue;
+      if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
+      if (el.deny) return false;
+      allowed = true;
+    }
+  }
+  return allowed || !enforcement(ctx.state, subject, direction).enforced;
+}
+
+/**
+ * Whether `from` can reach `to` on port/protocol, exactly as evaluate() decides it, without building its
+ * explanation: `egress` asks only whether the source's egress policy allows it, `ingress` only whether
+ * the destination's ingress policy does, `both` whether the connection goes through. For rules that
+ * need the answer many times per request; trace and messages use evaluate().
+ */
+export function reachable(state: ClusterState, from: Pod, to: Target, port: number, protocol: Protocol, which: 'both' | 'egress' | 'ingress' = 'both'): boolean {
+  if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) {
+    const r = evaluate(state, from, to, port, protocol);
+    return which === 'egress' ? r.egress.verdict === 'allowed' : which === 'ingress' ? r.ingress.verdict === 'allowed' : r.allowed;
+  }
+  const settings = policySettings(state);
+  const dest = targetIdentity(state, from, to);
+  const destPod = dest.pod;
+  if (destPod && isSamePod(from, destPod)) return true;
+  const ctx: EvalContext = { state, settings, from, dnsCheck: false };
+  if (which !== 'ingress' && !judgeAllowed(ctx, from, 'egress', dest, port, protocol, destPod)) return false;
+  if (which === 'egress' || !destPod) return true;
+  if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') return true;
+  return judgeAllowed(ctx, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod);
 }

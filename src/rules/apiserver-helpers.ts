@@ -6,7 +6,7 @@
 // (CoreDNS, istiod by default) are added, since they use permissions granted in ways meshguard cannot
 // always see (aggregated roles, bindings in other clusters' tooling).
 
-import { apiserverEndpoints, evaluate, matchesSelector, nodeAddresses, nodeIPs, policySettings } from '../policy/index.ts';
+import { apiserverEndpoints, matchesSelector, reachable, nodeAddresses, nodeIPs, policySettings } from '../policy/index.ts';
 import type { ClusterState, Pod, RoleBinding } from '../state/types.ts';
 import { podClassKey } from './egress-helpers.ts';
 import type { RuleSettings } from './types.ts';
@@ -102,8 +102,8 @@ function computeApiserverTarget(state: ClusterState, ep: { ips: readonly string[
 /** Can the pod reach every kube-apiserver endpoint (TCP)? A partial allow fails intermittently. */
 export function reachesApiserver(state: ClusterState, pod: Pod): boolean {
   const t = apiserverTarget(state);
-  if (t.ips.length === 0) return evaluate(state, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP').allowed;
-  return t.ips.every((ip) => evaluate(state, pod, { type: 'ip', ip }, t.port, 'TCP').allowed);
+  if (t.ips.length === 0) return reachable(state, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP');
+  return t.ips.every((ip) => reachable(state, pod, { type: 'ip', ip }, t.port, 'TCP'));
 }
 
 /** The egress rule that allows the API server, in the dialect of the policy kind (one line of flow YAML). */

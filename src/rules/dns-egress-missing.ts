@@ -2,7 +2,7 @@
 // Pods that resolve names through kube-dns then fail every lookup (timeouts, "could not resolve host").
 
 import type { Change } from '../admission/change.ts';
-import { dnsBackends, evaluate, modelSelects, policyModel } from '../policy/index.ts';
+import { dnsBackends, modelSelects, policyModel, reachable } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
 import {
@@ -125,7 +125,7 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
 
 /** Is the pod's egress toward a DNS backend allowed (ignoring the backend's ingress)? */
 function reachesDnsEgressOnly(state: ClusterState, pod: Pod, target: { readonly pods: readonly Pod[]; readonly port: number }): boolean {
-  return target.pods.some((d) => evaluate(state, pod, { type: 'pod', pod: d }, target.port, 'UDP').egress.verdict === 'allowed');
+  return target.pods.some((d) => reachable(state, pod, { type: 'pod', pod: d }, target.port, 'UDP', 'egress'));
 }
 
 export const rule: Rule = {

@@ -6,7 +6,7 @@ import { internKey } from '../state/intern.ts';
 import type { Change } from '../admission/change.ts';
 import {
   dnsBackends,
-  evaluate,
+  reachable,
   podsSelectedBy,
   policyModel,
   policySettings,
@@ -255,7 +255,7 @@ export function reachesDns(state: ClusterState, pod: Pod, protocol: Protocol = '
   const t = dnsTarget(state);
   if (!t) return undefined;
   const port = protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
-  return t.pods.some((d) => evaluate(state, pod, { type: 'pod', pod: d }, port, protocol).allowed);
+  return t.pods.some((d) => reachable(state, pod, { type: 'pod', pod: d }, port, protocol));
 }
 
 /** The egress rule that allows DNS, in the dialect of the policy kind, as one line of flow YAML. */

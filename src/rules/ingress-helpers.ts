@@ -7,7 +7,7 @@ import {
   endpointLabels,
   enforcement,
   entityMatches,
-  evaluate,
+  reachable,
   formatPolicyRef,
   ipIdentity,
   matchesSelector,
@@ -141,7 +141,7 @@ function podFor(name: string, namespace: string, selector: LabelSelector, nodeNa
       sa = value;
       return true;
     }
-    // Namespace labels and reserved/other sources cannot be put on a pod: the evaluate() check that
+    // Namespace labels and reserved/other sources cannot be put on a pod: the reachable() check that
     // follows drops the representative if the selector needed them.
     if (key.includes(':') || key.startsWith(NAMESPACE_LABELS_PREFIX)) return true;
     labels[key] = value;
@@ -205,7 +205,7 @@ function representatives(state: ClusterState, el: RuleElement, dest: Pod, ref: P
 
 /**
  * The mesh peers (sidecar or ambient pods, which reach an ambient destination over HBONE) that the
- * destination's ingress policy admits on an app port. Each is checked with evaluate(), so a
+ * destination's ingress policy admits on an app port. Each is checked with reachable(), so a
  * representative that does not really match its selector, or is denied, is left out.
  */
 export function admittedMeshPeers(state: ClusterState, dest: Pod): MeshPeer[] {
@@ -218,7 +218,7 @@ export function admittedMeshPeers(state: ClusterState, dest: Pod): MeshPeer[] {
       if (appPort === undefined) continue;
       for (const { pod, peer } of representatives(state, el, dest, m.ref)) {
         if (meshMode(state, pod) === 'none') continue;
-        if (evaluate(state, pod, { type: 'pod', pod: dest }, appPort, 'TCP').ingress.verdict !== 'allowed') continue;
+        if (!reachable(state, pod, { type: 'pod', pod: dest }, appPort, 'TCP', 'ingress')) continue;
         out.push({ source: pod, description: peerText(peer), policy: m.ref, appPort });
       }
     }
@@ -236,17 +236,16 @@ export function hboneOpen(state: ClusterState, dest: Pod, blocked?: (peer: MeshP
   const peers = admittedMeshPeers(state, dest);
   // Service traffic to a pod behind a waypoint reaches it from the waypoint's pods, over HBONE as well.
   const wp = peers.length > 0 ? waypointPod(state, dest) : undefined;
-  if (wp && evaluate(state, wp.pod, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP').ingress.verdict !== 'allowed') {
+  if (wp && !reachable(state, wp.pod, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP', 'ingress')) {
     blocked?.({ ...peers[0]!, waypoint: wp.name });
     return false;
   }
   for (const peer of peers) {
     if (peer.appPort === HBONE_PORT) {
-      // Admitted on every port (or on 15008 itself): the evaluate() above already covered HBONE.
+      // Admitted on every port (or on 15008 itself): the reachable() check above already covered HBONE.
       continue;
     }
-    const v = evaluate(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP').ingress;
-    if (v.verdict !== 'allowed') {
+    if (!reachable(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP', 'ingress')) {
       blocked?.(peer);
       return false;
     }

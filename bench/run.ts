@@ -178,7 +178,9 @@ async function main(): Promise<void> {
   mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
   const json = JSON.stringify(results, null, 2) + '\n';
   writeFileSync(path.join(ROOT, `bench/results/${quick ? 'quick' : 'full'}-latest.json`), json);
-  process.stdout.write(report(results));
+  const text = report(results);
+  writeFileSync(path.join(ROOT, `bench/results/${quick ? 'quick' : 'full'}-latest.md`), text);
+  process.stdout.write(text);
 }
 
 function f(n: unknown, digits = 2): string {

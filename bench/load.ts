@@ -44,27 +44,55 @@ let errors = 0;
 const statuses = new Map<number, number>();
 const HEADER_END = Buffer.from('\r\n\r\n');
 
-/** One keep-alive connection with at most one request in flight. */
+/**
+ * One keep-alive connection with at most one request in flight. When the server closes it (after an
+ * error answer, say), the request in flight counts as an error and the next send reconnects, as an
+ * HTTP client would.
+ */
 class Connection {
-  readonly #socket: tls.TLSSocket;
+  #socket!: tls.TLSSocket;
+  #open = false;
   #pending: Buffer | undefined;
   #done: ((ok: boolean) => void) | undefined;
-  readonly ready: Promise<void>;
+  ready!: Promise<void>;
 
   constructor() {
-    this.#socket = tls.connect({ host: url.hostname, port: Number(url.port), ca, servername: url.hostname === '127.0.0.1' ? undefined : url.hostname });
-    this.#socket.setNoDelay(true);
+    this.#connect();
+  }
+
+  #connect(): void {
+    const socket = tls.connect({ host: url.hostname, port: Number(url.port), ca, servername: url.hostname === '127.0.0.1' ? undefined : url.hostname });
+    this.#socket = socket;
+    this.#pending = undefined;
+    socket.setNoDelay(true);
     this.ready = new Promise((resolve, reject) => {
-      this.#socket.once('secureConnect', resolve);
-      this.#socket.once('error', reject);
+      socket.once('secureConnect', () => {
+        this.#open = true;
+        resolve();
+      });
+      socket.once('error', reject);
     });
-    this.#socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    this.#socket.on('error', () => this.#finish(false));
-    this.#socket.on('close', () => this.#finish(false));
+    this.ready.catch(() => undefined);
+    // Events of a socket this connection has already replaced must not touch the current request.
+    socket.on('data', (chunk: Buffer) => socket === this.#socket && this.#onData(chunk));
+    socket.on('error', () => socket === this.#socket && this.#finish(false));
+    socket.on('close', () => {
+      if (socket !== this.#socket) return;
+      this.#open = false;
+      this.#finish(false);
+    });
   }
 
   /** Sends one request; resolves when its whole answer has arrived (false on an error). */
-  send(request: Buffer): Promise<boolean> {
+  async send(request: Buffer): Promise<boolean> {
+    if (!this.#open && this.#socket.destroyed) this.#connect();
+    try {
+      await this.ready;
+    } catch {
+      errors++;
+      this.#socket.destroy();
+      return false;
+    }
     return new Promise((resolve) => {
       this.#done = resolve;
       this.#pending = undefined;
@@ -89,6 +117,11 @@ class Connection {
     this.#pending = undefined;
     const status = Number(head.slice(9, 12));
     statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    // The server will close this connection: do not send on it again (the next send reconnects).
+    if (/\r\nconnection:\s*close/i.test(head)) {
+      this.#open = false;
+      this.#socket.destroy();
+    }
     this.#finish(status === 200);
   }
 

@@ -11,7 +11,7 @@ import type { Finding, Rule, RuleContext } from './types.ts';
 const ID = 'apiserver-egress-missing';
 
 function evaluateApiserver(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] {
-  const touched = touchedPods(change, before, after, { egressOnly: true });
+  const touched = touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
   const clients = touched.pods.filter((p) => usesApiserver(before, p, ctx.settings));
   if (clients.length === 0) return [];

@@ -45,7 +45,8 @@ function changesDnsServerSide(change: Change, before: ClusterState, after: Clust
     const check = (obj: PolicyObject | undefined, state: ClusterState): boolean => {
       if (!obj) return false;
       const backends = dnsBackends(state).pods;
-      return policyModel(obj).some((m) => m.hasSection.ingress && backends.some((b) => modelSelects(state, m, b)));
+      // An ingress section, or enableDefaultDeny.ingress alone, can shut the backends off.
+      return policyModel(obj).some((m) => (m.hasSection.ingress || m.enforces.ingress) && backends.some((b) => modelSelects(state, m, b)));
     };
     return check(change.oldObject as PolicyObject | undefined, before) || check(change.object as PolicyObject | undefined, after);
   }
@@ -62,7 +63,7 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
   if (!target) return []; // no kube-dns Service known: nothing to judge against
   const serverSide = changesDnsServerSide(change, before, after, target.namespace);
   // Server-side changes concern every client: a rare request, and pods are judged once per class.
-  const touched = serverSide ? { pods: after.list('Pod'), synthetic: false } : touchedPods(change, before, after, { egressOnly: true });
+  const touched = serverSide ? { pods: after.list('Pod'), synthetic: false } : touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
   // The DNS servers themselves resolve upstream, not through kube-dns.
   const pods = touched.pods.filter((p) => !isDnsBackend(after, p));

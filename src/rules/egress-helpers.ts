@@ -11,6 +11,7 @@ import {
   policyModel,
   policySettings,
   subjectPods,
+  type Direction,
   type Protocol,
 } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
@@ -48,33 +49,35 @@ const NONE: TouchedPods = { pods: [], synthetic: false };
  * - a Namespace whose labels change: its pods (namespace labels feed CCNP/NetworkPolicy selectors);
  * - cilium-config when the policy mode changes: every pod (rare, and the change is cluster-wide).
  */
-/** Does the policy object (any of its rules) have an egress section? */
-export function hasEgressSection(obj: PolicyObject | undefined): boolean {
-  return obj !== undefined && policyModel(obj).some((m) => m.hasSection.egress);
+/**
+ * Can the policy object change anything in this direction for the pods it selects? Only through a
+ * section of that direction (allow or deny rules) or through `enableDefaultDeny` turning that
+ * direction's default deny on by itself (`enableDefaultDeny: {egress: true}` with ingress rules only
+ * still puts the pods into egress default deny).
+ */
+export function affectsDirection(obj: PolicyObject | undefined, direction: Direction): boolean {
+  return obj !== undefined && policyModel(obj).some((m) => m.hasSection[direction] || m.enforces[direction]);
 }
 
 /**
- * `egressOnly`: a policy change whose old and new objects have no egress section cannot change any
- * pod's egress (enforcement and allows are per direction): no pods.
+ * `direction`: a policy change whose old and new objects cannot affect that direction (see
+ * affectsDirection; enforcement and allows are per direction) touches no pods for it.
  */
-export function touchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { egressOnly?: boolean } = {}): TouchedPods {
+export function touchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { direction?: Direction } = {}): TouchedPods {
   // Several rules ask the same question of one request: answer it once per (change, before, after).
   let hit = touchedCache.get(change);
   if (!hit || hit.before !== before || hit.after !== after) touchedCache.set(change, (hit = { before, after }));
-  const slot = opts.egressOnly ? 'egressOnly' : 'all';
+  const slot = opts.direction ?? 'all';
   return (hit[slot] ??= computeTouchedPods(change, before, after, opts));
 }
 
-const touchedCache = new ScopedWeakMap<Change, { before: ClusterState; after: ClusterState; all?: TouchedPods; egressOnly?: TouchedPods }>();
+const touchedCache = new ScopedWeakMap<Change, { before: ClusterState; after: ClusterState; all?: TouchedPods; egress?: TouchedPods; ingress?: TouchedPods }>();
 
-function computeTouchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { egressOnly?: boolean }): TouchedPods {
+function computeTouchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { direction?: Direction }): TouchedPods {
   try {
     if (isPolicyChange(change)) {
-      if (
-        opts.egressOnly &&
-        !hasEgressSection(change.oldObject as PolicyObject | undefined) &&
-        !hasEgressSection(change.object as PolicyObject | undefined)
-      ) {
+      const d = opts.direction;
+      if (d && !affectsDirection(change.oldObject as PolicyObject | undefined, d) && !affectsDirection(change.object as PolicyObject | undefined, d)) {
         return NONE;
       }
       const byKey = new Map<string, Pod>();

@@ -75,7 +75,7 @@ function fqdnProblem(state: ClusterState, pod: Pod): Problem | undefined {
 }
 
 function evaluateFqdn(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
-  const touched = touchedPods(change, before, after, { egressOnly: true });
+  const touched = touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
   const lost: { pod: Pod; problem: Problem }[] = [];
   const still: { pod: Pod; problem: Problem }[] = [];

@@ -46,6 +46,18 @@ t.test('seed 000: a CNP default-deny egress without DNS is denied, fix in CNP di
   t.notMatch(findings[0]!.fix, /rules: \{dns/);
 });
 
+t.test('enableDefaultDeny.egress alone (ingress rules only) is a default-deny egress too', async (t) => {
+  // Cilium: an explicit enableDefaultDeny.egress: true enforces egress although the policy has no egress rules.
+  const byFlag = cnp('shop', 'deny-by-flag', { endpointSelector: {}, enableDefaultDeny: { egress: true, ingress: true }, ingress: [{ fromEndpoints: [{}] }] });
+  const f = runRule(rule, baseCluster(shop), 'CREATE', byFlag).findings;
+  t.equal(f.length, 1);
+  t.notOk(f[0]!.preexisting);
+  t.same(f[0]!.victims, ['shop/web-1', 'shop/web-2']);
+  // Without the flag the same policy leaves egress alone.
+  const noFlag = cnp('shop', 'ingress-only', { endpointSelector: {}, ingress: [{ fromEndpoints: [{}] }] });
+  t.same(runRule(rule, baseCluster(shop), 'CREATE', noFlag).findings, []);
+});
+
 t.test('seed 000: adding the kube-dns rule admits it', async (t) => {
   const policy = cnp('shop', 'only-db', {
     endpointSelector: { matchLabels: { app: 'web' } },
@@ -213,6 +225,19 @@ t.test('an ingress policy on the kube-dns pods that drops the clients denies eve
     ingress: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }] }] }],
   });
   t.same(runRule(rule, objs, 'CREATE', open).findings, []);
+});
+
+t.test('enableDefaultDeny.ingress on the kube-dns pods (egress rules only) cuts every client off', async (t) => {
+  const objs = baseCluster([...shop]);
+  const policy = cnp('kube-system', 'coredns-lockdown', {
+    endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+    enableDefaultDeny: { ingress: true, egress: false },
+    egress: [{ toEntities: ['world'] }],
+  });
+  const { findings } = runRule(rule, objs, 'CREATE', policy);
+  t.equal(findings.length, 1);
+  t.match(findings[0]!.message, /coredns-lockdown blocks DNS/);
+  t.ok(findings[0]!.victims!.includes('shop/web-1'));
 });
 
 t.test('relabelling kube-system breaks client policies whose namespaceSelector matched the old labels', async (t) => {

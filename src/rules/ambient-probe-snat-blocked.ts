@@ -27,7 +27,8 @@ function fixFor(change: Change, v6: boolean): string {
 
 function evaluateProbes(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
   if (isCiliumConfigChange(change)) return [];
-  const touched = touchedPods(change, before, after);
+  // Probes are ingress: a policy change that cannot affect ingress cannot drop them.
+  const touched = touchedPods(change, before, after, { direction: 'ingress' });
   if (touched.pods.length === 0) return [];
   const memo = new Map<string, boolean | undefined>();
   const check = (state: ClusterState, pod: Pod): boolean | undefined => {

@@ -20,7 +20,8 @@ function plural(n: number, word: string): string {
 function evaluateHbone(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
   // cilium-config changes of the policy mode are cluster-wide and judged by the egress/deny rules.
   if (isCiliumConfigChange(change)) return [];
-  const touched = touchedPods(change, before, after);
+  // Only the destination's ingress policy is judged: a change that cannot affect ingress changes nothing.
+  const touched = touchedPods(change, before, after, { direction: 'ingress' });
   if (touched.pods.length === 0) return [];
   // Pods with the same namespace, labels and service account get the same verdict: judge one of each.
   const memo = new Map<string, boolean | undefined>();

@@ -73,6 +73,18 @@ t.test('egress-only policies do not enforce ingress', async (t) => {
   t.same(runRule(rule, baseCluster(demo), 'CREATE', egressOnly).findings, []);
 });
 
+t.test('enableDefaultDeny.ingress alone (egress rules only) enforces ingress: probes are dropped', async (t) => {
+  const byFlag = cnp('demo', 'egress-and-flag', { endpointSelector: {}, enableDefaultDeny: { ingress: true }, egress: [{ toEntities: ['cluster'] }] });
+  const f = runRule(rule, baseCluster(demo), 'CREATE', byFlag).findings;
+  t.equal(f.length, 1);
+  t.equal(f[0]!.victimCount, 3);
+});
+
+t.test('a change that cannot affect ingress is not judged, even where probes were already blocked', async (t) => {
+  const egressOnly = cnp('demo', 'egress-only', { endpointSelector: {}, egress: [{ toEntities: ['cluster'] }] });
+  t.same(runRule(rule, baseCluster([...demo, helloIngress()]), 'CREATE', egressOnly).findings, []);
+});
+
 t.test('a NetworkPolicy default-deny ingress is denied; the ipBlock fix admits it', async (t) => {
   const denyAll = netpol('demo', 'deny-ingress', { podSelector: {}, policyTypes: ['Ingress'] });
   const f = runRule(rule, baseCluster(demo), 'CREATE', denyAll).findings;

@@ -167,9 +167,13 @@ function judge(
 /**
  * Everything policy evaluation reads from a pod: namespace, labels, service account, host network,
  * phase, and `node`: the pod's node when the target is node-level (host vs remote-node depends on it),
- * else a constant the caller picks, so replicas spread over nodes share one verdict.
+ * else a constant the caller picks, so replicas spread over nodes share one verdict. Host-network pods
+ * are always keyed by their own node (their identity is their node's).
  */
 export function podClassKey(pod: Pod, node: string): string {
+  // A host-network pod carries its node's identity (host on its own node, remote-node elsewhere, and the
+  // local host always reaches its endpoints): toward any pod its verdict depends on its node.
+  if (pod.spec.hostNetwork === true) node = pod.spec.nodeName ?? '';
   // Asked with '' or the pod's own node almost always: those two are cached per pod (one shared string
   // per identity and node), anything else is built on demand.
   const own = node === (pod.spec.nodeName ?? '');

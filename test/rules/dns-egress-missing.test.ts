@@ -262,3 +262,21 @@ t.test('turning enable-non-default-deny-policies off makes enableDefaultDeny:fal
   // With the flag on (the default), the same policy never enforces egress.
   t.same(runRule(rule, objs, 'CREATE', audit).findings, []);
 });
+
+t.test('host-network clients on different nodes are judged per node (host vs remote-node toward CoreDNS)', async (t) => {
+  // A host-network DaemonSet with one pod per node. CoreDNS runs on node-a only. A CCNP allowing DNS
+  // from every pod (fromEndpoints [{}] in a CCNP: pods only, no host/remote-node) leaves the agent on
+  // node-a working (the local host always reaches its endpoints) but cuts the agent on node-b off.
+  const agent = (name: string, node: string, ip: string) => {
+    const p = pod('monitoring', name, { app: 'node-agent' }, { hostNetwork: true, ip });
+    return { ...p, spec: { ...(p.spec as object), nodeName: node } } as typeof p;
+  };
+  const objs = baseCluster([ns('monitoring'), agent('agent-a', 'node-a', '192.168.0.10'), agent('agent-b', 'node-b', '192.168.0.11')]);
+  const policy = ccnp('coredns-from-pods', {
+    endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s-app': 'kube-dns' } },
+    ingress: [{ fromEndpoints: [{}], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }] }] }],
+  });
+  const { findings } = runRule(rule, objs, 'CREATE', policy);
+  t.equal(findings.length, 1);
+  t.same(findings[0]?.victims, ['monitoring/agent-b']);
+});

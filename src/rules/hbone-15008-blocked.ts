@@ -9,6 +9,7 @@ import type { ClusterState, Pod } from '../state/types.ts';
 import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
 import { ambientIngressClassKey, HBONE_PORT, hboneOpen, ingressShapeKey, type MeshPeer } from './ingress-helpers.ts';
+import { labelsChanged } from './mesh-l7-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'hbone-15008-blocked';
@@ -22,7 +23,11 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
   if (isCiliumConfigChange(change)) return [];
   // Only the destination's ingress policy is judged: a change that cannot affect ingress changes nothing.
   const touched = touchedPods(change, before, after, { direction: 'ingress' });
-  if (touched.pods.length === 0) return [];
+  // A Namespace's labels also decide whether its pods are mesh peers (ambient, sidecar) and which
+  // namespace-label peers match it: ambient destinations in other namespaces that admit its pods on an
+  // app port only start receiving their traffic over HBONE when it joins the mesh.
+  const peersElsewhere = change.kind === 'Namespace' && change.operation === 'UPDATE' && labelsChanged(change);
+  if (touched.pods.length === 0 && !peersElsewhere) return [];
   // Pods with the same namespace, labels and service account get the same verdict: judge one of each.
   const memo = new Map<string, boolean | undefined>();
   let firstBlocked: MeshPeer | undefined;
@@ -36,6 +41,11 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
     return v;
   };
   const { lost, stillMissing } = compareLoss(touched.pods, before, after, check, ambientIngressClassKey);
+  if (peersElsewhere) {
+    // Only new breakage counts there: their pre-existing problems are not this request's to repeat.
+    const others = after.list('Pod').filter((p) => p.metadata.namespace !== change.name && meshMode(after, p) === 'ambient');
+    lost.push(...compareLoss(others, before, after, check, ambientIngressClassKey).lost);
+  }
   const victims = lost.length > 0 ? lost : stillMissing;
   if (victims.length === 0) return [];
   const peer = firstBlocked;

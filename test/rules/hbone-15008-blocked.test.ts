@@ -179,3 +179,23 @@ t.test('a peer pinned to a namespace by matchExpressions is represented in that 
   // The same peer in a namespace outside the mesh connects in plaintext: fine.
   t.same(runRule(rule, baseCluster([...demo, ns('shop')]), 'CREATE', policy).findings, []);
 });
+
+t.test('enrolling a peer namespace into the mesh breaks the destinations that admit it on the app port only', async (t) => {
+  // hello-app (ambient) admits the clients of namespace legacy on 8000. While legacy is outside the mesh
+  // they connect in plaintext to 8000; once legacy joins ambient (or gets sidecars) their traffic
+  // arrives over HBONE on 15008, which the policy does not admit: the relabel breaks demo, not legacy.
+  const policy = cnp('demo', 'from-legacy', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'legacy', app: 'client' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }] }],
+  });
+  const objs = baseCluster([...demo, ns('legacy'), pod('legacy', 'client-1', { app: 'client' }), policy]);
+  const { findings } = runRule(rule, objs, 'UPDATE', ns('legacy', AMBIENT));
+  t.equal(findings.length, 1);
+  t.notOk(findings[0]?.preexisting);
+  t.same(findings[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+  t.match(findings[0]?.message ?? '', /^Namespace legacy: 2 ambient pods/);
+  // Sidecar injection makes the clients mesh peers as well.
+  t.equal(runRule(rule, objs, 'UPDATE', ns('legacy', { 'istio-injection': 'enabled' })).findings.length, 1);
+  // A label nothing reads there changes nothing.
+  t.same(runRule(rule, objs, 'UPDATE', ns('legacy', { team: 'x' })).findings, []);
+});

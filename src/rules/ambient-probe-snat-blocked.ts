@@ -26,8 +26,9 @@ function fixFor(change: Change, v6: boolean): string {
 }
 
 function evaluateProbes(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
-  if (isCiliumConfigChange(change)) return [];
-  // Probes are ingress: a policy change that cannot affect ingress cannot drop them.
+  // Probes are ingress: a policy change that cannot affect ingress cannot drop them. A cilium-config
+  // change of the policy mode (enable-policy: always, enable-non-default-deny-policies off) can put
+  // every ambient pod into ingress default deny: touchedPods then returns every pod.
   const touched = touchedPods(change, before, after, { direction: 'ingress' });
   if (touched.pods.length === 0) return [];
   const memo = new Map<string, boolean | undefined>();
@@ -41,13 +42,14 @@ function evaluateProbes(change: Change, before: ClusterState, after: ClusterStat
     return v;
   };
   const { lost, stillMissing } = compareLoss(touched.pods, before, after, check, ambientIngressClassKey);
-  const victims = lost.length > 0 ? lost : stillMissing;
+  // A cluster-wide config change repeats no pre-existing problem: only what it breaks is reported.
+  const victims = lost.length > 0 || isCiliumConfigChange(change) ? lost : stillMissing;
   if (victims.length === 0) return [];
   const v6 = probeSourceFor(victims[0]!) === PROBE_SNAT_IPV6;
   const src = v6 ? PROBE_SNAT_IPV6 : PROBE_SNAT_IPV4;
   const n = victims.length;
   const who = `${n} ambient pod${n === 1 ? '' : 's'}${touched.synthetic ? ' (pods this policy would select)' : ''}`;
-  const subject = isPolicyChange(change) || change.kind === 'Namespace' ? `${changeRef(change)}: ` : '';
+  const subject = isPolicyChange(change) || change.kind === 'Namespace' || isCiliumConfigChange(change) ? `${changeRef(change)}: ` : '';
   return [
     {
       rule: ID,
@@ -67,6 +69,7 @@ export const rule: Rule = {
   triggers: [
     { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
     { kinds: ['Namespace'], operations: ['UPDATE'] },
+    { kinds: ['ConfigMap'], operations: ['CREATE', 'UPDATE'] },
   ],
   evaluate: evaluateProbes,
 };

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { rule } from '../../src/rules/ambient-probe-snat-blocked.ts';
-import { baseCluster, ccnp, cnp, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
 import { runRule } from './rule-harness.ts';
 
 // Seed 004: the ambient "demo" namespace.
@@ -130,4 +130,20 @@ t.test('synthetic pod for a policy on an empty ambient namespace', async (t) => 
   const f = runRule(rule, baseCluster([ns('fresh', AMBIENT)]), 'CREATE', policy).findings;
   t.equal(f.length, 1);
   t.match(f[0]!.message, /pods this policy would select/);
+});
+
+t.test('cilium-config enable-policy: always puts ambient pods without ingress policy into default deny: denied', async (t) => {
+  t.ok(rule.triggers.some((tr) => tr.kinds.includes('ConfigMap') && tr.operations.includes('UPDATE')), 'cilium-config is a trigger');
+  const always = ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'always' });
+  const f = runRule(rule, baseCluster(demo), 'UPDATE', always).findings;
+  t.equal(f.length, 1);
+  t.notOk(f[0]?.preexisting);
+  t.equal(f[0]?.victimCount, 3);
+  t.match(f[0]?.message ?? '', /^ConfigMap kube-system\/cilium-config: 3 ambient pods ingress-enforced/);
+  t.match(f[0]?.fix ?? '', /169\.254\.7\.127\/32/);
+  // Istio's hostprobes policy keeps them admitted; edits that do not touch the policy mode are not judged.
+  t.same(runRule(rule, baseCluster([...demo, hostprobes]), 'UPDATE', always).findings, []);
+  t.same(runRule(rule, baseCluster(demo), 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'cni-exclusive': 'true' })).findings, []);
+  // Probes that were already blocked are not this request's problem to repeat.
+  t.same(runRule(rule, baseCluster([...demo, helloIngress()]), 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'policy-cidr-match-mode': 'nodes' })).findings, []);
 });

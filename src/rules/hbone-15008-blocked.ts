@@ -19,9 +19,9 @@ function plural(n: number, word: string): string {
 }
 
 function evaluateHbone(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
-  // cilium-config changes of the policy mode are cluster-wide and judged by the egress/deny rules.
-  if (isCiliumConfigChange(change)) return [];
   // Only the destination's ingress policy is judged: a change that cannot affect ingress changes nothing.
+  // A cilium-config change of the policy mode (enable-non-default-deny-policies off makes
+  // enableDefaultDeny.ingress: false allows enforce) touches every pod.
   const touched = touchedPods(change, before, after, { direction: 'ingress' });
   // A Namespace's labels also decide whether its pods are mesh peers (ambient, sidecar) and which
   // namespace-label peers match it: ambient destinations in other namespaces that admit its pods on an
@@ -46,7 +46,8 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
     const others = after.list('Pod').filter((p) => p.metadata.namespace !== change.name && meshMode(after, p) === 'ambient');
     lost.push(...compareLoss(others, before, after, check, ambientIngressClassKey).lost);
   }
-  const victims = lost.length > 0 ? lost : stillMissing;
+  // A cluster-wide config change repeats no pre-existing problem: only what it breaks is reported.
+  const victims = lost.length > 0 || isCiliumConfigChange(change) ? lost : stillMissing;
   if (victims.length === 0) return [];
   const peer = firstBlocked;
   const via = !peer
@@ -55,7 +56,7 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
       ? ` (service traffic arrives from waypoint ${peer.waypoint}, which is not allowed on ${HBONE_PORT})`
       : ` (e.g. ${peer.description}: allowed on ${peer.appPort}, not on ${HBONE_PORT})`;
   const who = `${plural(victims.length, 'ambient pod')}${touched.synthetic ? ' (pods this policy would select)' : ''}`;
-  const subject = isPolicyChange(change) || change.kind === 'Namespace' ? `${changeRef(change)}: ` : '';
+  const subject = isPolicyChange(change) || change.kind === 'Namespace' || isCiliumConfigChange(change) ? `${changeRef(change)}: ` : '';
   const message = `${subject}${who} admit mesh peers but not TCP ${HBONE_PORT} (HBONE)${via}; ztunnel traffic to them is dropped: ${describeVictims(victims)}`;
   const target = peer ? formatPolicyRef(peer.policy) : isPolicyChange(change) && change.object ? changeRef(change) : 'the ingress policy';
   const fix = peer?.waypoint
@@ -80,6 +81,7 @@ export const rule: Rule = {
   triggers: [
     { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
     { kinds: ['Namespace'], operations: ['UPDATE'] },
+    { kinds: ['ConfigMap'], operations: ['CREATE', 'UPDATE'] },
   ],
   evaluate: evaluateHbone,
 };

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { rule } from '../../src/rules/hbone-15008-blocked.ts';
-import { baseCluster, ccnp, cnp, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
 import { runRule } from './rule-harness.ts';
 
 // Seed 004: the ambient "demo" namespace with the gateway, hello-app and postgres.
@@ -198,4 +198,23 @@ t.test('enrolling a peer namespace into the mesh breaks the destinations that ad
   t.equal(runRule(rule, objs, 'UPDATE', ns('legacy', { 'istio-injection': 'enabled' })).findings.length, 1);
   // A label nothing reads there changes nothing.
   t.same(runRule(rule, objs, 'UPDATE', ns('legacy', { team: 'x' })).findings, []);
+});
+
+t.test('cilium-config turning enable-non-default-deny-policies off makes an app-port-only allow enforce: denied', async (t) => {
+  t.ok(rule.triggers.some((tr) => tr.kinds.includes('ConfigMap') && tr.operations.includes('UPDATE')), 'cilium-config is a trigger');
+  // enableDefaultDeny.ingress: false keeps the pods in default allow (its allow is redundant) while the
+  // flag is on; with the flag off the agent ignores enableDefaultDeny and the section enforces.
+  const nonDefault = cnp('demo', 'hello-app-ingress', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    enableDefaultDeny: { ingress: false },
+    ingress: [{ fromEndpoints: [{ matchLabels: { app: 'hello-gateway' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }] }],
+  });
+  const off = ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'enable-non-default-deny-policies': 'false' });
+  const f = runRule(rule, baseCluster([...demo, nonDefault]), 'UPDATE', off).findings;
+  t.equal(f.length, 1);
+  t.notOk(f[0]?.preexisting);
+  t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+  t.match(f[0]?.message ?? '', /^ConfigMap kube-system\/cilium-config: 2 ambient pods/);
+  // Already broken before (an enforcing app-port-only policy): not repeated on a config change.
+  t.same(runRule(rule, baseCluster([...demo, onlyApp]), 'UPDATE', off).findings, []);
 });

@@ -10,6 +10,7 @@ import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import { changeRef, compareLoss, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
 import { enablesAmbient } from './istio-usage-helpers.ts';
+import { ambientIngressClassKey } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'ambient-dns-policy-ineffective';
@@ -64,7 +65,9 @@ function evaluateDnsAmbient(change: Change, before: ClusterState, after: Cluster
     if (state === after) for (const x of r) found.add(x);
     return r.length === 0;
   };
-  const { lost, stillMissing } = compareLoss(touched.pods, before, after, ok);
+  // The verdict reads the pod's data plane (containers, sidecar and ambient annotations) besides its
+  // identity: replicas with equal labels can differ there (mid-migration, per-pod opt-outs).
+  const { lost, stillMissing } = compareLoss(touched.pods, before, after, ok, ambientIngressClassKey);
   const victims = lost.length > 0 ? lost : stillMissing;
   if (victims.length === 0) return [];
   const shown = [...found].slice(0, 2).join(', ') + (found.size > 2 ? ` and ${found.size - 2} more` : '');

@@ -79,3 +79,23 @@ t.test('a restriction for a namespace with no pods yet uses the synthetic pod', 
   t.equal(f.length, 1);
   t.match(f[0]!.message, /pods this policy would select/);
 });
+
+t.test('replicas with the same labels but a different data plane are judged one by one', async (t) => {
+  // Mid-migration from sidecars to ambient: a replica created before injection was turned off still
+  // runs its sidecar; a replacement of the same ReplicaSet (same labels) is captured by ambient.
+  const objs = baseCluster([
+    ns('demo', AMBIENT),
+    pod('demo', 'hello-app-1', { app: 'hello-app' }, { sidecar: true }),
+    pod('demo', 'hello-app-2', { app: 'hello-app' }),
+  ]);
+  const f = runRule(rule, objs, 'CREATE', restricted).findings;
+  t.equal(f.length, 1);
+  t.same(f[0]?.victims, ['demo/hello-app-2']);
+  // Likewise a replica opted out of DNS capture by annotation is no victim, its sibling is.
+  const optOut = baseCluster([
+    ns('demo', AMBIENT),
+    pod('demo', 'hello-app-1', { app: 'hello-app' }, { annotations: { 'ambient.istio.io/dns-capture': 'false' } }),
+    pod('demo', 'hello-app-2', { app: 'hello-app' }),
+  ]);
+  t.same(runRule(rule, optOut, 'CREATE', restricted).findings[0]?.victims, ['demo/hello-app-2']);
+});

@@ -2,7 +2,7 @@
 // transform), and a Decision becomes the AdmissionResponse that kubectl shows to the user.
 
 import { KINDS, kindOfGVK, type KindName } from '../state/kinds.ts';
-import { keepAnnotation, transformObject } from '../state/transform.ts';
+import { keepAnnotation, transformRequestObject } from '../state/transform.ts';
 import type { KubeObject, ObjectMeta } from '../state/types.ts';
 import type { ActedFinding, Decision } from '../rules/types.ts';
 import type { Change, UserInfo } from './change.ts';
@@ -71,7 +71,7 @@ function slim(kind: KindName | undefined, gvk: Change['gvk'], raw: Raw, req: Adm
     apiVersion: typeof raw.apiVersion === 'string' ? raw.apiVersion : apiVersionOf(gvk),
     kind: typeof raw.kind === 'string' ? raw.kind : gvk.kind,
   };
-  const obj = kind ? transformObject(kind, typed) : minimalObject(typed);
+  const obj = kind ? transformRequestObject(kind, typed) : minimalObject(typed);
   return withIdentity(obj, kind, req);
 }
 

@@ -84,11 +84,17 @@ function exact<T>(a: T[]): T[] {
 // values (names, IPs, resourceVersions) are not interned, they would only churn the cache.
 const strings = new Interner<string>(1 << 15);
 const INTERN_MAX_LENGTH = 256;
+/**
+ * False while transforming an admission request's objects: they live for one request, so they reuse
+ * the shared values the state already has but add none (every request would otherwise push its own
+ * names and label values into the interners, to be promoted to the old generation and churned out).
+ */
+let addShared = true;
 function intern(s: string): string {
   if (s.length > INTERN_MAX_LENGTH) return s;
   const hit = strings.get(s);
   if (hit !== undefined) return hit;
-  strings.set(s, s);
+  if (addShared) strings.set(s, s);
   return s;
 }
 function istr(v: unknown): string | undefined {
@@ -132,7 +138,7 @@ function stringMap(v: unknown, keep?: (key: string) => boolean, share = true): L
   const key = parts.join('');
   const hit = stringMaps.get(key);
   if (hit !== undefined) return hit;
-  stringMaps.set(key, out);
+  if (addShared) stringMaps.set(key, out);
   return out;
 }
 
@@ -242,7 +248,7 @@ function containers(v: unknown): Container[] {
   const hit = containerLists.get(key);
   if (hit !== undefined) return hit;
   const list = exact(out);
-  containerLists.set(key, list);
+  if (addShared) containerLists.set(key, list);
   return list;
 }
 
@@ -441,6 +447,17 @@ function apiVersionFor(kind: KindName, raw: Rec): string {
   if (given) return intern(given);
   const k = KINDS[kind];
   return k.group ? `${k.group}/${k.version}` : k.version;
+}
+
+/** transformObject() for an object that lives for one admission request (see `addShared`). */
+export function transformRequestObject(kind: KindName, raw: unknown): KubeObject {
+  const previous = addShared;
+  addShared = false;
+  try {
+    return transformObject(kind, raw);
+  } finally {
+    addShared = previous;
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { KIND_NAMES } from '../../src/state/kinds.ts';
-import { keepAnnotation, transformObject } from '../../src/state/transform.ts';
+import { keepAnnotation, transformObject, transformRequestObject } from '../../src/state/transform.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
 import type { ConfigMap, Deployment, MutatingWebhookConfiguration, Pod, PolicyObject, Service } from '../../src/state/types.ts';
 
@@ -194,4 +194,17 @@ t.test('stateFromObjects loads known kinds and ignores the rest', async (t) => {
   t.equal(s.podsWithLabel('shop', 'app', 'web').length, 1);
   t.equal(s.list('Gateway').length, 0);
   t.ok(s.get('Namespace', undefined, 'shop'));
+});
+
+t.test('request objects reuse the shared values of the state but add none', async (t) => {
+  const podWith = (name: string, labels: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'ns', labels }, spec: { containers: [] } });
+  const stateA = transformObject('Pod', podWith('a', { app: 'shared-app-label' })) as Pod;
+  const request = transformRequestObject('Pod', podWith('r', { app: 'shared-app-label' })) as Pod;
+  t.equal(request.metadata.labels, stateA.metadata.labels, 'a label map the state has is shared');
+  const requestOnly = transformRequestObject('Pod', podWith('r2', { team: 'only-in-a-request-7f3a' })) as Pod;
+  const stateB = transformObject('Pod', podWith('b', { team: 'only-in-a-request-7f3a' })) as Pod;
+  t.not(stateB.metadata.labels, requestOnly.metadata.labels, 'a request did not insert its label map');
+  t.same(stateB.metadata.labels, requestOnly.metadata.labels);
+  const stateC = transformObject('Pod', podWith('c', { team: 'only-in-a-request-7f3a' })) as Pod;
+  t.equal(stateC.metadata.labels, stateB.metadata.labels, 'state objects share again after a request transform');
 });

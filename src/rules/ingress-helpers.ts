@@ -18,6 +18,7 @@ import {
   normalizeKey,
   podIdentityKey,
   policiesSelecting,
+  policySettings,
   SERVICE_ACCOUNT_LABEL,
   waypointFor,
   selectorIsReserved,
@@ -332,6 +333,8 @@ function someTcpPort(el: RuleElement): boolean {
  */
 export function ingressFromIp(state: ClusterState, pod: Pod, ip: string): { enforced: boolean; verdict: 'allowed' | 'denied'; by: readonly PolicyRef[] } {
   const enf = enforcement(state, pod, 'ingress');
+  // enable-policy: never turns every policy off, deny rules included (as reachable() answers).
+  if (policySettings(state).enablePolicy === 'never') return { enforced: false, verdict: 'allowed', by: [] };
   const id = ipIdentity(state, ip, pod.spec.nodeName);
   const matches = (peer: Peer): boolean => {
     switch (peer.type) {

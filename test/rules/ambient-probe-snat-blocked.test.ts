@@ -147,3 +147,9 @@ t.test('cilium-config enable-policy: always puts ambient pods without ingress po
   // Probes that were already blocked are not this request's problem to repeat.
   t.same(runRule(rule, baseCluster([...demo, helloIngress()]), 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'policy-cidr-match-mode': 'nodes' })).findings, []);
 });
+
+t.test('enable-policy: never enforces no policy, deny rules included: nothing to report', async (t) => {
+  const denyWorld = cnp('demo', 'deny-world', { endpointSelector: {}, ingressDeny: [{ fromEntities: ['world'] }] });
+  t.equal(runRule(rule, baseCluster(demo), 'CREATE', denyWorld).findings.length, 1, 'the SNATed probes are world');
+  t.same(runRule(rule, baseCluster(demo, { ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'never' }), 'CREATE', denyWorld).findings, []);
+});

@@ -42,6 +42,14 @@ const requests = (JSON.parse(readFileSync(values.bodies!, 'utf8')) as string[]).
 
 let errors = 0;
 const statuses = new Map<number, number>();
+/** Longest wait for one answer; a request that takes longer is an error and its connection is dropped. */
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/** An answer this client cannot frame would turn into made-up numbers: stop the run instead. */
+function protocolError(what: string): never {
+  process.stderr.write(`load: ${what}; this generator only reads answers framed by Content-Length\n`);
+  process.exit(3);
+}
 const HEADER_END = Buffer.from('\r\n\r\n');
 
 /**
@@ -54,6 +62,7 @@ class Connection {
   #open = false;
   #pending: Buffer | undefined;
   #done: ((ok: boolean) => void) | undefined;
+  #timer: NodeJS.Timeout | undefined;
   ready!: Promise<void>;
 
   constructor() {
@@ -96,11 +105,17 @@ class Connection {
     return new Promise((resolve) => {
       this.#done = resolve;
       this.#pending = undefined;
+      this.#timer = setTimeout(() => {
+        this.#open = false;
+        this.#socket.destroy();
+        this.#finish(false);
+      }, REQUEST_TIMEOUT_MS);
       this.#socket.write(request);
     });
   }
 
   #onData(chunk: Buffer): void {
+    if (this.#done === undefined) protocolError('the server sent data with no request in flight');
     const buf = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
     const end = buf.indexOf(HEADER_END);
     if (end < 0) {
@@ -108,8 +123,11 @@ class Connection {
       return;
     }
     const head = buf.toString('latin1', 0, end);
-    const m = /content-length:\s*(\d+)/i.exec(head);
-    const total = end + 4 + (m ? Number(m[1]) : 0);
+    if (/\r\ntransfer-encoding:/i.test(head)) protocolError('an answer with Transfer-Encoding');
+    const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    if (!m) protocolError('an answer without Content-Length');
+    const total = end + 4 + Number(m[1]);
+    if (buf.length > total) protocolError('more data than one answer (the server answered twice?)');
     if (buf.length < total) {
       this.#pending = buf;
       return;
@@ -126,6 +144,7 @@ class Connection {
   }
 
   #finish(ok: boolean): void {
+    clearTimeout(this.#timer);
     const done = this.#done;
     this.#done = undefined;
     if (done === undefined) return;

@@ -4,7 +4,7 @@
 // everything" (cilium#14992).
 
 import type { Change } from '../admission/change.ts';
-import { policiesSelecting, policyModel, policySettings, subjectPods, type Direction, type PolicyModel } from '../policy/index.ts';
+import { formatPolicyRef, podsSelectedBy, policiesSelecting, policyModel, policySettings, subjectPods, type Direction, type PolicyModel } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import { changeRef } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
@@ -63,9 +63,17 @@ function evaluateDenyOnly(change: Change, before: ClusterState, after: ClusterSt
   const raws = rawRules(obj);
   const models = policyModel(obj);
   const dirs = DIRECTIONS.filter((d) => models.some((m) => !m.selectsNodes && denyOnlyRaw(raws[m.specIndex], d)));
-  if (dirs.length === 0) return [];
-  const { pods, synthetic } = subjectPods(after, obj);
   const findings: Finding[] = [];
+  // An update that takes the last enforcing allow away from pods (removes the section, narrows the
+  // selector, sets enableDefaultDeny false) leaves another policy's deny-only rule holding them in
+  // default deny: as broken as creating that rule, though this object has no deny-only rule itself.
+  const old = change.operation === 'UPDATE' ? (change.oldObject as PolicyObject | undefined) : undefined;
+  for (const d of old ? DIRECTIONS.filter((x) => !dirs.includes(x)) : []) {
+    const f = leftToDenyOnly(change, before, after, old!, d, settings.nonDefaultDenyPolicies);
+    if (f) findings.push(f);
+  }
+  if (dirs.length === 0) return findings;
+  const { pods, synthetic } = subjectPods(after, obj);
   for (const d of dirs) {
     const lost: Pod[] = [];
     const still: Pod[] = [];
@@ -96,6 +104,35 @@ function evaluateDenyOnly(change: Change, before: ClusterState, after: ClusterSt
     });
   }
   return findings;
+}
+
+/** Pods the old object selected that this update leaves enforced in direction `d` by deny-only rules alone. */
+function leftToDenyOnly(change: Change, before: ClusterState, after: ClusterState, old: PolicyObject, d: Direction, nonDefaultDeny: boolean): Finding | undefined {
+  const lost: Pod[] = [];
+  const by = new Map<string, PolicyModel>();
+  for (const pod of podsSelectedBy(before, old)) {
+    const here = after.get('Pod', pod.metadata.namespace, pod.metadata.name);
+    if (!here) continue;
+    const now = enforcingModels(after, here, d);
+    if (!now.allDenyOnly || enforcingModels(before, pod, d).allDenyOnly) continue;
+    lost.push(here);
+    for (const m of now.models) by.set(formatPolicyRef(m.ref), m);
+  }
+  if (lost.length === 0) return undefined;
+  const denyRefs = [...by.keys()];
+  const shown = denyRefs.length > 2 ? `${denyRefs.slice(0, 2).join(', ')} and ${denyRefs.length - 2} more` : denyRefs.join(', ');
+  const who = `${lost.length} pod${lost.length === 1 ? '' : 's'}`;
+  const fix = nonDefaultDeny
+    ? `keep a ${d} allow for these pods in ${changeRef(change)}, or add enableDefaultDeny: {${d}: false} to ${shown} (Cilium >= 1.16) so only its ${d}Deny entries drop traffic`
+    : `keep a ${d} allow for these pods in ${changeRef(change)} (enable-non-default-deny-policies is off, so enableDefaultDeny on ${shown} is ignored)`;
+  return {
+    rule: ID,
+    message:
+      `${changeRef(change)} no longer enforces ${d} for ${who}, which stay in ${d} default deny through deny-only rules (${shown}): ` +
+      `all ${d} traffic no other policy allows is dropped, not just the denied traffic: ${describeVictims(lost)}`,
+    fix,
+    ...victimsOf(lost),
+  };
 }
 
 export const rule: Rule = {

@@ -98,3 +98,25 @@ t.test('a new namespace with no pods yet is judged on the synthetic pod', async 
   t.equal(findings.length, 1);
   t.match(findings[0]!.message, /pods this policy would select/);
 });
+
+t.test('an UPDATE of another policy that drops the last allow section leaves the deny-only rule enforcing: caught', async (t) => {
+  // block-ssh (ingressDeny only) was harmless while web-ingress enforced ingress with its allows. Once
+  // web-ingress keeps only egress rules, block-ssh alone holds the web pods in ingress default deny.
+  const blockSsh = cnp('apps', 'block-ssh', { endpointSelector: {}, ingressDeny: [{ toPorts: [{ ports: [{ port: '22' }] }] }] });
+  const webIngress = cnp('apps', 'web-ingress', { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{ fromEntities: ['cluster'] }] });
+  const objs = baseCluster([...apps, blockSsh, webIngress]);
+  const egressOnly = cnp('apps', 'web-ingress', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEntities: ['all'] }] });
+  const { findings } = runRule(rule, objs, 'UPDATE', egressOnly);
+  t.equal(findings.length, 1);
+  t.notOk(findings[0]?.preexisting);
+  t.same(findings[0]?.victims, ['apps/web-1', 'apps/web-2']);
+  t.match(findings[0]?.message ?? '', /CiliumNetworkPolicy apps\/web-ingress no longer enforces ingress for 2 pods/);
+  t.match(findings[0]?.message ?? '', /CiliumNetworkPolicy apps\/block-ssh/);
+  t.match(findings[0]?.fix ?? '', /enableDefaultDeny: \{ingress: false\} to CiliumNetworkPolicy apps\/block-ssh/);
+  // Narrowing the allow policy's selector does the same to the pods it lets go.
+  const narrowed = cnp('apps', 'web-ingress', { endpointSelector: { matchLabels: { app: 'web', tier: 'front' } }, ingress: [{ fromEntities: ['cluster'] }] });
+  t.equal(runRule(rule, objs, 'UPDATE', narrowed).findings.length, 1);
+  // An update that keeps an allow section is fine.
+  const relabelled = cnp('apps', 'web-ingress', { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{ fromEntities: ['cluster'] }, { fromEntities: ['host'] }] });
+  t.same(runRule(rule, objs, 'UPDATE', relabelled).findings, []);
+});

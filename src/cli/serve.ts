@@ -76,9 +76,9 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     decide,
     // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
     // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.
-    warmUp: async () => {
+    warmUp: async (shouldStop) => {
       const t0 = performance.now();
-      const decisions = await warmUpInSlices(decide, ctx.rules, () => source.state, WARM_UP_MS);
+      const decisions = await warmUpInSlices(decide, ctx.rules, () => source.state, WARM_UP_MS, 10 * WARM_UP_MS, 20, shouldStop);
       logger.info({ decisions, ms: Math.round(performance.now() - t0) }, 'decision path warmed up');
     },
     tlsCertFile: opts.tlsCert,

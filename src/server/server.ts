@@ -51,10 +51,11 @@ export interface ServerOptions {
   readonly closeTimeoutMs?: number;
   /**
    * Run once the state is synced, before readiness answers ready (a bounded warm-up of the decision
-   * path; see verdict/warmup.ts). Started by startWarmUp() or by the first readiness probe that finds
-   * the state synced; readiness answers 503 "warming up" until it settles.
+   * path; see verdict/warmup.ts). Started by startWarmUp(), by a check every 250 ms once listening, or
+   * by a readiness probe that finds the state synced; readiness answers 503 "warming up" until it
+   * settles. `shouldStop` turns true when shutdown begins: a warm-up should then end early.
    */
-  readonly warmUp?: () => void | Promise<void>;
+  readonly warmUp?: (shouldStop: () => boolean) => void | Promise<void>;
 }
 
 export interface MeshguardServer {
@@ -152,11 +153,11 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   let draining = false;
   let warmUpState: 'pending' | 'running' | 'done' = opts.warmUp ? 'pending' : 'done';
   const startWarmUp = (): void => {
-    if (warmUpState !== 'pending' || !source.synced()) return;
+    if (warmUpState !== 'pending' || draining || !source.synced()) return;
     warmUpState = 'running';
     const t0 = performance.now();
     Promise.resolve()
-      .then(() => opts.warmUp!())
+      .then(() => opts.warmUp!(() => draining))
       .catch((e: unknown) => logger.warn({ err: (e as Error).message, ms: Math.round(performance.now() - t0) }, 'warm-up failed'))
       .finally(() => {
         warmUpState = 'done';
@@ -278,6 +279,15 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     async listen() {
       const url = await app.listen({ host: opts.host ?? '0.0.0.0', port: opts.port });
       listening = true;
+      // The state may sync at any time (a live source's last stream, a resync): start the warm-up as
+      // soon as it does rather than at the next readiness probe.
+      if (warmUpState === 'pending') {
+        const poll = setInterval(() => {
+          startWarmUp();
+          if (warmUpState !== 'pending' || draining) clearInterval(poll);
+        }, 250);
+        poll.unref();
+      }
       reloader.start();
       logger.info({ url, serial: initial.serial, notAfter: initial.notAfter }, 'tls: serving certificate loaded');
       return url;

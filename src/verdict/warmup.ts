@@ -85,6 +85,7 @@ export async function warmUpInSlices(
   budgetMs: number,
   capMs = 10 * budgetMs,
   sliceMs = 20,
+  shouldStop: () => boolean = () => false,
 ): Promise<number> {
   const changes = warmUpChanges(rules, state());
   let spent = 0;
@@ -101,7 +102,10 @@ export async function warmUpInSlices(
       decide(c, state());
       n++;
       if (used() > capMs) return n;
-      if (performance.now() - sliceStart >= sliceMs) await yieldNow();
+      if (performance.now() - sliceStart >= sliceMs) {
+        await yieldNow();
+        if (shouldStop()) return n;
+      }
     }
   }
   return n;

@@ -101,6 +101,14 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const logLines: { msg?: string }[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    try {
+      logLines.push(JSON.parse(l) as { msg?: string });
+    } catch {
+      // not JSON: ignore
+    }
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -108,14 +116,17 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   const url = await listeningUrl(child);
   t.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
   t.equal(await get(url, '/healthz'), 200);
-  // A snapshot is synced before listening, so the warm-up starts at once; readiness follows it.
+  // A snapshot is synced before listening, so the warm-up (at least 0.5 s of decisions) starts at once
+  // and the first probe finds it running; readiness follows it.
   let ready = await get(url, '/readyz');
+  t.equal(ready, 503, 'warming up right after listening');
   for (const until = Date.now() + 15_000; ready !== 200 && Date.now() < until; ) {
     t.equal(ready, 503, 'not ready only while warming up');
     await new Promise((r) => setTimeout(r, 50));
     ready = await get(url, '/readyz');
   }
   t.equal(ready, 200, 'ready after the warm-up');
+  t.ok(logLines.some((l) => l.msg === 'decision path warmed up'), 'the warm-up logged its end before readiness');
 
   const review = {
     apiVersion: 'admission.k8s.io/v1',

@@ -223,6 +223,42 @@ t.test('readiness waits for the warm-up, and probes are answered while it runs',
   t.equal(await ready(), '200 ready');
 });
 
+t.test('the warm-up starts as soon as the state syncs, without waiting for a probe, and hears about shutdown', async (t) => {
+  const source = fakeSource(false);
+  let started = 0;
+  let stop: (() => boolean) | undefined;
+  const s = await startServer(t, {
+    source,
+    drainSeconds: 1,
+    warmUp: (shouldStop) => {
+      started++;
+      stop = shouldStop;
+      return new Promise<void>(() => undefined); // still running when shutdown begins
+    },
+  });
+  await new Promise((r) => setTimeout(r, 400));
+  t.equal(started, 0, 'not before the state is synced');
+  source.setSynced(true);
+  await new Promise((r) => setTimeout(r, 600));
+  t.equal(started, 1, 'started by itself once synced');
+  t.equal(stop?.(), false);
+  const done = s.server.shutdown();
+  t.equal(stop?.(), true, 'told to stop when shutdown begins');
+  await done;
+});
+
+t.test('no warm-up starts once shutdown has begun', async (t) => {
+  const source = fakeSource(false);
+  let started = 0;
+  const s = await startServer(t, { source, drainSeconds: 1, warmUp: () => void started++ });
+  const done = s.server.shutdown();
+  source.setSynced(true);
+  s.server.startWarmUp();
+  await new Promise((r) => setTimeout(r, 400));
+  t.equal(started, 0);
+  await done;
+});
+
 t.test('a failed warm-up is logged and does not keep the webhook unready', async (t) => {
   const s = await startServer(t, { warmUp: () => Promise.reject(new Error('boom')) });
   s.server.startWarmUp();

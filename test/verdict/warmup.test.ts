@@ -74,3 +74,21 @@ t.test('the sliced warm-up hands the event loop back and keeps to its budget', a
   t.ok(took < 1500, 'stops near its budget');
   t.equal(await warmUpInSlices(decide, rules, () => stateFromObjects([]), 100), 0, 'an empty state has nothing to warm');
 });
+
+t.test('the sliced warm-up ends at the first slice boundary after it is told to stop', async (t) => {
+  const rules = allRules();
+  const s = stateFromObjects(baseCluster([ns('shop'), pod('shop', 'web-1', { app: 'web' })]) as never);
+  const real = createDecide(rules, defaultConfig());
+  let calls = 0;
+  const decide: typeof real = (c, st) => {
+    calls++;
+    const end = performance.now() + 2;
+    while (performance.now() < end);
+    return real(c, st);
+  };
+  let stop = false;
+  setTimeout(() => (stop = true), 30);
+  const n = await warmUpInSlices(decide, rules, () => s, 5_000, 50_000, 5, () => stop);
+  t.equal(n, calls);
+  t.ok(n > 0 && n < 100, `stopped early (${n} decisions, a 5 s budget would allow ~2500)`);
+});

@@ -17,7 +17,8 @@ function targets(state: ClusterState, pods: readonly Pod[]): Target[] {
   for (const p of pods) if (p.status?.podIP) out.push({ type: 'ip', ip: p.status.podIP });
   for (const s of state.list('Service') as readonly Service[]) if (s.spec.clusterIP && s.spec.clusterIP !== 'None') out.push({ type: 'ip', ip: s.spec.clusterIP });
   for (const n of state.list('Node')) for (const a of (n as { status?: { addresses?: { type: string; address: string }[] } }).status?.addresses ?? []) if (a.type.endsWith('IP')) out.push({ type: 'ip', ip: a.address });
-  out.push({ type: 'ip', ip: '8.8.8.8' }, { type: 'fqdn', name: 'api.example.com' });
+  out.push({ type: 'ip', ip: '8.8.8.8' });
+  for (const name of ['api.example.com', 'www.example.com', 'api.example.org']) out.push({ type: 'fqdn', name });
   for (const e of TARGET_ENTITIES) out.push({ type: 'entity', entity: e });
   return out;
 }
@@ -52,4 +53,33 @@ t.test('the synthetic bench cluster (sidecar, ambient and plain namespaces)', as
   const state = stateFromObjects(generateCluster(150));
   const pods = (state.list('Pod') as readonly Pod[]).filter((_, i) => i % 3 === 0);
   compare(t, state, pods, 'bench cluster');
+});
+
+t.test('toFQDNs allows, with and without the DNS proxy seeing the lookup', async (t) => {
+  const dnsToKubeDns = { toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s:k8s-app': 'kube-dns' } }] };
+  const fqdnPolicy = (name: string, namespace: string, withDnsRules: boolean) => ({
+    apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name, namespace },
+    spec: {
+      endpointSelector: {},
+      egress: [
+        { ...dnsToKubeDns, toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }], ...(withDnsRules ? { rules: { dns: [{ matchPattern: '*.example.com' }] } } : {}) }] },
+        { toFQDNs: [{ matchName: 'api.example.com' }, { matchPattern: '*.example.org' }], toPorts: [{ ports: [{ port: '443', protocol: 'TCP' }] }] },
+      ],
+    },
+  });
+  const base = loadSnapshot([EXAMPLES]);
+  const namespaces = [...new Set((base.list('Pod') as readonly Pod[]).map((p) => p.metadata.namespace ?? ''))].filter((n) => n !== 'kube-system').slice(0, 2);
+  t.equal(namespaces.length, 2);
+  const state = stateFromObjects([
+    ...(base.list('Pod') as unknown[]), ...base.list('Namespace'), ...base.list('Service'), ...base.list('EndpointSlice'), ...base.list('ConfigMap'), ...base.list('Node'),
+    fqdnPolicy('fqdn-seen', namespaces[0]!, true),
+    fqdnPolicy('fqdn-unseen', namespaces[1]!, false),
+  ]);
+  const pods = (state.list('Pod') as readonly Pod[]).filter((p) => namespaces.includes(p.metadata.namespace ?? ''));
+  compare(t, state, pods, 'toFQDNs');
+  // The case the comparison must cover: an FQDN allow that holds only when the proxy sees the lookup.
+  const seen = pods.find((p) => p.metadata.namespace === namespaces[0])!;
+  const unseen = pods.find((p) => p.metadata.namespace === namespaces[1])!;
+  t.equal(reachable(state, seen, { type: 'fqdn', name: 'api.example.com' }, 443, 'TCP'), true, 'allowed: the DNS rules see *.example.com');
+  t.equal(reachable(state, unseen, { type: 'fqdn', name: 'api.example.com' }, 443, 'TCP'), false, 'no DNS rules: the proxy never learns the name');
 });

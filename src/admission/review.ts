@@ -208,7 +208,12 @@ const CONTINUATION = '  ';
  */
 export function warningLines(f: ActedFinding): string[] {
   const tag = f.wouldDeny ? '(audit: would be denied) ' : f.preexisting ? '(pre-existing) ' : '';
-  const text = oneLine(`[${f.rule}] ${tag}${f.message}${f.fix ? ` Fix: ${f.fix}` : ''} (${docsRef(f.rule)})`);
+  return wrapWarning(`[${f.rule}] ${tag}${f.message}${f.fix ? ` Fix: ${f.fix}` : ''} (${docsRef(f.rule)})`);
+}
+
+/** One warning's text as lines of at most LIMITS.warningChars, wrapped at words, indented after the first. */
+function wrapWarning(raw: string): string[] {
+  const text = oneLine(raw);
   const max = LIMITS.warningChars;
   const lines: string[] = [];
   let line = '';
@@ -298,7 +303,7 @@ export function toAdmissionResponse(uid: string, decision: Decision): AdmissionR
   if (!decision.allowed) {
     response.status = { code: 403, reason: 'Forbidden', message: denyMessage(denying) };
   }
-  for (const n of [...(decision.notices ?? [])].reverse()) warn.unshift([`meshguard: ${oneLine(n)}`]);
+  for (const n of [...(decision.notices ?? [])].reverse()) warn.unshift(wrapWarning(`meshguard: ${n}`));
   if (warn.length > 0) response.warnings = buildWarnings(warn);
   if (audit.size > 0) {
     const annotations: Record<string, string> = {};

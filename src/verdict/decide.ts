@@ -90,7 +90,8 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
 
   return function decide(change: Change, before: ClusterState): Decision {
     const decision = decideRules(change, before);
-    const notices = skipNotices(change, knownRules);
+    // On DELETE the annotations belong to the object going away: nothing left to correct.
+    const notices = change.operation === 'DELETE' ? [] : skipNotices(change, knownRules);
     return notices.length > 0 ? { ...decision, notices } : decision;
   };
 

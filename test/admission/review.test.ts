@@ -179,6 +179,12 @@ t.test('response: notices come first among the warnings, tagged meshguard', asyn
   });
   t.equal(r.warnings?.[0], 'meshguard: meshguard.io/skip is ignored: it takes effect only with a non-empty meshguard.io/skip-reason');
   t.match(r.warnings?.[1], /^\[dns-egress-missing\] m/);
+  // A long notice wraps like a finding instead of losing its end.
+  const ids = Array.from({ length: 12 }, (_, i) => `no-such-rule-${i}`).join(', ');
+  const long = toAdmissionResponse('u', { allowed: true, findings: [], skipped: [], notices: [`meshguard.io/skip names unknown rules: ${ids} (meshguard rules lists them)`] });
+  t.ok(long.warnings!.length > 1);
+  t.ok(long.warnings!.every((l) => l.length <= 120));
+  t.match(long.warnings!.join(' '), /no-such-rule-11 \(meshguard rules lists them\)/);
 });
 
 t.test('response: a long warning is wrapped into several lines, never cut mid-sentence', async (t) => {

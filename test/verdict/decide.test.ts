@@ -239,6 +239,9 @@ t.test('skip annotation: rule ids meshguard does not have are reported', async (
   const exemptNs = createDecide(FAKE_RULES, config({ ...config(), exemptions: { namespaces: ['team-a'] } }))(makeChange('CREATE', obj), state);
   t.ok(exemptNs.exemptReason);
   t.equal(exemptNs.notices?.length, 1);
+  // Not on DELETE: the annotated object is going away.
+  const del = createDecide(FAKE_RULES, config())(makeChange('DELETE', undefined, obj), memoryState([ns('team-a'), obj]));
+  t.equal(del.notices, undefined);
 });
 
 t.test('skip annotation: only the listed rules are skipped', async (t) => {

@@ -92,3 +92,30 @@ t.test('the sliced warm-up ends at the first slice boundary after it is told to 
   t.equal(n, calls);
   t.ok(n > 0 && n < 100, `stopped early (${n} decisions, a 5 s budget would allow ~2500)`);
 });
+
+t.test('the sliced warm-up counts its own work against the budget, not time others spend in between', async (t) => {
+  const rules = allRules();
+  const s = stateFromObjects(baseCluster([ns('shop'), pod('shop', 'web-1', { app: 'web' })]) as never);
+  const real = createDecide(rules, defaultConfig());
+  const decide: typeof real = (c, st) => {
+    const end = performance.now() + 3;
+    while (performance.now() < end);
+    return real(c, st);
+  };
+  // Someone else holds the event loop for 15 ms whenever the warm-up yields.
+  let blocking = true;
+  const blocker = (): void => {
+    if (!blocking) return;
+    const end = performance.now() + 15;
+    while (performance.now() < end);
+    setImmediate(blocker);
+  };
+  setImmediate(blocker);
+  const t0 = performance.now();
+  const n = await warmUpInSlices(decide, rules, () => s, 60, 60, 5);
+  const wall = performance.now() - t0;
+  blocking = false;
+  // ~60 ms of its own work is ~20 decisions of 3 ms; a wall-clock budget would stop after ~5.
+  t.ok(n >= 12, `decisions worth its own budget (${n})`);
+  t.ok(wall > 120, `while the wall clock ran on (${wall.toFixed(0)} ms)`);
+});

@@ -50,18 +50,23 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
   const victims = lost.length > 0 || isCiliumConfigChange(change) ? lost : stillMissing;
   if (victims.length === 0) return [];
   const peer = firstBlocked;
+  const deniedBy = peer?.deniedBy && peer.deniedBy.length > 0 ? peer.deniedBy.map(formatPolicyRef).join(', ') : undefined;
   const via = !peer
     ? ''
     : peer.waypoint
       ? ` (service traffic arrives from waypoint ${peer.waypoint}, which is not allowed on ${HBONE_PORT})`
-      : ` (e.g. ${peer.description}: allowed on ${peer.appPort}, not on ${HBONE_PORT})`;
+      : deniedBy
+        ? ` (e.g. ${peer.description}: allowed on ${peer.appPort}, ${HBONE_PORT} denied by ${deniedBy})`
+        : ` (e.g. ${peer.description}: allowed on ${peer.appPort}, not on ${HBONE_PORT})`;
   const who = `${plural(victims.length, 'ambient pod')}${touched.synthetic ? ' (pods this policy would select)' : ''}`;
   const subject = isPolicyChange(change) || change.kind === 'Namespace' || isCiliumConfigChange(change) ? `${changeRef(change)}: ` : '';
   const message = `${subject}${who} admit mesh peers but not TCP ${HBONE_PORT} (HBONE)${via}; ztunnel traffic to them is dropped: ${describeVictims(victims)}`;
   const target = peer ? formatPolicyRef(peer.policy) : isPolicyChange(change) && change.object ? changeRef(change) : 'the ingress policy';
   const fix = peer?.waypoint
     ? `allow ingress on TCP ${HBONE_PORT} from the waypoint's pods (gateway.networking.k8s.io/gateway-name: ${peer.waypoint.split('/')[1]}) in ${target}`
-    : `allow ingress on TCP ${HBONE_PORT} from the same peers in ${target}, e.g. add {port: "${HBONE_PORT}", protocol: TCP} to its toPorts/ports`;
+    : deniedBy
+      ? `keep TCP ${HBONE_PORT} out of the ingressDeny rules of ${deniedBy} for these pods (mesh traffic arrives on it)`
+      : `allow ingress on TCP ${HBONE_PORT} from the same peers in ${target}, e.g. add {port: "${HBONE_PORT}", protocol: TCP} to its toPorts/ports`;
   return [
     {
       rule: ID,

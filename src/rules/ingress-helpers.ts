@@ -7,6 +7,7 @@ import {
   endpointLabels,
   enforcement,
   entityMatches,
+  evaluate,
   reachable,
   formatPolicyRef,
   ipIdentity,
@@ -51,6 +52,8 @@ export interface MeshPeer {
   readonly appPort: number;
   /** Set when the connection really arrives from the destination's waypoint, not from the peer. */
   readonly waypoint?: string;
+  /** Set when HBONE is dropped by deny rules (these policies) rather than for want of an allow. */
+  readonly deniedBy?: readonly PolicyRef[];
 }
 
 /** Label Istio puts on the pods of a Gateway API gateway (waypoints included). */
@@ -161,23 +164,41 @@ function podFor(name: string, namespace: string, selector: LabelSelector, nodeNa
   };
 }
 
+/** Stand-in app port for a destination that declares no TCP container port. */
+const DEFAULT_APP_PORT = 80;
+
 /**
- * A TCP port the element admits, to check a representative against (an "app port"). Elements that
- * admit every port yield HBONE_PORT itself. Undefined for UDP/SCTP-only elements (the mesh carries TCP)
- * and unresolvable named ports.
+ * The app ports a peer admitted on every port may use: the destination's declared TCP container ports
+ * (HBONE's own port excluded), else a stand-in. Checking such a peer on 15008 itself would hide a deny
+ * of 15008 behind the very check that is meant to find it.
  */
-function sampleTcpPort(el: RuleElement, dest: Pod): number | undefined {
-  if (el.ports.length === 0) return HBONE_PORT;
-  for (const s of el.ports) {
-    if (s.ports.length === 0) return HBONE_PORT;
-    for (const r of s.ports) {
-      if (r.protocol !== 'ANY' && r.protocol !== 'TCP') continue;
-      if (typeof r.port === 'number') return r.port === 0 ? HBONE_PORT : r.port;
-      const p = namedPort(dest, r.port, 'TCP');
-      if (p !== undefined) return p;
+function appPorts(dest: Pod): number[] {
+  const out: number[] = [];
+  for (const c of [...dest.spec.containers, ...(dest.spec.initContainers ?? [])]) {
+    for (const p of c.ports ?? []) {
+      if ((p.protocol ?? 'TCP') === 'TCP' && p.containerPort !== HBONE_PORT && !out.includes(p.containerPort)) out.push(p.containerPort);
     }
   }
-  return undefined;
+  return out.length > 0 ? out : [DEFAULT_APP_PORT];
+}
+
+/**
+ * The TCP ports the element admits, to check a representative against ("app ports"). Elements that
+ * admit every port yield the destination's app ports. Empty for UDP/SCTP-only elements (the mesh
+ * carries TCP) and unresolvable named ports.
+ */
+function sampleTcpPorts(el: RuleElement, dest: Pod): number[] {
+  if (el.ports.length === 0) return appPorts(dest);
+  for (const s of el.ports) {
+    if (s.ports.length === 0) return appPorts(dest);
+    for (const r of s.ports) {
+      if (r.protocol !== 'ANY' && r.protocol !== 'TCP') continue;
+      if (typeof r.port === 'number') return r.port === 0 ? appPorts(dest) : [r.port];
+      const p = namedPort(dest, r.port, 'TCP');
+      if (p !== undefined) return [p];
+    }
+  }
+  return [];
 }
 
 /**
@@ -215,13 +236,23 @@ export function admittedMeshPeers(state: ClusterState, dest: Pod): MeshPeer[] {
   for (const m of models) {
     for (const el of m.elements) {
       if (el.direction !== 'ingress' || el.deny) continue;
-      const appPort = sampleTcpPort(el, dest);
-      if (appPort === undefined) continue;
+      const ports = sampleTcpPorts(el, dest);
+      if (ports.length === 0) continue;
       for (const { pod, peer } of representatives(state, el, dest, m.ref)) {
         if (meshMode(state, pod) === 'none') continue;
-        if (!reachable(state, pod, { type: 'pod', pod: dest }, appPort, 'TCP', 'ingress')) continue;
+        const appPort = ports.find((p) => reachable(state, pod, { type: 'pod', pod: dest }, p, 'TCP', 'ingress'));
+        if (appPort === undefined) continue;
         out.push({ source: pod, description: peerText(peer), policy: m.ref, appPort });
       }
+    }
+  }
+  // Ingress not enforced (deny rules only): every peer is admitted on every port, mesh peers included.
+  if (!enforcement(state, dest, 'ingress').enforced) {
+    const denying = models.find((m) => m.elements.some((e) => e.direction === 'ingress' && e.deny));
+    const any = podFor(`(a pod of ${dest.metadata.namespace ?? ''})`, dest.metadata.namespace ?? '', {}, dest.spec.nodeName);
+    if (denying && any && meshMode(state, any) !== 'none') {
+      const appPort = appPorts(dest).find((p) => reachable(state, any, { type: 'pod', pod: dest }, p, 'TCP', 'ingress'));
+      if (appPort !== undefined) out.push({ source: any, description: 'any peer (ingress not in default deny)', policy: denying.ref, appPort });
     }
   }
   return out;
@@ -243,11 +274,16 @@ export function hboneOpen(state: ClusterState, dest: Pod, blocked?: (peer: MeshP
   }
   for (const peer of peers) {
     if (peer.appPort === HBONE_PORT) {
-      // Admitted on every port (or on 15008 itself): the reachable() check above already covered HBONE.
+      // Admitted on 15008 itself: the reachable() check above already covered HBONE.
       continue;
     }
     if (!reachable(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP', 'ingress')) {
-      blocked?.(peer);
+      if (blocked) {
+        // An allow matched (or nothing is enforced) and it is still dropped: a deny rule wins there.
+        const v = evaluate(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP').ingress;
+        const byDeny = v.verdict === 'denied' && (!v.enforced || v.allowing.length > 0);
+        blocked(byDeny ? { ...peer, deniedBy: v.decidingPolicies } : peer);
+      }
       return false;
     }
   }

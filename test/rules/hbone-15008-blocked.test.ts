@@ -218,3 +218,32 @@ t.test('cilium-config turning enable-non-default-deny-policies off makes an app-
   // Already broken before (an enforcing app-port-only policy): not repeated on a config change.
   t.same(runRule(rule, baseCluster([...demo, onlyApp]), 'UPDATE', off).findings, []);
 });
+
+t.test('an ingressDeny covering 15008 breaks HBONE from peers admitted on every port', async (t) => {
+  // A hardening rule against the Envoy/Istio ports (15000-15100) next to an allow of the whole cluster:
+  // app traffic is admitted on every port, but HBONE on 15008 is denied.
+  const guard = ccnp('deny-istio-ports', {
+    endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'demo' } },
+    ingress: [{ fromEntities: ['cluster'] }],
+    ingressDeny: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '15000', endPort: 15100, protocol: 'TCP' }] }] }],
+  });
+  const f = runRule(rule, baseCluster(demo), 'CREATE', guard).findings;
+  t.equal(f.length, 1);
+  t.equal(f[0]?.victimCount, 4);
+  t.match(f[0]?.message ?? '', /15008 denied by CiliumClusterwideNetworkPolicy deny-istio-ports/);
+  t.match(f[0]?.fix ?? '', /keep TCP 15008 out of the ingressDeny rules of CiliumClusterwideNetworkPolicy deny-istio-ports/);
+  // The same deny in default-allow mode (enableDefaultDeny.ingress: false) drops HBONE just as well.
+  const guardOnly = ccnp('deny-istio-ports', {
+    endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'demo' } },
+    enableDefaultDeny: { ingress: false },
+    ingressDeny: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '15000', endPort: 15100, protocol: 'TCP' }] }] }],
+  });
+  t.equal(runRule(rule, baseCluster(demo), 'CREATE', guardOnly).findings.length, 1);
+  // A deny that spares 15008 is fine.
+  const spares = ccnp('deny-istio-ports', {
+    endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'demo' } },
+    ingress: [{ fromEntities: ['cluster'] }],
+    ingressDeny: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '15000', protocol: 'TCP' }] }] }],
+  });
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', spares).findings, []);
+});

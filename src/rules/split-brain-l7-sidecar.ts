@@ -184,11 +184,26 @@ function collect(change: Change, before: ClusterState, after: ClusterState): { b
     return undefined;
   }
   if (pods.length === 0) return undefined;
+  // A Namespace relabel also changes its pods as clients: injected, they originate mTLS under their own
+  // L7 egress rules (PeerAuthentication changes leave clients as they are).
+  const asClients = change.kind === 'Namespace';
+  const beforePods = pods.map((p) => podIn(before, p)).filter((p): p is Pod => !!p);
   return {
-    b: [...ingressOf(before, pods), ...egressTowards(before, pods.map((p) => podIn(before, p)).filter((p): p is Pod => !!p))],
-    a: [...ingressOf(after, pods), ...egressTowards(after, pods)],
+    b: [...ingressOf(before, pods), ...egressTowards(before, beforePods), ...(asClients ? egressFrom(before, beforePods) : [])],
+    a: [...ingressOf(after, pods), ...egressTowards(after, pods), ...(asClients ? egressFrom(after, pods) : [])],
     synthetic: false,
   };
+}
+
+/** Egress conflicts of the L7 egress rules selecting these pods (the pods as clients). */
+function egressFrom(state: ClusterState, pods: readonly Pod[]): Conflict[] {
+  const out: Conflict[] = [];
+  for (const p of pods) {
+    const here = podIn(state, p);
+    if (!here) continue;
+    for (const m of l7ModelsSelecting(state, here)) if (l7Uses(m, 'egress').length > 0) out.push(...egressConflicts(state, m, here));
+  }
+  return out;
 }
 
 function evaluateSplitBrain(change: Change, before: ClusterState, after: ClusterState): Finding[] {

@@ -169,3 +169,23 @@ t.test('CCNP with L7 ingress on injected pods', async (t) => {
 t.test('odd input: no throw, no finding', async (t) => {
   t.same(runRule(rule, baseCluster(seed), 'CREATE', cnp('blue', 'odd', { endpointSelector: 'x', ingress: 'y' } as never)).findings, []);
 });
+
+t.test('namespace enabling injection makes its pods sidecar clients of their own L7 egress rules', async (t) => {
+  // green's netshoot has HTTP egress rules toward blue's httpbin (sidecar, mTLS). Without a sidecar it
+  // sends plaintext and Cilium parses it; once green is injected its sidecar originates mTLS and the
+  // egress proxy answers 503.
+  const egress = cnp('green', 'to-httpbin', {
+    endpointSelector: { matchLabels: { app: 'netshoot' } },
+    egress: [{
+      toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'blue', app: 'httpbin' } }],
+      toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }],
+    }],
+  });
+  const objs = baseCluster([...seed, egress]);
+  const { findings } = runRule(rule, objs, 'UPDATE', ns('green', INJECTED));
+  t.equal(findings.length, 1);
+  t.notOk(findings[0]?.preexisting);
+  t.same(findings[0]?.victims, ['green/netshoot-1']);
+  t.match(findings[0]?.message ?? '', /^Namespace green: .*egress toward port 80 of blue\/httpbin-1/);
+  t.same(runRule(rule, baseCluster([...seed, egress, disableBlue]), 'UPDATE', ns('green', INJECTED)).findings, [], 'destination accepts plaintext');
+});

@@ -30,7 +30,8 @@ import {
   type PolicyRef,
   type RuleElement,
 } from '../policy/index.ts';
-import type { ClusterState, Labels, LabelSelector, Pod } from '../state/types.ts';
+import type { ClusterState, KubeObject, Labels, LabelSelector, Pod } from '../state/types.ts';
+import { ambientEnabled, injectionEnabled } from './istio-usage-helpers.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 
 /** ztunnel's HBONE port: mesh traffic between ambient workloads arrives on it, whatever the app port. */
@@ -127,7 +128,10 @@ function firstNamespaceMatching(state: ClusterState, selector: LabelSelector, la
       if (m === undefined) byNs.set(n, (m = matchesSelector(selector, labelsOf(n.metadata.name))));
       return m;
     };
-    hit = list.find(matches)?.metadata.name ?? null;
+    // Meshed namespaces first: their pods reach the destination over HBONE, so one of them is the peer
+    // that matters (a non-mesh namespace that happens to come first would hide them).
+    const meshed = (n: KubeObject): boolean => ambientEnabled(n) || injectionEnabled(n);
+    hit = (list.find((n) => meshed(n) && matches(n)) ?? list.find(matches))?.metadata.name ?? null;
     bySel.set(selector, hit);
   }
   return hit ?? undefined;

@@ -247,3 +247,19 @@ t.test('an ingressDeny covering 15008 breaks HBONE from peers admitted on every 
   });
   t.same(runRule(rule, baseCluster(demo), 'CREATE', spares).findings, []);
 });
+
+t.test('a namespaceSelector peer matching several namespaces is represented by a meshed one', async (t) => {
+  // Clients of every env=prod namespace are admitted on 8000; legacy (first in order) is outside the
+  // mesh, but shop is ambient: its pods arrive on 15008 and are dropped.
+  const np = netpol('demo', 'from-prod', {
+    podSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: 'prod' } } }], ports: [{ port: 8000, protocol: 'TCP' }] }],
+  });
+  const objs = baseCluster([...demo, ns('aaa-legacy', { env: 'prod' }), ns('shop', { env: 'prod', ...AMBIENT })]);
+  const f = runRule(rule, objs, 'CREATE', np).findings;
+  t.equal(f.length, 1);
+  t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+  // Only non-mesh namespaces match: plaintext to 8000, nothing to report.
+  const plain = baseCluster([...demo, ns('aaa-legacy', { env: 'prod' }), ns('shop', { env: 'prod' })]);
+  t.same(runRule(rule, plain, 'CREATE', np).findings, []);
+});

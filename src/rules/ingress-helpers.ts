@@ -96,7 +96,11 @@ function peerNamespace(state: ClusterState, peer: Extract<Peer, { type: 'endpoin
   const pinned = Object.entries(peer.selector.matchLabels ?? {}).find(([k]) => normalizeKey(k) === NAMESPACE_LABEL);
   if (pinned) return pinned[1];
   const pinnedIn = (peer.selector.matchExpressions ?? []).find((r) => normalizeKey(r.key) === NAMESPACE_LABEL && r.operator === 'In');
-  if (pinnedIn?.values?.length) return pinnedIn.values.includes(destNs) ? destNs : pinnedIn.values[0];
+  if (pinnedIn?.values?.length) {
+    if (pinnedIn.values.includes(destNs)) return destNs;
+    // A meshed namespace first (its pods use HBONE), as for namespaceSelector peers below.
+    return pinnedIn.values.find((v) => meshedNamespace(state.get('Namespace', undefined, v))) ?? pinnedIn.values[0];
+  }
   if (peer.namespace !== undefined) return peer.namespace;
   if (peer.namespaceSelector) {
     const labelsOf = (name: string): Labels => ({
@@ -108,6 +112,11 @@ function peerNamespace(state: ClusterState, peer: Extract<Peer, { type: 'endpoin
     return firstNamespaceMatching(state, peer.namespaceSelector, labelsOf);
   }
   return destNs; // CCNP peer without namespace: any namespace, the destination's will do
+}
+
+/** The namespace's pods join the mesh (ambient enrolment or sidecar injection). */
+function meshedNamespace(ns: KubeObject | undefined): boolean {
+  return ambientEnabled(ns) || injectionEnabled(ns);
 }
 
 // The scan depends only on the Namespace list (the same array until a Namespace changes) and the
@@ -130,8 +139,7 @@ function firstNamespaceMatching(state: ClusterState, selector: LabelSelector, la
     };
     // Meshed namespaces first: their pods reach the destination over HBONE, so one of them is the peer
     // that matters (a non-mesh namespace that happens to come first would hide them).
-    const meshed = (n: KubeObject): boolean => ambientEnabled(n) || injectionEnabled(n);
-    hit = (list.find((n) => meshed(n) && matches(n)) ?? list.find(matches))?.metadata.name ?? null;
+    hit = (list.find((n) => meshedNamespace(n) && matches(n)) ?? list.find(matches))?.metadata.name ?? null;
     bySel.set(selector, hit);
   }
   return hit ?? undefined;

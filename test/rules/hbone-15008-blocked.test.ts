@@ -263,3 +263,16 @@ t.test('a namespaceSelector peer matching several namespaces is represented by a
   const plain = baseCluster([...demo, ns('aaa-legacy', { env: 'prod' }), ns('shop', { env: 'prod' })]);
   t.same(runRule(rule, plain, 'CREATE', np).findings, []);
 });
+
+t.test('a peer pinned to several namespaces by In is represented by a meshed one', async (t) => {
+  const policy = cnp('demo', 'from-legacy-and-shop', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{
+      fromEndpoints: [{ matchExpressions: [{ key: 'k8s:io.kubernetes.pod.namespace', operator: 'In', values: ['legacy', 'shop'] }] }],
+      toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }],
+    }],
+  });
+  const f = runRule(rule, baseCluster([...demo, ns('legacy'), ns('shop', AMBIENT)]), 'CREATE', policy).findings;
+  t.equal(f.length, 1);
+  t.same(runRule(rule, baseCluster([...demo, ns('legacy'), ns('shop')]), 'CREATE', policy).findings, []);
+});

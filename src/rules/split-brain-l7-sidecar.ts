@@ -4,7 +4,7 @@
 // meshed client). Egress: L7 rules of sidecar pods toward sidecar pods that accept mTLS on that port.
 
 import type { Change } from '../admission/change.ts';
-import { effectiveMtls, modelSelects, podsSelectedBy, type EffectiveMtls, type PolicyModel } from '../policy/index.ts';
+import { effectiveMtls, isMeshProxyPod, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import { changeRef } from './egress-helpers.ts';
 import { describeVictims, podRef, victimsOf } from './helpers.ts';
@@ -59,6 +59,7 @@ function ingressConflicts(state: ClusterState, pod: Pod): Conflict[] {
   const out: Conflict[] = [];
   for (const m of l7ModelsSelecting(state, pod)) {
     for (const use of l7Uses(m, 'ingress')) {
+      if (!admitsMeshClients(state, use.peers)) continue;
       for (const port of coveredPorts(pod, use.section)) {
         const mt = mtlsOn(state, pod, port);
         if (!mt) continue;
@@ -75,6 +76,23 @@ function ingressConflicts(state: ClusterState, pod: Pod): Conflict[] {
     }
   }
   return out;
+}
+
+/**
+ * Can the peers of an L7 ingress element include mesh clients (sidecars, ambient pods, Istio gateways),
+ * whose traffic arrives as mTLS? Clients outside the mesh send plaintext that a PERMISSIVE sidecar
+ * accepts and Cilium parses. Endpoint peers are judged by their live pods; peers without a live pod,
+ * no peer at all, and the cluster/all entities may always include mesh clients.
+ */
+function admitsMeshClients(state: ClusterState, peers: readonly Peer[]): boolean {
+  if (peers.length === 0) return true;
+  return peers.some((peer) => {
+    if (peer.type === 'entities') return peer.entities.includes('cluster') || peer.entities.includes('all');
+    if (peer.type !== 'endpoints') return false; // CIDR, FQDN, Services: never pods
+    if (selectorIsReserved(peer.selector)) return false;
+    const live = peerPods(state, peer);
+    return live.length === 0 || live.some((p) => isMeshProxyPod(p) || meshMode(state, p) !== 'none');
+  });
 }
 
 /** Egress L7 of `model` from sidecar `subject` toward sidecar destinations (optionally only `dests`). */
@@ -190,9 +208,31 @@ function collect(change: Change, before: ClusterState, after: ClusterState): { b
   const beforePods = pods.map((p) => podIn(before, p)).filter((p): p is Pod => !!p);
   return {
     b: [...ingressOf(before, pods), ...egressTowards(before, beforePods), ...(asClients ? egressFrom(before, beforePods) : [])],
-    a: [...ingressOf(after, pods), ...egressTowards(after, pods), ...(asClients ? egressFrom(after, pods) : [])],
+    a: [
+      ...ingressOf(after, pods),
+      ...egressTowards(after, pods),
+      ...(asClients ? [...egressFrom(after, pods), ...newIngressElsewhere(before, after, change.name)] : []),
+    ],
     synthetic: false,
   };
+}
+
+/**
+ * L7 ingress conflicts this relabel creates outside the namespace: L7 rules elsewhere that admit its
+ * pods, which send mTLS once the namespace joins the mesh. Only new ones (pre-existing problems
+ * elsewhere are not this request's to repeat).
+ */
+function newIngressElsewhere(before: ClusterState, after: ClusterState, namespace: string): Conflict[] {
+  const pods = new Map<string, Pod>();
+  for (const kind of CILIUM_POLICY_KINDS) {
+    for (const obj of after.list(kind)) {
+      if (!modelsOf(obj).some((m) => l7Uses(m, 'ingress').length > 0)) continue;
+      for (const p of podsSelectedBy(after, obj as PolicyObject)) if (p.metadata.namespace !== namespace) pods.set(podRef(p), p);
+    }
+  }
+  if (pods.size === 0) return [];
+  const old = new Set(ingressOf(before, [...pods.values()]).map((c) => c.key));
+  return ingressOf(after, [...pods.values()]).filter((c) => !old.has(c.key));
 }
 
 /** Egress conflicts of the L7 egress rules selecting these pods (the pods as clients). */

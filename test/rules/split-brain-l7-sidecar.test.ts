@@ -189,3 +189,55 @@ t.test('namespace enabling injection makes its pods sidecar clients of their own
   t.match(findings[0]?.message ?? '', /^Namespace green: .*egress toward port 80 of blue\/httpbin-1/);
   t.same(runRule(rule, baseCluster([...seed, egress, disableBlue]), 'UPDATE', ns('green', INJECTED)).findings, [], 'destination accepts plaintext');
 });
+
+t.test('L7 ingress admitting only clients outside the mesh is not reported (they send plaintext)', async (t) => {
+  // Prometheus (not injected) scrapes blue's httpbin through an HTTP rule: PERMISSIVE takes its plaintext,
+  // and Cilium's proxy parses it. Mesh clients (red, injected) would send mTLS: that is reported.
+  const scrape = (fromNs: string) => cnp('blue', 'scrape', {
+    endpointSelector: { matchLabels: { app: 'httpbin' } },
+    ingress: [{
+      fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': fromNs, app: 'prometheus' } }],
+      toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/metrics' }] } }],
+    }],
+  });
+  const objs = baseCluster([...seed, ns('monitoring'), pod('monitoring', 'prometheus-0', { app: 'prometheus' }), pod('red', 'prometheus-0', { app: 'prometheus' }, { sidecar: true })]);
+  t.same(runRule(rule, objs, 'CREATE', scrape('monitoring')).findings, []);
+  t.equal(runRule(rule, objs, 'CREATE', scrape('red')).findings.length, 1);
+  // Host and world peers are never mesh clients either; the whole cluster includes them.
+  const fromWorld = cnp('blue', 'from-world', {
+    endpointSelector: { matchLabels: { app: 'httpbin' } },
+    ingress: [{ fromEntities: ['world', 'host'], toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }],
+  });
+  t.same(runRule(rule, objs, 'CREATE', fromWorld).findings, []);
+  const fromCluster = cnp('blue', 'from-cluster', {
+    endpointSelector: { matchLabels: { app: 'httpbin' } },
+    ingress: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }],
+  });
+  t.equal(runRule(rule, objs, 'CREATE', fromCluster).findings.length, 1);
+  // An Istio gateway is a mesh proxy: it speaks mTLS to the sidecar.
+  const gw = pod('istio-system', 'istio-ingressgateway-1', { istio: 'ingressgateway' });
+  (gw.spec as { containers: { name: string }[] }).containers = [{ name: 'istio-proxy' }];
+  const fromGw = cnp('blue', 'from-gw', {
+    endpointSelector: { matchLabels: { app: 'httpbin' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'istio-system', istio: 'ingressgateway' } }], toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }],
+  });
+  t.equal(runRule(rule, baseCluster([...seed, gw]), 'CREATE', fromGw).findings.length, 1);
+});
+
+t.test('injecting the namespace of L7 ingress clients makes them send mTLS into the rule: denied', async (t) => {
+  const scrape = cnp('blue', 'scrape', {
+    endpointSelector: { matchLabels: { app: 'httpbin' } },
+    ingress: [{
+      fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'monitoring', app: 'prometheus' } }],
+      toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/metrics' }] } }],
+    }],
+  });
+  const objs = baseCluster([...seed, ns('monitoring'), pod('monitoring', 'prometheus-0', { app: 'prometheus' }), scrape]);
+  const f = runRule(rule, objs, 'UPDATE', ns('monitoring', INJECTED)).findings;
+  t.equal(f.length, 1);
+  t.notOk(f[0]?.preexisting);
+  t.same(f[0]?.victims, ['blue/httpbin-1']);
+  t.match(f[0]?.message ?? '', /^Namespace monitoring: /);
+  // A relabel that keeps monitoring out of the mesh repeats nothing from elsewhere.
+  t.same(runRule(rule, objs, 'UPDATE', ns('monitoring', { team: 'obs' })).findings, []);
+});

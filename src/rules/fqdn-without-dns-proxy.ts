@@ -74,6 +74,17 @@ function fqdnProblem(state: ClusterState, pod: Pod): Problem | undefined {
   return missing.length > 0 ? { kind: 'uncovered', names: missing } : undefined;
 }
 
+/**
+ * Does the problem now break a name that was not broken before? Without DNS at all before, every FQDN
+ * was already unreachable; otherwise a name missing from the earlier problem is new breakage (e.g. the
+ * rules.dns that covered it is gone while another name was already uncovered).
+ */
+function newlyBroken(now: Problem, prev: Problem | undefined): boolean {
+  if (!prev) return true;
+  if (prev.kind === 'no-dns') return false;
+  return now.names.some((n) => !prev.names.includes(n));
+}
+
 function evaluateFqdn(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
@@ -89,7 +100,7 @@ function evaluateFqdn(change: Change, before: ClusterState, after: ClusterState,
     if (v === undefined) {
       const now = fqdnProblem(after, pod);
       // No DNS at all is dns-egress-missing's finding; one denial per cause.
-      v = !now || now.kind === 'no-dns' ? null : { now, isNew: !fqdnProblem(before, pod) };
+      v = !now || now.kind === 'no-dns' ? null : { now, isNew: newlyBroken(now, fqdnProblem(before, pod)) };
       memo.set(key, v);
     }
     if (v) (v.isNew ? lost : still).push({ pod, problem: v.now });

@@ -82,3 +82,19 @@ t.test('a new namespace is judged on the synthetic pod', async (t) => {
   t.equal(findings.length, 1);
   t.match(findings[0]!.message, /pods this policy would select/);
 });
+
+t.test('a name that worked before breaks although another name was already broken: denied', async (t) => {
+  // rules.dns covered api.example.com but not *.s3.amazonaws.com (already broken). Dropping rules.dns
+  // breaks api.example.com as well: that part is new.
+  const s3 = { toFQDNs: [{ matchPattern: '*.s3.amazonaws.com' }], toPorts: [{ ports: [{ port: '443', protocol: 'TCP' }] }] };
+  const old = cnp('team', 'egress', { endpointSelector: client, egress: [dnsWith([{ matchName: 'api.example.com' }]), toApi, s3] });
+  const updated = cnp('team', 'egress', { endpointSelector: client, egress: [dnsL4Only, toApi, s3] });
+  const f = runRule(rule, baseCluster([...team, old]), 'UPDATE', updated).findings;
+  t.equal(f.length, 1);
+  t.notOk(f[0]?.preexisting);
+  t.match(f[0]?.message ?? '', /api\.example\.com/);
+  // Re-applying the old policy unchanged only repeats the s3 problem as a warning.
+  const same = runRule(rule, baseCluster([...team, old]), 'UPDATE', old).findings;
+  t.equal(same.length, 1);
+  t.equal(same[0]?.preexisting, true);
+});

@@ -6,9 +6,9 @@
 import type { Change } from '../admission/change.ts';
 import { formatPolicyRef, meshMode } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
-import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
+import { changeRef, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { ambientIngressClassKey, HBONE_PORT, hboneOpen, ingressShapeKey, type MeshPeer } from './ingress-helpers.ts';
+import { ambientIngressClassKey, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerKey, type MeshPeer } from './ingress-helpers.ts';
 import { labelsChanged } from './mesh-l7-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
@@ -28,28 +28,59 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
   // app port only start receiving their traffic over HBONE when it joins the mesh.
   const peersElsewhere = change.kind === 'Namespace' && change.operation === 'UPDATE' && labelsChanged(change);
   if (touched.pods.length === 0 && !peersElsewhere) return [];
-  // Pods with the same namespace, labels and service account get the same verdict: judge one of each.
-  const memo = new Map<string, boolean | undefined>();
-  let firstBlocked: MeshPeer | undefined;
-  const check = (state: ClusterState, pod: Pod): boolean | undefined => {
+  // Pods of one class (ambientIngressClassKey) get the same verdict, and pods of one ingress shape the
+  // same blocked peers: judge each once.
+  const memo = new Map<string, readonly MeshPeer[] | undefined>();
+  const blockedIn = (state: ClusterState, pod: Pod): readonly MeshPeer[] | undefined => {
     // Most pods are not ambient: answer those before computing the (policy-selecting) shape key.
     if (meshMode(state, pod) !== 'ambient') return undefined;
     const key = `${state === after ? 'a' : 'b'}\u0000${ingressShapeKey(state, pod)}`;
     if (memo.has(key)) return memo.get(key);
-    const v = hboneOpen(state, pod, state === after ? (p) => (firstBlocked ??= p) : undefined);
+    const v = hboneBlocked(state, pod);
     memo.set(key, v);
     return v;
   };
-  const { lost, stillMissing } = compareLoss(touched.pods, before, after, check, ambientIngressClassKey);
+  let firstNew: MeshPeer | undefined;
+  let firstOld: MeshPeer | undefined;
+  const byClass = new Map<string, 'lost' | 'still' | 'skip'>();
+  // A pod loses HBONE when a peer is cut off now that was not before, even if another peer already was.
+  const judge = (pods: readonly Pod[]): { lost: Pod[]; stillMissing: Pod[] } => {
+    const lost: Pod[] = [];
+    const stillMissing: Pod[] = [];
+    for (const pod of pods) {
+      const key = ambientIngressClassKey(pod);
+      let v = byClass.get(key);
+      if (v === undefined) {
+        try {
+          const now = blockedIn(after, pod);
+          if (!now || now.length === 0) v = 'skip';
+          else {
+            const prev = new Set((blockedIn(before, pod) ?? []).map(meshPeerKey));
+            const fresh = now.filter((p) => !prev.has(meshPeerKey(p)));
+            if (fresh.length > 0) firstNew ??= fresh[0];
+            else firstOld ??= now[0];
+            v = fresh.length > 0 ? 'lost' : 'still';
+          }
+        } catch {
+          v = 'skip'; // odd input: no finding rather than a crash
+        }
+        byClass.set(key, v);
+      }
+      if (v === 'lost') lost.push(pod);
+      else if (v === 'still') stillMissing.push(pod);
+    }
+    return { lost, stillMissing };
+  };
+  const { lost, stillMissing } = judge(touched.pods);
   if (peersElsewhere) {
     // Only new breakage counts there: their pre-existing problems are not this request's to repeat.
     const others = after.list('Pod').filter((p) => p.metadata.namespace !== change.name && meshMode(after, p) === 'ambient');
-    lost.push(...compareLoss(others, before, after, check, ambientIngressClassKey).lost);
+    lost.push(...judge(others).lost);
   }
   // A cluster-wide config change repeats no pre-existing problem: only what it breaks is reported.
   const victims = lost.length > 0 || isCiliumConfigChange(change) ? lost : stillMissing;
   if (victims.length === 0) return [];
-  const peer = firstBlocked;
+  const peer = lost.length > 0 ? firstNew : firstOld;
   const deniedBy = peer?.deniedBy && peer.deniedBy.length > 0 ? peer.deniedBy.map(formatPolicyRef).join(', ') : undefined;
   const via = !peer
     ? ''

@@ -271,18 +271,19 @@ export function admittedMeshPeers(state: ClusterState, dest: Pod): MeshPeer[] {
 }
 
 /**
- * hbone-15008-blocked's check for one pod: undefined when it does not apply (not ambient), false when
- * some mesh peer admitted on an app port is denied on TCP 15008, else true. `blocked` receives that peer.
+ * hbone-15008-blocked's check for one pod: undefined when it does not apply (not ambient), else the mesh
+ * peers admitted on an app port that are denied on TCP 15008 (the waypoint first when it is cut off;
+ * empty when HBONE is open to every admitted peer).
  */
-export function hboneOpen(state: ClusterState, dest: Pod, blocked?: (peer: MeshPeer) => void): boolean | undefined {
+export function hboneBlocked(state: ClusterState, dest: Pod): MeshPeer[] | undefined {
   if (meshMode(state, dest) !== 'ambient') return undefined;
-  if (!enforcement(state, dest, 'ingress').enforced && !hasIngressDeny(state, dest)) return true;
+  if (!enforcement(state, dest, 'ingress').enforced && !hasIngressDeny(state, dest)) return [];
   const peers = admittedMeshPeers(state, dest);
+  const out: MeshPeer[] = [];
   // Service traffic to a pod behind a waypoint reaches it from the waypoint's pods, over HBONE as well.
   const wp = peers.length > 0 ? waypointPod(state, dest) : undefined;
   if (wp && !reachable(state, wp.pod, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP', 'ingress')) {
-    blocked?.({ ...peers[0]!, waypoint: wp.name });
-    return false;
+    out.push({ ...peers[0]!, waypoint: wp.name });
   }
   for (const peer of peers) {
     if (peer.appPort === HBONE_PORT) {
@@ -290,16 +291,18 @@ export function hboneOpen(state: ClusterState, dest: Pod, blocked?: (peer: MeshP
       continue;
     }
     if (!reachable(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP', 'ingress')) {
-      if (blocked) {
-        // An allow matched (or nothing is enforced) and it is still dropped: a deny rule wins there.
-        const v = evaluate(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP').ingress;
-        const byDeny = v.verdict === 'denied' && (!v.enforced || v.allowing.length > 0);
-        blocked(byDeny ? { ...peer, deniedBy: v.decidingPolicies } : peer);
-      }
-      return false;
+      // An allow matched (or nothing is enforced) and it is still dropped: a deny rule wins there.
+      const v = evaluate(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP').ingress;
+      const byDeny = v.verdict === 'denied' && (!v.enforced || v.allowing.length > 0);
+      out.push(byDeny ? { ...peer, deniedBy: v.decidingPolicies } : peer);
     }
   }
-  return true;
+  return out;
+}
+
+/** The same blocked peer in another state: the waypoint, else the admitting policy and peer selector. */
+export function meshPeerKey(peer: MeshPeer): string {
+  return peer.waypoint !== undefined ? `waypoint\u0000${peer.waypoint}` : `${formatPolicyRef(peer.policy)}\u0000${peer.description}`;
 }
 
 function hasIngressDeny(state: ClusterState, pod: Pod): boolean {

@@ -276,3 +276,24 @@ t.test('a peer pinned to several namespaces by In is represented by a meshed one
   t.equal(f.length, 1);
   t.same(runRule(rule, baseCluster([...demo, ns('legacy'), ns('shop')]), 'CREATE', policy).findings, []);
 });
+
+t.test('a peer that loses HBONE is new breakage even when another peer was already cut off', async (t) => {
+  // postgres was already admitted on 8000 only (broken); the update takes 15008 away from the gateway,
+  // whose mesh traffic worked until now.
+  const rules = (gatewayPorts: { port: string; protocol: string }[]) =>
+    cnp('demo', 'two-rules', {
+      endpointSelector: { matchLabels: { app: 'hello-app' } },
+      ingress: [
+        { fromEndpoints: [{ matchLabels: { app: 'hello-gateway' } }], toPorts: [{ ports: gatewayPorts }] },
+        { fromEndpoints: [{ matchLabels: { app: 'postgres' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }] },
+      ],
+    });
+  const old = rules([{ port: '8000', protocol: 'TCP' }, { port: '15008', protocol: 'TCP' }]);
+  const f = runRule(rule, baseCluster([...demo, old]), 'UPDATE', rules([{ port: '8000', protocol: 'TCP' }])).findings;
+  t.equal(f.length, 1);
+  t.notOk(f[0]?.preexisting);
+  t.match(f[0]?.message ?? '', /app=hello-gateway/);
+  // Re-applying it unchanged only repeats the postgres problem.
+  const same = runRule(rule, baseCluster([...demo, old]), 'UPDATE', old).findings;
+  t.equal(same[0]?.preexisting, true);
+});

@@ -174,10 +174,10 @@ export function podClassKey(pod: Pod, node: string): string {
   // A host-network pod carries its node's identity (host on its own node, remote-node elsewhere, and the
   // local host always reaches its endpoints): toward any pod its verdict depends on its node.
   if (pod.spec.hostNetwork === true) node = pod.spec.nodeName ?? '';
-  // Asked with '' or the pod's own node almost always: those two are cached per pod (one shared string
-  // per identity and node), anything else is built on demand.
+  // Asked with '', '*' (apiserverClassKey: "not an API server node") or the pod's own node almost always:
+  // those are cached per pod (one shared string per identity and node), anything else is built on demand.
   const own = node === (pod.spec.nodeName ?? '');
-  const cache = own ? ownNodeKeys : node === '' ? noNodeKeys : undefined;
+  const cache = own ? ownNodeKeys : node === '' ? noNodeKeys : node === '*' ? anyNodeKeys : undefined;
   let key = cache?.get(pod);
   if (key === undefined) {
     key = internKey(JSON.stringify(node) + podIdentityKey(pod));
@@ -188,6 +188,7 @@ export function podClassKey(pod: Pod, node: string): string {
 
 const ownNodeKeys = new ScopedWeakMap<Pod, string>();
 const noNodeKeys = new ScopedWeakMap<Pod, string>();
+const anyNodeKeys = new ScopedWeakMap<Pod, string>();
 
 // Pods in a state are immutable objects (an update replaces the object), so the key is computed once.
 const identityKeys = new ScopedWeakMap<Pod, string>();

@@ -85,6 +85,39 @@ export function namespaceLabelMatters(state: ClusterState, key: string, extraSel
   return extra.has(key);
 }
 
+const PEER_SECTIONS = ['ingress', 'ingressDeny', 'egress', 'egressDeny'] as const;
+const peerKeysByList = new ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>();
+
+/**
+ * Could a change of the Namespace label `key` change which *peers* some policy admits or denies
+ * (rather than which pods a policy applies to)? Cilium rule sections naming namespace-label keys, and
+ * NetworkPolicy namespaceSelectors (they only occur in peers).
+ */
+export function namespaceLabelReadByPeers(state: ClusterState, key: string): boolean {
+  const ciliumPeers = (o: KubeObject, out: Set<string>): void => {
+    const p = o as { spec?: Record<string, unknown>; specs?: Record<string, unknown>[] };
+    for (const rule of [p.spec, ...(Array.isArray(p.specs) ? p.specs : [])]) {
+      if (rule === null || typeof rule !== 'object') continue;
+      for (const section of PEER_SECTIONS) ciliumKeys(rule[section], out);
+    }
+  };
+  const byNamespaceSelector = (o: KubeObject, out: Set<string>): void => namespaceSelectorKeys(o, out);
+  const keysIn = (list: readonly KubeObject[], collect: (o: KubeObject, out: Set<string>) => void): ReadonlySet<string> => {
+    let keys = peerKeysByList.get(list);
+    if (!keys) {
+      const out = new Set<string>();
+      for (const o of list) collect(o, out);
+      peerKeysByList.set(list, (keys = out));
+    }
+    return keys;
+  };
+  return (
+    keysIn(state.list('CiliumNetworkPolicy'), ciliumPeers).has(key) ||
+    keysIn(state.list('CiliumClusterwideNetworkPolicy'), ciliumPeers).has(key) ||
+    keysIn(state.list('NetworkPolicy'), byNamespaceSelector).has(key)
+  );
+}
+
 /** Label keys added, removed or given another value between two label maps. */
 export function changedLabelKeys(before: Readonly<Record<string, string>> | undefined, after: Readonly<Record<string, string>> | undefined): string[] {
   const a = before ?? {};

@@ -4,12 +4,11 @@
 // connection is dropped although the app port is allowed.
 
 import type { Change } from '../admission/change.ts';
-import { formatPolicyRef, meshMode } from '../policy/index.ts';
+import { changedLabelKeys, formatPolicyRef, meshMode, namespaceLabelReadByPeers } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import { changeRef, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
 import { ambientIngressClassKey, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerKey, type MeshPeer } from './ingress-helpers.ts';
-import { labelsChanged } from './mesh-l7-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'hbone-15008-blocked';
@@ -26,7 +25,12 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
   // A Namespace's labels also decide whether its pods are mesh peers (ambient, sidecar) and which
   // namespace-label peers match it: ambient destinations in other namespaces that admit its pods on an
   // app port only start receiving their traffic over HBONE when it joins the mesh.
-  const peersElsewhere = change.kind === 'Namespace' && change.operation === 'UPDATE' && labelsChanged(change);
+  // Only labels that can do either matter (mesh labels, keys peer selectors read): scanning every ambient
+  // destination of the cluster costs ~10 ms at 10k pods, too much for every owner or cost-centre label.
+  const peersElsewhere =
+    change.kind === 'Namespace' &&
+    change.operation === 'UPDATE' &&
+    changedLabelKeys(change.oldObject?.metadata.labels, change.object?.metadata.labels).some((k) => /istio/i.test(k) || namespaceLabelReadByPeers(before, k));
   if (touched.pods.length === 0 && !peersElsewhere) return [];
   // Pods of one class (ambientIngressClassKey) get the same verdict, and pods of one ingress shape the
   // same blocked peers: judge each once.

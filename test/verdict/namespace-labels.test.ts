@@ -4,7 +4,7 @@
 import t from 'tap';
 
 import { defaultConfig, type Config } from '../../src/config/config.ts';
-import { changedLabelKeys, namespaceLabelMatters } from '../../src/policy/namespace-labels.ts';
+import { changedLabelKeys, namespaceLabelMatters, namespaceLabelReadByPeers } from '../../src/policy/namespace-labels.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import type { Rule } from '../../src/rules/types.ts';
 import { overlay } from '../../src/state/overlay.ts';
@@ -141,4 +141,12 @@ t.test('changedLabelKeys', async (t) => {
   t.same(changedLabelKeys({ a: '1', b: '2', c: '3' }, { a: '1', b: '9', d: '4' }).sort(), ['b', 'c', 'd']);
   t.same(changedLabelKeys(undefined, undefined), []);
   t.same(changedLabelKeys({ a: '1' }, undefined), ['a']);
+});
+
+t.test('namespaceLabelReadByPeers: keys in peer sections only, not subject selectors', async (t) => {
+  t.notOk(namespaceLabelReadByPeers(state, 'team'), 'team is read by a CCNP subject selector only');
+  t.ok(namespaceLabelReadByPeers(state, 'owner'), 'a CNP fromEndpoints peer (source-prefixed key)');
+  t.ok(namespaceLabelReadByPeers(state, 'env'), 'a NetworkPolicy namespaceSelector');
+  t.notOk(namespaceLabelReadByPeers(state, 'inject-me'), 'webhook selectors decide injection, not peers');
+  t.notOk(namespaceLabelReadByPeers(state, 'cost-center'));
 });

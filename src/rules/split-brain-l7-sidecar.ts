@@ -4,7 +4,7 @@
 // meshed client). Egress: L7 rules of sidecar pods toward sidecar pods that accept mTLS on that port.
 
 import type { Change } from '../admission/change.ts';
-import { effectiveMtls, isMeshProxyPod, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel } from '../policy/index.ts';
+import { changedLabelKeys, effectiveMtls, isMeshProxyPod, namespaceLabelReadByPeers, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import { changeRef } from './egress-helpers.ts';
 import { describeVictims, podRef, victimsOf } from './helpers.ts';
@@ -205,13 +205,20 @@ function collect(change: Change, before: ClusterState, after: ClusterState): { b
   // A Namespace relabel also changes its pods as clients: injected, they originate mTLS under their own
   // L7 egress rules (PeerAuthentication changes leave clients as they are).
   const asClients = change.kind === 'Namespace';
+  // Rules elsewhere see the relabelled pods differently only when they join or leave the mesh (an Istio
+  // label) or when a peer selector reads a changed label; scanning every L7 rule of the cluster for any
+  // other label would cost every owner or cost-centre relabel.
+  const elsewhere =
+    asClients &&
+    changedLabelKeys(change.oldObject?.metadata.labels, change.object?.metadata.labels).some((k) => /istio/i.test(k) || namespaceLabelReadByPeers(before, k));
   const beforePods = pods.map((p) => podIn(before, p)).filter((p): p is Pod => !!p);
   return {
     b: [...ingressOf(before, pods), ...egressTowards(before, beforePods), ...(asClients ? egressFrom(before, beforePods) : [])],
     a: [
       ...ingressOf(after, pods),
       ...egressTowards(after, pods),
-      ...(asClients ? [...egressFrom(after, pods), ...newIngressElsewhere(before, after, change.name)] : []),
+      ...(asClients ? egressFrom(after, pods) : []),
+      ...(elsewhere ? newIngressElsewhere(before, after, change.name) : []),
     ],
     synthetic: false,
   };

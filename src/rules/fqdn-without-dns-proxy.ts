@@ -19,6 +19,11 @@ function fqdnLabel(p: FqdnPeer): string {
   return p.matchName ?? p.matchPattern ?? '?';
 }
 
+/** DNS names are case-insensitive and `x.` is the fully qualified `x`: one spelling per name. */
+function nameKey(name: string): string {
+  return name.trim().toLowerCase().replace(/\.$/, '');
+}
+
 /** The toFQDNs selectors of the egress allows that apply to a pod. */
 function fqdnPeers(state: ClusterState, pod: Pod): FqdnPeer[] {
   const out: FqdnPeer[] = [];
@@ -26,7 +31,7 @@ function fqdnPeers(state: ClusterState, pod: Pod): FqdnPeer[] {
     if (!m.fqdnDependent) continue;
     for (const e of m.elements) {
       if (e.direction !== 'egress' || e.deny) continue;
-      for (const p of e.peers) if (p.type === 'fqdn' && !out.some((x) => fqdnLabel(x) === fqdnLabel(p))) out.push(p);
+      for (const p of e.peers) if (p.type === 'fqdn' && !out.some((x) => nameKey(fqdnLabel(x)) === nameKey(fqdnLabel(p)))) out.push(p);
     }
   }
   return out;
@@ -82,7 +87,8 @@ function fqdnProblem(state: ClusterState, pod: Pod): Problem | undefined {
 function newlyBroken(now: Problem, prev: Problem | undefined): boolean {
   if (!prev) return true;
   if (prev.kind === 'no-dns') return false;
-  return now.names.some((n) => !prev.names.includes(n));
+  const was = new Set(prev.names.map(nameKey));
+  return now.names.some((n) => !was.has(nameKey(n)));
 }
 
 function evaluateFqdn(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {

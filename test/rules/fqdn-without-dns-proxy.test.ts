@@ -98,3 +98,17 @@ t.test('a name that worked before breaks although another name was already broke
   t.equal(same.length, 1);
   t.equal(same[0]?.preexisting, true);
 });
+
+t.test('respelling an already-uncovered name (case, trailing dot) is the same breakage: warning, not denial', async (t) => {
+  const fq = (name: string) => ({ toFQDNs: [{ matchName: name }], toPorts: [{ ports: [{ port: '443', protocol: 'TCP' }] }] });
+  const old = cnp('team', 'egress', { endpointSelector: client, egress: [dnsWith([{ matchName: 'api.example.com' }]), fq('api.example.com'), fq('s3.amazonaws.com')] });
+  const respelt = cnp('team', 'egress', { endpointSelector: client, egress: [dnsWith([{ matchName: 'api.example.com' }]), fq('api.example.com'), fq('S3.amazonaws.com.')] });
+  const objs = baseCluster([...team, old]);
+  t.equal(runRule(rule, objs, 'UPDATE', old).findings[0]?.preexisting, true, 're-apply: warning');
+  const f = runRule(rule, objs, 'UPDATE', respelt).findings;
+  t.equal(f.length, 1);
+  t.equal(f[0]?.preexisting, true, 'same name respelt: warning');
+  // A really different uncovered name is still new breakage.
+  const other = cnp('team', 'egress', { endpointSelector: client, egress: [dnsWith([{ matchName: 'api.example.com' }]), fq('api.example.com'), fq('s4.amazonaws.com')] });
+  t.notOk(runRule(rule, objs, 'UPDATE', other).findings[0]?.preexisting, 'another name: denied');
+});

@@ -41,12 +41,20 @@ function modelRaw(state: ClusterState, m: PolicyModel): Raw | undefined {
 
 /**
  * The models that put the pod's direction into default deny, and whether every one of them is
- * deny-only (then nothing at all is allowed by an enforcing rule in that direction).
+ * deny-only while no other selecting policy allows anything in that direction (then nothing at all is
+ * allowed). The allows of a policy that does not enforce the direction itself (`enableDefaultDeny:
+ * false`) still apply once another policy enforces it, so they count as allows.
  */
 function enforcingModels(state: ClusterState, pod: Pod, d: Direction): { models: readonly PolicyModel[]; allDenyOnly: boolean } {
   const settings = policySettings(state);
-  const models = policiesSelecting(state, pod).filter((m) => (settings.nonDefaultDenyPolicies ? m.enforces[d] : m.hasSection[d]));
-  return { models, allDenyOnly: models.length > 0 && models.every((m) => denyOnlyRaw(modelRaw(state, m), d)) };
+  const selecting = policiesSelecting(state, pod);
+  const enforces = (m: PolicyModel): boolean => (settings.nonDefaultDenyPolicies ? m.enforces[d] : m.hasSection[d]);
+  const models = selecting.filter(enforces);
+  const allDenyOnly =
+    models.length > 0 &&
+    models.every((m) => denyOnlyRaw(modelRaw(state, m), d)) &&
+    !selecting.some((m) => !enforces(m) && m.elements.some((e) => e.direction === d && !e.deny));
+  return { models, allDenyOnly };
 }
 
 function sameRef(a: PolicyModel, obj: PolicyObject): boolean {

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { rule } from '../../src/rules/deny-only-default-deny.ts';
-import { baseCluster, ccnp, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { reachable } from '../../src/policy/index.ts';
+import { baseCluster, ccnp, cnp, findPod, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
 import { runRule } from './rule-harness.ts';
 
 const apps = [
@@ -119,4 +120,29 @@ t.test('an UPDATE of another policy that drops the last allow section leaves the
   // An update that keeps an allow section is fine.
   const relabelled = cnp('apps', 'web-ingress', { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{ fromEntities: ['cluster'] }, { fromEntities: ['host'] }] });
   t.same(runRule(rule, objs, 'UPDATE', relabelled).findings, []);
+});
+
+t.test('enableDefaultDeny.ingress:false on the allow policy, allows kept: its allows still apply, not caught', async (t) => {
+  // block-ssh enforces ingress for the web pods; web-ingress's cluster allow applies whether or not it
+  // enforces the direction itself, so the update changes no traffic.
+  const withClient = [...apps, pod('apps', 'client-1', { app: 'client' })];
+  const blockSsh = cnp('apps', 'block-ssh', { endpointSelector: {}, ingressDeny: [{ toPorts: [{ ports: [{ port: '22' }] }] }] });
+  const web = { matchLabels: { app: 'web' } };
+  const webIngress = cnp('apps', 'web-ingress', { endpointSelector: web, ingress: [{ fromEntities: ['cluster'] }] });
+  const objs = baseCluster([...withClient, blockSsh, webIngress]);
+  const relaxed = cnp('apps', 'web-ingress', { endpointSelector: web, enableDefaultDeny: { ingress: false }, ingress: [{ fromEntities: ['cluster'] }] });
+  const run = runRule(rule, objs, 'UPDATE', relaxed);
+  const client = findPod(run.after as never, 'apps/client-1');
+  const web1 = findPod(run.after as never, 'apps/web-1');
+  t.ok(reachable(run.before, client, { type: 'pod', pod: web1 }, 8080, 'TCP'), 'engine: allowed before');
+  t.ok(reachable(run.after, client, { type: 'pod', pod: web1 }, 8080, 'TCP'), 'engine: still allowed after');
+  t.same(run.findings, []);
+  // Creating block-ssh next to an allow policy that never enforced ingress: the allows apply too.
+  const objs2 = baseCluster([...withClient, relaxed]);
+  t.same(runRule(rule, objs2, 'CREATE', blockSsh).findings.filter((f) => f.victims?.includes('apps/web-1')), []);
+  // Dropping the allows while relaxing still leaves the web pods to block-ssh alone: caught.
+  const emptied = cnp('apps', 'web-ingress', { endpointSelector: web, enableDefaultDeny: { ingress: false }, egress: [{ toEntities: ['all'] }] });
+  const f = runRule(rule, objs, 'UPDATE', emptied).findings;
+  t.equal(f.length, 1);
+  t.same(f[0]?.victims, ['apps/web-1', 'apps/web-2']);
 });

@@ -8,7 +8,7 @@ import { changedLabelKeys, formatPolicyRef, meshMode, namespaceLabelReadByPeers 
 import type { ClusterState, Pod } from '../state/types.ts';
 import { changeRef, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { ambientIngressClassKey, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerKey, type MeshPeer } from './ingress-helpers.ts';
+import { ambientIngressClassKey, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'hbone-15008-blocked';
@@ -47,7 +47,9 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
   let firstNew: MeshPeer | undefined;
   let firstOld: MeshPeer | undefined;
   const byClass = new Map<string, 'lost' | 'still' | 'skip'>();
-  // A pod loses HBONE when a peer is cut off now that was not before, even if another peer already was.
+  // A pod loses HBONE when a peer cut off now had working traffic to it before, even if another peer
+  // already was cut off. Asked of the state before rather than by comparing peer selectors: a reordered,
+  // narrowed or renamed selector of a peer that was already dropped stops nothing.
   const judge = (pods: readonly Pod[]): { lost: Pod[]; stillMissing: Pod[] } => {
     const lost: Pod[] = [];
     const stillMissing: Pod[] = [];
@@ -59,8 +61,7 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
           const now = blockedIn(after, pod);
           if (!now || now.length === 0) v = 'skip';
           else {
-            const prev = new Set((blockedIn(before, pod) ?? []).map(meshPeerKey));
-            const fresh = now.filter((p) => !prev.has(meshPeerKey(p)));
+            const fresh = now.filter((p) => meshPeerWorked(before, p, pod));
             if (fresh.length > 0) firstNew ??= fresh[0];
             else firstOld ??= now[0];
             v = fresh.length > 0 ? 'lost' : 'still';

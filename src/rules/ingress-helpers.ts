@@ -300,9 +300,25 @@ export function hboneBlocked(state: ClusterState, dest: Pod): MeshPeer[] | undef
   return out;
 }
 
-/** The same blocked peer in another state: the waypoint, else the admitting policy and peer selector. */
-export function meshPeerKey(peer: MeshPeer): string {
-  return peer.waypoint !== undefined ? `waypoint\u0000${peer.waypoint}` : `${formatPolicyRef(peer.policy)}\u0000${peer.description}`;
+/**
+ * Did the blocked peer's traffic reach `dest` in `state` (the state before a change)? Over HBONE (TCP
+ * 15008) when both ends used the mesh there, else in plaintext (or sidecar mTLS) on the app port; a
+ * waypoint peer's service traffic came from the waypoint's pods on 15008 when there was one. A peer
+ * that is cut off now but also was before stops no working traffic, whatever its selector text.
+ */
+export function meshPeerWorked(state: ClusterState, peer: MeshPeer, dest: Pod): boolean {
+  const to = { type: 'pod', pod: dest } as const;
+  if (peer.waypoint !== undefined) {
+    const wp = waypointPod(state, dest);
+    if (wp) return reachable(state, wp.pod, to, HBONE_PORT, 'TCP', 'ingress');
+  }
+  return mesh15008Works(state, peer.source, dest, peer.appPort);
+}
+
+/** `source` reaches `dest` on `appPort` in `state`: over HBONE when both are in the mesh, else directly. */
+export function mesh15008Works(state: ClusterState, source: Pod, dest: Pod, appPort: number): boolean {
+  const hbone = meshMode(state, dest) === 'ambient' && meshMode(state, source) !== 'none';
+  return reachable(state, source, { type: 'pod', pod: dest }, hbone ? HBONE_PORT : appPort, 'TCP', 'ingress');
 }
 
 function hasIngressDeny(state: ClusterState, pod: Pod): boolean {

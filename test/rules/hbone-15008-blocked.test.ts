@@ -297,3 +297,36 @@ t.test('a peer that loses HBONE is new breakage even when another peer was alrea
   const same = runRule(rule, baseCluster([...demo, old]), 'UPDATE', old).findings;
   t.equal(same[0]?.preexisting, true);
 });
+
+t.test('an already cut-off peer rewritten, narrowed or copied into a new policy is no new breakage', async (t) => {
+  // hello-app admits the gateway on 8000 only: its HBONE traffic was already dropped (a warning). Edits
+  // that keep dropping it stop no working traffic, whatever the selector text or the policy name.
+  const ingFrom = (name: string, from: Record<string, unknown>) =>
+    cnp('demo', name, {
+      endpointSelector: { matchLabels: { app: 'hello-app' } },
+      ingress: [{ fromEndpoints: [from], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }] }],
+    });
+  const old = ingFrom('hello-app-ingress', { matchLabels: { app: 'hello-gateway', tier: 'edge' } });
+  const gw = pod('demo', 'hello-gateway-1', { app: 'hello-gateway', tier: 'edge', version: 'v1' }, { sa: 'hello-gateway-istio' });
+  const objs = baseCluster([ns('demo', AMBIENT), gw, ...demoPods.slice(1), old]);
+  const edits: [string, 'CREATE' | 'UPDATE', ReturnType<typeof cnp>][] = [
+    ['re-apply', 'UPDATE', old],
+    ['keys reordered', 'UPDATE', ingFrom('hello-app-ingress', { matchLabels: { tier: 'edge', app: 'hello-gateway' } })],
+    ['narrowed', 'UPDATE', ingFrom('hello-app-ingress', { matchLabels: { app: 'hello-gateway', tier: 'edge', version: 'v1' } })],
+    ['own namespace key added', 'UPDATE', ingFrom('hello-app-ingress', { matchLabels: { app: 'hello-gateway', tier: 'edge', 'k8s:io.kubernetes.pod.namespace': 'demo' } })],
+    ['copied under a new name', 'CREATE', ingFrom('hello-app-ingress-v2', { matchLabels: { app: 'hello-gateway', tier: 'edge' } })],
+  ];
+  for (const [what, op, obj] of edits) {
+    const f = runRule(rule, objs, op, obj).findings;
+    t.equal(f.length, 1, `${what}: still reported`);
+    t.equal(f[0]?.preexisting, true, `${what}: a warning, not a denial`);
+  }
+  // Narrowing a selector that admitted the gateway on 15008 too (HBONE worked) to 8000 only is new.
+  const working = cnp('demo', 'hello-app-ingress', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { app: 'hello-gateway' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }, { port: '15008', protocol: 'TCP' }] }] }],
+  });
+  const cut = runRule(rule, baseCluster([ns('demo', AMBIENT), gw, ...demoPods.slice(1), working]), 'UPDATE', edits[2]![2]).findings;
+  t.equal(cut.length, 1);
+  t.notOk(cut[0]?.preexisting, 'HBONE that worked is cut off: denied');
+});

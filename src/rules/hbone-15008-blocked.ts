@@ -8,7 +8,7 @@ import { changedLabelKeys, formatPolicyRef, meshMode, namespaceLabelReadByPeers 
 import type { ClusterState, Pod } from '../state/types.ts';
 import { changeRef, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { ambientIngressClassKey, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from './ingress-helpers.ts';
+import { ambientIngressClassKey, cutOffByRelabel, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'hbone-15008-blocked';
@@ -78,9 +78,43 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
   };
   const { lost, stillMissing } = judge(touched.pods);
   if (peersElsewhere) {
-    // Only new breakage counts there: their pre-existing problems are not this request's to repeat.
-    const others = after.list('Pod').filter((p) => p.metadata.namespace !== change.name && meshMode(after, p) === 'ambient');
-    lost.push(...judge(others).lost);
+    // Only traffic of the relabelled namespace's own pods can start or stop there: a destination elsewhere
+    // is reported when one of them reached it before (plaintext on the app port while outside the mesh,
+    // or over 15008) and is now admitted on an app port only. Pre-existing problems there, and pods that
+    // were not admitted before and still are not, are not this request's.
+    const sources = new Map<string, Pod>();
+    for (const s of after.list('Pod', change.name)) {
+      if (meshMode(after, s) === 'none') continue;
+      const k = ambientIngressClassKey(s);
+      if (!sources.has(k)) sources.set(k, s);
+    }
+    if (sources.size > 0) {
+      const byDest = new Map<string, MeshPeer | null>();
+      for (const d of after.list('Pod')) {
+        if (d.metadata.namespace === change.name || meshMode(after, d) !== 'ambient') continue;
+        const key = ambientIngressClassKey(d);
+        let cut = byDest.get(key);
+        if (cut === undefined) {
+          cut = null;
+          try {
+            const now = blockedIn(after, d);
+            if (now && now.length > 0) {
+              for (const s of sources.values()) {
+                cut = cutOffByRelabel(before, after, s, d, now) ?? null;
+                if (cut) break;
+              }
+            }
+          } catch {
+            cut = null; // odd input: no finding rather than a crash
+          }
+          byDest.set(key, cut);
+        }
+        if (cut) {
+          firstNew ??= cut;
+          lost.push(d);
+        }
+      }
+    }
   }
   // A cluster-wide config change repeats no pre-existing problem: only what it breaks is reported.
   const victims = lost.length > 0 || isCiliumConfigChange(change) ? lost : stillMissing;

@@ -321,6 +321,27 @@ export function mesh15008Works(state: ClusterState, source: Pod, dest: Pod, appP
   return reachable(state, source, { type: 'pod', pod: dest }, hbone ? HBONE_PORT : appPort, 'TCP', 'ingress');
 }
 
+/**
+ * A pod of a relabelled namespace that the relabel cuts off from an ambient `dest` whose HBONE is blocked
+ * (`blocked`, from hboneBlocked in the state after): its traffic reached `dest` before (see
+ * mesh15008Works) and now, in the mesh, is admitted on an app port but not on 15008. Returns it as a
+ * blocked peer for the message, else undefined (it was not admitted before, or still gets through).
+ */
+export function cutOffByRelabel(before: ClusterState, after: ClusterState, source: Pod, dest: Pod, blocked: readonly MeshPeer[]): MeshPeer | undefined {
+  if (meshMode(after, source) === 'none') return undefined;
+  const to = { type: 'pod', pod: dest } as const;
+  for (const peer of blocked) {
+    if (peer.waypoint !== undefined) continue;
+    const v = evaluate(after, source, to, peer.appPort, 'TCP').ingress;
+    if (v.verdict !== 'allowed') continue;
+    if (reachable(after, source, to, HBONE_PORT, 'TCP', 'ingress')) return undefined;
+    if (!mesh15008Works(before, source, dest, peer.appPort)) return undefined;
+    const policy = v.allowing[0]?.policy ?? peer.policy;
+    return { source, description: `pods of namespace ${source.metadata.namespace ?? ''}`, policy, appPort: peer.appPort };
+  }
+  return undefined;
+}
+
 function hasIngressDeny(state: ClusterState, pod: Pod): boolean {
   return policiesSelecting(state, pod).some((m) => m.elements.some((e) => e.direction === 'ingress' && e.deny));
 }

@@ -330,3 +330,26 @@ t.test('an already cut-off peer rewritten, narrowed or copied into a new policy 
   t.equal(cut.length, 1);
   t.notOk(cut[0]?.preexisting, 'HBONE that worked is cut off: denied');
 });
+
+t.test('labelling an already-ambient namespace into a peer selector cuts off nothing that worked', async (t) => {
+  // hello-app admits env=prod namespaces on 8000 only. legacy (outside the mesh) is the only prod
+  // namespace: its plaintext traffic to 8000 works before and after. shop is ambient already: its pods
+  // are not admitted before the relabel and still dropped (on 15008) after it.
+  const np = netpol('demo', 'from-prod', {
+    podSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: 'prod' } } }], ports: [{ port: 8000, protocol: 'TCP' }] }],
+  });
+  const objs = baseCluster([...demo, ns('legacy', { env: 'prod' }), pod('legacy', 'c-1', { app: 'c' }), ns('shop', AMBIENT), pod('shop', 's-1', { app: 's' }), np]);
+  t.same(runRule(rule, objs, 'UPDATE', ns('shop', { ...AMBIENT, env: 'prod' })).findings, []);
+  // legacy joining the mesh does cut off traffic that worked (plaintext on 8000, now HBONE on 15008).
+  const f = runRule(rule, objs, 'UPDATE', ns('legacy', { env: 'prod', ...AMBIENT })).findings;
+  t.equal(f.length, 1);
+  t.notOk(f[0]?.preexisting);
+  t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+  // ... also when another meshed prod namespace (shop, first in order) was already cut off and stands
+  // for the peer: legacy's own pods are what the relabel cuts off.
+  const withShop = baseCluster([...demo, ns('aaa-shop', { env: 'prod', ...AMBIENT }), pod('aaa-shop', 's-1', { app: 's' }), ns('legacy', { env: 'prod' }), pod('legacy', 'c-1', { app: 'c' }), np]);
+  const g = runRule(rule, withShop, 'UPDATE', ns('legacy', { env: 'prod', ...AMBIENT })).findings;
+  t.equal(g.length, 1, 'legacy joining the mesh is still found');
+  t.notOk(g[0]?.preexisting);
+});

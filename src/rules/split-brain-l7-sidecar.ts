@@ -54,12 +54,12 @@ function mtlsOn(state: ClusterState, pod: Pod, port: number | undefined): Effect
   return undefined;
 }
 
-function ingressConflicts(state: ClusterState, pod: Pod): Conflict[] {
+function ingressConflicts(state: ClusterState, pod: Pod, prev?: ClusterState): Conflict[] {
   if (meshMode(state, pod) !== 'sidecar') return [];
   const out: Conflict[] = [];
   for (const m of l7ModelsSelecting(state, pod)) {
     for (const use of l7Uses(m, 'ingress')) {
-      if (!admitsMeshClients(state, use.peers)) continue;
+      if (!admitsMeshClients(state, use.peers, prev)) continue;
       for (const port of coveredPorts(pod, use.section)) {
         const mt = mtlsOn(state, pod, port);
         if (!mt) continue;
@@ -82,16 +82,19 @@ function ingressConflicts(state: ClusterState, pod: Pod): Conflict[] {
  * Can the peers of an L7 ingress element include mesh clients (sidecars, ambient pods, Istio gateways),
  * whose traffic arrives as mTLS? Clients outside the mesh send plaintext that a PERMISSIVE sidecar
  * accepts and Cilium parses. Endpoint peers are judged by their live pods; peers without a live pod,
- * no peer at all, and the cluster/all entities may always include mesh clients.
+ * no peer at all, and the cluster/all entities may always include mesh clients. With `prev` (the state
+ * before a relabel), a peer that had live pods there and has none now lost them to the relabel: that
+ * brings no mesh client in, so it is judged empty rather than "may include mesh clients".
  */
-function admitsMeshClients(state: ClusterState, peers: readonly Peer[]): boolean {
+function admitsMeshClients(state: ClusterState, peers: readonly Peer[], prev?: ClusterState): boolean {
   if (peers.length === 0) return true;
   return peers.some((peer) => {
     if (peer.type === 'entities') return peer.entities.includes('cluster') || peer.entities.includes('all');
     if (peer.type !== 'endpoints') return false; // CIDR, FQDN, Services: never pods
     if (selectorIsReserved(peer.selector)) return false;
     const live = peerPods(state, peer);
-    return live.length === 0 || live.some((p) => isMeshProxyPod(p) || meshMode(state, p) !== 'none');
+    if (live.length === 0) return !prev || peerPods(prev, peer).length === 0;
+    return live.some((p) => isMeshProxyPod(p) || meshMode(state, p) !== 'none');
   });
 }
 
@@ -158,11 +161,11 @@ function egressTowards(state: ClusterState, dests: readonly Pod[]): Conflict[] {
   return out;
 }
 
-function ingressOf(state: ClusterState, pods: readonly Pod[]): Conflict[] {
+function ingressOf(state: ClusterState, pods: readonly Pod[], prev?: ClusterState): Conflict[] {
   const out: Conflict[] = [];
   for (const p of pods) {
     const here = podIn(state, p);
-    if (here) out.push(...ingressConflicts(state, here));
+    if (here) out.push(...ingressConflicts(state, here, prev));
   }
   return out;
 }
@@ -215,7 +218,8 @@ function collect(change: Change, before: ClusterState, after: ClusterState): { b
   return {
     b: [...ingressOf(before, pods), ...egressTowards(before, beforePods), ...(asClients ? egressFrom(before, beforePods) : [])],
     a: [
-      ...ingressOf(after, pods),
+      // A peer the relabel empties (its namespace no longer matches) admits no new mesh client.
+      ...ingressOf(after, pods, asClients ? before : undefined),
       ...egressTowards(after, pods),
       ...(asClients ? egressFrom(after, pods) : []),
       ...(elsewhere ? newIngressElsewhere(before, after, change.name) : []),
@@ -239,7 +243,7 @@ function newIngressElsewhere(before: ClusterState, after: ClusterState, namespac
   }
   if (pods.size === 0) return [];
   const old = new Set(ingressOf(before, [...pods.values()]).map((c) => c.key));
-  return ingressOf(after, [...pods.values()]).filter((c) => !old.has(c.key));
+  return ingressOf(after, [...pods.values()], before).filter((c) => !old.has(c.key));
 }
 
 /** Egress conflicts of the L7 egress rules selecting these pods (the pods as clients). */

@@ -241,3 +241,28 @@ t.test('injecting the namespace of L7 ingress clients makes them send mTLS into 
   // A relabel that keeps monitoring out of the mesh repeats nothing from elsewhere.
   t.same(runRule(rule, objs, 'UPDATE', ns('monitoring', { team: 'obs' })).findings, []);
 });
+
+t.test('relabelling the only (uninjected) client namespace out of an L7 peer is not reported: nothing joins the mesh', async (t) => {
+  // blue/httpbin admits Prometheus from namespaces labelled team=obs on /metrics; monitoring (not
+  // injected) is the only match. Renaming its label leaves the peer without live pods, which must not
+  // count as "may include mesh clients" when the relabel is what emptied it.
+  const scrape = cnp('blue', 'scrape', {
+    endpointSelector: { matchLabels: { app: 'httpbin' } },
+    ingress: [{
+      fromEndpoints: [{ matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'obs', app: 'prometheus' } }],
+      toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/metrics' }] } }],
+    }],
+  });
+  const objs = baseCluster([...seed, ns('monitoring', { team: 'obs' }), pod('monitoring', 'prometheus-0', { app: 'prometheus' }), pod('red', 'prometheus-0', { app: 'prometheus' }, { sidecar: true })]);
+  t.same(runRule(rule, objs, 'CREATE', scrape).findings, [], 'policy admitted: only plaintext clients');
+  t.same(runRule(rule, [...objs, scrape], 'UPDATE', ns('monitoring', { team: 'observability' })).findings, [], 'rename: no finding');
+  // Injecting monitoring while keeping the label still makes its pods mTLS clients: denied.
+  const injected = runRule(rule, [...objs, scrape], 'UPDATE', ns('monitoring', { team: 'obs', ...INJECTED })).findings;
+  t.equal(injected.length, 1);
+  t.notOk(injected[0]?.preexisting);
+  // Labelling the injected red namespace team=obs newly admits its meshed Prometheus: denied.
+  const red = runRule(rule, [...objs, scrape], 'UPDATE', ns('red', { ...INJECTED, team: 'obs' })).findings;
+  t.equal(red.length, 1);
+  t.notOk(red[0]?.preexisting);
+  t.same(red[0]?.victims, ['blue/httpbin-1']);
+});

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { rule } from '../../src/rules/ambient-probe-snat-blocked.ts';
-import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { DEFAULT_SETTINGS, makeChange, runRule } from './rule-harness.ts';
 
 // Seed 004: the ambient "demo" namespace.
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
@@ -141,9 +141,8 @@ t.test('cilium-config enable-policy: always puts ambient pods without ingress po
   t.equal(f[0]?.victimCount, 3);
   t.match(f[0]?.message ?? '', /^ConfigMap kube-system\/cilium-config: 3 ambient pods ingress-enforced/);
   t.match(f[0]?.fix ?? '', /169\.254\.7\.127\/32/);
-  // Istio's hostprobes policy keeps them admitted; edits that do not touch the policy mode are not judged.
+  // Istio's hostprobes policy keeps them admitted.
   t.same(runRule(rule, baseCluster([...demo, hostprobes]), 'UPDATE', always).findings, []);
-  t.same(runRule(rule, baseCluster(demo), 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'cni-exclusive': 'true' })).findings, []);
   // Probes that were already blocked are not this request's problem to repeat.
   t.same(runRule(rule, baseCluster([...demo, helloIngress()]), 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'policy-cidr-match-mode': 'nodes' })).findings, []);
 });
@@ -152,4 +151,24 @@ t.test('enable-policy: never enforces no policy, deny rules included: nothing to
   const denyWorld = cnp('demo', 'deny-world', { endpointSelector: {}, ingressDeny: [{ fromEntities: ['world'] }] });
   t.equal(runRule(rule, baseCluster(demo), 'CREATE', denyWorld).findings.length, 1, 'the SNATed probes are world');
   t.same(runRule(rule, baseCluster(demo, { ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'never' }), 'CREATE', denyWorld).findings, []);
+});
+
+t.test('cilium-config edits that do not touch the policy mode judge no pod', async (t) => {
+  // States in which every ambient pod's probes are admitted before and dropped after (the after state
+  // also holds an app-port policy without the probe allow): judging the pods would report a loss. A
+  // cilium-config edit of another key cannot cause it, so the rule must not judge the pods at all (at
+  // 10k pods that would cost every unrelated config edit a full scan).
+  const cfg = (data: Record<string, string>) => ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, ...data });
+  const ctx = { settings: DEFAULT_SETTINGS };
+  const judge = (data: Record<string, string>) => {
+    const before = memoryState(baseCluster(demo));
+    const after = memoryState(baseCluster([...demo, helloIngress()], { ...HEALTHY_CILIUM_CONFIG, ...data }));
+    return rule.evaluate(makeChange('UPDATE', cfg(data), cfg({})), before, after, ctx);
+  };
+  t.same(judge({ 'cni-exclusive': 'false' }), [], 'a non-mode key: not judged');
+  t.same(judge({ 'enable-l7-proxy': 'false' }), [], 'another non-mode key: not judged');
+  // The same states with a policy-mode key edit are judged, and the loss is found.
+  const f = judge({ 'policy-cidr-match-mode': 'nodes' });
+  t.equal(f.length, 1, 'a policy-mode key: judged');
+  t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
 });

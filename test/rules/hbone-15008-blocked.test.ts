@@ -1,7 +1,7 @@
 import t from 'tap';
 import { rule } from '../../src/rules/hbone-15008-blocked.ts';
-import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { DEFAULT_SETTINGS, makeChange, runRule } from './rule-harness.ts';
 
 // Seed 004: the ambient "demo" namespace with the gateway, hello-app and postgres.
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
@@ -196,7 +196,7 @@ t.test('enrolling a peer namespace into the mesh breaks the destinations that ad
   t.match(findings[0]?.message ?? '', /^Namespace legacy: 2 ambient pods/);
   // Sidecar injection makes the clients mesh peers as well.
   t.equal(runRule(rule, objs, 'UPDATE', ns('legacy', { 'istio-injection': 'enabled' })).findings.length, 1);
-  // A label nothing reads there changes nothing.
+  // A label nothing reads there changes nothing (see also the next test).
   t.same(runRule(rule, objs, 'UPDATE', ns('legacy', { team: 'x' })).findings, []);
 });
 
@@ -352,4 +352,27 @@ t.test('labelling an already-ambient namespace into a peer selector cuts off not
   const g = runRule(rule, withShop, 'UPDATE', ns('legacy', { env: 'prod', ...AMBIENT })).findings;
   t.equal(g.length, 1, 'legacy joining the mesh is still found');
   t.notOk(g[0]?.preexisting);
+});
+
+t.test('a namespace label that neither the mesh nor any peer selector reads does not scan other namespaces', async (t) => {
+  // With consistent states such a label can change no verdict anywhere, so whether other namespaces are
+  // scanned is invisible in the findings. These states differ by more than the label (HBONE from the
+  // ambient clients of legacy worked before and is dropped after), so a scan would report demo: the
+  // skip (which spares a cluster-wide scan on every owner or cost-centre label) is what keeps it quiet.
+  const policy = (ports: { port: string; protocol: string }[]) =>
+    cnp('demo', 'from-legacy', {
+      endpointSelector: { matchLabels: { app: 'hello-app' } },
+      ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'legacy', app: 'client' } }], toPorts: [{ ports }] }],
+    });
+  const cluster = (ports: { port: string; protocol: string }[]) =>
+    memoryState(baseCluster([...demo, ns('legacy', AMBIENT), pod('legacy', 'client-1', { app: 'client' }), policy(ports)]));
+  const before = cluster([{ port: '8000', protocol: 'TCP' }, { port: '15008', protocol: 'TCP' }]);
+  const after = cluster([{ port: '8000', protocol: 'TCP' }]);
+  const ctx = { settings: DEFAULT_SETTINGS };
+  const relabel = (labels: Record<string, string>) => rule.evaluate(makeChange('UPDATE', ns('legacy', { ...AMBIENT, ...labels }), ns('legacy', AMBIENT)), before, after, ctx);
+  t.same(relabel({ team: 'x' }), [], 'team=x: demo not scanned');
+  // An Istio label is scanned for: the same states then show demo losing legacy's HBONE traffic.
+  const f = relabel({ 'istio.io/tag': 'x' });
+  t.equal(f.length, 1, 'an Istio label: demo scanned');
+  t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
 });

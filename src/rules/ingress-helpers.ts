@@ -97,9 +97,11 @@ function peerNamespace(state: ClusterState, peer: Extract<Peer, { type: 'endpoin
   if (pinned) return pinned[1];
   const pinnedIn = (peer.selector.matchExpressions ?? []).find((r) => normalizeKey(r.key) === NAMESPACE_LABEL && r.operator === 'In');
   if (pinnedIn?.values?.length) {
-    if (pinnedIn.values.includes(destNs)) return destNs;
-    // A meshed namespace first (its pods use HBONE), as for namespaceSelector peers below.
-    return pinnedIn.values.find((v) => meshedNamespace(state.get('Namespace', undefined, v))) ?? pinnedIn.values[0];
+    // A meshed namespace first (its pods use HBONE), the destination's own among them, as for
+    // namespaceSelector peers below; a non-mesh one only when none is meshed.
+    const meshed = (v: string): boolean => meshedNamespace(state.get('Namespace', undefined, v));
+    if (pinnedIn.values.includes(destNs) && meshed(destNs)) return destNs;
+    return pinnedIn.values.find(meshed) ?? (pinnedIn.values.includes(destNs) ? destNs : pinnedIn.values[0]);
   }
   if (peer.namespace !== undefined) return peer.namespace;
   if (peer.namespaceSelector) {
@@ -107,9 +109,13 @@ function peerNamespace(state: ClusterState, peer: Extract<Peer, { type: 'endpoin
       'kubernetes.io/metadata.name': name,
       ...(state.get('Namespace', undefined, name)?.metadata.labels ?? {}),
     });
-    // Prefer the destination's own namespace: the likeliest mesh peer, and no scan needed.
-    if (matchesSelector(peer.namespaceSelector, labelsOf(destNs))) return destNs;
-    return firstNamespaceMatching(state, peer.namespaceSelector, labelsOf);
+    // Prefer the destination's own namespace when it is meshed: the likeliest mesh peer, and no scan
+    // needed. Outside the mesh (the destination enrolled by its pod label) its pods connect in plaintext
+    // and would hide meshed namespaces the selector also matches.
+    const ownMatches = matchesSelector(peer.namespaceSelector, labelsOf(destNs));
+    if (ownMatches && meshedNamespace(state.get('Namespace', undefined, destNs))) return destNs;
+    const first = firstNamespaceMatching(state, peer.namespaceSelector, labelsOf);
+    return ownMatches && (first === undefined || !meshedNamespace(state.get('Namespace', undefined, first))) ? destNs : first;
   }
   return destNs; // CCNP peer without namespace: any namespace, the destination's will do
 }

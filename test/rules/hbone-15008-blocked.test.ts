@@ -376,3 +376,27 @@ t.test('a namespace label that neither the mesh nor any peer selector reads does
   t.equal(f.length, 1, 'an Istio label: demo scanned');
   t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
 });
+
+t.test('a peer matching the destination\'s own namespace is represented there only when it is meshed', async (t) => {
+  // hello-app is enrolled by its pod label in a namespace outside the mesh: the namespace's other pods
+  // connect in plaintext, but the ambient pods of shop, which the same peer admits, arrive on 15008.
+  const plainNs = [ns('plain', { env: 'prod' }), pod('plain', 'hello-app-1', { app: 'hello-app', ...AMBIENT }, { ports: [{ name: 'http', containerPort: 8000 }] })];
+  const objs = baseCluster([...plainNs, ns('shop', { env: 'prod', ...AMBIENT })]);
+  const byIn = cnp('plain', 'from-plain-and-shop', {
+    endpointSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{
+      fromEndpoints: [{ matchExpressions: [{ key: 'k8s:io.kubernetes.pod.namespace', operator: 'In', values: ['plain', 'shop'] }] }],
+      toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }],
+    }],
+  });
+  t.same(runRule(rule, objs, 'CREATE', byIn).findings[0]?.victims, ['plain/hello-app-1'], 'In: shop stands for the peer');
+  const bySelector = netpol('plain', 'from-prod', {
+    podSelector: { matchLabels: { app: 'hello-app' } },
+    ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: 'prod' } } }], ports: [{ port: 8000, protocol: 'TCP' }] }],
+  });
+  t.same(runRule(rule, objs, 'CREATE', bySelector).findings[0]?.victims, ['plain/hello-app-1'], 'namespaceSelector: shop stands for the peer');
+  // With shop outside the mesh too, every admitted client connects in plaintext: nothing to report.
+  const allPlain = baseCluster([...plainNs, ns('shop', { env: 'prod' })]);
+  t.same(runRule(rule, allPlain, 'CREATE', byIn).findings, []);
+  t.same(runRule(rule, allPlain, 'CREATE', bySelector).findings, []);
+});

@@ -52,13 +52,18 @@ function selectorKeys(sel: LabelSelector | undefined, out: Set<string>): void {
 // Per list array: a state keeps a kind's list the same array until an object of that kind changes,
 // and an admission overlay passes untouched kinds through, so this is computed once per policy change.
 const keysByList = new ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>();
+const peerKeysByList = new ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>();
 
-function keysOf(list: readonly KubeObject[], collect: (o: KubeObject, out: Set<string>) => void): ReadonlySet<string> {
-  let keys = keysByList.get(list);
+function keysOf(
+  list: readonly KubeObject[],
+  collect: (o: KubeObject, out: Set<string>) => void,
+  cache: ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>> = keysByList,
+): ReadonlySet<string> {
+  let keys = cache.get(list);
   if (!keys) {
     const out = new Set<string>();
     for (const o of list) collect(o, out);
-    keysByList.set(list, (keys = out));
+    cache.set(list, (keys = out));
   }
   return keys;
 }
@@ -86,7 +91,6 @@ export function namespaceLabelMatters(state: ClusterState, key: string, extraSel
 }
 
 const PEER_SECTIONS = ['ingress', 'ingressDeny', 'egress', 'egressDeny'] as const;
-const peerKeysByList = new ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>();
 
 /**
  * Could a change of the Namespace label `key` change which *peers* some policy admits or denies
@@ -102,19 +106,11 @@ export function namespaceLabelReadByPeers(state: ClusterState, key: string): boo
     }
   };
   const byNamespaceSelector = (o: KubeObject, out: Set<string>): void => namespaceSelectorKeys(o, out);
-  const keysIn = (list: readonly KubeObject[], collect: (o: KubeObject, out: Set<string>) => void): ReadonlySet<string> => {
-    let keys = peerKeysByList.get(list);
-    if (!keys) {
-      const out = new Set<string>();
-      for (const o of list) collect(o, out);
-      peerKeysByList.set(list, (keys = out));
-    }
-    return keys;
-  };
   return (
-    keysIn(state.list('CiliumNetworkPolicy'), ciliumPeers).has(key) ||
-    keysIn(state.list('CiliumClusterwideNetworkPolicy'), ciliumPeers).has(key) ||
-    keysIn(state.list('NetworkPolicy'), byNamespaceSelector).has(key)
+    keysOf(state.list('CiliumNetworkPolicy'), ciliumPeers, peerKeysByList).has(key) ||
+    keysOf(state.list('CiliumClusterwideNetworkPolicy'), ciliumPeers, peerKeysByList).has(key) ||
+    // NetworkPolicy namespaceSelectors only occur in peers: the same keys as for namespaceLabelMatters.
+    keysOf(state.list('NetworkPolicy'), byNamespaceSelector).has(key)
   );
 }
 

@@ -365,7 +365,7 @@ export function ingressShapeKey(state: ClusterState, pod: Pod): string {
 }
 
 /**
- * A compareLoss class key for the ambient checks (hboneOpen, probesAdmitted, ambient DNS capture): pods with the same
+ * A compareLoss class key for the ambient checks (HBONE, probesAdmitted, ambient DNS capture): pods with the same
  * key have the same mesh mode and the same ingressShapeKey in any state (identity for policy selection,
  * plus the pod's own shape and container names), so one of them stands for all. Unlike podClassKey it
  * leaves out the node, which these checks do not read: replicas spread over nodes are judged once.

@@ -55,26 +55,9 @@ export function warmUpChanges(rules: readonly Rule[], state: ClusterState): Chan
 
 /**
  * Runs decide() over warmUpChanges(): whole rounds until `budgetMs` is spent (the first decisions on a
- * large state build its indexes, so one round can take longer), but never past `capMs`.
- * Returns the number of decisions made.
- */
-export function warmUp(decide: Decide, rules: readonly Rule[], state: ClusterState, budgetMs: number, capMs = 10 * budgetMs): number {
-  const changes = warmUpChanges(rules, state);
-  const t0 = performance.now();
-  let n = 0;
-  while (changes.length > 0 && performance.now() - t0 < budgetMs) {
-    for (const c of changes) {
-      decide(c, state);
-      n++;
-      if (performance.now() - t0 > capMs) return n;
-    }
-  }
-  return n;
-}
-
-/**
- * warmUp() in slices: it hands the event loop back every `sliceMs` (one decision can take longer on a
- * large state), so readiness probes and metrics scrapes are answered while it runs. Budgets count the
+ * large state build its indexes, so one round can take longer), but never past `capMs`; returns the
+ * number of decisions made. It hands the event loop back every `sliceMs` (one decision can take longer
+ * on a large state), so readiness probes and metrics scrapes are answered while it runs. Budgets count the
  * warm-up's own work, not the time others spend in between. `state` is read again for every decision:
  * a live state keeps changing meanwhile.
  */

@@ -5,7 +5,7 @@ import { defaultConfig } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
 import { createDecide } from '../../src/verdict/decide.ts';
-import { warmUp, warmUpChanges, warmUpInSlices } from '../../src/verdict/warmup.ts';
+import { warmUpChanges, warmUpInSlices } from '../../src/verdict/warmup.ts';
 import { generateCluster } from '../../bench/cluster-gen.ts';
 import { requestMix } from '../../bench/requests.ts';
 import { baseCluster, cnp, ns, pod } from '../fixtures/cluster.ts';
@@ -42,7 +42,7 @@ t.test('decisions after a warm-up equal those of a cold process', async (t) => {
 
   const warm = createDecide(rules, defaultConfig());
   const warmState = stateFromObjects(generateCluster(PODS));
-  t.ok(warmUp(warm, rules, warmState, 50) > 0);
+  t.ok((await warmUpInSlices(warm, rules, () => warmState, 50)) > 0);
   const got = mix.map((r) => warm(toChange(r.review as unknown as AdmissionReview), warmState));
   t.same(got, expected);
   t.ok(expected.some((d) => !d.allowed) && expected.some((d) => d.findings.length > 0), 'the mix exercises findings and denials');
@@ -50,7 +50,7 @@ t.test('decisions after a warm-up equal those of a cold process', async (t) => {
 
 t.test('a warm-up of 0 ms still stops, on an empty state too', async (t) => {
   const rules = allRules();
-  t.equal(warmUp(createDecide(rules, defaultConfig()), rules, stateFromObjects([]), 0), 0);
+  t.equal(await warmUpInSlices(createDecide(rules, defaultConfig()), rules, () => stateFromObjects([]), 0), 0);
 });
 
 t.test('the sliced warm-up hands the event loop back and keeps to its budget', async (t) => {

@@ -5,9 +5,9 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/helpers/ports.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const NODE = process.execPath;
@@ -41,16 +41,8 @@ export interface LoadResult {
   serverCpuMicros?: number;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** Ports are chosen outside the kernel's ephemeral range; see test/helpers/ports.ts. */
+export { freePort };
 
 export function readyz(port: number, ca: Buffer): Promise<boolean> {
   return new Promise((resolve) => {

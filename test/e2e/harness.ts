@@ -10,12 +10,17 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeCa, issueCert } from '../helpers/certs.ts';
+import { freePort, portTaken } from '../helpers/ports.ts';
 import { kubeBins, REPO_ROOT } from '../helpers/kube-bins.ts';
+
+export { freePort };
+
+/** Attempts at starting a server whose port another process took between the check and the bind. */
+const PORT_ATTEMPTS = 3;
 
 export interface KubectlResult {
   code: number;
@@ -132,20 +137,6 @@ async function killProcess(p: Proc, graceMs = 10_000): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------------
 // Small utilities
-
-/** A free TCP port on 127.0.0.1 (the OS picks it; the socket is closed before use). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 interface HttpGetOptions {
   ca?: string;
@@ -271,34 +262,44 @@ export async function startControlPlane(): Promise<ControlPlane> {
   };
 
   try {
-    // etcd
-    const etcdClient = await freePort();
-    const etcdPeer = await freePort();
-    const etcdUrl = `http://127.0.0.1:${etcdClient}`;
-    etcd = startProcess('etcd', bins.etcd, [
-      '--name=e2e',
-      `--data-dir=${join(dir, 'etcd')}`,
-      `--listen-client-urls=${etcdUrl}`,
-      `--advertise-client-urls=${etcdUrl}`,
-      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-cluster=e2e=http://127.0.0.1:${etcdPeer}`,
-      '--initial-cluster-state=new',
-      '--logger=zap',
-      '--log-level=warn',
-    ], join(dir, 'etcd.log'), dir);
-    procs.push(etcd);
-    const etcdProc = etcd;
-    await waitFor('etcd /health', async () => {
-      if (etcdProc.child.exitCode !== null) throw new Error(`etcd exited:\n${etcdProc.output().slice(-3000)}`);
-      return (await httpGet(`${etcdUrl}/health`)).status === 200;
-    }, 30_000);
+    // etcd. A port taken between the check and the bind is retried on fresh ports (see helpers/ports.ts).
+    let etcdUrl = '';
+    for (let attempt = 1; ; attempt++) {
+      const etcdClient = await freePort();
+      const etcdPeer = await freePort();
+      etcdUrl = `http://127.0.0.1:${etcdClient}`;
+      const url = etcdUrl;
+      const proc = startProcess('etcd', bins.etcd, [
+        '--name=e2e',
+        `--data-dir=${join(dir, `etcd-${attempt}`)}`,
+        `--listen-client-urls=${url}`,
+        `--advertise-client-urls=${url}`,
+        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-cluster=e2e=http://127.0.0.1:${etcdPeer}`,
+        '--initial-cluster-state=new',
+        '--logger=zap',
+        '--log-level=warn',
+      ], join(dir, 'etcd.log'), dir);
+      procs.push(proc);
+      etcd = proc;
+      try {
+        await waitFor('etcd /health', async () => {
+          if (proc.child.exitCode !== null) throw new Error(`etcd exited:\n${proc.output().slice(-3000)}`);
+          return (await httpGet(`${url}/health`)).status === 200;
+        }, 30_000);
+        break;
+      } catch (e) {
+        if (attempt >= PORT_ATTEMPTS || !portTaken(proc.output())) throw e;
+        await killProcess(proc);
+      }
+    }
 
     // kube-apiserver
-    const port = await freePort();
-    const serverUrl = `https://127.0.0.1:${port}`;
+    let port = await freePort();
+    let serverUrl = `https://127.0.0.1:${port}`;
     const caPem = readFileSync(ca.caCert, 'utf8');
-    const apiserverArgs = [
+    const apiserverArgs = (): string[] => [
       `--etcd-servers=${etcdUrl}`,
       '--bind-address=127.0.0.1',
       '--advertise-address=127.0.0.1',
@@ -321,7 +322,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
       '--v=1',
     ];
     const startApiserver = (): Proc => {
-      const p = startProcess('kube-apiserver', bins.kubeApiserver, apiserverArgs, join(dir, 'apiserver.log'));
+      const p = startProcess('kube-apiserver', bins.kubeApiserver, apiserverArgs(), join(dir, 'apiserver.log'));
       procs.push(p);
       return p;
     };
@@ -331,8 +332,19 @@ export async function startControlPlane(): Promise<ControlPlane> {
         return (await httpGet(`${serverUrl}/readyz`, { ca: caPem, token })).status === 200;
       }, 90_000, 250);
     };
-    apiserver = startApiserver();
-    await waitReady(apiserver);
+    for (let attempt = 1; ; attempt++) {
+      const proc = startApiserver();
+      apiserver = proc;
+      try {
+        await waitReady(proc);
+        break;
+      } catch (e) {
+        if (attempt >= PORT_ATTEMPTS || !portTaken(proc.output())) throw e;
+        await killProcess(proc);
+        port = await freePort();
+        serverUrl = `https://127.0.0.1:${port}`;
+      }
+    }
 
     const kubeconfigPath = join(dir, 'kubeconfig');
     writeFileSync(kubeconfigPath, kubeconfigYaml(serverUrl, caPem, token), { mode: 0o600 });
@@ -446,11 +458,22 @@ export interface Meshguard {
 const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
 
 export async function startMeshguard(opts: MeshguardOptions): Promise<Meshguard> {
+  // A port taken between the check and the bind is retried on a fresh one, unless the caller chose it.
+  for (let attempt = 1; ; attempt++) {
+    const port = opts.port ?? (await freePort());
+    try {
+      return await launchMeshguard(opts, port);
+    } catch (e) {
+      if (opts.port !== undefined || attempt >= PORT_ATTEMPTS || !(e instanceof Error) || !portTaken(e.message)) throw e;
+    }
+  }
+}
+
+async function launchMeshguard(opts: MeshguardOptions, port: number): Promise<Meshguard> {
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-e2e-mg-'));
   const ca = makeCa(dir, 'e2e-meshguard-ca');
   const cert = issueCert(dir, ca, { cn: 'meshguard', sans: ['127.0.0.1', 'localhost'] });
   const caPem = readFileSync(ca.caCert, 'utf8');
-  const port = opts.port ?? (await freePort());
   const url = `https://127.0.0.1:${port}`;
   const args = [
     join(REPO_ROOT, 'bin', 'meshguard.js'),

@@ -8,6 +8,8 @@
 import type { ClusterState, KubeObject, LabelSelector } from '../state/types.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 import { NAMESPACE_LABELS_PREFIX, normalizeKey } from './selectors.ts';
+import { policyModel } from './model.ts';
+import type { Direction, PolicyModel } from './types.ts';
 
 /** Keys named by every label selector inside a Cilium policy spec that read Namespace labels. */
 function ciliumKeys(node: unknown, out: Set<string>): void {
@@ -68,6 +70,11 @@ function keysOf(
   return keys;
 }
 
+/** Keys Istio and Cilium read from Namespace labels themselves, and the name label: always relevant. */
+function meshOrIdentityKey(key: string): boolean {
+  return /istio|cilium/i.test(key) || key === 'kubernetes.io/metadata.name';
+}
+
 /**
  * Could a change of the Namespace label `key` change a verdict in this state? `extraSelectors` are
  * further pod selectors that may read Namespace labels through the Cilium prefix (meshguard's config).
@@ -75,7 +82,7 @@ function keysOf(
 export function namespaceLabelMatters(state: ClusterState, key: string, extraSelectors: readonly LabelSelector[] = []): boolean {
   // Istio and Cilium read their own Namespace labels (injection, revision, dataplane mode, waypoints,
   // discovery selectors): any key of theirs counts, known or not. The name label identifies the namespace.
-  if (/istio|cilium/i.test(key) || key === 'kubernetes.io/metadata.name') return true;
+  if (meshOrIdentityKey(key)) return true;
   const cilium = (o: KubeObject, out: Set<string>): void => {
     const p = o as { spec?: unknown; specs?: unknown };
     ciliumKeys([p.spec, p.specs], out);
@@ -112,6 +119,64 @@ export function namespaceLabelReadByPeers(state: ClusterState, key: string): boo
     // NetworkPolicy namespaceSelectors only occur in peers: the same keys as for namespaceLabelMatters.
     keysOf(state.list('NetworkPolicy'), byNamespaceSelector).has(key)
   );
+}
+
+// Per filter (module-level functions below), per list array: namespace-label keys read anywhere in the
+// Cilium policies that have a model passing the filter.
+const keysByFilter = new Map<(m: PolicyModel) => boolean, ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>>();
+
+function ciliumKeysWhere(state: ClusterState, filter: (m: PolicyModel) => boolean): (key: string) => boolean {
+  let cache = keysByFilter.get(filter);
+  if (!cache) keysByFilter.set(filter, (cache = new ScopedWeakMap()));
+  const collect = (o: KubeObject, out: Set<string>): void => {
+    let models: readonly PolicyModel[];
+    try {
+      models = policyModel(o as Parameters<typeof policyModel>[0]);
+    } catch {
+      models = [];
+    }
+    // A policy the model cannot read is counted: it may be anything.
+    if (models.length > 0 && !models.some(filter)) return;
+    const p = o as { spec?: unknown; specs?: unknown };
+    ciliumKeys([p.spec, p.specs], out);
+  };
+  const cnp = keysOf(state.list('CiliumNetworkPolicy'), collect, cache);
+  const ccnp = keysOf(state.list('CiliumClusterwideNetworkPolicy'), collect, cache);
+  return (key) => cnp.has(key) || ccnp.has(key);
+}
+
+const actsOn: Record<Direction, (m: PolicyModel) => boolean> = {
+  ingress: (m) => m.hasSection.ingress || m.enforces.ingress,
+  egress: (m) => m.hasSection.egress || m.enforces.egress,
+};
+const hasL7 = (m: PolicyModel): boolean => m.hasL7;
+
+/**
+ * Could a change of the Namespace label `key` change the `direction` traffic of that namespace's pods?
+ * It can when a Cilium policy acting on that direction (rules or default deny of it) reads the key in
+ * any selector, so that it starts or stops selecting the pods; when any policy's peer section reads it,
+ * so that the pods' peers start or stop admitting them (traffic the other way round is theirs too);
+ * when a sidecar injector's namespaceSelector reads it (mesh membership); and for mesh and name keys.
+ * A Namespace relabel outside all of these leaves the pods' `direction` verdicts as they were.
+ */
+export function namespaceLabelReadFor(state: ClusterState, key: string, direction: Direction): boolean {
+  if (meshOrIdentityKey(key)) return true;
+  if (ciliumKeysWhere(state, actsOn[direction])(key)) return true;
+  if (namespaceLabelReadByPeers(state, key)) return true;
+  const byNamespaceSelector = (o: KubeObject, out: Set<string>): void => namespaceSelectorKeys(o, out);
+  return keysOf(state.list('MutatingWebhookConfiguration'), byNamespaceSelector).has(key);
+}
+
+/**
+ * Could a change of the Namespace label `key` change which Cilium L7 rules apply to that namespace's
+ * pods, or which peers those rules admit? Only a Cilium policy with L7 rules reading the key (in its
+ * subject or in a peer), a sidecar injector's namespaceSelector, or a mesh or name key.
+ */
+export function namespaceLabelReadByL7(state: ClusterState, key: string): boolean {
+  if (meshOrIdentityKey(key)) return true;
+  if (ciliumKeysWhere(state, hasL7)(key)) return true;
+  const byNamespaceSelector = (o: KubeObject, out: Set<string>): void => namespaceSelectorKeys(o, out);
+  return keysOf(state.list('MutatingWebhookConfiguration'), byNamespaceSelector).has(key);
 }
 
 /** Label keys added, removed or given another value between two label maps. */

@@ -5,7 +5,9 @@
 import { internKey } from '../state/intern.ts';
 import type { Change } from '../admission/change.ts';
 import {
+  changedLabelKeys,
   dnsBackends,
+  namespaceLabelReadFor,
   reachable,
   podsSelectedBy,
   policyModel,
@@ -28,11 +30,6 @@ export function isCiliumConfigChange(change: Change): boolean {
   return change.kind === 'ConfigMap' && change.namespace === 'kube-system' && change.name === 'cilium-config';
 }
 
-function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
-  const ka = Object.keys(a ?? {});
-  const kb = Object.keys(b ?? {});
-  return ka.length === kb.length && ka.every((k) => (a ?? {})[k] === (b ?? {})[k]);
-}
 
 /** The pods a request can change policy for, and whether they are synthetic (no live pod selected). */
 export interface TouchedPods {
@@ -94,7 +91,11 @@ function computeTouchedPods(change: Change, before: ClusterState, after: Cluster
       return NONE;
     }
     if (change.kind === 'Namespace' && change.operation === 'UPDATE') {
-      if (sameLabels(change.oldObject?.metadata.labels, change.object?.metadata.labels)) return NONE;
+      const keys = changedLabelKeys(change.oldObject?.metadata.labels, change.object?.metadata.labels);
+      if (keys.length === 0) return NONE;
+      // A relabel that only changes which ingress policies select the pods (say) leaves their egress as it was.
+      const d = opts.direction;
+      if (d && !keys.some((k) => namespaceLabelReadFor(before, k, d))) return NONE;
       return { pods: after.list('Pod', change.name), synthetic: false };
     }
     if (isCiliumConfigChange(change)) {

@@ -4,6 +4,7 @@
 
 import type { Change } from '../admission/change.ts';
 import {
+  changedLabelKeys,
   ciliumConfig,
   endpointLabels,
   formatPolicyRef,
@@ -13,6 +14,7 @@ import {
   matchesSelector,
   meshMode,
   NAMESPACE_LABEL,
+  namespaceLabelReadByL7,
   namedPort,
   normalizeKey,
   policiesSelecting,
@@ -226,6 +228,15 @@ export function labelsChanged(change: Change): boolean {
   const b = change.object?.metadata.labels ?? {};
   const ka = Object.keys(a);
   return ka.length !== Object.keys(b).length || ka.some((k) => a[k] !== b[k]);
+}
+
+/**
+ * Can this Namespace relabel change any L7 conflict of its pods (as destinations or clients)? Conflicts
+ * depend on mesh membership and on the selectors of Cilium policies with L7 rules only (see
+ * namespaceLabelReadByL7); a relabel outside those leaves them as they were.
+ */
+export function relabelReachesL7(change: Change, state: ClusterState): boolean {
+  return changedLabelKeys(change.oldObject?.metadata.labels, change.object?.metadata.labels).some((k) => namespaceLabelReadByL7(state, k));
 }
 
 /** Every Cilium policy model (CNP in every namespace, CCNP) with stream-L7 egress. Per state revision is enough. */

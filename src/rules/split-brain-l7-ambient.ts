@@ -17,6 +17,7 @@ import {
   l7ProxyEnabled,
   l7Uses,
   labelsChanged,
+  relabelReachesL7,
   meshMode,
   podIn,
   policyChangePods,
@@ -64,7 +65,7 @@ function touched(change: Change, before: ClusterState, after: ClusterState): { p
   if (isCiliumPolicyChange(change)) {
     return change.operation === 'DELETE' ? undefined : policyChangePods(change, before, after);
   }
-  if (change.kind === 'Namespace' && change.operation === 'UPDATE' && labelsChanged(change)) {
+  if (change.kind === 'Namespace' && change.operation === 'UPDATE' && relabelReachesL7(change, before)) {
     return { pods: [...after.list('Pod', change.name)], synthetic: false };
   }
   if (change.kind === 'Pod' && change.operation === 'UPDATE' && change.object) {

@@ -21,6 +21,7 @@ import {
   l7ProxyEnabled,
   l7Uses,
   labelsChanged,
+  relabelReachesL7,
   meshMode,
   modelsOf,
   peerPods,
@@ -199,7 +200,7 @@ function collect(change: Change, before: ClusterState, after: ClusterState): { b
       istioPolicyPods(before, change.oldObject as PolicyObject | undefined, false),
       istioPolicyPods(after, change.object as PolicyObject | undefined, false),
     );
-  } else if (change.kind === 'Namespace' && change.operation === 'UPDATE' && labelsChanged(change)) {
+  } else if (change.kind === 'Namespace' && change.operation === 'UPDATE' && relabelReachesL7(change, before)) {
     pods = [...after.list('Pod', change.name)];
   } else {
     return undefined;

@@ -66,10 +66,27 @@ t.test('enrolling a namespace into ambient under an existing L7 policy is denied
   t.match(findings[0]!.message, /^Namespace demo: /);
   t.notOk(findings[0]!.preexisting);
   t.same(runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods, l7Ingress]), 'UPDATE', ns('demo')).findings, []);
-  // an unrelated label change on an already-broken namespace: warning only
-  const pre = runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods, l7Ingress]), 'UPDATE', ns('demo', { ...AMBIENT, team: 'a' })).findings;
+  // A label an L7 policy reads, changed on an already-broken namespace: warning only.
+  const teamL7 = ccnp('team-l7', {
+    endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.team': 'a', app: 'postgres' } },
+    ingress: [{ toPorts: [{ ports: [{ port: '5432', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }],
+  });
+  const pre = runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods, l7Ingress, teamL7]), 'UPDATE', ns('demo', { ...AMBIENT, team: 'b' })).findings;
   t.equal(pre.length, 1);
   t.equal(pre[0]!.preexisting, true);
+});
+
+t.test('a relabel no L7 policy reads cannot change L7 conflicts: no finding, as decide() skips unread labels', async (t) => {
+  const teamL4 = ccnp('team-l4', {
+    endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.team': 'a' } },
+    ingress: [{ toPorts: [{ ports: [{ port: '9090', protocol: 'TCP' }] }] }],
+  });
+  const broken = baseCluster([ns('demo', { ...AMBIENT, team: 'a' }), ...demoPods, l7Ingress, teamL4]);
+  t.same(runRule(rule, broken, 'UPDATE', ns('demo', { ...AMBIENT, team: 'b' })).findings, [], 'read by an L4 policy only');
+  t.same(runRule(rule, broken, 'UPDATE', ns('demo', { ...AMBIENT, team: 'a', owner: 'x' })).findings, [], 'read by nothing');
+  // Mesh labels always count, whatever reads them: leaving ambient and coming back.
+  const left = baseCluster([ns('demo', { team: 'a' }), ...demoPods, l7Ingress, teamL4]);
+  t.equal(runRule(rule, left, 'UPDATE', ns('demo', { ...AMBIENT, team: 'a' })).findings.length, 1);
 });
 
 t.test('a pod relabelled into ambient under an existing L7 policy is denied', async (t) => {

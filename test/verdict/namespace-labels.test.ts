@@ -4,7 +4,8 @@
 import t from 'tap';
 
 import { defaultConfig, type Config } from '../../src/config/config.ts';
-import { changedLabelKeys, namespaceLabelMatters, namespaceLabelReadByPeers } from '../../src/policy/namespace-labels.ts';
+import { changedLabelKeys, namespaceLabelMatters, namespaceLabelReadByL7, namespaceLabelReadByPeers, namespaceLabelReadFor } from '../../src/policy/namespace-labels.ts';
+import { touchedPods } from '../../src/rules/egress-helpers.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import type { Rule } from '../../src/rules/types.ts';
 import { overlay } from '../../src/state/overlay.ts';
@@ -149,4 +150,72 @@ t.test('namespaceLabelReadByPeers: keys in peer sections only, not subject selec
   t.ok(namespaceLabelReadByPeers(state, 'env'), 'a NetworkPolicy namespaceSelector');
   t.notOk(namespaceLabelReadByPeers(state, 'inject-me'), 'webhook selectors decide injection, not peers');
   t.notOk(namespaceLabelReadByPeers(state, 'cost-center'));
+});
+
+t.test('namespaceLabelReadFor: per direction, a key counts when a policy acting on it or any peer reads it', async (t) => {
+  t.ok(namespaceLabelReadFor(state, 'team', 'egress'), 'the CCNP with egress rules selects by team');
+  t.notOk(namespaceLabelReadFor(state, 'team', 'ingress'), 'no ingress policy and no peer reads team');
+  for (const d of ['ingress', 'egress'] as const) {
+    t.ok(namespaceLabelReadFor(state, 'owner', d), `${d}: a CNP peer reads owner (the pods' peers may stop admitting them)`);
+    t.ok(namespaceLabelReadFor(state, 'env', d), `${d}: a NetworkPolicy namespaceSelector`);
+    t.ok(namespaceLabelReadFor(state, 'inject-me', d), `${d}: injection changes mesh membership`);
+    t.ok(namespaceLabelReadFor(state, 'istio.io/dataplane-mode', d), `${d}: mesh label`);
+    t.notOk(namespaceLabelReadFor(state, 'cost-center', d), `${d}: unread`);
+  }
+  // enableDefaultDeny alone acts on a direction: an ingress-only CCNP that turns egress default deny on.
+  const edd = memoryState(baseCluster([
+    ccnp('edd', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.zone': 'z' } }, ingress: [{ fromEntities: ['cluster'] }], enableDefaultDeny: { egress: true } }),
+    ccnp('ingress-only', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.tier': 'x' } }, ingress: [{ fromEntities: ['cluster'] }] }),
+  ]));
+  t.ok(namespaceLabelReadFor(edd, 'zone', 'egress'), 'enableDefaultDeny.egress');
+  t.ok(namespaceLabelReadFor(edd, 'zone', 'ingress'), 'and its ingress rules');
+  t.notOk(namespaceLabelReadFor(edd, 'tier', 'egress'), 'an ingress-only policy does not act on egress');
+  t.ok(namespaceLabelReadFor(edd, 'tier', 'ingress'));
+});
+
+t.test('namespaceLabelReadByL7: only Cilium policies with L7 rules, injection and mesh keys', async (t) => {
+  const l7 = memoryState(baseCluster([
+    ns('team-a', { team: 'a' }),
+    ccnp('l4-by-team', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.team': 'a' } }, ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }] }] }] }),
+    cnp('team-a', 'l7-from-owner', {
+      endpointSelector: {},
+      ingress: [{ fromEndpoints: [{ matchLabels: { 'io.cilium.k8s.namespace.labels.owner': 'x' } }], toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }],
+    }),
+    webhook,
+  ]));
+  t.notOk(namespaceLabelReadByL7(l7, 'team'), 'read by an L4 policy only');
+  t.ok(namespaceLabelReadByL7(l7, 'owner'), 'read by the peer of an L7 rule');
+  t.ok(namespaceLabelReadByL7(l7, 'inject-me'), 'injection');
+  t.ok(namespaceLabelReadByL7(l7, 'istio-injection'), 'mesh label');
+  t.notOk(namespaceLabelReadByL7(l7, 'cost-center'));
+});
+
+t.test('touchedPods: a relabel only ingress policies read touches no pods for egress rules', async (t) => {
+  const s = memoryState(baseCluster([
+    ns('shop', { env: 'prod' }),
+    pod('shop', 'web-1', { app: 'web' }),
+    ccnp('prod-scrape', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.env': 'prod' } }, ingress: [{ fromEntities: ['cluster'] }] }),
+  ]));
+  const change = makeChange('UPDATE', ns('shop', { env: 'dev' }), ns('shop', { env: 'prod' }));
+  const after = overlay(s, change);
+  t.same(touchedPods(change, s, after, { direction: 'egress' }).pods, [], 'egress: nothing can change');
+  t.same(touchedPods(change, s, after, { direction: 'ingress' }).pods.map((p) => p.metadata.name), ['web-1'], 'ingress: the pods');
+  t.same(touchedPods(change, s, after).pods.map((p) => p.metadata.name), ['web-1'], 'no direction: the pods');
+});
+
+t.test('a relabel that makes CoreDNS stop admitting the namespace is still caught', async (t) => {
+  // The relabelled key is read only by CoreDNS's ingress policy (a peer): the pods' egress is unchanged,
+  // yet their DNS is gone.
+  const s = memoryState(baseCluster([
+    ns('shop', { env: 'prod' }),
+    pod('shop', 'web-1', { app: 'web' }),
+    cnp('shop', 'egress', { endpointSelector: {}, egress: [{ toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s-app': 'kube-dns' } }], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }] }] }] }),
+    cnp('kube-system', 'coredns-ingress', {
+      endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+      ingress: [{ fromEndpoints: [{ matchLabels: { 'io.cilium.k8s.namespace.labels.env': 'prod' } }], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }] }] }],
+    }),
+  ]));
+  const decide = createDecide(allRules(), defaultConfig());
+  const d = decide(makeChange('UPDATE', ns('shop', { env: 'dev' }), ns('shop', { env: 'prod' })), s);
+  t.ok(d.findings.some((f) => f.rule === 'dns-egress-missing' && f.action === 'deny' && f.victims?.includes('shop/web-1')), 'DNS loss found');
 });

@@ -129,8 +129,17 @@ function pinnedNamespaces(peer: Extract<Peer, { type: 'endpoints' }>): readonly 
 
 /** Live pods an `endpoints` peer selects (reserved identities and other peer kinds: none). */
 export function peerPods(state: ClusterState, peer: Peer): Pod[] {
-  if (peer.type !== 'endpoints' || selectorIsReserved(peer.selector)) return [];
   const out: Pod[] = [];
+  somePeerPod(state, peer, (p) => {
+    out.push(p);
+    return false;
+  });
+  return out;
+}
+
+/** Does some live pod the `endpoints` peer selects satisfy `test`? Stops at the first one that does. */
+export function somePeerPod(state: ClusterState, peer: Peer, test: (p: Pod) => boolean): boolean {
+  if (peer.type !== 'endpoints' || selectorIsReserved(peer.selector)) return false;
   const pair = indexablePair(peer.selector);
   for (const ns of pinnedNamespaces(peer)) {
     const candidates = pair ? state.podsWithLabel(ns, pair.key, pair.value) : state.list('Pod', ns);
@@ -142,10 +151,10 @@ export function peerPods(state: ClusterState, peer: Peer): Pod[] {
         const nsLabels: Labels = state.get('Namespace', undefined, p.metadata.namespace ?? '')?.metadata.labels ?? {};
         if (!matchesSelector(peer.namespaceSelector, nsLabels)) continue;
       }
-      out.push(p);
+      if (test(p)) return true;
     }
   }
-  return out;
+  return false;
 }
 
 /** A problem found at one (direction, subject pod, destination pod, port): the unit of before/after diffs. */

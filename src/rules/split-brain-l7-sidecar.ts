@@ -26,6 +26,7 @@ import {
   modelsOf,
   peerPods,
   podIn,
+  somePeerPod,
   policyChangePods,
   portLabel,
   unionPods,
@@ -55,12 +56,15 @@ function mtlsOn(state: ClusterState, pod: Pod, port: number | undefined): Effect
   return undefined;
 }
 
-function ingressConflicts(state: ClusterState, pod: Pod, prev?: ClusterState): Conflict[] {
+function ingressConflicts(state: ClusterState, pod: Pod, prev?: ClusterState, admits = new Map<readonly Peer[], boolean>()): Conflict[] {
   if (meshMode(state, pod) !== 'sidecar') return [];
   const out: Conflict[] = [];
   for (const m of l7ModelsSelecting(state, pod)) {
     for (const use of l7Uses(m, 'ingress')) {
-      if (!admitsMeshClients(state, use.peers, prev)) continue;
+      // Replicas share their models' peer lists: judge each list once per state.
+      let ok = admits.get(use.peers);
+      if (ok === undefined) admits.set(use.peers, (ok = admitsMeshClients(state, use.peers, prev)));
+      if (!ok) continue;
       for (const port of coveredPorts(pod, use.section)) {
         const mt = mtlsOn(state, pod, port);
         if (!mt) continue;
@@ -89,13 +93,15 @@ function ingressConflicts(state: ClusterState, pod: Pod, prev?: ClusterState): C
  */
 function admitsMeshClients(state: ClusterState, peers: readonly Peer[], prev?: ClusterState): boolean {
   if (peers.length === 0) return true;
+  const anyPod = (): boolean => true;
   return peers.some((peer) => {
     if (peer.type === 'entities') return peer.entities.includes('cluster') || peer.entities.includes('all');
     if (peer.type !== 'endpoints') return false; // CIDR, FQDN, Services: never pods
     if (selectorIsReserved(peer.selector)) return false;
-    const live = peerPods(state, peer);
-    if (live.length === 0) return !prev || peerPods(prev, peer).length === 0;
-    return live.some((p) => isMeshProxyPod(p) || meshMode(state, p) !== 'none');
+    // Stop at the first mesh client rather than list every pod the peer selects.
+    if (somePeerPod(state, peer, (p) => isMeshProxyPod(p) || meshMode(state, p) !== 'none')) return true;
+    if (somePeerPod(state, peer, anyPod)) return false; // live pods, none of them in the mesh
+    return !prev || !somePeerPod(prev, peer, anyPod);
   });
 }
 
@@ -164,9 +170,10 @@ function egressTowards(state: ClusterState, dests: readonly Pod[]): Conflict[] {
 
 function ingressOf(state: ClusterState, pods: readonly Pod[], prev?: ClusterState): Conflict[] {
   const out: Conflict[] = [];
+  const admits = new Map<readonly Peer[], boolean>();
   for (const p of pods) {
     const here = podIn(state, p);
-    if (here) out.push(...ingressConflicts(state, here, prev));
+    if (here) out.push(...ingressConflicts(state, here, prev, admits));
   }
   return out;
 }

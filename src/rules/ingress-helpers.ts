@@ -126,31 +126,39 @@ function meshedNamespace(ns: KubeObject | undefined): boolean {
 }
 
 // The scan depends only on the Namespace list (the same array until a Namespace changes) and the
-// selector (part of a cached policy model): every pod of every request shares it.
-const firstMatchCache = new ScopedWeakMap<readonly object[], ScopedWeakMap<LabelSelector, string | null>>();
+// selector's content: every pod of every request shares it. Keyed by the selector's text rather than the
+// object, so that a request's own copy of a policy (a new model, equal selectors) hits too.
+const firstMatchCache = new ScopedWeakMap<readonly object[], Map<string, string | null>>();
 function firstNamespaceMatching(state: ClusterState, selector: LabelSelector, labelsOf: (name: string) => Labels): string | undefined {
   const list = state.list('Namespace');
+  const text = JSON.stringify(selector);
   let bySel = firstMatchCache.get(list);
-  if (!bySel) firstMatchCache.set(list, (bySel = new ScopedWeakMap()));
-  let hit = bySel.get(selector);
+  if (!bySel) firstMatchCache.set(list, (bySel = new Map()));
+  let hit = bySel.get(text);
   if (hit === undefined) {
     // A Namespace update makes a new list: rescan, but judge each unchanged Namespace object from memory.
-    let byNs = nsMatchCache.get(selector);
-    if (!byNs) nsMatchCache.set(selector, (byNs = new ScopedWeakMap()));
+    let byNs = nsMatchCache.get(text);
+    if (!byNs) {
+      if (nsMatchCache.size >= SELECTOR_CACHE_LIMIT) nsMatchCache.clear(); // selectors seen over time: bounded
+      nsMatchCache.set(text, (byNs = new ScopedWeakMap()));
+    }
+    const memo = byNs;
     const matches = (n: object & { metadata: { name: string } }): boolean => {
       if (state.get('Namespace', undefined, n.metadata.name) !== n) return matchesSelector(selector, labelsOf(n.metadata.name));
-      let m = byNs.get(n);
-      if (m === undefined) byNs.set(n, (m = matchesSelector(selector, labelsOf(n.metadata.name))));
+      let m = memo.get(n);
+      if (m === undefined) memo.set(n, (m = matchesSelector(selector, labelsOf(n.metadata.name))));
       return m;
     };
     // Meshed namespaces first: their pods reach the destination over HBONE, so one of them is the peer
     // that matters (a non-mesh namespace that happens to come first would hide them).
     hit = (list.find((n) => meshedNamespace(n) && matches(n)) ?? list.find(matches))?.metadata.name ?? null;
-    bySel.set(selector, hit);
+    if (bySel.size >= SELECTOR_CACHE_LIMIT) bySel.clear();
+    bySel.set(text, hit);
   }
   return hit ?? undefined;
 }
-const nsMatchCache = new ScopedWeakMap<LabelSelector, ScopedWeakMap<object, boolean>>();
+const SELECTOR_CACHE_LIMIT = 4096;
+const nsMatchCache = new Map<string, ScopedWeakMap<object, boolean>>();
 
 /** A pod (not in the state) that an endpoints selector selects, or undefined when it cannot be built. */
 function podFor(name: string, namespace: string, selector: LabelSelector, nodeName: string | undefined): Pod | undefined {

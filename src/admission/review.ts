@@ -156,6 +156,7 @@ function oneLine(s: string): string {
 
 /** Cut `s` to at most `max` characters (code points), marking the cut with an ellipsis. */
 export function truncate(s: string, max: number): string {
+  if (s.length <= max) return s; // UTF-16 units never undercount code points
   const cps = Array.from(s);
   if (cps.length <= max) return s;
   if (max <= 0) return '';
@@ -211,22 +212,40 @@ export function warningLines(f: ActedFinding): string[] {
   return wrapWarning(`[${f.rule}] ${tag}${f.message}${f.fix ? ` Fix: ${f.fix}` : ''} (${docsRef(f.rule)})`);
 }
 
+function codePoints(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdbff || i + 1 >= s.length) n++;
+    else {
+      const d = s.charCodeAt(i + 1);
+      n++;
+      if (d >= 0xdc00 && d <= 0xdfff) i++; // a surrogate pair is one code point
+    }
+  }
+  return n;
+}
+
 /** One warning's text as lines of at most LIMITS.warningChars, wrapped at words, indented after the first. */
 function wrapWarning(raw: string): string[] {
   const text = oneLine(raw);
   const max = LIMITS.warningChars;
   const lines: string[] = [];
   let line = '';
+  let lineLen = 0; // in code points, as the limit counts
   for (const word of text.split(' ')) {
     if (word === '') continue;
-    const candidate = line === '' ? (lines.length === 0 ? word : CONTINUATION + word) : `${line} ${word}`;
-    if ([...candidate].length <= max) {
-      line = candidate;
+    const wordLen = codePoints(word);
+    const candidateLen = line === '' ? (lines.length === 0 ? wordLen : CONTINUATION.length + wordLen) : lineLen + 1 + wordLen;
+    if (candidateLen <= max) {
+      line = line === '' ? (lines.length === 0 ? word : CONTINUATION + word) : `${line} ${word}`;
+      lineLen = candidateLen;
       continue;
     }
     if (line !== '') lines.push(line);
     // A single word longer than a line is cut.
     line = truncate(lines.length === 0 ? word : CONTINUATION + word, max);
+    lineLen = codePoints(line);
   }
   if (line !== '') lines.push(line);
   if (lines.length > MAX_LINES_PER_WARNING) {

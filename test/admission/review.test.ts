@@ -258,3 +258,28 @@ t.test('deny message does not repeat victims the rule message already names', as
   t.notMatch(r.status!.message, 'Affected');
   t.match(r.status!.message, 'a/b');
 });
+
+t.test('response: wrapping counts code points, so lines of astral characters fill up to the limit', async (t) => {
+  // Words of 10 emoji (20 UTF-16 units each). Counting UTF-16 units would break lines at half the limit.
+  const word = '\u{1F680}'.repeat(10);
+  const message = Array.from({ length: 30 }, () => word).join(' ');
+  const lines = toAdmissionResponse('u', decision(true, [f('r', 'warn', message)])).warnings!;
+  // A naive reference: greedy wrap on words, lengths in code points.
+  const ref: string[] = [];
+  let line = '';
+  for (const w of `[r] ${message} (docs/rules/r.md)`.split(' ')) {
+    const cand = line === '' ? (ref.length === 0 ? w : `  ${w}`) : `${line} ${w}`;
+    if ([...cand].length <= LIMITS.warningChars) line = cand;
+    else {
+      ref.push(line);
+      line = `  ${w}`;
+    }
+  }
+  ref.push(line);
+  const kept = ref.slice(0, 4);
+  t.same(lines.slice(0, 3), kept.slice(0, 3), 'same breaks as the code-point reference');
+  for (const l of lines) t.ok([...l].length <= LIMITS.warningChars);
+  t.ok([...lines[0]!].length > 100, `first line filled: ${[...lines[0]!].length} code points`);
+  t.equal(truncate('\u{1F680}'.repeat(5), 5), '\u{1F680}'.repeat(5), 'five code points fit in five');
+  t.equal(truncate('\u{1F680}'.repeat(6), 5), '\u{1F680}'.repeat(4) + '…');
+});

@@ -20,7 +20,6 @@ import {
   l7ModelsSelecting,
   l7ProxyEnabled,
   l7Uses,
-  labelsChanged,
   relabelReachesL7,
   meshMode,
   modelsOf,

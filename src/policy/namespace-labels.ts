@@ -70,6 +70,14 @@ function keysOf(
   return keys;
 }
 
+/**
+ * Keys of the namespaceSelectors of a kind's objects: NetworkPolicy peers, or sidecar injectors
+ * (MutatingWebhookConfiguration), whose selectors decide mesh membership.
+ */
+function selectorsOf(state: ClusterState, kind: 'NetworkPolicy' | 'MutatingWebhookConfiguration'): ReadonlySet<string> {
+  return keysOf(state.list(kind), (o, out) => namespaceSelectorKeys(o, out));
+}
+
 /** Keys Istio and Cilium read from Namespace labels themselves, and the name label: always relevant. */
 function meshOrIdentityKey(key: string): boolean {
   return /istio|cilium/i.test(key) || key === 'kubernetes.io/metadata.name';
@@ -87,11 +95,10 @@ export function namespaceLabelMatters(state: ClusterState, key: string, extraSel
     const p = o as { spec?: unknown; specs?: unknown };
     ciliumKeys([p.spec, p.specs], out);
   };
-  const byNamespaceSelector = (o: KubeObject, out: Set<string>): void => namespaceSelectorKeys(o, out);
   if (keysOf(state.list('CiliumNetworkPolicy'), cilium).has(key)) return true;
   if (keysOf(state.list('CiliumClusterwideNetworkPolicy'), cilium).has(key)) return true;
-  if (keysOf(state.list('NetworkPolicy'), byNamespaceSelector).has(key)) return true;
-  if (keysOf(state.list('MutatingWebhookConfiguration'), byNamespaceSelector).has(key)) return true;
+  if (selectorsOf(state, 'NetworkPolicy').has(key)) return true;
+  if (selectorsOf(state, 'MutatingWebhookConfiguration').has(key)) return true;
   const extra = new Set<string>();
   for (const s of extraSelectors) ciliumKeys(s, extra);
   return extra.has(key);
@@ -112,12 +119,11 @@ export function namespaceLabelReadByPeers(state: ClusterState, key: string): boo
       for (const section of PEER_SECTIONS) ciliumKeys(rule[section], out);
     }
   };
-  const byNamespaceSelector = (o: KubeObject, out: Set<string>): void => namespaceSelectorKeys(o, out);
   return (
     keysOf(state.list('CiliumNetworkPolicy'), ciliumPeers, peerKeysByList).has(key) ||
     keysOf(state.list('CiliumClusterwideNetworkPolicy'), ciliumPeers, peerKeysByList).has(key) ||
     // NetworkPolicy namespaceSelectors only occur in peers: the same keys as for namespaceLabelMatters.
-    keysOf(state.list('NetworkPolicy'), byNamespaceSelector).has(key)
+    selectorsOf(state, 'NetworkPolicy').has(key)
   );
 }
 
@@ -163,8 +169,7 @@ export function namespaceLabelReadFor(state: ClusterState, key: string, directio
   if (meshOrIdentityKey(key)) return true;
   if (ciliumKeysWhere(state, actsOn[direction])(key)) return true;
   if (namespaceLabelReadByPeers(state, key)) return true;
-  const byNamespaceSelector = (o: KubeObject, out: Set<string>): void => namespaceSelectorKeys(o, out);
-  return keysOf(state.list('MutatingWebhookConfiguration'), byNamespaceSelector).has(key);
+  return selectorsOf(state, 'MutatingWebhookConfiguration').has(key);
 }
 
 /**
@@ -175,8 +180,7 @@ export function namespaceLabelReadFor(state: ClusterState, key: string, directio
 export function namespaceLabelReadByL7(state: ClusterState, key: string): boolean {
   if (meshOrIdentityKey(key)) return true;
   if (ciliumKeysWhere(state, hasL7)(key)) return true;
-  const byNamespaceSelector = (o: KubeObject, out: Set<string>): void => namespaceSelectorKeys(o, out);
-  return keysOf(state.list('MutatingWebhookConfiguration'), byNamespaceSelector).has(key);
+  return selectorsOf(state, 'MutatingWebhookConfiguration').has(key);
 }
 
 /** Label keys added, removed or given another value between two label maps. */

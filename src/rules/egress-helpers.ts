@@ -30,7 +30,6 @@ export function isCiliumConfigChange(change: Change): boolean {
   return change.kind === 'ConfigMap' && change.namespace === 'kube-system' && change.name === 'cilium-config';
 }
 
-
 /** The pods a request can change policy for, and whether they are synthetic (no live pod selected). */
 export interface TouchedPods {
   readonly pods: readonly Pod[];

@@ -71,14 +71,14 @@ export function generateCluster(pods: number, seed = 42): Obj[] {
   });
   out.push({
     apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'istiod', namespace: 'istio-system', labels: { app: 'istiod' } },
-    spec: { replicas: 2, selector: { matchLabels: { app: 'istiod' } }, template: { metadata: { labels: { app: 'istiod', istio: 'pilot' } }, spec: { serviceAccountName: 'istiod', containers: [{ name: 'discovery', ports: [{ containerPort: 15017 }, { containerPort: 15012 }] }] } } },
+    spec: { replicas: 2, selector: { matchLabels: { app: 'istiod' } }, template: { metadata: { labels: { app: 'istiod', istio: 'pilot' } }, spec: { serviceAccountName: 'istiod', containers: [{ name: 'discovery', image: 'istio/pilot:1.28.1', ports: [{ containerPort: 15017 }, { containerPort: 15012 }] }] } } },
   });
   for (let i = 0; i < 2; i++) {
     out.push(podObj('istio-system', `istiod-${hex(rand, 5)}`, { app: 'istiod', istio: 'pilot' }, 'istiod', `10.100.0.${20 + i}`, `node-${i}`, false, [{ containerPort: 15017 }, { containerPort: 15012 }]));
   }
   out.push({
     apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'istio-sidecar-injector' },
-    webhooks: [{ name: 'namespace.sidecar-injector.istio.io', clientConfig: { service: { name: 'istiod', namespace: 'istio-system', path: '/inject', port: 443 } }, failurePolicy: 'Fail' }],
+    webhooks: [{ name: 'namespace.sidecar-injector.istio.io', clientConfig: { service: { name: 'istiod', namespace: 'istio-system', path: '/inject', port: 443 } }, failurePolicy: 'Fail', sideEffects: 'None', admissionReviewVersions: ['v1'] }],
   });
   // A few cluster-wide policies: allow everything to reach DNS, and a host-firewall-free baseline.
   out.push({
@@ -112,7 +112,7 @@ export function generateCluster(pods: number, seed = 42): Obj[] {
       out.push({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: app, namespace: ns } });
       out.push({
         apiVersion: 'v1', kind: 'Service', metadata: { name: app, namespace: ns },
-        spec: { selector: { app }, clusterIP: `10.96.${i % 250}.${a + 10}`, ports: [{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }] },
+        spec: { selector: { app }, clusterIP: `10.${97 + Math.floor(i / 250)}.${i % 250}.${a + 10}`, ports: [{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }] },
       });
     }
     // One app per namespace talks to the API server (an RBAC subject).
@@ -121,6 +121,7 @@ export function generateCluster(pods: number, seed = 42): Obj[] {
       roleRef: { kind: 'ClusterRole', name: 'view' }, subjects: [{ kind: 'ServiceAccount', name: 'app-0', namespace: ns }],
     });
     const hash = hex(rand, 10);
+    const podNames = new Set<string>();
     for (let p = 0; p < PODS_PER_NAMESPACE && podNo < pods; p++, podNo++) {
       const a = p % APPS_PER_NAMESPACE;
       const labels: Record<string, string> = {
@@ -129,7 +130,12 @@ export function generateCluster(pods: number, seed = 42): Obj[] {
       };
       if (flavour === 'sidecar') { labels['security.istio.io/tlsMode'] = 'istio'; labels['service.istio.io/canonical-name'] = `app-${a}`; }
       const ip = `10.${100 + Math.floor(podNo / 65000)}.${Math.floor(podNo / 250) % 256}.${(podNo % 250) + 2}`;
-      out.push(podObj(ns, `app-${a}-${hash}-${hex(rand, 5)}`, labels, `app-${a}`, ip, `node-${podNo % nodes}`, flavour === 'sidecar', [{ name: 'http', containerPort: 8080, protocol: 'TCP' }]));
+      // Five random hex digits, as a ReplicaSet names its pods; drawn again on the rare clash (about one
+      // in five 50k-pod clusters has one), which a real apiserver would refuse as a duplicate.
+      let name = `app-${a}-${hash}-${hex(rand, 5)}`;
+      while (podNames.has(name)) name = `app-${a}-${hash}-${hex(rand, 5)}`;
+      podNames.add(name);
+      out.push(podObj(ns, name, labels, `app-${a}`, ip, `node-${podNo % nodes}`, flavour === 'sidecar', [{ name: 'http', containerPort: 8080, protocol: 'TCP' }]));
     }
     // Policies: ~1 per 7 pods.
     out.push({

@@ -6,7 +6,7 @@ NODE  := ./node_modules/.bin/node
 NPX   := npx --no-install
 PORT  ?= 8443
 
-.PHONY: all deps build typecheck run certs test tap-build unit e2e control-plane bench bench-quick readme clean
+.PHONY: all deps build typecheck run certs test tap-build unit e2e control-plane bench bench-quick bench-live readme clean
 
 all: build
 
@@ -57,6 +57,11 @@ bench: build
 
 bench-quick: build
 	$(NODE) --expose-gc bench/run.ts --quick
+
+# The live path: meshguard serve --kubeconfig against a real kube-apiserver holding 10k and 50k pods
+# (about 10 minutes, most of it loading the objects into the apiserver).
+bench-live: build control-plane
+	$(NODE) bench/live.ts --pods 10000,50000
 
 # Regenerate the README's rule table from the registry.
 readme: deps

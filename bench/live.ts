@@ -1,0 +1,398 @@
+// The live path under load: meshguard `serve --kubeconfig` against a real kube-apiserver (the e2e
+// harness's etcd + kube-apiserver, built from Go modules) holding the benchmark's synthetic cluster,
+// instead of `serve --state <file>`. It measures what the file-based bench cannot:
+//   - start to ready through the informers' paginated lists, and the serving RSS with the informers'
+//     caches and watches;
+//   - latency at the fixed rate and max throughput with the state as the informers built it;
+//   - latency at the fixed rate while pods change under it (watch events replace objects and start a new
+//     state revision, so the per-revision caches are rebuilt while requests arrive), as in a live cluster.
+// Before measuring, it checks that meshguard's view (meshguard_state_objects) holds every object the
+// bench created, so the figures are for the whole cluster.
+//
+// Usage: node bench/live.ts [--pods 10000[,50000]] [--seconds 10] [--rate 500] [--churn 50] [--json F] [--no-write]
+// Needs `npx tsc -p .` (bin/meshguard.js) and the control-plane binaries (make control-plane).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+
+import { KINDS, type KindName } from '../src/state/kinds.ts';
+import { collectionPath } from '../src/state/live.ts';
+import { startControlPlane, type ControlPlane } from '../test/e2e/harness.ts';
+import { generateCluster, type Obj } from './cluster-gen.ts';
+import { cpuSecondsOf, deployedNodeFlags, freePort, measureLoad, ROOT, rssOf, startServer, type LoadResult } from './harness.ts';
+import { requestMix } from './requests.ts';
+
+const { values } = parseArgs({
+  options: {
+    pods: { type: 'string', default: '10000' },
+    seconds: { type: 'string', default: '10' },
+    rate: { type: 'string', default: '500' },
+    /** Pod label changes per second during the churn phase. */
+    churn: { type: 'string', default: '50' },
+    /** Also write the results to this file (JSON). */
+    json: { type: 'string' },
+    /** Extra Node.js flags for meshguard (e.g. --cpu-prof), for experiments. */
+    'node-flags': { type: 'string', default: '' },
+    /** Extra `meshguard serve` flags (e.g. --config F), for experiments. */
+    'serve-flags': { type: 'string', default: '' },
+    /** Do not write bench/results/live-latest.* (for tests). */
+    'no-write': { type: 'boolean', default: false },
+  },
+});
+const SIZES = values.pods.split(',').map(Number);
+const SECONDS = Number(values.seconds);
+const RATE = Number(values.rate);
+const CHURN = Number(values.churn);
+const CONNECTIONS = 8;
+/** Requests in flight while loading the cluster into the apiserver. */
+const LOAD_CONCURRENCY = 32;
+
+const log = (m: string): void => void process.stderr.write(`[live] ${m}\n`);
+
+// ---------------------------------------------------------------------------------------------------
+// A minimal client for the apiserver (keep-alive, admin token from the harness's kubeconfig).
+
+interface Api {
+  request(method: string, urlPath: string, body?: unknown, contentType?: string): Promise<{ status: number; body: string }>;
+  close(): void;
+}
+
+function apiFromKubeconfig(file: string): Api {
+  const kc = parseYaml(readFileSync(file, 'utf8')) as {
+    clusters: { cluster: { server: string; 'certificate-authority-data': string } }[];
+    users: { user: { token: string } }[];
+  };
+  const server = new URL(kc.clusters[0]!.cluster.server);
+  const ca = Buffer.from(kc.clusters[0]!.cluster['certificate-authority-data'], 'base64');
+  const token = kc.users[0]!.user.token;
+  const agent = new https.Agent({ keepAlive: true, maxSockets: LOAD_CONCURRENCY, ca });
+  return {
+    request: (method, urlPath, body, contentType = 'application/json') =>
+      new Promise((resolve, reject) => {
+        const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+        const req = https.request(
+          {
+            host: server.hostname, port: server.port, path: urlPath, method, agent,
+            headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(data ? { 'content-type': contentType, 'content-length': data.length } : {}) },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+            res.on('error', reject);
+          },
+        );
+        req.setTimeout(60_000, () => req.destroy(new Error(`${method} ${urlPath}: no answer in 60 s`)));
+        req.on('error', reject);
+        req.end(data);
+      }),
+    close: () => agent.destroy(),
+  };
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight. */
+async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+}
+
+/** Creation order: what others refer to first; the injector webhook last, so that no pod create calls it. */
+const ORDER: readonly string[] = [
+  'Node', 'Namespace', 'ServiceAccount', 'ConfigMap', 'Service', 'EndpointSlice', 'RoleBinding', 'ClusterRoleBinding', 'Deployment',
+  'CiliumClusterwideNetworkPolicy', 'CiliumNetworkPolicy', 'NetworkPolicy', 'AuthorizationPolicy', 'PeerAuthentication', 'Pod',
+  'MutatingWebhookConfiguration',
+];
+
+function pathOf(o: Obj): string {
+  if (!(o.kind in KINDS)) throw new Error(`bench/live: no API path for kind ${o.kind}`);
+  return collectionPath(o.kind as KindName, o.metadata.namespace);
+}
+
+/**
+ * Creates every object (the status subresource is written separately: a create drops `status`, and
+ * meshguard reads pod IPs and phases and node addresses from it). Objects the apiserver made itself
+ * (default/kubernetes, kube-system) are replaced by server-side apply. Returns objects per second.
+ */
+async function loadCluster(api: Api, objects: readonly Obj[]): Promise<{ seconds: number; perSecond: number }> {
+  const t0 = performance.now();
+  const rank = (o: Obj): number => {
+    const i = ORDER.indexOf(o.kind);
+    if (i < 0) throw new Error(`bench/live: kind ${o.kind} has no place in the creation order`);
+    return i;
+  };
+  const groups = new Map<number, Obj[]>();
+  for (const o of objects) groups.set(rank(o), [...(groups.get(rank(o)) ?? []), o]);
+  for (const [, group] of [...groups].sort(([a], [b]) => a - b)) {
+    await pool(group, LOAD_CONCURRENCY, async (o) => {
+      const { status: st, ...rest } = o as Obj & { status?: unknown };
+      const { uid: _uid, resourceVersion: _rv, ...metadata } = o.metadata as Obj['metadata'] & { uid?: string; resourceVersion?: string };
+      const body = { ...rest, metadata };
+      const base = pathOf(o);
+      const item = `${base}/${encodeURIComponent(o.metadata.name)}`;
+      let r = await api.request('POST', base, body);
+      // 409: it exists. 422 can mean the same when the allocation check runs before the name check
+      // (default/kubernetes owns 10.96.0.1 already): server-side apply then updates it in place.
+      if (r.status === 409 || (r.status === 422 && r.body.includes('already allocated'))) {
+        r = await api.request('PATCH', `${item}?fieldManager=meshguard-bench&force=true`, body, 'application/apply-patch+yaml');
+      }
+      if (r.status >= 300) throw new Error(`creating ${o.kind} ${o.metadata.namespace ?? ''}/${o.metadata.name}: ${r.status} ${r.body.slice(0, 300)}`);
+      if (st !== undefined) {
+        const s = await api.request('PATCH', `${item}/status`, { status: st }, 'application/merge-patch+json');
+        if (s.status >= 300) throw new Error(`status of ${o.kind} ${o.metadata.name}: ${s.status} ${s.body.slice(0, 300)}`);
+      }
+    });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { seconds, perSecond: objects.length / seconds };
+}
+
+function metricsText(port: number, ca: Buffer): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port, path: '/metrics', ca }, (res) => {
+      let b = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (b += d));
+      res.on('end', () => resolve(b));
+    }).on('error', reject);
+  });
+}
+
+/** meshguard_state_objects per kind, from meshguard's /metrics. */
+async function stateObjects(port: number, ca: Buffer): Promise<Record<string, number>> {
+  const text = await metricsText(port, ca);
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^meshguard_state_objects\{kind="([^"]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
+  return out;
+}
+
+/** V8 heap in use (nodejs_heap_size_used_bytes from meshguard's /metrics), to set RSS against. */
+async function heapUsed(port: number, ca: Buffer): Promise<number> {
+  const m = /^nodejs_heap_size_used_bytes (\d+)/m.exec(await metricsText(port, ca));
+  return m ? Number(m[1]) : NaN;
+}
+
+/**
+ * Changes one pod's labels `perSecond` times a second until stopped (a label nothing selects on, as
+ * a rollout's pod-template-hash would change): every change is a watch event that replaces a pod in
+ * meshguard's state. Returns a stop function that resolves to the number of changes acknowledged.
+ */
+function churn(api: Api, pods: readonly Obj[], perSecond: number): () => Promise<number> {
+  let n = 0;
+  let acked = 0;
+  let failed = 0;
+  const inFlight = new Set<Promise<void>>();
+  const t0 = performance.now();
+  const timer = setInterval(() => {
+    // Catch up to the schedule (timers fire late under load): n changes by now.
+    const due = Math.floor(((performance.now() - t0) / 1000) * perSecond);
+    while (n < due) {
+      const p = pods[(n * 7919) % pods.length]!;
+      const v = String(n++);
+      const req = api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': v } } }, 'application/merge-patch+json')
+        .then((r) => void (r.status < 300 ? acked++ : failed++), () => void failed++)
+        .finally(() => inFlight.delete(req));
+      inFlight.add(req);
+    }
+  }, 50);
+  return async () => {
+    clearInterval(timer);
+    await Promise.all(inFlight);
+    if (failed > 0) throw new Error(`bench/live: ${failed} pod label changes failed`);
+    return acked;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+interface SizeResult {
+  pods: number;
+  objects: number;
+  apiserverLoad: { seconds: number; perSecond: number };
+  startupMs: number;
+  stateObjects: Record<string, number>;
+  serverRssReady: number;
+  serverRssLoaded: number;
+  serverRssPeak: number;
+  /** V8 heap in use when ready and after the load phases. */
+  heapUsedReady: number;
+  heapUsedLoaded: number;
+  /** The same cluster served from a state file: RSS and heap in use when ready. */
+  controlRssReady: number;
+  controlHeapUsedReady: number;
+  rate: LoadResult;
+  max: LoadResult;
+  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number };
+  /** The same churn and rate against meshguard serving a state file (it sees no events). */
+  churnControl: LoadResult;
+}
+
+async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]): Promise<SizeResult> {
+  log(`size ${pods}: starting etcd + kube-apiserver`);
+  const cp: ControlPlane = await startControlPlane();
+  let server: ChildProcess | undefined;
+  const api = apiFromKubeconfig(cp.kubeconfigPath);
+  try {
+    const objects = generateCluster(pods);
+    log(`size ${pods}: creating ${objects.length} objects`);
+    const apiserverLoad = await loadCluster(api, objects);
+    log(`size ${pods}: ${apiserverLoad.perSecond.toFixed(0)} objects/s; starting meshguard serve --kubeconfig`);
+    const port = await freePort();
+    const started = await startServer(
+      [...deployedNodeFlags(), ...values['node-flags'].split(' ').filter((x) => x !== ''), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--host', '127.0.0.1', '--drain-seconds', '0', ...values['serve-flags'].split(' ').filter((x) => x !== '')],
+      port, ca,
+    );
+    server = started.child;
+    const serverRssReady = rssOf(server.pid);
+    const heapUsedReady = await heapUsed(port, ca);
+
+    // meshguard must see the whole cluster, or the figures would be for a smaller one.
+    const expected: Record<string, number> = {};
+    for (const o of objects) expected[o.kind] = (expected[o.kind] ?? 0) + 1;
+    const seen = await stateObjects(port, ca);
+    for (const [kind, n] of Object.entries(expected)) {
+      if ((seen[kind] ?? 0) < n) throw new Error(`bench/live: meshguard's state holds ${seen[kind] ?? 0} ${kind} objects, the bench created ${n}`);
+    }
+
+    const bodies = path.join(work, `bodies-${pods}.json`);
+    writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).map((r) => JSON.stringify(r.review))));
+    const load = (mode: 'rate' | 'max'): Promise<LoadResult> =>
+      measureLoad(server!.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode, rate: RATE, connections: CONNECTIONS, seconds: SECONDS });
+    log(`size ${pods}: ${RATE} req/s`);
+    const rate = await load('rate');
+    log(`size ${pods}: max`);
+    const max = await load('max');
+    const podList = objects.filter((o) => o.kind === 'Pod');
+    // What a watch event costs meshguard by itself: pod changes with no admission requests.
+    log(`size ${pods}: ${CHURN} pod changes/s, no requests`);
+    const idleCpu0 = cpuSecondsOf(server.pid);
+    const stopIdle = churn(api, podList, CHURN);
+    await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
+    const idleChanges = await stopIdle();
+    // Let the last events arrive before reading the CPU time.
+    await new Promise((r) => setTimeout(r, 500));
+    const cpuMicrosPerPodChange = ((cpuSecondsOf(server.pid) - idleCpu0) * 1e6) / idleChanges;
+    log(`size ${pods}: ${RATE} req/s with ${CHURN} pod changes/s`);
+    const t0 = performance.now();
+    const stop = churn(api, podList, CHURN);
+    let churned: LoadResult;
+    let podChanges = 0;
+    try {
+      churned = await load('rate');
+    } finally {
+      podChanges = await stop();
+    }
+    const churnSeconds = (performance.now() - t0) / 1000;
+    const after = await stateObjects(port, ca);
+    if ((after['Pod'] ?? 0) < (expected['Pod'] ?? 0)) throw new Error('bench/live: pods went missing from meshguard\'s state during the churn');
+    const serverRssLoaded = rssOf(server.pid);
+    const serverRssPeak = rssOf(server.pid, 'VmHWM');
+    const heapUsedLoaded = await heapUsed(port, ca);
+    await stopServer(server);
+
+    // Control: the same churn on the apiserver while meshguard serves a file snapshot of the same
+    // cluster and watches nothing. The apiserver and etcd share this machine's cores with meshguard and
+    // the load generator, so the churn slows requests down even where meshguard does no work for it;
+    // the gap between this p99 and the live one is what the watch events cost meshguard itself.
+    log(`size ${pods}: control: ${RATE} req/s with ${CHURN} pod changes/s, meshguard on a state file`);
+    const stateFile = path.join(work, `state-${pods}.json`);
+    writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+    const filePort = await freePort();
+    const fileServer = await startServer(
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(filePort), '--host', '127.0.0.1', '--drain-seconds', '0'],
+      filePort, ca,
+    );
+    server = fileServer.child;
+    const controlRssReady = rssOf(server.pid);
+    const controlHeapUsedReady = await heapUsed(filePort, ca);
+    const stopControl = churn(api, podList, CHURN);
+    let control: LoadResult;
+    try {
+      control = await measureLoad(server.pid, { port: filePort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: CONNECTIONS, seconds: SECONDS });
+    } finally {
+      await stopControl();
+    }
+    return {
+      pods, objects: objects.length, apiserverLoad, startupMs: started.readyMs, stateObjects: seen,
+      serverRssReady, serverRssLoaded, serverRssPeak, heapUsedReady, heapUsedLoaded, controlRssReady, controlHeapUsedReady, rate, max,
+      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange },
+      churnControl: control,
+    };
+  } finally {
+    api.close();
+    if (server) await stopServer(server);
+    await cp.stop();
+  }
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+  });
+}
+
+function f(n: unknown, digits = 2): string {
+  return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : String(n);
+}
+const mb = (b: number): string => f(b / 2 ** 20, 0);
+
+function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): string {
+  const lines = [
+    `## meshguard live path (serve --kubeconfig against kube-apiserver; ${r.machine['cpus']} CPUs, Node ${process.version})`, '',
+    `Latency at ${RATE} req/s (open loop, ${SECONDS} s), without and with ${CHURN} pod label changes/s, and max throughput (${CONNECTIONS} keep-alive connections).`, '',
+    '| pods | objects loaded into the apiserver | start to ready ms | serve RSS MB ready / after load / peak | p50 / p99 ms | p50 / p99 ms with churn | same churn, meshguard on a state file: p50 / p99 ms | pod changes/s applied | server CPU µs per pod change | max req/s | server CPU µs/req at max |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const s of r.sizes) {
+    lines.push(`| ${s.pods} | ${s.objects} (${f(s.apiserverLoad.perSecond, 0)}/s) | ${f(s.startupMs, 0)} | ${mb(s.serverRssReady)} / ${mb(s.serverRssLoaded)} / ${mb(s.serverRssPeak)} | ${f(s.rate.p50, 3)} / ${f(s.rate.p99, 3)} | ${f(s.churn.p50, 3)} / ${f(s.churn.p99, 3)} | ${f(s.churnControl.p50, 3)} / ${f(s.churnControl.p99, 3)} | ${f(s.churn.podChangesPerSecond, 0)} | ${f(s.churn.cpuMicrosPerPodChange, 0)} | ${f(s.max.rps, 0)} | ${f(s.max.serverCpuMicros, 0)} |`);
+  }
+  lines.push('', 'Memory, live against the same cluster served from a state file (`serve --state`, the control):', '');
+  lines.push('| pods | live: RSS MB / heap in use MB, ready | live: heap in use MB after load | state file: RSS MB / heap in use MB, ready |', '|---:|---:|---:|---:|');
+  for (const s of r.sizes) {
+    lines.push(`| ${s.pods} | ${mb(s.serverRssReady)} / ${mb(s.heapUsedReady)} | ${mb(s.heapUsedLoaded)} | ${mb(s.controlRssReady)} / ${mb(s.controlHeapUsedReady)} |`);
+  }
+  const errors = r.sizes.reduce((n, s) => n + s.rate.errors + s.max.errors + s.churn.errors + s.churnControl.errors, 0);
+  lines.push('', `Errors (non-200 answers or failed requests) over all phases: ${errors}.`, '');
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-bench-live-'));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const c = spawn(path.join(ROOT, 'scripts/dev-certs.sh'), [work], { stdio: 'ignore' });
+      c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error('dev-certs failed'))));
+    });
+    const ca = readFileSync(path.join(work, 'ca.crt'));
+    const tls = ['--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key')];
+    const results = {
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` },
+      loadSeconds: SECONDS, rate: RATE, churnPerSecond: CHURN, connections: CONNECTIONS, serverNodeFlags: deployedNodeFlags(),
+      sizes: [] as SizeResult[],
+    };
+    for (const pods of SIZES) results.sizes.push(await measureSize(pods, work, ca, tls));
+    const json = JSON.stringify(results, null, 2) + '\n';
+    const text = report(results);
+    if (!values['no-write']) {
+      mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
+      writeFileSync(path.join(ROOT, 'bench/results/live-latest.json'), json);
+      writeFileSync(path.join(ROOT, 'bench/results/live-latest.md'), text);
+    }
+    if (values.json) writeFileSync(values.json, json);
+    process.stdout.write(text);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -141,3 +141,18 @@ export async function measureLoad(serverPid: number | undefined, o: LoadOptions)
   r.serverCpuMicros = (cpu * 1e6) / (r.requests + Number(r['warmupRequests' as keyof LoadResult] ?? 0));
   return r;
 }
+
+/** Stops a server started by startServer: `signal` (SIGKILL by default), SIGKILL after 15 s. */
+export async function stopServer(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill(signal);
+    setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+  });
+}
+
+/** A figure for a results table: fixed digits, or the value as text when it is not a finite number. */
+export function fmt(n: unknown, digits = 2): string {
+  return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : String(n);
+}

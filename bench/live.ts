@@ -24,7 +24,7 @@ import { KINDS, type KindName } from '../src/state/kinds.ts';
 import { collectionPath } from '../src/state/live.ts';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { cpuSecondsOf, deployedNodeFlags, freePort, measureLoad, ROOT, rssOf, startServer, type LoadResult } from './harness.ts';
+import { cpuSecondsOf, deployedNodeFlags, fmt, freePort, measureLoad, ROOT, rssOf, startServer, stopServer, type LoadResult } from './harness.ts';
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
@@ -294,7 +294,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     const serverRssLoaded = rssOf(server.pid);
     const serverRssPeak = rssOf(server.pid, 'VmHWM');
     const heapUsedLoaded = await heapUsed(port, ca);
-    await stopServer(server);
+    await stopServer(server, 'SIGTERM');
 
     // Control: the same churn on the apiserver while meshguard serves a file snapshot of the same
     // cluster and watches nothing. The apiserver and etcd share this machine's cores with meshguard and
@@ -326,23 +326,12 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     };
   } finally {
     api.close();
-    if (server) await stopServer(server);
+    if (server) await stopServer(server, 'SIGTERM');
     await cp.stop();
   }
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
-  });
-}
-
-function f(n: unknown, digits = 2): string {
-  return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : String(n);
-}
+const f = fmt;
 const mb = (b: number): string => f(b / 2 ** 20, 0);
 
 function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): string {

@@ -23,7 +23,7 @@ import type { Decide } from '../src/rules/types.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { deployedNodeFlags, freePort, measureLoad, ROOT, rssOf, runJson, startServer as spawnServer, type LoadResult } from './harness.ts';
+import { deployedNodeFlags, fmt, freePort, measureLoad, ROOT, rssOf, runJson, startServer as spawnServer, stopServer, type LoadResult } from './harness.ts';
 import { requestMix, review } from './requests.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, full: { type: 'boolean', default: false } } });
@@ -47,14 +47,6 @@ async function startServer(args: string[], port: number, ca: Buffer): Promise<{ 
   const started = await spawnServer(args, port, ca);
   children.push(started.child);
   return started;
-}
-
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
 }
 
 function load(child: ChildProcess, port: number, bodiesFile: string, mode: 'rate' | 'max'): Promise<LoadResult> {
@@ -183,9 +175,7 @@ async function main(): Promise<void> {
   process.stdout.write(text);
 }
 
-function f(n: unknown, digits = 2): string {
-  return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : String(n);
-}
+const f = fmt;
 
 function report(r: Record<string, unknown>): string {
   const base = r['baseline'] as { rate: LoadResult; max: LoadResult };

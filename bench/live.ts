@@ -128,7 +128,12 @@ async function loadCluster(api: Api, objects: readonly Obj[]): Promise<{ seconds
     return i;
   };
   const groups = new Map<number, Obj[]>();
-  for (const o of objects) groups.set(rank(o), [...(groups.get(rank(o)) ?? []), o]);
+  for (const o of objects) {
+    const r = rank(o);
+    const g = groups.get(r);
+    if (g) g.push(o);
+    else groups.set(r, [o]);
+  }
   for (const [, group] of [...groups].sort(([a], [b]) => a - b)) {
     await pool(group, LOAD_CONCURRENCY, async (o) => {
       const { status: st, ...rest } = o as Obj & { status?: unknown };

@@ -66,8 +66,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     await source.start();
   } else {
     // Without --kubeconfig: $KUBECONFIG, ~/.kube/config, then the in-cluster service account.
-    const kubeConfig = loadKubeConfig(opts.kubeconfig);
-    source = new LiveSource({ kubeConfig, logger, ...(opts.kubeconfig ? { kubeconfigPath: opts.kubeconfig } : {}) });
+    const api = loadKubeConfig(opts.kubeconfig);
+    source = new LiveSource({ api, logger, ...(opts.kubeconfig ? { kubeconfigPath: opts.kubeconfig } : {}) });
   }
 
   const decide = createDecide(ctx.rules, config);

@@ -1,10 +1,10 @@
 // `meshguard snapshot`: list every kind meshguard reads once from a live cluster, slimmed the same way as
 // the live cache, and write one `kind: List` YAML document that `--state` loads back.
 
-import type { KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { InputError } from '../errors.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
+import type { KubeApi } from './kube-api.ts';
 import { ApiStatusError, listKind, loadKubeConfig } from './live.ts';
 import { istioNamespaces } from './snapshot.ts';
 import type { KubeObject } from './types.ts';
@@ -13,8 +13,8 @@ export interface DumpOptions {
   readonly kubeconfigPath?: string;
   /** The Istio root namespace when it is neither istio-system nor istiod's namespace. */
   readonly istioRootNamespace?: string;
-  /** Use this KubeConfig instead of loading one (tests). */
-  readonly kubeConfig?: KubeConfig;
+  /** Use this apiserver instead of loading a kubeconfig (tests). */
+  readonly api?: KubeApi;
   /**
    * `yaml` (default): block YAML with a comment header. `json`: a JSON List (also valid YAML), which
    * loads ~40x faster than YAML for large clusters (readManifests takes a JSON fast path).
@@ -45,46 +45,50 @@ export interface ClusterObjects {
  * kubeconfig or when the cluster refuses a list.
  */
 export async function listClusterObjects(opts: DumpOptions): Promise<ClusterObjects> {
-  const kc = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfigPath);
-  const server = kc.getCurrentCluster()?.server ?? '';
-  const byKind = new Map<KindName, KubeObject[]>();
-  const missing: KindName[] = [];
+  const api = opts.api ?? loadKubeConfig(opts.kubeconfigPath);
+  const server = api.server;
+  try {
+    const byKind = new Map<KindName, KubeObject[]>();
+    const missing: KindName[] = [];
 
-  const list = async (kind: KindName, namespace?: string): Promise<KubeObject[] | undefined> => {
-    try {
-      return (await listKind(kc, kind, namespace)).items;
-    } catch (err) {
-      if (err instanceof ApiStatusError && err.statusCode === 404 && KINDS[kind].optional) return undefined;
-      const why = err instanceof Error ? err.message : String(err);
-      throw new InputError(`cannot list ${kind}${namespace ? ` in ${namespace}` : ''} from ${server}: ${why}`);
+    const list = async (kind: KindName, namespace?: string): Promise<KubeObject[] | undefined> => {
+      try {
+        return (await listKind(api, kind, namespace)).items;
+      } catch (err) {
+        if (err instanceof ApiStatusError && err.statusCode === 404 && KINDS[kind].optional) return undefined;
+        const why = err instanceof Error ? err.message : String(err);
+        throw new InputError(`cannot list ${kind}${namespace ? ` in ${namespace}` : ''} from ${server}: ${why}`);
+      }
+    };
+
+    for (const kind of KIND_NAMES) {
+      if (kind === 'ConfigMap') continue; // below, once Deployments tell where istiod runs
+      const items = await list(kind);
+      if (items === undefined) missing.push(kind);
+      else byKind.set(kind, items);
     }
-  };
 
-  for (const kind of KIND_NAMES) {
-    if (kind === 'ConfigMap') continue; // below, once Deployments tell where istiod runs
-    const items = await list(kind);
-    if (items === undefined) missing.push(kind);
-    else byKind.set(kind, items);
-  }
-
-  const cmNamespaces = new Set<string>([...CONFIGMAP_NAMESPACES, ...istioNamespaces(byKind.get('Deployment') ?? [])]);
-  if (opts.istioRootNamespace) cmNamespaces.add(opts.istioRootNamespace);
-  const configMaps: KubeObject[] = [];
-  const done = new Set<string>();
-  // Two rounds: the mesh config found in the first may name a root namespace not listed yet.
-  for (let round = 0; round < 2; round++) {
-    for (const ns of [...cmNamespaces].sort()) {
-      if (done.has(ns)) continue;
-      done.add(ns);
-      configMaps.push(...((await list('ConfigMap', ns)) ?? []));
+    const cmNamespaces = new Set<string>([...CONFIGMAP_NAMESPACES, ...istioNamespaces(byKind.get('Deployment') ?? [])]);
+    if (opts.istioRootNamespace) cmNamespaces.add(opts.istioRootNamespace);
+    const configMaps: KubeObject[] = [];
+    const done = new Set<string>();
+    // Two rounds: the mesh config found in the first may name a root namespace not listed yet.
+    for (let round = 0; round < 2; round++) {
+      for (const ns of [...cmNamespaces].sort()) {
+        if (done.has(ns)) continue;
+        done.add(ns);
+        configMaps.push(...((await list('ConfigMap', ns)) ?? []));
+      }
+      for (const ns of istioNamespaces(configMaps)) cmNamespaces.add(ns);
     }
-    for (const ns of istioNamespaces(configMaps)) cmNamespaces.add(ns);
-  }
-  byKind.set('ConfigMap', configMaps);
+    byKind.set('ConfigMap', configMaps);
 
-  const objects: KubeObject[] = [];
-  for (const kind of KIND_NAMES) objects.push(...(byKind.get(kind) ?? []).slice().sort(byNamespaceName));
-  return { objects, missing, server };
+    const objects: KubeObject[] = [];
+    for (const kind of KIND_NAMES) objects.push(...(byKind.get(kind) ?? []).slice().sort(byNamespaceName));
+    return { objects, missing, server };
+  } finally {
+    if (!opts.api) api.close(); // a one-shot command: no idle connection left behind
+  }
 }
 
 /**

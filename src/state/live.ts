@@ -1,34 +1,25 @@
-// Cluster state from a live apiserver: one client-node informer (ListWatch) per kind (per namespace for
-// ConfigMaps), feeding a MemoryState.
+// Cluster state from a live apiserver: one list-then-watch per kind (per namespace for ConfigMaps),
+// feeding a MemoryState. The apiserver client is our own (kube-api.ts; ADR 0003): a paginated list, then
+// a watch from the list's resourceVersion that is resumed from the last event or bookmark when the
+// apiserver ends it, and relisted when the apiserver says that resourceVersion is gone (410).
 //
-// Objects are slimmed by transformObject on arrival, before the informer caches them: the list function
-// transforms each page, and the Watch below transforms each event, so neither the informer's own cache
-// nor ours ever holds a full object (memory stays small in large clusters, secrets never linger).
+// Objects are slimmed by transformObject as they arrive, page by page and event by event, so the state
+// never holds a full object (memory stays small in large clusters, secrets never linger).
 //
-// The JS informers are known to stop silently (kubernetes-client/javascript #364, #596, #958), and a
-// ListWatch stops for good on any error other than a timeout or 410. So every stream records when it
-// last showed a sign of life (a list, a watch event or bookmark, a successful watch connection); an
-// 'error' restarts it after a backoff, and a watchdog relists any stream that has been silent for longer
-// than `watchdogSeconds`. A restart always relists into a fresh informer, so the cache is rebuilt from
-// the apiserver rather than trusted.
+// A stream records when it last showed a sign of life (a list page, a watch event or bookmark, a watch
+// connection accepted); a failure relists it after a backoff, and a watchdog relists any stream that has
+// been silent for longer than `watchdogSeconds` (a watch can die without a word behind some proxies).
+// A relist always replaces the kind's objects, so the cache is rebuilt from the apiserver, not trusted.
 
-import { createRequire } from 'node:module';
-import type { KubeConfig, KubernetesListObject, KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { InputError } from '../errors.ts';
+import { loadKubeApi, readBody, type KubeApi } from './kube-api.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
 import { istioNamespaces } from './snapshot.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
 import type { KubeObject, StateSource, StateStats } from './types.ts';
-
-// The Kubernetes client takes ~0.4 s to import: it is loaded on first use, so `serve --state` and the
-// other file-based commands, which import this module through the CLI, never pay for it.
-type K8s = typeof import('@kubernetes/client-node');
-let k8sModule: K8s | undefined;
-function k8s(): K8s {
-  return (k8sModule ??= createRequire(import.meta.url)('@kubernetes/client-node') as K8s);
-}
 
 /** A non-2xx answer from the apiserver. */
 export class ApiStatusError extends Error {
@@ -57,19 +48,14 @@ function errText(err: unknown): string {
   return String(err).slice(0, 300);
 }
 
-/** Load a kubeconfig (the default chain when no path: $KUBECONFIG, ~/.kube/config, in-cluster). */
-export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
-  const kc = new (k8s().KubeConfig)();
+/** The apiserver of a kubeconfig (the kubectl chain when no path: $KUBECONFIG, ~/.kube/config, in-cluster). */
+export function loadKubeConfig(kubeconfigPath?: string): KubeApi {
   try {
-    if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
-    else kc.loadFromDefault();
+    return loadKubeApi(kubeconfigPath);
   } catch (e) {
+    if (e instanceof InputError) throw e;
     throw new InputError(`cannot load kubeconfig: ${errText(e)}`, kubeconfigPath ? { file: kubeconfigPath } : undefined);
   }
-  if (!kc.getCurrentCluster()) {
-    throw new InputError('kubeconfig has no current cluster', kubeconfigPath ? { file: kubeconfigPath } : undefined);
-  }
-  return kc;
 }
 
 /** The collection path of a kind, cluster-wide or in one namespace. */
@@ -80,56 +66,52 @@ export function collectionPath(kind: KindName, namespace?: string): string {
   return `${prefix}${ns}/${k.plural}`;
 }
 
-let httpLibrary: InstanceType<K8s['IsomorphicFetchHttpLibrary']> | undefined;
 const PAGE_SIZE = 500;
 const LIST_TIMEOUT_MS = 60_000;
+
+/** The message of a Status body, for errors. */
+function statusMessage(code: number, text: string): string {
+  let message = `HTTP ${code}`;
+  try {
+    const st = JSON.parse(text) as { message?: unknown };
+    if (typeof st.message === 'string') message += `: ${st.message}`;
+  } catch {
+    // not a Status body
+  }
+  return message.slice(0, 300);
+}
 
 /**
  * List a kind (paginated), transforming each page as it arrives so full objects never pile up.
  * Throws ApiStatusError on a non-2xx answer (404 = the kind is not served: CRD not installed).
  */
 export async function listKind(
-  kc: KubeConfig,
+  api: KubeApi,
   kind: KindName,
   namespace?: string,
   onPage?: () => void,
+  signal?: AbortSignal,
 ): Promise<{ items: KubeObject[]; resourceVersion: string }> {
-  const server = kc.getCurrentCluster()?.server;
-  if (!server) throw new Error('kubeconfig has no current cluster');
   const path = collectionPath(kind, namespace);
   let items: KubeObject[] = [];
   let cont: string | undefined;
   let resourceVersion = '';
   let restarts = 0;
   for (;;) {
-    const url = new URL(server.replace(/\/+$/, '') + path);
-    url.searchParams.set('limit', String(PAGE_SIZE));
-    if (cont) url.searchParams.set('continue', cont);
-    const { RequestContext, HttpMethod, IsomorphicFetchHttpLibrary } = k8s();
-    const http = (httpLibrary ??= new IsomorphicFetchHttpLibrary());
-    const ctx = new RequestContext(url.toString(), HttpMethod.GET);
-    ctx.setHeaderParam('Accept', 'application/json');
-    await kc.applySecurityAuthentication(ctx);
-    ctx.setSignal(AbortSignal.timeout(LIST_TIMEOUT_MS));
-    const resp = await http.send(ctx).toPromise();
-    const text = await resp.body.text();
-    if (resp.httpStatusCode === 410 && cont && restarts < 3) {
+    const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    if (cont) query.set('continue', cont);
+    const timeout = AbortSignal.timeout(LIST_TIMEOUT_MS);
+    const res = await api.get(`${path}?${query.toString()}`, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+    const text = await readBody(res);
+    const code = res.statusCode ?? 0;
+    if (code === 410 && cont && restarts < 3) {
       // The continue token expired (compaction during a long paginated list): start over.
       restarts++;
       items = [];
       cont = undefined;
       continue;
     }
-    if (resp.httpStatusCode < 200 || resp.httpStatusCode > 299) {
-      let message = `HTTP ${resp.httpStatusCode}`;
-      try {
-        const st = JSON.parse(text) as { message?: unknown };
-        if (typeof st.message === 'string') message += `: ${st.message}`;
-      } catch {
-        // not a Status body
-      }
-      throw new ApiStatusError(resp.httpStatusCode, message.slice(0, 300));
-    }
+    if (code < 200 || code > 299) throw new ApiStatusError(code, statusMessage(code, text));
     const body = JSON.parse(text) as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } };
     for (const raw of Array.isArray(body.items) ? body.items : []) {
       const obj = transformObject(kind, raw);
@@ -144,67 +126,15 @@ export async function listKind(
   }
 }
 
-interface WatchHooks {
-  transform(obj: unknown): KubeObject;
-  alive(): void;
-  /** False once the informer was replaced or stopped. */
-  current(): boolean;
-}
+/** #event's answer when the apiserver says the watch's resourceVersion is too old (410 Gone). */
+const GONE = Symbol('gone');
 
-/**
- * client-node's Watch, with events transformed before the informer sees them, liveness recorded, and
- * bookmarks requested. It also never throws (a throw from watch() inside the informer's done handler
- * would be an unhandled rejection): failures go to `done` like any other.
- */
-function newSlimWatch(kc: KubeConfig, hooks: WatchHooks): Watch {
-  SlimWatch ??= slimWatchClass(k8s().Watch);
-  return new SlimWatch(kc, hooks);
-}
-let SlimWatch: ReturnType<typeof slimWatchClass> | undefined;
-const slimWatchClass = (Base: K8s['Watch']) => class SlimWatch extends Base {
-  readonly #hooks: WatchHooks;
-  constructor(kc: KubeConfig, hooks: WatchHooks) {
-    super(kc);
-    this.#hooks = hooks;
-  }
-
-  override async watch(
-    path: string,
-    queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: any, watchObj?: any) => void,
-    done: (err: any) => void,
-  ): Promise<AbortController> {
-    // A ListWatch stopped while its list was in flight still opens a watch afterwards: refuse it, or the
-    // replaced informer would hold a connection forever.
-    if (!this.#hooks.current()) return new AbortController();
-    let failed = false;
-    try {
-      const ctrl = await super.watch(
-        path,
-        { ...queryParams, allowWatchBookmarks: true },
-        (phase, obj, raw) => {
-          if (!this.#hooks.current()) return;
-          this.#hooks.alive();
-          const slim = phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.#hooks.transform(obj) : obj;
-          callback(phase, slim, raw);
-        },
-        (err) => {
-          if (err) failed = true;
-          done(err);
-        },
-      );
-      if (!failed) this.#hooks.alive(); // connected (HTTP 200)
-      return ctrl;
-    } catch (err) {
-      done(err);
-      return new AbortController();
-    }
-  }
-};
+/** A watch the apiserver ends this soon without sending anything is resumed only after this long. */
+const MIN_WATCH_MS = 1000;
 
 type StreamStatus = 'pending' | 'synced' | 'absent' | 'failing';
 
-/** One informer: a kind, cluster-wide or in one namespace (ConfigMaps). */
+/** One list-then-watch: a kind, cluster-wide or in one namespace (ConfigMaps). */
 interface Stream {
   readonly kind: KindName;
   readonly namespace?: string;
@@ -212,8 +142,9 @@ interface Stream {
   /** Listed at least once (or found absent): counts for the first sync. */
   listedOnce: boolean;
   lastAlive: number;
-  informer?: ListWatch<KubernetesObject>;
-  /** Incremented per informer, so late callbacks from a replaced informer are ignored. */
+  /** Cancels the current list or watch. */
+  abort?: AbortController;
+  /** Incremented per relist, so late callbacks from a replaced list or watch are ignored. */
   generation: number;
   backoffMs: number;
   restartTimer?: NodeJS.Timeout;
@@ -228,8 +159,8 @@ export interface LiveSourceOptions {
   readonly istioRootNamespace?: string;
   /** Reject start() if the first sync is not done after this long (default: wait, retrying). */
   readonly startTimeoutSeconds?: number;
-  /** Use this KubeConfig instead of loading one (tests). */
-  readonly kubeConfig?: KubeConfig;
+  /** Use this apiserver instead of loading a kubeconfig (tests). */
+  readonly api?: KubeApi;
 }
 
 const MAX_BACKOFF_MS = 30_000;
@@ -246,14 +177,16 @@ function newStream(kind: KindName, namespace?: string): Stream {
   };
 }
 
-/** A StateSource over informers on a live cluster. */
+/** A StateSource over list-then-watch streams on a live cluster. */
 export class LiveSource implements StateSource {
   readonly state = new MemoryState('live');
   readonly #opts: LiveSourceOptions;
   readonly #log: Logger;
   readonly #watchdogMs: number;
+  /** A watch silent this long is opened again (half the watchdog period, at most 30 s). */
+  readonly #watchIdleMs: number;
   readonly #streams: Stream[] = [];
-  #kc?: KubeConfig;
+  #api?: KubeApi;
   #watchdog?: NodeJS.Timeout;
   #stopped = false;
   #started = false;
@@ -263,13 +196,14 @@ export class LiveSource implements StateSource {
     this.#opts = opts;
     this.#log = opts.logger;
     this.#watchdogMs = Math.max(1, opts.watchdogSeconds ?? 60) * 1000;
+    this.#watchIdleMs = Math.min(30_000, this.#watchdogMs / 2);
   }
 
-  /** Starts every informer; resolves once each kind has listed once (missing CRDs count as listed). */
+  /** Starts every stream; resolves once each kind has listed once (missing CRDs count as listed). */
   async start(): Promise<void> {
     if (this.#started) throw new Error('LiveSource already started');
     this.#started = true;
-    this.#kc = this.#opts.kubeConfig ?? loadKubeConfig(this.#opts.kubeconfigPath);
+    this.#api = this.#opts.api ?? loadKubeConfig(this.#opts.kubeconfigPath);
     const cmNamespaces = new Set<string>(CONFIGMAP_NAMESPACES);
     if (this.#opts.istioRootNamespace) cmNamespaces.add(this.#opts.istioRootNamespace);
     for (const kind of KIND_NAMES) {
@@ -308,14 +242,13 @@ export class LiveSource implements StateSource {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#watchdog) clearInterval(this.#watchdog);
-    const stops: Promise<void>[] = [];
     for (const s of this.#streams) {
       if (s.restartTimer) clearTimeout(s.restartTimer);
       s.generation++;
-      if (s.informer) stops.push(s.informer.stop().catch(() => undefined));
-      s.informer = undefined;
+      s.abort?.abort();
+      delete s.abort;
     }
-    await Promise.all(stops);
+    if (!this.#opts.api) this.#api?.close();
     this.#onSynced?.(); // a start() still waiting ends (and rejects, as stopped)
   }
 
@@ -349,67 +282,176 @@ export class LiveSource implements StateSource {
     return s.namespace !== undefined ? `${s.kind}(${s.namespace})` : s.kind;
   }
 
-  /** Replace the stream's informer by a fresh one, which lists and then watches. */
+  /** Relist the stream (dropping its current list or watch), then watch from the list's resourceVersion. */
   #restart(s: Stream): void {
     if (this.#stopped) return;
     if (s.restartTimer) {
       clearTimeout(s.restartTimer);
       delete s.restartTimer;
     }
-    const old = s.informer;
-    if (old) void old.stop().catch(() => undefined);
+    s.abort?.abort();
+    const abort = new AbortController();
+    s.abort = abort;
     const gen = ++s.generation;
-    s.lastAlive = Date.now(); // the new informer gets a full watchdog period to list
-    const kc = this.#kc!;
-    const kind = s.kind;
-    const live = () => gen === s.generation && !this.#stopped;
+    s.lastAlive = Date.now(); // the new list gets a full watchdog period
+    void this.#listThenWatch(s, gen, abort.signal);
+  }
 
-    const listFn = async () => {
-      let result;
-      try {
-        // Each page counts as activity, so the watchdog does not cut a long paginated list short.
-        result = await listKind(kc, kind, s.namespace, () => {
-          if (live()) s.lastAlive = Date.now();
-        });
-      } catch (err) {
-        if (live()) this.#listFailed(s, err);
-        throw err;
-      }
-      if (live()) this.#listed(s, result.items);
-      // The informer only reads items[].metadata (name, namespace, resourceVersion), which slim objects keep.
-      const list = { metadata: { resourceVersion: result.resourceVersion }, items: result.items };
-      return list as unknown as KubernetesListObject<KubernetesObject>;
-    };
-    const watch = newSlimWatch(kc, {
-      transform: (obj) => transformObject(kind, obj),
-      alive: () => {
+  async #listThenWatch(s: Stream, gen: number, signal: AbortSignal): Promise<void> {
+    const live = () => gen === s.generation && !this.#stopped;
+    let result;
+    try {
+      // Each page counts as activity, so the watchdog does not cut a long paginated list short.
+      result = await listKind(this.#api!, s.kind, s.namespace, () => {
         if (live()) s.lastAlive = Date.now();
-      },
-      current: live,
+      }, signal);
+    } catch (err) {
+      if (live()) {
+        this.#listFailed(s, err);
+        this.#streamError(s, err);
+      }
+      return;
+    }
+    if (!live()) return;
+    this.#listed(s, result.items);
+    this.#watch(s, gen, signal, result.resourceVersion);
+  }
+
+  /**
+   * Watch from `resourceVersion`. Events change the state as they come; when the apiserver ends the watch
+   * (its timeoutSeconds) it is resumed from the last resourceVersion seen, and when that is too old
+   * (410 Gone, as an HTTP status or an ERROR event) the stream relists.
+   */
+  #watch(s: Stream, gen: number, signal: AbortSignal, resourceVersion: string): void {
+    const live = () => gen === s.generation && !this.#stopped;
+    // Spread the apiserver's ends of the watches over 5-10 minutes, as client-go does.
+    const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
+    const query = new URLSearchParams({
+      watch: 'true', allowWatchBookmarks: 'true', resourceVersion, timeoutSeconds: String(timeoutSeconds),
     });
-    const informer: ListWatch<KubernetesObject> = new (k8s().ListWatch)<KubernetesObject>(collectionPath(kind, s.namespace), watch, listFn, false);
-    const put = (o: KubernetesObject) => {
-      const obj = o as unknown as KubeObject;
-      if (!live() || !obj.metadata.name) return;
-      const ns = obj.metadata.namespace;
-      // After a list the state already holds this very object (the list put it there).
-      if (this.state.get(kind, ns, obj.metadata.name) !== obj) this.state.upsert(kind, obj);
+    const opened = Date.now();
+    let rv = resourceVersion;
+    let events = 0;
+    const fail = (err: unknown): void => {
+      if (live()) this.#streamError(s, err);
     };
-    informer.on('add', put);
-    informer.on('update', put);
-    informer.on('delete', (o: KubernetesObject) => {
-      const obj = o as unknown as KubeObject;
+    const relist = (): void => {
       if (!live()) return;
-      const cur = this.state.get(kind, obj.metadata.namespace, obj.metadata.name);
-      if (cur) this.state.remove(kind, obj.metadata.namespace, obj.metadata.name);
-    });
-    informer.on('error', (err?: unknown) => {
-      if (live()) this.#informerError(s, err);
-    });
-    s.informer = informer;
-    informer.start().catch((err: unknown) => {
-      if (live()) this.#informerError(s, err);
-    });
+      this.#log.info({ kind: this.#name(s) }, 'watch resourceVersion expired; relisting');
+      this.#restart(s);
+    };
+    this.#api!.get(`${collectionPath(s.kind, s.namespace)}?${query.toString()}`, { signal }).then((res: IncomingMessage) => {
+      if (!live()) {
+        res.destroy();
+        return;
+      }
+      const code = res.statusCode ?? 0;
+      if (code === 410) {
+        res.resume();
+        relist();
+        return;
+      }
+      if (code !== 200) {
+        readBody(res).then((text) => fail(new ApiStatusError(code, statusMessage(code, text))), fail);
+        return;
+      }
+      s.lastAlive = Date.now(); // connected
+      res.setEncoding('utf8');
+      let pending = '';
+      let done = false;
+      // A watch with nothing to say for a while is opened again from the same resourceVersion: the
+      // apiserver sends quiet watches nothing until their timeout (not even bookmarks), and a connection
+      // that died without a FIN would otherwise look the same forever. The new watch replays anything
+      // the old one missed; if it cannot connect, the watchdog relists.
+      const idle = setTimeout(() => {
+        if (done || !live()) return;
+        done = true;
+        res.destroy();
+        this.#watch(s, gen, signal, rv);
+      }, this.#watchIdleMs);
+      idle.unref();
+      res.on('close', () => clearTimeout(idle));
+      res.on('data', (chunk: string) => {
+        if (done || !live()) return;
+        idle.refresh();
+        pending += chunk;
+        let start = 0;
+        for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n', start)) {
+          const line = pending.slice(start, nl);
+          start = nl + 1;
+          if (line.trim() === '') continue;
+          const r = this.#event(s, line);
+          if (typeof r === 'string') {
+            if (r !== '') rv = r;
+            events++;
+            continue;
+          }
+          done = true;
+          res.destroy();
+          if (r === GONE) relist();
+          else fail(r);
+          return;
+        }
+        pending = pending.slice(start);
+      });
+      res.on('end', () => {
+        if (done || !live()) return;
+        done = true;
+        // The apiserver's timeout: resume where it stopped. A watch ended at once with nothing in it (an
+        // apiserver shutting down) is resumed after a pause, so that it cannot spin.
+        if (events === 0 && Date.now() - opened < MIN_WATCH_MS) {
+          setTimeout(() => {
+            if (live()) this.#watch(s, gen, signal, rv);
+          }, MIN_WATCH_MS).unref();
+        } else {
+          this.#watch(s, gen, signal, rv);
+        }
+      });
+      res.on('error', (err) => {
+        if (done) return;
+        done = true;
+        fail(err);
+      });
+    }, fail);
+  }
+
+  /**
+   * Apply one watch event. Returns the resourceVersion it carries, GONE when the apiserver says the
+   * watch's resourceVersion is too old, or an Error.
+   */
+  #event(s: Stream, line: string): string | typeof GONE | Error {
+    let ev: { type?: unknown; object?: unknown };
+    try {
+      ev = JSON.parse(line) as typeof ev;
+    } catch {
+      return new Error(`watch sent a line that is not JSON (${line.length} bytes)`);
+    }
+    const raw = (ev.object ?? {}) as { metadata?: { resourceVersion?: unknown }; code?: unknown; message?: unknown };
+    const rv = typeof raw.metadata?.resourceVersion === 'string' ? raw.metadata.resourceVersion : undefined;
+    s.lastAlive = Date.now();
+    switch (ev.type) {
+      case 'ADDED':
+      case 'MODIFIED': {
+        const obj = transformObject(s.kind, raw);
+        if (obj.metadata.name && (s.namespace === undefined || obj.metadata.namespace === s.namespace)) this.state.upsert(s.kind, obj);
+        break;
+      }
+      case 'DELETED': {
+        const obj = transformObject(s.kind, raw);
+        if (obj.metadata.name) this.state.remove(s.kind, obj.metadata.namespace, obj.metadata.name);
+        break;
+      }
+      case 'BOOKMARK':
+        break;
+      case 'ERROR': {
+        const code = typeof raw.code === 'number' ? raw.code : 0;
+        if (code === 410) return GONE;
+        return new ApiStatusError(code, `watch error: ${typeof raw.message === 'string' ? raw.message : 'no message'}`.slice(0, 300));
+      }
+      default:
+        return new Error(`watch sent an event of unknown type ${JSON.stringify(ev.type)}`.slice(0, 300));
+    }
+    return rv ?? '';
   }
 
   #listed(s: Stream, items: KubeObject[]): void {
@@ -463,7 +505,7 @@ export class LiveSource implements StateSource {
     this.#log.warn({ kind: this.#name(s), statusCode: code, err: errText(err) }, 'list failed; retrying');
   }
 
-  #informerError(s: Stream, err: unknown): void {
+  #streamError(s: Stream, err: unknown): void {
     // An absent kind is re-checked by the watchdog, not by backoff.
     if (s.status === 'absent') return;
     if (s.restartTimer) return;

@@ -27,7 +27,7 @@ t.test('loadMutableState(--kubeconfig) equals the snapshot of the same cluster',
 
   const dir = t.testdir({});
   const kubeconfig = join(dir, 'kubeconfig');
-  writeFileSync(kubeconfig, api.kubeConfig().exportConfig());
+  writeFileSync(kubeconfig, api.kubeconfigYaml());
   const copy = await loadMutableState({ kubeconfig });
   t.equal(copy.describe(), 'live copy');
   const snap = join(dir, 'snap.yaml');

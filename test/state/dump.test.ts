@@ -27,7 +27,7 @@ t.test('dumpSnapshot writes a List that loadSnapshot reads back', async (t) => {
   api.put(collectionPath('MutatingWebhookConfiguration'), { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'istio-sidecar-injector' }, webhooks: [{ name: 'i', clientConfig: { caBundle: 'LS0tLS1CRUdJTiBDRVJU', url: 'https://x' } }] });
   api.put(collectionPath('CiliumNetworkPolicy'), { apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'p', namespace: 'shop' }, spec: { endpointSelector: {}, egress: [{}] } });
 
-  const text = await dumpSnapshot({ kubeConfig: api.kubeConfig() });
+  const text = await dumpSnapshot({ api: api.api() });
   t.match(text, /^# meshguard snapshot of http:\/\/127\.0\.0\.1:\d+\n/);
   t.match(text, /not installed \(empty\): CiliumClusterwideNetworkPolicy, AuthorizationPolicy, PeerAuthentication, Gateway/);
   t.notMatch(text, /hunter2|caBundle|LS0t|password|secret-token/);
@@ -45,12 +45,12 @@ t.test('dumpSnapshot writes a List that loadSnapshot reads back', async (t) => {
     'CiliumNetworkPolicy shop/p',
   ]);
 
-  const listed = await listClusterObjects({ kubeConfig: api.kubeConfig() });
+  const listed = await listClusterObjects({ api: api.api() });
   t.same(listed.objects, doc.items, 'the dump is exactly the listed objects');
   t.same(listed.missing, ['CiliumClusterwideNetworkPolicy', 'AuthorizationPolicy', 'PeerAuthentication', 'Gateway']);
   t.equal(listed.server, api.url);
 
-  const asJson = await dumpSnapshot({ kubeConfig: api.kubeConfig(), format: 'json' });
+  const asJson = await dumpSnapshot({ api: api.api(), format: 'json' });
   t.same(JSON.parse(asJson).items, doc.items, 'json format holds the same objects');
   const jdir = t.testdir({ 'snap.json': asJson });
   t.equal(loadSnapshot([join(jdir, 'snap.json')]).list('ConfigMap').length, 3);
@@ -70,9 +70,7 @@ t.test('dumpSnapshot: a refused list is an InputError naming the kind', async (t
   await api.start();
   t.teardown(() => api.stop());
   for (const k of KIND_NAMES) if (!KINDS[k].optional && k !== 'Node') api.serve(collectionPath(k));
-  await t.rejects(dumpSnapshot({ kubeConfig: api.kubeConfig() }), { name: 'InputError', message: /cannot list Node .*HTTP 404/ });
-  const kc = api.kubeConfig();
-  kc.users[0] = { name: 'admin', token: 'nope' };
-  await t.rejects(dumpSnapshot({ kubeConfig: kc }), { name: 'InputError', message: /cannot list Namespace .*HTTP 401/ });
+  await t.rejects(dumpSnapshot({ api: api.api() }), { name: 'InputError', message: /cannot list Node .*HTTP 404/ });
+  await t.rejects(dumpSnapshot({ api: api.api('nope') }), { name: 'InputError', message: /cannot list Namespace .*HTTP 401/ });
   await t.rejects(dumpSnapshot({ kubeconfigPath: join(t.testdir({}), 'missing') }), { name: 'InputError', message: /cannot load kubeconfig/ });
 });

@@ -2,9 +2,12 @@
 // informer plumbing of LiveSource: paginated lists, watches replaying from a resourceVersion, 404 for
 // kinds that are not served, and knobs to break things (failing lists, dropped or hanging watches).
 
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
+import os from 'node:os';
+import path from 'node:path';
+import { loadKubeApi, type KubeApi } from '../../src/state/kube-api.ts';
 
 type Obj = { apiVersion?: string; kind?: string; metadata: { name: string; namespace?: string; resourceVersion?: string; [key: string]: unknown } } & Record<string, unknown>;
 
@@ -29,6 +32,8 @@ export class FakeApiserver {
   readonly failLists = new Set<string>();
   /** Collections whose new watches are accepted but never send anything. */
   readonly hangWatches = new Set<string>();
+  /** Collections whose new watches never get an answer at all (not even headers). */
+  readonly stallWatches = new Set<string>();
   /** Collections whose lists answer only after this many ms. */
   readonly slowLists = new Map<string, number>();
   pageSize = 2;
@@ -49,15 +54,26 @@ export class FakeApiserver {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  kubeConfig(): KubeConfig {
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'fake', server: this.url, skipTLSVerify: true }],
-      users: [{ name: 'admin', token: 'secret-token' }],
-      contexts: [{ name: 'fake', cluster: 'fake', user: 'admin' }],
-      currentContext: 'fake',
-    });
-    return kc;
+  /** A kubeconfig for this server (YAML), with the given bearer token. */
+  kubeconfigYaml(token = 'secret-token'): string {
+    return [
+      'apiVersion: v1', 'kind: Config', 'current-context: fake',
+      'clusters:', '- name: fake', '  cluster:', `    server: ${this.url}`,
+      'users:', '- name: admin', '  user:', `    token: ${token}`,
+      'contexts:', '- name: fake', '  context:', '    cluster: fake', '    user: admin', '',
+    ].join('\n');
+  }
+
+  /** The server as meshguard's client sees it, loaded from a kubeconfig file like a user's. */
+  api(token = 'secret-token'): KubeApi {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'fake-apiserver-'));
+    try {
+      const file = path.join(dir, 'kubeconfig');
+      writeFileSync(file, this.kubeconfigYaml(token));
+      return loadKubeApi(file);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 
   /** Serve a collection (like installing a CRD). `path` is the cluster-wide collection path. */
@@ -97,6 +113,20 @@ export class FakeApiserver {
   /** Cut every open watch connection (as an apiserver restart does). */
   dropWatches(): void {
     for (const w of this.#watchers) w.res.destroy();
+    this.#watchers.clear();
+  }
+
+  /** End every open watch cleanly, as the apiserver does when a watch's timeoutSeconds is up. */
+  endWatches(): void {
+    for (const w of this.#watchers) w.res.end();
+    this.#watchers.clear();
+  }
+
+  /** Tell every open watch that its resourceVersion is too old (an ERROR event, 410 Gone), then end it. */
+  expireWatches(): void {
+    for (const w of this.#watchers) {
+      w.res.end(JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'too old resource version', reason: 'Expired', code: 410 } }) + '\n');
+    }
     this.#watchers.clear();
   }
 
@@ -144,6 +174,12 @@ export class FakeApiserver {
       (o) => target.namespace === undefined || o.metadata.namespace === target.namespace,
     );
     if (url.searchParams.get('watch') === 'true') {
+      if (this.stallWatches.has(target.base)) {
+        const w = { paths: [url.pathname], res, hang: true };
+        this.#watchers.add(w);
+        res.on('close', () => this.#watchers.delete(w));
+        return;
+      }
       const from = Number(url.searchParams.get('resourceVersion') ?? '0');
       res.writeHead(200, { 'content-type': 'application/json' });
       res.flushHeaders();

@@ -58,12 +58,12 @@ t.test('collection paths', async (t) => {
 t.test('listKind paginates and transforms', async (t) => {
   const api = await fake(t);
   for (let i = 0; i < 5; i++) api.put(PODS, pod('shop', `p${i}`));
-  const { items, resourceVersion } = await listKind(api.kubeConfig(), 'Pod');
+  const { items, resourceVersion } = await listKind(api.api(), 'Pod');
   t.equal(items.length, 5);
   t.equal(resourceVersion, '105');
   t.equal(api.requests.filter((r) => r.startsWith('GET /api/v1/pods?')).length, 3, 'three pages of 2');
   t.same(items[0], { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p0', namespace: 'shop', resourceVersion: '101' }, spec: { containers: [{ name: 'app' }] } });
-  await t.rejects(listKind(api.kubeConfig(), 'Gateway'), { name: 'ApiStatusError', statusCode: 404 });
+  await t.rejects(listKind(api.api(), 'Gateway'), { name: 'ApiStatusError', statusCode: 404 });
 });
 
 t.test('LiveSource: sync, events, missing CRDs, ConfigMap namespaces', async (t) => {
@@ -73,7 +73,7 @@ t.test('LiveSource: sync, events, missing CRDs, ConfigMap namespaces', async (t)
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'app', namespace: 'shop' }, data: { password: 'x' } });
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'mesh-root' }, data: { mesh: 'x' } });
   const log = capture();
-  const src = new LiveSource({ logger: log.logger, kubeConfig: api.kubeConfig(), istioRootNamespace: 'mesh-root' });
+  const src = new LiveSource({ logger: log.logger, api: api.api(), istioRootNamespace: 'mesh-root' });
   t.teardown(() => src.stop());
   t.equal(src.synced(), false);
   await src.start();
@@ -121,7 +121,7 @@ t.test('LiveSource recovers from dropped watches, failing lists, silent watches 
   const api = await fake(t);
   api.put(PODS, pod('shop', 'a'));
   const log = capture();
-  const src = new LiveSource({ logger: log.logger, kubeConfig: api.kubeConfig(), watchdogSeconds: 1 });
+  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 1 });
   t.teardown(() => src.stop());
   await src.start();
   const s = src.state;
@@ -141,16 +141,30 @@ t.test('LiveSource recovers from dropped watches, failing lists, silent watches 
   api.put(PODS, pod('shop', 'c'));
   await until('synced again', () => src.synced() && s.get('Pod', 'shop', 'c') !== undefined);
 
-  // A watch that is connected but silent (the known informer failure): the watchdog relists, so a change
-  // that no event announced still arrives.
+  // A watch that is connected but delivers nothing (a connection dead without a FIN, a stuck proxy): it
+  // is opened again from its resourceVersion after half a watchdog period, and the new watch replays
+  // what the old one missed, without a relist.
+  const serviceLists = () => api.requests.filter((r) => r.startsWith(`GET ${SVCS}?limit=`) && !r.includes('continue=')).length;
   api.hangWatches.add(SVCS);
   api.dropWatches();
   await until('hanging service watch open', () => api.openWatches(SVCS) >= 1);
   await new Promise((r) => setTimeout(r, 2500)); // past any backoff relist caused by the drop
+  const listsBefore = serviceLists();
+  api.put(SVCS, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'missed', namespace: 'shop' }, spec: { ports: [{ port: 80 }] } });
+  await new Promise((r) => setTimeout(r, 1200));
+  t.equal(s.get('Service', 'shop', 'missed'), undefined, 'not delivered while the watch hangs');
+  api.hangWatches.delete(SVCS);
+  await until('missed service replayed', () => s.get('Service', 'shop', 'missed') !== undefined);
+  t.equal(serviceLists(), listsBefore, 'replayed by a new watch, not by a relist');
+
+  // A watch that cannot even connect: the watchdog relists, so a change that no event announced arrives.
+  api.stallWatches.add(SVCS);
+  api.dropWatches();
+  await new Promise((r) => setTimeout(r, 2500));
   api.putSilently(SVCS, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'quiet', namespace: 'shop' }, spec: { ports: [{ port: 80 }] } });
   await until('relisted service', () => s.get('Service', 'shop', 'quiet') !== undefined);
   t.ok(log.lines().some((l) => l.kind === 'Service' && /silent too long/.test(String(l.msg))), 'watchdog logged');
-  api.hangWatches.delete(SVCS);
+  api.stallWatches.delete(SVCS);
 
   // A CRD installed after start is picked up by the watchdog's re-check.
   t.ok(src.stats().missingKinds?.includes('Gateway'));
@@ -184,13 +198,49 @@ t.test('LiveSource recovers from dropped watches, failing lists, silent watches 
   await until('all watches closed', () => api.openWatches() === 0);
 });
 
+t.test('a watch the apiserver ends is resumed from its last resourceVersion; an expired one relists', async (t) => {
+  const api = await fake(t);
+  api.put(PODS, pod('shop', 'a'));
+  const log = capture();
+  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 60 });
+  t.teardown(() => src.stop());
+  await src.start();
+  const s = src.state;
+  const podLists = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?limit=`) && !r.includes('continue=')).length;
+  const podWatches = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?watch=true`));
+  await until('pod watch open', () => api.openWatches(PODS) >= 1);
+  t.match(podWatches()[0], /allowWatchBookmarks=true&resourceVersion=\d+&timeoutSeconds=\d+/);
+  const timeout = Number(/timeoutSeconds=(\d+)/.exec(podWatches()[0]!)![1]);
+  t.ok(timeout >= 300 && timeout < 600, `timeoutSeconds ${timeout} in [300, 600)`);
+
+  api.put(PODS, pod('shop', 'b'));
+  await until('b', () => s.get('Pod', 'shop', 'b') !== undefined);
+  const lists = podLists();
+  api.endWatches();
+  await until('watch resumed', () => podWatches().length === 2 && api.openWatches(PODS) === 1);
+  t.equal(podLists(), lists, 'no relist after a clean end');
+  const resumedAt = Number(/resourceVersion=(\d+)/.exec(podWatches()[1]!)![1]);
+  const firstAt = Number(/resourceVersion=(\d+)/.exec(podWatches()[0]!)![1]);
+  t.ok(resumedAt > firstAt, `resumed from b's resourceVersion (${resumedAt}), not the list's (${firstAt})`);
+  api.put(PODS, pod('shop', 'c'));
+  await until('c after resume', () => s.get('Pod', 'shop', 'c') !== undefined);
+
+  api.expireWatches();
+  await until('relisted', () => podLists() === lists + 1 && api.openWatches(PODS) === 1);
+  t.ok(log.lines().some((l) => l.kind === 'Pod' && /expired; relisting/.test(String(l.msg))));
+  t.notOk(log.lines().some((l) => /watch failed/.test(String(l.msg))), 'neither an ended nor an expired watch is reported as a failure');
+  api.put(PODS, pod('shop', 'd'));
+  await until('d after relist', () => s.get('Pod', 'shop', 'd') !== undefined);
+  t.same(s.list('Pod').map((p) => p.metadata.name).sort(), ['a', 'b', 'c', 'd']);
+});
+
 t.test('LiveSource follows the Istio control plane namespace for ConfigMaps', async (t) => {
   const api = await fake(t);
   const DEPLOYS = collectionPath('Deployment');
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'mesh-ctl' }, data: { mesh: 'rootNamespace: mesh-root\n' } });
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: 'mesh-root' } });
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'unrelated', namespace: 'shop' } });
-  const src = new LiveSource({ logger: capture().logger, kubeConfig: api.kubeConfig(), watchdogSeconds: 1 });
+  const src = new LiveSource({ logger: capture().logger, api: api.api(), watchdogSeconds: 1 });
   t.teardown(() => src.stop());
   await src.start();
   const names = () => src.state.list('ConfigMap').map((c) => `${c.metadata.namespace}/${c.metadata.name}`).sort();
@@ -207,10 +257,8 @@ t.test('LiveSource follows the Istio control plane namespace for ConfigMaps', as
 
 t.test('start() with bad credentials retries, and can time out', async (t) => {
   const api = await fake(t);
-  const kc = api.kubeConfig();
-  kc.users[0] = { name: 'admin', token: 'wrong' };
   const log = capture();
-  const src = new LiveSource({ logger: log.logger, kubeConfig: kc, startTimeoutSeconds: 1 });
+  const src = new LiveSource({ logger: log.logger, api: api.api('wrong'), startTimeoutSeconds: 1 });
   t.teardown(() => src.stop());
   await t.rejects(src.start(), /not synced after 1s \(waiting for: .*Pod/);
   t.equal(src.synced(), false);

@@ -4,6 +4,7 @@
 //   - start to ready through the informers' paginated lists, and the serving RSS with the informers'
 //     caches and watches;
 //   - latency at the fixed rate and max throughput with the state as the informers built it;
+//   - CPU per pod change (watch events with no requests, less the CPU of an equally long quiet window);
 //   - latency at the fixed rate while pods change under it (watch events replace objects and start a new
 //     state revision, so the per-revision caches are rebuilt while requests arrive), as in a live cluster.
 // Before measuring, it checks that meshguard's view (meshguard_state_objects) holds every object the
@@ -233,7 +234,7 @@ interface SizeResult {
   controlHeapUsedReady: number;
   rate: LoadResult;
   max: LoadResult;
-  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number };
+  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; quietCpuSeconds: number };
   /** The same churn and rate against meshguard serving a state file (it sees no events). */
   churnControl: LoadResult;
 }
@@ -274,15 +275,23 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     log(`size ${pods}: max`);
     const max = await load('max');
     const podList = objects.filter((o) => o.kind === 'Pod');
-    // What a watch event costs meshguard by itself: pod changes with no admission requests.
+    // What a watch event costs meshguard by itself: pod changes with no admission requests, less the CPU
+    // the same process uses over as long with no changes at all (collecting the load phases' garbage,
+    // timers), measured just before. Without that baseline, the figure swung from 100 to 800 µs between
+    // runs after the max-throughput phase.
+    await new Promise((r) => setTimeout(r, 3000));
+    const windowMs = (SECONDS * 1000) / 2;
+    const quietCpu0 = cpuSecondsOf(server.pid);
+    await new Promise((r) => setTimeout(r, windowMs + 500));
+    const quietCpu = cpuSecondsOf(server.pid) - quietCpu0;
     log(`size ${pods}: ${CHURN} pod changes/s, no requests`);
     const idleCpu0 = cpuSecondsOf(server.pid);
     const stopIdle = churn(api, podList, CHURN);
-    await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
+    await new Promise((r) => setTimeout(r, windowMs));
     const idleChanges = await stopIdle();
-    // Let the last events arrive before reading the CPU time.
+    // Let the last events arrive before reading the CPU time (the quiet window above was as long).
     await new Promise((r) => setTimeout(r, 500));
-    const cpuMicrosPerPodChange = ((cpuSecondsOf(server.pid) - idleCpu0) * 1e6) / idleChanges;
+    const cpuMicrosPerPodChange = ((cpuSecondsOf(server.pid) - idleCpu0 - quietCpu) * 1e6) / idleChanges;
     log(`size ${pods}: ${RATE} req/s with ${CHURN} pod changes/s`);
     const t0 = performance.now();
     const stop = churn(api, podList, CHURN);
@@ -326,7 +335,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     return {
       pods, objects: objects.length, apiserverLoad, startupMs: started.readyMs, stateObjects: seen,
       serverRssReady, serverRssLoaded, serverRssPeak, heapUsedReady, heapUsedLoaded, controlRssReady, controlHeapUsedReady, rate, max,
-      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange },
+      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, quietCpuSeconds: quietCpu },
       churnControl: control,
     };
   } finally {

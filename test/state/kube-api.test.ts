@@ -148,4 +148,12 @@ t.test('TLS: the cluster CA is checked, a client certificate is presented, imper
   t.equal(await get('insecure'), '{"ok":true}', 'insecure-skip-tls-verify');
   t.equal(seen.at(-1)!.headers['authorization'], 'Bearer t');
   await t.rejects(get('wrongName'), /altnames|Hostname/, 'tls-server-name is the name checked');
+
+  // In a pod: the service's address from the environment, the service account's CA and token.
+  const sa = t.testdir({ token: 'sa-token\n', 'ca.crt': readFileSync(join(CERTS, 'ca.crt'), 'utf8') });
+  const port = (server.address() as AddressInfo).port;
+  const pod = loadKubeApi(undefined, { env: { HOME: sa, KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(port) }, serviceAccountDir: sa });
+  t.teardown(() => pod.close());
+  t.equal(await readBody(await pod.get('/api')), '{"ok":true}', 'the service account CA verifies the apiserver');
+  t.equal(seen.at(-1)!.headers['authorization'], 'Bearer sa-token');
 });

@@ -138,8 +138,8 @@ interface Settings {
   tokenFile?: string;
   basic?: string;
   impersonate?: { user: string; groups: string[] };
-  /** The user's credentials come from a plugin: client-node computes them (kubeconfig files to load). */
-  plugin?: string[];
+  /** The user's credentials come from a plugin: client-node computes them from this kubeconfig (JSON). */
+  plugin?: string;
 }
 
 function fileOrData(entry: Record<string, unknown>, fileKey: string, dataKey: string, dir: string, source: string): Buffer | undefined {
@@ -169,8 +169,10 @@ function fromKubeconfig(files: string[]): Settings {
   }
   const c = cluster.entry;
   if (c['proxy-url']) throw new InputError(`kubeconfig: cluster "${ctx.cluster}" uses proxy-url, which meshguard does not support`, where);
-  const user = ctx.user !== undefined ? merged.users.get(ctx.user) : undefined;
+  // A context may name no user (kubectl proxy on http://127.0.0.1:8001): anonymous requests.
+  const user = ctx.user !== undefined && ctx.user !== '' ? merged.users.get(ctx.user) : undefined;
   const u = user?.entry ?? {};
+  const userDir = user?.dir ?? cluster.dir;
   const source = `${files.join(path.delimiter)} (context ${name})`;
   const s: Settings = {
     server: c.server!.replace(/\/+$/, ''),
@@ -178,24 +180,55 @@ function fromKubeconfig(files: string[]): Settings {
     rejectUnauthorized: c['insecure-skip-tls-verify'] !== true,
   };
   const ca = fileOrData(c as Record<string, unknown>, 'certificate-authority', 'certificate-authority-data', cluster.dir, where.file);
+  // As kubectl: a CA and insecure-skip-tls-verify together are a mistake, not a silent insecure connection.
+  if (ca && !s.rejectUnauthorized) throw new InputError(`kubeconfig: cluster "${ctx.cluster}" sets both a certificate authority and insecure-skip-tls-verify`, where);
   if (ca) s.ca = ca;
   if (c['tls-server-name']) s.servername = c['tls-server-name'];
+  if (typeof u.as === 'string' && u.as !== '') s.impersonate = { user: u.as, groups: Array.isArray(u['as-groups']) ? u['as-groups'].map(String) : [] };
   if (u.exec !== undefined || u['auth-provider'] !== undefined) {
-    s.plugin = files;
+    // client-node gets only the resolved context (as one document with absolute paths), so that the
+    // plugin it runs is this context's and never another file's.
+    s.plugin = pluginKubeconfig(name, ctx.cluster!, c, cluster.dir, ctx.user!, u, userDir);
     return s;
   }
-  const cert = fileOrData(u as Record<string, unknown>, 'client-certificate', 'client-certificate-data', user!.dir, where.file);
-  const key = fileOrData(u as Record<string, unknown>, 'client-key', 'client-key-data', user!.dir, where.file);
+  const cert = fileOrData(u as Record<string, unknown>, 'client-certificate', 'client-certificate-data', userDir, where.file);
+  const key = fileOrData(u as Record<string, unknown>, 'client-key', 'client-key-data', userDir, where.file);
   if ((cert === undefined) !== (key === undefined)) throw new InputError(`kubeconfig: user "${ctx.user}" has a client certificate without a key or a key without a certificate`, where);
   if (cert && key) {
     s.cert = cert;
     s.key = key;
   }
-  if (typeof u.token === 'string' && u.token !== '') s.token = u.token;
-  else if (typeof u.tokenFile === 'string' && u.tokenFile !== '') s.tokenFile = path.resolve(user!.dir, u.tokenFile);
+  const hasToken = (typeof u.token === 'string' && u.token !== '') || (typeof u.tokenFile === 'string' && u.tokenFile !== '');
+  if (hasToken && typeof u.username === 'string' && u.username !== '') {
+    throw new InputError(`kubeconfig: user "${ctx.user}" has both a token and a username/password; give one`, where);
+  }
+  // As client-go: a tokenFile wins over an inline token (the file is the one kept current).
+  if (typeof u.tokenFile === 'string' && u.tokenFile !== '') s.tokenFile = path.resolve(userDir, u.tokenFile);
+  else if (typeof u.token === 'string' && u.token !== '') s.token = u.token;
   if (typeof u.username === 'string' && u.username !== '') s.basic = Buffer.from(`${u.username}:${u.password ?? ''}`).toString('base64');
-  if (typeof u.as === 'string' && u.as !== '') s.impersonate = { user: u.as, groups: Array.isArray(u['as-groups']) ? u['as-groups'].map(String) : [] };
   return s;
+}
+
+function withoutKeys(o: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  const out = { ...o };
+  for (const k of keys) delete out[k];
+  return out;
+}
+
+/** One kubeconfig document holding only the resolved context, its cluster and user, paths made absolute. */
+function pluginKubeconfig(context: string, clusterName: string, c: ClusterEntry, clusterDir: string, userName: string, u: UserEntry, userDir: string): string {
+  const abs = (entry: Record<string, unknown>, keys: string[], dir: string): Record<string, unknown> => {
+    const out = { ...entry };
+    for (const k of keys) if (typeof out[k] === 'string' && out[k] !== '') out[k] = path.resolve(dir, out[k] as string);
+    return out;
+  };
+  return JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': context,
+    clusters: [{ name: clusterName, cluster: abs(c as Record<string, unknown>, ['certificate-authority'], clusterDir) }],
+    // Impersonation is sent by meshguard itself (headers), not twice.
+    users: [{ name: userName, user: abs(withoutKeys(u as Record<string, unknown>, ['as', 'as-groups']), ['client-certificate', 'client-key', 'tokenFile'], userDir) }],
+    contexts: [{ name: context, context: { cluster: clusterName, user: userName } }],
+  });
 }
 
 function inCluster(env: NodeJS.ProcessEnv, saDir: string): Settings | undefined {
@@ -261,20 +294,27 @@ export function loadKubeApi(kubeconfigPath?: string, opts: LoadKubeApiOptions = 
 
 type K8s = typeof import('@kubernetes/client-node');
 
+/** Longer than any watch (their timeoutSeconds is at most 10 minutes). */
+const OLD_AGENT_DRAIN_MS = 15 * 60_000;
+
+function sameBytes(a: Buffer | string | undefined, b: Buffer | string | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  return Buffer.from(a).equals(Buffer.from(b));
+}
+
 /** Credentials from a kubeconfig plugin (exec, auth-provider), computed by client-node per request. */
 class PluginCredentials {
   #kc?: InstanceType<K8s['KubeConfig']>;
-  readonly #files: string[];
-  constructor(files: string[]) {
-    this.#files = files;
+  readonly #kubeconfig: string;
+  constructor(kubeconfig: string) {
+    this.#kubeconfig = kubeconfig;
   }
   async apply(): Promise<{ headers: Record<string, string>; cert?: Buffer | string; key?: Buffer | string }> {
     if (!this.#kc) {
       const k8s = createRequire(import.meta.url)('@kubernetes/client-node') as K8s;
       const kc = new k8s.KubeConfig();
-      // Several files come from $KUBECONFIG, which client-node merges the same way.
-      if (this.#files.length === 1) kc.loadFromFile(this.#files[0]!);
-      else kc.loadFromDefault();
+      kc.loadFromString(this.#kubeconfig);
       this.#kc = kc;
     }
     const opts: https.RequestOptions = {};
@@ -297,6 +337,7 @@ class NodeKubeApi implements KubeApi {
   readonly #plugin?: PluginCredentials;
   #agent?: http.Agent;
   #agentCert?: Buffer | string;
+  #agentKey?: Buffer | string;
   #token?: { value: string; readAt: number };
   readonly #tokenTtlMs: number;
 
@@ -326,8 +367,11 @@ class NodeKubeApi implements KubeApi {
   }
 
   #agentFor(cert?: Buffer | string, key?: Buffer | string): http.Agent {
-    if (this.#agent && this.#agentCert === cert) return this.#agent;
-    this.#agent?.destroy();
+    if (this.#agent && sameBytes(this.#agentCert, cert) && sameBytes(this.#agentKey, key)) return this.#agent;
+    // A new client certificate (a plugin rotated it): new connections use it. The old agent is not
+    // destroyed, which would cut the watches still open on it; they move over as they end.
+    const old = this.#agent;
+    if (old) setTimeout(() => old.destroy(), OLD_AGENT_DRAIN_MS).unref();
     const common = { keepAlive: true };
     this.#agent = this.#url.protocol === 'http:'
       ? new http.Agent(common)
@@ -339,6 +383,7 @@ class NodeKubeApi implements KubeApi {
         ...(this.#s.servername ? { servername: this.#s.servername } : {}),
       });
     this.#agentCert = cert;
+    this.#agentKey = key;
     return this.#agent;
   }
 

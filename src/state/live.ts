@@ -148,6 +148,10 @@ interface Stream {
   generation: number;
   backoffMs: number;
   restartTimer?: NodeJS.Timeout;
+  /** The connected watch, if any: its liveness is then the idle timer's business, not the watchdog's. */
+  openWatch?: IncomingMessage;
+  /** Watches reopened in a row because nothing came (no event, no bookmark). */
+  quietReopens: number;
 }
 
 export interface LiveSourceOptions {
@@ -174,6 +178,7 @@ function newStream(kind: KindName, namespace?: string): Stream {
     lastAlive: Date.now(),
     generation: 0,
     backoffMs: 0,
+    quietReopens: 0,
   };
 }
 
@@ -183,7 +188,10 @@ export class LiveSource implements StateSource {
   readonly #opts: LiveSourceOptions;
   readonly #log: Logger;
   readonly #watchdogMs: number;
-  /** A watch silent this long is opened again (half the watchdog period, at most 30 s). */
+  /**
+   * A watch silent this long is opened again, and relisted when silent again: longer than the
+   * apiserver's bookmark period (about a minute), which a healthy watch never goes without.
+   */
   readonly #watchIdleMs: number;
   readonly #streams: Stream[] = [];
   #api?: KubeApi;
@@ -196,7 +204,7 @@ export class LiveSource implements StateSource {
     this.#opts = opts;
     this.#log = opts.logger;
     this.#watchdogMs = Math.max(1, opts.watchdogSeconds ?? 60) * 1000;
-    this.#watchIdleMs = Math.min(30_000, this.#watchdogMs / 2);
+    this.#watchIdleMs = this.#watchdogMs * 1.25;
   }
 
   /** Starts every stream; resolves once each kind has listed once (missing CRDs count as listed). */
@@ -292,6 +300,8 @@ export class LiveSource implements StateSource {
     s.abort?.abort();
     const abort = new AbortController();
     s.abort = abort;
+    delete s.openWatch;
+    s.quietReopens = 0;
     const gen = ++s.generation;
     s.lastAlive = Date.now(); // the new list gets a full watchdog period
     void this.#listThenWatch(s, gen, abort.signal);
@@ -356,21 +366,32 @@ export class LiveSource implements StateSource {
         return;
       }
       s.lastAlive = Date.now(); // connected
+      s.openWatch = res;
       res.setEncoding('utf8');
       let pending = '';
       let done = false;
-      // A watch with nothing to say for a while is opened again from the same resourceVersion: the
-      // apiserver sends quiet watches nothing until their timeout (not even bookmarks), and a connection
-      // that died without a FIN would otherwise look the same forever. The new watch replays anything
-      // the old one missed; if it cannot connect, the watchdog relists.
+      // kube-apiserver sends every watch a bookmark about once a minute (when the cluster's
+      // resourceVersion moved), so a watch silent for longer is suspect: a connection dead without a FIN,
+      // or a proxy that holds the stream. It is opened again from the same resourceVersion (the new watch
+      // replays what the old one missed); if that one is silent too, the stream relists.
       const idle = setTimeout(() => {
         if (done || !live()) return;
         done = true;
         res.destroy();
+        if (s.quietReopens >= 1) {
+          this.#log.warn({ kind: this.#name(s), silentSeconds: Math.round((2 * this.#watchIdleMs) / 1000) }, 'watch silent too long; relisting');
+          this.#restart(s);
+          return;
+        }
+        s.quietReopens++;
+        s.backoffMs = 0; // it stayed connected a whole idle period
         this.#watch(s, gen, signal, rv);
       }, this.#watchIdleMs);
       idle.unref();
-      res.on('close', () => clearTimeout(idle));
+      res.on('close', () => {
+        clearTimeout(idle);
+        if (s.openWatch === res) delete s.openWatch;
+      });
       res.on('data', (chunk: string) => {
         if (done || !live()) return;
         idle.refresh();
@@ -384,6 +405,9 @@ export class LiveSource implements StateSource {
           if (typeof r === 'string') {
             if (r !== '') rv = r;
             events++;
+            // A working watch: the next failure starts the backoff from its shortest step again.
+            s.backoffMs = 0;
+            s.quietReopens = 0;
             continue;
           }
           done = true;
@@ -460,7 +484,8 @@ export class LiveSource implements StateSource {
     const was = s.status;
     s.status = 'synced';
     s.lastAlive = Date.now();
-    s.backoffMs = 0;
+    // The backoff is not reset here but once the watch delivers: a watch refused after every good list
+    // (RBAC without watch, 429s) must not relist every second.
     if (was === 'absent') this.#log.info({ kind: s.kind }, 'kind is now served (CRD installed): watching it');
     if (was === 'failing') this.#log.info({ kind: this.#name(s) }, 'list recovered');
     this.#markListed(s);
@@ -536,6 +561,7 @@ export class LiveSource implements StateSource {
     const now = Date.now();
     for (const s of this.#streams) {
       if (s.restartTimer) continue; // a restart is already scheduled
+      if (s.openWatch) continue; // an open watch is watched by its idle timer
       if (s.status === 'absent') {
         this.#restart(s); // is the CRD installed now?
         continue;

@@ -34,6 +34,8 @@ export class FakeApiserver {
   readonly hangWatches = new Set<string>();
   /** Collections whose new watches never get an answer at all (not even headers). */
   readonly stallWatches = new Set<string>();
+  /** Collections whose watches are refused with 403 (RBAC granting list but not watch). */
+  readonly forbidWatches = new Set<string>();
   /** Collections whose lists answer only after this many ms. */
   readonly slowLists = new Map<string, number>();
   pageSize = 2;
@@ -174,6 +176,7 @@ export class FakeApiserver {
       (o) => target.namespace === undefined || o.metadata.namespace === target.namespace,
     );
     if (url.searchParams.get('watch') === 'true') {
+      if (this.forbidWatches.has(target.base)) return this.#status(res, 403, 'watch is forbidden');
       if (this.stallWatches.has(target.base)) {
         const w = { paths: [url.pathname], res, hang: true };
         this.#watchers.add(w);

@@ -68,6 +68,37 @@ t.test('an exec plugin user authenticates through client-node', async (t) => {
   t.same((await listKind(client, 'Namespace')).items.map((n) => n.metadata.name), ['shop']);
 });
 
+t.test('with several $KUBECONFIG files, an exec plugin is the resolved context\'s', async (t) => {
+  const api = await fake(t);
+  const printer = (token: string) => `process.stdout.write(JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential", status: { token: "${token}" } }))`;
+  const exec = (token: string) => ({ exec: { apiVersion: 'client.authentication.k8s.io/v1', command: process.execPath, args: ['-e', printer(token)], interactiveMode: 'Never' } });
+  const second = kubeconfig(api.url, exec('wrong'), { 'insecure-skip-tls-verify': true }).replace(/"c"/g, '"other"').replace(/"k"/g, '"k2"').replace(/"u"/g, '"u2"');
+  const dir = t.testdir({ first: kubeconfig(api.url, exec('secret-token'), { 'insecure-skip-tls-verify': true }), second });
+  const client = loadKubeApi(undefined, { env: { HOME: dir, KUBECONFIG: [join(dir, 'first'), join(dir, 'second')].join(':') } });
+  t.teardown(() => client.close());
+  t.match(client.source, /context c\)/, 'the first file\'s current-context, as kubectl');
+  t.equal((await listKind(client, 'Namespace')).items.length, 1, 'its plugin ran (the other file\'s would send a wrong token)');
+});
+
+t.test('credentials precedence and conflicts follow kubectl', async (t) => {
+  const api = await fake(t);
+  const dir = t.testdir({
+    both: kubeconfig(api.url, { token: 'stale', tokenFile: 'tok' }),
+    tok: 'secret-token',
+    anonymous: JSON.stringify({ 'current-context': 'c', clusters: [{ name: 'k', cluster: { server: api.url } }], contexts: [{ name: 'c', context: { cluster: 'k' } }] }),
+    tokenAndBasic: kubeconfig(api.url, { token: 't', username: 'u', password: 'p' }),
+    insecureWithCa: kubeconfig('https://x', { token: 't' }, { 'insecure-skip-tls-verify': true, 'certificate-authority-data': 'Zm9v' }),
+  });
+  const both = loadKubeApi(join(dir, 'both'));
+  t.teardown(() => both.close());
+  t.equal((await listKind(both, 'Namespace')).items.length, 1, 'tokenFile wins over token');
+  const anon = loadKubeApi(join(dir, 'anonymous'));
+  t.teardown(() => anon.close());
+  await t.rejects(listKind(anon, 'Namespace'), { name: 'ApiStatusError', statusCode: 401 }, 'a context without a user sends no credentials');
+  t.throws(() => loadKubeApi(join(dir, 'tokenAndBasic')), { name: 'InputError', message: /both a token and a username\/password/ });
+  t.throws(() => loadKubeApi(join(dir, 'insecureWithCa')), { name: 'InputError', message: /both a certificate authority and insecure-skip-tls-verify/ });
+});
+
 t.test('$KUBECONFIG files are merged, the first to name a thing wins; then ~/.kube/config; then in-cluster', async (t) => {
   const dir = t.testdir({
     a: JSON.stringify({ 'current-context': 'c', clusters: [{ name: 'k', cluster: { server: 'https://first:6443' } }] }),

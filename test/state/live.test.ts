@@ -142,20 +142,30 @@ t.test('LiveSource recovers from dropped watches, failing lists, silent watches 
   await until('synced again', () => src.synced() && s.get('Pod', 'shop', 'c') !== undefined);
 
   // A watch that is connected but delivers nothing (a connection dead without a FIN, a stuck proxy): it
-  // is opened again from its resourceVersion after half a watchdog period, and the new watch replays
-  // what the old one missed, without a relist.
+  // is opened again from its resourceVersion after an idle period (1.25 watchdog periods), and the new
+  // watch replays what the old one missed, without a relist.
   const serviceLists = () => api.requests.filter((r) => r.startsWith(`GET ${SVCS}?limit=`) && !r.includes('continue=')).length;
+  await new Promise((r) => setTimeout(r, 2500)); // past any backoff relist caused by the changes above
   api.hangWatches.add(SVCS);
   api.dropWatches();
   await until('hanging service watch open', () => api.openWatches(SVCS) >= 1);
-  await new Promise((r) => setTimeout(r, 2500)); // past any backoff relist caused by the drop
   const listsBefore = serviceLists();
   api.put(SVCS, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'missed', namespace: 'shop' }, spec: { ports: [{ port: 80 }] } });
-  await new Promise((r) => setTimeout(r, 1200));
+  await new Promise((r) => setTimeout(r, 400));
   t.equal(s.get('Service', 'shop', 'missed'), undefined, 'not delivered while the watch hangs');
   api.hangWatches.delete(SVCS);
   await until('missed service replayed', () => s.get('Service', 'shop', 'missed') !== undefined);
   t.equal(serviceLists(), listsBefore, 'replayed by a new watch, not by a relist');
+
+  // A stream whose watches stay connected but never deliver, one after the other: the second silent
+  // idle period relists, so a change no event announced still arrives.
+  api.hangWatches.add(SVCS);
+  api.dropWatches();
+  await until('hanging service watch open again', () => api.openWatches(SVCS) >= 1);
+  api.putSilently(SVCS, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'stuck', namespace: 'shop' }, spec: { ports: [{ port: 80 }] } });
+  await until('relisted after two silent watches', () => s.get('Service', 'shop', 'stuck') !== undefined);
+  t.ok(log.lines().some((l) => l.kind === 'Service' && /silent too long/.test(String(l.msg))), 'the relist is logged');
+  api.hangWatches.delete(SVCS);
 
   // A watch that cannot even connect: the watchdog relists, so a change that no event announced arrives.
   api.stallWatches.add(SVCS);
@@ -163,7 +173,6 @@ t.test('LiveSource recovers from dropped watches, failing lists, silent watches 
   await new Promise((r) => setTimeout(r, 2500));
   api.putSilently(SVCS, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'quiet', namespace: 'shop' }, spec: { ports: [{ port: 80 }] } });
   await until('relisted service', () => s.get('Service', 'shop', 'quiet') !== undefined);
-  t.ok(log.lines().some((l) => l.kind === 'Service' && /silent too long/.test(String(l.msg))), 'watchdog logged');
   api.stallWatches.delete(SVCS);
 
   // A CRD installed after start is picked up by the watchdog's re-check.
@@ -232,6 +241,25 @@ t.test('a watch the apiserver ends is resumed from its last resourceVersion; an 
   api.put(PODS, pod('shop', 'd'));
   await until('d after relist', () => s.get('Pod', 'shop', 'd') !== undefined);
   t.same(s.list('Pod').map((p) => p.metadata.name).sort(), ['a', 'b', 'c', 'd']);
+});
+
+t.test('a watch refused after every good list backs off instead of relisting every second', async (t) => {
+  const api = await fake(t);
+  api.put(PODS, pod('shop', 'a'));
+  const log = capture();
+  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 60 });
+  t.teardown(() => src.stop());
+  api.forbidWatches.add(PODS);
+  await src.start();
+  const podLists = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?limit=`)).length;
+  const first = podLists();
+  await new Promise((r) => setTimeout(r, 6000));
+  // Backoff 1, 2, 4 s (jittered +-20%): at most 3 more lists in 6 s; without it, one a second.
+  t.ok(podLists() - first <= 3, `${podLists() - first} relists in 6 s`);
+  t.ok(log.lines().some((l) => l.kind === 'Pod' && l.statusCode === 403), 'the refusal is logged with its status');
+  api.forbidWatches.delete(PODS);
+  api.put(PODS, pod('shop', 'b'));
+  await until('recovers once watches are allowed', () => src.state.get('Pod', 'shop', 'b') !== undefined, 15_000);
 });
 
 t.test('LiveSource follows the Istio control plane namespace for ConfigMaps', async (t) => {

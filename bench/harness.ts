@@ -105,11 +105,12 @@ export function rssOf(pid: number | undefined, field: 'VmRSS' | 'VmHWM' = 'VmRSS
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. */
-export function cpuSecondsOf(pid: number | undefined): number {
+export function cpuSecondsOf(pid: number | undefined, thread: 'all' | 'main' = 'all'): number {
   try {
     // Fields after the command name (which may contain spaces) start at state; utime and stime are
-    // fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux).
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux). The main thread's
+    // own figures (the JavaScript, where requests wait) are its task's, whose id is the pid.
+    const stat = readFileSync(thread === 'main' ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(rest[11]) + Number(rest[12])) / 100;
   } catch {

@@ -1,6 +1,8 @@
 // In-process profile of decide() on the benchmark's request mix: per request kind (mean, p50, p99, max
 // in ms) and the rules that cost the most in total. No HTTP: this is the evaluation cost alone.
-// Usage: node [--cpu-prof] bench/profile-rules.ts [--pods 10000] [--rounds 5] [--top 15] [--only <request kind>]
+// With --churn N, one pod's labels change before every Nth request (as a watch event would change the
+// live state: a new state revision, so the per-revision caches are rebuilt).
+// Usage: node [--cpu-prof] bench/profile-rules.ts [--pods 10000] [--rounds 5] [--top 15] [--only <request kind>] [--churn N]
 
 import { parseArgs } from 'node:util';
 
@@ -10,37 +12,52 @@ import { DEFAULT_SETTINGS, defaultConfig } from '../src/config/config.ts';
 import { allRules } from '../src/rules/registry.ts';
 import { overlay } from '../src/state/overlay.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
+import { transformObject } from '../src/state/transform.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster } from './cluster-gen.ts';
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
-  options: { pods: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '5' }, top: { type: 'string', default: '15' }, only: { type: 'string' } },
+  options: { pods: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '5' }, top: { type: 'string', default: '15' }, only: { type: 'string' }, churn: { type: 'string', default: '0' } },
 });
+const churnEvery = Number(values.churn);
 const pods = Number(values.pods);
 const rounds = Number(values.rounds);
-const state = stateFromObjects(generateCluster(pods));
+const objects = generateCluster(pods);
+const state = stateFromObjects(objects);
+const podObjects = objects.filter((o) => o.kind === 'Pod');
+let changes = 0;
+/** A watch event's worth of change: one pod's labels, replaced in the state. */
+function changeAPod(): void {
+  const p = podObjects[(changes++ * 7919) % podObjects.length]!;
+  state.upsert('Pod', transformObject('Pod', { ...p, metadata: { ...p.metadata, labels: { ...p.metadata.labels, 'bench.meshguard.io/churn': String(changes) } } }));
+}
 const decide = createDecide(allRules(), defaultConfig());
 const mix = requestMix(pods, 400).filter((r) => values.only === undefined || r.label === values.only);
 
 // Round 0 warms up the JIT and the per-revision caches of the state; later rounds are measured.
 const byLabel = new Map<string, number[]>();
+const all: number[] = [];
 let total = 0;
+let n = 0;
 for (let round = 0; round <= rounds; round++) {
   for (const r of mix) {
+    if (churnEvery > 0 && round > 0 && n++ % churnEvery === 0) changeAPod();
     const change = toChange(r.review as unknown as AdmissionReview);
     const t0 = performance.now();
     decide(change, state);
     const dt = performance.now() - t0;
     if (round === 0) continue;
     total += dt;
+    all.push(dt);
     const a = byLabel.get(r.label) ?? [];
     a.push(dt);
     byLabel.set(r.label, a);
   }
 }
 const pct = (a: number[], p: number): number => a[Math.min(a.length - 1, Math.ceil((p / 100) * a.length) - 1)]!;
-console.log(`${pods} pods, ${rounds} rounds of ${mix.length} requests: mean ${(total / (rounds * mix.length)).toFixed(3)} ms/request`);
+all.sort((x, y) => x - y);
+console.log(`${pods} pods, ${rounds} rounds of ${mix.length} requests${churnEvery > 0 ? `, a pod change before every ${churnEvery}th (${changes} changes)` : ''}: mean ${(total / (rounds * mix.length)).toFixed(3)} ms/request, p50 ${pct(all, 50).toFixed(3)}, p99 ${pct(all, 99).toFixed(3)}`);
 console.log('kind'.padEnd(20), 'mean'.padStart(7), 'p50'.padStart(7), 'p99'.padStart(7), 'max'.padStart(7), '   n');
 for (const [label, a] of byLabel) {
   a.sort((x, y) => x - y);

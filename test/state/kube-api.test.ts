@@ -2,15 +2,23 @@
 // in-cluster), credentials (token, token file re-read, basic, client certificate, impersonation, exec
 // plugins through client-node) and TLS settings, against loopback servers.
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadKubeApi, readBody } from '../../src/state/kube-api.ts';
 import { collectionPath, listKind } from '../../src/state/live.ts';
+import { makeCerts } from '../helpers/certs.ts';
 import { FakeApiserver } from './fake-apiserver.ts';
 
-const CERTS = new URL('../../certs/', import.meta.url).pathname;
+// A throwaway CA and a serving certificate for localhost/127.0.0.1 (certs/ is gitignored).
+const certDir = mkdtempSync(join(tmpdir(), 'kube-api-certs-'));
+t.teardown(() => rmSync(certDir, { recursive: true, force: true }));
+const certs = makeCerts(certDir);
+const CA = readFileSync(certs.caCert, 'utf8');
+const TLS_CERT = readFileSync(certs.cert, 'utf8');
+const TLS_KEY = readFileSync(certs.key, 'utf8');
 
 async function fake(t: { teardown(fn: () => unknown): void }): Promise<FakeApiserver> {
   const api = new FakeApiserver();
@@ -104,7 +112,7 @@ t.test('$KUBECONFIG files are merged, the first to name a thing wins; then ~/.ku
     a: JSON.stringify({ 'current-context': 'c', clusters: [{ name: 'k', cluster: { server: 'https://first:6443' } }] }),
     b: kubeconfig('https://second:6443', { token: 'x' }),
     home: { '.kube': { config: kubeconfig('https://home:6443', { token: 'x' }) } },
-    sa: { token: 'sa-token', 'ca.crt': readFileSync(join(CERTS, 'ca.crt'), 'utf8') },
+    sa: { token: 'sa-token', 'ca.crt': CA },
     empty: {},
   });
   const env = (e: Record<string, string>) => ({ env: { HOME: join(dir, 'empty'), ...e }, serviceAccountDir: join(dir, 'sa') });
@@ -140,7 +148,7 @@ t.test('bad kubeconfigs are InputErrors naming the file (and line)', async (t) =
 t.test('TLS: the cluster CA is checked, a client certificate is presented, impersonation and basic auth are sent', async (t) => {
   const seen: { cert: boolean; headers: Record<string, unknown> }[] = [];
   const server = https.createServer(
-    { cert: readFileSync(join(CERTS, 'tls.crt')), key: readFileSync(join(CERTS, 'tls.key')), requestCert: true, rejectUnauthorized: false },
+    { cert: TLS_CERT, key: TLS_KEY, requestCert: true, rejectUnauthorized: false },
     (req, res) => {
       const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate();
       seen.push({ cert: Boolean(peer && peer.subject), headers: req.headers });
@@ -151,9 +159,9 @@ t.test('TLS: the cluster CA is checked, a client certificate is presented, imper
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const ca = readFileSync(join(CERTS, 'ca.crt')).toString('base64');
+  const ca = Buffer.from(CA).toString('base64');
   const dir = t.testdir({
-    certs: { 'ca.crt': readFileSync(join(CERTS, 'ca.crt'), 'utf8'), 'me.crt': readFileSync(join(CERTS, 'tls.crt'), 'utf8'), 'me.key': readFileSync(join(CERTS, 'tls.key'), 'utf8') },
+    certs: { 'ca.crt': CA, 'me.crt': TLS_CERT, 'me.key': TLS_KEY },
     withCa: kubeconfig(url, { 'client-certificate': 'certs/me.crt', 'client-key': 'certs/me.key', as: 'jane', 'as-groups': ['ops', 'dev'] }, { 'certificate-authority': 'certs/ca.crt' }),
     caData: kubeconfig(url, { username: 'admin', password: 'pw' }, { 'certificate-authority-data': ca }),
     noCa: kubeconfig(url, { token: 't' }),
@@ -181,7 +189,7 @@ t.test('TLS: the cluster CA is checked, a client certificate is presented, imper
   await t.rejects(get('wrongName'), /altnames|Hostname/, 'tls-server-name is the name checked');
 
   // In a pod: the service's address from the environment, the service account's CA and token.
-  const sa = t.testdir({ token: 'sa-token\n', 'ca.crt': readFileSync(join(CERTS, 'ca.crt'), 'utf8') });
+  const sa = t.testdir({ token: 'sa-token\n', 'ca.crt': CA });
   const port = (server.address() as AddressInfo).port;
   const pod = loadKubeApi(undefined, { env: { HOME: sa, KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(port) }, serviceAccountDir: sa });
   t.teardown(() => pod.close());

@@ -76,16 +76,17 @@ function reservedIdentity(description: string, reserved: string[], extra: Partia
 const ipIndexByList = new ScopedWeakMap<readonly Pod[], Map<string, Pod>>();
 function podByIp(state: ClusterState, ip: string): Pod | undefined {
   // Requests ask about the same few addresses (probe source, API server) for many pods. The answer is
-  // kept per whole-cluster Pod list array, which a state keeps (and an admission overlay passes
-  // through) until some pod changes: the scan over every namespace then runs once per address.
-  return lookupByList(podIpAnswers, state.list('Pod'), ip, () => scanPodByIp(state, ip));
+  // kept per content token of the Pod kind, which a state keeps (and an admission overlay passes
+  // through) until some pod changes: the scan over every namespace then runs once per address. (Keyed
+  // on the whole-cluster Pod list instead, every pod event made the next request build a 50k list.)
+  return lookupByToken(podIpAnswers, state.contentToken('Pod'), ip, () => scanPodByIp(state, ip));
 }
 
-const podIpAnswers = new ScopedWeakMap<readonly object[], Map<string, Pod | null>>();
-const vipAnswers = new ScopedWeakMap<readonly object[], Map<string, Service | null>>();
-function lookupByList<T>(cache: ScopedWeakMap<readonly object[], Map<string, T | null>>, list: readonly object[], ip: string, scan: () => T | null): T | undefined {
-  let answers = cache.get(list);
-  if (!answers) cache.set(list, (answers = new Map()));
+const podIpAnswers = new ScopedWeakMap<object, Map<string, Pod | null>>();
+const vipAnswers = new ScopedWeakMap<object, Map<string, Service | null>>();
+function lookupByToken<T>(cache: ScopedWeakMap<object, Map<string, T | null>>, token: object, ip: string, scan: () => T | null): T | undefined {
+  let answers = cache.get(token);
+  if (!answers) cache.set(token, (answers = new Map()));
   let hit = answers.get(ip);
   if (hit === undefined) {
     hit = scan();
@@ -500,7 +501,7 @@ const vipIndexByList = new ScopedWeakMap<readonly Service[], Map<string, Service
 export function serviceByClusterIp(state: ClusterState, ip: string): Service | undefined {
   const c = canonicalIp(ip);
   if (!c) return undefined;
-  return lookupByList(vipAnswers, state.list('Service'), c, () => scanServiceByIp(state, c));
+  return lookupByToken(vipAnswers, state.contentToken('Service'), c, () => scanServiceByIp(state, c));
 }
 
 function scanServiceByIp(state: ClusterState, c: string): Service | null {

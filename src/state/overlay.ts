@@ -28,6 +28,7 @@ class OverlayState implements ClusterState {
   readonly #what: string;
   readonly #lists = new Map<string, readonly KubeObject[]>();
   #namespaces?: readonly string[];
+  #token?: object;
 
   constructor(base: ClusterState, kind: KindName, ns: string, name: string, obj: KubeObject | undefined, what: string) {
     this.#base = base;
@@ -53,6 +54,17 @@ class OverlayState implements ClusterState {
     this.#revision = nextRevision--;
     this.#lists.clear();
     this.#namespaces = undefined;
+    this.#token = undefined;
+  }
+
+  contentToken(kind: KindName): object {
+    if (kind !== this.#kind) return this.#base.contentToken(kind);
+    this.#fresh();
+    if (!this.#token) {
+      this.#token = {};
+      markEphemeral(this.#token); // this request's own: caches keyed by it are dropped with the request
+    }
+    return this.#token;
   }
 
   describe(): string {

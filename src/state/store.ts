@@ -52,6 +52,8 @@ export class MemoryState implements ClusterState {
   readonly #kinds = new Map<KindName, Map<string, Bucket>>();
   readonly #allCache = new Map<KindName, readonly KubeObject[]>();
   readonly #nsCache = new Map<KindName, readonly string[]>();
+  /** contentToken() per kind; dropped when the kind changes, so the next call makes a new one. */
+  readonly #tokens = new Map<KindName, object>();
   /** "key\u0000value" -> namespace -> pods */
   #podLabels = new Map<string, Map<string, PodGroup>>();
 
@@ -89,6 +91,12 @@ export class MemoryState implements ClusterState {
       this.#allCache.set(kind, all);
     }
     return all as readonly KindObjects[K][];
+  }
+
+  contentToken(kind: KindName): object {
+    let t = this.#tokens.get(kind);
+    if (!t) this.#tokens.set(kind, (t = {}));
+    return t;
   }
 
   get<K extends KindName>(kind: K, namespace: string | undefined, name: string): KindObjects[K] | undefined {
@@ -170,6 +178,7 @@ export class MemoryState implements ClusterState {
     this.#kinds.set(kind, new Map());
     this.#allCache.delete(kind);
     this.#nsCache.delete(kind);
+    this.#tokens.delete(kind);
     for (const o of objs) this.upsert(kind, o);
     this.#revision++;
   }
@@ -183,6 +192,7 @@ export class MemoryState implements ClusterState {
     this.#podLabels = other.#podLabels;
     this.#allCache.clear();
     this.#nsCache.clear();
+    this.#tokens.clear();
     this.#revision = Math.max(this.#revision, other.#revision) + 1;
   }
 
@@ -195,6 +205,7 @@ export class MemoryState implements ClusterState {
   #touch(kind: KindName, b: Bucket): void {
     delete b.cached;
     this.#allCache.delete(kind);
+    this.#tokens.delete(kind);
     this.#revision++;
   }
 

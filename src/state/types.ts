@@ -197,6 +197,12 @@ export interface ClusterState {
    */
   podsWithLabel(namespace: string | undefined, key: string, value: string): readonly Pod[];
   /**
+   * An object that stays the same while no object of `kind` changes, in any namespace, and is replaced
+   * when one does: a cache key for data derived from a whole kind that does not build the kind's list
+   * (a whole-cluster Pod list is 50k entries, rebuilt after every pod event otherwise).
+   */
+  contentToken(kind: KindName): object;
+  /**
    * A number that changes whenever the content changes; two reads with the same revision see the same
    * objects. Lets pure code cache derived data per state.
    */

@@ -23,7 +23,6 @@ const TOKEN_FILE_TTL_MS = 60_000;
 
 export interface KubeGetOptions {
   readonly signal?: AbortSignal;
-  readonly accept?: string;
 }
 
 /** A kube-apiserver with credentials. */
@@ -388,7 +387,7 @@ class NodeKubeApi implements KubeApi {
   }
 
   async get(pathAndQuery: string, opts: KubeGetOptions = {}): Promise<IncomingMessage> {
-    const headers: Record<string, string> = { accept: opts.accept ?? 'application/json', 'user-agent': 'meshguard' };
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'meshguard' };
     let cert: Buffer | string | undefined = this.#s.cert;
     let key: Buffer | string | undefined = this.#s.key;
     if (this.#plugin) {

@@ -324,7 +324,7 @@ export class LiveSource implements StateSource {
     }
     if (!live()) return;
     this.#listed(s, result.items);
-    this.#watch(s, gen, signal, result.resourceVersion);
+    this.#watch(s, gen, signal, result.resourceVersion, true);
   }
 
   /**
@@ -332,7 +332,7 @@ export class LiveSource implements StateSource {
    * (its timeoutSeconds) it is resumed from the last resourceVersion seen, and when that is too old
    * (410 Gone, as an HTTP status or an ERROR event) the stream relists.
    */
-  #watch(s: Stream, gen: number, signal: AbortSignal, resourceVersion: string): void {
+  #watch(s: Stream, gen: number, signal: AbortSignal, resourceVersion: string, afterList = false): void {
     const live = () => gen === s.generation && !this.#stopped;
     // Spread the apiserver's ends of the watches over 5-10 minutes, as client-go does.
     const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
@@ -347,6 +347,11 @@ export class LiveSource implements StateSource {
     };
     const relist = (): void => {
       if (!live()) return;
+      // Expired straight after a list, before any event: relisting at once could only spin. Back off.
+      if (afterList && events === 0) {
+        this.#streamError(s, new ApiStatusError(410, 'watch expired right after its list'));
+        return;
+      }
       this.#log.info({ kind: this.#name(s) }, 'watch resourceVersion expired; relisting');
       this.#restart(s);
     };

@@ -36,6 +36,10 @@ export class FakeApiserver {
   readonly stallWatches = new Set<string>();
   /** Collections whose watches are refused with 403 (RBAC granting list but not watch). */
   readonly forbidWatches = new Set<string>();
+  /** Collections whose watches are answered 410 Gone as an HTTP status (resourceVersion too old). */
+  readonly goneWatches = new Set<string>();
+  /** Collections whose watches are answered 200 and ended at once, with nothing in them. */
+  readonly emptyWatches = new Set<string>();
   /** Collections whose lists answer only after this many ms. */
   readonly slowLists = new Map<string, number>();
   pageSize = 2;
@@ -132,6 +136,20 @@ export class FakeApiserver {
     this.#watchers.clear();
   }
 
+  /**
+   * Send every open watch of `path` a BOOKMARK at the current resourceVersion (and record it, so a
+   * later resume from it replays only what came after).
+   */
+  bookmark(path: string): string {
+    const rv = String(++this.#rv);
+    for (const w of this.#watchers) {
+      if (!w.hang && w.paths.includes(path)) {
+        w.res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: 'Pod', apiVersion: 'v1', metadata: { resourceVersion: rv } } }) + '\n');
+      }
+    }
+    return rv;
+  }
+
   openWatches(path?: string): number {
     let n = 0;
     for (const w of this.#watchers) if (!path || w.paths.includes(path)) n++;
@@ -177,6 +195,12 @@ export class FakeApiserver {
     );
     if (url.searchParams.get('watch') === 'true') {
       if (this.forbidWatches.has(target.base)) return this.#status(res, 403, 'watch is forbidden');
+      if (this.goneWatches.has(target.base)) return this.#status(res, 410, 'too old resource version');
+      if (this.emptyWatches.has(target.base)) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end();
+        return;
+      }
       if (this.stallWatches.has(target.base)) {
         const w = { paths: [url.pathname], res, hang: true };
         this.#watchers.add(w);

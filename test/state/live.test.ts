@@ -244,6 +244,52 @@ t.test('a watch the apiserver ends is resumed from its last resourceVersion; an 
   t.same(s.list('Pod').map((p) => p.metadata.name).sort(), ['a', 'b', 'c', 'd']);
 });
 
+t.test('bookmarks move the resume point; 410 at watch start relists; a watch ended at once is not reopened in a spin', async (t) => {
+  const api = await fake(t);
+  api.put(PODS, pod('shop', 'a'));
+  const log = capture();
+  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 60 });
+  t.teardown(() => src.stop());
+  await src.start();
+  const podLists = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?limit=`) && !r.includes('continue=')).length;
+  const podWatches = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?watch=true`));
+  await until('pod watch open', () => api.openWatches(PODS) >= 1);
+
+  // A bookmark carries no object, but the next watch resumes from its resourceVersion.
+  const rv = api.bookmark(PODS);
+  await new Promise((r) => setTimeout(r, 200));
+  const lists = podLists();
+  api.endWatches();
+  await until('resumed', () => podWatches().length === 2);
+  t.match(podWatches()[1], new RegExp(`resourceVersion=${rv}&`), `resumed from the bookmark's resourceVersion ${rv}`);
+  t.equal(src.state.list('Pod').length, 1, 'a bookmark changes nothing in the state');
+
+  // 410 as the watch's HTTP status (not an ERROR event) on a resumed watch: relist at once, no warning.
+  await until('pod watch open again', () => api.openWatches(PODS) >= 1);
+  api.goneWatches.add(PODS);
+  api.endWatches();
+  await until('relisted on 410', () => podLists() >= lists + 1);
+  t.ok(log.lines().some((l) => l.kind === 'Pod' && /expired; relisting/.test(String(l.msg))));
+  // The watch after that list gets 410 too: that one backs off (1, 2 s...) instead of relisting in a spin.
+  await new Promise((r) => setTimeout(r, 2000));
+  t.ok(podLists() - lists <= 3, `${podLists() - lists} relists in about 2 s while every watch answers 410`);
+  t.ok(log.lines().some((l) => l.kind === 'Pod' && /expired right after its list/.test(String(l.err))), 'the repeated 410 goes through the backoff');
+  api.goneWatches.delete(PODS);
+  await until('watch open after the 410s', () => api.openWatches(PODS) >= 1, 15_000);
+
+  // Watches that end at once with nothing in them (an apiserver shutting down): reopened after a pause.
+  await until('pod watch open a third time', () => api.openWatches(PODS) >= 1);
+  api.emptyWatches.add(PODS);
+  const before = podWatches().length;
+  api.endWatches();
+  await new Promise((r) => setTimeout(r, 2500));
+  const reopened = podWatches().length - before;
+  api.emptyWatches.delete(PODS);
+  t.ok(reopened >= 1 && reopened <= 4, `${reopened} watches in 2.5 s, one per second at most`);
+  api.put(PODS, pod('shop', 'b'));
+  await until('events flow again', () => src.state.get('Pod', 'shop', 'b') !== undefined);
+});
+
 t.test('a watch refused after every good list backs off instead of relisting every second', async (t) => {
   const api = await fake(t);
   api.put(PODS, pod('shop', 'a'));

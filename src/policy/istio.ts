@@ -322,3 +322,53 @@ export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined 
   const gw = state.get('Gateway', gwNs || podNs, name);
   return gw?.spec?.gatewayClassName === WAYPOINT_GATEWAY_CLASS ? gw : undefined;
 }
+
+const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+
+/** A targetRef naming a Gateway API kind: its group is Gateway API's (or left out). */
+function isGatewayApiRef(ref: Readonly<Record<string, unknown>>, kind: 'Gateway' | 'GatewayClass'): boolean {
+  const group = ref['group'];
+  return ref['kind'] === kind && (group === undefined || group === GATEWAY_API_GROUP);
+}
+
+/**
+ * Does an AuthorizationPolicy's `targetRefs` attach it to this waypoint? Either through the Gateway
+ * itself (the policy must live in the Gateway's namespace: a targetRef does not cross namespaces), or,
+ * from the root namespace, through the `istio-waypoint` GatewayClass, which applies to every waypoint
+ * (Istio 1.25 and later).
+ */
+export function targetsWaypoint(state: ClusterState, ap: PolicyObject, waypoint: Gateway): boolean {
+  const apNs = ap.metadata.namespace ?? '';
+  for (const ref of authzAttachment(state, ap).targetRefs) {
+    if (isGatewayApiRef(ref, 'Gateway') && ref['name'] === waypoint.metadata.name && apNs === (waypoint.metadata.namespace ?? '')) return true;
+    if (isGatewayApiRef(ref, 'GatewayClass') && ref['name'] === WAYPOINT_GATEWAY_CLASS && apNs === istioRootNamespace(state)) return true;
+  }
+  return false;
+}
+
+/**
+ * Pods whose waypoint an AuthorizationPolicy attaches to through its Gateway or GatewayClass targetRefs.
+ * A waypoint serves the pods of its own namespace and of any namespace (or pod) that names it with
+ * `istio.io/use-waypoint-namespace`; the GatewayClass attaches to every waypoint of the mesh.
+ */
+export function podsBehindTargetedWaypoints(state: ClusterState, ap: PolicyObject): Pod[] {
+  const refs = authzAttachment(state, ap).targetRefs;
+  const apNs = ap.metadata.namespace ?? '';
+  let candidates: readonly Pod[];
+  if (refs.some((r) => isGatewayApiRef(r, 'GatewayClass') && r['name'] === WAYPOINT_GATEWAY_CLASS) && apNs === istioRootNamespace(state)) {
+    candidates = state.list('Pod');
+  } else if (refs.some((r) => isGatewayApiRef(r, 'Gateway'))) {
+    const out = new Set<Pod>(state.list('Pod', apNs));
+    for (const n of state.list('Namespace')) {
+      if (n.metadata.labels?.[USE_WAYPOINT_NS_LABEL] === apNs) for (const p of state.list('Pod', n.metadata.name)) out.add(p);
+    }
+    for (const p of state.podsWithLabel(undefined, USE_WAYPOINT_NS_LABEL, apNs)) out.add(p);
+    candidates = [...out];
+  } else {
+    return [];
+  }
+  return candidates.filter((p) => {
+    const wp = waypointFor(state, p);
+    return wp !== undefined && targetsWaypoint(state, ap, wp);
+  });
+}

@@ -4,7 +4,7 @@
 // against it: two policy sets drift apart, a request must pass both, and denials come from either side.
 
 import type { Change } from '../admission/change.ts';
-import { authzAttachment, httpAttributesOf, istioRootNamespace, waypointFor, type PolicyRef } from '../policy/index.ts';
+import { authzAttachment, httpAttributesOf, istioRootNamespace, podsBehindTargetedWaypoints, targetsWaypoint, waypointFor, type PolicyRef } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
 import { changeRef } from './egress-helpers.ts';
 import { describeVictims, podRef, victimsOf } from './helpers.ts';
@@ -55,13 +55,14 @@ function envoyEnforces(state: ClusterState, ap: PolicyObject, pod: Pod, mode: st
   const att = authzAttachment(state, ap);
   if (att.targetRefs.length === 0) return mode === 'sidecar' && att.pods.some((p) => podRef(p) === podRef(pod));
   if (mode !== 'ambient') return false;
-  const apNs = ap.metadata.namespace ?? '';
   const wp = waypointFor(state, pod);
+  if (!wp) return false;
+  // The waypoint itself (wherever it lives: istio.io/use-waypoint-namespace), or every waypoint.
+  if (targetsWaypoint(state, ap, wp)) return true;
+  const apNs = ap.metadata.namespace ?? '';
   for (const ref of att.targetRefs) {
-    const kind = ref['kind'];
     const name = ref['name'];
-    if (kind === 'Gateway' && wp && wp.metadata.name === name && (wp.metadata.namespace ?? '') === apNs) return true;
-    if (kind === 'Service' && wp && typeof name === 'string' && (pod.metadata.namespace ?? '') === apNs) {
+    if (ref['kind'] === 'Service' && typeof name === 'string' && (pod.metadata.namespace ?? '') === apNs) {
       const svc = state.get('Service', apNs, name);
       if (svc?.spec.selector && Object.keys(svc.spec.selector).length > 0 && labelsMatch(svc.spec.selector, pod.metadata.labels)) return true;
     }
@@ -75,7 +76,10 @@ function istioHttpPolicies(state: ClusterState, pod: Pod): PolicyObject[] {
   if (mode === 'none') return [];
   const ns = pod.metadata.namespace ?? '';
   const root = istioRootNamespace(state);
-  const candidates = [...state.list('AuthorizationPolicy', ns), ...(root !== ns ? state.list('AuthorizationPolicy', root) : [])];
+  const namespaces = new Set([ns, root]);
+  // A waypoint in another namespace carries the policies attached to it there.
+  if (mode === 'ambient') namespaces.add(waypointFor(state, pod)?.metadata.namespace ?? ns);
+  const candidates = [...namespaces].flatMap((n) => state.list('AuthorizationPolicy', n));
   return candidates.filter((ap) => isHttpDecision(ap) && httpAttributesOf(ap).length > 0 && envoyEnforces(state, ap, pod, mode));
 }
 
@@ -103,7 +107,8 @@ function touched(change: Change, before: ClusterState, after: ClusterState): { p
   if (change.kind === 'AuthorizationPolicy' && change.object) {
     const ap = change.object as PolicyObject;
     const hasTargets = authzAttachment(after, ap).targetRefs.length > 0;
-    if (hasTargets) return { pods: [...after.list('Pod', ap.metadata.namespace ?? '')], synthetic: false };
+    // Service targets select pods of the policy's namespace; waypoint targets reach every pod behind it.
+    if (hasTargets) return { pods: unionPods(after.list('Pod', ap.metadata.namespace ?? ''), podsBehindTargetedWaypoints(after, ap)), synthetic: false };
     return {
       pods: unionPods(istioPolicyPods(before, change.oldObject as PolicyObject | undefined, true), istioPolicyPods(after, ap, true)),
       synthetic: false,

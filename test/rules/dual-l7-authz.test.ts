@@ -78,3 +78,49 @@ t.test('re-applying an unchanged pair is preexisting', async (t) => {
   t.equal(findings.length, 1);
   t.equal(findings[0]!.preexisting, true);
 });
+
+t.test('waypoint in another namespace (istio.io/use-waypoint-namespace) and the istio-waypoint GatewayClass', async (t) => {
+  const gateway = (namespace: string) => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace }, spec: { gatewayClassName: 'istio-waypoint' } });
+  const httpRules = [{ to: [{ operation: { methods: ['GET'] } }] }];
+  const toGateway = (namespace: string, name: string) => authzPolicy(namespace, 'wp-http', { targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name }], rules: httpRules });
+  const toClass = (namespace: string) => authzPolicy(namespace, 'all-waypoints', { targetRefs: [{ kind: 'GatewayClass', group: 'gateway.networking.k8s.io', name: 'istio-waypoint' }], rules: httpRules });
+  const shop = [
+    ns('shop', { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint', 'istio.io/use-waypoint-namespace': 'mesh-infra' }),
+    ns('mesh-infra', { 'istio.io/dataplane-mode': 'ambient' }),
+    gateway('mesh-infra'),
+    pod('shop', 'api-1', { app: 'api' }, { ports: [{ containerPort: 8080 }] }),
+  ];
+  const l7 = cnp('shop', 'api-l7', { endpointSelector: { matchLabels: { app: 'api' } }, ingress: [{ toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{}] } }] }] });
+  const cluster = (...extra: object[]) => baseCluster([...shop, ...extra] as never);
+
+  let f = runRule(rule, cluster(toGateway('mesh-infra', 'waypoint')), 'CREATE', l7).findings;
+  t.equal(f.length, 1, 'Cilium HTTP rules under a shared waypoint whose policy has HTTP attributes');
+  t.same(f[0]?.victims, ['shop/api-1']);
+  t.match(f[0]?.message ?? '', /AuthorizationPolicy mesh-infra\/wp-http/);
+
+  f = runRule(rule, cluster(l7), 'CREATE', toGateway('mesh-infra', 'waypoint')).findings;
+  t.same(f[0]?.victims, ['shop/api-1'], 'the policy attached to the shared waypoint reaches the pods of the namespaces using it');
+
+  t.same(runRule(rule, cluster(toGateway('shop', 'waypoint')), 'CREATE', l7).findings, [], 'a targetRef does not cross namespaces: shop has no Gateway named waypoint');
+  t.same(runRule(rule, cluster(l7), 'CREATE', toGateway('mesh-infra', 'other')).findings, [], 'another waypoint');
+
+  f = runRule(rule, cluster(toClass('istio-system')), 'CREATE', l7).findings;
+  t.equal(f.length, 1, 'a root-namespace policy on the istio-waypoint GatewayClass applies at every waypoint');
+  f = runRule(rule, cluster(l7), 'CREATE', toClass('istio-system')).findings;
+  t.same(f[0]?.victims, ['shop/api-1']);
+  t.same(runRule(rule, cluster(toClass('mesh-infra')), 'CREATE', l7).findings, [], 'GatewayClass attachment only from the root namespace');
+
+  // Without a waypoint neither attachment applies.
+  const noWaypoint = [ns('shop', { 'istio.io/dataplane-mode': 'ambient' }), pod('shop', 'api-1', { app: 'api' }, { ports: [{ containerPort: 8080 }] }), gateway('mesh-infra')];
+  t.same(runRule(rule, baseCluster([...noWaypoint, toClass('istio-system')] as never), 'CREATE', l7).findings, [], 'no waypoint, GatewayClass policy');
+
+  // A pod can name the waypoint itself.
+  const podLevel = [
+    ns('shop', { 'istio.io/dataplane-mode': 'ambient' }),
+    gateway('mesh-infra'),
+    pod('shop', 'api-1', { app: 'api', 'istio.io/use-waypoint': 'waypoint', 'istio.io/use-waypoint-namespace': 'mesh-infra' }, { ports: [{ containerPort: 8080 }] }),
+    pod('shop', 'api-2', { app: 'api' }, { ports: [{ containerPort: 8080 }] }),
+  ];
+  f = runRule(rule, baseCluster([...podLevel, l7] as never), 'CREATE', toGateway('mesh-infra', 'waypoint')).findings;
+  t.same(f[0]?.victims, ['shop/api-1'], 'only the pod that uses the shared waypoint');
+});

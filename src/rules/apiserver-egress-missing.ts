@@ -4,8 +4,8 @@
 import type { Change } from '../admission/change.ts';
 import type { ClusterState, PolicyObject } from '../state/types.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
-import { apiserverAllowRule, apiserverClassKey, apiserverTarget, reachesApiserver, usesApiserver } from './apiserver-helpers.ts';
-import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
+import { apiserverAllowRule, apiserverClassKey, apiserverReach, apiserverTarget, apiserverTargets, usesApiserver } from './apiserver-helpers.ts';
+import { changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 
 const ID = 'apiserver-egress-missing';
@@ -15,9 +15,14 @@ function evaluateApiserver(change: Change, before: ClusterState, after: ClusterS
   if (touched.pods.length === 0) return [];
   const clients = touched.pods.filter((p) => usesApiserver(before, p, ctx.settings));
   if (clients.length === 0) return [];
-  const { lost, stillMissing } = compareLoss(clients, before, after, (s, p) => reachesApiserver(s, p), apiserverClassKey(after));
+  // Judged per endpoint: a pod that reached two of three API servers and now reaches one loses access.
+  const targets = apiserverTargets(after);
+  const { lost, stillMissing, lostTargets } = compareReach(clients, before, after, targets, apiserverReach, apiserverClassKey(after));
   const t = apiserverTarget(after);
   const where = `TCP ${t.port} to ${t.ips.length > 0 ? t.ips.join(', ') : 'the kube-apiserver'}`;
+  // When some endpoints stay reachable, say which ones this request cuts off.
+  const partial = t.ips.length > 1 && lostTargets.length > 0 && lostTargets.length < t.ips.length;
+  const lostWhere = partial ? `TCP ${t.port} to ${lostTargets.join(', ')}, ${lostTargets.length} of the ${t.ips.length} API server endpoints` : where;
   const policyObj = isPolicyChange(change) ? (change.object as PolicyObject | undefined) : undefined;
   const fixKind = change.kind === 'NetworkPolicy' ? 'NetworkPolicy' : 'CiliumNetworkPolicy';
   const rule = apiserverAllowRule(fixKind, after);
@@ -27,16 +32,16 @@ function evaluateApiserver(change: Change, before: ClusterState, after: ClusterS
     let message: string;
     let fix: string;
     if (policyObj) {
-      message = `${changeRef(change)} leaves ${who} egress-enforced without access to it (${where}): ${describeVictims(lost)}`;
+      message = `${changeRef(change)} leaves ${who} egress-enforced without access to it (${lostWhere}): ${describeVictims(lost)}`;
       fix = `add to ${changeRef(change)}: ${rule}`;
     } else if (change.operation === 'DELETE' && isPolicyChange(change)) {
-      message = `deleting ${changeRef(change)} removes the API server allow (${where}) of ${who} that stay egress-enforced: ${describeVictims(lost)}`;
+      message = `deleting ${changeRef(change)} removes the API server allow (${lostWhere}) of ${who} that stay egress-enforced: ${describeVictims(lost)}`;
       fix = `before deleting, allow the API server for these pods in another policy: ${rule}`;
     } else if (isCiliumConfigChange(change)) {
-      message = `this cilium-config change leaves ${who} without access to it (${where}): ${describeVictims(lost)}`;
+      message = `this cilium-config change leaves ${who} without access to it (${lostWhere}): ${describeVictims(lost)}`;
       fix = `allow the API server for these pods first: ${rule}`;
     } else {
-      message = `relabelling namespace ${change.name} leaves ${who} egress-enforced without access to it (${where}): ${describeVictims(lost)}`;
+      message = `relabelling namespace ${change.name} leaves ${who} egress-enforced without access to it (${lostWhere}): ${describeVictims(lost)}`;
       fix = `allow the API server for these pods in namespace ${change.name}: ${rule}`;
     }
     return [{ rule: ID, message, fix, ...victimsOf(lost) }];

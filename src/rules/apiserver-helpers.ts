@@ -99,11 +99,20 @@ function computeApiserverTarget(state: ClusterState, ep: { ips: readonly string[
   return { ips: ep.ips, port, onNodes: ep.ips.length > 0 && ep.ips.every((ip) => nodes.has(ip)) };
 }
 
-/** Can the pod reach every kube-apiserver endpoint (TCP)? A partial allow fails intermittently. */
-export function reachesApiserver(state: ClusterState, pod: Pod): boolean {
+/** What apiserverReach reports when the endpoints are unknown and the kube-apiserver entity is judged. */
+export const APISERVER_ENTITY = 'kube-apiserver';
+
+/** The targets of the API server check: its endpoint IPs, or the kube-apiserver entity when they are unknown. */
+export function apiserverTargets(state: ClusterState): readonly string[] {
   const t = apiserverTarget(state);
-  if (t.ips.length === 0) return reachable(state, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP');
-  return t.ips.every((ip) => reachable(state, pod, { type: 'ip', ip }, t.port, 'TCP'));
+  return t.ips.length > 0 ? t.ips : [APISERVER_ENTITY];
+}
+
+/** The kube-apiserver endpoints (IPs, or the entity when they are unknown) the pod can reach on TCP. */
+export function apiserverReach(state: ClusterState, pod: Pod): string[] {
+  const t = apiserverTarget(state);
+  if (t.ips.length === 0) return reachable(state, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP') ? [APISERVER_ENTITY] : [];
+  return t.ips.filter((ip) => reachable(state, pod, { type: 'ip', ip }, t.port, 'TCP'));
 }
 
 /** The egress rule that allows the API server, in the dialect of the policy kind (one line of flow YAML). */

@@ -164,6 +164,57 @@ function judge(
   }
 }
 
+/** Like Loss, with the targets the lost pods can no longer reach. */
+export interface ReachLoss extends Loss {
+  /** Targets reached before and not after, by the first lost class of pods. */
+  readonly lostTargets: readonly string[];
+}
+
+/**
+ * compareLoss for a check with several targets a pod should reach all of (say, every API server
+ * endpoint): a pod is lost when a target it reached before is unreachable after, even if it already
+ * missed another one; still missing when it misses some and lost none. `reach` returns the targets
+ * reached (undefined when it cannot judge).
+ */
+export function compareReach(
+  pods: readonly Pod[],
+  before: ClusterState,
+  after: ClusterState,
+  targets: readonly string[],
+  reach: (state: ClusterState, pod: Pod) => readonly string[] | undefined,
+  classKey: (pod: Pod) => string,
+): ReachLoss {
+  const lost: Pod[] = [];
+  const stillMissing: Pod[] = [];
+  let lostTargets: readonly string[] = [];
+  const memo = new Map<string, 'ok' | 'lost' | 'still' | 'skip'>();
+  for (const pod of pods) {
+    const key = classKey(pod);
+    let verdict = memo.get(key);
+    if (verdict === undefined) {
+      verdict = 'skip';
+      try {
+        const now = reach(after, pod);
+        if (now !== undefined) {
+          if (targets.every((t) => now.includes(t))) verdict = 'ok';
+          else {
+            const was = reach(before, pod) ?? [];
+            const gone = was.filter((t) => !now.includes(t));
+            verdict = gone.length > 0 ? 'lost' : 'still';
+            if (gone.length > 0 && lostTargets.length === 0) lostTargets = gone;
+          }
+        }
+      } catch {
+        verdict = 'skip';
+      }
+      memo.set(key, verdict);
+    }
+    if (verdict === 'lost') lost.push(pod);
+    else if (verdict === 'still') stillMissing.push(pod);
+  }
+  return { lost, stillMissing, lostTargets };
+}
+
 /**
  * Everything policy evaluation reads from a pod: namespace, labels, service account, host network,
  * phase, and `node`: the pod's node when the target is node-level (host vs remote-node depends on it),

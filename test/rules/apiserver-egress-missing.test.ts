@@ -137,3 +137,34 @@ t.test('NetworkPolicy ipBlock of an off-node API server (managed control plane) 
   t.match(findings[0]!.fix, /ipBlock: \{cidr: 172\.20\.0\.5\/32\}/);
   t.match(findings[0]!.message, /TCP 6443 to 172\.20\.0\.5/);
 });
+
+t.test('three API server endpoints: cutting off one a pod still reached is a loss even when it missed another', async (t) => {
+  // Managed control plane with three endpoints, none on a node.
+  const threeApiservers = (extra: Obj[]) =>
+    baseCluster([...ops, ...extra]).map((o) => (o.kind === 'EndpointSlice' ? { ...o, endpoints: [{ addresses: ['172.20.0.5', '172.20.0.6', '172.20.0.7'] }] } : o));
+  const allowTo = (name: string, cidrs: string[]) =>
+    cnp('ops', name, { endpointSelector: {}, egress: [{ toCIDR: cidrs, toPorts: [{ ports: [{ port: '6443', protocol: 'TCP' }] }] }] });
+  const twoOfThree = allowTo('apiserver', ['172.20.0.5/32', '172.20.0.6/32']);
+
+  // Before: two of three reachable (already intermittent). The update keeps only one: a loss, denied.
+  let run = runRule(rule, threeApiservers([twoOfThree]), 'UPDATE', allowTo('apiserver', ['172.20.0.5/32']));
+  t.equal(run.findings.length, 1);
+  t.notOk(run.findings[0]!.preexisting, 'the pod loses 172.20.0.6, which it reached before');
+  t.same(run.findings[0]!.victims, ['ops/operator-1']);
+  t.match(run.findings[0]!.message, /without access to it \(TCP 6443 to 172\.20\.0\.6, 1 of the 3 API server endpoints\)/);
+
+  // Deleting the allow leaves the pods with nothing: both lost endpoints are named.
+  run = runRule(rule, threeApiservers([twoOfThree, denyAllEgress]), 'DELETE', twoOfThree);
+  t.equal(run.findings.length, 1);
+  t.notOk(run.findings[0]!.preexisting);
+  t.match(run.findings[0]!.message, /removes the API server allow \(TCP 6443 to 172\.20\.0\.5, 172\.20\.0\.6, 2 of the 3 API server endpoints\)/);
+
+  // An update that still misses the third endpoint and loses nothing is the old problem, not this request's.
+  run = runRule(rule, threeApiservers([twoOfThree]), 'UPDATE', allowTo('apiserver', ['172.20.0.6/32', '172.20.0.5/32']));
+  t.equal(run.findings.length, 1);
+  t.equal(run.findings[0]!.preexisting, true);
+  t.match(run.findings[0]!.message, /already cannot reach it \(TCP 6443 to 172\.20\.0\.5, 172\.20\.0\.6, 172\.20\.0\.7\)/);
+
+  // Reaching all three is fine.
+  t.same(runRule(rule, threeApiservers([twoOfThree]), 'UPDATE', allowTo('apiserver', ['172.20.0.0/24'])).findings, []);
+});

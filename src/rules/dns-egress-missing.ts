@@ -85,7 +85,17 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
     const who = `${lost.length} pod${lost.length === 1 ? '' : 's'}${touched.synthetic ? ' (pods this policy would select)' : ''}`;
     let message: string;
     let fix: string;
-    if (serverSide && !tcpOnly && reachesDnsEgressOnly(after, first, target)) {
+    // The clients' egress still allows DNS: the servers' ingress drops it (their policy, the policy mode,
+    // or the labels of the namespace the servers' peer selectors match).
+    const serversDrop = !tcpOnly && reachesDnsEgressOnly(after, first, target);
+    if (serversDrop && !serverSide && (isCiliumConfigChange(change) || change.kind === 'Namespace')) {
+      const cause = isCiliumConfigChange(change) ? 'this cilium-config change' : `relabelling namespace ${change.name}`;
+      message = `${cause} makes the kube-dns pods' ingress policy drop DNS (${dnsName}) from ${who}; their egress still allows it: ${describeVictims(lost)}`;
+      fix = isCiliumConfigChange(change)
+        ? `first allow DNS ingress on the kube-dns pods from every client, e.g. ingress: [{fromEntities: [cluster], toPorts: [{ports: [{port: "${target.port}", protocol: UDP}, {port: "${target.port}", protocol: TCP}]}]}]` +
+          ` (with enable-non-default-deny-policies off, a policy with enableDefaultDeny.ingress: false that selects them puts them into ingress default deny)`
+        : `keep the labels of namespace ${change.name} that the kube-dns pods' ingress policy selects, or update its fromEndpoints/namespaceSelector peers`;
+    } else if (serverSide && serversDrop) {
       // The clients' egress still allows DNS: the servers' ingress (or their namespace's labels) is the cause.
       message = `${change.operation === 'DELETE' ? 'deleting ' : ''}${changeRef(change)} blocks DNS (${dnsName}) for ${who}: ${describeVictims(lost)}`;
       fix =

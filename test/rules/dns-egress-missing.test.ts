@@ -280,3 +280,27 @@ t.test('host-network clients on different nodes are judged per node (host vs rem
   t.equal(findings.length, 1);
   t.same(findings[0]?.victims, ['monitoring/agent-b']);
 });
+
+t.test('when the kube-dns pods\' ingress drops DNS, the message and fix point at their ingress, not the clients\' egress', async (t) => {
+  // Istio's ambient host-probe CCNP selects every pod with enableDefaultDeny false; with the agent flag
+  // off that field is ignored and every pod, CoreDNS included, goes into ingress default deny.
+  const hostprobes = ccnp('allow-ambient-hostprobes', { endpointSelector: {}, enableDefaultDeny: { egress: false, ingress: false }, ingress: [{ fromCIDR: ['169.254.7.127/32'] }] });
+  let findings = runRule(rule, baseCluster([...shop, hostprobes]), 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'enable-non-default-deny-policies': 'false' })).findings;
+  t.equal(findings.length, 1);
+  t.ok(findings[0]!.victims!.includes('shop/web-1'));
+  t.match(findings[0]!.message, /this cilium-config change makes the kube-dns pods' ingress policy drop DNS \(UDP 53 to kube-system\/kube-dns\) from \d+ pods; their egress still allows it/);
+  t.match(findings[0]!.fix, /allow DNS ingress on the kube-dns pods/);
+  t.match(findings[0]!.fix, /enableDefaultDeny\.ingress: false/);
+
+  // CoreDNS admits namespaces by label; relabelling a client namespace drops it from that allow.
+  const corednsByLabel = cnp('kube-system', 'coredns-ingress', {
+    endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.dns': 'allowed' } }], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }] }] }],
+  });
+  const labelled = baseCluster([...shop, corednsByLabel]).map((o) => (o.kind === 'Namespace' && o.metadata.name === 'shop' ? ns('shop', { dns: 'allowed' }) : o));
+  findings = runRule(rule, labelled, 'UPDATE', ns('shop')).findings;
+  t.equal(findings.length, 1);
+  t.same(findings[0]!.victims, ['shop/web-1', 'shop/web-2']);
+  t.match(findings[0]!.message, /relabelling namespace shop makes the kube-dns pods' ingress policy drop DNS/);
+  t.match(findings[0]!.fix, /keep the labels of namespace shop that the kube-dns pods' ingress policy selects/);
+});

@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import type { ClusterState, Gateway, Labels, Namespace, Pod, PolicyObject } from '../state/types.ts';
 import type { AuthzAttachment, EffectiveMtls, MeshMode, MtlsMode } from './types.ts';
 import { perRevision, perRevisionFor } from './cache.ts';
+import { matchesSelector } from './selectors.ts';
 
 export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
 export const WAYPOINT_GATEWAY_CLASS = 'istio-waypoint';
@@ -320,15 +321,32 @@ export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined 
   }
   if (!name || name === 'none') return undefined;
   const gw = state.get('Gateway', gwNs || podNs, name);
-  return gw?.spec?.gatewayClassName === WAYPOINT_GATEWAY_CLASS ? gw : undefined;
+  if (gw?.spec?.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) return undefined;
+  // A waypoint in another namespace serves only the namespaces its HBONE listener lets attach.
+  return (gw.metadata.namespace ?? '') === podNs || attachAllowed(state, gw, podNs) ? gw : undefined;
+}
+
+/**
+ * May pods of `namespace` use a waypoint of another namespace? Its HBONE listener's
+ * `allowedRoutes.namespaces` decides: `All`, or a `Selector` matching the namespace's labels; Gateway
+ * API's default, `Same`, and a waypoint without an HBONE listener admit only their own namespace.
+ */
+function attachAllowed(state: ClusterState, gw: Gateway, namespace: string): boolean {
+  const hbone = gw.spec?.listeners?.find((l) => l.protocol === 'HBONE');
+  const from = hbone?.allowedRoutes?.namespaces?.from ?? 'Same';
+  if (from === 'All') return true;
+  if (from !== 'Selector') return false;
+  const selector = hbone?.allowedRoutes?.namespaces?.selector;
+  if (!selector) return false;
+  const labels = { 'kubernetes.io/metadata.name': namespace, ...(state.get('Namespace', undefined, namespace)?.metadata.labels ?? {}) };
+  return matchesSelector(selector, labels);
 }
 
 const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
 
-/** A targetRef naming a Gateway API kind: its group is Gateway API's (or left out). */
+/** A targetRef naming a Gateway API kind. Istio reads a missing group as core: it must be Gateway API's. */
 function isGatewayApiRef(ref: Readonly<Record<string, unknown>>, kind: 'Gateway' | 'GatewayClass'): boolean {
-  const group = ref['group'];
-  return ref['kind'] === kind && (group === undefined || group === GATEWAY_API_GROUP);
+  return ref['kind'] === kind && ref['group'] === GATEWAY_API_GROUP;
 }
 
 /**

@@ -237,15 +237,41 @@ function candidatePods(state: ClusterState, namespace: string | undefined, selec
 /** Pods a policy object selects (any of its specs). */
 export function podsSelectedBy(state: ClusterState, policy: PolicyObject): readonly Pod[] {
   return perRevisionFor(state, 'podsSelectedBy', policy, () => {
+    const models = policyModel(policy).filter((m) => !m.selectsNodes);
+    if (models.length === 0) return [];
+    // Which pods the subject selectors pick depends only on the pods, the Namespaces (their labels) and
+    // the selectors: an update that keeps a policy's selector (the common case), or any request's own
+    // copy of a stored selector, reuses the answer across revisions that did not change pods or Namespaces.
+    const key = JSON.stringify(models.map((m) => (m.ref.kind === 'CiliumClusterwideNetworkPolicy' ? ['', m.subjectSelector] : [m.ref.namespace, m.subjectSelector])));
+    const podToken = state.contentToken('Pod');
+    const nsToken = state.contentToken('Namespace');
+    let byNs = selectedBySelector.get(podToken);
+    if (!byNs) selectedBySelector.set(podToken, (byNs = new ScopedWeakMap()));
+    let answers = byNs.get(nsToken);
+    if (!answers) byNs.set(nsToken, (answers = { pods: 0, bySelector: new Map() }));
+    const hit = answers.bySelector.get(key);
+    if (hit) return hit;
     const out = new Set<Pod>();
-    for (const m of policyModel(policy)) {
-      if (m.selectsNodes) continue;
+    for (const m of models) {
       const ns = m.ref.kind === 'CiliumClusterwideNetworkPolicy' ? undefined : m.ref.namespace;
       for (const p of candidatePods(state, ns, m.subjectSelector)) if (modelSelects(state, m, p)) out.add(p);
     }
-    return [...out];
+    const pods = [...out];
+    // Bounded by the pods held, not the entries: a cluster-wide selector's answer is the whole cluster.
+    if (answers.pods + pods.length > SELECTED_PODS_LIMIT) {
+      answers.bySelector.clear();
+      answers.pods = 0;
+    }
+    answers.bySelector.set(key, pods);
+    answers.pods += pods.length;
+    return pods;
   });
 }
+
+// Per Pod content token, per Namespace content token (see ClusterState.contentToken): the pods each
+// subject-selector set picks.
+const selectedBySelector = new ScopedWeakMap<object, ScopedWeakMap<object, { pods: number; bySelector: Map<string, readonly Pod[]> }>>();
+const SELECTED_PODS_LIMIT = 200_000;
 
 /** A pod that does not exist, built so that a subject selector selects it. */
 function syntheticPod(state: ClusterState, model: PolicyModel): Pod | undefined {

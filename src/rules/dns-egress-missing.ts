@@ -87,7 +87,8 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
     let fix: string;
     // The clients' egress still allows DNS: the servers' ingress drops it (their policy, the policy mode,
     // or the labels of the namespace the servers' peer selectors match).
-    const serversDrop = !tcpOnly && reachesDnsEgressOnly(after, first, target);
+    // Said only when it holds for every lost class: otherwise the egress fix is the one some pods need.
+    const serversDrop = !tcpOnly && everyClass(lost, dnsClassKey(after), (p) => reachesDnsEgressOnly(after, p, target));
     if (serversDrop && !serverSide && (isCiliumConfigChange(change) || change.kind === 'Namespace')) {
       const cause = isCiliumConfigChange(change) ? 'this cilium-config change' : `relabelling namespace ${change.name}`;
       message = `${cause} makes the kube-dns pods' ingress policy drop DNS (${dnsName}) from ${who}; their egress still allows it: ${describeVictims(lost)}`;
@@ -132,6 +133,22 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
     ];
   }
   return [];
+}
+
+/** Does `test` hold for one pod of every class (false when it throws: no claim on odd input)? */
+function everyClass(pods: readonly Pod[], classKey: (pod: Pod) => string, test: (pod: Pod) => boolean): boolean {
+  const seen = new Set<string>();
+  try {
+    for (const p of pods) {
+      const k = classKey(p);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      if (!test(p)) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Is the pod's egress toward a DNS backend allowed (ignoring the backend's ingress)? */

@@ -166,15 +166,16 @@ function judge(
 
 /** Like Loss, with the targets the lost pods can no longer reach. */
 export interface ReachLoss extends Loss {
-  /** Targets reached before and not after, by the first lost class of pods. */
+  /** Targets reached before and not after, by any lost class of pods. */
   readonly lostTargets: readonly string[];
 }
 
 /**
  * compareLoss for a check with several targets a pod should reach all of (say, every API server
- * endpoint): a pod is lost when a target it reached before is unreachable after, even if it already
- * missed another one; still missing when it misses some and lost none. `reach` returns the targets
- * reached (undefined when it cannot judge).
+ * endpoint, balanced over by a Service): a pod is lost when it reaches fewer targets than before, even
+ * if it already missed some; still missing when it misses some and reaches as many as before (a
+ * request that swaps which endpoint is missing, or reaches more of them, makes nothing worse). `reach`
+ * returns the targets reached (undefined when it cannot judge).
  */
 export function compareReach(
   pods: readonly Pod[],
@@ -186,7 +187,7 @@ export function compareReach(
 ): ReachLoss {
   const lost: Pod[] = [];
   const stillMissing: Pod[] = [];
-  let lostTargets: readonly string[] = [];
+  const lostTargets = new Set<string>();
   const memo = new Map<string, 'ok' | 'lost' | 'still' | 'skip'>();
   for (const pod of pods) {
     const key = classKey(pod);
@@ -199,9 +200,8 @@ export function compareReach(
           if (targets.every((t) => now.includes(t))) verdict = 'ok';
           else {
             const was = reach(before, pod) ?? [];
-            const gone = was.filter((t) => !now.includes(t));
-            verdict = gone.length > 0 ? 'lost' : 'still';
-            if (gone.length > 0 && lostTargets.length === 0) lostTargets = gone;
+            verdict = now.length < was.length ? 'lost' : 'still';
+            if (verdict === 'lost') for (const t of was) if (!now.includes(t)) lostTargets.add(t);
           }
         }
       } catch {
@@ -212,7 +212,7 @@ export function compareReach(
     if (verdict === 'lost') lost.push(pod);
     else if (verdict === 'still') stillMissing.push(pod);
   }
-  return { lost, stillMissing, lostTargets };
+  return { lost, stillMissing, lostTargets: targets.filter((t) => lostTargets.has(t)) };
 }
 
 /**

@@ -421,7 +421,9 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
       const listeners: Rec[] = [];
       for (const l of arr(spec.listeners)) {
         if (!isRec(l)) continue;
-        listeners.push(compact({ name: istr(l.name), port: num(l.port), protocol: istr(l.protocol) }));
+        const ns = isRec(l.allowedRoutes) && isRec(l.allowedRoutes.namespaces) ? l.allowedRoutes.namespaces : undefined;
+        const allowedRoutes = ns ? { namespaces: compact({ from: istr(ns.from), selector: labelSelector(ns.selector) }) } : undefined;
+        listeners.push(compact({ name: istr(l.name), port: num(l.port), protocol: istr(l.protocol), allowedRoutes }));
       }
       return {
         spec: isRec(raw.spec)

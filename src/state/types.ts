@@ -150,10 +150,18 @@ export interface PolicyObject extends KubeObject {
   readonly specs?: readonly Readonly<Record<string, unknown>>[];
 }
 
+export interface GatewayListener {
+  readonly name?: string;
+  readonly port?: number;
+  readonly protocol?: string;
+  /** Which namespaces may attach (for a waypoint: use it); Gateway API's default is Same. */
+  readonly allowedRoutes?: { readonly namespaces?: { readonly from?: string; readonly selector?: LabelSelector } };
+}
+
 export interface Gateway extends KubeObject {
   readonly spec?: {
     readonly gatewayClassName?: string;
-    readonly listeners?: readonly { readonly name?: string; readonly port?: number; readonly protocol?: string }[];
+    readonly listeners?: readonly GatewayListener[];
   };
 }
 

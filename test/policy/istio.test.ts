@@ -227,20 +227,25 @@ t.test('httpAttributesOf', async (t) => {
 });
 
 t.test('waypointFor', async (t) => {
-  const gw = (namespace: string, name: string, cls = 'istio-waypoint'): Obj =>
-    ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace }, spec: { gatewayClassName: cls } }) as Obj;
+  const gw = (namespace: string, name: string, cls = 'istio-waypoint', from?: string): Obj =>
+    ({
+      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace },
+      spec: { gatewayClassName: cls, ...(from ? { listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE', allowedRoutes: { namespaces: { from } } }] } : {}) },
+    }) as Obj;
   const s = memoryState(baseCluster([
     ns('amb', { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'ns-wp' }),
     ns('shared'),
     ns('plain'),
     gw('amb', 'ns-wp'),
     gw('amb', 'pod-wp'),
-    gw('shared', 'central'),
+    gw('shared', 'central', 'istio-waypoint', 'All'),
+    gw('shared', 'private', 'istio-waypoint', 'Same'),
     gw('plain', 'ingress', 'istio'),
     pod('amb', 'a', {}),
     pod('amb', 'b', { 'istio.io/use-waypoint': 'pod-wp' }),
     pod('amb', 'c', { 'istio.io/use-waypoint': 'central', 'istio.io/use-waypoint-namespace': 'shared' }),
     pod('amb', 'd', { 'istio.io/use-waypoint': 'none' }),
+    pod('amb', 'h', { 'istio.io/use-waypoint': 'private', 'istio.io/use-waypoint-namespace': 'shared' }),
     pod('plain', 'e', {}),
     pod('plain', 'f', { 'istio.io/use-waypoint': 'ingress' }),
     pod('plain', 'g', { 'istio.io/use-waypoint': 'missing' }),
@@ -248,7 +253,8 @@ t.test('waypointFor', async (t) => {
   const w = (ref: string) => waypointFor(s, findPod(s, ref))?.metadata.name;
   t.equal(w('amb/a'), 'ns-wp', 'namespace label');
   t.equal(w('amb/b'), 'pod-wp', 'pod label wins');
-  t.equal(w('amb/c'), 'central', 'use-waypoint-namespace');
+  t.equal(w('amb/c'), 'central', 'use-waypoint-namespace, the waypoint admits every namespace');
+  t.equal(w('amb/h'), undefined, 'a waypoint of another namespace that admits only its own (allowedRoutes from: Same)');
   t.equal(w('amb/d'), undefined, 'none opts out');
   t.equal(w('plain/e'), undefined);
   t.equal(w('plain/f'), undefined, 'not an istio-waypoint Gateway');

@@ -125,3 +125,34 @@ t.test('perf: 20,000 pods, one overlay per request, 200 evaluations each (printe
   t.comment(`${requests} overlays x 200 evaluations on 20,000 pods: ${ms.toFixed(0)} ms (${((ms / requests) * 1000 / 200).toFixed(1)} µs per evaluation)`);
   t.ok(allowed > 0);
 });
+
+t.test('podsSelectedBy answers are shared by equal selectors and follow pod and Namespace changes', async (t) => {
+  const base = memoryState(baseCluster([
+    ns('a', { team: 'red' }), ns('b'),
+    pod('a', 'web', { app: 'web' }), pod('a', 'api', { app: 'api' }), pod('b', 'web', { app: 'web' }),
+  ]));
+  const names = (pods: readonly { metadata: { namespace?: string; name: string } }[]) => pods.map((p) => `${p.metadata.namespace}/${p.metadata.name}`).sort();
+  const web = (name: string) => cnp('a', name, { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEntities: ['world'] }] }) as unknown as PolicyObject;
+  const first = podsSelectedBy(base, web('one'));
+  t.same(names(first), ['a/web']);
+  t.equal(podsSelectedBy(base, web('two')), first, 'another policy object with the same selector in the same namespace shares the answer');
+  const policyOverlay = overlay(base, makeChange('CREATE', web('three') as unknown as Obj));
+  t.equal(podsSelectedBy(policyOverlay, web('four')), first, 'a policy request leaves pods and Namespaces as they were');
+  t.same(names(podsSelectedBy(base, cnp('b', 'one', { endpointSelector: { matchLabels: { app: 'web' } } }) as unknown as PolicyObject)), ['b/web'], 'the namespace is part of the key');
+
+  // A pod relabel (a watch event) is seen by the next answer.
+  base.upsert('Pod', pod('a', 'api', { app: 'web' }) as never);
+  t.same(names(podsSelectedBy(base, web('five'))), ['a/api', 'a/web']);
+  // A pod created only in an overlay is seen there, not in the base.
+  const podOverlay = overlay(base, makeChange('CREATE', pod('a', 'web-2', { app: 'web' }) as Obj));
+  t.same(names(podsSelectedBy(podOverlay, web('six'))), ['a/api', 'a/web', 'a/web-2']);
+  t.same(names(podsSelectedBy(base, web('seven'))), ['a/api', 'a/web']);
+
+  // Namespace labels feed CCNP selectors: a relabel in an overlay and then in the base are both seen.
+  const red = ccnp('red-web', { endpointSelector: { matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red', app: 'web' } } }) as unknown as PolicyObject;
+  t.same(names(podsSelectedBy(base, red)), ['a/api', 'a/web']);
+  const relabel = overlay(base, makeChange('UPDATE', ns('b', { team: 'red' }) as Obj, ns('b') as Obj));
+  t.same(names(podsSelectedBy(relabel, ccnp('red-web-2', { endpointSelector: { matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red', app: 'web' } } }) as unknown as PolicyObject)), ['a/api', 'a/web', 'b/web']);
+  base.upsert('Namespace', ns('a') as never);
+  t.same(names(podsSelectedBy(base, ccnp('red-web-3', { endpointSelector: { matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red', app: 'web' } } }) as unknown as PolicyObject)), [], 'a is no longer team=red');
+});

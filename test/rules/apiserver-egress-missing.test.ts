@@ -165,6 +165,13 @@ t.test('three API server endpoints: cutting off one a pod still reached is a los
   t.equal(run.findings[0]!.preexisting, true);
   t.match(run.findings[0]!.message, /already cannot reach it \(TCP 6443 to 172\.20\.0\.5, 172\.20\.0\.6, 172\.20\.0\.7\)/);
 
+  // Swapping which endpoint is missing, or reaching more of them, makes nothing worse: not denied.
+  run = runRule(rule, threeApiservers([twoOfThree]), 'UPDATE', allowTo('apiserver', ['172.20.0.6/32', '172.20.0.7/32']));
+  t.equal(run.findings.length, 1);
+  t.equal(run.findings[0]!.preexisting, true, 'two of three before and after');
+  run = runRule(rule, threeApiservers([allowTo('apiserver', ['172.20.0.5/32'])]), 'UPDATE', allowTo('apiserver', ['172.20.0.6/32', '172.20.0.7/32']));
+  t.equal(run.findings[0]?.preexisting, true, 'one of three to two of three');
+
   // Reaching all three is fine.
   t.same(runRule(rule, threeApiservers([twoOfThree]), 'UPDATE', allowTo('apiserver', ['172.20.0.0/24'])).findings, []);
 });

@@ -292,6 +292,14 @@ t.test('when the kube-dns pods\' ingress drops DNS, the message and fix point at
   t.match(findings[0]!.fix, /allow DNS ingress on the kube-dns pods/);
   t.match(findings[0]!.fix, /enableDefaultDeny\.ingress: false/);
 
+  // The same change also puts billing into egress default deny (its enableDefaultDeny.egress: false is
+  // ignored too): its pods need an egress rule, so the message stays the egress one.
+  const billing = [ns('billing'), pod('billing', 'api-1', { app: 'api' }), cnp('billing', 'world-only', { endpointSelector: {}, enableDefaultDeny: { egress: false }, egress: [{ toEntities: ['world'] }] })];
+  findings = runRule(rule, baseCluster([...shop, ...billing, hostprobes]), 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'enable-non-default-deny-policies': 'false' })).findings;
+  t.equal(findings.length, 1);
+  t.ok(findings[0]!.victims!.includes('billing/api-1') && findings[0]!.victims!.includes('shop/web-1'));
+  t.match(findings[0]!.message, /leaves \d+ pods egress-enforced without DNS/, 'mixed causes: not blamed on the servers alone');
+
   // CoreDNS admits namespaces by label; relabelling a client namespace drops it from that allow.
   const corednsByLabel = cnp('kube-system', 'coredns-ingress', {
     endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },

@@ -80,7 +80,11 @@ t.test('re-applying an unchanged pair is preexisting', async (t) => {
 });
 
 t.test('waypoint in another namespace (istio.io/use-waypoint-namespace) and the istio-waypoint GatewayClass', async (t) => {
-  const gateway = (namespace: string) => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace }, spec: { gatewayClassName: 'istio-waypoint' } });
+  // A shared waypoint lets other namespaces attach through its HBONE listener (istioctl waypoint apply --enroll-namespace ... makes `from: All`).
+  const gateway = (namespace: string, namespaces: Record<string, unknown> = { from: 'All' }) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace },
+    spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE', allowedRoutes: { namespaces } }] },
+  });
   const httpRules = [{ to: [{ operation: { methods: ['GET'] } }] }];
   const toGateway = (namespace: string, name: string) => authzPolicy(namespace, 'wp-http', { targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name }], rules: httpRules });
   const toClass = (namespace: string) => authzPolicy(namespace, 'all-waypoints', { targetRefs: [{ kind: 'GatewayClass', group: 'gateway.networking.k8s.io', name: 'istio-waypoint' }], rules: httpRules });
@@ -103,6 +107,10 @@ t.test('waypoint in another namespace (istio.io/use-waypoint-namespace) and the 
 
   t.same(runRule(rule, cluster(toGateway('shop', 'waypoint')), 'CREATE', l7).findings, [], 'a targetRef does not cross namespaces: shop has no Gateway named waypoint');
   t.same(runRule(rule, cluster(l7), 'CREATE', toGateway('mesh-infra', 'other')).findings, [], 'another waypoint');
+  const noGroup = authzPolicy('mesh-infra', 'wp-http', { targetRefs: [{ kind: 'Gateway', name: 'waypoint' }], rules: httpRules });
+  t.same(runRule(rule, cluster(noGroup), 'CREATE', l7).findings, [], 'a targetRef without the Gateway API group is core to Istio: attaches to nothing');
+  const classic = authzPolicy('mesh-infra', 'wp-http', { targetRefs: [{ kind: 'Gateway', group: 'networking.istio.io', name: 'waypoint' }], rules: httpRules });
+  t.same(runRule(rule, cluster(classic), 'CREATE', l7).findings, [], 'an Istio Gateway of that name is not the waypoint');
 
   f = runRule(rule, cluster(toClass('istio-system')), 'CREATE', l7).findings;
   t.equal(f.length, 1, 'a root-namespace policy on the istio-waypoint GatewayClass applies at every waypoint');
@@ -110,17 +118,15 @@ t.test('waypoint in another namespace (istio.io/use-waypoint-namespace) and the 
   t.same(f[0]?.victims, ['shop/api-1']);
   t.same(runRule(rule, cluster(toClass('mesh-infra')), 'CREATE', l7).findings, [], 'GatewayClass attachment only from the root namespace');
 
+  // Which namespaces may use the shared waypoint: its HBONE listener's allowedRoutes (default Same).
+  const shopWith = (gw: object) => baseCluster([...shop.filter((o) => (o as { kind: string }).kind !== 'Gateway'), gw, toGateway('mesh-infra', 'waypoint')] as never);
+  t.same(runRule(rule, shopWith(gateway('mesh-infra', { from: 'Same' })), 'CREATE', l7).findings, [], 'from: Same: shop gets no waypoint from mesh-infra');
+  const bare = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'mesh-infra' }, spec: { gatewayClassName: 'istio-waypoint' } };
+  t.same(runRule(rule, shopWith(bare), 'CREATE', l7).findings, [], 'no HBONE listener: Same');
+  t.equal(runRule(rule, shopWith(gateway('mesh-infra', { from: 'Selector', selector: { matchLabels: { 'kubernetes.io/metadata.name': 'shop' } } })), 'CREATE', l7).findings.length, 1, 'a Selector matching shop');
+  t.same(runRule(rule, shopWith(gateway('mesh-infra', { from: 'Selector', selector: { matchLabels: { team: 'infra' } } })), 'CREATE', l7).findings, [], 'a Selector not matching shop');
+
   // Without a waypoint neither attachment applies.
   const noWaypoint = [ns('shop', { 'istio.io/dataplane-mode': 'ambient' }), pod('shop', 'api-1', { app: 'api' }, { ports: [{ containerPort: 8080 }] }), gateway('mesh-infra')];
   t.same(runRule(rule, baseCluster([...noWaypoint, toClass('istio-system')] as never), 'CREATE', l7).findings, [], 'no waypoint, GatewayClass policy');
-
-  // A pod can name the waypoint itself.
-  const podLevel = [
-    ns('shop', { 'istio.io/dataplane-mode': 'ambient' }),
-    gateway('mesh-infra'),
-    pod('shop', 'api-1', { app: 'api', 'istio.io/use-waypoint': 'waypoint', 'istio.io/use-waypoint-namespace': 'mesh-infra' }, { ports: [{ containerPort: 8080 }] }),
-    pod('shop', 'api-2', { app: 'api' }, { ports: [{ containerPort: 8080 }] }),
-  ];
-  f = runRule(rule, baseCluster([...podLevel, l7] as never), 'CREATE', toGateway('mesh-infra', 'waypoint')).findings;
-  t.same(f[0]?.victims, ['shop/api-1'], 'only the pod that uses the shared waypoint');
 });

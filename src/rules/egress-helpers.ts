@@ -130,39 +130,16 @@ export function compareLoss(
   ok: (state: ClusterState, pod: Pod) => boolean | undefined,
   classKey: (pod: Pod) => string = (pod) => podClassKey(pod, pod.spec.nodeName ?? ''),
 ): Loss {
-  const lost: Pod[] = [];
-  const stillMissing: Pod[] = [];
-  // Replicas of one workload have the same identity and node placement class: judge each class once
-  // (a CCNP selecting every pod of a 50k-pod cluster is then a few thousand evaluations).
-  const memo = new Map<string, 'ok' | 'lost' | 'still' | 'skip'>();
-  for (const pod of pods) {
-    const key = classKey(pod);
-    let verdict = memo.get(key);
-    if (verdict === undefined) {
-      verdict = judge(pod, before, after, ok);
-      memo.set(key, verdict);
-    }
-    if (verdict === 'lost') lost.push(pod);
-    else if (verdict === 'still') stillMissing.push(pod);
-  }
+  // One target, reached or not.
+  const reach = (state: ClusterState, pod: Pod): readonly string[] | undefined => {
+    const v = ok(state, pod);
+    return v === undefined ? undefined : v ? ONE_TARGET : NO_TARGET;
+  };
+  const { lost, stillMissing } = compareReach(pods, before, after, ONE_TARGET, reach, classKey);
   return { lost, stillMissing };
 }
-
-function judge(
-  pod: Pod,
-  before: ClusterState,
-  after: ClusterState,
-  ok: (state: ClusterState, pod: Pod) => boolean | undefined,
-): 'ok' | 'lost' | 'still' | 'skip' {
-  try {
-    const now = ok(after, pod);
-    if (now === undefined) return 'skip';
-    if (now) return 'ok';
-    return ok(before, pod) === false ? 'still' : 'lost';
-  } catch {
-    return 'skip';
-  }
-}
+const ONE_TARGET: readonly string[] = ['ok'];
+const NO_TARGET: readonly string[] = [];
 
 /** Like Loss, with the targets the lost pods can no longer reach. */
 export interface ReachLoss extends Loss {
@@ -175,7 +152,7 @@ export interface ReachLoss extends Loss {
  * endpoint, balanced over by a Service): a pod is lost when it reaches fewer targets than before, even
  * if it already missed some; still missing when it misses some and reaches as many as before (a
  * request that swaps which endpoint is missing, or reaches more of them, makes nothing worse). `reach`
- * returns the targets reached (undefined when it cannot judge).
+ * returns the targets reached (undefined when it cannot judge: after, the pod is then ignored).
  */
 export function compareReach(
   pods: readonly Pod[],
@@ -188,6 +165,8 @@ export function compareReach(
   const lost: Pod[] = [];
   const stillMissing: Pod[] = [];
   const lostTargets = new Set<string>();
+  // Replicas of one workload have the same identity and node placement class: judge each class once
+  // (a CCNP selecting every pod of a 50k-pod cluster is then a few thousand evaluations).
   const memo = new Map<string, 'ok' | 'lost' | 'still' | 'skip'>();
   for (const pod of pods) {
     const key = classKey(pod);
@@ -199,7 +178,8 @@ export function compareReach(
         if (now !== undefined) {
           if (targets.every((t) => now.includes(t))) verdict = 'ok';
           else {
-            const was = reach(before, pod) ?? [];
+            // A pod that cannot be judged before (say, not there yet) is taken to have reached everything.
+            const was = reach(before, pod) ?? targets;
             verdict = now.length < was.length ? 'lost' : 'still';
             if (verdict === 'lost') for (const t of was) if (!now.includes(t)) lostTargets.add(t);
           }

@@ -10,6 +10,7 @@ import { createServer, DEFAULT_DRAIN_SECONDS, installSignalHandlers } from '../s
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
 import { SnapshotSource } from '../state/snapshot.ts';
 import type { StateSource } from '../state/types.ts';
+import { cachingDecide, DEFAULT_VERDICT_CACHE_ENTRIES } from '../verdict/cache.ts';
 import { createDecide } from '../verdict/decide.ts';
 import { warmUpInSlices } from '../verdict/warmup.ts';
 import { collect, stateArgs, version, type CliContext } from './common.ts';
@@ -34,6 +35,7 @@ export interface ServeOptions {
   readonly tlsKey: string;
   readonly drainSeconds: string;
   readonly logLevel: string;
+  readonly verdictCache: string;
 }
 
 function intFlag(flag: string, value: string, min: number, max: number): number {
@@ -53,6 +55,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   stateArgs(opts, false);
   const port = intFlag('--port', opts.port, 0, 65535);
   const drainSeconds = intFlag('--drain-seconds', opts.drainSeconds, 0, 600);
+  const cacheEntries = intFlag('--verdict-cache', opts.verdictCache, 0, 1_000_000);
   const level = LEVELS.find((l) => l === opts.logLevel);
   if (!level) throw new InputError(`--log-level: must be one of ${LEVELS.join(', ')}`);
   const config = loadConfig(opts.config, ctx.rules);
@@ -71,9 +74,13 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   }
 
   const decide = createDecide(ctx.rules, config);
+  // Requests repeat (dry run then apply, GitOps diffs and re-syncs): answer a repeat from memory while
+  // the state is unchanged. The warm-up below uses `decide` itself, so that it always runs the rules.
+  const cached = cachingDecide(decide, cacheEntries);
   const server = await createServer({
     source,
-    decide,
+    decide: cached,
+    ...(cacheEntries > 0 ? { verdictCacheStats: cached.stats } : {}),
     // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
     // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.
     warmUp: async (shouldStop) => {
@@ -136,6 +143,7 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--tls-key <file>', 'serving key (PEM); reloaded when it changes', DEFAULT_TLS_KEY)
     .option('--drain-seconds <n>', 'on SIGTERM, keep serving this long with readiness failed', String(DEFAULT_DRAIN_SECONDS))
     .option('--log-level <level>', `log level: ${LEVELS.join(', ')}`, 'info')
+    .option('--verdict-cache <entries>', 'decisions kept for repeated requests while the cluster state is unchanged (0 disables)', String(DEFAULT_VERDICT_CACHE_ENTRIES))
     .action(async (opts: ServeOptions) => {
       await runServe(opts, ctx);
     });

@@ -73,6 +73,8 @@ export interface ActedFinding extends Finding {
   readonly action: Exclude<Action, 'off'>;
   /** `mode: audit` turned this finding's deny into audit: the request would be refused in enforce mode. */
   readonly wouldDeny?: boolean;
+  /** The rule threw: this finding is the warning that says so, not a result of the rule. */
+  readonly failed?: boolean;
 }
 
 /** What meshguard answers for one request (built by src/verdict from the findings and the config). */
@@ -85,6 +87,8 @@ export interface Decision {
   readonly exemptReason?: string;
   /** Remarks about the request itself, not findings of a rule (an opt-out annotation that is ignored, ...). */
   readonly notices?: readonly string[];
+  /** Answered from the verdict cache: the same request was decided on the same state revision before. */
+  readonly cached?: boolean;
 }
 
 /** The whole evaluation of one request against a state (src/verdict builds it from rules + config). */

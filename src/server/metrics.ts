@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { KIND_NAMES } from '../state/kinds.ts';
 import type { StateSource } from '../state/types.ts';
 import type { Decision } from '../rules/types.ts';
+import type { VerdictCacheStats } from '../verdict/cache.ts';
 
 /** allowed / denied: a decision was made; invalid: a 4xx on /validate; error: a 500 on /validate. */
 export type Verdict = 'allowed' | 'denied' | 'invalid' | 'error';
@@ -19,6 +20,8 @@ export interface Metrics {
   tlsReload(result: TlsReloadResult): void;
   /** Read state gauges from this source at scrape time (the latest call wins). */
   watchSource(source: StateSource): void;
+  /** Read the verdict cache's counters from this function at scrape time. */
+  watchVerdictCache(stats: () => VerdictCacheStats): void;
   /** Prometheus text exposition. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -36,6 +39,7 @@ export const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 
 export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   let source: StateSource | undefined = opts.source;
+  let cacheStats: (() => VerdictCacheStats) | undefined;
 
   const requests = new Counter({
     name: 'meshguard_admission_requests_total',
@@ -91,6 +95,26 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       if (s !== undefined) this.set(s);
     },
   });
+  new Counter({
+    name: 'meshguard_verdict_cache_lookups_total',
+    help: 'Requests of kinds meshguard models answered from the verdict cache (hit: same request, same state revision) or evaluated (miss).',
+    labelNames: ['result'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = cacheStats?.();
+      this.inc({ result: 'hit' }, s?.hits ?? 0);
+      this.inc({ result: 'miss' }, s?.misses ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'meshguard_verdict_cache_entries',
+    help: 'Decisions held in the verdict cache (emptied whenever the cluster state changes).',
+    registers: [registry],
+    collect() {
+      this.set(cacheStats?.().entries ?? 0);
+    },
+  });
   // Initialise the series so dashboards see zeros rather than gaps.
   for (const v of ['allowed', 'denied', 'invalid', 'error'] as const) requests.inc({ verdict: v }, 0);
   for (const r of ['success', 'failure'] as const) tlsReloads.inc({ result: r }, 0);
@@ -109,6 +133,9 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     watchSource(s) {
       source = s;
+    },
+    watchVerdictCache(stats) {
+      cacheStats = stats;
     },
     render() {
       return registry.metrics();

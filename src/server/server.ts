@@ -12,6 +12,7 @@ import { admissionReviewSchema, createAjv, type AdmissionReview } from '../admis
 import { InputError } from '../errors.ts';
 import type { Decide, Decision } from '../rules/types.ts';
 import type { StateSource } from '../state/types.ts';
+import type { VerdictCacheStats } from '../verdict/cache.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { loadKeyPair, TlsReloader, type KeyPair, type ReloadOutcome } from './tls.ts';
 
@@ -22,6 +23,8 @@ export const DEFAULT_DRAIN_SECONDS = 5;
 export interface ServerOptions {
   readonly source: StateSource;
   readonly decide: Decide;
+  /** The verdict cache's counters, when `decide` keeps one (see verdict/cache.ts), for /metrics. */
+  readonly verdictCacheStats?: () => VerdictCacheStats;
   readonly tlsCertFile: string;
   readonly tlsKeyFile: string;
   /** Listen address (default 0.0.0.0). */
@@ -104,10 +107,31 @@ function ruleList(decision: Decision): string[] {
   return decision.findings.map((f) => `${f.rule}:${f.action}${f.preexisting ? ':preexisting' : ''}`);
 }
 
+/** How every answer's JSON starts, up to request.uid's value (toAdmissionReview puts uid first). */
+const ANSWER_HEAD = '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":';
+
+/**
+ * A decision answered from the verdict cache is the same object on every hit: its answer is serialized
+ * once, and each hit splices its own uid in.
+ */
+const answerTails = new WeakMap<Decision, string>();
+function cachedAnswer(uid: string, decision: Decision): ReturnType<typeof toAdmissionReview> | string {
+  if (!decision.cached) return toAdmissionReview(uid, decision);
+  let tail = answerTails.get(decision);
+  if (tail === undefined) {
+    const text = JSON.stringify(toAdmissionReview('', decision));
+    if (!text.startsWith(`${ANSWER_HEAD}""`)) return toAdmissionReview(uid, decision);
+    tail = text.slice(ANSWER_HEAD.length + 2);
+    answerTails.set(decision, tail);
+  }
+  return ANSWER_HEAD + JSON.stringify(uid) + tail;
+}
+
 export async function createServer(opts: ServerOptions): Promise<MeshguardServer> {
   const { source, decide, logger } = opts;
   const metrics = opts.metrics ?? createMetrics();
   metrics.watchSource(source);
+  if (opts.verdictCacheStats) metrics.watchVerdictCache(opts.verdictCacheStats);
 
   let initial: KeyPair;
   try {
@@ -121,6 +145,9 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     loggerInstance: logger as FastifyBaseLogger,
     // One line per decision is logged by the handler; Fastify's per-request lines would double it.
     logController: new LogController({ disableRequestLogging: true }),
+    // Handlers log through `logger` with the review's uid; a per-request child logger would be built
+    // and dropped unused for every request.
+    childLoggerFactory: (parent) => parent,
     https: {
       cert: initial.cert,
       key: initial.key,
@@ -230,9 +257,9 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       metrics.observeRequest('error', elapsedSeconds(start));
       return reply.code(500).send(errorBody(500, 'internal error while evaluating the request'));
     }
-    const answer = toAdmissionReview(change.uid, decision);
+    const answer = cachedAnswer(change.uid, decision);
     const seconds = elapsedSeconds(start);
-    const verdict = answer.response.allowed ? 'allowed' : 'denied';
+    const verdict = decision.allowed ? 'allowed' : 'denied';
     metrics.observeRequest(verdict, seconds, decision);
     logger.info(
       {
@@ -248,6 +275,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         ...(decision.skipped.length > 0 ? { skipped: decision.skipped } : {}),
         ...(decision.exemptReason ? { exempt: decision.exemptReason } : {}),
         ...(decision.notices ? { notices: decision.notices } : {}),
+        ...(decision.cached ? { cached: true } : {}),
         latencyMs: Math.round(seconds * 1e6) / 1e3,
       },
       'admission decision',
@@ -259,6 +287,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         'audit finding',
       );
     }
+    if (typeof answer === 'string') return reply.type('application/json; charset=utf-8').send(answer);
     return answer;
   });
 

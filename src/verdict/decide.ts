@@ -140,7 +140,7 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
         if (!Array.isArray(found)) throw new Error('evaluate did not return an array');
       } catch (e) {
         // A bug in one rule must never block a deploy nor hide the other rules' findings.
-        findings.push({ rule: rule.id, action: 'warn', message: `${rule.id} failed: ${errorMessage(e)}` });
+        findings.push({ rule: rule.id, action: 'warn', message: `${rule.id} failed: ${errorMessage(e)}`, failed: true });
         continue;
       }
       for (const f of found) {

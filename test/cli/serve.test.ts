@@ -32,6 +32,7 @@ t.test('startup errors: exit 2, one line, before listening', async (t) => {
     [[...base, '--state', `${root}examples/cluster`, '--kubeconfig', 'x'], /either --state or --kubeconfig/],
     [['serve', '--host', '127.0.0.1', '--port', '0', '--state', `${root}examples/cluster`, '--tls-cert', join(dir, 'none.crt'), '--tls-key', certs.key], /TLS certificate/],
     [[...base, '--state', `${root}examples/cluster`, '--log-level', 'loud'], /--log-level: must be one of/],
+    [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', 'lots'], /--verdict-cache: not a whole number/],
   ];
   for (const [args, err] of cases) {
     const r = runSync(args);
@@ -101,7 +102,7 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const logLines: { msg?: string }[] = [];
+  const logLines: { msg?: string; uid?: string; cached?: boolean }[] = [];
   createInterface({ input: child.stdout! }).on('line', (l) => {
     try {
       logLines.push(JSON.parse(l) as { msg?: string });
@@ -155,6 +156,15 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   t.equal(resp.status.code, 403);
   t.match(resp.status.message, /\[dns-egress-missing\]/);
   t.match(resp.status.message, /\[apiserver-egress-missing\]/);
+
+  // The same request again (a dry run, then the apply): answered from the verdict cache, same answer.
+  const repeat = { ...example, request: { ...example.request, uid: '7c1f0e7a-0000-4000-8000-000000000002', dryRun: true } };
+  const again = await post(url, '/validate', repeat);
+  t.same({ ...(again.json.response as object), uid: '' }, { ...resp, uid: '' });
+  await new Promise((r) => setTimeout(r, 100));
+  const logged = (uid: string) => logLines.find((l) => l.msg === 'admission decision' && l.uid === uid);
+  t.equal(logged(example.request.uid)?.cached, undefined, 'first decision evaluated');
+  t.equal(logged(repeat.request.uid)?.cached, true, 'repeat answered from the cache');
 
   child.kill('SIGTERM');
   t.equal(await exited, 0, `exit 0 after the drain (stderr: ${stderr})`);

@@ -3,6 +3,7 @@
 
 import t from 'tap';
 
+import { cachingDecide } from '../../src/verdict/cache.ts';
 import { allow, finding, postReview, recordingDecide, review, send, startServer, fakeSource } from './harness.ts';
 
 t.test('allowed review: uid echoed, envelope, decide sees the Change and the state', async (t) => {
@@ -348,4 +349,42 @@ t.test('a client that stalls mid-body is answered 408 and cut, not left hanging'
   t.match(outcome, /status 408|error (ECONNRESET|EPIPE)/);
   t.ok(Date.now() - began < 3000, `cut after ${Date.now() - began} ms`);
   t.equal((await send(s.url, '/healthz', { ca: s.ca, method: 'GET', contentType: null })).status, 200);
+});
+
+t.test('verdict cache: a repeated review is answered from memory, logged as cached and counted', async (t) => {
+  const source = fakeSource(true);
+  const inner = recordingDecide(() => ({ allowed: false, skipped: [], findings: [finding('dns-egress-missing', 'deny', 'x')] }));
+  const decide = cachingDecide(inner);
+  const s = await startServer(t, { source, decide, verdictCacheStats: decide.stats });
+  const first = await postReview(s.url, review(), { ca: s.ca });
+  // A new uid and a dry run: the same request for every rule.
+  const again = review({ dryRun: true });
+  const second = await postReview(s.url, again, { ca: s.ca });
+  t.equal(inner.calls.length, 1, 'decided once');
+  t.equal(second.json.response.uid, (again.request as { uid: string }).uid, 'the answer carries its own uid');
+  t.same({ ...second.json.response, uid: '' }, { ...first.json.response, uid: '' }, 'the same answer');
+  const lines = s.lines.filter((l) => l.msg === 'admission decision');
+  t.equal(lines[0]!.cached, undefined);
+  t.equal(lines[1]!.cached, true);
+  t.equal(lines[1]!.dryRun, true);
+  let m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="hit"\} 1\b/);
+  t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="miss"\} 1\b/);
+  t.match(m.text, /meshguard_verdict_cache_entries 1\b/);
+  t.match(m.text, /meshguard_findings_total\{rule="dns-egress-missing",action="deny"\} 2\b/, 'findings of cached answers count');
+  // A watch event: the state changes, the request is evaluated again.
+  source.state.upsert('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'blue' } });
+  await postReview(s.url, review(), { ca: s.ca });
+  t.equal(inner.calls.length, 2);
+  m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="miss"\} 2\b/);
+});
+
+t.test('without a verdict cache the cache metrics read zero', async (t) => {
+  const s = await startServer(t);
+  await postReview(s.url, review(), { ca: s.ca });
+  await postReview(s.url, review(), { ca: s.ca });
+  const m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="hit"\} 0\b/);
+  t.match(m.text, /meshguard_verdict_cache_entries 0\b/);
 });

@@ -156,7 +156,7 @@ t.test('a rule that throws is reported as a warning and never blocks nor hides o
   const d = createDecide(FAKE_RULES, config())(makeChange('CREATE', labelled(policy('p', 'nowhere'), { 'fake/throw': 'yes' })), state);
   t.equal(d.allowed, false, 'the other rule still denies');
   const failed = d.findings.find((f) => f.rule === 'fake-throws');
-  t.same(failed, { rule: 'fake-throws', action: 'warn', message: 'fake-throws failed: boom second line' });
+  t.same(failed, { rule: 'fake-throws', action: 'warn', message: 'fake-throws failed: boom second line', failed: true });
   t.ok(d.findings.some((f) => f.rule === 'fake-orphan-policy'));
 
   const alone = createDecide([throwingRule], { ...config(), rules: { 'fake-throws': 'deny' } });

@@ -39,6 +39,8 @@ export interface LoadResult {
   readonly lateP99?: number;
   /** Server CPU (user + system) per answered request, in microseconds; filled in by measureLoad. */
   serverCpuMicros?: number;
+  /** Share of the phase's requests of modeled kinds answered from meshguard's verdict cache (0-1). */
+  cacheHitRatio?: number;
 }
 
 /** Ports are chosen outside the kernel's ephemeral range; see test/helpers/ports.ts. */
@@ -126,21 +128,57 @@ export interface LoadOptions {
   readonly rate: number;
   readonly connections: number;
   readonly seconds: number;
+  /** Traffic shape (bench/load.ts --repeat): cycle, twice or new. Default cycle. */
+  readonly repeat?: 'cycle' | 'twice' | 'new';
+  /** Read meshguard's verdict cache counters from /metrics around the phase (needs the server's CA). */
+  readonly metricsCa?: Buffer;
 }
+
+/** Sequence numbers handed to load phases so far: every phase of a run numbers its requests anew. */
+let seqBase = 0;
+/** More requests than a phase sends (30k req/s for 10 s is 300k). */
+const SEQ_PER_PHASE = 1_000_000;
 
 /**
  * One load phase from bench/load.ts in its own process, with the server's CPU time per answered
  * request (the generator's warm-up requests are counted too, so the figure is a slight overestimate).
  */
 export async function measureLoad(serverPid: number | undefined, o: LoadOptions): Promise<LoadResult> {
+  const seqStart = seqBase;
+  seqBase = (seqBase + SEQ_PER_PHASE) % 1e8;
+  const cache0 = o.metricsCa ? await verdictCacheCounters(o.port, o.metricsCa) : undefined;
   const cpu0 = cpuSecondsOf(serverPid);
   const r = (await runJson([
     path.join(ROOT, 'bench/load.ts'), '--url', `https://127.0.0.1:${o.port}/validate`, '--ca', o.caFile,
     '--bodies', o.bodiesFile, '--mode', o.mode, '--rate', String(o.rate), '--connections', String(o.connections), '--seconds', String(o.seconds),
+    '--repeat', o.repeat ?? 'cycle', '--seq-start', String(seqStart),
   ])) as unknown as LoadResult;
   const cpu = cpuSecondsOf(serverPid) - cpu0;
   r.serverCpuMicros = (cpu * 1e6) / (r.requests + Number(r['warmupRequests' as keyof LoadResult] ?? 0));
+  if (cache0 && o.metricsCa) {
+    const cache1 = await verdictCacheCounters(o.port, o.metricsCa);
+    const hits = cache1.hit - cache0.hit;
+    const lookups = hits + cache1.miss - cache0.miss;
+    r.cacheHitRatio = lookups > 0 ? hits / lookups : NaN;
+  }
   return r;
+}
+
+/** meshguard's verdict cache counters (meshguard_verdict_cache_lookups_total) from its /metrics. */
+export function verdictCacheCounters(port: number, ca: Buffer): Promise<{ hit: number; miss: number }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path: '/metrics', ca, timeout: 5000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => {
+        const read = (result: string): number => Number(new RegExp(`meshguard_verdict_cache_lookups_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? NaN);
+        resolve({ hit: read('hit'), miss: read('miss') });
+      });
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('metrics timeout')));
+  });
 }
 
 /** Stops a server started by startServer: `signal` (SIGKILL by default), SIGKILL after 15 s. */

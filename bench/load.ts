@@ -11,7 +11,14 @@
 //         over (so the wait for a free connection counts); how late the generator's own timer fired
 //         is reported apart (late*), with the latency counted strictly from the schedule (sched*).
 //   max:  closed loop with C connections, as fast as the server answers: the throughput ceiling.
-// Usage: node bench/load.ts --url U --ca FILE --bodies FILE.json --mode rate|max [--rate R] [--connections C] [--seconds S]
+// And three traffic shapes (--repeat), since meshguard answers a request it has seen before on the same
+// cluster state from its verdict cache:
+//   cycle: the bodies in turn, again and again (re-syncs of unchanged manifests: repeats);
+//   twice: every review sent twice in a row, then never again (`kubectl apply --dry-run=server` then
+//          `kubectl apply`, or a GitOps diff then sync);
+//   new:   no review ever sent twice: the label placeholder of bench/requests.ts gets a fresh number in
+//          every request (a burst of new changes).
+// Usage: node bench/load.ts --url U --ca FILE --bodies FILE.json --mode rate|max [--repeat cycle|twice|new [--seq-start N]] [--rate R] [--connections C] [--seconds S]
 // Prints one JSON object on stdout.
 
 import { readFileSync } from 'node:fs';
@@ -27,8 +34,13 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '500' },
     connections: { type: 'string', default: '8' },
     seconds: { type: 'string', default: '5' },
+    repeat: { type: 'string', default: 'cycle' },
+    /** First sequence number (new / twice): phases against one server must not reuse each other's. */
+    'seq-start': { type: 'string', default: '0' },
   },
 });
+const repeat = values.repeat!;
+if (!['cycle', 'twice', 'new'].includes(repeat)) throw new Error(`--repeat: cycle, twice or new (got ${repeat})`);
 
 const url = new URL(values.url!);
 const ca = readFileSync(values.ca!);
@@ -39,6 +51,32 @@ const requests = (JSON.parse(readFileSync(values.bodies!, 'utf8')) as string[]).
   const head = `POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: ${b.length}\r\n\r\n`;
   return Buffer.concat([Buffer.from(head), b]);
 });
+/** Where each body's sequence placeholder digits are (see SEQ_PLACEHOLDER in bench/requests.ts). */
+const PLACEHOLDER = Buffer.from('"seq-00000000"');
+const seqOffsets = requests.map((r) => {
+  const at: number[] = [];
+  for (let i = r.indexOf(PLACEHOLDER); i >= 0; i = r.indexOf(PLACEHOLDER, i + 1)) at.push(i + 5);
+  return at;
+});
+if (repeat !== 'cycle' && seqOffsets.every((a) => a.length === 0)) throw new Error(`--repeat ${repeat}: the bodies carry no sequence placeholder`);
+let sent = 0;
+const seqStart = Number(values['seq-start']);
+const inPlace = requests.length > 2 * connections;
+/** The next request of the traffic shape (warm-up requests count, so measured ones are new too). */
+function nextRequest(): Buffer {
+  const n = sent++;
+  if (repeat === 'cycle') return requests[n % requests.length]!;
+  const k = repeat === 'twice' ? Math.floor(n / 2) : n;
+  const i = k % requests.length;
+  const seq = seqStart + k;
+  // Renumbered in place, so that the generator does no more work than for the cycle shape: a body is
+  // used again only `requests.length` sends later, long after its write, since at most `connections`
+  // requests are in flight. With fewer bodies than that, a copy (a buffer being written must not change).
+  const out = inPlace ? requests[i]! : Buffer.from(requests[i]!);
+  const digits = String(seq % 1e8).padStart(8, '0');
+  for (const at of seqOffsets[i]!) out.write(digits, at, 'latin1');
+  return out;
+}
 
 let errors = 0;
 const statuses = new Map<number, number>();
@@ -167,18 +205,17 @@ const pool = Array.from({ length: connections }, () => new Connection());
 await Promise.all(pool.map((c) => c.ready));
 
 const WARMUP_REQUESTS = Math.min(200, requests.length * 2);
-for (let i = 0; i < WARMUP_REQUESTS; i++) await pool[i % connections]!.send(requests[i % requests.length]!);
+for (let i = 0; i < WARMUP_REQUESTS; i++) await pool[i % connections]!.send(nextRequest());
 errors = 0;
 statuses.clear();
 
 async function runMax(): Promise<number[]> {
   const lat: number[] = [];
   const end = performance.now() + seconds * 1000;
-  let next = 0;
   await Promise.all(
     pool.map(async (conn) => {
       while (performance.now() < end) {
-        const request = requests[next++ % requests.length]!;
+        const request = nextRequest();
         const t0 = performance.now();
         await conn.send(request);
         lat.push(performance.now() - t0);
@@ -213,7 +250,7 @@ async function runRate(rate: number): Promise<number[]> {
     if (wait > 0) await new Promise((r) => setTimeout(r, Math.ceil(wait)));
     const wentOut = performance.now();
     late[i] = wentOut - scheduled;
-    const request = requests[i % requests.length]!;
+    const request = nextRequest();
     inFlight.push(
       acquire().then(async (conn) => {
         await conn.send(request);
@@ -238,6 +275,7 @@ const schedSorted = Float64Array.from(fromSchedule).sort();
 process.stdout.write(
   JSON.stringify({
     mode: values.mode,
+    repeat,
     requests: lat.length,
     errors,
     statuses: Object.fromEntries(statuses),

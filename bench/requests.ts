@@ -14,8 +14,25 @@ function gvk(apiVersion: string, kind: string): { group: string; version: string
   return i < 0 ? { group: '', version: apiVersion, kind } : { group: apiVersion.slice(0, i), version: apiVersion.slice(i + 1), kind };
 }
 
+/**
+ * Every object of the mix carries this label. bench/load.ts can overwrite its digits per request
+ * (`--repeat new` / `twice`) so that no two requests are alike: the label survives the state transform,
+ * so it is part of the verdict cache's key, and no rule or selector reads it.
+ */
+export const SEQ_LABEL = 'bench.meshguard.io/seq';
+export const SEQ_PLACEHOLDER = 'seq-00000000';
+
+function withSeq(o: Obj): Obj {
+  const m = o.metadata as Obj['metadata'] & { labels?: Record<string, string> };
+  return { ...o, metadata: { ...m, labels: { ...m.labels, [SEQ_LABEL]: SEQ_PLACEHOLDER } } };
+}
+
 let uidSeq = 0;
-export function review(operation: string, object: Obj | null, oldObject: Obj | null, dryRun = false): Record<string, unknown> {
+export function review(operation: string, object: Obj | null, oldObject: Obj | null, dryRun = false, seq = false): Record<string, unknown> {
+  if (seq) {
+    object = object && withSeq(object);
+    oldObject = oldObject && withSeq(oldObject);
+  }
   const subject = (object ?? oldObject)!;
   return {
     apiVersion: 'admission.k8s.io/v1',
@@ -68,14 +85,14 @@ export function requestMix(pods: number, count: number): BenchRequest[] {
             : [{ toEndpoints: [{ matchLabels: { app: 'app-2' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }] }] }],
         },
       };
-      out.push({ label: 'cnp-egress-create', review: review('CREATE', cnp, null) });
+      out.push({ label: 'cnp-egress-create', review: review('CREATE', cnp, null, false, true) });
     } else if (slot < 9) {
       const meshed = nsName(nsWith(pods, k % 2 === 0 ? 'sidecar' : 'ambient', k));
       const cnp: Obj = {
         apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: `l7-${k}`, namespace: meshed },
         spec: { endpointSelector: { matchLabels: { app } }, ingress: [{ fromEndpoints: [{}], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/ip' }] } }] }] },
       };
-      out.push({ label: 'l7-meshed-create', review: review('CREATE', cnp, null) });
+      out.push({ label: 'l7-meshed-create', review: review('CREATE', cnp, null, false, true) });
     } else if (slot < 11) {
       const i = k % namespaces;
       const labels: Record<string, string> = { 'kubernetes.io/metadata.name': ns, team: `t${i % 17}`, env: i % 4 === 0 ? 'prod' : 'dev' };
@@ -85,7 +102,7 @@ export function requestMix(pods: number, count: number): BenchRequest[] {
       // Half change a label a policy selects on (env), half one nothing reads (cost-center).
       const changed = slot === 9 ? { ...labels, env: labels['env'] === 'prod' ? 'dev' : 'prod' } : { ...labels, 'cost-center': `cc-${k}` };
       const updated: Obj = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: changed } };
-      out.push({ label: 'namespace-update', review: review('UPDATE', updated, old) });
+      out.push({ label: 'namespace-update', review: review('UPDATE', updated, old, false, true) });
     } else if (slot < 13) {
       const a = 1 + (k % (APPS_PER_NAMESPACE - 1));
       const flavour = flavourOf(k % namespaces);
@@ -93,17 +110,17 @@ export function requestMix(pods: number, count: number): BenchRequest[] {
         apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: `app-${a}-from-app-${a - 1}`, namespace: ns },
         spec: { endpointSelector: { matchLabels: { app: `app-${a}` } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: `app-${a - 1}` } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }, ...(flavour === 'ambient' ? [{ port: '15008', protocol: 'TCP' }] : [])] }] }, ...(flavour === 'ambient' ? [{ fromCIDR: ['169.254.7.127/32'] }] : [])] },
       };
-      out.push({ label: 'policy-delete', review: review('DELETE', null, old) });
+      out.push({ label: 'policy-delete', review: review('DELETE', null, old, false, true) });
     } else if (slot < 15) {
       const old: Obj = {
         apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'allow-monitoring', namespace: ns },
         spec: { podSelector: {}, policyTypes: ['Ingress'], ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ port: 9090, protocol: 'TCP' }] }] },
       };
       const updated: Obj = { ...old, spec: { ...(old['spec'] as object), ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ port: 9090, protocol: 'TCP' }, { port: 9091, protocol: 'TCP' }] }] } };
-      out.push({ label: 'policy-update', review: review('UPDATE', updated, old) });
+      out.push({ label: 'policy-update', review: review('UPDATE', updated, old, false, true) });
     } else {
       const cm: Obj = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `app-config-${k}`, namespace: ns }, data: { 'settings.yaml': 'a: 1\nb: 2\n'.repeat(20) } };
-      out.push({ label: 'irrelevant', review: review('CREATE', cm, null) });
+      out.push({ label: 'irrelevant', review: review('CREATE', cm, null, false, true) });
     }
   }
   return out;

@@ -2,7 +2,8 @@
 // machine, prints a markdown table and writes the figures as JSON under bench/results/.
 //
 //  1. baseline: no-op Fastify HTTPS server, same TLS, same bodies, same load generator
-//  2. meshguard serve on synthetic states (1k/10k/50k pods): rate-limited latency and max throughput
+//  2. meshguard serve on synthetic states (1k/10k/50k pods): rate-limited latency and max throughput,
+//     for three traffic shapes (every review new, each twice, the mix repeated: see bench/load.ts)
 //  3. scale curve: in-process evaluation time vs cluster size and vs pods selected by the policy
 //  4. memory: heap and RSS of the cached state, bytes per pod (fresh process per size)
 //  5. startup: process start to /readyz 200
@@ -31,6 +32,13 @@ const quick = values.quick || !values.full;
 const SIZES = quick ? [1000, 5000] : [1000, 10000, 50000];
 const LOAD_SECONDS = quick ? 3 : 10;
 const RATE = 500;
+/**
+ * Traffic shapes (bench/load.ts --repeat): every review new (the verdict cache never helps), each
+ * review twice in a row (dry run then apply), and the mix repeated (re-syncs of unchanged manifests).
+ */
+type Shape = 'new' | 'twice' | 'cycle';
+const SHAPES: readonly Shape[] = quick ? ['new', 'cycle'] : ['new', 'twice', 'cycle'];
+const SHAPE_NAMES: Record<Shape, string> = { new: 'all new', twice: 'each twice', cycle: 'repeated' };
 const CONNECTIONS = 8;
 const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-bench-'));
 const children: ChildProcess[] = [];
@@ -49,8 +57,19 @@ async function startServer(args: string[], port: number, ca: Buffer): Promise<{ 
   return started;
 }
 
-function load(child: ChildProcess, port: number, bodiesFile: string, mode: 'rate' | 'max'): Promise<LoadResult> {
-  return measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile, mode, rate: RATE, connections: CONNECTIONS, seconds: LOAD_SECONDS });
+function load(child: ChildProcess, port: number, bodiesFile: string, mode: 'rate' | 'max', repeat: Shape, metricsCa?: Buffer): Promise<LoadResult> {
+  return measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile, mode, rate: RATE, connections: CONNECTIONS, seconds: LOAD_SECONDS, repeat, ...(metricsCa ? { metricsCa } : {}) });
+}
+
+/** Latency at RATE and max throughput for every traffic shape. */
+async function phases(child: ChildProcess, port: number, bodiesFile: string, metricsCa?: Buffer): Promise<Record<Shape, { rate: LoadResult; max: LoadResult }>> {
+  const out: Partial<Record<Shape, { rate: LoadResult; max: LoadResult }>> = {};
+  for (const shape of SHAPES) {
+    const rate = await load(child, port, bodiesFile, 'rate', shape, metricsCa);
+    const max = await load(child, port, bodiesFile, 'max', shape, metricsCa);
+    out[shape] = { rate, max };
+  }
+  return out as Record<Shape, { rate: LoadResult; max: LoadResult }>;
 }
 
 function median(xs: number[]): number {
@@ -115,10 +134,8 @@ async function main(): Promise<void> {
     const port = await freePort();
     log('baseline server');
     const { child } = await startServer([path.join(ROOT, 'bench/baseline-server.ts'), ...tls, '--port', String(port)], port, ca);
-    const rate = await load(child, port, baseBodies, 'rate');
-    const max = await load(child, port, baseBodies, 'max');
+    results['baseline'] = await phases(child, port, baseBodies);
     await stopServer(child);
-    results['baseline'] = { rate, max };
   }
 
   // 2 + 4 + 5. Per cluster size: memory, startup, latency and throughput.
@@ -139,12 +156,11 @@ async function main(): Promise<void> {
       port, ca,
     );
     const serverRssReady = rssOf(child.pid);
-    const rate = await load(child, port, bodies, 'rate');
-    const max = await load(child, port, bodies, 'max');
+    const traffic = await phases(child, port, bodies, ca);
     const serverRssLoaded = rssOf(child.pid);
     const serverRssPeak = rssOf(child.pid, 'VmHWM');
     await stopServer(child);
-    sizes.push({ pods, memory, startupMs: readyMs, serverRssReady, serverRssLoaded, serverRssPeak, rate, max });
+    sizes.push({ pods, memory, startupMs: readyMs, serverRssReady, serverRssLoaded, serverRssPeak, traffic });
   }
   results['sizes'] = sizes;
 
@@ -178,17 +194,25 @@ async function main(): Promise<void> {
 const f = fmt;
 
 function report(r: Record<string, unknown>): string {
-  const base = r['baseline'] as { rate: LoadResult; max: LoadResult };
-  const sizes = r['sizes'] as { pods: number; memory: Record<string, number>; startupMs: number; serverRssReady: number; serverRssLoaded: number; serverRssPeak: number; rate: LoadResult; max: LoadResult }[];
+  type Phases = Record<Shape, { rate: LoadResult; max: LoadResult }>;
+  const base = r['baseline'] as Phases;
+  const sizes = r['sizes'] as { pods: number; memory: Record<string, number>; startupMs: number; serverRssReady: number; serverRssLoaded: number; serverRssPeak: number; traffic: Phases }[];
   const lines: string[] = [];
   lines.push(`## meshguard benchmark (${r['mode']}, ${(r['machine'] as Record<string, unknown>)['cpus']} CPUs, Node ${process.version})`, '');
-  lines.push(`Latency at ${RATE} req/s (open loop, ${LOAD_SECONDS}s) and max throughput (${CONNECTIONS} keep-alive connections, ${LOAD_SECONDS}s).`, '');
-  lines.push('| server | pods | p50 ms | p99 ms | p99.9 ms | generator late p99 ms | errors | max req/s | vs baseline | server CPU µs/req at max |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-  const row = (name: string, pods: string, rate: LoadResult, max: LoadResult, ratio: string): string =>
-    `| ${name} | ${pods} | ${f(rate.p50, 3)} | ${f(rate.p99, 3)} | ${f(rate.p999, 3)} | ${f(rate.lateP99, 3)} | ${rate.errors + max.errors} | ${f(max.rps, 0)} | ${ratio} | ${f(max.serverCpuMicros, 0)} |`;
-  lines.push(row('baseline (no-op)', '-', base.rate, base.max, '100%'));
-  for (const s of sizes) lines.push(row('meshguard', String(s.pods), s.rate, s.max, `${f((100 * s.max.rps) / base.max.rps, 0)}%`));
+  lines.push(`Latency at ${RATE} req/s (open loop, ${LOAD_SECONDS}s) and max throughput (${CONNECTIONS} keep-alive connections, ${LOAD_SECONDS}s), per traffic shape:`);
+  lines.push(`${SHAPES.map((s) => `${SHAPE_NAMES[s]} (--repeat ${s})`).join(', ')}. Cache hits: share of modeled requests meshguard answered from its verdict cache (at 500 req/s / at max).`, '');
+  lines.push('| server | pods | traffic | cache hits | p50 ms | p99 ms | p99.9 ms | generator late p99 ms | errors | max req/s | vs baseline | server CPU µs/req at max |');
+  lines.push('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const pct = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '-' : `${f(100 * x, 0)}%`);
+  const row = (name: string, pods: string, shape: Shape, rate: LoadResult, max: LoadResult, ratio: string, hits: string): string =>
+    `| ${name} | ${pods} | ${SHAPE_NAMES[shape]} | ${hits} | ${f(rate.p50, 3)} | ${f(rate.p99, 3)} | ${f(rate.p999, 3)} | ${f(rate.lateP99, 3)} | ${rate.errors + max.errors} | ${f(max.rps, 0)} | ${ratio} | ${f(max.serverCpuMicros, 0)} |`;
+  for (const shape of SHAPES) lines.push(row('baseline (no-op)', '-', shape, base[shape].rate, base[shape].max, '100%', '-'));
+  for (const s of sizes) {
+    for (const shape of SHAPES) {
+      const t = s.traffic[shape];
+      lines.push(row('meshguard', String(s.pods), shape, t.rate, t.max, `${f((100 * t.max.rps) / base[shape].max.rps, 0)}%`, `${pct(t.rate.cacheHitRatio)} / ${pct(t.max.cacheHitRatio)}`));
+    }
+  }
   lines.push('', `meshguard serve runs with the Deployment's NODE_OPTIONS: ${(r['serverNodeFlags'] as string[]).join(' ') || '(none)'}`);
   lines.push('', '| pods | state heap MB | heap bytes/pod | RSS MB (state only) | serve RSS MB ready / after load / peak | load ms (transform+index) | start to ready ms |', '|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of sizes) {

@@ -2,7 +2,7 @@
 // generates the synthetic state and request mix for one size, starts `bin/meshguard.js serve` (needs
 // `npx tsc -p .` first), drives it with bench/load.ts (rate and/or max) and prints the results.
 // With --cpu-prof DIR the server runs under `--cpu-prof` and writes its profile there on exit.
-// Usage: node bench/serve-one.ts --pods 10000 [--seconds 5] [--modes rate,max] [--cpu-prof DIR] [--node-flags=--trace-gc] [--serve-flags=--log-level=warn]
+// Usage: node bench/serve-one.ts --pods 10000 [--seconds 5] [--modes rate,max] [--repeat cycle|twice|new] [--cpu-prof DIR] [--node-flags=--trace-gc] [--serve-flags=--log-level=warn]
 
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +20,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     modes: { type: 'string', default: 'rate,max' },
     rate: { type: 'string', default: '500' },
+    /** Traffic shape (bench/load.ts --repeat). */
+    repeat: { type: 'string', default: 'cycle' },
     'cpu-prof': { type: 'string' },
     /** Extra Node.js flags for the server (e.g. --trace-gc); its stdout is then shown. */
     'node-flags': { type: 'string', default: '' },
@@ -55,7 +57,10 @@ port, ca, ['ignore', values['server-log'] ? openSync(values['server-log'], 'w') 
 server = started.child;
 process.stdout.write(`ready after ${started.readyMs.toFixed(0)} ms, RSS ${(rssOf(server.pid) / 2 ** 20).toFixed(0)} MB\n`);
 for (const mode of values.modes.split(',') as ('rate' | 'max')[]) {
-  const r = await measureLoad(server.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode, rate: Number(values.rate), connections: 8, seconds: Number(values.seconds) });
+  const r = await measureLoad(server.pid, {
+    port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode, rate: Number(values.rate), connections: 8, seconds: Number(values.seconds),
+    repeat: values.repeat as 'cycle' | 'twice' | 'new', ...(values.baseline ? {} : { metricsCa: ca }),
+  });
   process.stdout.write(`${pods} pods ${mode}: ${JSON.stringify(r)}\n`);
 }
 process.stdout.write(`RSS after load ${(rssOf(server.pid) / 2 ** 20).toFixed(0)} MB\n`);

@@ -7,6 +7,10 @@ import ipaddr from 'ipaddr.js';
 import t from 'tap';
 
 import { generateCluster, type Obj } from '../../bench/cluster-gen.ts';
+import { requestMix, SEQ_PLACEHOLDER } from '../../bench/requests.ts';
+import { toChange } from '../../src/admission/review.ts';
+import type { AdmissionReview } from '../../src/admission/schema.ts';
+import { cacheKey } from '../../src/verdict/cache.ts';
 
 /** --service-cluster-ip-range of the test control plane (test/e2e/harness.ts). */
 const SERVICE_RANGE = ipaddr.parseCIDR('10.96.0.0/12');
@@ -55,4 +59,18 @@ t.test('50k pods: no two objects of a kind share a namespace and name', async (t
     seen.add(id);
   }
   t.same(dups.slice(0, 5), [], 'names are unique (the apiserver refuses a second object of one name)');
+});
+
+t.test('every request of the mix can be made new: its sequence label is part of the verdict cache key', async (t) => {
+  const mix = requestMix(1000, 40);
+  for (const r of mix) {
+    const text = JSON.stringify(r.review);
+    const objects = ['object', 'oldObject'].filter((k) => (r.review['request'] as Record<string, unknown>)[k]);
+    t.equal(text.split(`"${SEQ_PLACEHOLDER}"`).length - 1, objects.length, `${r.label}: one placeholder per object`);
+    const renumbered = JSON.parse(text.replaceAll(`"${SEQ_PLACEHOLDER}"`, '"seq-00000042"')) as AdmissionReview;
+    const a = toChange(r.review as unknown as AdmissionReview);
+    const b = toChange(renumbered);
+    if (a.kind === undefined) continue;
+    t.not(cacheKey(a), cacheKey(b), `${r.label}: renumbered is a new request`);
+  }
 });

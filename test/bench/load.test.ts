@@ -72,3 +72,53 @@ t.test('answers it cannot frame stop the run instead of becoming numbers', async
     /Transfer-Encoding/,
   );
 });
+
+t.test('traffic shapes: --repeat new numbers every request, twice sends each twice, cycle sends the bodies as they are', async (t) => {
+  // A server that records the sequence label of every body it receives.
+  const seen: string[] = [];
+  const server = createServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, (req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      const labels = (JSON.parse(body) as { request: { object: { metadata: { labels: Record<string, string> } } } }).request.object.metadata.labels;
+      seen.push(`${labels['bench.meshguard.io/seq']}/${labels['which']}`);
+      const answer = '{}';
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length });
+      res.end(answer);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const port = (server.address() as AddressInfo).port;
+  const labelled = (which: string) =>
+    JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: which, kind: { kind: 'ConfigMap' }, operation: 'CREATE', object: { metadata: { name: 'x', labels: { 'bench.meshguard.io/seq': 'seq-00000000', which } } } } });
+  const bodies = join(dir, 'seq.json');
+  writeFileSync(bodies, JSON.stringify([labelled('a'), labelled('b'), labelled('c')]));
+  const run = async (repeat: 'new' | 'twice' | 'cycle'): Promise<string[]> => {
+    seen.length = 0;
+    const r = await measureLoad(undefined, { port, caFile: certs.caCert, bodiesFile: bodies, mode: 'rate', rate: 100, connections: 1, seconds: 0.5, repeat });
+    t.equal(r.errors, 0);
+    return [...seen];
+  };
+  const count = (xs: string[]) => [...xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<string, number>()).values()];
+
+  const fresh = await run('new');
+  t.ok(fresh.length >= 50, `warm-up and measured requests (${fresh.length})`);
+  t.equal(new Set(fresh).size, fresh.length, 'no request sent twice');
+  const n0 = Number(fresh[0]!.slice(4, 12));
+  const seq = (k: number) => `seq-${String(n0 + k).padStart(8, '0')}`;
+  t.same(fresh.slice(0, 4), [`${seq(0)}/a`, `${seq(1)}/b`, `${seq(2)}/c`, `${seq(3)}/a`], 'numbered in order, bodies in turn');
+  const again = await run('new');
+  t.equal(new Set([...fresh, ...again]).size, fresh.length + again.length, 'the next phase does not reuse numbers');
+
+  const twice = await run('twice');
+  t.ok(count(twice).every((n) => n === 2), 'every request exactly twice');
+  const m0 = Number(twice[0]!.slice(4, 12));
+  const tw = (k: number) => `seq-${String(m0 + k).padStart(8, '0')}`;
+  t.same(twice.slice(0, 4), [`${tw(0)}/a`, `${tw(0)}/a`, `${tw(1)}/b`, `${tw(1)}/b`]);
+  t.notOk(twice.some((x) => fresh.includes(x) || again.includes(x)), 'nor does a twice phase');
+
+  const cycle = await run('cycle');
+  t.same(new Set(cycle), new Set(['seq-00000000/a', 'seq-00000000/b', 'seq-00000000/c']), 'the bodies as they are');
+});

@@ -134,10 +134,13 @@ export interface LoadOptions {
   readonly metricsCa?: Buffer;
 }
 
-/** Sequence numbers handed to load phases so far: every phase of a run numbers its requests anew. */
-let seqBase = 0;
 /** More requests than a phase sends (30k req/s for 10 s is 300k). */
 const SEQ_PER_PHASE = 1_000_000;
+/**
+ * Sequence numbers handed to load phases so far: every phase of a run numbers its requests anew. Not
+ * from 0: `seq-00000000` is the placeholder the cycle shape sends as it is.
+ */
+let seqBase = SEQ_PER_PHASE;
 
 /**
  * One load phase from bench/load.ts in its own process, with the server's CPU time per answered
@@ -145,7 +148,7 @@ const SEQ_PER_PHASE = 1_000_000;
  */
 export async function measureLoad(serverPid: number | undefined, o: LoadOptions): Promise<LoadResult> {
   const seqStart = seqBase;
-  seqBase = (seqBase + SEQ_PER_PHASE) % 1e8;
+  seqBase = Math.max(SEQ_PER_PHASE, (seqBase + SEQ_PER_PHASE) % 1e8);
   const cache0 = o.metricsCa ? await verdictCacheCounters(o.port, o.metricsCa) : undefined;
   const cpu0 = cpuSecondsOf(serverPid);
   const r = (await runJson([

@@ -70,8 +70,9 @@ function nextRequest(): Buffer {
   const i = k % requests.length;
   const seq = seqStart + k;
   // Renumbered in place, so that the generator does no more work than for the cycle shape: a body is
-  // used again only `requests.length` sends later, long after its write, since at most `connections`
-  // requests are in flight. With fewer bodies than that, a copy (a buffer being written must not change).
+  // used again only `requests.length` sends later, long after its write, since it is taken only when a
+  // connection is free and at most `connections` requests are in flight. With fewer bodies than that, a
+  // copy (a buffer being written must not change).
   const out = inPlace ? requests[i]! : Buffer.from(requests[i]!);
   const digits = String(seq % 1e8).padStart(8, '0');
   for (const at of seqOffsets[i]!) out.write(digits, at, 'latin1');
@@ -250,10 +251,11 @@ async function runRate(rate: number): Promise<number[]> {
     if (wait > 0) await new Promise((r) => setTimeout(r, Math.ceil(wait)));
     const wentOut = performance.now();
     late[i] = wentOut - scheduled;
-    const request = nextRequest();
     inFlight.push(
       acquire().then(async (conn) => {
-        await conn.send(request);
+        // Taken when a connection is free, not when scheduled: requests queued behind a busy server
+        // must not share a body that is renumbered in place (see nextRequest).
+        await conn.send(nextRequest());
         const done = performance.now();
         release(conn);
         lat[i] = done - wentOut;

@@ -10,7 +10,7 @@ import { createServer, DEFAULT_DRAIN_SECONDS, installSignalHandlers } from '../s
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
 import { SnapshotSource } from '../state/snapshot.ts';
 import type { StateSource } from '../state/types.ts';
-import { cachingDecide, DEFAULT_VERDICT_CACHE_ENTRIES } from '../verdict/cache.ts';
+import { cachingDecide, DEFAULT_VERDICT_CACHE_ENTRIES, MAX_VERDICT_CACHE_ENTRIES } from '../verdict/cache.ts';
 import { createDecide } from '../verdict/decide.ts';
 import { warmUpInSlices } from '../verdict/warmup.ts';
 import { collect, stateArgs, version, type CliContext } from './common.ts';
@@ -55,7 +55,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   stateArgs(opts, false);
   const port = intFlag('--port', opts.port, 0, 65535);
   const drainSeconds = intFlag('--drain-seconds', opts.drainSeconds, 0, 600);
-  const cacheEntries = intFlag('--verdict-cache', opts.verdictCache, 0, 1_000_000);
+  // More entries than the cache's text budget can hold would only be a promise it cannot keep.
+  const cacheEntries = intFlag('--verdict-cache', opts.verdictCache, 0, MAX_VERDICT_CACHE_ENTRIES);
   const level = LEVELS.find((l) => l === opts.logLevel);
   if (!level) throw new InputError(`--log-level: must be one of ${LEVELS.join(', ')}`);
   const config = loadConfig(opts.config, ctx.rules);

@@ -29,6 +29,8 @@ export const DEFAULT_VERDICT_CACHE_ENTRIES = 4096;
 export const VERDICT_CACHE_TEXT_BUDGET = 4 * 1024 * 1024;
 /** A kept entry's own cost besides its text: the key, the decision and finding objects. */
 const ENTRY_OVERHEAD = 256;
+/** As many entries as the text budget can hold when they carry no text at all. */
+export const MAX_VERDICT_CACHE_ENTRIES = VERDICT_CACHE_TEXT_BUDGET / ENTRY_OVERHEAD;
 
 export interface VerdictCacheStats {
   /** Requests of modeled kinds answered from the cache. */

@@ -10,7 +10,11 @@ import { generateCluster, type Obj } from '../../bench/cluster-gen.ts';
 import { requestMix, SEQ_PLACEHOLDER } from '../../bench/requests.ts';
 import { toChange } from '../../src/admission/review.ts';
 import type { AdmissionReview } from '../../src/admission/schema.ts';
+import { defaultConfig } from '../../src/config/config.ts';
+import { allRules } from '../../src/rules/registry.ts';
+import { stateFromObjects } from '../../src/state/snapshot.ts';
 import { cacheKey } from '../../src/verdict/cache.ts';
+import { createDecide } from '../../src/verdict/decide.ts';
 
 /** --service-cluster-ip-range of the test control plane (test/e2e/harness.ts). */
 const SERVICE_RANGE = ipaddr.parseCIDR('10.96.0.0/12');
@@ -61,8 +65,10 @@ t.test('50k pods: no two objects of a kind share a namespace and name', async (t
   t.same(dups.slice(0, 5), [], 'names are unique (the apiserver refuses a second object of one name)');
 });
 
-t.test('every request of the mix can be made new: its sequence label is part of the verdict cache key', async (t) => {
+t.test('every request of the mix can be made new: its sequence label is part of the verdict cache key, and changes no decision', async (t) => {
   const mix = requestMix(1000, 40);
+  const state = stateFromObjects(generateCluster(1000));
+  const decide = createDecide(allRules(), defaultConfig());
   for (const r of mix) {
     const text = JSON.stringify(r.review);
     const objects = ['object', 'oldObject'].filter((k) => (r.review['request'] as Record<string, unknown>)[k]);
@@ -72,5 +78,6 @@ t.test('every request of the mix can be made new: its sequence label is part of 
     const b = toChange(renumbered);
     if (a.kind === undefined) continue;
     t.not(cacheKey(a), cacheKey(b), `${r.label}: renumbered is a new request`);
+    t.same(decide(b, state), decide(a, state), `${r.label}: same decision`);
   }
 });

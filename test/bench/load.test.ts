@@ -76,6 +76,7 @@ t.test('answers it cannot frame stop the run instead of becoming numbers', async
 t.test('traffic shapes: --repeat new numbers every request, twice sends each twice, cycle sends the bodies as they are', async (t) => {
   // A server that records the sequence label of every body it receives.
   const seen: string[] = [];
+  let delayMs = 0;
   const server = createServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, (req, res) => {
     let body = '';
     req.setEncoding('utf8');
@@ -84,8 +85,10 @@ t.test('traffic shapes: --repeat new numbers every request, twice sends each twi
       const labels = (JSON.parse(body) as { request: { object: { metadata: { labels: Record<string, string> } } } }).request.object.metadata.labels;
       seen.push(`${labels['bench.meshguard.io/seq']}/${labels['which']}`);
       const answer = '{}';
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length });
-      res.end(answer);
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length });
+        res.end(answer);
+      }, delayMs);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -95,9 +98,9 @@ t.test('traffic shapes: --repeat new numbers every request, twice sends each twi
     JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: which, kind: { kind: 'ConfigMap' }, operation: 'CREATE', object: { metadata: { name: 'x', labels: { 'bench.meshguard.io/seq': 'seq-00000000', which } } } } });
   const bodies = join(dir, 'seq.json');
   writeFileSync(bodies, JSON.stringify([labelled('a'), labelled('b'), labelled('c')]));
-  const run = async (repeat: 'new' | 'twice' | 'cycle'): Promise<string[]> => {
+  const run = async (repeat: 'new' | 'twice' | 'cycle', rate = 100): Promise<string[]> => {
     seen.length = 0;
-    const r = await measureLoad(undefined, { port, caFile: certs.caCert, bodiesFile: bodies, mode: 'rate', rate: 100, connections: 1, seconds: 0.5, repeat });
+    const r = await measureLoad(undefined, { port, caFile: certs.caCert, bodiesFile: bodies, mode: 'rate', rate, connections: 1, seconds: 0.5, repeat });
     t.equal(r.errors, 0);
     return [...seen];
   };
@@ -118,6 +121,14 @@ t.test('traffic shapes: --repeat new numbers every request, twice sends each twi
   const tw = (k: number) => `seq-${String(m0 + k).padStart(8, '0')}`;
   t.same(twice.slice(0, 4), [`${tw(0)}/a`, `${tw(0)}/a`, `${tw(1)}/b`, `${tw(1)}/b`]);
   t.notOk(twice.some((x) => fresh.includes(x) || again.includes(x)), 'nor does a twice phase');
+
+  // A server slower than the rate: requests queue for the one connection, far more of them than there
+  // are bodies; each must still go out with its own number.
+  delayMs = 15;
+  const queued = await run('new', 200);
+  delayMs = 0;
+  t.equal(queued.length, 106, 'warm-up and every scheduled request answered');
+  t.equal(new Set(queued).size, queued.length, 'no request sent twice behind a busy server');
 
   const cycle = await run('cycle');
   t.same(new Set(cycle), new Set(['seq-00000000/a', 'seq-00000000/b', 'seq-00000000/c']), 'the bodies as they are');

@@ -33,6 +33,7 @@ t.test('startup errors: exit 2, one line, before listening', async (t) => {
     [['serve', '--host', '127.0.0.1', '--port', '0', '--state', `${root}examples/cluster`, '--tls-cert', join(dir, 'none.crt'), '--tls-key', certs.key], /TLS certificate/],
     [[...base, '--state', `${root}examples/cluster`, '--log-level', 'loud'], /--log-level: must be one of/],
     [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', 'lots'], /--verdict-cache: not a whole number/],
+    [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', '20000'], /--verdict-cache: must be between 0 and 16384/],
   ];
   for (const [args, err] of cases) {
     const r = runSync(args);

@@ -3,6 +3,8 @@
 
 import t from 'tap';
 
+import { toAdmissionReview } from '../../src/admission/review.ts';
+import type { Decision } from '../../src/rules/types.ts';
 import { cachingDecide } from '../../src/verdict/cache.ts';
 import { allow, finding, postReview, recordingDecide, review, send, startServer, fakeSource } from './harness.ts';
 
@@ -378,6 +380,23 @@ t.test('verdict cache: a repeated review is answered from memory, logged as cach
   t.equal(inner.calls.length, 2);
   m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
   t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="miss"\} 2\b/);
+});
+
+t.test('verdict cache: the spliced answer is byte for byte the one toAdmissionReview gives, for any uid', async (t) => {
+  const decision: Decision = { allowed: false, skipped: [], findings: [finding('dns-egress-missing', 'deny', 'a "quoted" message \\ with a backslash'), finding('x', 'warn', 'w')] };
+  const decide = cachingDecide(recordingDecide(() => decision));
+  const s = await startServer(t, { decide });
+  const uids = ['plain', 'with "quotes" and \\ backslash', 'line\u2028separator', 'lone \ud800 surrogate'];
+  for (const [i, uid] of uids.entries()) {
+    const body = review();
+    (body.request as { uid: string }).uid = uid;
+    const res = await postReview(s.url, body, { ca: s.ca });
+    t.equal(res.status, 200);
+    // (Assertion names without the uid: TAP output breaks on U+2028.)
+    t.ok(res.text === JSON.stringify(toAdmissionReview(uid, decision)), `uid #${i}: the same bytes`);
+    t.match(res.headers['content-type'], /^application\/json/);
+  }
+  t.equal(decide.stats().hits, 3, 'all but the first from the cache');
 });
 
 t.test('without a verdict cache the cache metrics read zero', async (t) => {

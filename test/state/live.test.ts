@@ -48,6 +48,31 @@ async function fake(t: { teardown(fn: () => unknown): void }): Promise<FakeApise
   return api;
 }
 
+/**
+ * A LiveSource over a fake apiserver holding one pod, shop/a, started; `beforeStart` can set the fake
+ * up first (say, refuse watches).
+ */
+async function startedWithOnePod(
+  t: { teardown(fn: () => unknown): void },
+  watchdogSeconds: number,
+  beforeStart: (api: FakeApiserver) => void = () => undefined,
+): Promise<{ api: FakeApiserver; log: ReturnType<typeof capture>; src: LiveSource }> {
+  const api = await fake(t);
+  api.put(PODS, pod('shop', 'a'));
+  const log = capture();
+  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds });
+  t.teardown(() => src.stop());
+  beforeStart(api);
+  await src.start();
+  return { api, log, src };
+}
+
+/** Pod list requests the fake has seen: first pages only, unless `withContinue`. */
+const podListCount = (api: FakeApiserver, withContinue = false): number =>
+  api.requests.filter((r) => r.startsWith(`GET ${PODS}?limit=`) && (withContinue || !r.includes('continue='))).length;
+/** Pod watch requests the fake has seen, in order. */
+const podWatchRequests = (api: FakeApiserver): string[] => api.requests.filter((r) => r.startsWith(`GET ${PODS}?watch=true`));
+
 t.test('collection paths', async (t) => {
   t.equal(collectionPath('Pod'), '/api/v1/pods');
   t.equal(collectionPath('ConfigMap', 'kube-system'), '/api/v1/namespaces/kube-system/configmaps');
@@ -118,12 +143,7 @@ t.test('LiveSource: sync, events, missing CRDs, ConfigMap namespaces', async (t)
 });
 
 t.test('LiveSource recovers from dropped watches, failing lists, silent watches and late CRDs', async (t) => {
-  const api = await fake(t);
-  api.put(PODS, pod('shop', 'a'));
-  const log = capture();
-  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 1 });
-  t.teardown(() => src.stop());
-  await src.start();
+  const { api, log, src } = await startedWithOnePod(t, 1);
   const s = src.state;
 
   // An apiserver restart: every watch is cut; changes made meanwhile must show up.
@@ -209,15 +229,10 @@ t.test('LiveSource recovers from dropped watches, failing lists, silent watches 
 });
 
 t.test('a watch the apiserver ends is resumed from its last resourceVersion; an expired one relists', async (t) => {
-  const api = await fake(t);
-  api.put(PODS, pod('shop', 'a'));
-  const log = capture();
-  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 60 });
-  t.teardown(() => src.stop());
-  await src.start();
+  const { api, log, src } = await startedWithOnePod(t, 60);
   const s = src.state;
-  const podLists = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?limit=`) && !r.includes('continue=')).length;
-  const podWatches = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?watch=true`));
+  const podLists = () => podListCount(api);
+  const podWatches = () => podWatchRequests(api);
   await until('pod watch open', () => api.openWatches(PODS) >= 1);
   t.match(podWatches()[0], /allowWatchBookmarks=true&resourceVersion=\d+&timeoutSeconds=\d+/);
   const timeout = Number(/timeoutSeconds=(\d+)/.exec(podWatches()[0]!)![1]);
@@ -245,14 +260,9 @@ t.test('a watch the apiserver ends is resumed from its last resourceVersion; an 
 });
 
 t.test('bookmarks move the resume point; 410 at watch start relists; a watch ended at once is not reopened in a spin', async (t) => {
-  const api = await fake(t);
-  api.put(PODS, pod('shop', 'a'));
-  const log = capture();
-  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 60 });
-  t.teardown(() => src.stop());
-  await src.start();
-  const podLists = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?limit=`) && !r.includes('continue=')).length;
-  const podWatches = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?watch=true`));
+  const { api, log, src } = await startedWithOnePod(t, 60);
+  const podLists = () => podListCount(api);
+  const podWatches = () => podWatchRequests(api);
   await until('pod watch open', () => api.openWatches(PODS) >= 1);
 
   // A bookmark carries no object, but the next watch resumes from its resourceVersion.
@@ -291,14 +301,8 @@ t.test('bookmarks move the resume point; 410 at watch start relists; a watch end
 });
 
 t.test('a watch refused after every good list backs off instead of relisting every second', async (t) => {
-  const api = await fake(t);
-  api.put(PODS, pod('shop', 'a'));
-  const log = capture();
-  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 60 });
-  t.teardown(() => src.stop());
-  api.forbidWatches.add(PODS);
-  await src.start();
-  const podLists = () => api.requests.filter((r) => r.startsWith(`GET ${PODS}?limit=`)).length;
+  const { api, log, src } = await startedWithOnePod(t, 60, (fakeApi) => fakeApi.forbidWatches.add(PODS));
+  const podLists = () => podListCount(api, true);
   const first = podLists();
   await new Promise((r) => setTimeout(r, 6000));
   // Backoff 1, 2, 4 s (jittered +-20%): at most 3 more lists in 6 s; without it, one a second.

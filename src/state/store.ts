@@ -46,6 +46,27 @@ function labelKeys(p: Pod): readonly string[] {
   return keys;
 }
 
+/**
+ * Deep equality of two transformed objects (plain JSON: the transform's output). Shared values (interned
+ * label maps and container lists) are the same object, which ends the comparison early.
+ */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  const keys = Object.keys(ra);
+  if (keys.length !== Object.keys(rb).length) return false;
+  for (const k of keys) if (!Object.hasOwn(rb, k) || !sameJson(ra[k], rb[k])) return false;
+  return true;
+}
+
 export class MemoryState implements ClusterState {
   #revision = 0;
   #label: string;
@@ -135,7 +156,12 @@ export class MemoryState implements ClusterState {
     return n;
   }
 
-  /** Insert or replace an object (by namespace/name). Returns the object it replaced. */
+  /**
+   * Insert or replace an object (by namespace/name). Returns the object it replaced. An object equal to
+   * the stored one (the transform dropped all that changed: most watch events on pods are readiness and
+   * condition updates) leaves the state as it is: the stored object stays, and the revision does not
+   * move, so the caches keyed by revision or by object (verdicts, selections) stay valid.
+   */
   upsert(kind: KindName, obj: KubeObject): KubeObject | undefined {
     const ns = KINDS[kind].namespaced ? (obj.metadata.namespace ?? '') : CLUSTER;
     const buckets = this.#kinds.get(kind)!;
@@ -146,6 +172,7 @@ export class MemoryState implements ClusterState {
       this.#nsCache.delete(kind);
     }
     const old = b.byName.get(obj.metadata.name);
+    if (old !== undefined && sameJson(old, obj)) return old;
     if (kind === 'Pod') {
       if (old) this.#unindexPod(old as Pod);
       this.#indexPod(obj as Pod);

@@ -81,7 +81,7 @@ function exact<T>(a: T[]): T[] {
 
 // Values repeated across many cached objects (namespace, node, service account, label values, container
 // and port names, protocols) are kept once: JSON.parse gives every occurrence its own copy. Unique
-// values (names, IPs, resourceVersions) are not interned, they would only churn the cache.
+// values (names, IPs) are not interned, they would only churn the cache.
 const strings = new Interner<string>(1 << 15);
 const INTERN_MAX_LENGTH = 256;
 /**
@@ -189,18 +189,20 @@ function meta(kind: KindName, raw: Rec): ObjectMeta {
   const m = rec(raw.metadata);
   const name = str(m.name) ?? '';
   const namespace = KINDS[kind].namespaced ? istr(m.namespace) : undefined;
-  const resourceVersion = str(m.resourceVersion);
+  // resourceVersion is not kept: no rule reads it (the informers resume from the raw event's), and
+  // without it a watch event that changes nothing meshguard keeps (a pod's readiness, its conditions)
+  // gives an object equal to the stored one, which the store then keeps with its caches (store.ts).
   const labels = stringMap(m.labels);
   const annotations = stringMap(m.annotations, keepAnnotation);
   const deletionTimestamp = str(m.deletionTimestamp);
-  // The common five-field shape as one literal: V8 then keeps all five fields in the object (compact()
-  // builds from {}, which holds four and puts the rest in a separate property array).
+  // The common four-field shape as one literal: V8 then keeps all its fields in the object (compact()
+  // builds from {} and may put later fields in a separate property array).
   // Istio settles conflicting PeerAuthentications at one level by age; no other rule reads it.
   const creationTimestamp = kind === 'PeerAuthentication' ? str(m.creationTimestamp) : undefined;
-  if (namespace !== undefined && resourceVersion !== undefined && labels !== undefined && annotations !== undefined && deletionTimestamp === undefined && creationTimestamp === undefined) {
-    return { name, namespace, resourceVersion, labels, annotations };
+  if (namespace !== undefined && labels !== undefined && annotations !== undefined && deletionTimestamp === undefined && creationTimestamp === undefined) {
+    return { name, namespace, labels, annotations };
   }
-  return compact({ name, namespace, resourceVersion, labels, annotations, deletionTimestamp, creationTimestamp }) as unknown as ObjectMeta;
+  return compact({ name, namespace, labels, annotations, deletionTimestamp, creationTimestamp }) as unknown as ObjectMeta;
 }
 
 function labelSelector(v: unknown): LabelSelector | undefined {
@@ -274,7 +276,9 @@ function podStatus(v: unknown): Pod['status'] {
     // podIPs[0] repeats podIP: keep one string.
     if (ip !== undefined) ips.push({ ip: ip === podIP ? podIP : ip });
   }
-  return compact({ phase: istr(v.phase), podIP, podIPs: nonEmpty(ips), hostIP: istr(v.hostIP) });
+  const status = compact({ phase: istr(v.phase), podIP, podIPs: nonEmpty(ips), hostIP: istr(v.hostIP) });
+  // A status with nothing kept is no status: a pending pod's first conditions then change nothing.
+  return Object.keys(status).length === 0 ? undefined : status;
 }
 
 function stringList(v: unknown): string[] | undefined {

@@ -13,7 +13,6 @@ export interface ObjectMeta {
   readonly name: string;
   readonly namespace?: string;
   readonly uid?: string;
-  readonly resourceVersion?: string;
   readonly labels?: Labels;
   /** Only annotations meshguard reads (meshguard.io/*, sidecar.istio.io/*, ambient.istio.io/*, istio.io/*). */
   readonly annotations?: Labels;

@@ -11,8 +11,9 @@
 // userInfo. A new Change field that rules read must be added to cacheKey() (test/verdict/cache.test.ts
 // fails when Change gains a field, as a reminder).
 //
-// Any state change (a watch event of any kind, a relist) starts a new revision and empties the cache,
-// so a cached verdict never outlives the state it was computed on.
+// Any state change (a watch event that changes a field the transform keeps, a relist) starts a new
+// revision and empties the cache, so a cached verdict never outlives the state it was computed on. An
+// event that changes nothing kept (a pod's readiness) leaves the revision as it was (store.ts upsert).
 
 import { hash } from 'node:crypto';
 

@@ -13,12 +13,15 @@ const LABEL_KEYS = ['app', 'tier'];
 const LABEL_VALUES = ['web', 'db'];
 const KINDS_UNDER_TEST: KindName[] = ['Pod', 'Namespace', 'CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'Service'];
 
+/** Which write of an object this is (an annotation the transform keeps, so writes differ). */
+const GEN = 'meshguard.io/test-generation';
+
 function obj(kind: KindName, namespace: string, name: string, labels: Record<string, string>, gen: number): KubeObject {
   const k = KINDS[kind];
   return transformObject(kind, {
     apiVersion: k.group ? `${k.group}/${k.version}` : k.version,
     kind,
-    metadata: { name, ...(k.namespaced ? { namespace } : {}), labels, resourceVersion: String(gen) },
+    metadata: { name, ...(k.namespaced ? { namespace } : {}), labels, annotations: { [GEN]: String(gen) } },
     spec: kind === 'Pod' ? { containers: [{ name: 'app' }] } : { endpointSelector: {} },
   });
 }
@@ -41,7 +44,7 @@ function apply(s: MemoryState, c: Change): void {
   else if (c.operation !== 'CONNECT' && c.object) s.upsert(c.kind, c.object);
 }
 
-const key = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}@${o.metadata.resourceVersion}`;
+const key = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}@${o.metadata.annotations?.[GEN]}`;
 const sorted = (xs: readonly KubeObject[]) => xs.map(key).sort();
 
 /** Every read of the ClusterState interface, over the whole key space, in a comparable form. */

@@ -42,8 +42,9 @@ t.test('pod keeps exactly the fields rules read', async (t) => {
   t.same(p, {
     apiVersion: 'v1', kind: 'Pod',
     metadata: {
-      // uid is dropped: nothing reads it (the informer needs resourceVersion only).
-      name: 'web-1', namespace: 'shop', resourceVersion: '42',
+      // uid and resourceVersion are dropped: no rule reads them (the informers resume from the raw
+      // event's resourceVersion), and the state keeps its object when a watch event changes neither.
+      name: 'web-1', namespace: 'shop',
       labels: { app: 'web', tier: '1' },
       annotations: {
         'sidecar.istio.io/status': '{"containers":["istio-proxy"]}',

@@ -102,6 +102,27 @@ t.test('any state change empties the cache: the decision follows the new state',
   t.equal(calls(), 3);
 });
 
+t.test('a watch event that changes nothing the transform keeps (a pod turning Ready) keeps the cache', async (t) => {
+  const raw = (resourceVersion: string, ready: string, labels: Record<string, string> = { app: 'web' }) => ({
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name: 'web-1', namespace: 'team-a', resourceVersion, labels },
+    spec: { containers: [{ name: 'app' }] },
+    status: { phase: 'Running', podIP: '10.0.0.1', conditions: [{ type: 'Ready', status: ready }] },
+  });
+  const state = memoryState([ns('team-a')]);
+  state.upsert('Pod', transformObject('Pod', raw('1', 'False')));
+  const { decide, calls } = counted();
+  const cached = cachingDecide(decide);
+  const change = makeChange('CREATE', policy('p'));
+  cached(change, state);
+  state.upsert('Pod', transformObject('Pod', raw('2', 'True')));
+  t.ok(cached(change, state).cached, 'answered from the cache after the status update');
+  t.equal(calls(), 1);
+  state.upsert('Pod', transformObject('Pod', raw('3', 'True', { app: 'web', tier: 'front' })));
+  t.notOk(cached(change, state).cached, 'a label change is a new state');
+  t.equal(calls(), 2);
+});
+
 t.test('another state with the same revision is not confused with the first', async (t) => {
   const a = memoryState([ns('team-a'), ns('elsewhere')]);
   const b = memoryState([ns('team-a'), ns('nowhere')]);

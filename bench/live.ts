@@ -185,11 +185,13 @@ async function heapUsed(port: number, ca: Buffer): Promise<number> {
 }
 
 /**
- * Changes one pod's labels `perSecond` times a second until stopped (a label nothing selects on, as
- * a rollout's pod-template-hash would change): every change is a watch event that replaces a pod in
- * meshguard's state. Returns a stop function that resolves to the number of changes acknowledged.
+ * Changes one pod `perSecond` times a second until stopped. `labels`: a label nothing selects on (as a
+ * rollout's pod-template-hash would change): every change is a watch event that replaces a pod in
+ * meshguard's state. `status`: the pod's Ready condition through the status subresource, as kubelets
+ * report readiness: watch events that change nothing meshguard keeps. Returns a stop function that
+ * resolves to the number of changes acknowledged.
  */
-function churn(api: Api, pods: readonly Obj[], perSecond: number): () => Promise<number> {
+function churn(api: Api, pods: readonly Obj[], perSecond: number, what: 'labels' | 'status' = 'labels'): () => Promise<number> {
   let n = 0;
   let acked = 0;
   let failed = 0;
@@ -201,7 +203,9 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number): () => Promise
     while (n < due) {
       const p = pods[(n * 7919) % pods.length]!;
       const v = String(n++);
-      const req = api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': v } } }, 'application/merge-patch+json')
+      const req = (what === 'labels'
+        ? api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': v } } }, 'application/merge-patch+json')
+        : api.request('PATCH', `${pathOf(p)}/${p.metadata.name}/status`, { status: { conditions: [{ type: 'Ready', status: n % 2 === 0 ? 'True' : 'False', reason: `bench-${v}` }] } }, 'application/merge-patch+json'))
         .then((r) => void (r.status < 300 ? acked++ : failed++), () => void failed++)
         .finally(() => inFlight.delete(req));
       inFlight.add(req);
@@ -210,7 +214,7 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number): () => Promise
   return async () => {
     clearInterval(timer);
     await Promise.all(inFlight);
-    if (failed > 0) throw new Error(`bench/live: ${failed} pod label changes failed`);
+    if (failed > 0) throw new Error(`bench/live: ${failed} pod ${what} changes failed`);
     return acked;
   };
 }
@@ -237,6 +241,8 @@ interface SizeResult {
   churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; mainCpuMicrosPerPodChange: number; quietCpuSeconds: number };
   /** The same churn and rate against meshguard serving a state file (it sees no events). */
   churnControl: LoadResult;
+  /** The rate with as many pod readiness (status) changes a second instead of label changes. */
+  statusChurn: LoadResult & { podChanges: number };
 }
 
 async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]): Promise<SizeResult> {
@@ -269,7 +275,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     const bodies = path.join(work, `bodies-${pods}.json`);
     writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).map((r) => JSON.stringify(r.review))));
     const load = (mode: 'rate' | 'max'): Promise<LoadResult> =>
-      measureLoad(server!.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode, rate: RATE, connections: CONNECTIONS, seconds: SECONDS });
+      measureLoad(server!.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode, rate: RATE, connections: CONNECTIONS, seconds: SECONDS, metricsCa: ca });
     const podList = objects.filter((o) => o.kind === 'Pod');
     // What a watch event costs meshguard by itself: pod changes with no admission requests, less the CPU
     // the same process uses over as long with no changes at all (timers, collecting the warm-up's
@@ -311,6 +317,15 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
       podChanges = await stop();
     }
     const churnSeconds = (performance.now() - t0) / 1000;
+    log(`size ${pods}: ${RATE} req/s with ${CHURN} pod readiness changes/s`);
+    const stopStatus = churn(api, podList, CHURN, 'status');
+    let statusChurned: LoadResult;
+    let statusChanges = 0;
+    try {
+      statusChurned = await load('rate');
+    } finally {
+      statusChanges = await stopStatus();
+    }
     const after = await stateObjects(port, ca);
     if ((after['Pod'] ?? 0) < (expected['Pod'] ?? 0)) throw new Error('bench/live: pods went missing from meshguard\'s state during the churn');
     const serverRssLoaded = rssOf(server.pid);
@@ -345,6 +360,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
       serverRssReady, serverRssLoaded, serverRssPeak, heapUsedReady, heapUsedLoaded, controlRssReady, controlHeapUsedReady, rate, max,
       churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu },
       churnControl: control,
+      statusChurn: { ...statusChurned, podChanges: statusChanges },
     };
   } finally {
     api.close();
@@ -355,23 +371,24 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
 
 const f = fmt;
 const mb = (b: number): string => f(b / 2 ** 20, 0);
+const hits = (r: LoadResult): string => (r.cacheHitRatio === undefined || Number.isNaN(r.cacheHitRatio) ? '-' : `${f(100 * r.cacheHitRatio, 0)}%`);
 
 function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): string {
   const lines = [
     `## meshguard live path (serve --kubeconfig against kube-apiserver; ${r.machine['cpus']} CPUs, Node ${process.version})`, '',
-    `Latency at ${RATE} req/s (open loop, ${SECONDS} s), without and with ${CHURN} pod label changes/s, and max throughput (${CONNECTIONS} keep-alive connections).`, '',
-    '| pods | objects loaded into the apiserver | start to ready ms | serve RSS MB ready / after load / peak | p50 / p99 ms | p50 / p99 ms with churn | same churn, meshguard on a state file: p50 / p99 ms | pod changes/s applied | server CPU µs per pod change: all threads / main thread | max req/s | server CPU µs/req at max |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `Latency at ${RATE} req/s (open loop, ${SECONDS} s, the repeated traffic shape: the mix's 400 reviews in turn), without pod changes, with ${CHURN} pod label changes/s and with ${CHURN} pod readiness changes/s, and max throughput (${CONNECTIONS} keep-alive connections). Cache hits: the share of requests meshguard answered from its verdict cache in that phase.`, '',
+    '| pods | objects loaded into the apiserver | start to ready ms | serve RSS MB ready / after load / peak | p50 / p99 ms (cache hits) | p50 / p99 ms with label churn (cache hits) | same churn, meshguard on a state file: p50 / p99 ms | pod changes/s applied | server CPU µs per pod change: all threads / main thread | p50 / p99 ms with readiness churn (cache hits) | max req/s | server CPU µs/req at max |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const s of r.sizes) {
-    lines.push(`| ${s.pods} | ${s.objects} (${f(s.apiserverLoad.perSecond, 0)}/s) | ${f(s.startupMs, 0)} | ${mb(s.serverRssReady)} / ${mb(s.serverRssLoaded)} / ${mb(s.serverRssPeak)} | ${f(s.rate.p50, 3)} / ${f(s.rate.p99, 3)} | ${f(s.churn.p50, 3)} / ${f(s.churn.p99, 3)} | ${f(s.churnControl.p50, 3)} / ${f(s.churnControl.p99, 3)} | ${f(s.churn.podChangesPerSecond, 0)} | ${f(s.churn.cpuMicrosPerPodChange, 0)} / ${f(s.churn.mainCpuMicrosPerPodChange, 0)} | ${f(s.max.rps, 0)} | ${f(s.max.serverCpuMicros, 0)} |`);
+    lines.push(`| ${s.pods} | ${s.objects} (${f(s.apiserverLoad.perSecond, 0)}/s) | ${f(s.startupMs, 0)} | ${mb(s.serverRssReady)} / ${mb(s.serverRssLoaded)} / ${mb(s.serverRssPeak)} | ${f(s.rate.p50, 3)} / ${f(s.rate.p99, 3)} (${hits(s.rate)}) | ${f(s.churn.p50, 3)} / ${f(s.churn.p99, 3)} (${hits(s.churn)}) | ${f(s.churnControl.p50, 3)} / ${f(s.churnControl.p99, 3)} | ${f(s.churn.podChangesPerSecond, 0)} | ${f(s.churn.cpuMicrosPerPodChange, 0)} / ${f(s.churn.mainCpuMicrosPerPodChange, 0)} | ${f(s.statusChurn.p50, 3)} / ${f(s.statusChurn.p99, 3)} (${hits(s.statusChurn)}) | ${f(s.max.rps, 0)} | ${f(s.max.serverCpuMicros, 0)} |`);
   }
   lines.push('', 'Memory, live against the same cluster served from a state file (`serve --state`, the control):', '');
   lines.push('| pods | live: RSS MB / heap in use MB, ready | live: heap in use MB after load | state file: RSS MB / heap in use MB, ready |', '|---:|---:|---:|---:|');
   for (const s of r.sizes) {
     lines.push(`| ${s.pods} | ${mb(s.serverRssReady)} / ${mb(s.heapUsedReady)} | ${mb(s.heapUsedLoaded)} | ${mb(s.controlRssReady)} / ${mb(s.controlHeapUsedReady)} |`);
   }
-  const errors = r.sizes.reduce((n, s) => n + s.rate.errors + s.max.errors + s.churn.errors + s.churnControl.errors, 0);
+  const errors = r.sizes.reduce((n, s) => n + s.rate.errors + s.max.errors + s.churn.errors + s.churnControl.errors + s.statusChurn.errors, 0);
   lines.push('', `Errors (non-200 answers or failed requests) over all phases: ${errors}.`, '');
   return lines.join('\n');
 }

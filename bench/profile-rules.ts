@@ -2,7 +2,10 @@
 // in ms) and the rules that cost the most in total. No HTTP: this is the evaluation cost alone.
 // With --churn N, one pod's labels change before every Nth request (as a watch event would change the
 // live state: a new state revision, so the per-revision caches are rebuilt).
-// Usage: node [--cpu-prof] bench/profile-rules.ts [--pods 10000] [--rounds 5] [--top 15] [--only <request kind>] [--churn N]
+// With --new, every request's objects get a fresh `bench.meshguard.io/seq` label value (as `bench/load.ts
+// --repeat new` sends them): caches keyed by an object's content never see the same object twice.
+// With --slowest N, the N slowest single requests are listed with what they were.
+// Usage: node [--cpu-prof] bench/profile-rules.ts [--pods 10000] [--rounds 5] [--top 15] [--only <request kind>] [--churn N] [--new] [--slowest N]
 
 import { parseArgs } from 'node:util';
 
@@ -15,10 +18,10 @@ import { stateFromObjects } from '../src/state/snapshot.ts';
 import { transformObject } from '../src/state/transform.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster } from './cluster-gen.ts';
-import { requestMix } from './requests.ts';
+import { requestMix, SEQ_PLACEHOLDER } from './requests.ts';
 
 const { values } = parseArgs({
-  options: { pods: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '5' }, top: { type: 'string', default: '15' }, only: { type: 'string' }, churn: { type: 'string', default: '0' } },
+  options: { pods: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '5' }, top: { type: 'string', default: '15' }, only: { type: 'string' }, churn: { type: 'string', default: '0' }, new: { type: 'boolean', default: false }, slowest: { type: 'string', default: '0' } },
 });
 const churnEvery = Number(values.churn);
 const pods = Number(values.pods);
@@ -34,22 +37,31 @@ function changeAPod(): void {
 }
 const decide = createDecide(allRules(), defaultConfig());
 const mix = requestMix(pods, 400).filter((r) => values.only === undefined || r.label === values.only);
+let seq = 0;
+/** The request's review; with --new, a copy with a sequence number no earlier request had. */
+function reviewOf(r: (typeof mix)[number]): AdmissionReview {
+  if (!values.new) return r.review as unknown as AdmissionReview;
+  const n = String(++seq).padStart(8, '0');
+  return JSON.parse(JSON.stringify(r.review).replaceAll(SEQ_PLACEHOLDER, `seq-${n}`)) as AdmissionReview;
+}
 
 // Round 0 warms up the JIT and the per-revision caches of the state; later rounds are measured.
 const byLabel = new Map<string, number[]>();
 const all: number[] = [];
+const slow: { ms: number; what: string }[] = [];
 let total = 0;
 let n = 0;
 for (let round = 0; round <= rounds; round++) {
   for (const r of mix) {
     if (churnEvery > 0 && round > 0 && n++ % churnEvery === 0) changeAPod();
-    const change = toChange(r.review as unknown as AdmissionReview);
+    const change = toChange(reviewOf(r));
     const t0 = performance.now();
     decide(change, state);
     const dt = performance.now() - t0;
     if (round === 0) continue;
     total += dt;
     all.push(dt);
+    slow.push({ ms: dt, what: `${r.label} ${change.operation} ${change.gvk.kind} ${change.namespace}/${change.name} (round ${round})` });
     const a = byLabel.get(r.label) ?? [];
     a.push(dt);
     byLabel.set(r.label, a);
@@ -57,19 +69,23 @@ for (let round = 0; round <= rounds; round++) {
 }
 const pct = (a: number[], p: number): number => a[Math.min(a.length - 1, Math.ceil((p / 100) * a.length) - 1)]!;
 all.sort((x, y) => x - y);
-console.log(`${pods} pods, ${rounds} rounds of ${mix.length} requests${churnEvery > 0 ? `, a pod change before every ${churnEvery}th (${changes} changes)` : ''}: mean ${(total / (rounds * mix.length)).toFixed(3)} ms/request, p50 ${pct(all, 50).toFixed(3)}, p99 ${pct(all, 99).toFixed(3)}`);
+console.log(`${pods} pods, ${rounds} rounds of ${mix.length} ${values.new ? 'new ' : ''}requests${churnEvery > 0 ? `, a pod change before every ${churnEvery}th (${changes} changes)` : ''}: mean ${(total / (rounds * mix.length)).toFixed(3)} ms/request, p50 ${pct(all, 50).toFixed(3)}, p99 ${pct(all, 99).toFixed(3)}`);
 console.log('kind'.padEnd(20), 'mean'.padStart(7), 'p50'.padStart(7), 'p99'.padStart(7), 'max'.padStart(7), '   n');
 for (const [label, a] of byLabel) {
   a.sort((x, y) => x - y);
   const mean = a.reduce((x, y) => x + y, 0) / a.length;
   console.log(label.padEnd(20), ...[mean, pct(a, 50), pct(a, 99), a[a.length - 1]!].map((v) => v.toFixed(3).padStart(7)), String(a.length).padStart(4));
 }
+if (Number(values.slowest) > 0) {
+  console.log('\nslowest requests (ms):');
+  for (const x of slow.sort((a, b) => b.ms - a.ms).slice(0, Number(values.slowest))) console.log(`${x.ms.toFixed(3).padStart(8)}  ${x.what}`);
+}
 
 // Per rule and request kind, total time over one round (rules called directly, as decide() does).
 const perRule = new Map<string, number>();
 const rules = allRules();
 for (const r of mix) {
-  const change = toChange(r.review as unknown as AdmissionReview);
+  const change = toChange(reviewOf(r));
   if (!change.kind) continue;
   const after = overlay(state, change);
   for (const rule of rules) {

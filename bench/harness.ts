@@ -41,6 +41,9 @@ export interface LoadResult {
   serverCpuMicros?: number;
   /** Share of the phase's requests of modeled kinds answered from meshguard's verdict cache (0-1). */
   cacheHitRatio?: number;
+  /** V8 major (mark-compact) collections in the server during the phase: how many, and their pause time in ms. */
+  majorGcs?: number;
+  majorGcMs?: number;
 }
 
 /** Ports are chosen outside the kernel's ephemeral range; see test/helpers/ports.ts. */
@@ -149,7 +152,7 @@ let seqBase = SEQ_PER_PHASE;
 export async function measureLoad(serverPid: number | undefined, o: LoadOptions): Promise<LoadResult> {
   const seqStart = seqBase;
   seqBase = Math.max(SEQ_PER_PHASE, (seqBase + SEQ_PER_PHASE) % 1e8);
-  const cache0 = o.metricsCa ? await verdictCacheCounters(o.port, o.metricsCa) : undefined;
+  const cache0 = o.metricsCa ? await serverCounters(o.port, o.metricsCa) : undefined;
   const cpu0 = cpuSecondsOf(serverPid);
   const r = (await runJson([
     path.join(ROOT, 'bench/load.ts'), '--url', `https://127.0.0.1:${o.port}/validate`, '--ca', o.caFile,
@@ -159,16 +162,21 @@ export async function measureLoad(serverPid: number | undefined, o: LoadOptions)
   const cpu = cpuSecondsOf(serverPid) - cpu0;
   r.serverCpuMicros = (cpu * 1e6) / (r.requests + Number(r['warmupRequests' as keyof LoadResult] ?? 0));
   if (cache0 && o.metricsCa) {
-    const cache1 = await verdictCacheCounters(o.port, o.metricsCa);
+    const cache1 = await serverCounters(o.port, o.metricsCa);
     const hits = cache1.hit - cache0.hit;
     const lookups = hits + cache1.miss - cache0.miss;
     r.cacheHitRatio = lookups > 0 ? hits / lookups : NaN;
+    r.majorGcs = cache1.majorGcs - cache0.majorGcs;
+    r.majorGcMs = (cache1.majorGcSeconds - cache0.majorGcSeconds) * 1000;
   }
   return r;
 }
 
-/** meshguard's verdict cache counters (meshguard_verdict_cache_lookups_total) from its /metrics. */
-export function verdictCacheCounters(port: number, ca: Buffer): Promise<{ hit: number; miss: number }> {
+/**
+ * Counters from meshguard's /metrics: its verdict cache lookups (meshguard_verdict_cache_lookups_total)
+ * and V8's major collections (prom-client's nodejs_gc_duration_seconds{kind="major"}).
+ */
+export function serverCounters(port: number, ca: Buffer): Promise<{ hit: number; miss: number; majorGcs: number; majorGcSeconds: number }> {
   return new Promise((resolve, reject) => {
     const req = https.get({ host: '127.0.0.1', port, path: '/metrics', ca, timeout: 5000 }, (res) => {
       let text = '';
@@ -176,7 +184,8 @@ export function verdictCacheCounters(port: number, ca: Buffer): Promise<{ hit: n
       res.on('data', (c: string) => (text += c));
       res.on('end', () => {
         const read = (result: string): number => Number(new RegExp(`meshguard_verdict_cache_lookups_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? NaN);
-        resolve({ hit: read('hit'), miss: read('miss') });
+        const gc = (what: 'sum' | 'count'): number => Number(new RegExp(`^nodejs_gc_duration_seconds_${what}\\{kind="major"\\} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? 0);
+        resolve({ hit: read('hit'), miss: read('miss'), majorGcs: gc('count'), majorGcSeconds: gc('sum') });
       });
     });
     req.on('error', reject);

@@ -200,12 +200,12 @@ function report(r: Record<string, unknown>): string {
   const lines: string[] = [];
   lines.push(`## meshguard benchmark (${r['mode']}, ${(r['machine'] as Record<string, unknown>)['cpus']} CPUs, Node ${process.version})`, '');
   lines.push(`Latency at ${RATE} req/s (open loop, ${LOAD_SECONDS}s) and max throughput (${CONNECTIONS} keep-alive connections, ${LOAD_SECONDS}s), per traffic shape:`);
-  lines.push(`${SHAPES.map((s) => `${SHAPE_NAMES[s]} (--repeat ${s})`).join(', ')}. Cache hits: share of modeled requests meshguard answered from its verdict cache (at 500 req/s / at max).`, '');
-  lines.push('| server | pods | traffic | cache hits | p50 ms | p99 ms | p99.9 ms | generator late p99 ms | errors | max req/s | vs baseline | server CPU µs/req at max |');
-  lines.push('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(`${SHAPES.map((s) => `${SHAPE_NAMES[s]} (--repeat ${s})`).join(', ')}. Cache hits: share of modeled requests meshguard answered from its verdict cache (at 500 req/s / at max). Major GCs: V8's major collections in meshguard during the 500 req/s phase (count, total pause).`, '');
+  lines.push('| server | pods | traffic | cache hits | p50 ms | p99 ms | p99.9 ms | major GCs at 500 req/s | generator late p99 ms | errors | max req/s | vs baseline | server CPU µs/req at max |');
+  lines.push('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   const pct = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '-' : `${f(100 * x, 0)}%`);
   const row = (name: string, pods: string, shape: Shape, rate: LoadResult, max: LoadResult, ratio: string, hits: string): string =>
-    `| ${name} | ${pods} | ${SHAPE_NAMES[shape]} | ${hits} | ${f(rate.p50, 3)} | ${f(rate.p99, 3)} | ${f(rate.p999, 3)} | ${f(rate.lateP99, 3)} | ${rate.errors + max.errors} | ${f(max.rps, 0)} | ${ratio} | ${f(max.serverCpuMicros, 0)} |`;
+    `| ${name} | ${pods} | ${SHAPE_NAMES[shape]} | ${hits} | ${f(rate.p50, 3)} | ${f(rate.p99, 3)} | ${f(rate.p999, 3)} | ${rate.majorGcs === undefined ? '-' : `${rate.majorGcs}, ${f(rate.majorGcMs, 0)} ms`} | ${f(rate.lateP99, 3)} | ${rate.errors + max.errors} | ${f(max.rps, 0)} | ${ratio} | ${f(max.serverCpuMicros, 0)} |`;
   for (const shape of SHAPES) lines.push(row('baseline (no-op)', '-', shape, base[shape].rate, base[shape].max, '100%', '-'));
   for (const s of sizes) {
     for (const shape of SHAPES) {

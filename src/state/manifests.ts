@@ -2,7 +2,7 @@
 // or `PodList` etc., what `kubectl get -o yaml` prints) flattened into their items. Every object keeps
 // the file and 1-based line it came from, so errors and findings can point at it.
 
-import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMap, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { InputError } from '../errors.ts';
@@ -396,6 +396,250 @@ function readJsonList(file: string, text: string, visit: (doc: ManifestDoc) => v
   return true;
 }
 
+/**
+ * .json files at least `fromBytes` long are read as a List in chunks of `chunkBytes`, never as one
+ * string: a 50k-pod snapshot is 60 MB of text, which the process would otherwise hold (next to the
+ * state being built from it) until the load ends. Exported for tests, which lower both; `listsRead`
+ * counts the files read that way.
+ */
+export const chunkedJsonList = { fromBytes: 8 * 1024 * 1024, chunkBytes: 1024 * 1024, listsRead: 0 };
+
+/**
+ * jsonListLayout over bytes fed in chunks: the same decisions, with offsets in bytes (UTF-8 bytes of
+ * non-ASCII characters are never quotes, brackets, commas or newlines, so structure is found the same).
+ */
+const ITEMS = Buffer.from('items');
+
+class ChunkedListLayout {
+  line = 1;
+  /** Byte offset and line of the top-level `{`, once seen. */
+  first = -1;
+  firstLine = 0;
+  open = -1;
+  close = -1;
+  readonly items: { start: number; end: number; line: number }[] = [];
+  #failed = false;
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
+  /** In a depth-1 string: its bytes so far, and whether they are a prefix of `items`. */
+  #keyAt = -1;
+  #keyIsItems = false;
+  #lastWasItems = false;
+  #afterItemsColon = false;
+  #inItems = false;
+  #expectItem = false;
+  #itemStart = -1;
+  #itemLine = 0;
+
+  /** Feeds `buf[0, n)`, the bytes at file offset `base`; false once the text is not such a List. */
+  feed(buf: Buffer, n: number, base: number): boolean {
+    if (this.#failed) return false;
+    for (let k = 0; k < n; k++) {
+      const c = buf[k]!;
+      const at = base + k;
+      if (this.#inString) {
+        if (this.#escaped) this.#escaped = false;
+        else if (c === 92) this.#escaped = true;
+        else if (c === 34) {
+          this.#inString = false;
+          if (this.#keyAt >= 0) this.#lastWasItems = this.#keyIsItems && this.#keyAt === ITEMS.length;
+          this.#keyAt = -1;
+          continue;
+        }
+        // The raw bytes are compared, as jsonListLayout compares the raw text (an escape is not `items`).
+        if (this.#keyAt >= 0) this.#keyIsItems &&= this.#keyAt < ITEMS.length && c === ITEMS[this.#keyAt];
+        if (this.#keyAt >= 0) this.#keyAt++;
+        continue;
+      }
+      if (c === 10) {
+        this.line++;
+        continue;
+      }
+      if (c === 32 || c === 9 || c === 13) continue;
+      if (this.first < 0) {
+        if (c !== 123) return this.#fail();
+        this.first = at;
+        this.firstLine = this.line;
+      }
+      if (this.#depth === 0 && this.close >= 0) return this.#fail(); // something after the top-level object
+      if (this.#expectItem) {
+        this.#expectItem = false;
+        if (c !== 93) {
+          this.#itemStart = at;
+          this.#itemLine = this.line;
+        } else if (this.items.length > 0 || this.#itemStart >= 0) {
+          return this.#fail();
+        }
+      }
+      if (c === 34) {
+        this.#inString = true;
+        // Only depth-1 strings matter (the keys of the List object).
+        this.#keyAt = this.#depth === 1 ? 0 : -1;
+        this.#keyIsItems = true;
+        if (this.#depth === 1) this.#lastWasItems = false;
+        this.#afterItemsColon = false;
+        continue;
+      }
+      if (c === 58) {
+        this.#afterItemsColon = this.#depth === 1 && this.#lastWasItems;
+        continue;
+      }
+      if (c === 91) {
+        this.#depth++;
+        if (this.#afterItemsColon && this.#depth === 2) {
+          if (this.open >= 0) return this.#fail(); // a second "items"
+          this.open = at;
+          this.#inItems = true;
+          this.#expectItem = true;
+        }
+      } else if (c === 123) {
+        this.#depth++;
+      } else if (c === 93 || c === 125) {
+        this.#depth--;
+        if (this.#inItems && this.#depth === 1) {
+          this.#inItems = false;
+          if (this.#itemStart >= 0) this.items.push({ start: this.#itemStart, end: at, line: this.#itemLine });
+          this.#itemStart = -1;
+          this.close = at;
+        }
+        if (this.#depth === 0) this.close = Math.max(this.close, 0);
+        if (this.#depth < 0) return this.#fail();
+      } else if (c === 44) {
+        if (this.#inItems && this.#depth === 2) {
+          if (this.#itemStart >= 0) this.items.push({ start: this.#itemStart, end: at, line: this.#itemLine });
+          this.#itemStart = -1;
+          this.#expectItem = true;
+        }
+      }
+      this.#afterItemsColon = false;
+    }
+    return true;
+  }
+
+  /** Whether the whole text was one object with exactly one top-level `items` array. */
+  complete(): boolean {
+    return !this.#failed && this.first >= 0 && this.open >= 0 && this.#depth === 0 && !this.#inString;
+  }
+
+  #fail(): false {
+    this.#failed = true;
+    return false;
+  }
+}
+
+/** A file's size, or -1 when it cannot be read (the text path then reports why). */
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return -1;
+  }
+}
+
+/** Reads `length` bytes of the file at `position`. */
+function readBytes(fd: number, position: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const n = readSync(fd, out, got, length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return out.subarray(0, got);
+}
+
+/**
+ * readJsonList for a big .json file, in two passes over chunks: the layout, then each item decoded
+ * and parsed from its own bytes. Returns false (having visited nothing) when the file is not such a
+ * List, and on any error re-reads the file as text so that the same error is reported as the
+ * whole-text path would.
+ */
+function readJsonListChunked(path: string, file: string, visit: (doc: ManifestDoc) => void): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return false; // the text path reports why it cannot be read
+  }
+  try {
+    const size = statSync(path).size;
+    const chunk = Buffer.allocUnsafe(Math.max(1, chunkedJsonList.chunkBytes));
+    const layout = new ChunkedListLayout();
+    // A UTF-8 byte order mark is skipped, as the text path drops U+FEFF.
+    const bom = readBytes(fd, 0, 3);
+    let pos = bom.length === 3 && bom[0] === 0xef && bom[1] === 0xbb && bom[2] === 0xbf ? 3 : 0;
+    const textStart = pos;
+    try {
+      for (;;) {
+        const n = readSync(fd, chunk, 0, chunk.length, pos);
+        if (n === 0) break;
+        if (!layout.feed(chunk, n, pos)) return false;
+        pos += n;
+      }
+    } catch {
+      return false; // a read error: the text path reports it
+    }
+    if (!layout.complete() || pos !== size) return false;
+    const text = (from: number, to: number): string => readBytes(fd, from, to - from).toString('utf8');
+    let wrapper: unknown;
+    try {
+      wrapper = JSON.parse(text(layout.first, layout.open + 1) + text(layout.close, size));
+    } catch {
+      return false;
+    }
+    if (!isRecord(wrapper) || !isList(wrapper)) return false;
+    try {
+      checkObject(wrapper, file, layout.firstLine);
+      const what = String(wrapper.kind);
+      // Items in file order, each decoded from its own bytes (copied when it spans chunks).
+      let base = textStart;
+      let n = 0;
+      const next = (): void => {
+        base += n;
+        n = readSync(fd, chunk, 0, chunk.length, base);
+        if (n === 0) throw new InputError('changed while it was read', { file });
+      };
+      next();
+      layout.items.forEach((span, i) => {
+        while (span.start >= base + n) next();
+        let body: string;
+        if (span.end <= base + n) {
+          body = chunk.toString('utf8', span.start - base, span.end - base);
+        } else {
+          const parts = [Buffer.from(chunk.subarray(span.start - base, n))];
+          for (;;) {
+            next();
+            if (span.end <= base + n) break;
+            parts.push(Buffer.from(chunk.subarray(0, n)));
+          }
+          parts.push(chunk.subarray(0, span.end - base));
+          body = Buffer.concat(parts).toString('utf8');
+        }
+        const item: unknown = JSON.parse(body);
+        if (item === null || item === undefined) return;
+        checkObject(item, file, span.line, `item ${i} of the ${what}`);
+        visit({ object: item, file, line: span.line });
+      });
+      chunkedJsonList.listsRead++;
+    } catch (e) {
+      // Report what the whole-text path would: its error, or this one.
+      let whole: string;
+      try {
+        whole = readFileSync(path, 'utf8');
+      } catch (r) {
+        throw new InputError(`cannot read: ${(r as NodeJS.ErrnoException).code ?? errMessage(r)}`, { file });
+      }
+      if (whole.charCodeAt(0) === 0xfeff) whole = whole.slice(1);
+      readJson(file, whole, () => undefined, 0);
+      throw e;
+    }
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function countLines(text: string, end: number): number {
   let n = 1;
   for (let i = text.indexOf('\n'); i >= 0 && i < end; i = text.indexOf('\n', i + 1)) n++;
@@ -455,6 +699,7 @@ export function readManifests(paths: readonly string[]): ManifestDoc[] {
 export function forEachManifest(paths: readonly string[], visit: (doc: ManifestDoc) => void): void {
   for (const path of expand(paths)) {
     const file = path === STDIN ? STDIN_NAME : path;
+    if (path !== STDIN && /\.json$/i.test(file) && sizeOf(path) >= chunkedJsonList.fromBytes && readJsonListChunked(path, file, visit)) continue;
     let text: string;
     try {
       text = readFileSync(path === STDIN ? 0 : path, 'utf8');

@@ -5,7 +5,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { forEachManifest, readManifests, type ManifestDoc } from '../../src/state/manifests.ts';
+import { chunkedJsonList, forEachManifest, readManifests, type ManifestDoc } from '../../src/state/manifests.ts';
 
 const cm = (name: string, extra: Record<string, unknown> = {}) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'ns' }, ...extra });
 
@@ -24,10 +24,9 @@ function both(dir: string, text: string): { json: unknown; yaml: unknown } {
   return { json: run('x.json'), yaml: run('x.yaml') };
 }
 
-t.test('same objects, lines and errors as the whole-document parse', async (t) => {
-  const dir = t.testdir({});
-  const list = (items: unknown[], extra = {}) => ({ apiVersion: 'v1', kind: 'List', ...extra, items });
-  const texts = [
+const list = (items: unknown[], extra = {}) => ({ apiVersion: 'v1', kind: 'List', ...extra, items });
+/** Texts the item-by-item reader must read as the whole-document parse does (some are not Lists). */
+const TEXTS = [
     JSON.stringify(list([cm('a'), cm('b')]), null, 2),
     JSON.stringify(list([cm('a'), null, cm('b')])),
     JSON.stringify(list([])),
@@ -48,7 +47,11 @@ t.test('same objects, lines and errors as the whole-document parse', async (t) =
     '\u00a0{"apiVersion":"v1","kind":"List","items":[]}',
     '[{"apiVersion":"v1","kind":"List","items":[]}]',
     '',
-  ];
+];
+
+t.test('same objects, lines and errors as the whole-document parse', async (t) => {
+  const dir = t.testdir({});
+  const texts = TEXTS;
   for (const text of texts) {
     const { json, yaml } = both(dir, text);
     let valid = true;
@@ -90,4 +93,61 @@ t.test('forEachManifest visits in order, before the whole file is read', async (
   forEachManifest([dir], (d) => seen.push(d));
   t.same(seen.map((d) => (d.object.metadata as { name: string }).name), ['a', 'b', 'c']);
   t.same(seen.map((d) => d.line), [1, 1, 1]);
+});
+
+/** Runs `fn` with every .json file read in chunks of `chunkBytes`; returns how many Lists were read so. */
+function chunked(chunkBytes: number, fn: () => void): number {
+  const saved = { ...chunkedJsonList };
+  chunkedJsonList.fromBytes = 0;
+  chunkedJsonList.chunkBytes = chunkBytes;
+  const before = chunkedJsonList.listsRead;
+  try {
+    fn();
+    return chunkedJsonList.listsRead - before;
+  } finally {
+    chunkedJsonList.fromBytes = saved.fromBytes;
+    chunkedJsonList.chunkBytes = saved.chunkBytes;
+  }
+}
+
+t.test('big .json files are read in chunks: the same objects, lines and errors, whatever the chunk size', async (t) => {
+  const dir = t.testdir({});
+  const bom = '\ufeff' + JSON.stringify(list([cm('a', { data: { k: 'é€𝄞' } })]), null, 1);
+  const texts = [...TEXTS, bom, JSON.stringify(list([cm('ü'.repeat(40)), cm('b', { data: { x: '"]},[{' } })]))];
+  const listsBySize: number[] = [];
+  for (const size of [1, 2, 7, 64, 1 << 20]) {
+    let lists = 0;
+    for (const text of texts) {
+      const whole = both(dir, text).json;
+      let viaChunks: unknown;
+      lists += chunked(size, () => (viaChunks = both(dir, text).json));
+      t.same(viaChunks, whole, `${size}-byte chunks: ${text.slice(0, 60)}`);
+    }
+    listsBySize.push(lists);
+  }
+  // The chunk size changes nothing about which files are read in chunks: at least the seven Lists at
+  // the head of TEXTS and the two added here (the rest are errors or not Lists, left to the text path).
+  t.same(new Set(listsBySize).size, 1, `Lists read in chunks at each size: ${listsBySize.join(', ')}`);
+  t.ok(listsBySize[0]! >= 9, `${listsBySize[0]} of ${texts.length} texts read in chunks`);
+});
+
+t.test('random Lists read in chunks equal the whole document', async (t) => {
+  const dir = t.testdir({});
+  const item = fc.oneof(
+    fc.record({ apiVersion: fc.constant('v1'), kind: fc.constantFrom('ConfigMap', 'Pod', 'List'), metadata: fc.record({ name: fc.string({ minLength: 1, maxLength: 5 }) }), data: fc.jsonValue({ maxDepth: 2 }) }),
+    fc.constant(null),
+  );
+  let lists = 0;
+  fc.assert(
+    fc.property(fc.array(item, { maxLength: 5 }), fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(0, 1, 2), fc.integer({ min: 1, max: 40 }), (items, meta, indent, size) => {
+      const text = JSON.stringify({ metadata: meta, kind: 'List', items, apiVersion: 'v1' }, null, indent);
+      const whole = both(dir, text).json;
+      let viaChunks: unknown;
+      lists += chunked(size, () => (viaChunks = both(dir, text).json));
+      t.same(viaChunks, whole);
+      return true;
+    }),
+    { numRuns: 150 },
+  );
+  t.equal(lists, 150, 'every random List was read in chunks');
 });

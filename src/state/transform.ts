@@ -51,6 +51,16 @@ function bool(v: unknown): boolean | undefined {
  * is built rather than `delete`d from: deleting puts V8 objects in dictionary mode, which costs ~400
  * bytes per object, and a large cluster holds a few per pod.
  */
+/**
+ * out[k] = v for a key that comes from the input. JSON.parse makes `"__proto__"` an own key; assigned,
+ * it would set the copy's prototype instead (its fields then read through it and no key comparison sees
+ * them), so it is defined as the data it is.
+ */
+export function setOwn(out: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else out[k] = v;
+}
+
 function compact<T extends Rec>(o: T): T {
   let all = true;
   for (const k in o) {
@@ -129,7 +139,7 @@ function stringMap(v: unknown, keep?: (key: string) => boolean, share = true): L
     else if (typeof val === 'number' || typeof val === 'boolean') s = String(val);
     if (s === undefined) continue;
     s = share ? intern(s) : s;
-    out[k] = s;
+    setOwn(out, k, s);
     if (share) parts.push(k.length, ':', k, s.length, ':', s);
     n++;
   }
@@ -177,7 +187,7 @@ function plainJson(v: unknown, depth = 0, seen: Set<object> = new Set()): unknow
     const out: Rec = {};
     for (const [k, x] of Object.entries(v)) {
       const c = plainJson(x, depth + 1, seen);
-      if (c !== undefined) out[k] = c;
+      if (c !== undefined) setOwn(out, k, c);
     }
     return out;
   } finally {
@@ -340,17 +350,11 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
     }
     case 'EndpointSlice': {
       const endpoints: Rec[] = [];
+      // Addresses only: rules judge every endpoint a Service may send to. Readiness (conditions) and the
+      // targetRef are not kept: nothing reads them, and a readiness flip would otherwise be a new state.
       for (const e of arr(raw.endpoints)) {
         if (!isRec(e)) continue;
-        const ready = isRec(e.conditions) ? bool(e.conditions.ready) : undefined;
-        const t = isRec(e.targetRef) ? e.targetRef : undefined;
-        endpoints.push(
-          compact({
-            addresses: stringList(e.addresses) ?? [],
-            conditions: isRec(e.conditions) ? compact({ ready }) : undefined,
-            targetRef: t ? compact({ kind: istr(t.kind), name: str(t.name), namespace: istr(t.namespace) }) : undefined,
-          }),
-        );
+        endpoints.push({ addresses: stringList(e.addresses) ?? [] });
       }
       const ports: Rec[] = [];
       for (const p of arr(raw.ports)) {

@@ -84,8 +84,6 @@ export interface EndpointSlice extends KubeObject {
   readonly addressType?: string;
   readonly endpoints?: readonly {
     readonly addresses: readonly string[];
-    readonly conditions?: { readonly ready?: boolean };
-    readonly targetRef?: { readonly kind?: string; readonly name?: string; readonly namespace?: string };
   }[];
   readonly ports?: readonly { readonly name?: string; readonly port?: number; readonly protocol?: string }[];
 }

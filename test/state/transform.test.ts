@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import { KIND_NAMES } from '../../src/state/kinds.ts';
 import { keepAnnotation, transformObject, transformRequestObject } from '../../src/state/transform.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
-import type { ConfigMap, Deployment, MutatingWebhookConfiguration, Pod, PolicyObject, Service } from '../../src/state/types.ts';
+import { sameJson } from '../../src/state/store.ts';
+import type { ConfigMap, Deployment, EndpointSlice, MutatingWebhookConfiguration, Pod, PolicyObject, Service } from '../../src/state/types.ts';
 
 const fullPod = {
   apiVersion: 'v1',
@@ -136,7 +137,9 @@ t.test('deployment, service, webhook, endpointslice, node, binding, gateway', as
     endpoints: [{ addresses: ['172.18.0.2'], conditions: { ready: true, serving: true }, targetRef: { kind: 'Pod', name: 'p', namespace: 'default', uid: 'x' }, nodeName: 'n' }],
     ports: [{ name: 'https', port: 6443, protocol: 'TCP', appProtocol: 'x' }],
   });
-  t.match(e, { addressType: 'IPv4', endpoints: [{ addresses: ['172.18.0.2'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'p', namespace: 'default' } }], ports: [{ name: 'https', port: 6443, protocol: 'TCP' }] });
+  t.match(e, { addressType: 'IPv4', ports: [{ name: 'https', port: 6443, protocol: 'TCP' }] });
+  // Addresses only: readiness and targetRef are read by no rule, and a readiness flip is no new state.
+  t.same((e as EndpointSlice).endpoints, [{ addresses: ['172.18.0.2'] }]);
   t.notMatch(JSON.stringify(e), /appProtocol|serving|nodeName/);
 
   const n = transformObject('Node', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1', namespace: 'ignored' }, spec: { podCIDR: '10.0.0.0/24', podCIDRs: ['10.0.0.0/24'], taints: [] }, status: { addresses: [{ type: 'InternalIP', address: '192.168.0.1' }], capacity: {} } });
@@ -211,4 +214,16 @@ t.test('request objects reuse the shared values of the state but add none', asyn
   t.same(stateB.metadata.labels, requestOnly.metadata.labels);
   const stateC = transformObject('Pod', podWith('c', { team: 'only-in-a-request-7f3a' })) as Pod;
   t.equal(stateC.metadata.labels, stateB.metadata.labels, 'state objects share again after a request transform');
+});
+
+t.test('a "__proto__" key stays data: it neither sets the copy\'s prototype nor hides from comparison', async (t) => {
+  const raw = (action: string) => JSON.parse(`{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":{"name":"p","namespace":"ns"},"spec":{"__proto__":{"action":"${action}"}},"data":{"__proto__":"x"}}`) as Record<string, unknown>;
+  const deny = transformObject('AuthorizationPolicy', raw('DENY')) as PolicyObject;
+  const spec = deny.spec as Record<string, unknown>;
+  t.equal(Object.getPrototypeOf(spec), Object.prototype);
+  t.equal(spec['action'], undefined, 'nothing is read through a prototype');
+  t.same(Object.keys(spec), ['__proto__']);
+  t.notOk(sameJson(deny, transformObject('AuthorizationPolicy', raw('ALLOW'))), 'an update of it is a change');
+  const cm = transformObject('ConfigMap', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'istio-system' }, data: JSON.parse('{"__proto__":"x","mesh":"m"}') }) as ConfigMap;
+  t.same(Object.keys(cm.data ?? {}).sort(), ['__proto__', 'mesh']);
 });

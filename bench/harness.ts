@@ -184,7 +184,7 @@ export function serverCounters(port: number, ca: Buffer): Promise<{ hit: number;
       res.on('data', (c: string) => (text += c));
       res.on('end', () => {
         const read = (result: string): number => Number(new RegExp(`meshguard_verdict_cache_lookups_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? NaN);
-        const gc = (what: 'sum' | 'count'): number => Number(new RegExp(`^nodejs_gc_duration_seconds_${what}\\{kind="major"\\} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? 0);
+        const gc = (what: 'sum' | 'count'): number => Number(new RegExp(`^nodejs_gc_duration_seconds_${what}\\{kind="major"\\} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? NaN);
         resolve({ hit: read('hit'), miss: read('miss'), majorGcs: gc('count'), majorGcSeconds: gc('sum') });
       });
     });

@@ -307,7 +307,9 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     log(`size ${pods}: max`);
     const max = await load('max');
     // Readiness changes first: they leave the state as it is, and the label churn's rebuilt caches
-    // would otherwise leave their garbage (a major collection) to this phase.
+    // would otherwise leave their garbage (a major collection) to this phase. meshguard's state shows
+    // nothing of these events by design; that they arrive on its pod watch is shown by the label churn
+    // right after (same watch, its cache hits drop) and by test/state/live.test.ts.
     log(`size ${pods}: ${RATE} req/s with ${CHURN} pod readiness changes/s`);
     const stopStatus = churn(api, podList, CHURN, 'status');
     let statusChurned: LoadResult;
@@ -376,7 +378,7 @@ const mb = (b: number): string => f(b / 2 ** 20, 0);
 /** A phase's cache hit share and the major collections that fell into it. */
 const hits = (r: LoadResult): string =>
   (r.cacheHitRatio === undefined || Number.isNaN(r.cacheHitRatio) ? '-' : `${f(100 * r.cacheHitRatio, 0)}%`) +
-  (r.majorGcs ? `; ${r.majorGcs} major GC, ${f(r.majorGcMs, 0)} ms` : '');
+  (r.majorGcs === undefined || r.majorGcs === 0 ? '' : Number.isNaN(r.majorGcs) ? '; major GCs unknown' : `; ${r.majorGcs} major GC, ${f(r.majorGcMs, 0)} ms`);
 
 function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): string {
   const lines = [

@@ -205,7 +205,7 @@ function report(r: Record<string, unknown>): string {
   lines.push('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   const pct = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '-' : `${f(100 * x, 0)}%`);
   const row = (name: string, pods: string, shape: Shape, rate: LoadResult, max: LoadResult, ratio: string, hits: string): string =>
-    `| ${name} | ${pods} | ${SHAPE_NAMES[shape]} | ${hits} | ${f(rate.p50, 3)} | ${f(rate.p99, 3)} | ${f(rate.p999, 3)} | ${rate.majorGcs === undefined ? '-' : `${rate.majorGcs}, ${f(rate.majorGcMs, 0)} ms`} | ${f(rate.lateP99, 3)} | ${rate.errors + max.errors} | ${f(max.rps, 0)} | ${ratio} | ${f(max.serverCpuMicros, 0)} |`;
+    `| ${name} | ${pods} | ${SHAPE_NAMES[shape]} | ${hits} | ${f(rate.p50, 3)} | ${f(rate.p99, 3)} | ${f(rate.p999, 3)} | ${rate.majorGcs === undefined || Number.isNaN(rate.majorGcs) ? '-' : `${rate.majorGcs}, ${f(rate.majorGcMs, 0)} ms`} | ${f(rate.lateP99, 3)} | ${rate.errors + max.errors} | ${f(max.rps, 0)} | ${ratio} | ${f(max.serverCpuMicros, 0)} |`;
   for (const shape of SHAPES) lines.push(row('baseline (no-op)', '-', shape, base[shape].rate, base[shape].max, '100%', '-'));
   for (const s of sizes) {
     for (const shape of SHAPES) {

@@ -310,26 +310,25 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     // would otherwise leave their garbage (a major collection) to this phase. meshguard's state shows
     // nothing of these events by design; that they arrive on its pod watch is shown by the label churn
     // right after (same watch, its cache hits drop) and by test/state/live.test.ts.
-    log(`size ${pods}: ${RATE} req/s with ${CHURN} pod readiness changes/s`);
-    const stopStatus = churn(api, podList, CHURN, 'status');
-    let statusChurned: LoadResult;
-    let statusChanges = 0;
-    try {
-      statusChurned = await load('rate');
-    } finally {
-      statusChanges = await stopStatus();
-    }
-    log(`size ${pods}: ${RATE} req/s with ${CHURN} pod changes/s`);
-    const t0 = performance.now();
-    const stop = churn(api, podList, CHURN);
-    let churned: LoadResult;
-    let podChanges = 0;
-    try {
-      churned = await load('rate');
-    } finally {
-      podChanges = await stop();
-    }
-    const churnSeconds = (performance.now() - t0) / 1000;
+    /** The rate phase while pods change (`what`): its result, the changes acknowledged, its length. */
+    const underChurn = async (what: 'labels' | 'status'): Promise<{ result: LoadResult; changes: number; seconds: number }> => {
+      log(`size ${pods}: ${RATE} req/s with ${CHURN} pod ${what === 'status' ? 'readiness' : 'label'} changes/s`);
+      const t0 = performance.now();
+      const stop = churn(api, podList, CHURN, what);
+      let result: LoadResult;
+      let changes = 0;
+      try {
+        result = await load('rate');
+      } finally {
+        changes = await stop();
+      }
+      return { result, changes, seconds: (performance.now() - t0) / 1000 };
+    };
+    const readiness = await underChurn('status');
+    const labels = await underChurn('labels');
+    const churned = labels.result;
+    const podChanges = labels.changes;
+    const churnSeconds = labels.seconds;
     const after = await stateObjects(port, ca);
     if ((after['Pod'] ?? 0) < (expected['Pod'] ?? 0)) throw new Error('bench/live: pods went missing from meshguard\'s state during the churn');
     const serverRssLoaded = rssOf(server.pid);
@@ -364,7 +363,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
       serverRssReady, serverRssLoaded, serverRssPeak, heapUsedReady, heapUsedLoaded, controlRssReady, controlHeapUsedReady, rate, max,
       churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu },
       churnControl: control,
-      statusChurn: { ...statusChurned, podChanges: statusChanges },
+      statusChurn: { ...readiness.result, podChanges: readiness.changes },
     };
   } finally {
     api.close();

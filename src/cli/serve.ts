@@ -81,7 +81,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const server = await createServer({
     source,
     decide: cached,
-    ...(cacheEntries > 0 ? { verdictCacheStats: cached.stats } : {}),
+    ...(cacheEntries > 0 ? { verdictCacheStats: () => cached.stats(source.state) } : {}),
     // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
     // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.
     warmUp: async (shouldStop) => {

@@ -45,7 +45,11 @@ export interface VerdictCacheStats {
 }
 
 export interface CachingDecide extends Decide {
-  stats(): VerdictCacheStats;
+  /**
+   * The counters. Given the current state, entries of an older one are dropped first (they would
+   * otherwise be counted, and held, until the next request).
+   */
+  stats(current?: ClusterState): VerdictCacheStats;
 }
 
 /** The cache key of a change: a digest of what decide() reads from it. */
@@ -98,14 +102,18 @@ export function cachingDecide(decide: Decide, maxEntries = DEFAULT_VERDICT_CACHE
   let hits = 0;
   let misses = 0;
 
-  const cached = (change: Change, state: ClusterState): Decision => {
-    if (maxEntries <= 0 || change.kind === undefined) return decide(change, state);
+  /** Empties the cache unless it holds decisions for `state` as it is now. */
+  const keepOnlyFor = (state: ClusterState): void => {
     if (state !== forState || state.revision !== forRevision) {
       entries.clear();
       weight = 0;
       forState = state;
       forRevision = state.revision;
     }
+  };
+  const cached = (change: Change, state: ClusterState): Decision => {
+    if (maxEntries <= 0 || change.kind === undefined) return decide(change, state);
+    keepOnlyFor(state);
     const key = cacheKey(change);
     const hit = entries.get(key);
     if (hit !== undefined) {
@@ -130,5 +138,9 @@ export function cachingDecide(decide: Decide, maxEntries = DEFAULT_VERDICT_CACHE
     }
     return decision;
   };
-  return Object.assign(cached, { stats: (): VerdictCacheStats => ({ hits, misses, entries: entries.size, weight }) });
+  const stats = (current?: ClusterState): VerdictCacheStats => {
+    if (current !== undefined) keepOnlyFor(current);
+    return { hits, misses, entries: entries.size, weight };
+  };
+  return Object.assign(cached, { stats });
 }

@@ -357,7 +357,7 @@ t.test('verdict cache: a repeated review is answered from memory, logged as cach
   const source = fakeSource(true);
   const inner = recordingDecide(() => ({ allowed: false, skipped: [], findings: [finding('dns-egress-missing', 'deny', 'x')] }));
   const decide = cachingDecide(inner);
-  const s = await startServer(t, { source, decide, verdictCacheStats: decide.stats });
+  const s = await startServer(t, { source, decide, verdictCacheStats: () => decide.stats(source.state) });
   const first = await postReview(s.url, review(), { ca: s.ca });
   // A new uid and a dry run: the same request for every rule.
   const again = review({ dryRun: true });
@@ -376,6 +376,8 @@ t.test('verdict cache: a repeated review is answered from memory, logged as cach
   t.match(m.text, /meshguard_findings_total\{rule="dns-egress-missing",action="deny"\} 2\b/, 'findings of cached answers count');
   // A watch event: the state changes, the request is evaluated again.
   source.state.upsert('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'blue' } });
+  m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  t.match(m.text, /meshguard_verdict_cache_entries 0\b/, 'entries of the old state are not counted (nor kept)');
   await postReview(s.url, review(), { ca: s.ca });
   t.equal(inner.calls.length, 2);
   m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });

@@ -3,7 +3,7 @@
 // promptly (no handle left open) and an unreachable cluster is an input error.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -58,6 +58,15 @@ t.test('snapshot and check against a live cluster', async (t) => {
   t.ok(state.get('Pod', 'shop', 'web-0'), 'the pod is in the snapshot');
   t.ok(state.get('Service', 'kube-system', 'kube-dns'));
   t.equal(state.list('EndpointSlice', 'default').length, 1, 'the kubernetes EndpointSlice');
+
+  // A .json file gets JSON (loaded item by item), with the same objects.
+  const jsonFile = join(dir, 'snap.json');
+  const snapJson = await meshguard(['snapshot', '--kubeconfig', cp.kubeconfigPath, '-o', jsonFile]);
+  t.equal(snapJson.code, 0, snapJson.stderr);
+  t.equal((JSON.parse(readFileSync(jsonFile, 'utf8')) as { kind: string }).kind, 'List', 'JSON');
+  const fromJson = loadSnapshot([jsonFile]);
+  t.same(fromJson.list('Pod').map((p) => p.metadata.name), state.list('Pod').map((p) => p.metadata.name));
+  t.equal(fromJson.list('EndpointSlice', 'default').length, 1);
 
   const live = await meshguard(['check', '--kubeconfig', cp.kubeconfigPath, '--output', 'json', manifest]);
   t.equal(live.code, 1, live.stderr);

@@ -48,7 +48,9 @@ function labelKeys(p: Pod): readonly string[] {
 
 /**
  * Deep equality of two transformed objects (plain JSON: the transform's output). Shared values (interned
- * label maps and container lists) are the same object, which ends the comparison early.
+ * label maps and container lists) are the same object, which ends the comparison early. Key order is
+ * not compared (a reordered update keeps the stored object), and only plain objects, arrays and JSON
+ * scalars are told apart: Dates, Maps or prototypes are not what the transform makes.
  */
 export function sameJson(a: unknown, b: unknown): boolean {
   if (a === b) return true;

@@ -96,6 +96,23 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
   });
   new Counter({
+    name: 'meshguard_state_watch_events_total',
+    help: 'Watch events applied to the cluster state cache, by kind and result: changed (a new state revision: caches rebuilt) or unchanged (nothing meshguard keeps changed, e.g. pod readiness).',
+    labelNames: ['kind', 'result'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const events = source?.stats().watchEvents;
+      if (!events) return;
+      for (const kind of KIND_NAMES) {
+        const c = events[kind];
+        if (!c) continue;
+        this.inc({ kind, result: 'changed' }, c.changed);
+        this.inc({ kind, result: 'unchanged' }, c.unchanged);
+      }
+    },
+  });
+  new Counter({
     name: 'meshguard_verdict_cache_lookups_total',
     help: 'Requests of kinds meshguard models answered from the verdict cache (hit: same request, same state revision) or evaluated (miss).',
     labelNames: ['result'] as const,

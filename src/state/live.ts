@@ -194,6 +194,8 @@ export class LiveSource implements StateSource {
   /** A watch silent this long is opened again (half the watchdog period, at most 30 s). */
   readonly #watchIdleMs: number;
   readonly #streams: Stream[] = [];
+  /** Watch events applied, per kind: whether each moved the state to a new revision (see stats()). */
+  readonly #events: Partial<Record<KindName, { changed: number; unchanged: number }>> = {};
   #api?: KubeApi;
   #watchdog?: NodeJS.Timeout;
   #stopped = false;
@@ -281,9 +283,17 @@ export class LiveSource implements StateSource {
       objects,
       ...(newest !== undefined ? { secondsSinceLastEvent: newest } : {}),
       secondsSinceLastEventByKind: byKind,
+      watchEvents: structuredClone(this.#events),
       missingKinds: missing,
       synced: this.synced(),
     };
+  }
+
+  #countEvent(kind: KindName, changed: boolean): void {
+    let c = this.#events[kind];
+    if (c === undefined) this.#events[kind] = c = { changed: 0, unchanged: 0 };
+    if (changed) c.changed++;
+    else c.unchanged++;
   }
 
   #name(s: Stream): string {
@@ -464,12 +474,16 @@ export class LiveSource implements StateSource {
       case 'ADDED':
       case 'MODIFIED': {
         const obj = transformObject(s.kind, raw);
+        const revision = this.state.revision;
         if (obj.metadata.name && (s.namespace === undefined || obj.metadata.namespace === s.namespace)) this.state.upsert(s.kind, obj);
+        this.#countEvent(s.kind, this.state.revision !== revision);
         break;
       }
       case 'DELETED': {
         const obj = transformObject(s.kind, raw);
+        const revision = this.state.revision;
         if (obj.metadata.name) this.state.remove(s.kind, obj.metadata.namespace, obj.metadata.name);
+        this.#countEvent(s.kind, this.state.revision !== revision);
         break;
       }
       case 'BOOKMARK':

@@ -235,6 +235,11 @@ export interface StateStats {
   readonly secondsSinceLastEvent?: number;
   /** Per kind: seconds since its last watch event, reconnect or relist (live only); the oldest is the one to watch. */
   readonly secondsSinceLastEventByKind?: Readonly<Partial<Record<KindName, number>>>;
+  /**
+   * Watch events applied since start, per kind (live only): `changed` moved the state to a new revision,
+   * `unchanged` changed nothing meshguard keeps (a pod's readiness, an object's resourceVersion).
+   */
+  readonly watchEvents?: Readonly<Partial<Record<KindName, { readonly changed: number; readonly unchanged: number }>>>;
   /** Optional kinds whose CRD is not installed (live only): they are empty. */
   readonly missingKinds?: readonly KindName[];
   readonly synced: boolean;

@@ -36,7 +36,7 @@ export function fakeSource(synced = true): FakeSource {
     },
     stats(): StateStats {
       const objects: Partial<Record<KindName, number>> = { Pod: state.count('Pod'), Namespace: state.count('Namespace') };
-      return { objects, synced: isSynced, secondsSinceLastEvent: 1.5 };
+      return { objects, synced: isSynced, secondsSinceLastEvent: 1.5, watchEvents: { Pod: { changed: 2, unchanged: 5 } } };
     },
   };
 }

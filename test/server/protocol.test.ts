@@ -297,6 +297,8 @@ t.test('metrics: verdicts, findings, latency, state gauges', async (t) => {
   t.match(m.text, /meshguard_state_synced 1\b/);
   t.match(m.text, /meshguard_state_objects\{kind="Pod"\} 1\b/);
   t.match(m.text, /meshguard_state_seconds_since_last_event 1.5\b/);
+  t.match(m.text, /meshguard_state_watch_events_total\{kind="Pod",result="changed"\} 2\b/);
+  t.match(m.text, /meshguard_state_watch_events_total\{kind="Pod",result="unchanged"\} 5\b/);
   t.match(m.text, /meshguard_tls_reloads_total\{result="success"\} 0\b/);
   t.match(m.text, /process_resident_memory_bytes/);
   source.setSynced(false);

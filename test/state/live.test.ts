@@ -136,6 +136,8 @@ t.test('LiveSource: sync, events, missing CRDs, ConfigMap namespaces', async (t)
   api.put(PODS, pod('shop', 'web-2', { app: 'api', v: '2' }));
   await until('web-2 relabelled again', () => s.get('Pod', 'shop', 'web-2')?.metadata.labels?.v === '2');
   t.equal(s.revision, revision + 1, 'only the label change moved the revision');
+  // Watch events since the list: web-2 added, relabelled, made ready, relabelled again.
+  t.same(src.stats().watchEvents?.Pod, { changed: 3, unchanged: 1 });
   t.not(s.get('Pod', 'shop', 'web-2'), before);
   api.delete(PODS, 'shop', 'web-1');
   await until('web-1 deleted', () => s.get('Pod', 'shop', 'web-1') === undefined);

@@ -178,6 +178,13 @@ async function stateObjects(port: number, ca: Buffer): Promise<Record<string, nu
   return out;
 }
 
+/** Pod watch events meshguard has applied (meshguard_state_watch_events_total), by result. */
+async function podEvents(port: number, ca: Buffer): Promise<{ changed: number; unchanged: number }> {
+  const text = await metricsText(port, ca);
+  const read = (result: string): number => Number(new RegExp(`^meshguard_state_watch_events_total\\{kind="Pod",result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  return { changed: read('changed'), unchanged: read('unchanged') };
+}
+
 /** V8 heap in use (nodejs_heap_size_used_bytes from meshguard's /metrics), to set RSS against. */
 async function heapUsed(port: number, ca: Buffer): Promise<number> {
   const m = /^nodejs_heap_size_used_bytes (\d+)/m.exec(await metricsText(port, ca));
@@ -191,6 +198,13 @@ async function heapUsed(port: number, ca: Buffer): Promise<number> {
  * report readiness: watch events that change nothing meshguard keeps. Returns a stop function that
  * resolves to the number of changes acknowledged.
  */
+/**
+ * Values written by churn() so far, over all its calls: a value is never written twice, or a phase that
+ * follows another would patch pods to the values they already have, which the apiserver answers without
+ * a watch event (until this counter, the label churn phase repeated the idle phase's first half).
+ */
+let churnValues = 0;
+
 function churn(api: Api, pods: readonly Obj[], perSecond: number, what: 'labels' | 'status' = 'labels'): () => Promise<number> {
   let n = 0;
   let acked = 0;
@@ -202,7 +216,8 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number, what: 'labels'
     const due = Math.floor(((performance.now() - t0) / 1000) * perSecond);
     while (n < due) {
       const p = pods[(n * 7919) % pods.length]!;
-      const v = String(n++);
+      n++;
+      const v = String(++churnValues);
       const req = (what === 'labels'
         ? api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': v } } }, 'application/merge-patch+json')
         : api.request('PATCH', `${pathOf(p)}/${p.metadata.name}/status`, { status: { conditions: [{ type: 'Ready', status: n % 2 === 0 ? 'True' : 'False', reason: `bench-${v}` }] } }, 'application/merge-patch+json'))
@@ -238,11 +253,11 @@ interface SizeResult {
   controlHeapUsedReady: number;
   rate: LoadResult;
   max: LoadResult;
-  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; mainCpuMicrosPerPodChange: number; quietCpuSeconds: number };
+  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; mainCpuMicrosPerPodChange: number; quietCpuSeconds: number; podEvents: { changed: number; unchanged: number } };
   /** The same churn and rate against meshguard serving a state file (it sees no events). */
   churnControl: LoadResult;
   /** The rate with as many pod readiness (status) changes a second instead of label changes. */
-  statusChurn: LoadResult & { podChanges: number };
+  statusChurn: LoadResult & { podChanges: number; podEvents: { changed: number; unchanged: number } };
 }
 
 async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]): Promise<SizeResult> {
@@ -307,11 +322,14 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     log(`size ${pods}: max`);
     const max = await load('max');
     // Readiness changes first: they leave the state as it is, and the label churn's rebuilt caches
-    // would otherwise leave their garbage (a major collection) to this phase. meshguard's state shows
-    // nothing of these events by design; that they arrive on its pod watch is shown by the label churn
-    // right after (same watch, its cache hits drop) and by test/state/live.test.ts.
-    /** The rate phase while pods change (`what`): its result, the changes acknowledged, its length. */
-    const underChurn = async (what: 'labels' | 'status'): Promise<{ result: LoadResult; changes: number; seconds: number }> => {
+    // would otherwise leave their garbage (a major collection) to this phase. underChurn checks that
+    // meshguard applied the events, as state changes or not.
+    /**
+     * The rate phase while pods change (`what`): its result, the changes acknowledged, its length, and
+     * the pod watch events meshguard applied meanwhile (changed or not its state).
+     */
+    const underChurn = async (what: 'labels' | 'status'): Promise<{ result: LoadResult; changes: number; seconds: number; events: { changed: number; unchanged: number } }> => {
+      const events0 = await podEvents(port, ca);
       log(`size ${pods}: ${RATE} req/s with ${CHURN} pod ${what === 'status' ? 'readiness' : 'label'} changes/s`);
       const t0 = performance.now();
       const stop = churn(api, podList, CHURN, what);
@@ -322,7 +340,14 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
       } finally {
         changes = await stop();
       }
-      return { result, changes, seconds: (performance.now() - t0) / 1000 };
+      const seconds = (performance.now() - t0) / 1000;
+      await new Promise((r) => setTimeout(r, 500)); // the last events are on their way
+      const events1 = await podEvents(port, ca);
+      const events = { changed: events1.changed - events0.changed, unchanged: events1.unchanged - events0.unchanged };
+      // Every change is a watch event; readiness ones must leave the state as it is, label ones not.
+      const expected = what === 'status' ? events.unchanged : events.changed;
+      if (expected < changes * 0.95) throw new Error(`bench/live: ${changes} pod ${what} changes, but meshguard applied ${JSON.stringify(events)} watch events`);
+      return { result, changes, seconds, events };
     };
     const readiness = await underChurn('status');
     const labels = await underChurn('labels');
@@ -361,9 +386,9 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     return {
       pods, objects: objects.length, apiserverLoad, startupMs: started.readyMs, stateObjects: seen,
       serverRssReady, serverRssLoaded, serverRssPeak, heapUsedReady, heapUsedLoaded, controlRssReady, controlHeapUsedReady, rate, max,
-      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu },
+      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu, podEvents: labels.events },
       churnControl: control,
-      statusChurn: { ...readiness.result, podChanges: readiness.changes },
+      statusChurn: { ...readiness.result, podChanges: readiness.changes, podEvents: readiness.events },
     };
   } finally {
     api.close();
@@ -394,6 +419,9 @@ function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): s
   for (const s of r.sizes) {
     lines.push(`| ${s.pods} | ${mb(s.serverRssReady)} / ${mb(s.heapUsedReady)} | ${mb(s.heapUsedLoaded)} | ${mb(s.controlRssReady)} / ${mb(s.controlHeapUsedReady)} |`);
   }
+  lines.push('', 'Pod watch events meshguard applied during the churn phases (from `meshguard_state_watch_events_total`): new state / state unchanged:', '');
+  lines.push('| pods | readiness churn | label churn |', '|---:|---:|---:|');
+  for (const s of r.sizes) lines.push(`| ${s.pods} | ${s.statusChurn.podEvents.changed} / ${s.statusChurn.podEvents.unchanged} | ${s.churn.podEvents.changed} / ${s.churn.podEvents.unchanged} |`);
   const errors = r.sizes.reduce((n, s) => n + s.rate.errors + s.max.errors + s.churn.errors + s.churnControl.errors + s.statusChurn.errors, 0);
   lines.push('', `Errors (non-200 answers or failed requests) over all phases: ${errors}.`, '');
   return lines.join('\n');

@@ -49,6 +49,11 @@ export function parseIp(ip: string): Addr | undefined {
   return hit ?? undefined;
 }
 
+/** Whether an IP is link-local (169.254.0.0/16, fe80::/10), which no pod is given. */
+export function isLinkLocal(ip: string): boolean {
+  return parseIp(ip)?.range() === 'linkLocal';
+}
+
 /** Canonical text of an IP (for lookups), or undefined when not an IP. */
 export function canonicalIp(ip: string): string | undefined {
   return parsedIp(ip).canonical;

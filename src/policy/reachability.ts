@@ -17,7 +17,7 @@ import type {
   RuleElement,
   Target,
 } from './types.ts';
-import { canonicalIp, cidrInfo, cidrSetContains, ipFamily } from './cidr.ts';
+import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
@@ -124,8 +124,11 @@ export function ipIdentity(state: ClusterState, ip: string, localNode: string | 
   if (!c) throw new Error(`not an IP address: ${ip}`);
   const apiserver = apiserverEndpoints(state).ips.some((a) => canonicalIp(a) === c);
   const node = nodeAddresses(state).get(c);
-  // Node and apiserver addresses are never pod addresses: look pods up only for the rest.
-  const pod = apiserver || node !== undefined ? undefined : podByIp(state, c);
+  // Node and apiserver addresses are never pod addresses, nor are link-local ones (169.254.0.0/16,
+  // fe80::/10: pod IPs come from the pod CIDRs; istio-cni's probe source 169.254.7.127 is one): look
+  // pods up only for the rest. The probe source is asked about for every ambient pod, and after any pod
+  // change a lookup that finds nothing visits every namespace's index.
+  const pod = apiserver || node !== undefined || isLinkLocal(c) ? undefined : podByIp(state, c);
   if (pod) return podIdentity(state, pod);
   const reserved: string[] = [];
   if (apiserver) reserved.push('kube-apiserver');

@@ -83,3 +83,17 @@ t.test('address lookups follow pod changes in the state', async (t) => {
   t.equal(ipIdentity(moved, '10.1.0.1', undefined).pod?.metadata.name, 'again', 'an overlay pod is found by its address');
   t.equal(ipIdentity(s, '10.1.0.1', undefined).pod, undefined, 'but not in the base');
 });
+
+t.test('link-local addresses are never looked up among pods: the probe source stays world after pod changes', async (t) => {
+  const s = cluster();
+  // A pod reporting a link-local address (no IPAM gives one) is not taken for the address's owner:
+  // the probe source 169.254.7.127 and fe80:: addresses are judged as what Cilium sees them as.
+  s.upsert('Pod', pod('a', 'odd', { app: 'odd' }, { ip: '169.254.7.127' }) as KubeObject);
+  const probe = ipIdentity(s, '169.254.7.127', undefined);
+  t.equal(probe.pod, undefined);
+  t.ok(probe.reserved.has('world'), `reserved: ${[...probe.reserved].join(',')}`);
+  t.equal(ipIdentity(s, 'fe80::1', undefined).pod, undefined);
+  // Any other address still finds its pod.
+  s.upsert('Pod', pod('a', 'late', { app: 'late' }, { ip: '10.1.0.9' }) as KubeObject);
+  t.equal(ipIdentity(s, '10.1.0.9', undefined).pod?.metadata.name, 'late');
+});

@@ -7,6 +7,7 @@
 // With --slowest N, the N slowest single requests are listed with what they were.
 // Usage: node [--cpu-prof] bench/profile-rules.ts [--pods 10000] [--rounds 5] [--top 15] [--only <request kind>] [--churn N] [--new] [--slowest N]
 
+import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
 import { toChange } from '../src/admission/review.ts';
@@ -45,10 +46,17 @@ function reviewOf(r: (typeof mix)[number]): AdmissionReview {
   return JSON.parse(JSON.stringify(r.review).replaceAll(SEQ_PLACEHOLDER, `seq-${n}`)) as AdmissionReview;
 }
 
+// Collections, to tell a request slowed by one from a slow request (entries arrive after the loop).
+const gcs: { start: number; ms: number }[] = [];
+const gcObserver = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcs.push({ start: e.startTime, ms: e.duration });
+});
+gcObserver.observe({ entryTypes: ['gc'] });
+
 // Round 0 warms up the JIT and the per-revision caches of the state; later rounds are measured.
 const byLabel = new Map<string, number[]>();
 const all: number[] = [];
-const slow: { ms: number; what: string }[] = [];
+const slow: { ms: number; start: number; what: string }[] = [];
 let total = 0;
 let n = 0;
 for (let round = 0; round <= rounds; round++) {
@@ -61,7 +69,7 @@ for (let round = 0; round <= rounds; round++) {
     if (round === 0) continue;
     total += dt;
     all.push(dt);
-    slow.push({ ms: dt, what: `${r.label} ${change.operation} ${change.gvk.kind} ${change.namespace}/${change.name} (round ${round})` });
+    slow.push({ ms: dt, start: t0, what: `${r.label} ${change.operation} ${change.gvk.kind} ${change.namespace}/${change.name} (round ${round})` });
     const a = byLabel.get(r.label) ?? [];
     a.push(dt);
     byLabel.set(r.label, a);
@@ -77,8 +85,15 @@ for (const [label, a] of byLabel) {
   console.log(label.padEnd(20), ...[mean, pct(a, 50), pct(a, 99), a[a.length - 1]!].map((v) => v.toFixed(3).padStart(7)), String(a.length).padStart(4));
 }
 if (Number(values.slowest) > 0) {
-  console.log('\nslowest requests (ms):');
-  for (const x of slow.sort((a, b) => b.ms - a.ms).slice(0, Number(values.slowest))) console.log(`${x.ms.toFixed(3).padStart(8)}  ${x.what}`);
+  await new Promise((resolve) => setTimeout(resolve, 200)); // let the observer deliver
+  gcObserver.disconnect();
+  console.log(`\n${gcs.length} collections during the run, ${gcs.reduce((n, g) => n + g.ms, 0).toFixed(1)} ms`);
+  console.log('\nslowest requests (ms; with the collections that ran during the request):');
+  for (const x of slow.sort((a, b) => b.ms - a.ms).slice(0, Number(values.slowest))) {
+    const during = gcs.filter((g) => g.start < x.start + x.ms && g.start + g.ms > x.start);
+    const gc = during.length === 0 ? '' : `  [GC ${during.map((g) => g.ms.toFixed(2)).join(' + ')} ms]`;
+    console.log(`${x.ms.toFixed(3).padStart(8)}  ${x.what}${gc}`);
+  }
 }
 
 // Per rule and request kind, total time over one round (rules called directly, as decide() does).

@@ -6,11 +6,12 @@
 //   - latency at the fixed rate and max throughput with the state as the informers built it;
 //   - CPU per pod change (watch events with no requests, less the CPU of an equally long quiet window);
 //   - latency at the fixed rate while pods change under it (watch events replace objects and start a new
-//     state revision, so the per-revision caches are rebuilt while requests arrive), as in a live cluster.
+//     state revision, so the per-revision caches are rebuilt while requests arrive), as in a live cluster,
+//     in turn with a control (the same churn, meshguard serving a state file), --repeats times.
 // Before measuring, it checks that meshguard's view (meshguard_state_objects) holds every object the
 // bench created, so the figures are for the whole cluster.
 //
-// Usage: node bench/live.ts [--pods 10000[,50000]] [--seconds 10] [--rate 500] [--churn 50] [--json F] [--no-write]
+// Usage: node bench/live.ts [--pods 10000[,50000]] [--seconds 10] [--rate 500] [--churn 50] [--repeats 3] [--json F] [--no-write]
 // Needs `npx tsc -p .` (bin/meshguard.js) and the control-plane binaries (make control-plane).
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -35,6 +36,11 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '500' },
     /** Pod label changes per second during the churn phase. */
     churn: { type: 'string', default: '50' },
+    /**
+     * Label churn phases, each followed by its control: the machine's stalls (the apiserver and etcd
+     * share its cores) land in one phase or another, so one pair of phases cannot be compared.
+     */
+    repeats: { type: 'string', default: '3' },
     /** Also write the results to this file (JSON). */
     json: { type: 'string' },
     /** Extra Node.js flags for meshguard (e.g. --cpu-prof), for experiments. */
@@ -49,6 +55,7 @@ const SIZES = values.pods.split(',').map(Number);
 const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
 const CHURN = Number(values.churn);
+const REPEATS = Math.max(1, Number(values.repeats));
 const CONNECTIONS = 8;
 /** Requests in flight while loading the cluster into the apiserver. */
 const LOAD_CONCURRENCY = 32;
@@ -253,17 +260,27 @@ interface SizeResult {
   controlHeapUsedReady: number;
   rate: LoadResult;
   max: LoadResult;
-  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; mainCpuMicrosPerPodChange: number; quietCpuSeconds: number; podEvents: { changed: number; unchanged: number } };
-  /** The same churn and rate against meshguard serving a state file (it sees no events). */
-  churnControl: LoadResult;
+  /** The label churn run with the median p99 of the REPEATS runs, and every run's p99. */
+  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; mainCpuMicrosPerPodChange: number; quietCpuSeconds: number; podEvents: { changed: number; unchanged: number }; p99Runs: number[] };
+  /**
+   * The same churn and rate against meshguard serving a state file (it sees no events), each run right
+   * after a label churn run: the run with the median p99, and every run's p99.
+   */
+  churnControl: LoadResult & { p99Runs: number[] };
   /** The rate with as many pod readiness (status) changes a second instead of label changes. */
   statusChurn: LoadResult & { podChanges: number; podEvents: { changed: number; unchanged: number } };
+}
+
+/** The run whose p99 is the median of the runs' (the lower middle one of an even count). */
+function medianByP99<T>(runs: readonly T[], p99: (run: T) => number): T {
+  return [...runs].sort((a, b) => p99(a) - p99(b))[Math.floor((runs.length - 1) / 2)]!;
 }
 
 async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]): Promise<SizeResult> {
   log(`size ${pods}: starting etcd + kube-apiserver`);
   const cp: ControlPlane = await startControlPlane();
   let server: ChildProcess | undefined;
+  let controlServer: ChildProcess | undefined;
   const api = apiFromKubeconfig(cp.kubeconfigPath);
   try {
     const objects = generateCluster(pods);
@@ -350,7 +367,39 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
       return { result, changes, seconds, events };
     };
     const readiness = await underChurn('status');
-    const labels = await underChurn('labels');
+
+    // Label churn, each run followed by its control: the same churn on the apiserver while a second
+    // meshguard serves a file snapshot of the same cluster and watches nothing. The apiserver and etcd
+    // share this machine's cores with meshguard and the load generator, so the churn slows requests
+    // down even where meshguard does no work for it; the gap between the live p99 and the control's is
+    // what the watch events cost meshguard itself. The live meshguard keeps receiving the events during
+    // the control runs, which can only make the control slower (the gap smaller). The runs alternate
+    // because a stall of the machine (tens of ms, now and then) sets the p99 of whichever phase it
+    // lands in: the medians are compared, and every run's p99 is reported.
+    const stateFile = path.join(work, `state-${pods}.json`);
+    writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+    const filePort = await freePort();
+    const fileServer = await startServer(
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(filePort), '--host', '127.0.0.1', '--drain-seconds', '0'],
+      filePort, ca,
+    );
+    controlServer = fileServer.child;
+    const controlRssReady = rssOf(controlServer.pid);
+    const controlHeapUsedReady = await heapUsed(filePort, ca);
+    const labelRuns: Awaited<ReturnType<typeof underChurn>>[] = [];
+    const controlRuns: LoadResult[] = [];
+    for (let i = 0; i < REPEATS; i++) {
+      labelRuns.push(await underChurn('labels'));
+      log(`size ${pods}: control: ${RATE} req/s with ${CHURN} pod changes/s, meshguard on a state file`);
+      const stopControl = churn(api, podList, CHURN);
+      try {
+        controlRuns.push(await measureLoad(controlServer.pid, { port: filePort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: CONNECTIONS, seconds: SECONDS }));
+      } finally {
+        await stopControl();
+      }
+    }
+    const labels = medianByP99(labelRuns, (x) => x.result.p99);
+    const control = medianByP99(controlRuns, (x) => x.p99);
     const churned = labels.result;
     const podChanges = labels.changes;
     const churnSeconds = labels.seconds;
@@ -360,39 +409,18 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     const serverRssPeak = rssOf(server.pid, 'VmHWM');
     const heapUsedLoaded = await heapUsed(port, ca);
     await stopServer(server, 'SIGTERM');
-
-    // Control: the same churn on the apiserver while meshguard serves a file snapshot of the same
-    // cluster and watches nothing. The apiserver and etcd share this machine's cores with meshguard and
-    // the load generator, so the churn slows requests down even where meshguard does no work for it;
-    // the gap between this p99 and the live one is what the watch events cost meshguard itself.
-    log(`size ${pods}: control: ${RATE} req/s with ${CHURN} pod changes/s, meshguard on a state file`);
-    const stateFile = path.join(work, `state-${pods}.json`);
-    writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
-    const filePort = await freePort();
-    const fileServer = await startServer(
-      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(filePort), '--host', '127.0.0.1', '--drain-seconds', '0'],
-      filePort, ca,
-    );
-    server = fileServer.child;
-    const controlRssReady = rssOf(server.pid);
-    const controlHeapUsedReady = await heapUsed(filePort, ca);
-    const stopControl = churn(api, podList, CHURN);
-    let control: LoadResult;
-    try {
-      control = await measureLoad(server.pid, { port: filePort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: CONNECTIONS, seconds: SECONDS });
-    } finally {
-      await stopControl();
-    }
+    await stopServer(controlServer, 'SIGTERM');
     return {
       pods, objects: objects.length, apiserverLoad, startupMs: started.readyMs, stateObjects: seen,
       serverRssReady, serverRssLoaded, serverRssPeak, heapUsedReady, heapUsedLoaded, controlRssReady, controlHeapUsedReady, rate, max,
-      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu, podEvents: labels.events },
-      churnControl: control,
+      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu, podEvents: labels.events, p99Runs: labelRuns.map((x) => x.result.p99) },
+      churnControl: { ...control, p99Runs: controlRuns.map((x) => x.p99) },
       statusChurn: { ...readiness.result, podChanges: readiness.changes, podEvents: readiness.events },
     };
   } finally {
     api.close();
     if (server) await stopServer(server, 'SIGTERM');
+    if (controlServer) await stopServer(controlServer, 'SIGTERM');
     await cp.stop();
   }
 }
@@ -404,15 +432,18 @@ const hits = (r: LoadResult): string =>
   (r.cacheHitRatio === undefined || Number.isNaN(r.cacheHitRatio) ? '-' : `${f(100 * r.cacheHitRatio, 0)}%`) +
   (r.majorGcs === undefined || r.majorGcs === 0 ? '' : Number.isNaN(r.majorGcs) ? '; major GCs unknown' : `; ${r.majorGcs} major GC, ${f(r.majorGcMs, 0)} ms`);
 
+/** Each run's p99, in the order they ran. */
+const runs = (p99s: readonly number[]): string => p99s.map((x) => f(x, 1)).join(', ');
+
 function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): string {
   const lines = [
     `## meshguard live path (serve --kubeconfig against kube-apiserver; ${r.machine['cpus']} CPUs, Node ${process.version})`, '',
-    `Latency at ${RATE} req/s (open loop, ${SECONDS} s, the repeated traffic shape: the mix's 400 reviews in turn), without pod changes, with ${CHURN} pod label changes/s and with ${CHURN} pod readiness changes/s, and max throughput (${CONNECTIONS} keep-alive connections). In parentheses: the share of requests meshguard answered from its verdict cache in that phase, and V8's major collections (count, total pause) in meshguard during it.`, '',
-    '| pods | objects loaded into the apiserver | start to ready ms | serve RSS MB ready / after load / peak | p50 / p99 ms (cache hits) | p50 / p99 ms with label churn (cache hits) | same churn, meshguard on a state file: p50 / p99 ms | pod changes/s applied | server CPU µs per pod change: all threads / main thread | p50 / p99 ms with readiness churn (cache hits) | max req/s | server CPU µs/req at max |',
+    `Latency at ${RATE} req/s (open loop, ${SECONDS} s, the repeated traffic shape: the mix's 400 reviews in turn), without pod changes, with ${CHURN} pod readiness changes/s and with ${CHURN} pod label changes/s, and max throughput (${CONNECTIONS} keep-alive connections). The label churn phase and its control (the same churn, meshguard serving a state file) ran ${REPEATS} times in turn: the run with the median p99 is shown, and in brackets each run's p99 in order. In parentheses: the share of requests meshguard answered from its verdict cache in that phase, and V8's major collections (count, total pause) in meshguard during it.`, '',
+    '| pods | objects loaded into the apiserver | start to ready ms | serve RSS MB ready / after load / peak | p50 / p99 ms (cache hits) | p50 / p99 ms with label churn (cache hits) [p99 of each run] | same churn, meshguard on a state file: p50 / p99 ms [p99 of each run] | pod changes/s applied | server CPU µs per pod change: all threads / main thread | p50 / p99 ms with readiness churn (cache hits) | max req/s | server CPU µs/req at max |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const s of r.sizes) {
-    lines.push(`| ${s.pods} | ${s.objects} (${f(s.apiserverLoad.perSecond, 0)}/s) | ${f(s.startupMs, 0)} | ${mb(s.serverRssReady)} / ${mb(s.serverRssLoaded)} / ${mb(s.serverRssPeak)} | ${f(s.rate.p50, 3)} / ${f(s.rate.p99, 3)} (${hits(s.rate)}) | ${f(s.churn.p50, 3)} / ${f(s.churn.p99, 3)} (${hits(s.churn)}) | ${f(s.churnControl.p50, 3)} / ${f(s.churnControl.p99, 3)} | ${f(s.churn.podChangesPerSecond, 0)} | ${f(s.churn.cpuMicrosPerPodChange, 0)} / ${f(s.churn.mainCpuMicrosPerPodChange, 0)} | ${f(s.statusChurn.p50, 3)} / ${f(s.statusChurn.p99, 3)} (${hits(s.statusChurn)}) | ${f(s.max.rps, 0)} | ${f(s.max.serverCpuMicros, 0)} |`);
+    lines.push(`| ${s.pods} | ${s.objects} (${f(s.apiserverLoad.perSecond, 0)}/s) | ${f(s.startupMs, 0)} | ${mb(s.serverRssReady)} / ${mb(s.serverRssLoaded)} / ${mb(s.serverRssPeak)} | ${f(s.rate.p50, 3)} / ${f(s.rate.p99, 3)} (${hits(s.rate)}) | ${f(s.churn.p50, 3)} / ${f(s.churn.p99, 3)} (${hits(s.churn)}) [${runs(s.churn.p99Runs)}] | ${f(s.churnControl.p50, 3)} / ${f(s.churnControl.p99, 3)} [${runs(s.churnControl.p99Runs)}] | ${f(s.churn.podChangesPerSecond, 0)} | ${f(s.churn.cpuMicrosPerPodChange, 0)} / ${f(s.churn.mainCpuMicrosPerPodChange, 0)} | ${f(s.statusChurn.p50, 3)} / ${f(s.statusChurn.p99, 3)} (${hits(s.statusChurn)}) | ${f(s.max.rps, 0)} | ${f(s.max.serverCpuMicros, 0)} |`);
   }
   lines.push('', 'Memory, live against the same cluster served from a state file (`serve --state`, the control):', '');
   lines.push('| pods | live: RSS MB / heap in use MB, ready | live: heap in use MB after load | state file: RSS MB / heap in use MB, ready |', '|---:|---:|---:|---:|');

@@ -17,7 +17,7 @@ t.test('bench/live.ts measures the live path on a real apiserver', async (t) => 
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-bench-live-test-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const out = join(dir, 'live.json');
-  const args = [join(REPO_ROOT, 'bench/live.ts'), '--pods', String(PODS), '--seconds', '1', '--rate', '100', '--churn', '20', '--no-write', '--json', out];
+  const args = [join(REPO_ROOT, 'bench/live.ts'), '--pods', String(PODS), '--seconds', '1', '--rate', '100', '--churn', '20', '--repeats', '2', '--no-write', '--json', out];
   const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
     const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
@@ -41,6 +41,12 @@ t.test('bench/live.ts measures the live path on a real apiserver', async (t) => 
     const l = s[phase];
     t.equal(l.errors, 0, `${phase}: no errors`);
     t.ok(l.requests > 0 && l.p50 > 0 && l.p50 <= l.p99, `${phase}: ${l.requests} requests, ordered percentiles`);
+  }
+  // Two label churn runs in turn with two control runs: each run's p99, and the one shown is one of them.
+  for (const phase of ['churn', 'churnControl']) {
+    const runs = s[phase].p99Runs as number[];
+    t.equal(runs.length, 2, `${phase}: both runs reported`);
+    t.ok(runs.includes(s[phase].p99), `${phase}: the run shown is one of them (${s[phase].p99} in ${runs.join(', ')})`);
   }
   t.ok(s['churn'].podChanges >= 10, `pod changes were made during the churn phase (${s['churn'].podChanges})`);
   // At 300 pods and 1 s the quiet baseline subtracted can outweigh 10 small events: check the figures are

@@ -369,10 +369,12 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     const readiness = await underChurn('status');
 
     // Label churn, each run followed by its control: the same churn on the apiserver while a second
-    // meshguard serves a file snapshot of the same cluster and watches nothing. The apiserver and etcd
-    // share this machine's cores with meshguard and the load generator, so the churn slows requests
-    // down even where meshguard does no work for it; the gap between the live p99 and the control's is
-    // what the watch events cost meshguard itself. The live meshguard keeps receiving the events during
+    // meshguard serves a file snapshot of the same cluster and watches nothing, with its verdict cache
+    // off (label churn leaves the live one's cache nothing to answer from, so both evaluate every
+    // request). The apiserver and etcd share this machine's cores with meshguard and the load
+    // generator, so the churn slows requests down even where meshguard does no work for it; the gap
+    // between the live p99 and the control's is what the watch events cost meshguard itself: applying
+    // them, and rebuilding the per-revision caches each one empties. The live meshguard keeps receiving the events during
     // the control runs, which can only make the control slower (the gap smaller). The runs alternate
     // because a stall of the machine (tens of ms, now and then) sets the p99 of whichever phase it
     // lands in: the medians are compared, and every run's p99 is reported.
@@ -380,7 +382,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
     const filePort = await freePort();
     const fileServer = await startServer(
-      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(filePort), '--host', '127.0.0.1', '--drain-seconds', '0'],
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(filePort), '--host', '127.0.0.1', '--drain-seconds', '0', '--verdict-cache', '0'],
       filePort, ca,
     );
     controlServer = fileServer.child;
@@ -393,7 +395,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
       log(`size ${pods}: control: ${RATE} req/s with ${CHURN} pod changes/s, meshguard on a state file`);
       const stopControl = churn(api, podList, CHURN);
       try {
-        controlRuns.push(await measureLoad(controlServer.pid, { port: filePort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: CONNECTIONS, seconds: SECONDS }));
+        controlRuns.push(await measureLoad(controlServer.pid, { port: filePort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: CONNECTIONS, seconds: SECONDS, metricsCa: ca }));
       } finally {
         await stopControl();
       }
@@ -438,8 +440,8 @@ const runs = (p99s: readonly number[]): string => p99s.map((x) => f(x, 1)).join(
 function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): string {
   const lines = [
     `## meshguard live path (serve --kubeconfig against kube-apiserver; ${r.machine['cpus']} CPUs, Node ${process.version})`, '',
-    `Latency at ${RATE} req/s (open loop, ${SECONDS} s, the repeated traffic shape: the mix's 400 reviews in turn), without pod changes, with ${CHURN} pod readiness changes/s and with ${CHURN} pod label changes/s, and max throughput (${CONNECTIONS} keep-alive connections). The label churn phase and its control (the same churn, meshguard serving a state file) ran ${REPEATS} times in turn: the run with the median p99 is shown, and in brackets each run's p99 in order. In parentheses: the share of requests meshguard answered from its verdict cache in that phase, and V8's major collections (count, total pause) in meshguard during it.`, '',
-    '| pods | objects loaded into the apiserver | start to ready ms | serve RSS MB ready / after load / peak | p50 / p99 ms (cache hits) | p50 / p99 ms with label churn (cache hits) [p99 of each run] | same churn, meshguard on a state file: p50 / p99 ms [p99 of each run] | pod changes/s applied | server CPU µs per pod change: all threads / main thread | p50 / p99 ms with readiness churn (cache hits) | max req/s | server CPU µs/req at max |',
+    `Latency at ${RATE} req/s (open loop, ${SECONDS} s, the repeated traffic shape: the mix's 400 reviews in turn), without pod changes, with ${CHURN} pod readiness changes/s and with ${CHURN} pod label changes/s, and max throughput (${CONNECTIONS} keep-alive connections). The label churn phase and its control (the same churn, meshguard serving a state file) ran ${REPEATS} times in turn (the control with its verdict cache off, as label churn leaves the live one's empty): the run with the median p99 is shown, and in brackets each run's p99 in order. In parentheses: the share of requests meshguard answered from its verdict cache in that phase, and V8's major collections (count, total pause) in meshguard during it.`, '',
+    '| pods | objects loaded into the apiserver | start to ready ms | serve RSS MB ready / after load / peak | p50 / p99 ms (cache hits) | p50 / p99 ms with label churn (cache hits) [p99 of each run] | same churn, meshguard on a state file, no verdict cache: p50 / p99 ms [p99 of each run] | pod changes/s applied | server CPU µs per pod change: all threads / main thread | p50 / p99 ms with readiness churn (cache hits) | max req/s | server CPU µs/req at max |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const s of r.sizes) {

@@ -48,6 +48,9 @@ t.test('bench/live.ts measures the live path on a real apiserver', async (t) => 
     t.equal(runs.length, 2, `${phase}: both runs reported`);
     t.ok(runs.includes(s[phase].p99), `${phase}: the run shown is one of them (${s[phase].p99} in ${runs.join(', ')})`);
   }
+  // The control evaluates every request, as the live server must under label churn.
+  t.notOk(s['churnControl'].cacheHitRatio > 0, `the control answers nothing from a verdict cache (${s['churnControl'].cacheHitRatio})`);
+  t.notOk(s['rate'].cacheHitRatio === 0, `the live server's cache answers repeated reviews (${s['rate'].cacheHitRatio})`);
   t.ok(s['churn'].podChanges >= 10, `pod changes were made during the churn phase (${s['churn'].podChanges})`);
   // At 300 pods and 1 s the quiet baseline subtracted can outweigh 10 small events: check the figures are
   // read, not their size.

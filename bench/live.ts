@@ -261,15 +261,23 @@ interface SizeResult {
   rate: LoadResult;
   max: LoadResult;
   /** The label churn run with the median p99 of the REPEATS runs, and every run's p99. */
-  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; mainCpuMicrosPerPodChange: number; quietCpuSeconds: number; podEvents: { changed: number; unchanged: number }; p99Runs: number[] };
+  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; mainCpuMicrosPerPodChange: number; quietCpuSeconds: number; podEvents: { changed: number; unchanged: number }; p99Runs: number[]; runs: RunSummary[] };
   /**
    * The same churn and rate against meshguard serving a state file (it sees no events), each run right
    * after a label churn run: the run with the median p99, and every run's p99.
    */
-  churnControl: LoadResult & { p99Runs: number[] };
+  churnControl: LoadResult & { p99Runs: number[]; runs: RunSummary[] };
   /** The rate with as many pod readiness (status) changes a second instead of label changes. */
   statusChurn: LoadResult & { podChanges: number; podEvents: { changed: number; unchanged: number } };
 }
+
+/** One of the repeated runs: its p99 and the major collections in the server during it. */
+interface RunSummary {
+  p99: number;
+  majorGcs?: number;
+  majorGcMs?: number;
+}
+const runSummary = (r: LoadResult): RunSummary => ({ p99: r.p99, ...(r.majorGcs === undefined ? {} : { majorGcs: r.majorGcs, majorGcMs: r.majorGcMs ?? NaN }) });
 
 /** The run whose p99 is the median of the runs' (the lower middle one of an even count). */
 function medianByP99<T>(runs: readonly T[], p99: (run: T) => number): T {
@@ -388,6 +396,13 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     controlServer = fileServer.child;
     const controlRssReady = rssOf(controlServer.pid);
     const controlHeapUsedReady = await heapUsed(filePort, ca);
+    // The control has just read its file: its first collections of that garbage (concurrent marking on
+    // V8's worker threads, hundreds of ms of CPU at 50k pods) would land in the first pair of runs and
+    // slow both servers. An unreported load lets them happen first.
+    const controlLoad = (seconds: number): Promise<LoadResult> =>
+      measureLoad(controlServer!.pid, { port: filePort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: CONNECTIONS, seconds, metricsCa: ca });
+    await controlLoad(Math.max(1, SECONDS / 2));
+    await new Promise((r) => setTimeout(r, 1000));
     const labelRuns: Awaited<ReturnType<typeof underChurn>>[] = [];
     const controlRuns: LoadResult[] = [];
     for (let i = 0; i < REPEATS; i++) {
@@ -395,7 +410,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
       log(`size ${pods}: control: ${RATE} req/s with ${CHURN} pod changes/s, meshguard on a state file`);
       const stopControl = churn(api, podList, CHURN);
       try {
-        controlRuns.push(await measureLoad(controlServer.pid, { port: filePort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: CONNECTIONS, seconds: SECONDS, metricsCa: ca }));
+        controlRuns.push(await controlLoad(SECONDS));
       } finally {
         await stopControl();
       }
@@ -415,8 +430,8 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     return {
       pods, objects: objects.length, apiserverLoad, startupMs: started.readyMs, stateObjects: seen,
       serverRssReady, serverRssLoaded, serverRssPeak, heapUsedReady, heapUsedLoaded, controlRssReady, controlHeapUsedReady, rate, max,
-      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu, podEvents: labels.events, p99Runs: labelRuns.map((x) => x.result.p99) },
-      churnControl: { ...control, p99Runs: controlRuns.map((x) => x.p99) },
+      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu, podEvents: labels.events, p99Runs: labelRuns.map((x) => x.result.p99), runs: labelRuns.map((x) => runSummary(x.result)) },
+      churnControl: { ...control, p99Runs: controlRuns.map((x) => x.p99), runs: controlRuns.map(runSummary) },
       statusChurn: { ...readiness.result, podChanges: readiness.changes, podEvents: readiness.events },
     };
   } finally {
@@ -434,18 +449,19 @@ const hits = (r: LoadResult): string =>
   (r.cacheHitRatio === undefined || Number.isNaN(r.cacheHitRatio) ? '-' : `${f(100 * r.cacheHitRatio, 0)}%`) +
   (r.majorGcs === undefined || r.majorGcs === 0 ? '' : Number.isNaN(r.majorGcs) ? '; major GCs unknown' : `; ${r.majorGcs} major GC, ${f(r.majorGcMs, 0)} ms`);
 
-/** Each run's p99, in the order they ran. */
-const runs = (p99s: readonly number[]): string => p99s.map((x) => f(x, 1)).join(', ');
+/** Each run's p99 in the order they ran, with its major collections if any. */
+const runs = (rs: readonly RunSummary[]): string =>
+  rs.map((x) => f(x.p99, 1) + (x.majorGcs === undefined || x.majorGcs === 0 || Number.isNaN(x.majorGcs) ? '' : ` (${x.majorGcs} GC, ${f(x.majorGcMs ?? NaN, 0)} ms)`)).join(', ');
 
 function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): string {
   const lines = [
     `## meshguard live path (serve --kubeconfig against kube-apiserver; ${r.machine['cpus']} CPUs, Node ${process.version})`, '',
-    `Latency at ${RATE} req/s (open loop, ${SECONDS} s, the repeated traffic shape: the mix's 400 reviews in turn), without pod changes, with ${CHURN} pod readiness changes/s and with ${CHURN} pod label changes/s, and max throughput (${CONNECTIONS} keep-alive connections). The label churn phase and its control (the same churn, meshguard serving a state file) ran ${REPEATS} times in turn (the control with its verdict cache off, as label churn leaves the live one's empty): the run with the median p99 is shown, and in brackets each run's p99 in order. In parentheses: the share of requests meshguard answered from its verdict cache in that phase, and V8's major collections (count, total pause) in meshguard during it.`, '',
+    `Latency at ${RATE} req/s (open loop, ${SECONDS} s, the repeated traffic shape: the mix's 400 reviews in turn), without pod changes, with ${CHURN} pod readiness changes/s and with ${CHURN} pod label changes/s, and max throughput (${CONNECTIONS} keep-alive connections). The label churn phase and its control (the same churn, meshguard serving a state file) ran ${REPEATS} times in turn (the control with its verdict cache off, as label churn leaves the live one's empty): the run with the median p99 is shown, and in brackets each run's p99 in order, with the major collections in that run's server. In parentheses: the share of requests meshguard answered from its verdict cache in that phase, and V8's major collections (count, total pause) in meshguard during it.`, '',
     '| pods | objects loaded into the apiserver | start to ready ms | serve RSS MB ready / after load / peak | p50 / p99 ms (cache hits) | p50 / p99 ms with label churn (cache hits) [p99 of each run] | same churn, meshguard on a state file, no verdict cache: p50 / p99 ms [p99 of each run] | pod changes/s applied | server CPU µs per pod change: all threads / main thread | p50 / p99 ms with readiness churn (cache hits) | max req/s | server CPU µs/req at max |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const s of r.sizes) {
-    lines.push(`| ${s.pods} | ${s.objects} (${f(s.apiserverLoad.perSecond, 0)}/s) | ${f(s.startupMs, 0)} | ${mb(s.serverRssReady)} / ${mb(s.serverRssLoaded)} / ${mb(s.serverRssPeak)} | ${f(s.rate.p50, 3)} / ${f(s.rate.p99, 3)} (${hits(s.rate)}) | ${f(s.churn.p50, 3)} / ${f(s.churn.p99, 3)} (${hits(s.churn)}) [${runs(s.churn.p99Runs)}] | ${f(s.churnControl.p50, 3)} / ${f(s.churnControl.p99, 3)} [${runs(s.churnControl.p99Runs)}] | ${f(s.churn.podChangesPerSecond, 0)} | ${f(s.churn.cpuMicrosPerPodChange, 0)} / ${f(s.churn.mainCpuMicrosPerPodChange, 0)} | ${f(s.statusChurn.p50, 3)} / ${f(s.statusChurn.p99, 3)} (${hits(s.statusChurn)}) | ${f(s.max.rps, 0)} | ${f(s.max.serverCpuMicros, 0)} |`);
+    lines.push(`| ${s.pods} | ${s.objects} (${f(s.apiserverLoad.perSecond, 0)}/s) | ${f(s.startupMs, 0)} | ${mb(s.serverRssReady)} / ${mb(s.serverRssLoaded)} / ${mb(s.serverRssPeak)} | ${f(s.rate.p50, 3)} / ${f(s.rate.p99, 3)} (${hits(s.rate)}) | ${f(s.churn.p50, 3)} / ${f(s.churn.p99, 3)} (${hits(s.churn)}) [${runs(s.churn.runs)}] | ${f(s.churnControl.p50, 3)} / ${f(s.churnControl.p99, 3)} [${runs(s.churnControl.runs)}] | ${f(s.churn.podChangesPerSecond, 0)} | ${f(s.churn.cpuMicrosPerPodChange, 0)} / ${f(s.churn.mainCpuMicrosPerPodChange, 0)} | ${f(s.statusChurn.p50, 3)} / ${f(s.statusChurn.p99, 3)} (${hits(s.statusChurn)}) | ${f(s.max.rps, 0)} | ${f(s.max.serverCpuMicros, 0)} |`);
   }
   lines.push('', 'Memory, live against the same cluster served from a state file (`serve --state`, the control):', '');
   lines.push('| pods | live: RSS MB / heap in use MB, ready | live: heap in use MB after load | state file: RSS MB / heap in use MB, ready |', '|---:|---:|---:|---:|');

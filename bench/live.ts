@@ -260,13 +260,13 @@ interface SizeResult {
   controlHeapUsedReady: number;
   rate: LoadResult;
   max: LoadResult;
-  /** The label churn run with the median p99 of the REPEATS runs, and every run's p99. */
-  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; mainCpuMicrosPerPodChange: number; quietCpuSeconds: number; podEvents: { changed: number; unchanged: number }; p99Runs: number[]; runs: RunSummary[] };
+  /** The label churn run with the median p99 of the REPEATS runs, and every run's summary. */
+  churn: LoadResult & { podChanges: number; podChangesPerSecond: number; cpuMicrosPerPodChange: number; mainCpuMicrosPerPodChange: number; quietCpuSeconds: number; podEvents: { changed: number; unchanged: number }; runs: RunSummary[] };
   /**
    * The same churn and rate against meshguard serving a state file (it sees no events), each run right
-   * after a label churn run: the run with the median p99, and every run's p99.
+   * after a label churn run: the run with the median p99, and every run's summary.
    */
-  churnControl: LoadResult & { p99Runs: number[]; runs: RunSummary[] };
+  churnControl: LoadResult & { runs: RunSummary[] };
   /** The rate with as many pod readiness (status) changes a second instead of label changes. */
   statusChurn: LoadResult & { podChanges: number; podEvents: { changed: number; unchanged: number } };
 }
@@ -382,10 +382,10 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     // request). The apiserver and etcd share this machine's cores with meshguard and the load
     // generator, so the churn slows requests down even where meshguard does no work for it; the gap
     // between the live p99 and the control's is what the watch events cost meshguard itself: applying
-    // them, and rebuilding the per-revision caches each one empties. The live meshguard keeps receiving the events during
-    // the control runs, which can only make the control slower (the gap smaller). The runs alternate
-    // because a stall of the machine (tens of ms, now and then) sets the p99 of whichever phase it
-    // lands in: the medians are compared, and every run's p99 is reported.
+    // them, and rebuilding the per-revision caches each one empties. The live meshguard keeps receiving
+    // the events during the control runs, which can only make the control slower (the gap smaller).
+    // The runs alternate because a stall of the machine (tens of ms, now and then) sets the p99 of
+    // whichever phase it lands in: the medians are compared, and every run's p99 is reported.
     const stateFile = path.join(work, `state-${pods}.json`);
     writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
     const filePort = await freePort();
@@ -430,8 +430,8 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     return {
       pods, objects: objects.length, apiserverLoad, startupMs: started.readyMs, stateObjects: seen,
       serverRssReady, serverRssLoaded, serverRssPeak, heapUsedReady, heapUsedLoaded, controlRssReady, controlHeapUsedReady, rate, max,
-      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu, podEvents: labels.events, p99Runs: labelRuns.map((x) => x.result.p99), runs: labelRuns.map((x) => runSummary(x.result)) },
-      churnControl: { ...control, p99Runs: controlRuns.map((x) => x.p99), runs: controlRuns.map(runSummary) },
+      churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu, podEvents: labels.events, runs: labelRuns.map((x) => runSummary(x.result)) },
+      churnControl: { ...control, runs: controlRuns.map(runSummary) },
       statusChurn: { ...readiness.result, podChanges: readiness.changes, podEvents: readiness.events },
     };
   } finally {

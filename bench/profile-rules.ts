@@ -4,7 +4,8 @@
 // live state: a new state revision, so the per-revision caches are rebuilt).
 // With --new, every request's objects get a fresh `bench.meshguard.io/seq` label value (as `bench/load.ts
 // --repeat new` sends them): caches keyed by an object's content never see the same object twice.
-// With --slowest N, the N slowest single requests are listed with what they were.
+// With --slowest N, the N slowest single requests are listed with what they were and the V8 collections
+// that ran during each.
 // Usage: node [--cpu-prof] bench/profile-rules.ts [--pods 10000] [--rounds 5] [--top 15] [--only <request kind>] [--churn N] [--new] [--slowest N]
 
 import { PerformanceObserver } from 'node:perf_hooks';

@@ -44,12 +44,11 @@ t.test('bench/live.ts measures the live path on a real apiserver', async (t) => 
   }
   // Two label churn runs in turn with two control runs: each run's p99, and the one shown is one of them.
   for (const phase of ['churn', 'churnControl']) {
-    const runs = s[phase].p99Runs as number[];
+    const runs = s[phase].runs as { p99: number; majorGcs: number }[];
     t.equal(runs.length, 2, `${phase}: both runs reported`);
-    t.ok(runs.includes(s[phase].p99), `${phase}: the run shown is one of them (${s[phase].p99} in ${runs.join(', ')})`);
-    const summaries = s[phase].runs as { p99: number; majorGcs: number }[];
-    t.same(summaries.map((x) => x.p99), runs, `${phase}: each run's summary carries its p99`);
-    t.ok(summaries.every((x) => Number.isInteger(x.majorGcs) && x.majorGcs >= 0), `${phase}: and the major collections read from its server (${summaries.map((x) => x.majorGcs).join(', ')})`);
+    const p99s = runs.map((x) => x.p99);
+    t.ok(p99s.includes(s[phase].p99), `${phase}: the run shown is one of them (${s[phase].p99} in ${p99s.join(', ')})`);
+    t.ok(runs.every((x) => Number.isInteger(x.majorGcs) && x.majorGcs >= 0), `${phase}: each with the major collections read from its server (${runs.map((x) => x.majorGcs).join(', ')})`);
   }
   // The control evaluates every request, as the live server must under label churn.
   t.notOk(s['churnControl'].cacheHitRatio > 0, `the control answers nothing from a verdict cache (${s['churnControl'].cacheHitRatio})`);

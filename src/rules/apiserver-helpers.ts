@@ -20,7 +20,11 @@ interface RbacIndex {
 }
 
 const NS_GROUP_PREFIX = 'system:serviceaccounts:';
-const rbacCache = new ScopedWeakMap<ClusterState, { revision: number; index: RbacIndex }>();
+// Keyed by the content tokens of the two kinds it reads (RoleBinding, then ClusterRoleBinding), not by
+// the state's revision: pod events, the bulk of a live cluster's, keep it. Rebuilt after every pod
+// event it was the largest cost of pod churn (50k pods, one pod change every 10 requests: 165 of the
+// 240 ms added to 2,400 requests' decide()).
+const rbacCache = new ScopedWeakMap<object, ScopedWeakMap<object, RbacIndex>>();
 
 function addSubjects(binding: RoleBinding, clusterScoped: boolean, sas: Set<string>, nss: Set<string>): void {
   for (const s of binding.subjects ?? []) {
@@ -39,14 +43,18 @@ function addSubjects(binding: RoleBinding, clusterScoped: boolean, sas: Set<stri
 }
 
 export function rbacIndex(state: ClusterState): RbacIndex {
-  const hit = rbacCache.get(state);
-  if (hit && hit.revision === state.revision) return hit.index;
+  const bindings = state.contentToken('RoleBinding');
+  const clusterBindings = state.contentToken('ClusterRoleBinding');
+  let byClusterBindings = rbacCache.get(bindings);
+  if (!byClusterBindings) rbacCache.set(bindings, (byClusterBindings = new ScopedWeakMap()));
+  const hit = byClusterBindings.get(clusterBindings);
+  if (hit) return hit;
   const sas = new Set<string>();
   const nss = new Set<string>();
   for (const b of state.list('RoleBinding')) addSubjects(b, false, sas, nss);
   for (const b of state.list('ClusterRoleBinding')) addSubjects(b, true, sas, nss);
   const index: RbacIndex = { serviceAccounts: sas, namespaces: nss };
-  rbacCache.set(state, { revision: state.revision, index });
+  byClusterBindings.set(clusterBindings, index);
   return index;
 }
 

@@ -1,7 +1,11 @@
 import t from 'tap';
+import { DEFAULT_SETTINGS } from '../../src/config/config.ts';
 import { rule } from '../../src/rules/apiserver-egress-missing.ts';
-import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { rbacIndex, usesApiserver } from '../../src/rules/apiserver-helpers.ts';
+import { overlay } from '../../src/state/overlay.ts';
+import type { KubeObject, Pod } from '../../src/state/types.ts';
+import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { makeChange, runRule } from './rule-harness.ts';
 
 type Obj = Parameters<typeof runRule>[1][number];
 
@@ -174,4 +178,32 @@ t.test('three API server endpoints: cutting off one a pod still reached is a los
 
   // Reaching all three is fine.
   t.same(runRule(rule, threeApiservers([twoOfThree]), 'UPDATE', allowTo('apiserver', ['172.20.0.0/24'])).findings, []);
+});
+
+t.test('the RBAC index is kept across pod changes and rebuilt when a binding changes', async (t) => {
+  const s = memoryState(baseCluster([...ops, pod('ops', 'batch-1', { app: 'batch' }, { sa: 'batch' })]));
+  const settings = DEFAULT_SETTINGS;
+  const batch = (): Pod => s.get('Pod', 'ops', 'batch-1')!;
+  const first = rbacIndex(s);
+  t.ok(first.serviceAccounts.has('ops/operator'), 'the RoleBinding subject is indexed');
+  t.notOk(usesApiserver(s, batch(), settings), 'the batch service account has no binding');
+
+  // A pod event (a new revision of the state) reads the same bindings: the index stays.
+  const web = s.get('Pod', 'ops', 'web-1')!;
+  s.upsert('Pod', { ...web, metadata: { ...web.metadata, labels: { app: 'web', 'pod-template-hash': 'abc' } } });
+  t.equal(rbacIndex(s), first, 'a pod change keeps the index object');
+
+  // A binding of either kind changes it.
+  s.upsert('ClusterRoleBinding', clusterRoleBinding('batch-view', [{ kind: 'ServiceAccount', name: 'batch', namespace: 'ops' }]) as KubeObject);
+  t.not(rbacIndex(s), first, 'a new ClusterRoleBinding rebuilds it');
+  t.ok(usesApiserver(s, batch(), settings), 'and its subject now uses the API server');
+  s.remove('ClusterRoleBinding', undefined, 'batch-view');
+  t.notOk(usesApiserver(s, batch(), settings), 'removed again: no longer');
+  s.remove('RoleBinding', 'ops', 'operator-reads');
+  t.notOk(rbacIndex(s).serviceAccounts.has('ops/operator'), 'a removed RoleBinding leaves the index');
+
+  // A request's own binding is seen in its overlay only.
+  const withBinding = overlay(s, makeChange('CREATE', roleBinding('ops', 'batch-reads', [{ kind: 'ServiceAccount', name: 'batch' }])));
+  t.ok(usesApiserver(withBinding, batch(), settings), 'the overlay sees the binding the request creates');
+  t.notOk(usesApiserver(s, batch(), settings), 'the state it overlays does not');
 });

@@ -11,3 +11,4 @@ export * from './cidr.ts';
 export * from './cilium-config.ts';
 export * from './istio.ts';
 export * from './namespace-labels.ts';
+export { perContentOf } from './cache.ts';

@@ -6,7 +6,7 @@
 // (CoreDNS, istiod by default) are added, since they use permissions granted in ways meshguard cannot
 // always see (aggregated roles, bindings in other clusters' tooling).
 
-import { apiserverEndpoints, matchesSelector, reachable, nodeAddresses, nodeIPs, policySettings } from '../policy/index.ts';
+import { apiserverEndpoints, matchesSelector, reachable, nodeAddresses, nodeIPs, perContentOf, policySettings } from '../policy/index.ts';
 import type { ClusterState, Pod, RoleBinding } from '../state/types.ts';
 import { podClassKey } from './egress-helpers.ts';
 import type { RuleSettings } from './types.ts';
@@ -20,11 +20,6 @@ interface RbacIndex {
 }
 
 const NS_GROUP_PREFIX = 'system:serviceaccounts:';
-// Keyed by the content tokens of the two kinds it reads (RoleBinding, then ClusterRoleBinding), not by
-// the state's revision: pod events, the bulk of a live cluster's, keep it. Rebuilt after every pod
-// event it was the largest cost of pod churn (50k pods, one pod change every 10 requests: 165 of the
-// 240 ms added to 2,400 requests' decide()).
-const rbacCache = new ScopedWeakMap<object, ScopedWeakMap<object, RbacIndex>>();
 
 function addSubjects(binding: RoleBinding, clusterScoped: boolean, sas: Set<string>, nss: Set<string>): void {
   for (const s of binding.subjects ?? []) {
@@ -42,20 +37,17 @@ function addSubjects(binding: RoleBinding, clusterScoped: boolean, sas: Set<stri
   }
 }
 
+// Kept per content of the two kinds it reads, not per state revision: pod events, the bulk of a live
+// cluster's, keep it. Rebuilt after every pod event it was the largest cost of pod churn (50k pods, one
+// pod change every 10 requests: 165 of the 240 ms added to 2,400 requests' decide()).
 export function rbacIndex(state: ClusterState): RbacIndex {
-  const bindings = state.contentToken('RoleBinding');
-  const clusterBindings = state.contentToken('ClusterRoleBinding');
-  let byClusterBindings = rbacCache.get(bindings);
-  if (!byClusterBindings) rbacCache.set(bindings, (byClusterBindings = new ScopedWeakMap()));
-  const hit = byClusterBindings.get(clusterBindings);
-  if (hit) return hit;
-  const sas = new Set<string>();
-  const nss = new Set<string>();
-  for (const b of state.list('RoleBinding')) addSubjects(b, false, sas, nss);
-  for (const b of state.list('ClusterRoleBinding')) addSubjects(b, true, sas, nss);
-  const index: RbacIndex = { serviceAccounts: sas, namespaces: nss };
-  byClusterBindings.set(clusterBindings, index);
-  return index;
+  return perContentOf(state, 'rbacIndex', ['RoleBinding', 'ClusterRoleBinding'], () => {
+    const sas = new Set<string>();
+    const nss = new Set<string>();
+    for (const b of state.list('RoleBinding')) addSubjects(b, false, sas, nss);
+    for (const b of state.list('ClusterRoleBinding')) addSubjects(b, true, sas, nss);
+    return { serviceAccounts: sas, namespaces: nss };
+  });
 }
 
 /** Does this pod use the API server (RBAC subject or a configured client)? */

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { perContentOf } from '../../src/policy/cache.ts';
 import { overlay } from '../../src/state/overlay.ts';
-import type { KubeObject } from '../../src/state/types.ts';
+import type { ClusterState, KubeObject } from '../../src/state/types.ts';
 import { baseCluster, memoryState, ns, pod } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';
 
@@ -12,7 +12,7 @@ type Obj = Parameters<typeof makeChange>[1] & object;
 t.test('kept while other kinds change, recomputed when a kind it reads changes', async (t) => {
   const s = memoryState(baseCluster([ns('a'), pod('a', 'web-1', { app: 'web' })]));
   let computed = 0;
-  const namespaces = (state = s): string[] => perContentOf(state, 'test:namespaces', ['Pod', 'Namespace'], () => {
+  const namespaces = (state: ClusterState = s): string[] => perContentOf(state, 'test:namespaces', ['Pod', 'Namespace'], () => {
     computed++;
     return state.list('Namespace').map((n) => n.metadata.name).sort();
   });

@@ -172,20 +172,46 @@ export async function measureLoad(serverPid: number | undefined, o: LoadOptions)
   return r;
 }
 
+/** The counters measureLoad reads from meshguard's /metrics page. */
+export interface ServerCounters {
+  hit: number;
+  miss: number;
+  majorGcs: number;
+  majorGcSeconds: number;
+}
+
+/**
+ * One sample's value from a Prometheus text page. A labelled series appears only once it has been
+ * observed (prom-client: the first verdict cache lookup, V8's first major collection), so a metric the
+ * page declares (`# TYPE`) without that series counts as 0; a metric the page does not declare is NaN.
+ */
+export function sampleValue(text: string, sample: string, labels: string, metric: string): number {
+  const escape = (x: string): string => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const m = new RegExp(`^${escape(sample)}\\{${escape(labels)}\\} ([0-9.e+-]+|NaN)$`, 'm').exec(text);
+  if (m) return Number(m[1]);
+  return new RegExp(`^# TYPE ${escape(metric)} `, 'm').test(text) ? 0 : Number.NaN;
+}
+
+/** The counters from a /metrics page (see serverCounters). */
+export function parseServerCounters(text: string): ServerCounters {
+  const lookups = (result: string): number => sampleValue(text, 'meshguard_verdict_cache_lookups_total', `result="${result}"`, 'meshguard_verdict_cache_lookups_total');
+  const gc = (what: 'sum' | 'count'): number => sampleValue(text, `nodejs_gc_duration_seconds_${what}`, 'kind="major"', 'nodejs_gc_duration_seconds');
+  return { hit: lookups('hit'), miss: lookups('miss'), majorGcs: gc('count'), majorGcSeconds: gc('sum') };
+}
+
 /**
  * Counters from meshguard's /metrics: its verdict cache lookups (meshguard_verdict_cache_lookups_total)
  * and V8's major collections (prom-client's nodejs_gc_duration_seconds{kind="major"}).
  */
-export function serverCounters(port: number, ca: Buffer): Promise<{ hit: number; miss: number; majorGcs: number; majorGcSeconds: number }> {
+export function serverCounters(port: number, ca: Buffer): Promise<ServerCounters> {
   return new Promise((resolve, reject) => {
     const req = https.get({ host: '127.0.0.1', port, path: '/metrics', ca, timeout: 5000 }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
       res.on('end', () => {
-        const read = (result: string): number => Number(new RegExp(`meshguard_verdict_cache_lookups_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? NaN);
-        const gc = (what: 'sum' | 'count'): number => Number(new RegExp(`^nodejs_gc_duration_seconds_${what}\\{kind="major"\\} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? NaN);
-        resolve({ hit: read('hit'), miss: read('miss'), majorGcs: gc('count'), majorGcSeconds: gc('sum') });
+        if (res.statusCode !== 200) reject(new Error(`/metrics answered ${res.statusCode}`));
+        else resolve(parseServerCounters(text));
       });
     });
     req.on('error', reject);

@@ -90,8 +90,11 @@ class OverlayState implements ClusterState {
     const key = scoped ? namespace : ALL;
     let out = this.#lists.get(key);
     if (!out) {
-      out = this.#patch(this.#base.list(kind, scoped ? namespace : undefined));
-      markEphemeral(out);
+      const base = this.#base.list(kind, scoped ? namespace : undefined);
+      out = this.#patch(base);
+      // A DELETE of an object the base does not have leaves its list as it is: that list is the base's
+      // own, and caches keyed by it must keep their entries beyond this request.
+      if (out !== base) markEphemeral(out);
       this.#lists.set(key, out);
     }
     return out as readonly KindObjects[K][];
@@ -116,7 +119,7 @@ class OverlayState implements ClusterState {
       if (this.#obj) this.#namespaces = has ? base : [...base, this.#ns];
       else if (has && this.list(kind, this.#ns).length === 0) this.#namespaces = base.filter((n) => n !== this.#ns);
       else this.#namespaces = base;
-      markEphemeral(this.#namespaces);
+      if (this.#namespaces !== base) markEphemeral(this.#namespaces);
     }
     return this.#namespaces;
   }

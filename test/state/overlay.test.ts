@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import type { Change, Operation } from '../../src/admission/change.ts';
 import { KINDS, KIND_NAMES, type KindName } from '../../src/state/kinds.ts';
 import { overlay } from '../../src/state/overlay.ts';
+import { inRequestScope, isEphemeral } from '../../src/state/request-scope.ts';
 import { MemoryState } from '../../src/state/store.ts';
 import { transformObject } from '../../src/state/transform.ts';
 import type { ClusterState, KubeObject } from '../../src/state/types.ts';
@@ -198,4 +199,26 @@ t.test('an overlay follows its base when the base changes (live cache events)', 
     ),
     { numRuns: 100 },
   );
+});
+
+t.test("lists an overlay passes through unchanged stay the base's own (not marked as the request's)", async (t) => {
+  const base = new MemoryState();
+  base.upsert('CiliumNetworkPolicy', obj('CiliumNetworkPolicy', 'a', 'x', {}, 1));
+  const absent = obj('CiliumNetworkPolicy', 'a', 'gone', {}, 1);
+  const present = obj('CiliumNetworkPolicy', 'a', 'x', {}, 2);
+  inRequestScope(() => {
+    // DELETE of an object the base does not have: the list and the namespaces are the base's.
+    const del = overlay(base, change('DELETE', 'CiliumNetworkPolicy', absent));
+    const list = del.list('CiliumNetworkPolicy', 'a');
+    t.equal(list, base.list('CiliumNetworkPolicy', 'a'), 'the same array as the base');
+    t.equal(isEphemeral(list), false, 'a cache keyed by the base list keeps its entry after the request');
+    const namespaces = del.namespacesWith('CiliumNetworkPolicy');
+    t.equal(namespaces, base.namespacesWith('CiliumNetworkPolicy'));
+    t.equal(isEphemeral(namespaces), false);
+    // An UPDATE builds its own list, which is the request's.
+    const upd = overlay(base, change('UPDATE', 'CiliumNetworkPolicy', present));
+    const patched = upd.list('CiliumNetworkPolicy', 'a');
+    t.not(patched, base.list('CiliumNetworkPolicy', 'a'));
+    t.equal(isEphemeral(patched), true);
+  });
 });

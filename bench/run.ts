@@ -26,6 +26,7 @@ import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
 import { deployedNodeFlags, fmt, freePort, measureLoad, ROOT, rssOf, runJson, startServer as spawnServer, stopServer, type LoadResult } from './harness.ts';
 import { requestMix, review } from './requests.ts';
+import { checkTargets, targetsTable, type RunFigures } from './targets.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, full: { type: 'boolean', default: false } } });
 const quick = values.quick || !values.full;
@@ -182,6 +183,7 @@ async function main(): Promise<void> {
   }
   results['scaleCurve'] = curve;
   results['selectionCurve'] = selection;
+  results['targets'] = checkTargets(results as unknown as RunFigures);
 
   mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
   const json = JSON.stringify(results, null, 2) + '\n';
@@ -228,6 +230,7 @@ function report(r: Record<string, unknown>): string {
   lines.push('', labels.map((l) => `${l}: ${f(last[l]! / first[l]!, 2)}x from ${first['pods']} to ${last['pods']} pods`).join('; '));
   lines.push('', `| policy selecting (at ${last['pods']} pods) | ~pods selected | µs per request |`, '|---|---:|---:|');
   for (const s of r['selectionCurve'] as { label: string; approxSelected: number; micros: number }[]) lines.push(`| ${s.label} | ${s.approxSelected} | ${f(s.micros, 0)} |`);
+  lines.push('', `Targets (issue #6), checked against this run${quick ? ' (a quick run has no 10k or 50k state)' : ''}:`, '', ...targetsTable(r['targets'] as ReturnType<typeof checkTargets>));
   return lines.join('\n') + '\n';
 }
 

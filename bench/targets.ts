@@ -1,0 +1,121 @@
+// The benchmark's targets, checked against one run's figures (the JSON bench/run.ts writes), so that a
+// run says for itself which targets it met instead of leaving the comparison to its reader.
+//
+//  - p99 under 2 ms at 500 requests/s for the 10k-pod state (per traffic shape; beside it the no-op
+//    baseline's p99 at the same rate in the same run: when that is over 2 ms too, the machine itself
+//    cannot show the target met, whatever meshguard does);
+//  - maximum throughput at least 50% of the baseline's (per traffic shape, at every size);
+//  - per-request evaluation at 50k pods at most 2x that at 1k pods, same request;
+//  - under 2 KB of heap per cached pod (every size);
+//  - under 300 MB RSS at 50k pods (the serving process's peak).
+//
+// A quick run has neither the 10k nor the 50k state: those targets are "not measured" there.
+
+/** The fields of one load phase the checks read (bench/load.ts output plus bench/harness.ts additions). */
+export interface PhaseFigures {
+  p99: number;
+  rps: number;
+}
+
+export interface RunFigures {
+  rate: number;
+  baseline: Record<string, { rate: PhaseFigures; max: PhaseFigures }>;
+  sizes: { pods: number; memory: { heapBytesPerPod?: number }; serverRssPeak: number; traffic: Record<string, { rate: PhaseFigures; max: PhaseFigures }> }[];
+  scaleCurve: Record<string, number>[];
+}
+
+export type Verdict = 'met' | 'missed' | 'partly met' | 'not measured';
+
+export interface TargetCheck {
+  target: string;
+  measured: string;
+  verdict: Verdict;
+  /** Which traffic shapes met it, for the per-shape targets. */
+  metFor?: string[];
+  note?: string;
+}
+
+export const P99_LIMIT_MS = 2;
+export const THROUGHPUT_MIN_RATIO = 0.5;
+export const SCALE_MAX_RATIO = 2;
+export const HEAP_PER_POD_LIMIT = 2048;
+export const RSS_LIMIT_BYTES = 300 * 2 ** 20;
+const LATENCY_PODS = 10_000;
+const SMALL_PODS = 1_000;
+const LARGE_PODS = 50_000;
+
+const SHAPE_NAMES: Record<string, string> = { new: 'all new', twice: 'each twice', cycle: 'repeated' };
+const shapeName = (s: string): string => SHAPE_NAMES[s] ?? s;
+const ms = (x: number): string => `${x.toFixed(2)} ms`;
+/** A ratio in whole percent, rounded down: a ratio just under a limit never reads as the limit. */
+const pct = (x: number): string => `${Math.floor(100 * x)}%`;
+
+/** met when every shape met, missed when none did, partly met otherwise. */
+function byShape(passed: Map<string, boolean>): { verdict: Verdict; metFor: string[] } {
+  const metFor = [...passed].filter(([, ok]) => ok).map(([s]) => shapeName(s));
+  const verdict: Verdict = metFor.length === passed.size ? 'met' : metFor.length === 0 ? 'missed' : 'partly met';
+  return { verdict, metFor };
+}
+
+function latency(r: RunFigures): TargetCheck {
+  const target = `p99 < ${P99_LIMIT_MS} ms at ${r.rate} req/s, ${LATENCY_PODS / 1000}k pods`;
+  const size = r.sizes.find((s) => s.pods === LATENCY_PODS);
+  if (!size) return { target, measured: `no ${LATENCY_PODS}-pod state in this run`, verdict: 'not measured' };
+  const shapes = Object.keys(size.traffic);
+  const passed = new Map(shapes.map((s) => [s, size.traffic[s]!.rate.p99 < P99_LIMIT_MS]));
+  const measured = shapes.map((s) => `${shapeName(s)} ${ms(size.traffic[s]!.rate.p99)} (baseline ${ms(r.baseline[s]?.rate.p99 ?? Number.NaN)})`).join('; ');
+  const slowFloor = shapes.filter((s) => (r.baseline[s]?.rate.p99 ?? 0) >= P99_LIMIT_MS).map(shapeName);
+  const note = slowFloor.length > 0 ? `the no-op baseline's own p99 was ${P99_LIMIT_MS} ms or more (${slowFloor.join(', ')}): this machine cannot show the target met for those shapes` : undefined;
+  return { target, measured, ...byShape(passed), ...(note ? { note } : {}) };
+}
+
+function throughput(r: RunFigures): TargetCheck {
+  const target = `max throughput >= ${pct(THROUGHPUT_MIN_RATIO)} of the baseline's`;
+  if (r.sizes.length === 0) return { target, measured: 'no meshguard runs', verdict: 'not measured' };
+  const shapes = Object.keys(r.baseline);
+  const ratios = new Map(shapes.map((s) => [s, r.sizes.map((size) => (size.traffic[s]?.max.rps ?? 0) / r.baseline[s]!.max.rps)]));
+  const passed = new Map(shapes.map((s) => [s, ratios.get(s)!.every((x) => x >= THROUGHPUT_MIN_RATIO)]));
+  const range = (xs: number[]): string => (Math.min(...xs) === Math.max(...xs) ? pct(xs[0]!) : `${pct(Math.min(...xs))}-${pct(Math.max(...xs))}`);
+  const measured = shapes.map((s) => `${shapeName(s)} ${range(ratios.get(s)!)}`).join('; ');
+  return { target, measured, ...byShape(passed) };
+}
+
+function scale(r: RunFigures): TargetCheck {
+  const target = `evaluation at ${LARGE_PODS / 1000}k pods <= ${SCALE_MAX_RATIO}x that at ${SMALL_PODS / 1000}k, same request`;
+  const small = r.scaleCurve.find((row) => row['pods'] === SMALL_PODS);
+  const large = r.scaleCurve.find((row) => row['pods'] === LARGE_PODS);
+  if (!small || !large) return { target, measured: `no ${SMALL_PODS}- and ${LARGE_PODS}-pod states in this run`, verdict: 'not measured' };
+  const requests = Object.keys(small).filter((k) => k !== 'pods');
+  const ratios = requests.map((k) => large[k]! / small[k]!);
+  const measured = requests.map((k, i) => `${k}: ${ratios[i]!.toFixed(2)}x`).join('; ');
+  return { target, measured, verdict: ratios.every((x) => x <= SCALE_MAX_RATIO) ? 'met' : 'missed' };
+}
+
+function heapPerPod(r: RunFigures): TargetCheck {
+  const target = `< ${HEAP_PER_POD_LIMIT / 1024} KB heap per cached pod`;
+  const perPod = r.sizes.map((s) => s.memory.heapBytesPerPod).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+  if (perPod.length === 0) return { target, measured: 'no memory figures in this run', verdict: 'not measured' };
+  return { target, measured: `${Math.round(Math.min(...perPod))}-${Math.round(Math.max(...perPod))} B`, verdict: perPod.every((x) => x < HEAP_PER_POD_LIMIT) ? 'met' : 'missed' };
+}
+
+function rss(r: RunFigures): TargetCheck {
+  const target = `< ${RSS_LIMIT_BYTES / 2 ** 20} MB RSS at ${LARGE_PODS / 1000}k pods (serve, peak)`;
+  const size = r.sizes.find((s) => s.pods === LARGE_PODS);
+  if (!size) return { target, measured: `no ${LARGE_PODS}-pod state in this run`, verdict: 'not measured' };
+  return { target, measured: `${Math.round(size.serverRssPeak / 2 ** 20)} MB`, verdict: size.serverRssPeak < RSS_LIMIT_BYTES ? 'met' : 'missed' };
+}
+
+/** Every target, checked against one run. */
+export function checkTargets(r: RunFigures): TargetCheck[] {
+  return [latency(r), throughput(r), scale(r), heapPerPod(r), rss(r)];
+}
+
+/** The checks as a markdown table. */
+export function targetsTable(checks: readonly TargetCheck[]): string[] {
+  const lines = ['| target | this run | verdict |', '|---|---|---|'];
+  for (const c of checks) {
+    const verdict = c.verdict === 'partly met' ? `partly met (${c.metFor!.join(', ')})` : c.verdict;
+    lines.push(`| ${c.target} | ${c.measured}${c.note ? `; ${c.note}` : ''} | ${verdict} |`);
+  }
+  return lines;
+}

@@ -27,6 +27,7 @@ import { collectionPath } from '../src/state/live.ts';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
 import { cpuSecondsOf, deployedNodeFlags, fmt, freePort, measureLoad, ROOT, rssOf, startServer, stopServer, type LoadResult } from './harness.ts';
+import { checkRss, targetsTable, type TargetCheck } from './targets.ts';
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
@@ -453,7 +454,7 @@ const hits = (r: LoadResult): string =>
 const runs = (rs: readonly RunSummary[]): string =>
   rs.map((x) => f(x.p99, 1) + (x.majorGcs === undefined || x.majorGcs === 0 || Number.isNaN(x.majorGcs) ? '' : ` (${x.majorGcs} GC, ${f(x.majorGcMs ?? NaN, 0)} ms)`)).join(', ');
 
-function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): string {
+function report(r: { machine: Record<string, unknown>; sizes: SizeResult[]; targets: TargetCheck[] }): string {
   const lines = [
     `## meshguard live path (serve --kubeconfig against kube-apiserver; ${r.machine['cpus']} CPUs, Node ${process.version})`, '',
     `Latency at ${RATE} req/s (open loop, ${SECONDS} s, the repeated traffic shape: the mix's 400 reviews in turn), without pod changes, with ${CHURN} pod readiness changes/s and with ${CHURN} pod label changes/s, and max throughput (${CONNECTIONS} keep-alive connections). The label churn phase and its control (the same churn, meshguard serving a state file) ran ${REPEATS} times in turn (the control with its verdict cache off, as label churn leaves the live one's empty): the run with the median p99 is shown, and in brackets each run's p99 in order, with the major collections in that run's server. In parentheses: the share of requests meshguard answered from its verdict cache in that phase, and V8's major collections (count, total pause) in meshguard during it.`, '',
@@ -473,6 +474,7 @@ function report(r: { machine: Record<string, unknown>; sizes: SizeResult[] }): s
   for (const s of r.sizes) lines.push(`| ${s.pods} | ${s.statusChurn.podEvents.changed} / ${s.statusChurn.podEvents.unchanged} | ${s.churn.podEvents.changed} / ${s.churn.podEvents.unchanged} |`);
   const errors = r.sizes.reduce((n, s) => n + s.rate.errors + s.max.errors + s.churn.errors + s.churnControl.errors + s.statusChurn.errors, 0);
   lines.push('', `Errors (non-200 answers or failed requests) over all phases: ${errors}.`, '');
+  lines.push('Target (issue #6) for the live path, checked against this run:', '', ...targetsTable(r.targets), '');
   return lines.join('\n');
 }
 
@@ -490,8 +492,10 @@ async function main(): Promise<void> {
       machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` },
       loadSeconds: SECONDS, rate: RATE, churnPerSecond: CHURN, connections: CONNECTIONS, serverNodeFlags: deployedNodeFlags(),
       sizes: [] as SizeResult[],
+      targets: [] as TargetCheck[],
     };
     for (const pods of SIZES) results.sizes.push(await measureSize(pods, work, ca, tls));
+    results.targets = [checkRss(results.sizes, 'live path')];
     const json = JSON.stringify(results, null, 2) + '\n';
     const text = report(results);
     if (!values['no-write']) {

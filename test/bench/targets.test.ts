@@ -3,7 +3,7 @@
 
 import t from 'tap';
 
-import { checkTargets, targetsTable, type RunFigures, type TargetCheck } from '../../bench/targets.ts';
+import { checkRss, checkTargets, targetsTable, type RunFigures, type TargetCheck } from '../../bench/targets.ts';
 
 const phase = (p99: number, rps: number) => ({ p99, rps });
 
@@ -73,4 +73,10 @@ t.test('a quick run (1k and 5k pods) does not claim the 10k and 50k targets', as
   const quick: RunFigures = { ...full, sizes: full.sizes.slice(0, 1).concat({ ...full.sizes[0]!, pods: 5000 }), scaleCurve: [full.scaleCurve[0]!, { ...full.scaleCurve[1]!, pods: 5000 }] };
   const checks = checkTargets(quick);
   t.same(checks.map((c) => c.verdict), ['not measured', 'met', 'not measured', 'met', 'not measured']);
+});
+
+t.test('the RSS check serves the live path too', async (t) => {
+  const live = checkRss([{ pods: 10000, serverRssPeak: 200 * 2 ** 20 }, { pods: 50000, serverRssPeak: 257 * 2 ** 20 }], 'live path');
+  t.same(live, { target: '< 300 MB RSS at 50k pods (live path, peak)', measured: '257 MB', verdict: 'met' });
+  t.equal(checkRss([{ pods: 10000, serverRssPeak: 400 * 2 ** 20 }], 'live path').verdict, 'not measured', 'the limit is for 50k pods');
 });

@@ -15,6 +15,7 @@ import { toChange } from '../src/admission/review.ts';
 import type { AdmissionReview } from '../src/admission/schema.ts';
 import { DEFAULT_SETTINGS, defaultConfig } from '../src/config/config.ts';
 import { allRules } from '../src/rules/registry.ts';
+import { tuneHeapForServing } from '../src/server/heap-tuning.ts';
 import { overlay } from '../src/state/overlay.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { transformObject } from '../src/state/transform.ts';
@@ -25,6 +26,8 @@ import { requestMix, SEQ_PLACEHOLDER } from './requests.ts';
 const { values } = parseArgs({
   options: { pods: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '5' }, top: { type: 'string', default: '15' }, only: { type: 'string' }, churn: { type: 'string', default: '0' }, new: { type: 'boolean', default: false }, slowest: { type: 'string', default: '0' } },
 });
+// As `meshguard serve` does before loading its state (see src/server/heap-tuning.ts).
+tuneHeapForServing();
 const churnEvery = Number(values.churn);
 const pods = Number(values.pods);
 const rounds = Number(values.rounds);

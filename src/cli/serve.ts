@@ -6,6 +6,7 @@ import { pino, type Level, type Logger } from 'pino';
 
 import { loadConfig } from '../config/config.ts';
 import { InputError } from '../errors.ts';
+import { tuneHeapForServing } from '../server/heap-tuning.ts';
 import { createServer, DEFAULT_DRAIN_SECONDS, installSignalHandlers } from '../server/server.ts';
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
 import { SnapshotSource } from '../state/snapshot.ts';
@@ -61,6 +62,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   if (!level) throw new InputError(`--log-level: must be one of ${LEVELS.join(', ')}`);
   const config = loadConfig(opts.config, ctx.rules);
   const logger: Logger = pino({ level, base: { app: 'meshguard', version: version() } });
+  // Before the state is loaded: its objects must not mark the request path's allocation sites long-lived.
+  const pretenuring = tuneHeapForServing();
 
   let source: StateSource;
   const fromFiles = (opts.state?.length ?? 0) > 0;
@@ -115,6 +118,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
       config: config.file ?? 'defaults',
       rules: ctx.rules.filter((r) => config.rules[r.id] !== 'off').length,
       exemptNamespaces: config.exemptions.namespaces,
+      allocationSitePretenuring: pretenuring,
     },
     'meshguard webhook listening',
   );

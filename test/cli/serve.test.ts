@@ -117,6 +117,8 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   });
   const url = await listeningUrl(child);
   t.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  const listening = logLines.find((l) => l.msg === 'meshguard webhook listening') as { allocationSitePretenuring?: string } | undefined;
+  t.equal(listening?.allocationSitePretenuring, 'off', "serve turned V8's allocation-site pretenuring off (src/server/heap-tuning.ts)");
   t.equal(await get(url, '/healthz'), 200);
   // A snapshot is synced before listening, so the warm-up (at least 0.5 s of decisions) starts at once
   // and the first probe finds it running; readiness follows it.

@@ -198,3 +198,28 @@ t.test('live source that cannot sync: listening but not ready; SIGTERM still exi
   child.kill('SIGTERM');
   t.equal(await exited, 0);
 });
+
+t.test("node's own pretenuring flag is left as given, and the listening line says so", async (t) => {
+  const child = spawn(process.execPath, ['--allocation-site-pretenuring', main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const listening = await new Promise<{ allocationSitePretenuring?: string }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('serve did not start in 30 s')), 30_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const rec = JSON.parse(line) as { msg?: string; allocationSitePretenuring?: string };
+        if (rec.msg === 'meshguard webhook listening') {
+          clearTimeout(timer);
+          resolve(rec);
+        }
+      } catch {
+        // not JSON: ignore
+      }
+    });
+  });
+  t.equal(listening.allocationSitePretenuring, 'node flags');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+});

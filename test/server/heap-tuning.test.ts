@@ -47,7 +47,11 @@ t.test('with pretenuring (V8 default) the short-lived objects land in the old ge
 t.test("node's own flag on the command line is the operator's choice and is left alone", async (t) => {
   t.equal(tuneHeapForServing(['--allocation-site-pretenuring']), 'node flags');
   t.equal(tuneHeapForServing(['--max-semi-space-size=8', '--no-allocation-site-pretenuring']), 'node flags');
-  t.equal(tuneHeapForServing(['--allocation_site_pretenuring=true']), 'node flags');
+  // Every spelling node 24 accepts on its command line (V8 refuses a value, as in =true).
+  for (const spelling of ['-allocation-site-pretenuring', '--no_allocation_site_pretenuring', '-no-allocation-site-pretenuring', '--noallocation-site-pretenuring']) {
+    t.equal(tuneHeapForServing([spelling]), 'node flags', spelling);
+  }
+  t.equal(tuneHeapForServing(['--allocation-site-pretenuring-extra']), 'off', 'another flag that starts the same does not count');
   // Pretenuring explicitly on stays on: the growth is what V8's default gives.
   const kept = oldSpaceGrowthMb(['--allocation-site-pretenuring'], ['--allocation-site-pretenuring']);
   t.ok(kept > 4, `explicitly on: ${kept.toFixed(2)} MB allocated old`);

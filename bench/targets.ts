@@ -15,6 +15,8 @@
 export interface PhaseFigures {
   p99: number;
   rps: number;
+  /** Failed requests and non-200 answers: a phase with any says nothing about a target. */
+  errors: number;
 }
 
 export interface RunFigures {
@@ -47,14 +49,26 @@ const LARGE_PODS = 50_000;
 const SHAPE_NAMES: Record<string, string> = { new: 'all new', twice: 'each twice', cycle: 'repeated' };
 const shapeName = (s: string): string => SHAPE_NAMES[s] ?? s;
 const ms = (x: number): string => `${x.toFixed(2)} ms`;
-/** A ratio in whole percent, rounded down: a ratio just under a limit never reads as the limit. */
+// Figures checked against an upper or lower limit are shown rounded down, so that a value just under a
+// limit never reads as the limit itself (49.99% as 50%, 299.6 MB as 300 MB).
 const pct = (x: number): string => `${Math.floor(100 * x)}%`;
+const mb = (bytes: number): string => `${Math.floor(bytes / 2 ** 20)} MB`;
 
-/** met when every shape met, missed when none did, partly met otherwise. */
-function byShape(passed: Map<string, boolean>): { verdict: Verdict; metFor: string[] } {
+/** A phase whose figure can be judged: it ran without errors and produced a finite value. */
+function usable(p: PhaseFigures | undefined, field: 'p99' | 'rps'): p is PhaseFigures {
+  return p !== undefined && p.errors === 0 && Number.isFinite(p[field]) && p[field] >= 0;
+}
+
+/**
+ * met when every judged shape met, missed when none did, partly met otherwise; not measured when no
+ * shape could be judged. Shapes that could not be judged are named in a note.
+ */
+function byShape(passed: Map<string, boolean>, unjudged: string[]): Pick<TargetCheck, 'verdict' | 'metFor' | 'note'> {
+  const note = unjudged.length > 0 ? { note: `not judged (errors or no figure): ${unjudged.map(shapeName).join(', ')}` } : {};
+  if (passed.size === 0) return { verdict: 'not measured', ...note };
   const metFor = [...passed].filter(([, ok]) => ok).map(([s]) => shapeName(s));
   const verdict: Verdict = metFor.length === passed.size ? 'met' : metFor.length === 0 ? 'missed' : 'partly met';
-  return { verdict, metFor };
+  return { verdict, metFor, ...note };
 }
 
 function latency(r: RunFigures): TargetCheck {
@@ -62,22 +76,28 @@ function latency(r: RunFigures): TargetCheck {
   const size = r.sizes.find((s) => s.pods === LATENCY_PODS);
   if (!size) return { target, measured: `no ${LATENCY_PODS}-pod state in this run`, verdict: 'not measured' };
   const shapes = Object.keys(size.traffic);
-  const passed = new Map(shapes.map((s) => [s, size.traffic[s]!.rate.p99 < P99_LIMIT_MS]));
-  const measured = shapes.map((s) => `${shapeName(s)} ${ms(size.traffic[s]!.rate.p99)} (baseline ${ms(r.baseline[s]?.rate.p99 ?? Number.NaN)})`).join('; ');
-  const slowFloor = shapes.filter((s) => (r.baseline[s]?.rate.p99 ?? 0) >= P99_LIMIT_MS).map(shapeName);
-  const note = slowFloor.length > 0 ? `the no-op baseline's own p99 was ${P99_LIMIT_MS} ms or more (${slowFloor.join(', ')}): this machine cannot show the target met for those shapes` : undefined;
-  return { target, measured, ...byShape(passed), ...(note ? { note } : {}) };
+  const judged = shapes.filter((s) => usable(size.traffic[s]!.rate, 'p99'));
+  const passed = new Map(judged.map((s) => [s, size.traffic[s]!.rate.p99 < P99_LIMIT_MS]));
+  const baselineP99 = (s: string): number => (usable(r.baseline[s]?.rate, 'p99') ? r.baseline[s]!.rate.p99 : Number.NaN);
+  const measured = judged.map((s) => `${shapeName(s)} ${ms(size.traffic[s]!.rate.p99)} (baseline ${ms(baselineP99(s))})`).join('; ') || '-';
+  const check = byShape(passed, shapes.filter((s) => !judged.includes(s)));
+  const slowFloor = judged.filter((s) => baselineP99(s) >= P99_LIMIT_MS).map(shapeName);
+  const floorNote = slowFloor.length > 0 ? `the no-op baseline's own p99 was ${P99_LIMIT_MS} ms or more (${slowFloor.join(', ')}): this machine cannot show the target met for those shapes` : undefined;
+  const note = [check.note, floorNote].filter((x) => x !== undefined).join('; ');
+  return { target, measured, ...check, ...(note ? { note } : {}) };
 }
 
 function throughput(r: RunFigures): TargetCheck {
   const target = `max throughput >= ${pct(THROUGHPUT_MIN_RATIO)} of the baseline's`;
   if (r.sizes.length === 0) return { target, measured: 'no meshguard runs', verdict: 'not measured' };
   const shapes = Object.keys(r.baseline);
-  const ratios = new Map(shapes.map((s) => [s, r.sizes.map((size) => (size.traffic[s]?.max.rps ?? 0) / r.baseline[s]!.max.rps)]));
-  const passed = new Map(shapes.map((s) => [s, ratios.get(s)!.every((x) => x >= THROUGHPUT_MIN_RATIO)]));
-  const range = (xs: number[]): string => (Math.min(...xs) === Math.max(...xs) ? pct(xs[0]!) : `${pct(Math.min(...xs))}-${pct(Math.max(...xs))}`);
-  const measured = shapes.map((s) => `${shapeName(s)} ${range(ratios.get(s)!)}`).join('; ');
-  return { target, measured, ...byShape(passed) };
+  // A shape is judged when its baseline and every size's meshguard phase ran cleanly.
+  const judged = shapes.filter((s) => usable(r.baseline[s]!.max, 'rps') && r.baseline[s]!.max.rps > 0 && r.sizes.every((size) => usable(size.traffic[s]?.max, 'rps')));
+  const ratios = new Map(judged.map((s) => [s, r.sizes.map((size) => size.traffic[s]!.max.rps / r.baseline[s]!.max.rps)]));
+  const passed = new Map(judged.map((s) => [s, ratios.get(s)!.every((x) => x >= THROUGHPUT_MIN_RATIO)]));
+  const range = (xs: number[]): string => (pct(Math.min(...xs)) === pct(Math.max(...xs)) ? pct(xs[0]!) : `${pct(Math.min(...xs))}-${pct(Math.max(...xs))}`);
+  const measured = judged.map((s) => `${shapeName(s)} ${range(ratios.get(s)!)}`).join('; ') || '-';
+  return { target, measured, ...byShape(passed, shapes.filter((s) => !judged.includes(s))) };
 }
 
 function scale(r: RunFigures): TargetCheck {
@@ -85,7 +105,8 @@ function scale(r: RunFigures): TargetCheck {
   const small = r.scaleCurve.find((row) => row['pods'] === SMALL_PODS);
   const large = r.scaleCurve.find((row) => row['pods'] === LARGE_PODS);
   if (!small || !large) return { target, measured: `no ${SMALL_PODS}- and ${LARGE_PODS}-pod states in this run`, verdict: 'not measured' };
-  const requests = Object.keys(small).filter((k) => k !== 'pods');
+  const requests = Object.keys(small).filter((k) => k !== 'pods' && (small[k] ?? 0) > 0 && Number.isFinite(small[k]) && Number.isFinite(large[k]));
+  if (requests.length === 0) return { target, measured: 'no request timed at both sizes', verdict: 'not measured' };
   const ratios = requests.map((k) => large[k]! / small[k]!);
   const measured = requests.map((k, i) => `${k}: ${ratios[i]!.toFixed(2)}x`).join('; ');
   return { target, measured, verdict: ratios.every((x) => x <= SCALE_MAX_RATIO) ? 'met' : 'missed' };
@@ -95,7 +116,8 @@ function heapPerPod(r: RunFigures): TargetCheck {
   const target = `< ${HEAP_PER_POD_LIMIT / 1024} KB heap per cached pod`;
   const perPod = r.sizes.map((s) => s.memory.heapBytesPerPod).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
   if (perPod.length === 0) return { target, measured: 'no memory figures in this run', verdict: 'not measured' };
-  return { target, measured: `${Math.round(Math.min(...perPod))}-${Math.round(Math.max(...perPod))} B`, verdict: perPod.every((x) => x < HEAP_PER_POD_LIMIT) ? 'met' : 'missed' };
+  const [lo, hi] = [Math.floor(Math.min(...perPod)), Math.floor(Math.max(...perPod))];
+  return { target, measured: lo === hi ? `${lo} B` : `${lo}-${hi} B`, verdict: perPod.every((x) => x < HEAP_PER_POD_LIMIT) ? 'met' : 'missed' };
 }
 
 /** The RSS target over the serving process's peak per size (also for the live path: bench/live.ts). */
@@ -103,7 +125,8 @@ export function checkRss(sizes: readonly { pods: number; serverRssPeak: number }
   const target = `< ${RSS_LIMIT_BYTES / 2 ** 20} MB RSS at ${LARGE_PODS / 1000}k pods (${where}, peak)`;
   const size = sizes.find((s) => s.pods === LARGE_PODS);
   if (!size) return { target, measured: `no ${LARGE_PODS}-pod state in this run`, verdict: 'not measured' };
-  return { target, measured: `${Math.round(size.serverRssPeak / 2 ** 20)} MB`, verdict: size.serverRssPeak < RSS_LIMIT_BYTES ? 'met' : 'missed' };
+  if (!Number.isFinite(size.serverRssPeak) || size.serverRssPeak <= 0) return { target, measured: 'RSS not read (no /proc?)', verdict: 'not measured' };
+  return { target, measured: mb(size.serverRssPeak), verdict: size.serverRssPeak < RSS_LIMIT_BYTES ? 'met' : 'missed' };
 }
 
 /** Every target, checked against one run. */

@@ -5,7 +5,7 @@ import t from 'tap';
 
 import { checkRss, checkTargets, targetsTable, type RunFigures, type TargetCheck } from '../../bench/targets.ts';
 
-const phase = (p99: number, rps: number) => ({ p99, rps });
+const phase = (p99: number, rps: number, errors = 0) => ({ p99, rps, errors });
 
 /** A full run: baseline at 20k req/s and p99 0.5 ms; meshguard per size and shape as given. */
 function run(o: { p99?: Record<string, number>; rps?: Record<string, number>; baselineP99?: number; heap?: number; rss?: number; curve?: [number, number] } = {}): RunFigures {
@@ -79,4 +79,33 @@ t.test('the RSS check serves the live path too', async (t) => {
   const live = checkRss([{ pods: 10000, serverRssPeak: 200 * 2 ** 20 }, { pods: 50000, serverRssPeak: 257 * 2 ** 20 }], 'live path');
   t.same(live, { target: '< 300 MB RSS at 50k pods (live path, peak)', measured: '257 MB', verdict: 'met' });
   t.equal(checkRss([{ pods: 10000, serverRssPeak: 400 * 2 ** 20 }], 'live path').verdict, 'not measured', 'the limit is for 50k pods');
+});
+
+t.test('figures that cannot be judged give no verdict rather than a wrong one', async (t) => {
+  // A baseline that answered nothing: no ratio to judge, not "Infinity%, met".
+  const noBaseline = run();
+  for (const s of Object.values(noBaseline.baseline)) s.max = phase(3, 0);
+  const tp = byTarget(checkTargets(noBaseline), 'max throughput');
+  t.equal(tp.verdict, 'not measured');
+  t.match(tp.note, /not judged.*all new, each twice, repeated/);
+  // A phase with errors is left out of its target, and named.
+  const withErrors = run({ p99: { new: 1, twice: 1, cycle: 1 } });
+  withErrors.sizes[1]!.traffic = { ...withErrors.sizes[1]!.traffic, new: { rate: phase(0.5, 500, 12), max: phase(9, 12_000) } };
+  const p99 = byTarget(checkTargets(withErrors), 'p99');
+  t.equal(p99.verdict, 'met', 'the clean shapes met');
+  t.same(p99.metFor, ['each twice', 'repeated']);
+  t.match(p99.note, /not judged \(errors or no figure\): all new/);
+  t.notMatch(p99.measured, /all new/);
+  // No RSS reading (no /proc) and an empty scale curve.
+  const rss = checkRss([{ pods: 50000, serverRssPeak: Number.NaN }]);
+  t.equal(rss.verdict, 'not measured');
+  const noCurve = run();
+  noCurve.scaleCurve = [{ pods: 1000 }, { pods: 50000 }];
+  t.equal(byTarget(checkTargets(noCurve), 'evaluation').verdict, 'not measured');
+});
+
+t.test('figures under a limit are shown rounded down, never as the limit', async (t) => {
+  const c = checkRss([{ pods: 50000, serverRssPeak: 299.6 * 2 ** 20 }]);
+  t.same([c.measured, c.verdict], ['299 MB', 'met']);
+  t.equal(byTarget(checkTargets(run({ heap: 2047.6 })), '< 2 KB').measured, '2047 B');
 });

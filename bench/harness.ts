@@ -183,12 +183,15 @@ export interface ServerCounters {
 /**
  * One sample's value from a Prometheus text page. A labelled series appears only once it has been
  * observed (prom-client: the first verdict cache lookup, V8's first major collection), so a metric the
- * page declares (`# TYPE`) without that series counts as 0; a metric the page does not declare is NaN.
+ * page declares (`# TYPE`) without that series counts as 0; a metric the page does not declare, or a
+ * line for the series that cannot be read (more labels than asked for), is NaN.
  */
 export function sampleValue(text: string, sample: string, labels: string, metric: string): number {
   const escape = (x: string): string => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const m = new RegExp(`^${escape(sample)}\\{${escape(labels)}\\} ([0-9.e+-]+|NaN)$`, 'm').exec(text);
-  if (m) return Number(m[1]);
+  // The value, then an optional timestamp (the exposition format allows one).
+  const m = new RegExp(`^${escape(sample)}\\{${escape(labels)}\\} (\\S+)(?: -?\\d+)?$`, 'm').exec(text);
+  if (m) return m[1] === '+Inf' ? Infinity : m[1] === '-Inf' ? -Infinity : Number(m[1]);
+  if (new RegExp(`^${escape(sample)}\\{[^}]*${escape(labels)}`, 'm').test(text)) return Number.NaN;
   return new RegExp(`^# TYPE ${escape(metric)} `, 'm').test(text) ? 0 : Number.NaN;
 }
 

@@ -44,3 +44,12 @@ t.test('sampleValue matches the whole sample name and label set', async (t) => {
   t.equal(sampleValue(page, 'nodejs_gc_duration_seconds_count', 'kind="incremental"', 'nodejs_gc_duration_seconds'), 0, 'declared, not observed yet');
   t.ok(Number.isNaN(sampleValue(page, 'nodejs_gc_duration_seconds_count', 'kind="incremental"', 'nodejs_gc_duration')), 'a prefix of a declared name is not a declaration');
 });
+
+t.test('a line for the series that cannot be read is NaN, not 0; a timestamp is allowed', async (t) => {
+  const declared = '# TYPE nodejs_gc_duration_seconds histogram\n';
+  const read = (line: string): number => sampleValue(declared + line + '\n', 'nodejs_gc_duration_seconds_count', 'kind="major"', 'nodejs_gc_duration_seconds');
+  t.ok(Number.isNaN(read('nodejs_gc_duration_seconds_count{kind="major",pod="a"} 3')), 'more labels than asked for');
+  t.equal(read('nodejs_gc_duration_seconds_count{kind="major"} 3 1733467200000'), 3, 'with a timestamp');
+  t.equal(read('nodejs_gc_duration_seconds_count{kind="major"} +Inf'), Infinity);
+  t.equal(read('nodejs_gc_duration_seconds_count{kind="minor"} 7'), 0, 'only another series observed yet');
+});

@@ -74,17 +74,17 @@ function get(url: string, path: string): Promise<number> {
   });
 }
 
-/** The URL from the "listening" log line (stdout is pino JSON). */
-function listeningUrl(child: ChildProcess): Promise<string> {
+/** The "listening" log line (stdout is pino JSON). */
+function listeningRecord(child: ChildProcess): Promise<{ url: string; allocationSitePretenuring?: string }> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('serve did not start in 30 s')), 30_000);
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       try {
-        const rec = JSON.parse(line) as { msg?: string; url?: string };
+        const rec = JSON.parse(line) as { msg?: string; url?: string; allocationSitePretenuring?: string };
         if (rec.msg === 'meshguard webhook listening' && rec.url) {
           clearTimeout(timer);
-          resolve(rec.url);
+          resolve({ ...rec, url: rec.url });
         }
       } catch {
         // not JSON: ignore
@@ -95,6 +95,11 @@ function listeningUrl(child: ChildProcess): Promise<string> {
       reject(new Error(`serve exited early with ${code}`));
     });
   });
+}
+
+/** The URL from the "listening" log line. */
+async function listeningUrl(child: ChildProcess): Promise<string> {
+  return (await listeningRecord(child)).url;
 }
 
 t.test('serves the example state, answers a review, drains and exits 0 on SIGTERM', async (t) => {
@@ -115,10 +120,10 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
-  const url = await listeningUrl(child);
+  const listening = await listeningRecord(child);
+  const url = listening.url;
   t.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
-  const listening = logLines.find((l) => l.msg === 'meshguard webhook listening') as { allocationSitePretenuring?: string } | undefined;
-  t.equal(listening?.allocationSitePretenuring, 'off', "serve turned V8's allocation-site pretenuring off (src/server/heap-tuning.ts)");
+  t.equal(listening.allocationSitePretenuring, 'off', "serve turned V8's allocation-site pretenuring off (src/server/heap-tuning.ts)");
   t.equal(await get(url, '/healthz'), 200);
   // A snapshot is synced before listening, so the warm-up (at least 0.5 s of decisions) starts at once
   // and the first probe finds it running; readiness follows it.
@@ -205,20 +210,7 @@ t.test("node's own pretenuring flag is left as given, and the listening line say
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
-  const listening = await new Promise<{ allocationSitePretenuring?: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('serve did not start in 30 s')), 30_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const rec = JSON.parse(line) as { msg?: string; allocationSitePretenuring?: string };
-        if (rec.msg === 'meshguard webhook listening') {
-          clearTimeout(timer);
-          resolve(rec);
-        }
-      } catch {
-        // not JSON: ignore
-      }
-    });
-  });
+  const listening = await listeningRecord(child);
   t.equal(listening.allocationSitePretenuring, 'node flags');
   child.kill('SIGTERM');
   t.equal(await exited, 0);

@@ -20,12 +20,13 @@ import { toChange } from '../src/admission/review.ts';
 import type { AdmissionReview } from '../src/admission/schema.ts';
 import { defaultConfig } from '../src/config/config.ts';
 import { allRules } from '../src/rules/registry.ts';
-import type { Decide } from '../src/rules/types.ts';
+import { tuneHeapForServing } from '../src/server/heap-tuning.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
 import { deployedNodeFlags, fmt, freePort, measureLoad, ROOT, rssOf, runJson, startServer as spawnServer, stopServer, type LoadResult } from './harness.ts';
 import { requestMix, review } from './requests.ts';
+import { scaleCurve, timeDecide } from './scale-curve.ts';
 import { checkTargets, targetsTable, type RunFigures } from './targets.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, full: { type: 'boolean', default: false } } });
@@ -73,24 +74,6 @@ async function phases(child: ChildProcess, port: number, bodiesFile: string, met
   return out as Record<Shape, { rate: LoadResult; max: LoadResult }>;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-/** Median in-process time (µs) of decide() for one request, after warm-up. */
-function timeDecide(decide: Decide, state: ReturnType<typeof stateFromObjects>, body: Record<string, unknown>, iterations: number): number {
-  const change = toChange(body as unknown as AdmissionReview);
-  for (let i = 0; i < 20; i++) decide(change, state);
-  const samples: number[] = [];
-  for (let i = 0; i < iterations; i++) {
-    const t0 = performance.now();
-    decide(change, state);
-    samples.push((performance.now() - t0) * 1000);
-  }
-  return median(samples);
-}
-
 const fixedRequests: Record<string, Obj> = {
   'CNP egress, 10 pods': {
     apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'bench-egress', namespace: 'team-0000' },
@@ -113,6 +96,8 @@ function selectionRequests(pods: number): { label: string; selected: number; obj
 }
 
 async function main(): Promise<void> {
+  // The in-process measurements run with the heap tuning `serve` applies (src/server/heap-tuning.ts).
+  tuneHeapForServing();
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
@@ -166,21 +151,17 @@ async function main(): Promise<void> {
   results['sizes'] = sizes;
 
   // 3. Scale curve, in-process (no HTTP): same request against growing clusters; then growing selections.
+  log('in-process scale curve');
   const decide = createDecide(allRules(), defaultConfig());
-  const curve: Record<string, unknown>[] = [];
-  const selection: Record<string, unknown>[] = [];
-  for (const pods of SIZES) {
-    log(`size ${pods}: in-process scale curve`);
-    const state = stateFromObjects(generateCluster(pods));
-    const row: Record<string, number> = { pods };
-    for (const [label, obj] of Object.entries(fixedRequests)) row[label] = timeDecide(decide, state, review('CREATE', obj, null), 200);
-    curve.push(row);
-    if (pods === SIZES[SIZES.length - 1]) {
-      for (const r of selectionRequests(pods)) {
-        selection.push({ label: r.label, approxSelected: r.selected, micros: timeDecide(decide, state, review('CREATE', r.obj, null), 20) });
-      }
-    }
-  }
+  const states = new Map(SIZES.map((pods) => [pods, stateFromObjects(generateCluster(pods))] as const));
+  const changes = Object.entries(fixedRequests).map(([label, obj]) => ({ label, change: toChange(review('CREATE', obj, null) as unknown as AdmissionReview) }));
+  const curve = scaleCurve(decide, states, changes);
+  const largest = SIZES[SIZES.length - 1]!;
+  const selection = selectionRequests(largest).map((r) => ({
+    label: r.label,
+    approxSelected: r.selected,
+    micros: timeDecide(decide, states.get(largest)!, toChange(review('CREATE', r.obj, null) as unknown as AdmissionReview), 20),
+  }));
   results['scaleCurve'] = curve;
   results['selectionCurve'] = selection;
   results['targets'] = checkTargets(results as unknown as RunFigures);

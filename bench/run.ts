@@ -96,13 +96,15 @@ function selectionRequests(pods: number): { label: string; selected: number; obj
 }
 
 async function main(): Promise<void> {
-  // The in-process measurements run with the heap tuning `serve` applies (src/server/heap-tuning.ts).
-  tuneHeapForServing();
+  // The in-process curves run with the heap tuning `serve` applies (src/server/heap-tuning.ts).
+  const pretenuring = tuneHeapForServing();
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` },
     loadSeconds: LOAD_SECONDS, rate: RATE, connections: CONNECTIONS, serverNodeFlags: deployedNodeFlags(),
+    // Allocation-site pretenuring in this process (the scale and selection curves): 'off' as in serve.
+    curvesAllocationSitePretenuring: pretenuring,
   };
   // TLS material shared by the baseline and meshguard.
   await new Promise<void>((resolve, reject) => {

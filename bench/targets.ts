@@ -51,7 +51,9 @@ const shapeName = (s: string): string => SHAPE_NAMES[s] ?? s;
 const ms = (x: number): string => `${x.toFixed(2)} ms`;
 // Figures checked against an upper or lower limit are shown rounded down, so that a value just under a
 // limit never reads as the limit itself (49.99% as 50%, 299.6 MB as 300 MB).
-const pct = (x: number): string => `${Math.floor(100 * x)}%`;
+/** A ratio as a percentage rounded down ('-' when it cannot be judged); bench/run.ts's table uses it too. */
+export const floorPercent = (x: number): string => (Number.isFinite(x) ? `${Math.floor(100 * x)}%` : '-');
+const pct = floorPercent;
 const mb = (bytes: number): string => `${Math.floor(bytes / 2 ** 20)} MB`;
 
 /** A phase whose figure can be judged: it ran without errors and produced a finite value. */

@@ -3,7 +3,7 @@
 
 import t from 'tap';
 
-import { checkRss, checkTargets, targetsTable, type RunFigures, type TargetCheck } from '../../bench/targets.ts';
+import { checkRss, checkTargets, floorPercent, targetsTable, type RunFigures, type TargetCheck } from '../../bench/targets.ts';
 
 const phase = (p99: number, rps: number, errors = 0) => ({ p99, rps, errors });
 
@@ -108,4 +108,12 @@ t.test('figures under a limit are shown rounded down, never as the limit', async
   const c = checkRss([{ pods: 50000, serverRssPeak: 299.6 * 2 ** 20 }]);
   t.same([c.measured, c.verdict], ['299 MB', 'met']);
   t.equal(byTarget(checkTargets(run({ heap: 2047.6 })), '< 2 KB').measured, '2047 B');
+});
+
+t.test('ratios read rounded down, in the target check and in bench/run.ts\'s results table', async (t) => {
+  t.equal(floorPercent(0.4999), '49%', 'just under half never reads 50%');
+  t.equal(floorPercent(0.6699), '66%');
+  t.equal(floorPercent(1), '100%');
+  t.equal(floorPercent(Number.NaN), '-', 'a ratio that cannot be judged');
+  t.equal(floorPercent(Number.POSITIVE_INFINITY), '-');
 });

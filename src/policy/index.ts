@@ -12,3 +12,4 @@ export * from './cilium-config.ts';
 export * from './istio.ts';
 export * from './namespace-labels.ts';
 export { perContentOf } from './cache.ts';
+export { normalizeDnsName, MAX_DNS_TEXT } from './dns-pattern.ts';

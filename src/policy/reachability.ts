@@ -17,12 +17,15 @@ import type {
   RuleElement,
   Target,
 } from './types.ts';
+import { dnsNameMatches, normalizeDnsName } from './dns-pattern.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { endpointLabels, matchesSelector, reservedLabels } from './selectors.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
+
+export { dnsNameMatches };
 
 /** Every entity name Cilium accepts in toEntities/fromEntities. */
 export const ENTITY_NAMES = [
@@ -164,7 +167,7 @@ export function targetIdentity(state: ClusterState, from: Pod, to: Target): Iden
     case 'ip':
       return ipIdentity(state, to.ip, localNode, settings);
     case 'fqdn':
-      return reservedIdentity(`fqdn ${to.name}`, ['world'], { fqdn: normalizeName(to.name), worldFamily: 'any' });
+      return reservedIdentity(`fqdn ${to.name}`, ['world'], { fqdn: normalizeDnsName(to.name), worldFamily: 'any' });
     case 'entity': {
       const e = to.entity.toLowerCase();
       switch (e) {
@@ -229,38 +232,6 @@ export function entityMatches(entity: string, id: Identity): boolean {
     default:
       return id.reserved.has(entity);
   }
-}
-
-function normalizeName(name: string): string {
-  return name.trim().toLowerCase().replace(/\.$/, '');
-}
-
-const patternCache = new Map<string, RegExp>();
-/**
- * Cilium DNS name matching: matchName is exact (case-insensitive, trailing dot ignored); in matchPattern
- * `*` alone matches every name, otherwise `*` matches any run of DNS characters within one label, and a
- * leading `**.` matches one or more labels.
- */
-export function dnsNameMatches(rule: { readonly matchName?: string; readonly matchPattern?: string }, name: string): boolean {
-  const n = normalizeName(name);
-  if (rule.matchName !== undefined && normalizeName(rule.matchName) === n) return true;
-  if (rule.matchPattern === undefined) return false;
-  const p = normalizeName(rule.matchPattern);
-  if (p === '*') return true;
-  let re = patternCache.get(p);
-  if (!re) {
-    let body = p;
-    let prefix = '';
-    if (body.startsWith('**.')) {
-      prefix = '(?:[-a-z0-9_]+\\.)+';
-      body = body.slice(3);
-    }
-    const parts = body.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'));
-    re = new RegExp('^' + prefix + parts.join('[-a-z0-9_]*') + '$');
-    if (patternCache.size > 10_000) patternCache.clear();
-    patternCache.set(p, re);
-  }
-  return re.test(n);
 }
 
 interface EvalContext {

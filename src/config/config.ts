@@ -10,9 +10,23 @@ import { InputError } from '../errors.ts';
 import { allRules } from '../rules/registry.ts';
 import { defaultAction, type Action, type Rule, type RuleSettings } from '../rules/types.ts';
 import type { LabelSelector } from '../state/types.ts';
-import { configSchema, type MODES } from './schema.ts';
+import { DEFAULT_BUDGET_MS } from '../budget.ts';
+import { configSchema, type MODES, type ON_ERROR } from './schema.ts';
 
 export type Mode = (typeof MODES)[number];
+export type OnError = (typeof ON_ERROR)[number];
+
+/** How a review is bounded, and what it answers when it cannot be finished. */
+export interface EvaluationSettings {
+  /** Longest a review may run, in milliseconds (src/budget.ts). */
+  readonly budgetMs: number;
+  /**
+   * A rule error or an exhausted budget: `fail` denies, `ignore` admits with a warning. Unset: what the
+   * webhook entry that carries the request does (docs/adr/0004-error-policy.md): fail for policy
+   * objects in enforce mode, ignore for cluster plumbing and in audit mode.
+   */
+  readonly onError?: OnError;
+}
 
 export interface Config {
   /** `audit` downgrades every deny to audit (nothing is ever rejected). */
@@ -21,6 +35,7 @@ export interface Config {
   readonly rules: Readonly<Record<string, Action>>;
   readonly exemptions: { readonly namespaces: readonly string[] };
   readonly settings: RuleSettings;
+  readonly evaluation: EvaluationSettings;
   /** The file this config was read from (undefined = built-in defaults). */
   readonly file?: string;
 }
@@ -45,6 +60,7 @@ export function defaultConfig(rules: readonly Rule[] = allRules()): Config {
     rules: Object.fromEntries(rules.map((r) => [r.id, defaultAction(r.severity)])),
     exemptions: { namespaces: [] },
     settings: DEFAULT_SETTINGS,
+    evaluation: { budgetMs: DEFAULT_BUDGET_MS },
   };
 }
 
@@ -52,6 +68,7 @@ interface RawConfig {
   mode?: Mode;
   rules?: Record<string, Action>;
   exemptions?: { namespaces?: string[] };
+  evaluation?: { budgetMs?: number; onError?: OnError };
   settings?: {
     apiserverClients?: { namespace?: string; selector: LabelSelector }[];
     defaultApiserverClients?: boolean;
@@ -126,6 +143,10 @@ export function parseConfig(text: string, file: string, rules: readonly Rule[] =
       apiserverClients: [...(s.defaultApiserverClients === false ? [] : DEFAULT_APISERVER_CLIENTS), ...extraClients],
       controlPlane: s.controlPlane ?? 'auto',
     },
+    evaluation: {
+      budgetMs: raw.evaluation?.budgetMs ?? DEFAULT_BUDGET_MS,
+      ...(raw.evaluation?.onError !== undefined ? { onError: raw.evaluation.onError } : {}),
+    },
     file,
   };
 }
@@ -173,6 +194,9 @@ function describeError(err: ErrorObject): string {
       return `${at || '(top level)'}: must be ${String(params.type)}`;
     case 'required':
       return `${dotted([...segs, String(params.missingProperty)])}: is required`;
+    case 'minimum':
+    case 'maximum':
+      return `${at}: must be ${err.keyword === 'minimum' ? '>=' : '<='} ${String(params.limit)}`;
     case 'pattern':
       return `${at}: not a valid Kubernetes name`;
     case 'uniqueItems':

@@ -4,6 +4,7 @@
 export const ACTIONS = ['deny', 'warn', 'audit', 'off'] as const;
 export const MODES = ['enforce', 'audit'] as const;
 export const CONTROL_PLANE = ['auto', 'outside-nodes', 'on-nodes'] as const;
+export const ON_ERROR = ['fail', 'ignore'] as const;
 
 // Kubernetes names: a DNS label for namespaces.
 const namespaceName = { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 } as const;
@@ -36,6 +37,16 @@ export const configSchema = {
     mode: { enum: MODES },
     // Rule ids are checked against the registry after the schema (for a better message than an enum).
     rules: { type: 'object', additionalProperties: { enum: ACTIONS } },
+    evaluation: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        // How long one review may run (src/budget.ts); bounds from MIN_BUDGET_MS / MAX_BUDGET_MS.
+        budgetMs: { type: 'integer', minimum: 10, maximum: 25000 },
+        // What a rule error or an exhausted budget answers; unset = what the webhook entry does.
+        onError: { enum: ON_ERROR },
+      },
+    },
     exemptions: {
       type: 'object',
       additionalProperties: false,

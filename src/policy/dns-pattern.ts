@@ -8,6 +8,8 @@
 // matches any run (possibly empty) of DNS characters [-a-z0-9_] within one label, and a leading `**.`
 // matches one or more whole labels.
 
+import { checkBudget } from '../budget.ts';
+
 /** Longer names and patterns are refused by the CRD validation (maxLength 255): they match nothing. */
 export const MAX_DNS_TEXT = 255;
 
@@ -162,6 +164,7 @@ function patternMatches(c: CompiledPattern, n: string): boolean {
  * leading `**.` matches one or more labels.
  */
 export function dnsNameMatches(rule: { readonly matchName?: string; readonly matchPattern?: string }, name: string): boolean {
+  checkBudget();
   const n = normalizeDnsName(name);
   if (n.length > MAX_DNS_TEXT) return false;
   if (rule.matchName !== undefined && normalizeDnsName(rule.matchName) === n) return true;

@@ -23,6 +23,7 @@ import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBacke
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { endpointLabels, matchesSelector, reservedLabels } from './selectors.ts';
+import { checkBudget } from '../budget.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 
 export { dnsNameMatches };
@@ -543,6 +544,7 @@ const notAPod: DirectionVerdict = {
  * port": only rules that allow all ports match it.
  */
 export function evaluate(state: ClusterState, from: Pod, to: Target, port: number, protocol: Protocol): Reachability {
+  checkBudget();
   if (to.type === 'ip') {
     const viaService = evaluateServiceVip(state, from, to.ip, port, protocol);
     if (viaService) return viaService;
@@ -601,6 +603,7 @@ function judgeAllowed(ctx: EvalContext, subject: Pod, direction: Direction, peer
  * need the answer many times per request; trace and messages use evaluate().
  */
 export function reachable(state: ClusterState, from: Pod, to: Target, port: number, protocol: Protocol, which: 'both' | 'egress' | 'ingress' = 'both'): boolean {
+  checkBudget();
   if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) {
     const r = evaluate(state, from, to, port, protocol);
     return which === 'egress' ? r.egress.verdict === 'allowed' : which === 'ingress' ? r.ingress.verdict === 'allowed' : r.allowed;

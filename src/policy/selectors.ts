@@ -9,6 +9,7 @@
 import { internKey } from '../state/intern.ts';
 import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../state/types.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
+import { checkBudget } from '../budget.ts';
 
 export const NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
 export const SERVICE_ACCOUNT_LABEL = 'io.cilium.k8s.policy.serviceaccount';
@@ -129,6 +130,7 @@ function matchPairs(matchLabels: Readonly<Record<string, unknown>>): readonly st
  * stripped. `undefined` selects nothing; `{}` selects everything.
  */
 export function matchesSelector(selector: LabelSelector | undefined, labels: Labels): boolean {
+  checkBudget();
   if (!selector) return false;
   if (selector.matchLabels) {
     const pairs = matchPairs(selector.matchLabels);

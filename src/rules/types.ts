@@ -89,6 +89,16 @@ export interface Decision {
   readonly notices?: readonly string[];
   /** Answered from the verdict cache: the same request was decided on the same state revision before. */
   readonly cached?: boolean;
+  /**
+   * Some rules could not give an answer (one threw, or the evaluation budget ran out): the request was
+   * answered by the error policy, `outcome` (fail = denied, ignore = admitted with a warning).
+   */
+  readonly incomplete?: {
+    readonly reason: 'rule-error' | 'budget';
+    /** Rules that threw, or that were running or not yet run when the budget ran out. */
+    readonly rules: readonly string[];
+    readonly outcome: 'fail' | 'ignore';
+  };
 }
 
 /** The whole evaluation of one request against a state (src/verdict builds it from rules + config). */

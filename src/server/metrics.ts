@@ -59,6 +59,12 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     buckets: DURATION_BUCKETS,
     registers: [registry],
   });
+  const incomplete = new Counter({
+    name: 'meshguard_evaluation_incomplete_total',
+    help: 'Reviews meshguard could not finish judging, by reason (rule-error: a rule threw; budget: the evaluation budget ran out) and outcome of the error policy (fail: denied; ignore: admitted with a warning).',
+    labelNames: ['reason', 'outcome'] as const,
+    registers: [registry],
+  });
   const tlsReloads = new Counter({
     name: 'meshguard_tls_reloads_total',
     help: 'Serving certificate reloads after the files changed, by result (a failure keeps the previous pair).',
@@ -135,6 +141,9 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   // Initialise the series so dashboards see zeros rather than gaps.
   for (const v of ['allowed', 'denied', 'invalid', 'error'] as const) requests.inc({ verdict: v }, 0);
   for (const r of ['success', 'failure'] as const) tlsReloads.inc({ result: r }, 0);
+  for (const reason of ['rule-error', 'budget'] as const) {
+    for (const outcome of ['fail', 'ignore'] as const) incomplete.inc({ reason, outcome }, 0);
+  }
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
 
   return {
@@ -144,6 +153,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       requests.inc({ verdict });
       if (seconds !== undefined) duration.observe(seconds);
       for (const f of decision?.findings ?? []) findings.inc({ rule: f.rule, action: f.action });
+      // A cached decision is never incomplete (verdict/cache.ts keeps no failures).
+      if (decision?.incomplete) incomplete.inc({ reason: decision.incomplete.reason, outcome: decision.incomplete.outcome });
     },
     tlsReload(result) {
       tlsReloads.inc({ result });

@@ -280,6 +280,22 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       },
       'admission decision',
     );
+    if (decision.incomplete) {
+      // Once per review, whatever number of rules failed.
+      logger.warn(
+        {
+          uid: change.uid,
+          kind: change.gvk.kind,
+          namespace: change.namespace,
+          name: change.name,
+          reason: decision.incomplete.reason,
+          rules: decision.incomplete.rules,
+          outcome: decision.incomplete.outcome,
+          errors: decision.findings.filter((f) => f.failed).map((f) => f.message),
+        },
+        'evaluation incomplete',
+      );
+    }
     for (const f of decision.findings) {
       if (f.action !== 'audit') continue;
       logger.info(

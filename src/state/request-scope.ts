@@ -21,6 +21,17 @@ class Scope {
 
 let current: Scope | undefined;
 
+/**
+ * Bumped by forgetCachedResults(): every ScopedWeakMap then starts afresh. An evaluation stopped part
+ * way (its budget ran out) may have left an entry half-built; dropping everything is the safe answer.
+ */
+let generation = 0;
+
+/** Empties every ScopedWeakMap (lazily, at its next use). */
+export function forgetCachedResults(): void {
+  generation++;
+}
+
 /** Runs `fn` in a request scope (a nested call joins the enclosing one). */
 export function inRequestScope<T>(fn: () => T): T {
   if (current !== undefined) return fn();
@@ -45,7 +56,8 @@ export function isEphemeral(o: object): boolean {
 
 /** A WeakMap whose entries for ephemeral keys live in a per-request map (see above). */
 export class ScopedWeakMap<K extends object, V> {
-  readonly #stable = new WeakMap<K, V>();
+  #stable = new WeakMap<K, V>();
+  #generation = generation;
   #scoped: WeakMap<K, V> | undefined;
   #scope: Scope | undefined;
 
@@ -63,16 +75,19 @@ export class ScopedWeakMap<K extends object, V> {
   // Reads try the long-lived map first (most keys are stable), then this request's map if it has one:
   // no ephemeral check on the hot path.
   get(key: K): V | undefined {
+    if (this.#generation !== generation) this.#forget();
     const v = this.#stable.get(key);
     if (v !== undefined || this.#scoped === undefined || this.#scope !== current) return v;
     return this.#scoped.get(key);
   }
 
   has(key: K): boolean {
+    if (this.#generation !== generation) this.#forget();
     return this.#stable.has(key) || (this.#scoped !== undefined && this.#scope === current && this.#scoped.has(key));
   }
 
   set(key: K, value: V): this {
+    if (this.#generation !== generation) this.#forget();
     const m = this.#scopedFor(key);
     if (m === undefined) {
       this.#stable.set(key, value);
@@ -85,8 +100,16 @@ export class ScopedWeakMap<K extends object, V> {
   }
 
   delete(key: K): boolean {
+    if (this.#generation !== generation) this.#forget();
     const m = this.#scopedFor(key);
     return (m !== undefined && m.delete(key)) || this.#stable.delete(key);
+  }
+
+  #forget(): void {
+    this.#stable = new WeakMap();
+    this.#scope = undefined;
+    this.#scoped = undefined;
+    this.#generation = generation;
   }
 
   /** Called when `scope` ends: its entries go with it. */

@@ -5,9 +5,11 @@ import { subjectOf, type Change } from '../admission/change.ts';
 import type { Config } from '../config/config.ts';
 import type { ActedFinding, Action, Decide, Decision, Finding, Rule, RuleContext } from '../rules/types.ts';
 import { changedLabelKeys, namespaceLabelMatters } from '../policy/namespace-labels.ts';
+import { BudgetExceeded, withBudget, type BudgetOptions } from '../budget.ts';
 import { overlay } from '../state/overlay.ts';
-import { inRequestScope, markEphemeral } from '../state/request-scope.ts';
+import { forgetCachedResults, inRequestScope, markEphemeral } from '../state/request-scope.ts';
 import type { ClusterState } from '../state/types.ts';
+import { errorOutcome } from './error-policy.ts';
 
 export const SKIP_ANNOTATION = 'meshguard.io/skip';
 export const SKIP_REASON_ANNOTATION = 'meshguard.io/skip-reason';
@@ -78,7 +80,12 @@ function actionFor(configured: Exclude<Action, 'off'>, finding: Finding, config:
   return action;
 }
 
-export function createDecide(rules: readonly Rule[], config: Config): Decide {
+export interface DecideOptions {
+  /** The budget's clock and check stride (tests use a fake clock). */
+  readonly budget?: BudgetOptions;
+}
+
+export function createDecide(rules: readonly Rule[], config: Config, opts: DecideOptions = {}): Decide {
   const exempt = new Set(config.exemptions.namespaces);
   const ctx: RuleContext = { settings: config.settings };
   const clientSelectors = (config.settings.apiserverClients ?? []).map((c) => c.selector);
@@ -115,32 +122,46 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
     }
 
     // Caches keyed by this request's objects keep those entries only for the request (see request-scope.ts).
-    return inRequestScope(() => {
-      markEphemeral(change);
-      markEphemeral(change.object);
-      markEphemeral(change.oldObject);
-      return evaluate(change, before, toRun);
-    });
+    return inRequestScope(() =>
+      withBudget(config.evaluation.budgetMs, () => {
+        markEphemeral(change);
+        markEphemeral(change.object);
+        markEphemeral(change.oldObject);
+        return evaluate(change, before, toRun);
+      }, opts.budget),
+    );
   }
 
   function evaluate(change: Change, before: ClusterState, toRun: typeof active): Decision {
     const skip = skippedRules(change);
     const skipped: string[] = [];
     const findings: ActedFinding[] = [];
+    const failures: { rule: string; message: string }[] = [];
+    let budget: { exceeded: BudgetExceeded; notRun: string[] } | undefined;
     let after: ClusterState | undefined;
     for (const { rule, action } of toRun) {
       if (skip.has(rule.id)) {
         skipped.push(rule.id);
         continue;
       }
-      after ??= overlay(before, change);
+      if (budget) {
+        budget.notRun.push(rule.id);
+        continue;
+      }
       let found: Finding[];
       try {
+        after ??= overlay(before, change);
         found = rule.evaluate(change, before, after, ctx);
         if (!Array.isArray(found)) throw new Error('evaluate did not return an array');
       } catch (e) {
-        // A bug in one rule must never block a deploy nor hide the other rules' findings.
-        findings.push({ rule: rule.id, action: 'warn', message: `${rule.id} failed: ${errorMessage(e)}`, failed: true });
+        if (e instanceof BudgetExceeded) {
+          budget = { exceeded: e, notRun: [rule.id] };
+          // The rule stopped part way and may have left a cache entry half-built.
+          forgetCachedResults();
+        } else {
+          // One rule's bug must not hide the other rules' findings: they still run.
+          failures.push({ rule: rule.id, message: `${rule.id} failed: ${errorMessage(e)}` });
+        }
         continue;
       }
       for (const f of found) {
@@ -150,6 +171,36 @@ export function createDecide(rules: readonly Rule[], config: Config): Decide {
         findings.push({ ...f, rule: rule.id, message: String(f.message ?? "").replace(/[\r\n]+/g, " "), action: acted, ...(wouldDeny ? { wouldDeny } : {}) });
       }
     }
-    return { allowed: !findings.some((f) => f.action === 'deny'), findings, skipped };
+    if (failures.length === 0 && !budget) return { allowed: !findings.some((f) => f.action === 'deny'), findings, skipped };
+
+    // The error policy (verdict/error-policy.ts) answers for the rules that gave no answer.
+    const outcome = errorOutcome(config, change.kind);
+    const failAction: ActedFinding['action'] = outcome === 'ignore' ? 'warn' : config.mode === 'audit' ? 'audit' : 'deny';
+    const why = outcome === 'ignore' ? 'admitted by the error policy (onError: ignore)' : 'refused by the error policy (onError: fail)';
+    const failed = (rule: string, message: string): ActedFinding => ({
+      rule,
+      action: failAction,
+      message: `${message}; ${why}`,
+      failed: true,
+      ...(failAction === 'audit' ? { wouldDeny: true } : {}),
+    });
+    for (const f of failures) findings.push(failed(f.rule, f.message));
+    if (budget) {
+      const [running, ...rest] = budget.notRun;
+      const { budgetMs } = budget.exceeded;
+      findings.push(
+        failed(running!, `evaluation stopped: the ${budgetMs} ms budget ran out in ${running}${rest.length > 0 ? ` (not run: ${rest.join(', ')})` : ''}`),
+      );
+    }
+    return {
+      allowed: !findings.some((f) => f.action === 'deny'),
+      findings,
+      skipped,
+      incomplete: {
+        reason: budget ? 'budget' : 'rule-error',
+        rules: [...failures.map((f) => f.rule), ...(budget?.notRun ?? [])],
+        outcome,
+      },
+    };
   }
 }

@@ -152,24 +152,32 @@ t.test('kinds meshguard does not model are allowed untouched', async (t) => {
   t.equal(s.calls.length, 0);
 });
 
-t.test('a rule that throws is reported as a warning and never blocks nor hides other findings', async (t) => {
+t.test('a rule that throws never hides other findings; the error policy answers for it', async (t) => {
   const d = createDecide(FAKE_RULES, config())(makeChange('CREATE', labelled(policy('p', 'nowhere'), { 'fake/throw': 'yes' })), state);
   t.equal(d.allowed, false, 'the other rule still denies');
   const failed = d.findings.find((f) => f.rule === 'fake-throws');
-  t.same(failed, { rule: 'fake-throws', action: 'warn', message: 'fake-throws failed: boom second line', failed: true });
+  t.same(failed, {
+    rule: 'fake-throws',
+    action: 'deny',
+    message: 'fake-throws failed: boom second line; refused by the error policy (onError: fail)',
+    failed: true,
+  });
   t.ok(d.findings.some((f) => f.rule === 'fake-orphan-policy'));
+  t.same(d.incomplete, { reason: 'rule-error', rules: ['fake-throws'], outcome: 'fail' });
 
-  const alone = createDecide([throwingRule], { ...config(), rules: { 'fake-throws': 'deny' } });
+  // A crash of a rule configured to warn still fails closed: the failure is meshguard's, not the rule's verdict.
+  const alone = createDecide([throwingRule], { ...config(), rules: { 'fake-throws': 'warn' } });
   const a = alone(makeChange('CREATE', labelled(policy(), { 'fake/throw': 'yes' })), state);
-  t.equal(a.allowed, true, 'a crash of a deny rule does not deny');
-  t.equal(a.findings[0]?.action, 'warn');
+  t.equal(a.allowed, false, 'a policy object that could not be judged is not admitted in enforce mode');
+  t.equal(a.findings[0]?.action, 'deny');
 });
 
 t.test('a rule returning something other than an array counts as a failure', async (t) => {
   const bad: Rule = { ...orphanPolicy, id: 'fake-bad', evaluate: () => undefined as unknown as [] };
   const d = createDecide([bad], { ...config(), rules: { 'fake-bad': 'deny' } })(makeChange('CREATE', policy()), state);
-  t.equal(d.allowed, true);
+  t.equal(d.allowed, false);
   t.match(d.findings[0]?.message, /^fake-bad failed: /);
+  t.equal(d.incomplete?.reason, 'rule-error');
 });
 
 t.test('messages stay on one line', async (t) => {

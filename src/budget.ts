@@ -1,0 +1,81 @@
+// The evaluation budget: how long one review may hold the process. Node runs a review synchronously
+// on its only thread, so while a review runs nothing else is answered (health, readiness, metrics,
+// other reviews, SIGTERM). The rules and the policy engine call checkBudget() in their loops; once the
+// review's deadline has passed it throws BudgetExceeded, and the verdict layer answers by the error
+// policy. Outside a budgeted evaluation checkBudget() does nothing.
+//
+// Cost: one counter increment per call, a clock read every `stride` calls.
+
+export interface Clock {
+  now(): number;
+}
+
+export const performanceClock: Clock = { now: () => performance.now() };
+
+/** Default budget per review, well under the webhook entries' timeoutSeconds (3 s and 5 s). */
+export const DEFAULT_BUDGET_MS = 2000;
+export const MIN_BUDGET_MS = 10;
+export const MAX_BUDGET_MS = 25_000;
+
+export class BudgetExceeded extends Error {
+  readonly budgetMs: number;
+  readonly elapsedMs: number;
+  constructor(budgetMs: number, elapsedMs: number) {
+    super(`evaluation budget of ${budgetMs} ms exceeded (${Math.round(elapsedMs)} ms)`);
+    this.name = 'BudgetExceeded';
+    this.budgetMs = budgetMs;
+    this.elapsedMs = elapsedMs;
+  }
+}
+
+interface Running {
+  readonly clock: Clock;
+  readonly start: number;
+  readonly deadline: number;
+  readonly budgetMs: number;
+  readonly stride: number;
+  calls: number;
+  exceeded: boolean;
+}
+
+let running: Running | undefined;
+
+export interface BudgetOptions {
+  readonly clock?: Clock;
+  /** Calls of checkBudget() between two clock reads (default 64). */
+  readonly stride?: number;
+}
+
+/**
+ * Runs `fn` with a deadline `budgetMs` from now. A nested call joins the enclosing budget. Once the
+ * deadline has passed every checkBudget() throws, so code that catches one BudgetExceeded cannot carry
+ * on evaluating.
+ */
+export function withBudget<T>(budgetMs: number, fn: () => T, opts: BudgetOptions = {}): T {
+  if (running !== undefined) return fn();
+  const clock = opts.clock ?? performanceClock;
+  const start = clock.now();
+  running = { clock, start, deadline: start + budgetMs, budgetMs, stride: Math.max(1, opts.stride ?? 64), calls: 0, exceeded: false };
+  try {
+    return fn();
+  } finally {
+    running = undefined;
+  }
+}
+
+/** Throws BudgetExceeded once the running budget's deadline has passed. */
+export function checkBudget(): void {
+  const r = running;
+  if (r === undefined) return;
+  if (!r.exceeded) {
+    if (++r.calls % r.stride !== 0) return;
+    if (r.clock.now() <= r.deadline) return;
+    r.exceeded = true;
+  }
+  throw new BudgetExceeded(r.budgetMs, r.clock.now() - r.start);
+}
+
+/** Milliseconds since the running budget started (0 outside one). */
+export function budgetElapsedMs(): number {
+  return running === undefined ? 0 : running.clock.now() - running.start;
+}

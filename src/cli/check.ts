@@ -15,7 +15,7 @@ import { MemoryState } from '../state/store.ts';
 import { keepAnnotation, transformObject } from '../state/transform.ts';
 import type { KubeObject } from '../state/types.ts';
 import { createDecide } from '../verdict/decide.ts';
-import { choice, collect, EXIT_DENIED, loadMutableState, setExit, stateArgs, type CliContext } from './common.ts';
+import { addLimitOptions, choice, collect, EXIT_DENIED, inputLimits, loadMutableState, setExit, stateArgs, type CliContext } from './common.ts';
 
 const OPERATIONS = ['CREATE', 'UPDATE', 'DELETE'] as const satisfies readonly Operation[];
 
@@ -27,6 +27,8 @@ export interface CheckOptions {
   readonly output: 'text' | 'json';
   /** Judge each manifest file against the original state (objects within a file still apply in order). */
   readonly perFile?: boolean;
+  readonly maxInputBytes?: string;
+  readonly maxYamlBytes?: string;
 }
 
 export interface CheckFinding {
@@ -161,10 +163,11 @@ export async function runCheck(manifests: readonly string[], opts: CheckOptions,
   stateArgs(opts, true);
   const forced = opts.operation !== undefined ? choice('--operation', opts.operation, OPERATIONS) : undefined;
   // Read every input before producing any output: a bad file must leave stdout empty.
-  const config = loadConfig(opts.config, ctx.rules);
-  const docs = readManifests(manifests);
+  const limits = inputLimits(opts);
+  const config = loadConfig(opts.config, ctx.rules, limits);
+  const docs = readManifests(manifests, limits);
   if (docs.length === 0) throw new InputError(`no Kubernetes objects found in ${manifests.join(', ')}`);
-  const original = await loadMutableState(opts);
+  const original = await loadMutableState(opts, limits);
   const decide = createDecide(ctx.rules, config);
   const results: CheckResult[] = [];
   let state = original;
@@ -217,7 +220,7 @@ export function formatText(results: readonly CheckResult[], docsOf: (rule: strin
 }
 
 export function checkCommand(ctx: CliContext): Command {
-  return new Command('check')
+  return addLimitOptions(new Command('check'))
     .description('evaluate manifests as admission requests against a cluster state, in order, like kubectl apply')
     .argument('<manifest...>', 'manifest files or directories (YAML/JSON, multi-document, kind: List)')
     .option('--state <path>', 'cluster state: file or directory of YAML/JSON (repeatable)', collect)

@@ -3,7 +3,10 @@
 
 import { readFileSync } from 'node:fs';
 
+import { Command } from 'commander';
+
 import { InputError } from '../errors.ts';
+import { DEFAULT_INPUT_LIMITS, formatBytes, parseByteSize, type InputLimits } from '../state/input.ts';
 import type { Rule } from '../rules/types.ts';
 import { istioNamespaces, loadSnapshot, stateFromObjects } from '../state/snapshot.ts';
 import type { MemoryState } from '../state/store.ts';
@@ -65,8 +68,8 @@ export function stateArgs(opts: { state?: string[]; kubeconfig?: string }, requi
  * from files, or listed once from a live cluster (the same lists `meshguard snapshot` writes; no watches,
  * so a one-shot command fails fast on an unreachable cluster instead of retrying).
  */
-export async function loadMutableState(opts: { state?: string[]; kubeconfig?: string }): Promise<MemoryState> {
-  if (opts.state && opts.state.length > 0) return loadSnapshot(opts.state);
+export async function loadMutableState(opts: { state?: string[]; kubeconfig?: string }, limits: InputLimits = DEFAULT_INPUT_LIMITS): Promise<MemoryState> {
+  if (opts.state && opts.state.length > 0) return loadSnapshot(opts.state, { limits });
   // The listed objects are used as they are (no YAML dump and re-parse in between). Imported here:
   // the Kubernetes client takes ~0.4 s to load, which commands reading files should not pay.
   const { listClusterObjects } = await import('../state/dump.ts');
@@ -79,4 +82,22 @@ export function choice<T extends string>(flag: string, value: string, allowed: r
   const found = allowed.find((a) => a.toLowerCase() === value.toLowerCase());
   if (!found) throw new InputError(`${flag}: must be one of ${allowed.join(', ')} (got "${value}")`);
   return found;
+}
+
+/** The size-bound flags of every command that reads files (src/state/input.ts). */
+export interface LimitFlags {
+  readonly maxInputBytes?: string;
+  readonly maxYamlBytes?: string;
+}
+
+export function addLimitOptions(cmd: Command): Command {
+  return cmd
+    .option('--max-input-bytes <size>', `largest file or stream read (default ${formatBytes(DEFAULT_INPUT_LIMITS.maxBytes)})`)
+    .option('--max-yaml-bytes <size>', `largest YAML text parsed; JSON is not bounded by this (default ${formatBytes(DEFAULT_INPUT_LIMITS.maxYamlBytes)})`);
+}
+
+export function inputLimits(flags: LimitFlags): InputLimits {
+  const maxBytes = flags.maxInputBytes !== undefined ? parseByteSize('--max-input-bytes', flags.maxInputBytes) : DEFAULT_INPUT_LIMITS.maxBytes;
+  const maxYamlBytes = flags.maxYamlBytes !== undefined ? parseByteSize('--max-yaml-bytes', flags.maxYamlBytes) : DEFAULT_INPUT_LIMITS.maxYamlBytes;
+  return { maxBytes, maxYamlBytes: Math.min(maxYamlBytes, maxBytes) };
 }

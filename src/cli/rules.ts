@@ -5,7 +5,8 @@ import { Command, Option } from 'commander';
 
 import { loadConfig } from '../config/config.ts';
 import { defaultAction, type Action, type Severity } from '../rules/types.ts';
-import type { CliContext } from './common.ts';
+import type { InputLimits } from '../state/input.ts';
+import { addLimitOptions, inputLimits, type CliContext, type LimitFlags } from './common.ts';
 
 export interface RuleRow {
   readonly id: string;
@@ -19,8 +20,8 @@ export interface RuleRow {
 
 const SEVERITY_NAMES: Record<Severity, string> = { B: 'breaks traffic', I: 'ineffective', R: 'risky' };
 
-export function ruleRows(ctx: CliContext, configFile?: string): RuleRow[] {
-  const config = loadConfig(configFile, ctx.rules);
+export function ruleRows(ctx: CliContext, configFile?: string, limits?: InputLimits): RuleRow[] {
+  const config = loadConfig(configFile, ctx.rules, limits);
   return ctx.rules.map((r) => ({
     id: r.id,
     severity: r.severity,
@@ -59,12 +60,12 @@ export function formatRulesMarkdown(rows: readonly RuleRow[], showAction: boolea
 }
 
 export function rulesCommand(ctx: CliContext): Command {
-  return new Command('rules')
+  return addLimitOptions(new Command('rules'))
     .description('list the rule catalogue: id, severity, default action, summary, docs page')
     .option('--config <file>', 'also show the action this config gives each rule')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
-    .action((opts: { config?: string; output: 'text' | 'json' | 'markdown' }) => {
-      const rows = ruleRows(ctx, opts.config);
+    .action((opts: { config?: string; output: 'text' | 'json' | 'markdown' } & LimitFlags) => {
+      const rows = ruleRows(ctx, opts.config, inputLimits(opts));
       const withAction = opts.config !== undefined;
       ctx.io.stdout(
         opts.output === 'json'

@@ -2,11 +2,12 @@
 // (files, a kubeconfig, or the in-cluster service account) and the HTTPS server, and drains on SIGTERM.
 
 import { Command } from 'commander';
-import { pino, type Level, type Logger } from 'pino';
+import type { Level, Logger } from 'pino';
 
 import { loadConfig } from '../config/config.ts';
 import { InputError } from '../errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
+import { createLogger } from '../server/log-bounds.ts';
 import { createServer, DEFAULT_DRAIN_SECONDS, installSignalHandlers } from '../server/server.ts';
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
 import { SnapshotSource } from '../state/snapshot.ts';
@@ -14,7 +15,7 @@ import type { StateSource } from '../state/types.ts';
 import { cachingDecide, DEFAULT_VERDICT_CACHE_ENTRIES, MAX_VERDICT_CACHE_ENTRIES } from '../verdict/cache.ts';
 import { createDecide } from '../verdict/decide.ts';
 import { warmUpInSlices } from '../verdict/warmup.ts';
-import { collect, stateArgs, version, type CliContext } from './common.ts';
+import { addLimitOptions, collect, inputLimits, stateArgs, version, type CliContext } from './common.ts';
 
 /** Time spent warming up the decision path before readiness (see verdict/warmup.ts). */
 const WARM_UP_MS = 500;
@@ -37,6 +38,8 @@ export interface ServeOptions {
   readonly drainSeconds: string;
   readonly logLevel: string;
   readonly verdictCache: string;
+  readonly maxInputBytes?: string;
+  readonly maxYamlBytes?: string;
 }
 
 function intFlag(flag: string, value: string, min: number, max: number): number {
@@ -60,15 +63,16 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const cacheEntries = intFlag('--verdict-cache', opts.verdictCache, 0, MAX_VERDICT_CACHE_ENTRIES);
   const level = LEVELS.find((l) => l === opts.logLevel);
   if (!level) throw new InputError(`--log-level: must be one of ${LEVELS.join(', ')}`);
-  const config = loadConfig(opts.config, ctx.rules);
-  const logger: Logger = pino({ level, base: { app: 'meshguard', version: version() } });
+  const limits = inputLimits(opts);
+  const config = loadConfig(opts.config, ctx.rules, limits);
+  const logger: Logger = createLogger(level, version());
   // Before the state is loaded: its objects must not mark the request path's allocation sites long-lived.
   const pretenuring = tuneHeapForServing();
 
   let source: StateSource;
   const fromFiles = (opts.state?.length ?? 0) > 0;
   if (fromFiles) {
-    source = new SnapshotSource(opts.state!);
+    source = new SnapshotSource(opts.state!, { limits });
     // Files are read before listening: a bad file is an input error (exit 2), not a webhook that never gets ready.
     await source.start();
   } else {
@@ -137,7 +141,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
 }
 
 export function serveCommand(ctx: CliContext): Command {
-  return new Command('serve')
+  return addLimitOptions(new Command('serve'))
     .description('run the admission webhook over HTTPS (POST /validate, /healthz, /readyz, /metrics)')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--kubeconfig <file>', 'watch this cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')

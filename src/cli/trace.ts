@@ -4,7 +4,6 @@
 // Exit codes: 0 every query allowed, 1 at least one denied, 2 usage or input error (one line on stderr,
 // nothing on stdout). The command sets process.exitCode and never calls process.exit.
 
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 
 import { InputError } from '../errors.ts';
@@ -13,6 +12,8 @@ import { evaluate, TARGET_ENTITIES } from '../policy/reachability.ts';
 import type { DirectionVerdict, PolicyRef, Protocol, Reachability, Target } from '../policy/types.ts';
 import { loadSnapshot } from '../state/snapshot.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
+import { DEFAULT_INPUT_LIMITS, readBoundedText, type InputLimits } from '../state/input.ts';
+import { addLimitOptions, inputLimits } from './common.ts';
 
 export interface TraceIO {
   readonly stdout: (text: string) => void;
@@ -103,13 +104,8 @@ function resolve(state: ClusterState, q: TraceQuery): ResolvedQuery {
 }
 
 /** The queries of a --queries file: a JSON array of {from, to, port, protocol}. */
-export function readQueries(file: string): TraceQuery[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new InputError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file });
-  }
+export function readQueries(file: string, limits: InputLimits = DEFAULT_INPUT_LIMITS): TraceQuery[] {
+  const text = readBoundedText(file, limits.maxBytes);
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -176,6 +172,8 @@ interface TraceOptions {
   port?: string;
   queries?: string;
   output?: string;
+  maxInputBytes?: string;
+  maxYamlBytes?: string;
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -189,9 +187,10 @@ function runTrace(opts: TraceOptions, io: TraceIO): number {
   if (!opts.state || opts.state.length === 0) throw new InputError('--state PATH is required (a snapshot file or directory)');
   const single = opts.from !== undefined || opts.to !== undefined || opts.port !== undefined;
   if (opts.queries !== undefined && single) throw new InputError('give either --queries FILE or --from/--to/--port, not both');
+  const limits = inputLimits(opts);
   let queries: TraceQuery[];
   if (opts.queries !== undefined) {
-    queries = readQueries(opts.queries);
+    queries = readQueries(opts.queries, limits);
   } else {
     if (opts.from === undefined || opts.to === undefined || opts.port === undefined) {
       throw new InputError('--from NS/POD, --to TARGET and --port PORT/PROTO are required (or --queries FILE)');
@@ -199,7 +198,7 @@ function runTrace(opts: TraceOptions, io: TraceIO): number {
     const { port, protocol } = parsePortSpec(opts.port);
     queries = [{ from: opts.from, to: opts.to, port, protocol }];
   }
-  const state = loadSnapshot(opts.state);
+  const state = loadSnapshot(opts.state, { limits });
   // Resolve every query before answering any, so an input error leaves stdout empty.
   const resolved = queries.map((q, i) => {
     try {
@@ -221,7 +220,7 @@ function runTrace(opts: TraceOptions, io: TraceIO): number {
 
 /** The `trace` subcommand. `io` is for tests; by default it writes to process.stdout/stderr. */
 export function traceCommand(io: TraceIO = defaultIO): Command {
-  const cmd = new Command('trace');
+  const cmd = addLimitOptions(new Command('trace'));
   cmd
     .description('explain whether a pod can reach a pod, IP, Cilium entity or FQDN on a port, from snapshot files')
     .option('--state <path>', 'snapshot file or directory of YAML/JSON (repeatable)', collect)

@@ -2,11 +2,11 @@
 // rules cannot read from the API (RuleSettings). Validated strictly: a typo must fail loudly at
 // startup rather than silently leave a rule at its default.
 
-import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 
 import { InputError } from '../errors.ts';
+import { checkYamlSize, DEFAULT_INPUT_LIMITS, readBoundedText, yamlNarrow, type InputLimits } from '../state/input.ts';
 import { allRules } from '../rules/registry.ts';
 import { defaultAction, type Action, type Rule, type RuleSettings } from '../rules/types.ts';
 import type { LabelSelector } from '../state/types.ts';
@@ -83,15 +83,18 @@ const validate = ajv.compile<RawConfig>(configSchema);
  * Read and validate a config file. Without a path, the defaults. Throws InputError naming the file and,
  * when it can be told, the line of the offending key.
  */
-export function loadConfig(path?: string, rules: readonly Rule[] = allRules()): Config {
+export function loadConfig(path?: string, rules: readonly Rule[] = allRules(), limits: InputLimits = DEFAULT_INPUT_LIMITS): Config {
   if (path === undefined) return defaultConfig(rules);
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readBoundedText(path, limits.maxBytes, undefined, yamlNarrow(limits));
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(`cannot read the config file: ${code ?? (e as Error).message}`, { file: path });
+    if (e instanceof InputError && e.message.startsWith(`${path}: cannot read: `)) {
+      throw new InputError(`cannot read the config file: ${e.message.slice(`${path}: cannot read: `.length)}`, { file: path });
+    }
+    throw e;
   }
+  checkYamlSize(path, Buffer.byteLength(text), limits);
   return parseConfig(text, path, rules);
 }
 

@@ -104,7 +104,7 @@ export async function dumpSnapshot(opts: DumpOptions): Promise<string> {
     ...(missing.length > 0 ? [` not installed (empty): ${missing.join(', ')}`] : []),
     ' load with: meshguard check --state <this file> ...',
   ].join('\n');
-  const body = stringify({ apiVersion: 'v1', kind: 'List', metadata: {}, items }, { lineWidth: 0, aliasDuplicateObjects: false });
+  const body = stringify({ apiVersion: 'v1', kind: 'List', metadata: {}, items }, { lineWidth: 0, aliasDuplicateObjects: false, version: '1.1' });
   return `${header
     .split('\n')
     .map((l) => `#${l}`)

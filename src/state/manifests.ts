@@ -4,8 +4,9 @@
 
 import { closeSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { isMap, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
+import { isMap, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode, type ParseOptions, type SchemaOptions, type DocumentOptions } from 'yaml';
 import { InputError } from '../errors.ts';
+import { checkYamlSize, DEFAULT_INPUT_LIMITS, formatBytes, readBoundedText, STDIN, yamlNarrow, type InputLimits } from './input.ts';
 
 export interface ManifestDoc {
   readonly object: Record<string, unknown>;
@@ -15,9 +16,23 @@ export interface ManifestDoc {
 }
 
 const MANIFEST_EXT = /\.(ya?ml|json)$/i;
-/** The path that means standard input, as with `kubectl apply -f -`. */
-const STDIN = '-';
 const STDIN_NAME = '<stdin>';
+
+/**
+ * YAML as kubectl reads it (sigs.k8s.io/yaml, go-yaml v2): YAML 1.1 scalars, so `yes`, `no`, `on`,
+ * `off`, `y` and `n` are booleans and `0755` is octal, and `<<` merges. go-yaml v2 has no sexagesimal
+ * numbers and keeps timestamps, binary, sets and ordered maps as plain values: those tags are left out.
+ */
+export const KUBECTL_YAML: ParseOptions & DocumentOptions & SchemaOptions = {
+  version: '1.1',
+  customTags: (tags) =>
+    tags.filter((tag) => {
+      if (typeof tag !== 'object' || tag === null) return true;
+      const name = String((tag as { tag?: string }).tag ?? '');
+      const format = (tag as { format?: string }).format;
+      return format !== 'TIME' && !/:(timestamp|binary|omap|pairs|set)$/.test(name);
+    }),
+};
 
 function errMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -98,6 +113,62 @@ function checkObject(o: unknown, file: string, line: number, what = 'document'):
   if (!isRecord(m) || typeof m.name !== 'string' || m.name === '') {
     throw new InputError(`${what} (${String(o.kind)}) has no metadata.name`, { file, line });
   }
+  const rejected = kubectlRejects(o);
+  if (rejected) throw new InputError(`${what} (${String(o.kind)} ${m.name}): ${rejected}`, { file, line });
+}
+
+function describeValue(v: unknown): string {
+  if (typeof v === 'boolean') return `the boolean ${v} (in YAML 1.1, as kubectl reads it, yes/no/on/off/y/n are booleans)`;
+  if (typeof v === 'number') return `the number ${v}`;
+  if (v === null) return 'null';
+  return Array.isArray(v) ? 'a list' : `a ${typeof v}`;
+}
+
+/** The first value of a string map that is not a string, as "key: description". */
+function nonString(map: unknown, path: string): string | undefined {
+  if (map === undefined || map === null) return undefined;
+  if (!isRecord(map)) return `${path} must be a map of strings, not ${describeValue(map)}`;
+  for (const [k, v] of Object.entries(map)) {
+    if (typeof v !== 'string') return `${path}.${k} is ${describeValue(v)}; kubectl refuses it: values here must be strings, quote it`;
+  }
+  return undefined;
+}
+
+/** Every `matchLabels` below `v` (selectors in policies, Services, Deployments), depth-bounded. */
+function matchLabelsProblem(v: unknown, path: string, depth: number): string | undefined {
+  if (depth > 32 || typeof v !== 'object' || v === null) return undefined;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const p = matchLabelsProblem(v[i], `${path}[${i}]`, depth + 1);
+      if (p) return p;
+    }
+    return undefined;
+  }
+  for (const [k, x] of Object.entries(v)) {
+    const here = `${path}.${k}`;
+    const p = k === 'matchLabels' ? nonString(x, here) : matchLabelsProblem(x, here, depth + 1);
+    if (p) return p;
+  }
+  return undefined;
+}
+
+const BULK_KINDS = new Set(['Pod', 'Node', 'EndpointSlice']);
+
+/**
+ * What kubectl would refuse in an object because of how YAML 1.1 read it: label, annotation,
+ * ConfigMap data and matchLabels values that are not strings (`enabled: yes` is a boolean). meshguard
+ * says so rather than judge an object the API server would never see.
+ */
+export function kubectlRejects(o: Record<string, unknown>): string | undefined {
+  const m = o.metadata as Record<string, unknown>;
+  return (
+    nonString(m.labels, 'metadata.labels') ??
+    nonString(m.annotations, 'metadata.annotations') ??
+    (o.kind === 'ConfigMap' && o.apiVersion === 'v1' ? nonString(o.data, 'data') : undefined) ??
+    (o.kind === 'Service' && o.apiVersion === 'v1' && isRecord(o.spec) ? nonString(o.spec.selector, 'spec.selector') : undefined) ??
+    // Pods, Nodes and EndpointSlices (most of a state) hold no selectors: not walked.
+    (BULK_KINDS.has(String(o.kind)) ? undefined : matchLabelsProblem(o.spec, 'spec', 0))
+  );
 }
 
 function lineOf(node: YamlNode | null | undefined, lc: LineCounter): number {
@@ -138,7 +209,7 @@ function yamlErrorText(e: { message: string }): string {
   return first.replace(/ at line \d+, column \d+:?$/, '');
 }
 
-function readYaml(file: string, text: string, out: ManifestDoc[]): void {
+function readYaml(file: string, text: string, out: ManifestDoc[], limits: InputLimits): void {
   const js = jsonStart(text);
   if (js >= 0) {
     const n = out.length;
@@ -151,8 +222,9 @@ function readYaml(file: string, text: string, out: ManifestDoc[]): void {
       out.length = n;
     }
   }
+  checkYamlSize(file, Buffer.byteLength(text), limits);
   const lc = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: false });
+  const docs = parseAllDocuments(text, { ...KUBECTL_YAML, lineCounter: lc, prettyErrors: true, uniqueKeys: false });
   // parseAllDocuments returns an EmptyStream (no docs) or an array of Documents.
   if (!Array.isArray(docs)) return;
   for (const doc of docs) {
@@ -685,9 +757,9 @@ function jsonStart(text: string): number {
  * unreadable file, invalid YAML/JSON, or a document that is not an object with apiVersion, kind and
  * metadata.name.
  */
-export function readManifests(paths: readonly string[]): ManifestDoc[] {
+export function readManifests(paths: readonly string[], limits: InputLimits = DEFAULT_INPUT_LIMITS): ManifestDoc[] {
   const out: ManifestDoc[] = [];
-  forEachManifest(paths, (d) => void out.push(d));
+  forEachManifest(paths, (d) => void out.push(d), limits);
   return out;
 }
 
@@ -695,24 +767,26 @@ export function readManifests(paths: readonly string[]): ManifestDoc[] {
  * readManifests, handing each object to `visit` as it is read. A .json List is parsed item by item, so
  * a caller that keeps only a slim copy of each object never holds every raw object at once (a 50k-pod
  * snapshot is hundreds of MB of raw objects). Throws the same InputErrors, possibly after some visits.
+ * Every input is bounded (src/state/input.ts): devices are refused, files and streams over
+ * `limits.maxBytes` and YAML over `limits.maxYamlBytes` too.
  */
-export function forEachManifest(paths: readonly string[], visit: (doc: ManifestDoc) => void): void {
+export function forEachManifest(paths: readonly string[], visit: (doc: ManifestDoc) => void, limits: InputLimits = DEFAULT_INPUT_LIMITS): void {
   for (const path of expand(paths)) {
     const file = path === STDIN ? STDIN_NAME : path;
-    if (path !== STDIN && /\.json$/i.test(file) && sizeOf(path) >= chunkedJsonList.fromBytes && readJsonListChunked(path, file, visit)) continue;
-    let text: string;
-    try {
-      text = readFileSync(path === STDIN ? 0 : path, 'utf8');
-    } catch (e) {
-      throw new InputError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? errMessage(e)}`, { file });
+    if (path !== STDIN && /\.json$/i.test(file)) {
+      const size = sizeOf(path);
+      if (size > limits.maxBytes) {
+        throw new InputError(`larger than ${formatBytes(limits.maxBytes)}: refused (raise the bound with --max-input-bytes)`, { file });
+      }
+      if (size >= chunkedJsonList.fromBytes && readJsonListChunked(path, file, visit)) continue;
     }
-    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // BOM
+    const text = readBoundedText(path, limits.maxBytes, undefined, /\.json$/i.test(file) ? undefined : yamlNarrow(limits));
     if (/\.json$/i.test(file)) {
       if (!readJsonList(file, text, visit, 0)) readJson(file, text, visit);
     } else {
       // YAML (or JSON in a .yaml file, which may fall back to YAML): whole documents, then visited.
       const docs: ManifestDoc[] = [];
-      readYaml(file, text, docs);
+      readYaml(file, text, docs, limits);
       for (const d of docs) visit(d);
     }
   }

@@ -2,6 +2,7 @@
 
 import { InputError } from '../errors.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, kindOf, type KindName } from './kinds.ts';
+import { type InputLimits } from './input.ts';
 import { forEachManifest } from './manifests.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
@@ -74,6 +75,8 @@ export function istioNamespaces(objs: readonly unknown[]): string[] {
 export interface SnapshotOptions {
   /** The Istio root namespace, when known (its ConfigMaps are kept besides kube-system/istio-system). */
   readonly istioRootNamespace?: string;
+  /** Size bounds of the files read (default DEFAULT_INPUT_LIMITS). */
+  readonly limits?: InputLimits;
 }
 
 function describeFiles(paths: readonly string[], files: number): string {
@@ -114,7 +117,7 @@ function fill(state: MemoryState, paths: readonly string[], opts: SnapshotOption
     }
     if (kind === 'Deployment') istioHints.push(obj);
     state.upsert(kind, obj);
-  });
+  }, opts.limits);
   const roots = new Set<string>([...CONFIGMAP_NAMESPACES, ...istioNamespaces(istioHints)]);
   if (opts.istioRootNamespace) roots.add(opts.istioRootNamespace);
   for (const cm of configMaps) if (roots.has(cm.metadata.namespace ?? '')) state.upsert('ConfigMap', cm);

@@ -17,7 +17,7 @@ type Obj = Record<string, unknown>;
 /** Writes objects as a multi-document YAML snapshot. */
 function snapshot(name: string, objs: Obj[]): string {
   const file = join(dir, name);
-  writeFileSync(file, objs.map((o) => stringify(o)).join('---\n'));
+  writeFileSync(file, objs.map((o) => stringify(o, { version: '1.1' })).join('---\n'));
   return file;
 }
 

@@ -18,7 +18,8 @@ t.test('dumpSnapshot writes a List that loadSnapshot reads back', async (t) => {
   const CMS = collectionPath('ConfigMap');
   api.put(collectionPath('Namespace'), { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'istio-injection': 'enabled' } } });
   api.put(PODS, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'b', namespace: 'shop', labels: { app: 'web' } }, spec: { containers: [{ name: 'app', env: [{ name: 'T', value: 'hunter2' }] }] } });
-  api.put(PODS, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a', namespace: 'shop' }, spec: { containers: [] } });
+  // Values YAML 1.1 (kubectl) would read as booleans or numbers: the dump must quote them.
+  api.put(PODS, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a', namespace: 'shop', labels: { canary: 'y', legacy: 'no', mode: '0755' } }, spec: { containers: [] } });
   api.put(collectionPath('Deployment'), { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'istiod', namespace: 'mesh-ctl' }, spec: { template: { spec: { containers: [{ name: 'discovery' }] } } } });
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'mesh-ctl' }, data: { mesh: 'rootNamespace: mesh-root\n' } });
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'root-settings', namespace: 'mesh-root' } });
@@ -60,6 +61,7 @@ t.test('dumpSnapshot writes a List that loadSnapshot reads back', async (t) => {
   writeFileSync(file, text);
   const s = loadSnapshot([file]);
   t.equal(s.list('Pod').length, 2);
+  t.same(s.get('Pod', 'shop', 'a')?.metadata.labels, { canary: 'y', legacy: 'no', mode: '0755' }, 'YAML 1.1 scalars round-trip as strings');
   t.same((s.get('ConfigMap', 'kube-system', 'cilium-config') as { data?: unknown }).data, { 'enable-policy': 'default' });
   t.equal(s.list('ConfigMap').length, 3, 'the root namespace ConfigMap is kept on reload too');
   t.same(s.get('CiliumNetworkPolicy', 'shop', 'p')?.metadata.name, 'p');

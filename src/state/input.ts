@@ -130,6 +130,21 @@ export function readBoundedText(path: string, maxBytes: number, flag?: string, n
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
+/** The first `n` bytes of a regular file (fewer if it is shorter); empty when it cannot be read. */
+export function peekFile(path: string, n: number): Buffer {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const buf = Buffer.allocUnsafe(n);
+    const got = readSync(fd, buf, 0, n, 0);
+    return buf.subarray(0, got);
+  } catch {
+    return Buffer.alloc(0);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 /** Throws unless YAML of `bytes` may be parsed under `limits`. */
 export function checkYamlSize(file: string, bytes: number, limits: InputLimits): void {
   if (bytes > limits.maxYamlBytes) {

@@ -6,7 +6,7 @@ import { closeSync, openSync, readdirSync, readFileSync, readSync, realpathSync,
 import { join } from 'node:path';
 import { isMap, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode, type ParseOptions, type SchemaOptions, type DocumentOptions } from 'yaml';
 import { InputError } from '../errors.ts';
-import { checkYamlSize, DEFAULT_INPUT_LIMITS, formatBytes, readBoundedText, STDIN, yamlNarrow, type InputLimits } from './input.ts';
+import { checkYamlSize, DEFAULT_INPUT_LIMITS, formatBytes, peekFile, readBoundedText, startsLikeJson, STDIN, yamlNarrow, type InputLimits } from './input.ts';
 
 export interface ManifestDoc {
   readonly object: Record<string, unknown>;
@@ -779,6 +779,11 @@ export function forEachManifest(paths: readonly string[], visit: (doc: ManifestD
         throw new InputError(`larger than ${formatBytes(limits.maxBytes)}: refused (raise the bound with --max-input-bytes)`, { file });
       }
       if (size >= chunkedJsonList.fromBytes && readJsonListChunked(path, file, visit)) continue;
+    }
+    if (path !== STDIN && !/\.json$/i.test(file)) {
+      // A YAML file over its bound is refused without reading it (unless it holds JSON).
+      const size = sizeOf(path);
+      if (size > limits.maxYamlBytes && !startsLikeJson(peekFile(path, 64 * 1024))) checkYamlSize(file, size, limits);
     }
     const text = readBoundedText(path, limits.maxBytes, undefined, /\.json$/i.test(file) ? undefined : yamlNarrow(limits));
     if (/\.json$/i.test(file)) {

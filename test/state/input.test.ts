@@ -57,6 +57,16 @@ t.test('YAML has its own, smaller bound; JSON in a .yaml file does not', async (
   t.throws(() => checkYamlSize('f', DEFAULT_INPUT_LIMITS.maxYamlBytes + 1, DEFAULT_INPUT_LIMITS), InputError);
 });
 
+t.test('a YAML file over the YAML bound is refused from its first bytes; a large JSON one in .yaml is not', async (t) => {
+  const sparse = join(dir, 'huge.yaml');
+  writeFileSync(sparse, 'apiVersion: v1\n');
+  truncateSync(sparse, 100 * 1024 * 1024);
+  t.throws(() => readManifests([sparse]), /huge\.yaml: YAML larger than 16Mi: refused/);
+  const limits = { maxBytes: 1024 * 1024, maxYamlBytes: 1024 };
+  const json = file('list-as.yaml', '# comment\n' + JSON.stringify({ apiVersion: 'v1', kind: 'List', items: Array.from({ length: 30 }, (_, i) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: `n${i}` } })) }));
+  t.equal(readManifests([json], limits).length, 30);
+});
+
 t.test('how a stream is told JSON from YAML', async (t) => {
   t.ok(startsLikeJson(Buffer.from('  \n# comment\n{"a":1}')));
   t.ok(startsLikeJson(Buffer.from('[1]')));

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { InputError } from '../errors.ts';
 import { allRules } from '../rules/registry.ts';
 import type { Rule } from '../rules/types.ts';
+import { auditCommand } from './audit.ts';
 import { checkCommand } from './check.ts';
 import { EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, version, type CliContext, type CliIO } from './common.ts';
 import { rulesCommand } from './rules.ts';
@@ -42,6 +43,7 @@ export function buildProgram(ctx: CliContext): Command {
     });
   program.addCommand(serveCommand(ctx));
   program.addCommand(checkCommand(ctx));
+  program.addCommand(auditCommand(ctx));
   program.addCommand(rulesCommand(ctx));
   program.addCommand(snapshotCommand(ctx));
   // Every subcommand reports usage errors the same way and never calls process.exit.

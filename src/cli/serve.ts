@@ -4,7 +4,14 @@
 import { Command } from 'commander';
 import type { Level, Logger } from 'pino';
 
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+
 import { loadConfig } from '../config/config.ts';
+import { Lease } from '../reports/lease.ts';
+import { ReportWriter } from '../reports/writer.ts';
+import { BackgroundAudit } from '../server/background-audit.ts';
+import { SERVICE_ACCOUNT_DIR, type KubeApi } from '../state/kube-api.ts';
 import { InputError } from '../errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
 import { createLogger } from '../server/log-bounds.ts';
@@ -15,7 +22,7 @@ import type { StateSource } from '../state/types.ts';
 import { cachingDecide, DEFAULT_VERDICT_CACHE_ENTRIES, MAX_VERDICT_CACHE_ENTRIES } from '../verdict/cache.ts';
 import { createDecide } from '../verdict/decide.ts';
 import { warmUpInSlices } from '../verdict/warmup.ts';
-import { addLimitOptions, collect, inputLimits, stateArgs, version, type CliContext } from './common.ts';
+import { addLimitOptions, choice as choiceOf, collect, inputLimits, stateArgs, version, type CliContext } from './common.ts';
 
 /** Time spent warming up the decision path before readiness (see verdict/warmup.ts). */
 const WARM_UP_MS = 500;
@@ -40,6 +47,22 @@ export interface ServeOptions {
   readonly verdictCache: string;
   readonly maxInputBytes?: string;
   readonly maxYamlBytes?: string;
+  readonly backgroundAudit: string;
+  readonly auditCpuPercent: string;
+  readonly auditDebounceSeconds: string;
+}
+
+/** This replica's name and namespace: the downward API's POD_NAME / POD_NAMESPACE, else the service account's. */
+function podIdentity(): { name: string; namespace: string } {
+  let namespace = process.env.POD_NAMESPACE;
+  if (!namespace) {
+    try {
+      namespace = readFileSync(`${SERVICE_ACCOUNT_DIR}/namespace`, 'utf8').trim();
+    } catch {
+      namespace = 'meshguard';
+    }
+  }
+  return { name: process.env.POD_NAME || hostname(), namespace: namespace || 'meshguard' };
 }
 
 function intFlag(flag: string, value: string, min: number, max: number): number {
@@ -61,6 +84,9 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const drainSeconds = intFlag('--drain-seconds', opts.drainSeconds, 0, 600);
   // More entries than the cache's text budget can hold would only be a promise it cannot keep.
   const cacheEntries = intFlag('--verdict-cache', opts.verdictCache, 0, MAX_VERDICT_CACHE_ENTRIES);
+  const backgroundAudit = choiceOf('--background-audit', opts.backgroundAudit, ['on', 'off']);
+  const auditCpuPercent = intFlag('--audit-cpu-percent', opts.auditCpuPercent, 1, 100);
+  const auditDebounceSeconds = intFlag('--audit-debounce-seconds', opts.auditDebounceSeconds, 0, 3600);
   const level = LEVELS.find((l) => l === opts.logLevel);
   if (!level) throw new InputError(`--log-level: must be one of ${LEVELS.join(', ')}`);
   const limits = inputLimits(opts);
@@ -70,6 +96,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const pretenuring = tuneHeapForServing();
 
   let source: StateSource;
+  let api: KubeApi | undefined;
   const fromFiles = (opts.state?.length ?? 0) > 0;
   if (fromFiles) {
     source = new SnapshotSource(opts.state!, { limits });
@@ -77,7 +104,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     await source.start();
   } else {
     // Without --kubeconfig: $KUBECONFIG, ~/.kube/config, then the in-cluster service account.
-    const api = loadKubeConfig(opts.kubeconfig);
+    api = loadKubeConfig(opts.kubeconfig);
     source = new LiveSource({ api, logger, ...(opts.kubeconfig ? { kubeconfigPath: opts.kubeconfig } : {}) });
   }
 
@@ -111,7 +138,31 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     const code = (e as NodeJS.ErrnoException).code;
     throw new InputError(`cannot listen on ${opts.host}:${port}: ${code ?? (e as Error).message}`);
   }
-  installSignalHandlers(server, { logger, onShutdown: () => source.stop(), exit: endProcess });
+  // The background audit: gauges always; policy reports from a live cluster, by the lease holder only.
+  let audit: BackgroundAudit | undefined;
+  if (backgroundAudit === 'on') {
+    const me = podIdentity();
+    audit = new BackgroundAudit({
+      source,
+      rules: ctx.rules,
+      config,
+      decide,
+      logger,
+      metrics: server.metrics,
+      ...(api ? { writer: new ReportWriter(api, logger), lease: new Lease({ api, namespace: me.namespace, name: 'meshguard-audit', identity: me.name }) } : {}),
+      cpuShare: auditCpuPercent / 100,
+      debounceMs: auditDebounceSeconds * 1000,
+    });
+    audit.start();
+  }
+  installSignalHandlers(server, {
+    logger,
+    onShutdown: async () => {
+      await audit?.stop();
+      await source.stop();
+    },
+    exit: endProcess,
+  });
   // A snapshot is synced already: warm up now rather than at the first readiness probe.
   if (fromFiles) server.startWarmUp();
   logger.info(
@@ -152,6 +203,9 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--tls-key <file>', 'serving key (PEM); reloaded when it changes', DEFAULT_TLS_KEY)
     .option('--drain-seconds <n>', 'on SIGTERM, keep serving this long with readiness failed', String(DEFAULT_DRAIN_SECONDS))
     .option('--log-level <level>', `log level: ${LEVELS.join(', ')}`, 'info')
+    .option('--background-audit <on|off>', 'audit the whole state after start and after changes: meshguard_existing_findings, and policy reports from a live cluster', 'on')
+    .option('--audit-cpu-percent <n>', 'share of one core the background audit may use', '20')
+    .option('--audit-debounce-seconds <n>', 'quiet time after a state change before the background audit runs again', '10')
     .option('--verdict-cache <entries>', 'decisions kept for repeated requests while the cluster state is unchanged (0 disables)', String(DEFAULT_VERDICT_CACHE_ENTRIES))
     .action(async (opts: ServeOptions) => {
       await runServe(opts, ctx);

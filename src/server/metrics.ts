@@ -22,6 +22,12 @@ export interface Metrics {
   watchSource(source: StateSource): void;
   /** Read the verdict cache's counters from this function at scrape time. */
   watchVerdictCache(stats: () => VerdictCacheStats): void;
+  /** The latest background audit's findings, counted by rule and action. */
+  existingFindings(results: readonly { readonly findings: readonly { readonly rule: string; readonly action: string }[] }[]): void;
+  /** One background audit finished: its wall time and the CPU time it worked, in seconds. */
+  auditRun(seconds: number, workSeconds: number): void;
+  /** Whether this replica holds the report-writer lease. */
+  auditWriter(held: boolean): void;
   /** Prometheus text exposition. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -63,6 +69,33 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     name: 'meshguard_evaluation_incomplete_total',
     help: 'Reviews meshguard could not finish judging, by reason (rule-error: a rule threw; budget: the evaluation budget ran out) and outcome of the error policy (fail: denied; ignore: admitted with a warning).',
     labelNames: ['reason', 'outcome'] as const,
+    registers: [registry],
+  });
+  const seenExisting = new Map<string, { rule: string; action: string }>();
+  const existing = new Gauge({
+    name: 'meshguard_existing_findings',
+    help: 'Problems that exist in the cluster now, from the latest background audit, by rule and action (deny, warn, audit). Exported by the replica that runs the audit (the report writer).',
+    labelNames: ['rule', 'action'] as const,
+    registers: [registry],
+  });
+  const auditRuns = new Counter({
+    name: 'meshguard_audit_runs_total',
+    help: 'Background audits completed.',
+    registers: [registry],
+  });
+  const auditSeconds = new Gauge({
+    name: 'meshguard_audit_last_duration_seconds',
+    help: 'Wall time of the latest background audit, pauses included.',
+    registers: [registry],
+  });
+  const auditWorkSeconds = new Gauge({
+    name: 'meshguard_audit_last_work_seconds',
+    help: 'Time the latest background audit spent evaluating (its CPU share is this over the wall time).',
+    registers: [registry],
+  });
+  const auditWriter = new Gauge({
+    name: 'meshguard_audit_report_writer',
+    help: '1 when this replica holds the lease that makes it the one that audits and writes policy reports.',
     registers: [registry],
   });
   const tlsReloads = new Counter({
@@ -164,6 +197,32 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     watchVerdictCache(stats) {
       cacheStats = stats;
+    },
+    existingFindings(results) {
+      existing.reset();
+      const counts = new Map<string, { rule: string; action: string; n: number }>();
+      for (const r of results) {
+        for (const f of r.findings) {
+          const key = `${f.rule}\u0000${f.action}`;
+          const c = counts.get(key);
+          if (c) c.n++;
+          else counts.set(key, { rule: f.rule, action: f.action, n: 1 });
+        }
+      }
+      // A problem fixed since the last audit reads 0 (not a vanished series), so alerts resolve.
+      for (const [key, c] of seenExisting) if (!counts.has(key)) existing.set({ rule: c.rule, action: c.action }, 0);
+      for (const [key, c] of counts) {
+        existing.set({ rule: c.rule, action: c.action }, c.n);
+        seenExisting.set(key, c);
+      }
+    },
+    auditRun(seconds, workSeconds) {
+      auditRuns.inc();
+      auditSeconds.set(seconds);
+      auditWorkSeconds.set(workSeconds);
+    },
+    auditWriter(held) {
+      auditWriter.set(held ? 1 : 0);
     },
     render() {
       return registry.metrics();

@@ -33,8 +33,18 @@ export interface KubeApi {
   readonly source: string;
   /** GET a path (with query). Resolves once the response headers arrive; the body is the stream. */
   get(pathAndQuery: string, opts?: KubeGetOptions): Promise<IncomingMessage>;
+  /**
+   * Send a write (POST, PUT, PATCH, DELETE) with a JSON body; resolves to the status and the whole
+   * response body. meshguard writes only its own policy reports and its audit Lease.
+   */
+  send(method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', pathAndQuery: string, body?: unknown, contentType?: string): Promise<KubeResponse>;
   /** Close idle keep-alive connections. */
   close(): void;
+}
+
+export interface KubeResponse {
+  readonly status: number;
+  readonly body: string;
 }
 
 /** Read a whole response body as text. */
@@ -386,7 +396,7 @@ class NodeKubeApi implements KubeApi {
     return this.#agent;
   }
 
-  async get(pathAndQuery: string, opts: KubeGetOptions = {}): Promise<IncomingMessage> {
+  async #headers(): Promise<{ headers: Record<string, string>; cert: Buffer | string | undefined; key: Buffer | string | undefined }> {
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'meshguard' };
     let cert: Buffer | string | undefined = this.#s.cert;
     let key: Buffer | string | undefined = this.#s.key;
@@ -406,6 +416,12 @@ class NodeKubeApi implements KubeApi {
       headers['impersonate-user'] = this.#s.impersonate.user;
       if (this.#s.impersonate.groups.length > 0) headers['impersonate-group'] = this.#s.impersonate.groups.join(',');
     }
+    return { headers, cert, key };
+  }
+
+  async #request(method: string, pathAndQuery: string, extraHeaders: Record<string, string>, body: string | undefined, signal?: AbortSignal): Promise<IncomingMessage> {
+    const { headers, cert, key } = await this.#headers();
+    Object.assign(headers, extraHeaders);
     const agent = this.#agentFor(cert, key);
     const mod = this.#url.protocol === 'http:' ? http : https;
     const base = this.#url.pathname.replace(/\/+$/, '');
@@ -416,16 +432,27 @@ class NodeKubeApi implements KubeApi {
           hostname: this.#url.hostname.replace(/^\[|\]$/g, ''),
           port: this.#url.port || (this.#url.protocol === 'http:' ? 80 : 443),
           path: base + pathAndQuery,
-          method: 'GET',
+          method,
           headers,
           agent,
-          ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(signal ? { signal } : {}),
         },
         resolve,
       );
       req.on('error', reject);
-      req.end();
+      req.end(body);
     });
+  }
+
+  get(pathAndQuery: string, opts: KubeGetOptions = {}): Promise<IncomingMessage> {
+    return this.#request('GET', pathAndQuery, {}, undefined, opts.signal);
+  }
+
+  async send(method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', pathAndQuery: string, body?: unknown, contentType = 'application/json'): Promise<KubeResponse> {
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = text === undefined ? {} : { 'content-type': contentType, 'content-length': String(Buffer.byteLength(text)) };
+    const res = await this.#request(method, pathAndQuery, headers, text);
+    return { status: res.statusCode ?? 0, body: await readBody(res) };
   }
 
   close(): void {

@@ -1,0 +1,228 @@
+// The audit in the background of `serve`: once the state has synced, and again after it changes
+// (debounced: after `debounceMs` without a change, or `maxDelayMs` after the first one at the latest),
+// meshguard audits the whole state (src/verdict/audit.ts), exports the counts as
+// `meshguard_existing_findings{rule,action}` and, on the replica that holds the report Lease, writes
+// them as policy reports. The audit runs in slices of `sliceMs` with pauses between them so that it
+// takes at most `cpuShare` of the process: reviews, probes and metrics are answered in between.
+
+import type { Logger } from 'pino';
+
+import type { Clock } from '../budget.ts';
+import { performanceClock } from '../budget.ts';
+import type { Config } from '../config/config.ts';
+import type { Lease } from '../reports/lease.ts';
+import { desiredReports } from '../reports/reports.ts';
+import type { ReconcileOutcome, ReportWriter } from '../reports/writer.ts';
+import type { Decide, Rule } from '../rules/types.ts';
+import type { StateSource } from '../state/types.ts';
+import { auditObject, auditSubjects, type AuditResult } from '../verdict/audit.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => {
+    const h = setTimeout(fn, ms);
+    h.unref();
+    return h;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export interface BackgroundAuditOptions {
+  readonly source: StateSource;
+  readonly rules: readonly Rule[];
+  readonly config: Pick<Config, 'mode' | 'rules'>;
+  /** The uncached decide: every object is judged afresh. */
+  readonly decide: Decide;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Writes reports; absent when serving files (no API server). */
+  readonly writer?: ReportWriter;
+  /** Decides which replica writes; absent = this one. */
+  readonly lease?: Lease;
+  readonly docsOf?: (rule: string) => string | undefined;
+  /** Quiet time after a state change before auditing (default 10 s). */
+  readonly debounceMs?: number;
+  /** Longest delay after a first change, however busy the cluster (default 60 s). */
+  readonly maxDelayMs?: number;
+  /** How often the state's revision is looked at (default 1 s). */
+  readonly pollMs?: number;
+  /** Lease renewal period (default 10 s). */
+  readonly renewMs?: number;
+  /** Work per slice (default 20 ms). */
+  readonly sliceMs?: number;
+  /** Share of one core the audit may use, 0 < share <= 1 (default 0.2). */
+  readonly cpuShare?: number;
+  readonly clock?: Clock;
+  readonly timers?: Timers;
+  readonly now?: () => Date;
+}
+
+export interface AuditRun {
+  readonly results: readonly AuditResult[];
+  readonly objects: number;
+  readonly ms: number;
+  readonly slices: number;
+  readonly reports?: ReconcileOutcome;
+}
+
+export class BackgroundAudit {
+  readonly #o: BackgroundAuditOptions;
+  readonly #clock: Clock;
+  readonly #timers: Timers;
+  #poll: unknown;
+  #renew: unknown;
+  #stopped = false;
+  #running: Promise<AuditRun | undefined> | undefined;
+  /** Revision last audited, and the one last seen with when it was first seen. */
+  #auditedRevision: number | undefined;
+  #seenRevision: number | undefined;
+  #lastChangeAt = 0;
+  #firstPendingAt: number | undefined;
+  #last: AuditRun | undefined;
+
+  constructor(o: BackgroundAuditOptions) {
+    this.#o = o;
+    this.#clock = o.clock ?? performanceClock;
+    this.#timers = o.timers ?? realTimers;
+  }
+
+  get last(): AuditRun | undefined {
+    return this.#last;
+  }
+
+  /** Whether this replica may audit and write: it holds the lease, or there is none. */
+  get #leading(): boolean {
+    return this.#o.lease === undefined || this.#o.lease.held;
+  }
+
+  start(): void {
+    const pollMs = this.#o.pollMs ?? 1000;
+    const tick = (): void => {
+      if (this.#stopped) return;
+      this.check();
+      this.#poll = this.#timers.setTimeout(tick, pollMs);
+    };
+    this.#poll = this.#timers.setTimeout(tick, 0);
+    if (this.#o.lease) {
+      const renewMs = this.#o.renewMs ?? 10_000;
+      const renew = (): void => {
+        if (this.#stopped) return;
+        const was = this.#o.lease!.held;
+        void this.#o.lease!.tryAcquireOrRenew().then((held) => {
+          this.#o.metrics.auditWriter(held);
+          if (held && !was) {
+            this.#o.logger.info('policy report writer: this replica holds the lease');
+            // A new writer lists what the previous one left, and audits now.
+            this.#o.writer?.reset();
+            this.#auditedRevision = undefined;
+          } else if (!held && was) {
+            this.#o.logger.info('policy report writer: lease lost');
+          }
+          if (!this.#stopped) this.#renew = this.#timers.setTimeout(renew, renewMs);
+        });
+      };
+      renew();
+    }
+  }
+
+  /** Looks at the state once: starts an audit when one is due. Exposed for tests. */
+  check(): void {
+    if (this.#stopped || this.#running || !this.#o.source.synced() || !this.#leading) return;
+    const rev = this.#o.source.state.revision;
+    const now = this.#clock.now();
+    if (rev !== this.#seenRevision) {
+      this.#seenRevision = rev;
+      this.#lastChangeAt = now;
+    }
+    if (rev === this.#auditedRevision) {
+      this.#firstPendingAt = undefined;
+      return;
+    }
+    if (this.#auditedRevision === undefined) {
+      // The first audit after start (or after taking the lease) does not wait.
+      void this.runNow();
+      return;
+    }
+    this.#firstPendingAt ??= now;
+    const quiet = now - this.#lastChangeAt >= (this.#o.debounceMs ?? 10_000);
+    const overdue = now - this.#firstPendingAt >= (this.#o.maxDelayMs ?? 60_000);
+    if (quiet || overdue) void this.runNow();
+  }
+
+  /** Audits the state now (waits for a run in progress instead of starting a second one). */
+  runNow(): Promise<AuditRun | undefined> {
+    if (this.#running) return this.#running;
+    this.#running = this.#run().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => this.#timers.setTimeout(resolve, ms));
+  }
+
+  async #run(): Promise<AuditRun | undefined> {
+    const { source, decide, rules, config, metrics, logger } = this.#o;
+    const sliceMs = this.#o.sliceMs ?? 20;
+    const share = Math.min(1, Math.max(0.01, this.#o.cpuShare ?? 0.2));
+    const pauseMs = (sliceMs * (1 - share)) / share;
+    const startRevision = source.state.revision;
+    // Changes from now on wait for the next run, from its own first change.
+    this.#firstPendingAt = undefined;
+    const t0 = this.#clock.now();
+    let working = 0;
+    let slices = 1;
+    const subjects = auditSubjects(source.state, rules);
+    const results: AuditResult[] = [];
+    let sliceStart = this.#clock.now();
+    for (let i = 0; i < subjects.length; i++) {
+      if (this.#stopped) return undefined;
+      const { kind, obj } = subjects[i]!;
+      // The object may have gone since the list was taken: then there is nothing to say about it.
+      const current = source.state.get(kind, obj.metadata.namespace, obj.metadata.name);
+      if (current) results.push(auditObject(source.state, decide, config, kind, current, i));
+      const now = this.#clock.now();
+      if (now - sliceStart >= sliceMs && i < subjects.length - 1) {
+        working += now - sliceStart;
+        await this.#pause(pauseMs);
+        slices++;
+        sliceStart = this.#clock.now();
+      }
+    }
+    working += this.#clock.now() - sliceStart;
+    this.#auditedRevision = startRevision;
+    metrics.existingFindings(results);
+    let reports: ReconcileOutcome | undefined;
+    if (this.#o.writer && this.#leading && !this.#stopped) {
+      try {
+        reports = await this.#o.writer.reconcile(desiredReports(results, (this.#o.now ?? (() => new Date()))(), this.#o.docsOf));
+      } catch (e) {
+        logger.warn({ err: (e as Error).message }, 'policy reports not written');
+      }
+    }
+    const ms = this.#clock.now() - t0;
+    const run: AuditRun = { results, objects: subjects.length, ms, slices, ...(reports ? { reports } : {}) };
+    this.#last = run;
+    metrics.auditRun(ms / 1000, working / 1000);
+    const withFindings = results.filter((r) => r.findings.length > 0).length;
+    logger.info(
+      { objects: subjects.length, withFindings, ms: Math.round(ms), workMs: Math.round(working), slices, ...(reports ? { reports } : {}) },
+      'background audit done',
+    );
+    return run;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#timers.clearTimeout(this.#poll);
+    this.#timers.clearTimeout(this.#renew);
+    await this.#running?.catch(() => undefined);
+    await this.#o.lease?.release();
+  }
+}

@@ -1,0 +1,188 @@
+// The background audit of `serve`, on a fake clock and fake timers: it audits once the state has
+// synced, again after a change once the state has been quiet for the debounce time (or after the
+// longest delay however busy), works in slices with pauses that bound its CPU share, exports the
+// gauge, and writes reports only on the replica holding the lease.
+
+import { pino } from 'pino';
+import t from 'tap';
+
+import { defaultConfig } from '../../src/config/config.ts';
+import { Lease } from '../../src/reports/lease.ts';
+import { reportPath } from '../../src/reports/reports.ts';
+import { ReportWriter } from '../../src/reports/writer.ts';
+import { allRules } from '../../src/rules/registry.ts';
+import { BackgroundAudit, type Timers } from '../../src/server/background-audit.ts';
+import { createMetrics } from '../../src/server/metrics.ts';
+import { readManifests } from '../../src/state/manifests.ts';
+import { loadSnapshot } from '../../src/state/snapshot.ts';
+import { transformObject } from '../../src/state/transform.ts';
+import type { StateSource } from '../../src/state/types.ts';
+import { createDecide } from '../../src/verdict/decide.ts';
+import { FakeKube } from '../reports/fake-kube.ts';
+
+const root = new URL('../../', import.meta.url).pathname;
+const rules = allRules();
+const config = defaultConfig(rules);
+const silent = pino({ level: 'silent' });
+const badPolicy = readManifests([`${root}examples/policies/dns-egress-missing.bad.yaml`])[0]!.object;
+const goodPolicy = readManifests([`${root}examples/policies/dns-egress-missing.good.yaml`])[0]!.object;
+
+/** Timers that fire only when the test says, and a clock the test moves. */
+function fakeTime() {
+  let now = 0;
+  const queue: { at: number; fn: () => void; id: number }[] = [];
+  let ids = 0;
+  const timers: Timers = {
+    setTimeout(fn, ms) {
+      const id = ++ids;
+      queue.push({ at: now + ms, fn, id });
+      return id;
+    },
+    clearTimeout(h) {
+      const i = queue.findIndex((q) => q.id === h);
+      if (i >= 0) queue.splice(i, 1);
+    },
+  };
+  const clock = { now: () => now };
+  /** Moves time forward by `ms`, firing every timer due, in order, with microtasks run in between. */
+  async function advance(ms: number): Promise<void> {
+    const end = now + ms;
+    for (;;) {
+      await new Promise((r) => setImmediate(r));
+      queue.sort((a, b) => a.at - b.at);
+      const next = queue[0];
+      if (!next || next.at > end) break;
+      queue.shift();
+      now = Math.max(now, next.at);
+      next.fn();
+    }
+    now = end;
+    await new Promise((r) => setImmediate(r));
+  }
+  return { timers, clock, advance, pending: () => queue.map((q) => q.at - now), tick: (ms: number) => void (now += ms) };
+}
+
+function source(synced = true) {
+  const state = loadSnapshot([`${root}examples/cluster`]);
+  state.upsert('NetworkPolicy', transformObject('NetworkPolicy', badPolicy));
+  let isSynced = synced;
+  const s: StateSource & { setSynced(v: boolean): void } = {
+    state,
+    async start() {},
+    async stop() {},
+    synced: () => isSynced,
+    stats: () => ({ objects: {}, synced: isSynced }),
+    setSynced: (v) => void (isSynced = v),
+  };
+  return s;
+}
+
+async function gauge(metrics: ReturnType<typeof createMetrics>): Promise<string[]> {
+  return (await metrics.render()).split('\n').filter((l) => l.startsWith('meshguard_existing_findings{'));
+}
+
+t.test('audits once synced, exports the gauge, re-audits after a quiet change, and the gauge goes to 0 when fixed', async (t) => {
+  const time = fakeTime();
+  const src = source(false);
+  const metrics = createMetrics({ processMetrics: false });
+  const audit = new BackgroundAudit({ source: src, rules, config, decide: createDecide(rules, config), logger: silent, metrics, timers: time.timers, clock: time.clock, debounceMs: 10_000, maxDelayMs: 60_000 });
+  audit.start();
+  await time.advance(5_000);
+  t.equal(audit.last, undefined, 'nothing before the state has synced');
+  src.setSynced(true);
+  await time.advance(1_000);
+  await time.advance(10_000);
+  t.ok(audit.last, 'audited once synced');
+  t.same(await gauge(metrics), ['meshguard_existing_findings{rule="dns-egress-missing",action="deny"} 1']);
+
+  // Fix the policy: the change is seen, but the audit waits for 10 s of quiet.
+  src.state.upsert('NetworkPolicy', transformObject('NetworkPolicy', goodPolicy));
+  const before = audit.last;
+  await time.advance(9_000);
+  t.equal(audit.last, before, 'not yet: the debounce time has not passed (near miss)');
+  await time.advance(3_000);
+  t.not(audit.last, before, 'audited after 10 s without a change');
+  t.same(await gauge(metrics), ['meshguard_existing_findings{rule="dns-egress-missing",action="deny"} 0'], 'the fixed problem reads 0');
+  await audit.stop();
+});
+
+t.test('a state that never stops changing is audited after the longest delay', async (t) => {
+  const time = fakeTime();
+  const src = source();
+  const metrics = createMetrics({ processMetrics: false });
+  const audit = new BackgroundAudit({ source: src, rules, config, decide: createDecide(rules, config), logger: silent, metrics, timers: time.timers, clock: time.clock, debounceMs: 10_000, maxDelayMs: 30_000 });
+  audit.start();
+  await time.advance(2_000);
+  const first = audit.last;
+  t.ok(first);
+  let audits = 0;
+  let last = first;
+  for (let s = 0; s < 45; s++) {
+    // A change every second: never 10 s of quiet.
+    src.state.upsert('Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: `churn-${s}` } });
+    await time.advance(1_000);
+    if (audit.last !== last) {
+      audits++;
+      last = audit.last;
+    }
+  }
+  t.equal(audits, 1, 'one audit in 45 s of churn: at the 30 s longest delay');
+  await audit.stop();
+});
+
+t.test('slices and pauses bound the CPU share', async (t) => {
+  const time = fakeTime();
+  const src = source();
+  const metrics = createMetrics({ processMetrics: false });
+  const decide = createDecide(rules, config);
+  // Each object costs 7 ms of the fake clock.
+  const slow: typeof decide = (c, s) => {
+    time.tick(7);
+    return decide(c, s);
+  };
+  const audit = new BackgroundAudit({ source: src, rules, config, decide: slow, logger: silent, metrics, timers: time.timers, clock: time.clock, sliceMs: 20, cpuShare: 0.25 });
+  const run = audit.runNow();
+  const pauses: number[] = [];
+  for (let i = 0; i < 200 && audit.last === undefined; i++) {
+    pauses.push(...time.pending());
+    await time.advance(1_000);
+  }
+  const r = await run;
+  t.ok(r);
+  const objects = r!.objects;
+  t.ok(objects > 10, `${objects} objects`);
+  // 20 ms slices of 7 ms objects: 3 objects a slice, then a 60 ms pause (20 * 0.75 / 0.25).
+  t.equal(r!.slices, Math.ceil(objects / 3));
+  t.ok(pauses.length > 0 && pauses.every((p) => p === 60), `pauses of 60 ms (${[...new Set(pauses)].join(', ')})`);
+  t.ok(r!.ms >= objects * 7 + (r!.slices - 1) * 60, 'wall time includes the pauses');
+  await audit.stop();
+});
+
+t.test('only the lease holder audits and writes reports; stop gives the lease up', async (t) => {
+  const time = fakeTime();
+  const src = source();
+  const api = new FakeKube();
+  const wall = { now: () => time.clock.now(), wall: () => Date.parse('2026-12-06T10:00:00Z') + time.clock.now() };
+  // Another replica holds the lease.
+  const other = new Lease({ api, namespace: 'meshguard', name: 'meshguard-audit', identity: 'pod-other', clock: wall });
+  t.equal(await other.tryAcquireOrRenew(), true);
+  const metrics = createMetrics({ processMetrics: false });
+  const lease = new Lease({ api, namespace: 'meshguard', name: 'meshguard-audit', identity: 'pod-me', clock: wall });
+  const audit = new BackgroundAudit({
+    source: src, rules, config, decide: createDecide(rules, config), logger: silent, metrics, timers: time.timers, clock: time.clock,
+    writer: new ReportWriter(api, silent), lease, renewMs: 10_000, now: () => new Date(wall.wall()),
+  });
+  audit.start();
+  await time.advance(20_000);
+  t.equal(audit.last, undefined, 'not the holder: no audit');
+  t.notOk([...api.objects.keys()].some((k) => k.includes('/reports/')), 'no report written');
+  t.match(await metrics.render(), /meshguard_audit_report_writer 0/);
+  await time.advance(20_000); // the other replica stopped renewing 40 s ago: its lease expired
+  t.ok(lease.held, 'took the expired lease');
+  t.ok(audit.last, 'and audited');
+  t.ok(api.objects.has(reportPath('Report', 'green', 'meshguard-networkpolicy-netshoot-egress')), 'report written');
+  t.match(await metrics.render(), /meshguard_audit_report_writer 1/);
+  await audit.stop();
+  t.notOk(lease.held, 'released on stop');
+  t.equal(await other.tryAcquireOrRenew(), true, 'the other replica takes it at once');
+});

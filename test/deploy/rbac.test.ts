@@ -1,5 +1,6 @@
 // The deploy manifests grant meshguard exactly what its state reads (src/state/kinds.ts), read-only,
-// and never Secrets: checked on the ClusterRole as each overlay renders it.
+// and never Secrets: checked on the ClusterRole as each overlay renders it. Its only writes are its
+// policy reports (openreports.io) and one Lease in its own namespace, each in a role of its own.
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -62,8 +63,8 @@ for (const overlay of OVERLAYS) {
   t.test(`overlay ${overlay}`, async (t) => {
     const docs = render(overlay);
     const roles = docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role');
-    t.equal(roles.length, 1, 'one role, the meshguard ClusterRole');
-    const role = roles[0]!;
+    t.same(roles.map((r) => `${r.kind}/${r.metadata?.name}`).sort(), ['ClusterRole/meshguard', 'ClusterRole/meshguard-reports', 'Role/meshguard-audit-lease']);
+    const role = roles.find((r) => r.metadata?.name === 'meshguard')!;
     t.equal(role.kind, 'ClusterRole');
     const rules = role.rules ?? [];
     const granted = grants(rules);
@@ -81,14 +82,38 @@ for (const overlay of OVERLAYS) {
       t.notOk((r.resources ?? []).some((x) => x.includes('/')), 'no subresources');
     }
 
+    const reports = roles.find((r) => r.metadata?.name === 'meshguard-reports')!;
+    t.same(
+      [...grants(reports.rules ?? [])].map(([res, verbs]) => [res, [...verbs].sort()]),
+      [
+        ['openreports.io/reports', ['create', 'delete', 'get', 'list', 'patch']],
+        ['openreports.io/clusterreports', ['create', 'delete', 'get', 'list', 'patch']],
+      ],
+      'writes policy reports and nothing else',
+    );
+    const lease = roles.find((r) => r.metadata?.name === 'meshguard-audit-lease')!;
+    t.equal(lease.kind, 'Role', 'the lease grant is namespaced');
+    t.equal(lease.metadata?.namespace, 'meshguard');
+    t.same(
+      (lease.rules ?? []).map((r) => [r.apiGroups, r.resources, r.resourceNames ?? [], [...(r.verbs ?? [])].sort()]),
+      [
+        [['coordination.k8s.io'], ['leases'], [], ['create']],
+        [['coordination.k8s.io'], ['leases'], ['meshguard-audit'], ['get', 'update']],
+      ],
+      'one Lease, by name, besides create',
+    );
+    for (const r of [...(reports.rules ?? []), ...(lease.rules ?? [])]) {
+      t.notOk((r.resources ?? []).some((x) => x === 'secrets' || x.includes('/') || x === '*'), 'no secrets, subresources or wildcards');
+      t.notOk((r.verbs ?? []).includes('*') || (r.verbs ?? []).includes('escalate') || (r.verbs ?? []).includes('bind'));
+    }
+
     if (kubectl) {
       const bindings = docs.filter((d) => d.kind === 'ClusterRoleBinding' || d.kind === 'RoleBinding');
-      t.equal(bindings.length, 1, 'one binding');
-      t.match(bindings[0], {
-        kind: 'ClusterRoleBinding',
-        roleRef: { kind: 'ClusterRole', name: role.metadata?.name },
-        subjects: [{ kind: 'ServiceAccount', name: 'meshguard', namespace: 'meshguard' }],
-      });
+      t.equal(bindings.length, 3, 'one binding per role');
+      for (const b of bindings) {
+        t.match(b, { subjects: [{ kind: 'ServiceAccount', name: 'meshguard', namespace: 'meshguard' }] }, `${b.metadata?.name} binds meshguard's service account`);
+        t.ok(roles.some((r) => r.kind === b.roleRef?.kind && r.metadata?.name === b.roleRef?.name), `${b.metadata?.name} binds one of the roles`);
+      }
       const deploy = docs.find((d) => d.kind === 'Deployment') as
         | { spec: { template: { spec: { serviceAccountName?: string } } } }
         | undefined;

@@ -114,7 +114,7 @@ t.test('the lease: one holder; renewals keep it; another replica takes it only o
   c.advance(10_001);
   t.equal(await b.tryAcquireOrRenew(), true, '30 s after: expired, b takes over');
   t.equal(await a.tryAcquireOrRenew(), false, 'a lost it');
-  const lease = api.objects.get('/apis/coordination.k8s.io/v1/namespaces/meshguard/leases/meshguard-audit') as { spec: { holderIdentity: string; leaseTransitions: number } };
+  const lease = api.objects.get('/apis/coordination.k8s.io/v1/namespaces/meshguard/leases/meshguard-audit') as unknown as { spec: { holderIdentity: string; leaseTransitions: number } };
   t.equal(lease.spec.holderIdentity, 'pod-b');
   t.equal(lease.spec.leaseTransitions, 1);
   await b.release();

@@ -66,7 +66,7 @@ function source(synced = true) {
   const state = loadSnapshot([`${root}examples/cluster`]);
   state.upsert('NetworkPolicy', transformObject('NetworkPolicy', badPolicy));
   let isSynced = synced;
-  const s: StateSource & { setSynced(v: boolean): void } = {
+  const s: StateSource & { readonly state: typeof state; setSynced(v: boolean): void } = {
     state,
     async start() {},
     async stop() {},

@@ -7,6 +7,8 @@
 //  3. scale curve: in-process evaluation time vs cluster size and vs pods selected by the policy
 //  4. memory: heap and RSS of the cached state, bytes per pod (fresh process per size)
 //  5. startup: process start to /readyz 200
+//  6. audit: a full audit of the largest state (time, peak memory), and the admission p99 at 500 req/s
+//     while serve's background audit runs beside it, against the same server without it
 //
 // Usage: node --expose-gc bench/run.ts --quick | --full
 
@@ -72,6 +74,48 @@ async function phases(child: ChildProcess, port: number, bodiesFile: string, met
     out[shape] = { rate, max };
   }
   return out as Record<Shape, { rate: LoadResult; max: LoadResult }>;
+}
+
+/**
+ * Admission latency at RATE (all new reviews) with serve's background audit running beside it, against
+ * the same server with the audit off. The audit starts as soon as the state is loaded and runs at its
+ * default 20% CPU share; the phase counts only if the audit was still running when it ended
+ * (meshguard_audit_runs_total still 0), so that every request of it had the audit beside it.
+ */
+async function auditBeside(pods: number, ca: Buffer, tls: string[]): Promise<Record<string, unknown>> {
+  const stateFile = path.join(work, `state-${pods}.json`);
+  const bodies = path.join(work, `bodies-${pods}.json`);
+  const out: Record<string, unknown> = { pods };
+  for (const mode of ['off', 'on'] as const) {
+    log(`size ${pods}: admission with the background audit ${mode}`);
+    const port = await freePort();
+    const { child } = await startServer(
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1', '--background-audit', mode],
+      port, ca,
+    );
+    const rate = await load(child, port, bodies, 'rate', 'new', ca);
+    const runs = await auditRuns(port, ca);
+    out[mode] = { p50: rate.p50, p99: rate.p99, p999: rate.p999, errors: rate.errors, auditRunsAfterPhase: runs, auditBesideWholePhase: mode === 'on' ? runs === 0 : undefined };
+    await stopServer(child);
+  }
+  return out;
+}
+
+async function auditRuns(port: number, ca: Buffer): Promise<number> {
+  const { request } = await import('node:https');
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: '/metrics', ca, timeout: 5000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => {
+        const line = text.split('\n').find((l) => l.startsWith('meshguard_audit_runs_total '));
+        resolve(line ? Number(line.split(' ')[1]) : Number.NaN);
+      });
+    });
+    req.on('error', () => resolve(Number.NaN));
+    req.end();
+  });
 }
 
 const fixedRequests: Record<string, Obj> = {
@@ -140,7 +184,8 @@ async function main(): Promise<void> {
     const port = await freePort();
     log(`size ${pods}: meshguard serve`);
     const { child, readyMs } = await startServer(
-      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1'],
+      // Without the background audit: these phases measure admission alone (step 6 measures it beside).
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off'],
       port, ca,
     );
     const serverRssReady = rssOf(child.pid);
@@ -166,6 +211,11 @@ async function main(): Promise<void> {
   }));
   results['scaleCurve'] = curve;
   results['selectionCurve'] = selection;
+
+  // 6. The audit: a full one of the largest state in its own process, then admission beside it.
+  log(`audit: full audit of ${largest} pods`);
+  results['audit'] = await runJson([...deployedNodeFlags(), path.join(ROOT, 'bench/audit-one.ts'), '--state', path.join(work, `state-${largest}.json`)]);
+  results['auditBeside'] = await auditBeside(midSize, ca, tls);
   results['targets'] = checkTargets(results as unknown as RunFigures);
 
   mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
@@ -214,6 +264,16 @@ function report(r: Record<string, unknown>): string {
   lines.push('', labels.map((l) => `${l}: ${f(last[l]! / first[l]!, 2)}x from ${first['pods']} to ${last['pods']} pods`).join('; '));
   lines.push('', `| policy selecting (at ${last['pods']} pods) | ~pods selected | µs per request |`, '|---|---:|---:|');
   for (const s of r['selectionCurve'] as { label: string; approxSelected: number; micros: number }[]) lines.push(`| ${s.label} | ${s.approxSelected} | ${f(s.micros, 0)} |`);
+  const audit = r['audit'] as Record<string, number> | undefined;
+  if (audit) {
+    lines.push('', `Full audit (\`meshguard audit\`'s engine, one process) of the ${audit['pods']}-pod state: ${audit['objects']} objects in ${f(audit['auditMs']! / 1000, 1)} s (${f(audit['msPerObject'], 2)} ms per object; state load ${f(audit['loadMs']! / 1000, 1)} s), ${audit['findings']} findings on ${audit['withFindings']} objects, peak RSS ${f(audit['peakRssBytes']! / 2 ** 20, 0)} MB.`);
+  }
+  const beside = r['auditBeside'] as { pods: number; off: Record<string, number>; on: Record<string, number | boolean> } | undefined;
+  if (beside) {
+    lines.push('', `Admission at ${RATE} req/s (all new, ${beside.pods} pods) with serve's background audit beside it (20% CPU share) and without:`, '', '| background audit | p50 ms | p99 ms | p99.9 ms | errors | audit ran the whole phase |', '|---|---:|---:|---:|---:|---|');
+    lines.push(`| off | ${f(beside.off['p50'], 3)} | ${f(beside.off['p99'], 3)} | ${f(beside.off['p999'], 3)} | ${beside.off['errors']} | - |`);
+    lines.push(`| on | ${f(beside.on['p50'], 3)} | ${f(beside.on['p99'], 3)} | ${f(beside.on['p999'], 3)} | ${beside.on['errors']} | ${beside.on['auditBesideWholePhase'] ? 'yes' : 'no (finished during the phase)'} |`);
+  }
   lines.push('', `Targets (issue #6), checked against this run${quick ? ' (a quick run has no 10k or 50k state)' : ''}:`, '', ...targetsTable(r['targets'] as ReturnType<typeof checkTargets>));
   return lines.join('\n') + '\n';
 }

@@ -171,7 +171,9 @@ export class BackgroundAudit {
     const { source, decide, rules, config, metrics, logger } = this.#o;
     const sliceMs = this.#o.sliceMs ?? 20;
     const share = Math.min(1, Math.max(0.01, this.#o.cpuShare ?? 0.2));
-    const pauseMs = (sliceMs * (1 - share)) / share;
+    // The pause after a slice is in proportion to the slice's own length (which overruns sliceMs by
+    // the last object's cost), so the audit's share of the time holds whatever one object costs.
+    const pauseFor = (worked: number): number => (worked * (1 - share)) / share;
     const startRevision = source.state.revision;
     // Changes from now on wait for the next run, from its own first change.
     this.#firstPendingAt = undefined;
@@ -190,7 +192,7 @@ export class BackgroundAudit {
       const now = this.#clock.now();
       if (now - sliceStart >= sliceMs && i < subjects.length - 1) {
         working += now - sliceStart;
-        await this.#pause(pauseMs);
+        await this.#pause(pauseFor(now - sliceStart));
         slices++;
         sliceStart = this.#clock.now();
       }

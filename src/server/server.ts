@@ -1,7 +1,12 @@
 // The webhook's HTTPS server: POST /validate answers AdmissionReviews, /healthz /readyz /metrics serve
 // the kubelet and Prometheus. Built so that the webhook never becomes the cluster's outage: bad input
 // gets a 4xx and never crashes or hangs the process, certificates rotate without a restart, and a
-// shutdown first fails readiness and keeps serving while the apiserver moves to other replicas.
+// shutdown first fails readiness and keeps serving while the apiserver moves to other replicas. TLS is
+// strict: no suite without forward secrecy or AEAD, no renegotiation.
+
+import { constants as cryptoConstants } from 'node:crypto';
+import type { Server as HttpsServer } from 'node:https';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -19,6 +24,39 @@ import { loadKeyPair, TlsReloader, type KeyPair, type ReloadOutcome } from './tl
 /** The apiserver caps a request body at 3 MiB; a review carries object and oldObject, plus the envelope. */
 export const DEFAULT_BODY_LIMIT = 2 * 3 * 1024 * 1024 + 256 * 1024;
 export const DEFAULT_DRAIN_SECONDS = 5;
+/**
+ * TLS 1.2 suites with forward secrecy (ECDHE) and an AEAD cipher only: no static-RSA key exchange, no
+ * CBC. The TLS 1.3 suites are all AEAD with forward secrecy. Go's TLS client (the kube-apiserver)
+ * offers all of these.
+ */
+export const TLS_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/**
+ * Everything the secure context holds. Node's setSecureContext() replaces the whole context, so a
+ * certificate reload must pass the protocol settings again or it would fall back to Node's defaults.
+ */
+export function secureContextOptions(pair: KeyPair): SecureContextOptions {
+  return {
+    cert: pair.cert,
+    key: pair.key,
+    minVersion: 'TLSv1.2',
+    ciphers: TLS_CIPHERS,
+    honorCipherOrder: true,
+    // Renegotiation (TLS 1.2) lets a client make the server redo the costly half of a handshake at will;
+    // the apiserver never renegotiates. Refused by OpenSSL here, and per socket again below.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+  };
+}
 
 export interface ServerOptions {
   readonly source: StateSource;
@@ -149,9 +187,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     // and dropped unused for every request.
     childLoggerFactory: (parent) => parent,
     https: {
-      cert: initial.cert,
-      key: initial.key,
-      minVersion: 'TLSv1.2',
+      ...secureContextOptions(initial),
       handshakeTimeout: 10_000,
       // Node checks request/header deadlines on this interval (default 30 s): check often enough that
       // a stalled client is cut close to its deadline.
@@ -195,11 +231,16 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     keyFile: opts.tlsKeyFile,
     current: initial,
     logger,
-    apply: (pair) => (app.server as import('node:https').Server).setSecureContext({ cert: pair.cert, key: pair.key }),
+    apply: (pair) => (app.server as HttpsServer).setSecureContext(secureContextOptions(pair)),
     onResult: (r) => metrics.tlsReload(r),
     debounceMs: opts.tlsDebounceMs ?? 300,
     pollMs: (opts.tlsPollSeconds ?? 30) * 1000,
   });
+
+  const tlsServer = app.server as HttpsServer;
+  // Belt and braces with SSL_OP_NO_RENEGOTIATION: a renegotiation attempt is a socket error, which
+  // ends the connection.
+  tlsServer.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
 
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     let code = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;

@@ -7,7 +7,7 @@ import { pino, type Level, type Logger } from 'pino';
 import { loadConfig } from '../config/config.ts';
 import { InputError } from '../errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
-import { createServer, DEFAULT_DRAIN_SECONDS, installSignalHandlers } from '../server/server.ts';
+import { createServer, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_CONNECTIONS, installSignalHandlers } from '../server/server.ts';
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
 import { SnapshotSource } from '../state/snapshot.ts';
 import type { StateSource } from '../state/types.ts';
@@ -37,6 +37,7 @@ export interface ServeOptions {
   readonly drainSeconds: string;
   readonly logLevel: string;
   readonly verdictCache: string;
+  readonly maxConnections: string;
 }
 
 function intFlag(flag: string, value: string, min: number, max: number): number {
@@ -56,6 +57,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   stateArgs(opts, false);
   const port = intFlag('--port', opts.port, 0, 65535);
   const drainSeconds = intFlag('--drain-seconds', opts.drainSeconds, 0, 600);
+  const maxConnections = intFlag('--max-connections', opts.maxConnections, 1, 65535);
   // More entries than the cache's text budget can hold would only be a promise it cannot keep.
   const cacheEntries = intFlag('--verdict-cache', opts.verdictCache, 0, MAX_VERDICT_CACHE_ENTRIES);
   const level = LEVELS.find((l) => l === opts.logLevel);
@@ -96,6 +98,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     tlsKeyFile: opts.tlsKey,
     host: opts.host,
     port,
+    maxConnections,
     drainSeconds,
     logger,
   });
@@ -113,6 +116,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   logger.info(
     {
       url,
+      maxConnections,
       state: source.state.describe(),
       mode: config.mode,
       config: config.file ?? 'defaults',
@@ -146,6 +150,7 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--host <address>', 'listen address', '0.0.0.0')
     .option('--tls-cert <file>', 'serving certificate (PEM); reloaded when it changes', DEFAULT_TLS_CERT)
     .option('--tls-key <file>', 'serving key (PEM); reloaded when it changes', DEFAULT_TLS_KEY)
+    .option('--max-connections <n>', 'most connections the HTTPS port holds at once; more are closed on arrival', String(DEFAULT_MAX_CONNECTIONS))
     .option('--drain-seconds <n>', 'on SIGTERM, keep serving this long with readiness failed', String(DEFAULT_DRAIN_SECONDS))
     .option('--log-level <level>', `log level: ${LEVELS.join(', ')}`, 'info')
     .option('--verdict-cache <entries>', 'decisions kept for repeated requests while the cluster state is unchanged (0 disables)', String(DEFAULT_VERDICT_CACHE_ENTRIES))

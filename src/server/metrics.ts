@@ -18,6 +18,10 @@ export interface Metrics {
   /** Count one /validate answer (and its findings) and observe its latency when it was evaluated. */
   observeRequest(verdict: Verdict, seconds?: number, decision?: Decision): void;
   tlsReload(result: TlsReloadResult): void;
+  /** Count a connection closed on arrival because the webhook port was at its connection cap. */
+  connectionDropped(): void;
+  /** Read the webhook port's open connections from this function at scrape time. */
+  watchConnections(open: () => number): void;
   /** Read state gauges from this source at scrape time (the latest call wins). */
   watchSource(source: StateSource): void;
   /** Read the verdict cache's counters from this function at scrape time. */
@@ -40,6 +44,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   let source: StateSource | undefined = opts.source;
   let cacheStats: (() => VerdictCacheStats) | undefined;
+  let openConnections: (() => number) | undefined;
 
   const requests = new Counter({
     name: 'meshguard_admission_requests_total',
@@ -64,6 +69,19 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     help: 'Serving certificate reloads after the files changed, by result (a failure keeps the previous pair).',
     labelNames: ['result'] as const,
     registers: [registry],
+  });
+  const dropped = new Counter({
+    name: 'meshguard_connections_dropped_total',
+    help: 'Connections to the webhook port closed on arrival because it was at --max-connections.',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'meshguard_connections_open',
+    help: 'TCP connections open on the webhook port (capped by --max-connections).',
+    registers: [registry],
+    collect() {
+      this.set(openConnections?.() ?? 0);
+    },
   });
   new Gauge({
     name: 'meshguard_state_synced',
@@ -147,6 +165,12 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     tlsReload(result) {
       tlsReloads.inc({ result });
+    },
+    connectionDropped() {
+      dropped.inc();
+    },
+    watchConnections(open) {
+      openConnections = open;
     },
     watchSource(s) {
       source = s;

@@ -1,11 +1,12 @@
 // The webhook's HTTPS server: POST /validate answers AdmissionReviews, /healthz /readyz /metrics serve
 // the kubelet and Prometheus. Built so that the webhook never becomes the cluster's outage: bad input
 // gets a 4xx and never crashes or hangs the process, certificates rotate without a restart, and a
-// shutdown first fails readiness and keeps serving while the apiserver moves to other replicas. TLS is
-// strict: no suite without forward secrecy or AEAD, no renegotiation.
+// shutdown first fails readiness and keeps serving while the apiserver moves to other replicas. And so
+// that no caller can exhaust it or weaken its TLS: a cap on connections, strict TLS settings.
 
 import { constants as cryptoConstants } from 'node:crypto';
 import type { Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -24,6 +25,13 @@ import { loadKeyPair, TlsReloader, type KeyPair, type ReloadOutcome } from './tl
 /** The apiserver caps a request body at 3 MiB; a review carries object and oldObject, plus the envelope. */
 export const DEFAULT_BODY_LIMIT = 2 * 3 * 1024 * 1024 + 256 * 1024;
 export const DEFAULT_DRAIN_SECONDS = 5;
+/**
+ * Connections the webhook port holds at once. An idle TLS connection costs about 40 KB: 256 of them
+ * are ~10 MB, far more than the apiserver needs (it keeps up to 25 idle per webhook host and opens
+ * one per request in flight), and far below the pod's memory limit.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 256;
+
 /**
  * TLS 1.2 suites with forward secrecy (ECDHE) and an AEAD cipher only: no static-RSA key exchange, no
  * CBC. The TLS 1.3 suites are all AEAD with forward secrecy. Go's TLS client (the kube-apiserver)
@@ -90,6 +98,13 @@ export interface ServerOptions {
   readonly keepAliveTimeoutMs?: number;
   /** After the drain, connections still busy are cut after this (default 10 s). */
   readonly closeTimeoutMs?: number;
+  /** A TLS handshake not finished within this is cut (default 10 s). */
+  readonly handshakeTimeoutMs?: number;
+  /**
+   * Most TCP connections the webhook port holds at once (default 256); a connection beyond it is closed
+   * as soon as it is accepted, and the ones already open keep being served.
+   */
+  readonly maxConnections?: number;
   /**
    * Run once the state is synced, before readiness answers ready (a bounded warm-up of the decision
    * path; see verdict/warmup.ts). Started by startWarmUp(), by a check every 250 ms once listening, or
@@ -188,7 +203,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     childLoggerFactory: (parent) => parent,
     https: {
       ...secureContextOptions(initial),
-      handshakeTimeout: 10_000,
+      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
       // Node checks request/header deadlines on this interval (default 30 s): check often enough that
       // a stalled client is cut close to its deadline.
       requestTimeout,
@@ -238,6 +253,15 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   });
 
   const tlsServer = app.server as HttpsServer;
+  // Past the cap Node closes each new connection as it is accepted ('drop'); open ones are unaffected.
+  tlsServer.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  let openConnections = 0;
+  tlsServer.on('connection', (socket: Socket) => {
+    openConnections++;
+    socket.once('close', () => openConnections--);
+  });
+  tlsServer.on('drop', () => metrics.connectionDropped());
+  metrics.watchConnections(() => openConnections);
   // Belt and braces with SSL_OP_NO_RENEGOTIATION: a renegotiation attempt is a socket error, which
   // ends the connection.
   tlsServer.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());

@@ -34,6 +34,7 @@ t.test('startup errors: exit 2, one line, before listening', async (t) => {
     [[...base, '--state', `${root}examples/cluster`, '--log-level', 'loud'], /--log-level: must be one of/],
     [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', 'lots'], /--verdict-cache: not a whole number/],
     [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', '20000'], /--verdict-cache: must be between 0 and 16384/],
+    [[...base, '--state', `${root}examples/cluster`, '--max-connections', '0'], /--max-connections: must be between 1 and 65535/],
   ];
   for (const [args, err] of cases) {
     const r = runSync(args);
@@ -75,13 +76,21 @@ function get(url: string, path: string): Promise<number> {
 }
 
 /** The "listening" log line (stdout is pino JSON). */
-function listeningRecord(child: ChildProcess): Promise<{ url: string; allocationSitePretenuring?: string }> {
+interface ListeningRecord {
+  url: string;
+  metricsUrl?: string;
+  clientAuth?: boolean;
+  maxConnections?: number;
+  allocationSitePretenuring?: string;
+}
+
+function listeningRecord(child: ChildProcess): Promise<ListeningRecord> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('serve did not start in 30 s')), 30_000);
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       try {
-        const rec = JSON.parse(line) as { msg?: string; url?: string; allocationSitePretenuring?: string };
+        const rec = JSON.parse(line) as Partial<ListeningRecord> & { msg?: string };
         if (rec.msg === 'meshguard webhook listening' && rec.url) {
           clearTimeout(timer);
           resolve({ ...rec, url: rec.url });
@@ -215,3 +224,4 @@ t.test("node's own pretenuring flag is left as given, and the listening line say
   child.kill('SIGTERM');
   t.equal(await exited, 0);
 });
+

@@ -59,16 +59,16 @@ async function startServer(args: string[], port: number, ca: Buffer): Promise<{ 
   return started;
 }
 
-function load(child: ChildProcess, port: number, bodiesFile: string, mode: 'rate' | 'max', repeat: Shape, metricsCa?: Buffer): Promise<LoadResult> {
-  return measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile, mode, rate: RATE, connections: CONNECTIONS, seconds: LOAD_SECONDS, repeat, ...(metricsCa ? { metricsCa } : {}) });
+function load(child: ChildProcess, port: number, bodiesFile: string, mode: 'rate' | 'max', repeat: Shape, metricsPort?: number): Promise<LoadResult> {
+  return measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile, mode, rate: RATE, connections: CONNECTIONS, seconds: LOAD_SECONDS, repeat, ...(metricsPort ? { metricsPort } : {}) });
 }
 
 /** Latency at RATE and max throughput for every traffic shape. */
-async function phases(child: ChildProcess, port: number, bodiesFile: string, metricsCa?: Buffer): Promise<Record<Shape, { rate: LoadResult; max: LoadResult }>> {
+async function phases(child: ChildProcess, port: number, bodiesFile: string, metricsPort?: number): Promise<Record<Shape, { rate: LoadResult; max: LoadResult }>> {
   const out: Partial<Record<Shape, { rate: LoadResult; max: LoadResult }>> = {};
   for (const shape of SHAPES) {
-    const rate = await load(child, port, bodiesFile, 'rate', shape, metricsCa);
-    const max = await load(child, port, bodiesFile, 'max', shape, metricsCa);
+    const rate = await load(child, port, bodiesFile, 'rate', shape, metricsPort);
+    const max = await load(child, port, bodiesFile, 'max', shape, metricsPort);
     out[shape] = { rate, max };
   }
   return out as Record<Shape, { rate: LoadResult; max: LoadResult }>;
@@ -138,13 +138,14 @@ async function main(): Promise<void> {
     const bodies = path.join(work, `bodies-${pods}.json`);
     writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).map((r) => JSON.stringify(r.review))));
     const port = await freePort();
+    const metricsPort = await freePort();
     log(`size ${pods}: meshguard serve`);
     const { child, readyMs } = await startServer(
-      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1'],
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1'],
       port, ca,
     );
     const serverRssReady = rssOf(child.pid);
-    const traffic = await phases(child, port, bodies, ca);
+    const traffic = await phases(child, port, bodies, metricsPort);
     const serverRssLoaded = rssOf(child.pid);
     const serverRssPeak = rssOf(child.pid, 'VmHWM');
     await stopServer(child);

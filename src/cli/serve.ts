@@ -37,6 +37,7 @@ export interface ServeOptions {
   readonly drainSeconds: string;
   readonly logLevel: string;
   readonly verdictCache: string;
+  readonly metricsPort: string;
   readonly maxConnections: string;
 }
 
@@ -57,6 +58,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   stateArgs(opts, false);
   const port = intFlag('--port', opts.port, 0, 65535);
   const drainSeconds = intFlag('--drain-seconds', opts.drainSeconds, 0, 600);
+  const metricsPort = intFlag('--metrics-port', opts.metricsPort, 0, 65535);
+  if (metricsPort !== 0 && metricsPort === port) throw new InputError(`--metrics-port: must differ from --port (${port})`);
   const maxConnections = intFlag('--max-connections', opts.maxConnections, 1, 65535);
   // More entries than the cache's text budget can hold would only be a promise it cannot keep.
   const cacheEntries = intFlag('--verdict-cache', opts.verdictCache, 0, MAX_VERDICT_CACHE_ENTRIES);
@@ -98,6 +101,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     tlsKeyFile: opts.tlsKey,
     host: opts.host,
     port,
+    ...(metricsPort !== 0 ? { metricsPort } : {}),
     maxConnections,
     drainSeconds,
     logger,
@@ -108,7 +112,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   } catch (e) {
     await source.stop().catch(() => undefined);
     const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(`cannot listen on ${opts.host}:${port}: ${code ?? (e as Error).message}`);
+    const ports = metricsPort !== 0 ? `${port} (or --metrics-port ${metricsPort})` : String(port);
+    throw new InputError(`cannot listen on ${opts.host}:${ports}: ${code ?? (e as Error).message}`);
   }
   installSignalHandlers(server, { logger, onShutdown: () => source.stop(), exit: endProcess });
   // A snapshot is synced already: warm up now rather than at the first readiness probe.
@@ -116,6 +121,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   logger.info(
     {
       url,
+      ...(server.metricsUrl ? { metricsUrl: server.metricsUrl } : {}),
       maxConnections,
       state: source.state.describe(),
       mode: config.mode,
@@ -142,7 +148,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
 
 export function serveCommand(ctx: CliContext): Command {
   return new Command('serve')
-    .description('run the admission webhook over HTTPS (POST /validate, /healthz, /readyz, /metrics)')
+    .description('run the admission webhook over HTTPS (POST /validate, /healthz, /readyz; /metrics on --metrics-port)')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--kubeconfig <file>', 'watch this cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
     .option('--state <path>', 'serve a fixed state from files instead of a live cluster (repeatable)', collect)
@@ -150,6 +156,7 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--host <address>', 'listen address', '0.0.0.0')
     .option('--tls-cert <file>', 'serving certificate (PEM); reloaded when it changes', DEFAULT_TLS_CERT)
     .option('--tls-key <file>', 'serving key (PEM); reloaded when it changes', DEFAULT_TLS_KEY)
+    .option('--metrics-port <port>', 'plain-HTTP port for GET /metrics, /healthz, /readyz (0: none)', '0')
     .option('--max-connections <n>', 'most connections the HTTPS port holds at once; more are closed on arrival', String(DEFAULT_MAX_CONNECTIONS))
     .option('--drain-seconds <n>', 'on SIGTERM, keep serving this long with readiness failed', String(DEFAULT_DRAIN_SECONDS))
     .option('--log-level <level>', `log level: ${LEVELS.join(', ')}`, 'info')

@@ -1,8 +1,9 @@
-// The webhook's HTTPS server: POST /validate answers AdmissionReviews, /healthz /readyz /metrics serve
-// the kubelet and Prometheus. Built so that the webhook never becomes the cluster's outage: bad input
-// gets a 4xx and never crashes or hangs the process, certificates rotate without a restart, and a
-// shutdown first fails readiness and keeps serving while the apiserver moves to other replicas. And so
-// that no caller can exhaust it or weaken its TLS: a cap on connections, strict TLS settings.
+// The webhook's HTTPS server: POST /validate answers AdmissionReviews (and GET /healthz /readyz), and an
+// optional plain-HTTP monitoring listener serves GET /metrics /healthz /readyz to Prometheus and the
+// kubelet. Built so that the webhook never becomes the cluster's outage: bad input gets a 4xx and never
+// crashes or hangs the process, certificates rotate without a restart, and a shutdown first fails
+// readiness and keeps serving while the apiserver moves to other replicas. And so that no caller can
+// exhaust it or weaken its TLS: a cap on connections, strict TLS settings.
 
 import { constants as cryptoConstants } from 'node:crypto';
 import type { Server as HttpsServer } from 'node:https';
@@ -31,6 +32,8 @@ export const DEFAULT_DRAIN_SECONDS = 5;
  * one per request in flight), and far below the pod's memory limit.
  */
 export const DEFAULT_MAX_CONNECTIONS = 256;
+/** The monitoring port serves a scraper or two and the kubelet's probes. */
+export const MONITOR_MAX_CONNECTIONS = 32;
 
 /**
  * TLS 1.2 suites with forward secrecy (ECDHE) and an AEAD cipher only: no static-RSA key exchange, no
@@ -106,6 +109,11 @@ export interface ServerOptions {
    */
   readonly maxConnections?: number;
   /**
+   * Port of the plain-HTTP monitoring listener (GET /metrics, /healthz, /readyz) on the same host;
+   * 0 picks a free port; undefined: no monitoring listener.
+   */
+  readonly metricsPort?: number;
+  /**
    * Run once the state is synced, before readiness answers ready (a bounded warm-up of the decision
    * path; see verdict/warmup.ts). Started by startWarmUp(), by a check every 250 ms once listening, or
    * by a readiness probe that finds the state synced; readiness answers 503 "warming up" until it
@@ -119,6 +127,10 @@ export interface MeshguardServer {
   readonly metrics: Metrics;
   /** Starts listening (and watching the certificate files); resolves to the base URL, e.g. https://127.0.0.1:8443. */
   listen(): Promise<string>;
+  /** The monitoring listener, once listening (http://127.0.0.1:9090); undefined when there is none. */
+  readonly metricsUrl: string | undefined;
+  /** The monitoring listener's Fastify instance, when there is one. */
+  readonly monitor: FastifyInstance | undefined;
   /** Fails readiness, keeps serving for drainSeconds, then closes. Idempotent. */
   shutdown(): Promise<void>;
   /** True from the start of shutdown. */
@@ -289,8 +301,8 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     done(null, payload);
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
+  const healthz = async (): Promise<{ status: string }> => ({ status: 'ok' });
+  const readyz = async (_req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     if (draining) return reply.code(503).send({ status: 'draining' });
     if (!source.synced()) return reply.code(503).send({ status: 'state not synced' });
     if (warmUpState !== 'done') {
@@ -298,8 +310,12 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       return reply.code(503).send({ status: 'warming up' });
     }
     return { status: 'ready' };
-  });
-  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
+  };
+  // Also on the webhook port, for clients of the HTTPS contract; the Deployment probes the monitoring
+  // port. /metrics is only there: it describes the cluster state, and the webhook port is the apiserver's.
+  app.get('/healthz', healthz);
+  app.get('/readyz', readyz);
+  const monitor = opts.metricsPort === undefined ? undefined : createMonitor(logger, opts, { healthz, readyz, metrics, isDraining: () => draining });
 
   app.post('/validate', { schema: { body: admissionReviewSchema } }, async (req, reply) => {
     const start = process.hrtime.bigint();
@@ -358,10 +374,15 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
 
   let listening = false;
   let shutdownPromise: Promise<void> | undefined;
+  let metricsUrl: string | undefined;
 
   return {
     app,
     metrics,
+    monitor,
+    get metricsUrl() {
+      return metricsUrl;
+    },
     get draining() {
       return draining;
     },
@@ -372,6 +393,14 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     startWarmUp,
     async listen() {
       const url = await app.listen({ host: opts.host ?? '0.0.0.0', port: opts.port });
+      if (monitor) {
+        try {
+          metricsUrl = await monitor.listen({ host: opts.host ?? '0.0.0.0', port: opts.metricsPort! });
+        } catch (e) {
+          await app.close();
+          throw e;
+        }
+      }
       listening = true;
       // The state may sync at any time (a live source's last stream, a resync): start the warm-up as
       // soon as it does rather than at the next readiness probe.
@@ -396,10 +425,13 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         }
         reloader.stop();
         // In-flight requests finish; a connection still busy after the close timeout is cut.
-        const cut = setTimeout(() => app.server.closeAllConnections(), opts.closeTimeoutMs ?? 10_000);
+        const cut = setTimeout(() => {
+          app.server.closeAllConnections();
+          monitor?.server.closeAllConnections();
+        }, opts.closeTimeoutMs ?? 10_000);
         cut.unref();
         try {
-          await app.close();
+          await Promise.all([app.close(), monitor?.close()]);
         } finally {
           clearTimeout(cut);
         }
@@ -408,6 +440,49 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       return shutdownPromise;
     },
   };
+}
+
+interface MonitorRoutes {
+  readonly healthz: () => Promise<unknown>;
+  readonly readyz: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+  readonly metrics: Metrics;
+  readonly isDraining: () => boolean;
+}
+
+/**
+ * The monitoring listener: plain HTTP (Prometheus and the kubelet's probes need no certificate), GET
+ * only, tiny bodies, a small connection cap of its own so a busy scraper never takes the webhook's
+ * connections. The network policy admits it only from the node (probes) and the monitoring namespace.
+ */
+function createMonitor(logger: Logger, opts: ServerOptions, routes: MonitorRoutes): FastifyInstance {
+  const monitor = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: (parent) => parent,
+    http: { requestTimeout: 10_000, headersTimeout: 10_000, connectionsCheckingInterval: 1_000 },
+    bodyLimit: 1024,
+    requestTimeout: 10_000,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 95_000,
+    connectionTimeout: 15_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  monitor.server.maxConnections = MONITOR_MAX_CONNECTIONS;
+  monitor.removeAllContentTypeParsers();
+  monitor.addHook('onSend', (_req, reply, payload, done) => {
+    if (routes.isDraining()) reply.header('connection', 'close');
+    done(null, payload);
+  });
+  monitor.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url}`)));
+  monitor.setErrorHandler((err: FastifyError, _req, reply) => {
+    const code = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (code >= 500) logger.error({ err: { message: err.message, stack: err.stack } }, 'monitoring request failed');
+    return reply.code(code).send(errorBody(code, code >= 500 ? 'internal error' : err.message));
+  });
+  monitor.get('/healthz', routes.healthz);
+  monitor.get('/readyz', routes.readyz);
+  monitor.get('/metrics', async (_req, reply) => reply.type(routes.metrics.contentType).send(await routes.metrics.render()));
+  return monitor;
 }
 
 export interface SignalOptions {

@@ -34,6 +34,8 @@ t.test('startup errors: exit 2, one line, before listening', async (t) => {
     [[...base, '--state', `${root}examples/cluster`, '--log-level', 'loud'], /--log-level: must be one of/],
     [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', 'lots'], /--verdict-cache: not a whole number/],
     [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', '20000'], /--verdict-cache: must be between 0 and 16384/],
+    [[...base, '--state', `${root}examples/cluster`, '--metrics-port', 'http'], /--metrics-port: not a whole number/],
+    [[...base, '--state', `${root}examples/cluster`, '--port', '9443', '--metrics-port', '9443'], /--metrics-port: must differ from --port/],
     [[...base, '--state', `${root}examples/cluster`, '--max-connections', '0'], /--max-connections: must be between 1 and 65535/],
   ];
   for (const [args, err] of cases) {

@@ -432,6 +432,8 @@ export interface MeshguardOptions {
   kubeconfigPath: string;
   configFile?: string;
   port?: number;
+  /** Port of the plain-HTTP monitoring listener (--metrics-port); picked free when not given. */
+  metricsPort?: number;
   /** SIGTERM drain in seconds (default 0 in tests: stop() should not wait for a drain). */
   drainSeconds?: number;
   /** Extra `serve` arguments. */
@@ -444,12 +446,16 @@ export interface Meshguard {
   /** https://127.0.0.1:PORT (registerWebhook adds /validate). */
   url: string;
   port: number;
+  /** http://127.0.0.1:METRICS_PORT, the monitoring listener (/metrics, /healthz, /readyz). */
+  metricsUrl: string;
   /** base64 of the PEM CA that signed meshguard's serving certificate (a webhook's caBundle). */
   caBundle: string;
   /** PEM of that CA (for direct HTTPS calls in tests). */
   caPem: string;
-  /** GET a path on meshguard (status 0 when it does not answer). */
+  /** GET a path on meshguard's HTTPS port (status 0 when it does not answer). */
   get(path: string): Promise<{ status: number; body: string }>;
+  /** GET /metrics from the monitoring listener. */
+  metrics(): Promise<{ status: number; body: string }>;
   /** SIGTERM (SIGKILL after 15 s); `{ kill: true }` = SIGKILL at once (a crash). */
   stop(opts?: { kill?: boolean }): Promise<void>;
   logs(): string;
@@ -461,20 +467,23 @@ export async function startMeshguard(opts: MeshguardOptions): Promise<Meshguard>
   // A port taken between the check and the bind is retried on a fresh one, unless the caller chose it.
   for (let attempt = 1; ; attempt++) {
     const port = opts.port ?? (await freePort());
+    const metricsPort = opts.metricsPort ?? (await freePort());
     try {
-      return await launchMeshguard(opts, port);
+      return await launchMeshguard(opts, port, metricsPort);
     } catch (e) {
-      if (opts.port !== undefined || attempt >= PORT_ATTEMPTS || !(e instanceof Error) || !portTaken(e.message)) throw e;
+      const chosen = opts.port !== undefined && opts.metricsPort !== undefined;
+      if (chosen || attempt >= PORT_ATTEMPTS || !(e instanceof Error) || !portTaken(e.message)) throw e;
     }
   }
 }
 
-async function launchMeshguard(opts: MeshguardOptions, port: number): Promise<Meshguard> {
+async function launchMeshguard(opts: MeshguardOptions, port: number, metricsPort: number): Promise<Meshguard> {
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-e2e-mg-'));
   const ca = makeCa(dir, 'e2e-meshguard-ca');
   const cert = issueCert(dir, ca, { cn: 'meshguard', sans: ['127.0.0.1', 'localhost'] });
   const caPem = readFileSync(ca.caCert, 'utf8');
   const url = `https://127.0.0.1:${port}`;
+  const metricsUrl = `http://127.0.0.1:${metricsPort}`;
   const args = [
     join(REPO_ROOT, 'bin', 'meshguard.js'),
     'serve',
@@ -483,6 +492,7 @@ async function launchMeshguard(opts: MeshguardOptions, port: number): Promise<Me
     '--tls-key', cert.key,
     '--host', '127.0.0.1',
     '--port', String(port),
+    '--metrics-port', String(metricsPort),
     '--drain-seconds', String(opts.drainSeconds ?? 0),
     ...(opts.configFile ? ['--config', opts.configFile] : []),
     ...(opts.extraArgs ?? []),
@@ -494,9 +504,11 @@ async function launchMeshguard(opts: MeshguardOptions, port: number): Promise<Me
   const mg: Meshguard = {
     url,
     port,
+    metricsUrl,
     caBundle: Buffer.from(caPem).toString('base64'),
     caPem,
     get: (path) => httpGet(`${url}${path}`, { ca: caPem }),
+    metrics: () => httpGet(`${metricsUrl}/metrics`),
     logs: () => proc.output(),
     async stop(o) {
       if (stopped) return;

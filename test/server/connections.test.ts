@@ -9,7 +9,7 @@ import { connect as tlsConnect } from 'node:tls';
 
 import t from 'tap';
 
-import { send, startServer, type Started } from './harness.ts';
+import { send, scrape, startServer, type Started } from './harness.ts';
 
 /** A generous bound on waiting for an event that must come (hang detection, not a timing assertion). */
 function within<T>(what: string, p: Promise<T>, ms = 10_000): Promise<T> {
@@ -62,8 +62,7 @@ t.test('beyond --max-connections new connections are refused; the open ones keep
   t.same(again.map((r) => r.status), [200, 200, 200], 'the three open connections are still served');
   t.ok(again.every((r) => r.reused), 'on the same connections');
 
-  // Through one of the open connections: a new one would be refused.
-  const m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null, agent });
+  const m = await scrape(s);
   t.match(m.text, /meshguard_connections_dropped_total 2\b/, 'both refused connections counted');
   t.match(m.text, /meshguard_connections_open 3\b/);
 

@@ -39,6 +39,7 @@ export interface ServeOptions {
   readonly verdictCache: string;
   readonly metricsPort: string;
   readonly maxConnections: string;
+  readonly clientCa?: string;
 }
 
 function intFlag(flag: string, value: string, min: number, max: number): number {
@@ -99,6 +100,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     },
     tlsCertFile: opts.tlsCert,
     tlsKeyFile: opts.tlsKey,
+    ...(opts.clientCa !== undefined ? { clientCaFile: opts.clientCa } : {}),
     host: opts.host,
     port,
     ...(metricsPort !== 0 ? { metricsPort } : {}),
@@ -122,6 +124,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     {
       url,
       ...(server.metricsUrl ? { metricsUrl: server.metricsUrl } : {}),
+      clientAuth: opts.clientCa !== undefined,
       maxConnections,
       state: source.state.describe(),
       mode: config.mode,
@@ -158,6 +161,7 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--tls-key <file>', 'serving key (PEM); reloaded when it changes', DEFAULT_TLS_KEY)
     .option('--metrics-port <port>', 'plain-HTTP port for GET /metrics, /healthz, /readyz (0: none)', '0')
     .option('--max-connections <n>', 'most connections the HTTPS port holds at once; more are closed on arrival', String(DEFAULT_MAX_CONNECTIONS))
+    .option('--client-ca <file>', 'CA bundle (PEM): answer /validate only for client certificates it verifies; reloaded when it changes')
     .option('--drain-seconds <n>', 'on SIGTERM, keep serving this long with readiness failed', String(DEFAULT_DRAIN_SECONDS))
     .option('--log-level <level>', `log level: ${LEVELS.join(', ')}`, 'info')
     .option('--verdict-cache <entries>', 'decisions kept for repeated requests while the cluster state is unchanged (0 disables)', String(DEFAULT_VERDICT_CACHE_ENTRIES))

@@ -12,12 +12,16 @@ import type { VerdictCacheStats } from '../verdict/cache.ts';
 /** allowed / denied: a decision was made; invalid: a 4xx on /validate; error: a 500 on /validate. */
 export type Verdict = 'allowed' | 'denied' | 'invalid' | 'error';
 export type TlsReloadResult = 'success' | 'failure';
+/** Why a request was refused by client authentication: no certificate, or one the client CA does not verify. */
+export type ClientAuthRefusal = 'no-certificate' | 'untrusted-certificate';
 
 export interface Metrics {
   readonly registry: Registry;
   /** Count one /validate answer (and its findings) and observe its latency when it was evaluated. */
   observeRequest(verdict: Verdict, seconds?: number, decision?: Decision): void;
   tlsReload(result: TlsReloadResult): void;
+  /** Count a request refused for want of a trusted client certificate. */
+  clientAuthRefused(reason: ClientAuthRefusal): void;
   /** Count a connection closed on arrival because the webhook port was at its connection cap. */
   connectionDropped(): void;
   /** Read the webhook port's open connections from this function at scrape time. */
@@ -68,6 +72,12 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     name: 'meshguard_tls_reloads_total',
     help: 'Serving certificate reloads after the files changed, by result (a failure keeps the previous pair).',
     labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  const authRefusals = new Counter({
+    name: 'meshguard_client_auth_refusals_total',
+    help: 'Requests refused because the client presented no certificate or one the client CA does not verify (only with --client-ca).',
+    labelNames: ['reason'] as const,
     registers: [registry],
   });
   const dropped = new Counter({
@@ -153,6 +163,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   // Initialise the series so dashboards see zeros rather than gaps.
   for (const v of ['allowed', 'denied', 'invalid', 'error'] as const) requests.inc({ verdict: v }, 0);
   for (const r of ['success', 'failure'] as const) tlsReloads.inc({ result: r }, 0);
+  for (const r of ['no-certificate', 'untrusted-certificate'] as const) authRefusals.inc({ reason: r }, 0);
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
 
   return {
@@ -165,6 +176,9 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     tlsReload(result) {
       tlsReloads.inc({ result });
+    },
+    clientAuthRefused(reason) {
+      authRefusals.inc({ reason });
     },
     connectionDropped() {
       dropped.inc();

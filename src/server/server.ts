@@ -2,8 +2,8 @@
 // optional plain-HTTP monitoring listener serves GET /metrics /healthz /readyz to Prometheus and the
 // kubelet. Built so that the webhook never becomes the cluster's outage: bad input gets a 4xx and never
 // crashes or hangs the process, certificates rotate without a restart, and a shutdown first fails
-// readiness and keeps serving while the apiserver moves to other replicas. And so that no caller can
-// exhaust it or weaken its TLS: a cap on connections, strict TLS settings.
+// readiness and keeps serving while the apiserver moves to other replicas. And so that only the
+// apiserver gets answers: a cap on connections, strict TLS, and optionally client certificates.
 
 import { constants as cryptoConstants } from 'node:crypto';
 import type { Server as HttpsServer } from 'node:https';
@@ -60,6 +60,7 @@ export function secureContextOptions(pair: KeyPair): SecureContextOptions {
   return {
     cert: pair.cert,
     key: pair.key,
+    ...(pair.clientCa ? { ca: pair.clientCa } : {}),
     minVersion: 'TLSv1.2',
     ciphers: TLS_CIPHERS,
     honorCipherOrder: true,
@@ -109,6 +110,12 @@ export interface ServerOptions {
    */
   readonly maxConnections?: number;
   /**
+   * PEM CA bundle for client authentication: when set, the server asks every client for a certificate
+   * and answers anything but GET /healthz and /readyz only for one this bundle verifies (401 without a
+   * certificate, 403 with one it does not verify). Reloaded with the serving pair.
+   */
+  readonly clientCaFile?: string;
+  /**
    * Port of the plain-HTTP monitoring listener (GET /metrics, /healthz, /readyz) on the same host;
    * 0 picks a free port; undefined: no monitoring listener.
    */
@@ -150,6 +157,8 @@ interface ErrorBody {
 
 const STATUS_NAMES: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   408: 'Request Timeout',
@@ -200,10 +209,11 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
 
   let initial: KeyPair;
   try {
-    initial = await loadKeyPair(opts.tlsCertFile, opts.tlsKeyFile);
+    initial = await loadKeyPair(opts.tlsCertFile, opts.tlsKeyFile, opts.clientCaFile);
   } catch (e) {
-    throw new InputError(`cannot use the TLS certificate: ${(e as Error).message}`);
+    throw new InputError(`cannot use the TLS certificate${opts.clientCaFile ? ' or client CA' : ''}: ${(e as Error).message}`);
   }
+  const clientAuth = opts.clientCaFile !== undefined;
 
   const requestTimeout = opts.requestTimeoutMs ?? 30_000;
   const app = Fastify({
@@ -215,6 +225,9 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     childLoggerFactory: (parent) => parent,
     https: {
       ...secureContextOptions(initial),
+      // Asked for, not required by the handshake: the kubelet's probes carry no certificate, and a
+      // refused caller gets a JSON error it can log rather than a bare handshake failure.
+      ...(clientAuth ? { requestCert: true, rejectUnauthorized: false } : {}),
       handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
       // Node checks request/header deadlines on this interval (default 30 s): check often enough that
       // a stalled client is cut close to its deadline.
@@ -258,6 +271,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     keyFile: opts.tlsKeyFile,
     current: initial,
     logger,
+    ...(opts.clientCaFile ? { clientCaFile: opts.clientCaFile } : {}),
     apply: (pair) => (app.server as HttpsServer).setSecureContext(secureContextOptions(pair)),
     onResult: (r) => metrics.tlsReload(r),
     debounceMs: opts.tlsDebounceMs ?? 300,
@@ -277,6 +291,29 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   // Belt and braces with SSL_OP_NO_RENEGOTIATION: a renegotiation attempt is a socket error, which
   // ends the connection.
   tlsServer.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
+
+  if (clientAuth) {
+    // Before the body is read: an unauthenticated caller never gets a 6 MB body parsed.
+    app.addHook('onRequest', (req, reply, done) => {
+      const route = req.routeOptions.url;
+      if (req.method === 'GET' && (route === '/healthz' || route === '/readyz')) return done();
+      const socket = req.raw.socket as TLSSocket;
+      if (socket.authorized) return done();
+      // An empty object when the client sent no certificate.
+      const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+      const reason = presented ? 'untrusted-certificate' : 'no-certificate';
+      metrics.clientAuthRefused(reason);
+      logger.warn(
+        { remote: socket.remoteAddress, url: req.url, reason, ...(presented ? { err: String(socket.authorizationError) } : {}) },
+        'client authentication failed',
+      );
+      const code = presented ? 403 : 401;
+      // (Replying from a callback hook: done() is not called.)
+      void reply.code(code).send(errorBody(code, presented
+        ? `client certificate not accepted: ${String(socket.authorizationError)}`
+        : 'a client certificate is required'));
+    });
+  }
 
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     let code = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
@@ -412,7 +449,10 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         poll.unref();
       }
       reloader.start();
-      logger.info({ url, serial: initial.serial, notAfter: initial.notAfter }, 'tls: serving certificate loaded');
+      logger.info(
+        { url, serial: initial.serial, notAfter: initial.notAfter, ...(initial.clientCaSubjects ? { clientCa: initial.clientCaSubjects } : {}) },
+        'tls: serving certificate loaded',
+      );
       return url;
     },
     shutdown() {

@@ -308,10 +308,12 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         'client authentication failed',
       );
       const code = presented ? 403 : 401;
+      const message = presented ? `client certificate not accepted: ${String(socket.authorizationError)}` : 'a client certificate is required';
+      // Also a Kubernetes Status, so that the apiserver's "failed calling webhook" error quotes the
+      // message (it reads any other body as "unknown"): a misconfigured apiserver says what is wrong.
+      const status = { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: statusName(code), code };
       // (Replying from a callback hook: done() is not called.)
-      void reply.code(code).send(errorBody(code, presented
-        ? `client certificate not accepted: ${String(socket.authorizationError)}`
-        : 'a client certificate is required'));
+      void reply.code(code).send({ ...errorBody(code, message), ...status });
     });
   }
 

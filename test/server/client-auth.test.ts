@@ -49,11 +49,16 @@ t.test('/validate answers only a client certificate the CA verifies', async (t) 
 
   const none = await postReview(s.url, review(), { ca: s.ca });
   t.equal(none.status, 401, 'no certificate: 401');
-  t.same(none.json, { error: 'Unauthorized', message: 'a client certificate is required' });
+  t.same(none.json, {
+    error: 'Unauthorized', message: 'a client certificate is required',
+    // A Kubernetes Status too: the apiserver quotes its message in its webhook error.
+    kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Unauthorized', code: 401,
+  });
 
   const stranger = await postReview(s.url, review(), { ca: s.ca, ...f.stranger });
   t.equal(stranger.status, 403, 'a certificate from another CA: 403');
   t.equal(stranger.json.error, 'Forbidden');
+  t.match(stranger.json, { kind: 'Status', status: 'Failure', reason: 'Forbidden', code: 403 });
   t.match(stranger.json.message, /^client certificate not accepted: /);
 
   const serverOnly = await postReview(s.url, review(), { ca: s.ca, ...f.serverOnly });

@@ -228,11 +228,22 @@ const APISERVER_GRACE_MS = 4_000;
 /** Where the `default/kubernetes` EndpointSlice points (no endpoint reconciler runs; see below). */
 export const APISERVER_ENDPOINT = { ip: '10.0.0.10', port: 6443 } as const;
 
-export async function startControlPlane(): Promise<ControlPlane> {
+export interface ControlPlaneOptions {
+  /**
+   * Client certificates (PEM files) the apiserver presents to admission webhooks, by the name it looks
+   * them up under: a URL webhook's host:port ("127.0.0.1:8443"), a Service webhook's "<svc>.<ns>.svc",
+   * "*.<ns>.svc", or "*" for every webhook. Written to the kubeconfig of a WebhookAdmissionConfiguration
+   * given to the apiserver with --admission-control-config-file, as a control-plane admin would.
+   */
+  readonly webhookClientCerts?: Readonly<Record<string, { readonly cert: string; readonly key: string }>>;
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const bins = kubeBins();
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-e2e-'));
   const pki = join(dir, 'pki');
   mkdirSync(pki);
+  const admissionConfig = opts.webhookClientCerts ? writeWebhookAdmissionConfig(pki, opts.webhookClientCerts) : undefined;
 
   // Serving certificate of the apiserver (kubectl verifies it), service-account signing keys.
   const ca = makeCa(pki, 'e2e-apiserver-ca');
@@ -318,6 +329,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
       // Nothing must rewrite default/kubernetes to 127.0.0.1; the tests own that EndpointSlice.
       '--endpoint-reconciler-type=none',
       '--allow-privileged=true',
+      ...(admissionConfig ? [`--admission-control-config-file=${admissionConfig}`] : []),
       '--profiling=false',
       '--v=1',
     ];
@@ -375,6 +387,39 @@ export async function startControlPlane(): Promise<ControlPlane> {
     await stop();
     throw e;
   }
+}
+
+/**
+ * The AdmissionConfiguration that makes the apiserver authenticate to webhooks: the
+ * ValidatingAdmissionWebhook plugin reads client credentials per webhook host from a kubeconfig.
+ */
+function writeWebhookAdmissionConfig(pki: string, certs: Readonly<Record<string, { readonly cert: string; readonly key: string }>>): string {
+  const kubeconfig = join(pki, 'webhook-kubeconfig.yaml');
+  writeFileSync(kubeconfig, [
+    'apiVersion: v1',
+    'kind: Config',
+    'users:',
+    ...Object.entries(certs).flatMap(([name, c]) => [
+      `- name: ${JSON.stringify(name)}`,
+      '  user:',
+      `    client-certificate: ${JSON.stringify(c.cert)}`,
+      `    client-key: ${JSON.stringify(c.key)}`,
+    ]),
+    '',
+  ].join('\n'), { mode: 0o600 });
+  const config = join(pki, 'admission-config.yaml');
+  writeFileSync(config, [
+    'apiVersion: apiserver.config.k8s.io/v1',
+    'kind: AdmissionConfiguration',
+    'plugins:',
+    '- name: ValidatingAdmissionWebhook',
+    '  configuration:',
+    '    apiVersion: apiserver.config.k8s.io/v1',
+    '    kind: WebhookAdmissionConfiguration',
+    `    kubeConfigFile: ${JSON.stringify(kubeconfig)}`,
+    '',
+  ].join('\n'));
+  return config;
 }
 
 function kubeconfigYaml(server: string, caPem: string, token: string): string {

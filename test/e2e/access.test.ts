@@ -137,7 +137,10 @@ t.test('client certificates and the connection cap through a real apiserver', as
     // No client authentication here: only the cap is under test.
     const capped = await startMeshguard({ kubeconfigPath: cp.kubeconfigPath, extraArgs: ['--max-connections', '1'] });
     started.push(capped);
-    // Take the only place before the apiserver ever connects, with a kept-alive connection.
+    // Take the only place before the apiserver ever connects, with a kept-alive connection, once the
+    // readiness checks' connections have closed on meshguard's side.
+    await waitFor('meshguard to hold no connection', async () =>
+      metric((await capped.metrics()).body, /^meshguard_connections_open (\d+)/m) === 0, 10_000, 100);
     const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: capped.caPem });
     t.teardown(() => agent.destroy());
     const held = await new Promise<number>((resolve, reject) => {

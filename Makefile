@@ -5,6 +5,7 @@ SHELL := /bin/bash
 NODE  := ./node_modules/.bin/node
 NPX   := npx --no-install
 PORT  ?= 8443
+METRICS_PORT ?= 9090
 
 .PHONY: all deps build typecheck run certs test tap-build unit e2e control-plane bench bench-quick bench-live readme clean
 
@@ -30,10 +31,10 @@ certs: certs/tls.crt
 certs/tls.crt:
 	./scripts/dev-certs.sh certs
 
-# Serve the bundled example cluster on https://127.0.0.1:$(PORT)
+# Serve the bundled example cluster on https://127.0.0.1:$(PORT) (metrics: http://127.0.0.1:$(METRICS_PORT)/metrics)
 run: build certs
 	$(NODE) bin/meshguard.js serve --state examples/cluster \
-	  --tls-cert certs/tls.crt --tls-key certs/tls.key --port $(PORT) --host 127.0.0.1
+	  --tls-cert certs/tls.crt --tls-key certs/tls.key --port $(PORT) --metrics-port $(METRICS_PORT) --host 127.0.0.1
 
 # Everything: typecheck, unit tests, end-to-end tests against a real kube-apiserver.
 test: build typecheck unit e2e

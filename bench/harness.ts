@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -133,8 +134,8 @@ export interface LoadOptions {
   readonly seconds: number;
   /** Traffic shape (bench/load.ts --repeat): cycle, twice or new. Default cycle. */
   readonly repeat?: 'cycle' | 'twice' | 'new';
-  /** Read meshguard's verdict cache counters from /metrics around the phase (needs the server's CA). */
-  readonly metricsCa?: Buffer;
+  /** Read meshguard's verdict cache counters from /metrics around the phase: its --metrics-port. */
+  readonly metricsPort?: number;
 }
 
 /** More requests than a phase sends (30k req/s for 10 s is 300k). */
@@ -152,7 +153,7 @@ let seqBase = SEQ_PER_PHASE;
 export async function measureLoad(serverPid: number | undefined, o: LoadOptions): Promise<LoadResult> {
   const seqStart = seqBase;
   seqBase = Math.max(SEQ_PER_PHASE, (seqBase + SEQ_PER_PHASE) % 1e8);
-  const cache0 = o.metricsCa ? await serverCounters(o.port, o.metricsCa) : undefined;
+  const cache0 = o.metricsPort ? await serverCounters(o.metricsPort) : undefined;
   const cpu0 = cpuSecondsOf(serverPid);
   const r = (await runJson([
     path.join(ROOT, 'bench/load.ts'), '--url', `https://127.0.0.1:${o.port}/validate`, '--ca', o.caFile,
@@ -161,8 +162,8 @@ export async function measureLoad(serverPid: number | undefined, o: LoadOptions)
   ])) as unknown as LoadResult;
   const cpu = cpuSecondsOf(serverPid) - cpu0;
   r.serverCpuMicros = (cpu * 1e6) / (r.requests + Number(r['warmupRequests' as keyof LoadResult] ?? 0));
-  if (cache0 && o.metricsCa) {
-    const cache1 = await serverCounters(o.port, o.metricsCa);
+  if (cache0 && o.metricsPort) {
+    const cache1 = await serverCounters(o.metricsPort);
     const hits = cache1.hit - cache0.hit;
     const lookups = hits + cache1.miss - cache0.miss;
     r.cacheHitRatio = lookups > 0 ? hits / lookups : NaN;
@@ -203,18 +204,24 @@ export function parseServerCounters(text: string): ServerCounters {
 }
 
 /**
- * Counters from meshguard's /metrics: its verdict cache lookups (meshguard_verdict_cache_lookups_total)
- * and V8's major collections (prom-client's nodejs_gc_duration_seconds{kind="major"}).
+ * Counters from meshguard's /metrics (plain HTTP on its --metrics-port): its verdict cache lookups
+ * (meshguard_verdict_cache_lookups_total) and V8's major collections (prom-client's
+ * nodejs_gc_duration_seconds{kind="major"}).
  */
-export function serverCounters(port: number, ca: Buffer): Promise<ServerCounters> {
+export function serverCounters(metricsPort: number): Promise<ServerCounters> {
+  return metricsPage(metricsPort).then(parseServerCounters);
+}
+
+/** meshguard's /metrics page, from its plain-HTTP --metrics-port on 127.0.0.1. */
+export function metricsPage(metricsPort: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = https.get({ host: '127.0.0.1', port, path: '/metrics', ca, timeout: 5000 }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port: metricsPort, path: '/metrics', timeout: 5000 }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
       res.on('end', () => {
         if (res.statusCode !== 200) reject(new Error(`/metrics answered ${res.statusCode}`));
-        else resolve(parseServerCounters(text));
+        else resolve(text);
       });
     });
     req.on('error', reject);

@@ -26,7 +26,7 @@ import { KINDS, type KindName } from '../src/state/kinds.ts';
 import { collectionPath } from '../src/state/live.ts';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { cpuSecondsOf, deployedNodeFlags, fmt, freePort, measureLoad, ROOT, rssOf, startServer, stopServer, type LoadResult } from './harness.ts';
+import { cpuSecondsOf, deployedNodeFlags, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, startServer, stopServer, type LoadResult } from './harness.ts';
 import { checkRss, targetsTable, type TargetCheck } from './targets.ts';
 import { requestMix } from './requests.ts';
 
@@ -167,35 +167,24 @@ async function loadCluster(api: Api, objects: readonly Obj[]): Promise<{ seconds
   return { seconds, perSecond: objects.length / seconds };
 }
 
-function metricsText(port: number, ca: Buffer): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    https.get({ host: '127.0.0.1', port, path: '/metrics', ca }, (res) => {
-      let b = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (b += d));
-      res.on('end', () => resolve(b));
-    }).on('error', reject);
-  });
-}
-
 /** meshguard_state_objects per kind, from meshguard's /metrics. */
-async function stateObjects(port: number, ca: Buffer): Promise<Record<string, number>> {
-  const text = await metricsText(port, ca);
+async function stateObjects(metricsPort: number): Promise<Record<string, number>> {
+  const text = await metricsPage(metricsPort);
   const out: Record<string, number> = {};
   for (const m of text.matchAll(/^meshguard_state_objects\{kind="([^"]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
   return out;
 }
 
 /** Pod watch events meshguard has applied (meshguard_state_watch_events_total), by result. */
-async function podEvents(port: number, ca: Buffer): Promise<{ changed: number; unchanged: number }> {
-  const text = await metricsText(port, ca);
+async function podEvents(metricsPort: number): Promise<{ changed: number; unchanged: number }> {
+  const text = await metricsPage(metricsPort);
   const read = (result: string): number => Number(new RegExp(`^meshguard_state_watch_events_total\\{kind="Pod",result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
   return { changed: read('changed'), unchanged: read('unchanged') };
 }
 
 /** V8 heap in use (nodejs_heap_size_used_bytes from meshguard's /metrics), to set RSS against. */
-async function heapUsed(port: number, ca: Buffer): Promise<number> {
-  const m = /^nodejs_heap_size_used_bytes (\d+)/m.exec(await metricsText(port, ca));
+async function heapUsed(metricsPort: number): Promise<number> {
+  const m = /^nodejs_heap_size_used_bytes (\d+)/m.exec(await metricsPage(metricsPort));
   return m ? Number(m[1]) : NaN;
 }
 
@@ -297,18 +286,19 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     const apiserverLoad = await loadCluster(api, objects);
     log(`size ${pods}: ${apiserverLoad.perSecond.toFixed(0)} objects/s; starting meshguard serve --kubeconfig`);
     const port = await freePort();
+    const metricsPort = await freePort();
     const started = await startServer(
-      [...deployedNodeFlags(), ...values['node-flags'].split(' ').filter((x) => x !== ''), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--host', '127.0.0.1', '--drain-seconds', '0', ...values['serve-flags'].split(' ').filter((x) => x !== '')],
+      [...deployedNodeFlags(), ...values['node-flags'].split(' ').filter((x) => x !== ''), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', ...values['serve-flags'].split(' ').filter((x) => x !== '')],
       port, ca,
     );
     server = started.child;
     const serverRssReady = rssOf(server.pid);
-    const heapUsedReady = await heapUsed(port, ca);
+    const heapUsedReady = await heapUsed(metricsPort);
 
     // meshguard must see the whole cluster, or the figures would be for a smaller one.
     const expected: Record<string, number> = {};
     for (const o of objects) expected[o.kind] = (expected[o.kind] ?? 0) + 1;
-    const seen = await stateObjects(port, ca);
+    const seen = await stateObjects(metricsPort);
     for (const [kind, n] of Object.entries(expected)) {
       if ((seen[kind] ?? 0) < n) throw new Error(`bench/live: meshguard's state holds ${seen[kind] ?? 0} ${kind} objects, the bench created ${n}`);
     }
@@ -316,7 +306,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     const bodies = path.join(work, `bodies-${pods}.json`);
     writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).map((r) => JSON.stringify(r.review))));
     const load = (mode: 'rate' | 'max'): Promise<LoadResult> =>
-      measureLoad(server!.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode, rate: RATE, connections: CONNECTIONS, seconds: SECONDS, metricsCa: ca });
+      measureLoad(server!.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode, rate: RATE, connections: CONNECTIONS, seconds: SECONDS, metricsPort });
     const podList = objects.filter((o) => o.kind === 'Pod');
     // What a watch event costs meshguard by itself: pod changes with no admission requests, less the CPU
     // the same process uses over as long with no changes at all (timers, collecting the warm-up's
@@ -355,7 +345,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
      * the pod watch events meshguard applied meanwhile (changed or not its state).
      */
     const underChurn = async (what: 'labels' | 'status'): Promise<{ result: LoadResult; changes: number; seconds: number; events: { changed: number; unchanged: number } }> => {
-      const events0 = await podEvents(port, ca);
+      const events0 = await podEvents(metricsPort);
       log(`size ${pods}: ${RATE} req/s with ${CHURN} pod ${what === 'status' ? 'readiness' : 'label'} changes/s`);
       const t0 = performance.now();
       const stop = churn(api, podList, CHURN, what);
@@ -368,7 +358,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
       }
       const seconds = (performance.now() - t0) / 1000;
       await new Promise((r) => setTimeout(r, 500)); // the last events are on their way
-      const events1 = await podEvents(port, ca);
+      const events1 = await podEvents(metricsPort);
       const events = { changed: events1.changed - events0.changed, unchanged: events1.unchanged - events0.unchanged };
       // Every change is a watch event; readiness ones must leave the state as it is, label ones not.
       const expected = what === 'status' ? events.unchanged : events.changed;
@@ -390,18 +380,19 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     const stateFile = path.join(work, `state-${pods}.json`);
     writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
     const filePort = await freePort();
+    const fileMetricsPort = await freePort();
     const fileServer = await startServer(
-      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(filePort), '--host', '127.0.0.1', '--drain-seconds', '0', '--verdict-cache', '0'],
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(filePort), '--metrics-port', String(fileMetricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', '--verdict-cache', '0'],
       filePort, ca,
     );
     controlServer = fileServer.child;
     const controlRssReady = rssOf(controlServer.pid);
-    const controlHeapUsedReady = await heapUsed(filePort, ca);
+    const controlHeapUsedReady = await heapUsed(fileMetricsPort);
     // The control has just read its file: its first collections of that garbage (concurrent marking on
     // V8's worker threads, hundreds of ms of CPU at 50k pods) would land in the first pair of runs and
     // slow both servers. An unreported load lets them happen first.
     const controlLoad = (seconds: number): Promise<LoadResult> =>
-      measureLoad(controlServer!.pid, { port: filePort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: CONNECTIONS, seconds, metricsCa: ca });
+      measureLoad(controlServer!.pid, { port: filePort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: CONNECTIONS, seconds, metricsPort: fileMetricsPort });
     await controlLoad(Math.max(1, SECONDS / 2));
     await new Promise((r) => setTimeout(r, 1000));
     const labelRuns: Awaited<ReturnType<typeof underChurn>>[] = [];
@@ -421,11 +412,11 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     const churned = labels.result;
     const podChanges = labels.changes;
     const churnSeconds = labels.seconds;
-    const after = await stateObjects(port, ca);
+    const after = await stateObjects(metricsPort);
     if ((after['Pod'] ?? 0) < (expected['Pod'] ?? 0)) throw new Error('bench/live: pods went missing from meshguard\'s state during the churn');
     const serverRssLoaded = rssOf(server.pid);
     const serverRssPeak = rssOf(server.pid, 'VmHWM');
-    const heapUsedLoaded = await heapUsed(port, ca);
+    const heapUsedLoaded = await heapUsed(metricsPort);
     await stopServer(server, 'SIGTERM');
     await stopServer(controlServer, 'SIGTERM');
     return {

@@ -26,7 +26,7 @@ import { tuneHeapForServing } from '../src/server/heap-tuning.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { deployedNodeFlags, fmt, freePort, measureLoad, ROOT, rssOf, runJson, startServer as spawnServer, stopServer, type LoadResult } from './harness.ts';
+import { deployedNodeFlags, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, runJson, startServer as spawnServer, stopServer, type LoadResult } from './harness.ts';
 import { requestMix, review } from './requests.ts';
 import { scaleCurve, timeDecide } from './scale-curve.ts';
 import { checkTargets, floorPercent, targetsTable, type RunFigures } from './targets.ts';
@@ -61,16 +61,16 @@ async function startServer(args: string[], port: number, ca: Buffer): Promise<{ 
   return started;
 }
 
-function load(child: ChildProcess, port: number, bodiesFile: string, mode: 'rate' | 'max', repeat: Shape, metricsCa?: Buffer): Promise<LoadResult> {
-  return measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile, mode, rate: RATE, connections: CONNECTIONS, seconds: LOAD_SECONDS, repeat, ...(metricsCa ? { metricsCa } : {}) });
+function load(child: ChildProcess, port: number, bodiesFile: string, mode: 'rate' | 'max', repeat: Shape, metricsPort?: number): Promise<LoadResult> {
+  return measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile, mode, rate: RATE, connections: CONNECTIONS, seconds: LOAD_SECONDS, repeat, ...(metricsPort ? { metricsPort } : {}) });
 }
 
 /** Latency at RATE and max throughput for every traffic shape. */
-async function phases(child: ChildProcess, port: number, bodiesFile: string, metricsCa?: Buffer): Promise<Record<Shape, { rate: LoadResult; max: LoadResult }>> {
+async function phases(child: ChildProcess, port: number, bodiesFile: string, metricsPort?: number): Promise<Record<Shape, { rate: LoadResult; max: LoadResult }>> {
   const out: Partial<Record<Shape, { rate: LoadResult; max: LoadResult }>> = {};
   for (const shape of SHAPES) {
-    const rate = await load(child, port, bodiesFile, 'rate', shape, metricsCa);
-    const max = await load(child, port, bodiesFile, 'max', shape, metricsCa);
+    const rate = await load(child, port, bodiesFile, 'rate', shape, metricsPort);
+    const max = await load(child, port, bodiesFile, 'max', shape, metricsPort);
     out[shape] = { rate, max };
   }
   return out as Record<Shape, { rate: LoadResult; max: LoadResult }>;
@@ -89,33 +89,27 @@ async function auditBeside(pods: number, ca: Buffer, tls: string[]): Promise<Rec
   for (const mode of ['off', 'on'] as const) {
     log(`size ${pods}: admission with the background audit ${mode}`);
     const port = await freePort();
+    const metricsPort = await freePort();
     const { child } = await startServer(
-      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1', '--background-audit', mode],
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--background-audit', mode],
       port, ca,
     );
-    const rate = await load(child, port, bodies, 'rate', 'new', ca);
-    const runs = await auditRuns(port, ca);
+    const rate = await load(child, port, bodies, 'rate', 'new', metricsPort);
+    const runs = await auditRuns(metricsPort);
     out[mode] = { p50: rate.p50, p99: rate.p99, p999: rate.p999, errors: rate.errors, auditRunsAfterPhase: runs, auditBesideWholePhase: mode === 'on' ? runs === 0 : undefined };
     await stopServer(child);
   }
   return out;
 }
 
-async function auditRuns(port: number, ca: Buffer): Promise<number> {
-  const { request } = await import('node:https');
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/metrics', ca, timeout: 5000 }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => {
-        const line = text.split('\n').find((l) => l.startsWith('meshguard_audit_runs_total '));
-        resolve(line ? Number(line.split(' ')[1]) : Number.NaN);
-      });
-    });
-    req.on('error', () => resolve(Number.NaN));
-    req.end();
-  });
+/** meshguard_audit_runs_total from the server's metrics port (NaN when it cannot be read). */
+async function auditRuns(metricsPort: number): Promise<number> {
+  try {
+    const line = (await metricsPage(metricsPort)).split('\n').find((l) => l.startsWith('meshguard_audit_runs_total '));
+    return line ? Number(line.split(' ')[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 const fixedRequests: Record<string, Obj> = {
@@ -182,14 +176,15 @@ async function main(): Promise<void> {
     const bodies = path.join(work, `bodies-${pods}.json`);
     writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).map((r) => JSON.stringify(r.review))));
     const port = await freePort();
+    const metricsPort = await freePort();
     log(`size ${pods}: meshguard serve`);
     const { child, readyMs } = await startServer(
       // Without the background audit: these phases measure admission alone (step 6 measures it beside).
-      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off'],
+      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--background-audit', 'off'],
       port, ca,
     );
     const serverRssReady = rssOf(child.pid);
-    const traffic = await phases(child, port, bodies, ca);
+    const traffic = await phases(child, port, bodies, metricsPort);
     const serverRssLoaded = rssOf(child.pid);
     const serverRssPeak = rssOf(child.pid, 'VmHWM');
     await stopServer(child);

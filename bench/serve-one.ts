@@ -48,9 +48,12 @@ writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items:
 const bodies = path.join(work, 'bodies.json');
 writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).map((r) => JSON.stringify(r.review))));
 const port = await freePort();
+const metricsPort = await freePort();
 const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(values['cpu-prof'])] : [];
 const nodeFlags = values['node-flags'].split(' ').filter((f) => f !== '');
-const target = values.baseline ? [path.join(ROOT, 'bench/baseline-server.ts')] : [path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, '--host', '127.0.0.1', ...values['serve-flags'].split(' ').filter((f) => f !== '')];
+const target = values.baseline
+  ? [path.join(ROOT, 'bench/baseline-server.ts')]
+  : [path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, '--host', '127.0.0.1', '--metrics-port', String(metricsPort), ...values['serve-flags'].split(' ').filter((f) => f !== '')];
 const started = await startServer([...nodeFlags, ...prof, ...target,
   '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port)],
 port, ca, ['ignore', values['server-log'] ? openSync(values['server-log'], 'w') : nodeFlags.length > 0 ? 'inherit' : 'ignore', 'inherit']);
@@ -59,7 +62,7 @@ process.stdout.write(`ready after ${started.readyMs.toFixed(0)} ms, RSS ${(rssOf
 for (const mode of values.modes.split(',') as ('rate' | 'max')[]) {
   const r = await measureLoad(server.pid, {
     port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode, rate: Number(values.rate), connections: 8, seconds: Number(values.seconds),
-    repeat: values.repeat as 'cycle' | 'twice' | 'new', ...(values.baseline ? {} : { metricsCa: ca }),
+    repeat: values.repeat as 'cycle' | 'twice' | 'new', ...(values.baseline ? {} : { metricsPort }),
   });
   process.stdout.write(`${pods} pods ${mode}: ${JSON.stringify(r)}\n`);
 }

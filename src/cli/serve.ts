@@ -15,7 +15,7 @@ import { SERVICE_ACCOUNT_DIR, type KubeApi } from '../state/kube-api.ts';
 import { InputError } from '../errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
 import { createLogger } from '../server/log-bounds.ts';
-import { createServer, DEFAULT_DRAIN_SECONDS, installSignalHandlers } from '../server/server.ts';
+import { createServer, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_CONNECTIONS, installSignalHandlers } from '../server/server.ts';
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
 import { SnapshotSource } from '../state/snapshot.ts';
 import type { StateSource } from '../state/types.ts';
@@ -50,6 +50,9 @@ export interface ServeOptions {
   readonly backgroundAudit: string;
   readonly auditCpuPercent: string;
   readonly auditDebounceSeconds: string;
+  readonly metricsPort: string;
+  readonly maxConnections: string;
+  readonly clientCa?: string;
 }
 
 /** This replica's name and namespace: the downward API's POD_NAME / POD_NAMESPACE, else the service account's. */
@@ -82,6 +85,9 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   stateArgs(opts, false);
   const port = intFlag('--port', opts.port, 0, 65535);
   const drainSeconds = intFlag('--drain-seconds', opts.drainSeconds, 0, 600);
+  const metricsPort = intFlag('--metrics-port', opts.metricsPort, 0, 65535);
+  if (metricsPort !== 0 && metricsPort === port) throw new InputError(`--metrics-port: must differ from --port (${port})`);
+  const maxConnections = intFlag('--max-connections', opts.maxConnections, 1, 65535);
   // More entries than the cache's text budget can hold would only be a promise it cannot keep.
   const cacheEntries = intFlag('--verdict-cache', opts.verdictCache, 0, MAX_VERDICT_CACHE_ENTRIES);
   const backgroundAudit = choiceOf('--background-audit', opts.backgroundAudit, ['on', 'off']);
@@ -125,8 +131,11 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     },
     tlsCertFile: opts.tlsCert,
     tlsKeyFile: opts.tlsKey,
+    ...(opts.clientCa !== undefined ? { clientCaFile: opts.clientCa } : {}),
     host: opts.host,
     port,
+    ...(metricsPort !== 0 ? { metricsPort } : {}),
+    maxConnections,
     drainSeconds,
     logger,
   });
@@ -136,7 +145,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   } catch (e) {
     await source.stop().catch(() => undefined);
     const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(`cannot listen on ${opts.host}:${port}: ${code ?? (e as Error).message}`);
+    const ports = metricsPort !== 0 ? `${port} (or --metrics-port ${metricsPort})` : String(port);
+    throw new InputError(`cannot listen on ${opts.host}:${ports}: ${code ?? (e as Error).message}`);
   }
   // The background audit: gauges always; policy reports from a live cluster, by the lease holder only.
   let audit: BackgroundAudit | undefined;
@@ -168,6 +178,9 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   logger.info(
     {
       url,
+      ...(server.metricsUrl ? { metricsUrl: server.metricsUrl } : {}),
+      clientAuth: opts.clientCa !== undefined,
+      maxConnections,
       state: source.state.describe(),
       mode: config.mode,
       config: config.file ?? 'defaults',
@@ -193,7 +206,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
 
 export function serveCommand(ctx: CliContext): Command {
   return addLimitOptions(new Command('serve'))
-    .description('run the admission webhook over HTTPS (POST /validate, /healthz, /readyz, /metrics)')
+    .description('run the admission webhook over HTTPS (POST /validate, /healthz, /readyz; /metrics on --metrics-port)')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--kubeconfig <file>', 'watch this cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
     .option('--state <path>', 'serve a fixed state from files instead of a live cluster (repeatable)', collect)
@@ -201,6 +214,9 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--host <address>', 'listen address', '0.0.0.0')
     .option('--tls-cert <file>', 'serving certificate (PEM); reloaded when it changes', DEFAULT_TLS_CERT)
     .option('--tls-key <file>', 'serving key (PEM); reloaded when it changes', DEFAULT_TLS_KEY)
+    .option('--metrics-port <port>', 'plain-HTTP port for GET /metrics, /healthz, /readyz (0: none)', '0')
+    .option('--max-connections <n>', 'most connections the HTTPS port holds at once; more are closed on arrival', String(DEFAULT_MAX_CONNECTIONS))
+    .option('--client-ca <file>', 'CA bundle (PEM): answer /validate only for client certificates it verifies; reloaded when it changes')
     .option('--drain-seconds <n>', 'on SIGTERM, keep serving this long with readiness failed', String(DEFAULT_DRAIN_SECONDS))
     .option('--log-level <level>', `log level: ${LEVELS.join(', ')}`, 'info')
     .option('--background-audit <on|off>', 'audit the whole state after start and after changes: meshguard_existing_findings, and policy reports from a live cluster', 'on')

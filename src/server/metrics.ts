@@ -12,12 +12,20 @@ import type { VerdictCacheStats } from '../verdict/cache.ts';
 /** allowed / denied: a decision was made; invalid: a 4xx on /validate; error: a 500 on /validate. */
 export type Verdict = 'allowed' | 'denied' | 'invalid' | 'error';
 export type TlsReloadResult = 'success' | 'failure';
+/** Why a request was refused by client authentication: no certificate, or one the client CA does not verify. */
+export type ClientAuthRefusal = 'no-certificate' | 'untrusted-certificate';
 
 export interface Metrics {
   readonly registry: Registry;
   /** Count one /validate answer (and its findings) and observe its latency when it was evaluated. */
   observeRequest(verdict: Verdict, seconds?: number, decision?: Decision): void;
   tlsReload(result: TlsReloadResult): void;
+  /** Count a request refused for want of a trusted client certificate. */
+  clientAuthRefused(reason: ClientAuthRefusal): void;
+  /** Count a connection closed on arrival because the webhook port was at its connection cap. */
+  connectionDropped(): void;
+  /** Read the webhook port's open connections from this function at scrape time. */
+  watchConnections(open: () => number): void;
   /** Read state gauges from this source at scrape time (the latest call wins). */
   watchSource(source: StateSource): void;
   /** Read the verdict cache's counters from this function at scrape time. */
@@ -46,6 +54,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   let source: StateSource | undefined = opts.source;
   let cacheStats: (() => VerdictCacheStats) | undefined;
+  let openConnections: (() => number) | undefined;
 
   const requests = new Counter({
     name: 'meshguard_admission_requests_total',
@@ -103,6 +112,25 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     help: 'Serving certificate reloads after the files changed, by result (a failure keeps the previous pair).',
     labelNames: ['result'] as const,
     registers: [registry],
+  });
+  const authRefusals = new Counter({
+    name: 'meshguard_client_auth_refusals_total',
+    help: 'Requests refused because the client presented no certificate or one the client CA does not verify (only with --client-ca).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const dropped = new Counter({
+    name: 'meshguard_connections_dropped_total',
+    help: 'Connections to the webhook port closed on arrival because it was at --max-connections.',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'meshguard_connections_open',
+    help: 'TCP connections open on the webhook port (capped by --max-connections).',
+    registers: [registry],
+    collect() {
+      this.set(openConnections?.() ?? 0);
+    },
   });
   new Gauge({
     name: 'meshguard_state_synced',
@@ -177,6 +205,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   for (const reason of ['rule-error', 'budget'] as const) {
     for (const outcome of ['fail', 'ignore'] as const) incomplete.inc({ reason, outcome }, 0);
   }
+  for (const r of ['no-certificate', 'untrusted-certificate'] as const) authRefusals.inc({ reason: r }, 0);
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
 
   return {
@@ -191,6 +220,15 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     tlsReload(result) {
       tlsReloads.inc({ result });
+    },
+    clientAuthRefused(reason) {
+      authRefusals.inc({ reason });
+    },
+    connectionDropped() {
+      dropped.inc();
+    },
+    watchConnections(open) {
+      openConnections = open;
     },
     watchSource(s) {
       source = s;

@@ -1,7 +1,14 @@
-// The webhook's HTTPS server: POST /validate answers AdmissionReviews, /healthz /readyz /metrics serve
-// the kubelet and Prometheus. Built so that the webhook never becomes the cluster's outage: bad input
-// gets a 4xx and never crashes or hangs the process, certificates rotate without a restart, and a
-// shutdown first fails readiness and keeps serving while the apiserver moves to other replicas.
+// The webhook's HTTPS server: POST /validate answers AdmissionReviews (and GET /healthz /readyz), and an
+// optional plain-HTTP monitoring listener serves GET /metrics /healthz /readyz to Prometheus and the
+// kubelet. Built so that the webhook never becomes the cluster's outage: bad input gets a 4xx and never
+// crashes or hangs the process, certificates rotate without a restart, and a shutdown first fails
+// readiness and keeps serving while the apiserver moves to other replicas. And so that only the
+// apiserver gets answers: a cap on connections, strict TLS, and optionally client certificates.
+
+import { constants as cryptoConstants } from 'node:crypto';
+import type { Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -19,6 +26,49 @@ import { loadKeyPair, TlsReloader, type KeyPair, type ReloadOutcome } from './tl
 /** The apiserver caps a request body at 3 MiB; a review carries object and oldObject, plus the envelope. */
 export const DEFAULT_BODY_LIMIT = 2 * 3 * 1024 * 1024 + 256 * 1024;
 export const DEFAULT_DRAIN_SECONDS = 5;
+/**
+ * Connections the webhook port holds at once. An idle kept-alive TLS connection costs about 60 KB of
+ * RSS (bench/idle-connections.ts): 256 of them ~15 MB, far below the pod's memory limit, and far more
+ * than the apiserver needs (it keeps up to 25 idle per webhook host and opens one per call in flight).
+ */
+export const DEFAULT_MAX_CONNECTIONS = 256;
+/** The monitoring port serves a scraper or two and the kubelet's probes. */
+export const MONITOR_MAX_CONNECTIONS = 32;
+
+/**
+ * TLS 1.2 suites with forward secrecy (ECDHE) and an AEAD cipher only: no static-RSA key exchange, no
+ * CBC. The TLS 1.3 suites are all AEAD with forward secrecy. Go's TLS client (the kube-apiserver)
+ * offers all of these.
+ */
+export const TLS_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/**
+ * Everything the secure context holds. Node's setSecureContext() replaces the whole context, so a
+ * certificate reload must pass the protocol settings again or it would fall back to Node's defaults.
+ */
+export function secureContextOptions(pair: KeyPair): SecureContextOptions {
+  return {
+    cert: pair.cert,
+    key: pair.key,
+    ...(pair.clientCa ? { ca: pair.clientCa } : {}),
+    minVersion: 'TLSv1.2',
+    ciphers: TLS_CIPHERS,
+    honorCipherOrder: true,
+    // Renegotiation (TLS 1.2) lets a client make the server redo the costly half of a handshake at will;
+    // the apiserver never renegotiates. Refused by OpenSSL here, and per socket again below.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+  };
+}
 
 export interface ServerOptions {
   readonly source: StateSource;
@@ -52,6 +102,24 @@ export interface ServerOptions {
   readonly keepAliveTimeoutMs?: number;
   /** After the drain, connections still busy are cut after this (default 10 s). */
   readonly closeTimeoutMs?: number;
+  /** A TLS handshake not finished within this is cut (default 10 s). */
+  readonly handshakeTimeoutMs?: number;
+  /**
+   * Most TCP connections the webhook port holds at once (default 256); a connection beyond it is closed
+   * as soon as it is accepted, and the ones already open keep being served.
+   */
+  readonly maxConnections?: number;
+  /**
+   * PEM CA bundle for client authentication: when set, the server asks every client for a certificate
+   * and answers anything but GET /healthz and /readyz only for one this bundle verifies (401 without a
+   * certificate, 403 with one it does not verify). Reloaded with the serving pair.
+   */
+  readonly clientCaFile?: string;
+  /**
+   * Port of the plain-HTTP monitoring listener (GET /metrics, /healthz, /readyz) on the same host;
+   * 0 picks a free port; undefined: no monitoring listener.
+   */
+  readonly metricsPort?: number;
   /**
    * Run once the state is synced, before readiness answers ready (a bounded warm-up of the decision
    * path; see verdict/warmup.ts). Started by startWarmUp(), by a check every 250 ms once listening, or
@@ -66,6 +134,10 @@ export interface MeshguardServer {
   readonly metrics: Metrics;
   /** Starts listening (and watching the certificate files); resolves to the base URL, e.g. https://127.0.0.1:8443. */
   listen(): Promise<string>;
+  /** The monitoring listener, once listening (http://127.0.0.1:9090); undefined when there is none. */
+  readonly metricsUrl: string | undefined;
+  /** The monitoring listener's Fastify instance, when there is one. */
+  readonly monitor: FastifyInstance | undefined;
   /** Fails readiness, keeps serving for drainSeconds, then closes. Idempotent. */
   shutdown(): Promise<void>;
   /** True from the start of shutdown. */
@@ -85,6 +157,8 @@ interface ErrorBody {
 
 const STATUS_NAMES: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   408: 'Request Timeout',
@@ -135,10 +209,11 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
 
   let initial: KeyPair;
   try {
-    initial = await loadKeyPair(opts.tlsCertFile, opts.tlsKeyFile);
+    initial = await loadKeyPair(opts.tlsCertFile, opts.tlsKeyFile, opts.clientCaFile);
   } catch (e) {
-    throw new InputError(`cannot use the TLS certificate: ${(e as Error).message}`);
+    throw new InputError(`cannot use the TLS certificate${opts.clientCaFile ? ' or client CA' : ''}: ${(e as Error).message}`);
   }
+  const clientAuth = opts.clientCaFile !== undefined;
 
   const requestTimeout = opts.requestTimeoutMs ?? 30_000;
   const app = Fastify({
@@ -149,10 +224,11 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     // and dropped unused for every request.
     childLoggerFactory: (parent) => parent,
     https: {
-      cert: initial.cert,
-      key: initial.key,
-      minVersion: 'TLSv1.2',
-      handshakeTimeout: 10_000,
+      ...secureContextOptions(initial),
+      // Asked for, not required by the handshake: the kubelet's probes carry no certificate, and a
+      // refused caller gets a JSON error it can log rather than a bare handshake failure.
+      ...(clientAuth ? { requestCert: true, rejectUnauthorized: false } : {}),
+      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
       // Node checks request/header deadlines on this interval (default 30 s): check often enough that
       // a stalled client is cut close to its deadline.
       requestTimeout,
@@ -195,11 +271,51 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     keyFile: opts.tlsKeyFile,
     current: initial,
     logger,
-    apply: (pair) => (app.server as import('node:https').Server).setSecureContext({ cert: pair.cert, key: pair.key }),
+    ...(opts.clientCaFile ? { clientCaFile: opts.clientCaFile } : {}),
+    apply: (pair) => (app.server as HttpsServer).setSecureContext(secureContextOptions(pair)),
     onResult: (r) => metrics.tlsReload(r),
     debounceMs: opts.tlsDebounceMs ?? 300,
     pollMs: (opts.tlsPollSeconds ?? 30) * 1000,
   });
+
+  const tlsServer = app.server as HttpsServer;
+  // Past the cap Node closes each new connection as it is accepted ('drop'); open ones are unaffected.
+  tlsServer.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  let openConnections = 0;
+  tlsServer.on('connection', (socket: Socket) => {
+    openConnections++;
+    socket.once('close', () => openConnections--);
+  });
+  tlsServer.on('drop', () => metrics.connectionDropped());
+  metrics.watchConnections(() => openConnections);
+  // Belt and braces with SSL_OP_NO_RENEGOTIATION: a renegotiation attempt is a socket error, which
+  // ends the connection.
+  tlsServer.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
+
+  if (clientAuth) {
+    // Before the body is read: an unauthenticated caller never gets a 6 MB body parsed.
+    app.addHook('onRequest', (req, reply, done) => {
+      const route = req.routeOptions.url;
+      if (req.method === 'GET' && (route === '/healthz' || route === '/readyz')) return done();
+      const socket = req.raw.socket as TLSSocket;
+      if (socket.authorized) return done();
+      // An empty object when the client sent no certificate.
+      const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+      const reason = presented ? 'untrusted-certificate' : 'no-certificate';
+      metrics.clientAuthRefused(reason);
+      logger.warn(
+        { remote: socket.remoteAddress, url: req.url, reason, ...(presented ? { err: String(socket.authorizationError) } : {}) },
+        'client authentication failed',
+      );
+      const code = presented ? 403 : 401;
+      const message = presented ? `client certificate not accepted: ${String(socket.authorizationError)}` : 'a client certificate is required';
+      // Also a Kubernetes Status, so that the apiserver's "failed calling webhook" error quotes the
+      // message (it reads any other body as "unknown"): a misconfigured apiserver says what is wrong.
+      const status = { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: statusName(code), code };
+      // (Replying from a callback hook: done() is not called.)
+      void reply.code(code).send({ ...errorBody(code, message), ...status });
+    });
+  }
 
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     let code = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
@@ -224,8 +340,8 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     done(null, payload);
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
+  const healthz = async (): Promise<{ status: string }> => ({ status: 'ok' });
+  const readyz = async (_req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     if (draining) return reply.code(503).send({ status: 'draining' });
     if (!source.synced()) return reply.code(503).send({ status: 'state not synced' });
     if (warmUpState !== 'done') {
@@ -233,8 +349,12 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       return reply.code(503).send({ status: 'warming up' });
     }
     return { status: 'ready' };
-  });
-  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
+  };
+  // Also on the webhook port, for clients of the HTTPS contract; the Deployment probes the monitoring
+  // port. /metrics is only there: it describes the cluster state, and the webhook port is the apiserver's.
+  app.get('/healthz', healthz);
+  app.get('/readyz', readyz);
+  const monitor = opts.metricsPort === undefined ? undefined : createMonitor(logger, opts, { healthz, readyz, metrics, isDraining: () => draining });
 
   app.post('/validate', { schema: { body: admissionReviewSchema } }, async (req, reply) => {
     const start = process.hrtime.bigint();
@@ -309,10 +429,15 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
 
   let listening = false;
   let shutdownPromise: Promise<void> | undefined;
+  let metricsUrl: string | undefined;
 
   return {
     app,
     metrics,
+    monitor,
+    get metricsUrl() {
+      return metricsUrl;
+    },
     get draining() {
       return draining;
     },
@@ -323,6 +448,14 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     startWarmUp,
     async listen() {
       const url = await app.listen({ host: opts.host ?? '0.0.0.0', port: opts.port });
+      if (monitor) {
+        try {
+          metricsUrl = await monitor.listen({ host: opts.host ?? '0.0.0.0', port: opts.metricsPort! });
+        } catch (e) {
+          await app.close();
+          throw e;
+        }
+      }
       listening = true;
       // The state may sync at any time (a live source's last stream, a resync): start the warm-up as
       // soon as it does rather than at the next readiness probe.
@@ -334,7 +467,10 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         poll.unref();
       }
       reloader.start();
-      logger.info({ url, serial: initial.serial, notAfter: initial.notAfter }, 'tls: serving certificate loaded');
+      logger.info(
+        { url, serial: initial.serial, notAfter: initial.notAfter, ...(initial.clientCaSubjects ? { clientCa: initial.clientCaSubjects } : {}) },
+        'tls: serving certificate loaded',
+      );
       return url;
     },
     shutdown() {
@@ -347,10 +483,13 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         }
         reloader.stop();
         // In-flight requests finish; a connection still busy after the close timeout is cut.
-        const cut = setTimeout(() => app.server.closeAllConnections(), opts.closeTimeoutMs ?? 10_000);
+        const cut = setTimeout(() => {
+          app.server.closeAllConnections();
+          monitor?.server.closeAllConnections();
+        }, opts.closeTimeoutMs ?? 10_000);
         cut.unref();
         try {
-          await app.close();
+          await Promise.all([app.close(), monitor?.close()]);
         } finally {
           clearTimeout(cut);
         }
@@ -359,6 +498,49 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       return shutdownPromise;
     },
   };
+}
+
+interface MonitorRoutes {
+  readonly healthz: () => Promise<unknown>;
+  readonly readyz: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+  readonly metrics: Metrics;
+  readonly isDraining: () => boolean;
+}
+
+/**
+ * The monitoring listener: plain HTTP (Prometheus and the kubelet's probes need no certificate), GET
+ * only, tiny bodies, a small connection cap of its own so a busy scraper never takes the webhook's
+ * connections. The network policy admits it only from the node (probes) and the monitoring namespace.
+ */
+function createMonitor(logger: Logger, opts: ServerOptions, routes: MonitorRoutes): FastifyInstance {
+  const monitor = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: (parent) => parent,
+    http: { requestTimeout: 10_000, headersTimeout: 10_000, connectionsCheckingInterval: 1_000 },
+    bodyLimit: 1024,
+    requestTimeout: 10_000,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 95_000,
+    connectionTimeout: 15_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  monitor.server.maxConnections = MONITOR_MAX_CONNECTIONS;
+  monitor.removeAllContentTypeParsers();
+  monitor.addHook('onSend', (_req, reply, payload, done) => {
+    if (routes.isDraining()) reply.header('connection', 'close');
+    done(null, payload);
+  });
+  monitor.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url}`)));
+  monitor.setErrorHandler((err: FastifyError, _req, reply) => {
+    const code = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (code >= 500) logger.error({ err: { message: err.message, stack: err.stack } }, 'monitoring request failed');
+    return reply.code(code).send(errorBody(code, code >= 500 ? 'internal error' : err.message));
+  });
+  monitor.get('/healthz', routes.healthz);
+  monitor.get('/readyz', routes.readyz);
+  monitor.get('/metrics', async (_req, reply) => reply.type(routes.metrics.contentType).send(await routes.metrics.render()));
+  return monitor;
 }
 
 export interface SignalOptions {

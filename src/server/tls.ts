@@ -2,7 +2,8 @@
 // the kubelet swaps the mounted volume's `..data` symlink atomically: watching the directory catches
 // that, and a poll catches what the watch misses (network filesystems, a watcher that died). A new pair
 // is applied only once both files parse and the key matches the certificate, so a half-written pair is
-// never served: the previous one stays until the next change.
+// never served: the previous one stays until the next change. The CA bundle that client certificates
+// must chain to (client authentication, optional) is part of the same material and reloaded with it.
 
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
@@ -20,17 +21,54 @@ export interface KeyPair {
   /** Serial of the leaf certificate, upper-case hex. */
   readonly serial: string;
   readonly notAfter: string;
-  /** Hash of both files' bytes: tells whether anything changed. */
+  /** PEM bundle of the CAs a client certificate must chain to (client authentication on). */
+  readonly clientCa?: Buffer;
+  /** Subjects of those CAs, for the log. */
+  readonly clientCaSubjects?: readonly string[];
+  /** Hash of every file's bytes: tells whether anything changed. */
   readonly digest: string;
 }
 
-/** Reads and checks a certificate/key pair. Throws an Error whose message says what is wrong. */
-export async function loadKeyPair(certFile: string, keyFile: string): Promise<KeyPair> {
-  const [cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)]);
-  return checkKeyPair(cert, key, certFile, keyFile);
+/** Reads and checks a certificate/key pair (and a client CA bundle). Throws an Error saying what is wrong. */
+export async function loadKeyPair(certFile: string, keyFile: string, clientCaFile?: string): Promise<KeyPair> {
+  const [cert, key, ca] = await Promise.all([readFile(certFile), readFile(keyFile), clientCaFile ? readFile(clientCaFile) : undefined]);
+  return checkKeyPair(cert, key, certFile, keyFile, ca && clientCaFile ? { pem: ca, file: clientCaFile } : undefined);
 }
 
-export function checkKeyPair(cert: Buffer, key: Buffer, certFile = 'certificate', keyFile = 'key'): KeyPair {
+function digestOf(cert: Buffer, key: Buffer, ca: Buffer | undefined): string {
+  const h = createHash('sha256').update(cert).update('\0').update(key);
+  if (ca) h.update('\0').update(ca);
+  return h.digest('hex');
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+/**
+ * The subjects of a CA bundle. Every certificate in it must be a CA: a leaf put there by mistake would
+ * make OpenSSL accept exactly that certificate as a client, which is not what a CA file promises.
+ */
+export function checkClientCa(pem: Buffer, file = 'client CA'): string[] {
+  const blocks = pem.toString('utf8').match(PEM_CERT) ?? [];
+  if (blocks.length === 0) throw new Error(`${file}: no PEM certificate in it`);
+  return blocks.map((b, i) => {
+    let x509: X509Certificate;
+    try {
+      x509 = new X509Certificate(b);
+    } catch (e) {
+      throw new Error(`${file}: certificate #${i + 1} does not parse (${(e as Error).message})`);
+    }
+    if (!x509.ca) throw new Error(`${file}: ${x509.subject.replace(/\n/g, ', ')} is not a CA certificate`);
+    return x509.subject.replace(/\n/g, ', ');
+  });
+}
+
+export function checkKeyPair(
+  cert: Buffer,
+  key: Buffer,
+  certFile = 'certificate',
+  keyFile = 'key',
+  clientCa?: { readonly pem: Buffer; readonly file: string },
+): KeyPair {
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);
@@ -44,14 +82,21 @@ export function checkKeyPair(cert: Buffer, key: Buffer, certFile = 'certificate'
     throw new Error(`${keyFile}: not a PEM private key (${(e as Error).message})`);
   }
   if (!x509.checkPrivateKey(privateKey)) throw new Error(`${keyFile} does not match the certificate in ${certFile}`);
+  const clientCaSubjects = clientCa ? checkClientCa(clientCa.pem, clientCa.file) : undefined;
   try {
     // What the server will actually do with the pair: catches a truncated chain after the first certificate.
-    createSecureContext({ cert, key });
+    createSecureContext({ cert, key, ...(clientCa ? { ca: clientCa.pem } : {}) });
   } catch (e) {
-    throw new Error(`${certFile}/${keyFile}: unusable pair (${(e as Error).message})`);
+    throw new Error(`${certFile}/${keyFile}${clientCa ? `/${clientCa.file}` : ''}: unusable (${(e as Error).message})`);
   }
-  const digest = createHash('sha256').update(cert).update('\0').update(key).digest('hex');
-  return { cert, key, serial: x509.serialNumber.toUpperCase(), notAfter: x509.validTo, digest };
+  return {
+    cert,
+    key,
+    serial: x509.serialNumber.toUpperCase(),
+    notAfter: x509.validTo,
+    ...(clientCa && clientCaSubjects ? { clientCa: clientCa.pem, clientCaSubjects } : {}),
+    digest: digestOf(cert, key, clientCa?.pem),
+  };
 }
 
 export type ReloadOutcome = 'unchanged' | 'reloaded' | 'failed';
@@ -59,6 +104,8 @@ export type ReloadOutcome = 'unchanged' | 'reloaded' | 'failed';
 export interface TlsReloaderOptions {
   readonly certFile: string;
   readonly keyFile: string;
+  /** The client CA bundle, read and installed together with the pair (client authentication on). */
+  readonly clientCaFile?: string;
   /** The pair being served now. */
   readonly current: KeyPair;
   /** Installs a new pair (server.setSecureContext). */
@@ -95,7 +142,8 @@ export class TlsReloader {
   start(): void {
     if (!this.#stopped) return;
     this.#stopped = false;
-    const dirs = new Set([dirname(this.#opts.certFile), dirname(this.#opts.keyFile)]);
+    const files = [this.#opts.certFile, this.#opts.keyFile, ...(this.#opts.clientCaFile ? [this.#opts.clientCaFile] : [])];
+    const dirs = new Set(files.map((f) => dirname(f)));
     for (const dir of dirs) {
       try {
         const w = watch(dir, { persistent: false }, () => this.#schedule());
@@ -152,21 +200,22 @@ export class TlsReloader {
   }
 
   async #checkOnce(): Promise<ReloadOutcome> {
-    const { certFile, keyFile, logger } = this.#opts;
+    const { certFile, keyFile, clientCaFile, logger } = this.#opts;
     let cert: Buffer;
     let key: Buffer;
+    let ca: Buffer | undefined;
     try {
-      [cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)]);
+      [cert, key, ca] = await Promise.all([readFile(certFile), readFile(keyFile), clientCaFile ? readFile(clientCaFile) : undefined]);
     } catch (e) {
       // Mid-swap the files can be briefly missing; the next event or poll retries.
       return this.#failed(`read:${(e as Error).message}`, (e as Error).message);
     }
-    const digest = createHash('sha256').update(cert).update('\0').update(key).digest('hex');
+    const digest = digestOf(cert, key, ca);
     if (digest === this.#current.digest) return 'unchanged';
     if (digest === this.#lastFailed) return 'failed';
     let pair: KeyPair;
     try {
-      pair = checkKeyPair(cert, key, certFile, keyFile);
+      pair = checkKeyPair(cert, key, certFile, keyFile, ca && clientCaFile ? { pem: ca, file: clientCaFile } : undefined);
     } catch (e) {
       return this.#failed(digest, (e as Error).message);
     }
@@ -178,7 +227,15 @@ export class TlsReloader {
     const previous = this.#current;
     this.#current = pair;
     this.#lastFailed = undefined;
-    logger.info({ serial: pair.serial, notAfter: pair.notAfter, previousSerial: previous.serial }, 'tls: serving certificate reloaded');
+    logger.info(
+      {
+        serial: pair.serial,
+        notAfter: pair.notAfter,
+        previousSerial: previous.serial,
+        ...(pair.clientCaSubjects ? { clientCa: pair.clientCaSubjects } : {}),
+      },
+      'tls: serving certificate reloaded',
+    );
     this.#opts.onResult?.('success');
     return 'reloaded';
   }

@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import t from 'tap';
 
 import { makeCerts } from '../helpers/certs.ts';
+import { freePort } from '../helpers/ports.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const main = `${root}src/cli/main.ts`;
@@ -34,6 +35,11 @@ t.test('startup errors: exit 2, one line, before listening', async (t) => {
     [[...base, '--state', `${root}examples/cluster`, '--log-level', 'loud'], /--log-level: must be one of/],
     [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', 'lots'], /--verdict-cache: not a whole number/],
     [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', '20000'], /--verdict-cache: must be between 0 and 16384/],
+    [[...base, '--state', `${root}examples/cluster`, '--metrics-port', 'http'], /--metrics-port: not a whole number/],
+    [[...base, '--state', `${root}examples/cluster`, '--port', '9443', '--metrics-port', '9443'], /--metrics-port: must differ from --port/],
+    [[...base, '--state', `${root}examples/cluster`, '--max-connections', '0'], /--max-connections: must be between 1 and 65535/],
+    [[...base, '--state', `${root}examples/cluster`, '--client-ca', join(dir, 'none-ca.crt')], /client CA.*none-ca\.crt/],
+    [[...base, '--state', `${root}examples/cluster`, '--client-ca', certs.cert], /is not a CA certificate/],
   ];
   for (const [args, err] of cases) {
     const r = runSync(args);
@@ -75,13 +81,21 @@ function get(url: string, path: string): Promise<number> {
 }
 
 /** The "listening" log line (stdout is pino JSON). */
-function listeningRecord(child: ChildProcess): Promise<{ url: string; allocationSitePretenuring?: string }> {
+interface ListeningRecord {
+  url: string;
+  metricsUrl?: string;
+  clientAuth?: boolean;
+  maxConnections?: number;
+  allocationSitePretenuring?: string;
+}
+
+function listeningRecord(child: ChildProcess): Promise<ListeningRecord> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('serve did not start in 30 s')), 30_000);
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       try {
-        const rec = JSON.parse(line) as { msg?: string; url?: string; allocationSitePretenuring?: string };
+        const rec = JSON.parse(line) as Partial<ListeningRecord> & { msg?: string };
         if (rec.msg === 'meshguard webhook listening' && rec.url) {
           clearTimeout(timer);
           resolve({ ...rec, url: rec.url });
@@ -212,6 +226,31 @@ t.test("node's own pretenuring flag is left as given, and the listening line say
   });
   const listening = await listeningRecord(child);
   t.equal(listening.allocationSitePretenuring, 'node flags');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+});
+
+t.test('--metrics-port, --client-ca and --max-connections reach the server', async (t) => {
+  const metricsPort = await freePort();
+  const child = spawn(process.execPath, [
+    main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '0',
+    '--metrics-port', String(metricsPort), '--client-ca', certs.caCert, '--max-connections', '7',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const listening = await listeningRecord(child);
+  t.equal(listening.metricsUrl, `http://127.0.0.1:${metricsPort}`);
+  t.equal(listening.clientAuth, true);
+  t.equal(listening.maxConnections, 7);
+  const metrics = await fetch(`${listening.metricsUrl}/metrics`);
+  t.equal(metrics.status, 200);
+  t.match(await metrics.text(), /meshguard_connections_dropped_total 0/);
+  t.equal((await fetch(`${listening.metricsUrl}/healthz`)).status, 200);
+  t.equal(await get(listening.url, '/metrics'), 401, 'nothing but the probes without a client certificate');
+  const r = await post(listening.url, '/validate', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' });
+  t.equal(r.status, 401);
   child.kill('SIGTERM');
   t.equal(await exited, 0);
 });

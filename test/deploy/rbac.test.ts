@@ -25,7 +25,7 @@ interface Doc {
   subjects?: { kind?: string; name?: string; namespace?: string }[];
 }
 
-const OVERLAYS = ['enforce', 'audit', 'host-network'] as const;
+const OVERLAYS = ['enforce', 'audit', 'host-network', 'client-auth'] as const;
 const READ_VERBS = new Set(['get', 'list', 'watch']);
 
 const kubectl = anyKubectl();

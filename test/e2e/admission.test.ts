@@ -161,7 +161,7 @@ t.test('enforce mode through kube-apiserver', async (t) => {
   await t.test('meshguard is ready and counted every request', async (t) => {
     const ready = await env.mg.get('/readyz');
     t.equal(ready.status, 200);
-    const metrics = await env.mg.get('/metrics');
+    const metrics = await env.mg.metrics();
     t.equal(metrics.status, 200);
     t.match(metrics.body, /denied/, 'denials are in the metrics');
     t.match(env.mg.logs(), /"verdict":"denied"/, 'decisions are logged');

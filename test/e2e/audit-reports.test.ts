@@ -44,9 +44,9 @@ t.test('policy reports and the existing-findings gauge follow the cluster', asyn
   t.same(report.scope && { kind: report.scope.kind, name: report.scope.name }, { kind: 'NetworkPolicy', name: 'netshoot-egress' });
   t.same(report.results?.map((r) => [r.policy, r.result]), [['dns-egress-missing', 'fail']]);
   t.match(report.results?.[0]?.properties?.victims, /green\/netshoot-1/);
-  const gauge = async () => (await mg.get('/metrics')).body.split('\n').find((l) => l.startsWith('meshguard_existing_findings{rule="dns-egress-missing",action="deny"}'));
+  const gauge = async () => (await mg.metrics()).body.split('\n').find((l) => l.startsWith('meshguard_existing_findings{rule="dns-egress-missing",action="deny"}'));
   t.equal(await gauge(), 'meshguard_existing_findings{rule="dns-egress-missing",action="deny"} 1');
-  t.match((await mg.get('/metrics')).body, /meshguard_audit_report_writer 1/);
+  t.match((await mg.metrics()).body, /meshguard_audit_report_writer 1/);
   const lease = await kubectl(['get', 'lease', '-n', 'meshguard', 'meshguard-audit', '-o', 'jsonpath={.spec.holderIdentity}']);
   t.equal(lease.code, 0, lease.stderr);
   t.ok(lease.stdout.length > 0, `the lease is held (${lease.stdout})`);

@@ -28,7 +28,7 @@ interface Webhook {
   rules: { apiGroups: string[]; resources: string[]; operations: string[] }[];
 }
 
-const OVERLAYS = { enforce: 'Fail', audit: 'Ignore', 'host-network': 'Fail' } as const;
+const OVERLAYS = { enforce: 'Fail', audit: 'Ignore', 'host-network': 'Fail', 'client-auth': 'Fail' } as const;
 
 function render(kubectl: string, overlay: string): string {
   return execFileSync(kubectl, ['kustomize', join(REPO_ROOT, 'deploy', 'overlays', overlay)], { encoding: 'utf8' });
@@ -88,14 +88,25 @@ t.test('deploy overlays against a real apiserver', async (t) => {
         spec: { template: { spec: { hostNetwork?: boolean; dnsPolicy?: string; containers: { args: string[] }[] } } };
       };
       const pod = deploy.spec.template.spec;
+      const args = pod.containers[0]!.args;
       if (overlay === 'host-network') {
         t.equal(pod.hostNetwork, true);
         t.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet');
-        t.ok(pod.containers[0]!.args.includes('--port=10443'), 'a distinct port on the node');
+        t.ok(args.includes('--port=10443'), 'a distinct port on the node');
+        t.ok(args.includes('--metrics-port=10444'), 'and one for the probes and metrics');
         t.notOk(docs.some((d) => d.kind === 'CiliumNetworkPolicy'), 'no CiliumNetworkPolicy for a host-network pod');
       } else {
         t.notOk(pod.hostNetwork);
+        t.ok(args.includes('--metrics-port=9090'), 'probes and metrics on their own port');
         t.ok(docs.some((d) => d.kind === 'CiliumNetworkPolicy'), 'meshguard is covered by its own CiliumNetworkPolicy');
+      }
+      t.ok(docs.some((d) => d.kind === 'Service' && d.metadata.name === 'meshguard-metrics'), 'a Service for Prometheus');
+      // (The policy's sources and ports are judged in test/deploy/network-policy.test.ts.)
+      if (overlay === 'client-auth') {
+        t.ok(args.includes('--client-ca=/etc/meshguard/client-ca/ca.crt'), 'meshguard requires the apiserver\'s client certificate');
+        t.ok(docs.some((d) => d.kind === 'Certificate' && d.metadata.name === 'meshguard-apiserver-client'), 'which cert-manager issues');
+      } else {
+        t.notOk(args.some((a) => a.startsWith('--client-ca')), 'no client authentication');
       }
     });
   }

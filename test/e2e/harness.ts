@@ -228,11 +228,22 @@ const APISERVER_GRACE_MS = 4_000;
 /** Where the `default/kubernetes` EndpointSlice points (no endpoint reconciler runs; see below). */
 export const APISERVER_ENDPOINT = { ip: '10.0.0.10', port: 6443 } as const;
 
-export async function startControlPlane(): Promise<ControlPlane> {
+export interface ControlPlaneOptions {
+  /**
+   * Client certificates (PEM files) the apiserver presents to admission webhooks, by the name it looks
+   * them up under: a URL webhook's host:port ("127.0.0.1:8443"), a Service webhook's "<svc>.<ns>.svc",
+   * "*.<ns>.svc", or "*" for every webhook. Written to the kubeconfig of a WebhookAdmissionConfiguration
+   * given to the apiserver with --admission-control-config-file, as a control-plane admin would.
+   */
+  readonly webhookClientCerts?: Readonly<Record<string, { readonly cert: string; readonly key: string }>>;
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const bins = kubeBins();
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-e2e-'));
   const pki = join(dir, 'pki');
   mkdirSync(pki);
+  const admissionConfig = opts.webhookClientCerts ? writeWebhookAdmissionConfig(pki, opts.webhookClientCerts) : undefined;
 
   // Serving certificate of the apiserver (kubectl verifies it), service-account signing keys.
   const ca = makeCa(pki, 'e2e-apiserver-ca');
@@ -318,6 +329,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
       // Nothing must rewrite default/kubernetes to 127.0.0.1; the tests own that EndpointSlice.
       '--endpoint-reconciler-type=none',
       '--allow-privileged=true',
+      ...(admissionConfig ? [`--admission-control-config-file=${admissionConfig}`] : []),
       '--profiling=false',
       '--v=1',
     ];
@@ -377,6 +389,39 @@ export async function startControlPlane(): Promise<ControlPlane> {
   }
 }
 
+/**
+ * The AdmissionConfiguration that makes the apiserver authenticate to webhooks: the
+ * ValidatingAdmissionWebhook plugin reads client credentials per webhook host from a kubeconfig.
+ */
+function writeWebhookAdmissionConfig(pki: string, certs: Readonly<Record<string, { readonly cert: string; readonly key: string }>>): string {
+  const kubeconfig = join(pki, 'webhook-kubeconfig.yaml');
+  writeFileSync(kubeconfig, [
+    'apiVersion: v1',
+    'kind: Config',
+    'users:',
+    ...Object.entries(certs).flatMap(([name, c]) => [
+      `- name: ${JSON.stringify(name)}`,
+      '  user:',
+      `    client-certificate: ${JSON.stringify(c.cert)}`,
+      `    client-key: ${JSON.stringify(c.key)}`,
+    ]),
+    '',
+  ].join('\n'), { mode: 0o600 });
+  const config = join(pki, 'admission-config.yaml');
+  writeFileSync(config, [
+    'apiVersion: apiserver.config.k8s.io/v1',
+    'kind: AdmissionConfiguration',
+    'plugins:',
+    '- name: ValidatingAdmissionWebhook',
+    '  configuration:',
+    '    apiVersion: apiserver.config.k8s.io/v1',
+    '    kind: WebhookAdmissionConfiguration',
+    `    kubeConfigFile: ${JSON.stringify(kubeconfig)}`,
+    '',
+  ].join('\n'));
+  return config;
+}
+
 function kubeconfigYaml(server: string, caPem: string, token: string): string {
   const caData = Buffer.from(caPem).toString('base64');
   return [
@@ -432,6 +477,8 @@ export interface MeshguardOptions {
   kubeconfigPath: string;
   configFile?: string;
   port?: number;
+  /** Port of the plain-HTTP monitoring listener (--metrics-port); picked free when not given. */
+  metricsPort?: number;
   /** SIGTERM drain in seconds (default 0 in tests: stop() should not wait for a drain). */
   drainSeconds?: number;
   /** Extra `serve` arguments. */
@@ -444,12 +491,16 @@ export interface Meshguard {
   /** https://127.0.0.1:PORT (registerWebhook adds /validate). */
   url: string;
   port: number;
+  /** http://127.0.0.1:METRICS_PORT, the monitoring listener (/metrics, /healthz, /readyz). */
+  metricsUrl: string;
   /** base64 of the PEM CA that signed meshguard's serving certificate (a webhook's caBundle). */
   caBundle: string;
   /** PEM of that CA (for direct HTTPS calls in tests). */
   caPem: string;
-  /** GET a path on meshguard (status 0 when it does not answer). */
+  /** GET a path on meshguard's HTTPS port (status 0 when it does not answer). */
   get(path: string): Promise<{ status: number; body: string }>;
+  /** GET /metrics from the monitoring listener. */
+  metrics(): Promise<{ status: number; body: string }>;
   /** SIGTERM (SIGKILL after 15 s); `{ kill: true }` = SIGKILL at once (a crash). */
   stop(opts?: { kill?: boolean }): Promise<void>;
   logs(): string;
@@ -461,20 +512,23 @@ export async function startMeshguard(opts: MeshguardOptions): Promise<Meshguard>
   // A port taken between the check and the bind is retried on a fresh one, unless the caller chose it.
   for (let attempt = 1; ; attempt++) {
     const port = opts.port ?? (await freePort());
+    const metricsPort = opts.metricsPort ?? (await freePort());
     try {
-      return await launchMeshguard(opts, port);
+      return await launchMeshguard(opts, port, metricsPort);
     } catch (e) {
-      if (opts.port !== undefined || attempt >= PORT_ATTEMPTS || !(e instanceof Error) || !portTaken(e.message)) throw e;
+      const chosen = opts.port !== undefined && opts.metricsPort !== undefined;
+      if (chosen || attempt >= PORT_ATTEMPTS || !(e instanceof Error) || !portTaken(e.message)) throw e;
     }
   }
 }
 
-async function launchMeshguard(opts: MeshguardOptions, port: number): Promise<Meshguard> {
+async function launchMeshguard(opts: MeshguardOptions, port: number, metricsPort: number): Promise<Meshguard> {
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-e2e-mg-'));
   const ca = makeCa(dir, 'e2e-meshguard-ca');
   const cert = issueCert(dir, ca, { cn: 'meshguard', sans: ['127.0.0.1', 'localhost'] });
   const caPem = readFileSync(ca.caCert, 'utf8');
   const url = `https://127.0.0.1:${port}`;
+  const metricsUrl = `http://127.0.0.1:${metricsPort}`;
   const args = [
     join(REPO_ROOT, 'bin', 'meshguard.js'),
     'serve',
@@ -483,6 +537,7 @@ async function launchMeshguard(opts: MeshguardOptions, port: number): Promise<Me
     '--tls-key', cert.key,
     '--host', '127.0.0.1',
     '--port', String(port),
+    '--metrics-port', String(metricsPort),
     '--drain-seconds', String(opts.drainSeconds ?? 0),
     ...(opts.configFile ? ['--config', opts.configFile] : []),
     ...(opts.extraArgs ?? []),
@@ -494,9 +549,11 @@ async function launchMeshguard(opts: MeshguardOptions, port: number): Promise<Me
   const mg: Meshguard = {
     url,
     port,
+    metricsUrl,
     caBundle: Buffer.from(caPem).toString('base64'),
     caPem,
     get: (path) => httpGet(`${url}${path}`, { ca: caPem }),
+    metrics: () => httpGet(`${metricsUrl}/metrics`),
     logs: () => proc.output(),
     async stop(o) {
       if (stopped) return;

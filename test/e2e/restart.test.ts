@@ -79,7 +79,7 @@ t.test('apiserver restarts', async (t) => {
     t.equal(created.code, 0, out(created));
     await waitFor('the new pod to reach meshguard', async () => /mesh\/api-1/.test((await verdict(env)).message), 15_000, 250);
     t.pass('pod created after the second restart seen');
-    const metrics = await env.mg.get('/metrics');
+    const metrics = await env.mg.metrics();
     t.equal(metrics.status, 200);
   });
 });

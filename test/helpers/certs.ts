@@ -30,6 +30,10 @@ export interface CertOptions {
   readonly name?: string;
   /** Validity in days (default 2). */
   readonly days?: number;
+  /** Key algorithm (default EC P-256); RSA makes the server offer RSA key-exchange suites too. */
+  readonly keyType?: 'ec' | 'rsa';
+  /** What the certificate is for (default server): a client certificate authenticates its holder. */
+  readonly usage?: 'server' | 'client';
 }
 
 function openssl(args: string[]): string {
@@ -54,7 +58,7 @@ export function makeCa(dir: string, cn = 'meshguard-test-ca'): CaPaths {
   return { caCert, caKey };
 }
 
-/** Issues a serving certificate signed by `ca`, written to `<dir>/<name>.crt` and `<dir>/<name>.key`. */
+/** Issues a serving (or, with usage client, a client) certificate signed by `ca`, written to `<dir>/<name>.crt` and `<dir>/<name>.key`. */
 export function issueCert(dir: string, ca: CaPaths, opts: CertOptions = {}): ServingCert {
   mkdirSync(dir, { recursive: true });
   const name = opts.name ?? 'tls';
@@ -64,14 +68,16 @@ export function issueCert(dir: string, ca: CaPaths, opts: CertOptions = {}): Ser
   const cert = join(dir, `${name}.crt`);
   const csr = join(dir, `${name}.csr`);
   const ext = join(dir, `${name}.ext`);
-  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
+  if (opts.keyType === 'rsa') openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', key]);
+  else openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
   openssl(['req', '-new', '-key', key, '-subj', `/CN=${cn}`, '-out', csr]);
+  const client = opts.usage === 'client';
   execFileSync('sh', ['-c', 'cat > "$1"', 'sh', ext], {
     input: [
       'basicConstraints=CA:FALSE',
       'keyUsage=critical,digitalSignature,keyEncipherment',
-      'extendedKeyUsage=serverAuth',
-      `subjectAltName=${sanLine(sans)}`,
+      `extendedKeyUsage=${client ? 'clientAuth' : 'serverAuth'}`,
+      ...(client ? [] : [`subjectAltName=${sanLine(sans)}`]),
       '',
     ].join('\n'),
   });

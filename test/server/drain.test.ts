@@ -72,6 +72,10 @@ t.test('shutdown: readiness 503 during the drain, requests still served, then cl
   t.equal(s.server.draining, true);
   t.equal((await get('/readyz')).status, 503, 'readiness fails at once');
   t.equal((await get('/healthz')).status, 200, 'still alive');
+  // The Deployment probes the monitoring listener: it must say the same.
+  const probe = (p: string) => send(s.metricsUrl, p, { ca: s.ca, method: 'GET', contentType: null });
+  t.equal((await probe('/readyz')).status, 503, 'readiness fails on the monitoring port too');
+  t.equal((await probe('/healthz')).status, 200, 'and liveness holds there');
   const during = await postReview(s.url, review(), { ca: s.ca });
   t.equal(during.status, 200, 'reviews still answered during the drain');
   t.equal(during.json.response.allowed, true);
@@ -87,6 +91,7 @@ t.test('shutdown: readiness 503 during the drain, requests still served, then cl
   t.ok(took >= 1500, `drain lasted ${took} ms`);
   t.ok(await Promise.race([idleClosed.then(() => true), sleep(2000).then(() => false)]), 'idle keep-alive connection closed');
   await t.rejects(get('/healthz'), { code: 'ECONNREFUSED' }, 'nothing listens after shutdown');
+  await t.rejects(send(s.metricsUrl, '/healthz', { ca: s.ca, method: 'GET', contentType: null }), { code: 'ECONNREFUSED' }, 'nor on the monitoring port');
 });
 
 t.test('a stuck connection cannot hold shutdown past the close timeout', async (t) => {

@@ -3,6 +3,7 @@
 // reports which certificate the server presented.
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +103,8 @@ export function memoryLogger(): { logger: Logger; lines: Record<string, unknown>
 export interface Started {
   readonly server: MeshguardServer;
   readonly url: string;
+  /** The plain-HTTP monitoring listener (GET /metrics, /healthz, /readyz). */
+  readonly metricsUrl: string;
   readonly certs: CertSet;
   readonly dir: string;
   readonly ca: Buffer;
@@ -126,11 +129,13 @@ export async function startServer(
     port: 0,
     drainSeconds: 0,
     tlsPollSeconds: 0,
+    metricsPort: 0,
     logger,
     ...opts,
     source,
   });
   const url = await server.listen();
+  const metricsUrl = server.metricsUrl ?? '';
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
@@ -139,7 +144,7 @@ export async function startServer(
     rmSync(dir, { recursive: true, force: true });
   };
   t.teardown(close);
-  return { server, url, certs, dir, ca: readFileSync(certs.caCert), lines, source, close };
+  return { server, url, metricsUrl, certs, dir, ca: readFileSync(certs.caCert), lines, source, close };
 }
 
 export interface Answer {
@@ -162,25 +167,26 @@ export interface SendOptions {
   readonly ca: Buffer;
   readonly timeoutMs?: number;
   readonly headers?: Record<string, string>;
+  /** A client certificate and key (PEM) to present. */
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
 }
 
-/** One HTTPS request; rejects on a network error or when no answer comes within timeoutMs. */
+/** One HTTPS (or, for an http: URL, plain HTTP) request; rejects on a network error or when no answer comes within timeoutMs. */
 export function send(url: string, path: string, o: SendOptions): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ...(o.headers ?? {}) };
     if (o.contentType !== null) headers['content-type'] = o.contentType ?? 'application/json';
-    const req = request(new URL(path, url), {
-      method: o.method ?? 'POST',
-      ca: o.ca,
-      agent: o.agent ?? false,
-      headers,
-      timeout: o.timeoutMs ?? 10_000,
-    });
+    const target = new URL(path, url);
+    const common = { method: o.method ?? 'POST', headers, timeout: o.timeoutMs ?? 10_000 };
+    const req = target.protocol === 'http:'
+      ? httpRequest(target, { ...common, agent: false })
+      : request(target, { ...common, ca: o.ca, agent: o.agent ?? false, ...(o.cert ? { cert: o.cert } : {}), ...(o.key ? { key: o.key } : {}) });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${o.timeoutMs ?? 10_000} ms`)));
     req.on('error', reject);
     req.on('response', (res) => {
       const socket = res.socket as TLSSocket;
-      const serial = socket.getPeerCertificate().serialNumber?.toUpperCase() ?? '';
+      const serial = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate().serialNumber?.toUpperCase() ?? '' : '';
       const reused = (req as unknown as { reusedSocket: boolean }).reusedSocket;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -202,4 +208,9 @@ export function send(url: string, path: string, o: SendOptions): Promise<Answer>
 
 export function postReview(url: string, body: unknown, o: Omit<SendOptions, 'body'>): Promise<Answer> {
   return send(url, '/validate', { ...o, body: JSON.stringify(body) });
+}
+
+/** GET the monitoring listener's /metrics page. */
+export function scrape(s: Pick<Started, 'metricsUrl'>): Promise<Answer> {
+  return send(s.metricsUrl, '/metrics', { ca: Buffer.alloc(0), method: 'GET', contentType: null });
 }

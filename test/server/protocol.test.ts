@@ -6,7 +6,7 @@ import t from 'tap';
 import { toAdmissionReview } from '../../src/admission/review.ts';
 import type { Decision } from '../../src/rules/types.ts';
 import { cachingDecide } from '../../src/verdict/cache.ts';
-import { allow, finding, postReview, recordingDecide, review, send, startServer, fakeSource } from './harness.ts';
+import { allow, finding, postReview, recordingDecide, review, scrape, send, startServer, fakeSource } from './harness.ts';
 
 t.test('allowed review: uid echoed, envelope, decide sees the Change and the state', async (t) => {
   const decide = recordingDecide();
@@ -193,6 +193,33 @@ t.test('probes and unknown routes', async (t) => {
   t.equal(nf.status, 404);
   t.equal(nf.json.error, 'Not Found');
   t.equal((await get('/validate')).status, 404, 'GET /validate is not a route');
+  t.equal((await get('/metrics')).status, 404, 'metrics are not on the webhook port');
+});
+
+t.test('the monitoring listener: plain HTTP, metrics and probes, nothing else', async (t) => {
+  const source = fakeSource(false);
+  const s = await startServer(t, { source });
+  t.match(s.metricsUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.not(new URL(s.metricsUrl).port, new URL(s.url).port, 'a port of its own');
+  const get = (p: string) => send(s.metricsUrl, p, { ca: s.ca, method: 'GET', contentType: null });
+  t.equal((await get('/healthz')).status, 200);
+  const notReady = await get('/readyz');
+  t.equal(notReady.status, 503, 'readiness is the same as on the webhook port');
+  t.same(notReady.json, { status: 'state not synced' });
+  source.setSynced(true);
+  t.equal((await get('/readyz')).status, 200);
+  const m = await scrape(s);
+  t.equal(m.status, 200);
+  t.match(m.text, /meshguard_admission_requests_total/);
+  const validate = await send(s.metricsUrl, '/validate', { ca: s.ca, body: JSON.stringify(review()) });
+  t.equal(validate.status, 404, 'no reviews answered in plain HTTP');
+  t.equal((await send(s.metricsUrl, '/metrics', { ca: s.ca, body: 'x', contentType: 'text/plain' })).status, 404, 'GET only');
+});
+
+t.test('without metricsPort there is no monitoring listener', async (t) => {
+  const s = await startServer(t, { metricsPort: undefined });
+  t.equal(s.server.metricsUrl, undefined);
+  t.equal(s.server.monitor, undefined);
 });
 
 t.test('readiness waits for the warm-up, and probes are answered while it runs', async (t) => {
@@ -285,7 +312,7 @@ t.test('metrics: verdicts, findings, latency, state gauges', async (t) => {
   deny = true;
   await postReview(s.url, review(), { ca: s.ca });
   await send(s.url, '/validate', { ca: s.ca, body: '{' });
-  const m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  const m = await scrape(s);
   t.equal(m.status, 200);
   t.match(m.headers['content-type'], /text\/plain/);
   t.match(m.text, /meshguard_admission_requests_total\{verdict="allowed"\} 1\b/);
@@ -302,7 +329,7 @@ t.test('metrics: verdicts, findings, latency, state gauges', async (t) => {
   t.match(m.text, /meshguard_tls_reloads_total\{result="success"\} 0\b/);
   t.match(m.text, /process_resident_memory_bytes/);
   source.setSynced(false);
-  const m2 = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  const m2 = await scrape(s);
   t.match(m2.text, /meshguard_state_synced 0\b/);
 });
 
@@ -371,18 +398,18 @@ t.test('verdict cache: a repeated review is answered from memory, logged as cach
   t.equal(lines[0]!.cached, undefined);
   t.equal(lines[1]!.cached, true);
   t.equal(lines[1]!.dryRun, true);
-  let m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  let m = await scrape(s);
   t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="hit"\} 1\b/);
   t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="miss"\} 1\b/);
   t.match(m.text, /meshguard_verdict_cache_entries 1\b/);
   t.match(m.text, /meshguard_findings_total\{rule="dns-egress-missing",action="deny"\} 2\b/, 'findings of cached answers count');
   // A watch event: the state changes, the request is evaluated again.
   source.state.upsert('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'blue' } });
-  m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  m = await scrape(s);
   t.match(m.text, /meshguard_verdict_cache_entries 0\b/, 'entries of the old state are not counted (nor kept)');
   await postReview(s.url, review(), { ca: s.ca });
   t.equal(inner.calls.length, 2);
-  m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  m = await scrape(s);
   t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="miss"\} 2\b/);
 });
 
@@ -407,7 +434,7 @@ t.test('without a verdict cache the cache metrics read zero', async (t) => {
   const s = await startServer(t);
   await postReview(s.url, review(), { ca: s.ca });
   await postReview(s.url, review(), { ca: s.ca });
-  const m = await send(s.url, '/metrics', { ca: s.ca, method: 'GET', contentType: null });
+  const m = await scrape(s);
   t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="hit"\} 0\b/);
   t.match(m.text, /meshguard_verdict_cache_entries 0\b/);
 });

@@ -56,7 +56,7 @@ t.test('rotation through a Secret volume while requests run: zero failures, new 
   const { logger, lines } = memoryLogger();
   const server = await createServer({
     source: fakeSource(), decide: recordingDecide(), tlsCertFile: volume.certFile, tlsKeyFile: volume.keyFile,
-    host: '127.0.0.1', port: 0, drainSeconds: 0, logger, tlsDebounceMs: 100, tlsPollSeconds: 0,
+    host: '127.0.0.1', port: 0, metricsPort: 0, drainSeconds: 0, logger, tlsDebounceMs: 100, tlsPollSeconds: 0,
   });
   t.teardown(() => server.shutdown());
   const url = await server.listen();
@@ -117,7 +117,7 @@ t.test('rotation through a Secret volume while requests run: zero failures, new 
   const probe = await send(url, '/healthz', { ca, method: 'GET', contentType: null });
   t.equal(probe.serial, second.serial);
   t.ok(lines.some((l) => l.msg === 'tls: serving certificate reloaded' && l.serial === second.serial));
-  const m = await send(url, '/metrics', { ca, method: 'GET', contentType: null });
+  const m = await send(server.metricsUrl!, '/metrics', { ca, method: 'GET', contentType: null });
   t.match(m.text, /meshguard_tls_reloads_total\{result="success"\} 1\b/);
   t.match(m.text, /meshguard_tls_reloads_total\{result="failure"\} 0\b/);
 });
@@ -138,7 +138,7 @@ t.test('a half-written or mismatched pair is not installed; the old one keeps se
   // Long debounce: the test drives reloads with reloadTls() so each intermediate state is checked.
   const server = await createServer({
     source: fakeSource(), decide: recordingDecide(), tlsCertFile: certFile, tlsKeyFile: keyFile,
-    host: '127.0.0.1', port: 0, drainSeconds: 0, logger, tlsDebounceMs: 60_000, tlsPollSeconds: 0,
+    host: '127.0.0.1', port: 0, metricsPort: 0, drainSeconds: 0, logger, tlsDebounceMs: 60_000, tlsPollSeconds: 0,
   });
   t.teardown(() => server.shutdown());
   const url = await server.listen();
@@ -169,7 +169,7 @@ t.test('a half-written or mismatched pair is not installed; the old one keeps se
   t.equal(await serialNow(), second.serial);
   t.equal(await server.reloadTls(), 'unchanged');
 
-  const m = await send(url, '/metrics', { ca, method: 'GET', contentType: null });
+  const m = await send(server.metricsUrl!, '/metrics', { ca, method: 'GET', contentType: null });
   t.match(m.text, /meshguard_tls_reloads_total\{result="success"\} 1\b/);
   t.match(m.text, /meshguard_tls_reloads_total\{result="failure"\} 3\b/);
 });

@@ -1,11 +1,10 @@
 // Pieces every meshguard command shares: where output goes, the exit code, repeatable options, the
 // version, and turning --state / --kubeconfig into a mutable copy of the cluster state.
 
-import { readFileSync } from 'node:fs';
-
 import { Command } from 'commander';
 
 import { InputError } from '../errors.ts';
+import { packageInfo } from '../package-info.ts';
 import { DEFAULT_INPUT_LIMITS, formatBytes, parseByteSize, type InputLimits } from '../state/input.ts';
 import type { Rule } from '../rules/types.ts';
 import { istioNamespaces, loadSnapshot, stateFromObjects } from '../state/snapshot.ts';
@@ -43,17 +42,9 @@ export function collect(value: string, previous: string[] | undefined): string[]
   return [...(previous ?? []), value];
 }
 
-let cachedVersion: string | undefined;
-/** meshguard's version from package.json (src/cli and dist/cli both sit two levels below it). */
+/** meshguard's version from package.json. */
 export function version(): string {
-  if (cachedVersion) return cachedVersion;
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    cachedVersion = pkg.version ?? '0.0.0';
-  } catch {
-    cachedVersion = '0.0.0';
-  }
-  return cachedVersion;
+  return packageInfo().version;
 }
 
 /** Exactly one of --state / --kubeconfig, as the commands that read a cluster require. */

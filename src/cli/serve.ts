@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import type { Level, Logger } from 'pino';
 
 import { loadConfig } from '../config/config.ts';
+import { docsLinks } from '../config/docs-links.ts';
 import { InputError } from '../errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
 import { createLogger } from '../server/log-bounds.ts';
@@ -88,6 +89,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const server = await createServer({
     source,
     decide: cached,
+    docsUrl: docsLinks(config.docs.baseUrl),
     ...(cacheEntries > 0 ? { verdictCacheStats: () => cached.stats(source.state) } : {}),
     // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
     // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.

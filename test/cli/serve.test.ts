@@ -103,7 +103,10 @@ async function listeningUrl(child: ChildProcess): Promise<string> {
 }
 
 t.test('serves the example state, answers a review, drains and exits 0 on SIGTERM', async (t) => {
-  const child = spawn(process.execPath, [main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '1'], {
+  // A config that only moves the rule pages: denials must link there.
+  const config = join(dir, 'docs.yaml');
+  writeFileSync(config, 'docs:\n  baseUrl: https://docs.example.com/meshguard/rules\n');
+  const child = spawn(process.execPath, [main, ...base, '--state', `${root}examples/cluster`, '--config', config, '--drain-seconds', '1'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -164,6 +167,7 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   t.equal(resp.status.code, 403);
   t.match(resp.status.message, /\[dns-egress-missing\]/);
   t.match(resp.status.message, /\[apiserver-egress-missing\]/);
+  t.match(resp.status.message, /\[dns-egress-missing\] .* Docs: https:\/\/docs\.example\.com\/meshguard\/rules\/dns-egress-missing\.md($|\n)/, 'linked under the configured base');
 
   // The same request again (a dry run, then the apply): answered from the verdict cache, same answer.
   const repeat = { ...example, request: { ...example.request, uid: '7c1f0e7a-0000-4000-8000-000000000002', dryRun: true } };

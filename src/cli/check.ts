@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 
 import type { Change, Operation } from '../admission/change.ts';
 import { loadConfig } from '../config/config.ts';
+import { docsLinks, type DocsLinks } from '../config/docs-links.ts';
 import { InputError } from '../errors.ts';
 import type { Decision } from '../rules/types.ts';
 import { KIND_NAMES, KINDS, groupOf, kindOf, type KindName } from '../state/kinds.ts';
@@ -39,6 +40,8 @@ export interface CheckFinding {
   readonly victims?: readonly string[];
   readonly victimCount?: number;
   readonly preexisting?: boolean;
+  /** The rule's page: an https URL under the config's docs.baseUrl. */
+  readonly docs: string;
 }
 
 /** One object's verdict: the `results[]` entry of `check --output json` (DESIGN.md §2). */
@@ -127,7 +130,7 @@ function apply(state: MemoryState, change: Change): void {
   else if (change.object) state.upsert(change.kind, change.object);
 }
 
-function toResult(doc: ManifestDoc, change: Change, decision: Decision): CheckResult {
+function toResult(doc: ManifestDoc, change: Change, decision: Decision, docsUrl: DocsLinks): CheckResult {
   return {
     kind: change.gvk.kind,
     namespace: change.namespace,
@@ -142,6 +145,7 @@ function toResult(doc: ManifestDoc, change: Change, decision: Decision): CheckRe
       ...(f.victims !== undefined ? { victims: f.victims } : {}),
       ...(f.victimCount !== undefined ? { victimCount: f.victimCount } : {}),
       ...(f.preexisting ? { preexisting: true } : {}),
+      docs: docsUrl(f.rule),
     })),
     ...(decision.skipped.length > 0 ? { skipped: decision.skipped } : {}),
     ...(decision.exemptReason !== undefined ? { exemptReason: decision.exemptReason } : {}),
@@ -169,6 +173,7 @@ export async function runCheck(manifests: readonly string[], opts: CheckOptions,
   if (docs.length === 0) throw new InputError(`no Kubernetes objects found in ${manifests.join(', ')}`);
   const original = await loadMutableState(opts, limits);
   const decide = createDecide(ctx.rules, config);
+  const docsUrl = docsLinks(config.docs.baseUrl);
   const results: CheckResult[] = [];
   let state = original;
   let currentFile: string | undefined;
@@ -181,7 +186,7 @@ export async function runCheck(manifests: readonly string[], opts: CheckOptions,
     const change = changeFor(doc, i, state, forced);
     const decision = decide(change, state);
     if (decision.allowed) apply(state, change);
-    results.push(toResult(doc, change, decision));
+    results.push(toResult(doc, change, decision, docsUrl));
   });
   return results;
 }
@@ -191,7 +196,7 @@ function objectName(r: CheckResult): string {
 }
 
 /** The human-readable report: one block per object, then a summary line. */
-export function formatText(results: readonly CheckResult[], docsOf: (rule: string) => string | undefined): string {
+export function formatText(results: readonly CheckResult[]): string {
   const lines: string[] = [];
   for (const r of results) {
     const verdict = r.allowed ? (r.findings.length > 0 ? 'allowed with findings' : 'allowed') : 'DENIED';
@@ -205,8 +210,7 @@ export function formatText(results: readonly CheckResult[], docsOf: (rule: strin
         lines.push(`        affected: ${f.victims.join(', ')}${more > 0 ? ` and ${more} more` : ''}`);
       }
       if (f.fix) lines.push(`        fix: ${f.fix}`);
-      const docs = docsOf(f.rule);
-      if (docs) lines.push(`        docs: ${docs}`);
+      lines.push(`        docs: ${f.docs}`);
     }
     if (r.skipped && r.skipped.length > 0) lines.push(`  skipped by annotation: ${r.skipped.join(', ')}`);
   }
@@ -231,10 +235,7 @@ export function checkCommand(ctx: CliContext): Command {
     .option('--per-file', 'judge each manifest file on its own against the original state (default: one apply, in order)')
     .action(async (manifests: string[], opts: CheckOptions) => {
       const results = await runCheck(manifests, opts, ctx);
-      const byId = new Map(ctx.rules.map((r) => [r.id, r.docs]));
-      ctx.io.stdout(
-        opts.output === 'json' ? JSON.stringify({ results }, null, 2) + '\n' : formatText(results, (id) => byId.get(id)),
-      );
+      ctx.io.stdout(opts.output === 'json' ? JSON.stringify({ results }, null, 2) + '\n' : formatText(results));
       if (results.some((r) => !r.allowed)) setExit(ctx, EXIT_DENIED);
     });
 }

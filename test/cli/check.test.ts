@@ -11,6 +11,9 @@ import { runCli } from '../../src/cli/program.ts';
 import type { Rule } from '../../src/rules/types.ts';
 import { FAKE_RULES } from '../verdict/fake-rules.ts';
 
+/** Where rule pages are linked by default: package.json homepage + /blob/main/docs/rules. */
+const DOCS = 'https://github.com/meshguard/meshguard/blob/main/docs/rules';
+
 const dir = mkdtempSync(join(tmpdir(), 'meshguard-cli-'));
 function file(name: string, text: string): string {
   const p = join(dir, name);
@@ -122,7 +125,36 @@ t.test('text report of a denial names rule, action, message, fix and docs', asyn
   t.match(r.stdout, 'deny  fake-orphan-policy: namespace nowhere does not exist');
   t.match(r.stdout, 'affected: nowhere/orphan and 2 more');
   t.match(r.stdout, 'fix: create namespace nowhere first');
-  t.match(r.stdout, 'docs: docs/rules/fake-orphan-policy.md');
+  t.match(r.stdout, `docs: ${DOCS}/fake-orphan-policy.md`);
+});
+
+t.test('the text report, word for word', async (t) => {
+  const m = file('golden.yaml', cnp('orphan', 'nowhere') + '---\n' + cnp('labelled', 'team-a', { 'fake/finding': 'just so you know' }));
+  const r = await run(['check', '--state', STATE, m]);
+  t.equal(
+    r.stdout,
+    `CREATE CiliumNetworkPolicy nowhere/orphan (${m}:1): DENIED
+  deny  fake-orphan-policy: namespace nowhere does not exist
+        affected: nowhere/orphan and 2 more
+        fix: create namespace nowhere first
+        docs: ${DOCS}/fake-orphan-policy.md
+CREATE CiliumNetworkPolicy team-a/labelled (${m}:10): allowed with findings
+  warn  fake-label: just so you know
+        docs: ${DOCS}/fake-label.md
+2 objects checked: 1 allowed, 1 denied, 2 findings
+`,
+  );
+});
+
+t.test('findings link to their rule page: JSON docs field, under the config\'s docs.baseUrl', async (t) => {
+  const m = file('docs-json.yaml', cnp('orphan', 'nowhere') + '---\n' + cnp('labelled', 'team-a', { 'fake/finding': 'note' }));
+  const dflt = JSON.parse((await run(['check', '--state', STATE, '--output', 'json', m])).stdout) as { results: { findings: { rule: string; docs: string }[] }[] };
+  t.same(dflt.results.flatMap((r) => r.findings.map((f) => f.docs)), [`${DOCS}/fake-orphan-policy.md`, `${DOCS}/fake-label.md`]);
+  const cfg = file('docs-cfg.yaml', 'docs:\n  baseUrl: https://wiki.example.com/meshguard/\n');
+  const moved = await run(['check', '--state', STATE, '--config', cfg, '--output', 'json', m]);
+  const doc = JSON.parse(moved.stdout) as { results: { findings: { docs: string }[] }[] };
+  t.same(doc.results.flatMap((r) => r.findings.map((f) => f.docs)), ['https://wiki.example.com/meshguard/fake-orphan-policy.md', 'https://wiki.example.com/meshguard/fake-label.md']);
+  t.match((await run(['check', '--state', STATE, '--config', cfg, m])).stdout, '        docs: https://wiki.example.com/meshguard/fake-orphan-policy.md\n');
 });
 
 t.test('objects are applied in order: a namespace created first makes its policy valid', async (t) => {
@@ -257,8 +289,10 @@ t.test('rules: text table and JSON from the catalogue given', async (t) => {
       action: r.severity === 'B' ? 'deny' : 'warn',
       summary: r.summary,
       docs: r.docs,
+      docsUrl: `${DOCS}/${r.id}.md`,
     })),
   );
+  t.match(text.stdout, `reports the fake/finding label [${DOCS}/fake-label.md]`, 'the text table links each rule');
   const cfg = file('rules-cfg.yaml', 'rules:\n  fake-label: off\n');
   const withCfg = JSON.parse((await run(['rules', '--output', 'json', '--config', cfg])).stdout) as { rules: { id: string; action: string }[] };
   t.equal(withCfg.rules.find((r) => r.id === 'fake-label')?.action, 'off');
@@ -268,7 +302,10 @@ t.test('rules: text table and JSON from the catalogue given', async (t) => {
   const lines = md.stdout.trimEnd().split('\n');
   t.equal(lines[0], '| rule | severity | default | summary |');
   t.equal(lines.length, 2 + FAKE_RULES.length);
-  t.equal(lines[2], '| [`fake-label`](docs/rules/fake-label.md) | I | warn | reports the fake/finding label |');
+  t.equal(lines[2], `| [\`fake-label\`](${DOCS}/fake-label.md) | I | warn | reports the fake/finding label |`);
+  const movedCfg = file('rules-docs.yaml', 'docs:\n  baseUrl: https://wiki.example.com/mg\n');
+  const moved = JSON.parse((await run(['rules', '--output', 'json', '--config', movedCfg])).stdout) as { rules: { id: string; docsUrl: string }[] };
+  t.same(moved.rules.map((r) => r.docsUrl), FAKE_RULES.map((r) => `https://wiki.example.com/mg/${r.id}.md`));
 });
 
 t.test('--version and --help exit 0', async (t) => {

@@ -231,7 +231,7 @@ export function checkCommand(ctx: CliContext): Command {
     .option('--kubeconfig <file>', 'read the state from a live cluster instead')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--operation <op>', 'CREATE | UPDATE | DELETE (default: CREATE, or UPDATE when the object is in the state)')
-    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .option('--per-file', 'judge each manifest file on its own against the original state (default: one apply, in order)')
     .action(async (manifests: string[], opts: CheckOptions) => {
       const results = await runCheck(manifests, opts, ctx);

@@ -72,7 +72,7 @@ export function rulesCommand(ctx: CliContext): Command {
   return addLimitOptions(new Command('rules'))
     .description('list the rule catalogue: id, severity, default action, summary, link to the rule\'s page')
     .option('--config <file>', 'also show the action this config gives each rule')
-    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
     .action((opts: { config?: string; output: 'text' | 'json' | 'markdown' } & LimitFlags) => {
       const rows = ruleRows(ctx, opts.config, inputLimits(opts));
       const withAction = opts.config !== undefined;

@@ -308,6 +308,19 @@ t.test('rules: text table and JSON from the catalogue given', async (t) => {
   t.same(moved.rules.map((r) => r.docsUrl), FAKE_RULES.map((r) => `https://wiki.example.com/mg/${r.id}.md`));
 });
 
+t.test('-o is --output in check and rules, as in every command', async (t) => {
+  const m = file('short-o.yaml', cnp('orphan', 'nowhere'));
+  const check = await run(['check', '--state', STATE, '-o', 'json', m]);
+  t.equal(check.code, 1);
+  t.equal(JSON.parse(check.stdout).results[0].allowed, false);
+  const rules = await run(['rules', '-o', 'json']);
+  t.same((JSON.parse(rules.stdout) as { rules: { id: string }[] }).rules.map((r) => r.id), FAKE_RULES.map((r) => r.id));
+  t.match((await run(['rules', '-o', 'markdown'])).stdout, /^\| rule \| severity/);
+  const bad = await run(['check', '--state', STATE, '-o', 'yaml', m]);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /argument 'yaml' is invalid/);
+});
+
 t.test('--version and --help exit 0', async (t) => {
   const v = await run(['--version']);
   t.equal(v.code, 0);

@@ -23,6 +23,7 @@ const OPERATIONS = ['CREATE', 'UPDATE', 'DELETE'] as const satisfies readonly Op
 export interface CheckOptions {
   readonly state?: string[];
   readonly kubeconfig?: string;
+  readonly context?: string;
   readonly config?: string;
   readonly operation?: string;
   readonly output: 'text' | 'json';
@@ -229,6 +230,7 @@ export function checkCommand(ctx: CliContext): Command {
     .argument('<manifest...>', 'manifest files or directories (YAML/JSON, multi-document, kind: List)')
     .option('--state <path>', 'cluster state: file or directory of YAML/JSON (repeatable)', collect)
     .option('--kubeconfig <file>', 'read the state from a live cluster instead')
+    .option('--context <name>', 'kubeconfig context to read from instead of current-context')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--operation <op>', 'CREATE | UPDATE | DELETE (default: CREATE, or UPDATE when the object is in the state)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))

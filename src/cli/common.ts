@@ -47,11 +47,25 @@ export function version(): string {
   return packageInfo().version;
 }
 
-/** Exactly one of --state / --kubeconfig, as the commands that read a cluster require. */
-export function stateArgs(opts: { state?: string[]; kubeconfig?: string }, required: boolean): void {
+/** Where a command reads the cluster state from: files, or a live cluster (kubeconfig and context). */
+export interface StateFlags {
+  readonly state?: string[];
+  readonly kubeconfig?: string;
+  /** The kubeconfig context instead of current-context (kubectl --context). */
+  readonly context?: string;
+}
+
+/**
+ * Files or a live cluster, not both, as the commands that read a cluster require. `--context` alone
+ * means a live cluster through the default kubeconfig chain, as with kubectl.
+ */
+export function stateArgs(opts: StateFlags, required: boolean): void {
   const hasState = (opts.state?.length ?? 0) > 0;
   if (hasState && opts.kubeconfig !== undefined) throw new InputError('give either --state or --kubeconfig, not both');
-  if (required && !hasState && opts.kubeconfig === undefined) throw new InputError('one of --state PATH or --kubeconfig FILE is required');
+  if (hasState && opts.context !== undefined) throw new InputError('--context selects a live cluster; it does not go with --state');
+  if (required && !hasState && opts.kubeconfig === undefined && opts.context === undefined) {
+    throw new InputError('one of --state PATH or --kubeconfig FILE (or --context NAME) is required');
+  }
 }
 
 /**
@@ -59,12 +73,15 @@ export function stateArgs(opts: { state?: string[]; kubeconfig?: string }, requi
  * from files, or listed once from a live cluster (the same lists `meshguard snapshot` writes; no watches,
  * so a one-shot command fails fast on an unreachable cluster instead of retrying).
  */
-export async function loadMutableState(opts: { state?: string[]; kubeconfig?: string }, limits: InputLimits = DEFAULT_INPUT_LIMITS): Promise<MemoryState> {
+export async function loadMutableState(opts: StateFlags, limits: InputLimits = DEFAULT_INPUT_LIMITS): Promise<MemoryState> {
   if (opts.state && opts.state.length > 0) return loadSnapshot(opts.state, { limits });
   // The listed objects are used as they are (no YAML dump and re-parse in between). Imported here:
   // the Kubernetes client takes ~0.4 s to load, which commands reading files should not pay.
   const { listClusterObjects } = await import('../state/dump.ts');
-  const { objects } = await listClusterObjects({ ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}) });
+  const { objects } = await listClusterObjects({
+    ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}),
+    ...(opts.context !== undefined ? { context: opts.context } : {}),
+  });
   return stateFromObjects(objects, { label: 'live copy', configMapNamespaces: istioNamespaces(objects) });
 }
 

@@ -31,6 +31,7 @@ const LEVELS: readonly Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'tr
 export interface ServeOptions {
   readonly config?: string;
   readonly kubeconfig?: string;
+  readonly context?: string;
   readonly state?: string[];
   readonly port: string;
   readonly host: string;
@@ -71,6 +72,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const pretenuring = tuneHeapForServing();
 
   let source: StateSource;
+  /** Which kubeconfig and context (or the service account) a live source reads, for the log. */
+  let cluster: string | undefined;
   const fromFiles = (opts.state?.length ?? 0) > 0;
   if (fromFiles) {
     source = new SnapshotSource(opts.state!, { limits });
@@ -78,7 +81,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     await source.start();
   } else {
     // Without --kubeconfig: $KUBECONFIG, ~/.kube/config, then the in-cluster service account.
-    const api = loadKubeConfig(opts.kubeconfig);
+    const api = loadKubeConfig(opts.kubeconfig, opts.context);
+    cluster = api.source;
     source = new LiveSource({ api, logger, ...(opts.kubeconfig ? { kubeconfigPath: opts.kubeconfig } : {}) });
   }
 
@@ -120,6 +124,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     {
       url,
       state: source.state.describe(),
+      ...(cluster !== undefined ? { cluster } : {}),
       mode: config.mode,
       config: config.file ?? 'defaults',
       rules: ctx.rules.filter((r) => config.rules[r.id] !== 'off').length,
@@ -147,6 +152,7 @@ export function serveCommand(ctx: CliContext): Command {
     .description('run the admission webhook over HTTPS (POST /validate, /healthz, /readyz, /metrics)')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--kubeconfig <file>', 'watch this cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
+    .option('--context <name>', 'kubeconfig context to watch instead of current-context')
     .option('--state <path>', 'serve a fixed state from files instead of a live cluster (repeatable)', collect)
     .option('--port <port>', 'HTTPS port', '8443')
     .option('--host <address>', 'listen address', '0.0.0.0')

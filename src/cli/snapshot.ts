@@ -13,6 +13,7 @@ export type SnapshotFormat = (typeof SNAPSHOT_FORMATS)[number];
 
 export interface SnapshotOptions {
   readonly kubeconfig?: string;
+  readonly context?: string;
   /** The file to write ("-" or absent: standard output). */
   readonly file?: string;
   /** yaml | json; a value that is neither is the file of the old `-o FILE` usage. */
@@ -57,6 +58,7 @@ export async function runSnapshot(opts: SnapshotOptions, ctx: CliContext): Promi
   const { file, format } = snapshotTarget(opts, ctx);
   const text = await dumpSnapshot({
     ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}),
+    ...(opts.context !== undefined ? { context: opts.context } : {}),
     ...(opts.istioRootNamespace !== undefined ? { istioRootNamespace: opts.istioRootNamespace } : {}),
     format,
   });
@@ -68,6 +70,7 @@ export function snapshotCommand(ctx: CliContext): Command {
   return new Command('snapshot')
     .description('write the objects meshguard reads from a live cluster to one YAML or JSON file usable with --state')
     .option('--kubeconfig <file>', 'cluster to read (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
+    .option('--context <name>', 'kubeconfig context to read instead of current-context')
     .option('--file <file>', 'file to write, replaced atomically (default, or "-": standard output)')
     .option('-o, --output <format>', 'yaml or json (default: json when --file ends in .json, else yaml)')
     .option('--istio-root-namespace <ns>', 'Istio root namespace when it is neither istio-system nor where istiod runs')

@@ -11,6 +11,8 @@ import type { KubeObject } from './types.ts';
 
 export interface DumpOptions {
   readonly kubeconfigPath?: string;
+  /** The kubeconfig context to use instead of current-context. */
+  readonly context?: string;
   /** The Istio root namespace when it is neither istio-system nor istiod's namespace. */
   readonly istioRootNamespace?: string;
   /** Use this apiserver instead of loading a kubeconfig (tests). */
@@ -45,7 +47,7 @@ export interface ClusterObjects {
  * kubeconfig or when the cluster refuses a list.
  */
 export async function listClusterObjects(opts: DumpOptions): Promise<ClusterObjects> {
-  const api = opts.api ?? loadKubeConfig(opts.kubeconfigPath);
+  const api = opts.api ?? loadKubeConfig(opts.kubeconfigPath, opts.context);
   const server = api.server;
   try {
     const byKind = new Map<KindName, KubeObject[]>();

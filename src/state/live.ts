@@ -48,10 +48,13 @@ function errText(err: unknown): string {
   return String(err).slice(0, 300);
 }
 
-/** The apiserver of a kubeconfig (the kubectl chain when no path: $KUBECONFIG, ~/.kube/config, in-cluster). */
-export function loadKubeConfig(kubeconfigPath?: string): KubeApi {
+/**
+ * The apiserver of a kubeconfig (the kubectl chain when no path: $KUBECONFIG, ~/.kube/config, in-cluster),
+ * in `context` when given, else the current context.
+ */
+export function loadKubeConfig(kubeconfigPath?: string, context?: string): KubeApi {
   try {
-    return loadKubeApi(kubeconfigPath);
+    return loadKubeApi(kubeconfigPath, context !== undefined ? { context } : {});
   } catch (e) {
     if (e instanceof InputError) throw e;
     throw new InputError(`cannot load kubeconfig: ${errText(e)}`, kubeconfigPath ? { file: kubeconfigPath } : undefined);
@@ -159,6 +162,8 @@ interface Stream {
 
 export interface LiveSourceOptions {
   readonly kubeconfigPath?: string;
+  /** The kubeconfig context to use instead of current-context. */
+  readonly context?: string;
   readonly logger: Logger;
   /** Relist a stream silent for longer than this; also the period of the watchdog (default 60). */
   readonly watchdogSeconds?: number;
@@ -213,7 +218,7 @@ export class LiveSource implements StateSource {
   async start(): Promise<void> {
     if (this.#started) throw new Error('LiveSource already started');
     this.#started = true;
-    this.#api = this.#opts.api ?? loadKubeConfig(this.#opts.kubeconfigPath);
+    this.#api = this.#opts.api ?? loadKubeConfig(this.#opts.kubeconfigPath, this.#opts.context);
     const cmNamespaces = new Set<string>(CONFIGMAP_NAMESPACES);
     if (this.#opts.istioRootNamespace) cmNamespaces.add(this.#opts.istioRootNamespace);
     for (const kind of KIND_NAMES) {

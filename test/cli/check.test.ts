@@ -239,7 +239,7 @@ t.test('input errors: exit 2, one line on stderr, nothing on stdout', async (t) 
     [['check', '--state', STATE, badYaml], new RegExp(`^meshguard: ${badYaml.replace(/[.]/g, '\\.')}:4: invalid YAML`)],
     [['check', '--state', STATE, join(dir, 'missing.yaml')], /cannot read: ENOENT/],
     [['check', '--state', join(dir, 'missing-state'), file('fine.yaml', cnp('a', 'team-a'))], /missing-state: cannot read: ENOENT/],
-    [['check', file('fine2.yaml', cnp('a', 'team-a'))], /one of --state PATH or --kubeconfig FILE is required/],
+    [['check', file('fine2.yaml', cnp('a', 'team-a'))], /one of --state PATH or --kubeconfig FILE \(or --context NAME\) is required/],
     [['check', '--state', STATE, '--kubeconfig', 'k', file('fine3.yaml', cnp('a', 'team-a'))], /either --state or --kubeconfig, not both/],
     [['check', '--state', STATE], /missing required argument 'manifest'/],
     [['check', '--state', STATE, '--frobnicate', 'x.yaml'], /unknown option '--frobnicate'/],

@@ -17,6 +17,21 @@ const dir = mkdtempSync(join(tmpdir(), 'meshguard-serve-'));
 const certs = makeCerts(dir);
 const base = ['serve', '--host', '127.0.0.1', '--port', '0', '--tls-cert', certs.cert, '--tls-key', certs.key];
 
+/** Two contexts, both on unreachable servers: c (current) and other. */
+const unreachableKubeconfig = join(dir, 'unreachable.kubeconfig');
+writeFileSync(
+  unreachableKubeconfig,
+  [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}, {name: o, cluster: {server: "https://127.0.0.1:2", insecure-skip-tls-verify: true}}]',
+    'contexts: [{name: c, context: {cluster: c, user: u}}, {name: other, context: {cluster: o, user: u}}]',
+    'users: [{name: u, user: {token: not-a-real-token}}]',
+    'current-context: c',
+    '',
+  ].join('\n'),
+);
+
 function runSync(args: string[]) {
   return spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 60_000 });
 }
@@ -34,6 +49,8 @@ t.test('startup errors: exit 2, one line, before listening', async (t) => {
     [[...base, '--state', `${root}examples/cluster`, '--log-level', 'loud'], /--log-level: must be one of/],
     [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', 'lots'], /--verdict-cache: not a whole number/],
     [[...base, '--state', `${root}examples/cluster`, '--verdict-cache', '20000'], /--verdict-cache: must be between 0 and 16384/],
+    [[...base, '--kubeconfig', unreachableKubeconfig, '--context', 'prod'], /unreachable\.kubeconfig: kubeconfig: no context "prod" \(it has c, other\)$/m],
+    [[...base, '--state', `${root}examples/cluster`, '--context', 'other'], /--context selects a live cluster; it does not go with --state/],
   ];
   for (const [args, err] of cases) {
     const r = runSync(args);
@@ -75,7 +92,7 @@ function get(url: string, path: string): Promise<number> {
 }
 
 /** The "listening" log line (stdout is pino JSON). */
-function listeningRecord(child: ChildProcess): Promise<{ url: string; allocationSitePretenuring?: string }> {
+function listeningRecord(child: ChildProcess): Promise<{ url: string; allocationSitePretenuring?: string; cluster?: string }> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('serve did not start in 30 s')), 30_000);
     const lines = createInterface({ input: child.stdout! });
@@ -183,27 +200,27 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
 });
 
 t.test('live source that cannot sync: listening but not ready; SIGTERM still exits 0', async (t) => {
-  const kubeconfig = join(dir, 'unreachable.kubeconfig');
-  writeFileSync(
-    kubeconfig,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]',
-      'contexts: [{name: c, context: {cluster: c, user: u}}]',
-      'users: [{name: u, user: {token: not-a-real-token}}]',
-      'current-context: c',
-      '',
-    ].join('\n'),
-  );
-  const child = spawn(process.execPath, [main, ...base, '--kubeconfig', kubeconfig, '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [main, ...base, '--kubeconfig', unreachableKubeconfig, '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
-  const url = await listeningUrl(child);
+  const listening = await listeningRecord(child);
+  const url = listening.url;
+  t.equal(listening.cluster, `${unreachableKubeconfig} (context c)`, 'the listening line says which cluster is watched');
   t.equal(await get(url, '/healthz'), 200);
   t.equal(await get(url, '/readyz'), 503, 'not ready before the first sync');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+});
+
+t.test('--context watches that context instead of current-context', async (t) => {
+  const child = spawn(process.execPath, [main, ...base, '--kubeconfig', unreachableKubeconfig, '--context', 'other', '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  t.equal((await listeningRecord(child)).cluster, `${unreachableKubeconfig} (context other)`);
   child.kill('SIGTERM');
   t.equal(await exited, 0);
 });

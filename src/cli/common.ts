@@ -21,6 +21,8 @@ export const EXIT_INTERNAL = 3;
 export interface CliIO {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
+  /** stderr is a terminal: progress may be shown there (never in CI logs, where it would be noise). */
+  readonly stderrIsTTY?: boolean;
 }
 
 /** What a command needs besides its options: output, the rule catalogue, and where to put its exit code. */

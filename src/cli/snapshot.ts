@@ -5,7 +5,8 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 
 import { InputError } from '../errors.ts';
-import { dumpSnapshot } from '../state/dump.ts';
+import { listClusterObjects, snapshotText, type ClusterObjects, type ListProgress } from '../state/dump.ts';
+import { KIND_NAMES } from '../state/kinds.ts';
 import type { CliContext } from './common.ts';
 
 export const SNAPSHOT_FORMATS = ['yaml', 'json'] as const;
@@ -54,16 +55,55 @@ export function snapshotTarget(opts: SnapshotOptions, ctx: CliContext): { file?:
   return { ...(toStdout ? {} : { file }), format: format ?? (!toStdout && /\.json$/i.test(file!) ? 'json' : 'yaml') };
 }
 
+/** Least time between two progress updates of the same list (a new list is shown at once). */
+const PROGRESS_EVERY_MS = 100;
+
+/** Progress on one terminal line, rewritten in place, and erased when the lists are done. */
+function terminalProgress(write: (s: string) => void): { update: (p: ListProgress) => void; clear: () => void } {
+  let lastAt = 0;
+  let shown = false;
+  return {
+    update(p) {
+      const now = Date.now();
+      if (p.listed > 0 && now - lastAt < PROGRESS_EVERY_MS) return;
+      lastAt = now;
+      shown = true;
+      write(`\r\x1b[Kmeshguard: listing ${p.kind}${p.namespace !== undefined ? ` in ${p.namespace}` : ''}: ${p.listed}`);
+    },
+    clear() {
+      if (shown) write('\r\x1b[K');
+    },
+  };
+}
+
+/** What was read, on stderr: objects per kind, the kinds not installed, and the file written. */
+export function snapshotSummary(listed: ClusterObjects, file: string | undefined, format: SnapshotFormat): string {
+  const counts = KIND_NAMES.filter((k) => listed.counts[k] !== undefined).map((k) => `${k} ${listed.counts[k]}`);
+  const lines = [`meshguard: read ${listed.objects.length} objects from ${listed.server}: ${counts.join(', ')}`];
+  if (listed.missing.length > 0) lines.push(`meshguard: not installed (no CRD served; empty in the snapshot): ${listed.missing.join(', ')}`);
+  if (file !== undefined) lines.push(`meshguard: wrote ${file} (${format.toUpperCase()})`);
+  return lines.join('\n') + '\n';
+}
+
 export async function runSnapshot(opts: SnapshotOptions, ctx: CliContext): Promise<void> {
   const { file, format } = snapshotTarget(opts, ctx);
-  const text = await dumpSnapshot({
-    ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}),
-    ...(opts.context !== undefined ? { context: opts.context } : {}),
-    ...(opts.istioRootNamespace !== undefined ? { istioRootNamespace: opts.istioRootNamespace } : {}),
-    format,
-  });
+  // A big cluster takes a while to list: show how far it got, but only to a person watching a terminal.
+  const progress = ctx.io.stderrIsTTY ? terminalProgress(ctx.io.stderr) : undefined;
+  let listed: ClusterObjects;
+  try {
+    listed = await listClusterObjects({
+      ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}),
+      ...(opts.context !== undefined ? { context: opts.context } : {}),
+      ...(opts.istioRootNamespace !== undefined ? { istioRootNamespace: opts.istioRootNamespace } : {}),
+      ...(progress ? { onProgress: progress.update } : {}),
+    });
+  } finally {
+    progress?.clear();
+  }
+  const text = snapshotText(listed, format);
   if (file === undefined) ctx.io.stdout(text);
   else writeAtomically(file, text);
+  ctx.io.stderr(snapshotSummary(listed, file, format));
 }
 
 export function snapshotCommand(ctx: CliContext): Command {

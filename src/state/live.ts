@@ -92,7 +92,8 @@ export async function listKind(
   api: KubeApi,
   kind: KindName,
   namespace?: string,
-  onPage?: () => void,
+  /** Called after each page with the number of objects listed so far. */
+  onPage?: (listed: number) => void,
   signal?: AbortSignal,
 ): Promise<{ items: KubeObject[]; resourceVersion: string }> {
   const path = collectionPath(kind, namespace);
@@ -120,7 +121,7 @@ export async function listKind(
       const obj = transformObject(kind, raw);
       if (obj.metadata.name) items.push(obj);
     }
-    onPage?.();
+    onPage?.(items.length);
     const rv = body.metadata?.resourceVersion;
     if (typeof rv === 'string') resourceVersion = rv;
     const next = body.metadata?.continue;

@@ -16,10 +16,10 @@ interface Run {
   stderr: string;
 }
 
-async function run(argv: string[]): Promise<Run> {
+async function run(argv: string[], stderrIsTTY = false): Promise<Run> {
   let stdout = '';
   let stderr = '';
-  const code = await runCli(argv, { io: { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s) } });
+  const code = await runCli(argv, { io: { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), stderrIsTTY } });
   return { code, stdout, stderr };
 }
 
@@ -93,4 +93,37 @@ t.test('a file given twice, or a format that is not one, is a usage error before
   t.equal(r.stderr, 'meshguard: -o/--output: must be yaml or json (got "xml"); the file is --file\n');
   t.equal(api.requests.length, before, 'the cluster was not read');
   t.notOk(existsSync(join(dir, 'x.yaml')));
+});
+
+t.test('stderr says what was read: objects per kind, kinds not installed, the file written', async (t) => {
+  const { kubeconfig, dir, api } = await cluster(t);
+  const file = join(dir, 'state.json');
+  const r = await run(['snapshot', '--kubeconfig', kubeconfig, '--file', file]);
+  t.equal(r.code, 0);
+  t.equal(
+    r.stderr,
+    `meshguard: read 3 objects from ${api.url}: Namespace 1, Pod 2, Node 0, Service 0, EndpointSlice 0, ConfigMap 0, Deployment 0, ` +
+      'ServiceAccount 0, RoleBinding 0, ClusterRoleBinding 0, MutatingWebhookConfiguration 0, NetworkPolicy 0\n' +
+      'meshguard: not installed (no CRD served; empty in the snapshot): CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, AuthorizationPolicy, PeerAuthentication, Gateway\n' +
+      `meshguard: wrote ${file} (JSON)\n`,
+    'no progress when stderr is not a terminal (CI logs): the summary only',
+  );
+  api.serve(collectionPath('CiliumNetworkPolicy'));
+  api.put(collectionPath('CiliumNetworkPolicy'), { apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'p', namespace: 'shop' }, spec: { endpointSelector: {} } });
+  const toStdout = await run(['snapshot', '--kubeconfig', kubeconfig]);
+  const lines = toStdout.stderr.trimEnd().split('\n');
+  t.equal(lines.length, 2, 'no "wrote" line when the snapshot goes to stdout');
+  t.match(lines[0], /^meshguard: read 4 objects from .*, NetworkPolicy 0, CiliumNetworkPolicy 1$/);
+  t.notMatch(lines[1], /CiliumNetworkPolicy,/, 'an installed CRD is not reported missing');
+});
+
+t.test('on a terminal, progress is shown in place while listing, then erased', async (t) => {
+  const { kubeconfig } = await cluster(t);
+  const r = await run(['snapshot', '--kubeconfig', kubeconfig, '-o', 'json'], true);
+  t.equal(r.code, 0);
+  t.match(r.stderr, '\r\x1b[Kmeshguard: listing Namespace: 0', 'a line per list, rewritten in place');
+  t.match(r.stderr, '\r\x1b[Kmeshguard: listing ConfigMap in kube-system: 0');
+  t.match(r.stderr, /\r\x1b\[Kmeshguard: read 3 objects from /, 'the progress line is erased before the summary');
+  t.notMatch(r.stdout, /\x1b/, 'stdout holds only the snapshot');
+  t.equal(JSON.parse(r.stdout).kind, 'List');
 });

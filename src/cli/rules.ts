@@ -3,9 +3,9 @@
 
 import { Command, Option } from 'commander';
 
-import { loadConfig } from '../config/config.ts';
+import { loadConfig, type Config } from '../config/config.ts';
 import { docsLinks } from '../config/docs-links.ts';
-import { defaultAction, type Action, type Severity } from '../rules/types.ts';
+import { actionUnderMode, defaultAction, type Action, type Severity } from '../rules/types.ts';
 import type { InputLimits } from '../state/input.ts';
 import { addLimitOptions, inputLimits, type CliContext, type LimitFlags } from './common.ts';
 
@@ -13,7 +13,7 @@ export interface RuleRow {
   readonly id: string;
   readonly severity: Severity;
   readonly defaultAction: Action;
-  /** The action under the given config (the default action without one). */
+  /** What the given config makes of the rule, mode included (the default action without one). */
   readonly action: Action;
   readonly summary: string;
   /** The page's path in this repository (docs/rules/<id>.md). */
@@ -25,13 +25,16 @@ export interface RuleRow {
 const SEVERITY_NAMES: Record<Severity, string> = { B: 'breaks traffic', I: 'ineffective', R: 'risky' };
 
 export function ruleRows(ctx: CliContext, configFile?: string, limits?: InputLimits): RuleRow[] {
-  const config = loadConfig(configFile, ctx.rules, limits);
+  return rowsFor(ctx, loadConfig(configFile, ctx.rules, limits));
+}
+
+function rowsFor(ctx: CliContext, config: Config): RuleRow[] {
   const docsUrl = docsLinks(config.docs.baseUrl);
   return ctx.rules.map((r) => ({
     id: r.id,
     severity: r.severity,
     defaultAction: defaultAction(r.severity),
-    action: config.rules[r.id] ?? defaultAction(r.severity),
+    action: actionUnderMode(config.rules[r.id] ?? defaultAction(r.severity), config.mode),
     summary: r.summary,
     docs: r.docs,
     docsUrl: docsUrl(r.id),
@@ -74,14 +77,17 @@ export function rulesCommand(ctx: CliContext): Command {
     .option('--config <file>', 'also show the action this config gives each rule')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
     .action((opts: { config?: string; output: 'text' | 'json' | 'markdown' } & LimitFlags) => {
-      const rows = ruleRows(ctx, opts.config, inputLimits(opts));
+      const config = loadConfig(opts.config, ctx.rules, inputLimits(opts));
+      const rows = rowsFor(ctx, config);
       const withAction = opts.config !== undefined;
+      // ACTION already shows audit mode's effect; say why DEFAULT's deny became audit there.
+      const note = withAction && config.mode === 'audit' ? 'mode: audit, so every deny is audit: nothing is refused\n' : '';
       ctx.io.stdout(
         opts.output === 'json'
           ? JSON.stringify({ rules: rows }, null, 2) + '\n'
           : opts.output === 'markdown'
             ? formatRulesMarkdown(rows, withAction)
-            : formatRules(rows, withAction),
+            : formatRules(rows, withAction) + note,
       );
     });
 }

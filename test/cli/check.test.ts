@@ -308,6 +308,22 @@ t.test('rules: text table and JSON from the catalogue given', async (t) => {
   t.same(moved.rules.map((r) => r.docsUrl), FAKE_RULES.map((r) => `https://wiki.example.com/mg/${r.id}.md`));
 });
 
+t.test('rules --config in audit mode shows the action the config gives: audit where the rule denies', async (t) => {
+  const cfg = file('rules-audit.yaml', 'mode: audit\nrules:\n  fake-label: deny\n  fake-throws: warn\n');
+  const text = await run(['rules', '--config', cfg]);
+  t.equal(text.code, 0);
+  t.match(text.stdout, /^fake-orphan-policy +B \(breaks traffic\) +deny +audit +a policy/m, 'DEFAULT deny, ACTION audit');
+  t.match(text.stdout, /^fake-label +I \(ineffective\) +warn +audit +/m, 'configured deny: audit too');
+  t.match(text.stdout, /^fake-throws +R \(risky\) +warn +warn +/m, 'warn is untouched');
+  t.match(text.stdout, /\nmode: audit, so every deny is audit: nothing is refused\n$/);
+  const json = JSON.parse((await run(['rules', '--config', cfg, '-o', 'json'])).stdout) as { rules: { id: string; defaultAction: string; action: string }[] };
+  t.same(json.rules.map((r) => [r.id, r.defaultAction, r.action]), [['fake-label', 'warn', 'audit'], ['fake-orphan-policy', 'deny', 'audit'], ['fake-throws', 'warn', 'warn']]);
+  // What rules says is what check does with the same config.
+  const checked = JSON.parse((await run(['check', '--state', STATE, '--config', cfg, '-o', 'json', file('rules-audit-m.yaml', cnp('orphan', 'nowhere'))])).stdout);
+  t.match(checked, { results: [{ allowed: true, findings: [{ rule: 'fake-orphan-policy', action: json.rules[1]!.action }] }] });
+  t.notMatch((await run(['rules', '--config', file('rules-enforce.yaml', 'mode: enforce\n')])).stdout, /mode: audit/, 'no note in enforce mode');
+});
+
 t.test('-o is --output in check and rules, as in every command', async (t) => {
   const m = file('short-o.yaml', cnp('orphan', 'nowhere'));
   const check = await run(['check', '--state', STATE, '-o', 'json', m]);

@@ -203,6 +203,48 @@ t.test('kinds meshguard does not read are allowed and reported as not checked', 
   t.match(r.stdout, 'not checked: meshguard does not check Secret');
 });
 
+t.test('the summary counts objects meshguard does not judge apart from the checked ones', async (t) => {
+  const secret = 'apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: team-a}\n';
+  const service = 'apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: team-a}\nspec: {selector: {app: web}}\n';
+  const m = file('mixed.yaml', [cnp('orphan', 'nowhere'), secret, service, cnp('fine', 'team-a')].join('---\n'));
+  const r = await run(['check', '--state', STATE, m]);
+  t.equal(r.code, 1);
+  t.match(r.stdout, /\n2 objects checked: 1 allowed, 1 denied, 1 finding; 2 not checked \(kinds meshguard does not read: 1, no rule applies: 1\)\n$/);
+  t.match(r.stdout, 'CREATE Service team-a/web (' );
+  t.match(r.stdout, '  not checked: no meshguard rule judges a CREATE of a Service\n');
+  t.match((await run(['check', '--state', STATE, '--operation', 'UPDATE', file('eps.yaml', 'apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e, namespace: team-a}\naddressType: IPv4\nendpoints: []\n')])).stdout, 'not checked: no meshguard rule judges an UPDATE of an EndpointSlice\n');
+  const json = JSON.parse((await run(['check', '--state', STATE, '-o', 'json', m])).stdout) as { results: { kind: string; notChecked?: string; exemptReason?: string }[] };
+  t.same(json.results.map((x) => [x.kind, x.notChecked]), [['CiliumNetworkPolicy', undefined], ['Secret', 'kind'], ['Service', 'no-rule'], ['CiliumNetworkPolicy', undefined]]);
+  // Only kinds it does not read: the reason is named once, without counts.
+  const secrets = file('secrets.yaml', secret + '---\n' + secret.replace('name: s', 'name: t'));
+  t.match((await run(['check', '--state', STATE, secrets])).stdout, /\n0 objects checked: 0 allowed, 0 denied, 0 findings; 2 not checked \(kinds meshguard does not read\)\n$/);
+  // An exempt namespace is not checked either, whatever the kind.
+  const exempt = file('exempt-ns.yaml', 'exemptions:\n  namespaces: [nowhere]\n');
+  const ex = await run(['check', '--state', STATE, '--config', exempt, '-o', 'json', file('orphan-ex.yaml', cnp('orphan', 'nowhere'))]);
+  t.match(JSON.parse(ex.stdout), { results: [{ allowed: true, notChecked: 'exempt', exemptReason: 'namespace nowhere is exempt by the meshguard config' }] });
+  // A rule turned off judges nothing: a kind only it reads is then not checked.
+  const off = file('all-off.yaml', 'rules:\n  fake-label: off\n  fake-orphan-policy: off\n  fake-throws: off\n');
+  t.match((await run(['check', '--state', STATE, '--config', off, file('cnp-off.yaml', cnp('p', 'team-a'))])).stdout, /\n0 objects checked: .*; 1 not checked \(no rule applies\)\n$/);
+});
+
+t.test('with the real catalogue: Deployments other than istiod and ConfigMaps other than cilium-config are not checked', async (t) => {
+  const root = new URL('../../', import.meta.url).pathname;
+  const deployment = (name: string, ns: string) => `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ${name}, namespace: ${ns}}\nspec:\n  selector: {matchLabels: {app: ${name}}}\n  template:\n    metadata: {labels: {app: ${name}}}\n    spec: {containers: [{name: c, image: x}]}\n`;
+  const m = file('plumbing.yaml', [
+    deployment('web', 'demo'),
+    deployment('istiod', 'istio-system'),
+    'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app-settings, namespace: demo}\ndata: {a: b}\n',
+  ].join('---\n'));
+  let out = '';
+  await runCli(['check', '--state', `${root}examples/cluster`, '-o', 'json', m], { io: { stdout: (x) => void (out += x), stderr: () => {} } });
+  const results = (JSON.parse(out) as { results: { name: string; notChecked?: string; exemptReason?: string }[] }).results;
+  t.same(results.map((x) => [x.name, x.notChecked, x.exemptReason]), [
+    ['web', 'no-rule', 'meshguard judges only istiod Deployments'],
+    ['istiod', undefined, undefined],
+    ['app-settings', 'no-rule', 'meshguard judges only the kube-system/cilium-config ConfigMap'],
+  ]);
+});
+
 t.test('an ignored opt-out annotation is reported as a note (text) and in notices (JSON)', async (t) => {
   const m = file('skip.yaml', `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy

@@ -54,6 +54,8 @@ t.test('snapshot and check against a live cluster', async (t) => {
   const snap = await meshguard(['snapshot', '--kubeconfig', cp.kubeconfigPath, '--file', snapFile]);
   t.equal(snap.code, 0, snap.stderr);
   t.equal(snap.stdout, '');
+  t.match(snap.stderr, /^meshguard: read \d+ objects from https:\/\/[^:]+:\d+: Namespace \d+, Pod \d+, /, 'says what it read');
+  t.match(snap.stderr, `meshguard: wrote ${snapFile} (YAML)\n`);
   const state = loadSnapshot([snapFile]);
   t.ok(state.get('Pod', 'shop', 'web-0'), 'the pod is in the snapshot');
   t.ok(state.get('Service', 'kube-system', 'kube-dns'));

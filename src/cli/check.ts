@@ -147,12 +147,12 @@ function apply(state: MemoryState, change: Change): void {
  * sent only istiod and kube-system/cilium-config: deploy/base/webhook.yaml), is found here.
  */
 function notChecked(change: Change, decision: Decision, config: Config, rules: readonly Rule[]): { notChecked: NotChecked; exemptReason: string } | undefined {
-  if (decision.findings.length > 0 || !decision.allowed) return undefined;
-  const ns = change.kind === 'Namespace' ? change.name : change.namespace;
   if (decision.exemptReason !== undefined) {
+    const ns = change.kind === 'Namespace' ? change.name : change.namespace;
     const why = ns !== '' && config.exemptions.namespaces.includes(ns) ? 'exempt' : change.kind === undefined ? 'kind' : 'no-rule';
     return { notChecked: why, exemptReason: decision.exemptReason };
   }
+  if (decision.findings.length > 0 || !decision.allowed) return undefined;
   const kind = change.kind;
   if (kind === undefined) return undefined; // the verdict layer always explains these
   const judged = rules.some(

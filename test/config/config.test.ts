@@ -167,6 +167,10 @@ t.test('docs.baseUrl: defaults to the rule pages under package.json homepage; a 
   t.match(errorOf('docs:\n  baseUrl: https://wiki.example.com/rules?page=\n').message, /docs\.baseUrl: must be an https:\/\/ URL/);
   t.match(errorOf(`docs:\n  baseUrl: https://example.com/${'x'.repeat(80)}\n`).message, /docs\.baseUrl: longer than 80 characters/);
   t.match(errorOf('docs:\n  baseURL: https://example.com\n').message, /docs\.baseURL: unknown key in docs/);
+  const ctl = errorOf('mode: enforce\ndocs:\n  baseUrl: "https://example.com/a\\x01b"\n');
+  t.match(ctl.message, /docs\.baseUrl: only printable ASCII characters/);
+  t.equal(ctl.line, 3);
+  t.match(errorOf('docs:\n  baseUrl: "https://[::1/rules"\n').message, /docs\.baseUrl: not a valid URL/);
 });
 
 t.test('a top level that is not a mapping', async (t) => {

@@ -13,7 +13,8 @@ export const END = '<!-- rules:end -->';
 
 export function rulesTable(): string {
   const ctx = { io: { stdout: () => {}, stderr: () => {} }, rules: allRules(), exitCode: 0 };
-  return formatRulesMarkdown(ruleRows(ctx as never), false);
+  // Links relative to the README, so that they follow the branch being read.
+  return formatRulesMarkdown(ruleRows(ctx as never), false, 'repository');
 }
 
 /** The README text with its rule table replaced by the registry's. */

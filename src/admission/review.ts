@@ -1,6 +1,7 @@
 // AdmissionReview <-> meshguard: the request becomes a Change (objects already slimmed by the state
 // transform), and a Decision becomes the AdmissionResponse that kubectl shows to the user.
 
+import { defaultDocsBaseUrl, docsLinks, type DocsLinks } from '../config/docs-links.ts';
 import { KINDS, kindOfGVK, type KindName } from '../state/kinds.ts';
 import { keepAnnotation, transformRequestObject } from '../state/transform.ts';
 import type { KubeObject, ObjectMeta } from '../state/types.ts';
@@ -174,16 +175,21 @@ function victimsText(f: ActedFinding): string {
   return ` Affected: ${v.join(', ')}${more > 0 ? ` and ${more} more` : ''}.`;
 }
 
-/** Where a rule is explained (each rule's page lives at docs/rules/<id>.md; `meshguard rules` lists them). */
-function docsRef(rule: string): string {
-  return `docs/rules/${rule}.md`;
+/** Links every rule page under the default base (package.json homepage); the config may move it. */
+const DEFAULT_LINKS: DocsLinks = docsLinks(defaultDocsBaseUrl());
+
+/** How a response is worded besides the decision itself. */
+export interface ResponseOptions {
+  /** Rule id -> its page (default: the project's pages; `docs.baseUrl` in the config). */
+  readonly docsUrl?: DocsLinks;
 }
 
-function denyLine(f: ActedFinding, budget: number): string {
+function denyLine(f: ActedFinding, budget: number, link: string): string {
   const head = `[${f.rule}] `;
-  const tail = ` Docs: ${docsRef(f.rule)}`;
   const body = oneLine(`${f.message}${victimsText(f)}${f.fix ? ` Fix: ${f.fix}` : ''}`);
-  // The docs reference survives truncation: the reason and the link matter more than the fix's tail.
+  // The link survives truncation: the reason and the link matter more than the fix's tail. Only when
+  // so many rules deny that the link would leave no room for the reason is it left out.
+  const tail = budget - head.length - ` Docs: ${link}`.length >= 20 ? ` Docs: ${link}` : '';
   return head + truncate(body, Math.max(budget - head.length - tail.length, 20)) + tail;
 }
 
@@ -191,11 +197,11 @@ function denyLine(f: ActedFinding, budget: number): string {
  * The message kubectl prints for a denial: every denying rule with its reason and fix, one per line.
  * Long findings are cut so that every rule id still appears.
  */
-export function denyMessage(denying: readonly ActedFinding[]): string {
+export function denyMessage(denying: readonly ActedFinding[], docsUrl: DocsLinks = DEFAULT_LINKS): string {
   const header = 'meshguard denied this request:';
   if (denying.length === 0) return header.slice(0, -1);
   const perFinding = Math.floor((LIMITS.denyMessageChars - header.length) / denying.length) - 1;
-  return [header, ...denying.map((f) => denyLine(f, perFinding))].join('\n');
+  return [header, ...denying.map((f) => denyLine(f, perFinding, docsUrl(f.rule)))].join('\n');
 }
 
 /** At most this many warning lines per finding, so that one long finding cannot crowd out the others. */
@@ -203,13 +209,24 @@ const MAX_LINES_PER_WARNING = 4;
 const CONTINUATION = '  ';
 
 /**
- * A finding as kubectl `Warning:` lines: the whole message, fix and docs reference, wrapped at word
- * boundaries into lines of at most LIMITS.warningChars (the apiserver's limit per warning) instead of
- * being cut after 120 characters. Continuation lines are indented.
+ * A finding as kubectl `Warning:` lines: the whole message and fix, wrapped at word boundaries into lines
+ * of at most LIMITS.warningChars (the apiserver's limit per warning) instead of being cut after 120
+ * characters, then the link to the rule's page on a line of its own, so that wrapping or cutting a long
+ * message never breaks or drops the link. Continuation lines are indented.
  */
-export function warningLines(f: ActedFinding): string[] {
+export function warningLines(f: ActedFinding, docsUrl: DocsLinks = DEFAULT_LINKS): string[] {
   const tag = f.wouldDeny ? '(audit: would be denied) ' : f.preexisting ? '(pre-existing) ' : '';
-  return wrapWarning(`[${f.rule}] ${tag}${f.message}${f.fix ? ` Fix: ${f.fix}` : ''} (${docsRef(f.rule)})`);
+  const link = linkLine(docsUrl(f.rule));
+  const text = wrapWarning(`[${f.rule}] ${tag}${f.message}${f.fix ? ` Fix: ${f.fix}` : ''}`, link ? MAX_LINES_PER_WARNING - 1 : MAX_LINES_PER_WARNING);
+  return link ? [...text, link] : text;
+}
+
+/** "  Docs: <url>", or the bare URL when that is too long; nothing when even the URL does not fit a line. */
+function linkLine(url: string): string | undefined {
+  const line = `${CONTINUATION}Docs: ${oneLine(url)}`;
+  if (codePoints(line) <= LIMITS.warningChars) return line;
+  const bare = CONTINUATION + oneLine(url);
+  return codePoints(bare) <= LIMITS.warningChars ? bare : undefined;
 }
 
 function codePoints(s: string): number {
@@ -227,7 +244,7 @@ function codePoints(s: string): number {
 }
 
 /** One warning's text as lines of at most LIMITS.warningChars, wrapped at words, indented after the first. */
-function wrapWarning(raw: string): string[] {
+function wrapWarning(raw: string, maxLines: number = MAX_LINES_PER_WARNING): string[] {
   const text = oneLine(raw);
   const max = LIMITS.warningChars;
   const lines: string[] = [];
@@ -248,8 +265,8 @@ function wrapWarning(raw: string): string[] {
     lineLen = codePoints(line);
   }
   if (line !== '') lines.push(line);
-  if (lines.length > MAX_LINES_PER_WARNING) {
-    const kept = lines.slice(0, MAX_LINES_PER_WARNING);
+  if (lines.length > maxLines) {
+    const kept = lines.slice(0, maxLines);
     kept[kept.length - 1] = truncate(kept[kept.length - 1]! + ' ' + ELLIPSIS, max);
     return kept;
   }
@@ -299,7 +316,8 @@ function presentation(f: ActedFinding): 'deny' | 'warn' | 'audit' {
 }
 
 /** The AdmissionResponse for a decision. `uid` is request.uid, echoed unchanged. */
-export function toAdmissionResponse(uid: string, decision: Decision): AdmissionResponse {
+export function toAdmissionResponse(uid: string, decision: Decision, opts: ResponseOptions = {}): AdmissionResponse {
+  const docsUrl = opts.docsUrl ?? DEFAULT_LINKS;
   const denying: ActedFinding[] = [];
   const warn: string[][] = [];
   const audit = new Map<string, string[]>();
@@ -308,10 +326,10 @@ export function toAdmissionResponse(uid: string, decision: Decision): AdmissionR
     // `allowed` is the verdict layer's call; a deny finding on an allowed request (say, one the verdict
     // layer let through) must still be seen, as a warning.
     if (p === 'deny' && !decision.allowed) denying.push(f);
-    else if (p === 'deny' || p === 'warn') warn.push(warningLines(f));
+    else if (p === 'deny' || p === 'warn') warn.push(warningLines(f, docsUrl));
     else {
       // Audit mode still tells the person applying what enforce mode would refuse.
-      if (f.wouldDeny) warn.push(warningLines(f));
+      if (f.wouldDeny) warn.push(warningLines(f, docsUrl));
       const key = annotationKey(f.rule);
       const list = audit.get(key) ?? [];
       list.push(oneLine(f.message));
@@ -320,7 +338,7 @@ export function toAdmissionResponse(uid: string, decision: Decision): AdmissionR
   }
   const response: { -readonly [K in keyof AdmissionResponse]: AdmissionResponse[K] } = { uid, allowed: decision.allowed };
   if (!decision.allowed) {
-    response.status = { code: 403, reason: 'Forbidden', message: denyMessage(denying) };
+    response.status = { code: 403, reason: 'Forbidden', message: denyMessage(denying, docsUrl) };
   }
   for (const n of [...(decision.notices ?? [])].reverse()) warn.unshift(wrapWarning(`meshguard: ${n}`));
   if (warn.length > 0) response.warnings = buildWarnings(warn);
@@ -333,6 +351,6 @@ export function toAdmissionResponse(uid: string, decision: Decision): AdmissionR
 }
 
 /** The whole AdmissionReview answer. */
-export function toAdmissionReview(uid: string, decision: Decision): AdmissionReviewResponse {
-  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: toAdmissionResponse(uid, decision) };
+export function toAdmissionReview(uid: string, decision: Decision, opts: ResponseOptions = {}): AdmissionReviewResponse {
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: toAdmissionResponse(uid, decision, opts) };
 }

@@ -6,9 +6,11 @@
 import { Command, Option } from 'commander';
 
 import type { Change, Operation } from '../admission/change.ts';
-import { loadConfig } from '../config/config.ts';
+import { loadConfig, type Config } from '../config/config.ts';
+import { docsLinks, type DocsLinks } from '../config/docs-links.ts';
 import { InputError } from '../errors.ts';
-import type { Decision } from '../rules/types.ts';
+import { isIstiodDeployment } from '../rules/istio-usage-helpers.ts';
+import type { Decision, Rule } from '../rules/types.ts';
 import { KIND_NAMES, KINDS, groupOf, kindOf, type KindName } from '../state/kinds.ts';
 import { readManifests, type ManifestDoc } from '../state/manifests.ts';
 import { MemoryState } from '../state/store.ts';
@@ -22,6 +24,7 @@ const OPERATIONS = ['CREATE', 'UPDATE', 'DELETE'] as const satisfies readonly Op
 export interface CheckOptions {
   readonly state?: string[];
   readonly kubeconfig?: string;
+  readonly context?: string;
   readonly config?: string;
   readonly operation?: string;
   readonly output: 'text' | 'json';
@@ -39,7 +42,16 @@ export interface CheckFinding {
   readonly victims?: readonly string[];
   readonly victimCount?: number;
   readonly preexisting?: boolean;
+  /** The rule's page: an https URL under the config's docs.baseUrl. */
+  readonly docs: string;
 }
+
+/**
+ * Why an object was not judged: `kind`, a kind meshguard does not read (Secret, ...); `exempt`, in a
+ * namespace the config exempts; `no-rule`, an object or change no active rule looks at (a Service, a
+ * Deployment that is not istiod, a label change no policy reads).
+ */
+export type NotChecked = 'kind' | 'exempt' | 'no-rule';
 
 /** One object's verdict: the `results[]` entry of `check --output json` (DESIGN.md §2). */
 export interface CheckResult {
@@ -51,6 +63,7 @@ export interface CheckResult {
   readonly findings: readonly CheckFinding[];
   readonly skipped?: readonly string[];
   readonly exemptReason?: string;
+  readonly notChecked?: NotChecked;
   readonly notices?: readonly string[];
   readonly file: string;
   readonly line: number;
@@ -127,7 +140,36 @@ function apply(state: MemoryState, change: Change): void {
   else if (change.object) state.upsert(change.kind, change.object);
 }
 
-function toResult(doc: ManifestDoc, change: Change, decision: Decision): CheckResult {
+/**
+ * Whether, and why not, rules judged this object: the summary must not count a Secret as checked. The
+ * verdict layer says so for kinds it does not read, exempt namespaces and unread Namespace labels; an
+ * object no active rule triggers on, and the Deployments and ConfigMaps rules ignore (the webhook is
+ * sent only istiod and kube-system/cilium-config: deploy/base/webhook.yaml), is found here.
+ */
+function notChecked(change: Change, decision: Decision, config: Config, rules: readonly Rule[]): { notChecked: NotChecked; exemptReason: string } | undefined {
+  if (decision.exemptReason !== undefined) {
+    const ns = change.kind === 'Namespace' ? change.name : change.namespace;
+    const why = ns !== '' && config.exemptions.namespaces.includes(ns) ? 'exempt' : change.kind === undefined ? 'kind' : 'no-rule';
+    return { notChecked: why, exemptReason: decision.exemptReason };
+  }
+  if (decision.findings.length > 0 || !decision.allowed) return undefined;
+  const kind = change.kind;
+  if (kind === undefined) return undefined; // the verdict layer always explains these
+  const judged = rules.some(
+    (r) => (config.rules[r.id] ?? 'off') !== 'off' && r.triggers.some((t) => t.kinds.includes(kind) && t.operations.includes(change.operation)),
+  );
+  const a = (word: string) => `${/^[AEIOU]/i.test(word) ? 'an' : 'a'} ${word}`;
+  if (!judged) return { notChecked: 'no-rule', exemptReason: `no meshguard rule judges ${a(change.operation)} of ${a(kind)}` };
+  if (kind === 'Deployment' && !isIstiodDeployment(change.object) && !isIstiodDeployment(change.oldObject)) {
+    return { notChecked: 'no-rule', exemptReason: 'meshguard judges only istiod Deployments' };
+  }
+  if (kind === 'ConfigMap' && !(change.namespace === 'kube-system' && change.name === 'cilium-config')) {
+    return { notChecked: 'no-rule', exemptReason: 'meshguard judges only the kube-system/cilium-config ConfigMap' };
+  }
+  return undefined;
+}
+
+function toResult(doc: ManifestDoc, change: Change, decision: Decision, docsUrl: DocsLinks, unchecked: ReturnType<typeof notChecked>): CheckResult {
   return {
     kind: change.gvk.kind,
     namespace: change.namespace,
@@ -142,9 +184,10 @@ function toResult(doc: ManifestDoc, change: Change, decision: Decision): CheckRe
       ...(f.victims !== undefined ? { victims: f.victims } : {}),
       ...(f.victimCount !== undefined ? { victimCount: f.victimCount } : {}),
       ...(f.preexisting ? { preexisting: true } : {}),
+      docs: docsUrl(f.rule),
     })),
     ...(decision.skipped.length > 0 ? { skipped: decision.skipped } : {}),
-    ...(decision.exemptReason !== undefined ? { exemptReason: decision.exemptReason } : {}),
+    ...(unchecked ?? {}),
     ...(decision.notices !== undefined ? { notices: decision.notices } : {}),
     file: doc.file,
     line: doc.line,
@@ -169,6 +212,7 @@ export async function runCheck(manifests: readonly string[], opts: CheckOptions,
   if (docs.length === 0) throw new InputError(`no Kubernetes objects found in ${manifests.join(', ')}`);
   const original = await loadMutableState(opts, limits);
   const decide = createDecide(ctx.rules, config);
+  const docsUrl = docsLinks(config.docs.baseUrl);
   const results: CheckResult[] = [];
   let state = original;
   let currentFile: string | undefined;
@@ -181,7 +225,7 @@ export async function runCheck(manifests: readonly string[], opts: CheckOptions,
     const change = changeFor(doc, i, state, forced);
     const decision = decide(change, state);
     if (decision.allowed) apply(state, change);
-    results.push(toResult(doc, change, decision));
+    results.push(toResult(doc, change, decision, docsUrl, notChecked(change, decision, config, ctx.rules)));
   });
   return results;
 }
@@ -191,7 +235,7 @@ function objectName(r: CheckResult): string {
 }
 
 /** The human-readable report: one block per object, then a summary line. */
-export function formatText(results: readonly CheckResult[], docsOf: (rule: string) => string | undefined): string {
+export function formatText(results: readonly CheckResult[]): string {
   const lines: string[] = [];
   for (const r of results) {
     const verdict = r.allowed ? (r.findings.length > 0 ? 'allowed with findings' : 'allowed') : 'DENIED';
@@ -205,18 +249,37 @@ export function formatText(results: readonly CheckResult[], docsOf: (rule: strin
         lines.push(`        affected: ${f.victims.join(', ')}${more > 0 ? ` and ${more} more` : ''}`);
       }
       if (f.fix) lines.push(`        fix: ${f.fix}`);
-      const docs = docsOf(f.rule);
-      if (docs) lines.push(`        docs: ${docs}`);
+      lines.push(`        docs: ${f.docs}`);
     }
     if (r.skipped && r.skipped.length > 0) lines.push(`  skipped by annotation: ${r.skipped.join(', ')}`);
   }
-  const denied = results.filter((r) => !r.allowed).length;
-  const findings = results.reduce((n, r) => n + r.findings.length, 0);
-  lines.push(
-    `${results.length} object${results.length === 1 ? '' : 's'} checked: ${results.length - denied} allowed, ${denied} denied, ` +
-      `${findings} finding${findings === 1 ? '' : 's'}`,
-  );
+  lines.push(summaryLine(results));
   return lines.join('\n') + '\n';
+}
+
+const NOT_CHECKED_LABELS: Record<NotChecked, string> = {
+  kind: 'kinds meshguard does not read',
+  exempt: 'exempt namespaces',
+  'no-rule': 'no rule applies',
+};
+
+/** "3 objects checked: 2 allowed, 1 denied, 4 findings; 2 not checked (kinds meshguard does not read)" */
+export function summaryLine(results: readonly CheckResult[]): string {
+  const checked = results.filter((r) => r.notChecked === undefined);
+  const denied = checked.filter((r) => !r.allowed).length;
+  const findings = checked.reduce((n, r) => n + r.findings.length, 0);
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  let line = `${plural(checked.length, 'object')} checked: ${checked.length - denied} allowed, ${denied} denied, ${plural(findings, 'finding')}`;
+  const unchecked = results.length - checked.length;
+  if (unchecked > 0) {
+    const byWhy = (Object.keys(NOT_CHECKED_LABELS) as NotChecked[])
+      .map((why) => [why, results.filter((r) => r.notChecked === why).length] as const)
+      .filter(([, n]) => n > 0);
+    // One reason: its name says it; several: how many each.
+    const why = byWhy.length === 1 ? NOT_CHECKED_LABELS[byWhy[0]![0]] : byWhy.map(([w, n]) => `${NOT_CHECKED_LABELS[w]}: ${n}`).join(', ');
+    line += `; ${unchecked} not checked (${why})`;
+  }
+  return line;
 }
 
 export function checkCommand(ctx: CliContext): Command {
@@ -225,16 +288,14 @@ export function checkCommand(ctx: CliContext): Command {
     .argument('<manifest...>', 'manifest files or directories (YAML/JSON, multi-document, kind: List)')
     .option('--state <path>', 'cluster state: file or directory of YAML/JSON (repeatable)', collect)
     .option('--kubeconfig <file>', 'read the state from a live cluster instead')
+    .option('--context <name>', 'kubeconfig context to read from instead of current-context')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--operation <op>', 'CREATE | UPDATE | DELETE (default: CREATE, or UPDATE when the object is in the state)')
-    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .option('--per-file', 'judge each manifest file on its own against the original state (default: one apply, in order)')
     .action(async (manifests: string[], opts: CheckOptions) => {
       const results = await runCheck(manifests, opts, ctx);
-      const byId = new Map(ctx.rules.map((r) => [r.id, r.docs]));
-      ctx.io.stdout(
-        opts.output === 'json' ? JSON.stringify({ results }, null, 2) + '\n' : formatText(results, (id) => byId.get(id)),
-      );
+      ctx.io.stdout(opts.output === 'json' ? JSON.stringify({ results }, null, 2) + '\n' : formatText(results));
       if (results.some((r) => !r.allowed)) setExit(ctx, EXIT_DENIED);
     });
 }

@@ -1,11 +1,10 @@
 // Pieces every meshguard command shares: where output goes, the exit code, repeatable options, the
 // version, and turning --state / --kubeconfig into a mutable copy of the cluster state.
 
-import { readFileSync } from 'node:fs';
-
 import { Command } from 'commander';
 
 import { InputError } from '../errors.ts';
+import { packageInfo } from '../package-info.ts';
 import { DEFAULT_INPUT_LIMITS, formatBytes, parseByteSize, type InputLimits } from '../state/input.ts';
 import type { Rule } from '../rules/types.ts';
 import { istioNamespaces, loadSnapshot, stateFromObjects } from '../state/snapshot.ts';
@@ -22,6 +21,8 @@ export const EXIT_INTERNAL = 3;
 export interface CliIO {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
+  /** stderr is a terminal: progress may be shown there (never in CI logs, where it would be noise). */
+  readonly stderrIsTTY?: boolean;
 }
 
 /** What a command needs besides its options: output, the rule catalogue, and where to put its exit code. */
@@ -43,24 +44,30 @@ export function collect(value: string, previous: string[] | undefined): string[]
   return [...(previous ?? []), value];
 }
 
-let cachedVersion: string | undefined;
-/** meshguard's version from package.json (src/cli and dist/cli both sit two levels below it). */
+/** meshguard's version from package.json. */
 export function version(): string {
-  if (cachedVersion) return cachedVersion;
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    cachedVersion = pkg.version ?? '0.0.0';
-  } catch {
-    cachedVersion = '0.0.0';
-  }
-  return cachedVersion;
+  return packageInfo().version;
 }
 
-/** Exactly one of --state / --kubeconfig, as the commands that read a cluster require. */
-export function stateArgs(opts: { state?: string[]; kubeconfig?: string }, required: boolean): void {
+/** Where a command reads the cluster state from: files, or a live cluster (kubeconfig and context). */
+export interface StateFlags {
+  readonly state?: string[];
+  readonly kubeconfig?: string;
+  /** The kubeconfig context instead of current-context (kubectl --context). */
+  readonly context?: string;
+}
+
+/**
+ * Files or a live cluster, not both, as the commands that read a cluster require. `--context` alone
+ * means a live cluster through the default kubeconfig chain, as with kubectl.
+ */
+export function stateArgs(opts: StateFlags, required: boolean): void {
   const hasState = (opts.state?.length ?? 0) > 0;
   if (hasState && opts.kubeconfig !== undefined) throw new InputError('give either --state or --kubeconfig, not both');
-  if (required && !hasState && opts.kubeconfig === undefined) throw new InputError('one of --state PATH or --kubeconfig FILE is required');
+  if (hasState && opts.context !== undefined) throw new InputError('--context selects a live cluster; it does not go with --state');
+  if (required && !hasState && opts.kubeconfig === undefined && opts.context === undefined) {
+    throw new InputError('one of --state PATH or --kubeconfig FILE (or --context NAME) is required');
+  }
 }
 
 /**
@@ -68,12 +75,15 @@ export function stateArgs(opts: { state?: string[]; kubeconfig?: string }, requi
  * from files, or listed once from a live cluster (the same lists `meshguard snapshot` writes; no watches,
  * so a one-shot command fails fast on an unreachable cluster instead of retrying).
  */
-export async function loadMutableState(opts: { state?: string[]; kubeconfig?: string }, limits: InputLimits = DEFAULT_INPUT_LIMITS): Promise<MemoryState> {
+export async function loadMutableState(opts: StateFlags, limits: InputLimits = DEFAULT_INPUT_LIMITS): Promise<MemoryState> {
   if (opts.state && opts.state.length > 0) return loadSnapshot(opts.state, { limits });
   // The listed objects are used as they are (no YAML dump and re-parse in between). Imported here:
   // the Kubernetes client takes ~0.4 s to load, which commands reading files should not pay.
   const { listClusterObjects } = await import('../state/dump.ts');
-  const { objects } = await listClusterObjects({ ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}) });
+  const { objects } = await listClusterObjects({
+    ...(opts.kubeconfig !== undefined ? { kubeconfigPath: opts.kubeconfig } : {}),
+    ...(opts.context !== undefined ? { context: opts.context } : {}),
+  });
   return stateFromObjects(objects, { label: 'live copy', configMapNamespaces: istioNamespaces(objects) });
 }
 

@@ -23,6 +23,7 @@ export interface RunOptions {
 const processIO: CliIO = {
   stdout: (s) => void process.stdout.write(s),
   stderr: (s) => void process.stderr.write(s),
+  stderrIsTTY: process.stderr.isTTY === true,
 };
 
 /** One line: commander's own messages start with "error: " and may span lines. */

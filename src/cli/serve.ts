@@ -12,6 +12,7 @@ import { Lease } from '../reports/lease.ts';
 import { ReportWriter } from '../reports/writer.ts';
 import { BackgroundAudit } from '../server/background-audit.ts';
 import { SERVICE_ACCOUNT_DIR, type KubeApi } from '../state/kube-api.ts';
+import { docsLinks } from '../config/docs-links.ts';
 import { InputError } from '../errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
 import { createLogger } from '../server/log-bounds.ts';
@@ -37,6 +38,7 @@ const LEVELS: readonly Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'tr
 export interface ServeOptions {
   readonly config?: string;
   readonly kubeconfig?: string;
+  readonly context?: string;
   readonly state?: string[];
   readonly port: string;
   readonly host: string;
@@ -103,6 +105,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
 
   let source: StateSource;
   let api: KubeApi | undefined;
+  /** Which kubeconfig and context (or the service account) a live source reads, for the log. */
+  let cluster: string | undefined;
   const fromFiles = (opts.state?.length ?? 0) > 0;
   if (fromFiles) {
     source = new SnapshotSource(opts.state!, { limits });
@@ -110,7 +114,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     await source.start();
   } else {
     // Without --kubeconfig: $KUBECONFIG, ~/.kube/config, then the in-cluster service account.
-    api = loadKubeConfig(opts.kubeconfig);
+    api = loadKubeConfig(opts.kubeconfig, opts.context);
+    cluster = api.source;
     source = new LiveSource({ api, logger, ...(opts.kubeconfig ? { kubeconfigPath: opts.kubeconfig } : {}) });
   }
 
@@ -121,6 +126,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const server = await createServer({
     source,
     decide: cached,
+    docsUrl: docsLinks(config.docs.baseUrl),
     ...(cacheEntries > 0 ? { verdictCacheStats: () => cached.stats(source.state) } : {}),
     // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
     // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.
@@ -182,6 +188,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
       clientAuth: opts.clientCa !== undefined,
       maxConnections,
       state: source.state.describe(),
+      ...(cluster !== undefined ? { cluster } : {}),
       mode: config.mode,
       config: config.file ?? 'defaults',
       rules: ctx.rules.filter((r) => config.rules[r.id] !== 'off').length,
@@ -209,6 +216,7 @@ export function serveCommand(ctx: CliContext): Command {
     .description('run the admission webhook over HTTPS (POST /validate, /healthz, /readyz; /metrics on --metrics-port)')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--kubeconfig <file>', 'watch this cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
+    .option('--context <name>', 'kubeconfig context to watch instead of current-context')
     .option('--state <path>', 'serve a fixed state from files instead of a live cluster (repeatable)', collect)
     .option('--port <port>', 'HTTPS port', '8443')
     .option('--host <address>', 'listen address', '0.0.0.0')

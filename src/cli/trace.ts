@@ -228,7 +228,7 @@ export function traceCommand(io: TraceIO = defaultIO): Command {
     .option('--to <target>', 'NS/POD, cidr:IP, entity:NAME or fqdn:NAME')
     .option('--port <port/proto>', 'destination port and protocol, e.g. 53/udp')
     .option('--queries <file.json>', 'JSON array of {"from","to","port","protocol"} (output is an array in the same order)')
-    .option('--output <format>', 'text or json', 'text')
+    .option('-o, --output <format>', 'output format: text or json', 'text')
     .allowExcessArguments(false)
     .configureOutput({
       writeOut: (s) => io.stdout(s),

@@ -11,6 +11,7 @@ import { allRules } from '../rules/registry.ts';
 import { defaultAction, type Action, type Rule, type RuleSettings } from '../rules/types.ts';
 import type { LabelSelector } from '../state/types.ts';
 import { DEFAULT_BUDGET_MS } from '../budget.ts';
+import { defaultDocsBaseUrl } from './docs-links.ts';
 import { configSchema, type MODES, type ON_ERROR } from './schema.ts';
 
 export type Mode = (typeof MODES)[number];
@@ -28,6 +29,12 @@ export interface EvaluationSettings {
   readonly onError?: OnError;
 }
 
+/** Where findings link to for their rule's page (src/config/docs-links.ts). */
+export interface DocsSettings {
+  /** Rule pages are <baseUrl>/<id>.md; undefined only when package.json has no homepage (then repository paths). */
+  readonly baseUrl?: string;
+}
+
 export interface Config {
   /** `audit` downgrades every deny to audit (nothing is ever rejected). */
   readonly mode: Mode;
@@ -36,6 +43,7 @@ export interface Config {
   readonly exemptions: { readonly namespaces: readonly string[] };
   readonly settings: RuleSettings;
   readonly evaluation: EvaluationSettings;
+  readonly docs: DocsSettings;
   /** The file this config was read from (undefined = built-in defaults). */
   readonly file?: string;
 }
@@ -61,7 +69,13 @@ export function defaultConfig(rules: readonly Rule[] = allRules()): Config {
     exemptions: { namespaces: [] },
     settings: DEFAULT_SETTINGS,
     evaluation: { budgetMs: DEFAULT_BUDGET_MS },
+    docs: defaultDocs(),
   };
+}
+
+function defaultDocs(): DocsSettings {
+  const baseUrl = defaultDocsBaseUrl();
+  return baseUrl ? { baseUrl } : {};
 }
 
 interface RawConfig {
@@ -69,6 +83,7 @@ interface RawConfig {
   rules?: Record<string, Action>;
   exemptions?: { namespaces?: string[] };
   evaluation?: { budgetMs?: number; onError?: OnError };
+  docs?: { baseUrl?: string };
   settings?: {
     apiserverClients?: { namespace?: string; selector: LabelSelector }[];
     defaultApiserverClients?: boolean;
@@ -150,8 +165,22 @@ export function parseConfig(text: string, file: string, rules: readonly Rule[] =
       budgetMs: raw.evaluation?.budgetMs ?? DEFAULT_BUDGET_MS,
       ...(raw.evaluation?.onError !== undefined ? { onError: raw.evaluation.onError } : {}),
     },
+    docs: raw.docs?.baseUrl !== undefined ? { baseUrl: docsBaseUrl(raw.docs.baseUrl, doc, lc, file) } : defaultDocs(),
     file,
   };
+}
+
+/** A base URL the schema let through, checked as a URL and without its trailing slashes. */
+function docsBaseUrl(value: string, doc: Document, lc: LineCounter, file: string): string {
+  const where = { file, ...lineWhere(keyLine(doc, lc, ['docs'], 'baseUrl')) };
+  // Links travel in HTTP headers (warnings) and terminals: printable ASCII only (percent-encode the rest).
+  if (!/^[!-~]+$/.test(value)) throw new InputError('docs.baseUrl: only printable ASCII characters (percent-encode others)', where);
+  try {
+    new URL(value);
+  } catch {
+    throw new InputError('docs.baseUrl: not a valid URL', where);
+  }
+  return value.replace(/\/+$/, '');
 }
 
 function lineWhere(line: number | undefined): { line?: number } {
@@ -201,7 +230,9 @@ function describeError(err: ErrorObject): string {
     case 'maximum':
       return `${at}: must be ${err.keyword === 'minimum' ? '>=' : '<='} ${String(params.limit)}`;
     case 'pattern':
-      return `${at}: not a valid Kubernetes name`;
+      return segs[0] === 'docs' ? `${at}: must be an https:// URL without query or fragment` : `${at}: not a valid Kubernetes name`;
+    case 'maxLength':
+      return `${at}: longer than ${String(params.limit)} characters`;
     case 'uniqueItems':
       return `${at}: has duplicates`;
     default:

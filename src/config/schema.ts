@@ -1,6 +1,8 @@
 // JSON Schema of the meshguard config file (DESIGN.md §2). Every object is closed
 // (additionalProperties: false) so a misspelt key is an error, not a silently ignored setting.
 
+import { MAX_DOCS_BASE_URL_CHARS } from './docs-links.ts';
+
 export const ACTIONS = ['deny', 'warn', 'audit', 'off'] as const;
 export const MODES = ['enforce', 'audit'] as const;
 export const CONTROL_PLANE = ['auto', 'outside-nodes', 'on-nodes'] as const;
@@ -30,6 +32,9 @@ const labelSelector = {
   },
 } as const;
 
+// An https URL without query or fragment: rule pages are linked as <baseUrl>/<rule id>.md.
+const docsBaseUrl = { type: 'string', pattern: '^https://[^/?#\\s]+(/[^?#\\s]*)?$', maxLength: MAX_DOCS_BASE_URL_CHARS } as const;
+
 export const configSchema = {
   type: 'object',
   additionalProperties: false,
@@ -46,6 +51,11 @@ export const configSchema = {
         // What a rule error or an exhausted budget answers; unset = what the webhook entry does.
         onError: { enum: ON_ERROR },
       },
+    },
+    docs: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { baseUrl: docsBaseUrl },
     },
     exemptions: {
       type: 'object',

@@ -68,6 +68,11 @@ export function defaultAction(severity: Severity): Action {
   return severity === 'B' ? 'deny' : 'warn';
 }
 
+/** What the config's `mode` makes of an action: audit mode turns every deny into audit (nothing is refused). */
+export function actionUnderMode<A extends Action>(action: A, mode: 'enforce' | 'audit'): A | 'audit' {
+  return mode === 'audit' && action === 'deny' ? 'audit' : action;
+}
+
 /** A finding with the action the config gives it for this request. */
 export interface ActedFinding extends Finding {
   readonly action: Exclude<Action, 'off'>;

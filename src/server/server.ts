@@ -14,7 +14,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Logger } from 'pino';
 
 import type { Change } from '../admission/change.ts';
-import { ReviewError, toAdmissionReview, toChange } from '../admission/review.ts';
+import { ReviewError, toAdmissionReview, toChange, type ResponseOptions } from '../admission/review.ts';
+import type { DocsLinks } from '../config/docs-links.ts';
 import { admissionReviewSchema, createAjv, type AdmissionReview } from '../admission/schema.ts';
 import { InputError } from '../errors.ts';
 import type { Decide, Decision } from '../rules/types.ts';
@@ -73,6 +74,8 @@ export function secureContextOptions(pair: KeyPair): SecureContextOptions {
 export interface ServerOptions {
   readonly source: StateSource;
   readonly decide: Decide;
+  /** Links findings to their rule's page (the config's docs.baseUrl; default: the project's pages). */
+  readonly docsUrl?: DocsLinks;
   /** The verdict cache's counters, when `decide` keeps one (see verdict/cache.ts), for /metrics. */
   readonly verdictCacheStats?: () => VerdictCacheStats;
   readonly tlsCertFile: string;
@@ -189,12 +192,12 @@ const ANSWER_HEAD = '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview
  * once, and each hit splices its own uid in.
  */
 const answerTails = new WeakMap<Decision, string>();
-function cachedAnswer(uid: string, decision: Decision): ReturnType<typeof toAdmissionReview> | string {
-  if (!decision.cached) return toAdmissionReview(uid, decision);
+function cachedAnswer(uid: string, decision: Decision, wording: ResponseOptions): ReturnType<typeof toAdmissionReview> | string {
+  if (!decision.cached) return toAdmissionReview(uid, decision, wording);
   let tail = answerTails.get(decision);
   if (tail === undefined) {
-    const text = JSON.stringify(toAdmissionReview('', decision));
-    if (!text.startsWith(`${ANSWER_HEAD}""`)) return toAdmissionReview(uid, decision);
+    const text = JSON.stringify(toAdmissionReview('', decision, wording));
+    if (!text.startsWith(`${ANSWER_HEAD}""`)) return toAdmissionReview(uid, decision, wording);
     tail = text.slice(ANSWER_HEAD.length + 2);
     answerTails.set(decision, tail);
   }
@@ -203,6 +206,7 @@ function cachedAnswer(uid: string, decision: Decision): ReturnType<typeof toAdmi
 
 export async function createServer(opts: ServerOptions): Promise<MeshguardServer> {
   const { source, decide, logger } = opts;
+  const wording: ResponseOptions = opts.docsUrl ? { docsUrl: opts.docsUrl } : {};
   const metrics = opts.metrics ?? createMetrics();
   metrics.watchSource(source);
   if (opts.verdictCacheStats) metrics.watchVerdictCache(opts.verdictCacheStats);
@@ -377,7 +381,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       metrics.observeRequest('error', elapsedSeconds(start));
       return reply.code(500).send(errorBody(500, 'internal error while evaluating the request'));
     }
-    const answer = cachedAnswer(change.uid, decision);
+    const answer = cachedAnswer(change.uid, decision, wording);
     const seconds = elapsedSeconds(start);
     const verdict = decision.allowed ? 'allowed' : 'denied';
     metrics.observeRequest(verdict, seconds, decision);

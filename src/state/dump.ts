@@ -11,10 +11,14 @@ import type { KubeObject } from './types.ts';
 
 export interface DumpOptions {
   readonly kubeconfigPath?: string;
+  /** The kubeconfig context to use instead of current-context. */
+  readonly context?: string;
   /** The Istio root namespace when it is neither istio-system nor istiod's namespace. */
   readonly istioRootNamespace?: string;
   /** Use this apiserver instead of loading a kubeconfig (tests). */
   readonly api?: KubeApi;
+  /** Told when each list starts (listed 0) and after each of its pages (big kinds take a while). */
+  readonly onProgress?: (progress: ListProgress) => void;
   /**
    * `yaml` (default): block YAML with a comment header. `json`: a JSON List (also valid YAML), which
    * loads ~40x faster than YAML for large clusters (readManifests takes a JSON fast path).
@@ -29,9 +33,18 @@ function byNamespaceName(a: KubeObject, b: KubeObject): number {
   return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
 }
 
+/** How far a list has got: `listed` objects of `kind` (in `namespace` for ConfigMaps) so far. */
+export interface ListProgress {
+  readonly kind: KindName;
+  readonly namespace?: string;
+  readonly listed: number;
+}
+
 export interface ClusterObjects {
   /** Slim objects, kinds in KIND_NAMES order, then by namespace/name. */
   readonly objects: readonly KubeObject[];
+  /** Objects kept per kind, for every kind that is installed (missing ones are absent). */
+  readonly counts: Readonly<Partial<Record<KindName, number>>>;
   /** Optional kinds whose CRD is not installed. */
   readonly missing: readonly KindName[];
   /** The apiserver URL they came from. */
@@ -45,15 +58,17 @@ export interface ClusterObjects {
  * kubeconfig or when the cluster refuses a list.
  */
 export async function listClusterObjects(opts: DumpOptions): Promise<ClusterObjects> {
-  const api = opts.api ?? loadKubeConfig(opts.kubeconfigPath);
+  const api = opts.api ?? loadKubeConfig(opts.kubeconfigPath, opts.context);
   const server = api.server;
   try {
     const byKind = new Map<KindName, KubeObject[]>();
     const missing: KindName[] = [];
 
     const list = async (kind: KindName, namespace?: string): Promise<KubeObject[] | undefined> => {
+      const progress = (listed: number) => opts.onProgress?.({ kind, ...(namespace !== undefined ? { namespace } : {}), listed });
+      progress(0);
       try {
-        return (await listKind(api, kind, namespace)).items;
+        return (await listKind(api, kind, namespace, progress)).items;
       } catch (err) {
         if (err instanceof ApiStatusError && err.statusCode === 404 && KINDS[kind].optional) return undefined;
         const why = err instanceof Error ? err.message : String(err);
@@ -84,8 +99,14 @@ export async function listClusterObjects(opts: DumpOptions): Promise<ClusterObje
     byKind.set('ConfigMap', configMaps);
 
     const objects: KubeObject[] = [];
-    for (const kind of KIND_NAMES) objects.push(...(byKind.get(kind) ?? []).slice().sort(byNamespaceName));
-    return { objects, missing, server };
+    const counts: Partial<Record<KindName, number>> = {};
+    for (const kind of KIND_NAMES) {
+      const items = byKind.get(kind);
+      if (items === undefined) continue;
+      counts[kind] = items.length;
+      objects.push(...items.slice().sort(byNamespaceName));
+    }
+    return { objects, counts, missing, server };
   } finally {
     if (!opts.api) api.close(); // a one-shot command: no idle connection left behind
   }
@@ -96,8 +117,13 @@ export async function listClusterObjects(opts: DumpOptions): Promise<ClusterObje
  * document that `--state` loads back, with a comment header saying where and when it was taken.
  */
 export async function dumpSnapshot(opts: DumpOptions): Promise<string> {
-  const { objects: items, missing, server } = await listClusterObjects(opts);
-  if (opts.format === 'json') return `${JSON.stringify({ apiVersion: 'v1', kind: 'List', metadata: {}, items }, null, 2)}\n`;
+  return snapshotText(await listClusterObjects(opts), opts.format);
+}
+
+/** Listed objects as the snapshot file's text (see dumpSnapshot). */
+export function snapshotText(listed: ClusterObjects, format: DumpOptions['format'] = 'yaml'): string {
+  const { objects: items, missing, server } = listed;
+  if (format === 'json') return `${JSON.stringify({ apiVersion: 'v1', kind: 'List', metadata: {}, items }, null, 2)}\n`;
   const header = [
     ` meshguard snapshot of ${server}`,
     ` taken ${new Date().toISOString()}; ${items.length} objects`,

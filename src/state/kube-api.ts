@@ -164,13 +164,22 @@ function fileOrData(entry: Record<string, unknown>, fileKey: string, dataKey: st
   }
 }
 
-function fromKubeconfig(files: string[]): Settings {
+/** At most this many context names in an error (a kubeconfig may hold hundreds). */
+const CONTEXTS_NAMED = 10;
+
+function fromKubeconfig(files: string[], context?: string): Settings {
   const merged: MergedConfig = { files: [], clusters: new Map(), users: new Map(), contexts: new Map() };
   for (const f of files) readKubeconfigFile(f, merged);
   const where = { file: files.join(path.delimiter) };
-  const name = merged.currentContext;
+  // As kubectl --context: the named context instead of current-context.
+  const name = context ?? merged.currentContext;
   if (!name) throw new InputError('kubeconfig has no current-context', where);
   const ctx = merged.contexts.get(name);
+  if (!ctx && context !== undefined) {
+    const names = [...merged.contexts.keys()];
+    const known = names.length === 0 ? 'it has none' : `it has ${names.slice(0, CONTEXTS_NAMED).join(', ')}${names.length > CONTEXTS_NAMED ? ` and ${names.length - CONTEXTS_NAMED} more` : ''}`;
+    throw new InputError(`kubeconfig: no context "${name}" (${known})`, where);
+  }
   if (!ctx) throw new InputError(`kubeconfig: current-context "${name}" is not among its contexts`, where);
   const cluster = ctx.cluster !== undefined ? merged.clusters.get(ctx.cluster) : undefined;
   if (!cluster || typeof cluster.entry.server !== 'string' || cluster.entry.server === '') {
@@ -263,6 +272,8 @@ export interface LoadKubeApiOptions {
   readonly serviceAccountDir?: string;
   /** How long a token read from a file is used before the file is read again (default 60 s). */
   readonly tokenFileTtlMs?: number;
+  /** Use this kubeconfig context instead of current-context (kubectl --context). */
+  readonly context?: string;
 }
 
 /**
@@ -273,15 +284,18 @@ export function loadKubeApi(kubeconfigPath?: string, opts: LoadKubeApiOptions = 
   const env = opts.env ?? process.env;
   let settings: Settings | undefined;
   if (kubeconfigPath) {
-    settings = fromKubeconfig([kubeconfigPath]);
+    settings = fromKubeconfig([kubeconfigPath], opts.context);
   } else {
     const fromEnv = (env['KUBECONFIG'] ?? '').split(path.delimiter).filter((f) => f !== '');
     const existing = fromEnv.filter((f) => existsSync(f));
     const home = env['HOME'] ?? os.homedir();
     const dflt = path.join(home, '.kube', 'config');
-    if (existing.length > 0) settings = fromKubeconfig(existing);
-    else if (fromEnv.length === 0 && existsSync(dflt)) settings = fromKubeconfig([dflt]);
-    else settings = inCluster(env, opts.serviceAccountDir ?? SERVICE_ACCOUNT_DIR);
+    if (existing.length > 0) settings = fromKubeconfig(existing, opts.context);
+    else if (fromEnv.length === 0 && existsSync(dflt)) settings = fromKubeconfig([dflt], opts.context);
+    else if (opts.context !== undefined) {
+      // The service account has no contexts: a context asked for must come from a kubeconfig.
+      throw new InputError(`cannot use context "${opts.context}": no --kubeconfig, no $KUBECONFIG file and no ~/.kube/config to find it in`);
+    } else settings = inCluster(env, opts.serviceAccountDir ?? SERVICE_ACCOUNT_DIR);
     if (!settings) {
       throw new InputError(fromEnv.length > 0
         ? `cannot load kubeconfig: none of $KUBECONFIG's files exist (${fromEnv.join(path.delimiter)})`

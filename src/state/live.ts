@@ -48,10 +48,13 @@ function errText(err: unknown): string {
   return String(err).slice(0, 300);
 }
 
-/** The apiserver of a kubeconfig (the kubectl chain when no path: $KUBECONFIG, ~/.kube/config, in-cluster). */
-export function loadKubeConfig(kubeconfigPath?: string): KubeApi {
+/**
+ * The apiserver of a kubeconfig (the kubectl chain when no path: $KUBECONFIG, ~/.kube/config, in-cluster),
+ * in `context` when given, else the current context.
+ */
+export function loadKubeConfig(kubeconfigPath?: string, context?: string): KubeApi {
   try {
-    return loadKubeApi(kubeconfigPath);
+    return loadKubeApi(kubeconfigPath, context !== undefined ? { context } : {});
   } catch (e) {
     if (e instanceof InputError) throw e;
     throw new InputError(`cannot load kubeconfig: ${errText(e)}`, kubeconfigPath ? { file: kubeconfigPath } : undefined);
@@ -89,7 +92,8 @@ export async function listKind(
   api: KubeApi,
   kind: KindName,
   namespace?: string,
-  onPage?: () => void,
+  /** Called after each page with the number of objects listed so far. */
+  onPage?: (listed: number) => void,
   signal?: AbortSignal,
 ): Promise<{ items: KubeObject[]; resourceVersion: string }> {
   const path = collectionPath(kind, namespace);
@@ -117,7 +121,7 @@ export async function listKind(
       const obj = transformObject(kind, raw);
       if (obj.metadata.name) items.push(obj);
     }
-    onPage?.();
+    onPage?.(items.length);
     const rv = body.metadata?.resourceVersion;
     if (typeof rv === 'string') resourceVersion = rv;
     const next = body.metadata?.continue;
@@ -159,6 +163,8 @@ interface Stream {
 
 export interface LiveSourceOptions {
   readonly kubeconfigPath?: string;
+  /** The kubeconfig context to use instead of current-context. */
+  readonly context?: string;
   readonly logger: Logger;
   /** Relist a stream silent for longer than this; also the period of the watchdog (default 60). */
   readonly watchdogSeconds?: number;
@@ -213,7 +219,7 @@ export class LiveSource implements StateSource {
   async start(): Promise<void> {
     if (this.#started) throw new Error('LiveSource already started');
     this.#started = true;
-    this.#api = this.#opts.api ?? loadKubeConfig(this.#opts.kubeconfigPath);
+    this.#api = this.#opts.api ?? loadKubeConfig(this.#opts.kubeconfigPath, this.#opts.context);
     const cmNamespaces = new Set<string>(CONFIGMAP_NAMESPACES);
     if (this.#opts.istioRootNamespace) cmNamespaces.add(this.#opts.istioRootNamespace);
     for (const kind of KIND_NAMES) {

@@ -3,7 +3,7 @@
 
 import { subjectOf, type Change } from '../admission/change.ts';
 import type { Config } from '../config/config.ts';
-import type { ActedFinding, Action, Decide, Decision, Finding, Rule, RuleContext } from '../rules/types.ts';
+import { actionUnderMode, type ActedFinding, type Action, type Decide, type Decision, type Finding, type Rule, type RuleContext } from '../rules/types.ts';
 import { changedLabelKeys, namespaceLabelMatters } from '../policy/namespace-labels.ts';
 import { BudgetExceeded, withBudget, type BudgetOptions } from '../budget.ts';
 import { overlay } from '../state/overlay.ts';
@@ -76,8 +76,7 @@ function actionFor(configured: Exclude<Action, 'off'>, finding: Finding, config:
   let action = configured;
   // A problem this request did not create must not block it.
   if (finding.preexisting && action === 'deny') action = 'warn';
-  if (config.mode === 'audit' && action === 'deny') action = 'audit';
-  return action;
+  return actionUnderMode(action, config.mode);
 }
 
 export interface DecideOptions {

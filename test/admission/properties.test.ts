@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import t from 'tap';
 
 import { toAdmissionResponse, toChange } from '../../src/admission/review.ts';
+import { defaultDocsBaseUrl, ruleDocsUrl } from '../../src/config/docs-links.ts';
 import { validateAdmissionReview } from '../../src/admission/schema.ts';
 import type { ActedFinding, Decision } from '../../src/rules/types.ts';
 import { KINDS, KIND_NAMES } from '../../src/state/kinds.ts';
@@ -107,8 +108,12 @@ t.test('every decision gives a response within the apiserver limits', async (t) 
           if (f.action === 'deny' && !f.preexisting && !r.status.message.includes(`[${f.rule}] `)) return false;
         }
       } else if (r.status !== undefined) return false;
-      // Nothing is silently lost: every warn/deny finding is in the message or the warnings (or counted as dropped).
-      const shown = (r.warnings ?? []).length + (r.status?.message.split('\n').length ?? 1) - 1;
+      // A link is whole or absent, never cut: every link line is the page of one of the findings.
+      const pages = new Set(d.findings.map((f) => ruleDocsUrl(f.rule, defaultDocsBaseUrl())));
+      for (const w of r.warnings ?? []) if (w.startsWith('  Docs: ') && !pages.has(w.slice('  Docs: '.length))) return false;
+      // Nothing is silently lost: every warn/deny finding is in the message or the warnings (or counted as
+      // dropped). A finding's warning starts unindented; its wrapped lines and its link are indented.
+      const shown = (r.warnings ?? []).filter((w) => !w.startsWith('  ')).length + (r.status?.message.split('\n').length ?? 1) - 1;
       const reported = d.findings.filter((f) => f.action !== 'audit').length;
       const dropped = Number(/(\d+) more warnings? not shown/.exec((r.warnings ?? []).at(-1) ?? '')?.[1] ?? 0);
       return dropped > 0 ? shown - 1 + dropped === reported : shown === reported;

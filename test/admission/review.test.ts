@@ -128,6 +128,9 @@ t.test('schema: garbage is rejected, extra apiserver fields are accepted', async
   for (const [what, v] of bad) t.notOk(validateAdmissionReview(v), what);
 });
 
+/** The default base of rule pages: package.json homepage + /blob/main/docs/rules. */
+const DOCS = 'https://github.com/meshguard/meshguard/blob/main/docs/rules';
+
 const f = (rule: string, action: ActedFinding['action'], message: string, extra: Partial<ActedFinding> = {}): ActedFinding => ({ rule, action, message, ...extra });
 const decision = (allowed: boolean, findings: ActedFinding[]): Decision => ({ allowed, findings, skipped: [] });
 
@@ -144,7 +147,10 @@ t.test('response: deny names every denying rule with reason and fix', async (t) 
   t.equal(r.allowed, false);
   t.same(r.status, {
     code: 403, reason: 'Forbidden',
-    message: 'meshguard denied this request:\n[dns-egress-missing] egress default-deny drops DNS Fix: allow kube-dns UDP/53 Docs: docs/rules/dns-egress-missing.md\n[apiserver-egress-missing] pods lose the API server Affected: a/b, a/c. Docs: docs/rules/apiserver-egress-missing.md\n[dns-egress-missing] second occurrence with a newline Docs: docs/rules/dns-egress-missing.md',
+    message: 'meshguard denied this request:\n' +
+      '[dns-egress-missing] egress default-deny drops DNS Fix: allow kube-dns UDP/53 Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/dns-egress-missing.md\n' +
+      '[apiserver-egress-missing] pods lose the API server Affected: a/b, a/c. Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/apiserver-egress-missing.md\n' +
+      '[dns-egress-missing] second occurrence with a newline Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/dns-egress-missing.md',
   });
 });
 
@@ -160,14 +166,14 @@ t.test('response: preexisting deny findings are warnings and do not change allow
   const r = toAdmissionResponse('u', decision(true, [f('dns-egress-missing', 'deny', 'already broken before', { preexisting: true })]));
   t.equal(r.allowed, true);
   t.equal(r.status, undefined);
-  t.same(r.warnings, ['[dns-egress-missing] (pre-existing) already broken before (docs/rules/dns-egress-missing.md)']);
+  t.same(r.warnings, ['[dns-egress-missing] (pre-existing) already broken before', `  Docs: ${DOCS}/dns-egress-missing.md`]);
 });
 
 t.test('response: a deny finding on an allowed decision is shown as a warning, never dropped', async (t) => {
   const r = toAdmissionResponse('u', decision(true, [f('dns-egress-missing', 'deny', 'breaks DNS')]));
   t.equal(r.allowed, true);
   t.equal(r.status, undefined);
-  t.same(r.warnings, ['[dns-egress-missing] breaks DNS (docs/rules/dns-egress-missing.md)']);
+  t.same(r.warnings, ['[dns-egress-missing] breaks DNS', `  Docs: ${DOCS}/dns-egress-missing.md`]);
 });
 
 t.test('response: notices come first among the warnings, tagged meshguard', async (t) => {
@@ -195,7 +201,40 @@ t.test('response: a long warning is wrapped into several lines, never cut mid-se
   t.ok(lines.length >= 2, 'wrapped');
   for (const l of lines) t.ok([...l].length <= LIMITS.warningChars, `<= 120: ${l}`);
   t.ok(lines.slice(1).every((l) => l.startsWith('  ')), 'continuation lines are indented');
-  t.equal(lines.map((l) => l.trim()).join(' '), `[hbone-15008-blocked] ${message} Fix: ${fix} (docs/rules/hbone-15008-blocked.md)`, 'nothing lost');
+  t.equal(lines.map((l) => l.trim()).join(' '), `[hbone-15008-blocked] ${message} Fix: ${fix} Docs: ${DOCS}/hbone-15008-blocked.md`, 'nothing lost');
+  t.equal(lines.at(-1), `  Docs: ${DOCS}/hbone-15008-blocked.md`, 'the link has a line of its own');
+});
+
+t.test('response: links go to the configured base, in the deny message and in the warnings', async (t) => {
+  const docsUrl = (rule: string) => `https://wiki.example.com/meshguard/${rule}.md`;
+  const r = toAdmissionResponse('u', decision(false, [
+    f('dns-egress-missing', 'deny', 'breaks DNS'),
+    f('dual-l7-authz', 'warn', 'two L7 layers'),
+  ]), { docsUrl });
+  t.equal(r.status?.message, 'meshguard denied this request:\n[dns-egress-missing] breaks DNS Docs: https://wiki.example.com/meshguard/dns-egress-missing.md');
+  t.same(r.warnings, ['[dual-l7-authz] two L7 layers', '  Docs: https://wiki.example.com/meshguard/dual-l7-authz.md']);
+});
+
+t.test('response: a message too long for its warning lines is cut, its link is kept whole', async (t) => {
+  const message = Array.from({ length: 120 }, (_, i) => `word${i}`).join(' ');
+  const lines = toAdmissionResponse('u', decision(true, [f('dns-egress-missing', 'warn', message)])).warnings!;
+  t.equal(lines.length, 4, 'at most four lines per finding, the link included');
+  t.ok(lines[2]!.endsWith('…'), 'the message is cut');
+  t.equal(lines[3], `  Docs: ${DOCS}/dns-egress-missing.md`);
+  // A base so long that "Docs: " does not fit: the bare URL; longer still: no link rather than half of one.
+  const long = (n: number) => (rule: string) => `https://example.com/${'d'.repeat(n)}/${rule}.md`;
+  const bare = toAdmissionResponse('u', decision(true, [f('r', 'warn', 'm')]), { docsUrl: long(90) }).warnings!;
+  t.same(bare, ['[r] m', `  https://example.com/${'d'.repeat(90)}/r.md`]);
+  const none = toAdmissionResponse('u', decision(true, [f('r', 'warn', 'm')]), { docsUrl: long(120) }).warnings!;
+  t.same(none, ['[r] m']);
+});
+
+t.test('response: a deny message with many rules stays within its limit and keeps links while there is room', async (t) => {
+  const few = denyMessage(Array.from({ length: 12 }, (_, i) => f(`rule-${i}`, 'deny', 'x'.repeat(2000))));
+  for (let i = 0; i < 12; i++) t.ok(few.includes(`Docs: ${DOCS}/rule-${i}.md`), `rule-${i} linked`);
+  const many = denyMessage(Array.from({ length: 40 }, (_, i) => f(`rule-${i}`, 'deny', 'x'.repeat(2000))));
+  t.ok(many.length <= LIMITS.denyMessageChars, `length ${many.length}`);
+  for (let i = 0; i < 40; i++) t.ok(many.includes(`[rule-${i}] `), `rule-${i} named`);
 });
 
 t.test('response: audit mode warns about what enforce mode would deny', async (t) => {
@@ -204,7 +243,7 @@ t.test('response: audit mode warns about what enforce mode would deny', async (t
     f('dual-l7-authz', 'audit', 'configured as audit'),
   ]));
   t.equal(r.allowed, true);
-  t.same(r.warnings, ['[dns-egress-missing] (audit: would be denied) breaks DNS (docs/rules/dns-egress-missing.md)']);
+  t.same(r.warnings, ['[dns-egress-missing] (audit: would be denied) breaks DNS', `  Docs: ${DOCS}/dns-egress-missing.md`]);
   t.same(Object.keys(r.auditAnnotations ?? {}).sort(), ['dns-egress-missing', 'dual-l7-authz']);
 });
 
@@ -267,7 +306,7 @@ t.test('response: wrapping counts code points, so lines of astral characters fil
   // A naive reference: greedy wrap on words, lengths in code points.
   const ref: string[] = [];
   let line = '';
-  for (const w of `[r] ${message} (docs/rules/r.md)`.split(' ')) {
+  for (const w of `[r] ${message}`.split(' ')) {
     const cand = line === '' ? (ref.length === 0 ? w : `  ${w}`) : `${line} ${w}`;
     if ([...cand].length <= LIMITS.warningChars) line = cand;
     else {
@@ -277,7 +316,8 @@ t.test('response: wrapping counts code points, so lines of astral characters fil
   }
   ref.push(line);
   const kept = ref.slice(0, 4);
-  t.same(lines.slice(0, 3), kept.slice(0, 3), 'same breaks as the code-point reference');
+  t.same(lines.slice(0, 2), kept.slice(0, 2), 'same breaks as the code-point reference');
+  t.equal(lines.at(-1), `  Docs: ${DOCS}/r.md`);
   for (const l of lines) t.ok([...l].length <= LIMITS.warningChars);
   t.ok([...lines[0]!].length > 100, `first line filled: ${[...lines[0]!].length} code points`);
   t.equal(truncate('\u{1F680}'.repeat(5), 5), '\u{1F680}'.repeat(5), 'five code points fit in five');

@@ -11,6 +11,9 @@ import { runCli } from '../../src/cli/program.ts';
 import type { Rule } from '../../src/rules/types.ts';
 import { FAKE_RULES } from '../verdict/fake-rules.ts';
 
+/** Where rule pages are linked by default: package.json homepage + /blob/main/docs/rules. */
+const DOCS = 'https://github.com/meshguard/meshguard/blob/main/docs/rules';
+
 const dir = mkdtempSync(join(tmpdir(), 'meshguard-cli-'));
 function file(name: string, text: string): string {
   const p = join(dir, name);
@@ -122,7 +125,36 @@ t.test('text report of a denial names rule, action, message, fix and docs', asyn
   t.match(r.stdout, 'deny  fake-orphan-policy: namespace nowhere does not exist');
   t.match(r.stdout, 'affected: nowhere/orphan and 2 more');
   t.match(r.stdout, 'fix: create namespace nowhere first');
-  t.match(r.stdout, 'docs: docs/rules/fake-orphan-policy.md');
+  t.match(r.stdout, `docs: ${DOCS}/fake-orphan-policy.md`);
+});
+
+t.test('the text report, word for word', async (t) => {
+  const m = file('golden.yaml', cnp('orphan', 'nowhere') + '---\n' + cnp('labelled', 'team-a', { 'fake/finding': 'just so you know' }));
+  const r = await run(['check', '--state', STATE, m]);
+  t.equal(
+    r.stdout,
+    `CREATE CiliumNetworkPolicy nowhere/orphan (${m}:1): DENIED
+  deny  fake-orphan-policy: namespace nowhere does not exist
+        affected: nowhere/orphan and 2 more
+        fix: create namespace nowhere first
+        docs: ${DOCS}/fake-orphan-policy.md
+CREATE CiliumNetworkPolicy team-a/labelled (${m}:10): allowed with findings
+  warn  fake-label: just so you know
+        docs: ${DOCS}/fake-label.md
+2 objects checked: 1 allowed, 1 denied, 2 findings
+`,
+  );
+});
+
+t.test('findings link to their rule page: JSON docs field, under the config\'s docs.baseUrl', async (t) => {
+  const m = file('docs-json.yaml', cnp('orphan', 'nowhere') + '---\n' + cnp('labelled', 'team-a', { 'fake/finding': 'note' }));
+  const dflt = JSON.parse((await run(['check', '--state', STATE, '--output', 'json', m])).stdout) as { results: { findings: { rule: string; docs: string }[] }[] };
+  t.same(dflt.results.flatMap((r) => r.findings.map((f) => f.docs)), [`${DOCS}/fake-orphan-policy.md`, `${DOCS}/fake-label.md`]);
+  const cfg = file('docs-cfg.yaml', 'docs:\n  baseUrl: https://wiki.example.com/meshguard/\n');
+  const moved = await run(['check', '--state', STATE, '--config', cfg, '--output', 'json', m]);
+  const doc = JSON.parse(moved.stdout) as { results: { findings: { docs: string }[] }[] };
+  t.same(doc.results.flatMap((r) => r.findings.map((f) => f.docs)), ['https://wiki.example.com/meshguard/fake-orphan-policy.md', 'https://wiki.example.com/meshguard/fake-label.md']);
+  t.match((await run(['check', '--state', STATE, '--config', cfg, m])).stdout, '        docs: https://wiki.example.com/meshguard/fake-orphan-policy.md\n');
 });
 
 t.test('objects are applied in order: a namespace created first makes its policy valid', async (t) => {
@@ -171,6 +203,48 @@ t.test('kinds meshguard does not read are allowed and reported as not checked', 
   t.match(r.stdout, 'not checked: meshguard does not check Secret');
 });
 
+t.test('the summary counts objects meshguard does not judge apart from the checked ones', async (t) => {
+  const secret = 'apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: team-a}\n';
+  const service = 'apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: team-a}\nspec: {selector: {app: web}}\n';
+  const m = file('mixed.yaml', [cnp('orphan', 'nowhere'), secret, service, cnp('fine', 'team-a')].join('---\n'));
+  const r = await run(['check', '--state', STATE, m]);
+  t.equal(r.code, 1);
+  t.match(r.stdout, /\n2 objects checked: 1 allowed, 1 denied, 1 finding; 2 not checked \(kinds meshguard does not read: 1, no rule applies: 1\)\n$/);
+  t.match(r.stdout, 'CREATE Service team-a/web (' );
+  t.match(r.stdout, '  not checked: no meshguard rule judges a CREATE of a Service\n');
+  t.match((await run(['check', '--state', STATE, '--operation', 'UPDATE', file('eps.yaml', 'apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e, namespace: team-a}\naddressType: IPv4\nendpoints: []\n')])).stdout, 'not checked: no meshguard rule judges an UPDATE of an EndpointSlice\n');
+  const json = JSON.parse((await run(['check', '--state', STATE, '-o', 'json', m])).stdout) as { results: { kind: string; notChecked?: string; exemptReason?: string }[] };
+  t.same(json.results.map((x) => [x.kind, x.notChecked]), [['CiliumNetworkPolicy', undefined], ['Secret', 'kind'], ['Service', 'no-rule'], ['CiliumNetworkPolicy', undefined]]);
+  // Only kinds it does not read: the reason is named once, without counts.
+  const secrets = file('secrets.yaml', secret + '---\n' + secret.replace('name: s', 'name: t'));
+  t.match((await run(['check', '--state', STATE, secrets])).stdout, /\n0 objects checked: 0 allowed, 0 denied, 0 findings; 2 not checked \(kinds meshguard does not read\)\n$/);
+  // An exempt namespace is not checked either, whatever the kind.
+  const exempt = file('exempt-ns.yaml', 'exemptions:\n  namespaces: [nowhere]\n');
+  const ex = await run(['check', '--state', STATE, '--config', exempt, '-o', 'json', file('orphan-ex.yaml', cnp('orphan', 'nowhere'))]);
+  t.match(JSON.parse(ex.stdout), { results: [{ allowed: true, notChecked: 'exempt', exemptReason: 'namespace nowhere is exempt by the meshguard config' }] });
+  // A rule turned off judges nothing: a kind only it reads is then not checked.
+  const off = file('all-off.yaml', 'rules:\n  fake-label: off\n  fake-orphan-policy: off\n  fake-throws: off\n');
+  t.match((await run(['check', '--state', STATE, '--config', off, file('cnp-off.yaml', cnp('p', 'team-a'))])).stdout, /\n0 objects checked: .*; 1 not checked \(no rule applies\)\n$/);
+});
+
+t.test('with the real catalogue: Deployments other than istiod and ConfigMaps other than cilium-config are not checked', async (t) => {
+  const root = new URL('../../', import.meta.url).pathname;
+  const deployment = (name: string, ns: string) => `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ${name}, namespace: ${ns}}\nspec:\n  selector: {matchLabels: {app: ${name}}}\n  template:\n    metadata: {labels: {app: ${name}}}\n    spec: {containers: [{name: c, image: x}]}\n`;
+  const m = file('plumbing.yaml', [
+    deployment('web', 'demo'),
+    deployment('istiod', 'istio-system'),
+    'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app-settings, namespace: demo}\ndata: {a: b}\n',
+  ].join('---\n'));
+  let out = '';
+  await runCli(['check', '--state', `${root}examples/cluster`, '-o', 'json', m], { io: { stdout: (x) => void (out += x), stderr: () => {} } });
+  const results = (JSON.parse(out) as { results: { name: string; notChecked?: string; exemptReason?: string }[] }).results;
+  t.same(results.map((x) => [x.name, x.notChecked, x.exemptReason]), [
+    ['web', 'no-rule', 'meshguard judges only istiod Deployments'],
+    ['istiod', undefined, undefined],
+    ['app-settings', 'no-rule', 'meshguard judges only the kube-system/cilium-config ConfigMap'],
+  ]);
+});
+
 t.test('an ignored opt-out annotation is reported as a note (text) and in notices (JSON)', async (t) => {
   const m = file('skip.yaml', `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -207,7 +281,7 @@ t.test('input errors: exit 2, one line on stderr, nothing on stdout', async (t) 
     [['check', '--state', STATE, badYaml], new RegExp(`^meshguard: ${badYaml.replace(/[.]/g, '\\.')}:4: invalid YAML`)],
     [['check', '--state', STATE, join(dir, 'missing.yaml')], /cannot read: ENOENT/],
     [['check', '--state', join(dir, 'missing-state'), file('fine.yaml', cnp('a', 'team-a'))], /missing-state: cannot read: ENOENT/],
-    [['check', file('fine2.yaml', cnp('a', 'team-a'))], /one of --state PATH or --kubeconfig FILE is required/],
+    [['check', file('fine2.yaml', cnp('a', 'team-a'))], /one of --state PATH or --kubeconfig FILE \(or --context NAME\) is required/],
     [['check', '--state', STATE, '--kubeconfig', 'k', file('fine3.yaml', cnp('a', 'team-a'))], /either --state or --kubeconfig, not both/],
     [['check', '--state', STATE], /missing required argument 'manifest'/],
     [['check', '--state', STATE, '--frobnicate', 'x.yaml'], /unknown option '--frobnicate'/],
@@ -257,8 +331,10 @@ t.test('rules: text table and JSON from the catalogue given', async (t) => {
       action: r.severity === 'B' ? 'deny' : 'warn',
       summary: r.summary,
       docs: r.docs,
+      docsUrl: `${DOCS}/${r.id}.md`,
     })),
   );
+  t.match(text.stdout, `reports the fake/finding label [${DOCS}/fake-label.md]`, 'the text table links each rule');
   const cfg = file('rules-cfg.yaml', 'rules:\n  fake-label: off\n');
   const withCfg = JSON.parse((await run(['rules', '--output', 'json', '--config', cfg])).stdout) as { rules: { id: string; action: string }[] };
   t.equal(withCfg.rules.find((r) => r.id === 'fake-label')?.action, 'off');
@@ -268,7 +344,39 @@ t.test('rules: text table and JSON from the catalogue given', async (t) => {
   const lines = md.stdout.trimEnd().split('\n');
   t.equal(lines[0], '| rule | severity | default | summary |');
   t.equal(lines.length, 2 + FAKE_RULES.length);
-  t.equal(lines[2], '| [`fake-label`](docs/rules/fake-label.md) | I | warn | reports the fake/finding label |');
+  t.equal(lines[2], `| [\`fake-label\`](${DOCS}/fake-label.md) | I | warn | reports the fake/finding label |`);
+  const movedCfg = file('rules-docs.yaml', 'docs:\n  baseUrl: https://wiki.example.com/mg\n');
+  const moved = JSON.parse((await run(['rules', '--output', 'json', '--config', movedCfg])).stdout) as { rules: { id: string; docsUrl: string }[] };
+  t.same(moved.rules.map((r) => r.docsUrl), FAKE_RULES.map((r) => `https://wiki.example.com/mg/${r.id}.md`));
+});
+
+t.test('rules --config in audit mode shows the action the config gives: audit where the rule denies', async (t) => {
+  const cfg = file('rules-audit.yaml', 'mode: audit\nrules:\n  fake-label: deny\n  fake-throws: warn\n');
+  const text = await run(['rules', '--config', cfg]);
+  t.equal(text.code, 0);
+  t.match(text.stdout, /^fake-orphan-policy +B \(breaks traffic\) +deny +audit +a policy/m, 'DEFAULT deny, ACTION audit');
+  t.match(text.stdout, /^fake-label +I \(ineffective\) +warn +audit +/m, 'configured deny: audit too');
+  t.match(text.stdout, /^fake-throws +R \(risky\) +warn +warn +/m, 'warn is untouched');
+  t.match(text.stdout, /\nmode: audit, so every deny is audit: nothing is refused\n$/);
+  const json = JSON.parse((await run(['rules', '--config', cfg, '-o', 'json'])).stdout) as { rules: { id: string; defaultAction: string; action: string }[] };
+  t.same(json.rules.map((r) => [r.id, r.defaultAction, r.action]), [['fake-label', 'warn', 'audit'], ['fake-orphan-policy', 'deny', 'audit'], ['fake-throws', 'warn', 'warn']]);
+  // What rules says is what check does with the same config.
+  const checked = JSON.parse((await run(['check', '--state', STATE, '--config', cfg, '-o', 'json', file('rules-audit-m.yaml', cnp('orphan', 'nowhere'))])).stdout);
+  t.match(checked, { results: [{ allowed: true, findings: [{ rule: 'fake-orphan-policy', action: json.rules[1]!.action }] }] });
+  t.notMatch((await run(['rules', '--config', file('rules-enforce.yaml', 'mode: enforce\n')])).stdout, /mode: audit/, 'no note in enforce mode');
+});
+
+t.test('-o is --output in check and rules, as in every command', async (t) => {
+  const m = file('short-o.yaml', cnp('orphan', 'nowhere'));
+  const check = await run(['check', '--state', STATE, '-o', 'json', m]);
+  t.equal(check.code, 1);
+  t.equal(JSON.parse(check.stdout).results[0].allowed, false);
+  const rules = await run(['rules', '-o', 'json']);
+  t.same((JSON.parse(rules.stdout) as { rules: { id: string }[] }).rules.map((r) => r.id), FAKE_RULES.map((r) => r.id));
+  t.match((await run(['rules', '-o', 'markdown'])).stdout, /^\| rule \| severity/);
+  const bad = await run(['check', '--state', STATE, '-o', 'yaml', m]);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /argument 'yaml' is invalid/);
 });
 
 t.test('--version and --help exit 0', async (t) => {

@@ -18,6 +18,21 @@ const dir = mkdtempSync(join(tmpdir(), 'meshguard-serve-'));
 const certs = makeCerts(dir);
 const base = ['serve', '--host', '127.0.0.1', '--port', '0', '--tls-cert', certs.cert, '--tls-key', certs.key];
 
+/** Two contexts, both on unreachable servers: c (current) and other. */
+const unreachableKubeconfig = join(dir, 'unreachable.kubeconfig');
+writeFileSync(
+  unreachableKubeconfig,
+  [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}, {name: o, cluster: {server: "https://127.0.0.1:2", insecure-skip-tls-verify: true}}]',
+    'contexts: [{name: c, context: {cluster: c, user: u}}, {name: other, context: {cluster: o, user: u}}]',
+    'users: [{name: u, user: {token: not-a-real-token}}]',
+    'current-context: c',
+    '',
+  ].join('\n'),
+);
+
 function runSync(args: string[]) {
   return spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 60_000 });
 }
@@ -40,6 +55,8 @@ t.test('startup errors: exit 2, one line, before listening', async (t) => {
     [[...base, '--state', `${root}examples/cluster`, '--max-connections', '0'], /--max-connections: must be between 1 and 65535/],
     [[...base, '--state', `${root}examples/cluster`, '--client-ca', join(dir, 'none-ca.crt')], /client CA.*none-ca\.crt/],
     [[...base, '--state', `${root}examples/cluster`, '--client-ca', certs.cert], /is not a CA certificate/],
+    [[...base, '--kubeconfig', unreachableKubeconfig, '--context', 'prod'], /unreachable\.kubeconfig: kubeconfig: no context "prod" \(it has c, other\)$/m],
+    [[...base, '--state', `${root}examples/cluster`, '--context', 'other'], /--context selects a live cluster; it does not go with --state/],
   ];
   for (const [args, err] of cases) {
     const r = runSync(args);
@@ -87,6 +104,7 @@ interface ListeningRecord {
   clientAuth?: boolean;
   maxConnections?: number;
   allocationSitePretenuring?: string;
+  cluster?: string;
 }
 
 function listeningRecord(child: ChildProcess): Promise<ListeningRecord> {
@@ -117,7 +135,10 @@ async function listeningUrl(child: ChildProcess): Promise<string> {
 }
 
 t.test('serves the example state, answers a review, drains and exits 0 on SIGTERM', async (t) => {
-  const child = spawn(process.execPath, [main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '1'], {
+  // A config that only moves the rule pages: denials must link there.
+  const config = join(dir, 'docs.yaml');
+  writeFileSync(config, 'docs:\n  baseUrl: https://docs.example.com/meshguard/rules\n');
+  const child = spawn(process.execPath, [main, ...base, '--state', `${root}examples/cluster`, '--config', config, '--drain-seconds', '1'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -178,6 +199,7 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   t.equal(resp.status.code, 403);
   t.match(resp.status.message, /\[dns-egress-missing\]/);
   t.match(resp.status.message, /\[apiserver-egress-missing\]/);
+  t.match(resp.status.message, /\[dns-egress-missing\] .* Docs: https:\/\/docs\.example\.com\/meshguard\/rules\/dns-egress-missing\.md($|\n)/, 'linked under the configured base');
 
   // The same request again (a dry run, then the apply): answered from the verdict cache, same answer.
   const repeat = { ...example, request: { ...example.request, uid: '7c1f0e7a-0000-4000-8000-000000000002', dryRun: true } };
@@ -193,27 +215,27 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
 });
 
 t.test('live source that cannot sync: listening but not ready; SIGTERM still exits 0', async (t) => {
-  const kubeconfig = join(dir, 'unreachable.kubeconfig');
-  writeFileSync(
-    kubeconfig,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]',
-      'contexts: [{name: c, context: {cluster: c, user: u}}]',
-      'users: [{name: u, user: {token: not-a-real-token}}]',
-      'current-context: c',
-      '',
-    ].join('\n'),
-  );
-  const child = spawn(process.execPath, [main, ...base, '--kubeconfig', kubeconfig, '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [main, ...base, '--kubeconfig', unreachableKubeconfig, '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
-  const url = await listeningUrl(child);
+  const listening = await listeningRecord(child);
+  const url = listening.url;
+  t.equal(listening.cluster, `${unreachableKubeconfig} (context c)`, 'the listening line says which cluster is watched');
   t.equal(await get(url, '/healthz'), 200);
   t.equal(await get(url, '/readyz'), 503, 'not ready before the first sync');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+});
+
+t.test('--context watches that context instead of current-context', async (t) => {
+  const child = spawn(process.execPath, [main, ...base, '--kubeconfig', unreachableKubeconfig, '--context', 'other', '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  t.equal((await listeningRecord(child)).cluster, `${unreachableKubeconfig} (context other)`);
   child.kill('SIGTERM');
   t.equal(await exited, 0);
 });

@@ -98,6 +98,12 @@ t.test('single query: denied, JSON output, exit 1', async (t) => {
   t.type(j.ingress.reason, 'string');
 });
 
+t.test('-o is --output, as in every command', async (t) => {
+  const r = await trace(['--state', base, '--from', 'y/b', '--to', 'x/a', '--port', '81/TCP', '-o', 'json']);
+  t.equal(r.code, 1);
+  t.equal(JSON.parse(r.stdout).allowed, false);
+});
+
 t.test('targets: entity, cidr, fqdn; protocol case-insensitive', async (t) => {
   const world = await trace(['--state', base, '--from', 'y/a', '--to', 'entity:world', '--port', '443/tcp', '--output', 'json']);
   t.equal(world.code, 1, 'y/a egress only allows DNS and one FQDN');

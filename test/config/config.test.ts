@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -153,6 +153,24 @@ t.test('bad mode, bad controlPlane, bad namespace name, wrong types', async (t) 
   const op = errorOf('settings:\n  apiserverClients:\n    - selector:\n        matchExpressions:\n          - {key: a, operator: Like}\n');
   t.match(op.message, /operator: must be one of In, NotIn, Exists, DoesNotExist/);
   t.equal(op.line, 5);
+});
+
+t.test('docs.baseUrl: defaults to the rule pages under package.json homepage; a file may move it', async (t) => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { homepage: string };
+  t.match(pkg.homepage, /^https:\/\//, 'package.json names the project page');
+  t.equal(loadConfig(undefined, FAKE_RULES).docs.baseUrl, `${pkg.homepage}/blob/main/docs/rules`);
+  t.equal(loadConfig(file('mode: audit\n'), FAKE_RULES).docs.baseUrl, `${pkg.homepage}/blob/main/docs/rules`, 'a file without docs keeps the default');
+  t.equal(loadConfig(file('docs:\n  baseUrl: https://wiki.example.com/meshguard/rules/\n'), FAKE_RULES).docs.baseUrl, 'https://wiki.example.com/meshguard/rules', 'trailing slash dropped');
+  const http = errorOf('mode: enforce\ndocs:\n  baseUrl: http://wiki.example.com/rules\n');
+  t.match(http.message, /docs\.baseUrl: must be an https:\/\/ URL without query or fragment/);
+  t.equal(http.line, 3);
+  t.match(errorOf('docs:\n  baseUrl: https://wiki.example.com/rules?page=\n').message, /docs\.baseUrl: must be an https:\/\/ URL/);
+  t.match(errorOf(`docs:\n  baseUrl: https://example.com/${'x'.repeat(80)}\n`).message, /docs\.baseUrl: longer than 80 characters/);
+  t.match(errorOf('docs:\n  baseURL: https://example.com\n').message, /docs\.baseURL: unknown key in docs/);
+  const ctl = errorOf('mode: enforce\ndocs:\n  baseUrl: "https://example.com/a\\x01b"\n');
+  t.match(ctl.message, /docs\.baseUrl: only printable ASCII characters/);
+  t.equal(ctl.line, 3);
+  t.match(errorOf('docs:\n  baseUrl: "https://[::1/rules"\n').message, /docs\.baseUrl: not a valid URL/);
 });
 
 t.test('a top level that is not a mapping', async (t) => {

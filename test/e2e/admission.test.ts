@@ -45,6 +45,7 @@ t.test('enforce mode through kube-apiserver', async (t) => {
     t.match(r.stderr, /admission webhook "e2e\.meshguard\.io" denied the request/, out(r));
     t.match(r.stderr, /dns-egress-missing/, out(r));
     t.match(r.stderr, /shop\/web-0/, 'names the pod that loses DNS');
+    t.match(r.stderr, /Docs: https:\/\/github\.com\/meshguard\/meshguard\/blob\/main\/docs\/rules\/dns-egress-missing\.md/, 'links the rule page');
     t.notOk(await exists(env, 'cnp', 'shop', 'web-egress'), 'nothing stored');
   });
 

@@ -56,6 +56,10 @@ t.test('audit mode', async (t) => {
     t.ok(warnings.length >= 1, `kubectl printed Warning: lines: ${out(r)}`);
     t.ok(warnings.some((w) => w.includes('split-brain-l7-sidecar')), 'the warn finding is a Warning: line');
     t.ok(
+      warnings.some((w) => /^Warning: +Docs: https:\/\/github\.com\/meshguard\/meshguard\/blob\/main\/docs\/rules\/split-brain-l7-sidecar\.md$/.test(w)),
+      `its link reaches kubectl whole, on a line of its own: ${out(r)}`,
+    );
+    t.ok(
       warnings.some((w) => w.includes('[dns-egress-missing] (audit: would be denied)')),
       'the deny that audit mode lets through is still announced to the person applying',
     );

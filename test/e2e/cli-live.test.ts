@@ -51,9 +51,11 @@ t.test('snapshot and check against a live cluster', async (t) => {
   writeFileSync(manifest, DENY_EGRESS);
 
   const snapFile = join(dir, 'snap.yaml');
-  const snap = await meshguard(['snapshot', '--kubeconfig', cp.kubeconfigPath, '-o', snapFile]);
+  const snap = await meshguard(['snapshot', '--kubeconfig', cp.kubeconfigPath, '--file', snapFile]);
   t.equal(snap.code, 0, snap.stderr);
   t.equal(snap.stdout, '');
+  t.match(snap.stderr, /^meshguard: read \d+ objects from https:\/\/[^:]+:\d+: Namespace \d+, Pod \d+, /, 'says what it read');
+  t.match(snap.stderr, `meshguard: wrote ${snapFile} (YAML)\n`);
   const state = loadSnapshot([snapFile]);
   t.ok(state.get('Pod', 'shop', 'web-0'), 'the pod is in the snapshot');
   t.ok(state.get('Service', 'kube-system', 'kube-dns'));
@@ -61,14 +63,14 @@ t.test('snapshot and check against a live cluster', async (t) => {
 
   // A .json file gets JSON (loaded item by item), with the same objects.
   const jsonFile = join(dir, 'snap.json');
-  const snapJson = await meshguard(['snapshot', '--kubeconfig', cp.kubeconfigPath, '-o', jsonFile]);
+  const snapJson = await meshguard(['snapshot', '--kubeconfig', cp.kubeconfigPath, '--file', jsonFile]);
   t.equal(snapJson.code, 0, snapJson.stderr);
   t.equal((JSON.parse(readFileSync(jsonFile, 'utf8')) as { kind: string }).kind, 'List', 'JSON');
   const fromJson = loadSnapshot([jsonFile]);
   t.same(fromJson.list('Pod').map((p) => p.metadata.name), state.list('Pod').map((p) => p.metadata.name));
   t.equal(fromJson.list('EndpointSlice', 'default').length, 1);
 
-  const live = await meshguard(['check', '--kubeconfig', cp.kubeconfigPath, '--output', 'json', manifest]);
+  const live = await meshguard(['check', '--kubeconfig', cp.kubeconfigPath, '-o', 'json', manifest]);
   t.equal(live.code, 1, live.stderr);
   t.ok(live.ms < 60_000, `check exits promptly (${live.ms} ms)`);
   const fromSnap = await meshguard(['check', '--state', snapFile, '--output', 'json', manifest]);

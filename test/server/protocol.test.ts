@@ -30,6 +30,14 @@ t.test('allowed review: uid echoed, envelope, decide sees the Change and the sta
   t.equal(c.oldObject, undefined);
 });
 
+t.test('docsUrl: the server links findings where it is told (the config\'s docs.baseUrl)', async (t) => {
+  const decide = recordingDecide(() => ({ allowed: false, skipped: [], findings: [finding('dns-egress-missing', 'deny', 'drops DNS'), finding('dual-l7-authz', 'warn', 'two L7 layers')] }));
+  const s = await startServer(t, { decide, docsUrl: (rule) => `https://docs.example.com/r/${rule}.md` });
+  const r = (await postReview(s.url, review(), { ca: s.ca })).json.response;
+  t.equal(r.status.message, 'meshguard denied this request:\n[dns-egress-missing] drops DNS Docs: https://docs.example.com/r/dns-egress-missing.md');
+  t.same(r.warnings, ['[dual-l7-authz] two L7 layers', '  Docs: https://docs.example.com/r/dual-l7-authz.md']);
+});
+
 t.test('dryRun is passed through to decide', async (t) => {
   const decide = recordingDecide();
   const s = await startServer(t, { decide });
@@ -71,8 +79,14 @@ t.test('deny, warn and audit shapes', async (t) => {
   t.equal(r.allowed, false);
   t.equal(r.status.code, 403);
   t.equal(r.status.reason, 'Forbidden');
-  t.match(r.status.message, /^meshguard denied this request:\n\[dns-egress-missing\] default-deny egress drops DNS for 3 pods in blue Affected: blue\/a and 2 more\. Fix: allow UDP\/53 to kube-dns Docs: docs\/rules\/dns-egress-missing\.md\n\[apiserver-egress-missing\] pods lose the kube-apiserver Fix: add toEntities: \[kube-apiserver\] Docs: docs\/rules\/apiserver-egress-missing\.md$/);
-  t.same(r.warnings, ['[l7-policy-split-brain] L7 rules are enforced by both Cilium and the waypoint (docs/rules/l7-policy-split-brain.md)']);
+  const docs = 'https://github.com/meshguard/meshguard/blob/main/docs/rules';
+  t.equal(
+    r.status.message,
+    'meshguard denied this request:\n' +
+      `[dns-egress-missing] default-deny egress drops DNS for 3 pods in blue Affected: blue/a and 2 more. Fix: allow UDP/53 to kube-dns Docs: ${docs}/dns-egress-missing.md\n` +
+      `[apiserver-egress-missing] pods lose the kube-apiserver Fix: add toEntities: [kube-apiserver] Docs: ${docs}/apiserver-egress-missing.md`,
+  );
+  t.same(r.warnings, ['[l7-policy-split-brain] L7 rules are enforced by both Cilium and the waypoint', `  Docs: ${docs}/l7-policy-split-brain.md`]);
   t.same(r.auditAnnotations, { 'peer-auth-port-mismatch': 'port-level mTLS names a service port' });
 
   // One decision line, without the object, plus one line per audit finding.

@@ -88,6 +88,40 @@ t.test('with several $KUBECONFIG files, an exec plugin is the resolved context\'
   t.equal((await listKind(client, 'Namespace')).items.length, 1, 'its plugin ran (the other file\'s would send a wrong token)');
 });
 
+/** One kubeconfig, two clusters: context "shop" (current) and context "bank", each with its own server and user. */
+function twoContexts(shopUrl: string, bankUrl: string): string {
+  return JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'shop',
+    clusters: [{ name: 'shop-cluster', cluster: { server: shopUrl } }, { name: 'bank-cluster', cluster: { server: bankUrl } }],
+    users: [{ name: 'shop-user', user: { token: 'secret-token' } }, { name: 'bank-user', user: { token: 'secret-token' } }],
+    contexts: [{ name: 'shop', context: { cluster: 'shop-cluster', user: 'shop-user' } }, { name: 'bank', context: { cluster: 'bank-cluster', user: 'bank-user' } }],
+  });
+}
+
+t.test('a context given by name is used instead of current-context; an unknown one is an InputError', async (t) => {
+  const shop = await fake(t);
+  const bank = await fake(t);
+  bank.put(collectionPath('Namespace'), { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bank' } });
+  const dir = t.testdir({ kc: twoContexts(shop.url, bank.url), empty: {}, sa: { token: 'sa-token' } });
+  const current = loadKubeApi(join(dir, 'kc'));
+  t.teardown(() => current.close());
+  t.equal(current.server, shop.url, 'current-context without --context');
+  const named = loadKubeApi(join(dir, 'kc'), { context: 'bank' });
+  t.teardown(() => named.close());
+  t.equal(named.server, bank.url);
+  t.match(named.source, /kc \(context bank\)$/);
+  t.same((await listKind(named, 'Namespace')).items.map((n) => n.metadata.name).sort(), ['bank', 'shop'], 'listed from the bank cluster');
+  // Through the kubectl chain too ($KUBECONFIG).
+  const viaEnv = loadKubeApi(undefined, { env: { HOME: join(dir, 'empty'), KUBECONFIG: join(dir, 'kc') }, context: 'bank' });
+  t.equal(viaEnv.server, bank.url);
+  t.throws(() => loadKubeApi(join(dir, 'kc'), { context: 'nope' }), { name: 'InputError', message: `${join(dir, 'kc')}: kubeconfig: no context "nope" (it has shop, bank)` });
+  // In a pod without a kubeconfig there is no context to pick: an error, not the service account.
+  t.throws(() => loadKubeApi(undefined, { env: { HOME: join(dir, 'empty'), KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' }, serviceAccountDir: join(dir, 'sa'), context: 'bank' }), {
+    name: 'InputError',
+    message: /cannot use context "bank": no --kubeconfig, no \$KUBECONFIG file and no ~\/\.kube\/config/,
+  });
+});
+
 t.test('credentials precedence and conflicts follow kubectl', async (t) => {
   const api = await fake(t);
   const dir = t.testdir({

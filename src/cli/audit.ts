@@ -5,6 +5,8 @@
 import { Command, Option } from 'commander';
 
 import { loadConfig } from '../config/config.ts';
+import { docsLinks, type DocsLinks } from '../config/docs-links.ts';
+import { packageInfo } from '../package-info.ts';
 import { auditState, type AuditResult } from '../verdict/audit.ts';
 import { createDecide } from '../verdict/decide.ts';
 import {
@@ -27,6 +29,7 @@ export type AuditFormat = (typeof AUDIT_FORMATS)[number];
 export interface AuditOptions extends LimitFlags {
   readonly state?: string[];
   readonly kubeconfig?: string;
+  readonly context?: string;
   readonly config?: string;
   readonly output: AuditFormat;
   readonly failOnWarn?: boolean;
@@ -35,6 +38,8 @@ export interface AuditOptions extends LimitFlags {
 export interface AuditSummary {
   readonly audited: number;
   readonly results: readonly AuditResult[];
+  /** Rule id -> https link to its page (the config's docs.baseUrl). */
+  readonly docsUrl: DocsLinks;
 }
 
 export async function runAudit(opts: AuditOptions, ctx: CliContext): Promise<AuditSummary> {
@@ -44,7 +49,7 @@ export async function runAudit(opts: AuditOptions, ctx: CliContext): Promise<Aud
   const state = await loadMutableState(opts, limits);
   const decide = createDecide(ctx.rules, config);
   const all = auditState(state, decide, ctx.rules, config);
-  return { audited: all.length, results: all.filter((r) => r.findings.length > 0) };
+  return { audited: all.length, results: all.filter((r) => r.findings.length > 0), docsUrl: docsLinks(config.docs.baseUrl) };
 }
 
 function toReportObjects(results: readonly AuditResult[]): ReportObject[] {
@@ -56,12 +61,17 @@ function toReportObjects(results: readonly AuditResult[]): ReportObject[] {
   }));
 }
 
-export function reportMeta(ctx: CliContext, suite: string): ReportMeta {
+export function reportMeta(ctx: CliContext, suite: string, docsUrl: DocsLinks): ReportMeta {
+  const home = packageInfo().homepage;
   return {
     tool: 'meshguard',
     version: version(),
     suite,
-    rules: ctx.rules.map((r) => ({ id: r.id, summary: r.summary, severity: r.severity })),
+    ...(home ? { informationUri: home } : {}),
+    rules: ctx.rules.map((r) => {
+      const url = docsUrl(r.id);
+      return { id: r.id, summary: r.summary, severity: r.severity, ...(url.startsWith('https://') ? { helpUri: url } : {}) };
+    }),
   };
 }
 
@@ -77,6 +87,7 @@ export function formatAuditText(summary: AuditSummary): string {
       lines.push(`  ${f.action.padEnd(5)} ${f.rule}: ${f.message}${f.shared ? ' (other objects cause it too)' : ''}`);
       if (f.victims && f.victims.length > 0) lines.push(`        affected: ${f.victims.join(', ')}${(f.victimCount ?? 0) > f.victims.length ? ` (+${f.victimCount! - f.victims.length} more)` : ''}`);
       if (f.fix) lines.push(`        fix: ${f.fix}`);
+      lines.push(`        docs: ${summary.docsUrl(f.rule)}`);
     }
   }
   const objects = summary.results.length;
@@ -91,13 +102,14 @@ export function auditCommand(ctx: CliContext): Command {
     .description('report every problem that exists in a cluster state now, attributed to the objects causing it')
     .option('--state <path>', 'cluster state: file or directory of YAML/JSON (repeatable)', collect)
     .option('--kubeconfig <file>', 'read the state from a live cluster instead')
+    .option('--context <name>', 'kubeconfig context to read from instead of current-context')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(AUDIT_FORMATS).default('text'))
     .option('--fail-on-warn', 'exit 1 for findings at warn level too, not only deny')
     .action(async (opts: AuditOptions) => {
       const summary = await runAudit(opts, ctx);
       const objects = toReportObjects(summary.results);
-      const meta = reportMeta(ctx, 'meshguard audit');
+      const meta = reportMeta(ctx, 'meshguard audit', summary.docsUrl);
       const out =
         opts.output === 'json'
           ? `${JSON.stringify(
@@ -115,6 +127,7 @@ export function auditCommand(ctx: CliContext): Command {
                     ...(f.victims !== undefined ? { victims: f.victims } : {}),
                     ...(f.victimCount !== undefined ? { victimCount: f.victimCount } : {}),
                     ...(f.shared ? { shared: true } : {}),
+                    docs: summary.docsUrl(f.rule),
                   })),
                 })),
               },

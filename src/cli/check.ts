@@ -17,7 +17,9 @@ import { MemoryState } from '../state/store.ts';
 import { keepAnnotation, transformObject } from '../state/transform.ts';
 import type { KubeObject } from '../state/types.ts';
 import { createDecide } from '../verdict/decide.ts';
+import { reportMeta } from './audit.ts';
 import { addLimitOptions, choice, collect, EXIT_DENIED, inputLimits, loadMutableState, setExit, stateArgs, type CliContext } from './common.ts';
+import { renderGithub, renderJunit, renderSarif, type ReportObject } from './formats.ts';
 
 const OPERATIONS = ['CREATE', 'UPDATE', 'DELETE'] as const satisfies readonly Operation[];
 
@@ -27,7 +29,7 @@ export interface CheckOptions {
   readonly context?: string;
   readonly config?: string;
   readonly operation?: string;
-  readonly output: 'text' | 'json';
+  readonly output: 'text' | 'json' | 'sarif' | 'junit' | 'github';
   /** Judge each manifest file against the original state (objects within a file still apply in order). */
   readonly perFile?: boolean;
   readonly maxInputBytes?: string;
@@ -291,11 +293,34 @@ export function checkCommand(ctx: CliContext): Command {
     .option('--context <name>', 'kubeconfig context to read from instead of current-context')
     .option('--config <file>', 'meshguard config file (default: built-in defaults)')
     .option('--operation <op>', 'CREATE | UPDATE | DELETE (default: CREATE, or UPDATE when the object is in the state)')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(new Option('-o, --output <format>', 'output format').choices(CHECK_FORMATS).default('text'))
     .option('--per-file', 'judge each manifest file on its own against the original state (default: one apply, in order)')
-    .action(async (manifests: string[], opts: CheckOptions) => {
+    .option('--fail-on-warn', 'exit 1 for findings at warn level too, not only denials')
+    .action(async (manifests: string[], opts: CheckOptions & { failOnWarn?: boolean }) => {
       const results = await runCheck(manifests, opts, ctx);
-      ctx.io.stdout(opts.output === 'json' ? JSON.stringify({ results }, null, 2) + '\n' : formatText(results));
-      if (results.some((r) => !r.allowed)) setExit(ctx, EXIT_DENIED);
+      ctx.io.stdout(renderCheck(results, opts.output, ctx, loadConfig(opts.config, ctx.rules, inputLimits(opts)).docs.baseUrl));
+      const warned = opts.failOnWarn === true && results.some((r) => r.findings.some((f) => f.action === 'warn'));
+      if (results.some((r) => !r.allowed) || warned) setExit(ctx, EXIT_DENIED);
     });
+}
+
+export const CHECK_FORMATS = ['text', 'json', 'sarif', 'junit', 'github'] as const;
+
+/** check's results in any of its output formats (the CI ones from src/cli/formats.ts). */
+export function renderCheck(results: readonly CheckResult[], format: (typeof CHECK_FORMATS)[number], ctx: CliContext, docsBaseUrl: string | undefined): string {
+  if (format === 'json') return JSON.stringify({ results }, null, 2) + '\n';
+  if (format === 'text') return formatText(results);
+  const objects: ReportObject[] = results
+    .filter((r) => r.notChecked === undefined)
+    .map((r) => ({
+      kind: r.kind,
+      namespace: r.namespace,
+      name: r.name,
+      file: r.file,
+      line: r.line,
+      findings: r.findings.map((f) => ({ rule: f.rule, action: f.action, message: f.message, ...(f.fix ? { fix: f.fix } : {}) })),
+    }));
+  if (format === 'github') return renderGithub(objects);
+  const meta = reportMeta(ctx, 'meshguard check', docsLinks(docsBaseUrl));
+  return format === 'sarif' ? renderSarif(objects, meta) : renderJunit(objects, meta);
 }

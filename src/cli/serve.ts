@@ -166,6 +166,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
       logger,
       metrics: server.metrics,
       ...(api ? { writer: new ReportWriter(api, logger), lease: new Lease({ api, namespace: me.namespace, name: 'meshguard-audit', identity: me.name }) } : {}),
+      docsOf: docsLinks(config.docs.baseUrl),
       cpuShare: auditCpuPercent / 100,
       debounceMs: auditDebounceSeconds * 1000,
     });

@@ -106,3 +106,38 @@ t.test('GitHub annotations: one command per finding, escaped, file and line when
   ]);
   t.equal(renderGithub([objects[2]!]), '', 'nothing to say, nothing printed');
 });
+
+t.test('links: JSON findings and SARIF rules carry the https page of each rule', async (t) => {
+  const out = JSON.parse((await audit('--state', broken, '-o', 'json')).stdout) as { results: { findings: { rule: string; docs: string }[] }[] };
+  const f = out.results.flatMap((r) => r.findings).find((x) => x.rule === 'dns-egress-missing')!;
+  t.equal(f.docs, 'https://github.com/meshguard/meshguard/blob/main/docs/rules/dns-egress-missing.md');
+  const sarif = JSON.parse((await audit('--state', broken, '-o', 'sarif')).stdout) as { runs: { tool: { driver: { informationUri: string; rules: { id: string; helpUri: string }[] } } }[] };
+  const driver = sarif.runs[0]!.tool.driver;
+  t.equal(driver.informationUri, 'https://github.com/meshguard/meshguard');
+  t.equal(driver.rules.find((r) => r.id === 'hbone-15008-blocked')?.helpUri, 'https://github.com/meshguard/meshguard/blob/main/docs/rules/hbone-15008-blocked.md');
+});
+
+async function check(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(['check', ...args], { io: { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s) } });
+  return { code, stdout, stderr };
+}
+
+t.test('check shares the CI formats: manifest file and line as the location; --fail-on-warn', async (t) => {
+  const bad = `${root}examples/policies/dns-egress-missing.bad.yaml`;
+  const sarif = await check('--state', `${root}examples/cluster`, '-o', 'sarif', bad);
+  t.equal(sarif.code, 1);
+  const result = (JSON.parse(sarif.stdout) as { runs: { results: { ruleId: string; level: string; locations: { physicalLocation: { artifactLocation: { uri: string }; region: { startLine: number } } }[] }[] }[] }).runs[0]!.results[0]!;
+  t.equal(result.ruleId, 'dns-egress-missing');
+  t.equal(result.level, 'error');
+  t.same(result.locations[0]!.physicalLocation, { artifactLocation: { uri: bad }, region: { startLine: 3 } });
+  const gh = await check('--state', `${root}examples/cluster`, '-o', 'github', bad);
+  t.match(gh.stdout, new RegExp(`^::error file=${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')},line=3,title=meshguard dns-egress-missing%3A NetworkPolicy green/netshoot-egress::`));
+  const junit = await check('--state', `${root}examples/cluster`, '-o', 'junit', bad);
+  t.match(junit.stdout, /<testcase classname="NetworkPolicy green\/netshoot-egress" name="dns-egress-missing">\n\s+<failure type="deny"/);
+  const warnOnlyManifest = `${root}examples/policies/dual-l7-authz.bad.yaml`;
+  t.equal((await check('--state', `${root}examples/cluster`, warnOnlyManifest)).code, 0, 'warnings alone pass');
+  t.equal((await check('--state', `${root}examples/cluster`, '--fail-on-warn', warnOnlyManifest)).code, 1, '--fail-on-warn fails on them');
+  t.equal((await check('--state', `${root}examples/cluster`, '--fail-on-warn', `${root}examples/policies/dns-egress-missing.good.yaml`)).code, 0, 'near miss: nothing to warn about');
+});

@@ -3,7 +3,8 @@
 // meshguard audits the whole state (src/verdict/audit.ts), exports the counts as
 // `meshguard_existing_findings{rule,action}` and, on the replica that holds the report Lease, writes
 // them as policy reports. The audit runs in slices of `sliceMs` with pauses between them so that it
-// takes at most `cpuShare` of the process: reviews, probes and metrics are answered in between.
+// takes at most `cpuShare` of the process, and inside a slice it lets the event loop turn every
+// `yieldMs`: a review that arrives meanwhile waits for one object's evaluation, not for a slice.
 
 import type { Logger } from 'pino';
 
@@ -55,6 +56,10 @@ export interface BackgroundAuditOptions {
   readonly renewMs?: number;
   /** Work per slice (default 20 ms). */
   readonly sliceMs?: number;
+  /** Work between two turns of the event loop inside a slice (default 2 ms). */
+  readonly yieldMs?: number;
+  /** Lets the event loop turn (default setImmediate; tests pass their own). */
+  readonly yieldNow?: () => Promise<void>;
   /** Share of one core the audit may use, 0 < share <= 1 (default 0.2). */
   readonly cpuShare?: number;
   readonly clock?: Clock;
@@ -170,6 +175,9 @@ export class BackgroundAudit {
   async #run(): Promise<AuditRun | undefined> {
     const { source, decide, rules, config, metrics, logger } = this.#o;
     const sliceMs = this.#o.sliceMs ?? 20;
+    const yieldMs = this.#o.yieldMs ?? 2;
+    const yieldNow = this.#o.yieldNow ?? (() => new Promise<void>((resolve) => setImmediate(resolve)));
+    let lastYield = this.#clock.now();
     const share = Math.min(1, Math.max(0.01, this.#o.cpuShare ?? 0.2));
     // The pause after a slice is in proportion to the slice's own length (which overruns sliceMs by
     // the last object's cost), so the audit's share of the time holds whatever one object costs.
@@ -195,6 +203,11 @@ export class BackgroundAudit {
         await this.#pause(pauseFor(now - sliceStart));
         slices++;
         sliceStart = this.#clock.now();
+        lastYield = sliceStart;
+      } else if (now - lastYield >= yieldMs) {
+        // Requests that arrived meanwhile are read and answered before the next object.
+        await yieldNow();
+        lastYield = this.#clock.now();
       }
     }
     working += this.#clock.now() - sliceStart;

@@ -140,13 +140,15 @@ t.test('slices and pauses bound the CPU share', async (t) => {
     time.tick(7);
     return decide(c, s);
   };
-  const audit = new BackgroundAudit({ source: src, rules, config, decide: slow, logger: silent, metrics, timers: time.timers, clock: time.clock, sliceMs: 20, cpuShare: 0.25 });
-  const run = audit.runNow();
+  let yields = 0;
   const pauses: number[] = [];
-  for (let i = 0; i < 200 && audit.last === undefined; i++) {
-    pauses.push(...time.pending());
-    await time.advance(1_000);
-  }
+  const timers: Timers = { setTimeout: (fn, ms) => (pauses.push(ms), time.timers.setTimeout(fn, ms)), clearTimeout: time.timers.clearTimeout };
+  const audit = new BackgroundAudit({
+    source: src, rules, config, decide: slow, logger: silent, metrics, timers, clock: time.clock, sliceMs: 20, cpuShare: 0.25,
+    yieldMs: 10, yieldNow: async () => void yields++,
+  });
+  const run = audit.runNow();
+  for (let i = 0; i < 200 && audit.last === undefined; i++) await time.advance(1_000);
   const r = await run;
   t.ok(r);
   const objects = r!.objects;
@@ -157,6 +159,10 @@ t.test('slices and pauses bound the CPU share', async (t) => {
   t.ok(pauses.length > 0 && pauses.every((p) => p === 63), `pauses of 63 ms (${[...new Set(pauses)].join(', ')})`);
   t.ok(r!.ms >= objects * 7 + (r!.slices - 1) * 63, 'wall time includes the pauses');
   const share = (objects * 7) / r!.ms;
+  // Inside each 3-object slice (7, 14, 21 ms) the event loop turns once, after the second object
+  // (14 ms >= the 10 ms yield interval); the third ends the slice with its pause.
+  const full = Math.floor(objects / 3);
+  t.equal(yields, full + (objects % 3 === 2 ? 1 : 0), `the event loop turned inside every slice (${yields} turns, ${objects} objects)`);
   // Every slice but the last is followed by a pause three times its length.
   t.ok(share <= (0.25 * r!.slices) / (r!.slices - 1) + 1e-9, `CPU share ${share.toFixed(3)}: 0.25 but for the last slice`);
   await audit.stop();

@@ -21,7 +21,7 @@ import {
   type CliContext,
   type LimitFlags,
 } from './common.ts';
-import { objectRef, renderGithub, renderJunit, renderSarif, type ReportMeta, type ReportObject } from './formats.ts';
+import { findingJson, objectRef, renderGithub, renderJunit, renderSarif, type ReportMeta, type ReportObject } from './formats.ts';
 
 export const AUDIT_FORMATS = ['text', 'json', 'sarif', 'junit', 'github'] as const;
 export type AuditFormat = (typeof AUDIT_FORMATS)[number];
@@ -119,16 +119,7 @@ export function auditCommand(ctx: CliContext): Command {
                   kind: r.kind,
                   namespace: r.namespace,
                   name: r.name,
-                  findings: r.findings.map((f) => ({
-                    rule: f.rule,
-                    action: f.action,
-                    message: f.message,
-                    ...(f.fix !== undefined ? { fix: f.fix } : {}),
-                    ...(f.victims !== undefined ? { victims: f.victims } : {}),
-                    ...(f.victimCount !== undefined ? { victimCount: f.victimCount } : {}),
-                    ...(f.shared ? { shared: true } : {}),
-                    docs: summary.docsUrl(f.rule),
-                  })),
+                  findings: r.findings.map((f) => ({ ...findingJson(f, summary.docsUrl), ...(f.shared ? { shared: true } : {}) })),
                 })),
               },
               null,

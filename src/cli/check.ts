@@ -19,7 +19,7 @@ import type { KubeObject } from '../state/types.ts';
 import { createDecide } from '../verdict/decide.ts';
 import { reportMeta } from './audit.ts';
 import { addLimitOptions, choice, collect, EXIT_DENIED, inputLimits, loadMutableState, setExit, stateArgs, type CliContext } from './common.ts';
-import { renderGithub, renderJunit, renderSarif, type ReportObject } from './formats.ts';
+import { findingJson, renderGithub, renderJunit, renderSarif, type ReportObject } from './formats.ts';
 
 const OPERATIONS = ['CREATE', 'UPDATE', 'DELETE'] as const satisfies readonly Operation[];
 
@@ -178,16 +178,7 @@ function toResult(doc: ManifestDoc, change: Change, decision: Decision, docsUrl:
     name: change.name,
     operation: change.operation,
     allowed: decision.allowed,
-    findings: decision.findings.map((f) => ({
-      rule: f.rule,
-      action: f.action,
-      message: f.message,
-      ...(f.fix !== undefined ? { fix: f.fix } : {}),
-      ...(f.victims !== undefined ? { victims: f.victims } : {}),
-      ...(f.victimCount !== undefined ? { victimCount: f.victimCount } : {}),
-      ...(f.preexisting ? { preexisting: true } : {}),
-      docs: docsUrl(f.rule),
-    })),
+    findings: decision.findings.map((f) => ({ ...findingJson(f, docsUrl), ...(f.preexisting ? { preexisting: true } : {}) })),
     ...(decision.skipped.length > 0 ? { skipped: decision.skipped } : {}),
     ...(unchecked ?? {}),
     ...(decision.notices !== undefined ? { notices: decision.notices } : {}),

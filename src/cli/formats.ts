@@ -157,3 +157,19 @@ export function renderGithub(objects: readonly ReportObject[]): string {
   }
   return lines.length > 0 ? `${lines.join('\n')}\n` : '';
 }
+
+/** A finding as `check` and `audit` print it in JSON: the contract fields, each optional one only when set. */
+export function findingJson<A extends string>(
+  f: { readonly rule: string; readonly action: A; readonly message: string; readonly fix?: string; readonly victims?: readonly string[]; readonly victimCount?: number },
+  docsUrl: (rule: string) => string,
+): { rule: string; action: A; message: string; fix?: string; victims?: readonly string[]; victimCount?: number; docs: string } {
+  return {
+    rule: f.rule,
+    action: f.action,
+    message: f.message,
+    ...(f.fix !== undefined ? { fix: f.fix } : {}),
+    ...(f.victims !== undefined ? { victims: f.victims } : {}),
+    ...(f.victimCount !== undefined ? { victimCount: f.victimCount } : {}),
+    docs: docsUrl(f.rule),
+  };
+}

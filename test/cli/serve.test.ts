@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
+import { parse as parseYaml } from 'yaml';
 
 import { makeCerts } from '../helpers/certs.ts';
 import { freePort } from '../helpers/ports.ts';
@@ -212,6 +213,39 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
 
   child.kill('SIGTERM');
   t.equal(await exited, 0, `exit 0 after the drain (stderr: ${stderr})`);
+});
+
+t.test('answers the policy whose DNS pattern froze a replica, keeps answering probes, honours SIGTERM', { timeout: 90_000 }, async (t) => {
+  const child = spawn(process.execPath, [main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const url = await listeningUrl(child);
+  const object = parseYaml(readFileSync(`${root}test/fixtures/hostile/dns-freeze.yaml`, 'utf8')) as { metadata: { name: string; namespace: string } };
+  const answer = await post(url, '/validate', {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'hostile-1',
+      kind: { group: 'cilium.io', version: 'v2', kind: 'CiliumNetworkPolicy' },
+      resource: { group: 'cilium.io', version: 'v2', resource: 'ciliumnetworkpolicies' },
+      namespace: object.metadata.namespace,
+      name: object.metadata.name,
+      operation: 'CREATE',
+      userInfo: { username: 'mallory' },
+      object,
+      oldObject: null,
+      dryRun: true,
+    },
+  });
+  t.equal(answer.status, 200);
+  const response = answer.json.response as { allowed: boolean; status?: { message: string } };
+  t.equal(response.allowed, false);
+  t.match(response.status?.message, /fqdn-without-dns-proxy/, 'the FQDN is reported as not covered by the DNS rule');
+  t.equal(await get(url, '/healthz'), 200, 'the process still answers health checks');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'SIGTERM is honoured: drained and exited 0');
 });
 
 t.test('live source that cannot sync: listening but not ready; SIGTERM still exits 0', async (t) => {

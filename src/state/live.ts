@@ -14,6 +14,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { InputError } from '../errors.ts';
+import { REAL_TIMERS, type Timer, type Timers } from '../timers.ts';
 import { loadKubeApi, readBody, type KubeApi } from './kube-api.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
 import { istioNamespaces } from './snapshot.ts';
@@ -150,7 +151,7 @@ interface Stream {
   /** Incremented per relist, so late callbacks from a replaced list or watch are ignored. */
   generation: number;
   backoffMs: number;
-  restartTimer?: LiveTimer;
+  restartTimer?: Timer;
   /** The connected watch, if any: its liveness is then the idle timer's business, not the watchdog's. */
   openWatch?: IncomingMessage;
   /** Watches reopened in a row because nothing came (no event, no bookmark). */
@@ -169,31 +170,8 @@ export interface LiveSourceOptions {
   /** Use this apiserver instead of loading a kubeconfig (tests). */
   readonly api?: KubeApi;
   /** The clock and timers (default: Date.now and the global timers; tests pass fake ones). */
-  readonly timers?: LiveTimers;
+  readonly timers?: Timers;
 }
-
-/** A timer made by LiveTimers: besides clearing it, LiveSource only refreshes and unrefs it. */
-export interface LiveTimer {
-  refresh(): unknown;
-  unref(): unknown;
-}
-
-/** The clock and timers LiveSource runs on. */
-export interface LiveTimers {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): LiveTimer;
-  clearTimeout(timer: LiveTimer): void;
-  setInterval(fn: () => void, ms: number): LiveTimer;
-  clearInterval(timer: LiveTimer): void;
-}
-
-const REAL_TIMERS: LiveTimers = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (timer) => clearTimeout(timer as NodeJS.Timeout),
-  setInterval: (fn, ms) => setInterval(fn, ms),
-  clearInterval: (timer) => clearInterval(timer as NodeJS.Timeout),
-};
 
 const MAX_BACKOFF_MS = 30_000;
 
@@ -215,7 +193,7 @@ export class LiveSource implements StateSource {
   readonly state = new MemoryState('live');
   readonly #opts: LiveSourceOptions;
   readonly #log: Logger;
-  readonly #timers: LiveTimers;
+  readonly #timers: Timers;
   readonly #watchdogMs: number;
   /** A watch silent this long is opened again (half the watchdog period, at most 30 s). */
   readonly #watchIdleMs: number;
@@ -223,7 +201,7 @@ export class LiveSource implements StateSource {
   /** Watch events applied, per kind: whether each moved the state to a new revision (see stats()). */
   readonly #events: Partial<Record<KindName, { changed: number; unchanged: number }>> = {};
   #api?: KubeApi;
-  #watchdog?: LiveTimer;
+  #watchdog?: Timer;
   #stopped = false;
   #started = false;
   #onSynced?: () => void;
@@ -258,7 +236,7 @@ export class LiveSource implements StateSource {
     if (timeoutS === undefined) {
       await synced;
     } else {
-      let timer: LiveTimer | undefined;
+      let timer: Timer | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = this.#timers.setTimeout(() => {
           const waiting = this.#streams.filter((s) => !s.listedOnce).map((s) => this.#name(s));

@@ -201,8 +201,11 @@ t.test('readiness waits for the warm-up, and probes are answered while it runs',
   const source = fakeSource(false);
   let finish!: () => void;
   let started = 0;
+  // The server's own 250 ms check for a synced state is on a clock that does not move: here, probes
+  // start the warm-up.
   const s = await startServer(t, {
     source,
+    timers: new FakeClock(),
     warmUp: () => {
       started++;
       return new Promise<void>((r) => (finish = r));

@@ -25,6 +25,8 @@ import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 
+import { runMax, runRate, type LoopClock } from './load-loops.ts';
+
 const { values } = parseArgs({
   options: {
     url: { type: 'string' },
@@ -210,65 +212,16 @@ for (let i = 0; i < WARMUP_REQUESTS; i++) await pool[i % connections]!.send(next
 errors = 0;
 statuses.clear();
 
-async function runMax(): Promise<number[]> {
-  const lat: number[] = [];
-  const end = performance.now() + seconds * 1000;
-  await Promise.all(
-    pool.map(async (conn) => {
-      while (performance.now() < end) {
-        const request = nextRequest();
-        const t0 = performance.now();
-        await conn.send(request);
-        lat.push(performance.now() - t0);
-      }
-    }),
-  );
-  return lat;
-}
-
 /** How late each rate-mode request left after its scheduled time, and its latency from the schedule. */
 const late: number[] = [];
 const fromSchedule: number[] = [];
-
-async function runRate(rate: number): Promise<number[]> {
-  const total = Math.round(rate * seconds);
-  const lat: number[] = new Array(total);
-  const idle = [...pool];
-  const waiting: ((c: Connection) => void)[] = [];
-  const acquire = (): Promise<Connection> => (idle.length > 0 ? Promise.resolve(idle.pop()!) : new Promise((r) => waiting.push(r)));
-  const release = (c: Connection): void => {
-    const w = waiting.shift();
-    if (w) w(c);
-    else idle.push(c);
-  };
-  const start = performance.now();
-  const inFlight: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
-    const scheduled = start + (i * 1000) / rate;
-    // A timer until the send time: never early, up to about a millisecond late (reported as late*).
-    // Latency counts from the actual send, and no busy wait takes a core from the server.
-    const wait = scheduled - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, Math.ceil(wait)));
-    const wentOut = performance.now();
-    late[i] = wentOut - scheduled;
-    inFlight.push(
-      acquire().then(async (conn) => {
-        // Taken when a connection is free, not when scheduled: requests queued behind a busy server
-        // must not share a body that is renumbered in place (see nextRequest).
-        await conn.send(nextRequest());
-        const done = performance.now();
-        release(conn);
-        lat[i] = done - wentOut;
-        fromSchedule[i] = done - scheduled;
-      }),
-    );
-  }
-  await Promise.all(inFlight);
-  return lat;
-}
+const clock: LoopClock = { now: () => performance.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
 
 const t0 = performance.now();
-const lat = values.mode === 'rate' ? await runRate(Number(values.rate)) : await runMax();
+const lat =
+  values.mode === 'rate'
+    ? await runRate(pool, nextRequest, Number(values.rate), seconds, clock, late, fromSchedule)
+    : await runMax(pool, nextRequest, seconds, clock);
 const elapsed = (performance.now() - t0) / 1000;
 for (const c of pool) c.close();
 const sorted = Float64Array.from(lat).sort();

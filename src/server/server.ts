@@ -20,6 +20,7 @@ import { admissionReviewSchema, createAjv, type AdmissionReview } from '../admis
 import { InputError } from '../errors.ts';
 import type { Decide, Decision } from '../rules/types.ts';
 import type { StateSource } from '../state/types.ts';
+import { REAL_TIMERS, type Timers } from '../timers.ts';
 import type { VerdictCacheStats } from '../verdict/cache.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { loadKeyPair, TlsReloader, type KeyPair, type ReloadOutcome } from './tls.ts';
@@ -130,6 +131,8 @@ export interface ServerOptions {
    * settles. `shouldStop` turns true when shutdown begins: a warm-up should then end early.
    */
   readonly warmUp?: (shouldStop: () => boolean) => void | Promise<void>;
+  /** Timers for the drain, the close timeout and the warm-up check (default: the real ones; tests pass fake ones). */
+  readonly timers?: Timers;
 }
 
 export interface MeshguardServer {
@@ -207,6 +210,7 @@ function cachedAnswer(uid: string, decision: Decision, wording: ResponseOptions)
 export async function createServer(opts: ServerOptions): Promise<MeshguardServer> {
   const { source, decide, logger } = opts;
   const wording: ResponseOptions = opts.docsUrl ? { docsUrl: opts.docsUrl } : {};
+  const timers = opts.timers ?? REAL_TIMERS;
   const metrics = opts.metrics ?? createMetrics();
   metrics.watchSource(source);
   if (opts.verdictCacheStats) metrics.watchVerdictCache(opts.verdictCacheStats);
@@ -464,9 +468,9 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
       // The state may sync at any time (a live source's last stream, a resync): start the warm-up as
       // soon as it does rather than at the next readiness probe.
       if (warmUpState === 'pending') {
-        const poll = setInterval(() => {
+        const poll = timers.setInterval(() => {
           startWarmUp();
-          if (warmUpState !== 'pending' || draining) clearInterval(poll);
+          if (warmUpState !== 'pending' || draining) timers.clearInterval(poll);
         }, 250);
         poll.unref();
       }
@@ -483,11 +487,11 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         const drainSeconds = opts.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
         if (listening && drainSeconds > 0) {
           logger.info({ drainSeconds }, 'shutting down: readiness failed, draining');
-          await new Promise((r) => setTimeout(r, drainSeconds * 1000));
+          await new Promise<void>((r) => timers.setTimeout(r, drainSeconds * 1000));
         }
         reloader.stop();
         // In-flight requests finish; a connection still busy after the close timeout is cut.
-        const cut = setTimeout(() => {
+        const cut = timers.setTimeout(() => {
           app.server.closeAllConnections();
           monitor?.server.closeAllConnections();
         }, opts.closeTimeoutMs ?? 10_000);
@@ -495,7 +499,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
         try {
           await Promise.all([app.close(), monitor?.close()]);
         } finally {
-          clearTimeout(cut);
+          timers.clearTimeout(cut);
         }
         logger.info('meshguard webhook stopped');
       })();

@@ -14,6 +14,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { InputError } from '../errors.ts';
+import { REAL_TIMERS, type Timer, type Timers } from '../timers.ts';
 import { loadKubeApi, readBody, type KubeApi } from './kube-api.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
 import { istioNamespaces } from './snapshot.ts';
@@ -154,7 +155,7 @@ interface Stream {
   /** Incremented per relist, so late callbacks from a replaced list or watch are ignored. */
   generation: number;
   backoffMs: number;
-  restartTimer?: NodeJS.Timeout;
+  restartTimer?: Timer;
   /** The connected watch, if any: its liveness is then the idle timer's business, not the watchdog's. */
   openWatch?: IncomingMessage;
   /** Watches reopened in a row because nothing came (no event, no bookmark). */
@@ -174,17 +175,19 @@ export interface LiveSourceOptions {
   readonly startTimeoutSeconds?: number;
   /** Use this apiserver instead of loading a kubeconfig (tests). */
   readonly api?: KubeApi;
+  /** The clock and timers (default: Date.now and the global timers; tests pass fake ones). */
+  readonly timers?: Timers;
 }
 
 const MAX_BACKOFF_MS = 30_000;
 
-function newStream(kind: KindName, namespace?: string): Stream {
+function newStream(now: number, kind: KindName, namespace?: string): Stream {
   return {
     kind,
     ...(namespace !== undefined ? { namespace } : {}),
     status: 'pending',
     listedOnce: false,
-    lastAlive: Date.now(),
+    lastAlive: now,
     generation: 0,
     backoffMs: 0,
     quietReopens: 0,
@@ -196,6 +199,7 @@ export class LiveSource implements StateSource {
   readonly state = new MemoryState('live');
   readonly #opts: LiveSourceOptions;
   readonly #log: Logger;
+  readonly #timers: Timers;
   readonly #watchdogMs: number;
   /** A watch silent this long is opened again (half the watchdog period, at most 30 s). */
   readonly #watchIdleMs: number;
@@ -203,7 +207,7 @@ export class LiveSource implements StateSource {
   /** Watch events applied, per kind: whether each moved the state to a new revision (see stats()). */
   readonly #events: Partial<Record<KindName, { changed: number; unchanged: number }>> = {};
   #api?: KubeApi;
-  #watchdog?: NodeJS.Timeout;
+  #watchdog?: Timer;
   #stopped = false;
   #started = false;
   #onSynced?: () => void;
@@ -211,6 +215,7 @@ export class LiveSource implements StateSource {
   constructor(opts: LiveSourceOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
+    this.#timers = opts.timers ?? REAL_TIMERS;
     this.#watchdogMs = Math.max(1, opts.watchdogSeconds ?? 60) * 1000;
     this.#watchIdleMs = Math.min(30_000, this.#watchdogMs / 2);
   }
@@ -224,22 +229,22 @@ export class LiveSource implements StateSource {
     if (this.#opts.istioRootNamespace) cmNamespaces.add(this.#opts.istioRootNamespace);
     for (const kind of KIND_NAMES) {
       const namespaces = kind === 'ConfigMap' ? [...cmNamespaces] : [undefined];
-      for (const namespace of namespaces) this.#streams.push(newStream(kind, namespace));
+      for (const namespace of namespaces) this.#streams.push(newStream(this.#timers.now(), kind, namespace));
     }
     const synced = new Promise<void>((resolve) => {
       this.#onSynced = resolve;
     });
     for (const s of this.#streams) this.#restart(s);
-    this.#watchdog = setInterval(() => this.#tick(), this.#watchdogMs);
+    this.#watchdog = this.#timers.setInterval(() => this.#tick(), this.#watchdogMs);
     this.#watchdog.unref();
 
     const timeoutS = this.#opts.startTimeoutSeconds;
     if (timeoutS === undefined) {
       await synced;
     } else {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: Timer | undefined;
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
+        timer = this.#timers.setTimeout(() => {
           const waiting = this.#streams.filter((s) => !s.listedOnce).map((s) => this.#name(s));
           reject(new Error(`cluster state not synced after ${timeoutS}s (waiting for: ${waiting.join(', ')})`));
         }, timeoutS * 1000);
@@ -247,7 +252,7 @@ export class LiveSource implements StateSource {
       try {
         await Promise.race([synced, timeout]);
       } finally {
-        clearTimeout(timer);
+        if (timer) this.#timers.clearTimeout(timer);
       }
     }
     if (this.#stopped) throw new Error('LiveSource stopped before the first sync');
@@ -257,9 +262,9 @@ export class LiveSource implements StateSource {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#watchdog) clearInterval(this.#watchdog);
+    if (this.#watchdog) this.#timers.clearInterval(this.#watchdog);
     for (const s of this.#streams) {
-      if (s.restartTimer) clearTimeout(s.restartTimer);
+      if (s.restartTimer) this.#timers.clearTimeout(s.restartTimer);
       s.generation++;
       s.abort?.abort();
       delete s.abort;
@@ -276,7 +281,7 @@ export class LiveSource implements StateSource {
   stats(): StateStats {
     const objects: Partial<Record<KindName, number>> = {};
     for (const kind of KIND_NAMES) objects[kind] = this.state.count(kind);
-    const now = Date.now();
+    const now = this.#timers.now();
     const byKind: Partial<Record<KindName, number>> = {};
     let newest: number | undefined;
     for (const s of this.#streams) {
@@ -310,7 +315,7 @@ export class LiveSource implements StateSource {
   #restart(s: Stream): void {
     if (this.#stopped) return;
     if (s.restartTimer) {
-      clearTimeout(s.restartTimer);
+      this.#timers.clearTimeout(s.restartTimer);
       delete s.restartTimer;
     }
     s.abort?.abort();
@@ -319,7 +324,7 @@ export class LiveSource implements StateSource {
     delete s.openWatch;
     s.quietReopens = 0;
     const gen = ++s.generation;
-    s.lastAlive = Date.now(); // the new list gets a full watchdog period
+    s.lastAlive = this.#timers.now(); // the new list gets a full watchdog period
     void this.#listThenWatch(s, gen, abort.signal);
   }
 
@@ -329,7 +334,7 @@ export class LiveSource implements StateSource {
     try {
       // Each page counts as activity, so the watchdog does not cut a long paginated list short.
       result = await listKind(this.#api!, s.kind, s.namespace, () => {
-        if (live()) s.lastAlive = Date.now();
+        if (live()) s.lastAlive = this.#timers.now();
       }, signal);
     } catch (err) {
       if (live()) {
@@ -355,7 +360,7 @@ export class LiveSource implements StateSource {
     const query = new URLSearchParams({
       watch: 'true', allowWatchBookmarks: 'true', resourceVersion, timeoutSeconds: String(timeoutSeconds),
     });
-    const opened = Date.now();
+    const opened = this.#timers.now();
     let rv = resourceVersion;
     let events = 0;
     const fail = (err: unknown): void => {
@@ -386,7 +391,7 @@ export class LiveSource implements StateSource {
         readBody(res).then((text) => fail(new ApiStatusError(code, statusMessage(code, text))), fail);
         return;
       }
-      s.lastAlive = Date.now(); // connected
+      s.lastAlive = this.#timers.now(); // connected
       s.openWatch = res;
       res.setEncoding('utf8');
       let pending = '';
@@ -398,7 +403,7 @@ export class LiveSource implements StateSource {
       // old one missed), and a stream whose watches stay silent for QUIET_RELIST_REOPENS periods in a
       // row relists once, at info level, to confirm its contents (a proxy that accepts watches but
       // passes nothing on would otherwise go unnoticed).
-      const idle = setTimeout(() => {
+      const idle = this.#timers.setTimeout(() => {
         if (done || !live()) return;
         done = true;
         res.destroy();
@@ -412,7 +417,7 @@ export class LiveSource implements StateSource {
       }, this.#watchIdleMs);
       idle.unref();
       res.on('close', () => {
-        clearTimeout(idle);
+        this.#timers.clearTimeout(idle);
         if (s.openWatch === res) delete s.openWatch;
       });
       res.on('data', (chunk: string) => {
@@ -446,8 +451,8 @@ export class LiveSource implements StateSource {
         done = true;
         // The apiserver's timeout: resume where it stopped. A watch ended at once with nothing in it (an
         // apiserver shutting down) is resumed after a pause, so that it cannot spin.
-        if (events === 0 && Date.now() - opened < MIN_WATCH_MS) {
-          setTimeout(() => {
+        if (events === 0 && this.#timers.now() - opened < MIN_WATCH_MS) {
+          this.#timers.setTimeout(() => {
             if (live()) this.#watch(s, gen, signal, rv);
           }, MIN_WATCH_MS).unref();
         } else {
@@ -475,7 +480,7 @@ export class LiveSource implements StateSource {
     }
     const raw = (ev.object ?? {}) as { metadata?: { resourceVersion?: unknown }; code?: unknown; message?: unknown };
     const rv = typeof raw.metadata?.resourceVersion === 'string' ? raw.metadata.resourceVersion : undefined;
-    s.lastAlive = Date.now();
+    s.lastAlive = this.#timers.now();
     switch (ev.type) {
       case 'ADDED':
       case 'MODIFIED': {
@@ -510,7 +515,7 @@ export class LiveSource implements StateSource {
     else this.state.replaceAll(s.kind, items);
     const was = s.status;
     s.status = 'synced';
-    s.lastAlive = Date.now();
+    s.lastAlive = this.#timers.now();
     // The backoff is not reset here but once the watch delivers: a watch refused after every good list
     // (RBAC without watch, 429s) must not relist every second.
     if (was === 'absent') this.#log.info({ kind: s.kind }, 'kind is now served (CRD installed): watching it');
@@ -531,7 +536,7 @@ export class LiveSource implements StateSource {
       if (have.has(ns)) continue;
       have.add(ns);
       this.#log.info({ namespace: ns }, 'Istio control plane namespace found: watching its ConfigMaps too');
-      const stream = newStream('ConfigMap', ns);
+      const stream = newStream(this.#timers.now(), 'ConfigMap', ns);
       this.#streams.push(stream);
       this.#restart(stream);
     }
@@ -549,7 +554,7 @@ export class LiveSource implements StateSource {
       if (s.namespace !== undefined) this.state.replaceNamespace(s.kind, s.namespace, []);
       else if (this.state.count(s.kind) > 0) this.state.replaceAll(s.kind, []);
       s.status = 'absent';
-      s.lastAlive = Date.now();
+      s.lastAlive = this.#timers.now();
       this.#markListed(s);
       return;
     }
@@ -566,7 +571,7 @@ export class LiveSource implements StateSource {
     if (s.status !== 'failing') {
       this.#log.warn({ kind: this.#name(s), statusCode: statusCodeOf(err), err: errText(err), retryMs: delay }, 'watch failed; relisting after backoff');
     }
-    s.restartTimer = setTimeout(() => {
+    s.restartTimer = this.#timers.setTimeout(() => {
       delete s.restartTimer;
       this.#restart(s);
     }, delay);
@@ -585,7 +590,7 @@ export class LiveSource implements StateSource {
   #tick(): void {
     if (this.#stopped) return;
     this.#followIstioNamespaces(); // istiod may have been installed or moved since the last list
-    const now = Date.now();
+    const now = this.#timers.now();
     for (const s of this.#streams) {
       if (s.restartTimer) continue; // a restart is already scheduled
       if (s.openWatch) continue; // an open watch is watched by its idle timer

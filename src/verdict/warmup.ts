@@ -59,7 +59,8 @@ export function warmUpChanges(rules: readonly Rule[], state: ClusterState): Chan
  * number of decisions made. It hands the event loop back every `sliceMs` (one decision can take longer
  * on a large state), so readiness probes and metrics scrapes are answered while it runs. Budgets count the
  * warm-up's own work, not the time others spend in between. `state` is read again for every decision:
- * a live state keeps changing meanwhile.
+ * a live state keeps changing meanwhile. `now` is the clock the budgets are measured with (tests pass a
+ * fake one).
  */
 export async function warmUpInSlices(
   decide: Decide,
@@ -69,23 +70,24 @@ export async function warmUpInSlices(
   capMs = 10 * budgetMs,
   sliceMs = 20,
   shouldStop: () => boolean = () => false,
+  now: () => number = () => performance.now(),
 ): Promise<number> {
   const changes = warmUpChanges(rules, state());
   let spent = 0;
   let n = 0;
-  let sliceStart = performance.now();
+  let sliceStart = now();
   const yieldNow = async (): Promise<void> => {
-    spent += performance.now() - sliceStart;
+    spent += now() - sliceStart;
     await new Promise((r) => setImmediate(r));
-    sliceStart = performance.now();
+    sliceStart = now();
   };
-  const used = (): number => spent + performance.now() - sliceStart;
+  const used = (): number => spent + now() - sliceStart;
   while (changes.length > 0 && used() < budgetMs) {
     for (const c of changes) {
       decide(c, state());
       n++;
       if (used() > capMs) return n;
-      if (performance.now() - sliceStart >= sliceMs) {
+      if (now() - sliceStart >= sliceMs) {
         await yieldNow();
         if (shouldStop()) return n;
       }

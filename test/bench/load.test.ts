@@ -1,5 +1,7 @@
 // The benchmark's load generator against the benchmark's no-op baseline server: the figures it prints
-// must count what the server answered (requests, statuses, errors) and keep the requested rate.
+// must count what the server answered (requests, statuses, errors). How fast it goes here is this
+// machine's business; that it keeps the requested rate, and that max mode runs until its time is up
+// whatever the answers, is tested on a fake clock in load-loops.test.ts.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
@@ -33,7 +35,9 @@ t.test('rate mode sends the scheduled number of requests and counts the answers'
   const r = await measureLoad(pid, { port, caFile: certs.caCert, bodiesFile: bodies, mode: 'rate', rate: 200, connections: 4, seconds: 1 });
   t.equal(r.errors, 0);
   t.same((r as unknown as { statuses: Record<string, number> }).statuses, { 200: 200 }, 'rate x seconds answers, all 200');
-  t.ok(r.rps > 150 && r.rps < 250, `about 200 req/s (${r.rps.toFixed(0)})`);
+  t.equal(r.requests, 200);
+  const seconds = (r as unknown as { seconds: number }).seconds;
+  t.equal(r.rps, r.requests / seconds, `the rate achieved is reported (${r.rps.toFixed(0)} req/s)`);
   t.ok(r.p50 > 0 && r.p50 <= r.p99 && r.p99 <= r.p999 && r.p999 <= r.max, 'ordered percentiles');
   t.ok(typeof r.lateP99 === 'number' && r.lateP99 >= 0, 'lateness reported');
   t.ok(Number.isFinite(r.serverCpuMicros) && r.serverCpuMicros! > 0, 'server CPU per request read from /proc');
@@ -46,10 +50,12 @@ t.test('answers other than 200 are errors, and max mode keeps going', async (t) 
   writeFileSync(bodies, JSON.stringify([review('a'), '{not json']));
   const r = await measureLoad(pid, { port, caFile: certs.caCert, bodiesFile: bodies, mode: 'max', rate: 0, connections: 2, seconds: 1 });
   const statuses = (r as unknown as { statuses: Record<string, number> }).statuses;
-  t.ok(r.requests > 50, `requests made (${r.requests})`);
-  t.ok(statuses['200']! > 0 && statuses['400']! > 0, `both answers seen (${JSON.stringify(statuses)})`);
-  t.equal(r.errors, statuses['400'], 'each 400 is an error');
-  t.equal(statuses['200']! + statuses['400']!, r.requests, 'every request answered and counted once');
+  const ok = statuses['200'] ?? 0;
+  const bad = statuses['400'] ?? 0;
+  // How many requests fit in the second is timing; that the bodies alternate is not.
+  t.ok(Math.abs(ok - bad) <= 1, `the bodies in turn: 200s and 400s alike (${JSON.stringify(statuses)}, ${r.requests} requests)`);
+  t.equal(r.errors, bad, 'each 400 is an error');
+  t.equal(ok + bad, r.requests, 'every request answered and counted once');
 });
 
 t.test('answers it cannot frame stop the run instead of becoming numbers', async (t) => {

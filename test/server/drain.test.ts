@@ -8,9 +8,12 @@ import type { Socket } from 'node:net';
 import t from 'tap';
 
 import { installSignalHandlers } from '../../src/server/server.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
+import { turn, until } from '../helpers/until.ts';
 import { postReview, review, send, startServer } from './harness.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// The server's drain and close timeout run on a fake clock here: the drain ends when the test moves the
+// clock, however long the requests made during it take.
 
 /** Starts a POST whose body arrives in two parts; `finish()` sends the rest and resolves to the status. */
 function slowPost(url: string, ca: Buffer, body: string): { finish(): Promise<number>; started: Promise<void> } {
@@ -42,7 +45,8 @@ function slowPost(url: string, ca: Buffer, body: string): { finish(): Promise<nu
 }
 
 t.test('shutdown: readiness 503 during the drain, requests still served, then closed', async (t) => {
-  const s = await startServer(t, { drainSeconds: 1.5 });
+  const clock = new FakeClock();
+  const s = await startServer(t, { drainSeconds: 1.5, timers: clock });
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
   const get = (p: string, a?: Agent) => send(s.url, p, { ca: s.ca, method: 'GET', contentType: null, ...(a ? { agent: a } : {}) });
@@ -67,7 +71,6 @@ t.test('shutdown: readiness 503 during the drain, requests still served, then cl
   const slow = slowPost(s.url, s.ca, JSON.stringify(review()));
   await slow.started;
 
-  const began = Date.now();
   const done = s.server.shutdown();
   t.equal(s.server.draining, true);
   t.equal((await get('/readyz')).status, 503, 'readiness fails at once');
@@ -82,49 +85,75 @@ t.test('shutdown: readiness 503 during the drain, requests still served, then cl
   t.equal(during.headers.connection, 'close', 'clients are asked to reconnect elsewhere');
   t.equal(s.server.shutdown(), done, 'shutdown is idempotent');
 
-  // Finish the slow request after the drain period, while the server is closing.
-  await sleep(1600);
+  // The drain lasts 1.5 s: a moment before its end the server still serves.
+  clock.advance(1499);
+  t.equal((await get('/readyz')).status, 503, 'still draining a moment before the end');
+  t.equal((await get('/healthz')).status, 200, 'and still serving');
+  t.equal(s.server.app.server.listening, true);
+  // Then it closes: finish the slow request while the server is closing.
+  clock.advance(1);
+  await until('the server to stop listening', () => !s.server.app.server.listening);
   const status = await slow.finish();
   t.equal(status, 200, 'the request in flight at close time still got its answer');
   await done;
-  const took = Date.now() - began;
-  t.ok(took >= 1500, `drain lasted ${took} ms`);
-  t.ok(await Promise.race([idleClosed.then(() => true), sleep(2000).then(() => false)]), 'idle keep-alive connection closed');
+  await idleClosed;
+  t.pass('idle keep-alive connection closed');
   await t.rejects(get('/healthz'), { code: 'ECONNREFUSED' }, 'nothing listens after shutdown');
   await t.rejects(send(s.metricsUrl, '/healthz', { ca: s.ca, method: 'GET', contentType: null }), { code: 'ECONNREFUSED' }, 'nor on the monitoring port');
 });
 
 t.test('a stuck connection cannot hold shutdown past the close timeout', async (t) => {
-  const s = await startServer(t, { drainSeconds: 0, closeTimeoutMs: 300 });
+  const clock = new FakeClock();
+  // Node's own request deadline far away: only the close timeout may cut the stuck request.
+  const s = await startServer(t, { drainSeconds: 0, closeTimeoutMs: 300, requestTimeoutMs: 600_000, timers: clock });
+  const received = new Promise<void>((r) => s.server.app.server.once('request', () => r()));
   const slow = slowPost(s.url, s.ca, JSON.stringify(review()));
-  await slow.started;
-  await sleep(50);
-  const began = Date.now();
-  await s.server.shutdown();
-  t.ok(Date.now() - began < 2000, 'closed after the close timeout');
+  await received; // the server has the request's head: a connection in use, not an idle one
+  let closed = false;
+  const shutdown = s.server.shutdown().then(() => (closed = true));
+  await until('the server to stop listening', () => !s.server.app.server.listening);
+  clock.advance(299);
+  await turn();
+  t.notOk(closed, 'the stuck request holds the close until the close timeout');
+  clock.advance(1);
+  await shutdown;
+  t.pass('closed at the close timeout');
   await t.rejects(slow.finish(), 'the stuck request is cut');
 });
 
 t.test('signal handlers: first signal drains then exits 0, a second exits 1 at once', async (t) => {
-  const s = await startServer(t, { drainSeconds: 0.3 });
+  const clock = new FakeClock();
+  const s = await startServer(t, { drainSeconds: 0.3, timers: clock });
   const exits: number[] = [];
+  let exitedTwice!: () => void;
+  const twice = new Promise<void>((r) => (exitedTwice = r));
   let cleanedUp = false;
   const uninstall = installSignalHandlers(s.server, {
     signals: ['SIGUSR2'],
-    exit: (code) => exits.push(code),
+    exit: (code) => {
+      exits.push(code);
+      if (exits.length === 2) exitedTwice();
+    },
     onShutdown: () => {
       cleanedUp = true;
     },
   });
   t.teardown(uninstall);
-  process.kill(process.pid, 'SIGUSR2');
-  await sleep(50);
+  // A listener added after meshguard's runs after it: awaiting it awaits meshguard's handling.
+  const signal = async (): Promise<void> => {
+    const handled = new Promise<void>((r) => process.once('SIGUSR2', () => r()));
+    process.kill(process.pid, 'SIGUSR2');
+    await handled;
+  };
+  await signal();
   t.equal(s.server.draining, true, 'draining after the signal');
+  clock.advance(299);
+  await turn();
   t.same(exits, [], 'not exited during the drain');
-  process.kill(process.pid, 'SIGUSR2');
-  await sleep(50);
+  await signal();
   t.same(exits, [1], 'second signal exits 1');
-  for (let i = 0; i < 40 && exits.length < 2; i++) await sleep(50);
+  clock.advance(1);
+  await twice;
   t.same(exits, [1, 0], 'drain completed, exit 0');
   t.ok(cleanedUp, 'onShutdown ran');
 });

@@ -86,18 +86,37 @@ export function review(over: Record<string, unknown> = {}): Record<string, unkno
   };
 }
 
+export interface MemoryLog {
+  readonly logger: Logger;
+  readonly lines: Record<string, unknown>[];
+  /** Resolves with the first line, already logged or still to come, for which `match` is true. */
+  waitFor(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+}
+
 /** Silent logger that keeps every line for assertions. */
-export function memoryLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
+export function memoryLogger(): MemoryLog {
   const lines: Record<string, unknown>[] = [];
+  const waiting = new Set<{ match: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }>();
   const logger = pino(
     { level: 'debug' },
     {
       write(s: string) {
-        lines.push(JSON.parse(s) as Record<string, unknown>);
+        const line = JSON.parse(s) as Record<string, unknown>;
+        lines.push(line);
+        for (const w of waiting) {
+          if (!w.match(line)) continue;
+          waiting.delete(w);
+          w.resolve(line);
+        }
       },
     },
   );
-  return { logger, lines };
+  const waitFor = (match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
+    const seen = lines.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => waiting.add({ match, resolve }));
+  };
+  return { logger, lines, waitFor };
 }
 
 export interface Started {

@@ -44,6 +44,29 @@ class SecretVolume {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits on conditions over counters that client loops update: each update re-checks the waiters. */
+function progress(): { update(): void; until(cond: () => boolean): Promise<void> } {
+  const waiting = new Set<() => void>();
+  return {
+    update() {
+      for (const check of [...waiting]) check();
+    },
+    until(cond) {
+      return new Promise((resolve) => {
+        const check = (): void => {
+          if (!cond()) return;
+          waiting.delete(check);
+          resolve();
+        };
+        waiting.add(check);
+        check();
+      });
+    },
+  };
+}
+
+const isReload = (l: Record<string, unknown>): boolean => l.msg === 'tls: serving certificate reloaded';
+
 t.test('rotation through a Secret volume while requests run: zero failures, new serial served', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-tls-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -53,23 +76,28 @@ t.test('rotation through a Secret volume while requests run: zero failures, new 
   const volume = new SecretVolume(join(dir, 'volume'));
   volume.publish(first);
 
-  const { logger, lines } = memoryLogger();
+  const log = memoryLogger();
   const server = await createServer({
     source: fakeSource(), decide: recordingDecide(), tlsCertFile: volume.certFile, tlsKeyFile: volume.keyFile,
-    host: '127.0.0.1', port: 0, metricsPort: 0, drainSeconds: 0, logger, tlsDebounceMs: 100, tlsPollSeconds: 0,
+    host: '127.0.0.1', port: 0, metricsPort: 0, drainSeconds: 0, logger: log.logger, tlsDebounceMs: 100, tlsPollSeconds: 0,
   });
   t.teardown(() => server.shutdown());
   const url = await server.listen();
   const ca = readFileSync(first.caCert);
   t.equal(server.tlsSerial, first.serial);
 
+  // Where the rotation stands: 'before' until the new pair is published, 'after' once the server has
+  // installed it (so any connection opened from then on must get it).
+  type Phase = 'before' | 'rotating' | 'after';
+  let phase = 'before' as Phase;
   // Clients: 4 keep-alive loops, plus one loop that opens a fresh connection per request.
   const agent = new Agent({ keepAlive: true, maxSockets: 4 });
   t.teardown(() => agent.destroy());
+  const progressed = progress();
   let stop = false;
   let ok = 0;
   const failures: string[] = [];
-  const freshSerials: { serial: string; at: number }[] = [];
+  const fresh: { serial: string; startedIn: Phase; answeredIn: Phase }[] = [];
   const keepAliveLoop = async () => {
     while (!stop) {
       try {
@@ -79,44 +107,54 @@ t.test('rotation through a Secret volume while requests run: zero failures, new 
       } catch (e) {
         failures.push((e as Error).message);
       }
+      progressed.update();
     }
   };
   const freshLoop = async () => {
     while (!stop) {
+      const startedIn = phase;
       try {
         const res = await postReview(url, review(), { ca, timeoutMs: 5000 });
         if (res.status === 200) ok++;
         else failures.push(`status ${res.status}`);
-        freshSerials.push({ serial: res.serial, at: Date.now() });
+        fresh.push({ serial: res.serial, startedIn, answeredIn: phase });
       } catch (e) {
         failures.push((e as Error).message);
       }
+      progressed.update();
       await sleep(5);
     }
   };
   const loops = [keepAliveLoop(), keepAliveLoop(), keepAliveLoop(), keepAliveLoop(), freshLoop()];
+  const count = (f: (s: (typeof fresh)[number]) => boolean) => fresh.filter(f).length;
 
-  await sleep(300);
+  // Traffic first, on both kinds of connection, then the rotation.
+  await progressed.until(() => failures.length > 0 || (ok >= 20 && count((s) => s.answeredIn === 'before') >= 3));
   const okBefore = ok;
-  const rotatedAt = Date.now();
+  phase = 'rotating';
   volume.publish(second);
-  // Bounded wait for the watch + debounce to install the new pair.
-  for (let i = 0; i < 100 && server.tlsSerial !== second.serial; i++) await sleep(50);
+  // The watch and the debounce install the new pair: wait for the reload itself, however long it takes.
+  const reloaded = await log.waitFor(isReload);
+  t.equal(reloaded.serial, second.serial);
   t.equal(server.tlsSerial, second.serial, 'reloaded from the directory watch');
-  const reloadedAt = Date.now();
-  await sleep(400);
+  phase = 'after';
+  const okAtReload = ok;
+  // Traffic continues past the reload, including new connections opened after it.
+  await progressed.until(() => failures.length > 0 || (ok > okAtReload + 20 && count((s) => s.startedIn === 'after') >= 3));
   stop = true;
   await Promise.all(loops);
 
   t.same(failures, [], 'no request failed during the rotation');
   t.ok(okBefore > 0 && ok > okBefore + 20, `requests kept flowing (${okBefore} before, ${ok} in all)`);
-  const before = freshSerials.filter((s) => s.at < rotatedAt);
-  const after = freshSerials.filter((s) => s.at > reloadedAt + 50);
+  // Answered before the new pair was even published: the old certificate. Opened after it was installed:
+  // the new one. (Connections opened in between may get either.)
+  const before = fresh.filter((s) => s.answeredIn === 'before');
+  const after = fresh.filter((s) => s.startedIn === 'after');
   t.ok(before.length > 0 && before.every((s) => s.serial === first.serial), 'old serial before the rotation');
   t.ok(after.length > 0 && after.every((s) => s.serial === second.serial), 'new connections get the new serial');
   const probe = await send(url, '/healthz', { ca, method: 'GET', contentType: null });
   t.equal(probe.serial, second.serial);
-  t.ok(lines.some((l) => l.msg === 'tls: serving certificate reloaded' && l.serial === second.serial));
+  t.equal(log.lines.filter(isReload).length, 1, 'reloaded once');
   const m = await send(server.metricsUrl!, '/metrics', { ca, method: 'GET', contentType: null });
   t.match(m.text, /meshguard_tls_reloads_total\{result="success"\} 1\b/);
   t.match(m.text, /meshguard_tls_reloads_total\{result="failure"\} 0\b/);
@@ -191,15 +229,17 @@ t.test('polling picks up a change the watch did not report', async (t) => {
   copyFileSync(second.key, join(real2, 'tls.key'));
   const mount = join(dir, 'mount');
   symlinkSync(real1, mount);
-  const { logger } = memoryLogger();
+  const log = memoryLogger();
   const server = await createServer({
     source: fakeSource(), decide: recordingDecide(), tlsCertFile: join(mount, 'tls.crt'), tlsKeyFile: join(mount, 'tls.key'),
-    host: '127.0.0.1', port: 0, drainSeconds: 0, logger, tlsDebounceMs: 50, tlsPollSeconds: 0.2,
+    host: '127.0.0.1', port: 0, drainSeconds: 0, logger: log.logger, tlsDebounceMs: 50, tlsPollSeconds: 0.2,
   });
   t.teardown(() => server.shutdown());
   await server.listen();
   symlinkSync(real2, join(dir, 'mount.tmp'));
   renameSync(join(dir, 'mount.tmp'), mount);
-  for (let i = 0; i < 60 && server.tlsSerial !== second.serial; i++) await sleep(50);
+  // The poll (every 0.2 s) finds the new pair: wait for the reload, however long it takes.
+  const reloaded = await log.waitFor(isReload);
+  t.equal(reloaded.serial, second.serial);
   t.equal(server.tlsSerial, second.serial, 'reloaded by the poll');
 });

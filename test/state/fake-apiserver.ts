@@ -1,6 +1,8 @@
 // A tiny in-process stand-in for kube-apiserver list/watch (loopback HTTP), enough to exercise the
 // informer plumbing of LiveSource: paginated lists, watches replaying from a resourceVersion, 404 for
 // kinds that are not served, and knobs to break things (failing lists, dropped or hanging watches).
+// The clients it hands out (api()) also count what the client side saw, so a test can wait for a step
+// to be over instead of for some time.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -8,6 +10,33 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadKubeApi, type KubeApi } from '../../src/state/kube-api.ts';
+
+/** Counts per collection path (the request's path, e.g. /api/v1/pods). */
+export class Counts {
+  readonly #n = new Map<string, number>();
+  add(path: string): void {
+    this.#n.set(path, (this.#n.get(path) ?? 0) + 1);
+  }
+  /** For one path, or summed over all. */
+  of(path?: string): number {
+    if (path !== undefined) return this.#n.get(path) ?? 0;
+    let sum = 0;
+    for (const n of this.#n.values()) sum += n;
+    return sum;
+  }
+}
+
+/** What the clients from api() did and saw, counted as it happens on the client side. */
+export interface ClientView {
+  /** List requests made (every page), counted when the client makes them. */
+  readonly lists: Counts;
+  /** Watch requests made, counted when the client makes them. */
+  readonly watches: Counts;
+  /** Watch requests answered (the response headers reached the client). */
+  readonly answered: Counts;
+  /** Watch responses closed on the client side (ended, cut or destroyed), after its own handlers ran. */
+  readonly closed: Counts;
+}
 
 type Obj = { apiVersion?: string; kind?: string; metadata: { name: string; namespace?: string; resourceVersion?: string; [key: string]: unknown } } & Record<string, unknown>;
 
@@ -40,8 +69,10 @@ export class FakeApiserver {
   readonly goneWatches = new Set<string>();
   /** Collections whose watches are answered 200 and ended at once, with nothing in them. */
   readonly emptyWatches = new Set<string>();
-  /** Collections whose lists answer only after this many ms. */
-  readonly slowLists = new Map<string, number>();
+  /** Collections whose lists are held (not answered) until releaseLists(). */
+  readonly holdLists = new Set<string>();
+  readonly #held: { path: string; answer: () => void }[] = [];
+  readonly client: ClientView = { lists: new Counts(), watches: new Counts(), answered: new Counts(), closed: new Counts() };
   pageSize = 2;
   url = '';
 
@@ -70,16 +101,45 @@ export class FakeApiserver {
     ].join('\n');
   }
 
-  /** The server as meshguard's client sees it, loaded from a kubeconfig file like a user's. */
+  /**
+   * The server as meshguard's client sees it, loaded from a kubeconfig file like a user's. Its requests
+   * and what it receives are counted in `client`.
+   */
   api(token = 'secret-token'): KubeApi {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'fake-apiserver-'));
+    let api: KubeApi;
     try {
       const file = path.join(dir, 'kubeconfig');
       writeFileSync(file, this.kubeconfigYaml(token));
-      return loadKubeApi(file);
+      api = loadKubeApi(file);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+    const client = this.client;
+    return {
+      server: api.server,
+      source: api.source,
+      close: () => api.close(),
+      send: (method, pathAndQuery, body, contentType) => api.send(method, pathAndQuery, body, contentType),
+      get(pathAndQuery, opts) {
+        const url = new URL(pathAndQuery, 'http://x');
+        const watch = url.searchParams.get('watch') === 'true';
+        (watch ? client.watches : client.lists).add(url.pathname);
+        const answer = api.get(pathAndQuery, opts);
+        if (watch) {
+          // Counted as the headers arrive (just before the caller's own handler runs, in the same turn)
+          // and when the response closes: 'close' comes after 'end' or 'error', where the caller acts.
+          answer.then(
+            (res) => {
+              client.answered.add(url.pathname);
+              res.once('close', () => client.closed.add(url.pathname));
+            },
+            () => undefined,
+          );
+        }
+        return answer;
+      },
+    };
   }
 
   /** Serve a collection (like installing a CRD). `path` is the cluster-wide collection path. */
@@ -116,16 +176,37 @@ export class FakeApiserver {
     this.#store.get(path)!.set(key, { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.#rv) } });
   }
 
-  /** Cut every open watch connection (as an apiserver restart does). */
-  dropWatches(): void {
-    for (const w of this.#watchers) w.res.destroy();
-    this.#watchers.clear();
+  /** Cut every open watch connection (as an apiserver restart does), or those of one collection. */
+  dropWatches(path?: string): void {
+    for (const w of this.#watchersOf(path)) {
+      w.res.destroy();
+      this.#watchers.delete(w);
+    }
   }
 
-  /** End every open watch cleanly, as the apiserver does when a watch's timeoutSeconds is up. */
-  endWatches(): void {
-    for (const w of this.#watchers) w.res.end();
-    this.#watchers.clear();
+  /**
+   * End every open watch cleanly, as the apiserver does when a watch's timeoutSeconds is up, or those of
+   * one collection.
+   */
+  endWatches(path?: string): void {
+    for (const w of this.#watchersOf(path)) {
+      w.res.end();
+      this.#watchers.delete(w);
+    }
+  }
+
+  /** Lists held by holdLists, not answered yet. */
+  heldLists(path?: string): number {
+    return this.#held.filter((h) => path === undefined || h.path === path).length;
+  }
+
+  /** Answers the held lists, in the order they came (a client that gave up on one no longer reads it). */
+  releaseLists(): void {
+    for (const h of this.#held.splice(0)) h.answer();
+  }
+
+  #watchersOf(path: string | undefined): { paths: string[]; res: ServerResponse; hang: boolean }[] {
+    return [...this.#watchers].filter((w) => path === undefined || w.paths.includes(path));
   }
 
   /** Tell every open watch that its resourceVersion is too old (an ERROR event, 410 Gone), then end it. */
@@ -221,9 +302,8 @@ export class FakeApiserver {
       return;
     }
     if (this.failLists.has(target.base)) return this.#status(res, 500, 'etcd is sad');
-    const delay = this.slowLists.get(target.base);
-    if (delay) {
-      setTimeout(() => this.#list(url, items, res), delay);
+    if (this.holdLists.has(target.base)) {
+      this.#held.push({ path: target.base, answer: () => !res.destroyed && this.#list(url, items, res) });
       return;
     }
     this.#list(url, items, res);

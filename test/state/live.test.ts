@@ -1,12 +1,21 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
 import { collectionPath, listKind, LiveSource } from '../../src/state/live.ts';
 import type { ConfigMap, Pod } from '../../src/state/types.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeApiserver } from './fake-apiserver.ts';
 
-function capture(): { logger: pino.Logger; lines: () => Record<string, unknown>[] } {
+// LiveSource runs on a fake clock here: its backoffs, idle periods and watchdog move only when a test
+// advances the clock, and a test waits for what a step causes (a request, an answer, a log line, a
+// state change) before it takes the next one. Nothing depends on how fast the machine is.
+// A timer that falls due runs inside clock.advance(), and LiveSource makes its next request from there
+// synchronously: `api.client` (what the client side did) can be checked right after an advance.
+
+type Line = Record<string, unknown>;
+
+function capture(): { logger: pino.Logger; lines: () => Line[] } {
   const out: string[] = [];
   const stream = new Writable({
     write(chunk, _enc, cb) {
@@ -17,13 +26,28 @@ function capture(): { logger: pino.Logger; lines: () => Record<string, unknown>[
   return { logger: pino({ level: 'debug' }, stream), lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
 }
 
-async function until(what: string, cond: () => boolean, ms = 8000): Promise<void> {
+/**
+ * Waits for a condition that I/O brings about. LiveSource's timers are fake, so the deadline only turns
+ * a hang into a failure that names what never came.
+ */
+async function until(what: string, cond: () => boolean, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** Waits for the n-th log line (1-based) that `match` accepts, and returns it. */
+async function logged(log: ReturnType<typeof capture>, what: string, match: (l: Line) => boolean, n = 1): Promise<Line> {
+  let line: Line | undefined;
+  await until(what, () => (line = log.lines().filter(match)[n - 1]) !== undefined);
+  return line!;
+}
+
+/** Log lines about one kind whose message matches. */
+const about = (kind: string, msg: RegExp) => (l: Line): boolean => l.kind === kind && msg.test(String(l.msg));
+const WATCH_FAILED = /watch failed; relisting after backoff/;
 
 const PODS = collectionPath('Pod');
 const CMS = collectionPath('ConfigMap');
@@ -39,6 +63,10 @@ function pod(namespace: string, name: string, labels: Record<string, string> = {
   };
 }
 
+function service(name: string) {
+  return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'shop' }, spec: { ports: [{ port: 80 }] } };
+}
+
 async function fake(t: { teardown(fn: () => unknown): void }): Promise<FakeApiserver> {
   const api = new FakeApiserver();
   await api.start();
@@ -48,23 +76,29 @@ async function fake(t: { teardown(fn: () => unknown): void }): Promise<FakeApise
   return api;
 }
 
+/** The streams (one watch each) of a LiveSource over fake(): ConfigMaps once per watched namespace. */
+const streamCount = (configMapNamespaces = 2): number =>
+  KIND_NAMES.filter((k) => !KINDS[k].optional && k !== 'ConfigMap').length + configMapNamespaces + 1; // + CNPs
+
 /**
- * A LiveSource over a fake apiserver holding one pod, shop/a, started; `beforeStart` can set the fake
- * up first (say, refuse watches).
+ * A LiveSource on a fake clock over a fake apiserver holding one pod, shop/a, started, with every watch
+ * answered; `beforeStart` can set the fake up first (say, refuse watches, and then not all are answered).
  */
 async function startedWithOnePod(
   t: { teardown(fn: () => unknown): void },
   watchdogSeconds: number,
-  beforeStart: (api: FakeApiserver) => void = () => undefined,
-): Promise<{ api: FakeApiserver; log: ReturnType<typeof capture>; src: LiveSource }> {
+  beforeStart?: (api: FakeApiserver) => void,
+): Promise<{ api: FakeApiserver; log: ReturnType<typeof capture>; src: LiveSource; clock: FakeClock }> {
   const api = await fake(t);
   api.put(PODS, pod('shop', 'a'));
   const log = capture();
-  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds });
+  const clock = new FakeClock();
+  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds, timers: clock });
   t.teardown(() => src.stop());
-  beforeStart(api);
+  beforeStart?.(api);
   await src.start();
-  return { api, log, src };
+  if (!beforeStart) await until('every watch answered', () => api.client.answered.of() === streamCount());
+  return { api, log, src, clock };
 }
 
 /** Pod list requests the fake has seen: first pages only, unless `withContinue`. */
@@ -72,6 +106,29 @@ const podListCount = (api: FakeApiserver, withContinue = false): number =>
   api.requests.filter((r) => r.startsWith(`GET ${PODS}?limit=`) && (withContinue || !r.includes('continue='))).length;
 /** Pod watch requests the fake has seen, in order. */
 const podWatchRequests = (api: FakeApiserver): string[] => api.requests.filter((r) => r.startsWith(`GET ${PODS}?watch=true`));
+
+/**
+ * Drops the watch of `path` and moves the clock through the backoff that follows (read from its log
+ * line): the stream relists, and watches again. Returns the backoff.
+ */
+async function dropAndRelist(
+  t: Test,
+  ctx: { api: FakeApiserver; log: ReturnType<typeof capture>; clock: FakeClock },
+  kind: string,
+  path: string,
+): Promise<number> {
+  const { api, log, clock } = ctx;
+  const failures = log.lines().filter(about(kind, WATCH_FAILED)).length;
+  const lists = api.client.lists.of(path);
+  api.dropWatches(path);
+  const failed = await logged(log, `${kind} watch failure logged`, about(kind, WATCH_FAILED), failures + 1);
+  const retryMs = Number(failed.retryMs);
+  clock.advance(retryMs - 1);
+  t.equal(api.client.lists.of(path), lists, `${kind}: no relist before the backoff (${retryMs} ms) is over`);
+  clock.advance(1);
+  t.equal(api.client.lists.of(path), lists + 1, `${kind}: relisted when the backoff is over`);
+  return retryMs;
+}
 
 t.test('collection paths', async (t) => {
   t.equal(collectionPath('Pod'), '/api/v1/pods');
@@ -98,7 +155,8 @@ t.test('LiveSource: sync, events, missing CRDs, ConfigMap namespaces', async (t)
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'app', namespace: 'shop' }, data: { password: 'x' } });
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'mesh-root' }, data: { mesh: 'x' } });
   const log = capture();
-  const src = new LiveSource({ logger: log.logger, api: api.api(), istioRootNamespace: 'mesh-root' });
+  const clock = new FakeClock();
+  const src = new LiveSource({ logger: log.logger, api: api.api(), istioRootNamespace: 'mesh-root', timers: clock });
   t.teardown(() => src.stop());
   t.equal(src.synced(), false);
   await src.start();
@@ -117,13 +175,18 @@ t.test('LiveSource: sync, events, missing CRDs, ConfigMap namespaces', async (t)
   t.equal(st.objects.Pod, 1);
   t.equal(st.objects.ConfigMap, 2);
   t.same([...(st.missingKinds ?? [])].sort(), ['AuthorizationPolicy', 'CiliumClusterwideNetworkPolicy', 'Gateway', 'PeerAuthentication']);
-  t.ok((st.secondsSinceLastEvent ?? 99) < 5);
   t.ok(log.lines().some((l) => l.kind === 'Gateway' && /CRD not installed/.test(String(l.msg))), 'missing CRD logged');
+  // Seconds since the last sign of life (a list, a watch connected, an event), on the source's clock.
+  await until('every watch answered', () => api.client.answered.of() === streamCount(3));
+  t.equal(src.stats().secondsSinceLastEvent, 0);
+  clock.advance(3000);
+  t.equal(src.stats().secondsSinceLastEvent, 3, 'three quiet seconds');
 
   // Watch events reach the state.
-  await until('watches open', () => api.openWatches(PODS) === 1);
+  t.equal(api.openWatches(PODS), 1);
   api.put(PODS, pod('shop', 'web-2', { app: 'web' }));
   await until('web-2 added', () => s.get('Pod', 'shop', 'web-2') !== undefined);
+  t.equal(src.stats().secondsSinceLastEvent, 0, 'an event is a sign of life');
   t.equal(s.podsWithLabel('shop', 'app', 'web').length, 2);
   api.put(PODS, pod('shop', 'web-2', { app: 'api' }));
   await until('web-2 relabelled', () => s.get('Pod', 'shop', 'web-2')?.metadata.labels?.app === 'api');
@@ -153,90 +216,166 @@ t.test('LiveSource: sync, events, missing CRDs, ConfigMap namespaces', async (t)
   await until('watches closed', () => api.openWatches() === 0);
 });
 
-t.test('LiveSource recovers from dropped watches, failing lists, silent watches and late CRDs', async (t) => {
-  const { api, log, src } = await startedWithOnePod(t, 1);
-  const s = src.state;
-
-  // An apiserver restart: every watch is cut; changes made meanwhile must show up.
-  await until('pod watch open', () => api.openWatches(PODS) >= 1);
-  api.dropWatches();
+t.test('a dropped watch relists after a backoff, and changes made meanwhile arrive', async (t) => {
+  const ctx = await startedWithOnePod(t, 60);
+  const { api, log, src } = ctx;
+  // An apiserver restart: the watch is cut; a change made meanwhile must show up.
   api.put(PODS, pod('shop', 'b'));
-  await until('b after reconnect', () => s.get('Pod', 'shop', 'b') !== undefined);
+  await until('b by the watch', () => src.state.get('Pod', 'shop', 'b') !== undefined);
+  const lists = podListCount(api);
+  api.dropWatches(PODS);
+  api.put(PODS, pod('shop', 'c'));
+  const failed = await logged(log, 'the failure', about('Pod', WATCH_FAILED));
+  t.ok(Number(failed.retryMs) >= 800 && Number(failed.retryMs) <= 1200, `a first backoff of 1 s +- 20% (${failed.retryMs} ms)`);
+  t.equal(src.state.get('Pod', 'shop', 'c'), undefined, 'not before the relist');
+  t.ok(src.synced(), 'a cut watch alone leaves the state synced');
+  const { clock } = ctx;
+  clock.advance(Number(failed.retryMs));
+  await until('c after the relist', () => src.state.get('Pod', 'shop', 'c') !== undefined);
+  t.equal(podListCount(api), lists + 1, 'one relist');
+});
 
-  // Lists fail (apiserver up but erroring): synced() goes false, then recovers.
+t.test('lists that fail make the state unsynced until one succeeds', async (t) => {
+  const ctx = await startedWithOnePod(t, 60);
+  const { api, log, src, clock } = ctx;
   api.failLists.add(PODS);
-  api.dropWatches();
-  await until('unsynced while listing fails', () => !src.synced());
-  t.ok(log.lines().some((l) => l.kind === 'Pod' && /list failed/.test(String(l.msg))));
+  await dropAndRelist(t, ctx, 'Pod', PODS);
+  await logged(log, 'the failed list', about('Pod', /list failed/));
+  t.equal(src.synced(), false, 'unsynced while listing fails');
+  // The next list comes after a longer backoff (2 s +- 20%), and succeeds.
+  const backoff = clock.pending()[0]!;
+  t.ok(backoff >= 1600 && backoff <= 2400, `the next relist in 2 s +- 20% (${backoff} ms)`);
   api.failLists.delete(PODS);
   api.put(PODS, pod('shop', 'c'));
-  await until('synced again', () => src.synced() && s.get('Pod', 'shop', 'c') !== undefined);
+  const lists = api.client.lists.of(PODS);
+  clock.advance(backoff - 1);
+  t.equal(api.client.lists.of(PODS), lists, 'no relist before then');
+  t.equal(src.synced(), false);
+  clock.advance(1);
+  await until('synced again', () => src.synced() && src.state.get('Pod', 'shop', 'c') !== undefined);
+  t.ok(log.lines().some(about('Pod', /list recovered/)));
+});
 
-  // A watch that is connected but delivers nothing (a connection dead without a FIN, a stuck proxy): it
-  // is opened again from its resourceVersion after an idle period (half a watchdog period), and the new
-  // watch replays what the old one missed, without a relist.
-  const serviceLists = () => api.requests.filter((r) => r.startsWith(`GET ${SVCS}?limit=`) && !r.includes('continue=')).length;
-  await new Promise((r) => setTimeout(r, 2500)); // past any backoff relist caused by the changes above
+t.test('a connected watch that delivers nothing is opened again after an idle period, and replays what it missed', async (t) => {
+  // A watch connected but delivering nothing (a connection dead without a FIN, a stuck proxy) is opened
+  // again from its resourceVersion after an idle period (half the watchdog period, 30 s here), and the
+  // new watch replays what the old one missed, without a relist.
+  const ctx = await startedWithOnePod(t, 60);
+  const { api, src, clock } = ctx;
   api.hangWatches.add(SVCS);
-  api.dropWatches();
-  await until('hanging service watch open', () => api.openWatches(SVCS) >= 1);
-  const listsBefore = serviceLists();
-  api.put(SVCS, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'missed', namespace: 'shop' }, spec: { ports: [{ port: 80 }] } });
-  await new Promise((r) => setTimeout(r, 400));
-  t.equal(s.get('Service', 'shop', 'missed'), undefined, 'not delivered while the watch hangs');
+  await dropAndRelist(t, ctx, 'Service', SVCS);
+  await until('the hanging service watch answered', () => api.client.answered.of(SVCS) === 2);
+  const lists = api.client.lists.of(SVCS);
+  const watches = api.client.watches.of(SVCS);
+  api.put(SVCS, service('missed'));
+  // Other watches deliver meanwhile; this one does not.
+  api.put(PODS, pod('shop', 'b'));
+  await until('b by the pod watch', () => src.state.get('Pod', 'shop', 'b') !== undefined);
+  t.equal(src.state.get('Service', 'shop', 'missed'), undefined, 'not delivered while the watch hangs');
   api.hangWatches.delete(SVCS);
-  await until('missed service replayed', () => s.get('Service', 'shop', 'missed') !== undefined);
-  t.equal(serviceLists(), listsBefore, 'replayed by a new watch, not by a relist');
+  clock.advance(30_000 - 1);
+  t.equal(api.client.watches.of(SVCS), watches, 'the watch is kept for a whole idle period');
+  clock.advance(1);
+  t.equal(api.client.watches.of(SVCS), watches + 1, 'then opened again');
+  await until('missed service replayed', () => src.state.get('Service', 'shop', 'missed') !== undefined);
+  t.equal(api.client.lists.of(SVCS), lists, 'replayed by a new watch, not by a relist');
+});
 
-  // A stream whose watches stay connected but never deliver, one after the other: after 20 silent idle
-  // periods (0.5 s each here) it relists, so a change no event announced still arrives.
+t.test('watches that stay connected but never deliver: the stream relists after 20 idle periods', async (t) => {
+  // One silent watch after the other: after 20 idle periods (30 s each here) the stream relists, so a
+  // change no event announced still arrives.
+  const ctx = await startedWithOnePod(t, 60);
+  const { api, log, src, clock } = ctx;
   api.hangWatches.add(SVCS);
-  api.dropWatches();
-  await until('hanging service watch open again', () => api.openWatches(SVCS) >= 1);
-  api.putSilently(SVCS, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'stuck', namespace: 'shop' }, spec: { ports: [{ port: 80 }] } });
-  await until('relisted after silent watches', () => s.get('Service', 'shop', 'stuck') !== undefined, 20_000);
-  t.ok(log.lines().some((l) => l.kind === 'Service' && /no watch event for a while; relisting/.test(String(l.msg))), 'the relist is logged');
+  await dropAndRelist(t, ctx, 'Service', SVCS);
+  const answered = 2;
+  await until('the hanging service watch answered', () => api.client.answered.of(SVCS) === answered);
+  api.putSilently(SVCS, service('stuck'));
+  const lists = api.client.lists.of(SVCS);
+  for (let i = 1; i < 20; i++) {
+    clock.advance(30_000);
+    await until(`silent watch ${i + 1} answered`, () => api.client.answered.of(SVCS) === answered + i);
+  }
+  t.equal(api.client.lists.of(SVCS), lists, '19 silent periods: watches opened again, no relist');
+  t.equal(src.state.get('Service', 'shop', 'stuck'), undefined);
+  clock.advance(30_000);
+  t.equal(api.client.lists.of(SVCS), lists + 1, 'the 20th: a relist');
+  await until('relisted after silent watches', () => src.state.get('Service', 'shop', 'stuck') !== undefined);
+  t.ok(log.lines().some(about('Service', /no watch event for a while; relisting/)), 'the relist is logged');
   t.notOk(log.lines().some((l) => l.kind === 'Service' && Number(l.level) >= 40 && /relisting to confirm/.test(String(l.msg))), 'at info level, not as a warning');
-  api.hangWatches.delete(SVCS);
+});
 
-  // A watch that cannot even connect: the watchdog relists, so a change that no event announced arrives.
+t.test('a watch that cannot even connect: the watchdog relists the silent stream', async (t) => {
+  const t0 = new FakeClock().now();
+  const ctx = await startedWithOnePod(t, 60);
+  const { api, log, src, clock } = ctx;
+  t.equal(clock.now(), t0);
   api.stallWatches.add(SVCS);
-  api.dropWatches();
-  await new Promise((r) => setTimeout(r, 2500));
-  api.putSilently(SVCS, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'quiet', namespace: 'shop' }, spec: { ports: [{ port: 80 }] } });
-  await until('relisted service', () => s.get('Service', 'shop', 'quiet') !== undefined);
+  await dropAndRelist(t, ctx, 'Service', SVCS);
+  await until('the stalled watch reached the apiserver', () => api.openWatches(SVCS) === 1);
+  t.equal(api.client.answered.of(SVCS), 1, 'no answer to the new watch');
+  const watches = api.client.watches.of(SVCS);
+  api.putSilently(SVCS, service('quiet'));
+  const lists = api.client.lists.of(SVCS);
+  // The watchdog ticks every 60 s; it relists a stream with no watch connected and nothing heard for
+  // longer than that. At the first tick the stream listed less than 60 s ago.
+  clock.advanceTo(t0 + 60_000);
+  t.equal(api.client.lists.of(SVCS), lists, 'not at the first tick: silent for less than a period');
+  clock.advanceTo(t0 + 120_000);
+  t.equal(api.client.lists.of(SVCS), lists + 1, 'relisted at the second tick');
+  t.equal(api.client.watches.of(SVCS), watches, 'no watch opened meanwhile: the stalled one was still waiting');
+  t.ok(log.lines().some(about('Service', /watch silent too long; relisting/)));
+  await until('relisted service', () => src.state.get('Service', 'shop', 'quiet') !== undefined);
   api.stallWatches.delete(SVCS);
+});
 
-  // A CRD installed after start is picked up by the watchdog's re-check.
+t.test('a CRD installed after start is picked up by the watchdog; one removed empties its kind', async (t) => {
+  const { api, log, src, clock } = await startedWithOnePod(t, 60);
   t.ok(src.stats().missingKinds?.includes('Gateway'));
   api.serve(GWS);
   api.put(GWS, { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'shop' }, spec: { gatewayClassName: 'istio-waypoint' } });
-  await until('gateway seen', () => s.get('Gateway', 'shop', 'waypoint') !== undefined);
+  const lists = api.client.lists.of(GWS);
+  clock.advance(60_000 - 1);
+  t.equal(api.client.lists.of(GWS), lists, 'not re-checked before the watchdog ticks');
+  clock.advance(1);
+  t.equal(api.client.lists.of(GWS), lists + 1, 're-checked at the tick');
+  await until('gateway seen', () => src.state.get('Gateway', 'shop', 'waypoint') !== undefined);
   t.notOk(src.stats().missingKinds?.includes('Gateway'));
   t.ok(log.lines().some((l) => l.kind === 'Gateway' && /now served/.test(String(l.msg))));
 
   // And a CRD removed: the kind empties.
+  await until('gateway watch answered', () => api.client.answered.of(GWS) === 1);
   api.unserve(GWS);
-  api.dropWatches();
-  await until('gateway gone', () => s.list('Gateway').length === 0);
+  api.dropWatches(GWS);
+  const failed = await logged(log, 'the gateway watch failure', about('Gateway', WATCH_FAILED));
+  clock.advance(Number(failed.retryMs));
+  await until('gateway gone', () => src.state.list('Gateway').length === 0);
+  t.ok(src.stats().missingKinds?.includes('Gateway'));
   t.ok(src.synced(), 'a missing optional kind does not make the state unsynced');
+});
 
-  // Lists slower than the watchdog period: informers get replaced while listing, and a replaced one
-  // must not open its watch when its list finally returns.
-  api.slowLists.set(PODS, 2500);
-  api.dropWatches();
-  await new Promise((r) => setTimeout(r, 5000));
-  api.slowLists.delete(PODS);
-  t.ok(api.openWatches(PODS) <= 1, `open pod watches ${api.openWatches(PODS)} <= 1`);
+t.test('lists slower than the watchdog period: a replaced list opens no watch', async (t) => {
+  // Informers get replaced while listing, and a replaced one must not open its watch when its list
+  // finally returns: after all the restarts, one watch per stream.
+  const t0 = new FakeClock().now();
+  const ctx = await startedWithOnePod(t, 60);
+  const { api, log, src, clock } = ctx;
+  api.holdLists.add(PODS);
+  await dropAndRelist(t, ctx, 'Pod', PODS);
+  await until('the first relist held', () => api.heldLists(PODS) === 1);
+  // The watchdog replaces it at its second tick (at the first, the list is less than a period old).
+  clock.advanceTo(t0 + 120_000);
+  t.ok(log.lines().some(about('Pod', /watch silent too long; relisting/)), 'replaced by the watchdog');
+  await until('the second relist held', () => api.heldLists(PODS) === 2);
+  const watches = api.client.watches.of(PODS);
+  api.holdLists.delete(PODS);
+  api.releaseLists();
+  await until('a pod watch answered', () => api.client.answered.of(PODS) >= 2);
   api.put(PODS, pod('shop', 'd'));
-  await until('pods recover after slow lists', () => s.get('Pod', 'shop', 'd') !== undefined);
-
-  // After all these restarts, at most one watch per stream is open (replaced informers hold none).
-  await new Promise((r) => setTimeout(r, 1500));
-  const streams = KIND_NAMES.length - 1 + 2; // ConfigMaps: one per namespace (kube-system, istio-system)
-  t.ok(api.openWatches() <= streams, `open watches ${api.openWatches()} <= ${streams}`);
-  await src.stop();
-  await until('all watches closed', () => api.openWatches() === 0);
+  await until('pods recover after slow lists', () => src.state.get('Pod', 'shop', 'd') !== undefined);
+  t.equal(api.client.watches.of(PODS), watches + 1, 'one watch opened, by the list that was not replaced');
+  t.equal(api.openWatches(PODS), 1, 'one pod watch open');
+  await until('one watch per stream', () => api.openWatches() === streamCount());
 });
 
 t.test('a watch the apiserver ends is resumed from its last resourceVersion; an expired one relists', async (t) => {
@@ -244,7 +383,7 @@ t.test('a watch the apiserver ends is resumed from its last resourceVersion; an 
   const s = src.state;
   const podLists = () => podListCount(api);
   const podWatches = () => podWatchRequests(api);
-  await until('pod watch open', () => api.openWatches(PODS) >= 1);
+  t.equal(api.openWatches(PODS), 1);
   t.match(podWatches()[0], /allowWatchBookmarks=true&resourceVersion=\d+&timeoutSeconds=\d+/);
   const timeout = Number(/timeoutSeconds=(\d+)/.exec(podWatches()[0]!)![1]);
   t.ok(timeout >= 300 && timeout < 600, `timeoutSeconds ${timeout} in [300, 600)`);
@@ -271,57 +410,87 @@ t.test('a watch the apiserver ends is resumed from its last resourceVersion; an 
 });
 
 t.test('bookmarks move the resume point; 410 at watch start relists; a watch ended at once is not reopened in a spin', async (t) => {
-  const { api, log, src } = await startedWithOnePod(t, 60);
+  const { api, log, src, clock } = await startedWithOnePod(t, 60);
   const podLists = () => podListCount(api);
   const podWatches = () => podWatchRequests(api);
-  await until('pod watch open', () => api.openWatches(PODS) >= 1);
 
   // A bookmark carries no object, but the next watch resumes from its resourceVersion.
+  clock.advance(1000); // so that the bookmark's arrival shows as the stream's latest sign of life
   const rv = api.bookmark(PODS);
-  await new Promise((r) => setTimeout(r, 200));
+  await until('bookmark received', () => src.stats().secondsSinceLastEventByKind?.Pod === 0);
   const lists = podLists();
-  api.endWatches();
+  api.endWatches(PODS);
   await until('resumed', () => podWatches().length === 2);
   t.match(podWatches()[1], new RegExp(`resourceVersion=${rv}&`), `resumed from the bookmark's resourceVersion ${rv}`);
   t.equal(src.state.list('Pod').length, 1, 'a bookmark changes nothing in the state');
 
   // 410 as the watch's HTTP status (not an ERROR event) on a resumed watch: relist at once, no warning.
-  await until('pod watch open again', () => api.openWatches(PODS) >= 1);
+  await until('pod watch answered again', () => api.client.answered.of(PODS) === 2);
+  clock.advance(1000); // the watch has been open a while: its end is resumed at once (see below)
   api.goneWatches.add(PODS);
-  api.endWatches();
-  await until('relisted on 410', () => podLists() >= lists + 1);
-  t.ok(log.lines().some((l) => l.kind === 'Pod' && /expired; relisting/.test(String(l.msg))));
-  // The watch after that list gets 410 too: that one backs off (1, 2 s...) instead of relisting in a spin.
-  await new Promise((r) => setTimeout(r, 2000));
-  t.ok(podLists() - lists <= 3, `${podLists() - lists} relists in about 2 s while every watch answers 410`);
-  t.ok(log.lines().some((l) => l.kind === 'Pod' && /expired right after its list/.test(String(l.err))), 'the repeated 410 goes through the backoff');
+  api.endWatches(PODS);
+  await until('relisted on 410', () => podLists() === lists + 1);
+  t.ok(log.lines().some(about('Pod', /expired; relisting/)));
+  t.notOk(log.lines().some((l) => about('Pod', WATCH_FAILED)(l) && !/expired right after its list/.test(String(l.err))), 'no warning');
+  // The watch after that list gets 410 too: that one backs off (1, 2, 4 s +- 20%) instead of relisting
+  // in a spin, one list per step.
+  const expiredAfterList = (l: Line) => l.kind === 'Pod' && WATCH_FAILED.test(String(l.msg)) && /expired right after its list/.test(String(l.err));
+  let retryMs = 0;
+  for (let step = 1; step <= 3; step++) {
+    const failed = await logged(log, `410 after list ${step}`, expiredAfterList, step);
+    retryMs = Number(failed.retryMs);
+    const base = 1000 * 2 ** (step - 1);
+    t.ok(retryMs >= 0.8 * base && retryMs <= 1.2 * base, `backoff ${step}: ${retryMs} ms, ${base} ms +- 20%`);
+    t.equal(podLists(), lists + step, `list ${step} after the 410s`);
+    if (step < 3) clock.advance(retryMs);
+  }
   api.goneWatches.delete(PODS);
-  await until('watch open after the 410s', () => api.openWatches(PODS) >= 1, 15_000);
+  const answered = api.client.answered.of(PODS);
+  clock.advance(retryMs);
+  await until('watch answered after the 410s', () => api.client.answered.of(PODS) === answered + 1);
 
   // Watches that end at once with nothing in them (an apiserver shutting down): reopened after a pause.
-  await until('pod watch open a third time', () => api.openWatches(PODS) >= 1);
+  clock.advance(1000); // this watch has been open a while: its end is resumed at once
   api.emptyWatches.add(PODS);
-  const before = podWatches().length;
-  api.endWatches();
-  await new Promise((r) => setTimeout(r, 2500));
-  const reopened = podWatches().length - before;
+  const watches = api.client.watches.of(PODS);
+  const closed = api.client.closed.of(PODS);
+  api.endWatches(PODS);
+  await until('the resumed watch ended at once too', () => api.client.closed.of(PODS) >= closed + 2);
+  t.equal(api.client.watches.of(PODS), watches + 1, 'resumed at once, then a pause');
+  for (let reopen = 2; reopen <= 3; reopen++) {
+    clock.advance(999);
+    t.equal(api.client.watches.of(PODS), watches + reopen - 1, 'not within the second');
+    clock.advance(1);
+    t.equal(api.client.watches.of(PODS), watches + reopen, 'reopened a second later');
+    await until(`empty watch ${reopen} ended`, () => api.client.closed.of(PODS) >= closed + reopen + 1);
+  }
   api.emptyWatches.delete(PODS);
-  t.ok(reopened >= 1 && reopened <= 4, `${reopened} watches in 2.5 s, one per second at most`);
+  clock.advance(1000);
+  await until('a watch answered again', () => api.client.answered.of(PODS) === answered + 5);
   api.put(PODS, pod('shop', 'b'));
   await until('events flow again', () => src.state.get('Pod', 'shop', 'b') !== undefined);
 });
 
 t.test('a watch refused after every good list backs off instead of relisting every second', async (t) => {
-  const { api, log, src } = await startedWithOnePod(t, 60, (fakeApi) => fakeApi.forbidWatches.add(PODS));
+  const { api, log, src, clock } = await startedWithOnePod(t, 60, (fakeApi) => fakeApi.forbidWatches.add(PODS));
   const podLists = () => podListCount(api, true);
   const first = podLists();
-  await new Promise((r) => setTimeout(r, 6000));
-  // Backoff 1, 2, 4 s (jittered +-20%): at most 3 more lists in 6 s; without it, one a second.
-  t.ok(podLists() - first <= 3, `${podLists() - first} relists in 6 s`);
-  t.ok(log.lines().some((l) => l.kind === 'Pod' && l.statusCode === 403), 'the refusal is logged with its status');
+  // Backoff 1, 2, 4 s (jittered +-20%) between the lists; without it, one a second.
+  const refused = (l: Line) => l.kind === 'Pod' && l.statusCode === 403;
+  let retryMs = 0;
+  for (let step = 1; step <= 3; step++) {
+    const failed = await logged(log, `refusal ${step}`, refused, step);
+    retryMs = Number(failed.retryMs);
+    const base = 1000 * 2 ** (step - 1);
+    t.ok(retryMs >= 0.8 * base && retryMs <= 1.2 * base, `backoff ${step}: ${retryMs} ms, ${base} ms +- 20%`);
+    t.equal(podLists(), first + step - 1, `list ${step}`);
+    if (step < 3) clock.advance(retryMs);
+  }
+  t.ok(WATCH_FAILED.test(String(log.lines().find(refused)?.msg)), 'the refusal is logged with its status');
   api.forbidWatches.delete(PODS);
+  clock.advance(retryMs);
   api.put(PODS, pod('shop', 'b'));
-  await until('recovers once watches are allowed', () => src.state.get('Pod', 'shop', 'b') !== undefined, 15_000);
+  await until('recovers once watches are allowed', () => src.state.get('Pod', 'shop', 'b') !== undefined);
 });
 
 t.test('LiveSource follows the Istio control plane namespace for ConfigMaps', async (t) => {
@@ -330,13 +499,19 @@ t.test('LiveSource follows the Istio control plane namespace for ConfigMaps', as
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'mesh-ctl' }, data: { mesh: 'rootNamespace: mesh-root\n' } });
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: 'mesh-root' } });
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'unrelated', namespace: 'shop' } });
-  const src = new LiveSource({ logger: capture().logger, api: api.api(), watchdogSeconds: 1 });
+  const clock = new FakeClock();
+  const src = new LiveSource({ logger: capture().logger, api: api.api(), watchdogSeconds: 1, timers: clock });
   t.teardown(() => src.stop());
   await src.start();
   const names = () => src.state.list('ConfigMap').map((c) => `${c.metadata.namespace}/${c.metadata.name}`).sort();
   t.same(names(), [], 'no istiod yet: only kube-system and istio-system are watched');
-  // istiod shows up in mesh-ctl; its mesh config names mesh-root as the root namespace.
+  // istiod shows up in mesh-ctl; its mesh config names mesh-root as the root namespace. The Deployment
+  // arrives by its watch; the watchdog's tick looks for the control plane again.
+  await until('every watch answered', () => api.client.answered.of() === streamCount());
   api.put(DEPLOYS, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'istiod', namespace: 'mesh-ctl' }, spec: { template: { spec: { containers: [] } } } });
+  await until('istiod seen', () => src.state.get('Deployment', 'mesh-ctl', 'istiod') !== undefined);
+  t.same(names(), []);
+  clock.advance(1000);
   await until('istiod namespace and root namespace watched', () => names().length === 2);
   t.same(names(), ['mesh-ctl/istio', 'mesh-root/settings']);
   api.put(CMS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'later', namespace: 'mesh-root' } });
@@ -348,11 +523,25 @@ t.test('LiveSource follows the Istio control plane namespace for ConfigMaps', as
 t.test('start() with bad credentials retries, and can time out', async (t) => {
   const api = await fake(t);
   const log = capture();
-  const src = new LiveSource({ logger: log.logger, api: api.api('wrong'), startTimeoutSeconds: 1 });
+  const clock = new FakeClock();
+  const src = new LiveSource({ logger: log.logger, api: api.api('wrong'), startTimeoutSeconds: 5, timers: clock });
   t.teardown(() => src.stop());
-  await t.rejects(src.start(), /not synced after 1s \(waiting for: .*Pod/);
+  const started = src.start();
+  let settled = false;
+  started.catch(() => undefined).finally(() => (settled = true));
+  const rejected = t.rejects(started, /not synced after 5s \(waiting for: .*Pod/);
+  await logged(log, 'the refused pod list', (l) => l.kind === 'Pod' && l.statusCode === 401);
+  const lists = api.client.lists.of(PODS);
+  clock.advance(1200); // the first backoff, 1 s +- 20%
+  t.equal(api.client.lists.of(PODS), lists + 1, 'retried');
+  await logged(log, 'the refused retry', (l) => l.kind === 'Pod' && l.statusCode === 401, 2);
+  clock.advance(5000 - 1200 - 1);
+  await new Promise((r) => setImmediate(r)); // a rejection by a timer that ran would have settled by now
+  t.notOk(settled, 'still waiting before 5 s');
   t.equal(src.synced(), false);
-  t.ok(log.lines().some((l) => l.statusCode === 401));
+  clock.advance(1);
+  await rejected;
+  t.equal(src.synced(), false);
 });
 
 t.test('a bad kubeconfig path is an InputError', async (t) => {

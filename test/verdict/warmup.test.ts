@@ -53,69 +53,117 @@ t.test('a warm-up of 0 ms still stops, on an empty state too', async (t) => {
   t.equal(await warmUpInSlices(createDecide(rules, defaultConfig()), rules, () => stateFromObjects([]), 0), 0);
 });
 
+/**
+ * A fake clock for the warm-up's budgets: decisions advance it by what they "cost", so budgets and slices
+ * are counted exactly, whatever else the machine is doing.
+ */
+function fakeClock(): { now: () => number; advance: (ms: number) => void } {
+  let ms = 0;
+  return { now: () => ms, advance: (d) => (ms += d) };
+}
+
+/** A task that runs once per turn of the event loop (a chain of setImmediate) until stopped. */
+function loopTurns(onTurn: () => void = () => undefined): { readonly turns: number; stop(): void } {
+  let turns = 0;
+  let running = true;
+  const turn = (): void => {
+    if (!running) return;
+    turns++;
+    onTurn();
+    setImmediate(turn);
+  };
+  setImmediate(turn);
+  return {
+    get turns() {
+      return turns;
+    },
+    stop() {
+      running = false;
+    },
+  };
+}
+
 t.test('the sliced warm-up hands the event loop back and keeps to its budget', async (t) => {
   const rules = allRules();
   const slowState = stateFromObjects(baseCluster([ns('shop'), pod('shop', 'web-1', { app: 'web' }), cnp('shop', 'p', { endpointSelector: {}, egress: [{}] })]) as never);
-  let ticks = 0;
-  const timer = setInterval(() => ticks++, 1);
-  // Every decision takes ~3 ms: slices of 5 ms must let the 1 ms timer run many times in 150 ms.
-  const slowDecide = createDecide(rules, defaultConfig());
-  const decide: typeof slowDecide = (c, st) => {
-    const end = performance.now() + 3;
-    while (performance.now() < end);
-    return slowDecide(c, st);
+  const perRound = warmUpChanges(rules, slowState).length;
+  t.ok(perRound > 0);
+  const clock = fakeClock();
+  const loop = loopTurns();
+  // Every decision takes 3 ms: slices of 5 ms are two decisions, and the event loop must turn between them.
+  const real = createDecide(rules, defaultConfig());
+  const turnsAtDecision: number[] = [];
+  const decide: typeof real = (c, st) => {
+    clock.advance(3);
+    turnsAtDecision.push(loop.turns);
+    return real(c, st);
   };
-  const t0 = performance.now();
-  const n = await warmUpInSlices(decide, rules, () => slowState, 150, 1500, 5);
-  const took = performance.now() - t0;
-  clearInterval(timer);
-  t.ok(n >= 20, `decisions made (${n})`);
-  t.ok(ticks >= 10, `timers ran during the warm-up (${ticks})`);
-  t.ok(took < 1500, 'stops near its budget');
-  t.equal(await warmUpInSlices(decide, rules, () => stateFromObjects([]), 100), 0, 'an empty state has nothing to warm');
+  const n = await warmUpInSlices(decide, rules, () => slowState, 150, 1500, 5, undefined, clock.now);
+  loop.stop();
+  // Whole rounds until 150 ms of 3 ms decisions (50) are done: it stops at the first round boundary after that.
+  t.equal(n, Math.ceil(50 / perRound) * perRound, `decisions made (${n}, rounds of ${perRound})`);
+  t.equal(turnsAtDecision.length, n);
+  let longest = 0;
+  for (let i = 0, run = 0; i < n; i++) {
+    run = i > 0 && turnsAtDecision[i] === turnsAtDecision[i - 1] ? run + 1 : 1;
+    longest = Math.max(longest, run);
+  }
+  t.equal(longest, 2, 'at most one 5 ms slice (two decisions) between turns of the event loop');
+  t.ok(loop.turns >= Math.floor(n / 2), `the event loop turned during the warm-up (${loop.turns} turns)`);
+  t.equal(await warmUpInSlices(decide, rules, () => stateFromObjects([]), 100, undefined, undefined, undefined, clock.now), 0, 'an empty state has nothing to warm');
+});
+
+t.test('the sliced warm-up stops at its cap even within a round', async (t) => {
+  const rules = allRules();
+  const s = stateFromObjects(generateCluster(PODS));
+  const perRound = warmUpChanges(rules, s).length;
+  const clock = fakeClock();
+  const real = createDecide(rules, defaultConfig());
+  const decide: typeof real = (c, st) => {
+    clock.advance(3);
+    return real(c, st);
+  };
+  // 30 ms of 3 ms decisions: the cap cuts the first round after the 11th (33 ms > 30 ms).
+  t.ok(perRound > 11, `a round is longer than the cap (${perRound} decisions)`);
+  t.equal(await warmUpInSlices(decide, rules, () => s, 10, 30, 5, undefined, clock.now), 11);
 });
 
 t.test('the sliced warm-up ends at the first slice boundary after it is told to stop', async (t) => {
   const rules = allRules();
   const s = stateFromObjects(baseCluster([ns('shop'), pod('shop', 'web-1', { app: 'web' })]) as never);
   const real = createDecide(rules, defaultConfig());
+  const clock = fakeClock();
   let calls = 0;
+  let stop = false;
+  // Decisions of 2 ms in slices of 5 ms: slices of three decisions. The stop comes during the fifth, in
+  // the middle of the second slice, which ends after the sixth.
   const decide: typeof real = (c, st) => {
     calls++;
-    const end = performance.now() + 2;
-    while (performance.now() < end);
+    clock.advance(2);
+    if (calls === 5) stop = true;
     return real(c, st);
   };
-  let stop = false;
-  setTimeout(() => (stop = true), 30);
-  const n = await warmUpInSlices(decide, rules, () => s, 5_000, 50_000, 5, () => stop);
+  const n = await warmUpInSlices(decide, rules, () => s, 5_000, 50_000, 5, () => stop, clock.now);
   t.equal(n, calls);
-  t.ok(n > 0 && n < 100, `stopped early (${n} decisions, a 5 s budget would allow ~2500)`);
+  t.equal(n, 6, `stopped at the end of the slice it was told in (${n} decisions, a 5 s budget would allow 2500)`);
 });
 
 t.test('the sliced warm-up counts its own work against the budget, not time others spend in between', async (t) => {
   const rules = allRules();
   const s = stateFromObjects(baseCluster([ns('shop'), pod('shop', 'web-1', { app: 'web' })]) as never);
   const real = createDecide(rules, defaultConfig());
+  const clock = fakeClock();
   const decide: typeof real = (c, st) => {
-    const end = performance.now() + 3;
-    while (performance.now() < end);
+    clock.advance(3);
     return real(c, st);
   };
   // Someone else holds the event loop for 15 ms whenever the warm-up yields.
-  let blocking = true;
-  const blocker = (): void => {
-    if (!blocking) return;
-    const end = performance.now() + 15;
-    while (performance.now() < end);
-    setImmediate(blocker);
-  };
-  setImmediate(blocker);
-  const t0 = performance.now();
-  const n = await warmUpInSlices(decide, rules, () => s, 60, 60, 5);
-  const wall = performance.now() - t0;
-  blocking = false;
-  // ~60 ms of its own work is ~20 decisions of 3 ms; a wall-clock budget would stop after ~5.
-  t.ok(n >= 12, `decisions worth its own budget (${n})`);
-  t.ok(wall > 120, `while the wall clock ran on (${wall.toFixed(0)} ms)`);
+  const blocker = loopTurns(() => clock.advance(15));
+  const n = await warmUpInSlices(decide, rules, () => s, 60, 60, 5, undefined, clock.now);
+  blocker.stop();
+  const wall = clock.now();
+  // 60 ms of its own work is 20 decisions of 3 ms (21 when the cap, not a round's end, stops it); a
+  // wall-clock budget would stop after about 6 (two decisions, then 15 ms elsewhere, per 21 ms).
+  t.ok(n === 20 || n === 21, `decisions worth its own budget (${n})`);
+  t.ok(wall >= 3 * n + 15 * Math.floor(n / 2 - 1), `while the wall clock ran on (${wall} ms)`);
 });

@@ -53,7 +53,7 @@ SUMMARY := $(NODE) scripts/tap-summary.ts
 
 # Unit test files run in parallel. tap's default (3/4 of the CPUs, one CPU left free) runs one file at a
 # time on 2 CPUs, but much of the suite's wall time is spent waiting on timers, backoffs and child
-# processes: at least 3 files at a time (2 CPUs, shared: 247 s instead of 346 s; CONTRIBUTING.md).
+# processes: at least 3 files at a time (measured on 2 shared CPUs: 247 s instead of 346 s).
 UNIT_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); j=$$(( (3 * n + 3) / 4 )); echo $$(( j < 3 ? 3 : j > 16 ? 16 : j )))
 
 unit: tap-build

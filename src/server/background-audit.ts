@@ -60,6 +60,14 @@ export interface BackgroundAuditOptions {
   readonly yieldMs?: number;
   /** Lets the event loop turn (default setImmediate; tests pass their own). */
   readonly yieldNow?: () => Promise<void>;
+  /**
+   * An object whose evaluation took longer than this (default 50 ms: a cluster-wide policy at tens of
+   * thousands of pods) holds the event loop for all of it, and no slice can cut one evaluation short.
+   * It is re-evaluated only when it changes itself, or `heavyIntervalMs` (default 15 min) after its
+   * last evaluation; in between its last findings stand.
+   */
+  readonly heavyMs?: number;
+  readonly heavyIntervalMs?: number;
   /** Share of one core the audit may use, 0 < share <= 1 (default 0.2). */
   readonly cpuShare?: number;
   readonly clock?: Clock;
@@ -72,6 +80,8 @@ export interface AuditRun {
   readonly objects: number;
   readonly ms: number;
   readonly slices: number;
+  /** Costly objects whose last findings were reused (see heavyMs). */
+  readonly reused: number;
   readonly reports?: ReconcileOutcome;
 }
 
@@ -89,6 +99,8 @@ export class BackgroundAudit {
   #lastChangeAt = 0;
   #firstPendingAt: number | undefined;
   #last: AuditRun | undefined;
+  /** Costly objects' last evaluation: the object as it was, when, and what it found. */
+  readonly #heavy = new Map<string, { obj: object; at: number; result: AuditResult }>();
 
   constructor(o: BackgroundAuditOptions) {
     this.#o = o;
@@ -178,6 +190,7 @@ export class BackgroundAudit {
     const yieldMs = this.#o.yieldMs ?? 2;
     const yieldNow = this.#o.yieldNow ?? (() => new Promise<void>((resolve) => setImmediate(resolve)));
     let lastYield = this.#clock.now();
+    let reused = 0;
     const share = Math.min(1, Math.max(0.01, this.#o.cpuShare ?? 0.2));
     // The pause after a slice is in proportion to the slice's own length (which overruns sliceMs by
     // the last object's cost), so the audit's share of the time holds whatever one object costs.
@@ -196,7 +209,22 @@ export class BackgroundAudit {
       const { kind, obj } = subjects[i]!;
       // The object may have gone since the list was taken: then there is nothing to say about it.
       const current = source.state.get(kind, obj.metadata.namespace, obj.metadata.name);
-      if (current) results.push(auditObject(source.state, decide, config, kind, current, i));
+      if (current) {
+        const key = `${kind}/${current.metadata.namespace ?? ''}/${current.metadata.name}`;
+        const prev = this.#heavy.get(key);
+        // A state replaces an object when it changes: the same object is an unchanged one.
+        if (prev && prev.obj === current && this.#clock.now() - prev.at < (this.#o.heavyIntervalMs ?? 15 * 60_000)) {
+          results.push(prev.result);
+          reused++;
+        } else {
+          const t = this.#clock.now();
+          const result = auditObject(source.state, decide, config, kind, current, i);
+          const cost = this.#clock.now() - t;
+          if (cost > (this.#o.heavyMs ?? 50)) this.#heavy.set(key, { obj: current, at: t, result });
+          else this.#heavy.delete(key);
+          results.push(result);
+        }
+      }
       const now = this.#clock.now();
       if (now - sliceStart >= sliceMs && i < subjects.length - 1) {
         working += now - sliceStart;
@@ -222,12 +250,12 @@ export class BackgroundAudit {
       }
     }
     const ms = this.#clock.now() - t0;
-    const run: AuditRun = { results, objects: subjects.length, ms, slices, ...(reports ? { reports } : {}) };
+    const run: AuditRun = { results, objects: subjects.length, ms, slices, reused, ...(reports ? { reports } : {}) };
     this.#last = run;
     metrics.auditRun(ms / 1000, working / 1000);
     const withFindings = results.filter((r) => r.findings.length > 0).length;
     logger.info(
-      { objects: subjects.length, withFindings, ms: Math.round(ms), workMs: Math.round(working), slices, ...(reports ? { reports } : {}) },
+      { objects: subjects.length, withFindings, ms: Math.round(ms), workMs: Math.round(working), slices, reused, ...(reports ? { reports } : {}) },
       'background audit done',
     );
     return run;

@@ -196,3 +196,44 @@ t.test('only the lease holder audits and writes reports; stop gives the lease up
   t.notOk(lease.held, 'released on stop');
   t.equal(await other.tryAcquireOrRenew(), true, 'the other replica takes it at once');
 });
+
+t.test('a costly object is re-evaluated only when it changes or after the heavy interval', async (t) => {
+  const time = fakeTime();
+  const src = source();
+  const metrics = createMetrics({ processMetrics: false });
+  const decide = createDecide(rules, config);
+  const evaluated: string[] = [];
+  // The broken NetworkPolicy costs 80 ms of the fake clock to evaluate; everything else nothing.
+  const costly: typeof decide = (c, s) => {
+    if (c.name === 'netshoot-egress') {
+      evaluated.push(c.name);
+      time.tick(80);
+    }
+    return decide(c, s);
+  };
+  const audit = new BackgroundAudit({ source: src, rules, config, decide: costly, logger: silent, metrics, timers: time.timers, clock: time.clock, heavyMs: 50, heavyIntervalMs: 600_000, yieldNow: async () => undefined });
+  const drain = async (p: Promise<unknown>) => {
+    let done = false;
+    void p.then(() => (done = true));
+    for (let i = 0; i < 100 && !done; i++) await time.advance(1_000);
+    return p;
+  };
+  const first = (await drain(audit.runNow()))!;
+  t.equal(evaluated.length, 1);
+  t.equal(first.reused, 0);
+  // Another object changes: the costly one is not evaluated again, its findings stand.
+  src.state.upsert('Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'unrelated' } });
+  const second = (await drain(audit.runNow()))!;
+  t.equal(evaluated.length, 1, 'not re-evaluated');
+  t.equal(second.reused, 1);
+  t.ok(second.results.some((r) => r.name === 'netshoot-egress' && r.findings.some((f) => f.rule === 'dns-egress-missing')), 'its findings stand');
+  // The object itself changes: evaluated again (near miss: same name, new object).
+  src.state.upsert('NetworkPolicy', transformObject('NetworkPolicy', { ...badPolicy, metadata: { ...(badPolicy.metadata as object), labels: { touched: 'yes' } } }));
+  await drain(audit.runNow());
+  t.equal(evaluated.length, 2, 're-evaluated after its own change');
+  // Unchanged, but the interval has passed: evaluated again.
+  await time.advance(600_000);
+  await drain(audit.runNow());
+  t.equal(evaluated.length, 3, 're-evaluated after the interval');
+  await audit.stop();
+});

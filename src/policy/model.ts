@@ -159,7 +159,10 @@ function ciliumRuleModel(ref: PolicyRef, specIndex: number, rule: Raw): PolicyMo
     }
   }
   const edd = isObj(rule.enableDefaultDeny) ? rule.enableDefaultDeny : {};
-  const defaultDeny = (d: Direction): boolean => (typeof edd[d] === 'boolean' ? (edd[d] as boolean) : sections[d]);
+  // The agent decides default deny per rule element (RulesToPolicyEntries gives every element the
+  // rule's enableDefaultDeny for its direction): a rule with no element in a direction contributes
+  // nothing there, so `enableDefaultDeny: {egress: true}` without an egress section enforces nothing.
+  const defaultDeny = (d: Direction): boolean => sections[d] && (typeof edd[d] === 'boolean' ? (edd[d] as boolean) : true);
   return finish({
     ref,
     specIndex,
@@ -231,8 +234,10 @@ function ciliumPortSections(el: Raw): PortSection[] | undefined {
       const endPort = endPortOf(p.endPort);
       ports.push(endPort !== undefined ? { port: portOf(p.port), endPort, protocol } : { port: portOf(p.port), protocol });
     }
-    // Ports given but none usable (unknown protocol): this entry matches nothing, not "all ports".
-    if (ports.length === 0 && objs(tp.ports).length > 0) continue;
+    // An entry without a usable port (`toPorts: [{}]`, `ports: []`, only unknown protocols) matches
+    // nothing, not "all ports": the agent adds one L4 filter per port of the entry
+    // (L4PolicyMap.mergeL4Filter iterates GetPortProtocols), so such an entry adds none.
+    if (ports.length === 0) continue;
     const section: { ports: PortRule[]; rules?: L7Rules; serverNames?: string[] } = { ports };
     if (isObj(tp.rules)) section.rules = l7Of(tp.rules);
     if (Array.isArray(tp.serverNames)) section.serverNames = [...strs(tp.serverNames)];
@@ -292,8 +297,11 @@ function ciliumElement(ref: PolicyRef, clusterwide: boolean, direction: Directio
   const hasIcmp = Array.isArray(el.icmps) && el.icmps.length > 0;
   // ICMP only: the element's L4 part is ICMP, so it matches no TCP/UDP/SCTP traffic.
   if (hasIcmp && ports.length === 0) return undefined;
-  // `{}` has neither an L3 nor an L4 part: every peer on every port (the agent's "empty L3 selects
-  // all, empty L4 is all ports"), exactly like `toPorts` alone is every peer on those ports.
+  // `{}` has neither an L3 nor an L4 part: it allows (or denies) nothing. The agent's
+  // L4PolicyMap.mergeL4Filter adds an L3-only filter only when the element has at least one L3
+  // selector, and port filters only for its ports; the element still puts the direction into default
+  // deny (its section is counted above). `toPorts` alone is every peer on those ports.
+  if (!hasPeerField && ports.length === 0) return undefined;
   if (hasPeerField && peers.length === 0) {
     // Peer fields present but empty (`toEndpoints: []`) or unsupported (toGroups, toNodes, toRequires,
     // cidrGroupRef): selects no peer. fromRequires/toRequires only add constraints, they never allow.
@@ -308,22 +316,20 @@ function networkPolicyModel(obj: PolicyObject, spec: Raw): PolicyModel {
   const ref = policyRef(obj);
   const subjectSelector = toSelector(spec.podSelector) ?? {};
   const types = strs(spec.policyTypes);
-  let ingress: boolean;
-  let egress: boolean;
-  if (Array.isArray(spec.policyTypes)) {
-    ingress = types.includes('Ingress');
-    egress = types.includes('Egress');
-  } else {
-    // Unset policyTypes: Ingress always, Egress when the policy has egress rules.
-    ingress = true;
-    egress = objs(spec.egress).length > 0;
-  }
+  // As the agent's ParseNetworkPolicy converts it: every ingress/egress rule becomes an entry whatever
+  // policyTypes says (rules of a direction policyTypes leaves out still apply and enforce), and a
+  // direction without rules is put into default deny when policyTypes names it; ingress also when
+  // policyTypes does not name Egress (so an unset policyTypes is Ingress, plus Egress with egress rules).
+  const ingressRules = objs(spec.ingress);
+  const egressRules = objs(spec.egress);
+  const ingress = ingressRules.length > 0 || types.includes('Ingress') || !types.includes('Egress');
+  const egress = egressRules.length > 0 || types.includes('Egress');
   const elements: RuleElement[] = [];
   const add = (e: RuleElement | undefined): void => {
     if (e) elements.push(e);
   };
-  if (ingress) for (const r of objs(spec.ingress)) add(npElement(ref, 'ingress', r, r.from));
-  if (egress) for (const r of objs(spec.egress)) add(npElement(ref, 'egress', r, r.to));
+  for (const r of ingressRules) add(npElement(ref, 'ingress', r, r.from));
+  for (const r of egressRules) add(npElement(ref, 'egress', r, r.to));
   return finish({
     ref,
     specIndex: 0,
@@ -348,7 +354,11 @@ function npElement(ref: PolicyRef, direction: Direction, rule: Raw, rawPeers: un
       // namespaceSelector (+ podSelector, ANDed in the same peer): pods in matching namespaces.
       peers.push({ type: 'endpoints', selector: podSel ?? {}, namespaceSelector: nsSel });
     } else if (podSel) {
-      peers.push({ type: 'endpoints', selector: podSel, namespace: ref.namespace });
+      // The agent's parsePodSelector overwrites a matchLabels `io.kubernetes.pod.namespace` with the
+      // policy namespace (expressions on it are kept and ANDed).
+      const { [NAMESPACE_LABEL]: _overwritten, ...matchLabels } = podSel.matchLabels ?? {};
+      const selector = podSel.matchLabels && NAMESPACE_LABEL in podSel.matchLabels ? { ...podSel, matchLabels } : podSel;
+      peers.push({ type: 'endpoints', selector, namespace: ref.namespace });
     }
     // A peer with none of the three fields is rejected by the apiserver; it selects nothing here.
   }

@@ -103,17 +103,30 @@ function modelsForNamespace(state: ClusterState, namespace: string): readonly Po
 
 const scopedSubjects = new ScopedWeakMap<PolicyModel, LabelSelector>();
 /**
- * The subject selector as the agent applies it: for namespaced policies the policy namespace replaces
- * any namespace match the selector carries (the agent warns and overrides it).
+ * The matchLabels key the agent overwrites with the policy namespace: CNP `k8s:io.kubernetes.pod.namespace`
+ * (ParseToCiliumRule: EndpointSelector.AddMatch(podPrefixLbl, namespace)); NetworkPolicy
+ * `io.kubernetes.pod.namespace` (parsePodSelector sets that key in MatchLabels before the `k8s:` prefix
+ * is added).
+ */
+function overriddenNamespaceKey(model: PolicyModel): string {
+  return model.ref.kind === 'NetworkPolicy' ? NAMESPACE_LABEL : 'k8s:' + NAMESPACE_LABEL;
+}
+
+/**
+ * The subject selector as the agent applies it to pods of the policy namespace: only the matchLabels
+ * entry the agent overwrites with the policy namespace is dropped (the caller checks the namespace).
+ * Every other namespace constraint is kept and ANDed with it: `io.kubernetes.pod.namespace` without
+ * prefix (an `any:` key for a CNP), matchExpressions (`NotIn`, `In` with other namespaces), so a CNP in
+ * x whose endpointSelector says `io.kubernetes.pod.namespace: y` selects no pod.
  */
 function effectiveSubject(model: PolicyModel): LabelSelector {
   if (model.ref.kind === 'CiliumClusterwideNetworkPolicy') return model.subjectSelector;
   let s = scopedSubjects.get(model);
   if (!s) {
     const sel = model.subjectSelector;
-    const matchLabels = Object.fromEntries(Object.entries(sel.matchLabels ?? {}).filter(([k]) => normalizeKey(k) !== NAMESPACE_LABEL));
-    const matchExpressions = (sel.matchExpressions ?? []).filter((r) => normalizeKey(r.key) !== NAMESPACE_LABEL);
-    s = { matchLabels, matchExpressions };
+    const dropped = overriddenNamespaceKey(model);
+    const matchLabels = Object.fromEntries(Object.entries(sel.matchLabels ?? {}).filter(([k]) => k !== dropped));
+    s = { matchLabels, matchExpressions: [...(sel.matchExpressions ?? [])] };
     scopedSubjects.set(model, s);
   }
   return s;
@@ -279,8 +292,10 @@ function syntheticPod(state: ClusterState, model: PolicyModel): Pod | undefined 
   let namespace = model.ref.kind === 'CiliumClusterwideNetworkPolicy' ? 'default' : model.ref.namespace;
   const put = (rawKey: string, value: string): void => {
     const key = normalizeKey(rawKey);
-    if (key === NAMESPACE_LABEL) namespace = value;
-    else if (!key.includes(':') && !key.startsWith(NAMESPACE_LABELS_PREFIX) && !key.startsWith('io.cilium.k8s.policy.')) labels[key] = value;
+    if (key === NAMESPACE_LABEL) {
+      // A namespaced policy only ever selects pods of its own namespace (see effectiveSubject).
+      if (model.ref.kind === 'CiliumClusterwideNetworkPolicy') namespace = value;
+    } else if (!key.includes(':') && !key.startsWith(NAMESPACE_LABELS_PREFIX) && !key.startsWith('io.cilium.k8s.policy.')) labels[key] = value;
   };
   for (const [k, v] of Object.entries(model.subjectSelector.matchLabels ?? {})) put(k, v);
   for (const r of model.subjectSelector.matchExpressions ?? []) {

@@ -42,7 +42,15 @@ t.test('empty sections, {} elements, enableDefaultDeny', async (t) => {
   t.same(a.enforces, { ingress: false, egress: false }, 'egress: [] does not enforce');
   const b = policyModel(P(cnp('n', 'b', { endpointSelector: {}, egress: [{}] })))[0]!;
   t.same(b.enforces, { ingress: false, egress: true }, 'egress: [{}] enforces');
-  t.same(b.elements, [{ direction: 'egress', deny: false, peers: [], ports: [] }], '{} = every peer, every port');
+  t.same(b.elements, [], '{} has no L3 selector and no port: no element, it allows nothing');
+  for (const field of ['ingress', 'ingressDeny', 'egress', 'egressDeny'] as const) {
+    const m = policyModel(P(cnp('n', 'b-' + field, { endpointSelector: {}, [field]: [{}] })))[0]!;
+    const dir = field.startsWith('ingress') ? 'ingress' : 'egress';
+    t.same(m.elements, [], `${field}: [{}] allows or denies nothing`);
+    t.equal(m.enforces[dir], true, `${field}: [{}] puts ${dir} into default deny`);
+  }
+  const noPorts = policyModel(P(cnp('n', 'np', { endpointSelector: {}, egress: [{ toEntities: ['world'], toPorts: [{}] }, { toPorts: [{ ports: [] }] }] })))[0]!;
+  t.same(noPorts.elements, [], 'a toPorts entry without ports adds no L4 filter: matches nothing, not every port');
   const c = policyModel(P(cnp('n', 'c', { endpointSelector: {}, egressDeny: [{ toEntities: ['world'] }], enableDefaultDeny: { egress: false } })))[0]!;
   t.same(c.enforces, { ingress: false, egress: false });
   t.same(c.hasSection, { ingress: false, egress: true });

@@ -7,6 +7,7 @@
 
 import t, { type Test } from 'tap';
 import { evaluate } from '../../src/policy/reachability.ts';
+import { podsSelectedBy } from '../../src/policy/selection.ts';
 import type { Protocol, Target } from '../../src/policy/types.ts';
 import type { MemoryState } from '../../src/state/store.ts';
 import { baseCluster, ccnp, cnp, findPod, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
@@ -341,21 +342,15 @@ t.test('12. CCNP fromEndpoints [{}] = every pod in the cluster', async (t) => {
     zc .....`));
 });
 
-t.test('13. egress: [] does not enforce; egress: [{}] enforces and allows everything; toEndpoints: [] allows nothing', async (t) => {
+t.test('13. egress: [] does not enforce; egress: [{}] and toEndpoints: [] enforce and allow nothing', async (t) => {
   const empty = cluster([cnp('x', 'empty', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [] }) as Obj]);
   expectMatrices(t, empty, { tcp80: ALL });
   t.equal(targetRows(empty), ALL_TARGETS);
   const xa = findPod(empty, 'x/a');
   t.equal(evaluate(empty, xa, { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP').egress.enforced, false, 'egress: [] is no egress section');
-  const braces = cluster([cnp('x', 'braces', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{}] }) as Obj]);
-  expectMatrices(t, braces, { tcp80: ALL });
-  t.equal(targetRows(braces), ALL_TARGETS);
-  const r = evaluate(braces, findPod(braces, 'x/a'), { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP');
-  t.equal(r.egress.enforced, true, 'egress: [{}] puts x/a into default deny...');
-  t.same(r.egress.decidingPolicies, [{ kind: 'CiliumNetworkPolicy', namespace: 'x', name: 'braces' }], '...and its {} element allows all');
-  const none = cluster([cnp('x', 'none', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [] }] }) as Obj]);
-  expectMatrices(t, none, {
-    tcp80: `
+  // The agent adds an L3-only filter only for an element with an L3 selector (L4PolicyMap.mergeL4Filter):
+  // `{}` has none and no ports, so it allows nothing, like `toEndpoints: []`.
+  const xaOnly = `
     xa .XX XXX XXX
     xb ... ... ...
     xc ... ... ...
@@ -364,9 +359,16 @@ t.test('13. egress: [] does not enforce; egress: [{}] enforces and allows everyt
     yc ... ... ...
     za ... ... ...
     zb ... ... ...
-    zc ... ... ...`,
-  });
-  t.equal(targetRows(none), onlyRow('xa', 'XXXXX'));
+    zc ... ... ...`;
+  for (const [name, egress] of [['braces', [{}]], ['none', [{ toEndpoints: [] }]]] as const) {
+    const s = cluster([cnp('x', name, { endpointSelector: { matchLabels: { pod: 'a' } }, egress }) as Obj]);
+    expectMatrices(t, s, { tcp80: xaOnly });
+    t.equal(targetRows(s), onlyRow('xa', 'XXXXX'), `${name}: x/a reaches no other target`);
+    const r = evaluate(s, findPod(s, 'x/a'), { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP');
+    t.equal(r.egress.enforced, true, `${name} puts x/a into default deny...`);
+    t.same(r.egress.allowing, [], '...and allows nothing');
+    t.same(r.egress.decidingPolicies, [{ kind: 'CiliumNetworkPolicy', namespace: 'x', name }], '...the default deny comes from it');
+  }
 });
 
 t.test('14. deny precedence: ingressDeny from y on 80/TCP beats an allow-all in x', async (t) => {
@@ -577,5 +579,83 @@ t.test('23. CNP namespace-label selectors (io.cilium.k8s.namespace.labels.*) and
     za XXX ... ...
     zb XXX ... ...
     zc ... ... ...`,
+  });
+});
+
+t.test('24. enableDefaultDeny without a section in that direction enforces nothing there', async (t) => {
+  // The agent decides default deny per rule element (RulesToPolicyEntries): a rule without an egress
+  // element contributes nothing at egress, whatever enableDefaultDeny.egress says.
+  for (const [dir, section] of [['egress', 'ingress'], ['ingress', 'egress']] as const) {
+    const s = cluster([
+      cnp('x', `edd-${dir}`, {
+        endpointSelector: { matchLabels: { pod: 'a' } },
+        enableDefaultDeny: { [dir]: true },
+        [section]: [{ [section === 'ingress' ? 'fromEntities' : 'toEntities']: ['all'] }],
+      }) as Obj,
+    ]);
+    expectMatrices(t, s, { tcp80: ALL });
+    const xa = findPod(s, 'x/a');
+    const other = findPod(s, 'y/b');
+    const r = dir === 'egress' ? evaluate(s, xa, { type: 'pod', pod: other }, 80, 'TCP').egress : evaluate(s, other, { type: 'pod', pod: xa }, 80, 'TCP').ingress;
+    t.equal(r.enforced, false, `enableDefaultDeny.${dir}: true with only an ${section} section leaves ${dir} open`);
+  }
+  // With an element in the direction, enableDefaultDeny.egress: true does enforce.
+  const s = cluster([cnp('x', 'edd', { endpointSelector: { matchLabels: { pod: 'a' } }, enableDefaultDeny: { egress: true }, egress: [{ toEndpoints: [] }] }) as Obj]);
+  t.equal(evaluate(s, findPod(s, 'x/a'), { type: 'pod', pod: findPod(s, 'y/b') }, 80, 'TCP').egress.enforced, true);
+});
+
+t.test('25. namespace constraints in a CNP endpointSelector: only k8s:io.kubernetes.pod.namespace is overridden', async (t) => {
+  const denyAllIngress = (name: string, endpointSelector: Record<string, unknown>) => cnp('x', name, { endpointSelector, ingress: [{ fromEndpoints: [] }] }) as Obj;
+  const xIsolated = `
+    xa .XX ... ...
+    xb X.X ... ...
+    xc XX. ... ...
+    ya XXX ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za XXX ... ...
+    zb XXX ... ...
+    zc XXX ... ...`;
+  // ParseToCiliumRule overwrites the matchLabel k8s:io.kubernetes.pod.namespace with the policy
+  // namespace: the policy selects the pods of x.
+  expectMatrices(t, cluster([denyAllIngress('k8s-key', { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'y' } })]), { tcp80: xIsolated });
+  // Every other namespace constraint is kept and ANDed with the policy namespace: no pod is selected.
+  for (const [name, sel] of [
+    ['plain-key', { matchLabels: { 'io.kubernetes.pod.namespace': 'y' } }],
+    ['any-key', { matchLabels: { 'any:io.kubernetes.pod.namespace': 'y' } }],
+    ['in-other', { matchExpressions: [{ key: 'k8s:io.kubernetes.pod.namespace', operator: 'In', values: ['y', 'z'] }] }],
+    ['notin-own', { matchExpressions: [{ key: 'io.kubernetes.pod.namespace', operator: 'NotIn', values: ['x'] }] }],
+  ] as const) {
+    const s = cluster([denyAllIngress(name, sel)]);
+    expectMatrices(t, s, { tcp80: ALL });
+    t.equal(evaluate(s, findPod(s, 'y/a'), { type: 'pod', pod: findPod(s, 'x/a') }, 80, 'TCP').ingress.enforced, false, `${name}: selects no pod of x`);
+  }
+  // A kept constraint that x satisfies still selects x.
+  expectMatrices(t, cluster([denyAllIngress('in-own', { matchExpressions: [{ key: 'io.kubernetes.pod.namespace', operator: 'In', values: ['x', 'y'] }] })]), { tcp80: xIsolated });
+  t.same(podsSelectedBy(cluster([]), denyAllIngress('plain', { matchLabels: { 'io.kubernetes.pod.namespace': 'y' } }) as never), [], 'podsSelectedBy agrees');
+});
+
+t.test('26. NetworkPolicy rules apply whatever policyTypes says (ParseNetworkPolicy)', async (t) => {
+  // policyTypes: [Egress] with ingress rules: the agent still imports the ingress rules, which put x/a
+  // into default deny at ingress and allow only y.
+  const s = cluster([
+    netpol('x', 'np', {
+      podSelector: { matchLabels: { pod: 'a' } },
+      policyTypes: ['Egress'],
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }],
+      egress: [{}],
+    }) as Obj,
+  ]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa ... ... ...
+    xb X.. ... ...
+    xc X.. ... ...
+    ya ... ... ...
+    yb ... ... ...
+    yc ... ... ...
+    za X.. ... ...
+    zb X.. ... ...
+    zc X.. ... ...`,
   });
 });

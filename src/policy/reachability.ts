@@ -340,6 +340,7 @@ function portMatch(
   port: number,
   protocol: Protocol,
   destPod: Pod | undefined,
+  endPorts = true,
 ): { readonly matched: boolean; readonly section?: PortSection } {
   if (el.ports.length === 0) return ALL_PORTS_MATCH;
   for (const section of el.ports) {
@@ -351,7 +352,8 @@ function portMatch(
       else if (destPod) lo = namedPort(destPod, r.port, r.protocol === 'ANY' ? protocol : r.protocol);
       if (lo === undefined || lo < 0) continue;
       if (lo === 0) return { matched: true, section }; // port 0 = every port
-      const hi = r.endPort !== undefined && r.endPort >= lo ? r.endPort : lo;
+      // Agents before 1.16 ignore endPort (cilium#28684): the rule is its first port only.
+      const hi = endPorts && r.endPort !== undefined && r.endPort >= lo ? r.endPort : lo;
       if (port >= lo && port <= hi) return { matched: true, section };
     }
   }
@@ -386,7 +388,7 @@ function collect(
   for (const m of models) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
-      const pm = portMatch(el, port, protocol, destPod);
+      const pm = portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported);
       if (!pm.matched) continue;
       if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
       if (el.deny) {
@@ -587,7 +589,7 @@ function judgeAllowed(ctx: EvalContext, subject: Pod, direction: Direction, peer
   for (const m of policiesSelecting(ctx.state, subject)) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
-      if (!portMatch(el, port, protocol, destPod).matched) continue;
+      if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
       if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
       if (el.deny) return false;
       allowed = true;

@@ -8,6 +8,7 @@ import type { ClusterState, Labels, LabelSelector, Pod, PolicyObject } from '../
 import type { CiliumConfig, Direction, Enforcement, PolicyModel, PolicyRef } from './types.ts';
 import { perRevision, perRevisionFor } from './cache.ts';
 import { ciliumConfig } from './cilium-config.ts';
+import { atLeast, clusterVersions } from './versions.ts';
 import { policyModel } from './model.ts';
 import {
   endpointLabels,
@@ -26,8 +27,10 @@ export interface PolicySettings {
   readonly enablePolicy: 'default' | 'always' | 'never';
   /** `enable-non-default-deny-policies`: whether `enableDefaultDeny: false` is honoured. */
   readonly nonDefaultDenyPolicies: boolean;
-  /** `policy-cidr-match-mode` includes `nodes`: CIDR peers also select node IPs. */
+  /** `policy-cidr-match-mode` includes `nodes` (Cilium >= 1.15): CIDR peers also select node IPs. */
   readonly cidrMatchesNodes: boolean;
+  /** Port ranges (`endPort`) are enforced (Cilium >= 1.16); older agents match `port` alone. */
+  readonly endPortSupported: boolean;
 }
 
 /** Policy settings from cilium-config (defaults if the ConfigMap, or the parser, is not available). */
@@ -42,10 +45,15 @@ export function policySettings(state: ClusterState): PolicySettings {
     const raw = cfg?.data ?? state.get('ConfigMap', 'kube-system', 'cilium-config')?.data ?? {};
     const mode = (cfg?.enablePolicy ?? raw['enable-policy'] ?? 'default').toLowerCase();
     const ndd = cfg ? cfg.nonDefaultDenyPolicies : (raw['enable-non-default-deny-policies'] ?? 'true').toLowerCase() !== 'false';
+    // Version gates (docs/semantics.md, Versions); an unknown version gets the newest behaviour.
+    const cilium = clusterVersions(state).cilium;
     return {
       enablePolicy: mode === 'always' || mode === 'never' ? mode : 'default',
-      nonDefaultDenyPolicies: ndd,
-      cidrMatchesNodes: (raw['policy-cidr-match-mode'] ?? '').split(/[\s,]+/).includes('nodes'),
+      // enableDefaultDeny exists from Cilium 1.16 on: before, the apiserver prunes the unknown field and
+      // every rule with a section enforces, as with enable-non-default-deny-policies=false.
+      nonDefaultDenyPolicies: ndd && atLeast(cilium, 1, 16),
+      cidrMatchesNodes: atLeast(cilium, 1, 15) && (raw['policy-cidr-match-mode'] ?? '').split(/[\s,]+/).includes('nodes'),
+      endPortSupported: atLeast(cilium, 1, 16),
     };
   });
 }

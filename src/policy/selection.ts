@@ -31,6 +31,20 @@ export interface PolicySettings {
   readonly cidrMatchesNodes: boolean;
   /** Port ranges (`endPort`) are enforced (Cilium >= 1.16); older agents match `port` alone. */
   readonly endPortSupported: boolean;
+  /**
+   * `policy-default-local-cluster` (default true from Cilium 1.19, false before): endpoint selectors of
+   * peers get a match on the local cluster name, so they select pods only, never a reserved identity.
+   */
+  readonly peersLocalCluster: boolean;
+  /** `enable-ipv4` / `enable-ipv6` (agent defaults true / false): which world label an address gets. */
+  readonly ipv4: boolean;
+  readonly ipv6: boolean;
+}
+
+/** A boolean cilium-config value, or the default when unset or not a boolean. */
+function flag(v: string | undefined, dflt: boolean): boolean {
+  const x = v?.trim().toLowerCase();
+  return x === 'true' ? true : x === 'false' ? false : dflt;
 }
 
 /** Policy settings from cilium-config (defaults if the ConfigMap, or the parser, is not available). */
@@ -54,6 +68,9 @@ export function policySettings(state: ClusterState): PolicySettings {
       nonDefaultDenyPolicies: ndd && atLeast(cilium, 1, 16),
       cidrMatchesNodes: atLeast(cilium, 1, 15) && (raw['policy-cidr-match-mode'] ?? '').split(/[\s,]+/).includes('nodes'),
       endPortSupported: atLeast(cilium, 1, 16),
+      peersLocalCluster: flag(raw['policy-default-local-cluster'], atLeast(cilium, 1, 19)),
+      ipv4: flag(raw['enable-ipv4'], true),
+      ipv6: flag(raw['enable-ipv6'], false),
     };
   });
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { policyModel } from '../../src/policy/model.ts';
+import { ciliumRefusal, policyModel } from '../../src/policy/model.ts';
 import { dnsBackends, apiserverEndpoints, nodeIPs } from '../../src/policy/cluster.ts';
 import type { PolicyObject } from '../../src/state/types.ts';
 import { baseCluster, ccnp, cnp, memoryState, netpol } from '../fixtures/cluster.ts';
@@ -38,8 +38,8 @@ t.test('CCNP: peers without a namespace key select pods of any namespace (namesp
 });
 
 t.test('empty sections, {} elements, enableDefaultDeny', async (t) => {
-  const a = policyModel(P(cnp('n', 'a', { endpointSelector: {}, egress: [] })))[0]!;
-  t.same(a.enforces, { ingress: false, egress: false }, 'egress: [] does not enforce');
+  const a = policyModel(P(cnp('n', 'a', { endpointSelector: {}, egress: [], ingress: [{ fromEndpoints: [{}] }] })))[0]!;
+  t.same(a.enforces, { ingress: true, egress: false }, 'egress: [] does not enforce');
   const b = policyModel(P(cnp('n', 'b', { endpointSelector: {}, egress: [{}] })))[0]!;
   t.same(b.enforces, { ingress: false, egress: true }, 'egress: [{}] enforces');
   t.same(b.elements, [], '{} has no L3 selector and no port: no element, it allows nothing');
@@ -65,6 +65,30 @@ t.test('empty sections, {} elements, enableDefaultDeny', async (t) => {
   const f = policyModel(P(cnp('n', 'f', { endpointSelector: {}, ingress: [{ fromEndpoints: [] }] })))[0]!;
   t.equal(f.elements.length, 0, 'fromEndpoints: [] selects no peer');
   t.ok(f.enforces.ingress);
+});
+
+t.test('policies the agent refuses (Rule.Sanitize) have no rule at all', async (t) => {
+  const refused: [string, Record<string, unknown>, RegExp][] = [
+    ['no section', { endpointSelector: {}, egress: [], enableDefaultDeny: { egress: true } }, /at least one of Ingress/],
+    ['no selector', { egress: [{ toEntities: ['world'] }] }, /EndpointSelector or NodeSelector/],
+    ['port missing', { endpointSelector: {}, egress: [{ toEntities: ['world'], toPorts: [{ ports: [{ protocol: 'TCP' }] }] }] }, /port must be specified/],
+    ['port out of range', { endpointSelector: {}, ingressDeny: [{ toPorts: [{ ports: [{ port: '70000' }] }] }] }, /unable to parse port/],
+    ['two L3 kinds', { endpointSelector: {}, egress: [{ toEndpoints: [{}], toCIDR: ['10.0.0.0/8'] }] }, /combining toEndpoints and toCIDR/],
+  ];
+  for (const [name, spec, why] of refused) {
+    const obj = P(cnp('n', name.replace(/ /g, '-'), spec));
+    t.match(ciliumRefusal(obj), why, name);
+    t.same(policyModel(obj), [], `${name}: refused, no effect`);
+  }
+  // One refused rule in specs takes the whole object out.
+  const mixed = P({ ...cnp('n', 'mixed', { endpointSelector: {}, egress: [{}] }), specs: [{ endpointSelector: {}, enableDefaultDeny: { ingress: true } }] });
+  t.same(policyModel(mixed), []);
+  for (const ok of [
+    { endpointSelector: {}, egress: [{ toEndpoints: [], toCIDR: ['10.0.0.0/8'] }] },
+    { endpointSelector: {}, egress: [{ toPorts: [{ ports: [{ port: 'http-alt' }, { port: '0' }, { port: '65535' }] }] }] },
+  ]) {
+    t.equal(ciliumRefusal(P(cnp('n', 'ok', ok))), undefined, JSON.stringify(ok));
+  }
 });
 
 t.test('NetworkPolicy: policyTypes inference, peers, ports', async (t) => {

@@ -659,3 +659,47 @@ t.test('26. NetworkPolicy rules apply whatever policyTypes says (ParseNetworkPol
     zc X.. ... ...`,
   });
 });
+
+t.test('27. policy-default-local-cluster: peer selectors without reserved keys select pods only (Cilium 1.19+)', async (t) => {
+  // A CNP peer with its own namespace expression gets no namespace defaulting; with the local-cluster
+  // default the agent still adds io.cilium.k8s.policy.cluster, which no reserved identity carries.
+  const policy = cnp('x', 'not-y', {
+    endpointSelector: { matchLabels: { pod: 'a' } },
+    egress: [{ toEndpoints: [{ matchExpressions: [{ key: 'k8s:io.kubernetes.pod.namespace', operator: 'NotIn', values: ['y'] }] }] }],
+  }) as Obj;
+  const agent = (tag: string) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: 'cilium-1', namespace: 'kube-system', labels: { 'k8s-app': 'cilium' } },
+    spec: { hostNetwork: true, nodeName: 'node-a', containers: [{ name: 'cilium-agent', image: `quay.io/cilium/cilium:${tag}` }] }, status: { phase: 'Running' },
+  }) as Obj;
+  const hostVerdict = (s: MemoryState) => evaluate(s, findPod(s, 'x/a'), { type: 'entity', entity: 'remote-node' }, 80, 'TCP').egress.verdict;
+  t.equal(hostVerdict(cluster([policy])), 'denied', 'unknown version: the 1.19+ default, remote-node is not selected');
+  t.equal(hostVerdict(cluster([policy, agent('v1.19.4')])), 'denied', '1.19');
+  t.equal(hostVerdict(cluster([policy, agent('v1.18.10')])), 'allowed', '1.18: no cluster filter, NotIn selects remote-node');
+  t.equal(hostVerdict(cluster([policy], { ...HEALTHY_CILIUM_CONFIG, 'policy-default-local-cluster': 'false' })), 'allowed', 'turned off in cilium-config');
+  const s = cluster([policy]);
+  t.equal(evaluate(s, findPod(s, 'x/a'), { type: 'pod', pod: findPod(s, 'z/b') }, 80, 'TCP').egress.verdict, 'allowed', 'pods outside y are still selected');
+  // A reserved: selector keeps selecting its identity.
+  const reserved = cluster([cnp('x', 'to-host', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [{ matchLabels: { 'reserved:remote-node': '' } }] }] }) as Obj]);
+  t.equal(hostVerdict(reserved), 'allowed');
+});
+
+t.test('28. world labels follow the address families (getWorldLabel); /0 with except covers a world peer', async (t) => {
+  const byLabel = (label: string) => cnp('x', `to-${label}`, { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [{ matchLabels: { [`reserved:${label}`]: '' } }] }] }) as Obj;
+  const ip = (s: MemoryState) => evaluate(s, findPod(s, 'x/a'), { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP').egress.verdict;
+  const dual = { ...HEALTHY_CILIUM_CONFIG, 'enable-ipv6': 'true' };
+  t.equal(ip(cluster([byLabel('world')])), 'allowed', 'single stack (default): an IPv4 address is reserved:world');
+  t.equal(ip(cluster([byLabel('world-ipv4')])), 'denied', 'single stack: nothing is reserved:world-ipv4');
+  t.equal(ip(cluster([byLabel('world')], dual)), 'denied', 'dual stack: an IPv4 address is not reserved:world...');
+  t.equal(ip(cluster([byLabel('world-ipv4')], dual)), 'allowed', '...but reserved:world-ipv4');
+  const entity = (e: string) => cnp('x', `ent-${e}`, { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEntities: [e] }] }) as Obj;
+  t.equal(ip(cluster([entity('world')])), 'allowed', 'the world entity covers both');
+  t.equal(ip(cluster([entity('world')], dual)), 'allowed');
+  t.equal(ip(cluster([entity('world-ipv4')])), 'denied', 'single stack: the world-ipv4 entity selects no address');
+  t.equal(ip(cluster([entity('world-ipv4')], dual)), 'allowed');
+  // 0.0.0.0/0 except a hole: the world identity (an address in no named prefix) is still selected.
+  const holed = cluster([cnp('x', 'holed', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toCIDRSet: [{ cidr: '0.0.0.0/0', except: ['8.8.8.0/24'] }] }] }) as Obj], dual);
+  const xa = findPod(holed, 'x/a');
+  t.equal(evaluate(holed, xa, { type: 'entity', entity: 'world-ipv4' }, 443, 'TCP').egress.verdict, 'allowed', 'entity:world-ipv4');
+  t.equal(evaluate(holed, xa, { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP').egress.verdict, 'denied', 'an address in the hole');
+  t.equal(evaluate(holed, xa, { type: 'ip', ip: '1.1.1.1' }, 443, 'TCP').egress.verdict, 'allowed');
+});

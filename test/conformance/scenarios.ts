@@ -26,6 +26,8 @@ export interface ScenarioFlow {
 }
 export interface Scenario {
   readonly id: string;
+  /** Both address families enabled (cilium-config enable-ipv6): IPv4 world addresses are world-ipv4. */
+  readonly dualStack: boolean;
   readonly namespaces: ScenarioNamespace[];
   readonly pods: ScenarioPod[];
   readonly policies: Record<string, unknown>[];
@@ -44,6 +46,8 @@ export const EXCLUDED: readonly { construct: string; why: string }[] = [
   { construct: 'pod labels the identity-label filter drops (pod-template-hash, *.kubernetes.io, ...)', why: 'generated pods use plain keys only; the default filter keeps them' },
   { construct: 'a pod reaching its own address, host-network pods, Service ClusterIPs, node IPs, the apiserver address', why: 'decided outside the policy repository (loopback, node identity, service translation, ipcache)' },
   { construct: 'policy tiers, priorities and pass verdicts (Cilium 1.20)', why: 'newer than the CRD fields meshguard reads' },
+  { construct: 'entity:world as a destination', why: 'meshguard reads it as a world peer of unknown address family; a dual-stack agent gives IPv4 addresses world-ipv4 (compared) and never the bare world identity' },
+  { construct: 'one label key under two spellings in a matchLabels (app and any:app)', why: 'ambiguous: the agent keeps whichever its map iteration yields' },
 ];
 
 // ---------- seeded PRNG ----------
@@ -103,7 +107,7 @@ const EXCEPTS: Record<string, string[]> = {
 };
 const ENTITIES = ['all', 'world', 'world-ipv4', 'cluster', 'host', 'remote-node', 'kube-apiserver', 'health', 'ingress', 'unmanaged', 'init', 'none'] as const;
 /** Entities that are one peer, as flow destinations. */
-const TARGET_ENTITIES = ['world', 'world-ipv4', 'host', 'remote-node', 'kube-apiserver', 'health', 'ingress', 'unmanaged'] as const;
+const TARGET_ENTITIES = ['world-ipv4', 'host', 'remote-node', 'kube-apiserver', 'health', 'ingress', 'unmanaged'] as const;
 
 // ---------- selectors ----------
 
@@ -164,6 +168,14 @@ function podLabelSelector(r: Rng, cilium: boolean, peer: boolean): Selector {
         break;
     }
   }
+  // One label under two spellings (`app` and `any:app`) with different values is ambiguous: the agent
+  // keeps one of them, whichever its map iteration yields. Keep the first spelling only.
+  const seen = new Set<string>();
+  for (const k of Object.keys(ml)) {
+    const plain = k.replace(/^(k8s|any):/, '');
+    if (seen.has(plain)) delete ml[k];
+    seen.add(plain);
+  }
   if (Object.keys(ml).length > 0) sel.matchLabels = ml;
   if (me.length > 0) sel.matchExpressions = me;
   return sel;
@@ -196,7 +208,9 @@ function ciliumPort(r: Rng): Record<string, unknown> {
     p.port = String(r.pick([53, 80, 8000]));
     p.endPort = r.pick([80, 443, 8080, 9000]);
   }
-  // kind 9: no port (every port of the protocol)
+  // kind 9: no port, which the agent refuses (Sanitize: "port must be specified"); rarely, so that
+  // most scenarios still import their policies.
+  if (kind === 9 && r.chance(0.7)) p.port = String(r.pick(QUERY_PORTS));
   if (r.chance(0.75)) p.protocol = r.pick(['TCP', 'UDP', 'SCTP', 'ANY']);
   return p;
 }
@@ -365,7 +379,7 @@ export function generateScenario(seed: number, index: number): Scenario {
     const to: FlowEnd = kind < 0.6 ? { pod: ref(r.pick(others)) } : kind < 0.8 ? { entity: r.pick(TARGET_ENTITIES) } : { ip: r.pick(WORLD_IPS) };
     flows.push({ from: { pod: ref(from) }, to, port: r.pick(QUERY_PORTS), protocol: r.chance(0.15) ? 'SCTP' : r.chance(0.35) ? 'UDP' : 'TCP' });
   }
-  return { id: `${seed}-${index}`, namespaces, pods, policies, flows };
+  return { id: `${seed}-${index}`, dualStack: r.chance(0.5), namespaces, pods, policies, flows };
 }
 
 export function generateScenarios(seed: number, count: number): Scenario[] {

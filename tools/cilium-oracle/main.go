@@ -56,7 +56,9 @@ type input struct {
 }
 
 type scenario struct {
-	ID         string            `json:"id"`
+	ID string `json:"id"`
+	// DualStack: the agent runs with IPv6 enabled too (IPv4 world addresses are then world-ipv4).
+	DualStack  bool              `json:"dualStack"`
 	Namespaces []namespace       `json:"namespaces"`
 	Pods       []pod             `json:"pods"`
 	Policies   []json.RawMessage `json:"policies"`
@@ -158,9 +160,8 @@ func fail(err error) {
 // values a Kubernetes-mode agent runs with.
 func setup(enablePolicy string) {
 	option.Config.ClusterName = clusterName
-	// A dual-stack agent: IPv4 world addresses carry reserved:world-ipv4.
+	// IPv4 always; IPv6 (dual stack) is set per scenario.
 	option.Config.EnableIPv4 = true
-	option.Config.EnableIPv6 = true
 	// The daemon turns allow-localhost "auto" into "always" in Kubernetes mode (daemon/cmd/daemon.go).
 	option.Config.UnsafeDaemonConfigOption.AllowLocalhost = option.AllowLocalhostAlways
 	// enableDefaultDeny is honoured (the agent's default, defaults.EnableNonDefaultDenyPolicies).
@@ -201,6 +202,8 @@ var reservedByEntity = map[string]identity.NumericIdentity{
 
 func run(sc *scenario) (res result) {
 	res.ID = sc.ID
+	// GetCIDRLabels reads the enabled families when it labels an address.
+	option.Config.EnableIPv6 = sc.DualStack
 	defer func() {
 		// A panic in the agent code is an answer too (the scenario is reported, not the run lost).
 		if r := recover(); r != nil {
@@ -307,6 +310,10 @@ func run(sc *scenario) (res result) {
 			ni, ok := reservedByEntity[e.Entity]
 			if !ok {
 				return nil, nil, fmt.Errorf("unknown entity %q", e.Entity)
+			}
+			// An IPv4 world peer of a single-stack agent has the plain world identity (getWorldLabel).
+			if ni == identity.ReservedIdentityWorldIPv4 && !sc.DualStack {
+				ni = identity.ReservedIdentityWorld
 			}
 			return identity.LookupReservedIdentity(ni), nil, nil
 		case e.IP != "":

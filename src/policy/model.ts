@@ -160,6 +160,7 @@ function elementRefusal(direction: Direction, el: Raw): string | undefined {
   // Only non-empty lists count (the agent compares their lengths).
   const l3 = L3_FIELDS[direction].filter((f) => arr(el[f]).length > 0);
   if (l3.length > 1) return `combining ${l3[0]} and ${l3[1]} is not supported`;
+  if (arr(el.icmps).length > 0 && arr(el.toPorts).length > 0) return 'the ICMPs block may only be present without ToPorts';
   for (const tp of objs(el.toPorts)) {
     for (const p of objs(tp.ports)) {
       const why = portRefusal(p.port);
@@ -172,8 +173,8 @@ function elementRefusal(direction: Direction, el: Raw): string | undefined {
 /**
  * Why the Cilium agent refuses to import a CNP/CCNP (CiliumNetworkPolicy.Parse runs Rule.Sanitize on
  * each rule), or undefined when it imports it. Covers the refusals that follow from the object alone:
- * a rule without endpointSelector/nodeSelector or without any section, an element combining L3 kinds,
- * a port that is missing or neither a number nor a port name. A refused policy has no effect at all.
+ * a rule without endpointSelector/nodeSelector or without any section, an element combining L3 kinds
+ * or icmps with toPorts, a port that is missing or neither a number nor a port name. A refused policy has no effect at all.
  */
 export function ciliumRefusal(obj: PolicyObject): string | undefined {
   if (obj.kind !== 'CiliumNetworkPolicy' && obj.kind !== 'CiliumClusterwideNetworkPolicy') return undefined;
@@ -332,6 +333,13 @@ function ciliumElement(ref: PolicyRef, clusterwide: boolean, direction: Directio
   let hasPeerField = false;
   const fields = direction === 'ingress' ? CILIUM_INGRESS_PEERS : CILIUM_EGRESS_PEERS;
   for (const f of fields) if (el[f] !== undefined && el[f] !== null) hasPeerField = true;
+  // An empty list in one of these fields makes the whole element select no peer, whatever the other
+  // L3 fields hold (mergeEndpointSelectors returns nil L3 for an empty non-nil slice).
+  const pfx = direction === 'ingress' ? 'from' : 'to';
+  for (const f of ['Endpoints', 'Nodes', 'Entities', 'CIDR', 'CIDRSet']) {
+    const v = el[pfx + f];
+    if (Array.isArray(v) && v.length === 0) return undefined;
+  }
   const ep = direction === 'ingress' ? el.fromEndpoints : el.toEndpoints;
   for (const s of arr(ep)) {
     const p = ciliumEndpointPeer(ref, clusterwide, s);

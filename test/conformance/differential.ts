@@ -96,7 +96,7 @@ export function scenarioState(sc: Scenario): ReturnType<typeof memoryState> {
   // The address families the oracle's agent runs with (they decide an address's world label).
   objects.push({
     apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cilium-config', namespace: 'kube-system' },
-    data: { 'enable-ipv4': 'true', 'enable-ipv6': String(sc.dualStack) },
+    data: { 'enable-ipv4': 'true', 'enable-ipv6': String(sc.dualStack), 'enable-policy': sc.enablePolicy },
   });
   return memoryState(objects as never);
 }

@@ -28,6 +28,8 @@ export interface Scenario {
   readonly id: string;
   /** Both address families enabled (cilium-config enable-ipv6): IPv4 world addresses are world-ipv4. */
   readonly dualStack: boolean;
+  /** cilium-config enable-policy. */
+  readonly enablePolicy: 'default' | 'always' | 'never';
   readonly namespaces: ScenarioNamespace[];
   readonly pods: ScenarioPod[];
   readonly policies: Record<string, unknown>[];
@@ -41,11 +43,10 @@ export const EXCLUDED: readonly { construct: string; why: string }[] = [
   { construct: 'toServices, toGroups, CiliumCIDRGroup (cidrGroupRef/cidrGroupSelector)', why: 'resolved by agent watchers from other objects (Services, cloud groups, CIDR groups) before the policy repository sees them' },
   { construct: 'fromRequires/toRequires', why: 'deprecated; meshguard does not model them (docs: Not modelled)' },
   { construct: 'nodeSelector, toNodes/fromNodes, host firewall', why: 'host policies apply to the node, not to pods (meshguard: Not modelled)' },
-  { construct: 'several L3 kinds in one element (e.g. toEndpoints + toCIDR)', why: 'the agent refuses them at parse time; meshguard ORs them' },
-  { construct: 'ICMP (icmps) flows', why: 'meshguard answers TCP/UDP/SCTP flows only' },
-  { construct: 'pod labels the identity-label filter drops (pod-template-hash, *.kubernetes.io, ...)', why: 'generated pods use plain keys only; the default filter keeps them' },
+  { construct: 'ICMP flows (icmps rules are generated, flows are TCP/UDP/SCTP)', why: 'meshguard answers TCP/UDP/SCTP flows only' },
   { construct: 'a pod reaching its own address, host-network pods, Service ClusterIPs, node IPs, the apiserver address', why: 'decided outside the policy repository (loopback, node identity, service translation, ipcache)' },
   { construct: 'policy tiers, priorities and pass verdicts (Cilium 1.20)', why: 'newer than the CRD fields meshguard reads' },
+  { construct: 'entity:kube-apiserver as a destination', why: 'its identity depends on where the apiserver runs (reserved identity 7 is a remote node serving it; an external one is a world CIDR identity); meshguard resolves it from the default/kubernetes EndpointSlice, which scenarios do not have' },
   { construct: 'entity:world as a destination', why: 'meshguard reads it as a world peer of unknown address family; a dual-stack agent gives IPv4 addresses world-ipv4 (compared) and never the bare world identity' },
   { construct: 'one label key under two spellings in a matchLabels (app and any:app)', why: 'ambiguous: the agent keeps whichever its map iteration yields' },
 ];
@@ -94,6 +95,8 @@ const APP_PORTS: Record<(typeof APPS)[number], ScenarioPod['ports']> = {
   api: [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'dns', port: 53, protocol: 'UDP' }],
   db: [{ name: 'db', port: 5432, protocol: 'TCP' }, { name: 'dns', port: 53, protocol: 'UDP' }],
 };
+const FILTERED_KEYS = ['pod-template-hash', 'statefulset.kubernetes.io/pod-name', 'app.kubernetes.io/name', 'kubernetes.io/role', 'controller-revision-hash', 'io.cilium.k8s.policy.serviceaccount'] as const;
+const FILTERED_VALUES = ['v1', 'v2'] as const;
 const QUERY_PORTS = [53, 80, 443, 5432, 8080, 8081, 9000] as const;
 const PROTOCOLS = ['TCP', 'UDP', 'SCTP'] as const;
 const WORLD_IPS = ['1.1.1.1', '8.8.8.8', '192.0.2.10', '192.0.2.200', '203.0.113.5'] as const;
@@ -107,7 +110,7 @@ const EXCEPTS: Record<string, string[]> = {
 };
 const ENTITIES = ['all', 'world', 'world-ipv4', 'cluster', 'host', 'remote-node', 'kube-apiserver', 'health', 'ingress', 'unmanaged', 'init', 'none'] as const;
 /** Entities that are one peer, as flow destinations. */
-const TARGET_ENTITIES = ['world-ipv4', 'host', 'remote-node', 'kube-apiserver', 'health', 'ingress', 'unmanaged'] as const;
+const TARGET_ENTITIES = ['world-ipv4', 'host', 'remote-node', 'health', 'ingress', 'unmanaged'] as const;
 
 // ---------- selectors ----------
 
@@ -163,7 +166,8 @@ function podLabelSelector(r: Rng, cilium: boolean, peer: boolean): Selector {
         }
         break;
       case 9:
-        if (cilium && peer) ml['reserved:' + r.pick(['host', 'world', 'kube-apiserver'])] = '';
+        if (cilium && peer && r.chance(0.5)) ml['reserved:' + r.pick(['host', 'world', 'world-ipv4', 'kube-apiserver', 'remote-node'])] = '';
+        else if (r.chance(0.5)) ml[r.pick(FILTERED_KEYS.filter((k) => cilium || !k.startsWith('io.cilium')))] = r.pick(FILTERED_VALUES);
         else ml[key(r, 'app', cilium)] = r.pick(APPS);
         break;
     }
@@ -262,6 +266,11 @@ function ciliumElement(r: Rng, ingress: boolean, deny: boolean): Record<string, 
   else if (l3 === 6) el[pfx + 'CIDR'] = Array.from({ length: r.int(1, 2) }, () => cidrPeer(r, false));
   else if (l3 === 7) el[pfx + 'CIDRSet'] = Array.from({ length: r.int(1, 2) }, () => cidrPeer(r, true));
   // 8, 9: no L3 part (toPorts alone, or `{}`)
+  // Rarely a second L3 kind, which the agent refuses (with the whole policy).
+  if (l3 <= 7 && r.chance(0.03)) el[pfx + 'Entities'] = [r.pick(ENTITIES)];
+  if (l3 <= 5 && r.chance(0.03)) el[pfx + 'CIDR'] = [cidrPeer(r, false)];
+  // ICMP alone or beside ports: never matches a TCP/UDP/SCTP flow by itself.
+  if (r.chance(0.04) && (el.toPorts === undefined || r.chance(0.2))) el.icmps = [{ fields: [{ type: 8 }] }];
   if (r.chance(0.55)) {
     const tp = ciliumToPorts(r);
     if (tp.length > 0 || r.chance(0.3)) el.toPorts = deny ? tp.map((t) => (t.ports ? { ports: t.ports } : t)) : tp;
@@ -354,6 +363,8 @@ export function generateScenario(seed: number, index: number): Scenario {
     const app = r.pick(APPS);
     const labels: Record<string, string> = { app };
     if (r.chance(0.5)) labels.tier = r.pick(TIERS);
+    // Keys the agent's identity-label filter drops (or keeps against a broader drop).
+    if (r.chance(0.3)) labels[r.pick(FILTERED_KEYS)] = r.pick(FILTERED_VALUES);
     pods.push({
       name: `pod${i}`,
       namespace: r.pick(NAMESPACES),
@@ -379,7 +390,9 @@ export function generateScenario(seed: number, index: number): Scenario {
     const to: FlowEnd = kind < 0.6 ? { pod: ref(r.pick(others)) } : kind < 0.8 ? { entity: r.pick(TARGET_ENTITIES) } : { ip: r.pick(WORLD_IPS) };
     flows.push({ from: { pod: ref(from) }, to, port: r.pick(QUERY_PORTS), protocol: r.chance(0.15) ? 'SCTP' : r.chance(0.35) ? 'UDP' : 'TCP' });
   }
-  return { id: `${seed}-${index}`, dualStack: r.chance(0.5), namespaces, pods, policies, flows };
+  const mode = r.next();
+  const enablePolicy = mode < 0.9 ? 'default' : mode < 0.97 ? 'always' : 'never';
+  return { id: `${seed}-${index}`, dualStack: r.chance(0.5), enablePolicy, namespaces, pods, policies, flows };
 }
 
 export function generateScenarios(seed: number, count: number): Scenario[] {

@@ -703,3 +703,37 @@ t.test('28. world labels follow the address families (getWorldLabel); /0 with ex
   t.equal(evaluate(holed, xa, { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP').egress.verdict, 'denied', 'an address in the hole');
   t.equal(evaluate(holed, xa, { type: 'ip', ip: '1.1.1.1' }, 443, 'TCP').egress.verdict, 'allowed');
 });
+
+t.test('29. the identity-label filter: selectors on labels the agent drops select nothing', async (t) => {
+  // pkg/labelsfilter's default drops pod-template-hash, statefulset pod names, kubernetes.io/*, ...
+  // from the identity; app.kubernetes.io/* is kept. Labels under io.cilium.k8s are the agent's own.
+  const withLabel = (extra: Record<string, string>) => {
+    const objs: Obj[] = [ns('x', { ns: 'x' }), pod('x', 'a', { pod: 'a', ...extra }, { ip: '10.0.1.1' }) as Obj, pod('x', 'b', { pod: 'b' }, { ip: '10.0.1.2' }) as Obj];
+    return objs;
+  };
+  const isolate = (key: string) => cnp('x', 'isolate', { endpointSelector: { matchLabels: { [key]: 'v1' } }, ingress: [{ fromEndpoints: [] }] }) as Obj;
+  for (const [key, kept] of [
+    ['pod-template-hash', false],
+    ['statefulset.kubernetes.io/pod-name', false],
+    ['kubernetes.io/role', false],
+    ['controller-revision-hash', false],
+    ['app.kubernetes.io/name', true],
+    ['team', true],
+  ] as const) {
+    const s = memoryState(baseCluster([...withLabel({ [key]: 'v1' }), isolate(key)] as never));
+    const v = evaluate(s, findPod(s, 'x/b'), { type: 'pod', pod: findPod(s, 'x/a') }, 80, 'TCP').ingress;
+    t.equal(v.enforced, kept, `${key}: ${kept ? 'in the identity, the policy selects x/a' : 'dropped from the identity, nothing selected'}`);
+  }
+  // A pod cannot claim another service account through a label.
+  const s = memoryState(baseCluster([...withLabel({ 'io.cilium.k8s.policy.serviceaccount': 'admin' }), cnp('x', 'admins', { endpointSelector: { matchLabels: { 'io.cilium.k8s.policy.serviceaccount': 'admin' } }, ingress: [{ fromEndpoints: [] }] }) as Obj] as never));
+  t.equal(evaluate(s, findPod(s, 'x/b'), { type: 'pod', pod: findPod(s, 'x/a') }, 80, 'TCP').ingress.enforced, false);
+});
+
+t.test('30. an empty peer list empties its element, even beside another peer field', async (t) => {
+  // mergeEndpointSelectors returns no L3 for an empty non-nil slice: `toEndpoints: []` next to
+  // `toEntities: [all]` selects nobody (Sanitize only refuses two non-empty L3 kinds).
+  const s = cluster([cnp('x', 'mixed', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [], toEntities: ['all'] }] }) as Obj]);
+  const r = evaluate(s, findPod(s, 'x/a'), { type: 'pod', pod: findPod(s, 'y/b') }, 80, 'TCP');
+  t.equal(r.egress.enforced, true);
+  t.equal(r.egress.verdict, 'denied');
+});

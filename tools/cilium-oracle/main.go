@@ -57,6 +57,8 @@ type input struct {
 
 type scenario struct {
 	ID string `json:"id"`
+	// EnablePolicy is cilium-config enable-policy for this scenario (default when empty).
+	EnablePolicy string `json:"enablePolicy"`
 	// DualStack: the agent runs with IPv6 enabled too (IPv4 world addresses are then world-ipv4).
 	DualStack  bool              `json:"dualStack"`
 	Namespaces []namespace       `json:"namespaces"`
@@ -166,19 +168,28 @@ func setup(enablePolicy string) {
 	option.Config.UnsafeDaemonConfigOption.AllowLocalhost = option.AllowLocalhostAlways
 	// enableDefaultDeny is honoured (the agent's default, defaults.EnableNonDefaultDenyPolicies).
 	option.Config.EnableNonDefaultDenyPolicies = true
-	switch enablePolicy {
-	case "", option.DefaultEnforcement:
-		policy.SetPolicyEnabled(option.DefaultEnforcement)
-	case option.AlwaysEnforce, option.NeverEnforce:
-		policy.SetPolicyEnabled(enablePolicy)
-	default:
-		fail(fmt.Errorf("unknown enablePolicy %q", enablePolicy))
+	if enablePolicy != "" {
+		defaultPolicyMode = enablePolicy
 	}
+	setPolicyMode(defaultPolicyMode)
 	// The cluster entity selects the local cluster by name, initialised at agent start.
 	api.InitEntities(clusterName)
 	// The default identity-label filter (no custom prefixes, no file).
 	if err := labelsfilter.ParseLabelPrefixCfg(logger, nil, nil, ""); err != nil {
 		fail(err)
+	}
+}
+
+// defaultPolicyMode is the input's enablePolicy, for scenarios that do not set their own.
+var defaultPolicyMode = option.DefaultEnforcement
+
+// setPolicyMode sets the agent's enable-policy mode (default, always, never).
+func setPolicyMode(mode string) {
+	switch mode {
+	case option.DefaultEnforcement, option.AlwaysEnforce, option.NeverEnforce:
+		policy.SetPolicyEnabled(mode)
+	default:
+		fail(fmt.Errorf("unknown enablePolicy %q", mode))
 	}
 }
 
@@ -204,6 +215,11 @@ func run(sc *scenario) (res result) {
 	res.ID = sc.ID
 	// GetCIDRLabels reads the enabled families when it labels an address.
 	option.Config.EnableIPv6 = sc.DualStack
+	if sc.EnablePolicy != "" {
+		setPolicyMode(sc.EnablePolicy)
+	} else {
+		setPolicyMode(defaultPolicyMode)
+	}
 	defer func() {
 		// A panic in the agent code is an answer too (the scenario is reported, not the run lost).
 		if r := recover(); r != nil {

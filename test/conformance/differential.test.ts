@@ -16,6 +16,7 @@ t.test('the generator is reproducible from its seed and covers the constructs', 
     '"ingressDeny"', '"egressDeny"', '"enableDefaultDeny"', '"matchExpressions"', '"toEntities"', '"fromCIDRSet"',
     '"except"', '"endPort"', '"protocol":"ANY"', '"port":"http"', '"ingress":[{}', '"egress":[]', '"toPorts":[{}]',
     '"specs"', '"ipBlock"', '"namespaceSelector"', '"policyTypes"', '"k8s:io.kubernetes.pod.namespace"',
+    '"icmps"', '"http"', '"pod-template-hash"', '"reserved:', '"enablePolicy":"always"', '"enablePolicy":"never"', '"dualStack":true',
   ]) {
     t.ok(text.includes(construct), `generates ${construct}`);
   }

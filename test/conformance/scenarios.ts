@@ -39,7 +39,7 @@ export interface Scenario {
 /** Constructs the generator leaves out, with the reason. */
 export const EXCLUDED: readonly { construct: string; why: string }[] = [
   { construct: 'toFQDNs, rules.dns', why: 'needs the DNS proxy and its learned IPs (datapath state, not policy objects)' },
-  { construct: 'L7 rules (http, kafka, l7proto), serverNames, listeners, auth', why: 'decided by Envoy after the L3/L4 verdict; the oracle reads the L3/L4 map state only' },
+  { construct: 'L7 rules other than http (kafka, l7proto), serverNames, listeners, auth', why: 'decided by Envoy after the L3/L4 verdict; the oracle reads the L3/L4 map state only (http rules are generated, to check that they leave the L3/L4 verdict alone)' },
   { construct: 'toServices, toGroups, CiliumCIDRGroup (cidrGroupRef/cidrGroupSelector)', why: 'resolved by agent watchers from other objects (Services, cloud groups, CIDR groups) before the policy repository sees them' },
   { construct: 'fromRequires/toRequires', why: 'deprecated; meshguard does not model them (docs: Not modelled)' },
   { construct: 'nodeSelector, toNodes/fromNodes, host firewall', why: 'host policies apply to the node, not to pods (meshguard: Not modelled)' },
@@ -219,6 +219,16 @@ function ciliumPort(r: Rng): Record<string, unknown> {
   return p;
 }
 
+/**
+ * Sometimes HTTP rules on an allow entry: they send the flow to the proxy but must not change the
+ * L3/L4 verdict. Only where the agent accepts them (TCP ports, none of them 0 or unset).
+ */
+function withHttp(r: Rng, entry: Record<string, unknown>): Record<string, unknown> {
+  const ports = (entry.ports ?? []) as Record<string, unknown>[];
+  const tcpOnly = ports.length > 0 && ports.every((p) => p.protocol === 'TCP' && p.port !== undefined && p.port !== '0');
+  return tcpOnly && r.chance(0.4) ? { ...entry, rules: { http: [{ method: r.pick(['GET', 'POST']), path: '/api/.*' }] } } : entry;
+}
+
 function ciliumToPorts(r: Rng): Record<string, unknown>[] {
   const n = r.int(0, 2);
   const out: Record<string, unknown>[] = [];
@@ -273,7 +283,7 @@ function ciliumElement(r: Rng, ingress: boolean, deny: boolean): Record<string, 
   if (r.chance(0.04) && (el.toPorts === undefined || r.chance(0.2))) el.icmps = [{ fields: [{ type: 8 }] }];
   if (r.chance(0.55)) {
     const tp = ciliumToPorts(r);
-    if (tp.length > 0 || r.chance(0.3)) el.toPorts = deny ? tp.map((t) => (t.ports ? { ports: t.ports } : t)) : tp;
+    if (tp.length > 0 || r.chance(0.3)) el.toPorts = deny ? tp.map((t) => (t.ports ? { ports: t.ports } : t)) : tp.map((t) => withHttp(r, t));
   }
   return el;
 }

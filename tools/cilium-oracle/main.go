@@ -26,6 +26,8 @@ import (
 	"net/netip"
 	"os"
 
+	"github.com/cilium/cilium/pkg/crypto/certificatemanager"
+	envoypolicy "github.com/cilium/cilium/pkg/envoy/policy"
 	"github.com/cilium/cilium/pkg/identity"
 	"github.com/cilium/cilium/pkg/identity/identitymanager"
 	ipcachetypes "github.com/cilium/cilium/pkg/ipcache/types"
@@ -166,6 +168,8 @@ func setup(enablePolicy string) {
 	option.Config.EnableIPv4 = true
 	// The daemon turns allow-localhost "auto" into "always" in Kubernetes mode (daemon/cmd/daemon.go).
 	option.Config.UnsafeDaemonConfigOption.AllowLocalhost = option.AllowLocalhostAlways
+	// The L7 proxy is on (the Helm default): policies with HTTP rules are accepted and redirected.
+	option.Config.EnableL7Proxy = true
 	// enableDefaultDeny is honoured (the agent's default, defaults.EnableNonDefaultDenyPolicies).
 	option.Config.EnableNonDefaultDenyPolicies = true
 	if enablePolicy != "" {
@@ -297,7 +301,10 @@ func run(sc *scenario) (res result) {
 	}
 
 	idManager := identitymanager.NewIDManager(logger)
-	repo := policy.NewPolicyRepository(logger, idmap, nil, nil, idManager, testpolicy.NewPolicyMetricsNoop())
+	// HTTP rules are translated for Envoy while the policy is resolved: give the repository the
+	// agent's translator (with the in-memory secret manager its own tests use).
+	l7 := envoypolicy.NewEnvoyL7RulesTranslator(logger, certificatemanager.NewMockSecretManagerInline())
+	repo := policy.NewPolicyRepository(logger, idmap, nil, l7, idManager, testpolicy.NewPolicyMetricsNoop())
 	repo.GetSelectorCache().SetLocalIdentityNotifier(testidentity.NewDummyIdentityNotifier())
 	repo.SetNamedPortsGetter(namedPorts{npm})
 	idManager.Subscribe(testpolicy.SelectorCacheObserver{Cache: repo.GetSubjectSelectorCache()})

@@ -109,12 +109,16 @@ function protocolOf(v: unknown, dflt: Protocol | 'ANY'): Protocol | 'ANY' | unde
   return undefined; // ICMP or garbage: matches no TCP/UDP/SCTP query
 }
 
-/** A port value: number, numeric string, name, or 0 (all ports) when missing/empty. */
-function portOf(v: unknown): number | string {
+/**
+ * A port value: number, numeric string, name, or 0 (all ports) when missing/empty. `caseless`: a
+ * Cilium policy's port names are compared without case (Sanitize lowercases them; container port
+ * names are lowercase).
+ */
+function portOf(v: unknown, caseless = false): number | string {
   if (v === undefined || v === null || v === '') return 0;
   if (typeof v === 'number') return v;
   const s = String(v);
-  return /^\d+$/.test(s) ? Number(s) : s;
+  return /^\d+$/.test(s) ? Number(s) : caseless ? s.toLowerCase() : s;
 }
 
 function endPortOf(v: unknown): number | undefined {
@@ -291,7 +295,7 @@ function ciliumPortSections(el: Raw): PortSection[] | undefined {
       const protocol = protocolOf(p.protocol, 'ANY');
       if (protocol === undefined) continue;
       const endPort = endPortOf(p.endPort);
-      ports.push(endPort !== undefined ? { port: portOf(p.port), endPort, protocol } : { port: portOf(p.port), protocol });
+      ports.push(endPort !== undefined ? { port: portOf(p.port, true), endPort, protocol } : { port: portOf(p.port, true), protocol });
     }
     // An entry without a usable port (`toPorts: [{}]`, `ports: []`, only unknown protocols) matches
     // nothing, not "all ports": the agent adds one L4 filter per port of the entry

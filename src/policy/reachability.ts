@@ -367,7 +367,7 @@ function portMatch(
       if (r.protocol !== 'ANY' && r.protocol !== protocol) continue;
       let lo: number | undefined;
       if (typeof r.port === 'number') lo = r.port;
-      else if (destPod) lo = namedPort(destPod, r.port, r.protocol === 'ANY' ? protocol : r.protocol);
+      else if (destPod) lo = namedPort(destPod, r.port, r.protocol === 'ANY' ? protocol : r.protocol, true);
       if (lo === undefined || lo < 0) continue;
       if (lo === 0) return { matched: true, section }; // port 0 = every port
       // Agents before 1.16 ignore endPort (cilium#28684): the rule is its first port only.

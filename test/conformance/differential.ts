@@ -88,6 +88,7 @@ export function scenarioState(sc: Scenario): ReturnType<typeof memoryState> {
         serviceAccountName: p.serviceAccount,
         nodeName: 'node-a',
         containers: [{ name: 'c', ports: p.ports.map((x) => ({ name: x.name, containerPort: x.port, protocol: x.protocol })) }],
+        initContainers: [{ name: 'init', ports: p.initPorts.map((x) => ({ name: x.name, containerPort: x.port, protocol: x.protocol })) }],
       },
       status: { phase: 'Running', podIP: p.ip },
     });

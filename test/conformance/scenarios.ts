@@ -16,6 +16,8 @@ export interface ScenarioPod {
   readonly serviceAccount: string;
   readonly ip: string;
   readonly ports: { name: string; port: number; protocol: 'TCP' | 'UDP' }[];
+  /** Ports named on an init container only. */
+  readonly initPorts: { name: string; port: number; protocol: 'TCP' | 'UDP' }[];
 }
 export type FlowEnd = { pod: string } | { entity: string } | { ip: string };
 export interface ScenarioFlow {
@@ -206,7 +208,7 @@ function ciliumPort(r: Rng): Record<string, unknown> {
   const p: Record<string, unknown> = {};
   const kind = r.int(0, 9);
   if (kind <= 4) p.port = String(r.pick(QUERY_PORTS));
-  else if (kind <= 6) p.port = r.pick(['http', 'dns', 'db', 'metrics']);
+  else if (kind <= 6) p.port = r.pick(['http', 'dns', 'db', 'metrics', 'HTTP', 'init-http']);
   else if (kind === 7) p.port = '0';
   else if (kind === 8) {
     p.port = String(r.pick([53, 80, 8000]));
@@ -247,7 +249,7 @@ function npPorts(r: Rng): Record<string, unknown>[] {
     const p: Record<string, unknown> = {};
     const kind = r.int(0, 7);
     if (kind <= 3) p.port = r.pick(QUERY_PORTS);
-    else if (kind <= 5) p.port = r.pick(['http', 'dns', 'db', 'metrics']);
+    else if (kind <= 5) p.port = r.pick(['http', 'dns', 'db', 'metrics', 'init-http']);
     else if (kind === 6) {
       p.port = r.pick([53, 80, 8000]);
       p.endPort = r.pick([80, 443, 8080, 9000]);
@@ -382,6 +384,7 @@ export function generateScenario(seed: number, index: number): Scenario {
       serviceAccount: r.chance(0.7) ? 'default' : 'sa1',
       ip: `10.244.0.${i + 10}`,
       ports: APP_PORTS[app],
+      initPorts: r.chance(0.2) ? [{ name: 'init-http', port: 8081, protocol: 'TCP' }] : [],
     });
   }
   const policies: Record<string, unknown>[] = [];

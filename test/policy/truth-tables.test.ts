@@ -737,3 +737,16 @@ t.test('30. an empty peer list empties its element, even beside another peer fie
   t.equal(r.egress.enforced, true);
   t.equal(r.egress.verdict, 'denied');
 });
+
+t.test('31. named ports: Cilium port names ignore case; ports named on init containers never match', async (t) => {
+  // Rule.Sanitize lowercases a CNP's port names; GetPodMetadata takes named ports from the pod's
+  // containers only. (Both checked against the agent by the conformance oracle.)
+  const upper = cluster([cnp('x', 'upper', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [{}], toPorts: [{ ports: [{ port: 'SERVE-81-TCP', protocol: 'TCP' }] }] }] }) as Obj]);
+  const xa = findPod(upper, 'x/a');
+  t.equal(evaluate(upper, xa, { type: 'pod', pod: findPod(upper, 'x/b') }, 81, 'TCP').egress.verdict, 'allowed', 'SERVE-81-TCP is serve-81-tcp');
+  t.equal(evaluate(upper, xa, { type: 'pod', pod: findPod(upper, 'x/b') }, 80, 'TCP').egress.verdict, 'denied');
+  const withInit = pod('x', 'init', { pod: 'init' }, { ip: '10.0.1.9' }) as Obj & { spec: Record<string, unknown> };
+  withInit.spec = { ...withInit.spec, initContainers: [{ name: 'setup', ports: [{ name: 'setup-port', containerPort: 9090 }] }] };
+  const s = cluster([withInit, cnp('x', 'init-port', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [{}], toPorts: [{ ports: [{ port: 'setup-port' }] }] }] }) as Obj]);
+  t.equal(evaluate(s, findPod(s, 'x/a'), { type: 'pod', pod: findPod(s, 'x/init') }, 9090, 'TCP').egress.verdict, 'denied', 'a port named on an init container is not a named port for policy');
+});

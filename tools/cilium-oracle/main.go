@@ -80,6 +80,7 @@ type pod struct {
 	Labels         map[string]string `json:"labels"`
 	ServiceAccount string            `json:"serviceAccount"`
 	Ports          []containerPort   `json:"ports"`
+	InitPorts      []containerPort   `json:"initPorts"`
 }
 
 type containerPort struct {
@@ -261,6 +262,11 @@ func run(sc *scenario) (res result) {
 			c.Ports = append(c.Ports, slim_corev1.ContainerPort{Name: cp.Name, ContainerPort: int32(cp.Port), Protocol: slim_corev1.Protocol(cp.Protocol)})
 		}
 		sp.Spec.Containers = []slim_corev1.Container{c}
+		ic := slim_corev1.Container{Name: "init"}
+		for _, cp := range p.InitPorts {
+			ic.Ports = append(ic.Ports, slim_corev1.ContainerPort{Name: cp.Name, ContainerPort: int32(cp.Port), Protocol: slim_corev1.Protocol(cp.Protocol)})
+		}
+		sp.Spec.InitContainers = []slim_corev1.Container{ic}
 		ports, lbls := k8s.GetPodMetadata(logger, ns, sp)
 		idLabels, _ := labelsfilter.Filter(labels.Map2Labels(lbls, labels.LabelSourceK8s))
 		key := idLabels.String()

@@ -22,7 +22,7 @@ import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from '.
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
-import { CLUSTER_LABEL, endpointLabels, matchesSelector, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
+import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../budget.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 
@@ -259,7 +259,12 @@ function namespaceLabels(state: ClusterState, namespace: string): Labels {
   const nsObj = state.get('Namespace', undefined, namespace);
   if (!nsObj) return { 'kubernetes.io/metadata.name': namespace };
   let labels = namespaceLabelCache.get(nsObj);
-  if (!labels) namespaceLabelCache.set(nsObj, (labels = { 'kubernetes.io/metadata.name': namespace, ...(nsObj.metadata.labels ?? {}) }));
+  if (!labels) {
+    // The agent matches a NetworkPolicy namespaceSelector against the pod identity's namespace labels,
+    // so the identity-label filter applies to them as to pod labels.
+    const kept = Object.entries(nsObj.metadata.labels ?? {}).filter(([k]) => identityLabelKept(NAMESPACE_LABELS_PREFIX + k));
+    namespaceLabelCache.set(nsObj, (labels = { 'kubernetes.io/metadata.name': namespace, ...Object.fromEntries(kept) }));
+  }
   return labels;
 }
 

@@ -50,7 +50,7 @@ control-plane:
 	./scripts/prepare-control-plane.sh
 
 # Cilium's own policy code as a test oracle (tools/cilium-oracle), cached under .cache/cilium-oracle.
-# Not part of `make test`: a cold build takes 10-25 minutes. Once it is cached, `make unit` runs the
+# Not part of `make test`: a cold build takes about half an hour on 2 cores. Once it is cached, `make unit` runs the
 # differential test too (test/conformance/differential.test.ts skips without it).
 cilium-oracle:
 	./scripts/prepare-cilium-oracle.sh >/dev/null

@@ -5,7 +5,7 @@
 #
 #   scripts/prepare-cilium-oracle.sh          # build or reuse; prints the binary's path on stdout
 #
-# A cold build compiles a large part of the Cilium module (10-25 minutes on 2 cores); the Go module
+# A cold build compiles a large part of the Cilium module (about half an hour on 2 shared cores); the Go module
 # and build caches make later builds of a changed main.go fast. Progress goes to stderr so stdout
 # stays a single path.
 set -euo pipefail
@@ -33,7 +33,7 @@ fi
 command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { log "go is required to build the oracle"; exit 1; }
 mkdir -p "$dir"
-log "building cilium-oracle against Cilium $version (a cold build takes 10-25 minutes)"
+log "building cilium-oracle against Cilium $version (a cold build takes about half an hour)"
 start=$SECONDS
 # Build into a temp name and rename, so an interrupted build never leaves a half-written binary.
 (cd "$tools" && go build -trimpath -ldflags="-s -w -X main.ciliumVersion=$version" -o "$dir/.cilium-oracle.tmp" .)

@@ -1,6 +1,6 @@
 // The differential test: seeded random scenarios (test/conformance/scenarios.ts) judged by meshguard's
 // engine and by Cilium's own agent code (tools/cilium-oracle) must get the same verdicts, per flow and
-// direction. The oracle takes 10-25 minutes to build, so this test runs only when its cached binary
+// direction. The oracle takes about half an hour to build cold, so this test runs only when its cached binary
 // is present (scripts/prepare-cilium-oracle.sh, `make conformance`); otherwise it is skipped.
 
 import t from 'tap';

@@ -750,3 +750,14 @@ t.test('31. named ports: Cilium port names ignore case; ports named on init cont
   const s = cluster([withInit, cnp('x', 'init-port', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [{}], toPorts: [{ ports: [{ port: 'setup-port' }] }] }] }) as Obj]);
   t.equal(evaluate(s, findPod(s, 'x/a'), { type: 'pod', pod: findPod(s, 'x/init') }, 9090, 'TCP').egress.verdict, 'denied', 'a port named on an init container is not a named port for policy');
 });
+
+t.test('32. NetworkPolicy podSelector peer: the matchLabel io.kubernetes.pod.namespace is the policy namespace', async (t) => {
+  // parsePodSelector overwrites that matchLabel with the policy namespace: `from: [{podSelector:
+  // {matchLabels: {io.kubernetes.pod.namespace: y}}}]` in x admits the pods of x, not y.
+  const s = cluster([
+    netpol('x', 'np', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ podSelector: { matchLabels: { 'io.kubernetes.pod.namespace': 'y' } } }] }] }) as Obj,
+  ]);
+  const xa = findPod(s, 'x/a');
+  t.equal(evaluate(s, findPod(s, 'x/b'), { type: 'pod', pod: xa }, 80, 'TCP').ingress.verdict, 'allowed', 'x/b is admitted');
+  t.equal(evaluate(s, findPod(s, 'y/b'), { type: 'pod', pod: xa }, 80, 'TCP').ingress.verdict, 'denied', 'y/b is not');
+});

@@ -9,7 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { InputError } from '../errors.ts';
 import { canonicalIp, parseCidr } from '../policy/cidr.ts';
 import { evaluate, TARGET_ENTITIES } from '../policy/reachability.ts';
-import { clusterVersions, type ClusterVersions } from '../policy/versions.ts';
+import { clusterVersions, SUPPORTED, unsupported, type ClusterVersions } from '../policy/versions.ts';
 import type { DirectionVerdict, PolicyRef, Protocol, Reachability, Target } from '../policy/types.ts';
 import { loadSnapshot } from '../state/snapshot.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
@@ -154,8 +154,12 @@ export function reachabilityJson(r: Reachability, versions?: ClusterVersions): R
 
 /** The text header naming the versions (and where they were read), once per trace. */
 export function versionsText(v: ClusterVersions): string {
-  const src = (c: ClusterVersions['cilium']): string => (c.source ? ` from ${c.source}` : ' (not in the state: newest supported behaviour assumed)');
-  return `Cluster: Cilium ${v.cilium.version}${src(v.cilium)}; Istio ${v.istio.version}${src(v.istio)}\n`;
+  const src = (c: ClusterVersions['cilium'], range: { oldest: string; newest: string }): string => {
+    if (!c.source) return ' (not in the state: newest supported behaviour assumed)';
+    const outside = unsupported(c, range) ? ` (outside the supported ${range.oldest}-${range.newest}: verdicts follow the nearest supported release)` : '';
+    return ` from ${c.source}${outside}`;
+  };
+  return `Cluster: Cilium ${v.cilium.version}${src(v.cilium, SUPPORTED.cilium)}; Istio ${v.istio.version}${src(v.istio, SUPPORTED.istio)}\n`;
 }
 
 function refText(r: PolicyRef): string {

@@ -116,6 +116,18 @@ export function clusterVersions(state: ClusterState): ClusterVersions {
   });
 }
 
+/**
+ * Whether a known release lies outside the supported range (its behaviour may differ from what the
+ * gates model); false when unknown.
+ */
+export function unsupported(v: ComponentVersion, range: { readonly oldest: string; readonly newest: string }): boolean {
+  if (!v.release) return false;
+  const [oMaj, oMin] = range.oldest.split('.').map(Number) as [number, number];
+  const [nMaj, nMin] = range.newest.split('.').map(Number) as [number, number];
+  const r = v.release;
+  return compareReleases(r, { major: oMaj, minor: oMin, patch: 0 }) < 0 || r.major > nMaj || (r.major === nMaj && r.minor > nMin);
+}
+
 /** One line for people: "Cilium 1.16.3, Istio unknown". */
 export function formatVersions(v: ClusterVersions): string {
   const one = (name: string, c: ComponentVersion): string => `${name} ${c.version}${c.others ? ` (also ${c.others.join(', ')})` : ''}`;

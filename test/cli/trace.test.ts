@@ -116,6 +116,8 @@ t.test('versions: read from the Cilium agent pods and istiod, printed in text an
   t.match(text.stdout, /^Cluster: Cilium 1\.18\.10 from pod kube-system\/cilium-abc container cilium-agent .*; Istio 1\.26\.2 from Deployment istio-system\/istiod/);
   const json = await trace(['--state', file, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp', '--output', 'json']);
   t.same(JSON.parse(json.stdout).versions, { cilium: '1.18.10', istio: '1.26.2' });
+  const old = snapshot('old.yaml', xyz([agent('cilium-old', 'quay.io/cilium/cilium:v1.12.0')]));
+  t.match((await trace(['--state', old, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp'])).stdout, /^Cluster: Cilium 1\.12\.0 from .* \(outside the supported 1\.14-1\.20/);
   const none = await trace(['--state', base, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp']);
   t.match(none.stdout, /^Cluster: Cilium unknown \(not in the state: newest supported behaviour assumed\); Istio unknown/);
 });

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { evaluate } from '../../src/policy/reachability.ts';
 import { policySettings } from '../../src/policy/selection.ts';
-import { atLeast, clusterVersions, formatVersions, releaseOfImage } from '../../src/policy/versions.ts';
+import { atLeast, clusterVersions, formatVersions, releaseOfImage, SUPPORTED, unsupported } from '../../src/policy/versions.ts';
 import { transformObject } from '../../src/state/transform.ts';
 import type { Pod } from '../../src/state/types.ts';
 import { baseCluster, cnp, findPod, memoryState, ns, pod } from '../fixtures/cluster.ts';
@@ -40,6 +40,15 @@ t.test('versions from the state; unknown when it shows none', async (t) => {
   t.match(v.cilium.source, /pod kube-system\/cilium-2 container cilium-agent/);
   t.equal(v.istio.version, '1.27.1');
   t.equal(formatVersions(v), 'Cilium 1.15.7 (also 1.16.3), Istio 1.27.1');
+});
+
+t.test('supported range', async (t) => {
+  const v = (s: string) => ({ version: s, release: releaseOfImage(`x/cilium:v${s}`)! });
+  t.equal(unsupported(v('1.14.0'), SUPPORTED.cilium), false);
+  t.equal(unsupported(v('1.20.9'), SUPPORTED.cilium), false);
+  t.equal(unsupported(v('1.13.4'), SUPPORTED.cilium), true);
+  t.equal(unsupported(v('1.21.0'), SUPPORTED.cilium), true);
+  t.equal(unsupported({ version: 'unknown' }, SUPPORTED.cilium), false);
 });
 
 t.test('the state keeps images of the agent and istiod only', async (t) => {

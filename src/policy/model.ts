@@ -188,6 +188,9 @@ export function ciliumRefusal(obj: PolicyObject): string | undefined {
   if (rules.length === 0) return 'the policy has no spec or specs';
   for (const rule of rules) {
     if (!isObj(rule.endpointSelector) && !isObj(rule.nodeSelector)) return 'rule must have one of EndpointSelector or NodeSelector';
+    if (isObj(rule.endpointSelector) && isObj(rule.nodeSelector)) return 'rule cannot have both EndpointSelector and NodeSelector';
+    // Host policies are clusterwide only (CiliumNetworkPolicy.Parse).
+    if (obj.kind === 'CiliumNetworkPolicy' && isObj(rule.nodeSelector)) return 'rule cannot have NodeSelector';
     const sections = ['ingress', 'ingressDeny', 'egress', 'egressDeny'].filter((f) => objs(rule[f]).length > 0);
     if (sections.length === 0) return 'rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny';
     for (const f of sections) {

@@ -74,6 +74,9 @@ t.test('policies the agent refuses (Rule.Sanitize) have no rule at all', async (
     ['port missing', { endpointSelector: {}, egress: [{ toEntities: ['world'], toPorts: [{ ports: [{ protocol: 'TCP' }] }] }] }, /port must be specified/],
     ['port out of range', { endpointSelector: {}, ingressDeny: [{ toPorts: [{ ports: [{ port: '70000' }] }] }] }, /unable to parse port/],
     ['two L3 kinds', { endpointSelector: {}, egress: [{ toEndpoints: [{}], toCIDR: ['10.0.0.0/8'] }] }, /combining toEndpoints and toCIDR/],
+    ['icmps with toPorts', { endpointSelector: {}, egress: [{ toEntities: ['world'], icmps: [{ fields: [{ type: 8 }] }], toPorts: [{ ports: [{ port: '80' }] }] }] }, /ICMPs block/],
+    ['nodeSelector in a CNP', { nodeSelector: {}, ingress: [{ fromEntities: ['cluster'] }] }, /cannot have NodeSelector/],
+    ['both selectors', { endpointSelector: {}, nodeSelector: {}, ingress: [{ fromEntities: ['cluster'] }] }, /both EndpointSelector and NodeSelector/],
   ];
   for (const [name, spec, why] of refused) {
     const obj = P(cnp('n', name.replace(/ /g, '-'), spec));

@@ -7,7 +7,7 @@ NPX   := npx --no-install
 PORT  ?= 8443
 METRICS_PORT ?= 9090
 
-.PHONY: all deps build typecheck run certs test tap-build unit e2e control-plane bench bench-quick bench-live readme clean
+.PHONY: all deps build typecheck run certs test tap-build unit e2e control-plane conformance cilium-oracle bench bench-quick bench-live readme clean
 
 all: build
 
@@ -65,6 +65,19 @@ unit: tap-build
 
 control-plane:
 	./scripts/prepare-control-plane.sh
+
+# Cilium's own policy code as a test oracle (tools/cilium-oracle), cached under .cache/cilium-oracle.
+# Not part of `make test`: a cold build takes about half an hour on 2 cores. Once it is cached, `make unit` runs the
+# differential test too (test/conformance/differential.test.ts skips without it).
+cilium-oracle:
+	./scripts/prepare-cilium-oracle.sh >/dev/null
+
+# The differential test at full size: seeded random scenarios judged by meshguard and by the oracle;
+# prints the scenario count and the agreement (SEED=, COUNT= to change them).
+SEED  ?= 20261206
+COUNT ?= 5000
+conformance: deps cilium-oracle
+	$(NODE) scripts/conformance.ts --seed $(SEED) --count $(COUNT)
 
 e2e: tap-build control-plane
 	@mkdir -p .tap

@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { InputError } from '../errors.ts';
 import { canonicalIp, parseCidr } from '../policy/cidr.ts';
 import { evaluate, TARGET_ENTITIES } from '../policy/reachability.ts';
+import { clusterVersions, SUPPORTED, unsupported, type ClusterVersions } from '../policy/versions.ts';
 import type { DirectionVerdict, PolicyRef, Protocol, Reachability, Target } from '../policy/types.ts';
 import { loadSnapshot } from '../state/snapshot.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
@@ -139,9 +140,26 @@ function directionJson(v: DirectionVerdict): Record<string, unknown> {
   return { enforced: v.enforced, verdict: v.verdict, policies: v.decidingPolicies.map(refJson), reason: v.reason };
 }
 
-/** The JSON form of one answer (DESIGN.md §2). */
-export function reachabilityJson(r: Reachability): Record<string, unknown> {
-  return { allowed: r.allowed, egress: directionJson(r.egress), ingress: directionJson(r.ingress) };
+/** The versions as trace prints them in JSON: the release, or "unknown" (then the newest behaviour applies). */
+export function versionsJson(v: ClusterVersions): { cilium: string; istio: string } {
+  return { cilium: v.cilium.version, istio: v.istio.version };
+}
+
+/** The JSON form of one answer (DESIGN.md §2), with the versions whose behaviour it assumes. */
+export function reachabilityJson(r: Reachability, versions?: ClusterVersions): Record<string, unknown> {
+  const out: Record<string, unknown> = { allowed: r.allowed, egress: directionJson(r.egress), ingress: directionJson(r.ingress) };
+  if (versions) out.versions = versionsJson(versions);
+  return out;
+}
+
+/** The text header naming the versions (and where they were read), once per trace. */
+export function versionsText(v: ClusterVersions): string {
+  const src = (c: ClusterVersions['cilium'], range: { oldest: string; newest: string }): string => {
+    if (!c.source) return ' (not in the state: newest supported behaviour assumed)';
+    const outside = unsupported(c, range) ? ` (outside the supported ${range.oldest}-${range.newest}: verdicts follow the nearest supported release)` : '';
+    return ` from ${c.source}${outside}`;
+  };
+  return `Cluster: Cilium ${v.cilium.version}${src(v.cilium, SUPPORTED.cilium)}; Istio ${v.istio.version}${src(v.istio, SUPPORTED.istio)}\n`;
 }
 
 function refText(r: PolicyRef): string {
@@ -209,11 +227,12 @@ function runTrace(opts: TraceOptions, io: TraceIO): number {
     }
   });
   const answers = resolved.map((q) => evaluate(state, q.fromPod, q.target, q.port, q.protocol));
+  const versions = clusterVersions(state);
   if (output === 'json') {
-    const body = opts.queries !== undefined ? answers.map(reachabilityJson) : reachabilityJson(answers[0]!);
+    const body = opts.queries !== undefined ? answers.map((a) => reachabilityJson(a, versions)) : reachabilityJson(answers[0]!, versions);
     io.stdout(JSON.stringify(body, null, 2) + '\n');
   } else {
-    io.stdout(resolved.map((q, i) => reachabilityText(q, answers[i]!)).join('\n'));
+    io.stdout(versionsText(versions) + resolved.map((q, i) => reachabilityText(q, answers[i]!)).join('\n'));
   }
   return answers.every((a) => a.allowed) ? 0 : 1;
 }

@@ -39,9 +39,13 @@ export function serviceTargetPort(
   return namedPort(pod, t, protocolOf(svcPort.protocol));
 }
 
-/** A named container port of a pod (any container, init containers included), for a protocol. */
-export function namedPort(pod: Pod, name: string, protocol: Protocol | 'ANY'): number | undefined {
-  for (const c of [...pod.spec.containers, ...(pod.spec.initContainers ?? [])]) {
+/**
+ * A named container port of a pod, for a protocol. Init containers are searched too unless
+ * `policy` is set: the Cilium agent takes a pod's named ports from its containers only
+ * (GetPodMetadata), so a port named only on an init container never matches a policy port.
+ */
+export function namedPort(pod: Pod, name: string, protocol: Protocol | 'ANY', policy = false): number | undefined {
+  for (const c of policy ? pod.spec.containers : [...pod.spec.containers, ...(pod.spec.initContainers ?? [])]) {
     for (const p of c.ports ?? []) {
       if (p.name === name && (protocol === 'ANY' || protocolOf(p.protocol) === protocol)) return p.containerPort;
     }

@@ -11,5 +11,6 @@ export * from './cidr.ts';
 export * from './cilium-config.ts';
 export * from './istio.ts';
 export * from './namespace-labels.ts';
+export * from './versions.ts';
 export { perContentOf } from './cache.ts';
 export { normalizeDnsName, MAX_DNS_TEXT } from './dns-pattern.ts';

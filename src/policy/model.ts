@@ -109,12 +109,16 @@ function protocolOf(v: unknown, dflt: Protocol | 'ANY'): Protocol | 'ANY' | unde
   return undefined; // ICMP or garbage: matches no TCP/UDP/SCTP query
 }
 
-/** A port value: number, numeric string, name, or 0 (all ports) when missing/empty. */
-function portOf(v: unknown): number | string {
+/**
+ * A port value: number, numeric string, name, or 0 (all ports) when missing/empty. `caseless`: a
+ * Cilium policy's port names are compared without case (Sanitize lowercases them; container port
+ * names are lowercase).
+ */
+function portOf(v: unknown, caseless = false): number | string {
   if (v === undefined || v === null || v === '') return 0;
   if (typeof v === 'number') return v;
   const s = String(v);
-  return /^\d+$/.test(s) ? Number(s) : s;
+  return /^\d+$/.test(s) ? Number(s) : caseless ? s.toLowerCase() : s;
 }
 
 function endPortOf(v: unknown): number | undefined {
@@ -131,10 +135,72 @@ const CILIUM_EGRESS_PEERS = [
 
 function ciliumModels(obj: PolicyObject): PolicyModel[] {
   const ref = policyRef(obj);
+  // The agent imports a CNP/CCNP whole or not at all: one refused rule drops every rule of the object.
+  if (ciliumRefusal(obj) !== undefined) return [];
   const rules: Raw[] = [];
   if (isObj(obj.spec)) rules.push(obj.spec);
   for (const s of objs(obj.specs)) rules.push(s);
   return rules.map((r, i) => ciliumRuleModel(ref, i, r));
+}
+
+/** A port name as the agent accepts it (an IANA service name: letters, digits, '-', one letter at least). */
+const PORT_NAME = /^(?=.*[a-z])(?!.*--)[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?$/i;
+
+/** Why the agent refuses a port value (Sanitize of PortProtocol), or undefined. */
+function portRefusal(v: unknown): string | undefined {
+  if (v === undefined || v === null || v === '') return 'port must be specified';
+  const s = String(v);
+  if (PORT_NAME.test(s)) return undefined;
+  return /^\d+$/.test(s) && Number(s) <= 65535 ? undefined : `unable to parse port ${JSON.stringify(s)}`;
+}
+
+const L3_FIELDS: Readonly<Record<Direction, readonly string[]>> = {
+  ingress: ['fromEndpoints', 'fromCIDR', 'fromCIDRSet', 'fromEntities', 'fromGroups', 'fromNodes'],
+  egress: ['toEndpoints', 'toCIDR', 'toCIDRSet', 'toEntities', 'toServices', 'toFQDNs', 'toGroups', 'toNodes'],
+};
+
+/** Why the agent refuses one rule element (IngressCommonRule/EgressCommonRule and PortRule Sanitize). */
+function elementRefusal(direction: Direction, el: Raw): string | undefined {
+  // Only non-empty lists count (the agent compares their lengths).
+  const l3 = L3_FIELDS[direction].filter((f) => arr(el[f]).length > 0);
+  if (l3.length > 1) return `combining ${l3[0]} and ${l3[1]} is not supported`;
+  if (arr(el.icmps).length > 0 && arr(el.toPorts).length > 0) return 'the ICMPs block may only be present without ToPorts';
+  for (const tp of objs(el.toPorts)) {
+    for (const p of objs(tp.ports)) {
+      const why = portRefusal(p.port);
+      if (why) return why;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Why the Cilium agent refuses to import a CNP/CCNP (CiliumNetworkPolicy.Parse runs Rule.Sanitize on
+ * each rule), or undefined when it imports it. Covers the refusals that follow from the object alone:
+ * a rule without endpointSelector/nodeSelector or without any section, an element combining L3 kinds
+ * or icmps with toPorts, a port that is missing or neither a number nor a port name. A refused policy has no effect at all.
+ */
+export function ciliumRefusal(obj: PolicyObject): string | undefined {
+  if (obj.kind !== 'CiliumNetworkPolicy' && obj.kind !== 'CiliumClusterwideNetworkPolicy') return undefined;
+  const rules: Raw[] = [];
+  if (isObj(obj.spec)) rules.push(obj.spec);
+  for (const s of objs(obj.specs)) rules.push(s);
+  if (rules.length === 0) return 'the policy has no spec or specs';
+  for (const rule of rules) {
+    if (!isObj(rule.endpointSelector) && !isObj(rule.nodeSelector)) return 'rule must have one of EndpointSelector or NodeSelector';
+    if (isObj(rule.endpointSelector) && isObj(rule.nodeSelector)) return 'rule cannot have both EndpointSelector and NodeSelector';
+    // Host policies are clusterwide only (CiliumNetworkPolicy.Parse).
+    if (obj.kind === 'CiliumNetworkPolicy' && isObj(rule.nodeSelector)) return 'rule cannot have NodeSelector';
+    const sections = ['ingress', 'ingressDeny', 'egress', 'egressDeny'].filter((f) => objs(rule[f]).length > 0);
+    if (sections.length === 0) return 'rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny';
+    for (const f of sections) {
+      for (const el of objs(rule[f])) {
+        const why = elementRefusal(f.startsWith('ingress') ? 'ingress' : 'egress', el);
+        if (why) return why;
+      }
+    }
+  }
+  return undefined;
 }
 
 function ciliumRuleModel(ref: PolicyRef, specIndex: number, rule: Raw): PolicyModel {
@@ -159,7 +225,10 @@ function ciliumRuleModel(ref: PolicyRef, specIndex: number, rule: Raw): PolicyMo
     }
   }
   const edd = isObj(rule.enableDefaultDeny) ? rule.enableDefaultDeny : {};
-  const defaultDeny = (d: Direction): boolean => (typeof edd[d] === 'boolean' ? (edd[d] as boolean) : sections[d]);
+  // The agent decides default deny per rule element (RulesToPolicyEntries gives every element the
+  // rule's enableDefaultDeny for its direction): a rule with no element in a direction contributes
+  // nothing there, so `enableDefaultDeny: {egress: true}` without an egress section enforces nothing.
+  const defaultDeny = (d: Direction): boolean => sections[d] && (typeof edd[d] === 'boolean' ? (edd[d] as boolean) : true);
   return finish({
     ref,
     specIndex,
@@ -229,10 +298,12 @@ function ciliumPortSections(el: Raw): PortSection[] | undefined {
       const protocol = protocolOf(p.protocol, 'ANY');
       if (protocol === undefined) continue;
       const endPort = endPortOf(p.endPort);
-      ports.push(endPort !== undefined ? { port: portOf(p.port), endPort, protocol } : { port: portOf(p.port), protocol });
+      ports.push(endPort !== undefined ? { port: portOf(p.port, true), endPort, protocol } : { port: portOf(p.port, true), protocol });
     }
-    // Ports given but none usable (unknown protocol): this entry matches nothing, not "all ports".
-    if (ports.length === 0 && objs(tp.ports).length > 0) continue;
+    // An entry without a usable port (`toPorts: [{}]`, `ports: []`, only unknown protocols) matches
+    // nothing, not "all ports": the agent adds one L4 filter per port of the entry
+    // (L4PolicyMap.mergeL4Filter iterates GetPortProtocols), so such an entry adds none.
+    if (ports.length === 0) continue;
     const section: { ports: PortRule[]; rules?: L7Rules; serverNames?: string[] } = { ports };
     if (isObj(tp.rules)) section.rules = l7Of(tp.rules);
     if (Array.isArray(tp.serverNames)) section.serverNames = [...strs(tp.serverNames)];
@@ -269,6 +340,13 @@ function ciliumElement(ref: PolicyRef, clusterwide: boolean, direction: Directio
   let hasPeerField = false;
   const fields = direction === 'ingress' ? CILIUM_INGRESS_PEERS : CILIUM_EGRESS_PEERS;
   for (const f of fields) if (el[f] !== undefined && el[f] !== null) hasPeerField = true;
+  // An empty list in one of these fields makes the whole element select no peer, whatever the other
+  // L3 fields hold (mergeEndpointSelectors returns nil L3 for an empty non-nil slice).
+  const pfx = direction === 'ingress' ? 'from' : 'to';
+  for (const f of ['Endpoints', 'Nodes', 'Entities', 'CIDR', 'CIDRSet']) {
+    const v = el[pfx + f];
+    if (Array.isArray(v) && v.length === 0) return undefined;
+  }
   const ep = direction === 'ingress' ? el.fromEndpoints : el.toEndpoints;
   for (const s of arr(ep)) {
     const p = ciliumEndpointPeer(ref, clusterwide, s);
@@ -292,8 +370,11 @@ function ciliumElement(ref: PolicyRef, clusterwide: boolean, direction: Directio
   const hasIcmp = Array.isArray(el.icmps) && el.icmps.length > 0;
   // ICMP only: the element's L4 part is ICMP, so it matches no TCP/UDP/SCTP traffic.
   if (hasIcmp && ports.length === 0) return undefined;
-  // `{}` has neither an L3 nor an L4 part: every peer on every port (the agent's "empty L3 selects
-  // all, empty L4 is all ports"), exactly like `toPorts` alone is every peer on those ports.
+  // `{}` has neither an L3 nor an L4 part: it allows (or denies) nothing. The agent's
+  // L4PolicyMap.mergeL4Filter adds an L3-only filter only when the element has at least one L3
+  // selector, and port filters only for its ports; the element still puts the direction into default
+  // deny (its section is counted above). `toPorts` alone is every peer on those ports.
+  if (!hasPeerField && ports.length === 0) return undefined;
   if (hasPeerField && peers.length === 0) {
     // Peer fields present but empty (`toEndpoints: []`) or unsupported (toGroups, toNodes, toRequires,
     // cidrGroupRef): selects no peer. fromRequires/toRequires only add constraints, they never allow.
@@ -308,22 +389,20 @@ function networkPolicyModel(obj: PolicyObject, spec: Raw): PolicyModel {
   const ref = policyRef(obj);
   const subjectSelector = toSelector(spec.podSelector) ?? {};
   const types = strs(spec.policyTypes);
-  let ingress: boolean;
-  let egress: boolean;
-  if (Array.isArray(spec.policyTypes)) {
-    ingress = types.includes('Ingress');
-    egress = types.includes('Egress');
-  } else {
-    // Unset policyTypes: Ingress always, Egress when the policy has egress rules.
-    ingress = true;
-    egress = objs(spec.egress).length > 0;
-  }
+  // As the agent's ParseNetworkPolicy converts it: every ingress/egress rule becomes an entry whatever
+  // policyTypes says (rules of a direction policyTypes leaves out still apply and enforce), and a
+  // direction without rules is put into default deny when policyTypes names it; ingress also when
+  // policyTypes does not name Egress (so an unset policyTypes is Ingress, plus Egress with egress rules).
+  const ingressRules = objs(spec.ingress);
+  const egressRules = objs(spec.egress);
+  const ingress = ingressRules.length > 0 || types.includes('Ingress') || !types.includes('Egress');
+  const egress = egressRules.length > 0 || types.includes('Egress');
   const elements: RuleElement[] = [];
   const add = (e: RuleElement | undefined): void => {
     if (e) elements.push(e);
   };
-  if (ingress) for (const r of objs(spec.ingress)) add(npElement(ref, 'ingress', r, r.from));
-  if (egress) for (const r of objs(spec.egress)) add(npElement(ref, 'egress', r, r.to));
+  for (const r of ingressRules) add(npElement(ref, 'ingress', r, r.from));
+  for (const r of egressRules) add(npElement(ref, 'egress', r, r.to));
   return finish({
     ref,
     specIndex: 0,
@@ -348,7 +427,11 @@ function npElement(ref: PolicyRef, direction: Direction, rule: Raw, rawPeers: un
       // namespaceSelector (+ podSelector, ANDed in the same peer): pods in matching namespaces.
       peers.push({ type: 'endpoints', selector: podSel ?? {}, namespaceSelector: nsSel });
     } else if (podSel) {
-      peers.push({ type: 'endpoints', selector: podSel, namespace: ref.namespace });
+      // The agent's parsePodSelector overwrites a matchLabels `io.kubernetes.pod.namespace` with the
+      // policy namespace (expressions on it are kept and ANDed).
+      const { [NAMESPACE_LABEL]: _overwritten, ...matchLabels } = podSel.matchLabels ?? {};
+      const selector = podSel.matchLabels && NAMESPACE_LABEL in podSel.matchLabels ? { ...podSel, matchLabels } : podSel;
+      peers.push({ type: 'endpoints', selector, namespace: ref.namespace });
     }
     // A peer with none of the three fields is rejected by the apiserver; it selects nothing here.
   }

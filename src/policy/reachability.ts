@@ -22,7 +22,7 @@ import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from '.
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
-import { endpointLabels, matchesSelector, reservedLabels } from './selectors.ts';
+import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../budget.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 
@@ -141,8 +141,18 @@ export function ipIdentity(state: ClusterState, ip: string, localNode: string | 
     // Node IPs are only selectable by CIDR with policy-cidr-match-mode=nodes.
     return reservedIdentity(`${reserved.join('+')} ${c}`, reserved, settings.cidrMatchesNodes ? { cidrIp: c } : {});
   }
-  reserved.push('world', ipFamily(c) === 'ipv6' ? 'world-ipv6' : 'world-ipv4');
+  reserved.push(worldLabel(settings, ipFamily(c) === 'ipv6' ? 'ipv6' : 'ipv4'));
   return reservedIdentity(`${apiserver ? 'kube-apiserver' : 'world'} ${c}`, reserved, { cidrIp: c });
+}
+
+/**
+ * The reserved label of a world address of a family, as the agent's getWorldLabel gives it: the
+ * family-qualified label when the other family is enabled too (dual stack), plain `world` on a
+ * single-stack agent. So on a single-stack IPv4 cluster (the default) `world-ipv4` selects no address.
+ */
+function worldLabel(settings: PolicySettings, family: 'ipv4' | 'ipv6'): string {
+  if (family === 'ipv4') return settings.ipv6 ? 'world-ipv4' : 'world';
+  return settings.ipv4 ? 'world-ipv6' : 'world';
 }
 
 function firstNodeIp(state: ClusterState, pick: (node: string) => boolean): string | undefined {
@@ -185,9 +195,9 @@ export function targetIdentity(state: ClusterState, from: Pod, to: Target): Iden
         case 'world':
           return reservedIdentity('world', ['world'], { worldFamily: 'any' });
         case 'world-ipv4':
-          return reservedIdentity('world-ipv4', ['world', 'world-ipv4'], { worldFamily: 'ipv4' });
+          return reservedIdentity('world-ipv4', [worldLabel(settings, 'ipv4')], { worldFamily: 'ipv4' });
         case 'world-ipv6':
-          return reservedIdentity('world-ipv6', ['world', 'world-ipv6'], { worldFamily: 'ipv6' });
+          return reservedIdentity('world-ipv6', [worldLabel(settings, 'ipv6')], { worldFamily: 'ipv6' });
         case 'ingress':
         case 'init':
         case 'health':
@@ -249,7 +259,12 @@ function namespaceLabels(state: ClusterState, namespace: string): Labels {
   const nsObj = state.get('Namespace', undefined, namespace);
   if (!nsObj) return { 'kubernetes.io/metadata.name': namespace };
   let labels = namespaceLabelCache.get(nsObj);
-  if (!labels) namespaceLabelCache.set(nsObj, (labels = { 'kubernetes.io/metadata.name': namespace, ...(nsObj.metadata.labels ?? {}) }));
+  if (!labels) {
+    // The agent matches a NetworkPolicy namespaceSelector against the pod identity's namespace labels,
+    // so the identity-label filter applies to them as to pod labels.
+    const kept = Object.entries(nsObj.metadata.labels ?? {}).filter(([k]) => identityLabelKept(NAMESPACE_LABELS_PREFIX + k));
+    namespaceLabelCache.set(nsObj, (labels = { 'kubernetes.io/metadata.name': namespace, ...Object.fromEntries(kept) }));
+  }
   return labels;
 }
 
@@ -257,6 +272,10 @@ function endpointsPeerMatches(ctx: EvalContext, peer: Extract<Peer, { type: 'end
   if (!id.pod) {
     // Reserved identities have no namespace: only unscoped selectors (e.g. reserved:host keys) can match.
     if (peer.namespace !== undefined || peer.namespaceSelector) return false;
+    // Nor a cluster name: with policy-default-local-cluster the agent adds the local cluster to every
+    // peer selector without `reserved:` keys or a cluster key of its own (getEndpointSelector,
+    // addClusterFilterByDefault), so such a selector only selects pods.
+    if (ctx.settings.peersLocalCluster && !selectorIsReserved(peer.selector) && !selectorMentions(peer.selector, CLUSTER_LABEL)) return false;
     return matchesSelector(peer.selector, id.labels);
   }
   const ns = id.pod.metadata.namespace ?? '';
@@ -268,9 +287,13 @@ function endpointsPeerMatches(ctx: EvalContext, peer: Extract<Peer, { type: 'end
 function cidrPeerMatches(peer: Extract<Peer, { type: 'cidr' }>, id: Identity): boolean {
   if (id.cidrIp !== undefined) return cidrSetContains(peer.cidr, peer.except, id.cidrIp);
   if (id.worldFamily !== undefined) {
-    // A world peer of unknown address is covered only by a whole-family prefix without holes.
+    // A world peer of unknown address is covered only by a whole-family prefix. Its `except` holes do
+    // not take the world identity out: every prefix a policy names gets its own CIDR identity in the
+    // ipcache, so the world identity is left for addresses outside all of them, and the agent's /0
+    // selector (world label AND NOT the except prefixes) selects it. An FQDN's addresses may fall in
+    // a hole, so for those only a /0 without holes counts.
     const info = cidrInfo(peer.cidr);
-    return !!info && info.bits === 0 && peer.except.length === 0 && (id.worldFamily === 'any' || id.worldFamily === info.family);
+    return !!info && info.bits === 0 && (peer.except.length === 0 || id.fqdn === undefined) && (id.worldFamily === 'any' || id.worldFamily === info.family);
   }
   return false; // pods and node/apiserver identities are never selected by CIDR
 }
@@ -340,6 +363,7 @@ function portMatch(
   port: number,
   protocol: Protocol,
   destPod: Pod | undefined,
+  endPorts = true,
 ): { readonly matched: boolean; readonly section?: PortSection } {
   if (el.ports.length === 0) return ALL_PORTS_MATCH;
   for (const section of el.ports) {
@@ -348,10 +372,11 @@ function portMatch(
       if (r.protocol !== 'ANY' && r.protocol !== protocol) continue;
       let lo: number | undefined;
       if (typeof r.port === 'number') lo = r.port;
-      else if (destPod) lo = namedPort(destPod, r.port, r.protocol === 'ANY' ? protocol : r.protocol);
+      else if (destPod) lo = namedPort(destPod, r.port, r.protocol === 'ANY' ? protocol : r.protocol, true);
       if (lo === undefined || lo < 0) continue;
       if (lo === 0) return { matched: true, section }; // port 0 = every port
-      const hi = r.endPort !== undefined && r.endPort >= lo ? r.endPort : lo;
+      // Agents before 1.16 ignore endPort (cilium#28684): the rule is its first port only.
+      const hi = endPorts && r.endPort !== undefined && r.endPort >= lo ? r.endPort : lo;
       if (port >= lo && port <= hi) return { matched: true, section };
     }
   }
@@ -386,7 +411,7 @@ function collect(
   for (const m of models) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
-      const pm = portMatch(el, port, protocol, destPod);
+      const pm = portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported);
       if (!pm.matched) continue;
       if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
       if (el.deny) {
@@ -587,7 +612,7 @@ function judgeAllowed(ctx: EvalContext, subject: Pod, direction: Direction, peer
   for (const m of policiesSelecting(ctx.state, subject)) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
-      if (!portMatch(el, port, protocol, destPod).matched) continue;
+      if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
       if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
       if (el.deny) return false;
       allowed = true;

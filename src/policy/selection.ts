@@ -8,6 +8,7 @@ import type { ClusterState, Labels, LabelSelector, Pod, PolicyObject } from '../
 import type { CiliumConfig, Direction, Enforcement, PolicyModel, PolicyRef } from './types.ts';
 import { perRevision, perRevisionFor } from './cache.ts';
 import { ciliumConfig } from './cilium-config.ts';
+import { atLeast, clusterVersions } from './versions.ts';
 import { policyModel } from './model.ts';
 import {
   endpointLabels,
@@ -26,8 +27,24 @@ export interface PolicySettings {
   readonly enablePolicy: 'default' | 'always' | 'never';
   /** `enable-non-default-deny-policies`: whether `enableDefaultDeny: false` is honoured. */
   readonly nonDefaultDenyPolicies: boolean;
-  /** `policy-cidr-match-mode` includes `nodes`: CIDR peers also select node IPs. */
+  /** `policy-cidr-match-mode` includes `nodes` (Cilium >= 1.15): CIDR peers also select node IPs. */
   readonly cidrMatchesNodes: boolean;
+  /** Port ranges (`endPort`) are enforced (Cilium >= 1.16); older agents match `port` alone. */
+  readonly endPortSupported: boolean;
+  /**
+   * `policy-default-local-cluster` (default true from Cilium 1.19, false before): endpoint selectors of
+   * peers get a match on the local cluster name, so they select pods only, never a reserved identity.
+   */
+  readonly peersLocalCluster: boolean;
+  /** `enable-ipv4` / `enable-ipv6` (agent defaults true / false): which world label an address gets. */
+  readonly ipv4: boolean;
+  readonly ipv6: boolean;
+}
+
+/** A boolean cilium-config value, or the default when unset or not a boolean. */
+function flag(v: string | undefined, dflt: boolean): boolean {
+  const x = v?.trim().toLowerCase();
+  return x === 'true' ? true : x === 'false' ? false : dflt;
 }
 
 /** Policy settings from cilium-config (defaults if the ConfigMap, or the parser, is not available). */
@@ -42,10 +59,18 @@ export function policySettings(state: ClusterState): PolicySettings {
     const raw = cfg?.data ?? state.get('ConfigMap', 'kube-system', 'cilium-config')?.data ?? {};
     const mode = (cfg?.enablePolicy ?? raw['enable-policy'] ?? 'default').toLowerCase();
     const ndd = cfg ? cfg.nonDefaultDenyPolicies : (raw['enable-non-default-deny-policies'] ?? 'true').toLowerCase() !== 'false';
+    // Version gates (docs/semantics.md, Versions); an unknown version gets the newest behaviour.
+    const cilium = clusterVersions(state).cilium;
     return {
       enablePolicy: mode === 'always' || mode === 'never' ? mode : 'default',
-      nonDefaultDenyPolicies: ndd,
-      cidrMatchesNodes: (raw['policy-cidr-match-mode'] ?? '').split(/[\s,]+/).includes('nodes'),
+      // enableDefaultDeny exists from Cilium 1.16 on: before, the apiserver prunes the unknown field and
+      // every rule with a section enforces, as with enable-non-default-deny-policies=false.
+      nonDefaultDenyPolicies: ndd && atLeast(cilium, 1, 16),
+      cidrMatchesNodes: atLeast(cilium, 1, 15) && (raw['policy-cidr-match-mode'] ?? '').split(/[\s,]+/).includes('nodes'),
+      endPortSupported: atLeast(cilium, 1, 16),
+      peersLocalCluster: flag(raw['policy-default-local-cluster'], atLeast(cilium, 1, 19)),
+      ipv4: flag(raw['enable-ipv4'], true),
+      ipv6: flag(raw['enable-ipv6'], false),
     };
   });
 }
@@ -103,17 +128,30 @@ function modelsForNamespace(state: ClusterState, namespace: string): readonly Po
 
 const scopedSubjects = new ScopedWeakMap<PolicyModel, LabelSelector>();
 /**
- * The subject selector as the agent applies it: for namespaced policies the policy namespace replaces
- * any namespace match the selector carries (the agent warns and overrides it).
+ * The matchLabels key the agent overwrites with the policy namespace: CNP `k8s:io.kubernetes.pod.namespace`
+ * (ParseToCiliumRule: EndpointSelector.AddMatch(podPrefixLbl, namespace)); NetworkPolicy
+ * `io.kubernetes.pod.namespace` (parsePodSelector sets that key in MatchLabels before the `k8s:` prefix
+ * is added).
+ */
+function overriddenNamespaceKey(model: PolicyModel): string {
+  return model.ref.kind === 'NetworkPolicy' ? NAMESPACE_LABEL : 'k8s:' + NAMESPACE_LABEL;
+}
+
+/**
+ * The subject selector as the agent applies it to pods of the policy namespace: only the matchLabels
+ * entry the agent overwrites with the policy namespace is dropped (the caller checks the namespace).
+ * Every other namespace constraint is kept and ANDed with it: `io.kubernetes.pod.namespace` without
+ * prefix (an `any:` key for a CNP), matchExpressions (`NotIn`, `In` with other namespaces), so a CNP in
+ * x whose endpointSelector says `io.kubernetes.pod.namespace: y` selects no pod.
  */
 function effectiveSubject(model: PolicyModel): LabelSelector {
   if (model.ref.kind === 'CiliumClusterwideNetworkPolicy') return model.subjectSelector;
   let s = scopedSubjects.get(model);
   if (!s) {
     const sel = model.subjectSelector;
-    const matchLabels = Object.fromEntries(Object.entries(sel.matchLabels ?? {}).filter(([k]) => normalizeKey(k) !== NAMESPACE_LABEL));
-    const matchExpressions = (sel.matchExpressions ?? []).filter((r) => normalizeKey(r.key) !== NAMESPACE_LABEL);
-    s = { matchLabels, matchExpressions };
+    const dropped = overriddenNamespaceKey(model);
+    const matchLabels = Object.fromEntries(Object.entries(sel.matchLabels ?? {}).filter(([k]) => k !== dropped));
+    s = { matchLabels, matchExpressions: [...(sel.matchExpressions ?? [])] };
     scopedSubjects.set(model, s);
   }
   return s;
@@ -279,8 +317,10 @@ function syntheticPod(state: ClusterState, model: PolicyModel): Pod | undefined 
   let namespace = model.ref.kind === 'CiliumClusterwideNetworkPolicy' ? 'default' : model.ref.namespace;
   const put = (rawKey: string, value: string): void => {
     const key = normalizeKey(rawKey);
-    if (key === NAMESPACE_LABEL) namespace = value;
-    else if (!key.includes(':') && !key.startsWith(NAMESPACE_LABELS_PREFIX) && !key.startsWith('io.cilium.k8s.policy.')) labels[key] = value;
+    if (key === NAMESPACE_LABEL) {
+      // A namespaced policy only ever selects pods of its own namespace (see effectiveSubject).
+      if (model.ref.kind === 'CiliumClusterwideNetworkPolicy') namespace = value;
+    } else if (!key.includes(':') && !key.startsWith(NAMESPACE_LABELS_PREFIX) && !key.startsWith('io.cilium.k8s.policy.')) labels[key] = value;
   };
   for (const [k, v] of Object.entries(model.subjectSelector.matchLabels ?? {})) put(k, v);
   for (const r of model.subjectSelector.matchExpressions ?? []) {

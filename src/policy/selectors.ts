@@ -58,7 +58,56 @@ export function podIdentityKey(pod: Pod): string {
   return key;
 }
 
-/** Labels Cilium matches on for a pod: pod labels + io.kubernetes.pod.namespace + SA + namespace labels. */
+/**
+ * The agent's default identity-label filter (pkg/labelsfilter, defaultLabelPrefixCfg): labels it drops
+ * from a pod's identity, so that no selector can match them. Each entry matches at the start of the
+ * key; a label is dropped when an ignore entry matches it and no include entry matches a longer part
+ * of it (filterLabels). With the default configuration every other label is kept.
+ */
+const LABEL_FILTER: readonly { readonly re: RegExp; readonly ignore: boolean }[] = [
+  { re: /^io\.kubernetes\.pod\.namespace/, ignore: false },
+  { re: /^io\.cilium\.k8s\.namespace\.labels/, ignore: false },
+  { re: /^app\.kubernetes\.io/, ignore: false },
+  { re: /^io\.cilium\.k8s\.policy\.cluster/, ignore: false },
+  { re: /^io\.cilium\.k8s\.policy\.serviceaccount/, ignore: false },
+  { re: /^io\.kubernetes/, ignore: true },
+  { re: /^kubernetes\.io/, ignore: true },
+  { re: /^statefulset\.kubernetes\.io\/pod-name/, ignore: true },
+  { re: /^apps\.kubernetes\.io\/pod-index/, ignore: true },
+  { re: /^batch\.kubernetes\.io\/job-completion-index/, ignore: true },
+  { re: /^batch\.kubernetes\.io\/controller-uid/, ignore: true },
+  { re: /^.*beta\.kubernetes\.io/, ignore: true },
+  { re: /^k8s\.io/, ignore: true },
+  { re: /^pod-template-generation/, ignore: true },
+  { re: /^pod-template-hash/, ignore: true },
+  { re: /^controller-revision-hash/, ignore: true },
+  { re: /^controller-uid/, ignore: true },
+  { re: /^annotation.*/, ignore: true },
+  { re: /^etcd_node/, ignore: true },
+  { re: /^topology\.kubernetes\.io/, ignore: true },
+];
+
+/** Does the agent keep this (k8s-source) label in a pod's identity? */
+export function identityLabelKept(key: string): boolean {
+  let included = 0;
+  let ignored = 0;
+  for (const { re, ignore } of LABEL_FILTER) {
+    const m = re.exec(key);
+    if (!m) continue;
+    const len = m[0].length;
+    if (ignore) {
+      if (ignored === 0 || len < ignored) ignored = len;
+    } else if (len > included) {
+      included = len;
+    }
+  }
+  return ignored === 0 || included > ignored;
+}
+
+/**
+ * Labels Cilium matches on for a pod: pod labels + io.kubernetes.pod.namespace + SA + namespace labels,
+ * less those the default identity-label filter drops (pod-template-hash, statefulset pod names, ...).
+ */
 export function endpointLabels(state: ClusterState, pod: Pod): Labels {
   const namespace = pod.metadata.namespace ?? '';
   const nsObj = state.get('Namespace', undefined, namespace);
@@ -68,10 +117,12 @@ export function endpointLabels(state: ClusterState, pod: Pod): Labels {
   const hit = byId.get(id);
   if (hit) return hit;
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(nsObj?.metadata.labels ?? {})) out[NAMESPACE_LABELS_PREFIX + k] = v;
+  for (const [k, v] of Object.entries(nsObj?.metadata.labels ?? {})) if (identityLabelKept(NAMESPACE_LABELS_PREFIX + k)) out[NAMESPACE_LABELS_PREFIX + k] = v;
   // Cilium always derives the namespace-name label even when the Namespace object lacks it.
   out[NAMESPACE_LABELS_PREFIX + 'kubernetes.io/metadata.name'] ??= namespace;
-  for (const [k, v] of Object.entries(pod.metadata.labels ?? {})) out[k] = v;
+  // Pod labels under Cilium's own prefix (io.cilium.k8s) are removed before the derived ones are set
+  // (SanitizePodLabels), so a pod cannot claim another namespace or service account.
+  for (const [k, v] of Object.entries(pod.metadata.labels ?? {})) if (!k.startsWith('io.cilium.k8s') && identityLabelKept(k)) out[k] = v;
   out[NAMESPACE_LABEL] = namespace;
   out[SERVICE_ACCOUNT_LABEL] = pod.spec.serviceAccountName || 'default';
   out[CLUSTER_LABEL] ??= DEFAULT_CLUSTER_NAME;

@@ -5,7 +5,7 @@
 // written, and toFQDNs may not learn the addresses. Silently ineffective, so a warning.
 
 import type { Change } from '../admission/change.ts';
-import { meshMode, policiesSelecting, policyModel, type PolicyModel } from '../policy/index.ts';
+import { atLeast, clusterVersions, meshMode, policiesSelecting, policyModel, type PolicyModel } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import { changeRef, compareLoss, touchedPods } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';
@@ -40,6 +40,9 @@ export function dnsRestrictions(models: readonly PolicyModel[]): string[] {
 function dnsCaptured(state: ClusterState, pod: Pod): boolean {
   if (meshMode(state, pod) !== 'ambient') return false;
   const a = pod.metadata.annotations ?? {};
+  // Ambient captures DNS by default from Istio 1.25 on; an older istiod (by its image tag) does only
+  // for pods that ask for it. An unknown version is taken as the newest.
+  if (!atLeast(clusterVersions(state).istio, 1, 25)) return a['ambient.istio.io/dns-capture'] === 'true';
   return a['ambient.istio.io/dns-capture'] !== 'false' && a['ambient.istio.io/bypass-dns-capture'] !== 'true';
 }
 

@@ -220,7 +220,7 @@ function sampleTcpPorts(el: RuleElement, dest: Pod): number[] {
     for (const r of s.ports) {
       if (r.protocol !== 'ANY' && r.protocol !== 'TCP') continue;
       if (typeof r.port === 'number') return r.port === 0 ? appPorts(dest) : [r.port];
-      const p = namedPort(dest, r.port, 'TCP');
+      const p = namedPort(dest, r.port, 'TCP', true);
       if (p !== undefined) return [p];
     }
   }

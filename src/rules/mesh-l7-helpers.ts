@@ -110,7 +110,7 @@ function resolvePort(pod: Pod, pr: PortRule): number | 'all' | undefined {
   if (typeof pr.port === 'number') return pr.port === 0 ? 'all' : pr.port;
   const asNum = Number(pr.port);
   if (pr.port !== '' && Number.isInteger(asNum)) return asNum === 0 ? 'all' : asNum;
-  return namedPort(pod, pr.port, 'TCP') ?? namedPort(pod, pr.port, 'ANY');
+  return namedPort(pod, pr.port, 'TCP', true) ?? namedPort(pod, pr.port, 'ANY', true);
 }
 
 export function portLabel(port: number | undefined): string {

@@ -246,15 +246,25 @@ function keyOpt(key: string, s: string | undefined): string {
   return s === undefined ? key + '-' : keyPart(key, s);
 }
 
+/**
+ * Workloads whose container image tags tell the Cilium or Istio release (src/policy/versions.ts): the
+ * Cilium agent pods (`k8s-app: cilium`) and istiod (`app: istiod` / `istio: pilot`, pods and the
+ * Deployment's template). Only their images are kept: a few strings per cluster, not one per pod.
+ */
+export function carriesVersion(labels: Readonly<Record<string, string>> | undefined): boolean {
+  return labels?.['k8s-app'] === 'cilium' || labels?.app === 'istiod' || labels?.istio === 'pilot';
+}
+
 /** The slim container list; identical lists (the replicas of one workload) are shared. */
-function containers(v: unknown): Container[] {
+function containers(v: unknown, keepImages = false): Container[] {
   const out: Container[] = [];
   let key = '';
   for (const c of arr(v)) {
     if (!isRec(c)) continue;
-    const container = compact({ name: istr(c.name) ?? '', ports: containerPorts(c.ports) }) as Container;
+    const image = keepImages ? istr(c.image) : undefined;
+    const container = compact({ name: istr(c.name) ?? '', image, ports: containerPorts(c.ports) }) as Container;
     out.push(container);
-    key = keyPart(key + 'c', container.name);
+    key = keyOpt(keyPart(key + 'c', container.name), image);
     for (const p of container.ports ?? []) key = keyOpt(keyOpt(keyPart(key + 'p', String(p.containerPort)), p.name), p.protocol);
   }
   const hit = containerLists.get(key);
@@ -265,14 +275,14 @@ function containers(v: unknown): Container[] {
 }
 
 /** The pod spec fields meshguard reads (pods and Deployment templates). */
-export function transformPodSpec(v: unknown): Pod['spec'] {
+export function transformPodSpec(v: unknown, keepImages = false): Pod['spec'] {
   const s = rec(v);
   const init = containers(s.initContainers);
   return compact({
     serviceAccountName: istr(s.serviceAccountName),
     hostNetwork: bool(s.hostNetwork),
     nodeName: istr(s.nodeName),
-    containers: containers(s.containers),
+    containers: containers(s.containers, keepImages),
     initContainers: nonEmpty(init),
   }) as Pod['spec'];
 }
@@ -315,7 +325,7 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
   const spec = rec(raw.spec);
   switch (kind) {
     case 'Pod':
-      return { spec: transformPodSpec(raw.spec), status: podStatus(raw.status) };
+      return { spec: transformPodSpec(raw.spec, carriesVersion(metadata.labels)), status: podStatus(raw.status) };
     case 'Node': {
       const addresses: { type: string; address: string }[] = [];
       for (const a of arr(rec(raw.status).addresses)) {
@@ -379,7 +389,7 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
           selector: labelSelector(spec.selector),
           template: compact({
             metadata: Object.keys(tm).length > 0 ? tm : undefined,
-            spec: transformPodSpec(tmpl.spec),
+            spec: transformPodSpec(tmpl.spec, carriesVersion(tm.labels ?? metadata.labels)),
           }),
         }),
       };

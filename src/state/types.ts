@@ -34,6 +34,8 @@ export interface ContainerPort {
 }
 export interface Container {
   readonly name: string;
+  /** Kept only for the Cilium agent and istiod (their tags give the versions: src/policy/versions.ts). */
+  readonly image?: string;
   readonly ports?: readonly ContainerPort[];
 }
 

@@ -89,7 +89,8 @@ t.test('single query: denied, JSON output, exit 1', async (t) => {
   const r = await trace(['--state', base, '--from', 'y/b', '--to', 'x/a', '--port', '81/TCP', '--output', 'json']);
   t.equal(r.code, 1);
   const j = JSON.parse(r.stdout);
-  t.same(Object.keys(j), ['allowed', 'egress', 'ingress']);
+  t.same(Object.keys(j), ['allowed', 'egress', 'ingress', 'versions']);
+  t.same(j.versions, { cilium: 'unknown', istio: 'unknown' }, 'the fixture cluster shows no Cilium or Istio image');
   t.equal(j.allowed, false);
   t.same(j.egress, { enforced: false, verdict: 'allowed', policies: [], reason: j.egress.reason });
   t.equal(j.ingress.enforced, true);
@@ -102,6 +103,29 @@ t.test('-o is --output, as in every command', async (t) => {
   const r = await trace(['--state', base, '--from', 'y/b', '--to', 'x/a', '--port', '81/TCP', '-o', 'json']);
   t.equal(r.code, 1);
   t.equal(JSON.parse(r.stdout).allowed, false);
+});
+
+t.test('versions: read from the Cilium agent pods and istiod, printed in text and JSON', async (t) => {
+  const agent = (name: string, image: string): Obj => ({
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name, namespace: 'kube-system', labels: { 'k8s-app': 'cilium' } },
+    spec: { hostNetwork: true, nodeName: 'node-a', containers: [{ name: 'cilium-agent', image }] },
+    status: { phase: 'Running' },
+  });
+  const istiod: Obj = {
+    apiVersion: 'apps/v1', kind: 'Deployment',
+    metadata: { name: 'istiod', namespace: 'istio-system', labels: { app: 'istiod' } },
+    spec: { template: { metadata: { labels: { app: 'istiod', istio: 'pilot' } }, spec: { containers: [{ name: 'discovery', image: 'docker.io/istio/pilot:1.26.2-distroless' }] } } },
+  };
+  const file = snapshot('versions.yaml', xyz([agent('cilium-abc', 'quay.io/cilium/cilium:v1.18.10@sha256:0123'), istiod]));
+  const text = await trace(['--state', file, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp']);
+  t.match(text.stdout, /^Cluster: Cilium 1\.18\.10 from pod kube-system\/cilium-abc container cilium-agent .*; Istio 1\.26\.2 from Deployment istio-system\/istiod/);
+  const json = await trace(['--state', file, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp', '--output', 'json']);
+  t.same(JSON.parse(json.stdout).versions, { cilium: '1.18.10', istio: '1.26.2' });
+  const old = snapshot('old.yaml', xyz([agent('cilium-old', 'quay.io/cilium/cilium:v1.12.0')]));
+  t.match((await trace(['--state', old, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp'])).stdout, /^Cluster: Cilium 1\.12\.0 from .* \(outside the supported 1\.14-1\.20/);
+  const none = await trace(['--state', base, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp']);
+  t.match(none.stdout, /^Cluster: Cilium unknown \(not in the state: newest supported behaviour assumed\); Istio unknown/);
 });
 
 t.test('targets: entity, cidr, fqdn; protocol case-insensitive', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { policyModel } from '../../src/policy/model.ts';
+import { ciliumRefusal, policyModel } from '../../src/policy/model.ts';
 import { dnsBackends, apiserverEndpoints, nodeIPs } from '../../src/policy/cluster.ts';
 import type { PolicyObject } from '../../src/state/types.ts';
 import { baseCluster, ccnp, cnp, memoryState, netpol } from '../fixtures/cluster.ts';
@@ -38,11 +38,19 @@ t.test('CCNP: peers without a namespace key select pods of any namespace (namesp
 });
 
 t.test('empty sections, {} elements, enableDefaultDeny', async (t) => {
-  const a = policyModel(P(cnp('n', 'a', { endpointSelector: {}, egress: [] })))[0]!;
-  t.same(a.enforces, { ingress: false, egress: false }, 'egress: [] does not enforce');
+  const a = policyModel(P(cnp('n', 'a', { endpointSelector: {}, egress: [], ingress: [{ fromEndpoints: [{}] }] })))[0]!;
+  t.same(a.enforces, { ingress: true, egress: false }, 'egress: [] does not enforce');
   const b = policyModel(P(cnp('n', 'b', { endpointSelector: {}, egress: [{}] })))[0]!;
   t.same(b.enforces, { ingress: false, egress: true }, 'egress: [{}] enforces');
-  t.same(b.elements, [{ direction: 'egress', deny: false, peers: [], ports: [] }], '{} = every peer, every port');
+  t.same(b.elements, [], '{} has no L3 selector and no port: no element, it allows nothing');
+  for (const field of ['ingress', 'ingressDeny', 'egress', 'egressDeny'] as const) {
+    const m = policyModel(P(cnp('n', 'b-' + field, { endpointSelector: {}, [field]: [{}] })))[0]!;
+    const dir = field.startsWith('ingress') ? 'ingress' : 'egress';
+    t.same(m.elements, [], `${field}: [{}] allows or denies nothing`);
+    t.equal(m.enforces[dir], true, `${field}: [{}] puts ${dir} into default deny`);
+  }
+  const noPorts = policyModel(P(cnp('n', 'np', { endpointSelector: {}, egress: [{ toEntities: ['world'], toPorts: [{}] }, { toPorts: [{ ports: [] }] }] })))[0]!;
+  t.same(noPorts.elements, [], 'a toPorts entry without ports adds no L4 filter: matches nothing, not every port');
   const c = policyModel(P(cnp('n', 'c', { endpointSelector: {}, egressDeny: [{ toEntities: ['world'] }], enableDefaultDeny: { egress: false } })))[0]!;
   t.same(c.enforces, { ingress: false, egress: false });
   t.same(c.hasSection, { ingress: false, egress: true });
@@ -57,6 +65,33 @@ t.test('empty sections, {} elements, enableDefaultDeny', async (t) => {
   const f = policyModel(P(cnp('n', 'f', { endpointSelector: {}, ingress: [{ fromEndpoints: [] }] })))[0]!;
   t.equal(f.elements.length, 0, 'fromEndpoints: [] selects no peer');
   t.ok(f.enforces.ingress);
+});
+
+t.test('policies the agent refuses (Rule.Sanitize) have no rule at all', async (t) => {
+  const refused: [string, Record<string, unknown>, RegExp][] = [
+    ['no section', { endpointSelector: {}, egress: [], enableDefaultDeny: { egress: true } }, /at least one of Ingress/],
+    ['no selector', { egress: [{ toEntities: ['world'] }] }, /EndpointSelector or NodeSelector/],
+    ['port missing', { endpointSelector: {}, egress: [{ toEntities: ['world'], toPorts: [{ ports: [{ protocol: 'TCP' }] }] }] }, /port must be specified/],
+    ['port out of range', { endpointSelector: {}, ingressDeny: [{ toPorts: [{ ports: [{ port: '70000' }] }] }] }, /unable to parse port/],
+    ['two L3 kinds', { endpointSelector: {}, egress: [{ toEndpoints: [{}], toCIDR: ['10.0.0.0/8'] }] }, /combining toEndpoints and toCIDR/],
+    ['icmps with toPorts', { endpointSelector: {}, egress: [{ toEntities: ['world'], icmps: [{ fields: [{ type: 8 }] }], toPorts: [{ ports: [{ port: '80' }] }] }] }, /ICMPs block/],
+    ['nodeSelector in a CNP', { nodeSelector: {}, ingress: [{ fromEntities: ['cluster'] }] }, /cannot have NodeSelector/],
+    ['both selectors', { endpointSelector: {}, nodeSelector: {}, ingress: [{ fromEntities: ['cluster'] }] }, /both EndpointSelector and NodeSelector/],
+  ];
+  for (const [name, spec, why] of refused) {
+    const obj = P(cnp('n', name.replace(/ /g, '-'), spec));
+    t.match(ciliumRefusal(obj), why, name);
+    t.same(policyModel(obj), [], `${name}: refused, no effect`);
+  }
+  // One refused rule in specs takes the whole object out.
+  const mixed = P({ ...cnp('n', 'mixed', { endpointSelector: {}, egress: [{}] }), specs: [{ endpointSelector: {}, enableDefaultDeny: { ingress: true } }] });
+  t.same(policyModel(mixed), []);
+  for (const ok of [
+    { endpointSelector: {}, egress: [{ toEndpoints: [], toCIDR: ['10.0.0.0/8'] }] },
+    { endpointSelector: {}, egress: [{ toPorts: [{ ports: [{ port: 'http-alt' }, { port: '0' }, { port: '65535' }] }] }] },
+  ]) {
+    t.equal(ciliumRefusal(P(cnp('n', 'ok', ok))), undefined, JSON.stringify(ok));
+  }
 });
 
 t.test('NetworkPolicy: policyTypes inference, peers, ports', async (t) => {

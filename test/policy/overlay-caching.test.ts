@@ -138,7 +138,7 @@ t.test('podsSelectedBy answers are shared by equal selectors and follow pod and 
   t.equal(podsSelectedBy(base, web('two')), first, 'another policy object with the same selector in the same namespace shares the answer');
   const policyOverlay = overlay(base, makeChange('CREATE', web('three') as unknown as Obj));
   t.equal(podsSelectedBy(policyOverlay, web('four')), first, 'a policy request leaves pods and Namespaces as they were');
-  t.same(names(podsSelectedBy(base, cnp('b', 'one', { endpointSelector: { matchLabels: { app: 'web' } } }) as unknown as PolicyObject)), ['b/web'], 'the namespace is part of the key');
+  t.same(names(podsSelectedBy(base, cnp('b', 'one', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEntities: ['world'] }] }) as unknown as PolicyObject)), ['b/web'], 'the namespace is part of the key');
 
   // A pod relabel (a watch event) is seen by the next answer.
   base.upsert('Pod', pod('a', 'api', { app: 'web' }) as never);
@@ -149,10 +149,10 @@ t.test('podsSelectedBy answers are shared by equal selectors and follow pod and 
   t.same(names(podsSelectedBy(base, web('seven'))), ['a/api', 'a/web']);
 
   // Namespace labels feed CCNP selectors: a relabel in an overlay and then in the base are both seen.
-  const red = ccnp('red-web', { endpointSelector: { matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red', app: 'web' } } }) as unknown as PolicyObject;
+  const red = ccnp('red-web', { endpointSelector: { matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red', app: 'web' } }, egress: [{ toEntities: ['world'] }] }) as unknown as PolicyObject;
   t.same(names(podsSelectedBy(base, red)), ['a/api', 'a/web']);
   const relabel = overlay(base, makeChange('UPDATE', ns('b', { team: 'red' }) as Obj, ns('b') as Obj));
-  t.same(names(podsSelectedBy(relabel, ccnp('red-web-2', { endpointSelector: { matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red', app: 'web' } } }) as unknown as PolicyObject)), ['a/api', 'a/web', 'b/web']);
+  t.same(names(podsSelectedBy(relabel, ccnp('red-web-2', { endpointSelector: { matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red', app: 'web' } }, egress: [{ toEntities: ['world'] }] }) as unknown as PolicyObject)), ['a/api', 'a/web', 'b/web']);
   base.upsert('Namespace', ns('a') as never);
-  t.same(names(podsSelectedBy(base, ccnp('red-web-3', { endpointSelector: { matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red', app: 'web' } } }) as unknown as PolicyObject)), [], 'a is no longer team=red');
+  t.same(names(podsSelectedBy(base, ccnp('red-web-3', { endpointSelector: { matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red', app: 'web' } }, egress: [{ toEntities: ['world'] }] }) as unknown as PolicyObject)), [], 'a is no longer team=red');
 });

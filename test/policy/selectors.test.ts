@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { endpointLabels, matchesSelector, normalizeKey, reservedLabels, indexablePair } from '../../src/policy/selectors.ts';
+import { endpointLabels, matchesSelector, normalizeKey, reservedLabels, indexablePair, identityLabelKept } from '../../src/policy/selectors.ts';
 import type { LabelSelector } from '../../src/state/types.ts';
 import { baseCluster, findPod, memoryState, ns, pod } from '../fixtures/cluster.ts';
 
@@ -116,4 +116,29 @@ t.test('property: adding labels never un-matches a selector without negative req
     }),
   );
   t.pass();
+});
+
+t.test("identityLabelKept: the agent's default identity-label filter", async (t) => {
+  // pkg/labelsfilter defaultLabelPrefixCfg: a label is dropped when an ignore prefix matches it and no
+  // include prefix matches a longer part of it.
+  for (const [key, kept] of [
+    ['app', true],
+    ['k8s-app', true],
+    ['app.kubernetes.io/name', true],
+    ['io.kubernetes.pod.namespace', true],
+    ['io.cilium.k8s.policy.serviceaccount', true],
+    ['io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name', true],
+    ['io.cilium.k8s.namespace.labels.team', true],
+    ['io.cilium.k8s.namespace.labels.beta.kubernetes.io/arch', false],
+    ['pod-template-hash', false],
+    ['controller-revision-hash', false],
+    ['statefulset.kubernetes.io/pod-name', false],
+    ['kubernetes.io/role', false],
+    ['node.beta.kubernetes.io/instance-type', false],
+    ['topology.kubernetes.io/zone', false],
+    ['io.kubernetes.container.name', false],
+    ['annotation.foo', false],
+  ] as const) {
+    t.equal(identityLabelKept(key), kept, key);
+  }
 });

@@ -7,6 +7,7 @@
 
 import t, { type Test } from 'tap';
 import { evaluate } from '../../src/policy/reachability.ts';
+import { podsSelectedBy } from '../../src/policy/selection.ts';
 import type { Protocol, Target } from '../../src/policy/types.ts';
 import type { MemoryState } from '../../src/state/store.ts';
 import { baseCluster, ccnp, cnp, findPod, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
@@ -341,21 +342,15 @@ t.test('12. CCNP fromEndpoints [{}] = every pod in the cluster', async (t) => {
     zc .....`));
 });
 
-t.test('13. egress: [] does not enforce; egress: [{}] enforces and allows everything; toEndpoints: [] allows nothing', async (t) => {
+t.test('13. egress: [] does not enforce; egress: [{}] and toEndpoints: [] enforce and allow nothing', async (t) => {
   const empty = cluster([cnp('x', 'empty', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [] }) as Obj]);
   expectMatrices(t, empty, { tcp80: ALL });
   t.equal(targetRows(empty), ALL_TARGETS);
   const xa = findPod(empty, 'x/a');
   t.equal(evaluate(empty, xa, { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP').egress.enforced, false, 'egress: [] is no egress section');
-  const braces = cluster([cnp('x', 'braces', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{}] }) as Obj]);
-  expectMatrices(t, braces, { tcp80: ALL });
-  t.equal(targetRows(braces), ALL_TARGETS);
-  const r = evaluate(braces, findPod(braces, 'x/a'), { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP');
-  t.equal(r.egress.enforced, true, 'egress: [{}] puts x/a into default deny...');
-  t.same(r.egress.decidingPolicies, [{ kind: 'CiliumNetworkPolicy', namespace: 'x', name: 'braces' }], '...and its {} element allows all');
-  const none = cluster([cnp('x', 'none', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [] }] }) as Obj]);
-  expectMatrices(t, none, {
-    tcp80: `
+  // The agent adds an L3-only filter only for an element with an L3 selector (L4PolicyMap.mergeL4Filter):
+  // `{}` has none and no ports, so it allows nothing, like `toEndpoints: []`.
+  const xaOnly = `
     xa .XX XXX XXX
     xb ... ... ...
     xc ... ... ...
@@ -364,9 +359,16 @@ t.test('13. egress: [] does not enforce; egress: [{}] enforces and allows everyt
     yc ... ... ...
     za ... ... ...
     zb ... ... ...
-    zc ... ... ...`,
-  });
-  t.equal(targetRows(none), onlyRow('xa', 'XXXXX'));
+    zc ... ... ...`;
+  for (const [name, egress] of [['braces', [{}]], ['none', [{ toEndpoints: [] }]]] as const) {
+    const s = cluster([cnp('x', name, { endpointSelector: { matchLabels: { pod: 'a' } }, egress }) as Obj]);
+    expectMatrices(t, s, { tcp80: xaOnly });
+    t.equal(targetRows(s), onlyRow('xa', 'XXXXX'), `${name}: x/a reaches no other target`);
+    const r = evaluate(s, findPod(s, 'x/a'), { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP');
+    t.equal(r.egress.enforced, true, `${name} puts x/a into default deny...`);
+    t.same(r.egress.allowing, [], '...and allows nothing');
+    t.same(r.egress.decidingPolicies, [{ kind: 'CiliumNetworkPolicy', namespace: 'x', name }], '...the default deny comes from it');
+  }
 });
 
 t.test('14. deny precedence: ingressDeny from y on 80/TCP beats an allow-all in x', async (t) => {
@@ -578,4 +580,184 @@ t.test('23. CNP namespace-label selectors (io.cilium.k8s.namespace.labels.*) and
     zb XXX ... ...
     zc ... ... ...`,
   });
+});
+
+t.test('24. enableDefaultDeny without a section in that direction enforces nothing there', async (t) => {
+  // The agent decides default deny per rule element (RulesToPolicyEntries): a rule without an egress
+  // element contributes nothing at egress, whatever enableDefaultDeny.egress says.
+  for (const [dir, section] of [['egress', 'ingress'], ['ingress', 'egress']] as const) {
+    const s = cluster([
+      cnp('x', `edd-${dir}`, {
+        endpointSelector: { matchLabels: { pod: 'a' } },
+        enableDefaultDeny: { [dir]: true },
+        [section]: [{ [section === 'ingress' ? 'fromEntities' : 'toEntities']: ['all'] }],
+      }) as Obj,
+    ]);
+    expectMatrices(t, s, { tcp80: ALL });
+    const xa = findPod(s, 'x/a');
+    const other = findPod(s, 'y/b');
+    const r = dir === 'egress' ? evaluate(s, xa, { type: 'pod', pod: other }, 80, 'TCP').egress : evaluate(s, other, { type: 'pod', pod: xa }, 80, 'TCP').ingress;
+    t.equal(r.enforced, false, `enableDefaultDeny.${dir}: true with only an ${section} section leaves ${dir} open`);
+  }
+  // With an element in the direction, enableDefaultDeny.egress: true does enforce.
+  const s = cluster([cnp('x', 'edd', { endpointSelector: { matchLabels: { pod: 'a' } }, enableDefaultDeny: { egress: true }, egress: [{ toEndpoints: [] }] }) as Obj]);
+  t.equal(evaluate(s, findPod(s, 'x/a'), { type: 'pod', pod: findPod(s, 'y/b') }, 80, 'TCP').egress.enforced, true);
+});
+
+t.test('25. namespace constraints in a CNP endpointSelector: only k8s:io.kubernetes.pod.namespace is overridden', async (t) => {
+  const denyAllIngress = (name: string, endpointSelector: Record<string, unknown>) => cnp('x', name, { endpointSelector, ingress: [{ fromEndpoints: [] }] }) as Obj;
+  const xIsolated = `
+    xa .XX ... ...
+    xb X.X ... ...
+    xc XX. ... ...
+    ya XXX ... ...
+    yb XXX ... ...
+    yc XXX ... ...
+    za XXX ... ...
+    zb XXX ... ...
+    zc XXX ... ...`;
+  // ParseToCiliumRule overwrites the matchLabel k8s:io.kubernetes.pod.namespace with the policy
+  // namespace: the policy selects the pods of x.
+  expectMatrices(t, cluster([denyAllIngress('k8s-key', { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'y' } })]), { tcp80: xIsolated });
+  // Every other namespace constraint is kept and ANDed with the policy namespace: no pod is selected.
+  for (const [name, sel] of [
+    ['plain-key', { matchLabels: { 'io.kubernetes.pod.namespace': 'y' } }],
+    ['any-key', { matchLabels: { 'any:io.kubernetes.pod.namespace': 'y' } }],
+    ['in-other', { matchExpressions: [{ key: 'k8s:io.kubernetes.pod.namespace', operator: 'In', values: ['y', 'z'] }] }],
+    ['notin-own', { matchExpressions: [{ key: 'io.kubernetes.pod.namespace', operator: 'NotIn', values: ['x'] }] }],
+  ] as const) {
+    const s = cluster([denyAllIngress(name, sel)]);
+    expectMatrices(t, s, { tcp80: ALL });
+    t.equal(evaluate(s, findPod(s, 'y/a'), { type: 'pod', pod: findPod(s, 'x/a') }, 80, 'TCP').ingress.enforced, false, `${name}: selects no pod of x`);
+  }
+  // A kept constraint that x satisfies still selects x.
+  expectMatrices(t, cluster([denyAllIngress('in-own', { matchExpressions: [{ key: 'io.kubernetes.pod.namespace', operator: 'In', values: ['x', 'y'] }] })]), { tcp80: xIsolated });
+  t.same(podsSelectedBy(cluster([]), denyAllIngress('plain', { matchLabels: { 'io.kubernetes.pod.namespace': 'y' } }) as never), [], 'podsSelectedBy agrees');
+});
+
+t.test('26. NetworkPolicy rules apply whatever policyTypes says (ParseNetworkPolicy)', async (t) => {
+  // policyTypes: [Egress] with ingress rules: the agent still imports the ingress rules, which put x/a
+  // into default deny at ingress and allow only y.
+  const s = cluster([
+    netpol('x', 'np', {
+      podSelector: { matchLabels: { pod: 'a' } },
+      policyTypes: ['Egress'],
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }],
+      egress: [{}],
+    }) as Obj,
+  ]);
+  expectMatrices(t, s, {
+    tcp80: `
+    xa ... ... ...
+    xb X.. ... ...
+    xc X.. ... ...
+    ya ... ... ...
+    yb ... ... ...
+    yc ... ... ...
+    za X.. ... ...
+    zb X.. ... ...
+    zc X.. ... ...`,
+  });
+});
+
+t.test('27. policy-default-local-cluster: peer selectors without reserved keys select pods only (Cilium 1.19+)', async (t) => {
+  // A CNP peer with its own namespace expression gets no namespace defaulting; with the local-cluster
+  // default the agent still adds io.cilium.k8s.policy.cluster, which no reserved identity carries.
+  const policy = cnp('x', 'not-y', {
+    endpointSelector: { matchLabels: { pod: 'a' } },
+    egress: [{ toEndpoints: [{ matchExpressions: [{ key: 'k8s:io.kubernetes.pod.namespace', operator: 'NotIn', values: ['y'] }] }] }],
+  }) as Obj;
+  const agent = (tag: string) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: 'cilium-1', namespace: 'kube-system', labels: { 'k8s-app': 'cilium' } },
+    spec: { hostNetwork: true, nodeName: 'node-a', containers: [{ name: 'cilium-agent', image: `quay.io/cilium/cilium:${tag}` }] }, status: { phase: 'Running' },
+  }) as Obj;
+  const hostVerdict = (s: MemoryState) => evaluate(s, findPod(s, 'x/a'), { type: 'entity', entity: 'remote-node' }, 80, 'TCP').egress.verdict;
+  t.equal(hostVerdict(cluster([policy])), 'denied', 'unknown version: the 1.19+ default, remote-node is not selected');
+  t.equal(hostVerdict(cluster([policy, agent('v1.19.4')])), 'denied', '1.19');
+  t.equal(hostVerdict(cluster([policy, agent('v1.18.10')])), 'allowed', '1.18: no cluster filter, NotIn selects remote-node');
+  t.equal(hostVerdict(cluster([policy], { ...HEALTHY_CILIUM_CONFIG, 'policy-default-local-cluster': 'false' })), 'allowed', 'turned off in cilium-config');
+  const s = cluster([policy]);
+  t.equal(evaluate(s, findPod(s, 'x/a'), { type: 'pod', pod: findPod(s, 'z/b') }, 80, 'TCP').egress.verdict, 'allowed', 'pods outside y are still selected');
+  // A reserved: selector keeps selecting its identity.
+  const reserved = cluster([cnp('x', 'to-host', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [{ matchLabels: { 'reserved:remote-node': '' } }] }] }) as Obj]);
+  t.equal(hostVerdict(reserved), 'allowed');
+});
+
+t.test('28. world labels follow the address families (getWorldLabel); /0 with except covers a world peer', async (t) => {
+  const byLabel = (label: string) => cnp('x', `to-${label}`, { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [{ matchLabels: { [`reserved:${label}`]: '' } }] }] }) as Obj;
+  const ip = (s: MemoryState) => evaluate(s, findPod(s, 'x/a'), { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP').egress.verdict;
+  const dual = { ...HEALTHY_CILIUM_CONFIG, 'enable-ipv6': 'true' };
+  t.equal(ip(cluster([byLabel('world')])), 'allowed', 'single stack (default): an IPv4 address is reserved:world');
+  t.equal(ip(cluster([byLabel('world-ipv4')])), 'denied', 'single stack: nothing is reserved:world-ipv4');
+  t.equal(ip(cluster([byLabel('world')], dual)), 'denied', 'dual stack: an IPv4 address is not reserved:world...');
+  t.equal(ip(cluster([byLabel('world-ipv4')], dual)), 'allowed', '...but reserved:world-ipv4');
+  const entity = (e: string) => cnp('x', `ent-${e}`, { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEntities: [e] }] }) as Obj;
+  t.equal(ip(cluster([entity('world')])), 'allowed', 'the world entity covers both');
+  t.equal(ip(cluster([entity('world')], dual)), 'allowed');
+  t.equal(ip(cluster([entity('world-ipv4')])), 'denied', 'single stack: the world-ipv4 entity selects no address');
+  t.equal(ip(cluster([entity('world-ipv4')], dual)), 'allowed');
+  // 0.0.0.0/0 except a hole: the world identity (an address in no named prefix) is still selected.
+  const holed = cluster([cnp('x', 'holed', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toCIDRSet: [{ cidr: '0.0.0.0/0', except: ['8.8.8.0/24'] }] }] }) as Obj], dual);
+  const xa = findPod(holed, 'x/a');
+  t.equal(evaluate(holed, xa, { type: 'entity', entity: 'world-ipv4' }, 443, 'TCP').egress.verdict, 'allowed', 'entity:world-ipv4');
+  t.equal(evaluate(holed, xa, { type: 'ip', ip: '8.8.8.8' }, 443, 'TCP').egress.verdict, 'denied', 'an address in the hole');
+  t.equal(evaluate(holed, xa, { type: 'ip', ip: '1.1.1.1' }, 443, 'TCP').egress.verdict, 'allowed');
+});
+
+t.test('29. the identity-label filter: selectors on labels the agent drops select nothing', async (t) => {
+  // pkg/labelsfilter's default drops pod-template-hash, statefulset pod names, kubernetes.io/*, ...
+  // from the identity; app.kubernetes.io/* is kept. Labels under io.cilium.k8s are the agent's own.
+  const withLabel = (extra: Record<string, string>) => {
+    const objs: Obj[] = [ns('x', { ns: 'x' }), pod('x', 'a', { pod: 'a', ...extra }, { ip: '10.0.1.1' }) as Obj, pod('x', 'b', { pod: 'b' }, { ip: '10.0.1.2' }) as Obj];
+    return objs;
+  };
+  const isolate = (key: string) => cnp('x', 'isolate', { endpointSelector: { matchLabels: { [key]: 'v1' } }, ingress: [{ fromEndpoints: [] }] }) as Obj;
+  for (const [key, kept] of [
+    ['pod-template-hash', false],
+    ['statefulset.kubernetes.io/pod-name', false],
+    ['kubernetes.io/role', false],
+    ['controller-revision-hash', false],
+    ['app.kubernetes.io/name', true],
+    ['team', true],
+  ] as const) {
+    const s = memoryState(baseCluster([...withLabel({ [key]: 'v1' }), isolate(key)] as never));
+    const v = evaluate(s, findPod(s, 'x/b'), { type: 'pod', pod: findPod(s, 'x/a') }, 80, 'TCP').ingress;
+    t.equal(v.enforced, kept, `${key}: ${kept ? 'in the identity, the policy selects x/a' : 'dropped from the identity, nothing selected'}`);
+  }
+  // A pod cannot claim another service account through a label.
+  const s = memoryState(baseCluster([...withLabel({ 'io.cilium.k8s.policy.serviceaccount': 'admin' }), cnp('x', 'admins', { endpointSelector: { matchLabels: { 'io.cilium.k8s.policy.serviceaccount': 'admin' } }, ingress: [{ fromEndpoints: [] }] }) as Obj] as never));
+  t.equal(evaluate(s, findPod(s, 'x/b'), { type: 'pod', pod: findPod(s, 'x/a') }, 80, 'TCP').ingress.enforced, false);
+});
+
+t.test('30. an empty peer list empties its element, even beside another peer field', async (t) => {
+  // mergeEndpointSelectors returns no L3 for an empty non-nil slice: `toEndpoints: []` next to
+  // `toEntities: [all]` selects nobody (Sanitize only refuses two non-empty L3 kinds).
+  const s = cluster([cnp('x', 'mixed', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [], toEntities: ['all'] }] }) as Obj]);
+  const r = evaluate(s, findPod(s, 'x/a'), { type: 'pod', pod: findPod(s, 'y/b') }, 80, 'TCP');
+  t.equal(r.egress.enforced, true);
+  t.equal(r.egress.verdict, 'denied');
+});
+
+t.test('31. named ports: Cilium port names ignore case; ports named on init containers never match', async (t) => {
+  // Rule.Sanitize lowercases a CNP's port names; GetPodMetadata takes named ports from the pod's
+  // containers only. (Both checked against the agent by the conformance oracle.)
+  const upper = cluster([cnp('x', 'upper', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [{}], toPorts: [{ ports: [{ port: 'SERVE-81-TCP', protocol: 'TCP' }] }] }] }) as Obj]);
+  const xa = findPod(upper, 'x/a');
+  t.equal(evaluate(upper, xa, { type: 'pod', pod: findPod(upper, 'x/b') }, 81, 'TCP').egress.verdict, 'allowed', 'SERVE-81-TCP is serve-81-tcp');
+  t.equal(evaluate(upper, xa, { type: 'pod', pod: findPod(upper, 'x/b') }, 80, 'TCP').egress.verdict, 'denied');
+  const withInit = pod('x', 'init', { pod: 'init' }, { ip: '10.0.1.9' }) as Obj & { spec: Record<string, unknown> };
+  withInit.spec = { ...withInit.spec, initContainers: [{ name: 'setup', ports: [{ name: 'setup-port', containerPort: 9090 }] }] };
+  const s = cluster([withInit, cnp('x', 'init-port', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEndpoints: [{}], toPorts: [{ ports: [{ port: 'setup-port' }] }] }] }) as Obj]);
+  t.equal(evaluate(s, findPod(s, 'x/a'), { type: 'pod', pod: findPod(s, 'x/init') }, 9090, 'TCP').egress.verdict, 'denied', 'a port named on an init container is not a named port for policy');
+});
+
+t.test('32. NetworkPolicy podSelector peer: the matchLabel io.kubernetes.pod.namespace is the policy namespace', async (t) => {
+  // parsePodSelector overwrites that matchLabel with the policy namespace: `from: [{podSelector:
+  // {matchLabels: {io.kubernetes.pod.namespace: y}}}]` in x admits the pods of x, not y.
+  const s = cluster([
+    netpol('x', 'np', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ podSelector: { matchLabels: { 'io.kubernetes.pod.namespace': 'y' } } }] }] }) as Obj,
+  ]);
+  const xa = findPod(s, 'x/a');
+  t.equal(evaluate(s, findPod(s, 'x/b'), { type: 'pod', pod: xa }, 80, 'TCP').ingress.verdict, 'allowed', 'x/b is admitted');
+  t.equal(evaluate(s, findPod(s, 'y/b'), { type: 'pod', pod: xa }, 80, 'TCP').ingress.verdict, 'denied', 'y/b is not');
 });

@@ -99,3 +99,15 @@ t.test('replicas with the same labels but a different data plane are judged one 
   ]);
   t.same(runRule(rule, optOut, 'CREATE', restricted).findings[0]?.victims, ['demo/hello-app-2']);
 });
+
+t.test('Istio before 1.25 (istiod image tag): ambient does not capture DNS unless the pod asks', async (t) => {
+  const istiod = (tag: string) => ({
+    apiVersion: 'apps/v1', kind: 'Deployment',
+    metadata: { name: 'istiod', namespace: 'istio-system', labels: { app: 'istiod' } },
+    spec: { template: { metadata: { labels: { app: 'istiod' } }, spec: { containers: [{ name: 'discovery', image: `docker.io/istio/pilot:${tag}` }] } } },
+  });
+  t.same(runRule(rule, baseCluster([...demo, istiod('1.24.3')] as never), 'CREATE', restricted).findings, [], '1.24: no capture by default');
+  const askedFor = [ns('demo', AMBIENT), pod('demo', 'hello-app-1', { app: 'hello-app' }, { annotations: { 'ambient.istio.io/dns-capture': 'true' } })];
+  t.equal(runRule(rule, baseCluster([...askedFor, istiod('1.24.3')] as never), 'CREATE', restricted).findings.length, 1, '1.24: the pod asked for capture');
+  t.equal(runRule(rule, baseCluster([...demo, istiod('1.25.0')] as never), 'CREATE', restricted).findings.length, 1, '1.25: captured by default');
+});

@@ -73,10 +73,12 @@ t.test('egress-only policies do not enforce ingress', async (t) => {
   t.same(runRule(rule, baseCluster(demo), 'CREATE', egressOnly).findings, []);
 });
 
-t.test('enableDefaultDeny.ingress alone (egress rules only) enforces ingress: probes are dropped', async (t) => {
+t.test('enableDefaultDeny.ingress needs an ingress element: the flag alone keeps probes, ingress: [{}] drops them', async (t) => {
   const byFlag = cnp('demo', 'egress-and-flag', { endpointSelector: {}, enableDefaultDeny: { ingress: true }, egress: [{ toEntities: ['cluster'] }] });
-  const f = runRule(rule, baseCluster(demo), 'CREATE', byFlag).findings;
-  t.equal(f.length, 1);
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', byFlag).findings, [], 'no ingress element: ingress stays open (RulesToPolicyEntries)');
+  const braces = cnp('demo', 'egress-and-braces', { endpointSelector: {}, egress: [{ toEntities: ['cluster'] }], ingress: [{}] });
+  const f = runRule(rule, baseCluster(demo), 'CREATE', braces).findings;
+  t.equal(f.length, 1, 'ingress: [{}] enforces and admits no probe');
   t.equal(f[0]!.victimCount, 3);
 });
 

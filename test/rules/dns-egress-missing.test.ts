@@ -46,16 +46,18 @@ t.test('seed 000: a CNP default-deny egress without DNS is denied, fix in CNP di
   t.notMatch(findings[0]!.fix, /rules: \{dns/);
 });
 
-t.test('enableDefaultDeny.egress alone (ingress rules only) is a default-deny egress too', async (t) => {
-  // Cilium: an explicit enableDefaultDeny.egress: true enforces egress although the policy has no egress rules.
+t.test('enableDefaultDeny.egress without an egress element enforces nothing; egress: [{}] enforces and allows nothing', async (t) => {
+  // The agent decides default deny per rule element (RulesToPolicyEntries): a rule without an egress
+  // element never enforces egress, whatever enableDefaultDeny.egress says.
   const byFlag = cnp('shop', 'deny-by-flag', { endpointSelector: {}, enableDefaultDeny: { egress: true, ingress: true }, ingress: [{ fromEndpoints: [{}] }] });
-  const f = runRule(rule, baseCluster(shop), 'CREATE', byFlag).findings;
+  t.same(runRule(rule, baseCluster(shop), 'CREATE', byFlag).findings, []);
+  // An egress element without peer and ports puts egress into default deny and allows nothing
+  // (L4PolicyMap.mergeL4Filter adds no filter for it): DNS is cut.
+  const braces = cnp('shop', 'deny-by-braces', { endpointSelector: {}, enableDefaultDeny: { egress: true }, ingress: [{ fromEndpoints: [{}] }], egress: [{}] });
+  const f = runRule(rule, baseCluster(shop), 'CREATE', braces).findings;
   t.equal(f.length, 1);
   t.notOk(f[0]!.preexisting);
   t.same(f[0]!.victims, ['shop/web-1', 'shop/web-2']);
-  // Without the flag the same policy leaves egress alone.
-  const noFlag = cnp('shop', 'ingress-only', { endpointSelector: {}, ingress: [{ fromEndpoints: [{}] }] });
-  t.same(runRule(rule, baseCluster(shop), 'CREATE', noFlag).findings, []);
 });
 
 t.test('seed 000: adding the kube-dns rule admits it', async (t) => {
@@ -227,12 +229,21 @@ t.test('an ingress policy on the kube-dns pods that drops the clients denies eve
   t.same(runRule(rule, objs, 'CREATE', open).findings, []);
 });
 
-t.test('enableDefaultDeny.ingress on the kube-dns pods (egress rules only) cuts every client off', async (t) => {
+t.test('enableDefaultDeny.ingress on the kube-dns pods: only an ingress element enforces it', async (t) => {
   const objs = baseCluster([...shop]);
+  // Egress rules only: the flag alone does not put ingress into default deny.
+  const flagOnly = cnp('kube-system', 'coredns-lockdown', {
+    endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+    enableDefaultDeny: { ingress: true, egress: false },
+    egress: [{ toEntities: ['world'] }],
+  });
+  t.same(runRule(rule, objs, 'CREATE', flagOnly).findings, []);
+  // With `ingress: [{}]` it does, and that element allows nobody in.
   const policy = cnp('kube-system', 'coredns-lockdown', {
     endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
     enableDefaultDeny: { ingress: true, egress: false },
     egress: [{ toEntities: ['world'] }],
+    ingress: [{}],
   });
   const { findings } = runRule(rule, objs, 'CREATE', policy);
   t.equal(findings.length, 1);

@@ -212,7 +212,7 @@ t.test('a costly object is re-evaluated only when it changes or after the heavy 
     return decide(c, s);
   };
   const audit = new BackgroundAudit({ source: src, rules, config, decide: costly, logger: silent, metrics, timers: time.timers, clock: time.clock, heavyMs: 50, heavyIntervalMs: 600_000, yieldNow: async () => undefined });
-  const drain = async (p: Promise<unknown>) => {
+  const drain = async <T,>(p: Promise<T>): Promise<T> => {
     let done = false;
     void p.then(() => (done = true));
     for (let i = 0; i < 100 && !done; i++) await time.advance(1_000);

@@ -162,12 +162,15 @@ t.test('namespaceLabelReadFor: per direction, a key counts when a policy acting 
     t.ok(namespaceLabelReadFor(state, 'istio.io/dataplane-mode', d), `${d}: mesh label`);
     t.notOk(namespaceLabelReadFor(state, 'cost-center', d), `${d}: unread`);
   }
-  // enableDefaultDeny alone acts on a direction: an ingress-only CCNP that turns egress default deny on.
+  // enableDefaultDeny alone does not act on a direction: the agent applies it per rule element
+  // (RulesToPolicyEntries), so an ingress-only CCNP never enforces egress; `egress: [{}]` does.
   const edd = memoryState(baseCluster([
     ccnp('edd', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.zone': 'z' } }, ingress: [{ fromEntities: ['cluster'] }], enableDefaultDeny: { egress: true } }),
+    ccnp('braces', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.region': 'r' } }, ingress: [{ fromEntities: ['cluster'] }], egress: [{}] }),
     ccnp('ingress-only', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.tier': 'x' } }, ingress: [{ fromEntities: ['cluster'] }] }),
   ]));
-  t.ok(namespaceLabelReadFor(edd, 'zone', 'egress'), 'enableDefaultDeny.egress');
+  t.notOk(namespaceLabelReadFor(edd, 'zone', 'egress'), 'enableDefaultDeny.egress without an egress element');
+  t.ok(namespaceLabelReadFor(edd, 'region', 'egress'), 'egress: [{}] enforces egress');
   t.ok(namespaceLabelReadFor(edd, 'zone', 'ingress'), 'and its ingress rules');
   t.notOk(namespaceLabelReadFor(edd, 'tier', 'egress'), 'an ingress-only policy does not act on egress');
   t.ok(namespaceLabelReadFor(edd, 'tier', 'ingress'));

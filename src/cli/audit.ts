@@ -37,7 +37,10 @@ export interface AuditOptions extends LimitFlags {
 
 export interface AuditSummary {
   readonly audited: number;
+  /** Objects with findings. */
   readonly results: readonly AuditResult[];
+  /** Every audited object, clean ones too (JUnit lists them as passing cases). */
+  readonly all: readonly AuditResult[];
   /** Rule id -> https link to its page (the config's docs.baseUrl). */
   readonly docsUrl: DocsLinks;
 }
@@ -49,7 +52,7 @@ export async function runAudit(opts: AuditOptions, ctx: CliContext): Promise<Aud
   const state = await loadMutableState(opts, limits);
   const decide = createDecide(ctx.rules, config);
   const all = auditState(state, decide, ctx.rules, config);
-  return { audited: all.length, results: all.filter((r) => r.findings.length > 0), docsUrl: docsLinks(config.docs.baseUrl) };
+  return { audited: all.length, results: all.filter((r) => r.findings.length > 0), all, docsUrl: docsLinks(config.docs.baseUrl) };
 }
 
 function toReportObjects(results: readonly AuditResult[]): ReportObject[] {
@@ -108,7 +111,8 @@ export function auditCommand(ctx: CliContext): Command {
     .option('--fail-on-warn', 'exit 1 for findings at warn level too, not only deny')
     .action(async (opts: AuditOptions) => {
       const summary = await runAudit(opts, ctx);
-      const objects = toReportObjects(summary.results);
+      // JUnit shows every audited object (a clean one as a passing case); the other formats, findings.
+      const objects = toReportObjects(opts.output === 'junit' ? summary.all : summary.results);
       const meta = reportMeta(ctx, 'meshguard audit', summary.docsUrl);
       const out =
         opts.output === 'json'

@@ -2,6 +2,8 @@
 // GitLab, Azure DevOps), JUnit XML (every CI's test report view) and GitHub workflow commands
 // (annotations on the pull request). Each takes the same neutral shape, so both commands answer alike.
 
+import { isAbsolute, relative, sep } from 'node:path';
+
 export interface ReportFinding {
   readonly rule: string;
   readonly action: 'deny' | 'warn' | 'audit';
@@ -40,6 +42,17 @@ export function objectRef(o: Pick<ReportObject, 'kind' | 'namespace' | 'name'>):
   return `${o.kind} ${o.namespace ? `${o.namespace}/` : ''}${o.name}`;
 }
 
+/**
+ * A manifest path as a SARIF artifact URI: relative to the working directory when it is below it
+ * (code scanning resolves it against the repository), each segment percent-encoded (`#`, `%`, spaces).
+ */
+export function fileUri(file: string, cwd = process.cwd()): string {
+  const rel = relative(cwd, file);
+  const path = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
+  const encoded = path.split(sep).map(encodeURIComponent).join('/');
+  return isAbsolute(path) ? `file://${encoded.startsWith('/') ? '' : '/'}${encoded}` : encoded;
+}
+
 function sarifLevel(action: ReportFinding['action']): 'error' | 'warning' | 'note' {
   return action === 'deny' ? 'error' : action === 'warn' ? 'warning' : 'note';
 }
@@ -56,7 +69,7 @@ export function renderSarif(objects: readonly ReportObject[], meta: ReportMeta):
       locations: [
         {
           ...(o.file && o.file !== '<stdin>'
-            ? { physicalLocation: { artifactLocation: { uri: o.file }, region: { startLine: Math.max(1, o.line ?? 1) } } }
+            ? { physicalLocation: { artifactLocation: { uri: fileUri(o.file) }, region: { startLine: Math.max(1, o.line ?? 1) } } }
             : {}),
           logicalLocations: [{ name: o.name, fullyQualifiedName: objectRef(o), kind: 'resource' }],
         },

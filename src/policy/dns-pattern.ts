@@ -84,11 +84,15 @@ function nextNonLabelChar(text: string, from: number, end: number): number {
  * Does one label of the name, text[start..end), match one pattern label (its `*`-separated segments)?
  * Greedy leftmost placement of the middle segments is exact here because the segments hold only label
  * characters (the pattern alphabet): an earlier placement never leaves a character a later one would
- * have covered. Each character is scanned a bounded number of times.
+ * have covered. Linear: one pass for the alphabet, then each segment searched once from where the
+ * previous one ended (Knuth-Morris-Pratt).
  */
 function labelMatches(text: string, start: number, end: number, segs: readonly string[], failures: readonly (Int32Array | undefined)[]): boolean {
   const first = segs[0]!;
   if (segs.length === 1) return end - start === first.length && text.startsWith(first, start);
+  // Pattern literals hold only label characters and `*` stands only for them: a label with any other
+  // character cannot match. Checked once, so the gaps need no check of their own.
+  if (nextNonLabelChar(text, start, end) !== end) return false;
   const last = segs[segs.length - 1]!;
   if (end - start < first.length + last.length) return false;
   if (!text.startsWith(first, start) || !text.startsWith(last, end - last.length)) return false;
@@ -97,14 +101,11 @@ function labelMatches(text: string, start: number, end: number, segs: readonly s
   for (let i = 1; i < segs.length - 1; i++) {
     const seg = segs[i]!;
     if (seg.length === 0) continue; // `**` inside a label: the same as one `*`
-    // The gap before the segment is matched by `*`: only label characters.
-    const limit = nextNonLabelChar(text, pos, stop);
-    const at = findSegment(text, seg, failures[i]!, pos, limit, stop);
+    const at = findSegment(text, seg, failures[i]!, pos, stop, stop);
     if (at < 0) return false;
     pos = at + seg.length;
   }
-  // The last gap, before the final segment.
-  return nextNonLabelChar(text, pos, stop) === stop;
+  return true;
 }
 
 const compiled = new Map<string, CompiledPattern | null>();

@@ -1,8 +1,11 @@
 // One writer of policy reports among the replicas: a coordination.k8s.io/v1 Lease, held the way
 // client-go's leader election holds one. The holder renews it every `renewMs`; another replica takes
-// it over only once `leaseMs` has passed since the last renewal; every write carries the
-// resourceVersion read, so two replicas racing for it cannot both win (the loser gets 409). All
-// replicas stay ready: the Lease decides who writes reports, not who answers reviews.
+// it over only once the lease has not changed for `leaseMs` *as that replica observed it* (its own
+// monotonic clock, never the holder's wall-clock timestamps: nodes' clocks may disagree); every
+// write carries the resourceVersion read, so two replicas racing for it cannot both win (the loser
+// gets 409). A holder whose renewals stall counts itself as holding only until `leaseMs` after its
+// last successful renewal, before anyone else can take over. All replicas stay ready: the Lease
+// decides who writes reports, not who answers reviews.
 
 import type { Clock } from '../budget.ts';
 import type { KubeApi } from '../state/kube-api.ts';
@@ -40,13 +43,18 @@ function microTime(ms: number): string {
 export class Lease {
   readonly #o: Required<Omit<LeaseOptions, 'clock'>> & { clock: Clock & { wall(): number } };
   #held = false;
+  /** Monotonic time of this replica's last successful create or renewal. */
+  #renewedAt = 0;
+  /** The lease record as last observed: its resourceVersion and when this replica first saw it. */
+  #observed: { rv: string; at: number } | undefined;
 
   constructor(o: LeaseOptions) {
     this.#o = { leaseMs: 30_000, ...o, clock: o.clock ?? wallClock };
   }
 
+  /** Held, and renewed within the lease duration (a stalled renewal stops counting before expiry). */
   get held(): boolean {
-    return this.#held;
+    return this.#held && this.#o.clock.now() - this.#renewedAt < this.#o.leaseMs;
   }
 
   #path(name?: string): string {
@@ -67,12 +75,15 @@ export class Lease {
    * holds it now. An error of the API server counts as not holding it.
    */
   async tryAcquireOrRenew(): Promise<boolean> {
+    const started = this.#o.clock.now();
     try {
       this.#held = await this.#attempt();
     } catch {
       this.#held = false;
     }
-    return this.#held;
+    // Counted from before the request: the API server may have written it any time since.
+    if (this.#held) this.#renewedAt = started;
+    return this.held;
   }
 
   async #attempt(): Promise<boolean> {
@@ -89,10 +100,12 @@ export class Lease {
       return res.status === 201;
     }
     const holder = current.spec.holderIdentity ?? '';
-    const renewed = current.spec.renewTime ? Date.parse(current.spec.renewTime) : 0;
     const duration = (current.spec.leaseDurationSeconds ?? seconds) * 1000;
     const mine = holder === this.#o.identity;
-    if (!mine && holder !== '' && renewed + duration > now) return false;
+    const rv = current.metadata.resourceVersion ?? '';
+    const seenAt = this.#o.clock.now();
+    if (this.#observed?.rv !== rv) this.#observed = { rv, at: seenAt };
+    if (!mine && holder !== '' && seenAt - this.#observed.at < duration) return false;
     const spec = {
       ...current.spec,
       holderIdentity: this.#o.identity,

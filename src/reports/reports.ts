@@ -43,7 +43,10 @@ export function reportName(kind: string, name: string): string {
   const plain = `meshguard-${kind.toLowerCase()}-${name}`;
   if (plain.length <= 253) return plain;
   const hash = createHash('sha256').update(`${kind}/${name}`).digest('hex').slice(0, 16);
-  return `${plain.slice(0, 253 - 17)}-${hash}`;
+  // A DNS subdomain: the cut must not end in '-' or '.' before the hash's '-'.
+  let head = plain.slice(0, 253 - 17);
+  while (head.endsWith('-') || head.endsWith('.')) head = head.slice(0, -1);
+  return `${head}-${hash}`;
 }
 
 function resultOf(f: AuditFinding): Pick<ReportResult, 'result' | 'severity' | 'scored'> {

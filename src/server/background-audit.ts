@@ -162,13 +162,18 @@ export class BackgroundAudit {
     }
     if (this.#auditedRevision === undefined) {
       // The first audit after start (or after taking the lease) does not wait.
-      void this.runNow();
+      this.#runLogged();
       return;
     }
     this.#firstPendingAt ??= now;
     const quiet = now - this.#lastChangeAt >= (this.#o.debounceMs ?? 10_000);
     const overdue = now - this.#firstPendingAt >= (this.#o.maxDelayMs ?? 60_000);
-    if (quiet || overdue) void this.runNow();
+    if (quiet || overdue) this.#runLogged();
+  }
+
+  /** A run started by the schedule: a failure is logged, never an unhandled rejection (it would end the process). */
+  #runLogged(): void {
+    this.runNow().catch((e: unknown) => this.#o.logger.warn({ err: (e as Error).message }, 'background audit failed'));
   }
 
   /** Audits the state now (waits for a run in progress instead of starting a second one). */
@@ -240,6 +245,9 @@ export class BackgroundAudit {
     }
     working += this.#clock.now() - sliceStart;
     this.#auditedRevision = startRevision;
+    // Costly objects that are gone are forgotten.
+    const seen = new Set(subjects.map(({ kind, obj }) => `${kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`));
+    for (const key of this.#heavy.keys()) if (!seen.has(key)) this.#heavy.delete(key);
     metrics.existingFindings(results);
     let reports: ReconcileOutcome | undefined;
     if (this.#o.writer && this.#leading && !this.#stopped) {

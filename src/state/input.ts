@@ -69,6 +69,7 @@ export function readBounded(path: string, maxBytes: number, flag = '--max-input-
     // A terminal is a character device too: `check -` typed by hand ends with Ctrl-D.
     if (refused && !(path === STDIN && isatty(fd))) throw new InputError(`is ${refused}, not a file or a pipe`, { file: name });
     let bound = { bytes: maxBytes, flag, what: '' };
+    let decided = false;
     const tooBig = (): InputError =>
       new InputError(`${bound.what}larger than ${formatBytes(bound.bytes)}: refused (raise the bound with ${bound.flag})`, { file: name });
     if (st.isFile() && st.size > maxBytes) throw tooBig();
@@ -82,19 +83,27 @@ export function readBounded(path: string, maxBytes: number, flag = '--max-input-
         n = readSync(fd, chunk, 0, chunk.length, null);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN') continue; // a non-blocking stdin with nothing yet
+        if (code === 'EAGAIN') {
+          // A non-blocking stdin with nothing yet: wait a little rather than spin a core.
+          Atomics.wait(PAUSE, 0, 0, 5);
+          continue;
+        }
         if (code === 'EOF') break;
         throw new InputError(`cannot read: ${code ?? (e as Error).message}`, { file: name });
       }
       if (n === 0) break;
-      // A stream's first bytes tell what it is: YAML is bounded much lower than JSON.
-      if (total === 0 && narrow && !st.isFile()) {
-        const b = narrow(chunk.subarray(0, n));
-        if (b && b.bytes < bound.bytes) bound = b;
-      }
       total += n;
-      if (total > bound.bytes) throw tooBig();
       chunks.push(Buffer.from(chunk.subarray(0, n)));
+      // A stream's first bytes tell what it is (YAML is bounded much lower than JSON): asked again
+      // until they do (blanks and comments first say nothing), on up to the first 64 KiB.
+      if (narrow && !decided && !st.isFile()) {
+        const head = Buffer.concat(chunks, Math.min(total, 64 * 1024)).subarray(0, Math.min(total, 64 * 1024));
+        const verdict = narrow(head);
+        if (verdict !== undefined && verdict !== 'json' && verdict.bytes < bound.bytes) bound = verdict;
+        // Decided once the bytes tell, or after 64 KiB of nothing but blanks and comments.
+        if (verdict !== undefined || total >= 64 * 1024) decided = true;
+      }
+      if (total > bound.bytes) throw tooBig();
     }
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
   } finally {
@@ -102,8 +111,25 @@ export function readBounded(path: string, maxBytes: number, flag = '--max-input-
   }
 }
 
-/** A smaller bound for a stream, decided from its first bytes. */
-export type Narrow = (head: Buffer) => { bytes: number; flag: string; what: string } | undefined;
+/**
+ * A smaller bound for a stream, decided from its first bytes: a bound, 'json' (the general bound
+ * stands), or undefined when the bytes so far do not tell yet.
+ */
+export type Narrow = (head: Buffer) => { bytes: number; flag: string; what: string } | 'json' | undefined;
+
+/** Whether text that starts like `head` is JSON (true), YAML (false), or cannot be told yet (undefined). */
+export function streamKind(head: Buffer): boolean | undefined {
+  let i = 0;
+  while (i < head.length) {
+    const c = head[i]!;
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) i++;
+    else if (c === 0x23) {
+      while (i < head.length && head[i] !== 0x0a) i++;
+    } else if (c === 0xef && head[i + 1] === 0xbb && head[i + 2] === 0xbf) i += 3;
+    else return c === 0x7b || c === 0x5b; // { [
+  }
+  return undefined;
+}
 
 /** Whether text that starts like `head` is JSON: its first character past blanks and # comment lines. */
 export function startsLikeJson(head: Buffer): boolean {
@@ -121,8 +147,14 @@ export function startsLikeJson(head: Buffer): boolean {
 
 /** Narrow for inputs that may be YAML or JSON: a stream that does not start like JSON is YAML. */
 export function yamlNarrow(limits: InputLimits): Narrow {
-  return (head) => (startsLikeJson(head) ? undefined : { bytes: limits.maxYamlBytes, flag: '--max-yaml-bytes', what: 'YAML ' });
+  return (head) => {
+    const kind = streamKind(head);
+    if (kind === undefined) return undefined;
+    return kind ? 'json' : { bytes: limits.maxYamlBytes, flag: '--max-yaml-bytes', what: 'YAML ' };
+  };
 }
+
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
 /** The text of a file, a pipe or standard input (UTF-8, without a byte order mark), bounded. */
 export function readBoundedText(path: string, maxBytes: number, flag?: string, narrow?: Narrow): string {

@@ -129,7 +129,8 @@ function nonString(map: unknown, path: string): string | undefined {
   if (map === undefined || map === null) return undefined;
   if (!isRecord(map)) return `${path} must be a map of strings, not ${describeValue(map)}`;
   for (const [k, v] of Object.entries(map)) {
-    if (typeof v !== 'string') return `${path}.${k} is ${describeValue(v)}; kubectl refuses it: values here must be strings, quote it`;
+    // `key:` with nothing after it is null: kubectl sends it and the API server stores "".
+    if (typeof v !== 'string' && v !== null) return `${path}.${k} is ${describeValue(v)}; kubectl refuses it: values here must be strings, quote it`;
   }
   return undefined;
 }

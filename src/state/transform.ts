@@ -137,6 +137,7 @@ function stringMap(v: unknown, keep?: (key: string) => boolean, share = true): L
     let s: string | undefined;
     if (typeof val === 'string') s = val;
     else if (typeof val === 'number' || typeof val === 'boolean') s = String(val);
+    else if (val === null) s = ''; // `key:` with no value: the API server stores 
     if (s === undefined) continue;
     s = share ? intern(s) : s;
     setOwn(out, k, s);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 
 import { runCli } from '../../src/cli/program.ts';
-import { renderGithub, renderJunit, renderSarif, type ReportMeta } from '../../src/cli/formats.ts';
+import { fileUri, renderGithub, renderJunit, renderSarif, type ReportMeta } from '../../src/cli/formats.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 
@@ -89,6 +89,21 @@ t.test('SARIF: a manifest file and line become a physical location; helpUri is c
   t.equal(s.runs[0]!.results[1]!.locations[0]!.physicalLocation, undefined, 'no file, no physical location');
 });
 
+t.test('SARIF URIs: relative below the working directory, segments percent-encoded, file:// outside it', async (t) => {
+  t.equal(fileUri('/repo/k8s/a b#1.yaml', '/repo'), 'k8s/a%20b%231.yaml');
+  t.equal(fileUri('k8s/50%.yaml', '/repo'), 'k8s/50%25.yaml');
+  t.equal(fileUri('/elsewhere/x.yaml', '/repo'), 'file:///elsewhere/x.yaml');
+});
+
+t.test('audit JUnit lists every audited object: a clean one as a passing case', async (t) => {
+  const r = await audit('--state', `${root}examples/cluster`, '-o', 'junit');
+  t.equal(r.code, 0);
+  const cases = r.stdout.match(/<testcase /g)?.length ?? 0;
+  t.ok(cases > 20, `${cases} passing cases`);
+  t.match(r.stdout, /<testcase classname="CiliumNetworkPolicy blue\/httpbin-l4" name="no findings"\/>/);
+  t.notMatch(r.stdout, /<failure/);
+});
+
 t.test('JUnit: a test case per object and rule, failures for deny, escaped', async (t) => {
   const x = renderJunit(objects, meta);
   t.match(x, /^<\?xml version="1\.0" encoding="UTF-8"\?>\n<testsuites name="meshguard check" tests="3" failures="1">/);
@@ -131,7 +146,7 @@ t.test('check shares the CI formats: manifest file and line as the location; --f
   const result = (JSON.parse(sarif.stdout) as { runs: { results: { ruleId: string; level: string; locations: { physicalLocation: { artifactLocation: { uri: string }; region: { startLine: number } } }[] }[] }[] }).runs[0]!.results[0]!;
   t.equal(result.ruleId, 'dns-egress-missing');
   t.equal(result.level, 'error');
-  t.same(result.locations[0]!.physicalLocation, { artifactLocation: { uri: bad }, region: { startLine: 3 } });
+  t.same(result.locations[0]!.physicalLocation, { artifactLocation: { uri: 'examples/policies/dns-egress-missing.bad.yaml' }, region: { startLine: 3 } }, 'relative to the working directory');
   const gh = await check('--state', `${root}examples/cluster`, '-o', 'github', bad);
   t.match(gh.stdout, new RegExp(`^::error file=${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')},line=3,title=meshguard dns-egress-missing%3A NetworkPolicy green/netshoot-egress::`));
   const junit = await check('--state', `${root}examples/cluster`, '-o', 'junit', bad);

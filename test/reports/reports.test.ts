@@ -100,7 +100,7 @@ function clock(start: number) {
   return { now: () => wall, wall: () => wall, advance: (ms: number) => void (wall += ms) };
 }
 
-t.test('the lease: one holder; renewals keep it; another replica takes it only once it expired', async (t) => {
+t.test('the lease: one holder; renewals keep it; another replica takes it once it saw no change for the lease time', async (t) => {
   const api = new FakeKube();
   const c = clock(Date.parse('2026-12-06T10:00:00Z'));
   const a = new Lease({ api, namespace: 'meshguard', name: 'meshguard-audit', identity: 'pod-a', leaseMs: 30_000, clock: c });
@@ -110,9 +110,11 @@ t.test('the lease: one holder; renewals keep it; another replica takes it only o
   c.advance(20_000);
   t.equal(await a.tryAcquireOrRenew(), true, 'a renews');
   c.advance(20_000);
-  t.equal(await b.tryAcquireOrRenew(), false, '20 s after the renewal: still valid (near miss)');
-  c.advance(10_001);
-  t.equal(await b.tryAcquireOrRenew(), true, '30 s after: expired, b takes over');
+  t.equal(await b.tryAcquireOrRenew(), false, 'b sees the renewal: the lease time counts from now (near miss)');
+  c.advance(29_999);
+  t.equal(await b.tryAcquireOrRenew(), false, '1 ms short of 30 s unchanged');
+  c.advance(1);
+  t.equal(await b.tryAcquireOrRenew(), true, '30 s without a change as b saw it: b takes over');
   t.equal(await a.tryAcquireOrRenew(), false, 'a lost it');
   const lease = api.objects.get('/apis/coordination.k8s.io/v1/namespaces/meshguard/leases/meshguard-audit') as unknown as { spec: { holderIdentity: string; leaseTransitions: number } };
   t.equal(lease.spec.holderIdentity, 'pod-b');
@@ -121,14 +123,51 @@ t.test('the lease: one holder; renewals keep it; another replica takes it only o
   t.equal(await a.tryAcquireOrRenew(), true, 'a released lease is taken at once');
 });
 
+t.test('the lease: a holder whose renewals stall stops counting itself before anyone can take over', async (t) => {
+  const api = new FakeKube();
+  const c = clock(Date.parse('2026-12-06T10:00:00Z'));
+  const a = new Lease({ api, namespace: 'm', name: 'l', identity: 'a', leaseMs: 30_000, clock: c });
+  t.equal(await a.tryAcquireOrRenew(), true);
+  c.advance(29_999);
+  t.equal(a.held, true, 'within the lease time of its last renewal');
+  c.advance(1);
+  t.equal(a.held, false, 'no renewal for the lease time: no longer the writer, though nothing told it');
+});
+
+t.test("the lease: another replica's clock being ahead does not make it take a live lease", async (t) => {
+  const api = new FakeKube();
+  const c = clock(Date.parse('2026-12-06T10:00:00Z'));
+  const ahead = { now: c.now, wall: () => c.wall() + 120_000 };
+  const a = new Lease({ api, namespace: 'm', name: 'l', identity: 'a', leaseMs: 30_000, clock: c });
+  const b = new Lease({ api, namespace: 'm', name: 'l', identity: 'b', leaseMs: 30_000, clock: ahead });
+  t.equal(await a.tryAcquireOrRenew(), true);
+  t.equal(await b.tryAcquireOrRenew(), false, 'b reads a renewTime 2 minutes old by its own clock, and still waits');
+  c.advance(10_000);
+  t.equal(await a.tryAcquireOrRenew(), true);
+  c.advance(10_000);
+  t.equal(await b.tryAcquireOrRenew(), false);
+});
+
 t.test('the lease: two replicas racing for an expired lease cannot both win', async (t) => {
   const api = new FakeKube();
   const c = clock(Date.parse('2026-12-06T10:00:00Z'));
   const old = new Lease({ api, namespace: 'm', name: 'l', identity: 'gone', clock: c });
   await old.tryAcquireOrRenew();
-  c.advance(60_000);
   const a = new Lease({ api, namespace: 'm', name: 'l', identity: 'a', clock: c });
   const b = new Lease({ api, namespace: 'm', name: 'l', identity: 'b', clock: c });
+  // Both observe the lease, then it stays unchanged past its time.
+  await a.tryAcquireOrRenew();
+  await b.tryAcquireOrRenew();
+  c.advance(60_000);
   const won = await Promise.all([a.tryAcquireOrRenew(), b.tryAcquireOrRenew()]);
   t.same(won.filter(Boolean).length, 1, `exactly one wins (${won.join(', ')})`);
+});
+
+t.test('a shortened report name never ends its head in - or . before the hash', async (t) => {
+  // 236 characters of head would end in '.' here: the cut moves back past it.
+  const name = `${'a'.repeat(253 - 17 - 'meshguard-networkpolicy-'.length - 1)}.b${'c'.repeat(40)}`;
+  const r = reportName('NetworkPolicy', name);
+  t.ok(r.length <= 253);
+  t.match(r, /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+  t.notMatch(r, /[-.]-[0-9a-f]{16}$/, 'no "-" or "." right before the hash separator');
 });

@@ -112,6 +112,8 @@ t.test('other places kubectl wants strings: annotations, ConfigMap data, matchLa
   // Near miss: the same keys with strings, and a boolean where the API takes one.
   const fine = file('fine.yaml', 'apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: a, labels: {x: "yes"}}\nspec:\n  hostNetwork: yes\n');
   t.equal(readManifests([fine]).length, 1, 'hostNetwork: yes is a boolean field: fine');
+  const empty = file('null-label.yaml', 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels:\n    team:\n');
+  t.equal(readManifests([empty]).length, 1, 'a label with no value (null) is what the API server stores as "": accepted');
   const json = file('bad.json', JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'a', labels: { x: true } } }));
   t.throws(() => readManifests([json]), /metadata\.labels\.x is the boolean true/, 'JSON too');
 });

@@ -55,7 +55,7 @@ export interface CheckFinding {
  */
 export type NotChecked = 'kind' | 'exempt' | 'no-rule';
 
-/** One object's verdict: the `results[]` entry of `check --output json` (DESIGN.md §2). */
+/** One object's verdict: the `results[]` entry of `check --output json` (docs/cli.md). */
 export interface CheckResult {
   readonly kind: string;
   readonly namespace: string;

@@ -145,7 +145,7 @@ export function versionsJson(v: ClusterVersions): { cilium: string; istio: strin
   return { cilium: v.cilium.version, istio: v.istio.version };
 }
 
-/** The JSON form of one answer (DESIGN.md §2), with the versions whose behaviour it assumes. */
+/** The JSON form of one answer (docs/cli.md), with the versions whose behaviour it assumes. */
 export function reachabilityJson(r: Reachability, versions?: ClusterVersions): Record<string, unknown> {
   const out: Record<string, unknown> = { allowed: r.allowed, egress: directionJson(r.egress), ingress: directionJson(r.ingress) };
   if (versions) out.versions = versionsJson(versions);

@@ -1,4 +1,4 @@
-// JSON Schema of the meshguard config file (DESIGN.md §2). Every object is closed
+// JSON Schema of the meshguard config file (docs/configuration.md). Every object is closed
 // (additionalProperties: false) so a misspelt key is an error, not a silently ignored setting.
 
 import { MAX_DOCS_BASE_URL_CHARS } from './docs-links.ts';

@@ -131,18 +131,9 @@ export function streamKind(head: Buffer): boolean | undefined {
   return undefined;
 }
 
-/** Whether text that starts like `head` is JSON: its first character past blanks and # comment lines. */
+/** Whether text that starts like `head` is JSON, or may be (nothing decisive yet: the larger bound). */
 export function startsLikeJson(head: Buffer): boolean {
-  let i = 0;
-  while (i < head.length) {
-    const c = head[i]!;
-    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) i++;
-    else if (c === 0x23) {
-      while (i < head.length && head[i] !== 0x0a) i++;
-    } else if (c === 0xef && head[i + 1] === 0xbb && head[i + 2] === 0xbf) i += 3;
-    else return c === 0x7b || c === 0x5b; // { [
-  }
-  return true; // nothing decisive yet: the larger bound
+  return streamKind(head) !== false;
 }
 
 /** Narrow for inputs that may be YAML or JSON: a stream that does not start like JSON is YAML. */

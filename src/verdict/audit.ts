@@ -15,7 +15,7 @@
 
 import type { Change } from '../admission/change.ts';
 import type { Config } from '../config/config.ts';
-import type { ActedFinding, Decide, Rule } from '../rules/types.ts';
+import { actionUnderMode, type ActedFinding, type Decide, type Rule } from '../rules/types.ts';
 import { KINDS, type KindName } from '../state/kinds.ts';
 import { overlay } from '../state/overlay.ts';
 import type { ClusterState, KubeObject } from '../state/types.ts';
@@ -38,7 +38,7 @@ export interface AuditFinding extends ActedFinding {
 function auditAction(config: Pick<Config, 'mode' | 'rules'>, rule: string, fallback: ActedFinding['action']): ActedFinding['action'] {
   const configured = config.rules[rule];
   if (configured === undefined || configured === 'off') return fallback;
-  return config.mode === 'audit' && configured === 'deny' ? 'audit' : configured;
+  return actionUnderMode(configured, config.mode);
 }
 
 /** Kinds whose objects are audited: those some rule judges on CREATE. */

@@ -174,7 +174,7 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
 
     // The error policy (verdict/error-policy.ts) answers for the rules that gave no answer.
     const outcome = errorOutcome(config, change.kind);
-    const failAction: ActedFinding['action'] = outcome === 'ignore' ? 'warn' : config.mode === 'audit' ? 'audit' : 'deny';
+    const failAction: ActedFinding['action'] = outcome === 'ignore' ? 'warn' : actionUnderMode('deny' as const, config.mode);
     const why = outcome === 'ignore' ? 'admitted by the error policy (onError: ignore)' : 'refused by the error policy (onError: fail)';
     const failed = (rule: string, message: string): ActedFinding => ({
       rule,

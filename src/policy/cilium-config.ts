@@ -4,7 +4,7 @@
 
 import type { ClusterState } from '../state/types.ts';
 import type { CiliumConfig } from './types.ts';
-import { perRevision } from './cache.ts';
+import { perRevision } from './memo.ts';
 
 /** The agent parses booleans like Go's strconv.ParseBool; anything else means "not set". */
 function parseBool(v: string | undefined): boolean | undefined {

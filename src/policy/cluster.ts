@@ -4,10 +4,10 @@
 
 import type { ClusterState, Node, Pod, Service } from '../state/types.ts';
 import type { DnsBackends, Protocol } from './types.ts';
-import { perRevision } from './cache.ts';
+import { perRevision } from './memo.ts';
 import { canonicalIp } from './cidr.ts';
 import { matchesSelector } from './selectors.ts';
-import { ScopedWeakMap } from '../state/request-scope.ts';
+import { nodeAddressCache } from './memo.ts';
 
 function protocolOf(p: string | undefined): Protocol {
   const u = (p ?? 'TCP').toUpperCase();
@@ -100,7 +100,6 @@ export function apiserverEndpoints(state: ClusterState): { ips: readonly string[
 }
 
 // Keyed by the Node list array, which stays identical across revisions (and overlays) that change no Node.
-const nodeAddressCache = new ScopedWeakMap<readonly Node[], ReadonlyMap<string, string>>();
 const NO_NODES: ReadonlyMap<string, string> = new Map();
 
 /** Node name by address (InternalIP and ExternalIP, canonical text) of every Node. */

@@ -12,5 +12,5 @@ export * from './cilium-config.ts';
 export * from './istio.ts';
 export * from './namespace-labels.ts';
 export * from './versions.ts';
-export { perContentOf } from './cache.ts';
+export { perContentOf } from './memo.ts';
 export { normalizeDnsName, MAX_DNS_TEXT } from './dns-pattern.ts';

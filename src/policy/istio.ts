@@ -5,7 +5,7 @@
 import { parse as parseYaml } from 'yaml';
 import type { ClusterState, Gateway, Labels, Namespace, Pod, PolicyObject } from '../state/types.ts';
 import type { AuthzAttachment, EffectiveMtls, MeshMode, MtlsMode } from './types.ts';
-import { perRevision, perRevisionFor } from './cache.ts';
+import { perRevision, perRevisionFor } from './memo.ts';
 import { matchesSelector } from './selectors.ts';
 
 export const DEFAULT_ROOT_NAMESPACE = 'istio-system';

@@ -19,11 +19,11 @@ import type {
   RuleElement,
 } from './types.ts';
 import { NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, normalizeKey, selectorIsReserved, selectorMentions } from './selectors.ts';
-import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
+import { isEphemeral, markEphemeral } from '../state/request-scope.ts';
+import { policyModels as cache } from './memo.ts';
 
 type Raw = Readonly<Record<string, unknown>>;
 
-const cache = new ScopedWeakMap<PolicyObject, readonly PolicyModel[]>();
 
 /** The PolicyRef of a policy object (kind, namespace "" for CCNP, name). */
 export function policyRef(obj: PolicyObject): PolicyRef {

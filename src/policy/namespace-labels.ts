@@ -10,6 +10,7 @@ import { ScopedWeakMap } from '../state/request-scope.ts';
 import { NAMESPACE_LABELS_PREFIX, normalizeKey } from './selectors.ts';
 import { policyModel } from './model.ts';
 import type { Direction, PolicyModel } from './types.ts';
+import { keysByList, peerKeysByList, keysByFilter } from './memo.ts';
 
 /** Keys named by every label selector inside a Cilium policy spec that read Namespace labels. */
 function ciliumKeys(node: unknown, out: Set<string>): void {
@@ -53,8 +54,6 @@ function selectorKeys(sel: LabelSelector | undefined, out: Set<string>): void {
 
 // Per list array: a state keeps a kind's list the same array until an object of that kind changes,
 // and an admission overlay passes untouched kinds through, so this is computed once per policy change.
-const keysByList = new ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>();
-const peerKeysByList = new ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>();
 
 function keysOf(
   list: readonly KubeObject[],
@@ -129,7 +128,6 @@ export function namespaceLabelReadByPeers(state: ClusterState, key: string): boo
 
 // Per filter (module-level functions below), per list array: namespace-label keys read anywhere in the
 // Cilium policies that have a model passing the filter.
-const keysByFilter = new Map<(m: PolicyModel) => boolean, ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>>();
 
 function ciliumKeysWhere(state: ClusterState, filter: (m: PolicyModel) => boolean): (key: string) => boolean {
   let cache = keysByFilter.get(filter);

@@ -24,7 +24,8 @@ import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../budget.ts';
-import { ScopedWeakMap } from '../state/request-scope.ts';
+import type { ScopedWeakMap } from '../state/request-scope.ts';
+import { ipIndexByList, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -77,7 +78,6 @@ function reservedIdentity(description: string, reserved: string[], extra: Partia
  * IP -> pod per namespace pod list. The index is keyed by the list array, which a state (and an overlay
  * over it) keeps identical until that namespace changes, so one changed pod does not re-index the cluster.
  */
-const ipIndexByList = new ScopedWeakMap<readonly Pod[], Map<string, Pod>>();
 function podByIp(state: ClusterState, ip: string): Pod | undefined {
   // Requests ask about the same few addresses (probe source, API server) for many pods. The answer is
   // kept per content token of the Pod kind, which a state keeps (and an admission overlay passes
@@ -86,8 +86,6 @@ function podByIp(state: ClusterState, ip: string): Pod | undefined {
   return lookupByToken(podIpAnswers, state.contentToken('Pod'), ip, () => scanPodByIp(state, ip));
 }
 
-const podIpAnswers = new ScopedWeakMap<object, Map<string, Pod | null>>();
-const vipAnswers = new ScopedWeakMap<object, Map<string, Service | null>>();
 function lookupByToken<T>(cache: ScopedWeakMap<object, Map<string, T | null>>, token: object, ip: string, scan: () => T | null): T | undefined {
   let answers = cache.get(token);
   if (!answers) cache.set(token, (answers = new Map()));
@@ -254,7 +252,6 @@ interface EvalContext {
 }
 
 // Per Namespace object (a state never modifies one; a relabel is a new object).
-const namespaceLabelCache = new ScopedWeakMap<object, Labels>();
 function namespaceLabels(state: ClusterState, namespace: string): Labels {
   const nsObj = state.get('Namespace', undefined, namespace);
   if (!nsObj) return { 'kubernetes.io/metadata.name': namespace };
@@ -496,7 +493,6 @@ function dnsVisible(ctx: EvalContext, name: string): boolean {
 }
 
 // ClusterIP -> Service, per namespace Service list (identical across revisions that change no Service there).
-const vipIndexByList = new ScopedWeakMap<readonly Service[], Map<string, Service>>();
 /** The Service whose ClusterIP is `ip`, if any. */
 export function serviceByClusterIp(state: ClusterState, ip: string): Service | undefined {
   const c = canonicalIp(ip);

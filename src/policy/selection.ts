@@ -6,7 +6,7 @@
 
 import type { ClusterState, Labels, LabelSelector, Pod, PolicyObject } from '../state/types.ts';
 import type { CiliumConfig, Direction, Enforcement, PolicyModel, PolicyRef } from './types.ts';
-import { perRevision, perRevisionFor } from './cache.ts';
+import { perRevision, perRevisionFor } from './memo.ts';
 import { ciliumConfig } from './cilium-config.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import { policyModel } from './model.ts';
@@ -21,6 +21,7 @@ import {
   podIdentityKey,
 } from './selectors.ts';
 import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
+import { ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector } from './memo.ts';
 
 /** The settings of cilium-config the engine needs, with Cilium's defaults when unknown. */
 export interface PolicySettings {
@@ -88,8 +89,6 @@ export function isCiliumEndpoint(pod: Pod): boolean {
 // Model lists are cached by the identity of the policy list arrays they come from: a state keeps those
 // arrays identical until a policy in that bucket changes, and an overlay passes untouched buckets through,
 // so an admission request that changes one namespace re-derives only that namespace.
-const ccnpModelCache = new ScopedWeakMap<readonly PolicyObject[], readonly PolicyModel[]>();
-const nsModelCache = new ScopedWeakMap<readonly PolicyObject[], ScopedWeakMap<readonly PolicyObject[], ScopedWeakMap<readonly PolicyModel[], readonly PolicyModel[]>>>();
 
 // Stores return a fresh [] for an empty bucket: use one shared key for "empty" so the caches still hit.
 const EMPTY: readonly PolicyObject[] = Object.freeze([]);
@@ -126,7 +125,6 @@ function modelsForNamespace(state: ClusterState, namespace: string): readonly Po
   return out;
 }
 
-const scopedSubjects = new ScopedWeakMap<PolicyModel, LabelSelector>();
 /**
  * The matchLabels key the agent overwrites with the policy namespace: CNP `k8s:io.kubernetes.pod.namespace`
  * (ParseToCiliumRule: EndpointSelector.AddMatch(podPrefixLbl, namespace)); NetworkPolicy
@@ -169,8 +167,6 @@ export function modelSelects(state: ClusterState, model: PolicyModel, pod: Pod):
 // selectors read (a Namespace update that changes other labels reuses the answers), then by the pod's
 // identity key. The model list stays the same array across requests that do not change the namespace's
 // policies; an admission overlay's own list is a new array, so its answers are dropped with it.
-const selectingByIdentity = new ScopedWeakMap<readonly PolicyModel[], Map<string, Map<string, readonly PolicyModel[]>>>();
-const namespaceKeysByModels = new ScopedWeakMap<readonly PolicyModel[], readonly string[]>();
 const NAME_LABEL = 'kubernetes.io/metadata.name';
 
 /** The Namespace label keys (without the Cilium prefix) that some subject selector of `models` reads. */
@@ -238,7 +234,6 @@ function uniqueRefs(models: readonly PolicyModel[]): PolicyRef[] {
 }
 
 // Per selecting-model list (shared by an identity's pods) and settings: pods of one identity share it.
-const enforcementCache = new ScopedWeakMap<readonly PolicyModel[], Map<string, Enforcement>>();
 
 /** Whether policy enforces (default deny) a direction for a pod, and which policies cause it. */
 export function enforcement(state: ClusterState, pod: Pod, direction: Direction): Enforcement {
@@ -308,7 +303,6 @@ export function podsSelectedBy(state: ClusterState, policy: PolicyObject): reado
 
 // Per Pod content token, per Namespace content token (see ClusterState.contentToken): the pods each
 // subject-selector set picks.
-const selectedBySelector = new ScopedWeakMap<object, ScopedWeakMap<object, { pods: number; bySelector: Map<string, readonly Pod[]> }>>();
 const SELECTED_PODS_LIMIT = 200_000;
 
 /** A pod that does not exist, built so that a subject selector selects it. */

@@ -8,8 +8,8 @@
 
 import { internKey } from '../state/intern.ts';
 import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../state/types.ts';
-import { ScopedWeakMap } from '../state/request-scope.ts';
 import { checkBudget } from '../budget.ts';
+import { labelCache, identityKeys, pairCache } from './memo.ts';
 
 export const NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
 export const SERVICE_ACCOUNT_LABEL = 'io.cilium.k8s.policy.serviceaccount';
@@ -37,8 +37,6 @@ export function normalizeKey(key: string): string {
 // changed Namespace gets its own map, dropped with it, instead of rewriting every pod's entry.
 // Replicas share one label set: keyed by the pod's identity (namespace, service account, labels).
 const NO_NAMESPACE = {};
-const labelCache = new ScopedWeakMap<object, Map<string, Labels>>();
-const identityKeys = new ScopedWeakMap<Pod, string>();
 /** Entries an identity-keyed cache holds before it starts over (far above any namespace's identities). */
 export const IDENTITY_CACHE_LIMIT = 10_000;
 
@@ -163,7 +161,6 @@ function requirementMatches(req: LabelSelectorRequirement, labels: Labels): bool
 
 // Selectors come from cached policy models and are matched against thousands of pods per request:
 // normalize their matchLabels once ([key, value, key, value, ...]) instead of on every match.
-const pairCache = new ScopedWeakMap<object, readonly string[]>();
 function matchPairs(matchLabels: Readonly<Record<string, unknown>>): readonly string[] {
   let pairs = pairCache.get(matchLabels);
   if (!pairs) {

@@ -6,7 +6,7 @@
 // gates are documented in docs/semantics.md (Versions).
 
 import type { ClusterState, Container } from '../state/types.ts';
-import { perRevision } from './cache.ts';
+import { perRevision } from './memo.ts';
 
 export interface Release {
   readonly major: number;

@@ -1,7 +1,7 @@
 // perContentOf: derived data kept per content of the kinds it reads, across changes of other kinds.
 
 import t from 'tap';
-import { perContentOf } from '../../src/policy/cache.ts';
+import { perContentOf } from '../../src/policy/memo.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import type { ClusterState, KubeObject } from '../../src/state/types.ts';
 import { baseCluster, memoryState, ns, pod } from '../fixtures/cluster.ts';

@@ -1,0 +1,168 @@
+// Every memo of the policy layer, in one place (issue 20): what each one keys on and why its answer
+// stays valid. Rules keep no caches; they call policy/impact functions that use these.
+//
+// All of them are ScopedWeakMaps (see src/state/request-scope.ts): entries for per-request objects die
+// with the request, and forgetCachedResults() (re-exported here; src/verdict/decide.ts calls it when a
+// decision's budget runs out part way) empties all of them at once by bumping a generation counter.
+// Pods, policy objects, Namespace objects and kind lists of a state are never modified (an update
+// replaces the object or the list), which is what makes object-keyed memos safe.
+
+import type { KindName } from '../state/kinds.ts';
+import type { ClusterState, KubeObject, LabelSelector, Labels, Node, Pod, PolicyObject, Service } from '../state/types.ts';
+import { forgetCachedResults, ScopedWeakMap } from '../state/request-scope.ts';
+import type { Enforcement, PolicyModel } from './types.ts';
+
+export { forgetCachedResults };
+
+/** A named memo: what it is for (for readers, and the registry test that keeps names unique). */
+export interface MemoInfo {
+  readonly name: string;
+  readonly purpose: string;
+}
+
+const registry: MemoInfo[] = [];
+
+/** The memos declared in this module, by name and purpose. */
+export function memos(): readonly MemoInfo[] {
+  return registry;
+}
+
+function memo<K extends object, V>(name: string, purpose: string): ScopedWeakMap<K, V> {
+  registry.push({ name, purpose });
+  return new ScopedWeakMap<K, V>();
+}
+
+// ---------- per state revision / per content token (generic) ----------
+
+interface Entry {
+  readonly revision: number;
+  readonly values: Map<string, unknown>;
+  readonly perObject: Map<string, ScopedWeakMap<object, unknown>>;
+}
+const perState = memo<ClusterState, Entry>('perState', 'perRevision/perRevisionFor: derived data per ClusterState object, dropped when its revision changes');
+
+function entry(state: ClusterState): Entry {
+  let e = perState.get(state);
+  if (!e || e.revision !== state.revision) {
+    e = { revision: state.revision, values: new Map(), perObject: new Map() };
+    perState.set(state, e);
+  }
+  return e;
+}
+
+/** The value of `compute()` under `key`, computed once per state revision. */
+export function perRevision<T>(state: ClusterState, key: string, compute: () => T): T {
+  const e = entry(state);
+  if (e.values.has(key)) return e.values.get(key) as T;
+  const v = compute();
+  e.values.set(key, v);
+  return v;
+}
+
+/** Like perRevision, keyed by an object too (a pod, a policy). */
+export function perRevisionFor<T>(state: ClusterState, key: string, obj: object, compute: () => T): T {
+  const e = entry(state);
+  let m = e.perObject.get(key);
+  if (!m) e.perObject.set(key, (m = new ScopedWeakMap()));
+  if (m.has(obj)) return m.get(obj) as T;
+  const v = compute();
+  m.set(obj, v);
+  return v;
+}
+
+/**
+ * The value of `compute()` under `key`, computed once per content of `kinds`: for derived data that
+ * reads only those kinds (`compute` must read no other), so that events on other kinds (pods, most of
+ * a live cluster's) keep it where perRevision would drop it. Keyed by the kinds' content tokens, which
+ * an admission overlay replaces for the kind it changes.
+ */
+export function perContentOf<T>(state: ClusterState, key: string, kinds: readonly KindName[], compute: () => T): T {
+  let m = byContent.get(key);
+  if (!m) byContent.set(key, (m = new ScopedWeakMap()));
+  for (let i = 0; i < kinds.length - 1; i++) {
+    const token = state.contentToken(kinds[i]!);
+    let next = m.get(token) as ScopedWeakMap<object, unknown> | undefined;
+    if (!next) m.set(token, (next = new ScopedWeakMap()));
+    m = next;
+  }
+  const last = state.contentToken(kinds[kinds.length - 1]!);
+  if (m.has(last)) return m.get(last) as T;
+  const v = compute();
+  m.set(last, v);
+  return v;
+}
+/** perContentOf: one chain of maps per key (keys are fixed strings in the code, so this stays small). */
+const byContent = new Map<string, ScopedWeakMap<object, unknown>>();
+
+// ---------- identity and class keys (policy/identity.ts, policy/selectors.ts) ----------
+
+export const identityKeys = memo<Pod, string>('identityKeys', "podIdentityKey per pod object: Cilium's identity (namespace, service account, labels) as one string");
+export const classKeysOwnNode = memo<Pod, string>('classKeysOwnNode', "podClassKey(pod, its own node) per pod object");
+export const classKeysNoNode = memo<Pod, string>('classKeysNoNode', "podClassKey(pod, '') per pod object (node not read by the check)");
+export const classKeysAnyNode = memo<Pod, string>('classKeysAnyNode', "podClassKey(pod, '*') per pod object (not an API server node)");
+export const ambientClassKeys = memo<Pod, string>('ambientClassKeys', 'ambientIngressClassKey per pod object');
+export const podShapeKeys = memo<Pod, string>('podShapeKeys', "the pod's own part of ingressShapeKey (mesh labels, annotations, ports, address family) per pod object");
+export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the selecting-model part of ingressShapeKey, per selecting-model list (shared by an identity)');
+export const podRefs = memo<Pod, string>('podRefs', '"namespace/name" per pod object (pod sets are keyed by it many times per request)');
+
+// ---------- selectors and models ----------
+
+export const labelCache = memo<object, Map<string, Labels>>('labelCache', 'endpoint labels (identity labels with namespace labels) per Namespace object, per pod identity');
+export const pairCache = memo<object, readonly string[]>('pairCache', 'normalized matchLabels pairs per selector matchLabels object (selectors come from cached models)');
+export const policyModels = memo<PolicyObject, readonly PolicyModel[]>('policyModels', 'policyModel() per policy object');
+export const ccnpModelCache = memo<readonly PolicyObject[], readonly PolicyModel[]>('ccnpModelCache', 'models of every CCNP, per CCNP list array');
+export const nsModelCache = memo<readonly PolicyObject[], ScopedWeakMap<readonly PolicyObject[], ScopedWeakMap<readonly PolicyModel[], readonly PolicyModel[]>>>(
+  'nsModelCache',
+  "models in scope for a namespace, per (CNP list, NetworkPolicy list, CCNP models) arrays",
+);
+export const scopedSubjects = memo<PolicyModel, LabelSelector>('scopedSubjects', "a model's subject selector with the namespace key the agent overwrites, per model");
+export const selectingByIdentity = memo<readonly PolicyModel[], Map<string, Map<string, readonly PolicyModel[]>>>(
+  'selectingByIdentity',
+  "policiesSelecting per namespace model list, per values of the Namespace labels its selectors read, per pod identity",
+);
+export const namespaceKeysByModels = memo<readonly PolicyModel[], readonly string[]>('namespaceKeysByModels', 'Namespace label keys the subject selectors of a model list read');
+export const enforcementCache = memo<readonly PolicyModel[], Map<string, Enforcement>>('enforcementCache', 'enforcement per selecting-model list, per direction and settings');
+export const selectedBySelector = memo<object, ScopedWeakMap<object, { pods: number; bySelector: Map<string, readonly Pod[]> }>>(
+  'selectedBySelector',
+  'podsSelectedBy per Pod content token, per Namespace content token, per subject-selector set',
+);
+
+// ---------- cluster, namespaces ----------
+
+export const nodeAddressCache = memo<readonly Node[], ReadonlyMap<string, string>>('nodeAddressCache', 'node name by address, per Node list array');
+export const keysByList = memo<readonly KubeObject[], ReadonlySet<string>>('keysByList', 'Namespace label keys any selector of a policy list reads, per list array');
+export const peerKeysByList = memo<readonly KubeObject[], ReadonlySet<string>>('peerKeysByList', 'Namespace label keys peer selectors of a policy list read, per list array');
+/** Namespace label keys read by Cilium policies passing a filter: one memo per filter function (module-level functions). */
+export const keysByFilter = new Map<(m: PolicyModel) => boolean, ScopedWeakMap<readonly KubeObject[], ReadonlySet<string>>>();
+registry.push({ name: 'keysByFilter', purpose: 'Namespace label keys read by Cilium policies passing a filter, per filter, per list array' });
+export const namespaceLabelCache = memo<object, Labels>('namespaceLabelCache', 'identity-filtered labels of a Namespace object');
+export const firstMatchCache = memo<readonly object[], Map<string, string | null>>('firstMatchCache', 'first (meshed first) Namespace a selector matches, per Namespace list array, per selector text');
+/** Whether a Namespace object matches a selector, per selector text (bounded by SELECTOR_CACHE_LIMIT at its user). */
+export const nsMatchCache = new Map<string, ScopedWeakMap<object, boolean>>();
+registry.push({ name: 'nsMatchCache', purpose: 'whether a Namespace object matches a selector, per selector text' });
+
+// ---------- addresses ----------
+
+export const ipIndexByList = memo<readonly Pod[], Map<string, Pod>>('ipIndexByList', 'IP -> pod, per namespace Pod list array');
+export const podIpAnswers = memo<object, Map<string, Pod | null>>('podIpAnswers', 'the pod owning an IP, per Pod content token');
+export const vipAnswers = memo<object, Map<string, Service | null>>('vipAnswers', 'the Service owning a ClusterIP, per Service content token');
+export const vipIndexByList = memo<readonly Service[], Map<string, Service>>('vipIndexByList', 'ClusterIP -> Service, per namespace Service list array');
+export const apiserverTargetCache = memo<object, ScopedWeakMap<object, { svc: unknown; target: unknown }>>(
+  'apiserverTargetCache',
+  'apiserverTarget per default-namespace EndpointSlice list, per node address map (checked against the kubernetes Service)',
+);
+
+// ---------- L7 ----------
+
+export const l7EgressByObj = memo<object, readonly PolicyModel[]>('l7EgressByObj', 'stream-L7 egress models of a Cilium policy object');
+export const l7EgressByList = memo<readonly object[], readonly { obj: object; models: readonly PolicyModel[] }[]>('l7EgressByList', 'Cilium policies with stream-L7 egress, per policy list array');
+
+// ---------- impact ----------
+
+/** What touchedPods keeps per change: the states it was asked about and one answer per direction. */
+export interface TouchedMemo {
+  readonly before: ClusterState;
+  readonly after: ClusterState;
+  readonly answers: Map<string, unknown>;
+}
+export const touchedByChange = memo<object, TouchedMemo>('touchedByChange', 'impact/touchedPods per change object, per (before, after) and direction: several rules ask it of one request');

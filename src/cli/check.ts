@@ -9,7 +9,6 @@ import type { Change, Operation } from '../admission/change.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { docsLinks, type DocsLinks } from '../config/docs-links.ts';
 import { InputError } from '../errors.ts';
-import { isIstiodDeployment } from '../rules/istio-usage-helpers.ts';
 import type { Decision, Rule } from '../rules/types.ts';
 import { KIND_NAMES, KINDS, groupOf, kindOf, type KindName } from '../state/kinds.ts';
 import { readManifests, type ManifestDoc } from '../state/manifests.ts';
@@ -20,6 +19,7 @@ import { createDecide } from '../verdict/decide.ts';
 import { reportMeta } from './audit.ts';
 import { addLimitOptions, choice, collect, EXIT_DENIED, inputLimits, loadMutableState, setExit, stateArgs, type CliContext } from './common.ts';
 import { findingJson, renderGithub, renderJunit, renderSarif, type ReportObject } from './formats.ts';
+import { isIstiodDeployment } from '../policy/index.ts';
 
 const OPERATIONS = ['CREATE', 'UPDATE', 'DELETE'] as const satisfies readonly Operation[];
 

@@ -3,6 +3,7 @@
 
 export type * from './types.ts';
 export * from './selectors.ts';
+export * from './identity.ts';
 export * from './model.ts';
 export * from './selection.ts';
 export * from './reachability.ts';
@@ -14,3 +15,8 @@ export * from './namespace-labels.ts';
 export * from './versions.ts';
 export { perContentOf } from './memo.ts';
 export { normalizeDnsName, MAX_DNS_TEXT } from './dns-pattern.ts';
+export * from './dns.ts';
+export * from './apiserver.ts';
+export * from './istio-usage.ts';
+export * from './mesh-peers.ts';
+export * from './l7.ts';

@@ -3,7 +3,7 @@
 // its attributes need HTTP, and which waypoint serves a pod. Pure functions over a ClusterState.
 
 import { parse as parseYaml } from 'yaml';
-import type { ClusterState, Gateway, Labels, Namespace, Pod, PolicyObject } from '../state/types.ts';
+import type { ClusterState, Gateway, KubeObject, Labels, Namespace, Pod, PolicyObject } from '../state/types.ts';
 import type { AuthzAttachment, EffectiveMtls, MeshMode, MtlsMode } from './types.ts';
 import { perRevision, perRevisionFor } from './memo.ts';
 import { matchesSelector } from './selectors.ts';
@@ -48,6 +48,36 @@ function namespaceOf(state: ClusterState, pod: Pod): Namespace | undefined {
 }
 
 /**
+ * A namespace's own injection setting, as the injection webhooks' namespace selectors read it:
+ * `istio-injection` wins (only `enabled` injects; any other value, e.g. `disabled`, turns injection off
+ * for the namespace), then `istio.io/rev` (injects); undefined when the namespace sets neither (its
+ * pods' own labels decide).
+ */
+function namespaceInjection(nsLabels: Labels): boolean | undefined {
+  const inj = nsLabels[INJECTION_NS_LABEL];
+  if (inj !== undefined) return inj === 'enabled';
+  return nsLabels[REV_LABEL] !== undefined ? true : undefined;
+}
+
+/**
+ * The namespace asks for sidecar injection of its pods (see namespaceInjection; kube-system and
+ * kube-public never). Its pods may still opt out one by one (injectionRequested).
+ */
+export function namespaceInjectionEnabled(ns: KubeObject | undefined): boolean {
+  if (!ns || MESH_EXCLUDED_NAMESPACES.has(ns.metadata.name)) return false;
+  return namespaceInjection(ns.metadata.labels ?? {}) === true;
+}
+
+/**
+ * The namespace is enrolled in ambient (`istio.io/dataplane-mode=ambient`; kube-system and kube-public
+ * never). Its pods may still opt out (pod label `istio.io/dataplane-mode`, e.g. `none`; see meshMode).
+ */
+export function namespaceAmbientEnabled(ns: KubeObject | undefined): boolean {
+  if (!ns || MESH_EXCLUDED_NAMESPACES.has(ns.metadata.name)) return false;
+  return ns.metadata.labels?.[DATAPLANE_MODE_LABEL] === 'ambient';
+}
+
+/**
  * Whether the sidecar injector would inject this pod, following the selectors of Istio's injection
  * webhooks: namespace `istio-injection` wins (only `enabled` injects; any other value, e.g. `disabled`,
  * turns injection off for the namespace), then namespace `istio.io/rev`; in both cases the pod can opt out
@@ -61,10 +91,8 @@ export function injectionRequested(state: ClusterState, pod: Pod): boolean {
   const podAnn: Labels = pod.metadata.annotations ?? {};
   // The (deprecated) annotation still makes the injector skip the pod.
   const podOptOut = podLabels[INJECT_LABEL] === 'false' || (podLabels[INJECT_LABEL] === undefined && podAnn[INJECT_LABEL] === 'false');
-  const nsLabels: Labels = namespaceOf(state, pod)?.metadata.labels ?? {};
-  const nsInjection = nsLabels[INJECTION_NS_LABEL];
-  if (nsInjection !== undefined) return nsInjection === 'enabled' && !podOptOut;
-  if (nsLabels[REV_LABEL] !== undefined) return !podOptOut;
+  const nsInjection = namespaceInjection(namespaceOf(state, pod)?.metadata.labels ?? {});
+  if (nsInjection !== undefined) return nsInjection && !podOptOut;
   if (podOptOut) return false;
   return podLabels[INJECT_LABEL] === 'true' || podLabels[REV_LABEL] !== undefined;
 }
@@ -76,7 +104,7 @@ function ambientEnrolled(state: ClusterState, pod: Pod): boolean {
   if (pod.metadata.annotations?.[REDIRECTION_ANNOTATION] === 'disabled') return false;
   const podMode = pod.metadata.labels?.[DATAPLANE_MODE_LABEL];
   if (podMode !== undefined) return podMode === 'ambient';
-  return namespaceOf(state, pod)?.metadata.labels?.[DATAPLANE_MODE_LABEL] === 'ambient';
+  return namespaceAmbientEnabled(namespaceOf(state, pod));
 }
 
 /**

@@ -639,3 +639,47 @@ export function reachable(state: ClusterState, from: Pod, to: Target, port: numb
   if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') return true;
   return judgeAllowed(ctx, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod);
 }
+
+// ---------- ingress from an IP ----------
+
+// ---------- ingress from an IP ----------
+
+/** Does the element cover every port (so it applies to whatever port the probe uses)? */
+function allPorts(el: RuleElement): boolean {
+  return el.ports.length === 0 || el.ports.some((s) => s.ports.length === 0 || s.ports.some((r) => r.port === 0 && (r.protocol === 'ANY' || r.protocol === 'TCP')));
+}
+
+/** Does the element admit TCP on some port? (UDP/SCTP-only elements never carry HTTP/TCP probes.) */
+function someTcpPort(el: RuleElement): boolean {
+  return el.ports.length === 0 || el.ports.some((s) => s.ports.length === 0 || s.ports.some((r) => r.protocol === 'ANY' || r.protocol === 'TCP'));
+}
+
+/**
+ * Ingress of `pod` from a source IP (not a pod), on an unknown TCP port: 'allowed' when not enforced or
+ * some allow element selects the IP's identity (peers matched as for any
+ * other source, see peerMatches) on some TCP port and no all-ports deny does; else
+ * 'denied'. A deny limited to some ports is not counted (the probe port is not known): this errs
+ * towards "allowed", i.e. towards no finding.
+ */
+export function ingressFromIp(state: ClusterState, pod: Pod, ip: string): { enforced: boolean; verdict: 'allowed' | 'denied'; by: readonly PolicyRef[] } {
+  const enf = enforcement(state, pod, 'ingress');
+  // enable-policy: never turns every policy off, deny rules included (as reachable() answers).
+  if (policySettings(state).enablePolicy === 'never') return { enforced: false, verdict: 'allowed', by: [] };
+  const id = ipIdentity(state, ip, pod.spec.nodeName);
+  const ctx: EvalContext = { state, settings: policySettings(state), from: pod, dnsCheck: false };
+  let allowed = false;
+  const denies: PolicyRef[] = [];
+  for (const m of policiesSelecting(state, pod)) {
+    for (const el of m.elements) {
+      if (el.direction !== 'ingress') continue;
+      const peerOk = el.peers.length === 0 || anyPeerMatches(ctx, m, el, id);
+      if (!peerOk) continue;
+      if (el.deny) {
+        if (allPorts(el)) denies.push(m.ref);
+      } else if (someTcpPort(el)) allowed = true;
+    }
+  }
+  if (denies.length > 0) return { enforced: enf.enforced, verdict: 'denied', by: denies };
+  if (!enf.enforced || allowed) return { enforced: enf.enforced, verdict: 'allowed', by: [] };
+  return { enforced: true, verdict: 'denied', by: enf.by };
+}

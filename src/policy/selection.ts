@@ -18,8 +18,8 @@ import {
   NAMESPACE_LABELS_PREFIX,
   normalizeKey,
   IDENTITY_CACHE_LIMIT,
-  podIdentityKey,
 } from './selectors.ts';
+import { podIdentityKey } from './identity.ts';
 import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 import { ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector } from './memo.ts';
 

@@ -6,10 +6,10 @@
 // (host, world, ...) are represented here by labels whose key keeps the "reserved:" prefix, so that a
 // pod never matches a `reserved:` key and a reserved identity never matches a plain pod-label key.
 
-import { internKey } from '../state/intern.ts';
 import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../state/types.ts';
 import { checkBudget } from '../budget.ts';
-import { labelCache, identityKeys, pairCache } from './memo.ts';
+import { labelCache, pairCache } from './memo.ts';
+import { podIdentityKey } from './identity.ts';
 
 export const NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
 export const SERVICE_ACCOUNT_LABEL = 'io.cilium.k8s.policy.serviceaccount';
@@ -40,21 +40,6 @@ const NO_NAMESPACE = {};
 /** Entries an identity-keyed cache holds before it starts over (far above any namespace's identities). */
 export const IDENTITY_CACHE_LIMIT = 10_000;
 
-/**
- * What Cilium's identity of a pod is made of, besides its Namespace's labels: namespace, service
- * account and pod labels, as one string (cached per pod object, which a state never modifies).
- */
-export function podIdentityKey(pod: Pod): string {
-  let key = identityKeys.get(pod);
-  if (key === undefined) {
-    const labels = pod.metadata.labels ?? {};
-    let k = (pod.metadata.namespace ?? '') + '\u0000' + (pod.spec.serviceAccountName || 'default');
-    for (const l of Object.keys(labels).sort()) k += '\u0000' + l + '\u0001' + labels[l];
-    key = internKey(k);
-    identityKeys.set(pod, key);
-  }
-  return key;
-}
 
 /**
  * The agent's default identity-label filter (pkg/labelsfilter, defaultLabelPrefixCfg): labels it drops

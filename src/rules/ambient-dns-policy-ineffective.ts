@@ -5,13 +5,11 @@
 // written, and toFQDNs may not learn the addresses. Silently ineffective, so a warning.
 
 import type { Change } from '../admission/change.ts';
-import { atLeast, clusterVersions, meshMode, policiesSelecting, policyModel, type PolicyModel } from '../policy/index.ts';
+import { atLeast, clusterVersions, meshMode, policiesSelecting, policyModel, type PolicyModel, ambientIngressClassKey } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
-import { changeRef, compareLoss, touchedPods } from './egress-helpers.ts';
-import { describeVictims, victimsOf } from './helpers.ts';
-import { enablesAmbient } from './istio-usage-helpers.ts';
-import { ambientIngressClassKey } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { changeRef, compareLoss, touchedPods, enablesAmbient } from '../impact/index.ts';
+import { describeVictims, victimsOf } from './render-helpers.ts';
 
 const ID = 'ambient-dns-policy-ineffective';
 

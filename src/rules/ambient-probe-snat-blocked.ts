@@ -5,12 +5,11 @@
 // dropped and the pods fail readiness and get restarted by their liveness probe.
 
 import type { Change } from '../admission/change.ts';
-import { meshMode } from '../policy/index.ts';
+import { meshMode, ambientIngressClassKey, ingressShapeKey, PROBE_SNAT_IPV4, PROBE_SNAT_IPV6, probeSourceFor, probesAdmitted } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
-import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
-import { describeVictims, victimsOf } from './helpers.ts';
-import { ambientIngressClassKey, ingressShapeKey, PROBE_SNAT_IPV4, PROBE_SNAT_IPV6, probeSourceFor, probesAdmitted } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from '../impact/index.ts';
+import { describeVictims, victimsOf } from './render-helpers.ts';
 
 const ID = 'ambient-probe-snat-blocked';
 

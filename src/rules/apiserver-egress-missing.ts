@@ -3,10 +3,10 @@
 
 import type { Change } from '../admission/change.ts';
 import type { ClusterState, PolicyObject } from '../state/types.ts';
-import { describeVictims, victimsOf } from './helpers.ts';
-import { apiserverAllowRule, apiserverClassKey, apiserverReach, apiserverTarget, apiserverTargets, usesApiserver } from './apiserver-helpers.ts';
-import { changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { apiserverClassKey, apiserverReach, apiserverTarget, apiserverTargets, usesApiserver } from '../policy/index.ts';
+import { changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from '../impact/index.ts';
+import { describeVictims, victimsOf, apiserverAllowRule } from './render-helpers.ts';
 
 const ID = 'apiserver-egress-missing';
 

@@ -5,10 +5,11 @@
 // traffic redirection (or not at all).
 
 import type { Change } from '../admission/change.ts';
-import { ciliumConfig } from '../policy/index.ts';
+import { ciliumConfig, istioCniUsage } from '../policy/index.ts';
 import type { ClusterState } from '../state/types.ts';
-import { enablesAmbient, enablesInjection, isCiliumConfig, istioCniUsage, listNames } from './istio-usage-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { enablesAmbient, enablesInjection, isCiliumConfigChange as isCiliumConfig } from '../impact/index.ts';
+import { listNames } from './render-helpers.ts';
 
 const ID = 'cilium-cni-exclusive';
 

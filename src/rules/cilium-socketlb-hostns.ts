@@ -5,18 +5,10 @@
 // telemetry for Services are bypassed. The Cilium Istio guide requires bpf-lb-sock-hostns-only: "true".
 
 import type { Change } from '../admission/change.ts';
-import { ciliumConfig } from '../policy/index.ts';
+import { ciliumConfig, isIstiodDeployment, istiodDeployments, istiodPods, istioPresent } from '../policy/index.ts';
 import type { ClusterState } from '../state/types.ts';
-import {
-  enablesAmbient,
-  enablesInjection,
-  isCiliumConfig,
-  isIstiodDeployment,
-  istiodDeployments,
-  istiodPods,
-  istioPresent,
-} from './istio-usage-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { enablesAmbient, enablesInjection, isCiliumConfigChange as isCiliumConfig } from '../impact/index.ts';
 
 const ID = 'cilium-socketlb-hostns';
 

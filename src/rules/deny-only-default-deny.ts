@@ -6,9 +6,9 @@
 import type { Change } from '../admission/change.ts';
 import { formatPolicyRef, podsSelectedBy, policiesSelecting, policyModel, policySettings, subjectPods, type Direction, type PolicyModel } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
-import { changeRef } from './egress-helpers.ts';
-import { describeVictims, victimsOf } from './helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { changeRef } from '../impact/index.ts';
+import { describeVictims, victimsOf } from './render-helpers.ts';
 
 const ID = 'deny-only-default-deny';
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];

@@ -2,22 +2,11 @@
 // Pods that resolve names through kube-dns then fail every lookup (timeouts, "could not resolve host").
 
 import type { Change } from '../admission/change.ts';
-import { dnsBackends, modelSelects, policyModel, reachable } from '../policy/index.ts';
+import { dnsBackends, modelSelects, policyModel, reachable, dnsClassKey, dnsTarget, isDnsBackend, reachesDns } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
-import { describeVictims, victimsOf } from './helpers.ts';
-import {
-  changeRef,
-  compareLoss,
-  dnsAllowRule,
-  dnsClassKey,
-  dnsTarget,
-  isCiliumConfigChange,
-  isDnsBackend,
-  isPolicyChange,
-  reachesDns,
-  touchedPods,
-} from './egress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from '../impact/index.ts';
+import { describeVictims, victimsOf, dnsAllowRule } from './render-helpers.ts';
 
 const ID = 'dns-egress-missing';
 

@@ -4,22 +4,11 @@
 // against it: two policy sets drift apart, a request must pass both, and denials come from either side.
 
 import type { Change } from '../admission/change.ts';
-import { authzAttachment, httpAttributesOf, istioRootNamespace, podsBehindTargetedWaypoints, targetsWaypoint, waypointFor, type PolicyRef } from '../policy/index.ts';
+import { authzAttachment, httpAttributesOf, istioRootNamespace, podsBehindTargetedWaypoints, targetsWaypoint, waypointFor, type PolicyRef, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, meshMode, podIn, unionPods } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
-import { changeRef } from './egress-helpers.ts';
-import { describeVictims, podRef, victimsOf } from './helpers.ts';
-import {
-  formatPolicyRef,
-  isCiliumPolicyChange,
-  istioPolicyPods,
-  l7ModelsSelecting,
-  l7ProxyEnabled,
-  meshMode,
-  podIn,
-  policyChangePods,
-  unionPods,
-} from './mesh-l7-helpers.ts';
 import type { Finding, Rule } from './types.ts';
+import { changeRef, isCiliumPolicyChange, touchedPods } from '../impact/index.ts';
+import { describeVictims, podRef, victimsOf } from './render-helpers.ts';
 
 const ID = 'dual-l7-authz';
 
@@ -101,9 +90,9 @@ function hitsOf(state: ClusterState, pods: readonly Pod[]): Hit[] {
   return out;
 }
 
-function touched(change: Change, before: ClusterState, after: ClusterState): { pods: Pod[]; synthetic: boolean } | undefined {
+function touched(change: Change, before: ClusterState, after: ClusterState): { pods: readonly Pod[]; synthetic: boolean } | undefined {
   if (change.operation === 'DELETE') return undefined;
-  if (isCiliumPolicyChange(change)) return policyChangePods(change, before, after);
+  if (isCiliumPolicyChange(change)) return touchedPods(change, before, after, { direction: 'l7' });
   if (change.kind === 'AuthorizationPolicy' && change.object) {
     const ap = change.object as PolicyObject;
     const hasTargets = authzAttachment(after, ap).targetRefs.length > 0;

@@ -4,11 +4,11 @@
 // the policy meant to allow is dropped.
 
 import type { Change } from '../admission/change.ts';
-import { dnsNameMatches, evaluate, policiesSelecting, type Peer } from '../policy/index.ts';
+import { dnsNameMatches, evaluate, policiesSelecting, type Peer, dnsClassKey, dnsTarget, isDnsBackend } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
-import { describeVictims, victimsOf } from './helpers.ts';
-import { changeRef, dnsAllowRule, dnsClassKey, dnsTarget, isDnsBackend, touchedPods } from './egress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { changeRef, touchedPods } from '../impact/index.ts';
+import { describeVictims, victimsOf, dnsAllowRule } from './render-helpers.ts';
 
 const ID = 'fqdn-without-dns-proxy';
 

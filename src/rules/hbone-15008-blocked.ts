@@ -4,12 +4,11 @@
 // connection is dropped although the app port is allowed.
 
 import type { Change } from '../admission/change.ts';
-import { changedLabelKeys, formatPolicyRef, meshMode, namespaceLabelReadByPeers } from '../policy/index.ts';
+import { changedLabelKeys, formatPolicyRef, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
-import { changeRef, isCiliumConfigChange, isPolicyChange, touchedPods } from './egress-helpers.ts';
-import { describeVictims, victimsOf } from './helpers.ts';
-import { ambientIngressClassKey, cutOffByRelabel, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from './ingress-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../impact/index.ts';
+import { describeVictims, victimsOf } from './render-helpers.ts';
 
 const ID = 'hbone-15008-blocked';
 
@@ -44,39 +43,18 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
     memo.set(key, v);
     return v;
   };
-  let firstNew: MeshPeer | undefined;
-  let firstOld: MeshPeer | undefined;
-  const byClass = new Map<string, 'lost' | 'still' | 'skip'>();
   // A pod loses HBONE when a peer cut off now had working traffic to it before, even if another peer
   // already was cut off. Asked of the state before rather than by comparing peer selectors: a reordered,
   // narrowed or renamed selector of a peer that was already dropped stops nothing.
-  const judge = (pods: readonly Pod[]): { lost: Pod[]; stillMissing: Pod[] } => {
-    const lost: Pod[] = [];
-    const stillMissing: Pod[] = [];
-    for (const pod of pods) {
-      const key = ambientIngressClassKey(pod);
-      let v = byClass.get(key);
-      if (v === undefined) {
-        try {
-          const now = blockedIn(after, pod);
-          if (!now || now.length === 0) v = 'skip';
-          else {
-            const fresh = now.filter((p) => meshPeerWorked(before, p, pod));
-            if (fresh.length > 0) firstNew ??= fresh[0];
-            else firstOld ??= now[0];
-            v = fresh.length > 0 ? 'lost' : 'still';
-          }
-        } catch {
-          v = 'skip'; // odd input: no finding rather than a crash
-        }
-        byClass.set(key, v);
-      }
-      if (v === 'lost') lost.push(pod);
-      else if (v === 'still') stillMissing.push(pod);
-    }
-    return { lost, stillMissing };
-  };
-  const { lost, stillMissing } = judge(touched.pods);
+  const judged = judgeByClass<Pod, MeshPeer>(touched.pods, ambientIngressClassKey, (pod) => {
+    const now = blockedIn(after, pod);
+    if (!now || now.length === 0) return { outcome: 'skip' };
+    const fresh = now.filter((p) => meshPeerWorked(before, p, pod));
+    return fresh.length > 0 ? { outcome: 'lost', detail: fresh[0] } : { outcome: 'still', detail: now[0] };
+  });
+  let firstNew: MeshPeer | undefined = judged.lostClasses[0]?.detail;
+  const firstOld: MeshPeer | undefined = judged.stillClasses[0]?.detail;
+  const { lost, stillMissing } = judged;
   if (peersElsewhere) {
     // Only traffic of the relabelled namespace's own pods can start or stop there: a destination elsewhere
     // is reported when one of them reached it before (plaintext on the app port while outside the mesh,
@@ -89,31 +67,19 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
       if (!sources.has(k)) sources.set(k, s);
     }
     if (sources.size > 0) {
-      const byDest = new Map<string, MeshPeer | null>();
-      for (const d of after.list('Pod')) {
-        if (d.metadata.namespace === change.name || meshMode(after, d) !== 'ambient') continue;
-        const key = ambientIngressClassKey(d);
-        let cut = byDest.get(key);
-        if (cut === undefined) {
-          cut = null;
-          try {
-            const now = blockedIn(after, d);
-            if (now && now.length > 0) {
-              for (const s of sources.values()) {
-                cut = cutOffByRelabel(before, after, s, d, now) ?? null;
-                if (cut) break;
-              }
-            }
-          } catch {
-            cut = null; // odd input: no finding rather than a crash
+      const dests = after.list('Pod').filter((d) => d.metadata.namespace !== change.name && meshMode(after, d) === 'ambient');
+      const cutOff = judgeByClass<Pod, MeshPeer>(dests, ambientIngressClassKey, (d) => {
+        const now = blockedIn(after, d);
+        if (now && now.length > 0) {
+          for (const s of sources.values()) {
+            const cut = cutOffByRelabel(before, after, s, d, now);
+            if (cut) return { outcome: 'lost', detail: cut };
           }
-          byDest.set(key, cut);
         }
-        if (cut) {
-          firstNew ??= cut;
-          lost.push(d);
-        }
-      }
+        return { outcome: 'skip' };
+      });
+      firstNew ??= cutOff.lostClasses[0]?.detail;
+      lost.push(...cutOff.lost);
     }
   }
   // A cluster-wide config change repeats no pre-existing problem: only what it breaks is reported.

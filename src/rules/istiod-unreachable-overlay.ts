@@ -5,20 +5,11 @@
 // run with hostNetwork: true in that setup.
 
 import type { Change } from '../admission/change.ts';
-import { apiserverEndpoints, ciliumConfig, nodeIPs } from '../policy/index.ts';
+import { apiserverEndpoints, ciliumConfig, nodeIPs, callsIstiod, controlPlaneOutsideNodes, injectedNamespaces, istiodHostNetwork, istioWebhooks } from '../policy/index.ts';
 import type { ClusterState, MutatingWebhookConfiguration } from '../state/types.ts';
-import {
-  callsIstiod,
-  controlPlaneOutsideNodes,
-  enablesInjection,
-  injectedNamespaces,
-  isCiliumConfig,
-  isIstiodChange,
-  istiodHostNetwork,
-  istioWebhooks,
-  listNames,
-} from './istio-usage-helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { enablesInjection, isCiliumConfigChange as isCiliumConfig, isIstiodChange } from '../impact/index.ts';
+import { listNames } from './render-helpers.ts';
 
 const ID = 'istiod-unreachable-overlay';
 

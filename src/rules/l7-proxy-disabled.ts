@@ -6,9 +6,9 @@
 import type { Change } from '../admission/change.ts';
 import { ciliumConfig, formatPolicyRef, podsSelectedBy, policyModel, type PolicyModel } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
-import { changeRef, isCiliumConfigChange } from './egress-helpers.ts';
-import { podRef, victimsOf } from './helpers.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
+import { changeRef, isCiliumConfigChange } from '../impact/index.ts';
+import { podRef, victimsOf } from './render-helpers.ts';
 
 const ID = 'l7-proxy-disabled';
 

@@ -4,12 +4,11 @@
 // for Cilium L7 parsing, for non-mesh clients under a STRICT namespace) does not happen.
 
 import type { Change } from '../admission/change.ts';
-import { effectiveMtls, meshMode } from '../policy/index.ts';
+import { effectiveMtls, meshMode, istioPolicyPods, podIn, unionPods } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
-import { changeRef } from './egress-helpers.ts';
-import { describeVictims, podRef, victimsOf } from './helpers.ts';
-import { istioPolicyPods, labelsChanged, podIn, unionPods } from './mesh-l7-helpers.ts';
 import type { Finding, Rule } from './types.ts';
+import { changeRef, labelsChanged } from '../impact/index.ts';
+import { describeVictims, podRef, victimsOf } from './render-helpers.ts';
 
 const ID = 'pa-disable-ignored-ambient';
 

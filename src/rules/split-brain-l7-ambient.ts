@@ -4,28 +4,10 @@
 
 import type { Change } from '../admission/change.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
-import { changeRef } from './egress-helpers.ts';
-import { describeVictims, victimsOf } from './helpers.ts';
-import {
-  conflictKey,
-  coveredPorts,
-  diffConflicts,
-  formatPolicyRef,
-  isCiliumPolicyChange,
-  l7Kind,
-  l7ModelsSelecting,
-  l7ProxyEnabled,
-  l7Uses,
-  labelsChanged,
-  relabelReachesL7,
-  meshMode,
-  podIn,
-  policyChangePods,
-  portLabel,
-  victimPods,
-  type Conflict,
-} from './mesh-l7-helpers.ts';
 import type { Finding, Rule } from './types.ts';
+import { conflictKey, coveredPorts, formatPolicyRef, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, podIn, victimPods, type Conflict } from '../policy/index.ts';
+import { changeRef, diffKeyed as diffConflicts, isCiliumPolicyChange, labelsChanged, relabelReachesL7, touchedPods } from '../impact/index.ts';
+import { describeVictims, victimsOf, l7Kind, portLabel } from './render-helpers.ts';
 
 const ID = 'split-brain-l7-ambient';
 const REDIRECTION = 'ambient.istio.io/redirection';
@@ -61,9 +43,9 @@ function conflictsOf(state: ClusterState, pods: readonly Pod[]): Conflict[] {
 }
 
 /** Pods whose ambient enrolment or L7 policy this request may change. */
-function touched(change: Change, before: ClusterState, after: ClusterState): { pods: Pod[]; synthetic: boolean } | undefined {
+function touched(change: Change, before: ClusterState, after: ClusterState): { pods: readonly Pod[]; synthetic: boolean } | undefined {
   if (isCiliumPolicyChange(change)) {
-    return change.operation === 'DELETE' ? undefined : policyChangePods(change, before, after);
+    return change.operation === 'DELETE' ? undefined : touchedPods(change, before, after, { direction: 'l7' });
   }
   if (change.kind === 'Namespace' && change.operation === 'UPDATE' && relabelReachesL7(change, before)) {
     return { pods: [...after.list('Pod', change.name)], synthetic: false };

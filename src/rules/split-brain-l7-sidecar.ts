@@ -4,36 +4,11 @@
 // meshed client). Egress: L7 rules of sidecar pods toward sidecar pods that accept mTLS on that port.
 
 import type { Change } from '../admission/change.ts';
-import { changedLabelKeys, effectiveMtls, isMeshProxyPod, namespaceLabelReadByPeers, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel } from '../policy/index.ts';
+import { changedLabelKeys, effectiveMtls, isMeshProxyPod, namespaceLabelReadByPeers, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel, CILIUM_POLICY_KINDS, l7EgressPolicies, conflictKey, coveredPorts, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, modelsOf, peerPods, podIn, somePeerPod, unionPods, victimPods, type Conflict } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
-import { changeRef } from './egress-helpers.ts';
-import { describeVictims, podRef, victimsOf } from './helpers.ts';
-import {
-  CILIUM_POLICY_KINDS,
-  conflictKey,
-  coveredPorts,
-  diffConflicts,
-  formatPolicyRef,
-  isCiliumPolicyChange,
-  istioPolicyPods,
-  l7Kind,
-  l7ModelsSelecting,
-  l7ProxyEnabled,
-  l7Uses,
-  relabelReachesL7,
-  meshMode,
-  modelsOf,
-  peerPods,
-  podIn,
-  somePeerPod,
-  policyChangePods,
-  portLabel,
-  unionPods,
-  victimPods,
-  type Conflict,
-} from './mesh-l7-helpers.ts';
 import type { Finding, Rule } from './types.ts';
-import { ScopedWeakMap } from '../state/request-scope.ts';
+import { changeRef, diffKeyed as diffConflicts, isCiliumPolicyChange, relabelReachesL7, touchedPods } from '../impact/index.ts';
+import { describeVictims, podRef, victimsOf, l7Kind, portLabel } from './render-helpers.ts';
 
 const ID = 'split-brain-l7-sidecar';
 /** Bound the egress fan-out (client pods x destination pods) per policy rule. */
@@ -134,23 +109,6 @@ function egressConflicts(state: ClusterState, model: PolicyModel, subject: Pod, 
   return out;
 }
 
-// Policy objects (and models) are immutable and a state keeps a kind's list array until it changes: the
-// few policies with L7 egress are found once per list, not by a scan of every policy per request.
-const l7EgressByObj = new ScopedWeakMap<object, readonly PolicyModel[]>();
-const l7EgressByList = new ScopedWeakMap<readonly object[], readonly { obj: object; models: readonly PolicyModel[] }[]>();
-function l7EgressPolicies(list: readonly object[]): readonly { obj: object; models: readonly PolicyModel[] }[] {
-  let hit = l7EgressByList.get(list);
-  if (!hit) {
-    const out: { obj: object; models: readonly PolicyModel[] }[] = [];
-    for (const obj of list) {
-      let models = l7EgressByObj.get(obj);
-      if (!models) l7EgressByObj.set(obj, (models = modelsOf(obj).filter((m) => l7Uses(m, 'egress').length > 0)));
-      if (models.length > 0) out.push({ obj, models });
-    }
-    l7EgressByList.set(list, (hit = out));
-  }
-  return hit;
-}
 
 /** Egress conflicts of every Cilium policy with L7 egress toward the given destination pods. */
 function egressTowards(state: ClusterState, dests: readonly Pod[]): Conflict[] {
@@ -192,7 +150,7 @@ function policyEgress(state: ClusterState, obj: unknown, pods: readonly Pod[]): 
 function collect(change: Change, before: ClusterState, after: ClusterState): { b: Conflict[]; a: Conflict[]; synthetic: boolean } | undefined {
   if (isCiliumPolicyChange(change)) {
     if (change.operation === 'DELETE') return undefined;
-    const { pods, synthetic } = policyChangePods(change, before, after);
+    const { pods, synthetic } = touchedPods(change, before, after, { direction: 'l7' });
     if (pods.length === 0) return undefined;
     return {
       b: [...ingressOf(before, pods), ...policyEgress(before, change.oldObject, pods)],

@@ -5,12 +5,11 @@
 // enforced on its L4 part alone, denying more than intended.
 
 import type { Change } from '../admission/change.ts';
-import { authzAttachment, httpAttributesOf, istioRootNamespace, meshMode } from '../policy/index.ts';
+import { authzAttachment, httpAttributesOf, istioRootNamespace, meshMode, podIn, unionPods } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
-import { changeRef } from './egress-helpers.ts';
-import { describeVictims, podRef, victimsOf } from './helpers.ts';
-import { labelsChanged, podIn, unionPods } from './mesh-l7-helpers.ts';
 import type { Finding, Rule } from './types.ts';
+import { changeRef, labelsChanged } from '../impact/index.ts';
+import { describeVictims, podRef, victimsOf } from './render-helpers.ts';
 
 const ID = 'ztunnel-l7-authz';
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { DEFAULT_SETTINGS } from '../../src/config/config.ts';
 import { rule } from '../../src/rules/apiserver-egress-missing.ts';
-import { rbacIndex, usesApiserver } from '../../src/rules/apiserver-helpers.ts';
+import { rbacIndex, usesApiserver } from '../../src/policy/index.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import type { KubeObject, Pod } from '../../src/state/types.ts';
 import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';

@@ -5,7 +5,7 @@ import t from 'tap';
 
 import { defaultConfig, type Config } from '../../src/config/config.ts';
 import { changedLabelKeys, namespaceLabelMatters, namespaceLabelReadByL7, namespaceLabelReadByPeers, namespaceLabelReadFor } from '../../src/policy/namespace-labels.ts';
-import { touchedPods } from '../../src/rules/egress-helpers.ts';
+import { touchedPods } from '../../src/impact/index.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import type { Rule } from '../../src/rules/types.ts';
 import { overlay } from '../../src/state/overlay.ts';

@@ -1,4 +1,4 @@
-// Which pods talk to the kube-apiserver, and whether policy lets them (apiserver-egress-missing).
+// Which pods talk to the kube-apiserver, where it is, and whether policy lets them reach it.
 //
 // "Uses the API server" is judged from RBAC, not from the mere presence of a token: a pod whose service
 // account is a subject of some RoleBinding/ClusterRoleBinding (directly, or through the
@@ -6,11 +6,13 @@
 // (CoreDNS, istiod by default) are added, since they use permissions granted in ways meshguard cannot
 // always see (aggregated roles, bindings in other clusters' tooling).
 
-import { apiserverEndpoints, matchesSelector, reachable, nodeAddresses, nodeIPs, perContentOf, policySettings } from '../policy/index.ts';
-import type { ClusterState, Pod, RoleBinding } from '../state/types.ts';
-import { podClassKey } from './egress-helpers.ts';
-import type { RuleSettings } from './types.ts';
+import type { ClusterState, LabelSelector, Pod, RoleBinding } from '../state/types.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
+import { canonicalIp } from './cidr.ts';
+import { apiserverEndpoints, nodeAddresses, nodeIPs } from './cluster.ts';
+import { apiserverTargetCache, perContentOf } from './memo.ts';
+import { reachable } from './reachability.ts';
+import { matchesSelector } from './selectors.ts';
 
 interface RbacIndex {
   /** "namespace/serviceaccount" subjects. */
@@ -50,8 +52,12 @@ export function rbacIndex(state: ClusterState): RbacIndex {
   });
 }
 
+/** Clients of the API server the configuration names (RuleSettings.apiserverClients). */
+export interface ApiserverClients {
+  readonly apiserverClients?: readonly { readonly namespace?: string; readonly selector: LabelSelector }[];
+}
 /** Does this pod use the API server (RBAC subject or a configured client)? */
-export function usesApiserver(state: ClusterState, pod: Pod, settings: RuleSettings): boolean {
+export function usesApiserver(state: ClusterState, pod: Pod, settings: ApiserverClients): boolean {
   const ns = pod.metadata.namespace ?? '';
   const sa = pod.spec.serviceAccountName || 'default';
   const idx = rbacIndex(state);
@@ -71,18 +77,14 @@ export interface ApiserverTarget {
   readonly onNodes: boolean;
 }
 
-// Keyed by what it is computed from (the default namespace's EndpointSlice list, the node address map,
-// the kubernetes Service), which stay the same objects across requests that do not change them.
-const targetCache = new ScopedWeakMap<object, ScopedWeakMap<object, { svc: unknown; target: ApiserverTarget }>>();
-
 export function apiserverTarget(state: ClusterState): ApiserverTarget {
   const slices = state.list('EndpointSlice', 'default');
   const nodes = nodeAddresses(state);
   const svc = state.get('Service', 'default', 'kubernetes');
-  let byNodes = targetCache.get(slices);
-  if (!byNodes) targetCache.set(slices, (byNodes = new ScopedWeakMap()));
+  let byNodes = apiserverTargetCache.get(slices);
+  if (!byNodes) apiserverTargetCache.set(slices, (byNodes = new ScopedWeakMap()));
   const hit = byNodes.get(nodes);
-  if (hit && hit.svc === svc) return hit.target;
+  if (hit && hit.svc === svc) return hit.target as ApiserverTarget;
   const target = computeApiserverTarget(state, apiserverEndpoints(state));
   byNodes.set(nodes, { svc, target });
   return target;
@@ -114,29 +116,19 @@ export function apiserverReach(state: ClusterState, pod: Pod): string[] {
   if (t.ips.length === 0) return reachable(state, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP') ? [APISERVER_ENTITY] : [];
   return t.ips.filter((ip) => reachable(state, pod, { type: 'ip', ip }, t.port, 'TCP'));
 }
-
-/** The egress rule that allows the API server, in the dialect of the policy kind (one line of flow YAML). */
-export function apiserverAllowRule(kind: string | undefined, state: ClusterState): string {
-  const t = apiserverTarget(state);
-  const cidrSeesNodes = policySettings(state).cidrMatchesNodes;
-  if (kind === 'NetworkPolicy' && t.ips.length > 0 && (!t.onNodes || cidrSeesNodes)) {
-    const to = t.ips.map((ip) => `{ipBlock: {cidr: ${ip}${ip.includes(':') ? '/128' : '/32'}}}`).join(', ');
-    return `egress: [{to: [${to}], ports: [{port: ${t.port}, protocol: TCP}]}]`;
-  }
-  const cnp = `egress: [{toEntities: [kube-apiserver], toPorts: [{ports: [{port: "${t.port}", protocol: TCP}]}]}]`;
-  // ipBlock cannot select node addresses under Cilium's default policy-cidr-match-mode: use a CNP.
-  return kind === 'NetworkPolicy' ? `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)` : cnp;
-}
-
 /**
- * Class key for API server checks: when the API server runs on nodes, a pod on one of those nodes sees
- * it as `host`, elsewhere as `remote-node`; pods on other nodes share one class.
+ * Is the kube-apiserver outside the nodes (managed control planes: EKS, GKE, AKS)? `auto` compares the
+ * default/kubernetes EndpointSlice addresses with the Nodes' addresses; unknown (no endpoints or no
+ * nodes in the state) counts as "not outside", so no finding rests on a guess.
  */
-export function apiserverClassKey(state: ClusterState): (pod: Pod) => string {
-  const byIp = nodeAddresses(state);
-  const apiNodes = new Set(apiserverEndpoints(state).ips.map((ip) => byIp.get(ip)).filter((n): n is string => n !== undefined));
-  return (pod) => {
-    const node = pod.spec.nodeName ?? '';
-    return podClassKey(pod, apiNodes.has(node) ? node : apiNodes.size > 0 ? '*' : '');
-  };
+export function controlPlaneOutsideNodes(
+  setting: 'auto' | 'outside-nodes' | 'on-nodes' | undefined,
+  apiserverIps: readonly string[],
+  nodeIps: readonly string[],
+): boolean {
+  if (setting === 'outside-nodes') return true;
+  if (setting === 'on-nodes') return false;
+  if (apiserverIps.length === 0 || nodeIps.length === 0) return false;
+  const nodes = new Set(nodeIps.map((ip) => canonicalIp(ip) ?? ip));
+  return !apiserverIps.some((ip) => nodes.has(canonicalIp(ip) ?? ip));
 }

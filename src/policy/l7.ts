@@ -1,55 +1,24 @@
-// Shared by the rules where Cilium's L7 proxy meets Istio (split-brain-l7-sidecar, split-brain-l7-ambient,
-// dual-l7-authz): which Cilium L7 sections apply to a pod and port, which pods a request can change that
-// for, and a before/after diff of "conflicts" keyed so that a problem that already existed is recognised.
+// Where Cilium's L7 proxy meets Istio (split-brain-l7-sidecar, split-brain-l7-ambient, dual-l7-authz):
+// which Cilium L7 sections apply to a pod and port, which pods a peer or an Istio policy selects, and the
+// "conflict" unit (direction, subject, destination, port) that before/after comparisons key on.
 
-import type { Change } from '../admission/change.ts';
-import {
-  changedLabelKeys,
-  ciliumConfig,
-  endpointLabels,
-  formatPolicyRef,
-  indexablePair,
-  isCiliumEndpoint,
-  istioRootNamespace,
-  matchesSelector,
-  meshMode,
-  NAMESPACE_LABEL,
-  namespaceLabelReadByL7,
-  namedPort,
-  normalizeKey,
-  policiesSelecting,
-  policyModel,
-  selectorIsReserved,
-  subjectPods,
-  podsSelectedBy,
-  type Direction,
-  type L7Rules,
-  type Peer,
-  type PolicyModel,
-  type PolicyRef,
-  type PortRule,
-  type PortSection,
-} from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
-import { podRef } from './helpers.ts';
+import { ciliumConfig } from './cilium-config.ts';
+import { namedPort } from './cluster.ts';
+import { istioRootNamespace } from './istio.ts';
+import { l7EgressByList, l7EgressByObj } from './memo.ts';
+import { policyModel } from './model.ts';
+import { podRef } from './identity.ts';
+import { isCiliumEndpoint, policiesSelecting } from './selection.ts';
+import { endpointLabels, indexablePair, matchesSelector, NAMESPACE_LABEL, normalizeKey, selectorIsReserved } from './selectors.ts';
+import type { Direction, L7Rules, Peer, PolicyModel, PolicyRef, PortRule, PortSection } from './types.ts';
 
 export const CILIUM_POLICY_KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'] as const;
-
-export function isCiliumPolicyChange(change: Change): boolean {
-  return change.kind === 'CiliumNetworkPolicy' || change.kind === 'CiliumClusterwideNetworkPolicy';
-}
 
 /** L7 rules that make Cilium's Envoy proxy parse the stream (http, kafka, generic l7). DNS is not one. */
 export function hasStreamL7(rules: L7Rules | undefined): boolean {
   if (!rules) return false;
   return (rules.http?.length ?? 0) > 0 || (rules.kafka?.length ?? 0) > 0 || (rules.l7?.length ?? 0) > 0 || !!rules.l7proto;
-}
-
-/** "HTTP", "Kafka" or the l7proto name, for messages. */
-export function l7Kind(rules: L7Rules | undefined): string {
-  if ((rules?.http?.length ?? 0) > 0) return 'HTTP';
-  if ((rules?.kafka?.length ?? 0) > 0) return 'Kafka';
-  return rules?.l7proto ?? 'L7';
 }
 
 /**
@@ -111,10 +80,6 @@ function resolvePort(pod: Pod, pr: PortRule): number | 'all' | undefined {
   const asNum = Number(pr.port);
   if (pr.port !== '' && Number.isInteger(asNum)) return asNum === 0 ? 'all' : asNum;
   return namedPort(pod, pr.port, 'TCP', true) ?? namedPort(pod, pr.port, 'ANY', true);
-}
-
-export function portLabel(port: number | undefined): string {
-  return port === undefined ? 'all ports' : `port ${port}`;
 }
 
 /** Namespaces a Cilium endpoint selector pins with the namespace label (matchLabels or `In`), if any. */
@@ -182,19 +147,6 @@ export function podIn(state: ClusterState, pod: Pod): Pod | undefined {
   return pod.status === undefined && pod.spec.nodeName === undefined ? pod : undefined;
 }
 
-/**
- * Pods a Cilium policy change concerns: those the old object selected (before) and the new one
- * selects (after); when neither selects a live pod, the synthetic pods of the new object.
- */
-export function policyChangePods(change: Change, before: ClusterState, after: ClusterState): { pods: Pod[]; synthetic: boolean } {
-  const byRef = new Map<string, Pod>();
-  if (change.oldObject) for (const p of podsSelectedBy(before, change.oldObject as PolicyObject)) byRef.set(podRef(p), p);
-  if (change.object) for (const p of podsSelectedBy(after, change.object as PolicyObject)) byRef.set(podRef(p), p);
-  if (byRef.size > 0 || !change.object) return { pods: [...byRef.values()], synthetic: false };
-  const s = subjectPods(after, change.object as PolicyObject);
-  return { pods: [...s.pods], synthetic: s.synthetic };
-}
-
 function matchLabelsOf(spec: Readonly<Record<string, unknown>> | undefined): Labels | undefined {
   const sel = spec?.['selector'];
   if (typeof sel !== 'object' || sel === null) return undefined;
@@ -232,31 +184,6 @@ export function unionPods(...lists: readonly (readonly Pod[])[]): Pod[] {
   return [...m.values()];
 }
 
-export function labelsChanged(change: Change): boolean {
-  const a = change.oldObject?.metadata.labels ?? {};
-  const b = change.object?.metadata.labels ?? {};
-  const ka = Object.keys(a);
-  return ka.length !== Object.keys(b).length || ka.some((k) => a[k] !== b[k]);
-}
-
-/**
- * Can this Namespace relabel change any L7 conflict of its pods (as destinations or clients)? Conflicts
- * depend on mesh membership and on the selectors of Cilium policies with L7 rules only (see
- * namespaceLabelReadByL7); a relabel outside those leaves them as they were.
- */
-export function relabelReachesL7(change: Change, state: ClusterState): boolean {
-  return changedLabelKeys(change.oldObject?.metadata.labels, change.object?.metadata.labels).some((k) => namespaceLabelReadByL7(state, k));
-}
-
-/** Every Cilium policy model (CNP in every namespace, CCNP) with stream-L7 egress. Per state revision is enough. */
-export function l7EgressModels(state: ClusterState): PolicyModel[] {
-  const out: PolicyModel[] = [];
-  for (const kind of CILIUM_POLICY_KINDS) {
-    for (const o of state.list(kind)) for (const m of policyModel(o)) if (l7Uses(m, 'egress').length > 0) out.push(m);
-  }
-  return out;
-}
-
 /** Models of a policy object (empty for odd input). */
 export function modelsOf(obj: unknown): readonly PolicyModel[] {
   try {
@@ -271,23 +198,21 @@ export function l7ModelsSelecting(state: ClusterState, pod: Pod): readonly Polic
   return policiesSelecting(state, pod).filter((m) => m.ref.kind !== 'NetworkPolicy' && m.elements.some((e) => !e.deny && e.ports.some((s) => hasStreamL7(s.rules))));
 }
 
-export { formatPolicyRef, meshMode };
-
-/** Conflicts present in `after` but not in `before` (new), and those present in both (preexisting). */
-export function diffConflicts(before: readonly Conflict[], after: readonly Conflict[]): { added: Conflict[]; kept: Conflict[] } {
-  const old = new Set(before.map((c) => c.key));
-  const added: Conflict[] = [];
-  const kept: Conflict[] = [];
-  const seen = new Set<string>();
-  for (const c of after) {
-    if (seen.has(c.key)) continue;
-    seen.add(c.key);
-    (old.has(c.key) ? kept : added).push(c);
-  }
-  return { added, kept };
-}
-
 /** The distinct victim pods of conflicts, in order. */
 export function victimPods(conflicts: readonly Conflict[]): Pod[] {
   return unionPods(conflicts.map((c) => c.victim));
+}
+
+export function l7EgressPolicies(list: readonly object[]): readonly { obj: object; models: readonly PolicyModel[] }[] {
+  let hit = l7EgressByList.get(list);
+  if (!hit) {
+    const out: { obj: object; models: readonly PolicyModel[] }[] = [];
+    for (const obj of list) {
+      let models = l7EgressByObj.get(obj);
+      if (!models) l7EgressByObj.set(obj, (models = modelsOf(obj).filter((m) => l7Uses(m, 'egress').length > 0)));
+      if (models.length > 0) out.push({ obj, models });
+    }
+    l7EgressByList.set(list, (hit = out));
+  }
+  return hit;
 }

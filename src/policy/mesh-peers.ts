@@ -1,43 +1,26 @@
-// Shared by the ambient ingress rules (hbone-15008-blocked, ambient-probe-snat-blocked): which peers a
-// pod's ingress policy admits, a representative pod for each of them, and the ingress verdict for a
-// source that is an IP rather than a pod (the SNATed kubelet probes). Pure functions over a state.
+// Ambient ingress semantics (hbone-15008-blocked, ambient-probe-snat-blocked): which peers a pod's
+// ingress policy admits, a representative pod for each of them, whether HBONE (TCP 15008) is open to
+// them, and the ingress verdict for a source that is an IP rather than a pod (the SNATed kubelet
+// probes). Pure functions over a state.
 
-import { internKey } from '../state/intern.ts';
-import {
-  endpointLabels,
-  enforcement,
-  entityMatches,
-  evaluate,
-  reachable,
-  formatPolicyRef,
-  ipIdentity,
-  matchesSelector,
-  meshMode,
-  NAMESPACE_LABEL,
-  NAMESPACE_LABELS_PREFIX,
-  namedPort,
-  normalizeKey,
-  podIdentityKey,
-  policiesSelecting,
-  policySettings,
-  SERVICE_ACCOUNT_LABEL,
-  waypointFor,
-  selectorIsReserved,
-  cidrSetContains,
-  ipFamily,
-  type Peer,
-  type PolicyModel,
-  type PolicyRef,
-  type RuleElement,
-} from '../policy/index.ts';
 import type { ClusterState, KubeObject, Labels, LabelSelector, Pod } from '../state/types.ts';
-import { ambientEnabled, injectionEnabled } from './istio-usage-helpers.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
+import { ipFamily } from './cidr.ts';
+import { namedPort } from './cluster.ts';
+import { meshMode, namespaceAmbientEnabled, namespaceInjectionEnabled, waypointFor } from './istio.ts';
+import { firstMatchCache, nsMatchCache } from './memo.ts';
+import { formatPolicyRef } from './model.ts';
+import { evaluate, ingressFromIp, reachable } from './reachability.ts';
+import { enforcement, policiesSelecting } from './selection.ts';
+import { matchesSelector, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, normalizeKey, selectorIsReserved, SERVICE_ACCOUNT_LABEL } from './selectors.ts';
+import type { Peer, PolicyModel, PolicyRef, RuleElement } from './types.ts';
 
 /** ztunnel's HBONE port: mesh traffic between ambient workloads arrives on it, whatever the app port. */
 export const HBONE_PORT = 15008;
+
 /** The link-local address istio-cni SNATs kubelet probes to for ambient pods. */
 export const PROBE_SNAT_IPV4 = '169.254.7.127';
+
 /** Its IPv6 counterpart (single-stack IPv6 pods). */
 export const PROBE_SNAT_IPV6 = 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff';
 
@@ -122,13 +105,9 @@ function peerNamespace(state: ClusterState, peer: Extract<Peer, { type: 'endpoin
 
 /** The namespace's pods join the mesh (ambient enrolment or sidecar injection). */
 function meshedNamespace(ns: KubeObject | undefined): boolean {
-  return ambientEnabled(ns) || injectionEnabled(ns);
+  return namespaceAmbientEnabled(ns) || namespaceInjectionEnabled(ns);
 }
 
-// The scan depends only on the Namespace list (the same array until a Namespace changes) and the
-// selector's content: every pod of every request shares it. Keyed by the selector's text rather than the
-// object, so that a request's own copy of a policy (a new model, equal selectors) hits too.
-const firstMatchCache = new ScopedWeakMap<readonly object[], Map<string, string | null>>();
 function firstNamespaceMatching(state: ClusterState, selector: LabelSelector, labelsOf: (name: string) => Labels): string | undefined {
   const list = state.list('Namespace');
   const text = JSON.stringify(selector);
@@ -157,8 +136,8 @@ function firstNamespaceMatching(state: ClusterState, selector: LabelSelector, la
   }
   return hit ?? undefined;
 }
+
 const SELECTOR_CACHE_LIMIT = 4096;
-const nsMatchCache = new Map<string, ScopedWeakMap<object, boolean>>();
 
 /** A pod (not in the state) that an endpoints selector selects, or undefined when it cannot be built. */
 function podFor(name: string, namespace: string, selector: LabelSelector, nodeName: string | undefined): Pod | undefined {
@@ -358,115 +337,6 @@ export function cutOffByRelabel(before: ClusterState, after: ClusterState, sourc
 
 function hasIngressDeny(state: ClusterState, pod: Pod): boolean {
   return policiesSelecting(state, pod).some((m) => m.elements.some((e) => e.direction === 'ingress' && e.deny));
-}
-
-/** Pod labels that decide the mesh mode or the waypoint (the rest only matter through policy selection). */
-const MESH_LABELS = ['istio.io/dataplane-mode', 'sidecar.istio.io/inject', 'istio.io/rev', 'istio.io/use-waypoint', 'istio.io/use-waypoint-namespace'];
-
-/**
- * A key under which two pods of one state get the same ingress verdicts from these checks: same
- * namespace, same selecting policy rules, same mesh labels/annotations, same container ports (named
- * ports) and address family. Lets a rule judge a 3,000-pod namespace by its few distinct shapes.
- */
-export function ingressShapeKey(state: ClusterState, pod: Pod): string {
-  return `${rulesKey(policiesSelecting(state, pod))}\u0000${podShapeKey(pod)}`;
-}
-
-/**
- * A compareLoss class key for the ambient checks (HBONE, probesAdmitted, ambient DNS capture): pods with the same
- * key have the same mesh mode and the same ingressShapeKey in any state (identity for policy selection,
- * plus the pod's own shape and container names), so one of them stands for all. Unlike podClassKey it
- * leaves out the node, which these checks do not read: replicas spread over nodes are judged once.
- */
-export function ambientIngressClassKey(pod: Pod): string {
-  let key = ambientClassKeys.get(pod);
-  if (key === undefined) {
-    const names = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => c.name);
-    key = internKey(`${podIdentityKey(pod)}\u0000${podShapeKey(pod)}\u0000${JSON.stringify(names)}`);
-    ambientClassKeys.set(pod, key);
-  }
-  return key;
-}
-const ambientClassKeys = new ScopedWeakMap<Pod, string>();
-
-// A pod's selecting-model list is shared by every pod with the same answer (and cached): key it once.
-const rulesKeys = new ScopedWeakMap<readonly PolicyModel[], string>();
-function rulesKey(models: readonly PolicyModel[]): string {
-  let key = rulesKeys.get(models);
-  if (key === undefined) {
-    key = JSON.stringify(models.map((m) => `${m.ref.kind}/${m.ref.namespace}/${m.ref.name}#${m.specIndex}`));
-    rulesKeys.set(models, key);
-  }
-  return key;
-}
-
-// The pod's own part of the shape; pods in a state are immutable objects, so computed once per pod.
-const podShapeKeys = new ScopedWeakMap<Pod, string>();
-function podShapeKey(pod: Pod): string {
-  let key = podShapeKeys.get(pod);
-  if (key === undefined) {
-    const labels = pod.metadata.labels ?? {};
-    const mesh = MESH_LABELS.map((k) => labels[k] ?? '');
-    const ports = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => (c.ports ?? []).map((p) => `${p.name ?? ''}:${p.containerPort}/${p.protocol ?? ''}`).join(','));
-    const ips = [pod.status?.podIP, ...(pod.status?.podIPs ?? []).map((x) => x.ip)].map((ip) => (ip ? ipFamily(ip) : ''));
-    key = internKey(JSON.stringify([pod.metadata.namespace ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', mesh, pod.metadata.annotations ?? {}, ports, ips]));
-    podShapeKeys.set(pod, key);
-  }
-  return key;
-}
-
-// ---------- ingress from an IP ----------
-
-/** Does the element cover every port (so it applies to whatever port the probe uses)? */
-function allPorts(el: RuleElement): boolean {
-  return el.ports.length === 0 || el.ports.some((s) => s.ports.length === 0 || s.ports.some((r) => r.port === 0 && (r.protocol === 'ANY' || r.protocol === 'TCP')));
-}
-
-/** Does the element admit TCP on some port? (UDP/SCTP-only elements never carry HTTP/TCP probes.) */
-function someTcpPort(el: RuleElement): boolean {
-  return el.ports.length === 0 || el.ports.some((s) => s.ports.length === 0 || s.ports.some((r) => r.protocol === 'ANY' || r.protocol === 'TCP'));
-}
-
-/**
- * Ingress of `pod` from a source IP (not a pod), on an unknown TCP port: 'allowed' when not enforced or
- * some allow element selects the IP's identity on some TCP port and no all-ports deny does; else
- * 'denied'. A deny limited to some ports is not counted (the probe port is not known): this errs
- * towards "allowed", i.e. towards no finding.
- */
-export function ingressFromIp(state: ClusterState, pod: Pod, ip: string): { enforced: boolean; verdict: 'allowed' | 'denied'; by: readonly PolicyRef[] } {
-  const enf = enforcement(state, pod, 'ingress');
-  // enable-policy: never turns every policy off, deny rules included (as reachable() answers).
-  if (policySettings(state).enablePolicy === 'never') return { enforced: false, verdict: 'allowed', by: [] };
-  const id = ipIdentity(state, ip, pod.spec.nodeName);
-  const matches = (peer: Peer): boolean => {
-    switch (peer.type) {
-      case 'entities':
-        return peer.entities.some((e) => entityMatches(e, id));
-      case 'cidr':
-        return id.cidrIp !== undefined && cidrSetContains(peer.cidr, peer.except, id.cidrIp);
-      case 'endpoints':
-        // Only unscoped selectors of reserved labels (reserved:world) can select a non-pod identity.
-        if (id.pod) return (peer.namespace === undefined || peer.namespace === id.pod.metadata.namespace) && matchesSelector(peer.selector, endpointLabels(state, id.pod));
-        return peer.namespace === undefined && !peer.namespaceSelector && matchesSelector(peer.selector, id.labels);
-      default:
-        return false;
-    }
-  };
-  let allowed = false;
-  const denies: PolicyRef[] = [];
-  for (const m of policiesSelecting(state, pod)) {
-    for (const el of m.elements) {
-      if (el.direction !== 'ingress') continue;
-      const peerOk = el.peers.length === 0 || el.peers.some(matches);
-      if (!peerOk) continue;
-      if (el.deny) {
-        if (allPorts(el)) denies.push(m.ref);
-      } else if (someTcpPort(el)) allowed = true;
-    }
-  }
-  if (denies.length > 0) return { enforced: enf.enforced, verdict: 'denied', by: denies };
-  if (!enf.enforced || allowed) return { enforced: enf.enforced, verdict: 'allowed', by: [] };
-  return { enforced: true, verdict: 'denied', by: enf.by };
 }
 
 /**

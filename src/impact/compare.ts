@@ -1,0 +1,158 @@
+// Before/after judged per identity class: the one comparison primitive of the rules. A change breaks
+// what worked before and no longer does ("lost"); what was already broken and still is ("still
+// missing") is reported as pre-existing, or not at all. Items (pods, conflicts) that share a class key
+// get one verdict: the predicate runs once per class, and victims are counted per class. This is where
+// issue 21's per-identity judging lives (judge per class, count victims per class, cap what is listed).
+
+import type { ClusterState, Pod } from '../state/types.ts';
+import { podClassKey } from '../policy/index.ts';
+
+/** The verdict on one class: fine after the change, lost by it, missing before and after, or not judged. */
+export type Outcome = 'ok' | 'lost' | 'still' | 'skip';
+
+/** A class verdict with what the caller wants to say about it (the targets lost, the peer cut off...). */
+export interface Judged<D> {
+  readonly outcome: Outcome;
+  readonly detail?: D;
+}
+
+/** One judged class: its key, its first item (the representative that was judged), and how many items it has. */
+export interface ClassVerdict<T, D> {
+  readonly key: string;
+  readonly first: T;
+  readonly outcome: Outcome;
+  readonly detail: D | undefined;
+  count: number;
+}
+
+export interface ByClass<T, D> {
+  /** Every item of a lost class, in input order. */
+  readonly lost: T[];
+  /** Every item of a still-missing class, in input order. */
+  readonly stillMissing: T[];
+  /** Lost classes, in the order their first item came. */
+  readonly lostClasses: ClassVerdict<T, D>[];
+  /** Still-missing classes, in the order their first item came. */
+  readonly stillClasses: ClassVerdict<T, D>[];
+  /** How many distinct classes were judged (the predicate's call count). */
+  readonly classes: number;
+}
+
+/**
+ * Judge items by class: `judge` runs on the first item of each class (by `classKey`) and its outcome
+ * counts for every item of the class. A judge that throws (odd input) skips the class: no finding
+ * rather than a crash.
+ */
+export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (item: T) => string, judge: (item: T) => Judged<D>): ByClass<T, D> {
+  const byKey = new Map<string, ClassVerdict<T, D>>();
+  const out: ByClass<T, D> = { lost: [], stillMissing: [], lostClasses: [], stillClasses: [], classes: 0 };
+  for (const item of items) {
+    const key = classKey(item);
+    let v = byKey.get(key);
+    if (v === undefined) {
+      let j: Judged<D>;
+      try {
+        j = judge(item);
+      } catch {
+        j = SKIP;
+      }
+      v = { key, first: item, outcome: j.outcome, detail: j.detail, count: 0 };
+      byKey.set(key, v);
+      if (v.outcome === 'lost') out.lostClasses.push(v);
+      else if (v.outcome === 'still') out.stillClasses.push(v);
+    }
+    v.count++;
+    if (v.outcome === 'lost') out.lost.push(item);
+    else if (v.outcome === 'still') out.stillMissing.push(item);
+  }
+  return { ...out, classes: byKey.size };
+}
+const SKIP: Judged<never> = { outcome: 'skip' };
+
+/** The first `max` items and the total, for naming victims without listing them all. */
+export function capVictims<T>(items: readonly T[], max: number): { readonly listed: readonly T[]; readonly count: number } {
+  return { listed: items.length > max ? items.slice(0, max) : items, count: items.length };
+}
+
+// ---------- pods that reach a target, before and after ----------
+
+/** Pods that lose something with this request, and pods that lacked it before and still do. */
+export interface Loss {
+  readonly lost: Pod[];
+  readonly stillMissing: Pod[];
+}
+
+/** Like Loss, with the targets the lost pods can no longer reach. */
+export interface ReachLoss extends Loss {
+  /** Targets reached before and not after, by any lost class of pods. */
+  readonly lostTargets: readonly string[];
+}
+
+/** The default class key: a pod's identity, host network and phase (no node). */
+export const byPodClass = (pod: Pod): string => podClassKey(pod, pod.spec.nodeName ?? '');
+
+/**
+ * compareLoss for a check with several targets a pod should reach all of (say, every API server
+ * endpoint, balanced over by a Service): a pod is lost when it reaches fewer targets than before, even
+ * if it already missed some; still missing when it misses some and reaches as many as before (a
+ * request that swaps which endpoint is missing, or reaches more of them, makes nothing worse). `reach`
+ * returns the targets reached (undefined when it cannot judge: after, the pod is then ignored; before,
+ * the pod, say not there yet, is taken to have reached everything).
+ */
+export function compareReach(
+  pods: readonly Pod[],
+  before: ClusterState,
+  after: ClusterState,
+  targets: readonly string[],
+  reach: (state: ClusterState, pod: Pod) => readonly string[] | undefined,
+  classKey: (pod: Pod) => string,
+): ReachLoss {
+  const r = judgeByClass<Pod, readonly string[]>(pods, classKey, (pod) => {
+    const now = reach(after, pod);
+    if (now === undefined) return SKIP;
+    if (targets.every((t) => now.includes(t))) return OK;
+    const was = reach(before, pod) ?? targets;
+    if (now.length >= was.length) return STILL;
+    return { outcome: 'lost', detail: was.filter((t) => !now.includes(t)) };
+  });
+  const lostTargets = new Set<string>();
+  for (const c of r.lostClasses) for (const t of c.detail ?? []) lostTargets.add(t);
+  return { lost: r.lost, stillMissing: r.stillMissing, lostTargets: targets.filter((t) => lostTargets.has(t)) };
+}
+const OK: Judged<never> = { outcome: 'ok' };
+const STILL: Judged<never> = { outcome: 'still' };
+
+/**
+ * Compare a per-pod check before and after. `ok` returns undefined when it cannot judge (the pod is
+ * then ignored). Synthetic pods are evaluated in both states all the same: they stand for pods that
+ * would be created.
+ */
+export function compareLoss(
+  pods: readonly Pod[],
+  before: ClusterState,
+  after: ClusterState,
+  ok: (state: ClusterState, pod: Pod) => boolean | undefined,
+  classKey: (pod: Pod) => string = byPodClass,
+): Loss {
+  const reach = (state: ClusterState, pod: Pod): readonly string[] | undefined => {
+    const v = ok(state, pod);
+    return v === undefined ? undefined : v ? ONE_TARGET : NO_TARGET;
+  };
+  const { lost, stillMissing } = compareReach(pods, before, after, ONE_TARGET, reach, classKey);
+  return { lost, stillMissing };
+}
+const ONE_TARGET: readonly string[] = ['ok'];
+const NO_TARGET: readonly string[] = [];
+
+// ---------- keyed problems, before and after ----------
+
+/**
+ * Problems (keyed, e.g. L7 conflicts) present after but not before (added), and present in both (kept):
+ * each key counts once, represented by its first problem after the change.
+ */
+export function diffKeyed<T extends { readonly key: string }>(before: readonly T[], after: readonly T[]): { added: T[]; kept: T[] } {
+  const old = new Set(before.map((c) => c.key));
+  const r = judgeByClass<T>(after, (c) => c.key, (c) => (old.has(c.key) ? STILL : LOST));
+  return { added: r.lostClasses.map((c) => c.first), kept: r.stillClasses.map((c) => c.first) };
+}
+const LOST: Judged<never> = { outcome: 'lost' };

@@ -1,0 +1,100 @@
+// Which pods a change touches, before and after, per direction (ingress/egress) or for L7: one answer
+// per (change, before, after, direction), shared by every rule that asks it of one request.
+
+import type { Change } from '../admission/change.ts';
+import {
+  changedLabelKeys,
+  namespaceLabelReadByL7,
+  namespaceLabelReadFor,
+  podRef,
+  podsSelectedBy,
+  policyModel,
+  policySettings,
+  subjectPods,
+  type Direction,
+} from '../policy/index.ts';
+import { touchedByChange } from '../policy/memo.ts';
+import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
+import { isCiliumConfigChange, isPolicyChange } from './change-kinds.ts';
+
+/** The pods a request can change policy for, and whether they are synthetic (no live pod selected). */
+export interface TouchedPods {
+  readonly pods: readonly Pod[];
+  readonly synthetic: boolean;
+}
+
+/** What a rule judges: one direction of Cilium/NetworkPolicy enforcement, or the L7 sections of Cilium policies. */
+export type Aspect = Direction | 'l7';
+
+const NONE: TouchedPods = { pods: [], synthetic: false };
+
+/**
+ * Can the policy object change anything in this direction for the pods it selects? Only through a
+ * section of that direction (allow or deny rules) or through `enableDefaultDeny` turning that
+ * direction's default deny on by itself (`enableDefaultDeny: {egress: true}` with ingress rules only
+ * still puts the pods into egress default deny).
+ */
+export function affectsDirection(obj: PolicyObject | undefined, direction: Direction): boolean {
+  return obj !== undefined && policyModel(obj).some((m) => m.hasSection[direction] || m.enforces[direction]);
+}
+
+/**
+ * Pods whose policy this request may change:
+ * - a policy object: the pods the old object selects (before) and the new one selects (after); when
+ *   neither selects a live pod, the synthetic pods of the new object (new namespaces are protected too);
+ *   with a direction, nothing when neither object can affect that direction (see affectsDirection);
+ * - a Namespace whose labels change: its pods (namespace labels feed CCNP/NetworkPolicy selectors); with
+ *   a direction (or 'l7'), only when a changed key is read by selectors that matter for it;
+ * - cilium-config when the policy mode changes: every pod (rare, and the change is cluster-wide).
+ * Without `direction`, every aspect counts. Odd input touches nothing (no finding rather than a crash).
+ */
+export function touchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { direction?: Aspect } = {}): TouchedPods {
+  let hit = touchedByChange.get(change);
+  if (!hit || hit.before !== before || hit.after !== after) touchedByChange.set(change, (hit = { before, after, answers: new Map() }));
+  const slot = opts.direction ?? 'all';
+  let answer = hit.answers.get(slot) as TouchedPods | undefined;
+  if (answer === undefined) hit.answers.set(slot, (answer = computeTouchedPods(change, before, after, opts.direction)));
+  return answer;
+}
+
+function computeTouchedPods(change: Change, before: ClusterState, after: ClusterState, d: Aspect | undefined): TouchedPods {
+  try {
+    if (isPolicyChange(change)) {
+      if (d !== undefined && d !== 'l7' && !affectsDirection(change.oldObject as PolicyObject | undefined, d) && !affectsDirection(change.object as PolicyObject | undefined, d)) {
+        return NONE;
+      }
+      const byKey = new Map<string, Pod>();
+      const add = (pods: readonly Pod[]): void => {
+        for (const p of pods) byKey.set(podRef(p), p);
+      };
+      if (change.oldObject) add(podsSelectedBy(before, change.oldObject as PolicyObject));
+      if (change.object) add(podsSelectedBy(after, change.object as PolicyObject));
+      if (byKey.size > 0) return { pods: [...byKey.values()], synthetic: false };
+      if (change.object) {
+        const s = subjectPods(after, change.object as PolicyObject);
+        return { pods: s.pods, synthetic: s.synthetic };
+      }
+      return NONE;
+    }
+    if (change.kind === 'Namespace' && change.operation === 'UPDATE') {
+      const keys = changedLabelKeys(change.oldObject?.metadata.labels, change.object?.metadata.labels);
+      if (keys.length === 0) return NONE;
+      // A relabel that only changes which ingress policies select the pods (say) leaves their egress as it was.
+      if (d === 'l7' && !keys.some((k) => namespaceLabelReadByL7(before, k))) return NONE;
+      if (d !== undefined && d !== 'l7' && !keys.some((k) => namespaceLabelReadFor(before, k, d))) return NONE;
+      return { pods: after.list('Pod', change.name), synthetic: false };
+    }
+    if (isCiliumConfigChange(change)) {
+      const a = policySettings(before);
+      const b = policySettings(after);
+      const same =
+        a.enablePolicy === b.enablePolicy &&
+        a.nonDefaultDenyPolicies === b.nonDefaultDenyPolicies &&
+        a.cidrMatchesNodes === b.cidrMatchesNodes;
+      return same ? NONE : { pods: after.list('Pod'), synthetic: false };
+    }
+  } catch {
+    return NONE;
+  }
+  return NONE;
+}

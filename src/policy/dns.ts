@@ -1,0 +1,65 @@
+// The DNS target of the egress checks: which kube-dns backends a pod must reach, on which port, and
+// whether it does. Pure functions over a state.
+
+import type { ClusterState, Labels, Pod } from '../state/types.ts';
+import { dnsBackends } from './cluster.ts';
+import { podRef } from './identity.ts';
+import { reachable } from './reachability.ts';
+import type { Protocol } from './types.ts';
+
+// ---------- DNS ----------
+
+/** The kube-dns backends to test against: one pod per distinct label set (at most 3), and the UDP port. */
+export interface DnsTarget {
+  readonly pods: readonly Pod[];
+  readonly port: number;
+  /** The Service selector (labels the fix should use). */
+  readonly selector: Labels;
+  readonly namespace: string;
+}
+
+export function dnsTarget(state: ClusterState): DnsTarget | undefined {
+  const b = dnsBackends(state);
+  const svc =
+    state.get('Service', 'kube-system', 'kube-dns') ??
+    state.list('Service', 'kube-system').find((s) => s.metadata.labels?.['k8s-app'] === 'kube-dns');
+  const selector: Labels = svc?.spec.selector ?? { 'k8s-app': 'kube-dns' };
+  const namespace = svc?.metadata.namespace ?? 'kube-system';
+  const udp = b.ports.find((p) => p.protocol === 'UDP');
+  const port = udp?.port ?? 53;
+  let pods: Pod[] = [];
+  const seen = new Set<string>();
+  for (const p of b.pods) {
+    const key = JSON.stringify(p.metadata.labels ?? {});
+    if (seen.has(key)) continue;
+    seen.add(key);
+    pods.push(p);
+    if (pods.length >= 3) break;
+  }
+  if (pods.length === 0) {
+    if (!svc) return undefined;
+    // No live backend (a snapshot without CoreDNS pods): a stand-in pod with the Service selector labels.
+    pods = [
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: '(kube-dns backend)', namespace, labels: selector },
+        spec: { containers: [] },
+      },
+    ];
+  }
+  return { pods, port, selector, namespace };
+}
+
+/** Is a pod one of the DNS backends (they do not need to reach themselves)? */
+export function isDnsBackend(state: ClusterState, pod: Pod): boolean {
+  return dnsBackends(state).pods.some((p) => podRef(p) === podRef(pod));
+}
+
+/** Can the pod reach at least one DNS backend on the given protocol (default UDP)? undefined = no DNS Service known. */
+export function reachesDns(state: ClusterState, pod: Pod, protocol: Protocol = 'UDP'): boolean | undefined {
+  const t = dnsTarget(state);
+  if (!t) return undefined;
+  const port = protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
+  return t.pods.some((d) => reachable(state, pod, { type: 'pod', pod: d }, port, protocol));
+}

@@ -1,0 +1,70 @@
+// Wording shared by the rules: naming victims, listing names, and the allow rules a fix suggests. No
+// semantics here (those live in src/policy and src/impact) and no caches.
+
+import { apiserverTarget, podRef, policySettings, type L7Rules } from '../policy/index.ts';
+import type { ClusterState, Labels, Pod } from '../state/types.ts';
+
+export { podRef };
+
+/** How many victims a finding names before saying "and N more". */
+export const MAX_VICTIMS = 5;
+
+/** The first few pod names and the total, for Finding.victims / victimCount. */
+export function victimsOf(pods: readonly Pod[]): { victims: string[]; victimCount: number } {
+  return { victims: pods.slice(0, MAX_VICTIMS).map(podRef), victimCount: pods.length };
+}
+
+/** "blue/httpbin-1, blue/httpbin-2 and 3 more" */
+export function describeVictims(pods: readonly Pod[]): string {
+  const names = pods.slice(0, 3).map(podRef);
+  const rest = pods.length - names.length;
+  return rest > 0 ? `${names.join(', ')} and ${rest} more` : names.join(', ');
+}
+/** "a, b, c and 4 more" */
+export function listNames(names: readonly string[], max = 3): string {
+  const shown = names.slice(0, max);
+  const rest = names.length - shown.length;
+  return rest > 0 ? `${shown.join(', ')} and ${rest} more` : shown.join(', ');
+}
+/** The egress rule that allows DNS, in the dialect of the policy kind, as one line of flow YAML. */
+export function dnsAllowRule(kind: string | undefined, target: { selector: Labels; namespace: string; port: number } | undefined, withDnsRules: boolean): string {
+  const selector = target?.selector ?? { 'k8s-app': 'kube-dns' };
+  const namespace = target?.namespace ?? 'kube-system';
+  const port = target?.port ?? 53;
+  const labels = Object.entries(selector);
+  if (kind === 'NetworkPolicy') {
+    const podSel = labels.map(([k, v]) => `${k}: ${v}`).join(', ');
+    return (
+      `egress: [{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ${namespace}}}, ` +
+      `podSelector: {matchLabels: {${podSel}}}}], ports: [{port: ${port}, protocol: UDP}, {port: ${port}, protocol: TCP}]}]`
+    );
+  }
+  const epSel = [`"k8s:io.kubernetes.pod.namespace": ${namespace}`, ...labels.map(([k, v]) => `"k8s:${k}": ${v}`)].join(', ');
+  const rules = withDnsRules ? `, rules: {dns: [{matchPattern: "*"}]}` : '';
+  return (
+    `egress: [{toEndpoints: [{matchLabels: {${epSel}}}], ` +
+    `toPorts: [{ports: [{port: "${port}", protocol: UDP}, {port: "${port}", protocol: TCP}]${rules}}]}]`
+  );
+}
+/** The egress rule that allows the API server, in the dialect of the policy kind (one line of flow YAML). */
+export function apiserverAllowRule(kind: string | undefined, state: ClusterState): string {
+  const t = apiserverTarget(state);
+  const cidrSeesNodes = policySettings(state).cidrMatchesNodes;
+  if (kind === 'NetworkPolicy' && t.ips.length > 0 && (!t.onNodes || cidrSeesNodes)) {
+    const to = t.ips.map((ip) => `{ipBlock: {cidr: ${ip}${ip.includes(':') ? '/128' : '/32'}}}`).join(', ');
+    return `egress: [{to: [${to}], ports: [{port: ${t.port}, protocol: TCP}]}]`;
+  }
+  const cnp = `egress: [{toEntities: [kube-apiserver], toPorts: [{ports: [{port: "${t.port}", protocol: TCP}]}]}]`;
+  // ipBlock cannot select node addresses under Cilium's default policy-cidr-match-mode: use a CNP.
+  return kind === 'NetworkPolicy' ? `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)` : cnp;
+}
+/** "HTTP", "Kafka" or the l7proto name, for messages. */
+export function l7Kind(rules: L7Rules | undefined): string {
+  if ((rules?.http?.length ?? 0) > 0) return 'HTTP';
+  if ((rules?.kafka?.length ?? 0) > 0) return 'Kafka';
+  return rules?.l7proto ?? 'L7';
+}
+
+export function portLabel(port: number | undefined): string {
+  return port === undefined ? 'all ports' : `port ${port}`;
+}

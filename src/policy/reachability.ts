@@ -380,10 +380,6 @@ function portMatch(
   return NO_PORT_MATCH;
 }
 
-interface Matches {
-  readonly denies: readonly PolicyRef[];
-  readonly allowing: readonly Allowing[];
-}
 // Most evaluations match nothing in a direction: share the empty answer instead of allocating it.
 const NO_REFS: readonly PolicyRef[] = Object.freeze([]);
 const NO_ALLOWING: readonly Allowing[] = Object.freeze([]);
@@ -394,32 +390,78 @@ function anyPeerMatches(ctx: EvalContext, model: PolicyModel, el: RuleElement, i
   return false;
 }
 
-function collect(
+/**
+ * What one direction's decision saw, for explanations: `meshguard trace`, evaluate() and the messages
+ * that name deciding policies pass one; the rules' fast path (reachable) passes none.
+ */
+export interface Tracer {
+  /** Policy does not apply at the subject at all: `never` (enable-policy=never) or `not-endpoint`. */
+  unenforced(why: 'never' | 'not-endpoint'): void;
+  /** An element of `model` matched the peer and the port (its port section when it has ports): a deny or an allow. */
+  matched(model: PolicyModel, el: RuleElement, section: PortSection | undefined): void;
+}
+
+/**
+ * THE decision of one direction at `subject` (the pod whose policy applies) against `peer`: a matching
+ * deny wins; else allowed when some allow matches or the direction is not enforced. With a tracer every
+ * matching element is reported (no early return); without one, nothing is allocated.
+ */
+function decideDirection(
   ctx: EvalContext,
-  models: readonly PolicyModel[],
+  subject: Pod,
   direction: Direction,
   peer: Identity,
   port: number,
   protocol: Protocol,
   destPod: Pod | undefined,
-): Matches {
-  let denies: PolicyRef[] | undefined;
-  let allowing: Allowing[] | undefined;
-  for (const m of models) {
+  tracer: Tracer | undefined,
+): boolean {
+  if (ctx.settings.enablePolicy === 'never') {
+    tracer?.unenforced('never');
+    return true;
+  }
+  if (!isCiliumEndpoint(subject)) {
+    tracer?.unenforced('not-endpoint');
+    return true;
+  }
+  let allowed = false;
+  let denied = false;
+  for (const m of policiesSelecting(ctx.state, subject)) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
       const pm = portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported);
       if (!pm.matched) continue;
       if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
-      if (el.deny) {
-        denies ??= [];
-        if (!denies.includes(m.ref)) denies.push(m.ref);
+      if (tracer === undefined) {
+        if (el.deny) return false;
+        allowed = true;
       } else {
-        (allowing ??= []).push(pm.section ? { policy: m.ref, element: el, portSection: pm.section } : { policy: m.ref, element: el });
+        tracer.matched(m, el, pm.section);
+        if (el.deny) denied = true;
+        else allowed = true;
       }
     }
   }
-  return { denies: denies ?? NO_REFS, allowing: allowing ?? NO_ALLOWING };
+  if (denied) return false;
+  return allowed || !enforcement(ctx.state, subject, direction).enforced;
+}
+
+/** A Tracer that keeps what evaluate() explains: the deny rules' policies and the allowing elements. */
+class Collector implements Tracer {
+  why: 'never' | 'not-endpoint' | undefined;
+  denies: PolicyRef[] | undefined;
+  allowing: Allowing[] | undefined;
+  unenforced(why: 'never' | 'not-endpoint'): void {
+    this.why = why;
+  }
+  matched(model: PolicyModel, el: RuleElement, section: PortSection | undefined): void {
+    if (el.deny) {
+      this.denies ??= [];
+      if (!this.denies.includes(model.ref)) this.denies.push(model.ref);
+    } else {
+      (this.allowing ??= []).push(section ? { policy: model.ref, element: el, portSection: section } : { policy: model.ref, element: el });
+    }
+  }
 }
 
 function uniq(refs: readonly PolicyRef[]): PolicyRef[] {
@@ -432,7 +474,7 @@ function names(refs: readonly PolicyRef[]): string {
   return refs.map(formatPolicyRef).join(', ');
 }
 
-/** Judge one direction at `subject` (the pod whose policy applies) against `peer`. */
+/** decideDirection, explained: the verdict with its deciding policies, allowing rules and reason. */
 function judge(
   ctx: EvalContext,
   subject: Pod,
@@ -443,28 +485,31 @@ function judge(
   destPod: Pod | undefined,
 ): DirectionVerdict {
   const who = `${subject.metadata.namespace ?? ''}/${subject.metadata.name}`;
-  if (ctx.settings.enablePolicy === 'never') {
+  const c = new Collector();
+  const ok = decideDirection(ctx, subject, direction, peer, port, protocol, destPod, c);
+  if (c.why === 'never') {
     return { enforced: false, verdict: 'allowed', decidingPolicies: [], allowing: [], reason: 'enable-policy=never: Cilium enforces no policy' };
   }
-  if (!isCiliumEndpoint(subject)) {
+  if (c.why === 'not-endpoint') {
     return {
       enforced: false, verdict: 'allowed', decidingPolicies: [], allowing: [],
       reason: `${who} is not a Cilium endpoint (host network or finished): endpoint policy does not apply`,
     };
   }
   const enf = enforcement(ctx.state, subject, direction);
-  const { denies, allowing } = collect(ctx, policiesSelecting(ctx.state, subject), direction, peer, port, protocol, destPod);
+  const denies = c.denies ?? NO_REFS;
+  const allowing = c.allowing ?? NO_ALLOWING;
   const what = `${direction} of ${who} ${direction === 'egress' ? 'to' : 'from'} ${peer.description} on ${port}/${protocol}`;
-  if (denies.length > 0) {
+  if (!ok && denies.length > 0) {
     return { enforced: enf.enforced, verdict: 'denied', decidingPolicies: uniq(denies), allowing, reason: `${what} is denied by a deny rule in ${names(uniq(denies))}` };
   }
-  if (!enf.enforced) {
+  if (ok && !enf.enforced) {
     return {
       enforced: false, verdict: 'allowed', decidingPolicies: [], allowing,
       reason: `${what}: allowed, no policy puts ${who} into default deny for ${direction}`,
     };
   }
-  if (allowing.length > 0) {
+  if (ok) {
     const refs = uniq(allowing.map((a) => a.policy));
     return { enforced: true, verdict: 'allowed', decidingPolicies: refs, allowing, reason: `${what} is allowed by ${names(refs)}` };
   }
@@ -601,25 +646,9 @@ export function evaluate(state: ClusterState, from: Pod, to: Target, port: numbe
 
 // ---------- the verdict alone ----------
 
-/** judge() reduced to its verdict: no reasons, no lists of allowing rules, nothing allocated. */
-function judgeAllowed(ctx: EvalContext, subject: Pod, direction: Direction, peer: Identity, port: number, protocol: Protocol, destPod: Pod | undefined): boolean {
-  if (ctx.settings.enablePolicy === 'never' || !isCiliumEndpoint(subject)) return true;
-  let allowed = false;
-  for (const m of policiesSelecting(ctx.state, subject)) {
-    for (const el of m.elements) {
-      if (el.direction !== direction) continue;
-      if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
-      if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
-      if (el.deny) return false;
-      allowed = true;
-    }
-  }
-  return allowed || !enforcement(ctx.state, subject, direction).enforced;
-}
-
 /**
- * Whether `from` can reach `to` on port/protocol, exactly as evaluate() decides it, without building its
- * explanation: `egress` asks only whether the source's egress policy allows it, `ingress` only whether
+ * Whether `from` can reach `to` on port/protocol, by the same decision as evaluate() (decideDirection),
+ * without a tracer, so without building an explanation: `egress` asks only whether the source's egress policy allows it, `ingress` only whether
  * the destination's ingress policy does, `both` whether the connection goes through. For rules that
  * need the answer many times per request; trace and messages use evaluate().
  */
@@ -634,10 +663,10 @@ export function reachable(state: ClusterState, from: Pod, to: Target, port: numb
   const destPod = dest.pod;
   if (destPod && isSamePod(from, destPod)) return true;
   const ctx: EvalContext = { state, settings, from, dnsCheck: false };
-  if (which !== 'ingress' && !judgeAllowed(ctx, from, 'egress', dest, port, protocol, destPod)) return false;
+  if (which !== 'ingress' && !decideDirection(ctx, from, 'egress', dest, port, protocol, destPod, undefined)) return false;
   if (which === 'egress' || !destPod) return true;
   if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') return true;
-  return judgeAllowed(ctx, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod);
+  return decideDirection(ctx, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, undefined);
 }
 
 // ---------- ingress from an IP ----------

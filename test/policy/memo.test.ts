@@ -40,3 +40,11 @@ t.test('kept while other kinds change, recomputed when a kind it reads changes',
   t.ok(namespaces(withC).includes('c'), 'an overlay that changes a kind it reads gets its own value');
   t.notOk(namespaces().includes('c'), 'the state under it keeps its own');
 });
+
+t.test('every policy-layer memo is declared once in memo.ts, with a unique name and a purpose', async (t) => {
+  const { memos } = await import('../../src/policy/memo.ts');
+  const list = memos();
+  t.ok(list.length >= 30);
+  t.equal(new Set(list.map((m) => m.name)).size, list.length);
+  for (const m of list) t.ok(m.purpose.length > 10, m.name);
+});

@@ -1,0 +1,85 @@
+import t from 'tap';
+
+import { capVictims, compareLoss, compareReach, diffKeyed, judgeByClass } from '../../src/impact/index.ts';
+import type { ClusterState, Pod } from '../../src/state/types.ts';
+
+function pod(name: string, labels: Record<string, string>, node = 'n1'): Pod {
+  return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'ns', labels }, spec: { containers: [], nodeName: node }, status: { phase: 'Running' } };
+}
+const before = { revision: 1 } as unknown as ClusterState;
+const after = { revision: 2 } as unknown as ClusterState;
+
+t.test('judgeByClass calls the predicate once per class, not per item, and counts every item', async (t) => {
+  const items = ['a1', 'a2', 'b1', 'a3', 'c1', 'b2'];
+  let calls = 0;
+  const r = judgeByClass(items, (s) => s[0]!, (s) => {
+    calls++;
+    return { outcome: s.startsWith('a') ? 'lost' : s.startsWith('b') ? 'still' : 'ok', detail: s };
+  });
+  t.equal(calls, 3);
+  t.equal(r.classes, 3);
+  t.same(r.lost, ['a1', 'a2', 'a3']);
+  t.same(r.stillMissing, ['b1', 'b2']);
+  t.same(r.lostClasses.map((c) => [c.key, c.first, c.count, c.detail]), [['a', 'a1', 3, 'a1']]);
+  t.same(r.stillClasses.map((c) => [c.key, c.first, c.count]), [['b', 'b1', 2]]);
+});
+
+t.test('a judge that throws skips its class only', async (t) => {
+  const r = judgeByClass(['x', 'y'], (s) => s, (s) => {
+    if (s === 'x') throw new Error('odd input');
+    return { outcome: 'lost' };
+  });
+  t.same(r.lost, ['y']);
+  t.equal(r.classes, 2);
+});
+
+t.test('compareLoss: replicas share one verdict (one call per state per class); a class lost on one pod only counts once', async (t) => {
+  const web = [pod('web-1', { app: 'web' }), pod('web-2', { app: 'web' }), pod('web-3', { app: 'web' })];
+  const db = pod('db-1', { app: 'db' });
+  const seen: string[] = [];
+  const ok = (state: ClusterState, p: Pod): boolean => {
+    seen.push(`${state === before ? 'b' : 'a'}:${p.metadata.name}`);
+    // The web class worked before and not after; db never worked.
+    return p.metadata.labels?.['app'] === 'web' ? state === before : false;
+  };
+  const r = compareLoss([...web, db], before, after, ok);
+  t.same(r.lost.map((p) => p.metadata.name), ['web-1', 'web-2', 'web-3']);
+  t.same(r.stillMissing.map((p) => p.metadata.name), ['db-1']);
+  t.same(seen, ['a:web-1', 'b:web-1', 'a:db-1', 'b:db-1']);
+});
+
+t.test('compareLoss: a near miss (one label differs) is its own class', async (t) => {
+  const a = pod('a', { app: 'web' });
+  const b = pod('b', { app: 'web', tier: 'canary' });
+  const r = compareLoss([a, b], before, after, (state, p) => (p === b ? state === before : true));
+  t.same(r.lost.map((p) => p.metadata.name), ['b']);
+  t.same(r.stillMissing, []);
+});
+
+t.test('compareReach: lost when fewer targets are reached than before, still missing when as many', async (t) => {
+  const p1 = pod('p1', { app: 'one' });
+  const p2 = pod('p2', { app: 'two' });
+  const reach = (state: ClusterState, p: Pod): string[] => {
+    if (p === p1) return state === before ? ['10.0.0.1', '10.0.0.2'] : ['10.0.0.2'];
+    return state === before ? ['10.0.0.1'] : ['10.0.0.2']; // swapped: nothing worse
+  };
+  const r = compareReach([p1, p2], before, after, ['10.0.0.1', '10.0.0.2'], reach, (p) => p.metadata.name);
+  t.same(r.lost, [p1]);
+  t.same(r.stillMissing, [p2]);
+  t.same(r.lostTargets, ['10.0.0.1']);
+});
+
+t.test('diffKeyed: added and kept problems, one per key', async (t) => {
+  const c = (key: string, n: number) => ({ key, n });
+  const r = diffKeyed([c('k1', 0)], [c('k1', 1), c('k2', 2), c('k2', 3), c('k1', 4)]);
+  t.same(r.added, [c('k2', 2)]);
+  t.same(r.kept, [c('k1', 1)]);
+});
+
+t.test('capVictims: lists at most max, counts all (no off-by-one at the boundary)', async (t) => {
+  const five = [1, 2, 3, 4, 5];
+  t.same(capVictims(five, 5), { listed: five, count: 5 });
+  t.same(capVictims([...five, 6], 5), { listed: five, count: 6 });
+  t.same(capVictims([1, 2, 3, 4], 5), { listed: [1, 2, 3, 4], count: 4 });
+  t.same(capVictims([], 5), { listed: [], count: 0 });
+});

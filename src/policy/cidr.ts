@@ -2,8 +2,9 @@
 // nothing (the Cilium agent / apiserver reject such policies anyway).
 
 import ipaddr from 'ipaddr.js';
+import { addrCache, cidrCache, ipCache } from './memo.ts';
 
-type Addr = ipaddr.IPv4 | ipaddr.IPv6;
+export type Addr = ipaddr.IPv4 | ipaddr.IPv6;
 
 function parseIpUncached(ip: string): Addr | undefined {
   if (typeof ip !== 'string' || !ipaddr.isValid(ip)) return undefined;
@@ -14,14 +15,13 @@ function parseIpUncached(ip: string): Addr | undefined {
   }
 }
 
-interface ParsedIp {
+export interface ParsedIp {
   readonly canonical: string | undefined;
   readonly family: 'ipv4' | 'ipv6' | undefined;
 }
 
 // Every pod IP is asked for its canonical text and family: keep only those (the input string itself
 // when it is already canonical), not the parsed address, which costs ~200 bytes per pod at 50k pods.
-const ipCache = new Map<string, ParsedIp>();
 function parsedIp(ip: string): ParsedIp {
   let hit = ipCache.get(ip);
   if (hit === undefined) {
@@ -37,7 +37,6 @@ function parsedIp(ip: string): ParsedIp {
 }
 
 // Parsed addresses are needed for CIDR matching only (node, host and world addresses): a small cache.
-const addrCache = new Map<string, Addr | null>();
 /** A parsed address, IPv4-mapped IPv6 folded to IPv4; undefined when not an IP. */
 export function parseIp(ip: string): Addr | undefined {
   let hit = addrCache.get(ip);
@@ -63,7 +62,6 @@ export function ipFamily(ip: string): 'ipv4' | 'ipv6' | undefined {
   return parsedIp(ip).family;
 }
 
-const cidrCache = new Map<string, [Addr, number] | null>();
 
 /** A parsed CIDR (a bare IP is a host prefix); undefined when invalid. */
 export function parseCidr(cidr: string): [Addr, number] | undefined {

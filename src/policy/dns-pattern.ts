@@ -9,6 +9,7 @@
 // matches one or more whole labels.
 
 import { checkBudget } from '../budget.ts';
+import { compiledDnsPatterns as compiled } from './memo.ts';
 
 /** Longer names and patterns are refused by the CRD validation (maxLength 255): they match nothing. */
 export const MAX_DNS_TEXT = 255;
@@ -34,7 +35,7 @@ export function normalizeDnsName(name: string): string {
 }
 
 /** A compiled pattern: its labels, each split at `*` into literal segments. */
-interface CompiledPattern {
+export interface CompiledPattern {
   /** Leading `**.`: one or more labels before `labels`. */
   readonly anyLabelsBefore: boolean;
   readonly labels: readonly (readonly string[])[];
@@ -108,7 +109,6 @@ function labelMatches(text: string, start: number, end: number, segs: readonly s
   return true;
 }
 
-const compiled = new Map<string, CompiledPattern | null>();
 const MAX_COMPILED = 10_000;
 
 /** The compiled form of a normalized pattern, or null when it matches nothing. */

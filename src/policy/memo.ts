@@ -1,15 +1,19 @@
 // Every memo of the policy layer, in one place (issue 20): what each one keys on and why its answer
 // stays valid. Rules keep no caches; they call policy/impact functions that use these.
 //
-// All of them are ScopedWeakMaps (see src/state/request-scope.ts): entries for per-request objects die
-// with the request, and forgetCachedResults() (re-exported here; src/verdict/decide.ts calls it when a
-// decision's budget runs out part way) empties all of them at once by bumping a generation counter.
+// The object-keyed ones are ScopedWeakMaps (see src/state/request-scope.ts): entries for per-request
+// objects die with the request, and forgetCachedResults() (re-exported here; src/verdict/decide.ts calls
+// it when a decision's budget runs out part way) empties all of them at once by bumping a generation
+// counter. The text memos at the end hold parses of strings (addresses, CIDRs, DNS patterns): an answer
+// there is complete or absent, never half-built, so they are kept, bounded by size.
 // Pods, policy objects, Namespace objects and kind lists of a state are never modified (an update
 // replaces the object or the list), which is what makes object-keyed memos safe.
 
 import type { KindName } from '../state/kinds.ts';
 import type { ClusterState, KubeObject, LabelSelector, Labels, Node, Pod, PolicyObject, Service } from '../state/types.ts';
 import { forgetCachedResults, ScopedWeakMap } from '../state/request-scope.ts';
+import type { Addr, ParsedIp } from './cidr.ts';
+import type { CompiledPattern } from './dns-pattern.ts';
 import type { Enforcement, PolicyModel } from './types.ts';
 
 export { forgetCachedResults };
@@ -25,6 +29,12 @@ const registry: MemoInfo[] = [];
 /** The memos declared in this module, by name and purpose. */
 export function memos(): readonly MemoInfo[] {
   return registry;
+}
+
+/** A memo of a pure function of a string (parsing): kept across states, bounded (its user clears it past a size). */
+function textMemo<V>(name: string, purpose: string): Map<string, V> {
+  registry.push({ name, purpose });
+  return new Map<string, V>();
 }
 
 function memo<K extends object, V>(name: string, purpose: string): ScopedWeakMap<K, V> {
@@ -166,3 +176,10 @@ export interface TouchedMemo {
   readonly answers: Map<string, unknown>;
 }
 export const touchedByChange = memo<object, TouchedMemo>('touchedByChange', 'impact/touchedPods per change object, per (before, after) and direction: several rules ask it of one request');
+
+// ---------- parsing (pure functions of a string; bounded by their users) ----------
+
+export const ipCache = textMemo<ParsedIp>('ipCache', 'canonical text and family of an IP address string (cleared past 100,000)');
+export const addrCache = textMemo<Addr | null>('addrCache', 'parsed address of an IP string (cleared past 4,096)');
+export const cidrCache = textMemo<[Addr, number] | null>('cidrCache', 'parsed prefix of a CIDR string (cleared past 10,000)');
+export const compiledDnsPatterns = textMemo<CompiledPattern | null>('compiledDnsPatterns', 'compiled matchPattern/matchName text (cleared at MAX_COMPILED)');

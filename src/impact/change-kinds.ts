@@ -2,7 +2,7 @@
 // the rules and touchedPods dispatch on.
 
 import type { Change } from '../admission/change.ts';
-import { changedLabelKeys, injectionEnabled, ambientEnabled, isIstiodDeployment, namespaceLabelReadByL7 } from '../policy/index.ts';
+import { changedLabelKeys, isIstiodDeployment, namespaceAmbientEnabled, namespaceInjectionEnabled, namespaceLabelReadByL7 } from '../policy/index.ts';
 import type { ClusterState, Namespace } from '../state/types.ts';
 
 export const POLICY_KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'] as const;
@@ -40,12 +40,12 @@ export function isIstiodChange(change: Change): boolean {
 
 /** The request creates/updates a Namespace so that it now asks for injection (it did not before). */
 export function enablesInjection(change: Change): boolean {
-  return change.kind === 'Namespace' && change.operation !== 'DELETE' && injectionEnabled(change.object) && !injectionEnabled(change.oldObject);
+  return change.kind === 'Namespace' && change.operation !== 'DELETE' && namespaceInjectionEnabled(change.object) && !namespaceInjectionEnabled(change.oldObject);
 }
 
 /** The request creates/updates a Namespace so that it is now enrolled in ambient (it was not before). */
 export function enablesAmbient(change: Change): boolean {
-  return change.kind === 'Namespace' && change.operation !== 'DELETE' && ambientEnabled(change.object) && !ambientEnabled(change.oldObject);
+  return change.kind === 'Namespace' && change.operation !== 'DELETE' && namespaceAmbientEnabled(change.object) && !namespaceAmbientEnabled(change.oldObject);
 }
 
 export function namespaceOf(change: Change): Namespace | undefined {

@@ -20,17 +20,12 @@ export function istioWebhooks(state: ClusterState): readonly MutatingWebhookConf
   return state.list('MutatingWebhookConfiguration').filter(callsIstiod);
 }
 
-/** The namespace asks for sidecar injection: policy/istio decides it for the whole engine. */
-export const injectionEnabled = namespaceInjectionEnabled;
-
-/** The namespace is enrolled in ambient: policy/istio decides it for the whole engine. */
-export const ambientEnabled = namespaceAmbientEnabled;
 export function injectedNamespaces(state: ClusterState): readonly string[] {
-  return state.list('Namespace').filter(injectionEnabled).map((n) => n.metadata.name);
+  return state.list('Namespace').filter(namespaceInjectionEnabled).map((n) => n.metadata.name);
 }
 
 export function ambientNamespaces(state: ClusterState): readonly string[] {
-  return state.list('Namespace').filter(ambientEnabled).map((n) => n.metadata.name);
+  return state.list('Namespace').filter(namespaceAmbientEnabled).map((n) => n.metadata.name);
 }
 
 /** Namespaces istiod may live in: the mesh root namespace and istio-system. */

@@ -3,9 +3,9 @@
 
 import type { Change } from '../admission/change.ts';
 import { dnsBackends, modelSelects, policyModel, reachable, dnsClassKey, dnsTarget, isDnsBackend, reachesDns } from '../policy/index.ts';
-import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
+import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
-import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from '../impact/index.ts';
+import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods, labelsChanged } from '../impact/index.ts';
 import { describeVictims, victimsOf, dnsAllowRule } from './render-helpers.ts';
 
 const ID = 'dns-egress-missing';
@@ -17,11 +17,6 @@ function usesFqdn(obj: PolicyObject | undefined): boolean {
   } catch {
     return false;
   }
-}
-
-function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
-  const ka = Object.keys(a ?? {});
-  return ka.length === Object.keys(b ?? {}).length && ka.every((k) => a?.[k] === b?.[k]);
 }
 
 /**
@@ -43,7 +38,7 @@ function changesDnsServerSide(change: Change, before: ClusterState, after: Clust
     change.kind === 'Namespace' &&
     change.operation === 'UPDATE' &&
     change.name === dnsNamespace &&
-    !sameLabels(change.oldObject?.metadata.labels, change.object?.metadata.labels)
+    labelsChanged(change)
   );
 }
 

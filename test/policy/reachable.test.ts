@@ -1,5 +1,6 @@
-// reachable() is evaluate() without the explanation: on every query below both must give the same
-// verdict for the connection, for its egress side and for its ingress side.
+// reachable() and evaluate() share one decision (decideDirection in reachability.ts); evaluate() adds the
+// explanation through a tracer. On every query below both must give the same verdict for the connection,
+// for its egress side and for its ingress side.
 
 import t, { type Test } from 'tap';
 

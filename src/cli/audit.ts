@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 
 import { loadConfig } from '../config/config.ts';
 import { docsLinks, type DocsLinks } from '../config/docs-links.ts';
-import { packageInfo } from '../package-info.ts';
+import { packageInfo } from '../core/package-info.ts';
 import { auditState, type AuditResult } from '../verdict/audit.ts';
 import { createDecide } from '../verdict/decide.ts';
 import {

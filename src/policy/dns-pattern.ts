@@ -8,7 +8,7 @@
 // matches any run (possibly empty) of DNS characters [-a-z0-9_] within one label, and a leading `**.`
 // matches one or more whole labels.
 
-import { checkBudget } from '../budget.ts';
+import { checkBudget } from '../core/budget.ts';
 
 /** Longer names and patterns are refused by the CRD validation (maxLength 255): they match nothing. */
 export const MAX_DNS_TEXT = 255;

@@ -9,7 +9,7 @@
 import { internKey } from '../state/intern.ts';
 import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../state/types.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
-import { checkBudget } from '../budget.ts';
+import { checkBudget } from '../core/budget.ts';
 
 export const NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
 export const SERVICE_ACCOUNT_LABEL = 'io.cilium.k8s.policy.serviceaccount';

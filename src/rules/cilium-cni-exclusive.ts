@@ -4,7 +4,7 @@
 // the two keep undoing each other's work, istio-cni never becomes ready, and pods start without Istio's
 // traffic redirection (or not at all).
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { ciliumConfig } from '../policy/index.ts';
 import type { ClusterState } from '../state/types.ts';
 import { enablesAmbient, enablesInjection, isCiliumConfig, istioCniUsage, listNames } from './istio-usage-helpers.ts';

@@ -4,7 +4,7 @@
 // connection, so the sidecar / ztunnel no longer knows which Service was meant: Istio routing, policy and
 // telemetry for Services are bypassed. The Cilium Istio guide requires bpf-lb-sock-hostns-only: "true".
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { ciliumConfig } from '../policy/index.ts';
 import type { ClusterState } from '../state/types.ts';
 import {

@@ -1,7 +1,7 @@
 // dns-egress-missing: a request leaves pods egress-enforced with no allow to the cluster DNS backends.
 // Pods that resolve names through kube-dns then fail every lookup (timeouts, "could not resolve host").
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { dnsBackends, modelSelects, policyModel, reachable } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
 import { describeVictims, victimsOf } from './helpers.ts';

@@ -3,7 +3,7 @@
 // comparison that separates what this request breaks from what was already broken.
 
 import { internKey } from '../state/intern.ts';
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import {
   changedLabelKeys,
   dnsBackends,

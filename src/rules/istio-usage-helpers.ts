@@ -3,7 +3,7 @@
 // ambient), where istiod runs, and whether a request touches any of it. Cheap lookups only: Namespaces,
 // webhook configurations, Deployments of the Istio namespaces and the pod-label index.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { canonicalIp, istioRootNamespace } from '../policy/index.ts';
 import type { ClusterState, Deployment, KubeObject, Labels, MutatingWebhookConfiguration, Namespace, Pod } from '../state/types.ts';
 

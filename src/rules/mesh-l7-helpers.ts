@@ -2,7 +2,7 @@
 // dual-l7-authz): which Cilium L7 sections apply to a pod and port, which pods a request can change that
 // for, and a before/after diff of "conflicts" keyed so that a problem that already existed is recognised.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import {
   changedLabelKeys,
   ciliumConfig,

@@ -2,7 +2,7 @@
 // redirects the pod's traffic inside its network namespace and carries it as HBONE (mTLS on TCP 15008),
 // so Cilium's L7 proxy never sees the plaintext stream on the rule's port: connections time out.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import { changeRef } from './egress-helpers.ts';
 import { describeVictims, victimsOf } from './helpers.ts';

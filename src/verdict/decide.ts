@@ -1,14 +1,16 @@
 // From one request to a Decision: which rules run, what action each finding gets under the config, and
 // whether the request is allowed. Shared by the webhook and `meshguard check`, so both answer alike.
 
-import { subjectOf, type Change } from '../admission/change.ts';
 import type { Config } from '../config/config.ts';
-import { actionUnderMode, type ActedFinding, type Action, type Decide, type Decision, type Finding, type Rule, type RuleContext } from '../rules/types.ts';
+import { BudgetExceeded, withBudget, type BudgetOptions } from '../core/budget.ts';
+import { mutationOf, subjectOf, type Change } from '../core/change.ts';
+import type { Decide, Decision } from '../core/decision.ts';
+import { actionUnderMode, type ActedFinding, type Action, type Finding } from '../core/finding.ts';
+import type { ClusterState } from '../core/objects.ts';
+import type { Rule, RuleContext } from '../core/rule.ts';
 import { changedLabelKeys, namespaceLabelMatters } from '../policy/namespace-labels.ts';
-import { BudgetExceeded, withBudget, type BudgetOptions } from '../budget.ts';
 import { overlay } from '../state/overlay.ts';
 import { forgetCachedResults, inRequestScope, markEphemeral } from '../state/request-scope.ts';
-import type { ClusterState } from '../state/types.ts';
 import { errorOutcome } from './error-policy.ts';
 
 export const SKIP_ANNOTATION = 'meshguard.io/skip';
@@ -149,7 +151,7 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
       }
       let found: Finding[];
       try {
-        after ??= overlay(before, change);
+        after ??= overlay(before, mutationOf(change));
         found = rule.evaluate(change, before, after, ctx);
         if (!Array.isArray(found)) throw new Error('evaluate did not return an array');
       } catch (e) {

@@ -4,7 +4,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import t from 'tap';
 
-import { OPERATIONS } from '../../src/admission/change.ts';
+import { OPERATIONS } from '../../src/core/change.ts';
 import { allRules, isRuleFile, ruleById, ruleIdOfFile } from '../../src/rules/registry.ts';
 import { KIND_NAMES } from '../../src/state/kinds.ts';
 

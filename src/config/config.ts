@@ -19,7 +19,7 @@ export type OnError = (typeof ON_ERROR)[number];
 
 /** How a review is bounded, and what it answers when it cannot be finished. */
 export interface EvaluationSettings {
-  /** Longest a review may run, in milliseconds (src/budget.ts). */
+  /** Longest a review may run, in milliseconds (src/core/budget.ts). */
   readonly budgetMs: number;
   /**
    * A rule error or an exhausted budget: `fail` denies, `ignore` admits with a warning. Unset: what the

@@ -99,7 +99,7 @@ export const KINDS: Readonly<Record<KindName, ResourceKind>> = {
 };
 
 /** The API group of an `apiVersion` string ("v1" -> "", "cilium.io/v2" -> "cilium.io"). */
-export function groupOf(apiVersion: string | undefined): string {
+function groupOf(apiVersion: string | undefined): string {
   if (!apiVersion) return '';
   const slash = apiVersion.indexOf('/');
   return slash < 0 ? '' : apiVersion.slice(0, slash);

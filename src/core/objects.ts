@@ -1,8 +1,8 @@
 // Object shapes meshguard keeps in its state, and the read-only ClusterState interface.
 //
 // Objects keep the Kubernetes field names (so a manifest, an AdmissionReview object and a cached object
-// read the same way), but only the fields some rule or semantic reads: `transform.ts` strips everything
-// else on arrival. Policy kinds (CNP, CCNP, NetworkPolicy, AuthorizationPolicy, PeerAuthentication)
+// read the same way), but only the fields some rule or semantic reads: `src/state/transform.ts` strips
+// everything else on arrival. Policy kinds (CNP, CCNP, NetworkPolicy, AuthorizationPolicy, PeerAuthentication)
 // keep their whole `spec`, because the policy engine interprets it.
 
 import type { KindName } from './kinds.ts';
@@ -214,7 +214,7 @@ export interface ClusterState {
    * objects. Lets pure code cache derived data per state.
    */
   readonly revision: number;
-  /** Short description for logs: "snapshot(3 files)", "live", "overlay(live + CREATE CNP blue/l7)". */
+  /** Short description for logs: "snapshot(3 files)", "live", "overlay(live + put CiliumNetworkPolicy blue/l7)". */
   describe(): string;
 }
 

@@ -1,10 +1,12 @@
 // The contract between the rules and everything else. A rule is a pure function of the change and two
 // views of the cluster: `before` (the state as it is) and `after` (the overlay: the state as it would be
-// if the request were admitted). Rules do no I/O and never throw on odd input (they return no finding).
+// if the request were admitted). Rules do no I/O. A rule that cannot judge throws (the verdict layer's
+// error policy answers, ADR 0004); odd input that leaves nothing to judge returns no finding.
 
 import type { Change, Operation } from '../admission/change.ts';
 import type { KindName } from '../state/kinds.ts';
 import type { ClusterState, LabelSelector } from '../state/types.ts';
+import type { MessageTable, Params } from '../core/message.ts';
 
 /** B = breaks traffic (default deny), I = silently ineffective (default warn), R = risky (default warn). */
 export type Severity = 'B' | 'I' | 'R';
@@ -12,8 +14,16 @@ export type Action = 'deny' | 'warn' | 'audit' | 'off';
 
 export interface Finding {
   readonly rule: string;
-  /** One short line: what breaks, for whom. No newlines. */
-  readonly message: string;
+  /**
+   * The stable code of this kind of finding, `<rule>/<kind>` (src/core/message.ts). A finding with a
+   * code carries `params` and no prose: src/verdict/render.ts writes `message` and `fix` from the rule's
+   * message table. Rules not converted yet set `message` (and `fix`) themselves and no code.
+   */
+  readonly code?: string;
+  /** The data the message is rendered from (names, counts, ports, lists). Set with `code`. */
+  readonly params?: Params;
+  /** One short line: what breaks, for whom. No newlines. Rendered from `code` + `params` when there is a code. */
+  readonly message?: string;
   /** The smallest change that fixes it, one line (a longer YAML fix lives in the rule's docs). */
   readonly fix?: string;
   /** "ns/pod" names of the first few pods affected (at most 5). */
@@ -31,6 +41,8 @@ export interface Finding {
 export interface Trigger {
   readonly kinds: readonly KindName[];
   readonly operations: readonly Operation[];
+  /** For the rule's docs page only (the Triggers table, scripts/rule-docs.ts): which such requests it judges. */
+  readonly when?: string;
 }
 
 /** Cluster facts that cannot be read from the API and that the config file may state. */
@@ -61,6 +73,8 @@ export interface Rule {
   /** Path of the rule's page relative to the repo root: docs/rules/<id>.md */
   readonly docs: string;
   readonly triggers: readonly Trigger[];
+  /** The message table of a rule whose findings carry codes (src/rules/<id>/messages.ts). */
+  readonly messages?: MessageTable;
   evaluate(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[];
 }
 
@@ -75,6 +89,8 @@ export function actionUnderMode<A extends Action>(action: A, mode: 'enforce' | '
 
 /** A finding with the action the config gives it for this request. */
 export interface ActedFinding extends Finding {
+  /** Always set once acted: rendered from the code, or the rule's own text. */
+  readonly message: string;
   readonly action: Exclude<Action, 'off'>;
   /** `mode: audit` turned this finding's deny into audit: the request would be refused in enforce mode. */
   readonly wouldDeny?: boolean;

@@ -1,15 +1,18 @@
-// The catalogue is discovered from src/rules: every rule file is registered under its file name, has
-// its docs page, and every docs page belongs to a rule.
+// The catalogue is discovered from src/rules: every rule folder (or, until all are converted, rule
+// file) is registered under its name, has its docs page, and every docs page belongs to a rule.
 
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
 
 import { OPERATIONS } from '../../src/admission/change.ts';
-import { allRules, isRuleFile, ruleById, ruleIdOfFile } from '../../src/rules/registry.ts';
+import { allRules, isRuleFile, ruleById, ruleIdOfFile, ruleIdOfModule, ruleModules } from '../../src/rules/registry.ts';
 import { KIND_NAMES } from '../../src/state/kinds.ts';
 
 const root = new URL('../../', import.meta.url);
-const ruleFiles = readdirSync(new URL('src/rules/', root)).filter(isRuleFile).sort();
+const ruleFiles = ruleModules(new URL('src/rules/', root));
 const docsDir = new URL('docs/rules/', root);
 const docPages = existsSync(docsDir) ? readdirSync(docsDir).filter((f) => f.endsWith('.md')) : [];
 
@@ -21,9 +24,41 @@ t.test('which files are rules', async (t) => {
   t.equal(ruleIdOfFile('hbone-15008-blocked.ts'), 'hbone-15008-blocked');
 });
 
+t.test('rule folders: <id>/index.ts, and a folder wins over a stale <id>.js of the same id', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshguard-rules-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const d of ['new-rule', 'old-rule', 'testdata-only', 'Not_A_Rule']) mkdirSync(join(dir, d));
+  writeFileSync(join(dir, 'new-rule', 'index.js'), '');
+  writeFileSync(join(dir, 'Not_A_Rule', 'index.js'), '');
+  writeFileSync(join(dir, 'old-rule.js'), '');
+  writeFileSync(join(dir, 'new-rule.js'), '');
+  writeFileSync(join(dir, 'helpers.js'), '');
+  const mods = ruleModules(pathToFileURL(`${dir}/`));
+  t.same(mods, ['new-rule/index.js', 'old-rule.js']);
+  t.same(mods.map(ruleIdOfModule), ['new-rule', 'old-rule']);
+});
+
+t.test('src/rules never holds a rule both as a file and as a folder', async (t) => {
+  const entries = readdirSync(new URL('src/rules/', root), { withFileTypes: true });
+  const folders = new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
+  for (const e of entries) if (!e.isDirectory() && isRuleFile(e.name)) t.notOk(folders.has(ruleIdOfFile(e.name)), e.name);
+});
+
+t.test('every rule with codes has a message table of its own, with kebab-case codes under its id', async (t) => {
+  for (const r of allRules()) {
+    if (!r.messages) continue;
+    t.equal(r.messages.rule, r.id, `${r.id}: table`);
+    t.ok(r.messages.byCode.size > 0, `${r.id}: has codes`);
+    for (const code of r.messages.byCode.keys()) {
+      t.ok(code.startsWith(`${r.id}/`), `${code}: under its rule id`);
+      t.match(code.slice(r.id.length + 1), /^[a-z0-9]+(-[a-z0-9]+)*$/, `${code}: kebab-case kind`);
+    }
+  }
+});
+
 t.test('every rule file is registered under its own name, sorted, once', async (t) => {
   const ids = allRules().map((r) => r.id);
-  t.same(ids, ruleFiles.map(ruleIdOfFile));
+  t.same(ids, ruleFiles.map(ruleIdOfModule));
   t.same(ids, [...ids].sort(), 'sorted by id');
   t.equal(new Set(ids).size, ids.length, 'unique');
   for (const r of allRules()) t.equal(ruleById(r.id), r);

@@ -20,6 +20,8 @@ export type Detail = 'self-contained' | 'list-victims';
 
 /** The words for one kind of finding, as small functions of its typed params (no templates parsed at run time). */
 export interface MessageKind<P extends Params> {
+  /** When this kind is reported, one line for the rule's docs page (its Codes section is generated from it). */
+  readonly description: string;
   /** One line: what breaks, for whom. No newlines. */
   readonly summary: (p: P) => string;
   /** The smallest change that fixes it, one line. */

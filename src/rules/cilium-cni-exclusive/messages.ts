@@ -36,14 +36,26 @@ export const messages = defineMessages<{
   'namespace-joins-ambient': InNamespace;
   'namespace-enables-injection': InNamespace;
 }>('cilium-cni-exclusive', {
-  'config-turns-on': { summary: (p) => `cilium-config turns cni-exclusive on${effect(p)}`, fix, detail: 'self-contained' },
-  'config-keeps-on': { summary: (p) => `cilium-config keeps cni-exclusive on${effect(p)}`, fix, detail: 'self-contained' },
+  'config-turns-on': {
+    description: 'a cilium-config write makes Cilium exclusive while istio-cni is in use (denied)',
+    summary: (p) => `cilium-config turns cni-exclusive on${effect(p)}`,
+    fix,
+    detail: 'self-contained',
+  },
+  'config-keeps-on': {
+    description: 'a cilium-config write keeps an existing conflict (preexisting: a warning)',
+    summary: (p) => `cilium-config keeps cni-exclusive on${effect(p)}`,
+    fix,
+    detail: 'self-contained',
+  },
   'namespace-joins-ambient': {
+    description: 'a Namespace joins ambient (which needs istio-cni) on an exclusive Cilium; preexisting when istio-cni was already in use',
     summary: (p) => `namespace ${p.namespace} joins ambient (needs istio-cni) while cni-exclusive is on${effect(p)}`,
     fix,
     detail: 'self-contained',
   },
   'namespace-enables-injection': {
+    description: 'a Namespace asks for injection while the istio-cni agent runs on an exclusive Cilium (preexisting)',
     summary: (p) => `namespace ${p.namespace} enables injection (istio-cni mode) while cni-exclusive is on${effect(p)}`,
     fix,
     detail: 'self-contained',

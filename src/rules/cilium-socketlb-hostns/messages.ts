@@ -26,8 +26,28 @@ export const messages = defineMessages<{
   'istiod-installed': Istiod;
   'namespace-joins-mesh': InNamespace;
 }>('cilium-socketlb-hostns', {
-  'config-turns-on': { summary: (p) => `cilium-config turns on${effect(p)}`, fix, detail: 'self-contained' },
-  'config-keeps-on': { summary: (p) => `cilium-config keeps${effect(p)}`, fix, detail: 'self-contained' },
-  'istiod-installed': { summary: (p) => `istiod ${p.deployment} is installed with${effect(p)}`, fix, detail: 'self-contained' },
-  'namespace-joins-mesh': { summary: (p) => `namespace ${p.namespace} joins the mesh with${effect(p)}`, fix, detail: 'self-contained' },
+  'config-turns-on': {
+    description: 'a cilium-config write turns the socket LB on in pod namespaces while Istio runs (denied)',
+    summary: (p) => `cilium-config turns on${effect(p)}`,
+    fix,
+    detail: 'self-contained',
+  },
+  'config-keeps-on': {
+    description: 'a cilium-config write keeps an existing bypass (preexisting: a warning)',
+    summary: (p) => `cilium-config keeps${effect(p)}`,
+    fix,
+    detail: 'self-contained',
+  },
+  'istiod-installed': {
+    description: 'istiod is installed on a cluster whose socket LB runs in pod namespaces (denied)',
+    summary: (p) => `istiod ${p.deployment} is installed with${effect(p)}`,
+    fix,
+    detail: 'self-contained',
+  },
+  'namespace-joins-mesh': {
+    description: 'a Namespace enables injection or ambient on a cluster that already bypasses Istio (preexisting)',
+    summary: (p) => `namespace ${p.namespace} joins the mesh with${effect(p)}`,
+    fix,
+    detail: 'self-contained',
+  },
 });

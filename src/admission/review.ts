@@ -6,6 +6,8 @@ import { buildChange, type Change, type UserInfo } from '../core/change.ts';
 import type { Decision } from '../core/decision.ts';
 import type { ActedFinding } from '../core/finding.ts';
 import { slimRequestObject } from '../state/slim.ts';
+import { ruleById } from '../rules/registry.ts';
+import { detailOf, withFix } from '../verdict/render.ts';
 import type { AdmissionReview, AdmissionReviewRequest } from './schema.ts';
 
 /** Raised for a schema-valid review that still cannot be read; the server answers 400. */
@@ -100,8 +102,11 @@ const byteLength = (s: string): number => Buffer.byteLength(s, 'utf8');
 /** "ns/a, ns/b and 12 more" */
 function victimsText(f: ActedFinding): string {
   const v = f.victims ?? [];
-  // Rules often name their victims in the message already: do not say it twice.
-  if (v.length === 0 || v.every((name) => f.message.includes(name))) return '';
+  if (v.length === 0) return '';
+  // A coded finding's message table says whether its message names the victims itself; rules without
+  // codes often name them in the message already: do not say it twice.
+  const detail = detailOf(f, ruleById(f.rule)?.messages);
+  if (detail === 'self-contained' || (detail === undefined && v.every((name) => f.message.includes(name)))) return '';
   const more = (f.victimCount ?? v.length) - v.length;
   return ` Affected: ${v.join(', ')}${more > 0 ? ` and ${more} more` : ''}.`;
 }
@@ -117,7 +122,7 @@ export interface ResponseOptions {
 
 function denyLine(f: ActedFinding, budget: number, link: string): string {
   const head = `[${f.rule}] `;
-  const body = oneLine(`${f.message}${victimsText(f)}${f.fix ? ` Fix: ${f.fix}` : ''}`);
+  const body = oneLine(withFix({ message: `${f.message}${victimsText(f)}`, fix: f.fix }));
   // The link survives truncation: the reason and the link matter more than the fix's tail. Only when
   // so many rules deny that the link would leave no room for the reason is it left out.
   const tail = budget - head.length - ` Docs: ${link}`.length >= 20 ? ` Docs: ${link}` : '';
@@ -148,7 +153,7 @@ const CONTINUATION = '  ';
 export function warningLines(f: ActedFinding, docsUrl: DocsLinks = DEFAULT_LINKS): string[] {
   const tag = f.wouldDeny ? '(audit: would be denied) ' : f.preexisting ? '(pre-existing) ' : '';
   const link = linkLine(docsUrl(f.rule));
-  const text = wrapWarning(`[${f.rule}] ${tag}${f.message}${f.fix ? ` Fix: ${f.fix}` : ''}`, link ? MAX_LINES_PER_WARNING - 1 : MAX_LINES_PER_WARNING);
+  const text = wrapWarning(`[${f.rule}] ${tag}${withFix(f)}`, link ? MAX_LINES_PER_WARNING - 1 : MAX_LINES_PER_WARNING);
   return link ? [...text, link] : text;
 }
 

@@ -1,16 +1,20 @@
 // The contract between the rules and everything else. A rule is a pure function of the change and two
 // views of the cluster: `before` (the state as it is) and `after` (the overlay: the state as it would be
-// if the request were admitted). Rules do no I/O and never throw on odd input (they return no finding).
+// if the request were admitted). Rules do no I/O. A rule that cannot judge throws (the verdict layer's
+// error policy answers, ADR 0004); odd input that leaves nothing to judge returns no finding.
 
 import type { Change, Operation } from './change.ts';
 import type { Finding, Severity } from './finding.ts';
 import type { KindName } from './kinds.ts';
+import type { MessageTable } from './message.ts';
 import type { ClusterState, LabelSelector } from './objects.ts';
 
 /** When a rule can fire: kinds and operations of the request. */
 export interface Trigger {
   readonly kinds: readonly KindName[];
   readonly operations: readonly Operation[];
+  /** For the rule's docs page only (the Triggers table, scripts/rule-docs.ts): which such requests it judges. */
+  readonly when?: string;
 }
 
 /** Cluster facts that cannot be read from the API and that the config file may state. */
@@ -45,5 +49,7 @@ export interface Rule extends RuleInfo {
   /** Path of the rule's page relative to the repo root: docs/rules/<id>.md */
   readonly docs: string;
   readonly triggers: readonly Trigger[];
+  /** The message table of a rule whose findings carry codes (src/rules/<id>/messages.ts). */
+  readonly messages?: MessageTable;
   evaluate(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[];
 }

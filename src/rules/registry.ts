@@ -1,6 +1,8 @@
 // The rule catalogue, discovered from this directory. A rule is either a folder `<id>/` whose
 // `index.ts` (`index.js` once built) exports `rule: Rule` with that id, or a single file `<id>.ts`
-// that does (the older shape, until every rule is a folder). Files that are not rules: registry,
+// that does (the older shape, until every rule is a folder). A folder wins over a file of the same id:
+// a dist/ built before the rule became a folder still holds the old `<id>.js` (tsc does not delete
+// outputs); test/rules/registry.test.ts checks that src/ never has both. Files that are not rules: registry,
 // types, index, and shared code (`*-helpers.ts`, `*util*`). The catalogue, `meshguard rules`, the
 // config check and the docs test all read this one list, so a rule is added by adding its folder
 // and nothing else.
@@ -36,18 +38,24 @@ export interface RuleEntry {
  * folder with an index module. A folder without one is not a rule (fixtures, shared code).
  */
 export function ruleEntries(dir: URL): RuleEntry[] {
-  const entries: RuleEntry[] = [];
+  const folders = new Map<string, RuleEntry>();
+  const files: RuleEntry[] = [];
   for (const name of readdirSync(dir).sort()) {
     const full = new URL(name, dir);
     if (statSync(full).isDirectory()) {
+      if (!KEBAB.test(name)) continue;
       const index = ['index.ts', 'index.js'].find((f) => existsSync(new URL(`${name}/${f}`, dir)));
-      if (index) entries.push({ id: name, path: `${name}/${index}` });
+      if (index) folders.set(name, { id: name, path: `${name}/${index}` });
     } else if (isRuleFile(name)) {
-      entries.push({ id: ruleIdOfFile(name), path: name });
+      files.push({ id: ruleIdOfFile(name), path: name });
     }
   }
+  const entries = [...folders.values(), ...files.filter((f) => !folders.has(f.id))];
   return entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
+
+/** A rule folder's name is its id: kebab-case. */
+const KEBAB = /^[a-z0-9]+(-[a-z0-9]+)*$/;
 
 function isRule(v: unknown): v is Rule {
   if (typeof v !== 'object' || v === null) return false;
@@ -64,16 +72,18 @@ function isRule(v: unknown): v is Rule {
 
 /**
  * Load every rule of `dir`. A misnamed or malformed rule is a build bug: it fails loudly at startup
- * rather than letting meshguard run without it. So does an id that is both a file and a folder.
+ * rather than letting meshguard run without it.
  */
 export async function discoverRules(dir: URL): Promise<readonly Rule[]> {
   const entries = ruleEntries(dir);
   const rules: Rule[] = [];
-  for (const [i, { id, path }] of entries.entries()) {
-    if (entries[i + 1]?.id === id) throw new Error(`src/rules: rule ${id} exists both as ${path} and as ${entries[i + 1]!.path}`);
+  for (const { id, path } of entries) {
     const mod = (await import(new URL(path, dir).href)) as { rule?: unknown };
     if (!isRule(mod.rule)) throw new Error(`src/rules/${path} does not export \`rule: Rule\``);
     if (mod.rule.id !== id) throw new Error(`src/rules/${path} exports rule id "${mod.rule.id}"; it must be "${id}"`);
+    if (mod.rule.messages !== undefined && mod.rule.messages.rule !== id) {
+      throw new Error(`src/rules/${path}: its message table belongs to "${mod.rule.messages.rule}"`);
+    }
     rules.push(mod.rule);
   }
   return Object.freeze(rules);

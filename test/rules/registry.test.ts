@@ -24,6 +24,24 @@ t.test('which files are rules', async (t) => {
   t.equal(ruleIdOfFile('hbone-15008-blocked.ts'), 'hbone-15008-blocked');
 });
 
+t.test('src/rules never holds a rule both as a file and as a folder', async (t) => {
+  const entries = readdirSync(new URL('src/rules/', root), { withFileTypes: true });
+  const folders = new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
+  for (const e of entries) if (!e.isDirectory() && isRuleFile(e.name)) t.notOk(folders.has(ruleIdOfFile(e.name)), e.name);
+});
+
+t.test('every rule with codes has a message table of its own, with kebab-case codes under its id', async (t) => {
+  for (const r of allRules()) {
+    if (!r.messages) continue;
+    t.equal(r.messages.rule, r.id, `${r.id}: table`);
+    t.ok(r.messages.byCode.size > 0, `${r.id}: has codes`);
+    for (const code of r.messages.byCode.keys()) {
+      t.ok(code.startsWith(`${r.id}/`), `${code}: under its rule id`);
+      t.match(code.slice(r.id.length + 1), /^[a-z0-9]+(-[a-z0-9]+)*$/, `${code}: kebab-case kind`);
+    }
+  }
+});
+
 t.test('every rule file is registered under its own name, sorted, once', async (t) => {
   const ids = allRules().map((r) => r.id);
   t.same(ids, ruleIds);
@@ -90,6 +108,16 @@ t.test('a rule is a folder with an index module or a single file', async (t) => 
   t.same((await discoverRules(dir)).map((r) => r.id), ['in-a-folder', 'single-file']);
 });
 
+t.test('a folder wins over a stale <id>.js of the same id (an old dist/); a folder that is not kebab-case is no rule', async (t) => {
+  const dir = rulesDir({
+    'twice/index.ts': ruleModule('twice'),
+    'twice.ts': ruleModule('twice'),
+    'Not_A_Rule/index.ts': ruleModule('Not_A_Rule'),
+  });
+  t.same(ruleEntries(dir), [{ id: 'twice', path: 'twice/index.ts' }]);
+  t.same((await discoverRules(dir)).map((r) => r.id), ['twice']);
+});
+
 t.test('a misnamed or malformed rule fails at startup, in either shape', async (t) => {
   await t.rejects(discoverRules(rulesDir({ 'good-name/index.ts': ruleModule('other-name') })), {
     message: 'src/rules/good-name/index.ts exports rule id "other-name"; it must be "good-name"',
@@ -99,8 +127,5 @@ t.test('a misnamed or malformed rule fails at startup, in either shape', async (
   });
   await t.rejects(discoverRules(rulesDir({ 'no-export/index.ts': 'export const rules = [];\n' })), {
     message: 'src/rules/no-export/index.ts does not export `rule: Rule`',
-  });
-  await t.rejects(discoverRules(rulesDir({ 'twice/index.ts': ruleModule('twice'), 'twice.ts': ruleModule('twice') })), {
-    message: /rule twice exists both as/,
   });
 });

@@ -95,9 +95,10 @@ bench-quick: build
 bench-live: build control-plane
 	$(NODE) bench/live.ts --pods 10000,50000
 
-# Regenerate the README's rule table from the registry.
+# Regenerate the README's rule table and the rule pages' Triggers and Codes sections from the registry.
 readme: deps
 	$(NODE) scripts/readme-rules.ts
+	$(NODE) scripts/rule-docs.ts
 
 clean:
 	rm -rf dist .tap

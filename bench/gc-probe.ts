@@ -14,7 +14,7 @@ import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({ options: { pods: { type: 'string', default: '10000' }, requests: { type: 'string', default: '20000' }, only: { type: 'string' } } });
 const state = stateFromObjects(generateCluster(Number(values.pods)));
-const decide = createDecide(allRules(), defaultConfig());
+const decide = createDecide(allRules(), defaultConfig(allRules()));
 const mix = requestMix(Number(values.pods), 400).filter((r) => values.only === undefined || r.label === values.only);
 const bodies = mix.map((r) => JSON.stringify(r.review));
 console.log('--- start');

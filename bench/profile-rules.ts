@@ -16,6 +16,7 @@ import type { AdmissionReview } from '../src/admission/schema.ts';
 import { DEFAULT_SETTINGS, defaultConfig } from '../src/config/config.ts';
 import { allRules } from '../src/rules/registry.ts';
 import { tuneHeapForServing } from '../src/server/heap-tuning.ts';
+import { mutationOf } from '../src/core/change.ts';
 import { overlay } from '../src/state/overlay.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { transformObject } from '../src/state/transform.ts';
@@ -40,7 +41,7 @@ function changeAPod(): void {
   const p = podObjects[(changes++ * 7919) % podObjects.length]!;
   state.upsert('Pod', transformObject('Pod', { ...p, metadata: { ...p.metadata, labels: { ...p.metadata.labels, 'bench.meshguard.io/churn': String(changes) } } }));
 }
-const decide = createDecide(allRules(), defaultConfig());
+const decide = createDecide(allRules(), defaultConfig(allRules()));
 const mix = requestMix(pods, 400).filter((r) => values.only === undefined || r.label === values.only);
 let seq = 0;
 /** The request's review; with --new, a copy with a sequence number no earlier request had. */
@@ -106,7 +107,7 @@ const rules = allRules();
 for (const r of mix) {
   const change = toChange(reviewOf(r));
   if (!change.kind) continue;
-  const after = overlay(state, change);
+  const after = overlay(state, mutationOf(change));
   for (const rule of rules) {
     if (!rule.triggers.some((t) => t.kinds.includes(change.kind!) && t.operations.includes(change.operation))) continue;
     const t0 = performance.now();

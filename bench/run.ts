@@ -194,7 +194,7 @@ async function main(): Promise<void> {
 
   // 3. Scale curve, in-process (no HTTP): same request against growing clusters; then growing selections.
   log('in-process scale curve');
-  const decide = createDecide(allRules(), defaultConfig());
+  const decide = createDecide(allRules(), defaultConfig(allRules()));
   const states = new Map(SIZES.map((pods) => [pods, stateFromObjects(generateCluster(pods))] as const));
   const changes = Object.entries(fixedRequests).map(([label, obj]) => ({ label, change: toChange(review('CREATE', obj, null) as unknown as AdmissionReview) }));
   const curve = scaleCurve(decide, states, changes);

@@ -2,7 +2,7 @@
 // growing size, without HTTP. Kept apart from bench/run.ts so that the order of its measurements can be
 // tested (test/bench/scale-curve.test.ts).
 
-import type { Change } from '../src/admission/change.ts';
+import type { Change } from '../src/core/change.ts';
 import type { Decide } from '../src/rules/types.ts';
 import type { ClusterState } from '../src/state/types.ts';
 

@@ -2,11 +2,12 @@
 // transform), and a Decision becomes the AdmissionResponse that kubectl shows to the user.
 
 import { defaultDocsBaseUrl, docsLinks, type DocsLinks } from '../config/docs-links.ts';
-import { KINDS, kindOfGVK, type KindName } from '../state/kinds.ts';
-import { keepAnnotation, transformRequestObject } from '../state/transform.ts';
-import type { KubeObject, ObjectMeta } from '../state/types.ts';
-import type { ActedFinding, Decision } from '../rules/types.ts';
-import type { Change, UserInfo } from './change.ts';
+import { buildChange, type Change, type UserInfo } from '../core/change.ts';
+import type { Decision } from '../core/decision.ts';
+import type { ActedFinding } from '../core/finding.ts';
+import { slimRequestObject } from '../state/slim.ts';
+import { ruleById } from '../rules/registry.ts';
+import { detailOf, withFix } from '../verdict/render.ts';
 import type { AdmissionReview, AdmissionReviewRequest } from './schema.ts';
 
 /** Raised for a schema-valid review that still cannot be read; the server answers 400. */
@@ -21,35 +22,26 @@ type Raw = Record<string, unknown>;
 const isRaw = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
- * The Change for one AdmissionReview (already validated against admissionReviewSchema). Objects of kinds
- * meshguard models go through the state transform; other kinds (and CONNECT options) keep only their
- * identity, labels and meshguard-relevant annotations, since no rule reads more of them.
+ * The Change for one AdmissionReview (already validated against admissionReviewSchema), built by the one
+ * Change builder with the state's slimming (src/state/slim.ts).
  */
 export function toChange(review: AdmissionReview): Change {
   const req = review.request;
   if (!isRaw(req) || typeof req.uid !== 'string' || !isRaw(req.kind)) throw new ReviewError('request is missing');
-  const gvk = { group: req.kind.group ?? '', version: req.kind.version ?? '', kind: req.kind.kind };
-  const kind = kindOfGVK(gvk);
-  const operation = req.operation;
-  // DELETE carries only oldObject (object is null); CONNECT carries connect options, never a stored object.
-  const rawObject = operation === 'DELETE' ? undefined : req.object;
-  const rawOld = operation === 'CREATE' || operation === 'CONNECT' ? undefined : req.oldObject;
-  const object = isRaw(rawObject) ? slim(operation === 'CONNECT' ? undefined : kind, gvk, rawObject, req) : undefined;
-  const oldObject = isRaw(rawOld) ? slim(kind, gvk, rawOld, req) : undefined;
-  const subject = object ?? oldObject;
-  const change: Change = {
-    uid: req.uid,
-    operation,
-    gvk,
-    kind,
-    namespace: req.namespace ?? subject?.metadata.namespace ?? '',
-    name: req.name || subject?.metadata.name || '',
-    ...(object ? { object } : {}),
-    ...(oldObject ? { oldObject } : {}),
-    dryRun: req.dryRun === true,
-    userInfo: userInfoOf(req.userInfo),
-  };
-  return change;
+  return buildChange(
+    {
+      uid: req.uid,
+      operation: req.operation,
+      gvk: { group: req.kind.group ?? '', version: req.kind.version ?? '', kind: req.kind.kind },
+      ...(req.namespace !== undefined ? { namespace: req.namespace } : {}),
+      ...(req.name ? { name: req.name } : {}),
+      object: { sent: req.object },
+      oldObject: { sent: req.oldObject },
+      dryRun: req.dryRun === true,
+      userInfo: userInfoOf(req.userInfo),
+    },
+    slimRequestObject,
+  );
 }
 
 function userInfoOf(u: AdmissionReviewRequest['userInfo']): UserInfo {
@@ -59,65 +51,6 @@ function userInfoOf(u: AdmissionReviewRequest['userInfo']): UserInfo {
     ...(typeof u.uid === 'string' ? { uid: u.uid } : {}),
     ...(Array.isArray(u.groups) ? { groups: u.groups.filter((g) => typeof g === 'string') } : {}),
   };
-}
-
-function apiVersionOf(gvk: { group: string; version: string }): string {
-  return gvk.group ? `${gvk.group}/${gvk.version}` : gvk.version;
-}
-
-function slim(kind: KindName | undefined, gvk: Change['gvk'], raw: Raw, req: AdmissionReviewRequest): KubeObject {
-  // The apiserver always sends TypeMeta, but fill it from request.kind so the transform sees a whole object.
-  const typed: Raw = {
-    ...raw,
-    apiVersion: typeof raw.apiVersion === 'string' ? raw.apiVersion : apiVersionOf(gvk),
-    kind: typeof raw.kind === 'string' ? raw.kind : gvk.kind,
-  };
-  const obj = kind ? transformRequestObject(kind, typed) : minimalObject(typed);
-  return withIdentity(obj, kind, req);
-}
-
-/** The object of a kind meshguard does not model: identity, labels and the annotations meshguard reads. */
-function minimalObject(raw: Raw): KubeObject {
-  const m = isRaw(raw.metadata) ? raw.metadata : {};
-  const metadata: { -readonly [K in keyof ObjectMeta]: ObjectMeta[K] } = { name: typeof m.name === 'string' ? m.name : '' };
-  if (typeof m.namespace === 'string' && m.namespace) metadata.namespace = m.namespace;
-  if (typeof m.uid === 'string') metadata.uid = m.uid;
-  const labels = stringsOf(m.labels);
-  if (labels) metadata.labels = labels;
-  const annotations = stringsOf(m.annotations, keepAnnotation);
-  if (annotations) metadata.annotations = annotations;
-  return { apiVersion: String(raw.apiVersion), kind: String(raw.kind), metadata };
-}
-
-function stringsOf(v: unknown, keep?: (k: string) => boolean): Record<string, string> | undefined {
-  if (!isRaw(v)) return undefined;
-  const out: Record<string, string> = {};
-  let n = 0;
-  for (const [k, val] of Object.entries(v)) {
-    if (typeof val !== 'string' || (keep && !keep(k))) continue;
-    out[k] = val;
-    n++;
-  }
-  return n > 0 ? out : undefined;
-}
-
-/**
- * A create may omit metadata.namespace (kubectl fills it from the URL, not the body) and the name of a
- * generateName object only appears in request.name: take both from the request when the object lacks them.
- */
-function withIdentity(obj: KubeObject, kind: KindName | undefined, req: AdmissionReviewRequest): KubeObject {
-  const namespaced = kind ? KINDS[kind].namespaced : req.namespace !== undefined && req.namespace !== '';
-  const needNs = namespaced && !obj.metadata.namespace && !!req.namespace;
-  const needName = !obj.metadata.name && !!req.name;
-  if (!needNs && !needName) return obj;
-  return {
-    ...obj,
-    metadata: {
-      ...obj.metadata,
-      ...(needName ? { name: req.name! } : {}),
-      ...(needNs ? { namespace: req.namespace! } : {}),
-    },
-  } as KubeObject;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -169,8 +102,11 @@ const byteLength = (s: string): number => Buffer.byteLength(s, 'utf8');
 /** "ns/a, ns/b and 12 more" */
 function victimsText(f: ActedFinding): string {
   const v = f.victims ?? [];
-  // Rules often name their victims in the message already: do not say it twice.
-  if (v.length === 0 || v.every((name) => f.message.includes(name))) return '';
+  if (v.length === 0) return '';
+  // A coded finding's message table says whether its message names the victims itself; rules without
+  // codes often name them in the message already: do not say it twice.
+  const detail = detailOf(f, ruleById(f.rule)?.messages);
+  if (detail === 'self-contained' || (detail === undefined && v.every((name) => f.message.includes(name)))) return '';
   const more = (f.victimCount ?? v.length) - v.length;
   return ` Affected: ${v.join(', ')}${more > 0 ? ` and ${more} more` : ''}.`;
 }
@@ -186,7 +122,7 @@ export interface ResponseOptions {
 
 function denyLine(f: ActedFinding, budget: number, link: string): string {
   const head = `[${f.rule}] `;
-  const body = oneLine(`${f.message}${victimsText(f)}${f.fix ? ` Fix: ${f.fix}` : ''}`);
+  const body = oneLine(withFix({ message: `${f.message}${victimsText(f)}`, fix: f.fix }));
   // The link survives truncation: the reason and the link matter more than the fix's tail. Only when
   // so many rules deny that the link would leave no room for the reason is it left out.
   const tail = budget - head.length - ` Docs: ${link}`.length >= 20 ? ` Docs: ${link}` : '';
@@ -217,7 +153,7 @@ const CONTINUATION = '  ';
 export function warningLines(f: ActedFinding, docsUrl: DocsLinks = DEFAULT_LINKS): string[] {
   const tag = f.wouldDeny ? '(audit: would be denied) ' : f.preexisting ? '(pre-existing) ' : '';
   const link = linkLine(docsUrl(f.rule));
-  const text = wrapWarning(`[${f.rule}] ${tag}${f.message}${f.fix ? ` Fix: ${f.fix}` : ''}`, link ? MAX_LINES_PER_WARNING - 1 : MAX_LINES_PER_WARNING);
+  const text = wrapWarning(`[${f.rule}] ${tag}${withFix(f)}`, link ? MAX_LINES_PER_WARNING - 1 : MAX_LINES_PER_WARNING);
   return link ? [...text, link] : text;
 }
 

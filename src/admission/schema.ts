@@ -4,7 +4,7 @@
 
 import { Ajv, type ValidateFunction } from 'ajv';
 
-import { OPERATIONS } from './change.ts';
+import { OPERATIONS } from '../core/change.ts';
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
 

@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 
 import { loadConfig } from '../config/config.ts';
 import { docsLinks, type DocsLinks } from '../config/docs-links.ts';
-import { packageInfo } from '../package-info.ts';
+import { packageInfo } from '../core/package-info.ts';
 import { auditState, type AuditResult } from '../verdict/audit.ts';
 import { createDecide } from '../verdict/decide.ts';
 import {
@@ -60,7 +60,7 @@ function toReportObjects(results: readonly AuditResult[]): ReportObject[] {
     kind: r.kind,
     namespace: r.namespace,
     name: r.name,
-    findings: r.findings.map((f) => ({ rule: f.rule, action: f.action, message: f.message, ...(f.fix ? { fix: f.fix } : {}) })),
+    findings: r.findings.map((f) => ({ rule: f.rule, ...(f.code !== undefined ? { code: f.code } : {}), action: f.action, message: f.message, ...(f.fix ? { fix: f.fix } : {}) })),
   }));
 }
 

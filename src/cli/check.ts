@@ -5,21 +5,22 @@
 
 import { Command, Option } from 'commander';
 
-import type { Change, Operation } from '../admission/change.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { docsLinks, type DocsLinks } from '../config/docs-links.ts';
-import { InputError } from '../errors.ts';
-import type { Decision, Rule } from '../rules/types.ts';
-import { KIND_NAMES, KINDS, groupOf, kindOf, type KindName } from '../state/kinds.ts';
+import { buildChange, gvkOf, type Change, type Operation } from '../core/change.ts';
+import type { Decision } from '../core/decision.ts';
+import { InputError } from '../core/errors.ts';
+import { KIND_NAMES, KINDS, kindOf } from '../core/kinds.ts';
+import type { KubeObject } from '../core/objects.ts';
+import type { Rule } from '../core/rule.ts';
+import { isIstiodDeployment } from '../policy/index.ts';
 import { readManifests, type ManifestDoc } from '../state/manifests.ts';
 import { MemoryState } from '../state/store.ts';
-import { keepAnnotation, transformObject } from '../state/transform.ts';
-import type { KubeObject } from '../state/types.ts';
+import { slimRequestObject } from '../state/slim.ts';
 import { createDecide } from '../verdict/decide.ts';
 import { reportMeta } from './audit.ts';
 import { addLimitOptions, choice, collect, EXIT_DENIED, inputLimits, loadMutableState, setExit, stateArgs, type CliContext } from './common.ts';
 import { findingJson, renderGithub, renderJunit, renderSarif, type ReportObject } from './formats.ts';
-import { isIstiodDeployment } from '../policy/index.ts';
 
 const OPERATIONS = ['CREATE', 'UPDATE', 'DELETE'] as const satisfies readonly Operation[];
 
@@ -38,6 +39,8 @@ export interface CheckOptions {
 
 export interface CheckFinding {
   readonly rule: string;
+  /** Stable code of the finding's kind (`<rule>/<kind>`), for rules that have codes. */
+  readonly code?: string;
   readonly action: 'deny' | 'warn' | 'audit';
   readonly message: string;
   readonly fix?: string;
@@ -74,65 +77,33 @@ export interface CheckResult {
 type Raw = Record<string, unknown>;
 const isRaw = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function stringMap(v: unknown, keep?: (k: string) => boolean): Record<string, string> | undefined {
-  if (!isRaw(v)) return undefined;
-  const entries = Object.entries(v).filter((e): e is [string, string] => typeof e[1] === 'string' && (!keep || keep(e[0])));
-  return entries.length > 0 ? Object.fromEntries(entries) : undefined;
-}
-
-/** The object as the webhook would see it: slimmed by the state transform (kinds meshguard reads) or reduced to its identity. */
-function slimObject(kind: KindName | undefined, raw: Raw, namespace: string): KubeObject {
-  const meta = isRaw(raw.metadata) ? raw.metadata : {};
-  // kubectl fills a missing namespace from the context; "default" is what it would use.
-  const withNs = namespace !== '' && meta.namespace !== namespace ? { ...raw, metadata: { ...meta, namespace } } : raw;
-  if (kind) return transformObject(kind, withNs);
-  const labels = stringMap(meta.labels);
-  const annotations = stringMap(meta.annotations, keepAnnotation);
-  return {
-    apiVersion: String(raw.apiVersion),
-    kind: String(raw.kind),
-    metadata: {
-      name: String(meta.name),
-      ...(namespace ? { namespace } : {}),
-      ...(labels ? { labels } : {}),
-      ...(annotations ? { annotations } : {}),
-    },
-  };
-}
-
 /** The admission request `kubectl apply` (or delete) of this manifest object would make against `state`. */
 export function changeFor(doc: ManifestDoc, index: number, state: MemoryState, forced: Operation | undefined): Change {
   const raw = doc.object;
-  const apiVersion = String(raw.apiVersion);
   const kind = kindOf(raw as { apiVersion?: string; kind?: string });
   const meta = isRaw(raw.metadata) ? raw.metadata : {};
   const name = String(meta.name);
   const ownNs = typeof meta.namespace === 'string' ? meta.namespace : '';
   const namespaced = kind ? KINDS[kind].namespaced : ownNs !== '';
+  // kubectl fills a missing namespace from the context; "default" is what it would use.
   const namespace = namespaced ? ownNs || 'default' : '';
-  const object = slimObject(kind, raw, namespace);
   const existing = kind ? (state.get(kind, namespace, name) as KubeObject | undefined) : undefined;
   const operation: Operation = forced ?? (existing ? 'UPDATE' : 'CREATE');
-  const slash = apiVersion.indexOf('/');
-  const base = {
-    uid: `meshguard-check-${index + 1}`,
-    operation,
-    gvk: { group: groupOf(apiVersion), version: slash < 0 ? apiVersion : apiVersion.slice(slash + 1), kind: String(raw.kind) },
-    kind,
-    namespace,
-    name,
-    dryRun: true,
-    userInfo: { username: 'meshguard-check' },
-  };
-  switch (operation) {
-    case 'DELETE':
-      // The apiserver sends the stored object; without one in the state, the manifest stands in for it.
-      return { ...base, oldObject: existing ?? object };
-    case 'UPDATE':
-      return { ...base, object, ...(existing ? { oldObject: existing } : {}) };
-    default:
-      return { ...base, object };
-  }
+  return buildChange(
+    {
+      uid: `meshguard-check-${index + 1}`,
+      operation,
+      gvk: gvkOf(String(raw.apiVersion), String(raw.kind)),
+      namespace,
+      name,
+      object: { sent: raw },
+      // The apiserver sends the stored object; without one in the state, a DELETE's manifest stands in for it.
+      ...(existing ? { oldObject: { stored: existing } } : operation === 'DELETE' ? { oldObject: { sent: raw } } : {}),
+      dryRun: true,
+      userInfo: { username: 'meshguard-check' },
+    },
+    slimRequestObject,
+  );
 }
 
 /** Apply an admitted change to the state, as the apiserver would persist it. */
@@ -309,7 +280,7 @@ export function renderCheck(results: readonly CheckResult[], format: (typeof CHE
       name: r.name,
       file: r.file,
       line: r.line,
-      findings: r.findings.map((f) => ({ rule: f.rule, action: f.action, message: f.message, ...(f.fix ? { fix: f.fix } : {}) })),
+      findings: r.findings.map((f) => ({ rule: f.rule, ...(f.code !== undefined ? { code: f.code } : {}), action: f.action, message: f.message, ...(f.fix ? { fix: f.fix } : {}) })),
     }));
   if (format === 'github') return renderGithub(objects);
   const meta = reportMeta(ctx, 'meshguard check', docsLinks(docsBaseUrl));

@@ -3,10 +3,10 @@
 
 import { Command } from 'commander';
 
-import { InputError } from '../errors.ts';
-import { packageInfo } from '../package-info.ts';
+import { InputError } from '../core/errors.ts';
+import { packageInfo } from '../core/package-info.ts';
 import { DEFAULT_INPUT_LIMITS, formatBytes, parseByteSize, type InputLimits } from '../state/input.ts';
-import type { Rule } from '../rules/types.ts';
+import type { Rule } from '../core/rule.ts';
 import { istioNamespaces, loadSnapshot, stateFromObjects } from '../state/snapshot.ts';
 import type { MemoryState } from '../state/store.ts';
 

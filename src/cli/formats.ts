@@ -1,11 +1,16 @@
 // CI-native renderings of findings, shared by `check` and `audit`: SARIF 2.1.0 (GitHub code scanning,
 // GitLab, Azure DevOps), JUnit XML (every CI's test report view) and GitHub workflow commands
 // (annotations on the pull request). Each takes the same neutral shape, so both commands answer alike.
+// The words come from src/verdict/render.ts (message and fix, rendered from the finding's code).
 
 import { isAbsolute, relative, sep } from 'node:path';
 
+import { withFix } from '../verdict/render.ts';
+
 export interface ReportFinding {
   readonly rule: string;
+  /** The finding's stable code (`<rule>/<kind>`), when its rule has codes. */
+  readonly code?: string;
   readonly action: 'deny' | 'warn' | 'audit';
   readonly message: string;
   readonly fix?: string;
@@ -65,7 +70,7 @@ export function renderSarif(objects: readonly ReportObject[], meta: ReportMeta):
       ruleId: f.rule,
       ...(index.has(f.rule) ? { ruleIndex: index.get(f.rule) } : {}),
       level: sarifLevel(f.action),
-      message: { text: `${objectRef(o)}: ${f.message}${f.fix ? ` Fix: ${f.fix}` : ''}` },
+      message: { text: `${objectRef(o)}: ${withFix(f)}` },
       locations: [
         {
           ...(o.file && o.file !== '<stdin>'
@@ -74,6 +79,7 @@ export function renderSarif(objects: readonly ReportObject[], meta: ReportMeta):
           logicalLocations: [{ name: o.name, fullyQualifiedName: objectRef(o), kind: 'resource' }],
         },
       ],
+      ...(f.code !== undefined ? { properties: { code: f.code } } : {}),
     })),
   );
   const sarif = {
@@ -127,7 +133,7 @@ export function renderJunit(objects: readonly ReportObject[], meta: ReportMeta):
       continue;
     }
     for (const f of o.findings) {
-      const text = xml(`${f.message}${f.fix ? `\nFix: ${f.fix}` : ''}${where}`);
+      const text = xml(`${withFix(f, '\nFix: ')}${where}`);
       if (f.action === 'deny') {
         failures++;
         cases.push(`    <testcase classname="${classname}" name="${xml(f.rule)}">\n      <failure type="deny" message="${xml(f.message)}">${text}</failure>\n    </testcase>`);
@@ -165,19 +171,31 @@ export function renderGithub(objects: readonly ReportObject[]): string {
         ...(o.file && o.file !== '<stdin>' ? [`file=${ghProperty(o.file)}`, `line=${Math.max(1, o.line ?? 1)}`] : []),
         `title=${ghProperty(`meshguard ${f.rule}: ${objectRef(o)}`)}`,
       ];
-      lines.push(`::${command} ${props.join(',')}::${ghData(`${f.message}${f.fix ? `\nFix: ${f.fix}` : ''}`)}`);
+      lines.push(`::${command} ${props.join(',')}::${ghData(withFix(f, '\nFix: '))}`);
     }
   }
   return lines.length > 0 ? `${lines.join('\n')}\n` : '';
 }
 
-/** A finding as `check` and `audit` print it in JSON: the contract fields, each optional one only when set. */
+/**
+ * A finding as `check` and `audit` print it in JSON: the contract fields, each optional one only when set.
+ * `code` (stable, `<rule>/<kind>`) is set for rules that have codes; `message` and `fix` stay for readers.
+ */
 export function findingJson<A extends string>(
-  f: { readonly rule: string; readonly action: A; readonly message: string; readonly fix?: string; readonly victims?: readonly string[]; readonly victimCount?: number },
+  f: {
+    readonly rule: string;
+    readonly code?: string;
+    readonly action: A;
+    readonly message: string;
+    readonly fix?: string;
+    readonly victims?: readonly string[];
+    readonly victimCount?: number;
+  },
   docsUrl: (rule: string) => string,
-): { rule: string; action: A; message: string; fix?: string; victims?: readonly string[]; victimCount?: number; docs: string } {
+): { rule: string; code?: string; action: A; message: string; fix?: string; victims?: readonly string[]; victimCount?: number; docs: string } {
   return {
     rule: f.rule,
+    ...(f.code !== undefined ? { code: f.code } : {}),
     action: f.action,
     message: f.message,
     ...(f.fix !== undefined ? { fix: f.fix } : {}),

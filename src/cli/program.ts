@@ -3,9 +3,9 @@
 
 import { Command, CommanderError } from 'commander';
 
-import { InputError } from '../errors.ts';
+import { InputError } from '../core/errors.ts';
 import { allRules } from '../rules/registry.ts';
-import type { Rule } from '../rules/types.ts';
+import type { Rule } from '../core/rule.ts';
 import { auditCommand } from './audit.ts';
 import { checkCommand } from './check.ts';
 import { EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, version, type CliContext, type CliIO } from './common.ts';

@@ -13,7 +13,7 @@ import { ReportWriter } from '../reports/writer.ts';
 import { BackgroundAudit } from '../server/background-audit.ts';
 import { SERVICE_ACCOUNT_DIR, type KubeApi } from '../state/kube-api.ts';
 import { docsLinks } from '../config/docs-links.ts';
-import { InputError } from '../errors.ts';
+import { InputError } from '../core/errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
 import { createLogger } from '../server/log-bounds.ts';
 import { createServer, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_CONNECTIONS, installSignalHandlers } from '../server/server.ts';

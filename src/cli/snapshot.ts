@@ -4,9 +4,9 @@
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 
-import { InputError } from '../errors.ts';
+import { InputError } from '../core/errors.ts';
 import { listClusterObjects, snapshotText, type ClusterObjects, type ListProgress } from '../state/dump.ts';
-import { KIND_NAMES } from '../state/kinds.ts';
+import { KIND_NAMES } from '../core/kinds.ts';
 import type { CliContext } from './common.ts';
 
 export const SNAPSHOT_FORMATS = ['yaml', 'json'] as const;

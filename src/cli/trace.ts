@@ -6,13 +6,13 @@
 
 import { Command, CommanderError } from 'commander';
 
-import { InputError } from '../errors.ts';
+import { InputError } from '../core/errors.ts';
 import { canonicalIp, parseCidr } from '../policy/cidr.ts';
 import { evaluate, TARGET_ENTITIES } from '../policy/reachability.ts';
 import { clusterVersions, SUPPORTED, unsupported, type ClusterVersions } from '../policy/versions.ts';
 import type { DirectionVerdict, PolicyRef, Protocol, Reachability, Target } from '../policy/types.ts';
 import { loadSnapshot } from '../state/snapshot.ts';
-import type { ClusterState, Pod } from '../state/types.ts';
+import type { ClusterState, Pod } from '../core/objects.ts';
 import { DEFAULT_INPUT_LIMITS, readBoundedText, type InputLimits } from '../state/input.ts';
 import { addLimitOptions, inputLimits } from './common.ts';
 

@@ -5,12 +5,12 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 
-import { InputError } from '../errors.ts';
+import { DEFAULT_BUDGET_MS } from '../core/budget.ts';
+import { InputError } from '../core/errors.ts';
+import { defaultAction, type Action } from '../core/finding.ts';
+import type { LabelSelector } from '../core/objects.ts';
+import type { RuleInfo, RuleSettings } from '../core/rule.ts';
 import { checkYamlSize, DEFAULT_INPUT_LIMITS, readBoundedText, yamlNarrow, type InputLimits } from '../state/input.ts';
-import { allRules } from '../rules/registry.ts';
-import { defaultAction, type Action, type Rule, type RuleSettings } from '../rules/types.ts';
-import type { LabelSelector } from '../state/types.ts';
-import { DEFAULT_BUDGET_MS } from '../budget.ts';
 import { defaultDocsBaseUrl } from './docs-links.ts';
 import { configSchema, type MODES, type ON_ERROR } from './schema.ts';
 
@@ -19,7 +19,7 @@ export type OnError = (typeof ON_ERROR)[number];
 
 /** How a review is bounded, and what it answers when it cannot be finished. */
 export interface EvaluationSettings {
-  /** Longest a review may run, in milliseconds (src/budget.ts). */
+  /** Longest a review may run, in milliseconds (src/core/budget.ts). */
   readonly budgetMs: number;
   /**
    * A rule error or an exhausted budget: `fail` denies, `ignore` admits with a warning. Unset: what the
@@ -62,7 +62,7 @@ export const DEFAULT_SETTINGS: RuleSettings = {
 };
 
 /** The config used when no file is given: enforce, every rule at its severity's default action. */
-export function defaultConfig(rules: readonly Rule[] = allRules()): Config {
+export function defaultConfig(rules: readonly RuleInfo[]): Config {
   return {
     mode: 'enforce',
     rules: Object.fromEntries(rules.map((r) => [r.id, defaultAction(r.severity)])),
@@ -98,7 +98,7 @@ const validate = ajv.compile<RawConfig>(configSchema);
  * Read and validate a config file. Without a path, the defaults. Throws InputError naming the file and,
  * when it can be told, the line of the offending key.
  */
-export function loadConfig(path?: string, rules: readonly Rule[] = allRules(), limits: InputLimits = DEFAULT_INPUT_LIMITS): Config {
+export function loadConfig(path: string | undefined, rules: readonly RuleInfo[], limits: InputLimits = DEFAULT_INPUT_LIMITS): Config {
   if (path === undefined) return defaultConfig(rules);
   let text: string;
   try {
@@ -114,7 +114,7 @@ export function loadConfig(path?: string, rules: readonly Rule[] = allRules(), l
 }
 
 /** Validate config text (YAML or JSON); `file` names it in errors. */
-export function parseConfig(text: string, file: string, rules: readonly Rule[] = allRules()): Config {
+export function parseConfig(text: string, file: string, rules: readonly RuleInfo[]): Config {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   const yamlErr = doc.errors[0];

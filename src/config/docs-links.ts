@@ -3,7 +3,7 @@
 // <baseUrl>/<rule id>.md, the base being the config's `docs.baseUrl` or, by default, the rule pages of
 // the project's repository (package.json `homepage`).
 
-import { packageInfo } from '../package-info.ts';
+import { packageInfo } from '../core/package-info.ts';
 
 /** Longest `docs.baseUrl`: a link must fit on one kubectl warning line (120 characters) with the rule id. */
 export const MAX_DOCS_BASE_URL_CHARS = 80;

@@ -46,7 +46,7 @@ export const configSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        // How long one review may run (src/budget.ts); bounds from MIN_BUDGET_MS / MAX_BUDGET_MS.
+        // How long one review may run (src/core/budget.ts); bounds from MIN_BUDGET_MS / MAX_BUDGET_MS.
         budgetMs: { type: 'integer', minimum: 10, maximum: 25000 },
         // What a rule error or an exhausted budget answers; unset = what the webhook entry does.
         onError: { enum: ON_ERROR },

@@ -1,7 +1,7 @@
 // What kind of change a request is: predicates over an admission Change (and its old/new objects) that
 // the rules and touchedPods dispatch on.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { changedLabelKeys, isIstiodDeployment, namespaceAmbientEnabled, namespaceInjectionEnabled, namespaceLabelReadByL7 } from '../policy/index.ts';
 import type { ClusterState, Namespace } from '../state/types.ts';
 

@@ -1,7 +1,7 @@
 // Which pods a change touches, before and after, per direction (ingress/egress) or for L7: one answer
 // per (change, before, after, direction), shared by every rule that asks it of one request.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import {
   changedLabelKeys,
   namespaceLabelReadByL7,

@@ -8,7 +8,7 @@
 // matches any run (possibly empty) of DNS characters [-a-z0-9_] within one label, and a leading `**.`
 // matches one or more whole labels.
 
-import { checkBudget } from '../budget.ts';
+import { checkBudget } from '../core/budget.ts';
 import { compiledDnsPatterns as compiled } from './memo.ts';
 
 /** Longer names and patterns are refused by the CRD validation (maxLength 255): they match nothing. */

@@ -9,7 +9,7 @@
 // Pods, policy objects, Namespace objects and kind lists of a state are never modified (an update
 // replaces the object or the list), which is what makes object-keyed memos safe.
 
-import type { KindName } from '../state/kinds.ts';
+import type { KindName } from '../core/kinds.ts';
 import type { ClusterState, KubeObject, LabelSelector, Labels, Node, Pod, PolicyObject, Service } from '../state/types.ts';
 import { forgetCachedResults, ScopedWeakMap } from '../state/request-scope.ts';
 import type { Addr, ParsedIp } from './cidr.ts';

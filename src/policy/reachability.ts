@@ -23,7 +23,7 @@ import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBacke
 import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
-import { checkBudget } from '../budget.ts';
+import { checkBudget } from '../core/budget.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
 import { ipIndexByList, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 

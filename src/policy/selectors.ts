@@ -7,7 +7,7 @@
 // pod never matches a `reserved:` key and a reserved identity never matches a plain pod-label key.
 
 import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../state/types.ts';
-import { checkBudget } from '../budget.ts';
+import { checkBudget } from '../core/budget.ts';
 import { labelCache, pairCache } from './memo.ts';
 import { podIdentityKey } from './identity.ts';
 

@@ -7,7 +7,7 @@
 // last successful renewal, before anyone else can take over. All replicas stay ready: the Lease
 // decides who writes reports, not who answers reviews.
 
-import type { Clock } from '../budget.ts';
+import type { Clock } from '../core/budget.ts';
 import type { KubeApi } from '../state/kube-api.ts';
 import { readBody } from '../state/kube-api.ts';
 

@@ -4,7 +4,7 @@
 // forwarded the rest from its own pod rather than from the workload's: the restriction does not apply as
 // written, and toFQDNs may not learn the addresses. Silently ineffective, so a warning.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { atLeast, clusterVersions, meshMode, policiesSelecting, policyModel, type PolicyModel, ambientIngressClassKey } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';

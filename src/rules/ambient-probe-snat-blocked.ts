@@ -4,7 +4,7 @@
 // host (always allowed) but from `world`: unless the policy admits 169.254.7.127/32, the probes are
 // dropped and the pods fail readiness and get restarted by their liveness probe.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { meshMode, ambientIngressClassKey, ingressShapeKey, PROBE_SNAT_IPV4, PROBE_SNAT_IPV6, probeSourceFor, probesAdmitted } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';

@@ -1,7 +1,7 @@
 // apiserver-egress-missing: a request leaves pods that use the kube-apiserver egress-enforced with no
 // allow to it. Controllers, operators and mesh control planes then fail every watch and list.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import type { ClusterState, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 import { apiserverClassKey, apiserverReach, apiserverTarget, apiserverTargets, usesApiserver } from '../policy/index.ts';

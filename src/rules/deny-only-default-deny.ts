@@ -3,7 +3,7 @@
 // `enableDefaultDeny.<dir>: false` is set and honoured. Users write "deny port X" and get "deny
 // everything" (cilium#14992).
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { formatPolicyRef, podsSelectedBy, policiesSelecting, policyModel, policySettings, subjectPods, type Direction, type PolicyModel } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';

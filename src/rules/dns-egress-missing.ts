@@ -1,7 +1,7 @@
 // dns-egress-missing: a request leaves pods egress-enforced with no allow to the cluster DNS backends.
 // Pods that resolve names through kube-dns then fail every lookup (timeouts, "could not resolve host").
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { dnsBackends, modelSelects, policyModel, reachable, dnsClassKey, dnsTarget, isDnsBackend, reachesDns } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';

@@ -3,7 +3,7 @@
 // Envoy (the pod's sidecar, or the waypoint serving an ambient pod). Cilium and Istio both advise
 // against it: two policy sets drift apart, a request must pass both, and denials come from either side.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { authzAttachment, httpAttributesOf, istioRootNamespace, podsBehindTargetedWaypoints, targetsWaypoint, waypointFor, type PolicyRef, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, meshMode, podIn, unionPods } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule } from './types.ts';

@@ -3,7 +3,7 @@
 // rule (or with patterns that do not cover the names) the FQDN's IP set stays empty and the traffic
 // the policy meant to allow is dropped.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { dnsNameMatches, evaluate, policiesSelecting, type Peer, dnsClassKey, dnsTarget, isDnsBackend } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';

@@ -3,7 +3,7 @@
 // 15008 (HBONE), so Cilium sees ingress on 15008 from the source pod, not on the app port: the mesh
 // connection is dropped although the app port is allowed.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { changedLabelKeys, formatPolicyRef, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';

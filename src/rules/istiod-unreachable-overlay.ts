@@ -4,7 +4,7 @@
 // validation) time out: pods in injected namespaces cannot be created. The Cilium docs require istiod to
 // run with hostNetwork: true in that setup.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { apiserverEndpoints, ciliumConfig, nodeIPs, callsIstiod, controlPlaneOutsideNodes, injectedNamespaces, istiodHostNetwork, istioWebhooks } from '../policy/index.ts';
 import type { ClusterState, MutatingWebhookConfiguration } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';

@@ -3,7 +3,7 @@
 // applied: neither its L7 filtering nor its L3/L4 allows and default deny. kubectl apply succeeds; only
 // the agent logs and the policy status say so.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { ciliumConfig, formatPolicyRef, podsSelectedBy, policyModel, type PolicyModel } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';

@@ -3,7 +3,7 @@
 // ignores DISABLE policies: the inherited mode applies instead, so whatever DISABLE was meant for (plaintext
 // for Cilium L7 parsing, for non-mesh clients under a STRICT namespace) does not happen.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { effectiveMtls, meshMode, istioPolicyPods, podIn, unionPods } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule } from './types.ts';

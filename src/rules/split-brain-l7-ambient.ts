@@ -2,7 +2,7 @@
 // redirects the pod's traffic inside its network namespace and carries it as HBONE (mTLS on TCP 15008),
 // so Cilium's L7 proxy never sees the plaintext stream on the rule's port: connections time out.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import type { Finding, Rule } from './types.ts';
 import { conflictKey, coveredPorts, formatPolicyRef, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, podIn, victimPods, type Conflict } from '../policy/index.ts';

@@ -3,7 +3,7 @@
 // whose effective PeerAuthentication on that port is not DISABLE (PERMISSIVE still gets mTLS from every
 // meshed client). Egress: L7 rules of sidecar pods toward sidecar pods that accept mTLS on that port.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { changedLabelKeys, effectiveMtls, isMeshProxyPod, namespaceLabelReadByPeers, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel, CILIUM_POLICY_KINDS, l7EgressPolicies, conflictKey, coveredPorts, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, modelsOf, peerPods, podIn, somePeerPod, unionPods, victimPods, type Conflict } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule } from './types.ts';

@@ -4,7 +4,7 @@
 // traffic it was meant to allow is denied (deny-all when every rule needs HTTP); a DENY policy is
 // enforced on its L4 part alone, denying more than intended.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { authzAttachment, httpAttributesOf, istioRootNamespace, meshMode, podIn, unionPods } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule } from './types.ts';

@@ -8,8 +8,8 @@
 
 import type { Logger } from 'pino';
 
-import type { Clock } from '../budget.ts';
-import { performanceClock } from '../budget.ts';
+import type { Clock } from '../core/budget.ts';
+import { performanceClock } from '../core/budget.ts';
 import type { Config } from '../config/config.ts';
 import type { Lease } from '../reports/lease.ts';
 import { desiredReports } from '../reports/reports.ts';

@@ -13,14 +13,14 @@ import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { ReviewError, toAdmissionReview, toChange, type ResponseOptions } from '../admission/review.ts';
 import type { DocsLinks } from '../config/docs-links.ts';
 import { admissionReviewSchema, createAjv, type AdmissionReview } from '../admission/schema.ts';
-import { InputError } from '../errors.ts';
+import { InputError } from '../core/errors.ts';
 import type { Decide, Decision } from '../rules/types.ts';
 import type { StateSource } from '../state/types.ts';
-import { REAL_TIMERS, type Timers } from '../timers.ts';
+import { REAL_TIMERS, type Timers } from '../core/timers.ts';
 import type { VerdictCacheStats } from '../verdict/cache.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { loadKeyPair, TlsReloader, type KeyPair, type ReloadOutcome } from './tls.ts';

@@ -2,7 +2,7 @@
 // the live cache, and write one `kind: List` YAML document that `--state` loads back.
 
 import { stringify } from 'yaml';
-import { InputError } from '../errors.ts';
+import { InputError } from '../core/errors.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
 import type { KubeApi } from './kube-api.ts';
 import { ApiStatusError, listKind, loadKubeConfig } from './live.ts';

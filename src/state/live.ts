@@ -13,8 +13,8 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import { InputError } from '../errors.ts';
-import { REAL_TIMERS, type Timer, type Timers } from '../timers.ts';
+import { InputError } from '../core/errors.ts';
+import { REAL_TIMERS, type Timer, type Timers } from '../core/timers.ts';
 import { loadKubeApi, readBody, type KubeApi } from './kube-api.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
 import { istioNamespaces } from './snapshot.ts';

@@ -5,7 +5,7 @@
 import { closeSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMap, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode, type ParseOptions, type SchemaOptions, type DocumentOptions } from 'yaml';
-import { InputError } from '../errors.ts';
+import { InputError } from '../core/errors.ts';
 import { checkYamlSize, DEFAULT_INPUT_LIMITS, formatBytes, peekFile, readBoundedText, startsLikeJson, STDIN, yamlNarrow, type InputLimits } from './input.ts';
 
 export interface ManifestDoc {

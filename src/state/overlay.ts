@@ -1,12 +1,13 @@
-// The cluster as it would be if one admission request were admitted: a thin view over another state.
+// The cluster as it would be after one mutation (an admitted request's object put or deleted): a thin
+// view over another state.
 // Nothing is copied: every read that does not touch the changed (kind, namespace) goes straight to the
 // base, and the few derived lists that do are computed on first use and cached. If the base changes
 // meanwhile (a live cache receiving events), the caches are dropped and the overlay takes a new revision.
 
-import type { Change } from '../admission/change.ts';
-import { KINDS, type KindName } from './kinds.ts';
+import type { Mutation } from '../core/change.ts';
+import { KINDS, type KindName } from '../core/kinds.ts';
+import type { ClusterState, KindObjects, KubeObject, Pod } from '../core/objects.ts';
 import { markEphemeral } from './request-scope.ts';
-import type { ClusterState, KindObjects, KubeObject, Pod } from './types.ts';
 
 // Overlay revisions count down from -1 so they never collide with a MemoryState's (which count up from
 // 0), nor with each other.
@@ -136,37 +137,25 @@ class OverlayState implements ClusterState {
 }
 
 /**
- * The state as it would be if `change` were admitted: CREATE/UPDATE put `change.object` (replacing the
- * object of the same kind/namespace/name), DELETE removes it. CONNECT, kinds meshguard does not model,
- * and a CREATE/UPDATE without an object leave the state as it is (the base itself is returned).
+ * The state as it would be after `mutation`: a put replaces the object of the same kind/namespace/name
+ * (or adds it), a delete removes it. No mutation (a request that changes nothing meshguard models, see
+ * mutationOf in src/core/change.ts) leaves the state as it is: the base itself is returned.
  */
-export function overlay(base: ClusterState, change: Change): ClusterState {
-  const kind = change.kind;
-  if (!kind || !(kind in KINDS)) return base;
+export function overlay(base: ClusterState, mutation: Mutation | undefined): ClusterState {
+  if (!mutation || !(mutation.kind in KINDS)) return base;
+  const { kind } = mutation;
   const namespaced = KINDS[kind].namespaced;
-  const subject = change.object ?? change.oldObject;
-  // The request's namespace/name are authoritative (a manifest may omit its namespace); fall back to the
-  // object's own.
-  const ns = namespaced ? change.namespace || subject?.metadata.namespace || '' : '';
-  const name = change.name || subject?.metadata.name || '';
-  const what = `${change.operation} ${kind} ${namespaced ? `${ns}/` : ''}${name}`;
-  switch (change.operation) {
-    case 'CREATE':
-    case 'UPDATE': {
-      let obj = change.object;
-      if (!obj) return base;
-      // Keep the object consistent with the key it is stored under, so list(kind, ns) and get() agree.
-      if (obj.metadata.name !== name || (namespaced && (obj.metadata.namespace ?? '') !== ns)) {
-        obj = { ...obj, metadata: { ...obj.metadata, name, ...(namespaced ? { namespace: ns } : {}) } };
-      }
-      markEphemeral(obj);
-      return ephemeral(new OverlayState(base, kind, ns, name, obj, what));
-    }
-    case 'DELETE':
-      return ephemeral(new OverlayState(base, kind, ns, name, undefined, what));
-    default:
-      return base;
+  const ns = namespaced ? mutation.namespace : '';
+  const name = mutation.name;
+  const ref = `${kind} ${namespaced ? `${ns}/` : ''}${name}`;
+  if ('delete' in mutation) return ephemeral(new OverlayState(base, kind, ns, name, undefined, `delete ${ref}`));
+  let obj = mutation.object;
+  // Keep the object consistent with the key it is stored under, so list(kind, ns) and get() agree.
+  if (obj.metadata.name !== name || (namespaced && (obj.metadata.namespace ?? '') !== ns)) {
+    obj = { ...obj, metadata: { ...obj.metadata, name, ...(namespaced ? { namespace: ns } : {}) } };
   }
+  markEphemeral(obj);
+  return ephemeral(new OverlayState(base, kind, ns, name, obj, `put ${ref}`));
 }
 
 function ephemeral(state: OverlayState): OverlayState {

@@ -1,6 +1,6 @@
 // Cluster state from files: what `kubectl get -A -o yaml` or `meshguard snapshot` wrote.
 
-import { InputError } from '../errors.ts';
+import { InputError } from '../core/errors.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, kindOf, type KindName } from './kinds.ts';
 import { type InputLimits } from './input.ts';
 import { forEachManifest } from './manifests.ts';

@@ -13,12 +13,14 @@
 // A problem that takes two different objects (cilium-config and an istiod Deployment) is reported on
 // each of them. docs/cli.md#meshguard-audit says so for the user.
 
-import type { Change } from '../admission/change.ts';
+import { buildChange, type Change } from '../core/change.ts';
 import type { Config } from '../config/config.ts';
-import { actionUnderMode, type ActedFinding, type Decide, type Rule } from '../rules/types.ts';
-import { KINDS, type KindName } from '../state/kinds.ts';
+import type { Decide } from '../core/decision.ts';
+import { actionUnderMode, type ActedFinding } from '../core/finding.ts';
+import { KINDS, type KindName } from '../core/kinds.ts';
+import type { ClusterState, KubeObject } from '../core/objects.ts';
+import type { Rule } from '../core/rule.ts';
 import { overlay } from '../state/overlay.ts';
-import type { ClusterState, KubeObject } from '../state/types.ts';
 
 export interface AuditResult {
   readonly kind: KindName;
@@ -56,17 +58,16 @@ function apiVersionOf(kind: KindName): string {
 /** The admission request that would create `obj` on a state without it. */
 export function creationOf(kind: KindName, obj: KubeObject, index = 0): Change {
   const k = KINDS[kind];
-  return {
+  return buildChange({
     uid: `meshguard-audit-${index + 1}`,
     operation: 'CREATE',
     gvk: { group: k.group, version: k.version, kind },
-    kind,
     namespace: k.namespaced ? (obj.metadata.namespace ?? '') : '',
     name: obj.metadata.name,
-    object: obj,
+    object: { stored: obj },
     dryRun: true,
     userInfo: { username: 'meshguard-audit' },
-  };
+  });
 }
 
 export interface AuditOptions {
@@ -77,8 +78,7 @@ export interface AuditOptions {
 /** One object's audit: its creation judged on the state without it. */
 export function auditObject(state: ClusterState, decide: Decide, config: Pick<Config, 'mode' | 'rules'>, kind: KindName, obj: KubeObject, index = 0): AuditResult {
   const create = creationOf(kind, obj, index);
-  const { object: _drop, ...rest } = create;
-  const without = overlay(state, { ...rest, operation: 'DELETE', oldObject: obj });
+  const without = overlay(state, { kind, namespace: create.namespace, name: create.name, delete: true });
   const decision = decide(create, without);
   return {
     kind,

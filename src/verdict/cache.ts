@@ -17,9 +17,9 @@
 
 import { hash } from 'node:crypto';
 
-import type { Change } from '../admission/change.ts';
-import type { Decide, Decision } from '../rules/types.ts';
-import type { ClusterState } from '../state/types.ts';
+import type { Change } from '../core/change.ts';
+import type { Decide, Decision } from '../core/decision.ts';
+import type { ClusterState } from '../core/objects.ts';
 
 /** Default number of decisions kept. */
 export const DEFAULT_VERDICT_CACHE_ENTRIES = 4096;

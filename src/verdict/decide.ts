@@ -1,15 +1,18 @@
 // From one request to a Decision: which rules run, what action each finding gets under the config, and
 // whether the request is allowed. Shared by the webhook and `meshguard check`, so both answer alike.
 
-import { subjectOf, type Change } from '../admission/change.ts';
 import type { Config } from '../config/config.ts';
-import { actionUnderMode, type ActedFinding, type Action, type Decide, type Decision, type Finding, type Rule, type RuleContext } from '../rules/types.ts';
+import { BudgetExceeded, withBudget, type BudgetOptions } from '../core/budget.ts';
+import { mutationOf, subjectOf, type Change } from '../core/change.ts';
+import type { Decide, Decision } from '../core/decision.ts';
+import { actionUnderMode, type ActedFinding, type Action, type Finding } from '../core/finding.ts';
+import type { ClusterState } from '../core/objects.ts';
+import type { Rule, RuleContext } from '../core/rule.ts';
 import { changedLabelKeys, namespaceLabelMatters } from '../policy/namespace-labels.ts';
-import { BudgetExceeded, withBudget, type BudgetOptions } from '../budget.ts';
 import { overlay } from '../state/overlay.ts';
 import { forgetCachedResults, inRequestScope, markEphemeral } from '../state/request-scope.ts';
-import type { ClusterState } from '../state/types.ts';
 import { errorOutcome } from './error-policy.ts';
+import { renderFinding, type RenderedText } from './render.ts';
 
 export const SKIP_ANNOTATION = 'meshguard.io/skip';
 export const SKIP_REASON_ANNOTATION = 'meshguard.io/skip-reason';
@@ -148,10 +151,13 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
         continue;
       }
       let found: Finding[];
+      let texts: RenderedText[];
       try {
-        after ??= overlay(before, change);
+        after ??= overlay(before, mutationOf(change));
         found = rule.evaluate(change, before, after, ctx);
         if (!Array.isArray(found)) throw new Error('evaluate did not return an array');
+        // Rendered here, inside the rule's guard: a code missing from its table fails like a throw.
+        texts = found.map((f) => renderFinding(f, rule.messages));
       } catch (e) {
         if (e instanceof BudgetExceeded) {
           budget = { exceeded: e, notRun: [rule.id] };
@@ -163,11 +169,12 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
         }
         continue;
       }
-      for (const f of found) {
+      for (let i = 0; i < found.length; i++) {
+        const f = found[i]!;
         // The finding belongs to the rule that produced it, whatever id it carries.
         const acted = actionFor(action, f, config);
         const wouldDeny = config.mode === 'audit' && acted === 'audit' && action === 'deny' && !f.preexisting;
-        findings.push({ ...f, rule: rule.id, message: String(f.message ?? "").replace(/[\r\n]+/g, " "), action: acted, ...(wouldDeny ? { wouldDeny } : {}) });
+        findings.push({ ...f, rule: rule.id, ...texts[i]!, action: acted, ...(wouldDeny ? { wouldDeny } : {}) });
       }
     }
     if (failures.length === 0 && !budget) return { allowed: !findings.some((f) => f.action === 'deny'), findings, skipped };

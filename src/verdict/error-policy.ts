@@ -6,7 +6,7 @@
 // docs/adr/0004-error-policy.md records why.
 
 import type { Config, OnError } from '../config/config.ts';
-import type { KindName } from '../state/kinds.ts';
+import type { KindName } from '../core/kinds.ts';
 
 /** Kinds the `policies.meshguard.io` entry carries: `failurePolicy: Fail` in the enforce overlay. */
 export const POLICY_KINDS: ReadonlySet<KindName> = new Set<KindName>([

@@ -5,7 +5,7 @@
 // only the JIT and the caches of the stable state (which any real request would fill the same way) keep
 // anything.
 
-import type { Change } from '../admission/change.ts';
+import type { Change } from '../core/change.ts';
 import { KINDS, type KindName } from '../state/kinds.ts';
 import type { ClusterState, KubeObject } from '../state/types.ts';
 import type { Decide, Rule } from '../rules/types.ts';

@@ -68,7 +68,7 @@ t.test('50k pods: no two objects of a kind share a namespace and name', async (t
 t.test('every request of the mix can be made new: its sequence label is part of the verdict cache key, and changes no decision', async (t) => {
   const mix = requestMix(1000, 40);
   const state = stateFromObjects(generateCluster(1000));
-  const decide = createDecide(allRules(), defaultConfig());
+  const decide = createDecide(allRules(), defaultConfig(allRules()));
   for (const r of mix) {
     const text = JSON.stringify(r.review);
     const objects = ['object', 'oldObject'].filter((k) => (r.review['request'] as Record<string, unknown>)[k]);

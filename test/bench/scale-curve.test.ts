@@ -5,7 +5,7 @@
 
 import t from 'tap';
 
-import type { Change } from '../../src/admission/change.ts';
+import type { Change } from '../../src/core/change.ts';
 import type { Decide, Decision } from '../../src/rules/types.ts';
 import type { ClusterState } from '../../src/state/types.ts';
 import { median, scaleCurve, timeDecide, WARMUP_CALLS } from '../../bench/scale-curve.ts';

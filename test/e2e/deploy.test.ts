@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/config/config.ts';
+import { allRules } from '../../src/rules/registry.ts';
 import { kubeBins, REPO_ROOT } from '../helpers/kube-bins.ts';
 import { startControlPlane } from './harness.ts';
 
@@ -117,7 +118,7 @@ t.test('deploy overlays against a real apiserver', async (t) => {
       const docs = parseAllDocuments(render(bins.kubectl, overlay)).map((d) => d.toJS() as Doc);
       const cm = docs.find((d) => d.kind === 'ConfigMap')!;
       const text = (cm.data as Record<string, string>)['config.yaml']!;
-      const config = parseConfig(text, `${overlay}/config.yaml`);
+      const config = parseConfig(text, `${overlay}/config.yaml`, allRules());
       t.equal(config.mode, overlay === 'audit' ? 'audit' : 'enforce', `${overlay}: config loads with its mode`);
     }
   });

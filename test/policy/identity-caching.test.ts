@@ -6,6 +6,7 @@ import t from 'tap';
 import { ipIdentity } from '../../src/policy/reachability.ts';
 import { enforcement, policiesSelecting } from '../../src/policy/selection.ts';
 import { endpointLabels } from '../../src/policy/selectors.ts';
+import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import type { ClusterState, KubeObject, Pod } from '../../src/state/types.ts';
 import { baseCluster, ccnp, cnp, memoryState, ns, pod } from '../fixtures/cluster.ts';
@@ -45,16 +46,16 @@ t.test('a Namespace label that a selector reads changes selection; one nobody re
   t.same(names(base, web), ['red-teams', 'web-only']);
   t.equal(enforcement(base, web, 'ingress').enforced, true);
 
-  const blue = overlay(base, makeChange('UPDATE', ns('a', { team: 'blue' }) as Obj, ns('a', { team: 'red' }) as Obj));
+  const blue = overlay(base, mutationOf(makeChange('UPDATE', ns('a', { team: 'blue' }) as Obj, ns('a', { team: 'red' }) as Obj)));
   t.same(names(blue, web), ['web-only'], 'team=blue: the clusterwide policy no longer selects the pod');
   t.equal(enforcement(blue, web, 'ingress').enforced, false, 'and ingress is no longer enforced');
   t.equal(endpointLabels(blue, web)['io.cilium.k8s.namespace.labels.team'], 'blue');
 
-  const unrelated = overlay(base, makeChange('UPDATE', ns('a', { team: 'red', cost: 'x' }) as Obj, ns('a', { team: 'red' }) as Obj));
+  const unrelated = overlay(base, mutationOf(makeChange('UPDATE', ns('a', { team: 'red', cost: 'x' }) as Obj, ns('a', { team: 'red' }) as Obj)));
   t.equal(policiesSelecting(unrelated, web), policiesSelecting(base, web), 'unread label: the cached answer is reused');
   t.equal(endpointLabels(unrelated, web)['io.cilium.k8s.namespace.labels.cost'], 'x', 'endpoint labels still carry every Namespace label');
 
-  const removed = overlay(base, makeChange('UPDATE', ns('a') as Obj, ns('a', { team: 'red' }) as Obj));
+  const removed = overlay(base, mutationOf(makeChange('UPDATE', ns('a') as Obj, ns('a', { team: 'red' }) as Obj)));
   t.same(names(removed, web), ['web-only'], 'label removed: not selected');
   t.same(names(base, web), ['red-teams', 'web-only'], 'the base keeps its answer');
 });
@@ -63,10 +64,10 @@ t.test('a policy that starts reading a Namespace label makes that label part of 
   const base = cluster();
   const web = base.get('Pod', 'a', 'web-1')!;
   const prodOnly = cnp('a', 'prod-only', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.env': 'prod' } }, egress: [{}] }) as Obj;
-  const withPolicy = overlay(base, makeChange('CREATE', prodOnly));
+  const withPolicy = overlay(base, mutationOf(makeChange('CREATE', prodOnly)));
   t.same(names(withPolicy, web), ['red-teams', 'web-only'], 'namespace a has no env=prod');
   // Overlays stack: the policy, then the Namespace relabel that it reads.
-  const prod = overlay(withPolicy, makeChange('UPDATE', ns('a', { team: 'red', env: 'prod' }) as Obj, ns('a', { team: 'red' }) as Obj));
+  const prod = overlay(withPolicy, mutationOf(makeChange('UPDATE', ns('a', { team: 'red', env: 'prod' }) as Obj, ns('a', { team: 'red' }) as Obj)));
   t.same(names(prod, web), ['prod-only', 'red-teams', 'web-only'], 'env=prod: the new policy selects the pod');
   t.same(names(withPolicy, web), ['red-teams', 'web-only'], 'the state without the relabel keeps its answer');
 });
@@ -79,7 +80,7 @@ t.test('address lookups follow pod changes in the state', async (t) => {
   t.equal(ipIdentity(s, '10.1.0.9', undefined).pod?.metadata.name, 'late', 'a new pod is found by its address');
   s.remove('Pod', 'a', 'web-1');
   t.equal(ipIdentity(s, '10.1.0.1', undefined).pod, undefined, 'a removed pod is no longer found');
-  const moved = overlay(s, makeChange('CREATE', pod('a', 'again', { app: 'x' }, { ip: '10.1.0.1' }) as Obj));
+  const moved = overlay(s, mutationOf(makeChange('CREATE', pod('a', 'again', { app: 'x' }, { ip: '10.1.0.1' }) as Obj)));
   t.equal(ipIdentity(moved, '10.1.0.1', undefined).pod?.metadata.name, 'again', 'an overlay pod is found by its address');
   t.equal(ipIdentity(s, '10.1.0.1', undefined).pod, undefined, 'but not in the base');
 });

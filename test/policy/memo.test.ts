@@ -2,6 +2,7 @@
 
 import t from 'tap';
 import { perContentOf } from '../../src/policy/memo.ts';
+import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import type { ClusterState, KubeObject } from '../../src/state/types.ts';
 import { baseCluster, memoryState, ns, pod } from '../fixtures/cluster.ts';
@@ -36,7 +37,7 @@ t.test('kept while other kinds change, recomputed when a kind it reads changes',
   const other = perContentOf(s, 'test:other', ['Namespace'], () => 'other');
   t.equal(other, 'other', 'another key has its own value');
 
-  const withC = overlay(s, makeChange('CREATE', ns('c') as Obj));
+  const withC = overlay(s, mutationOf(makeChange('CREATE', ns('c') as Obj)));
   t.ok(namespaces(withC).includes('c'), 'an overlay that changes a kind it reads gets its own value');
   t.notOk(namespaces().includes('c'), 'the state under it keeps its own');
 });

@@ -2,6 +2,7 @@ import t from 'tap';
 import { DEFAULT_SETTINGS } from '../../src/config/config.ts';
 import { rule } from '../../src/rules/apiserver-egress-missing.ts';
 import { rbacIndex, usesApiserver } from '../../src/policy/index.ts';
+import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import type { KubeObject, Pod } from '../../src/state/types.ts';
 import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
@@ -203,7 +204,7 @@ t.test('the RBAC index is kept across pod changes and rebuilt when a binding cha
   t.notOk(rbacIndex(s).serviceAccounts.has('ops/operator'), 'a removed RoleBinding leaves the index');
 
   // A request's own binding is seen in its overlay only.
-  const withBinding = overlay(s, makeChange('CREATE', roleBinding('ops', 'batch-reads', [{ kind: 'ServiceAccount', name: 'batch' }])));
+  const withBinding = overlay(s, mutationOf(makeChange('CREATE', roleBinding('ops', 'batch-reads', [{ kind: 'ServiceAccount', name: 'batch' }]))));
   t.ok(usesApiserver(withBinding, batch(), settings), 'the overlay sees the binding the request creates');
   t.notOk(usesApiserver(s, batch(), settings), 'the state it overlays does not');
 });

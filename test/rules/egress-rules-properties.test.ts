@@ -76,7 +76,7 @@ t.test('random Cilium policies: no throw, well-formed findings', async (t) => {
         const { findings } = runRule(r, objects, op, obj);
         for (const f of findings) {
           if (f.rule !== r.id) return false;
-          if (/\n/.test(f.message) || (f.fix !== undefined && /\n/.test(f.fix))) return false;
+          if (/\n/.test(f.message ?? '') || (f.fix !== undefined && /\n/.test(f.fix))) return false;
           if ((f.victims?.length ?? 0) > 5 || (f.victims && (f.victimCount ?? 0) < f.victims.length)) return false;
           checked++;
         }

@@ -1,15 +1,18 @@
-// The catalogue is discovered from src/rules: every rule file is registered under its file name, has
-// its docs page, and every docs page belongs to a rule.
+// The catalogue is discovered from src/rules: every rule (a folder `<id>/index.ts` or a file `<id>.ts`)
+// is registered under its name, has its docs page, and every docs page belongs to a rule.
 
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
 
-import { OPERATIONS } from '../../src/admission/change.ts';
-import { allRules, isRuleFile, ruleById, ruleIdOfFile } from '../../src/rules/registry.ts';
-import { KIND_NAMES } from '../../src/state/kinds.ts';
+import { OPERATIONS } from '../../src/core/change.ts';
+import { KIND_NAMES } from '../../src/core/kinds.ts';
+import { allRules, discoverRules, isRuleFile, ruleById, ruleEntries, ruleIdOfFile } from '../../src/rules/registry.ts';
 
 const root = new URL('../../', import.meta.url);
-const ruleFiles = readdirSync(new URL('src/rules/', root)).filter(isRuleFile).sort();
+const ruleIds = ruleEntries(new URL('src/rules/', root)).map((e) => e.id);
 const docsDir = new URL('docs/rules/', root);
 const docPages = existsSync(docsDir) ? readdirSync(docsDir).filter((f) => f.endsWith('.md')) : [];
 
@@ -21,9 +24,28 @@ t.test('which files are rules', async (t) => {
   t.equal(ruleIdOfFile('hbone-15008-blocked.ts'), 'hbone-15008-blocked');
 });
 
+t.test('src/rules never holds a rule both as a file and as a folder', async (t) => {
+  const entries = readdirSync(new URL('src/rules/', root), { withFileTypes: true });
+  const folders = new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
+  for (const e of entries) if (!e.isDirectory() && isRuleFile(e.name)) t.notOk(folders.has(ruleIdOfFile(e.name)), e.name);
+});
+
+t.test('every rule with codes has a message table of its own, with kebab-case codes under its id', async (t) => {
+  for (const r of allRules()) {
+    if (!r.messages) continue;
+    t.equal(r.messages.rule, r.id, `${r.id}: table`);
+    t.ok(r.messages.byCode.size > 0, `${r.id}: has codes`);
+    for (const code of r.messages.byCode.keys()) {
+      t.ok(code.startsWith(`${r.id}/`), `${code}: under its rule id`);
+      t.match(code.slice(r.id.length + 1), /^[a-z0-9]+(-[a-z0-9]+)*$/, `${code}: kebab-case kind`);
+    }
+  }
+});
+
 t.test('every rule file is registered under its own name, sorted, once', async (t) => {
   const ids = allRules().map((r) => r.id);
-  t.same(ids, ruleFiles.map(ruleIdOfFile));
+  t.same(ids, ruleIds);
+  t.ok(ids.length >= 16, `${ids.length} rules`);
   t.same(ids, [...ids].sort(), 'sorted by id');
   t.equal(new Set(ids).size, ids.length, 'unique');
   for (const r of allRules()) t.equal(ruleById(r.id), r);
@@ -50,4 +72,60 @@ t.test('every rule has its docs page and every docs page has a rule', async (t) 
   for (const r of allRules()) t.ok(existsSync(new URL(r.docs, root)), `${r.docs} exists`);
   const ids = new Set(allRules().map((r) => r.id));
   for (const page of docPages) t.ok(ids.has(page.replace(/\.md$/, '')), `docs/rules/${page} belongs to a registered rule`);
+});
+
+/** A rules directory of its own: `files` maps a relative path to its content. */
+const tempDirs: string[] = [];
+t.teardown(() => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function rulesDir(files: Record<string, string>): URL {
+  const dir = mkdtempSync(join(tmpdir(), 'meshguard-rules-'));
+  tempDirs.push(dir);
+  writeFileSync(join(dir, 'package.json'), '{"type": "module"}\n');
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(join(dir, path, '..'), { recursive: true });
+    writeFileSync(join(dir, path), text);
+  }
+  return pathToFileURL(dir + '/');
+}
+
+const ruleModule = (id: string) =>
+  `export const rule = { id: ${JSON.stringify(id)}, severity: 'R', summary: 's', docs: 'docs/rules/${id}.md', triggers: [], evaluate: () => [] };\n`;
+
+t.test('a rule is a folder with an index module or a single file', async (t) => {
+  const dir = rulesDir({
+    'in-a-folder/index.ts': ruleModule('in-a-folder'),
+    'in-a-folder/messages.ts': 'export const x = 1;\n',
+    'single-file.ts': ruleModule('single-file'),
+    'shared-helpers.ts': 'export const y = 2;\n',
+    'types.ts': 'export {};\n',
+    'not-a-rule/data.yaml': 'a: 1\n',
+  });
+  t.same(ruleEntries(dir), [
+    { id: 'in-a-folder', path: 'in-a-folder/index.ts' },
+    { id: 'single-file', path: 'single-file.ts' },
+  ]);
+  t.same((await discoverRules(dir)).map((r) => r.id), ['in-a-folder', 'single-file']);
+});
+
+t.test('a folder wins over a stale <id>.js of the same id (an old dist/); a folder that is not kebab-case is no rule', async (t) => {
+  const dir = rulesDir({
+    'twice/index.ts': ruleModule('twice'),
+    'twice.ts': ruleModule('twice'),
+    'Not_A_Rule/index.ts': ruleModule('Not_A_Rule'),
+  });
+  t.same(ruleEntries(dir), [{ id: 'twice', path: 'twice/index.ts' }]);
+  t.same((await discoverRules(dir)).map((r) => r.id), ['twice']);
+});
+
+t.test('a misnamed or malformed rule fails at startup, in either shape', async (t) => {
+  await t.rejects(discoverRules(rulesDir({ 'good-name/index.ts': ruleModule('other-name') })), {
+    message: 'src/rules/good-name/index.ts exports rule id "other-name"; it must be "good-name"',
+  });
+  await t.rejects(discoverRules(rulesDir({ 'good-name.ts': ruleModule('other-name') })), {
+    message: 'src/rules/good-name.ts exports rule id "other-name"; it must be "good-name"',
+  });
+  await t.rejects(discoverRules(rulesDir({ 'no-export/index.ts': 'export const rules = [];\n' })), {
+    message: 'src/rules/no-export/index.ts does not export `rule: Rule`',
+  });
 });

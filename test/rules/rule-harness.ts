@@ -1,11 +1,13 @@
 // Runs one rule the way the verdict layer does: before = the fixture state, after = its overlay with
 // the change applied. Keeps rule tests short and identical in shape.
 
-import type { Change, Operation } from '../../src/admission/change.ts';
-import { groupOf, kindOf } from '../../src/state/kinds.ts';
+import { buildChange, gvkOf, mutationOf, type Change, type ObjectInput, type Operation, type StoredObject } from '../../src/core/change.ts';
+import type { Finding } from '../../src/core/finding.ts';
+import { kindOf } from '../../src/core/kinds.ts';
+import type { ClusterState, KubeObject } from '../../src/core/objects.ts';
+import type { Rule, RuleContext, RuleSettings } from '../../src/core/rule.ts';
 import { overlay } from '../../src/state/overlay.ts';
-import type { ClusterState, KubeObject } from '../../src/state/types.ts';
-import type { Finding, Rule, RuleContext, RuleSettings } from '../../src/rules/types.ts';
+import { slimRequestObject } from '../../src/state/slim.ts';
 import { memoryState } from '../fixtures/cluster.ts';
 
 export const DEFAULT_SETTINGS: RuleSettings = {
@@ -18,23 +20,27 @@ export const DEFAULT_SETTINGS: RuleSettings = {
 
 type Obj = Record<string, unknown> & { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } };
 
-export function makeChange(op: Operation, object: Obj | undefined, oldObject?: Obj): Change {
-  const subject = (object ?? oldObject)!;
-  const apiVersion = subject.apiVersion;
-  const slash = apiVersion.indexOf('/');
-  return {
-    uid: 'test-uid',
-    operation: op,
-    gvk: { group: groupOf(apiVersion), version: slash < 0 ? apiVersion : apiVersion.slice(slash + 1), kind: subject.kind },
-    kind: kindOf(subject),
-    namespace: subject.metadata.namespace ?? '',
-    name: subject.metadata.name,
-    ...(object ? { object: object as unknown as KubeObject } : {}),
-    ...(oldObject ? { oldObject: oldObject as unknown as KubeObject } : {}),
-    dryRun: false,
-    userInfo: { username: 'tester' },
-  };
+/**
+ * The Change of a request with these objects, built like the webhook builds it (objects slimmed by the
+ * state transform). An object that is a state's own (`stored`) is taken as it is.
+ */
+export function makeChange(op: Operation, object: Obj | undefined, oldObject?: Obj | StoredObject): Change {
+  const old: ObjectInput | undefined = oldObject === undefined ? undefined : isStored(oldObject) ? oldObject : { sent: oldObject };
+  const subject: { apiVersion: string; kind: string } = object ?? (old && 'stored' in old ? old.stored : (oldObject as Obj));
+  return buildChange(
+    {
+      uid: 'test-uid',
+      operation: op,
+      gvk: gvkOf(subject.apiVersion, subject.kind),
+      ...(object ? { object: { sent: object } } : {}),
+      ...(old ? { oldObject: old } : {}),
+      userInfo: { username: 'tester' },
+    },
+    slimRequestObject,
+  );
 }
+
+const isStored = (o: Obj | StoredObject): o is StoredObject => !('apiVersion' in o) && 'stored' in o;
 
 export interface RuleRun {
   findings: Finding[];
@@ -54,15 +60,15 @@ export function runRule(
   opts: { oldObject?: Obj; settings?: Partial<RuleSettings> } = {},
 ): RuleRun {
   const before = memoryState(objects);
-  let oldObject = opts.oldObject;
+  let oldObject: Obj | StoredObject | undefined = opts.oldObject;
   if (!oldObject && op !== 'CREATE') {
     const subject = object!;
     const k = kindOf(subject);
     const found = k ? before.get(k, subject.metadata.namespace, subject.metadata.name) : undefined;
-    if (found) oldObject = found as unknown as Obj;
+    if (found) oldObject = { stored: found };
   }
   const change = makeChange(op, op === 'DELETE' ? undefined : object, op === 'DELETE' ? (oldObject ?? object) : oldObject);
-  const after = overlay(before, change);
+  const after = overlay(before, mutationOf(change));
   const ctx: RuleContext = { settings: { ...DEFAULT_SETTINGS, ...opts.settings } };
   return { findings: rule.evaluate(change, before, after, ctx), before, after };
 }

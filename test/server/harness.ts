@@ -11,7 +11,7 @@ import type { TLSSocket } from 'node:tls';
 
 import { pino, type Logger } from 'pino';
 
-import type { Change } from '../../src/admission/change.ts';
+import type { Change } from '../../src/core/change.ts';
 import type { ActedFinding, Decide, Decision } from '../../src/rules/types.ts';
 import { createServer, type MeshguardServer, type ServerOptions } from '../../src/server/server.ts';
 import type { KindName } from '../../src/state/kinds.ts';

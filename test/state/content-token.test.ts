@@ -2,7 +2,7 @@
 // overlays pass the base's through for other kinds. podByIp keys its answers on it, so a pod event must
 // make the next lookup see the new pods.
 import t from 'tap';
-import type { Change } from '../../src/admission/change.ts';
+import { mutationOf, type Change } from '../../src/core/change.ts';
 import { ipIdentity } from '../../src/policy/reachability.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { MemoryState } from '../../src/state/store.ts';
@@ -48,7 +48,7 @@ t.test('a MemoryState replaces a kind\'s token exactly when that kind changes', 
 t.test('an overlay passes other kinds\' tokens through and has its own for the changed kind', async (t) => {
   const base = new MemoryState();
   base.upsert('Pod', pod('a', 'x', '10.0.0.1'));
-  const o = overlay(base, change('CREATE', service('a', 'web'), 'Service'));
+  const o = overlay(base, mutationOf(change('CREATE', service('a', 'web'), 'Service')));
   t.equal(o.contentToken('Pod'), base.contentToken('Pod'), 'Pod token shared with the base');
   t.not(o.contentToken('Service'), base.contentToken('Service'), 'the changed kind has its own');
   const own = o.contentToken('Service');
@@ -68,7 +68,7 @@ t.test('ipIdentity sees pod events and the request\'s own pod', async (t) => {
   t.equal(ipIdentity(s, '10.0.0.7', undefined).pod?.metadata.name, 'y', 'the answer cached before the change is not reused');
   t.equal(ipIdentity(s, '10.0.0.8', undefined).pod?.metadata.name, 'x');
   // A request that creates a pod with a new address: the overlay's answer has it, the base's does not.
-  const o = overlay(s, change('CREATE', pod('c', 'z', '10.0.0.9'), 'Pod'));
+  const o = overlay(s, mutationOf(change('CREATE', pod('c', 'z', '10.0.0.9'), 'Pod')));
   t.equal(ipIdentity(o, '10.0.0.9', undefined).pod?.metadata.name, 'z');
   t.equal(ipIdentity(s, '10.0.0.9', undefined).pod, undefined);
   s.remove('Pod', 'b', 'y');

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 
-import { InputError } from '../../src/errors.ts';
+import { InputError } from '../../src/core/errors.ts';
 import { readManifests } from '../../src/state/manifests.ts';
 import { checkYamlSize, parseByteSize, readBounded, startsLikeJson, DEFAULT_INPUT_LIMITS } from '../../src/state/input.ts';
 

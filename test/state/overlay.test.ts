@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import type { Change, Operation } from '../../src/admission/change.ts';
+import { mutationOf, type Change, type Operation } from '../../src/core/change.ts';
 import { KINDS, KIND_NAMES, type KindName } from '../../src/state/kinds.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { inRequestScope, isEphemeral } from '../../src/state/request-scope.ts';
@@ -93,7 +93,7 @@ t.test('overlay behaves like a fresh MemoryState with the change applied (random
       const revisions = new Set<number>([base.revision]);
       for (const c of changes) {
         const ch = change(c.op, c.o.kind, obj(c.o.kind, c.o.ns, c.o.name, c.o.labels, gen++));
-        const next = overlay(view, ch);
+        const next = overlay(view, mutationOf(ch));
         apply(expected, ch);
         if (c.op === 'CONNECT') {
           if (next !== view) return false;
@@ -120,7 +120,7 @@ t.test('reads outside the changed kind/namespace go to the base (same arrays)', 
   base.upsert('Pod', obj('Pod', 'a', 'x', { app: 'web' }, 1));
   base.upsert('Pod', obj('Pod', 'b', 'y', { app: 'web' }, 2));
   base.upsert('Service', obj('Service', 'a', 's', {}, 3));
-  const o = overlay(base, change('CREATE', 'Pod', obj('Pod', 'b', 'z', { app: 'web' }, 4)));
+  const o = overlay(base, mutationOf(change('CREATE', 'Pod', obj('Pod', 'b', 'z', { app: 'web' }, 4))));
   t.equal(o.list('Pod', 'a'), base.list('Pod', 'a'));
   t.equal(o.list('Service'), base.list('Service'));
   t.equal(o.namespacesWith('Service'), base.namespacesWith('Service'));
@@ -128,7 +128,7 @@ t.test('reads outside the changed kind/namespace go to the base (same arrays)', 
   t.equal(o.list('Pod', 'b').length, 2);
   t.equal(o.list('Pod', 'b'), o.list('Pod', 'b'), 'cached');
   t.equal(o.podsWithLabel(undefined, 'app', 'web').length, 3);
-  t.match(o.describe(), /^overlay\(base \+ CREATE Pod b\/z\)$/);
+  t.match(o.describe(), /^overlay\(base \+ put Pod b\/z\)$/);
   t.not(o.revision, base.revision);
 });
 
@@ -136,18 +136,18 @@ t.test('Namespace changes are visible; namespace and name come from the request'
   const base = new MemoryState('base');
   base.upsert('Namespace', obj('Namespace', '', 'shop', {}, 1));
   const relabelled = obj('Namespace', '', 'shop', { 'istio.io/dataplane-mode': 'ambient' }, 2);
-  const o = overlay(base, change('UPDATE', 'Namespace', relabelled));
+  const o = overlay(base, mutationOf(change('UPDATE', 'Namespace', relabelled)));
   t.equal(o.get('Namespace', undefined, 'shop')?.metadata.labels?.['istio.io/dataplane-mode'], 'ambient');
   t.equal(o.list('Namespace').length, 1);
   t.equal(base.get('Namespace', undefined, 'shop')?.metadata.labels, undefined);
-  const gone = overlay(base, change('DELETE', 'Namespace', relabelled));
+  const gone = overlay(base, mutationOf(change('DELETE', 'Namespace', relabelled)));
   t.equal(gone.get('Namespace', undefined, 'shop'), undefined);
   t.same(gone.list('Namespace'), []);
 
   // A manifest without metadata.namespace, admitted into namespace "a".
   const bare = transformObject('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', labels: { app: 'web' } }, spec: {} });
   const c: Change = { ...change('CREATE', 'Pod', bare), namespace: 'a' };
-  const withPod = overlay(base, c);
+  const withPod = overlay(base, mutationOf(c));
   t.equal(withPod.get('Pod', 'a', 'p')?.metadata.namespace, 'a');
   t.equal(withPod.list('Pod', 'a').length, 1);
   t.same(withPod.namespacesWith('Pod'), ['a']);
@@ -157,11 +157,12 @@ t.test('Namespace changes are visible; namespace and name come from the request'
 t.test('unknown kind, CONNECT and CREATE without object leave the base', async (t) => {
   const base = new MemoryState('base');
   const c = change('CREATE', 'Pod', obj('Pod', 'a', 'x', {}, 1));
-  t.equal(overlay(base, { ...c, kind: undefined }), base);
-  t.equal(overlay(base, { ...c, operation: 'CONNECT' }), base);
+  t.equal(overlay(base, mutationOf({ ...c, kind: undefined })), base);
+  t.equal(overlay(base, mutationOf({ ...c, operation: 'CONNECT' })), base);
   const { object: _drop, ...noObject } = c;
-  t.equal(overlay(base, noObject), base);
-  t.equal(overlay(base, { ...c, kind: 'Secret' as KindName }), base);
+  t.equal(overlay(base, mutationOf(noObject)), base);
+  t.equal(overlay(base, mutationOf({ ...c, kind: 'Secret' as KindName })), base);
+  t.equal(overlay(base, undefined), base, 'no mutation');
 });
 
 t.test('an overlay follows its base when the base changes (live cache events)', async (t) => {
@@ -179,7 +180,7 @@ t.test('an overlay follows its base when the base changes (live cache events)', 
         for (const c of changes) {
           const ch = change(c.op, c.o.kind, obj(c.o.kind, c.o.ns, c.o.name, c.o.labels, gen++));
           chs.push(ch);
-          view = overlay(view, ch);
+          view = overlay(view, mutationOf(ch));
         }
         observe(view); // fill the caches
         const before = view.revision;
@@ -208,7 +209,7 @@ t.test("lists an overlay passes through unchanged stay the base's own (not marke
   const present = obj('CiliumNetworkPolicy', 'a', 'x', {}, 2);
   inRequestScope(() => {
     // DELETE of an object the base does not have: the list and the namespaces are the base's.
-    const del = overlay(base, change('DELETE', 'CiliumNetworkPolicy', absent));
+    const del = overlay(base, mutationOf(change('DELETE', 'CiliumNetworkPolicy', absent)));
     const list = del.list('CiliumNetworkPolicy', 'a');
     t.equal(list, base.list('CiliumNetworkPolicy', 'a'), 'the same array as the base');
     t.equal(isEphemeral(list), false, 'a cache keyed by the base list keeps its entry after the request');
@@ -216,7 +217,7 @@ t.test("lists an overlay passes through unchanged stay the base's own (not marke
     t.equal(namespaces, base.namespacesWith('CiliumNetworkPolicy'));
     t.equal(isEphemeral(namespaces), false);
     // An UPDATE builds its own list, which is the request's.
-    const upd = overlay(base, change('UPDATE', 'CiliumNetworkPolicy', present));
+    const upd = overlay(base, mutationOf(change('UPDATE', 'CiliumNetworkPolicy', present)));
     const patched = upd.list('CiliumNetworkPolicy', 'a');
     t.not(patched, base.list('CiliumNetworkPolicy', 'a'));
     t.equal(isEphemeral(patched), true);

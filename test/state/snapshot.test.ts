@@ -1,7 +1,7 @@
 import t from 'tap';
 import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { InputError } from '../../src/errors.ts';
+import { InputError } from '../../src/core/errors.ts';
 import { jsonErrorOffset, jsonItemLines, readManifests } from '../../src/state/manifests.ts';
 import { loadSnapshot, SnapshotSource } from '../../src/state/snapshot.ts';
 import type { ConfigMap, Pod } from '../../src/state/types.ts';

@@ -1,6 +1,6 @@
 import t from 'tap';
 
-import type { Change } from '../../src/admission/change.ts';
+import type { Change } from '../../src/core/change.ts';
 import { toChange } from '../../src/admission/review.ts';
 import type { AdmissionReview } from '../../src/admission/schema.ts';
 import { defaultConfig } from '../../src/config/config.ts';

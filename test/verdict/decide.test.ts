@@ -1,6 +1,6 @@
 import t from 'tap';
 
-import type { Change } from '../../src/admission/change.ts';
+import type { Change } from '../../src/core/change.ts';
 import { defaultConfig, type Config } from '../../src/config/config.ts';
 import type { Rule } from '../../src/rules/types.ts';
 import type { ClusterState } from '../../src/state/types.ts';

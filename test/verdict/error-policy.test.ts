@@ -5,7 +5,7 @@
 
 import t from 'tap';
 
-import { checkBudget, type Clock } from '../../src/budget.ts';
+import { checkBudget, type Clock } from '../../src/core/budget.ts';
 import { defaultConfig, type Config } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import type { Rule } from '../../src/rules/types.ts';

@@ -1,7 +1,7 @@
 // Small rules that exercise the plumbing (config, verdict, CLI) independently of the real catalogue.
 // Each reacts to labels on the object under review, or to the state, so tests can steer them.
 
-import { subjectOf } from '../../src/admission/change.ts';
+import { subjectOf } from '../../src/core/change.ts';
 import type { Rule } from '../../src/rules/types.ts';
 
 /** Denies a CiliumNetworkPolicy whose namespace does not exist in the state after the change. */

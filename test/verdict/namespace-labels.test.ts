@@ -8,6 +8,7 @@ import { changedLabelKeys, namespaceLabelMatters, namespaceLabelReadByL7, namesp
 import { touchedPods } from '../../src/impact/index.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import type { Rule } from '../../src/rules/types.ts';
+import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
 import type { ClusterState, Namespace } from '../../src/state/types.ts';
@@ -107,7 +108,7 @@ t.test('a namespace move that breaks DNS is still caught', async (t) => {
     pod('shop', 'web-1', { app: 'web' }),
     ccnp('payments-egress', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.team': 'payments' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }] }] }),
   ]));
-  const decide = createDecide(allRules(), defaultConfig());
+  const decide = createDecide(allRules(), defaultConfig(allRules()));
   const moved = decide(makeChange('UPDATE', ns('shop', { team: 'payments' }), ns('shop')), s);
   t.equal(moved.allowed, false);
   t.ok(moved.findings.some((f) => f.rule === 'dns-egress-missing' && f.action === 'deny'));
@@ -128,9 +129,9 @@ t.test('every rule agrees that an unread label changes nothing (example cluster)
     const updated = { ...old, metadata: { ...old.metadata, labels: { ...old.metadata.labels, 'example.com/owner': 'someone' } } };
     t.notOk(namespaceLabelMatters(s, 'example.com/owner'), 'the label is unread');
     const change = makeChange('UPDATE', updated, old);
-    const after = overlay(s, change);
+    const after = overlay(s, mutationOf(change));
     for (const rule of rules) {
-      const fresh = rule.evaluate(change, s, after, { settings: defaultConfig().settings }).filter((f) => !f.preexisting);
+      const fresh = rule.evaluate(change, s, after, { settings: defaultConfig(allRules()).settings }).filter((f) => !f.preexisting);
       t.same(fresh, [], `${rule.id} on ${n.metadata.name}`);
       checked++;
     }
@@ -200,7 +201,7 @@ t.test('touchedPods: a relabel only ingress policies read touches no pods for eg
     ccnp('prod-scrape', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.env': 'prod' } }, ingress: [{ fromEntities: ['cluster'] }] }),
   ]));
   const change = makeChange('UPDATE', ns('shop', { env: 'dev' }), ns('shop', { env: 'prod' }));
-  const after = overlay(s, change);
+  const after = overlay(s, mutationOf(change));
   t.same(touchedPods(change, s, after, { direction: 'egress' }).pods, [], 'egress: nothing can change');
   t.same(touchedPods(change, s, after, { direction: 'ingress' }).pods.map((p) => p.metadata.name), ['web-1'], 'ingress: the pods');
   t.same(touchedPods(change, s, after).pods.map((p) => p.metadata.name), ['web-1'], 'no direction: the pods');
@@ -218,7 +219,7 @@ t.test('a relabel that makes CoreDNS stop admitting the namespace is still caugh
       ingress: [{ fromEndpoints: [{ matchLabels: { 'io.cilium.k8s.namespace.labels.env': 'prod' } }], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }] }] }],
     }),
   ]));
-  const decide = createDecide(allRules(), defaultConfig());
+  const decide = createDecide(allRules(), defaultConfig(allRules()));
   const d = decide(makeChange('UPDATE', ns('shop', { env: 'dev' }), ns('shop', { env: 'prod' })), s);
   t.ok(d.findings.some((f) => f.rule === 'dns-egress-missing' && f.action === 'deny' && f.victims?.includes('shop/web-1')), 'DNS loss found');
 });

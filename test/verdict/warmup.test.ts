@@ -36,11 +36,11 @@ t.test('warm-up requests cover every (kind, operation) the rules trigger on, fro
 t.test('decisions after a warm-up equal those of a cold process', async (t) => {
   const rules = allRules();
   const mix = requestMix(PODS, 120);
-  const cold = createDecide(rules, defaultConfig());
+  const cold = createDecide(rules, defaultConfig(allRules()));
   const coldState = stateFromObjects(generateCluster(PODS));
   const expected = mix.map((r) => cold(toChange(r.review as unknown as AdmissionReview), coldState));
 
-  const warm = createDecide(rules, defaultConfig());
+  const warm = createDecide(rules, defaultConfig(allRules()));
   const warmState = stateFromObjects(generateCluster(PODS));
   t.ok((await warmUpInSlices(warm, rules, () => warmState, 50)) > 0);
   const got = mix.map((r) => warm(toChange(r.review as unknown as AdmissionReview), warmState));
@@ -50,7 +50,7 @@ t.test('decisions after a warm-up equal those of a cold process', async (t) => {
 
 t.test('a warm-up of 0 ms still stops, on an empty state too', async (t) => {
   const rules = allRules();
-  t.equal(await warmUpInSlices(createDecide(rules, defaultConfig()), rules, () => stateFromObjects([]), 0), 0);
+  t.equal(await warmUpInSlices(createDecide(rules, defaultConfig(allRules())), rules, () => stateFromObjects([]), 0), 0);
 });
 
 /**
@@ -91,7 +91,7 @@ t.test('the sliced warm-up hands the event loop back and keeps to its budget', a
   const clock = fakeClock();
   const loop = loopTurns();
   // Every decision takes 3 ms: slices of 5 ms are two decisions, and the event loop must turn between them.
-  const real = createDecide(rules, defaultConfig());
+  const real = createDecide(rules, defaultConfig(allRules()));
   const turnsAtDecision: number[] = [];
   const decide: typeof real = (c, st) => {
     clock.advance(3);
@@ -118,7 +118,7 @@ t.test('the sliced warm-up stops at its cap even within a round', async (t) => {
   const s = stateFromObjects(generateCluster(PODS));
   const perRound = warmUpChanges(rules, s).length;
   const clock = fakeClock();
-  const real = createDecide(rules, defaultConfig());
+  const real = createDecide(rules, defaultConfig(allRules()));
   const decide: typeof real = (c, st) => {
     clock.advance(3);
     return real(c, st);
@@ -131,7 +131,7 @@ t.test('the sliced warm-up stops at its cap even within a round', async (t) => {
 t.test('the sliced warm-up ends at the first slice boundary after it is told to stop', async (t) => {
   const rules = allRules();
   const s = stateFromObjects(baseCluster([ns('shop'), pod('shop', 'web-1', { app: 'web' })]) as never);
-  const real = createDecide(rules, defaultConfig());
+  const real = createDecide(rules, defaultConfig(allRules()));
   const clock = fakeClock();
   let calls = 0;
   let stop = false;
@@ -151,7 +151,7 @@ t.test('the sliced warm-up ends at the first slice boundary after it is told to 
 t.test('the sliced warm-up counts its own work against the budget, not time others spend in between', async (t) => {
   const rules = allRules();
   const s = stateFromObjects(baseCluster([ns('shop'), pod('shop', 'web-1', { app: 'web' })]) as never);
-  const real = createDecide(rules, defaultConfig());
+  const real = createDecide(rules, defaultConfig(allRules()));
   const clock = fakeClock();
   const decide: typeof real = (c, st) => {
     clock.advance(3);

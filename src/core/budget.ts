@@ -74,8 +74,3 @@ export function checkBudget(): void {
   }
   throw new BudgetExceeded(r.budgetMs, r.clock.now() - r.start);
 }
-
-/** Milliseconds since the running budget started (0 outside one). */
-export function budgetElapsedMs(): number {
-  return running === undefined ? 0 : running.clock.now() - running.start;
-}

@@ -1,5 +1,5 @@
 // What meshguard knows about itself from package.json: its version and its project URL. Read once, at
-// run time: src/ and dist/ both sit one level below package.json, which ships in the npm package and
+// run time: src/core/ and dist/core/ both sit two levels below package.json, which ships in the npm package and
 // the container image.
 
 import { readFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ export function packageInfo(): PackageInfo {
   if (cached) return cached;
   let pkg: { version?: unknown; homepage?: unknown } = {};
   try {
-    pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as typeof pkg;
+    pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as typeof pkg;
   } catch {
     // A broken install still runs; it only loses its version and links.
   }

@@ -62,8 +62,10 @@ export function warmUpChanges(rules: readonly Rule[], state: ClusterState): Chan
  * meanwhile. `now` is the clock the budgets are measured with (tests pass a fake one).
  *
  * One decision is itself held to `sliceMs` (an evaluation budget, src/budget.ts, that the decision's
- * own joins): on a large state one warm-up request can touch every pod (an UPDATE of a cluster-wide
- * policy took 1.9 s at 50k pods, issue 21), and a decision cannot yield halfway. A cut decision is
+ * own joins): on a large state one warm-up request can touch every pod (the CREATE of a cluster-wide
+ * policy took 1.9 s at 50k pods, issue 21), and a decision cannot yield halfway. A decision that starts
+ * late in a slice can run the slice out and one more slice, so the loop is held at most about twice
+ * `sliceMs` (plus what the policy engine does between two budget checks). A cut decision is
  * discarded like any other; caches keep only values that were computed to the end (src/policy/cache.ts
  * stores a value after its computation returns), so what it leaves is what a real request would leave.
  * The price: a cache whose computation takes longer than a slice is not filled by the warm-up, and the

@@ -7,7 +7,7 @@ NPX   := npx --no-install
 PORT  ?= 8443
 METRICS_PORT ?= 9090
 
-.PHONY: all deps build typecheck run certs test tap-build unit e2e control-plane conformance cilium-oracle bench bench-quick bench-live readme clean
+.PHONY: all deps build typecheck run certs test tap-build unit e2e control-plane conformance cilium-oracle bench bench-quick bench-live bench-e2e readme clean
 
 all: build
 
@@ -92,6 +92,11 @@ bench-quick: build
 
 # The live path: meshguard serve --kubeconfig against a real kube-apiserver holding 10k and 50k pods
 # (about 10 minutes, most of it loading the objects into the apiserver).
+# kubectl apply --dry-run=server latency through the e2e control plane: no check, a CEL
+# ValidatingAdmissionPolicy, meshguard as the webhook (bench/e2e-latency.ts; a few minutes).
+bench-e2e: build control-plane
+	$(NODE) bench/e2e-latency.ts
+
 bench-live: build control-plane
 	$(NODE) bench/live.ts --pods 10000,50000
 

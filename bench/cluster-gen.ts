@@ -19,6 +19,20 @@ export function prng(seed: number): () => number {
   };
 }
 
+/**
+ * From this size on, the last BULK_PODS pods live in one namespace (BULK_NAMESPACE, unmeshed): the
+ * worst-case Namespace relabel of issue 21 moves that many pods into ambient at once. Smaller states
+ * are generated as before.
+ */
+export const BULK_MIN_PODS = 50_000;
+export const BULK_PODS = 2_500;
+export const BULK_NAMESPACE = 'bulk-0000';
+
+/** How many team-NNNN namespaces (PODS_PER_NAMESPACE pods each) a state of `pods` pods has. */
+export function regularNamespaces(pods: number): number {
+  return Math.max(1, Math.ceil((pods - (pods >= BULK_MIN_PODS ? BULK_PODS : 0)) / PODS_PER_NAMESPACE));
+}
+
 export type MeshFlavour = 'sidecar' | 'ambient' | 'none';
 export function flavourOf(nsIndex: number): MeshFlavour {
   return (['sidecar', 'ambient', 'none'] as const)[nsIndex % 3]!;
@@ -37,7 +51,6 @@ function hex(rand: () => number, n: number): string {
 export function generateCluster(pods: number, seed = 42): Obj[] {
   const rand = prng(seed);
   const out: Obj[] = [];
-  const namespaces = Math.max(1, Math.ceil(pods / PODS_PER_NAMESPACE));
   const nodes = Math.max(3, Math.ceil(pods / 30));
 
   for (let n = 0; n < nodes; n++) {
@@ -98,10 +111,14 @@ export function generateCluster(pods: number, seed = 42): Obj[] {
     },
   });
 
+  const bulk = pods >= BULK_MIN_PODS ? BULK_PODS : 0;
+  const regular = regularNamespaces(pods);
+  const spaces: { ns: string; i: number; flavour: MeshFlavour; size: number }[] = [];
+  for (let i = 0; i < regular; i++) spaces.push({ ns: nsName(i), i, flavour: flavourOf(i), size: PODS_PER_NAMESPACE });
+  if (bulk > 0) spaces.push({ ns: BULK_NAMESPACE, i: regular, flavour: 'none', size: bulk });
   let podNo = 0;
-  for (let i = 0; i < namespaces && podNo < pods; i++) {
-    const ns = nsName(i);
-    const flavour = flavourOf(i);
+  for (const { ns, i, flavour, size } of spaces) {
+    if (podNo >= pods) break;
     const nsLabels: Record<string, string> = { 'kubernetes.io/metadata.name': ns, team: `t${i % 17}`, env: i % 4 === 0 ? 'prod' : 'dev' };
     if (flavour === 'sidecar') nsLabels['istio-injection'] = 'enabled';
     if (flavour === 'ambient') nsLabels['istio.io/dataplane-mode'] = 'ambient';
@@ -122,7 +139,7 @@ export function generateCluster(pods: number, seed = 42): Obj[] {
     });
     const hash = hex(rand, 10);
     const podNames = new Set<string>();
-    for (let p = 0; p < PODS_PER_NAMESPACE && podNo < pods; p++, podNo++) {
+    for (let p = 0; p < size && podNo < pods; p++, podNo++) {
       const a = p % APPS_PER_NAMESPACE;
       const labels: Record<string, string> = {
         app: `app-${a}`, version: `v${1 + (p % 2)}`, tier: (['web', 'api', 'worker', 'db', 'cache'] as const)[a]!,

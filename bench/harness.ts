@@ -70,9 +70,10 @@ export async function startServer(
   port: number,
   ca: Buffer,
   stdio: StdioOptions = ['ignore', 'ignore', 'pipe'],
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ child: ChildProcess; readyMs: number }> {
   const t0 = performance.now();
-  const child = spawn(NODE, args, { cwd: ROOT, stdio });
+  const child = spawn(NODE, args, { cwd: ROOT, stdio, env });
   let err = '';
   child.stderr?.on('data', (d) => (err = (err + d).slice(-4000)));
   const deadline = t0 + 180_000;
@@ -242,4 +243,42 @@ export async function stopServer(child: ChildProcess, signal: NodeJS.Signals = '
 /** A figure for a results table: fixed digits, or the value as text when it is not a finite number. */
 export function fmt(n: unknown, digits = 2): string {
   return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : String(n);
+}
+
+/** What bench/event-loop-probe.ts writes per period: event-loop delay in ms, and the longest blocks. */
+export interface EventLoopFigures {
+  readonly maxMs: number;
+  readonly p99Ms: number;
+  readonly meanMs: number;
+  readonly samples: number;
+  readonly longestBlocks: readonly { readonly atMs: number; readonly ms: number }[];
+}
+
+/** Node flags that preload the event-loop probe into a server (its figures go to `file`). */
+export function eventLoopProbeFlags(): string[] {
+  return ['--import', path.join(ROOT, 'bench/event-loop-probe.ts')];
+}
+
+/**
+ * The event-loop figures of a server started with eventLoopProbeFlags() and MESHGUARD_EVENT_LOOP_FILE
+ * = `file`, since the previous call (or process start): signals it, waits for its line (the probe
+ * answers once its loop is free again; NaN figures after 30 s).
+ */
+export async function eventLoopSince(child: ChildProcess, file: string): Promise<EventLoopFigures> {
+  const lines = (): string[] => {
+    try {
+      return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    } catch {
+      return [];
+    }
+  };
+  const before = lines().length;
+  child.kill('SIGUSR2');
+  const deadline = performance.now() + 30_000;
+  while (performance.now() < deadline) {
+    const now = lines();
+    if (now.length > before) return JSON.parse(now[now.length - 1]!) as EventLoopFigures;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { maxMs: Number.NaN, p99Ms: Number.NaN, meanMs: Number.NaN, samples: 0, longestBlocks: [] };
 }

@@ -26,7 +26,7 @@ import { KINDS, type KindName } from '../src/state/kinds.ts';
 import { collectionPath } from '../src/state/live.ts';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { cpuSecondsOf, deployedNodeFlags, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, startServer, stopServer, type LoadResult } from './harness.ts';
+import { cpuSecondsOf, deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, startServer, stopServer, type EventLoopFigures, type LoadResult } from './harness.ts';
 import { checkRss, targetsTable, type TargetCheck } from './targets.ts';
 import { requestMix } from './requests.ts';
 
@@ -238,6 +238,8 @@ interface SizeResult {
   objects: number;
   apiserverLoad: { seconds: number; perSecond: number };
   startupMs: number;
+  /** The event loop of serve from process start to ready (bench/event-loop-probe.ts). */
+  eventLoopStartup: EventLoopFigures;
   stateObjects: Record<string, number>;
   serverRssReady: number;
   serverRssLoaded: number;
@@ -287,11 +289,17 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     log(`size ${pods}: ${apiserverLoad.perSecond.toFixed(0)} objects/s; starting meshguard serve --kubeconfig`);
     const port = await freePort();
     const metricsPort = await freePort();
+    // The event loop from process start to ready (bench/event-loop-probe.ts): the informers' lists, the
+    // state build and the warm-up.
+    const eventLoopFile = path.join(os.tmpdir(), `meshguard-event-loop-live-${process.pid}-${pods}.jsonl`);
+    rmSync(eventLoopFile, { force: true });
     const started = await startServer(
-      [...deployedNodeFlags(), ...values['node-flags'].split(' ').filter((x) => x !== ''), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', ...values['serve-flags'].split(' ').filter((x) => x !== '')],
-      port, ca,
+      [...eventLoopProbeFlags(), ...deployedNodeFlags(), ...values['node-flags'].split(' ').filter((x) => x !== ''), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', ...values['serve-flags'].split(' ').filter((x) => x !== '')],
+      port, ca, undefined, { ...process.env, MESHGUARD_EVENT_LOOP_FILE: eventLoopFile },
     );
     server = started.child;
+    const eventLoopStartup = await eventLoopSince(server, eventLoopFile);
+    log(`size ${pods}: ready after ${f(started.readyMs, 0)} ms; event loop blocked at most ${f(eventLoopStartup.maxMs, 0)} ms meanwhile`);
     const serverRssReady = rssOf(server.pid);
     const heapUsedReady = await heapUsed(metricsPort);
 
@@ -420,7 +428,7 @@ async function measureSize(pods: number, work: string, ca: Buffer, tls: string[]
     await stopServer(server, 'SIGTERM');
     await stopServer(controlServer, 'SIGTERM');
     return {
-      pods, objects: objects.length, apiserverLoad, startupMs: started.readyMs, stateObjects: seen,
+      pods, objects: objects.length, apiserverLoad, startupMs: started.readyMs, eventLoopStartup, stateObjects: seen,
       serverRssReady, serverRssLoaded, serverRssPeak, heapUsedReady, heapUsedLoaded, controlRssReady, controlHeapUsedReady, rate, max,
       churn: { ...churned, podChanges, podChangesPerSecond: podChanges / churnSeconds, cpuMicrosPerPodChange, mainCpuMicrosPerPodChange, quietCpuSeconds: quietCpu, podEvents: labels.events, runs: labelRuns.map((x) => runSummary(x.result)) },
       churnControl: { ...control, runs: controlRuns.map(runSummary) },
@@ -454,6 +462,11 @@ function report(r: { machine: Record<string, unknown>; sizes: SizeResult[]; targ
   ];
   for (const s of r.sizes) {
     lines.push(`| ${s.pods} | ${s.objects} (${f(s.apiserverLoad.perSecond, 0)}/s) | ${f(s.startupMs, 0)} | ${mb(s.serverRssReady)} / ${mb(s.serverRssLoaded)} / ${mb(s.serverRssPeak)} | ${f(s.rate.p50, 3)} / ${f(s.rate.p99, 3)} (${hits(s.rate)}) | ${f(s.churn.p50, 3)} / ${f(s.churn.p99, 3)} (${hits(s.churn)}) [${runs(s.churn.runs)}] | ${f(s.churnControl.p50, 3)} / ${f(s.churnControl.p99, 3)} [${runs(s.churnControl.runs)}] | ${f(s.churn.podChangesPerSecond, 0)} | ${f(s.churn.cpuMicrosPerPodChange, 0)} / ${f(s.churn.mainCpuMicrosPerPodChange, 0)} | ${f(s.statusChurn.p50, 3)} / ${f(s.statusChurn.p99, 3)} (${hits(s.statusChurn)}) | ${f(s.max.rps, 0)} | ${f(s.max.serverCpuMicros, 0)} |`);
+  }
+  lines.push('', 'Event loop of `serve --kubeconfig` from process start to ready (perf_hooks.monitorEventLoopDelay, bench/event-loop-probe.ts; target: never blocked over 50 ms):', '');
+  lines.push('| pods | start to ready ms | event loop blocked at most ms | longest blocks (ms at s since start) |', '|---:|---:|---:|---|');
+  for (const s of r.sizes) {
+    lines.push(`| ${s.pods} | ${f(s.startupMs, 0)} | ${f(s.eventLoopStartup.maxMs, 0)} | ${s.eventLoopStartup.longestBlocks.map((b) => `${b.ms} at ${f(b.atMs / 1000, 1)}`).join(', ') || '-'} |`);
   }
   lines.push('', 'Memory, live against the same cluster served from a state file (`serve --state`, the control):', '');
   lines.push('| pods | live: RSS MB / heap in use MB, ready | live: heap in use MB after load | state file: RSS MB / heap in use MB, ready |', '|---:|---:|---:|---:|');

@@ -1,7 +1,7 @@
 // The benchmark's request mix: AdmissionReview bodies as kube-apiserver would send them for a
 // realistic stream of applies against a synthetic cluster (see cluster-gen.ts).
 
-import { type Obj, APPS_PER_NAMESPACE, flavourOf, nsName, PODS_PER_NAMESPACE } from './cluster-gen.ts';
+import { type Obj, APPS_PER_NAMESPACE, flavourOf, nsName, regularNamespaces } from './cluster-gen.ts';
 
 export interface BenchRequest {
   /** Label for per-kind reporting. */
@@ -56,7 +56,7 @@ export function review(operation: string, object: Obj | null, oldObject: Obj | n
 
 /** A namespace index that exists in a cluster of `pods` pods with the wanted mesh flavour. */
 function nsWith(pods: number, flavour: 'sidecar' | 'ambient' | 'none', k: number): number {
-  const namespaces = Math.max(1, Math.ceil(pods / PODS_PER_NAMESPACE));
+  const namespaces = regularNamespaces(pods);
   for (let i = k % namespaces, tries = 0; tries < namespaces; tries++, i = (i + 1) % namespaces) {
     if (flavourOf(i) === flavour) return i;
   }
@@ -70,7 +70,7 @@ function nsWith(pods: number, flavour: 'sidecar' | 'ambient' | 'none', k: number
  */
 export function requestMix(pods: number, count: number): BenchRequest[] {
   const out: BenchRequest[] = [];
-  const namespaces = Math.max(1, Math.ceil(pods / PODS_PER_NAMESPACE));
+  const namespaces = regularNamespaces(pods);
   for (let k = 0; k < count; k++) {
     const slot = k % 20;
     const ns = nsName(k % namespaces);

@@ -26,10 +26,12 @@ import { tuneHeapForServing } from '../src/server/heap-tuning.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { deployedNodeFlags, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, runJson, startServer as spawnServer, stopServer, type LoadResult } from './harness.ts';
+import { deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, runJson, startServer as spawnServer, stopServer, type EventLoopFigures, type LoadResult } from './harness.ts';
 import { requestMix, review } from './requests.ts';
 import { scaleCurve, timeDecide } from './scale-curve.ts';
 import { checkTargets, floorPercent, targetsTable, type RunFigures } from './targets.ts';
+import { timeWorstCases, verdictText, worstCaseRequests, type InProcessTiming, type ServedTiming } from './worst-case.ts';
+import { timeServed } from './worst-case-served.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, full: { type: 'boolean', default: false } } });
 const quick = values.quick || !values.full;
@@ -44,6 +46,11 @@ type Shape = 'new' | 'twice' | 'cycle';
 const SHAPES: readonly Shape[] = quick ? ['new', 'cycle'] : ['new', 'twice', 'cycle'];
 const SHAPE_NAMES: Record<Shape, string> = { new: 'all new', twice: 'each twice', cycle: 'repeated' };
 const CONNECTIONS = 8;
+/** The worst-case requests of issue 21 run on this state, in the quick run too. */
+const WORST_PODS = 50_000;
+/** Timed decide() calls per worst-case request (after one untimed), and sends through serve per request. */
+const WORST_ITERATIONS = quick ? 2 : 5;
+const WORST_SENDS = quick ? 4 : 20;
 const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-bench-'));
 const children: ChildProcess[] = [];
 process.on('exit', () => {
@@ -59,6 +66,24 @@ async function startServer(args: string[], port: number, ca: Buffer): Promise<{ 
   const started = await spawnServer(args, port, ca);
   children.push(started.child);
   return started;
+}
+
+let probes = 0;
+/**
+ * A server with bench/event-loop-probe.ts preloaded: `startup` is its event-loop figures from process
+ * start to the first ready answer; `since()` gives those of the time since the previous call.
+ */
+async function startProbed(args: string[], port: number, ca: Buffer): Promise<{ child: ChildProcess; readyMs: number; startup: EventLoopFigures; since: () => Promise<EventLoopFigures> }> {
+  const file = path.join(work, `event-loop-${probes++}.jsonl`);
+  const started = await spawnServer([...eventLoopProbeFlags(), ...args], port, ca, undefined, { ...process.env, MESHGUARD_EVENT_LOOP_FILE: file });
+  children.push(started.child);
+  const startup = await eventLoopSince(started.child, file);
+  return { ...started, startup, since: () => eventLoopSince(started.child, file) };
+}
+
+/** 1-minute load average of the machine (others share it: every figure is read beside it). */
+function loadAvg(): number {
+  return Number(os.loadavg()[0]!.toFixed(2));
 }
 
 function load(child: ChildProcess, port: number, bodiesFile: string, mode: 'rate' | 'max', repeat: Shape, metricsPort?: number): Promise<LoadResult> {
@@ -178,17 +203,19 @@ async function main(): Promise<void> {
     const port = await freePort();
     const metricsPort = await freePort();
     log(`size ${pods}: meshguard serve`);
-    const { child, readyMs } = await startServer(
+    const { child, readyMs, startup, since } = await startProbed(
       // Without the background audit: these phases measure admission alone (step 6 measures it beside).
       [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--background-audit', 'off'],
       port, ca,
     );
+    const loadAvgAtStart = loadAvg();
     const serverRssReady = rssOf(child.pid);
     const traffic = await phases(child, port, bodies, metricsPort);
+    const serving = await since();
     const serverRssLoaded = rssOf(child.pid);
     const serverRssPeak = rssOf(child.pid, 'VmHWM');
     await stopServer(child);
-    sizes.push({ pods, memory, startupMs: readyMs, serverRssReady, serverRssLoaded, serverRssPeak, traffic });
+    sizes.push({ pods, memory, startupMs: readyMs, serverRssReady, serverRssLoaded, serverRssPeak, traffic, eventLoop: { startup, serving, loadAvgAtStart, loadAvgAfterLoad: loadAvg() } });
   }
   results['sizes'] = sizes;
 
@@ -206,6 +233,10 @@ async function main(): Promise<void> {
   }));
   results['scaleCurve'] = curve;
   results['selectionCurve'] = selection;
+  states.clear();
+
+  // 7. The worst-case requests of issue 21 at 50k pods: in-process, then through meshguard serve.
+  results['worstCase'] = await worstCases(decide, ca, tls);
 
   // 6. The audit: a full one of the largest state in its own process, then admission beside it.
   log(`audit: full audit of ${largest} pods`);
@@ -220,6 +251,50 @@ async function main(): Promise<void> {
   const text = report(results);
   writeFileSync(path.join(ROOT, `bench/results/${quick ? 'quick' : 'full'}-latest.md`), text);
   process.stdout.write(text);
+}
+
+/**
+ * The worst-case requests on the 50k-pod state: decide() in this process, then each sent through
+ * `meshguard serve` (the Deployment's flags, background audit off) with its event loop measured at
+ * start-up, under the ordinary request mix at RATE req/s, and while it answers the worst cases.
+ */
+async function worstCases(decide: ReturnType<typeof createDecide>, ca: Buffer, tls: string[]): Promise<Record<string, unknown>> {
+  log(`worst case: generating ${WORST_PODS} pods`);
+  const objs = generateCluster(WORST_PODS);
+  const requests = worstCaseRequests(objs);
+  const stateFile = path.join(work, `state-${WORST_PODS}.json`);
+  writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objs }));
+  const bodies = path.join(work, `bodies-${WORST_PODS}.json`);
+  writeFileSync(bodies, JSON.stringify(requestMix(WORST_PODS, 400).map((r) => JSON.stringify(r.review))));
+  log('worst case: in-process');
+  let inProcess: InProcessTiming[];
+  const loadAvgInProcess = loadAvg();
+  {
+    const state = stateFromObjects(objs);
+    const changes = requests.map((r) => ({ label: r.label, change: toChange(review(r.operation, r.object, r.oldObject) as unknown as AdmissionReview) }));
+    inProcess = timeWorstCases(decide, state, changes, WORST_ITERATIONS);
+  }
+  log('worst case: meshguard serve');
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const { child, readyMs, startup, since } = await startProbed(
+    [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--background-audit', 'off'],
+    port, ca,
+  );
+  const loadAvgAtStart = loadAvg();
+  const mix = await load(child, port, bodies, 'rate', 'new', metricsPort);
+  const servingMix = await since();
+  const loadAvgServed = loadAvg();
+  const served = await timeServed(port, ca, requests.map((r) => ({ label: r.label, body: JSON.stringify(review(r.operation, r.object, r.oldObject, false, true)) })), WORST_SENDS, 1);
+  const servingWorst = await since();
+  const serverRssPeak = rssOf(child.pid, 'VmHWM');
+  await stopServer(child);
+  return {
+    pods: WORST_PODS, iterations: WORST_ITERATIONS, sends: WORST_SENDS, loadAvgInProcess, loadAvgAtStart, loadAvgServed, loadAvgAfter: loadAvg(),
+    inProcess, served, startupMs: readyMs, serverRssPeak,
+    mixAtRate: { p50: mix.p50, p99: mix.p99, p999: mix.p999, errors: mix.errors },
+    eventLoop: { startup, servingMix, servingWorst },
+  };
 }
 
 const f = fmt;
@@ -270,7 +345,27 @@ function report(r: Record<string, unknown>): string {
     lines.push(`| off | ${f(beside.off['p50'], 3)} | ${f(beside.off['p99'], 3)} | ${f(beside.off['p999'], 3)} | ${beside.off['errors']} | - |`);
     lines.push(`| on | ${f(beside.on['p50'], 3)} | ${f(beside.on['p99'], 3)} | ${f(beside.on['p999'], 3)} | ${beside.on['errors']} | ${beside.on['auditBesideWholePhase'] ? 'yes' : 'no (finished during the phase)'} |`);
   }
-  lines.push('', `Targets (issue #6), checked against this run${quick ? ' (a quick run has no 10k or 50k state)' : ''}:`, '', ...targetsTable(r['targets'] as ReturnType<typeof checkTargets>));
+  const w = r['worstCase'] as { pods: number; iterations: number; sends: number; loadAvgInProcess: number; loadAvgAtStart: number; loadAvgServed: number; loadAvgAfter: number; inProcess: InProcessTiming[]; served: ServedTiming[]; startupMs: number; serverRssPeak: number; mixAtRate: Record<string, number>; eventLoop: Record<'startup' | 'servingMix' | 'servingWorst', EventLoopFigures> } | undefined;
+  if (w) {
+    lines.push('', `Worst-case requests (issue 21) on the ${w.pods}-pod state. In-process: decide() median of ${w.iterations} timed calls after one untimed (load average ${w.loadAvgInProcess}); served: ${w.sends} sends each through \`meshguard serve\`, one at a time, each a verdict-cache miss (load average ${w.loadAvgServed}-${w.loadAvgAfter}). Verdicts as decided, so that a fast answer that judged nothing shows:`, '');
+    lines.push('| request | in-process ms (median / max) | verdict in-process | served p50 ms | served p99 ms | served answer |', '|---|---:|---|---:|---:|---|');
+    for (const x of w.inProcess) {
+      const sv = w.served.find((y) => y.label === x.label);
+      const answer = sv ? `HTTP ${sv.verdict.httpStatus}, ${sv.verdict.allowed ? 'allowed' : 'denied'}, ${sv.verdict.warnings} warning${sv.verdict.warnings === 1 ? '' : 's'}` : '-';
+      lines.push(`| ${x.label} | ${f(x.medianMs, 1)} / ${f(x.maxMs, 1)} | ${verdictText(x.verdict)} | ${sv ? f(sv.p50Ms, 1) : '-'} | ${sv ? f(sv.p99Ms, 1) : '-'} | ${answer} |`);
+    }
+    const el = (e: EventLoopFigures): string => `max ${f(e.maxMs, 0)} ms, p99 ${f(e.p99Ms, 0)} ms${e.longestBlocks.length > 0 ? ` (longest blocks: ${e.longestBlocks.map((b) => `${b.ms} ms at ${f(b.atMs / 1000, 1)} s`).join(', ')})` : ''}`;
+    lines.push('', `Event loop of \`meshguard serve\` (perf_hooks.monitorEventLoopDelay, bench/event-loop-probe.ts; times since process start):`, '', '| pods | period | event-loop delay | load average |', '|---:|---|---|---:|');
+    for (const s of sizes as unknown as { pods: number; eventLoop?: { startup: EventLoopFigures; serving: EventLoopFigures; loadAvgAtStart: number; loadAvgAfterLoad: number } }[]) {
+      if (!s.eventLoop) continue;
+      lines.push(`| ${s.pods} | start to ready | ${el(s.eventLoop.startup)} | ${s.eventLoop.loadAvgAtStart} |`);
+      lines.push(`| ${s.pods} | serving the load phases | ${el(s.eventLoop.serving)} | ${s.eventLoop.loadAvgAfterLoad} |`);
+    }
+    lines.push(`| ${w.pods} | start to ready (${f(w.startupMs / 1000, 1)} s) | ${el(w.eventLoop.startup)} | ${w.loadAvgAtStart} |`);
+    lines.push(`| ${w.pods} | serving the request mix at ${RATE} req/s, all new (p99 ${f(w.mixAtRate['p99'], 1)} ms, ${w.mixAtRate['errors']} errors) | ${el(w.eventLoop.servingMix)} | ${w.loadAvgServed} |`);
+    lines.push(`| ${w.pods} | serving the worst-case requests | ${el(w.eventLoop.servingWorst)} | ${w.loadAvgAfter} |`);
+  }
+  lines.push('', `Targets (issues #6 and #21), checked against this run${quick ? ' (a quick run has no 10k state; its only 50k state is the worst-case step\'s)' : ''}:`, '', ...targetsTable(r['targets'] as ReturnType<typeof checkTargets>));
   return lines.join('\n') + '\n';
 }
 

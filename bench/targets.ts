@@ -10,6 +10,13 @@
 //  - under 300 MB RSS at 50k pods (the serving process's peak).
 //
 // A quick run has neither the 10k nor the 50k state: those targets are "not measured" there.
+//
+// Issue 21 adds, in the quick run too (on a 50k-pod state of its own):
+//  - "worst-case ..." : each worst-case request (bench/worst-case.ts) at most 50 ms in-process and at
+//    most 100 ms p99 through `meshguard serve`; a request answered without a complete evaluation (the
+//    budget ran out, a rule threw) or exempt is never counted as met, whatever its time;
+//  - "event loop ...": the serving process's event loop never blocked more than 50 ms, from process
+//    start to ready and while serving (bench/event-loop-probe.ts, monitorEventLoopDelay's max).
 
 /** The fields of one load phase the checks read (bench/load.ts output plus bench/harness.ts additions). */
 export interface PhaseFigures {
@@ -22,8 +29,17 @@ export interface PhaseFigures {
 export interface RunFigures {
   rate: number;
   baseline: Record<string, { rate: PhaseFigures; max: PhaseFigures }>;
-  sizes: { pods: number; memory: { heapBytesPerPod?: number }; serverRssPeak: number; traffic: Record<string, { rate: PhaseFigures; max: PhaseFigures }> }[];
+  sizes: { pods: number; memory: { heapBytesPerPod?: number }; serverRssPeak: number; traffic: Record<string, { rate: PhaseFigures; max: PhaseFigures }>; eventLoop?: { startup: { maxMs: number }; serving: { maxMs: number } } }[];
   scaleCurve: Record<string, number>[];
+  worstCase?: WorstCaseFigures;
+}
+
+/** The figures of bench/run.ts's worst-case step that the checks read. */
+export interface WorstCaseFigures {
+  pods: number;
+  inProcess: { label: string; medianMs: number; verdict: { incomplete?: string; exempt?: string } }[];
+  served: { label: string; p99Ms: number; verdict: { httpStatus: number } }[];
+  eventLoop: { startup: { maxMs: number }; servingMix: { maxMs: number }; servingWorst: { maxMs: number } };
 }
 
 export type Verdict = 'met' | 'missed' | 'partly met' | 'not measured';
@@ -131,9 +147,62 @@ export function checkRss(sizes: readonly { pods: number; serverRssPeak: number }
   return { target, measured: mb(size.serverRssPeak), verdict: size.serverRssPeak < RSS_LIMIT_BYTES ? 'met' : 'missed' };
 }
 
+export const WORST_IN_PROCESS_MS = 50;
+export const WORST_SERVED_P99_MS = 100;
+export const EVENT_LOOP_MAX_MS = 50;
+
+function worstInProcess(r: RunFigures): TargetCheck {
+  const w = r.worstCase;
+  const target = `worst-case requests <= ${WORST_IN_PROCESS_MS} ms each in-process, ${LARGE_PODS / 1000}k pods`;
+  if (!w || w.inProcess.length === 0) return { target, measured: 'no worst-case figures in this run', verdict: 'not measured' };
+  const empty = w.inProcess.filter((x) => x.verdict.incomplete !== undefined || x.verdict.exempt !== undefined);
+  const slow = w.inProcess.filter((x) => !(x.medianMs <= WORST_IN_PROCESS_MS));
+  const measured = `slowest ${ms(Math.max(...w.inProcess.map((x) => x.medianMs)))}; over the limit: ${slow.length} of ${w.inProcess.length}`;
+  const note = empty.length > 0 ? { note: `judged nothing or not all (counted as missed): ${empty.map((x) => x.label).join(', ')}` } : {};
+  const met = slow.length === 0 && empty.length === 0;
+  return { target, measured, verdict: met ? 'met' : 'missed', ...note };
+}
+
+function worstServed(r: RunFigures): TargetCheck {
+  const w = r.worstCase;
+  const target = `worst-case requests <= ${WORST_SERVED_P99_MS} ms p99 served, ${LARGE_PODS / 1000}k pods`;
+  if (!w || w.served.length === 0) return { target, measured: 'no served worst-case figures in this run', verdict: 'not measured' };
+  const failed = w.served.filter((x) => x.verdict.httpStatus !== 200);
+  const slow = w.served.filter((x) => !(x.p99Ms <= WORST_SERVED_P99_MS));
+  const measured = `slowest p99 ${ms(Math.max(...w.served.map((x) => x.p99Ms)))}; over the limit: ${slow.length} of ${w.served.length}`;
+  const note = failed.length > 0 ? { note: `not answered with 200: ${failed.map((x) => x.label).join(', ')}` } : {};
+  return { target, measured, verdict: slow.length === 0 && failed.length === 0 ? 'met' : 'missed', ...note };
+}
+
+/** Event-loop figures of one serving process: from start to ready, and while serving. */
+export interface EventLoopPeriods {
+  pods: number;
+  startupMaxMs: number;
+  servingMaxMs: number;
+}
+
+/** The event-loop periods of a run: every size's serve, and the worst-case step's (serving = both its phases). */
+export function eventLoopPeriods(r: RunFigures): EventLoopPeriods[] {
+  const out: EventLoopPeriods[] = [];
+  for (const s of r.sizes) if (s.eventLoop) out.push({ pods: s.pods, startupMaxMs: s.eventLoop.startup.maxMs, servingMaxMs: s.eventLoop.serving.maxMs });
+  const w = r.worstCase;
+  if (w) out.push({ pods: w.pods, startupMaxMs: w.eventLoop.startup.maxMs, servingMaxMs: Math.max(w.eventLoop.servingMix.maxMs, w.eventLoop.servingWorst.maxMs) });
+  return out;
+}
+
+function eventLoop(r: RunFigures): TargetCheck {
+  const target = `event loop never blocked > ${EVENT_LOOP_MAX_MS} ms (start-up and serving)`;
+  const periods = eventLoopPeriods(r);
+  if (periods.length === 0) return { target, measured: 'no event-loop figures in this run', verdict: 'not measured' };
+  const all = periods.flatMap((p) => [p.startupMaxMs, p.servingMaxMs]);
+  const measured = periods.map((p) => `${p.pods} pods: start-up ${p.startupMaxMs.toFixed(0)} ms, serving ${p.servingMaxMs.toFixed(0)} ms`).join('; ');
+  if (all.some((x) => !Number.isFinite(x))) return { target, measured, verdict: 'not measured', note: 'a probe did not answer' };
+  return { target, measured, verdict: all.every((x) => x <= EVENT_LOOP_MAX_MS) ? 'met' : 'missed' };
+}
+
 /** Every target, checked against one run. */
 export function checkTargets(r: RunFigures): TargetCheck[] {
-  return [latency(r), throughput(r), scale(r), heapPerPod(r), checkRss(r.sizes)];
+  return [latency(r), throughput(r), scale(r), heapPerPod(r), checkRss(r.sizes), worstInProcess(r), worstServed(r), eventLoop(r)];
 }
 
 /** The checks as a markdown table. */

@@ -6,6 +6,7 @@
 // anything.
 
 import type { Change } from '../core/change.ts';
+import { BudgetExceeded, withBudget } from '../core/budget.ts';
 import { KINDS, type KindName } from '../state/kinds.ts';
 import type { ClusterState, KubeObject } from '../state/types.ts';
 import type { Decide, Rule } from '../rules/types.ts';
@@ -54,13 +55,21 @@ export function warmUpChanges(rules: readonly Rule[], state: ClusterState): Chan
 }
 
 /**
- * Runs decide() over warmUpChanges(): whole rounds until `budgetMs` is spent (the first decisions on a
- * large state build its indexes, so one round can take longer), but never past `capMs`; returns the
- * number of decisions made. It hands the event loop back every `sliceMs` (one decision can take longer
- * on a large state), so readiness probes and metrics scrapes are answered while it runs. Budgets count the
- * warm-up's own work, not the time others spend in between. `state` is read again for every decision:
- * a live state keeps changing meanwhile. `now` is the clock the budgets are measured with (tests pass a
- * fake one).
+ * Runs decide() over warmUpChanges(): whole rounds until `budgetMs` is spent, but never past `capMs`;
+ * returns the number of decisions made. It hands the event loop back every `sliceMs`, so readiness
+ * probes and metrics scrapes are answered while it runs. Budgets count the warm-up's own work, not the
+ * time others spend in between. `state` is read again for every decision: a live state keeps changing
+ * meanwhile. `now` is the clock the budgets are measured with (tests pass a fake one).
+ *
+ * One decision is itself held to `sliceMs` (an evaluation budget, src/core/budget.ts, that the decision's
+ * own joins): on a large state one warm-up request can touch every pod (the CREATE of a cluster-wide
+ * policy took 1.9 s at 50k pods, issue 21), and a decision cannot yield halfway. A decision that starts
+ * late in a slice can run the slice out and one more slice, so the loop is held at most about twice
+ * `sliceMs` (plus what the policy engine does between two budget checks). A cut decision is
+ * discarded like any other; caches keep only values that were computed to the end (src/policy/memo.ts
+ * stores a value after its computation returns), so what it leaves is what a real request would leave.
+ * The price: a cache whose computation takes longer than a slice is not filled by the warm-up, and the
+ * first real request that needs it pays for it.
  */
 export async function warmUpInSlices(
   decide: Decide,
@@ -82,9 +91,18 @@ export async function warmUpInSlices(
     sliceStart = now();
   };
   const used = (): number => spent + now() - sliceStart;
+  const clock = { now };
+  const decideOne = (c: Change): void => {
+    try {
+      withBudget(sliceMs, () => decide(c, state()), { clock });
+    } catch (e) {
+      // decide() answers a spent budget itself; a Decide that does not (a test's) ends the same way.
+      if (!(e instanceof BudgetExceeded)) throw e;
+    }
+  };
   while (changes.length > 0 && used() < budgetMs) {
     for (const c of changes) {
-      decide(c, state());
+      decideOne(c);
       n++;
       if (used() > capMs) return n;
       if (now() - sliceStart >= sliceMs) {

@@ -6,7 +6,8 @@
 import ipaddr from 'ipaddr.js';
 import t from 'tap';
 
-import { generateCluster, type Obj } from '../../bench/cluster-gen.ts';
+import { BULK_NAMESPACE, BULK_PODS, generateCluster, type Obj } from '../../bench/cluster-gen.ts';
+import { worstCaseRequests } from '../../bench/worst-case.ts';
 import { requestMix, SEQ_PLACEHOLDER } from '../../bench/requests.ts';
 import { toChange } from '../../src/admission/review.ts';
 import type { AdmissionReview } from '../../src/admission/schema.ts';
@@ -34,7 +35,8 @@ for (const pods of [10_000, 50_000]) {
       byIp.set(ip, name);
       if (!ipaddr.parse(ip).match(SERVICE_RANGE)) outside.push(`${name}: ${ip}`);
     }
-    t.ok(services.length > pods / 10, `${services.length} Services`);
+    // Five per namespace of 50 pods; at 50k pods 2,500 of them share one namespace (BULK_NAMESPACE).
+    t.ok(services.length > pods / 11, `${services.length} Services`);
     t.same(clashes.slice(0, 5), [], 'no two Services share a clusterIP');
     t.same(outside.slice(0, 5), [], 'every clusterIP lies in 10.96.0.0/12');
     t.equal(byIp.get('10.96.0.10'), 'kube-system/kube-dns', 'kube-dns keeps 10.96.0.10');
@@ -80,4 +82,16 @@ t.test('every request of the mix can be made new: its sequence label is part of 
     t.not(cacheKey(a), cacheKey(b), `${r.label}: renumbered is a new request`);
     t.same(decide(b, state), decide(a, state), `${r.label}: same decision`);
   }
+});
+
+t.test('50k pods: the objects the worst-case requests of issue 21 act on are there', async (t) => {
+  const objs = generateCluster(50_000);
+  t.equal(objs.filter((o) => o.kind === 'Pod' && o.metadata.namespace === BULK_NAMESPACE).length, BULK_PODS, 'one namespace holds the pods a Namespace relabel moves');
+  t.equal(objs.filter((o) => o.kind === 'Pod' && o.metadata.namespace?.startsWith('team-')).length, 50_000 - BULK_PODS);
+  const requests = worstCaseRequests(objs);
+  t.same(requests.map((r) => r.operation), ['CREATE', 'CREATE', 'UPDATE', 'UPDATE', 'DELETE']);
+  const del = requests[4]!;
+  t.equal(del.oldObject?.metadata.name, 'allow-dns-everywhere', 'the DELETE removes the cluster-wide DNS policy');
+  t.match(JSON.stringify(del.oldObject), /kube-dns/);
+  t.notOk(generateCluster(10_000).some((o) => o.metadata.namespace === BULK_NAMESPACE), 'smaller states are generated as before');
 });

@@ -3,24 +3,41 @@
 
 import t from 'tap';
 
-import { checkRss, checkTargets, floorPercent, targetsTable, type RunFigures, type TargetCheck } from '../../bench/targets.ts';
+import { checkRss, checkTargets, floorPercent, targetsTable, type RunFigures, type TargetCheck, type WorstCaseFigures } from '../../bench/targets.ts';
 
 const phase = (p99: number, rps: number, errors = 0) => ({ p99, rps, errors });
 
 /** A full run: baseline at 20k req/s and p99 0.5 ms; meshguard per size and shape as given. */
-function run(o: { p99?: Record<string, number>; rps?: Record<string, number>; baselineP99?: number; heap?: number; rss?: number; curve?: [number, number] } = {}): RunFigures {
+function run(o: { p99?: Record<string, number>; rps?: Record<string, number>; baselineP99?: number; heap?: number; rss?: number; curve?: [number, number]; eventLoopMs?: number } = {}): RunFigures {
   const shapes = ['new', 'twice', 'cycle'];
   const baseline = Object.fromEntries(shapes.map((s) => [s, { rate: phase(o.baselineP99 ?? 0.5, 20_000), max: phase(3, 20_000) }]));
   const traffic = Object.fromEntries(shapes.map((s) => [s, { rate: phase(o.p99?.[s] ?? 1, 20_000), max: phase(9, o.rps?.[s] ?? 12_000) }]));
   return {
     rate: 500,
     baseline,
-    sizes: [1000, 10000, 50000].map((pods) => ({ pods, memory: { heapBytesPerPod: o.heap ?? 900 }, serverRssPeak: (pods === 50000 ? (o.rss ?? 280) : 150) * 2 ** 20, traffic })),
+    sizes: [1000, 10000, 50000].map((pods) => ({ pods, memory: { heapBytesPerPod: o.heap ?? 900 }, serverRssPeak: (pods === 50000 ? (o.rss ?? 280) : 150) * 2 ** 20, traffic, eventLoop: { startup: { maxMs: 30 }, serving: { maxMs: o.eventLoopMs ?? 20 } } })),
+    worstCase: worst(),
     scaleCurve: [
       { pods: 1000, a: 200, b: 100 },
       { pods: 10000, a: 180, b: 120 },
       { pods: 50000, a: o.curve?.[0] ?? 150, b: o.curve?.[1] ?? 130 },
     ],
+  };
+}
+
+/** Worst-case figures: two requests, both within their limits unless changed. */
+function worst(o: { inProcessMs?: number; incomplete?: string; servedP99?: number; status?: number; eventLoopMs?: number } = {}): WorstCaseFigures {
+  return {
+    pods: 50000,
+    inProcess: [
+      { label: 'a', medianMs: 12, verdict: {} },
+      { label: 'b', medianMs: o.inProcessMs ?? 40, verdict: o.incomplete ? { incomplete: o.incomplete } : {} },
+    ],
+    served: [
+      { label: 'a', p99Ms: 30, verdict: { httpStatus: 200 } },
+      { label: 'b', p99Ms: o.servedP99 ?? 90, verdict: { httpStatus: o.status ?? 200 } },
+    ],
+    eventLoop: { startup: { maxMs: 40 }, servingMix: { maxMs: 20 }, servingWorst: { maxMs: o.eventLoopMs ?? 45 } },
   };
 }
 
@@ -32,7 +49,7 @@ const byTarget = (checks: TargetCheck[], prefix: string): TargetCheck => {
 
 t.test('a run that meets every target says so', async (t) => {
   const checks = checkTargets(run());
-  t.same(checks.map((c) => c.verdict), ['met', 'met', 'met', 'met', 'met']);
+  t.same(checks.map((c) => c.verdict), ['met', 'met', 'met', 'met', 'met', 'met', 'met', 'met']);
   t.equal(byTarget(checks, 'p99').note, undefined);
 });
 
@@ -72,7 +89,7 @@ t.test('a quick run (1k and 5k pods) does not claim the 10k and 50k targets', as
   const full = run();
   const quick: RunFigures = { ...full, sizes: full.sizes.slice(0, 1).concat({ ...full.sizes[0]!, pods: 5000 }), scaleCurve: [full.scaleCurve[0]!, { ...full.scaleCurve[1]!, pods: 5000 }] };
   const checks = checkTargets(quick);
-  t.same(checks.map((c) => c.verdict), ['not measured', 'met', 'not measured', 'met', 'not measured']);
+  t.same(checks.map((c) => c.verdict), ['not measured', 'met', 'not measured', 'met', 'not measured', 'met', 'met', 'met']);
 });
 
 t.test('the RSS check serves the live path too', async (t) => {
@@ -116,4 +133,27 @@ t.test('ratios read rounded down, in the target check and in bench/run.ts\'s res
   t.equal(floorPercent(1), '100%');
   t.equal(floorPercent(Number.NaN), '-', 'a ratio that cannot be judged');
   t.equal(floorPercent(Number.POSITIVE_INFINITY), '-');
+});
+
+t.test('worst-case requests: over the limit, or fast without a complete verdict, is missed', async (t) => {
+  const withWorst = (w: WorstCaseFigures): RunFigures => ({ ...run(), worstCase: w });
+  t.equal(byTarget(checkTargets(withWorst(worst({ inProcessMs: 50 }))), 'worst-case requests <= 50 ms').verdict, 'met', 'exactly 50 ms is within');
+  const slow = byTarget(checkTargets(withWorst(worst({ inProcessMs: 642.9 }))), 'worst-case requests <= 50 ms');
+  t.equal(slow.verdict, 'missed');
+  t.match(slow.measured, /642\.90 ms.*1 of 2/);
+  const empty = byTarget(checkTargets(withWorst(worst({ inProcessMs: 1, incomplete: 'budget: dns-egress-missing' }))), 'worst-case requests <= 50 ms');
+  t.equal(empty.verdict, 'missed', 'fast because it judged nothing is not met');
+  t.match(empty.note, /judged nothing or not all.*\bb\b/);
+  t.equal(byTarget(checkTargets(withWorst(worst({ servedP99: 100.5 }))), 'worst-case requests <= 100 ms p99').verdict, 'missed');
+  t.equal(byTarget(checkTargets(withWorst(worst({ servedP99: 5, status: 500 }))), 'worst-case requests <= 100 ms p99').verdict, 'missed', 'an error answer is not a met target');
+  const none: RunFigures = { ...run() };
+  delete none.worstCase;
+  t.equal(byTarget(checkTargets(none), 'worst-case requests <= 50 ms').verdict, 'not measured');
+});
+
+t.test('event loop: any period of any serving process over 50 ms is missed', async (t) => {
+  t.equal(byTarget(checkTargets({ ...run(), worstCase: worst({ eventLoopMs: 825 }) }), 'event loop').verdict, 'missed', 'while serving the worst cases');
+  t.equal(byTarget(checkTargets(run({ eventLoopMs: 61 })), 'event loop').verdict, 'missed', 'while serving a size');
+  t.equal(byTarget(checkTargets({ ...run(), worstCase: worst({ eventLoopMs: Number.NaN }) }), 'event loop').verdict, 'not measured', 'a probe that did not answer');
+  t.match(byTarget(checkTargets(run()), 'event loop').measured, /50000 pods: start-up 40 ms, serving 45 ms/);
 });

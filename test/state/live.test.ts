@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
-import { collectionPath, listKind, LiveSource } from '../../src/state/live.ts';
+import { collectionPath, FIRST_FILL_CHUNK, listKind, LiveSource } from '../../src/state/live.ts';
 import type { ConfigMap, Pod } from '../../src/state/types.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeApiserver } from './fake-apiserver.ts';
@@ -547,4 +547,39 @@ t.test('start() with bad credentials retries, and can time out', async (t) => {
 t.test('a bad kubeconfig path is an InputError', async (t) => {
   const src = new LiveSource({ logger: capture().logger, kubeconfigPath: '/nonexistent/kubeconfig' });
   await t.rejects(src.start(), { name: 'InputError', file: '/nonexistent/kubeconfig' });
+});
+
+t.test('a large first list goes into the state in chunks, with the event loop handed back in between', async (t) => {
+  const api = await fake(t);
+  const n = 2 * FIRST_FILL_CHUNK + 500;
+  for (let i = 0; i < n; i++) api.put(PODS, pod('shop', `web-${i}`, { app: i % 2 === 0 ? 'web' : 'api' }));
+  const src = new LiveSource({ logger: capture().logger, api: api.api(), timers: new FakeClock() });
+  t.teardown(() => src.stop());
+  // A task that runs once per turn of the event loop; every pod put into the state records the turn.
+  let turns = 0;
+  let running = true;
+  const turn = (): void => {
+    if (!running) return;
+    turns++;
+    setImmediate(turn);
+  };
+  setImmediate(turn);
+  const turnOfPod: number[] = [];
+  const state = src.state;
+  const upsert = state.upsert.bind(state);
+  state.upsert = (kind, obj) => {
+    if (kind === 'Pod') turnOfPod.push(turns);
+    return upsert(kind, obj);
+  };
+  await src.start();
+  running = false;
+  t.equal(src.synced(), true);
+  t.equal(state.list('Pod').length, n, 'every pod is in the state');
+  t.equal(state.podsWithLabel('shop', 'app', 'web').length, Math.ceil(n / 2), 'indexed as a whole list would be');
+  t.equal(turnOfPod.length, n);
+  // Pods put in during one turn of the event loop: never more than a chunk.
+  const perTurn = new Map<number, number>();
+  for (const x of turnOfPod) perTurn.set(x, (perTurn.get(x) ?? 0) + 1);
+  t.ok(Math.max(...perTurn.values()) <= FIRST_FILL_CHUNK, `at most ${FIRST_FILL_CHUNK} pods per turn (${Math.max(...perTurn.values())})`);
+  t.ok(perTurn.size >= 3, `spread over ${perTurn.size} turns of the event loop`);
 });

@@ -1,9 +1,11 @@
 import t from 'tap';
+import { checkBudget } from '../../src/core/budget.ts';
 import { toChange } from '../../src/admission/review.ts';
 import type { AdmissionReview } from '../../src/admission/schema.ts';
 import { defaultConfig } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
+import type { Decide } from '../../src/rules/types.ts';
 import { createDecide } from '../../src/verdict/decide.ts';
 import { warmUpChanges, warmUpInSlices } from '../../src/verdict/warmup.ts';
 import { generateCluster } from '../../bench/cluster-gen.ts';
@@ -166,4 +168,66 @@ t.test('the sliced warm-up counts its own work against the budget, not time othe
   // wall-clock budget would stop after about 6 (two decisions, then 15 ms elsewhere, per 21 ms).
   t.ok(n === 20 || n === 21, `decisions worth its own budget (${n})`);
   t.ok(wall >= 3 * n + 15 * Math.floor(n / 2 - 1), `while the wall clock ran on (${wall} ms)`);
+});
+
+t.test('one warm-up decision longer than a slice is cut at the slice: timers run between, and it completes', async (t) => {
+  const rules = allRules();
+  const s = stateFromObjects(baseCluster([ns('shop'), pod('shop', 'web-1', { app: 'web' })]) as never);
+  const perRound = warmUpChanges(rules, s).length;
+  const clock = fakeClock();
+  // Each decision would take 1 s of work (10,000 steps of 0.1 ms), checking the evaluation budget at
+  // every step as the policy engine's loops do: the warm-up's slice budget must cut it short.
+  const stepsPerDecision = 10_000;
+  const costs: number[] = [];
+  const decide: Decide = () => {
+    const t0 = clock.now();
+    try {
+      for (let i = 0; i < stepsPerDecision; i++) {
+        clock.advance(0.1);
+        checkBudget();
+      }
+    } finally {
+      costs.push(clock.now() - t0);
+    }
+    throw new Error('never reached: the budget ends every decision');
+  };
+  // A real timer armed before the warm-up: it can only fire if the warm-up hands the event loop back.
+  let timerFiredAfter = -1;
+  setTimeout(() => (timerFiredAfter = costs.length), 0);
+  const loop = loopTurns();
+  const n = await warmUpInSlices(decide, rules, () => s, 100, 1_000, 5, undefined, clock.now);
+  loop.stop();
+  t.ok(n > 0 && n % perRound === 0, `whole rounds of cut decisions (${n}, rounds of ${perRound})`);
+  t.equal(costs.length, n);
+  // The budget is checked on a clock read every 64 steps (src/core/budget.ts): a cut decision runs at most
+  // one stride past its 5 ms.
+  const longest = Math.max(...costs);
+  t.ok(longest <= 5 + 64 * 0.1 + 1e-9, `no decision ran past its slice (longest ${longest.toFixed(1)} ms of work; uncut: 1000 ms)`);
+  t.ok(timerFiredAfter >= 0 && timerFiredAfter < n, `a timer ran during the warm-up (after decision ${timerFiredAfter} of ${n})`);
+  t.ok(loop.turns >= n - 1, `the event loop turned between decisions (${loop.turns} turns, ${n} decisions)`);
+});
+
+t.test('decisions cut by the warm-up leave no half-built caches: later decisions equal a cold process', async (t) => {
+  const rules = allRules();
+  const mix = requestMix(PODS, 120);
+  const cold = createDecide(rules, defaultConfig(allRules()));
+  const coldState = stateFromObjects(generateCluster(PODS));
+  const expected = mix.map((r) => cold(toChange(r.review as unknown as AdmissionReview), coldState));
+
+  // A clock that moves 1 ms per read: every warm-up decision overruns its 1 ms slice at its first
+  // budget check, wherever in the policy engine that is.
+  let ms = 0;
+  const now = (): number => (ms += 1);
+  const warm = createDecide(rules, defaultConfig(allRules()));
+  const warmState = stateFromObjects(generateCluster(PODS));
+  let incomplete = 0;
+  const counting: Decide = (c, st) => {
+    const d = warm(c, st);
+    if (d.incomplete?.reason === 'budget') incomplete++;
+    return d;
+  };
+  const n = await warmUpInSlices(counting, rules, () => warmState, 50, 500, 1, undefined, now);
+  t.ok(n > 0 && incomplete > 0, `the warm-up cut decisions (${incomplete} of ${n})`);
+  const got = mix.map((r) => warm(toChange(r.review as unknown as AdmissionReview), warmState));
+  t.same(got, expected);
 });

@@ -5,7 +5,7 @@
 // issue 21's per-identity judging lives (judge per class, count victims per class, cap what is listed).
 
 import type { ClusterState, Pod } from '../state/types.ts';
-import { podClassKey } from '../policy/index.ts';
+import { groupsOf, podClassKey, readsNode, withClasses, type ClassKeyFn, type PodClass } from '../policy/index.ts';
 
 /** The verdict on one class: fine after the change, lost by it, missing before and after, or not judged. */
 export type Outcome = 'ok' | 'lost' | 'still' | 'skip';
@@ -46,17 +46,53 @@ export interface ByClass<T, D> {
 export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (item: T) => string, judge: (item: T) => Judged<D>): ByClass<T, D> {
   const byKey = new Map<string, ClassVerdict<T, D>>();
   const out: ByClass<T, D> = { lost: [], stillMissing: [], lostClasses: [], stillClasses: [], classes: 0 };
+  // Pods grouped by pod class (policy/classes.ts): one key and at most one judgement per class (per
+  // class and node token when the key reads the node), and the class's pods counted at once.
+  const groups = Array.isArray(items) ? groupsOf(items as readonly T[]) : undefined;
+  if (groups) {
+    const nodeToken = (classKey as ClassKeyFn).nodeToken;
+    const visit = (members: readonly Pod[]): void => {
+      const rep = members[0]! as unknown as T;
+      const key = classKey(rep);
+      let v = byKey.get(key);
+      if (v === undefined) {
+        v = verdictOf(key, rep, judge);
+        byKey.set(key, v);
+        if (v.outcome === 'lost') out.lostClasses.push(v);
+        else if (v.outcome === 'still') out.stillClasses.push(v);
+      }
+      v.count += members.length;
+      const into = v.outcome === 'lost' ? out.lost : v.outcome === 'still' ? out.stillMissing : undefined;
+      if (into) {
+        for (const p of members) into.push(p as unknown as T);
+        (into === out.lost ? lostGroups : stillGroups).push({ key, pods: members });
+      }
+    };
+    const lostGroups: PodClass[] = [];
+    const stillGroups: PodClass[] = [];
+    for (const c of groups) {
+      if (nodeToken === undefined || c.pods.length === 1) {
+        visit(c.pods);
+        continue;
+      }
+      const byToken = new Map<string, Pod[]>();
+      for (const p of c.pods) {
+        const t = nodeToken(p);
+        const g = byToken.get(t);
+        if (g) g.push(p);
+        else byToken.set(t, [p]);
+      }
+      for (const members of byToken.values()) visit(members);
+    }
+    withClasses(out.lost as unknown as Pod[], lostGroups);
+    withClasses(out.stillMissing as unknown as Pod[], stillGroups);
+    return { ...out, classes: byKey.size };
+  }
   for (const item of items) {
     const key = classKey(item);
     let v = byKey.get(key);
     if (v === undefined) {
-      let j: Judged<D>;
-      try {
-        j = judge(item);
-      } catch {
-        j = SKIP;
-      }
-      v = { key, first: item, outcome: j.outcome, detail: j.detail, count: 0 };
+      v = verdictOf(key, item, judge);
       byKey.set(key, v);
       if (v.outcome === 'lost') out.lostClasses.push(v);
       else if (v.outcome === 'still') out.stillClasses.push(v);
@@ -68,6 +104,16 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
   return { ...out, classes: byKey.size };
 }
 const SKIP: Judged<never> = { outcome: 'skip' };
+
+function verdictOf<T, D>(key: string, item: T, judge: (item: T) => Judged<D>): ClassVerdict<T, D> {
+  let j: Judged<D>;
+  try {
+    j = judge(item);
+  } catch {
+    j = SKIP;
+  }
+  return { key, first: item, outcome: j.outcome, detail: j.detail, count: 0 };
+}
 
 /** The first `max` items and the total, for naming victims without listing them all. */
 export function capVictims<T>(items: readonly T[], max: number): { readonly listed: readonly T[]; readonly count: number } {
@@ -89,7 +135,7 @@ export interface ReachLoss extends Loss {
 }
 
 /** The default class key: a pod's identity, host network and phase (no node). */
-export const byPodClass = (pod: Pod): string => podClassKey(pod, pod.spec.nodeName ?? '');
+export const byPodClass: ClassKeyFn = readsNode((pod: Pod): string => podClassKey(pod, pod.spec.nodeName ?? ''), (pod) => pod.spec.nodeName ?? '');
 
 /**
  * compareLoss for a check with several targets a pod should reach all of (say, every API server
@@ -156,3 +202,20 @@ export function diffKeyed<T extends { readonly key: string }>(before: readonly T
   return { added: r.lostClasses.map((c) => c.first), kept: r.stillClasses.map((c) => c.first) };
 }
 const LOST: Judged<never> = { outcome: 'lost' };
+
+/**
+ * Does `test` hold for one pod of every class (by `classKey`, per pod class when `pods` is grouped)?
+ * False when it throws: no claim on odd input.
+ */
+export function everyClass(pods: readonly Pod[], classKey: (pod: Pod) => string, test: (pod: Pod) => boolean): boolean {
+  let threw = false;
+  const r = judgeByClass<Pod>(pods, classKey, (p) => {
+    try {
+      return test(p) ? OK : LOST;
+    } catch {
+      threw = true;
+      return LOST;
+    }
+  });
+  return !threw && r.lostClasses.length === 0;
+}

@@ -4,6 +4,8 @@
 import type { Change } from '../core/change.ts';
 import {
   changedLabelKeys,
+  classifiedPods,
+  unionClassified,
   namespaceLabelReadByL7,
   namespaceLabelReadFor,
   podRef,
@@ -27,6 +29,12 @@ export interface TouchedPods {
 export type Aspect = Direction | 'l7';
 
 const NONE: TouchedPods = { pods: [], synthetic: false };
+const NO_PODS: readonly Pod[] = [];
+
+/** Does a policy object have an L7 section (rules on a port section), in any direction? */
+function hasL7Section(obj: PolicyObject | undefined): boolean {
+  return obj !== undefined && policyModel(obj).some((m) => m.elements.some((e) => e.ports.some((s) => s.rules !== undefined)));
+}
 
 /**
  * Can the policy object change anything in this direction for the pods it selects? Only through a
@@ -63,13 +71,14 @@ function computeTouchedPods(change: Change, before: ClusterState, after: Cluster
       if (d !== undefined && d !== 'l7' && !affectsDirection(change.oldObject as PolicyObject | undefined, d) && !affectsDirection(change.object as PolicyObject | undefined, d)) {
         return NONE;
       }
-      const byKey = new Map<string, Pod>();
-      const add = (pods: readonly Pod[]): void => {
-        for (const p of pods) byKey.set(podRef(p), p);
-      };
-      if (change.oldObject) add(podsSelectedBy(before, change.oldObject as PolicyObject));
-      if (change.object) add(podsSelectedBy(after, change.object as PolicyObject));
-      if (byKey.size > 0) return { pods: [...byKey.values()], synthetic: false };
+      // L7 conflicts come from the L7 sections of Cilium policies and from mesh membership: a policy
+      // change with no L7 section on either side changes none (as relabelReachesL7 for Namespaces).
+      if (d === 'l7' && !hasL7Section(change.oldObject as PolicyObject | undefined) && !hasL7Section(change.object as PolicyObject | undefined)) return NONE;
+      // Per class when both selections are (policy/classes.ts): the same classes before and after.
+      const was = change.oldObject ? podsSelectedBy(before, change.oldObject as PolicyObject) : NO_PODS;
+      const now = change.object ? podsSelectedBy(after, change.object as PolicyObject) : NO_PODS;
+      const pods = unionClassified(was, now, podRef);
+      if (pods.length > 0) return { pods, synthetic: false };
       if (change.object) {
         const s = subjectPods(after, change.object as PolicyObject);
         return { pods: s.pods, synthetic: s.synthetic };
@@ -82,7 +91,7 @@ function computeTouchedPods(change: Change, before: ClusterState, after: Cluster
       // A relabel that only changes which ingress policies select the pods (say) leaves their egress as it was.
       if (d === 'l7' && !keys.some((k) => namespaceLabelReadByL7(before, k))) return NONE;
       if (d !== undefined && d !== 'l7' && !keys.some((k) => namespaceLabelReadFor(before, k, d))) return NONE;
-      return { pods: after.list('Pod', change.name), synthetic: false };
+      return { pods: classifiedPods(after, change.name), synthetic: false };
     }
     if (isCiliumConfigChange(change)) {
       const a = policySettings(before);
@@ -91,7 +100,7 @@ function computeTouchedPods(change: Change, before: ClusterState, after: Cluster
         a.enablePolicy === b.enablePolicy &&
         a.nonDefaultDenyPolicies === b.nonDefaultDenyPolicies &&
         a.cidrMatchesNodes === b.cidrMatchesNodes;
-      return same ? NONE : { pods: after.list('Pod'), synthetic: false };
+      return same ? NONE : { pods: classifiedPods(after), synthetic: false };
     }
   } catch {
     return NONE;

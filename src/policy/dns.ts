@@ -3,7 +3,9 @@
 
 import type { ClusterState, Labels, Pod } from '../state/types.ts';
 import { dnsBackends } from './cluster.ts';
+import { perRevision } from './memo.ts';
 import { podRef } from './identity.ts';
+import { groupsOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
 import { reachable } from './reachability.ts';
 import type { Protocol } from './types.ts';
 
@@ -19,6 +21,11 @@ export interface DnsTarget {
 }
 
 export function dnsTarget(state: ClusterState): DnsTarget | undefined {
+  // Asked once per judged class by the DNS rules: once per state revision is enough.
+  return perRevision(state, 'dnsTarget', () => computeDnsTarget(state));
+}
+
+function computeDnsTarget(state: ClusterState): DnsTarget | undefined {
   const b = dnsBackends(state);
   const svc =
     state.get('Service', 'kube-system', 'kube-dns') ??
@@ -54,6 +61,31 @@ export function dnsTarget(state: ClusterState): DnsTarget | undefined {
 /** Is a pod one of the DNS backends (they do not need to reach themselves)? */
 export function isDnsBackend(state: ClusterState, pod: Pod): boolean {
   return dnsBackends(state).pods.some((p) => podRef(p) === podRef(pod));
+}
+
+/**
+ * `pods` without the DNS backends (which resolve upstream, not through kube-dns). Per class when `pods`
+ * is registered with its classes: only a class holding a backend is looked at pod by pod.
+ */
+export function withoutDnsBackends(state: ClusterState, pods: readonly Pod[]): readonly Pod[] {
+  const backends = dnsBackends(state).pods;
+  if (backends.length === 0) return pods;
+  const groups = groupsOf(pods);
+  if (!groups) return pods.filter((p) => !isDnsBackend(state, p));
+  const backendClasses = new Set(backends.map(podClassId));
+  const refs = new Set(backends.map(podRef));
+  let changed = false;
+  const kept: PodClass[] = [];
+  for (const c of groups) {
+    if (!backendClasses.has(podClassId(c.pods[0]!))) {
+      kept.push(c);
+      continue;
+    }
+    changed = true;
+    const rest = c.pods.filter((p) => !refs.has(podRef(p)));
+    if (rest.length > 0) kept.push({ key: c.key, pods: rest });
+  }
+  return changed ? podsOfClasses(kept) : pods;
 }
 
 /** Can the pod reach at least one DNS backend on the given protocol (default UDP)? undefined = no DNS Service known. */

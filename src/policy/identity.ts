@@ -18,6 +18,7 @@ import { ipFamily } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, nodeAddresses } from './cluster.ts';
 import { ambientClassKeys, classKeysAnyNode, classKeysNoNode, classKeysOwnNode, identityKeys, podRefs, podShapeKeys, rulesKeys } from './memo.ts';
 import { policiesSelecting } from './selection.ts';
+import { readsNode, type ClassKeyFn } from './classes.ts';
 import type { PolicyModel } from './types.ts';
 
 /** "namespace/name" of a pod: how pod sets are keyed and victims named. */
@@ -68,22 +69,25 @@ export function podClassKey(pod: Pod, node: string): string {
 }
 
 /** Class key for DNS checks: the node matters only when a DNS backend runs in the host network. */
-export function dnsClassKey(state: ClusterState): (pod: Pod) => string {
+export function dnsClassKey(state: ClusterState): ClassKeyFn {
   const nodeLevel = dnsBackends(state).pods.some((p) => p.spec.hostNetwork === true);
-  return (pod) => podClassKey(pod, nodeLevel ? (pod.spec.nodeName ?? '') : '');
+  const key = (pod: Pod): string => podClassKey(pod, nodeLevel ? (pod.spec.nodeName ?? '') : '');
+  return nodeLevel ? readsNode(key, (pod) => pod.spec.nodeName ?? '') : key;
 }
 
 /**
  * Class key for API server checks: when the API server runs on nodes, a pod on one of those nodes sees
  * it as `host`, elsewhere as `remote-node`; pods on other nodes share one class.
  */
-export function apiserverClassKey(state: ClusterState): (pod: Pod) => string {
+export function apiserverClassKey(state: ClusterState): ClassKeyFn {
   const byIp = nodeAddresses(state);
   const apiNodes = new Set(apiserverEndpoints(state).ips.map((ip) => byIp.get(ip)).filter((n): n is string => n !== undefined));
-  return (pod) => {
+  const nodeArg = (pod: Pod): string => {
     const node = pod.spec.nodeName ?? '';
-    return podClassKey(pod, apiNodes.has(node) ? node : apiNodes.size > 0 ? '*' : '');
+    return apiNodes.has(node) ? node : apiNodes.size > 0 ? '*' : '';
   };
+  const key = (pod: Pod): string => podClassKey(pod, nodeArg(pod));
+  return apiNodes.size > 0 ? readsNode(key, nodeArg) : key;
 }
 
 /** Pod labels that decide the mesh mode or the waypoint (the rest only matter through policy selection). */

@@ -115,6 +115,18 @@ export const podShapeKeys = memo<Pod, string>('podShapeKeys', "the pod's own par
 export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the selecting-model part of ingressShapeKey, per selecting-model list (shared by an identity)');
 export const podRefs = memo<Pod, string>('podRefs', '"namespace/name" per pod object (pod sets are keyed by it many times per request)');
 
+// ---------- pod classes (policy/classes.ts) ----------
+
+export const podClassIds = memo<Pod, string>('podClassIds', 'podClassId per pod object: what makes pods interchangeable for every policy question, as one interned string');
+export const classParts = memo<object, string>('classParts', 'the text of a label map, annotation map or container list in podClassId, per shared object (replicas share them)');
+export const namespaceClasses = memo<readonly Pod[], readonly PodClassLike[]>('namespaceClasses', "a namespace's pods grouped by class, per Pod list array of the namespace (a pod event regroups its namespace only)");
+export const groupedArrays = memo<readonly object[], readonly PodClassLike[]>('groupedArrays', 'the classes a pod array was built from (podsOfClasses), so the impact layer can judge it per class');
+/** policy/classes.ts's PodClass, declared here so that this module imports nothing from its users. */
+export interface PodClassLike {
+  readonly key: string;
+  readonly pods: readonly Pod[];
+}
+
 // ---------- selectors and models ----------
 
 export const labelCache = memo<object, Map<string, Labels>>('labelCache', 'endpoint labels (identity labels with namespace labels) per Namespace object, per pod identity');

@@ -20,6 +20,7 @@ import {
   IDENTITY_CACHE_LIMIT,
 } from './selectors.ts';
 import { podIdentityKey } from './identity.ts';
+import { podClassesIn, podsOfClasses, type PodClass } from './classes.ts';
 import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 import { ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector } from './memo.ts';
 
@@ -254,19 +255,6 @@ function computeEnforcement(models: readonly PolicyModel[], direction: Direction
   return { enforced: enforcing.length > 0, by: uniqueRefs(enforcing) };
 }
 
-/** Candidate pods for a subject selector: from the label index when possible, else the namespace's pods. */
-function candidatePods(state: ClusterState, namespace: string | undefined, selector: LabelSelector): readonly Pod[] {
-  let ns = namespace;
-  if (ns === undefined) {
-    // A CCNP selector pinned to one namespace by label needs only that namespace.
-    const pinned = Object.entries(selector.matchLabels ?? {}).find(([k]) => normalizeKey(k) === NAMESPACE_LABEL);
-    if (pinned) ns = pinned[1];
-  }
-  const pair = indexablePair(selector);
-  if (pair) return state.podsWithLabel(ns, pair.key, pair.value);
-  return state.list('Pod', ns);
-}
-
 /** Pods a policy object selects (any of its specs). */
 export function podsSelectedBy(state: ClusterState, policy: PolicyObject): readonly Pod[] {
   return perRevisionFor(state, 'podsSelectedBy', policy, () => {
@@ -284,12 +272,7 @@ export function podsSelectedBy(state: ClusterState, policy: PolicyObject): reado
     if (!answers) byNs.set(nsToken, (answers = { pods: 0, bySelector: new Map() }));
     const hit = answers.bySelector.get(key);
     if (hit) return hit;
-    const out = new Set<Pod>();
-    for (const m of models) {
-      const ns = m.ref.kind === 'CiliumClusterwideNetworkPolicy' ? undefined : m.ref.namespace;
-      for (const p of candidatePods(state, ns, m.subjectSelector)) if (modelSelects(state, m, p)) out.add(p);
-    }
-    const pods = [...out];
+    const pods = selectPods(state, models);
     // Bounded by the pods held, not the entries: a cluster-wide selector's answer is the whole cluster.
     if (answers.pods + pods.length > SELECTED_PODS_LIMIT) {
       answers.bySelector.clear();
@@ -299,6 +282,36 @@ export function podsSelectedBy(state: ClusterState, policy: PolicyObject): reado
     answers.pods += pods.length;
     return pods;
   });
+}
+
+/**
+ * The pods some model selects. A selector whose label-index candidates are few tests those pods; any
+ * other is asked once per pod class (policy/classes.ts) of its namespace, or of the cluster, and the
+ * answer is registered with the classes it took, so that the impact layer judges it per class too.
+ */
+function selectPods(state: ClusterState, models: readonly PolicyModel[]): readonly Pod[] {
+  const byPod = new Set<Pod>();
+  const byClass = new Set<PodClass>();
+  for (const m of models) {
+    const ns = m.ref.kind === 'CiliumClusterwideNetworkPolicy' ? pinnedNamespace(m.subjectSelector) : m.ref.namespace;
+    const pair = indexablePair(m.subjectSelector);
+    const few = pair ? state.podsWithLabel(ns, pair.key, pair.value) : undefined;
+    if (few !== undefined && few.length <= FEW_CANDIDATES) {
+      for (const p of few) if (modelSelects(state, m, p)) byPod.add(p);
+      continue;
+    }
+    for (const c of podClassesIn(state, ns)) if (modelSelects(state, m, c.pods[0]!)) byClass.add(c);
+  }
+  if (byPod.size === 0) return podsOfClasses([...byClass]);
+  for (const c of byClass) for (const p of c.pods) byPod.add(p);
+  return [...byPod];
+}
+/** Up to this many label-index candidates, a selector is tested pod by pod (cheaper than its classes). */
+const FEW_CANDIDATES = 64;
+
+/** The namespace a CCNP subject selector is pinned to by the namespace label, if any. */
+function pinnedNamespace(selector: LabelSelector): string | undefined {
+  return Object.entries(selector.matchLabels ?? {}).find(([k]) => normalizeKey(k) === NAMESPACE_LABEL)?.[1];
 }
 
 // Per Pod content token, per Namespace content token (see ClusterState.contentToken): the pods each

@@ -4,7 +4,7 @@
 import type { Change } from '../core/change.ts';
 import type { ClusterState, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
-import { apiserverClassKey, apiserverReach, apiserverTarget, apiserverTargets, usesApiserver } from '../policy/index.ts';
+import { apiserverClassKey, apiserverReach, apiserverTarget, apiserverTargets, filterPods, usesApiserver } from '../policy/index.ts';
 import { changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from '../impact/index.ts';
 import { describeVictims, victimsOf, apiserverAllowRule } from './render-helpers.ts';
 
@@ -13,7 +13,7 @@ const ID = 'apiserver-egress-missing';
 function evaluateApiserver(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
-  const clients = touched.pods.filter((p) => usesApiserver(before, p, ctx.settings));
+  const clients = filterPods(touched.pods, (p) => usesApiserver(before, p, ctx.settings));
   if (clients.length === 0) return [];
   // Judged per endpoint: a pod that reached two of three API servers and now reaches one loses access.
   const targets = apiserverTargets(after);

@@ -2,10 +2,10 @@
 // Pods that resolve names through kube-dns then fail every lookup (timeouts, "could not resolve host").
 
 import type { Change } from '../core/change.ts';
-import { dnsBackends, modelSelects, policyModel, reachable, dnsClassKey, dnsTarget, isDnsBackend, reachesDns } from '../policy/index.ts';
+import { classifiedPods, dnsBackends, modelSelects, policyModel, reachable, dnsClassKey, dnsTarget, reachesDns, withoutDnsBackends } from '../policy/index.ts';
 import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
-import { changeRef, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods, labelsChanged } from '../impact/index.ts';
+import { changeRef, compareLoss, everyClass, isCiliumConfigChange, isPolicyChange, touchedPods, labelsChanged } from '../impact/index.ts';
 import { describeVictims, victimsOf, dnsAllowRule } from './render-helpers.ts';
 
 const ID = 'dns-egress-missing';
@@ -47,10 +47,10 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
   if (!target) return []; // no kube-dns Service known: nothing to judge against
   const serverSide = changesDnsServerSide(change, before, after, target.namespace);
   // Server-side changes concern every client: a rare request, and pods are judged once per class.
-  const touched = serverSide ? { pods: after.list('Pod'), synthetic: false } : touchedPods(change, before, after, { direction: 'egress' });
+  const touched = serverSide ? { pods: classifiedPods(after), synthetic: false } : touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
   // The DNS servers themselves resolve upstream, not through kube-dns.
-  const pods = touched.pods.filter((p) => !isDnsBackend(after, p));
+  const pods = withoutDnsBackends(after, touched.pods);
   const { lost, stillMissing } = compareLoss(pods, before, after, (s, p) => reachesDns(s, p, 'UDP'), dnsClassKey(after));
   const dnsName = `UDP ${target.port} to ${target.namespace}/kube-dns`;
   const policyObj = isPolicyChange(change) ? (change.object as PolicyObject | undefined) : undefined;
@@ -117,22 +117,6 @@ function evaluateDns(change: Change, before: ClusterState, after: ClusterState, 
     ];
   }
   return [];
-}
-
-/** Does `test` hold for one pod of every class (false when it throws: no claim on odd input)? */
-function everyClass(pods: readonly Pod[], classKey: (pod: Pod) => string, test: (pod: Pod) => boolean): boolean {
-  const seen = new Set<string>();
-  try {
-    for (const p of pods) {
-      const k = classKey(p);
-      if (seen.has(k)) continue;
-      seen.add(k);
-      if (!test(p)) return false;
-    }
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Is the pod's egress toward a DNS backend allowed (ignoring the backend's ingress)? */

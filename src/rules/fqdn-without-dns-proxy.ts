@@ -4,10 +4,10 @@
 // the policy meant to allow is dropped.
 
 import type { Change } from '../core/change.ts';
-import { dnsNameMatches, evaluate, policiesSelecting, type Peer, dnsClassKey, dnsTarget, isDnsBackend } from '../policy/index.ts';
+import { dnsNameMatches, evaluate, policiesSelecting, type Peer, dnsClassKey, dnsTarget, withoutDnsBackends } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
-import { changeRef, touchedPods } from '../impact/index.ts';
+import { changeRef, judgeByClass, touchedPods } from '../impact/index.ts';
 import { describeVictims, victimsOf, dnsAllowRule } from './render-helpers.ts';
 
 const ID = 'fqdn-without-dns-proxy';
@@ -94,26 +94,17 @@ function newlyBroken(now: Problem, prev: Problem | undefined): boolean {
 function evaluateFqdn(change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
-  const lost: { pod: Pod; problem: Problem }[] = [];
-  const still: { pod: Pod; problem: Problem }[] = [];
   // Pods of one class (same identity) get the same answer: judge each class once.
-  const classKey = dnsClassKey(after);
-  const memo = new Map<string, { now: Problem; isNew: boolean } | null>();
-  for (const pod of touched.pods) {
-    if (isDnsBackend(after, pod)) continue;
-    const key = classKey(pod);
-    let v = memo.get(key);
-    if (v === undefined) {
-      const now = fqdnProblem(after, pod);
-      // No DNS at all is dns-egress-missing's finding; one denial per cause.
-      v = !now || now.kind === 'no-dns' ? null : { now, isNew: newlyBroken(now, fqdnProblem(before, pod)) };
-      memo.set(key, v);
-    }
-    if (v) (v.isNew ? lost : still).push({ pod, problem: v.now });
-  }
-  const group = lost.length > 0 ? lost : still;
-  if (group.length === 0) return [];
-  const pods = group.map((x) => x.pod);
+  const judged = judgeByClass<Pod, Problem>(withoutDnsBackends(after, touched.pods), dnsClassKey(after), (pod) => {
+    const now = fqdnProblem(after, pod);
+    // No DNS at all is dns-egress-missing's finding; one denial per cause.
+    if (!now || now.kind === 'no-dns') return { outcome: 'skip' };
+    return { outcome: newlyBroken(now, fqdnProblem(before, pod)) ? 'lost' : 'still', detail: now };
+  });
+  const isLost = judged.lost.length > 0;
+  const pods = isLost ? judged.lost : judged.stillMissing;
+  if (pods.length === 0) return [];
+  const group = (isLost ? judged.lostClasses : judged.stillClasses).map((c) => ({ pod: c.first, problem: c.detail! }));
   const names = [...new Set(group.flatMap((x) => x.problem.names))];
   const shownNames = names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.join(', ');
   const noProxy = group.some((x) => x.problem.kind === 'no-proxy');
@@ -123,7 +114,7 @@ function evaluateFqdn(change: Change, before: ClusterState, after: ClusterState,
   const why = noProxy
     ? `their DNS egress (${dnsName}) has no rules.dns, so the DNS proxy never sees the lookups`
     : `their rules.dns patterns do not cover these names, so the DNS proxy never learns their IPs`;
-  const prefix = lost.length > 0 ? (change.operation === 'DELETE' ? `deleting ${changeRef(change)}: ` : `${changeRef(change)}: `) : '';
+  const prefix = isLost ? (change.operation === 'DELETE' ? `deleting ${changeRef(change)}: ` : `${changeRef(change)}: `) : '';
   const where = change.operation === 'DELETE' ? 'a remaining egress policy of these pods' : changeRef(change);
   const fix = noProxy
     ? `in ${where}, allow DNS through the proxy: ${dnsAllowRule('CiliumNetworkPolicy', t, true)}`
@@ -133,10 +124,10 @@ function evaluateFqdn(change: Change, before: ClusterState, after: ClusterState,
       rule: ID,
       message:
         `${prefix}toFQDNs ${shownNames} never match for ${who}: ${why} and the traffic is dropped` +
-        `${lost.length > 0 ? '' : ' (already the case before this request)'}: ${describeVictims(pods)}`,
+        `${isLost ? '' : ' (already the case before this request)'}: ${describeVictims(pods)}`,
       fix,
       ...victimsOf(pods),
-      ...(lost.length > 0 ? {} : { preexisting: true }),
+      ...(isLost ? {} : { preexisting: true }),
     },
   ];
 }

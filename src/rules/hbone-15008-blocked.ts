@@ -4,7 +4,7 @@
 // connection is dropped although the app port is allowed.
 
 import type { Change } from '../core/change.ts';
-import { changedLabelKeys, formatPolicyRef, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../policy/index.ts';
+import { changedLabelKeys, classifiedPods, filterPods, formatPolicyRef, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, HBONE_PORT, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../policy/index.ts';
 import type { ClusterState, Pod } from '../state/types.ts';
 import type { Finding, Rule, RuleContext } from './types.ts';
 import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../impact/index.ts';
@@ -67,7 +67,7 @@ function evaluateHbone(change: Change, before: ClusterState, after: ClusterState
       if (!sources.has(k)) sources.set(k, s);
     }
     if (sources.size > 0) {
-      const dests = after.list('Pod').filter((d) => d.metadata.namespace !== change.name && meshMode(after, d) === 'ambient');
+      const dests = filterPods(classifiedPods(after), (d) => d.metadata.namespace !== change.name && meshMode(after, d) === 'ambient');
       const cutOff = judgeByClass<Pod, MeshPeer>(dests, ambientIngressClassKey, (d) => {
         const now = blockedIn(after, d);
         if (now && now.length > 0) {

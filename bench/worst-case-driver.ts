@@ -1,0 +1,33 @@
+// A small driver for profiling the worst-case requests of issue 21 in-process, one request at a time:
+//   node --cpu-prof --cpu-prof-dir /tmp/prof bench/worst-case-driver.ts [index] [iterations]
+// Prints each request's times and verdict (the same summary bench/run.ts prints), and the heap per pod.
+
+import { toChange } from '../src/admission/review.ts';
+import type { AdmissionReview } from '../src/admission/schema.ts';
+import { defaultConfig } from '../src/config/config.ts';
+import { allRules } from '../src/rules/registry.ts';
+import { stateFromObjects } from '../src/state/snapshot.ts';
+import { createDecide } from '../src/verdict/decide.ts';
+import { generateCluster } from './cluster-gen.ts';
+import { review } from './requests.ts';
+import { timeWorstCases, verdictText, worstCaseRequests } from './worst-case.ts';
+
+const only = process.argv[2] !== undefined && process.argv[2] !== 'all' ? Number(process.argv[2]) : undefined;
+const iterations = Number(process.argv[3] ?? 3);
+const pods = Number(process.env['WORST_PODS'] ?? 50_000);
+const objs = generateCluster(pods);
+const requests = worstCaseRequests(objs);
+const gc = (globalThis as { gc?: () => void }).gc;
+gc?.();
+const heap0 = process.memoryUsage().heapUsed;
+const state = stateFromObjects(objs);
+gc?.();
+const heapPerPod = (process.memoryUsage().heapUsed - heap0) / pods;
+const decide = createDecide(allRules(), defaultConfig(allRules()));
+const changes = requests
+  .map((r, i) => ({ i, label: r.label, change: toChange(review(r.operation, r.object, r.oldObject) as unknown as AdmissionReview) }))
+  .filter((c) => only === undefined || c.i === only);
+for (const t of timeWorstCases(decide, state, changes, iterations)) {
+  console.log(`${t.label}: median ${t.medianMs.toFixed(1)} ms, max ${t.maxMs.toFixed(1)} ms [${t.samples.map((s) => s.toFixed(1)).join(' ')}]; ${verdictText(t.verdict)}`);
+}
+console.log(`heap per pod (state only${gc ? '' : ', no --expose-gc'}): ${heapPerPod.toFixed(0)} B; rss ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);

@@ -1,0 +1,198 @@
+// Pod classes (issue 21): pods that are interchangeable for every policy question, grouped once per pod
+// list, so that selection, before/after judging and victim counting cost per class, not per pod.
+//
+// Two pods share a class when they have the same namespace, service account, labels (less the labels
+// that only name one rollout or one pod: LABELS_PER_POD, all dropped from identities by Cilium's default
+// label filter), annotations, containers (names, images, ports), host network, phase and address
+// family, and, for host-network pods, the same node. What differs within a class is what names a pod
+// (name, uid, owner, IP) and, for pod-network pods, its node: checks that read the node (node-level DNS
+// or API server targets) say so (ClassKeyFn.nodeToken) and are judged per class and node.
+//
+// The grouping of a namespace is memoised by the state's pod list array of that namespace, which a
+// store keeps until a pod of that namespace changes (and an admission overlay passes through when it
+// changes no pod): a pod event regroups one namespace, not the cluster. Arrays of pods built from
+// classes are registered with their classes (groupsOf), so that the impact layer's judging, filters
+// and unions can work per class on them; any other array is judged pod by pod, as before.
+
+import type { ClusterState, Pod } from '../state/types.ts';
+import { internKey } from '../state/intern.ts';
+import { ipFamily } from './cidr.ts';
+import { classParts, groupedArrays, namespaceClasses, perContentOf, podClassIds } from './memo.ts';
+
+/** One class: its key and its pods (the first one stands for all). */
+export interface PodClass {
+  readonly key: string;
+  readonly pods: readonly Pod[];
+}
+
+/**
+ * Labels that name one rollout or one pod, left out of a pod's class: Cilium's default identity-label
+ * filter drops each of them (see identityLabelKept), so no Cilium or NetworkPolicy selector matches on
+ * them; selecting one rollout's pods by them in an Istio policy or a client selector is not supported.
+ */
+export const LABELS_PER_POD: readonly string[] = [
+  'pod-template-hash',
+  'pod-template-generation',
+  'controller-revision-hash',
+  'controller-uid',
+  'statefulset.kubernetes.io/pod-name',
+  'apps.kubernetes.io/pod-index',
+  'batch.kubernetes.io/controller-uid',
+  'batch.kubernetes.io/job-completion-index',
+];
+const PER_POD = new Set(LABELS_PER_POD);
+
+/** The class key of a pod (interned: pods of one class share the string). Computed once per pod object. */
+export function podClassId(pod: Pod): string {
+  let key = podClassIds.get(pod);
+  if (key === undefined) {
+    const m = pod.metadata;
+    const s = pod.spec;
+    const status = pod.status;
+    // Label maps, annotation maps and container lists are shared by replicas (the transform interns
+    // them): each one's text is built once (partText), so a pod costs a few lookups and one string.
+    const ips = [status?.podIP, ...(status?.podIPs ?? []).map((x) => x.ip)].map((ip) => (ip ? ipFamily(ip) : '')).join(',');
+    key = internKey(
+      [
+        m.namespace ?? '',
+        s.serviceAccountName || 'default',
+        s.hostNetwork === true ? `h:${s.nodeName ?? ''}` : 'p',
+        status?.phase ?? '',
+        ips,
+        partText(m.labels, labelsText),
+        partText(m.annotations, mapText),
+        partText(s.containers, JSON.stringify),
+        partText(s.initContainers, JSON.stringify),
+      ].join('\u0000'),
+    );
+    podClassIds.set(pod, key);
+  }
+  return key;
+}
+
+function partText<T extends object>(part: T | undefined, text: (part: T) => string): string {
+  if (part === undefined) return '';
+  let t = classParts.get(part);
+  if (t === undefined) classParts.set(part, (t = text(part)));
+  return t;
+}
+/** Pod labels less LABELS_PER_POD, sorted, as text. */
+function labelsText(labels: Readonly<Record<string, string>>): string {
+  return JSON.stringify(
+    Object.keys(labels)
+      .filter((k) => !PER_POD.has(k))
+      .sort()
+      .map((k) => [k, labels[k]]),
+  );
+}
+function mapText(map: Readonly<Record<string, string>>): string {
+  return JSON.stringify(
+    Object.keys(map)
+      .sort()
+      .map((k) => [k, map[k]]),
+  );
+}
+
+/** Groups pods by class, in the order of each class's first pod. */
+function group(pods: readonly Pod[]): readonly PodClass[] {
+  const byKey = new Map<string, Pod[]>();
+  for (const p of pods) {
+    const k = podClassId(p);
+    const g = byKey.get(k);
+    if (g) g.push(p);
+    else byKey.set(k, [p]);
+  }
+  const out: PodClass[] = [];
+  for (const [key, members] of byKey) out.push({ key, pods: members });
+  return out;
+}
+
+/** The classes of the pods of one namespace, or of every namespace (memoised, see above). */
+export function podClassesIn(state: ClusterState, namespace?: string): readonly PodClass[] {
+  if (namespace !== undefined) {
+    const list = state.list('Pod', namespace);
+    if (list.length === 0) return NO_CLASSES;
+    let c = namespaceClasses.get(list);
+    if (!c) namespaceClasses.set(list, (c = group(list)));
+    return c;
+  }
+  return perContentOf(state, 'podClassesAll', ['Pod'], () => {
+    const out: PodClass[] = [];
+    for (const ns of state.namespacesWith('Pod')) for (const c of podClassesIn(state, ns)) out.push(c);
+    return out;
+  });
+}
+const NO_CLASSES: readonly PodClass[] = Object.freeze([]);
+
+/** The pods of `classes` as one array, registered with them (see groupsOf). */
+export function podsOfClasses(classes: readonly PodClass[]): readonly Pod[] {
+  if (classes.length === 1) {
+    const only = classes[0]!.pods;
+    if (!groupedArrays.has(only)) groupedArrays.set(only, classes);
+    return only;
+  }
+  const pods: Pod[] = [];
+  for (const c of classes) for (const p of c.pods) pods.push(p);
+  groupedArrays.set(pods, classes);
+  return pods;
+}
+
+/** Every pod of the state (of one namespace) as an array registered with its classes. */
+export function classifiedPods(state: ClusterState, namespace?: string): readonly Pod[] {
+  if (namespace !== undefined) return podsOfClasses(podClassesIn(state, namespace));
+  return perContentOf(state, 'classifiedPodsAll', ['Pod'], () => podsOfClasses(podClassesIn(state)));
+}
+
+/** Registers `pods` as made of `classes` (each pod of `pods` in exactly one of them). */
+export function withClasses<T extends readonly Pod[]>(pods: T, classes: readonly PodClass[]): T {
+  groupedArrays.set(pods, classes);
+  return pods;
+}
+
+/** The classes an array of pods was built from (podsOfClasses, filterPods...), or undefined. */
+export function groupsOf<T>(items: readonly T[]): readonly PodClass[] | undefined {
+  return groupedArrays.get(items as readonly object[]);
+}
+
+/**
+ * A class-key function of the impact layer's judging (compareLoss, compareReach, judgeByClass). One that
+ * reads a pod's node (for pod-network pods) sets `nodeToken`: pods of one class with the same token get
+ * the same key, so a class is judged once per token rather than once per pod.
+ */
+export type ClassKeyFn = ((pod: Pod) => string) & { readonly nodeToken?: (pod: Pod) => string };
+
+/** Marks a class-key function as reading the node through `nodeToken`. */
+export function readsNode(fn: (pod: Pod) => string, nodeToken: (pod: Pod) => string): ClassKeyFn {
+  return Object.assign(fn, { nodeToken });
+}
+
+/**
+ * The pods of `pods` whose class `keep` accepts, asked once per class when `pods` is registered with
+ * its classes (the answer must then depend only on what a class shares), else once per pod.
+ */
+export function filterPods(pods: readonly Pod[], keep: (pod: Pod) => boolean): readonly Pod[] {
+  const groups = groupsOf(pods);
+  if (!groups) return pods.filter(keep);
+  const kept = groups.filter((c) => keep(c.pods[0]!));
+  return kept.length === groups.length ? pods : podsOfClasses(kept);
+}
+
+/**
+ * The union of two pod arrays (each pod once, by namespace/name): per class when both are registered
+ * with classes of one grouping, else per pod.
+ */
+export function unionClassified(a: readonly Pod[], b: readonly Pod[], ref: (pod: Pod) => string): readonly Pod[] {
+  if (a.length === 0) return b;
+  if (b.length === 0 || a === b) return a;
+  const ga = groupsOf(a);
+  const gb = groupsOf(b);
+  if (ga && gb) {
+    const seen = new Set<PodClass>(ga);
+    const extra = gb.filter((c) => !seen.has(c));
+    return extra.length === 0 ? a : podsOfClasses([...ga, ...extra]);
+  }
+  const byKey = new Map<string, Pod>();
+  for (const p of a) byKey.set(ref(p), p);
+  for (const p of b) byKey.set(ref(p), p);
+  return [...byKey.values()];
+}

@@ -117,9 +117,20 @@ export const podRefs = memo<Pod, string>('podRefs', '"namespace/name" per pod ob
 
 // ---------- pod classes (policy/classes.ts) ----------
 
-export const podClassIds = memo<Pod, string>('podClassIds', 'podClassId per pod object: what makes pods interchangeable for every policy question, as one interned string');
-export const classParts = memo<object, string>('classParts', 'the text of a label map, annotation map or container list in podClassId, per shared object (replicas share them)');
-export const namespaceClasses = memo<readonly Pod[], readonly PodClassLike[]>('namespaceClasses', "a namespace's pods grouped by class, per Pod list array of the namespace (a pod event regroups its namespace only)");
+/**
+ * A memo of a pure function of one object that is stored only once computed whole (never half-built):
+ * a plain WeakMap, so forgetCachedResults() keeps it. Grouping 50k pods into classes costs ~0.1-1 s; were
+ * it dropped with the other memos when a busy machine runs a review out of budget, every later review
+ * would pay it again and run out too.
+ */
+function pureMemo<K extends object, V>(name: string, purpose: string): WeakMap<K, V> {
+  registry.push({ name, purpose });
+  return new WeakMap<K, V>();
+}
+
+export const podClassIds = pureMemo<Pod, string>('podClassIds', 'podClassId per pod object: what makes pods interchangeable for every policy question, as one interned string');
+export const classParts = pureMemo<object, string>('classParts', 'the text of a label map, annotation map or container list in podClassId, per shared object (replicas share them)');
+export const namespaceClasses = pureMemo<readonly Pod[], readonly PodClassLike[]>('namespaceClasses', "a namespace's pods grouped by class, per Pod list array of the namespace (a pod event regroups its namespace only)");
 export const groupedArrays = memo<readonly object[], readonly PodClassLike[]>('groupedArrays', 'the classes a pod array was built from (podsOfClasses), so the impact layer can judge it per class');
 /** policy/classes.ts's PodClass, declared here so that this module imports nothing from its users. */
 export interface PodClassLike {

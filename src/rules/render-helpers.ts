@@ -20,6 +20,10 @@ export function describeVictims(pods: readonly Pod[]): string {
   const rest = pods.length - names.length;
   return rest > 0 ? `${names.join(', ')} and ${rest} more` : names.join(', ');
 }
+/** "a, b, c and 4 more" when `total` counts more than the names shown (the first few of a longer list). */
+export function namesAndMore(shown: readonly string[], total: number): string {
+  return total > shown.length ? `${shown.join(', ')} and ${total - shown.length} more` : shown.join(', ');
+}
 /** "a, b, c and 4 more" */
 export function listNames(names: readonly string[], max = 3): string {
   const shown = names.slice(0, max);
@@ -48,15 +52,28 @@ export function dnsAllowRule(kind: string | undefined, target: { selector: Label
 }
 /** The egress rule that allows the API server, in the dialect of the policy kind (one line of flow YAML). */
 export function apiserverAllowRule(kind: string | undefined, state: ClusterState): string {
+  return apiserverAllowText(apiserverAllowOf(kind, state));
+}
+/**
+ * How a fix can allow the API server, as data for a message's params: `ip-block` (a NetworkPolicy with
+ * the endpoint IPs), `entity` (a CNP's toEntities), `cnp-instead` (a NetworkPolicy cannot: ipBlock does
+ * not match API servers on node IPs under Cilium's default policy-cidr-match-mode).
+ */
+export type ApiserverAllow = { readonly allowForm: 'ip-block' | 'entity' | 'cnp-instead'; readonly port: number; readonly ips: readonly string[] };
+export function apiserverAllowOf(kind: string | undefined, state: ClusterState): ApiserverAllow {
   const t = apiserverTarget(state);
   const cidrSeesNodes = policySettings(state).cidrMatchesNodes;
-  if (kind === 'NetworkPolicy' && t.ips.length > 0 && (!t.onNodes || cidrSeesNodes)) {
-    const to = t.ips.map((ip) => `{ipBlock: {cidr: ${ip}${ip.includes(':') ? '/128' : '/32'}}}`).join(', ');
-    return `egress: [{to: [${to}], ports: [{port: ${t.port}, protocol: TCP}]}]`;
+  if (kind === 'NetworkPolicy' && t.ips.length > 0 && (!t.onNodes || cidrSeesNodes)) return { allowForm: 'ip-block', port: t.port, ips: t.ips };
+  return { allowForm: kind === 'NetworkPolicy' ? 'cnp-instead' : 'entity', port: t.port, ips: t.ips };
+}
+/** The words of an ApiserverAllow: one line of flow YAML (or what to write instead). */
+export function apiserverAllowText(a: ApiserverAllow): string {
+  if (a.allowForm === 'ip-block') {
+    const to = a.ips.map((ip) => `{ipBlock: {cidr: ${ip}${ip.includes(':') ? '/128' : '/32'}}}`).join(', ');
+    return `egress: [{to: [${to}], ports: [{port: ${a.port}, protocol: TCP}]}]`;
   }
-  const cnp = `egress: [{toEntities: [kube-apiserver], toPorts: [{ports: [{port: "${t.port}", protocol: TCP}]}]}]`;
-  // ipBlock cannot select node addresses under Cilium's default policy-cidr-match-mode: use a CNP.
-  return kind === 'NetworkPolicy' ? `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)` : cnp;
+  const cnp = `egress: [{toEntities: [kube-apiserver], toPorts: [{ports: [{port: "${a.port}", protocol: TCP}]}]}]`;
+  return a.allowForm === 'cnp-instead' ? `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)` : cnp;
 }
 /** "HTTP", "Kafka" or the l7proto name, for messages. */
 export function l7Kind(rules: L7Rules | undefined): string {

@@ -4,7 +4,7 @@
 
 import fc from 'fast-check';
 import t from 'tap';
-import { rule as apiserver } from '../../src/rules/apiserver-egress-missing.ts';
+import { rule as apiserver } from '../../src/rules/apiserver-egress-missing/index.ts';
 import { rule as denyOnly } from '../../src/rules/deny-only-default-deny.ts';
 import { rule as dns } from '../../src/rules/dns-egress-missing.ts';
 import { rule as fqdn } from '../../src/rules/fqdn-without-dns-proxy.ts';

@@ -32,10 +32,24 @@ export function listNames(names: readonly string[], max = 3): string {
 }
 /** The egress rule that allows DNS, in the dialect of the policy kind, as one line of flow YAML. */
 export function dnsAllowRule(kind: string | undefined, target: { selector: Labels; namespace: string; port: number } | undefined, withDnsRules: boolean): string {
+  return dnsAllowText(kind, dnsAllowOf(target), withDnsRules);
+}
+/**
+ * The DNS server a fix allows, as data for a message's params: its pod labels as `key=value` (label keys
+ * and values never hold `=`), its namespace and port (kube-system/kube-dns, 53 when unknown).
+ */
+export type DnsAllow = { readonly dnsLabels: readonly string[]; readonly dnsNamespace: string; readonly dnsPort: number };
+export function dnsAllowOf(target: { selector: Labels; namespace: string; port: number } | undefined): DnsAllow {
   const selector = target?.selector ?? { 'k8s-app': 'kube-dns' };
-  const namespace = target?.namespace ?? 'kube-system';
-  const port = target?.port ?? 53;
-  const labels = Object.entries(selector);
+  return { dnsLabels: Object.entries(selector).map(([k, v]) => `${k}=${v}`), dnsNamespace: target?.namespace ?? 'kube-system', dnsPort: target?.port ?? 53 };
+}
+/** The words of a DnsAllow: the egress rule in the dialect of the policy kind, one line of flow YAML. */
+export function dnsAllowText(kind: string | undefined, a: DnsAllow, withDnsRules: boolean): string {
+  const labels = a.dnsLabels.map((kv) => {
+    const i = kv.indexOf('=');
+    return [kv.slice(0, i), kv.slice(i + 1)] as const;
+  });
+  const { dnsNamespace: namespace, dnsPort: port } = a;
   if (kind === 'NetworkPolicy') {
     const podSel = labels.map(([k, v]) => `${k}: ${v}`).join(', ');
     return (

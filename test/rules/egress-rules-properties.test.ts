@@ -7,7 +7,7 @@ import t from 'tap';
 import { rule as apiserver } from '../../src/rules/apiserver-egress-missing/index.ts';
 import { rule as denyOnly } from '../../src/rules/deny-only-default-deny.ts';
 import { rule as dns } from '../../src/rules/dns-egress-missing.ts';
-import { rule as fqdn } from '../../src/rules/fqdn-without-dns-proxy.ts';
+import { rule as fqdn } from '../../src/rules/fqdn-without-dns-proxy/index.ts';
 import { rule as l7 } from '../../src/rules/l7-proxy-disabled/index.ts';
 import { renderFinding } from '../../src/verdict/render.ts';
 import { baseCluster, ccnp, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';

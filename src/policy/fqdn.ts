@@ -3,7 +3,8 @@
 // `rules.dns`. Which FQDN selectors apply to a pod, whether its DNS rules cover them, and whether a
 // problem now breaks a name that worked before.
 
-import type { ClusterState, Pod } from '../state/types.ts';
+import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
+import { policyModel } from './model.ts';
 import { dnsTarget } from './dns.ts';
 import { dnsNameMatches } from './dns-pattern.ts';
 import { evaluate } from './reachability.ts';
@@ -88,4 +89,14 @@ export function fqdnNewlyBroken(now: FqdnProblem, prev: FqdnProblem | undefined)
   if (prev.kind === 'no-dns') return false;
   const was = new Set(prev.names.map(fqdnNameKey));
   return now.names.some((n) => !was.has(fqdnNameKey(n)));
+}
+
+/** Does a policy object use toFQDNs (then a DNS allow for it needs rules.dns)? False for odd input. */
+export function policyUsesFqdn(obj: PolicyObject | undefined): boolean {
+  if (!obj) return false;
+  try {
+    return policyModel(obj).some((m) => m.fqdnDependent);
+  } catch {
+    return false;
+  }
 }

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import t from 'tap';
 import { rule as apiserver } from '../../src/rules/apiserver-egress-missing/index.ts';
 import { rule as denyOnly } from '../../src/rules/deny-only-default-deny/index.ts';
-import { rule as dns } from '../../src/rules/dns-egress-missing.ts';
+import { rule as dns } from '../../src/rules/dns-egress-missing/index.ts';
 import { rule as fqdn } from '../../src/rules/fqdn-without-dns-proxy/index.ts';
 import { rule as l7 } from '../../src/rules/l7-proxy-disabled/index.ts';
 import { renderFinding } from '../../src/verdict/render.ts';

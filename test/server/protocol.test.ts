@@ -451,7 +451,7 @@ t.test('verdict cache: a repeated review is answered from memory, logged as cach
   t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="miss"\} 2\b/);
 });
 
-t.test('verdict cache: the spliced answer is byte for byte the one toAdmissionReview gives, for any uid', async (t) => {
+t.test('verdict cache: the cached answer is byte for byte the one toAdmissionReview gives, for any uid', async (t) => {
   const decision: Decision = { allowed: false, skipped: [], findings: [finding('dns-egress-missing', 'deny', 'a "quoted" message \\ with a backslash'), finding('x', 'warn', 'w')] };
   const decide = cachingDecide(recordingDecide(() => decision));
   const s = await startServer(t, { decide });

@@ -12,7 +12,7 @@ import type { ResponseOptions } from '../admission/review.ts';
 import { createAjv } from '../admission/schema.ts';
 import type { DocsLinks } from '../config/docs-links.ts';
 import { InputError } from '../core/errors.ts';
-import type { Decide } from '../rules/types.ts';
+import type { Decide } from '../core/decision.ts';
 import type { StateSource } from '../state/types.ts';
 import { REAL_TIMERS, type Timers } from '../core/timers.ts';
 import type { VerdictCacheStats } from '../verdict/cache.ts';

@@ -20,10 +20,6 @@ export function describeVictims(pods: readonly Pod[]): string {
   const rest = pods.length - names.length;
   return rest > 0 ? `${names.join(', ')} and ${rest} more` : names.join(', ');
 }
-/** "a, b, c and 4 more" when `total` counts more than the names shown (the first few of a longer list). */
-export function namesAndMore(shown: readonly string[], total: number): string {
-  return total > shown.length ? `${shown.join(', ')} and ${total - shown.length} more` : shown.join(', ');
-}
 /** "a, b, c and 4 more" */
 export function listNames(names: readonly string[], max = 3): string {
   const shown = names.slice(0, max);

@@ -5,6 +5,7 @@
 import { defineMessages } from '../../core/message.ts';
 import { namesAndMore } from '../render-helpers.ts';
 
+// self-contained: the summary names the first three victims and counts the rest (as it did before codes).
 type Restricted = {
   /** The first DNS restrictions found ("rules.dns api.github.com", "toFQDNs *.example.com"), at most two. */
   readonly restrictions: readonly string[];
@@ -43,18 +44,18 @@ export const messages = defineMessages<{
     description: 'a Cilium policy puts DNS restrictions (rules.dns names, toFQDNs) on ambient pods whose DNS ztunnel captures',
     summary: (p) => `${p.policy}: ${effect(p)}`,
     fix,
-    detail: 'list-victims',
+    detail: 'self-contained',
   },
   'policy-keeps-restricting': {
     description: 'a Cilium policy write keeps DNS restrictions that already did not apply as written (preexisting)',
     summary: (p) => `${p.policy}: ${effect(p)}`,
     fix,
-    detail: 'list-victims',
+    detail: 'self-contained',
   },
   'namespace-joins-ambient': {
     description: 'a Namespace joins ambient under Cilium DNS restrictions, so ztunnel starts capturing its pods\' DNS (preexisting when it already did)',
     summary: (p) => `Namespace ${p.namespace}: ${effect(p)}`,
     fix,
-    detail: 'list-victims',
+    detail: 'self-contained',
   },
 });

@@ -21,3 +21,4 @@ export * from './istio-usage.ts';
 export * from './mesh-peers.ts';
 export * from './l7.ts';
 export * from './ambient-dns.ts';
+export * from './probes.ts';

@@ -10,12 +10,22 @@ import { DEFAULT_SETTINGS, makeChange, runRule } from './rule-harness.ts';
 const CODE = (kind: string) => `ambient-probe-snat-blocked/${kind}`;
 const codes = (f: readonly { code?: string }[]) => f.map((x) => x.code);
 
+/** The pod with these probes on its first container (`readinessProbe: {...}`, ...). */
+function withProbes<T extends ReturnType<typeof pod>>(p: T, probes: Record<string, unknown>): T {
+  const spec = p.spec as { containers: Record<string, unknown>[] };
+  return { ...p, spec: { ...spec, containers: [{ ...spec.containers[0], ...probes }, ...spec.containers.slice(1)] } };
+}
+// The app probes its named port (http = 8000) for readiness and liveness; the gateway is probed on
+// Istio's health port 15021 (which it does not declare: a numbered probe needs no container port).
+const appProbes = { readinessProbe: { httpGet: { path: '/healthz', port: 'http' } }, livenessProbe: { tcpSocket: { port: 8000 } } };
+const gatewayProbes = { readinessProbe: { httpGet: { path: '/healthz/ready', port: 15021 } } };
+
 // Seed 004: the ambient "demo" namespace.
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
 const demoPods = [
-  pod('demo', 'hello-gateway-1', { app: 'hello-gateway' }),
-  pod('demo', 'hello-app-1', { app: 'hello-app' }, { ports: [{ name: 'http', containerPort: 8000 }] }),
-  pod('demo', 'hello-app-2', { app: 'hello-app' }, { ports: [{ name: 'http', containerPort: 8000 }] }),
+  withProbes(pod('demo', 'hello-gateway-1', { app: 'hello-gateway' }), gatewayProbes),
+  withProbes(pod('demo', 'hello-app-1', { app: 'hello-app' }, { ports: [{ name: 'http', containerPort: 8000 }] }), appProbes),
+  withProbes(pod('demo', 'hello-app-2', { app: 'hello-app' }, { ports: [{ name: 'http', containerPort: 8000 }] }), appProbes),
 ];
 const demo = [ns('demo', AMBIENT), ...demoPods];
 const plainDemo = [ns('demo'), ...demoPods];
@@ -37,7 +47,7 @@ t.test('seed 004: an ingress policy on ambient pods without 169.254.7.127/32 is 
     rule: 'ambient-probe-snat-blocked',
     code: CODE('policy-blocks-probes'),
     params: {
-      source: '169.254.7.127', pods: ['demo/hello-app-1', 'demo/hello-app-2'], podCount: 2, synthetic: false,
+      source: '169.254.7.127', ports: ['8000'], pods: ['demo/hello-app-1', 'demo/hello-app-2'], podCount: 2, synthetic: false,
       policyKind: 'CiliumNetworkPolicy', policy: 'demo/hello-app-ingress',
     },
     victims: ['demo/hello-app-1', 'demo/hello-app-2'],
@@ -126,7 +136,7 @@ t.test('deleting the hostprobes policy is denied', async (t) => {
 });
 
 t.test('single-stack IPv6 pods need the IPv6 SNAT address', async (t) => {
-  const v6 = [ns('demo', AMBIENT), pod('demo', 'hello-app-1', { app: 'hello-app' }, { ip: 'fd00::10' })];
+  const v6 = [ns('demo', AMBIENT), withProbes(pod('demo', 'hello-app-1', { app: 'hello-app' }, { ip: 'fd00::10' }), { livenessProbe: { tcpSocket: { port: 8000 } } })];
   const onlyV4 = runRule(rule, baseCluster(v6), 'CREATE', helloIngress([probeRule])).findings;
   t.same(onlyV4.map((x) => [x.code, x.params?.source]), [[CODE('policy-blocks-probes'), 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff']]);
   t.equal(renderFinding(onlyV4[0]!, rule.messages).fix, 'add to CiliumNetworkPolicy demo/hello-app-ingress: ingress: [{fromCIDR: ["fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128"]}]');
@@ -190,11 +200,13 @@ t.test('scope: from the request alone', async (t) => {
   t.equal(scope(makeChange('UPDATE', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'other', namespace: 'kube-system' }, data: {} })), undefined);
 });
 
-// Golden wording, one per code: the text users read in kubectl, check and audit (unchanged by the move to codes).
+// Golden wording, one per code: the text users read in kubectl, check and audit.
 t.test('wording', async (t) => {
   const say = (f: ReturnType<typeof messages.finding>) => renderFinding(f, rule.messages);
-  const p = { source: '169.254.7.127', pods: ['demo/a-1', 'demo/a-2', 'demo/a-3'], podCount: 5, synthetic: false };
-  const tail = '5 ambient pods ingress-enforced with no allow from 169.254.7.127 (kubelet probes SNATed by istio-cni): probes fail, pods restart: demo/a-1, demo/a-2, demo/a-3 and 2 more';
+  const p = { source: '169.254.7.127', ports: ['8000', '5432'], pods: ['demo/a-1', 'demo/a-2', 'demo/a-3'], podCount: 5, synthetic: false };
+  const tail =
+    '5 ambient pods ingress-enforced with no allow from 169.254.7.127 on probe ports 8000, 5432 (kubelet probes SNATed by istio-cni): probes fail, pods restart: ' +
+    'demo/a-1, demo/a-2, demo/a-3 and 2 more';
   const generic = 'allow ingress from 169.254.7.127/32 to these pods (e.g. an ingress rule fromCIDR: ["169.254.7.127/32"])';
   t.same(say(messages.finding('policy-blocks-probes', { ...p, policyKind: 'CiliumNetworkPolicy', policy: 'demo/x' })), {
     message: `CiliumNetworkPolicy demo/x: ${tail}`,
@@ -208,12 +220,60 @@ t.test('wording', async (t) => {
     message: `CiliumClusterwideNetworkPolicy hostprobes: ${tail}`,
     fix: generic,
   });
-  t.same(say(messages.finding('namespace-relabel-blocks-probes', { ...p, namespace: 'demo' })), { message: `Namespace demo: ${tail}`, fix: generic });
-  t.same(say(messages.finding('config-blocks-probes', { source: 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff', pods: ['fresh/x'], podCount: 1, synthetic: true })), {
+  t.same(say(messages.finding('namespace-relabel-blocks-probes', { ...p, ports: ['8000'], namespace: 'demo' })), {
+    message: `Namespace demo: ${tail.replace('probe ports 8000, 5432', 'probe port 8000')}`,
+    fix: generic,
+  });
+  // The synthetic pod of a policy that selects no pod yet: its probes are not known.
+  t.same(say(messages.finding('config-blocks-probes', { source: 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff', ports: [], pods: ['fresh/x'], podCount: 1, synthetic: true })), {
     message:
-      'ConfigMap kube-system/cilium-config: 1 ambient pod (pods this policy would select) ingress-enforced with no allow from fd16:9254:7127:1337:ffff:ffff:ffff:ffff ' +
+      'ConfigMap kube-system/cilium-config: 1 ambient pod (pods this policy would select) ingress-enforced with no allow from fd16:9254:7127:1337:ffff:ffff:ffff:ffff on any port ' +
       '(kubelet probes SNATed by istio-cni): probes fail, pods restart: fresh/x',
     fix: 'allow ingress from fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128 to these pods (e.g. an ingress rule fromCIDR: ["fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128"])',
   });
   t.same(messages.codes.length, 5, 'one golden test per code');
+});
+
+// ---- probes read from the pods (issue 18, part 2)
+
+t.test('a pod without network probes is no victim; one with probes next to it is', async (t) => {
+  const bare = [ns('demo', AMBIENT), pod('demo', 'hello-app-1', { app: 'hello-app' }, { ports: [{ name: 'http', containerPort: 8000 }] })];
+  t.same(runRule(rule, baseCluster(bare), 'CREATE', helloIngress()).findings, [], 'no probe: nothing for the kubelet to send');
+  const mixed = [...bare, withProbes(pod('demo', 'hello-app-2', { app: 'hello-app', v: '2' }, { ports: [{ name: 'http', containerPort: 8000 }] }), appProbes)];
+  const f = runRule(rule, baseCluster(mixed), 'CREATE', helloIngress()).findings;
+  t.same(f.map((x) => [x.code, x.victims, x.params?.ports]), [[CODE('policy-blocks-probes'), ['demo/hello-app-2'], ['8000']]]);
+});
+
+t.test('deny rules limited to some ports count on the probe port only', async (t) => {
+  const denyOn = (port: string) =>
+    cnp('demo', 'deny-world-port', {
+      endpointSelector: { matchLabels: { app: 'hello-app' } },
+      ingress: [probeRule],
+      ingressDeny: [{ fromEntities: ['world'], toPorts: [{ ports: [{ port, protocol: 'TCP' }] }] }],
+    });
+  const on8000 = runRule(rule, baseCluster(demo), 'CREATE', denyOn('8000')).findings;
+  t.same(on8000.map((x) => [x.code, x.params?.ports]), [[CODE('policy-blocks-probes'), ['8000']]], 'a deny of world on the probe port wins over the allow');
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', denyOn('9090')).findings, [], 'a deny on another port leaves the probe alone');
+});
+
+t.test('a probe port newly dropped is new breakage even when another probe port already was', async (t) => {
+  // Two probe ports: 8000 (readiness, named) and 9090 (liveness). Before, the probe address was admitted
+  // on 8000 only (9090 already dropped: a warning); the update takes 8000 away too.
+  const twoProbes = { readinessProbe: { httpGet: { path: '/ready', port: 'http' } }, livenessProbe: { tcpSocket: { port: 9090 } } };
+  const app = [ns('demo', AMBIENT), withProbes(pod('demo', 'hello-app-1', { app: 'hello-app' }, { ports: [{ name: 'http', containerPort: 8000 }] }), twoProbes)];
+  const probesOn = (ports: string[]) => helloIngress(ports.length > 0 ? [{ fromCIDR: ['169.254.7.127/32'], toPorts: [{ ports: ports.map((port) => ({ port, protocol: 'TCP' })) }] }] : []);
+  const old = probesOn(['8000']);
+  const f = runRule(rule, baseCluster([...app, old]), 'UPDATE', probesOn([])).findings;
+  t.same(f.map((x) => [x.code, x.params?.ports, x.preexisting]), [[CODE('policy-blocks-probes'), ['9090', '8000'], undefined]], 'liveness, readiness, startup order');
+  const same = runRule(rule, baseCluster([...app, old]), 'UPDATE', { ...old, metadata: { ...old.metadata, labels: { v: '2' } } as typeof old.metadata }).findings;
+  t.same(same.map((x) => [x.code, x.params?.ports, x.preexisting]), [[CODE('policy-keeps-blocking-probes'), ['9090'], true]]);
+});
+
+t.test('the synthetic pod of a policy that selects no pod yet has unknown probes: judged for any port', async (t) => {
+  const policy = cnp('fresh', 'api-ingress', { endpointSelector: { matchLabels: { app: 'api' } }, ingress: [{ fromEndpoints: [{}] }] });
+  const f = runRule(rule, baseCluster([ns('fresh', AMBIENT)]), 'CREATE', policy).findings;
+  t.same(f.map((x) => [x.code, x.params?.ports, x.params?.synthetic]), [[CODE('policy-blocks-probes'), [], true]]);
+  // The probe address admitted on some port: a future pod may well probe there.
+  const somePort = cnp('fresh', 'api-ingress', { endpointSelector: { matchLabels: { app: 'api' } }, ingress: [{ fromEndpoints: [{}] }, { fromCIDR: ['169.254.7.127/32'], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }] }] }] });
+  t.same(runRule(rule, baseCluster([ns('fresh', AMBIENT)]), 'CREATE', somePort).findings, []);
 });

@@ -1,8 +1,9 @@
-// ambient-probe-snat-blocked: ingress-enforced ambient pods with no allow from 169.254.7.127. For ambient
-// pods istio-cni SNATs the kubelet's health probes to that link-local address (so ztunnel can tell them
-// apart and let them through unauthenticated). Cilium then no longer sees them as coming from the local
-// host (always allowed) but from `world`: unless the policy admits 169.254.7.127/32, the probes are
-// dropped and the pods fail readiness and get restarted by their liveness probe.
+// ambient-probe-snat-blocked: ingress-enforced ambient pods with no allow from 169.254.7.127 on their probe
+// ports. For ambient pods istio-cni SNATs the kubelet's health probes to that link-local address (so
+// ztunnel can tell them apart and let them through unauthenticated). Cilium then no longer sees them as
+// coming from the local host (always allowed) but from `world`: unless the policy admits 169.254.7.127/32
+// on each probe's port, the probes are dropped and the pods fail readiness and get restarted by their
+// liveness probe. A pod without HTTP, TCP or gRPC probes has nothing to drop.
 //
 // The rule folder: index.ts (this file: metadata, scope, check), messages.ts (the words, per code),
 // testdata/*.yaml (fixtures run by test/rules/fixtures.test.ts). docs/adding-a-rule.md explains the layout.
@@ -11,8 +12,8 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { meshMode, ambientIngressClassKey, ingressShapeKey, probeSourceFor, probesAdmitted } from '../../policy/index.ts';
-import { compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
+import { meshMode, ambientIngressClassKey, ingressShapeKey, probePortsBlocked, probeSourceFor, unknownProbesBlocked } from '../../policy/index.ts';
+import { isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
 import { victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -43,23 +44,34 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   // every ambient pod into ingress default deny: touchedPods then returns every pod.
   const touched = touchedPods(change, before, after, { direction: 'ingress' });
   if (touched.pods.length === 0) return [];
-  // Pods of one ingress shape get one answer per state, within this evaluation.
-  const byShape = new Map<string, boolean | undefined>();
-  const admitted = (state: ClusterState, pod: Pod): boolean | undefined => {
+  // Pods of one ingress shape (probes included) get one answer per state, within this evaluation.
+  const byShape = new Map<string, readonly number[] | undefined>();
+  const blocked = (state: ClusterState, pod: Pod): readonly number[] | undefined => {
     // Most pods are not ambient: answer those before computing the (policy-selecting) shape key.
     if (meshMode(state, pod) !== 'ambient') return undefined;
     const key = `${state === after ? 'a' : 'b'}\u0000${ingressShapeKey(state, pod)}`;
     if (byShape.has(key)) return byShape.get(key);
-    const v = probesAdmitted(state, pod);
+    // The synthetic pod of a policy that selects no pod yet has no known probes: judged for any port.
+    const v = touched.synthetic ? unknownProbesBlocked(state, pod) : probePortsBlocked(state, pod);
     byShape.set(key, v);
     return v;
   };
-  const { lost, stillMissing } = compareLoss(touched.pods, before, after, admitted, ambientIngressClassKey);
+  // A pod loses its probes when a probe port that got through before (or was not SNATed: not ambient
+  // then) is dropped now, even if another one already was.
+  const judged = judgeByClass<Pod, readonly number[]>(touched.pods, ambientIngressClassKey, (pod) => {
+    const now = blocked(after, pod);
+    if (now === undefined || now.length === 0) return { outcome: now === undefined ? 'skip' : 'ok' };
+    const was = blocked(before, pod) ?? [];
+    return { outcome: now.some((port) => !was.includes(port)) ? 'lost' : 'still', detail: now };
+  });
+  const { lost, stillMissing } = judged;
   // A cluster-wide config change repeats no pre-existing problem: only what it breaks is reported.
   const victims = lost.length > 0 || subject.by === 'cilium-config' ? lost : stillMissing;
   if (victims.length === 0) return [];
   const preexisting = lost.length === 0;
-  const p = { source: probeSourceFor(victims[0]!), ...victimParams(victims), synthetic: touched.synthetic };
+  // Port 0 stands for every port (probes not known): no port is named then.
+  const ports = ((preexisting ? judged.stillClasses : judged.lostClasses)[0]?.detail ?? []).filter((port) => port !== 0).map(String);
+  const p = { source: probeSourceFor(victims[0]!), ports, ...victimParams(victims), synthetic: touched.synthetic };
   const extras = { ...victimsOf(victims), preexisting };
   switch (subject.by) {
     case 'policy': {
@@ -77,7 +89,7 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
 export const rule: Rule = {
   id: ID,
   severity: 'B',
-  summary: 'Ingress-enforced ambient pods with no allow from 169.254.7.127/32: SNATed kubelet probes are dropped',
+  summary: 'Ingress-enforced ambient pods with no allow from 169.254.7.127/32 on their probe ports: SNATed kubelet probes are dropped',
   docs: `docs/rules/${ID}.md`,
   triggers: [
     { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'], operations: ['CREATE', 'UPDATE', 'DELETE'], when: 'with an ingress section: pods selected by the old and the new object; the synthetic pod built from the selector when none is live' },

@@ -9,6 +9,8 @@ import { namesAndMore } from '../render-helpers.ts';
 type Blocked = {
   /** The SNAT source of the victims' probes: 169.254.7.127, or the IPv6 one for single-stack IPv6 pods. */
   readonly source: string;
+  /** The probe ports (as decimal strings: params carry lists of strings) on which it is dropped, for the first victims (HTTP, TCP and gRPC probes; named ports resolved); empty when the probes are not known (the synthetic pod of a policy that selects no pod yet). */
+  readonly ports: readonly string[];
   /** The first victims (`ns/pod`, at most three) and how many there are. */
   readonly pods: readonly string[];
   readonly podCount: number;
@@ -27,7 +29,8 @@ const cidrOf = (source: string): string => `${source}/${source.includes(':') ? 1
 function effect(p: Blocked): string {
   const n = p.podCount;
   const who = `${n} ambient pod${n === 1 ? '' : 's'}${p.synthetic ? ' (pods this policy would select)' : ''}`;
-  return `${who} ingress-enforced with no allow from ${p.source} (kubelet probes SNATed by istio-cni): probes fail, pods restart: ${namesAndMore(p.pods, p.podCount)}`;
+  const ports = p.ports.length === 0 ? 'any port' : `probe port${p.ports.length === 1 ? '' : 's'} ${p.ports.join(', ')}`;
+  return `${who} ingress-enforced with no allow from ${p.source} on ${ports} (kubelet probes SNATed by istio-cni): probes fail, pods restart: ${namesAndMore(p.pods, p.podCount)}`;
 }
 
 /** The allow rule in the dialect of the request's policy. */

@@ -22,3 +22,5 @@ export * from './mesh-peers.ts';
 export * from './l7.ts';
 export * from './fqdn.ts';
 export * from './deny-only.ts';
+export * from './ambient-dns.ts';
+export * from './probes.ts';

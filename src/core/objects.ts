@@ -32,11 +32,30 @@ export interface ContainerPort {
   readonly containerPort: number;
   readonly protocol?: string; // default TCP
 }
+/** Where a probe connects: a port number, or the name of a port of its container. */
+export interface ProbeTarget {
+  readonly port: number | string;
+  /** Set when the probe goes to another host than the pod (kept only by unslimmed objects). */
+  readonly host?: string;
+}
+/**
+ * A container probe as far as the network sees it: the handler that connects, with its port (exec
+ * probes send no traffic and are not kept). The field names are Kubernetes' own.
+ */
+export interface Probe {
+  readonly httpGet?: ProbeTarget;
+  readonly tcpSocket?: ProbeTarget;
+  readonly grpc?: ProbeTarget;
+}
 export interface Container {
   readonly name: string;
   /** Kept only for the Cilium agent and istiod (their tags give the versions: src/policy/versions.ts). */
   readonly image?: string;
   readonly ports?: readonly ContainerPort[];
+  /** The kubelet's network probes (only the handler and its port are kept). */
+  readonly livenessProbe?: Probe;
+  readonly readinessProbe?: Probe;
+  readonly startupProbe?: Probe;
 }
 
 export interface Pod extends KubeObject {

@@ -205,17 +205,21 @@ const LOST: Judged<never> = { outcome: 'lost' };
 
 /**
  * Does `test` hold for one pod of every class (by `classKey`, per pod class when `pods` is grouped)?
- * False when it throws: no claim on odd input.
+ * False when `test` or `classKey` throws: no claim on odd input.
  */
 export function everyClass(pods: readonly Pod[], classKey: (pod: Pod) => string, test: (pod: Pod) => boolean): boolean {
   let threw = false;
-  const r = judgeByClass<Pod>(pods, classKey, (p) => {
-    try {
-      return test(p) ? OK : LOST;
-    } catch {
-      threw = true;
-      return LOST;
-    }
-  });
-  return !threw && r.lostClasses.length === 0;
+  try {
+    const r = judgeByClass<Pod>(pods, classKey, (p) => {
+      try {
+        return test(p) ? OK : LOST;
+      } catch {
+        threw = true;
+        return LOST;
+      }
+    });
+    return !threw && r.lostClasses.length === 0;
+  } catch {
+    return false; // the class key threw
+  }
 }

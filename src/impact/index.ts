@@ -4,3 +4,4 @@
 export * from './change-kinds.ts';
 export * from './touched.ts';
 export * from './compare.ts';
+export * from './dns-servers.ts';

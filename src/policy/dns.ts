@@ -95,3 +95,20 @@ export function reachesDns(state: ClusterState, pod: Pod, protocol: Protocol = '
   const port = protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
   return t.pods.some((d) => reachable(state, pod, { type: 'pod', pod: d }, port, protocol));
 }
+
+/** Is the pod's egress toward a DNS backend allowed (ignoring the backend's ingress)? */
+export function reachesDnsEgressOnly(state: ClusterState, pod: Pod, target: { readonly pods: readonly Pod[]; readonly port: number }): boolean {
+  return target.pods.some((d) => reachable(state, pod, { type: 'pod', pod: d }, target.port, 'UDP', 'egress'));
+}
+
+/**
+ * Can the pod reach DNS over TCP (while UDP, the lookups' protocol, may be dropped)? False when there is
+ * no DNS Service or the state cannot be judged: the answer only adds a hint to a message, never a finding.
+ */
+export function reachesDnsOverTcp(state: ClusterState, pod: Pod): boolean {
+  try {
+    return reachesDns(state, pod, 'TCP') === true;
+  } catch {
+    return false;
+  }
+}

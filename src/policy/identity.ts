@@ -13,7 +13,7 @@
 //   (HBONE, probe SNAT, ambient DNS capture), which also read mesh labels, annotations and ports.
 
 import { internKey } from '../state/intern.ts';
-import type { ClusterState, Pod } from '../state/types.ts';
+import type { ClusterState, Container, Pod } from '../state/types.ts';
 import { ipFamily } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, nodeAddresses } from './cluster.ts';
 import { ambientClassKeys, classKeysAnyNode, classKeysNoNode, classKeysOwnNode, identityKeys, podRefs, podShapeKeys, rulesKeys } from './memo.ts';
@@ -96,7 +96,7 @@ const MESH_LABELS = ['istio.io/dataplane-mode', 'sidecar.istio.io/inject', 'isti
 /**
  * A key under which two pods of one state get the same ingress verdicts from the ambient checks: same
  * namespace, same selecting policy rules, same mesh labels/annotations, same container ports (named
- * ports) and address family. Lets a rule judge a 3,000-pod namespace by its few distinct shapes.
+ * ports) and probes, and address family. Lets a rule judge a 3,000-pod namespace by its few distinct shapes.
  */
 export function ingressShapeKey(state: ClusterState, pod: Pod): string {
   return `${rulesKey(policiesSelecting(state, pod))}\u0000${podShapeKey(pod)}`;
@@ -128,12 +128,27 @@ function rulesKey(models: readonly PolicyModel[]): string {
   return key;
 }
 
+/** A container's probe targets, for podShapeKey. */
+function probePortsKey(c: Container): string {
+  let key = '';
+  for (const p of [c.livenessProbe, c.readinessProbe, c.startupProbe]) {
+    const t = p?.httpGet ?? p?.tcpSocket ?? p?.grpc;
+    key += t === undefined ? ';' : `;${typeof t.port}:${t.port}@${t.host ?? ''}`;
+  }
+  return key;
+}
+
 function podShapeKey(pod: Pod): string {
   let key = podShapeKeys.get(pod);
   if (key === undefined) {
     const labels = pod.metadata.labels ?? {};
     const mesh = MESH_LABELS.map((k) => labels[k] ?? '');
-    const ports = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => (c.ports ?? []).map((p) => `${p.name ?? ''}:${p.containerPort}/${p.protocol ?? ''}`).join(','));
+    const ports = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map(
+      (c) =>
+        (c.ports ?? []).map((p) => `${p.name ?? ''}:${p.containerPort}/${p.protocol ?? ''}`).join(',') +
+        // The kubelet's probes (ambient-probe-snat-blocked judges each probe port).
+        probePortsKey(c),
+    );
     const ips = [pod.status?.podIP, ...(pod.status?.podIPs ?? []).map((x) => x.ip)].map((ip) => (ip ? ipFamily(ip) : ''));
     key = internKey(JSON.stringify([pod.metadata.namespace ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', mesh, pod.metadata.annotations ?? {}, ports, ips]));
     podShapeKeys.set(pod, key);

@@ -20,4 +20,8 @@ export * from './apiserver.ts';
 export * from './istio-usage.ts';
 export * from './mesh-peers.ts';
 export * from './l7.ts';
+export * from './fqdn.ts';
+export * from './deny-only.ts';
+export * from './ambient-dns.ts';
+export * from './probes.ts';
 export * from './classes.ts';

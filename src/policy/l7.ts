@@ -216,3 +216,27 @@ export function l7EgressPolicies(list: readonly object[]): readonly { obj: objec
   }
   return hit;
 }
+
+/**
+ * The L7 protocols a Cilium policy object's rules use ("http", "kafka", "dns", an l7proto name, or "l7"),
+ * in the order first met; empty when none. Every section counts (ingress and egress, allow and deny): the
+ * agent refuses the whole object for any of them when the L7 proxy is off (l7-proxy-disabled).
+ */
+export function l7Protocols(obj: PolicyObject | undefined): string[] {
+  if (!obj) return [];
+  const kinds = new Set<string>();
+  for (const m of policyModel(obj)) {
+    if (!m.hasL7) continue;
+    for (const e of m.elements) {
+      for (const s of e.ports) {
+        const r = s.rules;
+        if (!r) continue;
+        if ((r.http?.length ?? 0) > 0) kinds.add('http');
+        if ((r.kafka?.length ?? 0) > 0) kinds.add('kafka');
+        if ((r.dns?.length ?? 0) > 0) kinds.add('dns');
+        if ((r.l7?.length ?? 0) > 0 || r.l7proto) kinds.add(r.l7proto ?? 'l7');
+      }
+    }
+  }
+  return [...kinds];
+}

@@ -712,3 +712,16 @@ export function ingressFromIp(state: ClusterState, pod: Pod, ip: string): { enfo
   if (!enf.enforced || allowed) return { enforced: enf.enforced, verdict: 'allowed', by: [] };
   return { enforced: true, verdict: 'denied', by: enf.by };
 }
+
+/**
+ * Whether `pod`'s ingress admits a connection from a source IP that is not a pod's own (the kubelet's
+ * SNATed probe source, a world address) on `port`/`protocol`: the same decision as reachable()
+ * (decideDirection), port-specific deny rules and named ports included, unlike ingressFromIp, which
+ * asks about an unknown port.
+ */
+export function ingressFromIpAllowed(state: ClusterState, pod: Pod, ip: string, port: number, protocol: Protocol): boolean {
+  checkBudget();
+  const settings = policySettings(state);
+  const ctx: EvalContext = { state, settings, from: pod, dnsCheck: false };
+  return decideDirection(ctx, pod, 'ingress', ipIdentity(state, ip, pod.spec.nodeName, settings), port, protocol, pod, undefined);
+}

@@ -28,10 +28,24 @@ export function listNames(names: readonly string[], max = 3): string {
 }
 /** The egress rule that allows DNS, in the dialect of the policy kind, as one line of flow YAML. */
 export function dnsAllowRule(kind: string | undefined, target: { selector: Labels; namespace: string; port: number } | undefined, withDnsRules: boolean): string {
+  return dnsAllowText(kind, dnsAllowOf(target), withDnsRules);
+}
+/**
+ * The DNS server a fix allows, as data for a message's params: its pod labels as `key=value` (label keys
+ * and values never hold `=`), its namespace and port (kube-system/kube-dns, 53 when unknown).
+ */
+export type DnsAllow = { readonly dnsLabels: readonly string[]; readonly dnsNamespace: string; readonly dnsPort: number };
+export function dnsAllowOf(target: { selector: Labels; namespace: string; port: number } | undefined): DnsAllow {
   const selector = target?.selector ?? { 'k8s-app': 'kube-dns' };
-  const namespace = target?.namespace ?? 'kube-system';
-  const port = target?.port ?? 53;
-  const labels = Object.entries(selector);
+  return { dnsLabels: Object.entries(selector).map(([k, v]) => `${k}=${v}`), dnsNamespace: target?.namespace ?? 'kube-system', dnsPort: target?.port ?? 53 };
+}
+/** The words of a DnsAllow: the egress rule in the dialect of the policy kind, one line of flow YAML. */
+export function dnsAllowText(kind: string | undefined, a: DnsAllow, withDnsRules: boolean): string {
+  const labels = a.dnsLabels.map((kv) => {
+    const i = kv.indexOf('=');
+    return [kv.slice(0, i), kv.slice(i + 1)] as const;
+  });
+  const { dnsNamespace: namespace, dnsPort: port } = a;
   if (kind === 'NetworkPolicy') {
     const podSel = labels.map(([k, v]) => `${k}: ${v}`).join(', ');
     return (
@@ -48,15 +62,28 @@ export function dnsAllowRule(kind: string | undefined, target: { selector: Label
 }
 /** The egress rule that allows the API server, in the dialect of the policy kind (one line of flow YAML). */
 export function apiserverAllowRule(kind: string | undefined, state: ClusterState): string {
+  return apiserverAllowText(apiserverAllowOf(kind, state));
+}
+/**
+ * How a fix can allow the API server, as data for a message's params: `ip-block` (a NetworkPolicy with
+ * the endpoint IPs), `entity` (a CNP's toEntities), `cnp-instead` (a NetworkPolicy cannot: ipBlock does
+ * not match API servers on node IPs under Cilium's default policy-cidr-match-mode).
+ */
+export type ApiserverAllow = { readonly allowForm: 'ip-block' | 'entity' | 'cnp-instead'; readonly port: number; readonly ips: readonly string[] };
+export function apiserverAllowOf(kind: string | undefined, state: ClusterState): ApiserverAllow {
   const t = apiserverTarget(state);
   const cidrSeesNodes = policySettings(state).cidrMatchesNodes;
-  if (kind === 'NetworkPolicy' && t.ips.length > 0 && (!t.onNodes || cidrSeesNodes)) {
-    const to = t.ips.map((ip) => `{ipBlock: {cidr: ${ip}${ip.includes(':') ? '/128' : '/32'}}}`).join(', ');
-    return `egress: [{to: [${to}], ports: [{port: ${t.port}, protocol: TCP}]}]`;
+  if (kind === 'NetworkPolicy' && t.ips.length > 0 && (!t.onNodes || cidrSeesNodes)) return { allowForm: 'ip-block', port: t.port, ips: t.ips };
+  return { allowForm: kind === 'NetworkPolicy' ? 'cnp-instead' : 'entity', port: t.port, ips: t.ips };
+}
+/** The words of an ApiserverAllow: one line of flow YAML (or what to write instead). */
+export function apiserverAllowText(a: ApiserverAllow): string {
+  if (a.allowForm === 'ip-block') {
+    const to = a.ips.map((ip) => `{ipBlock: {cidr: ${ip}${ip.includes(':') ? '/128' : '/32'}}}`).join(', ');
+    return `egress: [{to: [${to}], ports: [{port: ${a.port}, protocol: TCP}]}]`;
   }
-  const cnp = `egress: [{toEntities: [kube-apiserver], toPorts: [{ports: [{port: "${t.port}", protocol: TCP}]}]}]`;
-  // ipBlock cannot select node addresses under Cilium's default policy-cidr-match-mode: use a CNP.
-  return kind === 'NetworkPolicy' ? `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)` : cnp;
+  const cnp = `egress: [{toEntities: [kube-apiserver], toPorts: [{ports: [{port: "${a.port}", protocol: TCP}]}]}]`;
+  return a.allowForm === 'cnp-instead' ? `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)` : cnp;
 }
 /** "HTTP", "Kafka" or the l7proto name, for messages. */
 export function l7Kind(rules: L7Rules | undefined): string {
@@ -67,4 +94,18 @@ export function l7Kind(rules: L7Rules | undefined): string {
 
 export function portLabel(port: number | undefined): string {
   return port === undefined ? 'all ports' : `port ${port}`;
+}
+
+/** How many victims a message names before "and N more" (describeVictims). */
+export const NAMED_VICTIMS = 3;
+
+/** The victims as message params: the names a message shows (at most three) and how many there are. */
+export function victimParams(pods: readonly Pod[]): { pods: string[]; podCount: number } {
+  return { pods: pods.slice(0, NAMED_VICTIMS).map(podRef), podCount: pods.length };
+}
+
+/** "a, b, c and 4 more" from the names shown and the total: victimParams' params as describeVictims words them. */
+export function namesAndMore(shown: readonly string[], total: number): string {
+  const rest = total - shown.length;
+  return rest > 0 ? `${shown.join(', ')} and ${rest} more` : shown.join(', ');
 }

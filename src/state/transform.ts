@@ -10,6 +10,8 @@ import { KINDS, type KindName } from './kinds.ts';
 import type {
   Container,
   ContainerPort,
+  Probe,
+  ProbeTarget,
   KubeObject,
   LabelSelector,
   LabelSelectorRequirement,
@@ -242,6 +244,30 @@ function containerPorts(v: unknown): ContainerPort[] | undefined {
   return nonEmpty(out);
 }
 
+/**
+ * A probe as far as the network sees it: its HTTP, TCP or gRPC handler with the port and nothing else.
+ * An exec probe runs inside the container and sends no traffic; a probe with its own `host` goes to that
+ * host, not to the pod: neither is kept.
+ */
+function probe(v: unknown): Probe | undefined {
+  if (!isRec(v)) return undefined;
+  for (const kind of ['httpGet', 'tcpSocket', 'grpc'] as const) {
+    const h = v[kind];
+    if (!isRec(h)) continue;
+    if (typeof h.host === 'string' && h.host !== '') return undefined;
+    const port = num(h.port) ?? istr(h.port);
+    return port === undefined || port === '' ? undefined : ({ [kind]: { port } } as Probe);
+  }
+  return undefined;
+}
+
+/** A probe's part of an interner key. */
+function probeKey(key: string, field: string, p: Probe | undefined): string {
+  if (p === undefined) return key;
+  const [kind, target] = Object.entries(p)[0] as [string, ProbeTarget];
+  return keyPart(keyPart(keyPart(key + 'q', field), kind), `${typeof target.port}:${target.port}`);
+}
+
 /** An interner key part for an optional string: "-" when absent, else length-prefixed. */
 function keyOpt(key: string, s: string | undefined): string {
   return s === undefined ? key + '-' : keyPart(key, s);
@@ -263,10 +289,18 @@ function containers(v: unknown, keepImages = false): Container[] {
   for (const c of arr(v)) {
     if (!isRec(c)) continue;
     const image = keepImages ? istr(c.image) : undefined;
-    const container = compact({ name: istr(c.name) ?? '', image, ports: containerPorts(c.ports) }) as Container;
+    const container = compact({
+      name: istr(c.name) ?? '',
+      image,
+      ports: containerPorts(c.ports),
+      livenessProbe: probe(c.livenessProbe),
+      readinessProbe: probe(c.readinessProbe),
+      startupProbe: probe(c.startupProbe),
+    }) as Container;
     out.push(container);
     key = keyOpt(keyPart(key + 'c', container.name), image);
     for (const p of container.ports ?? []) key = keyOpt(keyOpt(keyPart(key + 'p', String(p.containerPort)), p.name), p.protocol);
+    key = probeKey(probeKey(probeKey(key, 'l', container.livenessProbe), 'r', container.readinessProbe), 's', container.startupProbe);
   }
   const hit = containerLists.get(key);
   if (hit !== undefined) return hit;

@@ -1,6 +1,10 @@
+// apiserver-egress-missing: findings asserted as data (code, params, victims, preexisting); one golden
+// test per code for the wording. More cases as fixtures: src/rules/apiserver-egress-missing/testdata/*.yaml.
 import t from 'tap';
 import { DEFAULT_SETTINGS } from '../../src/config/config.ts';
-import { rule } from '../../src/rules/apiserver-egress-missing.ts';
+import { rule, scope } from '../../src/rules/apiserver-egress-missing/index.ts';
+import { messages } from '../../src/rules/apiserver-egress-missing/messages.ts';
+import { renderFinding } from '../../src/verdict/render.ts';
 import { rbacIndex, usesApiserver } from '../../src/policy/index.ts';
 import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
@@ -36,13 +40,16 @@ const denyAllEgress = cnp('ops', 'deny-egress', { endpointSelector: {}, egress: 
 t.test('a default-deny egress denies the pods whose service account is an RBAC subject, not the others', async (t) => {
   const { findings } = runRule(rule, baseCluster(ops), 'CREATE', denyAllEgress);
   t.equal(findings.length, 1);
-  const f = findings[0]!;
-  t.equal(f.rule, 'apiserver-egress-missing');
-  t.same(f.victims, ['ops/operator-1']);
-  t.equal(f.victimCount, 1);
-  t.match(f.message, /leaves 1 pod using the API server egress-enforced without access to it \(TCP 6443 to 192\.168\.0\.10\)/);
-  t.match(f.fix, /toEntities: \[kube-apiserver\]/);
-  t.match(f.fix, /port: "6443", protocol: TCP/);
+  t.same(findings[0], {
+    rule: 'apiserver-egress-missing',
+    code: 'apiserver-egress-missing/policy-cuts-access',
+    params: {
+      allowForm: 'entity', port: 6443, ips: ['192.168.0.10'],
+      object: 'CiliumNetworkPolicy ops/deny-egress', podCount: 1, pods: ['ops/operator-1'], endpoints: ['192.168.0.10'],
+    },
+    victims: ['ops/operator-1'],
+    victimCount: 1,
+  });
 });
 
 t.test('a pod with a token but no RBAC binding does not need the API server', async (t) => {
@@ -74,8 +81,7 @@ t.test('NetworkPolicy ipBlock of an API server on node IPs does not match (ciliu
     egress: [{ to: [{ ipBlock: { cidr: '192.168.0.10/32' } }], ports: [{ port: 6443, protocol: 'TCP' }] }],
   });
   const { findings } = runRule(rule, baseCluster(ops), 'CREATE', np);
-  t.equal(findings.length, 1);
-  t.match(findings[0]!.fix, /CiliumNetworkPolicy selecting the same pods/);
+  t.same(findings.map((f) => [f.code, f.params?.allowForm]), [['apiserver-egress-missing/policy-cuts-access', 'cnp-instead']]);
 });
 
 t.test('a ClusterRoleBinding subject, the system:serviceaccounts:<ns> group, and configured clients count', async (t) => {
@@ -103,23 +109,22 @@ t.test('a ClusterRoleBinding subject, the system:serviceaccounts:<ns> group, and
 t.test('deleting the API-server allow while another policy enforces egress is denied; when it was the only one, not', async (t) => {
   const allowApi = cnp('ops', 'allow-api', { endpointSelector: { matchLabels: { app: 'operator' } }, egress: [{ toEntities: ['kube-apiserver'] }] });
   const denied = runRule(rule, baseCluster([...ops, denyAllEgress, allowApi]), 'DELETE', allowApi).findings;
-  t.equal(denied.length, 1);
-  t.match(denied[0]!.message, /deleting CiliumNetworkPolicy ops\/allow-api removes the API server allow/);
+  t.same(denied.map((f) => [f.code, f.params?.object, f.victims]), [['apiserver-egress-missing/delete-removes-allow', 'CiliumNetworkPolicy ops/allow-api', ['ops/operator-1']]]);
   t.same(runRule(rule, baseCluster([...ops, allowApi]), 'DELETE', allowApi).findings, []);
 });
 
 t.test('an already-blocked client is pre-existing, not a new victim', async (t) => {
   const another = cnp('ops', 'to-db', { endpointSelector: { matchLabels: { app: 'operator' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }] }] });
   const { findings } = runRule(rule, baseCluster([...ops, denyAllEgress]), 'CREATE', another);
-  t.equal(findings.length, 1);
-  t.equal(findings[0]!.preexisting, true);
+  t.same(findings.map((f) => [f.code, f.preexisting, f.victims]), [['apiserver-egress-missing/policy-keeps-missing', true, ['ops/operator-1']]]);
 });
 
 t.test('namespace relabel and enable-policy: always are triggers too', async (t) => {
   const locked = ccnp('locked', { endpointSelector: { matchLabels: { 'io.cilium.k8s.namespace.labels.zone': 'locked' } }, egress: [{ toEntities: ['world'] }] });
   const r1 = runRule(rule, baseCluster([...ops, locked]), 'UPDATE', ns('ops', { zone: 'locked' }));
-  t.same(r1.findings[0]?.victims, ['ops/operator-1']);
+  t.same(r1.findings.map((f) => [f.code, f.params?.object, f.victims]), [['apiserver-egress-missing/namespace-relabel-cuts-access', 'ops', ['ops/operator-1']]]);
   const r2 = runRule(rule, baseCluster(ops), 'UPDATE', ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'always' }));
+  t.same(r2.findings.map((f) => f.code), ['apiserver-egress-missing/config-cuts-access']);
   t.ok(r2.findings[0]?.victims?.includes('ops/operator-1'));
   t.notOk(r2.findings[0]?.victims?.includes('ops/web-1'));
 });
@@ -138,9 +143,9 @@ t.test('NetworkPolicy ipBlock of an off-node API server (managed control plane) 
   t.same(runRule(rule, objs, 'CREATE', ok).findings, []);
   const broken = netpol('ops', 'egress', { podSelector: {}, policyTypes: ['Egress'] });
   const { findings } = runRule(rule, objs, 'CREATE', broken);
-  t.equal(findings.length, 1);
-  t.match(findings[0]!.fix, /ipBlock: \{cidr: 172\.20\.0\.5\/32\}/);
-  t.match(findings[0]!.message, /TCP 6443 to 172\.20\.0\.5/);
+  t.same(findings.map((f) => [f.code, f.params?.allowForm, f.params?.ips, f.params?.endpoints, f.params?.port]), [
+    ['apiserver-egress-missing/policy-cuts-access', 'ip-block', ['172.20.0.5'], ['172.20.0.5'], 6443],
+  ]);
 });
 
 t.test('three API server endpoints: cutting off one a pod still reached is a loss even when it missed another', async (t) => {
@@ -156,19 +161,19 @@ t.test('three API server endpoints: cutting off one a pod still reached is a los
   t.equal(run.findings.length, 1);
   t.notOk(run.findings[0]!.preexisting, 'the pod loses 172.20.0.6, which it reached before');
   t.same(run.findings[0]!.victims, ['ops/operator-1']);
-  t.match(run.findings[0]!.message, /without access to it \(TCP 6443 to 172\.20\.0\.6, 1 of the 3 API server endpoints\)/);
+  t.same([run.findings[0]!.code, run.findings[0]!.params?.endpoints, run.findings[0]!.params?.endpointTotal], ['apiserver-egress-missing/policy-cuts-access', ['172.20.0.6'], 3]);
 
   // Deleting the allow leaves the pods with nothing: both lost endpoints are named.
   run = runRule(rule, threeApiservers([twoOfThree, denyAllEgress]), 'DELETE', twoOfThree);
   t.equal(run.findings.length, 1);
   t.notOk(run.findings[0]!.preexisting);
-  t.match(run.findings[0]!.message, /removes the API server allow \(TCP 6443 to 172\.20\.0\.5, 172\.20\.0\.6, 2 of the 3 API server endpoints\)/);
+  t.same([run.findings[0]!.code, run.findings[0]!.params?.endpoints, run.findings[0]!.params?.endpointTotal], ['apiserver-egress-missing/delete-removes-allow', ['172.20.0.5', '172.20.0.6'], 3]);
 
   // An update that still misses the third endpoint and loses nothing is the old problem, not this request's.
   run = runRule(rule, threeApiservers([twoOfThree]), 'UPDATE', allowTo('apiserver', ['172.20.0.6/32', '172.20.0.5/32']));
   t.equal(run.findings.length, 1);
   t.equal(run.findings[0]!.preexisting, true);
-  t.match(run.findings[0]!.message, /already cannot reach it \(TCP 6443 to 172\.20\.0\.5, 172\.20\.0\.6, 172\.20\.0\.7\)/);
+  t.same([run.findings[0]!.code, run.findings[0]!.params?.endpoints, run.findings[0]!.params?.endpointTotal], ['apiserver-egress-missing/policy-keeps-missing', ['172.20.0.5', '172.20.0.6', '172.20.0.7'], undefined]);
 
   // Swapping which endpoint is missing, or reaching more of them, makes nothing worse: not denied.
   run = runRule(rule, threeApiservers([twoOfThree]), 'UPDATE', allowTo('apiserver', ['172.20.0.6/32', '172.20.0.7/32']));
@@ -207,4 +212,46 @@ t.test('the RBAC index is kept across pod changes and rebuilt when a binding cha
   const withBinding = overlay(s, mutationOf(makeChange('CREATE', roleBinding('ops', 'batch-reads', [{ kind: 'ServiceAccount', name: 'batch' }]))));
   t.ok(usesApiserver(withBinding, batch(), settings), 'the overlay sees the binding the request creates');
   t.notOk(usesApiserver(s, batch(), settings), 'the state it overlays does not');
+});
+
+t.test('scope: from the request alone', async (t) => {
+  t.same(scope(makeChange('CREATE', denyAllEgress)), { by: 'policy', object: 'CiliumNetworkPolicy ops/deny-egress', dialect: 'CiliumNetworkPolicy' });
+  const np = netpol('ops', 'egress', { podSelector: {} });
+  t.same(scope(makeChange('DELETE', undefined, np)), { by: 'policy-delete', object: 'NetworkPolicy ops/egress', dialect: 'NetworkPolicy' });
+  t.same(scope(makeChange('UPDATE', ciliumConfigMap(HEALTHY_CILIUM_CONFIG))), { by: 'cilium-config' });
+  t.same(scope(makeChange('UPDATE', ns('ops', { zone: 'locked' }), ns('ops'))), { by: 'namespace', namespace: 'ops' });
+  const otherCm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'istio-system' }, data: {} };
+  t.equal(scope(makeChange('UPDATE', otherCm)), undefined);
+});
+
+// Golden wording, one per code: the text users read in kubectl, check and audit (unchanged by the move to codes).
+t.test('wording', async (t) => {
+  const say = (f: ReturnType<typeof messages.finding>) => renderFinding(f, rule.messages);
+  const entity = 'egress: [{toEntities: [kube-apiserver], toPorts: [{ports: [{port: "6443", protocol: TCP}]}]}]';
+  const p = {
+    allowForm: 'entity', port: 6443, ips: ['192.168.0.10'], object: 'CiliumNetworkPolicy ops/deny-egress',
+    podCount: 4, pods: ['ops/a', 'ops/b', 'ops/c'], endpoints: ['192.168.0.10'],
+  } as const;
+  t.same(say(messages.finding('policy-cuts-access', p)), {
+    message: 'CiliumNetworkPolicy ops/deny-egress leaves 4 pods using the API server egress-enforced without access to it (TCP 6443 to 192.168.0.10): ops/a, ops/b, ops/c and 1 more',
+    fix: `add to CiliumNetworkPolicy ops/deny-egress: ${entity}`,
+  });
+  const three = { ...p, ips: ['172.20.0.5', '172.20.0.6', '172.20.0.7'], endpoints: ['172.20.0.5', '172.20.0.6'], endpointTotal: 3, podCount: 1, pods: ['ops/a'] };
+  t.same(say(messages.finding('delete-removes-allow', three)), {
+    message: 'deleting CiliumNetworkPolicy ops/deny-egress removes the API server allow (TCP 6443 to 172.20.0.5, 172.20.0.6, 2 of the 3 API server endpoints) of 1 pod using the API server that stay egress-enforced: ops/a',
+    fix: `before deleting, allow the API server for these pods in another policy: ${entity}`,
+  });
+  t.same(say(messages.finding('config-cuts-access', { ...p, object: '', endpoints: [] })), {
+    message: 'this cilium-config change leaves 4 pods using the API server without access to it (TCP 6443 to the kube-apiserver): ops/a, ops/b, ops/c and 1 more',
+    fix: `allow the API server for these pods first: ${entity}`,
+  });
+  t.same(say(messages.finding('namespace-relabel-cuts-access', { ...p, object: 'ops', allowForm: 'cnp-instead' })), {
+    message: 'relabelling namespace ops leaves 4 pods using the API server egress-enforced without access to it (TCP 6443 to 192.168.0.10): ops/a, ops/b, ops/c and 1 more',
+    fix: `allow the API server for these pods in namespace ops: a CiliumNetworkPolicy selecting the same pods with ${entity} (ipBlock does not match API servers on node IPs)`,
+  });
+  t.same(say(messages.finding('policy-keeps-missing', { ...p, object: 'NetworkPolicy ops/egress', allowForm: 'ip-block', ips: ['172.20.0.5', 'fd00::1'], endpoints: ['172.20.0.5', 'fd00::1'] })), {
+    message: '4 pod(s) using the API server and selected by NetworkPolicy ops/egress already cannot reach it (TCP 6443 to 172.20.0.5, fd00::1): ops/a, ops/b, ops/c and 1 more',
+    fix: 'add to NetworkPolicy ops/egress: egress: [{to: [{ipBlock: {cidr: 172.20.0.5/32}}, {ipBlock: {cidr: fd00::1/128}}], ports: [{port: 6443, protocol: TCP}]}]',
+  });
+  t.equal(messages.codes.length, 5, 'one golden test per code');
 });

@@ -1,8 +1,12 @@
+// deny-only-default-deny: findings asserted as data (code, params, victims, preexisting); one golden test
+// per code for the wording. More cases as fixtures: src/rules/deny-only-default-deny/testdata/*.yaml.
 import t from 'tap';
-import { rule } from '../../src/rules/deny-only-default-deny.ts';
+import { rule, scope } from '../../src/rules/deny-only-default-deny/index.ts';
+import { messages } from '../../src/rules/deny-only-default-deny/messages.ts';
+import { renderFinding } from '../../src/verdict/render.ts';
 import { reachable } from '../../src/policy/index.ts';
 import { baseCluster, ccnp, cnp, findPod, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { makeChange, runRule } from './rule-harness.ts';
 
 const apps = [
   ns('apps'),
@@ -18,13 +22,15 @@ t.test('cilium#14992: an egressDeny-only policy puts its pods into egress defaul
     egressDeny: deny10255,
   });
   const { findings } = runRule(rule, baseCluster(apps), 'CREATE', policy);
-  t.equal(findings.length, 1);
-  const f = findings[0]!;
-  t.equal(f.rule, 'deny-only-default-deny');
-  t.notOk(f.preexisting);
-  t.match(f.message, /CiliumNetworkPolicy apps\/block-10255 has only egressDeny and puts 2 pods into egress default deny/);
-  t.same(f.victims, ['apps/web-1', 'apps/web-2']);
-  t.match(f.fix, /enableDefaultDeny: \{egress: false\}/);
+  t.same(findings, [
+    {
+      rule: 'deny-only-default-deny',
+      code: 'deny-only-default-deny/puts-pods-in-default-deny',
+      params: { policy: 'CiliumNetworkPolicy apps/block-10255', direction: 'egress', pods: ['apps/web-1', 'apps/web-2'], podCount: 2, nonDefaultDeny: true, synthetic: false },
+      victims: ['apps/web-1', 'apps/web-2'],
+      victimCount: 2,
+    },
+  ]);
 });
 
 t.test('the CCNP of the issue selects pods in every namespace', async (t) => {
@@ -56,33 +62,27 @@ t.test('when the agent ignores enableDefaultDeny the flag does not help, and the
   const cfg = { ...HEALTHY_CILIUM_CONFIG, 'enable-non-default-deny-policies': 'false' };
   const objs = baseCluster(apps, cfg);
   const { findings } = runRule(rule, objs, 'CREATE', withFlag);
-  t.equal(findings.length, 1);
-  t.match(findings[0]!.fix, /enable-non-default-deny-policies is off/);
-  t.match(findings[0]!.fix, /toEntities: \[all\]/);
+  t.same(findings.map((f) => [f.code, f.params?.direction, f.params?.nonDefaultDeny]), [['deny-only-default-deny/puts-pods-in-default-deny', 'egress', false]]);
 });
 
 t.test('ingressDeny only: ingress default deny', async (t) => {
   const policy = cnp('apps', 'no-ssh', { endpointSelector: { matchLabels: { app: 'web' } }, ingressDeny: [{ toPorts: [{ ports: [{ port: '22' }] }] }] });
   const { findings } = runRule(rule, baseCluster(apps), 'CREATE', policy);
-  t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /has only ingressDeny and puts 2 pods into ingress default deny/);
-  t.match(findings[0]!.fix, /enableDefaultDeny: \{ingress: false\}/);
+  t.same(findings.map((f) => [f.code, f.params?.direction, f.params?.podCount, f.params?.nonDefaultDeny]), [['deny-only-default-deny/puts-pods-in-default-deny', 'ingress', 2, true]]);
 });
 
 t.test('already in deny-only default deny: pre-existing', async (t) => {
   const first = cnp('apps', 'block-a', { endpointSelector: { matchLabels: { app: 'web' } }, egressDeny: deny10255 });
   const second = cnp('apps', 'block-b', { endpointSelector: { matchLabels: { app: 'web' } }, egressDeny: [{ toPorts: [{ ports: [{ port: '25' }] }] }] });
   const { findings } = runRule(rule, baseCluster([...apps, first]), 'CREATE', second);
-  t.equal(findings.length, 1);
-  t.equal(findings[0]!.preexisting, true);
+  t.same(findings.map((f) => [f.code, f.preexisting, f.victims]), [['deny-only-default-deny/already-default-deny', true, ['apps/web-1', 'apps/web-2']]]);
 });
 
 t.test('an UPDATE that removes the allow section leaves only the deny: caught', async (t) => {
   const old = cnp('apps', 'web', { endpointSelector: { matchLabels: { app: 'web' } }, egressDeny: deny10255, egress: [{ toEntities: ['all'] }] });
   const updated = cnp('apps', 'web', { endpointSelector: { matchLabels: { app: 'web' } }, egressDeny: deny10255 });
   const { findings } = runRule(rule, baseCluster([...apps, old]), 'UPDATE', updated);
-  t.equal(findings.length, 1);
-  t.notOk(findings[0]!.preexisting);
+  t.same(findings.map((f) => [f.code, f.preexisting]), [['deny-only-default-deny/puts-pods-in-default-deny', undefined]]);
 });
 
 t.test('enable-policy always/never: deny-only rules change nothing', async (t) => {
@@ -96,8 +96,7 @@ t.test('enable-policy always/never: deny-only rules change nothing', async (t) =
 t.test('a new namespace with no pods yet is judged on the synthetic pod', async (t) => {
   const policy = cnp('fresh', 'block', { endpointSelector: { matchLabels: { app: 'api' } }, egressDeny: deny10255 });
   const { findings } = runRule(rule, baseCluster([ns('fresh')]), 'CREATE', policy);
-  t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /pods this policy would select/);
+  t.same(findings.map((f) => [f.code, f.params?.synthetic, f.params?.podCount]), [['deny-only-default-deny/puts-pods-in-default-deny', true, 1]]);
 });
 
 t.test('an UPDATE of another policy that drops the last allow section leaves the deny-only rule enforcing: caught', async (t) => {
@@ -108,15 +107,21 @@ t.test('an UPDATE of another policy that drops the last allow section leaves the
   const objs = baseCluster([...apps, blockSsh, webIngress]);
   const egressOnly = cnp('apps', 'web-ingress', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEntities: ['all'] }] });
   const { findings } = runRule(rule, objs, 'UPDATE', egressOnly);
-  t.equal(findings.length, 1);
-  t.notOk(findings[0]?.preexisting);
-  t.same(findings[0]?.victims, ['apps/web-1', 'apps/web-2']);
-  t.match(findings[0]?.message ?? '', /CiliumNetworkPolicy apps\/web-ingress no longer enforces ingress for 2 pods/);
-  t.match(findings[0]?.message ?? '', /CiliumNetworkPolicy apps\/block-ssh/);
-  t.match(findings[0]?.fix ?? '', /enableDefaultDeny: \{ingress: false\} to CiliumNetworkPolicy apps\/block-ssh/);
+  t.same(findings, [
+    {
+      rule: 'deny-only-default-deny',
+      code: 'deny-only-default-deny/update-leaves-deny-only',
+      params: {
+        policy: 'CiliumNetworkPolicy apps/web-ingress', direction: 'ingress', pods: ['apps/web-1', 'apps/web-2'], podCount: 2, nonDefaultDeny: true,
+        denyPolicies: ['CiliumNetworkPolicy apps/block-ssh'], denyPolicyCount: 1,
+      },
+      victims: ['apps/web-1', 'apps/web-2'],
+      victimCount: 2,
+    },
+  ]);
   // Narrowing the allow policy's selector does the same to the pods it lets go.
   const narrowed = cnp('apps', 'web-ingress', { endpointSelector: { matchLabels: { app: 'web', tier: 'front' } }, ingress: [{ fromEntities: ['cluster'] }] });
-  t.equal(runRule(rule, objs, 'UPDATE', narrowed).findings.length, 1);
+  t.same(runRule(rule, objs, 'UPDATE', narrowed).findings.map((f) => f.code), ['deny-only-default-deny/update-leaves-deny-only']);
   // An update that keeps an allow section is fine.
   const relabelled = cnp('apps', 'web-ingress', { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{ fromEntities: ['cluster'] }, { fromEntities: ['host'] }] });
   t.same(runRule(rule, objs, 'UPDATE', relabelled).findings, []);
@@ -143,6 +148,38 @@ t.test('enableDefaultDeny.ingress:false on the allow policy, allows kept: its al
   // Dropping the allows while relaxing still leaves the web pods to block-ssh alone: caught.
   const emptied = cnp('apps', 'web-ingress', { endpointSelector: web, enableDefaultDeny: { ingress: false }, egress: [{ toEntities: ['all'] }] });
   const f = runRule(rule, objs, 'UPDATE', emptied).findings;
-  t.equal(f.length, 1);
-  t.same(f[0]?.victims, ['apps/web-1', 'apps/web-2']);
+  t.same(f.map((x) => [x.code, x.victims]), [['deny-only-default-deny/update-leaves-deny-only', ['apps/web-1', 'apps/web-2']]]);
+});
+
+t.test('scope: from the request alone', async (t) => {
+  const policy = cnp('apps', 'block', { endpointSelector: {}, egressDeny: deny10255 });
+  t.match(scope(makeChange('CREATE', policy)), { ref: 'CiliumNetworkPolicy apps/block', old: undefined });
+  t.match(scope(makeChange('UPDATE', policy, policy)), { ref: 'CiliumNetworkPolicy apps/block', old: { metadata: { name: 'block' } } });
+  t.equal(scope(makeChange('CREATE', netpol('apps', 'np', { podSelector: {} }))), undefined, 'NetworkPolicy has no deny sections');
+});
+
+// Golden wording, one per code: the text users read in kubectl, check and audit (unchanged by the move to codes).
+t.test('wording', async (t) => {
+  const say = (f: ReturnType<typeof messages.finding>) => renderFinding(f, rule.messages);
+  const p = { policy: 'CiliumNetworkPolicy apps/block', direction: 'egress', pods: ['apps/a', 'apps/b', 'apps/c'], podCount: 4, nonDefaultDeny: true, synthetic: false } as const;
+  t.same(say(messages.finding('puts-pods-in-default-deny', p)), {
+    message:
+      'CiliumNetworkPolicy apps/block has only egressDeny and puts 4 pods into egress default deny: all egress traffic no other policy allows is dropped, not just the denied traffic: apps/a, apps/b, apps/c and 1 more',
+    fix: 'add enableDefaultDeny: {egress: false} to the rule of CiliumNetworkPolicy apps/block (Cilium >= 1.16) so only the egressDeny entries drop traffic, or add the egress allows these pods need',
+  });
+  t.same(say(messages.finding('already-default-deny', { ...p, direction: 'ingress', pods: ['apps/a'], podCount: 1, nonDefaultDeny: false, synthetic: true })), {
+    message: '1 pod (pods this policy would select) selected by CiliumNetworkPolicy apps/block are already in ingress default deny from deny-only rules: apps/a',
+    fix: 'enable-non-default-deny-policies is off, so enableDefaultDeny is ignored: add the ingress allows these pods need (e.g. ingress: [{fromEntities: [all]}])',
+  });
+  const left = { ...p, direction: 'ingress', denyPolicies: ['CiliumNetworkPolicy apps/x', 'CiliumClusterwideNetworkPolicy y'], denyPolicyCount: 3 } as const;
+  const shown = 'CiliumNetworkPolicy apps/x, CiliumClusterwideNetworkPolicy y and 1 more';
+  t.same(say(messages.finding('update-leaves-deny-only', left)), {
+    message:
+      `CiliumNetworkPolicy apps/block no longer enforces ingress for 4 pods, which stay in ingress default deny through deny-only rules (${shown}): ` +
+      'all ingress traffic no other policy allows is dropped, not just the denied traffic: apps/a, apps/b, apps/c and 1 more',
+    fix: `keep a ingress allow for these pods in CiliumNetworkPolicy apps/block, or add enableDefaultDeny: {ingress: false} to ${shown} (Cilium >= 1.16) so only its ingressDeny entries drop traffic`,
+  });
+  t.same(say(messages.finding('update-leaves-deny-only', { ...left, nonDefaultDeny: false })).fix,
+    `keep a ingress allow for these pods in CiliumNetworkPolicy apps/block (enable-non-default-deny-policies is off, so enableDefaultDeny on ${shown} is ignored)`);
+  t.equal(messages.codes.length, 3, 'one golden test per code');
 });

@@ -4,11 +4,12 @@
 
 import fc from 'fast-check';
 import t from 'tap';
-import { rule as apiserver } from '../../src/rules/apiserver-egress-missing.ts';
-import { rule as denyOnly } from '../../src/rules/deny-only-default-deny.ts';
-import { rule as dns } from '../../src/rules/dns-egress-missing.ts';
-import { rule as fqdn } from '../../src/rules/fqdn-without-dns-proxy.ts';
-import { rule as l7 } from '../../src/rules/l7-proxy-disabled.ts';
+import { rule as apiserver } from '../../src/rules/apiserver-egress-missing/index.ts';
+import { rule as denyOnly } from '../../src/rules/deny-only-default-deny/index.ts';
+import { rule as dns } from '../../src/rules/dns-egress-missing/index.ts';
+import { rule as fqdn } from '../../src/rules/fqdn-without-dns-proxy/index.ts';
+import { rule as l7 } from '../../src/rules/l7-proxy-disabled/index.ts';
+import { renderFinding } from '../../src/verdict/render.ts';
 import { baseCluster, ccnp, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
 import { runRule } from './rule-harness.ts';
 
@@ -76,7 +77,9 @@ t.test('random Cilium policies: no throw, well-formed findings', async (t) => {
         const { findings } = runRule(r, objects, op, obj);
         for (const f of findings) {
           if (f.rule !== r.id) return false;
-          if (/\n/.test(f.message ?? '') || (f.fix !== undefined && /\n/.test(f.fix))) return false;
+          // Coded findings carry no prose: their words are rendered from the rule's message table.
+          const text = renderFinding(f, r.messages);
+          if (text.message.length === 0 || /\n/.test(text.message) || (text.fix !== undefined && /\n/.test(text.fix))) return false;
           if ((f.victims?.length ?? 0) > 5 || (f.victims && (f.victimCount ?? 0) < f.victims.length)) return false;
           checked++;
         }

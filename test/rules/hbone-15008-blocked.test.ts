@@ -1,7 +1,16 @@
+// hbone-15008-blocked: findings asserted as data (code, params, victims); one golden test per code for the
+// wording. More cases as fixtures: src/rules/hbone-15008-blocked/testdata/*.yaml.
 import t from 'tap';
-import { rule } from '../../src/rules/hbone-15008-blocked.ts';
+import { messages } from '../../src/rules/hbone-15008-blocked/messages.ts';
+import { rule, scope } from '../../src/rules/hbone-15008-blocked/index.ts';
+import { renderFinding } from '../../src/verdict/render.ts';
 import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
 import { DEFAULT_SETTINGS, makeChange, runRule } from './rule-harness.ts';
+
+const CODE = (kind: string) => `hbone-15008-blocked/${kind}`;
+const NEW = CODE('hbone-not-allowed');
+const OLD = CODE('hbone-still-not-allowed');
+const codes = (f: readonly { code?: string }[]) => f.map((x) => x.code);
 
 // Seed 004: the ambient "demo" namespace with the gateway, hello-app and postgres.
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
@@ -29,17 +38,20 @@ const hboneForAll = cnp('demo', 'istio-ambient-hbone', {
 
 t.test('seed 004: an ingress policy on ambient pods without TCP 15008 is denied', async (t) => {
   const { findings } = runRule(rule, baseCluster(demo), 'CREATE', onlyApp);
-  t.equal(findings.length, 1);
-  const f = findings[0]!;
-  t.equal(f.rule, 'hbone-15008-blocked');
-  t.notOk(f.preexisting);
-  t.match(f.message, /CiliumNetworkPolicy demo\/hello-app-ingress: 2 ambient pods admit mesh peers but not TCP 15008/);
-  t.match(f.message, /app=hello-gateway/);
-  t.match(f.message, /pods app=hello-gateway: allowed on 8000, not on 15008/);
-  t.same(f.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
-  t.equal(f.victimCount, 2);
-  t.match(f.fix, /port: "15008", protocol: TCP/);
-  t.match(f.fix, /CiliumNetworkPolicy demo\/hello-app-ingress/);
+  t.same(findings, [{
+    rule: 'hbone-15008-blocked',
+    code: NEW,
+    params: {
+      subject: 'CiliumNetworkPolicy demo/hello-app-ingress', pods: ['demo/hello-app-1', 'demo/hello-app-2'], podCount: 2, synthetic: false,
+      peer: 'pods app=hello-gateway', appPort: 8000, policy: 'CiliumNetworkPolicy demo/hello-app-ingress',
+    },
+    victims: ['demo/hello-app-1', 'demo/hello-app-2'],
+    victimCount: 2,
+  }]);
+  t.equal(
+    renderFinding(findings[0]!, rule.messages).fix,
+    'allow ingress on TCP 15008 from the same peers in CiliumNetworkPolicy demo/hello-app-ingress, e.g. add {port: "15008", protocol: TCP} to its toPorts/ports',
+  );
 });
 
 t.test('seed 004: the same policy with TCP 15008 is admitted', async (t) => {
@@ -74,7 +86,7 @@ t.test('peers outside the mesh do not use HBONE', async (t) => {
     ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'shop', app: 'client' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }] }] }],
   });
   const f = runRule(rule, baseCluster([...demo, ns('shop', { 'istio-injection': 'enabled' })]), 'CREATE', meshPeer).findings;
-  t.equal(f.length, 1, 'sidecar clients reach ambient pods over HBONE too');
+  t.same(codes(f), [NEW], 'sidecar clients reach ambient pods over HBONE too');
 });
 
 t.test('a deny-all ingress admits no mesh peer: nothing HBONE-specific to report', async (t) => {
@@ -86,8 +98,7 @@ t.test('NetworkPolicy: a named port without 15008 is denied; with 15008 admitted
   const np = (ports: Record<string, unknown>[]) =>
     netpol('demo', 'hello-np', { podSelector: { matchLabels: { app: 'hello-app' } }, ingress: [{ from: [{ podSelector: {} }], ports }] });
   const bad = runRule(rule, baseCluster(demo), 'CREATE', np([{ port: 'http' }])).findings;
-  t.equal(bad.length, 1);
-  t.match(bad[0]!.message, /allowed on 8000/);
+  t.same(bad.map((x) => [x.code, x.params?.appPort, x.params?.policy]), [[NEW, 8000, 'NetworkPolicy demo/hello-np']]);
   t.same(runRule(rule, baseCluster(demo), 'CREATE', np([{ port: 'http' }, { port: 15008, protocol: 'TCP' }])).findings, []);
 });
 
@@ -100,28 +111,23 @@ t.test('a peer allowed on 15008 only for another client still breaks the others'
     ],
   });
   const f = runRule(rule, baseCluster(demo), 'CREATE', policy).findings;
-  t.equal(f.length, 1);
-  t.match(f[0]!.message, /app=postgres/);
+  t.same(f.map((x) => [x.code, x.params?.peer]), [[NEW, 'pods app=postgres']]);
 });
 
 t.test('pre-existing: re-applying the same broken policy is only a warning', async (t) => {
   const relabelled = { ...onlyApp, metadata: { ...onlyApp.metadata, labels: { team: 'a' } } };
   const { findings } = runRule(rule, baseCluster([...demo, onlyApp]), 'UPDATE', relabelled);
-  t.equal(findings.length, 1);
-  t.equal(findings[0]!.preexisting, true);
+  t.same(findings.map((x) => [x.code, x.preexisting]), [[OLD, true]]);
 });
 
 t.test('enrolling a namespace into ambient under an existing app-port-only policy is denied', async (t) => {
   const { findings } = runRule(rule, baseCluster([...plainDemo, onlyApp]), 'UPDATE', ns('demo', AMBIENT));
-  t.equal(findings.length, 1);
-  t.notOk(findings[0]!.preexisting);
-  t.match(findings[0]!.message, /^Namespace demo: 2 ambient pods/);
+  t.same(findings.map((x) => [x.code, x.params?.subject, x.params?.podCount, x.preexisting]), [[NEW, 'Namespace demo', 2, undefined]]);
 });
 
 t.test('deleting the HBONE allow while the app policy stays is denied', async (t) => {
   const { findings } = runRule(rule, baseCluster([...demo, onlyApp, hboneForAll]), 'DELETE', hboneForAll);
-  t.equal(findings.length, 1);
-  t.same(findings[0]!.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+  t.same(findings.map((x) => [x.code, x.params?.subject, x.victims]), [[NEW, 'CiliumNetworkPolicy demo/istio-ambient-hbone', ['demo/hello-app-1', 'demo/hello-app-2']]]);
 });
 
 t.test('a CCNP selecting an ambient namespace with no live pod uses the synthetic pod', async (t) => {
@@ -130,8 +136,7 @@ t.test('a CCNP selecting an ambient namespace with no live pod uses the syntheti
     ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'fresh' } }], toPorts: [{ ports: [{ port: '9090', protocol: 'TCP' }] }] }],
   });
   const { findings } = runRule(rule, baseCluster([ns('fresh', AMBIENT)]), 'CREATE', policy);
-  t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /pods this policy would select/);
+  t.same(findings.map((x) => [x.code, x.params?.synthetic, x.params?.podCount]), [[NEW, true, 1]]);
 });
 
 t.test('odd input never throws', async (t) => {
@@ -148,9 +153,11 @@ t.test('behind a waypoint, service traffic arrives from the waypoint pods on 150
   const cluster = baseCluster([ns('demo', { ...AMBIENT, 'istio.io/use-waypoint': 'waypoint' }), ...demoPods, waypoint, wpPod]);
   // The gateway is admitted on 8000 and 15008, but its traffic reaches hello-app through the waypoint.
   const f = runRule(rule, cluster, 'CREATE', withHbone).findings;
-  t.equal(f.length, 1);
-  t.match(f[0]!.message, /arrives from waypoint demo\/waypoint, which is not allowed on 15008/);
-  t.match(f[0]!.fix, /gateway\.networking\.k8s\.io\/gateway-name: waypoint/);
+  t.same(f.map((x) => [x.code, x.params?.waypoint, x.preexisting]), [[CODE('waypoint-not-allowed'), 'demo/waypoint', undefined]]);
+  t.equal(
+    renderFinding(f[0]!, rule.messages).fix,
+    "allow ingress on TCP 15008 from the waypoint's pods (gateway.networking.k8s.io/gateway-name: waypoint) in CiliumNetworkPolicy demo/hello-app-ingress",
+  );
   // Admitting the waypoint's pods on 15008 fixes it.
   const withWaypoint = cnp('demo', 'hello-app-ingress', {
     endpointSelector: { matchLabels: { app: 'hello-app' } },
@@ -174,8 +181,8 @@ t.test('a peer pinned to a namespace by matchExpressions is represented in that 
     }],
   });
   const f = runRule(rule, baseCluster([...demo, ns('shop', AMBIENT)]), 'CREATE', policy).findings;
-  t.equal(f.length, 1);
-  t.match(f[0]!.message, /io\.kubernetes\.pod\.namespace In shop/);
+  t.same(codes(f), [NEW]);
+  t.match(f[0]!.params?.peer, /io\.kubernetes\.pod\.namespace In shop/, 'the peer is described by its selector');
   // The same peer in a namespace outside the mesh connects in plaintext: fine.
   t.same(runRule(rule, baseCluster([...demo, ns('shop')]), 'CREATE', policy).findings, []);
 });
@@ -190,12 +197,11 @@ t.test('enrolling a peer namespace into the mesh breaks the destinations that ad
   });
   const objs = baseCluster([...demo, ns('legacy'), pod('legacy', 'client-1', { app: 'client' }), policy]);
   const { findings } = runRule(rule, objs, 'UPDATE', ns('legacy', AMBIENT));
-  t.equal(findings.length, 1);
-  t.notOk(findings[0]?.preexisting);
-  t.same(findings[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
-  t.match(findings[0]?.message ?? '', /^Namespace legacy: 2 ambient pods/);
+  t.same(findings.map((x) => [x.code, x.params?.subject, x.params?.podCount, x.victims, x.preexisting]), [
+    [NEW, 'Namespace legacy', 2, ['demo/hello-app-1', 'demo/hello-app-2'], undefined],
+  ]);
   // Sidecar injection makes the clients mesh peers as well.
-  t.equal(runRule(rule, objs, 'UPDATE', ns('legacy', { 'istio-injection': 'enabled' })).findings.length, 1);
+  t.same(codes(runRule(rule, objs, 'UPDATE', ns('legacy', { 'istio-injection': 'enabled' })).findings), [NEW]);
   // A label nothing reads there changes nothing (see also the next test).
   t.same(runRule(rule, objs, 'UPDATE', ns('legacy', { team: 'x' })).findings, []);
 });
@@ -211,10 +217,9 @@ t.test('cilium-config turning enable-non-default-deny-policies off makes an app-
   });
   const off = ciliumConfigMap({ ...HEALTHY_CILIUM_CONFIG, 'enable-non-default-deny-policies': 'false' });
   const f = runRule(rule, baseCluster([...demo, nonDefault]), 'UPDATE', off).findings;
-  t.equal(f.length, 1);
-  t.notOk(f[0]?.preexisting);
-  t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
-  t.match(f[0]?.message ?? '', /^ConfigMap kube-system\/cilium-config: 2 ambient pods/);
+  t.same(f.map((x) => [x.code, x.params?.subject, x.victims, x.preexisting]), [
+    [NEW, 'ConfigMap kube-system/cilium-config', ['demo/hello-app-1', 'demo/hello-app-2'], undefined],
+  ]);
   // Already broken before (an enforcing app-port-only policy): not repeated on a config change.
   t.same(runRule(rule, baseCluster([...demo, onlyApp]), 'UPDATE', off).findings, []);
 });
@@ -228,17 +233,15 @@ t.test('an ingressDeny covering 15008 breaks HBONE from peers admitted on every 
     ingressDeny: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '15000', endPort: 15100, protocol: 'TCP' }] }] }],
   });
   const f = runRule(rule, baseCluster(demo), 'CREATE', guard).findings;
-  t.equal(f.length, 1);
-  t.equal(f[0]?.victimCount, 4);
-  t.match(f[0]?.message ?? '', /15008 denied by CiliumClusterwideNetworkPolicy deny-istio-ports/);
-  t.match(f[0]?.fix ?? '', /keep TCP 15008 out of the ingressDeny rules of CiliumClusterwideNetworkPolicy deny-istio-ports/);
+  t.same(f.map((x) => [x.code, x.victimCount, x.params?.deniedBy]), [[CODE('hbone-denied'), 4, ['CiliumClusterwideNetworkPolicy deny-istio-ports']]]);
+  t.equal(renderFinding(f[0]!, rule.messages).fix, 'keep TCP 15008 out of the ingressDeny rules of CiliumClusterwideNetworkPolicy deny-istio-ports for these pods (mesh traffic arrives on it)');
   // The same deny in default-allow mode (enableDefaultDeny.ingress: false) drops HBONE just as well.
   const guardOnly = ccnp('deny-istio-ports', {
     endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'demo' } },
     enableDefaultDeny: { ingress: false },
     ingressDeny: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '15000', endPort: 15100, protocol: 'TCP' }] }] }],
   });
-  t.equal(runRule(rule, baseCluster(demo), 'CREATE', guardOnly).findings.length, 1);
+  t.same(codes(runRule(rule, baseCluster(demo), 'CREATE', guardOnly).findings), [CODE('hbone-denied')]);
   // A deny that spares 15008 is fine.
   const spares = ccnp('deny-istio-ports', {
     endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'demo' } },
@@ -257,8 +260,7 @@ t.test('a namespaceSelector peer matching several namespaces is represented by a
   });
   const objs = baseCluster([...demo, ns('aaa-legacy', { env: 'prod' }), ns('shop', { env: 'prod', ...AMBIENT })]);
   const f = runRule(rule, objs, 'CREATE', np).findings;
-  t.equal(f.length, 1);
-  t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+  t.same(f.map((x) => [x.code, x.victims]), [[NEW, ['demo/hello-app-1', 'demo/hello-app-2']]]);
   // Only non-mesh namespaces match: plaintext to 8000, nothing to report.
   const plain = baseCluster([...demo, ns('aaa-legacy', { env: 'prod' }), ns('shop', { env: 'prod' })]);
   t.same(runRule(rule, plain, 'CREATE', np).findings, []);
@@ -273,7 +275,7 @@ t.test('a peer pinned to several namespaces by In is represented by a meshed one
     }],
   });
   const f = runRule(rule, baseCluster([...demo, ns('legacy'), ns('shop', AMBIENT)]), 'CREATE', policy).findings;
-  t.equal(f.length, 1);
+  t.same(codes(f), [NEW]);
   t.same(runRule(rule, baseCluster([...demo, ns('legacy'), ns('shop')]), 'CREATE', policy).findings, []);
 });
 
@@ -290,12 +292,10 @@ t.test('a peer that loses HBONE is new breakage even when another peer was alrea
     });
   const old = rules([{ port: '8000', protocol: 'TCP' }, { port: '15008', protocol: 'TCP' }]);
   const f = runRule(rule, baseCluster([...demo, old]), 'UPDATE', rules([{ port: '8000', protocol: 'TCP' }])).findings;
-  t.equal(f.length, 1);
-  t.notOk(f[0]?.preexisting);
-  t.match(f[0]?.message ?? '', /app=hello-gateway/);
+  t.same(f.map((x) => [x.code, x.params?.peer, x.preexisting]), [[NEW, 'pods app=hello-gateway', undefined]]);
   // Re-applying it unchanged only repeats the postgres problem.
   const same = runRule(rule, baseCluster([...demo, old]), 'UPDATE', old).findings;
-  t.equal(same[0]?.preexisting, true);
+  t.same(same.map((x) => [x.code, x.params?.peer, x.preexisting]), [[OLD, 'pods app=postgres', true]]);
 });
 
 t.test('an already cut-off peer rewritten, narrowed or copied into a new policy is no new breakage', async (t) => {
@@ -318,7 +318,7 @@ t.test('an already cut-off peer rewritten, narrowed or copied into a new policy 
   ];
   for (const [what, op, obj] of edits) {
     const f = runRule(rule, objs, op, obj).findings;
-    t.equal(f.length, 1, `${what}: still reported`);
+    t.same(codes(f), [OLD], `${what}: still reported`);
     t.equal(f[0]?.preexisting, true, `${what}: a warning, not a denial`);
   }
   // Narrowing a selector that admitted the gateway on 15008 too (HBONE worked) to 8000 only is new.
@@ -327,7 +327,7 @@ t.test('an already cut-off peer rewritten, narrowed or copied into a new policy 
     ingress: [{ fromEndpoints: [{ matchLabels: { app: 'hello-gateway' } }], toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }, { port: '15008', protocol: 'TCP' }] }] }],
   });
   const cut = runRule(rule, baseCluster([ns('demo', AMBIENT), gw, ...demoPods.slice(1), working]), 'UPDATE', edits[2]![2]).findings;
-  t.equal(cut.length, 1);
+  t.same(codes(cut), [NEW]);
   t.notOk(cut[0]?.preexisting, 'HBONE that worked is cut off: denied');
 });
 
@@ -343,14 +343,12 @@ t.test('labelling an already-ambient namespace into a peer selector cuts off not
   t.same(runRule(rule, objs, 'UPDATE', ns('shop', { ...AMBIENT, env: 'prod' })).findings, []);
   // legacy joining the mesh does cut off traffic that worked (plaintext on 8000, now HBONE on 15008).
   const f = runRule(rule, objs, 'UPDATE', ns('legacy', { env: 'prod', ...AMBIENT })).findings;
-  t.equal(f.length, 1);
-  t.notOk(f[0]?.preexisting);
-  t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
+  t.same(f.map((x) => [x.code, x.victims, x.preexisting]), [[NEW, ['demo/hello-app-1', 'demo/hello-app-2'], undefined]]);
   // ... also when another meshed prod namespace (shop, first in order) was already cut off and stands
   // for the peer: legacy's own pods are what the relabel cuts off.
   const withShop = baseCluster([...demo, ns('aaa-shop', { env: 'prod', ...AMBIENT }), pod('aaa-shop', 's-1', { app: 's' }), ns('legacy', { env: 'prod' }), pod('legacy', 'c-1', { app: 'c' }), np]);
   const g = runRule(rule, withShop, 'UPDATE', ns('legacy', { env: 'prod', ...AMBIENT })).findings;
-  t.equal(g.length, 1, 'legacy joining the mesh is still found');
+  t.same(codes(g), [NEW], 'legacy joining the mesh is still found');
   t.notOk(g[0]?.preexisting);
 });
 
@@ -373,7 +371,7 @@ t.test('a namespace label that neither the mesh nor any peer selector reads does
   t.same(relabel({ team: 'x' }), [], 'team=x: demo not scanned');
   // An Istio label is scanned for: the same states then show demo losing legacy's HBONE traffic.
   const f = relabel({ 'istio.io/tag': 'x' });
-  t.equal(f.length, 1, 'an Istio label: demo scanned');
+  t.same(codes(f), [NEW], 'an Istio label: demo scanned');
   t.same(f[0]?.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
 });
 
@@ -399,4 +397,60 @@ t.test('a peer matching the destination\'s own namespace is represented there on
   const allPlain = baseCluster([...plainNs, ns('shop', { env: 'prod' })]);
   t.same(runRule(rule, allPlain, 'CREATE', byIn).findings, []);
   t.same(runRule(rule, allPlain, 'CREATE', bySelector).findings, []);
+});
+
+t.test('pre-existing variants: a deny or a waypoint that already dropped HBONE only warns on an unrelated edit', async (t) => {
+  const guard = ccnp('deny-istio-ports', {
+    endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'demo' } },
+    ingress: [{ fromEntities: ['cluster'] }],
+    ingressDeny: [{ fromEntities: ['cluster'], toPorts: [{ ports: [{ port: '15000', endPort: 15100, protocol: 'TCP' }] }] }],
+  });
+  const relabelled = { ...guard, metadata: { ...guard.metadata, labels: { team: 'a' } } };
+  const d = runRule(rule, baseCluster([...demo, guard]), 'UPDATE', relabelled).findings;
+  t.same(d.map((x) => [x.code, x.preexisting, x.params?.deniedBy]), [[CODE('hbone-still-denied'), true, ['CiliumClusterwideNetworkPolicy deny-istio-ports']]]);
+  const waypoint = {
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'demo' },
+    spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+  };
+  const wpPod = pod('demo', 'waypoint-6d9c', { 'gateway.networking.k8s.io/gateway-name': 'waypoint', 'istio.io/dataplane-mode': 'none' });
+  const cluster = baseCluster([ns('demo', { ...AMBIENT, 'istio.io/use-waypoint': 'waypoint' }), ...demoPods, waypoint, wpPod, withHbone]);
+  const again = { ...withHbone, metadata: { ...withHbone.metadata, labels: { team: 'a' } } };
+  const w = runRule(rule, cluster, 'UPDATE', again).findings;
+  t.same(w.map((x) => [x.code, x.preexisting, x.params?.waypoint]), [[CODE('waypoint-still-not-allowed'), true, 'demo/waypoint']]);
+});
+
+t.test('scope: from the request alone', async (t) => {
+  t.same(scope(makeChange('CREATE', onlyApp)), { by: 'policy', subject: 'CiliumNetworkPolicy demo/hello-app-ingress' });
+  t.same(scope(makeChange('DELETE', undefined, hboneForAll)), { by: 'policy', subject: 'CiliumNetworkPolicy demo/istio-ambient-hbone' });
+  t.same(scope(makeChange('UPDATE', ciliumConfigMap(HEALTHY_CILIUM_CONFIG))), { by: 'cilium-config', subject: 'ConfigMap kube-system/cilium-config' });
+  t.same(scope(makeChange('UPDATE', ns('demo', AMBIENT), ns('demo'))), { by: 'namespace', subject: 'Namespace demo', namespace: 'demo', changedKeys: ['istio.io/dataplane-mode'] });
+  t.equal(scope(makeChange('UPDATE', ns('demo', AMBIENT), ns('demo', AMBIENT))), undefined, 'labels unchanged');
+  t.equal(scope(makeChange('CREATE', ns('demo', AMBIENT))), undefined, 'a new namespace has no pods yet');
+});
+
+// Golden wording, one per code: the text users read in kubectl, check and audit (unchanged by the move to codes).
+t.test('wording', async (t) => {
+  const say = (f: ReturnType<typeof messages.finding>) => renderFinding(f, rule.messages);
+  const p = {
+    subject: 'CiliumNetworkPolicy demo/x', pods: ['demo/a-1', 'demo/a-2', 'demo/a-3'], podCount: 6, synthetic: false,
+    peer: 'pods app=gw', appPort: 8000, policy: 'CiliumNetworkPolicy demo/x',
+  };
+  const head = 'CiliumNetworkPolicy demo/x: 6 ambient pods admit mesh peers but not TCP 15008 (HBONE)';
+  const tail = '; ztunnel traffic to them is dropped: demo/a-1, demo/a-2, demo/a-3 and 3 more';
+  const allow = 'allow ingress on TCP 15008 from the same peers in CiliumNetworkPolicy demo/x, e.g. add {port: "15008", protocol: TCP} to its toPorts/ports';
+  t.same(say(messages.finding('hbone-not-allowed', p)), { message: `${head} (e.g. pods app=gw: allowed on 8000, not on 15008)${tail}`, fix: allow });
+  t.same(say(messages.finding('hbone-still-not-allowed', { ...p, subject: 'Namespace demo', pods: ['demo/a-1'], podCount: 1, synthetic: true })), {
+    message: 'Namespace demo: 1 ambient pod (pods this policy would select) admit mesh peers but not TCP 15008 (HBONE) (e.g. pods app=gw: allowed on 8000, not on 15008); ztunnel traffic to them is dropped: demo/a-1',
+    fix: allow,
+  });
+  const deniedBy = ['CiliumClusterwideNetworkPolicy g1', 'CiliumNetworkPolicy demo/g2'];
+  const denyFix = 'keep TCP 15008 out of the ingressDeny rules of CiliumClusterwideNetworkPolicy g1, CiliumNetworkPolicy demo/g2 for these pods (mesh traffic arrives on it)';
+  const denied = `${head} (e.g. pods app=gw: allowed on 8000, 15008 denied by CiliumClusterwideNetworkPolicy g1, CiliumNetworkPolicy demo/g2)${tail}`;
+  t.same(say(messages.finding('hbone-denied', { ...p, deniedBy })), { message: denied, fix: denyFix });
+  t.same(say(messages.finding('hbone-still-denied', { ...p, deniedBy })), { message: denied, fix: denyFix });
+  const wp = `${head} (service traffic arrives from waypoint demo/wp, which is not allowed on 15008)${tail}`;
+  const wpFix = "allow ingress on TCP 15008 from the waypoint's pods (gateway.networking.k8s.io/gateway-name: wp) in CiliumNetworkPolicy demo/x";
+  t.same(say(messages.finding('waypoint-not-allowed', { ...p, waypoint: 'demo/wp' })), { message: wp, fix: wpFix });
+  t.same(say(messages.finding('waypoint-still-not-allowed', { ...p, waypoint: 'demo/wp' })), { message: wp, fix: wpFix });
+  t.same(messages.codes.length, 6, 'one golden test per code');
 });

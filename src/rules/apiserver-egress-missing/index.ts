@@ -1,0 +1,96 @@
+// apiserver-egress-missing: a request leaves pods that use the kube-apiserver egress-enforced with no
+// allow to it. Controllers, operators and mesh control planes then fail every watch and list.
+//
+// The rule folder: index.ts (this file: metadata, scope, check), messages.ts (the words, per code),
+// testdata/*.yaml (fixtures run by test/rules/fixtures.test.ts). docs/adding-a-rule.md explains the layout.
+
+import type { Change } from '../../core/change.ts';
+import type { Finding } from '../../core/finding.ts';
+import type { ClusterState } from '../../core/objects.ts';
+import type { Rule, RuleContext } from '../../core/rule.ts';
+import { changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
+import { apiserverClassKey, apiserverReach, apiserverTarget, apiserverTargets, filterPods, podRef, usesApiserver } from '../../policy/index.ts';
+import { apiserverAllowOf, victimsOf } from '../render-helpers.ts';
+import { messages } from './messages.ts';
+
+const ID = 'apiserver-egress-missing';
+
+/** What the request does that this rule judges. */
+type Subject =
+  | { readonly by: 'policy'; readonly object: string; readonly dialect: string }
+  | { readonly by: 'policy-delete'; readonly object: string; readonly dialect: string }
+  | { readonly by: 'cilium-config' }
+  | { readonly by: 'namespace'; readonly namespace: string };
+
+/** Cheap, from the request alone: which kind of request it is (the pods it touches are the check's). */
+export function scope(change: Change): Subject | undefined {
+  const dialect = change.kind === 'NetworkPolicy' ? 'NetworkPolicy' : 'CiliumNetworkPolicy';
+  if (isPolicyChange(change)) {
+    return change.object ? { by: 'policy', object: changeRef(change), dialect } : { by: 'policy-delete', object: changeRef(change), dialect };
+  }
+  if (isCiliumConfigChange(change)) return { by: 'cilium-config' };
+  if (change.kind === 'Namespace') return { by: 'namespace', namespace: change.name };
+  return undefined;
+}
+
+export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] {
+  const touched = touchedPods(change, before, after, { direction: 'egress' });
+  if (touched.pods.length === 0) return [];
+  const clients = filterPods(touched.pods, (p) => usesApiserver(before, p, ctx.settings));
+  if (clients.length === 0) return [];
+  // Judged per endpoint: a pod that reached two of three API servers and now reaches one loses access.
+  const targets = apiserverTargets(after);
+  const { lost, stillMissing, lostTargets } = compareReach(clients, before, after, targets, apiserverReach, apiserverClassKey(after));
+  const t = apiserverTarget(after);
+  const allow = apiserverAllowOf('dialect' in subject ? subject.dialect : 'CiliumNetworkPolicy', after);
+  const object = 'object' in subject ? subject.object : subject.by === 'namespace' ? subject.namespace : '';
+
+  if (lost.length > 0) {
+    // When some endpoints stay reachable, say which ones this request cuts off.
+    const partial = t.ips.length > 1 && lostTargets.length > 0 && lostTargets.length < t.ips.length;
+    const params = {
+      ...allow,
+      object,
+      podCount: lost.length,
+      pods: lost.slice(0, 3).map(podRef),
+      endpoints: partial ? lostTargets : t.ips,
+      ...(partial ? { endpointTotal: t.ips.length } : {}),
+    };
+    const kind =
+      subject.by === 'policy' ? 'policy-cuts-access'
+      : subject.by === 'policy-delete' ? 'delete-removes-allow'
+      : subject.by === 'cilium-config' ? 'config-cuts-access'
+      : 'namespace-relabel-cuts-access';
+    return [messages.finding(kind, params, victimsOf(lost))];
+  }
+  if (subject.by === 'policy' && stillMissing.length > 0) {
+    const params = { ...allow, object, podCount: stillMissing.length, pods: stillMissing.slice(0, 3).map(podRef), endpoints: t.ips };
+    return [messages.finding('policy-keeps-missing', params, { ...victimsOf(stillMissing), preexisting: true })];
+  }
+  return [];
+}
+
+export const rule: Rule = {
+  id: ID,
+  severity: 'B',
+  summary: 'A change leaves pods that use the API server (RBAC subjects, configured clients) egress-enforced with no allow to it',
+  docs: `docs/rules/${ID}.md`,
+  triggers: [
+    {
+      kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'],
+      operations: ['CREATE', 'UPDATE', 'DELETE'],
+      when: 'a policy with an egress section: the pods selected by the old and the new object (a synthetic pod if none) that use the API server',
+    },
+    { kinds: ['Namespace'], operations: ['UPDATE'], when: 'labels changed: the namespace\'s pods that use the API server' },
+    {
+      kinds: ['ConfigMap'],
+      operations: ['CREATE', 'UPDATE'],
+      when: 'only `kube-system/cilium-config`, policy mode or CIDR match mode changed: every pod that uses the API server',
+    },
+  ],
+  messages,
+  evaluate: (change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] => {
+    const subject = scope(change);
+    return subject ? check(subject, change, before, after, ctx) : [];
+  },
+};

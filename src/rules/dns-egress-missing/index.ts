@@ -1,0 +1,125 @@
+// dns-egress-missing: a request leaves pods egress-enforced with no allow to the cluster DNS backends.
+// Pods that resolve names through kube-dns then fail every lookup (timeouts, "could not resolve host").
+//
+// The rule folder: index.ts (this file: metadata, scope, check), messages.ts (the words, per code),
+// testdata/*.yaml (fixtures run by test/rules/fixtures.test.ts). docs/adding-a-rule.md explains the layout.
+
+import type { Change } from '../../core/change.ts';
+import type { Finding } from '../../core/finding.ts';
+import type { ClusterState, PolicyObject } from '../../core/objects.ts';
+import type { Rule, RuleContext } from '../../core/rule.ts';
+import { changeRef, changesDnsServerSide, compareLoss, everyClass, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
+import { classifiedPods, dnsClassKey, dnsTarget, podRef, policyUsesFqdn, reachesDns, reachesDnsEgressOnly, reachesDnsOverTcp, withoutDnsBackends } from '../../policy/index.ts';
+import { dnsAllowOf, victimsOf } from '../render-helpers.ts';
+import { messages } from './messages.ts';
+
+const ID = 'dns-egress-missing';
+
+/** What the request does that this rule judges. */
+type Subject =
+  | { readonly by: 'policy'; readonly policy: PolicyObject }
+  | { readonly by: 'policy-delete' }
+  | { readonly by: 'cilium-config' }
+  | { readonly by: 'namespace'; readonly namespace: string };
+
+/** Cheap, from the request alone: which kind of request it is (the pods it touches are the check's). */
+export function scope(change: Change): Subject | undefined {
+  if (isPolicyChange(change)) {
+    const policy = change.object as PolicyObject | undefined;
+    return policy ? { by: 'policy', policy } : { by: 'policy-delete' };
+  }
+  if (isCiliumConfigChange(change)) return { by: 'cilium-config' };
+  if (change.kind === 'Namespace') return { by: 'namespace', namespace: change.name };
+  return undefined;
+}
+
+export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
+  const target = dnsTarget(after);
+  if (!target) return []; // no kube-dns Service known: nothing to judge against
+  const serverSide = changesDnsServerSide(change, before, after, target.namespace);
+  // Server-side changes concern every client: a rare request, and pods are judged once per class.
+  const touched = serverSide ? { pods: classifiedPods(after), synthetic: false } : touchedPods(change, before, after, { direction: 'egress' });
+  if (touched.pods.length === 0) return [];
+  // The DNS servers themselves resolve upstream, not through kube-dns.
+  const pods = withoutDnsBackends(after, touched.pods);
+  const { lost, stillMissing } = compareLoss(pods, before, after, (s, p) => reachesDns(s, p, 'UDP'), dnsClassKey(after));
+  const policy = subject.by === 'policy' ? subject.policy : undefined;
+  const base = {
+    ...dnsAllowOf(target),
+    object: changeRef(change),
+    synthetic: touched.synthetic,
+    dialect: change.kind === 'NetworkPolicy' ? ('NetworkPolicy' as const) : ('CiliumNetworkPolicy' as const),
+    withDnsRules: policyUsesFqdn(policy),
+  };
+
+  if (lost.length > 0) {
+    const first = lost[0]!;
+    const params = { ...base, pods: lost.slice(0, 3).map(podRef), podCount: lost.length };
+    // Every kind of a loss takes these params; the namespace kinds one more (the cast joins the two shapes).
+    const found = (kind: Parameters<typeof messages.finding>[0], namespace?: string): Finding[] => [
+      messages.finding(kind as 'delete-removes-allow', { ...params, ...(namespace !== undefined ? { namespace } : {}) } as typeof params & { namespace: string }, victimsOf(lost)),
+    ];
+    const tcpOnly = reachesDnsOverTcp(after, first);
+    // The clients' egress still allows DNS: the servers' ingress drops it (their policy, the policy mode,
+    // or the labels of the namespace the servers' peer selectors match).
+    // Said only when it holds for every lost class: otherwise the egress fix is the one some pods need.
+    const serversDrop = !tcpOnly && everyClass(lost, dnsClassKey(after), (p) => reachesDnsEgressOnly(after, p, target));
+    if (serversDrop && !serverSide && (subject.by === 'cilium-config' || subject.by === 'namespace')) {
+      return subject.by === 'cilium-config' ? found('config-servers-drop') : found('namespace-relabel-servers-drop', subject.namespace);
+    }
+    if (serverSide && serversDrop) {
+      // The clients' egress still allows DNS: the servers' ingress (or their namespace's labels) is the cause.
+      if (subject.by === 'namespace') return found('dns-namespace-relabel-blocks', subject.namespace);
+      return found(change.operation === 'DELETE' ? 'servers-policy-delete-blocks' : 'servers-policy-blocks');
+    }
+    switch (subject.by) {
+      case 'policy':
+        return found(tcpOnly ? 'policy-allows-only-tcp' : 'policy-leaves-no-dns');
+      case 'policy-delete':
+        return found('delete-removes-allow', first.metadata.namespace ?? '');
+      case 'cilium-config':
+        return found('config-leaves-no-dns');
+      case 'namespace':
+        return found('namespace-relabel-leaves-no-dns', subject.namespace);
+    }
+  }
+
+  // Already broken before this request, which does not make it worse: say so, never deny. (Not for
+  // server-side changes: their pods are every client, not pods this policy selects.)
+  if (policy && !serverSide && stillMissing.length > 0) {
+    const params = { ...base, pods: stillMissing.slice(0, 3).map(podRef), podCount: stillMissing.length };
+    return [messages.finding('policy-keeps-no-dns', params, { ...victimsOf(stillMissing), preexisting: true })];
+  }
+  return [];
+}
+
+export const rule: Rule = {
+  id: ID,
+  severity: 'B',
+  summary: 'A change leaves pods egress-enforced with no allow to the cluster DNS backends (kube-dns, UDP 53)',
+  docs: `docs/rules/${ID}.md`,
+  triggers: [
+    {
+      kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'],
+      operations: ['CREATE', 'UPDATE', 'DELETE'],
+      when:
+        'a policy with an egress section: the pods selected by the old and the new object (a synthetic pod when none is live); ' +
+        'a policy with an ingress section selecting the kube-dns pods: every pod (the DNS servers\' ingress concerns all clients)',
+    },
+    {
+      kinds: ['Namespace'],
+      operations: ['UPDATE'],
+      when: "labels changed: the namespace's pods; every pod when it is the DNS namespace (kube-system), whose labels client `namespaceSelector` peers match",
+    },
+    {
+      kinds: ['ConfigMap'],
+      operations: ['CREATE', 'UPDATE'],
+      when: 'only `kube-system/cilium-config` when `enable-policy`, `enable-non-default-deny-policies` or `policy-cidr-match-mode` change: every pod',
+    },
+  ],
+  messages,
+  evaluate: (change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] => {
+    const subject = scope(change);
+    return subject ? check(subject, change, before, after) : [];
+  },
+};

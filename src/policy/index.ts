@@ -20,3 +20,4 @@ export * from './apiserver.ts';
 export * from './istio-usage.ts';
 export * from './mesh-peers.ts';
 export * from './l7.ts';
+export * from './control-plane.ts';

@@ -111,7 +111,7 @@ export function webhookTargetsAmong(state: ClusterState, pods: readonly Pod[]): 
 
 // ---------- istiod ----------
 
-/** Istio's ports on istiod (https://istio.io/latest/docs/ops/deployment/application-requirements/). */
+/** Istio's ports on istiod (https://istio.io/latest/docs/ops/deployment/requirements/#ports-used-by-istio). */
 export const ISTIOD_XDS_PORT = 15012;
 export const ISTIOD_WEBHOOK_PORT = 15017;
 

@@ -7,7 +7,8 @@ import type { ClusterState, Pod, PolicyObject, Service, Webhook } from '../state
 import { apiserverTarget } from './apiserver.ts';
 import { serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { istiodDeployments, istiodPods } from './istio-usage.ts';
-import { isMeshProxyPod, meshMode } from './istio.ts';
+import { isMeshProxyPod } from './istio.ts';
+import { perContentOf } from './memo.ts';
 import { policyModel } from './model.ts';
 import { evaluateIngressFromAddress } from './reachability.ts';
 import { policySettings } from './selection.ts';
@@ -158,20 +159,31 @@ export type XdsClientKind = 'sidecar' | 'ztunnel' | 'gateway';
 
 /**
  * The xDS clients of the cluster, by kind: ztunnel pods (app=ztunnel), gateways and waypoints (pods
- * whose only container is istio-proxy) and injected workloads (meshMode sidecar). Only asked when a
- * request touches istiod.
+ * whose only container is istio-proxy) and live injected workloads (the injector's status annotation or
+ * an istio-proxy container next to the app; a live pod without one never gets one). Reads only Pods
+ * (direct fields, no namespace lookups), kept per Pod content: a scan of every pod once, then shared by
+ * every request until some pod changes.
  */
-export function xdsClients(state: ClusterState): { readonly kind: XdsClientKind; readonly pod: Pod }[] {
-  const out: { kind: XdsClientKind; pod: Pod }[] = [];
-  for (const pod of state.list('Pod')) {
-    if (pod.spec.hostNetwork === true) continue;
-    const phase = pod.status?.phase;
-    if (phase === 'Succeeded' || phase === 'Failed') continue;
-    if (pod.metadata.labels?.['app'] === 'ztunnel') out.push({ kind: 'ztunnel', pod });
-    else if (isMeshProxyPod(pod)) out.push({ kind: 'gateway', pod });
-    else if (meshMode(state, pod) === 'sidecar') out.push({ kind: 'sidecar', pod });
-  }
-  return out;
+export function xdsClients(state: ClusterState): readonly { readonly kind: XdsClientKind; readonly pod: Pod }[] {
+  return perContentOf(state, 'xdsClients', ['Pod'], () => {
+    const out: { kind: XdsClientKind; pod: Pod }[] = [];
+    for (const pod of state.list('Pod')) {
+      if (pod.spec.hostNetwork === true) continue;
+      const phase = pod.status?.phase;
+      if (phase === 'Succeeded' || phase === 'Failed') continue;
+      if (pod.metadata.labels?.['app'] === 'ztunnel') out.push({ kind: 'ztunnel', pod });
+      else if (isMeshProxyPod(pod)) out.push({ kind: 'gateway', pod });
+      else if (hasSidecar(pod)) out.push({ kind: 'sidecar', pod });
+    }
+    return out;
+  });
+}
+
+function hasSidecar(pod: Pod): boolean {
+  if (pod.metadata.annotations?.['sidecar.istio.io/status'] !== undefined) return true;
+  for (const c of pod.spec.containers ?? []) if (c?.name === 'istio-proxy') return true;
+  for (const c of pod.spec.initContainers ?? []) if (c?.name === 'istio-proxy') return true;
+  return false;
 }
 
 // ---------- cluster-wide ingress default deny ----------

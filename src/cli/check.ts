@@ -14,7 +14,7 @@ import { KIND_NAMES, KINDS, kindOf } from '../core/kinds.ts';
 import type { KubeObject } from '../core/objects.ts';
 import type { Rule } from '../core/rule.ts';
 import { isIstiodDeployment } from '../policy/index.ts';
-import { readManifests, type ManifestDoc } from '../state/manifests.ts';
+import { readManifests, type ManifestDoc } from '../state/io/manifests.ts';
 import { MemoryState } from '../state/store.ts';
 import { slimRequestObject } from '../state/slim.ts';
 import { createDecide } from '../verdict/decide.ts';

@@ -5,7 +5,7 @@ import { Command } from 'commander';
 
 import { InputError } from '../core/errors.ts';
 import { packageInfo } from '../core/package-info.ts';
-import { DEFAULT_INPUT_LIMITS, formatBytes, parseByteSize, type InputLimits } from '../state/input.ts';
+import { DEFAULT_INPUT_LIMITS, formatBytes, parseByteSize, type InputLimits } from '../state/io/input.ts';
 import type { Rule } from '../core/rule.ts';
 import { istioNamespaces, loadSnapshot, stateFromObjects } from '../state/snapshot.ts';
 import type { MemoryState } from '../state/store.ts';
@@ -94,7 +94,7 @@ export function choice<T extends string>(flag: string, value: string, allowed: r
   return found;
 }
 
-/** The size-bound flags of every command that reads files (src/state/input.ts). */
+/** The size-bound flags of every command that reads files (src/state/io/input.ts). */
 export interface LimitFlags {
   readonly maxInputBytes?: string;
   readonly maxYamlBytes?: string;

@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { loadConfig, type Config } from '../config/config.ts';
 import { docsLinks } from '../config/docs-links.ts';
 import { actionUnderMode, defaultAction, type Action, type Severity } from '../core/finding.ts';
-import type { InputLimits } from '../state/input.ts';
+import type { InputLimits } from '../state/io/input.ts';
 import { addLimitOptions, inputLimits, type CliContext, type LimitFlags } from './common.ts';
 
 export interface RuleRow {

@@ -13,7 +13,7 @@ import { clusterVersions, SUPPORTED, unsupported, type ClusterVersions } from '.
 import type { DirectionVerdict, PolicyRef, Protocol, Reachability, Target } from '../policy/types.ts';
 import { loadSnapshot } from '../state/snapshot.ts';
 import type { ClusterState, Pod } from '../core/objects.ts';
-import { DEFAULT_INPUT_LIMITS, readBoundedText, type InputLimits } from '../state/input.ts';
+import { DEFAULT_INPUT_LIMITS, readBoundedText, type InputLimits } from '../state/io/input.ts';
 import { addLimitOptions, inputLimits } from './common.ts';
 
 export interface TraceIO {

@@ -10,7 +10,7 @@ import { InputError } from '../core/errors.ts';
 import { defaultAction, type Action } from '../core/finding.ts';
 import type { LabelSelector } from '../core/objects.ts';
 import type { RuleInfo, RuleSettings } from '../core/rule.ts';
-import { checkYamlSize, DEFAULT_INPUT_LIMITS, readBoundedText, yamlNarrow, type InputLimits } from '../state/input.ts';
+import { checkYamlSize, DEFAULT_INPUT_LIMITS, readBoundedText, yamlNarrow, type InputLimits } from '../state/io/input.ts';
 import { defaultDocsBaseUrl } from './docs-links.ts';
 import { configSchema, type MODES, type ON_ERROR } from './schema.ts';
 

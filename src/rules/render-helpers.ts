@@ -69,6 +69,20 @@ export function portLabel(port: number | undefined): string {
   return port === undefined ? 'all ports' : `port ${port}`;
 }
 
+/** How many victims a message names before "and N more" (describeVictims). */
+export const NAMED_VICTIMS = 3;
+
+/** The victims as message params: the names a message shows (at most three) and how many there are. */
+export function victimParams(pods: readonly Pod[]): { pods: string[]; podCount: number } {
+  return { pods: pods.slice(0, NAMED_VICTIMS).map(podRef), podCount: pods.length };
+}
+
+/** "a, b, c and 4 more" from the names shown and the total: victimParams' params as describeVictims words them. */
+export function namesAndMore(shown: readonly string[], total: number): string {
+  const rest = total - shown.length;
+  return rest > 0 ? `${shown.join(', ')} and ${rest} more` : shown.join(', ');
+}
+
 /**
  * The ingress rule that lets the kube-apiserver (`sources`: its endpoint IPs, or the entity) in on TCP
  * `ports`, in the dialect of the policy kind (one line of flow YAML). A NetworkPolicy can only name it by

@@ -5,15 +5,50 @@
 // never served: the previous one stays until the next change. The CA bundle that client certificates
 // must chain to (client authentication, optional) is part of the same material and reloaded with it.
 
-import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants, createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 
 import type { Logger } from 'pino';
 
 import type { TlsReloadResult } from './metrics.ts';
+
+/**
+ * TLS 1.2 suites with forward secrecy (ECDHE) and an AEAD cipher only: no static-RSA key exchange, no
+ * CBC. The TLS 1.3 suites are all AEAD with forward secrecy. Go's TLS client (the kube-apiserver)
+ * offers all of these.
+ */
+export const TLS_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/**
+ * Everything the secure context holds. Node's setSecureContext() replaces the whole context, so a
+ * certificate reload must pass the protocol settings again or it would fall back to Node's defaults.
+ */
+export function secureContextOptions(pair: KeyPair): SecureContextOptions {
+  return {
+    cert: pair.cert,
+    key: pair.key,
+    ...(pair.clientCa ? { ca: pair.clientCa } : {}),
+    minVersion: 'TLSv1.2',
+    ciphers: TLS_CIPHERS,
+    honorCipherOrder: true,
+    // Renegotiation (TLS 1.2) lets a client make the server redo the costly half of a handshake at will;
+    // the apiserver never renegotiates. Refused by OpenSSL here, and per socket again below.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+  };
+}
 
 export interface KeyPair {
   readonly cert: Buffer;

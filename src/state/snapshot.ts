@@ -2,8 +2,8 @@
 
 import { InputError } from '../core/errors.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, kindOf, type KindName } from './kinds.ts';
-import { type InputLimits } from './input.ts';
-import { forEachManifest } from './manifests.ts';
+import { type InputLimits } from './io/input.ts';
+import { forEachManifest } from './io/manifests.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
 import type { KubeObject, StateSource, StateStats } from './types.ts';

@@ -10,7 +10,7 @@ import t from 'tap';
 
 import { runCli } from '../../src/cli/program.ts';
 import { KINDS, KIND_NAMES } from '../../src/state/kinds.ts';
-import { kubectlRejects } from '../../src/state/manifests.ts';
+import { kubectlRejects } from '../../src/state/io/objects.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 

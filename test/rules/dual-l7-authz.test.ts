@@ -1,7 +1,11 @@
+// dual-l7-authz: findings asserted as data (code, params, victims); the wording has one golden message per
+// code in the fixtures, src/rules/dual-l7-authz/testdata/*.yaml.
 import t from 'tap';
-import { rule } from '../../src/rules/dual-l7-authz.ts';
+import { rule, scope } from '../../src/rules/dual-l7-authz/index.ts';
 import { authzPolicy, baseCluster, cnp, ns, peerAuth, pod, HEALTHY_CILIUM_CONFIG } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { makeChange, runRule } from './rule-harness.ts';
+
+const CODE = (kind: string): string => `dual-l7-authz/${kind}`;
 
 const INJECTED = { 'istio-injection': 'enabled' };
 const blue = [
@@ -33,16 +37,24 @@ t.test('Cilium HTTP rules added where an Istio HTTP policy already applies', asy
   const f = findings[0]!;
   t.equal(f.rule, 'dual-l7-authz');
   t.notOk(f.preexisting);
-  t.match(f.message, /CiliumNetworkPolicy blue\/httpbin-l7 \(Cilium HTTP rules\) and AuthorizationPolicy blue\/httpbin-get \(to\.operation\.methods, to\.operation\.paths\)/);
-  t.match(f.message, /split-brain L7 authorization/);
+  t.equal(f.code, CODE('cilium-rules-overlap'));
+  t.same(f.params, {
+    ciliumPolicy: 'CiliumNetworkPolicy blue/httpbin-l7',
+    authorizationPolicy: 'blue/httpbin-get',
+    attributes: ['to.operation.methods', 'to.operation.paths'],
+    attributeCount: 2,
+    pods: ['blue/httpbin-1'],
+    podCount: 1,
+    wouldSelect: false,
+  });
   t.same(f.victims, ['blue/httpbin-1']);
-  t.match(f.fix, /drop rules\.http/);
   t.equal(rule.severity, 'R');
 });
 
 t.test('Istio HTTP policy added where Cilium HTTP rules already apply', async (t) => {
   const { findings } = runRule(rule, baseCluster([...blue, ciliumHttp]), 'CREATE', istioHttp);
   t.equal(findings.length, 1);
+  t.equal(findings[0]!.code, CODE('authorization-policy-overlaps'));
   t.same(findings[0]!.victims, ['blue/httpbin-1']);
   const ns = authzPolicy('blue', 'ns-wide', { rules: [{ when: [{ key: 'request.headers[x-team]', values: ['a'] }] }] });
   t.equal(runRule(rule, baseCluster([...blue, ciliumHttp]), 'CREATE', ns).findings.length, 1, 'namespace-wide policy');
@@ -76,7 +88,10 @@ t.test('ambient pod behind a waypoint with a targetRefs HTTP policy', async (t) 
 t.test('re-applying an unchanged pair is preexisting', async (t) => {
   const { findings } = runRule(rule, baseCluster([...blue, istioHttp, ciliumHttp]), 'UPDATE', ciliumHttp);
   t.equal(findings.length, 1);
+  t.equal(findings[0]!.code, CODE('cilium-rules-kept'));
   t.equal(findings[0]!.preexisting, true);
+  const ap = runRule(rule, baseCluster([...blue, istioHttp, ciliumHttp]), 'UPDATE', istioHttp).findings;
+  t.same(ap.map((f) => [f.code, f.preexisting]), [[CODE('authorization-policy-kept'), true]]);
 });
 
 t.test('waypoint in another namespace (istio.io/use-waypoint-namespace) and the istio-waypoint GatewayClass', async (t) => {
@@ -100,7 +115,7 @@ t.test('waypoint in another namespace (istio.io/use-waypoint-namespace) and the 
   let f = runRule(rule, cluster(toGateway('mesh-infra', 'waypoint')), 'CREATE', l7).findings;
   t.equal(f.length, 1, 'Cilium HTTP rules under a shared waypoint whose policy has HTTP attributes');
   t.same(f[0]?.victims, ['shop/api-1']);
-  t.match(f[0]?.message ?? '', /AuthorizationPolicy mesh-infra\/wp-http/);
+  t.equal(f[0]?.params?.['authorizationPolicy'], 'mesh-infra/wp-http');
 
   f = runRule(rule, cluster(l7), 'CREATE', toGateway('mesh-infra', 'waypoint')).findings;
   t.same(f[0]?.victims, ['shop/api-1'], 'the policy attached to the shared waypoint reaches the pods of the namespaces using it');
@@ -129,4 +144,12 @@ t.test('waypoint in another namespace (istio.io/use-waypoint-namespace) and the 
   // Without a waypoint neither attachment applies.
   const noWaypoint = [ns('shop', { 'istio.io/dataplane-mode': 'ambient' }), pod('shop', 'api-1', { app: 'api' }, { ports: [{ containerPort: 8080 }] }), gateway('mesh-infra')];
   t.same(runRule(rule, baseCluster([...noWaypoint, toClass('istio-system')] as never), 'CREATE', l7).findings, [], 'no waypoint, GatewayClass policy');
+});
+
+t.test('scope: from the request alone', async (t) => {
+  t.same(scope(makeChange('CREATE', ciliumHttp)), { by: 'cilium-policy' });
+  t.same(scope(makeChange('UPDATE', istioHttp, istioL4)), { by: 'authorization-policy' });
+  t.equal(scope(makeChange('DELETE', undefined, ciliumHttp)), undefined, 'deleting removes a layer');
+  t.equal(scope(makeChange('DELETE', undefined, istioHttp)), undefined);
+  t.equal(scope(makeChange('CREATE', ns('blue'))), undefined);
 });

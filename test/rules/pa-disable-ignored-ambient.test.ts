@@ -1,7 +1,11 @@
+// pa-disable-ignored-ambient: findings asserted as data (code, params, victims); the wording has one golden
+// message per code in the fixtures, src/rules/pa-disable-ignored-ambient/testdata/*.yaml.
 import t from 'tap';
-import { rule } from '../../src/rules/pa-disable-ignored-ambient.ts';
+import { rule, scope } from '../../src/rules/pa-disable-ignored-ambient/index.ts';
 import { baseCluster, ns, peerAuth, pod } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { makeChange, runRule } from './rule-harness.ts';
+
+const CODE = (kind: string): string => `pa-disable-ignored-ambient/${kind}`;
 
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
 const pods = [
@@ -17,9 +21,9 @@ t.test('namespace-wide DISABLE on ambient pods warns', async (t) => {
   const f = findings[0]!;
   t.equal(f.rule, 'pa-disable-ignored-ambient');
   t.notOk(f.preexisting);
-  t.match(f.message, /PeerAuthentication demo\/default sets mTLS DISABLE for pods enrolled in Istio ambient; ztunnel ignores DISABLE/);
+  t.equal(f.code, CODE('policy-disables'));
+  t.same(f.params, { source: 'demo/default', pods: ['demo/hello-app-1', 'demo/postgres-1'], podCount: 2, podNamespace: 'demo', wouldSelect: false });
   t.same(f.victims, ['demo/hello-app-1', 'demo/postgres-1']);
-  t.match(f.fix, /istio\.io\/dataplane-mode/);
   t.equal(rule.severity, 'I');
 });
 
@@ -27,7 +31,8 @@ t.test('port-level DISABLE on an ambient workload warns, naming the port', async
   const pl = peerAuth('demo', 'pg', { selector: { matchLabels: { app: 'postgres' } }, mtls: { mode: 'STRICT' }, portLevelMtls: { '5432': { mode: 'DISABLE' } } });
   const { findings } = runRule(rule, baseCluster(demo), 'CREATE', pl);
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /sets mTLS DISABLE on port 5432/);
+  t.equal(findings[0]!.code, CODE('policy-disables'));
+  t.same(findings[0]!.params, { source: 'demo/pg', port: 5432, pods: ['demo/postgres-1'], podCount: 1, podNamespace: 'demo', wouldSelect: false });
   t.same(findings[0]!.victims, ['demo/postgres-1']);
 });
 
@@ -47,18 +52,31 @@ t.test('not caught: STRICT/PERMISSIVE, sidecar or plain pods, DISABLE overridden
 t.test('enrolling a namespace with a DISABLE policy into ambient warns; re-applying is preexisting', async (t) => {
   const { findings } = runRule(rule, baseCluster([ns('demo'), ...pods, nsDisable]), 'UPDATE', ns('demo', AMBIENT));
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /^Namespace demo: PeerAuthentication demo\/default/);
+  t.equal(findings[0]!.code, CODE('namespace-enrols-disabled'));
+  t.same(findings[0]!.params, { source: 'demo/default', pods: ['demo/hello-app-1', 'demo/postgres-1'], podCount: 2, podNamespace: 'demo', namespace: 'demo' });
   t.notOk(findings[0]!.preexisting);
   const again = runRule(rule, baseCluster([...demo, nsDisable]), 'UPDATE', nsDisable).findings;
   t.equal(again.length, 1);
+  t.equal(again[0]!.code, CODE('policy-keeps-disable'));
   t.equal(again[0]!.preexisting, true);
+  const relabel = runRule(rule, baseCluster([...demo, nsDisable]), 'UPDATE', ns('demo', { ...AMBIENT, team: 'a' })).findings;
+  t.same(relabel.map((f) => [f.code, f.preexisting]), [[CODE('namespace-keeps-disabled'), true]], 'an unrelated relabel keeps it');
 });
 
 t.test('synthetic pod in an ambient namespace; root-namespace DISABLE', async (t) => {
   const future = peerAuth('demo', 'future', { selector: { matchLabels: { app: 'future' } }, mtls: { mode: 'DISABLE' } });
   const { findings } = runRule(rule, baseCluster(demo), 'CREATE', future);
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /pods this policy would select/);
+  t.equal(findings[0]!.code, CODE('policy-disables'));
+  t.same(findings[0]!.params?.['wouldSelect'], true);
+  t.same(findings[0]!.params?.['pods'], ['demo/(any pod selected by future)']);
   const root = peerAuth('istio-system', 'default', { mtls: { mode: 'DISABLE' } });
   t.equal(runRule(rule, baseCluster(demo), 'CREATE', root).findings[0]?.victimCount, 2, 'mesh-wide DISABLE reaches ambient pods');
+});
+
+t.test('scope: from the request alone', async (t) => {
+  t.same(scope(makeChange('CREATE', nsDisable)), { by: 'peer-authentication' });
+  t.equal(scope(makeChange('DELETE', undefined, nsDisable)), undefined, 'deleting a DISABLE repairs');
+  t.same(scope(makeChange('UPDATE', ns('demo', AMBIENT), ns('demo'))), { by: 'namespace', namespace: 'demo' });
+  t.equal(scope(makeChange('UPDATE', ns('demo', AMBIENT), ns('demo', AMBIENT))), undefined, 'labels unchanged');
 });

@@ -1,7 +1,11 @@
+// split-brain-l7-ambient: findings asserted as data (code, params, victims); the wording has one golden
+// message per code in the fixtures, src/rules/split-brain-l7-ambient/testdata/*.yaml.
 import t from 'tap';
-import { rule } from '../../src/rules/split-brain-l7-ambient.ts';
+import { rule, scope } from '../../src/rules/split-brain-l7-ambient/index.ts';
 import { baseCluster, ccnp, cnp, ns, pod, HEALTHY_CILIUM_CONFIG } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { makeChange, runRule } from './rule-harness.ts';
+
+const CODE = (kind: string): string => `split-brain-l7-ambient/${kind}`;
 
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
 const demoPods = [
@@ -24,12 +28,20 @@ t.test('L7 rules on ambient pods are denied', async (t) => {
   const f = findings[0]!;
   t.equal(f.rule, 'split-brain-l7-ambient');
   t.notOk(f.preexisting);
-  t.match(f.message, /Cilium HTTP rules of CiliumNetworkPolicy demo\/hello-l7 \(ingress port 8000\) select pods enrolled in Istio ambient/);
-  t.match(f.message, /time out/);
+  t.equal(f.code, CODE('policy-selects-ambient'));
+  t.same(f.params, {
+    l7: 'HTTP',
+    policies: ['CiliumNetworkPolicy demo/hello-l7'],
+    policyCount: 1,
+    direction: 'ingress',
+    port: 8000,
+    pods: ['demo/hello-app-1', 'demo/hello-app-2'],
+    podCount: 2,
+    podNamespace: 'demo',
+    wouldSelect: false,
+  });
   t.same(f.victims, ['demo/hello-app-1', 'demo/hello-app-2']);
   t.equal(f.victimCount, 2);
-  t.match(f.fix, /istio\.io\/dataplane-mode/);
-  t.match(f.fix, /ambient\.istio\.io\/redirection: disabled/);
 });
 
 t.test('egress L7 (Kafka) from ambient pods is denied too', async (t) => {
@@ -39,7 +51,8 @@ t.test('egress L7 (Kafka) from ambient pods is denied too', async (t) => {
   });
   const { findings } = runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods]), 'CREATE', kafka);
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /Kafka rules .*egress port 9092/);
+  t.equal(findings[0]!.code, CODE('policy-selects-ambient'));
+  t.same([findings[0]!.params?.['l7'], findings[0]!.params?.['direction'], findings[0]!.params?.['port']], ['Kafka', 'egress', 9092]);
   t.same(findings[0]!.victims, ['demo/postgres-1']);
 });
 
@@ -63,7 +76,8 @@ t.test('not caught: L4 only, DNS rules, opted-out pods, not ambient, L7 proxy of
 t.test('enrolling a namespace into ambient under an existing L7 policy is denied; the reverse is fine', async (t) => {
   const { findings } = runRule(rule, baseCluster([ns('demo'), ...demoPods, l7Ingress]), 'UPDATE', ns('demo', AMBIENT));
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /^Namespace demo: /);
+  t.equal(findings[0]!.code, CODE('namespace-joins-ambient'));
+  t.equal(findings[0]!.params?.['namespace'], 'demo');
   t.notOk(findings[0]!.preexisting);
   t.same(runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods, l7Ingress]), 'UPDATE', ns('demo')).findings, []);
   // A label an L7 policy reads, changed on an already-broken namespace: warning only.
@@ -73,6 +87,7 @@ t.test('enrolling a namespace into ambient under an existing L7 policy is denied
   });
   const pre = runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods, l7Ingress, teamL7]), 'UPDATE', ns('demo', { ...AMBIENT, team: 'b' })).findings;
   t.equal(pre.length, 1);
+  t.equal(pre[0]!.code, CODE('namespace-keeps-ambient'));
   t.equal(pre[0]!.preexisting, true);
 });
 
@@ -95,8 +110,13 @@ t.test('a pod relabelled into ambient under an existing L7 policy is denied', as
   const enrolled = { ...plainPod, metadata: { ...(plainPod.metadata as object), labels: { app: 'api', 'istio.io/dataplane-mode': 'ambient' } } } as unknown as typeof plainPod;
   const { findings } = runRule(rule, baseCluster([ns('web'), plainPod, l7]), 'UPDATE', enrolled);
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /^Pod web\/api-1: /);
+  t.equal(findings[0]!.code, CODE('pod-joins-ambient'));
+  t.equal(findings[0]!.params?.['pod'], 'web/api-1');
   t.same(findings[0]!.victims, ['web/api-1']);
+  // Relabelled again while already enrolled: the conflict was there (preexisting).
+  const again = { ...enrolled, metadata: { ...(enrolled.metadata as object), labels: { app: 'api', 'istio.io/dataplane-mode': 'ambient', v: '2' } } } as unknown as typeof plainPod;
+  const pre = runRule(rule, baseCluster([ns('web'), enrolled, l7]), 'UPDATE', again).findings;
+  t.same(pre.map((f) => [f.code, f.preexisting]), [[CODE('pod-keeps-ambient'), true]]);
 });
 
 t.test('synthetic pods in a new ambient namespace; CCNP', async (t) => {
@@ -105,7 +125,18 @@ t.test('synthetic pods in a new ambient namespace; CCNP', async (t) => {
     ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{}] } }] }],
   }));
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /pods this policy would select/);
+  t.equal(findings[0]!.code, CODE('policy-selects-ambient'));
+  t.equal(findings[0]!.params?.['wouldSelect'], true);
   const cw = ccnp('l7', { endpointSelector: { matchLabels: { app: 'hello-app' } }, ingress: [{ toPorts: [{ ports: [{ port: '8000', protocol: 'TCP' }], rules: { http: [{}] } }] }] });
   t.equal(runRule(rule, baseCluster([ns('demo', AMBIENT), ...demoPods]), 'CREATE', cw).findings[0]?.victimCount, 2);
+});
+
+t.test('scope: from the request alone', async (t) => {
+  t.same(scope(makeChange('CREATE', l7Ingress)), { by: 'cilium-policy' });
+  t.equal(scope(makeChange('DELETE', undefined, l7Ingress)), undefined, 'deleting L7 rules repairs');
+  t.same(scope(makeChange('UPDATE', ns('demo', AMBIENT), ns('demo'))), { by: 'namespace', namespace: 'demo' });
+  const p = demoPods[0]!;
+  const annotated = { ...p, metadata: { ...(p.metadata as object), annotations: { 'ambient.istio.io/redirection': 'disabled' } } } as unknown as typeof p;
+  t.same(scope(makeChange('UPDATE', annotated, p)), { by: 'pod', namespace: 'demo', name: 'hello-app-1' }, 'the redirection annotation');
+  t.equal(scope(makeChange('UPDATE', p, p)), undefined, 'pod unchanged in labels and redirection');
 });

@@ -1,7 +1,11 @@
+// split-brain-l7-sidecar: findings asserted as data (code, params, victims); the wording has one golden
+// message per code in the fixtures, src/rules/split-brain-l7-sidecar/testdata/*.yaml.
 import t from 'tap';
-import { rule } from '../../src/rules/split-brain-l7-sidecar.ts';
+import { rule, scope } from '../../src/rules/split-brain-l7-sidecar/index.ts';
 import { baseCluster, ccnp, cnp, ns, peerAuth, pod, HEALTHY_CILIUM_CONFIG } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { makeChange, runRule } from './rule-harness.ts';
+
+const CODE = (kind: string): string => `split-brain-l7-sidecar/${kind}`;
 
 // Seed 001 (the Cilium Istio guide): red and blue are injected, green is not; httpbin and netshoot in each.
 const INJECTED = { 'istio-injection': 'enabled' };
@@ -38,14 +42,24 @@ t.test('seed 001: the L7 /ip policy is denied while blue has Istio mTLS', async 
   const f = findings[0]!;
   t.equal(f.rule, 'split-brain-l7-sidecar');
   t.notOk(f.preexisting);
-  t.match(f.message, /Cilium HTTP rules of CiliumNetworkPolicy blue\/default inspect ingress port 80 of sidecar pods with Istio mTLS PERMISSIVE \(mesh default\)/);
-  t.match(f.message, /HTTP 503/);
+  t.equal(f.code, CODE('policy-ingress-mtls'));
+  // The mesh default: no mtlsSource, no mtlsLevel.
+  t.same(f.params, {
+    l7: 'HTTP',
+    policies: ['CiliumNetworkPolicy blue/default'],
+    policyCount: 1,
+    port: 80,
+    mtls: 'PERMISSIVE',
+    pods: ['blue/httpbin-1'],
+    podCount: 1,
+    podNamespace: 'blue',
+    app: 'httpbin',
+    wouldSelect: false,
+  });
   t.same(f.victims, ['blue/httpbin-1']);
   t.equal(f.victimCount, 1);
-  t.match(f.fix, /PeerAuthentication in blue/);
-  t.match(f.fix, /DISABLE/);
   // CREATE of the L7 policy straight away: same
-  t.equal(runRule(rule, baseCluster(seed), 'CREATE', l7).findings.length, 1);
+  t.same(runRule(rule, baseCluster(seed), 'CREATE', l7).findings.map((f) => f.code), [CODE('policy-ingress-mtls')]);
 });
 
 t.test('seed 001: with PeerAuthentication DISABLE in blue the L7 policy is admitted', async (t) => {
@@ -60,8 +74,8 @@ t.test('seed 001: a workload STRICT overriding the namespace DISABLE brings the 
   const f = findings[0]!;
   t.equal(f.rule, 'split-brain-l7-sidecar');
   t.notOk(f.preexisting);
-  t.match(f.message, /^PeerAuthentication blue\/httpbin-strict: /);
-  t.match(f.message, /mTLS STRICT \(PeerAuthentication blue\/httpbin-strict, workload level\)/);
+  t.equal(f.code, CODE('peer-authentication-ingress-mtls'));
+  t.same([f.params?.['peerAuthentication'], f.params?.['mtls'], f.params?.['mtlsSource'], f.params?.['mtlsLevel']], ['blue/httpbin-strict', 'STRICT', 'blue/httpbin-strict', 'workload']);
   t.same(f.victims, ['blue/httpbin-1']);
   // with the STRICT in place, applying the L7 policy is denied again
   const again = runRule(rule, baseCluster([...seed, disableBlue, strictHttpbin]), 'CREATE', l7).findings;
@@ -73,13 +87,17 @@ t.test('deleting the namespace DISABLE breaks the existing L7 policy', async (t)
   const { findings } = runRule(rule, baseCluster([...seed, disableBlue, l7]), 'DELETE', disableBlue);
   t.equal(findings.length, 1);
   t.notOk(findings[0]!.preexisting);
-  t.match(findings[0]!.message, /^PeerAuthentication blue\/default: /);
+  t.equal(findings[0]!.code, CODE('peer-authentication-ingress-mtls'));
+  t.equal(findings[0]!.params?.['peerAuthentication'], 'blue/default');
 });
 
 t.test('updating the namespace DISABLE to STRICT or PERMISSIVE is denied; to DISABLE again is fine', async (t) => {
-  for (const m of ['STRICT', 'PERMISSIVE', 'UNSET']) {
+  // UNSET inherits: no root policy, so the mesh default (PERMISSIVE, no source).
+  for (const [m, effective, source] of [['STRICT', 'STRICT', 'blue/default'], ['PERMISSIVE', 'PERMISSIVE', 'blue/default'], ['UNSET', 'PERMISSIVE', undefined]] as const) {
     const f = runRule(rule, baseCluster([...seed, disableBlue, l7]), 'UPDATE', peerAuth('blue', 'default', { mtls: { mode: m } })).findings;
     t.equal(f.length, 1, m);
+    t.equal(f[0]?.code, CODE('peer-authentication-ingress-mtls'), m);
+    t.same([f[0]?.params?.['mtls'], f[0]?.params?.['mtlsSource']], [effective, source], m);
     t.notOk(f[0]?.preexisting, m);
   }
   t.same(runRule(rule, baseCluster([...seed, disableBlue, l7]), 'UPDATE', peerAuth('blue', 'default', { mtls: { mode: 'DISABLE' } })).findings, []);
@@ -111,6 +129,7 @@ t.test('not caught: pods without sidecar, DNS rules, L7 proxy disabled', async (
 t.test('preexisting: an unchanged L7 policy re-applied is a warning, not a denial', async (t) => {
   const { findings } = runRule(rule, baseCluster([...seed, l7]), 'UPDATE', l7);
   t.equal(findings.length, 1);
+  t.equal(findings[0]!.code, CODE('policy-ingress-mtls-kept'));
   t.equal(findings[0]!.preexisting, true);
 });
 
@@ -121,7 +140,8 @@ t.test('new namespace: a policy selecting no live pod is judged on a synthetic p
   });
   const { findings } = runRule(rule, baseCluster([ns('purple', INJECTED)]), 'CREATE', fresh);
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /pods this policy would select/);
+  t.equal(findings[0]!.code, CODE('policy-ingress-mtls'));
+  t.equal(findings[0]!.params?.['wouldSelect'], true);
   t.same(runRule(rule, baseCluster([ns('purple')]), 'CREATE', fresh).findings, [], 'not injected namespace');
 });
 
@@ -132,7 +152,8 @@ t.test('namespace enabling injection brings L7 policies into conflict', async (t
   })];
   const { findings } = runRule(rule, baseCluster(plain), 'UPDATE', ns('shop', INJECTED));
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /^Namespace shop: /);
+  t.equal(findings[0]!.code, CODE('namespace-ingress-mtls'));
+  t.equal(findings[0]!.params?.['namespace'], 'shop');
   t.same(findings[0]!.victims, ['shop/api-1']);
   t.same(runRule(rule, baseCluster(plain), 'UPDATE', ns('shop', { team: 'x' })).findings, [], 'unrelated label');
 });
@@ -147,12 +168,14 @@ t.test('egress L7 from sidecar pods toward sidecar pods', async (t) => {
   });
   const { findings } = runRule(rule, baseCluster(seed), 'CREATE', egress);
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /egress toward port 80 of blue\/httpbin-1/);
+  t.equal(findings[0]!.code, CODE('policy-egress-mtls'));
+  t.same([findings[0]!.params?.['destination'], findings[0]!.params?.['port']], ['blue/httpbin-1', 80]);
   t.same(findings[0]!.victims, ['red/netshoot-1']);
   t.same(runRule(rule, baseCluster([...seed, disableBlue]), 'CREATE', egress).findings, [], 'destination accepts plaintext');
   // the PeerAuthentication side: removing the DISABLE breaks the existing egress rule
   const del = runRule(rule, baseCluster([...seed, disableBlue, egress]), 'DELETE', disableBlue).findings;
   t.equal(del.length, 1);
+  t.equal(del[0]!.code, CODE('peer-authentication-egress-mtls'));
   t.same(del[0]!.victims, ['red/netshoot-1']);
 });
 
@@ -186,7 +209,8 @@ t.test('namespace enabling injection makes its pods sidecar clients of their own
   t.equal(findings.length, 1);
   t.notOk(findings[0]?.preexisting);
   t.same(findings[0]?.victims, ['green/netshoot-1']);
-  t.match(findings[0]?.message ?? '', /^Namespace green: .*egress toward port 80 of blue\/httpbin-1/);
+  t.equal(findings[0]?.code, CODE('namespace-egress-mtls'));
+  t.same([findings[0]?.params?.['namespace'], findings[0]?.params?.['destination'], findings[0]?.params?.['port']], ['green', 'blue/httpbin-1', 80]);
   t.same(runRule(rule, baseCluster([...seed, egress, disableBlue]), 'UPDATE', ns('green', INJECTED)).findings, [], 'destination accepts plaintext');
 });
 
@@ -237,7 +261,8 @@ t.test('injecting the namespace of L7 ingress clients makes them send mTLS into 
   t.equal(f.length, 1);
   t.notOk(f[0]?.preexisting);
   t.same(f[0]?.victims, ['blue/httpbin-1']);
-  t.match(f[0]?.message ?? '', /^Namespace monitoring: /);
+  t.equal(f[0]?.code, CODE('namespace-ingress-mtls'));
+  t.equal(f[0]?.params?.['namespace'], 'monitoring');
   // A relabel that keeps monitoring out of the mesh repeats nothing from elsewhere.
   t.same(runRule(rule, objs, 'UPDATE', ns('monitoring', { team: 'obs' })).findings, []);
 });
@@ -265,4 +290,12 @@ t.test('relabelling the only (uninjected) client namespace out of an L7 peer is 
   t.equal(red.length, 1);
   t.notOk(red[0]?.preexisting);
   t.same(red[0]?.victims, ['blue/httpbin-1']);
+});
+
+t.test('scope: from the request alone', async (t) => {
+  t.same(scope(makeChange('CREATE', l7)), { by: 'cilium-policy' });
+  t.equal(scope(makeChange('DELETE', undefined, l7)), undefined, 'deleting L7 rules repairs');
+  t.same(scope(makeChange('DELETE', undefined, disableBlue)), { by: 'peer-authentication', ref: 'blue/default' }, 'deleting a DISABLE can break');
+  t.same(scope(makeChange('UPDATE', ns('shop', INJECTED), ns('shop'))), { by: 'namespace', namespace: 'shop' });
+  t.equal(scope(makeChange('CREATE', ns('shop', INJECTED))), undefined, 'a new namespace has no pods yet');
 });

@@ -1,7 +1,11 @@
+// ztunnel-l7-authz: findings asserted as data (code, params, victims); the wording has one golden message
+// per code in the fixtures, src/rules/ztunnel-l7-authz/testdata/*.yaml.
 import t from 'tap';
-import { rule } from '../../src/rules/ztunnel-l7-authz.ts';
+import { rule, scope } from '../../src/rules/ztunnel-l7-authz/index.ts';
 import { authzPolicy, baseCluster, ns, pod } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { makeChange, runRule } from './rule-harness.ts';
+
+const CODE = (kind: string): string => `ztunnel-l7-authz/${kind}`;
 
 // Seed 004: the ambient "demo" namespace.
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
@@ -32,13 +36,21 @@ t.test('seed 004: the same policy with paths is denied', async (t) => {
   const f = findings[0]!;
   t.equal(f.rule, 'ztunnel-l7-authz');
   t.notOk(f.preexisting);
-  t.match(f.message, /AuthorizationPolicy demo\/hello-app-policy \(ALLOW\) uses HTTP attributes \(to\.operation\.paths\) on ambient pods without a waypoint/);
-  t.match(f.message, /traffic they allow is denied/);
+  t.equal(f.code, CODE('allow-never-matches'));
+  t.same(f.params, {
+    policy: 'demo/hello-app-policy',
+    attributes: ['to.operation.paths'],
+    attributeCount: 1,
+    pods: ['demo/hello-app-1'],
+    podCount: 1,
+    podNamespace: 'demo',
+    wouldSelect: false,
+  });
   t.same(f.victims, ['demo/hello-app-1']);
   t.equal(f.victimCount, 1);
-  t.match(f.fix, /targetRefs/);
   // UPDATE from the L4 version adds paths: denied as well
-  t.equal(runRule(rule, baseCluster([...demo, l4Policy]), 'UPDATE', withPaths).findings.length, 1);
+  const upd = runRule(rule, baseCluster([...demo, l4Policy]), 'UPDATE', withPaths).findings;
+  t.same(upd.map((f) => [f.code, f.preexisting]), [[CODE('allow-never-matches'), undefined]]);
 });
 
 t.test('DENY with HTTP attributes: broader deny', async (t) => {
@@ -48,8 +60,8 @@ t.test('DENY with HTTP attributes: broader deny', async (t) => {
   });
   const { findings } = runRule(rule, baseCluster(demo), 'CREATE', deny);
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /\(DENY\) uses HTTP attributes \(to\.operation\.methods, when request\.headers\)/);
-  t.match(findings[0]!.message, /denies more than intended/);
+  t.equal(findings[0]!.code, CODE('deny-broadened'));
+  t.same(findings[0]!.params?.['attributes'], ['to.operation.methods', 'when request.headers']);
   t.equal(findings[0]!.victimCount, 3, 'namespace-wide');
 });
 
@@ -72,15 +84,26 @@ t.test('synthetic pod: a policy for pods not deployed yet in an ambient namespac
   const ap = authzPolicy('demo', 'future', { selector: { matchLabels: { app: 'future' } }, rules: [{ to: [{ operation: { methods: ['GET'] } }] }] });
   const { findings } = runRule(rule, baseCluster(demo), 'CREATE', ap);
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /pods this policy would select/);
+  t.equal(findings[0]!.code, CODE('allow-never-matches'));
+  t.equal(findings[0]!.params?.['wouldSelect'], true);
+  t.same(findings[0]!.victims, ['demo/(any pod selected by future)']);
 });
 
 t.test('enrolling a namespace into ambient with an existing HTTP policy; preexisting on re-apply', async (t) => {
   const { findings } = runRule(rule, baseCluster([ns('demo'), ...demoPods, withPaths]), 'UPDATE', ns('demo', AMBIENT));
   t.equal(findings.length, 1);
-  t.match(findings[0]!.message, /^Namespace demo: AuthorizationPolicy demo\/hello-app-policy/);
+  t.equal(findings[0]!.code, CODE('namespace-allow-never-matches'));
+  t.same([findings[0]!.params?.['namespace'], findings[0]!.params?.['policy']], ['demo', 'demo/hello-app-policy']);
   t.notOk(findings[0]!.preexisting);
   const again = runRule(rule, baseCluster([...demo, withPaths]), 'UPDATE', withPaths).findings;
   t.equal(again.length, 1);
+  t.equal(again[0]!.code, CODE('allow-kept'));
   t.equal(again[0]!.preexisting, true);
+});
+
+t.test('scope: from the request alone', async (t) => {
+  t.same(scope(makeChange('CREATE', withPaths)), { by: 'authorization-policy' });
+  t.equal(scope(makeChange('DELETE', undefined, withPaths)), undefined, 'deleting a policy repairs');
+  t.same(scope(makeChange('UPDATE', ns('demo', AMBIENT), ns('demo'))), { by: 'namespace', namespace: 'demo' });
+  t.equal(scope(makeChange('UPDATE', ns('demo', AMBIENT), ns('demo', AMBIENT))), undefined, 'labels unchanged');
 });

@@ -13,7 +13,7 @@ import { ReportWriter } from '../../src/reports/writer.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import { BackgroundAudit, type Timers } from '../../src/server/background-audit.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
-import { readManifests } from '../../src/state/manifests.ts';
+import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
 import { transformObject } from '../../src/state/transform.ts';
 import type { StateSource } from '../../src/state/types.ts';

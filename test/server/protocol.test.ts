@@ -451,7 +451,7 @@ t.test('verdict cache: a repeated review is answered from memory, logged as cach
   t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="miss"\} 2\b/);
 });
 
-t.test('verdict cache: the spliced answer is byte for byte the one toAdmissionReview gives, for any uid', async (t) => {
+t.test('verdict cache: the cached answer is byte for byte the one toAdmissionReview gives, for any uid', async (t) => {
   const decision: Decision = { allowed: false, skipped: [], findings: [finding('dns-egress-missing', 'deny', 'a "quoted" message \\ with a backslash'), finding('x', 'warn', 'w')] };
   const decide = cachingDecide(recordingDecide(() => decision));
   const s = await startServer(t, { decide });
@@ -475,4 +475,30 @@ t.test('without a verdict cache the cache metrics read zero', async (t) => {
   const m = await scrape(s);
   t.match(m.text, /meshguard_verdict_cache_lookups_total\{result="hit"\} 0\b/);
   t.match(m.text, /meshguard_verdict_cache_entries 0\b/);
+});
+
+t.test('answers are exactly toAdmissionReview as JSON, fresh or from the verdict cache, each with its own uid', async (t) => {
+  const source = fakeSource(true);
+  const decisions: Decision[] = [
+    allow,
+    { allowed: false, skipped: [], findings: [finding('dns-egress-missing', 'deny', 'pods "web" lose DNS\n\tsee \\docs\\ <here>'), finding('l7-on-non-sidecar', 'warn', 'ünïcödé → ok')] },
+    { allowed: true, skipped: [], notices: ['state not synced'], findings: [finding('hbone-15008-blocked', 'audit', 'would break "ambient"', { wouldDeny: true }), finding('dns-egress-missing', 'warn', 'old', { preexisting: true })] },
+  ];
+  let next = 0;
+  const inner = recordingDecide(() => decisions[next]!);
+  const decide = cachingDecide(inner);
+  const s = await startServer(t, { source, decide });
+  for (let i = 0; i < decisions.length; i++) {
+    next = i;
+    // Each request is new for the cache (another name); the second is the same request again: a hit.
+    const over = { name: `n-${i}`, object: { ...(review().request as { object: Record<string, unknown> }).object, metadata: { name: `n-${i}`, namespace: 'blue' } } };
+    for (const uid of [`uid-"${i}"-\\-\u2028`, `second-${i}`]) {
+      const body = review({ ...over, uid });
+      const res = await postReview(s.url, body, { ca: s.ca });
+      t.equal(res.status, 200);
+      const expected = { ...decisions[i]!, cached: uid.startsWith('second') };
+      t.equal(res.text, JSON.stringify(toAdmissionReview(uid, expected)), `decision ${i}, ${uid.startsWith('second') ? 'cached' : 'fresh'}: the same bytes`);
+    }
+  }
+  t.equal(inner.calls.length, decisions.length, 'each second request was answered from the cache');
 });

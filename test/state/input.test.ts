@@ -1,4 +1,4 @@
-// Bounded inputs (src/state/input.ts) and YAML read as kubectl reads it (src/state/manifests.ts):
+// Bounded inputs (src/state/io/input.ts) and YAML read as kubectl reads it (src/state/io/yaml.ts):
 // devices and oversized files are refused before anything is read, streams stop at their bound,
 // and values kubectl would refuse (a label `yes` is a YAML 1.1 boolean) are an input error.
 
@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import t from 'tap';
 
 import { InputError } from '../../src/core/errors.ts';
-import { readManifests } from '../../src/state/manifests.ts';
-import { checkYamlSize, parseByteSize, readBounded, startsLikeJson, DEFAULT_INPUT_LIMITS } from '../../src/state/input.ts';
+import { readManifests } from '../../src/state/io/manifests.ts';
+import { checkYamlSize, parseByteSize, readBounded, startsLikeJson, DEFAULT_INPUT_LIMITS } from '../../src/state/io/input.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshguard-input-'));
 function file(name: string, text: string): string {

@@ -5,7 +5,8 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { chunkedJsonList, forEachManifest, readManifests, type ManifestDoc } from '../../src/state/manifests.ts';
+import { chunkedJsonList } from '../../src/state/io/json.ts';
+import { forEachManifest, readManifests, type ManifestDoc } from '../../src/state/io/manifests.ts';
 
 const cm = (name: string, extra: Record<string, unknown> = {}) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'ns' }, ...extra });
 

@@ -2,7 +2,8 @@ import t from 'tap';
 import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../src/core/errors.ts';
-import { jsonErrorOffset, jsonItemLines, readManifests } from '../../src/state/manifests.ts';
+import { jsonErrorOffset, jsonItemLines } from '../../src/state/io/json.ts';
+import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot, SnapshotSource } from '../../src/state/snapshot.ts';
 import type { ConfigMap, Pod } from '../../src/state/types.ts';
 
@@ -260,7 +261,7 @@ t.test('JSON fast path: item lines match the YAML parser, also inside a .yaml fi
 
 t.test('"-" reads standard input', async (t) => {
   const { spawnSync } = await import('node:child_process');
-  const script = `import { readManifests } from ${JSON.stringify(new URL('../../src/state/manifests.ts', import.meta.url).href)};
+  const script = `import { readManifests } from ${JSON.stringify(new URL('../../src/state/io/manifests.ts', import.meta.url).href)};
 try { console.log(JSON.stringify(readManifests(['-']).map((d) => [d.file, d.line, d.object.kind]))); }
 catch (e) { console.log(String(e.message)); }`;
   const run = (input: string) =>

@@ -9,7 +9,7 @@ import t from 'tap';
 
 import { defaultConfig, type Config } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
-import { readManifests } from '../../src/state/manifests.ts';
+import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
 import { kindOf } from '../../src/state/kinds.ts';
 import { transformObject } from '../../src/state/transform.ts';

@@ -10,7 +10,7 @@ import { defaultConfig, type Config } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import type { Rule } from '../../src/rules/types.ts';
 import { inRequestScope, ScopedWeakMap } from '../../src/state/request-scope.ts';
-import { readManifests } from '../../src/state/manifests.ts';
+import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
 import { createDecide } from '../../src/verdict/decide.ts';
 import { errorOutcome, POLICY_KINDS } from '../../src/verdict/error-policy.ts';

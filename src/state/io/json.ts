@@ -1,249 +1,12 @@
-// Read Kubernetes manifests from files and directories: multi-document YAML, JSON, and Lists (`kind: List`
-// or `PodList` etc., what `kubectl get -o yaml` prints) flattened into their items. Every object keeps
-// the file and 1-based line it came from, so errors and findings can point at it.
+// JSON manifests: a whole document with the line of each List item, a List read item by item (from a
+// string, or from a big file in chunks, never holding it whole), and the line of a syntax error. The
+// scanners are single linear passes; JSON.parse does the validating.
 
-import { closeSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { isMap, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode, type ParseOptions, type SchemaOptions, type DocumentOptions } from 'yaml';
-import { InputError } from '../core/errors.ts';
-import { checkYamlSize, DEFAULT_INPUT_LIMITS, formatBytes, peekFile, readBoundedText, startsLikeJson, STDIN, yamlNarrow, type InputLimits } from './input.ts';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 
-export interface ManifestDoc {
-  readonly object: Record<string, unknown>;
-  readonly file: string;
-  /** 1-based line where the object starts. */
-  readonly line: number;
-}
-
-const MANIFEST_EXT = /\.(ya?ml|json)$/i;
-const STDIN_NAME = '<stdin>';
-
-/**
- * YAML as kubectl reads it (sigs.k8s.io/yaml, go-yaml v2): YAML 1.1 scalars, so `yes`, `no`, `on`,
- * `off`, `y` and `n` are booleans and `0755` is octal, and `<<` merges. go-yaml v2 has no sexagesimal
- * numbers and keeps timestamps, binary, sets and ordered maps as plain values: those tags are left out.
- */
-export const KUBECTL_YAML: ParseOptions & DocumentOptions & SchemaOptions = {
-  version: '1.1',
-  customTags: (tags) =>
-    tags.filter((tag) => {
-      if (typeof tag !== 'object' || tag === null) return true;
-      const name = String((tag as { tag?: string }).tag ?? '');
-      const format = (tag as { format?: string }).format;
-      return format !== 'TIME' && !/:(timestamp|binary|omap|pairs|set)$/.test(name);
-    }),
-};
-
-function errMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/**
- * Files to read, in order: a file as given; a directory's *.yaml, *.yml and *.json files, recursively,
- * sorted by path. Entries starting with "." are skipped (editor files, and the `..data` links of a
- * mounted ConfigMap volume, which would otherwise be read twice).
- */
-function expand(paths: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const p of paths) {
-    if (p === STDIN) {
-      out.push(p);
-      continue;
-    }
-    let st;
-    try {
-      st = statSync(p);
-    } catch (e) {
-      throw new InputError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? errMessage(e)}`, { file: p });
-    }
-    if (!st.isDirectory()) {
-      out.push(p);
-      continue;
-    }
-    const found: string[] = [];
-    walk(p, found, new Set());
-    found.sort();
-    out.push(...found);
-  }
-  return out;
-}
-
-function walk(dir: string, out: string[], seen: Set<string>): void {
-  let real: string;
-  let entries: string[];
-  try {
-    real = realpathSync(dir);
-    entries = readdirSync(dir);
-  } catch (e) {
-    throw new InputError(`cannot read directory: ${(e as NodeJS.ErrnoException).code ?? errMessage(e)}`, { file: dir });
-  }
-  if (seen.has(real)) return; // symlink loop
-  seen.add(real);
-  for (const name of entries) {
-    if (name.startsWith('.')) continue;
-    const p = join(dir, name);
-    let st;
-    try {
-      st = statSync(p);
-    } catch {
-      continue; // dangling symlink
-    }
-    if (st.isDirectory()) walk(p, out, seen);
-    else if (st.isFile() && MANIFEST_EXT.test(name)) out.push(p);
-  }
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Whether a document is a List whose items are the real objects. */
-function isList(o: Record<string, unknown>): boolean {
-  return typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items);
-}
-
-/** Throws unless `o` looks like a Kubernetes object. */
-function checkObject(o: unknown, file: string, line: number, what = 'document'): asserts o is Record<string, unknown> {
-  if (!isRecord(o)) throw new InputError(`${what} is not a Kubernetes object (a mapping)`, { file, line });
-  for (const f of ['apiVersion', 'kind'] as const) {
-    if (typeof o[f] !== 'string' || o[f] === '') throw new InputError(`${what} has no ${f}`, { file, line });
-  }
-  if (isList(o)) return;
-  const m = o.metadata;
-  if (!isRecord(m) || typeof m.name !== 'string' || m.name === '') {
-    throw new InputError(`${what} (${String(o.kind)}) has no metadata.name`, { file, line });
-  }
-  const rejected = kubectlRejects(o);
-  if (rejected) throw new InputError(`${what} (${String(o.kind)} ${m.name}): ${rejected}`, { file, line });
-}
-
-function describeValue(v: unknown): string {
-  if (typeof v === 'boolean') return `the boolean ${v} (in YAML 1.1, as kubectl reads it, yes/no/on/off/y/n are booleans)`;
-  if (typeof v === 'number') return `the number ${v}`;
-  if (v === null) return 'null';
-  return Array.isArray(v) ? 'a list' : `a ${typeof v}`;
-}
-
-/** The first value of a string map that is not a string, as "key: description". */
-function nonString(map: unknown, path: string): string | undefined {
-  if (map === undefined || map === null) return undefined;
-  if (!isRecord(map)) return `${path} must be a map of strings, not ${describeValue(map)}`;
-  for (const [k, v] of Object.entries(map)) {
-    // `key:` with nothing after it is null: kubectl sends it and the API server stores "".
-    if (typeof v !== 'string' && v !== null) return `${path}.${k} is ${describeValue(v)}; kubectl refuses it: values here must be strings, quote it`;
-  }
-  return undefined;
-}
-
-/** Every `matchLabels` below `v` (selectors in policies, Services, Deployments), depth-bounded. */
-function matchLabelsProblem(v: unknown, path: string, depth: number): string | undefined {
-  if (depth > 32 || typeof v !== 'object' || v === null) return undefined;
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) {
-      const p = matchLabelsProblem(v[i], `${path}[${i}]`, depth + 1);
-      if (p) return p;
-    }
-    return undefined;
-  }
-  for (const [k, x] of Object.entries(v)) {
-    const here = `${path}.${k}`;
-    const p = k === 'matchLabels' ? nonString(x, here) : matchLabelsProblem(x, here, depth + 1);
-    if (p) return p;
-  }
-  return undefined;
-}
-
-const BULK_KINDS = new Set(['Pod', 'Node', 'EndpointSlice']);
-
-/**
- * What kubectl would refuse in an object because of how YAML 1.1 read it: label, annotation,
- * ConfigMap data and matchLabels values that are not strings (`enabled: yes` is a boolean). meshguard
- * says so rather than judge an object the API server would never see.
- */
-export function kubectlRejects(o: Record<string, unknown>): string | undefined {
-  const m = o.metadata as Record<string, unknown>;
-  return (
-    nonString(m.labels, 'metadata.labels') ??
-    nonString(m.annotations, 'metadata.annotations') ??
-    (o.kind === 'ConfigMap' && o.apiVersion === 'v1' ? nonString(o.data, 'data') : undefined) ??
-    (o.kind === 'Service' && o.apiVersion === 'v1' && isRecord(o.spec) ? nonString(o.spec.selector, 'spec.selector') : undefined) ??
-    // Pods, Nodes and EndpointSlices (most of a state) hold no selectors: not walked.
-    (BULK_KINDS.has(String(o.kind)) ? undefined : matchLabelsProblem(o.spec, 'spec', 0))
-  );
-}
-
-function lineOf(node: YamlNode | null | undefined, lc: LineCounter): number {
-  const off = node?.range?.[0];
-  return off === undefined ? 1 : lc.linePos(off).line;
-}
-
-/** Push a document's objects (itself, or a List's items) with their lines. */
-function collect(obj: unknown, file: string, line: number, itemLine: (i: number) => number | undefined, out: ManifestDoc[] | ((doc: ManifestDoc) => void)): void {
-  checkObject(obj, file, line);
-  const push = typeof out === 'function' ? out : (d: ManifestDoc) => void out.push(d);
-  if (!isList(obj)) {
-    push({ object: obj, file, line });
-    return;
-  }
-  (obj.items as unknown[]).forEach((item, i) => {
-    const at = itemLine(i) ?? line;
-    if (item === null || item === undefined) return;
-    checkObject(item, file, at, `item ${i} of the ${String(obj.kind)}`);
-    // A List inside a List is not something kubectl prints; treat it as an object like any other.
-    push({ object: item, file, line: at });
-  });
-}
-
-/** collect() for a YAML document: lines from the node ranges. */
-function collectYaml(obj: unknown, node: YamlNode | null | undefined, file: string, lc: LineCounter, out: ManifestDoc[]): void {
-  const itemsNode = isMap(node) ? node.get('items', true) : undefined;
-  const itemNodes = isSeq(itemsNode) ? itemsNode.items : [];
-  collect(obj, file, lineOf(node, lc), (i) => {
-    const n = itemNodes[i] as YamlNode | undefined;
-    return n ? lineOf(n, lc) : undefined;
-  }, out);
-}
-
-function yamlErrorText(e: { message: string }): string {
-  // The first line, without the position the InputError prefix already carries.
-  const first = e.message.split('\n')[0] ?? e.message;
-  return first.replace(/ at line \d+, column \d+:?$/, '');
-}
-
-function readYaml(file: string, text: string, out: ManifestDoc[], limits: InputLimits): void {
-  const js = jsonStart(text);
-  if (js >= 0) {
-    const n = out.length;
-    try {
-      readJson(file, text, out, js);
-      return;
-    } catch (e) {
-      // Not JSON after all (YAML flow style): the YAML parser decides, and reports errors its way.
-      if (!(e instanceof InputError) || !e.message.includes('invalid JSON')) throw e;
-      out.length = n;
-    }
-  }
-  checkYamlSize(file, Buffer.byteLength(text), limits);
-  const lc = new LineCounter();
-  const docs = parseAllDocuments(text, { ...KUBECTL_YAML, lineCounter: lc, prettyErrors: true, uniqueKeys: false });
-  // parseAllDocuments returns an EmptyStream (no docs) or an array of Documents.
-  if (!Array.isArray(docs)) return;
-  for (const doc of docs) {
-    const err = doc.errors[0];
-    if (err) {
-      throw new InputError(`invalid YAML: ${yamlErrorText(err)}`, { file, line: err.linePos?.[0]?.line ?? lineOf(doc.contents, lc) });
-    }
-    if (doc.contents === null) continue; // empty document ("---" alone, or comments only)
-    let obj: unknown;
-    try {
-      obj = doc.toJS({ maxAliasCount: 1000 });
-    } catch (e) {
-      throw new InputError(`invalid YAML: ${errMessage(e)}`, { file, line: lineOf(doc.contents, lc) });
-    }
-    if (obj === null || obj === undefined) continue;
-    collectYaml(obj, doc.contents, file, lc, out);
-  }
-}
+import { InputError } from '../../core/errors.ts';
+import { errMessage, readBytes } from './files.ts';
+import { checkObject, collect, isList, isRecord, type ManifestDoc } from './objects.ts';
 
 /**
  * Offset of the first syntax error in `text` (JSON grammar), for error messages only: JSON.parse has
@@ -438,7 +201,7 @@ function jsonListLayout(text: string, start: number, firstLine: number): JsonLis
  * whole-document path would (that path is re-run on any error, so a syntax error anywhere is reported
  * first, as before).
  */
-function readJsonList(file: string, text: string, visit: (doc: ManifestDoc) => void, start: number): boolean {
+export function readJsonList(file: string, text: string, visit: (doc: ManifestDoc) => void, start: number): boolean {
   // Only JSON whitespace before the object (trimStart would also skip what JSON.parse rejects).
   let first = start;
   while (first < text.length && ' \t\r\n'.includes(text[first]!)) first++;
@@ -601,34 +364,13 @@ class ChunkedListLayout {
   }
 }
 
-/** A file's size, or -1 when it cannot be read (the text path then reports why). */
-function sizeOf(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return -1;
-  }
-}
-
-/** Reads `length` bytes of the file at `position`. */
-function readBytes(fd: number, position: number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  let got = 0;
-  while (got < length) {
-    const n = readSync(fd, out, got, length - got, position + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return out.subarray(0, got);
-}
-
 /**
  * readJsonList for a big .json file, in two passes over chunks: the layout, then each item decoded
  * and parsed from its own bytes. Returns false (having visited nothing) when the file is not such a
  * List, and on any error re-reads the file as text so that the same error is reported as the
  * whole-text path would.
  */
-function readJsonListChunked(path: string, file: string, visit: (doc: ManifestDoc) => void): boolean {
+export function readJsonListChunked(path: string, file: string, visit: (doc: ManifestDoc) => void): boolean {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -720,7 +462,7 @@ function countLines(text: string, end: number): number {
 }
 
 /** Parse `text` (from `start`) as JSON and collect it; throws InputError with the line on bad JSON. */
-function readJson(file: string, text: string, out: ManifestDoc[] | ((doc: ManifestDoc) => void), start = 0): void {
+export function readJson(file: string, text: string, out: ManifestDoc[] | ((doc: ManifestDoc) => void), start = 0): void {
   const body = start > 0 ? text.slice(start) : text;
   if (body.trim() === '') return;
   let obj: unknown;
@@ -747,53 +489,7 @@ function readJson(file: string, text: string, out: ManifestDoc[] | ((doc: Manife
  * Where a JSON document starts in a .yaml file (after blank and comment lines), or -1: JSON is YAML, and
  * JSON.parse is much faster than a YAML parse for a big snapshot.
  */
-function jsonStart(text: string): number {
+export function jsonStart(text: string): number {
   const m = /^(?:[ \t]*(?:#[^\n]*)?\r?\n)*[ \t]*(?=[{[])/.exec(text);
   return m ? m[0].length : -1;
-}
-
-/**
- * Every object in `paths` (files, directories, or "-" for standard input, named "<stdin>"), in order,
- * Lists flattened. Empty documents are skipped. Throws InputError naming the file and line for an
- * unreadable file, invalid YAML/JSON, or a document that is not an object with apiVersion, kind and
- * metadata.name.
- */
-export function readManifests(paths: readonly string[], limits: InputLimits = DEFAULT_INPUT_LIMITS): ManifestDoc[] {
-  const out: ManifestDoc[] = [];
-  forEachManifest(paths, (d) => void out.push(d), limits);
-  return out;
-}
-
-/**
- * readManifests, handing each object to `visit` as it is read. A .json List is parsed item by item, so
- * a caller that keeps only a slim copy of each object never holds every raw object at once (a 50k-pod
- * snapshot is hundreds of MB of raw objects). Throws the same InputErrors, possibly after some visits.
- * Every input is bounded (src/state/input.ts): devices are refused, files and streams over
- * `limits.maxBytes` and YAML over `limits.maxYamlBytes` too.
- */
-export function forEachManifest(paths: readonly string[], visit: (doc: ManifestDoc) => void, limits: InputLimits = DEFAULT_INPUT_LIMITS): void {
-  for (const path of expand(paths)) {
-    const file = path === STDIN ? STDIN_NAME : path;
-    if (path !== STDIN && /\.json$/i.test(file)) {
-      const size = sizeOf(path);
-      if (size > limits.maxBytes) {
-        throw new InputError(`larger than ${formatBytes(limits.maxBytes)}: refused (raise the bound with --max-input-bytes)`, { file });
-      }
-      if (size >= chunkedJsonList.fromBytes && readJsonListChunked(path, file, visit)) continue;
-    }
-    if (path !== STDIN && !/\.json$/i.test(file)) {
-      // A YAML file over its bound is refused without reading it (unless it holds JSON).
-      const size = sizeOf(path);
-      if (size > limits.maxYamlBytes && !startsLikeJson(peekFile(path, 64 * 1024))) checkYamlSize(file, size, limits);
-    }
-    const text = readBoundedText(path, limits.maxBytes, undefined, /\.json$/i.test(file) ? undefined : yamlNarrow(limits));
-    if (/\.json$/i.test(file)) {
-      if (!readJsonList(file, text, visit, 0)) readJson(file, text, visit);
-    } else {
-      // YAML (or JSON in a .yaml file, which may fall back to YAML): whole documents, then visited.
-      const docs: ManifestDoc[] = [];
-      readYaml(file, text, docs, limits);
-      for (const d of docs) visit(d);
-    }
-  }
 }

@@ -3,12 +3,18 @@
 // Envoy (the pod's sidecar, or the waypoint serving an ambient pod). Cilium and Istio both advise
 // against it: two policy sets drift apart, a request must pass both, and denials come from either side.
 
-import type { Change } from '../core/change.ts';
-import { authzAttachment, httpAttributesOf, istioRootNamespace, podsBehindTargetedWaypoints, targetsWaypoint, waypointFor, type PolicyRef, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, meshMode, podIn, unionPods } from '../policy/index.ts';
-import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
-import type { Finding, Rule } from './types.ts';
-import { changeRef, isCiliumPolicyChange, touchedPods } from '../impact/index.ts';
-import { describeVictims, podRef, victimsOf } from './render-helpers.ts';
+//
+// The rule folder: index.ts (this file: metadata, scope, check), messages.ts (the words, per code),
+// testdata/*.yaml (fixtures run by test/rules/fixtures.test.ts). docs/adding-a-rule.md explains the layout.
+
+import type { Change } from '../../core/change.ts';
+import type { Finding } from '../../core/finding.ts';
+import type { ClusterState, Labels, Pod, PolicyObject } from '../../core/objects.ts';
+import type { Rule, RuleContext } from '../../core/rule.ts';
+import { authzAttachment, httpAttributesOf, istioRootNamespace, podsBehindTargetedWaypoints, targetsWaypoint, waypointFor, type PolicyRef, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, meshMode, podIn, podRef, unionPods } from '../../policy/index.ts';
+import { isCiliumPolicyChange, touchedPods } from '../../impact/index.ts';
+import { victimParams, victimsOf } from '../render-helpers.ts';
+import { messages } from './messages.ts';
 
 const ID = 'dual-l7-authz';
 
@@ -90,43 +96,54 @@ function hitsOf(state: ClusterState, pods: readonly Pod[]): Hit[] {
   return out;
 }
 
-function touched(change: Change, before: ClusterState, after: ClusterState): { pods: readonly Pod[]; synthetic: boolean } | undefined {
+/** What the request does that this rule judges; undefined: nothing to judge. */
+type Subject = { readonly by: 'cilium-policy' } | { readonly by: 'authorization-policy' };
+
+/** Cheap, from the request alone: a Cilium policy or an AuthorizationPolicy written (a DELETE only removes a layer). */
+export function scope(change: Change): Subject | undefined {
   if (change.operation === 'DELETE') return undefined;
-  if (isCiliumPolicyChange(change)) return touchedPods(change, before, after, { direction: 'l7' });
-  if (change.kind === 'AuthorizationPolicy' && change.object) {
-    const ap = change.object as PolicyObject;
-    const hasTargets = authzAttachment(after, ap).targetRefs.length > 0;
-    // Service targets select pods of the policy's namespace; waypoint targets reach every pod behind it.
-    if (hasTargets) return { pods: unionPods(after.list('Pod', ap.metadata.namespace ?? ''), podsBehindTargetedWaypoints(after, ap)), synthetic: false };
-    return {
-      pods: unionPods(istioPolicyPods(before, change.oldObject as PolicyObject | undefined, true), istioPolicyPods(after, ap, true)),
-      synthetic: false,
-    };
-  }
+  if (isCiliumPolicyChange(change)) return { by: 'cilium-policy' };
+  if (change.kind === 'AuthorizationPolicy' && change.object) return { by: 'authorization-policy' };
   return undefined;
 }
 
-function evaluateDual(change: Change, before: ClusterState, after: ClusterState): Finding[] {
+function touched(subject: Subject, change: Change, before: ClusterState, after: ClusterState): { pods: readonly Pod[]; synthetic: boolean } {
+  if (subject.by === 'cilium-policy') return touchedPods(change, before, after, { direction: 'l7' });
+  const ap = change.object as PolicyObject;
+  const hasTargets = authzAttachment(after, ap).targetRefs.length > 0;
+  // Service targets select pods of the policy's namespace; waypoint targets reach every pod behind it.
+  if (hasTargets) return { pods: unionPods(after.list('Pod', ap.metadata.namespace ?? ''), podsBehindTargetedWaypoints(after, ap)), synthetic: false };
+  return {
+    pods: unionPods(istioPolicyPods(before, change.oldObject as PolicyObject | undefined, true), istioPolicyPods(after, ap, true)),
+    synthetic: false,
+  };
+}
+
+export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
   // Without the L7 proxy (or with policy off) Cilium's HTTP rules are not enforced: one L7 layer only.
   if (!l7ProxyEnabled(after)) return [];
-  const t = touched(change, before, after);
-  if (!t || t.pods.length === 0) return [];
+  const t = touched(subject, change, before, after);
+  if (t.pods.length === 0) return [];
   const a = hitsOf(after, t.pods);
   if (a.length === 0) return [];
   const old = new Set(hitsOf(before, t.pods).map((h) => podRef(h.pod)));
   const added = a.filter((h) => !old.has(podRef(h.pod)));
-  const shown = added.length > 0 ? added : a;
+  const preexisting = added.length === 0;
+  const shown = preexisting ? a : added;
   const first = shown[0]!;
   const victims = shown.map((h) => h.pod);
-  const prefix = isCiliumPolicyChange(change) || change.kind === 'AuthorizationPolicy' ? '' : `${changeRef(change)}: `;
-  const ap = `AuthorizationPolicy ${first.istio.metadata.namespace ?? ''}/${first.istio.metadata.name}`;
-  const attrs = first.attributes.slice(0, 3).join(', ') + (first.attributes.length > 3 ? ', ...' : '');
-  const who = t.synthetic ? ' (pods this policy would select)' : '';
-  const message =
-    `${prefix}${formatPolicyRef(first.cilium)} (Cilium HTTP rules) and ${ap} (${attrs}) both authorize HTTP for the same pods: ` +
-    `split-brain L7 authorization, requests must pass both and denials come from either side${who}: ${describeVictims(victims)}`;
-  const fix = `keep HTTP authorization in one place: drop rules.http from ${formatPolicyRef(first.cilium)} (keep its L4 part) or the HTTP attributes from ${ap}`;
-  return [{ rule: ID, message, fix, ...victimsOf(victims), ...(added.length > 0 ? {} : { preexisting: true }) }];
+  const overlap = {
+    ciliumPolicy: formatPolicyRef(first.cilium),
+    authorizationPolicy: `${first.istio.metadata.namespace ?? ''}/${first.istio.metadata.name}`,
+    attributes: first.attributes.slice(0, 3),
+    attributeCount: first.attributes.length,
+    ...victimParams(victims),
+  };
+  const extras = { ...victimsOf(victims), preexisting };
+  if (subject.by === 'cilium-policy') {
+    return [messages.finding(preexisting ? 'cilium-rules-kept' : 'cilium-rules-overlap', { ...overlap, wouldSelect: t.synthetic }, extras)];
+  }
+  return [messages.finding(preexisting ? 'authorization-policy-kept' : 'authorization-policy-overlaps', overlap, extras)];
 }
 
 export const rule: Rule = {
@@ -135,14 +152,12 @@ export const rule: Rule = {
   summary: 'Cilium HTTP rules and an Istio AuthorizationPolicy with HTTP attributes on the same workload (split-brain L7 authorization)',
   docs: `docs/rules/${ID}.md`,
   triggers: [
-    { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], operations: ['CREATE', 'UPDATE'] },
-    { kinds: ['AuthorizationPolicy'], operations: ['CREATE', 'UPDATE'] },
+    { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], operations: ['CREATE', 'UPDATE'], when: 'adds Cilium HTTP rules to a workload Istio already authorizes at L7' },
+    { kinds: ['AuthorizationPolicy'], operations: ['CREATE', 'UPDATE'], when: 'adds Istio HTTP rules to a workload Cilium already authorizes at L7; a waypoint policy is checked for every pod behind the waypoint, in any namespace' },
   ],
-  evaluate(change, before, after) {
-    try {
-      return evaluateDual(change, before, after);
-    } catch {
-      return []; // odd input: no finding rather than a crash
-    }
+  messages,
+  evaluate: (change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] => {
+    const subject = scope(change);
+    return subject ? check(subject, change, before, after) : [];
   },
 };

@@ -3,12 +3,18 @@
 // ignores DISABLE policies: the inherited mode applies instead, so whatever DISABLE was meant for (plaintext
 // for Cilium L7 parsing, for non-mesh clients under a STRICT namespace) does not happen.
 
-import type { Change } from '../core/change.ts';
-import { effectiveMtls, meshMode, istioPolicyPods, podIn, unionPods } from '../policy/index.ts';
-import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
-import type { Finding, Rule } from './types.ts';
-import { changeRef, labelsChanged } from '../impact/index.ts';
-import { describeVictims, podRef, victimsOf } from './render-helpers.ts';
+//
+// The rule folder: index.ts (this file: metadata, scope, check), messages.ts (the words, per code),
+// testdata/*.yaml (fixtures run by test/rules/fixtures.test.ts). docs/adding-a-rule.md explains the layout.
+
+import type { Change } from '../../core/change.ts';
+import type { Finding } from '../../core/finding.ts';
+import type { ClusterState, Labels, Pod, PolicyObject } from '../../core/objects.ts';
+import type { Rule, RuleContext } from '../../core/rule.ts';
+import { effectiveMtls, meshMode, istioPolicyPods, podIn, podRef, unionPods } from '../../policy/index.ts';
+import { labelsChanged } from '../../impact/index.ts';
+import { victimParams, victimsOf } from '../render-helpers.ts';
+import { messages } from './messages.ts';
 
 const ID = 'pa-disable-ignored-ambient';
 
@@ -66,9 +72,9 @@ function matchLabelsOf(obj: PolicyObject | undefined): Labels | undefined {
   return typeof ml === 'object' && ml !== null && Object.keys(ml).length > 0 ? (ml as Labels) : undefined;
 }
 
-function touched(change: Change, before: ClusterState, after: ClusterState): { pods: Pod[]; synthetic: boolean } | undefined {
-  if (change.kind === 'PeerAuthentication') {
-    if (change.operation === 'DELETE' || !change.object) return undefined;
+/** The pods whose mode the request may change; a synthetic pod when a new selector selects none yet. */
+function touched(subject: Subject, change: Change, before: ClusterState, after: ClusterState): { pods: Pod[]; synthetic: boolean } {
+  if (subject.by === 'peer-authentication') {
     const obj = change.object as PolicyObject;
     const pods = unionPods(istioPolicyPods(before, change.oldObject as PolicyObject | undefined, false), istioPolicyPods(after, obj, false));
     const ml = matchLabelsOf(obj);
@@ -84,33 +90,41 @@ function touched(change: Change, before: ClusterState, after: ClusterState): { p
     }
     return { pods, synthetic: false };
   }
-  if (change.kind === 'Namespace' && change.operation === 'UPDATE' && labelsChanged(change)) {
-    return { pods: [...after.list('Pod', change.name)], synthetic: false };
-  }
+  return { pods: [...after.list('Pod', subject.namespace)], synthetic: false };
+}
+
+/** What the request does that this rule judges; undefined: nothing to judge. */
+type Subject = { readonly by: 'peer-authentication' } | { readonly by: 'namespace'; readonly namespace: string };
+
+/** Cheap, from the request alone: a PeerAuthentication written, or a Namespace relabelled. */
+export function scope(change: Change): Subject | undefined {
+  if (change.kind === 'PeerAuthentication') return change.operation === 'DELETE' || !change.object ? undefined : { by: 'peer-authentication' };
+  if (change.kind === 'Namespace' && change.operation === 'UPDATE' && labelsChanged(change)) return { by: 'namespace', namespace: change.name };
   return undefined;
 }
 
-function evaluatePaDisable(change: Change, before: ClusterState, after: ClusterState): Finding[] {
-  const t = touched(change, before, after);
-  if (!t || t.pods.length === 0) return [];
+export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
+  const t = touched(subject, change, before, after);
+  if (t.pods.length === 0) return [];
   const a = hitsOf(after, t.pods);
   if (a.length === 0) return [];
   const old = new Set(hitsOf(before, t.pods).map((h) => h.key));
   const added = a.filter((h) => !old.has(h.key));
-  const shown = added.length > 0 ? added : a;
+  const preexisting = added.length === 0;
+  const shown = preexisting ? a : added;
   const first = shown[0]!;
   const victims = unionPods(shown.map((h) => h.pod));
-  const prefix = change.kind === 'PeerAuthentication' ? '' : `${changeRef(change)}: `;
-  const where = first.port === undefined ? '' : ` on port ${first.port}`;
-  const who = t.synthetic ? ' (pods this policy would select)' : '';
-  const message =
-    `${prefix}PeerAuthentication ${first.source} sets mTLS DISABLE${where} for pods enrolled in Istio ambient; ztunnel ignores DISABLE ` +
-    `(HBONE is always mTLS) and the inherited mode applies${who}: ${describeVictims(victims)}`;
-  const ns = first.pod.metadata.namespace ?? '';
-  const fix =
-    `if these pods must take plaintext, take them out of ambient (kubectl label namespace ${ns} istio.io/dataplane-mode- , ` +
-    `or label the pods istio.io/dataplane-mode: none); otherwise delete the DISABLE or use PERMISSIVE`;
-  return [{ rule: ID, message, fix, ...victimsOf(victims), ...(added.length > 0 ? {} : { preexisting: true }) }];
+  const disabled = {
+    source: first.source,
+    ...(first.port === undefined ? {} : { port: first.port }),
+    ...victimParams(victims),
+    podNamespace: first.pod.metadata.namespace ?? '',
+  };
+  const extras = { ...victimsOf(victims), preexisting };
+  if (subject.by === 'peer-authentication') {
+    return [messages.finding(preexisting ? 'policy-keeps-disable' : 'policy-disables', { ...disabled, wouldSelect: t.synthetic }, extras)];
+  }
+  return [messages.finding(preexisting ? 'namespace-keeps-disabled' : 'namespace-enrols-disabled', { ...disabled, namespace: subject.namespace }, extras)];
 }
 
 export const rule: Rule = {
@@ -119,14 +133,12 @@ export const rule: Rule = {
   summary: 'PeerAuthentication DISABLE on ambient pods is ignored by ztunnel (HBONE is always mTLS)',
   docs: `docs/rules/${ID}.md`,
   triggers: [
-    { kinds: ['PeerAuthentication'], operations: ['CREATE', 'UPDATE'] },
-    { kinds: ['Namespace'], operations: ['UPDATE'] },
+    { kinds: ['PeerAuthentication'], operations: ['CREATE', 'UPDATE'], when: 'a DISABLE (whole policy or portLevelMtls) that lands on ambient pods' },
+    { kinds: ['Namespace'], operations: ['UPDATE'], when: 'a label change, such as enrolling a namespace with DISABLE policies into ambient' },
   ],
-  evaluate(change, before, after) {
-    try {
-      return evaluatePaDisable(change, before, after);
-    } catch {
-      return []; // odd input: no finding rather than a crash
-    }
+  messages,
+  evaluate: (change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] => {
+    const subject = scope(change);
+    return subject ? check(subject, change, before, after) : [];
   },
 };

@@ -3,20 +3,27 @@
 // whose effective PeerAuthentication on that port is not DISABLE (PERMISSIVE still gets mTLS from every
 // meshed client). Egress: L7 rules of sidecar pods toward sidecar pods that accept mTLS on that port.
 
-import type { Change } from '../core/change.ts';
-import { changedLabelKeys, effectiveMtls, isMeshProxyPod, namespaceLabelReadByPeers, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel, CILIUM_POLICY_KINDS, l7EgressPolicies, conflictKey, coveredPorts, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, modelsOf, peerPods, podIn, somePeerPod, unionPods, victimPods, type Conflict } from '../policy/index.ts';
-import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
-import type { Finding, Rule } from './types.ts';
-import { changeRef, diffKeyed as diffConflicts, isCiliumPolicyChange, relabelReachesL7, touchedPods } from '../impact/index.ts';
-import { describeVictims, podRef, victimsOf, l7Kind, portLabel } from './render-helpers.ts';
+//
+// The rule folder: index.ts (this file: metadata, scope, check), messages.ts (the words, per code),
+// testdata/*.yaml (fixtures run by test/rules/fixtures.test.ts). docs/adding-a-rule.md explains the layout.
+
+import type { Change } from '../../core/change.ts';
+import type { Finding } from '../../core/finding.ts';
+import type { ClusterState, Pod, PolicyObject } from '../../core/objects.ts';
+import type { Rule, RuleContext } from '../../core/rule.ts';
+import { changedLabelKeys, effectiveMtls, isMeshProxyPod, namespaceLabelReadByPeers, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel, CILIUM_POLICY_KINDS, l7EgressPolicies, conflictKey, coveredPorts, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, modelsOf, peerPods, podIn, podRef, somePeerPod, unionPods, victimPods, type Conflict } from '../../policy/index.ts';
+import { diffKeyed as diffConflicts, isCiliumPolicyChange, relabelReachesL7, touchedPods } from '../../impact/index.ts';
+import { victimParams, victimsOf, l7Kind } from '../render-helpers.ts';
+import { messages } from './messages.ts';
 
 const ID = 'split-brain-l7-sidecar';
 /** Bound the egress fan-out (client pods x destination pods) per policy rule. */
 const MAX_EGRESS_DESTS = 20;
 
-function mtlsText(m: EffectiveMtls): string {
-  if (!m.source) return `mTLS ${m.mode} (mesh default)`;
-  return `mTLS ${m.mode} (PeerAuthentication ${m.source.namespace}/${m.source.name}, ${m.source.level} level)`;
+/** A conflict with what the message needs: the mTLS that reaches Cilium's proxy, and for egress the destination pod. */
+interface MtlsConflict extends Conflict {
+  readonly mtls: EffectiveMtls;
+  readonly destination?: Pod;
 }
 
 /** The mTLS mode that reaches Cilium's proxy on a port; for "all ports", the first non-DISABLE one. */
@@ -30,9 +37,9 @@ function mtlsOn(state: ClusterState, pod: Pod, port: number | undefined): Effect
   return undefined;
 }
 
-function ingressConflicts(state: ClusterState, pod: Pod, prev?: ClusterState, admits = new Map<readonly Peer[], boolean>()): Conflict[] {
+function ingressConflicts(state: ClusterState, pod: Pod, prev?: ClusterState, admits = new Map<readonly Peer[], boolean>()): MtlsConflict[] {
   if (meshMode(state, pod) !== 'sidecar') return [];
-  const out: Conflict[] = [];
+  const out: MtlsConflict[] = [];
   for (const m of l7ModelsSelecting(state, pod)) {
     for (const use of l7Uses(m, 'ingress')) {
       // Replicas share their models' peer lists: judge each list once per state.
@@ -49,7 +56,8 @@ function ingressConflicts(state: ClusterState, pod: Pod, prev?: ClusterState, ad
           direction: 'ingress',
           port,
           l7: l7Kind(use.section.rules),
-          detail: mtlsText(mt),
+          detail: '',
+          mtls: mt,
         });
       }
     }
@@ -80,9 +88,9 @@ function admitsMeshClients(state: ClusterState, peers: readonly Peer[], prev?: C
 }
 
 /** Egress L7 of `model` from sidecar `subject` toward sidecar destinations (optionally only `dests`). */
-function egressConflicts(state: ClusterState, model: PolicyModel, subject: Pod, dests?: ReadonlySet<string>): Conflict[] {
+function egressConflicts(state: ClusterState, model: PolicyModel, subject: Pod, dests?: ReadonlySet<string>): MtlsConflict[] {
   if (meshMode(state, subject) !== 'sidecar') return [];
-  const out: Conflict[] = [];
+  const out: MtlsConflict[] = [];
   for (const use of l7Uses(model, 'egress')) {
     let n = 0;
     for (const peer of use.peers) {
@@ -100,7 +108,9 @@ function egressConflicts(state: ClusterState, model: PolicyModel, subject: Pod, 
             direction: 'egress',
             port,
             l7: l7Kind(use.section.rules),
-            detail: `${podRef(dest)} with ${mtlsText(mt)}`,
+            detail: '',
+            mtls: mt,
+            destination: dest,
           });
         }
       }
@@ -111,10 +121,10 @@ function egressConflicts(state: ClusterState, model: PolicyModel, subject: Pod, 
 
 
 /** Egress conflicts of every Cilium policy with L7 egress toward the given destination pods. */
-function egressTowards(state: ClusterState, dests: readonly Pod[]): Conflict[] {
+function egressTowards(state: ClusterState, dests: readonly Pod[]): MtlsConflict[] {
   if (dests.length === 0) return [];
   const destSet = new Set(dests.map(podRef));
-  const out: Conflict[] = [];
+  const out: MtlsConflict[] = [];
   for (const kind of CILIUM_POLICY_KINDS) {
     for (const { obj, models } of l7EgressPolicies(state.list(kind))) {
       for (const subject of podsSelectedBy(state, obj as PolicyObject)) {
@@ -125,8 +135,8 @@ function egressTowards(state: ClusterState, dests: readonly Pod[]): Conflict[] {
   return out;
 }
 
-function ingressOf(state: ClusterState, pods: readonly Pod[], prev?: ClusterState): Conflict[] {
-  const out: Conflict[] = [];
+function ingressOf(state: ClusterState, pods: readonly Pod[], prev?: ClusterState): MtlsConflict[] {
+  const out: MtlsConflict[] = [];
   const admits = new Map<readonly Peer[], boolean>();
   for (const p of pods) {
     const here = podIn(state, p);
@@ -135,8 +145,8 @@ function ingressOf(state: ClusterState, pods: readonly Pod[], prev?: ClusterStat
   return out;
 }
 
-function policyEgress(state: ClusterState, obj: unknown, pods: readonly Pod[]): Conflict[] {
-  const out: Conflict[] = [];
+function policyEgress(state: ClusterState, obj: unknown, pods: readonly Pod[]): MtlsConflict[] {
+  const out: MtlsConflict[] = [];
   for (const m of modelsOf(obj)) {
     if (l7Uses(m, 'egress').length === 0) continue;
     for (const p of pods) {
@@ -147,9 +157,22 @@ function policyEgress(state: ClusterState, obj: unknown, pods: readonly Pod[]): 
   return out;
 }
 
-function collect(change: Change, before: ClusterState, after: ClusterState): { b: Conflict[]; a: Conflict[]; synthetic: boolean } | undefined {
-  if (isCiliumPolicyChange(change)) {
-    if (change.operation === 'DELETE') return undefined;
+/** What the request does that this rule judges; undefined: nothing to judge. */
+type Subject =
+  | { readonly by: 'cilium-policy' }
+  | { readonly by: 'peer-authentication'; readonly ref: string }
+  | { readonly by: 'namespace'; readonly namespace: string };
+
+/** Cheap, from the request alone: a Cilium policy written, a PeerAuthentication written or deleted, a Namespace relabelled. */
+export function scope(change: Change): Subject | undefined {
+  if (isCiliumPolicyChange(change)) return change.operation === 'DELETE' ? undefined : { by: 'cilium-policy' };
+  if (change.kind === 'PeerAuthentication') return { by: 'peer-authentication', ref: `${change.namespace ?? ''}/${change.name}` };
+  if (change.kind === 'Namespace' && change.operation === 'UPDATE') return { by: 'namespace', namespace: change.name };
+  return undefined;
+}
+
+function collect(subject: Subject, change: Change, before: ClusterState, after: ClusterState): { b: MtlsConflict[]; a: MtlsConflict[]; synthetic: boolean } | undefined {
+  if (subject.by === 'cilium-policy') {
     const { pods, synthetic } = touchedPods(change, before, after, { direction: 'l7' });
     if (pods.length === 0) return undefined;
     return {
@@ -159,20 +182,20 @@ function collect(change: Change, before: ClusterState, after: ClusterState): { b
     };
   }
   let pods: Pod[];
-  if (change.kind === 'PeerAuthentication') {
+  if (subject.by === 'peer-authentication') {
     pods = unionPods(
       istioPolicyPods(before, change.oldObject as PolicyObject | undefined, false),
       istioPolicyPods(after, change.object as PolicyObject | undefined, false),
     );
-  } else if (change.kind === 'Namespace' && change.operation === 'UPDATE' && relabelReachesL7(change, before)) {
-    pods = [...after.list('Pod', change.name)];
+  } else if (relabelReachesL7(change, before)) {
+    pods = [...after.list('Pod', subject.namespace)];
   } else {
-    return undefined;
+    return undefined; // a relabel no L7 rule reads (and no mesh label) cannot change a conflict
   }
   if (pods.length === 0) return undefined;
   // A Namespace relabel also changes its pods as clients: injected, they originate mTLS under their own
   // L7 egress rules (PeerAuthentication changes leave clients as they are).
-  const asClients = change.kind === 'Namespace';
+  const asClients = subject.by === 'namespace';
   // Rules elsewhere see the relabelled pods differently only when they join or leave the mesh (an Istio
   // label) or when a peer selector reads a changed label; scanning every L7 rule of the cluster for any
   // other label would cost every owner or cost-centre relabel.
@@ -198,7 +221,7 @@ function collect(change: Change, before: ClusterState, after: ClusterState): { b
  * pods, which send mTLS once the namespace joins the mesh. Only new ones (pre-existing problems
  * elsewhere are not this request's to repeat).
  */
-function newIngressElsewhere(before: ClusterState, after: ClusterState, namespace: string): Conflict[] {
+function newIngressElsewhere(before: ClusterState, after: ClusterState, namespace: string): MtlsConflict[] {
   const pods = new Map<string, Pod>();
   for (const kind of CILIUM_POLICY_KINDS) {
     for (const obj of after.list(kind)) {
@@ -212,8 +235,8 @@ function newIngressElsewhere(before: ClusterState, after: ClusterState, namespac
 }
 
 /** Egress conflicts of the L7 egress rules selecting these pods (the pods as clients). */
-function egressFrom(state: ClusterState, pods: readonly Pod[]): Conflict[] {
-  const out: Conflict[] = [];
+function egressFrom(state: ClusterState, pods: readonly Pod[]): MtlsConflict[] {
+  const out: MtlsConflict[] = [];
   for (const p of pods) {
     const here = podIn(state, p);
     if (!here) continue;
@@ -222,36 +245,49 @@ function egressFrom(state: ClusterState, pods: readonly Pod[]): Conflict[] {
   return out;
 }
 
-function evaluateSplitBrain(change: Change, before: ClusterState, after: ClusterState): Finding[] {
+export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
   if (!l7ProxyEnabled(after)) return [];
-  const got = collect(change, before, after);
+  const got = collect(subject, change, before, after);
   if (!got) return [];
   const { added, kept } = diffConflicts(got.b, got.a);
-  const shown = added.length > 0 ? added : kept;
+  const preexisting = added.length === 0;
+  const shown = preexisting ? kept : added;
   if (shown.length === 0) return [];
   const first = shown[0]!;
   const victims = victimPods(shown);
   const policies = [...new Set(shown.map((c) => formatPolicyRef(c.policy)))];
-  const policyText = policies.length > 2 ? `${policies.slice(0, 2).join(', ')} and ${policies.length - 2} more` : policies.join(', ');
-  const where =
-    first.direction === 'ingress'
-      ? `ingress ${portLabel(first.port)} of sidecar pods with Istio ${first.detail}`
-      : `egress toward ${portLabel(first.port)} of ${first.detail}`;
-  const prefix = isCiliumPolicyChange(change) ? '' : `${changeRef(change)}: `;
-  const who = change.kind && isCiliumPolicyChange(change) && got.synthetic ? ' (pods this policy would select)' : '';
-  const message =
-    `${prefix}Cilium ${first.l7} rules of ${policyText} inspect ${where}; Cilium's proxy cannot parse Istio mTLS, ` +
-    `requests get HTTP 503${who}: ${describeVictims(victims)}`;
-  const target = first.direction === 'ingress' ? first.victim : undefined;
-  const ns = target?.metadata.namespace ?? first.victim.metadata.namespace ?? '';
-  const app = target?.metadata.labels?.['app'];
-  const selector = app ? `selector: {matchLabels: {app: ${app}}}, ` : '';
-  const portFix = first.port !== undefined && first.direction === 'ingress' && app ? `portLevelMtls: {"${first.port}": {mode: DISABLE}}` : 'mtls: {mode: DISABLE}';
-  const fix =
-    first.direction === 'ingress'
-      ? `disable Istio mTLS where Cilium parses L7: PeerAuthentication in ${ns} {${selector}${portFix}}, or move the L7 rules to an Istio AuthorizationPolicy`
-      : `disable Istio mTLS on the destination port (PeerAuthentication mtls.mode: DISABLE), or move the L7 rules to an Istio AuthorizationPolicy`;
-  return [{ rule: ID, message, fix, ...victimsOf(victims), ...(added.length > 0 ? {} : { preexisting: true }) }];
+  const source = first.mtls.source;
+  const conflict = {
+    l7: first.l7,
+    policies: policies.slice(0, 2),
+    policyCount: policies.length,
+    ...(first.port === undefined ? {} : { port: first.port }),
+    mtls: first.mtls.mode,
+    ...(source ? { mtlsSource: `${source.namespace}/${source.name}`, mtlsLevel: source.level } : {}),
+    ...victimParams(victims),
+  };
+  const extras = { ...victimsOf(victims), preexisting };
+  if (first.direction === 'ingress') {
+    const app = first.victim.metadata.labels?.['app'];
+    const ingress = { ...conflict, podNamespace: first.victim.metadata.namespace ?? '', ...(app ? { app } : {}) };
+    switch (subject.by) {
+      case 'cilium-policy':
+        return [messages.finding(preexisting ? 'policy-ingress-mtls-kept' : 'policy-ingress-mtls', { ...ingress, wouldSelect: got.synthetic }, extras)];
+      case 'peer-authentication':
+        return [messages.finding(preexisting ? 'peer-authentication-ingress-mtls-kept' : 'peer-authentication-ingress-mtls', { ...ingress, peerAuthentication: subject.ref }, extras)];
+      case 'namespace':
+        return [messages.finding(preexisting ? 'namespace-ingress-mtls-kept' : 'namespace-ingress-mtls', { ...ingress, namespace: subject.namespace }, extras)];
+    }
+  }
+  const egress = { ...conflict, destination: first.destination ? podRef(first.destination) : '' };
+  switch (subject.by) {
+    case 'cilium-policy':
+      return [messages.finding(preexisting ? 'policy-egress-mtls-kept' : 'policy-egress-mtls', { ...egress, wouldSelect: got.synthetic }, extras)];
+    case 'peer-authentication':
+      return [messages.finding(preexisting ? 'peer-authentication-egress-mtls-kept' : 'peer-authentication-egress-mtls', { ...egress, peerAuthentication: subject.ref }, extras)];
+    case 'namespace':
+      return [messages.finding(preexisting ? 'namespace-egress-mtls-kept' : 'namespace-egress-mtls', { ...egress, namespace: subject.namespace }, extras)];
+  }
 }
 
 export const rule: Rule = {
@@ -260,15 +296,16 @@ export const rule: Rule = {
   summary: 'Cilium L7 rules on sidecar traffic that Istio encrypts with mTLS (PeerAuthentication not DISABLE): HTTP 503',
   docs: `docs/rules/${ID}.md`,
   triggers: [
-    { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], operations: ['CREATE', 'UPDATE'] },
-    { kinds: ['PeerAuthentication'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
-    { kinds: ['Namespace'], operations: ['UPDATE'] },
+    { kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], operations: ['CREATE', 'UPDATE'], when: 'adds L7 rules on mTLS traffic' },
+    { kinds: ['PeerAuthentication'], operations: ['CREATE', 'UPDATE', 'DELETE'], when: 'a workload STRICT overriding a namespace DISABLE, or deleting the DISABLE, re-enables mTLS under existing L7 rules' },
+    { kinds: ['Namespace'], operations: ['UPDATE'], when:
+        "enabling injection (`istio-injection=enabled`, `istio.io/rev`) under existing L7 rules: its pods' ingress L7, L7 egress of other pods toward them, " +
+        'and their own L7 egress toward sidecar pods, and, when an Istio label or a label some peer selector reads changed, L7 ingress rules elsewhere ' +
+        'that admit its pods (they send mTLS once injected; only new conflicts there); a relabel no L7 rule reads is skipped' },
   ],
-  evaluate(change, before, after) {
-    try {
-      return evaluateSplitBrain(change, before, after);
-    } catch {
-      return []; // odd input: no finding rather than a crash
-    }
+  messages,
+  evaluate: (change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] => {
+    const subject = scope(change);
+    return subject ? check(subject, change, before, after) : [];
   },
 };

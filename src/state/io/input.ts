@@ -7,7 +7,7 @@
 import { closeSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { isatty } from 'node:tty';
 
-import { InputError } from '../core/errors.ts';
+import { InputError } from '../../core/errors.ts';
 
 export interface InputLimits {
   /** Largest file or stream read, in bytes (`--max-input-bytes`). */

@@ -31,6 +31,8 @@ import { checkRss, targetsTable, type TargetCheck } from './targets.ts';
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
+  // Imported by bench/live-churn.ts, whose flags are not these: the defaults then.
+  args: import.meta.main ? process.argv.slice(2) : [],
   options: {
     pods: { type: 'string', default: '10000' },
     seconds: { type: 'string', default: '10' },
@@ -66,12 +68,12 @@ const log = (m: string): void => void process.stderr.write(`[live] ${m}\n`);
 // ---------------------------------------------------------------------------------------------------
 // A minimal client for the apiserver (keep-alive, admin token from the harness's kubeconfig).
 
-interface Api {
+export interface Api {
   request(method: string, urlPath: string, body?: unknown, contentType?: string): Promise<{ status: number; body: string }>;
   close(): void;
 }
 
-function apiFromKubeconfig(file: string): Api {
+export function apiFromKubeconfig(file: string): Api {
   const kc = parseYaml(readFileSync(file, 'utf8')) as {
     clusters: { cluster: { server: string; 'certificate-authority-data': string } }[];
     users: { user: { token: string } }[];
@@ -119,7 +121,7 @@ const ORDER: readonly string[] = [
   'MutatingWebhookConfiguration',
 ];
 
-function pathOf(o: Obj): string {
+export function pathOf(o: Obj): string {
   if (!(o.kind in KINDS)) throw new Error(`bench/live: no API path for kind ${o.kind}`);
   return collectionPath(o.kind as KindName, o.metadata.namespace);
 }
@@ -129,7 +131,7 @@ function pathOf(o: Obj): string {
  * meshguard reads pod IPs and phases and node addresses from it). Objects the apiserver made itself
  * (default/kubernetes, kube-system) are replaced by server-side apply. Returns objects per second.
  */
-async function loadCluster(api: Api, objects: readonly Obj[]): Promise<{ seconds: number; perSecond: number }> {
+export async function loadCluster(api: Api, objects: readonly Obj[]): Promise<{ seconds: number; perSecond: number }> {
   const t0 = performance.now();
   const rank = (o: Obj): number => {
     const i = ORDER.indexOf(o.kind);
@@ -176,7 +178,7 @@ async function stateObjects(metricsPort: number): Promise<Record<string, number>
 }
 
 /** Pod watch events meshguard has applied (meshguard_state_watch_events_total), by result. */
-async function podEvents(metricsPort: number): Promise<{ changed: number; unchanged: number }> {
+export async function podEvents(metricsPort: number): Promise<{ changed: number; unchanged: number }> {
   const text = await metricsPage(metricsPort);
   const read = (result: string): number => Number(new RegExp(`^meshguard_state_watch_events_total\\{kind="Pod",result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
   return { changed: read('changed'), unchanged: read('unchanged') };
@@ -514,4 +516,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// Run as a script (bench/live-churn.ts imports the apiserver client and the loader from here).
+if (import.meta.main) await main();

@@ -110,7 +110,9 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const fromFiles = (opts.state?.length ?? 0) > 0;
   if (fromFiles) {
     source = new SnapshotSource(opts.state!, { limits });
-    // Files are read before listening: a bad file is an input error (exit 2), not a webhook that never gets ready.
+    // Files are read before listening: a bad file is an input error (exit 2), not a webhook that never gets
+    // ready. The read hands the event loop back every 20 ms (loadSnapshotInSlices), so signals and timers
+    // are not held up by a big snapshot.
     await source.start();
   } else {
     // Without --kubeconfig: $KUBECONFIG, ~/.kube/config, then the in-cluster service account.

@@ -30,6 +30,7 @@ export const KIND_NAMES = [
   'RoleBinding',
   'ClusterRoleBinding',
   'MutatingWebhookConfiguration',
+  'ValidatingWebhookConfiguration',
   'NetworkPolicy',
   'CiliumNetworkPolicy',
   'CiliumClusterwideNetworkPolicy',
@@ -70,6 +71,10 @@ export const KINDS: Readonly<Record<KindName, ResourceKind>> = {
   MutatingWebhookConfiguration: {
     kind: 'MutatingWebhookConfiguration', group: 'admissionregistration.k8s.io', version: 'v1',
     plural: 'mutatingwebhookconfigurations', namespaced: false, optional: false,
+  },
+  ValidatingWebhookConfiguration: {
+    kind: 'ValidatingWebhookConfiguration', group: 'admissionregistration.k8s.io', version: 'v1',
+    plural: 'validatingwebhookconfigurations', namespaced: false, optional: false,
   },
   NetworkPolicy: {
     kind: 'NetworkPolicy', group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', namespaced: true,

@@ -141,14 +141,20 @@ export interface WebhookClientConfig {
   readonly url?: string;
   readonly service?: { readonly name: string; readonly namespace: string; readonly port?: number; readonly path?: string };
 }
+/** One webhook of a Mutating- or ValidatingWebhookConfiguration, as slimmed. */
+export interface Webhook {
+  readonly name: string;
+  readonly clientConfig: WebhookClientConfig;
+  readonly failurePolicy?: string;
+  readonly namespaceSelector?: LabelSelector;
+  readonly objectSelector?: LabelSelector;
+}
 export interface MutatingWebhookConfiguration extends KubeObject {
-  readonly webhooks?: readonly {
-    readonly name: string;
-    readonly clientConfig: WebhookClientConfig;
-    readonly failurePolicy?: string;
-    readonly namespaceSelector?: LabelSelector;
-    readonly objectSelector?: LabelSelector;
-  }[];
+  readonly webhooks?: readonly Webhook[];
+}
+/** Same slim shape as the mutating kind: what the webhook-reachability rule reads (backend, failurePolicy). */
+export interface ValidatingWebhookConfiguration extends KubeObject {
+  readonly webhooks?: readonly Webhook[];
 }
 
 export interface LabelSelectorRequirement {
@@ -196,6 +202,7 @@ export interface KindObjects {
   RoleBinding: RoleBinding;
   ClusterRoleBinding: RoleBinding;
   MutatingWebhookConfiguration: MutatingWebhookConfiguration;
+  ValidatingWebhookConfiguration: ValidatingWebhookConfiguration;
   NetworkPolicy: PolicyObject;
   CiliumNetworkPolicy: PolicyObject;
   CiliumClusterwideNetworkPolicy: PolicyObject;

@@ -24,4 +24,5 @@ export * from './fqdn.ts';
 export * from './deny-only.ts';
 export * from './ambient-dns.ts';
 export * from './probes.ts';
+export * from './control-plane.ts';
 export * from './classes.ts';

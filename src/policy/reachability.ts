@@ -725,3 +725,28 @@ export function ingressFromIpAllowed(state: ClusterState, pod: Pod, ip: string, 
   const ctx: EvalContext = { state, settings, from: pod, dnsCheck: false };
   return decideDirection(ctx, pod, 'ingress', ipIdentity(state, ip, pod.spec.nodeName, settings), port, protocol, pod, undefined);
 }
+
+// ---------- ingress from a control-plane address ----------
+
+/**
+ * Ingress of `dest` on port/protocol from a peer that is not a pod, given by its address: the
+ * kube-apiserver calling an admission webhook (or istiod's). The same decision as the ingress half of
+ * evaluate(): the address gets the identity ipIdentity gives it (kube-apiserver, plus host/remote-node
+ * when it is a Node address, world outside the nodes), and an address of `dest`'s own node is always let
+ * in (allow-localhost). `ip` undefined stands for the kube-apiserver entity when its endpoints are unknown.
+ */
+export function evaluateIngressFromAddress(state: ClusterState, dest: Pod, ip: string | undefined, port: number, protocol: Protocol): DirectionVerdict {
+  checkBudget();
+  const settings = policySettings(state);
+  const c = ip === undefined ? undefined : canonicalIp(ip);
+  if (ip !== undefined && !c) throw new Error(`not an IP address: ${ip}`);
+  const node = dest.spec.nodeName;
+  if (c && node !== undefined && settings.enablePolicy !== 'never' && isCiliumEndpoint(dest) && nodeAddresses(state).get(c) === node) {
+    return {
+      enforced: enforcement(state, dest, 'ingress').enforced, verdict: 'allowed', decidingPolicies: [], allowing: [],
+      reason: 'traffic from the local host to its endpoints is always allowed (allow-localhost)',
+    };
+  }
+  const id = c ? ipIdentity(state, c, node, settings) : reservedIdentity('kube-apiserver', ['kube-apiserver']);
+  return judge({ state, settings, from: dest, dnsCheck: false }, dest, 'ingress', id, port, protocol, dest);
+}

@@ -1,7 +1,7 @@
 // Wording shared by the rules: naming victims, listing names, and the allow rules a fix suggests. No
 // semantics here (those live in src/policy and src/impact) and no caches.
 
-import { apiserverTarget, podRef, policySettings, type L7Rules } from '../policy/index.ts';
+import { apiserverTarget, APISERVER_SOURCE_ENTITY, canonicalIp, nodeAddresses, podRef, policySettings, type L7Rules } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod } from '../state/types.ts';
 
 export { podRef };
@@ -108,4 +108,21 @@ export function victimParams(pods: readonly Pod[]): { pods: string[]; podCount: 
 export function namesAndMore(shown: readonly string[], total: number): string {
   const rest = total - shown.length;
   return rest > 0 ? `${shown.join(', ')} and ${rest} more` : shown.join(', ');
+}
+
+/**
+ * The ingress rule that lets the kube-apiserver (`sources`: its endpoint IPs, or the entity) in on TCP
+ * `ports`, in the dialect of the policy kind (one line of flow YAML). A NetworkPolicy can only name it by
+ * ipBlock, which matches node addresses only with policy-cidr-match-mode=nodes: then a CNP is suggested.
+ */
+export function apiserverIngressAllowRule(kind: string | undefined, state: ClusterState, ports: readonly number[], sources: readonly string[]): string {
+  const cnp = `ingress: [{fromEntities: [kube-apiserver], toPorts: [{ports: [${ports.map((p) => `{port: "${p}", protocol: TCP}`).join(', ')}]}]}]`;
+  if (kind !== 'NetworkPolicy') return cnp;
+  const ips = sources.filter((s) => s !== APISERVER_SOURCE_ENTITY);
+  const onNodes = ips.some((ip) => nodeAddresses(state).has(canonicalIp(ip) ?? ip));
+  if (ips.length > 0 && (!onNodes || policySettings(state).cidrMatchesNodes)) {
+    const from = ips.map((ip) => `{ipBlock: {cidr: ${ip}${ip.includes(':') ? '/128' : '/32'}}}`).join(', ');
+    return `ingress: [{from: [${from}], ports: [${ports.map((p) => `{port: ${p}, protocol: TCP}`).join(', ')}]}]`;
+  }
+  return `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)`;
 }

@@ -74,8 +74,8 @@ const PAGE_SIZE = 500;
 /**
  * A stream's first list of more objects than this goes into the state this many at a time, with the
  * event loop handed back in between: putting 50k pods into the store at once held it for 0.2-0.5 s
- * before the first readiness (issue 21). Later relists replace a kind at once, as requests are judged
- * against it by then.
+ * before the first readiness (issue 21). Later relists of that many are built aside in the same chunks
+ * and swapped in whole (#relistAside), as requests are judged against the kind by then.
  */
 export const FIRST_FILL_CHUNK = 2_000;
 const LIST_TIMEOUT_MS = 60_000;
@@ -351,8 +351,9 @@ export class LiveSource implements StateSource {
       return;
     }
     if (!live()) return;
-    const chunked = !s.listedOnce && s.namespace === undefined && result.items.length > FIRST_FILL_CHUNK;
-    if (chunked && !(await this.#fillInChunks(s, result.items, live))) return;
+    const chunked = s.namespace === undefined && result.items.length > FIRST_FILL_CHUNK;
+    if (chunked && !s.listedOnce && !(await this.#fillInChunks(s, result.items, live))) return;
+    if (chunked && s.listedOnce && !(await this.#relistAside(s, result.items, live))) return;
     this.#listed(s, result.items, chunked);
     this.#watch(s, gen, signal, result.resourceVersion, true);
   }
@@ -369,6 +370,26 @@ export class LiveSource implements StateSource {
       if (!live()) return false;
       for (let j = i; j < Math.min(items.length, i + FIRST_FILL_CHUNK); j++) this.state.upsert(s.kind, items[j]!);
     }
+    return true;
+  }
+
+  /**
+   * A relist after the first one (a 410, a failed watch, the watchdog): requests are judged against the
+   * kind meanwhile, so the new list is built aside, FIRST_FILL_CHUNK objects per turn of the event loop,
+   * and swapped in at once when complete. Until then the old objects are served (the old watch is
+   * already ended, so they do not move); a review sees the old kind or the new one, never a mix.
+   * False when the stream was restarted or stopped meanwhile: the aside copy is dropped.
+   */
+  async #relistAside(s: Stream, items: readonly KubeObject[], live: () => boolean): Promise<boolean> {
+    const aside = new MemoryState('relist');
+    for (let i = 0; i < items.length; i += FIRST_FILL_CHUNK) {
+      if (i > 0) {
+        await new Promise<void>((r) => setImmediate(r));
+        if (!live()) return false;
+      }
+      for (let j = i; j < Math.min(items.length, i + FIRST_FILL_CHUNK); j++) aside.upsert(s.kind, items[j]!);
+    }
+    this.state.adoptKind(s.kind, aside);
     return true;
   }
 
@@ -534,7 +555,7 @@ export class LiveSource implements StateSource {
     return rv ?? '';
   }
 
-  /** A stream's list arrived (`filled`: its objects are in the state already, see #fillInChunks). */
+  /** A stream's list arrived (`filled`: its objects are in the state already, see #fillInChunks and #relistAside). */
   #listed(s: Stream, items: KubeObject[], filled = false): void {
     if (!filled) {
       if (s.namespace !== undefined) this.state.replaceNamespace(s.kind, s.namespace, items);

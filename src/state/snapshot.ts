@@ -3,7 +3,7 @@
 import { InputError } from '../core/errors.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, kindOf, type KindName } from './kinds.ts';
 import { type InputLimits } from './io/input.ts';
-import { forEachManifest } from './io/manifests.ts';
+import { forEachManifest, manifestDocs, PAUSE, type ManifestDoc } from './io/manifests.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
 import type { KubeObject, StateSource, StateStats } from './types.ts';
@@ -89,59 +89,123 @@ function describeFiles(paths: readonly string[], files: number): string {
  * InputError on unreadable or invalid files.
  */
 export function loadSnapshot(paths: readonly string[], opts: SnapshotOptions = {}): MemoryState {
-  const state = new MemoryState('snapshot');
-  fill(state, paths, opts);
-  return state;
+  const filler = new Filler(paths, opts);
+  forEachManifest(paths, (doc) => filler.visit(doc), opts.limits);
+  return filler.finish();
 }
 
-function fill(state: MemoryState, paths: readonly string[], opts: SnapshotOptions): void {
-  // Each object is slimmed as it is read (a .json List item by item), so the raw objects of a big
-  // snapshot never all exist at once. ConfigMaps wait until every Deployment and mesh config has been
-  // seen: they tell which namespaces' ConfigMaps are kept. The slim copies keep what that needs (as
-  // for the live source).
-  const files = new Set<string>();
-  const configMaps: KubeObject[] = [];
-  const istioHints: KubeObject[] = [];
-  let documents = 0;
-  forEachManifest(paths, (doc) => {
-    documents++;
-    files.add(doc.file);
+/** How a load hands the event loop back (loadSnapshotInSlices). */
+export interface SliceOptions {
+  /** Longest stretch of work between two turns of the event loop, in ms (default 20). */
+  readonly sliceMs?: number;
+  /** The clock slices are measured on (default performance.now). */
+  readonly now?: () => number;
+  /** Hands the event loop back (default: a setImmediate turn, so timers and I/O run). */
+  readonly yieldNow?: () => Promise<void>;
+  /** Asked between slices: true ends the load early with an AbortError (a shutdown began). */
+  readonly shouldStop?: () => boolean;
+}
+
+export const DEFAULT_LOAD_SLICE_MS = 20;
+
+/**
+ * loadSnapshot, handing the event loop back at least every `sliceMs` (at the pause points of the readers,
+ * state/io/manifests.ts manifestDocs: between the objects of a .json List and the 1 MiB chunks of a big
+ * one's scan). The state is built aside and returned whole, so nothing sees it part-filled. What cannot
+ * be cut: the parse of one YAML text (a 16 MiB `kubectl get -o yaml` List is one parse), and the read
+ * and layout scan of a .json file under 8 MiB (chunkedJsonList.fromBytes).
+ */
+export async function loadSnapshotInSlices(paths: readonly string[], opts: SnapshotOptions & SliceOptions = {}): Promise<MemoryState> {
+  const sliceMs = opts.sliceMs ?? DEFAULT_LOAD_SLICE_MS;
+  const now = opts.now ?? (() => performance.now());
+  const yieldNow = opts.yieldNow ?? (() => new Promise<void>((r) => setImmediate(r)));
+  const filler = new Filler(paths, opts);
+  const docs = manifestDocs(paths, opts.limits);
+  try {
+    let sliceStart = now();
+    for (;;) {
+      const r = docs.next();
+      if (r.done) break;
+      if (r.value !== PAUSE) filler.visit(r.value);
+      if (now() - sliceStart >= sliceMs) {
+        await yieldNow();
+        if (opts.shouldStop?.()) throw Object.assign(new Error('snapshot load stopped'), { name: 'AbortError' });
+        sliceStart = now();
+      }
+    }
+  } finally {
+    docs.return(false);
+  }
+  return filler.finish();
+}
+
+/**
+ * The state built from a snapshot's objects, one object at a time. Each object is slimmed as it is read
+ * (a .json List item by item), so the raw objects of a big snapshot never all exist at once. ConfigMaps
+ * wait until every Deployment and mesh config has been seen: they tell which namespaces' ConfigMaps are
+ * kept. The slim copies keep what that needs (as for the live source).
+ */
+class Filler {
+  readonly state = new MemoryState('snapshot');
+  readonly #files = new Set<string>();
+  readonly #configMaps: KubeObject[] = [];
+  readonly #istioHints: KubeObject[] = [];
+  #documents = 0;
+
+  readonly paths: readonly string[];
+  readonly opts: SnapshotOptions;
+
+  constructor(paths: readonly string[], opts: SnapshotOptions) {
+    this.paths = paths;
+    this.opts = opts;
+  }
+
+  visit(doc: ManifestDoc): void {
+    this.#documents++;
+    this.#files.add(doc.file);
     const kind = kindOf(doc.object as { apiVersion?: string; kind?: string });
     if (!kind) return;
     const obj = transformObject(kind, doc.object);
     if (!obj.metadata.name) return;
     if (kind === 'ConfigMap') {
-      configMaps.push(obj);
-      istioHints.push(obj);
+      this.#configMaps.push(obj);
+      this.#istioHints.push(obj);
       return;
     }
-    if (kind === 'Deployment') istioHints.push(obj);
-    state.upsert(kind, obj);
-  }, opts.limits);
-  const roots = new Set<string>([...CONFIGMAP_NAMESPACES, ...istioNamespaces(istioHints)]);
-  if (opts.istioRootNamespace) roots.add(opts.istioRootNamespace);
-  for (const cm of configMaps) if (roots.has(cm.metadata.namespace ?? '')) state.upsert('ConfigMap', cm);
-  // An empty state would make every manifest look safe: a mistyped snapshot path in CI must fail, not pass.
-  if (documents === 0) throw new InputError(`no Kubernetes objects found in state ${paths.join(', ')}`);
-  state.setLabel(describeFiles(paths, files.size));
+    if (kind === 'Deployment') this.#istioHints.push(obj);
+    this.state.upsert(kind, obj);
+  }
+
+  finish(): MemoryState {
+    const roots = new Set<string>([...CONFIGMAP_NAMESPACES, ...istioNamespaces(this.#istioHints)]);
+    if (this.opts.istioRootNamespace) roots.add(this.opts.istioRootNamespace);
+    for (const cm of this.#configMaps) if (roots.has(cm.metadata.namespace ?? '')) this.state.upsert('ConfigMap', cm);
+    // An empty state would make every manifest look safe: a mistyped snapshot path in CI must fail, not pass.
+    if (this.#documents === 0) throw new InputError(`no Kubernetes objects found in state ${this.paths.join(', ')}`);
+    this.state.setLabel(describeFiles(this.paths, this.#files.size));
+    return this.state;
+  }
 }
 
 /** A StateSource over files: loaded once by start(), never changes afterwards. */
 export class SnapshotSource implements StateSource {
   readonly state: MemoryState;
   readonly #paths: readonly string[];
-  readonly #opts: SnapshotOptions;
+  readonly #opts: SnapshotOptions & SliceOptions;
   #synced = false;
 
-  constructor(paths: readonly string[], opts: SnapshotOptions = {}) {
+  constructor(paths: readonly string[], opts: SnapshotOptions & SliceOptions = {}) {
     this.#paths = [...paths];
     this.#opts = opts;
     this.state = new MemoryState(describeFiles(paths, 0));
   }
 
-  /** Reads the files; rejects with InputError on a bad file. */
+  /**
+   * Reads the files in slices (loadSnapshotInSlices: the event loop is handed back every 20 ms or so);
+   * synced() turns true once the whole state is in. Rejects with InputError on a bad file.
+   */
   async start(): Promise<void> {
-    const loaded = loadSnapshot(this.#paths, this.#opts);
+    const loaded = await loadSnapshotInSlices(this.#paths, this.#opts);
     this.state.adopt(loaded);
     this.state.setLabel(loaded.describe());
     this.#synced = true;

@@ -225,6 +225,22 @@ export class MemoryState implements ClusterState {
     this.#revision = Math.max(this.#revision, other.#revision) + 1;
   }
 
+  /**
+   * Take over one kind's objects (and, for Pods, the label index) from `other`, which must hold nothing
+   * else that is used afterwards: a relist built aside, swapped in at once, so that a review judges the
+   * old objects or the new ones, never a mix (state/live.ts). One step whatever the kind's size.
+   */
+  adoptKind(kind: KindName, other: MemoryState): void {
+    this.#kinds.set(kind, other.#kinds.get(kind)!);
+    if (kind === 'Pod') this.#podLabels = other.#podLabels;
+    other.#kinds.set(kind, new Map());
+    if (kind === 'Pod') other.#podLabels = new Map();
+    this.#allCache.delete(kind);
+    this.#nsCache.delete(kind);
+    this.#tokens.delete(kind);
+    this.#revision++;
+  }
+
   /** Replace every object of a kind in one namespace (the relist of a watch scoped to that namespace). */
   replaceNamespace(kind: KindName, namespace: string, objs: readonly KubeObject[]): void {
     for (const o of [...this.list(kind, namespace)]) this.remove(kind, namespace, o.metadata.name);

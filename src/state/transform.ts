@@ -445,7 +445,8 @@ function body(kind: KindName, raw: Rec, metadata: ObjectMeta): Rec {
         subjects: Array.isArray(raw.subjects) ? exact(subjects) : undefined,
       };
     }
-    case 'MutatingWebhookConfiguration': {
+    case 'MutatingWebhookConfiguration':
+    case 'ValidatingWebhookConfiguration': {
       const webhooks: Rec[] = [];
       for (const w of arr(raw.webhooks)) {
         if (!isRec(w)) continue;

@@ -103,7 +103,7 @@ t.test('stderr says what was read: objects per kind, kinds not installed, the fi
   t.equal(
     r.stderr,
     `meshguard: read 3 objects from ${api.url}: Namespace 1, Pod 2, Node 0, Service 0, EndpointSlice 0, ConfigMap 0, Deployment 0, ` +
-      'ServiceAccount 0, RoleBinding 0, ClusterRoleBinding 0, MutatingWebhookConfiguration 0, NetworkPolicy 0\n' +
+      'ServiceAccount 0, RoleBinding 0, ClusterRoleBinding 0, MutatingWebhookConfiguration 0, ValidatingWebhookConfiguration 0, NetworkPolicy 0\n' +
       'meshguard: not installed (no CRD served; empty in the snapshot): CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, AuthorizationPolicy, PeerAuthentication, Gateway\n' +
       `meshguard: wrote ${file} (JSON)\n`,
     'no progress when stderr is not a terminal (CI logs): the summary only',

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
 import { collectionPath, FIRST_FILL_CHUNK, listKind, LiveSource } from '../../src/state/live.ts';
 import type { ConfigMap, Pod } from '../../src/state/types.ts';
+import { MemoryState } from '../../src/state/store.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeApiserver } from './fake-apiserver.ts';
 
@@ -582,4 +583,59 @@ t.test('a large first list goes into the state in chunks, with the event loop ha
   for (const x of turnOfPod) perTurn.set(x, (perTurn.get(x) ?? 0) + 1);
   t.ok(Math.max(...perTurn.values()) <= FIRST_FILL_CHUNK, `at most ${FIRST_FILL_CHUNK} pods per turn (${Math.max(...perTurn.values())})`);
   t.ok(perTurn.size >= 3, `spread over ${perTurn.size} turns of the event loop`);
+});
+
+t.test('a large relist after sync is built aside in chunks and swapped in whole: a review sees the old pods or the new, never a mix', async (t) => {
+  const api = await fake(t);
+  const n = 2 * FIRST_FILL_CHUNK + 500;
+  for (let i = 0; i < n; i++) api.put(PODS, pod('shop', `web-${i}`, { gen: 'old' }));
+  const src = new LiveSource({ logger: capture().logger, api: api.api(), timers: new FakeClock() });
+  t.teardown(() => src.stop());
+  await src.start();
+  const state = src.state;
+  t.equal(state.podsWithLabel('shop', 'gen', 'old').length, n);
+  // An event first (a watch expired before any event backs off instead of relisting at once).
+  api.put(PODS, pod('other', 'marker'));
+  await until('marker', () => state.get('Pod', 'other', 'marker') !== undefined);
+  // Every pod changes while no watch tells (as over an expired watch), then the watch expires: a relist.
+  for (let i = 0; i < n; i++) api.putSilently(PODS, pod('shop', `web-${i}`, { gen: 'new' }));
+
+  // Once per turn of the event loop, what a review would read: every pod of one generation, and the
+  // label index agreeing with the objects. Every pod put into any state records the turn it came in.
+  let turns = 0;
+  let running = true;
+  const seen: string[] = [];
+  const turn = (): void => {
+    turns++;
+    const pods = state.list('Pod').filter((p) => p.metadata.namespace === 'shop');
+    const gens = new Set(pods.map((p) => p.metadata.labels?.gen));
+    const indexed = `${state.podsWithLabel('shop', 'gen', 'old').length}/${state.podsWithLabel('shop', 'gen', 'new').length}`;
+    seen.push(`${pods.length} ${[...gens].join(',')} ${indexed}`);
+    if (running) setImmediate(turn);
+  };
+  const turnOfPod: number[] = [];
+  const upsert = MemoryState.prototype.upsert;
+  MemoryState.prototype.upsert = function (this: MemoryState, kind, obj) {
+    if (kind === 'Pod') turnOfPod.push(turns);
+    return upsert.call(this, kind, obj);
+  };
+  t.teardown(() => {
+    MemoryState.prototype.upsert = upsert;
+  });
+  setImmediate(turn);
+  api.expireWatches();
+  await until('relisted', () => state.podsWithLabel('shop', 'gen', 'new').length === n);
+  running = false;
+  MemoryState.prototype.upsert = upsert;
+  turn(); // one more sample: the state the relist left
+
+  const consistent = new Set([`${n} old ${n}/0`, `${n} new 0/${n}`]);
+  t.same(seen.filter((s) => !consistent.has(s)), [], 'every turn saw one whole generation');
+  t.ok(seen.includes(`${n} old ${n}/0`) && seen.includes(`${n} new 0/${n}`), 'old before, new after');
+  t.equal(turnOfPod.length, n + 1, 'each listed pod put in once (aside), none into the served state one by one');
+  const perTurn = new Map<number, number>();
+  for (const x of turnOfPod) perTurn.set(x, (perTurn.get(x) ?? 0) + 1);
+  t.ok(Math.max(...perTurn.values()) <= FIRST_FILL_CHUNK, `at most ${FIRST_FILL_CHUNK} pods per turn (${Math.max(...perTurn.values())})`);
+  t.ok(perTurn.size >= 3, `spread over ${perTurn.size} turns of the event loop`);
+  t.same(state.list('Pod').map((p) => p.metadata.name).sort(), [...Array.from({ length: n }, (_, i) => `web-${i}`), 'marker'].sort());
 });

@@ -132,6 +132,20 @@ t.test('deployment, service, webhook, endpointslice, node, binding, gateway', as
   t.same(m.webhooks, [{ name: 'inject.istio.io', clientConfig: { service: { name: 'istiod', namespace: 'istio-system', port: 443, path: '/inject' } }, failurePolicy: 'Fail', namespaceSelector: { matchExpressions: [{ key: 'istio-injection', operator: 'In', values: ['enabled'] }] }, objectSelector: {} }]);
   t.notMatch(JSON.stringify(m), /caBundle|LS0t/);
 
+  // A ValidatingWebhookConfiguration keeps the same slim shape: the backend (service or url) and failurePolicy.
+  const v = transformObject('ValidatingWebhookConfiguration', {
+    apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingWebhookConfiguration', metadata: { name: 'meshguard' },
+    webhooks: [
+      { name: 'policies.meshguard.io', clientConfig: { caBundle: 'LS0tLS1CRUdJTi', service: { name: 'meshguard', namespace: 'meshguard', port: 443, path: '/validate' } }, failurePolicy: 'Fail', rules: [{}], sideEffects: 'None', admissionReviewVersions: ['v1'] },
+      { name: 'outside.example.com', clientConfig: { url: 'https://hooks.example.com/validate' }, failurePolicy: 'Ignore' },
+    ],
+  }) as MutatingWebhookConfiguration;
+  t.same(v.webhooks, [
+    { name: 'policies.meshguard.io', clientConfig: { service: { name: 'meshguard', namespace: 'meshguard', port: 443, path: '/validate' } }, failurePolicy: 'Fail' },
+    { name: 'outside.example.com', clientConfig: { url: 'https://hooks.example.com/validate' }, failurePolicy: 'Ignore' },
+  ]);
+  t.notMatch(JSON.stringify(v), /caBundle|LS0t|sideEffects|admissionReviewVersions/);
+
   const e = transformObject('EndpointSlice', {
     apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'kubernetes', namespace: 'default' }, addressType: 'IPv4',
     endpoints: [{ addresses: ['172.18.0.2'], conditions: { ready: true, serving: true }, targetRef: { kind: 'Pod', name: 'p', namespace: 'default', uid: 'x' }, nodeName: 'n' }],

@@ -202,6 +202,38 @@ function jsonListLayout(text: string, start: number, firstLine: number): JsonLis
  * first, as before).
  */
 export function readJsonList(file: string, text: string, visit: (doc: ManifestDoc) => void, start: number): boolean {
+  return drain(jsonListDocs(file, text, start), visit);
+}
+
+/**
+ * A pause point in the documents a reader yields: the reader has done a bounded piece of work (a chunk
+ * of the file scanned, an item parsed) and a caller that must not hold the event loop may hand it back
+ * here (state/snapshot.ts loads a snapshot that way). Synchronous callers skip it.
+ */
+export const PAUSE = undefined;
+export type DocOrPause = ManifestDoc | typeof PAUSE;
+
+/**
+ * Runs a reader to its end, visiting its documents; returns what the reader returned. A visit that
+ * throws ends the reader (its `finally` blocks run) and the error propagates.
+ */
+export function drain(docs: Generator<DocOrPause, boolean>, visit: (doc: ManifestDoc) => void): boolean {
+  for (;;) {
+    const r = docs.next();
+    if (r.done) return r.value;
+    if (r.value !== PAUSE) {
+      try {
+        visit(r.value);
+      } catch (e) {
+        docs.return(false);
+        throw e;
+      }
+    }
+  }
+}
+
+/** readJsonList as a generator: each item as it is parsed; returns false (nothing yielded) when not such a List. */
+export function* jsonListDocs(file: string, text: string, start: number): Generator<DocOrPause, boolean> {
   // Only JSON whitespace before the object (trimStart would also skip what JSON.parse rejects).
   let first = start;
   while (first < text.length && ' \t\r\n'.includes(text[first]!)) first++;
@@ -218,12 +250,13 @@ export function readJsonList(file: string, text: string, visit: (doc: ManifestDo
   try {
     checkObject(wrapper, file, line);
     const what = String(wrapper.kind);
-    layout.items.forEach((span, i) => {
+    for (let i = 0; i < layout.items.length; i++) {
+      const span = layout.items[i]!;
       const item: unknown = JSON.parse(text.slice(span.start, span.end));
-      if (item === null || item === undefined) return;
+      if (item === null || item === undefined) continue;
       checkObject(item, file, span.line, `item ${i} of the ${what}`);
-      visit({ object: item, file, line: span.line });
-    });
+      yield { object: item, file, line: span.line };
+    }
   } catch (e) {
     // The whole-document path decides which error a file with several problems reports.
     readJson(file, text, () => undefined, start);
@@ -238,6 +271,9 @@ export function readJsonList(file: string, text: string, visit: (doc: ManifestDo
  * state being built from it) until the load ends. Exported for tests, which lower both; `listsRead`
  * counts the files read that way.
  */
+/** How much of a chunk the layout pass scans between two pause points (about 1-5 ms of work). */
+const LAYOUT_PIECE_BYTES = 128 * 1024;
+
 export const chunkedJsonList = { fromBytes: 8 * 1024 * 1024, chunkBytes: 1024 * 1024, listsRead: 0 };
 
 /**
@@ -371,6 +407,14 @@ class ChunkedListLayout {
  * whole-text path would.
  */
 export function readJsonListChunked(path: string, file: string, visit: (doc: ManifestDoc) => void): boolean {
+  return drain(jsonListChunkedDocs(path, file), visit);
+}
+
+/**
+ * readJsonListChunked as a generator: a PAUSE after each chunk of the layout pass, then each item as it
+ * is parsed. Returns false (no document yielded, only pauses) when the file is not such a List.
+ */
+export function* jsonListChunkedDocs(path: string, file: string): Generator<DocOrPause, boolean> {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -389,7 +433,12 @@ export function readJsonListChunked(path: string, file: string, visit: (doc: Man
       for (;;) {
         const n = readSync(fd, chunk, 0, chunk.length, pos);
         if (n === 0) break;
-        if (!layout.feed(chunk, n, pos)) return false;
+        // Fed in pieces, each one a pause point: scanning a whole chunk byte by byte takes tens of ms.
+        for (let off = 0; off < n; off += LAYOUT_PIECE_BYTES) {
+          const piece = chunk.subarray(off, Math.min(n, off + LAYOUT_PIECE_BYTES));
+          if (!layout.feed(piece, piece.length, pos + off)) return false;
+          yield PAUSE;
+        }
         pos += n;
       }
     } catch {
@@ -416,7 +465,8 @@ export function readJsonListChunked(path: string, file: string, visit: (doc: Man
         if (n === 0) throw new InputError('changed while it was read', { file });
       };
       next();
-      layout.items.forEach((span, i) => {
+      for (let i = 0; i < layout.items.length; i++) {
+        const span = layout.items[i]!;
         while (span.start >= base + n) next();
         let body: string;
         if (span.end <= base + n) {
@@ -432,10 +482,10 @@ export function readJsonListChunked(path: string, file: string, visit: (doc: Man
           body = Buffer.concat(parts).toString('utf8');
         }
         const item: unknown = JSON.parse(body);
-        if (item === null || item === undefined) return;
+        if (item === null || item === undefined) continue;
         checkObject(item, file, span.line, `item ${i} of the ${what}`);
-        visit({ object: item, file, line: span.line });
-      });
+        yield { object: item, file, line: span.line };
+      }
       chunkedJsonList.listsRead++;
     } catch (e) {
       // Report what the whole-text path would: its error, or this one.

@@ -6,11 +6,12 @@
 import { InputError } from '../../core/errors.ts';
 import { expand, sizeOf } from './files.ts';
 import { checkYamlSize, DEFAULT_INPUT_LIMITS, formatBytes, peekFile, readBoundedText, startsLikeJson, STDIN, yamlNarrow, type InputLimits } from './input.ts';
-import { chunkedJsonList, jsonStart, readJson, readJsonList, readJsonListChunked } from './json.ts';
+import { chunkedJsonList, drain, jsonListChunkedDocs, jsonListDocs, jsonStart, PAUSE, readJson, type DocOrPause } from './json.ts';
 import type { ManifestDoc } from './objects.ts';
 import { parseYaml } from './yaml.ts';
 
 export type { ManifestDoc } from './objects.ts';
+export { PAUSE, type DocOrPause } from './json.ts';
 
 const STDIN_NAME = '<stdin>';
 
@@ -51,6 +52,17 @@ export function readManifests(paths: readonly string[], limits: InputLimits = DE
  * `limits.maxBytes` and YAML over `limits.maxYamlBytes` too.
  */
 export function forEachManifest(paths: readonly string[], visit: (doc: ManifestDoc) => void, limits: InputLimits = DEFAULT_INPUT_LIMITS): void {
+  drain(manifestDocs(paths, limits), visit);
+}
+
+/**
+ * forEachManifest as a generator, for a caller that must hand the event loop back while it reads (a
+ * server loading its snapshot): the objects in order, with a PAUSE (undefined) wherever a bounded piece
+ * of work was done (a chunk of a big .json file scanned). Every .json List is yielded item by item;
+ * one YAML text is parsed whole before its first object is yielded (a YAML parse cannot stop halfway),
+ * and a small file is read whole. Throws the same InputErrors as forEachManifest, when it gets there.
+ */
+export function* manifestDocs(paths: readonly string[], limits: InputLimits = DEFAULT_INPUT_LIMITS): Generator<DocOrPause, boolean> {
   for (const path of expand(paths)) {
     const file = path === STDIN ? STDIN_NAME : path;
     if (path !== STDIN && /\.json$/i.test(file)) {
@@ -58,7 +70,7 @@ export function forEachManifest(paths: readonly string[], visit: (doc: ManifestD
       if (size > limits.maxBytes) {
         throw new InputError(`larger than ${formatBytes(limits.maxBytes)}: refused (raise the bound with --max-input-bytes)`, { file });
       }
-      if (size >= chunkedJsonList.fromBytes && readJsonListChunked(path, file, visit)) continue;
+      if (size >= chunkedJsonList.fromBytes && (yield* jsonListChunkedDocs(path, file))) continue;
     }
     if (path !== STDIN && !/\.json$/i.test(file)) {
       // A YAML file over its bound is refused without reading it (unless it holds JSON).
@@ -66,13 +78,17 @@ export function forEachManifest(paths: readonly string[], visit: (doc: ManifestD
       if (size > limits.maxYamlBytes && !startsLikeJson(peekFile(path, 64 * 1024))) checkYamlSize(file, size, limits);
     }
     const text = readBoundedText(path, limits.maxBytes, undefined, /\.json$/i.test(file) ? undefined : yamlNarrow(limits));
+    yield PAUSE;
+    const docs: ManifestDoc[] = [];
     if (/\.json$/i.test(file)) {
-      if (!readJsonList(file, text, visit, 0)) readJson(file, text, visit);
+      if (yield* jsonListDocs(file, text, 0)) continue;
+      readJson(file, text, docs);
     } else {
-      // YAML (or JSON in a .yaml file, which may fall back to YAML): whole documents, then visited.
-      const docs: ManifestDoc[] = [];
+      // YAML (or JSON in a .yaml file, which may fall back to YAML): whole documents, then yielded.
       readYaml(file, text, docs, limits);
-      for (const d of docs) visit(d);
     }
+    yield PAUSE;
+    for (const d of docs) yield d;
   }
+  return true;
 }

@@ -1,0 +1,63 @@
+// Start-up of `meshguard serve --state` from a big snapshot, with the event loop measured from process
+// start to the first ready answer (bench/event-loop-probe.ts): the snapshot as a .json List (what
+// `make bench` writes) and as one YAML List document (what `kubectl get -A -o yaml` writes), so both
+// of the load's paths are shown (issue 21). Prints one JSON line per run.
+//
+// Usage: node bench/startup-snapshot.ts [--pods 50000] [--runs 1] [--formats json,yaml]
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { stringify } from 'yaml';
+
+import { generateCluster } from './cluster-gen.ts';
+import { deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, freePort, ROOT, startServer, stopServer } from './harness.ts';
+
+const { values } = parseArgs({
+  options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '1' }, formats: { type: 'string', default: 'json,yaml' } },
+});
+const pods = Number(values.pods);
+const runs = Number(values.runs);
+const formats = values.formats.split(',');
+const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-startup-'));
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+
+await new Promise<void>((resolve, reject) => {
+  const c = spawn(path.join(ROOT, 'scripts/dev-certs.sh'), [work], { stdio: 'ignore' });
+  c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error('dev-certs failed'))));
+});
+const ca = readFileSync(path.join(work, 'ca.crt'));
+const tls = ['--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key')];
+
+const objs = generateCluster(pods);
+const files: Record<string, string> = {};
+for (const format of formats) {
+  const file = path.join(work, `state-${pods}.${format}`);
+  const list = { apiVersion: 'v1', kind: 'List', items: objs };
+  writeFileSync(file, format === 'json' ? JSON.stringify(list) : stringify(list));
+  files[format] = file;
+}
+
+for (const format of formats) {
+  for (let run = 0; run < runs; run++) {
+    const port = await freePort();
+    const probe = path.join(work, `event-loop-${format}-${run}.jsonl`);
+    const args = [
+      ...eventLoopProbeFlags(), ...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', files[format]!, ...tls,
+      '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off',
+      // A YAML snapshot this big is over the default YAML bound (which exists against hostile input).
+      ...(format === 'yaml' ? ['--max-yaml-bytes', String(statSync(files[format]!).size + 1)] : []),
+    ];
+    const loadBefore = os.loadavg()[0]!;
+    const { child, readyMs } = await startServer(args, port, ca, ['ignore', 'ignore', 'pipe'], { ...process.env, MESHGUARD_EVENT_LOOP_FILE: probe });
+    const startup = await eventLoopSince(child, probe);
+    await stopServer(child);
+    console.log(JSON.stringify({
+      pods, format, bytes: statSync(files[format]!).size, readyMs: Math.round(readyMs), blockedAtMostMs: Math.round(startup.maxMs),
+      longestBlocks: startup.longestBlocks, loadAverage: [Number(loadBefore.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
+    }));
+  }
+}

@@ -1,0 +1,209 @@
+// The control plane's own reachability: the admission webhook backends the kube-apiserver must reach,
+// istiod's ports and the xDS clients that must reach istiod, and the cluster-wide `{}` policies that
+// put every pod into ingress default deny. Semantics only (which pods, which ports, which sources);
+// the verdicts come from the reachability engine (evaluateIngressFromAddress, reachable).
+
+import type { ClusterState, Pod, PolicyObject, Service, Webhook } from '../state/types.ts';
+import { apiserverTarget } from './apiserver.ts';
+import { serviceBackendPods, serviceTargetPort } from './cluster.ts';
+import { istiodDeployments, istiodPods } from './istio-usage.ts';
+import { isMeshProxyPod } from './istio.ts';
+import { perContentOf } from './memo.ts';
+import { policyModel } from './model.ts';
+import { evaluateIngressFromAddress } from './reachability.ts';
+import { policySettings } from './selection.ts';
+import { isEmptySelector } from './selectors.ts';
+import { clusterVersions } from './versions.ts';
+import type { DirectionVerdict } from './types.ts';
+
+/** What the kube-apiserver is as a source: one endpoint IP, or the entity when its endpoints are unknown. */
+export const APISERVER_SOURCE_ENTITY = 'kube-apiserver';
+
+/** The sources the API server calls webhooks from: its endpoint IPs, or the entity when they are unknown. */
+export function apiserverSources(state: ClusterState): readonly string[] {
+  const ips = apiserverTarget(state).ips;
+  return ips.length > 0 ? ips : [APISERVER_SOURCE_ENTITY];
+}
+
+/** The verdict on one API server source (an endpoint IP or the entity) calling `dest` on TCP `port`. */
+export function apiserverIngress(state: ClusterState, dest: Pod, source: string, port: number): DirectionVerdict {
+  return evaluateIngressFromAddress(state, dest, source === APISERVER_SOURCE_ENTITY ? undefined : source, port, 'TCP');
+}
+
+/** The API server sources (endpoint IPs, or the entity) that may call `dest` on TCP `port`. */
+export function apiserverReachesPod(state: ClusterState, dest: Pod, port: number): string[] {
+  return apiserverSources(state).filter((s) => apiserverIngress(state, dest, s, port).verdict === 'allowed');
+}
+
+// ---------- admission webhook backends ----------
+
+/** One admission webhook served from inside the cluster: the configuration, the webhook, its Service. */
+export interface WebhookBackend {
+  /** `MutatingWebhookConfiguration/<name>` or `ValidatingWebhookConfiguration/<name>`. */
+  readonly configuration: string;
+  readonly webhook: string;
+  /** `Fail` (the default of admissionregistration.k8s.io/v1) or `Ignore`. */
+  readonly failurePolicy: 'Fail' | 'Ignore';
+  /** `namespace/name` of the Service. */
+  readonly service: string;
+  /** The Service port the API server calls (clientConfig.service.port, default 443). */
+  readonly servicePort: number;
+}
+
+/** A backend pod of a webhook, with the port the API server's connection arrives on. */
+export interface WebhookTarget {
+  readonly backend: WebhookBackend;
+  readonly pod: Pod;
+  readonly port: number;
+}
+
+/**
+ * Every webhook of every Mutating/ValidatingWebhookConfiguration whose clientConfig names a Service
+ * (a `url` backend is outside the cluster: no pod policy applies to it), meshguard's own included.
+ */
+export function webhookBackends(state: ClusterState): WebhookBackend[] {
+  const out: WebhookBackend[] = [];
+  const add = (kind: string, name: string, hooks: readonly Webhook[] | undefined): void => {
+    for (const w of hooks ?? []) {
+      const svc = w?.clientConfig?.service;
+      if (!svc || !svc.name || !svc.namespace) continue;
+      out.push({
+        configuration: `${kind}/${name}`,
+        webhook: w.name,
+        failurePolicy: w.failurePolicy === 'Ignore' ? 'Ignore' : 'Fail',
+        service: `${svc.namespace}/${svc.name}`,
+        servicePort: typeof svc.port === 'number' ? svc.port : 443,
+      });
+    }
+  };
+  for (const c of state.list('MutatingWebhookConfiguration')) add('MutatingWebhookConfiguration', c.metadata.name, c.webhooks);
+  for (const c of state.list('ValidatingWebhookConfiguration')) add('ValidatingWebhookConfiguration', c.metadata.name, c.webhooks);
+  return out;
+}
+
+/**
+ * The webhook targets among `pods`: for each pod that backs a webhook's Service, the pod's port for the
+ * webhook's Service port. Cost: the webhooks (a handful) and their Services' backends, then one lookup
+ * per pod.
+ */
+export function webhookTargetsAmong(state: ClusterState, pods: readonly Pod[]): WebhookTarget[] {
+  const byPod = new Map<Pod, { backend: WebhookBackend; sp: NonNullable<Service['spec']['ports']>[number] }[]>();
+  for (const backend of webhookBackends(state)) {
+    const [ns, name] = backend.service.split('/') as [string, string];
+    const svc = state.get('Service', ns, name);
+    const sp = svc?.spec.ports?.find((p) => p.port === backend.servicePort && (p.protocol ?? 'TCP').toUpperCase() === 'TCP');
+    if (!svc || !sp) continue;
+    for (const p of serviceBackendPods(state, svc)) {
+      let l = byPod.get(p);
+      if (!l) byPod.set(p, (l = []));
+      l.push({ backend, sp });
+    }
+  }
+  const out: WebhookTarget[] = [];
+  if (byPod.size === 0) return out;
+  for (const pod of pods) {
+    for (const { backend, sp } of byPod.get(pod) ?? []) {
+      const port = serviceTargetPort(sp, pod);
+      if (port !== undefined && port > 0) out.push({ backend, pod, port });
+    }
+  }
+  return out;
+}
+
+// ---------- istiod ----------
+
+/** Istio's ports on istiod (https://istio.io/latest/docs/ops/deployment/requirements/#ports-used-by-istio). */
+export const ISTIOD_XDS_PORT = 15012;
+export const ISTIOD_WEBHOOK_PORT = 15017;
+
+/** istiod's pods: app=istiod, plus pods of an istiod Deployment's template labels. */
+export function istiodPodSet(state: ClusterState): ReadonlySet<Pod> {
+  const set = new Set<Pod>(istiodPods(state));
+  for (const d of istiodDeployments(state)) {
+    const sel = d.spec?.selector?.matchLabels;
+    const first = sel ? Object.entries(sel)[0] : undefined;
+    if (!sel || !first) continue;
+    for (const p of state.podsWithLabel(d.metadata.namespace, first[0], first[1])) {
+      if (Object.entries(sel).every(([k, v]) => p.metadata.labels?.[k] === v)) set.add(p);
+    }
+  }
+  return set;
+}
+
+/**
+ * istiod's xDS (mTLS) and webhook ports on a pod: the targetPorts of the istiod Service's `https-dns`
+ * (15012) and `https-webhook` (443 -> 15017) ports when the Service is in the state, else Istio's defaults.
+ */
+export function istiodPorts(state: ClusterState, pod: Pod): { readonly xds: number; readonly webhook: number } {
+  let xds = ISTIOD_XDS_PORT;
+  let webhook = ISTIOD_WEBHOOK_PORT;
+  const ns = pod.metadata.namespace ?? '';
+  for (const svc of state.list('Service', ns)) {
+    const n = svc.metadata.name;
+    if (n !== 'istiod' && !n.startsWith('istiod-')) continue;
+    const sel = svc.spec.selector ?? {};
+    if (Object.keys(sel).length === 0 || !Object.entries(sel).every(([k, v]) => pod.metadata.labels?.[k] === v)) continue;
+    for (const sp of svc.spec.ports ?? []) {
+      const target = serviceTargetPort(sp, pod);
+      if (target === undefined) continue;
+      if (sp.name === 'https-dns' || sp.port === ISTIOD_XDS_PORT) xds = target;
+      if (sp.name === 'https-webhook') webhook = target;
+    }
+    break;
+  }
+  return { xds, webhook };
+}
+
+/** Who asks istiod for configuration over xDS. */
+export type XdsClientKind = 'sidecar' | 'ztunnel' | 'gateway';
+
+/**
+ * The xDS clients of the cluster, by kind: ztunnel pods (app=ztunnel), gateways and waypoints (pods
+ * whose only container is istio-proxy) and live injected workloads (the injector's status annotation or
+ * an istio-proxy container next to the app; a live pod without one never gets one). Reads only Pods
+ * (direct fields, no namespace lookups), kept per Pod content: a scan of every pod once, then shared by
+ * every request until some pod changes.
+ */
+export function xdsClients(state: ClusterState): readonly { readonly kind: XdsClientKind; readonly pod: Pod }[] {
+  return perContentOf(state, 'xdsClients', ['Pod'], () => {
+    const out: { kind: XdsClientKind; pod: Pod }[] = [];
+    for (const pod of state.list('Pod')) {
+      if (pod.spec.hostNetwork === true) continue;
+      const phase = pod.status?.phase;
+      if (phase === 'Succeeded' || phase === 'Failed') continue;
+      if (pod.metadata.labels?.['app'] === 'ztunnel') out.push({ kind: 'ztunnel', pod });
+      else if (isMeshProxyPod(pod)) out.push({ kind: 'gateway', pod });
+      else if (hasSidecar(pod)) out.push({ kind: 'sidecar', pod });
+    }
+    return out;
+  });
+}
+
+function hasSidecar(pod: Pod): boolean {
+  if (pod.metadata.annotations?.['sidecar.istio.io/status'] !== undefined) return true;
+  for (const c of pod.spec.containers ?? []) if (c?.name === 'istio-proxy') return true;
+  for (const c of pod.spec.initContainers ?? []) if (c?.name === 'istio-proxy') return true;
+  return false;
+}
+
+// ---------- cluster-wide ingress default deny ----------
+
+/**
+ * A CiliumClusterwideNetworkPolicy rule with `endpointSelector: {}` that by itself puts every pod of
+ * the cluster into ingress default deny (an ingress section, no `enableDefaultDeny.ingress: false`
+ * honoured). Istio's documented CCNP for ambient host probes is one.
+ */
+export function clusterWideIngressDefaultDeny(state: ClusterState, obj: PolicyObject | undefined): boolean {
+  if (!obj || obj.kind !== 'CiliumClusterwideNetworkPolicy') return false;
+  const honoured = policySettings(state).nonDefaultDenyPolicies;
+  return policyModel(obj).some((m) => !m.selectsNodes && isEmptySelector(m.subjectSelector) && (m.enforces.ingress || (!honoured && m.hasSection.ingress)));
+}
+
+/**
+ * Whether `enableDefaultDeny: {ingress: false}` would take the default deny away: the agent honours the
+ * field from Cilium 1.16 on, and only while enable-non-default-deny-policies is on. With the Cilium
+ * version found in the state, for the message.
+ */
+export function nonDefaultDenyHonoured(state: ClusterState): { readonly honoured: boolean; readonly cilium: string } {
+  return { honoured: policySettings(state).nonDefaultDenyPolicies, cilium: clusterVersions(state).cilium.version ?? 'unknown' };
+}

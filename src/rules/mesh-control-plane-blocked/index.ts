@@ -1,0 +1,180 @@
+// mesh-control-plane-blocked: a policy that selects istiod can silently cut Istio's control plane. Every
+// sidecar, ztunnel and gateway/waypoint pulls its configuration and certificates from istiod over xDS
+// (15012, mTLS), and the kube-apiserver calls istiod's injection and validation webhooks on 15017. Istio's
+// own Helm-chart NetworkPolicy for istiod lets 15017 in only from kube-system pods, which under Cilium
+// the API server is not (it carries the kube-apiserver identity, with remote-node or host when it runs
+// on the nodes); a cluster-wide CCNP with `endpointSelector: {}` and an ingress section shuts everything
+// out. Judged before and after per client class (one pod per identity class); a request that does not
+// make it worse is pre-existing (a warning).
+//
+// The rule folder: index.ts (metadata, scope, check), messages.ts (the words, per code), testdata/*.yaml.
+
+import type { Change } from '../../core/change.ts';
+import type { ClusterState, Pod, PolicyObject } from '../../core/objects.ts';
+import type { Finding } from '../../core/finding.ts';
+import type { Rule, RuleContext } from '../../core/rule.ts';
+import {
+  apiserverIngress,
+  apiserverReachesPod,
+  apiserverSources,
+  clusterWideIngressDefaultDeny,
+  evaluate,
+  formatPolicyRef,
+  istiodPodSet,
+  istiodPorts,
+  nonDefaultDenyHonoured,
+  podClassKey,
+  podRef,
+  reachable,
+  xdsClients,
+  type XdsClientKind,
+} from '../../policy/index.ts';
+import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
+import { apiserverIngressAllowRule } from '../render-helpers.ts';
+import { messages } from './messages.ts';
+
+const ID = 'mesh-control-plane-blocked';
+const MAX_LISTED = 5;
+
+/** What the request does that this rule judges. */
+type Subject =
+  | { readonly by: 'policy'; readonly object: PolicyObject }
+  | { readonly by: 'delete' }
+  | { readonly by: 'namespace'; readonly namespace: string }
+  | { readonly by: 'cilium-config' };
+
+/** Cheap, from the request alone: a policy write or delete, a Namespace relabel, a cilium-config write. */
+export function scope(change: Change): Subject | undefined {
+  if (isPolicyChange(change)) {
+    if (change.operation === 'DELETE') return { by: 'delete' };
+    return change.object ? { by: 'policy', object: change.object as PolicyObject } : undefined;
+  }
+  if (change.kind === 'Namespace' && change.operation === 'UPDATE') return { by: 'namespace', namespace: change.name };
+  if (isCiliumConfigChange(change) && change.operation !== 'DELETE') return { by: 'cilium-config' };
+  return undefined;
+}
+
+/** One flow istiod must accept: a client kind (or the API server), the client pod, istiod's pod and port. */
+interface Flow {
+  readonly client: XdsClientKind | 'kube-apiserver';
+  readonly from?: Pod;
+  readonly istiod: Pod;
+  readonly port: number;
+}
+
+type Verdict = { readonly outcome: 'ok' | 'lost' | 'still' | 'skip' };
+
+function flowWorks(state: ClusterState, f: Flow): boolean {
+  if (f.from) return reachable(state, f.from, { type: 'pod', pod: f.istiod }, f.port, 'TCP', 'ingress');
+  return apiserverReachesPod(state, f.istiod, f.port).length === apiserverSources(state).length;
+}
+
+function judgeFlow(before: ClusterState, after: ClusterState, f: Flow): Verdict {
+  if (flowWorks(after, f)) return { outcome: 'ok' };
+  return { outcome: flowWorks(before, f) ? 'lost' : 'still' };
+}
+
+/** The policies that decide a cut flow, for the message. */
+function deciding(state: ClusterState, f: Flow): string[] {
+  const v = f.from
+    ? evaluate(state, f.from, { type: 'pod', pod: f.istiod }, f.port, 'TCP').ingress
+    : apiserverIngress(state, f.istiod, apiserverSources(state).find((s) => apiserverIngress(state, f.istiod, s, f.port).verdict !== 'allowed') ?? apiserverSources(state)[0]!, f.port);
+  return v.decidingPolicies.map(formatPolicyRef);
+}
+
+/** The allow rules for the cut flows, in the dialect of the request's kind. */
+function allowRules(kind: string | undefined, state: ClusterState, xdsPorts: readonly number[], webhookPorts: readonly number[]): string {
+  const parts: string[] = [];
+  if (xdsPorts.length > 0) {
+    parts.push(
+      kind === 'NetworkPolicy'
+        ? `ingress: [{from: [{namespaceSelector: {}}], ports: [${xdsPorts.map((p) => `{port: ${p}, protocol: TCP}`).join(', ')}]}]`
+        : `ingress: [{fromEntities: [cluster], toPorts: [{ports: [${xdsPorts.map((p) => `{port: "${p}", protocol: TCP}`).join(', ')}]}]}]`,
+    );
+  }
+  if (webhookPorts.length > 0) parts.push(apiserverIngressAllowRule(kind, state, webhookPorts, apiserverSources(state)));
+  return parts.join(' and ');
+}
+
+function uniq<T>(xs: Iterable<T>): T[] {
+  return [...new Set(xs)];
+}
+
+export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
+  const touched = touchedPods(change, before, after, { direction: 'ingress' });
+  if (touched.pods.length === 0 || touched.synthetic) return [];
+  const istiods = istiodPodSet(after);
+  const hit = touched.pods.filter((p) => istiods.has(p) && p.spec.hostNetwork !== true);
+  if (hit.length === 0) return [];
+
+  const flows: Flow[] = [];
+  const clients = xdsClients(after);
+  for (const istiod of hit) {
+    const ports = istiodPorts(after, istiod);
+    flows.push({ client: 'kube-apiserver', istiod, port: ports.webhook });
+    for (const c of clients) flows.push({ client: c.kind, from: c.pod, istiod, port: ports.xds });
+  }
+  const key = (f: Flow): string =>
+    `${f.client}\u0000${f.port}\u0000${podClassKey(f.istiod, f.istiod.spec.nodeName ?? '')}\u0000${f.from ? podClassKey(f.from, '') : ''}`;
+  const r = judgeByClass<Flow>(flows, key, (f) => judgeFlow(before, after, f));
+  const lostAny = r.lostClasses.length > 0;
+  if (!lostAny && subject.by !== 'policy') return [];
+  const order: readonly string[] = ['sidecar', 'ztunnel', 'gateway', 'kube-apiserver'];
+  const rank = (f: Flow): number => order.indexOf(f.client);
+  // Stable: by client kind, then as listed.
+  const cutFlows = [...(lostAny ? r.lost : r.stillMissing)].sort((a, b) => rank(a) - rank(b));
+  if (cutFlows.length === 0) return [];
+
+  const firstClass = (lostAny ? r.lostClasses : r.stillClasses)[0]!.first;
+  const clientNames = uniq(cutFlows.map((f) => (f.from ? podRef(f.from) : 'kube-apiserver')));
+  const xdsPorts = uniq(cutFlows.filter((f) => f.from).map((f) => f.port)).sort((a, b) => a - b);
+  const webhookPorts = uniq(cutFlows.filter((f) => !f.from).map((f) => f.port)).sort((a, b) => a - b);
+  const cutKinds = uniq(cutFlows.map((f) => `${f.client}:${f.port}`));
+  const cut = {
+    request: changeRef(change),
+    istiod: podRef(firstClass.istiod),
+    cut: cutKinds,
+    clients: clientNames.slice(0, MAX_LISTED),
+    clientCount: clientNames.length,
+    deciding: deciding(after, firstClass),
+    allow: allowRules(subject.by === 'policy' ? change.kind : 'CiliumNetworkPolicy', after, xdsPorts, webhookPorts),
+  };
+  const extras = { victims: clientNames.slice(0, MAX_LISTED), victimCount: clientNames.length };
+
+  if (!lostAny) return [messages.finding('already-blocked', cut, { ...extras, preexisting: true })];
+  switch (subject.by) {
+    case 'policy':
+      if (clusterWideIngressDefaultDeny(after, subject.object)) {
+        const v = nonDefaultDenyHonoured(after);
+        return [messages.finding('cluster-default-deny', { ...cut, fixHonoured: v.honoured, cilium: v.cilium }, extras)];
+      }
+      return [messages.finding('blocks-istiod', cut, extras)];
+    case 'delete':
+      return [messages.finding('change-blocks-istiod', { ...cut, change: `deleting ${cut.request}` }, extras)];
+    case 'namespace':
+      return [messages.finding('change-blocks-istiod', { ...cut, change: `relabelling namespace ${subject.namespace}` }, extras)];
+    case 'cilium-config':
+      return [messages.finding('change-blocks-istiod', { ...cut, change: 'this cilium-config change' }, extras)];
+  }
+}
+
+export const rule: Rule = {
+  id: ID,
+  severity: 'B',
+  summary: "A change cuts istiod's xDS (15012 from sidecars, ztunnel, gateways) or its webhook port (15017 from the kube-apiserver)",
+  docs: `docs/rules/${ID}.md`,
+  triggers: [
+    {
+      kinds: ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'],
+      operations: ['CREATE', 'UPDATE', 'DELETE'],
+      when: "when it can change istiod's ingress policy (it selects istiod's pods before or after)",
+    },
+    { kinds: ['Namespace'], operations: ['UPDATE'], when: 'only when a changed label is read by some ingress selector' },
+    { kinds: ['ConfigMap'], operations: ['CREATE', 'UPDATE'], when: 'only `kube-system/cilium-config`, when the policy mode changes' },
+  ],
+  messages,
+  evaluate: (change: Change, before: ClusterState, after: ClusterState, _ctx: RuleContext): Finding[] => {
+    const subject = scope(change);
+    return subject ? check(subject, change, before, after) : [];
+  },
+};

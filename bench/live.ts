@@ -22,7 +22,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 
-import { KINDS, type KindName } from '../src/state/kinds.ts';
+import { KINDS, type KindName } from '../src/core/kinds.ts';
 import { collectionPath } from '../src/state/live.ts';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';

@@ -3,8 +3,8 @@
 // tested (test/bench/scale-curve.test.ts).
 
 import type { Change } from '../src/core/change.ts';
-import type { Decide } from '../src/rules/types.ts';
-import type { ClusterState } from '../src/state/types.ts';
+import type { Decide } from '../src/core/decision.ts';
+import type { ClusterState } from '../src/core/objects.ts';
 
 /** Warm-up calls of decide() per request and state before anything is timed. */
 export const WARMUP_CALLS = 20;

@@ -5,8 +5,8 @@
 // rule threw, the request was exempt) shows as such instead of as a met target.
 
 import type { Change } from '../src/core/change.ts';
-import type { Decide, Decision } from '../src/rules/types.ts';
-import type { ClusterState } from '../src/state/types.ts';
+import type { Decide, Decision } from '../src/core/decision.ts';
+import type { ClusterState } from '../src/core/objects.ts';
 import { BULK_NAMESPACE, type Obj } from './cluster-gen.ts';
 import { median, type Clock } from './scale-curve.ts';
 

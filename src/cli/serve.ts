@@ -19,7 +19,7 @@ import { createLogger } from '../server/log-bounds.ts';
 import { createServer, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_CONNECTIONS, installSignalHandlers } from '../server/server.ts';
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
 import { SnapshotSource } from '../state/snapshot.ts';
-import type { StateSource } from '../state/types.ts';
+import type { StateSource } from '../core/objects.ts';
 import { cachingDecide, DEFAULT_VERDICT_CACHE_ENTRIES, MAX_VERDICT_CACHE_ENTRIES } from '../verdict/cache.ts';
 import { createDecide } from '../verdict/decide.ts';
 import { warmUpInSlices } from '../verdict/warmup.ts';

@@ -3,7 +3,7 @@
 
 import type { Change } from '../core/change.ts';
 import { changedLabelKeys, isIstiodDeployment, namespaceAmbientEnabled, namespaceInjectionEnabled, namespaceLabelReadByL7 } from '../policy/index.ts';
-import type { ClusterState, Namespace } from '../state/types.ts';
+import type { ClusterState, Namespace } from '../core/objects.ts';
 
 export const POLICY_KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'] as const;
 

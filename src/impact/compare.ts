@@ -4,7 +4,7 @@
 // get one verdict: the predicate runs once per class, and victims are counted per class. This is where
 // issue 21's per-identity judging lives (judge per class, count victims per class, cap what is listed).
 
-import type { ClusterState, Pod } from '../state/types.ts';
+import type { ClusterState, Pod } from '../core/objects.ts';
 import { groupsOf, podClassKey, readsNode, withClasses, type ClassKeyFn, type PodClass } from '../policy/index.ts';
 
 /** The verdict on one class: fine after the change, lost by it, missing before and after, or not judged. */

@@ -3,7 +3,7 @@
 // pods it selects.
 
 import type { Change } from '../core/change.ts';
-import type { ClusterState, PolicyObject } from '../state/types.ts';
+import type { ClusterState, PolicyObject } from '../core/objects.ts';
 import { dnsBackends, modelSelects, policyModel } from '../policy/index.ts';
 import { isPolicyChange, labelsChanged } from './change-kinds.ts';
 

@@ -16,7 +16,7 @@ import {
   type Direction,
 } from '../policy/index.ts';
 import { touchedByChange } from '../policy/memo.ts';
-import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
+import type { ClusterState, Pod, PolicyObject } from '../core/objects.ts';
 import { isCiliumConfigChange, isPolicyChange } from './change-kinds.ts';
 
 /** The pods a request can change policy for, and whether they are synthetic (no live pod selected). */

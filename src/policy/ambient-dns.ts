@@ -2,7 +2,7 @@
 // whether ztunnel captures a pod's DNS. ztunnel answers lookups for mesh Services and ServiceEntries
 // itself (the default since Istio 1.25), so those never reach Cilium's DNS proxy.
 
-import type { ClusterState, Pod } from '../state/types.ts';
+import type { ClusterState, Pod } from '../core/objects.ts';
 import { meshMode } from './istio.ts';
 import type { PolicyModel } from './types.ts';
 import { atLeast, clusterVersions } from './versions.ts';

@@ -6,7 +6,7 @@
 // (CoreDNS, istiod by default) are added, since they use permissions granted in ways meshguard cannot
 // always see (aggregated roles, bindings in other clusters' tooling).
 
-import type { ClusterState, LabelSelector, Pod, RoleBinding } from '../state/types.ts';
+import type { ClusterState, LabelSelector, Pod, RoleBinding } from '../core/objects.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 import { canonicalIp } from './cidr.ts';
 import { apiserverEndpoints, nodeAddresses, nodeIPs } from './cluster.ts';

@@ -2,7 +2,7 @@
 // defaults for missing keys. Older key spellings (`tunnel`, `kube-proxy-replacement: strict|partial|probe`,
 // `enable-host-reachable-services`) are still understood because long-lived clusters keep them.
 
-import type { ClusterState } from '../state/types.ts';
+import type { ClusterState } from '../core/objects.ts';
 import type { CiliumConfig } from './types.ts';
 import { perRevision } from './memo.ts';
 

@@ -14,7 +14,7 @@
 // classes are registered with their classes (groupsOf), so that the impact layer's judging, filters
 // and unions can work per class on them; any other array is judged pod by pod, as before.
 
-import type { ClusterState, Pod } from '../state/types.ts';
+import type { ClusterState, Pod } from '../core/objects.ts';
 import { internKey } from '../state/intern.ts';
 import { ipFamily } from './cidr.ts';
 import { classParts, groupedArrays, namespaceClasses, perContentOf, podClassIds } from './memo.ts';

@@ -2,7 +2,7 @@
 // endpoints (default/kubernetes EndpointSlice) and the Node addresses (Cilium's host / remote-node
 // identities). Cached per state revision.
 
-import type { ClusterState, Node, Pod, Service } from '../state/types.ts';
+import type { ClusterState, Node, Pod, Service } from '../core/objects.ts';
 import type { DnsBackends, Protocol } from './types.ts';
 import { perRevision } from './memo.ts';
 import { canonicalIp } from './cidr.ts';

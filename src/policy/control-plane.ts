@@ -3,7 +3,7 @@
 // put every pod into ingress default deny. Semantics only (which pods, which ports, which sources);
 // the verdicts come from the reachability engine (evaluateIngressFromAddress, reachable).
 
-import type { ClusterState, Pod, PolicyObject, Service, Webhook } from '../state/types.ts';
+import type { ClusterState, Pod, PolicyObject, Service, Webhook } from '../core/objects.ts';
 import { apiserverTarget } from './apiserver.ts';
 import { serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { istiodDeployments, istiodPods } from './istio-usage.ts';

@@ -3,7 +3,7 @@
 // unless `enableDefaultDeny.<dir>: false` is set and honoured (cilium#14992). Which rules are deny-only,
 // and whether a pod's direction is enforced by deny-only rules alone.
 
-import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
+import type { ClusterState, Pod, PolicyObject } from '../core/objects.ts';
 import { policyModel } from './model.ts';
 import { policiesSelecting, policySettings } from './selection.ts';
 import type { Direction, PolicyModel } from './types.ts';

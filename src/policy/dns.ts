@@ -1,7 +1,7 @@
 // The DNS target of the egress checks: which kube-dns backends a pod must reach, on which port, and
 // whether it does. Pure functions over a state.
 
-import type { ClusterState, Labels, Pod } from '../state/types.ts';
+import type { ClusterState, Labels, Pod } from '../core/objects.ts';
 import { dnsBackends } from './cluster.ts';
 import { perRevision } from './memo.ts';
 import { podRef } from './identity.ts';

@@ -3,7 +3,7 @@
 // `rules.dns`. Which FQDN selectors apply to a pod, whether its DNS rules cover them, and whether a
 // problem now breaks a name that worked before.
 
-import type { ClusterState, Pod, PolicyObject } from '../state/types.ts';
+import type { ClusterState, Pod, PolicyObject } from '../core/objects.ts';
 import { policyModel } from './model.ts';
 import { dnsTarget } from './dns.ts';
 import { dnsNameMatches } from './dns-pattern.ts';

@@ -13,7 +13,7 @@
 //   (HBONE, probe SNAT, ambient DNS capture), which also read mesh labels, annotations and ports.
 
 import { internKey } from '../state/intern.ts';
-import type { ClusterState, Container, Pod } from '../state/types.ts';
+import type { ClusterState, Container, Pod } from '../core/objects.ts';
 import { ipFamily } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, nodeAddresses } from './cluster.ts';
 import { ambientClassKeys, classKeysAnyNode, classKeysNoNode, classKeysOwnNode, identityKeys, podRefs, podShapeKeys, rulesKeys } from './memo.ts';

@@ -2,7 +2,7 @@
 // istiod runs. Cheap lookups only: Namespaces, webhook configurations, Deployments of the Istio
 // namespaces and the pod-label index.
 
-import type { ClusterState, Deployment, KubeObject, MutatingWebhookConfiguration, Pod } from '../state/types.ts';
+import type { ClusterState, Deployment, KubeObject, MutatingWebhookConfiguration, Pod } from '../core/objects.ts';
 import { istioRootNamespace, namespaceAmbientEnabled, namespaceInjectionEnabled } from './istio.ts';
 
 /** Services Istio's injection webhooks call: istiod (istiod-<rev>) and the pre-1.5 injector. */

@@ -3,7 +3,7 @@
 // its attributes need HTTP, and which waypoint serves a pod. Pure functions over a ClusterState.
 
 import { parse as parseYaml } from 'yaml';
-import type { ClusterState, Gateway, KubeObject, Labels, Namespace, Pod, PolicyObject } from '../state/types.ts';
+import type { ClusterState, Gateway, KubeObject, Labels, Namespace, Pod, PolicyObject } from '../core/objects.ts';
 import type { AuthzAttachment, EffectiveMtls, MeshMode, MtlsMode } from './types.ts';
 import { perRevision, perRevisionFor } from './memo.ts';
 import { matchesSelector } from './selectors.ts';

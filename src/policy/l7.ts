@@ -2,7 +2,7 @@
 // which Cilium L7 sections apply to a pod and port, which pods a peer or an Istio policy selects, and the
 // "conflict" unit (direction, subject, destination, port) that before/after comparisons key on.
 
-import type { ClusterState, Labels, Pod, PolicyObject } from '../state/types.ts';
+import type { ClusterState, Labels, Pod, PolicyObject } from '../core/objects.ts';
 import { ciliumConfig } from './cilium-config.ts';
 import { namedPort } from './cluster.ts';
 import { istioRootNamespace } from './istio.ts';

@@ -10,7 +10,7 @@
 // replaces the object or the list), which is what makes object-keyed memos safe.
 
 import type { KindName } from '../core/kinds.ts';
-import type { ClusterState, KubeObject, LabelSelector, Labels, Node, Pod, PolicyObject, Service } from '../state/types.ts';
+import type { ClusterState, KubeObject, LabelSelector, Labels, Node, Pod, PolicyObject, Service } from '../core/objects.ts';
 import { forgetCachedResults, ScopedWeakMap } from '../state/request-scope.ts';
 import type { Addr, ParsedIp } from './cidr.ts';
 import type { CompiledPattern } from './dns-pattern.ts';

@@ -3,7 +3,7 @@
 // them, and the ingress verdict for a source that is an IP rather than a pod (the SNATed kubelet
 // probes). Pure functions over a state.
 
-import type { ClusterState, KubeObject, Labels, LabelSelector, Pod } from '../state/types.ts';
+import type { ClusterState, KubeObject, Labels, LabelSelector, Pod } from '../core/objects.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 import { ipFamily } from './cidr.ts';
 import { namedPort } from './cluster.ts';

@@ -5,7 +5,7 @@
 //
 // Sources for each decision are in docs/semantics.md.
 
-import type { LabelSelector, LabelSelectorRequirement, PolicyObject } from '../state/types.ts';
+import type { LabelSelector, LabelSelectorRequirement, PolicyObject } from '../core/objects.ts';
 import type {
   Direction,
   L7Rules,

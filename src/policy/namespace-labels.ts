@@ -5,7 +5,7 @@
 // which pods a policy selects, which peers it admits, or a pod's mesh mode, so a Namespace update that
 // changes only such labels cannot change any verdict.
 
-import type { ClusterState, KubeObject, LabelSelector } from '../state/types.ts';
+import type { ClusterState, KubeObject, LabelSelector } from '../core/objects.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 import { NAMESPACE_LABELS_PREFIX, normalizeKey } from './selectors.ts';
 import { policyModel } from './model.ts';

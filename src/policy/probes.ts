@@ -1,7 +1,7 @@
 // The kubelet's probes of a pod (ambient-probe-snat-blocked): which TCP ports it connects to, and whether
 // an ambient pod's ingress admits them from the address istio-cni SNATs them to.
 
-import type { ClusterState, Container, Pod, Probe } from '../state/types.ts';
+import type { ClusterState, Container, Pod, Probe } from '../core/objects.ts';
 import { meshMode } from './istio.ts';
 import { probeSourceFor, probesAdmitted } from './mesh-peers.ts';
 import { ingressFromIpAllowed } from './reachability.ts';

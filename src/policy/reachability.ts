@@ -3,7 +3,7 @@
 // matching deny wins, then any matching allow (union of CNP, CCNP and NetworkPolicy), then default deny
 // if the direction is enforced, else allow. Sources for every rule are in docs/semantics.md.
 
-import type { ClusterState, Labels, Pod, Service } from '../state/types.ts';
+import type { ClusterState, Labels, Pod, Service } from '../core/objects.ts';
 import type {
   Allowing,
   Direction,

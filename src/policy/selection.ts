@@ -4,7 +4,7 @@
 // plus the CCNPs; a policy's candidate pods come from the pod-label index (first matchLabels pair) in its
 // namespace. Results are cached per state revision.
 
-import type { ClusterState, Labels, LabelSelector, Pod, PolicyObject } from '../state/types.ts';
+import type { ClusterState, Labels, LabelSelector, Pod, PolicyObject } from '../core/objects.ts';
 import type { CiliumConfig, Direction, Enforcement, PolicyModel, PolicyRef } from './types.ts';
 import { perRevision, perRevisionFor } from './memo.ts';
 import { ciliumConfig } from './cilium-config.ts';

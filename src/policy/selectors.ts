@@ -6,7 +6,7 @@
 // (host, world, ...) are represented here by labels whose key keeps the "reserved:" prefix, so that a
 // pod never matches a `reserved:` key and a reserved identity never matches a plain pod-label key.
 
-import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../state/types.ts';
+import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../core/objects.ts';
 import { checkBudget } from '../core/budget.ts';
 import { labelCache, pairCache } from './memo.ts';
 import { podIdentityKey } from './identity.ts';

@@ -1,6 +1,6 @@
 // Types of the policy semantics engine's public API (see index.ts).
 
-import type { ClusterState, Gateway, Labels, LabelSelector, Pod, PolicyObject } from '../state/types.ts';
+import type { ClusterState, Gateway, Labels, LabelSelector, Pod, PolicyObject } from '../core/objects.ts';
 
 export type Direction = 'ingress' | 'egress';
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';

@@ -5,7 +5,7 @@
 // version, it is "unknown" and the newest supported behaviour applies. The supported matrix and the
 // gates are documented in docs/semantics.md (Versions).
 
-import type { ClusterState, Container } from '../state/types.ts';
+import type { ClusterState, Container } from '../core/objects.ts';
 import { perRevision } from './memo.ts';
 
 export interface Release {

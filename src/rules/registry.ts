@@ -1,57 +1,32 @@
-// The rule catalogue, discovered from this directory. A rule is either a folder `<id>/` whose
-// `index.ts` (`index.js` once built) exports `rule: Rule` with that id, or a single file `<id>.ts`
-// that does (the older shape, until every rule is a folder). A folder wins over a file of the same id:
-// a dist/ built before the rule became a folder still holds the old `<id>.js` (tsc does not delete
-// outputs); test/rules/registry.test.ts checks that src/ never has both. Files that are not rules: registry,
-// types, index, and shared code (`*-helpers.ts`, `*util*`). The catalogue, `meshguard rules`, the
-// config check and the docs test all read this one list, so a rule is added by adding its folder
-// and nothing else.
+// The rule catalogue, discovered from this directory. A rule is a folder `<id>/` (kebab-case) whose
+// `index.ts` (`index.js` once built) exports `rule: Rule` with that id. Files directly in this directory
+// are not rules: the registry and the rules' shared wording (render-helpers.ts); a dist/ built before the
+// rules became folders may still hold old `<id>.js` files, which are ignored. The catalogue,
+// `meshguard rules`, the config check and the docs test all read this one list, so a rule is added by
+// adding its folder and nothing else (docs/adding-a-rule.md).
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import type { Rule } from '../core/rule.ts';
 
-/** Files in src/rules that are not rules. */
-export function isRuleFile(file: string): boolean {
-  if (file.endsWith('.d.ts')) return false;
-  const m = /^(.+)\.(ts|js)$/.exec(file);
-  if (!m) return false;
-  const base = m[1]!;
-  if (base === 'index' || base === 'registry' || base === 'types') return false;
-  if (base.includes('helpers') || base.includes('util')) return false;
-  return true;
-}
-
-/** The rule id a file must declare: its name without the extension. */
-export function ruleIdOfFile(file: string): string {
-  return file.replace(/\.(ts|js)$/, '');
-}
-
 /** Where a rule is found in a rules directory: its module (relative path) and the id it must declare. */
 export interface RuleEntry {
   readonly id: string;
-  /** `<id>.ts` or `<id>/index.ts` (`.js` once built). */
+  /** `<id>/index.ts` (`<id>/index.js` once built). */
   readonly path: string;
 }
 
 /**
- * The rules in `dir` (a src/rules or dist/rules directory), sorted by id: every rule file, and every
- * folder with an index module. A folder without one is not a rule (fixtures, shared code).
+ * The rules in `dir` (a src/rules or dist/rules directory), sorted by id: every kebab-case folder with
+ * an index module. A folder without one is not a rule (fixtures, shared code).
  */
 export function ruleEntries(dir: URL): RuleEntry[] {
-  const folders = new Map<string, RuleEntry>();
-  const files: RuleEntry[] = [];
+  const entries: RuleEntry[] = [];
   for (const name of readdirSync(dir).sort()) {
-    const full = new URL(name, dir);
-    if (statSync(full).isDirectory()) {
-      if (!KEBAB.test(name)) continue;
-      const index = ['index.ts', 'index.js'].find((f) => existsSync(new URL(`${name}/${f}`, dir)));
-      if (index) folders.set(name, { id: name, path: `${name}/${index}` });
-    } else if (isRuleFile(name)) {
-      files.push({ id: ruleIdOfFile(name), path: name });
-    }
+    if (!KEBAB.test(name) || !statSync(new URL(name, dir)).isDirectory()) continue;
+    const index = ['index.ts', 'index.js'].find((f) => existsSync(new URL(`${name}/${f}`, dir)));
+    if (index) entries.push({ id: name, path: `${name}/${index}` });
   }
-  const entries = [...folders.values(), ...files.filter((f) => !folders.has(f.id))];
-  return entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return entries;
 }
 
 /** A rule folder's name is its id: kebab-case. */

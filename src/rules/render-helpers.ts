@@ -2,7 +2,7 @@
 // semantics here (those live in src/policy and src/impact) and no caches.
 
 import { apiserverTarget, APISERVER_SOURCE_ENTITY, canonicalIp, nodeAddresses, podRef, policySettings, type L7Rules } from '../policy/index.ts';
-import type { ClusterState, Labels, Pod } from '../state/types.ts';
+import type { ClusterState, Labels, Pod } from '../core/objects.ts';
 
 export { podRef };
 

@@ -14,8 +14,9 @@ import type { Config } from '../config/config.ts';
 import type { Lease } from '../reports/lease.ts';
 import { desiredReports } from '../reports/reports.ts';
 import type { ReconcileOutcome, ReportWriter } from '../reports/writer.ts';
-import type { Decide, Rule } from '../rules/types.ts';
-import type { StateSource } from '../state/types.ts';
+import type { Decide } from '../core/decision.ts';
+import type { Rule } from '../core/rule.ts';
+import type { StateSource } from '../core/objects.ts';
 import { auditObject, auditSubjects, type AuditResult } from '../verdict/audit.ts';
 import type { Metrics } from './metrics.ts';
 

@@ -4,9 +4,9 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-import { KIND_NAMES } from '../state/kinds.ts';
-import type { StateSource } from '../state/types.ts';
-import type { Decision } from '../rules/types.ts';
+import { KIND_NAMES } from '../core/kinds.ts';
+import type { StateSource } from '../core/objects.ts';
+import type { Decision } from '../core/decision.ts';
 import type { VerdictCacheStats } from '../verdict/cache.ts';
 
 /** allowed / denied: a decision was made; invalid: a 4xx on /validate; error: a 500 on /validate. */

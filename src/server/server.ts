@@ -13,7 +13,7 @@ import { createAjv } from '../admission/schema.ts';
 import type { DocsLinks } from '../config/docs-links.ts';
 import { InputError } from '../core/errors.ts';
 import type { Decide } from '../core/decision.ts';
-import type { StateSource } from '../state/types.ts';
+import type { StateSource } from '../core/objects.ts';
 import { REAL_TIMERS, type Timers } from '../core/timers.ts';
 import type { VerdictCacheStats } from '../verdict/cache.ts';
 import { errorBody, webhookErrorHandler } from './http-errors.ts';

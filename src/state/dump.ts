@@ -3,11 +3,11 @@
 
 import { stringify } from 'yaml';
 import { InputError } from '../core/errors.ts';
-import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
+import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from '../core/kinds.ts';
 import type { KubeApi } from './kube-api.ts';
 import { ApiStatusError, listKind, loadKubeConfig } from './live.ts';
 import { istioNamespaces } from './snapshot.ts';
-import type { KubeObject } from './types.ts';
+import type { KubeObject } from '../core/objects.ts';
 
 export interface DumpOptions {
   readonly kubeconfigPath?: string;

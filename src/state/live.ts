@@ -16,11 +16,11 @@ import type { Logger } from 'pino';
 import { InputError } from '../core/errors.ts';
 import { REAL_TIMERS, type Timer, type Timers } from '../core/timers.ts';
 import { loadKubeApi, readBody, type KubeApi } from './kube-api.ts';
-import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from './kinds.ts';
+import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from '../core/kinds.ts';
 import { istioNamespaces } from './snapshot.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
-import type { KubeObject, StateSource, StateStats } from './types.ts';
+import type { KubeObject, StateSource, StateStats } from '../core/objects.ts';
 
 /** A non-2xx answer from the apiserver. */
 export class ApiStatusError extends Error {

@@ -1,12 +1,12 @@
 // Cluster state from files: what `kubectl get -A -o yaml` or `meshguard snapshot` wrote.
 
 import { InputError } from '../core/errors.ts';
-import { CONFIGMAP_NAMESPACES, KIND_NAMES, kindOf, type KindName } from './kinds.ts';
+import { CONFIGMAP_NAMESPACES, KIND_NAMES, kindOf, type KindName } from '../core/kinds.ts';
 import { type InputLimits } from './io/input.ts';
 import { forEachManifest, manifestDocs, PAUSE, type ManifestDoc } from './io/manifests.ts';
 import { MemoryState } from './store.ts';
 import { transformObject } from './transform.ts';
-import type { KubeObject, StateSource, StateStats } from './types.ts';
+import type { KubeObject, StateSource, StateStats } from '../core/objects.ts';
 
 export interface LoadOptions {
   /** Label for describe(). */

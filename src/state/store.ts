@@ -3,8 +3,8 @@
 // and list() results are cached until the bucket changes, so reads on the admission path are O(result).
 
 import { Interner } from './intern.ts';
-import { KINDS, KIND_NAMES, type KindName } from './kinds.ts';
-import type { ClusterState, KindObjects, KubeObject, Pod } from './types.ts';
+import { KINDS, KIND_NAMES, type KindName } from '../core/kinds.ts';
+import type { ClusterState, KindObjects, KubeObject, Pod } from '../core/objects.ts';
 
 const CLUSTER = ''; // bucket key for cluster-scoped kinds
 

@@ -6,22 +6,8 @@
 // returns the most plausible minimal object (missing labels -> none, a bad port -> dropped).
 
 import { Interner } from './intern.ts';
-import { KINDS, type KindName } from './kinds.ts';
-import type {
-  Container,
-  ContainerPort,
-  Probe,
-  ProbeTarget,
-  KubeObject,
-  LabelSelector,
-  LabelSelectorRequirement,
-  Labels,
-  ObjectMeta,
-  Pod,
-  ServicePort,
-  Subject,
-  WebhookClientConfig,
-} from './types.ts';
+import { KINDS, type KindName } from '../core/kinds.ts';
+import type { Container, ContainerPort, Probe, ProbeTarget, KubeObject, LabelSelector, LabelSelectorRequirement, Labels, ObjectMeta, Pod, ServicePort, Subject, WebhookClientConfig } from '../core/objects.ts';
 
 type Rec = Record<string, unknown>;
 

@@ -7,9 +7,10 @@
 
 import type { Change } from '../core/change.ts';
 import { BudgetExceeded, withBudget } from '../core/budget.ts';
-import { KINDS, type KindName } from '../state/kinds.ts';
-import type { ClusterState, KubeObject } from '../state/types.ts';
-import type { Decide, Rule } from '../rules/types.ts';
+import { KINDS, type KindName } from '../core/kinds.ts';
+import type { ClusterState, KubeObject } from '../core/objects.ts';
+import type { Decide } from '../core/decision.ts';
+import type { Rule } from '../core/rule.ts';
 
 /** Objects picked per (kind, operation) the rules trigger on, spread over the state's list. */
 const PER_TRIGGER = 8;

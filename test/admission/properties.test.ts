@@ -7,8 +7,9 @@ import t from 'tap';
 import { toAdmissionResponse, toChange } from '../../src/admission/review.ts';
 import { defaultDocsBaseUrl, ruleDocsUrl } from '../../src/config/docs-links.ts';
 import { validateAdmissionReview } from '../../src/admission/schema.ts';
-import type { ActedFinding, Decision } from '../../src/rules/types.ts';
-import { KINDS, KIND_NAMES } from '../../src/state/kinds.ts';
+import type { ActedFinding } from '../../src/core/finding.ts';
+import type { Decision } from '../../src/core/decision.ts';
+import { KINDS, KIND_NAMES } from '../../src/core/kinds.ts';
 
 const gvkArb = fc.oneof(
   fc.constantFrom(...KIND_NAMES).map((k) => ({ group: KINDS[k].group, version: KINDS[k].version, kind: k as string })),

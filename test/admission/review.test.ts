@@ -4,7 +4,8 @@ import t from 'tap';
 
 import { annotationKey, buildWarnings, denyMessage, LIMITS, toAdmissionResponse, toChange, truncate } from '../../src/admission/review.ts';
 import { validateAdmissionReview, type AdmissionReview } from '../../src/admission/schema.ts';
-import type { ActedFinding, Decision } from '../../src/rules/types.ts';
+import type { ActedFinding } from '../../src/core/finding.ts';
+import type { Decision } from '../../src/core/decision.ts';
 
 function review(request: Record<string, unknown>): AdmissionReview {
   const r = {

@@ -6,8 +6,8 @@
 import t from 'tap';
 
 import type { Change } from '../../src/core/change.ts';
-import type { Decide, Decision } from '../../src/rules/types.ts';
-import type { ClusterState } from '../../src/state/types.ts';
+import type { Decide, Decision } from '../../src/core/decision.ts';
+import type { ClusterState } from '../../src/core/objects.ts';
 import { median, scaleCurve, timeDecide, WARMUP_CALLS } from '../../bench/scale-curve.ts';
 
 const ALLOWED: Decision = { allowed: true, findings: [], skipped: [] };

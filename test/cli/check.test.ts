@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 
 import { runCli } from '../../src/cli/program.ts';
-import type { Rule } from '../../src/rules/types.ts';
+import type { Rule } from '../../src/core/rule.ts';
 import { FAKE_RULES } from '../verdict/fake-rules.ts';
 
 /** Where rule pages are linked by default: package.json homepage + /blob/main/docs/rules. */

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { runCli } from '../../src/cli/program.ts';
-import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
+import { KIND_NAMES, KINDS } from '../../src/core/kinds.ts';
 import { collectionPath } from '../../src/state/live.ts';
 import { FakeApiserver } from '../state/fake-apiserver.ts';
 import { FAKE_RULES } from '../verdict/fake-rules.ts';

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadMutableState } from '../../src/cli/common.ts';
 import { dumpSnapshot } from '../../src/state/dump.ts';
-import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
+import { KIND_NAMES, KINDS } from '../../src/core/kinds.ts';
 import { collectionPath } from '../../src/state/live.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
 import { FakeApiserver } from '../state/fake-apiserver.ts';

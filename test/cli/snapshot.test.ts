@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 
 import { runCli } from '../../src/cli/program.ts';
-import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
+import { KIND_NAMES, KINDS } from '../../src/core/kinds.ts';
 import { collectionPath } from '../../src/state/live.ts';
 import { FakeApiserver } from '../state/fake-apiserver.ts';
 

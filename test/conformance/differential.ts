@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { evaluate } from '../../src/policy/reachability.ts';
 import type { Target } from '../../src/policy/types.ts';
-import type { Pod } from '../../src/state/types.ts';
+import type { Pod } from '../../src/core/objects.ts';
 import { memoryState } from '../fixtures/cluster.ts';
 import type { Scenario, ScenarioFlow } from './scenarios.ts';
 

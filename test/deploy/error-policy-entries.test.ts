@@ -7,7 +7,7 @@ import t from 'tap';
 import { parseAllDocuments } from 'yaml';
 
 import { defaultConfig } from '../../src/config/config.ts';
-import { KIND_NAMES, KINDS, type KindName } from '../../src/state/kinds.ts';
+import { KIND_NAMES, KINDS, type KindName } from '../../src/core/kinds.ts';
 import { errorOutcome, POLICY_KINDS } from '../../src/verdict/error-policy.ts';
 
 interface Webhook { name: string; failurePolicy: string; rules: { apiGroups: string[]; resources: string[] }[] }

@@ -1,4 +1,4 @@
-// The deploy manifests grant meshguard exactly what its state reads (src/state/kinds.ts), read-only,
+// The deploy manifests grant meshguard exactly what its state reads (src/core/kinds.ts), read-only,
 // and never Secrets: checked on the ClusterRole as each overlay renders it. Its only writes are its
 // policy reports (openreports.io) and one Lease in its own namespace, each in a role of its own.
 
@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parseAllDocuments } from 'yaml';
-import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
+import { KIND_NAMES, KINDS } from '../../src/core/kinds.ts';
 import { anyKubectl, REPO_ROOT } from '../helpers/kube-bins.ts';
 
 interface PolicyRule {
@@ -69,7 +69,7 @@ for (const overlay of OVERLAYS) {
     const rules = role.rules ?? [];
     const granted = grants(rules);
 
-    t.same([...granted.keys()].sort(), [...expected].sort(), 'grants exactly the kinds in src/state/kinds.ts');
+    t.same([...granted.keys()].sort(), [...expected].sort(), 'grants exactly the kinds in src/core/kinds.ts');
     for (const [res, verbs] of granted) {
       t.same([...verbs].sort(), [...READ_VERBS].sort(), `${res}: get/list/watch only`);
     }

@@ -6,7 +6,7 @@ import t from 'tap';
 import { parse } from 'yaml';
 
 import { allRules } from '../../src/rules/registry.ts';
-import { KINDS, type KindName } from '../../src/state/kinds.ts';
+import { KINDS, type KindName } from '../../src/core/kinds.ts';
 
 interface WebhookRule { apiGroups: string[]; resources: string[]; operations: string[] }
 interface Webhook { name: string; failurePolicy: string; rules: WebhookRule[]; matchConditions?: { expression: string }[] }

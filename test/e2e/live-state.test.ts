@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { LiveSource } from '../../src/state/live.ts';
 import { dumpSnapshot } from '../../src/state/dump.ts';
-import type { ConfigMap, Pod, PolicyObject } from '../../src/state/types.ts';
+import type { ConfigMap, Pod, PolicyObject } from '../../src/core/objects.ts';
 import { REPO_ROOT } from '../helpers/kube-bins.ts';
 import { applyObjects, pod, startControlPlane, waitFor } from './harness.ts';
 

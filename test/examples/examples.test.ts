@@ -7,7 +7,7 @@ import t from 'tap';
 
 import { runCli } from '../../src/cli/program.ts';
 import { allRules, ruleById } from '../../src/rules/registry.ts';
-import { defaultAction } from '../../src/rules/types.ts';
+import { defaultAction } from '../../src/core/finding.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const CLUSTER = `${root}examples/cluster`;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 
 import { runCli } from '../../src/cli/program.ts';
-import { KINDS, KIND_NAMES } from '../../src/state/kinds.ts';
+import { KINDS, KIND_NAMES } from '../../src/core/kinds.ts';
 import { kubectlRejects } from '../../src/state/io/objects.ts';
 
 const root = new URL('../../', import.meta.url).pathname;

@@ -1,7 +1,7 @@
 import t from 'tap';
 
 import { capVictims, compareLoss, compareReach, diffKeyed, judgeByClass } from '../../src/impact/index.ts';
-import type { ClusterState, Pod } from '../../src/state/types.ts';
+import type { ClusterState, Pod } from '../../src/core/objects.ts';
 
 function pod(name: string, labels: Record<string, string>, node = 'n1'): Pod {
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'ns', labels }, spec: { containers: [], nodeName: node }, status: { phase: 'Running' } };

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { dnsRestrictions, ztunnelCapturesDns } from '../../src/policy/ambient-dns.ts';
 import { policyModel } from '../../src/policy/model.ts';
-import type { PolicyObject } from '../../src/state/types.ts';
+import type { PolicyObject } from '../../src/core/objects.ts';
 import { baseCluster, cnp, findPod, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
 
 const models = (o: ReturnType<typeof cnp>) => policyModel(o as unknown as PolicyObject);

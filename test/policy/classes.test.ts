@@ -10,7 +10,7 @@ import { identityLabelKept } from '../../src/policy/selectors.ts';
 import { podsSelectedBy } from '../../src/policy/selection.ts';
 import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
-import type { Pod, PolicyObject } from '../../src/state/types.ts';
+import type { Pod, PolicyObject } from '../../src/core/objects.ts';
 import { baseCluster, ccnp, memoryState, ns, pod } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';
 

@@ -13,7 +13,7 @@ import {
   webhookTargetsAmong,
   xdsClients,
 } from '../../src/policy/index.ts';
-import type { PolicyObject } from '../../src/state/types.ts';
+import type { PolicyObject } from '../../src/core/objects.ts';
 import { baseCluster, ccnp, cnp, findPod, memoryState, netpol, pod, type Obj } from '../fixtures/cluster.ts';
 
 const hookPod = (node: string): Obj => {

@@ -8,7 +8,7 @@ import { enforcement, policiesSelecting } from '../../src/policy/selection.ts';
 import { endpointLabels } from '../../src/policy/selectors.ts';
 import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
-import type { ClusterState, KubeObject, Pod } from '../../src/state/types.ts';
+import type { ClusterState, KubeObject, Pod } from '../../src/core/objects.ts';
 import { baseCluster, ccnp, cnp, memoryState, ns, pod } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';
 

@@ -8,7 +8,7 @@ import {
   waypointFor,
 } from '../../src/policy/istio.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
-import type { PolicyObject } from '../../src/state/types.ts';
+import type { PolicyObject } from '../../src/core/objects.ts';
 import { authzPolicy, baseCluster, findPod, memoryState, ns, peerAuth, pod } from '../fixtures/cluster.ts';
 
 type Obj = import('../fixtures/cluster.ts').Obj;

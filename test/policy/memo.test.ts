@@ -4,7 +4,7 @@ import t from 'tap';
 import { perContentOf } from '../../src/policy/memo.ts';
 import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
-import type { ClusterState, KubeObject } from '../../src/state/types.ts';
+import type { ClusterState, KubeObject } from '../../src/core/objects.ts';
 import { baseCluster, memoryState, ns, pod } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { ciliumRefusal, policyModel } from '../../src/policy/model.ts';
 import { dnsBackends, apiserverEndpoints, nodeIPs } from '../../src/policy/cluster.ts';
-import type { PolicyObject } from '../../src/state/types.ts';
+import type { PolicyObject } from '../../src/core/objects.ts';
 import { baseCluster, ccnp, cnp, memoryState, netpol } from '../fixtures/cluster.ts';
 
 const P = (o: unknown) => o as PolicyObject;

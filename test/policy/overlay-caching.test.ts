@@ -7,7 +7,7 @@ import { evaluate } from '../../src/policy/reachability.ts';
 import { enforcement, podsSelectedBy, policiesSelecting } from '../../src/policy/selection.ts';
 import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
-import type { ClusterState, PolicyObject } from '../../src/state/types.ts';
+import type { ClusterState, PolicyObject } from '../../src/core/objects.ts';
 import { baseCluster, ccnp, cnp, findPod, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';
 

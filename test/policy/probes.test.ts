@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import { probePorts, probePortsBlocked, unknownProbesBlocked } from '../../src/policy/probes.ts';
-import type { Pod } from '../../src/state/types.ts';
+import type { Pod } from '../../src/core/objects.ts';
 import { transformObject } from '../../src/state/transform.ts';
 import { baseCluster, cnp, findPod, memoryState, ns, pod } from '../fixtures/cluster.ts';
 

@@ -8,7 +8,7 @@ import ipaddr from 'ipaddr.js';
 import { cidrContains, cidrSetContains } from '../../src/policy/cidr.ts';
 import { dnsNameMatches, evaluate } from '../../src/policy/reachability.ts';
 import { enforcement, podsSelectedBy, policiesSelecting, subjectPods } from '../../src/policy/selection.ts';
-import type { PolicyObject } from '../../src/state/types.ts';
+import type { PolicyObject } from '../../src/core/objects.ts';
 import { baseCluster, ccnp, cnp, findPod, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
 
 const P = (o: unknown) => o as PolicyObject;

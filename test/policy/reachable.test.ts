@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { evaluate, reachable, TARGET_ENTITIES } from '../../src/policy/reachability.ts';
 import type { Protocol, Target } from '../../src/policy/types.ts';
 import { loadSnapshot, stateFromObjects } from '../../src/state/snapshot.ts';
-import type { ClusterState, Pod, Service } from '../../src/state/types.ts';
+import type { ClusterState, Pod, Service } from '../../src/core/objects.ts';
 import { generateCluster } from '../../bench/cluster-gen.ts';
 
 const EXAMPLES = new URL('../../examples/cluster', import.meta.url).pathname;

@@ -1,7 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { endpointLabels, matchesSelector, normalizeKey, reservedLabels, indexablePair, identityLabelKept } from '../../src/policy/selectors.ts';
-import type { LabelSelector } from '../../src/state/types.ts';
+import type { LabelSelector } from '../../src/core/objects.ts';
 import { baseCluster, findPod, memoryState, ns, pod } from '../fixtures/cluster.ts';
 
 t.test('endpointLabels adds namespace, service account, cluster and namespace labels', async (t) => {

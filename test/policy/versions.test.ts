@@ -6,7 +6,7 @@ import { evaluate } from '../../src/policy/reachability.ts';
 import { policySettings } from '../../src/policy/selection.ts';
 import { atLeast, clusterVersions, formatVersions, releaseOfImage, SUPPORTED, unsupported } from '../../src/policy/versions.ts';
 import { transformObject } from '../../src/state/transform.ts';
-import type { Pod } from '../../src/state/types.ts';
+import type { Pod } from '../../src/core/objects.ts';
 import { baseCluster, cnp, findPod, memoryState, ns, pod } from '../fixtures/cluster.ts';
 
 t.test('releases from image references', async (t) => {

@@ -8,7 +8,7 @@ import { renderFinding } from '../../src/verdict/render.ts';
 import { rbacIndex, usesApiserver } from '../../src/policy/index.ts';
 import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
-import type { KubeObject, Pod } from '../../src/state/types.ts';
+import type { KubeObject, Pod } from '../../src/core/objects.ts';
 import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
 import { makeChange, runRule } from './rule-harness.ts';
 

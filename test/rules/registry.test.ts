@@ -1,5 +1,5 @@
-// The catalogue is discovered from src/rules: every rule (a folder `<id>/index.ts` or a file `<id>.ts`)
-// is registered under its name, has its docs page, and every docs page belongs to a rule.
+// The catalogue is discovered from src/rules: every rule (a folder `<id>/index.ts`) is registered
+// under its name, has its docs page, and every docs page belongs to a rule.
 
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,30 +9,27 @@ import t from 'tap';
 
 import { OPERATIONS } from '../../src/core/change.ts';
 import { KIND_NAMES } from '../../src/core/kinds.ts';
-import { allRules, discoverRules, isRuleFile, ruleById, ruleEntries, ruleIdOfFile } from '../../src/rules/registry.ts';
+import { allRules, discoverRules, ruleById, ruleEntries } from '../../src/rules/registry.ts';
 
 const root = new URL('../../', import.meta.url);
 const ruleIds = ruleEntries(new URL('src/rules/', root)).map((e) => e.id);
 const docsDir = new URL('docs/rules/', root);
 const docPages = existsSync(docsDir) ? readdirSync(docsDir).filter((f) => f.endsWith('.md')) : [];
 
-t.test('which files are rules', async (t) => {
-  for (const f of ['dns-egress-missing.ts', 'split-brain-l7-sidecar.js']) t.ok(isRuleFile(f), f);
-  for (const f of ['index.ts', 'registry.ts', 'types.js', 'helpers.ts', 'egress-helpers.ts', 'port-utils.ts', 'x.d.ts', 'x.js.map', 'README.md']) {
-    t.notOk(isRuleFile(f), f);
-  }
-  t.equal(ruleIdOfFile('hbone-15008-blocked.ts'), 'hbone-15008-blocked');
-});
-
-t.test('src/rules never holds a rule both as a file and as a folder', async (t) => {
+t.test('src/rules holds rule folders and, beside them, only the registry and the shared wording', async (t) => {
   const entries = readdirSync(new URL('src/rules/', root), { withFileTypes: true });
-  const folders = new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
-  for (const e of entries) if (!e.isDirectory() && isRuleFile(e.name)) t.notOk(folders.has(ruleIdOfFile(e.name)), e.name);
+  const files = entries.filter((e) => !e.isDirectory()).map((e) => e.name).sort();
+  t.same(files, ['registry.ts', 'render-helpers.ts'], 'a rule is a folder: no single-file rule, no semantic helper module');
+  const folders = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  t.same(folders, ruleIds, 'every folder is a rule');
 });
 
-t.test('every rule with codes has a message table of its own, with kebab-case codes under its id', async (t) => {
+t.test('every rule has a message table of its own, with kebab-case codes under its id', async (t) => {
   for (const r of allRules()) {
-    if (!r.messages) continue;
+    if (!r.messages) {
+      t.fail(`${r.id}: no message table`);
+      continue;
+    }
     t.equal(r.messages.rule, r.id, `${r.id}: table`);
     t.ok(r.messages.byCode.size > 0, `${r.id}: has codes`);
     for (const code of r.messages.byCode.keys()) {
@@ -42,7 +39,7 @@ t.test('every rule with codes has a message table of its own, with kebab-case co
   }
 });
 
-t.test('every rule file is registered under its own name, sorted, once', async (t) => {
+t.test('every rule folder is registered under its own name, sorted, once', async (t) => {
   const ids = allRules().map((r) => r.id);
   t.same(ids, ruleIds);
   t.ok(ids.length >= 16, `${ids.length} rules`);
@@ -92,38 +89,27 @@ function rulesDir(files: Record<string, string>): URL {
 const ruleModule = (id: string) =>
   `export const rule = { id: ${JSON.stringify(id)}, severity: 'R', summary: 's', docs: 'docs/rules/${id}.md', triggers: [], evaluate: () => [] };\n`;
 
-t.test('a rule is a folder with an index module or a single file', async (t) => {
+t.test('a rule is a kebab-case folder with an index module; files and other folders are not rules', async (t) => {
   const dir = rulesDir({
     'in-a-folder/index.ts': ruleModule('in-a-folder'),
     'in-a-folder/messages.ts': 'export const x = 1;\n',
     'single-file.ts': ruleModule('single-file'),
-    'shared-helpers.ts': 'export const y = 2;\n',
-    'types.ts': 'export {};\n',
+    'render-helpers.ts': 'export const y = 2;\n',
     'not-a-rule/data.yaml': 'a: 1\n',
-  });
-  t.same(ruleEntries(dir), [
-    { id: 'in-a-folder', path: 'in-a-folder/index.ts' },
-    { id: 'single-file', path: 'single-file.ts' },
-  ]);
-  t.same((await discoverRules(dir)).map((r) => r.id), ['in-a-folder', 'single-file']);
-});
-
-t.test('a folder wins over a stale <id>.js of the same id (an old dist/); a folder that is not kebab-case is no rule', async (t) => {
-  const dir = rulesDir({
-    'twice/index.ts': ruleModule('twice'),
-    'twice.ts': ruleModule('twice'),
     'Not_A_Rule/index.ts': ruleModule('Not_A_Rule'),
   });
-  t.same(ruleEntries(dir), [{ id: 'twice', path: 'twice/index.ts' }]);
+  t.same(ruleEntries(dir), [{ id: 'in-a-folder', path: 'in-a-folder/index.ts' }]);
+  t.same((await discoverRules(dir)).map((r) => r.id), ['in-a-folder']);
+});
+
+t.test('a stale <id>.js beside the folder of the same id (an old dist/) is ignored', async (t) => {
+  const dir = rulesDir({ 'twice/index.ts': ruleModule('twice'), 'twice.ts': ruleModule('other-id') });
   t.same((await discoverRules(dir)).map((r) => r.id), ['twice']);
 });
 
-t.test('a misnamed or malformed rule fails at startup, in either shape', async (t) => {
+t.test('a misnamed or malformed rule fails at startup', async (t) => {
   await t.rejects(discoverRules(rulesDir({ 'good-name/index.ts': ruleModule('other-name') })), {
     message: 'src/rules/good-name/index.ts exports rule id "other-name"; it must be "good-name"',
-  });
-  await t.rejects(discoverRules(rulesDir({ 'good-name.ts': ruleModule('other-name') })), {
-    message: 'src/rules/good-name.ts exports rule id "other-name"; it must be "good-name"',
   });
   await t.rejects(discoverRules(rulesDir({ 'no-export/index.ts': 'export const rules = [];\n' })), {
     message: 'src/rules/no-export/index.ts does not export `rule: Rule`',

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 
 import { allRules } from '../../src/rules/registry.ts';
-import type { Rule } from '../../src/rules/types.ts';
+import type { Rule } from '../../src/core/rule.ts';
 import { CODES_BEGIN, TRIGGERS_BEGIN, TRIGGERS_END, triggersTable, withGenerated } from '../../scripts/rule-docs.ts';
 
 const root = new URL('../../', import.meta.url);

@@ -16,7 +16,7 @@ import { createMetrics } from '../../src/server/metrics.ts';
 import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
 import { transformObject } from '../../src/state/transform.ts';
-import type { StateSource } from '../../src/state/types.ts';
+import type { StateSource } from '../../src/core/objects.ts';
 import { createDecide } from '../../src/verdict/decide.ts';
 import { FakeKube } from '../reports/fake-kube.ts';
 

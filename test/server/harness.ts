@@ -12,11 +12,12 @@ import type { TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 
 import type { Change } from '../../src/core/change.ts';
-import type { ActedFinding, Decide, Decision } from '../../src/rules/types.ts';
+import type { ActedFinding } from '../../src/core/finding.ts';
+import type { Decide, Decision } from '../../src/core/decision.ts';
 import { createServer, type MeshguardServer, type ServerOptions } from '../../src/server/server.ts';
-import type { KindName } from '../../src/state/kinds.ts';
+import type { KindName } from '../../src/core/kinds.ts';
 import { MemoryState } from '../../src/state/store.ts';
-import type { StateSource, StateStats } from '../../src/state/types.ts';
+import type { StateSource, StateStats } from '../../src/core/objects.ts';
 import { makeCerts, type CertSet } from '../helpers/certs.ts';
 
 export interface FakeSource extends StateSource {

@@ -4,7 +4,7 @@
 import t from 'tap';
 
 import { toAdmissionReview } from '../../src/admission/review.ts';
-import type { Decision } from '../../src/rules/types.ts';
+import type { Decision } from '../../src/core/decision.ts';
 import { cachingDecide } from '../../src/verdict/cache.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { turn } from '../helpers/until.ts';

@@ -7,7 +7,7 @@ import { ipIdentity } from '../../src/policy/reachability.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { MemoryState } from '../../src/state/store.ts';
 import { transformObject } from '../../src/state/transform.ts';
-import type { KubeObject } from '../../src/state/types.ts';
+import type { KubeObject } from '../../src/core/objects.ts';
 
 const pod = (ns: string, name: string, ip: string): KubeObject =>
   transformObject('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels: { app: name } }, spec: { containers: [{ name: 'c' }] }, status: { podIP: ip, phase: 'Running' } });

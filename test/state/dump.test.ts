@@ -2,7 +2,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
+import { KIND_NAMES, KINDS } from '../../src/core/kinds.ts';
 import { dumpSnapshot, listClusterObjects } from '../../src/state/dump.ts';
 import { collectionPath } from '../../src/state/live.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';

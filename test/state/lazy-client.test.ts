@@ -22,7 +22,7 @@ t.test('@kubernetes/client-node is loaded only for plugin credentials', async (t
 
     const { FakeApiserver } = await import(${src('./fake-apiserver.ts')});
     const { LiveSource, collectionPath, listKind } = await import(${src('../../src/state/live.ts')});
-    const { KIND_NAMES, KINDS } = await import(${src('../../src/state/kinds.ts')});
+    const { KIND_NAMES, KINDS } = await import(${src('../../src/core/kinds.ts')});
     const api = new FakeApiserver();
     await api.start();
     for (const k of KIND_NAMES) if (!KINDS[k].optional) api.serve(collectionPath(k));

@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { KIND_NAMES, KINDS } from '../../src/state/kinds.ts';
+import { KIND_NAMES, KINDS } from '../../src/core/kinds.ts';
 import { collectionPath, FIRST_FILL_CHUNK, listKind, LiveSource } from '../../src/state/live.ts';
-import type { ConfigMap, Pod } from '../../src/state/types.ts';
+import type { ConfigMap, Pod } from '../../src/core/objects.ts';
 import { MemoryState } from '../../src/state/store.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeApiserver } from './fake-apiserver.ts';

@@ -1,12 +1,12 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { mutationOf, type Change, type Operation } from '../../src/core/change.ts';
-import { KINDS, KIND_NAMES, type KindName } from '../../src/state/kinds.ts';
+import { KINDS, KIND_NAMES, type KindName } from '../../src/core/kinds.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { inRequestScope, isEphemeral } from '../../src/state/request-scope.ts';
 import { MemoryState } from '../../src/state/store.ts';
 import { transformObject } from '../../src/state/transform.ts';
-import type { ClusterState, KubeObject } from '../../src/state/types.ts';
+import type { ClusterState, KubeObject } from '../../src/core/objects.ts';
 
 const NAMESPACES = ['a', 'b', 'c'];
 const NAMES = ['x', 'y', 'z'];

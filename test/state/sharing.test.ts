@@ -2,7 +2,7 @@
 // objects to keep large clusters small; sharing must never merge objects whose content differs.
 import t from 'tap';
 import { transformObject } from '../../src/state/transform.ts';
-import type { Pod } from '../../src/state/types.ts';
+import type { Pod } from '../../src/core/objects.ts';
 
 const pod = (name: string, labels: Record<string, unknown>, containers: unknown[] = [{ name: 'app', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] }]) =>
   transformObject('Pod', JSON.parse(JSON.stringify({

@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { chunkedJsonList } from '../../src/state/io/json.ts';
 import { manifestDocs, PAUSE } from '../../src/state/io/manifests.ts';
 import { loadSnapshot, loadSnapshotInSlices, SnapshotSource } from '../../src/state/snapshot.ts';
-import { KIND_NAMES } from '../../src/state/kinds.ts';
+import { KIND_NAMES } from '../../src/core/kinds.ts';
 import type { MemoryState } from '../../src/state/store.ts';
 
 const pod = (ns: string, name: string, app: string) => ({

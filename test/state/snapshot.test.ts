@@ -5,7 +5,7 @@ import { InputError } from '../../src/core/errors.ts';
 import { jsonErrorOffset, jsonItemLines } from '../../src/state/io/json.ts';
 import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot, SnapshotSource } from '../../src/state/snapshot.ts';
-import type { ConfigMap, Pod } from '../../src/state/types.ts';
+import type { ConfigMap, Pod } from '../../src/core/objects.ts';
 
 const podList = `apiVersion: v1
 kind: List

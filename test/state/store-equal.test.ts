@@ -2,7 +2,7 @@ import t from 'tap';
 
 import { sameJson, MemoryState } from '../../src/state/store.ts';
 import { transformObject } from '../../src/state/transform.ts';
-import type { Pod } from '../../src/state/types.ts';
+import type { Pod } from '../../src/core/objects.ts';
 
 // A pod as the apiserver sends it; `extra` changes fields the transform drops or keeps.
 function rawPod(extra: { labels?: Record<string, string>; resourceVersion?: string; conditions?: unknown[]; annotations?: Record<string, string>; podIP?: string } = {}) {

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { MemoryState } from '../../src/state/store.ts';
 import { transformObject } from '../../src/state/transform.ts';
-import type { Pod } from '../../src/state/types.ts';
+import type { Pod } from '../../src/core/objects.ts';
 
 function rand(seed: number): () => number {
   let a = seed >>> 0;

@@ -1,10 +1,10 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { KIND_NAMES } from '../../src/state/kinds.ts';
+import { KIND_NAMES } from '../../src/core/kinds.ts';
 import { keepAnnotation, transformObject, transformRequestObject } from '../../src/state/transform.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
 import { sameJson } from '../../src/state/store.ts';
-import type { ConfigMap, Deployment, EndpointSlice, MutatingWebhookConfiguration, Pod, PolicyObject, Service } from '../../src/state/types.ts';
+import type { ConfigMap, Deployment, EndpointSlice, MutatingWebhookConfiguration, Pod, PolicyObject, Service } from '../../src/core/objects.ts';
 
 const fullPod = {
   apiVersion: 'v1',

@@ -11,7 +11,7 @@ import { defaultConfig, type Config } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
-import { kindOf } from '../../src/state/kinds.ts';
+import { kindOf } from '../../src/core/kinds.ts';
 import { transformObject } from '../../src/state/transform.ts';
 import type { MemoryState } from '../../src/state/store.ts';
 import { auditedKinds, auditState } from '../../src/verdict/audit.ts';

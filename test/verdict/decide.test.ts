@@ -2,8 +2,8 @@ import t from 'tap';
 
 import type { Change } from '../../src/core/change.ts';
 import { defaultConfig, type Config } from '../../src/config/config.ts';
-import type { Rule } from '../../src/rules/types.ts';
-import type { ClusterState } from '../../src/state/types.ts';
+import type { Rule } from '../../src/core/rule.ts';
+import type { ClusterState } from '../../src/core/objects.ts';
 import { createDecide, skippedRules } from '../../src/verdict/decide.ts';
 import { cnp, memoryState, ns } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';

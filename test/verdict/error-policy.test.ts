@@ -8,7 +8,7 @@ import t from 'tap';
 import { checkBudget, type Clock } from '../../src/core/budget.ts';
 import { defaultConfig, type Config } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
-import type { Rule } from '../../src/rules/types.ts';
+import type { Rule } from '../../src/core/rule.ts';
 import { inRequestScope, ScopedWeakMap } from '../../src/state/request-scope.ts';
 import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';

@@ -2,7 +2,7 @@
 // Each reacts to labels on the object under review, or to the state, so tests can steer them.
 
 import { subjectOf } from '../../src/core/change.ts';
-import type { Rule } from '../../src/rules/types.ts';
+import type { Rule } from '../../src/core/rule.ts';
 
 /** Denies a CiliumNetworkPolicy whose namespace does not exist in the state after the change. */
 export const orphanPolicy: Rule = {

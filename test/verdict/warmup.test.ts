@@ -5,7 +5,7 @@ import type { AdmissionReview } from '../../src/admission/schema.ts';
 import { defaultConfig } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
-import type { Decide } from '../../src/rules/types.ts';
+import type { Decide } from '../../src/core/decision.ts';
 import { createDecide } from '../../src/verdict/decide.ts';
 import { warmUpChanges, warmUpInSlices } from '../../src/verdict/warmup.ts';
 import { generateCluster } from '../../bench/cluster-gen.ts';

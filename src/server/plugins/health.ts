@@ -6,7 +6,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 
-import type { StateSource } from '../../state/types.ts';
+import type { StateSource } from '../../core/objects.ts';
 import type { Timers } from '../../core/timers.ts';
 
 /**

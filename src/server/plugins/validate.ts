@@ -9,7 +9,7 @@ import type { Change } from '../../core/change.ts';
 import { ReviewError, toAdmissionResponse, toChange, type AdmissionResponse, type AdmissionReviewResponse, type ResponseOptions } from '../../admission/review.ts';
 import { admissionReviewSchema, type AdmissionReview } from '../../admission/schema.ts';
 import type { Decide, Decision } from '../../core/decision.ts';
-import type { StateSource } from '../../state/types.ts';
+import type { StateSource } from '../../core/objects.ts';
 import { errorBody, webhookErrorHandler } from '../http-errors.ts';
 import type { Metrics } from '../metrics.ts';
 

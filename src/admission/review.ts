@@ -103,10 +103,8 @@ const byteLength = (s: string): number => Buffer.byteLength(s, 'utf8');
 function victimsText(f: ActedFinding): string {
   const v = f.victims ?? [];
   if (v.length === 0) return '';
-  // A coded finding's message table says whether its message names the victims itself; rules without
-  // codes often name them in the message already: do not say it twice.
-  const detail = detailOf(f, ruleById(f.rule)?.messages);
-  if (detail === 'self-contained' || (detail === undefined && v.every((name) => f.message.includes(name)))) return '';
+  // The rule's message table says whether its message names the victims itself: do not say it twice.
+  if (detailOf(f, ruleById(f.rule)?.messages) !== 'list-victims') return '';
   const more = (f.victimCount ?? v.length) - v.length;
   return ` Affected: ${v.join(', ')}${more > 0 ? ` and ${more} more` : ''}.`;
 }

@@ -60,7 +60,7 @@ function toReportObjects(results: readonly AuditResult[]): ReportObject[] {
     kind: r.kind,
     namespace: r.namespace,
     name: r.name,
-    findings: r.findings.map((f) => ({ rule: f.rule, ...(f.code !== undefined ? { code: f.code } : {}), action: f.action, message: f.message, ...(f.fix ? { fix: f.fix } : {}) })),
+    findings: r.findings.map((f) => ({ rule: f.rule, code: f.code, action: f.action, message: f.message, ...(f.fix ? { fix: f.fix } : {}) })),
   }));
 }
 

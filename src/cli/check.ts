@@ -40,7 +40,7 @@ export interface CheckOptions {
 export interface CheckFinding {
   readonly rule: string;
   /** Stable code of the finding's kind (`<rule>/<kind>`), for rules that have codes. */
-  readonly code?: string;
+  readonly code: string;
   readonly action: 'deny' | 'warn' | 'audit';
   readonly message: string;
   readonly fix?: string;
@@ -280,7 +280,7 @@ export function renderCheck(results: readonly CheckResult[], format: (typeof CHE
       name: r.name,
       file: r.file,
       line: r.line,
-      findings: r.findings.map((f) => ({ rule: f.rule, ...(f.code !== undefined ? { code: f.code } : {}), action: f.action, message: f.message, ...(f.fix ? { fix: f.fix } : {}) })),
+      findings: r.findings.map((f) => ({ rule: f.rule, code: f.code, action: f.action, message: f.message, ...(f.fix ? { fix: f.fix } : {}) })),
     }));
   if (format === 'github') return renderGithub(objects);
   const meta = reportMeta(ctx, 'meshguard check', docsLinks(docsBaseUrl));

@@ -9,8 +9,8 @@ import { withFix } from '../verdict/render.ts';
 
 export interface ReportFinding {
   readonly rule: string;
-  /** The finding's stable code (`<rule>/<kind>`), when its rule has codes. */
-  readonly code?: string;
+  /** The finding's stable code (`<rule>/<kind>`, or the verdict layer's own `meshguard/...`). */
+  readonly code: string;
   readonly action: 'deny' | 'warn' | 'audit';
   readonly message: string;
   readonly fix?: string;
@@ -79,7 +79,7 @@ export function renderSarif(objects: readonly ReportObject[], meta: ReportMeta):
           logicalLocations: [{ name: o.name, fullyQualifiedName: objectRef(o), kind: 'resource' }],
         },
       ],
-      ...(f.code !== undefined ? { properties: { code: f.code } } : {}),
+      properties: { code: f.code },
     })),
   );
   const sarif = {
@@ -179,12 +179,12 @@ export function renderGithub(objects: readonly ReportObject[]): string {
 
 /**
  * A finding as `check` and `audit` print it in JSON: the contract fields, each optional one only when set.
- * `code` (stable, `<rule>/<kind>`) is set for rules that have codes; `message` and `fix` stay for readers.
+ * `code` (stable, `<rule>/<kind>`) is what tools match on; `message` and `fix` stay for readers.
  */
 export function findingJson<A extends string>(
   f: {
     readonly rule: string;
-    readonly code?: string;
+    readonly code: string;
     readonly action: A;
     readonly message: string;
     readonly fix?: string;
@@ -192,10 +192,10 @@ export function findingJson<A extends string>(
     readonly victimCount?: number;
   },
   docsUrl: (rule: string) => string,
-): { rule: string; code?: string; action: A; message: string; fix?: string; victims?: readonly string[]; victimCount?: number; docs: string } {
+): { rule: string; code: string; action: A; message: string; fix?: string; victims?: readonly string[]; victimCount?: number; docs: string } {
   return {
     rule: f.rule,
-    ...(f.code !== undefined ? { code: f.code } : {}),
+    code: f.code,
     action: f.action,
     message: f.message,
     ...(f.fix !== undefined ? { fix: f.fix } : {}),

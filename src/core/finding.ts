@@ -10,17 +10,13 @@ export type Action = 'deny' | 'warn' | 'audit' | 'off';
 export interface Finding {
   readonly rule: string;
   /**
-   * The stable code of this kind of finding, `<rule>/<kind>` (src/core/message.ts). A finding with a
-   * code carries `params` and no prose: src/verdict/render.ts writes `message` and `fix` from the rule's
-   * message table. Rules not converted yet set `message` (and `fix`) themselves and no code.
+   * The stable code of this kind of finding, `<rule>/<kind>` (src/core/message.ts), or one of the
+   * verdict layer's own (VERDICT_CODES). A rule's finding carries no prose: src/verdict/render.ts writes
+   * `message` and `fix` from the rule's message table and `params`.
    */
-  readonly code?: string;
-  /** The data the message is rendered from (names, counts, ports, lists). Set with `code`. */
-  readonly params?: Params;
-  /** One short line: what breaks, for whom. No newlines. Rendered from `code` + `params` when there is a code. */
-  readonly message?: string;
-  /** The smallest change that fixes it, one line (a longer YAML fix lives in the rule's docs). */
-  readonly fix?: string;
+  readonly code: string;
+  /** The data the message is rendered from (names, counts, ports, lists). */
+  readonly params: Params;
   /** "ns/pod" names of the first few pods affected (at most 5). */
   readonly victims?: readonly string[];
   /** How many pods are affected in all. */
@@ -43,11 +39,24 @@ export function actionUnderMode<A extends Action>(action: A, mode: 'enforce' | '
 
 /** A finding with the action the config gives it for this request. */
 export interface ActedFinding extends Finding {
-  /** Always set once acted: rendered from the code, or the rule's own text. */
+  /** One short line: what breaks, for whom. No newlines. Rendered from `code` + `params`. */
   readonly message: string;
+  /** The smallest change that fixes it, one line (a longer YAML fix lives in the rule's docs). */
+  readonly fix?: string;
   readonly action: Exclude<Action, 'off'>;
   /** `mode: audit` turned this finding's deny into audit: the request would be refused in enforce mode. */
   readonly wouldDeny?: boolean;
   /** The rule threw: this finding is the warning that says so, not a result of the rule. */
   readonly failed?: boolean;
 }
+
+/**
+ * Codes of the findings the verdict layer writes itself when a rule gives no answer (the error policy,
+ * ADR 0004): the finding's `rule` is the rule that failed. Part of the contract like the rules' codes.
+ */
+export const VERDICT_CODES = {
+  /** The rule threw (or produced a code its message table lacks). */
+  ruleFailed: 'meshguard/rule-failed',
+  /** The evaluation budget ran out while the rule ran (the rules not run are named). */
+  budgetExceeded: 'meshguard/budget-exceeded',
+} as const;

@@ -70,7 +70,7 @@ export function desiredReports(results: readonly AuditResult[], now: Date, docsO
     const results: ReportResult[] = r.findings.map((f) => {
       const docs = docsOf(f.rule);
       const properties: Record<string, string> = {
-        ...(f.code !== undefined ? { code: f.code } : {}),
+        code: f.code,
         ...(f.fix ? { fix: clip(f.fix) } : {}),
         ...(f.victims && f.victims.length > 0 ? { victims: clip(f.victims.join(', ')) } : {}),
         ...(f.victimCount !== undefined ? { victimCount: String(f.victimCount) } : {}),

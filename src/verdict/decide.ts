@@ -5,7 +5,7 @@ import type { Config } from '../config/config.ts';
 import { BudgetExceeded, withBudget, type BudgetOptions } from '../core/budget.ts';
 import { mutationOf, subjectOf, type Change } from '../core/change.ts';
 import type { Decide, Decision } from '../core/decision.ts';
-import { actionUnderMode, type ActedFinding, type Action, type Finding } from '../core/finding.ts';
+import { actionUnderMode, VERDICT_CODES, type ActedFinding, type Action, type Finding } from '../core/finding.ts';
 import type { ClusterState } from '../core/objects.ts';
 import type { Rule, RuleContext } from '../core/rule.ts';
 import { changedLabelKeys, namespaceLabelMatters } from '../policy/namespace-labels.ts';
@@ -138,7 +138,7 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
     const skip = skippedRules(change);
     const skipped: string[] = [];
     const findings: ActedFinding[] = [];
-    const failures: { rule: string; message: string }[] = [];
+    const failures: { rule: string; error: string }[] = [];
     let budget: { exceeded: BudgetExceeded; notRun: string[] } | undefined;
     let after: ClusterState | undefined;
     for (const { rule, action } of toRun) {
@@ -165,7 +165,7 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
           forgetCachedResults();
         } else {
           // One rule's bug must not hide the other rules' findings: they still run.
-          failures.push({ rule: rule.id, message: `${rule.id} failed: ${errorMessage(e)}` });
+          failures.push({ rule: rule.id, error: errorMessage(e) });
         }
         continue;
       }
@@ -183,19 +183,26 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
     const outcome = errorOutcome(config, change.kind);
     const failAction: ActedFinding['action'] = outcome === 'ignore' ? 'warn' : actionUnderMode('deny' as const, config.mode);
     const why = outcome === 'ignore' ? 'admitted by the error policy (onError: ignore)' : 'refused by the error policy (onError: fail)';
-    const failed = (rule: string, message: string): ActedFinding => ({
+    const failed = (rule: string, code: string, params: Record<string, string | number | readonly string[]>, message: string): ActedFinding => ({
       rule,
+      code,
+      params,
       action: failAction,
       message: `${message}; ${why}`,
       failed: true,
       ...(failAction === 'audit' ? { wouldDeny: true } : {}),
     });
-    for (const f of failures) findings.push(failed(f.rule, f.message));
+    for (const f of failures) findings.push(failed(f.rule, VERDICT_CODES.ruleFailed, { error: f.error }, `${f.rule} failed: ${f.error}`));
     if (budget) {
       const [running, ...rest] = budget.notRun;
       const { budgetMs } = budget.exceeded;
       findings.push(
-        failed(running!, `evaluation stopped: the ${budgetMs} ms budget ran out in ${running}${rest.length > 0 ? ` (not run: ${rest.join(', ')})` : ''}`),
+        failed(
+          running!,
+          VERDICT_CODES.budgetExceeded,
+          { budgetMs, notRun: rest },
+          `evaluation stopped: the ${budgetMs} ms budget ran out in ${running}${rest.length > 0 ? ` (not run: ${rest.join(', ')})` : ''}`,
+        ),
       );
     }
     return {

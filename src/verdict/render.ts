@@ -1,5 +1,4 @@
-// The one renderer of findings. A finding with a code is written from its rule's message table and its
-// params; a finding without one (a rule not converted to codes yet) keeps its own message and fix.
+// The one renderer of findings: a rule's finding is written from its rule's message table and its params.
 // Every output composes its text through the helpers below, so the words of a finding are chosen here
 // and nowhere else: decide.ts renders message/fix once per finding, and the CLI formats, admission
 // responses and reports join them the same way.
@@ -30,19 +29,16 @@ function oneLine(s: string): string {
  * verdict layer holds the rule; `Rule.messages`).
  */
 export function renderFinding(f: Finding, table: MessageTable | undefined): RenderedText {
-  if (f.code === undefined) {
-    return { message: oneLine(String(f.message ?? '')), ...(f.fix !== undefined ? { fix: f.fix } : {}) };
-  }
   const kind = table?.byCode.get(f.code);
   if (!kind) throw new UnknownCodeError(f.rule, f.code);
-  const params = f.params ?? {};
+  const params = f.params;
   const fix = kind.fix?.(params);
-  return { message: oneLine(kind.summary(params)), ...(fix !== undefined ? { fix } : {}) };
+  return { message: oneLine(kind.summary(params)), ...(fix !== undefined && fix !== '' ? { fix } : {}) };
 }
 
-/** How much a finding's message says by itself; legacy findings are judged by their text. */
+/** How much a finding's message says by itself (undefined for the verdict layer's own findings). */
 export function detailOf(f: Pick<Finding, 'code'>, table: MessageTable | undefined): Detail | undefined {
-  return f.code === undefined ? undefined : table?.byCode.get(f.code)?.detail;
+  return table?.byCode.get(f.code)?.detail;
 }
 
 /** Message then fix, as the one-line outputs print them: `<message> Fix: <fix>`. */

@@ -78,6 +78,8 @@ t.test('every schema-valid review becomes a consistent Change', async (t) => {
 const findingArb: fc.Arbitrary<ActedFinding> = fc.record(
   {
     rule: fc.oneof(fc.constantFrom('dns-egress-missing', 'apiserver-egress-missing', 'l7-policy-split-brain'), fc.string({ minLength: 1, maxLength: 70 })),
+    code: fc.constantFrom('dns-egress-missing/policy-leaves-no-dns', 'mesh-control-plane-blocked/blocks-istiod', 'x/y'),
+    params: fc.constant({}),
     action: fc.constantFrom('deny', 'warn', 'audit'),
     message: fc.string({ maxLength: 400, unit: 'grapheme' }),
     fix: fc.string({ maxLength: 200 }),
@@ -85,7 +87,7 @@ const findingArb: fc.Arbitrary<ActedFinding> = fc.record(
     victimCount: fc.nat(1000),
     preexisting: fc.boolean(),
   },
-  { requiredKeys: ['rule', 'action', 'message'] },
+  { requiredKeys: ['rule', 'code', 'params', 'action', 'message'] },
 );
 
 const decisionArb: fc.Arbitrary<Decision> = fc.record({

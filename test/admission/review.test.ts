@@ -132,7 +132,9 @@ t.test('schema: garbage is rejected, extra apiserver fields are accepted', async
 /** The default base of rule pages: package.json homepage + /blob/main/docs/rules. */
 const DOCS = 'https://github.com/meshguard/meshguard/blob/main/docs/rules';
 
-const f = (rule: string, action: ActedFinding['action'], message: string, extra: Partial<ActedFinding> = {}): ActedFinding => ({ rule, action, message, ...extra });
+const f = (rule: string, action: ActedFinding['action'], message: string, extra: Partial<ActedFinding> = {}): ActedFinding => ({
+  rule, code: `${rule}/test`, params: {}, action, message, ...extra,
+});
 const decision = (allowed: boolean, findings: ActedFinding[]): Decision => ({ allowed, findings, skipped: [] });
 
 t.test('response: allowed with nothing to say is minimal and echoes the uid', async (t) => {
@@ -142,7 +144,8 @@ t.test('response: allowed with nothing to say is minimal and echoes the uid', as
 t.test('response: deny names every denying rule with reason and fix', async (t) => {
   const r = toAdmissionResponse('u', decision(false, [
     f('dns-egress-missing', 'deny', 'egress default-deny drops DNS', { fix: 'allow kube-dns UDP/53' }),
-    f('apiserver-egress-missing', 'deny', 'pods lose the API server', { victims: ['a/b', 'a/c'], victimCount: 2 }),
+    // A message kind that does not name its victims (list-victims): the denial appends them.
+    f('mesh-control-plane-blocked', 'deny', 'pods lose istiod', { code: 'mesh-control-plane-blocked/blocks-istiod', victims: ['a/b', 'a/c'], victimCount: 2 }),
     f('dns-egress-missing', 'deny', 'second occurrence\nwith a newline'),
   ]));
   t.equal(r.allowed, false);
@@ -150,7 +153,7 @@ t.test('response: deny names every denying rule with reason and fix', async (t) 
     code: 403, reason: 'Forbidden',
     message: 'meshguard denied this request:\n' +
       '[dns-egress-missing] egress default-deny drops DNS Fix: allow kube-dns UDP/53 Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/dns-egress-missing.md\n' +
-      '[apiserver-egress-missing] pods lose the API server Affected: a/b, a/c. Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/apiserver-egress-missing.md\n' +
+      '[mesh-control-plane-blocked] pods lose istiod Affected: a/b, a/c. Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/mesh-control-plane-blocked.md\n' +
       '[dns-egress-missing] second occurrence with a newline Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/dns-egress-missing.md',
   });
 });
@@ -180,7 +183,7 @@ t.test('response: a deny finding on an allowed decision is shown as a warning, n
 t.test('response: notices come first among the warnings, tagged meshguard', async (t) => {
   const r = toAdmissionResponse('u', {
     allowed: true,
-    findings: [{ rule: 'dns-egress-missing', action: 'warn', message: 'm' }],
+    findings: [f('dns-egress-missing', 'warn', 'm')],
     skipped: [],
     notices: ['meshguard.io/skip is ignored: it takes effect only with a non-empty meshguard.io/skip-reason'],
   });
@@ -293,7 +296,8 @@ t.test('deny message does not repeat victims the rule message already names', as
   const r = toAdmissionResponse('u', {
     allowed: false,
     skipped: [],
-    findings: [{ rule: 'dns-egress-missing', action: 'deny', message: 'policy leaves 1 pod without DNS: a/b', victims: ['a/b'], victimCount: 1 }],
+    // A self-contained message kind: it names its victims itself.
+    findings: [f('dns-egress-missing', 'deny', 'policy leaves 1 pod without DNS: a/b', { code: 'dns-egress-missing/policy-leaves-no-dns', victims: ['a/b'], victimCount: 1 })],
   });
   t.notMatch(r.status!.message, 'Affected');
   t.match(r.status!.message, 'a/b');

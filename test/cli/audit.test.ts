@@ -77,8 +77,8 @@ t.test('SARIF 2.1.0: the catalogue as rules, a result per finding with level and
 
 const meta: ReportMeta = { tool: 'meshguard', version: '0.0.0', suite: 'meshguard check', rules: [{ id: 'r', summary: 's', severity: 'B', helpUri: 'https://example.test/r' }] };
 const objects = [
-  { kind: 'NetworkPolicy', namespace: 'a', name: 'p<1>', file: 'dir/p.yaml', line: 7, findings: [{ rule: 'r', action: 'deny' as const, message: 'breaks "DNS" & more', fix: 'add UDP 53' }] },
-  { kind: 'Namespace', namespace: '', name: 'b', findings: [{ rule: 'r', action: 'warn' as const, message: 'line one\nline two: 100%, or so' }] },
+  { kind: 'NetworkPolicy', namespace: 'a', name: 'p<1>', file: 'dir/p.yaml', line: 7, findings: [{ rule: 'r', code: 'r/breaks', action: 'deny' as const, message: 'breaks "DNS" & more', fix: 'add UDP 53' }] },
+  { kind: 'Namespace', namespace: '', name: 'b', findings: [{ rule: 'r', code: 'r/warns', action: 'warn' as const, message: 'line one\nline two: 100%, or so' }] },
   { kind: 'ConfigMap', namespace: 'kube-system', name: 'c', findings: [] },
 ];
 

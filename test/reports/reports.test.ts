@@ -20,11 +20,11 @@ const np: AuditResult = {
   namespace: 'green',
   name: 'netshoot-egress',
   findings: [
-    { rule: 'dns-egress-missing', action: 'deny', message: 'no DNS', fix: 'allow UDP 53', victims: ['green/a', 'green/b'], victimCount: 7 },
-    { rule: 'apiserver-egress-missing', action: 'warn', message: 'no API server', shared: true },
+    { rule: 'dns-egress-missing', code: 'dns-egress-missing/policy-leaves-no-dns', params: {}, action: 'deny', message: 'no DNS', fix: 'allow UDP 53', victims: ['green/a', 'green/b'], victimCount: 7 },
+    { rule: 'apiserver-egress-missing', code: 'apiserver-egress-missing/test', params: {}, action: 'warn', message: 'no API server', shared: true },
   ],
 };
-const ns: AuditResult = { kind: 'Namespace', apiVersion: 'v1', namespace: '', name: 'blue', findings: [{ rule: 'istiod-unreachable-overlay', action: 'audit', message: 'istiod unreachable' }] };
+const ns: AuditResult = { kind: 'Namespace', apiVersion: 'v1', namespace: '', name: 'blue', findings: [{ rule: 'istiod-unreachable-overlay', code: 'istiod-unreachable-overlay/test', params: {}, action: 'audit', message: 'istiod unreachable' }] };
 const clean: AuditResult = { kind: 'CiliumNetworkPolicy', apiVersion: 'cilium.io/v2', namespace: 'green', name: 'fine', findings: [] };
 
 t.test('a Report per object with findings, scoped to it; a ClusterReport for cluster-scoped ones', async (t) => {
@@ -42,7 +42,7 @@ t.test('a Report per object with findings, scoped to it; a ClusterReport for clu
       ['apiserver-egress-missing', 'warn', 'medium', false],
     ],
   );
-  t.same(r.results[0]!.properties, { fix: 'allow UDP 53', victims: 'green/a, green/b', victimCount: '7', docs: 'https://docs.test/dns-egress-missing' });
+  t.same(r.results[0]!.properties, { code: 'dns-egress-missing/policy-leaves-no-dns', fix: 'allow UDP 53', victims: 'green/a, green/b', victimCount: '7', docs: 'https://docs.test/dns-egress-missing' });
   t.equal(r.results[1]!.properties?.shared, 'true');
   t.same(r.results[0]!.timestamp, { seconds: 1796551200, nanos: 0 });
   const c = reports.get('ClusterReport//meshguard-namespace-blue')!;

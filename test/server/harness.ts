@@ -57,7 +57,7 @@ export function recordingDecide(answer: (c: Change) => Decision = () => allow): 
 }
 
 export function finding(rule: string, action: ActedFinding['action'], message: string, extra: Partial<ActedFinding> = {}): ActedFinding {
-  return { rule, action, message, ...extra };
+  return { rule, code: `${rule}/test`, params: {}, action, message, ...extra };
 }
 
 let uidCounter = 0;

@@ -157,7 +157,7 @@ t.test('the text the cache holds is bounded too: long decisions push old ones ou
   let calls = 0;
   const long = (n: number): Decide => () => {
     calls++;
-    return { allowed: true, skipped: [], findings: [{ rule: 'r', action: 'warn', message: 'x'.repeat(n) }] };
+    return { allowed: true, skipped: [], findings: [{ rule: 'r', code: 'r/test', params: {}, action: 'warn', message: 'x'.repeat(n) }] };
   };
   // Budget 16,000: a decision may weigh 1,000 at most; these weigh about 700 each, so 22 fit by text.
   const cached = cachingDecide(long(400), 100, 16_000);

@@ -48,6 +48,8 @@ t.test('a finding at the default deny action rejects the request', async (t) => 
   t.same(d.findings, [
     {
       rule: 'fake-orphan-policy',
+      code: 'fake-orphan-policy/text',
+      params: { text: 'namespace nowhere does not exist', fix: 'create namespace nowhere first' },
       message: 'namespace nowhere does not exist',
       fix: 'create namespace nowhere first',
       victims: ['nowhere/p'],
@@ -67,7 +69,7 @@ t.test('no finding: allowed', async (t) => {
 t.test('warn-level findings allow the request; the finding carries the id of the rule that made it', async (t) => {
   const d = createDecide(FAKE_RULES, config())(makeChange('CREATE', labelled(policy(), { 'fake/finding': 'heads up' })), state);
   t.equal(d.allowed, true);
-  t.same(d.findings, [{ rule: 'fake-label', message: 'heads up', action: 'warn' }]);
+  t.same(d.findings, [{ rule: 'fake-label', code: 'fake-label/text', params: { text: 'heads up' }, message: 'heads up', action: 'warn' }]);
 });
 
 t.test('the configured action wins over the default', async (t) => {
@@ -158,6 +160,8 @@ t.test('a rule that throws never hides other findings; the error policy answers 
   const failed = d.findings.find((f) => f.rule === 'fake-throws');
   t.same(failed, {
     rule: 'fake-throws',
+    code: 'meshguard/rule-failed',
+    params: { error: 'boom second line' },
     action: 'deny',
     message: 'fake-throws failed: boom second line; refused by the error policy (onError: fail)',
     failed: true,
@@ -190,7 +194,7 @@ t.test('pre-existing problems are at most warnings', async (t) => {
   const obj = labelled(policy(), { 'fake/finding': 'old problem', 'fake/preexisting': 'true' });
   const d = createDecide(FAKE_RULES, c)(makeChange('CREATE', obj), state);
   t.equal(d.allowed, true);
-  t.same(d.findings, [{ rule: 'fake-label', message: 'old problem', preexisting: true, action: 'warn' }]);
+  t.same(d.findings, [{ rule: 'fake-label', code: 'fake-label/text', params: { text: 'old problem' }, message: 'old problem', preexisting: true, action: 'warn' }]);
   // An audit action stays audit.
   const audit = { ...config(), rules: { ...config().rules, 'fake-label': 'audit' as const } };
   t.equal(createDecide(FAKE_RULES, audit)(makeChange('CREATE', obj), state).findings[0]?.action, 'audit');

@@ -16,6 +16,7 @@ import { createDecide } from '../../src/verdict/decide.ts';
 import { errorOutcome, POLICY_KINDS } from '../../src/verdict/error-policy.ts';
 import { cnp, memoryState, ns } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';
+import { textMessages } from './fake-rules.ts';
 
 const state = memoryState([ns('team-a', { team: 'a' })]);
 
@@ -39,7 +40,8 @@ const warns: Rule = {
   summary: 'always warns',
   docs: 'docs/rules/fake-warns.md',
   triggers: [{ kinds: ['CiliumNetworkPolicy', 'Namespace'], operations: ['CREATE', 'UPDATE', 'DELETE'] }],
-  evaluate: () => [{ rule: 'fake-warns', message: 'heads up' }],
+  messages: textMessages('fake-warns'),
+  evaluate: () => [textMessages('fake-warns').finding('text', { text: 'heads up' })],
 };
 
 /** Calls checkBudget() `times` times, as the policy engine does in its loops. */
@@ -124,7 +126,7 @@ t.test('near misses: the same failure is admitted with a warning where the entry
 });
 
 t.test('audit mode with pre-existing findings and a failing rule: everything reported, nothing refused', async (t) => {
-  const preexisting: Rule = { ...warns, id: 'fake-pre', severity: 'B', evaluate: () => [{ rule: 'fake-pre', message: 'old', preexisting: true }] };
+  const preexisting: Rule = { ...warns, id: 'fake-pre', severity: 'B', messages: textMessages('fake-pre'), evaluate: () => [textMessages('fake-pre').finding('text', { text: 'old' }, { preexisting: true })] };
   const rules = [preexisting, throwing('fake-throws', ['CiliumNetworkPolicy'])];
   const d = createDecide(rules, config(rules, { mode: 'audit' }))(makeChange('CREATE', policy), state);
   t.equal(d.allowed, true);
@@ -145,6 +147,7 @@ t.test('the budget stops a long evaluation and the error policy answers', async 
   t.same(d.incomplete, { reason: 'budget', rules: ['fake-busy', 'fake-later'], outcome: 'fail' });
   const f = d.findings.find((x) => x.failed);
   t.match(f?.message, /the 100 ms budget ran out in fake-busy \(not run: fake-later\)/);
+  t.same([f?.code, f?.params], ['meshguard/budget-exceeded', { budgetMs: 100, notRun: ['fake-later'] }], 'the verdict layer\'s own code, with its data');
   t.ok(clock.reads < 150, `stopped soon after the deadline (${clock.reads} clock reads)`);
   t.ok(d.findings.some((x) => x.rule === 'fake-warns'), 'a rule that finished before keeps its finding');
 

@@ -2,7 +2,18 @@
 // Each reacts to labels on the object under review, or to the state, so tests can steer them.
 
 import { subjectOf } from '../../src/core/change.ts';
+import { defineMessages } from '../../src/core/message.ts';
 import type { Rule } from '../../src/core/rule.ts';
+
+/** A message table whose one kind, `text`, says what its params say (for rules made up in tests). */
+export function textMessages(rule: string) {
+  return defineMessages<{ text: { text: string; fix?: string } }>(rule, {
+    text: { description: 'whatever the test says', summary: (p) => p.text, fix: (p) => p.fix ?? '', detail: 'list-victims' },
+  });
+}
+
+const orphanMessages = textMessages('fake-orphan-policy');
+const labelMessages = textMessages('fake-label');
 
 /** Denies a CiliumNetworkPolicy whose namespace does not exist in the state after the change. */
 export const orphanPolicy: Rule = {
@@ -11,16 +22,15 @@ export const orphanPolicy: Rule = {
   summary: 'a policy in a namespace that does not exist',
   docs: 'docs/rules/fake-orphan-policy.md',
   triggers: [{ kinds: ['CiliumNetworkPolicy'], operations: ['CREATE', 'UPDATE'] }],
+  messages: orphanMessages,
   evaluate(change, _before, after) {
     if (after.get('Namespace', undefined, change.namespace)) return [];
     return [
-      {
-        rule: 'fake-orphan-policy',
-        message: `namespace ${change.namespace} does not exist`,
-        fix: `create namespace ${change.namespace} first`,
-        victims: [`${change.namespace}/${change.name}`],
-        victimCount: 3,
-      },
+      orphanMessages.finding(
+        'text',
+        { text: `namespace ${change.namespace} does not exist`, fix: `create namespace ${change.namespace} first` },
+        { victims: [`${change.namespace}/${change.name}`], victimCount: 3 },
+      ),
     ];
   },
 };
@@ -35,11 +45,13 @@ export const labelRule: Rule = {
   summary: 'reports the fake/finding label',
   docs: 'docs/rules/fake-label.md',
   triggers: [{ kinds: ['CiliumNetworkPolicy', 'Namespace'], operations: ['CREATE', 'UPDATE', 'DELETE'] }],
+  messages: labelMessages,
   evaluate(change) {
     const labels = subjectOf(change)?.metadata.labels ?? {};
     const msg = labels['fake/finding'];
     if (!msg) return [];
-    return [{ rule: 'some-other-id', message: msg, ...(labels['fake/preexisting'] === 'true' ? { preexisting: true } : {}) }];
+    // Claims another rule's id: the verdict layer must file it under the rule that produced it.
+    return [{ ...labelMessages.finding('text', { text: msg }, { preexisting: labels['fake/preexisting'] === 'true' }), rule: 'some-other-id' }];
   },
 };
 

@@ -48,16 +48,14 @@ t.test('codes and the table', async (t) => {
   t.throws(() => defineMessages('r', { Bad_Kind: { description: '', summary: () => '', detail: 'self-contained' } }), /not kebab-case/);
 });
 
-t.test('renderFinding: from the table for a code, the rule\'s own text otherwise, one line either way', async (t) => {
+t.test('renderFinding: from the table for a code, one line', async (t) => {
   const f = messages.finding('too-many', { n: 3, names: ['a/p1'] });
   t.same(renderFinding(f, messages), { message: '3 pods broken: a/p1', fix: 'remove 2' });
   t.same(renderFinding(messages.finding('bare', { x: 'y' }), messages), { message: 'just y' });
-  t.same(renderFinding({ rule: 'old', message: 'a\r\nb', fix: 'f' }, undefined), { message: 'a b', fix: 'f' });
-  t.same(renderFinding({ rule: 'old' }, undefined), { message: '' });
-  t.throws(() => renderFinding({ rule: 'fake-coded', code: 'fake-coded/nope' }, messages), UnknownCodeError);
+  t.throws(() => renderFinding({ rule: 'fake-coded', code: 'fake-coded/nope', params: {} }, messages), UnknownCodeError);
   t.throws(() => renderFinding(f, undefined), UnknownCodeError, 'a code needs a table');
   t.equal(detailOf(f, messages), 'list-victims');
-  t.equal(detailOf({}, messages), undefined);
+  t.equal(detailOf({ code: 'meshguard/rule-failed' }, messages), undefined, 'a code of no table (the verdict layer\'s own)');
   t.equal(withFix({ message: 'm', fix: 'f' }), 'm Fix: f');
   t.equal(withFix({ message: 'm' }, '\nFix: '), 'm');
 });
@@ -74,21 +72,19 @@ t.test('decide renders coded findings; a code missing from the table fails like 
   t.match(d.findings, [{ rule: 'fake-coded', code: 'fake-coded/too-many', params: { n: 3 }, message: '3 pods broken: a/p1, a/p2', fix: 'remove 2', action: 'deny' }]);
   const bad = decide(makeChange('CREATE', policy({ 'fake/bad-code': 'x' })), state);
   t.equal(bad.incomplete?.reason, 'rule-error');
-  t.match(bad.findings, [{ rule: 'fake-coded', failed: true, message: /fake-coded failed: finding code fake-coded\/nope is not in the message table/ }]);
+  t.match(bad.findings, [{ rule: 'fake-coded', code: 'meshguard/rule-failed', failed: true, message: /fake-coded failed: finding code fake-coded\/nope is not in the message table/ }]);
 });
 
 t.test('every output carries the code and the same words', async (t) => {
-  const f = { rule: 'cilium-cni-exclusive', code: 'cilium-cni-exclusive/config-turns-on', action: 'deny' as const, message: 'M', fix: 'F' };
+  const f = { rule: 'cilium-cni-exclusive', code: 'cilium-cni-exclusive/config-turns-on', params: {}, action: 'deny' as const, message: 'M', fix: 'F' };
   const objects: ReportObject[] = [{ kind: 'ConfigMap', namespace: 'kube-system', name: 'cilium-config', findings: [f] }];
   const meta: ReportMeta = { tool: 'meshguard', version: '0', rules: [], suite: 'meshguard check' };
   const sarif = JSON.parse(renderSarif(objects, meta)) as { runs: { results: { ruleId: string; properties?: { code: string }; message: { text: string } }[] }[] };
   t.match(sarif.runs[0]!.results[0], { ruleId: 'cilium-cni-exclusive', properties: { code: 'cilium-cni-exclusive/config-turns-on' }, message: { text: 'ConfigMap kube-system/cilium-config: M Fix: F' } });
-  const legacy = JSON.parse(renderSarif([{ ...objects[0]!, findings: [{ rule: 'x', action: 'warn', message: 'M' }] }], meta)) as typeof sarif;
-  t.notOk('properties' in legacy.runs[0]!.results[0]!, 'no code, no properties');
   t.match(renderJunit(objects, meta), '<failure type="deny" message="M">M\nFix: F</failure>');
   t.match(renderGithub(objects), '::M%0AFix: F');
   t.same(findingJson(f, (r) => `https://docs/${r}`), { rule: f.rule, code: f.code, action: 'deny', message: 'M', fix: 'F', docs: 'https://docs/cilium-cni-exclusive' });
-  t.notOk('code' in findingJson({ rule: 'x', action: 'warn', message: 'M' }, () => ''), 'no code field for rules without codes');
+  t.same(findingJson({ rule: 'x', code: 'meshguard/rule-failed', action: 'warn', message: 'M' }, () => '').code, 'meshguard/rule-failed');
 
   const results: AuditResult[] = [{ kind: 'ConfigMap', apiVersion: 'v1', namespace: 'kube-system', name: 'cilium-config', findings: [f] }];
   const report = [...desiredReports(results, new Date(0)).values()][0]!;
@@ -99,13 +95,17 @@ t.test('admission: kubectl sees the rendered text; the table decides whether vic
   // A coded finding of a real rule whose table says `self-contained`: victims are not appended even
   // though the message does not name them.
   t.ok(ruleById('cilium-cni-exclusive')?.messages, 'the rule has codes');
-  const finding = { rule: 'cilium-cni-exclusive', code: 'cilium-cni-exclusive/config-turns-on', action: 'deny' as const, message: 'M', fix: 'F', victims: ['a/p'] };
+  const finding = { rule: 'cilium-cni-exclusive', code: 'cilium-cni-exclusive/config-turns-on', params: {}, action: 'deny' as const, message: 'M', fix: 'F', victims: ['a/p'] };
   const denied = toAdmissionResponse('u', { allowed: false, findings: [finding], skipped: [] });
   t.match(denied.status?.message, /\[cilium-cni-exclusive\] M Fix: F Docs:/);
   t.notMatch(denied.status?.message, /Affected/);
-  // Without a code the message is searched for the victims, as before.
-  const legacy = toAdmissionResponse('u', { allowed: false, findings: [{ ...finding, rule: 'x', code: undefined }], skipped: [] });
-  t.match(legacy.status?.message, /\[x\] M Affected: a\/p\. Fix: F/);
+  // A table that says `list-victims`: they are appended.
+  const listed = toAdmissionResponse('u', {
+    allowed: false,
+    findings: [{ ...finding, rule: 'mesh-control-plane-blocked', code: 'mesh-control-plane-blocked/blocks-istiod' }],
+    skipped: [],
+  });
+  t.match(listed.status?.message, /\[mesh-control-plane-blocked\] M Affected: a\/p\. Fix: F/);
   const warned = toAdmissionResponse('u', { allowed: true, findings: [{ ...finding, action: 'warn' as const }], skipped: [] });
   t.match(warned.warnings?.[0], /^\[cilium-cni-exclusive\] M Fix: F/);
 });

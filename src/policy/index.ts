@@ -26,3 +26,4 @@ export * from './ambient-dns.ts';
 export * from './probes.ts';
 export * from './control-plane.ts';
 export * from './classes.ts';
+export * from './sanitize.ts';

@@ -3,7 +3,7 @@
 
 import type { Change } from '../core/change.ts';
 import { changedLabelKeys, isIstiodDeployment, namespaceAmbientEnabled, namespaceInjectionEnabled, namespaceLabelReadByL7 } from '../policy/index.ts';
-import type { ClusterState, Namespace } from '../core/objects.ts';
+import type { ClusterState, Namespace, PolicyObject } from '../core/objects.ts';
 
 export const POLICY_KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'] as const;
 
@@ -54,4 +54,25 @@ export function namespaceOf(change: Change): Namespace | undefined {
 /** "CiliumNetworkPolicy ns/name" of the request's object. */
 export function changeRef(change: Change): string {
   return `${change.gvk.kind} ${change.namespace ? change.namespace + '/' : ''}${change.name}`;
+}
+
+/**
+ * What a request does to the ingress of pods it may select, for rules that guard one set of pods'
+ * ingress (istiod, webhook backends): a policy written (the object), a policy deleted, a Namespace
+ * relabelled, or cilium-config written. Undefined for anything else. From the request alone.
+ */
+export type IngressSubject =
+  | { readonly by: 'policy'; readonly object: PolicyObject }
+  | { readonly by: 'delete' }
+  | { readonly by: 'namespace'; readonly namespace: string }
+  | { readonly by: 'cilium-config' };
+
+export function ingressSubject(change: Change): IngressSubject | undefined {
+  if (isPolicyChange(change)) {
+    if (change.operation === 'DELETE') return { by: 'delete' };
+    return change.object ? { by: 'policy', object: change.object as PolicyObject } : undefined;
+  }
+  if (change.kind === 'Namespace' && change.operation === 'UPDATE') return { by: 'namespace', namespace: change.name };
+  if (isCiliumConfigChange(change) && change.operation !== 'DELETE') return { by: 'cilium-config' };
+  return undefined;
 }

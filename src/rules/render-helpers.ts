@@ -3,6 +3,7 @@
 
 import { apiserverTarget, APISERVER_SOURCE_ENTITY, canonicalIp, nodeAddresses, podRef, policySettings, type L7Rules } from '../policy/index.ts';
 import type { ClusterState, Labels, Pod } from '../core/objects.ts';
+import type { IngressSubject } from '../impact/index.ts';
 
 export { podRef };
 
@@ -125,4 +126,21 @@ export function apiserverIngressAllowRule(kind: string | undefined, state: Clust
     return `ingress: [{from: [${from}], ports: [${ports.map((p) => `{port: ${p}, protocol: TCP}`).join(', ')}]}]`;
   }
   return `a CiliumNetworkPolicy selecting the same pods with ${cnp} (ipBlock does not match API servers on node IPs)`;
+}
+
+/** The distinct values, in first-seen order. */
+export function uniq<T>(xs: Iterable<T>): T[] {
+  return [...new Set(xs)];
+}
+
+/** A request that is not a policy write, as a message names it: "deleting <request>", "relabelling namespace x", ... */
+export function describeIngressSubject(subject: Exclude<IngressSubject, { by: 'policy' }>, request: string): string {
+  switch (subject.by) {
+    case 'delete':
+      return `deleting ${request}`;
+    case 'namespace':
+      return `relabelling namespace ${subject.namespace}`;
+    case 'cilium-config':
+      return 'this cilium-config change';
+  }
 }

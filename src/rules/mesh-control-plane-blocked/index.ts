@@ -10,7 +10,7 @@
 // The rule folder: index.ts (metadata, scope, check), messages.ts (the words, per code), testdata/*.yaml.
 
 import type { Change } from '../../core/change.ts';
-import type { ClusterState, Pod, PolicyObject } from '../../core/objects.ts';
+import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import {
@@ -29,29 +29,16 @@ import {
   xdsClients,
   type XdsClientKind,
 } from '../../policy/index.ts';
-import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
-import { apiserverIngressAllowRule } from '../render-helpers.ts';
+import { changeRef, ingressSubject, judgeByClass, touchedPods, type IngressSubject } from '../../impact/index.ts';
+import { apiserverIngressAllowRule, describeIngressSubject, MAX_VICTIMS, uniq } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
 const ID = 'mesh-control-plane-blocked';
 const MAX_LISTED = 5;
 
-/** What the request does that this rule judges. */
-type Subject =
-  | { readonly by: 'policy'; readonly object: PolicyObject }
-  | { readonly by: 'delete' }
-  | { readonly by: 'namespace'; readonly namespace: string }
-  | { readonly by: 'cilium-config' };
-
 /** Cheap, from the request alone: a policy write or delete, a Namespace relabel, a cilium-config write. */
-export function scope(change: Change): Subject | undefined {
-  if (isPolicyChange(change)) {
-    if (change.operation === 'DELETE') return { by: 'delete' };
-    return change.object ? { by: 'policy', object: change.object as PolicyObject } : undefined;
-  }
-  if (change.kind === 'Namespace' && change.operation === 'UPDATE') return { by: 'namespace', namespace: change.name };
-  if (isCiliumConfigChange(change) && change.operation !== 'DELETE') return { by: 'cilium-config' };
-  return undefined;
+export function scope(change: Change): IngressSubject | undefined {
+  return ingressSubject(change);
 }
 
 /** One flow istiod must accept: a client kind (or the API server), the client pod, istiod's pod and port. */
@@ -96,11 +83,7 @@ function allowRules(kind: string | undefined, state: ClusterState, xdsPorts: rea
   return parts.join(' and ');
 }
 
-function uniq<T>(xs: Iterable<T>): T[] {
-  return [...new Set(xs)];
-}
-
-export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
+export function check(subject: IngressSubject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'ingress' });
   if (touched.pods.length === 0 || touched.synthetic) return [];
   const istiods = istiodPodSet(after);
@@ -139,23 +122,17 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     deciding: deciding(after, firstClass),
     allow: allowRules(subject.by === 'policy' ? change.kind : 'CiliumNetworkPolicy', after, xdsPorts, webhookPorts),
   };
-  const extras = { victims: clientNames.slice(0, MAX_LISTED), victimCount: clientNames.length };
+  const extras = { victims: clientNames.slice(0, MAX_VICTIMS), victimCount: clientNames.length };
 
   if (!lostAny) return [messages.finding('already-blocked', cut, { ...extras, preexisting: true })];
-  switch (subject.by) {
-    case 'policy':
-      if (clusterWideIngressDefaultDeny(after, subject.object)) {
-        const v = nonDefaultDenyHonoured(after);
-        return [messages.finding('cluster-default-deny', { ...cut, fixHonoured: v.honoured, cilium: v.cilium }, extras)];
-      }
-      return [messages.finding('blocks-istiod', cut, extras)];
-    case 'delete':
-      return [messages.finding('change-blocks-istiod', { ...cut, change: `deleting ${cut.request}` }, extras)];
-    case 'namespace':
-      return [messages.finding('change-blocks-istiod', { ...cut, change: `relabelling namespace ${subject.namespace}` }, extras)];
-    case 'cilium-config':
-      return [messages.finding('change-blocks-istiod', { ...cut, change: 'this cilium-config change' }, extras)];
+  if (subject.by !== 'policy') {
+    return [messages.finding('change-blocks-istiod', { ...cut, change: describeIngressSubject(subject, cut.request) }, extras)];
   }
+  if (clusterWideIngressDefaultDeny(after, subject.object)) {
+    const v = nonDefaultDenyHonoured(after);
+    return [messages.finding('cluster-default-deny', { ...cut, fixHonoured: v.honoured, cilium: v.cilium }, extras)];
+  }
+  return [messages.finding('blocks-istiod', cut, extras)];
 }
 
 export const rule: Rule = {

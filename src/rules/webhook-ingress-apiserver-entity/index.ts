@@ -9,7 +9,7 @@
 // The rule folder: index.ts (metadata, scope, check), messages.ts (the words, per code), testdata/*.yaml.
 
 import type { Change } from '../../core/change.ts';
-import type { ClusterState, PolicyObject } from '../../core/objects.ts';
+import type { ClusterState } from '../../core/objects.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import {
@@ -27,29 +27,16 @@ import {
   webhookTargetsAmong,
   type WebhookTarget,
 } from '../../policy/index.ts';
-import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
-import { apiserverIngressAllowRule } from '../render-helpers.ts';
+import { changeRef, ingressSubject, judgeByClass, touchedPods, type IngressSubject } from '../../impact/index.ts';
+import { apiserverIngressAllowRule, describeIngressSubject, MAX_VICTIMS, uniq } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
 const ID = 'webhook-ingress-apiserver-entity';
 const MAX_LISTED = 3;
 
-/** What the request does that this rule judges. */
-type Subject =
-  | { readonly by: 'policy'; readonly object: PolicyObject }
-  | { readonly by: 'delete' }
-  | { readonly by: 'namespace'; readonly namespace: string }
-  | { readonly by: 'cilium-config' };
-
 /** Cheap, from the request alone: a policy write or delete, a Namespace relabel, a cilium-config write. */
-export function scope(change: Change): Subject | undefined {
-  if (isPolicyChange(change)) {
-    if (change.operation === 'DELETE') return { by: 'delete' };
-    return change.object ? { by: 'policy', object: change.object as PolicyObject } : undefined;
-  }
-  if (change.kind === 'Namespace' && change.operation === 'UPDATE') return { by: 'namespace', namespace: change.name };
-  if (isCiliumConfigChange(change) && change.operation !== 'DELETE') return { by: 'cilium-config' };
-  return undefined;
+export function scope(change: Change): IngressSubject | undefined {
+  return ingressSubject(change);
 }
 
 type Verdict = { readonly outcome: 'ok' | 'lost' | 'still' | 'skip'; readonly detail?: readonly string[] };
@@ -71,11 +58,7 @@ function identityOf(state: ClusterState, source: string, t: WebhookTarget): stri
   return node === t.pod.spec.nodeName ? 'kube-apiserver+host' : 'kube-apiserver+remote-node';
 }
 
-function uniq<T>(xs: Iterable<T>): T[] {
-  return [...new Set(xs)];
-}
-
-export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
+export function check(subject: IngressSubject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'ingress' });
   // Synthetic pods (a policy that selects no live pod) back no webhook Service.
   if (touched.pods.length === 0 || touched.synthetic) return [];
@@ -111,23 +94,17 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     allow: apiserverIngressAllowRule(subject.by === 'policy' ? change.kind : 'CiliumNetworkPolicy', after, ports, missing),
   };
   const victimPods = uniq(items.map((t) => podRef(t.pod)));
-  const extras = { victims: victimPods.slice(0, 5), victimCount: victimPods.length };
+  const extras = { victims: victimPods.slice(0, MAX_VICTIMS), victimCount: victimPods.length };
 
   if (!lostAny) return [messages.finding('already-blocked', cut, { ...extras, preexisting: true })];
-  switch (subject.by) {
-    case 'policy':
-      if (clusterWideIngressDefaultDeny(after, subject.object)) {
-        const v = nonDefaultDenyHonoured(after);
-        return [messages.finding('cluster-default-deny', { ...cut, fixHonoured: v.honoured, cilium: v.cilium }, extras)];
-      }
-      return [messages.finding('blocks-webhook', cut, extras)];
-    case 'delete':
-      return [messages.finding('change-blocks-webhook', { ...cut, change: `deleting ${cut.request}` }, extras)];
-    case 'namespace':
-      return [messages.finding('change-blocks-webhook', { ...cut, change: `relabelling namespace ${subject.namespace}` }, extras)];
-    case 'cilium-config':
-      return [messages.finding('change-blocks-webhook', { ...cut, change: 'this cilium-config change' }, extras)];
+  if (subject.by !== 'policy') {
+    return [messages.finding('change-blocks-webhook', { ...cut, change: describeIngressSubject(subject, cut.request) }, extras)];
   }
+  if (clusterWideIngressDefaultDeny(after, subject.object)) {
+    const v = nonDefaultDenyHonoured(after);
+    return [messages.finding('cluster-default-deny', { ...cut, fixHonoured: v.honoured, cilium: v.cilium }, extras)];
+  }
+  return [messages.finding('blocks-webhook', cut, extras)];
 }
 
 export const rule: Rule = {

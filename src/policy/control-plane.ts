@@ -4,7 +4,7 @@
 // the verdicts come from the reachability engine (evaluateIngressFromAddress, reachable).
 
 import type { ClusterState, Pod, PolicyObject, Service, Webhook } from '../core/objects.ts';
-import { apiserverTarget } from './apiserver.ts';
+import { APISERVER_ENTITY as APISERVER_SOURCE_ENTITY, apiserverTargets as apiserverSources } from './apiserver.ts';
 import { serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { istiodDeployments, istiodPods } from './istio-usage.ts';
 import { isMeshProxyPod } from './istio.ts';
@@ -16,14 +16,11 @@ import { isEmptySelector } from './selectors.ts';
 import { clusterVersions } from './versions.ts';
 import type { DirectionVerdict } from './types.ts';
 
-/** What the kube-apiserver is as a source: one endpoint IP, or the entity when its endpoints are unknown. */
-export const APISERVER_SOURCE_ENTITY = 'kube-apiserver';
-
-/** The sources the API server calls webhooks from: its endpoint IPs, or the entity when they are unknown. */
-export function apiserverSources(state: ClusterState): readonly string[] {
-  const ips = apiserverTarget(state).ips;
-  return ips.length > 0 ? ips : [APISERVER_SOURCE_ENTITY];
-}
+/**
+ * The sources the API server calls webhooks from are apiserverTargets (its endpoint IPs, or the entity
+ * APISERVER_ENTITY when they are unknown): the same addresses as a destination.
+ */
+export { APISERVER_SOURCE_ENTITY, apiserverSources };
 
 /** The verdict on one API server source (an endpoint IP or the entity) calling `dest` on TCP `port`. */
 export function apiserverIngress(state: ClusterState, dest: Pod, source: string, port: number): DirectionVerdict {

@@ -67,10 +67,11 @@ export function warmUpChanges(rules: readonly Rule[], state: ClusterState): Chan
  * policy took 1.9 s at 50k pods, issue 21), and a decision cannot yield halfway. A decision that starts
  * late in a slice can run the slice out and one more slice, so the loop is held at most about twice
  * `sliceMs` (plus what the policy engine does between two budget checks). A cut decision is
- * discarded like any other; caches keep only values that were computed to the end (src/policy/memo.ts
- * stores a value after its computation returns), so what it leaves is what a real request would leave.
- * The price: a cache whose computation takes longer than a slice is not filled by the warm-up, and the
- * first real request that needs it pays for it.
+ * discarded like any decision past its budget: decide() drops every memo of src/policy/memo.ts
+ * (forgetCachedResults; an entry may be half-built), keeping only the pod classes, so a cut throws
+ * away what the warm-up had filled before it. The price: on a state where single decisions take
+ * longer than a slice the warm-up warms the JIT and the pod classes but not the memos, and the first
+ * real requests pay for them (issue 21).
  */
 export async function warmUpInSlices(
   decide: Decide,

@@ -78,7 +78,7 @@ t.test('every schema-valid review becomes a consistent Change', async (t) => {
 const findingArb: fc.Arbitrary<ActedFinding> = fc.record(
   {
     rule: fc.oneof(fc.constantFrom('dns-egress-missing', 'apiserver-egress-missing', 'l7-policy-split-brain'), fc.string({ minLength: 1, maxLength: 70 })),
-    code: fc.constantFrom('dns-egress-missing/policy-leaves-no-dns', 'mesh-control-plane-blocked/blocks-istiod', 'x/y'),
+    code: fc.constantFrom('dns-egress-missing/policy-leaves-no-dns', 'webhook-ingress-apiserver-entity/blocks-webhook', 'x/y'),
     params: fc.constant({}),
     action: fc.constantFrom('deny', 'warn', 'audit'),
     message: fc.string({ maxLength: 400, unit: 'grapheme' }),

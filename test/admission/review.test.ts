@@ -145,7 +145,7 @@ t.test('response: deny names every denying rule with reason and fix', async (t) 
   const r = toAdmissionResponse('u', decision(false, [
     f('dns-egress-missing', 'deny', 'egress default-deny drops DNS', { fix: 'allow kube-dns UDP/53' }),
     // A message kind that does not name its victims (list-victims): the denial appends them.
-    f('mesh-control-plane-blocked', 'deny', 'pods lose istiod', { code: 'mesh-control-plane-blocked/blocks-istiod', victims: ['a/b', 'a/c'], victimCount: 2 }),
+    f('webhook-ingress-apiserver-entity', 'deny', 'pods lose istiod', { code: 'webhook-ingress-apiserver-entity/blocks-webhook', victims: ['a/b', 'a/c'], victimCount: 2 }),
     f('dns-egress-missing', 'deny', 'second occurrence\nwith a newline'),
   ]));
   t.equal(r.allowed, false);
@@ -153,7 +153,7 @@ t.test('response: deny names every denying rule with reason and fix', async (t) 
     code: 403, reason: 'Forbidden',
     message: 'meshguard denied this request:\n' +
       '[dns-egress-missing] egress default-deny drops DNS Fix: allow kube-dns UDP/53 Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/dns-egress-missing.md\n' +
-      '[mesh-control-plane-blocked] pods lose istiod Affected: a/b, a/c. Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/mesh-control-plane-blocked.md\n' +
+      '[webhook-ingress-apiserver-entity] pods lose istiod Affected: a/b, a/c. Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/webhook-ingress-apiserver-entity.md\n' +
       '[dns-egress-missing] second occurrence with a newline Docs: https://github.com/meshguard/meshguard/blob/main/docs/rules/dns-egress-missing.md',
   });
 });

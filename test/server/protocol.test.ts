@@ -67,8 +67,8 @@ t.test('deny, warn and audit shapes', async (t) => {
     skipped: [],
     findings: [
       // A message kind that does not name its victims (list-victims): the denial appends them.
-      finding('mesh-control-plane-blocked', 'deny', 'default-deny ingress cuts xDS for 3 pods in blue', {
-        code: 'mesh-control-plane-blocked/blocks-istiod', fix: 'allow 15012 from the cluster', victims: ['blue/a'], victimCount: 3,
+      finding('webhook-ingress-apiserver-entity', 'deny', 'default-deny ingress cuts xDS for 3 pods in blue', {
+        code: 'webhook-ingress-apiserver-entity/blocks-webhook', fix: 'allow 15012 from the cluster', victims: ['blue/a'], victimCount: 3,
       }),
       finding('apiserver-egress-missing', 'deny', 'pods lose the kube-apiserver', { fix: 'add toEntities: [kube-apiserver]' }),
       finding('l7-policy-split-brain', 'warn', 'L7 rules are enforced by both Cilium and the waypoint'),
@@ -88,7 +88,7 @@ t.test('deny, warn and audit shapes', async (t) => {
   t.equal(
     r.status.message,
     'meshguard denied this request:\n' +
-      `[mesh-control-plane-blocked] default-deny ingress cuts xDS for 3 pods in blue Affected: blue/a and 2 more. Fix: allow 15012 from the cluster Docs: ${docs}/mesh-control-plane-blocked.md\n` +
+      `[webhook-ingress-apiserver-entity] default-deny ingress cuts xDS for 3 pods in blue Affected: blue/a and 2 more. Fix: allow 15012 from the cluster Docs: ${docs}/webhook-ingress-apiserver-entity.md\n` +
       `[apiserver-egress-missing] pods lose the kube-apiserver Fix: add toEntities: [kube-apiserver] Docs: ${docs}/apiserver-egress-missing.md`,
   );
   t.same(r.warnings, ['[l7-policy-split-brain] L7 rules are enforced by both Cilium and the waypoint', `  Docs: ${docs}/l7-policy-split-brain.md`]);
@@ -101,7 +101,7 @@ t.test('deny, warn and audit shapes', async (t) => {
   t.match(d, {
     uid: r.uid, kind: 'CiliumNetworkPolicy.cilium.io', namespace: 'blue', name: 'deny-all', operation: 'CREATE',
     dryRun: false, user: 'alice', verdict: 'denied',
-    rules: ['mesh-control-plane-blocked:deny', 'apiserver-egress-missing:deny', 'l7-policy-split-brain:warn', 'peer-auth-port-mismatch:audit'],
+    rules: ['webhook-ingress-apiserver-entity:deny', 'apiserver-egress-missing:deny', 'l7-policy-split-brain:warn', 'peer-auth-port-mismatch:audit'],
   });
   t.type(d.latencyMs, 'number');
   t.notOk(JSON.stringify(s.lines).includes('endpointSelector'), 'no object content in logs');

@@ -102,10 +102,10 @@ t.test('admission: kubectl sees the rendered text; the table decides whether vic
   // A table that says `list-victims`: they are appended.
   const listed = toAdmissionResponse('u', {
     allowed: false,
-    findings: [{ ...finding, rule: 'mesh-control-plane-blocked', code: 'mesh-control-plane-blocked/blocks-istiod' }],
+    findings: [{ ...finding, rule: 'webhook-ingress-apiserver-entity', code: 'webhook-ingress-apiserver-entity/blocks-webhook' }],
     skipped: [],
   });
-  t.match(listed.status?.message, /\[mesh-control-plane-blocked\] M Affected: a\/p\. Fix: F/);
+  t.match(listed.status?.message, /\[webhook-ingress-apiserver-entity\] M Affected: a\/p\. Fix: F/);
   const warned = toAdmissionResponse('u', { allowed: true, findings: [{ ...finding, action: 'warn' as const }], skipped: [] });
   t.match(warned.warnings?.[0], /^\[cilium-cni-exclusive\] M Fix: F/);
 });

@@ -51,14 +51,20 @@ interface Flow {
 
 type Verdict = { readonly outcome: 'ok' | 'lost' | 'still' | 'skip' };
 
-function flowWorks(state: ClusterState, f: Flow): boolean {
-  if (f.from) return reachable(state, f.from, { type: 'pod', pod: f.istiod }, f.port, 'TCP', 'ingress');
-  return apiserverReachesPod(state, f.istiod, f.port).length === apiserverSources(state).length;
-}
-
+/**
+ * A client flow is lost when it worked before and not after. The API server calls from several
+ * sources (its endpoints, balanced over): the flow is lost when fewer of them get through than before,
+ * even if some were already shut out (HA control planes with a partial allow).
+ */
 function judgeFlow(before: ClusterState, after: ClusterState, f: Flow): Verdict {
-  if (flowWorks(after, f)) return { outcome: 'ok' };
-  return { outcome: flowWorks(before, f) ? 'lost' : 'still' };
+  if (f.from) {
+    const works = (s: ClusterState): boolean => reachable(s, f.from!, { type: 'pod', pod: f.istiod }, f.port, 'TCP', 'ingress');
+    if (works(after)) return { outcome: 'ok' };
+    return { outcome: works(before) ? 'lost' : 'still' };
+  }
+  const now = apiserverReachesPod(after, f.istiod, f.port).length;
+  if (now === apiserverSources(after).length) return { outcome: 'ok' };
+  return { outcome: now < apiserverReachesPod(before, f.istiod, f.port).length ? 'lost' : 'still' };
 }
 
 /** The policies that decide a cut flow, for the message. */

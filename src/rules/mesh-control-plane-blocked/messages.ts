@@ -62,7 +62,7 @@ export const messages = defineMessages<{
     description: "a policy on istiod's pods cuts xDS (15012) from sidecars, ztunnel or gateways, or the webhook port (15017) from the kube-apiserver (denied)",
     summary: (p) => `${p.request} cuts Istio's control plane${decidedBy(p)}: ${effect(p)}`,
     fix: (p) => `add to ${p.request}: ${p.allow}`,
-    detail: 'list-victims',
+    detail: 'self-contained',
   },
   'cluster-default-deny': {
     description:
@@ -72,18 +72,18 @@ export const messages = defineMessages<{
       p.fixHonoured
         ? `add enableDefaultDeny: {ingress: false} to the spec of ${p.request} (its allows then add to the pods' policy without default-denying everything else)`
         : `enableDefaultDeny is not honoured here (Cilium ${p.cilium}: needs 1.16+ with enable-non-default-deny-policies on): narrow the endpointSelector of ${p.request} to the pods it is meant for, or add: ${p.allow}`,
-    detail: 'list-victims',
+    detail: 'self-contained',
   },
   'change-blocks-istiod': {
     description: "deleting a policy, relabelling a namespace or a cilium-config change leaves istiod's xDS or webhook port without an allow (denied)",
     summary: (p) => `${p.change} cuts Istio's control plane${decidedBy(p)}: ${effect(p)}`,
     fix: (p) => `first allow this traffic into istiod in a policy that selects it: ${p.allow}`,
-    detail: 'list-victims',
+    detail: 'self-contained',
   },
   'already-blocked': {
     description: 'a policy that selects istiod whose xDS or webhook traffic was already cut, and does not make it worse (preexisting: a warning)',
     summary: (p) => `${p.request} selects istiod whose control-plane traffic is already cut${decidedBy(p)}: ${effect(p, 'lacks')}`,
     fix: (p) => `add to ${p.request}: ${p.allow}`,
-    detail: 'list-victims',
+    detail: 'self-contained',
   },
 });

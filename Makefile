@@ -90,13 +90,13 @@ bench: build
 bench-quick: build
 	$(NODE) --expose-gc bench/run.ts --quick
 
-# The live path: meshguard serve --kubeconfig against a real kube-apiserver holding 10k and 50k pods
-# (about 10 minutes, most of it loading the objects into the apiserver).
 # kubectl apply --dry-run=server latency through the e2e control plane: no check, a CEL
 # ValidatingAdmissionPolicy, meshguard as the webhook (bench/e2e-latency.ts; a few minutes).
 bench-e2e: build control-plane
 	$(NODE) bench/e2e-latency.ts
 
+# The live path: meshguard serve --kubeconfig against a real kube-apiserver holding 10k and 50k pods
+# (about 10 minutes, most of it loading the objects into the apiserver).
 bench-live: build control-plane
 	$(NODE) bench/live.ts --pods 10000,50000
 

@@ -5,8 +5,6 @@ import { apiserverTarget, APISERVER_SOURCE_ENTITY, canonicalIp, nodeAddresses, p
 import type { ClusterState, Labels, Pod } from '../core/objects.ts';
 import type { IngressSubject } from '../impact/index.ts';
 
-export { podRef };
-
 /** How many victims a finding names before saying "and N more". */
 export const MAX_VICTIMS = 5;
 
@@ -26,10 +24,6 @@ export function listNames(names: readonly string[], max = 3): string {
   const shown = names.slice(0, max);
   const rest = names.length - shown.length;
   return rest > 0 ? `${shown.join(', ')} and ${rest} more` : shown.join(', ');
-}
-/** The egress rule that allows DNS, in the dialect of the policy kind, as one line of flow YAML. */
-export function dnsAllowRule(kind: string | undefined, target: { selector: Labels; namespace: string; port: number } | undefined, withDnsRules: boolean): string {
-  return dnsAllowText(kind, dnsAllowOf(target), withDnsRules);
 }
 /**
  * The DNS server a fix allows, as data for a message's params: its pod labels as `key=value` (label keys
@@ -60,10 +54,6 @@ export function dnsAllowText(kind: string | undefined, a: DnsAllow, withDnsRules
     `egress: [{toEndpoints: [{matchLabels: {${epSel}}}], ` +
     `toPorts: [{ports: [{port: "${port}", protocol: UDP}, {port: "${port}", protocol: TCP}]${rules}}]}]`
   );
-}
-/** The egress rule that allows the API server, in the dialect of the policy kind (one line of flow YAML). */
-export function apiserverAllowRule(kind: string | undefined, state: ClusterState): string {
-  return apiserverAllowText(apiserverAllowOf(kind, state));
 }
 /**
  * How a fix can allow the API server, as data for a message's params: `ip-block` (a NetworkPolicy with

@@ -22,12 +22,12 @@ import { clientAuth } from './plugins/client-auth.ts';
 import { connections, DEFAULT_MAX_CONNECTIONS } from './plugins/connections.ts';
 import { drain, Drain, DEFAULT_DRAIN_SECONDS } from './plugins/drain.ts';
 import { health, Readiness, type WarmUp } from './plugins/health.ts';
-import { MONITOR_MAX_CONNECTIONS, MonitorListener, monitorListener } from './plugins/metrics.ts';
+import { MonitorListener, monitorListener } from './plugins/metrics.ts';
 import { tlsReload } from './plugins/tls-reload.ts';
 import { validate } from './plugins/validate.ts';
-import { loadKeyPair, secureContextOptions, TLS_CIPHERS, type KeyPair, type ReloadOutcome, type TlsReloader } from './tls.ts';
+import { loadKeyPair, secureContextOptions, type KeyPair, type ReloadOutcome, type TlsReloader } from './tls.ts';
 
-export { DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_CONNECTIONS, MONITOR_MAX_CONNECTIONS, secureContextOptions, TLS_CIPHERS };
+export { DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_CONNECTIONS };
 
 /** The apiserver caps a request body at 3 MiB; a review carries object and oldObject, plus the envelope. */
 export const DEFAULT_BODY_LIMIT = 2 * 3 * 1024 * 1024 + 256 * 1024;

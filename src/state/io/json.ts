@@ -195,17 +195,6 @@ function jsonListLayout(text: string, start: number, firstLine: number): JsonLis
 }
 
 /**
- * A JSON List read item by item: each item is parsed, checked and handed to `visit` on its own, so a big
- * snapshot never exists as one tree of raw objects next to the slim state built from it. Returns false
- * (having visited nothing) when `text` is not a List this path handles; throws InputError like the
- * whole-document path would (that path is re-run on any error, so a syntax error anywhere is reported
- * first, as before).
- */
-export function readJsonList(file: string, text: string, visit: (doc: ManifestDoc) => void, start: number): boolean {
-  return drain(jsonListDocs(file, text, start), visit);
-}
-
-/**
  * A pause point in the documents a reader yields: the reader has done a bounded piece of work (a chunk
  * of the file scanned, an item parsed) and a caller that must not hold the event loop may hand it back
  * here (state/snapshot.ts loads a snapshot that way). Synchronous callers skip it.
@@ -232,7 +221,13 @@ export function drain(docs: Generator<DocOrPause, boolean>, visit: (doc: Manifes
   }
 }
 
-/** readJsonList as a generator: each item as it is parsed; returns false (nothing yielded) when not such a List. */
+/**
+ * A JSON List read item by item: each item is parsed, checked and yielded on its own, so a big
+ * snapshot never exists as one tree of raw objects next to the slim state built from it. Returns false
+ * (having yielded nothing) when `text` is not a List this path handles; throws InputError like the
+ * whole-document path would (that path is re-run on any error, so a syntax error anywhere is reported
+ * first, as before).
+ */
 export function* jsonListDocs(file: string, text: string, start: number): Generator<DocOrPause, boolean> {
   // Only JSON whitespace before the object (trimStart would also skip what JSON.parse rejects).
   let first = start;
@@ -265,15 +260,15 @@ export function* jsonListDocs(file: string, text: string, start: number): Genera
   return true;
 }
 
+/** How much of a chunk the layout pass scans between two pause points (about 1-5 ms of work). */
+const LAYOUT_PIECE_BYTES = 128 * 1024;
+
 /**
  * .json files at least `fromBytes` long are read as a List in chunks of `chunkBytes`, never as one
  * string: a 50k-pod snapshot is 60 MB of text, which the process would otherwise hold (next to the
  * state being built from it) until the load ends. Exported for tests, which lower both; `listsRead`
  * counts the files read that way.
  */
-/** How much of a chunk the layout pass scans between two pause points (about 1-5 ms of work). */
-const LAYOUT_PIECE_BYTES = 128 * 1024;
-
 export const chunkedJsonList = { fromBytes: 8 * 1024 * 1024, chunkBytes: 1024 * 1024, listsRead: 0 };
 
 /**
@@ -401,18 +396,10 @@ class ChunkedListLayout {
 }
 
 /**
- * readJsonList for a big .json file, in two passes over chunks: the layout, then each item decoded
- * and parsed from its own bytes. Returns false (having visited nothing) when the file is not such a
- * List, and on any error re-reads the file as text so that the same error is reported as the
- * whole-text path would.
- */
-export function readJsonListChunked(path: string, file: string, visit: (doc: ManifestDoc) => void): boolean {
-  return drain(jsonListChunkedDocs(path, file), visit);
-}
-
-/**
- * readJsonListChunked as a generator: a PAUSE after each chunk of the layout pass, then each item as it
- * is parsed. Returns false (no document yielded, only pauses) when the file is not such a List.
+ * jsonListDocs for a big .json file, in two passes over chunks: the layout, then each item decoded
+ * and parsed from its own bytes, with a PAUSE after each chunk of the layout pass. Returns false (no
+ * document yielded, only pauses) when the file is not such a List, and on any error re-reads the file
+ * as text so that the same error is reported as the whole-text path would.
  */
 export function* jsonListChunkedDocs(path: string, file: string): Generator<DocOrPause, boolean> {
   let fd: number;

@@ -174,14 +174,13 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     });
     audit.start();
   }
-  installSignalHandlers(server, {
-    logger,
-    onShutdown: async () => {
-      await audit?.stop();
-      await source.stop();
-    },
-    exit: endProcess,
-  });
+  // Every way out stops the same things: the audit (which gives its Lease up, so another replica
+  // takes over at once) and the state source.
+  const stopWork = async (): Promise<void> => {
+    await audit?.stop();
+    await source.stop();
+  };
+  installSignalHandlers(server, { logger, onShutdown: stopWork, exit: endProcess });
   // A snapshot is synced already: warm up now rather than at the first readiness probe.
   if (fromFiles) server.startWarmUp();
   logger.info(
@@ -208,7 +207,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
       logger.error({ err: (e as Error).message }, 'cluster state source failed; shutting down');
       void server
         .shutdown()
-        .then(() => source.stop())
+        .then(stopWork)
         .finally(() => endProcess(1));
     });
   }

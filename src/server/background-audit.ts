@@ -140,6 +140,8 @@ export class BackgroundAudit {
             this.#auditedRevision = undefined;
           } else if (!held && was) {
             this.#o.logger.info('policy report writer: lease lost');
+            // Only the holder exports the counts: the new holder's gauge takes over, this one reads 0.
+            this.#o.metrics.existingFindings([]);
           }
           if (!this.#stopped) this.#renew = this.#timers.setTimeout(renew, renewMs);
         });

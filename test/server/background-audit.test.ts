@@ -197,6 +197,30 @@ t.test('only the lease holder audits and writes reports; stop gives the lease up
   t.equal(await other.tryAcquireOrRenew(), true, 'the other replica takes it at once');
 });
 
+t.test('a replica that loses the lease stops exporting the finding counts (sum() over replicas stays right)', async (t) => {
+  const time = fakeTime();
+  const api = new FakeKube();
+  const wall = { now: () => time.clock.now(), wall: () => Date.parse('2026-12-06T10:00:00Z') + time.clock.now() };
+  const metrics = createMetrics({ processMetrics: false });
+  const lease = new Lease({ api, namespace: 'meshguard', name: 'meshguard-audit', identity: 'pod-me', clock: wall });
+  const audit = new BackgroundAudit({
+    source: source(), rules, config, decide: createDecide(rules, config), logger: silent, metrics, timers: time.timers, clock: time.clock,
+    writer: new ReportWriter(api, silent), lease, renewMs: 10_000, now: () => new Date(wall.wall()),
+  });
+  audit.start();
+  await time.advance(20_000);
+  t.ok(lease.held, 'holds the lease');
+  t.match(await metrics.render(), /meshguard_existing_findings\{rule="dns-egress-missing",action="deny"\} [1-9]/, 'the holder exports the counts');
+  // Another replica takes the lease over (the object is replaced under this one).
+  api.objects.delete('/apis/coordination.k8s.io/v1/namespaces/meshguard/leases/meshguard-audit');
+  const other = new Lease({ api, namespace: 'meshguard', name: 'meshguard-audit', identity: 'pod-other', clock: wall });
+  t.equal(await other.tryAcquireOrRenew(), true);
+  await time.advance(10_000);
+  t.notOk(lease.held, 'lost the lease');
+  t.match(await metrics.render(), /meshguard_existing_findings\{rule="dns-egress-missing",action="deny"\} 0\b/, 'its counts read 0');
+  await audit.stop();
+});
+
 t.test('a costly object is re-evaluated only when it changes or after the heavy interval', async (t) => {
   const time = fakeTime();
   const src = source();

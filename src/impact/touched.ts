@@ -3,6 +3,7 @@
 
 import type { Change } from '../core/change.ts';
 import {
+  l7Uses,
   changedLabelKeys,
   classifiedPods,
   unionClassified,
@@ -31,9 +32,12 @@ export type Aspect = Direction | 'l7';
 const NONE: TouchedPods = { pods: [], synthetic: false };
 const NO_PODS: readonly Pod[] = [];
 
-/** Does a policy object have an L7 section (rules on a port section), in any direction? */
+/**
+ * Does a policy object have proxied L7 rules (HTTP, Kafka, l7proto), in any direction? What the L7
+ * rules judge; DNS rules (toFQDNs' companions, very common) go to the DNS proxy and are not theirs.
+ */
 function hasL7Section(obj: PolicyObject | undefined): boolean {
-  return obj !== undefined && policyModel(obj).some((m) => m.elements.some((e) => e.ports.some((s) => s.rules !== undefined)));
+  return obj !== undefined && policyModel(obj).some((m) => l7Uses(m).length > 0);
 }
 
 /**

@@ -2,7 +2,7 @@
 // transform), and a Decision becomes the AdmissionResponse that kubectl shows to the user.
 
 import { defaultDocsBaseUrl, docsLinks, type DocsLinks } from '../config/docs-links.ts';
-import { buildChange, type Change, type UserInfo } from '../core/change.ts';
+import { buildChange, isRawObject as isRaw, type Change, type UserInfo } from '../core/change.ts';
 import type { Decision } from '../core/decision.ts';
 import type { ActedFinding } from '../core/finding.ts';
 import { slimRequestObject } from '../state/slim.ts';
@@ -19,7 +19,6 @@ export class ReviewError extends Error {
 }
 
 type Raw = Record<string, unknown>;
-const isRaw = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * The Change for one AdmissionReview (already validated against admissionReviewSchema), built by the one

@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 
 import { loadConfig, type Config } from '../config/config.ts';
 import { docsLinks, type DocsLinks } from '../config/docs-links.ts';
-import { buildChange, gvkOf, type Change, type Operation } from '../core/change.ts';
+import { buildChange, gvkOf, isRawObject as isRaw, type Change, type Operation } from '../core/change.ts';
 import type { Decision } from '../core/decision.ts';
 import { InputError } from '../core/errors.ts';
 import { KIND_NAMES, KINDS, kindOf } from '../core/kinds.ts';
@@ -75,7 +75,6 @@ export interface CheckResult {
 }
 
 type Raw = Record<string, unknown>;
-const isRaw = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The admission request `kubectl apply` (or delete) of this manifest object would make against `state`. */
 export function changeFor(doc: ManifestDoc, index: number, state: MemoryState, forced: Operation | undefined): Change {
@@ -165,13 +164,16 @@ function copyState(state: MemoryState): MemoryState {
   return copy;
 }
 
-/** Evaluate every object in order; the state is changed by every admitted object. */
-export async function runCheck(manifests: readonly string[], opts: CheckOptions, ctx: CliContext): Promise<CheckResult[]> {
+/**
+ * Evaluate every object in order; the state is changed by every admitted object. `config` is the
+ * loaded --config when the caller has it already (the command renders with it too).
+ */
+export async function runCheck(manifests: readonly string[], opts: CheckOptions, ctx: CliContext, loaded?: Config): Promise<CheckResult[]> {
   stateArgs(opts, true);
   const forced = opts.operation !== undefined ? choice('--operation', opts.operation, OPERATIONS) : undefined;
   // Read every input before producing any output: a bad file must leave stdout empty.
   const limits = inputLimits(opts);
-  const config = loadConfig(opts.config, ctx.rules, limits);
+  const config = loaded ?? loadConfig(opts.config, ctx.rules, limits);
   const docs = readManifests(manifests, limits);
   if (docs.length === 0) throw new InputError(`no Kubernetes objects found in ${manifests.join(', ')}`);
   const original = await loadMutableState(opts, limits);
@@ -259,8 +261,9 @@ export function checkCommand(ctx: CliContext): Command {
     .option('--per-file', 'judge each manifest file on its own against the original state (default: one apply, in order)')
     .option('--fail-on-warn', 'exit 1 for findings at warn level too, not only denials')
     .action(async (manifests: string[], opts: CheckOptions & { failOnWarn?: boolean }) => {
-      const results = await runCheck(manifests, opts, ctx);
-      ctx.io.stdout(renderCheck(results, opts.output, ctx, loadConfig(opts.config, ctx.rules, inputLimits(opts)).docs.baseUrl));
+      const config = loadConfig(opts.config, ctx.rules, inputLimits(opts));
+      const results = await runCheck(manifests, opts, ctx, config);
+      ctx.io.stdout(renderCheck(results, opts.output, ctx, config.docs.baseUrl));
       const warned = opts.failOnWarn === true && results.some((r) => r.findings.some((f) => f.action === 'warn'));
       if (results.some((r) => !r.allowed) || warned) setExit(ctx, EXIT_DENIED);
     });

@@ -90,7 +90,8 @@ export interface ChangeRequest {
   readonly userInfo?: UserInfo;
 }
 
-const isRaw = (v: unknown): v is RawObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A JSON object (not null, not an array): the one test every reader of untyped input uses. */
+export const isRawObject = (v: unknown): v is RawObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * The Change for one request. Sent objects go through `slim` (CONNECT options as a kind meshguard does
@@ -122,7 +123,7 @@ function objectOf(input: ObjectInput | undefined, kind: KindName | undefined, re
   if (!input) return undefined;
   if ('stored' in input) return input.stored;
   const raw = input.sent;
-  if (!isRaw(raw)) return undefined;
+  if (!isRawObject(raw)) return undefined;
   if (!slim) throw new Error('buildChange: a sent object needs a slim function');
   // The apiserver always sends TypeMeta, but fill it from the request's kind so the transform sees a whole object.
   const typed: RawObject = {

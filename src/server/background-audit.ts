@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 
 import type { Clock } from '../core/budget.ts';
 import { performanceClock } from '../core/budget.ts';
+import { REAL_TIMERS, type Timer, type Timers } from '../core/timers.ts';
 import type { Config } from '../config/config.ts';
 import type { Lease } from '../reports/lease.ts';
 import { desiredReports } from '../reports/reports.ts';
@@ -20,19 +21,8 @@ import type { StateSource } from '../core/objects.ts';
 import { auditObject, auditSubjects, type AuditResult } from '../verdict/audit.ts';
 import type { Metrics } from './metrics.ts';
 
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-const realTimers: Timers = {
-  setTimeout: (fn, ms) => {
-    const h = setTimeout(fn, ms);
-    h.unref();
-    return h;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
+/** The timers the audit needs (src/core/timers.ts; tests pass fake ones). Its timers never keep the process alive. */
+export type AuditTimers = Pick<Timers, 'setTimeout' | 'clearTimeout'>;
 
 export interface BackgroundAuditOptions {
   readonly source: StateSource;
@@ -72,7 +62,7 @@ export interface BackgroundAuditOptions {
   /** Share of one core the audit may use, 0 < share <= 1 (default 0.2). */
   readonly cpuShare?: number;
   readonly clock?: Clock;
-  readonly timers?: Timers;
+  readonly timers?: AuditTimers;
   readonly now?: () => Date;
 }
 
@@ -89,9 +79,9 @@ export interface AuditRun {
 export class BackgroundAudit {
   readonly #o: BackgroundAuditOptions;
   readonly #clock: Clock;
-  readonly #timers: Timers;
-  #poll: unknown;
-  #renew: unknown;
+  readonly #timers: AuditTimers;
+  #poll: Timer | undefined;
+  #renew: Timer | undefined;
   #stopped = false;
   #running: Promise<AuditRun | undefined> | undefined;
   /** Revision last audited, and the one last seen with when it was first seen. */
@@ -106,7 +96,7 @@ export class BackgroundAudit {
   constructor(o: BackgroundAuditOptions) {
     this.#o = o;
     this.#clock = o.clock ?? performanceClock;
-    this.#timers = o.timers ?? realTimers;
+    this.#timers = o.timers ?? REAL_TIMERS;
   }
 
   get last(): AuditRun | undefined {
@@ -124,8 +114,10 @@ export class BackgroundAudit {
       if (this.#stopped) return;
       this.check();
       this.#poll = this.#timers.setTimeout(tick, pollMs);
+      this.#poll.unref();
     };
     this.#poll = this.#timers.setTimeout(tick, 0);
+    this.#poll.unref();
     if (this.#o.lease) {
       const renewMs = this.#o.renewMs ?? 10_000;
       const renew = (): void => {
@@ -143,7 +135,10 @@ export class BackgroundAudit {
             // Only the holder exports the counts: the new holder's gauge takes over, this one reads 0.
             this.#o.metrics.existingFindings([]);
           }
-          if (!this.#stopped) this.#renew = this.#timers.setTimeout(renew, renewMs);
+          if (!this.#stopped) {
+            this.#renew = this.#timers.setTimeout(renew, renewMs);
+            this.#renew.unref();
+          }
         });
       };
       renew();
@@ -189,7 +184,7 @@ export class BackgroundAudit {
   }
 
   #pause(ms: number): Promise<void> {
-    return new Promise((resolve) => this.#timers.setTimeout(resolve, ms));
+    return new Promise((resolve) => void this.#timers.setTimeout(resolve, ms).unref());
   }
 
   async #run(): Promise<AuditRun | undefined> {
@@ -274,8 +269,8 @@ export class BackgroundAudit {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#timers.clearTimeout(this.#poll);
-    this.#timers.clearTimeout(this.#renew);
+    if (this.#poll) this.#timers.clearTimeout(this.#poll);
+    if (this.#renew) this.#timers.clearTimeout(this.#renew);
     await this.#running?.catch(() => undefined);
     await this.#o.lease?.release();
   }

@@ -26,6 +26,11 @@ export function errorBody(code: number, message: string): ErrorBody {
   return { error: statusName(code), message };
 }
 
+/** Both listeners' answer to a route they do not have: a JSON 404 that names the method and path. */
+export function notFoundHandler(req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url}`));
+}
+
 /** What became of a request that ended in the error handler: refused (4xx) or failed (5xx). */
 export type ErrorOutcome = 'invalid' | 'error';
 

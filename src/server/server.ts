@@ -16,7 +16,7 @@ import type { Decide } from '../core/decision.ts';
 import type { StateSource } from '../core/objects.ts';
 import { REAL_TIMERS, type Timers } from '../core/timers.ts';
 import type { VerdictCacheStats } from '../verdict/cache.ts';
-import { errorBody, webhookErrorHandler } from './http-errors.ts';
+import { notFoundHandler, webhookErrorHandler } from './http-errors.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { clientAuth } from './plugins/client-auth.ts';
 import { connections, DEFAULT_MAX_CONNECTIONS } from './plugins/connections.ts';
@@ -175,7 +175,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   app.addContentTypeParser('application/json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'ignore'));
   // Set before the plugins are registered: they inherit them (validate sets its own, which counts).
   app.setErrorHandler(webhookErrorHandler(logger));
-  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url}`)));
+  app.setNotFoundHandler(notFoundHandler);
 
   const drainer = new Drain({
     ...(opts.drainSeconds !== undefined ? { drainSeconds: opts.drainSeconds } : {}),

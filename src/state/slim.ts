@@ -2,12 +2,11 @@
 // `slim`. Kinds meshguard models go through the state transform; any other kind (and CONNECT options)
 // keeps only its identity, labels and the annotations meshguard reads, since no rule reads more of it.
 
-import type { RawObject } from '../core/change.ts';
+import { isRawObject as isRaw, type RawObject } from '../core/change.ts';
 import type { KindName } from '../core/kinds.ts';
 import type { KubeObject, ObjectMeta } from '../core/objects.ts';
 import { keepAnnotation, transformRequestObject } from './transform.ts';
 
-const isRaw = (v: unknown): v is RawObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export function slimRequestObject(kind: KindName | undefined, raw: RawObject): KubeObject {
   return kind ? transformRequestObject(kind, raw) : minimalObject(raw);

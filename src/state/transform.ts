@@ -5,15 +5,14 @@
 // The input is untrusted (user files, random admission bodies): transformObject never throws, it
 // returns the most plausible minimal object (missing labels -> none, a bad port -> dropped).
 
+import { isRawObject } from '../core/change.ts';
 import { Interner } from './intern.ts';
 import { KINDS, type KindName } from '../core/kinds.ts';
 import type { Container, ContainerPort, Probe, ProbeTarget, KubeObject, LabelSelector, LabelSelectorRequirement, Labels, ObjectMeta, Pod, ServicePort, Subject, WebhookClientConfig } from '../core/objects.ts';
 
 type Rec = Record<string, unknown>;
 
-function isRec(v: unknown): v is Rec {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const isRec: (v: unknown) => v is Rec = isRawObject;
 function rec(v: unknown): Rec {
   return isRec(v) ? v : {};
 }

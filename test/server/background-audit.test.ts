@@ -11,7 +11,7 @@ import { Lease } from '../../src/reports/lease.ts';
 import { reportPath } from '../../src/reports/reports.ts';
 import { ReportWriter } from '../../src/reports/writer.ts';
 import { allRules } from '../../src/rules/registry.ts';
-import { BackgroundAudit, type Timers } from '../../src/server/background-audit.ts';
+import { BackgroundAudit, type AuditTimers as Timers } from '../../src/server/background-audit.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
 import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
@@ -30,11 +30,10 @@ const goodPolicy = readManifests([`${root}examples/policies/dns-egress-missing.g
 /** Timers that fire only when the test says, and a clock the test moves. */
 function fakeTime() {
   let now = 0;
-  const queue: { at: number; fn: () => void; id: number }[] = [];
-  let ids = 0;
+  const queue: { at: number; fn: () => void; id: object }[] = [];
   const timers: Timers = {
     setTimeout(fn, ms) {
-      const id = ++ids;
+      const id = { refresh: () => id, unref: () => id };
       queue.push({ at: now + ms, fn, id });
       return id;
     },

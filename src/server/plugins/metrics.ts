@@ -9,7 +9,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Logger } from 'pino';
 
 import type { Timers } from '../../core/timers.ts';
-import { errorBody } from '../http-errors.ts';
+import { errorBody, notFoundHandler } from '../http-errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { closeWithin, drain, type Drain } from './drain.ts';
 import { healthRoutes, type Readiness } from './health.ts';
@@ -53,7 +53,7 @@ export class MonitorListener {
     });
     app.server.maxConnections = MONITOR_MAX_CONNECTIONS;
     app.removeAllContentTypeParsers();
-    app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url}`)));
+    app.setNotFoundHandler(notFoundHandler);
     app.setErrorHandler((err: FastifyError, _req, reply) => {
       const code = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
       if (code >= 500) logger.error({ err: { message: err.message, stack: err.stack } }, 'monitoring request failed');

@@ -210,7 +210,7 @@ t.test('probes and unknown routes', async (t) => {
   t.equal((await get('/readyz')).status, 200);
   const nf = await get('/nope');
   t.equal(nf.status, 404);
-  t.equal(nf.json.error, 'Not Found');
+  t.same(nf.json, { error: 'Not Found', message: 'no route GET /nope' }, 'a JSON 404 naming method and path');
   t.equal((await get('/validate')).status, 404, 'GET /validate is not a route');
   t.equal((await get('/metrics')).status, 404, 'metrics are not on the webhook port');
 });
@@ -232,6 +232,7 @@ t.test('the monitoring listener: plain HTTP, metrics and probes, nothing else', 
   t.match(m.text, /meshguard_admission_requests_total/);
   const validate = await send(s.metricsUrl, '/validate', { ca: s.ca, body: JSON.stringify(review()) });
   t.equal(validate.status, 404, 'no reviews answered in plain HTTP');
+  t.same(validate.json, { error: 'Not Found', message: 'no route POST /validate' }, 'the same JSON 404 as the webhook port');
   t.equal((await send(s.metricsUrl, '/metrics', { ca: s.ca, body: 'x', contentType: 'text/plain' })).status, 404, 'GET only');
 });
 

@@ -213,7 +213,7 @@ t.test('near-misses: a pod opted out of ambient, a pod with injection disabled',
   // so the HBONE-only policy no longer lets it in.
   const objs = ambientCluster([hboneOnly]);
   const httpbin = objs.find((o) => o.kind === 'Pod' && o.metadata.name === 'httpbin')!;
-  (httpbin.metadata as { labels: Record<string, string> }).labels['istio.io/dataplane-mode'] = 'none';
+  (httpbin.metadata as unknown as { labels: Record<string, string> }).labels['istio.io/dataplane-mode'] = 'none';
   const m = trace(objs, 'red/netshoot', 'blue/httpbin')!;
   t.same([m.destinationMode, m.wire, m.hops[0]!.port], ['none', 'plaintext', 80]);
   t.equal(m.decidedBy, 'cilium');

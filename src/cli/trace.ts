@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { InputError } from '../core/errors.ts';
 import { canonicalIp, parseCidr } from '../policy/cidr.ts';
 import { evaluate, TARGET_ENTITIES } from '../policy/reachability.ts';
+import { meshPath, type IstioDecision, type MeshPath, type WireHop } from '../policy/mesh-path.ts';
 import { clusterVersions, SUPPORTED, unsupported, type ClusterVersions } from '../policy/versions.ts';
 import type { DirectionVerdict, PolicyRef, Protocol, Reachability, Target } from '../policy/types.ts';
 import { loadSnapshot } from '../state/snapshot.ts';
@@ -145,9 +146,35 @@ export function versionsJson(v: ClusterVersions): { cilium: string; istio: strin
   return { cilium: v.cilium.version, istio: v.istio.version };
 }
 
-/** The JSON form of one answer (docs/cli.md), with the versions whose behaviour it assumes. */
-export function reachabilityJson(r: Reachability, versions?: ClusterVersions): Record<string, unknown> {
+function hopJson(h: WireHop): Record<string, unknown> {
+  return {
+    from: h.from, fromIp: h.fromIp ?? null, to: h.to, toIp: h.toIp ?? null, port: h.port, protocol: h.protocol, kind: h.kind,
+    allowed: h.cilium.allowed, egress: directionJson(h.cilium.egress), ingress: directionJson(h.cilium.ingress),
+  };
+}
+
+function istioJson(d: IstioDecision): Record<string, unknown> {
+  return { enforcer: d.enforcer, at: d.at, principal: d.principal ?? null, verdict: d.verdict, policies: d.policies.map((p) => ({ ...p })), reason: d.reason };
+}
+
+/** The `mesh` member of a JSON answer (docs/cli.md): the path on the wire, each layer's verdict, who decides. */
+export function meshJson(m: MeshPath): Record<string, unknown> {
+  return {
+    allowed: m.allowed, decidedBy: m.decidedBy, summary: m.summary,
+    source: m.sourceMode, destination: m.destinationMode, destinationPod: m.destination, appPort: m.appPort,
+    wire: m.wire, waypoint: m.waypoint ?? null,
+    hops: m.hops.map(hopJson), istio: m.istio.map(istioJson), notes: [...m.notes],
+  };
+}
+
+/**
+ * The JSON form of one answer (docs/cli.md), with the versions whose behaviour it assumes. `allowed`,
+ * `egress` and `ingress` are Cilium's verdict on the application port; `mesh`, when an end is in the
+ * mesh, the path the connection really takes.
+ */
+export function reachabilityJson(r: Reachability, versions?: ClusterVersions, mesh?: MeshPath): Record<string, unknown> {
   const out: Record<string, unknown> = { allowed: r.allowed, egress: directionJson(r.egress), ingress: directionJson(r.ingress) };
+  if (mesh) out.mesh = meshJson(mesh);
   if (versions) out.versions = versionsJson(versions);
   return out;
 }
@@ -166,20 +193,55 @@ function refText(r: PolicyRef): string {
   return `${r.kind} ${r.namespace ? r.namespace + '/' : ''}${r.name}`;
 }
 
-/** Text explanation of one answer, per direction, in the spirit of `cilium policy trace`. */
-export function reachabilityText(q: TraceQuery, r: Reachability): string {
+function directionLines(lines: string[], indent: string, name: string, at: string, v: DirectionVerdict): void {
+  lines.push(`${indent}${name} (${at}): ${v.enforced ? 'policy enforced' : 'not enforced'}, ${v.verdict.toUpperCase()}`);
+  if (v.decidingPolicies.length > 0) {
+    const label = v.verdict === 'allowed' ? 'allowed by' : 'decided by';
+    lines.push(`${indent}  ${label}: ${v.decidingPolicies.map(refText).join(', ')}`);
+  }
+  lines.push(`${indent}  reason: ${v.reason}`);
+}
+
+const WIRE_TEXT: Record<MeshPath['wire'], string> = {
+  hbone: 'HBONE (TCP 15008)',
+  'hbone-via-waypoint': 'HBONE (TCP 15008) through a waypoint',
+  mtls: 'Istio mTLS on the application port',
+  plaintext: 'plaintext on the application port',
+};
+
+function meshText(lines: string[], m: MeshPath): void {
+  lines.push(`Mesh path (${m.sourceMode} -> ${m.destinationMode}): ${WIRE_TEXT[m.wire]}${m.waypoint ? ` ${m.waypoint}` : ''}`);
+  for (const h of m.hops) {
+    const ip = (name: string, addr: string | undefined): string => (addr ? `${name} ${addr}` : name);
+    lines.push(`  Wire ${ip(h.from, h.fromIp)} -> ${ip(h.to, h.toIp)} on ${h.port}/${h.protocol} (${h.kind}): Cilium ${h.cilium.allowed ? 'ALLOWED' : 'DENIED'}`);
+    directionLines(lines, '    ', 'Egress', h.from, h.cilium.egress);
+    directionLines(lines, '    ', 'Ingress', h.to, h.cilium.ingress);
+  }
+  for (const d of m.istio) {
+    lines.push(`  Istio at ${d.enforcer} ${d.at}${d.principal ? ` (peer ${d.principal})` : ' (no peer identity)'}: ${d.verdict.toUpperCase()}`);
+    if (d.policies.length > 0) lines.push(`    ${d.verdict === 'allowed' ? 'allowed by' : 'decided by'}: ${d.policies.map((p) => `${p.kind} ${p.namespace}/${p.name} (${p.action})`).join(', ')}`);
+    lines.push(`    reason: ${d.reason}`);
+  }
+  for (const n of m.notes) lines.push(`  note: ${n}`);
+  lines.push(`  Decided: ${m.summary}`);
+}
+
+/**
+ * Text explanation of one answer, per direction, in the spirit of `cilium policy trace`; with a mesh
+ * path, the connections on the wire and Istio's decisions follow, and the final verdict is the path's.
+ */
+export function reachabilityText(q: TraceQuery, r: Reachability, mesh?: MeshPath): string {
   const lines = [`Tracing ${q.from} -> ${q.to} on ${q.port}/${q.protocol}`];
-  const dir = (name: string, at: string, v: DirectionVerdict): void => {
-    lines.push(`  ${name} (${at}): ${v.enforced ? 'policy enforced' : 'not enforced'}, ${v.verdict.toUpperCase()}`);
-    if (v.decidingPolicies.length > 0) {
-      const label = v.verdict === 'allowed' ? 'allowed by' : 'decided by';
-      lines.push(`    ${label}: ${v.decidingPolicies.map(refText).join(', ')}`);
-    }
-    lines.push(`    reason: ${v.reason}`);
-  };
-  dir('Egress', q.from, r.egress);
-  dir('Ingress', q.to, r.ingress);
-  lines.push(`Final verdict: ${r.allowed ? 'ALLOWED' : 'DENIED'}`);
+  if (mesh) lines.push(`Application port (Cilium's verdict on ${q.port}/${q.protocol}, as a path outside the mesh would get it): ${r.allowed ? 'ALLOWED' : 'DENIED'}`);
+  directionLines(lines, '  ', 'Egress', q.from, r.egress);
+  directionLines(lines, '  ', 'Ingress', q.to, r.ingress);
+  if (mesh) {
+    meshText(lines, mesh);
+    const by = mesh.decidedBy === 'cilium' ? ' by Cilium' : mesh.decidedBy === 'istio' ? ' by Istio' : '';
+    lines.push(`Final verdict: ${mesh.allowed ? 'ALLOWED' : 'DENIED'}${by} (the mesh path)`);
+  } else {
+    lines.push(`Final verdict: ${r.allowed ? 'ALLOWED' : 'DENIED'}`);
+  }
   return lines.join('\n') + '\n';
 }
 
@@ -227,14 +289,18 @@ function runTrace(opts: TraceOptions, io: TraceIO): number {
     }
   });
   const answers = resolved.map((q) => evaluate(state, q.fromPod, q.target, q.port, q.protocol));
+  const paths = resolved.map((q) => meshPath(state, q.fromPod, q.target, q.port, q.protocol));
   const versions = clusterVersions(state);
   if (output === 'json') {
-    const body = opts.queries !== undefined ? answers.map((a) => reachabilityJson(a, versions)) : reachabilityJson(answers[0]!, versions);
+    const body = opts.queries !== undefined
+      ? answers.map((a, i) => reachabilityJson(a, versions, paths[i]))
+      : reachabilityJson(answers[0]!, versions, paths[0]);
     io.stdout(JSON.stringify(body, null, 2) + '\n');
   } else {
-    io.stdout(versionsText(versions) + resolved.map((q, i) => reachabilityText(q, answers[i]!)).join('\n'));
+    io.stdout(versionsText(versions) + resolved.map((q, i) => reachabilityText(q, answers[i]!, paths[i])).join('\n'));
   }
-  return answers.every((a) => a.allowed) ? 0 : 1;
+  // With a mesh path, the connection goes through when that path does; else by Cilium's app-port verdict.
+  return answers.every((a, i) => paths[i]?.allowed ?? a.allowed) ? 0 : 1;
 }
 
 /** The `trace` subcommand. `io` is for tests; by default it writes to process.stdout/stderr. */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { traceCommand } from '../../src/cli/trace.ts';
-import { baseCluster, cnp, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { authzPolicy, baseCluster, cnp, netpol, ns, pod } from '../fixtures/cluster.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshguard-trace-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -126,6 +126,56 @@ t.test('versions: read from the Cilium agent pods and istiod, printed in text an
   t.match((await trace(['--state', old, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp'])).stdout, /^Cluster: Cilium 1\.12\.0 from .* \(outside the supported 1\.14-1\.20/);
   const none = await trace(['--state', base, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp']);
   t.match(none.stdout, /^Cluster: Cilium unknown \(not in the state: newest supported behaviour assumed\); Istio unknown/);
+});
+
+t.test('mesh: ambient -> ambient on 80 answers the HBONE path (issue 18 part 5), text and JSON', async (t) => {
+  // red and blue in ambient; blue/httpbin admits red only on HBONE (TCP 15008), never on port 80.
+  // https://istio.io/latest/docs/ambient/architecture/data-plane/ : the HBONE tunnel runs between the pods.
+  const ambient = { 'istio.io/dataplane-mode': 'ambient' };
+  const hbone = cnp('blue', 'allow-hbone-from-red', {
+    endpointSelector: { matchLabels: { app: 'httpbin' } },
+    ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'red' } }], toPorts: [{ ports: [{ port: '15008', protocol: 'TCP' }] }] }],
+  });
+  const objs = baseCluster([
+    ns('red', ambient), ns('blue', ambient),
+    pod('red', 'netshoot', { app: 'netshoot' }, { sa: 'netshoot', ip: '10.0.7.5' }),
+    pod('blue', 'httpbin', { app: 'httpbin' }, { sa: 'httpbin', ports: [{ containerPort: 80 }], ip: '10.0.8.5' }),
+    hbone,
+  ] as never) as Obj[];
+  const file = snapshot('ambient.yaml', objs);
+  const text = await trace(['--state', file, '--from', 'red/netshoot', '--to', 'blue/httpbin', '--port', '80/tcp']);
+  t.equal(text.code, 0, 'the real path is allowed');
+  t.match(text.stdout, /Application port \(Cilium's verdict on 80\/TCP, as a path outside the mesh would get it\): DENIED/);
+  t.match(text.stdout, /Mesh path \(ambient -> ambient\): HBONE \(TCP 15008\)/);
+  t.match(text.stdout, /Wire red\/netshoot 10\.0\.7\.5 -> blue\/httpbin 10\.0\.8\.5 on 15008\/TCP \(hbone\): Cilium ALLOWED/);
+  t.match(text.stdout, /Istio at ztunnel blue\/httpbin \(peer cluster\.local\/ns\/red\/sa\/netshoot\): ALLOWED/);
+  t.match(text.stdout, /Final verdict: ALLOWED \(the mesh path\)/);
+
+  const json = JSON.parse((await trace(['--state', file, '--from', 'red/netshoot', '--to', 'blue/httpbin', '--port', '80/tcp', '-o', 'json'])).stdout);
+  t.same(Object.keys(json), ['allowed', 'egress', 'ingress', 'mesh', 'versions'], 'mesh is added; the others keep their meaning');
+  t.equal(json.allowed, false, 'allowed: still Cilium on the application port');
+  t.equal(json.ingress.verdict, 'denied');
+  t.same(
+    [json.mesh.allowed, json.mesh.decidedBy, json.mesh.source, json.mesh.destination, json.mesh.wire, json.mesh.appPort],
+    [true, 'none', 'ambient', 'ambient', 'hbone', 80],
+  );
+  t.same(json.mesh.hops.map((h: Record<string, unknown>) => [h.fromIp, h.toIp, h.port, h.protocol, h.kind, h.allowed]), [['10.0.7.5', '10.0.8.5', 15008, 'TCP', 'hbone', true]]);
+  t.same(json.mesh.hops[0].ingress.policies, [{ kind: 'CiliumNetworkPolicy', namespace: 'blue', name: 'allow-hbone-from-red' }]);
+  t.same(json.mesh.istio.map((d: Record<string, unknown>) => [d.enforcer, d.at, d.principal, d.verdict]), [['ztunnel', 'blue/httpbin', 'cluster.local/ns/red/sa/netshoot', 'allowed']]);
+
+  // An AuthorizationPolicy DENY at ztunnel: Cilium allows HBONE, Istio denies; exit 1.
+  const denyFile = snapshot('ambient-deny.yaml', [...objs, authzPolicy('blue', 'deny-red', { action: 'DENY', rules: [{ from: [{ source: { namespaces: ['red'] } }] }] })]);
+  const denied = await trace(['--state', denyFile, '--from', 'red/netshoot', '--to', 'blue/httpbin', '--port', '80/tcp']);
+  t.equal(denied.code, 1);
+  t.match(denied.stdout, /Decided: Cilium allows HBONE 15008; AuthorizationPolicy blue\/deny-red denies at ztunnel: DENIED by Istio/);
+  t.match(denied.stdout, /Final verdict: DENIED by Istio \(the mesh path\)/);
+});
+
+t.test('mesh: pods outside the mesh keep the old output (no mesh member, no mesh lines)', async (t) => {
+  const r = await trace(['--state', base, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp', '-o', 'json']);
+  t.notOk('mesh' in JSON.parse(r.stdout));
+  const text = await trace(['--state', base, '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp']);
+  t.notMatch(text.stdout, /Mesh path|Application port/);
 });
 
 t.test('targets: entity, cidr, fqdn; protocol case-insensitive', async (t) => {

@@ -530,10 +530,11 @@ function denyMatchOf(ctx: EvalContext, m: PolicyModel, el: RuleElement, peer: Id
     for (const r of section.ports) {
       // Only the port rules that match this flow (one element may list 53/UDP and 443/TCP).
       if (!portMatch({ ...el, ports: [{ ports: [r] }] }, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
-      const range = r.endPort !== undefined && ctx.settings.endPortSupported ? `${r.port}-${r.endPort}` : `${r.port}`;
+      // Port 0 is every port (written `all/TCP` here).
+      const range = r.port === 0 ? 'all' : r.endPort !== undefined && ctx.settings.endPortSupported ? `${r.port}-${r.endPort}` : `${r.port}`;
       ports.push(`${range}/${r.protocol}`);
     }
-    if (section.ports.length === 0) ports.push(`0/ANY`);
+    if (section.ports.length === 0) ports.push('all/ANY');
   }
   return {
     policy: m.ref,

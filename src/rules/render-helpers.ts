@@ -209,7 +209,7 @@ function denyWhat(p: DenyFix, i: number): string {
   const value = p.denyValues[i] ?? '';
   const peer =
     p.denyPeers[i] === 'entity' ? `${to}Entities ${value}` :
-    p.denyPeers[i] === 'cidr' ? `${to}CIDR ${value}` :
+    p.denyPeers[i] === 'cidr' ? `${to}${value.includes(' except ') ? 'CIDRSet' : 'CIDR'} ${value}` :
     p.denyPeers[i] === 'endpoints' ? `${to}Endpoints ${value}` :
     p.denyPeers[i] === 'services' ? 'toServices' : 'every peer';
   return `${peer}, ${p.denyPorts[i] ? `on ${p.denyPorts[i]}` : 'every port'}`;

@@ -6,29 +6,32 @@
 import type { Pod } from '../core/objects.ts';
 import { recordDenials, type DenyMatch } from '../policy/index.ts';
 
-/** Why the pods of a loss lose: the deny elements that decide, and which pods a deny or default deny decides. */
-export interface LossDecidedBy {
+/**
+ * Why the items of a loss (pods, or a rule's flows) lose: the deny elements that decide, and which items
+ * a deny or default deny decides.
+ */
+export interface LossDecidedBy<T = Pod> {
   /** Every deny element that decides some class's flow, first seen first, each once. */
   readonly denies: readonly DenyMatch[];
-  /** Pods whose flow a deny decides (an allow does not help them). */
-  readonly byDeny: readonly Pod[];
-  /** Pods whose flow no deny decides: default deny (or not judged); an allow fixes these. */
-  readonly byDefault: readonly Pod[];
+  /** Items whose flow a deny decides (an allow does not help them). */
+  readonly byDeny: readonly T[];
+  /** Items whose flow no deny decides: default deny (or not judged); an allow fixes these. */
+  readonly byDefault: readonly T[];
 }
 
 /** A class as the comparison judged it: its key and the representative that was asked. */
-interface JudgedClass {
+interface JudgedClass<T> {
   readonly key: string;
-  readonly first: Pod;
+  readonly first: T;
 }
 
 /**
- * LossDecidedBy for `pods` (the items of `classes`, in order). `ask` repeats the class's question in the
+ * LossDecidedBy for `pods` (the items of `classes`, in order: pods, or any other judged item). `ask` repeats the class's question in the
  * state after the change. A class is decided by a deny when any direction it found denied was decided by
  * a deny element. `classKey` splits pods by class only when some classes are and some are not.
  */
-export function decidedByOf(pods: readonly Pod[], classes: readonly JudgedClass[], classKey: (pod: Pod) => string, ask: (pod: Pod) => unknown): LossDecidedBy {
-  if (classes.length === 0) return NONE;
+export function decidedByOf<T = Pod>(pods: readonly T[], classes: readonly JudgedClass<T>[], classKey: (item: T) => string, ask: (item: T) => unknown): LossDecidedBy<T> {
+  if (classes.length === 0) return { denies: [], byDeny: [], byDefault: [] };
   const denies: DenyMatch[] = [];
   const denyKeys = new Set<string>();
   for (const c of classes) {
@@ -46,12 +49,11 @@ export function decidedByOf(pods: readonly Pod[], classes: readonly JudgedClass[
   }
   if (denyKeys.size === 0) return { denies, byDeny: [], byDefault: pods };
   if (denyKeys.size === classes.length) return { denies, byDeny: pods, byDefault: [] };
-  const byDeny: Pod[] = [];
-  const byDefault: Pod[] = [];
+  const byDeny: T[] = [];
+  const byDefault: T[] = [];
   for (const p of pods) (denyKeys.has(classKey(p)) ? byDeny : byDefault).push(p);
   return { denies, byDeny, byDefault };
 }
-const NONE: LossDecidedBy = Object.freeze({ denies: [], byDeny: [], byDefault: [] });
 
 function sameElement(a: DenyMatch, b: DenyMatch): boolean {
   return a.index === b.index && a.section === b.section && a.specIndex === b.specIndex && a.policy.kind === b.policy.kind && a.policy.namespace === b.policy.namespace && a.policy.name === b.policy.name;

@@ -197,6 +197,8 @@ export interface DenyTarget {
   readonly addresses?: readonly string[];
   /** "53/UDP". */
   readonly port: string;
+  /** What a victim is, singular ("pod" when unset; "client" for istiod's clients). */
+  readonly victim?: string;
 }
 
 /** "CiliumNetworkPolicy app/x egressDeny[1] (toEntities cluster, every port)": the deny elements that decide. */
@@ -246,6 +248,10 @@ export function denyFixText(p: DenyFix, target: DenyTarget, allowForOthers?: str
     const ports = p.denyPorts[i] ? `, or drop ${target.port} from its toPorts (${p.denyPorts[i]})` : `, or limit it with toPorts to the ports it means to deny (not ${target.port})`;
     return `narrow ${d}: ${how}${ports}, or remove the element`;
   });
-  const others = p.defaultPodCount > 0 && allowForOthers ? `; for the other ${p.defaultPodCount} pod${p.defaultPodCount === 1 ? '' : 's'} (${namesAndMore(p.defaultPods, p.defaultPodCount)}), no deny decides: ${allowForOthers}` : '';
+  const victim = target.victim ?? 'pod';
+  const others =
+    p.defaultPodCount > 0 && allowForOthers
+      ? `; for the other ${p.defaultPodCount} ${victim}${p.defaultPodCount === 1 ? '' : 's'} (${namesAndMore(p.defaultPods, p.defaultPodCount)}), no deny decides: ${allowForOthers}`
+      : '';
   return `${steps.join('; ')} (an allow does not help: a Cilium deny wins over every allow)${others}`;
 }

@@ -201,6 +201,22 @@ export interface DenyTarget {
   readonly victim?: string;
 }
 
+/**
+ * How to take the flow's port out of a deny's toPorts (`denyPorts`, e.g. `15000-15100/TCP`): a range
+ * that holds it is split around it; else the port is dropped.
+ */
+function dropPort(denyPorts: string, flowPort: string): string {
+  const port = Number.parseInt(flowPort, 10);
+  for (const entry of denyPorts.split(', ')) {
+    const [range = '', proto = ''] = entry.split('/');
+    const [lo, hi] = range.split('-').map((x) => Number.parseInt(x, 10));
+    if (lo === undefined || hi === undefined || Number.isNaN(lo) || Number.isNaN(hi) || !(port >= lo && port <= hi)) continue;
+    const parts = [lo < port ? `${lo}${port - 1 > lo ? `-${port - 1}` : ''}` : '', hi > port ? `${port + 1}${hi > port + 1 ? `-${hi}` : ''}` : ''].filter((x) => x !== '');
+    return `split its toPorts range ${entry} around ${port} (${parts.map((x) => `${x}/${proto}`).join(' and ')})`;
+  }
+  return `drop ${flowPort} from its toPorts (${denyPorts})`;
+}
+
 /** "CiliumNetworkPolicy app/x egressDeny[1] (toEntities cluster, every port)": the deny elements that decide. */
 export function denyNames(p: DenyFix): string {
   return p.denies.map((d, i) => `${d} (${denyWhat(p, i)})`).join(', ');
@@ -245,7 +261,7 @@ export function denyFixText(p: DenyFix, target: DenyTarget, allowForOthers?: str
       default:
         how = `give it a ${to}Endpoints/${to}CIDRSet peer that leaves out ${target.peer}`;
     }
-    const ports = p.denyPorts[i] ? `, or drop ${target.port} from its toPorts (${p.denyPorts[i]})` : `, or limit it with toPorts to the ports it means to deny (not ${target.port})`;
+    const ports = p.denyPorts[i] ? `, or ${dropPort(p.denyPorts[i]!, target.port)}` : `, or limit it with toPorts to the ports it means to deny (not ${target.port})`;
     return `narrow ${d}: ${how}${ports}, or remove the element`;
   });
   const victim = target.victim ?? 'pod';

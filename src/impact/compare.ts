@@ -6,6 +6,7 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { groupsOf, podClassKey, readsNode, withClasses, type ClassKeyFn, type PodClass } from '../policy/index.ts';
+import { decidedByOf, type LossDecidedBy } from './decided-by.ts';
 
 /** The verdict on one class: fine after the change, lost by it, missing before and after, or not judged. */
 export type Outcome = 'ok' | 'lost' | 'still' | 'skip';
@@ -126,6 +127,10 @@ export function capVictims<T>(items: readonly T[], max: number): { readonly list
 export interface Loss {
   readonly lost: Pod[];
   readonly stillMissing: Pod[];
+  /** Which rule decides the lost pods' flow after the change: a deny element, or default deny (decided-by.ts). */
+  readonly decidedBy?: LossDecidedBy;
+  /** The same for the still-missing pods. */
+  readonly stillDecidedBy?: LossDecidedBy;
 }
 
 /** Like Loss, with the targets the lost pods can no longer reach. */
@@ -163,7 +168,12 @@ export function compareReach(
   });
   const lostTargets = new Set<string>();
   for (const c of r.lostClasses) for (const t of c.detail ?? []) lostTargets.add(t);
-  return { lost: r.lost, stillMissing: r.stillMissing, lostTargets: targets.filter((t) => lostTargets.has(t)) };
+  const ask = (pod: Pod): unknown => reach(after, pod);
+  const out = { lost: r.lost, stillMissing: r.stillMissing, lostTargets: targets.filter((t) => lostTargets.has(t)) };
+  // Asked again only when a rule reads it (it has a finding to word): the comparison's calls stay one per class and state.
+  lazily(out, 'decidedBy', () => decidedByOf(r.lost, r.lostClasses, classKey, ask));
+  lazily(out, 'stillDecidedBy', () => decidedByOf(r.stillMissing, r.stillClasses, classKey, ask));
+  return out;
 }
 const OK: Judged<never> = { outcome: 'ok' };
 const STILL: Judged<never> = { outcome: 'still' };
@@ -184,10 +194,29 @@ export function compareLoss(
     const v = ok(state, pod);
     return v === undefined ? undefined : v ? ONE_TARGET : NO_TARGET;
   };
-  const { lost, stillMissing } = compareReach(pods, before, after, ONE_TARGET, reach, classKey);
-  return { lost, stillMissing };
+  const r = compareReach(pods, before, after, ONE_TARGET, reach, classKey);
+  const out = { lost: r.lost, stillMissing: r.stillMissing };
+  lazily(out, 'decidedBy', () => r.decidedBy);
+  lazily(out, 'stillDecidedBy', () => r.stillDecidedBy);
+  return out;
 }
 const ONE_TARGET: readonly string[] = ['ok'];
+
+/** A read-only property computed on first read and kept. */
+function lazily<T>(obj: object, name: string, compute: () => T): void {
+  let done = false;
+  let value: T;
+  Object.defineProperty(obj, name, {
+    enumerable: false,
+    get: () => {
+      if (!done) {
+        value = compute();
+        done = true;
+      }
+      return value;
+    },
+  });
+}
 const NO_TARGET: readonly string[] = [];
 
 // ---------- keyed problems, before and after ----------

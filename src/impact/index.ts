@@ -4,4 +4,5 @@
 export * from './change-kinds.ts';
 export * from './touched.ts';
 export * from './compare.ts';
+export * from './decided-by.ts';
 export * from './dns-servers.ts';

@@ -13,7 +13,7 @@ import { formatPolicyRef } from './model.ts';
 import { evaluate, ingressFromIp, reachable } from './reachability.ts';
 import { enforcement, policiesSelecting } from './selection.ts';
 import { matchesSelector, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, normalizeKey, selectorIsReserved, SERVICE_ACCOUNT_LABEL } from './selectors.ts';
-import type { Peer, PolicyModel, PolicyRef, RuleElement } from './types.ts';
+import type { DenyMatch, Peer, PolicyModel, PolicyRef, RuleElement } from './types.ts';
 
 /** ztunnel's HBONE port: mesh traffic between ambient workloads arrives on it, whatever the app port. */
 export const HBONE_PORT = 15008;
@@ -38,6 +38,15 @@ export interface MeshPeer {
   readonly waypoint?: string;
   /** Set when HBONE is dropped by deny rules (these policies) rather than for want of an allow. */
   readonly deniedBy?: readonly PolicyRef[];
+  /** The deny elements that drop it (with deniedBy): which section and element, what they matched. */
+  readonly denies?: readonly DenyMatch[];
+}
+
+/** The peer as cut off on 15008 from `source`: with the deny elements when a deny decides, as it is. */
+function hboneCut(state: ClusterState, source: Pod, dest: Pod, peer: MeshPeer): MeshPeer {
+  const v = evaluate(state, source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP').ingress;
+  if (v.decidedBy?.by !== 'deny') return peer;
+  return { ...peer, deniedBy: v.decidingPolicies, denies: v.decidedBy.denies };
 }
 
 /** Label Istio puts on the pods of a Gateway API gateway (waypoints included). */
@@ -276,7 +285,7 @@ export function hboneBlocked(state: ClusterState, dest: Pod): MeshPeer[] | undef
   // Service traffic to a pod behind a waypoint reaches it from the waypoint's pods, over HBONE as well.
   const wp = peers.length > 0 ? waypointPod(state, dest) : undefined;
   if (wp && !reachable(state, wp.pod, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP', 'ingress')) {
-    out.push({ ...peers[0]!, waypoint: wp.name });
+    out.push(hboneCut(state, wp.pod, dest, { ...peers[0]!, waypoint: wp.name }));
   }
   for (const peer of peers) {
     if (peer.appPort === HBONE_PORT) {
@@ -284,10 +293,8 @@ export function hboneBlocked(state: ClusterState, dest: Pod): MeshPeer[] | undef
       continue;
     }
     if (!reachable(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP', 'ingress')) {
-      // An allow matched (or nothing is enforced) and it is still dropped: a deny rule wins there.
-      const v = evaluate(state, peer.source, { type: 'pod', pod: dest }, HBONE_PORT, 'TCP').ingress;
-      const byDeny = v.verdict === 'denied' && (!v.enforced || v.allowing.length > 0);
-      out.push(byDeny ? { ...peer, deniedBy: v.decidingPolicies } : peer);
+      // Dropped by a deny (whether or not an allow matched: the deny wins) or for want of an allow.
+      out.push(hboneCut(state, peer.source, dest, peer));
     }
   }
   return out;
@@ -330,7 +337,7 @@ export function cutOffByRelabel(before: ClusterState, after: ClusterState, sourc
     if (reachable(after, source, to, HBONE_PORT, 'TCP', 'ingress')) return undefined;
     if (!mesh15008Works(before, source, dest, peer.appPort)) return undefined;
     const policy = v.allowing[0]?.policy ?? peer.policy;
-    return { source, description: `pods of namespace ${source.metadata.namespace ?? ''}`, policy, appPort: peer.appPort };
+    return hboneCut(after, source, dest, { source, description: `pods of namespace ${source.metadata.namespace ?? ''}`, policy, appPort: peer.appPort });
   }
   return undefined;
 }

@@ -219,8 +219,10 @@ function ciliumRuleModel(ref: PolicyRef, specIndex: number, rule: Raw): PolicyMo
     // A section puts the direction into default deny only when it has at least one element:
     // `egress: []` is the same as no egress section, `egress: [{}]` enforces and allows nothing.
     if (list.length > 0) sections[direction] = true;
-    for (const el of list) {
-      const e = ciliumElement(ref, clusterwide, direction, deny, el);
+    // The index as written (non-object entries counted), for messages that name the element.
+    for (const [index, el] of arr(rule[field]).entries()) {
+      if (!isObj(el)) continue;
+      const e = ciliumElement(ref, clusterwide, direction, deny, el, index);
       if (e) elements.push(e);
     }
   }
@@ -335,7 +337,7 @@ function l7Of(r: Raw): L7Rules {
   return out;
 }
 
-function ciliumElement(ref: PolicyRef, clusterwide: boolean, direction: Direction, deny: boolean, el: Raw): RuleElement | undefined {
+function ciliumElement(ref: PolicyRef, clusterwide: boolean, direction: Direction, deny: boolean, el: Raw, index: number): RuleElement | undefined {
   const peers: Peer[] = [];
   let hasPeerField = false;
   const fields = direction === 'ingress' ? CILIUM_INGRESS_PEERS : CILIUM_EGRESS_PEERS;
@@ -380,7 +382,7 @@ function ciliumElement(ref: PolicyRef, clusterwide: boolean, direction: Directio
     // cidrGroupRef): selects no peer. fromRequires/toRequires only add constraints, they never allow.
     return undefined;
   }
-  return Object.freeze({ direction, deny, peers, ports });
+  return Object.freeze({ direction, deny, peers, ports, index });
 }
 
 // ---------- Kubernetes NetworkPolicy ----------

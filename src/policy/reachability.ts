@@ -6,6 +6,10 @@
 import type { ClusterState, Labels, Pod, Service } from '../core/objects.ts';
 import type {
   Allowing,
+  DecidedBy,
+  Denial,
+  DenyMatch,
+  DenyPeer,
   Direction,
   DirectionVerdict,
   Peer,
@@ -426,29 +430,127 @@ function decideDirection(
   }
   let allowed = false;
   let denied = false;
+  // Which rule decided is worked out when someone asks: a Collector (evaluate) or recordDenials. The
+  // DNS-visibility check inside an FQDN match is not the flow's decision: never recorded.
+  const recorder = ctx.dnsCheck ? undefined : recording;
+  const collector = tracer instanceof Collector ? tracer : undefined;
+  const t = tracer ?? (recorder ? NO_TRACER : undefined);
+  let denies: DenyMatch[] | undefined;
   for (const m of policiesSelecting(ctx.state, subject)) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
       const pm = portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported);
       if (!pm.matched) continue;
       if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
-      if (tracer === undefined) {
+      if (t === undefined) {
         if (el.deny) return false;
         allowed = true;
       } else {
-        tracer.matched(m, el, pm.section);
-        if (el.deny) denied = true;
-        else allowed = true;
+        t.matched(m, el, pm.section);
+        if (el.deny) {
+          denied = true;
+          if (recorder || collector) (denies ??= []).push(denyMatchOf(ctx, m, el, peer, port, protocol, destPod));
+        } else allowed = true;
       }
     }
   }
-  if (denied) return false;
-  return allowed || !enforcement(ctx.state, subject, direction).enforced;
+  if (denied) {
+    if (recorder || collector) decided(recorder, collector, subject, direction, peer, port, protocol, { by: 'deny', denies: denies ?? [] });
+    return false;
+  }
+  if (allowed) return true;
+  const enf = enforcement(ctx.state, subject, direction);
+  if (enf.enforced && (recorder || collector)) decided(recorder, collector, subject, direction, peer, port, protocol, { by: 'default-deny', enforcedBy: enf.by });
+  return !enf.enforced;
+}
+
+// ---------- which rule decided ----------
+
+/** The denials recordDenials is collecting (undefined: none is running, nothing is recorded). */
+let recording: Denial[] | undefined;
+
+/** A tracer that keeps nothing: decideDirection's full pass when only recordDenials asks. */
+const NO_TRACER: Tracer = { unenforced: () => undefined, matched: () => undefined };
+
+/**
+ * Run `run` (any reachability question: reachable, evaluate, ingressFromIpAllowed,
+ * evaluateIngressFromAddress, or a predicate built on them) and collect every direction it found denied,
+ * with the rule that decided each (a deny element, or default deny). Synchronous and nestable: an inner
+ * call collects its own. Outside of it, nothing is recorded and the fast path allocates nothing.
+ */
+export function recordDenials<T>(run: () => T): { readonly result: T; readonly denials: readonly Denial[] } {
+  const outer = recording;
+  const mine: Denial[] = [];
+  recording = mine;
+  try {
+    return { result: run(), denials: mine };
+  } finally {
+    recording = outer;
+  }
+}
+
+function decided(
+  recorder: Denial[] | undefined,
+  collector: Collector | undefined,
+  subject: Pod,
+  direction: Direction,
+  peer: Identity,
+  port: number,
+  protocol: Protocol,
+  decidedBy: DecidedBy,
+): void {
+  if (collector) collector.decidedBy = decidedBy;
+  recorder?.push({ direction, subject: `${subject.metadata.namespace ?? ''}/${subject.metadata.name}`, peer: peer.description, port, protocol, decidedBy });
+}
+
+/** A deny element that matched: where it is written, which of its peers selected `peer`, which port rules matched. */
+function denyMatchOf(ctx: EvalContext, m: PolicyModel, el: RuleElement, peer: Identity, port: number, protocol: Protocol, destPod: Pod | undefined): DenyMatch {
+  const peers: DenyPeer[] = [];
+  for (const p of el.peers) {
+    if (!peerMatches(ctx, m, el, p, peer)) continue;
+    switch (p.type) {
+      case 'entities':
+        for (const e of p.entities) if (entityMatches(e, peer)) peers.push({ type: 'entity', entity: e });
+        break;
+      case 'cidr':
+        peers.push({ type: 'cidr', cidr: p.cidr, except: p.except });
+        break;
+      case 'endpoints':
+        peers.push({ type: 'endpoints', selector: p.selector });
+        break;
+      case 'services':
+      case 'fqdn': // deny rules have no toFQDNs; kept for completeness
+        peers.push({ type: 'services' });
+        break;
+    }
+  }
+  if (el.peers.length === 0) peers.push({ type: 'any' });
+  const ports: string[] = [];
+  for (const section of el.ports) {
+    for (const r of section.ports) {
+      // Only the port rules that match this flow (one element may list 53/UDP and 443/TCP).
+      if (!portMatch({ ...el, ports: [{ ports: [r] }] }, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
+      // Port 0 is every port (written `all/TCP` here).
+      const range = r.port === 0 ? 'all' : r.endPort !== undefined && ctx.settings.endPortSupported ? `${r.port}-${r.endPort}` : `${r.port}`;
+      ports.push(`${range}/${r.protocol}`);
+    }
+    if (section.ports.length === 0) ports.push('all/ANY');
+  }
+  return {
+    policy: m.ref,
+    specIndex: m.specIndex,
+    section: el.direction === 'egress' ? 'egressDeny' : 'ingressDeny',
+    index: el.index ?? 0,
+    peers,
+    ports,
+  };
 }
 
 /** A Tracer that keeps what evaluate() explains: the deny rules' policies and the allowing elements. */
 class Collector implements Tracer {
   why: 'never' | 'not-endpoint' | undefined;
+  /** When the direction was denied: the rule that decided (decideDirection sets it). */
+  decidedBy: DecidedBy | undefined;
   denies: PolicyRef[] | undefined;
   allowing: Allowing[] | undefined;
   unenforced(why: 'never' | 'not-endpoint'): void {
@@ -501,7 +603,8 @@ function judge(
   const allowing = c.allowing ?? NO_ALLOWING;
   const what = `${direction} of ${who} ${direction === 'egress' ? 'to' : 'from'} ${peer.description} on ${port}/${protocol}`;
   if (!ok && denies.length > 0) {
-    return { enforced: enf.enforced, verdict: 'denied', decidingPolicies: uniq(denies), allowing, reason: `${what} is denied by a deny rule in ${names(uniq(denies))}` };
+    const decidedBy = c.decidedBy ?? { by: 'deny' as const, denies: [] };
+    return { enforced: enf.enforced, verdict: 'denied', decidingPolicies: uniq(denies), allowing, reason: `${what} is denied by a deny rule in ${names(uniq(denies))}`, decidedBy };
   }
   if (ok && !enf.enforced) {
     return {
@@ -514,7 +617,7 @@ function judge(
     return { enforced: true, verdict: 'allowed', decidingPolicies: refs, allowing, reason: `${what} is allowed by ${names(refs)}` };
   }
   const by = enf.by.length > 0 ? ` (default deny from ${names(enf.by)})` : ' (enable-policy=always)';
-  return { enforced: true, verdict: 'denied', decidingPolicies: enf.by, allowing, reason: `${what}: no allow rule matches${by}` };
+  return { enforced: true, verdict: 'denied', decidingPolicies: enf.by, allowing, reason: `${what}: no allow rule matches${by}`, decidedBy: c.decidedBy ?? { by: 'default-deny', enforcedBy: enf.by } };
 }
 
 /**

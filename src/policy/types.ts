@@ -62,6 +62,11 @@ export interface RuleElement {
   readonly peers: readonly Peer[];
   /** Empty = all ports. */
   readonly ports: readonly PortSection[];
+  /**
+   * Cilium rules: the element's position (0-based) in its section as written (`egressDeny[1]`), so a
+   * message can name the element that decided. Unset for NetworkPolicy elements.
+   */
+  readonly index?: number;
 }
 
 export interface PolicyModel {
@@ -121,6 +126,55 @@ export interface DirectionVerdict {
   readonly allowing: readonly Allowing[];
   /** One line: why. */
   readonly reason: string;
+  /** When denied: which rule decided, a deny element or default deny (see DecidedBy). */
+  readonly decidedBy?: DecidedBy;
+}
+
+/**
+ * What of a deny element selected the peer of a flow: an entity it lists, a CIDR (with its except
+ * holes), an endpoint selector (as written), a toServices/toFQDNs peer, or `any` (the element has no
+ * peer field: `toPorts` alone denies every peer on those ports).
+ */
+export type DenyPeer =
+  | { readonly type: 'entity'; readonly entity: string }
+  | { readonly type: 'cidr'; readonly cidr: string; readonly except: readonly string[] }
+  | { readonly type: 'endpoints'; readonly selector: LabelSelector }
+  | { readonly type: 'services' }
+  | { readonly type: 'any' };
+
+/** A deny element that matched a flow: where it is written and what of it matched. */
+export interface DenyMatch {
+  readonly policy: PolicyRef;
+  /** Index within `specs:` (0 for `spec`). */
+  readonly specIndex: number;
+  readonly section: 'ingressDeny' | 'egressDeny';
+  /** The element's position in its section, 0-based (`egressDeny[index]`). */
+  readonly index: number;
+  /** The element's peers that selected the flow's peer (`[{type: 'any'}]` when it has no peer field). */
+  readonly peers: readonly DenyPeer[];
+  /** The element's port rules that matched, as written (`53/UDP`, `1-1024/TCP`); empty: it has no toPorts (every port). */
+  readonly ports: readonly string[];
+}
+
+/**
+ * Which rule decided a denied direction. `default-deny`: no allow matched and `enforcedBy` put the
+ * direction into default deny (an allow fixes it). `deny`: deny elements matched (in Cilium a deny wins
+ * over every allow, whatever the order: no allow fixes it); every matching deny element is listed.
+ */
+export type DecidedBy =
+  | { readonly by: 'default-deny'; readonly enforcedBy: readonly PolicyRef[] }
+  | { readonly by: 'deny'; readonly denies: readonly DenyMatch[] };
+
+/** One denied direction seen while recordDenials ran: where it was decided and by which rule. */
+export interface Denial {
+  readonly direction: Direction;
+  /** The pod whose policy decided (`ns/name`): the source on egress, the destination on ingress. */
+  readonly subject: string;
+  /** The peer as Cilium's policy saw it (`pod kube-system/coredns-1`, `world 10.0.0.1`, ...). */
+  readonly peer: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+  readonly decidedBy: DecidedBy;
 }
 
 export interface Reachability {

@@ -1,9 +1,9 @@
 // Wording shared by the rules: naming victims, listing names, and the allow rules a fix suggests. No
 // semantics here (those live in src/policy and src/impact) and no caches.
 
-import { apiserverTarget, APISERVER_SOURCE_ENTITY, canonicalIp, nodeAddresses, podRef, policySettings, type L7Rules } from '../policy/index.ts';
-import type { ClusterState, Labels, Pod } from '../core/objects.ts';
-import type { IngressSubject } from '../impact/index.ts';
+import { apiserverTarget, APISERVER_SOURCE_ENTITY, canonicalIp, formatPolicyRef, nodeAddresses, podRef, policySettings, type DenyMatch, type L7Rules } from '../policy/index.ts';
+import type { ClusterState, Labels, LabelSelector, Pod } from '../core/objects.ts';
+import type { IngressSubject, LossDecidedBy } from '../impact/index.ts';
 
 /** How many victims a finding names before saying "and N more". */
 export const MAX_VICTIMS = 5;
@@ -133,4 +133,141 @@ export function describeIngressSubject(subject: Exclude<IngressSubject, { by: 'p
     case 'cilium-config':
       return 'this cilium-config change';
   }
+}
+
+// ---------- when a deny decides ----------
+
+/**
+ * The deny elements that decide a loss, as data for a message's params (parallel lists, one entry per
+ * element): where each is written (`CiliumNetworkPolicy app/x egressDeny[1]`), what of it selected the
+ * peer (`denyPeers`: `entity` / `cidr` / `endpoints` / `services` / `any`, with `denyValues`: the entity,
+ * the CIDR (`0.0.0.0/0 except 10.0.0.0/8`), the selector as `k=v` pairs, or ``), and the port rules that
+ * matched (`denyPorts`: `53/UDP`, `` for an element without toPorts, i.e. every port).
+ * `defaultPods`/`defaultPodCount`: the other victims, whose flow no deny decides (default deny).
+ */
+export type DenyFix = {
+  readonly denies: readonly string[];
+  readonly denyPeers: readonly string[];
+  readonly denyValues: readonly string[];
+  readonly denyPorts: readonly string[];
+  readonly defaultPods: readonly string[];
+  readonly defaultPodCount: number;
+};
+
+function selectorText(sel: LabelSelector): string {
+  const parts = Object.entries(sel.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const e of sel.matchExpressions ?? []) parts.push(`${e.key} ${e.operator}${e.values?.length ? ` (${e.values.join(', ')})` : ''}`);
+  return parts.length > 0 ? parts.join(', ') : '{}';
+}
+
+/** The element as a message names it: `CiliumNetworkPolicy app/x egressDeny[1]` (`specs[2].egressDeny[1]` in a multi-rule object). */
+export function denyElementName(d: DenyMatch): string {
+  return `${formatPolicyRef(d.policy)} ${d.specIndex > 0 ? `specs[${d.specIndex}].` : ''}${d.section}[${d.index}]`;
+}
+
+/**
+ * DenyFix params from the impact layer's decidedBy (undefined when no deny decides any victim: the allow
+ * fix stands). The victims a deny decides are `decidedBy.byDeny`; a finding names those.
+ */
+export function denyFixOf(decidedBy: LossDecidedBy | undefined): DenyFix | undefined {
+  if (!decidedBy || decidedBy.byDeny.length === 0 || decidedBy.denies.length === 0) return undefined;
+  return { ...denyFixFrom(decidedBy.denies), defaultPods: decidedBy.byDefault.slice(0, NAMED_VICTIMS).map(podRef), defaultPodCount: decidedBy.byDefault.length };
+}
+
+/** DenyFix params from deny elements (no default-deny victims). */
+export function denyFixFrom(denies: readonly DenyMatch[]): DenyFix {
+  const first = denies.map((d) => d.peers[0] ?? { type: 'any' as const });
+  return {
+    denies: denies.map(denyElementName),
+    denyPeers: first.map((p) => p.type),
+    denyValues: first.map((p) =>
+      p.type === 'entity' ? p.entity : p.type === 'cidr' ? `${p.cidr}${p.except.length > 0 ? ` except ${p.except.join(', ')}` : ''}` : p.type === 'endpoints' ? selectorText(p.selector) : '',
+    ),
+    denyPorts: denies.map((d) => d.ports.join(', ')),
+    defaultPods: [],
+    defaultPodCount: 0,
+  };
+}
+
+/** What a deny fix keeps out of the deny: the peer in words, its addresses (for a CIDR's except) and the flow's port. */
+export interface DenyTarget {
+  /** "the DNS servers (kube-system pods k8s-app=kube-dns)". */
+  readonly peer: string;
+  /** Addresses to carve out of a CIDR deny (`/32` each); empty: say it in words. */
+  readonly addresses?: readonly string[];
+  /** "53/UDP". */
+  readonly port: string;
+  /** What a victim is, singular ("pod" when unset; "client" for istiod's clients). */
+  readonly victim?: string;
+}
+
+/**
+ * How to take the flow's port out of a deny's toPorts (`denyPorts`, e.g. `15000-15100/TCP`): a range
+ * that holds it is split around it; else the port is dropped.
+ */
+function dropPort(denyPorts: string, flowPort: string): string {
+  const port = Number.parseInt(flowPort, 10);
+  for (const entry of denyPorts.split(', ')) {
+    const [range = '', proto = ''] = entry.split('/');
+    const [lo, hi] = range.split('-').map((x) => Number.parseInt(x, 10));
+    if (lo === undefined || hi === undefined || Number.isNaN(lo) || Number.isNaN(hi) || !(port >= lo && port <= hi)) continue;
+    const parts = [lo < port ? `${lo}${port - 1 > lo ? `-${port - 1}` : ''}` : '', hi > port ? `${port + 1}${hi > port + 1 ? `-${hi}` : ''}` : ''].filter((x) => x !== '');
+    return `split its toPorts range ${entry} around ${port} (${parts.map((x) => `${x}/${proto}`).join(' and ')})`;
+  }
+  return `drop ${flowPort} from its toPorts (${denyPorts})`;
+}
+
+/** "CiliumNetworkPolicy app/x egressDeny[1] (toEntities cluster, every port)": the deny elements that decide. */
+export function denyNames(p: DenyFix): string {
+  return p.denies.map((d, i) => `${d} (${denyWhat(p, i)})`).join(', ');
+}
+
+function denyWhat(p: DenyFix, i: number): string {
+  const to = (p.denies[i] ?? '').includes('ingressDeny[') ? 'from' : 'to';
+  const value = p.denyValues[i] ?? '';
+  const peer =
+    p.denyPeers[i] === 'entity' ? `${to}Entities ${value}` :
+    p.denyPeers[i] === 'cidr' ? `${to}${value.includes(' except ') ? 'CIDRSet' : 'CIDR'} ${value}` :
+    p.denyPeers[i] === 'endpoints' ? `${to}Endpoints ${value}` :
+    p.denyPeers[i] === 'services' ? 'toServices' : 'every peer';
+  return `${peer}, ${p.denyPorts[i] ? `on ${p.denyPorts[i]}` : 'every port'}`;
+}
+
+/**
+ * The fix when deny elements decide: for each, how to narrow it so it leaves `target` alone (or remove
+ * it); never an allow, which a deny overrides. When some victims are decided by default deny instead,
+ * `allowForOthers` (the rule's allow fix) is said for those.
+ */
+export function denyFixText(p: DenyFix, target: DenyTarget, allowForOthers?: string): string {
+  const steps = p.denies.map((d, i) => {
+    const to = d.includes('ingressDeny[') ? 'from' : 'to';
+    const value = p.denyValues[i] ?? '';
+    let how: string;
+    switch (p.denyPeers[i]) {
+      case 'entity':
+        how = `replace ${value} in its ${to}Entities by the peers it means to deny (${value} covers ${target.peer})`;
+        break;
+      case 'cidr': {
+        const except = (target.addresses ?? []).map((a) => `${a}${a.includes(':') ? '/128' : '/32'}`);
+        how = except.length > 0 ? `add ${except.join(', ')} to the except list of ${value.split(' ')[0]} (a ${to}CIDRSet entry)` : `carve ${target.peer} out of ${value.split(' ')[0]} with a ${to}CIDRSet except`;
+        break;
+      }
+      case 'endpoints':
+        how = `narrow its ${to}Endpoints selector (${value}) so it no longer selects ${target.peer}`;
+        break;
+      case 'services':
+        how = `take ${target.peer} out of its toServices`;
+        break;
+      default:
+        how = `give it a ${to}Endpoints/${to}CIDRSet peer that leaves out ${target.peer}`;
+    }
+    const ports = p.denyPorts[i] ? `, or ${dropPort(p.denyPorts[i]!, target.port)}` : `, or limit it with toPorts to the ports it means to deny (not ${target.port})`;
+    return `narrow ${d}: ${how}${ports}, or remove the element`;
+  });
+  const victim = target.victim ?? 'pod';
+  const others =
+    p.defaultPodCount > 0 && allowForOthers
+      ? `; for the other ${p.defaultPodCount} ${victim}${p.defaultPodCount === 1 ? '' : 's'} (${namesAndMore(p.defaultPods, p.defaultPodCount)}), no deny decides: ${allowForOthers}`
+      : '';
+  return `${steps.join('; ')} (an allow does not help: a Cilium deny wins over every allow)${others}`;
 }

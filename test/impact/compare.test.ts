@@ -2,6 +2,9 @@ import t from 'tap';
 
 import { capVictims, compareLoss, compareReach, diffKeyed, judgeByClass } from '../../src/impact/index.ts';
 import type { ClusterState, Pod } from '../../src/core/objects.ts';
+import { podRef, reachesDns } from '../../src/policy/index.ts';
+import * as fx from '../fixtures/cluster.ts';
+import { baseCluster, cnp, findPod, memoryState, ns } from '../fixtures/cluster.ts';
 
 function pod(name: string, labels: Record<string, string>, node = 'n1'): Pod {
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'ns', labels }, spec: { containers: [], nodeName: node }, status: { phase: 'Running' } };
@@ -82,4 +85,34 @@ t.test('capVictims: lists at most max, counts all (no off-by-one at the boundary
   t.same(capVictims([...five, 6], 5), { listed: five, count: 6 });
   t.same(capVictims([1, 2, 3, 4], 5), { listed: [1, 2, 3, 4], count: 4 });
   t.same(capVictims([], 5), { listed: [], count: 0 });
+});
+
+t.test('decidedBy: which lost pods a deny decides (named) and which default deny decides; asked only when read', async (t) => {
+  const kubeDns = { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s:k8s-app': 'kube-dns' } };
+  const dnsAllow = { toEndpoints: [kubeDns], toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }] }] };
+  const objects = [ns('app'), fx.pod('app', 'web-1', { app: 'web' }), fx.pod('app', 'web-2', { app: 'web' }), fx.pod('app', 'api-1', { app: 'api' })];
+  const b = memoryState(baseCluster([...objects, cnp('app', 'dns', { endpointSelector: {}, egress: [dnsAllow] })]));
+  const a = memoryState(baseCluster([
+    ...objects,
+    // web: the allow is still there, and a deny on the cluster entity wins over it.
+    cnp('app', 'dns', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [dnsAllow], egressDeny: [{ toEntities: ['world'] }, { toEntities: ['cluster'] }] }),
+    // api: egress-enforced with no DNS allow.
+    cnp('app', 'api', { endpointSelector: { matchLabels: { app: 'api' } }, egress: [{ toEntities: ['world'] }] }),
+  ]));
+  let calls = 0;
+  const ok = (s: ClusterState, p: Pod): boolean => {
+    calls++;
+    return reachesDns(s, p) === true;
+  };
+  const pods = [findPod(a, 'app/web-1'), findPod(a, 'app/web-2'), findPod(a, 'app/api-1')];
+  const r = compareLoss(pods, b, a, ok);
+  t.same(r.lost.map(podRef), ['app/web-1', 'app/web-2', 'app/api-1']);
+  t.equal(calls, 4, 'two classes, two states: not one call more until decidedBy is read');
+  const d = r.decidedBy!;
+  t.same(d.byDeny.map(podRef), ['app/web-1', 'app/web-2']);
+  t.same(d.byDefault.map(podRef), ['app/api-1']);
+  t.same(d.denies.map((m) => [m.policy.name, m.section, m.index, m.peers]), [['dns', 'egressDeny', 1, [{ type: 'entity', entity: 'cluster' }]]]);
+  t.equal(calls, 6, 'reading it asks each lost class once more');
+  t.equal(r.decidedBy, d, 'kept once computed');
+  t.same(r.stillDecidedBy, { denies: [], byDeny: [], byDefault: [] });
 });

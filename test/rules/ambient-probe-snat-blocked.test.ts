@@ -79,7 +79,11 @@ t.test('an ingress deny of world on all ports blocks the probes even with an all
     ingress: [probeRule],
     ingressDeny: [{ fromEntities: ['world'] }],
   });
-  t.same(codes(runRule(rule, baseCluster(demo), 'CREATE', policy).findings), [CODE('policy-blocks-probes')]);
+  // The deny decides (an allow would not help): the finding names the element, not an allow.
+  const f = runRule(rule, baseCluster(demo), 'CREATE', policy).findings;
+  t.same(f.map((x) => [x.code, x.params?.denies, x.params?.denyPeers, x.params?.denyValues]), [
+    [CODE('denied-by-policy'), ['CiliumNetworkPolicy demo/deny-world ingressDeny[0]'], ['entity'], ['world']],
+  ]);
 });
 
 t.test('not ambient: host probes are always allowed by Cilium, nothing to report', async (t) => {
@@ -162,7 +166,7 @@ t.test('cilium-config enable-policy: always puts ambient pods without ingress po
 
 t.test('enable-policy: never enforces no policy, deny rules included: nothing to report', async (t) => {
   const denyWorld = cnp('demo', 'deny-world', { endpointSelector: {}, ingressDeny: [{ fromEntities: ['world'] }] });
-  t.same(codes(runRule(rule, baseCluster(demo), 'CREATE', denyWorld).findings), [CODE('policy-blocks-probes')], 'the SNATed probes are world');
+  t.same(codes(runRule(rule, baseCluster(demo), 'CREATE', denyWorld).findings), [CODE('denied-by-policy')], 'the SNATed probes are world: the deny decides');
   t.same(runRule(rule, baseCluster(demo, { ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'never' }), 'CREATE', denyWorld).findings, []);
 });
 
@@ -231,7 +235,25 @@ t.test('wording', async (t) => {
       '(kubelet probes SNATed by istio-cni): probes fail, pods restart: fresh/x',
     fix: 'allow ingress from fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128 to these pods (e.g. an ingress rule fromCIDR: ["fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128"])',
   });
-  t.same(messages.codes.length, 5, 'one golden test per code');
+  const deny = { denies: ['CiliumNetworkPolicy demo/x ingressDeny[0]'], denyPeers: ['entity'], denyValues: ['world'], denyPorts: [''], change: 'Namespace demo' };
+  t.same(say(messages.finding('denied-by-policy', { ...p, ...deny, defaultPods: ['demo/b-1'], defaultPodCount: 1 })), {
+    message:
+      'Namespace demo: 5 ambient pods drop the kubelet probes SNATed by istio-cni (from 169.254.7.127 on probe ports 8000, 5432), and a deny decides, which no allow overrides: ' +
+      'CiliumNetworkPolicy demo/x ingressDeny[0] (fromEntities world, every port); probes fail, pods restart: demo/a-1, demo/a-2, demo/a-3 and 2 more; 1 more pod lacks an allow: demo/b-1',
+    fix:
+      'narrow CiliumNetworkPolicy demo/x ingressDeny[0]: replace world in its fromEntities by the peers it means to deny (world covers the probe source 169.254.7.127), ' +
+      'or limit it with toPorts to the ports it means to deny (not 8000/TCP, 5432/TCP), or remove the element (an allow does not help: a Cilium deny wins over every allow); ' +
+      `for the other 1 pod (demo/b-1), no deny decides: ${generic}`,
+  });
+  t.same(say(messages.finding('still-denied-by-policy', { ...p, ...deny, ports: ['8000'], podCount: 1, pods: ['demo/a-1'], denyPeers: ['cidr'], denyValues: ['0.0.0.0/0'], denyPorts: ['8000/TCP'], defaultPods: [], defaultPodCount: 0 })), {
+    message:
+      'Namespace demo: 1 ambient pod drops the kubelet probes SNATed by istio-cni (from 169.254.7.127 on probe port 8000), and a deny decides, which no allow overrides: ' +
+      'CiliumNetworkPolicy demo/x ingressDeny[0] (fromCIDR 0.0.0.0/0, on 8000/TCP); probes fail, pods restart: demo/a-1',
+    fix:
+      'narrow CiliumNetworkPolicy demo/x ingressDeny[0]: add 169.254.7.127/32 to the except list of 0.0.0.0/0 (a fromCIDRSet entry), or drop 8000/TCP from its toPorts (8000/TCP), ' +
+      'or remove the element (an allow does not help: a Cilium deny wins over every allow)',
+  });
+  t.same(messages.codes.length, 7, 'one golden test per code');
 });
 
 // ---- probes read from the pods (issue 18, part 2)
@@ -252,7 +274,7 @@ t.test('deny rules limited to some ports count on the probe port only', async (t
       ingressDeny: [{ fromEntities: ['world'], toPorts: [{ ports: [{ port, protocol: 'TCP' }] }] }],
     });
   const on8000 = runRule(rule, baseCluster(demo), 'CREATE', denyOn('8000')).findings;
-  t.same(on8000.map((x) => [x.code, x.params?.ports]), [[CODE('policy-blocks-probes'), ['8000']]], 'a deny of world on the probe port wins over the allow');
+  t.same(on8000.map((x) => [x.code, x.params?.ports, x.params?.denyPorts]), [[CODE('denied-by-policy'), ['8000'], ['8000/TCP']]], 'a deny of world on the probe port wins over the allow (and is named)');
   t.same(runRule(rule, baseCluster(demo), 'CREATE', denyOn('9090')).findings, [], 'a deny on another port leaves the probe alone');
 });
 

@@ -253,5 +253,15 @@ t.test('wording', async (t) => {
     message: '4 pod(s) using the API server and selected by NetworkPolicy ops/egress already cannot reach it (TCP 6443 to 172.20.0.5, fd00::1): ops/a, ops/b, ops/c and 1 more',
     fix: 'add to NetworkPolicy ops/egress: egress: [{to: [{ipBlock: {cidr: 172.20.0.5/32}}, {ipBlock: {cidr: fd00::1/128}}], ports: [{port: 6443, protocol: TCP}]}]',
   });
-  t.equal(messages.codes.length, 5, 'one golden test per code');
+  const deny = { denies: ['CiliumNetworkPolicy ops/deny-egress egressDeny[0]'], denyPeers: ['cidr'], denyValues: ['172.16.0.0/12'], denyPorts: [''] };
+  t.same(say(messages.finding('denied-by-policy', { ...p, ...deny, ips: ['172.20.0.5', 'fd00::1'], endpoints: ['172.20.0.5', 'fd00::1'], change: 'this cilium-config change', defaultPods: ['ops/d'], defaultPodCount: 1 })), {
+    message: 'this cilium-config change leaves 4 pods using the API server without access to it (TCP 6443 to 172.20.0.5, fd00::1), and a deny decides, which no allow overrides: CiliumNetworkPolicy ops/deny-egress egressDeny[0] (toCIDR 172.16.0.0/12, every port): ops/a, ops/b, ops/c and 1 more; 1 more pod lacks an allow: ops/d',
+    fix: 'narrow CiliumNetworkPolicy ops/deny-egress egressDeny[0]: add 172.20.0.5/32, fd00::1/128 to the except list of 172.16.0.0/12 (a toCIDRSet entry), or limit it with toPorts to the ports it means to deny (not 6443/TCP), or remove the element ' +
+      `(an allow does not help: a Cilium deny wins over every allow); for the other 1 pod (ops/d), no deny decides: allow the API server for them: ${entity}`,
+  });
+  t.same(say(messages.finding('still-denied-by-policy', { ...p, ...deny, denyPeers: ['any'], denyValues: [''], denyPorts: ['6443/TCP'], endpoints: [], change: 'CiliumNetworkPolicy ops/x', defaultPods: [], defaultPodCount: 0 })), {
+    message: 'CiliumNetworkPolicy ops/x leaves 4 pods using the API server without access to it (TCP 6443 to the kube-apiserver), and a deny decides, which no allow overrides: CiliumNetworkPolicy ops/deny-egress egressDeny[0] (every peer, on 6443/TCP): ops/a, ops/b, ops/c and 1 more',
+    fix: 'narrow CiliumNetworkPolicy ops/deny-egress egressDeny[0]: give it a toEndpoints/toCIDRSet peer that leaves out the API server (kube-apiserver), or drop 6443/TCP from its toPorts (6443/TCP), or remove the element (an allow does not help: a Cilium deny wins over every allow)',
+  });
+  t.equal(messages.codes.length, 7, 'one golden test per code');
 });

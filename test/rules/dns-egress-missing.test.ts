@@ -376,6 +376,14 @@ t.test('wording', async (t) => {
     ['dns-namespace-relabel-blocks', { ...p, object: 'Namespace kube-system', namespace: 'kube-system' }, `Namespace kube-system blocks DNS (UDP 53 to kube-system/kube-dns) for 4 pods: ${victims}`,
       'keep the labels of namespace kube-system that client policies select, or update their namespaceSelector peers'],
     ['policy-keeps-no-dns', p, `4 pod(s) selected by CiliumNetworkPolicy shop/p already have no DNS egress (UDP 53 to kube-system/kube-dns): ${victims}`, `add to CiliumNetworkPolicy shop/p: ${cnpAllow}`],
+    ['denied-by-policy', { ...p, change: 'relabelling namespace shop', denies: ['CiliumClusterwideNetworkPolicy guard egressDeny[2]'], denyPeers: ['endpoints'], denyValues: ['k8s-app=kube-dns'], denyPorts: ['53/UDP'], defaultPods: ['shop/d'], defaultPodCount: 2 },
+      `relabelling namespace shop leaves 4 pods without DNS (UDP 53 to kube-system/kube-dns), and a deny decides, which no allow overrides: CiliumClusterwideNetworkPolicy guard egressDeny[2] (toEndpoints k8s-app=kube-dns, on 53/UDP): ${victims}; 2 more pods lack an allow: shop/d and 1 more`,
+      'narrow CiliumClusterwideNetworkPolicy guard egressDeny[2]: narrow its toEndpoints selector (k8s-app=kube-dns) so it no longer selects the DNS servers (kube-system pods k8s-app=kube-dns), or drop 53/UDP from its toPorts (53/UDP), or remove the element ' +
+        `(an allow does not help: a Cilium deny wins over every allow); for the other 2 pods (shop/d and 1 more), no deny decides: allow DNS for them: ${cnpAllow}`],
+    ['still-denied-by-policy', { ...p, change: 'CiliumNetworkPolicy shop/p', denies: ['CiliumNetworkPolicy shop/p egressDeny[0]', 'CiliumNetworkPolicy shop/q egressDeny[1]'], denyPeers: ['entity', 'any'], denyValues: ['all', ''], denyPorts: ['', 'all/ANY'], defaultPods: [], defaultPodCount: 0 },
+      `CiliumNetworkPolicy shop/p leaves 4 pods without DNS (UDP 53 to kube-system/kube-dns), and a deny decides, which no allow overrides: CiliumNetworkPolicy shop/p egressDeny[0] (toEntities all, every port), CiliumNetworkPolicy shop/q egressDeny[1] (every peer, on all/ANY): ${victims}`,
+      'narrow CiliumNetworkPolicy shop/p egressDeny[0]: replace all in its toEntities by the peers it means to deny (all covers the DNS servers (kube-system pods k8s-app=kube-dns)), or limit it with toPorts to the ports it means to deny (not 53/UDP), or remove the element; ' +
+        'narrow CiliumNetworkPolicy shop/q egressDeny[1]: give it a toEndpoints/toCIDRSet peer that leaves out the DNS servers (kube-system pods k8s-app=kube-dns), or drop 53/UDP from its toPorts (all/ANY), or remove the element (an allow does not help: a Cilium deny wins over every allow)'],
   ];
   for (const [kind, params, message, fix] of golden) t.same(say(messages.finding(kind, params as never)), { message, fix }, kind);
   t.equal(new Set(golden.map(([k]) => k)).size, messages.codes.length, 'one golden test per code');

@@ -234,7 +234,9 @@ t.test('an ingressDeny covering 15008 breaks HBONE from peers admitted on every 
   });
   const f = runRule(rule, baseCluster(demo), 'CREATE', guard).findings;
   t.same(f.map((x) => [x.code, x.victimCount, x.params?.deniedBy]), [[CODE('hbone-denied'), 4, ['CiliumClusterwideNetworkPolicy deny-istio-ports']]]);
-  t.equal(renderFinding(f[0]!, rule.messages).fix, 'keep TCP 15008 out of the ingressDeny rules of CiliumClusterwideNetworkPolicy deny-istio-ports for these pods (mesh traffic arrives on it)');
+  // The fix narrows the deny element (split its port range around 15008); an allow would change nothing.
+  t.same([f[0]!.params?.denies, f[0]!.params?.denyPorts], [['CiliumClusterwideNetworkPolicy deny-istio-ports ingressDeny[0]'], ['15000-15100/TCP']]);
+  t.match(renderFinding(f[0]!, rule.messages).fix, 'split its toPorts range 15000-15100/TCP around 15008 (15000-15007/TCP and 15009-15100/TCP)');
   // The same deny in default-allow mode (enableDefaultDeny.ingress: false) drops HBONE just as well.
   const guardOnly = ccnp('deny-istio-ports', {
     endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'demo' } },
@@ -446,11 +448,25 @@ t.test('wording', async (t) => {
   const deniedBy = ['CiliumClusterwideNetworkPolicy g1', 'CiliumNetworkPolicy demo/g2'];
   const denyFix = 'keep TCP 15008 out of the ingressDeny rules of CiliumClusterwideNetworkPolicy g1, CiliumNetworkPolicy demo/g2 for these pods (mesh traffic arrives on it)';
   const denied = `${head} (e.g. pods app=gw: allowed on 8000, 15008 denied by CiliumClusterwideNetworkPolicy g1, CiliumNetworkPolicy demo/g2)${tail}`;
-  t.same(say(messages.finding('hbone-denied', { ...p, deniedBy })), { message: denied, fix: denyFix });
-  t.same(say(messages.finding('hbone-still-denied', { ...p, deniedBy })), { message: denied, fix: denyFix });
+  // Without the elements (none known), the policies are named as before.
+  const noElements = { denies: [], denyPeers: [], denyValues: [], denyPorts: [], defaultPods: [], defaultPodCount: 0 };
+  t.same(say(messages.finding('hbone-denied', { ...p, deniedBy, ...noElements })), { message: denied, fix: denyFix });
+  const elements = { ...noElements, denies: ['CiliumClusterwideNetworkPolicy g1 ingressDeny[2]'], denyPeers: ['endpoints'], denyValues: ['app=gw'], denyPorts: ['15008/TCP'] };
+  t.same(say(messages.finding('hbone-still-denied', { ...p, deniedBy: [deniedBy[0]!], ...elements })), {
+    message: `${head} (e.g. pods app=gw: allowed on 8000, 15008 denied by CiliumClusterwideNetworkPolicy g1 ingressDeny[2] (fromEndpoints app=gw, on 15008/TCP))${tail}`,
+    fix:
+      'narrow CiliumClusterwideNetworkPolicy g1 ingressDeny[2]: narrow its fromEndpoints selector (app=gw) so it no longer selects the mesh peers (e.g. pods app=gw), whose traffic arrives over HBONE, ' +
+      'or drop 15008/TCP from its toPorts (15008/TCP), or remove the element (an allow does not help: a Cilium deny wins over every allow)',
+  });
   const wp = `${head} (service traffic arrives from waypoint demo/wp, which is not allowed on 15008)${tail}`;
   const wpFix = "allow ingress on TCP 15008 from the waypoint's pods (gateway.networking.k8s.io/gateway-name: wp) in CiliumNetworkPolicy demo/x";
   t.same(say(messages.finding('waypoint-not-allowed', { ...p, waypoint: 'demo/wp' })), { message: wp, fix: wpFix });
   t.same(say(messages.finding('waypoint-still-not-allowed', { ...p, waypoint: 'demo/wp' })), { message: wp, fix: wpFix });
-  t.same(messages.codes.length, 6, 'one golden test per code');
+  const wpDenied = `${head} (service traffic arrives from waypoint demo/wp, whose 15008 is denied by CiliumClusterwideNetworkPolicy g1 ingressDeny[2] (fromEndpoints app=gw, on 15008/TCP), which no allow overrides)${tail}`;
+  const wpDenyFix =
+    "narrow CiliumClusterwideNetworkPolicy g1 ingressDeny[2]: narrow its fromEndpoints selector (app=gw) so it no longer selects the waypoint's pods (gateway.networking.k8s.io/gateway-name: wp), " +
+    'or drop 15008/TCP from its toPorts (15008/TCP), or remove the element (an allow does not help: a Cilium deny wins over every allow)';
+  t.same(say(messages.finding('waypoint-denied', { ...p, waypoint: 'demo/wp', deniedBy: [deniedBy[0]!], ...elements })), { message: wpDenied, fix: wpDenyFix });
+  t.same(say(messages.finding('waypoint-still-denied', { ...p, waypoint: 'demo/wp', deniedBy: [deniedBy[0]!], ...elements })), { message: wpDenied, fix: wpDenyFix });
+  t.same(messages.codes.length, 8, 'one golden test per code');
 });

@@ -13,8 +13,8 @@ import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { meshMode, ambientIngressClassKey, ingressShapeKey, probePortsBlocked, probeSourceFor, unknownProbesBlocked } from '../../policy/index.ts';
-import { isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
-import { victimParams, victimsOf } from '../render-helpers.ts';
+import { decidedByOf, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
+import { denyFixOf, victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
 const ID = 'ambient-probe-snat-blocked';
@@ -73,6 +73,17 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   const ports = ((preexisting ? judged.stillClasses : judged.lostClasses)[0]?.detail ?? []).filter((port) => port !== 0).map(String);
   const p = { source: probeSourceFor(victims[0]!), ports, ...victimParams(victims), synthetic: touched.synthetic };
   const extras = { ...victimsOf(victims), preexisting };
+  // A deny decides for some victims (an ingressDeny of world covers the probe source): name it, since an
+  // allow from the probe source would change nothing for them.
+  const classes = preexisting ? judged.stillClasses : judged.lostClasses;
+  const decidedBy = touched.synthetic ? undefined : decidedByOf(victims, classes, ambientIngressClassKey, (pod) => probePortsBlocked(after, pod));
+  const deny = denyFixOf(decidedBy);
+  if (deny) {
+    const change =
+      subject.by === 'policy' ? `${subject.policyKind} ${subject.policy}` : subject.by === 'namespace' ? `Namespace ${subject.namespace}` : 'ConfigMap kube-system/cilium-config';
+    const q = { ...p, ...deny, ...victimParams(decidedBy!.byDeny), change };
+    return [messages.finding(preexisting ? 'still-denied-by-policy' : 'denied-by-policy', q, extras)];
+  }
   switch (subject.by) {
     case 'policy': {
       const q = { ...p, policyKind: subject.policyKind, policy: subject.policy };

@@ -3,7 +3,7 @@
 // keeps one golden test per code).
 
 import { defineMessages } from '../../core/message.ts';
-import { namesAndMore } from '../render-helpers.ts';
+import { denyFixText, denyNames, namesAndMore, type DenyFix } from '../render-helpers.ts';
 
 // self-contained: the summary names the first three victims and counts the rest (as it did before codes).
 type Blocked = {
@@ -23,6 +23,32 @@ type ByPolicy = Blocked & {
   readonly policy: string;
 };
 type InNamespace = Blocked & { readonly namespace: string };
+
+/**
+ * A deny element decides (the pods' ingressDeny covers the probe source, e.g. `fromEntities: [world]`):
+ * `pods`/`podCount` are the pods it decides for; `defaultPods`/`defaultPodCount` the other victims.
+ */
+type Denied = Blocked &
+  DenyFix & {
+    /** The request's object, `Kind ns/name` (`Namespace x`, `ConfigMap kube-system/cilium-config`). */
+    readonly change: string;
+  };
+
+const deniedSummary = (p: Denied): string => {
+  const n = p.podCount;
+  const ports = p.ports.length === 0 ? 'any port' : `probe port${p.ports.length === 1 ? '' : 's'} ${p.ports.join(', ')}`;
+  return (
+    `${p.change}: ${n} ambient pod${n === 1 ? ' drops' : 's drop'} the kubelet probes SNATed by istio-cni (from ${p.source} on ${ports}), and a deny decides, which no allow overrides: ` +
+    `${denyNames(p)}; probes fail, pods restart: ${namesAndMore(p.pods, p.podCount)}` +
+    (p.defaultPodCount > 0 ? `; ${p.defaultPodCount} more pod${p.defaultPodCount === 1 ? ' lacks' : 's lack'} an allow: ${namesAndMore(p.defaultPods, p.defaultPodCount)}` : '')
+  );
+};
+const deniedFix = (p: Denied): string =>
+  denyFixText(
+    p,
+    { peer: `the probe source ${p.source}`, addresses: [p.source], port: p.ports.length > 0 ? p.ports.map((x) => `${x}/TCP`).join(', ') : 'the probe ports' },
+    allowSomewhere(p),
+  );
 
 const cidrOf = (source: string): string => `${source}/${source.includes(':') ? 128 : 32}`;
 
@@ -53,6 +79,8 @@ export const messages = defineMessages<{
   'policy-deletion-blocks-probes': ByPolicy;
   'namespace-relabel-blocks-probes': InNamespace;
   'config-blocks-probes': Blocked;
+  'denied-by-policy': Denied;
+  'still-denied-by-policy': Denied;
 }>('ambient-probe-snat-blocked', {
   'policy-blocks-probes': {
     description: "a policy written (created or updated) puts ambient pods into ingress enforcement without an allow from the probes' SNAT source (denied)",
@@ -82,6 +110,18 @@ export const messages = defineMessages<{
     description: 'a cilium-config policy-mode change (enable-policy: always, ...) puts ambient pods into ingress default deny without the probe allow (denied)',
     summary: (p) => `ConfigMap kube-system/cilium-config: ${effect(p)}`,
     fix: allowSomewhere,
+    detail: 'self-contained',
+  },
+  'denied-by-policy': {
+    description: 'ambient pods lose their probes and an ingressDeny decides (e.g. fromEntities world, which covers the SNAT source): the fix narrows the deny, since an allow never overrides it (denied)',
+    summary: deniedSummary,
+    fix: deniedFix,
+    detail: 'self-contained',
+  },
+  'still-denied-by-policy': {
+    description: 'as denied-by-policy, but the probes were already dropped before the request (preexisting: a warning)',
+    summary: deniedSummary,
+    fix: deniedFix,
     detail: 'self-contained',
   },
 });

@@ -10,7 +10,7 @@ import type { ClusterState } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
 import { apiserverClassKey, apiserverReach, apiserverTarget, apiserverTargets, filterPods, podRef, usesApiserver } from '../../policy/index.ts';
-import { apiserverAllowOf, victimsOf } from '../render-helpers.ts';
+import { apiserverAllowOf, denyFixOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
 const ID = 'apiserver-egress-missing';
@@ -40,7 +40,8 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   if (clients.length === 0) return [];
   // Judged per endpoint: a pod that reached two of three API servers and now reaches one loses access.
   const targets = apiserverTargets(after);
-  const { lost, stillMissing, lostTargets } = compareReach(clients, before, after, targets, apiserverReach, apiserverClassKey(after));
+  const loss = compareReach(clients, before, after, targets, apiserverReach, apiserverClassKey(after));
+  const { lost, stillMissing, lostTargets } = loss;
   const t = apiserverTarget(after);
   const allow = apiserverAllowOf('dialect' in subject ? subject.dialect : 'CiliumNetworkPolicy', after);
   const object = 'object' in subject ? subject.object : subject.by === 'namespace' ? subject.namespace : '';
@@ -56,6 +57,12 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
       endpoints: partial ? lostTargets : t.ips,
       ...(partial ? { endpointTotal: t.ips.length } : {}),
     };
+    // A deny decides for some of them: name it and how to narrow it (no allow overrides it).
+    const deny = denyFixOf(loss.decidedBy);
+    if (deny) {
+      const byDeny = loss.decidedBy!.byDeny;
+      return [messages.finding('denied-by-policy', { ...params, ...deny, change: changeWords(subject, object), podCount: byDeny.length, pods: byDeny.slice(0, 3).map(podRef) }, victimsOf(lost))];
+    }
     const kind =
       subject.by === 'policy' ? 'policy-cuts-access'
       : subject.by === 'policy-delete' ? 'delete-removes-allow'
@@ -65,9 +72,29 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   }
   if (subject.by === 'policy' && stillMissing.length > 0) {
     const params = { ...allow, object, podCount: stillMissing.length, pods: stillMissing.slice(0, 3).map(podRef), endpoints: t.ips };
+    const deny = denyFixOf(loss.stillDecidedBy);
+    if (deny) {
+      const byDeny = loss.stillDecidedBy!.byDeny;
+      const denied = { ...params, ...deny, change: object, podCount: byDeny.length, pods: byDeny.slice(0, 3).map(podRef) };
+      return [messages.finding('still-denied-by-policy', denied, { ...victimsOf(stillMissing), preexisting: true })];
+    }
     return [messages.finding('policy-keeps-missing', params, { ...victimsOf(stillMissing), preexisting: true })];
   }
   return [];
+}
+
+/** The request as a sentence's subject, for the deny findings. */
+function changeWords(subject: Subject, object: string): string {
+  switch (subject.by) {
+    case 'policy':
+      return object;
+    case 'policy-delete':
+      return `deleting ${object}`;
+    case 'cilium-config':
+      return 'this cilium-config change';
+    case 'namespace':
+      return `relabelling namespace ${subject.namespace}`;
+  }
 }
 
 export const rule: Rule = {

@@ -3,7 +3,7 @@
 // keeps one golden test per code).
 
 import { defineMessages } from '../../core/message.ts';
-import { apiserverAllowText, namesAndMore, type ApiserverAllow } from '../render-helpers.ts';
+import { apiserverAllowText, denyFixText, denyNames, namesAndMore, type ApiserverAllow, type DenyFix } from '../render-helpers.ts';
 
 type Cut = ApiserverAllow & {
   /** The request's object, `Kind ns/name` (a relabelled namespace: its name). */
@@ -17,6 +17,22 @@ type Cut = ApiserverAllow & {
   readonly endpointTotal?: number;
 };
 
+/**
+ * A deny element decides (the pods' egressDeny): `pods`/`podCount` are the pods it decides for;
+ * `defaultPods`/`defaultPodCount` the other victims (default deny: an allow fixes theirs).
+ */
+type Denied = Cut &
+  DenyFix & {
+    /** What the request does, as a sentence's subject (`CiliumNetworkPolicy ops/x`, `deleting ...`, `relabelling namespace x`). */
+    readonly change: string;
+  };
+
+const denied = (p: Denied): string =>
+  `${p.change} leaves ${who(p)} without access to it (${where(p)}), and a deny decides, which no allow overrides: ${denyNames(p)}: ${pods(p)}` +
+  (p.defaultPodCount > 0 ? `; ${p.defaultPodCount} more pod${p.defaultPodCount === 1 ? ' lacks' : 's lack'} an allow: ${namesAndMore(p.defaultPods, p.defaultPodCount)}` : '');
+const deniedFix = (p: Denied): string =>
+  denyFixText(p, { peer: `the API server (${p.endpoints.length > 0 ? p.endpoints.join(', ') : 'kube-apiserver'})`, addresses: p.endpoints, port: `${p.port}/TCP` }, `allow the API server for them: ${apiserverAllowText(p)}`);
+
 const where = (p: Cut): string =>
   `TCP ${p.port} to ${p.endpoints.length > 0 ? p.endpoints.join(', ') : 'the kube-apiserver'}` +
   (p.endpointTotal !== undefined ? `, ${p.endpoints.length} of the ${p.endpointTotal} API server endpoints` : '');
@@ -29,6 +45,8 @@ export const messages = defineMessages<{
   'config-cuts-access': Cut;
   'namespace-relabel-cuts-access': Cut;
   'policy-keeps-missing': Cut;
+  'denied-by-policy': Denied;
+  'still-denied-by-policy': Denied;
 }>('apiserver-egress-missing', {
   'policy-cuts-access': {
     description: 'a policy written leaves pods that use the API server egress-enforced without access to it (or to some of its endpoints)',
@@ -58,6 +76,18 @@ export const messages = defineMessages<{
     description: 'pods that use the API server and are selected by the policy already could not reach it (preexisting)',
     summary: (p) => `${p.podCount} pod(s) using the API server and selected by ${p.object} already cannot reach it (${where(p)}): ${pods(p)}`,
     fix: (p) => `add to ${p.object}: ${apiserverAllowText(p)}`,
+    detail: 'self-contained',
+  },
+  'denied-by-policy': {
+    description: 'pods that use the API server lose it and a deny decides (an egressDeny covering its entity or address): the fix narrows the deny, since an allow never overrides it',
+    summary: denied,
+    fix: deniedFix,
+    detail: 'self-contained',
+  },
+  'still-denied-by-policy': {
+    description: 'pods selected by the policy already could not reach the API server, and a deny decides (preexisting)',
+    summary: denied,
+    fix: deniedFix,
     detail: 'self-contained',
   },
 });

@@ -10,7 +10,7 @@ import type { ClusterState, PolicyObject } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { changeRef, changesDnsServerSide, compareLoss, everyClass, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
 import { classifiedPods, dnsClassKey, dnsTarget, podRef, policyUsesFqdn, reachesDns, reachesDnsEgressOnly, reachesDnsOverTcp, withoutDnsBackends } from '../../policy/index.ts';
-import { dnsAllowOf, victimsOf } from '../render-helpers.ts';
+import { denyFixOf, dnsAllowOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
 const ID = 'dns-egress-missing';
@@ -42,7 +42,8 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   if (touched.pods.length === 0) return [];
   // The DNS servers themselves resolve upstream, not through kube-dns.
   const pods = withoutDnsBackends(after, touched.pods);
-  const { lost, stillMissing } = compareLoss(pods, before, after, (s, p) => reachesDns(s, p, 'UDP'), dnsClassKey(after));
+  const loss = compareLoss(pods, before, after, (s, p) => reachesDns(s, p, 'UDP'), dnsClassKey(after));
+  const { lost, stillMissing } = loss;
   const policy = subject.by === 'policy' ? subject.policy : undefined;
   const base = {
     ...dnsAllowOf(target),
@@ -52,7 +53,17 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     withDnsRules: policyUsesFqdn(policy),
   };
 
+  // The request's object as a sentence's subject: what a deny finding says does it.
+  const change_ =
+    subject.by === 'policy' ? base.object : subject.by === 'policy-delete' ? `deleting ${base.object}` : subject.by === 'cilium-config' ? 'this cilium-config change' : `relabelling namespace ${subject.namespace}`;
+
   if (lost.length > 0) {
+    // A deny decides for some lost pods (theirs or the DNS servers' ingressDeny): no allow fixes them.
+    const deny = denyFixOf(loss.decidedBy);
+    if (deny) {
+      const byDeny = loss.decidedBy!.byDeny;
+      return [messages.finding('denied-by-policy', { ...base, ...deny, change: change_, pods: byDeny.slice(0, 3).map(podRef), podCount: byDeny.length }, victimsOf(lost))];
+    }
     const first = lost[0]!;
     const params = { ...base, pods: lost.slice(0, 3).map(podRef), podCount: lost.length };
     // Every kind of a loss takes these params; the namespace kinds one more (the cast joins the two shapes).
@@ -87,6 +98,12 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   // Already broken before this request, which does not make it worse: say so, never deny. (Not for
   // server-side changes: their pods are every client, not pods this policy selects.)
   if (policy && !serverSide && stillMissing.length > 0) {
+    const deny = denyFixOf(loss.stillDecidedBy);
+    if (deny) {
+      const byDeny = loss.stillDecidedBy!.byDeny;
+      const params = { ...base, ...deny, change: change_, pods: byDeny.slice(0, 3).map(podRef), podCount: byDeny.length };
+      return [messages.finding('still-denied-by-policy', params, { ...victimsOf(stillMissing), preexisting: true })];
+    }
     const params = { ...base, pods: stillMissing.slice(0, 3).map(podRef), podCount: stillMissing.length };
     return [messages.finding('policy-keeps-no-dns', params, { ...victimsOf(stillMissing), preexisting: true })];
   }

@@ -3,7 +3,7 @@
 // test per code).
 
 import { defineMessages } from '../../core/message.ts';
-import { dnsAllowText, namesAndMore, type DnsAllow } from '../render-helpers.ts';
+import { denyFixText, denyNames, dnsAllowText, namesAndMore, type DenyFix, type DnsAllow } from '../render-helpers.ts';
 
 type Lost = DnsAllow & {
   /** The request's object, `Kind ns/name` (for a Namespace: `Namespace name`). */
@@ -19,11 +19,25 @@ type Lost = DnsAllow & {
 };
 /** A namespace: the relabelled one, or (deleting a policy) the namespace of the first pod that loses DNS. */
 type InNamespace = Lost & { readonly namespace: string };
+/**
+ * A deny element decides (the pods' egressDeny, or the DNS servers' ingressDeny): `pods`/`podCount` are
+ * the pods it decides for; `defaultPods`/`defaultPodCount` the other victims (default deny: an allow fixes theirs).
+ */
+type Denied = Lost &
+  DenyFix & {
+    /** What the request does, as a sentence's subject: `CiliumNetworkPolicy app/x`, `deleting ...`, `relabelling namespace x`, `this cilium-config change`. */
+    readonly change: string;
+  };
 
 const dnsName = (p: Lost): string => `UDP ${p.dnsPort} to ${p.dnsNamespace}/kube-dns`;
 const who = (p: Lost): string => `${p.podCount} pod${p.podCount === 1 ? '' : 's'}${p.synthetic ? ' (pods this policy would select)' : ''}`;
 const pods = (p: Lost): string => namesAndMore(p.pods, p.podCount);
 const allow = (p: Lost): string => dnsAllowText(p.dialect, p, p.withDnsRules);
+const dnsTarget = (p: Lost) => ({ peer: `the DNS servers (${p.dnsNamespace} pods ${p.dnsLabels.join(', ')})`, port: `${p.dnsPort}/UDP` });
+const deniedSummary = (p: Denied): string =>
+  `${p.change} leaves ${who(p)} without DNS (${dnsName(p)}), and a deny decides, which no allow overrides: ${denyNames(p)}: ${pods(p)}` +
+  (p.defaultPodCount > 0 ? `; ${p.defaultPodCount} more pod${p.defaultPodCount === 1 ? ' lacks' : 's lack'} an allow: ${namesAndMore(p.defaultPods, p.defaultPodCount)}` : '');
+const deniedFix = (p: Denied): string => denyFixText(p, dnsTarget(p), `allow DNS for them: ${allow(p)}`);
 const serverIngress = (p: Lost): string =>
   `ingress: [{fromEntities: [cluster], toPorts: [{ports: [{port: "${p.dnsPort}", protocol: UDP}, {port: "${p.dnsPort}", protocol: TCP}]}]}]`;
 
@@ -39,6 +53,8 @@ export const messages = defineMessages<{
   'servers-policy-delete-blocks': Lost;
   'dns-namespace-relabel-blocks': InNamespace;
   'policy-keeps-no-dns': Lost;
+  'denied-by-policy': Denied;
+  'still-denied-by-policy': Denied;
 }>('dns-egress-missing', {
   'policy-leaves-no-dns': {
     description: 'a policy written leaves pods egress-enforced without an allow to the DNS backends',
@@ -107,6 +123,18 @@ export const messages = defineMessages<{
     description: 'pods selected by the policy already had no DNS egress before this request (preexisting)',
     summary: (p) => `${p.podCount} pod(s) selected by ${p.object} already have no DNS egress (${dnsName(p)}): ${pods(p)}`,
     fix: (p) => `add to ${p.object}: ${allow(p)}`,
+    detail: 'self-contained',
+  },
+  'denied-by-policy': {
+    description: "pods lose DNS and a deny decides (their egressDeny or the DNS servers' ingressDeny): the fix narrows the deny, since an allow never overrides it",
+    summary: deniedSummary,
+    fix: deniedFix,
+    detail: 'self-contained',
+  },
+  'still-denied-by-policy': {
+    description: 'pods selected by the policy already had no DNS before this request, and a deny decides (preexisting)',
+    summary: deniedSummary,
+    fix: deniedFix,
     detail: 'self-contained',
   },
 });

@@ -12,7 +12,7 @@ import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { changedLabelKeys, classifiedPods, filterPods, formatPolicyRef, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../../policy/index.ts';
 import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
-import { victimParams, victimsOf } from '../render-helpers.ts';
+import { denyFixFrom, victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
 const ID = 'hbone-15008-blocked';
@@ -113,12 +113,13 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     policy: formatPolicyRef(peer.policy),
   };
   const extras = { ...victimsOf(victims), preexisting };
+  // A deny decides (an allow on 15008 would change nothing): the deny elements are named.
+  const denied = peer.deniedBy && peer.deniedBy.length > 0 ? { deniedBy: peer.deniedBy.map(formatPolicyRef), ...denyFixFrom(peer.denies ?? []) } : undefined;
   if (peer.waypoint !== undefined) {
+    if (denied) return [messages.finding(preexisting ? 'waypoint-still-denied' : 'waypoint-denied', { ...p, ...denied, waypoint: peer.waypoint }, extras)];
     return [messages.finding(preexisting ? 'waypoint-still-not-allowed' : 'waypoint-not-allowed', { ...p, waypoint: peer.waypoint }, extras)];
   }
-  if (peer.deniedBy && peer.deniedBy.length > 0) {
-    return [messages.finding(preexisting ? 'hbone-still-denied' : 'hbone-denied', { ...p, deniedBy: peer.deniedBy.map(formatPolicyRef) }, extras)];
-  }
+  if (denied) return [messages.finding(preexisting ? 'hbone-still-denied' : 'hbone-denied', { ...p, ...denied }, extras)];
   return [messages.finding(preexisting ? 'hbone-still-not-allowed' : 'hbone-not-allowed', p, extras)];
 }
 

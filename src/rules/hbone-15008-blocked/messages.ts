@@ -4,7 +4,7 @@
 
 import { defineMessages } from '../../core/message.ts';
 import { HBONE_PORT } from '../../policy/index.ts';
-import { namesAndMore } from '../render-helpers.ts';
+import { denyFixText, denyNames, namesAndMore, type DenyFix } from '../render-helpers.ts';
 
 // self-contained: the summary names the first three victims and counts the rest (as it did before codes).
 type Blocked = {
@@ -21,10 +21,12 @@ type Blocked = {
   /** The policy that admits the peer on the app port, `Kind ns/name`. */
   readonly policy: string;
 };
-type Denied = Blocked & {
-  /** The policies whose ingressDeny rules drop TCP 15008 from the peer, `Kind ns/name`. */
-  readonly deniedBy: readonly string[];
-};
+type Denied = Blocked &
+  DenyFix & {
+    /** The policies whose ingressDeny rules drop TCP 15008 from the peer, `Kind ns/name`. */
+    readonly deniedBy: readonly string[];
+  };
+type WaypointDenied = ViaWaypoint & DenyFix & { readonly deniedBy: readonly string[] };
 type ViaWaypoint = Blocked & {
   /** The destination's waypoint, `ns/name` (its pods carry gateway.networking.k8s.io/gateway-name: name). */
   readonly waypoint: string;
@@ -38,13 +40,21 @@ function lead(p: Blocked): string {
 const dropped = (p: Blocked): string => `; ztunnel traffic to them is dropped: ${namesAndMore(p.pods, p.podCount)}`;
 
 const notAllowed = (p: Blocked): string => `${lead(p)} (e.g. ${p.peer}: allowed on ${p.appPort}, not on ${HBONE_PORT})${dropped(p)}`;
-const denied = (p: Denied): string => `${lead(p)} (e.g. ${p.peer}: allowed on ${p.appPort}, ${HBONE_PORT} denied by ${p.deniedBy.join(', ')})${dropped(p)}`;
+const deniedBy = (p: Denied | WaypointDenied): string => (p.denies.length > 0 ? denyNames(p) : p.deniedBy.join(', '));
+const denied = (p: Denied): string => `${lead(p)} (e.g. ${p.peer}: allowed on ${p.appPort}, ${HBONE_PORT} denied by ${deniedBy(p)})${dropped(p)}`;
+const waypointDenied = (p: WaypointDenied): string =>
+  `${lead(p)} (service traffic arrives from waypoint ${p.waypoint}, whose ${HBONE_PORT} is denied by ${deniedBy(p)}, which no allow overrides)${dropped(p)}`;
 const waypoint = (p: ViaWaypoint): string =>
   `${lead(p)} (service traffic arrives from waypoint ${p.waypoint}, which is not allowed on ${HBONE_PORT})${dropped(p)}`;
 
 const allowFix = (p: Blocked): string =>
   `allow ingress on TCP ${HBONE_PORT} from the same peers in ${p.policy}, e.g. add {port: "${HBONE_PORT}", protocol: TCP} to its toPorts/ports`;
-const denyFix = (p: Denied): string => `keep TCP ${HBONE_PORT} out of the ingressDeny rules of ${p.deniedBy.join(', ')} for these pods (mesh traffic arrives on it)`;
+const denyFix = (p: Denied): string =>
+  p.denies.length > 0
+    ? denyFixText(p, { peer: `the mesh peers (e.g. ${p.peer}), whose traffic arrives over HBONE`, port: `${HBONE_PORT}/TCP` })
+    : `keep TCP ${HBONE_PORT} out of the ingressDeny rules of ${p.deniedBy.join(', ')} for these pods (mesh traffic arrives on it)`;
+const waypointDenyFix = (p: WaypointDenied): string =>
+  denyFixText(p, { peer: `the waypoint's pods (gateway.networking.k8s.io/gateway-name: ${p.waypoint.split('/')[1]})`, port: `${HBONE_PORT}/TCP` });
 const waypointFix = (p: ViaWaypoint): string =>
   `allow ingress on TCP ${HBONE_PORT} from the waypoint's pods (gateway.networking.k8s.io/gateway-name: ${p.waypoint.split('/')[1]}) in ${p.policy}`;
 
@@ -55,6 +65,8 @@ export const messages = defineMessages<{
   'hbone-still-denied': Denied;
   'waypoint-not-allowed': ViaWaypoint;
   'waypoint-still-not-allowed': ViaWaypoint;
+  'waypoint-denied': WaypointDenied;
+  'waypoint-still-denied': WaypointDenied;
 }>('hbone-15008-blocked', {
   'hbone-not-allowed': {
     description: 'the request leaves ambient pods admitting a mesh peer on an app port but not on TCP 15008, which worked before (denied)',
@@ -90,6 +102,18 @@ export const messages = defineMessages<{
     description: 'as waypoint-not-allowed, but the waypoint was already cut off before the request (preexisting: a warning)',
     summary: waypoint,
     fix: waypointFix,
+    detail: 'self-contained',
+  },
+  'waypoint-denied': {
+    description: "service traffic to ambient pods arrives from their waypoint on TCP 15008, and an ingressDeny drops it: the fix narrows the deny, since an allow never overrides it (denied)",
+    summary: waypointDenied,
+    fix: waypointDenyFix,
+    detail: 'self-contained',
+  },
+  'waypoint-still-denied': {
+    description: 'as waypoint-denied, but the waypoint was already cut off before the request (preexisting: a warning)',
+    summary: waypointDenied,
+    fix: waypointDenyFix,
     detail: 'self-contained',
   },
 });

@@ -14,6 +14,7 @@ import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import {
+  APISERVER_SOURCE_ENTITY,
   apiserverIngress,
   apiserverReachesPod,
   apiserverSources,
@@ -29,8 +30,8 @@ import {
   xdsClients,
   type XdsClientKind,
 } from '../../policy/index.ts';
-import { changeRef, ingressSubject, judgeByClass, touchedPods, type IngressSubject } from '../../impact/index.ts';
-import { apiserverIngressAllowRule, describeIngressSubject, MAX_VICTIMS, uniq } from '../render-helpers.ts';
+import { changeRef, decidedByOf, ingressSubject, judgeByClass, touchedPods, type IngressSubject } from '../../impact/index.ts';
+import { apiserverIngressAllowRule, denyFixFrom, describeIngressSubject, MAX_VICTIMS, uniq } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
 const ID = 'mesh-control-plane-blocked';
@@ -130,6 +131,26 @@ export function check(subject: IngressSubject, change: Change, before: ClusterSt
   };
   const extras = { victims: clientNames.slice(0, MAX_VICTIMS), victimCount: clientNames.length };
 
+  // A deny decides some cut flows (an ingressDeny on istiod): name it, since an allow changes nothing there.
+  const decided = decidedByOf<Flow>(cutFlows, lostAny ? r.lostClasses : r.stillClasses, key, (f) =>
+    f.from ? reachable(after, f.from, { type: 'pod', pod: f.istiod }, f.port, 'TCP', 'ingress') : apiserverReachesPod(after, f.istiod, f.port),
+  );
+  if (decided.byDeny.length > 0 && decided.denies.length > 0) {
+    const others = decided.byDefault;
+    const otherNames = uniq(others.map((f) => (f.from ? podRef(f.from) : 'kube-apiserver')));
+    const portsOf = (fs: readonly Flow[], xds: boolean): number[] => uniq(fs.filter((f) => !!f.from === xds).map((f) => f.port)).sort((a, b) => a - b);
+    const denied = {
+      ...cut,
+      ...denyFixFrom(decided.denies),
+      defaultPods: otherNames.slice(0, 3),
+      defaultPodCount: otherNames.length,
+      change: subject.by === 'policy' ? cut.request : describeIngressSubject(subject, cut.request),
+      deniedCut: uniq(decided.byDeny.map((f) => `${f.client}:${f.port}`)),
+      apiserverAddresses: decided.byDeny.some((f) => !f.from) ? apiserverSources(after).filter((s) => s !== APISERVER_SOURCE_ENTITY) : [],
+      allow: others.length > 0 ? allowRules(subject.by === 'policy' ? change.kind : 'CiliumNetworkPolicy', after, portsOf(others, true), portsOf(others, false)) : '',
+    };
+    return [messages.finding(lostAny ? 'denied-by-policy' : 'still-denied-by-policy', denied, lostAny ? extras : { ...extras, preexisting: true })];
+  }
   if (!lostAny) return [messages.finding('already-blocked', cut, { ...extras, preexisting: true })];
   if (subject.by !== 'policy') {
     return [messages.finding('change-blocks-istiod', { ...cut, change: describeIngressSubject(subject, cut.request) }, extras)];

@@ -3,6 +3,7 @@
 // message per code).
 
 import { defineMessages } from '../../core/message.ts';
+import { denyFixText, denyNames, namesAndMore, type DenyFix } from '../render-helpers.ts';
 
 type Cut = {
   /** `Kind ns/name` of the request's object. */
@@ -28,6 +29,32 @@ type ClusterWide = Cut & {
   readonly fixHonoured: boolean;
   /** The Cilium version found in the state ("unknown" when none). */
   readonly cilium: string;
+};
+
+/**
+ * A deny element decides some cut flows (an ingressDeny on istiod's pods): the fix narrows it. `allow` is
+ * then the allow for the other cut flows only ('' when a deny decides them all); `defaultPods` names
+ * their clients.
+ */
+type Denied = Cut &
+  DenyFix & {
+    /** What the request does: `CiliumNetworkPolicy ns/x`, `deleting ...`, `relabelling namespace y`, `this cilium-config change`. */
+    readonly change: string;
+    /** The flows a deny decides, as in `cut`. */
+    readonly deniedCut: readonly string[];
+    /** The API server addresses, when a deny decides its webhook calls (for a CIDR deny's except). */
+    readonly apiserverAddresses: readonly string[];
+  };
+
+const PEER: Record<string, string> = { sidecar: 'the sidecars', ztunnel: 'ztunnel', gateway: 'the gateways/waypoints', 'kube-apiserver': 'the kube-apiserver' };
+const deniedSummary = (p: Denied): string =>
+  `${p.change} cuts Istio's control plane, and a deny decides, which no allow overrides: ${denyNames(p)}: ${effect(p)}` +
+  (p.defaultPodCount > 0 ? `; ${p.defaultPodCount} more client${p.defaultPodCount === 1 ? ' lacks' : 's lack'} an allow: ${namesAndMore(p.defaultPods, p.defaultPodCount)}` : '');
+const deniedFix = (p: Denied): string => {
+  const kinds = [...new Set(p.deniedCut.map((c) => c.slice(0, c.lastIndexOf(':'))))];
+  const ports = [...new Set(p.deniedCut.map((c) => `${c.slice(c.lastIndexOf(':') + 1)}/TCP`))];
+  const peer = `${kinds.map((k) => PEER[k] ?? k).join(', ')} (istiod's clients)`;
+  return denyFixText(p, { peer, addresses: p.apiserverAddresses, port: ports.join(', '), victim: 'client' }, p.allow ? `allow them into istiod: ${p.allow}` : undefined);
 };
 
 const WHAT: Record<string, string> = {
@@ -57,6 +84,8 @@ export const messages = defineMessages<{
   'cluster-default-deny': ClusterWide;
   'change-blocks-istiod': ByChange;
   'already-blocked': Cut;
+  'denied-by-policy': Denied;
+  'still-denied-by-policy': Denied;
 }>('mesh-control-plane-blocked', {
   'blocks-istiod': {
     description: "a policy on istiod's pods cuts xDS (15012) from sidecars, ztunnel or gateways, or the webhook port (15017) from the kube-apiserver (denied)",
@@ -84,6 +113,18 @@ export const messages = defineMessages<{
     description: 'a policy that selects istiod whose xDS or webhook traffic was already cut, and does not make it worse (preexisting: a warning)',
     summary: (p) => `${p.request} selects istiod whose control-plane traffic is already cut${decidedBy(p)}: ${effect(p, 'lacks')}`,
     fix: (p) => `add to ${p.request}: ${p.allow}`,
+    detail: 'self-contained',
+  },
+  'denied-by-policy': {
+    description: "an ingressDeny on istiod's pods decides the cut xDS or webhook traffic: the fix narrows the deny, since an allow never overrides it (denied)",
+    summary: deniedSummary,
+    fix: deniedFix,
+    detail: 'self-contained',
+  },
+  'still-denied-by-policy': {
+    description: 'as denied-by-policy, but the traffic was already cut before the request, which does not make it worse (preexisting: a warning)',
+    summary: deniedSummary,
+    fix: deniedFix,
     detail: 'self-contained',
   },
 });

@@ -27,8 +27,8 @@ import {
   webhookTargetsAmong,
   type WebhookTarget,
 } from '../../policy/index.ts';
-import { changeRef, ingressSubject, judgeByClass, touchedPods, type IngressSubject } from '../../impact/index.ts';
-import { apiserverIngressAllowRule, describeIngressSubject, MAX_VICTIMS, uniq } from '../render-helpers.ts';
+import { changeRef, decidedByOf, ingressSubject, judgeByClass, touchedPods, type IngressSubject } from '../../impact/index.ts';
+import { apiserverIngressAllowRule, denyFixFrom, describeIngressSubject, MAX_VICTIMS, uniq } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
 const ID = 'webhook-ingress-apiserver-entity';
@@ -66,11 +66,8 @@ export function check(subject: IngressSubject, change: Change, before: ClusterSt
   if (targets.length === 0) return [];
   const sources = apiserverSources(after);
   const classKey = apiserverClassKey(after);
-  const r = judgeByClass<WebhookTarget, readonly string[]>(
-    targets,
-    (t) => `${t.port}\u0000${classKey(t.pod)}`,
-    (t) => judgeTarget(before, after, sources, t),
-  );
+  const targetKey = (t: WebhookTarget): string => `${t.port}\u0000${classKey(t.pod)}`;
+  const r = judgeByClass<WebhookTarget, readonly string[]>(targets, targetKey, (t) => judgeTarget(before, after, sources, t));
   const lostAny = r.lostClasses.length > 0;
   const classes = lostAny ? r.lostClasses : subject.by === 'policy' ? r.stillClasses : [];
   if (classes.length === 0) return [];
@@ -96,6 +93,24 @@ export function check(subject: IngressSubject, change: Change, before: ClusterSt
   const victimPods = uniq(items.map((t) => podRef(t.pod)));
   const extras = { victims: victimPods.slice(0, MAX_VICTIMS), victimCount: victimPods.length };
 
+  // A deny decides for some backends (an ingressDeny covering the API server's identity): name it, since
+  // an allow from the kube-apiserver changes nothing there.
+  const decided = decidedByOf<WebhookTarget>(items, classes, targetKey, (t) => apiserverReachesPod(after, t.pod, t.port));
+  if (decided.byDeny.length > 0 && decided.denies.length > 0) {
+    const others = decided.byDefault;
+    const otherPods = uniq(others.map((t) => podRef(t.pod)));
+    const otherPorts = uniq(others.map((t) => t.port)).sort((a, b) => a - b);
+    const denied = {
+      ...cut,
+      ...denyFixFrom(decided.denies),
+      defaultPods: otherPods.slice(0, 3),
+      defaultPodCount: otherPods.length,
+      change: subject.by === 'policy' ? cut.request : describeIngressSubject(subject, cut.request),
+      deniedPorts: uniq(decided.byDeny.map((t) => `${t.port}/TCP`)),
+      allow: others.length > 0 ? apiserverIngressAllowRule(subject.by === 'policy' ? change.kind : 'CiliumNetworkPolicy', after, otherPorts, missing) : '',
+    };
+    return [messages.finding(lostAny ? 'denied-by-policy' : 'still-denied-by-policy', denied, lostAny ? extras : { ...extras, preexisting: true })];
+  }
   if (!lostAny) return [messages.finding('already-blocked', cut, { ...extras, preexisting: true })];
   if (subject.by !== 'policy') {
     return [messages.finding('change-blocks-webhook', { ...cut, change: describeIngressSubject(subject, cut.request) }, extras)];

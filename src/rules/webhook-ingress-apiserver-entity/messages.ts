@@ -3,6 +3,7 @@
 // (the fixtures in testdata/ keep one golden message per code).
 
 import { defineMessages } from '../../core/message.ts';
+import { denyFixText, denyNames, namesAndMore, type DenyFix } from '../render-helpers.ts';
 
 type Cut = {
   /** `Kind ns/name` of the request's object. */
@@ -34,6 +35,29 @@ type ClusterWide = Cut & {
   readonly cilium: string;
 };
 
+/**
+ * A deny element decides for some backends (an ingressDeny covering the API server's identity, e.g.
+ * fromEntities remote-node or a CIDR over its address): the fix narrows it. `allow` is then the allow for
+ * the other backends only ('' when a deny decides them all); `defaultPods` names them.
+ */
+type Denied = Cut &
+  DenyFix & {
+    /** What the request does: `CiliumNetworkPolicy ns/x`, `deleting ...`, `relabelling namespace y`, `this cilium-config change`. */
+    readonly change: string;
+    /** The backend ports a deny decides, as `port/TCP`. */
+    readonly deniedPorts: readonly string[];
+  };
+
+const deniedSummary = (p: Denied): string =>
+  `${p.change} cuts admission webhook traffic, and a deny decides, which no allow overrides: ${denyNames(p)}: ${effect(p)}` +
+  (p.defaultPodCount > 0 ? `; ${p.defaultPodCount} more backend${p.defaultPodCount === 1 ? ' lacks' : 's lack'} an allow: ${namesAndMore(p.defaultPods, p.defaultPodCount)}` : '');
+const deniedFix = (p: Denied): string =>
+  denyFixText(
+    p,
+    { peer: `the kube-apiserver (${p.identity})`, addresses: p.sources.filter((s) => s !== 'kube-apiserver'), port: p.deniedPorts.join(', '), victim: 'backend' },
+    p.allow ? `allow the kube-apiserver into them: ${p.allow}` : undefined,
+  );
+
 const list = (names: readonly string[], total: number): string =>
   names.join(', ') + (total > names.length ? ` and ${total - names.length} more` : '');
 
@@ -48,6 +72,8 @@ export const messages = defineMessages<{
   'cluster-default-deny': ClusterWide;
   'change-blocks-webhook': ByChange;
   'already-blocked': Cut;
+  'denied-by-policy': Denied;
+  'still-denied-by-policy': Denied;
 }>('webhook-ingress-apiserver-entity', {
   'blocks-webhook': {
     description: 'a policy puts admission webhook backends into ingress default deny without allowing the kube-apiserver on the webhook port (denied)',
@@ -76,6 +102,18 @@ export const messages = defineMessages<{
     description: 'a policy that selects webhook backends the kube-apiserver already could not reach, and does not make it worse (preexisting: a warning)',
     summary: (p) => `${p.request} selects webhook backends the kube-apiserver already cannot reach${decidedBy(p)}: ${effect(p, 'cannot')}`,
     fix: (p) => `add to ${p.request}: ${p.allow}`,
+    detail: 'list-victims',
+  },
+  'denied-by-policy': {
+    description: "an ingressDeny on webhook backends covers the kube-apiserver's identity (remote-node, host, world, a CIDR over its address): the fix narrows the deny, since an allow never overrides it (denied)",
+    summary: deniedSummary,
+    fix: deniedFix,
+    detail: 'list-victims',
+  },
+  'still-denied-by-policy': {
+    description: 'as denied-by-policy, but the kube-apiserver was already shut out before the request, which does not make it worse (preexisting: a warning)',
+    summary: deniedSummary,
+    fix: deniedFix,
     detail: 'list-victims',
   },
 });

@@ -428,12 +428,12 @@ export function httpAttributesOf(authorizationPolicy: PolicyObject): readonly st
 // ---------- waypoints ----------
 
 /**
- * The waypoint Gateway serving a pod (pod label, else namespace label istio.io/use-waypoint), if any.
- * `istio.io/use-waypoint: none` on the pod opts it out of its namespace's waypoint. The Gateway lives in
- * `istio.io/use-waypoint-namespace` when set on the same object, else in the labelled object's namespace,
- * and must be of class istio-waypoint.
+ * The waypoint a pod asks for (pod label, else namespace label istio.io/use-waypoint), whether or not
+ * that Gateway exists. `istio.io/use-waypoint: none` on the pod opts it out of its namespace's waypoint.
+ * The Gateway lives in `istio.io/use-waypoint-namespace` when set on the same object, else in the
+ * labelled object's namespace.
  */
-export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined {
+export function requestedWaypoint(state: ClusterState, pod: Pod): { readonly namespace: string; readonly name: string } | undefined {
   const podNs = pod?.metadata?.namespace ?? '';
   const podLabels: Labels = pod?.metadata?.labels ?? {};
   let name = podLabels[USE_WAYPOINT_LABEL];
@@ -444,7 +444,18 @@ export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined 
     gwNs = nsLabels[USE_WAYPOINT_NS_LABEL];
   }
   if (!name || name === 'none') return undefined;
-  const gw = state.get('Gateway', gwNs || podNs, name);
+  return { namespace: gwNs || podNs, name };
+}
+
+/**
+ * The waypoint Gateway serving a pod (see requestedWaypoint), if it exists, is of class istio-waypoint
+ * and lets the pod's namespace attach.
+ */
+export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined {
+  const want = requestedWaypoint(state, pod);
+  if (!want) return undefined;
+  const podNs = pod?.metadata?.namespace ?? '';
+  const gw = state.get('Gateway', want.namespace, want.name);
   if (gw?.spec?.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) return undefined;
   // A waypoint in another namespace serves only the namespaces its HBONE listener lets attach.
   return (gw.metadata.namespace ?? '') === podNs || attachAllowed(state, gw, podNs) ? gw : undefined;

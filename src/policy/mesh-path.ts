@@ -9,7 +9,7 @@ import { authorize, type AuthzRequest, type IstioDecision, type IstioEnforcer, t
 
 export type { IstioDecision, IstioEnforcer, IstioPolicyRef };
 import { serviceBackendPods, serviceTargetPort } from './cluster.ts';
-import { effectiveMtls, meshMode, principalOf, WAYPOINT_GATEWAY_CLASS, waypointAuthorizationPolicies, waypointFor, workloadAuthorizationPolicies } from './istio.ts';
+import { effectiveMtls, meshMode, principalOf, requestedWaypoint, WAYPOINT_GATEWAY_CLASS, waypointAuthorizationPolicies, waypointFor, workloadAuthorizationPolicies } from './istio.ts';
 import { HBONE_PORT } from './mesh-peers.ts';
 import { evaluate, serviceByClusterIp, targetIdentity } from './reachability.ts';
 import type { MeshMode, Protocol, Reachability, Target } from './types.ts';
@@ -185,6 +185,8 @@ function pathTo(state: ClusterState, from: Pod, dest: Pod, appPort: number, prot
     // Both ends in the mesh: HBONE to the destination pod's 15008, through its waypoint when the source's
     // ztunnel sends it there (sidecars do not use waypoints).
     const gw = svc ? serviceWaypoint(state, svc, dest) : waypointFor(state, dest);
+    const asked = gw ? undefined : requestedWaypoint(state, dest);
+    if (asked && !svc) notes.push(`${destName} asks for waypoint ${asked.namespace}/${asked.name} (istio.io/use-waypoint), which does not exist, is not of class ${WAYPOINT_GATEWAY_CLASS} or does not admit its namespace: no waypoint is on this path`);
     const viaWaypoint = gw && waypointTakes(gw, svc ? 'service' : 'workload') ? gw : undefined;
     if (gw && !viaWaypoint) notes.push(`waypoint ${gw.metadata.namespace}/${gw.metadata.name} takes ${gw.metadata.labels?.[WAYPOINT_FOR_LABEL] ?? 'service'} traffic (istio.io/waypoint-for), not traffic addressed to ${svc ? 'a Service' : 'a pod'}: not on this path`);
     if (viaWaypoint && src === 'sidecar') notes.push(`a sidecar sends directly to the destination, not through waypoint ${viaWaypoint.metadata.namespace}/${viaWaypoint.metadata.name}`);

@@ -539,7 +539,8 @@ function isServiceRef(ref: Readonly<Record<string, unknown>>, svc: Service): boo
 export function waypointAuthorizationPolicies(state: ClusterState, waypoint: Gateway, svc: Service | undefined): PolicyObject[] {
   const out: PolicyObject[] = [];
   for (const ap of state.list('AuthorizationPolicy')) {
-    const refs = authzAttachment(state, ap).targetRefs;
+    // targetRefsOf, not authzAttachment: a workload policy's attachment would list its pods.
+    const refs = targetRefsOf(isObj(ap.spec) ? ap.spec : undefined);
     if (refs.length === 0) continue;
     if (targetsWaypoint(state, ap, waypoint)) out.push(ap);
     else if (svc && (ap.metadata.namespace ?? '') === (svc.metadata.namespace ?? '') && refs.some((r) => isServiceRef(r, svc))) out.push(ap);

@@ -195,3 +195,27 @@ t.test('trace: an ambient pod with no IP, and a waypoint that does not exist', a
   t.equal(missing.waypoint, undefined);
   t.match(missing.notes.join('\n'), /asks for waypoint blue\/gone .* which does not exist/);
 });
+
+t.test('a waypoint trace does not work out the pods of every workload policy in the cluster', async (t) => {
+  const n = 500;
+  const gw = {
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'blue', labels: { 'istio.io/waypoint-for': 'all' } },
+    spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+  } as Obj;
+  const policies = Array.from({ length: n }, (_, i) => authzPolicy('istio-system', `wl-${i}`, { selector: { matchLabels: { app: `a${i}` } }, rules: [{}] }));
+  const s = memoryState(cluster([gw, ...policies], { 'istio.io/use-waypoint': 'waypoint' }));
+  let podLookups = 0;
+  const list = s.list.bind(s);
+  const withLabel = s.podsWithLabel.bind(s);
+  (s as { list: typeof s.list }).list = ((kind: string, namespace?: string) => {
+    if (kind === 'Pod') podLookups++;
+    return list(kind as never, namespace);
+  }) as typeof s.list;
+  (s as { podsWithLabel: typeof s.podsWithLabel }).podsWithLabel = ((...a: Parameters<typeof s.podsWithLabel>) => {
+    podLookups++;
+    return withLabel(...a);
+  }) as typeof s.podsWithLabel;
+  const m = meshPath(s, findPod(s, 'red/curl'), { type: 'pod', pod: findPod(s, 'blue/httpbin') }, 80, 'TCP')!;
+  t.equal(m.wire, 'hbone-via-waypoint');
+  t.ok(podLookups < 20, `pod lookups: ${podLookups}, not one per policy (${n})`);
+});

@@ -427,38 +427,56 @@ export function httpAttributesOf(authorizationPolicy: PolicyObject): readonly st
 
 // ---------- waypoints ----------
 
+/** A waypoint asked for by label: the Gateway's namespace and name, whether or not it exists. */
+export interface WaypointRequest {
+  readonly namespace: string;
+  readonly name: string;
+}
+
 /**
- * The waypoint a pod asks for (pod label, else namespace label istio.io/use-waypoint), whether or not
- * that Gateway exists. `istio.io/use-waypoint: none` on the pod opts it out of its namespace's waypoint.
- * The Gateway lives in `istio.io/use-waypoint-namespace` when set on the same object, else in the
- * labelled object's namespace.
+ * The waypoint an object asks for through `istio.io/use-waypoint` (its own label, else its namespace's;
+ * `none` on the object opts it out of its namespace's waypoint). The Gateway lives in
+ * `istio.io/use-waypoint-namespace` when set on the same object, else in the labelled object's namespace.
  */
-export function requestedWaypoint(state: ClusterState, pod: Pod): { readonly namespace: string; readonly name: string } | undefined {
-  const podNs = pod?.metadata?.namespace ?? '';
-  const podLabels: Labels = pod?.metadata?.labels ?? {};
-  let name = podLabels[USE_WAYPOINT_LABEL];
-  let gwNs = podLabels[USE_WAYPOINT_NS_LABEL];
+function waypointRequest(state: ClusterState, namespace: string, labels: Labels): WaypointRequest | undefined {
+  let name = labels[USE_WAYPOINT_LABEL];
+  let gwNs = labels[USE_WAYPOINT_NS_LABEL];
   if (name === undefined) {
-    const nsLabels: Labels = state.get('Namespace', undefined, podNs)?.metadata.labels ?? {};
+    const nsLabels: Labels = state.get('Namespace', undefined, namespace)?.metadata.labels ?? {};
     name = nsLabels[USE_WAYPOINT_LABEL];
     gwNs = nsLabels[USE_WAYPOINT_NS_LABEL];
   }
   if (!name || name === 'none') return undefined;
-  return { namespace: gwNs || podNs, name };
+  return { namespace: gwNs || namespace, name };
 }
 
-/**
- * The waypoint Gateway serving a pod (see requestedWaypoint), if it exists, is of class istio-waypoint
- * and lets the pod's namespace attach.
- */
-export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined {
-  const want = requestedWaypoint(state, pod);
+/** The Gateway a request names, if it exists, is of class istio-waypoint and admits `namespace`. */
+function resolveWaypoint(state: ClusterState, want: WaypointRequest | undefined, namespace: string): Gateway | undefined {
   if (!want) return undefined;
-  const podNs = pod?.metadata?.namespace ?? '';
   const gw = state.get('Gateway', want.namespace, want.name);
   if (gw?.spec?.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) return undefined;
   // A waypoint in another namespace serves only the namespaces its HBONE listener lets attach.
-  return (gw.metadata.namespace ?? '') === podNs || attachAllowed(state, gw, podNs) ? gw : undefined;
+  return (gw.metadata.namespace ?? '') === namespace || attachAllowed(state, gw, namespace) ? gw : undefined;
+}
+
+/** The waypoint a pod asks for (pod label, else namespace label), whether or not it exists. */
+export function requestedWaypoint(state: ClusterState, pod: Pod): WaypointRequest | undefined {
+  return waypointRequest(state, pod?.metadata?.namespace ?? '', pod?.metadata?.labels ?? {});
+}
+
+/** The waypoint a Service asks for (Service label, else namespace label), whether or not it exists. */
+export function requestedServiceWaypoint(state: ClusterState, svc: Service): WaypointRequest | undefined {
+  return waypointRequest(state, svc.metadata.namespace ?? '', svc.metadata.labels ?? {});
+}
+
+/** The waypoint Gateway serving a pod (see requestedWaypoint), if it exists and admits the pod's namespace. */
+export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined {
+  return resolveWaypoint(state, requestedWaypoint(state, pod), pod?.metadata?.namespace ?? '');
+}
+
+/** The waypoint Gateway serving traffic to a Service's ClusterIP (see requestedServiceWaypoint). */
+export function serviceWaypointFor(state: ClusterState, svc: Service): Gateway | undefined {
+  return resolveWaypoint(state, requestedServiceWaypoint(state, svc), svc.metadata.namespace ?? '');
 }
 
 /**

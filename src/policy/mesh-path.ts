@@ -9,7 +9,7 @@ import { authorize, type AuthzRequest, type IstioDecision, type IstioEnforcer, t
 
 export type { IstioDecision, IstioEnforcer, IstioPolicyRef };
 import { serviceBackendPods, serviceTargetPort } from './cluster.ts';
-import { effectiveMtls, meshMode, principalOf, requestedWaypoint, WAYPOINT_GATEWAY_CLASS, waypointAuthorizationPolicies, waypointFor, workloadAuthorizationPolicies } from './istio.ts';
+import { effectiveMtls, meshMode, principalOf, requestedServiceWaypoint, requestedWaypoint, serviceWaypointFor, WAYPOINT_GATEWAY_CLASS, waypointAuthorizationPolicies, waypointFor, workloadAuthorizationPolicies } from './istio.ts';
 import { HBONE_PORT } from './mesh-peers.ts';
 import { evaluate, serviceByClusterIp, targetIdentity } from './reachability.ts';
 import type { MeshMode, Protocol, Reachability, Target } from './types.ts';
@@ -79,26 +79,6 @@ function podIp(pod: Pod): string | undefined {
 function waypointTakes(gw: Gateway, addressedTo: 'service' | 'workload'): boolean {
   const v = gw.metadata.labels?.[WAYPOINT_FOR_LABEL] ?? 'service';
   return v === 'all' || v === addressedTo;
-}
-
-/** The waypoint serving a Service (Service label, else its namespace's), for traffic to its ClusterIP. */
-function serviceWaypoint(state: ClusterState, svc: Service, backend: Pod): Gateway | undefined {
-  const name = svc.metadata.labels?.['istio.io/use-waypoint'];
-  if (name === 'none') return undefined;
-  if (name) {
-    const gwNs = svc.metadata.labels?.['istio.io/use-waypoint-namespace'] || (svc.metadata.namespace ?? '');
-    const gw = state.get('Gateway', gwNs, name);
-    return gw?.spec?.gatewayClassName === WAYPOINT_GATEWAY_CLASS ? gw : undefined;
-  }
-  // No label on the Service: its namespace's waypoint (as waypointFor reads it for a pod of that namespace).
-  const probe: Pod = { ...backend, metadata: { ...backend.metadata, labels: withoutWaypointLabels(backend.metadata.labels) } };
-  return waypointFor(state, probe);
-}
-
-function withoutWaypointLabels(labels: Labels | undefined): Labels {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(labels ?? {})) if (k !== 'istio.io/use-waypoint' && k !== 'istio.io/use-waypoint-namespace') out[k] = v;
-  return out;
 }
 
 /** A pod of a waypoint: a live one (gateway-name label), else one standing for it. */
@@ -184,9 +164,9 @@ function pathTo(state: ClusterState, from: Pod, dest: Pod, appPort: number, prot
   } else if (dst === 'ambient' && src !== 'none') {
     // Both ends in the mesh: HBONE to the destination pod's 15008, through its waypoint when the source's
     // ztunnel sends it there (sidecars do not use waypoints).
-    const gw = svc ? serviceWaypoint(state, svc, dest) : waypointFor(state, dest);
-    const asked = gw ? undefined : requestedWaypoint(state, dest);
-    if (asked && !svc) notes.push(`${destName} asks for waypoint ${asked.namespace}/${asked.name} (istio.io/use-waypoint), which does not exist, is not of class ${WAYPOINT_GATEWAY_CLASS} or does not admit its namespace: no waypoint is on this path`);
+    const gw = svc ? serviceWaypointFor(state, svc) : waypointFor(state, dest);
+    const asked = gw ? undefined : svc ? requestedServiceWaypoint(state, svc) : requestedWaypoint(state, dest);
+    if (asked) notes.push(`${svc ? `Service ${svc.metadata.namespace ?? ''}/${svc.metadata.name}` : destName} asks for waypoint ${asked.namespace}/${asked.name} (istio.io/use-waypoint), which does not exist, is not of class ${WAYPOINT_GATEWAY_CLASS} or does not admit its namespace: no waypoint is on this path`);
     const viaWaypoint = gw && waypointTakes(gw, svc ? 'service' : 'workload') ? gw : undefined;
     if (gw && !viaWaypoint) notes.push(`waypoint ${gw.metadata.namespace}/${gw.metadata.name} takes ${gw.metadata.labels?.[WAYPOINT_FOR_LABEL] ?? 'service'} traffic (istio.io/waypoint-for), not traffic addressed to ${svc ? 'a Service' : 'a pod'}: not on this path`);
     if (viaWaypoint && src === 'sidecar') notes.push(`a sidecar sends directly to the destination, not through waypoint ${viaWaypoint.metadata.namespace}/${viaWaypoint.metadata.name}`);
@@ -227,7 +207,7 @@ function pathTo(state: ClusterState, from: Pod, dest: Pod, appPort: number, prot
     // the destination's ztunnel or sidecar authorizes it without a peer identity.
     wire = 'plaintext';
     const enforcer: IstioEnforcer = dst === 'ambient' ? 'ztunnel' : 'sidecar';
-    const gw = dst === 'ambient' ? (svc ? serviceWaypoint(state, svc, dest) : waypointFor(state, dest)) : undefined;
+    const gw = dst === 'ambient' ? (svc ? serviceWaypointFor(state, svc) : waypointFor(state, dest)) : undefined;
     if (gw) notes.push(`${fromName} is not in the mesh: its traffic does not go through waypoint ${gw.metadata.namespace}/${gw.metadata.name}`);
     hops.push(hop(state, from, fromName, dest, destName, appPort, protocol, 'plaintext'));
     istio.push(strictRefusal(state, dest, appPort, enforcer, srcIp) ?? authorize(workloadAuthorizationPolicies(state, dest), plaintextRequest(from, dest, appPort, enforcer), destName));

@@ -219,3 +219,26 @@ t.test('a waypoint trace does not work out the pods of every workload policy in 
   t.equal(m.wire, 'hbone-via-waypoint');
   t.ok(podLookups < 20, `pod lookups: ${podLookups}, not one per policy (${n})`);
 });
+
+t.test('trace to a Service ClusterIP: the Service\'s waypoint must exist and admit the Service\'s namespace', async (t) => {
+  const svc = {
+    apiVersion: 'v1', kind: 'Service', metadata: { name: 'httpbin', namespace: 'blue', labels: { 'istio.io/use-waypoint': 'shared', 'istio.io/use-waypoint-namespace': 'infra' } },
+    spec: { clusterIP: '10.96.5.5', selector: { app: 'httpbin' }, ports: [{ name: 'http', port: 8000, targetPort: 80, protocol: 'TCP' }] },
+  } as Obj;
+  const shared = (from: string): Obj => ({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'shared', namespace: 'infra' },
+    spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE', allowedRoutes: { namespaces: { from } } }] },
+  }) as Obj;
+  const viaSvc = (objs: Obj[]) => {
+    const s = memoryState(objs);
+    return meshPath(s, findPod(s, 'red/curl'), { type: 'ip', ip: '10.96.5.5' }, 8000, 'TCP')!;
+  };
+  const all = viaSvc(cluster([ns('infra', AMBIENT), svc, shared('All')]));
+  t.same([all.wire, all.waypoint], ['hbone-via-waypoint', 'infra/shared']);
+  const same = viaSvc(cluster([ns('infra', AMBIENT), svc, shared('Same')]));
+  t.same([same.wire, same.waypoint], ['hbone', undefined], 'a waypoint of another namespace that admits only its own');
+  t.match(same.notes.join('\n'), /Service blue\/httpbin asks for waypoint infra\/shared/);
+  const gone = viaSvc(cluster([svc]));
+  t.equal(gone.wire, 'hbone');
+  t.match(gone.notes.join('\n'), /Service blue\/httpbin asks for waypoint infra\/shared .* which does not exist/);
+});

@@ -3,7 +3,7 @@
 // its attributes need HTTP, and which waypoint serves a pod. Pure functions over a ClusterState.
 
 import { parse as parseYaml } from 'yaml';
-import type { ClusterState, Gateway, KubeObject, Labels, Namespace, Pod, PolicyObject } from '../core/objects.ts';
+import type { ClusterState, Gateway, KubeObject, Labels, Namespace, Pod, PolicyObject, Service } from '../core/objects.ts';
 import type { AuthzAttachment, EffectiveMtls, MeshMode, MtlsMode } from './types.ts';
 import { perRevision, perRevisionFor } from './memo.ts';
 import { matchesSelector } from './selectors.ts';
@@ -120,48 +120,105 @@ export function meshMode(state: ClusterState, pod: Pod): MeshMode {
   return ambientEnrolled(state, pod) ? 'ambient' : 'none';
 }
 
-// ---------- root namespace ----------
+// ---------- mesh config ----------
 
-/** Root namespace from the mesh config (istio ConfigMap `mesh` key, rootNamespace), default istio-system. */
-export function istioRootNamespace(state: ClusterState): string {
-  return perRevision(state, 'istioRootNamespace', () => {
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+
+/** What meshguard reads from Istio's mesh config. */
+export interface IstioMeshConfig {
+  /** `rootNamespace`, default istio-system. */
+  readonly rootNamespace: string;
+  /** `trustDomain`, default cluster.local: the first segment of every SPIFFE principal. */
+  readonly trustDomain: string;
+}
+
+function nonEmptyString(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+/**
+ * The mesh config (istio ConfigMap `mesh` key in istio-system; revisioned installs name it
+ * `istio-<revision>`): the first ConfigMap that has a `mesh` string decides, fields it leaves out (or a
+ * `mesh` Istio would reject as YAML) take Istio's defaults. Parsed once per state revision.
+ */
+export function meshConfig(state: ClusterState): IstioMeshConfig {
+  return perRevision(state, 'istioMeshConfig', () => {
     const cms = [state.get('ConfigMap', DEFAULT_ROOT_NAMESPACE, 'istio')];
-    // Revisioned installs name the mesh config `istio-<revision>`.
     for (const cm of state.list('ConfigMap', DEFAULT_ROOT_NAMESPACE)) if (cm.metadata.name.startsWith('istio-')) cms.push(cm);
     for (const cm of cms) {
       const mesh = cm?.data?.['mesh'];
       if (typeof mesh !== 'string') continue;
+      let parsed: unknown;
       try {
-        const parsed: unknown = parseYaml(mesh);
-        if (isObj(parsed) && typeof parsed['rootNamespace'] === 'string' && parsed['rootNamespace'] !== '') {
-          return parsed['rootNamespace'];
-        }
+        parsed = parseYaml(mesh);
       } catch {
-        // A mesh config Istio itself would reject: keep looking, then fall back to the default.
+        // A mesh config Istio itself would reject: the defaults apply.
       }
-      return DEFAULT_ROOT_NAMESPACE;
+      const m = isObj(parsed) ? parsed : {};
+      return {
+        rootNamespace: nonEmptyString(m['rootNamespace']) ?? DEFAULT_ROOT_NAMESPACE,
+        trustDomain: nonEmptyString(m['trustDomain']) ?? DEFAULT_TRUST_DOMAIN,
+      };
     }
-    return DEFAULT_ROOT_NAMESPACE;
+    return { rootNamespace: DEFAULT_ROOT_NAMESPACE, trustDomain: DEFAULT_TRUST_DOMAIN };
   });
 }
 
-// ---------- PeerAuthentication ----------
+/** Root namespace from the mesh config (rootNamespace), default istio-system. */
+export function istioRootNamespace(state: ClusterState): string {
+  return meshConfig(state).rootNamespace;
+}
 
-function matchLabelsOf(spec: Readonly<Record<string, unknown>> | undefined): Labels | undefined {
+/** The trust domain of the mesh (mesh config `trustDomain`), default cluster.local. */
+export function istioTrustDomain(state: ClusterState): string {
+  return meshConfig(state).trustDomain;
+}
+
+/** The SPIFFE principal Istio gives a pod's workload: <trust domain>/ns/<namespace>/sa/<service account>. */
+export function principalOf(state: ClusterState, pod: Pod): string {
+  return `${istioTrustDomain(state)}/ns/${pod.metadata.namespace ?? ''}/sa/${pod.spec?.serviceAccountName || 'default'}`;
+}
+
+// ---------- workload selectors ----------
+
+/**
+ * An Istio policy's `selector` (PeerAuthentication, AuthorizationPolicy): `none` when absent or with
+ * an empty `matchLabels` (Istio: `selector == nil || labels ⊆ workload labels`, so an empty one selects
+ * like none), `labels` otherwise, `invalid` when `selector` or `matchLabels` is not a map or a value is
+ * not a string: the API server rejects such an object against Istio's CRD schema (map<string, string>),
+ * so Istio never sees it and it applies to no pod.
+ */
+export type IstioSelector = { readonly kind: 'none' } | { readonly kind: 'labels'; readonly labels: Labels } | { readonly kind: 'invalid' };
+
+export function istioSelectorOf(spec: Readonly<Record<string, unknown>> | undefined): IstioSelector {
   const sel = spec?.['selector'];
-  if (!isObj(sel)) return undefined;
+  if (sel === undefined || sel === null) return { kind: 'none' };
+  if (!isObj(sel)) return { kind: 'invalid' };
   const ml = sel['matchLabels'];
-  if (!isObj(ml)) return undefined;
+  if (ml === undefined || ml === null) return { kind: 'none' };
+  if (!isObj(ml)) return { kind: 'invalid' };
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(ml)) out[k] = String(v ?? '');
-  // Istio treats an empty matchLabels like no selector.
-  return Object.keys(out).length > 0 ? out : undefined;
+  let n = 0;
+  for (const [k, v] of Object.entries(ml)) {
+    if (typeof v !== 'string') return { kind: 'invalid' };
+    out[k] = v;
+    n++;
+  }
+  return n > 0 ? { kind: 'labels', labels: out } : { kind: 'none' };
+}
+
+/** The selector's labels, or undefined for no selector and for an invalid one (callers that must tell them apart use istioSelectorOf). */
+export function istioMatchLabels(spec: Readonly<Record<string, unknown>> | undefined): Labels | undefined {
+  const sel = istioSelectorOf(spec);
+  return sel.kind === 'labels' ? sel.labels : undefined;
 }
 
 function labelsMatch(matchLabels: Labels, labels: Labels | undefined): boolean {
   for (const [k, v] of Object.entries(matchLabels)) if (labels?.[k] !== v) return false;
   return true;
 }
+
+// ---------- PeerAuthentication ----------
 
 /** STRICT / PERMISSIVE / DISABLE, or undefined for UNSET, a missing `mtls` or an unknown value. */
 function modeOf(mtls: unknown): MtlsMode | undefined {
@@ -198,7 +255,9 @@ export function effectiveMtls(state: ClusterState, pod: Pod, port?: number): Eff
   let namespace: PolicyObject | undefined;
   let workload: PolicyObject | undefined;
   const consider = (pa: PolicyObject): void => {
-    const ml = matchLabelsOf(pa.spec);
+    const sel = istioSelectorOf(pa.spec);
+    if (sel.kind === 'invalid') return;
+    const ml = sel.kind === 'labels' ? sel.labels : undefined;
     const paNs = pa.metadata.namespace ?? '';
     if (!ml) {
       if (paNs === root) {
@@ -236,21 +295,23 @@ export function effectiveMtls(state: ClusterState, pod: Pod, port?: number): Eff
 
 // ---------- AuthorizationPolicy ----------
 
+/**
+ * An AuthorizationPolicy's targetRefs as Istio reads them (`model.GetTargetRefs`): `targetRefs` when it
+ * lists any, else the deprecated singular `targetRef`; entries that are not objects are dropped.
+ */
 function targetRefsOf(spec: Readonly<Record<string, unknown>> | undefined): readonly Readonly<Record<string, unknown>>[] {
-  const out: Readonly<Record<string, unknown>>[] = [];
   const many = spec?.['targetRefs'];
-  if (Array.isArray(many)) for (const r of many) if (isObj(r)) out.push(r);
+  if (Array.isArray(many) && many.length > 0) return many.filter(isObj);
   const one = spec?.['targetRef'];
-  if (isObj(one)) out.push(one);
-  return out;
+  return isObj(one) ? [one] : [];
 }
 
 /**
  * Where an AuthorizationPolicy is enforced and for which pods. `targetRefs` attach it to a waypoint (or
  * gateway) and `pods` is then empty; otherwise it applies to the pods its selector matches (in its
  * namespace, or in every namespace from the root namespace), or to every pod of its namespace (every pod
- * of the mesh from the root namespace). `pods` lists every such pod whatever its mesh mode; `enforcer`
- * says who enforces it for the meshed ones.
+ * of the mesh from the root namespace); an invalid selector (see istioSelectorOf) applies to no pod.
+ * `pods` lists every such pod whatever its mesh mode; `enforcer` says who enforces it for the meshed ones.
  */
 export function authzAttachment(state: ClusterState, authorizationPolicy: PolicyObject): AuthzAttachment {
   return perRevisionFor(state, 'authzAttachment', authorizationPolicy, () => computeAttachment(state, authorizationPolicy));
@@ -262,13 +323,15 @@ function computeAttachment(state: ClusterState, ap: PolicyObject): AuthzAttachme
   const root = istioRootNamespace(state);
   const isRoot = apNs === root;
   const targetRefs = targetRefsOf(spec);
-  const ml = matchLabelsOf(spec);
-  const scope: AuthzAttachment['scope'] = ml ? 'workload' : isRoot ? 'root' : 'namespace';
+  const sel = istioSelectorOf(spec);
+  const scope: AuthzAttachment['scope'] = sel.kind !== 'none' ? 'workload' : isRoot ? 'root' : 'namespace';
   if (targetRefs.length > 0) return { enforcer: 'waypoint', scope, pods: [], targetRefs };
 
   let pods: readonly Pod[];
   const searchNs = isRoot ? undefined : apNs;
-  if (ml) {
+  if (sel.kind === 'invalid') pods = [];
+  else if (sel.kind === 'labels') {
+    const ml = sel.labels;
     const [k, v] = Object.entries(ml)[0]!;
     pods = state.podsWithLabel(searchNs, k, v).filter((p) => labelsMatch(ml, p.metadata.labels));
   } else {
@@ -286,72 +349,134 @@ function computeAttachment(state: ClusterState, ap: PolicyObject): AuthzAttachme
   return { enforcer, scope, pods, targetRefs };
 }
 
-const HTTP_SOURCE_FIELDS = ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const;
-const HTTP_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
-
-/** `when` keys that need the HTTP request (request.*, the XFF-derived remote.ip, HTTP filter metadata). */
-function isHttpConditionKey(key: string): boolean {
-  return key.startsWith('request.') || key === 'remote.ip' || key.startsWith('experimental.envoy.filters.');
+/**
+ * Does the workload's own proxy (ztunnel or sidecar) enforce this AuthorizationPolicy for `pod`? The
+ * per-pod form of authzAttachment's `pods`: no targetRefs, the pod's namespace (any namespace from the
+ * root namespace), and a valid selector matching its labels (no selector: every pod).
+ */
+export function authzSelectsPod(state: ClusterState, ap: PolicyObject, pod: Pod): boolean {
+  const spec = isObj(ap?.spec) ? ap.spec : undefined;
+  if (targetRefsOf(spec).length > 0) return false;
+  const apNs = ap.metadata.namespace ?? '';
+  if (apNs !== (pod.metadata.namespace ?? '') && apNs !== istioRootNamespace(state)) return false;
+  const sel = istioSelectorOf(spec);
+  return sel.kind === 'none' || (sel.kind === 'labels' && labelsMatch(sel.labels, pod.metadata.labels));
 }
+
+/** The AuthorizationPolicies a pod's own proxy (ztunnel or sidecar) enforces (see authzSelectsPod). */
+export function workloadAuthorizationPolicies(state: ClusterState, pod: Pod): PolicyObject[] {
+  const ns = pod.metadata.namespace ?? '';
+  const root = istioRootNamespace(state);
+  const candidates = root === ns ? state.list('AuthorizationPolicy', ns) : [...state.list('AuthorizationPolicy', ns), ...state.list('AuthorizationPolicy', root)];
+  return candidates.filter((ap) => authzSelectsPod(state, ap, pod));
+}
+
+// ---------- which attributes need HTTP ----------
+
+/** Source fields only an HTTP proxy can judge (ztunnel drops them: Istio's ambient authorization conversion). */
+export const HTTP_SOURCE_FIELDS = ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const;
+/** Operation fields only an HTTP proxy can judge. */
+export const HTTP_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
+/**
+ * The `when` keys ztunnel enforces (Istio's ambient conversion: `l4WhenAttributes`); every other key
+ * (request.*, remote.ip, connection.sni, experimental.envoy.filters.*) needs a proxy that sees the request.
+ */
+export const L4_CONDITION_KEYS: ReadonlySet<string> = new Set(['source.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port']);
 
 function nonEmpty(v: unknown): boolean {
   return Array.isArray(v) ? v.length > 0 : v !== undefined && v !== null;
 }
 
 /**
- * HTTP-only attributes an AuthorizationPolicy uses (e.g. ["to.operation.paths", "when request.headers"]).
- * Ports, principals, namespaces and ipBlocks are L4 and not listed. Each attribute appears once.
+ * The attributes of one AuthorizationPolicy rule that need HTTP (ztunnel cannot judge them), added to
+ * `out` as "to.operation.paths", "when request.headers"...; ports, principals, namespaces, service
+ * accounts, ipBlocks and the L4 `when` keys are not listed.
+ */
+export function ruleHttpAttributes(rule: unknown, out: Set<string>): void {
+  if (!isObj(rule)) return;
+  for (const from of Array.isArray(rule['from']) ? rule['from'] : []) {
+    const src = isObj(from) ? from['source'] : undefined;
+    if (!isObj(src)) continue;
+    for (const f of HTTP_SOURCE_FIELDS) if (nonEmpty(src[f])) out.add(`from.source.${f}`);
+  }
+  for (const to of Array.isArray(rule['to']) ? rule['to'] : []) {
+    const op = isObj(to) ? to['operation'] : undefined;
+    if (!isObj(op)) continue;
+    for (const f of HTTP_OPERATION_FIELDS) if (nonEmpty(op[f])) out.add(`to.operation.${f}`);
+  }
+  for (const cond of Array.isArray(rule['when']) ? rule['when'] : []) {
+    const key = isObj(cond) ? cond['key'] : undefined;
+    if (typeof key !== 'string' || key === '' || L4_CONDITION_KEYS.has(key)) continue;
+    // "request.headers[x-user]" -> "request.headers": the attribute, not the header name.
+    const bracket = key.indexOf('[');
+    out.add(`when ${bracket < 0 ? key : key.slice(0, bracket)}`);
+  }
+}
+
+/**
+ * HTTP-only attributes an AuthorizationPolicy uses (e.g. ["to.operation.paths", "when request.headers"]),
+ * each once (see ruleHttpAttributes).
  */
 export function httpAttributesOf(authorizationPolicy: PolicyObject): readonly string[] {
   const out = new Set<string>();
   const rules = authorizationPolicy?.spec?.['rules'];
   if (!Array.isArray(rules)) return [];
-  for (const rule of rules) {
-    if (!isObj(rule)) continue;
-    for (const from of Array.isArray(rule['from']) ? rule['from'] : []) {
-      const src = isObj(from) ? from['source'] : undefined;
-      if (!isObj(src)) continue;
-      for (const f of HTTP_SOURCE_FIELDS) if (nonEmpty(src[f])) out.add(`from.source.${f}`);
-    }
-    for (const to of Array.isArray(rule['to']) ? rule['to'] : []) {
-      const op = isObj(to) ? to['operation'] : undefined;
-      if (!isObj(op)) continue;
-      for (const f of HTTP_OPERATION_FIELDS) if (nonEmpty(op[f])) out.add(`to.operation.${f}`);
-    }
-    for (const cond of Array.isArray(rule['when']) ? rule['when'] : []) {
-      const key = isObj(cond) ? cond['key'] : undefined;
-      if (typeof key !== 'string' || !isHttpConditionKey(key)) continue;
-      // "request.headers[x-user]" -> "request.headers": the attribute, not the header name.
-      const bracket = key.indexOf('[');
-      out.add(`when ${bracket < 0 ? key : key.slice(0, bracket)}`);
-    }
-  }
+  for (const rule of rules) ruleHttpAttributes(rule, out);
   return [...out];
 }
 
 // ---------- waypoints ----------
 
+/** A waypoint asked for by label: the Gateway's namespace and name, whether or not it exists. */
+export interface WaypointRequest {
+  readonly namespace: string;
+  readonly name: string;
+}
+
 /**
- * The waypoint Gateway serving a pod (pod label, else namespace label istio.io/use-waypoint), if any.
- * `istio.io/use-waypoint: none` on the pod opts it out of its namespace's waypoint. The Gateway lives in
- * `istio.io/use-waypoint-namespace` when set on the same object, else in the labelled object's namespace,
- * and must be of class istio-waypoint.
+ * The waypoint an object asks for through `istio.io/use-waypoint` (its own label, else its namespace's;
+ * `none` on the object opts it out of its namespace's waypoint). The Gateway lives in
+ * `istio.io/use-waypoint-namespace` when set on the same object, else in the labelled object's namespace.
  */
-export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined {
-  const podNs = pod?.metadata?.namespace ?? '';
-  const podLabels: Labels = pod?.metadata?.labels ?? {};
-  let name = podLabels[USE_WAYPOINT_LABEL];
-  let gwNs = podLabels[USE_WAYPOINT_NS_LABEL];
+function waypointRequest(state: ClusterState, namespace: string, labels: Labels): WaypointRequest | undefined {
+  let name = labels[USE_WAYPOINT_LABEL];
+  let gwNs = labels[USE_WAYPOINT_NS_LABEL];
   if (name === undefined) {
-    const nsLabels: Labels = state.get('Namespace', undefined, podNs)?.metadata.labels ?? {};
+    const nsLabels: Labels = state.get('Namespace', undefined, namespace)?.metadata.labels ?? {};
     name = nsLabels[USE_WAYPOINT_LABEL];
     gwNs = nsLabels[USE_WAYPOINT_NS_LABEL];
   }
   if (!name || name === 'none') return undefined;
-  const gw = state.get('Gateway', gwNs || podNs, name);
+  return { namespace: gwNs || namespace, name };
+}
+
+/** The Gateway a request names, if it exists, is of class istio-waypoint and admits `namespace`. */
+function resolveWaypoint(state: ClusterState, want: WaypointRequest | undefined, namespace: string): Gateway | undefined {
+  if (!want) return undefined;
+  const gw = state.get('Gateway', want.namespace, want.name);
   if (gw?.spec?.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) return undefined;
   // A waypoint in another namespace serves only the namespaces its HBONE listener lets attach.
-  return (gw.metadata.namespace ?? '') === podNs || attachAllowed(state, gw, podNs) ? gw : undefined;
+  return (gw.metadata.namespace ?? '') === namespace || attachAllowed(state, gw, namespace) ? gw : undefined;
+}
+
+/** The waypoint a pod asks for (pod label, else namespace label), whether or not it exists. */
+export function requestedWaypoint(state: ClusterState, pod: Pod): WaypointRequest | undefined {
+  return waypointRequest(state, pod?.metadata?.namespace ?? '', pod?.metadata?.labels ?? {});
+}
+
+/** The waypoint a Service asks for (Service label, else namespace label), whether or not it exists. */
+export function requestedServiceWaypoint(state: ClusterState, svc: Service): WaypointRequest | undefined {
+  return waypointRequest(state, svc.metadata.namespace ?? '', svc.metadata.labels ?? {});
+}
+
+/** The waypoint Gateway serving a pod (see requestedWaypoint), if it exists and admits the pod's namespace. */
+export function waypointFor(state: ClusterState, pod: Pod): Gateway | undefined {
+  return resolveWaypoint(state, requestedWaypoint(state, pod), pod?.metadata?.namespace ?? '');
+}
+
+/** The waypoint Gateway serving traffic to a Service's ClusterIP (see requestedServiceWaypoint). */
+export function serviceWaypointFor(state: ClusterState, svc: Service): Gateway | undefined {
+  return resolveWaypoint(state, requestedServiceWaypoint(state, svc), svc.metadata.namespace ?? '');
 }
 
 /**
@@ -417,4 +542,26 @@ export function podsBehindTargetedWaypoints(state: ClusterState, ap: PolicyObjec
     const wp = waypointFor(state, p);
     return wp !== undefined && targetsWaypoint(state, ap, wp);
   });
+}
+
+/** A targetRef naming this Service (core group): a waypoint enforces the policy for traffic to it. */
+function isServiceRef(ref: Readonly<Record<string, unknown>>, svc: Service): boolean {
+  return ref['kind'] === 'Service' && (ref['group'] ?? '') === '' && ref['name'] === svc.metadata.name;
+}
+
+/**
+ * The AuthorizationPolicies a waypoint enforces for traffic it takes: those attached to the waypoint
+ * (targetsWaypoint) and, for traffic addressed to Service `svc`, those whose targetRefs name the Service
+ * from its own namespace.
+ */
+export function waypointAuthorizationPolicies(state: ClusterState, waypoint: Gateway, svc: Service | undefined): PolicyObject[] {
+  const out: PolicyObject[] = [];
+  for (const ap of state.list('AuthorizationPolicy')) {
+    // targetRefsOf, not authzAttachment: a workload policy's attachment would list its pods.
+    const refs = targetRefsOf(isObj(ap.spec) ? ap.spec : undefined);
+    if (refs.length === 0) continue;
+    if (targetsWaypoint(state, ap, waypoint)) out.push(ap);
+    else if (svc && (ap.metadata.namespace ?? '') === (svc.metadata.namespace ?? '') && refs.some((r) => isServiceRef(r, svc))) out.push(ap);
+  }
+  return out;
 }

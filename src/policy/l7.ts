@@ -5,7 +5,7 @@
 import type { ClusterState, Labels, Pod, PolicyObject } from '../core/objects.ts';
 import { ciliumConfig } from './cilium-config.ts';
 import { namedPort } from './cluster.ts';
-import { istioRootNamespace } from './istio.ts';
+import { istioRootNamespace, istioSelectorOf } from './istio.ts';
 import { l7EgressByList, l7EgressByObj } from './memo.ts';
 import { policyModel } from './model.ts';
 import { podRef } from './identity.ts';
@@ -147,14 +147,6 @@ export function podIn(state: ClusterState, pod: Pod): Pod | undefined {
   return pod.status === undefined && pod.spec.nodeName === undefined ? pod : undefined;
 }
 
-function matchLabelsOf(spec: Readonly<Record<string, unknown>> | undefined): Labels | undefined {
-  const sel = spec?.['selector'];
-  if (typeof sel !== 'object' || sel === null) return undefined;
-  const ml = (sel as Record<string, unknown>)['matchLabels'];
-  if (typeof ml !== 'object' || ml === null || Object.keys(ml).length === 0) return undefined;
-  return ml as Labels;
-}
-
 /**
  * Pods an Istio policy object (PeerAuthentication, AuthorizationPolicy without targetRefs) can apply to:
  * its selector's pods in its namespace, or every pod of its namespace; from the root namespace, every
@@ -165,11 +157,13 @@ export function istioPolicyPods(state: ClusterState, obj: PolicyObject | undefin
   if (!obj) return [];
   const ns = obj.metadata.namespace ?? '';
   const root = istioRootNamespace(state);
-  const ml = matchLabelsOf(obj.spec);
-  if (!ml) return [...(ns === root ? state.list('Pod') : state.list('Pod', ns))];
+  const sel = istioSelectorOf(obj.spec);
+  if (sel.kind === 'invalid') return [];
+  if (sel.kind === 'none') return [...(ns === root ? state.list('Pod') : state.list('Pod', ns))];
+  const ml = sel.labels;
   const [k, v] = Object.entries(ml)[0]!;
   const searchNs = ns === root && rootSelectorEverywhere ? undefined : ns;
-  return state.podsWithLabel(searchNs, k, String(v)).filter((p) => Object.entries(ml).every(([mk, mv]) => p.metadata.labels?.[mk] === String(mv)));
+  return state.podsWithLabel(searchNs, k, v).filter((p) => Object.entries(ml).every(([mk, mv]) => p.metadata.labels?.[mk] === mv));
 }
 
 /** Union of pod lists by namespace/name. */

@@ -10,7 +10,9 @@
 //     interface sees the application port for sidecars)
 
 import t from 'tap';
-import { meshPath, istioStringMatch, principalOf } from '../../src/policy/mesh-path.ts';
+import { meshPath } from '../../src/policy/mesh-path.ts';
+import { istioStringMatch } from '../../src/policy/authz.ts';
+import { principalOf } from '../../src/policy/istio.ts';
 import { authzPolicy, baseCluster, cnp, findPod, memoryState, netpol, ns, peerAuth, pod, type Obj } from '../fixtures/cluster.ts';
 
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };

@@ -107,3 +107,17 @@ t.test('scope: from the request alone', async (t) => {
   t.same(scope(makeChange('UPDATE', ns('demo', AMBIENT), ns('demo'))), { by: 'namespace', namespace: 'demo' });
   t.equal(scope(makeChange('UPDATE', ns('demo', AMBIENT), ns('demo', AMBIENT))), undefined, 'labels unchanged');
 });
+
+t.test('when keys: connection.sni needs a proxy that sees the request, destination.ip does not (istiod l4WhenAttributes)', async (t) => {
+  const withWhen = (key: string) => authzPolicy('demo', 'hello-app-policy', {
+    selector: { matchLabels: { app: 'hello-app' } },
+    action: 'ALLOW',
+    rules: [{ from: [{ source: { principals: ['cluster.local/ns/demo/sa/hello-gateway-istio'] } }], when: [{ key, values: ['10.0.0.0/8'] }] }],
+  });
+  const sni = runRule(rule, baseCluster(demo), 'CREATE', withWhen('connection.sni')).findings;
+  t.same(sni.map((f) => [f.code, f.params['attributes']]), [[CODE('allow-never-matches'), ['when connection.sni']]]);
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', withWhen('destination.ip')).findings, []);
+  // A selector whose value is not a string is refused by the API server: it selects no pod, no finding.
+  const numeric = authzPolicy('demo', 'numeric', { selector: { matchLabels: { app: 1 } }, rules: [{ to: [{ operation: { paths: ['/x'] } }] }] });
+  t.same(runRule(rule, baseCluster(demo), 'CREATE', numeric).findings, []);
+});

@@ -11,7 +11,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { effectiveMtls, meshMode, istioPolicyPods, podIn, podRef, unionPods } from '../../policy/index.ts';
+import { istioMatchLabels, effectiveMtls, meshMode, istioPolicyPods, podIn, podRef, unionPods } from '../../policy/index.ts';
 import { labelsChanged } from '../../impact/index.ts';
 import { victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -65,19 +65,12 @@ function hitsOf(state: ClusterState, pods: readonly Pod[]): Hit[] {
   return out;
 }
 
-function matchLabelsOf(obj: PolicyObject | undefined): Labels | undefined {
-  const sel = obj?.spec?.['selector'];
-  if (typeof sel !== 'object' || sel === null) return undefined;
-  const ml = (sel as Record<string, unknown>)['matchLabels'];
-  return typeof ml === 'object' && ml !== null && Object.keys(ml).length > 0 ? (ml as Labels) : undefined;
-}
-
 /** The pods whose mode the request may change; a synthetic pod when a new selector selects none yet. */
 function touched(subject: Subject, change: Change, before: ClusterState, after: ClusterState): { pods: Pod[]; synthetic: boolean } {
   if (subject.by === 'peer-authentication') {
     const obj = change.object as PolicyObject;
     const pods = unionPods(istioPolicyPods(before, change.oldObject as PolicyObject | undefined, false), istioPolicyPods(after, obj, false));
-    const ml = matchLabelsOf(obj);
+    const ml = istioMatchLabels(obj?.spec);
     if (pods.length === 0 && ml) {
       // No pod deployed yet: judge the pod the selector describes, in the policy's namespace.
       const synthetic: Pod = {

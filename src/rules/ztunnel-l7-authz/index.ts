@@ -12,7 +12,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { authzAttachment, httpAttributesOf, istioRootNamespace, meshMode, podIn, podRef, unionPods } from '../../policy/index.ts';
+import { istioMatchLabels, authzAttachment, httpAttributesOf, istioRootNamespace, meshMode, podIn, podRef, unionPods } from '../../policy/index.ts';
 import { labelsChanged } from '../../impact/index.ts';
 import { victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -30,13 +30,6 @@ interface Hit {
 function actionOf(ap: PolicyObject): string {
   const a = ap.spec?.['action'];
   return typeof a === 'string' && a !== '' ? a : 'ALLOW';
-}
-
-function matchLabelsOf(ap: PolicyObject): Labels | undefined {
-  const sel = ap.spec?.['selector'];
-  if (typeof sel !== 'object' || sel === null) return undefined;
-  const ml = (sel as Record<string, unknown>)['matchLabels'];
-  return typeof ml === 'object' && ml !== null && Object.keys(ml).length > 0 ? (ml as Labels) : undefined;
 }
 
 /** A pod that does not exist yet, as the policy's selector would select it in the policy's namespace. */
@@ -61,7 +54,7 @@ function hitsOf(state: ClusterState, ap: PolicyObject | undefined, only?: Readon
   if (att.targetRefs.length > 0) return { hits: [], synthetic: false };
   let pods: readonly Pod[] = att.pods;
   let synthetic = false;
-  const ml = matchLabelsOf(ap);
+  const ml = istioMatchLabels(ap.spec);
   if (pods.length === 0 && ml && !only && (ap.metadata.namespace ?? '') !== istioRootNamespace(state)) {
     pods = [syntheticPod(ap, ml)];
     synthetic = true;

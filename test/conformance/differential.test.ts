@@ -17,6 +17,9 @@ t.test('the generator is reproducible from its seed and covers the constructs', 
     '"except"', '"endPort"', '"protocol":"ANY"', '"port":"http"', '"ingress":[{}', '"egress":[]', '"toPorts":[{}]',
     '"specs"', '"ipBlock"', '"namespaceSelector"', '"policyTypes"', '"k8s:io.kubernetes.pod.namespace"',
     '"icmps"', '"http"', '"pod-template-hash"', '"reserved:', '"enablePolicy":"always"', '"enablePolicy":"never"', '"dualStack":true',
+    // Ingress from non-pod sources, egress to the API server on its node.
+    '"from":{"ip":', '"from":{"entity":"host"}', '"from":{"entity":"remote-node"}', '"from":{"entity":"kube-apiserver"}',
+    '"to":{"entity":"kube-apiserver"}',
   ]) {
     t.ok(text.includes(construct), `generates ${construct}`);
   }

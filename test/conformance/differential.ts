@@ -9,7 +9,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { evaluate, evaluateIngressFromAddress } from '../../src/policy/reachability.ts';
 import type { Target } from '../../src/policy/types.ts';
-import type { Pod } from '../../src/core/objects.ts';
+import type { Pod, PolicyObject } from '../../src/core/objects.ts';
+import { ciliumRejection } from '../../src/policy/sanitize.ts';
 import { memoryState } from '../fixtures/cluster.ts';
 import { APISERVER_NODE, NODES, SOURCE_ADDRESS, type Scenario, type ScenarioFlow } from './scenarios.ts';
 
@@ -64,6 +65,8 @@ export interface Report {
   /** Policies the agent refused to import (parse or sanitize errors), with the reason. */
   readonly refusedPolicies: number;
   readonly refusals: readonly string[];
+  /** Policies the agent refused and meshguard did not (ciliumRejection), or the other way round. */
+  readonly refusalMismatches: readonly string[];
   /** Oracle failures (a panic or an error for a scenario or flow): never counted as agreement. */
   readonly oracleErrors: readonly string[];
 }
@@ -153,6 +156,7 @@ export function compare(scenarios: readonly Scenario[], binary = oraclePath()): 
   let refusedPolicies = 0;
   const disagreements: Disagreement[] = [];
   const refusals: string[] = [];
+  const refusalMismatches: string[] = [];
   const oracleErrors: string[] = [];
   for (const sc of scenarios) {
     const res = byId.get(sc.id);
@@ -164,6 +168,13 @@ export function compare(scenarios: readonly Scenario[], binary = oraclePath()): 
       refusedPolicies++;
       refusals.push(`${sc.id} policy ${i}: ${why}`);
     }
+    sc.policies.forEach((p, i) => {
+      const theirs = res.policyErrors?.[i];
+      const mine = ciliumRejection(p as unknown as PolicyObject);
+      if ((theirs === undefined) !== (mine === undefined)) {
+        refusalMismatches.push(`${sc.id} policy ${i}: cilium ${theirs ?? 'imports it'}, meshguard ${mine ?? 'imports it'}: ${JSON.stringify(p)}`);
+      }
+    });
     const mine = meshguardVerdicts(sc);
     sc.flows.forEach((flow, i) => {
       flows++;
@@ -184,7 +195,7 @@ export function compare(scenarios: readonly Scenario[], binary = oraclePath()): 
       if ('pod' in flow.to) check('ingress', theirs.ingress, m.ingress);
     });
   }
-  return { cilium: oracle.cilium, scenarios: scenarios.length, flows, comparisons, agreements, disagreements, refusedPolicies, refusals, oracleErrors };
+  return { cilium: oracle.cilium, scenarios: scenarios.length, flows, comparisons, agreements, disagreements, refusedPolicies, refusals, refusalMismatches, oracleErrors };
 }
 
 /** One disagreement, with the policies that decide it, for a failure message. */

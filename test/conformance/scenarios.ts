@@ -45,7 +45,7 @@ export interface Scenario {
 
 /** Constructs the generator leaves out, with the reason. */
 export const EXCLUDED: readonly { construct: string; why: string }[] = [
-  { construct: 'toFQDNs, rules.dns', why: 'needs the DNS proxy and its learned IPs (datapath state, not policy objects)' },
+  { construct: 'toFQDNs', why: 'needs the DNS proxy and its learned IPs (datapath state, not policy objects); rules.dns are generated (port-rule mutations), where they must leave the L3/L4 verdict alone' },
   { construct: 'L7 rules other than http (kafka, l7proto), serverNames, listeners, auth', why: 'decided by Envoy after the L3/L4 verdict; the oracle reads the L3/L4 map state only (http rules are generated, to check that they leave the L3/L4 verdict alone)' },
   { construct: 'toServices, toGroups, CiliumCIDRGroup (cidrGroupRef/cidrGroupSelector)', why: 'resolved by agent watchers from other objects (Services, cloud groups, CIDR groups) before the policy repository sees them' },
   { construct: 'fromRequires/toRequires', why: 'deprecated; meshguard does not model them (docs: Not modelled)' },
@@ -383,6 +383,41 @@ function networkPolicy(r: Rng, i: number): Record<string, unknown> {
   return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: `np${i}`, namespace: r.pick(NAMESPACES) }, spec };
 }
 
+// ---------- port-rule mutations (drawn last) ----------
+
+/**
+ * Rarely, on a `toPorts` entry: L7 rules wherever they land (port 0, UDP, ANY or no protocol, names,
+ * ranges), DNS rules (also on ingress, beside HTTP, on a range), or more ports than the agent accepts
+ * (40). Most of these the agent refuses with the whole policy (PortRule.sanitize, L7Rules.sanitize),
+ * the rest must leave the L3/L4 verdict alone. Drawn after the rest of the scenario.
+ */
+function mutatePortRules(r: Rng, policy: Record<string, unknown>): void {
+  const rules = [policy.spec, ...((policy.specs as unknown[] | undefined) ?? [])].filter((x): x is Record<string, unknown> => !!x && typeof x === 'object');
+  for (const rule of rules) {
+    for (const section of ['ingress', 'egress'] as const) {
+      for (const el of (rule[section] as Record<string, unknown>[] | undefined) ?? []) {
+        for (const tp of (el.toPorts as Record<string, unknown>[] | undefined) ?? []) {
+          if (!Array.isArray(tp.ports) || !r.chance(0.12)) continue;
+          switch (r.int(0, 4)) {
+            case 0:
+            case 1:
+              tp.rules = { http: [{ method: r.pick(['GET', 'POST']) }] };
+              break;
+            case 2:
+              tp.rules = { dns: [{ matchPattern: r.pick(['*', '*.example.com']) }] };
+              break;
+            case 3:
+              tp.rules = { http: [{ path: '/' }], dns: [{ matchName: 'example.com' }] };
+              break;
+            default:
+              tp.ports = Array.from({ length: r.pick([40, 41]) }, (_, i) => ({ port: String(1000 + i), protocol: 'TCP' }));
+          }
+        }
+      }
+    }
+  }
+}
+
 // ---------- scenarios ----------
 
 export function generateScenario(seed: number, index: number): Scenario {
@@ -444,6 +479,7 @@ export function generateScenario(seed: number, index: number): Scenario {
       flows.push({ from: { pod: ref(to) }, to: { entity: 'kube-apiserver' }, port: r.pick(QUERY_PORTS), protocol: proto() });
     }
   }
+  for (const policy of policies) if (policy.kind !== 'NetworkPolicy') mutatePortRules(r, policy);
   return { id: `${seed}-${index}`, dualStack, enablePolicy, namespaces, pods, policies, flows };
 }
 

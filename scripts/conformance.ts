@@ -1,6 +1,7 @@
 // `make conformance`: the differential test of meshguard's policy engine against Cilium's own agent
 // code (tools/cilium-oracle), on seeded random scenarios. Prints the scenario count and the agreement,
-// and every disagreement in full; exits 1 when there is one (or the oracle failed on a scenario).
+// and every disagreement in full; exits 1 when there is one, when meshguard refuses a different set of
+// policies than the agent, or when the oracle failed on a scenario.
 //
 //   node scripts/conformance.ts [--seed N] [--count N] [--show N]
 
@@ -27,7 +28,8 @@ for (const d of report.disagreements.slice(0, Number(values.show))) console.log(
 for (const e of report.oracleErrors.slice(0, 5)) console.log(`oracle error: ${e}`);
 console.log(`Cilium ${report.cilium} (tools/cilium-oracle), seed ${seed}`);
 console.log(`scenarios: ${report.scenarios}, flows: ${report.flows}, verdicts compared: ${report.comparisons} (${secs}s)`);
-console.log(`policies the agent refused (parse/sanitize): ${report.refusedPolicies}`);
+for (const m of report.refusalMismatches.slice(0, Number(values.show))) console.log(`refusal mismatch: ${m}\n`);
+console.log(`policies the agent refused (parse/sanitize): ${report.refusedPolicies}, refused differently by meshguard: ${report.refusalMismatches.length}`);
 console.log(`agreement: ${report.agreements}/${report.comparisons} (${pct.toFixed(2)}%), disagreements: ${report.disagreements.length}, oracle errors: ${report.oracleErrors.length}`);
 console.log(`not generated: ${EXCLUDED.map((e) => e.construct).join('; ')}`);
-process.exitCode = report.disagreements.length > 0 || report.oracleErrors.length > 0 ? 1 : 0;
+process.exitCode = report.disagreements.length > 0 || report.oracleErrors.length > 0 || report.refusalMismatches.length > 0 ? 1 : 0;

@@ -69,11 +69,33 @@ export function usesApiserver(state: ClusterState, pod: Pod, settings: Apiserver
   return false;
 }
 
+/**
+ * Where the kube-apiserver runs, from its `default/kubernetes` endpoint addresses and the Nodes'
+ * addresses (compared canonically): every endpoint on a node (kubeadm, kind, k3s), none on a node
+ * (managed control planes: EKS, GKE, AKS), some of each, or unknown when the state has no endpoints or
+ * no nodes. The one definition behind `ApiserverTarget.onNodes` and `controlPlaneOutsideNodes`.
+ */
+export type ApiserverPlacement = 'on-nodes' | 'outside-nodes' | 'mixed' | 'unknown';
+
+export function apiserverPlacement(apiserverIps: readonly string[], nodeIps: Iterable<string>): ApiserverPlacement {
+  const nodes = new Set<string>();
+  for (const ip of nodeIps) nodes.add(canonicalIp(ip) ?? ip);
+  if (apiserverIps.length === 0 || nodes.size === 0) return 'unknown';
+  let on = 0;
+  for (const ip of apiserverIps) if (nodes.has(canonicalIp(ip) ?? ip)) on++;
+  return on === apiserverIps.length ? 'on-nodes' : on === 0 ? 'outside-nodes' : 'mixed';
+}
+
 export interface ApiserverTarget {
   /** Endpoint IPs (empty when the EndpointSlice is unknown: the kube-apiserver entity is used). */
   readonly ips: readonly string[];
   readonly port: number;
-  /** Every endpoint IP is a Node address (the control plane runs on the nodes). */
+  readonly placement: ApiserverPlacement;
+  /**
+   * Some endpoint IP is a Node address (placement 'on-nodes' or 'mixed'): its connections carry the
+   * node's identity, and a CIDR/ipBlock selects it only with policy-cidr-match-mode=nodes. Exactly the
+   * complement of controlPlaneOutsideNodes(`auto`) when the placement is known.
+   */
   readonly onNodes: boolean;
 }
 
@@ -97,8 +119,8 @@ function computeApiserverTarget(state: ClusterState, ep: { ips: readonly string[
     const sp = svc?.spec.ports?.[0];
     port = typeof sp?.targetPort === 'number' ? sp.targetPort : (sp?.port ?? 443);
   }
-  const nodes = new Set(nodeIPs(state));
-  return { ips: ep.ips, port, onNodes: ep.ips.length > 0 && ep.ips.every((ip) => nodes.has(ip)) };
+  const placement = apiserverPlacement(ep.ips, nodeIPs(state));
+  return { ips: ep.ips, port, placement, onNodes: placement === 'on-nodes' || placement === 'mixed' };
 }
 
 /** What apiserverReach reports when the endpoints are unknown and the kube-apiserver entity is judged. */
@@ -117,9 +139,9 @@ export function apiserverReach(state: ClusterState, pod: Pod): string[] {
   return t.ips.filter((ip) => reachable(state, pod, { type: 'ip', ip }, t.port, 'TCP'));
 }
 /**
- * Is the kube-apiserver outside the nodes (managed control planes: EKS, GKE, AKS)? `auto` compares the
- * default/kubernetes EndpointSlice addresses with the Nodes' addresses; unknown (no endpoints or no
- * nodes in the state) counts as "not outside", so no finding rests on a guess.
+ * Is the kube-apiserver outside the nodes (managed control planes: EKS, GKE, AKS)? The config's
+ * `controlPlane` setting decides when it is not `auto`; `auto` is apiserverPlacement 'outside-nodes'
+ * (unknown and mixed count as "not outside", so no finding rests on a guess).
  */
 export function controlPlaneOutsideNodes(
   setting: 'auto' | 'outside-nodes' | 'on-nodes' | undefined,
@@ -128,7 +150,5 @@ export function controlPlaneOutsideNodes(
 ): boolean {
   if (setting === 'outside-nodes') return true;
   if (setting === 'on-nodes') return false;
-  if (apiserverIps.length === 0 || nodeIps.length === 0) return false;
-  const nodes = new Set(nodeIps.map((ip) => canonicalIp(ip) ?? ip));
-  return !apiserverIps.some((ip) => nodes.has(canonicalIp(ip) ?? ip));
+  return apiserverPlacement(apiserverIps, nodeIps) === 'outside-nodes';
 }

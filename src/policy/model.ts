@@ -21,6 +21,7 @@ import type {
 import { NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, normalizeKey, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { isEphemeral, markEphemeral } from '../state/request-scope.ts';
 import { policyModels as cache } from './memo.ts';
+import { ciliumRejection } from './sanitize.ts';
 
 type Raw = Readonly<Record<string, unknown>>;
 
@@ -136,71 +137,12 @@ const CILIUM_EGRESS_PEERS = [
 function ciliumModels(obj: PolicyObject): PolicyModel[] {
   const ref = policyRef(obj);
   // The agent imports a CNP/CCNP whole or not at all: one refused rule drops every rule of the object.
-  if (ciliumRefusal(obj) !== undefined) return [];
+  // One rejection path: the same answer agent-rejected-policy reports (sanitize.ts).
+  if (ciliumRejection(obj) !== undefined) return [];
   const rules: Raw[] = [];
   if (isObj(obj.spec)) rules.push(obj.spec);
   for (const s of objs(obj.specs)) rules.push(s);
   return rules.map((r, i) => ciliumRuleModel(ref, i, r));
-}
-
-/** A port name as the agent accepts it (an IANA service name: letters, digits, '-', one letter at least). */
-const PORT_NAME = /^(?=.*[a-z])(?!.*--)[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?$/i;
-
-/** Why the agent refuses a port value (Sanitize of PortProtocol), or undefined. */
-function portRefusal(v: unknown): string | undefined {
-  if (v === undefined || v === null || v === '') return 'port must be specified';
-  const s = String(v);
-  if (PORT_NAME.test(s)) return undefined;
-  return /^\d+$/.test(s) && Number(s) <= 65535 ? undefined : `unable to parse port ${JSON.stringify(s)}`;
-}
-
-const L3_FIELDS: Readonly<Record<Direction, readonly string[]>> = {
-  ingress: ['fromEndpoints', 'fromCIDR', 'fromCIDRSet', 'fromEntities', 'fromGroups', 'fromNodes'],
-  egress: ['toEndpoints', 'toCIDR', 'toCIDRSet', 'toEntities', 'toServices', 'toFQDNs', 'toGroups', 'toNodes'],
-};
-
-/** Why the agent refuses one rule element (IngressCommonRule/EgressCommonRule and PortRule Sanitize). */
-function elementRefusal(direction: Direction, el: Raw): string | undefined {
-  // Only non-empty lists count (the agent compares their lengths).
-  const l3 = L3_FIELDS[direction].filter((f) => arr(el[f]).length > 0);
-  if (l3.length > 1) return `combining ${l3[0]} and ${l3[1]} is not supported`;
-  if (arr(el.icmps).length > 0 && arr(el.toPorts).length > 0) return 'the ICMPs block may only be present without ToPorts';
-  for (const tp of objs(el.toPorts)) {
-    for (const p of objs(tp.ports)) {
-      const why = portRefusal(p.port);
-      if (why) return why;
-    }
-  }
-  return undefined;
-}
-
-/**
- * Why the Cilium agent refuses to import a CNP/CCNP (CiliumNetworkPolicy.Parse runs Rule.Sanitize on
- * each rule), or undefined when it imports it. Covers the refusals that follow from the object alone:
- * a rule without endpointSelector/nodeSelector or without any section, an element combining L3 kinds
- * or icmps with toPorts, a port that is missing or neither a number nor a port name. A refused policy has no effect at all.
- */
-export function ciliumRefusal(obj: PolicyObject): string | undefined {
-  if (obj.kind !== 'CiliumNetworkPolicy' && obj.kind !== 'CiliumClusterwideNetworkPolicy') return undefined;
-  const rules: Raw[] = [];
-  if (isObj(obj.spec)) rules.push(obj.spec);
-  for (const s of objs(obj.specs)) rules.push(s);
-  if (rules.length === 0) return 'the policy has no spec or specs';
-  for (const rule of rules) {
-    if (!isObj(rule.endpointSelector) && !isObj(rule.nodeSelector)) return 'rule must have one of EndpointSelector or NodeSelector';
-    if (isObj(rule.endpointSelector) && isObj(rule.nodeSelector)) return 'rule cannot have both EndpointSelector and NodeSelector';
-    // Host policies are clusterwide only (CiliumNetworkPolicy.Parse).
-    if (obj.kind === 'CiliumNetworkPolicy' && isObj(rule.nodeSelector)) return 'rule cannot have NodeSelector';
-    const sections = ['ingress', 'ingressDeny', 'egress', 'egressDeny'].filter((f) => objs(rule[f]).length > 0);
-    if (sections.length === 0) return 'rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny';
-    for (const f of sections) {
-      for (const el of objs(rule[f])) {
-        const why = elementRefusal(f.startsWith('ingress') ? 'ingress' : 'egress', el);
-        if (why) return why;
-      }
-    }
-  }
-  return undefined;
 }
 
 function ciliumRuleModel(ref: PolicyRef, specIndex: number, rule: Raw): PolicyModel {

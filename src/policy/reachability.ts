@@ -28,6 +28,7 @@ import { formatPolicyRef } from './model.ts';
 import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
+import { atLeast, clusterVersions } from './versions.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
 import { ipIndexByList, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
@@ -419,6 +420,7 @@ function decideDirection(
   protocol: Protocol,
   destPod: Pod | undefined,
   tracer: Tracer | undefined,
+  localHost = false,
 ): boolean {
   if (ctx.settings.enablePolicy === 'never') {
     tracer?.unenforced('never');
@@ -460,8 +462,9 @@ function decideDirection(
   }
   if (allowed) return true;
   const enf = enforcement(ctx.state, subject, direction);
-  if (enf.enforced && (recorder || collector)) decided(recorder, collector, subject, direction, peer, port, protocol, { by: 'default-deny', enforcedBy: enf.by });
-  return !enf.enforced;
+  if (!enf.enforced || (localHost && localHostAllowed(ctx.state, subject))) return true;
+  if (recorder || collector) decided(recorder, collector, subject, direction, peer, port, protocol, { by: 'default-deny', enforcedBy: enf.by });
+  return false;
 }
 
 // ---------- which rule decided ----------
@@ -546,6 +549,22 @@ function denyMatchOf(ctx: EvalContext, m: PolicyModel, el: RuleElement, peer: Id
   };
 }
 
+/**
+ * The agent's allow-localhost (`always` in Kubernetes mode) for traffic from the local host (the
+ * endpoint's own node address, a host-network pod on the same node) to an endpoint in ingress default
+ * deny: an allow of the lowest precedence, so a matching deny rule still wins. Cilium 1.20 adds it only
+ * beside the endpoint's ingress rules (`computePolicyEnforcementAndRules`: `addDefaultRule` with
+ * `HostSelectors` when the ingress rules enable default deny), so an endpoint that `enable-policy: always`
+ * alone puts into default deny does not admit its host; before 1.20 it was inserted into every endpoint's
+ * map state (`determineAllowLocalhostIngress`). Found by the conformance test.
+ */
+function localHostAllowed(state: ClusterState, dest: Pod): boolean {
+  if (!atLeast(clusterVersions(state).cilium, 1, 20)) return true;
+  return policiesSelecting(state, dest).some((m) => m.hasSection.ingress);
+}
+
+const LOCAL_HOST_REASON = 'traffic from the local host to its endpoints is allowed (allow-localhost)';
+
 /** A Tracer that keeps what evaluate() explains: the deny rules' policies and the allowing elements. */
 class Collector implements Tracer {
   why: 'never' | 'not-endpoint' | undefined;
@@ -585,10 +604,11 @@ function judge(
   port: number,
   protocol: Protocol,
   destPod: Pod | undefined,
+  localHost = false,
 ): DirectionVerdict {
   const who = `${subject.metadata.namespace ?? ''}/${subject.metadata.name}`;
   const c = new Collector();
-  const ok = decideDirection(ctx, subject, direction, peer, port, protocol, destPod, c);
+  const ok = decideDirection(ctx, subject, direction, peer, port, protocol, destPod, c, localHost);
   if (c.why === 'never') {
     return { enforced: false, verdict: 'allowed', decidingPolicies: [], allowing: [], reason: 'enable-policy=never: Cilium enforces no policy' };
   }
@@ -611,6 +631,9 @@ function judge(
       enforced: false, verdict: 'allowed', decidingPolicies: [], allowing,
       reason: `${what}: allowed, no policy puts ${who} into default deny for ${direction}`,
     };
+  }
+  if (ok && localHost && allowing.length === 0) {
+    return { enforced: true, verdict: 'allowed', decidingPolicies: [], allowing, reason: `${what}: ${LOCAL_HOST_REASON}` };
   }
   if (ok) {
     const refs = uniq(allowing.map((a) => a.policy));
@@ -733,16 +756,8 @@ export function evaluate(state: ClusterState, from: Pod, to: Target, port: numbe
   const egress = judge(ctx, from, 'egress', dest, port, protocol, destPod);
   let ingress: DirectionVerdict = notAPod;
   if (destPod) {
-    if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') {
-      // Cilium's default allow-localhost: the local host may always reach its endpoints (kubelet probes).
-      ingress = {
-        enforced: enforcement(state, destPod, 'ingress').enforced, verdict: 'allowed', decidingPolicies: [], allowing: [],
-        reason: 'traffic from the local host to its endpoints is always allowed (allow-localhost)',
-      };
-    } else {
-      const src = sourceIdentity(state, from, destPod, settings);
-      ingress = judge(ctx, destPod, 'ingress', src, port, protocol, destPod);
-    }
+    const src = sourceIdentity(state, from, destPod, settings);
+    ingress = judge(ctx, destPod, 'ingress', src, port, protocol, destPod, fromLocalHost(from, destPod));
   }
   return { allowed: egress.verdict === 'allowed' && ingress.verdict === 'allowed', egress, ingress };
 }
@@ -768,8 +783,12 @@ export function reachable(state: ClusterState, from: Pod, to: Target, port: numb
   const ctx: EvalContext = { state, settings, from, dnsCheck: false };
   if (which !== 'ingress' && !decideDirection(ctx, from, 'egress', dest, port, protocol, destPod, undefined)) return false;
   if (which === 'egress' || !destPod) return true;
-  if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') return true;
-  return decideDirection(ctx, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, undefined);
+  return decideDirection(ctx, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, undefined, fromLocalHost(from, destPod));
+}
+
+/** A host-network client on the destination's own node: the local host (allow-localhost applies). */
+function fromLocalHost(from: Pod, dest: Pod): boolean {
+  return from.spec.hostNetwork === true && from.spec.nodeName !== undefined && from.spec.nodeName === dest.spec.nodeName;
 }
 
 // ---------- ingress from an IP ----------
@@ -835,8 +854,8 @@ export function ingressFromIpAllowed(state: ClusterState, pod: Pod, ip: string, 
  * Ingress of `dest` on port/protocol from a peer that is not a pod, given by its address: the
  * kube-apiserver calling an admission webhook (or istiod's). The same decision as the ingress half of
  * evaluate(): the address gets the identity ipIdentity gives it (kube-apiserver, plus host/remote-node
- * when it is a Node address, world outside the nodes), and an address of `dest`'s own node is always let
- * in (allow-localhost). `ip` undefined stands for the kube-apiserver entity when its endpoints are unknown.
+ * when it is a Node address, world outside the nodes), and an address of `dest`'s own node is the local
+ * host (allow-localhost, see localHostAllowed). `ip` undefined stands for the kube-apiserver entity when its endpoints are unknown.
  */
 export function evaluateIngressFromAddress(state: ClusterState, dest: Pod, ip: string | undefined, port: number, protocol: Protocol): DirectionVerdict {
   checkBudget();
@@ -844,12 +863,7 @@ export function evaluateIngressFromAddress(state: ClusterState, dest: Pod, ip: s
   const c = ip === undefined ? undefined : canonicalIp(ip);
   if (ip !== undefined && !c) throw new Error(`not an IP address: ${ip}`);
   const node = dest.spec.nodeName;
-  if (c && node !== undefined && settings.enablePolicy !== 'never' && isCiliumEndpoint(dest) && nodeAddresses(state).get(c) === node) {
-    return {
-      enforced: enforcement(state, dest, 'ingress').enforced, verdict: 'allowed', decidingPolicies: [], allowing: [],
-      reason: 'traffic from the local host to its endpoints is always allowed (allow-localhost)',
-    };
-  }
+  const localHost = c !== undefined && node !== undefined && nodeAddresses(state).get(c) === node;
   const id = c ? ipIdentity(state, c, node, settings) : reservedIdentity('kube-apiserver', ['kube-apiserver']);
-  return judge({ state, settings, from: dest, dnsCheck: false }, dest, 'ingress', id, port, protocol, dest);
+  return judge({ state, settings, from: dest, dnsCheck: false }, dest, 'ingress', id, port, protocol, dest, localHost);
 }

@@ -17,6 +17,9 @@ t.test('the generator is reproducible from its seed and covers the constructs', 
     '"except"', '"endPort"', '"protocol":"ANY"', '"port":"http"', '"ingress":[{}', '"egress":[]', '"toPorts":[{}]',
     '"specs"', '"ipBlock"', '"namespaceSelector"', '"policyTypes"', '"k8s:io.kubernetes.pod.namespace"',
     '"icmps"', '"http"', '"pod-template-hash"', '"reserved:', '"enablePolicy":"always"', '"enablePolicy":"never"', '"dualStack":true',
+    // Ingress from non-pod sources, egress to the API server on its node, and the port-rule mutations.
+    '"from":{"ip":', '"from":{"entity":"host"}', '"from":{"entity":"remote-node"}', '"from":{"entity":"kube-apiserver"}',
+    '"to":{"entity":"kube-apiserver"}', '"dns":[', '"port":"1040"',
   ]) {
     t.ok(text.includes(construct), `generates ${construct}`);
   }
@@ -30,6 +33,7 @@ t.test('meshguard agrees with Cilium on every generated flow', { skip: oracleAva
   t.equal(report.scenarios, COUNT);
   t.ok(report.comparisons > COUNT * 8, `${report.comparisons} verdicts compared`);
   t.same(report.oracleErrors, [], 'the oracle answered every flow');
+  t.same(report.refusalMismatches.slice(0, 3), [], 'meshguard refuses exactly the policies the agent refuses');
   t.equal(report.disagreements.length, 0, report.disagreements.slice(0, 3).map(describe).join('\n\n') || 'no disagreement');
   t.comment(`Cilium ${report.cilium}: ${report.agreements}/${report.comparisons} verdicts agree over ${report.scenarios} scenarios`);
 });

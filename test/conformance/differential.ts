@@ -7,11 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { evaluate } from '../../src/policy/reachability.ts';
+import { evaluate, evaluateIngressFromAddress } from '../../src/policy/reachability.ts';
 import type { Target } from '../../src/policy/types.ts';
-import type { Pod } from '../../src/core/objects.ts';
+import type { Pod, PolicyObject } from '../../src/core/objects.ts';
+import { ciliumRejection } from '../../src/policy/sanitize.ts';
 import { memoryState } from '../fixtures/cluster.ts';
-import type { Scenario, ScenarioFlow } from './scenarios.ts';
+import { APISERVER_NODE, NODES, SOURCE_ADDRESS, type Scenario, type ScenarioFlow } from './scenarios.ts';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -57,13 +58,15 @@ export interface Report {
   readonly cilium: string;
   readonly scenarios: number;
   readonly flows: number;
-  /** Verdicts compared: egress of every flow, plus ingress when the destination is a pod. */
+  /** Verdicts compared: egress of every flow from a pod, plus ingress when the destination is a pod. */
   readonly comparisons: number;
   readonly agreements: number;
   readonly disagreements: readonly Disagreement[];
   /** Policies the agent refused to import (parse or sanitize errors), with the reason. */
   readonly refusedPolicies: number;
   readonly refusals: readonly string[];
+  /** Policies the agent refused and meshguard did not (ciliumRejection), or the other way round. */
+  readonly refusalMismatches: readonly string[];
   /** Oracle failures (a panic or an error for a scenario or flow): never counted as agreement. */
   readonly oracleErrors: readonly string[];
 }
@@ -93,6 +96,16 @@ export function scenarioState(sc: Scenario): ReturnType<typeof memoryState> {
       status: { phase: 'Running', podIP: p.ip },
     });
   }
+  // The nodes, and the API server on one of them (the oracle's reserved kube-apiserver identity).
+  for (const n of NODES) {
+    objects.push({ apiVersion: 'v1', kind: 'Node', metadata: { name: n.name }, status: { addresses: [{ type: 'InternalIP', address: n.ip }] } });
+  }
+  const apiserver = NODES.find((n) => n.name === APISERVER_NODE)!;
+  objects.push({
+    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes' } },
+    addressType: 'IPv4', endpoints: [{ addresses: [apiserver.ip] }], ports: [{ name: 'https', port: 6443, protocol: 'TCP' }],
+  });
   objects.push(...sc.policies);
   // The address families the oracle's agent runs with (they decide an address's world label).
   objects.push({
@@ -109,10 +122,20 @@ function findPod(state: ReturnType<typeof memoryState>, ref: string): Pod {
   return pod;
 }
 
-/** meshguard's verdicts for one scenario's flows (egress always, ingress when the target is a pod). */
-export function meshguardVerdicts(sc: Scenario): { egress: Verdict; ingress?: Verdict }[] {
+/**
+ * meshguard's verdicts for one scenario's flows: from a pod, egress always and ingress when the target
+ * is a pod; from an entity or an address, the target pod's ingress only, judged on the address the
+ * source stands for (evaluateIngressFromAddress, as the control-plane rules ask it).
+ */
+export function meshguardVerdicts(sc: Scenario): { egress?: Verdict; ingress?: Verdict }[] {
   const state = scenarioState(sc);
   return sc.flows.map((f) => {
+    if (!('pod' in f.from)) {
+      if (!('pod' in f.to)) throw new Error('a flow from a non-pod source must go to a pod');
+      const address = 'ip' in f.from ? f.from.ip : SOURCE_ADDRESS[f.from.entity];
+      if (address === undefined) throw new Error(`no address for the source entity ${JSON.stringify(f.from)}`);
+      return { ingress: evaluateIngressFromAddress(state, findPod(state, f.to.pod), address, f.port, f.protocol).verdict };
+    }
     const from = findPod(state, f.from.pod);
     let target: Target;
     if ('pod' in f.to) target = { type: 'pod', pod: findPod(state, f.to.pod) };
@@ -133,6 +156,7 @@ export function compare(scenarios: readonly Scenario[], binary = oraclePath()): 
   let refusedPolicies = 0;
   const disagreements: Disagreement[] = [];
   const refusals: string[] = [];
+  const refusalMismatches: string[] = [];
   const oracleErrors: string[] = [];
   for (const sc of scenarios) {
     const res = byId.get(sc.id);
@@ -144,11 +168,18 @@ export function compare(scenarios: readonly Scenario[], binary = oraclePath()): 
       refusedPolicies++;
       refusals.push(`${sc.id} policy ${i}: ${why}`);
     }
+    sc.policies.forEach((p, i) => {
+      const theirs = res.policyErrors?.[i];
+      const mine = ciliumRejection(p as unknown as PolicyObject);
+      if ((theirs === undefined) !== (mine === undefined)) {
+        refusalMismatches.push(`${sc.id} policy ${i}: cilium ${theirs ?? 'imports it'}, meshguard ${mine ?? 'imports it'}: ${JSON.stringify(p)}`);
+      }
+    });
     const mine = meshguardVerdicts(sc);
     sc.flows.forEach((flow, i) => {
       flows++;
       const theirs = res.flows![i]!;
-      if (theirs.error || !theirs.egress) {
+      if (theirs.error || !theirs.egress || !theirs.ingress) {
         oracleErrors.push(`${sc.id} flow ${i}: ${theirs.error ?? 'no verdict'}`);
         return;
       }
@@ -159,21 +190,26 @@ export function compare(scenarios: readonly Scenario[], binary = oraclePath()): 
         if (cilium === meshguard) agreements++;
         else disagreements.push({ scenario: sc, flow, direction, cilium, meshguard });
       };
-      check('egress', theirs.egress, m.egress);
+      // A reserved source has no egress policy of its own: only the pod's ingress is compared.
+      if ('pod' in flow.from) check('egress', theirs.egress, m.egress);
       if ('pod' in flow.to) check('ingress', theirs.ingress, m.ingress);
     });
   }
-  return { cilium: oracle.cilium, scenarios: scenarios.length, flows, comparisons, agreements, disagreements, refusedPolicies, refusals, oracleErrors };
+  return { cilium: oracle.cilium, scenarios: scenarios.length, flows, comparisons, agreements, disagreements, refusedPolicies, refusals, refusalMismatches, oracleErrors };
 }
 
 /** One disagreement, with the policies that decide it, for a failure message. */
+function endName(e: ScenarioFlow['to']): string {
+  return 'pod' in e ? e.pod : 'entity' in e ? `entity:${e.entity}` : `ip:${e.ip}`;
+}
+
 export function describe(d: Disagreement): string {
   const f = d.flow;
-  const to = 'pod' in f.to ? f.to.pod : 'entity' in f.to ? `entity:${f.to.entity}` : `ip:${f.to.ip}`;
+  const to = endName(f.to);
   const pods = d.scenario.pods.map((p) => `${p.namespace}/${p.name} ${JSON.stringify(p.labels)} sa=${p.serviceAccount}`).join('\n    ');
   const nss = d.scenario.namespaces.map((n) => `${n.name} ${JSON.stringify(n.labels)}`).join('; ');
   return [
-    `scenario ${d.scenario.id}: ${d.direction} of ${f.from.pod} -> ${to} ${f.port}/${f.protocol}: cilium ${d.cilium}, meshguard ${d.meshguard}`,
+    `scenario ${d.scenario.id}: ${d.direction} of ${endName(f.from)} -> ${to} ${f.port}/${f.protocol}: cilium ${d.cilium}, meshguard ${d.meshguard}`,
     `  namespaces: ${nss}`,
     `  pods:\n    ${pods}`,
     `  policies:\n    ${d.scenario.policies.map((p) => JSON.stringify(p)).join('\n    ')}`,

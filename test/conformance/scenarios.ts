@@ -20,8 +20,13 @@ export interface ScenarioPod {
   readonly initPorts: { name: string; port: number; protocol: 'TCP' | 'UDP' }[];
 }
 export type FlowEnd = { pod: string } | { entity: string } | { ip: string };
+/**
+ * A flow. From a pod: egress compared, and ingress when the destination is a pod. From an entity or a
+ * world address (`host`, `remote-node`, `kube-apiserver`, an IP) to a pod: ingress compared only (a
+ * reserved identity has no egress policy of its own).
+ */
 export interface ScenarioFlow {
-  readonly from: { pod: string };
+  readonly from: FlowEnd;
   readonly to: FlowEnd;
   readonly port: number;
   readonly protocol: 'TCP' | 'UDP' | 'SCTP';
@@ -40,15 +45,16 @@ export interface Scenario {
 
 /** Constructs the generator leaves out, with the reason. */
 export const EXCLUDED: readonly { construct: string; why: string }[] = [
-  { construct: 'toFQDNs, rules.dns', why: 'needs the DNS proxy and its learned IPs (datapath state, not policy objects)' },
+  { construct: 'toFQDNs', why: 'needs the DNS proxy and its learned IPs (datapath state, not policy objects); rules.dns are generated (port-rule mutations), where they must leave the L3/L4 verdict alone' },
   { construct: 'L7 rules other than http (kafka, l7proto), serverNames, listeners, auth', why: 'decided by Envoy after the L3/L4 verdict; the oracle reads the L3/L4 map state only (http rules are generated, to check that they leave the L3/L4 verdict alone)' },
   { construct: 'toServices, toGroups, CiliumCIDRGroup (cidrGroupRef/cidrGroupSelector)', why: 'resolved by agent watchers from other objects (Services, cloud groups, CIDR groups) before the policy repository sees them' },
   { construct: 'fromRequires/toRequires', why: 'deprecated; meshguard does not model them (docs: Not modelled)' },
   { construct: 'nodeSelector, toNodes/fromNodes, host firewall', why: 'host policies apply to the node, not to pods (meshguard: Not modelled)' },
   { construct: 'ICMP flows (icmps rules are generated, flows are TCP/UDP/SCTP)', why: 'meshguard answers TCP/UDP/SCTP flows only' },
-  { construct: 'a pod reaching its own address, host-network pods, Service ClusterIPs, node IPs, the apiserver address', why: 'decided outside the policy repository (loopback, node identity, service translation, ipcache)' },
+  { construct: 'a pod reaching its own address, host-network pods, Service ClusterIPs', why: 'decided outside the policy repository (loopback, node identity, service translation)' },
+  { construct: 'entities health, ingress, init, unmanaged as flow sources', why: 'meshguard judges a non-pod source by its address (evaluateIngressFromAddress), and these identities have none a state shows' },
   { construct: 'policy tiers, priorities and pass verdicts (Cilium 1.20)', why: 'newer than the CRD fields meshguard reads' },
-  { construct: 'entity:kube-apiserver as a destination', why: 'its identity depends on where the apiserver runs (reserved identity 7 is a remote node serving it; an external one is a world CIDR identity); meshguard resolves it from the default/kubernetes EndpointSlice, which scenarios do not have' },
+  { construct: 'an API server outside the nodes (managed control planes)', why: 'the oracle has the reserved kube-apiserver identity only (7: kube-apiserver on a remote node); scenarios put the API server on node-b, the only placement both sides model alike' },
   { construct: 'entity:world as a destination', why: 'meshguard reads it as a world peer of unknown address family; a dual-stack agent gives IPv4 addresses world-ipv4 (compared) and never the bare world identity' },
   { construct: 'one label key under two spellings in a matchLabels (app and any:app)', why: 'ambiguous: the agent keeps whichever its map iteration yields' },
 ];
@@ -111,6 +117,23 @@ const EXCEPTS: Record<string, string[]> = {
   '10.0.0.0/8': ['10.1.0.0/16'],
 };
 const ENTITIES = ['all', 'world', 'world-ipv4', 'cluster', 'host', 'remote-node', 'kube-apiserver', 'health', 'ingress', 'unmanaged', 'init', 'none'] as const;
+/**
+ * The nodes every scenario has (meshguard reads them from Node objects and the default/kubernetes
+ * EndpointSlice; the oracle uses the matching reserved identities): the pods run on node-a (so its
+ * address is `host` to them), the API server on node-b (`kube-apiserver` + `remote-node`, the agent's
+ * reserved identity 7), node-c is a plain `remote-node`. Inside 10.0.0.0/8, which CIDR peers name:
+ * a CIDR selects no node under the default policy-cidr-match-mode.
+ */
+export const NODES = [
+  { name: 'node-a', ip: '10.0.0.1' },
+  { name: 'node-b', ip: '10.0.0.2' },
+  { name: 'node-c', ip: '10.0.0.3' },
+] as const;
+export const APISERVER_NODE = 'node-b';
+/** The node address a non-pod flow source stands for, on meshguard's side. */
+export const SOURCE_ADDRESS: Readonly<Record<string, string>> = { host: '10.0.0.1', 'kube-apiserver': '10.0.0.2', 'remote-node': '10.0.0.3' };
+/** Non-pod flow sources (ingress of a pod compared). */
+const SOURCE_ENTITIES = ['host', 'remote-node', 'kube-apiserver'] as const;
 /** Entities that are one peer, as flow destinations. */
 const TARGET_ENTITIES = ['world-ipv4', 'host', 'remote-node', 'health', 'ingress', 'unmanaged'] as const;
 
@@ -360,6 +383,41 @@ function networkPolicy(r: Rng, i: number): Record<string, unknown> {
   return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: `np${i}`, namespace: r.pick(NAMESPACES) }, spec };
 }
 
+// ---------- port-rule mutations (drawn last) ----------
+
+/**
+ * Rarely, on a `toPorts` entry: L7 rules wherever they land (port 0, UDP, ANY or no protocol, names,
+ * ranges), DNS rules (also on ingress, beside HTTP, on a range), or more ports than the agent accepts
+ * (40). Most of these the agent refuses with the whole policy (PortRule.sanitize, L7Rules.sanitize),
+ * the rest must leave the L3/L4 verdict alone. Drawn after the rest of the scenario.
+ */
+function mutatePortRules(r: Rng, policy: Record<string, unknown>): void {
+  const rules = [policy.spec, ...((policy.specs as unknown[] | undefined) ?? [])].filter((x): x is Record<string, unknown> => !!x && typeof x === 'object');
+  for (const rule of rules) {
+    for (const section of ['ingress', 'egress'] as const) {
+      for (const el of (rule[section] as Record<string, unknown>[] | undefined) ?? []) {
+        for (const tp of (el.toPorts as Record<string, unknown>[] | undefined) ?? []) {
+          if (!Array.isArray(tp.ports) || !r.chance(0.12)) continue;
+          switch (r.int(0, 4)) {
+            case 0:
+            case 1:
+              tp.rules = { http: [{ method: r.pick(['GET', 'POST']) }] };
+              break;
+            case 2:
+              tp.rules = { dns: [{ matchPattern: r.pick(['*', '*.example.com']) }] };
+              break;
+            case 3:
+              tp.rules = { http: [{ path: '/' }], dns: [{ matchName: 'example.com' }] };
+              break;
+            default:
+              tp.ports = Array.from({ length: r.pick([40, 41]) }, (_, i) => ({ port: String(1000 + i), protocol: 'TCP' }));
+          }
+        }
+      }
+    }
+  }
+}
+
 // ---------- scenarios ----------
 
 export function generateScenario(seed: number, index: number): Scenario {
@@ -405,7 +463,24 @@ export function generateScenario(seed: number, index: number): Scenario {
   }
   const mode = r.next();
   const enablePolicy = mode < 0.9 ? 'default' : mode < 0.97 ? 'always' : 'never';
-  return { id: `${seed}-${index}`, dualStack: r.chance(0.5), enablePolicy, namespaces, pods, policies, flows };
+  const dualStack = r.chance(0.5);
+  // Drawn after everything above, so that the flows above stay those of earlier generator versions
+  // for the same seed: ingress from entities and world addresses (fromEntities, fromCIDR, fromCIDRSet,
+  // `reserved:` peers, allow-localhost against deny rules), and egress to the API server on its node.
+  const extra = r.int(2, 4);
+  for (let i = 0; i < extra; i++) {
+    const to = r.pick(pods);
+    const k = r.next();
+    const proto = (): 'TCP' | 'UDP' | 'SCTP' => (r.chance(0.15) ? 'SCTP' : r.chance(0.35) ? 'UDP' : 'TCP');
+    if (k < 0.8) {
+      const from: FlowEnd = r.chance(0.5) ? { ip: r.pick(WORLD_IPS) } : { entity: r.pick(SOURCE_ENTITIES) };
+      flows.push({ from, to: { pod: ref(to) }, port: r.pick(QUERY_PORTS), protocol: proto() });
+    } else {
+      flows.push({ from: { pod: ref(to) }, to: { entity: 'kube-apiserver' }, port: r.pick(QUERY_PORTS), protocol: proto() });
+    }
+  }
+  for (const policy of policies) if (policy.kind !== 'NetworkPolicy') mutatePortRules(r, policy);
+  return { id: `${seed}-${index}`, dualStack, enablePolicy, namespaces, pods, policies, flows };
 }
 
 export function generateScenarios(seed: number, count: number): Scenario[] {

@@ -15,7 +15,8 @@ const state = memoryState([ns('red'), pod('red', 'app-1', { app: 'app' })]);
 function touchedForL7(rules: Record<string, unknown>): number {
   const policy = cnp('red', 'p', {
     endpointSelector: { matchLabels: { app: 'app' } },
-    egress: [{ toEndpoints: [{}], toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }], rules }] }],
+    // DNS rules on UDP 53; proxied L7 rules need TCP (the agent refuses them on another protocol).
+    egress: [{ toEndpoints: [{}], toPorts: [{ ports: [rules.dns ? { port: '53', protocol: 'UDP' } : { port: '8080', protocol: 'TCP' }], rules }] }],
   });
   const change = makeChange('CREATE', policy);
   return touchedPods(change, state, overlay(state, mutationOf(change)), { direction: 'l7' }).pods.length;

@@ -100,3 +100,32 @@ t.test('clusterWideIngressDefaultDeny: a {} CCNP with ingress, not with enableDe
   t.notOk(clusterWideIngressDefaultDeny(s, ccnp('narrow', { ...spec, endpointSelector: { matchLabels: { app: 'x' } } }) as unknown as PolicyObject));
   t.notOk(clusterWideIngressDefaultDeny(s, cnp('ns', 'all', spec) as unknown as PolicyObject));
 });
+
+t.test('one definition of "the API server runs on the nodes": apiserverTarget and controlPlaneOutsideNodes agree', async (t) => {
+  const { apiserverPlacement, apiserverTarget, controlPlaneOutsideNodes, nodeIPs } = await import('../../src/policy/index.ts');
+  const withEndpoints = (ips: string[]): Obj[] =>
+    baseCluster().map((o) => (o.kind === 'EndpointSlice' ? { ...o, endpoints: ips.length > 0 ? [{ addresses: ips }] : [] } : o)) as Obj[];
+  // baseCluster's nodes: node-a 192.168.0.10, node-b 192.168.0.11.
+  const cases: [string, string[], string][] = [
+    ['kubeadm: every endpoint a node address', ['192.168.0.10'], 'on-nodes'],
+    ['HA on two nodes', ['192.168.0.10', '192.168.0.11'], 'on-nodes'],
+    ['managed: no endpoint on a node', ['172.20.0.5', '172.20.0.6'], 'outside-nodes'],
+    ['one of each', ['192.168.0.10', '172.20.0.5'], 'mixed'],
+    ['no endpoints in the state', [], 'unknown'],
+  ];
+  for (const [name, ips, placement] of cases) {
+    const s = memoryState(withEndpoints(ips) as never);
+    const target = apiserverTarget(s);
+    t.equal(target.placement, placement, `${name}: placement`);
+    const outside = controlPlaneOutsideNodes('auto', target.ips, nodeIPs(s));
+    t.equal(outside, placement === 'outside-nodes', `${name}: outside the nodes`);
+    if (placement !== 'unknown') t.equal(target.onNodes, !outside, `${name}: onNodes is the complement of outside`);
+    else t.equal(target.onNodes, false, `${name}: unknown is neither`);
+  }
+  // Addresses are compared canonically, on both sides.
+  t.equal(apiserverPlacement(['fd00:0:0:0::1'], ['fd00::1']), 'on-nodes');
+  t.equal(apiserverPlacement(['10.0.0.1'], []), 'unknown', 'no nodes known');
+  // The config setting overrides auto.
+  t.equal(controlPlaneOutsideNodes('outside-nodes', ['192.168.0.10'], ['192.168.0.10']), true);
+  t.equal(controlPlaneOutsideNodes('on-nodes', ['172.20.0.5'], ['192.168.0.10']), false);
+});

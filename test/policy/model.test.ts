@@ -1,5 +1,6 @@
 import t from 'tap';
-import { ciliumRefusal, policyModel } from '../../src/policy/model.ts';
+import { policyModel } from '../../src/policy/model.ts';
+import { ciliumRejection } from '../../src/policy/sanitize.ts';
 import { dnsBackends, apiserverEndpoints, nodeIPs } from '../../src/policy/cluster.ts';
 import type { PolicyObject } from '../../src/core/objects.ts';
 import { baseCluster, ccnp, cnp, memoryState, netpol } from '../fixtures/cluster.ts';
@@ -80,7 +81,7 @@ t.test('policies the agent refuses (Rule.Sanitize) have no rule at all', async (
   ];
   for (const [name, spec, why] of refused) {
     const obj = P(cnp('n', name.replace(/ /g, '-'), spec));
-    t.match(ciliumRefusal(obj), why, name);
+    t.match(ciliumRejection(obj), why, name);
     t.same(policyModel(obj), [], `${name}: refused, no effect`);
   }
   // One refused rule in specs takes the whole object out.
@@ -90,7 +91,7 @@ t.test('policies the agent refuses (Rule.Sanitize) have no rule at all', async (
     { endpointSelector: {}, egress: [{ toEndpoints: [], toCIDR: ['10.0.0.0/8'] }] },
     { endpointSelector: {}, egress: [{ toPorts: [{ ports: [{ port: 'http-alt' }, { port: '0' }, { port: '65535' }] }] }] },
   ]) {
-    t.equal(ciliumRefusal(P(cnp('n', 'ok', ok))), undefined, JSON.stringify(ok));
+    t.equal(ciliumRejection(P(cnp('n', 'ok', ok))), undefined, JSON.stringify(ok));
   }
 });
 

@@ -11,6 +11,8 @@ t.test('ciliumRejection: the port and L7 checks of rule validation', async (t) =
   const refused: [string, Record<string, unknown>, string][] = [
     ['http on UDP', { endpointSelector: {}, egress: [el([{ ports: [{ port: '80', protocol: 'UDP' }], rules: { http: [{}] } }])] }, 'spec.egress[0].toPorts[0]: L7 rules on a UDP port (L7 rules other than DNS need TCP)'],
     ['http on ANY', { endpointSelector: {}, egress: [el([{ ports: [{ port: '80', protocol: 'ANY' }], rules: { http: [{}] } }])] }, 'spec.egress[0].toPorts[0]: L7 rules on a ANY port (L7 rules other than DNS need TCP)'],
+    // An omitted protocol is ANY to the agent (ParseL4Proto of ""): refused like ANY (found by the conformance test).
+    ['http, protocol omitted', { endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '80' }], rules: { http: [{}] } }] }] }, 'spec.ingress[0].toPorts[0]: L7 rules on a ANY port (L7 rules other than DNS need TCP)'],
     ['kafka on SCTP', { endpointSelector: {}, egress: [el([{ ports: [{ port: '9092', protocol: 'sctp' }], rules: { kafka: [{}] } }])] }, 'spec.egress[0].toPorts[0]: L7 rules on a SCTP port (L7 rules other than DNS need TCP)'],
     ['dns on ingress', { endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '53' }], rules: { dns: [{ matchPattern: '*' }] } }] }] }, 'spec.ingress[0].toPorts[0]: DNS rules on ingress (DNS rules are egress only)'],
     ['dns + http', { endpointSelector: {}, egress: [el([{ ports: [{ port: '53', protocol: 'TCP' }], rules: { dns: [{}], http: [{}] } }])] }, 'spec.egress[0].toPorts[0]: DNS and HTTP rules in the same toPorts entry'],
@@ -29,7 +31,6 @@ t.test('ciliumRejection: the port and L7 checks of rule validation', async (t) =
 
   const accepted: [string, unknown][] = [
     ['http on TCP', cnp('n', 'x', { endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }] })],
-    ['http, protocol omitted (left alone)', cnp('n', 'x', { endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '80' }], rules: { http: [{}] } }] }] })],
     ['dns on UDP/ANY 53', cnp('n', 'x', { endpointSelector: {}, egress: [el([{ ports: [{ port: '53', protocol: 'UDP' }, { port: '53', protocol: 'ANY' }], rules: { dns: [{}] } }])] })],
     ['40 ports', cnp('n', 'x', { endpointSelector: {}, egress: [el([{ ports: ports(MAX_PORTS_PER_RULE) }])] })],
     ['empty L7 lists', cnp('n', 'x', { endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }], rules: { dns: [], http: [] } }] }] })],

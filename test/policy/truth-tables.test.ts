@@ -6,7 +6,7 @@
 // one per server pod (x/a x/b x/c, y/a ..., z/a ...): `.` = allowed, `X` = denied.
 
 import t, { type Test } from 'tap';
-import { evaluate } from '../../src/policy/reachability.ts';
+import { evaluate, evaluateIngressFromAddress } from '../../src/policy/reachability.ts';
 import { podsSelectedBy } from '../../src/policy/selection.ts';
 import type { Protocol, Target } from '../../src/policy/types.ts';
 import type { MemoryState } from '../../src/state/store.ts';
@@ -760,4 +760,40 @@ t.test('32. NetworkPolicy podSelector peer: the matchLabel io.kubernetes.pod.nam
   const xa = findPod(s, 'x/a');
   t.equal(evaluate(s, findPod(s, 'x/b'), { type: 'pod', pod: xa }, 80, 'TCP').ingress.verdict, 'allowed', 'x/b is admitted');
   t.equal(evaluate(s, findPod(s, 'y/b'), { type: 'pod', pod: xa }, 80, 'TCP').ingress.verdict, 'denied', 'y/b is not');
+});
+
+t.test('33. allow-localhost: a deny rule still shuts the local host out; Cilium 1.20 adds it only beside ingress rules', async (t) => {
+  // Pods run on node-a (192.168.0.10); a host-network pod there is the local host, node-b is a remote node.
+  const agent = (tag: string) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: 'cilium-1', namespace: 'kube-system', labels: { 'k8s-app': 'cilium' } },
+    spec: { hostNetwork: true, nodeName: 'node-a', containers: [{ name: 'cilium-agent', image: `quay.io/cilium/cilium:${tag}` }] }, status: { phase: 'Running' },
+  }) as Obj;
+  const kubelet = pod('kube-system', 'node-agent', { app: 'node-agent' }, { hostNetwork: true, ip: '192.168.0.10' }) as Obj;
+  const fromHost = (s: MemoryState) => evaluate(s, findPod(s, 'kube-system/node-agent'), { type: 'pod', pod: findPod(s, 'x/a') }, 80, 'TCP').ingress;
+  const fromAddress = (s: MemoryState) => evaluateIngressFromAddress(s, findPod(s, 'x/a'), '192.168.0.10', 80, 'TCP');
+
+  const lock = cnp('x', 'lock', { endpointSelector: { matchLabels: { pod: 'a' } }, ingress: [{ fromEndpoints: [{ matchLabels: { pod: 'b' } }] }] }) as Obj;
+  const locked = cluster([kubelet, lock]);
+  t.equal(fromHost(locked).verdict, 'allowed', 'default deny from an ingress rule: the local host still gets in');
+  t.match(fromHost(locked).reason, /allow-localhost/);
+  t.equal(fromAddress(locked).verdict, 'allowed', 'the same for the node address as a source');
+
+  const denyAll = cnp('x', 'deny-all', { endpointSelector: { matchLabels: { pod: 'a' } }, ingressDeny: [{ fromEntities: ['all'] }] }) as Obj;
+  for (const tag of ['v1.18.10', 'v1.19.4', 'v1.20.2']) {
+    const s = cluster([kubelet, denyAll, agent(tag)]);
+    t.equal(fromHost(s).verdict, 'denied', `${tag}: a deny matching the host wins over allow-localhost`);
+    t.same(fromHost(s).decidingPolicies.map((r) => r.name), ['deny-all']);
+    t.equal(fromAddress(s).verdict, 'denied', `${tag}: from the node address too`);
+  }
+  const denyHostPort = cnp('x', 'deny-host-81', { endpointSelector: { matchLabels: { pod: 'a' } }, ingressDeny: [{ fromEntities: ['host'], toPorts: [{ ports: [{ port: '81', protocol: 'TCP' }] }] }] }) as Obj;
+  t.equal(fromHost(cluster([kubelet, denyHostPort])).verdict, 'allowed', 'a deny on another port leaves port 80 alone');
+
+  // enable-policy: always with no ingress rule on the pod: Cilium 1.20 synthesizes no localhost allow.
+  const always = { ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'always' };
+  const egressOnly = cnp('x', 'egress-only', { endpointSelector: { matchLabels: { pod: 'a' } }, egress: [{ toEntities: ['all'] }] }) as Obj;
+  t.equal(fromHost(cluster([kubelet], always)).verdict, 'denied', 'unknown version (the newest): always mode alone shuts the host out');
+  t.equal(fromHost(cluster([kubelet, egressOnly, agent('v1.20.2')], always)).verdict, 'denied', '1.20: an egress rule adds no localhost allow');
+  t.equal(fromHost(cluster([kubelet, lock, agent('v1.20.2')], always)).verdict, 'allowed', '1.20: beside an ingress rule the host gets in');
+  t.equal(fromHost(cluster([kubelet, agent('v1.19.4')], always)).verdict, 'allowed', '1.19: every endpoint admits its host');
+  t.equal(fromHost(cluster([kubelet], { ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'never' })).verdict, 'allowed', 'never: nothing is enforced');
 });

@@ -82,3 +82,16 @@ t.test('gates: enableDefaultDeny and endPort from Cilium 1.16, CIDR selecting no
   t.equal(policySettings(objs('quay.io/cilium/cilium:v1.14.5')).cidrMatchesNodes, false, '1.14: CIDR never selects nodes');
   t.equal(policySettings(objs('quay.io/cilium/cilium:v1.15.0')).cidrMatchesNodes, true, '1.15: policy-cidr-match-mode honoured');
 });
+
+t.test('the supported matrix in docs/semantics.md is the one the code gates on', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const doc = readFileSync(new URL('../../docs/semantics.md', import.meta.url), 'utf8');
+  t.ok(doc.includes(`| Cilium | ${SUPPORTED.cilium.oldest} – ${SUPPORTED.cilium.newest} |`), 'Cilium range');
+  t.ok(doc.includes(`| Istio | ${SUPPORTED.istio.oldest} – ${SUPPORTED.istio.newest} |`), 'Istio range');
+  // Every release gate of the policy engine is named in the table's Cilium row (each is tested here or
+  // in test/policy/truth-tables.test.ts 27 and 33).
+  const row = doc.split('\n').find((l) => l.startsWith('| Cilium |')) ?? '';
+  for (const gate of ['`policy-default-local-cluster`', '1.19', '`policy-cidr-match-mode: nodes` from 1.15', '`enableDefaultDeny` from 1.16', '`endPort` from 1.16', 'allow-localhost only beside ingress rules from 1.20']) {
+    t.ok(row.includes(gate), `the matrix names ${gate}`);
+  }
+});

@@ -59,7 +59,7 @@ t.test('an UPDATE of a policy that already had L7 rules is pre-existing', async 
 
 t.test('turning the proxy off while L7 policies exist lists them', async (t) => {
   const more = [1, 2, 3, 4].map((i) =>
-    cnp('blue', `l7-${i}`, { endpointSelector: { matchLabels: { app: 'httpbin' } }, ingress: [{ toPorts: [{ ports: [{ port: '80' }], rules: { http: [{}] } }] }] }),
+    cnp('blue', `l7-${i}`, { endpointSelector: { matchLabels: { app: 'httpbin' } }, ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{}] } }] }] }),
   );
   const objs = baseCluster([...apps, l4Policy, ...more]);
   const { findings } = runRule(rule, objs, 'UPDATE', ciliumConfigMap(noProxy));

@@ -2,8 +2,9 @@
 // refuses (the whole object is then not applied: the pods it selects follow the other policies only) or
 // that never reaches it (a selector key the CRD schema does not have, e.g. `toPorts` indented under a
 // `toEndpoints` item, cilium/cilium#44396: the API server drops it and the rule means something else).
-// The semantics live in src/policy (ciliumRefusal in model.ts, ciliumRejection and ignoredSelectorFields
-// in sanitize.ts); this folder only decides what to report.
+// The semantics live in src/policy/sanitize.ts (ciliumRejection, the one rejection path the policy model
+// uses too, and ignoredSelectorFields); this folder only decides what to report. Severity B for both
+// kinds of finding: docs/rules/agent-rejected-policy.md says why.
 //
 // The rule folder: index.ts (metadata, scope, check), messages.ts (the words, per code), testdata/*.yaml
 // (fixtures run by test/rules/fixtures.test.ts). docs/adding-a-rule.md explains the layout.

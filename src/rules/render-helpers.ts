@@ -1,7 +1,7 @@
 // Wording shared by the rules: naming victims, listing names, and the allow rules a fix suggests. No
 // semantics here (those live in src/policy and src/impact) and no caches.
 
-import { apiserverTarget, APISERVER_SOURCE_ENTITY, canonicalIp, formatPolicyRef, nodeAddresses, podRef, policySettings, type DenyMatch, type L7Rules } from '../policy/index.ts';
+import { apiserverPlacement, apiserverTarget, APISERVER_SOURCE_ENTITY, formatPolicyRef, nodeIPs, podRef, policySettings, type DenyMatch, type L7Rules } from '../policy/index.ts';
 import type { ClusterState, Labels, LabelSelector, Pod } from '../core/objects.ts';
 import type { IngressSubject, LossDecidedBy } from '../impact/index.ts';
 
@@ -110,7 +110,8 @@ export function apiserverIngressAllowRule(kind: string | undefined, state: Clust
   const cnp = `ingress: [{fromEntities: [kube-apiserver], toPorts: [{ports: [${ports.map((p) => `{port: "${p}", protocol: TCP}`).join(', ')}]}]}]`;
   if (kind !== 'NetworkPolicy') return cnp;
   const ips = sources.filter((s) => s !== APISERVER_SOURCE_ENTITY);
-  const onNodes = ips.some((ip) => nodeAddresses(state).has(canonicalIp(ip) ?? ip));
+  const placement = apiserverPlacement(ips, nodeIPs(state));
+  const onNodes = placement === 'on-nodes' || placement === 'mixed';
   if (ips.length > 0 && (!onNodes || policySettings(state).cidrMatchesNodes)) {
     const from = ips.map((ip) => `{ipBlock: {cidr: ${ip}${ip.includes(':') ? '/128' : '/32'}}}`).join(', ');
     return `ingress: [{from: [${from}], ports: [${ports.map((p) => `{port: ${p}, protocol: TCP}`).join(', ')}]}]`;

@@ -155,6 +155,15 @@ export const selectingByIdentity = memo<readonly PolicyModel[], Map<string, Map<
 );
 export const namespaceKeysByModels = memo<readonly PolicyModel[], readonly string[]>('namespaceKeysByModels', 'Namespace label keys the subject selectors of a model list read');
 export const enforcementCache = memo<readonly PolicyModel[], Map<string, Enforcement>>('enforcementCache', 'enforcement per selecting-model list, per direction and settings');
+export const modelSets = memo<readonly PolicyModel[], ReadonlySet<PolicyModel>>('modelSets', 'the models of a model list as a set, per list array');
+export const derivedSelecting = memo<readonly PolicyModel[], Map<readonly PolicyModel[], Map<string, readonly PolicyModel[]>>>(
+  'derivedSelecting',
+  "an overlay's policiesSelecting derived from its base's, per overlay model list, per base answer, per which added models select the pod (one array per distinct answer)",
+);
+export const enforcementKeys = pureMemo<object, { readonly ingress: string; readonly egress: string }>(
+  'enforcementKeys',
+  "enforcementCache's key per direction, per PolicySettings object (built and hashed once, not per call)",
+);
 export const selectedBySelector = memo<object, ScopedWeakMap<object, { pods: number; bySelector: Map<string, readonly Pod[]> }>>(
   'selectedBySelector',
   'podsSelectedBy per Pod content token, per Namespace content token, per subject-selector set',

@@ -262,10 +262,16 @@ function selectingFromBase(state: ClusterState, pod: Pod): readonly PolicyModel[
   if (delta.kind === 'Namespace' && delta.name === namespace) return undefined;
   const base = delta.base;
   const was = policiesSelecting(base, pod);
-  const after = modelsForNamespace(state, namespace);
-  const before = modelsForNamespace(base, namespace);
-  if (after === before) return was;
-  const inBefore = modelSetOf(before);
+  // The two model lists of the namespace, once per namespace and overlay revision (not once per class).
+  const lists = perRevision(state, 'selectingFromBaseLists', newListsTable);
+  let pair = lists.get(namespace);
+  if (pair === undefined) {
+    const after = modelsForNamespace(state, namespace);
+    const before = modelsForNamespace(base, namespace);
+    lists.set(namespace, (pair = after === before ? SAME_LISTS : { after, inBefore: modelSetOf(before) }));
+  }
+  if (pair === SAME_LISTS) return was;
+  const { after, inBefore } = pair;
   let mask = '';
   let same = true;
   let i = 0;
@@ -296,6 +302,13 @@ function selectingFromBase(state: ClusterState, pod: Pod): readonly PolicyModel[
   byMask.set(mask, out);
   return out;
 }
+
+interface ListPair {
+  readonly after: readonly PolicyModel[];
+  readonly inBefore: ReadonlySet<PolicyModel>;
+}
+const SAME_LISTS: ListPair = Object.freeze({ after: [], inBefore: new Set<PolicyModel>() });
+const newListsTable = (): Map<string, ListPair> => new Map();
 
 /** The models of a list as a set (per list array). */
 function modelSetOf(models: readonly PolicyModel[]): ReadonlySet<PolicyModel> {

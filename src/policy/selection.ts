@@ -268,28 +268,42 @@ function selectingFromBase(state: ClusterState, pod: Pod): readonly PolicyModel[
   if (pair === undefined) {
     const after = modelsForNamespace(state, namespace);
     const before = modelsForNamespace(base, namespace);
-    lists.set(namespace, (pair = after === before ? SAME_LISTS : { after, inBefore: modelSetOf(before) }));
+    lists.set(namespace, (pair = after === before ? SAME_LISTS : listPair(before, after)));
   }
   if (pair === SAME_LISTS) return was;
   const { after, inBefore } = pair;
   let mask = '';
-  let same = true;
-  let i = 0;
-  const out: PolicyModel[] = [];
-  for (const m of after) {
-    let keep: boolean;
-    if (inBefore.has(m)) keep = was.includes(m);
-    else {
-      keep = modelSelects(state, m, pod);
+  let out: PolicyModel[];
+  if (pair.appended && !was.some((m) => pair.removed.has(m))) {
+    // The usual request: models added after every kept one (a CREATE, or the last policy's update) and
+    // none of this pod's removed: the base's answer plus the added models that select the pod.
+    out = [];
+    for (const m of pair.added) {
+      const keep = modelSelects(state, m, pod);
       mask += keep ? '1' : '0';
+      if (keep) out.push(m);
     }
-    if (keep) {
-      if (same && was[i] !== m) same = false;
-      out.push(m);
-      i++;
+    if (out.length === 0) return was;
+    out = [...was, ...out];
+  } else {
+    let same = true;
+    let i = 0;
+    out = [];
+    for (const m of after) {
+      let keep: boolean;
+      if (inBefore.has(m)) keep = was.includes(m);
+      else {
+        keep = modelSelects(state, m, pod);
+        mask += keep ? '1' : '0';
+      }
+      if (keep) {
+        if (same && was[i] !== m) same = false;
+        out.push(m);
+        i++;
+      }
     }
+    if (same && i === was.length) return was;
   }
-  if (same && i === was.length) return was;
   // One array per distinct answer (per base answer and which added models select the pod): the caches
   // keyed by a selecting list (enforcement, shape keys) then hit across classes.
   let byWas = derivedSelecting.get(after);
@@ -306,8 +320,26 @@ function selectingFromBase(state: ClusterState, pod: Pod): readonly PolicyModel[
 interface ListPair {
   readonly after: readonly PolicyModel[];
   readonly inBefore: ReadonlySet<PolicyModel>;
+  /** Models of the base's list that the overlay's lacks. */
+  readonly removed: ReadonlySet<PolicyModel>;
+  /** Models of the overlay's list that the base's lacks, in order. */
+  readonly added: readonly PolicyModel[];
+  /** Every added model comes after every model the two lists share. */
+  readonly appended: boolean;
 }
-const SAME_LISTS: ListPair = Object.freeze({ after: [], inBefore: new Set<PolicyModel>() });
+const SAME_LISTS: ListPair = Object.freeze({ after: [], inBefore: new Set<PolicyModel>(), removed: new Set<PolicyModel>(), added: [], appended: true });
+
+function listPair(before: readonly PolicyModel[], after: readonly PolicyModel[]): ListPair {
+  const inBefore = modelSetOf(before);
+  const inAfter = new Set(after);
+  const added: PolicyModel[] = [];
+  let appended = true;
+  for (const m of after) {
+    if (!inBefore.has(m)) added.push(m);
+    else if (added.length > 0) appended = false; // a shared model after an added one
+  }
+  return { after, inBefore, removed: new Set(before.filter((m) => !inAfter.has(m))), added, appended };
+}
 const newListsTable = (): Map<string, ListPair> => new Map();
 
 /** The models of a list as a set (per list array). */

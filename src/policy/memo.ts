@@ -113,6 +113,10 @@ export const classKeysAnyNode = memo<Pod, string>('classKeysAnyNode', "podClassK
 export const ambientClassKeys = memo<Pod, string>('ambientClassKeys', 'ambientIngressClassKey per pod object');
 export const podShapeKeys = memo<Pod, string>('podShapeKeys', "the pod's own part of ingressShapeKey (mesh labels, annotations, ports, address family) per pod object");
 export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the selecting-model part of ingressShapeKey, per selecting-model list (shared by an identity)');
+export const podIdentities = memo<Pod, { readonly namespace: object | undefined; readonly identity: unknown }>(
+  'podIdentities',
+  "a pod's policy identity (reachability.ts Identity) per pod object, valid while its Namespace object is the one it was built with",
+);
 export const podRefs = memo<Pod, string>('podRefs', '"namespace/name" per pod object (pod sets are keyed by it many times per request)');
 
 // ---------- pod classes (policy/classes.ts) ----------

@@ -25,7 +25,7 @@ import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type 
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { ipIndexByList, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { ipIndexByList, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -62,12 +62,18 @@ export interface Identity {
 const NO_RESERVED: ReadonlySet<string> = new Set();
 
 function podIdentity(state: ClusterState, pod: Pod): Identity {
-  return {
+  // Per pod object and Namespace object (all the labels read): asked for both ends of every decision.
+  const ns = state.get('Namespace', undefined, pod.metadata.namespace ?? '');
+  const hit = podIdentities.get(pod);
+  if (hit !== undefined && hit.namespace === ns) return hit.identity as Identity;
+  const identity: Identity = {
     description: `pod ${pod.metadata.namespace ?? ''}/${pod.metadata.name}`,
     pod,
     reserved: NO_RESERVED,
     labels: endpointLabels(state, pod),
   };
+  podIdentities.set(pod, { namespace: ns, identity });
+  return identity;
 }
 
 function reservedIdentity(description: string, reserved: string[], extra: Partial<Identity> = {}): Identity {
@@ -711,6 +717,38 @@ export function ingressFromIp(state: ClusterState, pod: Pod, ip: string): { enfo
   if (denies.length > 0) return { enforced: enf.enforced, verdict: 'denied', by: denies };
   if (!enf.enforced || allowed) return { enforced: enf.enforced, verdict: 'allowed', by: [] };
   return { enforced: true, verdict: 'denied', by: enf.by };
+}
+
+/**
+ * Could `dest`'s ingress admit one of `sources` (pods) on some TCP port? An over-approximation of
+ * "reachable on ingress on some port", for skipping pairs that no port can connect: true when policy
+ * does not apply at `dest` or its ingress is not enforced, or some ingress allow element whose peers
+ * select a source's identity admits TCP on some port (deny rules are not counted: they can only make it
+ * false). False means ingress denies every source on every TCP port.
+ */
+export function ingressMayAdmitTcp(state: ClusterState, sources: Iterable<Pod>, dest: Pod): boolean {
+  checkBudget();
+  const settings = policySettings(state);
+  if (settings.enablePolicy === 'never' || !isCiliumEndpoint(dest)) return true;
+  if (!enforcement(state, dest, 'ingress').enforced) return true;
+  // The allow elements that admit TCP on some port, once per destination; then each source's identity.
+  const models = policiesSelecting(state, dest);
+  const candidates: { m: PolicyModel; el: RuleElement }[] = [];
+  for (const m of models) {
+    for (const el of m.elements) {
+      if (el.direction !== 'ingress' || el.deny || !someTcpPort(el)) continue;
+      if (el.peers.length === 0) return true;
+      candidates.push({ m, el });
+    }
+  }
+  for (const from of sources) {
+    if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === dest.spec.nodeName) return true; // allow-localhost
+    if (candidates.length === 0) continue;
+    const id = sourceIdentity(state, from, dest, settings);
+    const ctx: EvalContext = { state, settings, from, dnsCheck: false };
+    for (const { m, el } of candidates) if (anyPeerMatches(ctx, m, el, id)) return true;
+  }
+  return false;
 }
 
 /**

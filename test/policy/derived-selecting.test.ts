@@ -46,7 +46,7 @@ function applied(objs: Obj[], o: Obj, del = false): Obj[] {
   return out;
 }
 
-const pods = (s: ClusterState): Pod[] => s.list('Pod');
+const pods = (s: ClusterState): readonly Pod[] => s.list('Pod');
 
 const cases: { name: string; op: 'CREATE' | 'UPDATE' | 'DELETE'; obj: Obj }[] = [
   { name: 'CREATE of a CCNP selecting every pod', op: 'CREATE', obj: ccnp('all', { endpointSelector: {}, egress: [{ toEntities: ['cluster'] }] }) },

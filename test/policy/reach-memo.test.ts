@@ -7,6 +7,7 @@
 // and count the classes judged for a change that touches one namespace.
 
 import t from 'tap';
+import type { Test } from 'tap';
 import { reachesDns } from '../../src/policy/dns.ts';
 import { apiserverReach } from '../../src/policy/apiserver.ts';
 import { reachComputations } from '../../src/policy/reach-memo.ts';
@@ -47,7 +48,7 @@ function objects(extra: Obj[] = []): Obj[] {
 const clientPods = (s: ClusterState): Pod[] => s.list('Pod').filter((p) => ['a', 'b', 'c'].includes(p.metadata.namespace ?? ''));
 
 /** Every client's answers on the overlay equal those of a state built with the change, the base's memoised first. */
-function agrees(t: Tap.Test, objs: Obj[], change: ReturnType<typeof makeChange>, next: Obj[], expectChanged: string[]): void {
+function agrees(t: Test, objs: Obj[], change: ReturnType<typeof makeChange>, next: Obj[], expectChanged: string[]): void {
   const base = memoryState(objs);
   for (const p of base.list('Pod')) {
     reachesDns(base, p);
@@ -67,9 +68,6 @@ function agrees(t: Tap.Test, objs: Obj[], change: ReturnType<typeof makeChange>,
     }
     t.same(changed.sort(), expectChanged.sort(), 'the classes whose DNS reachability the change alters');
   });
-}
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 }
 
 t.test('a policy on the DNS servers\' ingress changes the DNS of clients it does not select', async (t) => {

@@ -120,9 +120,24 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
 }
 const DNS_UDP = dnsQuestion('UDP');
 const DNS_TCP = dnsQuestion('TCP');
+const DNS_EGRESS: ReachQuestion<boolean> = {
+  ...dnsQuestion('UDP'),
+  name: 'reachesDnsEgressOnly',
+  destsName: 'reachesDnsEgressOnly:dests',
+  compute: (state, pod) => {
+    const t = dnsTarget(state);
+    return t !== undefined && computeReachesDnsEgressOnly(state, pod, t);
+  },
+};
 
 /** Is the pod's egress toward a DNS backend allowed (ignoring the backend's ingress)? */
 export function reachesDnsEgressOnly(state: ClusterState, pod: Pod, target: { readonly pods: readonly Pod[]; readonly port: number }): boolean {
+  // The state's own DNS target (what the rules pass): per DNS class and state revision, as reachesDns.
+  if (target === dnsTarget(state)) return memoReach(DNS_EGRESS, state, pod);
+  return computeReachesDnsEgressOnly(state, pod, target);
+}
+
+function computeReachesDnsEgressOnly(state: ClusterState, pod: Pod, target: { readonly pods: readonly Pod[]; readonly port: number }): boolean {
   return target.pods.some((d) => reachable(state, pod, { type: 'pod', pod: d }, target.port, 'UDP', 'egress'));
 }
 

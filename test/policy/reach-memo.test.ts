@@ -8,7 +8,7 @@
 
 import t from 'tap';
 import type { Test } from 'tap';
-import { reachesDns } from '../../src/policy/dns.ts';
+import { dnsTarget, reachesDns, reachesDnsEgressOnly } from '../../src/policy/dns.ts';
 import { apiserverReach } from '../../src/policy/apiserver.ts';
 import { reachComputations } from '../../src/policy/reach-memo.ts';
 import { mutationOf } from '../../src/core/change.ts';
@@ -52,6 +52,7 @@ function agrees(t: Test, objs: Obj[], change: ReturnType<typeof makeChange>, nex
   const base = memoryState(objs);
   for (const p of base.list('Pod')) {
     reachesDns(base, p);
+    reachesDnsEgressOnly(base, p, dnsTarget(base)!);
     apiserverReach(base, p);
   }
   const fresh = memoryState(next);
@@ -63,6 +64,7 @@ function agrees(t: Test, objs: Obj[], change: ReturnType<typeof makeChange>, nex
       const q = fresh.get('Pod', p.metadata.namespace, p.metadata.name)!;
       t.equal(reachesDns(after, p), reachesDns(fresh, q), `${ref}: DNS as a state built with the change`);
       t.same(apiserverReach(after, p), apiserverReach(fresh, q), `${ref}: API server as a state built with the change`);
+      t.equal(reachesDnsEgressOnly(after, p, dnsTarget(after)!), reachesDnsEgressOnly(fresh, q, dnsTarget(fresh)!), `${ref}: DNS egress as a state built with the change`);
       const b = base.get('Pod', p.metadata.namespace, p.metadata.name);
       if (b && reachesDns(base, b) !== reachesDns(after, p)) changed.push(ref);
     }

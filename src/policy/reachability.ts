@@ -21,7 +21,7 @@ import { dnsNameMatches, normalizeDnsName } from './dns-pattern.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef } from './model.ts';
-import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
+import { enforcement, enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
@@ -432,7 +432,8 @@ function decideDirection(
   }
   let allowed = false;
   let denied = false;
-  for (const m of policiesSelecting(ctx.state, subject)) {
+  const models = policiesSelecting(ctx.state, subject);
+  for (const m of models) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
       const pm = portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported);
@@ -449,7 +450,7 @@ function decideDirection(
     }
   }
   if (denied) return false;
-  return allowed || !enforcement(ctx.state, subject, direction).enforced;
+  return allowed || !enforcementOfModels(models, direction, ctx.settings).enforced;
 }
 
 /** A Tracer that keeps what evaluate() explains: the deny rules' policies and the allowing elements. */

@@ -363,7 +363,12 @@ function uniqueRefs(models: readonly PolicyModel[]): PolicyRef[] {
 export function enforcement(state: ClusterState, pod: Pod, direction: Direction): Enforcement {
   const settings = policySettings(state);
   if (settings.enablePolicy === 'never' || !isCiliumEndpoint(pod)) return { enforced: false, by: [] };
-  const models = policiesSelecting(state, pod);
+  return enforcementOfModels(policiesSelecting(state, pod), direction, settings);
+}
+
+/** enforcement() of a Cilium endpoint whose selecting models the caller already has (policiesSelecting). */
+export function enforcementOfModels(models: readonly PolicyModel[], direction: Direction, settings: PolicySettings): Enforcement {
+  if (settings.enablePolicy === 'never') return { enforced: false, by: [] };
   let byKey = enforcementCache.get(models);
   if (!byKey) enforcementCache.set(models, (byKey = new Map()));
   const key = enforcementKey(settings, direction);

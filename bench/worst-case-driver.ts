@@ -44,7 +44,9 @@ for (const c of changes) {
   const [u] = timeWorstCases(decide, state, [c], iterations, cpuNow);
   console.log(`${t!.label}: median ${t!.medianMs.toFixed(1)} ms wall (cpu ${u!.medianMs.toFixed(1)} ms), max ${t!.maxMs.toFixed(1)} ms [${t!.samples.map((s) => s.toFixed(1)).join(' ')}]; ${verdictText(t!.verdict)}`);
 }
-console.log(`heap per pod (state only${gc ? '' : ', no --expose-gc'}): ${heapPerPod.toFixed(0)} B; rss ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
+gc?.();
+const heapAfter = process.memoryUsage().heapUsed;
+console.log(`heap per pod (state only${gc ? '' : ', no --expose-gc'}): ${heapPerPod.toFixed(0)} B; heap after the requests ${(heapAfter / 1e6).toFixed(0)} MB (state and memos; the generated objects ${((heap0) / 1e6).toFixed(0)} MB before the state); rss ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
 
 async function profile(dir: string, c: (typeof changes)[number]): Promise<void> {
   const { Session } = await import('node:inspector/promises');

@@ -11,7 +11,7 @@ import { ScopedWeakMap } from '../state/request-scope.ts';
 import { canonicalIp } from './cidr.ts';
 import { apiserverEndpoints, nodeAddresses, nodeIPs } from './cluster.ts';
 import { apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
-import { ipIdentity, reachable, serviceByClusterIp } from './reachability.ts';
+import { ipIdentity, reachable, reachableFromBase, serviceByClusterIp } from './reachability.ts';
 import { memoReach, type ReachQuestion } from './reach-memo.ts';
 import { apiserverClassKey } from './identity.ts';
 import { podClassId } from './classes.ts';
@@ -131,6 +131,20 @@ const APISERVER_REACH: ReachQuestion<string[]> = {
     return perRevision(state, 'apiserverClassKeyFn', () => apiserverClassKey(state))(pod);
   },
   compute: (state, pod) => computeApiserverReach(state, pod),
+  derive: (state, base, changed, pod, key) => {
+    const t = apiserverTarget(state);
+    if (t.ips.length === 0) {
+      const r = reachableFromBase(state, base, changed, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP', key, 'apiserver', 'entity');
+      return r === undefined ? undefined : r ? [APISERVER_ENTITY] : [];
+    }
+    const out: string[] = [];
+    for (const ip of t.ips) {
+      const r = reachableFromBase(state, base, changed, pod, { type: 'ip', ip }, t.port, 'TCP', key, 'apiserver', ip);
+      if (r === undefined) return undefined;
+      if (r) out.push(ip);
+    }
+    return out;
+  },
 };
 
 /**

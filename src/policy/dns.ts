@@ -6,7 +6,7 @@ import { dnsBackends } from './cluster.ts';
 import { perRevision } from './memo.ts';
 import { dnsClassKey, podRef } from './identity.ts';
 import { groupsOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
-import { reachable } from './reachability.ts';
+import { reachable, reachableFromBase } from './reachability.ts';
 import { memoReach, type ReachQuestion } from './reach-memo.ts';
 import type { Protocol } from './types.ts';
 
@@ -110,18 +110,27 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
     dests: (state) => dnsTarget(state)?.pods ?? [],
     key: (state, pod) => {
       // A pod of a backend's class may be that backend (which reaches itself): judged on its own.
-      const backends = dnsTarget(state)?.pods ?? [];
-      const id = podClassId(pod);
-      for (const d of backends) if (podClassId(d) === id) return undefined;
-      return perRevision(state, 'dnsClassKeyFn', () => dnsClassKey(state))(pod);
+      const k = perRevision(state, 'dnsReachKeys', () => ({ backends: new Set((dnsTarget(state)?.pods ?? []).map(podClassId)), fn: dnsClassKey(state) }));
+      return k.backends.has(podClassId(pod)) ? undefined : k.fn(pod);
     },
     compute: (state, pod) => computeReachesDns(state, pod, protocol),
+    derive: (state, base, changed, pod, key) => {
+      const t = dnsTarget(state);
+      if (!t) return undefined;
+      const port = protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
+      for (const d of t.pods) {
+        const r = reachableFromBase(state, base, changed, pod, { type: 'pod', pod: d }, port, protocol, key, protocol, d);
+        if (r !== false) return r;
+      }
+      return false;
+    },
   };
 }
 const DNS_UDP = dnsQuestion('UDP');
 const DNS_TCP = dnsQuestion('TCP');
+const { derive: _bothDirections, ...dnsKeys } = dnsQuestion('UDP');
 const DNS_EGRESS: ReachQuestion<boolean> = {
-  ...dnsQuestion('UDP'),
+  ...dnsKeys,
   name: 'reachesDnsEgressOnly',
   destsName: 'reachesDnsEgressOnly:dests',
   compute: (state, pod) => {

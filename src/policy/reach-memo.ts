@@ -16,7 +16,8 @@
 // every later one, for the base half of before/after comparisons as for the classes a change cannot alter.
 
 import type { ClusterState, Pod } from '../core/objects.ts';
-import { overlayDelta } from '../state/overlay.ts';
+import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
+import type { ChangedPolicy } from './reachability.ts';
 import { perRevision } from './memo.ts';
 import { policiesSelecting } from './selection.ts';
 
@@ -31,14 +32,23 @@ export interface ReachQuestion<V> {
   /** The class key of `pod` for this check; undefined for a pod that must be judged on its own. */
   readonly key: (state: ClusterState, pod: Pod) => string | undefined;
   readonly compute: (state: ClusterState, pod: Pod) => V;
+  /**
+   * The answer in an overlay `state` that changes the policy object `changed` over `base`, derived from
+   * the base's decisions (reachableFromBase, with `key` to keep them by), or undefined where it cannot be.
+   */
+  readonly derive?: (state: ClusterState, base: ClusterState, changed: ChangedPolicy, pod: Pod, key: string) => V | undefined;
 }
 
 const POLICY_KINDS: ReadonlySet<string> = new Set(['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy']);
 
 /** The base of an overlay that changes one policy object and nothing else; undefined for any other state. */
 export function policyOnlyBase(state: ClusterState): ClusterState | undefined {
+  return policyOnlyDelta(state)?.base;
+}
+
+function policyOnlyDelta(state: ClusterState): OverlayDelta | undefined {
   const d = overlayDelta(state);
-  return d !== undefined && POLICY_KINDS.has(d.kind) ? d.base : undefined;
+  return d !== undefined && POLICY_KINDS.has(d.kind) ? d : undefined;
 }
 
 /** Does `pod` have the same selecting-model list (the same array) in `state` as in `base`? */
@@ -47,10 +57,16 @@ export function keepsSelecting(state: ClusterState, base: ClusterState, pod: Pod
 }
 
 let computed = 0;
+let derived = 0;
 
 /** How many answers memoReach has computed so far (for tests that count the classes judged). */
 export function reachComputations(): number {
   return computed;
+}
+
+/** How many answers memoReach has derived from a base's decisions so far (ReachQuestion.derive). */
+export function reachDerivations(): number {
+  return derived;
 }
 
 /** Answers kept per class and state revision (a cluster has ~10k classes; synthetic pods add a few). */
@@ -59,7 +75,8 @@ const newTable = (): Map<string, unknown> => new Map();
 
 /** `q.compute(state, pod)`, from its base's answer when the overlay cannot change it, memoised per class. */
 export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod): V {
-  const base = policyOnlyBase(state);
+  const delta = policyOnlyDelta(state);
+  const base = delta?.base;
   if (base !== undefined && keepsSelecting(state, base, pod) && perRevision(state, q.destsName, () => destsKept(q, state, base))) {
     return memoReach(q, base, pod);
   }
@@ -70,8 +87,13 @@ export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod)
   }
   const table = perRevision(state, q.name, newTable);
   if (table.has(key)) return table.get(key) as V;
-  const v = q.compute(state, pod);
-  computed++;
+  // A class the change does select: from the base's decisions and the changed object's new rules.
+  let v = delta !== undefined && q.derive !== undefined ? q.derive(state, delta.base, delta, pod, key) : undefined;
+  if (v !== undefined) derived++;
+  else {
+    v = q.compute(state, pod);
+    computed++;
+  }
   if (table.size >= TABLE_LIMIT) table.clear();
   table.set(key, v);
   return v;

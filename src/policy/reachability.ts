@@ -25,7 +25,7 @@ import { enforcement, enforcementOfModels, isCiliumEndpoint, policiesSelecting, 
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { ipIndexByList, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { ipIndexByList, perRevision, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -789,3 +789,122 @@ export function evaluateIngressFromAddress(state: ClusterState, dest: Pod, ip: s
   const id = c ? ipIdentity(state, c, node, settings) : reservedIdentity('kube-apiserver', ['kube-apiserver']);
   return judge({ state, settings, from: dest, dnsCheck: false }, dest, 'ingress', id, port, protocol, dest);
 }
+
+// ---------- an admission overlay's decision from its base's ----------
+
+/** What a direction's decision at a subject saw in a state: the policies with a matching deny, and with a matching allow. */
+interface DirectionFacts {
+  readonly denyBy: readonly PolicyRef[];
+  readonly allowBy: readonly PolicyRef[];
+}
+
+/** The object an overlay changes, as the refs of its models name it. */
+export interface ChangedPolicy {
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+const isRef = (r: PolicyRef, c: ChangedPolicy): boolean => r.kind === c.kind && r.namespace === c.namespace && r.name === c.name;
+
+/**
+ * reachable(state, from, to, port, protocol), for an overlay `state` that differs from `base` by the
+ * policy object `changed` alone, without judging the pod's policies again: a decision in one direction
+ * is a deny if some deny element matches, else an allow if some allow element matches or the direction
+ * is not enforced (decideDirection). The subject's selecting models in `state` are its models in `base`
+ * less the changed object's old ones plus its new ones (policy/selection.ts selectingFromBase), and every
+ * other model matches the same peers on the same ports in both (nothing else differs). So the base's
+ * matching denies and allows other than the changed object's (kept on the base per `classKey`, the
+ * caller's interned class key of `from`, `question`, a fixed string naming the port and protocol for
+ * this state, and `targetKey`, the target pod or address: together they must determine both subjects'
+ * models and both peers' identities)
+ * plus the changed object's new elements, tested here, give the overlay's decision.
+ * Undefined where this does not apply (a Service address, whose backends are judged instead).
+ */
+export function reachableFromBase(
+  state: ClusterState,
+  base: ClusterState,
+  changed: ChangedPolicy,
+  from: Pod,
+  to: Target,
+  port: number,
+  protocol: Protocol,
+  classKey: string,
+  question: string,
+  targetKey: object | string,
+): boolean | undefined {
+  checkBudget();
+  if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) return undefined;
+  const settings = policySettings(state);
+  const dest = targetIdentity(state, from, to);
+  const destPod = dest.pod;
+  if (destPod && isSamePod(from, destPod)) return true;
+  const ctx: EvalContext = { state, settings, from, dnsCheck: false };
+  const baseCtx: EvalContext = { state: base, settings: policySettings(base), from, dnsCheck: false };
+  // The base's facts of this class and target (class keys are interned strings: hashed once).
+  const table = perRevision(base, 'directionFacts', newFactsTable);
+  let byQuestion = table.get(classKey);
+  if (byQuestion === undefined) {
+    if (table.size >= FACTS_LIMIT) table.clear();
+    table.set(classKey, (byQuestion = new Map()));
+  }
+  let byTarget = byQuestion.get(question);
+  if (byTarget === undefined) byQuestion.set(question, (byTarget = new Map()));
+  let facts = byTarget.get(targetKey);
+  if (facts === undefined) byTarget.set(targetKey, (facts = {}));
+  if (!decideFromBase(ctx, baseCtx, changed, from, 'egress', dest, port, protocol, destPod, facts)) return false;
+  if (!destPod) return true;
+  if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') return true;
+  return decideFromBase(ctx, baseCtx, changed, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, facts);
+}
+
+function decideFromBase(
+  ctx: EvalContext,
+  baseCtx: EvalContext,
+  changed: ChangedPolicy,
+  subject: Pod,
+  direction: Direction,
+  peer: Identity,
+  port: number,
+  protocol: Protocol,
+  destPod: Pod | undefined,
+  kept: { egress?: DirectionFacts; ingress?: DirectionFacts },
+): boolean {
+  if (ctx.settings.enablePolicy === 'never' || !isCiliumEndpoint(subject)) return true;
+  const facts = (kept[direction] ??= directionFacts(baseCtx, subject, direction, peer, port, protocol, destPod));
+  let denied = facts.denyBy.some((r) => !isRef(r, changed));
+  if (denied) return false;
+  let allowed = facts.allowBy.some((r) => !isRef(r, changed));
+  const models = policiesSelecting(ctx.state, subject);
+  for (const m of models) {
+    if (!isRef(m.ref, changed)) continue;
+    for (const el of m.elements) {
+      if (el.direction !== direction) continue;
+      if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
+      if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
+      if (el.deny) denied = true;
+      else allowed = true;
+    }
+  }
+  if (denied) return false;
+  return allowed || !enforcementOfModels(models, direction, ctx.settings).enforced;
+}
+
+/** The policies whose deny and allow elements match, in one direction at `subject` (no early return). */
+function directionFacts(ctx: EvalContext, subject: Pod, direction: Direction, peer: Identity, port: number, protocol: Protocol, destPod: Pod | undefined): DirectionFacts {
+  let denyBy: PolicyRef[] | undefined;
+  let allowBy: PolicyRef[] | undefined;
+  for (const m of policiesSelecting(ctx.state, subject)) {
+    for (const el of m.elements) {
+      if (el.direction !== direction) continue;
+      if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
+      if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
+      if (el.deny) (denyBy ??= []).push(m.ref);
+      else (allowBy ??= []).push(m.ref);
+    }
+  }
+  return { denyBy: denyBy ?? NO_REFS, allowBy: allowBy ?? NO_REFS };
+}
+const newFactsTable = (): Map<string, Map<string, Map<object | string, { egress?: DirectionFacts; ingress?: DirectionFacts }>>> => new Map();
+/** Classes whose facts are kept per base revision (a cluster has ~10k; synthetic pods add a few). */
+const FACTS_LIMIT = 50_000;

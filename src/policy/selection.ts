@@ -268,7 +268,7 @@ function selectingFromBase(state: ClusterState, pod: Pod): readonly PolicyModel[
   if (pair === undefined) {
     const after = modelsForNamespace(state, namespace);
     const before = modelsForNamespace(base, namespace);
-    lists.set(namespace, (pair = after === before ? SAME_LISTS : listPair(before, after)));
+    lists.set(namespace, (pair = after === before ? SAME_LISTS : listPair(before, after, delta)));
   }
   if (pair === SAME_LISTS) return was;
   const { after, inBefore } = pair;
@@ -327,10 +327,34 @@ interface ListPair {
   /** Every added model comes after every model the two lists share. */
   readonly appended: boolean;
 }
+const NO_MODEL_SET: ReadonlySet<PolicyModel> = new Set();
 const SAME_LISTS: ListPair = Object.freeze({ after: [], inBefore: new Set<PolicyModel>(), removed: new Set<PolicyModel>(), added: [], appended: true });
 
-function listPair(before: readonly PolicyModel[], after: readonly PolicyModel[]): ListPair {
+function listPair(before: readonly PolicyModel[], after: readonly PolicyModel[], changed: { readonly kind: string; readonly namespace: string; readonly name: string }): ListPair {
   const inBefore = modelSetOf(before);
+  // The usual case, without building sets: the lists are equal but for the changed object's models
+  // (every other object is the same, so are its models), which sit together (one object's models).
+  const isChanged = (m: PolicyModel): boolean => m.ref.kind === changed.kind && m.ref.namespace === changed.namespace && m.ref.name === changed.name;
+  let i = 0;
+  let j = 0;
+  let sameRest = true;
+  while (sameRest) {
+    while (i < before.length && isChanged(before[i]!)) i++;
+    while (j < after.length && isChanged(after[j]!)) j++;
+    if (i === before.length || j === after.length) {
+      sameRest = i === before.length && j === after.length;
+      break;
+    }
+    if (before[i] !== after[j]) sameRest = false;
+    i++;
+    j++;
+  }
+  if (sameRest) {
+    const added = after.filter(isChanged);
+    const first = after.findIndex(isChanged);
+    const removed = before.filter(isChanged);
+    return { after, inBefore, removed: removed.length === 0 ? NO_MODEL_SET : new Set(removed), added, appended: first < 0 || first === after.length - added.length };
+  }
   const inAfter = new Set(after);
   const added: PolicyModel[] = [];
   let appended = true;

@@ -10,7 +10,10 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { dnsTarget, reachesDns, reachesDnsEgressOnly } from '../../src/policy/dns.ts';
 import { apiserverReach } from '../../src/policy/apiserver.ts';
-import { reachComputations } from '../../src/policy/reach-memo.ts';
+import { reachComputations, reachDerivations } from '../../src/policy/reach-memo.ts';
+
+/** Answers worked out so far: computed in full, or derived from the base's decisions. */
+const judged = (): number => reachComputations() + reachDerivations();
 import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { inRequestScope } from '../../src/state/request-scope.ts';
@@ -117,6 +120,28 @@ t.test('policy changes in one namespace', async (t) => {
   agrees(t, objs, makeChange('UPDATE', narrowed, egress), applied(objs, narrowed), ['a/db', 'a/web']);
 });
 
+t.test('deny rules and policies allowing what others allow too, derived from the base\'s decisions', async (t) => {
+  const everywhere = ccnp('dns-everywhere', { endpointSelector: {}, egress: [dnsEgress] });
+  const objs = objects([everywhere]);
+  // a keeps DNS through its own policy, b through its NetworkPolicy; c leaves default deny with it.
+  agrees(t, objs, makeChange('DELETE', undefined, everywhere), applied(objs, everywhere, true), []);
+  const denyDns = cnp('b', 'b-deny-dns', { endpointSelector: { matchLabels: { app: 'api' } }, egressDeny: [{ toEndpoints: [kubeDnsSelector.matchLabels ? { matchLabels: kubeDnsSelector.matchLabels } : {}] }] });
+  agrees(t, objs, makeChange('CREATE', denyDns), applied(objs, denyDns), ['b/api']);
+  const serversDeny = ccnp('dns-deny-b', { endpointSelector: kubeDnsSelector, ingressDeny: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'b' } }] }] });
+  // Its ingress section also puts the servers into ingress default deny: every client loses DNS.
+  const all = ['a/db', 'a/web', 'b/api', 'b/web', 'c/job'];
+  agrees(t, objs, makeChange('CREATE', serversDeny), applied(objs, serversDeny), all);
+  const objsDeny = objects([everywhere, serversDeny]);
+  agrees(t, objsDeny, makeChange('DELETE', undefined, serversDeny), applied(objsDeny, serversDeny, true), all);
+  const denyBOnly = ccnp('dns-deny-b', { endpointSelector: kubeDnsSelector, ingress: [{ fromEntities: ['cluster'] }], ingressDeny: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'b' } }] }] });
+  agrees(t, objs, makeChange('CREATE', denyBOnly), applied(objs, denyBOnly), ['b/api', 'b/web']);
+  // An update that keeps allowing DNS for some classes and stops for others.
+  const narrowed = ccnp('dns-everywhere', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [dnsEgress] });
+  agrees(t, objs, makeChange('UPDATE', narrowed, everywhere), applied(objs, narrowed), []);
+  const apiOnly = ccnp('dns-everywhere', { endpointSelector: {}, egress: [{ toEntities: ['kube-apiserver'] }] });
+  agrees(t, objs, makeChange('UPDATE', apiOnly, everywhere), applied(objs, apiOnly), ['c/job']);
+});
+
 t.test('a change that touches one namespace judges that namespace\'s classes, not the cluster\'s', async (t) => {
   const extra: Obj[] = [];
   for (let i = 0; i < 20; i++) {
@@ -126,21 +151,23 @@ t.test('a change that touches one namespace judges that namespace\'s classes, no
   const base = memoryState(baseCluster(extra) as Obj[]);
   const all = (s: ClusterState): Pod[] => s.list('Pod').filter((p) => (p.metadata.namespace ?? '').startsWith('n'));
   for (const p of all(base)) reachesDns(base, p);
-  const warm = reachComputations();
+  const warm = judged();
   for (const p of all(base)) reachesDns(base, p);
-  t.equal(reachComputations() - warm, 0, 'the base answers every class from its memo');
+  t.equal(judged() - warm, 0, 'the base answers every class from its memo');
   inRequestScope(() => {
     const after = overlay(base, mutationOf(makeChange('CREATE', cnp('n7', 'deny-egress', { endpointSelector: {}, egress: [{ toEntities: ['world'] }] }))));
-    const start = reachComputations();
+    const start = judged();
+    const computedBefore = reachComputations();
     const answers = all(after).map((p) => reachesDns(after, p));
-    t.equal(reachComputations() - start, 3, "n7's three classes are judged, the 57 others come from the base");
+    t.equal(judged() - start, 3, "n7's three classes are judged, the 57 others come from the base");
+    t.equal(reachComputations() - computedBefore, 0, "n7's classes from the base's decisions and the new policy's rules");
     t.same(answers.filter((a) => a === false).length, 9, "n7's nine pods lose DNS");
   });
   inRequestScope(() => {
     // A policy on the servers' ingress: every client is judged again.
     const after = overlay(base, mutationOf(makeChange('CREATE', cnp('kube-system', 'dns-in', { endpointSelector: { matchLabels: { 'k8s-app': 'kube-dns' } }, ingress: [{}] }))));
-    const start = reachComputations();
+    const start = judged();
     for (const p of all(after)) reachesDns(after, p);
-    t.equal(reachComputations() - start, 60, 'every class is judged');
+    t.equal(judged() - start, 60, 'every class is judged');
   });
 });

@@ -19,7 +19,7 @@ import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
 import type { ChangedPolicy } from './reachability.ts';
 import { perRevision } from './memo.ts';
-import { policiesSelecting } from './selection.ts';
+import { policiesSelecting, policySettings } from './selection.ts';
 
 /** A per-class check answered through memoReach. */
 export interface ReachQuestion<V> {
@@ -49,6 +49,34 @@ export function policyOnlyBase(state: ClusterState): ClusterState | undefined {
 function policyOnlyDelta(state: ClusterState): OverlayDelta | undefined {
   const d = overlayDelta(state);
   return d !== undefined && POLICY_KINDS.has(d.kind) ? d : undefined;
+}
+
+/** Matches no policy: the changed object of an overlay that changes no policy. */
+const NO_POLICY: ChangedPolicy = { kind: '', namespace: '', name: '' };
+
+/**
+ * The base and the changed policy of an overlay whose decisions reachableFromBase can derive: one that
+ * changes a policy object, or cilium-config's `enable-policy` alone between `default` and `always` (every
+ * list, identity and matching rule stays; only enforcement differs, which the derivation takes from the
+ * overlay). Undefined for any other state.
+ */
+function derivableDelta(state: ClusterState): { readonly base: ClusterState; readonly changed: ChangedPolicy } | undefined {
+  const d = overlayDelta(state);
+  if (d === undefined) return undefined;
+  if (POLICY_KINDS.has(d.kind)) return { base: d.base, changed: d };
+  if (d.kind !== 'ConfigMap' || d.namespace !== 'kube-system' || d.name !== 'cilium-config') return undefined;
+  const a = policySettings(d.base);
+  const b = policySettings(state);
+  const same =
+    a.nonDefaultDenyPolicies === b.nonDefaultDenyPolicies &&
+    a.cidrMatchesNodes === b.cidrMatchesNodes &&
+    a.endPortSupported === b.endPortSupported &&
+    a.peersLocalCluster === b.peersLocalCluster &&
+    a.ipv4 === b.ipv4 &&
+    a.ipv6 === b.ipv6 &&
+    a.enablePolicy !== 'never' &&
+    b.enablePolicy !== 'never';
+  return same ? { base: d.base, changed: NO_POLICY } : undefined;
 }
 
 /** Does `pod` have the same selecting-model list (the same array) in `state` as in `base`? */
@@ -88,7 +116,8 @@ export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod)
   const table = perRevision(state, q.name, newTable);
   if (table.has(key)) return table.get(key) as V;
   // A class the change does select: from the base's decisions and the changed object's new rules.
-  let v = delta !== undefined && q.derive !== undefined ? q.derive(state, delta.base, delta, pod, key) : undefined;
+  const derivable = q.derive !== undefined ? perRevision(state, 'derivableDelta', () => derivableDelta(state)) : undefined;
+  let v = derivable !== undefined ? q.derive!(state, derivable.base, derivable.changed, pod, key) : undefined;
   if (v !== undefined) derived++;
   else {
     v = q.compute(state, pod);

@@ -876,7 +876,7 @@ function decideFromBase(
   if (denied) return false;
   let allowed = facts.allowBy.some((r) => !isRef(r, changed));
   const models = policiesSelecting(ctx.state, subject);
-  for (const m of models) {
+  if (changed.name !== '') for (const m of models) {
     if (!isRef(m.ref, changed)) continue;
     for (const el of m.elements) {
       if (el.direction !== direction) continue;

@@ -104,7 +104,19 @@ t.test('a cilium-config change alters the enforcement of every class', async (t)
   const old = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'cilium-config')!;
   const cm = { ...old, data: { ...(old['data'] as Record<string, string>), 'enable-policy': 'always' } } as Obj;
   // The DNS servers' ingress is enforced too (no policy admits the clients): every class loses DNS.
+  const derivedBefore = reachDerivations();
   agrees(t, objs, makeChange('UPDATE', cm, old), applied(objs, cm), ['a/db', 'a/web', 'b/api', 'b/web', 'c/job']);
+  t.ok(reachDerivations() > derivedBefore, 'derived from the base\'s decisions (enforcement from the new settings)');
+  // And back, and to `never` (which turns every policy off: judged in full).
+  const always = objs.map((o) => (o === old ? cm : o));
+  agrees(t, always, makeChange('UPDATE', old, cm), applied(always, old), ['a/db', 'a/web', 'b/api', 'b/web', 'c/job']);
+  const never = { ...old, data: { ...(old['data'] as Record<string, string>), 'enable-policy': 'never' } } as Obj;
+  const dnsFromRed = ccnp('dns-from-red', { endpointSelector: kubeDnsSelector, ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.cilium.k8s.namespace.labels.team': 'red' } }] }] });
+  const withDeny = objects([dnsFromRed]);
+  agrees(t, withDeny, makeChange('UPDATE', never, old), applied(withDeny, never), ['b/api', 'b/web', 'c/job']);
+  const narrowed = { ...old, data: { ...(old['data'] as Record<string, string>), 'enable-policy': 'always' } } as Obj;
+  // c/job, now egress-enforced, could not reach the servers before either (not team=red): no change.
+  agrees(t, withDeny, makeChange('UPDATE', narrowed, old), applied(withDeny, narrowed), []);
 });
 
 t.test('policy changes in one namespace', async (t) => {

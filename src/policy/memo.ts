@@ -42,6 +42,16 @@ function memo<K extends object, V>(name: string, purpose: string): ScopedWeakMap
   return new ScopedWeakMap<K, V>();
 }
 
+/**
+ * A memo that forgetCachedResults() keeps (see ScopedWeakMap's keepOnForget): its entries are stored
+ * only once computed whole, from memos kept too or by content. Per-request (ephemeral) keys still go
+ * with their request.
+ */
+function keptMemo<K extends object, V>(name: string, purpose: string): ScopedWeakMap<K, V> {
+  registry.push({ name, purpose });
+  return new ScopedWeakMap<K, V>({ keepOnForget: true });
+}
+
 // ---------- per state revision / per content token (generic) ----------
 
 interface Entry {
@@ -58,6 +68,29 @@ function entry(state: ClusterState): Entry {
     perState.set(state, e);
   }
   return e;
+}
+
+const keptPerState = keptMemo<ClusterState, Entry>(
+  'keptPerState',
+  'keptPerRevision: per-class answers of a long-lived state (selecting lists, reachability, decision facts) that a budget cut keeps',
+);
+
+/**
+ * Like perRevision, for values forgetCachedResults() may keep: `compute` must return a table whose
+ * entries are each stored only once computed whole, from data that is kept too (policy models) or
+ * compared by content. A review cut by its budget then leaves the long-lived state's answers to the
+ * next review instead of making it recompute every class (and run out in turn).
+ */
+export function keptPerRevision<T>(state: ClusterState, key: string, compute: () => T): T {
+  let e = keptPerState.get(state);
+  if (!e || e.revision !== state.revision) {
+    e = { revision: state.revision, values: new Map(), perObject: new Map() };
+    keptPerState.set(state, e);
+  }
+  if (e.values.has(key)) return e.values.get(key) as T;
+  const v = compute();
+  e.values.set(key, v);
+  return v;
 }
 
 /** The value of `compute()` under `key`, computed once per state revision. */
@@ -146,7 +179,7 @@ export interface PodClassLike {
 
 export const labelCache = memo<object, Map<string, Labels>>('labelCache', 'endpoint labels (identity labels with namespace labels) per Namespace object, per pod identity');
 export const pairCache = memo<object, readonly string[]>('pairCache', 'normalized matchLabels pairs per selector matchLabels object (selectors come from cached models)');
-export const policyModels = memo<PolicyObject, readonly PolicyModel[]>('policyModels', 'policyModel() per policy object');
+export const policyModels = keptMemo<PolicyObject, readonly PolicyModel[]>('policyModels', 'policyModel() per policy object (kept by forgetCachedResults: a pure function of an immutable object, stored whole; kept tables compare its models by identity)');
 export const ccnpModelCache = memo<readonly PolicyObject[], readonly PolicyModel[]>('ccnpModelCache', 'models of every CCNP, per CCNP list array');
 export const nsModelCache = memo<readonly PolicyObject[], ScopedWeakMap<readonly PolicyObject[], ScopedWeakMap<readonly PolicyModel[], readonly PolicyModel[]>>>(
   'nsModelCache',

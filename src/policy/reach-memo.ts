@@ -18,7 +18,7 @@
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
 import type { ChangedPolicy } from './reachability.ts';
-import { perRevision } from './memo.ts';
+import { keptPerRevision, perRevision } from './memo.ts';
 import { policiesSelecting, policySettings } from './selection.ts';
 
 /** A per-class check answered through memoReach. */
@@ -113,7 +113,7 @@ export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod)
     computed++;
     return q.compute(state, pod);
   }
-  const table = perRevision(state, q.name, newTable);
+  const table = keptPerRevision(state, q.name, newTable);
   if (table.has(key)) return table.get(key) as V;
   // A class the change does select: from the base's decisions and the changed object's new rules.
   const derivable = q.derive !== undefined ? perRevision(state, 'derivableDelta', () => derivableDelta(state)) : undefined;

@@ -25,7 +25,7 @@ import { enforcement, enforcementOfModels, isCiliumEndpoint, policiesSelecting, 
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { ipIndexByList, perRevision, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { ipIndexByList, keptPerRevision, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -842,7 +842,7 @@ export function reachableFromBase(
   const ctx: EvalContext = { state, settings, from, dnsCheck: false };
   const baseCtx: EvalContext = { state: base, settings: policySettings(base), from, dnsCheck: false };
   // The base's facts of this class and target (class keys are interned strings: hashed once).
-  const table = perRevision(base, 'directionFacts', newFactsTable);
+  const table = keptPerRevision(base, 'directionFacts', newFactsTable);
   let byQuestion = table.get(classKey);
   if (byQuestion === undefined) {
     if (table.size >= FACTS_LIMIT) table.clear();

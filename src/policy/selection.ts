@@ -6,7 +6,7 @@
 
 import type { ClusterState, Labels, LabelSelector, Pod, PolicyObject } from '../core/objects.ts';
 import type { CiliumConfig, Direction, Enforcement, PolicyModel, PolicyRef } from './types.ts';
-import { perRevision, perRevisionFor } from './memo.ts';
+import { keptPerRevision, perRevision, perRevisionFor } from './memo.ts';
 import { ciliumConfig } from './cilium-config.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import { policyModel } from './model.ts';
@@ -208,7 +208,7 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
   // Within one state revision the answer depends on the pod's identity alone (its namespace's labels and
   // models are fixed): one table lookup per call. Rules ask it several times per class and per request
   // (both directions, enforcement, every check); the long-lived state keeps its table across requests.
-  const table = perRevision(state, 'policiesSelectingById', newSelectingTable);
+  const table = keptPerRevision(state, 'policiesSelectingById', newSelectingTable);
   const id = podIdentityKey(pod);
   let hit = table.get(id);
   if (hit === undefined) {

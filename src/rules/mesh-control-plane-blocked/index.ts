@@ -122,9 +122,9 @@ export function check(subject: IngressSubject, change: Change, before: ClusterSt
     for (let i = 0; i < clients.length; i++) if (cut[classOf[i]!]) listed.push({ client: clients[i]!.kind, from: clients[i]!.pod, istiod, port: ports.xds });
   }
   const order: readonly string[] = ['sidecar', 'ztunnel', 'gateway', 'kube-apiserver'];
-  const rank = (f: Flow): number => order.indexOf(f.client);
-  // Stable: by client kind, then as listed.
-  const cutFlows = listed.sort((a, b) => rank(a) - rank(b));
+  // Stable: by client kind, then as listed (one pass per kind: a comparison sort of every client flow
+  // was a tenth of the cilium-config request's profile).
+  const cutFlows = order.flatMap((kind) => listed.filter((f) => f.client === kind));
   if (cutFlows.length === 0) return [];
 
   const firstClass = (lostAny ? r.lostClasses : r.stillClasses)[0]!.first;

@@ -74,3 +74,13 @@ export function checkBudget(): void {
   }
   throw new BudgetExceeded(r.budgetMs, r.clock.now() - r.start);
 }
+
+/**
+ * Throws BudgetExceeded when the running budget has already been found exceeded. The verdict layer calls
+ * it after each rule: a rule that caught a BudgetExceeded somewhere inside (a per-item guard for odd
+ * input) returned an answer the budget cut short, which must not count as complete.
+ */
+export function assertBudgetNotExceeded(): void {
+  const r = running;
+  if (r !== undefined && r.exceeded) throw new BudgetExceeded(r.budgetMs, r.clock.now() - r.start);
+}

@@ -3,6 +3,7 @@
 // (an allow fixes it). Worked out only for those classes, after the comparison, by asking the class's
 // question again under recordDenials: the comparison itself stays on the fast path.
 
+import { BudgetExceeded } from '../core/budget.ts';
 import type { Pod } from '../core/objects.ts';
 import { recordDenials, type DenyMatch } from '../policy/index.ts';
 
@@ -42,7 +43,9 @@ export function decidedByOf<T = Pod>(pods: readonly T[], classes: readonly Judge
         found = true;
         for (const m of d.decidedBy.denies) if (!denies.some((x) => sameElement(x, m))) denies.push(m);
       }
-    } catch {
+    } catch (err) {
+      // The evaluation budget ran out: the decision stops here like any other step of it.
+      if (err instanceof BudgetExceeded) throw err;
       // Odd input: the comparison skipped it too; no claim about its cause.
     }
     if (found) denyKeys.add(c.key);

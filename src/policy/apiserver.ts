@@ -10,8 +10,11 @@ import type { ClusterState, LabelSelector, Pod, RoleBinding } from '../core/obje
 import { ScopedWeakMap } from '../state/request-scope.ts';
 import { canonicalIp } from './cidr.ts';
 import { apiserverEndpoints, nodeAddresses, nodeIPs } from './cluster.ts';
-import { apiserverTargetCache, perContentOf } from './memo.ts';
-import { reachable } from './reachability.ts';
+import { apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
+import { ipIdentity, reachable, reachableFromBase, serviceByClusterIp } from './reachability.ts';
+import { memoReach, type ReachQuestion } from './reach-memo.ts';
+import { apiserverClassKey } from './identity.ts';
+import { podClassId } from './classes.ts';
 import { matchesSelector } from './selectors.ts';
 
 interface RbacIndex {
@@ -134,6 +137,53 @@ export function apiserverTargets(state: ClusterState): readonly string[] {
 
 /** The kube-apiserver endpoints (IPs, or the entity when they are unknown) the pod can reach on TCP. */
 export function apiserverReach(state: ClusterState, pod: Pod): string[] {
+  // Per API server class (apiserverClassKey) and state revision; an overlay's from its base where it cannot differ.
+  return memoReach(APISERVER_REACH, state, pod);
+}
+
+const APISERVER_REACH: ReachQuestion<string[]> = {
+  name: 'apiserverReach',
+  destsName: 'apiserverReach:dests',
+  dests: (state) => perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state)),
+  key: (state, pod) => {
+    const dests = perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state));
+    if (dests === undefined) return undefined;
+    const id = podClassId(pod);
+    for (const d of dests) if (podClassId(d) === id) return undefined;
+    return perRevision(state, 'apiserverClassKeyFn', () => apiserverClassKey(state))(pod);
+  },
+  compute: (state, pod) => computeApiserverReach(state, pod),
+  derive: (state, base, changed, pod, key) => {
+    const t = apiserverTarget(state);
+    if (t.ips.length === 0) {
+      const r = reachableFromBase(state, base, changed, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP', key, 'apiserver', 'entity');
+      return r === undefined ? undefined : r ? [APISERVER_ENTITY] : [];
+    }
+    const out: string[] = [];
+    for (const ip of t.ips) {
+      const r = reachableFromBase(state, base, changed, pod, { type: 'ip', ip }, t.port, 'TCP', key, 'apiserver', ip);
+      if (r === undefined) return undefined;
+      if (r) out.push(ip);
+    }
+    return out;
+  },
+};
+
+/**
+ * The pods whose ingress decides whether the API server endpoints are reached (an endpoint address that
+ * is a pod's), or undefined when an endpoint is a Service ClusterIP (judged at the Service's backends).
+ */
+function apiserverDestPods(state: ClusterState): readonly Pod[] | undefined {
+  const out: Pod[] = [];
+  for (const ip of apiserverTarget(state).ips) {
+    if (serviceByClusterIp(state, ip)) return undefined;
+    const pod = ipIdentity(state, ip, undefined).pod;
+    if (pod) out.push(pod);
+  }
+  return out;
+}
+
+function computeApiserverReach(state: ClusterState, pod: Pod): string[] {
   const t = apiserverTarget(state);
   if (t.ips.length === 0) return reachable(state, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP') ? [APISERVER_ENTITY] : [];
   return t.ips.filter((ip) => reachable(state, pod, { type: 'ip', ip }, t.port, 'TCP'));

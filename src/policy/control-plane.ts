@@ -7,6 +7,7 @@ import type { ClusterState, Pod, PolicyObject, Service, Webhook } from '../core/
 import { APISERVER_ENTITY as APISERVER_SOURCE_ENTITY, apiserverTargets as apiserverSources } from './apiserver.ts';
 import { serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { istiodDeployments, istiodPods } from './istio-usage.ts';
+import { podClassKey } from './identity.ts';
 import { isMeshProxyPod } from './istio.ts';
 import { perContentOf } from './memo.ts';
 import { policyModel } from './model.ts';
@@ -173,6 +174,35 @@ export function xdsClients(state: ClusterState): readonly { readonly kind: XdsCl
       else if (hasSidecar(pod)) out.push({ kind: 'sidecar', pod });
     }
     return out;
+  });
+}
+
+/** xdsClients grouped by client kind and class (podClassKey without a node): one stands for each class. */
+export interface XdsClientClasses {
+  readonly clients: readonly { readonly kind: XdsClientKind; readonly pod: Pod }[];
+  /** The class of each client, by index into `classes`. */
+  readonly classOf: readonly number[];
+  /** Each class's kind and first client pod, in the order of their first client. */
+  readonly classes: readonly { readonly kind: XdsClientKind; readonly pod: Pod }[];
+}
+
+/** xdsClients(state) with their classes: per content of the Pod kind, like xdsClients. */
+export function xdsClientClasses(state: ClusterState): XdsClientClasses {
+  return perContentOf(state, 'xdsClientClasses', ['Pod'], () => {
+    const clients = xdsClients(state);
+    const index = new Map<string, number>();
+    const classes: { kind: XdsClientKind; pod: Pod }[] = [];
+    const classOf: number[] = [];
+    for (const c of clients) {
+      const k = `${c.kind}\u0000${podClassKey(c.pod, '')}`;
+      let i = index.get(k);
+      if (i === undefined) {
+        index.set(k, (i = classes.length));
+        classes.push(c);
+      }
+      classOf.push(i);
+    }
+    return { clients, classOf, classes };
   });
 }
 

@@ -4,9 +4,10 @@
 import type { ClusterState, Labels, Pod } from '../core/objects.ts';
 import { dnsBackends } from './cluster.ts';
 import { perRevision } from './memo.ts';
-import { podRef } from './identity.ts';
+import { dnsClassKey, podRef } from './identity.ts';
 import { groupsOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
-import { reachable } from './reachability.ts';
+import { reachable, reachableFromBase } from './reachability.ts';
+import { memoReach, type ReachQuestion } from './reach-memo.ts';
 import type { Protocol } from './types.ts';
 
 // ---------- DNS ----------
@@ -90,14 +91,62 @@ export function withoutDnsBackends(state: ClusterState, pods: readonly Pod[]): r
 
 /** Can the pod reach at least one DNS backend on the given protocol (default UDP)? undefined = no DNS Service known. */
 export function reachesDns(state: ClusterState, pod: Pod, protocol: Protocol = 'UDP'): boolean | undefined {
+  // Per DNS class (dnsClassKey) and state revision; an overlay's from its base where it cannot differ.
+  const q = protocol === 'UDP' ? DNS_UDP : protocol === 'TCP' ? DNS_TCP : undefined;
+  return q ? memoReach(q, state, pod) : computeReachesDns(state, pod, protocol);
+}
+
+function computeReachesDns(state: ClusterState, pod: Pod, protocol: Protocol): boolean | undefined {
   const t = dnsTarget(state);
   if (!t) return undefined;
   const port = protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
   return t.pods.some((d) => reachable(state, pod, { type: 'pod', pod: d }, port, protocol));
 }
 
+function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
+  return {
+    name: `reachesDns:${protocol}`,
+    destsName: `reachesDns:${protocol}:dests`,
+    dests: (state) => dnsTarget(state)?.pods ?? [],
+    key: (state, pod) => {
+      // A pod of a backend's class may be that backend (which reaches itself): judged on its own.
+      const k = perRevision(state, 'dnsReachKeys', () => ({ backends: new Set((dnsTarget(state)?.pods ?? []).map(podClassId)), fn: dnsClassKey(state) }));
+      return k.backends.has(podClassId(pod)) ? undefined : k.fn(pod);
+    },
+    compute: (state, pod) => computeReachesDns(state, pod, protocol),
+    derive: (state, base, changed, pod, key) => {
+      const t = dnsTarget(state);
+      if (!t) return undefined;
+      const port = protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
+      for (const d of t.pods) {
+        const r = reachableFromBase(state, base, changed, pod, { type: 'pod', pod: d }, port, protocol, key, protocol, d);
+        if (r !== false) return r;
+      }
+      return false;
+    },
+  };
+}
+const DNS_UDP = dnsQuestion('UDP');
+const DNS_TCP = dnsQuestion('TCP');
+const { derive: _bothDirections, ...dnsKeys } = dnsQuestion('UDP');
+const DNS_EGRESS: ReachQuestion<boolean> = {
+  ...dnsKeys,
+  name: 'reachesDnsEgressOnly',
+  destsName: 'reachesDnsEgressOnly:dests',
+  compute: (state, pod) => {
+    const t = dnsTarget(state);
+    return t !== undefined && computeReachesDnsEgressOnly(state, pod, t);
+  },
+};
+
 /** Is the pod's egress toward a DNS backend allowed (ignoring the backend's ingress)? */
 export function reachesDnsEgressOnly(state: ClusterState, pod: Pod, target: { readonly pods: readonly Pod[]; readonly port: number }): boolean {
+  // The state's own DNS target (what the rules pass): per DNS class and state revision, as reachesDns.
+  if (target === dnsTarget(state)) return memoReach(DNS_EGRESS, state, pod);
+  return computeReachesDnsEgressOnly(state, pod, target);
+}
+
+function computeReachesDnsEgressOnly(state: ClusterState, pod: Pod, target: { readonly pods: readonly Pod[]; readonly port: number }): boolean {
   return target.pods.some((d) => reachable(state, pod, { type: 'pod', pod: d }, target.port, 'UDP', 'egress'));
 }
 

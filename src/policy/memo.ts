@@ -42,6 +42,16 @@ function memo<K extends object, V>(name: string, purpose: string): ScopedWeakMap
   return new ScopedWeakMap<K, V>();
 }
 
+/**
+ * A memo that forgetCachedResults() keeps (see ScopedWeakMap's keepOnForget): its entries are stored
+ * only once computed whole, from memos kept too or by content. Per-request (ephemeral) keys still go
+ * with their request.
+ */
+function keptMemo<K extends object, V>(name: string, purpose: string): ScopedWeakMap<K, V> {
+  registry.push({ name, purpose });
+  return new ScopedWeakMap<K, V>({ keepOnForget: true });
+}
+
 // ---------- per state revision / per content token (generic) ----------
 
 interface Entry {
@@ -58,6 +68,29 @@ function entry(state: ClusterState): Entry {
     perState.set(state, e);
   }
   return e;
+}
+
+const keptPerState = keptMemo<ClusterState, Entry>(
+  'keptPerState',
+  'keptPerRevision: per-class answers of a long-lived state (selecting lists, reachability, decision facts) that a budget cut keeps',
+);
+
+/**
+ * Like perRevision, for values forgetCachedResults() may keep: `compute` must return a table whose
+ * entries are each stored only once computed whole, from data that is kept too (policy models) or
+ * compared by content. A review cut by its budget then leaves the long-lived state's answers to the
+ * next review instead of making it recompute every class (and run out in turn).
+ */
+export function keptPerRevision<T>(state: ClusterState, key: string, compute: () => T): T {
+  let e = keptPerState.get(state);
+  if (!e || e.revision !== state.revision) {
+    e = { revision: state.revision, values: new Map(), perObject: new Map() };
+    keptPerState.set(state, e);
+  }
+  if (e.values.has(key)) return e.values.get(key) as T;
+  const v = compute();
+  e.values.set(key, v);
+  return v;
 }
 
 /** The value of `compute()` under `key`, computed once per state revision. */
@@ -113,6 +146,10 @@ export const classKeysAnyNode = memo<Pod, string>('classKeysAnyNode', "podClassK
 export const ambientClassKeys = memo<Pod, string>('ambientClassKeys', 'ambientIngressClassKey per pod object');
 export const podShapeKeys = memo<Pod, string>('podShapeKeys', "the pod's own part of ingressShapeKey (mesh labels, annotations, ports, address family) per pod object");
 export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the selecting-model part of ingressShapeKey, per selecting-model list (shared by an identity)');
+export const podIdentities = memo<Pod, { readonly namespace: object | undefined; readonly identity: unknown }>(
+  'podIdentities',
+  "a pod's policy identity (reachability.ts Identity) per pod object, valid while its Namespace object is the one it was built with",
+);
 export const podRefs = memo<Pod, string>('podRefs', '"namespace/name" per pod object (pod sets are keyed by it many times per request)');
 
 // ---------- pod classes (policy/classes.ts) ----------
@@ -142,7 +179,7 @@ export interface PodClassLike {
 
 export const labelCache = memo<object, Map<string, Labels>>('labelCache', 'endpoint labels (identity labels with namespace labels) per Namespace object, per pod identity');
 export const pairCache = memo<object, readonly string[]>('pairCache', 'normalized matchLabels pairs per selector matchLabels object (selectors come from cached models)');
-export const policyModels = memo<PolicyObject, readonly PolicyModel[]>('policyModels', 'policyModel() per policy object');
+export const policyModels = keptMemo<PolicyObject, readonly PolicyModel[]>('policyModels', 'policyModel() per policy object (kept by forgetCachedResults: a pure function of an immutable object, stored whole; kept tables compare its models by identity)');
 export const ccnpModelCache = memo<readonly PolicyObject[], readonly PolicyModel[]>('ccnpModelCache', 'models of every CCNP, per CCNP list array');
 export const nsModelCache = memo<readonly PolicyObject[], ScopedWeakMap<readonly PolicyObject[], ScopedWeakMap<readonly PolicyModel[], readonly PolicyModel[]>>>(
   'nsModelCache',
@@ -155,6 +192,15 @@ export const selectingByIdentity = memo<readonly PolicyModel[], Map<string, Map<
 );
 export const namespaceKeysByModels = memo<readonly PolicyModel[], readonly string[]>('namespaceKeysByModels', 'Namespace label keys the subject selectors of a model list read');
 export const enforcementCache = memo<readonly PolicyModel[], Map<string, Enforcement>>('enforcementCache', 'enforcement per selecting-model list, per direction and settings');
+export const modelSets = memo<readonly PolicyModel[], ReadonlySet<PolicyModel>>('modelSets', 'the models of a model list as a set, per list array');
+export const derivedSelecting = memo<readonly PolicyModel[], Map<readonly PolicyModel[], Map<string, readonly PolicyModel[]>>>(
+  'derivedSelecting',
+  "an overlay's policiesSelecting derived from its base's, per overlay model list, per base answer, per which added models select the pod (one array per distinct answer)",
+);
+export const enforcementKeys = pureMemo<object, { readonly ingress: string; readonly egress: string }>(
+  'enforcementKeys',
+  "enforcementCache's key per direction, per PolicySettings object (built and hashed once, not per call)",
+);
 export const selectedBySelector = memo<object, ScopedWeakMap<object, { pods: number; bySelector: Map<string, readonly Pod[]> }>>(
   'selectedBySelector',
   'podsSelectedBy per Pod content token, per Namespace content token, per subject-selector set',

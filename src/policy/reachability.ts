@@ -25,12 +25,12 @@ import { dnsNameMatches, normalizeDnsName } from './dns-pattern.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef } from './model.ts';
-import { enforcement, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
+import { enforcement, enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { ipIndexByList, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { ipIndexByList, keptPerRevision, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -67,12 +67,18 @@ export interface Identity {
 const NO_RESERVED: ReadonlySet<string> = new Set();
 
 function podIdentity(state: ClusterState, pod: Pod): Identity {
-  return {
+  // Per pod object and Namespace object (all the labels read): asked for both ends of every decision.
+  const ns = state.get('Namespace', undefined, pod.metadata.namespace ?? '');
+  const hit = podIdentities.get(pod);
+  if (hit !== undefined && hit.namespace === ns) return hit.identity as Identity;
+  const identity: Identity = {
     description: `pod ${pod.metadata.namespace ?? ''}/${pod.metadata.name}`,
     pod,
     reserved: NO_RESERVED,
     labels: endpointLabels(state, pod),
   };
+  podIdentities.set(pod, { namespace: ns, identity });
+  return identity;
 }
 
 function reservedIdentity(description: string, reserved: string[], extra: Partial<Identity> = {}): Identity {
@@ -438,7 +444,8 @@ function decideDirection(
   const collector = tracer instanceof Collector ? tracer : undefined;
   const t = tracer ?? (recorder ? NO_TRACER : undefined);
   let denies: DenyMatch[] | undefined;
-  for (const m of policiesSelecting(ctx.state, subject)) {
+  const models = policiesSelecting(ctx.state, subject);
+  for (const m of models) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
       const pm = portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported);
@@ -461,7 +468,7 @@ function decideDirection(
     return false;
   }
   if (allowed) return true;
-  const enf = enforcement(ctx.state, subject, direction);
+  const enf = enforcementOfModels(models, direction, ctx.settings);
   if (!enf.enforced || (localHost && localHostAllowed(ctx.state, subject))) return true;
   if (recorder || collector) decided(recorder, collector, subject, direction, peer, port, protocol, { by: 'default-deny', enforcedBy: enf.by });
   return false;
@@ -471,6 +478,11 @@ function decideDirection(
 
 /** The denials recordDenials is collecting (undefined: none is running, nothing is recorded). */
 let recording: Denial[] | undefined;
+
+/** Is recordDenials running? Memos that answer without deciding (policy/reach-memo.ts) decide afresh then. */
+export function recordingDenials(): boolean {
+  return recording !== undefined;
+}
 
 /** A tracer that keeps nothing: decideDirection's full pass when only recordDenials asks. */
 const NO_TRACER: Tracer = { unenforced: () => undefined, matched: () => undefined };
@@ -836,6 +848,38 @@ export function ingressFromIp(state: ClusterState, pod: Pod, ip: string): { enfo
 }
 
 /**
+ * Could `dest`'s ingress admit one of `sources` (pods) on some TCP port? An over-approximation of
+ * "reachable on ingress on some port", for skipping pairs that no port can connect: true when policy
+ * does not apply at `dest` or its ingress is not enforced, or some ingress allow element whose peers
+ * select a source's identity admits TCP on some port (deny rules are not counted: they can only make it
+ * false). False means ingress denies every source on every TCP port.
+ */
+export function ingressMayAdmitTcp(state: ClusterState, sources: Iterable<Pod>, dest: Pod): boolean {
+  checkBudget();
+  const settings = policySettings(state);
+  if (settings.enablePolicy === 'never' || !isCiliumEndpoint(dest)) return true;
+  if (!enforcement(state, dest, 'ingress').enforced) return true;
+  // The allow elements that admit TCP on some port, once per destination; then each source's identity.
+  const models = policiesSelecting(state, dest);
+  const candidates: { m: PolicyModel; el: RuleElement }[] = [];
+  for (const m of models) {
+    for (const el of m.elements) {
+      if (el.direction !== 'ingress' || el.deny || !someTcpPort(el)) continue;
+      if (el.peers.length === 0) return true;
+      candidates.push({ m, el });
+    }
+  }
+  for (const from of sources) {
+    if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === dest.spec.nodeName) return true; // allow-localhost
+    if (candidates.length === 0) continue;
+    const id = sourceIdentity(state, from, dest, settings);
+    const ctx: EvalContext = { state, settings, from, dnsCheck: false };
+    for (const { m, el } of candidates) if (anyPeerMatches(ctx, m, el, id)) return true;
+  }
+  return false;
+}
+
+/**
  * Whether `pod`'s ingress admits a connection from a source IP that is not a pod's own (the kubelet's
  * SNATed probe source, a world address) on `port`/`protocol`: the same decision as reachable()
  * (decideDirection), port-specific deny rules and named ports included, unlike ingressFromIp, which
@@ -867,3 +911,122 @@ export function evaluateIngressFromAddress(state: ClusterState, dest: Pod, ip: s
   const id = c ? ipIdentity(state, c, node, settings) : reservedIdentity('kube-apiserver', ['kube-apiserver']);
   return judge({ state, settings, from: dest, dnsCheck: false }, dest, 'ingress', id, port, protocol, dest, localHost);
 }
+
+// ---------- an admission overlay's decision from its base's ----------
+
+/** What a direction's decision at a subject saw in a state: the policies with a matching deny, and with a matching allow. */
+interface DirectionFacts {
+  readonly denyBy: readonly PolicyRef[];
+  readonly allowBy: readonly PolicyRef[];
+}
+
+/** The object an overlay changes, as the refs of its models name it. */
+export interface ChangedPolicy {
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+const isRef = (r: PolicyRef, c: ChangedPolicy): boolean => r.kind === c.kind && r.namespace === c.namespace && r.name === c.name;
+
+/**
+ * reachable(state, from, to, port, protocol), for an overlay `state` that differs from `base` by the
+ * policy object `changed` alone, without judging the pod's policies again: a decision in one direction
+ * is a deny if some deny element matches, else an allow if some allow element matches or the direction
+ * is not enforced (decideDirection). The subject's selecting models in `state` are its models in `base`
+ * less the changed object's old ones plus its new ones (policy/selection.ts selectingFromBase), and every
+ * other model matches the same peers on the same ports in both (nothing else differs). So the base's
+ * matching denies and allows other than the changed object's (kept on the base per `classKey`, the
+ * caller's interned class key of `from`, `question`, a fixed string naming the port and protocol for
+ * this state, and `targetKey`, the target pod or address: together they must determine both subjects'
+ * models and both peers' identities)
+ * plus the changed object's new elements, tested here, give the overlay's decision.
+ * Undefined where this does not apply (a Service address, whose backends are judged instead).
+ */
+export function reachableFromBase(
+  state: ClusterState,
+  base: ClusterState,
+  changed: ChangedPolicy,
+  from: Pod,
+  to: Target,
+  port: number,
+  protocol: Protocol,
+  classKey: string,
+  question: string,
+  targetKey: object | string,
+): boolean | undefined {
+  checkBudget();
+  if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) return undefined;
+  const settings = policySettings(state);
+  const dest = targetIdentity(state, from, to);
+  const destPod = dest.pod;
+  if (destPod && isSamePod(from, destPod)) return true;
+  const ctx: EvalContext = { state, settings, from, dnsCheck: false };
+  const baseCtx: EvalContext = { state: base, settings: policySettings(base), from, dnsCheck: false };
+  // The base's facts of this class and target (class keys are interned strings: hashed once).
+  const table = keptPerRevision(base, 'directionFacts', newFactsTable);
+  let byQuestion = table.get(classKey);
+  if (byQuestion === undefined) {
+    if (table.size >= FACTS_LIMIT) table.clear();
+    table.set(classKey, (byQuestion = new Map()));
+  }
+  let byTarget = byQuestion.get(question);
+  if (byTarget === undefined) byQuestion.set(question, (byTarget = new Map()));
+  let facts = byTarget.get(targetKey);
+  if (facts === undefined) byTarget.set(targetKey, (facts = {}));
+  if (!decideFromBase(ctx, baseCtx, changed, from, 'egress', dest, port, protocol, destPod, facts)) return false;
+  if (!destPod) return true;
+  if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') return true;
+  return decideFromBase(ctx, baseCtx, changed, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, facts);
+}
+
+function decideFromBase(
+  ctx: EvalContext,
+  baseCtx: EvalContext,
+  changed: ChangedPolicy,
+  subject: Pod,
+  direction: Direction,
+  peer: Identity,
+  port: number,
+  protocol: Protocol,
+  destPod: Pod | undefined,
+  kept: { egress?: DirectionFacts; ingress?: DirectionFacts },
+): boolean {
+  if (ctx.settings.enablePolicy === 'never' || !isCiliumEndpoint(subject)) return true;
+  const facts = (kept[direction] ??= directionFacts(baseCtx, subject, direction, peer, port, protocol, destPod));
+  let denied = facts.denyBy.some((r) => !isRef(r, changed));
+  if (denied) return false;
+  let allowed = facts.allowBy.some((r) => !isRef(r, changed));
+  const models = policiesSelecting(ctx.state, subject);
+  if (changed.name !== '') for (const m of models) {
+    if (!isRef(m.ref, changed)) continue;
+    for (const el of m.elements) {
+      if (el.direction !== direction) continue;
+      if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
+      if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
+      if (el.deny) denied = true;
+      else allowed = true;
+    }
+  }
+  if (denied) return false;
+  return allowed || !enforcementOfModels(models, direction, ctx.settings).enforced;
+}
+
+/** The policies whose deny and allow elements match, in one direction at `subject` (no early return). */
+function directionFacts(ctx: EvalContext, subject: Pod, direction: Direction, peer: Identity, port: number, protocol: Protocol, destPod: Pod | undefined): DirectionFacts {
+  let denyBy: PolicyRef[] | undefined;
+  let allowBy: PolicyRef[] | undefined;
+  for (const m of policiesSelecting(ctx.state, subject)) {
+    for (const el of m.elements) {
+      if (el.direction !== direction) continue;
+      if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
+      if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
+      if (el.deny) (denyBy ??= []).push(m.ref);
+      else (allowBy ??= []).push(m.ref);
+    }
+  }
+  return { denyBy: denyBy ?? NO_REFS, allowBy: allowBy ?? NO_REFS };
+}
+const newFactsTable = (): Map<string, Map<string, Map<object | string, { egress?: DirectionFacts; ingress?: DirectionFacts }>>> => new Map();
+/** Classes whose facts are kept per base revision (a cluster has ~10k; synthetic pods add a few). */
+const FACTS_LIMIT = 50_000;

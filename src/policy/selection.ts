@@ -6,7 +6,7 @@
 
 import type { ClusterState, Labels, LabelSelector, Pod, PolicyObject } from '../core/objects.ts';
 import type { CiliumConfig, Direction, Enforcement, PolicyModel, PolicyRef } from './types.ts';
-import { perRevision, perRevisionFor } from './memo.ts';
+import { keptPerRevision, perRevision, perRevisionFor } from './memo.ts';
 import { ciliumConfig } from './cilium-config.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import { policyModel } from './model.ts';
@@ -22,7 +22,8 @@ import {
 import { podIdentityKey } from './identity.ts';
 import { podClassesIn, podsOfClasses, type PodClass } from './classes.ts';
 import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
-import { ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector } from './memo.ts';
+import { overlayDelta } from '../state/overlay.ts';
+import { derivedSelecting, modelSets, enforcementKeys, ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector } from './memo.ts';
 
 /** The settings of cilium-config the engine needs, with Cilium's defaults when unknown. */
 export interface PolicySettings {
@@ -203,7 +204,28 @@ function namespaceDigest(namespace: string, labels: Labels | undefined, keys: re
 
 /** The policy models (from every CNP/CCNP/NetworkPolicy in the state) that select this pod. Indexed, not a scan. */
 export function policiesSelecting(state: ClusterState, pod: Pod): readonly PolicyModel[] {
-  if (!isCiliumEndpoint(pod)) return [];
+  if (!isCiliumEndpoint(pod)) return NO_MODELS;
+  // Within one state revision the answer depends on the pod's identity alone (its namespace's labels and
+  // models are fixed): one table lookup per call. Rules ask it several times per class and per request
+  // (both directions, enforcement, every check); the long-lived state keeps its table across requests.
+  const table = keptPerRevision(state, 'policiesSelectingById', newSelectingTable);
+  const id = podIdentityKey(pod);
+  let hit = table.get(id);
+  if (hit === undefined) {
+    hit = selectingUncached(state, pod);
+    if (table.size >= SELECTING_TABLE_LIMIT) table.clear(); // synthetic pods of many requests: stay bounded
+    table.set(id, hit);
+  }
+  return hit;
+}
+const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
+const newSelectingTable = (): Map<string, readonly PolicyModel[]> => new Map();
+/** Identities kept per state revision (a 50k-pod cluster has ~10k; 4 x IDENTITY_CACHE_LIMIT). */
+const SELECTING_TABLE_LIMIT = 40_000;
+
+function selectingUncached(state: ClusterState, pod: Pod): readonly PolicyModel[] {
+  const derived = selectingFromBase(state, pod);
+  if (derived !== undefined) return derived;
   const namespace = pod.metadata.namespace ?? '';
   const models = modelsForNamespace(state, namespace);
   const keys = namespaceKeysRead(models);
@@ -226,6 +248,131 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
   return result;
 }
 
+/**
+ * policiesSelecting of an admission overlay, derived from its base's answer (kept per base revision, so
+ * across requests) when the pod's Namespace object is the same in both: a model of both states selects
+ * the pod in one iff in the other (same model object, same endpoint labels), so only the models the
+ * overlay adds are tested. The answer keeps the order of the overlay's model list, as a filter of it
+ * would. Undefined when `state` is not an overlay or the pod's Namespace is the changed object.
+ */
+function selectingFromBase(state: ClusterState, pod: Pod): readonly PolicyModel[] | undefined {
+  const delta = overlayDelta(state);
+  if (delta === undefined) return undefined;
+  const namespace = pod.metadata.namespace ?? '';
+  if (delta.kind === 'Namespace' && delta.name === namespace) return undefined;
+  const base = delta.base;
+  const was = policiesSelecting(base, pod);
+  // The two model lists of the namespace, once per namespace and overlay revision (not once per class).
+  const lists = perRevision(state, 'selectingFromBaseLists', newListsTable);
+  let pair = lists.get(namespace);
+  if (pair === undefined) {
+    const after = modelsForNamespace(state, namespace);
+    const before = modelsForNamespace(base, namespace);
+    lists.set(namespace, (pair = after === before ? SAME_LISTS : listPair(before, after, delta)));
+  }
+  if (pair === SAME_LISTS) return was;
+  const { after, inBefore } = pair;
+  let mask = '';
+  let out: PolicyModel[];
+  if (pair.appended && !was.some((m) => pair.removed.has(m))) {
+    // The usual request: models added after every kept one (a CREATE, or the last policy's update) and
+    // none of this pod's removed: the base's answer plus the added models that select the pod.
+    out = [];
+    for (const m of pair.added) {
+      const keep = modelSelects(state, m, pod);
+      mask += keep ? '1' : '0';
+      if (keep) out.push(m);
+    }
+    if (out.length === 0) return was;
+    out = [...was, ...out];
+  } else {
+    let same = true;
+    let i = 0;
+    out = [];
+    for (const m of after) {
+      let keep: boolean;
+      if (inBefore.has(m)) keep = was.includes(m);
+      else {
+        keep = modelSelects(state, m, pod);
+        mask += keep ? '1' : '0';
+      }
+      if (keep) {
+        if (same && was[i] !== m) same = false;
+        out.push(m);
+        i++;
+      }
+    }
+    if (same && i === was.length) return was;
+  }
+  // One array per distinct answer (per base answer and which added models select the pod): the caches
+  // keyed by a selecting list (enforcement, shape keys) then hit across classes.
+  let byWas = derivedSelecting.get(after);
+  if (!byWas) derivedSelecting.set(after, (byWas = new Map()));
+  let byMask = byWas.get(was);
+  if (!byMask) byWas.set(was, (byMask = new Map()));
+  const hit = byMask.get(mask);
+  if (hit !== undefined) return hit;
+  if (isEphemeral(after)) markEphemeral(out);
+  byMask.set(mask, out);
+  return out;
+}
+
+interface ListPair {
+  readonly after: readonly PolicyModel[];
+  readonly inBefore: ReadonlySet<PolicyModel>;
+  /** Models of the base's list that the overlay's lacks. */
+  readonly removed: ReadonlySet<PolicyModel>;
+  /** Models of the overlay's list that the base's lacks, in order. */
+  readonly added: readonly PolicyModel[];
+  /** Every added model comes after every model the two lists share. */
+  readonly appended: boolean;
+}
+const NO_MODEL_SET: ReadonlySet<PolicyModel> = new Set();
+const SAME_LISTS: ListPair = Object.freeze({ after: [], inBefore: new Set<PolicyModel>(), removed: new Set<PolicyModel>(), added: [], appended: true });
+
+function listPair(before: readonly PolicyModel[], after: readonly PolicyModel[], changed: { readonly kind: string; readonly namespace: string; readonly name: string }): ListPair {
+  const inBefore = modelSetOf(before);
+  // The usual case, without building sets: the lists are equal but for the changed object's models
+  // (every other object is the same, so are its models), which sit together (one object's models).
+  const isChanged = (m: PolicyModel): boolean => m.ref.kind === changed.kind && m.ref.namespace === changed.namespace && m.ref.name === changed.name;
+  let i = 0;
+  let j = 0;
+  let sameRest = true;
+  while (sameRest) {
+    while (i < before.length && isChanged(before[i]!)) i++;
+    while (j < after.length && isChanged(after[j]!)) j++;
+    if (i === before.length || j === after.length) {
+      sameRest = i === before.length && j === after.length;
+      break;
+    }
+    if (before[i] !== after[j]) sameRest = false;
+    i++;
+    j++;
+  }
+  if (sameRest) {
+    const added = after.filter(isChanged);
+    const first = after.findIndex(isChanged);
+    const removed = before.filter(isChanged);
+    return { after, inBefore, removed: removed.length === 0 ? NO_MODEL_SET : new Set(removed), added, appended: first < 0 || first === after.length - added.length };
+  }
+  const inAfter = new Set(after);
+  const added: PolicyModel[] = [];
+  let appended = true;
+  for (const m of after) {
+    if (!inBefore.has(m)) added.push(m);
+    else if (added.length > 0) appended = false; // a shared model after an added one
+  }
+  return { after, inBefore, removed: new Set(before.filter((m) => !inAfter.has(m))), added, appended };
+}
+const newListsTable = (): Map<string, ListPair> => new Map();
+
+/** The models of a list as a set (per list array). */
+function modelSetOf(models: readonly PolicyModel[]): ReadonlySet<PolicyModel> {
+  let set = modelSets.get(models);
+  if (!set) modelSets.set(models, (set = new Set(models)));
+  return set;
+}
+
 function uniqueRefs(models: readonly PolicyModel[]): PolicyRef[] {
   const out: PolicyRef[] = [];
   for (const m of models) {
@@ -240,13 +387,28 @@ function uniqueRefs(models: readonly PolicyModel[]): PolicyRef[] {
 export function enforcement(state: ClusterState, pod: Pod, direction: Direction): Enforcement {
   const settings = policySettings(state);
   if (settings.enablePolicy === 'never' || !isCiliumEndpoint(pod)) return { enforced: false, by: [] };
-  const models = policiesSelecting(state, pod);
+  return enforcementOfModels(policiesSelecting(state, pod), direction, settings);
+}
+
+/** enforcement() of a Cilium endpoint whose selecting models the caller already has (policiesSelecting). */
+export function enforcementOfModels(models: readonly PolicyModel[], direction: Direction, settings: PolicySettings): Enforcement {
+  if (settings.enablePolicy === 'never') return { enforced: false, by: [] };
   let byKey = enforcementCache.get(models);
   if (!byKey) enforcementCache.set(models, (byKey = new Map()));
-  const key = `${direction}|${settings.enablePolicy}|${settings.nonDefaultDenyPolicies}`;
+  const key = enforcementKey(settings, direction);
   let out = byKey.get(key);
   if (!out) byKey.set(key, (out = computeEnforcement(models, direction, settings)));
   return out;
+}
+
+/** The enforcement cache's key for a direction under some settings: one string per settings object (hashed once). */
+function enforcementKey(settings: PolicySettings, direction: Direction): string {
+  let keys = enforcementKeys.get(settings);
+  if (!keys) {
+    const tail = `|${settings.enablePolicy}|${settings.nonDefaultDenyPolicies}`;
+    enforcementKeys.set(settings, (keys = { ingress: 'ingress' + tail, egress: 'egress' + tail }));
+  }
+  return keys[direction];
 }
 
 function computeEnforcement(models: readonly PolicyModel[], direction: Direction, settings: PolicySettings): Enforcement {

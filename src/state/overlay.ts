@@ -42,6 +42,11 @@ class OverlayState implements ClusterState {
     this.#baseRevision = base.revision;
   }
 
+  /** What this overlay changes over which base (see overlayDelta). */
+  get delta(): OverlayDelta {
+    return { base: this.#base, kind: this.#kind, namespace: this.#ns, name: this.#name };
+  }
+
   get revision(): number {
     this.#fresh();
     return this.#revision;
@@ -134,6 +139,23 @@ class OverlayState implements ClusterState {
     markEphemeral(out);
     return out;
   }
+}
+
+/** An overlay's base state and the one object (kind, namespace or "" when cluster-scoped, name) it changes. */
+export interface OverlayDelta {
+  readonly base: ClusterState;
+  readonly kind: KindName;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+/**
+ * The base and the changed object of a state made by overlay(), undefined for any other state: derived
+ * data of an overlay that the changed object cannot alter may be taken from its base, whose memos are
+ * long-lived (an admission request's overlay differs from the live state by that one object).
+ */
+export function overlayDelta(state: ClusterState): OverlayDelta | undefined {
+  return state instanceof OverlayState ? state.delta : undefined;
 }
 
 /**

@@ -60,6 +60,16 @@ export class ScopedWeakMap<K extends object, V> {
   #generation = generation;
   #scoped: WeakMap<K, V> | undefined;
   #scope: Scope | undefined;
+  /**
+   * Kept by forgetCachedResults(): for memos whose entries are stored only once computed whole and are
+   * computed only from memos that are kept too (or whose content, not identity, they depend on), so that
+   * a review cut by its budget does not make the next one recompute them (and run out in turn).
+   */
+  readonly #keepOnForget: boolean;
+
+  constructor(opts: { readonly keepOnForget?: boolean } = {}) {
+    this.#keepOnForget = opts.keepOnForget === true;
+  }
 
   #scopedFor(key: K): WeakMap<K, V> | undefined {
     const s = current;
@@ -106,6 +116,10 @@ export class ScopedWeakMap<K extends object, V> {
   }
 
   #forget(): void {
+    if (this.#keepOnForget) {
+      this.#generation = generation;
+      return;
+    }
     this.#stable = new WeakMap();
     this.#scope = undefined;
     this.#scoped = undefined;

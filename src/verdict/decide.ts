@@ -2,7 +2,7 @@
 // whether the request is allowed. Shared by the webhook and `meshguard check`, so both answer alike.
 
 import type { Config } from '../config/config.ts';
-import { BudgetExceeded, withBudget, type BudgetOptions } from '../core/budget.ts';
+import { assertBudgetNotExceeded, BudgetExceeded, withBudget, type BudgetOptions } from '../core/budget.ts';
 import { mutationOf, subjectOf, type Change } from '../core/change.ts';
 import type { Decide, Decision } from '../core/decision.ts';
 import { actionUnderMode, VERDICT_CODES, type ActedFinding, type Action, type Finding } from '../core/finding.ts';
@@ -155,6 +155,7 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
       try {
         after ??= overlay(before, mutationOf(change));
         found = rule.evaluate(change, before, after, ctx);
+        assertBudgetNotExceeded();
         if (!Array.isArray(found)) throw new Error('evaluate did not return an array');
         // Rendered here, inside the rule's guard: a code missing from its table fails like a throw.
         texts = found.map((f) => renderFinding(f, rule.messages));

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { inRequestScope, isEphemeral, markEphemeral, ScopedWeakMap } from '../../src/state/request-scope.ts';
+import { forgetCachedResults, inRequestScope, isEphemeral, markEphemeral, ScopedWeakMap } from '../../src/state/request-scope.ts';
 
 t.test('outside a request scope a ScopedWeakMap is a plain WeakMap', async (t) => {
   const m = new ScopedWeakMap<object, string>();
@@ -56,4 +56,23 @@ t.test('nested scopes join the outer one; a throwing request still ends its scop
   );
   t.equal(isEphemeral(k), false, 'no scope left open');
   t.equal(m.get(k), undefined);
+});
+
+t.test('forgetCachedResults empties every map but those that keep their entries; ephemeral keys still go with their request', async (t) => {
+  const dropped = new ScopedWeakMap<object, string>();
+  const kept = new ScopedWeakMap<object, string>({ keepOnForget: true });
+  const key = {};
+  dropped.set(key, 'a');
+  kept.set(key, 'a');
+  forgetCachedResults();
+  t.equal(dropped.get(key), undefined, 'dropped');
+  t.equal(kept.get(key), 'a', 'kept');
+  t.ok(kept.has(key));
+  const mine = {};
+  inRequestScope(() => {
+    markEphemeral(mine);
+    kept.set(mine, 'b');
+    t.equal(kept.get(mine), 'b');
+  });
+  t.equal(kept.get(mine), undefined, "a request's own key goes with the request");
 });

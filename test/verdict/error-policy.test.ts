@@ -156,6 +156,31 @@ t.test('the budget stops a long evaluation and the error policy answers', async 
   t.equal(plumbing.incomplete?.reason, 'budget');
 });
 
+t.test('a rule that catches the budget inside (a per-item guard) still leaves the review incomplete', async (t) => {
+  // Like a per-class guard that turns odd input into "skip": it catches the BudgetExceeded too and
+  // returns what it had. As the last rule, nothing after it would notice the spent budget.
+  const swallowing: Rule = {
+    ...busy('fake-swallows', 0),
+    evaluate() {
+      for (let i = 0; i < 10_000; i++) {
+        try {
+          checkBudget();
+        } catch {
+          // skipped item
+        }
+      }
+      return [];
+    },
+  };
+  const rules = [warns, swallowing];
+  const d = createDecide(rules, config(rules, {}, { budgetMs: 100 }), { budget: { clock: steppingClock(1), stride: 1 } })(makeChange('CREATE', policy), state);
+  t.same(d.incomplete, { reason: 'budget', rules: ['fake-swallows'], outcome: 'fail' }, 'the cut-short answer is not taken as complete');
+  t.equal(d.allowed, false);
+  const quick = [warns, { ...swallowing, evaluate: () => [] }];
+  const ok = createDecide(quick, config(quick, {}, { budgetMs: 100 }), { budget: { clock: steppingClock(1), stride: 1 } })(makeChange('CREATE', policy), state);
+  t.equal(ok.incomplete, undefined, 'near miss: the same rule within its budget is complete');
+});
+
 t.test('near miss: work that ends within the budget is answered normally', async (t) => {
   const rules = [busy('fake-busy', 99)];
   const d = createDecide(rules, config(rules, {}, { budgetMs: 100 }), { budget: { clock: steppingClock(1), stride: 1 } })(makeChange('CREATE', policy), state);

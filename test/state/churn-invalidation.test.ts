@@ -8,7 +8,8 @@ import type { Decide } from '../../src/core/decision.ts';
 import type { Change } from '../../src/core/change.ts';
 import type { KubeObject, Pod, PolicyObject } from '../../src/core/objects.ts';
 import { podClassId, podClassesIn } from '../../src/policy/classes.ts';
-import { podsSelectedBy } from '../../src/policy/selection.ts';
+import { policyModel } from '../../src/policy/model.ts';
+import { classesSelectedIn, podsSelectedBy } from '../../src/policy/selection.ts';
 import { MemoryState } from '../../src/state/store.ts';
 import { transformObject } from '../../src/state/transform.ts';
 import { cachingDecide } from '../../src/verdict/cache.ts';
@@ -119,4 +120,27 @@ t.test('the verdict cache keeps its decisions across events that change nothing 
   modify(s, 'b', 'db-1', { app: 'db', tier: 'data' });
   cached(change, s);
   t.equal(made, 2, 'a label change anywhere starts a new revision: the decision is made again (the cache keeps no per-namespace inputs)');
+});
+
+t.test('a cluster-wide selection after a pod event asks the changed namespace again and keeps every other namespace\'s answer', async (t) => {
+  const s = cluster();
+  const policy = transformObject('CiliumClusterwideNetworkPolicy', ccnp('all-web', { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{}] }) as never) as PolicyObject;
+  s.upsert('CiliumClusterwideNetworkPolicy', policy as KubeObject);
+  const [model] = policyModel(policy);
+  const inA = classesSelectedIn(s, model!, 'a');
+  const inB = classesSelectedIn(s, model!, 'b');
+  t.same(names(podsSelectedBy(s, policy)), ['web-1', 'web-1', 'web-2']);
+  modify(s, 'a', 'api-1', { app: 'web' });
+  t.equal(classesSelectedIn(s, model!, 'b'), inB, 'b asked nothing again: the same answer array');
+  t.not(classesSelectedIn(s, model!, 'a'), inA, 'a asked again');
+  t.same(names(podsSelectedBy(s, policy)), ['api-1', 'web-1', 'web-1', 'web-2'], 'the pod that became web is selected');
+  const nsB = s.get('Namespace', undefined, 'b')!;
+  const inA2 = classesSelectedIn(s, model!, 'a');
+  s.upsert('Namespace', { ...nsB, metadata: { ...nsB.metadata, labels: { ...nsB.metadata.labels, team: 'z' } } });
+  t.equal(classesSelectedIn(s, model!, 'a'), inA2, 'a Namespace relabel of b keeps a\'s answer');
+  t.not(classesSelectedIn(s, model!, 'b'), inB, 'and asks b again');
+  // Exact: every answer equals a cold computation on a state built afresh from the same objects.
+  const fresh = new MemoryState('fresh');
+  for (const kind of ['Namespace', 'Pod', 'CiliumClusterwideNetworkPolicy', 'Node', 'ConfigMap', 'Service', 'EndpointSlice'] as const) for (const o of s.list(kind)) fresh.upsert(kind, o);
+  t.same(names(podsSelectedBy(s, policy)), names(podsSelectedBy(fresh, policy)), 'the kept answers equal a cold computation');
 });

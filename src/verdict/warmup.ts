@@ -140,6 +140,10 @@ export async function warmUpInSlices(
     if (!(await inSlices(s.namespacesWith('Pod'), (ns) => podClassesIn(s, ns)))) return n;
     classifiedPods(s);
   }
+  // The grouping is work the first decisions would have done: it counts against the cap, not against
+  // the decisions' budget (on a loaded machine it could take the whole budget, and no decision would
+  // warm the JIT).
+  const grouping = used();
   // The changes of cluster-wide policies first: they are the ones cut (their selection reads every
   // pod), and each cut drops the models; the models are built once they are done.
   changes.sort((a, b) => Number(b.kind === 'CiliumClusterwideNetworkPolicy') - Number(a.kind === 'CiliumClusterwideNetworkPolicy'));
@@ -149,7 +153,7 @@ export async function warmUpInSlices(
   // the earlier ones had filled (policy models of every policy: 100-300 ms at 50k pods, in one piece).
   // It is made once, for the JIT, and left out of the later rounds, which then keep what they fill.
   const cut = new Set<Change>();
-  while (changes.length > 0 && used() < budgetMs) {
+  while (changes.length > 0 && used() - grouping < budgetMs) {
     if (cut.size === changes.length) break;
     for (const c of changes) {
       if (cut.has(c)) continue;

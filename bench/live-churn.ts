@@ -28,6 +28,7 @@ import { apiFromKubeconfig, loadCluster, pathOf, podEvents, type Api } from './l
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
+  allowNegative: true,
   options: {
     pods: { type: 'string', default: '5000' },
     events: { type: 'string', default: '500' },

@@ -308,13 +308,15 @@ function selectPods(state: ClusterState, models: readonly PolicyModel[]): readon
 }
 /**
  * The classes of one namespace `model` selects, memoised per namespace (policy/memo.ts
- * classesSelectedIn): after a pod event a cluster-wide selection asks the changed namespace again and
+ * classesSelectedByNamespace): after a pod event a cluster-wide selection asks the changed namespace again and
  * finds every other namespace's answer kept (at 50k pods, re-asking the three cluster-wide policies of
  * the benchmark cluster over every class took 13-17 ms of CPU after each pod event, issue 21).
  */
 export function classesSelectedIn(state: ClusterState, model: PolicyModel, namespace: string): readonly PodClass[] {
   const classes = podClassesIn(state, namespace);
   if (classes.length === 0) return classes;
+  // The grouping of an admission overlay's own Pod list lives only for the request (request-scope.ts).
+  if (isEphemeral(state.list('Pod', namespace))) markEphemeral(classes);
   let byNs = classesSelectedByNamespace.get(classes);
   if (!byNs) classesSelectedByNamespace.set(classes, (byNs = new ScopedWeakMap()));
   const nsObj = state.get('Namespace', undefined, namespace) ?? NO_NAMESPACE_OBJECT;

@@ -15,7 +15,8 @@ const file = process.env['MESHGUARD_EVENT_LOOP_FILE'];
 if (file) {
   const RESOLUTION_MS = 10;
   const TICK_MS = 5;
-  const KEEP = 5;
+  // MESHGUARD_EVENT_LOOP_KEEP raises it, to tell the blocks after a server listens from those before.
+  const KEEP = Number(process.env['MESHGUARD_EVENT_LOOP_KEEP'] ?? 5);
   const h = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   h.enable();
   let blocks: { atMs: number; ms: number }[] = [];

@@ -6,8 +6,14 @@
 //     sent) to meshguard having applied its event: meshguard applies a stream's events in order, so the
 //     k-th change is in the state once meshguard_state_watch_events_total{kind="Pod",result="changed"}
 //     has grown by k; the counter is read every POLL_MS (the resolution of the figure);
-//   - admission latency at --rate req/s without churn, then with it (target: p99 within 2x).
-// Usage: node bench/live-churn.ts [--pods 5000] [--events 500] [--seconds 20] [--rate 500]
+//   - admission latency at --rate req/s without churn, then with it (target: p99 within 2x), with
+//     meshguard's CPU time and the load average in each phase;
+//   - the control (--control, on by default): a second meshguard serving the same cluster from a file,
+//     loaded the same way under the same churn, so that what the churn costs the machine (kube-apiserver,
+//     etcd, the writers on the same two cores) can be told from what the events cost meshguard.
+// The changes come from --writers concurrent writers, at most one change in flight each.
+// With --cpu-prof DIR, meshguard runs under V8's CPU profiler and writes its profile to DIR when it stops.
+// Usage: node bench/live-churn.ts [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--json FILE] [--cpu-prof DIR]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,24 +23,32 @@ import { parseArgs } from 'node:util';
 
 import { startControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, freePort, measureLoad, ROOT, startServer, stopServer, type LoadResult } from './harness.ts';
+import { cpuSecondsOf, deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, freePort, measureLoad, ROOT, startServer, stopServer, type LoadResult } from './harness.ts';
 import { apiFromKubeconfig, loadCluster, pathOf, podEvents, type Api } from './live.ts';
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
+  allowNegative: true,
   options: {
     pods: { type: 'string', default: '5000' },
     events: { type: 'string', default: '500' },
     seconds: { type: 'string', default: '20' },
     rate: { type: 'string', default: '500' },
+    writers: { type: 'string', default: '16' },
+    control: { type: 'boolean', default: true },
     json: { type: 'string' },
+    'cpu-prof': { type: 'string' },
   },
 });
 const PODS = Number(values.pods);
 const EVENTS = Number(values.events);
 const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
-const POLL_MS = 25;
+const WRITERS = Number(values.writers);
+// Each scrape of meshguard's /metrics renders all its metrics (2.7 ms of wall time each in a profile
+// at load average 14): 10 a second (the lag's resolution), not 40 as before, which took 7% of the live
+// server's main thread in that profile, a cost the control did not pay.
+const POLL_MS = 100;
 const log = (m: string): void => void process.stderr.write(`[live-churn] ${m}\n`);
 
 const pct = (xs: readonly number[], p: number): number => {
@@ -44,31 +58,40 @@ const pct = (xs: readonly number[], p: number): number => {
 };
 
 /**
- * `perSecond` label changes a second, on a schedule (caught up when timers fire late), each with a value
+ * `perSecond` label changes a second from `writers` concurrent writers (each sends its next change when
+ * the schedule says and its previous one was answered, so at most `writers` are in flight: when the
+ * apiserver takes fewer, the schedule slips and the rate reached is what it took), each with a value
  * never written before (so each is a watch event that changes meshguard's state); the time each was
  * answered by the apiserver, in the order answered.
  */
-function churn(api: Api, pods: readonly Obj[], perSecond: number): () => Promise<{ ackedAt: number[]; failed: number; sent: number }> {
+function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: number): () => Promise<{ ackedAt: number[]; failed: number; sent: number }> {
   let n = 0;
   let failed = 0;
+  let stopped = false;
   const ackedAt: number[] = [];
-  const inFlight = new Set<Promise<void>>();
   const t0 = performance.now();
-  const timer = setInterval(() => {
-    const due = Math.floor(((performance.now() - t0) / 1000) * perSecond);
-    while (n < due) {
+  const writer = async (): Promise<void> => {
+    while (!stopped) {
+      const wait = t0 + (n * 1000) / perSecond - performance.now();
+      if (wait > 0) {
+        await new Promise((r) => setTimeout(r, wait));
+        continue;
+      }
       const p = pods[(n * 7919) % pods.length]!;
       n++;
-      const req = api
-        .request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': `c${n}` } } }, 'application/merge-patch+json')
-        .then((r) => void (r.status < 300 ? ackedAt.push(performance.now()) : failed++), () => void failed++)
-        .finally(() => inFlight.delete(req));
-      inFlight.add(req);
+      try {
+        const r = await api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': `c${n}` } } }, 'application/merge-patch+json');
+        if (r.status < 300) ackedAt.push(performance.now());
+        else failed++;
+      } catch {
+        failed++;
+      }
     }
-  }, 20);
+  };
+  const running = Array.from({ length: writers }, () => writer());
   return async () => {
-    clearInterval(timer);
-    await Promise.all(inFlight);
+    stopped = true;
+    await Promise.all(running);
     return { ackedAt, failed, sent: n };
   };
 }
@@ -78,6 +101,7 @@ async function main(): Promise<void> {
   const cp = await startControlPlane();
   const api = apiFromKubeconfig(cp.kubeconfigPath);
   let server: ChildProcess | undefined;
+  let controlServer: ChildProcess | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       const c = spawn(path.join(ROOT, 'scripts/dev-certs.sh'), [work], { stdio: 'ignore' });
@@ -93,7 +117,7 @@ async function main(): Promise<void> {
     const metricsPort = await freePort();
     const probe = path.join(work, 'event-loop.jsonl');
     const started = await startServer(
-      [...eventLoopProbeFlags(), ...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', '--background-audit', 'off'],
+      [...eventLoopProbeFlags(), ...deployedNodeFlags(), ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', '--background-audit', 'off'],
       port, ca, undefined, { ...process.env, MESHGUARD_EVENT_LOOP_FILE: probe },
     );
     server = started.child;
@@ -101,13 +125,46 @@ async function main(): Promise<void> {
     log(`ready after ${started.readyMs.toFixed(0)} ms, event loop blocked at most ${startup.maxMs.toFixed(0)} ms`);
     const bodies = path.join(work, 'bodies.json');
     writeFileSync(bodies, JSON.stringify(requestMix(PODS, 400).map((r) => JSON.stringify(r.review))));
-    const load = (): Promise<LoadResult> => measureLoad(server!.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: 8, seconds: SECONDS, repeat: 'new', metricsPort });
+    const load = (pid = server!.pid, onPort = port, onMetrics = metricsPort): Promise<LoadResult> =>
+      measureLoad(pid, { port: onPort, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: RATE, connections: 8, seconds: SECONDS, repeat: 'new', metricsPort: onMetrics });
+    /** A load phase with meshguard's CPU (all threads, main thread) and the load average around it. */
+    const measured = async (run: () => Promise<LoadResult>, pid = server!.pid): Promise<Record<string, unknown>> => {
+      const cpu0 = cpuSecondsOf(pid);
+      const main0 = cpuSecondsOf(pid, 'main');
+      const la0 = os.loadavg()[0]!;
+      const t = performance.now();
+      const r = await run();
+      return {
+        p50: r.p50, p99: r.p99, max: r.max, rps: r.rps, errors: r.errors, requests: r.requests, generatorLateP99: r.lateP99, serverCpuMicrosPerRequest: r.serverCpuMicros,
+        majorGcs: r.majorGcs, majorGcMs: r.majorGcMs, wallSeconds: (performance.now() - t) / 1000,
+        cpuSeconds: cpuSecondsOf(pid) - cpu0, mainThreadCpuSeconds: cpuSecondsOf(pid, 'main') - main0, loadAverage: [la0, os.loadavg()[0]!],
+      };
+    };
     await new Promise((r) => setTimeout(r, 3000)); // the warm-up's garbage
     log(`${RATE} req/s, no churn`);
-    const quiet = await load();
+    const quiet = await measured(() => load());
     const quietLoop = await eventLoopSince(server, probe);
 
-    log(`${RATE} req/s with ${EVENTS} pod label changes/s`);
+    // The control: a second meshguard serving the same cluster from a file (no watch events), loaded
+    // under the same churn afterwards, so that what the churn costs the machine (apiserver, etcd, the
+    // writers) can be told from what its events cost meshguard.
+    let control: { child: ChildProcess; port: number; metricsPort: number } | undefined;
+    if (values.control) {
+      const stateFile = path.join(work, 'state.json');
+      writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+      const cport = await freePort();
+      const cmetrics = await freePort();
+      const c = await startServer(
+        [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(cport), '--metrics-port', String(cmetrics), '--host', '127.0.0.1', '--drain-seconds', '0', '--background-audit', 'off'],
+        cport, ca,
+      );
+      control = { child: c.child, port: cport, metricsPort: cmetrics };
+      controlServer = c.child;
+      log('control (state file) ready; warming it with one quiet phase');
+      await load(c.child.pid, cport, cmetrics);
+    }
+
+    log(`${RATE} req/s with ${EVENTS} pod label changes/s asked, ${WRITERS} writers`);
     const base = (await podEvents(metricsPort)).changed;
     const applied: { t: number; n: number }[] = [];
     let polling = true;
@@ -119,11 +176,16 @@ async function main(): Promise<void> {
       }
     })();
     const t0 = performance.now();
-    const stop = churn(api, objects.filter((o) => o.kind === 'Pod'), EVENTS);
-    let churned: LoadResult;
+    const stop = churn(api, objects.filter((o) => o.kind === 'Pod'), EVENTS, WRITERS);
+    let churned: Record<string, unknown>;
+    let controlChurned: Record<string, unknown> | undefined;
     let changes: { ackedAt: number[]; failed: number; sent: number };
     try {
-      churned = await load();
+      churned = await measured(() => load());
+      if (control) {
+        log('the same churn, load on the control');
+        controlChurned = await measured(() => load(control.child.pid, control.port, control.metricsPort), control.child.pid);
+      }
     } finally {
       changes = await stop();
     }
@@ -147,9 +209,9 @@ async function main(): Promise<void> {
     const result = {
       date: new Date().toISOString(), pods: PODS, objects: objects.length, apiserverLoadPerSecond: loaded.perSecond,
       readyMs: started.readyMs, startupEventLoop: startup,
-      eventsAsked: EVENTS, changesSent: changes.sent, changesAcked: acked.length, changesFailed: changes.failed, changesPerSecond: acked.length / churnSeconds,
+      eventsAsked: EVENTS, writers: WRITERS, changesSent: changes.sent, changesAcked: acked.length, changesFailed: changes.failed, changesPerSecond: acked.length / churnSeconds,
       changesApplied: applied.at(-1)?.n ?? 0, lagMs: { p50: pct(lags, 50), p99: pct(lags, 99), max: pct(lags, 100), resolutionMs: POLL_MS, matched: lags.length },
-      admission: { rate: RATE, quiet: { p50: quiet.p50, p99: quiet.p99, errors: quiet.errors }, churn: { p50: churned.p50, p99: churned.p99, errors: churned.errors }, p99Ratio: churned.p99 / quiet.p99 },
+      admission: { rate: RATE, quiet, churn: churned, controlChurn: controlChurned, p99Ratio: (churned['p99'] as number) / (quiet['p99'] as number) },
       eventLoop: { quietMaxMs: quietLoop.maxMs, churnMaxMs: churnLoop.maxMs, churnLongest: churnLoop.longestBlocks },
       loadAverage: os.loadavg()[0],
     };
@@ -159,6 +221,7 @@ async function main(): Promise<void> {
   } finally {
     api.close();
     if (server) await stopServer(server, 'SIGTERM');
+    if (controlServer) await stopServer(controlServer);
     await cp.stop();
     rmSync(work, { recursive: true, force: true });
   }

@@ -3,7 +3,9 @@
 // `make bench` writes) and as one YAML List document (what `kubectl get -A -o yaml` writes), so both
 // of the load's paths are shown (issue 21). Prints one JSON line per run.
 //
-// Usage: node bench/startup-snapshot.ts [--pods 50000] [--runs 1] [--formats json,yaml]
+// With --cpu-prof DIR, each server runs under V8's CPU profiler and writes its profile to DIR when it stops.
+//
+// Usage: node bench/startup-snapshot.ts [--pods 50000] [--runs 1] [--formats json,yaml] [--cpu-prof DIR]
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -17,7 +19,7 @@ import { generateCluster } from './cluster-gen.ts';
 import { deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, freePort, ROOT, startServer, stopServer } from './harness.ts';
 
 const { values } = parseArgs({
-  options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '1' }, formats: { type: 'string', default: 'json,yaml' } },
+  options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '1' }, formats: { type: 'string', default: 'json,yaml' }, 'cpu-prof': { type: 'string' } },
 });
 const pods = Number(values.pods);
 const runs = Number(values.runs);
@@ -46,7 +48,8 @@ for (const format of formats) {
     const port = await freePort();
     const probe = path.join(work, `event-loop-${format}-${run}.jsonl`);
     const args = [
-      ...eventLoopProbeFlags(), ...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', files[format]!, ...tls,
+      ...eventLoopProbeFlags(), ...deployedNodeFlags(), ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []),
+      path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', files[format]!, ...tls,
       '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off',
       // A YAML snapshot this big is over the default YAML bound (which exists against hostile input).
       ...(format === 'yaml' ? ['--max-yaml-bytes', String(statSync(files[format]!).size + 1)] : []),
@@ -54,7 +57,7 @@ for (const format of formats) {
     const loadBefore = os.loadavg()[0]!;
     const { child, readyMs } = await startServer(args, port, ca, ['ignore', 'ignore', 'pipe'], { ...process.env, MESHGUARD_EVENT_LOOP_FILE: probe });
     const startup = await eventLoopSince(child, probe);
-    await stopServer(child);
+    await stopServer(child, values['cpu-prof'] ? 'SIGTERM' : 'SIGKILL'); // the profile is written at a clean exit
     console.log(JSON.stringify({
       pods, format, bytes: statSync(files[format]!).size, readyMs: Math.round(readyMs), blockedAtMostMs: Math.round(startup.maxMs),
       longestBlocks: startup.longestBlocks, loadAverage: [Number(loadBefore.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],

@@ -206,6 +206,17 @@ export const selectedBySelector = memo<object, ScopedWeakMap<object, { pods: num
   'podsSelectedBy per Pod content token, per Namespace content token, per subject-selector set',
 );
 
+/**
+ * The classes of one namespace a model's subject selector selects: per class-list array of the
+ * namespace (policy/classes.ts podClassesIn, replaced only when a pod of that namespace changes), per
+ * Namespace object (replaced by a relabel), per model. A pod event makes a cluster-wide selection ask
+ * its own namespace again, not every class of the cluster (issue 21, churn).
+ */
+export const classesSelectedByNamespace = memo<readonly PodClassLike[], ScopedWeakMap<object, ScopedWeakMap<PolicyModel, readonly PodClassLike[]>>>(
+  'classesSelectedByNamespace',
+  "the classes of one namespace a model's subject selector selects, per class-list array of the namespace, per Namespace object, per model",
+);
+
 // ---------- cluster, namespaces ----------
 
 export const nodeAddressCache = memo<readonly Node[], ReadonlyMap<string, string>>('nodeAddressCache', 'node name by address, per Node list array');

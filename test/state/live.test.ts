@@ -149,6 +149,25 @@ t.test('listKind paginates and transforms', async (t) => {
   await t.rejects(listKind(api.api(), 'Gateway'), { name: 'ApiStatusError', statusCode: 404 });
 });
 
+t.test('listKind asks for the next page before slimming this one, and a failed page ahead is the list\'s error', async (t) => {
+  const api = await fake(t);
+  for (let i = 0; i < 5; i++) api.put(PODS, pod('shop', `p${i}`));
+  // Pages of 2: when a page's objects have been slimmed (onPage), the next page has been asked for already.
+  const askedAtPage: number[] = [];
+  const { items } = await listKind(api.api(), 'Pod', undefined, () => askedAtPage.push(api.client.lists.of(PODS)));
+  t.equal(items.length, 5);
+  t.same(askedAtPage, [2, 3, 3], 'pages 2 and 3 asked for before pages 1 and 2 were slimmed; nothing after the last');
+  // The page asked for ahead fails: the list fails with its status, nothing is left unhandled.
+  let pages = 0;
+  await t.rejects(
+    listKind(api.api(), 'Pod', undefined, () => {
+      if (++pages === 1) api.failLists.add(PODS);
+    }),
+    { name: 'ApiStatusError', statusCode: 500 },
+  );
+  api.failLists.delete(PODS);
+});
+
 t.test('LiveSource: sync, events, missing CRDs, ConfigMap namespaces', async (t) => {
   const api = await fake(t);
   api.put(PODS, pod('shop', 'web-1', { app: 'web' }));

@@ -231,3 +231,81 @@ t.test('decisions cut by the warm-up leave no half-built caches: later decisions
   const got = mix.map((r) => warm(toChange(r.review as unknown as AdmissionReview), warmState));
   t.same(got, expected);
 });
+
+t.test('a warm-up decision cut at its slice is made once: later rounds leave it out and keep their memos', async (t) => {
+  const rules = allRules();
+  const s = stateFromObjects(generateCluster(PODS));
+  const changes = warmUpChanges(rules, s);
+  const clock = fakeClock();
+  // Decisions about cluster-wide policies run 100 steps of 0.1 ms checking the budget (cut at the 5 ms
+  // slice); every other decision takes 1 ms and completes.
+  const calls = new Map<string, number>();
+  const order: string[] = [];
+  const decide: Decide = (c) => {
+    const key = `${c.operation} ${c.gvk.kind} ${c.namespace}/${c.name}`;
+    calls.set(key, (calls.get(key) ?? 0) + 1);
+    order.push(c.gvk.kind);
+    if (c.gvk.kind === 'CiliumClusterwideNetworkPolicy') {
+      for (let i = 0; i < 100; i++) {
+        clock.advance(0.1);
+        checkBudget();
+      }
+    }
+    clock.advance(1);
+    return { allowed: true, findings: [], skipped: [] };
+  };
+  const wide = changes.filter((c) => c.gvk.kind === 'CiliumClusterwideNetworkPolicy').length;
+  t.ok(wide > 0 && wide < changes.length, `the state has cluster-wide policies (${wide} of ${changes.length} warm-up changes)`);
+  // A budget of several rounds of the 1 ms decisions.
+  const n = await warmUpInSlices(decide, rules, () => s, 4 * changes.length, 40 * changes.length, 5, undefined, clock.now);
+  t.same(order.slice(0, wide), Array(wide).fill('CiliumClusterwideNetworkPolicy'), 'the cluster-wide policies come first in the first round');
+  for (const c of changes) {
+    const key = `${c.operation} ${c.gvk.kind} ${c.namespace}/${c.name}`;
+    if (c.gvk.kind === 'CiliumClusterwideNetworkPolicy') t.equal(calls.get(key), 1, `cut once, not made again: ${key}`);
+    else t.ok((calls.get(key) ?? 0) >= 2, `made in every round: ${key} (${calls.get(key)})`);
+  }
+  t.equal(n, order.length);
+});
+
+t.test('the warm-up groups the pod classes of every namespace before its first decision, in slices', async (t) => {
+  const rules = allRules();
+  const base = stateFromObjects(generateCluster(PODS));
+  const clock = fakeClock();
+  // A view of the state that counts the namespaces whose Pod list was read, each read 2 ms of work.
+  const listed = new Set<string>();
+  const s = new Proxy(base, {
+    get(target, prop) {
+      if (prop === 'list') {
+        return (kind: string, namespace?: string) => {
+          if (kind === 'Pod' && namespace !== undefined) {
+            listed.add(namespace);
+            clock.advance(2);
+          }
+          return target.list(kind as never, namespace);
+        };
+      }
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const namespaces = base.namespacesWith('Pod');
+  t.ok(namespaces.length >= 5, `namespaces with pods: ${namespaces.length}`);
+  let listedAtFirstDecision = -1;
+  const decide: Decide = () => {
+    if (listedAtFirstDecision < 0) listedAtFirstDecision = listed.size;
+    clock.advance(1);
+    return { allowed: true, findings: [], skipped: [] };
+  };
+  const loop = loopTurns();
+  const turnsBefore = (): number => loop.turns;
+  let turnsAtFirstDecision = -1;
+  const first: Decide = (c, st) => {
+    if (turnsAtFirstDecision < 0) turnsAtFirstDecision = turnsBefore();
+    return decide(c, st);
+  };
+  await warmUpInSlices(first, rules, () => s, 100, 1000, 5, undefined, clock.now);
+  loop.stop();
+  t.equal(listedAtFirstDecision, namespaces.length, 'every namespace grouped before the first decision');
+  // 2 ms per namespace in 5 ms slices: the loop turns at least every third namespace.
+  t.ok(turnsAtFirstDecision >= Math.floor(namespaces.length / 3), `the event loop turned while grouping (${turnsAtFirstDecision} turns for ${namespaces.length} namespaces)`);
+});

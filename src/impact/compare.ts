@@ -171,8 +171,8 @@ export function compareReach(
   const ask = (pod: Pod): unknown => reach(after, pod);
   const out = { lost: r.lost, stillMissing: r.stillMissing, lostTargets: targets.filter((t) => lostTargets.has(t)) };
   // Asked again only when a rule reads it (it has a finding to word): the comparison's calls stay one per class and state.
-  lazily(out, 'decidedBy', () => decidedByOf(r.lost, r.lostClasses, classKey, ask));
-  lazily(out, 'stillDecidedBy', () => decidedByOf(r.stillMissing, r.stillClasses, classKey, ask));
+  lazily(out, 'decidedBy', () => decidedByOf(r.lost, r.lostClasses, classKey, ask, after));
+  lazily(out, 'stillDecidedBy', () => decidedByOf(r.stillMissing, r.stillClasses, classKey, ask, after));
   return out;
 }
 const OK: Judged<never> = { outcome: 'ok' };

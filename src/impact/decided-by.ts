@@ -4,8 +4,8 @@
 // question again under recordDenials: the comparison itself stays on the fast path.
 
 import { BudgetExceeded } from '../core/budget.ts';
-import type { Pod } from '../core/objects.ts';
-import { recordDenials, type DenyMatch } from '../policy/index.ts';
+import type { ClusterState, Pod } from '../core/objects.ts';
+import { hasDenyRules, recordDenials, type DenyMatch } from '../policy/index.ts';
 
 /**
  * Why the items of a loss (pods, or a rule's flows) lose: the deny elements that decide, and which items
@@ -29,10 +29,19 @@ interface JudgedClass<T> {
 /**
  * LossDecidedBy for `pods` (the items of `classes`, in order: pods, or any other judged item). `ask` repeats the class's question in the
  * state after the change. A class is decided by a deny when any direction it found denied was decided by
- * a deny element. `classKey` splits pods by class only when some classes are and some are not.
+ * a deny element. `classKey` splits pods by class only when some classes are and some are not. `state`,
+ * the state `ask` asks in, lets a state without deny elements skip the asking.
  */
-export function decidedByOf<T = Pod>(pods: readonly T[], classes: readonly JudgedClass<T>[], classKey: (item: T) => string, ask: (item: T) => unknown): LossDecidedBy<T> {
+export function decidedByOf<T = Pod>(
+  pods: readonly T[],
+  classes: readonly JudgedClass<T>[],
+  classKey: (item: T) => string,
+  ask: (item: T) => unknown,
+  state?: ClusterState,
+): LossDecidedBy<T> {
   if (classes.length === 0) return { denies: [], byDeny: [], byDefault: [] };
+  // `state` (where `ask` is asked): with no deny element in it, default deny decides every class.
+  if (state !== undefined && !hasDenyRules(state)) return { denies: [], byDeny: [], byDefault: pods };
   const denies: DenyMatch[] = [];
   const denyKeys = new Set<string>();
   for (const c of classes) {

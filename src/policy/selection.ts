@@ -105,6 +105,32 @@ function clusterwideModels(state: ClusterState): readonly PolicyModel[] {
   return m;
 }
 
+/**
+ * Could a deny element decide any flow in this state? False when no CiliumNetworkPolicy or
+ * CiliumClusterwideNetworkPolicy has a deny element (NetworkPolicy has none): every denial is then
+ * default deny, and asking again which rule decided (impact/decided-by.ts) can be skipped. Per state
+ * revision; an admission overlay's from its base's and the changed policy's own models.
+ */
+export function hasDenyRules(state: ClusterState): boolean {
+  return perRevision(state, 'hasDenyRules', () => {
+    const d = overlayDelta(state);
+    if (d !== undefined) {
+      if (hasDenyRules(d.base)) return true;
+      if (d.kind !== 'CiliumNetworkPolicy' && d.kind !== 'CiliumClusterwideNetworkPolicy') return false;
+      const obj = state.get(d.kind, d.kind === 'CiliumNetworkPolicy' ? d.namespace : undefined, d.name);
+      return obj !== undefined && modelsHaveDeny(policyModel(obj as PolicyObject));
+    }
+    if (modelsHaveDeny(clusterwideModels(state))) return true;
+    for (const o of state.list('CiliumNetworkPolicy')) if (modelsHaveDeny(policyModel(o))) return true;
+    return false;
+  });
+}
+
+function modelsHaveDeny(models: readonly PolicyModel[]): boolean {
+  for (const m of models) for (const el of m.elements) if (el.deny) return true;
+  return false;
+}
+
 /** Every policy model in scope for pods of a namespace: its CNPs and NetworkPolicies, plus all CCNPs. */
 function modelsForNamespace(state: ClusterState, namespace: string): readonly PolicyModel[] {
   const cnps = listKey(state.list('CiliumNetworkPolicy', namespace));

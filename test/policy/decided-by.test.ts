@@ -6,6 +6,11 @@
 import t from 'tap';
 import { evaluate, ingressFromIpAllowed, reachable, recordDenials } from '../../src/policy/reachability.ts';
 import { baseCluster, ccnp, cnp, findPod, memoryState, ns, pod } from '../fixtures/cluster.ts';
+import { hasDenyRules } from '../../src/policy/selection.ts';
+import { decidedByOf } from '../../src/impact/decided-by.ts';
+import { mutationOf } from '../../src/core/change.ts';
+import { overlay } from '../../src/state/overlay.ts';
+import { makeChange } from '../rules/rule-harness.ts';
 
 const kubeDns = { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s:k8s-app': 'kube-dns' } };
 const dns53 = [{ ports: [{ port: '53', protocol: 'UDP' }] }];
@@ -83,4 +88,22 @@ t.test('a CIDR deny (toCIDRSet with except) and an ingress deny on the destinati
   const rec = recordDenials(() => ingressFromIpAllowed(s, api, '169.254.7.127', 8080, 'TCP'));
   t.equal(rec.result, false, 'the SNAT source is world: the allow from the namespace\'s pods does not cover it');
   t.same(rec.denials.map((d) => [d.direction, d.subject, d.decidedBy.by]), [['ingress', 'app/api', 'default-deny']], 'the deny selects web only: default deny decides');
+});
+
+t.test('hasDenyRules: whether any deny element exists, per state and for an overlay from its base', async (t) => {
+  const plain = memoryState(baseCluster([ns('app'), pod('app', 'web', { app: 'web' }), cnp('app', 'allow', { endpointSelector: {}, egress: [{ toEndpoints: [kubeDns], toPorts: dns53 }] })]));
+  t.equal(hasDenyRules(plain), false, 'allows only');
+  const add = (obj: Parameters<typeof makeChange>[1]) => overlay(plain, mutationOf(makeChange('CREATE', obj)));
+  t.equal(hasDenyRules(add(cnp('app', 'd', { endpointSelector: {}, egressDeny: [{ toEntities: ['world'] }] }))), true, 'a CNP with a deny added');
+  t.equal(hasDenyRules(add(ccnp('d', { endpointSelector: {}, ingressDeny: [{ fromEntities: ['world'] }] }))), true, 'a CCNP with a deny added');
+  t.equal(hasDenyRules(add(cnp('app', 'a', { endpointSelector: {}, egress: [{ toEntities: ['world'] }] }))), false, 'near miss: a policy with allows only added');
+  t.equal(hasDenyRules(plain), false, 'the base is unchanged by its overlays');
+  const withDeny = memoryState(baseCluster([ns('app'), pod('app', 'web', { app: 'web' }), cnp('other', 'd', { endpointSelector: {}, egressDeny: [{ toEntities: ['world'] }] })]));
+  t.equal(hasDenyRules(withDeny), true, 'a deny in another namespace counts: the shortcut is about the whole state');
+  // With no deny anywhere, decidedByOf names no deny without asking again.
+  let asked = 0;
+  const d = decidedByOf(['x'], [{ key: 'k', first: 'x' }], () => 'k', () => (asked++, false), plain);
+  t.same([d.byDefault, d.byDeny, asked], [['x'], [], 0]);
+  const d2 = decidedByOf(['x'], [{ key: 'k', first: 'x' }], () => 'k', () => (asked++, false), withDeny);
+  t.same([d2.byDefault, asked], [['x'], 1], 'with a deny somewhere the class is asked again');
 });

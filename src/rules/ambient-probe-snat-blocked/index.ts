@@ -76,7 +76,7 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   // A deny decides for some victims (an ingressDeny of world covers the probe source): name it, since an
   // allow from the probe source would change nothing for them.
   const classes = preexisting ? judged.stillClasses : judged.lostClasses;
-  const decidedBy = touched.synthetic ? undefined : decidedByOf(victims, classes, ambientIngressClassKey, (pod) => probePortsBlocked(after, pod));
+  const decidedBy = touched.synthetic ? undefined : decidedByOf(victims, classes, ambientIngressClassKey, (pod) => probePortsBlocked(after, pod), after);
   const deny = denyFixOf(decidedBy);
   if (deny) {
     const change =

@@ -147,6 +147,7 @@ export function check(subject: IngressSubject, change: Change, before: ClusterSt
   // A deny decides some cut flows (an ingressDeny on istiod): name it, since an allow changes nothing there.
   const decided = decidedByOf<Flow>(cutFlows, lostAny ? r.lostClasses : r.stillClasses, key, (f) =>
     f.from ? reachable(after, f.from, { type: 'pod', pod: f.istiod }, f.port, 'TCP', 'ingress') : apiserverReachesPod(after, f.istiod, f.port),
+    after,
   );
   if (decided.byDeny.length > 0 && decided.denies.length > 0) {
     const others = decided.byDefault;

@@ -95,7 +95,7 @@ export function check(subject: IngressSubject, change: Change, before: ClusterSt
 
   // A deny decides for some backends (an ingressDeny covering the API server's identity): name it, since
   // an allow from the kube-apiserver changes nothing there.
-  const decided = decidedByOf<WebhookTarget>(items, classes, targetKey, (t) => apiserverReachesPod(after, t.pod, t.port));
+  const decided = decidedByOf<WebhookTarget>(items, classes, targetKey, (t) => apiserverReachesPod(after, t.pod, t.port), after);
   if (decided.byDeny.length > 0 && decided.denies.length > 0) {
     const others = decided.byDefault;
     const otherPods = uniq(others.map((t) => podRef(t.pod)));

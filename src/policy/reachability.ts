@@ -25,6 +25,7 @@ import { dnsNameMatches, normalizeDnsName } from './dns-pattern.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef } from './model.ts';
+import { podClassId } from './classes.ts';
 import { enforcement, enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
@@ -717,9 +718,18 @@ function evaluateServiceVip(state: ClusterState, from: Pod, ip: string, port: nu
   const sp = (svc.spec.ports ?? []).find((p) => p.port === port && (p.protocol ?? 'TCP').toUpperCase() === protocol);
   if (!sp) return undefined;
   let chosen: { r: Reachability; pod: Pod; target: number } | undefined;
+  // Backends of one pod class on one node and target port get the same verdict (policy/classes.ts):
+  // each such group is judged once, so a Service with thousands of replicas costs per class.
+  const judged = new Set<string>();
   for (const backend of serviceBackendPods(state, svc)) {
     const target = serviceTargetPort(sp, backend);
     if (target === undefined) continue;
+    // `from` itself among the backends is judged on its own (traffic to itself).
+    const group = isSamePod(from, backend) ? undefined : `${podClassId(backend)}\u0000${backend.spec.nodeName ?? ''}\u0000${target}`;
+    if (group !== undefined) {
+      if (judged.has(group)) continue;
+      judged.add(group);
+    }
     const r = evaluate(state, from, { type: 'pod', pod: backend }, target, protocol);
     if (!chosen || (chosen.r.allowed && !r.allowed)) chosen = { r, pod: backend, target };
     if (!r.allowed) break;

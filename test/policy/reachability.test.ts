@@ -6,7 +6,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import ipaddr from 'ipaddr.js';
 import { cidrContains, cidrSetContains } from '../../src/policy/cidr.ts';
-import { dnsNameMatches, evaluate } from '../../src/policy/reachability.ts';
+import { dnsNameMatches, evaluate, recordDenials } from '../../src/policy/reachability.ts';
 import { enforcement, podsSelectedBy, policiesSelecting, subjectPods } from '../../src/policy/selection.ts';
 import type { PolicyObject } from '../../src/core/objects.ts';
 import { baseCluster, ccnp, cnp, findPod, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
@@ -252,4 +252,31 @@ t.test('a Service ClusterIP is judged at its backends on the target port', async
   const other = evaluate(s, web, { type: 'ip', ip: '10.96.5.5' }, 81, 'TCP');
   t.notOk(other.allowed, 'no such service port: judged as an address (world)');
   t.equal(other.ingress.enforced, false);
+});
+
+t.test('a Service with many replicas of one class: judged per class, a denied class among them still decides', async (t) => {
+  // 300 replicas of one class (they differ only in pod-template-hash, which Cilium's identity ignores)
+  // and, last, one canary with another label that web may not reach: the VIP is denied because of it.
+  const replicas = Array.from({ length: 300 }, (_, i) => pod('db', `pg-${i}`, { app: 'pg', 'pod-template-hash': `h${i % 7}` }, { ports: [{ name: 'pg', containerPort: 5432 }] }));
+  const s = memoryState(baseCluster([
+    ns('app'), ns('db'),
+    pod('app', 'web', { app: 'web' }),
+    ...replicas,
+    pod('db', 'pg-canary', { app: 'pg', track: 'canary' }, { ports: [{ name: 'pg', containerPort: 5432 }] }),
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'pg', namespace: 'db' }, spec: { clusterIP: '10.96.5.6', selector: { app: 'pg' }, ports: [{ port: 80, targetPort: 'pg' }] } },
+    cnp('db', 'pg-in', { endpointSelector: { matchLabels: { app: 'pg' } }, ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'app' } }], toPorts: [{ ports: [{ port: '5432', protocol: 'TCP' }] }] }] }),
+    cnp('db', 'canary-closed', { endpointSelector: { matchLabels: { track: 'canary' } }, ingressDeny: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'app' } }] }] }),
+  ]));
+  const web = findPod(s, 'app/web');
+  const { result, denials } = recordDenials(() => evaluate(s, web, { type: 'ip', ip: '10.96.5.6' }, 80, 'TCP'));
+  t.notOk(result.allowed, 'the canary behind the VIP is denied');
+  t.match(result.ingress.reason, /pg-canary:5432/, 'and named');
+  t.equal(denials.length, 1, 'one denied direction recorded');
+  // Near miss: the same replicas without the canary are reached (one class judged for 300 pods).
+  const noCanary = memoryState(baseCluster([ns('app'), ns('db'), pod('app', 'web', { app: 'web' }), ...replicas,
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'pg', namespace: 'db' }, spec: { clusterIP: '10.96.5.6', selector: { app: 'pg' }, ports: [{ port: 80, targetPort: 'pg' }] } },
+    cnp('db', 'pg-in', { endpointSelector: { matchLabels: { app: 'pg' } }, ingress: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'app' } }], toPorts: [{ ports: [{ port: '5432', protocol: 'TCP' }] }] }] }),
+  ]));
+  t.ok(evaluate(noCanary, findPod(noCanary, 'app/web'), { type: 'ip', ip: '10.96.5.6' }, 80, 'TCP').allowed);
+  t.notOk(evaluate(noCanary, findPod(noCanary, 'kube-system/coredns-1'), { type: 'ip', ip: '10.96.5.6' }, 80, 'TCP').allowed, 'a client the backends refuse');
 });

@@ -170,6 +170,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
       ...(api ? { writer: new ReportWriter(api, logger), lease: new Lease({ api, namespace: me.namespace, name: 'meshguard-audit', identity: me.name }) } : {}),
       docsOf: docsLinks(config.docs.baseUrl),
       cpuShare: auditCpuPercent / 100,
+      // A review within the last second: costly objects wait for a quiet moment (at most 5 minutes).
+      webhookBusy: () => server.lastReviewAt !== undefined && performance.now() - server.lastReviewAt < 1000,
       debounceMs: auditDebounceSeconds * 1000,
     });
     audit.start();

@@ -17,7 +17,8 @@ import { desiredReports } from '../reports/reports.ts';
 import type { ReconcileOutcome, ReportWriter } from '../reports/writer.ts';
 import type { Decide } from '../core/decision.ts';
 import type { Rule } from '../core/rule.ts';
-import type { StateSource } from '../core/objects.ts';
+import type { KubeObject, StateSource } from '../core/objects.ts';
+import type { KindName } from '../core/kinds.ts';
 import { auditObject, auditSubjects, type AuditResult } from '../verdict/audit.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -59,6 +60,18 @@ export interface BackgroundAuditOptions {
    */
   readonly heavyMs?: number;
   readonly heavyIntervalMs?: number;
+  /**
+   * Is the webhook answering reviews now (serve: a review arrived within the last second)? A costly
+   * object (one that took longer than heavyMs last time, or, before its first evaluation, a
+   * cluster-wide one: a CiliumClusterwideNetworkPolicy or cilium-config) is then put off to the end of
+   * the run and evaluated at the first quiet moment, so that its evaluation, which no slice can cut,
+   * does not hold reviews up. Default: never busy.
+   */
+  readonly webhookBusy?: () => boolean;
+  /** Longest a costly object waits for a quiet moment, from the start of the run (default 5 min). */
+  readonly quietWaitMs?: number;
+  /** How often a waiting run looks again whether the webhook is quiet (default 250 ms). */
+  readonly quietPollMs?: number;
   /** Share of one core the audit may use, 0 < share <= 1 (default 0.2). */
   readonly cpuShare?: number;
   readonly clock?: Clock;
@@ -92,6 +105,8 @@ export class BackgroundAudit {
   #last: AuditRun | undefined;
   /** Costly objects' last evaluation: the object as it was, when, and what it found. */
   readonly #heavy = new Map<string, { obj: object; at: number; result: AuditResult }>();
+  /** Objects evaluated at least once (by key): their cost is known, so none is presumed costly. */
+  readonly #costKnown = new Set<string>();
 
   constructor(o: BackgroundAuditOptions) {
     this.#o = o;
@@ -206,6 +221,18 @@ export class BackgroundAudit {
     let slices = 1;
     const subjects = auditSubjects(source.state, rules);
     const results: AuditResult[] = [];
+    const busy = this.#o.webhookBusy ?? (() => false);
+    // Costly objects put off while the webhook answers reviews (see webhookBusy), by index.
+    const deferred: number[] = [];
+    const judge = (i: number, key: string, kind: KindName, current: KubeObject): AuditResult => {
+      const t = this.#clock.now();
+      const result = auditObject(source.state, decide, config, kind, current, i);
+      const cost = this.#clock.now() - t;
+      this.#costKnown.add(key);
+      if (cost > (this.#o.heavyMs ?? 50)) this.#heavy.set(key, { obj: current, at: t, result });
+      else this.#heavy.delete(key);
+      return result;
+    };
     let sliceStart = this.#clock.now();
     for (let i = 0; i < subjects.length; i++) {
       if (this.#stopped) return undefined;
@@ -219,13 +246,10 @@ export class BackgroundAudit {
         if (prev && prev.obj === current && this.#clock.now() - prev.at < (this.#o.heavyIntervalMs ?? 15 * 60_000)) {
           results.push(prev.result);
           reused++;
+        } else if (busy() && this.#presumedCostly(key, kind, current)) {
+          deferred.push(i);
         } else {
-          const t = this.#clock.now();
-          const result = auditObject(source.state, decide, config, kind, current, i);
-          const cost = this.#clock.now() - t;
-          if (cost > (this.#o.heavyMs ?? 50)) this.#heavy.set(key, { obj: current, at: t, result });
-          else this.#heavy.delete(key);
-          results.push(result);
+          results.push(judge(i, key, kind, current));
         }
       }
       const now = this.#clock.now();
@@ -242,6 +266,20 @@ export class BackgroundAudit {
       }
     }
     working += this.#clock.now() - sliceStart;
+    // The costly objects, each at a quiet moment (or once the longest wait is over).
+    for (const i of deferred) {
+      const quietBy = t0 + (this.#o.quietWaitMs ?? 5 * 60_000);
+      while (!this.#stopped && busy() && this.#clock.now() < quietBy) await this.#pause(this.#o.quietPollMs ?? 250);
+      if (this.#stopped) return undefined;
+      const { kind, obj } = subjects[i]!;
+      const current = source.state.get(kind, obj.metadata.namespace, obj.metadata.name);
+      if (!current) continue;
+      const t = this.#clock.now();
+      results.push(judge(i, `${kind}/${current.metadata.namespace ?? ''}/${current.metadata.name}`, kind, current));
+      working += this.#clock.now() - t;
+      slices++;
+      await yieldNow();
+    }
     this.#auditedRevision = startRevision;
     // Costly objects that are gone are forgotten.
     const seen = new Set(subjects.map(({ kind, obj }) => `${kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`));
@@ -265,6 +303,13 @@ export class BackgroundAudit {
       'background audit done',
     );
     return run;
+  }
+
+  /** Costly to evaluate: it was last time, or, never evaluated, it is cluster-wide. */
+  #presumedCostly(key: string, kind: KindName, obj: KubeObject): boolean {
+    if (this.#heavy.has(key)) return true;
+    if (this.#costKnown.has(key)) return false;
+    return kind === 'CiliumClusterwideNetworkPolicy' || (kind === 'ConfigMap' && obj.metadata.namespace === 'kube-system' && obj.metadata.name === 'cilium-config');
   }
 
   async stop(): Promise<void> {

@@ -114,6 +114,8 @@ export interface MeshguardServer {
   readonly tlsSerial: string;
   /** Starts the warm-up if the state is synced and it has not started; idempotent. */
   startWarmUp(): void;
+  /** When the last review arrived (performance.now()), undefined before the first. */
+  readonly lastReviewAt: number | undefined;
 }
 
 /**
@@ -208,7 +210,8 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   // Also on the webhook port, for clients of the HTTPS contract; the Deployment probes the monitoring port.
   await app.register(health, { readiness });
   const wording: ResponseOptions = opts.docsUrl ? { docsUrl: opts.docsUrl } : {};
-  await app.register(validate, { source, decide: opts.decide, wording, metrics, logger });
+  let lastReviewAt: number | undefined;
+  await app.register(validate, { source, decide: opts.decide, wording, metrics, logger, onReview: () => void (lastReviewAt = performance.now()) });
   if (monitor) await app.register(monitorListener, { monitor, closeTimeoutMs: drainer.closeTimeoutMs });
   await app.ready();
   const tls = reloader!;
@@ -228,6 +231,9 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     },
     reloadTls: () => tls.check(),
     startWarmUp: () => readiness.startWarmUp(),
+    get lastReviewAt() {
+      return lastReviewAt;
+    },
     async listen() {
       const url = await app.listen({ host, port: opts.port });
       if (monitor) {

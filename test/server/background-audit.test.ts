@@ -12,6 +12,7 @@ import { reportPath } from '../../src/reports/reports.ts';
 import { ReportWriter } from '../../src/reports/writer.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import { BackgroundAudit, type AuditTimers as Timers } from '../../src/server/background-audit.ts';
+import { auditSubjects } from '../../src/verdict/audit.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
 import { readManifests } from '../../src/state/io/manifests.ts';
 import { loadSnapshot } from '../../src/state/snapshot.ts';
@@ -258,5 +259,70 @@ t.test('a costly object is re-evaluated only when it changes or after the heavy 
   await time.advance(600_000);
   await drain(audit.runNow());
   t.equal(evaluated.length, 3, 're-evaluated after the interval');
+  await audit.stop();
+});
+
+t.test('while the webhook answers reviews, costly objects wait for a quiet moment, or for the longest wait', async (t) => {
+  const time = fakeTime();
+  const src = source();
+  const wide = { apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 'wide' }, spec: { endpointSelector: {}, egress: [{ toEntities: ['world'] }] } };
+  src.state.upsert('CiliumClusterwideNetworkPolicy', transformObject('CiliumClusterwideNetworkPolicy', wide));
+  const metrics = createMetrics({ processMetrics: false });
+  const decide = createDecide(rules, config);
+  const order: string[] = [];
+  // The broken NetworkPolicy costs 80 ms of the fake clock; everything else nothing.
+  const recorded: typeof decide = (c, s) => {
+    order.push(c.name);
+    if (c.name === 'netshoot-egress') time.tick(80);
+    return decide(c, s);
+  };
+  let busy = true;
+  const audit = new BackgroundAudit({
+    source: src, rules, config, decide: recorded, logger: silent, metrics, timers: time.timers, clock: time.clock,
+    heavyMs: 50, webhookBusy: () => busy, quietWaitMs: 60_000, quietPollMs: 250, yieldNow: async () => undefined,
+  });
+  // First run, busy: the cluster-wide policy (cost not known yet) waits; the namespaced one does not.
+  let done = false;
+  const first = audit.runNow();
+  void first.then(() => (done = true));
+  await time.advance(5_000);
+  t.notOk(order.includes('wide'), 'a cluster-wide policy waits while the webhook is busy');
+  t.ok(order.includes('netshoot-egress'), 'near miss: a namespaced object of unknown cost is evaluated at once');
+  t.notOk(done, 'the run waits with it');
+  busy = false;
+  await time.advance(1_000);
+  const run1 = (await first)!;
+  t.ok(order.includes('wide'), 'evaluated at the first quiet moment');
+  t.ok(run1.results.some((r) => r.name === 'wide'), 'and reported');
+
+  // Second run: the NetworkPolicy changed and is known to be costly (80 ms > 50): it waits; the CCNP cost nothing last time and does not.
+  src.state.upsert('NetworkPolicy', transformObject('NetworkPolicy', { ...badPolicy, metadata: { ...(badPolicy.metadata as object), labels: { touched: 'yes' } } }));
+  src.state.upsert('CiliumClusterwideNetworkPolicy', transformObject('CiliumClusterwideNetworkPolicy', { ...wide, metadata: { name: 'wide', labels: { v: '2' } } }));
+  order.length = 0;
+  busy = true;
+  const second = audit.runNow();
+  await time.advance(5_000);
+  t.notOk(order.includes('netshoot-egress'), 'a costly object waits while busy');
+  t.ok(order.includes('wide'), 'near miss: a cluster-wide object that cost little last time is not put off');
+  await time.advance(60_000);
+  t.ok(order.includes('netshoot-egress'), 'busy all along: evaluated once the longest wait is over');
+  const run2 = (await second)!;
+  t.ok(run2.results.some((r) => r.name === 'netshoot-egress' && r.findings.some((f) => f.rule === 'dns-egress-missing')), 'with its findings');
+  await audit.stop();
+});
+
+t.test('near miss: with the webhook quiet, nothing is put off and the order is the list order', async (t) => {
+  const time = fakeTime();
+  const src = source();
+  src.state.upsert('CiliumClusterwideNetworkPolicy', transformObject('CiliumClusterwideNetworkPolicy', { apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 'wide' }, spec: { endpointSelector: {}, egress: [{ toEntities: ['world'] }] } }));
+  const decide = createDecide(rules, config);
+  const order: string[] = [];
+  const recorded: typeof decide = (c, s) => (order.push(`${c.kind}/${c.name}`), decide(c, s));
+  const audit = new BackgroundAudit({ source: src, rules, config, decide: recorded, logger: silent, metrics: createMetrics({ processMetrics: false }), timers: time.timers, clock: time.clock, webhookBusy: () => false, yieldNow: async () => undefined });
+  const p = audit.runNow();
+  await time.advance(1_000);
+  await p;
+  const expected = auditSubjects(src.state, rules).map((s) => `${s.kind}/${s.obj.metadata.name}`);
+  t.same(order, expected);
   await audit.stop();
 });

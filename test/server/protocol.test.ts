@@ -15,8 +15,11 @@ t.test('allowed review: uid echoed, envelope, decide sees the Change and the sta
   const s = await startServer(t, { decide });
   const body = review();
   const uid = (body.request as { uid: string }).uid;
+  t.equal(s.server.lastReviewAt, undefined, 'no review yet (the background audit reads this to find quiet moments)');
+  const sent = performance.now();
   const res = await postReview(s.url, body, { ca: s.ca });
   t.equal(res.status, 200);
+  t.ok(s.server.lastReviewAt !== undefined && s.server.lastReviewAt >= sent, 'the review was heard as it arrived');
   t.match(res.headers['content-type'], /application\/json/);
   t.same(res.json, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, allowed: true } });
   t.equal(decide.calls.length, 1);

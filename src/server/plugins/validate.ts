@@ -19,6 +19,8 @@ export interface ValidateOptions {
   readonly wording: ResponseOptions;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Hears of every review as it arrives (the background audit keeps its costly work for quiet moments). */
+  readonly onReview?: () => void;
 }
 
 /**
@@ -83,12 +85,13 @@ function ruleList(decision: Decision): string[] {
 }
 
 export const validate: FastifyPluginAsync<ValidateOptions> = async (app, opts) => {
-  const { source, decide, wording, metrics, logger } = opts;
+  const { source, decide, wording, metrics, logger, onReview } = opts;
   // Errors on this route (a bad body, a failed schema check, a body too large) are counted.
   app.setErrorHandler(webhookErrorHandler(logger, (outcome) => metrics.observeRequest(outcome)));
 
   app.post('/validate', { schema: ROUTE_SCHEMA }, async (req, reply) => {
     const start = process.hrtime.bigint();
+    onReview?.();
     let change: Change;
     try {
       change = toChange(req.body as AdmissionReview);

@@ -180,6 +180,7 @@ export interface PodClassLike {
 export const labelCache = memo<object, Map<string, Labels>>('labelCache', 'endpoint labels (identity labels with namespace labels) per Namespace object, per pod identity');
 export const pairCache = memo<object, readonly string[]>('pairCache', 'normalized matchLabels pairs per selector matchLabels object (selectors come from cached models)');
 export const policyModels = keptMemo<PolicyObject, readonly PolicyModel[]>('policyModels', 'policyModel() per policy object (kept by forgetCachedResults: a pure function of an immutable object, stored whole; kept tables compare its models by identity)');
+export const denyRulesByList = memo<readonly PolicyObject[], boolean>('denyRulesByList', 'hasDenyRules: does some policy of a CNP/CCNP list array have a deny element (a store keeps the array until that kind changes, so pod events keep it)');
 export const ccnpModelCache = memo<readonly PolicyObject[], readonly PolicyModel[]>('ccnpModelCache', 'models of every CCNP, per CCNP list array');
 export const nsModelCache = memo<readonly PolicyObject[], ScopedWeakMap<readonly PolicyObject[], ScopedWeakMap<readonly PolicyModel[], readonly PolicyModel[]>>>(
   'nsModelCache',

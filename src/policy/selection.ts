@@ -23,7 +23,7 @@ import { podIdentityKey } from './identity.ts';
 import { podClassesIn, podsOfClasses, type PodClass } from './classes.ts';
 import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 import { overlayDelta } from '../state/overlay.ts';
-import { derivedSelecting, modelSets, enforcementKeys, ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector, classesSelectedByNamespace } from './memo.ts';
+import { denyRulesByList, derivedSelecting, modelSets, enforcementKeys, ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector, classesSelectedByNamespace } from './memo.ts';
 
 /** The settings of cilium-config the engine needs, with Cilium's defaults when unknown. */
 export interface PolicySettings {
@@ -108,22 +108,30 @@ function clusterwideModels(state: ClusterState): readonly PolicyModel[] {
 /**
  * Could a deny element decide any flow in this state? False when no CiliumNetworkPolicy or
  * CiliumClusterwideNetworkPolicy has a deny element (NetworkPolicy has none): every denial is then
- * default deny, and asking again which rule decided (impact/decided-by.ts) can be skipped. Per state
- * revision; an admission overlay's from its base's and the changed policy's own models.
+ * default deny, and asking again which rule decided (impact/decided-by.ts) can be skipped. Kept per
+ * policy list array (pod events keep it); an admission overlay's from its base's and the changed
+ * policy's own models.
  */
 export function hasDenyRules(state: ClusterState): boolean {
+  const d = overlayDelta(state);
+  if (d === undefined) return listHasDeny(state.list('CiliumClusterwideNetworkPolicy')) || listHasDeny(state.list('CiliumNetworkPolicy'));
   return perRevision(state, 'hasDenyRules', () => {
-    const d = overlayDelta(state);
-    if (d !== undefined) {
-      if (hasDenyRules(d.base)) return true;
-      if (d.kind !== 'CiliumNetworkPolicy' && d.kind !== 'CiliumClusterwideNetworkPolicy') return false;
-      const obj = state.get(d.kind, d.kind === 'CiliumNetworkPolicy' ? d.namespace : undefined, d.name);
-      return obj !== undefined && modelsHaveDeny(policyModel(obj as PolicyObject));
-    }
-    if (modelsHaveDeny(clusterwideModels(state))) return true;
-    for (const o of state.list('CiliumNetworkPolicy')) if (modelsHaveDeny(policyModel(o))) return true;
-    return false;
+    if (hasDenyRules(d.base)) return true;
+    if (d.kind !== 'CiliumNetworkPolicy' && d.kind !== 'CiliumClusterwideNetworkPolicy') return false;
+    const obj = state.get(d.kind, d.kind === 'CiliumNetworkPolicy' ? d.namespace : undefined, d.name);
+    return obj !== undefined && modelsHaveDeny(policyModel(obj as PolicyObject));
   });
+}
+
+/** Per list array (see denyRulesByList): a pod event does not make the next request scan every policy again. */
+function listHasDeny(list: readonly PolicyObject[]): boolean {
+  if (list.length === 0) return false;
+  let v = denyRulesByList.get(list);
+  if (v === undefined) {
+    v = list.some((o) => modelsHaveDeny(policyModel(o)));
+    denyRulesByList.set(list, v);
+  }
+  return v;
 }
 
 function modelsHaveDeny(models: readonly PolicyModel[]): boolean {

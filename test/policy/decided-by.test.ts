@@ -7,6 +7,8 @@ import t from 'tap';
 import { evaluate, ingressFromIpAllowed, reachable, recordDenials } from '../../src/policy/reachability.ts';
 import { baseCluster, ccnp, cnp, findPod, memoryState, ns, pod } from '../fixtures/cluster.ts';
 import { hasDenyRules } from '../../src/policy/selection.ts';
+import { denyRulesByList } from '../../src/policy/memo.ts';
+import { transformObject } from '../../src/state/transform.ts';
 import { decidedByOf } from '../../src/impact/decided-by.ts';
 import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
@@ -106,4 +108,12 @@ t.test('hasDenyRules: whether any deny element exists, per state and for an over
   t.same([d.byDefault, d.byDeny, asked], [['x'], [], 0]);
   const d2 = decidedByOf(['x'], [{ key: 'k', first: 'x' }], () => 'k', () => (asked++, false), withDeny);
   t.same([d2.byDefault, asked], [['x'], 1], 'with a deny somewhere the class is asked again');
+  // Kept per policy list: a pod event leaves it (no scan of every policy per revision); a policy change does not.
+  t.equal(hasDenyRules(withDeny), true);
+  const cnps = withDeny.list('CiliumNetworkPolicy');
+  withDeny.upsert('Pod', transformObject('Pod', pod('app', 'web-2', { app: 'web' })));
+  t.equal(withDeny.list('CiliumNetworkPolicy'), cnps, 'a pod event keeps the CNP list array');
+  t.equal(denyRulesByList.get(cnps), true, 'and its answer');
+  withDeny.remove('CiliumNetworkPolicy', 'other', 'd');
+  t.equal(hasDenyRules(withDeny), false, 'the deny removed: answered from the new list');
 });

@@ -281,9 +281,10 @@ export class BackgroundAudit {
       await yieldNow();
     }
     this.#auditedRevision = startRevision;
-    // Costly objects that are gone are forgotten.
+    // Objects that are gone are forgotten (their cost too: one created again under the name is new).
     const seen = new Set(subjects.map(({ kind, obj }) => `${kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`));
     for (const key of this.#heavy.keys()) if (!seen.has(key)) this.#heavy.delete(key);
+    for (const key of this.#costKnown) if (!seen.has(key)) this.#costKnown.delete(key);
     metrics.existingFindings(results);
     let reports: ReconcileOutcome | undefined;
     if (this.#o.writer && this.#leading && !this.#stopped) {

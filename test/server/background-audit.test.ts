@@ -308,6 +308,22 @@ t.test('while the webhook answers reviews, costly objects wait for a quiet momen
   t.ok(order.includes('netshoot-egress'), 'busy all along: evaluated once the longest wait is over');
   const run2 = (await second)!;
   t.ok(run2.results.some((r) => r.name === 'netshoot-egress' && r.findings.some((f) => f.rule === 'dns-egress-missing')), 'with its findings');
+
+  // The cluster-wide policy goes, then comes back under the same name: its cost is not known any more.
+  src.state.remove('CiliumClusterwideNetworkPolicy', undefined, 'wide');
+  busy = false;
+  const third = audit.runNow();
+  await time.advance(5_000);
+  await third;
+  src.state.upsert('CiliumClusterwideNetworkPolicy', transformObject('CiliumClusterwideNetworkPolicy', wide));
+  order.length = 0;
+  busy = true;
+  const fourth = audit.runNow();
+  await time.advance(5_000);
+  t.notOk(order.includes('wide'), 'a cluster-wide policy created again is presumed costly again and waits');
+  busy = false;
+  await time.advance(1_000);
+  await fourth;
   await audit.stop();
 });
 

@@ -1,12 +1,13 @@
 // Process plumbing shared by bench/run.ts and bench/serve-one.ts: free ports, starting a server and
 // waiting for /readyz, the load generator, and reading a child's RSS and CPU time from /proc.
 
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/helpers/ports.ts';
 
@@ -71,9 +72,11 @@ export async function startServer(
   ca: Buffer,
   stdio: StdioOptions = ['ignore', 'ignore', 'pipe'],
   env: NodeJS.ProcessEnv = process.env,
+  opts: { readonly cpus?: string } = {},
 ): Promise<{ child: ChildProcess; readyMs: number }> {
   const t0 = performance.now();
-  const child = spawn(NODE, args, { cwd: ROOT, stdio, env });
+  // With `cpus`, the server runs on those CPUs only (taskset execs Node in place: the pid is the server's).
+  const child = opts.cpus !== undefined ? spawn('taskset', ['-c', opts.cpus, NODE, ...args], { cwd: ROOT, stdio, env }) : spawn(NODE, args, { cwd: ROOT, stdio, env });
   let err = '';
   child.stderr?.on('data', (d) => (err = (err + d).slice(-4000)));
   const deadline = t0 + 180_000;
@@ -281,4 +284,24 @@ export async function eventLoopSince(child: ChildProcess, file: string): Promise
     await new Promise((r) => setTimeout(r, 10));
   }
   return { maxMs: Number.NaN, p99Ms: Number.NaN, meanMs: Number.NaN, samples: 0, longestBlocks: [] };
+}
+
+/**
+ * Splits the machine for benches of the live path (`--pin`): this process and every process it starts
+ * from now on (kube-apiserver, etcd, writers, the load generator) run on the CPUs after the first, and
+ * meshguard (startServer with `cpus: SERVER_CPUS`) on the first alone, as in a cluster where the
+ * apiserver runs on other machines than the webhook. Throws when the machine cannot be split (one CPU,
+ * no taskset): a pinned figure must not silently be an unpinned one.
+ */
+export const SERVER_CPUS = '0';
+export function pinBenchAwayFromServer(): { readonly serverCpus: string; readonly otherCpus: string } {
+  const n = os.availableParallelism();
+  if (n < 2) throw new Error('--pin needs at least 2 CPUs');
+  const otherCpus = n === 2 ? '1' : `1-${n - 1}`;
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', otherCpus, String(process.pid)], { stdio: 'ignore' });
+  } catch (err) {
+    throw new Error(`--pin: taskset failed (${(err as Error).message})`);
+  }
+  return { serverCpus: SERVER_CPUS, otherCpus };
 }

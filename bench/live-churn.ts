@@ -13,7 +13,10 @@
 //     etcd, the writers on the same two cores) can be told from what the events cost meshguard.
 // The changes come from --writers concurrent writers, at most one change in flight each.
 // With --cpu-prof DIR, meshguard runs under V8's CPU profiler and writes its profile to DIR when it stops.
-// Usage: node bench/live-churn.ts [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--json FILE] [--cpu-prof DIR]
+// With --pin, meshguard (and the control) run on the first CPU alone, and kube-apiserver, etcd, the writers
+// and the load generator on the others (harness.ts pinBenchAwayFromServer): in a cluster the apiserver
+// does not share the webhook's cores, and on this 2-core machine the churn otherwise takes them from it.
+// Usage: node bench/live-churn.ts [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--json FILE] [--cpu-prof DIR]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,7 +26,7 @@ import { parseArgs } from 'node:util';
 
 import { startControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { cpuSecondsOf, deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, freePort, measureLoad, ROOT, startServer, stopServer, type LoadResult } from './harness.ts';
+import { cpuSecondsOf, deployedNodeFlags, pinBenchAwayFromServer, eventLoopProbeFlags, eventLoopSince, freePort, measureLoad, ROOT, startServer, stopServer, type LoadResult } from './harness.ts';
 import { apiFromKubeconfig, loadCluster, pathOf, podEvents, type Api } from './live.ts';
 import { requestMix } from './requests.ts';
 
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '500' },
     writers: { type: 'string', default: '16' },
     control: { type: 'boolean', default: true },
+    pin: { type: 'boolean', default: false },
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
   },
@@ -97,6 +101,10 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: numbe
 }
 
 async function main(): Promise<void> {
+  // Before anything is started: every child from here on inherits the split.
+  const pinned = values.pin ? pinBenchAwayFromServer() : undefined;
+  if (pinned) log(`pinned: meshguard on CPU ${pinned.serverCpus}, the rest on ${pinned.otherCpus}`);
+  const serverCpus = pinned ? { cpus: pinned.serverCpus } : {};
   const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-live-churn-'));
   const cp = await startControlPlane();
   const api = apiFromKubeconfig(cp.kubeconfigPath);
@@ -118,7 +126,7 @@ async function main(): Promise<void> {
     const probe = path.join(work, 'event-loop.jsonl');
     const started = await startServer(
       [...eventLoopProbeFlags(), ...deployedNodeFlags(), ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', '--background-audit', 'off'],
-      port, ca, undefined, { ...process.env, MESHGUARD_EVENT_LOOP_FILE: probe },
+      port, ca, undefined, { ...process.env, MESHGUARD_EVENT_LOOP_FILE: probe }, serverCpus,
     );
     server = started.child;
     const startup = await eventLoopSince(server, probe);
@@ -156,7 +164,7 @@ async function main(): Promise<void> {
       const cmetrics = await freePort();
       const c = await startServer(
         [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(cport), '--metrics-port', String(cmetrics), '--host', '127.0.0.1', '--drain-seconds', '0', '--background-audit', 'off'],
-        cport, ca,
+        cport, ca, undefined, process.env, serverCpus,
       );
       control = { child: c.child, port: cport, metricsPort: cmetrics };
       controlServer = c.child;
@@ -207,7 +215,7 @@ async function main(): Promise<void> {
       lags.push(Math.max(0, applied[j]!.t - acked[k]!));
     }
     const result = {
-      date: new Date().toISOString(), pods: PODS, objects: objects.length, apiserverLoadPerSecond: loaded.perSecond,
+      date: new Date().toISOString(), pinned: pinned ?? false, pods: PODS, objects: objects.length, apiserverLoadPerSecond: loaded.perSecond,
       readyMs: started.readyMs, startupEventLoop: startup,
       eventsAsked: EVENTS, writers: WRITERS, changesSent: changes.sent, changesAcked: acked.length, changesFailed: changes.failed, changesPerSecond: acked.length / churnSeconds,
       changesApplied: applied.at(-1)?.n ?? 0, lagMs: { p50: pct(lags, 50), p99: pct(lags, 99), max: pct(lags, 100), resolutionMs: POLL_MS, matched: lags.length },

@@ -2,8 +2,10 @@
 // generateCluster(--pods), then, in this process, the list of every Pod page by page (the current
 // client, which asks for the next page before slimming this one, and a sequential loop that does
 // not), and a LiveSource's first sync of every kind; then `meshguard serve --kubeconfig` from process
-// start to ready, with its own log lines' times (listening, synced, warmed up).
-// Usage: node bench/live-ready.ts [--pods 50000] [--runs 2]
+// start to ready, with its own log lines' times (listening, synced, warmed up). With --pin, serve runs
+// on the first CPU alone and everything else on the others (harness.ts pinBenchAwayFromServer), as
+// where the apiserver has cores of its own; the in-process lists then share the apiserver's.
+// Usage: node bench/live-ready.ts [--pods 50000] [--runs 2] [--pin]
 
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -17,10 +19,11 @@ import { collectionPath, listKind, LiveSource } from '../src/state/live.ts';
 import { transformObject } from '../src/state/transform.ts';
 import { startControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster } from './cluster-gen.ts';
-import { deployedNodeFlags, freePort, ROOT, startServer, stopServer } from './harness.ts';
+import { deployedNodeFlags, freePort, pinBenchAwayFromServer, ROOT, startServer, stopServer } from './harness.ts';
 import { apiFromKubeconfig, loadCluster } from './live.ts';
 
-const { values } = parseArgs({ options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '2' } } });
+const { values } = parseArgs({ options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '2' }, pin: { type: 'boolean', default: false } } });
+const pinned = values.pin ? pinBenchAwayFromServer() : undefined;
 const PODS = Number(values.pods);
 const log = (m: string): void => void process.stderr.write(`[live-ready] ${m}\n`);
 const la = (): string => os.loadavg()[0]!.toFixed(1);
@@ -71,7 +74,7 @@ try {
     const wall0 = Date.now();
     const { child, readyMs } = await startServer(
       [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'info'],
-      port, ca, ['ignore', fd, fd],
+      port, ca, ['ignore', fd, fd], process.env, pinned ? { cpus: pinned.serverCpus } : {},
     );
     await new Promise((r) => setTimeout(r, 500));
     await stopServer(child);
@@ -79,7 +82,7 @@ try {
     const out = readFileSync(logFile, 'utf8');
     const marks = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { time: number; msg: string; ms?: number })
       .filter((j) => /listening|synced|warmed/.test(j.msg)).map((j) => `${j.msg} at ${j.time - wall0} ms${j.ms !== undefined ? ` (${j.ms} ms)` : ''}`);
-    log(`serve: ready after ${readyMs.toFixed(0)} ms; ${marks.join('; ')}; load ${la()}`);
+    log(`serve${pinned ? ` (on CPU ${pinned.serverCpus}, the rest on ${pinned.otherCpus})` : ''}: ready after ${readyMs.toFixed(0)} ms; ${marks.join('; ')}; load ${la()}`);
   }
 } finally {
   loader.close();

@@ -10,7 +10,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { changedLabelKeys, classifiedPods, filterPods, formatPolicyRef, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, hboneBlocked, ingressMayAdmitTcp, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../../policy/index.ts';
+import { changedLabelKeys, classifiedPods, filterPods, formatPolicyRef, ingressEnforcementChanged, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, hboneBlocked, ingressMayAdmitTcp, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../../policy/index.ts';
 import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
 import { denyFixFrom, victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -58,10 +58,14 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     byShape.set(key, v);
     return v;
   };
+  // A cilium-config change of `enable-policy` alone reports only losses (below), and only a pod whose
+  // ingress enforcement it changes can lose anything: every other pod keeps each ingress answer (its
+  // blocked peers were cut off before too). Those pods are known per state revision, not per request.
+  const judgedPods = subject.by === 'cilium-config' ? (ingressEnforcementChanged(before, after, touched.pods) ?? touched.pods) : touched.pods;
   // A pod loses HBONE when a peer cut off now had working traffic to it before, even if another peer
   // already was cut off. Asked of the state before rather than by comparing peer selectors: a reordered,
   // narrowed or renamed selector of a peer that was already dropped stops nothing.
-  const judged = judgeByClass<Pod, MeshPeer>(touched.pods, ambientIngressClassKey, (pod) => {
+  const judged = judgeByClass<Pod, MeshPeer>(judgedPods, ambientIngressClassKey, (pod) => {
     const now = blockedIn(after, pod);
     if (!now || now.length === 0) return { outcome: 'skip' };
     const fresh = now.filter((p) => meshPeerWorked(before, p, pod));

@@ -21,6 +21,7 @@ import {
   clusterWideIngressDefaultDeny,
   evaluate,
   formatPolicyRef,
+  ingressEnforcementChanged,
   istiodPodSet,
   istiodPorts,
   nonDefaultDenyHonoured,
@@ -93,9 +94,12 @@ function allowRules(kind: string | undefined, state: ClusterState, xdsPorts: rea
 export function check(subject: IngressSubject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'ingress' });
   if (touched.pods.length === 0 || touched.synthetic) return [];
+  // A cilium-config change of `enable-policy` alone reports only losses (below), and only an istiod whose
+  // ingress enforcement it changes can lose a flow: the others keep every ingress answer.
+  const pods = subject.by === 'cilium-config' ? (ingressEnforcementChanged(before, after, touched.pods) ?? touched.pods) : touched.pods;
   const istiods = istiodPodSet(after);
   // The few istiod pods among the touched ones, in the touched pods' order (no pass over every pod).
-  const at = (p: Pod): number => (p.spec.hostNetwork === true ? -1 : touched.pods.indexOf(p));
+  const at = (p: Pod): number => (p.spec.hostNetwork === true ? -1 : pods.indexOf(p));
   const hit = [...istiods].filter((p) => at(p) >= 0).sort((a, b) => at(a) - at(b));
   if (hit.length === 0) return [];
 

@@ -16,6 +16,7 @@ import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
 import { filterPods } from './classes.ts';
 import { keptPerRevision, perRevisionFor } from './memo.ts';
+import { reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 
 /**
@@ -79,11 +80,11 @@ export function ingressEnforcementChanged(before: ClusterState, after: ClusterSt
 const NO_PODS: readonly Pod[] = Object.freeze([]);
 const newChangedTable = (): Map<string, WeakMap<readonly Pod[], readonly Pod[]>> => new Map();
 
-let classDependent = 0;
+let perSource = 0;
 
-/** How many times podSourceIngress found the answer depends on the source (for tests that count per-class work). */
-export function podSourceIngressMisses(): number {
-  return classDependent;
+/** How many times podIngressWorks asked reachable() about one source (for tests that count per-class work). */
+export function podIngressJudgements(): number {
+  return perSource;
 }
 
 /**
@@ -94,9 +95,17 @@ export function podSourceIngressMisses(): number {
  * (decideDirection) decides by enforcement alone: not enforced admits, default deny drops.
  */
 export function podSourceIngress(state: ClusterState, dest: Pod): boolean | undefined {
-  const v = perRevisionFor(state, 'podSourceIngress', dest, () => computePodSourceIngress(state, dest));
-  if (v === undefined) classDependent++;
-  return v;
+  return perRevisionFor(state, 'podSourceIngress', dest, () => computePodSourceIngress(state, dest));
+}
+
+/**
+ * reachable(state, from, dest, TCP port, 'ingress'), taken from `any` (podSourceIngress(state, dest),
+ * asked once by the caller) where it answers for `from`.
+ */
+export function podIngressWorks(state: ClusterState, from: Pod, dest: Pod, port: number, any: boolean | undefined): boolean {
+  if (any !== undefined && plainPodSource(from, dest)) return any;
+  perSource++;
+  return reachable(state, from, { type: 'pod', pod: dest }, port, 'TCP', 'ingress');
 }
 
 function computePodSourceIngress(state: ClusterState, dest: Pod): boolean | undefined {

@@ -11,13 +11,19 @@
 // - podSourceIngress: whether a pod's ingress admits a pod source on a port when the answer is the same
 //   for every pod source (no ingress element at all: not enforced admits all, default deny drops all).
 //   Decided once per state revision, pod and port, instead of once per client class.
+// - For a Namespace relabel (hbone-15008-blocked's scan of the ambient pods elsewhere that a relabelled
+//   pod may reach): the ambient pods elsewhere, from the long-lived state's list (their mesh mode reads
+//   their own Namespace, not the changed one), and ingressMayAdmitTcp once per selecting list rather
+//   than once per destination class.
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
-import { filterPods } from './classes.ts';
-import { keptPerRevision, perRevisionFor } from './memo.ts';
-import { reachable } from './reachability.ts';
+import { classifiedPods, filterPods } from './classes.ts';
+import { meshMode } from './istio.ts';
+import { keptPerRevision, perRevision, perRevisionFor } from './memo.ts';
+import { ingressMayAdmitTcp, reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
+import type { PolicyModel } from './types.ts';
 
 /**
  * The settings of `after` and `before` when `after` is an overlay over `before` that changes
@@ -121,3 +127,68 @@ export function plainPodSource(source: Pod, dest: Pod): boolean {
   if (source.spec.hostNetwork === true) return false;
   return !(source === dest || ((source.metadata.namespace ?? '') === (dest.metadata.namespace ?? '') && source.metadata.name === dest.metadata.name));
 }
+
+// ---------- a Namespace relabel: the ambient pods elsewhere ----------
+
+/** The ambient pods of `state`, registered with their classes: judged once per class and state revision. */
+export function ambientPods(state: ClusterState): readonly Pod[] {
+  return perRevision(state, 'ambientPods', () => filterPods(classifiedPods(state), (d) => meshMode(state, d) === 'ambient'));
+}
+
+/** Is `after` an overlay over `before` that changes the Namespace `namespace` and nothing else? */
+function relabelOf(before: ClusterState, after: ClusterState, namespace: string): boolean {
+  const d = overlayDelta(after);
+  return d !== undefined && d.base === before && d.kind === 'Namespace' && d.name === namespace;
+}
+
+/**
+ * The ambient pods of `after` outside `namespace` (registered with their classes, in classifiedPods'
+ * order), for `after` = `before` with the Namespace `namespace` relabelled: a pod's mesh mode reads its
+ * own Namespace and itself only, so those of the other namespaces are `before`'s, kept per revision (and
+ * relabelled namespace) there. Any other pair of states is judged here and now.
+ */
+export function ambientPodsElsewhere(before: ClusterState, after: ClusterState, namespace: string): readonly Pod[] {
+  if (!relabelOf(before, after, namespace)) return filterPods(classifiedPods(after), (d) => d.metadata.namespace !== namespace && meshMode(after, d) === 'ambient');
+  return perRevision(before, `ambientPodsElsewhere:${namespace}`, () => filterPods(ambientPods(before), (d) => d.metadata.namespace !== namespace));
+}
+
+let admitChecks = 0;
+
+/** How many times a mayAdmitTcpByList predicate asked ingressMayAdmitTcp (for tests that count per-class work). */
+export function mayAdmitTcpChecks(): number {
+  return admitChecks;
+}
+
+/**
+ * ingressMayAdmitTcp(after, sources, d) as a predicate over destinations `d` outside the relabelled
+ * `namespace` (`after` = `before` with that Namespace relabelled), asked once per selecting list: for
+ * pod-network sources the answer reads only the destination's selecting models and their enforcement
+ * (the sources' identities are the same for every destination), and a destination outside the changed
+ * namespace keeps its models (subject selectors read a pod's own Namespace): its list in `before` (kept
+ * there), by content, keys the answer. Host-network sources (allow-localhost reads the destination's node), another
+ * pair of states, or a destination in `namespace` are asked one by one.
+ */
+export function mayAdmitTcpByList(before: ClusterState, after: ClusterState, namespace: string, sources: readonly Pod[]): (dest: Pod) => boolean {
+  const one = (d: Pod): boolean => {
+    admitChecks++;
+    return ingressMayAdmitTcp(after, sources, d);
+  };
+  if (!relabelOf(before, after, namespace) || sources.some((s) => s.spec.hostNetwork === true)) return one;
+  // Keyed by the list's content (its model objects in order, as a trie: lists of equal content are
+  // often distinct arrays, one per identity).
+  const root: Trie = new Map();
+  return (d) => {
+    if (d.metadata.namespace === namespace || !isCiliumEndpoint(d)) return one(d);
+    let node = root;
+    for (const m of policiesSelecting(before, d)) {
+      let next = node.get(m);
+      if (next === undefined) node.set(m, (next = new Map()));
+      node = next as Trie;
+    }
+    let v = node.get(END) as boolean | undefined;
+    if (v === undefined) node.set(END, (v = one(d)));
+    return v;
+  };
+}
+type Trie = Map<PolicyModel | typeof END, Trie | boolean>;
+const END = Symbol('end of list');

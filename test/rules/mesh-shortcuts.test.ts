@@ -14,6 +14,9 @@ import {
   enforcement,
   enforcementChangeScans,
   ingressEnforcementChanged,
+  ingressMayAdmitTcp,
+  mayAdmitTcpByList,
+  mayAdmitTcpChecks,
   podIngressJudgements,
   podSourceIngress,
   plainPodSource,
@@ -227,6 +230,71 @@ t.test('a policy on istiod: per class where it has elements, and the same findin
     const after = overlay(before, mutationOf(change));
     const rebuilt = memoryState([...objects, policy]);
     for (const r of RULES) t.same(r.evaluate(change, before, after, ctx), r.evaluate(change, memoryState(objects), rebuilt, ctx), `${policy.metadata.name}: ${r.id}`);
+  }
+});
+
+/** Ambient destinations in three namespaces and a namespace `legacy` outside the mesh, to be relabelled. */
+function relabelCluster(extra: Obj[] = []): Obj[] {
+  const out: Obj[] = [ns('legacy', { team: 'green' })];
+  out.push(pod('legacy', 'caller-1', { app: 'caller' }), pod('legacy', 'caller-2', { app: 'caller', version: 'v2' }));
+  for (const n of ['d1', 'd2', 'd3']) {
+    out.push(ns(n, { 'istio.io/dataplane-mode': 'ambient' }));
+    // Two classes per app with the same selecting models (equal lists, distinct arrays).
+    for (const app of ['web', 'api']) for (const v of ['v1', 'v2']) out.push(ambientPod(n, `${app}-${v}`, { app, version: v }));
+    // Admits nothing from legacy: its own namespace only.
+    out.push(cnp(n, 'own-ns', { endpointSelector: {}, ingress: [{ fromEndpoints: [{}] }] }));
+  }
+  // Near-miss: d2's web admits legacy by a namespace selector on 8080 only (not 15008): the relabel into
+  // ambient cuts legacy's callers off from it.
+  out.push(netpol('d2', 'web-from-green', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'green' } } }], ports: [{ port: 8080, protocol: 'TCP' }] }] }));
+  return [...out, ...extra];
+}
+
+t.test('a Namespace relabel: the ambient pods elsewhere, once per selecting list, as a rebuilt state finds them', async (t) => {
+  const cases: Record<string, Obj[]> = {
+    'a namespace selector admits legacy': [],
+    // A host-network pod in legacy (not a mesh peer: not a source of the scan).
+    'a host-network caller': [pod('legacy', 'host-caller', { app: 'hc' }, { hostNetwork: true, sidecar: false })],
+    // A deny on d2's ingress from legacy: no cut-off to report there.
+    'a deny from legacy': [ccnp('deny-green', { endpointSelector: { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'd2' } }, ingressDeny: [{ fromEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'legacy' } }] }] })],
+  };
+  let found = 0;
+  for (const [name, extra] of Object.entries(cases)) {
+    const objects = baseCluster(relabelCluster(extra));
+    const before = memoryState(objects);
+    const relabelled = ns('legacy', { team: 'green', 'istio.io/dataplane-mode': 'ambient' });
+    const change = makeChange('UPDATE', relabelled, { stored: before.get('Namespace', undefined, 'legacy')! });
+    const after = overlay(before, mutationOf(change));
+    const n = mayAdmitTcpChecks();
+    const overlaid = hbone.evaluate(change, before, after, ctx);
+    const checks = mayAdmitTcpChecks() - n;
+    const rebuilt = memoryState([...objects.filter((o) => !(o.kind === 'Namespace' && o.metadata.name === 'legacy')), relabelled]);
+    t.same(overlaid, hbone.evaluate(change, memoryState(objects), rebuilt, ctx), name);
+    found += overlaid.length;
+    // 12 ambient destination classes (3 namespaces x 2 apps x 2 versions), 4 distinct selecting lists
+    // by content (d1's and d3's pods: own-ns alone; d2: own-ns, and own-ns with web-from-green). A
+    // host-network pod is never a mesh source (never enrolled): the callers stay pod-network pods.
+    t.equal(checks, 4, `${name}: ${checks} ingress checks`);
+  }
+  t.equal(found, 2, 'the cut-off is found (not with the deny)');
+});
+
+t.test('mayAdmitTcpByList: host-network sources and other pairs of states are asked one by one, with the same answers', async (t) => {
+  const objects = baseCluster(relabelCluster());
+  const before = memoryState(objects);
+  const relabelled = ns('legacy', { team: 'green', 'istio.io/dataplane-mode': 'ambient' });
+  const after = overlay(before, mutationOf(makeChange('UPDATE', relabelled, { stored: before.get('Namespace', undefined, 'legacy')! })));
+  const dests = after.list('Pod').filter((p) => p.metadata.namespace?.startsWith('d'));
+  const host = { ...after.get('Pod', 'legacy', 'caller-1')!, spec: { ...after.get('Pod', 'legacy', 'caller-1')!.spec, hostNetwork: true } } as Pod;
+  for (const [name, sources, b, perList] of [
+    ['pod-network callers', after.list('Pod', 'legacy'), before, true],
+    ['a host-network caller', [host], before, false],
+    ['not an overlay of before', after.list('Pod', 'legacy'), memoryState(objects), false],
+  ] as const) {
+    const n = mayAdmitTcpChecks();
+    const may = mayAdmitTcpByList(b, after, 'legacy', sources);
+    for (const d of dests) t.equal(may(d), ingressMayAdmitTcp(after, sources, d), `${name}: ${ref(d)}`);
+    t.equal(mayAdmitTcpChecks() - n, perList ? 4 : dests.length, `${name}: checks`);
   }
 });
 

@@ -10,7 +10,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { changedLabelKeys, classifiedPods, filterPods, formatPolicyRef, ingressEnforcementChanged, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, hboneBlocked, ingressMayAdmitTcp, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../../policy/index.ts';
+import { ambientPodsElsewhere, changedLabelKeys, formatPolicyRef, ingressEnforcementChanged, mayAdmitTcpByList, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../../policy/index.ts';
 import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
 import { denyFixFrom, victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -86,11 +86,14 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
       if (!sources.has(k)) sources.set(k, s);
     }
     if (sources.size > 0) {
-      const dests = filterPods(classifiedPods(after), (d) => d.metadata.namespace !== subject.namespace && meshMode(after, d) === 'ambient');
+      // The ambient pods elsewhere: the long-lived state's (their mesh mode reads their own Namespace).
+      const dests = ambientPodsElsewhere(before, after, subject.namespace);
+      // Asked once per selecting list (the sources are pod-network pods: the answer reads d's models).
+      const mayAdmit = mayAdmitTcpByList(before, after, subject.namespace, [...sources.values()]);
       const cutOff = judgeByClass<Pod, MeshPeer>(dests, ambientIngressClassKey, (d) => {
         // A relabelled pod is cut off from `d` only where d's ingress admits it on an app port: a
         // destination that admits none of them on any TCP port is skipped before its peers are worked out.
-        if (!ingressMayAdmitTcp(after, sources.values(), d)) return { outcome: 'skip' };
+        if (!mayAdmit(d)) return { outcome: 'skip' };
         const now = blockedIn(after, d);
         if (now && now.length > 0) {
           for (const s of sources.values()) {

@@ -67,7 +67,10 @@ function judgeApiFlow(before: ClusterState, after: ClusterState, f: Flow): Outco
   return now < apiserverReachesPod(before, f.istiod, f.port).length ? 'lost' : 'still';
 }
 
-/** judgeApiFlow for a client pod's flow, with istiod's source-independent answers in both states. */
+/**
+ * The same for a client pod's flow (lost: it worked before and not after), with istiod's answers for
+ * every pod source in both states (podSourceIngress) where they exist.
+ */
 function judgePodFlow(before: ClusterState, after: ClusterState, f: Flow & { readonly from: Pod }, anyBefore: boolean | undefined, anyAfter: boolean | undefined): Outcome {
   return verdictOrSkip(() => {
     // Once per state, istiod and port where istiod's ingress admits (or drops) every pod source alike

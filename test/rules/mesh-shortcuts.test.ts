@@ -100,11 +100,10 @@ const CONFIGS: Record<string, [Record<string, string>, Record<string, string>]> 
   'default -> always, non-default-deny off': [HEALTHY_CILIUM_CONFIG, { ...HEALTHY_CILIUM_CONFIG, 'enable-policy': 'always', 'enable-non-default-deny-policies': 'false' }],
 };
 
-/** The findings of each rule for `change`, with `after` the overlay and with `after` rebuilt from scratch. */
+/** The findings of each rule for an UPDATE of cilium-config to `newObject`: after = the overlay, and after rebuilt from scratch. */
 function bothWays(objects: Obj[], newObject: Obj): { overlaid: unknown[]; scratch: unknown[]; before: ClusterState; after: ClusterState } {
   const before = memoryState(objects);
-  const k = 'ConfigMap';
-  const old = before.get(k, newObject.metadata.namespace, newObject.metadata.name);
+  const old = before.get('ConfigMap', newObject.metadata.namespace, newObject.metadata.name);
   const change = makeChange('UPDATE', newObject, old ? { stored: old } : undefined);
   const after = overlay(before, mutationOf(change));
   const rebuilt = memoryState([...objects.filter((o) => !(o.kind === newObject.kind && o.metadata.name === newObject.metadata.name && o.metadata.namespace === newObject.metadata.namespace)), newObject]);

@@ -19,6 +19,7 @@ export * from './dns.ts';
 export * from './apiserver.ts';
 export * from './istio-usage.ts';
 export * from './mesh-peers.ts';
+export * from './mesh-memo.ts';
 export * from './mesh-path.ts';
 export * from './l7.ts';
 export * from './fqdn.ts';

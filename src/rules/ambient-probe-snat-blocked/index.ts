@@ -12,7 +12,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { meshMode, ambientIngressClassKey, ingressShapeKey, probePortsBlocked, probeSourceFor, unknownProbesBlocked } from '../../policy/index.ts';
+import { meshMode, ambientIngressClassKey, ingressEnforcementChanged, ingressShapeKey, probePortsBlocked, probeSourceFor, unknownProbesBlocked } from '../../policy/index.ts';
 import { decidedByOf, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
 import { denyFixOf, victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -56,9 +56,13 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     byShape.set(key, v);
     return v;
   };
+  // A cilium-config change of `enable-policy` alone reports only losses (below), and only a pod whose
+  // ingress enforcement it changes can lose a probe: every other pod keeps each ingress answer. Those
+  // pods are known per state revision, not per request.
+  const judgedPods = subject.by === 'cilium-config' ? (ingressEnforcementChanged(before, after, touched.pods) ?? touched.pods) : touched.pods;
   // A pod loses its probes when a probe port that got through before (or was not SNATed: not ambient
   // then) is dropped now, even if another one already was.
-  const judged = judgeByClass<Pod, readonly number[]>(touched.pods, ambientIngressClassKey, (pod) => {
+  const judged = judgeByClass<Pod, readonly number[]>(judgedPods, ambientIngressClassKey, (pod) => {
     const now = blocked(after, pod);
     if (now === undefined || now.length === 0) return { outcome: now === undefined ? 'skip' : 'ok' };
     const was = blocked(before, pod) ?? [];

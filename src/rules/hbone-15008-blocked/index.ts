@@ -10,7 +10,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { changedLabelKeys, classifiedPods, filterPods, formatPolicyRef, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, hboneBlocked, ingressMayAdmitTcp, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../../policy/index.ts';
+import { ambientPodsElsewhere, changedLabelKeys, formatPolicyRef, ingressEnforcementChanged, mayAdmitTcpByList, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../../policy/index.ts';
 import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
 import { denyFixFrom, victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -58,10 +58,14 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     byShape.set(key, v);
     return v;
   };
+  // A cilium-config change of `enable-policy` alone reports only losses (below), and only a pod whose
+  // ingress enforcement it changes can lose anything: every other pod keeps each ingress answer (its
+  // blocked peers were cut off before too). Those pods are known per state revision, not per request.
+  const judgedPods = subject.by === 'cilium-config' ? (ingressEnforcementChanged(before, after, touched.pods) ?? touched.pods) : touched.pods;
   // A pod loses HBONE when a peer cut off now had working traffic to it before, even if another peer
   // already was cut off. Asked of the state before rather than by comparing peer selectors: a reordered,
   // narrowed or renamed selector of a peer that was already dropped stops nothing.
-  const judged = judgeByClass<Pod, MeshPeer>(touched.pods, ambientIngressClassKey, (pod) => {
+  const judged = judgeByClass<Pod, MeshPeer>(judgedPods, ambientIngressClassKey, (pod) => {
     const now = blockedIn(after, pod);
     if (!now || now.length === 0) return { outcome: 'skip' };
     const fresh = now.filter((p) => meshPeerWorked(before, p, pod));
@@ -82,11 +86,14 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
       if (!sources.has(k)) sources.set(k, s);
     }
     if (sources.size > 0) {
-      const dests = filterPods(classifiedPods(after), (d) => d.metadata.namespace !== subject.namespace && meshMode(after, d) === 'ambient');
+      // The ambient pods elsewhere: the long-lived state's (their mesh mode reads their own Namespace).
+      const dests = ambientPodsElsewhere(before, after, subject.namespace);
+      // Asked once per selecting list (the sources are pod-network pods: the answer reads d's models).
+      const mayAdmit = mayAdmitTcpByList(before, after, subject.namespace, [...sources.values()]);
       const cutOff = judgeByClass<Pod, MeshPeer>(dests, ambientIngressClassKey, (d) => {
         // A relabelled pod is cut off from `d` only where d's ingress admits it on an app port: a
         // destination that admits none of them on any TCP port is skipped before its peers are worked out.
-        if (!ingressMayAdmitTcp(after, sources.values(), d)) return { outcome: 'skip' };
+        if (!mayAdmit(d)) return { outcome: 'skip' };
         const now = blockedIn(after, d);
         if (now && now.length > 0) {
           for (const s of sources.values()) {

@@ -21,16 +21,20 @@ import {
   clusterWideIngressDefaultDeny,
   evaluate,
   formatPolicyRef,
+  hasDenyRules,
+  ingressEnforcementChanged,
   istiodPodSet,
   istiodPorts,
   nonDefaultDenyHonoured,
   podClassKey,
+  podIngressWorks,
   podRef,
+  podSourceIngress,
   reachable,
   xdsClientClasses,
   type XdsClientKind,
 } from '../../policy/index.ts';
-import { changeRef, decidedByOf, ingressSubject, judgeByClass, touchedPods, type IngressSubject } from '../../impact/index.ts';
+import { changeRef, decidedByOf, ingressSubject, touchedPods, type IngressSubject } from '../../impact/index.ts';
 import { apiserverIngressAllowRule, denyFixFrom, describeIngressSubject, MAX_VICTIMS, uniq } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -50,22 +54,39 @@ interface Flow {
   readonly port: number;
 }
 
-type Verdict = { readonly outcome: 'ok' | 'lost' | 'still' | 'skip' };
+type Outcome = 'ok' | 'lost' | 'still' | 'skip';
 
 /**
  * A client flow is lost when it worked before and not after. The API server calls from several
  * sources (its endpoints, balanced over): the flow is lost when fewer of them get through than before,
  * even if some were already shut out (HA control planes with a partial allow).
  */
-function judgeFlow(before: ClusterState, after: ClusterState, f: Flow): Verdict {
-  if (f.from) {
-    const works = (s: ClusterState): boolean => reachable(s, f.from!, { type: 'pod', pod: f.istiod }, f.port, 'TCP', 'ingress');
-    if (works(after)) return { outcome: 'ok' };
-    return { outcome: works(before) ? 'lost' : 'still' };
-  }
+function judgeApiFlow(before: ClusterState, after: ClusterState, f: Flow): Outcome {
   const now = apiserverReachesPod(after, f.istiod, f.port).length;
-  if (now === apiserverSources(after).length) return { outcome: 'ok' };
-  return { outcome: now < apiserverReachesPod(before, f.istiod, f.port).length ? 'lost' : 'still' };
+  if (now === apiserverSources(after).length) return 'ok';
+  return now < apiserverReachesPod(before, f.istiod, f.port).length ? 'lost' : 'still';
+}
+
+/**
+ * The same for a client pod's flow (lost: it worked before and not after), with istiod's answers for
+ * every pod source in both states (podSourceIngress) where they exist.
+ */
+function judgePodFlow(before: ClusterState, after: ClusterState, f: Flow & { readonly from: Pod }, anyBefore: boolean | undefined, anyAfter: boolean | undefined): Outcome {
+  return verdictOrSkip(() => {
+    // Once per state, istiod and port where istiod's ingress admits (or drops) every pod source alike
+    // (podSourceIngress: no ingress element at all), else per client class.
+    if (podIngressWorks(after, f.from, f.istiod, f.port, anyAfter)) return 'ok';
+    return podIngressWorks(before, f.from, f.istiod, f.port, anyBefore) ? 'lost' : 'still';
+  });
+}
+
+/** A judgement that throws (odd input) skips the flow: no finding rather than a crash, as judgeByClass does. */
+function verdictOrSkip(judge: () => Outcome): Outcome {
+  try {
+    return judge();
+  } catch {
+    return 'skip';
+  }
 }
 
 /** The policies that decide a cut flow, for the message. */
@@ -93,63 +114,148 @@ function allowRules(kind: string | undefined, state: ClusterState, xdsPorts: rea
 export function check(subject: IngressSubject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'ingress' });
   if (touched.pods.length === 0 || touched.synthetic) return [];
+  // A cilium-config change of `enable-policy` alone reports only losses (below), and only an istiod whose
+  // ingress enforcement it changes can lose a flow: the others keep every ingress answer.
+  const pods = subject.by === 'cilium-config' ? (ingressEnforcementChanged(before, after, touched.pods) ?? touched.pods) : touched.pods;
   const istiods = istiodPodSet(after);
   // The few istiod pods among the touched ones, in the touched pods' order (no pass over every pod).
-  const at = (p: Pod): number => (p.spec.hostNetwork === true ? -1 : touched.pods.indexOf(p));
+  const at = (p: Pod): number => (p.spec.hostNetwork === true ? -1 : pods.indexOf(p));
   const hit = [...istiods].filter((p) => at(p) >= 0).sort((a, b) => at(a) - at(b));
   if (hit.length === 0) return [];
 
-  // One flow per client class (xdsClientClasses: kind and class) is judged; the verdicts are then
-  // spread over every client of the class, in the order the clients are listed.
-  const flows: Flow[] = [];
+  // One flow per client class (xdsClientClasses: kind and class) is judged, and its verdict spread over
+  // every client of the class, in the order the clients are listed. Istiods of one class (and port) get
+  // the same verdicts: judged once. Where istiod's ingress admits or drops every pod source alike (no
+  // ingress element: podSourceIngress) the verdict is the same for every class: decided once per state.
   const { clients, classOf, classes } = xdsClientClasses(after);
-  for (const istiod of hit) {
-    const ports = istiodPorts(after, istiod);
-    flows.push({ client: 'kube-apiserver', istiod, port: ports.webhook });
-    for (const c of classes) flows.push({ client: c.kind, from: c.pod, istiod, port: ports.xds });
+  const ports = hit.map((istiod) => istiodPorts(after, istiod));
+  const istiodKeys = hit.map((istiod) => podClassKey(istiod, istiod.spec.nodeName ?? ''));
+  /** Per istiod: the API server flow's outcome, and each client class's (by class index). */
+  const apiOutcome: Outcome[] = [];
+  const classOutcomes: (readonly Outcome[])[] = [];
+  /** Per istiod: whether its API server flow, its class flows, are judged here (not copies of an earlier istiod's). */
+  const ownApi: boolean[] = [];
+  const ownXds: boolean[] = [];
+  const apiSeen = new Map<string, Outcome>();
+  const xdsSeen = new Map<string, readonly Outcome[]>();
+  for (let h = 0; h < hit.length; h++) {
+    const istiod = hit[h]!;
+    const { xds, webhook } = ports[h]!;
+    const apiKey = `${webhook}\u0000${istiodKeys[h]}`;
+    let api = apiSeen.get(apiKey);
+    ownApi.push(api === undefined);
+    if (api === undefined) {
+      api = verdictOrSkip(() => judgeApiFlow(before, after, { client: 'kube-apiserver', istiod, port: webhook }));
+      apiSeen.set(apiKey, api);
+    }
+    apiOutcome.push(api);
+    const xdsKey = `${xds}\u0000${istiodKeys[h]}`;
+    let outcomes = xdsSeen.get(xdsKey);
+    ownXds.push(outcomes === undefined);
+    if (outcomes === undefined) {
+      const anyBefore = podSourceIngress(before, istiod);
+      const anyAfter = podSourceIngress(after, istiod);
+      outcomes = classes.map((c) => judgePodFlow(before, after, { client: c.kind, from: c.pod, istiod, port: xds }, anyBefore, anyAfter));
+      xdsSeen.set(xdsKey, outcomes);
+    }
+    classOutcomes.push(outcomes);
   }
+  // The judged classes in flow order (per istiod: the API server flow, then the client classes).
+  const judgedIn = (outcome: Outcome, firstOnly = false): Flow[] => {
+    const out: Flow[] = [];
+    for (let h = 0; h < hit.length; h++) {
+      const istiod = hit[h]!;
+      if (ownApi[h] && apiOutcome[h] === outcome) out.push({ client: 'kube-apiserver', istiod, port: ports[h]!.webhook });
+      if (firstOnly && out.length > 0) return out;
+      if (!ownXds[h]) continue;
+      for (let i = 0; i < classes.length; i++) {
+        if (classOutcomes[h]![i] !== outcome) continue;
+        out.push({ client: classes[i]!.kind, from: classes[i]!.pod, istiod, port: ports[h]!.xds });
+        if (firstOnly) return out;
+      }
+    }
+    return out;
+  };
+  const lostAny = apiOutcome.includes('lost') || classOutcomes.some((o) => o.includes('lost'));
+  if (!lostAny && subject.by !== 'policy') return [];
+  const chosen: Outcome = lostAny ? 'lost' : 'still';
+  const apiCut = apiOutcome.map((o) => o === chosen);
+  const classCut = classOutcomes.map((o) => o.map((x) => x === chosen));
+  if (!apiCut.includes(true) && !classCut.some((c) => c.includes(true))) return [];
+  const firstClass = judgedIn(chosen, true)[0]!;
+
+  // The cut flows, ordered by client kind, then istiod, then as the clients are listed (what every
+  // client judged on its own gives), are not built one per client: names, ports and kinds come from
+  // the per-class verdicts (a client flow and a key string per client pod was most of the rule's time).
+  const order: readonly (XdsClientKind | 'kube-apiserver')[] = ['sidecar', 'ztunnel', 'gateway', 'kube-apiserver'];
+  const cutKinds = uniq(
+    order.flatMap((kind) =>
+      hit.flatMap((_, h) =>
+        kind === 'kube-apiserver' ? (apiCut[h] ? [`${kind}:${ports[h]!.webhook}`] : []) : classes.some((c, i) => c.kind === kind && classCut[h]![i]) ? [`${kind}:${ports[h]!.xds}`] : [],
+      ),
+    ),
+  );
+  const xdsPorts = uniq(hit.flatMap((_, h) => (classCut[h]!.includes(true) ? [ports[h]!.xds] : []))).sort((a, b) => a - b);
+  const webhookPorts = uniq(hit.flatMap((_, h) => (apiCut[h] ? [ports[h]!.webhook] : []))).sort((a, b) => a - b);
+  const cutClient = (i: number): boolean => classCut.some((c) => c[classOf[i]!]);
+  let clientCount = apiCut.includes(true) ? 1 : 0;
+  for (let i = 0; i < clients.length; i++) if (cutClient(i)) clientCount++;
+  const firstNames: string[] = [];
+  const wanted = Math.max(MAX_LISTED, MAX_VICTIMS);
+  names: for (const kind of order) {
+    if (kind === 'kube-apiserver') {
+      if (apiCut.includes(true) && firstNames.length < wanted) firstNames.push('kube-apiserver');
+      break;
+    }
+    const seen = new Set<string>(firstNames);
+    for (let h = 0; h < hit.length; h++) {
+      for (let i = 0; i < clients.length && firstNames.length < wanted; i++) {
+        if (clients[i]!.kind !== kind || !classCut[h]![classOf[i]!]) continue;
+        const name = podRef(clients[i]!.pod);
+        if (!seen.has(name)) {
+          seen.add(name);
+          firstNames.push(name);
+        }
+      }
+      if (firstNames.length >= wanted) break names;
+    }
+  }
+  const clientNames = { first: firstNames, count: clientCount };
+  // Built only where a deny decides something (an ingressDeny on istiod): every cut flow, in that order.
+  const cutFlows = (): Flow[] => {
+    const listed: Flow[] = [];
+    for (let h = 0; h < hit.length; h++) {
+      const istiod = hit[h]!;
+      if (apiCut[h]) listed.push({ client: 'kube-apiserver', istiod, port: ports[h]!.webhook });
+      for (let i = 0; i < clients.length; i++) if (classCut[h]![classOf[i]!]) listed.push({ client: clients[i]!.kind, from: clients[i]!.pod, istiod, port: ports[h]!.xds });
+    }
+    return order.flatMap((kind) => listed.filter((f) => f.client === kind));
+  };
   const key = (f: Flow): string =>
     `${f.client}\u0000${f.port}\u0000${podClassKey(f.istiod, f.istiod.spec.nodeName ?? '')}\u0000${f.from ? podClassKey(f.from, '') : ''}`;
-  const r = judgeByClass<Flow>(flows, key, (f) => judgeFlow(before, after, f));
-  const lostAny = r.lostClasses.length > 0;
-  if (!lostAny && subject.by !== 'policy') return [];
-  const chosen = new Set((lostAny ? r.lostClasses : r.stillClasses).map((c) => c.key));
-  const listed: Flow[] = [];
-  for (const istiod of hit) {
-    const ports = istiodPorts(after, istiod);
-    const api: Flow = { client: 'kube-apiserver', istiod, port: ports.webhook };
-    if (chosen.has(key(api))) listed.push(api);
-    const cut = classes.map((c) => chosen.has(key({ client: c.kind, from: c.pod, istiod, port: ports.xds })));
-    for (let i = 0; i < clients.length; i++) if (cut[classOf[i]!]) listed.push({ client: clients[i]!.kind, from: clients[i]!.pod, istiod, port: ports.xds });
-  }
-  const order: readonly string[] = ['sidecar', 'ztunnel', 'gateway', 'kube-apiserver'];
-  // Stable: by client kind, then as listed (one pass per kind: a comparison sort of every client flow
-  // was a tenth of the cilium-config request's profile).
-  const cutFlows = order.flatMap((kind) => listed.filter((f) => f.client === kind));
-  if (cutFlows.length === 0) return [];
-
-  const firstClass = (lostAny ? r.lostClasses : r.stillClasses)[0]!.first;
-  const clientNames = uniq(cutFlows.map((f) => (f.from ? podRef(f.from) : 'kube-apiserver')));
-  const xdsPorts = uniq(cutFlows.filter((f) => f.from).map((f) => f.port)).sort((a, b) => a - b);
-  const webhookPorts = uniq(cutFlows.filter((f) => !f.from).map((f) => f.port)).sort((a, b) => a - b);
-  const cutKinds = uniq(cutFlows.map((f) => `${f.client}:${f.port}`));
   const cut = {
     request: changeRef(change),
     istiod: podRef(firstClass.istiod),
     cut: cutKinds,
-    clients: clientNames.slice(0, MAX_LISTED),
-    clientCount: clientNames.length,
+    clients: clientNames.first.slice(0, MAX_LISTED),
+    clientCount: clientNames.count,
     deciding: deciding(after, firstClass),
     allow: allowRules(subject.by === 'policy' ? change.kind : 'CiliumNetworkPolicy', after, xdsPorts, webhookPorts),
   };
-  const extras = { victims: clientNames.slice(0, MAX_VICTIMS), victimCount: clientNames.length };
+  const extras = { victims: clientNames.first.slice(0, MAX_VICTIMS), victimCount: clientNames.count };
 
   // A deny decides some cut flows (an ingressDeny on istiod): name it, since an allow changes nothing there.
-  const decided = decidedByOf<Flow>(cutFlows, lostAny ? r.lostClasses : r.stillClasses, key, (f) =>
-    f.from ? reachable(after, f.from, { type: 'pod', pod: f.istiod }, f.port, 'TCP', 'ingress') : apiserverReachesPod(after, f.istiod, f.port),
-    after,
-  );
-  if (decided.byDeny.length > 0 && decided.denies.length > 0) {
+  // With no deny element in the state, default deny decides every flow (decidedByOf's own shortcut).
+  const decided = hasDenyRules(after)
+    ? decidedByOf<Flow>(
+        cutFlows(),
+        judgedIn(chosen).map((f) => ({ key: key(f), first: f })),
+        key,
+        (f) => (f.from ? reachable(after, f.from, { type: 'pod', pod: f.istiod }, f.port, 'TCP', 'ingress') : apiserverReachesPod(after, f.istiod, f.port)),
+        after,
+      )
+    : undefined;
+  if (decided !== undefined && decided.byDeny.length > 0 && decided.denies.length > 0) {
     const others = decided.byDefault;
     const otherNames = uniq(others.map((f) => (f.from ? podRef(f.from) : 'kube-apiserver')));
     const portsOf = (fs: readonly Flow[], xds: boolean): number[] => uniq(fs.filter((f) => !!f.from === xds).map((f) => f.port)).sort((a, b) => a - b);

@@ -1,0 +1,194 @@
+// Shortcuts of the mesh rules (mesh-control-plane-blocked, hbone-15008-blocked, ambient-probe-snat-blocked)
+// for answers that provably do not depend on the class asked about (issue 21: judge only what a change
+// alters). Two of them:
+//
+// - ingressEnforcementChanged: for an overlay that changes cilium-config's `enable-policy` alone (between
+//   `default` and `always`), the pods whose ingress enforcement differs from the base's. Every other
+//   input of an ingress decision is the same in both states (selecting lists, identities, matching rules;
+//   enforcement is the only thing `enable-policy` decides outside `never`), so a pod whose enforcement is
+//   the same gets the same ingress answers before and after: it cannot lose anything. Kept per base
+//   revision (the long-lived state), so a steady stream of such requests does no per-class work.
+// - podSourceIngress: whether a pod's ingress admits a pod source on a port when the answer is the same
+//   for every pod source (no ingress element at all: not enforced admits all, default deny drops all).
+//   Decided once per state revision, pod and port, instead of once per client class.
+// - For a Namespace relabel (hbone-15008-blocked's scan of the ambient pods elsewhere that a relabelled
+//   pod may reach): the ambient pods elsewhere, from the long-lived state's list (their mesh mode reads
+//   their own Namespace, not the changed one), and ingressMayAdmitTcp once per selecting list rather
+//   than once per destination class.
+
+import type { ClusterState, Pod } from '../core/objects.ts';
+import { overlayDelta } from '../state/overlay.ts';
+import { classifiedPods, filterPods } from './classes.ts';
+import { meshMode } from './istio.ts';
+import { keptPerRevision, perRevision, perRevisionFor } from './memo.ts';
+import { ingressMayAdmitTcp, reachable } from './reachability.ts';
+import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
+import type { PolicyModel } from './types.ts';
+
+/**
+ * The settings of `after` and `before` when `after` is an overlay over `before` that changes
+ * kube-system/cilium-config and nothing the policy engine reads but `enable-policy` (neither side
+ * `never`); undefined otherwise.
+ */
+function enablePolicyOnly(before: ClusterState, after: ClusterState): { readonly a: PolicySettings; readonly b: PolicySettings } | undefined {
+  const d = overlayDelta(after);
+  if (d === undefined || d.base !== before || d.kind !== 'ConfigMap' || d.namespace !== 'kube-system' || d.name !== 'cilium-config') return undefined;
+  const a = policySettings(before);
+  const b = policySettings(after);
+  const same =
+    a.nonDefaultDenyPolicies === b.nonDefaultDenyPolicies &&
+    a.cidrMatchesNodes === b.cidrMatchesNodes &&
+    a.endPortSupported === b.endPortSupported &&
+    a.peersLocalCluster === b.peersLocalCluster &&
+    a.ipv4 === b.ipv4 &&
+    a.ipv6 === b.ipv6 &&
+    a.enablePolicy !== 'never' &&
+    b.enablePolicy !== 'never';
+  return same ? { a, b } : undefined;
+}
+
+let enforcementScans = 0;
+
+/** How many times ingressEnforcementChanged has judged a pods array class by class (for tests). */
+export function enforcementChangeScans(): number {
+  return enforcementScans;
+}
+
+/**
+ * The pods of `pods` (per class when `pods` is registered with its classes) whose ingress enforcement
+ * in `after` differs from `before`'s, when `after` is an overlay over `before` that changes cilium-config's
+ * `enable-policy` alone (see enablePolicyOnly); undefined for any other pair of states, where the caller
+ * must judge every pod. The other pods keep every ingress answer: their selecting lists, their peers'
+ * identities and the matching rules are the same in both states, and so is their enforcement. Kept on
+ * `before` per settings pair and pods array: later requests of the same revision scan nothing.
+ */
+export function ingressEnforcementChanged(before: ClusterState, after: ClusterState, pods: readonly Pod[]): readonly Pod[] | undefined {
+  const s = enablePolicyOnly(before, after);
+  if (s === undefined) return undefined;
+  if (s.a.enablePolicy === s.b.enablePolicy) return NO_PODS;
+  const table = keptPerRevision(before, 'ingressEnforcementChanged', newChangedTable);
+  const key = `${s.a.enablePolicy}>${s.b.enablePolicy}|${s.a.nonDefaultDenyPolicies}`;
+  let byPods = table.get(key);
+  if (byPods === undefined) table.set(key, (byPods = new WeakMap()));
+  let out = byPods.get(pods);
+  if (out === undefined) {
+    enforcementScans++;
+    // The selecting lists are the base's (a cilium-config change changes none): read from its long-lived table.
+    out = filterPods(pods, (p) => {
+      if (!isCiliumEndpoint(p)) return false;
+      const models = policiesSelecting(before, p);
+      return enforcementOfModels(models, 'ingress', s.a).enforced !== enforcementOfModels(models, 'ingress', s.b).enforced;
+    });
+    byPods.set(pods, out);
+  }
+  return out;
+}
+const NO_PODS: readonly Pod[] = Object.freeze([]);
+const newChangedTable = (): Map<string, WeakMap<readonly Pod[], readonly Pod[]>> => new Map();
+
+let perSource = 0;
+
+/** How many times podIngressWorks asked reachable() about one source (for tests that count per-class work). */
+export function podIngressJudgements(): number {
+  return perSource;
+}
+
+/**
+ * Whether `dest`'s ingress admits a pod-network source pod (on any port and protocol), when that answer
+ * is the same for every such source and port; undefined when it may depend on the source (some ingress element, allow
+ * or deny, is in `dest`'s policy). Not for host-network sources (allow-localhost) nor `dest` itself
+ * (always reachable): the caller asks reachable() for those. With no ingress element at all, reachable()
+ * (decideDirection) decides by enforcement alone: not enforced admits, default deny drops.
+ */
+export function podSourceIngress(state: ClusterState, dest: Pod): boolean | undefined {
+  return perRevisionFor(state, 'podSourceIngress', dest, () => computePodSourceIngress(state, dest));
+}
+
+/**
+ * reachable(state, from, dest, TCP port, 'ingress'), taken from `any` (podSourceIngress(state, dest),
+ * asked once by the caller) where it answers for `from`.
+ */
+export function podIngressWorks(state: ClusterState, from: Pod, dest: Pod, port: number, any: boolean | undefined): boolean {
+  if (any !== undefined && plainPodSource(from, dest)) return any;
+  perSource++;
+  return reachable(state, from, { type: 'pod', pod: dest }, port, 'TCP', 'ingress');
+}
+
+function computePodSourceIngress(state: ClusterState, dest: Pod): boolean | undefined {
+  const settings = policySettings(state);
+  if (settings.enablePolicy === 'never' || !isCiliumEndpoint(dest)) return true;
+  const models = policiesSelecting(state, dest);
+  for (const m of models) for (const el of m.elements) if (el.direction === 'ingress') return undefined;
+  return !enforcementOfModels(models, 'ingress', settings).enforced;
+}
+
+/** Is `source` one podSourceIngress answers for at `dest`: a pod-network pod other than `dest` itself? */
+export function plainPodSource(source: Pod, dest: Pod): boolean {
+  if (source.spec.hostNetwork === true) return false;
+  return !(source === dest || ((source.metadata.namespace ?? '') === (dest.metadata.namespace ?? '') && source.metadata.name === dest.metadata.name));
+}
+
+// ---------- a Namespace relabel: the ambient pods elsewhere ----------
+
+/** The ambient pods of `state`, registered with their classes: judged once per class and state revision. */
+export function ambientPods(state: ClusterState): readonly Pod[] {
+  return perRevision(state, 'ambientPods', () => filterPods(classifiedPods(state), (d) => meshMode(state, d) === 'ambient'));
+}
+
+/** Is `after` an overlay over `before` that changes the Namespace `namespace` and nothing else? */
+function relabelOf(before: ClusterState, after: ClusterState, namespace: string): boolean {
+  const d = overlayDelta(after);
+  return d !== undefined && d.base === before && d.kind === 'Namespace' && d.name === namespace;
+}
+
+/**
+ * The ambient pods of `after` outside `namespace` (registered with their classes, in classifiedPods'
+ * order), for `after` = `before` with the Namespace `namespace` relabelled: a pod's mesh mode reads its
+ * own Namespace and itself only, so those of the other namespaces are `before`'s, kept per revision (and
+ * relabelled namespace) there. Any other pair of states is judged here and now.
+ */
+export function ambientPodsElsewhere(before: ClusterState, after: ClusterState, namespace: string): readonly Pod[] {
+  if (!relabelOf(before, after, namespace)) return filterPods(classifiedPods(after), (d) => d.metadata.namespace !== namespace && meshMode(after, d) === 'ambient');
+  return perRevision(before, `ambientPodsElsewhere:${namespace}`, () => filterPods(ambientPods(before), (d) => d.metadata.namespace !== namespace));
+}
+
+let admitChecks = 0;
+
+/** How many times a mayAdmitTcpByList predicate asked ingressMayAdmitTcp (for tests that count per-class work). */
+export function mayAdmitTcpChecks(): number {
+  return admitChecks;
+}
+
+/**
+ * ingressMayAdmitTcp(after, sources, d) as a predicate over destinations `d` outside the relabelled
+ * `namespace` (`after` = `before` with that Namespace relabelled), asked once per selecting list: for
+ * pod-network sources the answer reads only the destination's selecting models and their enforcement
+ * (the sources' identities are the same for every destination), and a destination outside the changed
+ * namespace keeps its models (subject selectors read a pod's own Namespace): its list in `before` (kept
+ * there), by content, keys the answer. Host-network sources (allow-localhost reads the destination's node), another
+ * pair of states, or a destination in `namespace` are asked one by one.
+ */
+export function mayAdmitTcpByList(before: ClusterState, after: ClusterState, namespace: string, sources: readonly Pod[]): (dest: Pod) => boolean {
+  const one = (d: Pod): boolean => {
+    admitChecks++;
+    return ingressMayAdmitTcp(after, sources, d);
+  };
+  if (!relabelOf(before, after, namespace) || sources.some((s) => s.spec.hostNetwork === true)) return one;
+  // Keyed by the list's content (its model objects in order, as a trie: lists of equal content are
+  // often distinct arrays, one per identity).
+  const root: Trie = new Map();
+  return (d) => {
+    if (d.metadata.namespace === namespace || !isCiliumEndpoint(d)) return one(d);
+    let node = root;
+    for (const m of policiesSelecting(before, d)) {
+      let next = node.get(m);
+      if (next === undefined) node.set(m, (next = new Map()));
+      node = next as Trie;
+    }
+    let v = node.get(END) as boolean | undefined;
+    if (v === undefined) node.set(END, (v = one(d)));
+    return v;
+  };
+}
+type Trie = Map<PolicyModel | typeof END, Trie | boolean>;
+const END = Symbol('end of list');

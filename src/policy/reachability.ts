@@ -31,7 +31,7 @@ import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAME
 import { checkBudget } from '../core/budget.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { ipIndexByList, keptPerRevision, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { ipIndexByList, keptPerRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -808,6 +808,38 @@ export function reachable(state: ClusterState, from: Pod, to: Target, port: numb
   return decideDirection(ctx, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, undefined, fromLocalHost(from, destPod));
 }
 
+/**
+ * The ingress decision at pod `dest` on port/protocol for every source that is a pod of the cluster
+ * (not in the host network, and not `dest` itself, which reaches itself), when it cannot depend on which
+ * pod: every ingress element of `dest` that matches the port either has no peers (it matches every
+ * source) or only peers whose answer is the same for every pod identity (entities: `all` and `cluster`
+ * select every pod, the others none; CIDRs and FQDNs select no pod). Undefined when some such element
+ * has an endpoint selector or a Service peer (the answer then depends on the source), or while
+ * recordDenials runs (the decision must be made for the flow to be recorded). Kept per state revision,
+ * destination, port and protocol: a DNS check asks it once per class.
+ */
+export function podSourceIngress(state: ClusterState, dest: Pod, port: number, protocol: Protocol): boolean | undefined {
+  if (recording !== undefined) return undefined;
+  const v = perRevisionFor(state, `podSourceIngress:${port}/${protocol}`, dest, () => computePodSourceIngress(state, dest, port, protocol));
+  return v ?? undefined;
+}
+
+function computePodSourceIngress(state: ClusterState, dest: Pod, port: number, protocol: Protocol): boolean | null {
+  const settings = policySettings(state);
+  if (settings.enablePolicy !== 'never' && isCiliumEndpoint(dest)) {
+    for (const m of policiesSelecting(state, dest)) {
+      for (const el of m.elements) {
+        if (el.direction !== 'ingress' || !portMatch(el, port, protocol, dest, settings.endPortSupported).matched) continue;
+        for (const p of el.peers) if (p.type === 'endpoints' || p.type === 'services') return null;
+      }
+    }
+  }
+  // Any pod identity decides as every other one does: dest's own stands for them (decided as for a
+  // source that is not dest, which would reach itself without policy).
+  const ctx: EvalContext = { state, settings, from: dest, dnsCheck: false };
+  return decideDirection(ctx, dest, 'ingress', podIdentity(state, dest), port, protocol, dest, undefined);
+}
+
 /** A host-network client on the destination's own node: the local host (allow-localhost applies). */
 function fromLocalHost(from: Pod, dest: Pod): boolean {
   return from.spec.hostNetwork === true && from.spec.nodeName !== undefined && from.spec.nodeName === dest.spec.nodeName;
@@ -950,7 +982,8 @@ const isRef = (r: PolicyRef, c: ChangedPolicy): boolean => r.kind === c.kind && 
  * caller's interned class key of `from`, `question`, a fixed string naming the port and protocol for
  * this state, and `targetKey`, the target pod or address: together they must determine both subjects'
  * models and both peers' identities)
- * plus the changed object's new elements, tested here, give the overlay's decision.
+ * plus the changed object's new elements, tested here, give the overlay's decision. `which` 'egress'
+ * asks only whether the source's egress allows it (as reachable() does).
  * Undefined where this does not apply (a Service address, whose backends are judged instead).
  */
 export function reachableFromBase(
@@ -964,6 +997,7 @@ export function reachableFromBase(
   classKey: string,
   question: string,
   targetKey: object | string,
+  which: 'both' | 'egress' = 'both',
 ): boolean | undefined {
   checkBudget();
   if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) return undefined;
@@ -985,9 +1019,18 @@ export function reachableFromBase(
   let facts = byTarget.get(targetKey);
   if (facts === undefined) byTarget.set(targetKey, (facts = {}));
   if (!decideFromBase(ctx, baseCtx, changed, from, 'egress', dest, port, protocol, destPod, facts)) return false;
-  if (!destPod) return true;
-  if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') return true;
-  return decideFromBase(ctx, baseCtx, changed, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, facts);
+  if (!destPod || which === 'egress') return true;
+  // A host-network client on the destination's node is its local host: allow-localhost as decideDirection
+  // applies it (the lowest-precedence allow: a matching deny still wins, and from Cilium 1.20 only beside
+  // ingress rules).
+  return decideFromBase(ctx, baseCtx, changed, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, facts, fromLocalHost(from, destPod));
+}
+
+const fromBaseCount = { egress: 0, ingress: 0 };
+
+/** How many direction decisions reachableFromBase has made so far, per direction (for tests that count the work per class). */
+export function fromBaseDecisions(): { readonly egress: number; readonly ingress: number } {
+  return { ...fromBaseCount };
 }
 
 function decideFromBase(
@@ -1001,8 +1044,10 @@ function decideFromBase(
   protocol: Protocol,
   destPod: Pod | undefined,
   kept: { egress?: DirectionFacts; ingress?: DirectionFacts },
+  localHost = false,
 ): boolean {
   if (ctx.settings.enablePolicy === 'never' || !isCiliumEndpoint(subject)) return true;
+  fromBaseCount[direction]++;
   const facts = (kept[direction] ??= directionFacts(baseCtx, subject, direction, peer, port, protocol, destPod));
   let denied = facts.denyBy.some((r) => !isRef(r, changed));
   if (denied) return false;
@@ -1019,7 +1064,7 @@ function decideFromBase(
     }
   }
   if (denied) return false;
-  return allowed || !enforcementOfModels(models, direction, ctx.settings).enforced;
+  return allowed || !enforcementOfModels(models, direction, ctx.settings).enforced || (localHost && localHostAllowed(ctx.state, subject));
 }
 
 /** The policies whose deny and allow elements match, in one direction at `subject` (no early return). */

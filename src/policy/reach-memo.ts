@@ -9,7 +9,11 @@
 // changes one policy object (CNP, CCNP, NetworkPolicy) changes none of those but the selecting-model
 // lists, and only for the pods its old or new object selects. So when the source and every destination
 // pod of a check keep the very same list (policiesSelecting returns the base's array then, see
-// selectingFromBase), the check's answer is the base's. Targets that are FQDNs (whose allow depends on
+// selectingFromBase), the check's answer is the base's. That is told without working out the overlay's
+// list (keepsList): a class keeps its list when neither the changed object's old models nor its new ones
+// select it. A class the change does select has its answer derived from the base's decisions and the
+// changed object's new models (ReachQuestion.derive, reachableFromBase), which need no overlay list
+// either: a request that selects every pod no longer builds 9.5k lists here. Targets that are FQDNs (whose allow depends on
 // the DNS proxy seeing the lookup, i.e. on the DNS servers' lists too) are not asked through here.
 //
 // The base is the long-lived state: its table is filled by the first request of a revision and read by
@@ -17,7 +21,7 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
-import { recordingDenials, type ChangedPolicy } from './reachability.ts';
+import { changedSelecting, recordingDenials, type ChangedPolicy } from './reachability.ts';
 import { keptPerRevision, perRevision } from './memo.ts';
 import { policiesSelecting, policySettings } from './selection.ts';
 
@@ -84,6 +88,16 @@ export function keepsSelecting(state: ClusterState, base: ClusterState, pod: Pod
   return policiesSelecting(state, pod) === policiesSelecting(base, pod);
 }
 
+/**
+ * keepsSelecting for an overlay that changes the policy object `changed`, without working out the
+ * overlay's list: it is the base's very array when neither the changed object's old models (in the
+ * base's list) nor its new ones select the pod (policy/selection.ts selectingFromBase).
+ */
+function keepsList(state: ClusterState, base: ClusterState, changed: ChangedPolicy, pod: Pod): boolean {
+  for (const m of policiesSelecting(base, pod)) if (m.ref.kind === changed.kind && m.ref.namespace === changed.namespace && m.ref.name === changed.name) return false;
+  return changedSelecting(state, changed, pod).length === 0;
+}
+
 let computed = 0;
 let derived = 0;
 
@@ -107,9 +121,8 @@ export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod)
   // would decide nothing there, so the question is judged afresh and the answer is not kept.
   if (recordingDenials()) return q.compute(state, pod);
   const delta = policyOnlyDelta(state);
-  const base = delta?.base;
-  if (base !== undefined && keepsSelecting(state, base, pod) && perRevision(state, q.destsName, () => destsKept(q, state, base))) {
-    return memoReach(q, base, pod);
+  if (delta !== undefined && keepsList(state, delta.base, delta, pod) && perRevision(state, q.destsName, () => destsKept(q, state, delta))) {
+    return memoReach(q, delta.base, pod);
   }
   const key = q.key(state, pod);
   if (key === undefined) {
@@ -131,7 +144,7 @@ export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod)
   return v;
 }
 
-function destsKept<V>(q: ReachQuestion<V>, state: ClusterState, base: ClusterState): boolean {
+function destsKept<V>(q: ReachQuestion<V>, state: ClusterState, delta: OverlayDelta): boolean {
   const dests = q.dests(state);
-  return dests !== undefined && dests.every((d) => keepsSelecting(state, base, d));
+  return dests !== undefined && dests.every((d) => keepsList(state, delta.base, delta, d));
 }

@@ -3,7 +3,7 @@
 // matching deny wins, then any matching allow (union of CNP, CCNP and NetworkPolicy), then default deny
 // if the direction is enforced, else allow. Sources for every rule are in docs/semantics.md.
 
-import type { ClusterState, Labels, Pod, Service } from '../core/objects.ts';
+import type { ClusterState, Labels, Pod, PolicyObject, Service } from '../core/objects.ts';
 import type {
   Allowing,
   DecidedBy,
@@ -24,14 +24,14 @@ import type {
 import { dnsNameMatches, normalizeDnsName } from './dns-pattern.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
-import { formatPolicyRef } from './model.ts';
+import { formatPolicyRef, policyModel } from './model.ts';
 import { podClassId } from './classes.ts';
-import { enforcement, enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
+import { enforcement, enforcementOfModels, isCiliumEndpoint, modelSelects, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { ipIndexByList, keptPerRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { ipIndexByList, keptPerRevision, perRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -1049,12 +1049,14 @@ function decideFromBase(
   if (ctx.settings.enablePolicy === 'never' || !isCiliumEndpoint(subject)) return true;
   fromBaseCount[direction]++;
   const facts = (kept[direction] ??= directionFacts(baseCtx, subject, direction, peer, port, protocol, destPod));
-  let denied = facts.denyBy.some((r) => !isRef(r, changed));
-  if (denied) return false;
-  let allowed = facts.allowBy.some((r) => !isRef(r, changed));
-  const models = policiesSelecting(ctx.state, subject);
-  if (changed.name !== '') for (const m of models) {
-    if (!isRef(m.ref, changed)) continue;
+  for (const r of facts.denyBy) if (!isRef(r, changed)) return false;
+  let allowed = false;
+  for (const r of facts.allowBy) if (!isRef(r, changed)) allowed = true;
+  // The changed object's new models that select the subject: the overlay's list is the base's less the
+  // changed object's old models plus these (policy/selection.ts selectingFromBase), so it is not needed.
+  const added = changedSelecting(ctx.state, changed, subject);
+  let denied = false;
+  for (const m of added) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
       if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
@@ -1064,7 +1066,48 @@ function decideFromBase(
     }
   }
   if (denied) return false;
-  return allowed || !enforcementOfModels(models, direction, ctx.settings).enforced || (localHost && localHostAllowed(ctx.state, subject));
+  if (allowed) return true;
+  return !enforcedFromBase(ctx, baseCtx, changed, subject, direction, added) || (localHost && localHostAllowed(ctx.state, subject));
+}
+
+/**
+ * Is `direction` enforced at `subject` in the overlay, from its base list: the enforcing models are the
+ * base's (under the overlay's settings) less the changed object's old ones, plus its new ones that
+ * select the subject (`added`). For an overlay that changes no policy the lists are the same.
+ */
+function enforcedFromBase(ctx: EvalContext, baseCtx: EvalContext, changed: ChangedPolicy, subject: Pod, direction: Direction, added: readonly PolicyModel[]): boolean {
+  const was = enforcementOfModels(policiesSelecting(baseCtx.state, subject), direction, ctx.settings);
+  if (!was.enforced) return added.length > 0 && enforcementOfModels(added, direction, ctx.settings).enforced;
+  if (ctx.settings.enablePolicy === 'always') return true;
+  for (const r of was.by) if (!isRef(r, changed)) return true;
+  return added.length > 0 && enforcementOfModels(added, direction, ctx.settings).enforced;
+}
+
+/** The changed policy object's models in the overlay `state` (none when it is deleted or no policy changed). */
+function changedModels(state: ClusterState, changed: ChangedPolicy): readonly PolicyModel[] {
+  if (changed.name === '') return NO_MODELS;
+  return perRevision(state, 'changedPolicyModels', () => {
+    const obj = state.get(changed.kind as 'CiliumNetworkPolicy', changed.namespace === '' ? undefined : changed.namespace, changed.name);
+    return obj === undefined ? NO_MODELS : policyModel(obj as PolicyObject);
+  });
+}
+const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
+
+/**
+ * The changed object's models that select `pod` in the overlay `state`, one array per distinct answer
+ * (so that enforcement, kept per model list, is computed once per answer).
+ */
+export function changedSelecting(state: ClusterState, changed: ChangedPolicy, pod: Pod): readonly PolicyModel[] {
+  const models = changedModels(state, changed);
+  if (models.length === 0) return NO_MODELS;
+  let mask = 0;
+  for (let i = 0; i < models.length && i < 30; i++) if (modelSelects(state, models[i]!, pod)) mask |= 1 << i;
+  if (mask === 0 && models.length <= 30) return NO_MODELS;
+  if (models.length > 30) return models.filter((m) => modelSelects(state, m, pod)); // not interned: a policy of 30+ specs
+  const byMask = perRevision(state, 'changedSelectingByMask', () => new Map<number, readonly PolicyModel[]>());
+  let out = byMask.get(mask);
+  if (out === undefined) byMask.set(mask, (out = models.filter((_, i) => (mask & (1 << i)) !== 0)));
+  return out;
 }
 
 /** The policies whose deny and allow elements match, in one direction at `subject` (no early return). */

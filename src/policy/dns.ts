@@ -138,9 +138,12 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
       const t = dnsTarget(state);
       if (!t) return undefined;
       const port = dnsPort(state, t, protocol);
-      for (const d of t.pods) {
-        // The backend's ingress decided once for every pod client: only the client's egress is derived.
-        const ingress = backendIngress(state, pod, d, port, protocol);
+      // The backends' ingress decided once for every pod client: only the client's egress is derived
+      // (a class that derives is no backend's, see key).
+      const ingresses = pod.spec.hostNetwork === true ? undefined : perRevision(state, `dnsBackendIngress:${protocol}`, () => t.pods.map((d) => podSourceIngress(state, d, port, protocol)));
+      for (let i = 0; i < t.pods.length; i++) {
+        const d = t.pods[i]!;
+        const ingress = ingresses?.[i];
         if (ingress === false) continue;
         const r = reachableFromBase(state, base, changed, pod, { type: 'pod', pod: d }, port, protocol, key, protocol, d, ingress === true ? 'egress' : 'both');
         if (r !== false) return r;

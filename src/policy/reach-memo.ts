@@ -115,25 +115,45 @@ export function reachDerivations(): number {
 const TABLE_LIMIT = 50_000;
 const newTable = (): Map<string, unknown> => new Map();
 
+/** What memoReach reads of a state for every question and class, looked up once per state revision. */
+interface ReachState {
+  readonly delta: OverlayDelta | undefined;
+  /** Per question name: its table (kept per revision), and whether its destinations keep their lists. */
+  readonly tables: Map<string, Map<string, unknown>>;
+  readonly destsKept: Map<string, boolean>;
+  derivable?: { readonly base: ClusterState; readonly changed: ChangedPolicy } | null;
+}
+
+function reachState(state: ClusterState): ReachState {
+  return perRevision(state, 'reachState', () => ({ delta: policyOnlyDelta(state), tables: new Map(), destsKept: new Map() }));
+}
+
 /** `q.compute(state, pod)`, from its base's answer when the overlay cannot change it, memoised per class. */
 export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod): V {
   // Asked under recordDenials (which rule decided a loss: impact/decided-by.ts): a kept or derived answer
   // would decide nothing there, so the question is judged afresh and the answer is not kept.
   if (recordingDenials()) return q.compute(state, pod);
-  const delta = policyOnlyDelta(state);
-  if (delta !== undefined && keepsList(state, delta.base, delta, pod) && perRevision(state, q.destsName, () => destsKept(q, state, delta))) {
-    return memoReach(q, delta.base, pod);
+  const rs = reachState(state);
+  const delta = rs.delta;
+  if (delta !== undefined && keepsList(state, delta.base, delta, pod)) {
+    let kept = rs.destsKept.get(q.destsName);
+    if (kept === undefined) rs.destsKept.set(q.destsName, (kept = destsKept(q, state, delta)));
+    if (kept) return memoReach(q, delta.base, pod);
   }
   const key = q.key(state, pod);
   if (key === undefined) {
     computed++;
     return q.compute(state, pod);
   }
-  const table = keptPerRevision(state, q.name, newTable);
+  let table = rs.tables.get(q.name);
+  if (table === undefined) rs.tables.set(q.name, (table = keptPerRevision(state, q.name, newTable)));
   if (table.has(key)) return table.get(key) as V;
   // A class the change does select: from the base's decisions and the changed object's new rules.
-  const derivable = q.derive !== undefined ? perRevision(state, 'derivableDelta', () => derivableDelta(state)) : undefined;
-  let v = derivable !== undefined ? q.derive!(state, derivable.base, derivable.changed, pod, key) : undefined;
+  let v: V | undefined;
+  if (q.derive !== undefined) {
+    if (rs.derivable === undefined) rs.derivable = derivableDelta(state) ?? null;
+    if (rs.derivable !== null) v = q.derive(state, rs.derivable.base, rs.derivable.changed, pod, key);
+  }
   if (v !== undefined) derived++;
   else {
     v = q.compute(state, pod);

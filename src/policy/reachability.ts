@@ -1002,7 +1002,7 @@ export function reachableFromBase(
   checkBudget();
   if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) return undefined;
   const settings = policySettings(state);
-  const dest = targetIdentity(state, from, to);
+  const dest = to.type === 'ip' ? ipTargetIdentity(state, from, to) : targetIdentity(state, from, to);
   const destPod = dest.pod;
   if (destPod && isSamePod(from, destPod)) return true;
   const ctx: EvalContext = { state, settings, from, dnsCheck: false };
@@ -1025,6 +1025,20 @@ export function reachableFromBase(
   // ingress rules).
   return decideFromBase(ctx, baseCtx, changed, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, facts, fromLocalHost(from, destPod));
 }
+
+/** targetIdentity of an address, kept per state revision, address and source node (all it reads of the source). */
+function ipTargetIdentity(state: ClusterState, from: Pod, to: Extract<Target, { type: 'ip' }>): Identity {
+  const ids = perRevision(state, 'ipTargetIdentities', newIdentityTable);
+  const k = to.ip + '\u0000' + (from.spec.nodeName ?? '');
+  let id = ids.get(k);
+  if (id === undefined) {
+    id = targetIdentity(state, from, to);
+    if (ids.size >= 10_000) ids.clear();
+    ids.set(k, id);
+  }
+  return id;
+}
+const newIdentityTable = (): Map<string, Identity> => new Map();
 
 const fromBaseCount = { egress: 0, ingress: 0 };
 

@@ -26,6 +26,7 @@ import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from '.
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef, policyModel } from './model.ts';
 import { podClassId } from './classes.ts';
+import { podIdentityKey } from './identity.ts';
 import { enforcement, enforcementOfModels, isCiliumEndpoint, modelSelects, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
@@ -1113,7 +1114,22 @@ const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
  */
 export function changedSelecting(state: ClusterState, changed: ChangedPolicy, pod: Pod): readonly PolicyModel[] {
   const models = changedModels(state, changed);
-  if (models.length === 0) return NO_MODELS;
+  if (models.length === 0 || !isCiliumEndpoint(pod)) return NO_MODELS;
+  // Per identity (what modelSelects reads: the pod's endpoint labels, its namespace's) and revision:
+  // asked for every class by each question, both directions.
+  const byId = perRevision(state, 'changedSelectingById', newSelectingById);
+  const id = podIdentityKey(pod);
+  let hit = byId.get(id);
+  if (hit === undefined) {
+    hit = computeChangedSelecting(state, models, pod);
+    if (byId.size >= 50_000) byId.clear();
+    byId.set(id, hit);
+  }
+  return hit;
+}
+const newSelectingById = (): Map<string, readonly PolicyModel[]> => new Map();
+
+function computeChangedSelecting(state: ClusterState, models: readonly PolicyModel[], pod: Pod): readonly PolicyModel[] {
   let mask = 0;
   for (let i = 0; i < models.length && i < 30; i++) if (modelSelects(state, models[i]!, pod)) mask |= 1 << i;
   if (mask === 0 && models.length <= 30) return NO_MODELS;

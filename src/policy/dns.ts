@@ -124,6 +124,7 @@ function backendIngress(state: ClusterState, pod: Pod, d: Pod, port: number, pro
 }
 
 function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
+  const planKey = `reachesDns:${protocol}:derivePlan`;
   return {
     name: `reachesDns:${protocol}`,
     destsName: `reachesDns:${protocol}:dests`,
@@ -135,12 +136,17 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
     },
     compute: (state, pod) => computeReachesDns(state, pod, protocol),
     derive: (state, base, changed, pod, key) => {
-      const t = dnsTarget(state);
-      if (!t) return undefined;
-      const port = dnsPort(state, t, protocol);
-      // The backends' ingress decided once for every pod client: only the client's egress is derived
-      // (a class that derives is no backend's, see key).
-      const ingresses = pod.spec.hostNetwork === true ? undefined : perRevision(state, `dnsBackendIngress:${protocol}`, () => t.pods.map((d) => podSourceIngress(state, d, port, protocol)));
+      // The target, its port and the backends' ingress decided once for every pod client (a class that
+      // derives is no backend's, see key): per state revision, then only the client's egress is derived.
+      const plan = perRevision(state, planKey, () => {
+        const t = dnsTarget(state);
+        if (!t) return undefined;
+        const port = dnsPort(state, t, protocol);
+        return { t, port, ingresses: t.pods.map((d) => podSourceIngress(state, d, port, protocol)) };
+      });
+      if (!plan) return undefined;
+      const { t, port } = plan;
+      const ingresses = pod.spec.hostNetwork === true ? undefined : plan.ingresses;
       for (let i = 0; i < t.pods.length; i++) {
         const d = t.pods[i]!;
         const ingress = ingresses?.[i];

@@ -1098,12 +1098,17 @@ function enforcedFromBase(ctx: EvalContext, baseCtx: EvalContext, changed: Chang
   return added.length > 0 && enforcementOfModels(added, direction, ctx.settings).enforced;
 }
 
-/** The changed policy object's models in the overlay `state` (none when it is deleted or no policy changed). */
-function changedModels(state: ClusterState, changed: ChangedPolicy): readonly PolicyModel[] {
-  if (changed.name === '') return NO_MODELS;
+/** The changed policy object's models in the overlay `state` (none when it is deleted or no policy changed), and their answers per identity. */
+interface ChangedModels {
+  readonly models: readonly PolicyModel[];
+  readonly byId: Map<string, readonly PolicyModel[]>;
+  readonly byMask: Map<number, readonly PolicyModel[]>;
+}
+
+function changedModels(state: ClusterState, changed: ChangedPolicy): ChangedModels {
   return perRevision(state, 'changedPolicyModels', () => {
-    const obj = state.get(changed.kind as 'CiliumNetworkPolicy', changed.namespace === '' ? undefined : changed.namespace, changed.name);
-    return obj === undefined ? NO_MODELS : policyModel(obj as PolicyObject);
+    const obj = changed.name === '' ? undefined : state.get(changed.kind as 'CiliumNetworkPolicy', changed.namespace === '' ? undefined : changed.namespace, changed.name);
+    return { models: obj === undefined ? NO_MODELS : policyModel(obj as PolicyObject), byId: new Map(), byMask: new Map() };
   });
 }
 const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
@@ -1113,30 +1118,29 @@ const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
  * (so that enforcement, kept per model list, is computed once per answer).
  */
 export function changedSelecting(state: ClusterState, changed: ChangedPolicy, pod: Pod): readonly PolicyModel[] {
-  const models = changedModels(state, changed);
-  if (models.length === 0 || !isCiliumEndpoint(pod)) return NO_MODELS;
+  if (changed.name === '') return NO_MODELS;
+  const c = changedModels(state, changed);
+  if (c.models.length === 0 || !isCiliumEndpoint(pod)) return NO_MODELS;
   // Per identity (what modelSelects reads: the pod's endpoint labels, its namespace's) and revision:
   // asked for every class by each question, both directions.
-  const byId = perRevision(state, 'changedSelectingById', newSelectingById);
   const id = podIdentityKey(pod);
-  let hit = byId.get(id);
+  let hit = c.byId.get(id);
   if (hit === undefined) {
-    hit = computeChangedSelecting(state, models, pod);
-    if (byId.size >= 50_000) byId.clear();
-    byId.set(id, hit);
+    hit = computeChangedSelecting(state, c, pod);
+    if (c.byId.size >= 50_000) c.byId.clear();
+    c.byId.set(id, hit);
   }
   return hit;
 }
-const newSelectingById = (): Map<string, readonly PolicyModel[]> => new Map();
 
-function computeChangedSelecting(state: ClusterState, models: readonly PolicyModel[], pod: Pod): readonly PolicyModel[] {
-  let mask = 0;
-  for (let i = 0; i < models.length && i < 30; i++) if (modelSelects(state, models[i]!, pod)) mask |= 1 << i;
-  if (mask === 0 && models.length <= 30) return NO_MODELS;
+function computeChangedSelecting(state: ClusterState, c: ChangedModels, pod: Pod): readonly PolicyModel[] {
+  const models = c.models;
   if (models.length > 30) return models.filter((m) => modelSelects(state, m, pod)); // not interned: a policy of 30+ specs
-  const byMask = perRevision(state, 'changedSelectingByMask', () => new Map<number, readonly PolicyModel[]>());
-  let out = byMask.get(mask);
-  if (out === undefined) byMask.set(mask, (out = models.filter((_, i) => (mask & (1 << i)) !== 0)));
+  let mask = 0;
+  for (let i = 0; i < models.length; i++) if (modelSelects(state, models[i]!, pod)) mask |= 1 << i;
+  if (mask === 0) return NO_MODELS;
+  let out = c.byMask.get(mask);
+  if (out === undefined) c.byMask.set(mask, (out = models.filter((_, i) => (mask & (1 << i)) !== 0)));
   return out;
 }
 

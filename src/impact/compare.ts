@@ -76,6 +76,14 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
         visit(c.pods);
         continue;
       }
+      // Usually every pod of the class has the same token (say, none runs on an API server node).
+      const first = nodeToken(c.pods[0]!);
+      let i = 1;
+      while (i < c.pods.length && nodeToken(c.pods[i]!) === first) i++;
+      if (i === c.pods.length) {
+        visit(c.pods);
+        continue;
+      }
       const byToken = new Map<string, Pod[]>();
       for (const p of c.pods) {
         const t = nodeToken(p);

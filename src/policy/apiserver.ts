@@ -61,15 +61,22 @@ export interface ApiserverClients {
 }
 /** Does this pod use the API server (RBAC subject or a configured client)? */
 export function usesApiserver(state: ClusterState, pod: Pod, settings: ApiserverClients): boolean {
-  const ns = pod.metadata.namespace ?? '';
-  const sa = pod.spec.serviceAccountName || 'default';
+  return apiserverClientTest(state, settings)(pod);
+}
+
+/** usesApiserver for many pods of one state: the RBAC index looked up once. */
+export function apiserverClientTest(state: ClusterState, settings: ApiserverClients): (pod: Pod) => boolean {
   const idx = rbacIndex(state);
-  if (idx.serviceAccounts.has(`${ns}/${sa}`) || idx.namespaces.has(ns)) return true;
-  for (const c of settings.apiserverClients ?? []) {
-    if (c.namespace !== undefined && c.namespace !== ns) continue;
-    if (matchesSelector(c.selector, pod.metadata.labels ?? {})) return true;
-  }
-  return false;
+  const clients = settings.apiserverClients ?? [];
+  return (pod) => {
+    const ns = pod.metadata.namespace ?? '';
+    if (idx.namespaces.has(ns) || idx.serviceAccounts.has(`${ns}/${pod.spec.serviceAccountName || 'default'}`)) return true;
+    for (const c of clients) {
+      if (c.namespace !== undefined && c.namespace !== ns) continue;
+      if (matchesSelector(c.selector, pod.metadata.labels ?? {})) return true;
+    }
+    return false;
+  };
 }
 
 /**

@@ -6,7 +6,7 @@ import { dnsBackends } from './cluster.ts';
 import { perRevision } from './memo.ts';
 import { dnsClassKey, podRef } from './identity.ts';
 import { groupsOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
-import { reachable, reachableFromBase } from './reachability.ts';
+import { podSourceIngress, reachable, reachableFromBase } from './reachability.ts';
 import { memoReach, type ReachQuestion } from './reach-memo.ts';
 import type { Protocol } from './types.ts';
 
@@ -99,11 +99,32 @@ export function reachesDns(state: ClusterState, pod: Pod, protocol: Protocol = '
 function computeReachesDns(state: ClusterState, pod: Pod, protocol: Protocol): boolean | undefined {
   const t = dnsTarget(state);
   if (!t) return undefined;
-  const port = protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
-  return t.pods.some((d) => reachable(state, pod, { type: 'pod', pod: d }, port, protocol));
+  const port = dnsPort(state, t, protocol);
+  for (const d of t.pods) {
+    const ingress = backendIngress(state, pod, d, port, protocol);
+    if (ingress === false) continue;
+    if (reachable(state, pod, { type: 'pod', pod: d }, port, protocol, ingress === true ? 'egress' : 'both')) return true;
+  }
+  return false;
+}
+
+function dnsPort(state: ClusterState, t: DnsTarget, protocol: Protocol): number {
+  return protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
+}
+
+/**
+ * The ingress half of `pod` reaching backend `d` when it is the same for every pod client (decided once
+ * per state, backend, port and protocol: podSourceIngress), else undefined (judged with the flow): a
+ * host-network client has its node's identity (and may be the backend's local host), and a backend
+ * reaches itself without policy.
+ */
+function backendIngress(state: ClusterState, pod: Pod, d: Pod, port: number, protocol: Protocol): boolean | undefined {
+  if (pod.spec.hostNetwork === true || podRef(pod) === podRef(d)) return undefined;
+  return podSourceIngress(state, d, port, protocol);
 }
 
 function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
+  const planKey = `reachesDns:${protocol}:derivePlan`;
   return {
     name: `reachesDns:${protocol}`,
     destsName: `reachesDns:${protocol}:dests`,
@@ -115,11 +136,22 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
     },
     compute: (state, pod) => computeReachesDns(state, pod, protocol),
     derive: (state, base, changed, pod, key) => {
-      const t = dnsTarget(state);
-      if (!t) return undefined;
-      const port = protocol === 'UDP' ? t.port : (dnsBackends(state).ports.find((p) => p.protocol === protocol)?.port ?? t.port);
-      for (const d of t.pods) {
-        const r = reachableFromBase(state, base, changed, pod, { type: 'pod', pod: d }, port, protocol, key, protocol, d);
+      // The target, its port and the backends' ingress decided once for every pod client (a class that
+      // derives is no backend's, see key): per state revision, then only the client's egress is derived.
+      const plan = perRevision(state, planKey, () => {
+        const t = dnsTarget(state);
+        if (!t) return undefined;
+        const port = dnsPort(state, t, protocol);
+        return { t, port, ingresses: t.pods.map((d) => podSourceIngress(state, d, port, protocol)) };
+      });
+      if (!plan) return undefined;
+      const { t, port } = plan;
+      const ingresses = pod.spec.hostNetwork === true ? undefined : plan.ingresses;
+      for (let i = 0; i < t.pods.length; i++) {
+        const d = t.pods[i]!;
+        const ingress = ingresses?.[i];
+        if (ingress === false) continue;
+        const r = reachableFromBase(state, base, changed, pod, { type: 'pod', pod: d }, port, protocol, key, protocol, d, ingress === true ? 'egress' : 'both');
         if (r !== false) return r;
       }
       return false;
@@ -136,6 +168,16 @@ const DNS_EGRESS: ReachQuestion<boolean> = {
   compute: (state, pod) => {
     const t = dnsTarget(state);
     return t !== undefined && computeReachesDnsEgressOnly(state, pod, t);
+  },
+  // The egress half of reachesDns's derivation (the same base decisions, kept per class and backend).
+  derive: (state, base, changed, pod, key) => {
+    const t = dnsTarget(state);
+    if (!t) return undefined;
+    for (const d of t.pods) {
+      const r = reachableFromBase(state, base, changed, pod, { type: 'pod', pod: d }, t.port, 'UDP', key, 'UDP', d, 'egress');
+      if (r !== false) return r;
+    }
+    return false;
   },
 };
 

@@ -4,6 +4,8 @@
 // problem now breaks a name that worked before.
 
 import type { ClusterState, Pod, PolicyObject } from '../core/objects.ts';
+import { overlayDelta } from '../state/overlay.ts';
+import { perContentOf, perRevision } from './memo.ts';
 import { policyModel } from './model.ts';
 import { dnsTarget } from './dns.ts';
 import { dnsNameMatches } from './dns-pattern.ts';
@@ -34,6 +36,48 @@ function fqdnPeers(state: ClusterState, pod: Pod): FqdnPeer[] {
     }
   }
   return out;
+}
+
+/**
+ * Could some pod of the state have toFQDNs selectors (fqdnProblem not undefined)? False when no
+ * CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy has an FQDN-dependent model (NetworkPolicy has
+ * no toFQDNs): fqdnProblem is then undefined for every pod, and fqdn-without-dns-proxy need not judge
+ * any class. Kept per content of the two kinds (pod events keep it); an admission overlay's from its
+ * base's and the changed policy's own models. An object whose model cannot be built counts as one.
+ */
+export function hasFqdnRules(state: ClusterState): boolean {
+  return fqdnPolicies(state).length > 0;
+}
+
+/** The CNPs and CCNPs with an FQDN-dependent model ("kind/namespace/name"). */
+function fqdnPolicies(state: ClusterState): readonly string[] {
+  const d = overlayDelta(state);
+  if (d !== undefined && (d.kind === 'CiliumNetworkPolicy' || d.kind === 'CiliumClusterwideNetworkPolicy')) {
+    return perRevision(state, 'fqdnPolicies', () => {
+      const ref = policyRef(d.kind, d.kind === 'CiliumNetworkPolicy' ? d.namespace : '', d.name);
+      const out = fqdnPolicies(d.base).filter((r) => r !== ref);
+      const obj = state.get(d.kind, d.kind === 'CiliumNetworkPolicy' ? d.namespace : undefined, d.name);
+      if (obj !== undefined && objectHasFqdn(obj as PolicyObject)) out.push(ref);
+      return out;
+    });
+  }
+  return perContentOf(state, 'fqdnPolicies', ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], () => {
+    const out: string[] = [];
+    for (const kind of ['CiliumClusterwideNetworkPolicy', 'CiliumNetworkPolicy'] as const) {
+      for (const o of state.list(kind)) if (objectHasFqdn(o as PolicyObject)) out.push(policyRef(kind, o.metadata.namespace ?? '', o.metadata.name));
+    }
+    return out;
+  });
+}
+
+const policyRef = (kind: string, namespace: string, name: string): string => `${kind}/${namespace}/${name}`;
+
+function objectHasFqdn(obj: PolicyObject): boolean {
+  try {
+    return policyModel(obj).some((m) => m.fqdnDependent);
+  } catch {
+    return true; // not judged here: no shortcut
+  }
 }
 
 /** Does a DNS rule let the proxy see every lookup the FQDN selector can match? */

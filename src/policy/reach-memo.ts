@@ -9,7 +9,11 @@
 // changes one policy object (CNP, CCNP, NetworkPolicy) changes none of those but the selecting-model
 // lists, and only for the pods its old or new object selects. So when the source and every destination
 // pod of a check keep the very same list (policiesSelecting returns the base's array then, see
-// selectingFromBase), the check's answer is the base's. Targets that are FQDNs (whose allow depends on
+// selectingFromBase), the check's answer is the base's. That is told without working out the overlay's
+// list (keepsList): a class keeps its list when neither the changed object's old models nor its new ones
+// select it. A class the change does select has its answer derived from the base's decisions and the
+// changed object's new models (ReachQuestion.derive, reachableFromBase), which need no overlay list
+// either: a request that selects every pod no longer builds 9.5k lists here. Targets that are FQDNs (whose allow depends on
 // the DNS proxy seeing the lookup, i.e. on the DNS servers' lists too) are not asked through here.
 //
 // The base is the long-lived state: its table is filled by the first request of a revision and read by
@@ -17,7 +21,7 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
-import { recordingDenials, type ChangedPolicy } from './reachability.ts';
+import { changedSelecting, recordingDenials, type ChangedPolicy } from './reachability.ts';
 import { keptPerRevision, perRevision } from './memo.ts';
 import { policiesSelecting, policySettings } from './selection.ts';
 
@@ -84,6 +88,16 @@ export function keepsSelecting(state: ClusterState, base: ClusterState, pod: Pod
   return policiesSelecting(state, pod) === policiesSelecting(base, pod);
 }
 
+/**
+ * keepsSelecting for an overlay that changes the policy object `changed`, without working out the
+ * overlay's list: it is the base's very array when neither the changed object's old models (in the
+ * base's list) nor its new ones select the pod (policy/selection.ts selectingFromBase).
+ */
+function keepsList(state: ClusterState, base: ClusterState, changed: ChangedPolicy, pod: Pod): boolean {
+  for (const m of policiesSelecting(base, pod)) if (m.ref.kind === changed.kind && m.ref.namespace === changed.namespace && m.ref.name === changed.name) return false;
+  return changedSelecting(state, changed, pod).length === 0;
+}
+
 let computed = 0;
 let derived = 0;
 
@@ -101,26 +115,45 @@ export function reachDerivations(): number {
 const TABLE_LIMIT = 50_000;
 const newTable = (): Map<string, unknown> => new Map();
 
+/** What memoReach reads of a state for every question and class, looked up once per state revision. */
+interface ReachState {
+  readonly delta: OverlayDelta | undefined;
+  /** Per question name: its table (kept per revision), and whether its destinations keep their lists. */
+  readonly tables: Map<string, Map<string, unknown>>;
+  readonly destsKept: Map<string, boolean>;
+  derivable?: { readonly base: ClusterState; readonly changed: ChangedPolicy } | null;
+}
+
+function reachState(state: ClusterState): ReachState {
+  return perRevision(state, 'reachState', () => ({ delta: policyOnlyDelta(state), tables: new Map(), destsKept: new Map() }));
+}
+
 /** `q.compute(state, pod)`, from its base's answer when the overlay cannot change it, memoised per class. */
 export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod): V {
   // Asked under recordDenials (which rule decided a loss: impact/decided-by.ts): a kept or derived answer
   // would decide nothing there, so the question is judged afresh and the answer is not kept.
   if (recordingDenials()) return q.compute(state, pod);
-  const delta = policyOnlyDelta(state);
-  const base = delta?.base;
-  if (base !== undefined && keepsSelecting(state, base, pod) && perRevision(state, q.destsName, () => destsKept(q, state, base))) {
-    return memoReach(q, base, pod);
+  const rs = reachState(state);
+  const delta = rs.delta;
+  if (delta !== undefined && keepsList(state, delta.base, delta, pod)) {
+    let kept = rs.destsKept.get(q.destsName);
+    if (kept === undefined) rs.destsKept.set(q.destsName, (kept = destsKept(q, state, delta)));
+    if (kept) return memoReach(q, delta.base, pod);
   }
   const key = q.key(state, pod);
   if (key === undefined) {
     computed++;
     return q.compute(state, pod);
   }
-  const table = keptPerRevision(state, q.name, newTable);
+  let table = rs.tables.get(q.name);
+  if (table === undefined) rs.tables.set(q.name, (table = keptPerRevision(state, q.name, newTable)));
   if (table.has(key)) return table.get(key) as V;
   // A class the change does select: from the base's decisions and the changed object's new rules.
-  const derivable = q.derive !== undefined ? perRevision(state, 'derivableDelta', () => derivableDelta(state)) : undefined;
-  let v = derivable !== undefined ? q.derive!(state, derivable.base, derivable.changed, pod, key) : undefined;
+  let v: V | undefined;
+  if (q.derive !== undefined) {
+    if (rs.derivable === undefined) rs.derivable = derivableDelta(state) ?? null;
+    if (rs.derivable !== null) v = q.derive(state, rs.derivable.base, rs.derivable.changed, pod, key);
+  }
   if (v !== undefined) derived++;
   else {
     v = q.compute(state, pod);
@@ -131,7 +164,7 @@ export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod)
   return v;
 }
 
-function destsKept<V>(q: ReachQuestion<V>, state: ClusterState, base: ClusterState): boolean {
+function destsKept<V>(q: ReachQuestion<V>, state: ClusterState, delta: OverlayDelta): boolean {
   const dests = q.dests(state);
-  return dests !== undefined && dests.every((d) => keepsSelecting(state, base, d));
+  return dests !== undefined && dests.every((d) => keepsList(state, delta.base, delta, d));
 }

@@ -3,7 +3,7 @@
 // matching deny wins, then any matching allow (union of CNP, CCNP and NetworkPolicy), then default deny
 // if the direction is enforced, else allow. Sources for every rule are in docs/semantics.md.
 
-import type { ClusterState, Labels, Pod, Service } from '../core/objects.ts';
+import type { ClusterState, Labels, Pod, PolicyObject, Service } from '../core/objects.ts';
 import type {
   Allowing,
   DecidedBy,
@@ -24,14 +24,15 @@ import type {
 import { dnsNameMatches, normalizeDnsName } from './dns-pattern.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
-import { formatPolicyRef } from './model.ts';
+import { formatPolicyRef, policyModel } from './model.ts';
 import { podClassId } from './classes.ts';
-import { enforcement, enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
+import { podIdentityKey } from './identity.ts';
+import { enforcement, enforcementOfModels, isCiliumEndpoint, modelSelects, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { ipIndexByList, keptPerRevision, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { ipIndexByList, keptPerRevision, perRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -808,6 +809,38 @@ export function reachable(state: ClusterState, from: Pod, to: Target, port: numb
   return decideDirection(ctx, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, undefined, fromLocalHost(from, destPod));
 }
 
+/**
+ * The ingress decision at pod `dest` on port/protocol for every source that is a pod of the cluster
+ * (not in the host network, and not `dest` itself, which reaches itself), when it cannot depend on which
+ * pod: every ingress element of `dest` that matches the port either has no peers (it matches every
+ * source) or only peers whose answer is the same for every pod identity (entities: `all` and `cluster`
+ * select every pod, the others none; CIDRs and FQDNs select no pod). Undefined when some such element
+ * has an endpoint selector or a Service peer (the answer then depends on the source), or while
+ * recordDenials runs (the decision must be made for the flow to be recorded). Kept per state revision,
+ * destination, port and protocol: a DNS check asks it once per class.
+ */
+export function podSourceIngress(state: ClusterState, dest: Pod, port: number, protocol: Protocol): boolean | undefined {
+  if (recording !== undefined) return undefined;
+  const v = perRevisionFor(state, `podSourceIngress:${port}/${protocol}`, dest, () => computePodSourceIngress(state, dest, port, protocol));
+  return v ?? undefined;
+}
+
+function computePodSourceIngress(state: ClusterState, dest: Pod, port: number, protocol: Protocol): boolean | null {
+  const settings = policySettings(state);
+  if (settings.enablePolicy !== 'never' && isCiliumEndpoint(dest)) {
+    for (const m of policiesSelecting(state, dest)) {
+      for (const el of m.elements) {
+        if (el.direction !== 'ingress' || !portMatch(el, port, protocol, dest, settings.endPortSupported).matched) continue;
+        for (const p of el.peers) if (p.type === 'endpoints' || p.type === 'services') return null;
+      }
+    }
+  }
+  // Any pod identity decides as every other one does: dest's own stands for them (decided as for a
+  // source that is not dest, which would reach itself without policy).
+  const ctx: EvalContext = { state, settings, from: dest, dnsCheck: false };
+  return decideDirection(ctx, dest, 'ingress', podIdentity(state, dest), port, protocol, dest, undefined);
+}
+
 /** A host-network client on the destination's own node: the local host (allow-localhost applies). */
 function fromLocalHost(from: Pod, dest: Pod): boolean {
   return from.spec.hostNetwork === true && from.spec.nodeName !== undefined && from.spec.nodeName === dest.spec.nodeName;
@@ -950,7 +983,8 @@ const isRef = (r: PolicyRef, c: ChangedPolicy): boolean => r.kind === c.kind && 
  * caller's interned class key of `from`, `question`, a fixed string naming the port and protocol for
  * this state, and `targetKey`, the target pod or address: together they must determine both subjects'
  * models and both peers' identities)
- * plus the changed object's new elements, tested here, give the overlay's decision.
+ * plus the changed object's new elements, tested here, give the overlay's decision. `which` 'egress'
+ * asks only whether the source's egress allows it (as reachable() does).
  * Undefined where this does not apply (a Service address, whose backends are judged instead).
  */
 export function reachableFromBase(
@@ -964,11 +998,12 @@ export function reachableFromBase(
   classKey: string,
   question: string,
   targetKey: object | string,
+  which: 'both' | 'egress' = 'both',
 ): boolean | undefined {
   checkBudget();
   if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) return undefined;
   const settings = policySettings(state);
-  const dest = targetIdentity(state, from, to);
+  const dest = to.type === 'ip' ? ipTargetIdentity(state, from, to) : targetIdentity(state, from, to);
   const destPod = dest.pod;
   if (destPod && isSamePod(from, destPod)) return true;
   const ctx: EvalContext = { state, settings, from, dnsCheck: false };
@@ -985,9 +1020,32 @@ export function reachableFromBase(
   let facts = byTarget.get(targetKey);
   if (facts === undefined) byTarget.set(targetKey, (facts = {}));
   if (!decideFromBase(ctx, baseCtx, changed, from, 'egress', dest, port, protocol, destPod, facts)) return false;
-  if (!destPod) return true;
-  if (from.spec.hostNetwork && from.spec.nodeName !== undefined && from.spec.nodeName === destPod.spec.nodeName && settings.enablePolicy !== 'never') return true;
-  return decideFromBase(ctx, baseCtx, changed, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, facts);
+  if (!destPod || which === 'egress') return true;
+  // A host-network client on the destination's node is its local host: allow-localhost as decideDirection
+  // applies it (the lowest-precedence allow: a matching deny still wins, and from Cilium 1.20 only beside
+  // ingress rules).
+  return decideFromBase(ctx, baseCtx, changed, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, facts, fromLocalHost(from, destPod));
+}
+
+/** targetIdentity of an address, kept per state revision, address and source node (all it reads of the source). */
+function ipTargetIdentity(state: ClusterState, from: Pod, to: Extract<Target, { type: 'ip' }>): Identity {
+  const ids = perRevision(state, 'ipTargetIdentities', newIdentityTable);
+  const k = to.ip + '\u0000' + (from.spec.nodeName ?? '');
+  let id = ids.get(k);
+  if (id === undefined) {
+    id = targetIdentity(state, from, to);
+    if (ids.size >= 10_000) ids.clear();
+    ids.set(k, id);
+  }
+  return id;
+}
+const newIdentityTable = (): Map<string, Identity> => new Map();
+
+const fromBaseCount = { egress: 0, ingress: 0 };
+
+/** How many direction decisions reachableFromBase has made so far, per direction (for tests that count the work per class). */
+export function fromBaseDecisions(): { readonly egress: number; readonly ingress: number } {
+  return { ...fromBaseCount };
 }
 
 function decideFromBase(
@@ -1001,15 +1059,19 @@ function decideFromBase(
   protocol: Protocol,
   destPod: Pod | undefined,
   kept: { egress?: DirectionFacts; ingress?: DirectionFacts },
+  localHost = false,
 ): boolean {
   if (ctx.settings.enablePolicy === 'never' || !isCiliumEndpoint(subject)) return true;
+  fromBaseCount[direction]++;
   const facts = (kept[direction] ??= directionFacts(baseCtx, subject, direction, peer, port, protocol, destPod));
-  let denied = facts.denyBy.some((r) => !isRef(r, changed));
-  if (denied) return false;
-  let allowed = facts.allowBy.some((r) => !isRef(r, changed));
-  const models = policiesSelecting(ctx.state, subject);
-  if (changed.name !== '') for (const m of models) {
-    if (!isRef(m.ref, changed)) continue;
+  for (const r of facts.denyBy) if (!isRef(r, changed)) return false;
+  let allowed = false;
+  for (const r of facts.allowBy) if (!isRef(r, changed)) allowed = true;
+  // The changed object's new models that select the subject: the overlay's list is the base's less the
+  // changed object's old models plus these (policy/selection.ts selectingFromBase), so it is not needed.
+  const added = changedSelecting(ctx.state, changed, subject);
+  let denied = false;
+  for (const m of added) {
     for (const el of m.elements) {
       if (el.direction !== direction) continue;
       if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
@@ -1019,7 +1081,67 @@ function decideFromBase(
     }
   }
   if (denied) return false;
-  return allowed || !enforcementOfModels(models, direction, ctx.settings).enforced;
+  if (allowed) return true;
+  return !enforcedFromBase(ctx, baseCtx, changed, subject, direction, added) || (localHost && localHostAllowed(ctx.state, subject));
+}
+
+/**
+ * Is `direction` enforced at `subject` in the overlay, from its base list: the enforcing models are the
+ * base's (under the overlay's settings) less the changed object's old ones, plus its new ones that
+ * select the subject (`added`). For an overlay that changes no policy the lists are the same.
+ */
+function enforcedFromBase(ctx: EvalContext, baseCtx: EvalContext, changed: ChangedPolicy, subject: Pod, direction: Direction, added: readonly PolicyModel[]): boolean {
+  const was = enforcementOfModels(policiesSelecting(baseCtx.state, subject), direction, ctx.settings);
+  if (!was.enforced) return added.length > 0 && enforcementOfModels(added, direction, ctx.settings).enforced;
+  if (ctx.settings.enablePolicy === 'always') return true;
+  for (const r of was.by) if (!isRef(r, changed)) return true;
+  return added.length > 0 && enforcementOfModels(added, direction, ctx.settings).enforced;
+}
+
+/** The changed policy object's models in the overlay `state` (none when it is deleted or no policy changed), and their answers per identity. */
+interface ChangedModels {
+  readonly models: readonly PolicyModel[];
+  readonly byId: Map<string, readonly PolicyModel[]>;
+  readonly byMask: Map<number, readonly PolicyModel[]>;
+}
+
+function changedModels(state: ClusterState, changed: ChangedPolicy): ChangedModels {
+  return perRevision(state, 'changedPolicyModels', () => {
+    const obj = changed.name === '' ? undefined : state.get(changed.kind as 'CiliumNetworkPolicy', changed.namespace === '' ? undefined : changed.namespace, changed.name);
+    return { models: obj === undefined ? NO_MODELS : policyModel(obj as PolicyObject), byId: new Map(), byMask: new Map() };
+  });
+}
+const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
+
+/**
+ * The changed object's models that select `pod` in the overlay `state`, one array per distinct answer
+ * (so that enforcement, kept per model list, is computed once per answer).
+ */
+export function changedSelecting(state: ClusterState, changed: ChangedPolicy, pod: Pod): readonly PolicyModel[] {
+  if (changed.name === '') return NO_MODELS;
+  const c = changedModels(state, changed);
+  if (c.models.length === 0 || !isCiliumEndpoint(pod)) return NO_MODELS;
+  // Per identity (what modelSelects reads: the pod's endpoint labels, its namespace's) and revision:
+  // asked for every class by each question, both directions.
+  const id = podIdentityKey(pod);
+  let hit = c.byId.get(id);
+  if (hit === undefined) {
+    hit = computeChangedSelecting(state, c, pod);
+    if (c.byId.size >= 50_000) c.byId.clear();
+    c.byId.set(id, hit);
+  }
+  return hit;
+}
+
+function computeChangedSelecting(state: ClusterState, c: ChangedModels, pod: Pod): readonly PolicyModel[] {
+  const models = c.models;
+  if (models.length > 30) return models.filter((m) => modelSelects(state, m, pod)); // not interned: a policy of 30+ specs
+  let mask = 0;
+  for (let i = 0; i < models.length; i++) if (modelSelects(state, models[i]!, pod)) mask |= 1 << i;
+  if (mask === 0) return NO_MODELS;
+  let out = c.byMask.get(mask);
+  if (out === undefined) c.byMask.set(mask, (out = models.filter((_, i) => (mask & (1 << i)) !== 0)));
+  return out;
 }
 
 /** The policies whose deny and allow elements match, in one direction at `subject` (no early return). */

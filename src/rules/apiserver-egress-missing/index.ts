@@ -9,7 +9,7 @@ import type { Finding } from '../../core/finding.ts';
 import type { ClusterState } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
-import { apiserverClassKey, apiserverReach, apiserverTarget, apiserverTargets, filterPods, podRef, usesApiserver } from '../../policy/index.ts';
+import { apiserverClassKey, apiserverClientTest, apiserverReach, apiserverTarget, apiserverTargets, filterPods, podRef } from '../../policy/index.ts';
 import { apiserverAllowOf, denyFixOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -36,7 +36,7 @@ export function scope(change: Change): Subject | undefined {
 export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
-  const clients = filterPods(touched.pods, (p) => usesApiserver(before, p, ctx.settings));
+  const clients = filterPods(touched.pods, apiserverClientTest(before, ctx.settings));
   if (clients.length === 0) return [];
   // Judged per endpoint: a pod that reached two of three API servers and now reaches one loses access.
   const targets = apiserverTargets(after);

@@ -12,7 +12,7 @@ import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { changeRef, judgeByClass, touchedPods } from '../../impact/index.ts';
-import { dnsClassKey, dnsTarget, fqdnNewlyBroken, fqdnProblem, podRef, withoutDnsBackends, type FqdnProblem } from '../../policy/index.ts';
+import { dnsClassKey, dnsTarget, fqdnNewlyBroken, fqdnProblem, hasFqdnRules, podRef, withoutDnsBackends, type FqdnProblem } from '../../policy/index.ts';
 import { dnsAllowOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -30,6 +30,8 @@ export function scope(change: Change): Subject | undefined {
 export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
+  // No toFQDNs anywhere after the change: no pod has an FQDN problem (every class would be skipped).
+  if (!hasFqdnRules(after)) return [];
   // Pods of one class (same identity) get the same answer: judge each class once.
   const judged = judgeByClass<Pod, FqdnProblem>(withoutDnsBackends(after, touched.pods), dnsClassKey(after), (pod) => {
     const now = fqdnProblem(after, pod);

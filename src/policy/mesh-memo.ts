@@ -8,9 +8,9 @@
 //   enforcement is the only thing `enable-policy` decides outside `never`), so a pod whose enforcement is
 //   the same gets the same ingress answers before and after: it cannot lose anything. Kept per base
 //   revision (the long-lived state), so a steady stream of such requests does no per-class work.
-// - podSourceIngress: whether a pod's ingress admits a pod source on a port when the answer is the same
-//   for every pod source (no ingress element at all: not enforced admits all, default deny drops all).
-//   Decided once per state revision, pod and port, instead of once per client class.
+// - podIngressWorks: a client class's ingress answer at a pod, taken from podSourceIngress (reachability.ts:
+//   the answer for every pod source, decided once per state revision, pod, port and protocol where no
+//   ingress element on the port can tell pod sources apart) instead of judged once per client class.
 // - For a Namespace relabel (hbone-15008-blocked's scan of the ambient pods elsewhere that a relabelled
 //   pod may reach): the ambient pods elsewhere, from the long-lived state's list (their mesh mode reads
 //   their own Namespace, not the changed one), and ingressMayAdmitTcp once per selecting list rather
@@ -20,7 +20,7 @@ import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
 import { classifiedPods, filterPods } from './classes.ts';
 import { meshMode } from './istio.ts';
-import { keptPerRevision, perRevision, perRevisionFor } from './memo.ts';
+import { keptPerRevision, perRevision } from './memo.ts';
 import { ingressMayAdmitTcp, reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import type { PolicyModel } from './types.ts';
@@ -94,32 +94,13 @@ export function podIngressJudgements(): number {
 }
 
 /**
- * Whether `dest`'s ingress admits a pod-network source pod (on any port and protocol), when that answer
- * is the same for every such source and port; undefined when it may depend on the source (some ingress element, allow
- * or deny, is in `dest`'s policy). Not for host-network sources (allow-localhost) nor `dest` itself
- * (always reachable): the caller asks reachable() for those. With no ingress element at all, reachable()
- * (decideDirection) decides by enforcement alone: not enforced admits, default deny drops.
- */
-export function podSourceIngress(state: ClusterState, dest: Pod): boolean | undefined {
-  return perRevisionFor(state, 'podSourceIngress', dest, () => computePodSourceIngress(state, dest));
-}
-
-/**
- * reachable(state, from, dest, TCP port, 'ingress'), taken from `any` (podSourceIngress(state, dest),
- * asked once by the caller) where it answers for `from`.
+ * reachable(state, from, dest, TCP port, 'ingress'), taken from `any` (podSourceIngress(state, dest, port,
+ * 'TCP'), asked once by the caller) where it answers for `from`.
  */
 export function podIngressWorks(state: ClusterState, from: Pod, dest: Pod, port: number, any: boolean | undefined): boolean {
   if (any !== undefined && plainPodSource(from, dest)) return any;
   perSource++;
   return reachable(state, from, { type: 'pod', pod: dest }, port, 'TCP', 'ingress');
-}
-
-function computePodSourceIngress(state: ClusterState, dest: Pod): boolean | undefined {
-  const settings = policySettings(state);
-  if (settings.enablePolicy === 'never' || !isCiliumEndpoint(dest)) return true;
-  const models = policiesSelecting(state, dest);
-  for (const m of models) for (const el of m.elements) if (el.direction === 'ingress') return undefined;
-  return !enforcementOfModels(models, 'ingress', settings).enforced;
 }
 
 /** Is `source` one podSourceIngress answers for at `dest`: a pod-network pod other than `dest` itself? */

@@ -74,7 +74,7 @@ function judgeApiFlow(before: ClusterState, after: ClusterState, f: Flow): Outco
 function judgePodFlow(before: ClusterState, after: ClusterState, f: Flow & { readonly from: Pod }, anyBefore: boolean | undefined, anyAfter: boolean | undefined): Outcome {
   return verdictOrSkip(() => {
     // Once per state, istiod and port where istiod's ingress admits (or drops) every pod source alike
-    // (podSourceIngress: no ingress element at all), else per client class.
+    // (podSourceIngress: no ingress element on the port that reads the source), else per client class.
     if (podIngressWorks(after, f.from, f.istiod, f.port, anyAfter)) return 'ok';
     return podIngressWorks(before, f.from, f.istiod, f.port, anyBefore) ? 'lost' : 'still';
   });
@@ -126,7 +126,7 @@ export function check(subject: IngressSubject, change: Change, before: ClusterSt
   // One flow per client class (xdsClientClasses: kind and class) is judged, and its verdict spread over
   // every client of the class, in the order the clients are listed. Istiods of one class (and port) get
   // the same verdicts: judged once. Where istiod's ingress admits or drops every pod source alike (no
-  // ingress element: podSourceIngress) the verdict is the same for every class: decided once per state.
+  // ingress element on the port that reads the source: podSourceIngress) the verdict is the same for every class: decided once per state.
   const { clients, classOf, classes } = xdsClientClasses(after);
   const ports = hit.map((istiod) => istiodPorts(after, istiod));
   const istiodKeys = hit.map((istiod) => podClassKey(istiod, istiod.spec.nodeName ?? ''));
@@ -153,8 +153,8 @@ export function check(subject: IngressSubject, change: Change, before: ClusterSt
     let outcomes = xdsSeen.get(xdsKey);
     ownXds.push(outcomes === undefined);
     if (outcomes === undefined) {
-      const anyBefore = podSourceIngress(before, istiod);
-      const anyAfter = podSourceIngress(after, istiod);
+      const anyBefore = podSourceIngress(before, istiod, xds, 'TCP');
+      const anyAfter = podSourceIngress(after, istiod, xds, 'TCP');
       outcomes = classes.map((c) => judgePodFlow(before, after, { client: c.kind, from: c.pod, istiod, port: xds }, anyBefore, anyAfter));
       xdsSeen.set(xdsKey, outcomes);
     }

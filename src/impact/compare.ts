@@ -5,7 +5,7 @@
 // issue 21's per-identity judging lives (judge per class, count victims per class, cap what is listed).
 
 import type { ClusterState, Pod } from '../core/objects.ts';
-import { groupsOf, podClassKey, readsNode, withClasses, type ClassKeyFn, type PodClass } from '../policy/index.ts';
+import { groupsOf, podClassKey, readsNode, splitByNodeToken, withClasses, type ClassKeyFn, type PodClass } from '../policy/index.ts';
 import { decidedByOf, type LossDecidedBy } from './decided-by.ts';
 
 /** The verdict on one class: fine after the change, lost by it, missing before and after, or not judged. */
@@ -72,26 +72,10 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
     const lostGroups: PodClass[] = [];
     const stillGroups: PodClass[] = [];
     for (const c of groups) {
-      if (nodeToken === undefined || c.pods.length === 1) {
-        visit(c.pods);
-        continue;
-      }
       // Usually every pod of the class has the same token (say, none runs on an API server node).
-      const first = nodeToken(c.pods[0]!);
-      let i = 1;
-      while (i < c.pods.length && nodeToken(c.pods[i]!) === first) i++;
-      if (i === c.pods.length) {
-        visit(c.pods);
-        continue;
-      }
-      const byToken = new Map<string, Pod[]>();
-      for (const p of c.pods) {
-        const t = nodeToken(p);
-        const g = byToken.get(t);
-        if (g) g.push(p);
-        else byToken.set(t, [p]);
-      }
-      for (const members of byToken.values()) visit(members);
+      const split = nodeToken === undefined ? undefined : splitByNodeToken(c, nodeToken);
+      if (split === undefined) visit(c.pods);
+      else for (const members of split) visit(members);
     }
     withClasses(out.lost as unknown as Pod[], lostGroups);
     withClasses(out.stillMissing as unknown as Pod[], stillGroups);

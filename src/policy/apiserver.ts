@@ -10,11 +10,12 @@ import type { ClusterState, LabelSelector, Pod, RoleBinding } from '../core/obje
 import { ScopedWeakMap } from '../state/request-scope.ts';
 import { canonicalIp } from './cidr.ts';
 import { apiserverEndpoints, nodeAddresses, nodeIPs } from './cluster.ts';
-import { apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
-import { ipIdentity, reachable, reachableFromBase, serviceByClusterIp } from './reachability.ts';
-import { memoReach, type ReachQuestion } from './reach-memo.ts';
+import { apiserverClientsByPods, apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
+import { fromBasePass, ipIdentity, reachable, reachableFromBase, serviceByClusterIp } from './reachability.ts';
+import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
+import type { Target } from './types.ts';
 import { apiserverClassKey } from './identity.ts';
-import { podClassId } from './classes.ts';
+import { filterPods, podClassId } from './classes.ts';
 import { matchesSelector } from './selectors.ts';
 
 interface RbacIndex {
@@ -77,6 +78,20 @@ export function apiserverClientTest(state: ClusterState, settings: ApiserverClie
     }
     return false;
   };
+}
+
+/**
+ * The pods of `pods` that use the API server in `state` (filterPods with apiserverClientTest), kept per
+ * pod array, RBAC index and configured clients: a classified array of every pod is kept across requests.
+ */
+export function apiserverClients(state: ClusterState, pods: readonly Pod[], settings: ApiserverClients): readonly Pod[] {
+  const index = rbacIndex(state);
+  const clients = settings.apiserverClients;
+  const hit = apiserverClientsByPods.get(pods);
+  if (hit !== undefined && hit.index === index && hit.clients === clients) return hit.pods as readonly Pod[];
+  const out = filterPods(pods, apiserverClientTest(state, settings));
+  apiserverClientsByPods.set(pods, { index, clients, pods: out });
+  return out;
 }
 
 /**
@@ -160,6 +175,35 @@ const APISERVER_REACH: ReachQuestion<string[]> = {
     return perRevision(state, 'apiserverClassKeyFn', () => apiserverClassKey(state))(pod);
   },
   compute: (state, pod) => computeApiserverReach(state, pod),
+  keyer: (state) => {
+    const dests = perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state));
+    if (dests === undefined) return noKey;
+    const destClasses = new Set(dests.map(podClassId));
+    const fn = perRevision(state, 'apiserverClassKeyFn', () => apiserverClassKey(state));
+    return destClasses.size === 0 ? fn : (pod) => (destClasses.has(podClassId(pod)) ? undefined : fn(pod));
+  },
+  deriver: (state, base, changed) => {
+    const t = apiserverTarget(state);
+    const pass = fromBasePass(state, base, changed);
+    if (t.ips.length === 0) {
+      const entity: Target = { type: 'entity', entity: 'kube-apiserver' };
+      return (pod, key) => {
+        const r = pass.reach(pod, entity, t.port, 'TCP', key, 'apiserver', 'entity');
+        return r === undefined ? undefined : r ? [APISERVER_ENTITY] : [];
+      };
+    }
+    const targets = t.ips.map((ip): Target => ({ type: 'ip', ip }));
+    return (pod, key) => {
+      const out: string[] = [];
+      for (let i = 0; i < targets.length; i++) {
+        const ip = t.ips[i]!;
+        const r = pass.reach(pod, targets[i]!, t.port, 'TCP', key, 'apiserver', ip);
+        if (r === undefined) return undefined;
+        if (r) out.push(ip);
+      }
+      return out;
+    };
+  },
   derive: (state, base, changed, pod, key) => {
     const t = apiserverTarget(state);
     if (t.ips.length === 0) {
@@ -175,6 +219,13 @@ const APISERVER_REACH: ReachQuestion<string[]> = {
     return out;
   },
 };
+
+const noKey = (): undefined => undefined;
+
+/** apiserverReach(state, ·) for many pods of one state: see reachAsker. */
+export function apiserverReachAsker(state: ClusterState): (pod: Pod) => string[] {
+  return reachAsker(APISERVER_REACH, state);
+}
 
 /**
  * The pods whose ingress decides whether the API server endpoints are reached (an endpoint address that

@@ -17,7 +17,7 @@
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { internKey } from '../state/intern.ts';
 import { ipFamily } from './cidr.ts';
-import { classParts, groupedArrays, namespaceClasses, perContentOf, podClassIds } from './memo.ts';
+import { classParts, groupedArrays, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
 
 /** One class: its key and its pods (the first one stands for all). */
 export interface PodClass {
@@ -160,6 +160,34 @@ export function groupsOf<T>(items: readonly T[]): readonly PodClass[] | undefine
  * the same key, so a class is judged once per token rather than once per pod.
  */
 export type ClassKeyFn = ((pod: Pod) => string) & { readonly nodeToken?: (pod: Pod) => string };
+
+/**
+ * The pods of class `c` split by `nodeToken` (in the order of each token's first pod), or undefined when
+ * every pod has the same token (usually: say, none runs on an API server node). Kept per class and token
+ * function: a class key function kept across requests (apiserverClassKey) splits each class once.
+ */
+export function splitByNodeToken(c: PodClass, nodeToken: (pod: Pod) => string): readonly (readonly Pod[])[] | undefined {
+  const pods = c.pods;
+  if (pods.length === 1) return undefined;
+  const hit = nodeTokenSplits.get(c);
+  if (hit !== undefined && hit.token === nodeToken) return (hit.split ?? undefined) as readonly (readonly Pod[])[] | undefined;
+  const first = nodeToken(pods[0]!);
+  let i = 1;
+  while (i < pods.length && nodeToken(pods[i]!) === first) i++;
+  let split: Pod[][] | null = null;
+  if (i < pods.length) {
+    const byToken = new Map<string, Pod[]>();
+    for (const p of pods) {
+      const t = nodeToken(p);
+      const g = byToken.get(t);
+      if (g) g.push(p);
+      else byToken.set(t, [p]);
+    }
+    split = [...byToken.values()];
+  }
+  nodeTokenSplits.set(c, { token: nodeToken, split });
+  return split ?? undefined;
+}
 
 /** Marks a class-key function as reading the node through `nodeToken`. */
 export function readsNode(fn: (pod: Pod) => string, nodeToken: (pod: Pod) => string): ClassKeyFn {

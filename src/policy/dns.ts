@@ -3,12 +3,12 @@
 
 import type { ClusterState, Labels, Pod } from '../core/objects.ts';
 import { dnsBackends } from './cluster.ts';
-import { perRevision } from './memo.ts';
+import { perRevision, withoutBackendsByPods } from './memo.ts';
 import { dnsClassKey, podRef } from './identity.ts';
 import { groupsOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
-import { podSourceIngress, reachable, reachableFromBase } from './reachability.ts';
-import { memoReach, type ReachQuestion } from './reach-memo.ts';
-import type { Protocol } from './types.ts';
+import { fromBasePass, podSourceIngress, reachable, reachableFromBase } from './reachability.ts';
+import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
+import type { Protocol, Target } from './types.ts';
 
 // ---------- DNS ----------
 
@@ -73,6 +73,17 @@ export function withoutDnsBackends(state: ClusterState, pods: readonly Pod[]): r
   if (backends.length === 0) return pods;
   const groups = groupsOf(pods);
   if (!groups) return pods.filter((p) => !isDnsBackend(state, p));
+  // Per pod array and backends (by reference): a classified array of every pod is kept across requests
+  // until a pod changes, and so is this answer (rather than a 50k-pod array rebuilt per request).
+  const refs = backends.map(podRef).join('\n');
+  const hit = withoutBackendsByPods.get(pods);
+  if (hit !== undefined && hit.backends === refs) return hit.pods as readonly Pod[];
+  const out = withoutBackendClasses(backends, pods, groups);
+  withoutBackendsByPods.set(pods, { backends: refs, pods: out });
+  return out;
+}
+
+function withoutBackendClasses(backends: readonly Pod[], pods: readonly Pod[], groups: readonly PodClass[]): readonly Pod[] {
   const backendClasses = new Set(backends.map(podClassId));
   const refs = new Set(backends.map(podRef));
   let changed = false;
@@ -135,6 +146,23 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
       return k.backends.has(podClassId(pod)) ? undefined : k.fn(pod);
     },
     compute: (state, pod) => computeReachesDns(state, pod, protocol),
+    keyer: dnsKeyer,
+    deriver: (state, base, changed) => {
+      const plan = derivePlan(state, planKey, protocol);
+      if (!plan) return undefined;
+      const { t, port, ingresses, targets } = plan;
+      const pass = fromBasePass(state, base, changed);
+      return (pod, key) => {
+        const hostNetwork = pod.spec.hostNetwork === true;
+        for (let i = 0; i < t.pods.length; i++) {
+          const ingress = hostNetwork ? undefined : ingresses[i];
+          if (ingress === false) continue;
+          const r = pass.reach(pod, targets[i]!, port, protocol, key, protocol, t.pods[i]!, ingress === true ? 'egress' : 'both');
+          if (r !== false) return r;
+        }
+        return false;
+      };
+    },
     derive: (state, base, changed, pod, key) => {
       // The target, its port and the backends' ingress decided once for every pod client (a class that
       // derives is no backend's, see key): per state revision, then only the client's egress is derived.
@@ -158,6 +186,24 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
     },
   };
 }
+
+/** The DNS derivation's target, port, backend targets and the backends' ingress decided once for every pod client, per state revision. */
+function derivePlan(state: ClusterState, planKey: string, protocol: Protocol): { readonly t: DnsTarget; readonly port: number; readonly ingresses: readonly (boolean | undefined)[]; readonly targets: readonly Target[] } | undefined {
+  return perRevision(state, planKey + ':pass', () => {
+    const t = dnsTarget(state);
+    if (!t) return undefined;
+    const port = dnsPort(state, t, protocol);
+    return { t, port, ingresses: t.pods.map((d) => podSourceIngress(state, d, port, protocol)), targets: t.pods.map((d): Target => ({ type: 'pod', pod: d })) };
+  });
+}
+
+/** The DNS questions' class key for many pods of one state (a pod of a backend's class is judged on its own). */
+function dnsKeyer(state: ClusterState): (pod: Pod) => string | undefined {
+  const backends = new Set((dnsTarget(state)?.pods ?? []).map(podClassId));
+  const fn = dnsClassKey(state);
+  return backends.size === 0 ? fn : (pod) => (backends.has(podClassId(pod)) ? undefined : fn(pod));
+}
+
 const DNS_UDP = dnsQuestion('UDP');
 const DNS_TCP = dnsQuestion('TCP');
 const { derive: _bothDirections, ...dnsKeys } = dnsQuestion('UDP');
@@ -170,6 +216,19 @@ const DNS_EGRESS: ReachQuestion<boolean> = {
     return t !== undefined && computeReachesDnsEgressOnly(state, pod, t);
   },
   // The egress half of reachesDns's derivation (the same base decisions, kept per class and backend).
+  deriver: (state, base, changed) => {
+    const plan = derivePlan(state, 'reachesDnsEgressOnly:derivePlan', 'UDP');
+    if (!plan) return undefined;
+    const { t, targets } = plan;
+    const pass = fromBasePass(state, base, changed);
+    return (pod, key) => {
+      for (let i = 0; i < t.pods.length; i++) {
+        const r = pass.reach(pod, targets[i]!, t.port, 'UDP', key, 'UDP', t.pods[i]!, 'egress');
+        if (r !== false) return r;
+      }
+      return false;
+    };
+  },
   derive: (state, base, changed, pod, key) => {
     const t = dnsTarget(state);
     if (!t) return undefined;
@@ -180,6 +239,16 @@ const DNS_EGRESS: ReachQuestion<boolean> = {
     return false;
   },
 };
+
+/** reachesDns(state, ·, protocol) for many pods of one state (UDP or TCP): see reachAsker. */
+export function reachesDnsAsker(state: ClusterState, protocol: 'UDP' | 'TCP' = 'UDP'): (pod: Pod) => boolean | undefined {
+  return reachAsker(protocol === 'UDP' ? DNS_UDP : DNS_TCP, state);
+}
+
+/** reachesDnsEgressOnly(state, ·, dnsTarget(state)) for many pods of one state: see reachAsker. */
+export function reachesDnsEgressOnlyAsker(state: ClusterState): (pod: Pod) => boolean {
+  return reachAsker(DNS_EGRESS, state);
+}
 
 /** Is the pod's egress toward a DNS backend allowed (ignoring the backend's ingress)? */
 export function reachesDnsEgressOnly(state: ClusterState, pod: Pod, target: { readonly pods: readonly Pod[]; readonly port: number }): boolean {

@@ -16,7 +16,7 @@ import { internKey } from '../state/intern.ts';
 import type { ClusterState, Container, Pod } from '../core/objects.ts';
 import { ipFamily } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, nodeAddresses } from './cluster.ts';
-import { ambientClassKeys, classKeysAnyNode, classKeysNoNode, classKeysOwnNode, identityKeys, podRefs, podShapeKeys, rulesKeys } from './memo.ts';
+import { perContentOf, ambientClassKeys, classKeysAnyNode, classKeysNoNode, classKeysOwnNode, identityKeys, podRefs, podShapeKeys, rulesKeys } from './memo.ts';
 import { policiesSelecting } from './selection.ts';
 import { readsNode, type ClassKeyFn } from './classes.ts';
 import type { PolicyModel } from './types.ts';
@@ -80,6 +80,12 @@ export function dnsClassKey(state: ClusterState): ClassKeyFn {
  * it as `host`, elsewhere as `remote-node`; pods on other nodes share one class.
  */
 export function apiserverClassKey(state: ClusterState): ClassKeyFn {
+  // Per content of the two kinds it reads (Nodes, the API server's EndpointSlices): one function for
+  // every request that changes neither, so what is kept per key function (node token splits) is reused.
+  return perContentOf(state, 'apiserverClassKey', ['Node', 'EndpointSlice'], () => computeApiserverClassKey(state));
+}
+
+function computeApiserverClassKey(state: ClusterState): ClassKeyFn {
   const byIp = nodeAddresses(state);
   const apiNodes = new Set(apiserverEndpoints(state).ips.map((ip) => byIp.get(ip)).filter((n): n is string => n !== undefined));
   const nodeArg = (pod: Pod): string => {

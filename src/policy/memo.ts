@@ -256,6 +256,18 @@ export interface TouchedMemo {
   readonly after: ClusterState;
   readonly answers: Map<string, unknown>;
 }
+export const withoutBackendsByPods = memo<readonly object[], { readonly backends: string; readonly pods: readonly object[] }>(
+  'withoutBackendsByPods',
+  'withoutDnsBackends per pod array (a classified array is kept until a pod changes), with the backends it left out by reference',
+);
+export const apiserverClientsByPods = memo<readonly object[], { readonly index: object; readonly clients: object | undefined; readonly pods: readonly object[] }>(
+  'apiserverClientsByPods',
+  'the API server clients of a pod array, per RBAC index and configured clients (apiserverClients)',
+);
+export const nodeTokenSplits = memo<object, { readonly token: object; readonly split: readonly (readonly object[])[] | null }>(
+  'nodeTokenSplits',
+  "a pod class's pods split by a class key's node token (null: one token for every pod), per class and token function",
+);
 export const touchedByChange = memo<object, TouchedMemo>('touchedByChange', 'impact/touchedPods per change object, per (before, after) and direction: several rules ask it of one request');
 
 // ---------- parsing (pure functions of a string; bounded by their users) ----------

@@ -21,9 +21,9 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
-import { changedSelecting, recordingDenials, type ChangedPolicy } from './reachability.ts';
+import { changedSelectingLookup, recordingDenials, type ChangedPolicy } from './reachability.ts';
 import { keptPerRevision, perRevision } from './memo.ts';
-import { policiesSelecting, policySettings } from './selection.ts';
+import { policiesSelecting, policySettings, selectingLookup } from './selection.ts';
 
 /** A per-class check answered through memoReach. */
 export interface ReachQuestion<V> {
@@ -41,6 +41,13 @@ export interface ReachQuestion<V> {
    * the base's decisions (reachableFromBase, with `key` to keep them by), or undefined where it cannot be.
    */
   readonly derive?: (state: ClusterState, base: ClusterState, changed: ChangedPolicy, pod: Pod, key: string) => V | undefined;
+  /** `key` for many pods of one state, with what it reads of the state looked up once (optional: else `key`). */
+  readonly keyer?: (state: ClusterState) => (pod: Pod) => string | undefined;
+  /**
+   * `derive` for many pods of one overlay (optional: else `derive`): what it reads of the states looked
+   * up once; undefined where nothing can be derived.
+   */
+  readonly deriver?: (state: ClusterState, base: ClusterState, changed: ChangedPolicy) => ((pod: Pod, key: string) => V | undefined) | undefined;
 }
 
 const POLICY_KINDS: ReadonlySet<string> = new Set(['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy']);
@@ -91,11 +98,16 @@ export function keepsSelecting(state: ClusterState, base: ClusterState, pod: Pod
 /**
  * keepsSelecting for an overlay that changes the policy object `changed`, without working out the
  * overlay's list: it is the base's very array when neither the changed object's old models (in the
- * base's list) nor its new ones select the pod (policy/selection.ts selectingFromBase).
+ * base's list) nor its new ones select the pod (policy/selection.ts selectingFromBase). For many pods of
+ * one overlay: the lists are looked up once.
  */
-function keepsList(state: ClusterState, base: ClusterState, changed: ChangedPolicy, pod: Pod): boolean {
-  for (const m of policiesSelecting(base, pod)) if (m.ref.kind === changed.kind && m.ref.namespace === changed.namespace && m.ref.name === changed.name) return false;
-  return changedSelecting(state, changed, pod).length === 0;
+function keepsListTest(state: ClusterState, base: ClusterState, changed: ChangedPolicy): (pod: Pod) => boolean {
+  const baseSelecting = selectingLookup(base);
+  const changedSel = changedSelectingLookup(state, changed);
+  return (pod) => {
+    for (const m of baseSelecting(pod)) if (m.ref.kind === changed.kind && m.ref.namespace === changed.namespace && m.ref.name === changed.name) return false;
+    return changedSel(pod).length === 0;
+  };
 }
 
 let computed = 0;
@@ -115,56 +127,78 @@ export function reachDerivations(): number {
 const TABLE_LIMIT = 50_000;
 const newTable = (): Map<string, unknown> => new Map();
 
-/** What memoReach reads of a state for every question and class, looked up once per state revision. */
-interface ReachState {
-  readonly delta: OverlayDelta | undefined;
-  /** Per question name: its table (kept per revision), and whether its destinations keep their lists. */
-  readonly tables: Map<string, Map<string, unknown>>;
-  readonly destsKept: Map<string, boolean>;
-  derivable?: { readonly base: ClusterState; readonly changed: ChangedPolicy } | null;
-}
-
-function reachState(state: ClusterState): ReachState {
-  return perRevision(state, 'reachState', () => ({ delta: policyOnlyDelta(state), tables: new Map(), destsKept: new Map() }));
-}
+/** memoReach(q, state, pod) for pods of one state: an asker, kept per question and state revision. */
+export type ReachAsker<V> = (pod: Pod) => V;
 
 /** `q.compute(state, pod)`, from its base's answer when the overlay cannot change it, memoised per class. */
 export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod): V {
-  // Asked under recordDenials (which rule decided a loss: impact/decided-by.ts): a kept or derived answer
-  // would decide nothing there, so the question is judged afresh and the answer is not kept.
-  if (recordingDenials()) return q.compute(state, pod);
-  const rs = reachState(state);
-  const delta = rs.delta;
-  if (delta !== undefined && keepsList(state, delta.base, delta, pod)) {
-    let kept = rs.destsKept.get(q.destsName);
-    if (kept === undefined) rs.destsKept.set(q.destsName, (kept = destsKept(q, state, delta)));
-    if (kept) return memoReach(q, delta.base, pod);
-  }
-  const key = q.key(state, pod);
-  if (key === undefined) {
-    computed++;
-    return q.compute(state, pod);
-  }
-  let table = rs.tables.get(q.name);
-  if (table === undefined) rs.tables.set(q.name, (table = keptPerRevision(state, q.name, newTable)));
-  if (table.has(key)) return table.get(key) as V;
-  // A class the change does select: from the base's decisions and the changed object's new rules.
-  let v: V | undefined;
-  if (q.derive !== undefined) {
-    if (rs.derivable === undefined) rs.derivable = derivableDelta(state) ?? null;
-    if (rs.derivable !== null) v = q.derive(state, rs.derivable.base, rs.derivable.changed, pod, key);
-  }
-  if (v !== undefined) derived++;
-  else {
-    v = q.compute(state, pod);
-    computed++;
-  }
-  if (table.size >= TABLE_LIMIT) table.clear();
-  table.set(key, v);
-  return v;
+  return reachAsker(q, state)(pod);
 }
 
-function destsKept<V>(q: ReachQuestion<V>, state: ClusterState, delta: OverlayDelta): boolean {
+/**
+ * memoReach(q, state, ·): what it reads of the state for every class (the overlay's delta, the lists
+ * kept test, the class key's per-state data, the table, the derivation's plan) looked up once per state
+ * revision instead of once per class. A pass over classes takes it once and calls it per class.
+ */
+export function reachAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
+  return perRevision(state, askerName(q), () => newAsker(q, state));
+}
+
+const askerNames = new WeakMap<object, string>();
+function askerName(q: ReachQuestion<unknown>): string {
+  let n = askerNames.get(q);
+  if (n === undefined) askerNames.set(q, (n = `reachAsker:${q.name}`));
+  return n;
+}
+
+function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
+  const delta = policyOnlyDelta(state);
+  const keeps = delta === undefined ? undefined : keepsListTest(state, delta.base, delta);
+  const keyOf = q.keyer !== undefined ? q.keyer(state) : (pod: Pod): string | undefined => q.key(state, pod);
+  let destsAreKept: boolean | undefined;
+  let baseAsk: ReachAsker<V> | undefined;
+  let table: Map<string, unknown> | undefined;
+  // null: nothing to derive from (not a derivable overlay, or the question has no derivation).
+  let derive: ((pod: Pod, key: string) => V | undefined) | null | undefined;
+  const deriverOf = (): ((pod: Pod, key: string) => V | undefined) | null => {
+    const d = derivableDelta(state);
+    if (d === undefined) return null;
+    if (q.deriver !== undefined) return q.deriver(state, d.base, d.changed) ?? null;
+    const one = q.derive;
+    return one === undefined ? null : (pod, key) => one(state, d.base, d.changed, pod, key);
+  };
+  return (pod) => {
+    // Asked under recordDenials (which rule decided a loss: impact/decided-by.ts): a kept or derived answer
+    // would decide nothing there, so the question is judged afresh and the answer is not kept.
+    if (recordingDenials()) return q.compute(state, pod);
+    if (keeps !== undefined && keeps(pod)) {
+      if (destsAreKept === undefined) destsAreKept = destsKept(q, state, keeps);
+      if (destsAreKept) return (baseAsk ??= reachAsker(q, delta!.base))(pod);
+    }
+    const key = keyOf(pod);
+    if (key === undefined) {
+      computed++;
+      return q.compute(state, pod);
+    }
+    table ??= keptPerRevision(state, q.name, newTable);
+    const hit = table.get(key);
+    if (hit !== undefined || table.has(key)) return hit as V;
+    // A class the change does select: from the base's decisions and the changed object's new rules.
+    let v: V | undefined;
+    if (derive === undefined) derive = deriverOf();
+    if (derive !== null) v = derive(pod, key);
+    if (v !== undefined) derived++;
+    else {
+      v = q.compute(state, pod);
+      computed++;
+    }
+    if (table.size >= TABLE_LIMIT) table.clear();
+    table.set(key, v);
+    return v;
+  };
+}
+
+function destsKept<V>(q: ReachQuestion<V>, state: ClusterState, keeps: (pod: Pod) => boolean): boolean {
   const dests = q.dests(state);
-  return dests !== undefined && dests.every((d) => keepsList(state, delta.base, delta, d));
+  return dests !== undefined && dests.every(keeps);
 }

@@ -27,7 +27,7 @@ import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBacke
 import { formatPolicyRef, policyModel } from './model.ts';
 import { podClassId } from './classes.ts';
 import { podIdentityKey } from './identity.ts';
-import { enforcement, enforcementOfModels, isCiliumEndpoint, modelSelects, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
+import { enforcement, enforcementOfModels, isCiliumEndpoint, modelSelects, policiesSelecting, policySettings, selectingLookup, type PolicySettings } from './selection.ts';
 import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAMESPACE_LABELS_PREFIX, reservedLabels, selectorIsReserved, selectorMentions } from './selectors.ts';
 import { checkBudget } from '../core/budget.ts';
 import { atLeast, clusterVersions } from './versions.ts';
@@ -1000,31 +1000,141 @@ export function reachableFromBase(
   targetKey: object | string,
   which: 'both' | 'egress' = 'both',
 ): boolean | undefined {
-  checkBudget();
-  if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) return undefined;
-  const settings = policySettings(state);
-  const dest = to.type === 'ip' ? ipTargetIdentity(state, from, to) : targetIdentity(state, from, to);
-  const destPod = dest.pod;
-  if (destPod && isSamePod(from, destPod)) return true;
-  const ctx: EvalContext = { state, settings, from, dnsCheck: false };
-  const baseCtx: EvalContext = { state: base, settings: policySettings(base), from, dnsCheck: false };
-  // The base's facts of this class and target (class keys are interned strings: hashed once).
-  const table = keptPerRevision(base, 'directionFacts', newFactsTable);
-  let byQuestion = table.get(classKey);
-  if (byQuestion === undefined) {
-    if (table.size >= FACTS_LIMIT) table.clear();
-    table.set(classKey, (byQuestion = new Map()));
+  return fromBasePass(state, base, changed).reach(from, to, port, protocol, classKey, question, targetKey, which);
+}
+
+/**
+ * reachableFromBase for many sources of one overlay `state` over `base`: what it reads of the two states
+ * (settings, the base's decision facts, the changed object's models, the selecting lists) looked up once
+ * per pass instead of once per class. Kept per revision of `state` (for one base and changed object).
+ */
+export interface FromBasePass {
+  readonly base: ClusterState;
+  readonly changed: ChangedPolicy;
+  /** reachableFromBase(state, base, changed, from, to, port, protocol, classKey, question, targetKey, which). */
+  reach(from: Pod, to: Target, port: number, protocol: Protocol, classKey: string, question: string, targetKey: object | string, which?: 'both' | 'egress'): boolean | undefined;
+}
+
+export function fromBasePass(state: ClusterState, base: ClusterState, changed: ChangedPolicy): FromBasePass {
+  const kept = perRevision(state, 'fromBasePass', newPassSlot);
+  const hit = kept.pass;
+  if (hit !== undefined && hit.base === base && hit.changed.kind === changed.kind && hit.changed.namespace === changed.namespace && hit.changed.name === changed.name) return hit;
+  return (kept.pass = new FromBase(state, base, changed));
+}
+const newPassSlot = (): { pass?: FromBase } => ({});
+
+/** A mutable EvalContext for one pass (decisions are synchronous and never nest: `from` is set per call). */
+type PassContext = { -readonly [K in keyof EvalContext]: EvalContext[K] };
+
+/** The base's decision facts of one class toward one target. */
+type KeptFacts = { egress?: DirectionFacts; ingress?: DirectionFacts };
+
+class FromBase implements FromBasePass {
+  readonly base: ClusterState;
+  readonly changed: ChangedPolicy;
+  readonly #state: ClusterState;
+  readonly #ctx: PassContext;
+  readonly #baseCtx: PassContext;
+  /** The base's facts: question -> target -> class key (kept per base revision, across requests). */
+  readonly #facts: Map<string, Map<object | string, Map<string, KeptFacts>>>;
+  /** The identities of pod-network destination pods (they do not depend on the source). */
+  readonly #podIds = new Map<Pod, Identity>();
+  readonly changedSelecting: (pod: Pod) => readonly PolicyModel[];
+  readonly baseSelecting: (pod: Pod) => readonly PolicyModel[];
+
+  constructor(state: ClusterState, base: ClusterState, changed: ChangedPolicy) {
+    this.#state = state;
+    this.base = base;
+    this.changed = changed;
+    const settings = policySettings(state);
+    this.#ctx = { state, settings, from: undefined as unknown as Pod, dnsCheck: false };
+    this.#baseCtx = { state: base, settings: policySettings(base), from: undefined as unknown as Pod, dnsCheck: false };
+    this.#facts = keptPerRevision(base, 'directionFacts', newFactsTable);
+    this.changedSelecting = changedSelectingLookup(state, changed);
+    this.baseSelecting = selectingLookup(base);
   }
-  let byTarget = byQuestion.get(question);
-  if (byTarget === undefined) byQuestion.set(question, (byTarget = new Map()));
-  let facts = byTarget.get(targetKey);
-  if (facts === undefined) byTarget.set(targetKey, (facts = {}));
-  if (!decideFromBase(ctx, baseCtx, changed, from, 'egress', dest, port, protocol, destPod, facts)) return false;
-  if (!destPod || which === 'egress') return true;
-  // A host-network client on the destination's node is its local host: allow-localhost as decideDirection
-  // applies it (the lowest-precedence allow: a matching deny still wins, and from Cilium 1.20 only beside
-  // ingress rules).
-  return decideFromBase(ctx, baseCtx, changed, destPod, 'ingress', sourceIdentity(state, from, destPod, settings), port, protocol, destPod, facts, fromLocalHost(from, destPod));
+
+  reach(from: Pod, to: Target, port: number, protocol: Protocol, classKey: string, question: string, targetKey: object | string, which: 'both' | 'egress' = 'both'): boolean | undefined {
+    checkBudget();
+    const state = this.#state;
+    if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) return undefined;
+    const dest = to.type === 'ip' ? ipTargetIdentity(state, from, to) : to.type === 'pod' && to.pod.spec.hostNetwork !== true ? this.#podIdentity(to.pod) : targetIdentity(state, from, to);
+    const destPod = dest.pod;
+    if (destPod && isSamePod(from, destPod)) return true;
+    const ctx = this.#ctx;
+    const baseCtx = this.#baseCtx;
+    ctx.from = from;
+    baseCtx.from = from;
+    // The base's facts of this class and target (class keys are interned strings: hashed once).
+    let byTarget = this.#facts.get(question);
+    if (byTarget === undefined) this.#facts.set(question, (byTarget = new Map()));
+    let byClass = byTarget.get(targetKey);
+    if (byClass === undefined) byTarget.set(targetKey, (byClass = new Map()));
+    let facts = byClass.get(classKey);
+    if (facts === undefined) {
+      if (byClass.size >= FACTS_LIMIT) byClass.clear();
+      byClass.set(classKey, (facts = {}));
+    }
+    if (!this.#decide(from, 'egress', dest, port, protocol, destPod, facts, false)) return false;
+    if (!destPod || which === 'egress') return true;
+    // A host-network client on the destination's node is its local host: allow-localhost as decideDirection
+    // applies it (the lowest-precedence allow: a matching deny still wins, and from Cilium 1.20 only beside
+    // ingress rules).
+    return this.#decide(destPod, 'ingress', sourceIdentity(state, from, destPod, ctx.settings), port, protocol, destPod, facts, fromLocalHost(from, destPod));
+  }
+
+  #podIdentity(pod: Pod): Identity {
+    let id = this.#podIds.get(pod);
+    if (id === undefined) this.#podIds.set(pod, (id = podIdentity(this.#state, pod)));
+    return id;
+  }
+
+  /**
+   * The overlay's decision in one direction at `subject`: a decision is a deny if some deny element
+   * matches, else an allow if some allow element matches or the direction is not enforced
+   * (decideDirection), from the base's matching elements other than the changed object's plus the
+   * changed object's new models that select the subject.
+   */
+  #decide(subject: Pod, direction: Direction, peer: Identity, port: number, protocol: Protocol, destPod: Pod | undefined, kept: KeptFacts, localHost: boolean): boolean {
+    const ctx = this.#ctx;
+    if (ctx.settings.enablePolicy === 'never' || !isCiliumEndpoint(subject)) return true;
+    fromBaseCount[direction]++;
+    const changed = this.changed;
+    const facts = (kept[direction] ??= directionFacts(this.#baseCtx, subject, direction, peer, port, protocol, destPod));
+    for (const r of facts.denyBy) if (!isRef(r, changed)) return false;
+    let allowed = false;
+    for (const r of facts.allowBy) if (!isRef(r, changed)) allowed = true;
+    // The changed object's new models that select the subject: the overlay's list is the base's less the
+    // changed object's old models plus these (policy/selection.ts selectingFromBase), so it is not needed.
+    const added = this.changedSelecting(subject);
+    let denied = false;
+    for (const m of added) {
+      for (const el of m.elements) {
+        if (el.direction !== direction) continue;
+        if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
+        if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
+        if (el.deny) denied = true;
+        else allowed = true;
+      }
+    }
+    if (denied) return false;
+    if (allowed) return true;
+    return !this.#enforced(subject, direction, added) || (localHost && localHostAllowed(ctx.state, subject));
+  }
+
+  /**
+   * Is `direction` enforced at `subject` in the overlay, from its base list: the enforcing models are the
+   * base's (under the overlay's settings) less the changed object's old ones, plus its new ones that
+   * select the subject (`added`). For an overlay that changes no policy the lists are the same.
+   */
+  #enforced(subject: Pod, direction: Direction, added: readonly PolicyModel[]): boolean {
+    const settings = this.#ctx.settings;
+    const was = enforcementOfModels(this.baseSelecting(subject), direction, settings);
+    if (!was.enforced) return added.length > 0 && enforcementOfModels(added, direction, settings).enforced;
+    if (settings.enablePolicy === 'always') return true;
+    for (const r of was.by) if (!isRef(r, this.changed)) return true;
+    return added.length > 0 && enforcementOfModels(added, direction, settings).enforced;
+  }
 }
 
 /** targetIdentity of an address, kept per state revision, address and source node (all it reads of the source). */
@@ -1048,59 +1158,14 @@ export function fromBaseDecisions(): { readonly egress: number; readonly ingress
   return { ...fromBaseCount };
 }
 
-function decideFromBase(
-  ctx: EvalContext,
-  baseCtx: EvalContext,
-  changed: ChangedPolicy,
-  subject: Pod,
-  direction: Direction,
-  peer: Identity,
-  port: number,
-  protocol: Protocol,
-  destPod: Pod | undefined,
-  kept: { egress?: DirectionFacts; ingress?: DirectionFacts },
-  localHost = false,
-): boolean {
-  if (ctx.settings.enablePolicy === 'never' || !isCiliumEndpoint(subject)) return true;
-  fromBaseCount[direction]++;
-  const facts = (kept[direction] ??= directionFacts(baseCtx, subject, direction, peer, port, protocol, destPod));
-  for (const r of facts.denyBy) if (!isRef(r, changed)) return false;
-  let allowed = false;
-  for (const r of facts.allowBy) if (!isRef(r, changed)) allowed = true;
-  // The changed object's new models that select the subject: the overlay's list is the base's less the
-  // changed object's old models plus these (policy/selection.ts selectingFromBase), so it is not needed.
-  const added = changedSelecting(ctx.state, changed, subject);
-  let denied = false;
-  for (const m of added) {
-    for (const el of m.elements) {
-      if (el.direction !== direction) continue;
-      if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
-      if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
-      if (el.deny) denied = true;
-      else allowed = true;
-    }
-  }
-  if (denied) return false;
-  if (allowed) return true;
-  return !enforcedFromBase(ctx, baseCtx, changed, subject, direction, added) || (localHost && localHostAllowed(ctx.state, subject));
-}
-
-/**
- * Is `direction` enforced at `subject` in the overlay, from its base list: the enforcing models are the
- * base's (under the overlay's settings) less the changed object's old ones, plus its new ones that
- * select the subject (`added`). For an overlay that changes no policy the lists are the same.
- */
-function enforcedFromBase(ctx: EvalContext, baseCtx: EvalContext, changed: ChangedPolicy, subject: Pod, direction: Direction, added: readonly PolicyModel[]): boolean {
-  const was = enforcementOfModels(policiesSelecting(baseCtx.state, subject), direction, ctx.settings);
-  if (!was.enforced) return added.length > 0 && enforcementOfModels(added, direction, ctx.settings).enforced;
-  if (ctx.settings.enablePolicy === 'always') return true;
-  for (const r of was.by) if (!isRef(r, changed)) return true;
-  return added.length > 0 && enforcementOfModels(added, direction, ctx.settings).enforced;
-}
-
 /** The changed policy object's models in the overlay `state` (none when it is deleted or no policy changed), and their answers per identity. */
 interface ChangedModels {
   readonly models: readonly PolicyModel[];
+  /**
+   * The answer for every Cilium endpoint when it cannot depend on the pod: every model that selects pods
+   * is a CCNP with an empty subject selector (`endpointSelector: {}` selects every endpoint); else undefined.
+   */
+  readonly everyEndpoint: readonly PolicyModel[] | undefined;
   readonly byId: Map<string, readonly PolicyModel[]>;
   readonly byMask: Map<number, readonly PolicyModel[]>;
 }
@@ -1108,7 +1173,8 @@ interface ChangedModels {
 function changedModels(state: ClusterState, changed: ChangedPolicy): ChangedModels {
   return perRevision(state, 'changedPolicyModels', () => {
     const obj = changed.name === '' ? undefined : state.get(changed.kind as 'CiliumNetworkPolicy', changed.namespace === '' ? undefined : changed.namespace, changed.name);
-    return { models: obj === undefined ? NO_MODELS : policyModel(obj as PolicyObject), byId: new Map(), byMask: new Map() };
+    const models = obj === undefined ? NO_MODELS : policyModel(obj as PolicyObject);
+    return { models, everyEndpoint: everyEndpointModels(models), byId: new Map(), byMask: new Map() };
   });
 }
 const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
@@ -1119,8 +1185,21 @@ const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
  */
 export function changedSelecting(state: ClusterState, changed: ChangedPolicy, pod: Pod): readonly PolicyModel[] {
   if (changed.name === '') return NO_MODELS;
+  return changedSelectingIn(state, changedModels(state, changed), pod);
+}
+
+/** changedSelecting for many pods of one state: the changed object's models looked up once. */
+export function changedSelectingLookup(state: ClusterState, changed: ChangedPolicy): (pod: Pod) => readonly PolicyModel[] {
+  if (changed.name === '') return noModels;
   const c = changedModels(state, changed);
+  if (c.models.length === 0) return noModels;
+  return (pod) => changedSelectingIn(state, c, pod);
+}
+const noModels = (): readonly PolicyModel[] => NO_MODELS;
+
+function changedSelectingIn(state: ClusterState, c: ChangedModels, pod: Pod): readonly PolicyModel[] {
   if (c.models.length === 0 || !isCiliumEndpoint(pod)) return NO_MODELS;
+  if (c.everyEndpoint !== undefined) return c.everyEndpoint;
   // Per identity (what modelSelects reads: the pod's endpoint labels, its namespace's) and revision:
   // asked for every class by each question, both directions.
   const id = podIdentityKey(pod);
@@ -1131,6 +1210,19 @@ export function changedSelecting(state: ClusterState, changed: ChangedPolicy, po
     c.byId.set(id, hit);
   }
   return hit;
+}
+
+/** ChangedModels.everyEndpoint: the models that select pods when each selects every endpoint (as modelSelects decides), else undefined. */
+function everyEndpointModels(models: readonly PolicyModel[]): readonly PolicyModel[] | undefined {
+  if (models.length === 0) return undefined;
+  for (const m of models) {
+    if (m.selectsNodes) continue; // selects no pod
+    const sel = m.subjectSelector;
+    if (m.ref.kind !== 'CiliumClusterwideNetworkPolicy' || sel === undefined) return undefined;
+    if ((sel.matchLabels !== undefined && Object.keys(sel.matchLabels).length > 0) || (sel.matchExpressions !== undefined && sel.matchExpressions.length > 0)) return undefined;
+  }
+  const out = models.filter((m) => !m.selectsNodes);
+  return out.length === 0 ? NO_MODELS : out.length === models.length ? models : out;
 }
 
 function computeChangedSelecting(state: ClusterState, c: ChangedModels, pod: Pod): readonly PolicyModel[] {
@@ -1159,6 +1251,6 @@ function directionFacts(ctx: EvalContext, subject: Pod, direction: Direction, pe
   }
   return { denyBy: denyBy ?? NO_REFS, allowBy: allowBy ?? NO_REFS };
 }
-const newFactsTable = (): Map<string, Map<string, Map<object | string, { egress?: DirectionFacts; ingress?: DirectionFacts }>>> => new Map();
+const newFactsTable = (): Map<string, Map<object | string, Map<string, KeptFacts>>> => new Map();
 /** Classes whose facts are kept per base revision (a cluster has ~10k; synthetic pods add a few). */
 const FACTS_LIMIT = 50_000;

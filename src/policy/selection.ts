@@ -252,6 +252,16 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
   }
   return hit;
 }
+
+/** policiesSelecting for many pods of one state: its table looked up once. */
+export function selectingLookup(state: ClusterState): (pod: Pod) => readonly PolicyModel[] {
+  const table = keptPerRevision(state, 'policiesSelectingById', newSelectingTable);
+  return (pod) => {
+    if (!isCiliumEndpoint(pod)) return NO_MODELS;
+    const hit = table.get(podIdentityKey(pod));
+    return hit !== undefined ? hit : policiesSelecting(state, pod);
+  };
+}
 const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
 const newSelectingTable = (): Map<string, readonly PolicyModel[]> => new Map();
 /** Identities kept per state revision (a 50k-pod cluster has ~10k; 4 x IDENTITY_CACHE_LIMIT). */

@@ -6,10 +6,10 @@
 
 import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
-import type { ClusterState } from '../../core/objects.ts';
+import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
-import { apiserverClassKey, apiserverClientTest, apiserverReach, apiserverTarget, apiserverTargets, filterPods, podRef } from '../../policy/index.ts';
+import { apiserverClassKey, apiserverClients, apiserverReach, apiserverReachAsker, apiserverTarget, apiserverTargets, podRef } from '../../policy/index.ts';
 import { apiserverAllowOf, denyFixOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -36,11 +36,15 @@ export function scope(change: Change): Subject | undefined {
 export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] {
   const touched = touchedPods(change, before, after, { direction: 'egress' });
   if (touched.pods.length === 0) return [];
-  const clients = filterPods(touched.pods, apiserverClientTest(before, ctx.settings));
+  const clients = apiserverClients(before, touched.pods, ctx.settings);
   if (clients.length === 0) return [];
   // Judged per endpoint: a pod that reached two of three API servers and now reaches one loses access.
   const targets = apiserverTargets(after);
-  const loss = compareReach(clients, before, after, targets, apiserverReach, apiserverClassKey(after));
+  // Every class is asked in both states: each state's lookups once (apiserverReachAsker), not once per class.
+  const askAfter = apiserverReachAsker(after);
+  const askBefore = apiserverReachAsker(before);
+  const reach = (s: ClusterState, p: Pod): string[] => (s === after ? askAfter(p) : s === before ? askBefore(p) : apiserverReach(s, p));
+  const loss = compareReach(clients, before, after, targets, reach, apiserverClassKey(after));
   const { lost, stillMissing, lostTargets } = loss;
   const t = apiserverTarget(after);
   const allow = apiserverAllowOf('dialect' in subject ? subject.dialect : 'CiliumNetworkPolicy', after);

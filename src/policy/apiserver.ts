@@ -15,7 +15,7 @@ import { fromBasePass, ipIdentity, reachable, reachableFromBase, serviceByCluste
 import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Target } from './types.ts';
 import { apiserverClassKey } from './identity.ts';
-import { filterPods, podClassId } from './classes.ts';
+import { filterPods, groupsOf, podClassId } from './classes.ts';
 import { matchesSelector } from './selectors.ts';
 
 interface RbacIndex {
@@ -88,7 +88,7 @@ export function apiserverClients(state: ClusterState, pods: readonly Pod[], sett
   const index = rbacIndex(state);
   const clients = settings.apiserverClients;
   const hit = apiserverClientsByPods.get(pods);
-  if (hit !== undefined && hit.index === index && hit.clients === clients) return hit.pods as readonly Pod[];
+  if (hit !== undefined && hit.index === index && hit.clients === clients && (hit.pods === pods || groupsOf(hit.pods) !== undefined)) return hit.pods as readonly Pod[];
   const out = filterPods(pods, apiserverClientTest(state, settings));
   apiserverClientsByPods.set(pods, { index, clients, pods: out });
   return out;

@@ -77,7 +77,9 @@ export function withoutDnsBackends(state: ClusterState, pods: readonly Pod[]): r
   // until a pod changes, and so is this answer (rather than a 50k-pod array rebuilt per request).
   const refs = backends.map(podRef).join('\n');
   const hit = withoutBackendsByPods.get(pods);
-  if (hit !== undefined && hit.backends === refs) return hit.pods as readonly Pod[];
+  // (A plain WeakMap, as the pod array's own requests mark it ephemeral; the answer is used only while
+  // it is still registered with its classes.)
+  if (hit !== undefined && hit.backends === refs && (hit.pods === pods || groupsOf(hit.pods) !== undefined)) return hit.pods as readonly Pod[];
   const out = withoutBackendClasses(backends, pods, groups);
   withoutBackendsByPods.set(pods, { backends: refs, pods: out });
   return out;

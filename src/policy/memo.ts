@@ -256,11 +256,12 @@ export interface TouchedMemo {
   readonly after: ClusterState;
   readonly answers: Map<string, unknown>;
 }
-export const withoutBackendsByPods = memo<readonly object[], { readonly backends: string; readonly pods: readonly object[] }>(
+export const fqdnPeerLists = pureMemo<readonly PolicyModel[], boolean>('fqdnPeerLists', 'does some element of a model array have an FQDN peer (reachableFromBase keeps egress verdicts per model array only without one)');
+export const withoutBackendsByPods = pureMemo<readonly object[], { readonly backends: string; readonly pods: readonly object[] }>(
   'withoutBackendsByPods',
   'withoutDnsBackends per pod array (a classified array is kept until a pod changes), with the backends it left out by reference',
 );
-export const apiserverClientsByPods = memo<readonly object[], { readonly index: object; readonly clients: object | undefined; readonly pods: readonly object[] }>(
+export const apiserverClientsByPods = pureMemo<readonly object[], { readonly index: object; readonly clients: object | undefined; readonly pods: readonly object[] }>(
   'apiserverClientsByPods',
   'the API server clients of a pod array, per RBAC index and configured clients (apiserverClients)',
 );

@@ -32,7 +32,7 @@ import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAME
 import { checkBudget } from '../core/budget.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { ipIndexByList, keptPerRevision, perRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { fqdnPeerLists, ipIndexByList, keptPerRevision, perRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -1039,6 +1039,14 @@ class FromBase implements FromBasePass {
   readonly #facts: Map<string, Map<object | string, Map<string, KeptFacts>>>;
   /** The identities of pod-network destination pods (they do not depend on the source). */
   readonly #podIds = new Map<Pod, Identity>();
+  /** Per address: its node (if a node's), and its identity from that node and from anywhere else. */
+  readonly #ipIds = new Map<string, { readonly node: string | undefined; local?: Identity; other?: Identity }>();
+  /**
+   * The changed object's egress verdict (ADDED_*) per selecting-model array, destination identity, port
+   * and protocol: egress peers are matched against the destination alone (but for FQDN peers, which
+   * read the source's DNS lookups: never kept), so every class with the same new models shares it.
+   */
+  readonly #addedEgress = new Map<readonly PolicyModel[], Map<Identity, Map<string, number>>>();
   readonly changedSelecting: (pod: Pod) => readonly PolicyModel[];
   readonly baseSelecting: (pod: Pod) => readonly PolicyModel[];
 
@@ -1058,7 +1066,7 @@ class FromBase implements FromBasePass {
     checkBudget();
     const state = this.#state;
     if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) return undefined;
-    const dest = to.type === 'ip' ? ipTargetIdentity(state, from, to) : to.type === 'pod' && to.pod.spec.hostNetwork !== true ? this.#podIdentity(to.pod) : targetIdentity(state, from, to);
+    const dest = to.type === 'ip' ? this.#ipIdentity(from, to.ip) : to.type === 'pod' && to.pod.spec.hostNetwork !== true ? this.#podIdentity(to.pod) : targetIdentity(state, from, to);
     const destPod = dest.pod;
     if (destPod && isSamePod(from, destPod)) return true;
     const ctx = this.#ctx;
@@ -1081,6 +1089,21 @@ class FromBase implements FromBasePass {
     // applies it (the lowest-precedence allow: a matching deny still wins, and from Cilium 1.20 only beside
     // ingress rules).
     return this.#decide(destPod, 'ingress', sourceIdentity(state, from, destPod, ctx.settings), port, protocol, destPod, facts, fromLocalHost(from, destPod));
+  }
+
+  /**
+   * targetIdentity of an address seen from `from`: it reads the source's node only when the address is a
+   * node's (host on that node, remote-node on any other), so at most two identities per address.
+   */
+  #ipIdentity(from: Pod, ip: string): Identity {
+    let e = this.#ipIds.get(ip);
+    if (e === undefined) {
+      const c = canonicalIp(ip);
+      this.#ipIds.set(ip, (e = { node: c === undefined ? undefined : nodeAddresses(this.#state).get(c) }));
+    }
+    const localNode = from.spec.nodeName;
+    if (e.node !== undefined && localNode === e.node) return (e.local ??= ipIdentity(this.#state, ip, localNode, this.#ctx.settings));
+    return (e.other ??= ipIdentity(this.#state, ip, undefined, this.#ctx.settings));
   }
 
   #podIdentity(pod: Pod): Identity {
@@ -1107,19 +1130,25 @@ class FromBase implements FromBasePass {
     // The changed object's new models that select the subject: the overlay's list is the base's less the
     // changed object's old models plus these (policy/selection.ts selectingFromBase), so it is not needed.
     const added = this.changedSelecting(subject);
-    let denied = false;
-    for (const m of added) {
-      for (const el of m.elements) {
-        if (el.direction !== direction) continue;
-        if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
-        if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
-        if (el.deny) denied = true;
-        else allowed = true;
-      }
-    }
-    if (denied) return false;
-    if (allowed) return true;
+    const v = added.length === 0 ? ADDED_NONE : direction === 'egress' ? this.#addedEgressVerdict(added, peer, port, protocol, destPod) : addedVerdict(ctx, added, direction, peer, port, protocol, destPod);
+    if (v === ADDED_DENY) return false;
+    if (allowed || v === ADDED_ALLOW) return true;
     return !this.#enforced(subject, direction, added) || (localHost && localHostAllowed(ctx.state, subject));
+  }
+
+  #addedEgressVerdict(added: readonly PolicyModel[], peer: Identity, port: number, protocol: Protocol, destPod: Pod | undefined): number {
+    if (readsSourceDns(added)) return addedVerdict(this.#ctx, added, 'egress', peer, port, protocol, destPod);
+    let byPeer = this.#addedEgress.get(added);
+    if (byPeer === undefined) this.#addedEgress.set(added, (byPeer = new Map()));
+    let byPort = byPeer.get(peer);
+    if (byPort === undefined) {
+      if (byPeer.size >= 10_000) byPeer.clear(); // host-network destinations get an identity per source
+      byPeer.set(peer, (byPort = new Map()));
+    }
+    const k = protocol + port;
+    let v = byPort.get(k);
+    if (v === undefined) byPort.set(k, (v = addedVerdict(this.#ctx, added, 'egress', peer, port, protocol, destPod)));
+    return v;
   }
 
   /**
@@ -1210,6 +1239,35 @@ function changedSelectingIn(state: ClusterState, c: ChangedModels, pod: Pod): re
     c.byId.set(id, hit);
   }
   return hit;
+}
+
+const ADDED_NONE = 0;
+const ADDED_ALLOW = 1;
+const ADDED_DENY = 2;
+
+/** The verdict of the changed object's new models `added` in one direction at a subject: a matching deny, else a matching allow, else none. */
+function addedVerdict(ctx: EvalContext, added: readonly PolicyModel[], direction: Direction, peer: Identity, port: number, protocol: Protocol, destPod: Pod | undefined): number {
+  let v = ADDED_NONE;
+  for (const m of added) {
+    for (const el of m.elements) {
+      if (el.direction !== direction) continue;
+      if (!portMatch(el, port, protocol, destPod, ctx.settings.endPortSupported).matched) continue;
+      if (el.peers.length > 0 && !anyPeerMatches(ctx, m, el, peer)) continue;
+      if (el.deny) return ADDED_DENY;
+      v = ADDED_ALLOW;
+    }
+  }
+  return v;
+}
+
+/** Does some element of `models` have an FQDN peer (whose match reads the source's DNS lookups)? Per model array. */
+function readsSourceDns(models: readonly PolicyModel[]): boolean {
+  let v = fqdnPeerLists.get(models);
+  if (v === undefined) {
+    v = models.some((m) => m.elements.some((el) => el.peers.some((p) => p.type === 'fqdn')));
+    fqdnPeerLists.set(models, v);
+  }
+  return v;
 }
 
 /** ChangedModels.everyEndpoint: the models that select pods when each selects every endpoint (as modelSelects decides), else undefined. */

@@ -149,14 +149,24 @@ export function compareReach(
   targets: readonly string[],
   reach: (state: ClusterState, pod: Pod) => readonly string[] | undefined,
   classKey: (pod: Pod) => string,
+  opts: CompareOptions = {},
 ): ReachLoss {
+  const onLost = opts.onLost;
   const r = judgeByClass<Pod, readonly string[]>(pods, classKey, (pod) => {
     const now = reach(after, pod);
     if (now === undefined) return SKIP;
-    if (targets.every((t) => now.includes(t))) return OK;
+    if (includesAll(now, targets)) return OK;
     const was = reach(before, pod) ?? targets;
     if (now.length >= was.length) return STILL;
-    return { outcome: 'lost', detail: was.filter((t) => !now.includes(t)) };
+    const lost = { outcome: 'lost' as const, detail: was.filter((t) => !now.includes(t)) };
+    if (onLost !== undefined) {
+      try {
+        onLost(pod);
+      } catch {
+        // the caller's question, not the comparison's: its verdict stands
+      }
+    }
+    return lost;
   });
   const lostTargets = new Set<string>();
   for (const c of r.lostClasses) for (const t of c.detail ?? []) lostTargets.add(t);
@@ -168,6 +178,21 @@ export function compareReach(
   return out;
 }
 const OK: Judged<never> = { outcome: 'ok' };
+
+function includesAll(have: readonly string[], targets: readonly string[]): boolean {
+  for (const t of targets) if (!have.includes(t)) return false;
+  return true;
+}
+
+/** Options of compareReach and compareLoss. */
+export interface CompareOptions {
+  /**
+   * Called with the representative of each lost class (by the comparison's class key), once, as the
+   * class is judged lost: for a question the caller asks of every lost class anyway (its wording),
+   * without a second pass over the lost pods. A throw is the caller's to handle: the class stays lost.
+   */
+  readonly onLost?: (pod: Pod) => void;
+}
 const STILL: Judged<never> = { outcome: 'still' };
 
 /**
@@ -181,12 +206,13 @@ export function compareLoss(
   after: ClusterState,
   ok: (state: ClusterState, pod: Pod) => boolean | undefined,
   classKey: (pod: Pod) => string = byPodClass,
+  opts: CompareOptions = {},
 ): Loss {
   const reach = (state: ClusterState, pod: Pod): readonly string[] | undefined => {
     const v = ok(state, pod);
     return v === undefined ? undefined : v ? ONE_TARGET : NO_TARGET;
   };
-  const r = compareReach(pods, before, after, ONE_TARGET, reach, classKey);
+  const r = compareReach(pods, before, after, ONE_TARGET, reach, classKey, opts);
   const out = { lost: r.lost, stillMissing: r.stillMissing };
   lazily(out, 'decidedBy', () => r.decidedBy);
   lazily(out, 'stillDecidedBy', () => r.stillDecidedBy);

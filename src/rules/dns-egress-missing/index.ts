@@ -8,8 +8,8 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod, PolicyObject } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { changeRef, changesDnsServerSide, compareLoss, everyClass, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
-import { classifiedPods, dnsClassKey, dnsTarget, podRef, policyUsesFqdn, reachesDns, reachesDnsAsker, reachesDnsEgressOnly, reachesDnsEgressOnlyAsker, reachesDnsOverTcp, withoutDnsBackends, type DnsTarget } from '../../policy/index.ts';
+import { changeRef, changesDnsServerSide, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
+import { classifiedPods, dnsClassKey, dnsTarget, podRef, policyUsesFqdn, reachesDns, reachesDnsAsker, reachesDnsEgressOnlyAsker, reachesDnsOverTcp, withoutDnsBackends } from '../../policy/index.ts';
 import { denyFixOf, dnsAllowOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -46,7 +46,19 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   const askAfter = reachesDnsAsker(after);
   const askBefore = reachesDnsAsker(before);
   const ok = (s: ClusterState, p: Pod): boolean | undefined => (s === after ? askAfter(p) : s === before ? askBefore(p) : reachesDns(s, p, 'UDP'));
-  const loss = compareLoss(pods, before, after, ok, dnsClassKey(after));
+  // Whether every lost class's egress still allows DNS (then the servers' ingress drops it: the wording),
+  // asked of each lost class as the comparison finds it rather than in a second pass over the lost pods.
+  const egressOnly = reachesDnsEgressOnlyAsker(after);
+  let egressAllows = true;
+  const onLost = (p: Pod): void => {
+    if (!egressAllows) return;
+    try {
+      egressAllows = egressOnly(p);
+    } catch {
+      egressAllows = false; // no claim on odd input
+    }
+  };
+  const loss = compareLoss(pods, before, after, ok, dnsClassKey(after), { onLost });
   const { lost, stillMissing } = loss;
   const policy = subject.by === 'policy' ? subject.policy : undefined;
   const base = {
@@ -78,7 +90,7 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     // The clients' egress still allows DNS: the servers' ingress drops it (their policy, the policy mode,
     // or the labels of the namespace the servers' peer selectors match).
     // Said only when it holds for every lost class: otherwise the egress fix is the one some pods need.
-    const serversDrop = !tcpOnly && serversDropAll(lost, after, target);
+    const serversDrop = !tcpOnly && egressAllows;
     if (serversDrop && !serverSide && (subject.by === 'cilium-config' || subject.by === 'namespace')) {
       return subject.by === 'cilium-config' ? found('config-servers-drop') : found('namespace-relabel-servers-drop', subject.namespace);
     }
@@ -112,12 +124,6 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     return [messages.finding('policy-keeps-no-dns', params, { ...victimsOf(stillMissing), preexisting: true })];
   }
   return [];
-}
-
-/** Does every lost class's egress still allow DNS (so the servers' ingress drops it)? */
-function serversDropAll(lost: readonly Pod[], after: ClusterState, target: DnsTarget): boolean {
-  const egressOnly = reachesDnsEgressOnlyAsker(after);
-  return everyClass(lost, dnsClassKey(after), (p) => (target === dnsTarget(after) ? egressOnly(p) : reachesDnsEgressOnly(after, p, target)));
 }
 
 export const rule: Rule = {

@@ -5,7 +5,7 @@
 // issue 21's per-identity judging lives (judge per class, count victims per class, cap what is listed).
 
 import type { ClusterState, Pod } from '../core/objects.ts';
-import { groupsOf, podClassKey, readsNode, splitByNodeToken, withClasses, type ClassKeyFn, type PodClass } from '../policy/index.ts';
+import { classPlan, groupsOf, podClassKey, readsNode, withClasses, type ClassKeyFn, type PodClass } from '../policy/index.ts';
 import { decidedByOf, type LossDecidedBy } from './decided-by.ts';
 
 /** The verdict on one class: fine after the change, lost by it, missing before and after, or not judged. */
@@ -47,39 +47,41 @@ export interface ByClass<T, D> {
 export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (item: T) => string, judge: (item: T) => Judged<D>): ByClass<T, D> {
   const byKey = new Map<string, ClassVerdict<T, D>>();
   const out: ByClass<T, D> = { lost: [], stillMissing: [], lostClasses: [], stillClasses: [], classes: 0 };
-  // Pods grouped by pod class (policy/classes.ts): one key and at most one judgement per class (per
-  // class and node token when the key reads the node), and the class's pods counted at once.
   const groups = Array.isArray(items) ? groupsOf(items as readonly T[]) : undefined;
   if (groups) {
-    const nodeToken = (classKey as ClassKeyFn).nodeToken;
-    const visit = (members: readonly Pod[]): void => {
-      const rep = members[0]! as unknown as T;
-      const key = classKey(rep);
-      let v = byKey.get(key);
+    // Pods grouped by pod class (policy/classes.ts): one key and at most one judgement per class (per
+    // class and node token when the key reads the node), and the class's pods counted at once. The
+    // units and their keys come from the plan kept per classes array and key function.
+    const plan = classPlan(groups, classKey as ClassKeyFn);
+    const verdicts: (ClassVerdict<T, D> | undefined)[] = new Array(plan.keys.length);
+    const lostGroups: PodClass[] = [];
+    const stillGroups: PodClass[] = [];
+    let lostPods = 0;
+    let stillPods = 0;
+    for (let u = 0; u < plan.units.length; u++) {
+      const members = plan.units[u]!;
+      const k = plan.keyIndex[u]!;
+      let v = verdicts[k];
       if (v === undefined) {
-        v = verdictOf(key, rep, judge);
-        byKey.set(key, v);
+        v = verdictOf(plan.keys[k]!, members[0]! as unknown as T, judge);
+        verdicts[k] = v;
         if (v.outcome === 'lost') out.lostClasses.push(v);
         else if (v.outcome === 'still') out.stillClasses.push(v);
       }
       v.count += members.length;
-      const into = v.outcome === 'lost' ? out.lost : v.outcome === 'still' ? out.stillMissing : undefined;
-      if (into) {
-        for (const p of members) into.push(p as unknown as T);
-        (into === out.lost ? lostGroups : stillGroups).push({ key, pods: members });
+      if (v.outcome === 'lost') {
+        lostGroups.push({ key: v.key, pods: members });
+        lostPods += members.length;
+      } else if (v.outcome === 'still') {
+        stillGroups.push({ key: v.key, pods: members });
+        stillPods += members.length;
       }
-    };
-    const lostGroups: PodClass[] = [];
-    const stillGroups: PodClass[] = [];
-    for (const c of groups) {
-      // Usually every pod of the class has the same token (say, none runs on an API server node).
-      const split = nodeToken === undefined ? undefined : splitByNodeToken(c, nodeToken);
-      if (split === undefined) visit(c.pods);
-      else for (const members of split) visit(members);
     }
-    withClasses(out.lost as unknown as Pod[], lostGroups);
-    withClasses(out.stillMissing as unknown as Pod[], stillGroups);
-    return { ...out, classes: byKey.size };
+    const lost = podsOf(lostGroups, lostPods) as unknown as T[];
+    const stillMissing = podsOf(stillGroups, stillPods) as unknown as T[];
+    withClasses(lost as unknown as Pod[], lostGroups);
+    withClasses(stillMissing as unknown as Pod[], stillGroups);
+    return { lost, stillMissing, lostClasses: out.lostClasses, stillClasses: out.stillClasses, classes: plan.keys.length };
   }
   for (const item of items) {
     const key = classKey(item);
@@ -97,6 +99,14 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
   return { ...out, classes: byKey.size };
 }
 const SKIP: Judged<never> = { outcome: 'skip' };
+
+/** The pods of `groups` (`count` of them) as one array, in order. */
+function podsOf(groups: readonly PodClass[], count: number): Pod[] {
+  const out: Pod[] = new Array(count);
+  let i = 0;
+  for (const g of groups) for (const p of g.pods) out[i++] = p;
+  return out;
+}
 
 function verdictOf<T, D>(key: string, item: T, judge: (item: T) => Judged<D>): ClassVerdict<T, D> {
   let j: Judged<D>;

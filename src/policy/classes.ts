@@ -17,7 +17,7 @@
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { internKey } from '../state/intern.ts';
 import { ipFamily } from './cidr.ts';
-import { classParts, groupedArrays, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
+import { classParts, classPlans, groupedArrays, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
 
 /** One class: its key and its pods (the first one stands for all). */
 export interface PodClass {
@@ -187,6 +187,57 @@ export function splitByNodeToken(c: PodClass, nodeToken: (pod: Pod) => string): 
   }
   nodeTokenSplits.set(c, { token: nodeToken, split });
   return split ?? undefined;
+}
+
+/**
+ * A judging pass's plan over classes `groups` for the class key `classKey`: the units judged (a class, or
+ * its pods with one node token: splitByNodeToken), each unit's key as an index into `keys` (distinct, in
+ * the order of their first unit). Kept per classes array and key function (a key function must answer
+ * the same for a pod object every time: the class keys are computed once per pod and kept): a pass over
+ * a kept array (every pod of a state, its DNS clients) computes no key.
+ */
+export interface ClassPlan {
+  readonly units: readonly (readonly Pod[])[];
+  readonly keyIndex: readonly number[];
+  readonly keys: readonly string[];
+}
+
+export function classPlan(groups: readonly PodClass[], classKey: ClassKeyFn): ClassPlan {
+  let byFn = classPlans.get(groups);
+  if (byFn === undefined) classPlans.set(groups, (byFn = new Map()));
+  let plan = byFn.get(classKey) as ClassPlan | undefined;
+  if (plan === undefined) {
+    plan = computeClassPlan(groups, classKey);
+    if (byFn.size >= 4) byFn.clear(); // a key function made per request would otherwise pile up
+    byFn.set(classKey, plan);
+  }
+  return plan;
+}
+
+function computeClassPlan(groups: readonly PodClass[], classKey: ClassKeyFn): ClassPlan {
+  const nodeToken = classKey.nodeToken;
+  const units: (readonly Pod[])[] = [];
+  const keyIndex: number[] = [];
+  const keys: string[] = [];
+  const index = new Map<string, number>();
+  const add = (members: readonly Pod[]): void => {
+    const key = classKey(members[0]!);
+    let k = index.get(key);
+    if (k === undefined) {
+      k = keys.length;
+      keys.push(key);
+      index.set(key, k);
+    }
+    units.push(members);
+    keyIndex.push(k);
+  };
+  for (const c of groups) {
+    // Usually every pod of the class has the same token (say, none runs on an API server node).
+    const split = nodeToken === undefined ? undefined : splitByNodeToken(c, nodeToken);
+    if (split === undefined) add(c.pods);
+    else for (const members of split) add(members);
+  }
+  return { units, keyIndex, keys };
 }
 
 /** Marks a class-key function as reading the node through `nodeToken`. */

@@ -70,10 +70,14 @@ export function podClassKey(pod: Pod, node: string): string {
 
 /** Class key for DNS checks: the node matters only when a DNS backend runs in the host network. */
 export function dnsClassKey(state: ClusterState): ClassKeyFn {
-  const nodeLevel = dnsBackends(state).pods.some((p) => p.spec.hostNetwork === true);
-  const key = (pod: Pod): string => podClassKey(pod, nodeLevel ? (pod.spec.nodeName ?? '') : '');
-  return nodeLevel ? readsNode(key, (pod) => pod.spec.nodeName ?? '') : key;
+  // One function per answer (what is kept per key function, a judging pass's plan, is then reused).
+  return dnsBackends(state).pods.some((p) => p.spec.hostNetwork === true) ? DNS_KEY_BY_NODE : DNS_KEY;
 }
+const DNS_KEY: ClassKeyFn = (pod: Pod): string => podClassKey(pod, '');
+const DNS_KEY_BY_NODE: ClassKeyFn = readsNode(
+  (pod: Pod): string => podClassKey(pod, pod.spec.nodeName ?? ''),
+  (pod) => pod.spec.nodeName ?? '',
+);
 
 /**
  * Class key for API server checks: when the API server runs on nodes, a pod on one of those nodes sees

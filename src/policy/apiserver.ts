@@ -15,7 +15,7 @@ import { fromBasePass, ipIdentity, reachable, reachableFromBase, serviceByCluste
 import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Target } from './types.ts';
 import { apiserverClassKey } from './identity.ts';
-import { filterPods, groupsOf, podClassId } from './classes.ts';
+import { filterPods, groupsOf, outsideClassesOf, podClassId } from './classes.ts';
 import { matchesSelector } from './selectors.ts';
 
 interface RbacIndex {
@@ -178,9 +178,8 @@ const APISERVER_REACH: ReachQuestion<string[]> = {
   keyer: (state) => {
     const dests = perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state));
     if (dests === undefined) return noKey;
-    const destClasses = new Set(dests.map(podClassId));
     const fn = perRevision(state, 'apiserverClassKeyFn', () => apiserverClassKey(state));
-    return destClasses.size === 0 ? fn : (pod) => (destClasses.has(podClassId(pod)) ? undefined : fn(pod));
+    return dests.length === 0 ? fn : outsideClassesOf(dests, fn);
   },
   deriver: (state, base, changed) => {
     const t = apiserverTarget(state);

@@ -190,6 +190,17 @@ export function splitByNodeToken(c: PodClass, nodeToken: (pod: Pod) => string): 
 }
 
 /**
+ * `key`, but undefined for a pod of the class of one of `pods` (a question's destinations, which such a
+ * pod may be: judged on its own). A class key starts with the namespace, so only pods of the
+ * destinations' namespaces have their class looked up.
+ */
+export function outsideClassesOf(pods: readonly Pod[], key: (pod: Pod) => string): (pod: Pod) => string | undefined {
+  const classes = new Set(pods.map(podClassId));
+  const namespaces = new Set(pods.map((p) => p.metadata.namespace ?? ''));
+  return (pod) => (namespaces.has(pod.metadata.namespace ?? '') && classes.has(podClassId(pod)) ? undefined : key(pod));
+}
+
+/**
  * A judging pass's plan over classes `groups` for the class key `classKey`: the units judged (a class, or
  * its pods with one node token: splitByNodeToken), each unit's key as an index into `keys` (distinct, in
  * the order of their first unit). Kept per classes array and key function (a key function must answer

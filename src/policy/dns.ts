@@ -5,7 +5,7 @@ import type { ClusterState, Labels, Pod } from '../core/objects.ts';
 import { dnsBackends } from './cluster.ts';
 import { perRevision, withoutBackendsByPods } from './memo.ts';
 import { dnsClassKey, podRef } from './identity.ts';
-import { groupsOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
+import { groupsOf, outsideClassesOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
 import { fromBasePass, podSourceIngress, reachable, reachableFromBase } from './reachability.ts';
 import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Protocol, Target } from './types.ts';
@@ -201,9 +201,9 @@ function derivePlan(state: ClusterState, planKey: string, protocol: Protocol): {
 
 /** The DNS questions' class key for many pods of one state (a pod of a backend's class is judged on its own). */
 function dnsKeyer(state: ClusterState): (pod: Pod) => string | undefined {
-  const backends = new Set((dnsTarget(state)?.pods ?? []).map(podClassId));
+  const pods = dnsTarget(state)?.pods ?? [];
   const fn = dnsClassKey(state);
-  return backends.size === 0 ? fn : (pod) => (backends.has(podClassId(pod)) ? undefined : fn(pod));
+  return pods.length === 0 ? fn : outsideClassesOf(pods, fn);
 }
 
 const DNS_UDP = dnsQuestion('UDP');

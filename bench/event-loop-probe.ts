@@ -7,9 +7,13 @@
 // Besides the histogram's max (the figure the target is checked on), the longest single blocks are
 // kept with the time they started (ms since process start), from a 5 ms timer's lateness, so that a
 // report can say which part of start-up blocked (the snapshot load before listening, the warm-up, ...).
+// The first period also says when the process first listened (net's `net.server.listen` tracing
+// channel) and the longest block before and after that moment: before it no client can be kept
+// waiting (a connection is refused), after it a block delays probes and reviews.
 
+import { subscribe } from 'node:diagnostics_channel';
 import { appendFileSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 
 const file = process.env['MESHGUARD_EVENT_LOOP_FILE'];
 if (file) {
@@ -22,9 +26,29 @@ if (file) {
   let blocks: { atMs: number; ms: number }[] = [];
   let period = 0;
   let last = performance.now();
+  /** When the first server of the process listened (ms since process start), and the longest blocks before and after. */
+  let listeningAtMs: number | undefined;
+  let beforeListenMaxMs = 0;
+  let afterListenMaxMs = 0;
+  subscribe('tracing:net.server.listen:asyncEnd', () => {
+    if (listeningAtMs === undefined) listeningAtMs = Math.round(performance.now());
+  });
+  // Garbage-collection pauses of 10 ms or more, to tell a collection from a piece of work.
+  const GC_KINDS: Record<number, string> = { [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major', [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor', [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental', [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak callbacks' };
+  let gcs: { atMs: number; ms: number; kind: string }[] = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if (e.duration < 10) continue;
+      gcs.push({ atMs: Math.round(e.startTime), ms: Math.round(e.duration), kind: GC_KINDS[((e as unknown as { detail?: { kind?: number } }).detail)?.kind ?? -1] ?? 'other' });
+      gcs.sort((a, b) => b.ms - a.ms);
+      if (gcs.length > KEEP) gcs.length = KEEP;
+    }
+  }).observe({ entryTypes: ['gc'] });
   const tick = setInterval(() => {
     const now = performance.now();
     const late = now - last - TICK_MS;
+    if (listeningAtMs === undefined || last < listeningAtMs) beforeListenMaxMs = Math.max(beforeListenMaxMs, late);
+    else afterListenMaxMs = Math.max(afterListenMaxMs, late);
     if (late >= 20) {
       blocks.push({ atMs: Math.round(last), ms: Math.round(late) });
       blocks.sort((a, b) => b.ms - a.ms);
@@ -34,6 +58,7 @@ if (file) {
   }, TICK_MS);
   tick.unref();
   process.on('SIGUSR2', () => {
+    const first = period === 0;
     const line = {
       period: period++,
       atMs: Math.round(performance.now()),
@@ -46,9 +71,13 @@ if (file) {
       meanMs: h.mean / 1e6,
       samples: h.count,
       longestBlocks: blocks,
+      longestGcs: gcs,
+      // The first period (start to ready): the 5 ms timer's longest lateness before and after listening.
+      ...(first ? { listeningAtMs, beforeListenMaxMs: Math.round(beforeListenMaxMs), afterListenMaxMs: Math.round(afterListenMaxMs) } : {}),
     };
     appendFileSync(file, JSON.stringify(line) + '\n');
     h.reset();
     blocks = [];
+    gcs = [];
   });
 }

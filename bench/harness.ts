@@ -252,6 +252,12 @@ export interface EventLoopFigures {
   readonly meanMs: number;
   readonly samples: number;
   readonly longestBlocks: readonly { readonly atMs: number; readonly ms: number }[];
+  /** The longest garbage-collection pauses (10 ms or more) in the period, with their kind. */
+  readonly longestGcs?: readonly { readonly atMs: number; readonly ms: number; readonly kind: string }[];
+  /** First period only: when the process first listened (ms since start), and the longest block before and after. */
+  readonly listeningAtMs?: number;
+  readonly beforeListenMaxMs?: number;
+  readonly afterListenMaxMs?: number;
 }
 
 /** Node flags that preload the event-loop probe into a server (its figures go to `file`). */

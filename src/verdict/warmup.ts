@@ -11,8 +11,10 @@ import { KINDS, type KindName } from '../core/kinds.ts';
 import type { ClusterState, KubeObject } from '../core/objects.ts';
 import type { Decide } from '../core/decision.ts';
 import type { Rule } from '../core/rule.ts';
-import { classifiedPods, podClassesIn } from '../policy/classes.ts';
+import { classifiedPods, podClassesIn, podClassId } from '../policy/classes.ts';
 import { policyModel } from '../policy/model.ts';
+import { indexAddressesOf } from '../policy/reachability.ts';
+import { podsSelectedBy, policiesSelecting } from '../policy/selection.ts';
 import type { PolicyObject } from '../core/objects.ts';
 
 /** Objects picked per (kind, operation) the rules trigger on, spread over the state's list. */
@@ -121,45 +123,81 @@ export async function warmUpInSlices(
     }
     return true;
   };
+  /** Runs `step` on each item, ignoring what it throws: an object the policy engine cannot read is the decisions' to report. */
+  const tolerant = <T>(step: (item: T) => void) => (item: T): void => {
+    try {
+      step(item);
+    } catch {
+      // reported by the decisions
+    }
+  };
   // What the first decisions would build in one piece, between two budget checks, is built first in
-  // slices: the pod classes, a namespace at a time (the first decision that reads every pod grouped
-  // the whole cluster at once: 1.8 s at 50k pods, issue 21; the groupings are kept whatever a cut
-  // decision drops, policy/memo.ts pureMemo), and the models of every policy (read whole by the L7
-  // rules: 100-300 ms at 50k pods; dropped by a cut, so built after the decisions most often cut).
+  // slices, each step one pod, class or policy (issue 21):
+  // - the pod classes: each pod's class key, then each namespace's grouping (the first decision that
+  //   reads every pod grouped the whole cluster at once: 1.8 s at 50k pods; grouping one namespace of
+  //   2,500 pods in one step held the loop 70-180 ms). The groupings are kept whatever a cut decision
+  //   drops (policy/memo.ts pureMemo);
+  // - the models of every policy (read whole by the L7 rules: 100-300 ms at 50k pods), and the
+  //   selection tables: which policies select each pod class (the endpoint labels of every identity)
+  //   and which pods each namespaced policy selects (the first CNP decision built these for its
+  //   namespace's classes in one piece: 50-110 ms at 50k pods), and the indexes of pod IPs and Service
+  //   ClusterIPs, a namespace at a time (the first lookup built every namespace's: 50 ms at 50k pods).
+  //   A cut decision drops them all, so they are built after the decisions most often cut (the
+  //   cluster-wide policies', below).
   const policies = (): PolicyObject[] => POLICY_KINDS.flatMap((k) => state().list(k) as readonly PolicyObject[]);
-  const modelAll = (): Promise<boolean> =>
-    inSlices(policies(), (p) => {
-      try {
-        policyModel(p);
-      } catch {
-        // an object the model cannot read: the decisions report it
-      }
-    });
-  if (changes.length > 0) {
+  function* tableSteps(): Generator<() => void> {
     const s = state();
-    if (!(await inSlices(s.namespacesWith('Pod'), (ns) => podClassesIn(s, ns)))) return n;
-    classifiedPods(s);
+    const all = policies();
+    for (const p of all) yield () => policyModel(p);
+    for (const ns of new Set([...s.namespacesWith('Pod'), ...s.namespacesWith('Service')])) yield () => indexAddressesOf(s, ns);
+    for (const ns of s.namespacesWith('Pod')) for (const c of podClassesIn(s, ns)) yield () => policiesSelecting(s, c.pods[0]!);
+    for (const p of all) if (p.kind !== 'CiliumClusterwideNetworkPolicy') yield () => podsSelectedBy(s, p);
   }
+  /** Warm-up time spent building what the decisions read (not counted against their budget). */
+  let prepared = 0;
+  /** Whether the tables are built and no decision was cut since (a cut drops them). */
+  let tablesBuilt = false;
+  const buildTables = async (): Promise<boolean> => {
+    if (tablesBuilt) return true;
+    tablesBuilt = true;
+    const t = used();
+    const done = await inSlices(tableSteps(), tolerant((step: () => void) => step()));
+    // Work the first decisions would have done: it counts against the cap, not the decisions' budget.
+    prepared += used() - t;
+    return done;
+  };
+  function* groupingSteps(): Generator<() => void> {
+    const s = state();
+    for (const ns of s.namespacesWith('Pod')) {
+      for (const p of s.list('Pod', ns)) yield () => podClassId(p);
+      yield () => podClassesIn(s, ns);
+    }
+    yield () => classifiedPods(s);
+  }
+  if (changes.length > 0 && !(await inSlices(groupingSteps(), (step) => step()))) return n;
   // The grouping is work the first decisions would have done: it counts against the cap, not against
   // the decisions' budget (on a loaded machine it could take the whole budget, and no decision would
   // warm the JIT).
-  const grouping = used();
+  prepared = used();
   // The changes of cluster-wide policies first: they are the ones cut (their selection reads every
-  // pod), and each cut drops the models; the models are built once they are done.
+  // pod), and each cut drops the models and tables; those are built once they are done.
   changes.sort((a, b) => Number(b.kind === 'CiliumClusterwideNetworkPolicy') - Number(a.kind === 'CiliumClusterwideNetworkPolicy'));
   const lastWide = changes.findLast((c) => c.kind === 'CiliumClusterwideNetworkPolicy');
-  if (lastWide === undefined && changes.length > 0 && !(await modelAll())) return n;
+  if (lastWide === undefined && changes.length > 0 && !(await buildTables())) return n;
   // A decision cut at its budget drops every memo (see above), so the next decisions rebuild what
   // the earlier ones had filled (policy models of every policy: 100-300 ms at 50k pods, in one piece).
   // It is made once, for the JIT, and left out of the later rounds, which then keep what they fill.
   const cut = new Set<Change>();
-  while (changes.length > 0 && used() - grouping < budgetMs) {
+  while (changes.length > 0 && used() - prepared < budgetMs) {
     if (cut.size === changes.length) break;
     for (const c of changes) {
       if (cut.has(c)) continue;
-      if (!decideOne(c)) cut.add(c);
+      if (!decideOne(c)) {
+        cut.add(c);
+        tablesBuilt = false;
+      }
       n++;
-      if (c === lastWide && !(await modelAll())) return n;
+      if (c === lastWide && !(await buildTables())) return n;
       if (used() > capMs) return n;
       if (now() - sliceStart >= sliceMs) {
         await yieldNow();

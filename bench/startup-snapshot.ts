@@ -7,7 +7,12 @@
 // With --state-dir DIR, the snapshot files are kept in DIR and reused by later runs (generating and
 // writing 50k pods takes longer than a start-up).
 //
+// With --mix-seconds N, each server then serves the request mix of `make bench` (all new reviews) at
+// --rate req/s for N seconds, and the event loop of that period, the latency and the peak RSS are printed
+// too (the worst-case step's "serving the request mix" figure, issue 21).
+//
 // Usage: node bench/startup-snapshot.ts [--pods 50000] [--runs 1] [--formats json,yaml] [--cpu-prof DIR] [--state-dir DIR]
+//          [--mix-seconds 0] [--rate 500]
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -18,10 +23,11 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 
 import { generateCluster } from './cluster-gen.ts';
-import { deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, freePort, ROOT, startServer, stopServer } from './harness.ts';
+import { deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, freePort, measureLoad, ROOT, rssOf, startServer, stopServer } from './harness.ts';
+import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
-  options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '1' }, formats: { type: 'string', default: 'json,yaml' }, 'cpu-prof': { type: 'string' }, 'state-dir': { type: 'string' } },
+  options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '1' }, formats: { type: 'string', default: 'json,yaml' }, 'cpu-prof': { type: 'string' }, 'state-dir': { type: 'string' }, 'mix-seconds': { type: 'string', default: '0' }, rate: { type: 'string', default: '500' } },
 });
 const pods = Number(values.pods);
 const runs = Number(values.runs);
@@ -50,6 +56,10 @@ for (const format of formats) {
   files[format] = file;
 }
 
+const mixSeconds = Number(values['mix-seconds']);
+const bodies = path.join(work, 'bodies.json');
+if (mixSeconds > 0) writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).map((r) => JSON.stringify(r.review))));
+
 for (const format of formats) {
   for (let run = 0; run < runs; run++) {
     const port = await freePort();
@@ -64,11 +74,22 @@ for (const format of formats) {
     const loadBefore = os.loadavg()[0]!;
     const { child, readyMs } = await startServer(args, port, ca, ['ignore', 'ignore', 'pipe'], { ...process.env, MESHGUARD_EVENT_LOOP_FILE: probe });
     const startup = await eventLoopSince(child, probe);
+    let serving: Record<string, unknown> | undefined;
+    if (mixSeconds > 0) {
+      const loadAtMix = os.loadavg()[0]!;
+      const mix = await measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: Number(values.rate), connections: 8, seconds: mixSeconds, repeat: 'new' });
+      const loop = await eventLoopSince(child, probe);
+      serving = {
+        rate: Number(values.rate), seconds: mixSeconds, p50: mix.p50, p99: mix.p99, errors: mix.errors, blockedAtMostMs: Math.round(loop.maxMs), p99LoopMs: Math.round(loop.p99Ms),
+        longestBlocks: loop.longestBlocks, longestGcs: loop.longestGcs, rssPeakMB: Math.round(rssOf(child.pid, 'VmHWM') / 1e6), loadAverage: [Number(loadAtMix.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
+      };
+    }
     await stopServer(child, values['cpu-prof'] ? 'SIGTERM' : 'SIGKILL'); // the profile is written at a clean exit
     console.log(JSON.stringify({
       pods, format, bytes: statSync(files[format]!).size, readyMs: Math.round(readyMs), blockedAtMostMs: Math.round(startup.maxMs),
       listeningAtMs: startup.listeningAtMs, beforeListenMaxMs: startup.beforeListenMaxMs, afterListenMaxMs: startup.afterListenMaxMs,
       longestBlocks: startup.longestBlocks, longestGcs: startup.longestGcs, loadAverage: [Number(loadBefore.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
+      ...(serving ? { serving } : {}),
     }));
   }
 }

@@ -13,12 +13,16 @@ import type { Decide } from '../core/decision.ts';
 import type { Rule } from '../core/rule.ts';
 import { classifiedPods, podClassesIn, podClassId } from '../policy/classes.ts';
 import { policyModel } from '../policy/model.ts';
+import { namespaceLabelMatters, namespaceLabelReadByL7, namespaceLabelReadByPeers, namespaceLabelReadFor } from '../policy/namespace-labels.ts';
 import { indexAddressesOf } from '../policy/reachability.ts';
 import { podsSelectedBy, policiesSelecting } from '../policy/selection.ts';
 import type { PolicyObject } from '../core/objects.ts';
 
 /** Objects picked per (kind, operation) the rules trigger on, spread over the state's list. */
 const PER_TRIGGER = 8;
+
+/** A Namespace label key asked about only to build the tables of the keys policies read. */
+const WARM_UP_LABEL_KEY = 'meshguard.dev/warm-up';
 
 const POLICY_KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'] as const;
 
@@ -141,7 +145,8 @@ export async function warmUpInSlices(
   //   selection tables: which policies select each pod class (the endpoint labels of every identity)
   //   and which pods each namespaced policy selects (the first CNP decision built these for its
   //   namespace's classes in one piece: 50-110 ms at 50k pods), and the indexes of pod IPs and Service
-  //   ClusterIPs, a namespace at a time (the first lookup built every namespace's: 50 ms at 50k pods).
+  //   ClusterIPs, a namespace at a time (the first lookup built every namespace's: 50 ms at 50k pods),
+  //   and the Namespace label keys the policies read (the first relabel of the request mix: 60 ms).
   //   A cut decision drops them all, so they are built after the decisions most often cut (the
   //   cluster-wide policies', below).
   const policies = (): PolicyObject[] => POLICY_KINDS.flatMap((k) => state().list(k) as readonly PolicyObject[]);
@@ -150,6 +155,13 @@ export async function warmUpInSlices(
     const all = policies();
     for (const p of all) yield () => policyModel(p);
     for (const ns of new Set([...s.namespacesWith('Pod'), ...s.namespacesWith('Service')])) yield () => indexAddressesOf(s, ns);
+    // The Namespace label keys the policies read, per policy list (asked by the first Namespace relabel;
+    // the warm-up's own Namespace updates change no label). Any key builds the lists' sets.
+    yield () => namespaceLabelMatters(s, WARM_UP_LABEL_KEY);
+    yield () => namespaceLabelReadByPeers(s, WARM_UP_LABEL_KEY);
+    yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'ingress');
+    yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'egress');
+    yield () => namespaceLabelReadByL7(s, WARM_UP_LABEL_KEY);
     for (const ns of s.namespacesWith('Pod')) for (const c of podClassesIn(s, ns)) yield () => policiesSelecting(s, c.pods[0]!);
     for (const p of all) if (p.kind !== 'CiliumClusterwideNetworkPolicy') yield () => podsSelectedBy(s, p);
   }

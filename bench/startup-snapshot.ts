@@ -80,14 +80,14 @@ for (const format of formats) {
       const mix = await measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: Number(values.rate), connections: 8, seconds: mixSeconds, repeat: 'new' });
       const loop = await eventLoopSince(child, probe);
       serving = {
-        rate: Number(values.rate), seconds: mixSeconds, p50: mix.p50, p99: mix.p99, errors: mix.errors, blockedAtMostMs: Math.round(loop.maxMs), p99LoopMs: Math.round(loop.p99Ms),
+        rate: Number(values.rate), seconds: mixSeconds, p50: mix.p50, p99: mix.p99, errors: mix.errors, blockedAtMostMs: Math.round(loop.maxMs), cpuMaxMs: loop.cpuMaxMs, p99LoopMs: Math.round(loop.p99Ms),
         longestBlocks: loop.longestBlocks, longestGcs: loop.longestGcs, rssPeakMB: Math.round(rssOf(child.pid, 'VmHWM') / 1e6), loadAverage: [Number(loadAtMix.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
       };
     }
     await stopServer(child, values['cpu-prof'] ? 'SIGTERM' : 'SIGKILL'); // the profile is written at a clean exit
     console.log(JSON.stringify({
       pods, format, bytes: statSync(files[format]!).size, readyMs: Math.round(readyMs), blockedAtMostMs: Math.round(startup.maxMs),
-      listeningAtMs: startup.listeningAtMs, beforeListenMaxMs: startup.beforeListenMaxMs, afterListenMaxMs: startup.afterListenMaxMs,
+      listeningAtMs: startup.listeningAtMs, beforeListenMaxMs: startup.beforeListenMaxMs, afterListenMaxMs: startup.afterListenMaxMs, afterListenCpuMaxMs: startup.afterListenCpuMaxMs,
       longestBlocks: startup.longestBlocks, longestGcs: startup.longestGcs, loadAverage: [Number(loadBefore.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
       ...(serving ? { serving } : {}),
     }));

@@ -12,7 +12,7 @@
 // too (the worst-case step's "serving the request mix" figure, issue 21).
 //
 // Usage: node bench/startup-snapshot.ts [--pods 50000] [--runs 1] [--formats json,yaml] [--cpu-prof DIR] [--state-dir DIR]
-//          [--mix-seconds 0] [--rate 500]
+//          [--mix-seconds 0] [--rate 500] [--node-flags='--max-old-space-size=384 ...' (default: the Deployment's NODE_OPTIONS)]
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -27,7 +27,7 @@ import { deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, freePort, measu
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
-  options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '1' }, formats: { type: 'string', default: 'json,yaml' }, 'cpu-prof': { type: 'string' }, 'state-dir': { type: 'string' }, 'mix-seconds': { type: 'string', default: '0' }, rate: { type: 'string', default: '500' } },
+  options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '1' }, formats: { type: 'string', default: 'json,yaml' }, 'cpu-prof': { type: 'string' }, 'state-dir': { type: 'string' }, 'mix-seconds': { type: 'string', default: '0' }, 'node-flags': { type: 'string' }, rate: { type: 'string', default: '500' } },
 });
 const pods = Number(values.pods);
 const runs = Number(values.runs);
@@ -63,11 +63,12 @@ if (mixSeconds > 0) writeFileSync(bodies, JSON.stringify(requestMix(pods, 400).m
 for (const format of formats) {
   for (let run = 0; run < runs; run++) {
     const port = await freePort();
+    const metricsPort = await freePort();
     const probe = path.join(work, `event-loop-${format}-${run}.jsonl`);
     const args = [
-      ...eventLoopProbeFlags(), ...deployedNodeFlags(), ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []),
+      ...eventLoopProbeFlags(), ...(values['node-flags'] !== undefined ? values['node-flags'].split(/\s+/).filter((x) => x !== '') : deployedNodeFlags()), ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []),
       path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', files[format]!, ...tls,
-      '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off',
+      '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--background-audit', 'off',
       // A YAML snapshot this big is over the default YAML bound (which exists against hostile input).
       ...(format === 'yaml' ? ['--max-yaml-bytes', String(statSync(files[format]!).size + 1)] : []),
     ];
@@ -77,11 +78,11 @@ for (const format of formats) {
     let serving: Record<string, unknown> | undefined;
     if (mixSeconds > 0) {
       const loadAtMix = os.loadavg()[0]!;
-      const mix = await measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: Number(values.rate), connections: 8, seconds: mixSeconds, repeat: 'new' });
+      const mix = await measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile: bodies, mode: 'rate', rate: Number(values.rate), connections: 8, seconds: mixSeconds, repeat: 'new', metricsPort });
       const loop = await eventLoopSince(child, probe);
       serving = {
         rate: Number(values.rate), seconds: mixSeconds, p50: mix.p50, p99: mix.p99, errors: mix.errors, blockedAtMostMs: Math.round(loop.maxMs), cpuMaxMs: loop.cpuMaxMs, p99LoopMs: Math.round(loop.p99Ms),
-        longestBlocks: loop.longestBlocks, longestGcs: loop.longestGcs, rssPeakMB: Math.round(rssOf(child.pid, 'VmHWM') / 1e6), loadAverage: [Number(loadAtMix.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
+        longestBlocks: loop.longestBlocks, longestGcs: loop.longestGcs, majorGcs: mix.majorGcs, majorGcMs: mix.majorGcMs, rssPeakMB: Math.round(rssOf(child.pid, 'VmHWM') / 1e6), loadAverage: [Number(loadAtMix.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
       };
     }
     await stopServer(child, values['cpu-prof'] ? 'SIGTERM' : 'SIGKILL'); // the profile is written at a clean exit

@@ -83,7 +83,9 @@ export function warmUpChanges(rules: readonly Rule[], state: ClusterState): Chan
  * away what the warm-up had filled before it; so a decision cut once is not made again in later rounds.
  * The price: on a state where single decisions take longer than a slice the warm-up warms the JIT and
  * the pod classes but not those decisions' memos, and the first real requests pay for them (issue 21).
- * Before the decisions, the pod classes of each namespace are grouped, a namespace at a time.
+ * What the first decisions would otherwise build in one piece (pod classes, policy models, address
+ * indexes, selection tables, Namespace-label key tables) is built in steps of one pod, policy, class or
+ * namespace, each step between two slice checks (see the comments below).
  */
 export async function warmUpInSlices(
   decide: Decide,

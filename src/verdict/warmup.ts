@@ -15,7 +15,7 @@ import { classifiedPods, podClassesIn, podClassId } from '../policy/classes.ts';
 import { policyModel } from '../policy/model.ts';
 import { namespaceLabelMatters, namespaceLabelReadByL7, namespaceLabelReadByPeers, namespaceLabelReadFor } from '../policy/namespace-labels.ts';
 import { indexAddressesOf } from '../policy/reachability.ts';
-import { podsSelectedBy, policiesSelecting } from '../policy/selection.ts';
+import { policiesSelecting } from '../policy/selection.ts';
 import type { PolicyObject } from '../core/objects.ts';
 
 /** Objects picked per (kind, operation) the rules trigger on, spread over the state's list. */
@@ -118,11 +118,16 @@ export async function warmUpInSlices(
       return false;
     }
   };
-  /** Runs `step` over `items`, handing the loop back whenever a slice is spent; false if told to stop. */
+  /**
+   * Runs `step` over `items`, handing the loop back whenever half a slice is spent; false if told to
+   * stop. Half: these steps build the state's tables and allocate most of what the warm-up keeps, so
+   * the major collections of a big state (20-40 ms pauses at 50k pods) come during them; a pause on top
+   * of half a slice still leaves the loop held less than a slice plus a pause would.
+   */
   const inSlices = async <T>(items: Iterable<T>, step: (item: T) => void): Promise<boolean> => {
     for (const item of items) {
       step(item);
-      if (now() - sliceStart >= sliceMs) {
+      if (now() - sliceStart >= sliceMs / 2) {
         await yieldNow();
         if (shouldStop()) return false;
       }
@@ -144,9 +149,10 @@ export async function warmUpInSlices(
   //   2,500 pods in one step held the loop 70-180 ms). The groupings are kept whatever a cut decision
   //   drops (policy/memo.ts pureMemo);
   // - the models of every policy (read whole by the L7 rules: 100-300 ms at 50k pods), and the
-  //   selection tables: which policies select each pod class (the endpoint labels of every identity)
-  //   and which pods each namespaced policy selects (the first CNP decision built these for its
-  //   namespace's classes in one piece: 50-110 ms at 50k pods), and the indexes of pod IPs and Service
+  //   selection table of which policies select each pod class, which fills the endpoint labels of
+  //   every identity (the first CNP decision computed those for its namespace's classes in one piece:
+  //   50-110 ms at 50k pods; which pods each policy selects is left to the decisions: built for every
+  //   policy up front it raised peak RSS by ~20 MB at 50k pods for no shorter block), and the indexes of pod IPs and Service
   //   ClusterIPs, a namespace at a time (the first lookup built every namespace's: 50 ms at 50k pods),
   //   and the Namespace label keys the policies read (the first relabel of the request mix: 60 ms).
   //   A cut decision drops them all, so they are built after the decisions most often cut (the
@@ -165,7 +171,6 @@ export async function warmUpInSlices(
     yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'egress');
     yield () => namespaceLabelReadByL7(s, WARM_UP_LABEL_KEY);
     for (const ns of s.namespacesWith('Pod')) for (const c of podClassesIn(s, ns)) yield () => policiesSelecting(s, c.pods[0]!);
-    for (const p of all) if (p.kind !== 'CiliumClusterwideNetworkPolicy') yield () => podsSelectedBy(s, p);
   }
   /** Warm-up time spent building what the decisions read (not counted against their budget). */
   let prepared = 0;

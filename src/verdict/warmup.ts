@@ -120,16 +120,16 @@ export async function warmUpInSlices(
   };
   /**
    * Runs `step` over `items`, handing the loop back whenever half a slice is spent; false if told to
-   * stop. Half: these steps build the state's tables and allocate most of what the warm-up keeps, so
+   * stop, or (with `capped`) once past the cap. Half: these steps build the state's tables and allocate most of what the warm-up keeps, so
    * the major collections of a big state (20-40 ms pauses at 50k pods) come during them; a pause on top
    * of half a slice still leaves the loop held less than a slice plus a pause would.
    */
-  const inSlices = async <T>(items: Iterable<T>, step: (item: T) => void): Promise<boolean> => {
+  const inSlices = async <T>(items: Iterable<T>, step: (item: T) => void, capped = false): Promise<boolean> => {
     for (const item of items) {
       step(item);
       if (now() - sliceStart >= sliceMs / 2) {
         await yieldNow();
-        if (shouldStop()) return false;
+        if (shouldStop() || (capped && used() > capMs)) return false;
       }
     }
     return true;
@@ -143,7 +143,7 @@ export async function warmUpInSlices(
     }
   };
   // What the first decisions would build in one piece, between two budget checks, is built first in
-  // slices, each step one pod, class or policy (issue 21):
+  // slices, each step one pod, class, policy or namespace (issue 21):
   // - the pod classes: each pod's class key, then each namespace's grouping (the first decision that
   //   reads every pod grouped the whole cluster at once: 1.8 s at 50k pods; grouping one namespace of
   //   2,500 pods in one step held the loop 70-180 ms). The groupings are kept whatever a cut decision
@@ -152,8 +152,8 @@ export async function warmUpInSlices(
   //   selection table of which policies select each pod class, which fills the endpoint labels of
   //   every identity (the first CNP decision computed those for its namespace's classes in one piece:
   //   50-110 ms at 50k pods; which pods each policy selects is left to the decisions: built for every
-  //   policy up front it raised peak RSS by ~20 MB at 50k pods for no shorter block), and the indexes of pod IPs and Service
-  //   ClusterIPs, a namespace at a time (the first lookup built every namespace's: 50 ms at 50k pods),
+  //   policy up front it raised peak RSS by ~20 MB at 50k pods for no shorter block), and the indexes
+  //   of pod IPs and Service ClusterIPs, a namespace at a time (the first lookup built every namespace's: 50 ms at 50k pods),
   //   and the Namespace label keys the policies read (the first relabel of the request mix: 60 ms).
   //   A cut decision drops them all, so they are built after the decisions most often cut (the
   //   cluster-wide policies', below).
@@ -180,7 +180,8 @@ export async function warmUpInSlices(
     if (tablesBuilt) return true;
     tablesBuilt = true;
     const t = used();
-    const done = await inSlices(tableSteps(), tolerant((step: () => void) => step()));
+    // Capped: unlike the grouping (which every decision needs), the tables are only a head start.
+    const done = await inSlices(tableSteps(), tolerant((step: () => void) => step()), true);
     // Work the first decisions would have done: it counts against the cap, not the decisions' budget.
     prepared += used() - t;
     return done;

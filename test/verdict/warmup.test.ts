@@ -401,3 +401,21 @@ t.test('the warm-up builds the address indexes a namespace at a time, in slices,
   t.same(withServices.filter((n) => !readAtFirstNamespaced?.includes(n)), [], 'every namespace with Services indexed before the first namespaced decision');
   t.ok(turnsAtRead.at(-1)! - turnsAtRead[0]! >= Math.floor(withServices.length / 3) - 1, `the event loop turned while indexing (${turnsAtRead.at(-1)! - turnsAtRead[0]!} turns for ${withServices.length} namespaces)`);
 });
+
+t.test('the warm-up stops at its cap while building the tables', async (t) => {
+  const rules = allRules();
+  const base = stateFromObjects(generateCluster(PODS));
+  const clock = fakeClock();
+  const withServices = base.namespacesWith('Service');
+  t.ok(withServices.length >= 5, `namespaces with Services: ${withServices.length}`);
+  const read = new Set<string>();
+  // Each namespace's address index costs 20 ms: the cap (60 ms) is spent after a few of them.
+  const s = costlyPods(base, clock, 0, (n) => {
+    read.add(n);
+    clock.advance(20);
+  });
+  const decide: Decide = () => ({ allowed: true, findings: [], skipped: [] });
+  await warmUpInSlices(decide, rules, () => s as never, 50, 60, 5, undefined, clock.now);
+  t.ok(read.size < withServices.length, `stopped after ${read.size} of ${withServices.length} namespaces`);
+  t.ok(clock.now() <= 60 + 20, `ended within one step past the cap (${clock.now()} ms)`);
+});

@@ -254,7 +254,16 @@ export interface EventLoopFigures {
   readonly p99Ms: number;
   readonly meanMs: number;
   readonly samples: number;
-  readonly longestBlocks: readonly { readonly atMs: number; readonly ms: number }[];
+  readonly longestBlocks: readonly { readonly atMs: number; readonly ms: number; readonly cpuMs?: number }[];
+  /** The most main-thread CPU time between two turns of the probe's 5 ms timer (the longest own work, whatever the machine's load). */
+  readonly cpuMaxMs?: number;
+  /** The longest garbage-collection pauses (10 ms or more) in the period, with their kind. */
+  readonly longestGcs?: readonly { readonly atMs: number; readonly ms: number; readonly kind: string }[];
+  /** First period only: when the process first listened (ms since start), and the longest block before and after. */
+  readonly listeningAtMs?: number;
+  readonly beforeListenMaxMs?: number;
+  readonly afterListenMaxMs?: number;
+  readonly afterListenCpuMaxMs?: number;
 }
 
 /** Node flags that preload the event-loop probe into a server (its figures go to `file`). */

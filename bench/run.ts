@@ -354,7 +354,17 @@ function report(r: Record<string, unknown>): string {
       const answer = sv ? `HTTP ${sv.verdict.httpStatus}, ${sv.verdict.allowed ? 'allowed' : 'denied'}, ${sv.verdict.warnings} warning${sv.verdict.warnings === 1 ? '' : 's'}` : '-';
       lines.push(`| ${x.label} | ${f(x.medianMs, 1)} / ${f(x.maxMs, 1)} | ${verdictText(x.verdict)} | ${sv ? f(sv.p50Ms, 1) : '-'} | ${sv ? f(sv.p99Ms, 1) : '-'} | ${answer} |`);
     }
-    const el = (e: EventLoopFigures): string => `max ${f(e.maxMs, 0)} ms, p99 ${f(e.p99Ms, 0)} ms${e.longestBlocks.length > 0 ? ` (longest blocks: ${e.longestBlocks.map((b) => `${b.ms} ms at ${f(b.atMs / 1000, 1)} s`).join(', ')})` : ''}`;
+    // A start-up period also says when the server listened and the longest block before and after;
+    // blocks carry the main thread's CPU time in them (the rest is the machine's other work), and the
+    // longest GC pauses are listed.
+    const el = (e: EventLoopFigures): string => {
+      const parts = [`max ${f(e.maxMs, 0)} ms, p99 ${f(e.p99Ms, 0)} ms`];
+      if (e.listeningAtMs !== undefined) parts.push(`listening at ${f(e.listeningAtMs / 1000, 1)} s: before ${f(e.beforeListenMaxMs ?? NaN, 0)} ms, after ${f(e.afterListenMaxMs ?? NaN, 0)} ms (CPU ${f(e.afterListenCpuMaxMs ?? NaN, 0)} ms)`);
+      if (e.cpuMaxMs !== undefined) parts.push(`most CPU between two timer turns ${f(e.cpuMaxMs, 0)} ms`);
+      if (e.longestBlocks.length > 0) parts.push(`longest blocks: ${e.longestBlocks.map((b) => `${b.ms} ms${b.cpuMs !== undefined ? ` (CPU ${b.cpuMs})` : ''} at ${f(b.atMs / 1000, 1)} s`).join(', ')}`);
+      if (e.longestGcs && e.longestGcs.length > 0) parts.push(`longest GC pauses: ${e.longestGcs.map((g) => `${g.kind} ${g.ms} ms at ${f(g.atMs / 1000, 1)} s`).join(', ')}`);
+      return parts.join('; ');
+    };
     lines.push('', `Event loop of \`meshguard serve\` (perf_hooks.monitorEventLoopDelay, bench/event-loop-probe.ts; times since process start):`, '', '| pods | period | event-loop delay | load average |', '|---:|---|---|---:|');
     for (const s of sizes as unknown as { pods: number; eventLoop?: { startup: EventLoopFigures; serving: EventLoopFigures; loadAvgAtStart: number; loadAvgAfterLoad: number } }[]) {
       if (!s.eventLoop) continue;

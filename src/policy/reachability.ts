@@ -115,22 +115,39 @@ function scanPodByIp(state: ClusterState, ip: string): Pod | null {
   for (const ns of state.namespacesWith('Pod')) {
     const pods = state.list('Pod', ns);
     if (pods.length === 0) continue;
-    let idx = ipIndexByList.get(pods);
-    if (!idx) {
-      idx = new Map();
-      for (const p of pods) {
-        if (p.spec.hostNetwork) continue; // their IP is the node's
-        for (const a of [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)]) {
-          const c = a ? canonicalIp(a) : undefined;
-          if (c) idx.set(c, p);
-        }
-      }
-      ipIndexByList.set(pods, idx);
-    }
-    const hit = idx.get(ip);
+    const hit = podIpIndex(pods).get(ip);
     if (hit) return hit;
   }
   return null;
+}
+
+/** IP -> pod of one namespace's Pod list (memoised per list array). */
+function podIpIndex(pods: readonly Pod[]): Map<string, Pod> {
+  let idx = ipIndexByList.get(pods);
+  if (!idx) {
+    idx = new Map();
+    for (const p of pods) {
+      if (p.spec.hostNetwork) continue; // their IP is the node's
+      for (const a of [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)]) {
+        const c = a ? canonicalIp(a) : undefined;
+        if (c) idx.set(c, p);
+      }
+    }
+    ipIndexByList.set(pods, idx);
+  }
+  return idx;
+}
+
+/**
+ * Builds the address indexes of one namespace that the first lookup of a pod IP or a Service ClusterIP
+ * would otherwise build for every namespace in one piece (the warm-up calls it a namespace at a time,
+ * so that no single step holds the event loop: issue 21). Answers are unchanged.
+ */
+export function indexAddressesOf(state: ClusterState, namespace: string): void {
+  const pods = state.list('Pod', namespace);
+  if (pods.length > 0) podIpIndex(pods);
+  const services = state.list('Service', namespace);
+  if (services.length > 0) vipIndex(services);
 }
 
 /** The identity Cilium assigns to an IP: a pod, a node (host/remote-node), the kube-apiserver, or world. */
@@ -689,22 +706,27 @@ function scanServiceByIp(state: ClusterState, c: string): Service | null {
   for (const ns of state.namespacesWith('Service')) {
     const services = state.list('Service', ns);
     if (services.length === 0) continue;
-    let idx = vipIndexByList.get(services);
-    if (!idx) {
-      idx = new Map();
-      for (const svc of services) {
-        const ips = svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec.clusterIP ? [svc.spec.clusterIP] : [];
-        for (const vip of ips) {
-          const v = vip && vip !== 'None' ? canonicalIp(vip) : undefined;
-          if (v) idx.set(v, svc);
-        }
-      }
-      vipIndexByList.set(services, idx);
-    }
-    const hit = idx.get(c);
+    const hit = vipIndex(services).get(c);
     if (hit) return hit;
   }
   return null;
+}
+
+/** ClusterIP -> Service of one namespace's Service list (memoised per list array). */
+function vipIndex(services: readonly Service[]): Map<string, Service> {
+  let idx = vipIndexByList.get(services);
+  if (!idx) {
+    idx = new Map();
+    for (const svc of services) {
+      const ips = svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec.clusterIP ? [svc.spec.clusterIP] : [];
+      for (const vip of ips) {
+        const v = vip && vip !== 'None' ? canonicalIp(vip) : undefined;
+        if (v) idx.set(v, svc);
+      }
+    }
+    vipIndexByList.set(services, idx);
+  }
+  return idx;
 }
 
 /**

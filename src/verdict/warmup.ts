@@ -11,12 +11,18 @@ import { KINDS, type KindName } from '../core/kinds.ts';
 import type { ClusterState, KubeObject } from '../core/objects.ts';
 import type { Decide } from '../core/decision.ts';
 import type { Rule } from '../core/rule.ts';
-import { classifiedPods, podClassesIn } from '../policy/classes.ts';
+import { classifiedPods, podClassesIn, podClassId } from '../policy/classes.ts';
 import { policyModel } from '../policy/model.ts';
+import { namespaceLabelMatters, namespaceLabelReadByL7, namespaceLabelReadByPeers, namespaceLabelReadFor } from '../policy/namespace-labels.ts';
+import { indexAddressesOf } from '../policy/reachability.ts';
+import { policiesSelecting } from '../policy/selection.ts';
 import type { PolicyObject } from '../core/objects.ts';
 
 /** Objects picked per (kind, operation) the rules trigger on, spread over the state's list. */
 const PER_TRIGGER = 8;
+
+/** A Namespace label key asked about only to build the tables of the keys policies read. */
+const WARM_UP_LABEL_KEY = 'meshguard.dev/warm-up';
 
 const POLICY_KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'] as const;
 
@@ -77,7 +83,9 @@ export function warmUpChanges(rules: readonly Rule[], state: ClusterState): Chan
  * away what the warm-up had filled before it; so a decision cut once is not made again in later rounds.
  * The price: on a state where single decisions take longer than a slice the warm-up warms the JIT and
  * the pod classes but not those decisions' memos, and the first real requests pay for them (issue 21).
- * Before the decisions, the pod classes of each namespace are grouped, a namespace at a time.
+ * What the first decisions would otherwise build in one piece (pod classes, policy models, address
+ * indexes, selection tables, Namespace-label key tables) is built in steps of one pod, policy, class or
+ * namespace, each step between two slice checks (see the comments below).
  */
 export async function warmUpInSlices(
   decide: Decide,
@@ -110,56 +118,106 @@ export async function warmUpInSlices(
       return false;
     }
   };
-  /** Runs `step` over `items`, handing the loop back whenever a slice is spent; false if told to stop. */
-  const inSlices = async <T>(items: Iterable<T>, step: (item: T) => void): Promise<boolean> => {
+  /**
+   * Runs `step` over `items`, handing the loop back whenever half a slice is spent; false if told to
+   * stop, or (with `capped`) once past the cap. Half: these steps build the state's tables and allocate most of what the warm-up keeps, so
+   * the major collections of a big state (20-40 ms pauses at 50k pods) come during them; a pause on top
+   * of half a slice still leaves the loop held less than a slice plus a pause would.
+   */
+  const inSlices = async <T>(items: Iterable<T>, step: (item: T) => void, capped = false): Promise<boolean> => {
     for (const item of items) {
       step(item);
-      if (now() - sliceStart >= sliceMs) {
+      if (now() - sliceStart >= sliceMs / 2) {
         await yieldNow();
-        if (shouldStop()) return false;
+        if (shouldStop() || (capped && used() > capMs)) return false;
       }
     }
     return true;
   };
+  /** Runs `step` on each item, ignoring what it throws: an object the policy engine cannot read is the decisions' to report. */
+  const tolerant = <T>(step: (item: T) => void) => (item: T): void => {
+    try {
+      step(item);
+    } catch {
+      // reported by the decisions
+    }
+  };
   // What the first decisions would build in one piece, between two budget checks, is built first in
-  // slices: the pod classes, a namespace at a time (the first decision that reads every pod grouped
-  // the whole cluster at once: 1.8 s at 50k pods, issue 21; the groupings are kept whatever a cut
-  // decision drops, policy/memo.ts pureMemo), and the models of every policy (read whole by the L7
-  // rules: 100-300 ms at 50k pods; dropped by a cut, so built after the decisions most often cut).
+  // slices, each step one pod, class, policy or namespace (issue 21):
+  // - the pod classes: each pod's class key, then each namespace's grouping (the first decision that
+  //   reads every pod grouped the whole cluster at once: 1.8 s at 50k pods; grouping one namespace of
+  //   2,500 pods in one step held the loop 70-180 ms). The groupings are kept whatever a cut decision
+  //   drops (policy/memo.ts pureMemo);
+  // - the models of every policy (read whole by the L7 rules: 100-300 ms at 50k pods), and the
+  //   selection table of which policies select each pod class, which fills the endpoint labels of
+  //   every identity (the first CNP decision computed those for its namespace's classes in one piece:
+  //   50-110 ms at 50k pods; which pods each policy selects is left to the decisions: built for every
+  //   policy up front it raised peak RSS by ~20 MB at 50k pods for no shorter block), and the indexes
+  //   of pod IPs and Service ClusterIPs, a namespace at a time (the first lookup built every namespace's: 50 ms at 50k pods),
+  //   and the Namespace label keys the policies read (the first relabel of the request mix: 60 ms).
+  //   A cut decision drops them all, so they are built after the decisions most often cut (the
+  //   cluster-wide policies', below).
   const policies = (): PolicyObject[] => POLICY_KINDS.flatMap((k) => state().list(k) as readonly PolicyObject[]);
-  const modelAll = (): Promise<boolean> =>
-    inSlices(policies(), (p) => {
-      try {
-        policyModel(p);
-      } catch {
-        // an object the model cannot read: the decisions report it
-      }
-    });
-  if (changes.length > 0) {
+  function* tableSteps(): Generator<() => void> {
     const s = state();
-    if (!(await inSlices(s.namespacesWith('Pod'), (ns) => podClassesIn(s, ns)))) return n;
-    classifiedPods(s);
+    const all = policies();
+    for (const p of all) yield () => policyModel(p);
+    for (const ns of new Set([...s.namespacesWith('Pod'), ...s.namespacesWith('Service')])) yield () => indexAddressesOf(s, ns);
+    // The Namespace label keys the policies read, per policy list (asked by the first Namespace relabel;
+    // the warm-up's own Namespace updates change no label). Any key builds the lists' sets.
+    yield () => namespaceLabelMatters(s, WARM_UP_LABEL_KEY);
+    yield () => namespaceLabelReadByPeers(s, WARM_UP_LABEL_KEY);
+    yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'ingress');
+    yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'egress');
+    yield () => namespaceLabelReadByL7(s, WARM_UP_LABEL_KEY);
+    for (const ns of s.namespacesWith('Pod')) for (const c of podClassesIn(s, ns)) yield () => policiesSelecting(s, c.pods[0]!);
   }
+  /** Warm-up time spent building what the decisions read (not counted against their budget). */
+  let prepared = 0;
+  /** Whether the tables are built and no decision was cut since (a cut drops them). */
+  let tablesBuilt = false;
+  const buildTables = async (): Promise<boolean> => {
+    if (tablesBuilt) return true;
+    tablesBuilt = true;
+    const t = used();
+    // Capped: unlike the grouping (which every decision needs), the tables are only a head start.
+    const done = await inSlices(tableSteps(), tolerant((step: () => void) => step()), true);
+    // Work the first decisions would have done: it counts against the cap, not the decisions' budget.
+    prepared += used() - t;
+    return done;
+  };
+  function* groupingSteps(): Generator<() => void> {
+    const s = state();
+    for (const ns of s.namespacesWith('Pod')) {
+      for (const p of s.list('Pod', ns)) yield () => podClassId(p);
+      yield () => podClassesIn(s, ns);
+    }
+    yield () => classifiedPods(s);
+  }
+  if (changes.length > 0 && !(await inSlices(groupingSteps(), (step) => step()))) return n;
   // The grouping is work the first decisions would have done: it counts against the cap, not against
   // the decisions' budget (on a loaded machine it could take the whole budget, and no decision would
   // warm the JIT).
-  const grouping = used();
+  prepared = used();
   // The changes of cluster-wide policies first: they are the ones cut (their selection reads every
-  // pod), and each cut drops the models; the models are built once they are done.
+  // pod), and each cut drops the models and tables; those are built once they are done.
   changes.sort((a, b) => Number(b.kind === 'CiliumClusterwideNetworkPolicy') - Number(a.kind === 'CiliumClusterwideNetworkPolicy'));
   const lastWide = changes.findLast((c) => c.kind === 'CiliumClusterwideNetworkPolicy');
-  if (lastWide === undefined && changes.length > 0 && !(await modelAll())) return n;
+  if (lastWide === undefined && changes.length > 0 && !(await buildTables())) return n;
   // A decision cut at its budget drops every memo (see above), so the next decisions rebuild what
   // the earlier ones had filled (policy models of every policy: 100-300 ms at 50k pods, in one piece).
   // It is made once, for the JIT, and left out of the later rounds, which then keep what they fill.
   const cut = new Set<Change>();
-  while (changes.length > 0 && used() - grouping < budgetMs) {
+  while (changes.length > 0 && used() - prepared < budgetMs) {
     if (cut.size === changes.length) break;
     for (const c of changes) {
       if (cut.has(c)) continue;
-      if (!decideOne(c)) cut.add(c);
+      if (!decideOne(c)) {
+        cut.add(c);
+        tablesBuilt = false;
+      }
       n++;
-      if (c === lastWide && !(await modelAll())) return n;
+      if (c === lastWide && !(await buildTables())) return n;
       if (used() > capMs) return n;
       if (now() - sliceStart >= sliceMs) {
         await yieldNow();

@@ -157,3 +157,14 @@ t.test('event loop: any period of any serving process over 50 ms is missed', asy
   t.equal(byTarget(checkTargets({ ...run(), worstCase: worst({ eventLoopMs: Number.NaN }) }), 'event loop').verdict, 'not measured', 'a probe that did not answer');
   t.match(byTarget(checkTargets(run()), 'event loop').measured, /50000 pods: start-up 40 ms, serving 45 ms/);
 });
+
+t.test('event loop: start-up counts from the moment the process listens; the blocks before are reported, not counted', async (t) => {
+  const split = (after: number, before = 400): RunFigures => ({ ...run(), worstCase: { ...worst(), eventLoop: { ...worst().eventLoop, startup: { maxMs: Math.max(before, after), beforeListenMaxMs: before, afterListenMaxMs: after } } } });
+  const met = byTarget(checkTargets(split(45)), 'event loop');
+  t.equal(met.verdict, 'met', 'module loading before listen is not counted');
+  t.match(met.measured, /start-up 45 ms \(before listening, not counted: 400 ms\)/);
+  t.equal(byTarget(checkTargets(split(51)), 'event loop').verdict, 'missed', 'a block after listening is');
+  t.equal(byTarget(checkTargets(split(51, 10)), 'event loop').verdict, 'missed', 'whatever came before');
+  // A probe without the split: the whole start-up counts.
+  t.equal(byTarget(checkTargets({ ...run(), worstCase: { ...worst(), eventLoop: { ...worst().eventLoop, startup: { maxMs: 400 } } } }), 'event loop').verdict, 'missed');
+});

@@ -311,3 +311,111 @@ t.test('the warm-up groups the pod classes of every namespace before its first d
   // 2 ms per namespace in 5 ms slices: the loop turns at least every third namespace.
   t.ok(turnsAtFirstDecision >= Math.floor(namespaces.length / 3), `the event loop turned while grouping (${turnsAtFirstDecision} turns for ${namespaces.length} namespaces)`);
 });
+
+/**
+ * A view of `base` whose pods cost `podMs` of fake time at the first read of their metadata (each pod
+ * one object for the whole view), and that records when each namespace's Service list was first read.
+ */
+function costlyPods(base: ReturnType<typeof stateFromObjects>, clock: { advance: (ms: number) => void }, podMs: number, onServices: (ns: string) => void = () => undefined) {
+  const views = new WeakMap<object, object>();
+  const viewOf = (p: object): object => {
+    let v = views.get(p);
+    if (!v) {
+      let paid = false;
+      v = new Proxy(p, {
+        get(target, prop) {
+          if (prop === 'metadata' && !paid) {
+            paid = true;
+            clock.advance(podMs);
+          }
+          return Reflect.get(target, prop, target) as unknown;
+        },
+      });
+      views.set(p, v);
+    }
+    return v;
+  };
+  const lists = new WeakMap<object, readonly object[]>();
+  return new Proxy(base, {
+    get(target, prop) {
+      if (prop === 'list') {
+        return (kind: string, namespace?: string) => {
+          const list = target.list(kind as never, namespace) as readonly object[];
+          if (kind === 'Service' && namespace !== undefined) onServices(namespace);
+          if (kind !== 'Pod') return list;
+          // The same array for the same list: memos keyed by the list array keep working.
+          let l = lists.get(list);
+          if (!l) lists.set(list, (l = list.map(viewOf)));
+          return l;
+        };
+      }
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+t.test('the warm-up groups a big namespace in slices of pods, not in one step', async (t) => {
+  const rules = allRules();
+  const pods = Array.from({ length: 40 }, (_, i) => pod('big', `web-${i}`, { app: `web-${i % 4}` }));
+  const base = stateFromObjects(baseCluster([ns('big'), ...pods, cnp('big', 'p', { endpointSelector: {}, egress: [{}] })]) as never);
+  const clock = fakeClock();
+  // Each pod costs 1 ms the first time it is read: the 40 pods of one namespace are 40 ms of grouping.
+  const s = costlyPods(base, clock, 1);
+  const loop = loopTurns();
+  let turnsAtFirstDecision = -1;
+  const decide: Decide = () => {
+    if (turnsAtFirstDecision < 0) turnsAtFirstDecision = loop.turns;
+    clock.advance(1);
+    return { allowed: true, findings: [], skipped: [] };
+  };
+  await warmUpInSlices(decide, rules, () => s as never, 50, 500, 5, undefined, clock.now);
+  loop.stop();
+  // In 5 ms slices, the 40 ms of one namespace's pods hand the loop back at least 7 times.
+  t.ok(turnsAtFirstDecision >= 7, `the event loop turned within the namespace's grouping (${turnsAtFirstDecision} turns)`);
+});
+
+t.test('the warm-up builds the address indexes a namespace at a time, in slices, before the namespaced policies are decided', async (t) => {
+  const rules = allRules();
+  const base = stateFromObjects(generateCluster(PODS));
+  const clock = fakeClock();
+  const withServices = base.namespacesWith('Service');
+  t.ok(withServices.length >= 5, `namespaces with Services: ${withServices.length}`);
+  const servicesRead = new Set<string>();
+  const turnsAtRead: number[] = [];
+  const loop = loopTurns();
+  const s = costlyPods(base, clock, 0, (n) => {
+    if (!servicesRead.has(n)) turnsAtRead.push(loop.turns);
+    servicesRead.add(n);
+    // Each namespace's index is 2 ms of work.
+    clock.advance(2);
+  });
+  let readAtFirstNamespaced: string[] | undefined;
+  const decide: Decide = (c) => {
+    if (c.kind !== 'CiliumClusterwideNetworkPolicy' && readAtFirstNamespaced === undefined) readAtFirstNamespaced = [...servicesRead];
+    clock.advance(1);
+    return { allowed: true, findings: [], skipped: [] };
+  };
+  await warmUpInSlices(decide, rules, () => s as never, 100, 1000, 5, undefined, clock.now);
+  loop.stop();
+  t.same(withServices.filter((n) => !readAtFirstNamespaced?.includes(n)), [], 'every namespace with Services indexed before the first namespaced decision');
+  t.ok(turnsAtRead.at(-1)! - turnsAtRead[0]! >= Math.floor(withServices.length / 3) - 1, `the event loop turned while indexing (${turnsAtRead.at(-1)! - turnsAtRead[0]!} turns for ${withServices.length} namespaces)`);
+});
+
+t.test('the warm-up stops at its cap while building the tables', async (t) => {
+  const rules = allRules();
+  const base = stateFromObjects(generateCluster(PODS));
+  const clock = fakeClock();
+  const withServices = base.namespacesWith('Service');
+  t.ok(withServices.length >= 5, `namespaces with Services: ${withServices.length}`);
+  const read = new Set<string>();
+  // Each namespace's address index costs 20 ms: the cap (60 ms) is spent after a few of them.
+  const s = costlyPods(base, clock, 0, (n) => {
+    read.add(n);
+    clock.advance(20);
+  });
+  const decide: Decide = () => ({ allowed: true, findings: [], skipped: [] });
+  await warmUpInSlices(decide, rules, () => s as never, 50, 60, 5, undefined, clock.now);
+  t.ok(read.size < withServices.length, `stopped after ${read.size} of ${withServices.length} namespaces`);
+  t.ok(clock.now() <= 60 + 20, `ended within one step past the cap (${clock.now()} ms)`);
+});

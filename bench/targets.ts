@@ -42,6 +42,8 @@ export interface WorstCaseFigures {
   inProcess: { label: string; medianMs: number; verdict: { incomplete?: string; exempt?: string } }[];
   served: { label: string; p99Ms: number; verdict: { httpStatus: number } }[];
   eventLoop: { startup: StartupLoop; servingMix: { maxMs: number }; servingWorst: { maxMs: number } };
+  /** Peak RSS of the process that served the mix and the worst-case requests (counted by the RSS target). */
+  serverRssPeak?: number;
 }
 
 export type Verdict = 'met' | 'missed' | 'partly met' | 'not measured';
@@ -143,10 +145,12 @@ function heapPerPod(r: RunFigures): TargetCheck {
 /** The RSS target over the serving process's peak per size (also for the live path: bench/live.ts). */
 export function checkRss(sizes: readonly { pods: number; serverRssPeak: number }[], where = 'serve'): TargetCheck {
   const target = `< ${RSS_LIMIT_BYTES / 2 ** 20} MB RSS at ${LARGE_PODS / 1000}k pods (${where}, peak)`;
-  const size = sizes.find((s) => s.pods === LARGE_PODS);
-  if (!size) return { target, measured: `no ${LARGE_PODS}-pod state in this run`, verdict: 'not measured' };
-  if (!Number.isFinite(size.serverRssPeak) || size.serverRssPeak <= 0) return { target, measured: 'RSS not read (no /proc?)', verdict: 'not measured' };
-  return { target, measured: mb(size.serverRssPeak), verdict: size.serverRssPeak < RSS_LIMIT_BYTES ? 'met' : 'missed' };
+  // Every serving process at that size counts (the load phases', the worst-case step's): the highest peak decides.
+  const large = sizes.filter((s) => s.pods === LARGE_PODS);
+  if (large.length === 0) return { target, measured: `no ${LARGE_PODS}-pod state in this run`, verdict: 'not measured' };
+  if (large.some((s) => !Number.isFinite(s.serverRssPeak) || s.serverRssPeak <= 0)) return { target, measured: 'RSS not read (no /proc?)', verdict: 'not measured' };
+  const peak = Math.max(...large.map((s) => s.serverRssPeak));
+  return { target, measured: large.map((s) => mb(s.serverRssPeak)).join(', '), verdict: peak < RSS_LIMIT_BYTES ? 'met' : 'missed' };
 }
 
 export const WORST_IN_PROCESS_MS = 50;
@@ -225,9 +229,15 @@ function eventLoop(r: RunFigures): TargetCheck {
   return { target, measured, verdict: all.every((x) => x <= EVENT_LOOP_MAX_MS) ? 'met' : 'missed' };
 }
 
+/** The serving processes' peak RSS by state size: each size's, and the worst-case step's when it was read. */
+function rssPeaks(r: RunFigures): { pods: number; serverRssPeak: number }[] {
+  const w = r.worstCase;
+  return [...r.sizes, ...(w && w.serverRssPeak !== undefined ? [{ pods: w.pods, serverRssPeak: w.serverRssPeak }] : [])];
+}
+
 /** Every target, checked against one run. */
 export function checkTargets(r: RunFigures): TargetCheck[] {
-  return [latency(r), throughput(r), scale(r), heapPerPod(r), checkRss(r.sizes), worstInProcess(r), worstServed(r), eventLoop(r)];
+  return [latency(r), throughput(r), scale(r), heapPerPod(r), checkRss(rssPeaks(r)), worstInProcess(r), worstServed(r), eventLoop(r)];
 }
 
 /** The checks as a markdown table. */

@@ -168,3 +168,11 @@ t.test('event loop: start-up counts from the moment the process listens; the blo
   // A probe without the split: the whole start-up counts.
   t.equal(byTarget(checkTargets({ ...run(), worstCase: { ...worst(), eventLoop: { ...worst().eventLoop, startup: { maxMs: 400 } } } }), 'event loop').verdict, 'missed');
 });
+
+t.test("RSS: the worst-case step's serving process counts too", async (t) => {
+  const rss = (worstMb?: number): string => byTarget(checkTargets({ ...run(), worstCase: { ...worst(), ...(worstMb !== undefined ? { serverRssPeak: worstMb * 2 ** 20 } : {}) } }), '< 300 MB RSS').verdict;
+  t.equal(rss(), 'met', 'the load phases alone: 280 MB');
+  t.equal(rss(299), 'met');
+  t.equal(rss(331), 'missed', 'the worst-case process over the limit');
+  t.equal(byTarget(checkTargets({ ...run({ rss: 301 }), worstCase: { ...worst(), serverRssPeak: 100 * 2 ** 20 } }), '< 300 MB RSS').verdict, 'missed', 'the highest peak decides');
+});

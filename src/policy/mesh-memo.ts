@@ -21,8 +21,9 @@ import { overlayDelta } from '../state/overlay.ts';
 import { classifiedPods, filterPods } from './classes.ts';
 import { meshMode } from './istio.ts';
 import { keptPerRevision, perRevision } from './memo.ts';
+import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
 import { ingressMayAdmitTcp, reachable } from './reachability.ts';
-import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
+import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, type PolicySettings } from './selection.ts';
 import type { PolicyModel } from './types.ts';
 
 /**
@@ -31,20 +32,8 @@ import type { PolicyModel } from './types.ts';
  * `never`); undefined otherwise.
  */
 function enablePolicyOnly(before: ClusterState, after: ClusterState): { readonly a: PolicySettings; readonly b: PolicySettings } | undefined {
-  const d = overlayDelta(after);
-  if (d === undefined || d.base !== before || d.kind !== 'ConfigMap' || d.namespace !== 'kube-system' || d.name !== 'cilium-config') return undefined;
-  const a = policySettings(before);
-  const b = policySettings(after);
-  const same =
-    a.nonDefaultDenyPolicies === b.nonDefaultDenyPolicies &&
-    a.cidrMatchesNodes === b.cidrMatchesNodes &&
-    a.endPortSupported === b.endPortSupported &&
-    a.peersLocalCluster === b.peersLocalCluster &&
-    a.ipv4 === b.ipv4 &&
-    a.ipv6 === b.ipv6 &&
-    a.enablePolicy !== 'never' &&
-    b.enablePolicy !== 'never';
-  return same ? { a, b } : undefined;
+  const e = enablePolicyOnlyOf(after);
+  return e !== undefined && e.base === before ? { a: e.before, b: e.after } : undefined;
 }
 
 let enforcementScans = 0;

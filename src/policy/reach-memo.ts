@@ -23,7 +23,7 @@ import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
 import { changedSelectingLookup, recordingDenials, type ChangedPolicy } from './reachability.ts';
 import { keptPerRevision, perRevision } from './memo.ts';
-import { policiesSelecting, policySettings, selectingLookup } from './selection.ts';
+import { policiesSelecting, policySettings, selectingLookup, type PolicySettings } from './selection.ts';
 
 /** A per-class check answered through memoReach. */
 export interface ReachQuestion<V> {
@@ -75,7 +75,18 @@ function derivableDelta(state: ClusterState): { readonly base: ClusterState; rea
   const d = overlayDelta(state);
   if (d === undefined) return undefined;
   if (POLICY_KINDS.has(d.kind)) return { base: d.base, changed: d };
-  if (d.kind !== 'ConfigMap' || d.namespace !== 'kube-system' || d.name !== 'cilium-config') return undefined;
+  const e = enablePolicyOnly(state);
+  return e !== undefined ? { base: e.base, changed: NO_POLICY } : undefined;
+}
+
+/**
+ * The base and both sides' settings of an overlay that changes kube-system/cilium-config and nothing the
+ * policy engine reads but `enable-policy`, with neither side `never` (every selecting list, identity and
+ * matching rule stays; only enforcement differs); undefined for any other state.
+ */
+export function enablePolicyOnly(state: ClusterState): { readonly base: ClusterState; readonly before: PolicySettings; readonly after: PolicySettings } | undefined {
+  const d = overlayDelta(state);
+  if (d === undefined || d.kind !== 'ConfigMap' || d.namespace !== 'kube-system' || d.name !== 'cilium-config') return undefined;
   const a = policySettings(d.base);
   const b = policySettings(state);
   const same =
@@ -87,7 +98,7 @@ function derivableDelta(state: ClusterState): { readonly base: ClusterState; rea
     a.ipv6 === b.ipv6 &&
     a.enablePolicy !== 'never' &&
     b.enablePolicy !== 'never';
-  return same ? { base: d.base, changed: NO_POLICY } : undefined;
+  return same ? { base: d.base, before: a, after: b } : undefined;
 }
 
 /** Does `pod` have the same selecting-model list (the same array) in `state` as in `base`? */

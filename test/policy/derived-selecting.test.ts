@@ -10,7 +10,7 @@ import { overlay } from '../../src/state/overlay.ts';
 import { inRequestScope } from '../../src/state/request-scope.ts';
 import type { ClusterState, Pod } from '../../src/core/objects.ts';
 import type { PolicyModel } from '../../src/policy/types.ts';
-import { baseCluster, ccnp, cnp, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { baseCluster, ccnp, cnp, memoryState, netpol, ns, pod, withObject as applied } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';
 
 type Obj = Parameters<typeof makeChange>[1] & object;
@@ -36,15 +36,6 @@ function objects(): Obj[] {
 const refs = (models: readonly PolicyModel[]): string[] => models.map((m) => `${m.ref.kind}/${m.ref.namespace}/${m.ref.name}#${m.specIndex}`);
 const key = (o: Obj): string => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
-/** The objects with `o` put in place of its namesake (appended when new), or removed. */
-function applied(objs: Obj[], o: Obj, del = false): Obj[] {
-  const i = objs.findIndex((x) => key(x) === key(o));
-  if (del) return objs.filter((_, j) => j !== i);
-  if (i < 0) return [...objs, o];
-  const out = objs.slice();
-  out[i] = o;
-  return out;
-}
 
 const pods = (s: ClusterState): readonly Pod[] => s.list('Pod');
 

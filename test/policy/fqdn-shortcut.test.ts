@@ -11,7 +11,7 @@ import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { inRequestScope } from '../../src/state/request-scope.ts';
 import type { ClusterState } from '../../src/core/objects.ts';
-import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod, withObject as applied } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';
 import { rule } from '../../src/rules/fqdn-without-dns-proxy/index.ts';
 import { defaultConfig } from '../../src/config/config.ts';
@@ -19,14 +19,6 @@ import { allRules } from '../../src/rules/registry.ts';
 
 type Obj = Parameters<typeof makeChange>[1] & object;
 const key = (o: Obj): string => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-function applied(objs: Obj[], o: Obj, del = false): Obj[] {
-  const i = objs.findIndex((x) => key(x) === key(o));
-  if (del) return objs.filter((_, j) => j !== i);
-  if (i < 0) return [...objs, o];
-  const out = objs.slice();
-  out[i] = o;
-  return out;
-}
 
 const dnsEgress = { toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s-app': 'kube-dns' } }], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }] }] };
 const fqdnPolicy = cnp('a', 'to-example', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [dnsEgress, { toFQDNs: [{ matchName: 'example.com' }] }] });

@@ -18,20 +18,12 @@ import { mutationOf } from '../../src/core/change.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { forgetCachedResults, inRequestScope } from '../../src/state/request-scope.ts';
 import type { ClusterState, Pod } from '../../src/core/objects.ts';
-import { baseCluster, ccnp, cnp, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
+import { baseCluster, ccnp, cnp, memoryState, netpol, ns, pod, withObject as applied } from '../fixtures/cluster.ts';
 import { makeChange } from '../rules/rule-harness.ts';
 
 type Obj = Parameters<typeof makeChange>[1] & object;
 
 const key = (o: Obj): string => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-function applied(objs: Obj[], o: Obj, del = false): Obj[] {
-  const i = objs.findIndex((x) => key(x) === key(o));
-  if (del) return objs.filter((_, j) => j !== i);
-  if (i < 0) return [...objs, o];
-  const out = objs.slice();
-  out[i] = o;
-  return out;
-}
 
 const dnsEgress = { toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s-app': 'kube-dns' } }], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }] }] };
 const kubeDnsSelector = { matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s-app': 'kube-dns' } };

@@ -253,7 +253,21 @@ function randomRequest(g: Gen, w: World): Req {
 function mutate(g: Gen, w: World): string {
   const pods = w.ofKind(['Pod']).filter((p) => p.metadata.name.startsWith('pod'));
   const policies = w.ofKind(POLICY_KINDS);
-  switch (Math.floor(g.r() * 14)) {
+  switch (Math.floor(g.r() * 15)) {
+    case 14: {
+      // RBAC: which pods use the API server (a RoleBinding of a namespace's default account, or a
+      // ClusterRoleBinding of a namespace's every account), put or taken away.
+      const namespace = g.pick(NAMESPACES);
+      const rb = g.chance(0.5)
+        ? ({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'reader', namespace }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' }, subjects: [{ kind: 'ServiceAccount', name: 'default' }] } as Obj)
+        : ({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: `all-${namespace}` }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' }, subjects: [{ kind: 'Group', name: `system:serviceaccounts:${namespace}` }] } as Obj);
+      if (w.objs.has(keyOf(rb))) {
+        w.drop(rb);
+        return `remove ${keyOf(rb)}`;
+      }
+      w.put(rb);
+      return `put ${keyOf(rb)}`;
+    }
     case 10: {
       // A pod rescheduled under the same name (another node, another IP).
       if (pods.length === 0) return 'noop';

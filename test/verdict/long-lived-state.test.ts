@@ -483,10 +483,10 @@ function run(t: Test, seed: number, steps: number): void {
   t.ok(cuts > 0, `${cuts} decisions cut by the budget before one that ran whole`);
 }
 
-// FUZZ_SEEDS=first:count runs other seeds (a longer hunt); the default eight (47 among them: a warm-up review cut by the budget before a DELETE of a stored policy) run in a few seconds.
+// FUZZ_SEEDS=first:count and FUZZ_STEPS=n run other seeds and longer sequences (a longer hunt); the default eight (47 among them: a warm-up review cut by the budget before a DELETE of a stored policy) run in a few seconds.
 const [first, count] = (process.env['FUZZ_SEEDS'] ?? '40:8').split(':').map(Number) as [number, number];
 for (let seed = first; seed < first + count; seed++) {
   t.test(`seed ${seed}: a long-lived state mutated between decisions answers as a fresh one`, async (t) => {
-    run(t, seed, 150);
+    run(t, seed, Number(process.env['FUZZ_STEPS'] ?? 150));
   });
 }

@@ -9,7 +9,7 @@ import { actionUnderMode, VERDICT_CODES, type ActedFinding, type Action, type Fi
 import type { ClusterState } from '../core/objects.ts';
 import type { Rule, RuleContext } from '../core/rule.ts';
 import { changedLabelKeys, namespaceLabelMatters } from '../policy/namespace-labels.ts';
-import { overlay } from '../state/overlay.ts';
+import { overlay, overlayDelta } from '../state/overlay.ts';
 import { forgetCachedResults, inRequestScope, markEphemeral } from '../state/request-scope.ts';
 import { errorOutcome } from './error-policy.ts';
 import { renderFinding, type RenderedText } from './render.ts';
@@ -82,6 +82,15 @@ function actionFor(configured: Exclude<Action, 'off'>, finding: Finding, config:
   return actionUnderMode(action, config.mode);
 }
 
+/** Is `obj` the object `state` (or the state an overlay is built on) stores under the change's name? */
+function storedIn(state: ClusterState, change: Change, obj: object | undefined): boolean {
+  if (obj === undefined || change.kind === undefined) return false;
+  const ns = change.namespace === '' ? undefined : change.namespace;
+  if (state.get(change.kind, ns, change.name) === obj) return true;
+  const base = overlayDelta(state)?.base;
+  return base !== undefined && base.get(change.kind, ns, change.name) === obj;
+}
+
 export interface DecideOptions {
   /** The budget's clock and check stride (tests use a fake clock). */
   readonly budget?: BudgetOptions;
@@ -127,8 +136,12 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
     return inRequestScope(() =>
       withBudget(config.evaluation.budgetMs, () => {
         markEphemeral(change);
-        markEphemeral(change.object);
-        markEphemeral(change.oldObject);
+        // Not an object the state itself holds (the warm-up's, the audit's and `check`'s requests pass
+        // stored objects): its models would die with the request while the state's kept tables
+        // (keptPerRevision, which a budget cut keeps) still hold them, and the next review, comparing
+        // models by identity, would take them for another policy's.
+        if (!storedIn(before, change, change.object)) markEphemeral(change.object);
+        if (!storedIn(before, change, change.oldObject)) markEphemeral(change.oldObject);
         return evaluate(change, before, toRun);
       }, opts.budget),
     );

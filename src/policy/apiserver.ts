@@ -11,7 +11,7 @@ import { ScopedWeakMap } from '../state/request-scope.ts';
 import { canonicalIp } from './cidr.ts';
 import { apiserverEndpoints, nodeAddresses, nodeIPs } from './cluster.ts';
 import { apiserverClientsByPods, apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
-import { fromBasePass, ipIdentity, reachable, reachableFromBase, serviceByClusterIp } from './reachability.ts';
+import { fromBasePass, ipIdentity, reachable, serviceByClusterIp } from './reachability.ts';
 import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Target } from './types.ts';
 import { apiserverClassKey } from './identity.ts';
@@ -167,13 +167,6 @@ const APISERVER_REACH: ReachQuestion<string[]> = {
   name: 'apiserverReach',
   destsName: 'apiserverReach:dests',
   dests: (state) => perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state)),
-  key: (state, pod) => {
-    const dests = perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state));
-    if (dests === undefined) return undefined;
-    const id = podClassId(pod);
-    for (const d of dests) if (podClassId(d) === id) return undefined;
-    return perRevision(state, 'apiserverClassKeyFn', () => apiserverClassKey(state))(pod);
-  },
   compute: (state, pod) => computeApiserverReach(state, pod),
   keyer: (state) => {
     const dests = perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state));
@@ -202,20 +195,6 @@ const APISERVER_REACH: ReachQuestion<string[]> = {
       }
       return out;
     };
-  },
-  derive: (state, base, changed, pod, key) => {
-    const t = apiserverTarget(state);
-    if (t.ips.length === 0) {
-      const r = reachableFromBase(state, base, changed, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP', key, 'apiserver', 'entity');
-      return r === undefined ? undefined : r ? [APISERVER_ENTITY] : [];
-    }
-    const out: string[] = [];
-    for (const ip of t.ips) {
-      const r = reachableFromBase(state, base, changed, pod, { type: 'ip', ip }, t.port, 'TCP', key, 'apiserver', ip);
-      if (r === undefined) return undefined;
-      if (r) out.push(ip);
-    }
-    return out;
   },
 };
 

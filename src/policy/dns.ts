@@ -6,7 +6,7 @@ import { dnsBackends } from './cluster.ts';
 import { perRevision, withoutBackendsByPods } from './memo.ts';
 import { dnsClassKey, podRef } from './identity.ts';
 import { groupsOf, outsideClassesOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
-import { fromBasePass, podSourceIngress, reachable, reachableFromBase } from './reachability.ts';
+import { fromBasePass, plainPodSource, podSourceIngress, reachable } from './reachability.ts';
 import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Protocol, Target } from './types.ts';
 
@@ -132,8 +132,7 @@ function dnsPort(state: ClusterState, t: DnsTarget, protocol: Protocol): number 
  * reaches itself without policy.
  */
 function backendIngress(state: ClusterState, pod: Pod, d: Pod, port: number, protocol: Protocol): boolean | undefined {
-  if (pod.spec.hostNetwork === true || podRef(pod) === podRef(d)) return undefined;
-  return podSourceIngress(state, d, port, protocol);
+  return plainPodSource(pod, d) ? podSourceIngress(state, d, port, protocol) : undefined;
 }
 
 function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
@@ -142,11 +141,6 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
     name: `reachesDns:${protocol}`,
     destsName: `reachesDns:${protocol}:dests`,
     dests: (state) => dnsTarget(state)?.pods ?? [],
-    key: (state, pod) => {
-      // A pod of a backend's class may be that backend (which reaches itself): judged on its own.
-      const k = perRevision(state, 'dnsReachKeys', () => ({ backends: new Set((dnsTarget(state)?.pods ?? []).map(podClassId)), fn: dnsClassKey(state) }));
-      return k.backends.has(podClassId(pod)) ? undefined : k.fn(pod);
-    },
     compute: (state, pod) => computeReachesDns(state, pod, protocol),
     keyer: dnsKeyer,
     deriver: (state, base, changed) => {
@@ -164,27 +158,6 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
         }
         return false;
       };
-    },
-    derive: (state, base, changed, pod, key) => {
-      // The target, its port and the backends' ingress decided once for every pod client (a class that
-      // derives is no backend's, see key): per state revision, then only the client's egress is derived.
-      const plan = perRevision(state, planKey, () => {
-        const t = dnsTarget(state);
-        if (!t) return undefined;
-        const port = dnsPort(state, t, protocol);
-        return { t, port, ingresses: t.pods.map((d) => podSourceIngress(state, d, port, protocol)) };
-      });
-      if (!plan) return undefined;
-      const { t, port } = plan;
-      const ingresses = pod.spec.hostNetwork === true ? undefined : plan.ingresses;
-      for (let i = 0; i < t.pods.length; i++) {
-        const d = t.pods[i]!;
-        const ingress = ingresses?.[i];
-        if (ingress === false) continue;
-        const r = reachableFromBase(state, base, changed, pod, { type: 'pod', pod: d }, port, protocol, key, protocol, d, ingress === true ? 'egress' : 'both');
-        if (r !== false) return r;
-      }
-      return false;
     },
   };
 }
@@ -208,7 +181,7 @@ function dnsKeyer(state: ClusterState): (pod: Pod) => string | undefined {
 
 const DNS_UDP = dnsQuestion('UDP');
 const DNS_TCP = dnsQuestion('TCP');
-const { derive: _bothDirections, ...dnsKeys } = dnsQuestion('UDP');
+const { deriver: _bothDirections, ...dnsKeys } = dnsQuestion('UDP');
 const DNS_EGRESS: ReachQuestion<boolean> = {
   ...dnsKeys,
   name: 'reachesDnsEgressOnly',
@@ -230,15 +203,6 @@ const DNS_EGRESS: ReachQuestion<boolean> = {
       }
       return false;
     };
-  },
-  derive: (state, base, changed, pod, key) => {
-    const t = dnsTarget(state);
-    if (!t) return undefined;
-    for (const d of t.pods) {
-      const r = reachableFromBase(state, base, changed, pod, { type: 'pod', pod: d }, t.port, 'UDP', key, 'UDP', d, 'egress');
-      if (r !== false) return r;
-    }
-    return false;
   },
 };
 

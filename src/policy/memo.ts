@@ -256,7 +256,7 @@ export interface TouchedMemo {
   readonly after: ClusterState;
   readonly answers: Map<string, unknown>;
 }
-export const fqdnPeerLists = pureMemo<readonly PolicyModel[], boolean>('fqdnPeerLists', 'does some element of a model array have an FQDN peer (reachableFromBase keeps egress verdicts per model array only without one)');
+export const fqdnPeerLists = pureMemo<readonly PolicyModel[], boolean>('fqdnPeerLists', 'does some element of a model array have an FQDN peer (fromBasePass keeps egress verdicts per model array only without one)');
 export const classPlans = pureMemo<readonly object[], Map<object, unknown>>('classPlans', 'a judging pass\'s plan (units, their class keys) per classes array and class-key function (classPlan)');
 export const withoutBackendsByPods = pureMemo<readonly object[], { readonly backends: string; readonly pods: readonly object[] }>(
   'withoutBackendsByPods',

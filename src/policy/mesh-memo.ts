@@ -22,7 +22,7 @@ import { classifiedPods, filterPods } from './classes.ts';
 import { meshMode } from './istio.ts';
 import { keptPerRevision, perRevision } from './memo.ts';
 import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
-import { ingressMayAdmitTcp, reachable } from './reachability.ts';
+import { ingressMayAdmitTcp, plainPodSource, reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, type PolicySettings } from './selection.ts';
 import type { PolicyModel } from './types.ts';
 
@@ -90,12 +90,6 @@ export function podIngressWorks(state: ClusterState, from: Pod, dest: Pod, port:
   if (any !== undefined && plainPodSource(from, dest)) return any;
   perSource++;
   return reachable(state, from, { type: 'pod', pod: dest }, port, 'TCP', 'ingress');
-}
-
-/** Is `source` one podSourceIngress answers for at `dest`: a pod-network pod other than `dest` itself? */
-export function plainPodSource(source: Pod, dest: Pod): boolean {
-  if (source.spec.hostNetwork === true) return false;
-  return !(source === dest || ((source.metadata.namespace ?? '') === (dest.metadata.namespace ?? '') && source.metadata.name === dest.metadata.name));
 }
 
 // ---------- a Namespace relabel: the ambient pods elsewhere ----------

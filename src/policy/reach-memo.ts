@@ -12,7 +12,7 @@
 // selectingFromBase), the check's answer is the base's. That is told without working out the overlay's
 // list (keepsList): a class keeps its list when neither the changed object's old models nor its new ones
 // select it. A class the change does select has its answer derived from the base's decisions and the
-// changed object's new models (ReachQuestion.derive, reachableFromBase), which need no overlay list
+// changed object's new models (ReachQuestion.deriver, fromBasePass), which need no overlay list
 // either: a request that selects every pod no longer builds 9.5k lists here. Targets that are FQDNs (whose allow depends on
 // the DNS proxy seeing the lookup, i.e. on the DNS servers' lists too) are not asked through here.
 //
@@ -33,19 +33,17 @@ export interface ReachQuestion<V> {
   readonly destsName: string;
   /** The pods whose ingress the check judges; undefined when they cannot be listed (no shortcut then). */
   readonly dests: (state: ClusterState) => readonly Pod[] | undefined;
-  /** The class key of `pod` for this check; undefined for a pod that must be judged on its own. */
-  readonly key: (state: ClusterState, pod: Pod) => string | undefined;
   readonly compute: (state: ClusterState, pod: Pod) => V;
   /**
-   * The answer in an overlay `state` that changes the policy object `changed` over `base`, derived from
-   * the base's decisions (reachableFromBase, with `key` to keep them by), or undefined where it cannot be.
+   * The class key of pods of `state` for this check (undefined for a pod that must be judged on its own),
+   * with what it reads of the state looked up once.
    */
-  readonly derive?: (state: ClusterState, base: ClusterState, changed: ChangedPolicy, pod: Pod, key: string) => V | undefined;
-  /** `key` for many pods of one state, with what it reads of the state looked up once (optional: else `key`). */
-  readonly keyer?: (state: ClusterState) => (pod: Pod) => string | undefined;
+  readonly keyer: (state: ClusterState) => (pod: Pod) => string | undefined;
   /**
-   * `derive` for many pods of one overlay (optional: else `derive`): what it reads of the states looked
-   * up once; undefined where nothing can be derived.
+   * The answer in an overlay `state` that changes the policy object `changed` over `base`, derived from
+   * the base's decisions (fromBasePass, kept by the class key), for many pods of the
+   * overlay: what it reads of the states looked up once; undefined (for a pod, or for the whole overlay)
+   * where it cannot be derived.
    */
   readonly deriver?: (state: ClusterState, base: ClusterState, changed: ChangedPolicy) => ((pod: Pod, key: string) => V | undefined) | undefined;
 }
@@ -66,7 +64,7 @@ function policyOnlyDelta(state: ClusterState): OverlayDelta | undefined {
 const NO_POLICY: ChangedPolicy = { kind: '', namespace: '', name: '' };
 
 /**
- * The base and the changed policy of an overlay whose decisions reachableFromBase can derive: one that
+ * The base and the changed policy of an overlay whose decisions fromBasePass can derive: one that
  * changes a policy object, or cilium-config's `enable-policy` alone between `default` and `always` (every
  * list, identity and matching rule stays; only enforcement differs, which the derivation takes from the
  * overlay). Undefined for any other state.
@@ -129,7 +127,7 @@ export function reachComputations(): number {
   return computed;
 }
 
-/** How many answers memoReach has derived from a base's decisions so far (ReachQuestion.derive). */
+/** How many answers memoReach has derived from a base's decisions so far (ReachQuestion.deriver). */
 export function reachDerivations(): number {
   return derived;
 }
@@ -165,7 +163,7 @@ function askerName(q: ReachQuestion<unknown>): string {
 function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
   const delta = policyOnlyDelta(state);
   const keeps = delta === undefined ? undefined : keepsListTest(state, delta.base, delta);
-  const keyOf = q.keyer !== undefined ? q.keyer(state) : (pod: Pod): string | undefined => q.key(state, pod);
+  const keyOf = q.keyer(state);
   let destsAreKept: boolean | undefined;
   let baseAsk: ReachAsker<V> | undefined;
   let table: Map<string, unknown> | undefined;
@@ -174,9 +172,7 @@ function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
   const deriverOf = (): ((pod: Pod, key: string) => V | undefined) | null => {
     const d = derivableDelta(state);
     if (d === undefined) return null;
-    if (q.deriver !== undefined) return q.deriver(state, d.base, d.changed) ?? null;
-    const one = q.derive;
-    return one === undefined ? null : (pod, key) => one(state, d.base, d.changed, pod, key);
+    return q.deriver?.(state, d.base, d.changed) ?? null;
   };
   return (pod) => {
     // Asked under recordDenials (which rule decided a loss: impact/decided-by.ts): a kept or derived answer

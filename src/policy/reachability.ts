@@ -841,6 +841,11 @@ export function reachable(state: ClusterState, from: Pod, to: Target, port: numb
  * recordDenials runs (the decision must be made for the flow to be recorded). Kept per state revision,
  * destination, port and protocol: a DNS check asks it once per class.
  */
+/** Is `source` one podSourceIngress answers for at `dest`: a pod-network pod other than `dest` itself? */
+export function plainPodSource(source: Pod, dest: Pod): boolean {
+  return source.spec.hostNetwork !== true && !isSamePod(source, dest);
+}
+
 export function podSourceIngress(state: ClusterState, dest: Pod, port: number, protocol: Protocol): boolean | undefined {
   if (recording !== undefined) return undefined;
   const v = perRevisionFor(state, `podSourceIngress:${port}/${protocol}`, dest, () => computePodSourceIngress(state, dest, port, protocol));
@@ -995,8 +1000,9 @@ export interface ChangedPolicy {
 const isRef = (r: PolicyRef, c: ChangedPolicy): boolean => r.kind === c.kind && r.namespace === c.namespace && r.name === c.name;
 
 /**
- * reachable(state, from, to, port, protocol), for an overlay `state` that differs from `base` by the
- * policy object `changed` alone, without judging the pod's policies again: a decision in one direction
+ * `fromBasePass(state, base, changed).reach(from, to, port, protocol, classKey, question, targetKey,
+ * which)`: reachable(state, from, to, port, protocol) for an overlay `state` that differs from `base` by
+ * the policy object `changed` alone, without judging the pod's policies again: a decision in one direction
  * is a deny if some deny element matches, else an allow if some allow element matches or the direction
  * is not enforced (decideDirection). The subject's selecting models in `state` are its models in `base`
  * less the changed object's old ones plus its new ones (policy/selection.ts selectingFromBase), and every
@@ -1008,32 +1014,14 @@ const isRef = (r: PolicyRef, c: ChangedPolicy): boolean => r.kind === c.kind && 
  * plus the changed object's new elements, tested here, give the overlay's decision. `which` 'egress'
  * asks only whether the source's egress allows it (as reachable() does).
  * Undefined where this does not apply (a Service address, whose backends are judged instead).
- */
-export function reachableFromBase(
-  state: ClusterState,
-  base: ClusterState,
-  changed: ChangedPolicy,
-  from: Pod,
-  to: Target,
-  port: number,
-  protocol: Protocol,
-  classKey: string,
-  question: string,
-  targetKey: object | string,
-  which: 'both' | 'egress' = 'both',
-): boolean | undefined {
-  return fromBasePass(state, base, changed).reach(from, to, port, protocol, classKey, question, targetKey, which);
-}
-
-/**
- * reachableFromBase for many sources of one overlay `state` over `base`: what it reads of the two states
- * (settings, the base's decision facts, the changed object's models, the selecting lists) looked up once
- * per pass instead of once per class. Kept per revision of `state` (for one base and changed object).
+ *
+ * A pass serves many sources of one overlay `state` over `base`: what it reads of the two states (settings, the
+ * base's decision facts, the changed object's models, the selecting lists) looked up once per pass
+ * instead of once per class. Kept per revision of `state` (for one base and changed object).
  */
 export interface FromBasePass {
   readonly base: ClusterState;
   readonly changed: ChangedPolicy;
-  /** reachableFromBase(state, base, changed, from, to, port, protocol, classKey, question, targetKey, which). */
   reach(from: Pod, to: Target, port: number, protocol: Protocol, classKey: string, question: string, targetKey: object | string, which?: 'both' | 'egress'): boolean | undefined;
 }
 
@@ -1204,7 +1192,7 @@ const newIdentityTable = (): Map<string, Identity> => new Map();
 
 const fromBaseCount = { egress: 0, ingress: 0 };
 
-/** How many direction decisions reachableFromBase has made so far, per direction (for tests that count the work per class). */
+/** How many direction decisions fromBasePass has made so far, per direction (for tests that count the work per class). */
 export function fromBaseDecisions(): { readonly egress: number; readonly ingress: number } {
   return { ...fromBaseCount };
 }

@@ -49,6 +49,13 @@ export function hasFqdnRules(state: ClusterState): boolean {
   return fqdnPolicies(state).length > 0;
 }
 
+let fqdnScans = 0;
+
+/** How many times the CNPs and CCNPs of a state were scanned for FQDN-dependent models (for tests of the warm-up). */
+export function fqdnPolicyScans(): number {
+  return fqdnScans;
+}
+
 /** The CNPs and CCNPs with an FQDN-dependent model ("kind/namespace/name"). */
 function fqdnPolicies(state: ClusterState): readonly string[] {
   const d = overlayDelta(state);
@@ -62,6 +69,7 @@ function fqdnPolicies(state: ClusterState): readonly string[] {
     });
   }
   return perContentOf(state, 'fqdnPolicies', ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'], () => {
+    fqdnScans++;
     const out: string[] = [];
     for (const kind of ['CiliumClusterwideNetworkPolicy', 'CiliumNetworkPolicy'] as const) {
       for (const o of state.list(kind)) if (objectHasFqdn(o as PolicyObject)) out.push(policyRef(kind, o.metadata.namespace ?? '', o.metadata.name));

@@ -8,6 +8,7 @@ import { stateFromObjects } from '../../src/state/snapshot.ts';
 import type { Decide } from '../../src/core/decision.ts';
 import { createDecide } from '../../src/verdict/decide.ts';
 import { warmUpChanges, warmUpInSlices } from '../../src/verdict/warmup.ts';
+import { fqdnPolicyScans } from '../../src/policy/fqdn.ts';
 import { generateCluster } from '../../bench/cluster-gen.ts';
 import { requestMix } from '../../bench/requests.ts';
 import { baseCluster, cnp, ns, pod } from '../fixtures/cluster.ts';
@@ -418,4 +419,21 @@ t.test('the warm-up stops at its cap while building the tables', async (t) => {
   await warmUpInSlices(decide, rules, () => s as never, 50, 60, 5, undefined, clock.now);
   t.ok(read.size < withServices.length, `stopped after ${read.size} of ${withServices.length} namespaces`);
   t.ok(clock.now() <= 60 + 20, `ended within one step past the cap (${clock.now()} ms)`);
+});
+
+t.test('the "any toFQDNs" answer and every policy model are built in steps before the first decision', async (t) => {
+  // The first cluster-wide decision asked it, and built every policy's models in one piece inside itself
+  // (the longest block after listening at 50k pods): the warm-up builds it first, a policy per step.
+  const rules = allRules();
+  const s = stateFromObjects(generateCluster(PODS));
+  const clock = fakeClock();
+  const before = fqdnPolicyScans();
+  let atFirstDecision: number | undefined;
+  const decide: Decide = () => {
+    atFirstDecision ??= fqdnPolicyScans();
+    clock.advance(1);
+    return { allowed: true, findings: [], skipped: [] };
+  };
+  t.ok((await warmUpInSlices(decide, rules, () => s, 20, 200, 5, undefined, clock.now)) > 0);
+  t.equal(atFirstDecision, before + 1, 'scanned once, before any decision');
 });

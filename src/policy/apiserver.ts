@@ -9,7 +9,7 @@
 import type { ClusterState, LabelSelector, Pod, RoleBinding } from '../core/objects.ts';
 import { ScopedWeakMap } from '../state/request-scope.ts';
 import { canonicalIp } from './cidr.ts';
-import { apiserverEndpoints, nodeAddresses, nodeIPs } from './cluster.ts';
+import { apiserverEndpoints, endpointSlicesRead, nodeAddresses, nodeIPs } from './cluster.ts';
 import { apiserverClientsByPods, apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
 import { fromBasePass, ipIdentity, reachable, serviceByClusterIp } from './reachability.ts';
 import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
@@ -167,6 +167,9 @@ const APISERVER_REACH: ReachQuestion<string[]> = {
   name: 'apiserverReach',
   destsName: 'apiserverReach:dests',
   dests: (state) => perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state)),
+  // The endpoint pods and the EndpointSlices read by name; when an endpoint is a Service ClusterIP (no
+  // endpoint pods listed) the Pod kind's content token: the table is then kept per pod content only.
+  reads: (state) => [...(perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state)) ?? [state.contentToken('Pod')]), ...endpointSlicesRead(state)],
   compute: (state, pod) => computeApiserverReach(state, pod),
   keyer: (state) => {
     const dests = perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state));

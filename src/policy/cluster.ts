@@ -2,12 +2,12 @@
 // endpoints (default/kubernetes EndpointSlice) and the Node addresses (Cilium's host / remote-node
 // identities). Cached per state revision.
 
-import type { ClusterState, Node, Pod, Service } from '../core/objects.ts';
+import type { ClusterState, EndpointSlice, Node, Pod, Service } from '../core/objects.ts';
 import type { DnsBackends, Protocol } from './types.ts';
 import { perRevision } from './memo.ts';
 import { canonicalIp } from './cidr.ts';
 import { matchesSelector } from './selectors.ts';
-import { nodeAddressCache } from './memo.ts';
+import { nodeAddressCache, slicesReadByList } from './memo.ts';
 
 function protocolOf(p: string | undefined): Protocol {
   const u = (p ?? 'TCP').toUpperCase();
@@ -97,6 +97,39 @@ export function apiserverEndpoints(state: ClusterState): { ips: readonly string[
     }
     return { ips, ports };
   });
+}
+
+/**
+ * The EndpointSlices whose content the policy engine reads (see keptAcrossPodEvents in memo.ts): every
+ * slice of the `default` namespace (the kube-apiserver's endpoints, apiserverEndpoints), and the slices
+ * of Services without a selector or of no known Service (a toServices peer reads the backend addresses
+ * of a selector-less Service from its slices; a Service with a selector is matched by its selector, and
+ * its slices, which follow pod churn, are never read). In the order of the state's lists: the same
+ * objects in the same order while none of them changes.
+ */
+export function endpointSlicesRead(state: ClusterState): readonly object[] {
+  return perRevision(state, 'endpointSlicesRead', () => {
+    const out: object[] = [];
+    for (const ns of state.namespacesWith('EndpointSlice')) for (const es of slicesReadIn(state, ns)) out.push(es);
+    return out;
+  });
+}
+
+function slicesReadIn(state: ClusterState, namespace: string): readonly object[] {
+  const slices = state.list('EndpointSlice', namespace);
+  const services = state.list('Service', namespace);
+  // Per namespace, while neither its slices nor its Services change: a slice event re-reads its namespace only.
+  const hit = slicesReadByList.get(slices);
+  if (hit !== undefined && hit.services === services) return hit.read;
+  const read = namespace === 'default' ? slices : slices.filter((es) => !hasSelector(state, namespace, es));
+  slicesReadByList.set(slices, { services, read });
+  return read;
+}
+
+function hasSelector(state: ClusterState, namespace: string, es: EndpointSlice): boolean {
+  const name = es.metadata.labels?.['kubernetes.io/service-name'];
+  const svc = name === undefined ? undefined : state.get('Service', namespace, name);
+  return svc !== undefined && svc.spec.selector !== undefined && Object.keys(svc.spec.selector).length > 0;
 }
 
 // Keyed by the Node list array, which stays identical across revisions (and overlays) that change no Node.

@@ -2,7 +2,7 @@
 // whether it does. Pure functions over a state.
 
 import type { ClusterState, Labels, Pod } from '../core/objects.ts';
-import { dnsBackends } from './cluster.ts';
+import { dnsBackends, endpointSlicesRead } from './cluster.ts';
 import { perRevision, withoutBackendsByPods } from './memo.ts';
 import { dnsClassKey, podRef } from './identity.ts';
 import { groupsOf, outsideClassesOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
@@ -141,6 +141,7 @@ function dnsQuestion(protocol: Protocol): ReachQuestion<boolean | undefined> {
     name: `reachesDns:${protocol}`,
     destsName: `reachesDns:${protocol}:dests`,
     dests: (state) => dnsTarget(state)?.pods ?? [],
+    reads: dnsReads,
     compute: (state, pod) => computeReachesDns(state, pod, protocol),
     keyer: dnsKeyer,
     deriver: (state, base, changed) => {
@@ -170,6 +171,14 @@ function derivePlan(state: ClusterState, planKey: string, protocol: Protocol): {
     const port = dnsPort(state, t, protocol);
     return { t, port, ingresses: t.pods.map((d) => podSourceIngress(state, d, port, protocol)), targets: t.pods.map((d): Target => ({ type: 'pod', pod: d })) };
   });
+}
+
+/**
+ * What the DNS questions' answers read of pods and EndpointSlices besides the class judged: every kube-dns
+ * backend (the target's pods and the ports are taken from them) and the EndpointSlices read by name.
+ */
+function dnsReads(state: ClusterState): readonly object[] {
+  return [...dnsBackends(state).pods, ...endpointSlicesRead(state)];
 }
 
 /** The DNS questions' class key for many pods of one state (a pod of a backend's class is judged on its own). */

@@ -9,8 +9,9 @@
 // Pods, policy objects, Namespace objects and kind lists of a state are never modified (an update
 // replaces the object or the list), which is what makes object-keyed memos safe.
 
-import type { KindName } from '../core/kinds.ts';
+import { KIND_NAMES, type KindName } from '../core/kinds.ts';
 import type { ClusterState, KubeObject, LabelSelector, Labels, Node, Pod, PolicyObject, Service } from '../core/objects.ts';
+import { overlayDelta } from '../state/overlay.ts';
 import { forgetCachedResults, ScopedWeakMap } from '../state/request-scope.ts';
 import type { Addr, ParsedIp } from './cidr.ts';
 import type { CompiledPattern } from './dns-pattern.ts';
@@ -91,6 +92,86 @@ export function keptPerRevision<T>(state: ClusterState, key: string, compute: ()
   const v = compute();
   e.values.set(key, v);
   return v;
+}
+
+// ---------- kept across pod events (issue 21: the first request after a pod event) ----------
+//
+// In a live cluster pods come and go all the time, and so do the EndpointSlices that follow them; every
+// such event moves the state's revision, and a table kept per revision (keptPerRevision) is then built
+// again for every class by the next request: 2-4x a warm request's cost at 50k pods. Most per-class
+// answers do not read the pod set at all. A pod class's answer reads the class's own content (its key
+// says what the class shares), the other kinds' objects, and a few pods and EndpointSlices by name: the
+// question's destinations (DNS backends, API server endpoint pods) and the EndpointSlices the policy
+// engine reads (the `default` namespace's, for the API server, and those of Services without a
+// selector, for toServices peers). keptAcrossPodEvents keys a table by the content of every other kind
+// (one token: stableContentToken) and checks that those few objects are the very same ones; a pod
+// event elsewhere then keeps the table, and a class it adds is judged on its own when first asked.
+
+/** The kinds a live cluster changes most: not in stableContentToken, read by name through a fingerprint. */
+export const CHURN_KINDS: readonly KindName[] = ['Pod', 'EndpointSlice'];
+const STABLE_KINDS: readonly KindName[] = KIND_NAMES.filter((k) => !CHURN_KINDS.includes(k));
+
+/** stableContentToken's chain of tokens, one level per stable kind (kept by forgetCachedResults: each level is whole). */
+const stableTokens = keptMemo<object, unknown>('stableTokens', 'one object per content of every kind but Pod and EndpointSlice (stableContentToken), a map level per kind');
+
+/**
+ * One object per content of every kind but CHURN_KINDS: the same object for two states (or revisions)
+ * whose other kinds hold the same content (by their content tokens), a new one when any of them changes.
+ */
+export function stableContentToken(state: ClusterState): object {
+  return perRevision(state, 'stableContentToken', () => {
+    let m = stableTokens;
+    for (let i = 0; i < STABLE_KINDS.length - 1; i++) {
+      const token = state.contentToken(STABLE_KINDS[i]!);
+      let next = m.get(token) as ScopedWeakMap<object, unknown> | undefined;
+      if (next === undefined) m.set(token, (next = new ScopedWeakMap({ keepOnForget: true })));
+      m = next;
+    }
+    const last = state.contentToken(STABLE_KINDS[STABLE_KINDS.length - 1]!);
+    let t = m.get(last) as object | undefined;
+    if (t === undefined) m.set(last, (t = {}));
+    return t;
+  });
+}
+
+interface CarriedTable {
+  readonly reads: readonly object[];
+  readonly value: unknown;
+}
+const carried = keptMemo<object, Map<string, CarriedTable>>(
+  'carried',
+  'keptAcrossPodEvents: tables per stable content token, per name, with the pod and EndpointSlice objects they read',
+);
+
+const sameObjects = (a: readonly object[], b: readonly object[]): boolean => {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+};
+
+/**
+ * Like keptPerRevision, but the table is kept across revisions that change only Pods and EndpointSlices,
+ * as long as `reads()` (the pod and EndpointSlice objects the table's answers read by name, in a fixed
+ * order) returns the very same objects. `compute` must return a table each of whose answers reads no
+ * other pod or EndpointSlice than those and the class (or identity) it is keyed by; the same rules as
+ * keptPerRevision's apply to its entries. An overlay of a churn kind (a request that changes a pod or
+ * an EndpointSlice) gets a table of its own revision.
+ */
+export function keptAcrossPodEvents<T>(state: ClusterState, key: string, reads: () => readonly object[], compute: () => T): T {
+  return keptPerRevision(state, key, () => {
+    const d = overlayDelta(state);
+    if (d !== undefined && CHURN_KINDS.includes(d.kind)) return compute();
+    const token = stableContentToken(state);
+    let tables = carried.get(token);
+    if (tables === undefined) carried.set(token, (tables = new Map()));
+    const r = reads();
+    const hit = tables.get(key);
+    if (hit !== undefined && sameObjects(hit.reads, r)) return hit.value as T;
+    const value = compute();
+    tables.set(key, { reads: r, value });
+    return value;
+  });
 }
 
 /** The value of `compute()` under `key`, computed once per state revision. */
@@ -220,6 +301,10 @@ export const classesSelectedByNamespace = memo<readonly PodClassLike[], ScopedWe
 
 // ---------- cluster, namespaces ----------
 
+export const slicesReadByList = memo<readonly object[], { readonly services: readonly object[]; readonly read: readonly object[] }>(
+  'slicesReadByList',
+  "the EndpointSlices of one namespace the policy engine reads by name (endpointSlicesRead), per the namespace's EndpointSlice list array, checked against its Service list array",
+);
 export const nodeAddressCache = memo<readonly Node[], ReadonlyMap<string, string>>('nodeAddressCache', 'node name by address, per Node list array');
 export const keysByList = memo<readonly KubeObject[], ReadonlySet<string>>('keysByList', 'Namespace label keys any selector of a policy list reads, per list array');
 export const peerKeysByList = memo<readonly KubeObject[], ReadonlySet<string>>('peerKeysByList', 'Namespace label keys peer selectors of a policy list read, per list array');

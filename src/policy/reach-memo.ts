@@ -1,5 +1,5 @@
 // Per-class reachability answers of the checks every rule asks of thousands of classes (can a pod reach
-// DNS, the API server), kept per state revision, and taken from an admission overlay's base when the
+// DNS, the API server), kept per state content, and taken from an admission overlay's base when the
 // overlay cannot have changed them (issue 21: judge only what a change alters).
 //
 // Why an overlay's answer can be its base's: a reachability decision between a source pod and a target
@@ -18,11 +18,14 @@
 //
 // The base is the long-lived state: its table is filled by the first request of a revision and read by
 // every later one, for the base half of before/after comparisons as for the classes a change cannot alter.
+// A pod event moves the revision but keeps the table (memo.ts keptAcrossPodEvents): an answer reads of
+// the pod set only its own class (the table's key) and the objects the question's `reads` returns (the
+// destinations and what they come from, the EndpointSlices read by name), which must be the same.
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
 import { changedSelectingLookup, recordingDenials, type ChangedPolicy } from './reachability.ts';
-import { keptPerRevision, perRevision } from './memo.ts';
+import { keptAcrossPodEvents, perRevision } from './memo.ts';
 import { policiesSelecting, policySettings, selectingLookup, type PolicySettings } from './selection.ts';
 
 /** A per-class check answered through memoReach. */
@@ -33,6 +36,12 @@ export interface ReachQuestion<V> {
   readonly destsName: string;
   /** The pods whose ingress the check judges; undefined when they cannot be listed (no shortcut then). */
   readonly dests: (state: ClusterState) => readonly Pod[] | undefined;
+  /**
+   * The pod and EndpointSlice objects the answers read other than the class judged (the destinations,
+   * what they are derived from, the EndpointSlices read by name): the table is kept across pod events
+   * while these stay the same objects (memo.ts keptAcrossPodEvents).
+   */
+  readonly reads: (state: ClusterState) => readonly object[];
   readonly compute: (state: ClusterState, pod: Pod) => V;
   /**
    * The class key of pods of `state` for this check (undefined for a pod that must be judged on its own),
@@ -132,7 +141,10 @@ export function reachDerivations(): number {
   return derived;
 }
 
-/** Answers kept per class and state revision (a cluster has ~10k classes; synthetic pods add a few). */
+/**
+ * Answers kept per class, across the revisions that change pods and EndpointSlices q.reads() does not
+ * return (a cluster has ~10k classes; synthetic pods and classes that come and go add some).
+ */
 const TABLE_LIMIT = 50_000;
 const newTable = (): Map<string, unknown> => new Map();
 
@@ -187,7 +199,7 @@ function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
       computed++;
       return q.compute(state, pod);
     }
-    table ??= keptPerRevision(state, q.name, newTable);
+    table ??= keptAcrossPodEvents(state, q.name, () => q.reads(state), newTable);
     const hit = table.get(key);
     if (hit !== undefined || table.has(key)) return hit as V;
     // A class the change does select: from the base's decisions and the changed object's new rules.

@@ -23,7 +23,7 @@ import type {
 } from './types.ts';
 import { dnsNameMatches, normalizeDnsName } from './dns-pattern.ts';
 import { canonicalIp, cidrInfo, cidrSetContains, ipFamily, isLinkLocal } from './cidr.ts';
-import { apiserverEndpoints, dnsBackends, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
+import { apiserverEndpoints, dnsBackends, endpointSlicesRead, namedPort, nodeAddresses, serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { formatPolicyRef, policyModel } from './model.ts';
 import { podClassId } from './classes.ts';
 import { podIdentityKey } from './identity.ts';
@@ -32,7 +32,7 @@ import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAME
 import { checkBudget } from '../core/budget.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { fqdnPeerLists, ipIndexByList, keptPerRevision, perRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { fqdnPeerLists, ipIndexByList, keptAcrossPodEvents, perRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -1067,7 +1067,10 @@ class FromBase implements FromBasePass {
     const settings = policySettings(state);
     this.#ctx = { state, settings, from: undefined as unknown as Pod, dnsCheck: false };
     this.#baseCtx = { state: base, settings: policySettings(base), from: undefined as unknown as Pod, dnsCheck: false };
-    this.#facts = keptPerRevision(base, 'directionFacts', newFactsTable);
+    // Kept across pod events too: a fact reads of the pod set only its source class (the key), its target
+    // (a pod object, or an API server address, which is never looked up as a pod) and the EndpointSlices
+    // read by name (toServices peers of selector-less Services).
+    this.#facts = keptAcrossPodEvents(base, 'directionFacts', () => endpointSlicesRead(base), newFactsTable);
     this.changedSelecting = changedSelectingLookup(state, changed);
     this.baseSelecting = selectingLookup(base);
   }

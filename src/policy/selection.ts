@@ -6,7 +6,7 @@
 
 import type { ClusterState, Labels, LabelSelector, Pod, PolicyObject } from '../core/objects.ts';
 import type { CiliumConfig, Direction, Enforcement, PolicyModel, PolicyRef } from './types.ts';
-import { keptPerRevision, perRevision, perRevisionFor } from './memo.ts';
+import { keptAcrossPodEvents, perRevision, perRevisionFor } from './memo.ts';
 import { ciliumConfig } from './cilium-config.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import { policyModel } from './model.ts';
@@ -241,8 +241,9 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
   if (!isCiliumEndpoint(pod)) return NO_MODELS;
   // Within one state revision the answer depends on the pod's identity alone (its namespace's labels and
   // models are fixed): one table lookup per call. Rules ask it several times per class and per request
-  // (both directions, enforcement, every check); the long-lived state keeps its table across requests.
-  const table = keptPerRevision(state, 'policiesSelectingById', newSelectingTable);
+  // (both directions, enforcement, every check); the long-lived state keeps its table across requests,
+  // and across pod and EndpointSlice events (no answer reads another pod or a slice).
+  const table = selectingTable(state);
   const id = podIdentityKey(pod);
   let hit = table.get(id);
   if (hit === undefined) {
@@ -255,7 +256,7 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
 
 /** policiesSelecting for many pods of one state: its table looked up once. */
 export function selectingLookup(state: ClusterState): (pod: Pod) => readonly PolicyModel[] {
-  const table = keptPerRevision(state, 'policiesSelectingById', newSelectingTable);
+  const table = selectingTable(state);
   return (pod) => {
     if (!isCiliumEndpoint(pod)) return NO_MODELS;
     const hit = table.get(podIdentityKey(pod));
@@ -263,6 +264,11 @@ export function selectingLookup(state: ClusterState): (pod: Pod) => readonly Pol
   };
 }
 const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
+const NO_READS: readonly object[] = Object.freeze([]);
+const noReads = (): readonly object[] => NO_READS;
+function selectingTable(state: ClusterState): Map<string, readonly PolicyModel[]> {
+  return keptAcrossPodEvents(state, 'policiesSelectingById', noReads, newSelectingTable);
+}
 const newSelectingTable = (): Map<string, readonly PolicyModel[]> => new Map();
 /** Identities kept per state revision (a 50k-pod cluster has ~10k; 4 x IDENTITY_CACHE_LIMIT). */
 const SELECTING_TABLE_LIMIT = 40_000;

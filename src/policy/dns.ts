@@ -12,7 +12,7 @@ import type { Protocol, Target } from './types.ts';
 
 // ---------- DNS ----------
 
-/** The kube-dns backends to test against: one pod per distinct label set (at most 3), and the UDP port. */
+/** The kube-dns backends to test against: one pod per pod class (at most 3), and the UDP port. */
 export interface DnsTarget {
   readonly pods: readonly Pod[];
   readonly port: number;
@@ -35,15 +35,20 @@ function computeDnsTarget(state: ClusterState): DnsTarget | undefined {
   const namespace = svc?.metadata.namespace ?? 'kube-system';
   const udp = b.ports.find((p) => p.protocol === 'UDP');
   const port = udp?.port ?? 53;
-  let pods: Pod[] = [];
-  const seen = new Set<string>();
+  // One backend per pod class (pods of a class are interchangeable for every policy question; two
+  // backends with the same labels are not when one is in the host network or on another node), at most
+  // three, picked by class key and name: the same whatever order the state lists the pods in (a live
+  // state's order follows its events).
+  const byClass = new Map<string, Pod>();
   for (const p of b.pods) {
-    const key = JSON.stringify(p.metadata.labels ?? {});
-    if (seen.has(key)) continue;
-    seen.add(key);
-    pods.push(p);
-    if (pods.length >= 3) break;
+    const key = podClassId(p);
+    const had = byClass.get(key);
+    if (had === undefined || p.metadata.name < had.metadata.name) byClass.set(key, p);
   }
+  let pods: Pod[] = [...byClass.keys()]
+    .sort()
+    .slice(0, 3)
+    .map((k) => byClass.get(k)!);
   if (pods.length === 0) {
     if (!svc) return undefined;
     // No live backend (a snapshot without CoreDNS pods): a stand-in pod with the Service selector labels.

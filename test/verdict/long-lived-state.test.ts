@@ -42,8 +42,11 @@ const dnsPorts = (proxy: boolean) => [{ ports: [{ port: '53', protocol: 'ANY' }]
 class Gen {
   readonly r: () => number;
   n = 0;
-  constructor(seed: number) {
+  /** Also the churn of a live cluster (see churn()): off for the first seeds, whose sequences stay as they were. */
+  readonly churn: boolean;
+  constructor(seed: number, churn = false) {
     this.r = rng(seed);
+    this.churn = churn;
   }
   pick<T>(xs: readonly T[]): T {
     return xs[Math.floor(this.r() * xs.length)]!;
@@ -69,7 +72,7 @@ class Gen {
       case 10: return { toEndpoints: [{ matchLabels: { app: this.pick(APPS) } }], toRequires: [{ matchLabels: { team: this.pick(['x', 'y']) } }] };
       case 11: return { toCIDRSet: [{ cidr: '192.168.0.0/16', except: [this.pick(['192.168.0.10/32', '192.168.0.11/32'])] }], toPorts: [{ ports: [{ port: '6443', protocol: 'TCP' }] }] };
       case 12: return { toEntities: ['cluster'], toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }] }] };
-      default: return { toServices: [{ k8sService: { serviceName: this.pick(['kubernetes', 'kube-dns']), namespace: this.pick(['default', 'kube-system']) } }] };
+      default: return { toServices: [{ k8sService: { serviceName: this.pick(this.churn ? ['kubernetes', 'kube-dns', 'ext-dns'] : ['kubernetes', 'kube-dns']), namespace: this.pick(['default', 'kube-system']) } }] };
     }
   }
   ingressRule(): Record<string, unknown> {
@@ -258,7 +261,70 @@ function randomRequest(g: Gen, w: World): Req {
   }
 }
 
+/**
+ * A selector-less Service in kube-system (a toServices peer reads its EndpointSlice) and that slice,
+ * listing a CoreDNS pod's address: the churn seeds' extra objects.
+ */
+function extDns(addr: string): Obj[] {
+  return [
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'ext-dns', namespace: 'kube-system' }, spec: { clusterIP: '10.96.0.53', ports: [{ port: 53, protocol: 'UDP' }] } } as Obj,
+    extSlice([addr]),
+  ];
+}
+const extSlice = (addrs: string[]): Obj =>
+  ({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'ext-dns-1', namespace: 'kube-system', labels: { 'kubernetes.io/service-name': 'ext-dns' } }, addressType: 'IPv4', endpoints: addrs.map((a) => ({ addresses: [a] })), ports: [{ port: 53, protocol: 'UDP' }] }) as Obj;
+
+/**
+ * What a live cluster changes most, on the objects the per-class tables kept across pod events read by
+ * name (src/policy/memo.ts keptAcrossPodEvents) and beside them: a pod copied into an existing class, the
+ * selector-less Service's slice, kube-dns's own slice (never read), and the CoreDNS backends relabelled,
+ * added and removed.
+ */
+function churn(g: Gen, w: World): string {
+  const pods = w.ofKind(['Pod']).filter((p) => p.metadata.name.startsWith('pod'));
+  switch (Math.floor(g.r() * 5)) {
+    case 0: {
+      if (pods.length === 0) return 'noop';
+      const p = structuredClone(g.pick(pods)) as Obj & { spec: Record<string, unknown>; status: Record<string, unknown> };
+      p.metadata['name'] = `pod${g.n++}`;
+      if (p.status['podIP'] !== undefined && p.spec['hostNetwork'] !== true) p.status['podIP'] = `10.0.4.${g.n % 250}`;
+      w.put(p);
+      return `copy into ${keyOf(p)}`;
+    }
+    case 1: {
+      const dns = w.ofKind(['Pod']).filter((p) => p.metadata.namespace === 'kube-system' && p.metadata.name.startsWith('coredns'));
+      const addrs = dns.map((p) => (p as unknown as { status: Record<string, string> }).status['podIP']!).filter((a) => a !== undefined);
+      const slice = extSlice(g.chance(0.3) ? ['10.0.9.9'] : [g.pick(addrs.length > 0 ? addrs : ['10.0.9.9'])]);
+      w.put(slice);
+      return `ext-dns slice -> ${JSON.stringify((slice as Record<string, unknown>)['endpoints'])}`;
+    }
+    case 2: {
+      const slice = { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'kube-dns-x', namespace: 'kube-system', labels: { 'kubernetes.io/service-name': 'kube-dns' } }, addressType: 'IPv4', endpoints: [{ addresses: [`10.0.8.${g.n++ % 250}`] }], ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] } as Obj;
+      w.put(slice);
+      return 'kube-dns slice';
+    }
+    case 3: {
+      // A backend relabelled: DNS egress policies of the random ones select k8s-app=kube-dns (and the
+      // variant label makes it a separate target pod).
+      const c = structuredClone(w.objs.get('Pod/kube-system/coredns-1')!);
+      c.metadata['labels'] = g.chance(0.5) ? { 'k8s-app': 'kube-dns', variant: g.pick(['b', 'c']) } : { 'k8s-app': g.pick(['kube-dns', 'other-dns']) };
+      w.put(c);
+      return `coredns-1 labels ${JSON.stringify(c.metadata['labels'])}`;
+    }
+    default: {
+      const extra = pod('kube-system', 'coredns-3', { 'k8s-app': 'kube-dns', variant: 'b' }, { sa: 'coredns', ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }, { name: 'dns-tcp', containerPort: 53, protocol: 'TCP' }] });
+      if (w.objs.has('Pod/kube-system/coredns-3')) {
+        w.drop(extra);
+        return 'remove coredns-3';
+      }
+      w.put(extra);
+      return 'add coredns-3';
+    }
+  }
+}
+
 function mutate(g: Gen, w: World): string {
+  if (g.churn && g.chance(0.4)) return churn(g, w);
   const pods = w.ofKind(['Pod']).filter((p) => p.metadata.name.startsWith('pod'));
   const policies = w.ofKind(POLICY_KINDS);
   switch (Math.floor(g.r() * 15)) {
@@ -402,12 +468,14 @@ function normal(v: unknown, parent?: Record<string, unknown>, key?: string): unk
   return v;
 }
 
-function run(t: Test, seed: number, steps: number): void {
-  const g = new Gen(seed);
+function run(t: Test, seed: number, steps: number, churning = false): void {
+  const g = new Gen(seed, churning);
   const initial: Obj[] = [...NAMESPACES.map((n) => g.namespace(n))];
   for (let i = 0; i < 10; i++) initial.push(g.pod());
   for (let i = 0; i < 4; i++) initial.push(g.policy());
-  const w = new World(baseCluster(initial));
+  const objects = baseCluster(initial);
+  if (churning) objects.push(...extDns((objects.find((o) => o.metadata.name === 'coredns-2') as unknown as { status: Record<string, string> }).status['podIP']!));
+  const w = new World(objects);
   const rules = allRules();
   const config = defaultConfig(rules);
   const liveDecide = createDecide(rules, config);
@@ -488,5 +556,13 @@ const [first, count] = (process.env['FUZZ_SEEDS'] ?? '40:8').split(':').map(Numb
 for (let seed = first; seed < first + count; seed++) {
   t.test(`seed ${seed}: a long-lived state mutated between decisions answers as a fresh one`, async (t) => {
     run(t, seed, Number(process.env['FUZZ_STEPS'] ?? 150));
+  });
+}
+// With the churn of a live cluster too (pods copied into their class, EndpointSlices, CoreDNS backends):
+// CHURN_SEEDS=first:count for a longer hunt.
+const [churnFirst, churnCount] = (process.env['CHURN_SEEDS'] ?? '140:4').split(':').map(Number) as [number, number];
+for (let seed = churnFirst; seed < churnFirst + churnCount; seed++) {
+  t.test(`churn seed ${seed}: a long-lived state under pod and EndpointSlice churn answers as a fresh one`, async (t) => {
+    run(t, seed, Number(process.env['FUZZ_STEPS'] ?? 150), true);
   });
 }

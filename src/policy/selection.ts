@@ -247,6 +247,7 @@ export function policiesSelecting(state: ClusterState, pod: Pod): readonly Polic
   const id = podIdentityKey(pod);
   let hit = table.get(id);
   if (hit === undefined) {
+    selectingMisses++;
     hit = selectingUncached(state, pod);
     if (table.size >= SELECTING_TABLE_LIMIT) table.clear(); // synthetic pods of many requests: stay bounded
     table.set(id, hit);
@@ -265,6 +266,12 @@ export function selectingLookup(state: ClusterState): (pod: Pod) => readonly Pol
 }
 const NO_MODELS: readonly PolicyModel[] = Object.freeze([]);
 const NO_READS: readonly object[] = Object.freeze([]);
+let selectingMisses = 0;
+
+/** How many identities policiesSelecting has not found in its state's table so far (for tests). */
+export function selectingTableMisses(): number {
+  return selectingMisses;
+}
 const noReads = (): readonly object[] => NO_READS;
 function selectingTable(state: ClusterState): Map<string, readonly PolicyModel[]> {
   return keptAcrossPodEvents(state, 'policiesSelectingById', noReads, newSelectingTable);

@@ -22,7 +22,7 @@ import { classifiedPods, filterPods } from './classes.ts';
 import { meshMode } from './istio.ts';
 import { keptPerRevision, perRevision } from './memo.ts';
 import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
-import { ingressMayAdmitTcp, plainPodSource, reachable } from './reachability.ts';
+import { ingressMayAdmitTcpFrom, plainPodSource, reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, type PolicySettings } from './selection.ts';
 import type { PolicyModel } from './types.ts';
 
@@ -130,12 +130,14 @@ export function mayAdmitTcpChecks(): number {
  * (the sources' identities are the same for every destination), and a destination outside the changed
  * namespace keeps its models (subject selectors read a pod's own Namespace): its list in `before` (kept
  * there), by content, keys the answer. Host-network sources (allow-localhost reads the destination's node), another
- * pair of states, or a destination in `namespace` are asked one by one.
+ * pair of states, or a destination in `namespace` are asked one by one. Whether an allow element admits a
+ * source is kept across destinations (reachability.ts ingressMayAdmitTcpFrom): lists share models.
  */
 export function mayAdmitTcpByList(before: ClusterState, after: ClusterState, namespace: string, sources: readonly Pod[]): (dest: Pod) => boolean {
+  const ask = ingressMayAdmitTcpFrom(after, sources);
   const one = (d: Pod): boolean => {
     admitChecks++;
-    return ingressMayAdmitTcp(after, sources, d);
+    return ask(d);
   };
   if (!relabelOf(before, after, namespace) || sources.some((s) => s.spec.hostNetwork === true)) return one;
   // Keyed by the list's content (its model objects in order, as a trie: lists of equal content are

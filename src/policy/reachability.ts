@@ -950,6 +950,38 @@ export function ingressMayAdmitTcp(state: ClusterState, sources: Iterable<Pod>, 
 }
 
 /**
+ * ingressMayAdmitTcp(state, sources, ·) for many destinations, the sources all pod-network pods: whether
+ * an allow element admits one of them is kept per element (an element belongs to one model), as the
+ * match of its peers reads only the sources' identities, which do not depend on the destination (only a
+ * host-network source's does: its node may be the destination's).
+ */
+export function ingressMayAdmitTcpFrom(state: ClusterState, sources: readonly Pod[]): (dest: Pod) => boolean {
+  if (sources.some((s) => s.spec.hostNetwork === true)) return (dest) => ingressMayAdmitTcp(state, sources, dest);
+  const settings = policySettings(state);
+  const ids = sources.map((s) => podIdentity(state, s));
+  const admits = new Map<RuleElement, boolean>();
+  return (dest) => {
+    checkBudget();
+    if (settings.enablePolicy === 'never' || !isCiliumEndpoint(dest)) return true;
+    if (!enforcement(state, dest, 'ingress').enforced) return true;
+    for (const m of policiesSelecting(state, dest)) {
+      for (const el of m.elements) {
+        if (el.direction !== 'ingress' || el.deny || !someTcpPort(el)) continue;
+        if (el.peers.length === 0) return true;
+        let v = admits.get(el);
+        if (v === undefined) {
+          v = false;
+          for (let i = 0; i < sources.length && !v; i++) v = anyPeerMatches({ state, settings, from: sources[i]!, dnsCheck: false }, m, el, ids[i]!);
+          admits.set(el, v);
+        }
+        if (v) return true;
+      }
+    }
+    return false;
+  };
+}
+
+/**
  * Whether `pod`'s ingress admits a connection from a source IP that is not a pod's own (the kubelet's
  * SNATed probe source, a world address) on `port`/`protocol`: the same decision as reachable()
  * (decideDirection), port-specific deny rules and named ports included, unlike ingressFromIp, which

@@ -89,6 +89,71 @@ export function warmUpChanges(rules: readonly Rule[], state: ClusterState): Chan
   return out;
 }
 
+const policiesOf = (s: ClusterState): PolicyObject[] => POLICY_KINDS.flatMap((k) => s.list(k) as readonly PolicyObject[]);
+
+/**
+ * The steps that build what the decisions read of the long-lived state, each one policy, namespace or
+ * class (see warmUpInSlices, and fillTablesInSlices for the refill after a change).
+ */
+function* tableSteps(s: ClusterState): Generator<() => void> {
+  for (const p of policiesOf(s)) yield () => policyModel(p);
+  yield () => hasFqdnRules(s);
+  for (const ns of new Set([...s.namespacesWith('Pod'), ...s.namespacesWith('Service')])) yield () => indexAddressesOf(s, ns);
+  // The Namespace label keys the policies read, per policy list (asked by the first Namespace relabel;
+  // the warm-up's own Namespace updates change no label). Any key builds the lists' sets.
+  yield () => namespaceLabelMatters(s, WARM_UP_LABEL_KEY);
+  yield () => namespaceLabelReadByPeers(s, WARM_UP_LABEL_KEY);
+  yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'ingress');
+  yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'egress');
+  yield () => namespaceLabelReadByL7(s, WARM_UP_LABEL_KEY);
+  for (const ns of s.namespacesWith('Pod')) for (const c of podClassesIn(s, ns)) yield () => policiesSelecting(s, c.pods[0]!);
+  // The class keys the rules' judging passes read of pods (kept per pod object), a namespace per step:
+  // a pass over a whole-cluster array keys each class's first pod, and a few scans (the xDS clients,
+  // a relabelled namespace's pods) key every pod.
+  for (const ns of s.namespacesWith('Pod')) yield () => { for (const p of s.list('Pod', ns)) podKeys(p); };
+  // The long-lived state's per-class reachability tables (DNS, API server) and the decision facts the
+  // overlays derive from, a class per step: the first cluster-wide request judged every class from
+  // cold tables (85-385 ms of CPU at 50k pods, the served p99 of issue 21). Kept across pod events.
+  // A class whose key reads the node (host-network pods, whose identity is their node's; a DNS backend
+  // in the host network; an API server on the nodes) is filled once per node its pods run on.
+  const dns = dnsTablesFiller(s);
+  const api = apiserverTablesFiller(s);
+  const byNode = dnsClassKey(s).nodeToken !== undefined || apiserverClassKey(s).nodeToken !== undefined;
+  for (const ns of s.namespacesWith('Pod')) {
+    for (const c of podClassesIn(s, ns)) {
+      for (const p of byNode || c.pods[0]!.spec.hostNetwork === true ? onePerNode(c.pods) : [c.pods[0]!]) {
+        yield () => dns(p);
+        yield () => api(p);
+      }
+    }
+  }
+}
+
+/**
+ * Builds the table steps' tables (tableSteps: policy models, address indexes, Namespace-label key tables,
+ * selecting lists, class keys, the DNS and API server answers and decision facts of every class) for
+ * the state `state()` is when it starts, handing the event loop back whenever half of `sliceMs` is
+ * spent; stops early when `shouldStop()` says so after a slice. True when every step ran. For serve's
+ * refill in idle time after a change that empties those tables (server/table-refill.ts): what is still
+ * there is looked up, not built again.
+ */
+export async function fillTablesInSlices(state: () => ClusterState, sliceMs = 20, shouldStop: () => boolean = () => false, now: () => number = () => performance.now()): Promise<boolean> {
+  let sliceStart = now();
+  for (const step of tableSteps(state())) {
+    try {
+      step();
+    } catch {
+      // an object the policy engine cannot read is the decisions' to report
+    }
+    if (now() - sliceStart >= sliceMs / 2) {
+      await new Promise((r) => setImmediate(r));
+      if (shouldStop()) return false;
+      sliceStart = now();
+    }
+  }
+  return true;
+}
+
 /**
  * Runs decide() over warmUpChanges(): whole rounds until `budgetMs` is spent, but never past `capMs`;
  * returns the number of decisions made. It hands the event loop back every `sliceMs`, so readiness
@@ -183,42 +248,7 @@ export async function warmUpInSlices(
   //   and the Namespace label keys the policies read (the first relabel of the request mix: 60 ms).
   //   A cut decision drops them all, so they are built after the decisions most often cut (the
   //   cluster-wide policies', below).
-  const policies = (): PolicyObject[] => POLICY_KINDS.flatMap((k) => state().list(k) as readonly PolicyObject[]);
-  function* tableSteps(): Generator<() => void> {
-    const s = state();
-    const all = policies();
-    for (const p of all) yield () => policyModel(p);
-    yield () => hasFqdnRules(s);
-    for (const ns of new Set([...s.namespacesWith('Pod'), ...s.namespacesWith('Service')])) yield () => indexAddressesOf(s, ns);
-    // The Namespace label keys the policies read, per policy list (asked by the first Namespace relabel;
-    // the warm-up's own Namespace updates change no label). Any key builds the lists' sets.
-    yield () => namespaceLabelMatters(s, WARM_UP_LABEL_KEY);
-    yield () => namespaceLabelReadByPeers(s, WARM_UP_LABEL_KEY);
-    yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'ingress');
-    yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'egress');
-    yield () => namespaceLabelReadByL7(s, WARM_UP_LABEL_KEY);
-    for (const ns of s.namespacesWith('Pod')) for (const c of podClassesIn(s, ns)) yield () => policiesSelecting(s, c.pods[0]!);
-    // The long-lived state's per-class reachability tables (DNS, API server) and the decision facts the
-    // overlays derive from, a class per step: the first cluster-wide request judged every class from
-    // cold tables (85-385 ms of CPU at 50k pods, the served p99 of issue 21). Kept across pod events.
-    // The class keys the rules' judging passes read of pods (kept per pod object), a namespace per step:
-    // a pass over a whole-cluster array keys each class's first pod, and a few scans (the xDS clients,
-    // a relabelled namespace's pods) key every pod.
-    for (const ns of s.namespacesWith('Pod')) yield () => { for (const p of s.list('Pod', ns)) podKeys(p); };
-    // A class whose key reads the node (host-network pods, whose identity is their node's; a DNS backend
-    // in the host network; an API server on the nodes) is filled once per node its pods run on.
-    const dns = dnsTablesFiller(s);
-    const api = apiserverTablesFiller(s);
-    const byNode = dnsClassKey(s).nodeToken !== undefined || apiserverClassKey(s).nodeToken !== undefined;
-    for (const ns of s.namespacesWith('Pod')) {
-      for (const c of podClassesIn(s, ns)) {
-        for (const p of byNode || c.pods[0]!.spec.hostNetwork === true ? onePerNode(c.pods) : [c.pods[0]!]) {
-          yield () => dns(p);
-          yield () => api(p);
-        }
-      }
-    }
-  }
+  const policies = (): PolicyObject[] => policiesOf(state());
   /** Warm-up time spent building what the decisions read (not counted against their budget). */
   let prepared = 0;
   /** Whether the tables are built and no decision was cut since (a cut drops them). */
@@ -228,7 +258,7 @@ export async function warmUpInSlices(
     tablesBuilt = true;
     const t = used();
     // Capped: unlike the grouping (which every decision needs), the tables are only a head start.
-    const done = await inSlices(tableSteps(), tolerant((step: () => void) => step()), true);
+    const done = await inSlices(tableSteps(state()), tolerant((step: () => void) => step()), true);
     // Work the first decisions would have done: it counts against the cap, not the decisions' budget.
     prepared += used() - t;
     return done;

@@ -44,13 +44,14 @@ function podKeys(p: Pod): void {
   ambientIngressClassKey(p);
 }
 
-/** The first pod of `pods` on each node. */
-function onePerNode(pods: readonly Pod[]): Pod[] {
-  const seen = new Set<string | undefined>();
+/** The first pod of `pods` with each token. */
+function onePerToken(pods: readonly Pod[], token: (p: Pod) => string): Pod[] {
+  const seen = new Set<string>();
   const out: Pod[] = [];
   for (const p of pods) {
-    if (seen.has(p.spec.nodeName)) continue;
-    seen.add(p.spec.nodeName);
+    const t = token(p);
+    if (seen.has(t)) continue;
+    seen.add(t);
     out.push(p);
   }
   return out;
@@ -95,7 +96,7 @@ const policiesOf = (s: ClusterState): PolicyObject[] => POLICY_KINDS.flatMap((k)
  * The steps that build what the decisions read of the long-lived state, each one policy, namespace or
  * class (see warmUpInSlices, and fillTablesInSlices for the refill after a change).
  */
-function* tableSteps(s: ClusterState): Generator<() => void> {
+export function* tableSteps(s: ClusterState): Generator<() => void> {
   for (const p of policiesOf(s)) yield () => policyModel(p);
   yield () => hasFqdnRules(s);
   for (const ns of new Set([...s.namespacesWith('Pod'), ...s.namespacesWith('Service')])) yield () => indexAddressesOf(s, ns);
@@ -107,27 +108,35 @@ function* tableSteps(s: ClusterState): Generator<() => void> {
   yield () => namespaceLabelReadFor(s, WARM_UP_LABEL_KEY, 'egress');
   yield () => namespaceLabelReadByL7(s, WARM_UP_LABEL_KEY);
   for (const ns of s.namespacesWith('Pod')) for (const c of podClassesIn(s, ns)) yield () => policiesSelecting(s, c.pods[0]!);
-  // The class keys the rules' judging passes read of pods (kept per pod object), a namespace per step:
-  // a pass over a whole-cluster array keys each class's first pod, and a few scans (the xDS clients,
-  // a relabelled namespace's pods) key every pod.
-  for (const ns of s.namespacesWith('Pod')) yield () => { for (const p of s.list('Pod', ns)) podKeys(p); };
   // The long-lived state's per-class reachability tables (DNS, API server) and the decision facts the
   // overlays derive from, a class per step: the first cluster-wide request judged every class from
   // cold tables (85-385 ms of CPU at 50k pods, the served p99 of issue 21). Kept across pod events.
-  // A class whose key reads the node (host-network pods, whose identity is their node's; a DNS backend
-  // in the host network; an API server on the nodes) is filled once per node its pods run on.
+  // A class whose key reads the node is filled once per node token: per node for host-network pods
+  // (their identity is their node's), per API server node and "elsewhere" when the API server runs on
+  // nodes, per node when a DNS backend is in the host network.
   const dns = dnsTablesFiller(s);
   const api = apiserverTablesFiller(s);
-  const byNode = dnsClassKey(s).nodeToken !== undefined || apiserverClassKey(s).nodeToken !== undefined;
+  const tokens = [dnsClassKey(s).nodeToken, apiserverClassKey(s).nodeToken].filter((f) => f !== undefined);
+  const tokenOf = (p: Pod): string => (p.spec.hostNetwork === true ? (p.spec.nodeName ?? '') : tokens.map((f) => f(p)).join('\u0000'));
   for (const ns of s.namespacesWith('Pod')) {
     for (const c of podClassesIn(s, ns)) {
-      for (const p of byNode || c.pods[0]!.spec.hostNetwork === true ? onePerNode(c.pods) : [c.pods[0]!]) {
+      for (const p of tokens.length > 0 || c.pods[0]!.spec.hostNetwork === true ? onePerToken(c.pods, tokenOf) : [c.pods[0]!]) {
         yield () => dns(p);
         yield () => api(p);
       }
     }
   }
+  // The class keys the rules' judging passes read of pods (kept per pod object), POD_KEYS_PER_STEP pods
+  // per step: a few scans key every pod (the xDS clients, a relabelled namespace's pods). Last: the
+  // least worth of the steps (20-40 ms off the first mesh and cilium-config requests at 50k pods), left
+  // out first when the warm-up reaches its cap.
+  for (const ns of s.namespacesWith('Pod')) {
+    const pods = s.list('Pod', ns);
+    for (let i = 0; i < pods.length; i += POD_KEYS_PER_STEP) yield () => { for (let j = i; j < Math.min(pods.length, i + POD_KEYS_PER_STEP); j++) podKeys(pods[j]!); };
+  }
 }
+/** Pods keyed per step (about 2 ms of work at 10 µs a pod). */
+const POD_KEYS_PER_STEP = 200;
 
 /**
  * Builds the table steps' tables (tableSteps: policy models, address indexes, Namespace-label key tables,

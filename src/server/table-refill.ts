@@ -9,7 +9,9 @@
 // and no review came for `idleMs`, in slices of `sliceMs` (the event loop stays free for probes and
 // reviews), and stops as soon as a review arrives or the process closes: the review then fills what
 // it reads itself, and the refill is tried again at a later idle moment. Pod events alone never start
-// one (they keep the tables; a new class is judged on its own when first asked).
+// one (they keep the tables; a new class is judged on its own when first asked). The first refill comes
+// once after start-up: the warm-up before readiness stops at its cap, on a busy machine before its table
+// steps are done.
 
 import type { Logger } from 'pino';
 
@@ -46,7 +48,7 @@ export class TableRefill {
   #poll: Timer | undefined;
   #stopped = false;
   #running: Promise<void> | undefined;
-  /** The content the tables were last filled for (the warm-up's, then each refill's that ran to its end). */
+  /** The content the tables were last filled for by a refill that ran to its end (none at start). */
   #filled: object | undefined;
   /** The content last seen, and since when. */
   #seen: object | undefined;
@@ -74,10 +76,14 @@ export class TableRefill {
     return this.#running;
   }
 
-  /** Starts polling; the tables are taken to be filled for the state as it is now (the warm-up has just run). */
+  /**
+   * Starts polling (after the warm-up). The first refill comes at the first quiet, idle poll whatever the
+   * state: the warm-up may have stopped at its cap before its table steps were done (a busy machine), and
+   * where it did not, the refill finds every class kept and only looks them up.
+   */
   start(): void {
     if (this.#poll !== undefined || this.#stopped) return;
-    this.#filled = this.#seen = stableContentToken(this.#o.source.state);
+    this.#seen = stableContentToken(this.#o.source.state);
     this.#seenAt = this.#now();
     const pollMs = this.#o.pollMs ?? 1000;
     const tick = (): void => {

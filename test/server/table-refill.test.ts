@@ -107,13 +107,15 @@ t.test('pod events start no refill (they keep the tables)', async (t) => {
   let fills = 0;
   const refill = refillOf(state, clock, () => undefined, () => fills++);
   refill.start();
+  await poll(clock, refill, 7);
+  t.equal(fills, 1, 'the one refill after start-up');
   const p = objs.find((o) => o.kind === 'Pod' && o.metadata.namespace?.startsWith('team-'))!;
   for (let i = 0; i < 3; i++) {
     state.upsert('Pod', transformObject('Pod', { ...p, metadata: { ...p.metadata, name: `copy-${i}` }, status: { ...(p['status'] as object), podIP: `10.251.0.${i + 1}`, podIPs: [{ ip: `10.251.0.${i + 1}` }] } } as unknown as Record<string, unknown>));
     await poll(clock, refill, 3);
   }
   await poll(clock, refill, 10);
-  t.equal(fills, 0);
+  t.equal(fills, 1, 'none after the pod events');
   await refill.stop();
 });
 
@@ -165,6 +167,22 @@ t.test('a review that arrives stops the refill at its next slice; a later idle m
   t.equal(slices, 3, 'at the slice the review came in');
   await poll(clock, refill, 2);
   t.equal(refill.fills, 1, 'refilled at the next idle poll');
+  await refill.stop();
+});
+
+t.test('the first refill comes after start-up, for a warm-up stopped at its cap before its table steps', async (t) => {
+  const objs = generateCluster(PODS);
+  const state = stateFromObjects(objs as never) as unknown as Mutable;
+  const decide = uncut();
+  // A cap of 1 ms of the ticking clock: no table step runs.
+  await warmUpInSlices(decide, rules, () => state, 1, 1, 5, undefined, ticking());
+  const clock = new FakeClock();
+  const refill = refillOf(state, clock, () => undefined);
+  refill.start();
+  await poll(clock, refill, 7);
+  t.equal(refill.fills, 1);
+  const policy = { apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 'every-pod' }, spec: { endpointSelector: {}, egress: [{ toEntities: ['world'] }] } };
+  t.equal(computedBy(() => decide(toChange(review('CREATE', policy, null) as unknown as AdmissionReview), state)), 0, 'the first cluster-wide decision computes nothing');
   await refill.stop();
 });
 

@@ -180,9 +180,10 @@ export async function fillTablesInSlices(state: () => ClusterState, sliceMs = 20
  * away what the warm-up had filled before it; so a decision cut once is not made again in later rounds.
  * The price: on a state where single decisions take longer than a slice the warm-up warms the JIT and
  * the pod classes but not those decisions' memos; the per-class tables they read most (the DNS and API
- * server answers of every class, the base's decision facts the overlays derive from, the class keys)
- * are filled by the table steps instead, a class per step, and those survive a cut (issue 21: the first
- * cluster-wide request after start-up judged every class from cold tables, 85-385 ms of CPU at 50k pods).
+ * server answers of every class and the base's decision facts the overlays derive from, which a cut
+ * keeps, and the class keys, which it drops) are filled by the table steps instead, a class per step
+ * (issue 21: the first cluster-wide request after start-up judged every class from cold tables, 85-385
+ * ms of CPU at 50k pods).
  * What the first decisions would otherwise build in one piece (pod classes, policy models, address
  * indexes, selection tables, Namespace-label key tables) is built in steps of one pod, policy, class or
  * namespace, each step between two slice checks (see the comments below).

@@ -75,6 +75,7 @@ for (const format of formats) {
     const loadBefore = os.loadavg()[0]!;
     const { child, readyMs } = await startServer(args, port, ca, ['ignore', 'ignore', 'pipe'], { ...process.env, MESHGUARD_EVENT_LOOP_FILE: probe });
     const startup = await eventLoopSince(child, probe);
+    const rssReadyMB = Math.round(rssOf(child.pid) / 1e6);
     let serving: Record<string, unknown> | undefined;
     if (mixSeconds > 0) {
       const loadAtMix = os.loadavg()[0]!;
@@ -89,7 +90,7 @@ for (const format of formats) {
     console.log(JSON.stringify({
       pods, format, bytes: statSync(files[format]!).size, readyMs: Math.round(readyMs), blockedAtMostMs: Math.round(startup.maxMs),
       listeningAtMs: startup.listeningAtMs, beforeListenMaxMs: startup.beforeListenMaxMs, afterListenMaxMs: startup.afterListenMaxMs, afterListenCpuMaxMs: startup.afterListenCpuMaxMs,
-      longestBlocks: startup.longestBlocks, longestGcs: startup.longestGcs, loadAverage: [Number(loadBefore.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
+      longestBlocks: startup.longestBlocks, longestGcs: startup.longestGcs, rssReadyMB, loadAverage: [Number(loadBefore.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
       ...(serving ? { serving } : {}),
     }));
   }

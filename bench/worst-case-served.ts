@@ -5,7 +5,7 @@
 import https from 'node:https';
 
 import { SEQ_PLACEHOLDER } from './requests.ts';
-import { percentile, type ServedTiming } from './worst-case.ts';
+import { sendFigures, type ServedTiming } from './worst-case.ts';
 
 function post(agent: https.Agent, port: number, ca: Buffer, body: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -47,7 +47,7 @@ export async function timeServed(port: number, ca: Buffer, reviews: readonly { l
       } catch {
         // Not an AdmissionReview: the status says what went wrong.
       }
-      out.push({ label, samples, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), maxMs: Math.max(...samples), verdict });
+      out.push({ label, samples, ...sendFigures(samples), verdict });
     }
   } finally {
     agent.destroy();

@@ -11,6 +11,7 @@ import { loadConfig } from '../config/config.ts';
 import { Lease } from '../reports/lease.ts';
 import { ReportWriter } from '../reports/writer.ts';
 import { BackgroundAudit } from '../server/background-audit.ts';
+import { TableRefill } from '../server/table-refill.ts';
 import { SERVICE_ACCOUNT_DIR, type KubeApi } from '../state/kube-api.ts';
 import { docsLinks } from '../config/docs-links.ts';
 import { InputError } from '../core/errors.ts';
@@ -125,6 +126,9 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   // Requests repeat (dry run then apply, GitOps diffs and re-syncs): answer a repeat from memory while
   // the state is unchanged. The warm-up below uses `decide` itself, so that it always runs the rules.
   const cached = cachingDecide(decide, cacheEntries);
+  // The per-class tables the warm-up fills, filled again in idle time after a change empties them
+  // (server/table-refill.ts); started once the warm-up has run.
+  let refill: TableRefill | undefined;
   const server = await createServer({
     source,
     decide: cached,
@@ -136,6 +140,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
       const t0 = performance.now();
       const decisions = await warmUpInSlices(decide, ctx.rules, () => source.state, WARM_UP_MS, 10 * WARM_UP_MS, 20, shouldStop);
       logger.info({ decisions, ms: Math.round(performance.now() - t0) }, 'decision path warmed up');
+      if (!shouldStop()) refill?.start();
     },
     tlsCertFile: opts.tlsCert,
     tlsKeyFile: opts.tlsKey,
@@ -156,6 +161,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     const ports = metricsPort !== 0 ? `${port} (or --metrics-port ${metricsPort})` : String(port);
     throw new InputError(`cannot listen on ${opts.host}:${ports}: ${code ?? (e as Error).message}`);
   }
+  refill = new TableRefill({ source, lastReviewAt: () => server.lastReviewAt, logger });
   // The background audit: gauges always; policy reports from a live cluster, by the lease holder only.
   let audit: BackgroundAudit | undefined;
   if (backgroundAudit === 'on') {
@@ -179,6 +185,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   // Every way out stops the same things: the audit (which gives its Lease up, so another replica
   // takes over at once) and the state source.
   const stopWork = async (): Promise<void> => {
+    await refill?.stop();
     await audit?.stop();
     await source.stop();
   };

@@ -12,7 +12,7 @@ import { canonicalIp } from './cidr.ts';
 import { apiserverEndpoints, endpointSlicesRead, nodeAddresses, nodeIPs } from './cluster.ts';
 import { apiserverClientsByPods, apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
 import { fromBasePass, ipIdentity, reachable, serviceByClusterIp } from './reachability.ts';
-import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
+import { baseTablesFiller, memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Target } from './types.ts';
 import { apiserverClassKey } from './identity.ts';
 import { filterPods, groupsOf, outsideClassesOf, podClassId } from './classes.ts';
@@ -202,6 +202,11 @@ const APISERVER_REACH: ReachQuestion<string[]> = {
 };
 
 const noKey = (): undefined => undefined;
+
+/** Fills the long-lived state's API server table and decision facts for a pod's class (baseTablesFiller). For many pods of one state. */
+export function apiserverTablesFiller(state: ClusterState): (pod: Pod) => void {
+  return baseTablesFiller(APISERVER_REACH, state);
+}
 
 /** apiserverReach(state, ·) for many pods of one state: see reachAsker. */
 export function apiserverReachAsker(state: ClusterState): (pod: Pod) => string[] {

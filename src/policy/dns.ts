@@ -7,7 +7,7 @@ import { perRevision, withoutBackendsByPods } from './memo.ts';
 import { dnsClassKey, podRef } from './identity.ts';
 import { groupsOf, outsideClassesOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
 import { fromBasePass, plainPodSource, podSourceIngress, reachable } from './reachability.ts';
-import { memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
+import { baseTablesFiller, memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Protocol, Target } from './types.ts';
 
 // ---------- DNS ----------
@@ -223,6 +223,15 @@ const DNS_EGRESS: ReachQuestion<boolean> = {
 /** reachesDns(state, ·, protocol) for many pods of one state (UDP or TCP): see reachAsker. */
 export function reachesDnsAsker(state: ClusterState, protocol: 'UDP' | 'TCP' = 'UDP'): (pod: Pod) => boolean | undefined {
   return reachAsker(protocol === 'UDP' ? DNS_UDP : DNS_TCP, state);
+}
+
+/**
+ * Fills the long-lived state's DNS tables for a pod's class (baseTablesFiller): the UDP answer the
+ * "before" half of every DNS comparison reads, and the base's decision facts toward each backend that
+ * the overlays' UDP and egress-only derivations share. For many pods of one state.
+ */
+export function dnsTablesFiller(state: ClusterState): (pod: Pod) => void {
+  return baseTablesFiller(DNS_UDP, state);
 }
 
 /** reachesDnsEgressOnly(state, ·, dnsTarget(state)) for many pods of one state: see reachAsker. */

@@ -24,7 +24,7 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
-import { changedSelectingLookup, recordingDenials, type ChangedPolicy } from './reachability.ts';
+import { BASE_FACTS_ONLY, changedSelectingLookup, recordingDenials, type ChangedPolicy } from './reachability.ts';
 import { keptAcrossPodEvents, perRevision } from './memo.ts';
 import { policiesSelecting, policySettings, selectingLookup, type PolicySettings } from './selection.ts';
 
@@ -220,4 +220,25 @@ function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
 function destsKept<V>(q: ReachQuestion<V>, state: ClusterState, keeps: (pod: Pod) => boolean): boolean {
   const dests = q.dests(state);
   return dests !== undefined && dests.every(keeps);
+}
+
+/**
+ * Fills what the requests read of the long-lived `state` for `q` and a pod's class, for many pods of
+ * `state`: its answer (the table the "before" half of every comparison reads) and, when `q` has a
+ * derivation, the base's decision facts an overlay's derivation reads for that class (fromBasePass
+ * BASE_FACTS_ONLY: no overlay is built). Serve's warm-up calls it a class per step (issue 21: the first
+ * cluster-wide request after start-up judged every class from cold tables). Both tables are kept across
+ * pod events and by a budget cut (memo.ts keptAcrossPodEvents).
+ */
+export function baseTablesFiller<V>(q: ReachQuestion<V>, state: ClusterState): (pod: Pod) => void {
+  const ask = reachAsker(q, state);
+  const keyOf = q.keyer(state);
+  let fill: ((pod: Pod, key: string) => V | undefined) | null | undefined;
+  return (pod) => {
+    ask(pod);
+    const key = keyOf(pod);
+    if (key === undefined) return;
+    if (fill === undefined) fill = q.deriver?.(state, state, BASE_FACTS_ONLY) ?? null;
+    fill?.(pod, key);
+  };
 }

@@ -1057,7 +1057,17 @@ export interface FromBasePass {
   reach(from: Pod, to: Target, port: number, protocol: Protocol, classKey: string, question: string, targetKey: object | string, which?: 'both' | 'egress'): boolean | undefined;
 }
 
+/**
+ * The `changed` of a pass that only fills the base's decision facts (fromBasePass(base, base,
+ * BASE_FACTS_ONLY)): its reach() decides nothing (it answers false, so that a derivation asks every
+ * target) and keeps the facts of both directions the overlays' passes read, for the class and target it
+ * is asked about. Serve's warm-up fills the long-lived state's facts with it, a class per step, without
+ * building an overlay (issue 21: the first cluster-wide request after start-up).
+ */
+export const BASE_FACTS_ONLY: ChangedPolicy = Object.freeze({ kind: '', namespace: '', name: '' });
+
 export function fromBasePass(state: ClusterState, base: ClusterState, changed: ChangedPolicy): FromBasePass {
+  if (changed === BASE_FACTS_ONLY) return perRevision(base, 'fromBaseFactsOnly', () => new FromBase(base, base, changed, true));
   const kept = perRevision(state, 'fromBasePass', newPassSlot);
   const hit = kept.pass;
   if (hit !== undefined && hit.base === base && hit.changed.kind === changed.kind && hit.changed.namespace === changed.namespace && hit.changed.name === changed.name) return hit;
@@ -1091,8 +1101,11 @@ class FromBase implements FromBasePass {
   readonly #addedEgress = new Map<readonly PolicyModel[], Map<Identity, Map<string, number>>>();
   readonly changedSelecting: (pod: Pod) => readonly PolicyModel[];
   readonly baseSelecting: (pod: Pod) => readonly PolicyModel[];
+  /** A BASE_FACTS_ONLY pass: reach() fills the facts and decides nothing. */
+  readonly #factsOnly: boolean;
 
-  constructor(state: ClusterState, base: ClusterState, changed: ChangedPolicy) {
+  constructor(state: ClusterState, base: ClusterState, changed: ChangedPolicy, factsOnly = false) {
+    this.#factsOnly = factsOnly;
     this.#state = state;
     this.base = base;
     this.changed = changed;
@@ -1113,7 +1126,7 @@ class FromBase implements FromBasePass {
     if (to.type === 'ip' && serviceByClusterIp(state, to.ip)) return undefined;
     const dest = to.type === 'ip' ? this.#ipIdentity(from, to.ip) : to.type === 'pod' && to.pod.spec.hostNetwork !== true ? this.#podIdentity(to.pod) : targetIdentity(state, from, to);
     const destPod = dest.pod;
-    if (destPod && isSamePod(from, destPod)) return true;
+    if (destPod && isSamePod(from, destPod)) return !this.#factsOnly;
     const ctx = this.#ctx;
     const baseCtx = this.#baseCtx;
     ctx.from = from;
@@ -1127,6 +1140,12 @@ class FromBase implements FromBasePass {
     if (facts === undefined) {
       if (byClass.size >= FACTS_LIMIT) byClass.clear();
       byClass.set(classKey, (facts = {}));
+    }
+    if (this.#factsOnly) {
+      // Both directions, whatever the base decides: an overlay's egress may allow what the base's denies.
+      if (isCiliumEndpoint(from)) facts.egress ??= directionFactsCounted(baseCtx, from, 'egress', dest, port, protocol, destPod);
+      if (destPod && which === 'both' && isCiliumEndpoint(destPod)) facts.ingress ??= directionFactsCounted(baseCtx, destPod, 'ingress', sourceIdentity(state, from, destPod, ctx.settings), port, protocol, destPod);
+      return false;
     }
     if (!this.#decide(from, 'egress', dest, port, protocol, destPod, facts, false)) return false;
     if (!destPod || which === 'egress') return true;
@@ -1347,6 +1366,12 @@ function computeChangedSelecting(state: ClusterState, c: ChangedModels, pod: Pod
   let out = c.byMask.get(mask);
   if (out === undefined) c.byMask.set(mask, (out = models.filter((_, i) => (mask & (1 << i)) !== 0)));
   return out;
+}
+
+/** directionFacts, counted by baseFactsComputed (a BASE_FACTS_ONLY pass's fill). */
+function directionFactsCounted(ctx: EvalContext, subject: Pod, direction: Direction, peer: Identity, port: number, protocol: Protocol, destPod: Pod | undefined): DirectionFacts {
+  factsComputed++;
+  return directionFacts(ctx, subject, direction, peer, port, protocol, destPod);
 }
 
 /** The policies whose deny and allow elements match, in one direction at `subject` (no early return). */

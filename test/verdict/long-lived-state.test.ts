@@ -16,7 +16,7 @@ import { defaultConfig } from '../../src/config/config.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import { auditObject } from '../../src/verdict/audit.ts';
 import { createDecide } from '../../src/verdict/decide.ts';
-import { warmUpChanges } from '../../src/verdict/warmup.ts';
+import { tableSteps, warmUpChanges } from '../../src/verdict/warmup.ts';
 import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod, type Obj } from '../fixtures/cluster.ts';
 import { inRequestScope } from '../../src/state/request-scope.ts';
 import { makeChange } from '../rules/rule-harness.ts';
@@ -502,6 +502,18 @@ function run(t: Test, seed: number, steps: number, churning = false): void {
         const c = g.pick(changes);
         if (g.chance(0.5)) cutDecide(1 + Math.floor(g.r() * 150))(c, w.live);
         else liveDecide(c, w.live);
+      }
+    }
+    // Every seventh step (without drawing from the sequence's generator), the table steps serve's warm-up
+    // and its idle refill run (src/verdict/warmup.ts tableSteps): they fill the long-lived state's
+    // per-class answers and base facts outside any review, which the reviews after them read.
+    if (step % 7 === 3) {
+      for (const fill of tableSteps(w.live)) {
+        try {
+          fill();
+        } catch {
+          // an object the policy engine cannot read is the decisions' to report
+        }
       }
     }
     if (g.chance(0.05)) {

@@ -388,3 +388,15 @@ t.test('wording', async (t) => {
   for (const [kind, params, message, fix] of golden) t.same(say(messages.finding(kind, params as never)), { message, fix }, kind);
   t.equal(new Set(golden.map(([k]) => k)).size, messages.codes.length, 'one golden test per code');
 });
+
+t.test('deleting a cluster-wide DNS allow: the namespace the fix names does not follow the order the state lists pods in', async (t) => {
+  // Found by the long-lived-state test (seed 113): a live state lists pods in the order of its events, and
+  // the finding named the namespace of the first lost pod met, so a live state and a fresh one differed.
+  const dnsEverywhere = ccnp('dns-everywhere', { endpointSelector: {}, egress: [kubeDnsEgress] });
+  const zeta = [ns('zeta'), pod('zeta', 'api', { app: 'api' }), netpol('zeta', 'deny', { podSelector: {}, policyTypes: ['Egress'] })];
+  const alpha = [ns('alpha'), pod('alpha', 'web', { app: 'web' }), netpol('alpha', 'deny', { podSelector: {}, policyTypes: ['Egress'] })];
+  for (const [label, objs] of [['zeta first', [...zeta, ...alpha]], ['alpha first', [...alpha, ...zeta]]] as const) {
+    const { findings } = runRule(rule, baseCluster([...objs, dnsEverywhere]), 'DELETE', dnsEverywhere);
+    t.same(findings.map((f) => [f.code, f.params?.namespace, [...(f.victims ?? [])].sort()]), [['dns-egress-missing/delete-removes-allow', 'alpha', ['alpha/web', 'zeta/api']]], label);
+  }
+});

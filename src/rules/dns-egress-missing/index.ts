@@ -80,7 +80,10 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
       const byDeny = loss.decidedBy!.byDeny;
       return [messages.finding('denied-by-policy', { ...base, ...deny, change: change_, pods: byDeny.slice(0, 3).map(podRef), podCount: byDeny.length }, victimsOf(lost))];
     }
-    const first = lost[0]!;
+    // The pod that stands for the loss (the namespace the fix names, whether it keeps TCP): the first by
+    // namespace/name, not the first class met, whose order follows the state's lists (a live state's
+    // follows its events).
+    const first = lost.reduce((a, p) => (podRef(p) < podRef(a) ? p : a));
     const params = { ...base, pods: lost.slice(0, 3).map(podRef), podCount: lost.length };
     // Every kind of a loss takes these params; the namespace kinds one more (the cast joins the two shapes).
     const found = (kind: Parameters<typeof messages.finding>[0], namespace?: string): Finding[] => [

@@ -17,7 +17,7 @@
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { internKey } from '../state/intern.ts';
 import { ipFamily } from './cidr.ts';
-import { classParts, classPlans, groupedArrays, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
+import { classParts, classPlans, classSegments, filterTokens, groupedArrays, keptClassFilters, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
 
 /** One class: its key and its pods (the first one stands for all). */
 export interface PodClass {
@@ -118,9 +118,32 @@ export function podClassesIn(state: ClusterState, namespace?: string): readonly 
   }
   return perContentOf(state, 'podClassesAll', ['Pod'], () => {
     const out: PodClass[] = [];
-    for (const ns of state.namespacesWith('Pod')) for (const c of podClassesIn(state, ns)) out.push(c);
+    const segments: (readonly PodClass[])[] = [];
+    for (const ns of state.namespacesWith('Pod')) {
+      const part = podClassesIn(state, ns);
+      if (part.length === 0) continue;
+      segments.push(part);
+      for (const c of part) out.push(c);
+    }
+    classSegments.set(out, segments);
     return out;
   });
+}
+
+/**
+ * The per-namespace class arrays `groups` is the concatenation of (each one namespace's, none empty, in
+ * order), when it was built so (podClassesIn of every namespace, filterPodsKept), else undefined.
+ */
+export function segmentsOf(groups: readonly PodClass[]): readonly (readonly PodClass[])[] | undefined {
+  return classSegments.get(groups) as readonly (readonly PodClass[])[] | undefined;
+}
+
+/** The pods of `segments` (per-namespace class arrays, in order) as one array registered with their classes and segments. */
+export function podsOfSegments(segments: readonly (readonly PodClass[])[]): readonly Pod[] {
+  const flat: PodClass[] = [];
+  for (const seg of segments) for (const c of seg) flat.push(c);
+  classSegments.set(flat, segments);
+  return podsOfClasses(flat);
 }
 const NO_CLASSES: readonly PodClass[] = Object.freeze([]);
 
@@ -218,14 +241,25 @@ export function classPlan(groups: readonly PodClass[], classKey: ClassKeyFn): Cl
   if (byFn === undefined) classPlans.set(groups, (byFn = new Map()));
   let plan = byFn.get(classKey) as ClassPlan | undefined;
   if (plan === undefined) {
-    plan = computeClassPlan(groups, classKey);
-    if (byFn.size >= 4) byFn.clear(); // a key function made per request would otherwise pile up
+    // A concatenation of per-namespace class arrays: each one's plan is kept per its array (a pod event
+    // replaces one namespace's), and the whole plan assembled from them without computing a key.
+    const segments = segmentsOf(groups);
+    plan = segments !== undefined && segments.length > 1 ? joinPlans(segments.map((seg) => classPlan(seg, classKey))) : computeClassPlan(groups, classKey);
+    if (byFn.size >= 8) byFn.clear(); // a key function made per request would otherwise pile up
     byFn.set(classKey, plan);
   }
   return plan;
 }
 
+let plannedClasses = 0;
+
+/** How many classes classPlan has computed a key for (for tests that count per-class work). */
+export function classPlanComputations(): number {
+  return plannedClasses;
+}
+
 function computeClassPlan(groups: readonly PodClass[], classKey: ClassKeyFn): ClassPlan {
+  plannedClasses += groups.length;
   const nodeToken = classKey.nodeToken;
   const units: (readonly Pod[])[] = [];
   const keyIndex: number[] = [];
@@ -251,6 +285,35 @@ function computeClassPlan(groups: readonly PodClass[], classKey: ClassKeyFn): Cl
   return { units, keyIndex, keys };
 }
 
+/**
+ * The plan of a concatenation of class arrays from the plans of its parts: the same units in the same
+ * order, each distinct key once (in the order of its first unit), as computeClassPlan over the whole.
+ */
+function joinPlans(parts: readonly ClassPlan[]): ClassPlan {
+  const units: (readonly Pod[])[] = [];
+  const keyIndex: number[] = [];
+  const keys: string[] = [];
+  const index = new Map<string, number>();
+  for (const part of parts) {
+    const remap = new Array<number>(part.keys.length);
+    for (let k = 0; k < part.keys.length; k++) {
+      const key = part.keys[k]!;
+      let i = index.get(key);
+      if (i === undefined) {
+        i = keys.length;
+        keys.push(key);
+        index.set(key, i);
+      }
+      remap[k] = i;
+    }
+    for (let u = 0; u < part.units.length; u++) {
+      units.push(part.units[u]!);
+      keyIndex.push(remap[part.keyIndex[u]!]!);
+    }
+  }
+  return { units, keyIndex, keys };
+}
+
 /** Marks a class-key function as reading the node through `nodeToken`. */
 export function readsNode(fn: (pod: Pod) => string, nodeToken: (pod: Pod) => string): ClassKeyFn {
   return Object.assign(fn, { nodeToken });
@@ -265,6 +328,68 @@ export function filterPods(pods: readonly Pod[], keep: (pod: Pod) => boolean): r
   if (!groups) return pods.filter(keep);
   const kept = groups.filter((c) => keep(c.pods[0]!));
   return kept.length === groups.length ? pods : podsOfClasses(kept);
+}
+
+let keptFilterJudged = 0;
+
+/** How many classes filterPodsKept has asked its predicate about (for tests that count per-class work). */
+export function keptFilterJudgements(): number {
+  return keptFilterJudged;
+}
+
+/**
+ * An object standing for (`of`, `key`): the same object for the same pair (kept while `of` lives), for
+ * filterPodsKept's token when a filter reads an object (a content token, an index) and some settings.
+ */
+export function filterToken(of: object, key: string): object {
+  let m = filterTokens.get(of);
+  if (m === undefined) filterTokens.set(of, (m = new Map()));
+  let t = m.get(key);
+  if (t === undefined) {
+    if (m.size >= 16) m.clear(); // settings made per request would otherwise pile up
+    m.set(key, (t = {}));
+  }
+  return t;
+}
+
+/**
+ * filterPods(pods, keep), kept per namespace: when `pods` is a concatenation of per-namespace class arrays
+ * (every pod of a state: classifiedPods, or a filterPodsKept answer over it), each namespace's kept
+ * classes are kept per its class array under `token`, and the answer is assembled from them. After a
+ * pod event only the changed namespace's classes are asked about (the others' arrays are the same).
+ * `token` must stand for everything `keep` reads besides the class it is asked about (a new token when
+ * any of that changes), and `keep` must answer the same for every pod of a class. Same answer as
+ * filterPods: the same pods in the same order (`pods` itself when every class is kept).
+ */
+export function filterPodsKept(pods: readonly Pod[], token: object, keep: (pod: Pod) => boolean): readonly Pod[] {
+  let kept = keptClassFilters.get(token);
+  if (kept === undefined) keptClassFilters.set(token, (kept = { bySegment: new WeakMap(), byPods: new WeakMap() }));
+  const groups = groupsOf(pods);
+  const hit = kept.byPods.get(pods);
+  // (Used only while still registered with its classes, as forgetCachedResults() drops registrations.)
+  if (hit !== undefined && (hit === pods || groups === undefined || groupsOf(hit) !== undefined)) return hit as readonly Pod[];
+  const segments = groups === undefined ? undefined : segmentsOf(groups);
+  if (segments === undefined) {
+    const whole = filterPods(pods, keep);
+    kept.byPods.set(pods, whole);
+    return whole;
+  }
+  const parts: (readonly PodClass[])[] = [];
+  let same = true;
+  for (const seg of segments) {
+    let part = kept.bySegment.get(seg) as readonly PodClass[] | undefined;
+    if (part === undefined) {
+      keptFilterJudged += seg.length;
+      part = seg.filter((c) => keep(c.pods[0]!));
+      if (part.length === seg.length) part = seg;
+      kept.bySegment.set(seg, part);
+    }
+    if (part !== seg) same = false;
+    if (part.length > 0) parts.push(part);
+  }
+  const out = same ? pods : podsOfSegments(parts);
+  kept.byPods.set(pods, out);
+  return out;
 }
 
 /**

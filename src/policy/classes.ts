@@ -140,8 +140,11 @@ export function segmentsOf(groups: readonly PodClass[]): readonly (readonly PodC
 
 /** The pods of `segments` (per-namespace class arrays, in order) as one array registered with their classes and segments. */
 export function podsOfSegments(segments: readonly (readonly PodClass[])[]): readonly Pod[] {
-  const flat: PodClass[] = [];
-  for (const seg of segments) for (const c of seg) flat.push(c);
+  let n = 0;
+  for (const seg of segments) n += seg.length;
+  const flat: PodClass[] = new Array(n);
+  let i = 0;
+  for (const seg of segments) for (const c of seg) flat[i++] = c;
   classSegments.set(flat, segments);
   return podsOfClasses(flat);
 }
@@ -154,8 +157,12 @@ export function podsOfClasses(classes: readonly PodClass[]): readonly Pod[] {
     if (!groupedArrays.has(only)) groupedArrays.set(only, classes);
     return only;
   }
-  const pods: Pod[] = [];
-  for (const c of classes) for (const p of c.pods) pods.push(p);
+  // Sized up front: an array of every pod (50k) grown push by push is copied over and over.
+  let n = 0;
+  for (const c of classes) n += c.pods.length;
+  const pods: Pod[] = new Array(n);
+  let i = 0;
+  for (const c of classes) for (const p of c.pods) pods[i++] = p;
   groupedArrays.set(pods, classes);
   return pods;
 }
@@ -290,10 +297,13 @@ function computeClassPlan(groups: readonly PodClass[], classKey: ClassKeyFn): Cl
  * order, each distinct key once (in the order of its first unit), as computeClassPlan over the whole.
  */
 function joinPlans(parts: readonly ClassPlan[]): ClassPlan {
-  const units: (readonly Pod[])[] = [];
-  const keyIndex: number[] = [];
+  let n = 0;
+  for (const part of parts) n += part.units.length;
+  const units: (readonly Pod[])[] = new Array(n);
+  const keyIndex: number[] = new Array(n);
   const keys: string[] = [];
   const index = new Map<string, number>();
+  let u = 0;
   for (const part of parts) {
     const remap = new Array<number>(part.keys.length);
     for (let k = 0; k < part.keys.length; k++) {
@@ -306,9 +316,9 @@ function joinPlans(parts: readonly ClassPlan[]): ClassPlan {
       }
       remap[k] = i;
     }
-    for (let u = 0; u < part.units.length; u++) {
-      units.push(part.units[u]!);
-      keyIndex.push(remap[part.keyIndex[u]!]!);
+    for (let j = 0; j < part.units.length; j++, u++) {
+      units[u] = part.units[j]!;
+      keyIndex[u] = remap[part.keyIndex[j]!]!;
     }
   }
   return { units, keyIndex, keys };

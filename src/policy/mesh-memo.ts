@@ -95,9 +95,15 @@ export function podIngressWorks(state: ClusterState, from: Pod, dest: Pod, port:
 
 // ---------- a Namespace relabel: the ambient pods elsewhere ----------
 
-/** The ambient pods of `state`, registered with their classes: judged once per class and state revision. */
+/**
+ * The ambient pods of `state`, registered with their classes: judged once per class, kept per namespace
+ * across pod events (filterPodsKept). A pod's mesh mode reads the pod (its labels, annotations,
+ * containers and host network, all part of its class) and its own Namespace object, no other pod: the
+ * token is the state's stableContentToken (Namespaces among its kinds), and a pod event elsewhere keeps
+ * each namespace's answer.
+ */
 export function ambientPods(state: ClusterState): readonly Pod[] {
-  return perRevision(state, 'ambientPods', () => filterPods(classifiedPods(state), (d) => meshMode(state, d) === 'ambient'));
+  return perRevision(state, 'ambientPods', () => filterPodsKept(classifiedPods(state), filterToken(stableContentToken(state), 'ambientPods'), (d) => meshMode(state, d) === 'ambient'));
 }
 
 /** Is `after` an overlay over `before` that changes the Namespace `namespace` and nothing else? */
@@ -114,8 +120,11 @@ function relabelOf(before: ClusterState, after: ClusterState, namespace: string)
  */
 export function ambientPodsElsewhere(before: ClusterState, after: ClusterState, namespace: string): readonly Pod[] {
   if (!relabelOf(before, after, namespace)) return filterPods(classifiedPods(after), (d) => d.metadata.namespace !== namespace && meshMode(after, d) === 'ambient');
-  return perRevision(before, `ambientPodsElsewhere:${namespace}`, () => filterPods(ambientPods(before), (d) => d.metadata.namespace !== namespace));
+  // Per namespace part too: the answer for a class reads only its namespace.
+  return perRevision(before, `ambientPodsElsewhere:${namespace}`, () => filterPodsKept(ambientPods(before), filterToken(OUTSIDE, namespace), (d) => d.metadata.namespace !== namespace));
 }
+/** filterToken's object for ambientPodsElsewhere's filter (per namespace left out). */
+const OUTSIDE = {};
 
 let admitChecks = 0;
 

@@ -20,7 +20,7 @@ import {
   IDENTITY_CACHE_LIMIT,
 } from './selectors.ts';
 import { podIdentityKey } from './identity.ts';
-import { podClassesIn, podsOfClasses, podsOfSegments, type PodClass } from './classes.ts';
+import { classifiedPods, podClassesIn, podsOfClasses, podsOfSegments, type PodClass } from './classes.ts';
 import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 import { overlayDelta } from '../state/overlay.ts';
 import { denyRulesByList, derivedSelecting, modelSets, enforcementKeys, ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector, classesSelectedByNamespace, subjectKeys } from './memo.ts';
@@ -509,6 +509,9 @@ function selectPods(state: ClusterState, models: readonly PolicyModel[]): readon
   // passes over it are kept per namespace too.
   const segments: (readonly PodClass[])[] = [];
   let classModels = 0;
+  // Whether every namespace's every class is selected by a cluster-wide model (`{}`, say): the answer is
+  // then every pod of the state, classifiedPods' own array (and what is kept per it downstream).
+  let everyPod = true;
   for (const m of models) {
     const ns = m.ref.kind === 'CiliumClusterwideNetworkPolicy' ? pinnedNamespace(m.subjectSelector) : m.ref.namespace;
     const pair = indexablePair(m.subjectSelector);
@@ -518,13 +521,16 @@ function selectPods(state: ClusterState, models: readonly PolicyModel[]): readon
       continue;
     }
     classModels++;
+    if (ns !== undefined) everyPod = false;
     for (const n of ns !== undefined ? [ns] : state.namespacesWith('Pod')) {
       const part = classesSelectedIn(state, m, n);
+      if (part !== podClassesIn(state, n)) everyPod = false;
       for (const c of part) byClass.add(c);
       if (part.length > 0) segments.push(part);
     }
   }
-  if (byPod.size === 0) return classModels === 1 ? podsOfSegments(segments) : podsOfClasses([...byClass]);
+  if (byPod.size === 0 && classModels === 1) return everyPod ? classifiedPods(state) : podsOfSegments(segments);
+  if (byPod.size === 0) return podsOfClasses([...byClass]);
   for (const c of byClass) for (const p of c.pods) byPod.add(p);
   return [...byPod];
 }

@@ -17,7 +17,7 @@ import { classifiedPods, classPlan, classPlanComputations, groupsOf, keptFilterJ
 import { xdsClientClasses, xdsNamespaceScans } from '../../src/policy/control-plane.ts';
 import { backendSegmentScans, withoutDnsBackends } from '../../src/policy/dns.ts';
 import { byPodClass } from '../../src/impact/compare.ts';
-import { ingressEnforcementChanged } from '../../src/policy/mesh-memo.ts';
+import { ambientPods, ambientPodsElsewhere, ingressEnforcementChanged } from '../../src/policy/mesh-memo.ts';
 import { classSelections, podsSelectedBy } from '../../src/policy/selection.ts';
 import type { PolicyObject } from '../../src/core/objects.ts';
 import { overlay } from '../../src/state/overlay.ts';
@@ -36,7 +36,7 @@ const roleBinding = (namespace: string): Obj => ({
 
 function objects(): Obj[] {
   return baseCluster([
-    ns('a'), ns('b', { team: 'x' }), ns('c'),
+    ns('a'), ns('b', { team: 'x' }), ns('c', { 'istio.io/dataplane-mode': 'ambient' }),
     pod('a', 'web-1', { app: 'web' }, { sidecar: true }), pod('a', 'web-2', { app: 'web' }, { sidecar: true }), pod('a', 'db-1', { app: 'db' }),
     pod('b', 'api-1', { app: 'api' }, { sidecar: true }), pod('b', 'api-2', { app: 'api' }, { sidecar: true }), pod('b', 'job-1', { app: 'job' }),
     pod('c', 'x-1', { app: 'x' }), pod('c', 'y-1', { app: 'y' }, { sidecar: true }),
@@ -68,6 +68,7 @@ function answers(s: ClusterState): Record<string, unknown> {
     const create = makeChange('CREATE', ccnp('every-pod', { endpointSelector: {}, egress: [{ toEntities: ['cluster'] }] }));
     const selected = podsSelectedBy(overlay(s, mutationOf(create)), create.object as PolicyObject);
     const plan = classPlan(groupsOf(all)!, byPodClass);
+    const relabel = makeChange('UPDATE', ns('a', { 'istio.io/dataplane-mode': 'ambient' }), { stored: s.get('Namespace', undefined, 'a')! });
     return {
       all: refs(all),
       xds: { clients: xds.clients.map((c) => `${c.kind}:${ref(c.pod)}`), classOf: xds.classOf, classes: xds.classes.map((c) => `${c.kind}:${ref(c.pod)}`) },
@@ -78,6 +79,8 @@ function answers(s: ClusterState): Record<string, unknown> {
       selectedWithoutDnsBackends: refs(withoutDnsBackends(s, selected)),
       selectedClients: refs(apiserverClients(s, selected, DEFAULT_SETTINGS)),
       plan: { units: plan.units.map(refs), keyIndex: plan.keyIndex, keys: plan.keys.length },
+      ambient: refs(ambientPods(s)),
+      ambientElsewhere: refs(ambientPodsElsewhere(s, overlay(s, mutationOf(relabel)), 'a')),
     };
   });
 }
@@ -117,12 +120,21 @@ t.test('a pod event in one namespace: only that namespace is asked again, the an
   t.equal(classesOfC, 2);
   const asked = afterEvent(t, live, (s) => s.upsert('Pod', copyOf(s, 'c', 'y-1', 'y-2')), 'a new replica in c');
   t.equal(asked.xdsNamespaces, 1, 'xdsClientClasses scans only c');
-  // ingressEnforcementChanged and apiserverClients ask c's classes only (the request's selection of every
-  // pod is made of the same namespace class arrays, so its apiserverClients answer is the same parts').
-  t.equal(asked.filtered, 2 * classesOfC, "the filters ask only c's classes");
+  // ingressEnforcementChanged, apiserverClients and ambientPods ask c's classes only (the request's
+  // selection of every pod is classifiedPods' own array, so its apiserverClients answer is the same), and
+  // ambientPodsElsewhere c's ambient ones (x; y has a sidecar).
+  t.equal(asked.filtered, 3 * classesOfC + 1, "the filters ask only c's classes");
   t.equal(asked.backendSegments, 0, "withoutDnsBackends: kube-system's answer kept");
   t.equal(asked.selected, classesOfC, "the request's cluster-wide selection asks only c's classes");
   t.equal(asked.planned, classesOfC, "the plan computes keys for c's classes only");
+  // A cluster-wide `{}` selection is every pod's own array: what is kept per it is shared with the
+  // requests that touch every pod (a cilium-config change).
+  inRequestScope(() => {
+    const create = makeChange('CREATE', ccnp('every-pod', { endpointSelector: {}, egress: [{ toEntities: ['cluster'] }] }));
+    t.equal(podsSelectedBy(overlay(live, mutationOf(create)), create.object as PolicyObject), classifiedPods(live), '`{}` selects classifiedPods itself');
+    const some = makeChange('CREATE', ccnp('some-pods', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEntities: ['cluster'] }] }));
+    t.not(podsSelectedBy(overlay(live, mutationOf(some)), some.object as PolicyObject), classifiedPods(live));
+  });
   // A second request on the same revision asks nothing at all.
   const again = counts();
   answers(live);
@@ -134,7 +146,7 @@ t.test('near misses: the changed namespace is asked again and answers afresh', a
   // A pod event in the same namespace that adds a class: a sidecar pod using the API server (b is bound).
   let asked = afterEvent(t, live, (s) => s.upsert('Pod', pod('b', 'new-1', { app: 'new' }, { sidecar: true }) as unknown as KubeObject), 'a new class in b');
   t.equal(asked.xdsNamespaces, 1);
-  t.equal(asked.filtered, 2 * podClassesIn(live, 'b').length, "b's classes asked again, the new one among them");
+  t.equal(asked.filtered, 3 * podClassesIn(live, 'b').length, "b's classes asked again, the new one among them");
   t.ok(answers(live)['apiserverClients'] !== undefined && (answers(live)['apiserverClients'] as string[]).includes('b/new-1'), 'the new class uses the API server');
   // A pod event in the DNS backends' namespace: withoutDnsBackends asks it again.
   asked = afterEvent(t, live, (s) => s.upsert('Pod', copyOf(s, 'kube-system', 'coredns-2', 'coredns-3')), 'a new DNS backend');
@@ -162,4 +174,6 @@ t.test('near misses: the changed namespace is asked again and answers afresh', a
   afterEvent(t, live, (s) => s.upsert('CiliumNetworkPolicy', cnp('c', 'c-in', { endpointSelector: {}, ingress: [{ fromEntities: ['cluster'] }] }) as unknown as KubeObject), 'a policy that enforces c');
   afterEvent(t, live, (s) => s.remove('CiliumNetworkPolicy', 'b', 'b-in'), 'a policy deleted');
   afterEvent(t, live, (s) => s.upsert('Namespace', ns('a', { team: 'y' }) as unknown as KubeObject), 'a Namespace relabelled');
+  afterEvent(t, live, (s) => s.upsert('Namespace', ns('b', { 'istio.io/dataplane-mode': 'ambient' }) as unknown as KubeObject), 'a Namespace into ambient');
+  t.ok((answers(live)['ambient'] as string[]).includes('b/job-1'), "b's pods without a sidecar are ambient now");
 });

@@ -117,16 +117,12 @@ export function podClassesIn(state: ClusterState, namespace?: string): readonly 
     return c;
   }
   return perContentOf(state, 'podClassesAll', ['Pod'], () => {
-    const out: PodClass[] = [];
     const segments: (readonly PodClass[])[] = [];
     for (const ns of state.namespacesWith('Pod')) {
       const part = podClassesIn(state, ns);
-      if (part.length === 0) continue;
-      segments.push(part);
-      for (const c of part) out.push(c);
+      if (part.length > 0) segments.push(part);
     }
-    classSegments.set(out, segments);
-    return out;
+    return joinSegments(segments);
   });
 }
 
@@ -140,13 +136,18 @@ export function segmentsOf(groups: readonly PodClass[]): readonly (readonly PodC
 
 /** The pods of `segments` (per-namespace class arrays, in order) as one array registered with their classes and segments. */
 export function podsOfSegments(segments: readonly (readonly PodClass[])[]): readonly Pod[] {
+  return podsOfClasses(joinSegments(segments));
+}
+
+/** The classes of `segments` (per-namespace class arrays, in order) as one array, registered with them. */
+function joinSegments(segments: readonly (readonly PodClass[])[]): readonly PodClass[] {
   let n = 0;
   for (const seg of segments) n += seg.length;
   const flat: PodClass[] = new Array(n);
   let i = 0;
   for (const seg of segments) for (const c of seg) flat[i++] = c;
   classSegments.set(flat, segments);
-  return podsOfClasses(flat);
+  return flat;
 }
 const NO_CLASSES: readonly PodClass[] = Object.freeze([]);
 
@@ -248,10 +249,17 @@ export function classPlan(groups: readonly PodClass[], classKey: ClassKeyFn): Cl
   if (byFn === undefined) classPlans.set(groups, (byFn = new Map()));
   let plan = byFn.get(classKey) as ClassPlan | undefined;
   if (plan === undefined) {
-    // A concatenation of per-namespace class arrays: each one's plan is kept per its array (a pod event
-    // replaces one namespace's), and the whole plan assembled from them without computing a key.
+    // A concatenation of per-namespace class arrays: each one's plan is kept per its array and key
+    // function (it reads the array's classes and the key function's answer for their pods, fixed per pod
+    // object; no other pod), so a pod event, which replaces one namespace's array, leaves the others'
+    // plans, and the whole plan is assembled from them without computing a key.
     const segments = segmentsOf(groups);
-    plan = segments !== undefined && segments.length > 1 ? joinPlans(segments.map((seg) => classPlan(seg, classKey))) : computeClassPlan(groups, classKey);
+    plan =
+      segments === undefined || segments.length === 0
+        ? computeClassPlan(groups, classKey)
+        : segments.length === 1
+          ? classPlan(segments[0]!, classKey)
+          : joinPlans(segments.map((seg) => classPlan(seg, classKey)));
     if (byFn.size >= 8) byFn.clear(); // a key function made per request would otherwise pile up
     byFn.set(classKey, plan);
   }

@@ -203,14 +203,27 @@ export function xdsClientClasses(state: ClusterState): XdsClientClasses {
       if (part.clients.length > 0) parts.push(part);
     }
     if (parts.length === 1) return parts[0] as XdsClientClasses;
-    const clients: { kind: XdsClientKind; pod: Pod }[] = [];
-    const classOf: number[] = [];
-    const classes: { kind: XdsClientKind; pod: Pod }[] = [];
+    // Sized up front (every pod may be a client).
+    let n = 0;
+    let k = 0;
     for (const part of parts) {
-      const offset = classes.length;
-      for (const c of part.clients as XdsClientClasses['clients']) clients.push(c);
-      for (const i of part.classOf) classOf.push(i + offset);
-      for (const c of part.classes as XdsClientClasses['classes']) classes.push(c);
+      n += part.clients.length;
+      k += part.classes.length;
+    }
+    const clients: { kind: XdsClientKind; pod: Pod }[] = new Array(n);
+    const classOf: number[] = new Array(n);
+    const classes: { kind: XdsClientKind; pod: Pod }[] = new Array(k);
+    let i = 0;
+    let offset = 0;
+    for (const part of parts) {
+      const pc = part.clients as XdsClientClasses['clients'];
+      for (let j = 0; j < pc.length; j++, i++) {
+        clients[i] = pc[j]!;
+        classOf[i] = part.classOf[j]! + offset;
+      }
+      const cs = part.classes as XdsClientClasses['classes'];
+      for (let j = 0; j < cs.length; j++) classes[offset + j] = cs[j]!;
+      offset += cs.length;
     }
     return { clients, classOf, classes };
   });

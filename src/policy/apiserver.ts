@@ -7,7 +7,7 @@
 // always see (aggregated roles, bindings in other clusters' tooling).
 
 import type { ClusterState, LabelSelector, Pod, RoleBinding } from '../core/objects.ts';
-import { ScopedWeakMap } from '../state/request-scope.ts';
+import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 import { canonicalIp } from './cidr.ts';
 import { apiserverEndpoints, endpointSlicesRead, nodeAddresses, nodeIPs } from './cluster.ts';
 import { apiserverClientTokens, apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
@@ -99,7 +99,10 @@ function clientsToken(index: RbacIndex, clients: object): object {
   let byClients = apiserverClientTokens.get(index);
   if (byClients === undefined) apiserverClientTokens.set(index, (byClients = new WeakMap()));
   let t = byClients.get(clients);
-  if (t === undefined) byClients.set(clients, (t = {}));
+  if (t === undefined) {
+    byClients.set(clients, (t = {}));
+    if (isEphemeral(index) || isEphemeral(clients)) markEphemeral(t); // a request's own: what is kept per it goes with the request
+  }
   return t;
 }
 

@@ -16,6 +16,7 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { internKey } from '../state/intern.ts';
+import { isEphemeral, markEphemeral } from '../state/request-scope.ts';
 import { ipFamily } from './cidr.ts';
 import { classParts, classPlans, classSegments, filterTokens, groupedArrays, keptClassFilters, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
 
@@ -366,6 +367,7 @@ export function filterToken(of: object, key: string): object {
   if (t === undefined) {
     if (m.size >= 16) m.clear(); // settings made per request would otherwise pile up
     m.set(key, (t = {}));
+    if (isEphemeral(of)) markEphemeral(t); // a request's own (an overlay's token): what is kept per it goes with the request
   }
   return t;
 }

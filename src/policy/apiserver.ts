@@ -7,15 +7,15 @@
 // always see (aggregated roles, bindings in other clusters' tooling).
 
 import type { ClusterState, LabelSelector, Pod, RoleBinding } from '../core/objects.ts';
-import { ScopedWeakMap } from '../state/request-scope.ts';
+import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 import { canonicalIp } from './cidr.ts';
 import { apiserverEndpoints, endpointSlicesRead, nodeAddresses, nodeIPs } from './cluster.ts';
-import { apiserverClientsByPods, apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
+import { apiserverClientTokens, apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
 import { fromBasePass, ipIdentity, reachable, serviceByClusterIp } from './reachability.ts';
 import { baseTablesFiller, memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Target } from './types.ts';
 import { apiserverClassKey } from './identity.ts';
-import { filterPods, groupsOf, outsideClassesOf, podClassId } from './classes.ts';
+import { filterPodsKept, outsideClassesOf, podClassId } from './classes.ts';
 import { matchesSelector } from './selectors.ts';
 
 interface RbacIndex {
@@ -82,16 +82,28 @@ export function apiserverClientTest(state: ClusterState, settings: ApiserverClie
 
 /**
  * The pods of `pods` that use the API server in `state` (filterPods with apiserverClientTest), kept per
- * pod array, RBAC index and configured clients: a classified array of every pod is kept across requests.
+ * RBAC index and configured clients, per namespace (filterPodsKept): a class's answer reads its
+ * namespace, service account and labels, the RBAC index (RoleBindings and ClusterRoleBindings, kept per
+ * their content) and the configured clients, never another pod, so a pod event elsewhere keeps each
+ * namespace's answer and the answer for every pod of the state is assembled from them.
  */
 export function apiserverClients(state: ClusterState, pods: readonly Pod[], settings: ApiserverClients): readonly Pod[] {
   const index = rbacIndex(state);
-  const clients = settings.apiserverClients;
-  const hit = apiserverClientsByPods.get(pods);
-  if (hit !== undefined && hit.index === index && hit.clients === clients && (hit.pods === pods || groupsOf(hit.pods) !== undefined)) return hit.pods as readonly Pod[];
-  const out = filterPods(pods, apiserverClientTest(state, settings));
-  apiserverClientsByPods.set(pods, { index, clients, pods: out });
-  return out;
+  const clients = settings.apiserverClients ?? NO_CLIENTS;
+  return filterPodsKept(pods, clientsToken(index, clients), apiserverClientTest(state, settings));
+}
+const NO_CLIENTS: NonNullable<ApiserverClients['apiserverClients']> = [];
+
+/** One object per (RBAC index, configured clients array). */
+function clientsToken(index: RbacIndex, clients: object): object {
+  let byClients = apiserverClientTokens.get(index);
+  if (byClients === undefined) apiserverClientTokens.set(index, (byClients = new WeakMap()));
+  let t = byClients.get(clients);
+  if (t === undefined) {
+    byClients.set(clients, (t = {}));
+    if (isEphemeral(index) || isEphemeral(clients)) markEphemeral(t); // a request's own: what is kept per it goes with the request
+  }
+  return t;
 }
 
 /**

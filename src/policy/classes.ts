@@ -16,8 +16,9 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { internKey } from '../state/intern.ts';
+import { isEphemeral, markEphemeral } from '../state/request-scope.ts';
 import { ipFamily } from './cidr.ts';
-import { classParts, classPlans, groupedArrays, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
+import { classParts, classPlans, classSegments, filterTokens, groupedArrays, keptClassFilters, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
 
 /** One class: its key and its pods (the first one stands for all). */
 export interface PodClass {
@@ -117,10 +118,37 @@ export function podClassesIn(state: ClusterState, namespace?: string): readonly 
     return c;
   }
   return perContentOf(state, 'podClassesAll', ['Pod'], () => {
-    const out: PodClass[] = [];
-    for (const ns of state.namespacesWith('Pod')) for (const c of podClassesIn(state, ns)) out.push(c);
-    return out;
+    const segments: (readonly PodClass[])[] = [];
+    for (const ns of state.namespacesWith('Pod')) {
+      const part = podClassesIn(state, ns);
+      if (part.length > 0) segments.push(part);
+    }
+    return joinSegments(segments);
   });
+}
+
+/**
+ * The per-namespace class arrays `groups` is the concatenation of (each one namespace's, none empty, in
+ * order), when it was built so (podClassesIn of every namespace, filterPodsKept), else undefined.
+ */
+export function segmentsOf(groups: readonly PodClass[]): readonly (readonly PodClass[])[] | undefined {
+  return classSegments.get(groups) as readonly (readonly PodClass[])[] | undefined;
+}
+
+/** The pods of `segments` (per-namespace class arrays, in order) as one array registered with their classes and segments. */
+export function podsOfSegments(segments: readonly (readonly PodClass[])[]): readonly Pod[] {
+  return podsOfClasses(joinSegments(segments));
+}
+
+/** The classes of `segments` (per-namespace class arrays, in order) as one array, registered with them. */
+function joinSegments(segments: readonly (readonly PodClass[])[]): readonly PodClass[] {
+  let n = 0;
+  for (const seg of segments) n += seg.length;
+  const flat: PodClass[] = new Array(n);
+  let i = 0;
+  for (const seg of segments) for (const c of seg) flat[i++] = c;
+  classSegments.set(flat, segments);
+  return flat;
 }
 const NO_CLASSES: readonly PodClass[] = Object.freeze([]);
 
@@ -131,8 +159,12 @@ export function podsOfClasses(classes: readonly PodClass[]): readonly Pod[] {
     if (!groupedArrays.has(only)) groupedArrays.set(only, classes);
     return only;
   }
-  const pods: Pod[] = [];
-  for (const c of classes) for (const p of c.pods) pods.push(p);
+  // Sized up front: an array of every pod (50k) grown push by push is copied over and over.
+  let n = 0;
+  for (const c of classes) n += c.pods.length;
+  const pods: Pod[] = new Array(n);
+  let i = 0;
+  for (const c of classes) for (const p of c.pods) pods[i++] = p;
   groupedArrays.set(pods, classes);
   return pods;
 }
@@ -218,14 +250,32 @@ export function classPlan(groups: readonly PodClass[], classKey: ClassKeyFn): Cl
   if (byFn === undefined) classPlans.set(groups, (byFn = new Map()));
   let plan = byFn.get(classKey) as ClassPlan | undefined;
   if (plan === undefined) {
-    plan = computeClassPlan(groups, classKey);
-    if (byFn.size >= 4) byFn.clear(); // a key function made per request would otherwise pile up
+    // A concatenation of per-namespace class arrays: each one's plan is kept per its array and key
+    // function (it reads the array's classes and the key function's answer for their pods, fixed per pod
+    // object; no other pod), so a pod event, which replaces one namespace's array, leaves the others'
+    // plans, and the whole plan is assembled from them without computing a key.
+    const segments = segmentsOf(groups);
+    plan =
+      segments === undefined || segments.length === 0
+        ? computeClassPlan(groups, classKey)
+        : segments.length === 1
+          ? classPlan(segments[0]!, classKey)
+          : joinPlans(segments.map((seg) => classPlan(seg, classKey)));
+    if (byFn.size >= 8) byFn.clear(); // a key function made per request would otherwise pile up
     byFn.set(classKey, plan);
   }
   return plan;
 }
 
+let plannedClasses = 0;
+
+/** How many classes classPlan has computed a key for (for tests that count per-class work). */
+export function classPlanComputations(): number {
+  return plannedClasses;
+}
+
 function computeClassPlan(groups: readonly PodClass[], classKey: ClassKeyFn): ClassPlan {
+  plannedClasses += groups.length;
   const nodeToken = classKey.nodeToken;
   const units: (readonly Pod[])[] = [];
   const keyIndex: number[] = [];
@@ -251,6 +301,38 @@ function computeClassPlan(groups: readonly PodClass[], classKey: ClassKeyFn): Cl
   return { units, keyIndex, keys };
 }
 
+/**
+ * The plan of a concatenation of class arrays from the plans of its parts: the same units in the same
+ * order, each distinct key once (in the order of its first unit), as computeClassPlan over the whole.
+ */
+function joinPlans(parts: readonly ClassPlan[]): ClassPlan {
+  let n = 0;
+  for (const part of parts) n += part.units.length;
+  const units: (readonly Pod[])[] = new Array(n);
+  const keyIndex: number[] = new Array(n);
+  const keys: string[] = [];
+  const index = new Map<string, number>();
+  let u = 0;
+  for (const part of parts) {
+    const remap = new Array<number>(part.keys.length);
+    for (let k = 0; k < part.keys.length; k++) {
+      const key = part.keys[k]!;
+      let i = index.get(key);
+      if (i === undefined) {
+        i = keys.length;
+        keys.push(key);
+        index.set(key, i);
+      }
+      remap[k] = i;
+    }
+    for (let j = 0; j < part.units.length; j++, u++) {
+      units[u] = part.units[j]!;
+      keyIndex[u] = remap[part.keyIndex[j]!]!;
+    }
+  }
+  return { units, keyIndex, keys };
+}
+
 /** Marks a class-key function as reading the node through `nodeToken`. */
 export function readsNode(fn: (pod: Pod) => string, nodeToken: (pod: Pod) => string): ClassKeyFn {
   return Object.assign(fn, { nodeToken });
@@ -265,6 +347,69 @@ export function filterPods(pods: readonly Pod[], keep: (pod: Pod) => boolean): r
   if (!groups) return pods.filter(keep);
   const kept = groups.filter((c) => keep(c.pods[0]!));
   return kept.length === groups.length ? pods : podsOfClasses(kept);
+}
+
+let keptFilterJudged = 0;
+
+/** How many classes filterPodsKept has asked its predicate about (for tests that count per-class work). */
+export function keptFilterJudgements(): number {
+  return keptFilterJudged;
+}
+
+/**
+ * An object standing for (`of`, `key`): the same object for the same pair (kept while `of` lives), for
+ * filterPodsKept's token when a filter reads an object (a content token, an index) and some settings.
+ */
+export function filterToken(of: object, key: string): object {
+  let m = filterTokens.get(of);
+  if (m === undefined) filterTokens.set(of, (m = new Map()));
+  let t = m.get(key);
+  if (t === undefined) {
+    if (m.size >= 16) m.clear(); // settings made per request would otherwise pile up
+    m.set(key, (t = {}));
+    if (isEphemeral(of)) markEphemeral(t); // a request's own (an overlay's token): what is kept per it goes with the request
+  }
+  return t;
+}
+
+/**
+ * filterPods(pods, keep), kept per namespace: when `pods` is a concatenation of per-namespace class arrays
+ * (every pod of a state: classifiedPods, or a filterPodsKept answer over it), each namespace's kept
+ * classes are kept per its class array under `token`, and the answer is assembled from them. After a
+ * pod event only the changed namespace's classes are asked about (the others' arrays are the same).
+ * `token` must stand for everything `keep` reads besides the class it is asked about (a new token when
+ * any of that changes), and `keep` must answer the same for every pod of a class. Same answer as
+ * filterPods: the same pods in the same order (`pods` itself when every class is kept).
+ */
+export function filterPodsKept(pods: readonly Pod[], token: object, keep: (pod: Pod) => boolean): readonly Pod[] {
+  let kept = keptClassFilters.get(token);
+  if (kept === undefined) keptClassFilters.set(token, (kept = { bySegment: new WeakMap(), byPods: new WeakMap() }));
+  const groups = groupsOf(pods);
+  const hit = kept.byPods.get(pods);
+  // (Used only while still registered with its classes, as forgetCachedResults() drops registrations.)
+  if (hit !== undefined && (hit === pods || groups === undefined || groupsOf(hit) !== undefined)) return hit as readonly Pod[];
+  const segments = groups === undefined ? undefined : segmentsOf(groups);
+  if (segments === undefined) {
+    const whole = filterPods(pods, keep);
+    kept.byPods.set(pods, whole);
+    return whole;
+  }
+  const parts: (readonly PodClass[])[] = [];
+  let same = true;
+  for (const seg of segments) {
+    let part = kept.bySegment.get(seg) as readonly PodClass[] | undefined;
+    if (part === undefined) {
+      keptFilterJudged += seg.length;
+      part = seg.filter((c) => keep(c.pods[0]!));
+      if (part.length === seg.length) part = seg;
+      kept.bySegment.set(seg, part);
+    }
+    if (part !== seg) same = false;
+    if (part.length > 0) parts.push(part);
+  }
+  const out = same ? pods : podsOfSegments(parts);
+  kept.byPods.set(pods, out);
+  return out;
 }
 
 /**

@@ -9,7 +9,8 @@ import { serviceBackendPods, serviceTargetPort } from './cluster.ts';
 import { istiodDeployments, istiodPods } from './istio-usage.ts';
 import { podClassKey } from './identity.ts';
 import { isMeshProxyPod } from './istio.ts';
-import { perContentOf } from './memo.ts';
+import { perContentOf, xdsClientsByList, type NamespaceXdsClients } from './memo.ts';
+import { overlayDelta } from '../state/overlay.ts';
 import { policyModel } from './model.ts';
 import { evaluateIngressFromAddress } from './reachability.ts';
 import { policySettings } from './selection.ts';
@@ -159,22 +160,11 @@ export type XdsClientKind = 'sidecar' | 'ztunnel' | 'gateway';
  * The xDS clients of the cluster, by kind: ztunnel pods (app=ztunnel), gateways and waypoints (pods
  * whose only container is istio-proxy) and live injected workloads (the injector's status annotation or
  * an istio-proxy container next to the app; a live pod without one never gets one). Reads only Pods
- * (direct fields, no namespace lookups), kept per Pod content: a scan of every pod once, then shared by
- * every request until some pod changes.
+ * (direct fields, no namespace lookups), kept per Pod content, and built from the clients of each
+ * namespace (xdsClientClasses).
  */
 export function xdsClients(state: ClusterState): readonly { readonly kind: XdsClientKind; readonly pod: Pod }[] {
-  return perContentOf(state, 'xdsClients', ['Pod'], () => {
-    const out: { kind: XdsClientKind; pod: Pod }[] = [];
-    for (const pod of state.list('Pod')) {
-      if (pod.spec.hostNetwork === true) continue;
-      const phase = pod.status?.phase;
-      if (phase === 'Succeeded' || phase === 'Failed') continue;
-      if (pod.metadata.labels?.['app'] === 'ztunnel') out.push({ kind: 'ztunnel', pod });
-      else if (isMeshProxyPod(pod)) out.push({ kind: 'gateway', pod });
-      else if (hasSidecar(pod)) out.push({ kind: 'sidecar', pod });
-    }
-    return out;
-  });
+  return xdsClientClasses(state).clients;
 }
 
 /** xdsClients grouped by client kind and class (podClassKey without a node): one stands for each class. */
@@ -186,24 +176,84 @@ export interface XdsClientClasses {
   readonly classes: readonly { readonly kind: XdsClientKind; readonly pod: Pod }[];
 }
 
-/** xdsClients(state) with their classes: per content of the Pod kind, like xdsClients. */
+let namespacesScanned = 0;
+
+/** How many namespace Pod lists xdsClientClasses has scanned for clients (for tests that count per-namespace work). */
+export function xdsNamespaceScans(): number {
+  return namespacesScanned;
+}
+
+/**
+ * xdsClients(state) with their classes: per content of the Pod kind, like xdsClients. Assembled from
+ * each namespace's clients and classes, kept per the namespace's Pod list array (xdsClientsByList): a
+ * client's kind and class read the pod alone, and a class key starts with the pod's namespace (its
+ * identity key does), so no class spans two namespaces and a pod event, which replaces one namespace's
+ * array, makes only that namespace be scanned again. The store lists every pod namespace by namespace
+ * (namespacesWith's order), so the assembled lists are in list('Pod') order; an overlay that changes a
+ * pod (which appends a new pod to the end of that list) is scanned whole, as the order then differs.
+ */
 export function xdsClientClasses(state: ClusterState): XdsClientClasses {
   return perContentOf(state, 'xdsClientClasses', ['Pod'], () => {
-    const clients = xdsClients(state);
-    const index = new Map<string, number>();
-    const classes: { kind: XdsClientKind; pod: Pod }[] = [];
-    const classOf: number[] = [];
-    for (const c of clients) {
-      const k = `${c.kind}\u0000${podClassKey(c.pod, '')}`;
-      let i = index.get(k);
-      if (i === undefined) {
-        index.set(k, (i = classes.length));
-        classes.push(c);
+    if (overlayDelta(state)?.kind === 'Pod') return clientClassesOf(state.list('Pod'));
+    const parts: NamespaceXdsClients[] = [];
+    for (const ns of state.namespacesWith('Pod')) {
+      const list = state.list('Pod', ns);
+      let part = xdsClientsByList.get(list);
+      if (part === undefined) xdsClientsByList.set(list, (part = clientClassesOf(list)));
+      if (part.clients.length > 0) parts.push(part);
+    }
+    if (parts.length === 1) return parts[0] as XdsClientClasses;
+    // Sized up front (every pod may be a client).
+    let n = 0;
+    let k = 0;
+    for (const part of parts) {
+      n += part.clients.length;
+      k += part.classes.length;
+    }
+    const clients: { kind: XdsClientKind; pod: Pod }[] = new Array(n);
+    const classOf: number[] = new Array(n);
+    const classes: { kind: XdsClientKind; pod: Pod }[] = new Array(k);
+    let i = 0;
+    let offset = 0;
+    for (const part of parts) {
+      const pc = part.clients as XdsClientClasses['clients'];
+      for (let j = 0; j < pc.length; j++, i++) {
+        clients[i] = pc[j]!;
+        classOf[i] = part.classOf[j]! + offset;
       }
-      classOf.push(i);
+      const cs = part.classes as XdsClientClasses['classes'];
+      for (let j = 0; j < cs.length; j++) classes[offset + j] = cs[j]!;
+      offset += cs.length;
     }
     return { clients, classOf, classes };
   });
+}
+
+/** The xDS clients of `pods` (in order) and their classes. */
+function clientClassesOf(pods: readonly Pod[]): XdsClientClasses {
+  namespacesScanned++;
+  const clients: { kind: XdsClientKind; pod: Pod }[] = [];
+  for (const pod of pods) {
+    if (pod.spec.hostNetwork === true) continue;
+    const phase = pod.status?.phase;
+    if (phase === 'Succeeded' || phase === 'Failed') continue;
+    if (pod.metadata.labels?.['app'] === 'ztunnel') clients.push({ kind: 'ztunnel', pod });
+    else if (isMeshProxyPod(pod)) clients.push({ kind: 'gateway', pod });
+    else if (hasSidecar(pod)) clients.push({ kind: 'sidecar', pod });
+  }
+  const index = new Map<string, number>();
+  const classes: { kind: XdsClientKind; pod: Pod }[] = [];
+  const classOf: number[] = [];
+  for (const c of clients) {
+    const k = `${c.kind}\u0000${podClassKey(c.pod, '')}`;
+    let i = index.get(k);
+    if (i === undefined) {
+      index.set(k, (i = classes.length));
+      classes.push(c);
+    }
+    classOf.push(i);
+  }
+  return { clients, classOf, classes };
 }
 
 function hasSidecar(pod: Pod): boolean {

@@ -3,9 +3,9 @@
 
 import type { ClusterState, Labels, Pod } from '../core/objects.ts';
 import { dnsBackends, endpointSlicesRead } from './cluster.ts';
-import { perRevision, withoutBackendsByPods } from './memo.ts';
+import { perRevision, withoutBackendsByPods, withoutBackendsBySegment } from './memo.ts';
 import { dnsClassKey, podRef } from './identity.ts';
-import { groupsOf, outsideClassesOf, podClassId, podsOfClasses, type PodClass } from './classes.ts';
+import { groupsOf, outsideClassesOf, podClassId, podsOfClasses, podsOfSegments, segmentsOf, type PodClass } from './classes.ts';
 import { fromBasePass, plainPodSource, podSourceIngress, reachable } from './reachability.ts';
 import { baseTablesFiller, memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Protocol, Target } from './types.ts';
@@ -71,7 +71,11 @@ export function isDnsBackend(state: ClusterState, pod: Pod): boolean {
 
 /**
  * `pods` without the DNS backends (which resolve upstream, not through kube-dns). Per class when `pods`
- * is registered with its classes: only a class holding a backend is looked at pod by pod.
+ * is registered with its classes: only a class holding a backend is looked at pod by pod. When `pods` is
+ * a concatenation of per-namespace class arrays (every pod of a state), only the backends' namespaces
+ * are looked at (a class key starts with the namespace): the others' arrays are passed through, and the
+ * backends' namespace's answer is kept per its class array and the backends (it reads those classes'
+ * pods and the backends' names, nothing else), so a pod event elsewhere only assembles the answer.
  */
 export function withoutDnsBackends(state: ClusterState, pods: readonly Pod[]): readonly Pod[] {
   const backends = dnsBackends(state).pods;
@@ -85,12 +89,48 @@ export function withoutDnsBackends(state: ClusterState, pods: readonly Pod[]): r
   // (A plain WeakMap, as the pod array's own requests mark it ephemeral; the answer is used only while
   // it is still registered with its classes.)
   if (hit !== undefined && hit.backends === refs && (hit.pods === pods || groupsOf(hit.pods) !== undefined)) return hit.pods as readonly Pod[];
-  const out = withoutBackendClasses(backends, pods, groups);
+  const segments = segmentsOf(groups);
+  const out = segments === undefined ? withoutBackendClasses(backends, pods, groups) : withoutBackendSegments(backends, refs, pods, segments);
   withoutBackendsByPods.set(pods, { backends: refs, pods: out });
   return out;
 }
 
+let segmentsFiltered = 0;
+
+/** How many namespace class arrays withoutDnsBackends has filtered class by class (for tests). */
+export function backendSegmentScans(): number {
+  return segmentsFiltered;
+}
+
+/** withoutBackendClasses over a concatenation of per-namespace class arrays, namespace by namespace. */
+function withoutBackendSegments(backends: readonly Pod[], refs: string, pods: readonly Pod[], segments: readonly (readonly PodClass[])[]): readonly Pod[] {
+  const namespaces = new Set(backends.map((p) => p.metadata.namespace ?? ''));
+  const parts: (readonly PodClass[])[] = [];
+  let same = true;
+  for (const seg of segments) {
+    let part = seg;
+    if (namespaces.has(seg[0]!.pods[0]!.metadata.namespace ?? '')) {
+      const hit = withoutBackendsBySegment.get(seg);
+      if (hit !== undefined && hit.backends === refs) part = hit.classes as readonly PodClass[];
+      else {
+        segmentsFiltered++;
+        part = withoutBackendsIn(backends, seg) ?? seg;
+        withoutBackendsBySegment.set(seg, { backends: refs, classes: part });
+      }
+    }
+    if (part !== seg) same = false;
+    if (part.length > 0) parts.push(part);
+  }
+  return same ? pods : podsOfSegments(parts);
+}
+
 function withoutBackendClasses(backends: readonly Pod[], pods: readonly Pod[], groups: readonly PodClass[]): readonly Pod[] {
+  const kept = withoutBackendsIn(backends, groups);
+  return kept === undefined ? pods : podsOfClasses(kept);
+}
+
+/** `groups` with the backends' pods left out of their classes (empty classes dropped), or undefined when no class holds a backend's class. */
+function withoutBackendsIn(backends: readonly Pod[], groups: readonly PodClass[]): readonly PodClass[] | undefined {
   const backendClasses = new Set(backends.map(podClassId));
   const refs = new Set(backends.map(podRef));
   let changed = false;
@@ -104,7 +144,7 @@ function withoutBackendClasses(backends: readonly Pod[], pods: readonly Pod[], g
     const rest = c.pods.filter((p) => !refs.has(podRef(p)));
     if (rest.length > 0) kept.push({ key: c.key, pods: rest });
   }
-  return changed ? podsOfClasses(kept) : pods;
+  return changed ? kept : undefined;
 }
 
 /** Can the pod reach at least one DNS backend on the given protocol (default UDP)? undefined = no DNS Service known. */

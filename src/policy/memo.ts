@@ -250,6 +250,47 @@ export const podClassIds = pureMemo<Pod, string>('podClassIds', 'podClassId per 
 export const classParts = pureMemo<object, string>('classParts', 'the text of a label map, annotation map or container list in podClassId, per shared object (replicas share them)');
 export const namespaceClasses = pureMemo<readonly Pod[], readonly PodClassLike[]>('namespaceClasses', "a namespace's pods grouped by class, per Pod list array of the namespace (a pod event regroups its namespace only)");
 export const groupedArrays = memo<readonly object[], readonly PodClassLike[]>('groupedArrays', 'the classes a pod array was built from (podsOfClasses), so the impact layer can judge it per class');
+
+// ---------- whole-cluster class arrays kept per namespace (issue 21: after a pod event) ----------
+//
+// A pod event replaces one namespace's Pod list array, and so that namespace's class array
+// (namespaceClasses); every other namespace keeps its arrays. A whole-cluster class array is built as
+// the concatenation of the per-namespace ones (classSegments remembers which), and a filter or plan over
+// it is kept per namespace part: after a pod event only the changed namespace is asked again, and the
+// cluster's answer is assembled from the parts (no per-class question asked).
+
+export const classSegments = keptMemo<readonly object[], readonly (readonly PodClassLike[])[]>(
+  'classSegments',
+  'the per-namespace class arrays (in order, none empty, each of one namespace) a class array is the concatenation of',
+);
+/** One filter's kept answers: per namespace class array, the classes kept; per pod array, the assembled answer. */
+export interface KeptClassFilter {
+  readonly bySegment: WeakMap<readonly object[], readonly PodClassLike[]>;
+  readonly byPods: WeakMap<readonly object[], readonly object[]>;
+}
+export const keptClassFilters = keptMemo<object, KeptClassFilter>(
+  'keptClassFilters',
+  'filterPodsKept: per filter token (an object standing for everything the filter reads besides the class), the classes each namespace class array keeps, and the assembled pod arrays',
+);
+export const filterTokens = keptMemo<object, Map<string, object>>(
+  'filterTokens',
+  'filter tokens per object they read (a stable content token, an RBAC index...) and per text key (settings), so that equal inputs give the same token',
+);
+/** The xDS clients of one namespace's Pod list array and their classes (policy/control-plane.ts). */
+export interface NamespaceXdsClients {
+  readonly clients: readonly { readonly kind: string; readonly pod: Pod }[];
+  readonly classOf: readonly number[];
+  readonly classes: readonly { readonly kind: string; readonly pod: Pod }[];
+}
+export const xdsClientsByList = keptMemo<readonly Pod[], NamespaceXdsClients>(
+  'xdsClientsByList',
+  "the xDS clients of one namespace and their classes (kind and podClassKey without a node), per the namespace's Pod list array",
+);
+export const withoutBackendsBySegment = keptMemo<readonly object[], { readonly backends: string; readonly classes: readonly PodClassLike[] }>(
+  'withoutBackendsBySegment',
+  "withoutDnsBackends per namespace class array holding a backend's class, with the backends it left out by reference",
+);
+
 /** policy/classes.ts's PodClass, declared here so that this module imports nothing from its users. */
 export interface PodClassLike {
   readonly key: string;
@@ -291,13 +332,15 @@ export const selectedBySelector = memo<object, ScopedWeakMap<object, { pods: num
 /**
  * The classes of one namespace a model's subject selector selects: per class-list array of the
  * namespace (policy/classes.ts podClassesIn, replaced only when a pod of that namespace changes), per
- * Namespace object (replaced by a relabel), per model. A pod event makes a cluster-wide selection ask
- * its own namespace again, not every class of the cluster (issue 21, churn).
+ * Namespace object (replaced by a relabel), per what the model's selection reads (its kind, namespace
+ * and subject selector as text: a request's own policy finds an earlier request's answer). A pod event
+ * makes a cluster-wide selection ask its own namespace again, not every class of the cluster (issue 21, churn).
  */
-export const classesSelectedByNamespace = memo<readonly PodClassLike[], ScopedWeakMap<object, ScopedWeakMap<PolicyModel, readonly PodClassLike[]>>>(
+export const classesSelectedByNamespace = memo<readonly PodClassLike[], ScopedWeakMap<object, Map<string, readonly PodClassLike[]>>>(
   'classesSelectedByNamespace',
-  "the classes of one namespace a model's subject selector selects, per class-list array of the namespace, per Namespace object, per model",
+  "the classes of one namespace a model's subject selector selects, per class-list array of the namespace, per Namespace object, per subject key (kind, namespace, selector)",
 );
+export const subjectKeys = memo<PolicyModel, string>('subjectKeys', "a model's subject key (selects nodes, kind, namespace, subject selector as text), per model");
 
 // ---------- cluster, namespaces ----------
 
@@ -347,9 +390,9 @@ export const withoutBackendsByPods = pureMemo<readonly object[], { readonly back
   'withoutBackendsByPods',
   'withoutDnsBackends per pod array (a classified array is kept until a pod changes), with the backends it left out by reference',
 );
-export const apiserverClientsByPods = pureMemo<readonly object[], { readonly index: object; readonly clients: object | undefined; readonly pods: readonly object[] }>(
-  'apiserverClientsByPods',
-  'the API server clients of a pod array, per RBAC index and configured clients (apiserverClients)',
+export const apiserverClientTokens = keptMemo<object, WeakMap<object, object>>(
+  'apiserverClientTokens',
+  "apiserverClients' filter token per RBAC index, per configured clients array",
 );
 export const nodeTokenSplits = memo<object, { readonly token: object; readonly split: readonly (readonly object[])[] | null }>(
   'nodeTokenSplits',

@@ -18,9 +18,9 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
-import { classifiedPods, filterPods } from './classes.ts';
+import { classifiedPods, filterPods, filterPodsKept, filterToken } from './classes.ts';
 import { meshMode } from './istio.ts';
-import { keptPerRevision, perRevision } from './memo.ts';
+import { perRevision, stableContentToken } from './memo.ts';
 import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
 import { ingressMayAdmitTcpFrom, plainPodSource, reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, type PolicySettings } from './selection.ts';
@@ -48,32 +48,33 @@ export function enforcementChangeScans(): number {
  * in `after` differs from `before`'s, when `after` is an overlay over `before` that changes cilium-config's
  * `enable-policy` alone (see enablePolicyOnly); undefined for any other pair of states, where the caller
  * must judge every pod. The other pods keep every ingress answer: their selecting lists, their peers'
- * identities and the matching rules are the same in both states, and so is their enforcement. Kept on
- * `before` per settings pair and pods array: later requests of the same revision scan nothing.
+ * identities and the matching rules are the same in both states, and so is their enforcement.
+ *
+ * Kept across pod events, per namespace (filterPodsKept): a class's answer reads the class (whether it
+ * is a Cilium endpoint, its identity and Namespace for the selecting list), the policy models and
+ * Namespaces of `before` and the settings pair, and no other pod or EndpointSlice (policiesSelecting
+ * reads none: its own table is kept across pod events for that reason). So the token is `before`'s
+ * stableContentToken (every kind but Pod and EndpointSlice, cilium-config included) with the settings
+ * pair, and a pod event elsewhere keeps a namespace's answer (its class array is the same); later
+ * requests of the same revision scan nothing (the assembled answer is kept per pods array).
  */
 export function ingressEnforcementChanged(before: ClusterState, after: ClusterState, pods: readonly Pod[]): readonly Pod[] | undefined {
   const s = enablePolicyOnly(before, after);
   if (s === undefined) return undefined;
   if (s.a.enablePolicy === s.b.enablePolicy) return NO_PODS;
-  const table = keptPerRevision(before, 'ingressEnforcementChanged', newChangedTable);
-  const key = `${s.a.enablePolicy}>${s.b.enablePolicy}|${s.a.nonDefaultDenyPolicies}`;
-  let byPods = table.get(key);
-  if (byPods === undefined) table.set(key, (byPods = new WeakMap()));
-  let out = byPods.get(pods);
-  if (out === undefined) {
-    enforcementScans++;
-    // The selecting lists are the base's (a cilium-config change changes none): read from its long-lived table.
-    out = filterPods(pods, (p) => {
-      if (!isCiliumEndpoint(p)) return false;
-      const models = policiesSelecting(before, p);
-      return enforcementOfModels(models, 'ingress', s.a).enforced !== enforcementOfModels(models, 'ingress', s.b).enforced;
-    });
-    byPods.set(pods, out);
-  }
+  const token = filterToken(stableContentToken(before), `ingressEnforcementChanged|${s.a.enablePolicy}>${s.b.enablePolicy}|${s.a.nonDefaultDenyPolicies}`);
+  let judged = false;
+  // The selecting lists are the base's (a cilium-config change changes none): read from its long-lived table.
+  const out = filterPodsKept(pods, token, (p) => {
+    judged = true;
+    if (!isCiliumEndpoint(p)) return false;
+    const models = policiesSelecting(before, p);
+    return enforcementOfModels(models, 'ingress', s.a).enforced !== enforcementOfModels(models, 'ingress', s.b).enforced;
+  });
+  if (judged) enforcementScans++;
   return out;
 }
 const NO_PODS: readonly Pod[] = Object.freeze([]);
-const newChangedTable = (): Map<string, WeakMap<readonly Pod[], readonly Pod[]>> => new Map();
 
 let perSource = 0;
 
@@ -94,9 +95,15 @@ export function podIngressWorks(state: ClusterState, from: Pod, dest: Pod, port:
 
 // ---------- a Namespace relabel: the ambient pods elsewhere ----------
 
-/** The ambient pods of `state`, registered with their classes: judged once per class and state revision. */
+/**
+ * The ambient pods of `state`, registered with their classes: judged once per class, kept per namespace
+ * across pod events (filterPodsKept). A pod's mesh mode reads the pod (its labels, annotations,
+ * containers and host network, all part of its class) and its own Namespace object, no other pod: the
+ * token is the state's stableContentToken (Namespaces among its kinds), and a pod event elsewhere keeps
+ * each namespace's answer.
+ */
 export function ambientPods(state: ClusterState): readonly Pod[] {
-  return perRevision(state, 'ambientPods', () => filterPods(classifiedPods(state), (d) => meshMode(state, d) === 'ambient'));
+  return perRevision(state, 'ambientPods', () => filterPodsKept(classifiedPods(state), filterToken(stableContentToken(state), 'ambientPods'), (d) => meshMode(state, d) === 'ambient'));
 }
 
 /** Is `after` an overlay over `before` that changes the Namespace `namespace` and nothing else? */
@@ -113,8 +120,11 @@ function relabelOf(before: ClusterState, after: ClusterState, namespace: string)
  */
 export function ambientPodsElsewhere(before: ClusterState, after: ClusterState, namespace: string): readonly Pod[] {
   if (!relabelOf(before, after, namespace)) return filterPods(classifiedPods(after), (d) => d.metadata.namespace !== namespace && meshMode(after, d) === 'ambient');
-  return perRevision(before, `ambientPodsElsewhere:${namespace}`, () => filterPods(ambientPods(before), (d) => d.metadata.namespace !== namespace));
+  // Per namespace part too: the answer for a class reads only its namespace.
+  return perRevision(before, `ambientPodsElsewhere:${namespace}`, () => filterPodsKept(ambientPods(before), filterToken(OUTSIDE, namespace), (d) => d.metadata.namespace !== namespace));
 }
+/** filterToken's object for ambientPodsElsewhere's filter (per namespace left out). */
+const OUTSIDE = {};
 
 let admitChecks = 0;
 

@@ -20,10 +20,10 @@ import {
   IDENTITY_CACHE_LIMIT,
 } from './selectors.ts';
 import { podIdentityKey } from './identity.ts';
-import { podClassesIn, podsOfClasses, type PodClass } from './classes.ts';
+import { classifiedPods, podClassesIn, podsOfClasses, podsOfSegments, type PodClass } from './classes.ts';
 import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 import { overlayDelta } from '../state/overlay.ts';
-import { denyRulesByList, derivedSelecting, modelSets, enforcementKeys, ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector, classesSelectedByNamespace } from './memo.ts';
+import { denyRulesByList, derivedSelecting, modelSets, enforcementKeys, ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector, classesSelectedByNamespace, subjectKeys } from './memo.ts';
 
 /** The settings of cilium-config the engine needs, with Cilium's defaults when unknown. */
 export interface PolicySettings {
@@ -511,6 +511,14 @@ export function podsSelectedBy(state: ClusterState, policy: PolicyObject): reado
 function selectPods(state: ClusterState, models: readonly PolicyModel[]): readonly Pod[] {
   const byPod = new Set<Pod>();
   const byClass = new Set<PodClass>();
+  // The non-empty per-namespace answers, in order: when one model is asked per class, the answer is
+  // their concatenation, registered as such (policy/classes.ts segmentsOf) so that filters and judging
+  // passes over it are kept per namespace too.
+  const segments: (readonly PodClass[])[] = [];
+  let classModels = 0;
+  // Whether every namespace's every class is selected by a cluster-wide model (`{}`, say): the answer is
+  // then every pod of the state, classifiedPods' own array (and what is kept per it downstream).
+  let everyPod = true;
   for (const m of models) {
     const ns = m.ref.kind === 'CiliumClusterwideNetworkPolicy' ? pinnedNamespace(m.subjectSelector) : m.ref.namespace;
     const pair = indexablePair(m.subjectSelector);
@@ -519,8 +527,16 @@ function selectPods(state: ClusterState, models: readonly PolicyModel[]): readon
       for (const p of few) if (modelSelects(state, m, p)) byPod.add(p);
       continue;
     }
-    for (const n of ns !== undefined ? [ns] : state.namespacesWith('Pod')) for (const c of classesSelectedIn(state, m, n)) byClass.add(c);
+    classModels++;
+    if (ns !== undefined) everyPod = false;
+    for (const n of ns !== undefined ? [ns] : state.namespacesWith('Pod')) {
+      const part = classesSelectedIn(state, m, n);
+      if (part !== podClassesIn(state, n)) everyPod = false;
+      for (const c of part) byClass.add(c);
+      if (part.length > 0) segments.push(part);
+    }
   }
+  if (byPod.size === 0 && classModels === 1) return everyPod ? classifiedPods(state) : podsOfSegments(segments);
   if (byPod.size === 0) return podsOfClasses([...byClass]);
   for (const c of byClass) for (const p of c.pods) byPod.add(p);
   return [...byPod];
@@ -529,7 +545,10 @@ function selectPods(state: ClusterState, models: readonly PolicyModel[]): readon
  * The classes of one namespace `model` selects, memoised per namespace (policy/memo.ts
  * classesSelectedByNamespace): after a pod event a cluster-wide selection asks the changed namespace again and
  * finds every other namespace's answer kept (at 50k pods, re-asking the three cluster-wide policies of
- * the benchmark cluster over every class took 13-17 ms of CPU after each pod event, issue 21).
+ * the benchmark cluster over every class took 13-17 ms of CPU after each pod event, issue 21). Kept by
+ * what modelSelects reads of the model (subjectKey), not by the model object: a request's own policy
+ * (a new object per request) finds the answers of an earlier request with the same subject selector,
+ * and the same array, so what is kept per namespace answer downstream is found too.
  */
 export function classesSelectedIn(state: ClusterState, model: PolicyModel, namespace: string): readonly PodClass[] {
   const classes = podClassesIn(state, namespace);
@@ -539,14 +558,41 @@ export function classesSelectedIn(state: ClusterState, model: PolicyModel, names
   let byNs = classesSelectedByNamespace.get(classes);
   if (!byNs) classesSelectedByNamespace.set(classes, (byNs = new ScopedWeakMap()));
   const nsObj = state.get('Namespace', undefined, namespace) ?? NO_NAMESPACE_OBJECT;
-  let byModel = byNs.get(nsObj);
-  if (!byModel) byNs.set(nsObj, (byModel = new ScopedWeakMap()));
-  let out = byModel.get(model) as readonly PodClass[] | undefined;
+  let bySubject = byNs.get(nsObj);
+  if (!bySubject) byNs.set(nsObj, (bySubject = new Map()));
+  const key = subjectKey(model);
+  let out = bySubject.get(key);
   if (!out) {
+    subjectSelections += classes.length;
     out = classes.filter((c) => modelSelects(state, model, c.pods[0]!));
-    byModel.set(model, out);
+    if (out.length === classes.length) out = classes; // every class: the namespace's own array, and what is kept per it
+    if (bySubject.size >= SUBJECTS_PER_NAMESPACE) bySubject.clear();
+    bySubject.set(key, out);
   }
   return out;
+}
+let subjectSelections = 0;
+
+/** How many classes classesSelectedIn has asked a subject selector about (for tests that count per-class work). */
+export function classSelections(): number {
+  return subjectSelections;
+}
+
+/** classesSelectedIn's answers kept per namespace class array and Namespace object (a bound: selectors of requests pile up). */
+const SUBJECTS_PER_NAMESPACE = 512;
+
+/**
+ * What modelSelects reads of a model, as text: whether it selects nodes, its kind and namespace (the
+ * namespace scoping, and which matchLabels key effectiveSubject drops) and its subject selector.
+ */
+function subjectKey(model: PolicyModel): string {
+  let k = subjectKeys.get(model);
+  if (k === undefined) {
+    const cluster = model.ref.kind === 'CiliumClusterwideNetworkPolicy';
+    k = JSON.stringify([model.selectsNodes, model.ref.kind, cluster ? '' : model.ref.namespace, model.subjectSelector]);
+    subjectKeys.set(model, k);
+  }
+  return k;
 }
 /** The key for a namespace without a Namespace object. */
 const NO_NAMESPACE_OBJECT = {};

@@ -2,10 +2,11 @@
 // a fresh process's answer: each decision is compared with the decision of the same request on a state
 // built from scratch (cloned objects, so no memo keyed by an object, an array or a revision can answer
 // for it) and a fresh createDecide. The per-revision tables, the plans kept per classes array and key
-// function, and the answers kept per content token must all follow the mutations: pods added, removed
-// and relabelled, Namespaces relabelled, policies created and deleted, cilium-config flipped, the API
-// server's EndpointSlice and the Nodes changed; between them, reviews cut by the budget, warm-up
-// requests and audits of stored objects on the live state. Deterministic seeds; a few hundred steps.
+// function, and the answers kept per content token or per namespace must all follow the mutations: pods
+// added, removed and relabelled, Namespaces relabelled, policies created and deleted, cilium-config
+// flipped, the API server's EndpointSlice and the Nodes changed, a namespace's pods all gone and back;
+// between them, reviews cut by the budget, warm-up requests and audits of stored objects on the live
+// state. Deterministic seeds; a few hundred steps.
 
 import t from 'tap';
 import type { Test } from 'tap';
@@ -241,8 +242,8 @@ function randomRequest(g: Gen, w: World): Req {
       return { op: 'UPDATE', object, old, label: `UPDATE cilium-config enable-policy=${data['enable-policy']}` };
     }
     case 8: {
-      // A pod relabelled by its owner (an UPDATE of a stored pod).
-      const pods = w.ofKind(['Pod']);
+      // A pod relabelled by its owner (an UPDATE of a stored pod). (Not one of namespaceEvent's.)
+      const pods = w.ofKind(['Pod']).filter((p) => p.metadata.namespace !== EXTRA_NAMESPACE);
       const old = g.pick(pods);
       const object = structuredClone(old);
       object.metadata['labels'] = { ...(old.metadata['labels'] as Record<string, string>), app: g.pick(APPS) };
@@ -440,6 +441,27 @@ function mutate(g: Gen, w: World): string {
   }
 }
 
+/** The namespace whose pods come and go all at once (namespaceEvent); it has no Namespace object. */
+const EXTRA_NAMESPACE = 'd';
+
+/**
+ * A pod in a namespace that had none, or every pod of that namespace gone (its bucket dropped, and added
+ * again after the others): whole-cluster data kept per namespace (policy/classes.ts segmentsOf, the xDS
+ * clients per namespace) must follow namespaces that appear and disappear. Driven by a random stream of
+ * its own, so that the other mutations and requests of a seed stay what they were.
+ */
+function namespaceEvent(g: Gen, w: World): string {
+  const pods = w.ofKind(['Pod']).filter((p) => p.metadata.namespace === EXTRA_NAMESPACE);
+  if (pods.length > 0 && g.chance(0.4)) {
+    for (const p of pods) w.drop(p);
+    return `every pod of ${EXTRA_NAMESPACE} gone`;
+  }
+  const p = pod(EXTRA_NAMESPACE, `extra${g.n++}`, { app: g.pick(APPS) }, { sidecar: g.chance(0.5) }) as Obj & { spec: Record<string, unknown> };
+  p.spec['nodeName'] = g.pick(Object.keys(NODES));
+  w.put(p);
+  return `add ${keyOf(p)}`;
+}
+
 function changeFor(req: Req, state: MemoryState) {
   const oldObj = req.old;
   const stored = oldObj ? state.get(kindOf(oldObj as unknown as KubeObject)!, oldObj.metadata.namespace, oldObj.metadata.name) : undefined;
@@ -470,6 +492,7 @@ function normal(v: unknown, parent?: Record<string, unknown>, key?: string): unk
 
 function run(t: Test, seed: number, steps: number, churning = false): void {
   const g = new Gen(seed, churning);
+  const extra = new Gen(seed + 1_000_003);
   const initial: Obj[] = [...NAMESPACES.map((n) => g.namespace(n))];
   for (let i = 0; i < 10; i++) initial.push(g.pod());
   for (let i = 0; i < 4; i++) initial.push(g.policy());
@@ -556,6 +579,7 @@ function run(t: Test, seed: number, steps: number, churning = false): void {
       }
     }
     history.push(mutate(g, w));
+    if (extra.chance(0.1)) history.push(namespaceEvent(extra, w));
   }
   t.equal(mismatches, 0, `seed ${seed}: live decisions equal fresh ones (${findings} findings)`);
   t.equal(scratchMismatches, 0, 'the overlay decisions equal the rules run on states rebuilt with the change');

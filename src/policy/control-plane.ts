@@ -229,6 +229,16 @@ export function xdsClientClasses(state: ClusterState): XdsClientClasses {
   });
 }
 
+/**
+ * Builds one namespace's share of xdsClientClasses (its clients and classes, kept per the namespace's Pod
+ * list array), so that the warm-up can build the whole a namespace per step: the first cilium-config
+ * request after start-up built every namespace's in one piece (about 40 ms of CPU at 50k pods).
+ */
+export function indexXdsClientsOf(state: ClusterState, namespace: string): void {
+  const list = state.list('Pod', namespace);
+  if (list.length > 0 && xdsClientsByList.get(list) === undefined) xdsClientsByList.set(list, clientClassesOf(list));
+}
+
 /** The xDS clients of `pods` (in order) and their classes. */
 function clientClassesOf(pods: readonly Pod[]): XdsClientClasses {
   namespacesScanned++;

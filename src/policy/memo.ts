@@ -219,19 +219,23 @@ export function perContentOf<T>(state: ClusterState, key: string, kinds: readonl
 const byContent = new Map<string, ScopedWeakMap<object, unknown>>();
 
 // ---------- identity and class keys (policy/identity.ts, policy/selectors.ts) ----------
+// Kept by forgetCachedResults (keptMemo): each is a pure function of an object that is never modified,
+// stored whole. Dropped with the other memos, a review cut by its budget (the warm-up's cluster-wide
+// ones are) made the next cluster-wide request build 50k pods' keys and 9.5k identities' labels again:
+// 440 ms of CPU for the first CCNP `{}` after serve's warm-up at 50k pods (issue 21).
 
-export const identityKeys = memo<Pod, string>('identityKeys', "podIdentityKey per pod object: Cilium's identity (namespace, service account, labels) as one string");
-export const classKeysOwnNode = memo<Pod, string>('classKeysOwnNode', "podClassKey(pod, its own node) per pod object");
-export const classKeysNoNode = memo<Pod, string>('classKeysNoNode', "podClassKey(pod, '') per pod object (node not read by the check)");
-export const classKeysAnyNode = memo<Pod, string>('classKeysAnyNode', "podClassKey(pod, '*') per pod object (not an API server node)");
-export const ambientClassKeys = memo<Pod, string>('ambientClassKeys', 'ambientIngressClassKey per pod object');
-export const podShapeKeys = memo<Pod, string>('podShapeKeys', "the pod's own part of ingressShapeKey (mesh labels, annotations, ports, address family) per pod object");
+export const identityKeys = keptMemo<Pod, string>('identityKeys', "podIdentityKey per pod object: Cilium's identity (namespace, service account, labels) as one string");
+export const classKeysOwnNode = keptMemo<Pod, string>('classKeysOwnNode', "podClassKey(pod, its own node) per pod object");
+export const classKeysNoNode = keptMemo<Pod, string>('classKeysNoNode', "podClassKey(pod, '') per pod object (node not read by the check)");
+export const classKeysAnyNode = keptMemo<Pod, string>('classKeysAnyNode', "podClassKey(pod, '*') per pod object (not an API server node)");
+export const ambientClassKeys = keptMemo<Pod, string>('ambientClassKeys', 'ambientIngressClassKey per pod object');
+export const podShapeKeys = keptMemo<Pod, string>('podShapeKeys', "the pod's own part of ingressShapeKey (mesh labels, annotations, ports, address family) per pod object");
 export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the selecting-model part of ingressShapeKey, per selecting-model list (shared by an identity)');
 export const podIdentities = memo<Pod, { readonly namespace: object | undefined; readonly identity: unknown }>(
   'podIdentities',
   "a pod's policy identity (reachability.ts Identity) per pod object, valid while its Namespace object is the one it was built with",
 );
-export const podRefs = memo<Pod, string>('podRefs', '"namespace/name" per pod object (pod sets are keyed by it many times per request)');
+export const podRefs = keptMemo<Pod, string>('podRefs', '"namespace/name" per pod object (pod sets are keyed by it many times per request)');
 
 // ---------- pod classes (policy/classes.ts) ----------
 
@@ -299,7 +303,7 @@ export interface PodClassLike {
 
 // ---------- selectors and models ----------
 
-export const labelCache = memo<object, Map<string, Labels>>('labelCache', 'endpoint labels (identity labels with namespace labels) per Namespace object, per pod identity');
+export const labelCache = keptMemo<object, Map<string, Labels>>('labelCache', 'endpoint labels (identity labels with namespace labels) per Namespace object, per pod identity');
 export const pairCache = memo<object, readonly string[]>('pairCache', 'normalized matchLabels pairs per selector matchLabels object (selectors come from cached models)');
 export const policyModels = keptMemo<PolicyObject, readonly PolicyModel[]>('policyModels', 'policyModel() per policy object (kept by forgetCachedResults: a pure function of an immutable object, stored whole; kept tables compare its models by identity)');
 export const denyRulesByList = memo<readonly PolicyObject[], boolean>('denyRulesByList', 'hasDenyRules: does some policy of a CNP/CCNP list array have a deny element (a store keeps the array until that kind changes, so pod events keep it)');
@@ -405,4 +409,5 @@ export const touchedByChange = memo<object, TouchedMemo>('touchedByChange', 'imp
 export const ipCache = textMemo<ParsedIp>('ipCache', 'canonical text and family of an IP address string (cleared past 100,000)');
 export const addrCache = textMemo<Addr | null>('addrCache', 'parsed address of an IP string (cleared past 4,096)');
 export const cidrCache = textMemo<[Addr, number] | null>('cidrCache', 'parsed prefix of a CIDR string (cleared past 10,000)');
+export const identityLabelKeys = textMemo<boolean>('identityLabelKeys', "identityLabelKept per label key: the agent's default label filter (a dozen regular expressions) once per key (cleared past 10,000)");
 export const compiledDnsPatterns = textMemo<CompiledPattern | null>('compiledDnsPatterns', 'compiled matchPattern/matchName text (cleared at MAX_COMPILED)');

@@ -8,7 +8,7 @@
 
 import type { ClusterState, Labels, LabelSelector, LabelSelectorRequirement, Pod } from '../core/objects.ts';
 import { checkBudget } from '../core/budget.ts';
-import { labelCache, pairCache } from './memo.ts';
+import { identityLabelKeys, labelCache, pairCache } from './memo.ts';
 import { podIdentityKey } from './identity.ts';
 
 export const NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
@@ -72,6 +72,16 @@ const LABEL_FILTER: readonly { readonly re: RegExp; readonly ignore: boolean }[]
 
 /** Does the agent keep this (k8s-source) label in a pod's identity? */
 export function identityLabelKept(key: string): boolean {
+  // Asked for every label of every identity: a few hundred distinct keys in a cluster.
+  let kept = identityLabelKeys.get(key);
+  if (kept === undefined) {
+    if (identityLabelKeys.size >= 10_000) identityLabelKeys.clear();
+    identityLabelKeys.set(key, (kept = labelKeptUncached(key)));
+  }
+  return kept;
+}
+
+function labelKeptUncached(key: string): boolean {
   let included = 0;
   let ignored = 0;
   for (const { re, ignore } of LABEL_FILTER) {

@@ -19,6 +19,7 @@ import { namespaceLabelMatters, namespaceLabelReadByL7, namespaceLabelReadByPeer
 import { indexAddressesOf } from '../policy/reachability.ts';
 import { apiserverTablesFiller } from '../policy/apiserver.ts';
 import { dnsTablesFiller } from '../policy/dns.ts';
+import { indexXdsClientsOf, xdsClientClasses } from '../policy/control-plane.ts';
 import { policiesSelecting } from '../policy/selection.ts';
 import type { PolicyObject } from '../core/objects.ts';
 
@@ -125,6 +126,10 @@ export function* tableSteps(s: ClusterState): Generator<() => void> {
       }
     }
   }
+  // The xDS clients of each namespace, then the cluster's (a pure function of the pods, kept per Pod
+  // content and per namespace Pod list): the first cilium-config request built them in one piece.
+  for (const ns of s.namespacesWith('Pod')) yield () => indexXdsClientsOf(s, ns);
+  yield () => xdsClientClasses(s);
   // The class keys a few scans ask of every pod (the xDS clients by class without a node, a relabelled
   // namespace's pods by their ambient shape), kept per pod object, POD_KEYS_PER_STEP pods per step.
   // Last: the least worth of the steps (40-60 ms off the first Namespace relabel and cilium-config

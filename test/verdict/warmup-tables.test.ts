@@ -8,7 +8,9 @@ import { defaultConfig } from '../../src/config/config.ts';
 import type { Change } from '../../src/core/change.ts';
 import type { Decide } from '../../src/core/decision.ts';
 import type { ClusterState } from '../../src/core/objects.ts';
+import { xdsNamespaceScans } from '../../src/policy/control-plane.ts';
 import { baseFactsComputed } from '../../src/policy/reachability.ts';
+import { endpointLabels } from '../../src/policy/selectors.ts';
 import { reachComputations } from '../../src/policy/reach-memo.ts';
 import { allRules } from '../../src/rules/registry.ts';
 import { forgetCachedResults } from '../../src/state/request-scope.ts';
@@ -77,6 +79,24 @@ t.test('the first cluster-wide decision after the warm-up computes no class', as
     t.equal(first.facts, 0, `${r.label}: no decision fact computed`);
     t.same(first.value, cold(r.change, coldState), `${r.label}: the verdict of a cold process`);
   }
+});
+
+t.test('the xDS clients are found by the warm-up, a namespace per step, and survive a budget cut', async (t) => {
+  const objs = generateCluster(PODS);
+  const { state, decide } = await warmedUp(objs);
+  forgetCachedResults();
+  const [, config] = clusterWide(objs);
+  const scans = xdsNamespaceScans();
+  decide(config!.change, state);
+  t.equal(xdsNamespaceScans() - scans, 0, 'the cilium-config request scans no namespace for xDS clients');
+});
+
+t.test('endpoint labels outlive a budget cut (the first cluster-wide selection after the warm-up reads every identity)', async (t) => {
+  const state = stateFromObjects(generateCluster(PODS) as never);
+  const pod = state.list('Pod')[0]!;
+  const labels = endpointLabels(state, pod);
+  forgetCachedResults();
+  t.equal(endpointLabels(state, pod), labels, 'the same object: not built again');
 });
 
 t.test('the tables outlive a budget cut after the warm-up', async (t) => {

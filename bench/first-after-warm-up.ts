@@ -1,0 +1,49 @@
+// The first decision of a worst-case request (issue 21) after serve's own warm-up, in-process: the served
+// p99 of `make bench` is each request's first send, so what the warm-up leaves cold shows here. One
+// request per process (the first of any kind warms code the others share); three sends, each a new
+// review. With --cpu-prof FILE, the first send is profiled (V8's sampling profiler, 100 us).
+// Usage: node --expose-gc bench/first-after-warm-up.ts <index 0-4> [--cpu-prof FILE]   (WORST_PODS=50000)
+
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { parseArgs } from 'node:util';
+
+import { toChange } from '../src/admission/review.ts';
+import type { AdmissionReview } from '../src/admission/schema.ts';
+import { defaultConfig } from '../src/config/config.ts';
+import { allRules } from '../src/rules/registry.ts';
+import { stateFromObjects } from '../src/state/snapshot.ts';
+import { createDecide } from '../src/verdict/decide.ts';
+import { warmUpInSlices } from '../src/verdict/warmup.ts';
+import { generateCluster } from './cluster-gen.ts';
+import { review } from './requests.ts';
+import { worstCaseRequests } from './worst-case.ts';
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { 'cpu-prof': { type: 'string' } } });
+const cpuNow = (): number => {
+  const u = process.threadCpuUsage();
+  return (u.user + u.system) / 1000;
+};
+const objs = generateCluster(Number(process.env['WORST_PODS'] ?? 50_000));
+const state = stateFromObjects(objs);
+const rules = allRules();
+const decide = createDecide(rules, defaultConfig(rules));
+// As serve calls it (src/cli/serve.ts): 2.5 s of decisions, capped at 25 s, in 20 ms slices.
+const warmed = await warmUpInSlices(decide, rules, () => state, 2500, 25_000, 20);
+const r = worstCaseRequests(objs)[Number(positionals[0] ?? 0)]!;
+const session = values['cpu-prof'] === undefined ? undefined : new Session();
+if (session) {
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+}
+const sends: number[] = [];
+for (let i = 0; i < 3; i++) {
+  const change = toChange(review(r.operation, r.object, r.oldObject, false, true) as unknown as AdmissionReview);
+  if (i === 0 && session) await session.post('Profiler.start');
+  const t = cpuNow();
+  decide(change, state);
+  sends.push(cpuNow() - t);
+  if (i === 0 && session) writeFileSync(values['cpu-prof']!, JSON.stringify((await session.post('Profiler.stop')).profile));
+}
+console.log(`${r.label}: first send ${sends[0]!.toFixed(1)} ms CPU, then ${sends.slice(1).map((x) => x.toFixed(1)).join(', ')} (warm-up: ${warmed} decisions); load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);

@@ -177,11 +177,11 @@ export async function fillTablesInSlices(state: () => ClusterState, sliceMs = 20
  *
  * One decision is itself held to `sliceMs` (an evaluation budget, src/core/budget.ts, that the decision's
  * own joins): on a large state one warm-up request can touch every pod (the CREATE of a cluster-wide
- * policy took 1.9 s at 50k pods, issue 21), and a decision cannot yield halfway. A decision that starts
- * late in a slice can run the slice out and one more slice, so the loop is held at most about twice
- * `sliceMs` (plus what the policy engine does between two budget checks). A cut decision is
- * discarded like any decision past its budget: decide() drops every memo of src/policy/memo.ts
- * (forgetCachedResults; an entry may be half-built), keeping only the pod classes, so a cut throws
+ * policy took 1.9 s at 50k pods, issue 21), and a decision cannot yield halfway. A decision starts only
+ * in the first half of a slice, so the loop is held at most about one and a half `sliceMs` (plus what
+ * the policy engine does between two budget checks). A cut decision is
+ * discarded like any decision past its budget: decide() drops the memos of src/policy/memo.ts
+ * (forgetCachedResults; an entry may be half-built) but the kept ones, keeping the pod classes, so a cut throws
  * away what the warm-up had filled before it; so a decision cut once is not made again in later rounds.
  * The price: on a state where single decisions take longer than a slice the warm-up warms the JIT and
  * the pod classes but not those decisions' memos; the per-class tables they read most (the DNS and API
@@ -317,7 +317,10 @@ export async function warmUpInSlices(
       n++;
       if (c === lastWide && !(await buildTables())) return n;
       if (used() > capMs) return n;
-      if (now() - sliceStart >= sliceMs) {
+      // Handed back once half the slice is spent: the next decision may take its whole budget (a
+      // slice), so one started late in a slice held the loop for up to two slices (45-60 ms at 10k
+      // and 50k pods, with a collection); started in the first half, at most a slice and a half.
+      if (now() - sliceStart >= sliceMs / 2) {
         await yieldNow();
         if (shouldStop()) return n;
       }

@@ -93,25 +93,26 @@ t.test('the sliced warm-up hands the event loop back and keeps to its budget', a
   t.ok(perRound > 0);
   const clock = fakeClock();
   const loop = loopTurns();
-  // Every decision takes 3 ms: slices of 5 ms are two decisions, and the event loop must turn between them.
+  // Every decision takes 2 ms, and one starts only in the first half of a 5 ms slice (a decision may take
+  // its whole budget): slices of two decisions (at 0 and 2 ms), and the event loop turns between them.
   const real = createDecide(rules, defaultConfig(allRules()));
   const turnsAtDecision: number[] = [];
   const decide: typeof real = (c, st) => {
-    clock.advance(3);
+    clock.advance(2);
     turnsAtDecision.push(loop.turns);
     return real(c, st);
   };
   const n = await warmUpInSlices(decide, rules, () => slowState, 150, 1500, 5, undefined, clock.now);
   loop.stop();
-  // Whole rounds until 150 ms of 3 ms decisions (50) are done: it stops at the first round boundary after that.
-  t.equal(n, Math.ceil(50 / perRound) * perRound, `decisions made (${n}, rounds of ${perRound})`);
+  // Whole rounds until 150 ms of 2 ms decisions (75) are done: it stops at the first round boundary after that.
+  t.equal(n, Math.ceil(75 / perRound) * perRound, `decisions made (${n}, rounds of ${perRound})`);
   t.equal(turnsAtDecision.length, n);
   let longest = 0;
   for (let i = 0, run = 0; i < n; i++) {
     run = i > 0 && turnsAtDecision[i] === turnsAtDecision[i - 1] ? run + 1 : 1;
     longest = Math.max(longest, run);
   }
-  t.equal(longest, 2, 'at most one 5 ms slice (two decisions) between turns of the event loop');
+  t.equal(longest, 2, 'at most two decisions, both started in the first half of a 5 ms slice, between turns of the event loop');
   t.ok(loop.turns >= Math.floor(n / 2), `the event loop turned during the warm-up (${loop.turns} turns)`);
   t.equal(await warmUpInSlices(decide, rules, () => stateFromObjects([]), 100, undefined, undefined, undefined, clock.now), 0, 'an empty state has nothing to warm');
 });
@@ -123,12 +124,12 @@ t.test('the sliced warm-up stops at its cap even within a round', async (t) => {
   const clock = fakeClock();
   const real = createDecide(rules, defaultConfig(allRules()));
   const decide: typeof real = (c, st) => {
-    clock.advance(3);
+    clock.advance(2);
     return real(c, st);
   };
-  // 30 ms of 3 ms decisions: the cap cuts the first round after the 11th (33 ms > 30 ms).
-  t.ok(perRound > 11, `a round is longer than the cap (${perRound} decisions)`);
-  t.equal(await warmUpInSlices(decide, rules, () => s, 10, 30, 5, undefined, clock.now), 11);
+  // 30 ms of 2 ms decisions: the cap cuts the first round after the 16th (32 ms > 30 ms).
+  t.ok(perRound > 16, `a round is longer than the cap (${perRound} decisions)`);
+  t.equal(await warmUpInSlices(decide, rules, () => s, 10, 30, 5, undefined, clock.now), 16);
 });
 
 t.test('the sliced warm-up ends at the first slice boundary after it is told to stop', async (t) => {
@@ -138,8 +139,8 @@ t.test('the sliced warm-up ends at the first slice boundary after it is told to 
   const clock = fakeClock();
   let calls = 0;
   let stop = false;
-  // Decisions of 2 ms in slices of 5 ms: slices of three decisions. The stop comes during the fifth, in
-  // the middle of the second slice, which ends after the sixth.
+  // Decisions of 2 ms in slices of 5 ms, a decision started only in a slice's first half: slices of two
+  // decisions. The stop comes during the fifth, the first of the third slice, which ends after the sixth.
   const decide: typeof real = (c, st) => {
     calls++;
     clock.advance(2);
@@ -157,7 +158,7 @@ t.test('the sliced warm-up counts its own work against the budget, not time othe
   const real = createDecide(rules, defaultConfig(allRules()));
   const clock = fakeClock();
   const decide: typeof real = (c, st) => {
-    clock.advance(3);
+    clock.advance(2);
     return real(c, st);
   };
   // Someone else holds the event loop for 15 ms whenever the warm-up yields.
@@ -165,10 +166,10 @@ t.test('the sliced warm-up counts its own work against the budget, not time othe
   const n = await warmUpInSlices(decide, rules, () => s, 60, 60, 5, undefined, clock.now);
   blocker.stop();
   const wall = clock.now();
-  // 60 ms of its own work is 20 decisions of 3 ms (21 when the cap, not a round's end, stops it); a
-  // wall-clock budget would stop after about 6 (two decisions, then 15 ms elsewhere, per 21 ms).
-  t.ok(n === 20 || n === 21, `decisions worth its own budget (${n})`);
-  t.ok(wall >= 3 * n + 15 * Math.floor(n / 2 - 1), `while the wall clock ran on (${wall} ms)`);
+  // 60 ms of its own work is 30 decisions of 2 ms (31 when the cap, not a round's end, stops it); a
+  // wall-clock budget would stop after about 8 (two decisions, then 15 ms elsewhere, per 19 ms).
+  t.ok(n === 30 || n === 31, `decisions worth its own budget (${n})`);
+  t.ok(wall >= 2 * n + 15 * Math.floor(n / 2 - 1), `while the wall clock ran on (${wall} ms)`);
 });
 
 t.test('one warm-up decision longer than a slice is cut at the slice: timers run between, and it completes', async (t) => {

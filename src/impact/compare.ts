@@ -4,6 +4,7 @@
 // get one verdict: the predicate runs once per class, and victims are counted per class. This is where
 // issue 21's per-identity judging lives (judge per class, count victims per class, cap what is listed).
 
+import { rethrowIfBudget } from '../core/budget.ts';
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { classPlan, groupsOf, podClassKey, readsNode, withClasses, type ClassKeyFn, type PodClass } from '../policy/index.ts';
 import { decidedByOf, type LossDecidedBy } from './decided-by.ts';
@@ -112,7 +113,8 @@ function verdictOf<T, D>(key: string, item: T, judge: (item: T) => Judged<D>): C
   let j: Judged<D>;
   try {
     j = judge(item);
-  } catch {
+  } catch (e) {
+    rethrowIfBudget(e);
     j = SKIP;
   }
   return { key, first: item, outcome: j.outcome, detail: j.detail, count: 0 };
@@ -172,7 +174,8 @@ export function compareReach(
     if (onLost !== undefined) {
       try {
         onLost(pod);
-      } catch {
+      } catch (e) {
+        rethrowIfBudget(e);
         // the caller's question, not the comparison's: its verdict stands
       }
     }
@@ -270,13 +273,15 @@ export function everyClass(pods: readonly Pod[], classKey: (pod: Pod) => string,
     const r = judgeByClass<Pod>(pods, classKey, (p) => {
       try {
         return test(p) ? OK : LOST;
-      } catch {
+      } catch (e) {
+        rethrowIfBudget(e);
         threw = true;
         return LOST;
       }
     });
     return !threw && r.lostClasses.length === 0;
-  } catch {
+  } catch (e) {
+    rethrowIfBudget(e);
     return false; // the class key threw
   }
 }

@@ -1,6 +1,7 @@
 import t from 'tap';
 
 import { capVictims, compareLoss, compareReach, diffKeyed, judgeByClass } from '../../src/impact/index.ts';
+import { BudgetExceeded, checkBudget, withBudget } from '../../src/core/budget.ts';
 import type { ClusterState, Pod } from '../../src/core/objects.ts';
 import { podRef, reachesDns } from '../../src/policy/index.ts';
 import * as fx from '../fixtures/cluster.ts';
@@ -115,4 +116,32 @@ t.test('decidedBy: which lost pods a deny decides (named) and which default deny
   t.equal(calls, 6, 'reading it asks each lost class once more');
   t.equal(r.decidedBy, d, 'kept once computed');
   t.same(r.stillDecidedBy, { denies: [], byDeny: [], byDefault: [] });
+});
+
+t.test('a spent evaluation budget ends the judging at once: it is not an item error to skip', async (t) => {
+  // judgeByClass skips an item whose judge throws (odd input); a BudgetExceeded is not that: swallowed,
+  // every later item threw one of its own (a stack trace each), and a 20 ms warm-up decision ran 60-70 ms.
+  const items = Array.from({ length: 100 }, (_, i) => `item-${i}`);
+  let now = 0;
+  let judged = 0;
+  const run = () =>
+    withBudget(
+      10,
+      () =>
+        judgeByClass(items, (x) => x, () => {
+          judged++;
+          now += 1; // each item takes 1 ms of the budget's clock
+          checkBudget();
+          return { outcome: 'ok' as const };
+        }),
+      { clock: { now: () => now }, stride: 1 },
+    );
+  t.throws(run, BudgetExceeded, 'the BudgetExceeded comes out of the judging');
+  t.ok(judged <= 11, `no item judged after the budget ran out (${judged})`);
+  // An ordinary error is still the item's: skipped, the others judged.
+  const r = judgeByClass(items.slice(0, 3), (x) => x, (x) => {
+    if (x === 'item-1') throw new Error('odd input');
+    return { outcome: 'lost' as const };
+  });
+  t.equal(r.lost.length, 2);
 });

@@ -4,6 +4,7 @@
 // The rule folder: index.ts (this file: metadata, scope, check), messages.ts (the words, per code),
 // testdata/*.yaml (fixtures run by test/rules/fixtures.test.ts). docs/adding-a-rule.md explains the layout.
 
+import { rethrowIfBudget } from '../../core/budget.ts';
 import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod, PolicyObject } from '../../core/objects.ts';
@@ -70,7 +71,8 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     if (!egressAllows) return;
     try {
       egressAllows = egressOnly(p);
-    } catch {
+    } catch (e) {
+      rethrowIfBudget(e);
       egressAllows = false; // no claim on odd input
     }
   };

@@ -9,6 +9,7 @@
 //
 // The rule folder: index.ts (metadata, scope, check), messages.ts (the words, per code), testdata/*.yaml.
 
+import { rethrowIfBudget } from '../../core/budget.ts';
 import type { Change } from '../../core/change.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Finding } from '../../core/finding.ts';
@@ -84,7 +85,8 @@ function judgePodFlow(before: ClusterState, after: ClusterState, f: Flow & { rea
 function verdictOrSkip(judge: () => Outcome): Outcome {
   try {
     return judge();
-  } catch {
+  } catch (e) {
+    rethrowIfBudget(e);
     return 'skip';
   }
 }

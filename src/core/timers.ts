@@ -15,6 +15,23 @@ export interface Timers {
   clearInterval(timer: Timer): void;
 }
 
+/**
+ * Calls `fn` after `firstMs`, then `everyMs` after each call returns, until `stopped()` is true; the
+ * timers never keep the process alive (the server's background polls). Returns what clears the pending one.
+ */
+export function pollUnref(timers: Pick<Timers, 'setTimeout' | 'clearTimeout'>, firstMs: number, everyMs: number, fn: () => void, stopped: () => boolean): () => void {
+  let pending: Timer;
+  const tick = (): void => {
+    if (stopped()) return;
+    fn();
+    pending = timers.setTimeout(tick, everyMs);
+    pending.unref();
+  };
+  pending = timers.setTimeout(tick, firstMs);
+  pending.unref();
+  return () => timers.clearTimeout(pending);
+}
+
 /** Date.now and the global timers. */
 export const REAL_TIMERS: Timers = {
   now: () => Date.now(),

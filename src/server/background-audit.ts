@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 
 import type { Clock } from '../core/budget.ts';
 import { performanceClock } from '../core/budget.ts';
-import { REAL_TIMERS, type Timer, type Timers } from '../core/timers.ts';
+import { pollUnref, REAL_TIMERS, type Timer, type Timers } from '../core/timers.ts';
 import type { Config } from '../config/config.ts';
 import type { Lease } from '../reports/lease.ts';
 import { desiredReports } from '../reports/reports.ts';
@@ -93,7 +93,7 @@ export class BackgroundAudit {
   readonly #o: BackgroundAuditOptions;
   readonly #clock: Clock;
   readonly #timers: AuditTimers;
-  #poll: Timer | undefined;
+  #cancelPoll: (() => void) | undefined;
   #renew: Timer | undefined;
   #stopped = false;
   #running: Promise<AuditRun | undefined> | undefined;
@@ -124,15 +124,7 @@ export class BackgroundAudit {
   }
 
   start(): void {
-    const pollMs = this.#o.pollMs ?? 1000;
-    const tick = (): void => {
-      if (this.#stopped) return;
-      this.check();
-      this.#poll = this.#timers.setTimeout(tick, pollMs);
-      this.#poll.unref();
-    };
-    this.#poll = this.#timers.setTimeout(tick, 0);
-    this.#poll.unref();
+    this.#cancelPoll = pollUnref(this.#timers, 0, this.#o.pollMs ?? 1000, () => this.check(), () => this.#stopped);
     if (this.#o.lease) {
       const renewMs = this.#o.renewMs ?? 10_000;
       const renew = (): void => {
@@ -315,7 +307,7 @@ export class BackgroundAudit {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#poll) this.#timers.clearTimeout(this.#poll);
+    this.#cancelPoll?.();
     if (this.#renew) this.#timers.clearTimeout(this.#renew);
     await this.#running?.catch(() => undefined);
     await this.#o.lease?.release();

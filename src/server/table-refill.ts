@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 
 import type { ClusterState, StateSource } from '../core/objects.ts';
-import { REAL_TIMERS, type Timer, type Timers } from '../core/timers.ts';
+import { pollUnref, REAL_TIMERS, type Timers } from '../core/timers.ts';
 import { stableContentToken } from '../policy/memo.ts';
 import { fillTablesInSlices } from '../verdict/warmup.ts';
 
@@ -45,7 +45,7 @@ export class TableRefill {
   readonly #o: TableRefillOptions;
   readonly #timers: Pick<Timers, 'setTimeout' | 'clearTimeout'>;
   readonly #now: () => number;
-  #poll: Timer | undefined;
+  #cancelPoll: (() => void) | undefined;
   #stopped = false;
   #running: Promise<void> | undefined;
   /** The content the tables were last filled for by a refill that ran to its end (none at start). */
@@ -82,18 +82,11 @@ export class TableRefill {
    * where it did not, the refill finds every class kept and only looks them up.
    */
   start(): void {
-    if (this.#poll !== undefined || this.#stopped) return;
+    if (this.#cancelPoll !== undefined || this.#stopped) return;
     this.#seen = stableContentToken(this.#o.source.state);
     this.#seenAt = this.#now();
     const pollMs = this.#o.pollMs ?? 1000;
-    const tick = (): void => {
-      if (this.#stopped) return;
-      this.check();
-      this.#poll = this.#timers.setTimeout(tick, pollMs);
-      this.#poll.unref();
-    };
-    this.#poll = this.#timers.setTimeout(tick, pollMs);
-    this.#poll.unref();
+    this.#cancelPoll = pollUnref(this.#timers, pollMs, pollMs, () => void this.check(), () => this.#stopped);
   }
 
   /** One poll: starts a refill when the tables' content changed, has been quiet long enough, and no review came lately. */
@@ -135,7 +128,7 @@ export class TableRefill {
   /** Stops polling and ends a refill under way at its next slice. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#poll !== undefined) this.#timers.clearTimeout(this.#poll);
+    this.#cancelPoll?.();
     await this.#running;
   }
 }

@@ -26,7 +26,7 @@ import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
 import { BASE_FACTS_ONLY, changedSelectingLookup, recordingDenials, type ChangedPolicy } from './reachability.ts';
 import { keptAcrossPodEvents, perRevision } from './memo.ts';
-import { policiesSelecting, policySettings, selectingLookup, type PolicySettings } from './selection.ts';
+import { policySettings, selectingLookup, type PolicySettings } from './selection.ts';
 
 /** A per-class check answered through memoReach. */
 export interface ReachQuestion<V> {
@@ -58,11 +58,6 @@ export interface ReachQuestion<V> {
 }
 
 const POLICY_KINDS: ReadonlySet<string> = new Set(['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy']);
-
-/** The base of an overlay that changes one policy object and nothing else; undefined for any other state. */
-export function policyOnlyBase(state: ClusterState): ClusterState | undefined {
-  return policyOnlyDelta(state)?.base;
-}
 
 function policyOnlyDelta(state: ClusterState): OverlayDelta | undefined {
   const d = overlayDelta(state);
@@ -108,14 +103,10 @@ export function enablePolicyOnly(state: ClusterState): { readonly base: ClusterS
   return same ? { base: d.base, before: a, after: b } : undefined;
 }
 
-/** Does `pod` have the same selecting-model list (the same array) in `state` as in `base`? */
-export function keepsSelecting(state: ClusterState, base: ClusterState, pod: Pod): boolean {
-  return policiesSelecting(state, pod) === policiesSelecting(base, pod);
-}
-
 /**
- * keepsSelecting for an overlay that changes the policy object `changed`, without working out the
- * overlay's list: it is the base's very array when neither the changed object's old models (in the
+ * Does `pod` keep its selecting-model list (the very array: policiesSelecting) in an overlay that
+ * changes the policy object `changed`, told without working out the overlay's list: it is the base's
+ * very array when neither the changed object's old models (in the
  * base's list) nor its new ones select the pod (policy/selection.ts selectingFromBase). For many pods of
  * one overlay: the lists are looked up once.
  */

@@ -6,7 +6,7 @@ import type { ClusterState, Labels, Pod, PolicyObject } from '../core/objects.ts
 import { ciliumConfig } from './cilium-config.ts';
 import { namedPort } from './cluster.ts';
 import { istioRootNamespace, istioSelectorOf } from './istio.ts';
-import { l7EgressByList, l7EgressByObj } from './memo.ts';
+import { l7EgressByList, l7EgressByObj, l7IngressByList, l7IngressByObj } from './memo.ts';
 import { policyModel } from './model.ts';
 import { podRef } from './identity.ts';
 import { isCiliumEndpoint, policiesSelecting } from './selection.ts';
@@ -197,16 +197,18 @@ export function victimPods(conflicts: readonly Conflict[]): Pod[] {
   return unionPods(conflicts.map((c) => c.victim));
 }
 
-export function l7EgressPolicies(list: readonly object[]): readonly { obj: object; models: readonly PolicyModel[] }[] {
-  let hit = l7EgressByList.get(list);
+/** The Cilium policies of a list with stream-L7 rules in `direction`, each with those models (kept per list array). */
+export function l7PoliciesWith(list: readonly object[], direction: Direction): readonly { obj: object; models: readonly PolicyModel[] }[] {
+  const [byList, byObj] = direction === 'egress' ? [l7EgressByList, l7EgressByObj] : [l7IngressByList, l7IngressByObj];
+  let hit = byList.get(list);
   if (!hit) {
     const out: { obj: object; models: readonly PolicyModel[] }[] = [];
     for (const obj of list) {
-      let models = l7EgressByObj.get(obj);
-      if (!models) l7EgressByObj.set(obj, (models = modelsOf(obj).filter((m) => l7Uses(m, 'egress').length > 0)));
+      let models = byObj.get(obj);
+      if (!models) byObj.set(obj, (models = modelsOf(obj).filter((m) => l7Uses(m, direction).length > 0)));
       if (models.length > 0) out.push({ obj, models });
     }
-    l7EgressByList.set(list, (hit = out));
+    byList.set(list, (hit = out));
   }
   return hit;
 }

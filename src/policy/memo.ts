@@ -379,6 +379,8 @@ export const apiserverTargetCache = memo<object, ScopedWeakMap<object, { svc: un
 
 export const l7EgressByObj = memo<object, readonly PolicyModel[]>('l7EgressByObj', 'stream-L7 egress models of a Cilium policy object');
 export const l7EgressByList = memo<readonly object[], readonly { obj: object; models: readonly PolicyModel[] }[]>('l7EgressByList', 'Cilium policies with stream-L7 egress, per policy list array');
+export const l7IngressByObj = memo<object, readonly PolicyModel[]>('l7IngressByObj', 'stream-L7 ingress models of a Cilium policy object');
+export const l7IngressByList = memo<readonly object[], readonly { obj: object; models: readonly PolicyModel[] }[]>('l7IngressByList', 'Cilium policies with stream-L7 ingress, per policy list array');
 
 // ---------- impact ----------
 

@@ -11,7 +11,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod, PolicyObject } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { changedLabelKeys, effectiveMtls, isMeshProxyPod, namespaceLabelReadByPeers, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel, CILIUM_POLICY_KINDS, l7EgressPolicies, conflictKey, coveredPorts, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, modelsOf, peerPods, podIn, podRef, somePeerPod, unionPods, victimPods, type Conflict } from '../../policy/index.ts';
+import { changedLabelKeys, effectiveMtls, isMeshProxyPod, namespaceLabelReadByPeers, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel, CILIUM_POLICY_KINDS, l7PoliciesWith, conflictKey, coveredPorts, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, modelsOf, peerPods, podIn, podRef, somePeerPod, unionPods, victimPods, type Conflict } from '../../policy/index.ts';
 import { diffKeyed as diffConflicts, isCiliumPolicyChange, relabelReachesL7, touchedPods } from '../../impact/index.ts';
 import { victimParams, victimsOf, l7Kind } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -126,7 +126,7 @@ function egressTowards(state: ClusterState, dests: readonly Pod[]): MtlsConflict
   const destSet = new Set(dests.map(podRef));
   const out: MtlsConflict[] = [];
   for (const kind of CILIUM_POLICY_KINDS) {
-    for (const { obj, models } of l7EgressPolicies(state.list(kind))) {
+    for (const { obj, models } of l7PoliciesWith(state.list(kind), 'egress')) {
       for (const subject of podsSelectedBy(state, obj as PolicyObject)) {
         for (const m of models) if (modelSelects(state, m, subject)) out.push(...egressConflicts(state, m, subject, destSet));
       }
@@ -224,8 +224,7 @@ function collect(subject: Subject, change: Change, before: ClusterState, after: 
 function newIngressElsewhere(before: ClusterState, after: ClusterState, namespace: string): MtlsConflict[] {
   const pods = new Map<string, Pod>();
   for (const kind of CILIUM_POLICY_KINDS) {
-    for (const obj of after.list(kind)) {
-      if (!modelsOf(obj).some((m) => l7Uses(m, 'ingress').length > 0)) continue;
+    for (const { obj } of l7PoliciesWith(after.list(kind), 'ingress')) {
       for (const p of podsSelectedBy(after, obj as PolicyObject)) if (p.metadata.namespace !== namespace) pods.set(podRef(p), p);
     }
   }

@@ -22,7 +22,7 @@ import { classifiedPods, filterPods, filterPodsKept, filterToken } from './class
 import { meshMode } from './istio.ts';
 import { perRevision, stableContentToken } from './memo.ts';
 import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
-import { ingressMayAdmitTcpFrom, plainPodSource, reachable } from './reachability.ts';
+import { ingressMayAdmitTcpByModels, ingressMayAdmitTcpFrom, plainPodSource, reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, type PolicySettings } from './selection.ts';
 import type { PolicyModel } from './types.ts';
 
@@ -141,7 +141,7 @@ export function mayAdmitTcpChecks(): number {
  * namespace keeps its models (subject selectors read a pod's own Namespace): its list in `before` (kept
  * there), by content, keys the answer. Host-network sources (allow-localhost reads the destination's node), another
  * pair of states, or a destination in `namespace` are asked one by one. Whether an allow element admits a
- * source is kept across destinations (reachability.ts ingressMayAdmitTcpFrom): lists share models.
+ * source is kept across destinations (reachability.ts ingressMayAdmitTcpByModels): lists share models.
  */
 export function mayAdmitTcpByList(before: ClusterState, after: ClusterState, namespace: string, sources: readonly Pod[]): (dest: Pod) => boolean {
   const ask = ingressMayAdmitTcpFrom(after, sources);
@@ -153,16 +153,22 @@ export function mayAdmitTcpByList(before: ClusterState, after: ClusterState, nam
   // Keyed by the list's content (its model objects in order, as a trie: lists of equal content are
   // often distinct arrays, one per identity).
   const root: Trie = new Map();
+  // The answer for a list, asked by the list itself: `before`'s is `after`'s in content.
+  const byModels = ingressMayAdmitTcpByModels(after, sources);
   return (d) => {
     if (d.metadata.namespace === namespace || !isCiliumEndpoint(d)) return one(d);
+    const models = policiesSelecting(before, d);
     let node = root;
-    for (const m of policiesSelecting(before, d)) {
+    for (const m of models) {
       let next = node.get(m);
       if (next === undefined) node.set(m, (next = new Map()));
       node = next as Trie;
     }
     let v = node.get(END) as boolean | undefined;
-    if (v === undefined) node.set(END, (v = one(d)));
+    if (v === undefined) {
+      admitChecks++;
+      node.set(END, (v = byModels(models)));
+    }
     return v;
   };
 }

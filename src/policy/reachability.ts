@@ -958,24 +958,43 @@ export function ingressMayAdmitTcp(state: ClusterState, sources: Iterable<Pod>, 
 export function ingressMayAdmitTcpFrom(state: ClusterState, sources: readonly Pod[]): (dest: Pod) => boolean {
   if (sources.some((s) => s.spec.hostNetwork === true)) return (dest) => ingressMayAdmitTcp(state, sources, dest);
   const settings = policySettings(state);
-  const ids = sources.map((s) => podIdentity(state, s));
-  const admits = new Map<RuleElement, boolean>();
+  const byModels = ingressMayAdmitTcpByModels(state, sources);
   return (dest) => {
     checkBudget();
     if (settings.enablePolicy === 'never' || !isCiliumEndpoint(dest)) return true;
-    if (!enforcement(state, dest, 'ingress').enforced) return true;
-    for (const m of policiesSelecting(state, dest)) {
-      for (const el of m.elements) {
-        if (el.direction !== 'ingress' || el.deny || !someTcpPort(el)) continue;
-        if (el.peers.length === 0) return true;
-        let v = admits.get(el);
-        if (v === undefined) {
-          v = false;
-          for (let i = 0; i < sources.length && !v; i++) v = anyPeerMatches({ state, settings, from: sources[i]!, dnsCheck: false }, m, el, ids[i]!);
-          admits.set(el, v);
-        }
-        if (v) return true;
-      }
+    return byModels(policiesSelecting(state, dest));
+  };
+}
+
+/**
+ * ingressMayAdmitTcpFrom's answer for a Cilium endpoint of `state` given its selecting models
+ * (policiesSelecting), which, with the settings, is all it reads of the destination when the sources
+ * are pod-network pods: a caller that already holds a destination's list (or one equal in content)
+ * asks by it. Host-network sources are refused (allow-localhost reads the destination's node).
+ */
+export function ingressMayAdmitTcpByModels(state: ClusterState, sources: readonly Pod[]): (models: readonly PolicyModel[]) => boolean {
+  if (sources.some((s) => s.spec.hostNetwork === true)) throw new Error('ingressMayAdmitTcpByModels: host-network sources read the destination');
+  const settings = policySettings(state);
+  const ids = sources.map((s) => podIdentity(state, s));
+  // Whether one of a model's allow elements admits a source on some TCP port, kept per model: lists
+  // share models, and an element belongs to one model.
+  const admits = new Map<PolicyModel, boolean>();
+  const modelAdmits = (m: PolicyModel): boolean => {
+    for (const el of m.elements) {
+      if (el.direction !== 'ingress' || el.deny || !someTcpPort(el)) continue;
+      if (el.peers.length === 0) return true;
+      for (let i = 0; i < sources.length; i++) if (anyPeerMatches({ state, settings, from: sources[i]!, dnsCheck: false }, m, el, ids[i]!)) return true;
+    }
+    return false;
+  };
+  return (models) => {
+    checkBudget();
+    if (settings.enablePolicy === 'never') return true;
+    if (!enforcementOfModels(models, 'ingress', settings).enforced) return true;
+    for (const m of models) {
+      let v = admits.get(m);
+      if (v === undefined) admits.set(m, (v = modelAdmits(m)));
+      if (v) return true;
     }
     return false;
   };

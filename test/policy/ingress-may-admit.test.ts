@@ -3,7 +3,8 @@
 // a TCP port, it must say true; it must also say false somewhere, or it would skip nothing.
 
 import t from 'tap';
-import { ingressMayAdmitTcp, ingressMayAdmitTcpFrom, reachable } from '../../src/policy/reachability.ts';
+import { ingressMayAdmitTcp, ingressMayAdmitTcpByModels, ingressMayAdmitTcpFrom, reachable } from '../../src/policy/reachability.ts';
+import { isCiliumEndpoint, policiesSelecting } from '../../src/policy/selection.ts';
 import { baseCluster, cnp, memoryState, netpol, ns, pod } from '../fixtures/cluster.ts';
 
 t.test('never false where reachable() admits a TCP port', async (t) => {
@@ -72,15 +73,21 @@ t.test('ingressMayAdmitTcpFrom: the same answer as ingressMayAdmitTcp for every 
   for (const set of sets) {
     const sources = set.map((r) => pods.find((p) => ref(p) === r)!);
     const ask = ingressMayAdmitTcpFrom(s, sources);
+    const hostSource = sources.some((p) => p.spec.hostNetwork === true);
+    const byModels = hostSource ? undefined : ingressMayAdmitTcpByModels(s, sources);
     // Each destination twice, in both orders: a kept element answer must not leak between destinations.
     for (const dest of [...pods, ...[...pods].reverse()]) {
       const want = ingressMayAdmitTcp(s, sources, dest);
       t.equal(ask(dest), want, `${set.join('+')} -> ${ref(dest)}`);
+      // Asked by the destination's selecting list (what mayAdmitTcpByList does for a relabel).
+      if (byModels && isCiliumEndpoint(dest)) t.equal(byModels(policiesSelecting(s, dest)), want, `by models: ${set.join('+')} -> ${ref(dest)}`);
       if (want) trues++;
       else falses++;
     }
   }
   t.ok(trues > 0 && falses > 0, `both answers occur (${trues} true, ${falses} false)`);
+  // A host-network source reads the destination's node (allow-localhost): no answer by list alone.
+  t.throws(() => ingressMayAdmitTcpByModels(s, [pods.find((p) => ref(p) === 'c/host')!]), /host-network/);
   const of = pods.find((p) => ref(p) === 'd/only-free')!;
   t.notOk(ingressMayAdmitTcpFrom(s, [pods.find((p) => ref(p) === 'a/web')!])(of), 'a/web alone is not admitted at d/only-free');
   t.ok(ingressMayAdmitTcpFrom(s, ['a/web', 'c/free'].map((r) => pods.find((p) => ref(p) === r)!))(of), 'the second source is');

@@ -2,7 +2,7 @@
 // p99 of `make bench` is each request's first send, so what the warm-up leaves cold shows here. One
 // request per process (the first of any kind warms code the others share); three sends, each a new
 // review. With --cpu-prof FILE, the first send is profiled (V8's sampling profiler, 100 us).
-// Usage: node --expose-gc bench/first-after-warm-up.ts <index 0-4> [--cpu-prof FILE]   (WORST_PODS=50000)
+// Usage: node --expose-gc bench/first-after-warm-up.ts <index 0-4> [--cpu-prof FILE]   (WORST_PODS=50000, WARM_SAMPLE=0)
 
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -15,6 +15,7 @@ import { allRules } from '../src/rules/registry.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { warmUpInSlices } from '../src/verdict/warmup.ts';
+import { warmUpOnSample } from '../src/verdict/warmup-sample.ts';
 import { generateCluster } from './cluster-gen.ts';
 import { review } from './requests.ts';
 import { worstCaseRequests } from './worst-case.ts';
@@ -28,7 +29,9 @@ const objs = generateCluster(Number(process.env['WORST_PODS'] ?? 50_000));
 const state = stateFromObjects(objs);
 const rules = allRules();
 const decide = createDecide(rules, defaultConfig(rules));
-// As serve calls it (src/cli/serve.ts): 2.5 s of decisions, capped at 25 s, in 20 ms slices.
+// As serve calls them (src/cli/serve.ts): the costly requests on a sample of the state (left out with
+// WARM_SAMPLE=0, to compare), then 2.5 s of decisions, capped at 25 s, in 20 ms slices.
+const onSample = process.env['WARM_SAMPLE'] === '0' ? 0 : await warmUpOnSample(decide, rules, state, 20);
 const warmed = await warmUpInSlices(decide, rules, () => state, 2500, 25_000, 20);
 const r = worstCaseRequests(objs)[Number(positionals[0] ?? 0)]!;
 const session = values['cpu-prof'] === undefined ? undefined : new Session();
@@ -46,4 +49,4 @@ for (let i = 0; i < 3; i++) {
   sends.push(cpuNow() - t);
   if (i === 0 && session) writeFileSync(values['cpu-prof']!, JSON.stringify((await session.post('Profiler.stop')).profile));
 }
-console.log(`${r.label}: first send ${sends[0]!.toFixed(1)} ms CPU, then ${sends.slice(1).map((x) => x.toFixed(1)).join(', ')} (warm-up: ${warmed} decisions); load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
+console.log(`${r.label}: first send ${sends[0]!.toFixed(1)} ms CPU, then ${sends.slice(1).map((x) => x.toFixed(1)).join(', ')} (warm-up: ${onSample} on the sample, ${warmed} decisions); load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);

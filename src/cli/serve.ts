@@ -24,6 +24,7 @@ import type { StateSource } from '../core/objects.ts';
 import { cachingDecide, DEFAULT_VERDICT_CACHE_ENTRIES, MAX_VERDICT_CACHE_ENTRIES } from '../verdict/cache.ts';
 import { createDecide } from '../verdict/decide.ts';
 import { warmUpInSlices } from '../verdict/warmup.ts';
+import { warmUpOnSample } from '../verdict/warmup-sample.ts';
 import { addLimitOptions, choice as choiceOf, collect, inputLimits, stateArgs, version, type CliContext } from './common.ts';
 
 /** Time spent warming up the decision path before readiness (see verdict/warmup.ts). */
@@ -138,8 +139,10 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.
     warmUp: async (shouldStop) => {
       const t0 = performance.now();
-      const decisions = await warmUpInSlices(decide, ctx.rules, () => source.state, WARM_UP_MS, 10 * WARM_UP_MS, 20, shouldStop);
-      logger.info({ decisions, ms: Math.round(performance.now() - t0) }, 'decision path warmed up');
+      // The costly requests' code first, on a sample of the state (verdict/warmup-sample.ts).
+      const onSample = await warmUpOnSample(decide, ctx.rules, source.state, 20, shouldStop);
+      const decisions = shouldStop() ? 0 : await warmUpInSlices(decide, ctx.rules, () => source.state, WARM_UP_MS, 10 * WARM_UP_MS, 20, shouldStop);
+      logger.info({ decisions, onSample, ms: Math.round(performance.now() - t0) }, 'decision path warmed up');
       if (!shouldStop()) refill?.start();
     },
     tlsCertFile: opts.tlsCert,

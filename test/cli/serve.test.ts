@@ -187,6 +187,8 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   await until('the warm-up end logged', () => warmedUp() !== undefined);
   const firstReady = probes.at(-2)!.at;
   t.ok(warmedUp()!.time! <= firstReady, `the warm-up logged its end (at ${warmedUp()!.time}) before readiness (${firstReady})`);
+  // It began with the costly requests' code, decided on a sample of the state (verdict/warmup-sample.ts).
+  t.ok(((warmedUp() as { onSample?: number }).onSample ?? 0) > 0, 'the warm-up decided the costly requests on a sample of the state');
 
   const review = {
     apiVersion: 'admission.k8s.io/v1',

@@ -159,6 +159,17 @@ export function overlayDelta(state: ClusterState): OverlayDelta | undefined {
 }
 
 /**
+ * Whether `obj` is the object `state` holds under kind/namespace/name, or one of the states it overlays
+ * does (an audit judges a stored object's creation on an overlay that deletes it).
+ */
+function heldBy(state: ClusterState, kind: KindName, namespace: string | undefined, name: string, obj: object): boolean {
+  for (let s: ClusterState | undefined = state; s !== undefined; s = overlayDelta(s)?.base) {
+    if (s.get(kind, namespace, name) === obj) return true;
+  }
+  return false;
+}
+
+/**
  * The state as it would be after `mutation`: a put replaces the object of the same kind/namespace/name
  * (or adds it), a delete removes it. No mutation (a request that changes nothing meshguard models, see
  * mutationOf in src/core/change.ts) leaves the state as it is: the base itself is returned.
@@ -176,7 +187,11 @@ export function overlay(base: ClusterState, mutation: Mutation | undefined): Clu
   if (obj.metadata.name !== name || (namespaced && (obj.metadata.namespace ?? '') !== ns)) {
     obj = { ...obj, metadata: { ...obj.metadata, name, ...(namespaced ? { namespace: ns } : {}) } };
   }
-  markEphemeral(obj);
+  // The request's own object lives only for the request; an object the base itself holds (the warm-up's,
+  // the audit's and `check`'s requests pass stored objects) does not: marked, its models would be kept
+  // for this request only while the base's long-lived tables hold them, and a later request, comparing
+  // models by identity, would take them for another policy's (decide's storedIn, for the same reason).
+  if (!heldBy(base, kind, namespaced ? ns : undefined, name, obj)) markEphemeral(obj);
   return ephemeral(new OverlayState(base, kind, ns, name, obj, `put ${ref}`));
 }
 

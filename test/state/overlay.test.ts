@@ -223,3 +223,28 @@ t.test("lists an overlay passes through unchanged stay the base's own (not marke
     t.equal(isEphemeral(patched), true);
   });
 });
+
+t.test("an object the base holds, put by a request (the warm-up's, the audit's), is not marked as the request's", async (t) => {
+  const base = new MemoryState();
+  const stored = obj('CiliumClusterwideNetworkPolicy', '', 'x', {}, 1);
+  base.upsert('CiliumClusterwideNetworkPolicy', stored);
+  const storedCnp = obj('CiliumNetworkPolicy', 'a', 'y', {}, 1);
+  base.upsert('CiliumNetworkPolicy', storedCnp);
+  inRequestScope(() => {
+    overlay(base, mutationOf(change('UPDATE', 'CiliumClusterwideNetworkPolicy', stored)));
+    t.equal(isEphemeral(stored), false, 'the stored cluster-scoped object outlives the request: so do caches keyed by it');
+    overlay(base, mutationOf(change('UPDATE', 'CiliumNetworkPolicy', storedCnp)));
+    t.equal(isEphemeral(storedCnp), false, 'and a namespaced one');
+    // The audit judges a stored object's creation on an overlay that deletes it: still the base's.
+    const without = overlay(base, mutationOf(change('DELETE', 'CiliumNetworkPolicy', storedCnp)));
+    overlay(without, mutationOf(change('CREATE', 'CiliumNetworkPolicy', storedCnp)));
+    t.equal(isEphemeral(storedCnp), false, "held by the deleting overlay's base");
+    // Near misses: an equal object that is not the stored one, and a new one, are the request's.
+    const copy = obj('CiliumClusterwideNetworkPolicy', '', 'x', {}, 1);
+    overlay(base, mutationOf(change('UPDATE', 'CiliumClusterwideNetworkPolicy', copy)));
+    t.equal(isEphemeral(copy), true, 'an equal copy is the request\'s own');
+    const fresh = obj('CiliumNetworkPolicy', 'b', 'y', {}, 1);
+    overlay(base, mutationOf(change('CREATE', 'CiliumNetworkPolicy', fresh)));
+    t.equal(isEphemeral(fresh), true, 'a new object is the request\'s own');
+  });
+});

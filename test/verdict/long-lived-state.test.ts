@@ -20,6 +20,9 @@ import { createDecide } from '../../src/verdict/decide.ts';
 import { tableSteps, warmUpChanges } from '../../src/verdict/warmup.ts';
 import { baseCluster, ccnp, ciliumConfigMap, cnp, HEALTHY_CILIUM_CONFIG, memoryState, netpol, ns, pod, type Obj } from '../fixtures/cluster.ts';
 import { inRequestScope } from '../../src/state/request-scope.ts';
+import { policiesSelecting } from '../../src/policy/selection.ts';
+import { policyModel } from '../../src/policy/model.ts';
+import type { KindName } from '../../src/core/kinds.ts';
 import { makeChange } from '../rules/rule-harness.ts';
 
 function rng(seed: number): () => number {
@@ -512,6 +515,7 @@ function run(t: Test, seed: number, steps: number, churning = false): void {
   let mismatches = 0;
   let scratchMismatches = 0;
   let findings = 0;
+  let staleModels = 0;
   for (let step = 0; step < steps && mismatches < 3; step++) {
     // One to three requests between mutations, the same request sometimes twice.
     const reqs: Req[] = [];
@@ -578,10 +582,23 @@ function run(t: Test, seed: number, steps: number, churning = false): void {
         t.same(got, want, `seed ${seed} step ${step}: ${req.label}\nafter: ${history.slice(-8).join('; ')}`);
       }
     }
+    // Every model of a pod's selecting list (kept across requests and pod events) is its policy object's
+    // current model: kept tables compare models by identity, so a model made for one request only (its
+    // object taken for the request's own) would be taken for another policy's later.
+    for (const p of w.live.list('Pod')) {
+      for (const m of policiesSelecting(w.live, p)) {
+        const o = w.live.get(m.ref.kind as KindName, m.ref.namespace === '' ? undefined : m.ref.namespace, m.ref.name);
+        if (o === undefined || policyModel(o as never)[m.specIndex] !== m) {
+          staleModels++;
+          if (staleModels === 1) t.fail(`seed ${seed} step ${step}: ${p.metadata.namespace}/${p.metadata.name}'s selecting list holds a model of ${m.ref.kind} ${m.ref.namespace}/${m.ref.name} that is not its object's`);
+        }
+      }
+    }
     history.push(mutate(g, w));
     if (extra.chance(0.1)) history.push(namespaceEvent(extra, w));
   }
   t.equal(mismatches, 0, `seed ${seed}: live decisions equal fresh ones (${findings} findings)`);
+  t.equal(staleModels, 0, `seed ${seed}: the kept selecting lists hold their policies' current models`);
   t.equal(scratchMismatches, 0, 'the overlay decisions equal the rules run on states rebuilt with the change');
   t.ok(findings > 0, 'the comparison is not of empty decisions');
   t.ok(cuts > 0, `${cuts} decisions cut by the budget before one that ran whole`);

@@ -223,7 +223,8 @@ export async function fillTablesInSlices(state: () => ClusterState, sliceMs = 20
  * server answers of every class and the base's decision facts the overlays derive from, which a cut
  * keeps, and the class keys, which it drops) are filled by the table steps instead, a class per step
  * (issue 21: the first cluster-wide request after start-up judged every class from cold tables, 85-385
- * ms of CPU at 50k pods).
+ * ms of CPU at 50k pods), after the cluster-wide policies' decisions and again at the end of any round
+ * that cut a decision after them (what the cut dropped is built again, the rest looked up).
  * What the first decisions would otherwise build in one piece (pod classes, policy models, address
  * indexes, selection tables, Namespace-label key tables) is built in steps of one pod, policy, class or
  * namespace, each step between two slice checks (see the comments below).
@@ -341,10 +342,6 @@ export async function warmUpInSlices(
   // the earlier ones had filled (policy models of every policy: 100-300 ms at 50k pods, in one piece).
   // It is made once, for the JIT, and left out of the later rounds, which then keep what they fill.
   const cut = new Set<Change>();
-  // Once past the cluster-wide policies' changes, a decision cut later (a CNP `{}` update, say) has
-  // dropped what the table steps built: they run again right after it (looked up where kept, built
-  // where dropped), so the first requests after the warm-up do not find them gone (issue 21).
-  let pastWide = lastWide === undefined;
   while (changes.length > 0 && used() - prepared < budgetMs) {
     if (cut.size === changes.length) break;
     for (const c of changes) {
@@ -354,8 +351,7 @@ export async function warmUpInSlices(
         tablesBuilt = false;
       }
       n++;
-      if (c === lastWide) pastWide = true;
-      if (pastWide && !(await buildTables())) return n;
+      if (c === lastWide && !(await buildTables())) return n;
       if (used() > capMs) return n;
       // Handed back once half the slice is spent: the next decision may take its whole budget (a
       // slice), so one started late in a slice held the loop for up to two slices (45-60 ms at 10k
@@ -365,6 +361,12 @@ export async function warmUpInSlices(
         if (shouldStop()) return n;
       }
     }
+    // A decision cut after the cluster-wide policies' ones (a CNP `{}` update at 50k pods) dropped part
+    // of what the table steps built, and the cluster-wide ones, cut too, are not made again to rebuild
+    // them: they run again at the end of the round (looked up where kept, built where dropped), so the
+    // first requests after the warm-up do not find them gone (issue 21). A cut decision is not made in
+    // later rounds: at most one rebuild per round that cut one.
+    if (!tablesBuilt && !(await buildTables())) return n;
   }
   return n;
 }

@@ -18,7 +18,7 @@ import type { ClusterState, Pod } from '../core/objects.ts';
 import { internKey } from '../state/intern.ts';
 import { isEphemeral, markEphemeral } from '../state/request-scope.ts';
 import { ipFamily } from './cidr.ts';
-import { classParts, classPlans, classSegments, filterTokens, groupedArrays, keptClassFilters, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
+import { classParts, classPlans, classSegments, filterTokens, groupedArrays, keptClassFilters, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds, type KeptClassFilter } from './memo.ts';
 
 /** One class: its key and its pods (the first one stands for all). */
 export interface PodClass {
@@ -386,7 +386,7 @@ export function filterPodsKept(pods: readonly Pod[], token: object, keep: (pod: 
   if (kept === undefined) keptClassFilters.set(token, (kept = { bySegment: new WeakMap(), byPods: new WeakMap() }));
   const groups = groupsOf(pods);
   const hit = kept.byPods.get(pods);
-  // (Used only while still registered with its classes, as forgetCachedResults() drops registrations.)
+  // (Used only while still registered with its classes: a request's own array's registration goes with it.)
   if (hit !== undefined && (hit === pods || groups === undefined || groupsOf(hit) !== undefined)) return hit as readonly Pod[];
   const segments = groups === undefined ? undefined : segmentsOf(groups);
   if (segments === undefined) {
@@ -397,19 +397,36 @@ export function filterPodsKept(pods: readonly Pod[], token: object, keep: (pod: 
   const parts: (readonly PodClass[])[] = [];
   let same = true;
   for (const seg of segments) {
-    let part = kept.bySegment.get(seg) as readonly PodClass[] | undefined;
-    if (part === undefined) {
-      keptFilterJudged += seg.length;
-      part = seg.filter((c) => keep(c.pods[0]!));
-      if (part.length === seg.length) part = seg;
-      kept.bySegment.set(seg, part);
-    }
+    const part = keptSegmentPart(kept, seg, keep);
     if (part !== seg) same = false;
     if (part.length > 0) parts.push(part);
   }
   const out = same ? pods : podsOfSegments(parts);
   kept.byPods.set(pods, out);
   return out;
+}
+
+/** The classes of one namespace's class array `seg` that `keep` accepts, kept in `kept` (`seg` itself when every one is). */
+function keptSegmentPart(kept: KeptClassFilter, seg: readonly PodClass[], keep: (pod: Pod) => boolean): readonly PodClass[] {
+  let part = kept.bySegment.get(seg) as readonly PodClass[] | undefined;
+  if (part === undefined) {
+    keptFilterJudged += seg.length;
+    part = seg.filter((c) => keep(c.pods[0]!));
+    if (part.length === seg.length) part = seg;
+    kept.bySegment.set(seg, part);
+  }
+  return part;
+}
+
+/**
+ * Fills filterPodsKept's answer for one namespace's class array `seg` (podClassesIn) under `token`, as a
+ * later filterPodsKept over any concatenation holding `seg` would (for warm-ups: a namespace per step).
+ */
+export function fillSegmentKept(seg: readonly PodClass[], token: object, keep: (pod: Pod) => boolean): void {
+  if (seg.length === 0) return;
+  let kept = keptClassFilters.get(token);
+  if (kept === undefined) keptClassFilters.set(token, (kept = { bySegment: new WeakMap(), byPods: new WeakMap() }));
+  keptSegmentPart(kept, seg, keep);
 }
 
 /**

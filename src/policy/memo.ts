@@ -202,11 +202,11 @@ export function perRevisionFor<T>(state: ClusterState, key: string, obj: object,
  */
 export function perContentOf<T>(state: ClusterState, key: string, kinds: readonly KindName[], compute: () => T): T {
   let m = byContent.get(key);
-  if (!m) byContent.set(key, (m = new ScopedWeakMap()));
+  if (!m) byContent.set(key, (m = new ScopedWeakMap(KEPT)));
   for (let i = 0; i < kinds.length - 1; i++) {
     const token = state.contentToken(kinds[i]!);
     let next = m.get(token) as ScopedWeakMap<object, unknown> | undefined;
-    if (!next) m.set(token, (next = new ScopedWeakMap()));
+    if (!next) m.set(token, (next = new ScopedWeakMap(KEPT)));
     m = next;
   }
   const last = state.contentToken(kinds[kinds.length - 1]!);
@@ -215,8 +215,15 @@ export function perContentOf<T>(state: ClusterState, key: string, kinds: readonl
   m.set(last, v);
   return v;
 }
-/** perContentOf: one chain of maps per key (keys are fixed strings in the code, so this stays small). */
+/**
+ * perContentOf: one chain of maps per key (keys are fixed strings in the code, so this stays small).
+ * Kept by forgetCachedResults: a value is stored once computed whole, and it reads only the content of
+ * its kinds. Dropped, a budget cut (serve's warm-up cuts its cluster-wide decisions) made the next
+ * request build new ones (every pod's classified array, the API server class key, the RBAC index), and
+ * so miss every table kept per them (the class plans, the kept filters): issue 21, the first sends.
+ */
 const byContent = new Map<string, ScopedWeakMap<object, unknown>>();
+const KEPT = { keepOnForget: true } as const;
 
 // ---------- identity and class keys (policy/identity.ts, policy/selectors.ts) ----------
 // Kept by forgetCachedResults (keptMemo): each is a pure function of an object that is never modified,
@@ -253,7 +260,10 @@ function pureMemo<K extends object, V>(name: string, purpose: string): WeakMap<K
 export const podClassIds = pureMemo<Pod, string>('podClassIds', 'podClassId per pod object: what makes pods interchangeable for every policy question, as one interned string');
 export const classParts = pureMemo<object, string>('classParts', 'the text of a label map, annotation map or container list in podClassId, per shared object (replicas share them)');
 export const namespaceClasses = pureMemo<readonly Pod[], readonly PodClassLike[]>('namespaceClasses', "a namespace's pods grouped by class, per Pod list array of the namespace (a pod event regroups its namespace only)");
-export const groupedArrays = memo<readonly object[], readonly PodClassLike[]>('groupedArrays', 'the classes a pod array was built from (podsOfClasses), so the impact layer can judge it per class');
+export const groupedArrays = keptMemo<readonly object[], readonly PodClassLike[]>(
+  'groupedArrays',
+  'the classes a pod array was built from (podsOfClasses), so the impact layer can judge it per class (a fact about an array never modified, registered whole: kept, as the arrays kept per content are)',
+);
 
 // ---------- whole-cluster class arrays kept per namespace (issue 21: after a pod event) ----------
 //
@@ -344,7 +354,7 @@ export const classesSelectedByNamespace = memo<readonly PodClassLike[], ScopedWe
   'classesSelectedByNamespace',
   "the classes of one namespace a model's subject selector selects, per class-list array of the namespace, per Namespace object, per subject key (kind, namespace, selector)",
 );
-export const subjectKeys = memo<PolicyModel, string>('subjectKeys', "a model's subject key (selects nodes, kind, namespace, subject selector as text), per model");
+export const subjectKeys = memo<PolicyModel, string>('subjectKeys', "a model's subject key (its effective subject selector as text: classesSelectedIn), per model");
 
 // ---------- cluster, namespaces ----------
 

@@ -18,12 +18,12 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
-import { classifiedPods, filterPods, filterPodsKept, filterToken } from './classes.ts';
+import { classifiedPods, fillSegmentKept, filterPods, filterPodsKept, filterToken, podClassesIn } from './classes.ts';
 import { meshMode } from './istio.ts';
 import { perRevision, stableContentToken } from './memo.ts';
 import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
 import { ingressMayAdmitTcpByModels, ingressMayAdmitTcpFrom, plainPodSource, reachable } from './reachability.ts';
-import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, type PolicySettings } from './selection.ts';
+import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
 import type { PolicyModel } from './types.ts';
 
 /**
@@ -49,30 +49,61 @@ export function enforcementChangeScans(): number {
  * `enable-policy` alone (see enablePolicyOnly); undefined for any other pair of states, where the caller
  * must judge every pod. The other pods keep every ingress answer: their selecting lists, their peers'
  * identities and the matching rules are the same in both states, and so is their enforcement.
- *
- * Kept across pod events, per namespace (filterPodsKept): a class's answer reads the class (whether it
- * is a Cilium endpoint, its identity and Namespace for the selecting list), the policy models and
- * Namespaces of `before` and the settings pair, and no other pod or EndpointSlice (policiesSelecting
- * reads none: its own table is kept across pod events for that reason). So the token is `before`'s
- * stableContentToken (every kind but Pod and EndpointSlice, cilium-config included) with the settings
- * pair, and a pod event elsewhere keeps a namespace's answer (its class array is the same); later
- * requests of the same revision scan nothing (the assembled answer is kept per pods array).
  */
 export function ingressEnforcementChanged(before: ClusterState, after: ClusterState, pods: readonly Pod[]): readonly Pod[] | undefined {
   const s = enablePolicyOnly(before, after);
   if (s === undefined) return undefined;
   if (s.a.enablePolicy === s.b.enablePolicy) return NO_PODS;
-  const token = filterToken(stableContentToken(before), `ingressEnforcementChanged|${s.a.enablePolicy}>${s.b.enablePolicy}|${s.a.nonDefaultDenyPolicies}`);
+  return enforcementSwitchedPods(before, s.a.enablePolicy === 'default' ? s.a : s.b, pods);
+}
+
+/**
+ * The pods of `pods` whose ingress enforcement differs between `enable-policy` `default` and `always`
+ * in `before` (its selecting lists), every other setting as in `dflt` (the `default` side): under
+ * `always` every Cilium endpoint is enforced, so those are the Cilium endpoints that `default` leaves
+ * unenforced, whichever way the request switches (one table for both directions).
+ *
+ * Kept across pod events, per namespace (filterPodsKept): a class's answer reads the class (whether it
+ * is a Cilium endpoint, its identity and Namespace for the selecting list), the policy models and
+ * Namespaces of `before` and `dflt`'s nonDefaultDenyPolicies, and no other pod or EndpointSlice
+ * (policiesSelecting reads none: its own table is kept across pod events for that reason). So the token
+ * is `before`'s stableContentToken (every kind but Pod and EndpointSlice, cilium-config included) with
+ * that setting, and a pod event elsewhere keeps a namespace's answer (its class array is the same);
+ * later requests of the same revision scan nothing (the assembled answer is kept per pods array).
+ * Serve's warm-up fills it a namespace per step (warmEnforcementSwitch): the first cilium-config
+ * request after start-up judged every class here (31 ms of CPU at 50k pods, issue 21).
+ */
+function enforcementSwitchedPods(before: ClusterState, dflt: PolicySettings, pods: readonly Pod[]): readonly Pod[] {
   let judged = false;
-  // The selecting lists are the base's (a cilium-config change changes none): read from its long-lived table.
-  const out = filterPodsKept(pods, token, (p) => {
+  const out = filterPodsKept(pods, switchToken(before, dflt), (p) => {
     judged = true;
-    if (!isCiliumEndpoint(p)) return false;
-    const models = policiesSelecting(before, p);
-    return enforcementOfModels(models, 'ingress', s.a).enforced !== enforcementOfModels(models, 'ingress', s.b).enforced;
+    return unenforcedEndpoint(before, dflt, p);
   });
   if (judged) enforcementScans++;
   return out;
+}
+
+/** enforcementSwitchedPods' filter token: `before`'s stable content and the setting the answer reads. */
+function switchToken(before: ClusterState, dflt: PolicySettings): object {
+  return filterToken(stableContentToken(before), `ingressEnforcementSwitched|${dflt.nonDefaultDenyPolicies}`);
+}
+
+/** A Cilium endpoint whose ingress `dflt` (enable-policy `default`) does not enforce: `always` would. */
+function unenforcedEndpoint(before: ClusterState, dflt: PolicySettings, p: Pod): boolean {
+  // The selecting lists are the base's (a cilium-config change changes none): read from its long-lived table.
+  return isCiliumEndpoint(p) && !enforcementOfModels(policiesSelecting(before, p), 'ingress', dflt).enforced;
+}
+
+/**
+ * Fills ingressEnforcementChanged's table of `state` for the namespace `namespace`, for a request that
+ * switches `enable-policy` between `default` and `always` (from the state's own value, if not `never`).
+ * For serve's warm-up, a namespace per step.
+ */
+export function warmEnforcementSwitch(state: ClusterState, namespace: string): void {
+  const settings = policySettings(state);
+  if (settings.enablePolicy === 'never') return;
+  const dflt: PolicySettings = settings.enablePolicy === 'default' ? settings : { ...settings, enablePolicy: 'default' };
+  fillSegmentKept(podClassesIn(state, namespace), switchToken(state, dflt), (p) => unenforcedEndpoint(state, dflt, p));
 }
 const NO_PODS: readonly Pod[] = Object.freeze([]);
 

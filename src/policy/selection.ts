@@ -23,7 +23,7 @@ import { podIdentityKey } from './identity.ts';
 import { classifiedPods, podClassesIn, podsOfClasses, podsOfSegments, type PodClass } from './classes.ts';
 import { isEphemeral, markEphemeral, ScopedWeakMap } from '../state/request-scope.ts';
 import { overlayDelta } from '../state/overlay.ts';
-import { denyRulesByList, derivedSelecting, modelSets, enforcementKeys, ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, namespaceKeysByModels, enforcementCache, selectedBySelector, classesSelectedByNamespace, subjectKeys } from './memo.ts';
+import { denyRulesByList, derivedSelecting, modelSets, enforcementKeys, ccnpModelCache, nsModelCache, scopedSubjects, selectingByIdentity, selectingLists, namespaceKeysByModels, enforcementCache, selectedBySelector, classesSelectedByNamespace, subjectKeys } from './memo.ts';
 
 /** The settings of cilium-config the engine needs, with Cilium's defaults when unknown. */
 export interface PolicySettings {
@@ -297,12 +297,41 @@ function selectingUncached(state: ClusterState, pod: Pod): readonly PolicyModel[
   const id = podIdentityKey(pod);
   let result = byId.get(id);
   if (!result) {
-    result = models.filter((m) => modelSelects(state, m, pod));
-    if (isEphemeral(models)) markEphemeral(result);
+    result = sharedSelectingList(state, models, pod);
     if (byId.size >= IDENTITY_CACHE_LIMIT) byId.clear(); // pods churn: bound the identities kept
     byId.set(id, result);
   }
   return result;
+}
+
+/**
+ * The models of `models` that select `pod`, as one frozen array per distinct answer of the list (by which
+ * of its models select): identities with the same answer share it, so the caches keyed by a selecting
+ * list (enforcement, shape keys, the overlay's derived lists) hold one entry per answer, not per identity,
+ * and 10k identities keep a few hundred arrays (issue 21, the heap at 50k pods). Frozen: a caller that
+ * pushed to one would change every identity's answer.
+ */
+function sharedSelectingList(state: ClusterState, models: readonly PolicyModel[], pod: Pod): readonly PolicyModel[] {
+  let which = '';
+  let picked: PolicyModel[] | undefined;
+  for (let i = 0; i < models.length; i++) {
+    const m = models[i]!;
+    if (!modelSelects(state, m, pod)) continue;
+    which += `${i},`;
+    (picked ??= []).push(m);
+  }
+  if (picked === undefined) return NO_MODELS;
+  let lists = selectingLists.get(models);
+  if (lists === undefined) selectingLists.set(models, (lists = new Map()));
+  let hit = lists.get(which);
+  if (hit === undefined) {
+    if (lists.size >= IDENTITY_CACHE_LIMIT) lists.clear();
+    // slice(): an array of its own length (one built by push keeps spare capacity).
+    hit = Object.freeze(picked.slice());
+    if (isEphemeral(models)) markEphemeral(hit);
+    lists.set(which, hit);
+  }
+  return hit;
 }
 
 /**

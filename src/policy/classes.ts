@@ -18,7 +18,7 @@ import type { ClusterState, Pod } from '../core/objects.ts';
 import { internKey } from '../state/intern.ts';
 import { isEphemeral, markEphemeral } from '../state/request-scope.ts';
 import { ipFamily } from './cidr.ts';
-import { classParts, classPlans, classSegments, filterTokens, groupedArrays, keptClassFilters, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds } from './memo.ts';
+import { classParts, classPlans, classSegments, filterTokens, groupedArrays, keptClassFilters, namespaceClasses, nodeTokenSplits, perContentOf, podKeys } from './memo.ts';
 
 /** One class: its key and its pods (the first one stands for all). */
 export interface PodClass {
@@ -45,7 +45,8 @@ const PER_POD = new Set(LABELS_PER_POD);
 
 /** The class key of a pod (interned: pods of one class share the string). Computed once per pod object. */
 export function podClassId(pod: Pod): string {
-  let key = podClassIds.get(pod);
+  const r = podKeys(pod);
+  let key = r.classId;
   if (key === undefined) {
     const m = pod.metadata;
     const s = pod.spec;
@@ -66,7 +67,7 @@ export function podClassId(pod: Pod): string {
         partText(s.initContainers, JSON.stringify),
       ].join('\u0000'),
     );
-    podClassIds.set(pod, key);
+    r.classId = key;
   }
   return key;
 }

@@ -447,4 +447,8 @@ export const ipCache = textMemo<ParsedIp>('ipCache', 'canonical text and family 
 export const addrCache = textMemo<Addr | null>('addrCache', 'parsed address of an IP string (cleared past 4,096)');
 export const cidrCache = textMemo<[Addr, number] | null>('cidrCache', 'parsed prefix of a CIDR string (cleared past 10,000)');
 export const identityLabelKeys = textMemo<boolean>('identityLabelKeys', "identityLabelKept per label key: the agent's default label filter (a dozen regular expressions) once per key (cleared past 10,000)");
+export const directionFactsByContent = textMemo<{ readonly denyBy: readonly object[]; readonly allowBy: readonly object[] }>(
+  'directionFactsByContent',
+  "an overlay pass's base decision facts (policy refs with a matching deny, with a matching allow), one frozen object per content (cleared past 50,000)",
+);
 export const compiledDnsPatterns = textMemo<CompiledPattern | null>('compiledDnsPatterns', 'compiled matchPattern/matchName text (cleared at MAX_COMPILED)');

@@ -352,7 +352,7 @@ export const selectingByIdentity = memo<readonly PolicyModel[], Map<string, Map<
 );
 export const selectingLists = memo<readonly PolicyModel[], Map<string, readonly PolicyModel[]>>(
   'selectingLists',
-  'one frozen selecting list per distinct answer (which models select), per namespace model list: identities with the same answer share the array',
+  'one selecting list per distinct answer (which models select), per namespace model list: identities with the same answer share the array',
 );
 export const namespaceKeysByModels = memo<readonly PolicyModel[], readonly string[]>('namespaceKeysByModels', 'Namespace label keys the subject selectors of a model list read');
 export const enforcementCache = memo<readonly PolicyModel[], Map<string, Enforcement>>('enforcementCache', 'enforcement per selecting-model list, per direction and settings');

@@ -1393,7 +1393,7 @@ function directionFacts(ctx: EvalContext, subject: Pod, direction: Direction, pe
 const NO_FACTS: DirectionFacts = Object.freeze({ denyBy: NO_REFS, allowBy: NO_REFS });
 
 /**
- * One frozen DirectionFacts per content (the kind, namespace and name of each ref, in order): the base's
+ * One DirectionFacts per content (the kind, namespace and name of each ref, in order): the base's
  * facts of 10k classes hold a few distinct answers (issue 21, heap at 50k pods: 19k objects and 9.5k
  * arrays built by push, each with spare capacity). Only the refs' content is read (#decide's isRef), so
  * facts with equal content are interchangeable.
@@ -1406,9 +1406,10 @@ export function sharedFacts(denyBy: readonly PolicyRef[], allowBy: readonly Poli
   let hit = directionFactsByContent.get(key);
   if (hit === undefined) {
     if (directionFactsByContent.size >= FACTS_LIMIT) directionFactsByContent.clear();
-    // slice(): arrays of their own length (built by push they keep spare capacity).
-    const frozen = (refs: readonly PolicyRef[]): readonly PolicyRef[] => (refs.length === 0 ? NO_REFS : Object.freeze(refs.slice()));
-    hit = Object.freeze({ denyBy: frozen(denyBy), allowBy: frozen(allowBy) });
+    // slice(): arrays of their own length (built by push they keep spare capacity). Never modified
+    // (readonly); not frozen, so that #decide's loops see one kind of array.
+    const own = (refs: readonly PolicyRef[]): readonly PolicyRef[] => (refs.length === 0 ? NO_REFS : refs.slice());
+    hit = Object.freeze({ denyBy: own(denyBy), allowBy: own(allowBy) });
     directionFactsByContent.set(key, hit);
   }
   return hit as DirectionFacts;

@@ -53,13 +53,44 @@ export function isLinkLocal(ip: string): boolean {
   return parseIp(ip)?.range() === 'linkLocal';
 }
 
+/**
+ * Whether `ip` is an IPv4 address in its canonical text already: four decimal octets 0-255 without
+ * leading zeros, what a pod's IPv4 address always is. Told by a scan of the characters (no parse, no
+ * allocation), so those addresses, 55k at 50k pods, are not kept in ipCache (issue 21: 3.9 MB of heap).
+ */
+export function isCanonicalIpv4(ip: string): boolean {
+  if (typeof ip !== 'string') return false;
+  const n = ip.length;
+  if (n < 7 || n > 15) return false;
+  let octets = 0;
+  let i = 0;
+  while (i < n) {
+    const start = i;
+    let v = 0;
+    while (i < n) {
+      const c = ip.charCodeAt(i);
+      if (c < 48 || c > 57) break;
+      v = v * 10 + (c - 48);
+      i++;
+    }
+    const digits = i - start;
+    if (digits === 0 || digits > 3 || v > 255 || (digits > 1 && ip.charCodeAt(start) === 48)) return false;
+    octets++;
+    if (i === n) break;
+    if (ip.charCodeAt(i) !== 46 || octets === 4) return false;
+    i++;
+    if (i === n) return false;
+  }
+  return octets === 4;
+}
+
 /** Canonical text of an IP (for lookups), or undefined when not an IP. */
 export function canonicalIp(ip: string): string | undefined {
-  return parsedIp(ip).canonical;
+  return isCanonicalIpv4(ip) ? ip : parsedIp(ip).canonical;
 }
 
 export function ipFamily(ip: string): 'ipv4' | 'ipv6' | undefined {
-  return parsedIp(ip).family;
+  return isCanonicalIpv4(ip) ? 'ipv4' : parsedIp(ip).family;
 }
 
 

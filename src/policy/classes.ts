@@ -18,7 +18,7 @@ import type { ClusterState, Pod } from '../core/objects.ts';
 import { internKey } from '../state/intern.ts';
 import { isEphemeral, markEphemeral } from '../state/request-scope.ts';
 import { ipFamily } from './cidr.ts';
-import { classParts, classPlans, classSegments, filterTokens, groupedArrays, keptClassFilters, namespaceClasses, nodeTokenSplits, perContentOf, podClassIds, type KeptClassFilter } from './memo.ts';
+import { classParts, classPlans, classSegments, filterTokens, groupedArrays, keptClassFilters, namespaceClasses, nodeTokenSplits, perContentOf, podKeys, type KeptClassFilter } from './memo.ts';
 
 /** One class: its key and its pods (the first one stands for all). */
 export interface PodClass {
@@ -45,7 +45,8 @@ const PER_POD = new Set(LABELS_PER_POD);
 
 /** The class key of a pod (interned: pods of one class share the string). Computed once per pod object. */
 export function podClassId(pod: Pod): string {
-  let key = podClassIds.get(pod);
+  const r = podKeys(pod);
+  let key = r.classId;
   if (key === undefined) {
     const m = pod.metadata;
     const s = pod.spec;
@@ -66,7 +67,7 @@ export function podClassId(pod: Pod): string {
         partText(s.initContainers, JSON.stringify),
       ].join('\u0000'),
     );
-    podClassIds.set(pod, key);
+    r.classId = key;
   }
   return key;
 }
@@ -104,7 +105,9 @@ function group(pods: readonly Pod[]): readonly PodClass[] {
     else byKey.set(k, [p]);
   }
   const out: PodClass[] = [];
-  for (const [key, members] of byKey) out.push({ key, pods: members });
+  // slice(): a class's pods in an array of their own length (grown by push, an array of 2-16 pods keeps
+  // room for 17-40: 10k classes at 50k pods, issue 21's heap).
+  for (const [key, members] of byKey) out.push({ key, pods: members.length > 1 ? members.slice() : members });
   return out;
 }
 

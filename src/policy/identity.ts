@@ -16,19 +16,15 @@ import { internKey } from '../state/intern.ts';
 import type { ClusterState, Container, Pod } from '../core/objects.ts';
 import { ipFamily } from './cidr.ts';
 import { apiserverEndpoints, dnsBackends, nodeAddresses } from './cluster.ts';
-import { perContentOf, ambientClassKeys, classKeysAnyNode, classKeysNoNode, classKeysOwnNode, identityKeys, podRefs, podShapeKeys, rulesKeys } from './memo.ts';
+import { perContentOf, podKeys, rulesKeys } from './memo.ts';
 import { policiesSelecting } from './selection.ts';
 import { readsNode, type ClassKeyFn } from './classes.ts';
 import type { PolicyModel } from './types.ts';
 
 /** "namespace/name" of a pod: how pod sets are keyed and victims named. */
 export function podRef(pod: Pod): string {
-  let ref = podRefs.get(pod);
-  if (ref === undefined) {
-    ref = `${pod.metadata.namespace ?? ''}/${pod.metadata.name}`;
-    podRefs.set(pod, ref);
-  }
-  return ref;
+  const r = podKeys(pod);
+  return (r.ref ??= `${pod.metadata.namespace ?? ''}/${pod.metadata.name}`);
 }
 
 /**
@@ -36,13 +32,13 @@ export function podRef(pod: Pod): string {
  * account (empty means `default`) and pod labels, as one string.
  */
 export function podIdentityKey(pod: Pod): string {
-  let key = identityKeys.get(pod);
+  const r = podKeys(pod);
+  let key = r.identity;
   if (key === undefined) {
     const labels = pod.metadata.labels ?? {};
     let k = (pod.metadata.namespace ?? '') + '\u0000' + (pod.spec.serviceAccountName || 'default');
     for (const l of Object.keys(labels).sort()) k += '\u0000' + l + '\u0001' + labels[l];
-    key = internKey(k);
-    identityKeys.set(pod, key);
+    key = r.identity = internKey(k);
   }
   return key;
 }
@@ -59,11 +55,16 @@ export function podClassKey(pod: Pod, node: string): string {
   // Asked with '', '*' (apiserverClassKey: "not an API server node") or the pod's own node almost always:
   // those are kept per pod, anything else is built on demand.
   const own = node === (pod.spec.nodeName ?? '');
-  const memo = own ? classKeysOwnNode : node === '' ? classKeysNoNode : node === '*' ? classKeysAnyNode : undefined;
-  let key = memo?.get(pod);
+  const which = own ? 0 : node === '' ? 1 : node === '*' ? 2 : 3;
+  const r = which === 3 ? undefined : podKeys(pod);
+  let key = r === undefined ? undefined : which === 0 ? r.classOwnNode : which === 1 ? r.classNoNode : r.classAnyNode;
   if (key === undefined) {
     key = internKey(`${JSON.stringify(node)}\u0000${pod.spec.hostNetwork === true ? 'h' : 'p'}\u0000${pod.status?.phase ?? ''}\u0000${podIdentityKey(pod)}`);
-    memo?.set(pod, key);
+    if (r !== undefined) {
+      if (which === 0) r.classOwnNode = key;
+      else if (which === 1) r.classNoNode = key;
+      else r.classAnyNode = key;
+    }
   }
   return key;
 }
@@ -119,11 +120,11 @@ export function ingressShapeKey(state: ClusterState, pod: Pod): string {
  * out the node, which these checks do not read: replicas spread over nodes are judged once.
  */
 export function ambientIngressClassKey(pod: Pod): string {
-  let key = ambientClassKeys.get(pod);
+  const r = podKeys(pod);
+  let key = r.ambient;
   if (key === undefined) {
     const names = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])].map((c) => c.name);
-    key = internKey(`${podIdentityKey(pod)}\u0000${podShapeKey(pod)}\u0000${JSON.stringify(names)}`);
-    ambientClassKeys.set(pod, key);
+    key = r.ambient = internKey(`${podIdentityKey(pod)}\u0000${podShapeKey(pod)}\u0000${JSON.stringify(names)}`);
   }
   return key;
 }
@@ -149,7 +150,8 @@ function probePortsKey(c: Container): string {
 }
 
 function podShapeKey(pod: Pod): string {
-  let key = podShapeKeys.get(pod);
+  const r = podKeys(pod);
+  let key = r.shape;
   if (key === undefined) {
     const labels = pod.metadata.labels ?? {};
     const mesh = MESH_LABELS.map((k) => labels[k] ?? '');
@@ -160,8 +162,7 @@ function podShapeKey(pod: Pod): string {
         probePortsKey(c),
     );
     const ips = [pod.status?.podIP, ...(pod.status?.podIPs ?? []).map((x) => x.ip)].map((ip) => (ip ? ipFamily(ip) : ''));
-    key = internKey(JSON.stringify([pod.metadata.namespace ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', mesh, pod.metadata.annotations ?? {}, ports, ips]));
-    podShapeKeys.set(pod, key);
+    key = r.shape = internKey(JSON.stringify([pod.metadata.namespace ?? '', pod.spec.hostNetwork === true, pod.status?.phase ?? '', mesh, pod.metadata.annotations ?? {}, ports, ips]));
   }
   return key;
 }

@@ -231,18 +231,52 @@ const KEPT = { keepOnForget: true } as const;
 // ones are) made the next cluster-wide request build 50k pods' keys and 9.5k identities' labels again:
 // 440 ms of CPU for the first CCNP `{}` after serve's warm-up at 50k pods (issue 21).
 
-export const identityKeys = keptMemo<Pod, string>('identityKeys', "podIdentityKey per pod object: Cilium's identity (namespace, service account, labels) as one string");
-export const classKeysOwnNode = keptMemo<Pod, string>('classKeysOwnNode', "podClassKey(pod, its own node) per pod object");
-export const classKeysNoNode = keptMemo<Pod, string>('classKeysNoNode', "podClassKey(pod, '') per pod object (node not read by the check)");
-export const classKeysAnyNode = keptMemo<Pod, string>('classKeysAnyNode', "podClassKey(pod, '*') per pod object (not an API server node)");
-export const ambientClassKeys = keptMemo<Pod, string>('ambientClassKeys', 'ambientIngressClassKey per pod object');
-export const podShapeKeys = keptMemo<Pod, string>('podShapeKeys', "the pod's own part of ingressShapeKey (mesh labels, annotations, ports, address family) per pod object");
+/**
+ * The string keys kept per pod object (identity.ts, classes.ts), one record per pod. A WeakMap per key
+ * held a 2 MB table each at 50k pods (an ephemeron table of 2^17 entries), six of them 12 MB; one record
+ * per pod (8 fields, 88 bytes) and one table hold the same (issue 21, the heap at 50k pods). Each field is
+ * set once computed whole, so forgetCachedResults() keeps the records (see keptMemo).
+ */
+export interface PodKeys {
+  /** podRef: "namespace/name" (pod sets are keyed by it many times per request). */
+  ref: string | undefined;
+  /** podIdentityKey: Cilium's identity (namespace, service account, labels) as one string. */
+  identity: string | undefined;
+  /** podClassKey(pod, its own node). */
+  classOwnNode: string | undefined;
+  /** podClassKey(pod, '') (node not read by the check). */
+  classNoNode: string | undefined;
+  /** podClassKey(pod, '*') (not an API server node). */
+  classAnyNode: string | undefined;
+  /** ambientIngressClassKey. */
+  ambient: string | undefined;
+  /** The pod's own part of ingressShapeKey (mesh labels, annotations, ports, address family). */
+  shape: string | undefined;
+  /** podClassId: what makes pods interchangeable for every policy question, as one interned string. */
+  classId: string | undefined;
+}
+const podKeyRecords = keptMemo<Pod, PodKeys>('podKeys', 'the string keys of a pod object (ref, identity, class keys, shape, class id), one record per pod');
+
+/** The record of `pod`'s kept keys, created empty on first use. */
+export function podKeys(pod: Pod): PodKeys {
+  let r = podKeyRecords.get(pod);
+  if (r === undefined) {
+    // Every field from the start: one object shape for every record (fields held in the object itself).
+    r = { ref: undefined, identity: undefined, classOwnNode: undefined, classNoNode: undefined, classAnyNode: undefined, ambient: undefined, shape: undefined, classId: undefined };
+    podKeyRecords.set(pod, r);
+  }
+  return r;
+}
+
+/** `pod`'s record if any key of it was computed (tests count what was asked). */
+export function knownPodKeys(pod: Pod): Readonly<PodKeys> | undefined {
+  return podKeyRecords.get(pod);
+}
 export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the selecting-model part of ingressShapeKey, per selecting-model list (shared by an identity)');
 export const podIdentities = memo<Pod, { readonly namespace: object | undefined; readonly identity: unknown }>(
   'podIdentities',
   "a pod's policy identity (reachability.ts Identity) per pod object, valid while its Namespace object is the one it was built with",
 );
-export const podRefs = keptMemo<Pod, string>('podRefs', '"namespace/name" per pod object (pod sets are keyed by it many times per request)');
 
 // ---------- pod classes (policy/classes.ts) ----------
 
@@ -257,7 +291,6 @@ function pureMemo<K extends object, V>(name: string, purpose: string): WeakMap<K
   return new WeakMap<K, V>();
 }
 
-export const podClassIds = pureMemo<Pod, string>('podClassIds', 'podClassId per pod object: what makes pods interchangeable for every policy question, as one interned string');
 export const classParts = pureMemo<object, string>('classParts', 'the text of a label map, annotation map or container list in podClassId, per shared object (replicas share them)');
 export const namespaceClasses = pureMemo<readonly Pod[], readonly PodClassLike[]>('namespaceClasses', "a namespace's pods grouped by class, per Pod list array of the namespace (a pod event regroups its namespace only)");
 export const groupedArrays = keptMemo<readonly object[], readonly PodClassLike[]>(
@@ -326,6 +359,10 @@ export const scopedSubjects = memo<PolicyModel, LabelSelector>('scopedSubjects',
 export const selectingByIdentity = memo<readonly PolicyModel[], Map<string, Map<string, readonly PolicyModel[]>>>(
   'selectingByIdentity',
   "policiesSelecting per namespace model list, per values of the Namespace labels its selectors read, per pod identity",
+);
+export const selectingLists = memo<readonly PolicyModel[], Map<string, readonly PolicyModel[]>>(
+  'selectingLists',
+  'one selecting list per distinct answer (which models select), per namespace model list: identities with the same answer share the array',
 );
 export const namespaceKeysByModels = memo<readonly PolicyModel[], readonly string[]>('namespaceKeysByModels', 'Namespace label keys the subject selectors of a model list read');
 export const enforcementCache = memo<readonly PolicyModel[], Map<string, Enforcement>>('enforcementCache', 'enforcement per selecting-model list, per direction and settings');
@@ -422,4 +459,8 @@ export const ipCache = textMemo<ParsedIp>('ipCache', 'canonical text and family 
 export const addrCache = textMemo<Addr | null>('addrCache', 'parsed address of an IP string (cleared past 4,096)');
 export const cidrCache = textMemo<[Addr, number] | null>('cidrCache', 'parsed prefix of a CIDR string (cleared past 10,000)');
 export const identityLabelKeys = textMemo<boolean>('identityLabelKeys', "identityLabelKept per label key: the agent's default label filter (a dozen regular expressions) once per key (cleared past 10,000)");
+export const directionFactsByContent = textMemo<{ readonly denyBy: readonly object[]; readonly allowBy: readonly object[] }>(
+  'directionFactsByContent',
+  "an overlay pass's base decision facts (policy refs with a matching deny, with a matching allow), one frozen object per content (cleared past 50,000)",
+);
 export const compiledDnsPatterns = textMemo<CompiledPattern | null>('compiledDnsPatterns', 'compiled matchPattern/matchName text (cleared at MAX_COMPILED)');

@@ -180,7 +180,7 @@ function ciliumRuleModel(ref: PolicyRef, specIndex: number, rule: Raw): PolicyMo
     selectsNodes,
     enforces: { ingress: defaultDeny('ingress'), egress: defaultDeny('egress') },
     hasSection: sections,
-    elements,
+    elements: ownLength(elements),
   });
 }
 
@@ -233,6 +233,14 @@ function cidrPeers(el: Raw, listField: string, setField: string): Peer[] {
 }
 
 /** toPorts entries; undefined when entries exist but none has a usable port (matches no traffic). */
+/**
+ * `a` in an array of its own length: built by push, an array of 1-16 entries keeps room for 17 or more,
+ * and models are kept for every policy of the cluster (issue 21, the heap at 50k pods).
+ */
+function ownLength<T>(a: T[]): T[] {
+  return a.length === 0 ? a : a.slice();
+}
+
 function ciliumPortSections(el: Raw): PortSection[] | undefined {
   const out: PortSection[] = [];
   const raw = objs(el.toPorts);
@@ -248,12 +256,12 @@ function ciliumPortSections(el: Raw): PortSection[] | undefined {
     // nothing, not "all ports": the agent adds one L4 filter per port of the entry
     // (L4PolicyMap.mergeL4Filter iterates GetPortProtocols), so such an entry adds none.
     if (ports.length === 0) continue;
-    const section: { ports: PortRule[]; rules?: L7Rules; serverNames?: string[] } = { ports };
+    const section: { ports: PortRule[]; rules?: L7Rules; serverNames?: string[] } = { ports: ownLength(ports) };
     if (isObj(tp.rules)) section.rules = l7Of(tp.rules);
     if (Array.isArray(tp.serverNames)) section.serverNames = [...strs(tp.serverNames)];
     out.push(section);
   }
-  return raw.length > 0 && out.length === 0 ? undefined : out;
+  return raw.length > 0 && out.length === 0 ? undefined : ownLength(out);
 }
 
 function l7Of(r: Raw): L7Rules {
@@ -324,7 +332,7 @@ function ciliumElement(ref: PolicyRef, clusterwide: boolean, direction: Directio
     // cidrGroupRef): selects no peer. fromRequires/toRequires only add constraints, they never allow.
     return undefined;
   }
-  return Object.freeze({ direction, deny, peers, ports, index });
+  return Object.freeze({ direction, deny, peers: ownLength(peers), ports, index });
 }
 
 // ---------- Kubernetes NetworkPolicy ----------
@@ -354,7 +362,7 @@ function networkPolicyModel(obj: PolicyObject, spec: Raw): PolicyModel {
     selectsNodes: false,
     enforces: { ingress, egress },
     hasSection: { ingress, egress },
-    elements,
+    elements: ownLength(elements),
   });
 }
 
@@ -393,5 +401,5 @@ function npElement(ref: PolicyRef, direction: Direction, rule: Raw, rawPeers: un
   const portSections: PortSection[] = ports.length > 0 ? [{ ports }] : [];
   // Empty `from`/`to` = every peer; but peers that were all invalid must not widen to every peer.
   if (hadPeers && peers.length === 0) return undefined;
-  return Object.freeze({ direction, deny: false, peers, ports: portSections });
+  return Object.freeze({ direction, deny: false, peers: ownLength(peers), ports: portSections });
 }

@@ -32,7 +32,7 @@ import { CLUSTER_LABEL, endpointLabels, identityLabelKept, matchesSelector, NAME
 import { checkBudget } from '../core/budget.ts';
 import { atLeast, clusterVersions } from './versions.ts';
 import type { ScopedWeakMap } from '../state/request-scope.ts';
-import { fqdnPeerLists, ipIndexByList, keptAcrossPodEvents, perRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
+import { directionFactsByContent, fqdnPeerLists, ipIndexByList, keptAcrossPodEvents, perRevision, perRevisionFor, podIdentities, podIpAnswers, vipAnswers, namespaceLabelCache, vipIndexByList } from './memo.ts';
 
 export { dnsNameMatches };
 
@@ -1036,7 +1036,7 @@ export function evaluateIngressFromAddress(state: ClusterState, dest: Pod, ip: s
 // ---------- an admission overlay's decision from its base's ----------
 
 /** What a direction's decision at a subject saw in a state: the policies with a matching deny, and with a matching allow. */
-interface DirectionFacts {
+export interface DirectionFacts {
   readonly denyBy: readonly PolicyRef[];
   readonly allowBy: readonly PolicyRef[];
 }
@@ -1406,7 +1406,32 @@ function directionFacts(ctx: EvalContext, subject: Pod, direction: Direction, pe
       else (allowBy ??= []).push(m.ref);
     }
   }
-  return { denyBy: denyBy ?? NO_REFS, allowBy: allowBy ?? NO_REFS };
+  if (denyBy === undefined && allowBy === undefined) return NO_FACTS;
+  return sharedFacts(denyBy ?? NO_REFS, allowBy ?? NO_REFS);
+}
+const NO_FACTS: DirectionFacts = Object.freeze({ denyBy: NO_REFS, allowBy: NO_REFS });
+
+/**
+ * One DirectionFacts per content (the kind, namespace and name of each ref, in order): the base's
+ * facts of 10k classes hold a few distinct answers (issue 21, heap at 50k pods: 19k objects and 9.5k
+ * arrays built by push, each with spare capacity). Only the refs' content is read (#decide's isRef), so
+ * facts with equal content are interchangeable.
+ */
+export function sharedFacts(denyBy: readonly PolicyRef[], allowBy: readonly PolicyRef[]): DirectionFacts {
+  let key = '';
+  for (const r of denyBy) key += `${r.kind}\u0001${r.namespace}\u0001${r.name}\u0000`;
+  key += '\u0002';
+  for (const r of allowBy) key += `${r.kind}\u0001${r.namespace}\u0001${r.name}\u0000`;
+  let hit = directionFactsByContent.get(key);
+  if (hit === undefined) {
+    if (directionFactsByContent.size >= FACTS_LIMIT) directionFactsByContent.clear();
+    // slice(): arrays of their own length (built by push they keep spare capacity). Never modified
+    // (readonly); not frozen, so that #decide's loops see one kind of array.
+    const own = (refs: readonly PolicyRef[]): readonly PolicyRef[] => (refs.length === 0 ? NO_REFS : refs.slice());
+    hit = Object.freeze({ denyBy: own(denyBy), allowBy: own(allowBy) });
+    directionFactsByContent.set(key, hit);
+  }
+  return hit as DirectionFacts;
 }
 const newFactsTable = (): Map<string, Map<object | string, Map<string, KeptFacts>>> => new Map();
 /** Classes whose facts are kept per base revision (a cluster has ~10k; synthetic pods add a few). */

@@ -6,7 +6,6 @@
 // printed) until the process is interrupted; --kubeconfig runs against such a kept apiserver instead.
 // Usage: node bench/list-encoding.ts [--pods 50000] [--runs 3] [--keep] [--kubeconfig FILE] [--no-decoded]
 
-import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import protobuf from 'protobufjs/minimal.js';
@@ -15,6 +14,7 @@ import { loadKubeApi, type KubeApi } from '../src/state/kube-api.ts';
 import { collectionPath, listKind } from '../src/state/live.ts';
 import { startControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster } from './cluster-gen.ts';
+import { cpuSeconds, controlPlanePids } from './harness.ts';
 import { apiFromKubeconfig, loadCluster } from './live.ts';
 
 const { values } = parseArgs({
@@ -24,35 +24,6 @@ const { values } = parseArgs({
 const PODS = Number(values.pods);
 const log = (m: string): void => void process.stderr.write(`[list-encoding] ${m}\n`);
 const la = (): string => os.loadavg()[0]!.toFixed(1);
-
-/** CPU seconds a process has used so far (utime + stime, /proc/PID/stat), or NaN when it is gone. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
-/** The kube-apiserver serving `kubeconfig` and its etcd, found by their command lines (the port, the etcd URL). */
-function controlPlanePids(kubeconfig: string): { apiserver?: number; etcd?: number } {
-  const port = /server: https:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(kubeconfig, 'utf8'))?.[1];
-  const procs: { pid: number; args: string[] }[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      procs.push({ pid: Number(d), args: readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0') });
-    } catch {
-      // gone
-    }
-  }
-  const apiserver = procs.find((p) => p.args[0]?.endsWith('kube-apiserver') && p.args.includes(`--secure-port=${port}`));
-  const etcdUrl = apiserver?.args.find((a) => a.startsWith('--etcd-servers='))?.slice('--etcd-servers='.length);
-  const etcd = procs.find((p) => p.args[0]?.endsWith('etcd') && p.args.some((a) => a === `--listen-client-urls=${etcdUrl}` || a === `--advertise-client-urls=${etcdUrl}`));
-  return { ...(apiserver ? { apiserver: apiserver.pid } : {}), ...(etcd ? { etcd: etcd.pid } : {}) };
-}
 
 async function bytesOf(api: KubeApi, pathAndQuery: string, accept: string): Promise<Buffer> {
   const res = await api.get(pathAndQuery, { accept });

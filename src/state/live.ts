@@ -267,6 +267,11 @@ export interface LiveSourceOptions {
   readonly api?: KubeApi;
   /** The clock and timers (default: Date.now and the global timers; tests pass fake ones). */
   readonly timers?: Timers;
+  /**
+   * How Pods are listed: 'protobuf' (the default; JSON after a page fails to decode) or 'json' from the
+   * start (serve: MESHGUARD_POD_LIST_ENCODING=json; ADR 0008).
+   */
+  readonly podListEncoding?: 'json' | 'protobuf';
 }
 
 const MAX_BACKOFF_MS = 30_000;
@@ -298,7 +303,7 @@ export class LiveSource implements StateSource {
   readonly #events: Partial<Record<KindName, { changed: number; unchanged: number }>> = {};
   #api?: KubeApi;
   /** Pods are listed in protobuf until a page fails to decode (logged once); JSON from then on. */
-  #podProtobuf = true;
+  #podProtobuf: boolean;
   #watchdog?: Timer;
   #stopped = false;
   #started = false;
@@ -310,6 +315,7 @@ export class LiveSource implements StateSource {
     this.#timers = opts.timers ?? REAL_TIMERS;
     this.#watchdogMs = Math.max(1, opts.watchdogSeconds ?? 60) * 1000;
     this.#watchIdleMs = Math.min(30_000, this.#watchdogMs / 2);
+    this.#podProtobuf = opts.podListEncoding !== 'json';
   }
 
   /** Starts every stream; resolves once each kind has listed once (missing CRDs count as listed). */

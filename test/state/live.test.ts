@@ -770,3 +770,18 @@ t.test('LiveSource lists Pods in protobuf and its state is the one a JSON list g
   t.strictSame([...src.state.list('Pod')].sort(byName), [...json.items].sort(byName));
   t.equal(src.state.podsWithLabel('shop', 'app', 'a1').length, 1);
 });
+
+t.test('LiveSource with podListEncoding json asks for Pods in JSON from the first page, the server having protobuf', async (t) => {
+  const api = await fake(t);
+  for (let i = 0; i < 5; i++) api.put(PODS, richPod('shop', `p${i}`));
+  let protobufPages = 0;
+  api.protobufPage = (items, meta) => (protobufPages++, encodePodList(items, meta));
+  const log = capture();
+  const src = new LiveSource({ logger: log.logger, api: api.api(), timers: new FakeClock(), podListEncoding: 'json' });
+  t.teardown(() => src.stop());
+  await src.start();
+  t.same(podListAccepts(api), ['application/json', 'application/json', 'application/json'], 'every pod page asked for in JSON');
+  t.equal(protobufPages, 0);
+  t.equal(src.state.list('Pod').length, 5);
+  t.equal(log.lines().filter((l) => /listing as JSON/.test(String(l.msg))).length, 0, 'no fallback logged');
+});

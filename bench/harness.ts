@@ -320,17 +320,6 @@ export function setCpus(pid: number, cpus: string): void {
   execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
-/** CPU seconds a process has used so far (utime + stime, /proc/PID/stat), or NaN when it is gone. */
-export function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
 /** The kube-apiserver serving `kubeconfig` and its etcd, found by their command lines (the port, the etcd URL). */
 export function controlPlanePids(kubeconfig: string): { apiserver?: number; etcd?: number } {
   const port = /server: https:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(kubeconfig, 'utf8'))?.[1];

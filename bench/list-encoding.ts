@@ -14,7 +14,7 @@ import { loadKubeApi, type KubeApi } from '../src/state/kube-api.ts';
 import { collectionPath, listKind } from '../src/state/live.ts';
 import { startControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster } from './cluster-gen.ts';
-import { cpuSeconds, controlPlanePids } from './harness.ts';
+import { controlPlanePids, cpuSecondsOf } from './harness.ts';
 import { apiFromKubeconfig, loadCluster } from './live.ts';
 
 const { values } = parseArgs({
@@ -100,13 +100,13 @@ async function measure(kubeconfig: string): Promise<void> {
   for (let run = 0; run < Number(values.runs); run++) {
     for (const [name, fn] of variants) {
       const c0 = process.cpuUsage();
-      const a0 = pids.apiserver ? cpuSeconds(pids.apiserver) : NaN;
-      const e0 = pids.etcd ? cpuSeconds(pids.etcd) : NaN;
+      const a0 = pids.apiserver ? cpuSecondsOf(pids.apiserver) : NaN;
+      const e0 = pids.etcd ? cpuSecondsOf(pids.etcd) : NaN;
       const t0 = performance.now();
       const what = await fn();
       const c = process.cpuUsage(c0);
-      const a = pids.apiserver ? cpuSeconds(pids.apiserver) - a0 : NaN;
-      const e = pids.etcd ? cpuSeconds(pids.etcd) - e0 : NaN;
+      const a = pids.apiserver ? cpuSecondsOf(pids.apiserver) - a0 : NaN;
+      const e = pids.etcd ? cpuSecondsOf(pids.etcd) - e0 : NaN;
       log(`run ${run + 1}, ${name}: ${what} in ${(performance.now() - t0).toFixed(0)} ms, CPU: this process ${((c.user + c.system) / 1000).toFixed(0)} ms, kube-apiserver ${(a * 1000).toFixed(0)} ms, etcd ${(e * 1000).toFixed(0)} ms; load ${la()}`);
     }
   }

@@ -24,7 +24,7 @@ import { loadKubeApi } from '../src/state/kube-api.ts';
 import { listKind, LiveSource } from '../src/state/live.ts';
 import { startControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster } from './cluster-gen.ts';
-import { controlPlanePids, cpuSeconds, deployedNodeFlags, freePort, ROOT, SERVER_CPUS, setCpus, startServer, stopServer } from './harness.ts';
+import { controlPlanePids, cpuSecondsOf, deployedNodeFlags, freePort, ROOT, SERVER_CPUS, setCpus, startServer, stopServer } from './harness.ts';
 import { apiFromKubeconfig, loadCluster } from './live.ts';
 
 const { values } = parseArgs({
@@ -59,7 +59,7 @@ async function measure(kubeconfig: string): Promise<void> {
   const pids = controlPlanePids(kubeconfig);
   if (pids.apiserver === undefined) throw new Error('kube-apiserver not found');
   log(`kube-apiserver pid ${pids.apiserver}, etcd pid ${pids.etcd ?? '?'}; modes ${modes.join(', ')}`);
-  const apiCpu = (): number => cpuSeconds(pids.apiserver!);
+  const apiCpu = (): number => cpuSecondsOf(pids.apiserver!);
   const api = loadKubeApi(kubeconfig);
   if (values.lists) {
     place('unpinned', pids);
@@ -105,7 +105,7 @@ async function measure(kubeconfig: string): Promise<void> {
             [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', kubeconfig, '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'info'],
             port, ca, ['ignore', fd, fd], { ...process.env, MESHGUARD_POD_LIST_ENCODING: encoding }, mode === 'pinned' ? { cpus: SERVER_CPUS } : {},
           );
-          const serveCpu = cpuSeconds(child.pid!);
+          const serveCpu = cpuSecondsOf(child.pid!);
           const apiserverCpu = apiCpu() - a0;
           await new Promise((r) => setTimeout(r, 500));
           await stopServer(child);

@@ -10,8 +10,9 @@
 // harness.ts pinBenchAwayFromServer); both (`--modes unpinned,pinned`) alternate within each run.
 // --pin is `--modes pinned`. --kubeconfig runs against an apiserver already holding the cluster (e.g.
 // `bench/list-encoding.ts --runs 0 --keep`) instead of starting and loading one.
+// The in-process part also lists every other kind alone, one after the other (JSON, as LiveSource does).
 // Usage: node bench/live-ready.ts [--pods 50000] [--runs 2] [--pin | --modes unpinned,pinned]
-//        [--kubeconfig FILE] [--no-lists]
+//        [--kubeconfig FILE] [--no-lists] [--no-serve]
 
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -19,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { KIND_NAMES } from '../src/core/kinds.ts';
 import { createLogger } from '../src/server/log-bounds.ts';
 import { loadKubeApi } from '../src/state/kube-api.ts';
 import { listKind, LiveSource } from '../src/state/live.ts';
@@ -35,6 +37,7 @@ const { values } = parseArgs({
     modes: { type: 'string' },
     kubeconfig: { type: 'string' },
     lists: { type: 'boolean', default: true },
+    serve: { type: 'boolean', default: true },
   },
   allowNegative: true,
 });
@@ -83,8 +86,24 @@ async function measure(kubeconfig: string): Promise<void> {
         await src.stop();
       }
     }
+    const perKind: string[] = [];
+    const a0 = apiCpu();
+    const t0 = performance.now();
+    for (const kind of KIND_NAMES) {
+      if (kind === 'Pod') continue;
+      const t1 = performance.now();
+      let n: number | string;
+      try {
+        n = (await listKind(api, kind)).items.length;
+      } catch (err) {
+        n = (err as Error).message.slice(0, 40);
+      }
+      perKind.push(`${kind} ${n} in ${(performance.now() - t1).toFixed(0)} ms`);
+    }
+    log(`every other kind alone, one after the other: ${(performance.now() - t0).toFixed(0)} ms, kube-apiserver CPU ${((apiCpu() - a0) * 1000).toFixed(0)} ms: ${perKind.join(', ')}; load ${la()}`);
   }
   api.close();
+  if (!values.serve) return;
 
   // serve, with its log lines
   const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-live-ready-'));

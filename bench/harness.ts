@@ -2,7 +2,7 @@
 // waiting for /readyz, the load generator, and reading a child's RSS and CPU time from /proc.
 
 import { execFileSync, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import http from 'node:http';
 import https from 'node:https';
@@ -313,4 +313,27 @@ export function pinBenchAwayFromServer(): { readonly serverCpus: string; readonl
     throw new Error(`--pin: taskset failed (${(err as Error).message})`);
   }
   return { serverCpus: SERVER_CPUS, otherCpus };
+}
+
+/** Sets the CPUs every thread of process `pid` may run on (taskset -a -p; Linux). */
+export function setCpus(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+/** The kube-apiserver serving `kubeconfig` and its etcd, found by their command lines (the port, the etcd URL). */
+export function controlPlanePids(kubeconfig: string): { apiserver?: number; etcd?: number } {
+  const port = /server: https:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(kubeconfig, 'utf8'))?.[1];
+  const procs: { pid: number; args: string[] }[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      procs.push({ pid: Number(d), args: readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0') });
+    } catch {
+      // gone
+    }
+  }
+  const apiserver = procs.find((p) => p.args[0]?.endsWith('kube-apiserver') && p.args.includes(`--secure-port=${port}`));
+  const etcdUrl = apiserver?.args.find((a) => a.startsWith('--etcd-servers='))?.slice('--etcd-servers='.length);
+  const etcd = procs.find((p) => p.args[0]?.endsWith('etcd') && p.args.some((a) => a === `--listen-client-urls=${etcdUrl}` || a === `--advertise-client-urls=${etcdUrl}`));
+  return { ...(apiserver ? { apiserver: apiserver.pid } : {}), ...(etcd ? { etcd: etcd.pid } : {}) };
 }

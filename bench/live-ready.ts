@@ -1,11 +1,18 @@
 // Where the time to ready from a live apiserver goes (issue 21): the e2e kube-apiserver holding
-// generateCluster(--pods), then, in this process, the list of every Pod page by page (the current
-// client, which asks for the next page before slimming this one, and a sequential loop that does
-// not), and a LiveSource's first sync of every kind; then `meshguard serve --kubeconfig` from process
-// start to ready, with its own log lines' times (listening, synced, warmed up). With --pin, serve runs
-// on the first CPU alone and everything else on the others (harness.ts pinBenchAwayFromServer), as
-// where the apiserver has cores of its own; the in-process lists then share the apiserver's.
-// Usage: node bench/live-ready.ts [--pods 50000] [--runs 2] [--pin]
+// generateCluster(--pods), then, in this process, the list of every Pod (listKind, as JSON and as
+// protobuf) and a LiveSource's first sync of every kind (each way), with this process's and the
+// kube-apiserver's CPU; then `meshguard serve --kubeconfig` from process start to ready, listing pods as
+// JSON (MESHGUARD_POD_LIST_ENCODING=json) and as protobuf (the default), interleaved (the order
+// alternates by run), with its own log lines' times (listening, synced, warmed up), its CPU until ready
+// and the apiserver's meanwhile.
+// --modes says how each serve run is placed: `unpinned`, and `pinned` (serve on the first CPU alone,
+// kube-apiserver, etcd and this process on the others, as where the apiserver has cores of its own;
+// harness.ts pinBenchAwayFromServer); both (`--modes unpinned,pinned`) alternate within each run.
+// --pin is `--modes pinned`. --kubeconfig runs against an apiserver already holding the cluster (e.g.
+// `bench/list-encoding.ts --runs 0 --keep`) instead of starting and loading one.
+// The in-process part also lists every other kind alone, one after the other (JSON, as LiveSource does).
+// Usage: node bench/live-ready.ts [--pods 50000] [--runs 2] [--pin | --modes unpinned,pinned]
+//        [--kubeconfig FILE] [--no-lists] [--no-serve]
 
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -13,79 +20,141 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { KIND_NAMES } from '../src/core/kinds.ts';
 import { createLogger } from '../src/server/log-bounds.ts';
-import { loadKubeApi, readBody } from '../src/state/kube-api.ts';
-import { collectionPath, listKind, LiveSource } from '../src/state/live.ts';
-import { transformObject } from '../src/state/transform.ts';
+import { loadKubeApi } from '../src/state/kube-api.ts';
+import { listKind, LiveSource } from '../src/state/live.ts';
 import { startControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster } from './cluster-gen.ts';
-import { deployedNodeFlags, freePort, pinBenchAwayFromServer, ROOT, startServer, stopServer } from './harness.ts';
+import { controlPlanePids, cpuSecondsOf, deployedNodeFlags, freePort, ROOT, SERVER_CPUS, setCpus, startServer, stopServer } from './harness.ts';
 import { apiFromKubeconfig, loadCluster } from './live.ts';
 
-const { values } = parseArgs({ options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '2' }, pin: { type: 'boolean', default: false } } });
-const pinned = values.pin ? pinBenchAwayFromServer() : undefined;
+const { values } = parseArgs({
+  options: {
+    pods: { type: 'string', default: '50000' },
+    runs: { type: 'string', default: '2' },
+    pin: { type: 'boolean', default: false },
+    modes: { type: 'string' },
+    kubeconfig: { type: 'string' },
+    lists: { type: 'boolean', default: true },
+    serve: { type: 'boolean', default: true },
+  },
+  allowNegative: true,
+});
+const modes = (values.modes ?? (values.pin ? 'pinned' : 'unpinned')).split(',').map((m) => m.trim());
+for (const m of modes) if (m !== 'pinned' && m !== 'unpinned') throw new Error(`--modes: pinned or unpinned, not ${m}`);
 const PODS = Number(values.pods);
+const RUNS = Number(values.runs);
 const log = (m: string): void => void process.stderr.write(`[live-ready] ${m}\n`);
 const la = (): string => os.loadavg()[0]!.toFixed(1);
+const ALL_CPUS = `0-${os.availableParallelism() - 1}`;
+const OTHER_CPUS = os.availableParallelism() === 2 ? '1' : `1-${os.availableParallelism() - 1}`;
+if (modes.includes('pinned') && os.availableParallelism() < 2) throw new Error('pinned needs at least 2 CPUs');
+const ENCODINGS = ['json', 'protobuf'] as const;
 
-const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-live-ready-'));
-const cp = await startControlPlane();
-const loader = apiFromKubeconfig(cp.kubeconfigPath);
-try {
-  const objects = generateCluster(PODS);
-  log(`creating ${objects.length} objects`);
-  const loaded = await loadCluster(loader, objects);
-  log(`${loaded.perSecond.toFixed(0)} objects/s`);
-  const api = loadKubeApi(cp.kubeconfigPath);
-  /** The list as it was before: each page asked for after the previous one is slimmed. */
-  const sequential = async (): Promise<number> => {
-    let cont: string | undefined;
-    let n = 0;
-    do {
-      const q = new URLSearchParams({ limit: '500', ...(cont ? { continue: cont } : {}) });
-      const body = JSON.parse(await readBody(await api.get(`${collectionPath('Pod')}?${q}`))) as { items: unknown[]; metadata: { continue?: string } };
-      for (const raw of body.items) if (transformObject('Pod', raw).metadata.name) n++;
-      cont = body.metadata.continue || undefined;
-    } while (cont);
-    return n;
-  };
-  for (let run = 0; run < Number(values.runs); run++) {
-    for (const [name, list] of [['pods, page ahead', async () => (await listKind(api, 'Pod')).items.length], ['pods, sequential', sequential]] as const) {
-      const c0 = process.cpuUsage();
-      const t0 = performance.now();
-      const n = await list();
-      const c = process.cpuUsage(c0);
-      log(`${name}: ${n} in ${(performance.now() - t0).toFixed(0)} ms, this process's CPU ${((c.user + c.system) / 1000).toFixed(0)} ms, load ${la()}`);
+/** Places the control plane and this process for a mode (every thread: taskset -a). */
+function place(mode: string, pids: { apiserver?: number; etcd?: number }): void {
+  const cpus = mode === 'pinned' ? OTHER_CPUS : ALL_CPUS;
+  for (const pid of [process.pid, pids.apiserver, pids.etcd]) if (pid !== undefined) setCpus(pid, cpus);
+}
+
+async function measure(kubeconfig: string): Promise<void> {
+  const pids = controlPlanePids(kubeconfig);
+  if (pids.apiserver === undefined) throw new Error('kube-apiserver not found');
+  log(`kube-apiserver pid ${pids.apiserver}, etcd pid ${pids.etcd ?? '?'}; modes ${modes.join(', ')}`);
+  const apiCpu = (): number => cpuSecondsOf(pids.apiserver!);
+  const api = loadKubeApi(kubeconfig);
+  if (values.lists) {
+    place('unpinned', pids);
+    for (let run = 0; run < RUNS; run++) {
+      for (const encoding of run % 2 === 0 ? ENCODINGS : [...ENCODINGS].reverse()) {
+        const c0 = process.cpuUsage();
+        const a0 = apiCpu();
+        const t0 = performance.now();
+        const n = (await listKind(api, 'Pod', undefined, undefined, undefined, { encoding })).items.length;
+        const c = process.cpuUsage(c0);
+        log(`run ${run + 1}, pods as ${encoding}: ${n} in ${(performance.now() - t0).toFixed(0)} ms, CPU: this process ${((c.user + c.system) / 1000).toFixed(0)} ms, kube-apiserver ${((apiCpu() - a0) * 1000).toFixed(0)} ms; load ${la()}`);
+      }
+      for (const encoding of run % 2 === 0 ? ENCODINGS : [...ENCODINGS].reverse()) {
+        const c0 = process.cpuUsage();
+        const a0 = apiCpu();
+        const t0 = performance.now();
+        const src = new LiveSource({ api, logger: createLogger('error', 'bench'), podListEncoding: encoding });
+        await src.start();
+        const c = process.cpuUsage(c0);
+        log(`run ${run + 1}, LiveSource first sync of every kind, pods as ${encoding}: ${(performance.now() - t0).toFixed(0)} ms, CPU: this process ${((c.user + c.system) / 1000).toFixed(0)} ms, kube-apiserver ${((apiCpu() - a0) * 1000).toFixed(0)} ms; load ${la()}`);
+        await src.stop();
+      }
     }
+    const perKind: string[] = [];
+    const a0 = apiCpu();
     const t0 = performance.now();
-    const src = new LiveSource({ api, logger: createLogger('error', 'bench') });
-    await src.start();
-    log(`LiveSource first sync of every kind: ${(performance.now() - t0).toFixed(0)} ms, load ${la()}`);
-    await src.stop();
+    for (const kind of KIND_NAMES) {
+      if (kind === 'Pod') continue;
+      const t1 = performance.now();
+      let n: number | string;
+      try {
+        n = (await listKind(api, kind)).items.length;
+      } catch (err) {
+        n = (err as Error).message.slice(0, 40);
+      }
+      perKind.push(`${kind} ${n} in ${(performance.now() - t1).toFixed(0)} ms`);
+    }
+    log(`every other kind alone, one after the other: ${(performance.now() - t0).toFixed(0)} ms, kube-apiserver CPU ${((apiCpu() - a0) * 1000).toFixed(0)} ms: ${perKind.join(', ')}; load ${la()}`);
   }
+  api.close();
+  if (!values.serve) return;
+
   // serve, with its log lines
-  spawn(path.join(ROOT, 'scripts/dev-certs.sh'), [work], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 2000));
-  const ca = readFileSync(path.join(work, 'ca.crt'));
-  for (let run = 0; run < Number(values.runs); run++) {
-    const port = await freePort();
-    const logFile = path.join(work, `serve-${run}.log`);
-    const fd = openSync(logFile, 'w');
-    const wall0 = Date.now();
-    const { child, readyMs } = await startServer(
-      [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'info'],
-      port, ca, ['ignore', fd, fd], process.env, pinned ? { cpus: pinned.serverCpus } : {},
-    );
-    await new Promise((r) => setTimeout(r, 500));
-    await stopServer(child);
-    closeSync(fd);
-    const out = readFileSync(logFile, 'utf8');
-    const marks = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { time: number; msg: string; ms?: number })
-      .filter((j) => /listening|synced|warmed/.test(j.msg)).map((j) => `${j.msg} at ${j.time - wall0} ms${j.ms !== undefined ? ` (${j.ms} ms)` : ''}`);
-    log(`serve${pinned ? ` (on CPU ${pinned.serverCpus}, the rest on ${pinned.otherCpus})` : ''}: ready after ${readyMs.toFixed(0)} ms; ${marks.join('; ')}; load ${la()}`);
+  const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-live-ready-'));
+  try {
+    await new Promise<void>((resolve, reject) => spawn(path.join(ROOT, 'scripts/dev-certs.sh'), [work], { stdio: 'ignore' }).on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`dev-certs.sh exited ${code}`)))));
+    const ca = readFileSync(path.join(work, 'ca.crt'));
+    for (let run = 0; run < RUNS; run++) {
+      for (const mode of modes) {
+        place(mode, pids);
+        for (const encoding of run % 2 === 0 ? ENCODINGS : [...ENCODINGS].reverse()) {
+          const port = await freePort();
+          const logFile = path.join(work, `serve-${run}-${mode}-${encoding}.log`);
+          const fd = openSync(logFile, 'w');
+          const a0 = apiCpu();
+          const l0 = la();
+          const wall0 = Date.now();
+          const { child, readyMs } = await startServer(
+            [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', kubeconfig, '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'info'],
+            port, ca, ['ignore', fd, fd], { ...process.env, MESHGUARD_POD_LIST_ENCODING: encoding }, mode === 'pinned' ? { cpus: SERVER_CPUS } : {},
+          );
+          const serveCpu = cpuSecondsOf(child.pid!);
+          const apiserverCpu = apiCpu() - a0;
+          await new Promise((r) => setTimeout(r, 500));
+          await stopServer(child);
+          closeSync(fd);
+          const out = readFileSync(logFile, 'utf8');
+          const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { time: number; msg: string; ms?: number; level?: number });
+          const marks = lines.filter((j) => /listening|synced|warmed|protobuf/.test(j.msg)).map((j) => `${j.msg} at ${j.time - wall0} ms${j.ms !== undefined ? ` (${j.ms} ms)` : ''}`);
+          log(`run ${run + 1}, serve ${mode}${mode === 'pinned' ? ` (CPU ${SERVER_CPUS}; the rest on ${OTHER_CPUS})` : ''}, pods as ${encoding}: ready after ${readyMs.toFixed(0)} ms; ${marks.join('; ')}; CPU until ready: serve ${(serveCpu * 1000).toFixed(0)} ms, kube-apiserver ${(apiserverCpu * 1000).toFixed(0)} ms; load ${l0} -> ${la()}`);
+        }
+      }
+    }
+  } finally {
+    place('unpinned', pids);
+    rmSync(work, { recursive: true, force: true });
   }
-} finally {
-  loader.close();
-  await cp.stop();
-  rmSync(work, { recursive: true, force: true });
+}
+
+if (values.kubeconfig) {
+  await measure(values.kubeconfig);
+} else {
+  const cp = await startControlPlane();
+  const loader = apiFromKubeconfig(cp.kubeconfigPath);
+  try {
+    const objects = generateCluster(PODS);
+    log(`creating ${objects.length} objects`);
+    const loaded = await loadCluster(loader, objects);
+    log(`${loaded.perSecond.toFixed(0)} objects/s`);
+    await measure(cp.kubeconfigPath);
+  } finally {
+    loader.close();
+    await cp.stop();
+  }
 }

@@ -72,6 +72,18 @@ function podIdentity(): { name: string; namespace: string } {
   return { name: process.env.POD_NAME || hostname(), namespace: namespace || 'meshguard' };
 }
 
+/**
+ * How the live source lists Pods: protobuf unless MESHGUARD_POD_LIST_ENCODING=json (ADR 0008). Not a
+ * flag: the protobuf list falls back to JSON by itself; the variable is for benches that compare the two
+ * and for an apiserver path that must see JSON.
+ */
+function podListEncoding(): 'json' | 'protobuf' {
+  const v = process.env.MESHGUARD_POD_LIST_ENCODING;
+  if (v === undefined || v === '' || v === 'protobuf') return 'protobuf';
+  if (v === 'json') return 'json';
+  throw new InputError(`MESHGUARD_POD_LIST_ENCODING: must be json or protobuf, not "${v.slice(0, 40)}"`);
+}
+
 function intFlag(flag: string, value: string, min: number, max: number): number {
   if (!/^\d+$/.test(value.trim())) throw new InputError(`${flag}: not a whole number: "${value}"`);
   const n = Number(value);
@@ -120,7 +132,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     // Without --kubeconfig: $KUBECONFIG, ~/.kube/config, then the in-cluster service account.
     api = loadKubeConfig(opts.kubeconfig, opts.context);
     cluster = api.source;
-    source = new LiveSource({ api, logger, ...(opts.kubeconfig ? { kubeconfigPath: opts.kubeconfig } : {}) });
+    source = new LiveSource({ api, logger, ...(opts.kubeconfig ? { kubeconfigPath: opts.kubeconfig } : {}), podListEncoding: podListEncoding() });
   }
 
   const decide = createDecide(ctx.rules, config);

@@ -23,6 +23,8 @@ const TOKEN_FILE_TTL_MS = 60_000;
 
 export interface KubeGetOptions {
   readonly signal?: AbortSignal;
+  /** The Accept header (default application/json). */
+  readonly accept?: string;
 }
 
 /** A kube-apiserver with credentials. */
@@ -459,7 +461,7 @@ class NodeKubeApi implements KubeApi {
   }
 
   get(pathAndQuery: string, opts: KubeGetOptions = {}): Promise<IncomingMessage> {
-    return this.#request('GET', pathAndQuery, {}, undefined, opts.signal);
+    return this.#request('GET', pathAndQuery, opts.accept !== undefined ? { accept: opts.accept } : {}, undefined, opts.signal);
   }
 
   async send(method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', pathAndQuery: string, body?: unknown, contentType = 'application/json'): Promise<KubeResponse> {

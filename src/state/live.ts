@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { InputError } from '../core/errors.ts';
 import { REAL_TIMERS, type Timer, type Timers } from '../core/timers.ts';
 import { loadKubeApi, readBody, type KubeApi } from './kube-api.ts';
+import { decodePodList, isProtobuf, PROTOBUF_MEDIA_TYPE, ProtobufError, protobufStatusMessage, type PodListPage } from './pod-proto.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from '../core/kinds.ts';
 import { istioNamespaces } from './snapshot.ts';
 import { MemoryState } from './store.ts';
@@ -92,6 +93,38 @@ function statusMessage(code: number, text: string): string {
   return message.slice(0, 300);
 }
 
+/** How listKind asks for a kind's pages. */
+export interface ListOptions {
+  /**
+   * 'protobuf' (the default for Pods, the only kind with a protobuf decoder here: pod-proto.ts) asks
+   * for the apiserver's protobuf encoding and takes JSON if that is what comes; 'json' asks for JSON.
+   */
+  readonly encoding?: 'json' | 'protobuf';
+  /**
+   * Called when a protobuf page could not be decoded; the list then starts over as JSON (and the
+   * caller should ask for JSON from then on). Without it the fallback is silent.
+   */
+  readonly onProtobufFailed?: (err: ProtobufError) => void;
+}
+
+/** The Accept header of a protobuf list: JSON is taken too (a server or proxy that has no protobuf). */
+const ACCEPT_PROTOBUF = `${PROTOBUF_MEDIA_TYPE}, application/json`;
+
+interface Page {
+  readonly cont: string | undefined;
+  readonly code: number;
+  /** The body, as text (JSON) or bytes (a protobuf answer). */
+  readonly text?: string;
+  readonly bytes?: Buffer;
+}
+
+/** Reads a whole response body as bytes. */
+async function readBytes(res: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
 /**
  * List a kind (paginated), transforming each page as it arrives so full objects never pile up.
  * Throws ApiStatusError on a non-2xx answer (404 = the kind is not served: CRD not installed).
@@ -99,6 +132,11 @@ function statusMessage(code: number, text: string): string {
  * The next page is asked for as soon as this one's continue token is read, before this one's objects
  * are transformed: the apiserver encodes a page while meshguard slims the previous one (two pages in
  * flight at most), instead of each waiting for the other (100 pages for 50k pods, issue 21).
+ *
+ * Pods are asked for in protobuf (opts.encoding; ADR 0008): the apiserver encodes them several times
+ * faster than JSON. A protobuf page is read into the JSON shape of the fields transformObject keeps
+ * (pod-proto.ts), so the slim pods are the same either way; a page that fails to decode restarts the
+ * list as JSON.
  */
 export async function listKind(
   api: KubeApi,
@@ -107,15 +145,20 @@ export async function listKind(
   /** Called after each page with the number of objects listed so far. */
   onPage?: (listed: number) => void,
   signal?: AbortSignal,
+  opts: ListOptions = {},
 ): Promise<{ items: KubeObject[]; resourceVersion: string }> {
   const path = collectionPath(kind, namespace);
-  const fetchPage = (cont: string | undefined): Promise<{ cont: string | undefined; code: number; text: string }> => {
+  let protobuf = kind === 'Pod' && opts.encoding !== 'json';
+  const fetchPage = (cont: string | undefined): Promise<Page> => {
     const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (cont) query.set('continue', cont);
     const timeout = AbortSignal.timeout(LIST_TIMEOUT_MS);
     const page = api
-      .get(`${path}?${query.toString()}`, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout })
-      .then(async (res) => ({ cont, code: res.statusCode ?? 0, text: await readBody(res) }));
+      .get(`${path}?${query.toString()}`, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout, ...(protobuf ? { accept: ACCEPT_PROTOBUF } : {}) })
+      .then(async (res): Promise<Page> => {
+        const code = res.statusCode ?? 0;
+        return isProtobuf(res.headers['content-type']) ? { cont, code, bytes: await readBytes(res) } : { cont, code, text: await readBody(res) };
+      });
     // A page asked for ahead is awaited on the next turn of the loop below, or never if this one
     // fails: its failure must not be an unhandled rejection.
     page.catch(() => undefined);
@@ -126,7 +169,7 @@ export async function listKind(
   let restarts = 0;
   let pending = fetchPage(undefined);
   for (;;) {
-    const { cont: asked, code, text } = await pending;
+    const { cont: asked, code, text, bytes } = await pending;
     if (code === 410 && asked && restarts < 3) {
       // The continue token expired (compaction during a long paginated list): start over.
       restarts++;
@@ -134,17 +177,45 @@ export async function listKind(
       pending = fetchPage(undefined);
       continue;
     }
-    if (code < 200 || code > 299) throw new ApiStatusError(code, statusMessage(code, text));
-    const body = JSON.parse(text) as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } };
-    const next = body.metadata?.continue;
+    if (code < 200 || code > 299) {
+      if (bytes === undefined) throw new ApiStatusError(code, statusMessage(code, text ?? ''));
+      const message = protobufStatusMessage(bytes);
+      throw new ApiStatusError(code, `HTTP ${code}${message !== undefined ? `: ${message}` : ''}`.slice(0, 300));
+    }
+    let raws: readonly unknown[];
+    let rv: unknown;
+    let next: unknown;
+    if (bytes !== undefined) {
+      let page: PodListPage;
+      try {
+        if (kind !== 'Pod') throw new ProtobufError(`the apiserver answered a list of ${kind} in protobuf, which meshguard reads only for Pods`);
+        page = decodePodList(bytes);
+      } catch (e) {
+        // Asked for JSON already (a server that sends protobuf anyway): a list failure like any other.
+        if (!(e instanceof ProtobufError) || !protobuf) throw e;
+        // Start over as JSON: the pages listed so far came from this decoder too.
+        opts.onProtobufFailed?.(e);
+        protobuf = false;
+        items = [];
+        pending = fetchPage(undefined);
+        continue;
+      }
+      raws = page.items;
+      rv = page.resourceVersion;
+      next = page.continue;
+    } else {
+      const body = JSON.parse(text ?? '') as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } };
+      raws = Array.isArray(body.items) ? body.items : [];
+      rv = body.metadata?.resourceVersion;
+      next = body.metadata?.continue;
+    }
     const cont = typeof next === 'string' && next !== '' ? next : undefined;
     if (cont) pending = fetchPage(cont);
-    for (const raw of Array.isArray(body.items) ? body.items : []) {
+    for (const raw of raws) {
       const obj = transformObject(kind, raw);
       if (obj.metadata.name) items.push(obj);
     }
     onPage?.(items.length);
-    const rv = body.metadata?.resourceVersion;
     if (typeof rv === 'string') resourceVersion = rv;
     if (!cont) return { items, resourceVersion };
   }
@@ -196,6 +267,11 @@ export interface LiveSourceOptions {
   readonly api?: KubeApi;
   /** The clock and timers (default: Date.now and the global timers; tests pass fake ones). */
   readonly timers?: Timers;
+  /**
+   * How Pods are listed: 'protobuf' (the default; JSON after a page fails to decode) or 'json' from the
+   * start (serve: MESHGUARD_POD_LIST_ENCODING=json; ADR 0008).
+   */
+  readonly podListEncoding?: 'json' | 'protobuf';
 }
 
 const MAX_BACKOFF_MS = 30_000;
@@ -226,6 +302,8 @@ export class LiveSource implements StateSource {
   /** Watch events applied, per kind: whether each moved the state to a new revision (see stats()). */
   readonly #events: Partial<Record<KindName, { changed: number; unchanged: number }>> = {};
   #api?: KubeApi;
+  /** Pods are listed in protobuf until a page fails to decode (logged once); JSON from then on. */
+  #podProtobuf: boolean;
   #watchdog?: Timer;
   #stopped = false;
   #started = false;
@@ -237,6 +315,7 @@ export class LiveSource implements StateSource {
     this.#timers = opts.timers ?? REAL_TIMERS;
     this.#watchdogMs = Math.max(1, opts.watchdogSeconds ?? 60) * 1000;
     this.#watchIdleMs = Math.min(30_000, this.#watchdogMs / 2);
+    this.#podProtobuf = opts.podListEncoding !== 'json';
   }
 
   /** Starts every stream; resolves once each kind has listed once (missing CRDs count as listed). */
@@ -354,7 +433,14 @@ export class LiveSource implements StateSource {
       // Each page counts as activity, so the watchdog does not cut a long paginated list short.
       result = await listKind(this.#api!, s.kind, s.namespace, () => {
         if (live()) s.lastAlive = this.#timers.now();
-      }, signal);
+      }, signal, {
+        encoding: this.#podProtobuf ? 'protobuf' : 'json',
+        onProtobufFailed: (err) => {
+          if (!this.#podProtobuf) return;
+          this.#podProtobuf = false;
+          this.#log.warn({ kind: this.#name(s), err: errText(err) }, 'a protobuf page of the list could not be read; listing as JSON from now on');
+        },
+      });
     } catch (err) {
       if (live()) {
         this.#listFailed(s, err);

@@ -67,6 +67,10 @@ t.test('startup errors: exit 2, one line, before listening', async (t) => {
     t.match(r.stderr, err);
     t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
   }
+  const env = { ...process.env, MESHGUARD_POD_LIST_ENCODING: 'xml' };
+  const r = spawnSync(process.execPath, [main, ...base, '--kubeconfig', unreachableKubeconfig], { encoding: 'utf8', timeout: 60_000, env });
+  t.equal(r.status, 2, 'MESHGUARD_POD_LIST_ENCODING=xml');
+  t.match(r.stderr, /^meshguard: MESHGUARD_POD_LIST_ENCODING: must be json or protobuf, not "xml"$/m);
 });
 
 function post(url: string, path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {

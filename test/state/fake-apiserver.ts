@@ -11,6 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadKubeApi, type KubeApi } from '../../src/state/kube-api.ts';
 
+const PROTOBUF = 'application/vnd.kubernetes.protobuf';
+
 /** Counts per collection path (the request's path, e.g. /api/v1/pods). */
 export class Counts {
   readonly #n = new Map<string, number>();
@@ -57,6 +59,16 @@ export class FakeApiserver {
   readonly #watchers = new Set<{ paths: string[]; res: ServerResponse; hang: boolean }>();
   /** Requests seen, for assertions ("GET /api/v1/pods?limit=500"). */
   readonly requests: string[] = [];
+  /** The Accept header of each request in `requests` (same index). */
+  readonly accepts: string[] = [];
+  /**
+   * Answers list pages in protobuf (the body this returns, Content-Type application/vnd.kubernetes.protobuf)
+   * when the request accepts it, or always with `protobufAlways`; undefined from it answers JSON.
+   */
+  protobufPage?: (items: readonly Obj[], meta: { resourceVersion: string; continue?: string }, path: string) => Buffer | undefined;
+  protobufAlways = false;
+  /** Collections whose lists answer this status in protobuf (a Status body) when protobuf is accepted. */
+  readonly protobufStatus = new Map<string, { code: number; body: Buffer }>();
   /** Collections whose lists answer 500 while set. */
   readonly failLists = new Set<string>();
   /** Collections whose new watches are accepted but never send anything. */
@@ -268,6 +280,7 @@ export class FakeApiserver {
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
+    this.accepts.push(req.headers.accept ?? '');
     if (req.headers.authorization !== 'Bearer secret-token') return this.#status(res, 401, 'Unauthorized');
     const target = this.#resolve(url.pathname);
     if (!target) return this.#status(res, 404, 'the server could not find the requested resource');
@@ -302,14 +315,20 @@ export class FakeApiserver {
       return;
     }
     if (this.failLists.has(target.base)) return this.#status(res, 500, 'etcd is sad');
-    if (this.holdLists.has(target.base)) {
-      this.#held.push({ path: target.base, answer: () => !res.destroyed && this.#list(url, items, res) });
+    const protoStatus = this.protobufStatus.get(target.base);
+    if (protoStatus && (req.headers.accept ?? '').includes(PROTOBUF)) {
+      res.writeHead(protoStatus.code, { 'content-type': PROTOBUF });
+      res.end(protoStatus.body);
       return;
     }
-    this.#list(url, items, res);
+    if (this.holdLists.has(target.base)) {
+      this.#held.push({ path: target.base, answer: () => !res.destroyed && this.#list(url, items, res, req.headers.accept ?? '') });
+      return;
+    }
+    this.#list(url, items, res, req.headers.accept ?? '');
   }
 
-  #list(url: URL, items: Obj[], res: ServerResponse): void {
+  #list(url: URL, items: Obj[], res: ServerResponse, accept: string): void {
     const start = Number(url.searchParams.get('continue') ?? '0');
     const limit = Number(url.searchParams.get('limit') ?? '0') || items.length;
     const size = Math.min(limit, this.pageSize);
@@ -318,6 +337,14 @@ export class FakeApiserver {
       return rest;
     });
     const next = start + size < items.length ? String(start + size) : undefined;
+    if (this.protobufPage && (this.protobufAlways || accept.includes(PROTOBUF))) {
+      const body = this.protobufPage(page as Obj[], { resourceVersion: String(this.#rv), ...(next ? { continue: next } : {}) }, url.pathname);
+      if (body !== undefined) {
+        res.writeHead(200, { 'content-type': PROTOBUF });
+        res.end(body);
+        return;
+      }
+    }
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: String(this.#rv), ...(next ? { continue: next } : {}) }, items: page }));
   }

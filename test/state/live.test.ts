@@ -7,6 +7,7 @@ import type { ConfigMap, Pod } from '../../src/core/objects.ts';
 import { MemoryState } from '../../src/state/store.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeApiserver } from './fake-apiserver.ts';
+import { encodePodList, encodeStatus } from '../helpers/pod-proto-encode.ts';
 
 // LiveSource runs on a fake clock here: its backoffs, idle periods and watchdog move only when a test
 // advances the clock, and a test waits for what a step causes (a request, an answer, a log line, a
@@ -657,4 +658,130 @@ t.test('a large relist after sync is built aside in chunks and swapped in whole:
   t.ok(Math.max(...perTurn.values()) <= FIRST_FILL_CHUNK, `at most ${FIRST_FILL_CHUNK} pods per turn (${Math.max(...perTurn.values())})`);
   t.ok(perTurn.size >= 3, `spread over ${perTurn.size} turns of the event loop`);
   t.same(state.list('Pod').map((p) => p.metadata.name).sort(), [...Array.from({ length: n }, (_, i) => `web-${i}`), 'marker'].sort());
+});
+
+// Pods in protobuf (src/state/pod-proto.ts, ADR 0008): the fake answers pod pages in protobuf when
+// asked (protobufPage), and the knobs below break that.
+
+const PROTOBUF = 'application/vnd.kubernetes.protobuf';
+/** The Accept header of each pod list request (every page), in order. */
+const podListAccepts = (api: FakeApiserver): string[] => api.requests.flatMap((r, i) => (r.startsWith(`GET ${PODS}?limit=`) ? [api.accepts[i]!] : []));
+/** A pod in the fake's store, with a port, a probe and a status, so that more than names is compared. */
+function richPod(namespace: string, name: string, labels: Record<string, string> = {}) {
+  return {
+    ...pod(namespace, name, labels),
+    spec: { serviceAccountName: 'web', containers: [{ name: 'app', image: 'x', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }], readinessProbe: { httpGet: { port: 'http' } } }] },
+    status: { phase: 'Running', podIP: `10.0.0.${name.length}`, podIPs: [{ ip: `10.0.0.${name.length}` }, { ip: 'fd00::1' }] },
+  };
+}
+
+t.test('Pods are listed in protobuf where the server has it, to the same slim pods; other kinds and the JSON path ask for JSON', async (t) => {
+  const api = await fake(t);
+  for (let i = 0; i < 5; i++) api.put(PODS, richPod('shop', `p${i}`, { app: `a${i % 2}` }));
+  api.put(SVCS, service('web'));
+  const json = await listKind(api.api(), 'Pod', undefined, undefined, undefined, { encoding: 'json' });
+  t.same(podListAccepts(api), ['application/json', 'application/json', 'application/json'], 'asked for JSON');
+  // The fake answers protobuf from now on when asked.
+  let protobufPages = 0;
+  api.protobufPage = (items, meta) => (protobufPages++, encodePodList(items, meta));
+  const proto = await listKind(api.api(), 'Pod');
+  t.equal(protobufPages, 3, 'three protobuf pages');
+  t.same(podListAccepts(api).slice(3), Array(3).fill(`${PROTOBUF}, application/json`), 'asked for protobuf, JSON taken too');
+  t.strictSame(proto.items, json.items, 'the same slim pods');
+  t.equal(proto.resourceVersion, json.resourceVersion);
+  t.equal(proto.items.length, 5);
+  await listKind(api.api(), 'Service');
+  t.equal(api.accepts[api.requests.findIndex((r) => r.startsWith(`GET ${SVCS}?`))], 'application/json', 'a Service list asks for JSON');
+});
+
+t.test('a protobuf page that cannot be read restarts the list as JSON, once; a server that sends it anyway fails the list', async (t) => {
+  const api = await fake(t);
+  for (let i = 0; i < 5; i++) api.put(PODS, richPod('shop', `p${i}`));
+  const expected = (await listKind(api.api(), 'Pod', undefined, undefined, undefined, { encoding: 'json' })).items;
+  const before = podListAccepts(api).length;
+  // The second page is cut short.
+  api.protobufPage = (items, meta) => {
+    const b = encodePodList(items, meta);
+    return meta.continue === '4' ? b.subarray(0, b.length - 3) : b;
+  };
+  const failures: Error[] = [];
+  const { items } = await listKind(api.api(), 'Pod', undefined, undefined, undefined, { onProtobufFailed: (e) => failures.push(e) });
+  t.equal(failures.length, 1, 'told once');
+  t.match(failures[0], { name: 'ProtobufError', message: /malformed protobuf|past the end/ });
+  t.strictSame(items, expected, 'every pod, from the JSON list');
+  t.same(
+    podListAccepts(api).slice(before),
+    [`${PROTOBUF}, application/json`, `${PROTOBUF}, application/json`, 'application/json', 'application/json', 'application/json'],
+    'two protobuf pages, then the list from its start in JSON',
+  );
+  t.same(api.requests.filter((r) => r.startsWith(`GET ${PODS}?`)).slice(-3).map((r) => r.includes('continue=')), [false, true, true], 'restarted from the first page');
+  // Bad protobuf even for JSON: a list failure (the stream's backoff), not a loop.
+  api.protobufAlways = true;
+  api.protobufPage = () => Buffer.from('k8s\0\x12\x7f');
+  const n = api.requests.length;
+  await t.rejects(listKind(api.api(), 'Pod', undefined, undefined, undefined, { onProtobufFailed: (e) => failures.push(e) }), { name: 'ProtobufError' });
+  t.equal(api.requests.length - n, 2, 'the first page asked for twice: protobuf, then JSON');
+  t.equal(failures.length, 2);
+});
+
+t.test('an error answered in protobuf keeps its status and message', async (t) => {
+  const api = await fake(t);
+  api.protobufStatus.set(PODS, { code: 403, body: encodeStatus(403, 'pods is forbidden: User "x" cannot list resource "pods"') });
+  await t.rejects(listKind(api.api(), 'Pod'), { name: 'ApiStatusError', statusCode: 403, message: 'HTTP 403: pods is forbidden: User "x" cannot list resource "pods"' });
+  api.protobufStatus.set(PODS, { code: 500, body: Buffer.from('k8s\0garbage') });
+  await t.rejects(listKind(api.api(), 'Pod'), { name: 'ApiStatusError', statusCode: 500, message: 'HTTP 500' });
+});
+
+t.test('LiveSource: a protobuf list it cannot read is logged once and Pods are listed as JSON from then on', async (t) => {
+  const api = await fake(t);
+  api.put(PODS, richPod('shop', 'a'));
+  api.put(PODS, richPod('shop', 'b'));
+  api.put(PODS, richPod('shop', 'c'));
+  api.protobufPage = () => Buffer.from('k8s\0\x12\x05\x12\x03\x0a\x09');
+  const log = capture();
+  const clock = new FakeClock();
+  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 60, timers: clock });
+  t.teardown(() => src.stop());
+  await src.start();
+  await until('every watch answered', () => api.client.answered.of() === streamCount());
+  t.same(src.state.list('Pod').map((p) => p.metadata.name).sort(), ['a', 'b', 'c']);
+  t.equal((src.state.get('Pod', 'shop', 'a') as Pod).status?.podIP, '10.0.0.1');
+  const warned = log.lines().filter((l) => /protobuf page of the list could not be read; listing as JSON from now on/.test(String(l.msg)));
+  t.equal(warned.length, 1, 'logged once');
+  t.equal(warned[0]?.kind, 'Pod');
+  t.same(podListAccepts(api), [`${PROTOBUF}, application/json`, 'application/json', 'application/json']);
+  // A relist later: JSON straight away, nothing logged again.
+  await dropAndRelist(t, { api, log, clock }, 'Pod', PODS);
+  await until('relist done', () => podListAccepts(api).length === 5);
+  t.same(podListAccepts(api).slice(3), ['application/json', 'application/json']);
+  t.equal(log.lines().filter((l) => /listing as JSON/.test(String(l.msg))).length, 1);
+});
+
+t.test('LiveSource lists Pods in protobuf and its state is the one a JSON list gives', async (t) => {
+  const api = await fake(t);
+  for (let i = 0; i < 7; i++) api.put(PODS, richPod(i % 2 ? 'shop' : 'web', `p${i}`, { app: `a${i % 3}` }));
+  api.protobufPage = (items, meta) => encodePodList(items, meta);
+  const src = new LiveSource({ logger: capture().logger, api: api.api(), timers: new FakeClock() });
+  t.teardown(() => src.stop());
+  await src.start();
+  t.ok(podListAccepts(api).every((a) => a.startsWith(PROTOBUF)), 'every pod page asked for in protobuf');
+  const json = await listKind(api.api(), 'Pod', undefined, undefined, undefined, { encoding: 'json' });
+  const byName = (a: { metadata: { name: string } }, b: { metadata: { name: string } }): number => a.metadata.name.localeCompare(b.metadata.name);
+  t.strictSame([...src.state.list('Pod')].sort(byName), [...json.items].sort(byName));
+  t.equal(src.state.podsWithLabel('shop', 'app', 'a1').length, 1);
+});
+
+t.test('LiveSource with podListEncoding json asks for Pods in JSON from the first page, the server having protobuf', async (t) => {
+  const api = await fake(t);
+  for (let i = 0; i < 5; i++) api.put(PODS, richPod('shop', `p${i}`));
+  let protobufPages = 0;
+  api.protobufPage = (items, meta) => (protobufPages++, encodePodList(items, meta));
+  const log = capture();
+  const src = new LiveSource({ logger: log.logger, api: api.api(), timers: new FakeClock(), podListEncoding: 'json' });
+  t.teardown(() => src.stop());
+  await src.start();
+  t.same(podListAccepts(api), ['application/json', 'application/json', 'application/json'], 'every pod page asked for in JSON');
+  t.equal(protobufPages, 0);
+  t.equal(src.state.list('Pod').length, 5);
+  t.equal(log.lines().filter((l) => /listing as JSON/.test(String(l.msg))).length, 0, 'no fallback logged');
 });

@@ -8,6 +8,7 @@ import { MemoryState } from '../../src/state/store.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeApiserver } from './fake-apiserver.ts';
 import { encodePodList, encodeStatus } from '../helpers/pod-proto-encode.ts';
+import { loopTurns } from '../helpers/loop-turns.ts';
 
 // LiveSource runs on a fake clock here: its backoffs, idle periods and watchdog move only when a test
 // advances the clock, and a test waits for what a step causes (a request, an answer, a log line, a
@@ -576,24 +577,17 @@ t.test('a large first list goes into the state in chunks, with the event loop ha
   for (let i = 0; i < n; i++) api.put(PODS, pod('shop', `web-${i}`, { app: i % 2 === 0 ? 'web' : 'api' }));
   const src = new LiveSource({ logger: capture().logger, api: api.api(), timers: new FakeClock() });
   t.teardown(() => src.stop());
-  // A task that runs once per turn of the event loop; every pod put into the state records the turn.
-  let turns = 0;
-  let running = true;
-  const turn = (): void => {
-    if (!running) return;
-    turns++;
-    setImmediate(turn);
-  };
-  setImmediate(turn);
+  // Every pod put into the state records the turn of the event loop it came in.
+  const loop = loopTurns();
   const turnOfPod: number[] = [];
   const state = src.state;
   const upsert = state.upsert.bind(state);
   state.upsert = (kind, obj) => {
-    if (kind === 'Pod') turnOfPod.push(turns);
+    if (kind === 'Pod') turnOfPod.push(loop.turns);
     return upsert(kind, obj);
   };
   await src.start();
-  running = false;
+  loop.stop();
   t.equal(src.synced(), true);
   t.equal(state.list('Pod').length, n, 'every pod is in the state');
   t.equal(state.podsWithLabel('shop', 'app', 'web').length, Math.ceil(n / 2), 'indexed as a whole list would be');

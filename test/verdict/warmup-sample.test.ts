@@ -14,6 +14,7 @@ import { createDecide } from '../../src/verdict/decide.ts';
 import { costlyChanges, SAMPLE_COPY_PREFIX, sampleNamespaces, sampleState, warmUpOnSample } from '../../src/verdict/warmup-sample.ts';
 import { generateCluster } from '../../bench/cluster-gen.ts';
 import { requestMix } from '../../bench/requests.ts';
+import { loopTurns } from '../helpers/loop-turns.ts';
 import { baseCluster, ccnp, cnp, HEALTHY_CILIUM_CONFIG, netpol, ns, pod } from '../fixtures/cluster.ts';
 
 type Obj = ReturnType<typeof ns>;
@@ -129,23 +130,16 @@ t.test('warmUpOnSample hands the event loop back once half a slice is spent, and
   const state = stateFromObjects(cluster());
   const real = createDecide(rules, defaultConfig(rules));
   let ms = 0;
-  let turns = 0;
-  let running = true;
-  const turn = (): void => {
-    if (!running) return;
-    turns++;
-    setImmediate(turn);
-  };
-  setImmediate(turn);
+  const loop = loopTurns();
   const turnsAt: number[] = [];
   // Each decision "costs" 2 ms of a fake clock; slices of 8 ms: a hand-back after every second decision.
   const decide: typeof real = (c, s) => {
     ms += 2;
-    turnsAt.push(turns);
+    turnsAt.push(loop.turns);
     return real(c, s);
   };
   const n = await warmUpOnSample(decide, rules, state, 8, undefined, () => ms);
-  running = false;
+  loop.stop();
   let longest = 0;
   for (let i = 0, run = 0; i < n; i++) {
     run = i > 0 && turnsAt[i] === turnsAt[i - 1] ? run + 1 : 1;

@@ -12,6 +12,7 @@ import { fqdnPolicyScans } from '../../src/policy/fqdn.ts';
 import { generateCluster } from '../../bench/cluster-gen.ts';
 import { requestMix } from '../../bench/requests.ts';
 import { baseCluster, cnp, ns, pod } from '../fixtures/cluster.ts';
+import { loopTurns } from '../helpers/loop-turns.ts';
 
 const PODS = 300;
 
@@ -63,27 +64,6 @@ t.test('a warm-up of 0 ms still stops, on an empty state too', async (t) => {
 function fakeClock(): { now: () => number; advance: (ms: number) => void } {
   let ms = 0;
   return { now: () => ms, advance: (d) => (ms += d) };
-}
-
-/** A task that runs once per turn of the event loop (a chain of setImmediate) until stopped. */
-function loopTurns(onTurn: () => void = () => undefined): { readonly turns: number; stop(): void } {
-  let turns = 0;
-  let running = true;
-  const turn = (): void => {
-    if (!running) return;
-    turns++;
-    onTurn();
-    setImmediate(turn);
-  };
-  setImmediate(turn);
-  return {
-    get turns() {
-      return turns;
-    },
-    stop() {
-      running = false;
-    },
-  };
 }
 
 t.test('the sliced warm-up hands the event loop back and keeps to its budget', async (t) => {

@@ -14,7 +14,6 @@
 // afterwards with everything derived from it: tables kept per state or per content token are the
 // sample's own, and per-object memos are pure functions of the objects.
 
-import { BudgetExceeded, withBudget } from '../core/budget.ts';
 import type { Change } from '../core/change.ts';
 import type { Decide } from '../core/decision.ts';
 import { KIND_NAMES, KINDS, type KindName } from '../core/kinds.ts';
@@ -22,7 +21,7 @@ import type { ClusterState, KubeObject } from '../core/objects.ts';
 import type { Rule } from '../core/rule.ts';
 import { istioRootNamespace } from '../policy/istio.ts';
 import { MemoryState } from '../state/store.ts';
-import { warmUpChanges } from './warmup.ts';
+import { decideWithin, inHalfSlices, warmUpChanges } from './warmup.ts';
 
 /** Namespaces with pods taken into the sample besides the system ones (spread over the cluster's). */
 const SAMPLE_NAMESPACES = 6;
@@ -155,22 +154,16 @@ export async function warmUpOnSample(
   const namespaces = sampleNamespaces(state);
   const sample = sampleState(state, namespaces);
   const changes = [...costlyChanges(sample, namespaces), ...warmUpChanges(rules, sample)];
-  const clock = { now };
-  let sliceStart = now();
   let n = 0;
-  for (const c of changes) {
-    try {
-      withBudget(sliceMs, () => decide(c, sample), { clock });
-    } catch (e) {
-      // decide() answers a spent budget itself; a Decide that does not (a test's) ends the same way.
-      if (!(e instanceof BudgetExceeded)) throw e;
-    }
-    n++;
-    if (now() - sliceStart >= sliceMs / 2) {
-      await new Promise((r) => setImmediate(r));
-      if (shouldStop()) return n;
-      sliceStart = now();
-    }
-  }
+  await inHalfSlices(
+    changes,
+    (c) => {
+      decideWithin(decide, c, sample, sliceMs, { now });
+      n++;
+    },
+    sliceMs,
+    shouldStop,
+    now,
+  );
   return n;
 }

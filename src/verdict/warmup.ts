@@ -40,7 +40,7 @@ function spread(objs: readonly KubeObject[], n: number): KubeObject[] {
 }
 
 /** The class keys of a pod that the rules' judging passes ask (each kept per pod object). */
-function podKeys(p: Pod): void {
+function fillPodKeys(p: Pod): void {
   podClassKey(p, '');
   ambientIngressClassKey(p);
 }
@@ -172,7 +172,7 @@ export function* tableSteps(s: ClusterState): Generator<() => void> {
   // class key with the pod's own node: 14 MB more at 50k pods (a distinct key per class and node).
   for (const ns of s.namespacesWith('Pod')) {
     const pods = s.list('Pod', ns);
-    for (let i = 0; i < pods.length; i += POD_KEYS_PER_STEP) yield () => { for (let j = i; j < Math.min(pods.length, i + POD_KEYS_PER_STEP); j++) podKeys(pods[j]!); };
+    for (let i = 0; i < pods.length; i += POD_KEYS_PER_STEP) yield () => { for (let j = i; j < Math.min(pods.length, i + POD_KEYS_PER_STEP); j++) fillPodKeys(pods[j]!); };
   }
 }
 /** Pods keyed per step (about 2 ms of work at 10 µs a pod). */
@@ -187,13 +187,30 @@ const POD_KEYS_PER_STEP = 200;
  * there is looked up, not built again.
  */
 export async function fillTablesInSlices(state: () => ClusterState, sliceMs = 20, shouldStop: () => boolean = () => false, now: () => number = () => performance.now()): Promise<boolean> {
+  return inHalfSlices(
+    tableSteps(state()),
+    (step) => {
+      try {
+        step();
+      } catch {
+        // an object the policy engine cannot read is the decisions' to report
+      }
+    },
+    sliceMs,
+    shouldStop,
+    now,
+  );
+}
+
+/**
+ * Runs `step` over `items`, handing the event loop back once half of `sliceMs` is spent since the last
+ * hand-back (a step started late in a slice may take up to a slice itself); false when `shouldStop()`
+ * says so at a hand-back, true once every item is done.
+ */
+export async function inHalfSlices<T>(items: Iterable<T>, step: (item: T) => void, sliceMs: number, shouldStop: () => boolean, now: () => number): Promise<boolean> {
   let sliceStart = now();
-  for (const step of tableSteps(state())) {
-    try {
-      step();
-    } catch {
-      // an object the policy engine cannot read is the decisions' to report
-    }
+  for (const item of items) {
+    step(item);
     if (now() - sliceStart >= sliceMs / 2) {
       await new Promise((r) => setImmediate(r));
       if (shouldStop()) return false;
@@ -201,6 +218,20 @@ export async function fillTablesInSlices(state: () => ClusterState, sliceMs = 20
     }
   }
   return true;
+}
+
+/**
+ * One warm-up decision, held to `sliceMs` by an evaluation budget on `clock` (the decision's own joins
+ * it); true when it ran to its end, false when the budget cut it.
+ */
+export function decideWithin(decide: Decide, change: Change, state: ClusterState, sliceMs: number, clock: { now: () => number }): boolean {
+  try {
+    return withBudget(sliceMs, () => decide(change, state), { clock }).incomplete?.reason !== 'budget';
+  } catch (e) {
+    // decide() answers a spent budget itself; a Decide that does not (a test's) ends the same way.
+    if (!(e instanceof BudgetExceeded)) throw e;
+    return false;
+  }
 }
 
 /**
@@ -251,15 +282,7 @@ export async function warmUpInSlices(
   const used = (): number => spent + now() - sliceStart;
   const clock = { now };
   /** Whether the decision ran to its end (false: cut at its budget). */
-  const decideOne = (c: Change): boolean => {
-    try {
-      return withBudget(sliceMs, () => decide(c, state()), { clock }).incomplete?.reason !== 'budget';
-    } catch (e) {
-      // decide() answers a spent budget itself; a Decide that does not (a test's) ends the same way.
-      if (!(e instanceof BudgetExceeded)) throw e;
-      return false;
-    }
-  };
+  const decideOne = (c: Change): boolean => decideWithin(decide, c, state(), sliceMs, clock);
   /**
    * Runs `step` over `items`, handing the loop back whenever half a slice is spent; false if told to
    * stop, or (with `capped`) once past the cap. Half: these steps build the state's tables and allocate most of what the warm-up keeps, so

@@ -17,7 +17,7 @@ import { createDecide } from '../src/verdict/decide.ts';
 import { warmUpInSlices } from '../src/verdict/warmup.ts';
 import { warmUpOnSample } from '../src/verdict/warmup-sample.ts';
 import { generateCluster } from './cluster-gen.ts';
-import { review } from './requests.ts';
+import { requestMix, review } from './requests.ts';
 import { worstCaseRequests } from './worst-case.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { 'cpu-prof': { type: 'string' } } });
@@ -33,6 +33,16 @@ const decide = createDecide(rules, defaultConfig(rules));
 // WARM_SAMPLE=0, to compare), then 2.5 s of decisions, capped at 25 s, in 20 ms slices.
 const onSample = process.env['WARM_SAMPLE'] === '0' ? 0 : await warmUpOnSample(decide, rules, state, 20);
 const warmed = await warmUpInSlices(decide, rules, () => state, 2500, 25_000, 20);
+// MIX=N: N reviews of the ordinary request mix decided after the warm-up, as `make bench` serves them
+// (500 req/s for 10 s) before its worst-case sends.
+const mixCount = Number(process.env['MIX'] ?? 0);
+if (mixCount > 0) {
+  const mix = requestMix(objs.filter((o) => o.kind === 'Pod').length, 400).map((m) => JSON.stringify(m.review));
+  for (let i = 0; i < mixCount; i++) {
+    decide(toChange(JSON.parse(mix[i % mix.length]!.replace('"uid":"', `"uid":"${i}-`)) as AdmissionReview), state);
+    if (i % 50 === 49) await new Promise((res) => setTimeout(res, 1));
+  }
+}
 const r = worstCaseRequests(objs)[Number(positionals[0] ?? 0)]!;
 const session = values['cpu-prof'] === undefined ? undefined : new Session();
 if (session) {

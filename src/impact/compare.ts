@@ -28,10 +28,10 @@ export interface ClassVerdict<T, D> {
 }
 
 export interface ByClass<T, D> {
-  /** Every item of a lost class, in input order. */
-  readonly lost: T[];
-  /** Every item of a still-missing class, in input order. */
-  readonly stillMissing: T[];
+  /** Every item of a lost class, in input order (grouped pods: in class order; possibly the input array itself). */
+  readonly lost: readonly T[];
+  /** Every item of a still-missing class, in the same order. */
+  readonly stillMissing: readonly T[];
   /** Lost classes, in the order their first item came. */
   readonly lostClasses: ClassVerdict<T, D>[];
   /** Still-missing classes, in the order their first item came. */
@@ -47,7 +47,7 @@ export interface ByClass<T, D> {
  */
 export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (item: T) => string, judge: (item: T) => Judged<D>): ByClass<T, D> {
   const byKey = new Map<string, ClassVerdict<T, D>>();
-  const out: ByClass<T, D> = { lost: [], stillMissing: [], lostClasses: [], stillClasses: [], classes: 0 };
+  const out = { lost: [] as T[], stillMissing: [] as T[], lostClasses: [] as ClassVerdict<T, D>[], stillClasses: [] as ClassVerdict<T, D>[] };
   const groups = Array.isArray(items) ? groupsOf(items as readonly T[]) : undefined;
   if (groups) {
     // Pods grouped by pod class (policy/classes.ts): one key and at most one judgement per class (per
@@ -55,8 +55,10 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
     // units and their keys come from the plan kept per classes array and key function.
     const plan = classPlan(groups, classKey as ClassKeyFn);
     const verdicts: (ClassVerdict<T, D> | undefined)[] = new Array(plan.keys.length);
-    const lostGroups: PodClass[] = [];
-    const stillGroups: PodClass[] = [];
+    // Each unit's outcome, marked here and gathered after: at 50k pods a request that touches every pod
+    // (a cilium-config change) judges 9.5k units, and the arrays gathered for it outlive the
+    // scavenges that run during the request (issue 21: they are promoted, then collected by a major GC).
+    const marks = new Uint8Array(plan.units.length);
     let lostPods = 0;
     let stillPods = 0;
     for (let u = 0; u < plan.units.length; u++) {
@@ -71,17 +73,16 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
       }
       v.count += members.length;
       if (v.outcome === 'lost') {
-        lostGroups.push({ key: v.key, pods: members });
+        marks[u] = LOST_MARK;
         lostPods += members.length;
       } else if (v.outcome === 'still') {
-        stillGroups.push({ key: v.key, pods: members });
+        marks[u] = STILL_MARK;
         stillPods += members.length;
       }
     }
-    const lost = podsOf(lostGroups, lostPods) as unknown as T[];
-    const stillMissing = podsOf(stillGroups, stillPods) as unknown as T[];
-    withClasses(lost as unknown as Pod[], lostGroups);
-    withClasses(stillMissing as unknown as Pod[], stillGroups);
+    const pods = items as readonly Pod[];
+    const lost = gathered(pods, plan.units, plan.keys, plan.keyIndex, marks, LOST_MARK, lostPods) as unknown as readonly T[];
+    const stillMissing = gathered(pods, plan.units, plan.keys, plan.keyIndex, marks, STILL_MARK, stillPods) as unknown as readonly T[];
     return { lost, stillMissing, lostClasses: out.lostClasses, stillClasses: out.stillClasses, classes: plan.keys.length };
   }
   for (const item of items) {
@@ -101,12 +102,44 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
 }
 const SKIP: Judged<never> = { outcome: 'skip' };
 
-/** The pods of `groups` (`count` of them) as one array, in order. */
-function podsOf(groups: readonly PodClass[], count: number): Pod[] {
+const LOST_MARK = 1;
+const STILL_MARK = 2;
+const NO_PODS: readonly Pod[] = withClasses(Object.freeze([]) as readonly Pod[], []);
+
+/**
+ * The pods of the units marked `mark` (`count` of them) as one array in unit order, registered with
+ * their classes. Every pod (`count` is the input's length, in the same order: always, unless a class
+ * was split by node) is the input array itself, and none is one shared empty array: no copy of 50k pods
+ * for a request every pod loses something to.
+ */
+function gathered(
+  items: readonly Pod[],
+  units: readonly (readonly Pod[])[],
+  keys: readonly string[],
+  keyIndex: readonly number[],
+  marks: Uint8Array,
+  mark: number,
+  count: number,
+): readonly Pod[] {
+  if (count === 0) return NO_PODS;
+  if (count === items.length && inUnitOrder(items, units)) return items;
+  const groups: PodClass[] = [];
   const out: Pod[] = new Array(count);
   let i = 0;
-  for (const g of groups) for (const p of g.pods) out[i++] = p;
-  return out;
+  for (let u = 0; u < units.length; u++) {
+    if (marks[u] !== mark) continue;
+    const members = units[u]!;
+    groups.push({ key: keys[keyIndex[u]!]!, pods: members });
+    for (const p of members) out[i++] = p;
+  }
+  return withClasses(out, groups);
+}
+
+/** Is `items` the units' pods one after the other? */
+function inUnitOrder(items: readonly Pod[], units: readonly (readonly Pod[])[]): boolean {
+  let i = 0;
+  for (const members of units) for (const p of members) if (items[i++] !== p) return false;
+  return i === items.length;
 }
 
 function verdictOf<T, D>(key: string, item: T, judge: (item: T) => Judged<D>): ClassVerdict<T, D> {
@@ -129,8 +162,8 @@ export function capVictims<T>(items: readonly T[], max: number): { readonly list
 
 /** Pods that lose something with this request, and pods that lacked it before and still do. */
 export interface Loss {
-  readonly lost: Pod[];
-  readonly stillMissing: Pod[];
+  readonly lost: readonly Pod[];
+  readonly stillMissing: readonly Pod[];
   /** Which rule decides the lost pods' flow after the change: a deny element, or default deny (decided-by.ts). */
   readonly decidedBy?: LossDecidedBy;
   /** The same for the still-missing pods. */
@@ -164,13 +197,23 @@ export function compareReach(
   opts: CompareOptions = {},
 ): ReachLoss {
   const onLost = opts.onLost;
+  // The last lost verdict and the answers it was made from: askers hand out shared answer arrays (and
+  // compareLoss has two), so most lost classes share one verdict instead of each allocating its own.
+  let lastWas: readonly string[] | undefined;
+  let lastNow: readonly string[] | undefined;
+  let lastLost: Judged<readonly string[]> | undefined;
   const r = judgeByClass<Pod, readonly string[]>(pods, classKey, (pod) => {
     const now = reach(after, pod);
     if (now === undefined) return SKIP;
     if (includesAll(now, targets)) return OK;
     const was = reach(before, pod) ?? targets;
     if (now.length >= was.length) return STILL;
-    const lost = { outcome: 'lost' as const, detail: was.filter((t) => !now.includes(t)) };
+    if (was !== lastWas || now !== lastNow || lastLost === undefined) {
+      lastLost = { outcome: 'lost', detail: was.filter((t) => !now.includes(t)) };
+      lastWas = was;
+      lastNow = now;
+    }
+    const lost = lastLost;
     if (onLost !== undefined) {
       try {
         onLost(pod);

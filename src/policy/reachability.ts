@@ -1211,9 +1211,13 @@ class FromBase implements FromBasePass {
       factsComputed++;
       facts = kept[direction] = directionFacts(this.#baseCtx, subject, direction, peer, port, protocol, destPod);
     }
-    for (const r of facts.denyBy) if (!isRef(r, changed)) return false;
+    // Indexed loops: an array iterator is an allocation per loop wherever this runs unoptimized (the
+    // sampling heap profiler found 0.3-0.5 MB of them per cluster-wide send at 50k pods).
+    const denyBy = facts.denyBy;
+    for (let i = 0; i < denyBy.length; i++) if (!isRef(denyBy[i]!, changed)) return false;
     let allowed = false;
-    for (const r of facts.allowBy) if (!isRef(r, changed)) allowed = true;
+    const allowBy = facts.allowBy;
+    for (let i = 0; i < allowBy.length; i++) if (!isRef(allowBy[i]!, changed)) allowed = true;
     // The changed object's new models that select the subject: the overlay's list is the base's less the
     // changed object's old models plus these (policy/selection.ts selectingFromBase), so it is not needed.
     const added = this.changedSelecting(subject);

@@ -3,7 +3,7 @@ import t from 'tap';
 import { capVictims, compareLoss, compareReach, diffKeyed, judgeByClass } from '../../src/impact/index.ts';
 import { BudgetExceeded, checkBudget, withBudget } from '../../src/core/budget.ts';
 import type { ClusterState, Pod } from '../../src/core/objects.ts';
-import { podRef, reachesDns } from '../../src/policy/index.ts';
+import { groupsOf, podRef, reachesDns, readsNode, withClasses, type PodClass } from '../../src/policy/index.ts';
 import * as fx from '../fixtures/cluster.ts';
 import { baseCluster, cnp, findPod, memoryState, ns } from '../fixtures/cluster.ts';
 
@@ -71,6 +71,81 @@ t.test('compareReach: lost when fewer targets are reached than before, still mis
   t.same(r.lost, [p1]);
   t.same(r.stillMissing, [p2]);
   t.same(r.lostTargets, ['10.0.0.1']);
+});
+
+// Pods registered with their classes, as classifiedPods hands them out: the classes' pods one after another.
+function grouped(classes: readonly (readonly Pod[])[]): { pods: readonly Pod[]; groups: PodClass[] } {
+  const groups = classes.map((c, i) => ({ key: `class-${i}`, pods: c }));
+  return { pods: withClasses(classes.flat(), groups), groups };
+}
+const byApp = (p: Pod): string => p.metadata.labels?.['app'] ?? '';
+
+t.test('judgeByClass on grouped pods: lost and still-missing pods gathered per class, registered with their classes', async (t) => {
+  const web = [pod('web-1', { app: 'web' }), pod('web-2', { app: 'web' })];
+  const db = [pod('db-1', { app: 'db' })];
+  const api = [pod('api-1', { app: 'api' }), pod('api-2', { app: 'api' })];
+  const { pods } = grouped([web, db, api]);
+  const r = judgeByClass(pods, byApp, (p) => ({ outcome: byApp(p) === 'db' ? 'still' : byApp(p) === 'api' ? 'lost' : 'ok' }));
+  t.same(r.lost.map((p) => p.metadata.name), ['api-1', 'api-2']);
+  t.same(r.stillMissing.map((p) => p.metadata.name), ['db-1']);
+  t.not(r.lost, pods, 'a part of the input is a new array');
+  t.same(groupsOf(r.lost)?.map((g) => g.pods.map((p) => p.metadata.name)), [['api-1', 'api-2']], 'the lost pods carry their classes');
+  t.same(groupsOf(r.stillMissing)?.map((g) => g.pods.length), [1]);
+  t.same(r.lostClasses.map((c) => [c.key, c.count]), [['api', 2]]);
+});
+
+t.test('judgeByClass on grouped pods: every pod lost is the input array itself, no pod lost an empty array', async (t) => {
+  const { pods } = grouped([[pod('a-1', { app: 'a' }), pod('a-2', { app: 'a' })], [pod('b-1', { app: 'b' })]]);
+  const all = judgeByClass(pods, byApp, () => ({ outcome: 'lost' }));
+  t.equal(all.lost, pods, 'no copy of every pod');
+  t.equal(all.lost.length, 3);
+  t.same(all.stillMissing, []);
+  t.same(all.lostClasses.map((c) => c.count), [2, 1]);
+  const none = judgeByClass(pods, byApp, () => ({ outcome: 'ok' }));
+  t.same(none.lost, []);
+  t.same(none.stillMissing, []);
+  // Still missing everywhere is the same: the input array.
+  t.equal(judgeByClass(pods, byApp, () => ({ outcome: 'still' })).stillMissing, pods);
+});
+
+t.test('judgeByClass on grouped pods: a class split by node, every pod lost, gathers every pod once (not the input order)', async (t) => {
+  // A key that reads the node: the class of a-1 (node n1), a-2 (n2), a-3 (n1) is judged per node, so its
+  // units run a-1, a-3 then a-2; the input is not in unit order and must not be handed back as is.
+  const a = [pod('a-1', { app: 'a' }, 'n1'), pod('a-2', { app: 'a' }, 'n2'), pod('a-3', { app: 'a' }, 'n1')];
+  const { pods } = grouped([a, [pod('b-1', { app: 'b' }, 'n1')]]);
+  const key = readsNode((p: Pod) => `${byApp(p)}@${p.spec.nodeName}`, (p: Pod) => p.spec.nodeName ?? '');
+  let calls = 0;
+  const r = judgeByClass(pods, key, () => {
+    calls++;
+    return { outcome: 'lost' };
+  });
+  t.equal(calls, 3, 'a@n1, a@n2, b@n1');
+  t.same([...r.lost].map((p) => p.metadata.name).sort(), ['a-1', 'a-2', 'a-3', 'b-1']);
+  t.not(r.lost, pods);
+  t.same(groupsOf(r.lost)?.reduce((n, g) => n + g.pods.length, 0), 4);
+  t.same(r.lostClasses.map((c) => [c.key, c.count]), [['a@n1', 2], ['a@n2', 1], ['b@n1', 1]]);
+});
+
+t.test('compareReach: lost classes with the same answer arrays share a verdict; another answer gets its own lost targets', async (t) => {
+  const targets = ['10.0.0.1', '10.0.0.2', '10.0.0.3'];
+  const onlyThird = ['10.0.0.3'];
+  const onlyFirst = ['10.0.0.1'];
+  const ps = ['a', 'b', 'c', 'd'].map((n) => pod(n, { app: n }));
+  // Before, every class reaches every target (one shared array). After: a and b reach the third target
+  // only (shared array: lost 1 and 2), c the first only (lost 2 and 3), d an equal array of its own.
+  const reach = (state: ClusterState, p: Pod): readonly string[] => {
+    if (state === before) return targets;
+    return p.metadata.name === 'c' ? onlyFirst : p.metadata.name === 'd' ? ['10.0.0.3'] : onlyThird;
+  };
+  const r = compareReach(ps, before, after, targets, reach, (p) => p.metadata.name);
+  t.same(r.lost.map((p) => p.metadata.name), ['a', 'b', 'c', 'd']);
+  t.same(r.lostTargets, targets, 'c lost the third target, which a and b kept');
+  // Only a and b (and d): the third target is not lost.
+  const ab = compareReach([ps[0]!, ps[1]!, ps[3]!], before, after, targets, reach, (p) => p.metadata.name);
+  t.same(ab.lostTargets, ['10.0.0.1', '10.0.0.2']);
+  // c first, then a: the verdict kept for c's answers is not a's.
+  const ca = compareReach([ps[2]!, ps[0]!], before, after, targets, reach, (p) => p.metadata.name);
+  t.same(ca.lostTargets, targets);
 });
 
 t.test('diffKeyed: added and kept problems, one per key', async (t) => {

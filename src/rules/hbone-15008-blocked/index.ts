@@ -73,7 +73,8 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   });
   let firstNew: MeshPeer | undefined = judged.lostClasses[0]?.detail;
   const firstOld: MeshPeer | undefined = judged.stillClasses[0]?.detail;
-  const { lost, stillMissing } = judged;
+  const { stillMissing } = judged;
+  let lost = judged.lost;
   if (subject.by === 'namespace' && peersElsewhere) {
     // Only traffic of the relabelled namespace's own pods can start or stop there: a destination elsewhere
     // is reported when one of them reached it before (plaintext on the app port while outside the mesh,
@@ -104,7 +105,7 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
         return { outcome: 'skip' };
       });
       firstNew ??= cutOff.lostClasses[0]?.detail;
-      lost.push(...cutOff.lost);
+      if (cutOff.lost.length > 0) lost = [...lost, ...cutOff.lost];
     }
   }
   // A cluster-wide config change repeats no pre-existing problem: only what it breaks is reported.

@@ -234,8 +234,9 @@ const KEPT = { keepOnForget: true } as const;
 /**
  * The string keys kept per pod object (identity.ts, classes.ts), one record per pod. A WeakMap per key
  * held a 2 MB table each at 50k pods (an ephemeron table of 2^17 entries), six of them 12 MB; one record
- * per pod (8 fields, 88 bytes) and one table hold the same (issue 21, the heap at 50k pods). Each field is
- * set once computed whole, so forgetCachedResults() keeps the records (see keptMemo).
+ * per pod (8 fields, 88 bytes) holds the same (issue 21, the heap at 50k pods), kept on the pod object
+ * (podKeys). Each field is set once computed whole, and a pod object is never modified, so the record
+ * lives as long as the pod and forgetCachedResults() keeps it.
  */
 export interface PodKeys {
   /** podRef: "namespace/name" (pod sets are keyed by it many times per request). */
@@ -257,20 +258,32 @@ export interface PodKeys {
 }
 const podKeyRecords = keptMemo<Pod, PodKeys>('podKeys', 'the string keys of a pod object (ref, identity, class keys, shape, class id), one record per pod');
 
+/**
+ * Where a pod's record is held: on the pod object itself, under a symbol no other code reads (not
+ * enumerable: spreads, JSON and comparisons do not see it). A WeakMap entry per pod is an ephemeron, which
+ * V8's major collections mark in their final pause: at 50k pods this table was the largest of them
+ * (issue 21). A pod object that cannot take a property (frozen) keeps its record in the memo instead.
+ */
+const POD_KEYS = Symbol('meshguard.podKeys');
+type KeyHolder = { [POD_KEYS]?: PodKeys };
+
 /** The record of `pod`'s kept keys, created empty on first use. */
 export function podKeys(pod: Pod): PodKeys {
-  let r = podKeyRecords.get(pod);
+  let r = (pod as KeyHolder)[POD_KEYS];
+  if (r !== undefined) return r;
+  r = podKeyRecords.get(pod);
   if (r === undefined) {
     // Every field from the start: one object shape for every record (fields held in the object itself).
     r = { ref: undefined, identity: undefined, classOwnNode: undefined, classNoNode: undefined, classAnyNode: undefined, ambient: undefined, shape: undefined, classId: undefined };
-    podKeyRecords.set(pod, r);
+    if (Object.isExtensible(pod)) Object.defineProperty(pod, POD_KEYS, { value: r });
+    else podKeyRecords.set(pod, r);
   }
   return r;
 }
 
 /** `pod`'s record if any key of it was computed (tests count what was asked). */
 export function knownPodKeys(pod: Pod): Readonly<PodKeys> | undefined {
-  return podKeyRecords.get(pod);
+  return (pod as KeyHolder)[POD_KEYS] ?? podKeyRecords.get(pod);
 }
 export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the selecting-model part of ingressShapeKey, per selecting-model list (shared by an identity)');
 export const podIdentities = memo<Pod, { readonly namespace: object | undefined; readonly identity: unknown }>(

@@ -1,5 +1,6 @@
 // The string keys of a pod (ref, identity, class keys, shape, class id) are kept in one record per pod
-// object (issue 21: one WeakMap table instead of six of 2 MB each at 50k pods). Each pod's record holds
+// object (issue 21: one record instead of six WeakMap tables of 2 MB each at 50k pods; the record rides on
+// the pod object, so no ephemeron table at all, except for a frozen pod). Each pod's record holds
 // its own keys only, every key is the one a fresh copy of the pod computes, and a key asked with a node
 // other than '', '*' or the pod's own is not stored.
 
@@ -49,4 +50,35 @@ t.test('a class key for another node is computed, not stored over the kept ones'
   t.equal(r.classAnyNode, undefined, "'*' not asked yet");
   t.equal(podClassKey(a, 'n9'), other, 'the same key again');
   t.equal(podClassKey(a, 'n1'), own);
+});
+
+t.test('the record rides on the pod object out of sight: a spread copy with other labels computes its own keys', async (t) => {
+  const a = onNode(pod('a', 'web-1', { app: 'web' }, { ip: '10.1.0.1' }), 'n1');
+  const json = JSON.stringify(a);
+  const names = Object.keys(a);
+  const ka = keysOf(a);
+  t.equal(JSON.stringify(a), json, 'JSON unchanged');
+  t.same(Object.keys(a), names, 'no enumerable property added');
+  // How the overlay and transform derive a pod: a spread with new metadata. Had the record been copied,
+  // the relabelled copy would answer with the old labels' keys.
+  const relabelled = { ...a, metadata: { ...a.metadata, labels: { app: 'db' } } } as Pod;
+  t.equal(knownPodKeys(relabelled), undefined, 'the copy starts with no record');
+  const kr = keysOf(relabelled);
+  t.not(kr[1], ka[1], 'its identity is its own');
+  t.same(kr, keysOf(structuredClone(relabelled)));
+  t.same(keysOf(a), ka, "the original's keys are unchanged");
+  // V8 sees no WeakMap entry for it: the record is an own (non-enumerable) symbol property.
+  t.equal(Object.getOwnPropertySymbols(a).length, 1);
+  t.equal(Object.getOwnPropertyDescriptor(a, Object.getOwnPropertySymbols(a)[0]!)?.enumerable, false);
+});
+
+t.test('a frozen pod keeps its record as well (in the memo)', async (t) => {
+  const a = Object.freeze(onNode(pod('a', 'web-1', { app: 'web' }, { ip: '10.1.0.1' }), 'n1'));
+  const ka = keysOf(a);
+  const r = knownPodKeys(a);
+  t.ok(r, 'a record');
+  t.equal(r!.ref, 'a/web-1');
+  t.same(keysOf(a), ka);
+  t.equal(knownPodKeys(a), r, 'the same record when asked again');
+  t.same(ka, keysOf(structuredClone(a)));
 });

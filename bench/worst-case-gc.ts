@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { generateCluster } from './cluster-gen.ts';
-import { deployedNodeFlags, freePort, measureLoad, ROOT, rssOf, startServer, stopServer } from './harness.ts';
+import { deployedNodeFlags, freePort, measureLoad, metricsPage, ROOT, rssOf, startServer, stopServer } from './harness.ts';
 import { requestMix, review, SEQ_PLACEHOLDER } from './requests.ts';
 import { worstCaseRequests } from './worst-case.ts';
 import { timeServed } from './worst-case-served.ts';
@@ -36,10 +36,11 @@ if (!bodies.every((b) => b.body.includes(SEQ_PLACEHOLDER))) throw new Error('no 
 
 const flags = [...deployedNodeFlags(), ...values['node-flags'].split(/\s+/).filter((f) => f !== ''), '--trace-gc-nvp'];
 const port = await freePort();
+const metricsPort = await freePort();
 // GC lines on stdout, each stamped with the time it arrived here.
 const gc: { at: number; line: string }[] = [];
 const { child, readyMs } = await startServer(
-  [...flags, path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'warn'],
+  [...flags, path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'warn', '--metrics-port', String(metricsPort)],
   port, ca, ['ignore', 'pipe', 'pipe'],
 );
 let buf = '';
@@ -53,10 +54,33 @@ child.stdout!.on('data', (d: Buffer) => {
   }
 });
 const rssReady = rssOf(child.pid);
+/** Where the resident memory is: V8's spaces (size, used), external memory and the rest (native, code). */
+async function memory(when: string): Promise<void> {
+  const page = await metricsPage(metricsPort);
+  const v = (re: RegExp): number => [...page.matchAll(re)].reduce((s, m) => s + Number(m[1]), 0);
+  const spaces = [...page.matchAll(/^nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\S+)/gm)].map((m) => [m[1]!, Number(m[2])] as const);
+  const used = new Map([...page.matchAll(/^nodejs_heap_space_size_used_bytes\{space="(\w+)"\} (\S+)/gm)].map((m) => [m[1]!, Number(m[2])]));
+  const mb = (x: number): string => (x / 2 ** 20).toFixed(0);
+  const heapTotal = spaces.reduce((s, [, x]) => s + x, 0);
+  const rss = rssOf(child.pid);
+  // Resident memory by mapping (/proc/PID/smaps): the program's files, glibc's brk heap, anonymous mappings.
+  const byKind = new Map<string, number>();
+  let kind = '';
+  for (const line of readFileSync(`/proc/${child.pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+(?:\s+(.*))?$/.exec(line);
+    if (head) kind = head[1] === undefined || head[1] === '' ? 'anonymous' : head[1].startsWith('/') ? 'files' : head[1];
+    const rssLine = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rssLine) byKind.set(kind, (byKind.get(kind) ?? 0) + Number(rssLine[1]) * 1024);
+  }
+  const maps = [...byKind].filter(([, x]) => x > 2 ** 20).map(([k, x]) => `${k} ${mb(x)}`).join(', ');
+  console.log(`memory ${when}: [${maps}] RSS ${mb(rss)} MB = heap ${mb(heapTotal)} (${spaces.filter(([, x]) => x > 2 ** 20).map(([n, x]) => `${n} ${mb(x)}/${mb(used.get(n) ?? 0)}`).join(', ')}) + external ${mb(v(/^nodejs_external_memory_bytes (\S+)/gm))} + other ${mb(rss - heapTotal)}`);
+}
+await memory('at ready');
 console.log(`flags: ${flags.join(' ')}; ready in ${readyMs.toFixed(0)} ms, RSS ${(rssReady / 2 ** 20).toFixed(0)} MB`);
 if (values.mix) {
   const m = await measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile, mode: 'rate', rate: 500, connections: 8, seconds: 10, repeat: 'new' });
-  console.log(`mix at 500 req/s: p99 ${m.p99.toFixed(1)} ms; RSS ${(rssOf(child.pid) / 2 ** 20).toFixed(0)} MB`);
+  console.log(`mix at 500 req/s: p99 ${m.p99.toFixed(1)} ms`);
+  await memory('after the mix');
 }
 const kv = (line: string): Record<string, string> => Object.fromEntries([...line.matchAll(/(\S+)=(\S+)/g)].map((m) => [m[1]!, m[2]!]));
 const before = gc.length;
@@ -88,6 +112,7 @@ for (const s of served) {
 }
 console.log(`phase ${((performance.now() - t0) / 1000).toFixed(1)} s: scavenges ${scav.length} (${scav.reduce((s, g) => s + Number(g.kv['pause']), 0).toFixed(0)} ms, promoted ${(promoted / 1e6).toFixed(0)} MB); majors ${majors.length}: ${majors.map((g) => `${Number(g.kv['pause']).toFixed(0)}ms [mark ${g.kv['mark']} evacuate ${g.kv['evacuate']} clear ${g.kv['clear']} sweep ${g.kv['sweep']}; ${(Number(g.kv['start_object_size']) / 1e6).toFixed(0)}->${(Number(g.kv['end_object_size']) / 1e6).toFixed(0)} MB]`).join(', ')}`);
 console.log(`young generation by request:\n${perRequest.join('\n')}`);
+await memory('after the worst cases');
 console.log(`sends over 90 ms:\n${slow.join('\n')}`);
 console.log(`RSS now ${(rssOf(child.pid) / 2 ** 20).toFixed(0)} MB, peak ${(rssOf(child.pid, "VmHWM") / 2 ** 20).toFixed(0)} MB; load ${os.loadavg()[0]!.toFixed(2)}`);
 if (process.env['GC_DUMP']) writeFileSync(process.env['GC_DUMP'], inPhase.map((g) => g.line).join('\n'));

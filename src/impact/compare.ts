@@ -46,15 +46,31 @@ export interface ByClass<T, D> {
  * rather than a crash.
  */
 export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (item: T) => string, judge: (item: T) => Judged<D>): ByClass<T, D> {
-  const byKey = new Map<string, ClassVerdict<T, D>>();
-  const out = { lost: [] as T[], stillMissing: [] as T[], lostClasses: [] as ClassVerdict<T, D>[], stillClasses: [] as ClassVerdict<T, D>[] };
+  const lostClasses: ClassVerdict<T, D>[] = [];
+  const stillClasses: ClassVerdict<T, D>[] = [];
+  // A class judged fine (or skipped) is only counted as judged: no verdict object is made for it (most
+  // classes of most requests), and a lost or still-missing one gets its verdict as it is judged.
+  const verdictOf = (key: string, item: T): ClassVerdict<T, D> | null => {
+    let j: Judged<D>;
+    try {
+      j = judge(item);
+    } catch (e) {
+      rethrowIfBudget(e);
+      return null;
+    }
+    if (j.outcome !== 'lost' && j.outcome !== 'still') return null;
+    const v: ClassVerdict<T, D> = { key, first: item, outcome: j.outcome, detail: j.detail, count: 0 };
+    (j.outcome === 'lost' ? lostClasses : stillClasses).push(v);
+    return v;
+  };
   const groups = Array.isArray(items) ? groupsOf(items as readonly T[]) : undefined;
   if (groups) {
     // Pods grouped by pod class (policy/classes.ts): one key and at most one judgement per class (per
     // class and node token when the key reads the node), and the class's pods counted at once. The
     // units and their keys come from the plan kept per classes array and key function.
     const plan = classPlan(groups, classKey as ClassKeyFn);
-    const verdicts: (ClassVerdict<T, D> | undefined)[] = new Array(plan.keys.length);
+    // undefined: not judged yet; null: fine or skipped.
+    const verdicts: (ClassVerdict<T, D> | null | undefined)[] = new Array(plan.keys.length);
     // Each unit's outcome, marked here and gathered after: at 50k pods a request that touches every pod
     // (a cilium-config change) judges 9.5k units, and the arrays gathered for it outlive the
     // scavenges that run during the request (issue 21: they are promoted, then collected by a major GC).
@@ -65,17 +81,13 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
       const members = plan.units[u]!;
       const k = plan.keyIndex[u]!;
       let v = verdicts[k];
-      if (v === undefined) {
-        v = verdictOf(plan.keys[k]!, members[0]! as unknown as T, judge);
-        verdicts[k] = v;
-        if (v.outcome === 'lost') out.lostClasses.push(v);
-        else if (v.outcome === 'still') out.stillClasses.push(v);
-      }
+      if (v === undefined) verdicts[k] = v = verdictOf(plan.keys[k]!, members[0]! as unknown as T);
+      if (v === null) continue;
       v.count += members.length;
       if (v.outcome === 'lost') {
         marks[u] = LOST_MARK;
         lostPods += members.length;
-      } else if (v.outcome === 'still') {
+      } else {
         marks[u] = STILL_MARK;
         stillPods += members.length;
       }
@@ -83,22 +95,20 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
     const pods = items as readonly Pod[];
     const lost = gathered(pods, plan.units, plan.keys, plan.keyIndex, marks, LOST_MARK, lostPods) as unknown as readonly T[];
     const stillMissing = gathered(pods, plan.units, plan.keys, plan.keyIndex, marks, STILL_MARK, stillPods) as unknown as readonly T[];
-    return { lost, stillMissing, lostClasses: out.lostClasses, stillClasses: out.stillClasses, classes: plan.keys.length };
+    return { lost, stillMissing, lostClasses, stillClasses, classes: plan.keys.length };
   }
+  const byKey = new Map<string, ClassVerdict<T, D> | null>();
+  const lost: T[] = [];
+  const stillMissing: T[] = [];
   for (const item of items) {
     const key = classKey(item);
     let v = byKey.get(key);
-    if (v === undefined) {
-      v = verdictOf(key, item, judge);
-      byKey.set(key, v);
-      if (v.outcome === 'lost') out.lostClasses.push(v);
-      else if (v.outcome === 'still') out.stillClasses.push(v);
-    }
+    if (v === undefined) byKey.set(key, (v = verdictOf(key, item)));
+    if (v === null) continue;
     v.count++;
-    if (v.outcome === 'lost') out.lost.push(item);
-    else if (v.outcome === 'still') out.stillMissing.push(item);
+    (v.outcome === 'lost' ? lost : stillMissing).push(item);
   }
-  return { ...out, classes: byKey.size };
+  return { lost, stillMissing, lostClasses, stillClasses, classes: byKey.size };
 }
 const SKIP: Judged<never> = { outcome: 'skip' };
 
@@ -140,17 +150,6 @@ function inUnitOrder(items: readonly Pod[], units: readonly (readonly Pod[])[]):
   let i = 0;
   for (const members of units) for (const p of members) if (items[i++] !== p) return false;
   return i === items.length;
-}
-
-function verdictOf<T, D>(key: string, item: T, judge: (item: T) => Judged<D>): ClassVerdict<T, D> {
-  let j: Judged<D>;
-  try {
-    j = judge(item);
-  } catch (e) {
-    rethrowIfBudget(e);
-    j = SKIP;
-  }
-  return { key, first: item, outcome: j.outcome, detail: j.detail, count: 0 };
 }
 
 /** The first `max` items and the total, for naming victims without listing them all. */

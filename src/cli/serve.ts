@@ -176,7 +176,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     const ports = metricsPort !== 0 ? `${port} (or --metrics-port ${metricsPort})` : String(port);
     throw new InputError(`cannot listen on ${opts.host}:${ports}: ${code ?? (e as Error).message}`);
   }
-  refill = new TableRefill({ source, lastReviewAt: () => server.lastReviewAt, logger });
+  refill = new TableRefill({ source, lastReviewAt: () => server.lastReviewAt, logger, settings: config.settings });
   // The background audit: gauges always; policy reports from a live cluster, by the lease holder only.
   let audit: BackgroundAudit | undefined;
   if (backgroundAudit === 'on') {

@@ -4,6 +4,7 @@
 import type { Change } from './change.ts';
 import type { ActedFinding } from './finding.ts';
 import type { ClusterState } from './objects.ts';
+import type { RuleSettings } from './rule.ts';
 
 /** What meshguard answers for one request (built by src/verdict from the findings and the config). */
 export interface Decision {
@@ -29,5 +30,8 @@ export interface Decision {
   };
 }
 
-/** The whole evaluation of one request against a state (src/verdict builds it from rules + config). */
-export type Decide = (change: Change, before: ClusterState) => Decision;
+/**
+ * The whole evaluation of one request against a state (src/verdict builds it from rules + config), with
+ * the rule settings it judges under (the warm-up fills what a judgement under them keeps).
+ */
+export type Decide = ((change: Change, before: ClusterState) => Decision) & { readonly settings?: RuleSettings };

@@ -15,7 +15,7 @@ import { fromBasePass, ipIdentity, reachable, serviceByClusterIp } from './reach
 import { baseTablesFiller, memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Target } from './types.ts';
 import { apiserverClassKey } from './identity.ts';
-import { filterPodsKept, outsideClassesOf, podClassId } from './classes.ts';
+import { fillSegmentKept, filterPodsKept, outsideClassesOf, podClassId, type PodClass } from './classes.ts';
 import { matchesSelector } from './selectors.ts';
 
 interface RbacIndex {
@@ -89,10 +89,21 @@ export function apiserverClientTest(state: ClusterState, settings: ApiserverClie
  */
 export function apiserverClients(state: ClusterState, pods: readonly Pod[], settings: ApiserverClients): readonly Pod[] {
   const index = rbacIndex(state);
-  const clients = settings.apiserverClients ?? NO_CLIENTS;
+  const clients = clientsOf(settings);
   return filterPodsKept(pods, clientsToken(index, clients), apiserverClientTest(state, settings));
 }
 const NO_CLIENTS: NonNullable<ApiserverClients['apiserverClients']> = [];
+/** The configured clients, one shared array when there are none (what is kept per it is then shared by every config). */
+const clientsOf = (settings: ApiserverClients): NonNullable<ApiserverClients['apiserverClients']> =>
+  settings.apiserverClients !== undefined && settings.apiserverClients.length > 0 ? settings.apiserverClients : NO_CLIENTS;
+
+/**
+ * apiserverClients' kept answer for one namespace's classes (`seg`, podClassesIn), filled as a later
+ * apiserverClients over any pods holding them finds it, and returned (for warm-ups: a namespace per step).
+ */
+export function apiserverClientsIn(state: ClusterState, seg: readonly PodClass[], settings: ApiserverClients): readonly PodClass[] {
+  return fillSegmentKept(seg, clientsToken(rbacIndex(state), clientsOf(settings)), apiserverClientTest(state, settings));
+}
 
 /** One object per (RBAC index, configured clients array). */
 function clientsToken(index: RbacIndex, clients: object): object {

@@ -19,6 +19,7 @@ import type { ClusterState, StateSource } from '../core/objects.ts';
 import { pollUnref, REAL_TIMERS, type Timers } from '../core/timers.ts';
 import { stableContentToken } from '../policy/memo.ts';
 import { fillTablesInSlices } from '../verdict/warmup.ts';
+import type { ApiserverClients } from '../policy/apiserver.ts';
 
 export interface TableRefillOptions {
   readonly source: Pick<StateSource, 'state' | 'synced'>;
@@ -36,6 +37,8 @@ export interface TableRefillOptions {
   readonly idleMs?: number;
   /** Work between two turns of the event loop (default 20 ms; the fill yields at half of it). */
   readonly sliceMs?: number;
+  /** The rule settings the decisions judge under (the API server clients the fill keeps per namespace). */
+  readonly settings?: ApiserverClients;
   /** The fill itself (default fillTablesInSlices); resolves true when it ran to its end. */
   readonly fill?: (state: () => ClusterState, shouldStop: () => boolean) => Promise<boolean>;
   readonly logger?: Pick<Logger, 'info' | 'debug'>;
@@ -114,7 +117,7 @@ export class TableRefill {
     const reviewed = (): boolean => this.#o.lastReviewAt() !== reviewAtStart;
     const shouldStop = (): boolean => this.#stopped || reviewed();
     const state = (): ClusterState => this.#o.source.state;
-    const done = await (this.#o.fill ?? ((s, stop) => fillTablesInSlices(s, sliceMs, stop)))(state, shouldStop);
+    const done = await (this.#o.fill ?? ((s, stop) => fillTablesInSlices(s, sliceMs, stop, undefined, this.#o.settings)))(state, shouldStop);
     if (done) {
       // Filled for the content it started from; a change meanwhile is refilled at a later poll.
       this.#filled = token;

@@ -106,12 +106,13 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
 
   const knownRules = new Set(rules.map((r) => r.id));
 
-  return function decide(change: Change, before: ClusterState): Decision {
+  const decide = (change: Change, before: ClusterState): Decision => {
     const decision = decideRules(change, before);
     // On DELETE the annotations belong to the object going away: nothing left to correct.
     const notices = change.operation === 'DELETE' ? [] : skipNotices(change, knownRules);
     return notices.length > 0 ? { ...decision, notices } : decision;
   };
+  return Object.assign(decide, { settings: config.settings });
 
   function decideRules(change: Change, before: ClusterState): Decision {
     const ns = namespaceOf(change);

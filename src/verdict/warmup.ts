@@ -17,7 +17,7 @@ import { ambientIngressClassKey, apiserverClassKey, dnsClassKey, podClassKey } f
 import { policyModel } from '../policy/model.ts';
 import { namespaceLabelMatters, namespaceLabelReadByL7, namespaceLabelReadByPeers, namespaceLabelReadFor } from '../policy/namespace-labels.ts';
 import { indexAddressesOf } from '../policy/reachability.ts';
-import { apiserverTablesFiller } from '../policy/apiserver.ts';
+import { apiserverClientsIn, apiserverTablesFiller, type ApiserverClients } from '../policy/apiserver.ts';
 import { dnsTablesFiller } from '../policy/dns.ts';
 import { indexXdsClientsOf, xdsClientClasses } from '../policy/control-plane.ts';
 import { enforcementOfModels, policiesSelecting, policySettings, warmClassSelections, type PolicySettings } from '../policy/selection.ts';
@@ -97,7 +97,7 @@ const policiesOf = (s: ClusterState): PolicyObject[] => POLICY_KINDS.flatMap((k)
  * The steps that build what the decisions read of the long-lived state, each one policy, namespace or
  * class (see warmUpInSlices, and fillTablesInSlices for the refill after a change).
  */
-export function* tableSteps(s: ClusterState): Generator<() => void> {
+export function* tableSteps(s: ClusterState, ruleSettings?: ApiserverClients): Generator<() => void> {
   for (const p of policiesOf(s)) yield () => policyModel(p);
   yield () => hasFqdnRules(s);
   for (const ns of new Set([...s.namespacesWith('Pod'), ...s.namespacesWith('Service')])) yield () => indexAddressesOf(s, ns);
@@ -154,11 +154,17 @@ export function* tableSteps(s: ClusterState): Generator<() => void> {
   // The judging passes' plans over each namespace's classes for the DNS and API server class keys
   // (policy/classes.ts classPlan, kept per class array and key function; with the node token splits of
   // a key that reads the node): a cluster-wide request's pass assembles its plan from them.
+  // The API server rule judges only the namespace's API server clients (a kept filter per class array,
+  // under the decide's settings): their part and its plan too. At 50k pods the cluster-wide warm-up
+  // decisions are cut before that rule runs, and the first CCNP {} filtered and planned 955 parts.
   for (const ns of s.namespacesWith('Pod')) {
     yield () => {
       const seg = podClassesIn(s, ns);
       classPlan(seg, dnsClassKey(s));
       classPlan(seg, apiserverClassKey(s));
+      if (ruleSettings === undefined) return;
+      const clients = apiserverClientsIn(s, seg, ruleSettings);
+      if (clients !== seg && clients.length > 0) classPlan(clients, apiserverClassKey(s));
     };
   }
   // The xDS clients of each namespace, then the cluster's (a pure function of the pods, kept per Pod
@@ -186,9 +192,15 @@ const POD_KEYS_PER_STEP = 200;
  * refill in idle time after a change that empties those tables (server/table-refill.ts): what is still
  * there is looked up, not built again.
  */
-export async function fillTablesInSlices(state: () => ClusterState, sliceMs = 20, shouldStop: () => boolean = () => false, now: () => number = () => performance.now()): Promise<boolean> {
+export async function fillTablesInSlices(
+  state: () => ClusterState,
+  sliceMs = 20,
+  shouldStop: () => boolean = () => false,
+  now: () => number = () => performance.now(),
+  settings?: ApiserverClients,
+): Promise<boolean> {
   return inHalfSlices(
-    tableSteps(state()),
+    tableSteps(state(), settings),
     (step) => {
       try {
         step();
@@ -332,7 +344,7 @@ export async function warmUpInSlices(
     tablesBuilt = true;
     const t = used();
     // Capped: unlike the grouping (which every decision needs), the tables are only a head start.
-    const done = await inSlices(tableSteps(state()), tolerant((step: () => void) => step()), true);
+    const done = await inSlices(tableSteps(state(), decide.settings), tolerant((step: () => void) => step()), true);
     // Work the first decisions would have done: it counts against the cap, not the decisions' budget.
     prepared += used() - t;
     return done;

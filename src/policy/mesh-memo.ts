@@ -18,7 +18,7 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
-import { classifiedPods, fillSegmentKept, filterPods, filterPodsKept, filterToken, podClassesIn } from './classes.ts';
+import { classifiedPods, fillSegmentKept, filterPods, filterPodsKept, filterToken, podClassesIn, type PodClass } from './classes.ts';
 import { meshMode } from './istio.ts';
 import { perRevision, stableContentToken } from './memo.ts';
 import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
@@ -134,7 +134,16 @@ export function podIngressWorks(state: ClusterState, from: Pod, dest: Pod, port:
  * each namespace's answer.
  */
 export function ambientPods(state: ClusterState): readonly Pod[] {
-  return perRevision(state, 'ambientPods', () => filterPodsKept(classifiedPods(state), filterToken(stableContentToken(state), 'ambientPods'), (d) => meshMode(state, d) === 'ambient'));
+  return perRevision(state, 'ambientPods', () => filterPodsKept(classifiedPods(state), ambientToken(state), (d) => meshMode(state, d) === 'ambient'));
+}
+const ambientToken = (state: ClusterState): object => filterToken(stableContentToken(state), 'ambientPods');
+
+/**
+ * ambientPods' kept part for one namespace's classes (podClassesIn), filled as ambientPods finds it, and
+ * returned (for warm-ups: a namespace per step).
+ */
+export function ambientPodsIn(state: ClusterState, namespace: string): readonly PodClass[] {
+  return fillSegmentKept(podClassesIn(state, namespace), ambientToken(state), (d) => meshMode(state, d) === 'ambient');
 }
 
 /** Is `after` an overlay over `before` that changes the Namespace `namespace` and nothing else? */

@@ -21,7 +21,7 @@ import { apiserverClientsIn, apiserverTablesFiller, type ApiserverClients } from
 import { dnsTablesFiller } from '../policy/dns.ts';
 import { indexXdsClientsOf, xdsClientClasses } from '../policy/control-plane.ts';
 import { enforcementOfModels, policiesSelecting, policySettings, warmClassSelections, type PolicySettings } from '../policy/selection.ts';
-import { warmEnforcementSwitch } from '../policy/mesh-memo.ts';
+import { ambientPodsIn, warmEnforcementSwitch } from '../policy/mesh-memo.ts';
 import type { PolicyObject } from '../core/objects.ts';
 
 /** Objects picked per (kind, operation) the rules trigger on, spread over the state's list. */
@@ -165,6 +165,15 @@ export function* tableSteps(s: ClusterState, ruleSettings?: ApiserverClients): G
       if (ruleSettings === undefined) return;
       const clients = apiserverClientsIn(s, seg, ruleSettings);
       if (clients !== seg && clients.length > 0) classPlan(clients, apiserverClassKey(s));
+    };
+  }
+  // Each namespace's ambient pods and the plan over them by their ingress shape: a Namespace relabel
+  // judges the ambient pods of every other namespace (hbone-15008-blocked), and its first send planned
+  // 2.4-3.2k classes at 50k pods.
+  for (const ns of s.namespacesWith('Pod')) {
+    yield () => {
+      const ambient = ambientPodsIn(s, ns);
+      if (ambient.length > 0) classPlan(ambient, ambientIngressClassKey);
     };
   }
   // The xDS clients of each namespace, then the cluster's (a pure function of the pods, kept per Pod

@@ -15,7 +15,7 @@ import { defaultConfig } from '../../src/config/config.ts';
 import type { Change } from '../../src/core/change.ts';
 import type { Decide } from '../../src/core/decision.ts';
 import type { ClusterState } from '../../src/core/objects.ts';
-import { classifiedPods, classPlanComputations, groupsOf, keptFilterJudgements } from '../../src/policy/classes.ts';
+import { classifiedPods, classPlanComputations, groupsOf, keptFilterJudgements, podClassesIn } from '../../src/policy/classes.ts';
 import { apiserverClassKey } from '../../src/policy/identity.ts';
 import { enforcementChangeScans } from '../../src/policy/mesh-memo.ts';
 import { classSelections } from '../../src/policy/selection.ts';
@@ -203,4 +203,20 @@ t.test('decisions cut before the rules run (as at 50k pods): the table steps alo
   const other = work(() => named(everyPodPolicy(), state));
   t.ok(other.work.filtered > 0, 'clients named in the config: their filter is judged, not the warmed one found');
   t.same(other.value, named(everyPodPolicy(), stateFromObjects(objs as never)), 'named clients: the verdict of a cold process');
+});
+
+t.test('decisions cut before the rules run: the first Namespace relabel into ambient plans no class of the other namespaces', async (t) => {
+  const objs = generateCluster(PODS);
+  const judgeNothing = (): ReturnType<Decide> => ({ allowed: true, findings: [], skipped: [], incomplete: { reason: 'budget' } }) as unknown as ReturnType<Decide>;
+  const state = await warmedUp(objs, Object.assign(judgeNothing, { settings: uncut().settings }));
+  // A namespace outside the mesh moves into ambient; every other namespace's ambient pods are judged
+  // (hbone-15008-blocked) by their ingress shape.
+  const ns = objs.find((o) => o.kind === 'Namespace' && o.metadata.name.startsWith('team-') && !o.metadata.labels?.['istio.io/dataplane-mode'] && !o.metadata.labels?.['istio-injection'])!;
+  const relabelled = { ...ns, metadata: { ...ns.metadata, labels: { ...ns.metadata.labels, 'istio.io/dataplane-mode': 'ambient' } } };
+  const ownClasses = podClassesIn(state, ns.metadata.name).length;
+  const ambientElsewhere = objs.filter((o) => o.kind === 'Namespace' && o.metadata.labels?.['istio.io/dataplane-mode'] === 'ambient').length;
+  t.ok(ambientElsewhere > 0 && ownClasses > 0, `ambient namespaces: ${ambientElsewhere}; the relabelled one's classes: ${ownClasses}`);
+  const first = work(() => uncut()(change('UPDATE', relabelled, ns), state));
+  t.ok(first.work.plans <= 2 * ownClasses, `class keys computed: ${first.work.plans}, at most the relabelled namespace's own (${ownClasses}, twice)`);
+  t.same(first.value, uncut()(change('UPDATE', relabelled, ns), stateFromObjects(objs as never)), 'the verdict of a cold process');
 });

@@ -28,7 +28,12 @@ export interface ClassVerdict<T, D> {
 }
 
 export interface ByClass<T, D> {
-  /** Every item of a lost class, in input order (grouped pods: in class order; possibly the input array itself). */
+  /**
+   * Every item of a lost class, in input order (grouped pods: in class order). Grouped pods that are all
+   * lost are the input array itself, registered with the input's classes; otherwise a new array
+   * registered with one class per judged unit (under the judging key). Read-only either way: it may be
+   * the state's own array.
+   */
   readonly lost: readonly T[];
   /** Every item of a still-missing class, in the same order. */
   readonly stillMissing: readonly T[];

@@ -271,6 +271,12 @@ export function classPlan(groups: readonly PodClass[], classKey: ClassKeyFn): Cl
 }
 
 let plannedClasses = 0;
+let joinedParts = 0;
+
+/** How many per-namespace plans classPlan has joined into plans of concatenations (for tests that count cluster-wide work). */
+export function classPlanJoins(): number {
+  return joinedParts;
+}
 
 /** How many classes classPlan has computed a key for (for tests that count per-class work). */
 export function classPlanComputations(): number {
@@ -309,6 +315,7 @@ function computeClassPlan(groups: readonly PodClass[], classKey: ClassKeyFn): Cl
  * order, each distinct key once (in the order of its first unit), as computeClassPlan over the whole.
  */
 function joinPlans(parts: readonly ClassPlan[]): ClassPlan {
+  joinedParts += parts.length;
   let n = 0;
   for (const part of parts) n += part.units.length;
   const units: (readonly Pod[])[] = new Array(n);

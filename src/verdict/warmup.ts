@@ -11,16 +11,16 @@ import { KINDS, type KindName } from '../core/kinds.ts';
 import type { ClusterState, KubeObject, Pod } from '../core/objects.ts';
 import type { Decide } from '../core/decision.ts';
 import type { Rule } from '../core/rule.ts';
-import { classifiedPods, classPlan, podClassesIn, podClassId } from '../policy/classes.ts';
+import { classifiedPods, classPlan, groupsOf, podClassesIn, podClassId } from '../policy/classes.ts';
 import { hasFqdnRules } from '../policy/fqdn.ts';
 import { ambientIngressClassKey, apiserverClassKey, dnsClassKey, podClassKey } from '../policy/identity.ts';
 import { policyModel } from '../policy/model.ts';
 import { namespaceLabelMatters, namespaceLabelReadByL7, namespaceLabelReadByPeers, namespaceLabelReadFor } from '../policy/namespace-labels.ts';
 import { indexAddressesOf } from '../policy/reachability.ts';
-import { apiserverClientsIn, apiserverTablesFiller, type ApiserverClients } from '../policy/apiserver.ts';
-import { dnsTablesFiller } from '../policy/dns.ts';
+import { apiserverClients, apiserverClientsIn, apiserverTablesFiller, type ApiserverClients } from '../policy/apiserver.ts';
+import { dnsTablesFiller, withoutDnsBackends } from '../policy/dns.ts';
 import { indexXdsClientsOf, xdsClientClasses } from '../policy/control-plane.ts';
-import { enforcementOfModels, policiesSelecting, policySettings, warmClassSelections, type PolicySettings } from '../policy/selection.ts';
+import { enforcementOfModels, podsSelectedBy, policiesSelecting, policySettings, warmClassSelections, type PolicySettings } from '../policy/selection.ts';
 import { ambientPodsIn, warmEnforcementSwitch } from '../policy/mesh-memo.ts';
 import type { PolicyObject } from '../core/objects.ts';
 
@@ -176,6 +176,23 @@ export function* tableSteps(s: ClusterState, ruleSettings?: ApiserverClients): G
       if (ambient.length > 0) classPlan(ambient, ambientIngressClassKey);
     };
   }
+  // The cluster-wide pod arrays the first cluster-wide requests judge, each assembled once from the
+  // namespaces' parts above, with the DNS and API server rules' parts of it and their plans: every pod
+  // (a cilium-config change), an empty subject selector's pods (a new CCNP `{}`), and each cluster-wide
+  // policy's (its update or DELETE), while what podsSelectedBy keeps stays within twice the cluster's
+  // pods (it holds 200k). Assembling them cost the first such send 10-15 ms at 50k pods (joinPlans,
+  // podsOfClasses in its profile).
+  const everyPod = classifiedPods(s);
+  yield () => assembleJudged(s, everyPod, ruleSettings);
+  let selected = 0;
+  for (const policy of [EMPTY_SELECTOR_CCNP, ...s.list('CiliumClusterwideNetworkPolicy')]) {
+    yield () => {
+      if (selected > 2 * everyPod.length) return;
+      const pods = podsSelectedBy(s, policy as PolicyObject);
+      selected += pods.length;
+      assembleJudged(s, pods, ruleSettings);
+    };
+  }
   // The xDS clients of each namespace, then the cluster's (a pure function of the pods, kept per Pod
   // content and per namespace Pod list): the first cilium-config request built them in one piece.
   for (const ns of s.namespacesWith('Pod')) yield () => indexXdsClientsOf(s, ns);
@@ -190,6 +207,23 @@ export function* tableSteps(s: ClusterState, ruleSettings?: ApiserverClients): G
     for (let i = 0; i < pods.length; i += POD_KEYS_PER_STEP) yield () => { for (let j = i; j < Math.min(pods.length, i + POD_KEYS_PER_STEP); j++) fillPodKeys(pods[j]!); };
   }
 }
+/** A cluster-wide policy selecting every pod (what podsSelectedBy keeps is keyed by the selector alone). */
+const EMPTY_SELECTOR_CCNP = {
+  apiVersion: 'cilium.io/v2',
+  kind: 'CiliumClusterwideNetworkPolicy',
+  metadata: { name: 'meshguard-warm-up' },
+  spec: { endpointSelector: {} },
+};
+
+/** `pods` without the DNS servers and its API server clients, each planned as the DNS and API server rules judge them. */
+function assembleJudged(s: ClusterState, pods: readonly Pod[], settings: ApiserverClients | undefined): void {
+  const dnsGroups = groupsOf(withoutDnsBackends(s, pods));
+  if (dnsGroups !== undefined) classPlan(dnsGroups, dnsClassKey(s));
+  if (settings === undefined) return;
+  const clientGroups = groupsOf(apiserverClients(s, pods, settings));
+  if (clientGroups !== undefined) classPlan(clientGroups, apiserverClassKey(s));
+}
+
 /** Pods keyed per step (about 2 ms of work at 10 µs a pod). */
 const POD_KEYS_PER_STEP = 200;
 

@@ -15,7 +15,7 @@ import { defaultConfig } from '../../src/config/config.ts';
 import type { Change } from '../../src/core/change.ts';
 import type { Decide } from '../../src/core/decision.ts';
 import type { ClusterState } from '../../src/core/objects.ts';
-import { classifiedPods, classPlanComputations, groupsOf, keptFilterJudgements, podClassesIn } from '../../src/policy/classes.ts';
+import { classifiedPods, classPlanComputations, classPlanJoins, groupsOf, keptFilterJudgements, podClassesIn } from '../../src/policy/classes.ts';
 import { apiserverClassKey } from '../../src/policy/identity.ts';
 import { enforcementChangeScans } from '../../src/policy/mesh-memo.ts';
 import { classSelections } from '../../src/policy/selection.ts';
@@ -61,6 +61,7 @@ function tickingClock(): () => number {
 }
 
 interface Work {
+  readonly joins: number;
   readonly selections: number;
   readonly enforcementScans: number;
   readonly plans: number;
@@ -73,8 +74,9 @@ function work<T>(fn: () => T): { value: T; work: Work } {
   const e = enforcementChangeScans();
   const p = classPlanComputations();
   const f = keptFilterJudgements();
+  const j = classPlanJoins();
   const value = fn();
-  return { value, work: { selections: classSelections() - s, enforcementScans: enforcementChangeScans() - e, plans: classPlanComputations() - p, filtered: keptFilterJudgements() - f } };
+  return { value, work: { joins: classPlanJoins() - j, selections: classSelections() - s, enforcementScans: enforcementChangeScans() - e, plans: classPlanComputations() - p, filtered: keptFilterJudgements() - f } };
 }
 
 async function warmedUp(objs: readonly Obj[], decide: Decide = uncut()): Promise<ClusterState> {
@@ -220,4 +222,28 @@ t.test('decisions cut before the rules run: the first Namespace relabel into amb
   const first = work(() => uncut()(change('UPDATE', relabelled, ns), state));
   t.ok(first.work.plans <= 2 * ownClasses, `class keys computed: ${first.work.plans}, at most the relabelled namespace's own (${ownClasses}, twice)`);
   t.same(first.value, uncut()(change('UPDATE', relabelled, ns), stateFromObjects(objs as never)), 'the verdict of a cold process');
+});
+
+t.test('decisions cut before the rules run: the first cluster-wide requests find their pod arrays and plans assembled', async (t) => {
+  const objs = generateCluster(PODS);
+  const judgeNothing = (): ReturnType<Decide> => ({ allowed: true, findings: [], skipped: [], incomplete: { reason: 'budget' } }) as unknown as ReturnType<Decide>;
+  const nothing: Decide = Object.assign(judgeNothing, { settings: uncut().settings });
+  const ccnp = objs.find((o) => o.kind === 'CiliumClusterwideNetworkPolicy' && o.metadata.name === 'allow-dns-everywhere')!;
+  // (A cilium-config switch joins the two system namespaces' plans of the ambient probe check: 2 parts.)
+  const requests: [string, () => Change, number][] = [
+    ['a new CCNP {}', everyPodPolicy, 0],
+    ['the DELETE of a cluster-wide policy', () => change('DELETE', null, ccnp), 0],
+    ['an update of a cluster-wide policy that keeps its selector', () => change('UPDATE', { ...ccnp, metadata: { ...ccnp.metadata, labels: { team: 'dns' } } }, ccnp), 0],
+    ['a cilium-config switch', () => ciliumConfig(objs, 'always'), 2],
+  ];
+  for (const [label, request, parts] of requests) {
+    const state = await warmedUp(objs, nothing);
+    const first = work(() => uncut()(request(), state));
+    t.ok(first.work.joins <= parts, `${label}: per-namespace plans joined: ${first.work.joins} (at most ${parts})`);
+    t.same(first.value, uncut()(request(), stateFromObjects(objs as never)), `${label}: the verdict of a cold process`);
+  }
+  // Near miss: a cluster-wide selector the state's policies do not have is assembled by its first send.
+  const state = await warmedUp(objs, nothing);
+  const narrow = change('CREATE', { apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 'tier-web' }, spec: { endpointSelector: { matchLabels: { tier: 'web' } }, egress: dnsEgress } }, null);
+  t.ok(work(() => uncut()(narrow, state)).work.joins > 0, 'another selector: joined on its first send');
 });

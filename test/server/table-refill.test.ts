@@ -7,6 +7,7 @@ import { defaultConfig } from '../../src/config/config.ts';
 import type { Change } from '../../src/core/change.ts';
 import type { Decide } from '../../src/core/decision.ts';
 import type { ClusterState } from '../../src/core/objects.ts';
+import { classPlanComputations, keptFilterJudgements } from '../../src/policy/classes.ts';
 import { baseFactsComputed } from '../../src/policy/reachability.ts';
 import { reachComputations } from '../../src/policy/reach-memo.ts';
 import { allRules } from '../../src/rules/registry.ts';
@@ -215,4 +216,37 @@ t.test('stop() ends a refill under way and polls no more', async (t) => {
   changePolicy(objs, state, 'changed-2');
   clock.advance(60_000);
   t.equal(calls, 1, 'no refill after stop()');
+});
+
+t.test("the default fill keeps the API server clients under the decide's settings: after an RBAC change the first CCNP {} filters and plans none", async (t) => {
+  for (const withSettings of [true, false]) {
+    const { objs, state, decide, clock, everyPod } = await setUp();
+    const refill = new TableRefill({
+      source: { state, synced: () => true },
+      lastReviewAt: () => undefined,
+      now: clock.now,
+      timers: clock,
+      pollMs: 1000,
+      quietMs: 5000,
+      idleMs: 1000,
+      ...(withSettings ? { settings: decide.settings! } : {}),
+    });
+    refill.start();
+    // A new RoleBinding makes another service account an API server client: a new RBAC index, so a new
+    // clients filter to fill (the refill runs after the warm-up's, for a change of a kind that empties tables).
+    const ns = objs.find((o) => o.kind === 'Namespace' && o.metadata.name.startsWith('team-'))!.metadata.name;
+    state.upsert('RoleBinding', transformObject('RoleBinding', { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'app-1-reader', namespace: ns }, roleRef: { kind: 'ClusterRole', name: 'view' }, subjects: [{ kind: 'ServiceAccount', name: 'app-1', namespace: ns }] } as unknown as Record<string, unknown>));
+    await poll(clock, refill, 7);
+    t.equal(refill.fills, 1, `${withSettings ? 'with' : 'without'} settings: refilled once quiet`);
+    const f = keptFilterJudgements();
+    const p = classPlanComputations();
+    decide(everyPod, state);
+    if (withSettings) {
+      t.equal(keptFilterJudgements() - f, 0, 'with settings: no class asked whether it is an API server client');
+      t.equal(classPlanComputations() - p, 0, 'with settings: no class key computed');
+    } else {
+      t.ok(keptFilterJudgements() - f > 0, 'near miss, without settings: the first request filters the clients itself');
+    }
+    await refill.stop();
+  }
 });

@@ -19,12 +19,12 @@
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
 import { classifiedPods, fillSegmentKept, filterPods, filterPodsKept, filterToken, podClassesIn } from './classes.ts';
+import { selectingListKey } from './identity.ts';
 import { meshMode } from './istio.ts';
 import { perRevision, stableContentToken } from './memo.ts';
 import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
 import { ingressMayAdmitTcpByModels, ingressMayAdmitTcpFrom, plainPodSource, reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
-import type { PolicyModel } from './types.ts';
 
 /**
  * The settings of `after` and `before` when `after` is an overlay over `before` that changes
@@ -181,27 +181,20 @@ export function mayAdmitTcpByList(before: ClusterState, after: ClusterState, nam
     return ask(d);
   };
   if (!relabelOf(before, after, namespace) || sources.some((s) => s.spec.hostNetwork === true)) return one;
-  // Keyed by the list's content (its model objects in order, as a trie: lists of equal content are
-  // often distinct arrays, one per identity).
-  const root: Trie = new Map();
+  // Keyed by the list's content (lists of equal content are often distinct arrays, one per identity):
+  // its text (selectingListKey), kept per list array of `before`, whose lists all come from one state.
+  const byKey = new Map<string, boolean>();
   // The answer for a list, asked by the list itself: `before`'s is `after`'s in content.
   const byModels = ingressMayAdmitTcpByModels(after, sources);
   return (d) => {
     if (d.metadata.namespace === namespace || !isCiliumEndpoint(d)) return one(d);
     const models = policiesSelecting(before, d);
-    let node = root;
-    for (const m of models) {
-      let next = node.get(m);
-      if (next === undefined) node.set(m, (next = new Map()));
-      node = next as Trie;
-    }
-    let v = node.get(END) as boolean | undefined;
+    const key = selectingListKey(models);
+    let v = byKey.get(key);
     if (v === undefined) {
       admitChecks++;
-      node.set(END, (v = byModels(models)));
+      byKey.set(key, (v = byModels(models)));
     }
     return v;
   };
 }
-type Trie = Map<PolicyModel | typeof END, Trie | boolean>;
-const END = Symbol('end of list');

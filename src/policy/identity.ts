@@ -129,15 +129,7 @@ export function ambientIngressClassKey(pod: Pod): string {
   return key;
 }
 
-/**
- * A selecting-model list (policiesSelecting) as text: the refs of its models and their spec indexes, in
- * order. Two lists of one state with the same text hold the same models (a state has one object per
- * ref). Kept per list array: a pod's list is shared by every pod with the same answer (and cached).
- */
-export function selectingListKey(models: readonly PolicyModel[]): string {
-  return rulesKey(models);
-}
-
+// A pod's selecting-model list is shared by every pod with the same answer (and cached): key it once.
 function rulesKey(models: readonly PolicyModel[]): string {
   let key = rulesKeys.get(models);
   if (key === undefined) {

@@ -19,9 +19,9 @@
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
 import { classifiedPods, fillSegmentKept, filterPods, filterPodsKept, filterToken, podClassesIn } from './classes.ts';
-import { selectingListKey } from './identity.ts';
 import { meshMode } from './istio.ts';
-import { perRevision, stableContentToken } from './memo.ts';
+import { modelNumber, perRevision, stableContentToken } from './memo.ts';
+import type { PolicyModel } from './types.ts';
 import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
 import { ingressMayAdmitTcpByModels, ingressMayAdmitTcpFrom, plainPodSource, reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
@@ -181,20 +181,48 @@ export function mayAdmitTcpByList(before: ClusterState, after: ClusterState, nam
     return ask(d);
   };
   if (!relabelOf(before, after, namespace) || sources.some((s) => s.spec.hostNetwork === true)) return one;
-  // Keyed by the list's content (lists of equal content are often distinct arrays, one per identity):
-  // its text (selectingListKey), kept per list array of `before`, whose lists all come from one state.
-  const byKey = new Map<string, boolean>();
+  // Keyed by the list's content (its model objects in order: lists of equal content are often distinct
+  // arrays, one per identity), through a hash of the models' numbers; the lists of one hash compared
+  // model by model. Nothing built per list but its entry (a relabel asks of thousands of lists).
+  const byHash = new Map<number, ListAnswer>();
   // The answer for a list, asked by the list itself: `before`'s is `after`'s in content.
   const byModels = ingressMayAdmitTcpByModels(after, sources);
   return (d) => {
     if (d.metadata.namespace === namespace || !isCiliumEndpoint(d)) return one(d);
     const models = policiesSelecting(before, d);
-    const key = selectingListKey(models);
-    let v = byKey.get(key);
-    if (v === undefined) {
-      admitChecks++;
-      byKey.set(key, (v = byModels(models)));
-    }
+    const h = listHash(models);
+    const head = byHash.get(h);
+    for (let e = head; e !== undefined; e = e.next) if (sameModels(e.models, models)) return e.v;
+    admitChecks++;
+    const v = byModels(models);
+    byHash.set(h, { models, v, next: head });
     return v;
   };
+}
+/** mayAdmitTcpByList's answer for a list, chained with the other lists of its hash. */
+interface ListAnswer {
+  readonly models: readonly PolicyModel[];
+  readonly v: boolean;
+  readonly next: ListAnswer | undefined;
+}
+
+/** A 53-bit hash of a list's model numbers (two 32-bit mixes), in order. */
+function listHash(models: readonly PolicyModel[]): number {
+  let a = models.length | 0;
+  let b = 0x2545f491;
+  for (const m of models) {
+    const n = modelNumber(m);
+    a = Math.imul(a ^ n, 0x85ebca6b);
+    a ^= a >>> 13;
+    b = Math.imul(b + n, 0xc2b2ae35);
+    b ^= b >>> 16;
+  }
+  return (a >>> 0) * 0x200000 + (b >>> 11);
+}
+
+function sameModels(x: readonly PolicyModel[], y: readonly PolicyModel[]): boolean {
+  if (x === y) return true;
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
 }

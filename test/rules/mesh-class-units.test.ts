@@ -5,16 +5,20 @@
 // with nothing to report asks each rule's question once per unit, not once per pod.
 import t from 'tap';
 
+import { mutationOf } from '../../src/core/change.ts';
 import type { Pod } from '../../src/core/objects.ts';
-import { perUnitInOrder, unitQuestions } from '../../src/impact/units.ts';
+import type { RuleContext } from '../../src/core/rule.ts';
+import { namespaceUnits, perUnitInOrder, unitQuestions } from '../../src/impact/units.ts';
 import { classUnits, mtlsUnits, perPodKeysReadByPeerAuthentication } from '../../src/policy/mesh-classes.ts';
 import { podClassesIn, podClassId } from '../../src/policy/classes.ts';
 import { rule as paDisable } from '../../src/rules/pa-disable-ignored-ambient/index.ts';
 import { rule as splitAmbient } from '../../src/rules/split-brain-l7-ambient/index.ts';
 import { rule as splitSidecar } from '../../src/rules/split-brain-l7-sidecar/index.ts';
 import { rule as ztunnel } from '../../src/rules/ztunnel-l7-authz/index.ts';
+import { rule as hbone } from '../../src/rules/hbone-15008-blocked/index.ts';
+import { overlay } from '../../src/state/overlay.ts';
 import { authzPolicy, baseCluster, cnp, memoryState, ns, peerAuth, pod, type Obj } from '../fixtures/cluster.ts';
-import { runRule } from './rule-harness.ts';
+import { DEFAULT_SETTINGS, makeChange, runRule } from './rule-harness.ts';
 
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
 const INJECTED = { 'istio-injection': 'enabled' };
@@ -133,4 +137,93 @@ t.test('perUnitInOrder: per pod in pod order; every pod without units, or with u
   asked.length = 0;
   t.same(perUnitInOrder(pods, undefined, find), ['b', 'c', 'd']);
   t.same(perUnitInOrder(pods, [[d!, b!], [c!, a!]], (p) => (p === a ? [] : [p.metadata.name])), ['b', 'c', 'd'], 'in pod order, not unit order');
+});
+
+// ---------- per unit (an overlay's relabel) against per pod (the same relabel on a rebuilt state) ----------
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A namespace of rollouts (apps with one to three pod-template-hash values, one to three pods each, some
+ * already injected or opted out of ambient), PeerAuthentications on the namespace, an app, an app's
+ * rollout or a hash alone (whole-pod and port-level modes), L7 Cilium policies in and towards it, HTTP
+ * AuthorizationPolicies, and a relabel of it into or out of the mesh.
+ */
+function randomRelabel(seed: number): { objects: Obj[]; relabelled: Obj } {
+  const r = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const apps = ['web', 'api', 'db'].slice(0, 1 + Math.floor(r() * 3));
+  const hashes = ['h1', 'h2', 'h3'];
+  const objs: Obj[] = [ns('shop', pick([{}, {}, AMBIENT, INJECTED]))];
+  let n = 0;
+  for (const app of apps) {
+    for (const hash of hashes.slice(0, 1 + Math.floor(r() * 3))) {
+      const extra: Record<string, string> = r() < 0.15 ? { 'istio.io/dataplane-mode': 'none' } : {};
+      for (let i = 0, k = 1 + Math.floor(r() * 3); i < k; i++) {
+        objs.push(pod('shop', `${app}-${hash}-${n++}`, { app, 'pod-template-hash': hash, ...extra }, { ports: [{ name: 'http', containerPort: 8080 }, { containerPort: 9090 }], sidecar: r() < 0.2 }));
+      }
+    }
+  }
+  const mode = (): Record<string, unknown> => ({ mode: pick(['STRICT', 'PERMISSIVE', 'DISABLE', 'UNSET']) });
+  for (let i = 0, k = 1 + Math.floor(r() * 3); i < k; i++) {
+    const sel = pick([undefined, { app: pick(apps) }, { app: pick(apps), 'pod-template-hash': pick(hashes) }, { 'pod-template-hash': pick(hashes) }]);
+    objs.push(peerAuth(pick(['shop', 'shop', 'istio-system']), `pa-${i}`, {
+      ...(sel ? { selector: { matchLabels: sel } } : {}),
+      mtls: mode(),
+      ...(sel && r() < 0.4 ? { portLevelMtls: { [pick(['8080', '9090'])]: mode() } } : {}),
+    }));
+  }
+  const http = { http: [{ path: '/' }] };
+  for (let i = 0, k = 1 + Math.floor(r() * 2); i < k; i++) {
+    const port = pick(['8080', '9090']);
+    objs.push(pick([
+      cnp('shop', `l7-in-${i}`, { endpointSelector: { matchLabels: { app: pick(apps) } }, ingress: [{ toPorts: [{ ports: [{ port, protocol: 'TCP' }], rules: http }] }] }),
+      cnp('shop', `l7-out-${i}`, { endpointSelector: { matchLabels: { app: pick(apps) } }, egress: [{ toEndpoints: [{ matchLabels: { app: pick(apps) } }], toPorts: [{ ports: [{ port, protocol: 'TCP' }], rules: http }] }] }),
+      cnp('other', `l7-to-shop-${i}`, { endpointSelector: {}, egress: [{ toEndpoints: [{ matchLabels: { 'k8s:io.kubernetes.pod.namespace': 'shop' } }], toPorts: [{ ports: [{ port, protocol: 'TCP' }], rules: http }] }] }),
+    ]));
+  }
+  if (r() < 0.5) {
+    const sel = pick([undefined, { app: pick(apps) }, { 'pod-template-hash': pick(hashes) }]);
+    objs.push(authzPolicy('shop', 'http', { ...(sel ? { selector: { matchLabels: sel } } : {}), action: pick(['ALLOW', 'DENY']), rules: [{ to: [{ operation: { paths: ['/admin'] } }] }] }));
+  }
+  objs.push(ns('other', INJECTED), pod('other', 'client-1', { app: 'client' }, { sidecar: true }));
+  const relabelled = ns('shop', pick([AMBIENT, INJECTED, INJECTED, {}, { ...AMBIENT, team: 'x' }]));
+  return { objects: baseCluster(objs), relabelled };
+}
+
+t.test('a relabel judged per unit finds what the same relabel judged pod by pod finds (random namespaces of rollouts)', async (t) => {
+  const ctx: RuleContext = { settings: DEFAULT_SETTINGS };
+  const rules = [paDisable, splitAmbient, splitSidecar, ztunnel, hbone];
+  const seeds = Number(process.env['MESH_UNIT_SEEDS'] ?? 300);
+  let found = 0;
+  let split = 0;
+  for (let seed = 1; seed <= seeds; seed++) {
+    const { objects, relabelled } = randomRelabel(seed);
+    const before = memoryState(objects);
+    const change = makeChange('UPDATE', relabelled, { stored: before.get('Namespace', undefined, 'shop')! });
+    const after = overlay(before, mutationOf(change));
+    // The per-pod reference: a state rebuilt with the relabel holds other pod lists, so no units are used.
+    const rebuilt = memoryState([...objects.filter((o) => !(o.kind === 'Namespace' && o.metadata.name === 'shop')), relabelled]);
+    const fresh = memoryState(objects);
+    t.ok(namespaceUnits(before, after, 'shop').units !== undefined && namespaceUnits(fresh, rebuilt, 'shop').units === undefined, `seed ${seed}: units only on the overlay`);
+    const units = namespaceUnits(before, after, 'shop', { mtls: true }).units!;
+    if (units.length > podClassesIn(after, 'shop').length) split++;
+    for (const rule of rules) {
+      const overlaid = rule.evaluate(change, before, after, ctx);
+      const reference = rule.evaluate(change, fresh, rebuilt, ctx);
+      if (JSON.stringify(overlaid) !== JSON.stringify(reference)) t.same(overlaid, reference, `seed ${seed}: ${rule.id}`);
+      found += overlaid.length;
+    }
+  }
+  t.ok(found > seeds / 2, `${found} findings over ${seeds} relabels`);
+  t.ok(split > seeds / 10, `${split} of ${seeds} relabels had a class split by a PeerAuthentication`);
 });

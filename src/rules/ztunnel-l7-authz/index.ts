@@ -96,14 +96,14 @@ function collect(subject: Subject, change: Change, before: ClusterState, after: 
     const root = istioRootNamespace(state);
     return [...state.list('AuthorizationPolicy', nsName), ...(root !== nsName ? state.list('AuthorizationPolicy', root) : [])];
   };
-  const enforcedAfter = policiesIn(after);
+  const policiesAfter = policiesIn(after);
   // No policy there that needs HTTP (most relabels): no hit after, so nothing to report, and the
   // namespace's pods are not named one by one.
-  if (!enforcedAfter.some(mayNeedHttp)) return { a: [], b: [], synthetic: false };
+  if (!policiesAfter.some(mayNeedHttp)) return { a: [], b: [], synthetic: false };
   const pods = unionPods(after.list('Pod', nsName));
   if (pods.length === 0) return { a: [], b: [], synthetic: false };
   const only = new Set(pods.map(podRef));
-  const a = enforcedAfter.flatMap((ap) => hitsOf(after, ap, only).hits);
+  const a = policiesAfter.flatMap((ap) => hitsOf(after, ap, only).hits);
   const beforeOnly = new Set(pods.map((p) => podIn(before, p)).filter((p): p is Pod => !!p).map(podRef));
   const b = policiesIn(before).flatMap((ap) => hitsOf(before, ap, beforeOnly).hits);
   return { a, b, synthetic: false };

@@ -424,12 +424,13 @@ function keptSegmentPart(kept: KeptClassFilter, seg: readonly PodClass[], keep: 
 /**
  * Fills filterPodsKept's answer for one namespace's class array `seg` (podClassesIn) under `token`, as a
  * later filterPodsKept over any concatenation holding `seg` would (for warm-ups: a namespace per step).
+ * Returns that namespace part: the kept classes array (`seg` itself when every class is kept).
  */
-export function fillSegmentKept(seg: readonly PodClass[], token: object, keep: (pod: Pod) => boolean): void {
-  if (seg.length === 0) return;
+export function fillSegmentKept(seg: readonly PodClass[], token: object, keep: (pod: Pod) => boolean): readonly PodClass[] {
+  if (seg.length === 0) return seg;
   let kept = keptClassFilters.get(token);
   if (kept === undefined) keptClassFilters.set(token, (kept = { bySegment: new WeakMap(), byPods: new WeakMap() }));
-  keptSegmentPart(kept, seg, keep);
+  return keptSegmentPart(kept, seg, keep);
 }
 
 /**

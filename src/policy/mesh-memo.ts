@@ -18,7 +18,8 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
-import { classifiedPods, fillSegmentKept, filterPods, filterPodsKept, filterToken, podClassesIn } from './classes.ts';
+import { classifiedPods, classPlan, fillSegmentKept, filterPods, filterPodsKept, filterToken, podClassesIn } from './classes.ts';
+import { ambientIngressClassKey } from './identity.ts';
 import { meshMode } from './istio.ts';
 import { modelNumber, perRevision, stableContentToken } from './memo.ts';
 import type { PolicyModel } from './types.ts';
@@ -134,7 +135,21 @@ export function podIngressWorks(state: ClusterState, from: Pod, dest: Pod, port:
  * each namespace's answer.
  */
 export function ambientPods(state: ClusterState): readonly Pod[] {
-  return perRevision(state, 'ambientPods', () => filterPodsKept(classifiedPods(state), filterToken(stableContentToken(state), 'ambientPods'), (d) => meshMode(state, d) === 'ambient'));
+  return perRevision(state, 'ambientPods', () => filterPodsKept(classifiedPods(state), ambientToken(state), (d) => meshMode(state, d) === 'ambient'));
+}
+function ambientToken(state: ClusterState): object {
+  return filterToken(stableContentToken(state), 'ambientPods');
+}
+
+/**
+ * Fills ambientPods' part for the namespace `namespace` of `state` and the judging plan over it for
+ * ambientIngressClassKey (hbone-15008-blocked judges the ambient pods elsewhere by it on a Namespace
+ * relabel: the first relabel after start-up planned every namespace's classes). For serve's warm-up, a
+ * namespace per step.
+ */
+export function warmAmbientPlan(state: ClusterState, namespace: string): void {
+  const part = fillSegmentKept(podClassesIn(state, namespace), ambientToken(state), (d) => meshMode(state, d) === 'ambient');
+  if (part.length > 0) classPlan(part, ambientIngressClassKey);
 }
 
 /** Is `after` an overlay over `before` that changes the Namespace `namespace` and nothing else? */

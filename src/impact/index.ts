@@ -6,3 +6,4 @@ export * from './touched.ts';
 export * from './compare.ts';
 export * from './decided-by.ts';
 export * from './dns-servers.ts';
+export * from './units.ts';

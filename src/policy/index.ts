@@ -28,4 +28,5 @@ export * from './ambient-dns.ts';
 export * from './probes.ts';
 export * from './control-plane.ts';
 export * from './classes.ts';
+export * from './mesh-classes.ts';
 export * from './sanitize.ts';

@@ -285,6 +285,14 @@ export function podKeys(pod: Pod): PodKeys {
 export function knownPodKeys(pod: Pod): Readonly<PodKeys> | undefined {
   return (pod as KeyHolder)[POD_KEYS] ?? podKeyRecords.get(pod);
 }
+const modelNumbers = pureMemo<PolicyModel, number>('modelNumbers', 'a number per policy model object, to key selecting lists by content without building text (mesh-memo.ts mayAdmitTcpByList)');
+let nextModelNumber = 1;
+/** A number of its own for a policy model object (the same while the object lives). */
+export function modelNumber(m: PolicyModel): number {
+  let n = modelNumbers.get(m);
+  if (n === undefined) modelNumbers.set(m, (n = nextModelNumber++));
+  return n;
+}
 export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the selecting-model part of ingressShapeKey, per selecting-model list (shared by an identity)');
 export const podIdentities = memo<Pod, { readonly namespace: object | undefined; readonly identity: unknown }>(
   'podIdentities',

@@ -18,13 +18,14 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta } from '../state/overlay.ts';
-import { classifiedPods, fillSegmentKept, filterPods, filterPodsKept, filterToken, podClassesIn, type PodClass } from './classes.ts';
+import { classifiedPods, classPlan, fillSegmentKept, filterPods, filterPodsKept, filterToken, podClassesIn } from './classes.ts';
+import { ambientIngressClassKey } from './identity.ts';
 import { meshMode } from './istio.ts';
-import { perRevision, stableContentToken } from './memo.ts';
+import { modelNumber, perRevision, stableContentToken } from './memo.ts';
+import type { PolicyModel } from './types.ts';
 import { enablePolicyOnly as enablePolicyOnlyOf } from './reach-memo.ts';
 import { ingressMayAdmitTcpByModels, ingressMayAdmitTcpFrom, plainPodSource, reachable } from './reachability.ts';
 import { enforcementOfModels, isCiliumEndpoint, policiesSelecting, policySettings, type PolicySettings } from './selection.ts';
-import type { PolicyModel } from './types.ts';
 
 /**
  * The settings of `after` and `before` when `after` is an overlay over `before` that changes
@@ -136,14 +137,19 @@ export function podIngressWorks(state: ClusterState, from: Pod, dest: Pod, port:
 export function ambientPods(state: ClusterState): readonly Pod[] {
   return perRevision(state, 'ambientPods', () => filterPodsKept(classifiedPods(state), ambientToken(state), (d) => meshMode(state, d) === 'ambient'));
 }
-const ambientToken = (state: ClusterState): object => filterToken(stableContentToken(state), 'ambientPods');
+function ambientToken(state: ClusterState): object {
+  return filterToken(stableContentToken(state), 'ambientPods');
+}
 
 /**
- * ambientPods' kept part for one namespace's classes (podClassesIn), filled as ambientPods finds it, and
- * returned (for warm-ups: a namespace per step).
+ * Fills ambientPods' part for the namespace `namespace` of `state` and the judging plan over it for
+ * ambientIngressClassKey (hbone-15008-blocked judges the ambient pods elsewhere by it on a Namespace
+ * relabel: the first relabel after start-up planned every namespace's classes). For serve's warm-up, a
+ * namespace per step.
  */
-export function ambientPodsIn(state: ClusterState, namespace: string): readonly PodClass[] {
-  return fillSegmentKept(podClassesIn(state, namespace), ambientToken(state), (d) => meshMode(state, d) === 'ambient');
+export function warmAmbientPlan(state: ClusterState, namespace: string): void {
+  const part = fillSegmentKept(podClassesIn(state, namespace), ambientToken(state), (d) => meshMode(state, d) === 'ambient');
+  if (part.length > 0) classPlan(part, ambientIngressClassKey);
 }
 
 /** Is `after` an overlay over `before` that changes the Namespace `namespace` and nothing else? */
@@ -190,27 +196,48 @@ export function mayAdmitTcpByList(before: ClusterState, after: ClusterState, nam
     return ask(d);
   };
   if (!relabelOf(before, after, namespace) || sources.some((s) => s.spec.hostNetwork === true)) return one;
-  // Keyed by the list's content (its model objects in order, as a trie: lists of equal content are
-  // often distinct arrays, one per identity).
-  const root: Trie = new Map();
+  // Keyed by the list's content (its model objects in order: lists of equal content are often distinct
+  // arrays, one per identity), through a hash of the models' numbers; the lists of one hash compared
+  // model by model. Nothing built per list but its entry (a relabel asks of thousands of lists).
+  const byHash = new Map<number, ListAnswer>();
   // The answer for a list, asked by the list itself: `before`'s is `after`'s in content.
   const byModels = ingressMayAdmitTcpByModels(after, sources);
   return (d) => {
     if (d.metadata.namespace === namespace || !isCiliumEndpoint(d)) return one(d);
     const models = policiesSelecting(before, d);
-    let node = root;
-    for (const m of models) {
-      let next = node.get(m);
-      if (next === undefined) node.set(m, (next = new Map()));
-      node = next as Trie;
-    }
-    let v = node.get(END) as boolean | undefined;
-    if (v === undefined) {
-      admitChecks++;
-      node.set(END, (v = byModels(models)));
-    }
+    const h = listHash(models);
+    const head = byHash.get(h);
+    for (let e = head; e !== undefined; e = e.next) if (sameModels(e.models, models)) return e.v;
+    admitChecks++;
+    const v = byModels(models);
+    byHash.set(h, { models, v, next: head });
     return v;
   };
 }
-type Trie = Map<PolicyModel | typeof END, Trie | boolean>;
-const END = Symbol('end of list');
+/** mayAdmitTcpByList's answer for a list, chained with the other lists of its hash. */
+interface ListAnswer {
+  readonly models: readonly PolicyModel[];
+  readonly v: boolean;
+  readonly next: ListAnswer | undefined;
+}
+
+/** A 53-bit hash of a list's model numbers (two 32-bit mixes), in order. */
+function listHash(models: readonly PolicyModel[]): number {
+  let a = models.length | 0;
+  let b = 0x2545f491;
+  for (const m of models) {
+    const n = modelNumber(m);
+    a = Math.imul(a ^ n, 0x85ebca6b);
+    a ^= a >>> 13;
+    b = Math.imul(b + n, 0xc2b2ae35);
+    b ^= b >>> 16;
+  }
+  return (a >>> 0) * 0x200000 + (b >>> 11);
+}
+
+function sameModels(x: readonly PolicyModel[], y: readonly PolicyModel[]): boolean {
+  if (x === y) return true;
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}

@@ -976,6 +976,9 @@ export function ingressMayAdmitTcpByModels(state: ClusterState, sources: readonl
   if (sources.some((s) => s.spec.hostNetwork === true)) throw new Error('ingressMayAdmitTcpByModels: host-network sources read the destination');
   const settings = policySettings(state);
   const ids = sources.map((s) => podIdentity(state, s));
+  // One context per source for every element asked (a relabel's few sources against every model of the
+  // cluster's ambient pods: thousands of elements).
+  const ctxs: EvalContext[] = sources.map((from) => ({ state, settings, from, dnsCheck: false }));
   // Whether one of a model's allow elements admits a source on some TCP port, kept per model: lists
   // share models, and an element belongs to one model.
   const admits = new Map<PolicyModel, boolean>();
@@ -983,7 +986,7 @@ export function ingressMayAdmitTcpByModels(state: ClusterState, sources: readonl
     for (const el of m.elements) {
       if (el.direction !== 'ingress' || el.deny || !someTcpPort(el)) continue;
       if (el.peers.length === 0) return true;
-      for (let i = 0; i < sources.length; i++) if (anyPeerMatches({ state, settings, from: sources[i]!, dnsCheck: false }, m, el, ids[i]!)) return true;
+      for (let i = 0; i < sources.length; i++) if (anyPeerMatches(ctxs[i]!, m, el, ids[i]!)) return true;
     }
     return false;
   };

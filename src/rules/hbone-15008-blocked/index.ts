@@ -10,7 +10,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { ambientPodsElsewhere, changedLabelKeys, formatPolicyRef, ingressEnforcementChanged, mayAdmitTcpByList, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../../policy/index.ts';
+import { ambientPodsElsewhere, changedLabelKeys, podClassesIn, formatPolicyRef, ingressEnforcementChanged, mayAdmitTcpByList, meshMode, namespaceLabelReadByPeers, ambientIngressClassKey, cutOffByRelabel, hboneBlocked, ingressShapeKey, meshPeerWorked, type MeshPeer } from '../../policy/index.ts';
 import { changeRef, isCiliumConfigChange, isPolicyChange, judgeByClass, touchedPods } from '../../impact/index.ts';
 import { denyFixFrom, victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -80,8 +80,11 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
     // is reported when one of them reached it before (plaintext on the app port while outside the mesh,
     // or over 15008) and is now admitted on an app port only. Pre-existing problems there, and pods that
     // were not admitted before and still are not, are not this request's.
+    // One source per class (in the order of each class's first pod): what the scan asks of a source, its
+    // mesh mode and its Cilium identity, is the same for every pod of a class.
     const sources = new Map<string, Pod>();
-    for (const s of after.list('Pod', subject.namespace)) {
+    for (const c of podClassesIn(after, subject.namespace)) {
+      const s = c.pods[0]!;
       if (meshMode(after, s) === 'none') continue;
       const k = ambientIngressClassKey(s);
       if (!sources.has(k)) sources.set(k, s);

@@ -12,7 +12,7 @@ import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Labels, Pod, PolicyObject } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { istioMatchLabels, effectiveMtls, meshMode, istioPolicyPods, podIn, podRef, unionPods } from '../../policy/index.ts';
-import { labelsChanged } from '../../impact/index.ts';
+import { labelsChanged, namespaceUnits, perUnitInOrder } from '../../impact/index.ts';
 import { victimParams, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -56,17 +56,24 @@ function hitsFor(state: ClusterState, pod: Pod): Hit[] {
   return out;
 }
 
-function hitsOf(state: ClusterState, pods: readonly Pod[]): Hit[] {
-  const out: Hit[] = [];
-  for (const p of pods) {
+/**
+ * The hits of `pods` in `state`, in pod order. With `units` (pods of one class that PeerAuthentication
+ * selectors do not tell apart: the same mesh mode and effective mTLS on every port), asked once per unit
+ * unless its first pod has a hit.
+ */
+function hitsOf(state: ClusterState, pods: readonly Pod[], units?: readonly (readonly Pod[])[]): Hit[] {
+  return perUnitInOrder(pods, units, (p) => {
     const here = podIn(state, p);
-    if (here) out.push(...hitsFor(state, here));
-  }
-  return out;
+    return here ? hitsFor(state, here) : NO_HITS;
+  });
 }
+const NO_HITS: readonly Hit[] = [];
 
-/** The pods whose mode the request may change; a synthetic pod when a new selector selects none yet. */
-function touched(subject: Subject, change: Change, before: ClusterState, after: ClusterState): { pods: Pod[]; synthetic: boolean } {
+/**
+ * The pods whose mode the request may change; a synthetic pod when a new selector selects none yet. For
+ * a relabel, `units`: its pods per class and the per-pod labels PeerAuthentication selectors read.
+ */
+function touched(subject: Subject, change: Change, before: ClusterState, after: ClusterState): { pods: readonly Pod[]; synthetic: boolean; units?: readonly (readonly Pod[])[] } {
   if (subject.by === 'peer-authentication') {
     const obj = change.object as PolicyObject;
     const pods = unionPods(istioPolicyPods(before, change.oldObject as PolicyObject | undefined, false), istioPolicyPods(after, obj, false));
@@ -83,7 +90,7 @@ function touched(subject: Subject, change: Change, before: ClusterState, after: 
     }
     return { pods, synthetic: false };
   }
-  return { pods: [...after.list('Pod', subject.namespace)], synthetic: false };
+  return { pods: after.list('Pod', subject.namespace), synthetic: false, ...namespaceUnits(before, after, subject.namespace, { mtls: true }) };
 }
 
 /** What the request does that this rule judges; undefined: nothing to judge. */
@@ -99,9 +106,9 @@ export function scope(change: Change): Subject | undefined {
 export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
   const t = touched(subject, change, before, after);
   if (t.pods.length === 0) return [];
-  const a = hitsOf(after, t.pods);
+  const a = hitsOf(after, t.pods, t.units);
   if (a.length === 0) return [];
-  const old = new Set(hitsOf(before, t.pods).map((h) => h.key));
+  const old = new Set(hitsOf(before, t.pods, t.units).map((h) => h.key));
   const added = a.filter((h) => !old.has(h.key));
   const preexisting = added.length === 0;
   const shown = preexisting ? a : added;

@@ -11,7 +11,7 @@ import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { conflictKey, coveredPorts, formatPolicyRef, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, podIn, victimPods, type Conflict } from '../../policy/index.ts';
-import { diffKeyed as diffConflicts, isCiliumPolicyChange, labelsChanged, relabelReachesL7, touchedPods } from '../../impact/index.ts';
+import { diffKeyed as diffConflicts, isCiliumPolicyChange, labelsChanged, namespaceUnits, perUnitInOrder, relabelReachesL7, touchedPods } from '../../impact/index.ts';
 import { victimParams, victimsOf, l7Kind } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -39,14 +39,17 @@ function ambientConflicts(state: ClusterState, pod: Pod): Conflict[] {
   return out;
 }
 
-function conflictsOf(state: ClusterState, pods: readonly Pod[]): Conflict[] {
-  const out: Conflict[] = [];
-  for (const p of pods) {
+/**
+ * The conflicts of `pods` in `state`, in pod order. With `units` (pods that share a class: the same mesh
+ * mode, L7 policies and container ports), asked once per unit unless its first pod has a conflict.
+ */
+function conflictsOf(state: ClusterState, pods: readonly Pod[], units?: readonly (readonly Pod[])[]): Conflict[] {
+  return perUnitInOrder(pods, units, (p) => {
     const here = podIn(state, p);
-    if (here) out.push(...ambientConflicts(state, here));
-  }
-  return out;
+    return here ? ambientConflicts(state, here) : NONE;
+  });
 }
+const NONE: readonly Conflict[] = [];
 
 /** What the request does that this rule judges; undefined: nothing to judge. */
 type Subject =
@@ -67,14 +70,19 @@ export function scope(change: Change): Subject | undefined {
   return undefined;
 }
 
-/** Pods whose ambient enrolment or L7 policy this request may change. */
-function touched(subject: Subject, change: Change, before: ClusterState, after: ClusterState): { pods: readonly Pod[]; synthetic: boolean } {
+/**
+ * Pods whose ambient enrolment or L7 policy this request may change. For a relabel, `units`: its pods by
+ * class (what ambientConflicts reads of a pod, its mesh mode, its Cilium policies and its container
+ * ports, is the same for every pod of a class), when `before` has the same pods as `after`.
+ */
+function touched(subject: Subject, change: Change, before: ClusterState, after: ClusterState): { pods: readonly Pod[]; synthetic: boolean; units?: readonly (readonly Pod[])[] } {
   switch (subject.by) {
     case 'cilium-policy':
       return touchedPods(change, before, after, { direction: 'l7' });
     case 'namespace':
       // A relabel no L7 rule reads (and that changes no mesh enrolment) cannot change a conflict.
-      return relabelReachesL7(change, before) ? { pods: [...after.list('Pod', subject.namespace)], synthetic: false } : { pods: [], synthetic: false };
+      if (!relabelReachesL7(change, before)) return { pods: [], synthetic: false };
+      return { pods: after.list('Pod', subject.namespace), synthetic: false, ...namespaceUnits(before, after, subject.namespace) };
     case 'pod': {
       const pod = after.get('Pod', subject.namespace, subject.name);
       return { pods: pod ? [pod] : [], synthetic: false };
@@ -86,7 +94,7 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   if (!l7ProxyEnabled(after)) return [];
   const t = touched(subject, change, before, after);
   if (t.pods.length === 0) return [];
-  const { added, kept } = diffConflicts(conflictsOf(before, t.pods), conflictsOf(after, t.pods));
+  const { added, kept } = diffConflicts(conflictsOf(before, t.pods, t.units), conflictsOf(after, t.pods, t.units));
   const preexisting = added.length === 0;
   const shown = preexisting ? kept : added;
   if (shown.length === 0) return [];

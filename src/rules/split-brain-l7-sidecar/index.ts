@@ -12,7 +12,7 @@ import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod, PolicyObject } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { changedLabelKeys, effectiveMtls, isMeshProxyPod, namespaceLabelReadByPeers, modelSelects, podsSelectedBy, selectorIsReserved, type EffectiveMtls, type Peer, type PolicyModel, CILIUM_POLICY_KINDS, l7PoliciesWith, conflictKey, coveredPorts, formatPolicyRef, istioPolicyPods, l7ModelsSelecting, l7ProxyEnabled, l7Uses, meshMode, modelsOf, peerPods, podIn, podRef, somePeerPod, unionPods, victimPods, type Conflict } from '../../policy/index.ts';
-import { diffKeyed as diffConflicts, isCiliumPolicyChange, relabelReachesL7, touchedPods } from '../../impact/index.ts';
+import { diffKeyed as diffConflicts, isCiliumPolicyChange, namespaceUnits, perUnitInOrder, relabelReachesL7, touchedPods } from '../../impact/index.ts';
 import { victimParams, victimsOf, l7Kind } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -123,10 +123,12 @@ function egressConflicts(state: ClusterState, model: PolicyModel, subject: Pod, 
 /** Egress conflicts of every Cilium policy with L7 egress toward the given destination pods. */
 function egressTowards(state: ClusterState, dests: readonly Pod[]): MtlsConflict[] {
   if (dests.length === 0) return [];
-  const destSet = new Set(dests.map(podRef));
+  // Named once a policy with L7 egress rules is met (most states have none).
+  let destSet: Set<string> | undefined;
   const out: MtlsConflict[] = [];
   for (const kind of CILIUM_POLICY_KINDS) {
     for (const { obj, models } of l7PoliciesWith(state.list(kind), 'egress')) {
+      destSet ??= new Set(dests.map(podRef));
       for (const subject of podsSelectedBy(state, obj as PolicyObject)) {
         for (const m of models) if (modelSelects(state, m, subject)) out.push(...egressConflicts(state, m, subject, destSet));
       }
@@ -135,15 +137,19 @@ function egressTowards(state: ClusterState, dests: readonly Pod[]): MtlsConflict
   return out;
 }
 
-function ingressOf(state: ClusterState, pods: readonly Pod[], prev?: ClusterState): MtlsConflict[] {
-  const out: MtlsConflict[] = [];
+/**
+ * The ingress conflicts of `pods` in `state`, in pod order. With `units` (pods of one class that
+ * PeerAuthentication selectors do not tell apart: the same mesh mode, L7 policies, container ports and
+ * effective mTLS), asked once per unit unless its first pod has a conflict.
+ */
+function ingressOf(state: ClusterState, pods: readonly Pod[], prev?: ClusterState, units?: readonly (readonly Pod[])[]): MtlsConflict[] {
   const admits = new Map<readonly Peer[], boolean>();
-  for (const p of pods) {
+  return perUnitInOrder(pods, units, (p) => {
     const here = podIn(state, p);
-    if (here) out.push(...ingressConflicts(state, here, prev, admits));
-  }
-  return out;
+    return here ? ingressConflicts(state, here, prev, admits) : NO_CONFLICTS;
+  });
 }
+const NO_CONFLICTS: readonly MtlsConflict[] = [];
 
 function policyEgress(state: ClusterState, obj: unknown, pods: readonly Pod[]): MtlsConflict[] {
   const out: MtlsConflict[] = [];
@@ -181,14 +187,17 @@ function collect(subject: Subject, change: Change, before: ClusterState, after: 
       synthetic,
     };
   }
-  let pods: Pod[];
+  let pods: readonly Pod[];
+  let units: readonly (readonly Pod[])[] | undefined;
   if (subject.by === 'peer-authentication') {
     pods = unionPods(
       istioPolicyPods(before, change.oldObject as PolicyObject | undefined, false),
       istioPolicyPods(after, change.object as PolicyObject | undefined, false),
     );
   } else if (relabelReachesL7(change, before)) {
-    pods = [...after.list('Pod', subject.namespace)];
+    pods = after.list('Pod', subject.namespace);
+    // Per class and the per-pod labels PeerAuthentication selectors read, when `before` has the same pods.
+    units = namespaceUnits(before, after, subject.namespace, { mtls: true }).units;
   } else {
     return undefined; // a relabel no L7 rule reads (and no mesh label) cannot change a conflict
   }
@@ -202,14 +211,15 @@ function collect(subject: Subject, change: Change, before: ClusterState, after: 
   const elsewhere =
     asClients &&
     changedLabelKeys(change.oldObject?.metadata.labels, change.object?.metadata.labels).some((k) => /istio/i.test(k) || namespaceLabelReadByPeers(before, k));
-  const beforePods = pods.map((p) => podIn(before, p)).filter((p): p is Pod => !!p);
+  // With units, `before` holds the same pod objects (namespaceUnits).
+  const beforePods = units !== undefined ? pods : pods.map((p) => podIn(before, p)).filter((p): p is Pod => !!p);
   return {
-    b: [...ingressOf(before, pods), ...egressTowards(before, beforePods), ...(asClients ? egressFrom(before, beforePods) : [])],
+    b: [...ingressOf(before, pods, undefined, units), ...egressTowards(before, beforePods), ...(asClients ? egressFrom(before, beforePods, units) : [])],
     a: [
       // A peer the relabel empties (its namespace no longer matches) admits no new mesh client.
-      ...ingressOf(after, pods, asClients ? before : undefined),
+      ...ingressOf(after, pods, asClients ? before : undefined, units),
       ...egressTowards(after, pods),
-      ...(asClients ? egressFrom(after, pods) : []),
+      ...(asClients ? egressFrom(after, pods, units) : []),
       ...(elsewhere ? newIngressElsewhere(before, after, change.name) : []),
     ],
     synthetic: false,
@@ -233,15 +243,19 @@ function newIngressElsewhere(before: ClusterState, after: ClusterState, namespac
   return ingressOf(after, [...pods.values()], before).filter((c) => !old.has(c.key));
 }
 
-/** Egress conflicts of the L7 egress rules selecting these pods (the pods as clients). */
-function egressFrom(state: ClusterState, pods: readonly Pod[]): MtlsConflict[] {
-  const out: MtlsConflict[] = [];
-  for (const p of pods) {
+/**
+ * Egress conflicts of the L7 egress rules selecting these pods (the pods as clients), in pod order. With
+ * `units` (pods of one class: the same mesh mode and L7 policies; the destinations are the policies'
+ * peers, the same for every client), asked once per unit unless its first pod has a conflict.
+ */
+function egressFrom(state: ClusterState, pods: readonly Pod[], units?: readonly (readonly Pod[])[]): MtlsConflict[] {
+  return perUnitInOrder(pods, units, (p) => {
     const here = podIn(state, p);
-    if (!here) continue;
+    if (!here) return NO_CONFLICTS;
+    const out: MtlsConflict[] = [];
     for (const m of l7ModelsSelecting(state, here)) if (l7Uses(m, 'egress').length > 0) out.push(...egressConflicts(state, m, here));
-  }
-  return out;
+    return out;
+  });
 }
 
 export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {

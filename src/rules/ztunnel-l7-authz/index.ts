@@ -42,6 +42,13 @@ function syntheticPod(ap: PolicyObject, labels: Labels): Pod {
   };
 }
 
+/** An AuthorizationPolicy that hitsOf may find hits for: an ALLOW or DENY that uses HTTP attributes. */
+function mayNeedHttp(ap: PolicyObject): boolean {
+  if (ap.kind !== 'AuthorizationPolicy') return false;
+  const action = actionOf(ap);
+  return (action === 'ALLOW' || action === 'DENY') && httpAttributesOf(ap).length > 0;
+}
+
 /** Ambient pods on which ztunnel enforces this policy while it needs HTTP; synthetic pods when none live. */
 function hitsOf(state: ClusterState, ap: PolicyObject | undefined, only?: ReadonlySet<string>): { hits: Hit[]; synthetic: boolean } {
   if (!ap || ap.kind !== 'AuthorizationPolicy') return { hits: [], synthetic: false };
@@ -85,14 +92,18 @@ function collect(subject: Subject, change: Change, before: ClusterState, after: 
     return { a: a.hits, b: b.hits, synthetic: a.synthetic };
   }
   const nsName = subject.namespace;
-  const pods = unionPods(after.list('Pod', nsName));
-  if (pods.length === 0) return { a: [], b: [], synthetic: false };
-  const only = new Set(pods.map(podRef));
   const policiesIn = (state: ClusterState): PolicyObject[] => {
     const root = istioRootNamespace(state);
     return [...state.list('AuthorizationPolicy', nsName), ...(root !== nsName ? state.list('AuthorizationPolicy', root) : [])];
   };
-  const a = policiesIn(after).flatMap((ap) => hitsOf(after, ap, only).hits);
+  const policiesAfter = policiesIn(after);
+  // No policy there that needs HTTP (most relabels): no hit after, so nothing to report, and the
+  // namespace's pods are not named one by one.
+  if (!policiesAfter.some(mayNeedHttp)) return { a: [], b: [], synthetic: false };
+  const pods = unionPods(after.list('Pod', nsName));
+  if (pods.length === 0) return { a: [], b: [], synthetic: false };
+  const only = new Set(pods.map(podRef));
+  const a = policiesAfter.flatMap((ap) => hitsOf(after, ap, only).hits);
   const beforeOnly = new Set(pods.map((p) => podIn(before, p)).filter((p): p is Pod => !!p).map(podRef));
   const b = policiesIn(before).flatMap((ap) => hitsOf(before, ap, beforeOnly).hits);
   return { a, b, synthetic: false };

@@ -181,12 +181,12 @@ export function apiserverTargets(state: ClusterState): readonly string[] {
 }
 
 /** The kube-apiserver endpoints (IPs, or the entity when they are unknown) the pod can reach on TCP. */
-export function apiserverReach(state: ClusterState, pod: Pod): string[] {
+export function apiserverReach(state: ClusterState, pod: Pod): readonly string[] {
   // Per API server class (apiserverClassKey) and state revision; an overlay's from its base where it cannot differ.
   return memoReach(APISERVER_REACH, state, pod);
 }
 
-const APISERVER_REACH: ReachQuestion<string[]> = {
+const APISERVER_REACH: ReachQuestion<readonly string[]> = {
   name: 'apiserverReach',
   destsName: 'apiserverReach:dests',
   dests: (state) => perRevision(state, 'apiserverDestPods', () => apiserverDestPods(state)),
@@ -232,7 +232,7 @@ export function apiserverTablesFiller(state: ClusterState): (pod: Pod) => void {
 }
 
 /** apiserverReach(state, ·) for many pods of one state: see reachAsker. */
-export function apiserverReachAsker(state: ClusterState): (pod: Pod) => string[] {
+export function apiserverReachAsker(state: ClusterState): (pod: Pod) => readonly string[] {
   return reachAsker(APISERVER_REACH, state);
 }
 
@@ -250,7 +250,7 @@ function apiserverDestPods(state: ClusterState): readonly Pod[] | undefined {
   return out;
 }
 
-function computeApiserverReach(state: ClusterState, pod: Pod): string[] {
+function computeApiserverReach(state: ClusterState, pod: Pod): readonly string[] {
   const t = apiserverTarget(state);
   if (t.ips.length === 0) return reachable(state, pod, { type: 'entity', entity: 'kube-apiserver' }, t.port, 'TCP') ? [APISERVER_ENTITY] : [];
   return t.ips.filter((ip) => reachable(state, pod, { type: 'ip', ip }, t.port, 'TCP'));

@@ -43,7 +43,7 @@ export function check(subject: Subject, change: Change, before: ClusterState, af
   // Every class is asked in both states: each state's lookups once (apiserverReachAsker), not once per class.
   const askAfter = apiserverReachAsker(after);
   const askBefore = apiserverReachAsker(before);
-  const reach = (s: ClusterState, p: Pod): string[] => (s === after ? askAfter(p) : s === before ? askBefore(p) : apiserverReach(s, p));
+  const reach = (s: ClusterState, p: Pod): readonly string[] => (s === after ? askAfter(p) : s === before ? askBefore(p) : apiserverReach(s, p));
   const loss = compareReach(clients, before, after, targets, reach, apiserverClassKey(after));
   const { lost, stillMissing, lostTargets } = loss;
   const t = apiserverTarget(after);

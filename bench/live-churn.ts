@@ -18,8 +18,8 @@
 // does not share the webhook's cores, and on this 2-core machine the churn otherwise takes them from it.
 // With --kubeconfig FILE, an apiserver already holding generateCluster(--pods) is used (bench/list-encoding.ts
 // --runs 0 --keep), instead of starting one and loading the cluster (minutes at 50k pods); the churn
-// changes its pods' labels.
-// Usage: node bench/live-churn.ts [--kubeconfig FILE] [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--json FILE] [--cpu-prof DIR]
+// changes its pods' labels. --bin PATH runs another build's bin/meshguard.js as the live server.
+// Usage: node bench/live-churn.ts [--kubeconfig FILE] [--bin PATH] [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--json FILE] [--cpu-prof DIR]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -46,6 +46,7 @@ const { values } = parseArgs({
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
     kubeconfig: { type: 'string' },
+    bin: { type: 'string' },
   },
 });
 const PODS = Number(values.pods);
@@ -78,6 +79,8 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: numbe
   let stopped = false;
   const ackedAt: number[] = [];
   const t0 = performance.now();
+  // Unique to this run: an apiserver kept across runs (--kubeconfig) already holds earlier runs' values.
+  const run = Date.now().toString(36);
   const writer = async (): Promise<void> => {
     while (!stopped) {
       const wait = t0 + (n * 1000) / perSecond - performance.now();
@@ -88,7 +91,7 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: numbe
       const p = pods[(n * 7919) % pods.length]!;
       n++;
       try {
-        const r = await api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': `c${n}` } } }, 'application/merge-patch+json');
+        const r = await api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': `c${run}-${n}` } } }, 'application/merge-patch+json');
         if (r.status < 300) ackedAt.push(performance.now());
         else failed++;
       } catch {
@@ -133,7 +136,7 @@ async function main(): Promise<void> {
     const metricsPort = await freePort();
     const probe = path.join(work, 'event-loop.jsonl');
     const started = await startServer(
-      [...eventLoopProbeFlags(), ...deployedNodeFlags(), ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', '--background-audit', 'off'],
+      [...eventLoopProbeFlags(), ...deployedNodeFlags(), ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []), values.bin ?? path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', '--background-audit', 'off'],
       port, ca, undefined, { ...process.env, MESHGUARD_EVENT_LOOP_FILE: probe }, serverCpus,
     );
     server = started.child;

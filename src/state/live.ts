@@ -1,7 +1,8 @@
 // Cluster state from a live apiserver: one list-then-watch per kind (per namespace for ConfigMaps),
-// feeding a MemoryState. The apiserver client is our own (kube-api.ts; ADR 0003): a paginated list, then
-// a watch from the list's resourceVersion that is resumed from the last event or bookmark when the
-// apiserver ends it, and relisted when the apiserver says that resourceVersion is gone (410).
+// feeding a MemoryState. The apiserver client is our own (kube-api.ts; ADR 0003): a list (the first one
+// from the apiserver's watch cache, resourceVersion=0: ADR 0009; relists paginated, of the latest
+// version), then a watch from the list's resourceVersion that is resumed from the last event or bookmark
+// when the apiserver ends it, and relisted when the apiserver says that resourceVersion is gone (410).
 //
 // Objects are slimmed by transformObject as they arrive, page by page and event by event, so the state
 // never holds a full object (memory stays small in large clusters, secrets never linger).

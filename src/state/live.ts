@@ -115,6 +115,8 @@ export interface ListOptions {
    * kinds are far smaller (at 50k pods the biggest, 5.7k ServiceAccounts, is a few MB).
    */
   readonly fromCache?: boolean;
+  /** The timers of the page timeout (LIST_TIMEOUT_MS without a byte); tests pass a fake clock. */
+  readonly timers?: Timers;
 }
 
 /** The Accept header of a protobuf list: JSON is taken too (a server or proxy that has no protobuf). */
@@ -126,7 +128,7 @@ interface Page {
   readonly res: IncomingMessage;
   /** Aborts the page's request (its body too), and clears its timer. */
   readonly abort: AbortController;
-  readonly timer: ReturnType<typeof setTimeout>;
+  readonly timer: Timer;
 }
 
 /** Reads a whole response body as bytes. */
@@ -165,18 +167,19 @@ export async function listKind(
 ): Promise<{ items: KubeObject[]; resourceVersion: string }> {
   const path = collectionPath(kind, namespace);
   let protobuf = kind === 'Pod' && opts.encoding !== 'json';
+  const timers = opts.timers ?? REAL_TIMERS;
   const fetchPage = (cont: string | undefined): Promise<Page> => {
     const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (cont) query.set('continue', cont);
     // Not a JSON Pod list: from the cache it would come whole, past V8's longest string in a big cluster.
     else if (opts.fromCache && (kind !== 'Pod' || protobuf)) query.set('resourceVersion', '0');
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new Error(`list of ${kind}: nothing received for ${LIST_TIMEOUT_MS / 1000} s`)), LIST_TIMEOUT_MS);
-    timer.unref?.();
+    const timer = timers.setTimeout(() => abort.abort(new Error(`list of ${kind}: nothing received for ${LIST_TIMEOUT_MS / 1000} s`)), LIST_TIMEOUT_MS);
+    timer.unref();
     const page = api
       .get(`${path}?${query.toString()}`, { signal: signal ? AbortSignal.any([signal, abort.signal]) : abort.signal, ...(protobuf ? { accept: ACCEPT_PROTOBUF } : {}) })
       .then((res): Page => ({ cont, res, abort, timer }));
-    page.catch(() => clearTimeout(timer));
+    page.catch(() => timers.clearTimeout(timer));
     // A page asked for ahead is awaited on the next turn of the loop below, or never if this one
     // fails: its failure must not be an unhandled rejection.
     page.catch(() => undefined);
@@ -185,7 +188,7 @@ export async function listKind(
   /** Drops a page asked for ahead that will not be read. */
   const drop = (p: Promise<Page> | undefined): void => {
     void p?.then((x) => {
-      clearTimeout(x.timer);
+      timers.clearTimeout(x.timer);
       x.abort.abort();
     }, () => undefined);
   };
@@ -267,7 +270,7 @@ export async function listKind(
         if (typeof rv === 'string') resourceVersion = rv;
         if (!cont) return { items, resourceVersion };
       } finally {
-        clearTimeout(timer);
+        timers.clearTimeout(timer);
       }
     }
   } finally {
@@ -495,6 +498,7 @@ export class LiveSource implements StateSource {
         // The first list from the apiserver's watch cache (ADR 0009): ready sooner, and the watch from
         // its resourceVersion brings the state up to date. Relists read the latest version, as before.
         fromCache: !s.listedOnce,
+        timers: this.#timers,
         onProtobufFailed: (err) => {
           if (!this.#podProtobuf) return;
           this.#podProtobuf = false;

@@ -1,5 +1,7 @@
 import t, { type Test } from 'tap';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import type { KubeApi } from '../../src/state/kube-api.ts';
 import pino from 'pino';
 import { KIND_NAMES, KINDS } from '../../src/core/kinds.ts';
 import { collectionPath, FIRST_FILL_CHUNK, listKind, LiveSource } from '../../src/state/live.ts';
@@ -842,4 +844,72 @@ t.test('a protobuf Pod list from the cache that cannot be read starts over as JS
   t.equal(failures.length, 1);
   t.equal(items.length, 5);
   t.same(firstPages(api, PODS), [`GET ${PODS}?limit=500&resourceVersion=0`, `GET ${PODS}?limit=500`]);
+});
+
+/**
+ * A KubeApi whose every GET answers 200 with a protobuf body the test writes itself (the response is
+ * destroyed when the request's signal aborts, as node's http client does).
+ */
+function handWrittenBody(): { api: KubeApi; body: () => PassThrough; asked: () => number } {
+  const bodies: PassThrough[] = [];
+  const api: KubeApi = {
+    server: 'http://hand-written', source: 'test',
+    get: async (_path, opts) => {
+      const res = Object.assign(new PassThrough(), { statusCode: 200, headers: { 'content-type': 'application/vnd.kubernetes.protobuf' } });
+      opts?.signal?.addEventListener('abort', () => res.destroy(opts.signal!.reason as Error), { once: true });
+      bodies.push(res);
+      return res as unknown as IncomingMessage;
+    },
+    send: async () => ({ status: 500, body: '' }),
+    close: () => undefined,
+  };
+  return { api, body: () => bodies.at(-1)!, asked: () => bodies.length };
+}
+
+/** Lets `n` turns of the event loop pass (the stream's data and the list's awaits). */
+const turns = async (n: number): Promise<void> => {
+  for (let k = 0; k < n; k++) await new Promise<void>((r) => setImmediate(r));
+};
+
+t.test('a list page times out after 60 s without a byte, however long the whole body takes', async (t) => {
+  const pods = Array.from({ length: 40 }, (_, i) => richPod('shop', `p${i}`));
+  const bytes = encodePodList(pods, { resourceVersion: '9' });
+  // A body that keeps coming: a piece every 59 s (about 20 minutes in all) is listed whole.
+  {
+    const clock = new FakeClock();
+    const { api, body, asked } = handWrittenBody();
+    let listed = 0;
+    const done = listKind(api, 'Pod', undefined, (n) => (listed = n), undefined, { timers: clock, fromCache: true });
+    await until('asked', () => asked() === 1);
+    const step = Math.ceil(bytes.length / 20);
+    for (let at = 0; at < bytes.length; at += step) {
+      clock.advance(59_000);
+      body().write(bytes.subarray(at, at + step));
+      await turns(3);
+    }
+    body().end();
+    const { items, resourceVersion } = await done;
+    t.equal(items.length, 40, 'every pod, after 20 minutes of a body that never paused 60 s');
+    t.equal(resourceVersion, '9');
+    t.equal(listed, 40);
+  }
+  // A body that stops: the list fails 60 s after its last byte, not before.
+  {
+    const clock = new FakeClock();
+    const { api, body, asked } = handWrittenBody();
+    const done = listKind(api, 'Pod', undefined, undefined, undefined, { timers: clock });
+    done.catch(() => undefined);
+    await until('asked', () => asked() === 1);
+    await turns(3);
+    body().write(bytes.subarray(0, 1000));
+    await turns(3);
+    clock.advance(59_999);
+    await turns(3);
+    let failed = false;
+    done.then(() => undefined, () => (failed = true));
+    await turns(3);
+    t.notOk(failed, 'not failed a moment before 60 s without a byte');
+    clock.advance(1);
+    await t.rejects(done, /nothing received for 60 s/, 'failed at 60 s without a byte');
+  }
 });

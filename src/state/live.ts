@@ -249,7 +249,14 @@ export async function listKind(
             continue;
           }
         } else {
-          const body = JSON.parse(await readBody(res)) as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } };
+          // Read with the timeout refreshed by each chunk, as a protobuf body (a whole kind from the cache).
+          res.setEncoding('utf8');
+          let text = '';
+          for await (const chunk of res) {
+            timer.refresh();
+            text += chunk as string;
+          }
+          const body = JSON.parse(text) as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } };
           const raws: readonly unknown[] = Array.isArray(body.items) ? body.items : [];
           rv = body.metadata?.resourceVersion;
           next = body.metadata?.continue;

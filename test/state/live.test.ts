@@ -850,12 +850,12 @@ t.test('a protobuf Pod list from the cache that cannot be read starts over as JS
  * A KubeApi whose every GET answers 200 with a protobuf body the test writes itself (the response is
  * destroyed when the request's signal aborts, as node's http client does).
  */
-function handWrittenBody(): { api: KubeApi; body: () => PassThrough; asked: () => number } {
+function handWrittenBody(contentType = 'application/vnd.kubernetes.protobuf'): { api: KubeApi; body: () => PassThrough; asked: () => number } {
   const bodies: PassThrough[] = [];
   const api: KubeApi = {
     server: 'http://hand-written', source: 'test',
     get: async (_path, opts) => {
-      const res = Object.assign(new PassThrough(), { statusCode: 200, headers: { 'content-type': 'application/vnd.kubernetes.protobuf' } });
+      const res = Object.assign(new PassThrough(), { statusCode: 200, headers: { 'content-type': contentType } });
       opts?.signal?.addEventListener('abort', () => res.destroy(opts.signal!.reason as Error), { once: true });
       bodies.push(res);
       return res as unknown as IncomingMessage;
@@ -911,5 +911,21 @@ t.test('a list page times out after 60 s without a byte, however long the whole 
     t.notOk(failed, 'not failed a moment before 60 s without a byte');
     clock.advance(1);
     await t.rejects(done, /nothing received for 60 s/, 'failed at 60 s without a byte');
+  }
+  // A JSON body (a kind other than Pods, whole from the cache) the same way.
+  {
+    const clock = new FakeClock();
+    const { api, body, asked } = handWrittenBody('application/json');
+    const text = Buffer.from(JSON.stringify({ kind: 'ServiceList', metadata: { resourceVersion: '5' }, items: Array.from({ length: 30 }, (_, i) => service(`s${i}`)) }));
+    const done = listKind(api, 'Service', undefined, undefined, undefined, { timers: clock, fromCache: true });
+    await until('asked', () => asked() === 1);
+    const step = Math.ceil(text.length / 10);
+    for (let at = 0; at < text.length; at += step) {
+      clock.advance(59_000);
+      body().write(text.subarray(at, at + step));
+      await turns(3);
+    }
+    body().end();
+    t.equal((await done).items.length, 30, 'every Service, after 10 minutes of a body that never paused 60 s');
   }
 });

@@ -16,7 +16,10 @@
 // With --pin, meshguard (and the control) run on the first CPU alone, and kube-apiserver, etcd, the writers
 // and the load generator on the others (harness.ts pinBenchAwayFromServer): in a cluster the apiserver
 // does not share the webhook's cores, and on this 2-core machine the churn otherwise takes them from it.
-// Usage: node bench/live-churn.ts [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--json FILE] [--cpu-prof DIR]
+// With --kubeconfig FILE, an apiserver already holding generateCluster(--pods) is used (bench/list-encoding.ts
+// --runs 0 --keep), instead of starting one and loading the cluster (minutes at 50k pods); the churn
+// changes its pods' labels. --bin PATH runs another build's bin/meshguard.js as the live server.
+// Usage: node bench/live-churn.ts [--kubeconfig FILE] [--bin PATH] [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--json FILE] [--cpu-prof DIR]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,6 +45,8 @@ const { values } = parseArgs({
     pin: { type: 'boolean', default: false },
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
+    kubeconfig: { type: 'string' },
+    bin: { type: 'string' },
   },
 });
 const PODS = Number(values.pods);
@@ -74,6 +79,8 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: numbe
   let stopped = false;
   const ackedAt: number[] = [];
   const t0 = performance.now();
+  // Unique to this run: an apiserver kept across runs (--kubeconfig) already holds earlier runs' values.
+  const run = Date.now().toString(36);
   const writer = async (): Promise<void> => {
     while (!stopped) {
       const wait = t0 + (n * 1000) / perSecond - performance.now();
@@ -84,7 +91,7 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: numbe
       const p = pods[(n * 7919) % pods.length]!;
       n++;
       try {
-        const r = await api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': `c${n}` } } }, 'application/merge-patch+json');
+        const r = await api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': `c${run}-${n}` } } }, 'application/merge-patch+json');
         if (r.status < 300) ackedAt.push(performance.now());
         else failed++;
       } catch {
@@ -106,7 +113,8 @@ async function main(): Promise<void> {
   if (pinned) log(`pinned: meshguard on CPU ${pinned.serverCpus}, the rest on ${pinned.otherCpus}`);
   const serverCpus = pinned ? { cpus: pinned.serverCpus } : {};
   const work = mkdtempSync(path.join(os.tmpdir(), 'meshguard-live-churn-'));
-  const cp = await startControlPlane();
+  // --kubeconfig: an apiserver already holding generateCluster(--pods) (bench/list-encoding.ts --keep).
+  const cp = values.kubeconfig ? { kubeconfigPath: values.kubeconfig, stop: async (): Promise<void> => undefined } : await startControlPlane();
   const api = apiFromKubeconfig(cp.kubeconfigPath);
   let server: ChildProcess | undefined;
   let controlServer: ChildProcess | undefined;
@@ -118,14 +126,17 @@ async function main(): Promise<void> {
     const ca = readFileSync(path.join(work, 'ca.crt'));
     const tls = ['--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key')];
     const objects = generateCluster(PODS);
-    log(`creating ${objects.length} objects (${PODS} pods)`);
-    const loaded = await loadCluster(api, objects);
-    log(`${loaded.perSecond.toFixed(0)} objects/s`);
+    let loaded = { perSecond: Number.NaN };
+    if (!values.kubeconfig) {
+      log(`creating ${objects.length} objects (${PODS} pods)`);
+      loaded = await loadCluster(api, objects);
+      log(`${loaded.perSecond.toFixed(0)} objects/s`);
+    }
     const port = await freePort();
     const metricsPort = await freePort();
     const probe = path.join(work, 'event-loop.jsonl');
     const started = await startServer(
-      [...eventLoopProbeFlags(), ...deployedNodeFlags(), ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', '--background-audit', 'off'],
+      [...eventLoopProbeFlags(), ...deployedNodeFlags(), ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []), values.bin ?? path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', cp.kubeconfigPath, ...tls, '--port', String(port), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--drain-seconds', '0', '--background-audit', 'off'],
       port, ca, undefined, { ...process.env, MESHGUARD_EVENT_LOOP_FILE: probe }, serverCpus,
     );
     server = started.child;

@@ -11,8 +11,11 @@
 // --pin is `--modes pinned`. --kubeconfig runs against an apiserver already holding the cluster (e.g.
 // `bench/list-encoding.ts --runs 0 --keep`) instead of starting and loading one.
 // The in-process part also lists every other kind alone, one after the other (JSON, as LiveSource does).
+// --bins a=PATH,b=PATH compares builds (each a bin/meshguard.js), interleaved; the order alternates by run.
+// --encodings protobuf measures serve with one pod list encoding only. Serve runs at debug level, so
+// the report gives when each kind's first list ended (LiveSource's 'kind listed' lines).
 // Usage: node bench/live-ready.ts [--pods 50000] [--runs 2] [--pin | --modes unpinned,pinned]
-//        [--kubeconfig FILE] [--no-lists] [--no-serve]
+//        [--kubeconfig FILE] [--no-lists] [--no-serve] [--encodings json,protobuf]
 
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -38,6 +41,8 @@ const { values } = parseArgs({
     kubeconfig: { type: 'string' },
     lists: { type: 'boolean', default: true },
     serve: { type: 'boolean', default: true },
+    encodings: { type: 'string', default: 'json,protobuf' },
+    bins: { type: 'string' },
   },
   allowNegative: true,
 });
@@ -50,7 +55,14 @@ const la = (): string => os.loadavg()[0]!.toFixed(1);
 const ALL_CPUS = `0-${os.availableParallelism() - 1}`;
 const OTHER_CPUS = os.availableParallelism() === 2 ? '1' : `1-${os.availableParallelism() - 1}`;
 if (modes.includes('pinned') && os.availableParallelism() < 2) throw new Error('pinned needs at least 2 CPUs');
-const ENCODINGS = ['json', 'protobuf'] as const;
+const ENCODINGS = values.encodings!.split(',').map((e) => e.trim()) as ('json' | 'protobuf')[];
+for (const e of ENCODINGS) if (e !== 'json' && e !== 'protobuf') throw new Error(`--encodings: json or protobuf, not ${e}`);
+/** The builds compared (label=path of a bin/meshguard.js), interleaved; this worktree's by default. */
+const BINS = (values.bins ?? `this=${path.join(ROOT, 'bin/meshguard.js')}`).split(',').map((b) => {
+  const at = b.indexOf('=');
+  if (at <= 0) throw new Error(`--bins: label=path, not ${b}`);
+  return { label: b.slice(0, at), bin: b.slice(at + 1) };
+});
 
 /** Places the control plane and this process for a mode (every thread: taskset -a). */
 function place(mode: string, pids: { apiserver?: number; etcd?: number }): void {
@@ -113,15 +125,15 @@ async function measure(kubeconfig: string): Promise<void> {
     for (let run = 0; run < RUNS; run++) {
       for (const mode of modes) {
         place(mode, pids);
-        for (const encoding of run % 2 === 0 ? ENCODINGS : [...ENCODINGS].reverse()) {
+        for (const { encoding, label, bin } of (run % 2 === 0 ? ENCODINGS : [...ENCODINGS].reverse()).flatMap((encoding) => (run % 2 === 0 ? BINS : [...BINS].reverse()).map((b) => ({ encoding, ...b })))) {
           const port = await freePort();
-          const logFile = path.join(work, `serve-${run}-${mode}-${encoding}.log`);
+          const logFile = path.join(work, `serve-${run}-${mode}-${encoding}-${label}.log`);
           const fd = openSync(logFile, 'w');
           const a0 = apiCpu();
           const l0 = la();
           const wall0 = Date.now();
           const { child, readyMs } = await startServer(
-            [...deployedNodeFlags(), path.join(ROOT, 'bin/meshguard.js'), 'serve', '--kubeconfig', kubeconfig, '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'info'],
+            [...deployedNodeFlags(), bin, 'serve', '--kubeconfig', kubeconfig, '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'debug'],
             port, ca, ['ignore', fd, fd], { ...process.env, MESHGUARD_POD_LIST_ENCODING: encoding }, mode === 'pinned' ? { cpus: SERVER_CPUS } : {},
           );
           const serveCpu = cpuSecondsOf(child.pid!);
@@ -130,9 +142,12 @@ async function measure(kubeconfig: string): Promise<void> {
           await stopServer(child);
           closeSync(fd);
           const out = readFileSync(logFile, 'utf8');
-          const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { time: number; msg: string; ms?: number; level?: number });
+          const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { time: number; msg: string; ms?: number; level?: number; kind?: string; objects?: number });
+          // The timeline: each kind's first list (debug lines of LiveSource), the sync, the warm-up.
+          const listed = lines.filter((j) => j.msg === 'kind listed').map((j) => `${j.kind} ${j.objects} at ${j.time - wall0}`);
           const marks = lines.filter((j) => /listening|synced|warmed|protobuf/.test(j.msg)).map((j) => `${j.msg} at ${j.time - wall0} ms${j.ms !== undefined ? ` (${j.ms} ms)` : ''}`);
-          log(`run ${run + 1}, serve ${mode}${mode === 'pinned' ? ` (CPU ${SERVER_CPUS}; the rest on ${OTHER_CPUS})` : ''}, pods as ${encoding}: ready after ${readyMs.toFixed(0)} ms; ${marks.join('; ')}; CPU until ready: serve ${(serveCpu * 1000).toFixed(0)} ms, kube-apiserver ${(apiserverCpu * 1000).toFixed(0)} ms; load ${l0} -> ${la()}`);
+          if (listed.length > 0) marks.unshift(`kinds listed (ms): ${listed.join(', ')}`);
+          log(`run ${run + 1}, ${label}, serve ${mode}${mode === 'pinned' ? ` (CPU ${SERVER_CPUS}; the rest on ${OTHER_CPUS})` : ''}, pods as ${encoding}: ready after ${readyMs.toFixed(0)} ms; ${marks.join('; ')}; CPU until ready: serve ${(serveCpu * 1000).toFixed(0)} ms, kube-apiserver ${(apiserverCpu * 1000).toFixed(0)} ms; load ${l0} -> ${la()}`);
         }
       }
     }

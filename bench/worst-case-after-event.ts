@@ -5,6 +5,8 @@
 // For each request: its median CPU time on an unchanged state (after one untimed call), then the median
 // of `iterations` calls each right after one new pod (a copy of an existing pod under a new name and
 // address: same identity, so no new class; the cheapest event that moves the revision).
+// With PROF_DIR=dir, the calls right after a pod event (each event and its decision) are profiled apart:
+// dir/after<i>.cpuprofile (the events' own cost shows under podEvent).
 // Usage: node --expose-gc bench/worst-case-after-event.ts [index|all] [iterations]   (WORST_PODS=50000)
 
 import { toChange } from '../src/admission/review.ts';
@@ -51,11 +53,26 @@ for (const r of requests.filter((x) => only === undefined || x.i === only)) {
   }
   const after: number[] = [];
   let last = decide(r.change, state);
+  const profDir = process.env['PROF_DIR'];
+  const session = profDir ? new (await import('node:inspector/promises')).Session() : undefined;
+  if (session) {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 100 });
+    await session.post('Profiler.start');
+  }
   for (let i = 0; i < iterations; i++) {
     podEvent();
     const t = cpuNow();
     last = decide(r.change, state);
     after.push(cpuNow() - t);
+  }
+  if (session) {
+    const { profile: p } = await session.post('Profiler.stop');
+    session.disconnect();
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    mkdirSync(profDir!, { recursive: true });
+    writeFileSync(`${profDir}/after${r.i}.cpuprofile`, JSON.stringify(p));
   }
   console.log(`${r.label}: steady ${median(steady).toFixed(1)} ms CPU, right after a pod event ${median(after).toFixed(1)} ms CPU [${after.map((x) => x.toFixed(0)).join(' ')}]; ${verdictText(summarize(last))}`);
 }

@@ -540,10 +540,11 @@ export function podsSelectedBy(state: ClusterState, policy: PolicyObject): reado
  */
 function selectPods(state: ClusterState, models: readonly PolicyModel[]): readonly Pod[] {
   const byPod = new Set<Pod>();
-  const byClass = new Set<PodClass>();
   // The non-empty per-namespace answers, in order: when one model is asked per class, the answer is
   // their concatenation, registered as such (policy/classes.ts segmentsOf) so that filters and judging
-  // passes over it are kept per namespace too.
+  // passes over it are kept per namespace too. Only when several models are asked per class, or some
+  // by pod, are their classes put in a set (every class of a cluster-wide `{}`: 9.5k adds at 50k pods,
+  // 1-3 ms of CPU after each pod event, for the common answer of one model that does not need them).
   const segments: (readonly PodClass[])[] = [];
   let classModels = 0;
   // Whether every namespace's every class is selected by a cluster-wide model (`{}`, say): the answer is
@@ -562,11 +563,13 @@ function selectPods(state: ClusterState, models: readonly PolicyModel[]): readon
     for (const n of ns !== undefined ? [ns] : state.namespacesWith('Pod')) {
       const part = classesSelectedIn(state, m, n);
       if (part !== podClassesIn(state, n)) everyPod = false;
-      for (const c of part) byClass.add(c);
       if (part.length > 0) segments.push(part);
     }
   }
   if (byPod.size === 0 && classModels === 1) return everyPod ? classifiedPods(state) : podsOfSegments(segments);
+  // The classes of every model asked per class, each once, in the order first seen.
+  const byClass = new Set<PodClass>();
+  for (const part of segments) for (const c of part) byClass.add(c);
   if (byPod.size === 0) return podsOfClasses([...byClass]);
   for (const c of byClass) for (const p of c.pods) byPod.add(p);
   return [...byPod];

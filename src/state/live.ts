@@ -1,7 +1,8 @@
 // Cluster state from a live apiserver: one list-then-watch per kind (per namespace for ConfigMaps),
-// feeding a MemoryState. The apiserver client is our own (kube-api.ts; ADR 0003): a paginated list, then
-// a watch from the list's resourceVersion that is resumed from the last event or bookmark when the
-// apiserver ends it, and relisted when the apiserver says that resourceVersion is gone (410).
+// feeding a MemoryState. The apiserver client is our own (kube-api.ts; ADR 0003): a list (the first one
+// from the apiserver's watch cache, resourceVersion=0: ADR 0009; relists paginated, of the latest
+// version), then a watch from the list's resourceVersion that is resumed from the last event or bookmark
+// when the apiserver ends it, and relisted when the apiserver says that resourceVersion is gone (410).
 //
 // Objects are slimmed by transformObject as they arrive, page by page and event by event, so the state
 // never holds a full object (memory stays small in large clusters, secrets never linger).
@@ -16,7 +17,7 @@ import type { Logger } from 'pino';
 import { InputError } from '../core/errors.ts';
 import { REAL_TIMERS, type Timer, type Timers } from '../core/timers.ts';
 import { loadKubeApi, readBody, type KubeApi } from './kube-api.ts';
-import { decodePodList, isProtobuf, PROTOBUF_MEDIA_TYPE, ProtobufError, protobufStatusMessage, type PodListPage } from './pod-proto.ts';
+import { isProtobuf, PodListDecoder, PROTOBUF_MEDIA_TYPE, ProtobufError, protobufStatusMessage } from './pod-proto.ts';
 import { CONFIGMAP_NAMESPACES, KIND_NAMES, KINDS, type KindName } from '../core/kinds.ts';
 import { istioNamespaces } from './snapshot.ts';
 import { MemoryState } from './store.ts';
@@ -105,17 +106,29 @@ export interface ListOptions {
    * caller should ask for JSON from then on). Without it the fallback is silent.
    */
   readonly onProtobufFailed?: (err: ProtobufError) => void;
+  /**
+   * Ask for `resourceVersion=0` (any version): the apiserver answers from its watch cache, in one
+   * piece (the cache ignores `limit`), rather than reading etcd page by page. Its objects are as
+   * recent as that apiserver's cache, which the watch from the list's resourceVersion then brings up
+   * to date. For a stream's first list (ADR 0009); relists read the latest version. Not for a Pod
+   * list in JSON: it would come whole as one string (past V8's longest in a big cluster); the other
+   * kinds are far smaller (at 50k pods the biggest, 5.7k ServiceAccounts, is a few MB).
+   */
+  readonly fromCache?: boolean;
+  /** The timers of the page timeout (LIST_TIMEOUT_MS without a byte); tests pass a fake clock. */
+  readonly timers?: Timers;
 }
 
 /** The Accept header of a protobuf list: JSON is taken too (a server or proxy that has no protobuf). */
 const ACCEPT_PROTOBUF = `${PROTOBUF_MEDIA_TYPE}, application/json`;
 
 interface Page {
+  /** The continue token it was asked with. */
   readonly cont: string | undefined;
-  readonly code: number;
-  /** The body, as text (JSON) or bytes (a protobuf answer). */
-  readonly text?: string;
-  readonly bytes?: Buffer;
+  readonly res: IncomingMessage;
+  /** Aborts the page's request (its body too), and clears its timer. */
+  readonly abort: AbortController;
+  readonly timer: Timer;
 }
 
 /** Reads a whole response body as bytes. */
@@ -124,6 +137,9 @@ async function readBytes(res: IncomingMessage): Promise<Buffer> {
   for await (const chunk of res) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
+
+/** Hands the event loop back (between slices of a big page's objects). */
+const yieldLoop = (): Promise<void> => new Promise<void>((r) => setImmediate(r));
 
 /**
  * List a kind (paginated), transforming each page as it arrives so full objects never pile up.
@@ -135,89 +151,137 @@ async function readBytes(res: IncomingMessage): Promise<Buffer> {
  *
  * Pods are asked for in protobuf (opts.encoding; ADR 0008): the apiserver encodes them several times
  * faster than JSON. A protobuf page is read into the JSON shape of the fields transformObject keeps
- * (pod-proto.ts), so the slim pods are the same either way; a page that fails to decode restarts the
- * list as JSON.
+ * (pod-proto.ts), as its bytes arrive (a page from the watch cache holds every pod: 128 MB at 50k
+ * pods, never held whole), so the slim pods are the same either way; a page that fails to decode
+ * restarts the list as JSON. A JSON page's objects are slimmed PAGE_SIZE at a time, the event loop
+ * handed back in between. A page times out when no byte of it came for LIST_TIMEOUT_MS.
  */
 export async function listKind(
   api: KubeApi,
   kind: KindName,
   namespace?: string,
-  /** Called after each page with the number of objects listed so far. */
+  /** Called as objects are listed (after each page, and as a streamed page arrives) with the number so far. */
   onPage?: (listed: number) => void,
   signal?: AbortSignal,
   opts: ListOptions = {},
 ): Promise<{ items: KubeObject[]; resourceVersion: string }> {
   const path = collectionPath(kind, namespace);
   let protobuf = kind === 'Pod' && opts.encoding !== 'json';
+  const timers = opts.timers ?? REAL_TIMERS;
   const fetchPage = (cont: string | undefined): Promise<Page> => {
     const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (cont) query.set('continue', cont);
-    const timeout = AbortSignal.timeout(LIST_TIMEOUT_MS);
+    // Not a JSON Pod list: from the cache it would come whole, past V8's longest string in a big cluster.
+    else if (opts.fromCache && (kind !== 'Pod' || protobuf)) query.set('resourceVersion', '0');
+    const abort = new AbortController();
+    const timer = timers.setTimeout(() => abort.abort(new Error(`list of ${kind}: nothing received for ${LIST_TIMEOUT_MS / 1000} s`)), LIST_TIMEOUT_MS);
+    timer.unref();
     const page = api
-      .get(`${path}?${query.toString()}`, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout, ...(protobuf ? { accept: ACCEPT_PROTOBUF } : {}) })
-      .then(async (res): Promise<Page> => {
-        const code = res.statusCode ?? 0;
-        return isProtobuf(res.headers['content-type']) ? { cont, code, bytes: await readBytes(res) } : { cont, code, text: await readBody(res) };
-      });
+      .get(`${path}?${query.toString()}`, { signal: signal ? AbortSignal.any([signal, abort.signal]) : abort.signal, ...(protobuf ? { accept: ACCEPT_PROTOBUF } : {}) })
+      .then((res): Page => ({ cont, res, abort, timer }));
+    page.catch(() => timers.clearTimeout(timer));
     // A page asked for ahead is awaited on the next turn of the loop below, or never if this one
     // fails: its failure must not be an unhandled rejection.
     page.catch(() => undefined);
     return page;
   };
+  /** Drops a page asked for ahead that will not be read. */
+  const drop = (p: Promise<Page> | undefined): void => {
+    void p?.then((x) => {
+      timers.clearTimeout(x.timer);
+      x.abort.abort();
+    }, () => undefined);
+  };
   let items: KubeObject[] = [];
   let resourceVersion = '';
   let restarts = 0;
-  let pending = fetchPage(undefined);
-  for (;;) {
-    const { cont: asked, code, text, bytes } = await pending;
-    if (code === 410 && asked && restarts < 3) {
-      // The continue token expired (compaction during a long paginated list): start over.
-      restarts++;
-      items = [];
-      pending = fetchPage(undefined);
-      continue;
-    }
-    if (code < 200 || code > 299) {
-      if (bytes === undefined) throw new ApiStatusError(code, statusMessage(code, text ?? ''));
-      const message = protobufStatusMessage(bytes);
-      throw new ApiStatusError(code, `HTTP ${code}${message !== undefined ? `: ${message}` : ''}`.slice(0, 300));
-    }
-    let raws: readonly unknown[];
-    let rv: unknown;
-    let next: unknown;
-    if (bytes !== undefined) {
-      let page: PodListPage;
+  let pending: Promise<Page> | undefined = fetchPage(undefined);
+  const add = (raw: unknown): void => {
+    const obj = transformObject(kind, raw);
+    if (obj.metadata.name) items.push(obj);
+  };
+  try {
+    for (;;) {
+      const { cont: asked, res, abort, timer } = await pending!;
+      pending = undefined;
       try {
-        if (kind !== 'Pod') throw new ProtobufError(`the apiserver answered a list of ${kind} in protobuf, which meshguard reads only for Pods`);
-        page = decodePodList(bytes);
-      } catch (e) {
-        // Asked for JSON already (a server that sends protobuf anyway): a list failure like any other.
-        if (!(e instanceof ProtobufError) || !protobuf) throw e;
-        // Start over as JSON: the pages listed so far came from this decoder too.
-        opts.onProtobufFailed?.(e);
-        protobuf = false;
-        items = [];
-        pending = fetchPage(undefined);
-        continue;
+        const code = res.statusCode ?? 0;
+        const protobufBody = isProtobuf(res.headers['content-type']);
+        if (code === 410 && asked && restarts < 3) {
+          // The continue token expired (compaction during a long paginated list): start over.
+          res.resume();
+          restarts++;
+          items = [];
+          pending = fetchPage(undefined);
+          continue;
+        }
+        if (code < 200 || code > 299) {
+          if (!protobufBody) throw new ApiStatusError(code, statusMessage(code, await readBody(res)));
+          const message = protobufStatusMessage(await readBytes(res));
+          throw new ApiStatusError(code, `HTTP ${code}${message !== undefined ? `: ${message}` : ''}`.slice(0, 300));
+        }
+        let rv: unknown;
+        let next: unknown;
+        if (protobufBody) {
+          const decoder = new PodListDecoder();
+          try {
+            if (kind !== 'Pod') throw new ProtobufError(`the apiserver answered a list of ${kind} in protobuf, which meshguard reads only for Pods`);
+            for await (const chunk of res) {
+              timer.refresh();
+              for (const raw of decoder.push(chunk as Buffer)) add(raw);
+              // The next page as soon as this one's continue token is read (the list metadata comes first).
+              if (pending === undefined && decoder.meta.continue) pending = fetchPage(decoder.meta.continue);
+              onPage?.(items.length);
+            }
+            const meta = decoder.finish();
+            rv = meta.resourceVersion;
+            next = meta.continue;
+          } catch (e) {
+            // Asked for JSON already (a server that sends protobuf anyway): a list failure like any other.
+            if (!(e instanceof ProtobufError) || !protobuf) throw e;
+            // Start over as JSON: the pages listed so far came from this decoder too.
+            opts.onProtobufFailed?.(e);
+            abort.abort();
+            drop(pending);
+            protobuf = false;
+            items = [];
+            pending = fetchPage(undefined);
+            continue;
+          }
+        } else {
+          // Read with the timeout refreshed by each chunk, as a protobuf body (a whole kind from the cache).
+          res.setEncoding('utf8');
+          let text = '';
+          for await (const chunk of res) {
+            timer.refresh();
+            text += chunk as string;
+          }
+          const body = JSON.parse(text) as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } };
+          const raws: readonly unknown[] = Array.isArray(body.items) ? body.items : [];
+          rv = body.metadata?.resourceVersion;
+          next = body.metadata?.continue;
+          const c = typeof next === 'string' && next !== '' ? next : undefined;
+          if (c) pending = fetchPage(c);
+          for (let i = 0; i < raws.length; i++) {
+            // A page from the watch cache holds every object of the kind: slimmed a page's worth at a time.
+            if (i > 0 && i % PAGE_SIZE === 0) {
+              await yieldLoop();
+              signal?.throwIfAborted();
+            }
+            add(raws[i]);
+          }
+        }
+        const cont = typeof next === 'string' && next !== '' ? next : undefined;
+        if (cont && pending === undefined) pending = fetchPage(cont);
+        onPage?.(items.length);
+        if (typeof rv === 'string') resourceVersion = rv;
+        if (!cont) return { items, resourceVersion };
+      } finally {
+        timers.clearTimeout(timer);
       }
-      raws = page.items;
-      rv = page.resourceVersion;
-      next = page.continue;
-    } else {
-      const body = JSON.parse(text ?? '') as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } };
-      raws = Array.isArray(body.items) ? body.items : [];
-      rv = body.metadata?.resourceVersion;
-      next = body.metadata?.continue;
     }
-    const cont = typeof next === 'string' && next !== '' ? next : undefined;
-    if (cont) pending = fetchPage(cont);
-    for (const raw of raws) {
-      const obj = transformObject(kind, raw);
-      if (obj.metadata.name) items.push(obj);
-    }
-    onPage?.(items.length);
-    if (typeof rv === 'string') resourceVersion = rv;
-    if (!cont) return { items, resourceVersion };
+  } finally {
+    drop(pending);
   }
 }
 
@@ -307,6 +371,8 @@ export class LiveSource implements StateSource {
   #watchdog?: Timer;
   #stopped = false;
   #started = false;
+  /** When start() was called (the first sync's timeline, at debug level). */
+  #startedAt = 0;
   #onSynced?: () => void;
 
   constructor(opts: LiveSourceOptions) {
@@ -322,6 +388,7 @@ export class LiveSource implements StateSource {
   async start(): Promise<void> {
     if (this.#started) throw new Error('LiveSource already started');
     this.#started = true;
+    this.#startedAt = this.#timers.now();
     this.#api = this.#opts.api ?? loadKubeConfig(this.#opts.kubeconfigPath, this.#opts.context);
     const cmNamespaces = new Set<string>(CONFIGMAP_NAMESPACES);
     if (this.#opts.istioRootNamespace) cmNamespaces.add(this.#opts.istioRootNamespace);
@@ -435,6 +502,10 @@ export class LiveSource implements StateSource {
         if (live()) s.lastAlive = this.#timers.now();
       }, signal, {
         encoding: this.#podProtobuf ? 'protobuf' : 'json',
+        // The first list from the apiserver's watch cache (ADR 0009): ready sooner, and the watch from
+        // its resourceVersion brings the state up to date. Relists read the latest version, as before.
+        fromCache: !s.listedOnce,
+        timers: this.#timers,
         onProtobufFailed: (err) => {
           if (!this.#podProtobuf) return;
           this.#podProtobuf = false;
@@ -660,6 +731,8 @@ export class LiveSource implements StateSource {
       else this.state.replaceAll(s.kind, items);
     }
     const was = s.status;
+    // The first sync's timeline (which list ends when): at debug level, one line per stream.
+    if (!s.listedOnce) this.#log.debug({ kind: this.#name(s), objects: items.length, sinceStartMs: this.#timers.now() - this.#startedAt }, 'kind listed');
     s.status = 'synced';
     s.lastAlive = this.#timers.now();
     // The backoff is not reset here but once the watch delivers: a watch refused after every good list

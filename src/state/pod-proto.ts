@@ -486,20 +486,179 @@ export interface PodListPage {
 
 /** Decodes one page of a protobuf Pod list (core.v1.PodList {metadata = 1, items = 2}). Throws ProtobufError. */
 export function decodePodList(buf: Buffer): PodListPage {
-  const page: { items: Rec[]; resourceVersion?: string; continue?: string } = { items: [] };
-  envelope(buf, (r, t, kind) => {
-    if (kind !== '' && kind !== 'PodList') throw new ProtobufError(`expected a PodList, got a ${JSON.stringify(kind.slice(0, 60))}`);
-    const outer = enter(r, t, 'raw');
-    while (r.pos < r.len) {
-      const u = tag(r);
-      const f = u >>> 3;
-      if (f === 1) listMeta(r, u, page);
-      else if (f === 2) page.items.push(pod(r, u));
-      else skip(r, u);
+  const d = new PodListDecoder();
+  const items = d.push(buf, true);
+  return { items, ...d.finish() };
+}
+
+/** An envelope field other than the list (typeMeta, contentEncoding...) longer than this is refused. */
+const MAX_ENVELOPE_FIELD = 1 << 20;
+
+/**
+ * The varint at `pos` (before `end`): [value, position after it], or undefined when the bytes end
+ * inside it. At most `maxBytes` bytes (5: a uint32, as tags and lengths are; 10: any varint).
+ */
+function varintAt(buf: Buffer, pos: number, end: number, maxBytes: number): [number, number] | undefined {
+  let value = 0;
+  let mul = 1;
+  for (let i = 0; i < maxBytes; i++) {
+    if (pos + i >= end) return undefined;
+    const b = buf[pos + i]!;
+    value += (b & 0x7f) * mul;
+    if (b < 0x80) return [value, pos + i + 1];
+    mul *= 128;
+  }
+  throw new ProtobufError(`malformed protobuf: invalid varint (more than ${maxBytes} bytes)`);
+}
+
+/**
+ * A protobuf Pod list read as its bytes arrive (issue 21): push() each chunk of the body and get the
+ * pods it completes; finish() at the end checks the body was whole and gives the list metadata. The
+ * body is never held whole, only the bytes of the one pod not complete yet: a list of every pod
+ * from the apiserver's watch cache comes as one body (the cache ignores `limit`), 128 MB at 50k pods.
+ * Each pod is decoded by the same code as decodePodList's (which is push() of the whole body, then
+ * finish()), so the pods are the same however the body is cut.
+ *
+ * The envelope (runtime.Unknown) is read field by field; inside its `raw` field, the PodList's fields
+ * are taken one at a time, each once all its bytes are there, and every length is checked against
+ * the bytes `raw` says it holds. Throws ProtobufError, from push() or finish().
+ */
+export class PodListDecoder {
+  /** Bytes received and not yet consumed (the start of a field not complete yet). */
+  #buf: Buffer = Buffer.alloc(0);
+  /** Bytes consumed before #buf (for the positions in errors). */
+  #consumed = 0;
+  #magic = false;
+  #kind = '';
+  /** A `raw` field was seen (the envelope holds an object). */
+  #raw = false;
+  /** While inside `raw`: its length, and the bytes of it consumed so far; -1 outside it. */
+  #rawLength = -1;
+  #rawDone = 0;
+  readonly #meta: { resourceVersion?: string; continue?: string } = {};
+
+  /** The list metadata, once read (the apiserver writes it before the items): the continue token comes early. */
+  get meta(): { readonly resourceVersion?: string; readonly continue?: string } {
+    return this.#meta;
+  }
+
+  /**
+   * Takes the next bytes of the body; returns the pods they complete (in the JSON shape, as
+   * decodePodList). `last`: no bytes follow (a length past them is refused at once).
+   */
+  push(chunk: Buffer, last = false): Rec[] {
+    const buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    const out: Rec[] = [];
+    let pos = 0;
+    try {
+      if (!this.#magic) {
+        if (buf.length < MAGIC.length) {
+          if (!MAGIC.subarray(0, buf.length).equals(buf)) this.#notMagic(buf);
+          this.#buf = buf;
+          return out;
+        }
+        if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) this.#notMagic(buf);
+        this.#magic = true;
+        pos = MAGIC.length;
+      }
+      for (;;) {
+        const inRaw = this.#rawLength >= 0;
+        // The bytes the current level may still use: what `raw` has left, or everything.
+        const end = inRaw ? Math.min(buf.length, pos + this.#rawLength - this.#rawDone) : buf.length;
+        if (inRaw && this.#rawDone === this.#rawLength) {
+          this.#rawLength = -1;
+          continue;
+        }
+        const at = this.#consumed + pos;
+        const t = varintAt(buf, pos, end, 5);
+        if (t === undefined) break;
+        const [u, afterTag] = t;
+        const wire = u & 7;
+        if (u >>> 3 === 0) throw new ProtobufError(`field number 0 at byte ${at}`);
+        if (wire === 3 || wire === 4 || wire > 5) throw new ProtobufError(`wire type ${wire} at byte ${at}`);
+        const field = u >>> 3;
+        if (!inRaw && field === 2) {
+          // The list itself: entered, and read field by field as it comes.
+          if (wire !== LEN) throw new ProtobufError(`raw: wire type ${wire}, expected ${LEN}, at byte ${at}`);
+          const l = varintAt(buf, afterTag, end, 5);
+          if (l === undefined) break;
+          if (this.#kind !== '' && this.#kind !== 'PodList') throw new ProtobufError(`expected a PodList, got a ${JSON.stringify(this.#kind.slice(0, 60))}`);
+          if (last && l[0] > buf.length - l[1]) throw new ProtobufError(`raw: length ${l[0]} past the end (${buf.length - l[1]} bytes left) at byte ${this.#consumed + afterTag}`);
+          this.#raw = true;
+          this.#rawLength = l[0];
+          this.#rawDone = 0;
+          pos = l[1];
+          continue;
+        }
+        if (inRaw && (field === 1 || field === 2) && wire !== LEN) {
+          throw new ProtobufError(`${field === 1 ? 'list metadata' : 'pod'}: wire type ${wire}, expected ${LEN}, at byte ${at}`);
+        }
+        // The whole field's length: a varint, 8 or 4 bytes, or a length and that many bytes.
+        let size: number;
+        if (wire === VARINT) {
+          const v = varintAt(buf, afterTag, end, 10);
+          if (v === undefined) break;
+          size = v[1] - pos;
+        } else if (wire === 1) {
+          size = afterTag + 8 - pos;
+        } else if (wire === 5) {
+          size = afterTag + 4 - pos;
+        } else {
+          const l = varintAt(buf, afterTag, end, 5);
+          if (l === undefined) break;
+          size = l[1] + l[0] - pos;
+        }
+        if (inRaw && size > this.#rawLength - this.#rawDone) {
+          throw new ProtobufError(`${field === 1 ? 'list metadata' : field === 2 ? 'pod' : 'field'}: length past the end of the list (${this.#rawLength - this.#rawDone} bytes left) at byte ${at}`);
+        }
+        if (!inRaw && size > MAX_ENVELOPE_FIELD) throw new ProtobufError(`envelope field ${field}: ${size} bytes, more than ${MAX_ENVELOPE_FIELD}, at byte ${at}`);
+        if (pos + size > buf.length) break;
+        const r = protobuf.Reader.create(buf.subarray(afterTag, pos + size));
+        try {
+          if (inRaw) {
+            if (field === 1) listMeta(r, u, this.#meta);
+            else if (field === 2) out.push(pod(r, u));
+            this.#rawDone += size;
+          } else if (field === 1) {
+            const outer = enter(r, u, 'typeMeta');
+            while (r.pos < r.len) {
+              const v = tag(r);
+              if (v >>> 3 === 2) this.#kind = str(r, v, 'typeMeta.kind');
+              else skip(r, v);
+            }
+            leave(r, outer);
+          } else if (field === 3) {
+            const enc = str(r, u, 'contentEncoding');
+            if (enc !== '') throw new ProtobufError(`content encoding ${JSON.stringify(enc.slice(0, 40))} is not supported`);
+          }
+        } catch (e) {
+          if (e instanceof ProtobufError) throw e;
+          // protobufjs's own errors: a length or varint past the end of the field, an invalid varint.
+          throw new ProtobufError(`malformed protobuf at byte ${at + (afterTag - pos) + r.pos}: ${(e as Error).message}`);
+        }
+        pos += size;
+      }
+    } finally {
+      this.#consumed += pos;
+      this.#buf = buf.subarray(pos);
     }
-    leave(r, outer);
-  });
-  return page;
+    return out;
+  }
+
+  /** The body has ended: throws unless it was whole; the list metadata. */
+  finish(): { resourceVersion?: string; continue?: string } {
+    if (!this.#magic) this.#notMagic(this.#buf);
+    if (this.#rawLength >= 0 && this.#rawDone + this.#buf.length < this.#rawLength) {
+      throw new ProtobufError(`raw: length ${this.#rawLength} past the end (${this.#rawDone + this.#buf.length} bytes left) at byte ${this.#consumed - this.#rawDone}`);
+    }
+    if (this.#buf.length > 0) throw new ProtobufError(`malformed protobuf at byte ${this.#consumed}: the body ends inside a field (${this.#buf.length} bytes)`);
+    if (!this.#raw) throw new ProtobufError('the envelope holds no object');
+    return { ...this.#meta };
+  }
+
+  #notMagic(buf: Buffer): never {
+    throw new ProtobufError(`the body does not start with the protobuf magic (${JSON.stringify(buf.subarray(0, 8).toString('latin1'))})`);
+  }
 }
 
 /** The message of a protobuf meta.v1.Status (message = 3), or undefined when the body is not one. Never throws. */

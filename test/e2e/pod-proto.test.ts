@@ -1,6 +1,7 @@
 // Pods listed in protobuf against a real kube-apiserver (ADR 0008): varied pods are created, then
 // listed as JSON and as protobuf, and the slim pods must be deep-equal, in the same order. Over 500
-// pods, so the protobuf list follows its continue token across pages.
+// pods, so the protobuf list follows its continue token across pages. Then the same pods from the watch
+// cache (resourceVersion=0), one body read as it streams.
 
 import t from 'tap';
 import type { IncomingMessage } from 'node:http';
@@ -132,4 +133,23 @@ t.test('Pods listed as protobuf from a real apiserver are the pods listed as JSO
   t.same(get('bare').status, { phase: 'Pending' }, 'the apiserver sets Pending on create');
   t.equal(get('cilium-abcde').spec.containers[0]?.image, 'quay.io/cilium/cilium:v1.16.3');
   t.match(get('held').metadata.deletionTimestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+
+  // From the apiserver's watch cache (resourceVersion=0, LiveSource's first list; ADR 0009): every pod in
+  // one protobuf body, read as it streams, the pods the JSON list gave. The cache may trail etcd by a
+  // moment (the delete above): the list is asked again until it has caught up.
+  let cached: Awaited<ReturnType<typeof listKind>> | undefined;
+  let cacheTypes: string[] = [];
+  for (let i = 0; i < 50 && (cached === undefined || JSON.stringify(cached.items) !== JSON.stringify(json.items)); i++) {
+    cacheTypes = [];
+    cached = await listKind(recording(api, cacheTypes), 'Pod', undefined, undefined, undefined, { fromCache: true });
+  }
+  t.same(cacheTypes.length, 1, 'one body: the watch cache ignores limit');
+  t.ok(cacheTypes[0]?.startsWith('application/vnd.kubernetes.protobuf'), 'in protobuf');
+  t.strictSame(cached!.items, json.items, 'the same slim pods, in the same order');
+  t.match(cached!.resourceVersion, /^\d+$/);
+  // A kind in JSON from the cache: one page too.
+  const nsTypes: string[] = [];
+  const namespaces = await listKind(recording(api, nsTypes), 'Namespace', undefined, undefined, undefined, { fromCache: true });
+  t.equal(nsTypes.length, 1);
+  t.ok(namespaces.items.some((n) => n.metadata.name === 'bulk'));
 });

@@ -86,6 +86,11 @@ export class FakeApiserver {
   readonly #held: { path: string; answer: () => void }[] = [];
   readonly client: ClientView = { lists: new Counts(), watches: new Counts(), answered: new Counts(), closed: new Counts() };
   pageSize = 2;
+  /**
+   * A list with resourceVersion=0 and no continue token is answered whole, `limit` ignored, as
+   * kube-apiserver's watch cache answers it (off: every list is paged, as from etcd).
+   */
+  cacheAnswersWhole = false;
   url = '';
 
   constructor() {
@@ -331,7 +336,8 @@ export class FakeApiserver {
   #list(url: URL, items: Obj[], res: ServerResponse, accept: string): void {
     const start = Number(url.searchParams.get('continue') ?? '0');
     const limit = Number(url.searchParams.get('limit') ?? '0') || items.length;
-    const size = Math.min(limit, this.pageSize);
+    const whole = this.cacheAnswersWhole && start === 0 && url.searchParams.get('resourceVersion') === '0';
+    const size = whole ? items.length : Math.min(limit, this.pageSize);
     const page = items.slice(start, start + size).map((o) => {
       const { apiVersion: _a, kind: _k, ...rest } = o; // list items carry no apiVersion/kind
       return rest;

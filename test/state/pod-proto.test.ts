@@ -4,7 +4,7 @@
 // the way the apiserver writes them; the e2e test test/e2e/pod-proto.test.ts compares with a real one.
 
 import t, { type Test } from 'tap';
-import { decodePodList, isProtobuf, ProtobufError, protobufStatusMessage } from '../../src/state/pod-proto.ts';
+import { decodePodList, isProtobuf, PodListDecoder, ProtobufError, protobufStatusMessage } from '../../src/state/pod-proto.ts';
 import { transformObject } from '../../src/state/transform.ts';
 import { encodePodList, encodeStatus, envelope, MAGIC, writePod, writer } from '../helpers/pod-proto-encode.ts';
 
@@ -194,4 +194,74 @@ t.test('the protobuf media type is recognised with parameters and in any case', 
   t.ok(isProtobuf('Application/VND.kubernetes.protobuf;stream=watch'));
   t.notOk(isProtobuf('application/json'));
   t.notOk(isProtobuf(undefined));
+});
+
+/** Decodes `buf` pushed in pieces of the given sizes (cycled), as listKind reads a streamed body. */
+function streamed(buf: Buffer, sizes: readonly number[]): { items: Rec[]; resourceVersion?: string; continue?: string } {
+  const d = new PodListDecoder();
+  const items: Rec[] = [];
+  for (let at = 0, i = 0; at < buf.length; i++) {
+    const n = sizes[i % sizes.length]!;
+    items.push(...d.push(buf.subarray(at, at + n)));
+    at += n;
+  }
+  return { items, ...d.finish() };
+}
+
+t.test('a body pushed in pieces gives the pods and metadata of the whole body, however it is cut', async (t) => {
+  const good = encodePodList(PODS, { resourceVersion: '77', continue: 'next' });
+  const whole = decodePodList(good);
+  t.same(streamed(good, [1]), whole, 'a byte at a time');
+  for (let cut = 1; cut < good.length; cut++) {
+    const d = new PodListDecoder();
+    const items = [...d.push(good.subarray(0, cut)), ...d.push(good.subarray(cut))];
+    const r = { items, ...d.finish() };
+    if (JSON.stringify(r) !== JSON.stringify(whole)) {
+      t.fail(`cut at ${cut}`);
+      return;
+    }
+  }
+  t.same(streamed(good, [3, 17, 64]), whole, 'uneven pieces');
+  // Pods are handed over as soon as their bytes are in, and the list metadata (written first) before them.
+  const d = new PodListDecoder();
+  const inLast = good.lastIndexOf(Buffer.from('gone')); // the last pod's name
+  t.ok(inLast > 0);
+  t.equal(d.push(good.subarray(0, inLast)).length, PODS.length - 1, 'every pod but the one cut');
+  t.equal(d.meta.continue, 'next', 'the continue token is known early');
+  t.equal(d.push(good.subarray(inLast)).length, 1);
+  t.equal(d.finish().resourceVersion, '77');
+});
+
+t.test('a body cut short or corrupted is a ProtobufError when pushed in pieces too', async (t) => {
+  const good = encodePodList(PODS, { resourceVersion: '1', continue: 'c' });
+  for (let n = 0; n < good.length; n += 5) {
+    try {
+      streamed(good.subarray(0, n), [7]);
+      t.fail(`cut at ${n}: no error`);
+    } catch (e) {
+      if (!(e instanceof ProtobufError)) t.fail(`cut at ${n}: ${String(e)}`);
+    }
+  }
+  t.throws(() => streamed(Buffer.concat([MAGIC, Buffer.from([0x12, 0x05])]), [1]), /raw: length 5 past the end \(0 bytes left\)/);
+  t.throws(() => streamed(Buffer.from('{"items":[]}'), [2]), /does not start with the protobuf magic/);
+  let seed = 777;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  let errors = 0;
+  for (let i = 0; i < 2000; i++) {
+    const b = Buffer.from(good);
+    for (let k = 0; k <= rand(4); k++) b[4 + rand(b.length - 4)] = rand(256);
+    try {
+      streamed(b, [1 + rand(40)]);
+    } catch (e) {
+      if (!(e instanceof ProtobufError)) {
+        t.fail(`mutation ${i}: ${String(e)}`);
+        return;
+      }
+      errors++;
+    }
+  }
+  t.ok(errors > 0, `${errors} of 2000 corrupted bodies refused`);
 });

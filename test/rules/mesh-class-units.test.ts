@@ -19,6 +19,7 @@ import { rule as hbone } from '../../src/rules/hbone-15008-blocked/index.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { authzPolicy, baseCluster, cnp, memoryState, ns, peerAuth, pod, type Obj } from '../fixtures/cluster.ts';
 import { DEFAULT_SETTINGS, makeChange, runRule } from './rule-harness.ts';
+import { prng } from '../../bench/cluster-gen.ts';
 
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
 const INJECTED = { 'istio-injection': 'enabled' };
@@ -141,16 +142,6 @@ t.test('perUnitInOrder: per pod in pod order; every pod without units, or with u
 
 // ---------- per unit (an overlay's relabel) against per pod (the same relabel on a rebuilt state) ----------
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * A namespace of rollouts (apps with one to three pod-template-hash values, one to three pods each, some
@@ -159,7 +150,7 @@ function rng(seed: number): () => number {
  * AuthorizationPolicies, and a relabel of it into or out of the mesh.
  */
 function randomRelabel(seed: number): { objects: Obj[]; relabelled: Obj } {
-  const r = rng(seed);
+  const r = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const apps = ['web', 'api', 'db'].slice(0, 1 + Math.floor(r() * 3));
   const hashes = ['h1', 'h2', 'h3'];

@@ -871,6 +871,17 @@ const turns = async (n: number): Promise<void> => {
   for (let k = 0; k < n; k++) await new Promise<void>((r) => setImmediate(r));
 };
 
+/** Writes `bytes` to the body in `pieces` pieces, 59 s of the fake clock before each, then ends it. */
+async function dribble(clock: FakeClock, body: () => PassThrough, bytes: Buffer, pieces: number): Promise<void> {
+  const step = Math.ceil(bytes.length / pieces);
+  for (let at = 0; at < bytes.length; at += step) {
+    clock.advance(59_000);
+    body().write(bytes.subarray(at, at + step));
+    await turns(3);
+  }
+  body().end();
+}
+
 t.test('a list page times out after 60 s without a byte, however long the whole body takes', async (t) => {
   const pods = Array.from({ length: 40 }, (_, i) => richPod('shop', `p${i}`));
   const bytes = encodePodList(pods, { resourceVersion: '9' });
@@ -881,13 +892,7 @@ t.test('a list page times out after 60 s without a byte, however long the whole 
     let listed = 0;
     const done = listKind(api, 'Pod', undefined, (n) => (listed = n), undefined, { timers: clock, fromCache: true });
     await until('asked', () => asked() === 1);
-    const step = Math.ceil(bytes.length / 20);
-    for (let at = 0; at < bytes.length; at += step) {
-      clock.advance(59_000);
-      body().write(bytes.subarray(at, at + step));
-      await turns(3);
-    }
-    body().end();
+    await dribble(clock, body, Buffer.from(bytes), 20);
     const { items, resourceVersion } = await done;
     t.equal(items.length, 40, 'every pod, after 20 minutes of a body that never paused 60 s');
     t.equal(resourceVersion, '9');
@@ -919,13 +924,7 @@ t.test('a list page times out after 60 s without a byte, however long the whole 
     const text = Buffer.from(JSON.stringify({ kind: 'ServiceList', metadata: { resourceVersion: '5' }, items: Array.from({ length: 30 }, (_, i) => service(`s${i}`)) }));
     const done = listKind(api, 'Service', undefined, undefined, undefined, { timers: clock, fromCache: true });
     await until('asked', () => asked() === 1);
-    const step = Math.ceil(text.length / 10);
-    for (let at = 0; at < text.length; at += step) {
-      clock.advance(59_000);
-      body().write(text.subarray(at, at + step));
-      await turns(3);
-    }
-    body().end();
+    await dribble(clock, body, text, 10);
     t.equal((await done).items.length, 30, 'every Service, after 10 minutes of a body that never paused 60 s');
   }
 });

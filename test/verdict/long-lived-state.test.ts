@@ -24,17 +24,8 @@ import { policiesSelecting } from '../../src/policy/selection.ts';
 import { policyModel } from '../../src/policy/model.ts';
 import type { KindName } from '../../src/core/kinds.ts';
 import { makeChange } from '../rules/rule-harness.ts';
+import { prng } from '../../bench/cluster-gen.ts';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMESPACES = ['a', 'b', 'c'];
 const APPS = ['web', 'db', 'api'];
@@ -49,7 +40,7 @@ class Gen {
   /** Also the churn of a live cluster (see churn()): off for the first seeds, whose sequences stay as they were. */
   readonly churn: boolean;
   constructor(seed: number, churn = false) {
-    this.r = rng(seed);
+    this.r = prng(seed);
     this.churn = churn;
   }
   pick<T>(xs: readonly T[]): T {

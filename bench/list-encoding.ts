@@ -12,10 +12,8 @@ import protobuf from 'protobufjs/minimal.js';
 
 import { loadKubeApi, type KubeApi } from '../src/state/kube-api.ts';
 import { collectionPath, listKind } from '../src/state/live.ts';
-import { startControlPlane } from '../test/e2e/harness.ts';
-import { generateCluster } from './cluster-gen.ts';
 import { controlPlanePids, cpuSecondsOf } from './harness.ts';
-import { apiFromKubeconfig, loadCluster } from './live.ts';
+import { bodyOf, onCluster } from './live.ts';
 
 const { values } = parseArgs({
   options: { pods: { type: 'string', default: '50000' }, runs: { type: 'string', default: '3' }, keep: { type: 'boolean', default: false }, kubeconfig: { type: 'string' }, decoded: { type: 'boolean', default: true } },
@@ -24,15 +22,6 @@ const { values } = parseArgs({
 const PODS = Number(values.pods);
 const log = (m: string): void => void process.stderr.write(`[list-encoding] ${m}\n`);
 const la = (): string => os.loadavg()[0]!.toFixed(1);
-
-async function bytesOf(api: KubeApi, pathAndQuery: string, accept: string): Promise<Buffer> {
-  const res = await api.get(pathAndQuery, { accept });
-  const chunks: Buffer[] = [];
-  for await (const c of res) chunks.push(c as Buffer);
-  const body = Buffer.concat(chunks);
-  if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${body.subarray(0, 300).toString()}`);
-  return body;
-}
 
 /** The continue token of a JSON PodList page (its metadata comes first). */
 function jsonContinue(body: Buffer): string | undefined {
@@ -67,7 +56,7 @@ async function listBytes(api: KubeApi, accept: string, next: (b: Buffer) => stri
   let bytes = 0;
   do {
     const q = new URLSearchParams({ limit: '500', ...(cont ? { continue: cont } : {}) });
-    const body = await bytesOf(api, `${collectionPath('Pod')}?${q}`, accept);
+    const body = await bodyOf(api, `${collectionPath('Pod')}?${q}`, accept);
     pages++;
     bytes += body.length;
     cont = next(body);
@@ -113,23 +102,4 @@ async function measure(kubeconfig: string): Promise<void> {
   api.close();
 }
 
-if (values.kubeconfig) {
-  await measure(values.kubeconfig);
-} else {
-  const cp = await startControlPlane();
-  const loader = apiFromKubeconfig(cp.kubeconfigPath);
-  try {
-    const objects = generateCluster(PODS);
-    log(`creating ${objects.length} objects, load ${la()}`);
-    const loaded = await loadCluster(loader, objects);
-    log(`${loaded.perSecond.toFixed(0)} objects/s, load ${la()}`);
-    await measure(cp.kubeconfigPath);
-    if (values.keep) {
-      log(`kept: KUBECONFIG=${cp.kubeconfigPath} (interrupt to stop)`);
-      await new Promise((r) => process.once('SIGINT', r));
-    }
-  } finally {
-    loader.close();
-    await cp.stop();
-  }
-}
+await onCluster(values.kubeconfig, PODS, log, measure, values.keep);

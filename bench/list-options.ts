@@ -15,6 +15,7 @@ import { decodePodList } from '../src/state/pod-proto.ts';
 import { loadKubeApi, type KubeApi } from '../src/state/kube-api.ts';
 import { collectionPath } from '../src/state/live.ts';
 import { controlPlanePids, cpuSecondsOf } from './harness.ts';
+import { bodyOf } from './live.ts';
 
 const { values } = parseArgs({ options: { kubeconfig: { type: 'string' }, runs: { type: 'string', default: '3' }, kinds: { type: 'string', default: 'Pod,CiliumNetworkPolicy' }, variants: { type: 'string' } } });
 if (!values.kubeconfig) throw new Error('--kubeconfig FILE');
@@ -29,15 +30,6 @@ const ALL: Variant[] = [
   { name: 'no limit,rv=0', limit: 0, rv0: true },
 ];
 const variants = values.variants ? ALL.filter((v) => values.variants!.split(',').includes(v.name)) : ALL;
-
-async function bytesOf(api: KubeApi, pq: string, accept: string): Promise<Buffer> {
-  const res = await api.get(pq, { accept });
-  const chunks: Buffer[] = [];
-  for await (const c of res) chunks.push(c as Buffer);
-  const body = Buffer.concat(chunks);
-  if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${body.subarray(0, 300).toString()}`);
-  return body;
-}
 
 function continueOf(kind: KindName, body: Buffer): { cont?: string; items: number } {
   if (kind === 'Pod') {
@@ -59,7 +51,7 @@ async function list(api: KubeApi, kind: KindName, v: Variant): Promise<{ items: 
     if (v.limit > 0) q.set('limit', String(v.limit));
     if (cont) q.set('continue', cont);
     else if (v.rv0) q.set('resourceVersion', '0');
-    const body = await bytesOf(api, `${collectionPath(kind)}?${q.toString()}`, accept);
+    const body = await bodyOf(api, `${collectionPath(kind)}?${q.toString()}`, accept);
     const r = continueOf(kind, body);
     cont = r.cont;
     items += r.items;

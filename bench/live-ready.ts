@@ -27,10 +27,8 @@ import { KIND_NAMES } from '../src/core/kinds.ts';
 import { createLogger } from '../src/server/log-bounds.ts';
 import { loadKubeApi } from '../src/state/kube-api.ts';
 import { listKind, LiveSource } from '../src/state/live.ts';
-import { startControlPlane } from '../test/e2e/harness.ts';
-import { generateCluster } from './cluster-gen.ts';
 import { controlPlanePids, cpuSecondsOf, deployedNodeFlags, freePort, ROOT, SERVER_CPUS, setCpus, startServer, stopServer } from './harness.ts';
-import { apiFromKubeconfig, loadCluster } from './live.ts';
+import { onCluster } from './live.ts';
 
 const { values } = parseArgs({
   options: {
@@ -157,19 +155,4 @@ async function measure(kubeconfig: string): Promise<void> {
   }
 }
 
-if (values.kubeconfig) {
-  await measure(values.kubeconfig);
-} else {
-  const cp = await startControlPlane();
-  const loader = apiFromKubeconfig(cp.kubeconfigPath);
-  try {
-    const objects = generateCluster(PODS);
-    log(`creating ${objects.length} objects`);
-    const loaded = await loadCluster(loader, objects);
-    log(`${loaded.perSecond.toFixed(0)} objects/s`);
-    await measure(cp.kubeconfigPath);
-  } finally {
-    loader.close();
-    await cp.stop();
-  }
-}
+await onCluster(values.kubeconfig, PODS, log, measure);

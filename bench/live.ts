@@ -24,6 +24,7 @@ import { parse as parseYaml } from 'yaml';
 
 import { KINDS, type KindName } from '../src/core/kinds.ts';
 import { collectionPath } from '../src/state/live.ts';
+import type { KubeApi } from '../src/state/kube-api.ts';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
 import { cpuSecondsOf, deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, startServer, stopServer, type EventLoopFigures, type LoadResult } from './harness.ts';
@@ -175,6 +176,41 @@ async function stateObjects(metricsPort: number): Promise<Record<string, number>
   const out: Record<string, number> = {};
   for (const m of text.matchAll(/^meshguard_state_objects\{kind="([^"]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
   return out;
+}
+
+/** The whole body of GET `pathAndQuery` (an error unless HTTP 200), for timing and sizing lists. */
+export async function bodyOf(api: KubeApi, pathAndQuery: string, accept: string): Promise<Buffer> {
+  const res = await api.get(pathAndQuery, { accept });
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  const body = Buffer.concat(chunks);
+  if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${body.subarray(0, 300).toString()}`);
+  return body;
+}
+
+/**
+ * Runs `measure` on the cluster of `kubeconfig`, or, without one, on a control plane started here and
+ * loaded with a generated cluster of `pods` pods (with `keep`, left running until interrupted), stopped after.
+ */
+export async function onCluster(kubeconfig: string | undefined, pods: number, log: (m: string) => void, measure: (kubeconfig: string) => Promise<void>, keep = false): Promise<void> {
+  if (kubeconfig !== undefined) return measure(kubeconfig);
+  const cp = await startControlPlane();
+  const loader = apiFromKubeconfig(cp.kubeconfigPath);
+  const load = (): string => os.loadavg()[0]!.toFixed(1);
+  try {
+    const objects = generateCluster(pods);
+    log(`creating ${objects.length} objects, load ${load()}`);
+    const loaded = await loadCluster(loader, objects);
+    log(`${loaded.perSecond.toFixed(0)} objects/s, load ${load()}`);
+    await measure(cp.kubeconfigPath);
+    if (keep) {
+      log(`kept: KUBECONFIG=${cp.kubeconfigPath} (interrupt to stop)`);
+      await new Promise((r) => process.once('SIGINT', r));
+    }
+  } finally {
+    loader.close();
+    await cp.stop();
+  }
 }
 
 /** Pod watch events meshguard has applied (meshguard_state_watch_events_total), by result. */

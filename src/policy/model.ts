@@ -232,7 +232,6 @@ function cidrPeers(el: Raw, listField: string, setField: string): Peer[] {
   return out;
 }
 
-/** toPorts entries; undefined when entries exist but none has a usable port (matches no traffic). */
 /**
  * `a` in an array of its own length: built by push, an array of 1-16 entries keeps room for 17 or more,
  * and models are kept for every policy of the cluster (issue 21, the heap at 50k pods).
@@ -241,6 +240,7 @@ function ownLength<T>(a: T[]): T[] {
   return a.length === 0 ? a : a.slice();
 }
 
+/** toPorts entries; undefined when entries exist but none has a usable port (matches no traffic). */
 function ciliumPortSections(el: Raw): PortSection[] | undefined {
   const out: PortSection[] = [];
   const raw = objs(el.toPorts);

@@ -525,8 +525,15 @@ function varintAt(buf: Buffer, pos: number, end: number, maxBytes: number): [num
  */
 export class PodListDecoder {
   /** Bytes received and not yet consumed (the start of a field not complete yet). */
-  #buf: Buffer = Buffer.alloc(0);
-  /** Bytes consumed before #buf (for the positions in errors). */
+  #held: Buffer[] = [];
+  /** Their total length. */
+  #heldLength = 0;
+  /**
+   * How many bytes the field they start needs, when its length is known (0: not yet): chunks are only
+   * held until then, not joined at every push, so a field spread over many chunks is copied once.
+   */
+  #need = 0;
+  /** Bytes consumed before the held ones (for the positions in errors). */
   #consumed = 0;
   #magic = false;
   #kind = '';
@@ -547,14 +554,19 @@ export class PodListDecoder {
    * decodePodList). `last`: no bytes follow (a length past them is refused at once).
    */
   push(chunk: Buffer, last = false): Rec[] {
-    const buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
     const out: Rec[] = [];
+    if (!last && this.#heldLength + chunk.length < this.#need) {
+      this.#held.push(chunk);
+      this.#heldLength += chunk.length;
+      return out;
+    }
+    const buf = this.#heldLength === 0 ? chunk : Buffer.concat([...this.#held, chunk]);
     let pos = 0;
+    let need = 0;
     try {
       if (!this.#magic) {
         if (buf.length < MAGIC.length) {
           if (!MAGIC.subarray(0, buf.length).equals(buf)) this.#notMagic(buf);
-          this.#buf = buf;
           return out;
         }
         if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) this.#notMagic(buf);
@@ -612,7 +624,10 @@ export class PodListDecoder {
           throw new ProtobufError(`${field === 1 ? 'list metadata' : field === 2 ? 'pod' : 'field'}: length past the end of the list (${this.#rawLength - this.#rawDone} bytes left) at byte ${at}`);
         }
         if (!inRaw && size > MAX_ENVELOPE_FIELD) throw new ProtobufError(`envelope field ${field}: ${size} bytes, more than ${MAX_ENVELOPE_FIELD}, at byte ${at}`);
-        if (pos + size > buf.length) break;
+        if (pos + size > buf.length) {
+          need = size;
+          break;
+        }
         const r = protobuf.Reader.create(buf.subarray(afterTag, pos + size));
         try {
           if (inRaw) {
@@ -640,18 +655,21 @@ export class PodListDecoder {
       }
     } finally {
       this.#consumed += pos;
-      this.#buf = buf.subarray(pos);
+      const rest = buf.subarray(pos);
+      this.#held = rest.length > 0 ? [rest] : [];
+      this.#heldLength = rest.length;
+      this.#need = need;
     }
     return out;
   }
 
   /** The body has ended: throws unless it was whole; the list metadata. */
   finish(): { resourceVersion?: string; continue?: string } {
-    if (!this.#magic) this.#notMagic(this.#buf);
-    if (this.#rawLength >= 0 && this.#rawDone + this.#buf.length < this.#rawLength) {
-      throw new ProtobufError(`raw: length ${this.#rawLength} past the end (${this.#rawDone + this.#buf.length} bytes left) at byte ${this.#consumed - this.#rawDone}`);
+    if (!this.#magic) this.#notMagic(Buffer.concat(this.#held));
+    if (this.#rawLength >= 0 && this.#rawDone + this.#heldLength < this.#rawLength) {
+      throw new ProtobufError(`raw: length ${this.#rawLength} past the end (${this.#rawDone + this.#heldLength} bytes left) at byte ${this.#consumed - this.#rawDone}`);
     }
-    if (this.#buf.length > 0) throw new ProtobufError(`malformed protobuf at byte ${this.#consumed}: the body ends inside a field (${this.#buf.length} bytes)`);
+    if (this.#heldLength > 0) throw new ProtobufError(`malformed protobuf at byte ${this.#consumed}: the body ends inside a field (${this.#heldLength} bytes)`);
     if (!this.#raw) throw new ProtobufError('the envelope holds no object');
     return { ...this.#meta };
   }

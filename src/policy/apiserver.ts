@@ -15,7 +15,7 @@ import { fromBasePass, ipIdentity, reachable, serviceByClusterIp } from './reach
 import { baseTablesFiller, memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Target } from './types.ts';
 import { apiserverClassKey } from './identity.ts';
-import { fillSegmentKept, filterPodsKept, outsideClassesOf, podClassId, type PodClass } from './classes.ts';
+import { fillSegmentKept, filterPodsKept, outsideClassesOf, type PodClass } from './classes.ts';
 import { matchesSelector } from './selectors.ts';
 
 interface RbacIndex {

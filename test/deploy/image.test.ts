@@ -72,3 +72,17 @@ t.test('Dockerfile: bases pinned by digest, a runtime stage without shell or pac
   t.match(runtime, /^USER 10001:10001$/m);
   t.match(runtime, /^ENTRYPOINT \["\/nodejs\/bin\/node", "bin\/meshguard\.js"\]$/m, 'exec form, distroless node');
 });
+
+type Container = { env?: { name: string; value?: string }[]; lifecycle?: Record<string, Record<string, unknown>>; readinessProbe?: Record<string, unknown>; livenessProbe?: Record<string, unknown>; startupProbe?: Record<string, unknown> };
+const containers = (docs: Doc[]): Container[] =>
+  (docs.find((d) => d.kind === 'Deployment')!.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers;
+
+t.test('no hook or probe runs a command: the distroless image has no shell and no sleep binary', { skip: !kubectl && 'no kubectl' }, async (t) => {
+  for (const o of OVERLAYS) {
+    for (const c of containers(render(join(REPO_ROOT, 'deploy', 'overlays', o)))) {
+      for (const [name, hook] of Object.entries(c.lifecycle ?? {})) t.notOk('exec' in hook, `${o}: ${name} is not an exec hook`);
+      for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) if (probe) t.notOk('exec' in probe, `${o}: no exec probe`);
+    }
+    t.same(containers(render(join(REPO_ROOT, 'deploy', 'overlays', o)))[0]!.lifecycle?.['preStop'], { sleep: { seconds: 5 } }, `${o}: preStop is the kubelet's own 5 s sleep`);
+  }
+});

@@ -19,12 +19,26 @@ export const NODE = process.execPath;
  * measures the configuration users get.
  */
 export function deployedNodeFlags(): string[] {
+  const value = deployedEnvVars().find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+  return value.split(/\s+/).filter((f) => f !== '');
+}
+
+function deployedEnvVars(): { name: string; value?: string }[] {
   const doc = parseYaml(readFileSync(path.join(ROOT, 'deploy/base/deployment.yaml'), 'utf8')) as {
     spec: { template: { spec: { containers: { name: string; env?: { name: string; value?: string }[] }[] } } };
   };
-  const env = doc.spec.template.spec.containers.flatMap((c) => c.env ?? []);
-  const value = env.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
-  return value.split(/\s+/).filter((f) => f !== '');
+  return doc.spec.template.spec.containers.flatMap((c) => c.env ?? []);
+}
+
+/**
+ * The process tunables the shipped Deployment sets besides NODE_OPTIONS (GLIBC_TUNABLES: glibc's
+ * malloc), which startServer gives every server it starts. A variable already set in the bench's own
+ * environment wins, so `GLIBC_TUNABLES= make bench` measures without it.
+ */
+export function deployedProcessEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of deployedEnvVars()) if (e.name === 'GLIBC_TUNABLES' && e.value !== undefined) out[e.name] = e.value;
+  return out;
 }
 
 export interface LoadResult {
@@ -75,6 +89,7 @@ export async function startServer(
   opts: { readonly cpus?: string } = {},
 ): Promise<{ child: ChildProcess; readyMs: number }> {
   const t0 = performance.now();
+  env = { ...deployedProcessEnv(), ...env };
   // With `cpus`, the server runs on those CPUs only (taskset execs Node in place: the pid is the server's).
   const child = opts.cpus !== undefined ? spawn('taskset', ['-c', opts.cpus, NODE, ...args], { cwd: ROOT, stdio, env }) : spawn(NODE, args, { cwd: ROOT, stdio, env });
   let err = '';

@@ -115,11 +115,18 @@ console.log(`young generation by request:\n${perRequest.join('\n')}`);
 await memory('after the worst cases');
 console.log(`sends over 90 ms:\n${slow.join('\n')}`);
 console.log(`RSS now ${(rssOf(child.pid) / 2 ** 20).toFixed(0)} MB, peak ${(rssOf(child.pid, "VmHWM") / 2 ** 20).toFixed(0)} MB; load ${os.loadavg()[0]!.toFixed(2)}`);
+// SMAPS_DUMP=file keeps the server's /proc/PID/smaps after the worst cases (which mappings hold the memory).
+if (process.env['SMAPS_DUMP']) writeFileSync(process.env['SMAPS_DUMP'], readFileSync(`/proc/${child.pid}/smaps`));
 if (process.env['GC_DUMP']) writeFileSync(process.env['GC_DUMP'], inPhase.map((g) => g.line).join('\n'));
 if (process.env['SNAPSHOT_DIR']) {
   // --node-flags must carry --heapsnapshot-signal=SIGUSR2 (and --diagnostic-dir=SNAPSHOT_DIR).
   process.kill(child.pid!, 'SIGUSR2');
   await new Promise((r) => setTimeout(r, Number(process.env['SNAPSHOT_WAIT'] ?? 60_000)));
+}
+// HOLD_MS keeps the server up that long before stopping it (to attach a debugger or read /proc).
+if (process.env['HOLD_MS']) {
+  console.log(`holding server ${child.pid} for ${process.env['HOLD_MS']} ms`);
+  await new Promise((r) => setTimeout(r, Number(process.env['HOLD_MS'])));
 }
 await stopServer(child);
 process.exit(0);

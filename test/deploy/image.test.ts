@@ -86,3 +86,14 @@ t.test('no hook or probe runs a command: the distroless image has no shell and n
     t.same(containers(render(join(REPO_ROOT, 'deploy', 'overlays', o)))[0]!.lifecycle?.['preStop'], { sleep: { seconds: 5 } }, `${o}: preStop is the kubelet's own 5 s sleep`);
   }
 });
+
+t.test("glibc's malloc tunable: the Deployment and the image's default environment set the same one", { skip: !kubectl && 'no kubectl' }, async (t) => {
+  const text = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+  const runtime = text.slice(text.lastIndexOf('\nFROM '));
+  const image = /^ENV GLIBC_TUNABLES=(\S+)$/m.exec(runtime)?.[1];
+  t.match(image, /(^|:)glibc\.malloc\.mmap_threshold=32768($|:)/, 'the image: blocks of 32 KiB and more mapped on their own');
+  for (const o of OVERLAYS) {
+    const env = containers(render(join(REPO_ROOT, 'deploy', 'overlays', o)))[0]!.env ?? [];
+    t.equal(env.find((e) => e.name === 'GLIBC_TUNABLES')?.value, image, `${o}: the same value as the image's`);
+  }
+});

@@ -12,6 +12,8 @@
 // `bench/list-encoding.ts --runs 0 --keep`) instead of starting and loading one.
 // The in-process part also lists every other kind alone, one after the other (JSON, as LiveSource does).
 // --bins a=PATH,b=PATH compares builds (each a bin/meshguard.js), interleaved; the order alternates by run.
+// --bin-env a:VAR=value sets a variable for build a's serve (repeatable), so one bin under two labels
+// compares two settings (e.g. --bin-env off:GLIBC_TUNABLES= against the Deployment's).
 // --encodings protobuf measures serve with one pod list encoding only. Serve runs at debug level, so
 // the report gives when each kind's first list ended (LiveSource's 'kind listed' lines).
 // Usage: node bench/live-ready.ts [--pods 50000] [--runs 2] [--pin | --modes unpinned,pinned]
@@ -41,6 +43,7 @@ const { values } = parseArgs({
     serve: { type: 'boolean', default: true },
     encodings: { type: 'string', default: 'json,protobuf' },
     bins: { type: 'string' },
+    'bin-env': { type: 'string', multiple: true },
   },
   allowNegative: true,
 });
@@ -61,6 +64,13 @@ const BINS = (values.bins ?? `this=${path.join(ROOT, 'bin/meshguard.js')}`).spli
   if (at <= 0) throw new Error(`--bins: label=path, not ${b}`);
   return { label: b.slice(0, at), bin: b.slice(at + 1) };
 });
+/** Environment for one build's serve (--bin-env label:VAR=value, repeatable): two labels of one bin compare settings. */
+const BIN_ENV = new Map<string, Record<string, string>>();
+for (const e of values['bin-env'] ?? []) {
+  const m = /^([^:]+):([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(e);
+  if (!m || !BINS.some((b) => b.label === m[1])) throw new Error(`--bin-env: label:VAR=value with a label of --bins, not ${e}`);
+  BIN_ENV.set(m[1]!, { ...BIN_ENV.get(m[1]!), [m[2]!]: m[3]! });
+}
 
 /** Places the control plane and this process for a mode (every thread: taskset -a). */
 function place(mode: string, pids: { apiserver?: number; etcd?: number }): void {
@@ -132,7 +142,7 @@ async function measure(kubeconfig: string): Promise<void> {
           const wall0 = Date.now();
           const { child, readyMs } = await startServer(
             [...deployedNodeFlags(), bin, 'serve', '--kubeconfig', kubeconfig, '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'debug'],
-            port, ca, ['ignore', fd, fd], { ...process.env, MESHGUARD_POD_LIST_ENCODING: encoding }, mode === 'pinned' ? { cpus: SERVER_CPUS } : {},
+            port, ca, ['ignore', fd, fd], { ...process.env, ...BIN_ENV.get(label), MESHGUARD_POD_LIST_ENCODING: encoding }, mode === 'pinned' ? { cpus: SERVER_CPUS } : {},
           );
           const serveCpu = cpuSecondsOf(child.pid!);
           const apiserverCpu = apiCpu() - a0;

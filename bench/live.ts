@@ -28,7 +28,7 @@ import type { KubeApi } from '../src/state/kube-api.ts';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
 import { cpuSecondsOf, deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, startServer, stopServer, type EventLoopFigures, type LoadResult } from './harness.ts';
-import { checkRss, targetsTable, type TargetCheck } from './targets.ts';
+import { checkReadyFromLive, checkRss, targetsTable, type TargetCheck } from './targets.ts';
 import { requestMix } from './requests.ts';
 
 const { values } = parseArgs({
@@ -516,7 +516,7 @@ function report(r: { machine: Record<string, unknown>; sizes: SizeResult[]; targ
   for (const s of r.sizes) lines.push(`| ${s.pods} | ${s.statusChurn.podEvents.changed} / ${s.statusChurn.podEvents.unchanged} | ${s.churn.podEvents.changed} / ${s.churn.podEvents.unchanged} |`);
   const errors = r.sizes.reduce((n, s) => n + s.rate.errors + s.max.errors + s.churn.errors + s.churnControl.errors + s.statusChurn.errors, 0);
   lines.push('', `Errors (non-200 answers or failed requests) over all phases: ${errors}.`, '');
-  lines.push('Target (issue #6) for the live path, checked against this run:', '', ...targetsTable(r.targets), '');
+  lines.push('Targets (issues #6 and #21) for the live path, checked against this run:', '', ...targetsTable(r.targets), '');
   return lines.join('\n');
 }
 
@@ -537,7 +537,7 @@ async function main(): Promise<void> {
       targets: [] as TargetCheck[],
     };
     for (const pods of SIZES) results.sizes.push(await measureSize(pods, work, ca, tls));
-    results.targets = [checkRss(results.sizes, 'live path')];
+    results.targets = [checkRss(results.sizes, 'live path'), checkReadyFromLive(results.sizes)];
     const json = JSON.stringify(results, null, 2) + '\n';
     const text = report(results);
     if (!values['no-write']) {

@@ -3,7 +3,7 @@
 
 import t from 'tap';
 
-import { checkRss, checkTargets, floorPercent, targetsTable, type RunFigures, type TargetCheck, type WorstCaseFigures } from '../../bench/targets.ts';
+import { checkReadyFromLive, checkRss, checkTargets, floorPercent, targetsTable, type RunFigures, type TargetCheck, type WorstCaseFigures } from '../../bench/targets.ts';
 
 const phase = (p99: number, rps: number, errors = 0) => ({ p99, rps, errors });
 
@@ -96,6 +96,16 @@ t.test('the RSS check serves the live path too', async (t) => {
   const live = checkRss([{ pods: 10000, serverRssPeak: 200 * 2 ** 20 }, { pods: 50000, serverRssPeak: 257 * 2 ** 20 }], 'live path');
   t.same(live, { target: '< 300 MB RSS at 50k pods (live path, peak)', measured: '257 MB', verdict: 'met' });
   t.equal(checkRss([{ pods: 10000, serverRssPeak: 400 * 2 ** 20 }], 'live path').verdict, 'not measured', 'the limit is for 50k pods');
+});
+
+t.test('ready from a live apiserver: the 50k-pod start, within 10 s', async (t) => {
+  const at = (ms: number) => [{ pods: 10000, startupMs: 30_000 }, { pods: 50000, startupMs: ms }];
+  t.same(checkReadyFromLive(at(7_100)), { target: 'ready from a live apiserver <= 10 s at 50k pods (serve --kubeconfig, start to ready)', measured: '7.1 s', verdict: 'met' }, 'the 10k start is not the one judged');
+  t.equal(checkReadyFromLive(at(10_000)).verdict, 'met', 'the limit itself is met');
+  t.equal(checkReadyFromLive(at(10_001)).verdict, 'missed');
+  t.equal(checkReadyFromLive([...at(7_000), { pods: 50000, startupMs: 12_500 }]).verdict, 'missed', 'every 50k start counts');
+  t.equal(checkReadyFromLive([{ pods: 10000, startupMs: 5_000 }]).verdict, 'not measured', 'no 50k cluster');
+  t.equal(checkReadyFromLive(at(Number.NaN)).verdict, 'not measured');
 });
 
 t.test('figures that cannot be judged give no verdict rather than a wrong one', async (t) => {

@@ -26,7 +26,7 @@ import { tuneHeapForServing } from '../src/server/heap-tuning.ts';
 import { stateFromObjects } from '../src/state/snapshot.ts';
 import { createDecide } from '../src/verdict/decide.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { deployedNodeFlags, eventLoopProbeFlags, eventLoopSince, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, runJson, startServer as spawnServer, stopServer, type EventLoopFigures, type LoadResult } from './harness.ts';
+import { deployedNodeFlags, deployedProcessEnv, eventLoopProbeFlags, eventLoopSince, fmt, freePort, measureLoad, metricsPage, ROOT, rssOf, runJson, startServer as spawnServer, stopServer, type EventLoopFigures, type LoadResult } from './harness.ts';
 import { requestMix, review } from './requests.ts';
 import { scaleCurve, timeDecide } from './scale-curve.ts';
 import { checkTargets, floorPercent, targetsTable, type RunFigures } from './targets.ts';
@@ -166,6 +166,8 @@ async function main(): Promise<void> {
     mode: quick ? 'quick' : 'full',
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` },
     loadSeconds: LOAD_SECONDS, rate: RATE, connections: CONNECTIONS, serverNodeFlags: deployedNodeFlags(),
+    // The Deployment's other process settings as the servers got them (the bench's own environment wins).
+    serverEnv: Object.fromEntries(Object.entries(deployedProcessEnv()).map(([k, v]) => [k, process.env[k] ?? v])),
     // Allocation-site pretenuring in this process (the scale and selection curves): 'off' as in serve.
     curvesAllocationSitePretenuring: pretenuring,
   };
@@ -320,7 +322,8 @@ function report(r: Record<string, unknown>): string {
       lines.push(row('meshguard', String(s.pods), shape, t.rate, t.max, floorPercent(t.max.rps / base[shape].max.rps), `${pct(t.rate.cacheHitRatio)} / ${pct(t.max.cacheHitRatio)}`));
     }
   }
-  lines.push('', `meshguard serve runs with the Deployment's NODE_OPTIONS: ${(r['serverNodeFlags'] as string[]).join(' ') || '(none)'}`);
+  const env = Object.entries((r['serverEnv'] as Record<string, string> | undefined) ?? {}).map(([k, v]) => `${k}=${v}`);
+  lines.push('', `meshguard serve runs with the Deployment's NODE_OPTIONS: ${(r['serverNodeFlags'] as string[]).join(' ') || '(none)'}${env.length > 0 ? `; environment: ${env.join(' ')}` : ''}`);
   lines.push('', '| pods | state heap MB | heap bytes/pod | RSS MB (state only) | serve RSS MB ready / after load / peak | load ms (transform+index) | start to ready ms |', '|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of sizes) {
     const mb = (n: number): string => f(n / 2 ** 20, 0);

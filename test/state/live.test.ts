@@ -96,6 +96,16 @@ async function startedWithOnePod(
 ): Promise<{ api: FakeApiserver; log: ReturnType<typeof capture>; src: LiveSource; clock: FakeClock }> {
   const api = await fake(t);
   api.put(PODS, pod('shop', 'a'));
+  return { api, ...(await startedOn(t, api, watchdogSeconds, beforeStart)) };
+}
+
+/** A LiveSource on a fake clock over `api` (set up by the caller), started as startedWithOnePod starts its own. */
+async function startedOn(
+  t: { teardown(fn: () => unknown): void },
+  api: FakeApiserver,
+  watchdogSeconds: number,
+  beforeStart?: (api: FakeApiserver) => void,
+): Promise<{ log: ReturnType<typeof capture>; src: LiveSource; clock: FakeClock }> {
   const log = capture();
   const clock = new FakeClock();
   const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds, timers: clock });
@@ -103,7 +113,7 @@ async function startedWithOnePod(
   beforeStart?.(api);
   await src.start();
   if (!beforeStart) await until('every watch answered', () => api.client.answered.of() === streamCount());
-  return { api, log, src, clock };
+  return { log, src, clock };
 }
 
 /** Pod list requests the fake has seen: first pages only, unless `withContinue`. */
@@ -736,12 +746,7 @@ t.test('LiveSource: a protobuf list it cannot read is logged once and Pods are l
   api.put(PODS, richPod('shop', 'b'));
   api.put(PODS, richPod('shop', 'c'));
   api.protobufPage = () => Buffer.from('k8s\0\x12\x05\x12\x03\x0a\x09');
-  const log = capture();
-  const clock = new FakeClock();
-  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 60, timers: clock });
-  t.teardown(() => src.stop());
-  await src.start();
-  await until('every watch answered', () => api.client.answered.of() === streamCount());
+  const { log, src, clock } = await startedOn(t, api, 60);
   t.same(src.state.list('Pod').map((p) => p.metadata.name).sort(), ['a', 'b', 'c']);
   t.equal((src.state.get('Pod', 'shop', 'a') as Pod).status?.podIP, '10.0.0.1');
   const warned = log.lines().filter((l) => /protobuf page of the list could not be read; listing as JSON from now on/.test(String(l.msg)));
@@ -795,12 +800,7 @@ t.test('LiveSource asks for its first lists from the watch cache (resourceVersio
   for (let i = 0; i < 7; i++) api.put(PODS, richPod(i % 2 ? 'shop' : 'web', `p${i}`, { app: `a${i % 3}` }));
   for (let i = 0; i < 5; i++) api.put(SVCS, service(`s${i}`));
   api.protobufPage = (items, meta) => encodePodList(items, meta);
-  const log = capture();
-  const clock = new FakeClock();
-  const src = new LiveSource({ logger: log.logger, api: api.api(), watchdogSeconds: 60, timers: clock });
-  t.teardown(() => src.stop());
-  await src.start();
-  await until('every watch answered', () => api.client.answered.of() === streamCount());
+  const { log, src, clock } = await startedOn(t, api, 60);
   // Every kind: one page, asked with resourceVersion=0 (pages of 2 would have taken 4 and 3).
   t.same(firstPages(api, PODS), [`GET ${PODS}?limit=500&resourceVersion=0`]);
   t.same(firstPages(api, SVCS), [`GET ${SVCS}?limit=500&resourceVersion=0`]);

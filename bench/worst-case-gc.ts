@@ -39,6 +39,7 @@ const port = await freePort();
 const metricsPort = await freePort();
 // GC lines on stdout, each stamped with the time it arrived here.
 const gc: { at: number; line: string }[] = [];
+const traceLines: string[] = [];
 const { child, readyMs } = await startServer(
   [...flags, path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, ...tls, '--port', String(port), '--host', '127.0.0.1', '--background-audit', 'off', '--log-level', 'warn', '--metrics-port', String(metricsPort)],
   port, ca, ['ignore', 'pipe', 'pipe'],
@@ -51,6 +52,9 @@ child.stdout!.on('data', (d: Buffer) => {
     const line = buf.slice(0, i);
     buf = buf.slice(i + 1);
     if (line.includes('pause=')) gc.push({ at: performance.now(), line });
+    // With --node-flags=--trace-incremental-marking, V8's marking lines (why and when a major collection
+    // started and finished) go to GC_DUMP too.
+    else if (line.includes('Mark-Compact') || line.includes('Scavenge') || line.includes('[IncrementalMarking]')) traceLines.push(line);
   }
 });
 const rssReady = rssOf(child.pid);
@@ -77,6 +81,7 @@ async function memory(when: string): Promise<void> {
 }
 await memory('at ready');
 console.log(`flags: ${flags.join(' ')}; ready in ${readyMs.toFixed(0)} ms, RSS ${(rssReady / 2 ** 20).toFixed(0)} MB`);
+const mixStart = gc.length;
 if (values.mix) {
   const m = await measureLoad(child.pid, { port, caFile: path.join(work, 'ca.crt'), bodiesFile, mode: 'rate', rate: 500, connections: 8, seconds: 10, repeat: 'new' });
   console.log(`mix at 500 req/s: p99 ${m.p99.toFixed(1)} ms`);
@@ -117,7 +122,9 @@ console.log(`sends over 90 ms:\n${slow.join('\n')}`);
 console.log(`RSS now ${(rssOf(child.pid) / 2 ** 20).toFixed(0)} MB, peak ${(rssOf(child.pid, "VmHWM") / 2 ** 20).toFixed(0)} MB; load ${os.loadavg()[0]!.toFixed(2)}`);
 // SMAPS_DUMP=file keeps the server's /proc/PID/smaps after the worst cases (which mappings hold the memory).
 if (process.env['SMAPS_DUMP']) writeFileSync(process.env['SMAPS_DUMP'], readFileSync(`/proc/${child.pid}/smaps`));
-if (process.env['GC_DUMP']) writeFileSync(process.env['GC_DUMP'], inPhase.map((g) => g.line).join('\n'));
+// GC_DUMP=file keeps every collection's line, each with the phase it ran in (start-up, mix, worst).
+const phaseOf = (i: number): string => (i < mixStart ? 'start-up' : i < before ? 'mix' : 'worst');
+if (process.env['GC_DUMP']) writeFileSync(process.env['GC_DUMP'], [...gc.map((g, i) => `${g.line} phase=${phaseOf(i)}`), ...traceLines].join('\n'));
 if (process.env['SNAPSHOT_DIR']) {
   // --node-flags must carry --heapsnapshot-signal=SIGUSR2 (and --diagnostic-dir=SNAPSHOT_DIR).
   process.kill(child.pid!, 'SIGUSR2');

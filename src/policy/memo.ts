@@ -38,9 +38,11 @@ function textMemo<V>(name: string, purpose: string): Map<string, V> {
   return new Map<string, V>();
 }
 
-function memo<K extends object, V>(name: string, purpose: string): ScopedWeakMap<K, V> {
+// The memos below are declared once, at module level: their stable entries are held on their keys
+// (ScopedWeakMap's onKey: no ephemeron per entry for V8's major collections to finish in their pause).
+function memo<K extends object, V>(name: string, purpose: string, onKey = true): ScopedWeakMap<K, V> {
   registry.push({ name, purpose });
-  return new ScopedWeakMap<K, V>();
+  return new ScopedWeakMap<K, V>({ onKey });
 }
 
 /**
@@ -50,7 +52,7 @@ function memo<K extends object, V>(name: string, purpose: string): ScopedWeakMap
  */
 function keptMemo<K extends object, V>(name: string, purpose: string): ScopedWeakMap<K, V> {
   registry.push({ name, purpose });
-  return new ScopedWeakMap<K, V>({ keepOnForget: true });
+  return new ScopedWeakMap<K, V>({ keepOnForget: true, onKey: true });
 }
 
 // ---------- per state revision / per content token (generic) ----------
@@ -297,19 +299,21 @@ export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the 
 export const podIdentities = memo<Pod, { readonly namespace: object | undefined; readonly identity: unknown }>(
   'podIdentities',
   "a pod's policy identity (reachability.ts Identity) per pod object, valid while its Namespace object is the one it was built with",
+  process.env['MG_PODID'] === undefined,
 );
 
 // ---------- pod classes (policy/classes.ts) ----------
 
 /**
  * A memo of a pure function of one object that is stored only once computed whole (never half-built):
- * a plain WeakMap, so forgetCachedResults() keeps it. Grouping 50k pods into classes costs ~0.1-1 s; were
- * it dropped with the other memos when a busy machine runs a review out of budget, every later review
- * would pay it again and run out too.
+ * forgetCachedResults() keeps it. Grouping 50k pods into classes costs ~0.1-1 s; were it dropped with the
+ * other memos when a busy machine runs a review out of budget, every later review would pay it again and
+ * run out too. Entries on their keys, as memo()'s, and no per-request map: an array a request builds (a
+ * cluster-wide concatenation) may be kept past it by another memo, and its entry with it.
  */
-function pureMemo<K extends object, V>(name: string, purpose: string): WeakMap<K, V> {
+function pureMemo<K extends object, V>(name: string, purpose: string): ScopedWeakMap<K, V> {
   registry.push({ name, purpose });
-  return new WeakMap<K, V>();
+  return new ScopedWeakMap<K, V>({ keepOnForget: true, onKey: true, unscoped: true });
 }
 
 export const classParts = pureMemo<object, string>('classParts', 'the text of a label map, annotation map or container list in podClassId, per shared object (replicas share them)');

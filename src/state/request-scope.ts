@@ -54,9 +54,42 @@ export function isEphemeral(o: object): boolean {
   return current !== undefined && current.ephemeral.has(o);
 }
 
+// Entries held on their key (issue 21, the event loop at 50k pods). A WeakMap entry is an ephemeron:
+// V8's major collection may mark its value only once it has marked the key, and an entry whose key was
+// not yet marked when the marker reached the table is left for the collection's final, stop-the-world
+// pause. The memo tables sit a few steps from the roots (module variables), their keys (the state's pods,
+// lists and objects) much deeper, so at 50k pods nearly every entry waited: the final pause marked the
+// derived tables hanging off 220k entries (10-19 ms of its 20-30 ms), often after V8 gave up iterating
+// and fell back to its linear ephemeron pass. The same tables held strongly took that part to 0-2 ms.
+// So a memo declared once (at module level: `onKey`) keeps each stable entry in a small record on the
+// key object itself, under a symbol no other code reads, not enumerable (spreads, JSON, comparisons and
+// structuredClone do not see it): the value is then reachable from its key as an ordinary property, and
+// dies with the key as a WeakMap's would. Keys that cannot take a property (frozen or sealed objects)
+// keep using the WeakMap. A map created per state, per token or per key (nested memos) must not use a
+// record: a record outlives the map, so an entry of a dropped map would live as long as its key.
+
+/**
+ * The record on a key object: the key itself (a record found through a prototype is another object's),
+ * then [slot, epoch, value] triples, one per onKey map that holds an entry.
+ */
+const ENTRIES = Symbol('meshguard.memoEntries');
+type Holder = { [ENTRIES]?: unknown[] };
+
+/** How many onKey maps the process may declare; a map created over and over with onKey hits it at once. */
+export const MAX_ON_KEY_MAPS = 128;
+let onKeyMaps = 0;
+
+/** How many entries a key object holds in onKey maps' records (tests: where an entry went). */
+export function entriesOnKey(key: object): number {
+  const rec = (key as Holder)[ENTRIES];
+  return rec === undefined || rec[0] !== key ? 0 : (rec.length - 1) / 3;
+}
+
 /** A WeakMap whose entries for ephemeral keys live in a per-request map (see above). */
 export class ScopedWeakMap<K extends object, V> {
   #stable = new WeakMap<K, V>();
+  /** Whether #stable holds anything (with onKey, only keys that take no property go there). */
+  #stableUsed = false;
   #generation = generation;
   #scoped: WeakMap<K, V> | undefined;
   #scope: Scope | undefined;
@@ -66,9 +99,67 @@ export class ScopedWeakMap<K extends object, V> {
    * a review cut by its budget does not make the next one recompute them (and run out in turn).
    */
   readonly #keepOnForget: boolean;
+  /** This map's slot in key records (onKey), or -1: stable entries in #stable only. */
+  readonly #slot: number;
+  /** Every entry stable, a request's own keys too (a plain WeakMap's lifetimes, see `unscoped`). */
+  readonly #unscoped: boolean;
+  /** Bumped when forgetCachedResults() drops this map's entries: a record entry of another epoch is gone. */
+  #epoch = 0;
 
-  constructor(opts: { readonly keepOnForget?: boolean } = {}) {
+  /**
+   * `onKey`: keep stable entries on their keys (see above); only for a map created once per process
+   * (a module-level memo), at most MAX_ON_KEY_MAPS of them. `unscoped`: no per-request map, whatever the
+   * key (for a pure function of its key: an object a request made may be kept past it, and its entry
+   * with it, as in a plain WeakMap).
+   */
+  constructor(opts: { readonly keepOnForget?: boolean; readonly onKey?: boolean; readonly unscoped?: boolean } = {}) {
     this.#keepOnForget = opts.keepOnForget === true;
+    this.#unscoped = opts.unscoped === true;
+    if (opts.onKey === true) {
+      if (onKeyMaps >= MAX_ON_KEY_MAPS) throw new Error(`more than ${MAX_ON_KEY_MAPS} ScopedWeakMaps hold entries on their keys: onKey is for maps created once`);
+      this.#slot = onKeyMaps++;
+    } else {
+      this.#slot = -1;
+    }
+  }
+
+  /** The index of this map's triple in `rec`, or -1. */
+  #find(rec: unknown[]): number {
+    for (let i = 1; i < rec.length; i += 3) if (rec[i] === this.#slot) return i;
+    return -1;
+  }
+
+  /** Stores on the key's record; false if the key cannot take one. */
+  #putOnKey(key: K, value: V): boolean {
+    const rec = ScopedWeakMap.#recordOf(key);
+    if (rec === undefined) {
+      if (!Object.isExtensible(key)) return false;
+      // A record of its own length (an array grown by push keeps room for 17 elements: 136 bytes
+      // more per key, 10-15 MB at 50k pods).
+      Object.defineProperty(key, ENTRIES, { value: [key, this.#slot, this.#epoch, value], writable: true });
+      return true;
+    }
+    const i = this.#find(rec);
+    if (i < 0) {
+      (key as Holder)[ENTRIES] = rec.concat([this.#slot, this.#epoch, value]);
+    } else {
+      rec[i + 1] = this.#epoch;
+      rec[i + 2] = value;
+    }
+    return true;
+  }
+
+  /** The key's own record, if it has one. */
+  static #recordOf(key: object): unknown[] | undefined {
+    const rec = (key as Holder)[ENTRIES];
+    return rec !== undefined && rec[0] === key ? rec : undefined;
+  }
+
+  /** The index of this map's live entry (of this epoch) in `rec`, or -1. */
+  #live(rec: unknown[] | undefined): number {
+    if (rec === undefined) return -1;
+    const i = this.#find(rec);
+    return i >= 0 && rec[i + 1] === this.#epoch ? i : -1;
   }
 
   #scopedFor(key: K): WeakMap<K, V> | undefined {
@@ -86,21 +177,40 @@ export class ScopedWeakMap<K extends object, V> {
   // no ephemeral check on the hot path.
   get(key: K): V | undefined {
     if (this.#generation !== generation) this.#forget();
-    const v = this.#stable.get(key);
+    let v: V | undefined;
+    if (this.#slot >= 0) {
+      const rec = (key as Holder)[ENTRIES];
+      if (rec !== undefined && rec[0] === key) {
+        // Inline #find: this is every memo's hot path.
+        for (let i = 1; i < rec.length; i += 3) {
+          if (rec[i] === this.#slot) {
+            if (rec[i + 1] === this.#epoch) v = rec[i + 2] as V;
+            break;
+          }
+        }
+      }
+      if (v === undefined && this.#stableUsed) v = this.#stable.get(key);
+    } else {
+      v = this.#stable.get(key);
+    }
     if (v !== undefined || this.#scoped === undefined || this.#scope !== current) return v;
     return this.#scoped.get(key);
   }
 
   has(key: K): boolean {
     if (this.#generation !== generation) this.#forget();
-    return this.#stable.has(key) || (this.#scoped !== undefined && this.#scope === current && this.#scoped.has(key));
+    if (this.#slot >= 0 && this.#live(ScopedWeakMap.#recordOf(key)) >= 0) return true;
+    return (this.#stableUsed && this.#stable.has(key)) || (this.#scoped !== undefined && this.#scope === current && this.#scoped.has(key));
   }
 
   set(key: K, value: V): this {
     if (this.#generation !== generation) this.#forget();
-    const m = this.#scopedFor(key);
+    const m = this.#unscoped ? undefined : this.#scopedFor(key);
     if (m === undefined) {
-      this.#stable.set(key, value);
+      if (this.#slot < 0 || !this.#putOnKey(key, value)) {
+        this.#stable.set(key, value);
+        this.#stableUsed = true;
+      }
     } else {
       m.set(key, value);
       // What is computed from an ephemeral key is ephemeral too (and may key other caches).
@@ -111,8 +221,16 @@ export class ScopedWeakMap<K extends object, V> {
 
   delete(key: K): boolean {
     if (this.#generation !== generation) this.#forget();
-    const m = this.#scopedFor(key);
-    return (m !== undefined && m.delete(key)) || this.#stable.delete(key);
+    const m = this.#unscoped ? undefined : this.#scopedFor(key);
+    if (m !== undefined && m.delete(key)) return true;
+    const rec = this.#slot >= 0 ? ScopedWeakMap.#recordOf(key) : undefined;
+    const i = this.#live(rec);
+    if (i >= 0) {
+      rec![i + 1] = -1;
+      rec![i + 2] = undefined;
+      return true;
+    }
+    return this.#stable.delete(key);
   }
 
   #forget(): void {
@@ -121,6 +239,8 @@ export class ScopedWeakMap<K extends object, V> {
       return;
     }
     this.#stable = new WeakMap();
+    this.#stableUsed = false;
+    this.#epoch++;
     this.#scope = undefined;
     this.#scoped = undefined;
     this.#generation = generation;

@@ -3,6 +3,7 @@
 // and list() results are cached until the bucket changes, so reads on the admission path are O(result).
 
 import { Interner } from './intern.ts';
+import { ScopedWeakMap } from './request-scope.ts';
 import { KINDS, KIND_NAMES, type KindName } from '../core/kinds.ts';
 import type { ClusterState, KindObjects, KubeObject, Pod } from '../core/objects.ts';
 
@@ -26,7 +27,9 @@ const ARRAY_BELOW = 32;
 // The index keys ("key\u0000value") of a label map, computed once per map: replicas share their label
 // map (see transform.ts), so a big snapshot builds each key once instead of once per pod.
 const NO_KEYS: readonly string[] = [];
-const labelKeyCache = new WeakMap<object, readonly string[]>();
+// Held on the label map itself (ScopedWeakMap's onKey: no ephemeron per label map for V8's major
+// collections, issue 21); kept when a budget cut forgets the memos (a pure function of the map).
+const labelKeyCache = new ScopedWeakMap<object, readonly string[]>({ keepOnForget: true, onKey: true, unscoped: true });
 const labelKeyStrings = new Interner<string>(1 << 15);
 function labelKeys(p: Pod): readonly string[] {
   const labels = p.metadata.labels;

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { forgetCachedResults, inRequestScope, isEphemeral, markEphemeral, ScopedWeakMap } from '../../src/state/request-scope.ts';
+import { entriesOnKey, forgetCachedResults, inRequestScope, isEphemeral, markEphemeral, ScopedWeakMap } from '../../src/state/request-scope.ts';
 
 t.test('outside a request scope a ScopedWeakMap is a plain WeakMap', async (t) => {
   const m = new ScopedWeakMap<object, string>();
@@ -75,4 +75,130 @@ t.test('forgetCachedResults empties every map but those that keep their entries;
     t.equal(kept.get(mine), 'b');
   });
   t.equal(kept.get(mine), undefined, "a request's own key goes with the request");
+});
+
+// ---------- onKey: stable entries held on the key object (issue 21: no ephemeron per entry) ----------
+
+t.test('an onKey map holds a stable entry on its key, unseen by spreads, JSON, keys and clones', async (t) => {
+  const m = new ScopedWeakMap<object, { v: number }>({ onKey: true });
+  const plain = new ScopedWeakMap<object, { v: number }>();
+  const key: Record<string, unknown> = { a: 1, b: [2] };
+  const json = JSON.stringify(key);
+  t.equal(m.get(key), undefined);
+  t.equal(m.has(key), false);
+  m.set(key, { v: 1 });
+  plain.set(key, { v: 9 });
+  t.equal(entriesOnKey(key), 1, 'one entry on the key (the plain map keeps its own in its WeakMap)');
+  t.same(m.get(key), { v: 1 });
+  t.equal(m.has(key), true);
+  t.same(plain.get(key), { v: 9 }, 'the plain map answers on its own');
+  t.equal(JSON.stringify(key), json, 'JSON unchanged');
+  t.same(Object.keys(key), ['a', 'b'], 'no enumerable property');
+  const copy = { ...key };
+  t.equal(m.get(copy), undefined, 'a spread copy starts with no entry');
+  t.equal(entriesOnKey(copy), 0);
+  t.equal(m.get(structuredClone(key)), undefined, 'neither does a clone');
+  m.set(key, { v: 2 });
+  t.same(m.get(key), { v: 2 }, 'a second set replaces the value');
+  t.equal(entriesOnKey(key), 1, 'in the same slot');
+});
+
+t.test('two onKey maps on one key answer each for itself; delete removes one entry only', async (t) => {
+  const a = new ScopedWeakMap<object, string>({ onKey: true });
+  const b = new ScopedWeakMap<object, string>({ onKey: true });
+  const key = {};
+  const other = {};
+  a.set(key, 'a');
+  b.set(key, 'b');
+  a.set(other, 'o');
+  t.equal(entriesOnKey(key), 2);
+  t.equal(a.get(key), 'a');
+  t.equal(b.get(key), 'b');
+  t.equal(b.get(other), undefined, 'an entry of a on another key is not b\'s');
+  t.equal(a.delete(key), true);
+  t.equal(a.has(key), false);
+  t.equal(a.get(key), undefined);
+  t.equal(b.get(key), 'b', "b's entry stays");
+  t.equal(a.delete(key), false, 'nothing left to delete');
+  a.set(key, 'again');
+  t.equal(a.get(key), 'again', 'set after delete');
+  t.equal(entriesOnKey(key), 2, 'the deleted slot is reused');
+});
+
+t.test('an onKey map keeps a frozen key in its WeakMap, and an array key on the array', async (t) => {
+  const m = new ScopedWeakMap<object, number>({ onKey: true });
+  const frozen = Object.freeze({ f: 1 });
+  const sealed = Object.seal({ s: 1 });
+  const arr = [1, 2, 3];
+  m.set(frozen, 1);
+  m.set(sealed, 2);
+  m.set(arr, 3);
+  t.equal(m.get(frozen), 1);
+  t.equal(m.get(sealed), 2);
+  t.equal(m.get(arr), 3);
+  t.equal(m.has(frozen), true);
+  t.equal(entriesOnKey(frozen), 0, 'frozen: no record');
+  t.equal(entriesOnKey(sealed), 0, 'sealed: no record');
+  t.equal(entriesOnKey(arr), 1, 'an array takes one');
+  t.equal(arr.length, 3, 'the array is unchanged');
+  t.same([...arr], [1, 2, 3]);
+  t.equal(m.delete(frozen), true);
+  t.equal(m.get(frozen), undefined);
+  t.equal(m.get(sealed), 2, 'the other WeakMap entry stays');
+});
+
+t.test('forgetCachedResults drops an onKey map\'s entries unless it keeps them; a set after it stores again', async (t) => {
+  const dropped = new ScopedWeakMap<object, string>({ onKey: true });
+  const kept = new ScopedWeakMap<object, string>({ onKey: true, keepOnForget: true });
+  const key = {};
+  const frozen = Object.freeze({});
+  dropped.set(key, 'a');
+  dropped.set(frozen, 'f');
+  kept.set(key, 'k');
+  forgetCachedResults();
+  t.equal(dropped.get(key), undefined, 'dropped: the record entry is of an earlier epoch');
+  t.equal(dropped.has(key), false);
+  t.equal(dropped.get(frozen), undefined, 'dropped: the WeakMap entry too');
+  t.equal(kept.get(key), 'k', 'kept');
+  dropped.set(key, 'b');
+  t.equal(dropped.get(key), 'b');
+  t.equal(entriesOnKey(key), 2, 'the stale entry was replaced, not added to');
+  forgetCachedResults();
+  forgetCachedResults();
+  t.equal(dropped.get(key), undefined, 'two forgets in a row');
+  t.equal(kept.get(key), 'k');
+});
+
+t.test("an onKey map keeps a request's own keys in the request's map, and a stable entry visible to it", async (t) => {
+  const m = new ScopedWeakMap<object, object>({ onKey: true });
+  const stable = {};
+  const request = {};
+  const value = { computed: true };
+  m.set(stable, { s: 1 });
+  inRequestScope(() => {
+    markEphemeral(request);
+    m.set(request, value);
+    t.equal(entriesOnKey(request), 0, 'not on the per-request key');
+    t.same(m.get(request), value);
+    t.equal(isEphemeral(value), true, 'what is computed from it is ephemeral');
+    markEphemeral(stable);
+    t.same(m.get(stable), { s: 1 }, 'a stable entry stays visible for a key the request marked');
+  });
+  t.equal(m.has(request), false, 'dropped with its scope');
+  t.same(m.get(stable), { s: 1 });
+});
+
+t.test("an object made with an onKey map's key as its prototype is a key of its own", async (t) => {
+  const m = new ScopedWeakMap<object, string>({ onKey: true });
+  const parent = { p: 1 };
+  m.set(parent, 'parent');
+  const child = Object.create(parent) as object;
+  t.equal(m.get(child), undefined, "the parent's record is not the child's");
+  t.equal(m.has(child), false);
+  t.equal(entriesOnKey(child), 0);
+  m.set(child, 'child');
+  t.equal(m.get(child), 'child');
+  t.equal(m.get(parent), 'parent', "the child's entry did not go into the parent's record");
+  t.equal(m.delete(child), true);
+  t.equal(m.get(parent), 'parent');
 });

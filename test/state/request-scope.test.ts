@@ -202,3 +202,15 @@ t.test("an object made with an onKey map's key as its prototype is a key of its 
   t.equal(m.delete(child), true);
   t.equal(m.get(parent), 'parent');
 });
+
+t.test('a copy made from own property descriptors carries the record but none of its entries', async (t) => {
+  const m = new ScopedWeakMap<object, string>({ onKey: true });
+  const key = { k: 1 };
+  m.set(key, 'original');
+  const copy = Object.defineProperties({}, Object.getOwnPropertyDescriptors(key)) as object;
+  t.equal(m.get(copy), undefined, "the record names its own key: the copy's lookups miss");
+  t.equal(entriesOnKey(copy), 0);
+  m.set(copy, 'copy');
+  t.equal(m.get(copy), 'copy');
+  t.equal(m.get(key), 'original', 'the original keeps its entry');
+});

@@ -20,6 +20,23 @@ t.test('replicas share their labels and containers', async (t) => {
   t.not(a.metadata, b.metadata);
 });
 
+t.test('replicas share their init containers too; different ones are not shared', async (t) => {
+  const withInit = (name: string, init: unknown[]) =>
+    transformObject('Pod', JSON.parse(JSON.stringify({
+      apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'shop', labels: { app: 'web' } },
+      spec: { containers: [{ name: 'app' }], initContainers: init }, status: { podIP: '10.0.0.1' },
+    }))) as Pod;
+  const a = withInit('a', [{ name: 'istio-init' }]);
+  const b = withInit('b', [{ name: 'istio-init' }]);
+  const c = withInit('c', [{ name: 'istio-validation' }]);
+  t.equal(a.spec.initContainers, b.spec.initContainers, 'one list for both replicas');
+  t.same(a.spec.initContainers, [{ name: 'istio-init' }]);
+  t.not(a.spec.initContainers, c.spec.initContainers);
+  t.same(c.spec.initContainers, [{ name: 'istio-validation' }]);
+  t.equal(withInit('d', []).spec.initContainers, undefined, 'none: no list');
+  t.equal(withInit('e', [{ name: 'app' }]).spec.initContainers, a.spec.containers, 'an init list equal to a container list is the same list');
+});
+
 t.test('different content is never shared', async (t) => {
   const cases: Record<string, unknown>[] = [
     { a: 'b\u0000c' }, { 'a\u0000b': 'c' }, { a: 'b', c: '' }, { a: 'b' }, { '1:a': 'b' }, { '1': 'a:b' },

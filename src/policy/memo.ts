@@ -40,9 +40,9 @@ function textMemo<V>(name: string, purpose: string): Map<string, V> {
 
 // The memos below are declared once, at module level: their stable entries are held on their keys
 // (ScopedWeakMap's onKey: no ephemeron per entry for V8's major collections to finish in their pause).
-function memo<K extends object, V>(name: string, purpose: string, onKey = true): ScopedWeakMap<K, V> {
+function memo<K extends object, V>(name: string, purpose: string): ScopedWeakMap<K, V> {
   registry.push({ name, purpose });
-  return new ScopedWeakMap<K, V>({ onKey });
+  return new ScopedWeakMap<K, V>({ onKey: true });
 }
 
 /**
@@ -299,7 +299,6 @@ export const rulesKeys = memo<readonly PolicyModel[], string>('rulesKeys', 'the 
 export const podIdentities = memo<Pod, { readonly namespace: object | undefined; readonly identity: unknown }>(
   'podIdentities',
   "a pod's policy identity (reachability.ts Identity) per pod object, valid while its Namespace object is the one it was built with",
-  process.env['MG_PODID'] === undefined,
 );
 
 // ---------- pod classes (policy/classes.ts) ----------

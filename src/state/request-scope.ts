@@ -75,6 +75,9 @@ export function isEphemeral(o: object): boolean {
 const ENTRIES = Symbol('meshguard.memoEntries');
 type Holder = { [ENTRIES]?: unknown[] };
 
+/** In a map's WeakMap: the entry was deleted while its key's record, frozen, still holds it. */
+const GONE: unique symbol = Symbol('meshguard.memoGone');
+
 /** How many onKey maps the process may declare; a map created over and over with onKey hits it at once. */
 export const MAX_ON_KEY_MAPS = 128;
 let onKeyMaps = 0;
@@ -129,24 +132,34 @@ export class ScopedWeakMap<K extends object, V> {
     return -1;
   }
 
-  /** Stores on the key's record; false if the key cannot take one. */
+  /**
+   * Stores on the key's record; false if the key cannot take one: not extensible, or frozen after it
+   * took a record (its record property is then read-only, and a deep freeze freezes the record too),
+   * or carrying a read-only record copied from another object. The caller then keeps the entry in the
+   * WeakMap, which get() and has() read first.
+   */
   #putOnKey(key: K, value: V): boolean {
     const rec = ScopedWeakMap.#recordOf(key);
-    if (rec === undefined) {
-      if (!Object.isExtensible(key)) return false;
-      // A record of its own length (an array grown by push keeps room for 17 elements: 136 bytes
-      // more per key, 10-15 MB at 50k pods).
-      Object.defineProperty(key, ENTRIES, { value: [key, this.#slot, this.#epoch, value], writable: true });
+    try {
+      if (rec === undefined) {
+        if (!Object.isExtensible(key)) return false;
+        // A record of its own length (an array grown by push keeps room for 17 elements: 136 bytes
+        // more per key, 10-15 MB at 50k pods).
+        Object.defineProperty(key, ENTRIES, { value: [key, this.#slot, this.#epoch, value], writable: true });
+        return true;
+      }
+      const i = this.#find(rec);
+      if (i < 0) {
+        (key as Holder)[ENTRIES] = rec.concat([this.#slot, this.#epoch, value]);
+      } else {
+        rec[i + 1] = this.#epoch;
+        rec[i + 2] = value;
+      }
       return true;
+    } catch {
+      // TypeError from a frozen key or record (ES modules are strict): nothing was written.
+      return false;
     }
-    const i = this.#find(rec);
-    if (i < 0) {
-      (key as Holder)[ENTRIES] = rec.concat([this.#slot, this.#epoch, value]);
-    } else {
-      rec[i + 1] = this.#epoch;
-      rec[i + 2] = value;
-    }
-    return true;
   }
 
   /** The key's own record, if it has one. */
@@ -179,6 +192,13 @@ export class ScopedWeakMap<K extends object, V> {
     if (this.#generation !== generation) this.#forget();
     let v: V | undefined;
     if (this.#slot >= 0) {
+      // The WeakMap first when it holds anything: an entry there is newer than its key's record (see
+      // #putOnKey), and a deletion that could not touch a frozen record is a GONE there.
+      if (this.#stableUsed) {
+        const s = this.#stable.get(key);
+        if (s !== undefined) return s === (GONE as V) ? this.#scopedGet(key) : s;
+        if (this.#stable.has(key)) return this.#scopedGet(key);
+      }
       const rec = (key as Holder)[ENTRIES];
       if (rec !== undefined && rec[0] === key) {
         // Inline #find: this is every memo's hot path.
@@ -189,18 +209,24 @@ export class ScopedWeakMap<K extends object, V> {
           }
         }
       }
-      if (v === undefined && this.#stableUsed) v = this.#stable.get(key);
     } else {
       v = this.#stable.get(key);
     }
-    if (v !== undefined || this.#scoped === undefined || this.#scope !== current) return v;
-    return this.#scoped.get(key);
+    return v !== undefined ? v : this.#scopedGet(key);
+  }
+
+  #scopedGet(key: K): V | undefined {
+    return this.#scoped === undefined || this.#scope !== current ? undefined : this.#scoped.get(key);
   }
 
   has(key: K): boolean {
     if (this.#generation !== generation) this.#forget();
-    if (this.#slot >= 0 && this.#live(ScopedWeakMap.#recordOf(key)) >= 0) return true;
-    return (this.#stableUsed && this.#stable.has(key)) || (this.#scoped !== undefined && this.#scope === current && this.#scoped.has(key));
+    if (this.#stableUsed && this.#stable.has(key)) {
+      if (this.#stable.get(key) !== (GONE as V)) return true;
+    } else if (this.#slot >= 0 && this.#live(ScopedWeakMap.#recordOf(key)) >= 0) {
+      return true;
+    }
+    return this.#scoped !== undefined && this.#scope === current && this.#scoped.has(key);
   }
 
   set(key: K, value: V): this {
@@ -223,11 +249,24 @@ export class ScopedWeakMap<K extends object, V> {
     if (this.#generation !== generation) this.#forget();
     const m = this.#unscoped ? undefined : this.#scopedFor(key);
     if (m !== undefined && m.delete(key)) return true;
+    if (this.#stableUsed && this.#stable.has(key)) {
+      if (this.#stable.get(key) === (GONE as V)) return false;
+      if (this.#live(ScopedWeakMap.#recordOf(key)) < 0) return this.#stable.delete(key);
+      // A stale entry in a frozen record below it: keep it hidden.
+      this.#stable.set(key, GONE as V);
+      return true;
+    }
     const rec = this.#slot >= 0 ? ScopedWeakMap.#recordOf(key) : undefined;
     const i = this.#live(rec);
     if (i >= 0) {
-      rec![i + 1] = -1;
-      rec![i + 2] = undefined;
+      if (Object.isFrozen(rec)) {
+        // Frozen by a deep freeze of its key: hide the entry instead.
+        this.#stable.set(key, GONE as V);
+        this.#stableUsed = true;
+      } else {
+        rec![i + 1] = -1;
+        rec![i + 2] = undefined;
+      }
       return true;
     }
     return this.#stable.delete(key);

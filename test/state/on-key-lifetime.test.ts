@@ -1,6 +1,8 @@
 // ScopedWeakMap's onKey entries (src/state/request-scope.ts) live exactly as long as their key, as a
 // WeakMap's would: checked with the collector itself, in a child process with --expose-gc. And the map
 // that holds them on keys is for memos declared once: the process refuses the one past MAX_ON_KEY_MAPS.
+// This file imports request-scope.ts alone, so every onKey slot is its own to count (a module with
+// onKey memos imported here would take slots first).
 
 import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';

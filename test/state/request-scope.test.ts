@@ -214,3 +214,61 @@ t.test('a copy made from own property descriptors carries the record but none of
   t.equal(m.get(copy), 'copy');
   t.equal(m.get(key), 'original', 'the original keeps its entry');
 });
+
+t.test('a key frozen after it took a record: new entries go to the WeakMap, and nothing throws', async (t) => {
+  const a = new ScopedWeakMap<object, string>({ onKey: true });
+  const b = new ScopedWeakMap<object, string>({ onKey: true });
+  const key = { k: 1 };
+  a.set(key, 'a1');
+  Object.freeze(key);
+  t.doesNotThrow(() => b.set(key, 'b1'), 'a second map stores on a frozen key');
+  t.equal(b.get(key), 'b1');
+  t.equal(b.has(key), true);
+  t.equal(entriesOnKey(key), 1, "b's entry is not in the record");
+  a.set(key, 'a2');
+  t.equal(a.get(key), 'a2', 'the record itself is still writable after a shallow freeze');
+  // A copy from descriptors of the frozen key carries a read-only record of another object.
+  const copy = Object.defineProperties({}, Object.getOwnPropertyDescriptors(key)) as object;
+  t.doesNotThrow(() => a.set(copy, 'copy'));
+  t.equal(a.get(copy), 'copy');
+  t.equal(a.get(key), 'a2');
+});
+
+t.test('a record frozen too (a deep freeze): set, get, has and delete still answer as a WeakMap', async (t) => {
+  const m = new ScopedWeakMap<object, string>({ onKey: true });
+  const key = { k: 1 };
+  m.set(key, 'old');
+  Object.freeze(key);
+  for (const s of Object.getOwnPropertySymbols(key)) Object.freeze((key as Record<symbol, object>)[s]);
+  t.doesNotThrow(() => m.set(key, 'new'));
+  t.equal(m.get(key), 'new', 'the newer value, not the frozen record\'s');
+  t.equal(m.delete(key), true);
+  t.equal(m.has(key), false, 'deleted, though the frozen record still holds the old value');
+  t.equal(m.get(key), undefined);
+  t.equal(m.delete(key), false);
+  m.set(key, 'again');
+  t.equal(m.get(key), 'again');
+  const other = { o: 1 };
+  m.set(other, 'x');
+  Object.freeze(other);
+  for (const s of Object.getOwnPropertySymbols(other)) Object.freeze((other as Record<symbol, object>)[s]);
+  t.equal(m.delete(other), true, 'delete of an entry only a frozen record holds');
+  t.equal(m.get(other), undefined);
+  t.equal(m.has(other), false);
+});
+
+t.test('an unscoped onKey map keeps a request\'s own key as a stable entry', async (t) => {
+  const unscoped = new ScopedWeakMap<object, object>({ onKey: true, unscoped: true, keepOnForget: true });
+  const scoped = new ScopedWeakMap<object, object>({ onKey: true, keepOnForget: true });
+  const built = [1, 2];
+  const v = { plan: true };
+  inRequestScope(() => {
+    markEphemeral(built);
+    unscoped.set(built, v);
+    scoped.set(built, v);
+    t.equal(isEphemeral(v), true, 'the scoped map marks what it computed from an ephemeral key');
+  });
+  t.equal(unscoped.get(built), v, 'kept past the request');
+  t.equal(entriesOnKey(built), 1, 'on the key');
+  t.equal(scoped.get(built), undefined, 'the scoped map dropped it with the request');
+});

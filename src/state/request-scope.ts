@@ -82,10 +82,16 @@ const GONE: unique symbol = Symbol('meshguard.memoGone');
 export const MAX_ON_KEY_MAPS = 128;
 let onKeyMaps = 0;
 
+/** The key's own record, if it has one. */
+function recordOf(key: object): unknown[] | undefined {
+  const rec = (key as Holder)[ENTRIES];
+  return rec !== undefined && rec[0] === key ? rec : undefined;
+}
+
 /** How many entries a key object holds in onKey maps' records (tests: where an entry went). */
 export function entriesOnKey(key: object): number {
-  const rec = (key as Holder)[ENTRIES];
-  return rec === undefined || rec[0] !== key ? 0 : (rec.length - 1) / 3;
+  const rec = recordOf(key);
+  return rec === undefined ? 0 : (rec.length - 1) / 3;
 }
 
 /** A WeakMap whose entries for ephemeral keys live in a per-request map (see above). */
@@ -139,7 +145,7 @@ export class ScopedWeakMap<K extends object, V> {
    * WeakMap, which get() and has() read first.
    */
   #putOnKey(key: K, value: V): boolean {
-    const rec = ScopedWeakMap.#recordOf(key);
+    const rec = recordOf(key);
     try {
       if (rec === undefined) {
         if (!Object.isExtensible(key)) return false;
@@ -160,12 +166,6 @@ export class ScopedWeakMap<K extends object, V> {
       // TypeError from a frozen key or record (ES modules are strict): nothing was written.
       return false;
     }
-  }
-
-  /** The key's own record, if it has one. */
-  static #recordOf(key: object): unknown[] | undefined {
-    const rec = (key as Holder)[ENTRIES];
-    return rec !== undefined && rec[0] === key ? rec : undefined;
   }
 
   /** The index of this map's live entry (of this epoch) in `rec`, or -1. */
@@ -199,8 +199,8 @@ export class ScopedWeakMap<K extends object, V> {
         if (s !== undefined) return s === (GONE as V) ? this.#scopedGet(key) : s;
         if (this.#stable.has(key)) return this.#scopedGet(key);
       }
-      const rec = (key as Holder)[ENTRIES];
-      if (rec !== undefined && rec[0] === key) {
+      const rec = recordOf(key);
+      if (rec !== undefined) {
         // Inline #find: this is every memo's hot path.
         for (let i = 1; i < rec.length; i += 3) {
           if (rec[i] === this.#slot) {
@@ -222,8 +222,9 @@ export class ScopedWeakMap<K extends object, V> {
   has(key: K): boolean {
     if (this.#generation !== generation) this.#forget();
     if (this.#stableUsed && this.#stable.has(key)) {
-      if (this.#stable.get(key) !== (GONE as V)) return true;
-    } else if (this.#slot >= 0 && this.#live(ScopedWeakMap.#recordOf(key)) >= 0) {
+      // Only an onKey map keeps GONE (see delete).
+      if (this.#slot < 0 || this.#stable.get(key) !== (GONE as V)) return true;
+    } else if (this.#slot >= 0 && this.#live(recordOf(key)) >= 0) {
       return true;
     }
     return this.#scoped !== undefined && this.#scope === current && this.#scoped.has(key);
@@ -249,14 +250,15 @@ export class ScopedWeakMap<K extends object, V> {
     if (this.#generation !== generation) this.#forget();
     const m = this.#unscoped ? undefined : this.#scopedFor(key);
     if (m !== undefined && m.delete(key)) return true;
+    if (this.#slot < 0) return this.#stable.delete(key);
+    const rec = recordOf(key);
     if (this.#stableUsed && this.#stable.has(key)) {
       if (this.#stable.get(key) === (GONE as V)) return false;
-      if (this.#live(ScopedWeakMap.#recordOf(key)) < 0) return this.#stable.delete(key);
+      if (this.#live(rec) < 0) return this.#stable.delete(key);
       // A stale entry in a frozen record below it: keep it hidden.
       this.#stable.set(key, GONE as V);
       return true;
     }
-    const rec = this.#slot >= 0 ? ScopedWeakMap.#recordOf(key) : undefined;
     const i = this.#live(rec);
     if (i >= 0) {
       if (Object.isFrozen(rec)) {

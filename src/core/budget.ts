@@ -53,13 +53,33 @@ export interface BudgetOptions {
  */
 export function withBudget<T>(budgetMs: number, fn: () => T, opts: BudgetOptions = {}): T {
   if (running !== undefined) return fn();
-  const clock = opts.clock ?? performanceClock;
-  const start = clock.now();
-  running = { clock, start, deadline: start + budgetMs, budgetMs, stride: Math.max(1, opts.stride ?? 64), calls: 0, exceeded: false };
-  try {
-    return fn();
-  } finally {
-    running = undefined;
+  return new BudgetRun(budgetMs, opts).run(fn);
+}
+
+/**
+ * A budget entered more than once: a review evaluated in slices (verdict/decide.ts), which hands the
+ * event loop back between its slices. The deadline is fixed when the budget is made (the API server's
+ * timeout counts the time between slices too); checkBudget() reads it only inside run(), so work that
+ * runs between two slices (another review, a probe, the warm-up) is never cut by it.
+ */
+export class BudgetRun {
+  readonly #running: Running;
+
+  constructor(budgetMs: number, opts: BudgetOptions = {}) {
+    const clock = opts.clock ?? performanceClock;
+    const start = clock.now();
+    this.#running = { clock, start, deadline: start + budgetMs, budgetMs, stride: Math.max(1, opts.stride ?? 64), calls: 0, exceeded: false };
+  }
+
+  /** Runs `fn` under this budget (inside another running budget: under that one, as withBudget does). */
+  run<T>(fn: () => T): T {
+    if (running !== undefined) return fn();
+    running = this.#running;
+    try {
+      return fn();
+    } finally {
+      running = undefined;
+    }
   }
 }
 

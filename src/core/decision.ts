@@ -34,4 +34,12 @@ export interface Decision {
  * The whole evaluation of one request against a state (src/verdict builds it from rules + config), with
  * the rule settings it judges under (the warm-up fills what a judgement under them keeps).
  */
-export type Decide = ((change: Change, before: ClusterState) => Decision) & { readonly settings?: RuleSettings };
+export type Decide = ((change: Change, before: ClusterState) => Decision) & {
+  readonly settings?: RuleSettings;
+  /**
+   * The same decision, evaluated in slices that hand the event loop back between rules (the webhook's
+   * path: a review that judges every pod must not hold health probes and other requests for its whole
+   * length). Reviews evaluated this way run one at a time, in the order they came.
+   */
+  readonly sliced?: (change: Change, before: ClusterState) => Promise<Decision>;
+};

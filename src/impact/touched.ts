@@ -62,7 +62,12 @@ export function affectsDirection(obj: PolicyObject | undefined, direction: Direc
  */
 export function touchedPods(change: Change, before: ClusterState, after: ClusterState, opts: { direction?: Aspect } = {}): TouchedPods {
   let hit = touchedByChange.get(change);
-  if (!hit || hit.before !== before || hit.after !== after) touchedByChange.set(change, (hit = { before, after, answers: new Map() }));
+  // By revision too: a sliced review (verdict/decide.ts) asks again after a watch event moved its state.
+  const beforeRevision = before.revision;
+  const afterRevision = after.revision;
+  if (!hit || hit.before !== before || hit.after !== after || hit.beforeRevision !== beforeRevision || hit.afterRevision !== afterRevision) {
+    touchedByChange.set(change, (hit = { before, after, beforeRevision, afterRevision, answers: new Map() }));
+  }
   const slot = opts.direction ?? 'all';
   let answer = hit.answers.get(slot) as TouchedPods | undefined;
   if (answer === undefined) hit.answers.set(slot, (answer = computeTouchedPods(change, before, after, opts.direction)));

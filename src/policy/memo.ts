@@ -459,6 +459,9 @@ export const l7IngressByList = memo<readonly object[], readonly { obj: object; m
 export interface TouchedMemo {
   readonly before: ClusterState;
   readonly after: ClusterState;
+  /** Their revisions: a live state may take watch events between two rules of a sliced review. */
+  readonly beforeRevision: number;
+  readonly afterRevision: number;
   readonly answers: Map<string, unknown>;
 }
 export const fqdnPeerLists = pureMemo<readonly PolicyModel[], boolean>('fqdnPeerLists', 'does some element of a model array have an FQDN peer (fromBasePass keeps egress verdicts per model array only without one)');

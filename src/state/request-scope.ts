@@ -35,14 +35,44 @@ export function forgetCachedResults(): void {
 /** Runs `fn` in a request scope (a nested call joins the enclosing one). */
 export function inRequestScope<T>(fn: () => T): T {
   if (current !== undefined) return fn();
-  const scope = new Scope();
-  current = scope;
+  const scope = openRequestScope();
   try {
-    return fn();
+    return scope.run(fn);
   } finally {
-    current = undefined;
-    for (const m of scope.maps) m.dropScoped(scope);
+    scope.close();
   }
+}
+
+/** A request scope entered more than once (a review evaluated in slices), then closed once. */
+export interface RequestScope {
+  /** Runs `fn` in this scope (inside another scope: in that one, as inRequestScope does). */
+  run<T>(fn: () => T): T;
+  /** Ends the scope: its maps drop this request's entries. */
+  close(): void;
+}
+
+/**
+ * A request scope for a review evaluated in slices (verdict/decide.ts): the scope is current only while
+ * a slice runs, so what runs between two slices (another review, the warm-up, the audit) gets a scope of
+ * its own. A map that served such a scope in between starts this request's map afresh when the next
+ * slice uses it: a cache miss, never a wrong answer.
+ */
+export function openRequestScope(): RequestScope {
+  const scope = new Scope();
+  return {
+    run<T>(fn: () => T): T {
+      if (current !== undefined) return fn();
+      current = scope;
+      try {
+        return fn();
+      } finally {
+        current = undefined;
+      }
+    },
+    close(): void {
+      for (const m of scope.maps) m.dropScoped(scope);
+    },
+  };
 }
 
 /** Marks an object as living only for the current request (no-op outside a request scope). */

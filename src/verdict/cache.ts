@@ -111,36 +111,61 @@ export function cachingDecide(decide: Decide, maxEntries = DEFAULT_VERDICT_CACHE
       forRevision = state.revision;
     }
   };
-  const cached = (change: Change, state: ClusterState): Decision => {
-    if (maxEntries <= 0 || change.kind === undefined) return decide(change, state);
+  /** The kept decision for `change` on `state` as it is now (counted as a hit), or its key (a miss). */
+  const lookup = (change: Change, state: ClusterState): { readonly key: string; readonly hit?: Decision } => {
     keepOnlyFor(state);
     const key = cacheKey(change);
     const hit = entries.get(key);
-    if (hit !== undefined) {
-      hits++;
-      entries.delete(key);
-      entries.set(key, hit);
-      return hit.decision;
+    if (hit === undefined) {
+      misses++;
+      return { key };
     }
-    misses++;
+    hits++;
+    entries.delete(key);
+    entries.set(key, hit);
+    return { key, hit: hit.decision };
+  };
+  const cached = (change: Change, state: ClusterState): Decision => {
+    if (maxEntries <= 0 || change.kind === undefined) return decide(change, state);
+    const { key, hit } = lookup(change, state);
+    if (hit !== undefined) return hit;
+    const revision = state.revision;
     const decision = decide(change, state);
-    // A state that changed while deciding (it cannot: decide is synchronous) would key a stale verdict.
-    const w = decisionWeight(decision);
-    if (state.revision === forRevision && !hasRuleFailure(decision) && w <= textBudget / 16) {
-      // Oldest first out, until both the count and the text fit.
-      for (const [k, e] of entries) {
-        if (entries.size < maxEntries && weight + w <= textBudget) break;
-        entries.delete(k);
-        weight -= e.weight;
-      }
-      entries.set(key, { decision: { ...decision, cached: true }, weight: w });
-      weight += w;
-    }
+    keep(key, state, revision, decision);
     return decision;
+  };
+  /**
+   * Keeps a decision made on `state` at `revision`, unless the state moved while it was made (a sliced
+   * decision lets watch events in between its rules: it would key a verdict of two states) or the
+   * cache has moved on to another state meanwhile.
+   */
+  const keep = (key: string, state: ClusterState, revision: number, decision: Decision): void => {
+    const w = decisionWeight(decision);
+    if (state !== forState || state.revision !== revision || hasRuleFailure(decision) || w > textBudget / 16) return;
+    // Oldest first out, until both the count and the text fit.
+    for (const [k, e] of entries) {
+      if (entries.size < maxEntries && weight + w <= textBudget) break;
+      entries.delete(k);
+      weight -= e.weight;
+    }
+    entries.set(key, { decision: { ...decision, cached: true }, weight: w });
+    weight += w;
   };
   const stats = (current?: ClusterState): VerdictCacheStats => {
     if (current !== undefined) keepOnlyFor(current);
     return { hits, misses, entries: entries.size, weight };
   };
-  return Object.assign(cached, { stats });
+  const inner = decide.sliced;
+  if (inner === undefined) return Object.assign(cached, { stats });
+  // decide.sliced behind the same cache: a hit is answered at once, a miss evaluated in slices.
+  const sliced = async (change: Change, state: ClusterState): Promise<Decision> => {
+    if (maxEntries <= 0 || change.kind === undefined) return inner(change, state);
+    const { key, hit } = lookup(change, state);
+    if (hit !== undefined) return hit;
+    const revision = state.revision;
+    const decision = await inner(change, state);
+    keep(key, state, revision, decision);
+    return decision;
+  };
+  return Object.assign(cached, { stats, sliced });
 }

@@ -2,7 +2,7 @@
 // whether the request is allowed. Shared by the webhook and `meshguard check`, so both answer alike.
 
 import type { Config } from '../config/config.ts';
-import { assertBudgetNotExceeded, BudgetExceeded, withBudget, type BudgetOptions } from '../core/budget.ts';
+import { assertBudgetNotExceeded, BudgetExceeded, BudgetRun, performanceClock, type BudgetOptions } from '../core/budget.ts';
 import { mutationOf, subjectOf, type Change } from '../core/change.ts';
 import type { Decide, Decision } from '../core/decision.ts';
 import { actionUnderMode, VERDICT_CODES, type ActedFinding, type Action, type Finding } from '../core/finding.ts';
@@ -10,7 +10,7 @@ import type { ClusterState } from '../core/objects.ts';
 import type { Rule, RuleContext } from '../core/rule.ts';
 import { changedLabelKeys, namespaceLabelMatters } from '../policy/namespace-labels.ts';
 import { overlay, overlayDelta } from '../state/overlay.ts';
-import { forgetCachedResults, inRequestScope, markEphemeral } from '../state/request-scope.ts';
+import { forgetCachedResults, markEphemeral, openRequestScope } from '../state/request-scope.ts';
 import { errorOutcome } from './error-policy.ts';
 import { renderFinding, type RenderedText } from './render.ts';
 
@@ -94,6 +94,25 @@ function storedIn(state: ClusterState, change: Change, obj: object | undefined):
 export interface DecideOptions {
   /** The budget's clock and check stride (tests use a fake clock). */
   readonly budget?: BudgetOptions;
+  /**
+   * decide.sliced(): a slice ends after the rule that takes it past this many milliseconds (on the
+   * budget's clock); then the event loop is handed back before the next rule. 0: after every rule.
+   */
+  readonly sliceMs?: number;
+  /** decide.sliced(): how the event loop is handed back between slices (default: setImmediate; tests step it). */
+  readonly handBack?: () => Promise<void>;
+}
+
+/** Default DecideOptions.sliceMs: reviews of a few pods never hand back, a cluster-wide one between its costly rules. */
+export const DEFAULT_SLICE_MS = 5;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Runs a generator of steps to its end, all at once. */
+function drain<T>(steps: Generator<void, T, void>): T {
+  let r = steps.next();
+  while (r.done !== true) r = steps.next();
+  return r.value;
 }
 
 export function createDecide(rules: readonly Rule[], config: Config, opts: DecideOptions = {}): Decide {
@@ -106,15 +125,44 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
 
   const knownRules = new Set(rules.map((r) => r.id));
 
-  const decide = (change: Change, before: ClusterState): Decision => {
-    const decision = decideRules(change, before);
+  const clock = opts.budget?.clock ?? performanceClock;
+  const sliceMs = opts.sliceMs ?? DEFAULT_SLICE_MS;
+  const handBack = opts.handBack ?? nextTurn;
+
+  const withNotices = (change: Change, decision: Decision): Decision => {
     // On DELETE the annotations belong to the object going away: nothing left to correct.
     const notices = change.operation === 'DELETE' ? [] : skipNotices(change, knownRules);
     return notices.length > 0 ? { ...decision, notices } : decision;
   };
-  return Object.assign(decide, { settings: config.settings });
+  const decide = (change: Change, before: ClusterState): Decision => {
+    const plan = planRules(change, before);
+    return withNotices(change, Array.isArray(plan) ? evaluateWhole(change, before, plan) : plan);
+  };
 
-  function decideRules(change: Change, before: ClusterState): Decision {
+  // Sliced reviews run one at a time: a scope and a budget are current only while their slice runs, and
+  // a second review interleaved with the first would only make both later.
+  let queue: Promise<unknown> = Promise.resolve();
+  let queued = 0;
+  const sliced = async (change: Change, before: ClusterState): Promise<Decision> => {
+    const plan = planRules(change, before);
+    if (!Array.isArray(plan)) return withNotices(change, plan);
+    const waited = queued > 0;
+    queued++;
+    const turn = queue.then(async () => {
+      // Behind another review: its last slice ended this macrotask, so this one starts in the next.
+      if (waited) await handBack();
+      return evaluateSliced(change, before, plan);
+    });
+    queue = turn.then(
+      () => queued--,
+      () => queued--,
+    );
+    return withNotices(change, await turn);
+  };
+  return Object.assign(decide, { settings: config.settings, sliced });
+
+  /** The rules a request runs, or the decision when it runs none (exempt, not modeled, nothing read). */
+  function planRules(change: Change, before: ClusterState): Decision | typeof active {
     const ns = namespaceOf(change);
     if (ns !== '' && exempt.has(ns)) {
       return { allowed: true, findings: [], skipped: [], exemptReason: `namespace ${ns} is exempt by the meshguard config` };
@@ -133,28 +181,73 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
       }
     }
 
-    // Caches keyed by this request's objects keep those entries only for the request (see request-scope.ts).
-    return inRequestScope(() =>
-      withBudget(config.evaluation.budgetMs, () => {
-        markEphemeral(change);
-        // Not an object the state itself holds (the warm-up's, the audit's and `check`'s requests pass
-        // stored objects): its models would die with the request while the state's kept tables
-        // (keptPerRevision, which a budget cut keeps) still hold them, and the next review, comparing
-        // models by identity, would take them for another policy's.
-        if (!storedIn(before, change, change.object)) markEphemeral(change.object);
-        if (!storedIn(before, change, change.oldObject)) markEphemeral(change.oldObject);
-        return evaluate(change, before, toRun);
-      }, opts.budget),
-    );
+    return toRun;
   }
 
-  function evaluate(change: Change, before: ClusterState, toRun: typeof active): Decision {
+  /** The rules evaluated at once, in a request scope and under the budget. */
+  function evaluateWhole(change: Change, before: ClusterState, toRun: typeof active): Decision {
+    const scope = openRequestScope();
+    try {
+      const budget = new BudgetRun(config.evaluation.budgetMs, opts.budget);
+      return scope.run(() => budget.run(() => drain(evaluate(change, before, toRun))));
+    } finally {
+      scope.close();
+    }
+  }
+
+  /**
+   * The rules evaluated in slices: a slice runs rules until one ends at least sliceMs after the slice
+   * began, then the event loop is handed back. One request scope and one budget (its deadline fixed at
+   * the start) are entered by every slice. A live state may take watch events between two slices: each
+   * rule still judges one state, before and after alike (the overlay follows its base: state/overlay.ts),
+   * and the verdict cache keeps only a decision whose state did not move (verdict/cache.ts).
+   */
+  async function evaluateSliced(change: Change, before: ClusterState, toRun: typeof active): Promise<Decision> {
+    const scope = openRequestScope();
+    const steps = evaluate(change, before, toRun);
+    let done = false;
+    try {
+      const budget = new BudgetRun(config.evaluation.budgetMs, opts.budget);
+      const slice = (): IteratorResult<void, Decision> => {
+        const start = clock.now();
+        let r = steps.next();
+        while (r.done !== true && clock.now() - start < sliceMs) r = steps.next();
+        return r;
+      };
+      for (;;) {
+        const r = scope.run(() => budget.run(slice));
+        if (r.done === true) {
+          done = true;
+          return r.value;
+        }
+        await handBack();
+      }
+    } finally {
+      if (!done) steps.return(undefined as unknown as Decision);
+      scope.close();
+    }
+  }
+
+  /**
+   * The evaluation as steps: one rule per step (the first step also marks the request's objects). Run
+   * inside the request's scope and budget, whole (evaluateWhole) or a few steps at a time (evaluateSliced).
+   */
+  function* evaluate(change: Change, before: ClusterState, toRun: typeof active): Generator<void, Decision, void> {
+    // Caches keyed by this request's objects keep those entries only for the request (see request-scope.ts).
+    markEphemeral(change);
+    // Not an object the state itself holds (the warm-up's, the audit's and `check`'s requests pass
+    // stored objects): its models would die with the request while the state's kept tables
+    // (keptPerRevision, which a budget cut keeps) still hold them, and the next review, comparing
+    // models by identity, would take them for another policy's.
+    if (!storedIn(before, change, change.object)) markEphemeral(change.object);
+    if (!storedIn(before, change, change.oldObject)) markEphemeral(change.oldObject);
     const skip = skippedRules(change);
     const skipped: string[] = [];
     const findings: ActedFinding[] = [];
     const failures: { rule: string; error: string }[] = [];
     let budget: { exceeded: BudgetExceeded; notRun: string[] } | undefined;
     let after: ClusterState | undefined;
+    let first = true;
     for (const { rule, action } of toRun) {
       if (skip.has(rule.id)) {
         skipped.push(rule.id);
@@ -164,9 +257,14 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
         budget.notRun.push(rule.id);
         continue;
       }
+      // Between two rules: where a sliced evaluation may hand the event loop back.
+      if (!first) yield;
+      first = false;
       let found: Finding[];
       let texts: RenderedText[];
       try {
+        // One overlay for the whole review: it follows its base if watch events arrive between two
+        // slices (state/overlay.ts), as every cache keyed by it or by the change does by revision.
         after ??= overlay(before, mutationOf(change));
         found = rule.evaluate(change, before, after, ctx);
         assertBudgetNotExceeded();

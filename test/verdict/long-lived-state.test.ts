@@ -11,6 +11,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import type { KubeObject } from '../../src/core/objects.ts';
+import type { Rule } from '../../src/core/rule.ts';
 import { kindOf } from '../../src/core/kinds.ts';
 import type { MemoryState } from '../../src/state/store.ts';
 import { defaultConfig } from '../../src/config/config.ts';
@@ -484,9 +485,12 @@ function normal(v: unknown, parent?: Record<string, unknown>, key?: string): unk
   return v;
 }
 
-function run(t: Test, seed: number, steps: number, churning = false): void {
+async function run(t: Test, seed: number, steps: number, churning = false, sliced = false): Promise<void> {
   const g = new Gen(seed, churning);
   const extra = new Gen(seed + 1_000_003);
+  // The sliced seeds' own draws (the webhook's path, decide.sliced): kept off `g`, whose sequence the
+  // other seeds share.
+  const sl = new Gen(seed + 2_000_029, churning);
   const initial: Obj[] = [...NAMESPACES.map((n) => g.namespace(n))];
   for (let i = 0; i < 10; i++) initial.push(g.pod());
   for (let i = 0; i < 4; i++) initial.push(g.policy());
@@ -502,6 +506,15 @@ function run(t: Test, seed: number, steps: number, churning = false): void {
   const cutDecide = (budgetMs: number) =>
     createDecide(rules, { ...config, evaluation: { ...config.evaluation, budgetMs } }, { budget: { clock: { now: () => ticks++ }, stride: 1 } });
   let cuts = 0;
+  // decide.sliced with one rule per slice; between two slices, what a live server runs meanwhile: other
+  // decisions on the live state (whole, cut by their budget) and, once per review, a watch event. Each
+  // rule must judge one state: the rules that ran before the event answer as on a fresh copy of the state
+  // before it, the rules after it as on a fresh copy of the state after it.
+  let ran: string[] = [];
+  let between: (() => void) | undefined;
+  const tracked = rules.map((r): Rule => ({ ...r, evaluate: (...a: Parameters<Rule['evaluate']>) => (ran.push(r.id), r.evaluate(...a)) }));
+  const slicedDecide = createDecide(tracked, config, { sliceMs: 0, handBack: async () => between?.() }).sliced!;
+  let midReview = 0;
   const history: string[] = [];
   let mismatches = 0;
   let scratchMismatches = 0;
@@ -540,6 +553,52 @@ function run(t: Test, seed: number, steps: number, churning = false): void {
       auditObject(w.live, g.chance(0.5) ? liveDecide : cutDecide(1 + Math.floor(g.r() * 150)), config, k, w.live.get(k, p.metadata.namespace, p.metadata.name)!);
     }
     for (const req of reqs) {
+      // A watch event between two rules of an earlier review of this step took the object away.
+      if (req.old && w.live.get(kindOf(req.old as unknown as KubeObject)!, req.old.metadata.namespace, req.old.metadata.name) === undefined) continue;
+      if (sliced && sl.chance(0.5)) {
+        const change = changeFor(req, w.live);
+        const pre = w.fresh();
+        const wantPre = normal(createDecide(rules, config)(changeFor(req, pre), pre)) as ReturnType<typeof liveDecide>;
+        const subject = req.object ?? req.old;
+        const subjectKind = subject ? kindOf(subject as unknown as KubeObject)! : undefined;
+        const stored = () => (subject ? w.live.get(subjectKind!, subject.metadata.namespace, subject.metadata.name) : undefined);
+        const storedPre = stored();
+        let hands = 0;
+        const at = Math.floor(sl.r() * 4);
+        let ranBefore: ReadonlySet<string> | undefined;
+        ran = [];
+        between = () => {
+          if (sl.chance(0.3)) {
+            const changes = warmUpChanges(rules, w.live);
+            if (changes.length > 0) (sl.chance(0.5) ? cutDecide(1 + Math.floor(sl.r() * 150)) : liveDecide)(sl.pick(changes), w.live);
+          }
+          if (hands++ === at) {
+            ranBefore = new Set(ran);
+            history.push(`between two rules: ${mutate(sl, w)}`);
+          }
+        };
+        let got: ReturnType<typeof liveDecide>;
+        try {
+          got = normal(await slicedDecide(change, w.live)) as ReturnType<typeof liveDecide>;
+        } finally {
+          between = undefined;
+        }
+        findings += wantPre.findings.length;
+        // An event that replaced the object under review changes the request's own old object: no oracle.
+        if (ranBefore !== undefined && stored() !== storedPre) continue;
+        const post = w.fresh();
+        const wantPost = ranBefore === undefined ? wantPre : (normal(createDecide(rules, config)(changeFor(req, post), post)) as ReturnType<typeof liveDecide>);
+        if (ranBefore !== undefined) midReview++;
+        const ofRule = (d: ReturnType<typeof liveDecide>, id: string): string => JSON.stringify(d.findings.filter((f) => f.rule === id));
+        for (const id of new Set(ran)) {
+          const want = ranBefore?.has(id) === true ? wantPre : wantPost;
+          if (ofRule(got, id) !== ofRule(want, id)) {
+            mismatches++;
+            t.same(JSON.parse(ofRule(got, id)), JSON.parse(ofRule(want, id)), `seed ${seed} step ${step}: sliced ${req.label}, rule ${id} (${ranBefore?.has(id) === true ? 'before' : 'after'} the event)\nafter: ${history.slice(-8).join('; ')}`);
+          }
+        }
+        continue;
+      }
       if (g.chance(0.3)) {
         const cut = cutDecide(1 + Math.floor(g.r() * 150))(changeFor(req, w.live), w.live);
         if (cut.incomplete?.reason === 'budget') cuts++;
@@ -593,13 +652,14 @@ function run(t: Test, seed: number, steps: number, churning = false): void {
   t.equal(scratchMismatches, 0, 'the overlay decisions equal the rules run on states rebuilt with the change');
   t.ok(findings > 0, 'the comparison is not of empty decisions');
   t.ok(cuts > 0, `${cuts} decisions cut by the budget before one that ran whole`);
+  if (sliced) t.ok(midReview > 0, `${midReview} sliced reviews took a watch event between two rules`);
 }
 
 // FUZZ_SEEDS=first:count and FUZZ_STEPS=n run other seeds and longer sequences (a longer hunt); the default eight (47 among them: a warm-up review cut by the budget before a DELETE of a stored policy) run in a few seconds.
 const [first, count] = (process.env['FUZZ_SEEDS'] ?? '40:8').split(':').map(Number) as [number, number];
 for (let seed = first; seed < first + count; seed++) {
   t.test(`seed ${seed}: a long-lived state mutated between decisions answers as a fresh one`, async (t) => {
-    run(t, seed, Number(process.env['FUZZ_STEPS'] ?? 150));
+    await run(t, seed, Number(process.env['FUZZ_STEPS'] ?? 150));
   });
 }
 // With the churn of a live cluster too (pods copied into their class, EndpointSlices, CoreDNS backends):
@@ -607,6 +667,14 @@ for (let seed = first; seed < first + count; seed++) {
 const [churnFirst, churnCount] = (process.env['CHURN_SEEDS'] ?? '140:4').split(':').map(Number) as [number, number];
 for (let seed = churnFirst; seed < churnFirst + churnCount; seed++) {
   t.test(`churn seed ${seed}: a long-lived state under pod and EndpointSlice churn answers as a fresh one`, async (t) => {
-    run(t, seed, Number(process.env['FUZZ_STEPS'] ?? 150), true);
+    await run(t, seed, Number(process.env['FUZZ_STEPS'] ?? 150), true);
+  });
+}
+// The webhook's path: reviews evaluated in slices, with other decisions and watch events between their
+// rules (SLICED_SEEDS=first:count for a longer hunt).
+const [slicedFirst, slicedCount] = (process.env['SLICED_SEEDS'] ?? '240:8').split(':').map(Number) as [number, number];
+for (let seed = slicedFirst; seed < slicedFirst + slicedCount; seed++) {
+  t.test(`sliced seed ${seed}: reviews in slices with watch events between their rules answer rule by rule as fresh states`, async (t) => {
+    await run(t, seed, Number(process.env['FUZZ_STEPS'] ?? 150), seed % 2 === 1, true);
   });
 }

@@ -1,0 +1,257 @@
+// decide.sliced: the webhook's path, which hands the event loop back between a review's costly rules.
+// Driven by a fake clock (rules move it) and an explicit hand-back (the test sees each one): no timing.
+
+import t from 'tap';
+
+import { checkBudget } from '../../src/core/budget.ts';
+import type { Change } from '../../src/core/change.ts';
+import { defaultConfig, type Config } from '../../src/config/config.ts';
+import type { Decision } from '../../src/core/decision.ts';
+import { VERDICT_CODES } from '../../src/core/finding.ts';
+import type { Rule } from '../../src/core/rule.ts';
+import { isEphemeral } from '../../src/state/request-scope.ts';
+import { cachingDecide } from '../../src/verdict/cache.ts';
+import { createDecide, type DecideOptions } from '../../src/verdict/decide.ts';
+import { cnp, memoryState, ns } from '../fixtures/cluster.ts';
+import { makeChange } from '../rules/rule-harness.ts';
+import { postReview, review, startServer } from '../server/harness.ts';
+import { FAKE_RULES, textMessages } from './fake-rules.ts';
+
+/** The fake clock every rule below moves (the budget's and the slices' clock). */
+const clock = { ms: 0, now: () => clock.ms };
+
+/** What the rules saw, in order: "<rule>" per call, with the review's tag when one is set. */
+let calls: string[] = [];
+let tag = '';
+
+/** A rule that takes `ms` of the fake clock; `then` runs inside it (checks, findings). */
+function timed(id: string, ms: number, then: (change: Change) => string | undefined = () => undefined): Rule {
+  const messages = textMessages(id);
+  return {
+    id,
+    severity: 'B',
+    summary: `takes ${ms} ms`,
+    docs: `docs/rules/${id}.md`,
+    triggers: [{ kinds: ['CiliumNetworkPolicy'], operations: ['CREATE', 'UPDATE', 'DELETE'] }],
+    messages,
+    evaluate(change) {
+      calls.push(tag + id);
+      clock.ms += ms;
+      const text = then(change);
+      return text === undefined ? [] : [messages.finding('text', { text })];
+    },
+  };
+}
+
+function configFor(rules: readonly Rule[], over: Partial<Config> = {}): Config {
+  return { ...defaultConfig(rules), ...over };
+}
+
+/** A decide over `rules` whose hand-backs are recorded (what had run at each) and run `between`. */
+function slicedDecide(rules: readonly Rule[], opts: DecideOptions & { config?: Config; between?: () => void } = {}) {
+  const handBacks: string[][] = [];
+  const decide = createDecide(rules, opts.config ?? configFor(rules), {
+    budget: { clock, stride: 1 },
+    ...opts,
+    handBack: async () => {
+      handBacks.push([...calls]);
+      opts.between?.();
+    },
+  });
+  return { decide, handBacks };
+}
+
+const state = memoryState([ns('team-a')]);
+const policy = (name = 'p') => cnp('team-a', name, { endpointSelector: {}, egress: [{}] });
+
+t.beforeEach(() => {
+  calls = [];
+  tag = '';
+  clock.ms = 0;
+});
+
+t.test('a slice ends after the rule that takes it to sliceMs; the next rule runs after the hand-back', async (t) => {
+  const rules = [timed('fake-a', 6), timed('fake-b', 2), timed('fake-c', 3), timed('fake-d', 0)];
+  const { decide, handBacks } = slicedDecide(rules, { sliceMs: 5 });
+  const d = await decide.sliced!(makeChange('CREATE', policy()), state);
+  t.equal(d.allowed, true);
+  t.same(calls, ['fake-a', 'fake-b', 'fake-c', 'fake-d'], 'every rule ran, in order');
+  // fake-a alone reaches 5 ms; fake-b + fake-c reach exactly 5 (the boundary ends the slice too).
+  t.same(handBacks, [['fake-a'], ['fake-a', 'fake-b', 'fake-c']]);
+});
+
+t.test('a review that stays under sliceMs never hands back, and the synchronous decide never does', async (t) => {
+  const rules = [timed('fake-a', 1), timed('fake-b', 1), timed('fake-c', 1)];
+  const { decide, handBacks } = slicedDecide(rules, { sliceMs: 5 });
+  await decide.sliced!(makeChange('CREATE', policy()), state);
+  t.same(handBacks, [], 'three rules of 1 ms: one slice');
+  calls = [];
+  const zero = slicedDecide(rules, { sliceMs: 0 });
+  zero.decide(makeChange('CREATE', policy()), state);
+  t.same(calls, ['fake-a', 'fake-b', 'fake-c']);
+  t.same(zero.handBacks, [], 'decide() runs every rule at once, whatever sliceMs');
+  await zero.decide.sliced!(makeChange('CREATE', policy()), state);
+  t.equal(zero.handBacks.length, 2, 'sliceMs 0: a hand-back between every two rules, none after the last');
+});
+
+t.test('the sliced decision is the synchronous one: findings, failures, skips and notices', async (t) => {
+  const rules = [...FAKE_RULES, timed('fake-a', 3, () => 'a says so'), timed('fake-b', 3)];
+  const labelled = (labels: Record<string, string>, annotations?: Record<string, string>) => {
+    const p = policy('q') as ReturnType<typeof policy> & { metadata: Record<string, unknown> };
+    return { ...p, metadata: { ...p.metadata, namespace: 'nowhere', labels, ...(annotations ? { annotations } : {}) } } as unknown as ReturnType<typeof policy>;
+  };
+  const changes = [
+    makeChange('CREATE', policy()),
+    makeChange('CREATE', labelled({ 'fake/finding': 'look', 'fake/throw': 'yes' })),
+    makeChange('CREATE', labelled({}, { 'meshguard.io/skip': 'fake-a, no-such-rule', 'meshguard.io/skip-reason': 'test' })),
+    makeChange('DELETE', undefined, policy()),
+  ];
+  const { decide, handBacks } = slicedDecide(rules, { sliceMs: 0 });
+  for (const c of changes) {
+    const whole = decide(c, state);
+    const sliced = await decide.sliced!(c, state);
+    t.same(sliced, whole, `${c.operation} ${c.namespace}/${c.name}`);
+  }
+  t.ok(handBacks.length >= 8, `the sliced decisions were sliced (${handBacks.length} hand-backs)`);
+  const failed = await decide.sliced!(changes[1]!, state);
+  t.ok(failed.findings.some((f) => f.code === VERDICT_CODES.ruleFailed && f.rule === 'fake-throws'), 'a rule that throws is a failure finding, the others still ran');
+  t.ok(failed.findings.some((f) => f.rule === 'fake-a'), 'a rule after the failing one still ran');
+});
+
+t.test('one budget for the whole review: the deadline counts the time between slices, and is current only inside them', async (t) => {
+  let seenInside: boolean[] = [];
+  const check = (change: Change): undefined => {
+    seenInside.push(isEphemeral(change));
+    checkBudget();
+    return undefined;
+  };
+  const rules = [timed('fake-a', 4, check), timed('fake-b', 0, check), timed('fake-c', 0, check)];
+  const outside: string[] = [];
+  let change = makeChange('CREATE', policy());
+  const { decide } = slicedDecide(rules, {
+    sliceMs: 0,
+    config: configFor(rules, { evaluation: { budgetMs: 10 } } as Partial<Config>),
+    between: () => {
+      // Between two slices the clock moves on (other work runs); nothing of the review is current.
+      clock.ms += 4;
+      try {
+        checkBudget();
+        outside.push('no budget');
+      } catch {
+        outside.push('cut by the review budget');
+      }
+      outside.push(isEphemeral(change) ? 'in the review scope' : 'no scope');
+    },
+  });
+  const d = await decide.sliced!(change, state);
+  t.same(outside, ['no budget', 'no scope', 'no budget', 'no scope'], 'between slices: neither the budget nor the request scope is current');
+  t.same(seenInside, [true, true, true], 'inside every slice the request scope is current (the change is its own)');
+  // 4 (fake-a) + 4 + 4 between slices = 12 > 10 once fake-c checks: the budget ends the review there.
+  t.equal(d.incomplete?.reason, 'budget');
+  const cut = d.findings.find((f) => f.code === VERDICT_CODES.budgetExceeded);
+  t.equal(cut?.rule, 'fake-c', 'the rule running when the deadline passed is named');
+
+  // The same review with less time between slices stays within the budget.
+  clock.ms = 0;
+  seenInside = [];
+  change = makeChange('CREATE', policy());
+  const calm = slicedDecide(rules, { sliceMs: 0, config: configFor(rules, { evaluation: { budgetMs: 10 } } as Partial<Config>), between: () => void (clock.ms += 1) });
+  const ok = await calm.decide.sliced!(change, state);
+  t.equal(ok.incomplete, undefined, '4 + 1 + 1 = 6 ms: complete');
+});
+
+t.test('reviews run one at a time in arrival order; a queued one starts after a hand-back', async (t) => {
+  const rules = [timed('fake-a', 1), timed('fake-b', 1), timed('fake-c', 1)];
+  const { decide, handBacks } = slicedDecide(rules, { sliceMs: 0 });
+  const order: string[] = [];
+  const run = async (name: string): Promise<Decision> => {
+    const d = await decide.sliced!(makeChange('CREATE', policy(name)), state);
+    order.push(name);
+    return d;
+  };
+  // Each review tags its rule calls through the change's name.
+  const tagged = rules.map((r): Rule => ({ ...r, evaluate: (c, b, a, x) => ((tag = `${c.name}:`), r.evaluate(c, b, a, x)) }));
+  const q = slicedDecide(tagged, { sliceMs: 0 });
+  await Promise.all(['one', 'two', 'three'].map((n) => q.decide.sliced!(makeChange('CREATE', policy(n)), state)));
+  t.same(calls, ['one:fake-a', 'one:fake-b', 'one:fake-c', 'two:fake-a', 'two:fake-b', 'two:fake-c', 'three:fake-a', 'three:fake-b', 'three:fake-c'], 'no interleaving');
+  t.equal(q.handBacks.length, 3 * 2 + 2, 'two per review between its rules, and one before each queued review');
+  calls = [];
+  await Promise.all([run('x'), run('y')]);
+  t.same(order, ['x', 'y']);
+  t.equal(handBacks.length, 2 + 1 + 2);
+  // A review with nothing to evaluate (exempt, or no rule triggered) is answered without queueing.
+  const exempt = createDecide(rules, configFor(rules, { exemptions: { namespaces: ['team-a'] } } as Partial<Config>), { handBack: async () => t.fail('no hand-back') });
+  const d = await exempt.sliced!(makeChange('CREATE', policy()), state);
+  t.match(d.exemptReason, /exempt/);
+});
+
+t.test('a rule that throws outside its guard rejects the sliced review, and the queue goes on', async (t) => {
+  const rules = [timed('fake-a', 1), timed('fake-b', 1)];
+  let boom = true;
+  const { decide } = slicedDecide(rules, {
+    sliceMs: 0,
+    between: () => {
+      if (boom) {
+        boom = false;
+        throw new Error('hand-back failed');
+      }
+    },
+  });
+  const first = decide.sliced!(makeChange('CREATE', policy('one')), state);
+  const second = decide.sliced!(makeChange('CREATE', policy('two')), state);
+  await t.rejects(first, /hand-back failed/);
+  const d = await second;
+  t.equal(d.allowed, true, 'the next review was evaluated');
+  t.same(calls, ['fake-a', 'fake-a', 'fake-b']);
+});
+
+t.test('the verdict cache answers a sliced repeat, and keeps no decision whose state moved while it was made', async (t) => {
+  const rules = [timed('fake-a', 1, () => 'found'), timed('fake-b', 1)];
+  const live = memoryState([ns('team-a')]);
+  let event: (() => void) | undefined;
+  const { decide } = slicedDecide(rules, { sliceMs: 0, between: () => event?.() });
+  const cached = cachingDecide(decide);
+  t.ok(cached.sliced !== undefined, 'the cache keeps the sliced path');
+  const first = await cached.sliced!(makeChange('CREATE', policy()), live);
+  t.equal(first.cached, undefined);
+  const again = await cached.sliced!(makeChange('CREATE', policy()), live);
+  t.equal(again.cached, true, 'a repeat on the same state is a hit');
+  t.same(cached.stats(live), { hits: 1, misses: 1, entries: 1, weight: cached.stats(live).weight });
+
+  // A watch event between two rules of the review, and a look at the cache after it (another review, a
+  // metrics scrape: the cache moves on to the new revision): the review's decision is not kept.
+  let n = 0;
+  event = () => {
+    live.upsert('Namespace', ns(`later-${n++}`) as never);
+    cached.stats(live);
+  };
+  calls = [];
+  const moved = await cached.sliced!(makeChange('CREATE', policy('other')), live);
+  t.equal(moved.cached, undefined);
+  event = undefined;
+  t.equal(cached.stats(live).entries, 0, 'nothing kept for a state that moved during the review');
+  const after = await cached.sliced!(makeChange('CREATE', policy('other')), live);
+  t.equal(after.cached, undefined, 'evaluated again');
+  t.same(calls, ['fake-a', 'fake-b', 'fake-a', 'fake-b']);
+  t.equal((await cached.sliced!(makeChange('CREATE', policy('other')), live)).cached, true, 'and kept now that the state stayed put');
+});
+
+t.test('the webhook route evaluates in slices: the event loop turns between two rules of one review', async (t) => {
+  // fake-a asks for a callback on the next turn of the event loop; fake-b reports whether it ran.
+  let turned = false;
+  const rules = [
+    timed('fake-a', 0, () => {
+      turned = false;
+      setImmediate(() => (turned = true));
+      return undefined;
+    }),
+    timed('fake-b', 0, () => (turned ? 'the loop turned' : 'held')),
+  ];
+  const decide = createDecide(rules, configFor(rules, { mode: 'audit' } as Partial<Config>), { sliceMs: 0 });
+  t.equal(decide(makeChange('CREATE', policy()), state).findings[0]?.message, 'held', 'decide() holds the loop for the whole review');
+  const s = await startServer(t, { decide });
+  const res = await postReview(s.url, review(), { ca: s.ca });
+  t.equal(res.status, 200);
+  const warnings = (res.json.response as { warnings?: string[] }).warnings ?? [];
+  t.ok(warnings.some((w) => w.includes('the loop turned')), `served in slices: ${JSON.stringify(warnings)}`);
+});

@@ -106,6 +106,20 @@ export function rethrowIfBudget(e: unknown): void {
 }
 
 /**
+ * The running budget's BudgetExceeded if its deadline has passed (a clock read, whatever the stride), else
+ * undefined. For the verdict layer between two rules: a deadline that passed while other work ran (between
+ * two slices of a review, or while it waited for its turn) stops the review before its next rule starts.
+ */
+export function deadlinePassed(): BudgetExceeded | undefined {
+  const r = running;
+  if (r === undefined) return undefined;
+  const now = r.clock.now();
+  if (!r.exceeded && now <= r.deadline) return undefined;
+  r.exceeded = true;
+  return new BudgetExceeded(r.budgetMs, now - r.start);
+}
+
+/**
  * Throws BudgetExceeded when the running budget has already been found exceeded. The verdict layer calls
  * it after each rule: a rule that caught a BudgetExceeded somewhere inside (a per-item guard for odd
  * input) returned an answer the budget cut short, which must not count as complete.

@@ -114,7 +114,10 @@ export interface MeshguardServer {
   readonly tlsSerial: string;
   /** Starts the warm-up if the state is synced and it has not started; idempotent. */
   startWarmUp(): void;
-  /** When the last review arrived (performance.now()), undefined before the first. */
+  /**
+   * When the last review arrived (performance.now()), undefined before the first; now while a review is
+   * in flight (a sliced review spans several turns of the event loop: idle-time work must wait for it).
+   */
   readonly lastReviewAt: number | undefined;
 }
 
@@ -211,7 +214,16 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
   await app.register(health, { readiness });
   const wording: ResponseOptions = opts.docsUrl ? { docsUrl: opts.docsUrl } : {};
   let lastReviewAt: number | undefined;
-  await app.register(validate, { source, decide: opts.decide, wording, metrics, logger, onReview: () => void (lastReviewAt = performance.now()) });
+  let inFlight = 0;
+  const onReview = (): void => {
+    lastReviewAt = performance.now();
+    inFlight++;
+  };
+  const onReviewDone = (): void => {
+    inFlight--;
+    lastReviewAt = performance.now();
+  };
+  await app.register(validate, { source, decide: opts.decide, wording, metrics, logger, onReview, onReviewDone });
   if (monitor) await app.register(monitorListener, { monitor, closeTimeoutMs: drainer.closeTimeoutMs });
   await app.ready();
   const tls = reloader!;
@@ -232,7 +244,7 @@ export async function createServer(opts: ServerOptions): Promise<MeshguardServer
     reloadTls: () => tls.check(),
     startWarmUp: () => readiness.startWarmUp(),
     get lastReviewAt() {
-      return lastReviewAt;
+      return inFlight > 0 ? performance.now() : lastReviewAt;
     },
     async listen() {
       const url = await app.listen({ host, port: opts.port });

@@ -16,7 +16,12 @@
 
 class Scope {
   readonly ephemeral = new WeakSet<object>();
-  readonly maps: ScopedWeakMap<object, unknown>[] = [];
+  /**
+   * Each map's table of this request's entries (with the map's epoch when it was made). Held by the
+   * scope, so that a scope entered again (a review's next slice, after other decisions ran in between
+   * with scopes of their own) finds its entries where it left them.
+   */
+  readonly tables = new Map<ScopedWeakMap<object, unknown>, { readonly epoch: number; readonly map: WeakMap<object, unknown> }>();
 }
 
 let current: Scope | undefined;
@@ -70,7 +75,8 @@ export function openRequestScope(): RequestScope {
       }
     },
     close(): void {
-      for (const m of scope.maps) m.dropScoped(scope);
+      for (const m of scope.tables.keys()) m.dropScoped(scope);
+      scope.tables.clear();
     },
   };
 }
@@ -208,12 +214,32 @@ export class ScopedWeakMap<K extends object, V> {
   #scopedFor(key: K): WeakMap<K, V> | undefined {
     const s = current;
     if (s === undefined || !s.ephemeral.has(key)) return undefined;
-    if (this.#scope !== s) {
-      this.#scope = s;
-      this.#scoped = new WeakMap();
-      s.maps.push(this as unknown as ScopedWeakMap<object, unknown>);
+    return this.#tableIn(s, true);
+  }
+
+  /**
+   * This map's table in scope `s` (made when `create`): the last scope's is at hand, another's is found
+   * on that scope, unless this map forgot its entries since (another epoch).
+   */
+  #tableIn(s: Scope, create: boolean): WeakMap<K, V> | undefined {
+    if (this.#scope === s) return this.#scoped;
+    const self = this as unknown as ScopedWeakMap<object, unknown>;
+    const t = s.tables.get(self);
+    let m = t !== undefined && t.epoch === this.#epoch ? (t.map as WeakMap<K, V>) : undefined;
+    if (m === undefined) {
+      if (!create) return undefined;
+      m = new WeakMap();
+      s.tables.set(self, { epoch: this.#epoch, map: m as WeakMap<object, unknown> });
     }
-    return this.#scoped;
+    this.#scope = s;
+    this.#scoped = m;
+    return m;
+  }
+
+  /** This request's table, if the current scope has one for this map. */
+  #currentTable(): WeakMap<K, V> | undefined {
+    const s = current;
+    return s === undefined ? undefined : this.#tableIn(s, false);
   }
 
   // Reads try the long-lived map first (most keys are stable), then this request's map if it has one:
@@ -246,7 +272,7 @@ export class ScopedWeakMap<K extends object, V> {
   }
 
   #scopedGet(key: K): V | undefined {
-    return this.#scoped === undefined || this.#scope !== current ? undefined : this.#scoped.get(key);
+    return this.#currentTable()?.get(key);
   }
 
   has(key: K): boolean {
@@ -257,7 +283,7 @@ export class ScopedWeakMap<K extends object, V> {
     } else if (this.#slot >= 0 && this.#live(recordOf(key)) >= 0) {
       return true;
     }
-    return this.#scoped !== undefined && this.#scope === current && this.#scoped.has(key);
+    return this.#currentTable()?.has(key) === true;
   }
 
   set(key: K, value: V): this {

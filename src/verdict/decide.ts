@@ -2,7 +2,7 @@
 // whether the request is allowed. Shared by the webhook and `meshguard check`, so both answer alike.
 
 import type { Config } from '../config/config.ts';
-import { assertBudgetNotExceeded, BudgetExceeded, BudgetRun, performanceClock, type BudgetOptions } from '../core/budget.ts';
+import { assertBudgetNotExceeded, BudgetExceeded, BudgetRun, deadlinePassed, performanceClock, type BudgetOptions } from '../core/budget.ts';
 import { mutationOf, subjectOf, type Change } from '../core/change.ts';
 import type { Decide, Decision } from '../core/decision.ts';
 import { actionUnderMode, VERDICT_CODES, type ActedFinding, type Action, type Finding } from '../core/finding.ts';
@@ -146,12 +146,14 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
   const sliced = async (change: Change, before: ClusterState): Promise<Decision> => {
     const plan = planRules(change, before);
     if (!Array.isArray(plan)) return withNotices(change, plan);
+    // The deadline counts from arrival: the API server's timeout counts the wait for a turn too.
+    const budget = new BudgetRun(config.evaluation.budgetMs, opts.budget);
     const waited = queued > 0;
     queued++;
     const turn = queue.then(async () => {
       // Behind another review: its last slice ended this macrotask, so this one starts in the next.
       if (waited) await handBack();
-      return evaluateSliced(change, before, plan);
+      return evaluateSliced(change, before, plan, budget);
     });
     queue = turn.then(
       () => queued--,
@@ -202,12 +204,11 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
    * rule still judges one state, before and after alike (the overlay follows its base: state/overlay.ts),
    * and the verdict cache keeps only a decision whose state did not move (verdict/cache.ts).
    */
-  async function evaluateSliced(change: Change, before: ClusterState, toRun: typeof active): Promise<Decision> {
+  async function evaluateSliced(change: Change, before: ClusterState, toRun: typeof active, budget: BudgetRun): Promise<Decision> {
     const scope = openRequestScope();
     const steps = evaluate(change, before, toRun);
     let done = false;
     try {
-      const budget = new BudgetRun(config.evaluation.budgetMs, opts.budget);
       const slice = (): IteratorResult<void, Decision> => {
         const start = clock.now();
         let r = steps.next();
@@ -260,6 +261,13 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
       // Between two rules: where a sliced evaluation may hand the event loop back.
       if (!first) yield;
       first = false;
+      // A deadline that passed before the rule starts (other work ran between two slices, or the review
+      // waited for its turn): the rules left are not run. Nothing was left half-built, so the caches stay.
+      const late = deadlinePassed();
+      if (late !== undefined) {
+        budget = { exceeded: late, notRun: [rule.id] };
+        continue;
+      }
       let found: Finding[];
       let texts: RenderedText[];
       try {

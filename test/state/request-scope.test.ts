@@ -1,5 +1,5 @@
 import t from 'tap';
-import { entriesOnKey, forgetCachedResults, inRequestScope, isEphemeral, markEphemeral, ScopedWeakMap } from '../../src/state/request-scope.ts';
+import { entriesOnKey, forgetCachedResults, inRequestScope, isEphemeral, markEphemeral, openRequestScope, ScopedWeakMap } from '../../src/state/request-scope.ts';
 
 t.test('outside a request scope a ScopedWeakMap is a plain WeakMap', async (t) => {
   const m = new ScopedWeakMap<object, string>();
@@ -271,4 +271,38 @@ t.test('an unscoped onKey map keeps a request\'s own key as a stable entry', asy
   t.equal(unscoped.get(built), v, 'kept past the request');
   t.equal(entriesOnKey(built), 1, 'on the key');
   t.equal(scoped.get(built), undefined, 'the scoped map dropped it with the request');
+});
+
+t.test("a scope entered again (a review's next slice) finds its entries, whatever scopes ran in between", async (t) => {
+  for (const opts of [{}, { onKey: true }, { keepOnForget: true, onKey: true }] as const) {
+    const m = new ScopedWeakMap<object, string>(opts);
+    const review = openRequestScope();
+    const own = { name: 'overlay' };
+    review.run(() => {
+      markEphemeral(own);
+      m.set(own, 'first slice');
+    });
+    t.equal(isEphemeral(own), false, 'between two slices the scope is not current');
+    t.equal(m.get(own), undefined, 'nor are its entries seen outside it');
+    // Between the slices: another decision with its own scope uses the same map.
+    inRequestScope(() => {
+      const other = { name: 'other overlay' };
+      markEphemeral(other);
+      m.set(other, 'other');
+      t.equal(m.get(own), undefined, "another scope does not see the review's entry");
+      t.equal(m.get(other), 'other');
+    });
+    review.run(() => {
+      t.equal(isEphemeral(own), true, `${JSON.stringify(opts)}: the next slice is the same request`);
+      t.equal(m.get(own), 'first slice', `${JSON.stringify(opts)}: its entry is where it left it`);
+      t.equal(m.has(own), true);
+    });
+    // A forget between two slices drops the entry, unless the map keeps its entries.
+    forgetCachedResults();
+    review.run(() => t.equal(m.get(own), opts.keepOnForget === true ? 'first slice' : undefined, `${JSON.stringify(opts)}: after a forget`));
+    review.close();
+    const next = openRequestScope();
+    next.run(() => t.equal(m.get(own), undefined, 'a closed scope took its entries with it'));
+    next.close();
+  }
 });

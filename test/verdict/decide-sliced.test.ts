@@ -145,11 +145,12 @@ t.test('one budget for the whole review: the deadline counts the time between sl
   });
   const d = await decide.sliced!(change, state);
   t.same(outside, ['no budget', 'no scope', 'no budget', 'no scope'], 'between slices: neither the budget nor the request scope is current');
-  t.same(seenInside, [true, true, true], 'inside every slice the request scope is current (the change is its own)');
-  // 4 (fake-a) + 4 + 4 between slices = 12 > 10 once fake-c checks: the budget ends the review there.
+  t.same(seenInside, [true, true], 'inside every slice the request scope is current (the change is its own)');
+  // 4 (fake-a) + 4 between slices = 8: fake-b runs; + 4 = 12 > 10 before fake-c: it is not started.
+  t.same(calls, ['fake-a', 'fake-b'], 'a deadline passed between two slices stops the review before its next rule');
   t.equal(d.incomplete?.reason, 'budget');
   const cut = d.findings.find((f) => f.code === VERDICT_CODES.budgetExceeded);
-  t.equal(cut?.rule, 'fake-c', 'the rule running when the deadline passed is named');
+  t.equal(cut?.rule, 'fake-c', 'the rule it stopped at is named');
 
   // The same review with less time between slices stays within the budget.
   clock.ms = 0;
@@ -158,6 +159,16 @@ t.test('one budget for the whole review: the deadline counts the time between sl
   const calm = slicedDecide(rules, { sliceMs: 0, config: configFor(rules, { evaluation: { budgetMs: 10 } } as Partial<Config>), between: () => void (clock.ms += 1) });
   const ok = await calm.decide.sliced!(change, state);
   t.equal(ok.incomplete, undefined, '4 + 1 + 1 = 6 ms: complete');
+
+  // The deadline counts from arrival: a review that waits for its turn behind a slow one runs out first.
+  clock.ms = 0;
+  calls = [];
+  const slow = [timed('fake-slow', 12), timed('fake-b', 0)];
+  const queue = slicedDecide(slow, { sliceMs: 0, config: configFor(slow, { evaluation: { budgetMs: 10 } } as Partial<Config>) });
+  const [first, second] = await Promise.all([queue.decide.sliced!(makeChange('CREATE', policy('one')), state), queue.decide.sliced!(makeChange('CREATE', policy('two')), state)]);
+  t.equal(first.incomplete?.reason, 'budget', 'the slow review itself: 12 ms before fake-b');
+  t.equal(second.incomplete?.reason, 'budget', 'the one that waited: its 10 ms went by in the queue');
+  t.same(calls, ['fake-slow'], 'neither ran a rule past its deadline');
 });
 
 t.test('reviews run one at a time in arrival order; a queued one starts after a hand-back', async (t) => {
@@ -179,13 +190,22 @@ t.test('reviews run one at a time in arrival order; a queued one starts after a 
   await Promise.all([run('x'), run('y')]);
   t.same(order, ['x', 'y']);
   t.equal(handBacks.length, 2 + 1 + 2);
-  // A review with nothing to evaluate (exempt, or no rule triggered) is answered without queueing.
-  const exempt = createDecide(rules, configFor(rules, { exemptions: { namespaces: ['team-a'] } } as Partial<Config>), { handBack: async () => t.fail('no hand-back') });
-  const d = await exempt.sliced!(makeChange('CREATE', policy()), state);
+  // A review with nothing to evaluate (here: an exempt namespace) is answered at once, not behind one in flight.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const held = createDecide(rules, configFor(rules, { exemptions: { namespaces: ['sandbox'] } } as Partial<Config>), { sliceMs: 0, handBack: () => gate });
+  const answered: string[] = [];
+  const inFlight = held.sliced!(makeChange('CREATE', policy('busy')), state).then(() => answered.push('busy'));
+  const sandboxed = cnp('sandbox', 'p', { endpointSelector: {}, egress: [{}] });
+  const d = await held.sliced!(makeChange('CREATE', sandboxed), state);
+  answered.push('exempt');
   t.match(d.exemptReason, /exempt/);
+  release();
+  await inFlight;
+  t.same(answered, ['exempt', 'busy'], 'the exempt request did not wait for the review in flight');
 });
 
-t.test('a rule that throws outside its guard rejects the sliced review, and the queue goes on', async (t) => {
+t.test('a hand-back that throws rejects its review, and the queue goes on', async (t) => {
   const rules = [timed('fake-a', 1), timed('fake-b', 1)];
   let boom = true;
   const { decide } = slicedDecide(rules, {
@@ -254,4 +274,31 @@ t.test('the webhook route evaluates in slices: the event loop turns between two 
   t.equal(res.status, 200);
   const warnings = (res.json.response as { warnings?: string[] }).warnings ?? [];
   t.ok(warnings.some((w) => w.includes('the loop turned')), `served in slices: ${JSON.stringify(warnings)}`);
+});
+
+t.test('while a sliced review is in flight the server counts as reviewing (idle-time work waits for it)', async (t) => {
+  let reached!: () => void;
+  const atHandBack = new Promise<void>((r) => (reached = r));
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const rules = [timed('fake-a', 0), timed('fake-b', 0)];
+  const decide = createDecide(rules, configFor(rules), {
+    sliceMs: 0,
+    handBack: () => {
+      reached();
+      return gate;
+    },
+  });
+  const s = await startServer(t, { decide });
+  const pending = postReview(s.url, review(), { ca: s.ca });
+  await atHandBack;
+  const mark = performance.now();
+  await new Promise((r) => setImmediate(r));
+  t.ok(s.server.lastReviewAt! >= mark, 'between two slices: lastReviewAt is now, not the arrival');
+  release();
+  const res = await pending;
+  t.equal(res.status, 200);
+  const done = s.server.lastReviewAt;
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.server.lastReviewAt, done, 'once answered it stays at the end of the review');
 });

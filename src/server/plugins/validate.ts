@@ -2,7 +2,7 @@
 // decision, and the AdmissionReview answer out. Its errors are counted in /metrics as invalid (4xx)
 // or error (5xx) answers.
 
-import type { FastifyPluginAsync, FastifySchema } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import type { Logger } from 'pino';
 
 import type { Change } from '../../core/change.ts';
@@ -21,6 +21,8 @@ export interface ValidateOptions {
   readonly logger: Logger;
   /** Hears of every review as it arrives (the background audit keeps its costly work for quiet moments). */
   readonly onReview?: () => void;
+  /** Called when a review that onReview announced has its answer (or failed): a sliced one spans several turns. */
+  readonly onReviewDone?: () => void;
 }
 
 /**
@@ -85,13 +87,21 @@ function ruleList(decision: Decision): string[] {
 }
 
 export const validate: FastifyPluginAsync<ValidateOptions> = async (app, opts) => {
-  const { source, decide, wording, metrics, logger, onReview } = opts;
+  const { source, decide, wording, metrics, logger, onReview, onReviewDone } = opts;
   // Errors on this route (a bad body, a failed schema check, a body too large) are counted.
   app.setErrorHandler(webhookErrorHandler(logger, (outcome) => metrics.observeRequest(outcome)));
 
   app.post('/validate', { schema: ROUTE_SCHEMA }, async (req, reply) => {
     const start = process.hrtime.bigint();
     onReview?.();
+    try {
+      return await handle(req, reply, start);
+    } finally {
+      onReviewDone?.();
+    }
+  });
+
+  async function handle(req: FastifyRequest, reply: FastifyReply, start: bigint): Promise<unknown> {
     let change: Change;
     try {
       change = toChange(req.body as AdmissionReview);
@@ -160,5 +170,5 @@ export const validate: FastifyPluginAsync<ValidateOptions> = async (app, opts) =
       );
     }
     return review;
-  });
+  }
 };

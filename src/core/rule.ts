@@ -52,4 +52,13 @@ export interface Rule extends RuleInfo {
   /** The message table of a rule whose findings carry codes (src/rules/<id>/messages.ts). */
   readonly messages?: MessageTable;
   evaluate(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[];
+  /**
+   * For a rule that judges thousands of classes: asks, a little per step, the per-class questions its
+   * evaluate will ask, so that the policy layer's memos hold the answers when evaluate runs. No findings
+   * and no other effect: a step cut short, a state that moved between steps, or no prepare at all leave
+   * evaluate's answer as it is. The webhook runs it before evaluate, one slice of a review at a time
+   * (verdict/decide.ts decide.sliced), so a cluster-wide review never holds the event loop for a whole
+   * rule; the CLI and decide() skip it.
+   */
+  prepare?(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Generator<void, void, void>;
 }

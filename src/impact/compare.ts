@@ -117,6 +117,53 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
 }
 const SKIP: Judged<never> = { outcome: 'skip' };
 
+/** How many classes askPerClass asks between two steps (a few hundred µs of asks at 50k pods). */
+export const ASK_STEP = 128;
+
+/**
+ * Asks `ask` of the pod judgeByClass would judge for each class of `pods` (by `classKey`, per unit of
+ * its plan: one per class, or per class and node token), `every` classes per step: a rule's prepare
+ * (core/rule.ts), which fills the per-class answers its check then reads. An ask that throws (odd input)
+ * is the check's to meet again: skipped here, but for a spent budget, which ends the steps.
+ */
+export function* askPerClass(pods: readonly Pod[], classKey: (pod: Pod) => string, ask: (pod: Pod) => void, every = ASK_STEP): Generator<void, void, void> {
+  const groups = groupsOf(pods);
+  let n = 0;
+  const one = (pod: Pod): void => {
+    try {
+      ask(pod);
+    } catch (e) {
+      rethrowIfBudget(e);
+    }
+  };
+  if (groups) {
+    const plan = classPlan(groups, classKey as ClassKeyFn);
+    const asked = new Uint8Array(plan.keys.length);
+    for (let u = 0; u < plan.units.length; u++) {
+      const k = plan.keyIndex[u]!;
+      if (asked[k] === 1) continue;
+      asked[k] = 1;
+      one(plan.units[u]![0]!);
+      if (++n % every === 0) yield;
+    }
+    return;
+  }
+  const asked = new Set<string>();
+  for (const pod of pods) {
+    let key: string;
+    try {
+      key = classKey(pod);
+    } catch (e) {
+      rethrowIfBudget(e);
+      continue;
+    }
+    if (asked.has(key)) continue;
+    asked.add(key);
+    one(pod);
+    if (++n % every === 0) yield;
+  }
+}
+
 const LOST_MARK = 1;
 const STILL_MARK = 2;
 const NO_PODS: readonly Pod[] = withClasses(Object.freeze([]) as readonly Pod[], []);

@@ -181,18 +181,26 @@ function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
     // Asked under recordDenials (which rule decided a loss: impact/decided-by.ts): a kept or derived answer
     // would decide nothing there, so the question is judged afresh and the answer is not kept.
     if (recordingDenials()) return q.compute(state, pod);
+    const key = keyOf(pod);
+    // A class answered in this state already (a rule's prepare asked every class before its check does):
+    // its answer, without the kept-list test. A class the change leaves alone never enters the table.
+    if (table !== undefined && key !== undefined) {
+      const hit = table.get(key);
+      if (hit !== undefined || table.has(key)) return hit as V;
+    }
     if (keeps !== undefined && keeps(pod)) {
       if (destsAreKept === undefined) destsAreKept = destsKept(q, state, keeps);
       if (destsAreKept) return (baseAsk ??= reachAsker(q, delta!.base))(pod);
     }
-    const key = keyOf(pod);
     if (key === undefined) {
       computed++;
       return q.compute(state, pod);
     }
-    table ??= keptAcrossPodEvents(state, q.name, () => q.reads(state), newTable);
-    const hit = table.get(key);
-    if (hit !== undefined || table.has(key)) return hit as V;
+    if (table === undefined) {
+      table = keptAcrossPodEvents(state, q.name, () => q.reads(state), newTable);
+      const hit = table.get(key);
+      if (hit !== undefined || table.has(key)) return hit as V;
+    }
     // A class the change does select: from the base's decisions and the changed object's new rules.
     let v: V | undefined;
     if (derive === undefined) derive = deriverOf();

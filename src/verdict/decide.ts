@@ -2,7 +2,7 @@
 // whether the request is allowed. Shared by the webhook and `meshguard check`, so both answer alike.
 
 import type { Config } from '../config/config.ts';
-import { assertBudgetNotExceeded, BudgetExceeded, BudgetRun, deadlinePassed, performanceClock, type BudgetOptions } from '../core/budget.ts';
+import { assertBudgetNotExceeded, BudgetExceeded, BudgetRun, deadlinePassed, performanceClock, rethrowIfBudget, type BudgetOptions } from '../core/budget.ts';
 import { mutationOf, subjectOf, type Change } from '../core/change.ts';
 import type { Decide, Decision } from '../core/decision.ts';
 import { actionUnderMode, VERDICT_CODES, type ActedFinding, type Action, type Finding } from '../core/finding.ts';
@@ -108,6 +108,25 @@ export const DEFAULT_SLICE_MS = 5;
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * A rule's prepare steps (core/rule.ts), each a step of the review. A prepare that throws (a bug, odd
+ * input) stops preparing and leaves the question to evaluate, which meets it the way it always does;
+ * but a spent budget ends the rule.
+ */
+function* prepared(steps: Generator<void, void, void>): Generator<void, void, void> {
+  for (;;) {
+    let r: IteratorResult<void, void>;
+    try {
+      r = steps.next();
+    } catch (e) {
+      rethrowIfBudget(e);
+      return;
+    }
+    if (r.done === true) return;
+    yield;
+  }
+}
+
 /** Runs a generator of steps to its end, all at once. */
 function drain<T>(steps: Generator<void, T, void>): T {
   let r = steps.next();
@@ -191,7 +210,7 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
     const scope = openRequestScope();
     try {
       const budget = new BudgetRun(config.evaluation.budgetMs, opts.budget);
-      return scope.run(() => budget.run(() => drain(evaluate(change, before, toRun))));
+      return scope.run(() => budget.run(() => drain(evaluate(change, before, toRun, false))));
     } finally {
       scope.close();
     }
@@ -206,7 +225,7 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
    */
   async function evaluateSliced(change: Change, before: ClusterState, toRun: typeof active, budget: BudgetRun): Promise<Decision> {
     const scope = openRequestScope();
-    const steps = evaluate(change, before, toRun);
+    const steps = evaluate(change, before, toRun, true);
     let done = false;
     try {
       const slice = (): IteratorResult<void, Decision> => {
@@ -233,7 +252,7 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
    * The evaluation as steps: one rule per step (the first step also marks the request's objects). Run
    * inside the request's scope and budget, whole (evaluateWhole) or a few steps at a time (evaluateSliced).
    */
-  function* evaluate(change: Change, before: ClusterState, toRun: typeof active): Generator<void, Decision, void> {
+  function* evaluate(change: Change, before: ClusterState, toRun: typeof active, sliced: boolean): Generator<void, Decision, void> {
     // Caches keyed by this request's objects keep those entries only for the request (see request-scope.ts).
     markEphemeral(change);
     // Not an object the state itself holds (the warm-up's, the audit's and `check`'s requests pass
@@ -274,6 +293,11 @@ export function createDecide(rules: readonly Rule[], config: Config, opts: Decid
         // One overlay for the whole review: it follows its base if watch events arrive between two
         // slices (state/overlay.ts), as every cache keyed by it or by the change does by revision.
         after ??= overlay(before, mutationOf(change));
+        if (sliced && rule.prepare !== undefined) {
+          // The rule's costly questions first, a step at a time; then evaluate starts a slice of its own.
+          yield* prepared(rule.prepare(change, before, after, ctx));
+          yield;
+        }
         found = rule.evaluate(change, before, after, ctx);
         assertBudgetNotExceeded();
         if (!Array.isArray(found)) throw new Error('evaluate did not return an array');

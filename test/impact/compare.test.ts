@@ -1,6 +1,6 @@
 import t from 'tap';
 
-import { capVictims, compareLoss, compareReach, diffKeyed, judgeByClass } from '../../src/impact/index.ts';
+import { askPerClass, capVictims, compareLoss, compareReach, diffKeyed, judgeByClass } from '../../src/impact/index.ts';
 import { BudgetExceeded, checkBudget, withBudget } from '../../src/core/budget.ts';
 import type { ClusterState, Pod } from '../../src/core/objects.ts';
 import { groupsOf, podRef, reachesDns, readsNode, withClasses, type PodClass } from '../../src/policy/index.ts';
@@ -219,4 +219,53 @@ t.test('a spent evaluation budget ends the judging at once: it is not an item er
     return { outcome: 'lost' as const };
   });
   t.equal(r.lost.length, 2);
+});
+
+t.test('askPerClass asks the pod judgeByClass judges, once per class, a few classes per step', async (t) => {
+  const classes = Array.from({ length: 7 }, (_, i) => [pod(`c${i}-1`, { app: `c${i}` }), pod(`c${i}-2`, { app: `c${i}` })]);
+  // Two classes with one key: one unit asked for both, as judgeByClass judges one.
+  classes.push([pod('c0-3', { app: 'c0' })]);
+  const { pods } = grouped(classes);
+  const judged: string[] = [];
+  judgeByClass(pods, byApp, (p) => (judged.push(p.metadata.name), { outcome: 'ok' }));
+  const asked: string[] = [];
+  const steps = askPerClass(pods, byApp, (p) => void asked.push(p.metadata.name), 3);
+  const perStep: number[] = [];
+  let r = steps.next();
+  perStep.push(asked.length);
+  while (r.done !== true) {
+    r = steps.next();
+    perStep.push(asked.length);
+  }
+  t.same(asked, judged, 'the same pods, in the same order');
+  t.equal(asked.length, 7);
+  t.same(perStep, [3, 6, 7], 'three classes per step, the rest in the last');
+
+  // Not grouped: one per distinct key, in input order.
+  const loose = [pod('x-1', { app: 'x' }), pod('y-1', { app: 'y' }), pod('x-2', { app: 'x' })];
+  const looseAsked: string[] = [];
+  for (const _ of askPerClass(loose, byApp, (p) => void looseAsked.push(p.metadata.name), 1)) void _;
+  t.same(looseAsked, ['x-1', 'y-1']);
+});
+
+t.test('askPerClass skips an ask that throws, but a spent budget ends it', async (t) => {
+  const { pods } = grouped([[pod('a-1', { app: 'a' })], [pod('b-1', { app: 'b' })], [pod('c-1', { app: 'c' })]]);
+  const asked: string[] = [];
+  for (const _ of askPerClass(pods, byApp, (p) => {
+    asked.push(p.metadata.name);
+    if (p.metadata.name === 'a-1') throw new Error('odd input');
+  })) void _;
+  t.same(asked, ['a-1', 'b-1', 'c-1'], 'odd input is the check\'s to meet: the next classes are still asked');
+  let n = 0;
+  t.throws(
+    () =>
+      withBudget(10, () => {
+        for (const _ of askPerClass(pods, byApp, () => {
+          n++;
+          checkBudget();
+        })) void _;
+      }, { clock: { now: () => (n === 0 ? 0 : 100) }, stride: 1 }),
+    BudgetExceeded,
+  );
+  t.equal(n, 1, 'no class asked after the budget ran out');
 });

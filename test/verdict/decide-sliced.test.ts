@@ -302,3 +302,60 @@ t.test('while a sliced review is in flight the server counts as reviewing (idle-
   await new Promise((r) => setImmediate(r));
   t.equal(s.server.lastReviewAt, done, 'once answered it stays at the end of the review');
 });
+
+/** A rule with a prepare of `steps` steps of `ms` each (recorded), that throws at step `throwAt`. */
+function preparing(id: string, steps: number, ms: number, throwAt = -1, then?: () => void): Rule {
+  const base = timed(id, 1, () => (prepared.length > 0 ? `prepared ${prepared.length}` : 'unprepared'));
+  let prepared: number[] = [];
+  return {
+    ...base,
+    evaluate(...a) {
+      const found = base.evaluate(...a);
+      prepared = [];
+      return found;
+    },
+    *prepare() {
+      prepared = [];
+      for (let i = 0; i < steps; i++) {
+        if (i === throwAt) throw new Error('prepare failed');
+        calls.push(`${id}:prepare ${i}`);
+        clock.ms += ms;
+        then?.();
+        prepared.push(i);
+        yield;
+      }
+    },
+  };
+}
+
+t.test('a rule\'s prepare runs in the sliced review only, before evaluate, its steps sliced like rules', async (t) => {
+  const rules = [timed('fake-a', 1), preparing('fake-p', 3, 3)];
+  const { decide, handBacks } = slicedDecide(rules, { sliceMs: 5 });
+  const whole = decide(makeChange('CREATE', policy()), state);
+  t.same(calls, ['fake-a', 'fake-p'], 'decide() skips prepare');
+  t.equal(whole.findings[0]?.message, 'unprepared');
+  calls = [];
+  const d = await decide.sliced!(makeChange('CREATE', policy()), state);
+  t.same(calls, ['fake-a', 'fake-p:prepare 0', 'fake-p:prepare 1', 'fake-p:prepare 2', 'fake-p']);
+  // 1 + 3 + 3 = 7 >= 5 after the second prepare step; the next slice: the third (3 ms), then evaluate.
+  t.same(handBacks, [['fake-a', 'fake-p:prepare 0', 'fake-p:prepare 1']]);
+  t.equal(d.findings[0]?.message, 'prepared 3', 'evaluate ran after the whole prepare');
+});
+
+t.test('a prepare that throws leaves the rule to evaluate; a budget spent in prepare ends the rule', async (t) => {
+  const rules = [preparing('fake-p', 3, 1, 1), timed('fake-b', 1)];
+  const { decide } = slicedDecide(rules, { sliceMs: 0 });
+  const d = await decide.sliced!(makeChange('CREATE', policy()), state);
+  t.same(calls, ['fake-p:prepare 0', 'fake-p', 'fake-b'], 'the failed prepare stopped; evaluate and the next rule ran');
+  t.equal(d.findings.find((f) => f.rule === 'fake-p')?.message, 'prepared 1');
+  t.equal(d.incomplete, undefined, 'no failure: prepare is no part of the answer');
+
+  calls = [];
+  clock.ms = 0;
+  const spent = [preparing('fake-p', 3, 6, -1, checkBudget), timed('fake-b', 1)];
+  const cut = slicedDecide(spent, { sliceMs: 0, config: configFor(spent, { evaluation: { budgetMs: 10 } } as Partial<Config>) });
+  const c = await cut.decide.sliced!(makeChange('CREATE', policy()), state);
+  t.equal(c.incomplete?.reason, 'budget');
+  t.equal(c.findings.find((f) => f.code === VERDICT_CODES.budgetExceeded)?.rule, 'fake-p');
+  t.same(calls, ['fake-p:prepare 0', 'fake-p:prepare 1'], 'the second step ran past the deadline: neither evaluate nor fake-b ran');
+});

@@ -8,7 +8,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
+import { askPerClass, changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
 import { apiserverClassKey, apiserverClients, apiserverReach, apiserverReachAsker, apiserverTarget, apiserverTargets, podRef } from '../../policy/index.ts';
 import { apiserverAllowOf, denyFixOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -33,10 +33,31 @@ export function scope(change: Change): Subject | undefined {
   return undefined;
 }
 
-export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] {
+/** The pods check judges: those the request touches (egress) that use the API server. */
+function clientsOf(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): readonly Pod[] {
   const touched = touchedPods(change, before, after, { direction: 'egress' });
-  if (touched.pods.length === 0) return [];
-  const clients = apiserverClients(before, touched.pods, ctx.settings);
+  return touched.pods.length === 0 ? touched.pods : apiserverClients(before, touched.pods, ctx.settings);
+}
+
+/**
+ * The rule's prepare (core/rule.ts): what check's comparison asks of each class, the endpoints reached
+ * after and, when some are not, before.
+ */
+export function* prepare(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Generator<void, void, void> {
+  if (scope(change) === undefined) return;
+  const clients = clientsOf(change, before, after, ctx);
+  if (clients.length === 0) return;
+  const targets = apiserverTargets(after);
+  const askAfter = apiserverReachAsker(after);
+  const askBefore = apiserverReachAsker(before);
+  yield* askPerClass(clients, apiserverClassKey(after), (p) => {
+    const now = askAfter(p);
+    if (targets.some((t) => !now.includes(t))) askBefore(p);
+  });
+}
+
+export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] {
+  const clients = clientsOf(change, before, after, ctx);
   if (clients.length === 0) return [];
   // Judged per endpoint: a pod that reached two of three API servers and now reaches one loses access.
   const targets = apiserverTargets(after);
@@ -124,4 +145,5 @@ export const rule: Rule = {
     const subject = scope(change);
     return subject ? check(subject, change, before, after, ctx) : [];
   },
+  prepare,
 };

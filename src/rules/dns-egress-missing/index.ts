@@ -9,7 +9,7 @@ import type { Change } from '../../core/change.ts';
 import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod, PolicyObject } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
-import { changeRef, changesDnsServerSide, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
+import { askPerClass, changeRef, changesDnsServerSide, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
 import { classifiedPods, dnsClassKey, dnsTarget, podRef, policyUsesFqdn, reachesDns, reachesDnsAsker, reachesDnsEgressOnlyAsker, reachesDnsOverTcp, withoutDnsBackends } from '../../policy/index.ts';
 import { denyFixOf, dnsAllowOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
@@ -34,15 +34,40 @@ export function scope(change: Change): Subject | undefined {
   return undefined;
 }
 
-export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
+/** What check judges: the DNS Service, whether the request changes the servers' side, and the clients. */
+function judged(change: Change, before: ClusterState, after: ClusterState) {
   const target = dnsTarget(after);
-  if (!target) return []; // no kube-dns Service known: nothing to judge against
+  if (!target) return undefined; // no kube-dns Service known: nothing to judge against
   const serverSide = changesDnsServerSide(change, before, after, target.namespace);
   // Server-side changes concern every client: a rare request, and pods are judged once per class.
   const touched = serverSide ? { pods: classifiedPods(after), synthetic: false } : touchedPods(change, before, after, { direction: 'egress' });
-  if (touched.pods.length === 0) return [];
+  if (touched.pods.length === 0) return undefined;
   // The DNS servers themselves resolve upstream, not through kube-dns.
-  const pods = withoutDnsBackends(after, touched.pods);
+  return { target, serverSide, touched, pods: withoutDnsBackends(after, touched.pods) };
+}
+
+/**
+ * The rule's prepare (core/rule.ts): what check's comparison asks of each class (after, then before when
+ * DNS is not reached after), and the wording's question of the lost classes while their egress still
+ * allows DNS, in check's order.
+ */
+export function* prepare(change: Change, before: ClusterState, after: ClusterState): Generator<void, void, void> {
+  if (scope(change) === undefined) return;
+  const j = judged(change, before, after);
+  if (j === undefined) return;
+  const askAfter = reachesDnsAsker(after);
+  const askBefore = reachesDnsAsker(before);
+  const egressOnly = reachesDnsEgressOnlyAsker(after);
+  let egressAllows = true;
+  yield* askPerClass(j.pods, dnsClassKey(after), (p) => {
+    if (askAfter(p) === false && askBefore(p) !== false && egressAllows) egressAllows = egressOnly(p);
+  });
+}
+
+export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {
+  const j = judged(change, before, after);
+  if (j === undefined) return [];
+  const { target, serverSide, touched, pods } = j;
   // Every class is asked in both states: each state's lookups once (reachesDnsAsker), not once per class.
   const askAfter = reachesDnsAsker(after);
   const askBefore = reachesDnsAsker(before);
@@ -173,5 +198,6 @@ export const rule: Rule = {
     const subject = scope(change);
     return subject ? check(subject, change, before, after) : [];
   },
+  prepare,
 };
 

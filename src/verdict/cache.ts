@@ -157,15 +157,33 @@ export function cachingDecide(decide: Decide, maxEntries = DEFAULT_VERDICT_CACHE
   };
   const inner = decide.sliced;
   if (inner === undefined) return Object.assign(cached, { stats });
+  // Sliced decisions in flight, by key: a repeat that arrives while the first is still being made (a
+  // client's retry after a timeout, two controllers diffing one object) waits for it instead of queueing
+  // a second evaluation, when the state has not moved since the first began.
+  const inFlight = new Map<string, { readonly state: ClusterState; readonly revision: number; readonly decision: Promise<Decision> }>();
   // decide.sliced behind the same cache: a hit is answered at once, a miss evaluated in slices.
   const sliced = async (change: Change, state: ClusterState): Promise<Decision> => {
     if (maxEntries <= 0 || change.kind === undefined) return inner(change, state);
     const { key, hit } = lookup(change, state);
     if (hit !== undefined) return hit;
+    const first = inFlight.get(key);
+    if (first !== undefined && first.state === state && first.revision === state.revision) {
+      try {
+        return await first.decision;
+      } catch {
+        // the first one's failure is its own: this one is evaluated below
+      }
+    }
     const revision = state.revision;
-    const decision = await inner(change, state);
-    keep(key, state, revision, decision);
-    return decision;
+    const pending = inner(change, state);
+    inFlight.set(key, { state, revision, decision: pending });
+    try {
+      const decision = await pending;
+      keep(key, state, revision, decision);
+      return decision;
+    } finally {
+      if (inFlight.get(key)?.decision === pending) inFlight.delete(key);
+    }
   };
   return Object.assign(cached, { stats, sliced });
 }

@@ -359,3 +359,31 @@ t.test('a prepare that throws leaves the rule to evaluate; a budget spent in pre
   t.equal(c.findings.find((f) => f.code === VERDICT_CODES.budgetExceeded)?.rule, 'fake-p');
   t.same(calls, ['fake-p:prepare 0', 'fake-p:prepare 1'], 'the second step ran past the deadline: neither evaluate nor fake-b ran');
 });
+
+t.test('a repeat that arrives while the first is being decided waits for it; not once the state moved', async (t) => {
+  const rules = [timed('fake-a', 1, () => 'found'), timed('fake-b', 1)];
+  const live = memoryState([ns('team-a')]);
+  let event: (() => void) | undefined;
+  const { decide } = slicedDecide(rules, { sliceMs: 0, between: () => event?.() });
+  const cached = cachingDecide(decide);
+  const [one, two] = await Promise.all([cached.sliced!(makeChange('CREATE', policy()), live), cached.sliced!(makeChange('CREATE', policy()), live)]);
+  t.same(calls, ['fake-a', 'fake-b'], 'one evaluation for both');
+  t.equal(two, one, 'the repeat got the first one\'s decision');
+  t.equal(cached.stats(live).misses, 2, 'both were misses of the cache (neither was kept yet)');
+
+  // Near miss: the state moves while the first is decided (between its two rules), before the repeat
+  // arrives: the repeat is decided on the state as it is now.
+  calls = [];
+  let repeat: Promise<Decision> | undefined;
+  let n = 0;
+  event = () => {
+    if (repeat !== undefined) return;
+    live.upsert('Namespace', ns(`later-${n++}`) as never);
+    repeat = cached.sliced!(makeChange('CREATE', policy('other')), live);
+  };
+  const first = await cached.sliced!(makeChange('CREATE', policy('other')), live);
+  event = undefined;
+  const second = await repeat!;
+  t.same(calls, ['fake-a', 'fake-b', 'fake-a', 'fake-b'], 'two evaluations');
+  t.not(second, first);
+});

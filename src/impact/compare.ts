@@ -121,14 +121,23 @@ const SKIP: Judged<never> = { outcome: 'skip' };
 export const ASK_STEP = 128;
 
 /**
- * Asks `ask` of the pod judgeByClass would judge for each class of `pods` (by `classKey`, per unit of
- * its plan: one per class, or per class and node token), `every` classes per step: a rule's prepare
- * (core/rule.ts), which fills the per-class answers its check then reads. An ask that throws (odd input)
- * is the check's to meet again: skipped here, but for a spent budget, which ends the steps.
+ * Asks the pod judgeByClass would judge for each class of `pods` (by `classKey`, per unit of its plan:
+ * one per class, or per class and node token), `every` classes per step: a rule's prepare (core/rule.ts),
+ * which fills the per-class answers its check then reads. The asking function comes from `asker`, made
+ * again when one of `states` has moved between two steps (a live state takes watch events while the
+ * event loop is handed back): an asker of a state's old revision would fill tables no check reads. An ask
+ * that throws (odd input) is the check's to meet again: skipped here, but for a spent budget, which ends
+ * the steps.
  */
-export function* askPerClass(pods: readonly Pod[], classKey: (pod: Pod) => string, ask: (pod: Pod) => void, every = ASK_STEP): Generator<void, void, void> {
-  const groups = groupsOf(pods);
-  let n = 0;
+export function* askPerClass(
+  pods: readonly Pod[],
+  classKey: (pod: Pod) => string,
+  asker: () => (pod: Pod) => void,
+  states: readonly ClusterState[],
+  every = ASK_STEP,
+): Generator<void, void, void> {
+  let revisions = states.map((s) => s.revision);
+  let ask = asker();
   const one = (pod: Pod): void => {
     try {
       ask(pod);
@@ -136,6 +145,15 @@ export function* askPerClass(pods: readonly Pod[], classKey: (pod: Pod) => strin
       rethrowIfBudget(e);
     }
   };
+  const step = function* (): Generator<void, void, void> {
+    yield;
+    if (states.some((s, i) => s.revision !== revisions[i])) {
+      revisions = states.map((s) => s.revision);
+      ask = asker();
+    }
+  };
+  const groups = groupsOf(pods);
+  let n = 0;
   if (groups) {
     const plan = classPlan(groups, classKey as ClassKeyFn);
     const asked = new Uint8Array(plan.keys.length);
@@ -144,7 +162,7 @@ export function* askPerClass(pods: readonly Pod[], classKey: (pod: Pod) => strin
       if (asked[k] === 1) continue;
       asked[k] = 1;
       one(plan.units[u]![0]!);
-      if (++n % every === 0) yield;
+      if (++n % every === 0) yield* step();
     }
     return;
   }
@@ -160,7 +178,7 @@ export function* askPerClass(pods: readonly Pod[], classKey: (pod: Pod) => strin
     if (asked.has(key)) continue;
     asked.add(key);
     one(pod);
-    if (++n % every === 0) yield;
+    if (++n % every === 0) yield* step();
   }
 }
 

@@ -12,7 +12,7 @@ import { canonicalIp } from './cidr.ts';
 import { apiserverEndpoints, endpointSlicesRead, nodeAddresses, nodeIPs } from './cluster.ts';
 import { apiserverClientTokens, apiserverTargetCache, perContentOf, perRevision } from './memo.ts';
 import { fromBasePass, ipIdentity, reachable, serviceByClusterIp } from './reachability.ts';
-import { baseTablesFiller, memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
+import { baseTablesFiller, memoReach, reachAsker, type ReachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Target } from './types.ts';
 import { apiserverClassKey } from './identity.ts';
 import { fillSegmentKept, filterPodsKept, outsideClassesOf, type PodClass } from './classes.ts';
@@ -232,7 +232,7 @@ export function apiserverTablesFiller(state: ClusterState): (pod: Pod) => void {
 }
 
 /** apiserverReach(state, ·) for many pods of one state: see reachAsker. */
-export function apiserverReachAsker(state: ClusterState): (pod: Pod) => readonly string[] {
+export function apiserverReachAsker(state: ClusterState): ReachAsker<readonly string[]> {
   return reachAsker(APISERVER_REACH, state);
 }
 

@@ -7,7 +7,7 @@ import { perRevision, withoutBackendsByPods, withoutBackendsBySegment } from './
 import { dnsClassKey, podRef } from './identity.ts';
 import { groupsOf, outsideClassesOf, podClassId, podsOfClasses, podsOfSegments, segmentsOf, type PodClass } from './classes.ts';
 import { fromBasePass, plainPodSource, podSourceIngress, reachable } from './reachability.ts';
-import { baseTablesFiller, memoReach, reachAsker, type ReachQuestion } from './reach-memo.ts';
+import { baseTablesFiller, memoReach, reachAsker, type ReachAsker, type ReachQuestion } from './reach-memo.ts';
 import type { Protocol, Target } from './types.ts';
 
 // ---------- DNS ----------
@@ -261,7 +261,7 @@ const DNS_EGRESS: ReachQuestion<boolean> = {
 };
 
 /** reachesDns(state, ·, protocol) for many pods of one state (UDP or TCP): see reachAsker. */
-export function reachesDnsAsker(state: ClusterState, protocol: 'UDP' | 'TCP' = 'UDP'): (pod: Pod) => boolean | undefined {
+export function reachesDnsAsker(state: ClusterState, protocol: 'UDP' | 'TCP' = 'UDP'): ReachAsker<boolean | undefined> {
   return reachAsker(protocol === 'UDP' ? DNS_UDP : DNS_TCP, state);
 }
 
@@ -275,7 +275,7 @@ export function dnsTablesFiller(state: ClusterState): (pod: Pod) => void {
 }
 
 /** reachesDnsEgressOnly(state, ·, dnsTarget(state)) for many pods of one state: see reachAsker. */
-export function reachesDnsEgressOnlyAsker(state: ClusterState): (pod: Pod) => boolean {
+export function reachesDnsEgressOnlyAsker(state: ClusterState): ReachAsker<boolean> {
   return reachAsker(DNS_EGRESS, state);
 }
 

@@ -140,7 +140,14 @@ const TABLE_LIMIT = 50_000;
 const newTable = (): Map<string, unknown> => new Map();
 
 /** memoReach(q, state, pod) for pods of one state: an asker, kept per question and state revision. */
-export type ReachAsker<V> = (pod: Pod) => V;
+export type ReachAsker<V> = ((pod: Pod) => V) & {
+  /**
+   * The answer when it is kept in a table (computed and kept now if it was not), undefined when it would
+   * not be kept (a pod judged on its own, a question asked under recordDenials): what a rule's prepare
+   * asks, which is worth asking only for answers its check will find.
+   */
+  readonly ifKept: (pod: Pod) => V | undefined;
+};
 
 /** `q.compute(state, pod)`, from its base's answer when the overlay cannot change it, memoised per class. */
 export function memoReach<V>(q: ReachQuestion<V>, state: ClusterState, pod: Pod): V {
@@ -177,10 +184,10 @@ function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
     if (d === undefined) return null;
     return q.deriver?.(state, d.base, d.changed) ?? null;
   };
-  return (pod) => {
+  const ask = (pod: Pod, onlyKept: boolean): V | undefined => {
     // Asked under recordDenials (which rule decided a loss: impact/decided-by.ts): a kept or derived answer
     // would decide nothing there, so the question is judged afresh and the answer is not kept.
-    if (recordingDenials()) return q.compute(state, pod);
+    if (recordingDenials()) return onlyKept ? undefined : q.compute(state, pod);
     const key = keyOf(pod);
     // A class answered in this state already (a rule's prepare asked every class before its check does):
     // its answer, without the kept-list test. A class the change leaves alone never enters the table.
@@ -190,9 +197,13 @@ function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
     }
     if (keeps !== undefined && keeps(pod)) {
       if (destsAreKept === undefined) destsAreKept = destsKept(q, state, keeps);
-      if (destsAreKept) return (baseAsk ??= reachAsker(q, delta!.base))(pod);
+      if (destsAreKept) {
+        baseAsk ??= reachAsker(q, delta!.base);
+        return onlyKept ? baseAsk.ifKept(pod) : baseAsk(pod);
+      }
     }
     if (key === undefined) {
+      if (onlyKept) return undefined;
       computed++;
       return q.compute(state, pod);
     }
@@ -214,6 +225,7 @@ function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
     table.set(key, v);
     return v;
   };
+  return Object.assign((pod: Pod): V => ask(pod, false) as V, { ifKept: (pod: Pod) => ask(pod, true) });
 }
 
 function destsKept<V>(q: ReachQuestion<V>, state: ClusterState, keeps: (pod: Pod) => boolean): boolean {

@@ -30,6 +30,8 @@ class OverlayState implements ClusterState {
   readonly #lists = new Map<string, readonly KubeObject[]>();
   #namespaces?: readonly string[];
   #token?: object;
+  /** The base's content token of the changed kind when #token was made. */
+  #tokenOf?: object;
 
   constructor(base: ClusterState, kind: KindName, ns: string, name: string, obj: KubeObject | undefined, what: string) {
     this.#base = base;
@@ -60,14 +62,18 @@ class OverlayState implements ClusterState {
     this.#revision = nextRevision--;
     this.#lists.clear();
     this.#namespaces = undefined;
-    this.#token = undefined;
   }
 
   contentToken(kind: KindName): object {
     if (kind !== this.#kind) return this.#base.contentToken(kind);
     this.#fresh();
-    if (!this.#token) {
+    // The changed kind's content is the base's plus this change: the same while the base's is the same.
+    // So a base event of another kind (a pod's, most of a live cluster's) keeps the token, and what is
+    // kept per it (memo.ts keptAcrossPodEvents: a sliced review's prepared answers) stays.
+    const of = this.#base.contentToken(kind);
+    if (!this.#token || this.#tokenOf !== of) {
       this.#token = {};
+      this.#tokenOf = of;
       markEphemeral(this.#token); // this request's own: caches keyed by it are dropped with the request
     }
     return this.#token;

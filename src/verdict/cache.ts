@@ -169,7 +169,10 @@ export function cachingDecide(decide: Decide, maxEntries = DEFAULT_VERDICT_CACHE
     const first = inFlight.get(key);
     if (first !== undefined && first.state === state && first.revision === state.revision) {
       try {
-        return await first.decision;
+        const d = await first.decision;
+        // A decision the cache would not keep (a rule failed, the budget ran out: a retry after a timeout
+        // is the usual repeat, and its first may well have run out) is not handed on: this one is evaluated.
+        if (d.incomplete === undefined && !hasRuleFailure(d)) return d;
       } catch {
         // the first one's failure is its own: this one is evaluated below
       }

@@ -229,7 +229,7 @@ t.test('askPerClass asks the pod judgeByClass judges, once per class, a few clas
   const judged: string[] = [];
   judgeByClass(pods, byApp, (p) => (judged.push(p.metadata.name), { outcome: 'ok' }));
   const asked: string[] = [];
-  const steps = askPerClass(pods, byApp, (p) => void asked.push(p.metadata.name), 3);
+  const steps = askPerClass(pods, byApp, () => (p) => void asked.push(p.metadata.name), [], 3);
   const perStep: number[] = [];
   let r = steps.next();
   perStep.push(asked.length);
@@ -244,28 +244,47 @@ t.test('askPerClass asks the pod judgeByClass judges, once per class, a few clas
   // Not grouped: one per distinct key, in input order.
   const loose = [pod('x-1', { app: 'x' }), pod('y-1', { app: 'y' }), pod('x-2', { app: 'x' })];
   const looseAsked: string[] = [];
-  for (const _ of askPerClass(loose, byApp, (p) => void looseAsked.push(p.metadata.name), 1)) void _;
+  for (const _ of askPerClass(loose, byApp, () => (p) => void looseAsked.push(p.metadata.name), [], 1)) void _;
   t.same(looseAsked, ['x-1', 'y-1']);
 });
 
 t.test('askPerClass skips an ask that throws, but a spent budget ends it', async (t) => {
   const { pods } = grouped([[pod('a-1', { app: 'a' })], [pod('b-1', { app: 'b' })], [pod('c-1', { app: 'c' })]]);
   const asked: string[] = [];
-  for (const _ of askPerClass(pods, byApp, (p) => {
+  for (const _ of askPerClass(pods, byApp, () => (p) => {
     asked.push(p.metadata.name);
     if (p.metadata.name === 'a-1') throw new Error('odd input');
-  })) void _;
+  }, [])) void _;
   t.same(asked, ['a-1', 'b-1', 'c-1'], 'odd input is the check\'s to meet: the next classes are still asked');
   let n = 0;
   t.throws(
     () =>
       withBudget(10, () => {
-        for (const _ of askPerClass(pods, byApp, () => {
+        for (const _ of askPerClass(pods, byApp, () => () => {
           n++;
           checkBudget();
-        })) void _;
+        }, [])) void _;
       }, { clock: { now: () => (n === 0 ? 0 : 100) }, stride: 1 }),
     BudgetExceeded,
   );
   t.equal(n, 1, 'no class asked after the budget ran out');
+});
+
+t.test('askPerClass makes its asker again when a state moved between two steps, not otherwise', async (t) => {
+  const { pods } = grouped(Array.from({ length: 6 }, (_, i) => [pod(`c${i}-1`, { app: `c${i}` })]));
+  const state = { revision: 7 } as { revision: number };
+  const other = { revision: 1 } as { revision: number };
+  const made: number[] = [];
+  const askedBy: string[] = [];
+  const steps = askPerClass(pods, byApp, () => {
+    const asker = made.length;
+    made.push(state.revision);
+    return (p) => void askedBy.push(`${asker}:${p.metadata.name}`);
+  }, [other as unknown as ClusterState, state as unknown as ClusterState], 2);
+  steps.next(); // c0, c1
+  steps.next(); // c2, c3 (nothing moved)
+  state.revision = 8; // a watch event while the event loop was handed back
+  steps.next(); // c4, c5 by a new asker
+  t.same(made, [7, 8], 'one asker per revision met');
+  t.same(askedBy, ['0:c0-1', '0:c1-1', '0:c2-1', '0:c3-1', '1:c4-1', '1:c5-1']);
 });

@@ -2,7 +2,9 @@
 // ask every per-class question evaluate asks (evaluate then computes or derives at most its wording's
 // one-off questions), and change no
 // answer. On the worst-case requests of issue 21 (bench/worst-case.ts) on a generated state, and on a
-// near miss: an ingress-only policy, which changes no pod's egress: nothing to prepare.
+// near miss: an ingress-only policy, which changes no pod's egress: nothing to prepare. (The questions
+// asked under recordDenials, which policy decides a loss, are never kept, so never prepared: `work()`
+// does not count them, and the generated state has no deny rule that would make evaluate ask them.)
 
 import t from 'tap';
 
@@ -17,6 +19,8 @@ import { allRules } from '../../src/rules/registry.ts';
 import { overlay } from '../../src/state/overlay.ts';
 import { inRequestScope } from '../../src/state/request-scope.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
+import { transformObject } from '../../src/state/transform.ts';
+import { reachesDnsAsker } from '../../src/policy/dns.ts';
 import { BULK_NAMESPACE, generateCluster } from '../../bench/cluster-gen.ts';
 import { review } from '../../bench/requests.ts';
 import { worstCaseRequests } from '../../bench/worst-case.ts';
@@ -78,4 +82,42 @@ t.test('near miss: an ingress-only policy (no pod\'s egress changes) leaves noth
     });
     t.same(n, { steps: 0, work: 0 }, rule.id);
   }
+});
+
+t.test('a pod event between prepare and evaluate keeps what prepare asked (the overlay keeps its content token)', async (t) => {
+  const live = stateFromObjects(objs);
+  const [ccnp] = requests;
+  const change = toChange(review(ccnp!.operation, ccnp!.object, ccnp!.oldObject) as unknown as AdmissionReview);
+  const template = objs.find((o) => o.kind === 'Pod' && o.metadata.namespace?.startsWith('team-'))!;
+  for (const rule of prepared) {
+    inRequestScope(() => rule.evaluate(change, live, overlay(live, mutationOf(change)), ctx)); // the base's answers
+    const r = inRequestScope(() => {
+      const after = overlay(live, mutationOf(change));
+      for (const _ of rule.prepare(change, live, after, ctx)) void _;
+      // A replica more of an existing class: a watch event while the event loop was handed back.
+      const copy = structuredClone(template) as typeof template & { metadata: { name: string; uid?: string } };
+      copy.metadata.name = `${copy.metadata.name}-${rule.id}`;
+      copy.metadata.uid = `uid-${rule.id}`;
+      live.upsert('Pod', transformObject('Pod', copy));
+      const w = work();
+      const found = rule.evaluate(change, live, after, ctx);
+      return { found, work: work() - w };
+    });
+    const fresh = inRequestScope(() => rule.evaluate(change, live, overlay(live, mutationOf(change)), ctx));
+    t.ok(r.work <= 2, `${rule.id}: evaluate after the event found prepare's answers (${r.work} new)`);
+    t.same(r.found, fresh, `${rule.id}: the same findings as on a fresh overlay after the event`);
+  }
+});
+
+t.test("ifKept asks nothing that would not be kept: a DNS server's own class is judged on its own", async (t) => {
+  const backend = state.list('Pod').find((p) => p.metadata.namespace === 'kube-system' && p.metadata.labels?.['k8s-app'] === 'kube-dns')!;
+  t.ok(backend, 'precondition: the generated state has a kube-dns pod');
+  const ask = reachesDnsAsker(state);
+  const w = work();
+  t.equal(ask.ifKept(backend), undefined);
+  t.equal(work() - w, 0, 'nothing computed for it');
+  ask(backend);
+  t.equal(work() - w, 1, 'asked plainly, it is computed (and not kept)');
+  ask(backend);
+  t.equal(work() - w, 2, 'and computed again');
 });

@@ -54,8 +54,12 @@ t.test('an overlay passes other kinds\' tokens through and has its own for the c
   const own = o.contentToken('Service');
   t.equal(o.contentToken('Service'), own, 'stable while the base does not change');
   base.upsert('Pod', pod('a', 'z', '10.0.0.3'));
-  t.not(o.contentToken('Service'), own, 'a new one once the base changed');
+  t.equal(o.contentToken('Service'), own, "the same after an event of another kind: the changed kind's content is the same");
   t.equal(o.contentToken('Pod'), base.contentToken('Pod'));
+  base.upsert('Service', service('a', 'db'));
+  t.not(o.contentToken('Service'), own, 'a new one once the base changed that kind');
+  const next = o.contentToken('Service');
+  t.equal(o.contentToken('Service'), next, 'and stable again');
 });
 
 t.test('ipIdentity sees pod events and the request\'s own pod', async (t) => {

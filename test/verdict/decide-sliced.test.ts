@@ -387,3 +387,20 @@ t.test('a repeat that arrives while the first is being decided waits for it; not
   t.same(calls, ['fake-a', 'fake-b', 'fake-a', 'fake-b'], 'two evaluations');
   t.not(second, first);
 });
+
+t.test('a repeat does not take over a decision the budget cut: it is evaluated itself', async (t) => {
+  // fake-slow takes the clock past the 10 ms budget of the first review; the repeat arrived meanwhile.
+  let slow = true;
+  const rules = [timed('fake-a', 0, checkBudget), timed('fake-slow', 0, () => ((clock.ms += slow ? 12 : 0), checkBudget(), undefined))];
+  const { decide } = slicedDecide(rules, { sliceMs: 0, config: configFor(rules, { evaluation: { budgetMs: 10 } } as Partial<Config>) });
+  const cached = cachingDecide(decide);
+  const live = memoryState([ns('team-a')]);
+  const first = cached.sliced!(makeChange('CREATE', policy()), live);
+  const repeat = cached.sliced!(makeChange('CREATE', policy()), live);
+  const d1 = await first;
+  slow = false;
+  const d2 = await repeat;
+  t.equal(d1.incomplete?.reason, 'budget', 'precondition: the first ran out');
+  t.equal(d2.incomplete, undefined, 'the repeat was evaluated on its own budget');
+  t.same(calls, ['fake-a', 'fake-slow', 'fake-a', 'fake-slow']);
+});

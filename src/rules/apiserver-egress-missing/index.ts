@@ -41,19 +41,22 @@ function clientsOf(change: Change, before: ClusterState, after: ClusterState, ct
 
 /**
  * The rule's prepare (core/rule.ts): what check's comparison asks of each class, the endpoints reached
- * after and, when some are not, before.
+ * after and, when some are not, before; only answers that are kept (`ifKept`), which check then finds.
  */
 export function* prepare(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Generator<void, void, void> {
   if (scope(change) === undefined) return;
   const clients = clientsOf(change, before, after, ctx);
   if (clients.length === 0) return;
-  const targets = apiserverTargets(after);
-  const askAfter = apiserverReachAsker(after);
-  const askBefore = apiserverReachAsker(before);
-  yield* askPerClass(clients, apiserverClassKey(after), (p) => {
-    const now = askAfter(p);
-    if (targets.some((t) => !now.includes(t))) askBefore(p);
-  });
+  const asker = () => {
+    const targets = apiserverTargets(after);
+    const askAfter = apiserverReachAsker(after);
+    const askBefore = apiserverReachAsker(before);
+    return (p: Pod): void => {
+      const now = askAfter.ifKept(p);
+      if (now !== undefined && targets.some((t) => !now.includes(t))) askBefore.ifKept(p);
+    };
+  };
+  yield* askPerClass(clients, apiserverClassKey(after), asker, [before, after]);
 }
 
 export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Finding[] {

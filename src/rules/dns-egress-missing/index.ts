@@ -49,19 +49,28 @@ function judged(change: Change, before: ClusterState, after: ClusterState) {
 /**
  * The rule's prepare (core/rule.ts): what check's comparison asks of each class (after, then before when
  * DNS is not reached after), and the wording's question of the lost classes while their egress still
- * allows DNS, in check's order.
+ * allows DNS, in check's order; only answers that are kept (`ifKept`), which check then finds.
  */
 export function* prepare(change: Change, before: ClusterState, after: ClusterState): Generator<void, void, void> {
   if (scope(change) === undefined) return;
   const j = judged(change, before, after);
   if (j === undefined) return;
-  const askAfter = reachesDnsAsker(after);
-  const askBefore = reachesDnsAsker(before);
-  const egressOnly = reachesDnsEgressOnlyAsker(after);
   let egressAllows = true;
-  yield* askPerClass(j.pods, dnsClassKey(after), (p) => {
-    if (askAfter(p) === false && askBefore(p) !== false && egressAllows) egressAllows = egressOnly(p);
-  });
+  const asker = () => {
+    const askAfter = reachesDnsAsker(after);
+    const askBefore = reachesDnsAsker(before);
+    const egressOnly = reachesDnsEgressOnlyAsker(after);
+    return (p: Pod): void => {
+      if (askAfter.ifKept(p) !== false || askBefore.ifKept(p) === false || !egressAllows) return;
+      try {
+        if (egressOnly.ifKept(p) === false) egressAllows = false;
+      } catch (e) {
+        rethrowIfBudget(e);
+        egressAllows = false; // as check: no claim on odd input
+      }
+    };
+  };
+  yield* askPerClass(j.pods, dnsClassKey(after), asker, [before, after]);
 }
 
 export function check(subject: Subject, change: Change, before: ClusterState, after: ClusterState): Finding[] {

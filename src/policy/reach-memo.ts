@@ -24,7 +24,9 @@
 
 import type { ClusterState, Pod } from '../core/objects.ts';
 import { overlayDelta, type OverlayDelta } from '../state/overlay.ts';
-import { BASE_FACTS_ONLY, changedSelectingLookup, recordingDenials, type ChangedPolicy } from './reachability.ts';
+import { BASE_FACTS_ONLY, changedSelectingLookup, recordDenials, recordingDenials, replayDenials, type ChangedPolicy } from './reachability.ts';
+import type { Denial } from './types.ts';
+import { podRef } from './identity.ts';
 import { keptAcrossPodEvents, perRevision } from './memo.ts';
 import { policySettings, selectingLookup, type PolicySettings } from './selection.ts';
 
@@ -184,10 +186,29 @@ function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
     if (d === undefined) return null;
     return q.deriver?.(state, d.base, d.changed) ?? null;
   };
+  // Under recordDenials: the answer and the denials its decision recorded, per class (see below).
+  let decidedTable: Map<string, { readonly v: V; readonly denials: readonly Denial[]; readonly asked: string; readonly named: boolean }> | undefined;
   const ask = (pod: Pod, onlyKept: boolean): V | undefined => {
     // Asked under recordDenials (which rule decided a loss: impact/decided-by.ts): a kept or derived answer
-    // would decide nothing there, so the question is judged afresh and the answer is not kept.
-    if (recordingDenials()) return onlyKept ? undefined : q.compute(state, pod);
+    // would decide nothing there, so the question is judged afresh, and kept with the denials it recorded
+    // per class of this state revision (a rule's prepare asks the lost classes' before its wording does).
+    if (recordingDenials()) {
+      const key = keyOf(pod);
+      if (key === undefined) return onlyKept ? undefined : q.compute(state, pod);
+      const hit = decidedTable?.get(key);
+      if (hit !== undefined) {
+        replayDenials(hit.named ? asFor(hit.denials, hit.asked, podRef(pod)) : hit.denials);
+        return hit.v;
+      }
+      const r = recordDenials(() => q.compute(state, pod));
+      replayDenials(r.denials);
+      computed++;
+      decidedTable ??= new Map();
+      if (decidedTable.size >= TABLE_LIMIT) decidedTable.clear();
+      const asked = podRef(pod);
+      decidedTable.set(key, { v: r.result, denials: r.denials, asked, named: r.denials.some((d) => d.subject === asked) });
+      return r.result;
+    }
     const key = keyOf(pod);
     // A class answered in this state already (a rule's prepare asked every class before its check does):
     // its answer, without the kept-list test. A class the change leaves alone never enters the table.
@@ -226,6 +247,14 @@ function newAsker<V>(q: ReachQuestion<V>, state: ClusterState): ReachAsker<V> {
     return v;
   };
   return Object.assign((pod: Pod): V => ask(pod, false) as V, { ifKept: (pod: Pod) => ask(pod, true) });
+}
+
+/**
+ * Denials kept for a class, as they read for another pod of it (`pod`, a `ns/name`): a decision made at
+ * the pod first asked (`asked`: the source of an egress decision) names `pod` instead.
+ */
+function asFor(denials: readonly Denial[], asked: string, pod: string): readonly Denial[] {
+  return asked === pod ? denials : denials.map((d) => (d.subject === asked ? { ...d, subject: pod } : d));
 }
 
 function destsKept<V>(q: ReachQuestion<V>, state: ClusterState, keeps: (pod: Pod) => boolean): boolean {

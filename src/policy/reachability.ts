@@ -523,6 +523,14 @@ export function recordDenials<T>(run: () => T): { readonly result: T; readonly d
   }
 }
 
+/**
+ * Adds denials recorded before (by an inner recordDenials) to the running recordDenials, if one runs:
+ * for a memo that keeps a question's denials with its answer (policy/reach-memo.ts).
+ */
+export function replayDenials(denials: readonly Denial[]): void {
+  if (recording !== undefined) for (const d of denials) recording.push(d);
+}
+
 function decided(
   recorder: Denial[] | undefined,
   collector: Collector | undefined,

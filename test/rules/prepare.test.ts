@@ -2,9 +2,8 @@
 // ask every per-class question evaluate asks (evaluate then computes or derives at most its wording's
 // one-off questions), and change no
 // answer. On the worst-case requests of issue 21 (bench/worst-case.ts) on a generated state, and on a
-// near miss: an ingress-only policy, which changes no pod's egress: nothing to prepare. (The questions
-// asked under recordDenials, which policy decides a loss, are never kept, so never prepared: `work()`
-// does not count them, and the generated state has no deny rule that would make evaluate ask them.)
+// near miss: an ingress-only policy, which changes no pod's egress: nothing to prepare. With a deny rule
+// in the state too, where the wording asks every lost class which rule decided it.
 
 import t from 'tap';
 
@@ -21,6 +20,9 @@ import { inRequestScope } from '../../src/state/request-scope.ts';
 import { stateFromObjects } from '../../src/state/snapshot.ts';
 import { transformObject } from '../../src/state/transform.ts';
 import { reachesDnsAsker } from '../../src/policy/dns.ts';
+import { podRef, recordDenials } from '../../src/policy/index.ts';
+import * as fx from '../fixtures/cluster.ts';
+import { baseCluster, memoryState, ns } from '../fixtures/cluster.ts';
 import { BULK_NAMESPACE, generateCluster } from '../../bench/cluster-gen.ts';
 import { review } from '../../bench/requests.ts';
 import { worstCaseRequests } from '../../bench/worst-case.ts';
@@ -28,7 +30,8 @@ import { worstCaseRequests } from '../../bench/worst-case.ts';
 const work = (): number => reachComputations() + reachDerivations() + baseFactsComputed();
 const ctx = { settings: defaultConfig(allRules()).settings };
 const objs = generateCluster(1500);
-const state = stateFromObjects(objs);
+const baseState = stateFromObjects(objs);
+const state = baseState;
 const prepared = allRules().filter((r): r is Rule & Required<Pick<Rule, 'prepare'>> => r.prepare !== undefined);
 
 t.test('the rules with a prepare step', async (t) => {
@@ -37,11 +40,15 @@ t.test('the rules with a prepare step', async (t) => {
 
 // worstCaseRequests reads the bulk namespace of a 50k-pod state for its relabel, not needed here.
 const requests = worstCaseRequests([...objs, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: BULK_NAMESPACE } }]).filter((r) => r.object?.kind !== 'Namespace' && r.oldObject?.kind !== 'Namespace');
-for (const req of requests) {
+// The same state with a deny rule no DNS or API server flow matches (a cluster-wide egressDeny to a
+// documentation range, as clusters deny the metadata address): the wordings then ask every lost class
+// which rule decided it (impact/decided-by.ts), which prepare asks too.
+const denyState = stateFromObjects([...objs, { apiVersion: 'cilium.io/v2', kind: 'CiliumClusterwideNetworkPolicy', metadata: { name: 'deny-doc-net' }, spec: { endpointSelector: {}, egressDeny: [{ toCIDR: ['203.0.113.0/24'] }] } }]);
+for (const [req, state, withDeny] of requests.flatMap((r) => [[r, baseState, false], [r, denyState, true]] as const)) {
   const change = toChange(review(req.operation, req.object, req.oldObject) as unknown as AdmissionReview);
   for (const rule of prepared) {
     if (!rule.triggers.some((tr) => tr.kinds.includes(change.kind!) && tr.operations.includes(change.operation))) continue;
-    t.test(`${rule.id}, ${req.label}: after prepare, evaluate asks nothing new and finds the same`, async (t) => {
+    t.test(`${rule.id}, ${req.label}${withDeny ? ', with a deny rule' : ''}: after prepare, evaluate asks nothing new and finds the same`, async (t) => {
       // The base's answers first (as serve's warm-up and earlier reviews leave them).
       inRequestScope(() => rule.evaluate(change, state, overlay(state, mutationOf(change)), ctx));
       const plain = inRequestScope(() => {
@@ -120,4 +127,22 @@ t.test("ifKept asks nothing that would not be kept: a DNS server's own class is 
   t.equal(work() - w, 1, 'asked plainly, it is computed (and not kept)');
   ask(backend);
   t.equal(work() - w, 2, 'and computed again');
+});
+
+t.test('under recordDenials an asker keeps the denials per class, and names the pod asked when it replays them', async (t) => {
+  // Two replicas (one class) whose egress a policy enforces without allowing DNS: denied at the source.
+  const small = memoryState(baseCluster([ns('shop'), fx.pod('shop', 'web-1', { app: 'web' }), fx.pod('shop', 'web-2', { app: 'web' }), fx.cnp('shop', 'web-out', { endpointSelector: { matchLabels: { app: 'web' } }, egress: [{ toEntities: ['world'] }] })]));
+  const [a, b] = ['web-1', 'web-2'].map((n) => small.get('Pod', 'shop', n)!);
+  inRequestScope(() => {
+    const ask = reachesDnsAsker(small);
+    const w = work();
+    const first = recordDenials(() => ask(a!));
+    const second = recordDenials(() => ask(b!));
+    t.equal(work() - w, 1, 'one decision for the class');
+    t.equal(first.result, false, 'precondition: no DNS');
+    t.equal(second.result, first.result);
+    t.ok(first.denials.some((d) => d.direction === 'egress' && d.subject === podRef(a!)), 'precondition: decided at the pod asked (its egress)');
+    t.same(second.denials.map((d) => d.subject), first.denials.map((d) => (d.subject === podRef(a!) ? podRef(b!) : d.subject)), 'the replay names the pod asked where the first named its own');
+    t.same(second.denials.map((d) => d.decidedBy), first.denials.map((d) => d.decidedBy), 'the same rule decided');
+  });
 });

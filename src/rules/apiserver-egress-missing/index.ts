@@ -9,7 +9,7 @@ import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { askPerClass, changeRef, compareReach, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
-import { apiserverClassKey, apiserverClients, apiserverReach, apiserverReachAsker, apiserverTarget, apiserverTargets, podRef } from '../../policy/index.ts';
+import { apiserverClassKey, apiserverClients, apiserverReach, apiserverReachAsker, apiserverTarget, apiserverTargets, hasDenyRules, podRef, recordDenials } from '../../policy/index.ts';
 import { apiserverAllowOf, denyFixOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -41,19 +41,27 @@ function clientsOf(change: Change, before: ClusterState, after: ClusterState, ct
 
 /**
  * The rule's prepare (core/rule.ts): what check's comparison asks of each class, the endpoints reached
- * after and, when some are not, before; only answers that are kept (`ifKept`), which check then finds.
+ * after and, when some are not, before, and for a lost class which rule decided (when the state has deny
+ * rules); only answers that are kept (`ifKept`), which check then finds.
  */
 export function* prepare(change: Change, before: ClusterState, after: ClusterState, ctx: RuleContext): Generator<void, void, void> {
-  if (scope(change) === undefined) return;
+  const subject = scope(change);
+  if (subject === undefined) return;
+  // Which rule decided is asked of the still-missing classes too where check words them (a policy's own).
+  const stillWorded = subject.by === 'policy';
   const clients = clientsOf(change, before, after, ctx);
   if (clients.length === 0) return;
   const asker = () => {
     const targets = apiserverTargets(after);
     const askAfter = apiserverReachAsker(after);
     const askBefore = apiserverReachAsker(before);
+    // The wording's question of a lost class when a deny may decide it (impact/decided-by.ts).
+    const denies = hasDenyRules(after);
     return (p: Pod): void => {
       const now = askAfter.ifKept(p);
-      if (now !== undefined && targets.some((t) => !now.includes(t))) askBefore.ifKept(p);
+      if (now === undefined || !targets.some((t) => !now.includes(t))) return;
+      const was = askBefore.ifKept(p);
+      if (denies && was !== undefined && (now.length < was.length || stillWorded)) recordDenials(() => askAfter(p));
     };
   };
   yield* askPerClass(clients, apiserverClassKey(after), asker, [before, after]);

@@ -10,7 +10,7 @@ import type { Finding } from '../../core/finding.ts';
 import type { ClusterState, Pod, PolicyObject } from '../../core/objects.ts';
 import type { Rule, RuleContext } from '../../core/rule.ts';
 import { askPerClass, changeRef, changesDnsServerSide, compareLoss, isCiliumConfigChange, isPolicyChange, touchedPods } from '../../impact/index.ts';
-import { classifiedPods, dnsClassKey, dnsTarget, podRef, policyUsesFqdn, reachesDns, reachesDnsAsker, reachesDnsEgressOnlyAsker, reachesDnsOverTcp, withoutDnsBackends } from '../../policy/index.ts';
+import { classifiedPods, dnsClassKey, dnsTarget, hasDenyRules, podRef, policyUsesFqdn, reachesDns, reachesDnsAsker, reachesDnsEgressOnlyAsker, reachesDnsOverTcp, recordDenials, withoutDnsBackends } from '../../policy/index.ts';
 import { denyFixOf, dnsAllowOf, victimsOf } from '../render-helpers.ts';
 import { messages } from './messages.ts';
 
@@ -48,20 +48,32 @@ function judged(change: Change, before: ClusterState, after: ClusterState) {
 
 /**
  * The rule's prepare (core/rule.ts): what check's comparison asks of each class (after, then before when
- * DNS is not reached after), and the wording's question of the lost classes while their egress still
- * allows DNS, in check's order; only answers that are kept (`ifKept`), which check then finds.
+ * DNS is not reached after), and the wording's questions of the lost classes (which rule decided, when
+ * the state has deny rules; whether their egress still allows DNS, until one does not), in check's order;
+ * only answers that are kept (`ifKept`), which check then finds.
  */
 export function* prepare(change: Change, before: ClusterState, after: ClusterState): Generator<void, void, void> {
-  if (scope(change) === undefined) return;
+  const subject = scope(change);
+  if (subject === undefined) return;
   const j = judged(change, before, after);
   if (j === undefined) return;
+  // Which rule decided is asked of the still-missing classes too where check words them (a policy's own).
+  const stillWorded = subject.by === 'policy' && !j.serverSide;
   let egressAllows = true;
   const asker = () => {
     const askAfter = reachesDnsAsker(after);
     const askBefore = reachesDnsAsker(before);
     const egressOnly = reachesDnsEgressOnlyAsker(after);
+    // The wording's question of a lost class when a deny may decide it (impact/decided-by.ts).
+    const denies = hasDenyRules(after);
     return (p: Pod): void => {
-      if (askAfter.ifKept(p) !== false || askBefore.ifKept(p) === false || !egressAllows) return;
+      if (askAfter.ifKept(p) !== false) return;
+      if (askBefore.ifKept(p) === false) {
+        if (denies && stillWorded) recordDenials(() => askAfter(p));
+        return;
+      }
+      if (denies) recordDenials(() => askAfter(p));
+      if (!egressAllows) return;
       try {
         if (egressOnly.ifKept(p) === false) egressAllows = false;
       } catch (e) {

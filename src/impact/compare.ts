@@ -118,7 +118,7 @@ export function judgeByClass<T, D = undefined>(items: Iterable<T>, classKey: (it
 const SKIP: Judged<never> = { outcome: 'skip' };
 
 /** How many classes askPerClass asks between two steps (a few hundred µs of asks at 50k pods). */
-export const ASK_STEP = 128;
+const ASK_STEP = 128;
 
 /**
  * Asks the pod judgeByClass would judge for each class of `pods` (by `classKey`, per unit of its plan:

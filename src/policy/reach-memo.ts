@@ -144,9 +144,9 @@ const newTable = (): Map<string, unknown> => new Map();
 /** memoReach(q, state, pod) for pods of one state: an asker, kept per question and state revision. */
 export type ReachAsker<V> = ((pod: Pod) => V) & {
   /**
-   * The answer when it is kept in a table (computed and kept now if it was not), undefined when it would
-   * not be kept (a pod judged on its own, a question asked under recordDenials): what a rule's prepare
-   * asks, which is worth asking only for answers its check will find.
+   * The answer when it is kept in a table (computed and kept now if it was not; under recordDenials, the
+   * table of answers with their denials), undefined when it would not be kept (a pod judged on its own):
+   * what a rule's prepare asks, which is worth asking only for answers its check will find.
    */
   readonly ifKept: (pod: Pod) => V | undefined;
 };

@@ -104,7 +104,7 @@ export interface DecideOptions {
 }
 
 /** Default DecideOptions.sliceMs: reviews of a few pods never hand back, a cluster-wide one between its costly rules. */
-export const DEFAULT_SLICE_MS = 5;
+const DEFAULT_SLICE_MS = 5;
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 

@@ -7,7 +7,7 @@ NPX   := npx --no-install
 PORT  ?= 8443
 METRICS_PORT ?= 9090
 
-.PHONY: all deps build typecheck run certs test tap-build unit e2e control-plane conformance cilium-oracle bench bench-quick bench-live bench-e2e readme clean
+.PHONY: all deps build typecheck run certs test tap-build unit e2e control-plane conformance cilium-oracle bench bench-quick bench-live bench-churn bench-e2e readme clean
 
 all: build
 
@@ -99,6 +99,12 @@ bench-e2e: build control-plane
 # (about 10 minutes, most of it loading the objects into the apiserver).
 bench-live: build control-plane
 	$(NODE) bench/live.ts --pods 10000,50000
+
+# Issue 21's live path under churn: 500 pod label changes/s written into meshguard's pod watch by a proxy
+# in front of the e2e apiserver, 500 req/s, at 50k pods, three pairs of phases without and with churn, and
+# the state-file control (bench/live-churn.ts --inject; about 9 minutes, half of it loading the apiserver).
+bench-churn: build control-plane
+	$(NODE) bench/live-churn.ts --pods 50000 --inject --repeats 3 --json bench/results/churn-latest.json
 
 # Regenerate the README's rule table and the rule pages' Triggers and Codes sections from the registry.
 readme: deps

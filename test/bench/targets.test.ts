@@ -3,7 +3,7 @@
 
 import t from 'tap';
 
-import { checkReadyFromLive, checkRss, checkTargets, floorPercent, targetsTable, type RunFigures, type TargetCheck, type WorstCaseFigures } from '../../bench/targets.ts';
+import { checkChurnAdmission, checkChurnLag, checkReadyFromLive, checkRss, checkTargets, type ChurnFigures, floorPercent, targetsTable, type RunFigures, type TargetCheck, type WorstCaseFigures } from '../../bench/targets.ts';
 
 const phase = (p99: number, rps: number, errors = 0) => ({ p99, rps, errors });
 
@@ -185,4 +185,50 @@ t.test("RSS: the worst-case step's serving process counts too", async (t) => {
   t.equal(rss(299), 'met');
   t.equal(rss(331), 'missed', 'the worst-case process over the limit');
   t.equal(byTarget(checkTargets({ ...run({ rss: 301 }), worstCase: { ...worst(), serverRssPeak: 100 * 2 ** 20 } }), '< 300 MB RSS').verdict, 'missed', 'the highest peak decides');
+});
+
+/** bench/live-churn.ts figures: 50k pods, 500 events/s given and applied, three pairs. */
+function churn(o: Partial<ChurnFigures> = {}): ChurnFigures {
+  return {
+    pods: 50000, changesPerSecond: 499.9, changesAcked: 30000, changesApplied: 30000, lagMs: { p99: 113 },
+    pairs: [{ quietP99: 8, churnP99: 12, errors: 0 }, { quietP99: 6, churnP99: 30, errors: 0 }, { quietP99: 10, churnP99: 15, errors: 0 }],
+    ...o,
+  };
+}
+
+t.test('live path under churn: the lag at 500 events/s, judged only at that rate and when every change was applied', async (t) => {
+  t.same(checkChurnLag(churn()), { target: 'state lag p99 <= 1 s under 500 pod events/s at 50k pods (live path)', measured: '113 ms at 499 events/s', verdict: 'met' });
+  t.equal(checkChurnLag(churn({ lagMs: { p99: 1000 } })).verdict, 'met', 'the limit itself is met');
+  t.equal(checkChurnLag(churn({ lagMs: { p99: 1000.5 } })).verdict, 'missed');
+  const behind = checkChurnLag(churn({ changesApplied: 29999 }));
+  t.same([behind.verdict, behind.measured], ['missed', '29999 of 30000 changes applied by the end'], 'a change never applied is not a small lag');
+  // The real apiserver on this machine takes ~150 writes/s: such a run cannot show the target met.
+  const slow = checkChurnLag(churn({ changesPerSecond: 150, lagMs: { p99: 300 } }));
+  t.same([slow.verdict, slow.measured], ['not measured', '150 events/s reached, not 500']);
+  t.equal(checkChurnLag(churn({ changesPerSecond: 475 })).verdict, 'met', '95% of the rate is the rate (the schedule slips)');
+  t.equal(checkChurnLag(churn({ changesPerSecond: 474.9 })).verdict, 'not measured');
+  t.equal(checkChurnLag(churn({ pods: 5000 })).verdict, 'not measured', 'another size');
+  t.equal(checkChurnLag(undefined).verdict, 'not measured');
+  t.equal(checkChurnLag(churn({ lagMs: { p99: Number.NaN } })).verdict, 'not measured');
+});
+
+t.test('live path under churn: admission p99 within 2x, medians over the pairs', async (t) => {
+  // Medians: without 8, with 15 (the 30 ms pair alone would be 5x).
+  t.same(checkChurnAdmission(churn()), {
+    target: 'admission p99 under 500 pod events/s <= 2x without, 50k pods (live path, median of pairs)',
+    measured: '15.00 ms against 8.00 ms (1.87x over 3 pairs)', verdict: 'met',
+  });
+  const exactly = churn({ pairs: [{ quietP99: 5, churnP99: 10, errors: 0 }] });
+  t.equal(checkChurnAdmission(exactly).verdict, 'met', 'twice the figure is within 2x');
+  t.equal(checkChurnAdmission(churn({ pairs: [{ quietP99: 5, churnP99: 10.01, errors: 0 }] })).verdict, 'missed');
+  // An even count: the mean of the middle two.
+  const four = checkChurnAdmission(churn({ pairs: [{ quietP99: 4, churnP99: 9, errors: 0 }, { quietP99: 6, churnP99: 11, errors: 0 }, { quietP99: 8, churnP99: 100, errors: 0 }, { quietP99: 2, churnP99: 7, errors: 0 }] }));
+  t.same([four.verdict, four.measured], ['met', '10.00 ms against 5.00 ms (2.00x over 4 pairs)'], 'the 100 ms pair moves no median');
+  // A pair with errors is left out and named; with none left, no verdict.
+  const withErrors = checkChurnAdmission(churn({ pairs: [{ quietP99: 8, churnP99: 9, errors: 0 }, { quietP99: 1, churnP99: 500, errors: 3 }] }));
+  t.same([withErrors.verdict, withErrors.note], ['met', '1 pair with errors left out']);
+  t.equal(checkChurnAdmission(churn({ pairs: [{ quietP99: 1, churnP99: 2, errors: 1 }] })).verdict, 'not measured');
+  t.equal(checkChurnAdmission(churn({ pairs: [] })).verdict, 'not measured');
+  t.equal(checkChurnAdmission(churn({ changesPerSecond: 136 })).verdict, 'not measured', 'judged at the target rate only');
+  t.equal(checkChurnAdmission(churn({ pairs: [{ quietP99: 0, churnP99: 2, errors: 0 }] })).verdict, 'not measured', 'no ratio to a zero p99');
 });

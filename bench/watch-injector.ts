@@ -1,0 +1,191 @@
+// A pass-through HTTPS proxy in front of the e2e kube-apiserver that adds pod watch events of its own
+// (issue 21's live path at 500 pod events/s). On this 2-core machine the apiserver and etcd take 100-180
+// pod writes a second and, while they do, take the cores meshguard needs; the churn target asks for 500.
+// meshguard's lists, watches, bookmarks and resumes still come from the real apiserver through this
+// proxy; only the pod label changes are made here: each is a MODIFIED event written into meshguard's
+// cluster-wide pod watch (between two of the apiserver's lines, never inside one), carrying a pod as the
+// apiserver serves it with one label changed and the resourceVersion of the apiserver's last line, so a
+// resumed watch starts where the apiserver's events left off. The apiserver never learns of these
+// changes: meshguard's state and the apiserver's differ in that label from then on, which no rule reads.
+//
+// The lag measured through it starts when an event is written to meshguard's socket, so it counts
+// meshguard's reading, parsing and applying, not the apiserver's commit and fan-out.
+
+import { createServer, request as httpsRequest, Agent, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+import type { Api } from './live.ts';
+
+export interface WatchInjector {
+  /** https://127.0.0.1:port, to put in meshguard's kubeconfig. */
+  readonly url: string;
+  /**
+   * Writes `perSecond` pod label changes a second into the open pod watch until the returned function
+   * is called; each change's time is the moment it was written (queued changes, while no pod watch is
+   * open, are written and timed when one opens). Same answer shape as live-churn.ts's writers.
+   */
+  churn(perSecond: number): () => Promise<{ ackedAt: number[]; failed: number; sent: number }>;
+  /** Pod watch streams opened through the proxy so far, injected lines written, and lines waiting. */
+  stats(): { podWatches: number; injected: number; pending: number };
+  close(): Promise<void>;
+}
+
+interface PodTemplate {
+  readonly metadata: Record<string, unknown> & { labels?: Record<string, string> };
+  readonly rest: Record<string, unknown>;
+}
+
+const isPodWatch = (url: string): boolean => {
+  const q = url.indexOf('?');
+  const pathname = q < 0 ? url : url.slice(0, q);
+  if (pathname !== '/api/v1/pods') return false;
+  const w = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('watch');
+  return w === 'true' || w === '1';
+};
+
+/**
+ * Starts the proxy. `upstream`: the apiserver's URL and CA; `tls`: the proxy's serving certificate;
+ * `api`: the bench's apiserver client, used once to read the pods the events are made from.
+ */
+export async function startWatchInjector(
+  upstream: { url: string; ca: Buffer },
+  tls: { cert: Buffer; key: Buffer },
+  api: Api,
+): Promise<WatchInjector> {
+  // The pods as the apiserver serves them (JSON), without managedFields: the events' templates.
+  const listed = await api.request('GET', '/api/v1/pods');
+  if (listed.status !== 200) throw new Error(`listing pods for the injector: ${listed.status}`);
+  const templates: PodTemplate[] = (JSON.parse(listed.body) as { items: Record<string, unknown>[] }).items.map((p) => {
+    const { metadata, ...rest } = p as { metadata: Record<string, unknown> };
+    const { managedFields: _drop, ...meta } = metadata;
+    return { metadata: meta, rest };
+  });
+  if (templates.length === 0) throw new Error('the apiserver holds no pods to change');
+
+  const up = new URL(upstream.url);
+  const agent = new Agent({ keepAlive: true, ca: upstream.ca });
+  /** Open pod watch responses, oldest first; events go to the newest. */
+  const podWatches: { res: ServerResponse; rv: string; midLine: boolean }[] = [];
+  let podWatchesOpened = 0;
+  let injected = 0;
+  const pending: string[] = [];
+  const pendingSeq: number[] = [];
+  let onWritten: ((seq: number) => void) | undefined;
+
+  const flush = (): void => {
+    const w = podWatches.at(-1);
+    if (!w || w.midLine) return;
+    while (pending.length > 0) {
+      const line = pending.shift()!.replace('"__RV__"', JSON.stringify(w.rv));
+      const seq = pendingSeq.shift()!;
+      w.res.write(line);
+      injected++;
+      onWritten?.(seq);
+    }
+  };
+
+  const server: Server = createServer({ cert: tls.cert, key: tls.key }, (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? '/';
+    const podWatch = req.method === 'GET' && isPodWatch(url);
+    const headers = { ...req.headers, host: up.host };
+    const out = httpsRequest({ host: up.hostname, port: up.port, path: url, method: req.method, headers, agent }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      // A watch's headers come before any event: passed on at once, as the apiserver sends them (held
+      // until the first event, a quiet kind's watch looks dead to meshguard's watchdog, which relists it).
+      res.flushHeaders();
+      if (!podWatch || (upRes.statusCode ?? 0) !== 200) {
+        upRes.pipe(res);
+        return;
+      }
+      const entry = { res, rv: new URLSearchParams(url.slice(url.indexOf('?') + 1)).get('resourceVersion') ?? '', midLine: false };
+      podWatches.push(entry);
+      podWatchesOpened++;
+      let tail = '';
+      upRes.setEncoding('utf8');
+      upRes.on('data', (chunk: string) => {
+        res.write(chunk);
+        // Track line boundaries and the last resourceVersion the apiserver sent on this stream.
+        const text = tail + chunk;
+        const nl = text.lastIndexOf('\n');
+        if (nl >= 0) {
+          for (const line of text.slice(0, nl).split('\n')) {
+            if (line.length === 0) continue;
+            try {
+              const rv = (JSON.parse(line) as { object?: { metadata?: { resourceVersion?: unknown } } }).object?.metadata?.resourceVersion;
+              if (typeof rv === 'string') entry.rv = rv;
+            } catch {
+              // Not JSON: pass it on and let meshguard say so.
+            }
+          }
+          tail = text.slice(nl + 1);
+        } else tail = text;
+        entry.midLine = tail.length > 0;
+        if (!entry.midLine) flush();
+      });
+      const drop = (): void => {
+        const i = podWatches.indexOf(entry);
+        if (i >= 0) podWatches.splice(i, 1);
+      };
+      upRes.on('end', () => {
+        drop();
+        res.end();
+      });
+      upRes.on('error', () => {
+        drop();
+        res.destroy();
+      });
+      res.on('close', () => {
+        drop();
+        upRes.destroy();
+      });
+      flush();
+    });
+    out.on('error', (e) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end(`watch-injector: ${e.message}`);
+    });
+    req.pipe(out);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('watch-injector: no port');
+
+  return {
+    url: `https://127.0.0.1:${address.port}`,
+    churn(perSecond) {
+      const run = Date.now().toString(36);
+      const ackedAt: number[] = [];
+      let n = 0;
+      let stopped = false;
+      onWritten = () => ackedAt.push(performance.now());
+      const t0 = performance.now();
+      // One timer a millisecond at most; each tick writes every change that is due by then.
+      const tick = (): void => {
+        if (stopped) return;
+        const due = Math.floor(((performance.now() - t0) * perSecond) / 1000);
+        while (n < due) {
+          const t = templates[(n * 7919) % templates.length]!;
+          n++;
+          const pod = { ...t.rest, metadata: { ...t.metadata, resourceVersion: '__RV__', labels: { ...t.metadata.labels, 'bench.meshguard.io/churn': `i${run}-${n}` } } };
+          pending.push(`{"type":"MODIFIED","object":${JSON.stringify(pod)}}\n`);
+          pendingSeq.push(n);
+        }
+        flush();
+        setTimeout(tick, 1);
+      };
+      tick();
+      return async () => {
+        stopped = true;
+        flush();
+        return { ackedAt, failed: pending.length, sent: n };
+      };
+    },
+    stats: () => ({ podWatches: podWatchesOpened, injected, pending: pending.length }),
+    async close() {
+      for (const w of podWatches.splice(0)) w.res.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      agent.destroy();
+    },
+  };
+}

@@ -179,8 +179,8 @@ export class MemoryState implements ClusterState {
     const old = b.byName.get(obj.metadata.name);
     if (old !== undefined && sameJson(old, obj)) return old;
     if (kind === 'Pod') {
-      if (old) this.#unindexPod(old as Pod);
-      this.#indexPod(obj as Pod);
+      if (old) this.#reindexPod(old as Pod, obj as Pod);
+      else this.#indexPod(obj as Pod);
     }
     b.byName.set(obj.metadata.name, obj);
     this.#touch(kind, b);
@@ -259,36 +259,71 @@ export class MemoryState implements ClusterState {
 
   #indexPod(p: Pod): void {
     const ns = p.metadata.namespace ?? '';
-    for (const key of labelKeys(p)) {
-      let byNs = this.#podLabels.get(key);
-      if (!byNs) this.#podLabels.set(key, (byNs = new Map()));
-      const g = byNs.get(ns);
-      if (!g) byNs.set(ns, [p]);
-      else if (!Array.isArray(g)) (g as Set<Pod>).add(p);
-      else if (g.length + 1 >= SET_FROM) byNs.set(ns, new Set([...g, p]));
-      else byNs.set(ns, g.concat([p])); // concat allocates the exact length
-    }
+    for (const key of labelKeys(p)) this.#addToGroup(key, ns, p);
   }
 
   #unindexPod(p: Pod): void {
     const ns = p.metadata.namespace ?? '';
-    for (const key of labelKeys(p)) {
-      const byNs = this.#podLabels.get(key);
-      const g = byNs?.get(ns);
-      if (!g) continue;
-      let left: number;
-      if (Array.isArray(g)) {
-        const rest = g.filter((x) => x !== p).slice(); // slice: exact length
-        left = rest.length;
-        byNs!.set(ns, rest);
-      } else {
-        const set = g as Set<Pod>;
-        set.delete(p);
-        left = set.size;
-        if (left < ARRAY_BELOW) byNs!.set(ns, [...set].slice());
-      }
-      if (left === 0) byNs!.delete(ns);
-      if (byNs!.size === 0) this.#podLabels.delete(key);
+    for (const key of labelKeys(p)) this.#removeFromGroup(key, ns, p);
+  }
+
+  /**
+   * A pod replaced by a new object of the same name (so of the same namespace). Under each label both
+   * carry, the new object takes the old one's place in one copy of the group, instead of a filtered copy
+   * and then a longer one (most pod events change no label, or one; issue 21's churn); the labels only
+   * one of them carries are removed or added as before.
+   */
+  #reindexPod(old: Pod, p: Pod): void {
+    const ns = p.metadata.namespace ?? '';
+    const newKeys = labelKeys(p);
+    const oldKeys = labelKeys(old);
+    // Equal label maps are one shared map (transform.ts), whose keys are one cached array.
+    const onlyOld = oldKeys === newKeys ? undefined : new Set(oldKeys);
+    for (const key of newKeys) {
+      if (onlyOld === undefined || onlyOld.delete(key)) this.#replaceInGroup(key, ns, old, p);
+      else this.#addToGroup(key, ns, p);
     }
+    if (onlyOld) for (const key of onlyOld) this.#removeFromGroup(key, ns, old);
+  }
+
+  #addToGroup(key: string, ns: string, p: Pod): void {
+    let byNs = this.#podLabels.get(key);
+    if (!byNs) this.#podLabels.set(key, (byNs = new Map()));
+    const g = byNs.get(ns);
+    if (!g) byNs.set(ns, [p]);
+    else if (!Array.isArray(g)) (g as Set<Pod>).add(p);
+    else if (g.length + 1 >= SET_FROM) byNs.set(ns, new Set([...g, p]));
+    else byNs.set(ns, g.concat([p])); // concat allocates the exact length
+  }
+
+  #removeFromGroup(key: string, ns: string, p: Pod): void {
+    const byNs = this.#podLabels.get(key);
+    const g = byNs?.get(ns);
+    if (!g) return;
+    let left: number;
+    if (Array.isArray(g)) {
+      const rest = g.filter((x) => x !== p).slice(); // slice: exact length
+      left = rest.length;
+      byNs!.set(ns, rest);
+    } else {
+      const set = g as Set<Pod>;
+      set.delete(p);
+      left = set.size;
+      if (left < ARRAY_BELOW) byNs!.set(ns, [...set].slice());
+    }
+    if (left === 0) byNs!.delete(ns);
+    if (byNs!.size === 0) this.#podLabels.delete(key);
+  }
+
+  /** `old` replaced by `p` in one group: a new array (a reader may hold the old one), or the Set changed. */
+  #replaceInGroup(key: string, ns: string, old: Pod, p: Pod): void {
+    const g = this.#podLabels.get(key)?.get(ns);
+    const i = g !== undefined && Array.isArray(g) ? g.indexOf(old) : -1;
+    if (i >= 0) {
+      const copy = (g as readonly Pod[]).slice();
+      copy[i] = p;
+      this.#podLabels.get(key)!.set(ns, copy);
+    } else if (g !== undefined && !Array.isArray(g) && (g as Set<Pod>).delete(old)) (g as Set<Pod>).add(p);
+    else this.#addToGroup(key, ns, p); // not indexed under it (cannot happen: the old object carried the label)
   }
 }

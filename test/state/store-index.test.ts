@@ -33,7 +33,8 @@ t.test('podsWithLabel equals a scan', async (t) => {
         for (const where of [undefined, 'ns0', 'ns1']) {
           const want = state.list('Pod', where).filter((p) => p.metadata.labels?.[key] === value);
           const got = state.podsWithLabel(where, key, value);
-          // Same pods, each once (the order is an index detail: a replaced pod moves to the end).
+          // Same pods, each once (the order is an index detail: a replaced pod keeps its place in an
+          // array group and moves to the end of a Set).
           t.equal(got.length, want.length);
           t.same(new Set(got), new Set(want));
           checks++;
@@ -56,6 +57,40 @@ t.test('a handed-out group does not change under later updates', async (t) => {
   t.same(state.podsWithLabel('a', 'app', 'x').map((p) => p.metadata.name), ['p2']);
   state.replaceAll('Pod', []);
   t.same(state.podsWithLabel('a', 'app', 'x'), []);
+});
+
+t.test('a replacement gives each group it stays in a new array with the new object in the old one\'s place', async (t) => {
+  const state = new MemoryState();
+  for (const n of ['p1', 'p2', 'p3']) state.upsert('Pod', pod('a', n, { app: 'x', v: '1' }));
+  const before = state.podsWithLabel('a', 'app', 'x');
+  const oldP2 = state.get('Pod', 'a', 'p2');
+  // One label changes (v), one stays (app).
+  const newP2 = pod('a', 'p2', { app: 'x', v: '2' });
+  state.upsert('Pod', newP2);
+  const after = state.podsWithLabel('a', 'app', 'x');
+  t.not(after, before, 'a new array: memos keyed by the group see the change');
+  t.same(before.map((p) => p === oldP2), [false, true, false], 'the handed-out group still holds the old object');
+  t.equal(after.length, 3);
+  t.equal(after[1], newP2, "the new object in the old one's place");
+  t.notOk(after.includes(oldP2!), 'and the old object gone');
+  t.same(state.podsWithLabel('a', 'v', '1').map((p) => p.metadata.name), ['p1', 'p3'], 'the label it lost');
+  t.same(state.podsWithLabel('a', 'v', '2'), [newP2], 'the label it gained');
+  // The same labels (one shared label map): every group it is in takes the new object.
+  const again = pod('a', 'p2', { app: 'x', v: '2' });
+  t.not(again, newP2);
+  state.upsert('Pod', { ...again, spec: { containers: [{ name: 'c' }] } } as Pod);
+  t.equal(state.podsWithLabel('a', 'v', '2').length, 1);
+  t.equal(state.podsWithLabel('a', 'v', '2')[0], state.get('Pod', 'a', 'p2'));
+  t.equal(state.podsWithLabel('a', 'app', 'x')[1], state.get('Pod', 'a', 'p2'));
+  // A Set group (64 pods and more): the new object replaces the old one there too.
+  const big = new MemoryState();
+  for (let i = 0; i < 70; i++) big.upsert('Pod', pod('b', `q${i}`, { all: 'y' }));
+  const oldQ5 = big.get('Pod', 'b', 'q5');
+  big.upsert('Pod', pod('b', 'q5', { all: 'y', extra: 'z' }));
+  const group = big.podsWithLabel('b', 'all', 'y');
+  t.equal(group.length, 70);
+  t.ok(group.includes(big.get('Pod', 'b', 'q5')!));
+  t.notOk(group.includes(oldQ5!));
 });
 
 t.test('a group grows past the Set threshold and shrinks back to nothing', async (t) => {

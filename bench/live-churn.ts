@@ -264,7 +264,7 @@ async function main(): Promise<void> {
         c = await measured(() => load());
       } finally {
         const m = await more();
-        changes.ackedAt.push(...m.ackedAt);
+        for (const at of m.ackedAt) changes.ackedAt.push(at);
         changes.sent += m.sent;
         changes.failed += m.failed;
         churnSeconds += (performance.now() - t0) / 1000;

@@ -22,7 +22,8 @@ export interface WatchInjector {
   /**
    * Writes `perSecond` pod label changes a second into the open pod watch until the returned function
    * is called; each change's time is the moment it was written (queued changes, while no pod watch is
-   * open, are written and timed when one opens). Same answer shape as live-churn.ts's writers.
+   * open, are written and timed when one opens; those still queued when it is called are `failed`).
+   * Same answer shape as live-churn.ts's writers. One churn at a time.
    */
   churn(perSecond: number): () => Promise<{ ackedAt: number[]; failed: number; sent: number }>;
   /** Pod watch streams opened through the proxy so far, injected lines written, and lines waiting. */
@@ -100,6 +101,10 @@ export async function startWatchInjector(
       const entry = { res, rv: new URLSearchParams(url.slice(url.indexOf('?') + 1)).get('resourceVersion') ?? '', midLine: false };
       podWatches.push(entry);
       podWatchesOpened++;
+      const drop = (): void => {
+        const i = podWatches.indexOf(entry);
+        if (i >= 0) podWatches.splice(i, 1);
+      };
       let tail = '';
       upRes.setEncoding('utf8');
       upRes.on('data', (chunk: string) => {
@@ -111,7 +116,10 @@ export async function startWatchInjector(
           for (const line of text.slice(0, nl).split('\n')) {
             if (line.length === 0) continue;
             try {
-              const rv = (JSON.parse(line) as { object?: { metadata?: { resourceVersion?: unknown } } }).object?.metadata?.resourceVersion;
+              const ev = JSON.parse(line) as { type?: unknown; object?: { metadata?: { resourceVersion?: unknown } } };
+              // An ERROR event (a 410 as an event) ends the watch for meshguard: nothing more goes into it.
+              if (ev.type === 'ERROR') drop();
+              const rv = ev.object?.metadata?.resourceVersion;
               if (typeof rv === 'string') entry.rv = rv;
             } catch {
               // Not JSON: pass it on and let meshguard say so.
@@ -122,10 +130,6 @@ export async function startWatchInjector(
         entry.midLine = tail.length > 0;
         if (!entry.midLine) flush();
       });
-      const drop = (): void => {
-        const i = podWatches.indexOf(entry);
-        if (i >= 0) podWatches.splice(i, 1);
-      };
       upRes.on('end', () => {
         drop();
         res.end();
@@ -141,8 +145,12 @@ export async function startWatchInjector(
       flush();
     });
     out.on('error', (e) => {
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
-      res.end(`watch-injector: ${e.message}`);
+      // Once the headers are out (a watch under way) a text line would corrupt the stream: cut it.
+      if (res.headersSent) res.destroy();
+      else {
+        res.writeHead(502, { 'content-type': 'text/plain' });
+        res.end(`watch-injector: ${e.message}`);
+      }
     });
     req.pipe(out);
   });
@@ -177,7 +185,13 @@ export async function startWatchInjector(
       return async () => {
         stopped = true;
         flush();
-        return { ackedAt, failed: pending.length, sent: n };
+        // Changes not written by now (no pod watch open, or one mid-line) are failed, not written later
+        // into another run's count.
+        const failed = pending.length;
+        pending.length = 0;
+        pendingSeq.length = 0;
+        onWritten = undefined;
+        return { ackedAt, failed, sent: n };
       };
     },
     stats: () => ({ podWatches: podWatchesOpened, injected, pending: pending.length }),

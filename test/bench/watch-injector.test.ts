@@ -158,3 +158,50 @@ t.test("a quiet watch's headers reach meshguard before any event (its watchdog c
   t.equal(headers['x-upstream'], 'watch');
   t.equal(inj.stats().podWatches, 0, 'not a pod watch: nothing is injected into it');
 });
+
+t.test('changes still queued when the churn stops are failed, and never written later', async (t) => {
+  const up = await upstream();
+  t.teardown(() => void up.server.close());
+  const api = { request: async () => ({ status: 200, body: JSON.stringify({ items: [pod('p1')] }) }), close: () => undefined };
+  const inj = await startWatchInjector({ url: up.url, ca }, tls, api);
+  t.teardown(() => inj.close());
+  const stop = inj.churn(1000);
+  await until('changes are queued (no pod watch open)', () => inj.stats().pending >= 3);
+  const result = await stop();
+  t.ok(result.failed >= 3);
+  t.equal(result.ackedAt.length, 0);
+  t.equal(result.sent, result.failed);
+  t.equal(inj.stats().pending, 0);
+  // A pod watch opened afterwards gets nothing from the stopped churn.
+  let received = '';
+  const watch = get(inj.url, '/api/v1/pods?watch=true&resourceVersion=2', (b) => (received = b));
+  await until('the pod watch reaches the fake apiserver', () => up.watches.length === 1);
+  const line = JSON.stringify({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '3' } } }) + '\n';
+  up.watches[0]!.write(line);
+  await until('the bookmark reaches the client', () => received.length >= line.length);
+  up.watches[0]!.end();
+  t.equal((await watch).body, line, 'only the apiserver line');
+  t.equal(result.ackedAt.length, 0, 'the stopped churn counts no later write');
+  t.equal(inj.stats().injected, 0);
+});
+
+t.test('after an ERROR event in the pod watch (meshguard ends that watch) nothing more is written into it', async (t) => {
+  const up = await upstream();
+  t.teardown(() => void up.server.close());
+  const api = { request: async () => ({ status: 200, body: JSON.stringify({ items: [pod('p1')] }) }), close: () => undefined };
+  const inj = await startWatchInjector({ url: up.url, ca }, tls, api);
+  t.teardown(() => inj.close());
+  let received = '';
+  const watch = get(inj.url, '/api/v1/pods?watch=true&resourceVersion=2', (b) => (received = b));
+  await until('the pod watch reaches the fake apiserver', () => up.watches.length === 1);
+  const gone = JSON.stringify({ type: 'ERROR', object: { kind: 'Status', code: 410, reason: 'Expired' } }) + '\n';
+  up.watches[0]!.write(gone);
+  await until('the ERROR line reaches the client', () => received.length >= gone.length);
+  const stop = inj.churn(1000);
+  await until('changes are queued', () => inj.stats().pending >= 2);
+  const result = await stop();
+  up.watches[0]!.end();
+  t.equal((await watch).body, gone, 'nothing after the ERROR line');
+  t.equal(result.ackedAt.length, 0);
+  t.equal(inj.stats().injected, 0);
+});

@@ -9,9 +9,9 @@ import { createServer, request, type Server } from 'node:https';
 import type { ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 
-import { startWatchInjector } from '../../bench/watch-injector.ts';
+import { startWatchInjector, type WatchInjector } from '../../bench/watch-injector.ts';
 import { makeCerts } from '../helpers/certs.ts';
 import { until } from '../helpers/until.ts';
 
@@ -55,6 +55,16 @@ async function upstream(): Promise<{ server: Server; url: string; watches: Serve
   return { server, url: `https://127.0.0.1:${port}`, watches, seen };
 }
 
+/** The fake apiserver and the proxy in front of it (its pod templates: `pods`), closed when the test ends. */
+async function proxied(t: Test, pods = [pod('p1')]): Promise<{ up: Awaited<ReturnType<typeof upstream>>; inj: WatchInjector }> {
+  const up = await upstream();
+  t.teardown(() => void up.server.close());
+  const api = { request: async () => ({ status: 200, body: JSON.stringify({ items: pods }) }), close: () => undefined };
+  const inj = await startWatchInjector({ url: up.url, ca }, tls, api);
+  t.teardown(() => inj.close());
+  return { up, inj };
+}
+
 function get(url: string, path: string, onData?: (text: string) => void): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(`${url}${path}`, { ca, headers: { authorization: 'Bearer t0k' } }, (res) => {
@@ -73,11 +83,7 @@ function get(url: string, path: string, onData?: (text: string) => void): Promis
 }
 
 t.test('injected events fall between the apiserver lines and carry its last resourceVersion', async (t) => {
-  const up = await upstream();
-  t.teardown(() => void up.server.close());
-  const api = { request: async () => ({ status: 200, body: JSON.stringify({ items: [pod('p1'), pod('p2')] }) }), close: () => undefined };
-  const inj = await startWatchInjector({ url: up.url, ca }, tls, api);
-  t.teardown(() => inj.close());
+  const { up, inj } = await proxied(t, [pod('p1'), pod('p2')]);
 
   // Anything else passes through: status, headers, body, the credentials.
   const other = await get(inj.url, '/api/v1/namespaces');
@@ -122,11 +128,7 @@ t.test('injected events fall between the apiserver lines and carry its last reso
 });
 
 t.test('changes made while no pod watch is open wait for the next one, with its resourceVersion', async (t) => {
-  const up = await upstream();
-  t.teardown(() => void up.server.close());
-  const api = { request: async () => ({ status: 200, body: JSON.stringify({ items: [pod('p1')] }) }), close: () => undefined };
-  const inj = await startWatchInjector({ url: up.url, ca }, tls, api);
-  t.teardown(() => inj.close());
+  const { up, inj } = await proxied(t);
   const stop = inj.churn(1000);
   await until('changes are made', () => inj.stats().pending >= 2);
   t.equal(inj.stats().injected, 0);
@@ -142,11 +144,7 @@ t.test('changes made while no pod watch is open wait for the next one, with its 
 });
 
 t.test("a quiet watch's headers reach meshguard before any event (its watchdog counts them as a sign of life)", async (t) => {
-  const up = await upstream();
-  t.teardown(() => void up.server.close());
-  const api = { request: async () => ({ status: 200, body: JSON.stringify({ items: [pod('p1')] }) }), close: () => undefined };
-  const inj = await startWatchInjector({ url: up.url, ca }, tls, api);
-  t.teardown(() => inj.close());
+  const { up, inj } = await proxied(t);
   const headers = await new Promise<Record<string, unknown>>((resolve, reject) => {
     const req = request(`${inj.url}/api/v1/namespaces?watch=true&resourceVersion=4`, { ca }, (res) => {
       resolve(res.headers);
@@ -160,11 +158,7 @@ t.test("a quiet watch's headers reach meshguard before any event (its watchdog c
 });
 
 t.test('changes still queued when the churn stops are failed, and never written later', async (t) => {
-  const up = await upstream();
-  t.teardown(() => void up.server.close());
-  const api = { request: async () => ({ status: 200, body: JSON.stringify({ items: [pod('p1')] }) }), close: () => undefined };
-  const inj = await startWatchInjector({ url: up.url, ca }, tls, api);
-  t.teardown(() => inj.close());
+  const { up, inj } = await proxied(t);
   const stop = inj.churn(1000);
   await until('changes are queued (no pod watch open)', () => inj.stats().pending >= 3);
   const result = await stop();
@@ -186,11 +180,7 @@ t.test('changes still queued when the churn stops are failed, and never written 
 });
 
 t.test('after an ERROR event in the pod watch (meshguard ends that watch) nothing more is written into it', async (t) => {
-  const up = await upstream();
-  t.teardown(() => void up.server.close());
-  const api = { request: async () => ({ status: 200, body: JSON.stringify({ items: [pod('p1')] }) }), close: () => undefined };
-  const inj = await startWatchInjector({ url: up.url, ca }, tls, api);
-  t.teardown(() => inj.close());
+  const { up, inj } = await proxied(t);
   let received = '';
   const watch = get(inj.url, '/api/v1/pods?watch=true&resourceVersion=2', (b) => (received = b));
   await until('the pod watch reaches the fake apiserver', () => up.watches.length === 1);

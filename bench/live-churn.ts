@@ -19,7 +19,7 @@
 // With --kubeconfig FILE, an apiserver already holding generateCluster(--pods) is used (bench/list-encoding.ts
 // --runs 0 --keep), instead of starting one and loading the cluster (minutes at 50k pods); the churn
 // changes its pods' labels. --bin PATH runs another build's bin/meshguard.js as the live server.
-// Usage: node bench/live-churn.ts [--kubeconfig FILE] [--bin PATH] [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--inject] [--repeats 1] [--node-flags F] [--server-stdout FILE] [--json FILE] [--cpu-prof DIR]
+// Usage: node bench/live-churn.ts [--kubeconfig FILE] [--bin PATH] [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--inject [--churn-label L]] [--repeats 1] [--node-flags F] [--server-stdout FILE] [--json FILE] [--cpu-prof DIR]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,6 +47,11 @@ const { values } = parseArgs({
     control: { type: 'boolean', default: true },
     pin: { type: 'boolean', default: false },
     inject: { type: 'boolean', default: false },
+    /**
+     * With --inject: the label each change sets to a new value. The default moves each changed pod into
+     * a class (identity) of its own, the costly case; pod-template-hash is one no class reads (a rollout's).
+     */
+    'churn-label': { type: 'string', default: 'bench.meshguard.io/churn' },
     repeats: { type: 'string', default: '1' },
     /** Extra Node.js flags for the live meshguard (e.g. --trace-gc), and a file for its stdout. */
     'node-flags': { type: 'string', default: '' },
@@ -233,7 +238,7 @@ async function main(): Promise<void> {
       }
     })();
     let t0 = performance.now();
-    const startChurn = (): (() => Promise<{ ackedAt: number[]; failed: number; sent: number }>) => (injector ? injector.churn(EVENTS) : churn(api, objects.filter((o) => o.kind === 'Pod'), EVENTS, WRITERS));
+    const startChurn = (): (() => Promise<{ ackedAt: number[]; failed: number; sent: number }>) => (injector ? injector.churn(EVENTS, values['churn-label']) : churn(api, objects.filter((o) => o.kind === 'Pod'), EVENTS, WRITERS));
     const stop = startChurn();
     let churned: Record<string, unknown>;
     let controlChurned: Record<string, unknown> | undefined;
@@ -290,7 +295,7 @@ async function main(): Promise<void> {
     const result = {
       date: new Date().toISOString(), pinned: pinned ?? false, pods: PODS, objects: objects.length, apiserverLoadPerSecond: loaded.perSecond,
       readyMs: started.readyMs, startupEventLoop: startup,
-      eventsAsked: EVENTS, injected: injector?.stats() ?? false, writers: injector ? 0 : WRITERS, changesSent: changes.sent, changesAcked: acked.length, changesFailed: changes.failed, changesPerSecond: acked.length / churnSeconds,
+      eventsAsked: EVENTS, churnLabel: injector ? values['churn-label'] : 'bench.meshguard.io/churn', injected: injector?.stats() ?? false, writers: injector ? 0 : WRITERS, changesSent: changes.sent, changesAcked: acked.length, changesFailed: changes.failed, changesPerSecond: acked.length / churnSeconds,
       changesApplied: applied.at(-1)?.n ?? 0, lagMs: { p50: pct(lags, 50), p99: pct(lags, 99), max: pct(lags, 100), resolutionMs: POLL_MS, matched: lags.length, missedPolls },
       admission: { rate: RATE, quiet, churn: churned, controlQuiet, controlChurn: controlChurned, p99Ratio: (churned['p99'] as number) / (quiet['p99'] as number),
         pairs },

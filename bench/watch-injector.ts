@@ -23,9 +23,10 @@ export interface WatchInjector {
    * Writes `perSecond` pod label changes a second into the open pod watch until the returned function
    * is called; each change's time is the moment it was written (queued changes, while no pod watch is
    * open, are written and timed when one opens; those still queued when it is called are `failed`).
-   * Same answer shape as live-churn.ts's writers. One churn at a time.
+   * Same answer shape as live-churn.ts's writers. One churn at a time. `label` (default
+   * bench.meshguard.io/churn) is the label each change sets to a value never written before.
    */
-  churn(perSecond: number): () => Promise<{ ackedAt: number[]; failed: number; sent: number }>;
+  churn(perSecond: number, label?: string): () => Promise<{ ackedAt: number[]; failed: number; sent: number }>;
   /** Pod watch streams opened through the proxy so far, injected lines written, and lines waiting. */
   stats(): { podWatches: number; injected: number; pending: number };
   close(): Promise<void>;
@@ -160,7 +161,7 @@ export async function startWatchInjector(
 
   return {
     url: `https://127.0.0.1:${address.port}`,
-    churn(perSecond) {
+    churn(perSecond, label = 'bench.meshguard.io/churn') {
       const run = Date.now().toString(36);
       const ackedAt: number[] = [];
       let n = 0;
@@ -174,7 +175,7 @@ export async function startWatchInjector(
         while (n < due) {
           const t = templates[(n * 7919) % templates.length]!;
           n++;
-          const pod = { ...t.rest, metadata: { ...t.metadata, resourceVersion: '__RV__', labels: { ...t.metadata.labels, 'bench.meshguard.io/churn': `i${run}-${n}` } } };
+          const pod = { ...t.rest, metadata: { ...t.metadata, resourceVersion: '__RV__', labels: { ...t.metadata.labels, [label]: `i${run}-${n}` } } };
           pending.push(`{"type":"MODIFIED","object":${JSON.stringify(pod)}}\n`);
           pendingSeq.push(n);
         }

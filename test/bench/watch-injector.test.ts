@@ -195,3 +195,20 @@ t.test('after an ERROR event in the pod watch (meshguard ends that watch) nothin
   t.equal(result.ackedAt.length, 0);
   t.equal(inj.stats().injected, 0);
 });
+
+t.test('the churned label can be another one (a rollout-like label no class reads)', async (t) => {
+  const { up, inj } = await proxied(t);
+  const watch = get(inj.url, '/api/v1/pods?watch=true&resourceVersion=8');
+  await until('the pod watch reaches the fake apiserver', () => up.watches.length === 1);
+  await until('the proxy counts the pod watch', () => inj.stats().podWatches === 1);
+  const stop = inj.churn(1000, 'pod-template-hash');
+  await until('some changes are written', () => inj.stats().injected >= 2);
+  await stop();
+  up.watches[0]!.end();
+  const lines = (await watch).body.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as { object: { metadata: { labels: Record<string, string> } } });
+  t.ok(lines.length >= 2);
+  for (const l of lines) {
+    t.match(l.object.metadata.labels, { app: 'p1', 'pod-template-hash': /^i/ });
+    t.notOk('bench.meshguard.io/churn' in l.object.metadata.labels);
+  }
+});

@@ -19,7 +19,7 @@
 // With --kubeconfig FILE, an apiserver already holding generateCluster(--pods) is used (bench/list-encoding.ts
 // --runs 0 --keep), instead of starting one and loading the cluster (minutes at 50k pods); the churn
 // changes its pods' labels. --bin PATH runs another build's bin/meshguard.js as the live server.
-// Usage: node bench/live-churn.ts [--kubeconfig FILE] [--bin PATH] [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--inject [--churn-label L]] [--repeats 1] [--node-flags F] [--server-stdout FILE] [--json FILE] [--cpu-prof DIR]
+// Usage: node bench/live-churn.ts [--kubeconfig FILE] [--bin PATH] [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--inject] [--churn-label L] [--repeats 1] [--node-flags F] [--server-stdout FILE] [--json FILE] [--cpu-prof DIR]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,8 +48,8 @@ const { values } = parseArgs({
     pin: { type: 'boolean', default: false },
     inject: { type: 'boolean', default: false },
     /**
-     * With --inject: the label each change sets to a new value. The default moves each changed pod into
-     * a class (identity) of its own, the costly case; pod-template-hash is one no class reads (a rollout's).
+     * The label each change sets to a new value. The default moves each changed pod into a class
+     * (identity) of its own, the costly case; pod-template-hash is one no class reads (a rollout's).
      */
     'churn-label': { type: 'string', default: 'bench.meshguard.io/churn' },
     repeats: { type: 'string', default: '1' },
@@ -68,7 +68,7 @@ const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
 const WRITERS = Number(values.writers);
 // Pairs of phases (no churn, then churn) on the live server: one p99 is set by whichever stall of this
-// shared machine lands in its phase, so the target is judged on the medians of several pairs.
+// shared machine lands in its phase, so the target is judged on the median of the pairs' ratios.
 const REPEATS = Math.max(1, Number(values.repeats));
 // Each scrape of meshguard's /metrics renders all its metrics (2.7 ms of wall time each in a profile
 // at load average 14): 10 a second (the lag's resolution), not 40 as before, which took 7% of the live
@@ -89,7 +89,7 @@ const pct = (xs: readonly number[], p: number): number => {
  * never written before (so each is a watch event that changes meshguard's state); the time each was
  * answered by the apiserver, in the order answered.
  */
-function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: number): () => Promise<{ ackedAt: number[]; failed: number; sent: number }> {
+function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: number, label: string): () => Promise<{ ackedAt: number[]; failed: number; sent: number }> {
   let n = 0;
   let failed = 0;
   let stopped = false;
@@ -107,7 +107,7 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: numbe
       const p = pods[(n * 7919) % pods.length]!;
       n++;
       try {
-        const r = await api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { 'bench.meshguard.io/churn': `c${run}-${n}` } } }, 'application/merge-patch+json');
+        const r = await api.request('PATCH', `${pathOf(p)}/${p.metadata.name}`, { metadata: { labels: { [label]: `c${run}-${n}` } } }, 'application/merge-patch+json');
         if (r.status < 300) ackedAt.push(performance.now());
         else failed++;
       } catch {
@@ -200,8 +200,9 @@ async function main(): Promise<void> {
     const quietLoop = await eventLoopSince(server, probe);
 
     // The control: a second meshguard serving the same cluster from a file (no watch events), loaded
-    // under the same churn afterwards, so that what the churn costs the machine (apiserver, etcd, the
-    // writers) can be told from what its events cost meshguard.
+    // under the same churn afterwards, so that what the churn costs the machine (apiserver, etcd and the
+    // writers; with --inject, the proxy and the live server applying the events) can be told from what
+    // its events cost meshguard.
     let control: { child: ChildProcess; port: number; metricsPort: number } | undefined;
     let controlQuiet: Record<string, unknown> | undefined;
     if (values.control) {
@@ -237,22 +238,32 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, POLL_MS));
       }
     })();
-    let t0 = performance.now();
-    const startChurn = (): (() => Promise<{ ackedAt: number[]; failed: number; sent: number }>) => (injector ? injector.churn(EVENTS, values['churn-label']) : churn(api, objects.filter((o) => o.kind === 'Pod'), EVENTS, WRITERS));
-    const stop = startChurn();
-    let churned: Record<string, unknown>;
+    // Every churn phase's changes, in the order given, and how long churn ran in all.
+    const changes = { ackedAt: [] as number[], failed: 0, sent: 0 };
+    let churnSeconds = 0;
+    /** Runs `measure` under churn, then stops the churn and adds its changes to `changes`. */
+    const underChurn = async <T>(measure: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      const stop = injector ? injector.churn(EVENTS, values['churn-label']) : churn(api, objects.filter((o) => o.kind === 'Pod'), EVENTS, WRITERS, values['churn-label']);
+      try {
+        return await measure();
+      } finally {
+        const m = await stop();
+        for (const at of m.ackedAt) changes.ackedAt.push(at);
+        changes.sent += m.sent;
+        changes.failed += m.failed;
+        churnSeconds += (performance.now() - t0) / 1000;
+      }
+    };
     let controlChurned: Record<string, unknown> | undefined;
-    let changes: { ackedAt: number[]; failed: number; sent: number };
-    try {
-      churned = await measured(() => load());
+    const churned = await underChurn(async () => {
+      const live = await measured(() => load());
       if (control) {
         log('the same churn, load on the control');
         controlChurned = await measured(() => load(control.child.pid, control.port, control.metricsPort), control.child.pid);
       }
-    } finally {
-      changes = await stop();
-    }
-    let churnSeconds = (performance.now() - t0) / 1000;
+      return live;
+    });
     const churnLoop = await eventLoopSince(server, probe);
     const pairOf = (q: Record<string, unknown>, c: Record<string, unknown>): Record<string, unknown> => ({
       quietP99: q['p99'], churnP99: c['p99'], errors: (q['errors'] as number) + (c['errors'] as number), quietMajorGcs: q['majorGcs'], churnMajorGcs: c['majorGcs'],
@@ -262,19 +273,7 @@ async function main(): Promise<void> {
     for (let r = 1; r < REPEATS; r++) {
       log(`pair ${r + 1} of ${REPEATS}: no churn, then churn`);
       const q = await measured(() => load());
-      t0 = performance.now();
-      const more = startChurn();
-      let c: Record<string, unknown>;
-      try {
-        c = await measured(() => load());
-      } finally {
-        const m = await more();
-        for (const at of m.ackedAt) changes.ackedAt.push(at);
-        changes.sent += m.sent;
-        changes.failed += m.failed;
-        churnSeconds += (performance.now() - t0) / 1000;
-      }
-      pairs.push(pairOf(q, c));
+      pairs.push(pairOf(q, await underChurn(() => measured(() => load()))));
     }
     const repeatsLoop = REPEATS > 1 ? await eventLoopSince(server, probe) : undefined;
     // Until every acknowledged change is applied (or 30 s).
@@ -295,7 +294,7 @@ async function main(): Promise<void> {
     const result = {
       date: new Date().toISOString(), pinned: pinned ?? false, pods: PODS, objects: objects.length, apiserverLoadPerSecond: loaded.perSecond,
       readyMs: started.readyMs, startupEventLoop: startup,
-      eventsAsked: EVENTS, churnLabel: injector ? values['churn-label'] : 'bench.meshguard.io/churn', injected: injector?.stats() ?? false, writers: injector ? 0 : WRITERS, changesSent: changes.sent, changesAcked: acked.length, changesFailed: changes.failed, changesPerSecond: acked.length / churnSeconds,
+      eventsAsked: EVENTS, churnLabel: values['churn-label'], injected: injector?.stats() ?? false, writers: injector ? 0 : WRITERS, changesSent: changes.sent, changesAcked: acked.length, changesFailed: changes.failed, changesPerSecond: acked.length / churnSeconds,
       changesApplied: applied.at(-1)?.n ?? 0, lagMs: { p50: pct(lags, 50), p99: pct(lags, 99), max: pct(lags, 100), resolutionMs: POLL_MS, matched: lags.length, missedPolls },
       admission: { rate: RATE, quiet, churn: churned, controlQuiet, controlChurn: controlChurned, p99Ratio: (churned['p99'] as number) / (quiet['p99'] as number),
         pairs },

@@ -13,6 +13,7 @@
 
 import { createServer, request as httpsRequest, Agent, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
 
 import type { Api } from './live.ts';
 
@@ -70,20 +71,20 @@ export async function startWatchInjector(
   const podWatches: { res: ServerResponse; rv: string; midLine: boolean }[] = [];
   let podWatchesOpened = 0;
   let injected = 0;
-  const pending: string[] = [];
-  const pendingSeq: number[] = [];
-  let onWritten: ((seq: number) => void) | undefined;
+  /** Changes made and not yet written: each pod as it will be sent, less its resourceVersion. */
+  const pending: { metadata: Record<string, unknown> }[] = [];
+  let onWritten: (() => void) | undefined;
 
   const flush = (): void => {
     const w = podWatches.at(-1);
     if (!w || w.midLine) return;
-    while (pending.length > 0) {
-      const line = pending.shift()!.replace('"__RV__"', JSON.stringify(w.rv));
-      const seq = pendingSeq.shift()!;
-      w.res.write(line);
+    for (const pod of pending) {
+      pod.metadata['resourceVersion'] = w.rv;
+      w.res.write(`{"type":"MODIFIED","object":${JSON.stringify(pod)}}\n`);
       injected++;
-      onWritten?.(seq);
+      onWritten?.();
     }
+    pending.length = 0;
   };
 
   const server: Server = createServer({ cert: tls.cert, key: tls.key }, (req: IncomingMessage, res: ServerResponse) => {
@@ -96,7 +97,8 @@ export async function startWatchInjector(
       // until the first event, a quiet kind's watch looks dead to meshguard's watchdog, which relists it).
       res.flushHeaders();
       if (!podWatch || (upRes.statusCode ?? 0) !== 200) {
-        upRes.pipe(res);
+        // An upstream that fails mid-answer cuts the answer (pipe alone would leave it open).
+        pipeline(upRes, res, () => undefined);
         return;
       }
       const entry = { res, rv: new URLSearchParams(url.slice(url.indexOf('?') + 1)).get('resourceVersion') ?? '', midLine: false };
@@ -175,9 +177,7 @@ export async function startWatchInjector(
         while (n < due) {
           const t = templates[(n * 7919) % templates.length]!;
           n++;
-          const pod = { ...t.rest, metadata: { ...t.metadata, resourceVersion: '__RV__', labels: { ...t.metadata.labels, [label]: `i${run}-${n}` } } };
-          pending.push(`{"type":"MODIFIED","object":${JSON.stringify(pod)}}\n`);
-          pendingSeq.push(n);
+          pending.push({ ...t.rest, metadata: { ...t.metadata, labels: { ...t.metadata.labels, [label]: `i${run}-${n}` } } });
         }
         flush();
         setTimeout(tick, 1);
@@ -190,7 +190,6 @@ export async function startWatchInjector(
         // into another run's count.
         const failed = pending.length;
         pending.length = 0;
-        pendingSeq.length = 0;
         onWritten = undefined;
         return { ackedAt, failed, sent: n };
       };

@@ -39,6 +39,12 @@ async function upstream(): Promise<{ server: Server; url: string; watches: Serve
       watches.push(res);
       return;
     }
+    if (req.url?.startsWith('/api/v1/services?watch=true')) {
+      // A watch whose connection dies after its first event.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"type":"ADDED","object":{"metadata":{"resourceVersion":"5"}}}\n', () => res.socket?.destroy());
+      return;
+    }
     if (req.url?.startsWith('/api/v1/namespaces?watch=true')) {
       // A quiet kind's watch: headers now, no event yet.
       res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'watch' });
@@ -211,4 +217,18 @@ t.test('the churned label can be another one (a rollout-like label no class read
     t.match(l.object.metadata.labels, { app: 'p1', 'pod-template-hash': /^i/ });
     t.notOk('bench.meshguard.io/churn' in l.object.metadata.labels);
   }
+});
+
+t.test('a watch whose apiserver connection dies is cut, not left open or ended with a line of the proxy\'s', async (t) => {
+  const { up, inj } = await proxied(t);
+  // Another kind's watch (passed through as it is) and the pod watch (read line by line).
+  let received = '';
+  await t.rejects(get(inj.url, '/api/v1/services?watch=true&resourceVersion=4', (b) => (received = b)), 'the client sees the stream fail');
+  t.equal(received, '{"type":"ADDED","object":{"metadata":{"resourceVersion":"5"}}}\n', 'what the apiserver sent, and nothing after it');
+  let podReceived = '';
+  const pod = get(inj.url, '/api/v1/pods?watch=true&resourceVersion=2', (b) => (podReceived = b));
+  await until('the pod watch reaches the fake apiserver', () => up.watches.length === 1);
+  up.watches[0]!.write('{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"3"}}}\n', () => up.watches[0]!.socket?.destroy());
+  await t.rejects(pod, 'the pod watch fails too');
+  t.notMatch(podReceived, /watch-injector/);
 });

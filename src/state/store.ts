@@ -16,9 +16,10 @@ interface Bucket {
 
 /**
  * The pods of one namespace carrying one label: most such groups are small (one workload's replicas),
- * so they are exact-length arrays, replaced rather than changed (a reader may hold one); a Set per group
- * would cost ~1 KB for a few dozen pods. Big groups become a Set so removals stay O(1); insertion order
- * is kept either way.
+ * so they are exact-length arrays; a Set per group would cost ~1 KB for a few dozen pods. Big groups
+ * become a Set so removals stay O(1); insertion order is kept either way. An array a reader has been
+ * given (podsWithLabel; memos are keyed by it) is replaced rather than changed; one no reader has seen
+ * since it was made is changed in place when a pod object replaces another (MemoryState.#handedOut).
  */
 type PodGroup = readonly Pod[] | Set<Pod>;
 const SET_FROM = 64;
@@ -82,6 +83,16 @@ export class MemoryState implements ClusterState {
   readonly #tokens = new Map<KindName, object>();
   /** "key\u0000value" -> namespace -> pods */
   #podLabels = new Map<string, Map<string, PodGroup>>();
+  /**
+   * The group arrays of #podLabels that podsWithLabel has returned: a reader may hold them, or key a
+   * memo by them, so they are copied before a change. Any other group array has never left the store,
+   * and a pod event replacing a pod object changes it in place: at 500 pod events/s the copies were the
+   * largest share of what an event left for the old generation (~1.5 KB of ~4.6 KB, issue 21). An array
+   * leaves this set when it stops being a group (copied, emptied, or its index replaced), so the set
+   * holds at most one entry per group.
+   */
+  #handedOut = new Set<readonly Pod[]>();
+  #groupCopies = 0;
 
   constructor(label = 'memory') {
     this.#label = label;
@@ -147,11 +158,21 @@ export class MemoryState implements ClusterState {
     if (namespace !== undefined) {
       const g = byNs.get(namespace);
       if (!g) return [];
-      return Array.isArray(g) ? g : [...g];
+      if (!Array.isArray(g)) return [...g];
+      this.#handedOut.add(g);
+      return g;
     }
     const out: Pod[] = [];
     for (const g of byNs.values()) for (const p of g) out.push(p);
     return out;
+  }
+
+  /**
+   * How many label-group arrays a pod replacement has copied because a reader had been given them (the
+   * rest were changed in place): for tests and benchmarks.
+   */
+  get labelGroupCopies(): number {
+    return this.#groupCopies;
   }
 
   /** Number of objects of a kind. */
@@ -206,7 +227,10 @@ export class MemoryState implements ClusterState {
 
   /** Replace every object of a kind (a relist). */
   replaceAll(kind: KindName, objs: readonly KubeObject[]): void {
-    if (kind === 'Pod') this.#podLabels.clear();
+    if (kind === 'Pod') {
+      this.#podLabels.clear();
+      this.#handedOut.clear();
+    }
     this.#kinds.set(kind, new Map());
     this.#allCache.delete(kind);
     this.#nsCache.delete(kind);
@@ -222,6 +246,7 @@ export class MemoryState implements ClusterState {
   adopt(other: MemoryState): void {
     for (const k of KIND_NAMES) this.#kinds.set(k, other.#kinds.get(k)!);
     this.#podLabels = other.#podLabels;
+    this.#handedOut = other.#handedOut;
     this.#allCache.clear();
     this.#nsCache.clear();
     this.#tokens.clear();
@@ -235,9 +260,13 @@ export class MemoryState implements ClusterState {
    */
   adoptKind(kind: KindName, other: MemoryState): void {
     this.#kinds.set(kind, other.#kinds.get(kind)!);
-    if (kind === 'Pod') this.#podLabels = other.#podLabels;
     other.#kinds.set(kind, new Map());
-    if (kind === 'Pod') other.#podLabels = new Map();
+    if (kind === 'Pod') {
+      this.#podLabels = other.#podLabels;
+      this.#handedOut = other.#handedOut;
+      other.#podLabels = new Map();
+      other.#handedOut = new Set();
+    }
     this.#allCache.delete(kind);
     this.#nsCache.delete(kind);
     this.#tokens.delete(kind);
@@ -292,8 +321,11 @@ export class MemoryState implements ClusterState {
     const g = byNs.get(ns);
     if (!g) byNs.set(ns, [p]);
     else if (!Array.isArray(g)) (g as Set<Pod>).add(p);
-    else if (g.length + 1 >= SET_FROM) byNs.set(ns, new Set([...g, p]));
-    else byNs.set(ns, g.concat([p])); // concat allocates the exact length
+    else {
+      this.#handedOut.delete(g);
+      if (g.length + 1 >= SET_FROM) byNs.set(ns, new Set([...g, p]));
+      else byNs.set(ns, g.concat([p])); // concat allocates the exact length
+    }
   }
 
   #removeFromGroup(key: string, ns: string, p: Pod): void {
@@ -302,6 +334,7 @@ export class MemoryState implements ClusterState {
     if (!g) return;
     let left: number;
     if (Array.isArray(g)) {
+      this.#handedOut.delete(g);
       const rest = g.filter((x) => x !== p).slice(); // slice: exact length
       left = rest.length;
       byNs!.set(ns, rest);
@@ -315,14 +348,21 @@ export class MemoryState implements ClusterState {
     if (byNs!.size === 0) this.#podLabels.delete(key);
   }
 
-  /** `old` replaced by `p` in one group: a new array (a reader may hold the old one), or the Set changed. */
+  /**
+   * `old` replaced by `p` in one group: in place when no reader has been given the array (#handedOut),
+   * else in a copy that takes its place; a Set is changed.
+   */
   #replaceInGroup(key: string, ns: string, old: Pod, p: Pod): void {
-    const g = this.#podLabels.get(key)?.get(ns);
+    const byNs = this.#podLabels.get(key);
+    const g = byNs?.get(ns);
     const i = g !== undefined && Array.isArray(g) ? g.indexOf(old) : -1;
     if (i >= 0) {
-      const copy = (g as readonly Pod[]).slice();
-      copy[i] = p;
-      this.#podLabels.get(key)!.set(ns, copy);
+      if (this.#handedOut.delete(g as readonly Pod[])) {
+        const copy = (g as readonly Pod[]).slice();
+        copy[i] = p;
+        this.#groupCopies++;
+        byNs!.set(ns, copy);
+      } else (g as Pod[])[i] = p;
     } else if (g !== undefined && !Array.isArray(g) && (g as Set<Pod>).delete(old)) (g as Set<Pod>).add(p);
     else this.#addToGroup(key, ns, p); // not indexed under it (cannot happen: the old object carried the label)
   }

@@ -117,3 +117,44 @@ t.test('a group grows past the Set threshold and shrinks back to nothing', async
   }
   t.same(state.podsWithLabel('a', 'all', 'y'), []);
 });
+
+t.test('a replacement changes a group in place unless a reader has been given it', async (t) => {
+  const state = new MemoryState();
+  for (const n of ['p1', 'p2', 'p3']) state.upsert('Pod', pod('a', n, { app: 'x', v: '1' }));
+  // A new object with the same labels (a spec change): every group keeps the pod, at its place.
+  const next = (image: string) => ({ ...pod('a', 'p2', { app: 'x', v: '1' }), spec: { containers: [{ name: 'c', image }] } }) as Pod;
+  state.upsert('Pod', next('i1'));
+  state.upsert('Pod', next('i2'));
+  t.equal(state.labelGroupCopies, 0, 'no reader was given a group: no copy');
+  const held = state.podsWithLabel('a', 'app', 'x');
+  t.equal(held[1], state.get('Pod', 'a', 'p2'), 'the group holds the latest object');
+  const heldObject = held[1];
+  state.upsert('Pod', next('i3'));
+  t.equal(state.labelGroupCopies, 1, 'the group given to a reader was copied; the other (v=1) was not');
+  t.equal(held[1], heldObject, 'the array the reader holds did not change');
+  const after = state.podsWithLabel('a', 'app', 'x');
+  t.not(after, held);
+  t.equal(after[1], state.get('Pod', 'a', 'p2'));
+  t.same(state.podsWithLabel('a', 'v', '1').map((p) => p === state.get('Pod', 'a', 'p2')), [false, true, false]);
+  // The copy has been given out in turn (just above): the next change copies it again, and no more.
+  state.upsert('Pod', next('i4'));
+  state.upsert('Pod', next('i5'));
+  t.equal(state.labelGroupCopies, 3, 'one copy per group given out since its last change (app=x and v=1)');
+  t.equal(after[1]!.spec.containers[0]!.image, 'i3', 'the second reader kept its array too');
+});
+
+t.test('groups a reader was given in a state built aside stay unchanged after it is adopted', async (t) => {
+  for (const how of ['adoptKind', 'adopt'] as const) {
+    const live = new MemoryState();
+    const aside = new MemoryState();
+    for (const n of ['p1', 'p2']) aside.upsert('Pod', pod('a', n, { app: 'x' }));
+    const held = aside.podsWithLabel('a', 'app', 'x');
+    const old = held[0];
+    if (how === 'adoptKind') live.adoptKind('Pod', aside);
+    else live.adopt(aside);
+    live.upsert('Pod', { ...pod('a', 'p1', { app: 'x' }), spec: { containers: [{ name: 'c' }] } } as Pod);
+    t.equal(held[0], old, `${how}: the held array still holds the old object`);
+    t.equal(live.podsWithLabel('a', 'app', 'x')[0], live.get('Pod', 'a', 'p1'), `${how}: the index has the new one`);
+    t.equal(live.labelGroupCopies, 1, `${how}: copied once`);
+  }
+});

@@ -10,6 +10,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/helpers/ports.ts';
+import type { SlowEpisode } from './load-loops.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const NODE = process.execPath;
@@ -53,6 +54,8 @@ export interface LoadResult {
   /** Median / p99 of how late the generator sent a request after its scheduled time (rate mode). */
   readonly lateP50?: number;
   readonly lateP99?: number;
+  /** The requests above the p99 grouped by time (rate mode; bench/load-loops.ts slowEpisodes). */
+  readonly slowEpisodes?: { episodes: number; top: SlowEpisode[] };
   /** Server CPU (user + system) per answered request, in microseconds; filled in by measureLoad. */
   serverCpuMicros?: number;
   /** Share of the phase's requests of modeled kinds answered from meshguard's verdict cache (0-1). */

@@ -190,7 +190,7 @@ async function main(): Promise<void> {
       const r = await run();
       return {
         p50: r.p50, p99: r.p99, max: r.max, rps: r.rps, errors: r.errors, requests: r.requests, generatorLateP99: r.lateP99, serverCpuMicrosPerRequest: r.serverCpuMicros,
-        majorGcs: r.majorGcs, majorGcMs: r.majorGcMs, wallSeconds: (performance.now() - t) / 1000,
+        majorGcs: r.majorGcs, majorGcMs: r.majorGcMs, slowEpisodes: r.slowEpisodes, wallSeconds: (performance.now() - t) / 1000,
         cpuSeconds: cpuSecondsOf(pid) - cpu0, mainThreadCpuSeconds: cpuSecondsOf(pid, 'main') - main0, loadAverage: [la0, os.loadavg()[0]!],
       };
     };
@@ -268,6 +268,7 @@ async function main(): Promise<void> {
     const pairOf = (q: Record<string, unknown>, c: Record<string, unknown>): Record<string, unknown> => ({
       quietP99: q['p99'], churnP99: c['p99'], errors: (q['errors'] as number) + (c['errors'] as number), quietMajorGcs: q['majorGcs'], churnMajorGcs: c['majorGcs'],
       quietCpuMicrosPerRequest: q['serverCpuMicrosPerRequest'], churnCpuMicrosPerRequest: c['serverCpuMicrosPerRequest'],
+      quietSlowEpisodes: q['slowEpisodes'], churnSlowEpisodes: c['slowEpisodes'],
     });
     const pairs = [pairOf(quiet, churned)];
     for (let r = 1; r < REPEATS; r++) {

@@ -79,3 +79,43 @@ export async function runRate(
   await Promise.all(inFlight);
   return lat;
 }
+
+/** A run of slow requests close together in time (slowEpisodes). */
+export interface SlowEpisode {
+  /** When its first slow request was scheduled, ms from the phase's start. */
+  readonly atMs: number;
+  /** From its first slow request's schedule to its last one's, ms. */
+  readonly spanMs: number;
+  /** How many of its requests were slow. */
+  readonly requests: number;
+  readonly maxMs: number;
+}
+
+/**
+ * The rate loop's slow requests (latency above `thresholdMs`; the phase's p99, say) grouped into
+ * episodes: two slow requests scheduled less than `gapMs` apart are one episode. Tells a p99 set by a
+ * few long stalls (a major collection, a descheduled process: a few episodes of many requests) from one
+ * set by queueing spread over the phase (many episodes of one or two). `latency[i]` is request i's,
+ * scheduled at i * 1000 / rate ms. The `limit` episodes with the most slow requests, in time order.
+ */
+export function slowEpisodes(latency: readonly number[], rate: number, thresholdMs: number, gapMs = 50, limit = 10): { episodes: number; top: SlowEpisode[] } {
+  const all: SlowEpisode[] = [];
+  let cur: { atMs: number; lastMs: number; requests: number; maxMs: number } | undefined;
+  const close = (): void => {
+    if (cur) all.push({ atMs: Math.round(cur.atMs), spanMs: Math.round(cur.lastMs - cur.atMs), requests: cur.requests, maxMs: Math.round(cur.maxMs * 10) / 10 });
+    cur = undefined;
+  };
+  for (let i = 0; i < latency.length; i++) {
+    const ms = latency[i]!;
+    if (!(ms > thresholdMs)) continue;
+    const at = (i * 1000) / rate;
+    if (cur && at - cur.lastMs >= gapMs) close();
+    if (!cur) cur = { atMs: at, lastMs: at, requests: 0, maxMs: 0 };
+    cur.lastMs = at;
+    cur.requests++;
+    cur.maxMs = Math.max(cur.maxMs, ms);
+  }
+  close();
+  const top = [...all].sort((a, b) => b.requests - a.requests || a.atMs - b.atMs).slice(0, limit).sort((a, b) => a.atMs - b.atMs);
+  return { episodes: all.length, top };
+}

@@ -25,7 +25,7 @@ import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 
-import { runMax, runRate, type LoopClock } from './load-loops.ts';
+import { runMax, runRate, slowEpisodes, type LoopClock } from './load-loops.ts';
 
 const { values } = parseArgs({
   options: {
@@ -242,7 +242,11 @@ process.stdout.write(
     max: sorted[sorted.length - 1] ?? NaN,
     warmupRequests: WARMUP_REQUESTS,
     ...(values.mode === 'rate'
-      ? { lateP50: percentile(lateSorted, 50), lateP99: percentile(lateSorted, 99), schedP99: percentile(schedSorted, 99), schedP999: percentile(schedSorted, 99.9) }
+      ? {
+          lateP50: percentile(lateSorted, 50), lateP99: percentile(lateSorted, 99), schedP99: percentile(schedSorted, 99), schedP999: percentile(schedSorted, 99.9),
+          // Where the requests above the p99 were: a few long stalls or spread over the phase.
+          slowEpisodes: slowEpisodes(lat, Number(values.rate), percentile(sorted, 99)),
+        }
       : {}),
   }) + '\n',
 );

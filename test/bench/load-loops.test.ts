@@ -4,7 +4,7 @@
 
 import t from 'tap';
 
-import { runMax, runRate, type LoopClock, type Sender } from '../../bench/load-loops.ts';
+import { runMax, runRate, slowEpisodes, type LoopClock, type Sender } from '../../bench/load-loops.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { turn } from '../helpers/until.ts';
 
@@ -92,4 +92,26 @@ t.test('max mode: each connection sends again as soon as answered, until the tim
   t.same(pool[0]!.sent.map((at) => at - t0), every10, 'back to back for 100 ms');
   t.same(pool[1]!.sent.map((at) => at - t0), every10, 'errors do not stop a connection');
   t.same(lat, Array.from({ length: 20 }, () => 10));
+});
+
+t.test('slowEpisodes groups the requests above a threshold by time', async (t) => {
+  // 100 req/s: request i is scheduled at 10 i ms.
+  const lat = new Array<number>(200).fill(1);
+  for (const i of [10, 11, 12, 15]) lat[i] = 20; // one episode at 100 ms: 100-150 ms, gaps of 10-30 ms
+  lat[30] = 9; // at the threshold: not slow
+  for (const i of [60, 61]) lat[i] = 40; // another at 600 ms
+  lat[66] = 12; // 50 ms after the last: a third (a gap of exactly gapMs splits)
+  lat[199] = 15; // the last request: one of its own
+  const r = slowEpisodes(lat, 100, 9, 50);
+  t.equal(r.episodes, 4);
+  t.same(r.top, [
+    { atMs: 100, spanMs: 50, requests: 4, maxMs: 20 },
+    { atMs: 600, spanMs: 10, requests: 2, maxMs: 40 },
+    { atMs: 660, spanMs: 0, requests: 1, maxMs: 12 },
+    { atMs: 1990, spanMs: 0, requests: 1, maxMs: 15 },
+  ]);
+  // The limit keeps the episodes with the most slow requests (ties: the earlier), in time order.
+  t.same(slowEpisodes(lat, 100, 9, 50, 2).top.map((e) => e.atMs), [100, 600]);
+  t.same(slowEpisodes(lat, 100, 9, 50, 3).top.map((e) => e.atMs), [100, 600, 660]);
+  t.same(slowEpisodes([], 100, 9), { episodes: 0, top: [] });
 });

@@ -17,7 +17,7 @@
 //          [--repeat new|cycle] [--churn-label bench.meshguard.io/churn] [--churn-kind label|ready] [--json FILE]
 
 import os from 'node:os';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -109,6 +109,22 @@ const pct = (xs: readonly number[], p: number): number => {
 };
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 
+// Major collections (count and pause time) and scavenges, per phase: what the events leave for the old
+// generation shows as more major collections in the same time.
+const gcs = { major: 0, majorMs: 0, minor: 0, minorMs: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+    if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+      gcs.major++;
+      gcs.majorMs += e.duration;
+    } else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+      gcs.minor++;
+      gcs.minorMs += e.duration;
+    }
+  }
+}).observe({ entryTypes: ['gc'] });
+
 let changeN = 0;
 /** One phase: `events`/s pod changes and `rate`/s reviews for `seconds`, open loop on this event loop. */
 async function phase(name: string, events: number, rate: number, seconds: number): Promise<Record<string, unknown>> {
@@ -129,6 +145,9 @@ async function phase(name: string, events: number, rate: number, seconds: number
   loop.enable();
   const cpu0 = process.cpuUsage();
   const rev0 = state.revision;
+  const gc0 = { ...gcs };
+  const heap0 = process.memoryUsage().heapUsed;
+  const copies0 = state.labelGroupCopies;
   const t0 = performance.now();
   let i = 0;
   while (i < items.length) {
@@ -160,6 +179,9 @@ async function phase(name: string, events: number, rate: number, seconds: number
   const wall = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   loop.disable();
+  // The observer's entries arrive on a later turn of the loop.
+  await new Promise((r) => setImmediate(r));
+  const heapMB = (process.memoryUsage().heapUsed - heap0) / 2 ** 20;
   const stats = decide.stats(state);
   return {
     phase: name, eventsPerSecond: events, reviewsPerSecond: rate, seconds, wallSeconds: r2(wall),
@@ -170,7 +192,10 @@ async function phase(name: string, events: number, rate: number, seconds: number
     decideMsPerReview: latency.length ? Math.round((decideMs / latency.length) * 1000) / 1000 : 0,
     cpuMicrosPerEvent: lag.length ? Math.round(applyCpu / lag.length) : 0,
     cpuMicrosPerReview: latency.length ? Math.round(decideCpu / latency.length) : 0,
-    eventLoopMaxMs: r2(loop.max / 1e6), verdictCache: { hits: stats.hits, misses: stats.misses },
+    eventLoopMaxMs: r2(loop.max / 1e6),
+    gc: { major: gcs.major - gc0.major, majorMs: r2(gcs.majorMs - gc0.majorMs), minor: gcs.minor - gc0.minor, minorMs: r2(gcs.minorMs - gc0.minorMs), heapUsedChangeMB: r2(heapMB) },
+    labelGroupCopies: state.labelGroupCopies - copies0,
+    verdictCache: { hits: stats.hits, misses: stats.misses },
     loadAverage: r2(os.loadavg()[0]!),
   };
 }

@@ -18,8 +18,9 @@ interface Bucket {
  * The pods of one namespace carrying one label: most such groups are small (one workload's replicas),
  * so they are exact-length arrays; a Set per group would cost ~1 KB for a few dozen pods. Big groups
  * become a Set so removals stay O(1); insertion order is kept either way. An array a reader has been
- * given (podsWithLabel; memos are keyed by it) is replaced rather than changed; one no reader has seen
- * since it was made is changed in place when a pod object replaces another (MemoryState.#handedOut).
+ * given (podsWithLabel; a reader may hold it, or key a memo by it) is replaced rather than changed; one
+ * no reader has seen since it was made is changed in place when a pod object replaces another
+ * (MemoryState.#handedOut).
  */
 type PodGroup = readonly Pod[] | Set<Pod>;
 const SET_FROM = 64;
@@ -86,13 +87,14 @@ export class MemoryState implements ClusterState {
   /**
    * The group arrays of #podLabels that podsWithLabel has returned: a reader may hold them, or key a
    * memo by them, so they are copied before a change. Any other group array has never left the store,
-   * and a pod event replacing a pod object changes it in place: at 500 pod events/s the copies were the
-   * largest share of what an event left for the old generation (~1.5 KB of ~4.6 KB, issue 21). An array
-   * leaves this set when it stops being a group (copied, emptied, or its index replaced), so the set
-   * holds at most one entry per group.
+   * and a pod event replacing a pod object changes it in place: the copies were the largest single
+   * site of what a pod event left for the old generation (about 1.5 KB per event at 50k pods, issue 21).
+   * An array leaves this set when it stops being a group (copied, emptied, or its index replaced), so
+   * the set holds at most one entry per group.
    */
   #handedOut = new Set<readonly Pod[]>();
   #groupCopies = 0;
+  #groupsChangedInPlace = 0;
 
   constructor(label = 'memory') {
     this.#label = label;
@@ -168,11 +170,12 @@ export class MemoryState implements ClusterState {
   }
 
   /**
-   * How many label-group arrays a pod replacement has copied because a reader had been given them (the
-   * rest were changed in place): for tests and benchmarks.
+   * The label index's bookkeeping, for tests and benchmarks: how many group arrays pod replacements
+   * copied because a reader had been given them, how many they changed in place, and how many group
+   * arrays readers hold now (#handedOut).
    */
-  get labelGroupCopies(): number {
-    return this.#groupCopies;
+  labelIndexStats(): { copiedForReaders: number; changedInPlace: number; handedOut: number } {
+    return { copiedForReaders: this.#groupCopies, changedInPlace: this.#groupsChangedInPlace, handedOut: this.#handedOut.size };
   }
 
   /** Number of objects of a kind. */
@@ -298,9 +301,9 @@ export class MemoryState implements ClusterState {
 
   /**
    * A pod replaced by a new object of the same name (so of the same namespace). Under each label both
-   * carry, the new object takes the old one's place in one copy of the group, instead of a filtered copy
-   * and then a longer one (most pod events change no label, or one; issue 21's churn); the labels only
-   * one of them carries are removed or added as before.
+   * carry, the new object takes the old one's place in the group (#replaceInGroup: in place, or in one
+   * copy), instead of a filtered copy and then a longer one (most pod events change no label, or one;
+   * issue 21's churn); the labels only one of them carries are removed or added as before.
    */
   #reindexPod(old: Pod, p: Pod): void {
     const ns = p.metadata.namespace ?? '';
@@ -362,7 +365,10 @@ export class MemoryState implements ClusterState {
         copy[i] = p;
         this.#groupCopies++;
         byNs!.set(ns, copy);
-      } else (g as Pod[])[i] = p;
+      } else {
+        (g as Pod[])[i] = p;
+        this.#groupsChangedInPlace++;
+      }
     } else if (g !== undefined && !Array.isArray(g) && (g as Set<Pod>).delete(old)) (g as Set<Pod>).add(p);
     else this.#addToGroup(key, ns, p); // not indexed under it (cannot happen: the old object carried the label)
   }

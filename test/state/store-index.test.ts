@@ -59,7 +59,7 @@ t.test('a handed-out group does not change under later updates', async (t) => {
   t.same(state.podsWithLabel('a', 'app', 'x'), []);
 });
 
-t.test('a replacement gives each group it stays in a new array with the new object in the old one\'s place', async (t) => {
+t.test('a replacement puts the new object in the old one\'s place in each group it stays in, in a new array where a reader holds the old', async (t) => {
   const state = new MemoryState();
   for (const n of ['p1', 'p2', 'p3']) state.upsert('Pod', pod('a', n, { app: 'x', v: '1' }));
   const before = state.podsWithLabel('a', 'app', 'x');
@@ -125,22 +125,38 @@ t.test('a replacement changes a group in place unless a reader has been given it
   const next = (image: string) => ({ ...pod('a', 'p2', { app: 'x', v: '1' }), spec: { containers: [{ name: 'c', image }] } }) as Pod;
   state.upsert('Pod', next('i1'));
   state.upsert('Pod', next('i2'));
-  t.equal(state.labelGroupCopies, 0, 'no reader was given a group: no copy');
+  t.same(state.labelIndexStats(), { copiedForReaders: 0, changedInPlace: 4, handedOut: 0 }, 'no reader was given a group: both groups changed in place, twice');
   const held = state.podsWithLabel('a', 'app', 'x');
+  t.equal(state.labelIndexStats().handedOut, 1);
   t.equal(held[1], state.get('Pod', 'a', 'p2'), 'the group holds the latest object');
   const heldObject = held[1];
   state.upsert('Pod', next('i3'));
-  t.equal(state.labelGroupCopies, 1, 'the group given to a reader was copied; the other (v=1) was not');
+  t.same(state.labelIndexStats(), { copiedForReaders: 1, changedInPlace: 5, handedOut: 0 }, 'the group given to a reader was copied, the other (v=1) changed in place');
   t.equal(held[1], heldObject, 'the array the reader holds did not change');
   const after = state.podsWithLabel('a', 'app', 'x');
   t.not(after, held);
   t.equal(after[1], state.get('Pod', 'a', 'p2'));
   t.same(state.podsWithLabel('a', 'v', '1').map((p) => p === state.get('Pod', 'a', 'p2')), [false, true, false]);
-  // The copy has been given out in turn (just above): the next change copies it again, and no more.
+  // Both copies have been given out in turn (just above): the next change copies each once, and no more.
   state.upsert('Pod', next('i4'));
   state.upsert('Pod', next('i5'));
-  t.equal(state.labelGroupCopies, 3, 'one copy per group given out since its last change (app=x and v=1)');
+  t.same(state.labelIndexStats(), { copiedForReaders: 3, changedInPlace: 7, handedOut: 0 }, 'one copy per group given out since its last change');
   t.equal(after[1]!.spec.containers[0]!.image, 'i3', 'the second reader kept its array too');
+  // Arrays that stop being groups leave the set of handed-out ones: a label lost, a pod removed, a relist.
+  state.podsWithLabel('a', 'app', 'x');
+  state.podsWithLabel('a', 'v', '1');
+  t.equal(state.labelIndexStats().handedOut, 2);
+  state.upsert('Pod', pod('a', 'p2', { app: 'x' })); // loses v=1 (a filtered copy), keeps app=x (copied for its reader)
+  t.equal(state.labelIndexStats().handedOut, 0);
+  state.podsWithLabel('a', 'app', 'x');
+  state.upsert('Pod', pod('a', 'p4', { app: 'x' })); // joins app=x: a longer copy
+  t.equal(state.labelIndexStats().handedOut, 0);
+  state.podsWithLabel('a', 'app', 'x');
+  state.remove('Pod', 'a', 'p4');
+  t.equal(state.labelIndexStats().handedOut, 0);
+  state.podsWithLabel('a', 'app', 'x');
+  state.replaceAll('Pod', [pod('a', 'p1', { app: 'x' })]);
+  t.equal(state.labelIndexStats().handedOut, 0, 'a relist empties it');
 });
 
 t.test('groups a reader was given in a state built aside stay unchanged after it is adopted', async (t) => {
@@ -155,6 +171,55 @@ t.test('groups a reader was given in a state built aside stay unchanged after it
     live.upsert('Pod', { ...pod('a', 'p1', { app: 'x' }), spec: { containers: [{ name: 'c' }] } } as Pod);
     t.equal(held[0], old, `${how}: the held array still holds the old object`);
     t.equal(live.podsWithLabel('a', 'app', 'x')[0], live.get('Pod', 'a', 'p1'), `${how}: the index has the new one`);
-    t.equal(live.labelGroupCopies, 1, `${how}: copied once`);
+    t.equal(live.labelIndexStats().copiedForReaders, 1, `${how}: copied once`);
+  }
+});
+
+t.test('no array a reader holds changes, through random updates, relists and adoptions', async (t) => {
+  const podOf = (ns: string, name: string, labels: Record<string, string>, image: string) =>
+    transformObject('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels }, spec: { containers: [{ name: 'c', image }] } }) as Pod;
+  for (const seed of [1, 2, 3]) {
+    const r = rand(seed);
+    const state = new MemoryState();
+    const held: { group: readonly Pod[]; copy: readonly Pod[] }[] = [];
+    let changed = 0;
+    let checks = 0;
+    for (let step = 0; step < 6000; step++) {
+      const ns = `ns${Math.floor(r() * 2)}`;
+      const name = `p${Math.floor(r() * 100)}`;
+      const x = r();
+      if (x < 0.2) state.remove('Pod', ns, name);
+      else if (x < 0.5) {
+        // Same labels, new object: the replacements that change groups in place.
+        const o = state.get('Pod', ns, name);
+        if (o) state.upsert('Pod', podOf(ns, name, o.metadata.labels ?? {}, `i${step}`));
+      } else if (x < 0.85) state.upsert('Pod', podOf(ns, name, { app: `a${Math.floor(r() * 2)}`, tier: r() < 0.5 ? 'web' : 'db' }, `i${step}`));
+      else if (x < 0.855) state.replaceNamespace('Pod', ns, state.list('Pod', ns).slice(0, 30));
+      else if (x < 0.86) {
+        // A relist built aside, read there, then taken over.
+        const aside = new MemoryState();
+        for (const p of state.list('Pod')) aside.upsert('Pod', p);
+        const g = aside.podsWithLabel('ns0', 'tier', 'web');
+        held.push({ group: g, copy: [...g] });
+        if (r() < 0.5) state.adoptKind('Pod', aside);
+        else state.adopt(aside);
+      } else if (x < 0.862) state.replaceAll('Pod', state.list('Pod').slice(0, 80));
+      else {
+        const g = state.podsWithLabel(ns, r() < 0.5 ? 'app' : 'tier', ['a0', 'a1', 'web', 'db'][Math.floor(r() * 4)]!);
+        held.push({ group: g, copy: [...g] });
+      }
+      if (step % 50 === 0) {
+        for (const h of held) {
+          checks++;
+          if (h.group.length !== h.copy.length || h.group.some((p, i) => p !== h.copy[i])) changed++;
+        }
+      }
+      if (held.length > 400) held.splice(0, 200);
+    }
+    const stats = state.labelIndexStats();
+    t.equal(changed, 0, `seed ${seed}: no held array changed (${checks} checks)`);
+    t.ok(stats.changedInPlace > 0 && stats.copiedForReaders > 0, `seed ${seed}: both paths taken (${JSON.stringify(stats)})`);
+    // At most one entry per group: 2 namespaces x (2 app values + 2 tiers).
+    t.ok(stats.handedOut <= 8, `seed ${seed}: ${stats.handedOut} handed-out arrays, at most one per group`);
   }
 });

@@ -110,20 +110,30 @@ const pct = (xs: readonly number[], p: number): number => {
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 
 // Major collections (count and pause time) and scavenges, per phase: what the events leave for the old
-// generation shows as more major collections in the same time.
-const gcs = { major: 0, majorMs: 0, minor: 0, minorMs: 0 };
+// generation shows as more major collections in the same time. An entry reaches the observer a few
+// turns of the loop after its collection, so each phase counts the entries that started within it.
+const gcEntries: { at: number; major: boolean; ms: number }[] = [];
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
     const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
-    if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
-      gcs.major++;
-      gcs.majorMs += e.duration;
-    } else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
-      gcs.minor++;
-      gcs.minorMs += e.duration;
-    }
+    if (kind === constants.NODE_PERFORMANCE_GC_MAJOR || kind === constants.NODE_PERFORMANCE_GC_MINOR) gcEntries.push({ at: e.startTime, major: kind === constants.NODE_PERFORMANCE_GC_MAJOR, ms: e.duration });
   }
 }).observe({ entryTypes: ['gc'] });
+/** The collections that started between `from` and `to` (performance.now() times). */
+function gcsBetween(from: number, to: number): { major: number; majorMs: number; minor: number; minorMs: number } {
+  const out = { major: 0, majorMs: 0, minor: 0, minorMs: 0 };
+  for (const g of gcEntries) {
+    if (g.at < from || g.at >= to) continue;
+    if (g.major) {
+      out.major++;
+      out.majorMs += g.ms;
+    } else {
+      out.minor++;
+      out.minorMs += g.ms;
+    }
+  }
+  return out;
+}
 
 let changeN = 0;
 /** One phase: `events`/s pod changes and `rate`/s reviews for `seconds`, open loop on this event loop. */
@@ -145,9 +155,8 @@ async function phase(name: string, events: number, rate: number, seconds: number
   loop.enable();
   const cpu0 = process.cpuUsage();
   const rev0 = state.revision;
-  const gc0 = { ...gcs };
   const heap0 = process.memoryUsage().heapUsed;
-  const copies0 = state.labelGroupCopies;
+  const index0 = state.labelIndexStats();
   const t0 = performance.now();
   let i = 0;
   while (i < items.length) {
@@ -179,9 +188,12 @@ async function phase(name: string, events: number, rate: number, seconds: number
   const wall = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   loop.disable();
-  // The observer's entries arrive on a later turn of the loop.
-  await new Promise((r) => setImmediate(r));
   const heapMB = (process.memoryUsage().heapUsed - heap0) / 2 ** 20;
+  const tEnd = performance.now();
+  // The observer's entries for the phase's last collections arrive a few turns later.
+  await new Promise((r) => setTimeout(r, 50));
+  const gc = gcsBetween(t0, tEnd);
+  const index = state.labelIndexStats();
   const stats = decide.stats(state);
   return {
     phase: name, eventsPerSecond: events, reviewsPerSecond: rate, seconds, wallSeconds: r2(wall),
@@ -193,8 +205,8 @@ async function phase(name: string, events: number, rate: number, seconds: number
     cpuMicrosPerEvent: lag.length ? Math.round(applyCpu / lag.length) : 0,
     cpuMicrosPerReview: latency.length ? Math.round(decideCpu / latency.length) : 0,
     eventLoopMaxMs: r2(loop.max / 1e6),
-    gc: { major: gcs.major - gc0.major, majorMs: r2(gcs.majorMs - gc0.majorMs), minor: gcs.minor - gc0.minor, minorMs: r2(gcs.minorMs - gc0.minorMs), heapUsedChangeMB: r2(heapMB) },
-    labelGroupCopies: state.labelGroupCopies - copies0,
+    gc: { major: gc.major, majorMs: r2(gc.majorMs), minor: gc.minor, minorMs: r2(gc.minorMs), heapUsedChangeMB: r2(heapMB) },
+    labelGroups: { copiedForReaders: index.copiedForReaders - index0.copiedForReaders, changedInPlace: index.changedInPlace - index0.changedInPlace },
     verdictCache: { hits: stats.hits, misses: stats.misses },
     loadAverage: r2(os.loadavg()[0]!),
   };

@@ -41,6 +41,12 @@ t.test('rate mode sends the scheduled number of requests and counts the answers'
   t.ok(r.p50 > 0 && r.p50 <= r.p99 && r.p99 <= r.p999 && r.p999 <= r.max, 'ordered percentiles');
   t.ok(typeof r.lateP99 === 'number' && r.lateP99 >= 0, 'lateness reported');
   t.ok(Number.isFinite(r.serverCpuMicros) && r.serverCpuMicros! > 0, 'server CPU per request read from /proc');
+  // The requests above the p99 (2 of 200, fewer on ties), grouped by time; the slowest one is in them.
+  const slow = r.slowEpisodes!;
+  t.ok(slow !== undefined && slow.episodes === slow.top.length, 'slow episodes reported');
+  const above = slow.top.reduce((n, e) => n + e.requests, 0);
+  t.ok(above <= 2, `at most the 1% above the p99 (${above})`);
+  if (above > 0) t.equal(Math.max(...slow.top.map((e) => e.maxMs)), Math.round(r.max * 10) / 10, 'the slowest request is in an episode');
 });
 
 t.test('answers other than 200 are errors, and max mode keeps going', async (t) => {
@@ -56,6 +62,7 @@ t.test('answers other than 200 are errors, and max mode keeps going', async (t) 
   t.ok(Math.abs(ok - bad) <= 1, `the bodies in turn: 200s and 400s alike (${JSON.stringify(statuses)}, ${r.requests} requests)`);
   t.equal(r.errors, bad, 'each 400 is an error');
   t.equal(ok + bad, r.requests, 'every request answered and counted once');
+  t.equal(r.slowEpisodes, undefined, 'no schedule in max mode: no episodes');
 });
 
 t.test('answers it cannot frame stop the run instead of becoming numbers', async (t) => {

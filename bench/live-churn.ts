@@ -30,7 +30,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
 import { startControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { cpuSecondsOf, deployedNodeFlags, pinBenchAwayFromServer, eventLoopProbeFlags, eventLoopSince, freePort, measureLoad, ROOT, startServer, stopServer, type LoadResult } from './harness.ts';
+import { cpuSecondsOf, deployedNodeFlags, pinBenchAwayFromServer, eventLoopProbeFlags, eventLoopSince, freePort, measureLoad, ROOT, rssOf, startServer, stopServer, type LoadResult } from './harness.ts';
 import { apiFromKubeconfig, loadCluster, pathOf, podEvents, type Api } from './live.ts';
 import { requestMix } from './requests.ts';
 import { checkChurnAdmission, checkChurnLag, targetsTable, type ChurnFigures } from './targets.ts';
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
       const r = await run();
       return {
         p50: r.p50, p99: r.p99, max: r.max, rps: r.rps, errors: r.errors, requests: r.requests, generatorLateP99: r.lateP99, serverCpuMicrosPerRequest: r.serverCpuMicros,
-        majorGcs: r.majorGcs, majorGcMs: r.majorGcMs, slowEpisodes: r.slowEpisodes, wallSeconds: (performance.now() - t) / 1000,
+        majorGcs: r.majorGcs, majorGcMs: r.majorGcMs, slowEpisodes: r.slowEpisodes, startedAtMs: r.startedAtMs, wallSeconds: (performance.now() - t) / 1000,
         cpuSeconds: cpuSecondsOf(pid) - cpu0, mainThreadCpuSeconds: cpuSecondsOf(pid, 'main') - main0, loadAverage: [la0, os.loadavg()[0]!],
       };
     };
@@ -268,7 +268,7 @@ async function main(): Promise<void> {
     const pairOf = (q: Record<string, unknown>, c: Record<string, unknown>): Record<string, unknown> => ({
       quietP99: q['p99'], churnP99: c['p99'], errors: (q['errors'] as number) + (c['errors'] as number), quietMajorGcs: q['majorGcs'], churnMajorGcs: c['majorGcs'],
       quietCpuMicrosPerRequest: q['serverCpuMicrosPerRequest'], churnCpuMicrosPerRequest: c['serverCpuMicrosPerRequest'],
-      quietSlowEpisodes: q['slowEpisodes'], churnSlowEpisodes: c['slowEpisodes'],
+      quietSlowEpisodes: q['slowEpisodes'], churnSlowEpisodes: c['slowEpisodes'], quietStartedAtMs: q['startedAtMs'], churnStartedAtMs: c['startedAtMs'],
     });
     const pairs = [pairOf(quiet, churned)];
     for (let r = 1; r < REPEATS; r++) {
@@ -301,6 +301,8 @@ async function main(): Promise<void> {
         pairs },
       eventLoop: { quietMaxMs: quietLoop.maxMs, churnMaxMs: churnLoop.maxMs, churnLongest: churnLoop.longestBlocks, repeats: repeatsLoop },
       loadAverage: os.loadavg()[0],
+      // The live server's peak resident memory so far (Linux; NaN elsewhere): the serving target is < 300 MB.
+      liveServerPeakRssMB: rssOf(server.pid, 'VmHWM') / 2 ** 20,
     };
     const figures: ChurnFigures = {
       pods: PODS, changesPerSecond: result.changesPerSecond, changesAcked: result.changesAcked, changesApplied: result.changesApplied, lagMs: result.lagMs,

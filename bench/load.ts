@@ -218,6 +218,8 @@ const fromSchedule: number[] = [];
 const clock: LoopClock = { now: () => performance.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
 
 const t0 = performance.now();
+// The wall-clock start, to line the phase's slow episodes up with samplers outside this process.
+const startedAtMs = Date.now();
 const lat =
   values.mode === 'rate'
     ? await runRate(pool, nextRequest, Number(values.rate), seconds, clock, late, fromSchedule)
@@ -241,6 +243,7 @@ process.stdout.write(
     p999: percentile(sorted, 99.9),
     max: sorted[sorted.length - 1] ?? NaN,
     warmupRequests: WARMUP_REQUESTS,
+    startedAtMs,
     ...(values.mode === 'rate'
       ? {
           lateP50: percentile(lateSorted, 50), lateP99: percentile(lateSorted, 99), schedP99: percentile(schedSorted, 99), schedP999: percentile(schedSorted, 99.9),

@@ -32,12 +32,16 @@ t.test('rate mode sends the scheduled number of requests and counts the answers'
   const { port, pid } = await baseline(t);
   const bodies = join(dir, 'ok.json');
   writeFileSync(bodies, JSON.stringify([review('a'), review('b'), review('c')]));
+  const before = Date.now();
   const r = await measureLoad(pid, { port, caFile: certs.caCert, bodiesFile: bodies, mode: 'rate', rate: 200, connections: 4, seconds: 1 });
+  const after = Date.now();
   t.equal(r.errors, 0);
   t.same((r as unknown as { statuses: Record<string, number> }).statuses, { 200: 200 }, 'rate x seconds answers, all 200');
   t.equal(r.requests, 200);
   const seconds = (r as unknown as { seconds: number }).seconds;
   t.equal(r.rps, r.requests / seconds, `the rate achieved is reported (${r.rps.toFixed(0)} req/s)`);
+  // The loop's wall-clock start (episodes count from it): after the run began, and a whole loop before it ended.
+  t.ok(r.startedAtMs! >= before && r.startedAtMs! + seconds * 1000 <= after + 2, `loop start ${r.startedAtMs} within ${before}..${after} less the loop`);
   t.ok(r.p50 > 0 && r.p50 <= r.p99 && r.p99 <= r.p999 && r.p999 <= r.max, 'ordered percentiles');
   t.ok(typeof r.lateP99 === 'number' && r.lateP99 >= 0, 'lateness reported');
   t.ok(Number.isFinite(r.serverCpuMicros) && r.serverCpuMicros! > 0, 'server CPU per request read from /proc');

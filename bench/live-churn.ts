@@ -19,7 +19,7 @@
 // With --kubeconfig FILE, an apiserver already holding generateCluster(--pods) is used (bench/list-encoding.ts
 // --runs 0 --keep), instead of starting one and loading the cluster (minutes at 50k pods); the churn
 // changes its pods' labels. --bin PATH runs another build's bin/meshguard.js as the live server.
-// Usage: node bench/live-churn.ts [--kubeconfig FILE] [--bin PATH] [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--inject] [--churn-label L] [--repeats 1] [--node-flags F] [--server-stdout FILE] [--json FILE] [--cpu-prof DIR]
+// Usage: node bench/live-churn.ts [--kubeconfig FILE] [--bin PATH] [--pods 5000] [--events 500] [--seconds 20] [--rate 500] [--writers 16] [--no-control] [--pin] [--inject] [--churn-label L] [--threads] [--repeats 1] [--node-flags F] [--server-stdout FILE] [--json FILE] [--cpu-prof DIR]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,10 +30,11 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
 import { startControlPlane } from '../test/e2e/harness.ts';
 import { generateCluster, type Obj } from './cluster-gen.ts';
-import { cpuSecondsOf, deployedNodeFlags, pinBenchAwayFromServer, eventLoopProbeFlags, eventLoopSince, freePort, measureLoad, ROOT, rssOf, startServer, stopServer, type LoadResult } from './harness.ts';
+import { cpuSecondsOf, deployedNodeFlags, NODE, pinBenchAwayFromServer, eventLoopProbeFlags, eventLoopSince, freePort, measureLoad, ROOT, rssOf, startServer, stopServer, type LoadResult } from './harness.ts';
 import { apiFromKubeconfig, loadCluster, pathOf, podEvents, type Api } from './live.ts';
 import { requestMix } from './requests.ts';
 import { checkChurnAdmission, checkChurnLag, targetsTable, type ChurnFigures } from './targets.ts';
+import { episodeThreads, readSamples, type EpisodeThreads, type ThreadSample } from './thread-sampler.ts';
 import { startWatchInjector, type WatchInjector } from './watch-injector.ts';
 
 const { values } = parseArgs({
@@ -47,6 +48,8 @@ const { values } = parseArgs({
     control: { type: 'boolean', default: true },
     pin: { type: 'boolean', default: false },
     inject: { type: 'boolean', default: false },
+    /** Sample every thread's CPU and run-queue time (bench/thread-sampler.ts) and read it over each slow episode. */
+    threads: { type: 'boolean', default: false },
     /**
      * The label each change sets to a new value. The default moves each changed pod into a class
      * (identity) of its own, the costly case; pod-template-hash is one no class reads (a rollout's).
@@ -75,6 +78,8 @@ const REPEATS = Math.max(1, Number(values.repeats));
 // server's main thread in that profile, a cost the control did not pay.
 const POLL_MS = 100;
 const log = (m: string): void => void process.stderr.write(`[live-churn] ${m}\n`);
+// --threads: the sampler's interval. Reading every watched thread's schedstat takes about 1 ms.
+const THREAD_SAMPLE_MS = 20;
 
 const pct = (xs: readonly number[], p: number): number => {
   if (xs.length === 0) return Number.NaN;
@@ -123,6 +128,31 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: numbe
   };
 }
 
+/**
+ * --threads: each phase's slow episodes of 20 requests or more, with what every watched thread did over
+ * them, and a count of the live server's episodes in which its V8 workers ran longer than its main thread
+ * (a major collection's concurrent marking taking the CPUs the requests wait for).
+ */
+function threadFigures(samples: readonly ThreadSample[], pairs: readonly Record<string, unknown>[], controlQuiet?: Record<string, unknown>, controlChurn?: Record<string, unknown>): Record<string, unknown> {
+  type Eps = { top: { atMs: number; spanMs: number; requests: number; maxMs: number }[] } | undefined;
+  const of = (startedAtMs: unknown, eps: unknown): EpisodeThreads[] =>
+    typeof startedAtMs === 'number' && eps !== undefined ? episodeThreads(samples, startedAtMs, (eps as NonNullable<Eps>).top, THREAD_SAMPLE_MS) : [];
+  const live = pairs.map((p) => ({ quiet: of(p['quietStartedAtMs'], p['quietSlowEpisodes']), churn: of(p['churnStartedAtMs'], p['churnSlowEpisodes']) }));
+  const all = live.flatMap((p) => [...p.quiet, ...p.churn]);
+  const run = (e: EpisodeThreads, g: string): number => e.threads[g]?.runMs ?? 0;
+  const markingLed = all.filter((e) => run(e, 'live/v8') > run(e, 'live/main')).length;
+  const summary = `${markingLed} of the live server's ${all.length} episodes of 20+ slow requests had its V8 workers on a CPU longer than its main thread`;
+  log(`threads: ${summary}`);
+  for (const e of all) {
+    const others = Object.entries(e.threads).filter(([g]) => !g.startsWith('live/')).sort((a, b) => b[1].runMs - a[1].runMs).slice(0, 2);
+    log(`  ${e.requests} slow over ${e.windowMs} ms: main ran ${run(e, 'live/main')} waited ${e.threads['live/main']?.waitMs ?? 0}; V8 workers ran ${run(e, 'live/v8')}; then ${others.map(([g, v]) => `${g} ${v.runMs}`).join(', ')}`);
+  }
+  return {
+    intervalMs: THREAD_SAMPLE_MS, samples: samples.length, summary, markingLedEpisodes: markingLed, episodes: all.length, pairs: live,
+    control: { quiet: of(controlQuiet?.['startedAtMs'], controlQuiet?.['slowEpisodes']), churn: of(controlChurn?.['startedAtMs'], controlChurn?.['slowEpisodes']) },
+  };
+}
+
 async function main(): Promise<void> {
   // Before anything is started: every child from here on inherits the split.
   const pinned = values.pin ? pinBenchAwayFromServer() : undefined;
@@ -135,20 +165,28 @@ async function main(): Promise<void> {
   let server: ChildProcess | undefined;
   let controlServer: ChildProcess | undefined;
   let injector: WatchInjector | undefined;
+  let sampler: ChildProcess | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       const c = spawn(path.join(ROOT, 'scripts/dev-certs.sh'), [work], { stdio: 'ignore' });
       c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error('dev-certs failed'))));
     });
     const ca = readFileSync(path.join(work, 'ca.crt'));
+    const stateFile = path.join(work, 'state.json');
     const tls = ['--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key')];
-    const objects = generateCluster(PODS);
-    let loaded = { perSecond: Number.NaN };
-    if (!values.kubeconfig) {
-      log(`creating ${objects.length} objects (${PODS} pods)`);
-      loaded = await loadCluster(api, objects);
-      log(`${loaded.perSecond.toFixed(0)} objects/s`);
-    }
+    const loaded = await (async () => {
+      // Only what later steps need is kept: this process shares the cores with meshguard, and its own
+      // major collections of 70k objects would land in the phases as stalls (bench/thread-sampler.ts).
+      const objects = generateCluster(PODS);
+      let perSecond = Number.NaN;
+      if (!values.kubeconfig) {
+        log(`creating ${objects.length} objects (${PODS} pods)`);
+        perSecond = (await loadCluster(api, objects)).perSecond;
+        log(`${perSecond.toFixed(0)} objects/s`);
+      }
+      if (values.control) writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+      return { perSecond, objects: objects.length, pods: values.inject ? [] : objects.filter((o) => o.kind === 'Pod') };
+    })();
     // --inject: meshguard's kubeconfig names the proxy (the same token, passed through; the dev CA).
     let kubeconfig = cp.kubeconfigPath;
     if (values.inject) {
@@ -176,6 +214,14 @@ async function main(): Promise<void> {
     if (stdoutFd !== undefined) closeSync(stdoutFd);
     server = started.child;
     const startup = await eventLoopSince(server, probe);
+    // --threads: who runs and who waits for a CPU, every THREAD_SAMPLE_MS, read over each slow episode.
+    const samplesFile = path.join(work, 'threads.jsonl');
+    if (values.threads) {
+      sampler = spawn(NODE, [
+        path.join(ROOT, 'bench/thread-sampler.ts'), '--out', samplesFile, '--interval', String(THREAD_SAMPLE_MS),
+        `live=pid:${server.pid}`, `bench=pid:${process.pid}`, 'control=cmd:serve --state', 'load=cmd:bench/load.ts', 'apiserver=cmd:kube-apiserver', 'etcd=cmd:bin/etcd ',
+      ], { cwd: ROOT, stdio: 'ignore' });
+    }
     log(`ready after ${started.readyMs.toFixed(0)} ms, event loop blocked at most ${startup.maxMs.toFixed(0)} ms`);
     const bodies = path.join(work, 'bodies.json');
     writeFileSync(bodies, JSON.stringify(requestMix(PODS, 400).map((r) => JSON.stringify(r.review))));
@@ -206,8 +252,6 @@ async function main(): Promise<void> {
     let control: { child: ChildProcess; port: number; metricsPort: number } | undefined;
     let controlQuiet: Record<string, unknown> | undefined;
     if (values.control) {
-      const stateFile = path.join(work, 'state.json');
-      writeFileSync(stateFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
       const cport = await freePort();
       const cmetrics = await freePort();
       const c = await startServer(
@@ -244,7 +288,7 @@ async function main(): Promise<void> {
     /** Runs `measure` under churn, then stops the churn and adds its changes to `changes`. */
     const underChurn = async <T>(measure: () => Promise<T>): Promise<T> => {
       const t0 = performance.now();
-      const stop = injector ? injector.churn(EVENTS, values['churn-label']) : churn(api, objects.filter((o) => o.kind === 'Pod'), EVENTS, WRITERS, values['churn-label']);
+      const stop = injector ? injector.churn(EVENTS, values['churn-label']) : churn(api, loaded.pods, EVENTS, WRITERS, values['churn-label']);
       try {
         return await measure();
       } finally {
@@ -292,8 +336,14 @@ async function main(): Promise<void> {
       if (j >= applied.length) break;
       lags.push(Math.max(0, applied[j]!.t - acked[k]!));
     }
+    let threads: Record<string, unknown> | undefined;
+    if (sampler) {
+      await stopServer(sampler, 'SIGTERM');
+      sampler = undefined;
+      threads = threadFigures(readSamples(samplesFile), pairs, controlQuiet, controlChurned);
+    }
     const result = {
-      date: new Date().toISOString(), pinned: pinned ?? false, pods: PODS, objects: objects.length, apiserverLoadPerSecond: loaded.perSecond,
+      date: new Date().toISOString(), pinned: pinned ?? false, pods: PODS, objects: loaded.objects, apiserverLoadPerSecond: loaded.perSecond,
       readyMs: started.readyMs, startupEventLoop: startup,
       eventsAsked: EVENTS, churnLabel: values['churn-label'], injected: injector?.stats() ?? false, writers: injector ? 0 : WRITERS, changesSent: changes.sent, changesAcked: acked.length, changesFailed: changes.failed, changesPerSecond: acked.length / churnSeconds,
       changesApplied: applied.at(-1)?.n ?? 0, lagMs: { p50: pct(lags, 50), p99: pct(lags, 99), max: pct(lags, 100), resolutionMs: POLL_MS, matched: lags.length, missedPolls },
@@ -303,6 +353,7 @@ async function main(): Promise<void> {
       loadAverage: os.loadavg()[0],
       // The live server's peak resident memory so far (Linux; NaN elsewhere): the serving target is < 300 MB.
       liveServerPeakRssMB: rssOf(server.pid, 'VmHWM') / 2 ** 20,
+      ...(threads ? { threads } : {}),
     };
     const figures: ChurnFigures = {
       pods: PODS, changesPerSecond: result.changesPerSecond, changesAcked: result.changesAcked, changesApplied: result.changesApplied, lagMs: result.lagMs,
@@ -314,6 +365,7 @@ async function main(): Promise<void> {
     if (values.json) writeFileSync(values.json, json + '\n');
     process.stdout.write(json + '\n');
   } finally {
+    if (sampler) await stopServer(sampler, 'SIGTERM');
     api.close();
     await injector?.close();
     if (server) await stopServer(server, 'SIGTERM');

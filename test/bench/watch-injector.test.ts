@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 
-import { startWatchInjector, type WatchInjector } from '../../bench/watch-injector.ts';
+import { podEventLine, podTemplate, startWatchInjector, type WatchInjector } from '../../bench/watch-injector.ts';
 import { makeCerts } from '../helpers/certs.ts';
 import { until } from '../helpers/until.ts';
 
@@ -231,4 +231,26 @@ t.test('a watch whose apiserver connection dies is cut, not left open or ended w
   up.watches[0]!.write('{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"3"}}}\n', () => up.watches[0]!.socket?.destroy());
   await t.rejects(pod, 'the pod watch fails too');
   t.notMatch(podReceived, /watch-injector/);
+});
+
+t.test('an event line is the pod as served, less managedFields, with the resourceVersion and the label filled in', async (t) => {
+  const served = { ...pod('p1'), status: { phase: 'Running', podIP: '10.0.0.1' } };
+  const line = podEventLine(podTemplate(served), '42', 'bench.meshguard.io/churn', 'i-1');
+  t.ok(line.endsWith('}\n') && line.indexOf('\n') === line.length - 1, 'one line');
+  const ev = JSON.parse(line) as { type: string; object: { metadata: Record<string, unknown> } & Record<string, unknown> };
+  t.equal(ev.type, 'MODIFIED');
+  const { managedFields: _m, ...metadata } = (served as unknown as { metadata: Record<string, unknown> }).metadata;
+  t.same(ev.object, { ...served, metadata: { ...metadata, resourceVersion: '42', labels: { app: 'p1', 'bench.meshguard.io/churn': 'i-1' } } }, 'everything else as served');
+  t.equal(ev.object.metadata['managedFields'], undefined);
+
+  // A pod that has the label already: the event's value is the one a parser keeps.
+  const had = { ...pod('p2'), metadata: { name: 'p2', labels: { 'pod-template-hash': 'old', app: 'p2' } } };
+  t.same((JSON.parse(podEventLine(podTemplate(had), '7', 'pod-template-hash', 'new')) as { object: { metadata: { labels: unknown } } }).object.metadata.labels, { 'pod-template-hash': 'new', app: 'p2' });
+  // No labels at all, and a key and value that need escaping.
+  const bare = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p3' } };
+  const parsed = JSON.parse(podEventLine(podTemplate(bare), 'a"b', 'k\\"x', 'v\n"')) as { object: { metadata: { resourceVersion: string; labels: unknown } } };
+  t.same(parsed.object.metadata.labels, { 'k\\"x': 'v\n"' }, 'escaped as JSON strings');
+  t.equal(parsed.object.metadata.resourceVersion, 'a"b');
+  // The marks are control characters no apiserver object carries; one that did is refused, not mangled.
+  t.throws(() => podTemplate({ ...bare, metadata: { name: 'p4', annotations: { x: '\u0001rv\u0001' } } }), /mark is missing or repeated/);
 });

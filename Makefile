@@ -104,7 +104,7 @@ bench-live: build control-plane
 # in front of the e2e apiserver, 500 req/s, at 50k pods, three pairs of phases without and with churn, and
 # the state-file control (bench/live-churn.ts --inject; about 9 minutes, half of it loading the apiserver).
 bench-churn: build control-plane
-	$(NODE) bench/live-churn.ts --pods 50000 --inject --repeats 3 --json bench/results/churn-latest.json
+	$(NODE) bench/live-churn.ts --pods 50000 --inject --repeats 3 --threads --json bench/results/churn-latest.json
 
 # Regenerate the README's rule table and the rule pages' Triggers and Codes sections from the registry.
 readme: deps

@@ -12,6 +12,9 @@
 //     loaded the same way under the same churn, so that what the churn costs the machine (kube-apiserver,
 //     etcd, the writers on the same two cores) can be told from what the events cost meshguard.
 // The changes come from --writers concurrent writers, at most one change in flight each.
+// With --threads, bench/thread-sampler.ts samples every thread of meshguard, the control, the load
+// generator, this process (the proxy) and the apiserver, and each slow episode of 20+ requests is given
+// what they ran and waited over its window (`threads` in the JSON; a summary line in the log).
 // With --cpu-prof DIR, meshguard runs under V8's CPU profiler and writes its profile to DIR when it stops.
 // With --pin, meshguard (and the control) run on the first CPU alone, and kube-apiserver, etcd, the writers
 // and the load generator on the others (harness.ts pinBenchAwayFromServer): in a cluster the apiserver
@@ -80,6 +83,7 @@ const POLL_MS = 100;
 const log = (m: string): void => void process.stderr.write(`[live-churn] ${m}\n`);
 // --threads: the sampler's interval. Reading every watched thread's schedstat takes about 1 ms.
 const THREAD_SAMPLE_MS = 20;
+const CONTROL_SETTLE_MS = 15_000;
 
 const pct = (xs: readonly number[], p: number): number => {
   if (xs.length === 0) return Number.NaN;
@@ -262,6 +266,12 @@ async function main(): Promise<void> {
       controlServer = c.child;
       log('control (state file) ready; one quiet phase (its warm-up, and its figure without churn)');
       controlQuiet = await measured(() => load(c.child.pid, cport, cmetrics), c.child.pid);
+      // Once idle, V8's memory reducer collects (up to twice) about 8 s after a process's last burst of
+      // allocation. Left alone, the control's collections landed in the live server's first churn phase
+      // (--threads showed the control's main thread and V8 workers running 60-77 ms each in that
+      // phase's largest episode, in two runs out of two). Waited out here, outside any phase.
+      log(`${CONTROL_SETTLE_MS / 1000} s for the control's idle-time collections`);
+      await new Promise((r) => setTimeout(r, CONTROL_SETTLE_MS));
     }
 
     log(`${RATE} req/s with ${EVENTS} pod label changes/s asked, ${injector ? 'injected into the pod watch' : `${WRITERS} writers`}`);

@@ -225,6 +225,7 @@ const lat =
     ? await runRate(pool, nextRequest, Number(values.rate), seconds, clock, late, fromSchedule)
     : await runMax(pool, nextRequest, seconds, clock);
 const elapsed = (performance.now() - t0) / 1000;
+const endedAtMs = Date.now();
 for (const c of pool) c.close();
 const sorted = Float64Array.from(lat).sort();
 const lateSorted = Float64Array.from(late).sort();
@@ -244,6 +245,7 @@ process.stdout.write(
     max: sorted[sorted.length - 1] ?? NaN,
     warmupRequests: WARMUP_REQUESTS,
     startedAtMs,
+    endedAtMs,
     ...(values.mode === 'rate'
       ? {
           lateP50: percentile(lateSorted, 50), lateP99: percentile(lateSorted, 99), schedP99: percentile(schedSorted, 99), schedP999: percentile(schedSorted, 99.9),

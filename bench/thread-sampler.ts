@@ -7,7 +7,8 @@
 // the load generator, the proxy writing the churn, kube-apiserver.
 //
 // A process is watched by pid (`live=pid:1234`) or by a substring of its command line
-// (`load=cmd:bench/load.ts`: processes started later are found, at most a second late). Thread classes:
+// (`load=cmd:bench/load.ts`: processes started later are found within RESCAN_MS, and counted from their
+// second sample on). Thread classes:
 // the main thread (tid = pid), V8's worker threads (`V8Worker`: concurrent marking, parallel
 // scavenges, compilation), libuv's pool (`libuv-worker`), and the rest. The first sample of a thread
 // only sets its starting point.
@@ -24,11 +25,20 @@ export type Watch = { readonly label: string; readonly pid: number } | { readonl
 
 export type ThreadClass = 'main' | 'v8' | 'libuv' | 'other';
 
-/** One line of the sampler's output: per `label/class`, µs on a CPU and µs waiting for one since the last sample. */
+/**
+ * One line of the sampler's output: per `label/class`, µs on a CPU and µs waiting for one since the
+ * last sample, which was `dt` ms before `t` (more than the interval when the sampler itself waited for a
+ * CPU). The last line of a run also gives the sampler's own CPU time.
+ */
 export interface ThreadSample {
   readonly t: number;
+  readonly dt?: number;
   readonly g: Record<string, readonly [runUs: number, waitUs: number]>;
+  readonly samplerCpuMs?: number;
 }
+
+/** How often watches by command line look for new processes. */
+const RESCAN_MS = 250;
 
 /** `label=pid:N` or `label=cmd:TEXT`. */
 export function parseWatch(arg: string): Watch {
@@ -54,7 +64,16 @@ export function parseSchedstat(text: string): { runNs: number; waitNs: number } 
   const [run, wait] = text.trim().split(/\s+/);
   const runNs = Number(run);
   const waitNs = Number(wait);
-  return Number.isFinite(runNs) && Number.isFinite(waitNs) && run !== '' && wait !== undefined ? { runNs, waitNs } : undefined;
+  return run !== '' && Number.isFinite(runNs) && Number.isFinite(waitNs) ? { runNs, waitNs } : undefined;
+}
+
+/**
+ * What a thread did between two readings of its counters, in µs: nothing to say for a thread seen for
+ * the first time, or one whose counters went down (its tid was reused by a new thread).
+ */
+export function threadDelta(prev: { runNs: number; waitNs: number } | undefined, cur: { runNs: number; waitNs: number }): [runUs: number, waitUs: number] | undefined {
+  if (prev === undefined || cur.runNs < prev.runNs || cur.waitNs < prev.waitNs) return undefined;
+  return [Math.round((cur.runNs - prev.runNs) / 1000), Math.round((cur.waitNs - prev.waitNs) / 1000)];
 }
 
 /**
@@ -119,16 +138,21 @@ export function runSampler(watches: readonly Watch[], out: string, intervalMs: n
   writeFileSync(out, '');
   let pids = resolve(watches);
   let resolvedAt = Date.now();
-  const last = new Map<string, { runNs: number; waitNs: number }>();
+  // Per thread (pid/tid): its counters at the last sample, and its name. Rebuilt each tick, so threads
+  // that ended are dropped; a counter that went down is a reused tid, started afresh.
+  let last = new Map<string, { runNs: number; waitNs: number; comm: string }>();
   let buffer = '';
   let flushedAt = Date.now();
+  let prevTick = Date.now();
+  const cpu0 = process.cpuUsage();
   const tick = (): void => {
     const now = Date.now();
-    if (now - resolvedAt >= 1000) {
+    if (now - resolvedAt >= RESCAN_MS) {
       pids = resolve(watches);
       resolvedAt = now;
     }
     const g: Record<string, [number, number]> = {};
+    const next = new Map<string, { runNs: number; waitNs: number; comm: string }>();
     for (const [pid, label] of pids) {
       let tids: string[];
       try {
@@ -137,26 +161,35 @@ export function runSampler(watches: readonly Watch[], out: string, intervalMs: n
         continue; // exited
       }
       for (const tid of tids) {
+        const key = `${pid}/${tid}`;
         let stat: ReturnType<typeof parseSchedstat>;
-        let comm: string;
         try {
           stat = parseSchedstat(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'));
-          comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
         } catch {
-          continue;
+          continue; // ended between the listing and the read
         }
         if (!stat) continue;
-        const key = `${pid}/${tid}`;
         const prev = last.get(key);
-        last.set(key, stat);
-        if (!prev) continue;
+        const d = threadDelta(prev, stat);
+        let comm = prev?.comm ?? '';
+        if (d === undefined) {
+          try {
+            comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+          } catch {
+            continue;
+          }
+        }
+        next.set(key, { ...stat, comm });
+        if (d === undefined) continue;
         const group = `${label}/${threadClass(comm, tid === String(pid))}`;
         const o = (g[group] ??= [0, 0]);
-        o[0] += Math.round((stat.runNs - prev.runNs) / 1000);
-        o[1] += Math.round((stat.waitNs - prev.waitNs) / 1000);
+        o[0] += d[0];
+        o[1] += d[1];
       }
     }
-    buffer += JSON.stringify({ t: now, g }) + '\n';
+    last = next;
+    buffer += JSON.stringify({ t: now, dt: now - prevTick, g }) + '\n';
+    prevTick = now;
     if (now - flushedAt >= 1000) {
       appendFileSync(out, buffer);
       buffer = '';
@@ -166,7 +199,9 @@ export function runSampler(watches: readonly Watch[], out: string, intervalMs: n
   const timer = setInterval(tick, intervalMs);
   return () => {
     clearInterval(timer);
-    if (buffer !== '') appendFileSync(out, buffer);
+    const cpu = process.cpuUsage(cpu0);
+    buffer += JSON.stringify({ t: Date.now(), g: {}, samplerCpuMs: Math.round((cpu.user + cpu.system) / 1000) }) + '\n';
+    appendFileSync(out, buffer);
     buffer = '';
   };
 }
@@ -177,7 +212,12 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     process.stderr.write('usage: node bench/thread-sampler.ts --out FILE [--interval 20] label=pid:N|label=cmd:TEXT ...\n');
     process.exit(2);
   }
-  const stop = runSampler(positionals.map(parseWatch), values.out, Math.max(5, Number(values.interval)));
+  const interval = Number(values.interval);
+  if (!Number.isInteger(interval) || interval < 5) {
+    process.stderr.write(`--interval: a whole number of ms, 5 or more (got ${values.interval})\n`);
+    process.exit(2);
+  }
+  const stop = runSampler(positionals.map(parseWatch), values.out, interval);
   const end = (): void => {
     stop();
     process.exit(0);
@@ -201,8 +241,14 @@ export interface EpisodeThreads {
   readonly spanMs: number;
   readonly requests: number;
   readonly maxMs: number;
-  /** The window read: from one interval before the episode's first slow request to one after its last one's answer. */
+  /**
+   * The window read: from one interval before the episode's first slow request was due to one after
+   * its last one was due plus the slowest latency in the episode (latency counts from the send, so a
+   * generator that sent late makes the true end later).
+   */
   readonly windowMs: number;
+  /** The longest time between two samples in the window: the figures' resolution there. */
+  readonly maxGapMs: number;
   /** Per `label/class`: ms on a CPU and ms waiting for one in the window (groups under 1 ms of either left out). */
   readonly threads: Record<string, { runMs: number; waitMs: number }>;
 }
@@ -225,7 +271,9 @@ export function episodeThreads(
     const to = startedAtMs + e.atMs + e.spanMs + e.maxMs + intervalMs;
     const all = windowSums(samples, from, to);
     const threads = Object.fromEntries(Object.entries(all).filter(([, v]) => v.runMs >= 1 || v.waitMs >= 1).sort(([a], [b]) => a.localeCompare(b)));
-    out.push({ ...e, windowMs: Math.round(to - from), threads });
+    let maxGapMs = 0;
+    for (const s of samples) if (s.t > from && s.t <= to) maxGapMs = Math.max(maxGapMs, s.dt ?? 0);
+    out.push({ ...e, windowMs: Math.round(to - from), maxGapMs, threads });
   }
   return out;
 }

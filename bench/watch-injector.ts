@@ -33,27 +33,25 @@ export interface WatchInjector {
   close(): Promise<void>;
 }
 
-// Each pod is kept as its event's JSON text, cut where the resourceVersion, the changed label's key and
-// its value go: building an event is then a few string joins, and the proxy's heap holds 50k strings
-// instead of 50k object trees. On this 2-core machine the proxy shares the cores with meshguard, and a
-// major collection of those trees (300 ms of V8 worker time, measured with bench/thread-sampler.ts) was
-// itself a stall in the churn phases it ran in.
+// Each pod is kept as its event's JSON text, cut where the resourceVersion and the labels go, with its
+// labels beside it: building an event is then one small object and a few string joins, and the proxy's
+// heap holds 50k strings and label maps instead of 50k object trees. On this 2-core machine the proxy
+// shares the cores with meshguard, and a major collection of those trees (95-296 ms of V8 worker time,
+// measured with bench/thread-sampler.ts) was itself a stall in the churn phases it ran in.
 const MARK_RV = '\u0001rv\u0001';
-const MARK_KEY = '\u0001key\u0001';
-const MARK_VALUE = '\u0001value\u0001';
+const MARK_LABELS = '\u0001labels\u0001';
 
-/** A pod's event text in four parts: before the resourceVersion, before the label's key, before its value, the rest. */
-type PodTemplate = readonly [string, string, string, string];
+/** A pod's event text in three parts (before the resourceVersion, before the labels, the rest) and its labels. */
+interface PodTemplate {
+  readonly parts: readonly [string, string, string];
+  readonly labels: Readonly<Record<string, string>>;
+}
 
-/**
- * The event text of `pod` (as the apiserver serves it, less managedFields) with the resourceVersion and
- * one label left open. The label is added last among the pod's labels, so where the pod already has it,
- * the event's value is the one a JSON parser keeps.
- */
+/** The event text of `pod` (as the apiserver serves it, less managedFields) with the resourceVersion and the labels left open. */
 export function podTemplate(pod: Record<string, unknown>): PodTemplate {
   const { metadata, ...rest } = pod as { metadata: Record<string, unknown> & { labels?: Record<string, string> } };
   const { managedFields: _drop, resourceVersion: _rv, labels, ...meta } = metadata;
-  const text = JSON.stringify({ type: 'MODIFIED', object: { ...rest, metadata: { ...meta, resourceVersion: MARK_RV, labels: { ...labels, [MARK_KEY]: MARK_VALUE } } } });
+  const text = JSON.stringify({ type: 'MODIFIED', object: { ...rest, metadata: { ...meta, resourceVersion: MARK_RV, labels: MARK_LABELS } } });
   // JSON.stringify writes each mark as a string of its own: "\u0001rv\u0001".
   const cut = (t: string, mark: string): [string, string] => {
     const quoted = JSON.stringify(mark);
@@ -62,14 +60,13 @@ export function podTemplate(pod: Record<string, unknown>): PodTemplate {
     return [t.slice(0, i), t.slice(i + quoted.length)];
   };
   const [a, r1] = cut(text, MARK_RV);
-  const [b, r2] = cut(r1, MARK_KEY);
-  const [c, d] = cut(r2, MARK_VALUE);
-  return [a, b, c, d];
+  const [b, c] = cut(r1, MARK_LABELS);
+  return { parts: [a, b, c], labels: { ...labels } };
 }
 
-/** The event line: the template filled in (each as a JSON string) and a newline. */
+/** The event line: the pod with `resourceVersion`, and `label` set to `value` (added, or changed in place), and a newline. */
 export function podEventLine(t: PodTemplate, resourceVersion: string, label: string, value: string): string {
-  return `${t[0]}${JSON.stringify(resourceVersion)}${t[1]}${JSON.stringify(label)}${t[2]}${JSON.stringify(value)}${t[3]}\n`;
+  return `${t.parts[0]}${JSON.stringify(resourceVersion)}${t.parts[1]}${JSON.stringify({ ...t.labels, [label]: value })}${t.parts[2]}\n`;
 }
 
 const isPodWatch = (url: string): boolean => {

@@ -243,9 +243,16 @@ t.test('an event line is the pod as served, less managedFields, with the resourc
   t.same(ev.object, { ...served, metadata: { ...metadata, resourceVersion: '42', labels: { app: 'p1', 'bench.meshguard.io/churn': 'i-1' } } }, 'everything else as served');
   t.equal(ev.object.metadata['managedFields'], undefined);
 
-  // A pod that has the label already: the event's value is the one a parser keeps.
+  // A pod that has the label already (a rollout's pod-template-hash): changed in place, never sent twice.
   const had = { ...pod('p2'), metadata: { name: 'p2', labels: { 'pod-template-hash': 'old', app: 'p2' } } };
-  t.same((JSON.parse(podEventLine(podTemplate(had), '7', 'pod-template-hash', 'new')) as { object: { metadata: { labels: unknown } } }).object.metadata.labels, { 'pod-template-hash': 'new', app: 'p2' });
+  const hadLine = podEventLine(podTemplate(had), '7', 'pod-template-hash', 'new');
+  t.same((JSON.parse(hadLine) as { object: { metadata: { labels: unknown } } }).object.metadata.labels, { 'pod-template-hash': 'new', app: 'p2' });
+  t.equal(hadLine.split('"pod-template-hash"').length, 2, 'the key once in the text, as an apiserver sends it');
+  t.notMatch(hadLine, /"old"/);
+  // The template is not changed by an event: the next one starts from the pod as served.
+  const tpl = podTemplate(served);
+  podEventLine(tpl, '1', 'x', 'first');
+  t.notMatch(podEventLine(tpl, '2', 'y', 'second'), /"first"/);
   // No labels at all, and a key and value that need escaping.
   const bare = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p3' } };
   const parsed = JSON.parse(podEventLine(podTemplate(bare), 'a"b', 'k\\"x', 'v\n"')) as { object: { metadata: { resourceVersion: string; labels: unknown } } };
@@ -253,4 +260,8 @@ t.test('an event line is the pod as served, less managedFields, with the resourc
   t.equal(parsed.object.metadata.resourceVersion, 'a"b');
   // The marks are control characters no apiserver object carries; one that did is refused, not mangled.
   t.throws(() => podTemplate({ ...bare, metadata: { name: 'p4', annotations: { x: '\u0001rv\u0001' } } }), /mark is missing or repeated/);
+  // Everything before the resourceVersion is the pod's own text: a labels mark there stays as it was.
+  const odd = JSON.parse(podEventLine(podTemplate({ ...bare, metadata: { name: 'p5' }, spec: { x: '\u0001labels\u0001' } }), '1', 'k', 'v')) as { object: { spec: unknown; metadata: { labels: unknown } } };
+  t.same(odd.object.spec, { x: '\u0001labels\u0001' });
+  t.same(odd.object.metadata.labels, { k: 'v' });
 });

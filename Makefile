@@ -102,7 +102,8 @@ bench-live: build control-plane
 
 # Issue 21's live path under churn: 500 pod label changes/s written into meshguard's pod watch by a proxy
 # in front of the e2e apiserver, 500 req/s, at 50k pods, three pairs of phases without and with churn, and
-# the state-file control (bench/live-churn.ts --inject; about 9 minutes, half of it loading the apiserver).
+# the state-file control, with a per-thread sampler read over each stall (bench/live-churn.ts --inject
+# --threads; about 9 minutes, half of it loading the apiserver).
 bench-churn: build control-plane
 	$(NODE) bench/live-churn.ts --pods 50000 --inject --repeats 3 --threads --json bench/results/churn-latest.json
 

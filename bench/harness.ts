@@ -56,8 +56,9 @@ export interface LoadResult {
   readonly lateP99?: number;
   /** The requests above the p99 grouped by time (rate mode; bench/load-loops.ts slowEpisodes). */
   readonly slowEpisodes?: { episodes: number; top: SlowEpisode[] };
-  /** When the load loop started, ms since the epoch (episodes' `atMs` count from it). */
+  /** When the load loop started and ended, ms since the epoch (episodes' `atMs` count from the start). */
   readonly startedAtMs?: number;
+  readonly endedAtMs?: number;
   /** Server CPU (user + system) per answered request, in microseconds; filled in by measureLoad. */
   serverCpuMicros?: number;
   /** Share of the phase's requests of modeled kinds answered from meshguard's verdict cache (0-1). */

@@ -13,8 +13,8 @@
 //     etcd, the writers on the same two cores) can be told from what the events cost meshguard.
 // The changes come from --writers concurrent writers, at most one change in flight each.
 // With --threads, bench/thread-sampler.ts samples every thread of meshguard, the control, the load
-// generator, this process (the proxy), kube-apiserver and etcd, and each slow episode of 20+ requests is given
-// what they ran and waited over its window (`threads` in the JSON; a summary line in the log).
+// generator, this process (the proxy), kube-apiserver and etcd, and each slow episode of 20+ requests
+// is given what they ran and waited over its window (`threads` in the JSON; a summary line in the log).
 // With --cpu-prof DIR, meshguard runs under V8's CPU profiler and writes its profile to DIR when it stops.
 // With --pin, meshguard (and the control) run on the first CPU alone, and kube-apiserver, etcd, the writers
 // and the load generator on the others (harness.ts pinBenchAwayFromServer): in a cluster the apiserver
@@ -138,9 +138,8 @@ function churn(api: Api, pods: readonly Obj[], perSecond: number, writers: numbe
  * (a major collection's concurrent marking taking the CPUs the requests wait for).
  */
 function threadFigures(samples: readonly ThreadSample[], pairs: readonly Record<string, unknown>[], controlQuiet?: Record<string, unknown>, controlChurn?: Record<string, unknown>): Record<string, unknown> {
-  type Eps = { top: { atMs: number; spanMs: number; requests: number; maxMs: number }[] } | undefined;
   const of = (startedAtMs: unknown, eps: unknown): EpisodeThreads[] =>
-    typeof startedAtMs === 'number' && eps !== undefined ? episodeThreads(samples, startedAtMs, (eps as NonNullable<Eps>).top, THREAD_SAMPLE_MS) : [];
+    typeof startedAtMs === 'number' && eps !== undefined ? episodeThreads(samples, startedAtMs, (eps as NonNullable<LoadResult['slowEpisodes']>).top, THREAD_SAMPLE_MS) : [];
   const live = pairs.map((p) => ({ quiet: of(p['quietStartedAtMs'], p['quietSlowEpisodes']), churn: of(p['churnStartedAtMs'], p['churnSlowEpisodes']) }));
   const all = live.flatMap((p) => [...p.quiet, ...p.churn]);
   const run = (e: EpisodeThreads, g: string): number => e.threads[g]?.runMs ?? 0;

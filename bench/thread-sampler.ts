@@ -20,6 +20,8 @@ import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:f
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 
+import type { SlowEpisode } from './load-loops.ts';
+
 /** One watched process: by pid, or by a substring of its command line. */
 export type Watch = { readonly label: string; readonly pid: number } | { readonly label: string; readonly cmd: string };
 
@@ -236,11 +238,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
 }
 
 /** A slow episode (bench/load-loops.ts SlowEpisode) with what the watched threads did over its window. */
-export interface EpisodeThreads {
-  readonly atMs: number;
-  readonly spanMs: number;
-  readonly requests: number;
-  readonly maxMs: number;
+export interface EpisodeThreads extends SlowEpisode {
   /**
    * The window read: from one interval before the episode's first slow request was due to one after
    * its last one was due plus the slowest latency in the episode (latency counts from the send, so a
@@ -260,7 +258,7 @@ export interface EpisodeThreads {
 export function episodeThreads(
   samples: readonly ThreadSample[],
   startedAtMs: number,
-  episodes: readonly { atMs: number; spanMs: number; requests: number; maxMs: number }[],
+  episodes: readonly SlowEpisode[],
   intervalMs: number,
   minRequests = 20,
 ): EpisodeThreads[] {

@@ -11,6 +11,7 @@ import t from 'tap';
 
 import { NODE, ROOT } from '../../bench/harness.ts';
 import { episodeThreads, parseSchedstat, parseWatch, readSamples, threadClass, threadDelta, windowSums, type ThreadSample } from '../../bench/thread-sampler.ts';
+import { until } from '../helpers/until.ts';
 
 t.test('watches are label=pid:N or label=cmd:TEXT', async (t) => {
   t.same(parseWatch('live=pid:1234'), { label: 'live', pid: 1234 });
@@ -84,10 +85,6 @@ t.test('a thread burning 300 ms of CPU shows 300 ms in the samples', { skip: lin
   t.teardown(() => burner.kill('SIGKILL'));
   const sampler = spawn(NODE, [join(ROOT, 'bench/thread-sampler.ts'), '--out', out, '--interval', '10', `burn=pid:${burner.pid}`, 'nothing=cmd:no-such-process-anywhere-42'], { stdio: 'ignore' });
   t.teardown(() => sampler.kill('SIGKILL'));
-  const until = async (what: string, cond: () => boolean): Promise<void> => {
-    for (let i = 0; i < 3000 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-    if (!cond()) throw new Error(`timed out waiting for ${what}`);
-  };
   const read = (): ThreadSample[] => (existsSync(out) ? readSamples(out) : []);
   // The sampler has the thread's starting point once a sample carries its group.
   await until('the burner in a sample', () => read().some((s) => 'burn/main' in s.g));
@@ -121,10 +118,6 @@ t.test('a watched process that exits leaves the samples, and the sampler keeps g
   const sampler = spawn(NODE, [join(ROOT, 'bench/thread-sampler.ts'), '--out', out, '--interval', '10', `gone=pid:${child.pid}`], { stdio: 'ignore' });
   t.teardown(() => sampler.kill('SIGKILL'));
   const read = (): ThreadSample[] => (existsSync(out) ? readSamples(out) : []);
-  const until = async (what: string, cond: () => boolean): Promise<void> => {
-    for (let i = 0; i < 3000 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-    if (!cond()) throw new Error(`timed out waiting for ${what}`);
-  };
   await until('the child in a sample', () => read().some((s) => 'gone/main' in s.g));
   await new Promise<void>((r) => {
     child.once('exit', () => r());

@@ -16,6 +16,7 @@ import { SERVICE_ACCOUNT_DIR, type KubeApi } from '../state/kube-api.ts';
 import { docsLinks } from '../config/docs-links.ts';
 import { InputError } from '../core/errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
+import { DEFAULT_V8_WORKER_NICE, lowerV8WorkerPriority } from '../server/worker-priority.ts';
 import { createLogger } from '../server/log-bounds.ts';
 import { createServer, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_CONNECTIONS, installSignalHandlers } from '../server/server.ts';
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
@@ -57,6 +58,7 @@ export interface ServeOptions {
   readonly metricsPort: string;
   readonly maxConnections: string;
   readonly clientCa?: string;
+  readonly v8WorkerNice: string;
 }
 
 /** This replica's name and namespace: the downward API's POD_NAME / POD_NAMESPACE, else the service account's. */
@@ -109,6 +111,7 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const backgroundAudit = choiceOf('--background-audit', opts.backgroundAudit, ['on', 'off']);
   const auditCpuPercent = intFlag('--audit-cpu-percent', opts.auditCpuPercent, 1, 100);
   const auditDebounceSeconds = intFlag('--audit-debounce-seconds', opts.auditDebounceSeconds, 0, 3600);
+  const v8WorkerNice = intFlag('--v8-worker-nice', opts.v8WorkerNice, 0, 19);
   const level = LEVELS.find((l) => l === opts.logLevel);
   if (!level) throw new InputError(`--log-level: must be one of ${LEVELS.join(', ')}`);
   const limits = inputLimits(opts);
@@ -116,6 +119,8 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const logger: Logger = createLogger(level, version());
   // Before the state is loaded: its objects must not mark the request path's allocation sites long-lived.
   const pretenuring = tuneHeapForServing();
+  // V8's collector threads yield the cores to the request path (server/worker-priority.ts).
+  const workerPriority = lowerV8WorkerPriority(v8WorkerNice);
 
   let source: StateSource;
   let api: KubeApi | undefined;
@@ -220,9 +225,13 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
       rules: ctx.rules.filter((r) => config.rules[r.id] !== 'off').length,
       exemptNamespaces: config.exemptions.namespaces,
       allocationSitePretenuring: pretenuring,
+      v8WorkerPriority: workerPriority,
     },
     'meshguard webhook listening',
   );
+  if (typeof workerPriority === 'object' && workerPriority.error !== undefined) {
+    logger.warn({ v8WorkerPriority: workerPriority }, "could not lower every V8 worker thread's priority; collections may hold up reviews on a busy node");
+  }
   if (!fromFiles) {
     // Readiness stays 503 until the informers have synced; the webhook keeps retrying meanwhile.
     source.start().then(() => server.startWarmUp(), (e: unknown) => {
@@ -256,6 +265,7 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--background-audit <on|off>', 'audit the whole state after start and after changes: meshguard_existing_findings, and policy reports from a live cluster', 'on')
     .option('--audit-cpu-percent <n>', 'share of one core the background audit may use', '20')
     .option('--audit-debounce-seconds <n>', 'quiet time after a state change before the background audit runs again', '10')
+    .option('--v8-worker-nice <n>', "how many nice steps below the request path V8's collector threads run (Linux; 0 leaves them alone)", String(DEFAULT_V8_WORKER_NICE))
     .option('--verdict-cache <entries>', 'decisions kept for repeated requests while the cluster state is unchanged (0 disables)', String(DEFAULT_VERDICT_CACHE_ENTRIES))
     .action(async (opts: ServeOptions) => {
       await runServe(opts, ctx);

@@ -12,6 +12,7 @@ import { parse as parseYaml } from 'yaml';
 
 import { makeCerts } from '../helpers/certs.ts';
 import { freePort } from '../helpers/ports.ts';
+import { threadNice } from '../helpers/thread-nice.ts';
 import { until } from '../helpers/until.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -55,6 +56,8 @@ t.test('startup errors: exit 2, one line, before listening', async (t) => {
     [[...base, '--state', `${root}examples/cluster`, '--metrics-port', 'http'], /--metrics-port: not a whole number/],
     [[...base, '--state', `${root}examples/cluster`, '--port', '9443', '--metrics-port', '9443'], /--metrics-port: must differ from --port/],
     [[...base, '--state', `${root}examples/cluster`, '--max-connections', '0'], /--max-connections: must be between 1 and 65535/],
+    [[...base, '--state', `${root}examples/cluster`, '--v8-worker-nice', '20'], /--v8-worker-nice: must be between 0 and 19/],
+    [[...base, '--state', `${root}examples/cluster`, '--v8-worker-nice', '-1'], /--v8-worker-nice: not a whole number/],
     [[...base, '--state', `${root}examples/cluster`, '--client-ca', join(dir, 'none-ca.crt')], /client CA.*none-ca\.crt/],
     [[...base, '--state', `${root}examples/cluster`, '--client-ca', certs.cert], /is not a CA certificate/],
     [[...base, '--kubeconfig', unreachableKubeconfig, '--context', 'prod'], /unreachable\.kubeconfig: kubeconfig: no context "prod" \(it has c, other\)$/m],
@@ -116,6 +119,7 @@ interface ListeningRecord {
   clientAuth?: boolean;
   maxConnections?: number;
   allocationSitePretenuring?: string;
+  v8WorkerPriority?: { nice: number; threads: number; changed: number } | string;
   cluster?: string;
 }
 
@@ -171,6 +175,14 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   const url = listening.url;
   t.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
   t.equal(listening.allocationSitePretenuring, 'off', "serve turned V8's allocation-site pretenuring off (src/server/heap-tuning.ts)");
+  if (process.platform === 'linux') {
+    // V8's workers run 5 nice steps behind the main thread (src/server/worker-priority.ts), read back from /proc.
+    const threads = threadNice(child.pid!);
+    const mainNice = threads.find((th) => th.tid === child.pid)!.nice;
+    const workers = threads.filter((th) => th.name === 'V8Worker');
+    t.match(listening.v8WorkerPriority, { nice: Math.min(19, mainNice + 5), threads: workers.length });
+    t.ok(workers.length > 0 && workers.every((w) => w.nice === Math.min(19, mainNice + 5)), `V8Worker threads at ${workers.map((w) => w.nice).join(', ')}; main thread at ${mainNice}`);
+  }
   t.equal(await get(url, '/healthz'), 200);
   // A snapshot is synced before listening, so the warm-up (about 0.5 s of decisions) starts at once,
   // without waiting for a probe; readiness answers 503 "warming up" while it runs, then 200. Probes
@@ -296,14 +308,20 @@ t.test('--context watches that context instead of current-context', async (t) =>
   t.equal(await exited, 0);
 });
 
-t.test("node's own pretenuring flag is left as given, and the listening line says so", async (t) => {
-  const child = spawn(process.execPath, ['--allocation-site-pretenuring', main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+t.test("node's own pretenuring flag is left as given, --v8-worker-nice 0 leaves the threads alone, and the listening line says so", async (t) => {
+  const child = spawn(process.execPath, ['--allocation-site-pretenuring', main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '0', '--v8-worker-nice', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
   const listening = await listeningRecord(child);
   t.equal(listening.allocationSitePretenuring, 'node flags');
+  t.equal(listening.v8WorkerPriority, 'off');
+  if (process.platform === 'linux') {
+    const threads = threadNice(child.pid!);
+    const mainNice = threads.find((th) => th.tid === child.pid)!.nice;
+    t.ok(threads.every((th) => th.nice === mainNice), `every thread at the main thread's ${mainNice}`);
+  }
   child.kill('SIGTERM');
   t.equal(await exited, 0);
 });

@@ -1,0 +1,21 @@
+// Each thread's name and nice value, read from /proc (Linux): for tests of src/server/worker-priority.ts.
+
+import { readdirSync, readFileSync } from 'node:fs';
+
+export interface ThreadNice {
+  readonly tid: number;
+  readonly name: string;
+  readonly nice: number;
+}
+
+/** The threads of `pid` (or of this process) with their nice values (field 19 of /proc/<pid>/task/<tid>/stat). */
+export function threadNice(pid: number | 'self' = 'self'): ThreadNice[] {
+  const dir = `/proc/${pid}/task`;
+  return readdirSync(dir).map((tid) => {
+    const stat = readFileSync(`${dir}/${tid}/stat`, 'utf8');
+    // The name (field 2) may hold spaces and parentheses: the fields after it start at the last ')',
+    // with the state, field 3.
+    const nice = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19 - 3]);
+    return { tid: Number(tid), name: readFileSync(`${dir}/${tid}/comm`, 'utf8').trim(), nice };
+  });
+}

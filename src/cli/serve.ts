@@ -16,7 +16,7 @@ import { SERVICE_ACCOUNT_DIR, type KubeApi } from '../state/kube-api.ts';
 import { docsLinks } from '../config/docs-links.ts';
 import { InputError } from '../core/errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
-import { DEFAULT_V8_WORKER_NICE, lowerV8WorkerPriority } from '../server/worker-priority.ts';
+import { DEFAULT_V8_WORKER_NICE, lowerV8WorkerPriority, type WorkerPriority } from '../server/worker-priority.ts';
 import { createLogger } from '../server/log-bounds.ts';
 import { createServer, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_CONNECTIONS, installSignalHandlers } from '../server/server.ts';
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
@@ -86,6 +86,15 @@ function podListEncoding(): 'json' | 'protobuf' {
   throw new InputError(`MESHGUARD_POD_LIST_ENCODING: must be json or protobuf, not "${v.slice(0, 40)}"`);
 }
 
+/** What lowerV8WorkerPriority did, at info, or at warn when a thread refused. */
+function logWorkerPriority(priority: WorkerPriority, logger: Logger): void {
+  if (typeof priority === 'object' && priority.error !== undefined) {
+    logger.warn({ v8WorkerPriority: priority }, "could not lower every V8 worker thread's priority; collections may hold up reviews on a busy node");
+  } else {
+    logger.info({ v8WorkerPriority: priority }, 'V8 worker thread priority');
+  }
+}
+
 function intFlag(flag: string, value: string, min: number, max: number): number {
   if (!/^\d+$/.test(value.trim())) throw new InputError(`${flag}: not a whole number: "${value}"`);
   const n = Number(value);
@@ -119,8 +128,6 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
   const logger: Logger = createLogger(level, version());
   // Before the state is loaded: its objects must not mark the request path's allocation sites long-lived.
   const pretenuring = tuneHeapForServing();
-  // V8's collector threads yield the cores to the request path (server/worker-priority.ts).
-  const workerPriority = lowerV8WorkerPriority(v8WorkerNice);
 
   let source: StateSource;
   let api: KubeApi | undefined;
@@ -155,12 +162,18 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
     // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.
     warmUp: async (shouldStop) => {
-      const t0 = performance.now();
-      // The costly requests' code first, on a sample of the state (verdict/warmup-sample.ts).
-      const onSample = await warmUpOnSample(decide, ctx.rules, source.state, 20, shouldStop);
-      const decisions = shouldStop() ? 0 : await warmUpInSlices(decide, ctx.rules, () => source.state, WARM_UP_MS, 10 * WARM_UP_MS, 20, shouldStop);
-      logger.info({ decisions, onSample, ms: Math.round(performance.now() - t0) }, 'decision path warmed up');
-      if (!shouldStop()) refill?.start();
+      try {
+        const t0 = performance.now();
+        // The costly requests' code first, on a sample of the state (verdict/warmup-sample.ts).
+        const onSample = await warmUpOnSample(decide, ctx.rules, source.state, 20, shouldStop);
+        const decisions = shouldStop() ? 0 : await warmUpInSlices(decide, ctx.rules, () => source.state, WARM_UP_MS, 10 * WARM_UP_MS, 20, shouldStop);
+        logger.info({ decisions, onSample, ms: Math.round(performance.now() - t0) }, 'decision path warmed up');
+        if (!shouldStop()) refill?.start();
+      } finally {
+        // From now on V8's collector threads yield the cores to reviews (server/worker-priority.ts);
+        // not before: during the load and the warm-up they would only hold more memory longer.
+        if (!shouldStop()) logWorkerPriority(lowerV8WorkerPriority(v8WorkerNice), logger);
+      }
     },
     tlsCertFile: opts.tlsCert,
     tlsKeyFile: opts.tlsKey,
@@ -225,13 +238,9 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
       rules: ctx.rules.filter((r) => config.rules[r.id] !== 'off').length,
       exemptNamespaces: config.exemptions.namespaces,
       allocationSitePretenuring: pretenuring,
-      v8WorkerPriority: workerPriority,
     },
     'meshguard webhook listening',
   );
-  if (typeof workerPriority === 'object' && workerPriority.error !== undefined) {
-    logger.warn({ v8WorkerPriority: workerPriority }, "could not lower every V8 worker thread's priority; collections may hold up reviews on a busy node");
-  }
   if (!fromFiles) {
     // Readiness stays 503 until the informers have synced; the webhook keeps retrying meanwhile.
     source.start().then(() => server.startWarmUp(), (e: unknown) => {

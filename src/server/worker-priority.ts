@@ -1,4 +1,4 @@
-// V8's worker threads one step behind the request path, applied by `meshguard serve` at start.
+// V8's worker threads one step behind the request path, applied by `meshguard serve` once warmed up.
 //
 // V8 runs its concurrent marking, parallel scavenges and background compiles on a pool of platform
 // threads that Node names `V8Worker` (four by default). When a major collection marks the ~2 M heap
@@ -15,8 +15,12 @@
 //
 // Linux only: nice is per thread there (setpriority on a thread id), and /proc/self/task names the
 // threads. Elsewhere this reports 'unsupported' and changes nothing. The worker pool is created when
-// Node starts and lasts as long as the process, so one pass at start is enough. Threads made later
-// (libuv's pool, made by the main thread) inherit the main thread's value, not the workers'.
+// Node starts and lasts as long as the process, so one pass is enough. Threads made later (libuv's
+// pool, made by the main thread) inherit the main thread's value, not the workers'.
+//
+// serve does it after the warm-up, not at start: while the state is loaded and the warm-up runs,
+// nothing waits on the main thread but readiness, and workers slowed then left the process holding
+// more memory once ready (BENCHMARKS.md, issue 21).
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';

@@ -119,7 +119,6 @@ interface ListeningRecord {
   clientAuth?: boolean;
   maxConnections?: number;
   allocationSitePretenuring?: string;
-  v8WorkerPriority?: { nice: number; threads: number; changed: number } | string;
   cluster?: string;
 }
 
@@ -175,14 +174,6 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   const url = listening.url;
   t.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
   t.equal(listening.allocationSitePretenuring, 'off', "serve turned V8's allocation-site pretenuring off (src/server/heap-tuning.ts)");
-  if (process.platform === 'linux') {
-    // V8's workers run 5 nice steps behind the main thread (src/server/worker-priority.ts), read back from /proc.
-    const threads = threadNice(child.pid!);
-    const mainNice = threads.find((th) => th.tid === child.pid)!.nice;
-    const workers = threads.filter((th) => th.name === 'V8Worker');
-    t.match(listening.v8WorkerPriority, { nice: Math.min(19, mainNice + 5), threads: workers.length });
-    t.ok(workers.length > 0 && workers.every((w) => w.nice === Math.min(19, mainNice + 5)), `V8Worker threads at ${workers.map((w) => w.nice).join(', ')}; main thread at ${mainNice}`);
-  }
   t.equal(await get(url, '/healthz'), 200);
   // A snapshot is synced before listening, so the warm-up (about 0.5 s of decisions) starts at once,
   // without waiting for a probe; readiness answers 503 "warming up" while it runs, then 200. Probes
@@ -205,6 +196,18 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   t.ok(warmedUp()!.time! <= firstReady, `the warm-up logged its end (at ${warmedUp()!.time}) before readiness (${firstReady})`);
   // It began with the costly requests' code, decided on a sample of the state (verdict/warmup-sample.ts).
   t.ok(((warmedUp() as { onSample?: number }).onSample ?? 0) > 0, 'the warm-up decided the costly requests on a sample of the state');
+  // Once warmed up, V8's workers run 5 nice steps behind the main thread (src/server/worker-priority.ts),
+  // read back from /proc.
+  const priorityLine = () => logLines.find((l) => l.msg === 'V8 worker thread priority') as { v8WorkerPriority?: unknown; time?: number } | undefined;
+  await until('the V8 worker priority logged', () => priorityLine() !== undefined);
+  t.ok(priorityLine()!.time! >= warmedUp()!.time!, 'set after the warm-up');
+  if (process.platform === 'linux') {
+    const threads = threadNice(child.pid!);
+    const mainNice = threads.find((th) => th.tid === child.pid)!.nice;
+    const workers = threads.filter((th) => th.name === 'V8Worker');
+    t.match(priorityLine()!.v8WorkerPriority, { nice: Math.min(19, mainNice + 5), threads: workers.length });
+    t.ok(workers.length > 0 && workers.every((w) => w.nice === Math.min(19, mainNice + 5)), `V8Worker threads at ${workers.map((w) => w.nice).join(', ')}; main thread at ${mainNice}`);
+  }
 
   const review = {
     apiVersion: 'admission.k8s.io/v1',
@@ -308,15 +311,24 @@ t.test('--context watches that context instead of current-context', async (t) =>
   t.equal(await exited, 0);
 });
 
-t.test("node's own pretenuring flag is left as given, --v8-worker-nice 0 leaves the threads alone, and the listening line says so", async (t) => {
+t.test("node's own pretenuring flag is left as given, --v8-worker-nice 0 leaves the threads alone, and the log says so", async (t) => {
   const child = spawn(process.execPath, ['--allocation-site-pretenuring', main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '0', '--v8-worker-nice', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
+  const lines: { msg?: string; v8WorkerPriority?: unknown }[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    try {
+      lines.push(JSON.parse(l) as { msg?: string });
+    } catch {
+      // not JSON: ignore
+    }
+  });
   const listening = await listeningRecord(child);
   t.equal(listening.allocationSitePretenuring, 'node flags');
-  t.equal(listening.v8WorkerPriority, 'off');
+  await until('the V8 worker priority logged', () => lines.some((l) => l.msg === 'V8 worker thread priority'));
+  t.equal(lines.find((l) => l.msg === 'V8 worker thread priority')!.v8WorkerPriority, 'off');
   if (process.platform === 'linux') {
     const threads = threadNice(child.pid!);
     const mainNice = threads.find((th) => th.tid === child.pid)!.nice;

@@ -316,6 +316,11 @@ async function main(): Promise<void> {
       if (control) {
         log('the same churn, load on the control');
         controlChurned = await measured(() => load(control.child.pid, control.port, control.metricsPort), control.child.pid);
+        // Measured in full: stop it, so that its idle-time collections (which come 8 s and more after its
+        // load, spaced out) stay out of the next pairs. Left running, one set a churn-phase stall of the
+        // live server (--threads: the control's V8 workers ran 148 ms and its main thread 73 ms in it).
+        await stopServer(control.child);
+        controlServer = undefined;
       }
       return live;
     });

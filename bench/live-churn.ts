@@ -9,7 +9,8 @@
 //   - admission latency at --rate req/s without churn, then with it (target: p99 within 2x), with
 //     meshguard's CPU time and the load average in each phase;
 //   - the control (--control, on by default): a second meshguard serving the same cluster from a file,
-//     loaded the same way under the same churn, so that what the churn costs the machine (kube-apiserver,
+//     loaded the same way under the same churn (after the first quiet phase, before the live server's
+//     first churn phase; then stopped, so its idle-time collections stay out of the pairs), so that what the churn costs the machine (kube-apiserver,
 //     etcd, the writers on the same two cores) can be told from what the events cost meshguard.
 // The changes come from --writers concurrent writers, at most one change in flight each.
 // With --threads, bench/thread-sampler.ts samples every thread of meshguard, the control, the load
@@ -251,7 +252,7 @@ async function main(): Promise<void> {
     const quietLoop = await eventLoopSince(server, probe);
 
     // The control: a second meshguard serving the same cluster from a file (no watch events), loaded
-    // under the same churn afterwards, so that what the churn costs the machine (apiserver, etcd and the
+    // under the same churn next (before the live server's churn phase), so that what the churn costs the machine (apiserver, etcd and the
     // writers; with --inject, the proxy and the live server applying the events) can be told from what
     // its events cost meshguard.
     let control: { child: ChildProcess; port: number; metricsPort: number } | undefined;
@@ -310,20 +311,20 @@ async function main(): Promise<void> {
         churnSeconds += (performance.now() - t0) / 1000;
       }
     };
+    // The control's churn phase comes first, and then the control is stopped: V8's memory reducer
+    // collects in an idle process again and again, 8 s and more after its last load, so while it
+    // lives its collections can land in any of the live server's phases (--threads: in one run the
+    // control's V8 workers ran 142-148 ms and its main thread 59-73 ms inside a churn-phase stall of
+    // the live server, 30 s after the control's last phase).
     let controlChurned: Record<string, unknown> | undefined;
-    const churned = await underChurn(async () => {
-      const live = await measured(() => load());
-      if (control) {
-        log('the same churn, load on the control');
-        controlChurned = await measured(() => load(control.child.pid, control.port, control.metricsPort), control.child.pid);
-        // Measured in full: stop it, so that its idle-time collections (which come 8 s and more after its
-        // load, spaced out) stay out of the next pairs. Left running, one set a churn-phase stall of the
-        // live server (--threads: the control's V8 workers ran 148 ms and its main thread 73 ms in it).
-        await stopServer(control.child);
-        controlServer = undefined;
-      }
-      return live;
-    });
+    if (control) {
+      log('the same churn, load on the control (then it is stopped)');
+      controlChurned = await underChurn(() => measured(() => load(control.child.pid, control.port, control.metricsPort), control.child.pid));
+      await stopServer(control.child);
+      controlServer = undefined;
+    }
+    log('the same churn, load on the live server');
+    const churned = await underChurn(() => measured(() => load()));
     const churnLoop = await eventLoopSince(server, probe);
     const pairOf = (q: Record<string, unknown>, c: Record<string, unknown>): Record<string, unknown> => ({
       quietP99: q['p99'], churnP99: c['p99'], errors: (q['errors'] as number) + (c['errors'] as number), quietMajorGcs: q['majorGcs'], churnMajorGcs: c['majorGcs'],

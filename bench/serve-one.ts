@@ -66,7 +66,7 @@ for (const mode of values.modes.split(',') as ('rate' | 'max')[]) {
   });
   process.stdout.write(`${pods} pods ${mode}: ${JSON.stringify(r)}\n`);
 }
-process.stdout.write(`RSS after load ${(rssOf(server.pid) / 2 ** 20).toFixed(0)} MB\n`);
+process.stdout.write(`RSS after load ${(rssOf(server.pid) / 2 ** 20).toFixed(0)} MB, peak ${(rssOf(server.pid, 'VmHWM') / 2 ** 20).toFixed(0)} MB\n`);
 // SIGINT (SIGTERM for the baseline) lets the server drain and exit normally, so --cpu-prof writes its profile.
 await new Promise<void>((resolve) => {
   server!.once('exit', () => resolve());

@@ -54,6 +54,16 @@ const nodeFlags = values['node-flags'].split(' ').filter((f) => f !== '');
 const target = values.baseline
   ? [path.join(ROOT, 'bench/baseline-server.ts')]
   : [path.join(ROOT, 'bin/meshguard.js'), 'serve', '--state', stateFile, '--host', '127.0.0.1', '--metrics-port', String(metricsPort), ...values['serve-flags'].split(' ').filter((f) => f !== '')];
+/** The V8 heap's size and use (MB) from serve's /metrics: total, then each space as used/size. */
+async function heapSpaces(onPort: number): Promise<string> {
+  const text = await (await fetch(`http://127.0.0.1:${onPort}/metrics`)).text();
+  const mb = (re: RegExp): Map<string, number> => new Map([...text.matchAll(re)].map((m) => [m[1]!, Number(m[2]) / 2 ** 20]));
+  const size = mb(/^nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\S+)$/gm);
+  const used = mb(/^nodejs_heap_space_size_used_bytes\{space="(\w+)"\} (\S+)$/gm);
+  const total = mb(/^nodejs_heap_size_(total)_bytes (\S+)$/gm).get('total') ?? NaN;
+  return `${total.toFixed(0)} (${[...size].filter(([, v]) => v >= 1).map(([k, v]) => `${k} ${(used.get(k) ?? 0).toFixed(0)}/${v.toFixed(0)}`).join(', ')})`;
+}
+
 const started = await startServer([...nodeFlags, ...prof, ...target,
   '--tls-cert', path.join(work, 'tls.crt'), '--tls-key', path.join(work, 'tls.key'), '--port', String(port)],
 port, ca, ['ignore', values['server-log'] ? openSync(values['server-log'], 'w') : nodeFlags.length > 0 ? 'inherit' : 'ignore', 'inherit']);
@@ -65,6 +75,7 @@ for (const mode of values.modes.split(',') as ('rate' | 'max')[]) {
     repeat: values.repeat as 'cycle' | 'twice' | 'new', ...(values.baseline ? {} : { metricsPort }),
   });
   process.stdout.write(`${pods} pods ${mode}: ${JSON.stringify(r)}\n`);
+  if (!values.baseline) process.stdout.write(`  after it: RSS ${(rssOf(server.pid) / 2 ** 20).toFixed(0)} MB (peak ${(rssOf(server.pid, 'VmHWM') / 2 ** 20).toFixed(0)}), V8 heap MB ${await heapSpaces(metricsPort)}\n`);
 }
 process.stdout.write(`RSS after load ${(rssOf(server.pid) / 2 ** 20).toFixed(0)} MB, peak ${(rssOf(server.pid, 'VmHWM') / 2 ** 20).toFixed(0)} MB\n`);
 // SIGINT (SIGTERM for the baseline) lets the server drain and exit normally, so --cpu-prof writes its profile.

@@ -16,7 +16,7 @@ import { SERVICE_ACCOUNT_DIR, type KubeApi } from '../state/kube-api.ts';
 import { docsLinks } from '../config/docs-links.ts';
 import { InputError } from '../core/errors.ts';
 import { tuneHeapForServing } from '../server/heap-tuning.ts';
-import { DEFAULT_V8_WORKER_NICE, lowerV8WorkerPriority, type WorkerPriority } from '../server/worker-priority.ts';
+import { DEFAULT_V8_WORKER_NICE, lowerV8WorkerPriority, thenUnlessStopping, type WorkerPriority } from '../server/worker-priority.ts';
 import { createLogger } from '../server/log-bounds.ts';
 import { createServer, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_CONNECTIONS, installSignalHandlers } from '../server/server.ts';
 import { LiveSource, loadKubeConfig } from '../state/live.ts';
@@ -86,10 +86,10 @@ function podListEncoding(): 'json' | 'protobuf' {
   throw new InputError(`MESHGUARD_POD_LIST_ENCODING: must be json or protobuf, not "${v.slice(0, 40)}"`);
 }
 
-/** What lowerV8WorkerPriority did, at info, or at warn when a thread refused. */
+/** What lowerV8WorkerPriority did: at info, or at warn when it did not take. */
 function logWorkerPriority(priority: WorkerPriority, logger: Logger): void {
   if (typeof priority === 'object' && priority.error !== undefined) {
-    logger.warn({ v8WorkerPriority: priority }, "could not lower every V8 worker thread's priority; collections may hold up reviews on a busy node");
+    logger.warn({ v8WorkerPriority: priority, hint: "V8's workers keep the main thread's priority; see --v8-worker-nice in docs/cli.md" }, 'V8 worker thread priority');
   } else {
     logger.info({ v8WorkerPriority: priority }, 'V8 worker thread priority');
   }
@@ -161,20 +161,19 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     ...(cacheEntries > 0 ? { verdictCacheStats: () => cached.stats(source.state) } : {}),
     // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
     // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.
-    warmUp: async (shouldStop) => {
-      try {
+    // Then, from the end of the warm-up on, V8's collector threads yield the cores to reviews
+    // (server/worker-priority.ts); not before: during the load and the warm-up nothing waits on them.
+    warmUp: thenUnlessStopping(
+      async (shouldStop) => {
         const t0 = performance.now();
         // The costly requests' code first, on a sample of the state (verdict/warmup-sample.ts).
         const onSample = await warmUpOnSample(decide, ctx.rules, source.state, 20, shouldStop);
         const decisions = shouldStop() ? 0 : await warmUpInSlices(decide, ctx.rules, () => source.state, WARM_UP_MS, 10 * WARM_UP_MS, 20, shouldStop);
         logger.info({ decisions, onSample, ms: Math.round(performance.now() - t0) }, 'decision path warmed up');
         if (!shouldStop()) refill?.start();
-      } finally {
-        // From now on V8's collector threads yield the cores to reviews (server/worker-priority.ts);
-        // not before: during the load and the warm-up they would only hold more memory longer.
-        if (!shouldStop()) logWorkerPriority(lowerV8WorkerPriority(v8WorkerNice), logger);
-      }
-    },
+      },
+      () => logWorkerPriority(lowerV8WorkerPriority(v8WorkerNice), logger),
+    ),
     tlsCertFile: opts.tlsCert,
     tlsKeyFile: opts.tlsKey,
     ...(opts.clientCa !== undefined ? { clientCaFile: opts.clientCa } : {}),
@@ -274,7 +273,7 @@ export function serveCommand(ctx: CliContext): Command {
     .option('--background-audit <on|off>', 'audit the whole state after start and after changes: meshguard_existing_findings, and policy reports from a live cluster', 'on')
     .option('--audit-cpu-percent <n>', 'share of one core the background audit may use', '20')
     .option('--audit-debounce-seconds <n>', 'quiet time after a state change before the background audit runs again', '10')
-    .option('--v8-worker-nice <n>', "how many nice steps below the request path V8's collector threads run (Linux; 0 leaves them alone)", String(DEFAULT_V8_WORKER_NICE))
+    .option('--v8-worker-nice <n>', "once warmed up, run V8's collector threads this many nice steps above the main thread (lower priority; Linux; 0 leaves them alone)", String(DEFAULT_V8_WORKER_NICE))
     .option('--verdict-cache <entries>', 'decisions kept for repeated requests while the cluster state is unchanged (0 disables)', String(DEFAULT_VERDICT_CACHE_ENTRIES))
     .action(async (opts: ServeOptions) => {
       await runServe(opts, ctx);

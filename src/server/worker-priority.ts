@@ -1,4 +1,4 @@
-// V8's worker threads one step behind the request path, applied by `meshguard serve` once warmed up.
+// V8's worker threads a few nice steps behind the request path, applied by `meshguard serve` once warmed up.
 //
 // V8 runs its concurrent marking, parallel scavenges and background compiles on a pool of platform
 // threads that Node names `V8Worker` (four by default). When a major collection marks the ~2 M heap
@@ -25,6 +25,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 
+import type { WarmUp } from './plugins/health.ts';
+
 /** The nice value V8's workers run above the main thread's, unless --v8-worker-nice says otherwise. */
 export const DEFAULT_V8_WORKER_NICE = 5;
 
@@ -34,24 +36,26 @@ const NICE_MAX = 19;
 /** The name Node gives V8's platform worker threads (the kernel keeps 15 bytes of a thread's name). */
 const WORKER_NAME = 'V8Worker';
 
-/** What serve did, for the "listening" log line. */
+/** What serve did, for its log: 'off' for --v8-worker-nice 0, 'unsupported' off Linux. */
 export type WorkerPriority =
   | 'off'
   | 'unsupported'
   | {
       /** The nice value the workers were given (the main thread's plus the increment, at most 19). */
-      readonly nice: number;
+      readonly nice?: number;
       /** Workers found. */
       readonly threads: number;
       /** Workers whose value was raised (the others were at `nice` or above already). */
       readonly changed: number;
-      /** Why a worker could not be changed (the first error's code), if one could not. */
+      /** Why it did not take (the first error's code, or what was missing), if it did not. */
       readonly error?: string;
     };
 
 /** The system calls, replaceable in tests. */
 export interface PriorityCalls {
   readonly taskDir: string;
+  /** This process's id, which must be among the thread ids listed (else /proc shows another PID namespace). */
+  readonly pid: number;
   readonly threads: (dir: string) => string[];
   readonly threadName: (dir: string, tid: string) => string;
   /** A thread's nice value (0: the calling thread). */
@@ -61,6 +65,7 @@ export interface PriorityCalls {
 
 const linuxCalls: PriorityCalls = {
   taskDir: '/proc/self/task',
+  pid: process.pid,
   threads: (dir) => readdirSync(dir),
   threadName: (dir, tid) => readFileSync(`${dir}/${tid}/comm`, 'utf8').trim(),
   get: (tid) => getPriority(tid),
@@ -76,19 +81,23 @@ function codeOf(e: unknown): string {
 
 /**
  * Raises the nice value of V8's worker threads to the calling thread's plus `increment` (at most 19).
- * Never lowers one, never throws: a thread that ended meanwhile is skipped, and a refusal is reported.
- * Call it from the main thread.
+ * Never lowers one and never throws: a thread that ended meanwhile is skipped; a refusal, or no worker
+ * found, is reported in `error`. Call it from the main thread.
  */
 export function lowerV8WorkerPriority(increment: number, platform: NodeJS.Platform = process.platform, calls: PriorityCalls = linuxCalls): WorkerPriority {
   if (increment <= 0) return 'off';
   if (platform !== 'linux') return 'unsupported';
   let tids: string[];
+  let nice: number;
   try {
     tids = calls.threads(calls.taskDir);
-  } catch {
-    return 'unsupported';
+    nice = Math.min(NICE_MAX, calls.get(0) + increment);
+  } catch (e) {
+    return { threads: 0, changed: 0, error: codeOf(e) };
   }
-  const nice = Math.min(NICE_MAX, calls.get(0) + increment);
+  // The ids /proc lists are those of its mount's PID namespace; setpriority takes ours. They differ
+  // only if /proc was mounted from another namespace, and then an id could name another process.
+  if (!tids.includes(String(calls.pid))) return { threads: 0, changed: 0, error: '/proc shows another PID namespace' };
   let threads = 0;
   let changed = 0;
   let error: string | undefined;
@@ -106,5 +115,20 @@ export function lowerV8WorkerPriority(increment: number, platform: NodeJS.Platfo
       if (code !== 'ENOENT' && code !== 'ESRCH') error ??= code;
     }
   }
+  if (threads === 0) error ??= `no ${WORKER_NAME} threads`;
   return { nice, threads, changed, ...(error !== undefined ? { error } : {}) };
+}
+
+/**
+ * `warmUp`, then `after` once it has settled (also when it threw, whose error still goes on), unless
+ * the server is stopping by then. serve lowers the workers' priority this way (see the top of this file).
+ */
+export function thenUnlessStopping(warmUp: WarmUp, after: () => void): WarmUp {
+  return async (shouldStop) => {
+    try {
+      await warmUp(shouldStop);
+    } finally {
+      if (!shouldStop()) after();
+    }
+  };
 }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
 
-import { DEFAULT_V8_WORKER_NICE, lowerV8WorkerPriority, type PriorityCalls } from '../../src/server/worker-priority.ts';
+import { DEFAULT_V8_WORKER_NICE, lowerV8WorkerPriority, thenUnlessStopping, type PriorityCalls } from '../../src/server/worker-priority.ts';
 import { threadNice } from '../helpers/thread-nice.ts';
 
 interface FakeThread {
@@ -27,6 +27,7 @@ function fake(threads: Record<string, FakeThread>): { calls: PriorityCalls; sets
   const sets: [number, number][] = [];
   const calls: PriorityCalls = {
     taskDir: '/proc/self/task',
+    pid: 100,
     threads: () => Object.keys(threads),
     threadName: (_dir, tid) => {
       const th = threads[tid]!;
@@ -93,8 +94,50 @@ t.test('0 leaves every thread alone; other systems are reported, not touched', a
   t.equal(lowerV8WorkerPriority(0, 'linux', calls), 'off');
   t.equal(lowerV8WorkerPriority(5, 'darwin', calls), 'unsupported');
   t.same(sets, []);
-  const noProc: PriorityCalls = { ...calls, threads: () => { throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' }); } };
-  t.equal(lowerV8WorkerPriority(5, 'linux', noProc), 'unsupported', 'no /proc mounted');
+});
+
+t.test('on Linux, whatever keeps it from taking is reported as an error, never thrown', async (t) => {
+  const { calls, sets } = fake(node24());
+  const enoent = () => {
+    throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+  };
+  t.same(lowerV8WorkerPriority(5, 'linux', { ...calls, threads: enoent }), { threads: 0, changed: 0, error: 'ENOENT' }, 'no /proc mounted');
+  t.same(lowerV8WorkerPriority(5, 'linux', { ...calls, get: () => { throw systemError('EACCES'); } }), { threads: 0, changed: 0, error: 'EACCES' }, "the main thread's value unreadable");
+  t.same(lowerV8WorkerPriority(5, 'linux', { ...calls, pid: 7 }), { threads: 0, changed: 0, error: '/proc shows another PID namespace' }, "our pid is not among /proc's thread ids");
+  t.same(sets, [], 'nothing set in any of these');
+  const renamed = node24();
+  for (const tid of ['102', '103', '104']) renamed[tid]!.name = 'V8 Worker';
+  t.same(lowerV8WorkerPriority(5, 'linux', fake(renamed).calls), { nice: 5, threads: 0, changed: 0, error: 'no V8Worker threads' }, 'a Node that names its workers otherwise');
+});
+
+t.test("serve's warm-up lowers the priority after it has settled, unless the server is stopping", async (t) => {
+  const events: string[] = [];
+  let release!: () => void;
+  const warmUp = thenUnlessStopping(
+    async () => {
+      events.push('warm-up started');
+      await new Promise<void>((r) => (release = r));
+      events.push('warm-up done');
+    },
+    () => events.push('lowered'),
+  );
+  const running = warmUp(() => false);
+  await new Promise((r) => setImmediate(r));
+  t.same(events, ['warm-up started'], 'not while the warm-up runs');
+  release();
+  await running;
+  t.same(events, ['warm-up started', 'warm-up done', 'lowered']);
+
+  const failed: string[] = [];
+  const throwing = thenUnlessStopping(async () => {
+    throw new Error('boom');
+  }, () => failed.push('lowered'));
+  await t.rejects(throwing(() => false), /boom/, "the warm-up's error goes on");
+  t.same(failed, ['lowered'], 'and the priority is lowered all the same');
+
+  const stopped: string[] = [];
+  await thenUnlessStopping(async () => undefined, () => stopped.push('lowered'))(() => true);
+  t.same(stopped, [], 'a draining server is left alone');
 });
 
 t.test('a thread that ends meanwhile is skipped; a refusal is reported and the rest still changed', async (t) => {

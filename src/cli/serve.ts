@@ -161,8 +161,9 @@ export async function runServe(opts: ServeOptions, ctx: CliContext): Promise<voi
     ...(cacheEntries > 0 ? { verdictCacheStats: () => cached.stats(source.state) } : {}),
     // Before the first ready answer: compile the decision path and fill the state's caches (bounded).
     // In slices, so readiness probes get a prompt 503 "warming up" meanwhile instead of timing out.
-    // Then, from the end of the warm-up on, V8's collector threads yield the cores to reviews
-    // (server/worker-priority.ts); not before: during the load and the warm-up nothing waits on them.
+    // Then V8's collector threads yield the cores to reviews from the end of the warm-up on
+    // (--v8-worker-nice, server/worker-priority.ts); not before: during the load and the warm-up
+    // nothing waits on them.
     warmUp: thenUnlessStopping(
       async (shouldStop) => {
         const t0 = performance.now();

@@ -196,8 +196,8 @@ t.test('serves the example state, answers a review, drains and exits 0 on SIGTER
   t.ok(warmedUp()!.time! <= firstReady, `the warm-up logged its end (at ${warmedUp()!.time}) before readiness (${firstReady})`);
   // It began with the costly requests' code, decided on a sample of the state (verdict/warmup-sample.ts).
   t.ok(((warmedUp() as { onSample?: number }).onSample ?? 0) > 0, 'the warm-up decided the costly requests on a sample of the state');
-  // Once warmed up, V8's workers run 5 nice steps behind the main thread (src/server/worker-priority.ts),
-  // read back from /proc.
+  // Once warmed up, V8's workers run 5 nice steps behind the main thread by default (--v8-worker-nice;
+  // src/server/worker-priority.ts), read back from /proc.
   const priorityLine = () => logLines.find((l) => l.msg === 'V8 worker thread priority') as { v8WorkerPriority?: unknown; time?: number } | undefined;
   await until('the V8 worker priority logged', () => priorityLine() !== undefined);
   t.ok(priorityLine()!.time! >= warmedUp()!.time!, 'set after the warm-up');
@@ -312,7 +312,7 @@ t.test('--context watches that context instead of current-context', async (t) =>
   t.equal(await exited, 0);
 });
 
-t.test("node's own pretenuring flag is left as given, --v8-worker-nice 0 leaves the threads alone, and the log says so", async (t) => {
+t.test("node's own pretenuring flag is left as given, --v8-worker-nice 0 leaves V8's workers alone, and the log says so", async (t) => {
   const child = spawn(process.execPath, ['--allocation-site-pretenuring', main, ...base, '--state', `${root}examples/cluster`, '--drain-seconds', '0', '--v8-worker-nice', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => {

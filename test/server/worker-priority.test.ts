@@ -63,7 +63,7 @@ t.test("only V8's workers get the main thread's value plus the increment", async
   t.same(sets, [[102, 5], [103, 5], [104, 5]]);
   t.equal(threads['100']!.nice, 0, 'the main thread keeps its value');
   t.equal(threads['106']!.nice, 0, "libuv's pool keeps its value");
-  t.equal(DEFAULT_V8_WORKER_NICE, 5, 'the documented default');
+  t.equal(DEFAULT_V8_WORKER_NICE, 5, 'the documented default (docs/cli.md, ADR 0012)');
 });
 
 t.test("relative to the main thread's value, capped at 19, and never lowered", async (t) => {

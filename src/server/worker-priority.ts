@@ -128,7 +128,7 @@ export function lowerV8WorkerPriority(increment: number, platform: NodeJS.Platfo
  * `warmUp`, then `after` once it has settled (also when it threw, whose error still goes on), unless
  * the server is stopping by then. serve lowers the workers' priority this way (see the top of this file).
  */
-export function thenUnlessStopping(warmUp: WarmUp, after: () => void): WarmUp {
+export function thenUnlessStopping(warmUp: WarmUp, after: () => void): (shouldStop: () => boolean) => Promise<void> {
   return async (shouldStop) => {
     try {
       await warmUp(shouldStop);

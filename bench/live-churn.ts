@@ -268,10 +268,10 @@ async function main(): Promise<void> {
       controlServer = c.child;
       log('control (state file) ready; one quiet phase (its warm-up, and its figure without churn)');
       controlQuiet = await measured(() => load(c.child.pid, cport, cmetrics), c.child.pid);
-      // Once idle, V8's memory reducer collects (up to twice) about 8 s after a process's last burst of
-      // allocation. Left alone, the control's collections landed in the live server's first churn phase
-      // (--threads showed the control's main thread and V8 workers running 60-77 ms each in that
-      // phase's largest episode, in two runs out of two). Waited out here, outside any phase.
+      // Once idle, V8's memory reducer collects about 8 s after a process's last burst of allocation
+      // (and again later). Waited out here, outside any phase, so that the first of them stays out of
+      // the control's own churn phase; the control is stopped after that phase, which keeps the later
+      // ones out of the live server's (below).
       log(`${CONTROL_SETTLE_MS / 1000} s for the control's idle-time collections`);
       await new Promise((r) => setTimeout(r, CONTROL_SETTLE_MS));
     }

@@ -89,7 +89,8 @@ function podListEncoding(): 'json' | 'protobuf' {
 /** What lowerV8WorkerPriority did: at info, or at warn when it did not take. */
 function logWorkerPriority(priority: WorkerPriority, logger: Logger): void {
   if (typeof priority === 'object' && priority.error !== undefined) {
-    logger.warn({ v8WorkerPriority: priority, hint: "V8's workers keep the main thread's priority; see --v8-worker-nice in docs/cli.md" }, 'V8 worker thread priority');
+    const hint = priority.changed > 0 ? "some of V8's workers keep the main thread's priority" : "V8's workers keep the main thread's priority";
+    logger.warn({ v8WorkerPriority: priority, hint: `${hint}; see --v8-worker-nice in docs/cli.md` }, 'V8 worker thread priority');
   } else {
     logger.info({ v8WorkerPriority: priority }, 'V8 worker thread priority');
   }

@@ -31,7 +31,7 @@ import type { WarmUp } from './plugins/health.ts';
 /**
  * How many nice steps above the main thread V8's workers run unless --v8-worker-nice says otherwise.
  * At 50k pods it kept the served worst cases under 100 ms in most runs where the default missed them
- * all, for 20-30 MB more peak RSS at full throughput (ADR 0012); 0 gives V8's default back.
+ * all, for 20-35 MB more peak RSS at full throughput (ADR 0012); 0 gives V8's default back.
  */
 export const DEFAULT_V8_WORKER_NICE = 5;
 

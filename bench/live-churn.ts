@@ -10,8 +10,9 @@
 //     meshguard's CPU time and the load average in each phase;
 //   - the control (--control, on by default): a second meshguard serving the same cluster from a file,
 //     loaded the same way under the same churn (after the first quiet phase, before the live server's
-//     first churn phase; then stopped, so its idle-time collections stay out of the pairs), so that what the churn costs the machine (kube-apiserver,
-//     etcd, the writers on the same two cores) can be told from what the events cost meshguard.
+//     first churn phase; then stopped, so its idle-time collections stay out of the pairs), so that
+//     what the churn costs the machine (kube-apiserver, etcd, the writers on the same two cores) can
+//     be told from what the events cost meshguard.
 // The changes come from --writers concurrent writers, at most one change in flight each.
 // With --threads, bench/thread-sampler.ts samples every thread of meshguard, the control, the load
 // generator, this process (the proxy), kube-apiserver and etcd, and each slow episode of 20+ requests
@@ -252,9 +253,9 @@ async function main(): Promise<void> {
     const quietLoop = await eventLoopSince(server, probe);
 
     // The control: a second meshguard serving the same cluster from a file (no watch events), loaded
-    // under the same churn next (before the live server's churn phase), so that what the churn costs the machine (apiserver, etcd and the
-    // writers; with --inject, the proxy and the live server applying the events) can be told from what
-    // its events cost meshguard.
+    // under the same churn next (before the live server's churn phase), so that what the churn costs
+    // the machine (apiserver, etcd and the writers; with --inject, the proxy and the live server
+    // applying the events) can be told from what its events cost meshguard.
     let control: { child: ChildProcess; port: number; metricsPort: number } | undefined;
     let controlQuiet: Record<string, unknown> | undefined;
     if (values.control) {

@@ -20,6 +20,7 @@ import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:f
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 
+import { V8_WORKER_THREAD_NAME } from '../src/server/worker-priority.ts';
 import type { SlowEpisode } from './load-loops.ts';
 
 /** One watched process: by pid, or by a substring of its command line. */
@@ -56,7 +57,7 @@ export function parseWatch(arg: string): Watch {
 
 export function threadClass(comm: string, isMain: boolean): ThreadClass {
   if (isMain) return 'main';
-  if (comm.startsWith('V8Worker')) return 'v8';
+  if (comm.startsWith(V8_WORKER_THREAD_NAME)) return 'v8';
   if (comm.startsWith('libuv-worker')) return 'libuv';
   return 'other';
 }

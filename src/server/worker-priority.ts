@@ -39,7 +39,7 @@ export const DEFAULT_V8_WORKER_NICE = 5;
 const NICE_MAX = 19;
 
 /** The name Node gives V8's platform worker threads (the kernel keeps 15 bytes of a thread's name). */
-const WORKER_NAME = 'V8Worker';
+export const V8_WORKER_THREAD_NAME = 'V8Worker';
 
 /** What serve did, for its log: 'off' for --v8-worker-nice 0, 'unsupported' off Linux. */
 export type WorkerPriority =
@@ -58,21 +58,20 @@ export type WorkerPriority =
 
 /** The system calls, replaceable in tests. */
 export interface PriorityCalls {
-  readonly taskDir: string;
   /** This process's id, which must be among the thread ids listed (else /proc shows another PID namespace). */
   readonly pid: number;
-  readonly threads: (dir: string) => string[];
-  readonly threadName: (dir: string, tid: string) => string;
+  /** This process's thread ids, as /proc/self/task lists them. */
+  readonly threads: () => string[];
+  readonly threadName: (tid: string) => string;
   /** A thread's nice value (0: the calling thread). */
   readonly get: (tid: number) => number;
   readonly set: (tid: number, nice: number) => void;
 }
 
 const linuxCalls: PriorityCalls = {
-  taskDir: '/proc/self/task',
   pid: process.pid,
-  threads: (dir) => readdirSync(dir),
-  threadName: (dir, tid) => readFileSync(`${dir}/${tid}/comm`, 'utf8').trim(),
+  threads: () => readdirSync('/proc/self/task'),
+  threadName: (tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim(),
   get: (tid) => getPriority(tid),
   set: (tid, nice) => setPriority(tid, nice),
 };
@@ -95,7 +94,7 @@ export function lowerV8WorkerPriority(increment: number, platform: NodeJS.Platfo
   let tids: string[];
   let nice: number;
   try {
-    tids = calls.threads(calls.taskDir);
+    tids = calls.threads();
     nice = Math.min(NICE_MAX, calls.get(0) + increment);
   } catch (e) {
     return { threads: 0, changed: 0, error: codeOf(e) };
@@ -109,7 +108,7 @@ export function lowerV8WorkerPriority(increment: number, platform: NodeJS.Platfo
   for (const tid of tids) {
     if (!/^\d+$/.test(tid)) continue;
     try {
-      if (!calls.threadName(calls.taskDir, tid).startsWith(WORKER_NAME)) continue;
+      if (!calls.threadName(tid).startsWith(V8_WORKER_THREAD_NAME)) continue;
       threads++;
       if (calls.get(Number(tid)) >= nice) continue;
       calls.set(Number(tid), nice);
@@ -120,7 +119,7 @@ export function lowerV8WorkerPriority(increment: number, platform: NodeJS.Platfo
       if (code !== 'ENOENT' && code !== 'ESRCH') error ??= code;
     }
   }
-  if (threads === 0) error ??= `no ${WORKER_NAME} threads`;
+  if (threads === 0) error ??= `no ${V8_WORKER_THREAD_NAME} threads`;
   return { nice, threads, changed, ...(error !== undefined ? { error } : {}) };
 }
 

@@ -26,10 +26,9 @@ function systemError(code: string): Error {
 function fake(threads: Record<string, FakeThread>): { calls: PriorityCalls; sets: [number, number][] } {
   const sets: [number, number][] = [];
   const calls: PriorityCalls = {
-    taskDir: '/proc/self/task',
     pid: 100,
     threads: () => Object.keys(threads),
-    threadName: (_dir, tid) => {
+    threadName: (tid) => {
       const th = threads[tid]!;
       if (th.ends === 'name') throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
       return th.name;
